@@ -11,6 +11,12 @@
  * INITIALIZE UPDATE.
  *
  * Objects are not thread-safe; one session object per channel.
+ *
+ * Output buffers follow the usual rule (len in = capacity, out = bytes
+ * written; OT_E_BUF_SMALL reports the size needed and changes no state). A
+ * wrapped command needs at most n + SCP03_WRAP_OVERHEAD bytes, a wrapped
+ * response n + 2 + SCP03_RESP_OVERHEAD; an unwrapped command or response is
+ * never longer than its secured form.
  */
 #ifndef OT_CRYPTO_SCP03_H
 #define OT_CRYPTO_SCP03_H
@@ -33,11 +39,12 @@
 #define SCP03_I_RMAC   0x20u /* R-MAC supported */
 #define SCP03_I_RENC   0x40u /* R-ENCRYPTION supported (with R-MAC) */
 
-#define SCP03_KDD_LEN      10u
-#define SCP03_MAX_KEY      32u
-#define SCP03_SEQ_MAX      0xFFFFFFu
-/* A wrapped command grows by at most 16 (padding) + 16 (S16 MAC) + 2 (Lc becomes extended). */
-#define SCP03_WRAP_OVERHEAD 34u
+#define SCP03_KDD_LEN 10u
+#define SCP03_MAX_KEY 32u
+#define SCP03_SEQ_MAX 0xFFFFFFu
+/* A wrapped command grows by at most 16 (padding) + 16 (S16 MAC) + 2 (Lc becomes
+ * extended) + 1 (a short Le becomes the 2-byte extended form). */
+#define SCP03_WRAP_OVERHEAD 35u
 /* A wrapped response grows by at most 16 (padding) + 16 (S16 R-MAC). */
 #define SCP03_RESP_OVERHEAD 32u
 
@@ -84,31 +91,43 @@ ot_err scp03_host_on_external_authenticate(struct scp03_host *h, const uint8_t *
 
 /* Wraps a plain C-APDU (any of the seven cases; CLA carries the channel) into
  * its secured form according to the session's level. Level 00 still counts the
- * command (encryption counter). No open channel: OT_E_NO_CHANNEL. */
+ * command (encryption counter). No open channel: OT_E_NO_CHANNEL. The output
+ * is extended when the secured Lc exceeds 255 or cmd was extended; a command
+ * with Le goes out with Le = 00 (0000 when extended). cmd already carrying SM:
+ * OT_E_ARG; malformed cmd: apdu_parse()'s error; secured Lc > 65535:
+ * OT_E_RANGE. out may equal cmd. */
 ot_err scp03_host_wrap(struct scp03_host *h, const uint8_t *cmd, size_t n, uint8_t *out,
                        size_t *out_len);
 
 /* Unwraps an R-APDU for the command last wrapped: verifies the R-MAC
  * (OT_E_RMAC), decrypts R-ENC data (OT_E_PADDING on bad padding), outputs
- * plain data + SW. Responses with an error SW carry no MAC and pass through. */
+ * plain data + SW. Responses with an error SW carry no MAC and pass through.
+ * A success SW without room for the R-MAC: OT_E_APDU_LEN. These failures end
+ * the host session (scp03_host_is_open false). With R-ENC, out must not
+ * overlap resp (OT_E_ARG). */
 ot_err scp03_host_unwrap(struct scp03_host *h, const uint8_t *resp, size_t n, uint8_t *out,
                          size_t *out_len);
 
 bool scp03_host_is_open(const struct scp03_host *h);
 uint8_t scp03_host_level(const struct scp03_host *h);
-uint8_t scp03_host_i(const struct scp03_host *h);      /* from the card's answer */
-uint32_t scp03_host_seq(const struct scp03_host *h);   /* card's counter, pseudo-random mode */
+uint8_t scp03_host_i(const struct scp03_host *h);    /* from the card's answer */
+uint32_t scp03_host_seq(const struct scp03_host *h); /* card's counter, pseudo-random mode */
 /* The key diversification data the card sent (10 bytes), for back ends that
  * diversify static keys. */
 const uint8_t *scp03_host_kdd(const struct scp03_host *h);
+/* Copies the session keys (key_len bytes each; NULL pointers are skipped) for
+ * diagnostics and test vectors; available once the card cryptogram verified,
+ * else OT_E_STATE. */
+ot_err scp03_host_session_keys(const struct scp03_host *h, uint8_t *s_enc, uint8_t *s_mac,
+                               uint8_t *s_rmac, size_t *key_len);
 
 /* ---------------------------------------------------------------- card side */
 
 struct scp03_card_cfg {
-    uint8_t i_param;             /* the card's i (S16, pseudo-random, R-MAC, R-ENC bits) */
-    uint8_t kdd[SCP03_KDD_LEN];  /* key diversification data sent in INITIALIZE UPDATE */
-    const uint8_t *sd_aid;       /* AID of the SD opening the channel (pseudo-random challenge) */
-    size_t sd_aid_len;           /* 5..16 */
+    uint8_t i_param;            /* the card's i (S16, pseudo-random, R-MAC, R-ENC bits) */
+    uint8_t kdd[SCP03_KDD_LEN]; /* key diversification data sent in INITIALIZE UPDATE */
+    const uint8_t *sd_aid;      /* AID of the SD opening the channel (pseudo-random challenge) */
+    size_t sd_aid_len;          /* 5..16 */
 };
 
 struct scp03_card;
@@ -132,15 +151,23 @@ ot_err scp03_card_external_authenticate(struct scp03_card *c, const uint8_t *cmd
 
 /* Unwraps a secured C-APDU: checks the protection it must carry for the
  * session's level (OT_E_SEC_LEVEL), the C-MAC (OT_E_CMAC), replay of an
- * already accepted command (OT_E_REPLAY) and decrypts (OT_E_PADDING). Writes
- * the plain C-APDU (SM bit cleared, channel kept). Every failure aborts the
- * session (the card then answers 6982 until a new INITIALIZE UPDATE). A
- * command without SM while the session is open: OT_E_SEC_LEVEL (abort too). */
+ * already accepted command (OT_E_REPLAY, reported instead of OT_E_CMAC when
+ * the command repeats the last accepted C-MAC) and decrypts (OT_E_PADDING).
+ * Lc not matching the length: OT_E_APDU_LEN. Writes the plain C-APDU (SM bit
+ * cleared, channel kept, same short/extended form; Le kept). Every failure
+ * aborts the session (the card then answers 6982 until a new INITIALIZE
+ * UPDATE; later calls give OT_E_NO_CHANNEL). A command without SM while the
+ * session is open: OT_E_SEC_LEVEL (abort too). Exceptions that leave the
+ * session alone: OT_E_BUF_SMALL (capacity n always suffices) and out == cmd
+ * (OT_E_ARG). At level 00 commands pass unchanged (and are counted). */
 ot_err scp03_card_unwrap(struct scp03_card *c, const uint8_t *cmd, size_t n, uint8_t *out,
                          size_t *out_len);
 
 /* Wraps response data and SW for the command last unwrapped (R-ENC, R-MAC per
- * level; only for SW 9000/62xx/63xx, others go out as SW alone). */
+ * level; only for SW 9000/62xx/63xx, others go out as SW alone). Without an
+ * open session, below R-MAC level, or for a response to EXTERNAL AUTHENTICATE
+ * (no command unwrapped since) data and SW go out as given. out may equal
+ * data. */
 ot_err scp03_card_wrap(struct scp03_card *c, const uint8_t *data, size_t n, uint16_t sw,
                        uint8_t *out, size_t *out_len);
 
