@@ -138,19 +138,25 @@ static void test_header_codes(void **state)
     assert_non_null(f);
     while (fgets(line, sizeof line, f)) {
         char name[64];
-        int value = -1;
-        if (sscanf(line, " %63[A-Z0-9_] = %d", name, &value) != 2) {
+        size_t k = 0;
+        const char *p = line + strspn(line, " ");
+        while (k + 1 < sizeof name
+               && ((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')) {
+            name[k++] = *p++;
+        }
+        name[k] = '\0';
+        if (strncmp(name, "OT_", 3) != 0 || strncmp(p, " = ", 3) != 0) {
             continue;
         }
-        if (strncmp(name, "OT_", 3) != 0) {
-            continue;
-        }
-        print_message("%s = %d\n", name, value);
+        char *end = NULL;
+        long value = strtol(p + 3, &end, 10);
+        assert_true(end != p + 3 && *end == ',');
+        print_message("%s = %ld\n", name, value);
         assert_string_equal(ot_errname((ot_err)value), name);
         assert_string_not_equal(ot_strerror((ot_err)value), "unknown error");
         seen++;
     }
-    fclose(f);
+    assert_int_equal(fclose(f), 0);
     assert_true(seen >= ARRAY_SIZE(codes));
 }
 
