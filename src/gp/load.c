@@ -62,7 +62,7 @@ ot_err load_iter_next(struct load_iter *it, uint8_t *apdu, size_t *apdu_len, boo
     bool is_last = it->off + n == it->len;
     buf_wr_init(&w, apdu, *apdu_len);
     buf_wr_u8(&w, it->cla);
-    buf_wr_u8(&w, GP_INS_LOAD);
+    buf_wr_u8(&w, LOAD_INS);
     buf_wr_u8(&w, is_last ? LOAD_P1_LAST : LOAD_P1_MORE);
     /* Block numbers wrap after FF (see load.h). */
     buf_wr_u8(&w, (uint8_t)(it->index & 0xFFu));

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GP_INS_LOAD        0xE8u /* GPCS 11.6 */
+#define LOAD_INS           0xE8u /* GPCS 11.6 */
 #define LOAD_P1_MORE       0x00u /* GPCS Table 11-57: more blocks */
 #define LOAD_P1_LAST       0x80u /* GPCS Table 11-57: last block */
 #define LOAD_MAX_BLOCK     255u  /* short Lc */
