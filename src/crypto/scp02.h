@@ -81,9 +81,19 @@ void scp02_host_free(struct scp02_host *h); /* NULL: no-op */
 ot_err scp02_host_initialize_update(struct scp02_host *h, uint8_t ch, const uint8_t *host_chal,
                                     uint8_t *apdu, size_t *apdu_len);
 
+/* Replaces the static key set; allowed before a session answer was accepted
+ * (after scp02_host_initialize_update() too), else OT_E_STATE. With
+ * scp02_resp_kdd() this lets a back end diversify the keys from the KDD of
+ * the very answer it is about to check. */
+ot_err scp02_host_set_keys(struct scp02_host *h, const struct scp02_keyset *keys);
+
+/* Extracts the 10-byte KDD from an INITIALIZE UPDATE R-APDU (data + SW),
+ * with the SW and length checks of scp02_host_on_initialize_update(). */
+ot_err scp02_resp_kdd(const uint8_t *resp, size_t len, uint8_t kdd[SCP02_KDD_LEN]);
+
 /* Consumes the INITIALIZE UPDATE R-APDU (data + SW). A non-9000 SW gives its
- * sw_to_err() code. Then checks the length (OT_E_TRUNCATED short,
- * OT_E_TRAILING long), the SCP identifier 02 (OT_E_UNSUPPORTED) and the KVN
+ * sw_to_err() code. Then checks the length (not 28 data bytes:
+ * OT_E_APDU_LEN), the SCP identifier 02 (OT_E_UNSUPPORTED) and the KVN
  * when the key set names one (kvn != 0; mismatch OT_E_KEY); derives the
  * session keys from the sequence counter and verifies the card cryptogram
  * (OT_E_CARD_CRYPTOGRAM). With a last sequence counter set (below), a counter
@@ -120,7 +130,8 @@ ot_err scp02_host_wrap(struct scp02_host *h, const uint8_t *cmd, size_t n, uint8
  * last 8 data bytes are the R-MAC (OT_E_RMAC when it does not verify); the
  * output is data + SW without it. A bare status word that is neither 9000 nor
  * a warning means the card dropped the channel: it passes through and the
- * host session closes. Without R-MAC the response is copied. Errors: no open
+ * host session closes. An R-MAC that does not verify also closes the host
+ * session. Without R-MAC the response is copied. Errors: no open
  * channel OT_E_NO_CHANNEL; no command wrapped since the last unwrap (R-MAC
  * levels) OT_E_STATE; n < 2 OT_E_APDU_LEN. */
 ot_err scp02_host_unwrap(struct scp02_host *h, const uint8_t *resp, size_t n, uint8_t *out,
@@ -137,6 +148,12 @@ const uint8_t *scp02_host_kdd(const struct scp02_host *h);
  * INITIALIZE UPDATE answer has been accepted. Valid until the next
  * INITIALIZE UPDATE or free. */
 const uint8_t *scp02_host_session_dek(const struct scp02_host *h);
+
+/* Copies the session keys (16 bytes each; NULL pointers are skipped) for
+ * diagnostics and test vectors; available once the card cryptogram verified,
+ * else OT_E_STATE. */
+ot_err scp02_host_session_keys(const struct scp02_host *h, uint8_t *s_enc, uint8_t *s_cmac,
+                               uint8_t *s_rmac, uint8_t *s_dek);
 
 /* ---------------------------------------------------------------- card side */
 
@@ -175,9 +192,10 @@ ot_err scp02_card_external_authenticate(struct scp02_card *c, const uint8_t *cmd
  * session's level (OT_E_SEC_LEVEL), decrypts C-DEC data (OT_E_PADDING), checks
  * the C-MAC (OT_E_CMAC; OT_E_REPLAY when the command is the previous accepted
  * one sent again). Writes the plain C-APDU (SM indication cleared, channel
- * kept). Every failure aborts the session; afterwards and before any session:
- * OT_E_NO_CHANNEL. A command with SM indicated at level 00/10, or without it
- * at a C-MAC level: OT_E_SEC_LEVEL (abort too). */
+ * kept; out_len: capacity in, bytes out; n always suffices). Every failure
+ * except OT_E_BUF_SMALL (nothing consumed, retry) aborts the session; afterwards and before any
+ * session: OT_E_NO_CHANNEL. A command with SM indicated at level 00/10, or without it at a C-MAC
+ * level: OT_E_SEC_LEVEL (abort too). */
 ot_err scp02_card_unwrap(struct scp02_card *c, const uint8_t *cmd, size_t n, uint8_t *out,
                          size_t *out_len);
 
