@@ -2,6 +2,7 @@
  *
  * Besides "no crash, no sanitizer report", it checks properties that must
  * hold for any input, and aborts when one does not:
+ *   - when tlv_walk_all accepts the input, tlv_next reads it to the end;
  *   - tlv_find_path along the chain of first children finds the same object
  *     the cursor walk found;
  *   - every top-level TLV re-encoded with tlv_put, and with tlv_open/close,
@@ -119,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct buf_rd r;
     struct tlv t;
-    (void)tlv_walk_all(data, size);
+    ot_err walk = tlv_walk_all(data, size);
     fuzz_first_chain(data, size);
     fuzz_tail_path(data, size);
     buf_rd_init(&r, data, size);
@@ -134,5 +135,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(t.hdr_len >= 2 && t.hdr_len <= TLV_MAX_HDR);
         fuzz_reencode(&t);
     }
+    check(walk != OT_OK || r.left == 0); /* a valid sequence parses to its end */
     return 0;
 }
