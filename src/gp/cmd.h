@@ -204,7 +204,7 @@ struct gp_status_query {
     bool next;          /* P2.b1: get next (not with P1 80: OT_E_ARG) */
     const uint8_t *aid; /* search qualifier 4F (0-16 bytes, prefix match; 0 = all) */
     size_t aid_len;
-    const uint32_t *tags; /* tag list 5C (NULL = none); tags of 1-3 bytes */
+    const uint32_t *tags; /* tag list 5C: NULL = none, ntags 0 = "5C 00"; 1-3 byte tags */
     size_t ntags;
 };
 

@@ -138,9 +138,10 @@ struct gp_cplc {
 };
 
 /* Accepts the bare 42 bytes, or the TLV 9F7F 2A <42 bytes> (GP CLA response).
- * Bare input shorter than 42: OT_E_TRUNCATED, longer: OT_E_TRAILING (unless it
- * starts with 9F 7F: then TLV rules apply and a value that is not 42 bytes is
- * OT_E_FORMAT). */
+ * Exactly 42 bytes are always read as the bare form. Any other input starting
+ * with 9F 7F follows TLV rules (OT_E_TLV, OT_E_TRAILING) and a value that is
+ * not 42 bytes is OT_E_FORMAT; otherwise shorter than 42 is OT_E_TRUNCATED and
+ * longer OT_E_TRAILING. */
 ot_err gp_parse_cplc(const uint8_t *p, size_t n, struct gp_cplc *out);
 /* One "Name=HEX" line per field, dates with their decoded year digit and day
  * ("OSReleaseDate=1234 (year x1, day 234)"). NUL-terminated; len in =
