@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #ifndef OT_LOG_COMPONENT
 #    define OT_LOG_COMPONENT "ot"
