@@ -720,6 +720,9 @@ ot_err scp03_host_unwrap(struct scp03_host *h, const uint8_t *resp, size_t n, ui
     }
     s = &h->s;
     if (n < 2) {
+        if (!(s->level & SCP03_LVL_RMAC)) {
+            return OT_E_APDU_LEN; /* malformed, but nothing was protected */
+        }
         OT_FAIL(OT_E_APDU_LEN);
     }
     sw = ot_get_u16be(resp + n - 2);

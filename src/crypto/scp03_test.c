@@ -577,6 +577,8 @@ enum neg {
     NEG_CMAC,
     NEG_RMAC,
     NEG_RMAC_MISSING,
+    NEG_RMAC_SHORT,
+    NEG_RESP_ONE_BYTE,
     NEG_REPLAY,
     NEG_OUT_OF_ORDER,
     NEG_IU_REPLAY_SET,
@@ -614,6 +616,9 @@ static const struct {
     {"bad R-MAC", NEG_RMAC, 0x70, 0x11, OT_E_RMAC},
     {"bad R-MAC level 33", NEG_RMAC, 0x61, 0x33, OT_E_RMAC},
     {"response too short for its R-MAC", NEG_RMAC_MISSING, 0x20, 0x11, OT_E_APDU_LEN},
+    {"7 data bytes where the R-MAC needs 8", NEG_RMAC_SHORT, 0x20, 0x11, OT_E_APDU_LEN},
+    {"15 data bytes where the R-MAC needs 16", NEG_RMAC_SHORT, 0x21, 0x11, OT_E_APDU_LEN},
+    {"one-byte response at level 01", NEG_RESP_ONE_BYTE, 0x00, 0x01, OT_E_APDU_LEN},
     {"replayed command", NEG_REPLAY, 0x70, 0x03, OT_E_REPLAY},
     {"replayed command S16", NEG_REPLAY, 0x31, 0x13, OT_E_REPLAY},
     {"skipped command", NEG_OUT_OF_ORDER, 0x70, 0x01, OT_E_CMAC},
@@ -732,8 +737,27 @@ static void test_negative(void **state)
         case NEG_RMAC_MISSING:
             fx_open(&f, neg_rows[r].level, 0);
             an = wrap_hex(&f, PLAIN_C2, a);
-            /* 9000 alone cannot carry an R-MAC; 7 bytes + 9000 neither */
+            /* 9000 alone cannot carry an R-MAC */
             got = scp03_host_unwrap(f.h, (const uint8_t *)"\x90\x00", 2, c2, &cn);
+            assert_false(scp03_host_is_open(f.h));
+            break;
+        case NEG_RMAC_SHORT:
+            fx_open(&f, neg_rows[r].level, 0);
+            an = wrap_hex(&f, PLAIN_C2, a);
+            /* one byte less than the R-MAC, then 9000 */
+            bn = f.s16 ? 15 : 7;
+            memset(b, 0x5A, bn);
+            b[bn++] = 0x90;
+            b[bn++] = 0x00;
+            got = scp03_host_unwrap(f.h, b, bn, c2, &cn);
+            assert_false(scp03_host_is_open(f.h));
+            break;
+        case NEG_RESP_ONE_BYTE:
+            /* malformed, but at a level without R-MAC the channel stays */
+            fx_open(&f, neg_rows[r].level, 0);
+            an = wrap_hex(&f, PLAIN_C2, a);
+            got = scp03_host_unwrap(f.h, (const uint8_t *)"\x90", 1, c2, &cn);
+            assert_true(scp03_host_is_open(f.h));
             break;
         case NEG_REPLAY:
             fx_open(&f, neg_rows[r].level, 0);
