@@ -38,6 +38,10 @@ static void check(const char *desc, ot_err got, const uint8_t *out, size_t len, 
     if (want != OT_OK) {
         return;
     }
+    if (!want_hex) {
+        assert_int_equal(out[4] + 6u, len); /* only the size is checked */
+        return;
+    }
     uint8_t exp[BUF];
     size_t n = unhex(want_hex, exp, sizeof exp);
     if (len != n || memcmp(out, exp, n) != 0) {
@@ -137,6 +141,26 @@ static void test_get_status(void **state)
         ot_err e = gp_cmd_get_status(status_rows[i].ch, &q, out, &len);
         check(status_rows[i].desc, e, out, len, status_rows[i].want, status_rows[i].hex);
     }
+    /* Empty tag list "5C 00", a 3-byte tag, and an invalid tag value. */
+    static const uint32_t t3[] = {0xDF8101};
+    static const uint32_t t0[] = {0};
+    struct gp_status_query q = {.p1 = 0x40, .tlv = true, .tags = t3, .ntags = 0};
+    uint8_t out[BUF];
+    size_t len = sizeof out;
+    ot_err e = gp_cmd_get_status(0, &q, out, &len);
+    check("empty tag list", e, out, len, OT_OK, "80F24002044F005C0000");
+    q.ntags = 1;
+    len = sizeof out;
+    e = gp_cmd_get_status(0, &q, out, &len);
+    check("3-byte tag", e, out, len, OT_OK, "80F24002074F005C03DF810100");
+    q.tags = t0;
+    len = sizeof out;
+    assert_int_equal(gp_cmd_get_status(0, &q, out, &len), OT_E_ARG);
+    /* BF 0C ends after two bytes: BF0C21 is not a tag. */
+    static const uint32_t tbad[] = {0xBF0C21};
+    q.tags = tbad;
+    len = sizeof out;
+    assert_int_equal(gp_cmd_get_status(0, &q, out, &len), OT_E_ARG);
 }
 
 static void test_install_params(void **state)
@@ -363,6 +387,7 @@ static void test_delete(void **state)
     uint8_t elf[7] = {0xA0, 0, 0, 0, 0x03, 0x53, 0x50};
     uint8_t crt[3] = {0x42, 0x01, 0xAA};
     uint8_t tok[4] = {1, 2, 3, 4};
+    static const uint8_t big[250];
     uint8_t out[BUF];
     size_t len;
     struct {
@@ -390,6 +415,16 @@ static void test_delete(void **state)
          "82E48000094F07A000000003535000"},
         {"no aid", {.aid = NULL, .aid_len = 0}, 0, OT_E_ARG, NULL},
         {"short aid", {.aid = elf, .aid_len = 4}, 0, OT_E_RANGE, NULL},
+        {"token too long",
+         {.aid = elf, .aid_len = 7, .token = big, .token_len = 244},
+         0,
+         OT_E_TOO_LONG,
+         NULL},
+        {"token at the limit",
+         {.aid = elf, .aid_len = 7, .token = big, .token_len = 243},
+         0,
+         OT_OK,
+         NULL},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         len = sizeof out;
