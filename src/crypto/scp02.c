@@ -323,21 +323,27 @@ static ot_err scp02_next_icv(struct scp02_sess *s, bool icv_enc, uint8_t icv[SCP
 
 /* Starts the R-MAC of one command: ICV = previous R-MAC, then the stripped
  * command CLA INS P1 P2 Lc data (Lc 00 without data) (GPCS E.4.5). */
-static ot_err scp02_rmac_start(struct scp02_sess *s, uint8_t cla0, const struct apdu *plain)
+static ot_err scp02_rmac_start(struct scp02_sess *s, uint8_t cla0, const struct apdu *plain,
+                               struct scp02_mac *m)
 {
     ot_err err = OT_OK;
     EVP_CIPHER_CTX *mid = s->cx[SCP02_CX_RMAC1];
-    struct scp02_mac m;
     uint8_t hdr[5] = {cla0, plain->ins, plain->p1, plain->p2, (uint8_t)plain->nc};
 
-    scp02_mac_init(&m, s->rmac_icv);
-    OT_TRY(scp02_mac_update(&m, mid, hdr, sizeof hdr));
-    OT_TRY(scp02_mac_update(&m, mid, plain->data, plain->nc));
-    s->rm = m;
-    s->rm_pending = true;
+    scp02_mac_init(m, s->rmac_icv);
+    OT_TRY(scp02_mac_update(m, mid, hdr, sizeof hdr));
+    OT_TRY(scp02_mac_update(m, mid, plain->data, plain->nc));
 out:
-    ot_mem_wipe(&m, sizeof m);
     return err;
+}
+
+/* Commits a started R-MAC (after the output is written: the input may have
+ * been overwritten by then, so the state is computed before). */
+static void scp02_rmac_commit(struct scp02_sess *s, struct scp02_mac *m)
+{
+    s->rm = *m;
+    s->rm_pending = true;
+    ot_mem_wipe(m, sizeof *m);
 }
 
 /* Finishes the R-MAC with Li || data || SW. */
@@ -671,6 +677,7 @@ ot_err scp02_host_wrap(struct scp02_host *h, const uint8_t *cmd, size_t n, uint8
     uint8_t mac[SCP02_BLK];
     uint8_t body[SCP02_MAX_LC];
     size_t body_n = 0;
+    struct scp02_mac rm;
 
     if (h == NULL || cmd == NULL || out_len == NULL) {
         return OT_E_ARG;
@@ -695,7 +702,8 @@ ot_err scp02_host_wrap(struct scp02_host *h, const uint8_t *cmd, size_t n, uint8
             OT_FAIL(OT_E_BUF_SMALL);
         }
         if (s->level & SCP02_LVL_RMAC) {
-            OT_TRY(scp02_rmac_start(s, cla0, &a));
+            OT_TRY(scp02_rmac_start(s, cla0, &a, &rm));
+            scp02_rmac_commit(s, &rm);
         }
         scp02_copy_out(out, cmd, n);
         *out_len = n;
@@ -727,14 +735,18 @@ ot_err scp02_host_wrap(struct scp02_host *h, const uint8_t *cmd, size_t n, uint8
     w.data = body;
     w.nc = body_n + SCP02_MAC_LEN;
     OT_TRY(apdu_cla_with_channel(mac_cla, ch, &w.cla));
+    if (s->level & SCP02_LVL_RMAC) {
+        OT_TRY(scp02_rmac_start(s, cla0, &a, &rm)); /* before out overwrites cmd */
+    }
     OT_TRY(apdu_encode(&w, out, out_len));
     /* committed only once the command is out */
     memcpy(s->icv, mac, SCP02_BLK);
     if (s->level & SCP02_LVL_RMAC) {
-        OT_TRY(scp02_rmac_start(s, cla0, &a));
+        scp02_rmac_commit(s, &rm);
     }
 out:
     ot_mem_wipe(body, sizeof body);
+    ot_mem_wipe(&rm, sizeof rm);
     return err;
 }
 
@@ -1126,6 +1138,7 @@ ot_err scp02_card_unwrap(struct scp02_card *c, const uint8_t *cmd, size_t n, uin
     uint8_t plain[SCP02_MAX_LC];
     size_t body = 0;
     size_t plain_n = 0;
+    struct scp02_mac rm;
 
     if (c == NULL || cmd == NULL || out_len == NULL) {
         return OT_E_ARG;
@@ -1148,7 +1161,8 @@ ot_err scp02_card_unwrap(struct scp02_card *c, const uint8_t *cmd, size_t n, uin
             OT_FAIL(OT_E_BUF_SMALL);
         }
         if (s->level & SCP02_LVL_RMAC) {
-            OT_TRY(scp02_rmac_start(s, cla0, &a));
+            OT_TRY(scp02_rmac_start(s, cla0, &a, &rm));
+            scp02_rmac_commit(s, &rm);
         }
         scp02_copy_out(out, cmd, n);
         *out_len = n;
@@ -1189,11 +1203,14 @@ ot_err scp02_card_unwrap(struct scp02_card *c, const uint8_t *cmd, size_t n, uin
     }
     cla0 = (uint8_t)(cla0 & ~SCP02_CLA_SM_MASK);
     OT_TRY(apdu_cla_with_channel(cla0, ch, &p.cla));
-    OT_TRY(apdu_encode(&p, out, out_len));
-    memcpy(s->prev_icv, icv, SCP02_BLK);
-    memcpy(s->icv, a.data + body, SCP02_BLK);
     if (s->level & SCP02_LVL_RMAC) {
-        OT_TRY(scp02_rmac_start(s, cla0, &p));
+        OT_TRY(scp02_rmac_start(s, cla0, &p, &rm));
+    }
+    OT_TRY(apdu_encode(&p, out, out_len)); /* may overwrite cmd */
+    memcpy(s->prev_icv, icv, SCP02_BLK);
+    memcpy(s->icv, mac, SCP02_BLK); /* equal to the received C-MAC */
+    if (s->level & SCP02_LVL_RMAC) {
+        scp02_rmac_commit(s, &rm);
     }
 out:
     /* every failure aborts the session, except an output buffer too small:
@@ -1203,6 +1220,7 @@ out:
         scp02_card_reset(c);
     }
     ot_mem_wipe(plain, sizeof plain);
+    ot_mem_wipe(&rm, sizeof rm);
     return err;
 }
 

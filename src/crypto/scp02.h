@@ -14,6 +14,8 @@
  * contexts: they are created once per session object (_new) and re-keyed at
  * INITIALIZE UPDATE.
  *
+ * wrap and unwrap may write their output over their input (out == cmd/resp).
+ *
  * Objects are not thread-safe; one session object per channel.
  */
 #ifndef OT_CRYPTO_SCP02_H

@@ -1319,6 +1319,34 @@ static void test_session_dek(void **state)
     pair_free(&p);
 }
 
+/* wrap and unwrap work in place (out == input) on both sides. */
+static void test_in_place(void **state)
+{
+    static const uint8_t cmd[] = {0x80, 0xE2, 0x90, 0x00, 0x09, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x00};
+    static const uint8_t data[] = {0xAA, 0xBB, 0xCC};
+    uint8_t buf[BUF];
+    size_t n = sizeof buf;
+    struct pair p;
+
+    (void)state;
+    pair_new(&p, 0x35);
+    pair_open(&p, 1, 0x13);
+    memcpy(buf, cmd, sizeof cmd);
+    buf[0] = 0x81;
+    assert_int_equal(scp02_host_wrap(p.h, buf, sizeof cmd, buf, &n), OT_OK);
+    assert_int_equal(buf[0], 0x85);
+    assert_int_equal(scp02_card_unwrap(p.c, buf, n, buf, &n), OT_OK);
+    assert_int_equal(n, sizeof cmd);
+    assert_int_equal(buf[0], 0x81);
+    assert_memory_equal(buf + 1, cmd + 1, sizeof cmd - 1);
+    memcpy(buf, data, sizeof data);
+    n = sizeof buf;
+    assert_int_equal(scp02_card_wrap(p.c, buf, sizeof data, 0x9000, buf, &n), OT_OK);
+    assert_int_equal(scp02_host_unwrap(p.h, buf, n, buf, &n), OT_OK);
+    assert_hex(buf, n, "AABBCC9000");
+    pair_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1339,6 +1367,7 @@ int main(void)
         cmocka_unit_test(test_host_wrap_limits),
         cmocka_unit_test(test_sequence_counter),
         cmocka_unit_test(test_session_dek),
+        cmocka_unit_test(test_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
