@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -831,13 +832,200 @@ static void test_plain_relay(void **state)
     gp_session_free(s);
 }
 
+/* ------------------------------------------------------------ published vector */
+
+static void hex_in(const char *h, uint8_t *out, size_t *n)
+{
+    size_t k = 0;
+    for (; h[0] && h[1]; h += 2) {
+        unsigned v = 0;
+        assert_int_equal(sscanf(h, "%2x", &v), 1);
+        out[k++] = (uint8_t)v;
+    }
+    *n = k;
+}
+
+/* pySim SCP03_Test_AES128_03 (reference 5.8 vector A) driven through the
+ * session's steps: the C-APDUs must be the published bytes. */
+static void test_scp03_vector_a(void **state)
+{
+    (void)state;
+    struct scp03_keyset k = {.kvn = 0x30, .key_len = 16};
+    size_t n = 0;
+    hex_in("000102030405060708090A0B0C0D0E0F", k.enc, &n);
+    hex_in("101112131415161718191A1B1C1D1E1F", k.mac, &n);
+    hex_in("202122232425262728292A2B2C2D2E2F", k.dek, &n);
+    uint8_t chal[8];
+    hex_in("8E1552D0513C60F3", chal, &n);
+    struct gp_session_cfg cfg = {
+        .scp = GP_SCP_03, .scp03_keys = &k, .level = 0x03, .host_challenge = chal};
+    struct gp_session *s = NULL;
+    assert_int_equal(gp_session_new(&cfg, &s), OT_OK);
+
+    uint8_t capdu[GP_SESSION_MAX_CAPDU], r[64], want[64];
+    size_t cl = sizeof capdu, rl = 0, wl = 0;
+    bool done = false;
+    assert_int_equal(gp_session_open_start(s, capdu, &cl), OT_OK);
+    hex_in("9000", r, &rl);
+    cl = sizeof capdu;
+    assert_int_equal(gp_session_open_step(s, r, rl, capdu, &cl, &done), OT_OK);
+    hex_in("80503000088E1552D0513C60F300", want, &wl);
+    assert_int_equal(cl, wl);
+    assert_memory_equal(capdu, want, wl);
+    hex_in("0000000000000000000030037030760CD2C47C1DD395065FE5EAD8A9D70000019000", r, &rl);
+    cl = sizeof capdu;
+    assert_int_equal(gp_session_open_step(s, r, rl, capdu, &cl, &done), OT_OK);
+    hex_in("8482030010FD4721A14D9B07003C451D2F8AE6BB21", want, &wl);
+    assert_int_equal(cl, wl);
+    assert_memory_equal(capdu, want, wl);
+    hex_in("9000", r, &rl);
+    cl = sizeof capdu;
+    assert_int_equal(gp_session_open_step(s, r, rl, capdu, &cl, &done), OT_OK);
+    assert_true(done);
+
+    uint8_t plain[16];
+    size_t pn = 0;
+    hex_in("80E2910006BF3E035C015A00", plain, &pn);
+    cl = sizeof capdu;
+    assert_int_equal(gp_session_exchange_start(s, plain, pn, capdu, &cl), OT_OK);
+    hex_in("84E2910018CA9C00F6713D79BC8BAA642BDFF51C3F6A4082D3BD9AD26C00", want, &wl);
+    assert_int_equal(cl, wl);
+    assert_memory_equal(capdu, want, wl);
+    hex_in("9000", r, &rl);
+    cl = sizeof capdu;
+    assert_int_equal(gp_session_exchange_step(s, r, rl, capdu, &cl, &done), OT_OK);
+    assert_true(done);
+    /* Next published command (counter 2, chained MAC). */
+    hex_in("80F22002", plain, &pn);
+    cl = sizeof capdu;
+    assert_int_equal(gp_session_exchange_start(s, plain, pn, capdu, &cl), OT_OK);
+    hex_in("84F2200208C9811B11F1264CF1", want, &wl);
+    assert_int_equal(cl, wl);
+    assert_memory_equal(capdu, want, wl);
+    gp_session_free(s);
+}
+
+/* ------------------------------------------------------------ edge cases */
+
+/* A scripted transport: answers with a fixed SW list in turn. */
+struct scripted {
+    const uint16_t *sws;
+    size_t n, i;
+    unsigned sent;
+    uint8_t last[GP_SESSION_MAX_CAPDU];
+    size_t last_len;
+};
+
+static ot_err scripted_transmit(void *ctx, const uint8_t *cmd, size_t n, uint8_t *resp,
+                                size_t *resp_len)
+{
+    struct scripted *t = ctx;
+    t->sent++;
+    memcpy(t->last, cmd, n);
+    t->last_len = n;
+    uint16_t sw = t->i < t->n ? t->sws[t->i++] : t->sws[t->n - 1];
+    ot_put_u16be(resp, sw);
+    *resp_len = 2;
+    return OT_OK;
+}
+
+static void test_edges_plain(void **state)
+{
+    (void)state;
+    struct gp_session *s = new_session(0, 0, false, 0, NULL);
+    static uint8_t cmd[APDU_MAX_CMD_SIZE], resp[64], data[600];
+    size_t n, rl;
+    uint16_t sw = 0;
+
+    /* GET STATUS that never stops paging: capped. */
+    static const uint16_t always_6310[] = {0x6310};
+    struct scripted t = {always_6310, 1, 0, 0, {0}, 0};
+    static const uint8_t crit[] = {0x4F, 0x00};
+    n = mk_cmd(cmd, 0xF2, 0x40, 0x02, crit, sizeof crit, 256);
+    rl = sizeof resp;
+    assert_int_equal(gp_session_transmit(s, scripted_transmit, &t, cmd, n, resp, &rl, &sw),
+                     OT_E_LIMIT);
+    assert_int_equal(t.sent, GP_SESSION_MAX_PAGES);
+
+    /* 6Cxx twice: resent once, then the second 6Cxx is the result. */
+    static const uint16_t two_6c[] = {0x6C05, 0x6C07};
+    t = (struct scripted){two_6c, 2, 0, 0, {0}, 0};
+    n = mk_cmd(cmd, 0xCA, 0x00, 0x66, NULL, 0, 256);
+    rl = sizeof resp;
+    assert_int_equal(gp_session_transmit(s, scripted_transmit, &t, cmd, n, resp, &rl, &sw), OT_OK);
+    assert_int_equal(sw, 0x6C07);
+    assert_int_equal(t.sent, 2);
+    assert_int_equal(t.last[4], 0x05); /* resent with Le = 05 */
+
+    /* GP chain broken by the card after the first segment. */
+    static const uint16_t broken[] = {0x6A80};
+    t = (struct scripted){broken, 1, 0, 0, {0}, 0};
+    n = mk_cmd(cmd, 0xE6, 0x0C, 0x00, data, sizeof data, 256);
+    rl = sizeof resp;
+    assert_int_equal(gp_session_transmit(s, scripted_transmit, &t, cmd, n, resp, &rl, &sw), OT_OK);
+    assert_int_equal(sw, 0x6A80);
+    assert_int_equal(t.sent, 1);
+    assert_int_equal(t.last[2], 0x8C); /* P1 b8: more commands follow */
+    assert_int_equal(t.last[4], 0xFF);
+
+    /* STORE DATA block refused: the exchange ends with that SW. */
+    static const uint16_t sd[] = {0x9000, 0x6A86};
+    t = (struct scripted){sd, 2, 0, 0, {0}, 0};
+    n = mk_cmd(cmd, 0xE2, 0x80, 0x00, data, sizeof data, 0);
+    rl = sizeof resp;
+    assert_int_equal(gp_session_transmit(s, scripted_transmit, &t, cmd, n, resp, &rl, &sw), OT_OK);
+    assert_int_equal(sw, 0x6A86);
+    assert_int_equal(t.sent, 2);
+    assert_int_equal(t.last[2], 0x00); /* not the last block: P1 b8 clear */
+    assert_int_equal(t.last[3], 0x01); /* block number 1 */
+    gp_session_free(s);
+
+    /* Collected data over max_response. */
+    struct gp_session_cfg cfg = {.scp = GP_SCP_NONE, .no_select = true, .max_response = 100};
+    assert_int_equal(gp_session_new(&cfg, &s), OT_OK);
+    struct card c;
+    card_init(&c, 3, 0x70, 0);
+    n = mk_cmd(cmd, 0xCA, 0x00, 0x66, NULL, 0, 256);
+    rl = sizeof resp;
+    assert_int_equal(gp_session_transmit(s, card_transmit, &c, cmd, n, resp, &rl, &sw), OT_E_LIMIT);
+    card_fini(&c);
+    gp_session_free(s);
+}
+
+/* A broken GP chain under SCP03 leaves the MAC chaining out of step: the
+ * session refuses further commands until it is opened again. */
+static void test_chain_broken_scp03(void **state)
+{
+    (void)state;
+    struct card c;
+    card_init(&c, 3, 0x70, 0);
+    struct gp_session *s = new_session(3, 0x01, false, 0, isd_aid);
+    assert_int_equal(gp_session_open(s, card_transmit, &c), OT_OK);
+    static uint8_t cmd[APDU_MAX_CMD_SIZE], resp[64], data[400];
+    static const uint16_t broken[] = {0x6A80};
+    struct scripted t = {broken, 1, 0, 0, {0}, 0};
+    size_t n = mk_cmd(cmd, 0xE6, 0x0C, 0x00, data, sizeof data, 256), rl = sizeof resp;
+    uint16_t sw = 0;
+    assert_int_equal(gp_session_transmit(s, scripted_transmit, &t, cmd, n, resp, &rl, &sw), OT_OK);
+    assert_int_equal(sw, 0x6A80);
+    assert_false(gp_session_is_open(s));
+    rl = sizeof resp;
+    assert_int_equal(gp_session_transmit(s, card_transmit, &c, cmd, n, resp, &rl, &sw),
+                     OT_E_NO_CHANNEL);
+    assert_int_equal(gp_session_open(s, card_transmit, &c), OT_OK);
+    assert_true(gp_session_is_open(s));
+    gp_session_free(s);
+    card_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scp03_matrix),  cmocka_unit_test(test_max_data),
         cmocka_unit_test(test_steps_by_hand), cmocka_unit_test(test_scp03_errors),
         cmocka_unit_test(test_new_args),      cmocka_unit_test(test_scp02),
-        cmocka_unit_test(test_plain_relay),
+        cmocka_unit_test(test_plain_relay),   cmocka_unit_test(test_scp03_vector_a),
+        cmocka_unit_test(test_edges_plain),   cmocka_unit_test(test_chain_broken_scp03),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
