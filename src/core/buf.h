@@ -20,7 +20,7 @@ struct buf_rd {
 };
 
 void buf_rd_init(struct buf_rd *r, const uint8_t *p, size_t n);
-ot_err buf_rd_u8(struct buf_rd *r, uint8_t *out);    /* left == 0: OT_E_TRUNCATED */
+ot_err buf_rd_u8(struct buf_rd *r, uint8_t *out); /* left == 0: OT_E_TRUNCATED */
 ot_err buf_rd_u16be(struct buf_rd *r, uint16_t *out);
 ot_err buf_rd_u24be(struct buf_rd *r, uint32_t *out);
 ot_err buf_rd_u32be(struct buf_rd *r, uint32_t *out);

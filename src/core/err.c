@@ -8,7 +8,10 @@ struct err_text {
     const char *text;
 };
 
-#define E(c, t) {c, #c, t}
+#define E(c, t)  \
+    {            \
+        c, #c, t \
+    }
 static const struct err_text err_table[] = {
     E(OT_OK, "success"),
     E(OT_E_ARG, "invalid argument"),

@@ -88,8 +88,9 @@ static void log_emit(enum ot_log_level lvl, const char *comp, const char *msg)
     }
     log_timestamp(ts, sizeof ts);
     if (atomic_load(&log_format) == OT_LOG_FMT_JSON) {
-        size_t len = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":\"",
-                                      ts, ot_log_level_name(lvl));
+        size_t len =
+            (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":\"", ts,
+                             ot_log_level_name(lvl));
         json_escape(line, sizeof line, &len, comp);
         len += (size_t)snprintf(line + len, sizeof line - len, "\",\"msg\":\"");
         json_escape(line, sizeof line - 4, &len, msg);

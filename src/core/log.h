@@ -59,11 +59,11 @@ void ot_log_write(enum ot_log_level lvl, const char *comp, const char *fmt, ...)
 void ot_log_hex(enum ot_log_level lvl, const char *comp, const char *label, const uint8_t *p,
                 size_t n);
 
-#define OT_LOG_AT(lvl, ...)                                                                    \
-    do {                                                                                       \
-        if (ot_log_enabled(lvl)) {                                                             \
-            ot_log_write(lvl, OT_LOG_COMPONENT, __VA_ARGS__);                                  \
-        }                                                                                      \
+#define OT_LOG_AT(lvl, ...)                                   \
+    do {                                                      \
+        if (ot_log_enabled(lvl)) {                            \
+            ot_log_write(lvl, OT_LOG_COMPONENT, __VA_ARGS__); \
+        }                                                     \
     } while (0)
 
 #define OT_LOG_ERROR(...) OT_LOG_AT(OT_LOG_LVL_ERROR, __VA_ARGS__)
@@ -71,40 +71,40 @@ void ot_log_hex(enum ot_log_level lvl, const char *comp, const char *label, cons
 #define OT_LOG_INFO(...)  OT_LOG_AT(OT_LOG_LVL_INFO, __VA_ARGS__)
 #define OT_LOG_DEBUG(...) OT_LOG_AT(OT_LOG_LVL_DEBUG, __VA_ARGS__)
 #define OT_LOG_TRACE(...) OT_LOG_AT(OT_LOG_LVL_TRACE, __VA_ARGS__)
-#define OT_LOG_HEX(lvl, label, p, n)                                                           \
-    do {                                                                                       \
-        if (ot_log_enabled(lvl)) {                                                             \
-            ot_log_hex(lvl, OT_LOG_COMPONENT, label, p, n);                                    \
-        }                                                                                      \
+#define OT_LOG_HEX(lvl, label, p, n)                        \
+    do {                                                    \
+        if (ot_log_enabled(lvl)) {                          \
+            ot_log_hex(lvl, OT_LOG_COMPONENT, label, p, n); \
+        }                                                   \
     } while (0)
 
 /* OT_TRY(x): err = x; on failure log at DEBUG and goto out (STYLE.md 8).
  * The enclosing function declares `ot_err err = OT_OK;` and an `out:` label. */
-#define OT_TRY(x)                                                                              \
-    do {                                                                                       \
-        err = (x);                                                                             \
-        if (err != OT_OK) {                                                                    \
-            OT_LOG_DEBUG("%s:%d %s: %s", __func__, __LINE__, #x, ot_strerror(err));            \
-            goto out;                                                                          \
-        }                                                                                      \
+#define OT_TRY(x)                                                                   \
+    do {                                                                            \
+        err = (x);                                                                  \
+        if (err != OT_OK) {                                                         \
+            OT_LOG_DEBUG("%s:%d %s: %s", __func__, __LINE__, #x, ot_strerror(err)); \
+            goto out;                                                               \
+        }                                                                           \
     } while (0)
 
 /* OT_FAIL(e): set err and goto out, logging why at DEBUG. */
-#define OT_FAIL(e)                                                                             \
-    do {                                                                                       \
-        err = (e);                                                                             \
-        OT_LOG_DEBUG("%s:%d fail: %s", __func__, __LINE__, ot_strerror(err));                  \
-        goto out;                                                                              \
+#define OT_FAIL(e)                                                            \
+    do {                                                                      \
+        err = (e);                                                            \
+        OT_LOG_DEBUG("%s:%d fail: %s", __func__, __LINE__, ot_strerror(err)); \
+        goto out;                                                             \
     } while (0)
 
 /* For states that cannot happen; bad input never reaches this. */
-#define OT_ASSERT(c)                                                                           \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            ot_log_write(OT_LOG_LVL_ERROR, OT_LOG_COMPONENT, "assertion failed: %s (%s:%d)",   \
-                         #c, __FILE__, __LINE__);                                              \
-            abort();                                                                           \
-        }                                                                                      \
+#define OT_ASSERT(c)                                                                             \
+    do {                                                                                         \
+        if (!(c)) {                                                                              \
+            ot_log_write(OT_LOG_LVL_ERROR, OT_LOG_COMPONENT, "assertion failed: %s (%s:%d)", #c, \
+                         __FILE__, __LINE__);                                                    \
+            abort();                                                                             \
+        }                                                                                        \
     } while (0)
 
 #endif
