@@ -11,14 +11,16 @@
 #include <string.h>
 #include <zip.h>
 
-#define CAP_COMP_HDR_LEN 3u /* u1 tag, u2 size */
-#define CAP_COMP_MAX_LEN (CAP_COMP_HDR_LEN + 0xFFFFu)
-#define CAP_DIR_NAME     "javacard/" /* JCVM 3.0.5 6.1: <pkg>/javacard/<Comp>.cap */
-#define CAP_HDR_FLAG_EXT 0x08u       /* JC 3.1 extended CAP (ACC_EXTENDED) */
-#define GP_TAG_LFDB      0xC4u       /* GPCS 11.6.2.3 Load File Data Block */
-#define GP_TAG_DAP_BLOCK 0xE2u       /* GPCS 11.6.2.3 DAP block */
-#define GP_TAG_SD_AID    0x4Fu
-#define GP_TAG_DAP_SIG   0xC3u
+#define CAP_COMP_HDR_LEN      3u /* u1 tag, u2 size */
+#define CAP_COMP_MAX_LEN      (CAP_COMP_HDR_LEN + 0xFFFFu)
+#define CAP_DIR_NAME          "javacard/"           /* JCVM 3.0.5 6.1: <pkg>/javacard/<Comp>.cap */
+#define CAP_HDR_FLAG_EXT      0x08u                 /* JC 3.1 extended CAP (ACC_EXTENDED) */
+#define CAP_STATIC_RES_NAME   "StaticResources.cap" /* JC 3.1 component 13 */
+#define CAP_MATCH_UNSUPPORTED (-1)
+#define GP_TAG_LFDB           0xC4u /* GPCS 11.6.2.3 Load File Data Block */
+#define GP_TAG_DAP_BLOCK      0xE2u /* GPCS 11.6.2.3 DAP block */
+#define GP_TAG_SD_AID         0x4Fu
+#define GP_TAG_DAP_SIG        0xC3u
 
 struct cap_file {
     struct cap_info info;
@@ -75,7 +77,9 @@ void cap_free(struct cap_file *cap)
 }
 
 /* Splits an entry name into the package directory (up to and including
- * "javacard/") and the component; 0 when the name is not a known component. */
+ * "javacard/") and the component; 0 when the name is not a known component,
+ * CAP_MATCH_UNSUPPORTED for a JC 3.1 StaticResources component (loading
+ * without it would silently drop the applet's resources). */
 static int cap_match_name(const char *name, size_t *prefix_len)
 {
     const char *slash = strrchr(name, '/');
@@ -89,6 +93,10 @@ static int cap_match_name(const char *name, size_t *prefix_len)
     /* "javacard/" must be a whole directory name. */
     if (dir_len > jl && base[-(ptrdiff_t)jl - 1] != '/') {
         return 0;
+    }
+    if (strcmp(base, CAP_STATIC_RES_NAME) == 0) {
+        *prefix_len = dir_len;
+        return CAP_MATCH_UNSUPPORTED;
     }
     for (int t = 1; t <= CAP_COMP_MAX; t++) {
         size_t nl = strlen(cap_names[t]);
@@ -263,6 +271,10 @@ static ot_err cap_scan(zip_t *za, struct cap_file *cap)
         int tag = cap_match_name(st.name, &pl);
         if (tag == 0) {
             continue;
+        }
+        if (tag == CAP_MATCH_UNSUPPORTED) {
+            OT_LOG_DEBUG("%s: static resources are not supported", st.name);
+            OT_FAIL(OT_E_UNSUPPORTED);
         }
         if (!prefix) {
             prefix = malloc(pl + 1);

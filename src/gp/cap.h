@@ -9,7 +9,9 @@
  *     which reads the file into memory with a cap and then does the same);
  *   - looks only at entries whose last directory is "javacard"; all components
  *     must sit in one such directory (a second one: OT_E_CAP); a name it does
- *     not know (e.g. StaticResources.cap) is ignored; a component seen twice: OT_E_CAP;
+ *     not know is ignored; a component seen twice: OT_E_CAP; a JC 3.1
+ *     StaticResources.cap (not part of this reader's load order):
+ *     OT_E_UNSUPPORTED;
  *   - checks each known component's tag byte (OT_E_CAP) and that its u2 size
  *     plus 3 equals the entry size (shorter entry: OT_E_TRUNCATED, longer: OT_E_CAP);
  *   - requires Header, Directory, Import, Class, Method, StaticField,

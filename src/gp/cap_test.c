@@ -347,6 +347,7 @@ enum mutation {
     M_DUPLICATE,
     M_TOO_MANY_ENTRIES,
     M_HEADER_TRAILING,
+    M_STATIC_RESOURCES,
 };
 
 static const struct {
@@ -373,6 +374,7 @@ static const struct {
     {M_DUPLICATE, OT_E_CAP, "Method.cap twice"},
     {M_TOO_MANY_ENTRIES, OT_E_LIMIT, "257 zip entries"},
     {M_HEADER_TRAILING, OT_E_CAP, "bytes after the package name"},
+    {M_STATIC_RESOURCES, OT_E_UNSUPPORTED, "JC 3.1 StaticResources component"},
 };
 
 static uint8_t *neg_build(enum mutation m, size_t *len)
@@ -438,6 +440,16 @@ static uint8_t *neg_build(enum mutation m, size_t *len)
         uint8_t *z = capset_zip(&s, C_RL + 1, -1, len);
         *len /= 2;
         return z;
+    }
+    case M_STATIC_RESOURCES: {
+        struct entry e[C_N + 1];
+        size_t k = 0;
+        for (int i = 0; i <= C_RL; i++) {
+            e[k++] = (struct entry){comp_names[i], s.c[i].b, s.c[i].len};
+        }
+        static const uint8_t sr[] = {13, 0x00, 0x01, 0x00};
+        e[k++] = (struct entry){PFX "StaticResources.cap", sr, sizeof sr};
+        return make_zip(e, k, len);
     }
     case M_TWO_PACKAGES:
     case M_DUPLICATE: {
