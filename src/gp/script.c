@@ -170,9 +170,8 @@ out:
     return err;
 }
 
-static void script_finish(struct gp_script *sc, uint8_t *capdu, size_t *capdu_len, bool *done)
+static void script_finish(struct gp_script *sc, size_t *capdu_len, bool *done)
 {
-    (void)capdu;
     sc->state = SC_DONE;
     sc->stopped = sc->cur < sc->ncmd;
     *capdu_len = 0;
@@ -183,7 +182,7 @@ static ot_err script_start_cmd(struct gp_script *sc, struct gp_session *s, uint8
                                size_t *capdu_len, bool *done)
 {
     if (sc->cur >= sc->ncmd) {
-        script_finish(sc, capdu, capdu_len, done);
+        script_finish(sc, capdu_len, done);
         return OT_OK;
     }
     const struct script_cmd *c = &sc->cmd[sc->cur];
@@ -229,7 +228,7 @@ ot_err gp_script_next(struct gp_script *sc, struct gp_session *s, const uint8_t 
         OT_TRY(script_add_failure(sc, sc->cur, sw, OT_OK));
         if (sc->cfg.stop_on_error) {
             sc->cur++;
-            script_finish(sc, capdu, capdu_len, done);
+            script_finish(sc, capdu_len, done);
             goto out;
         }
     }

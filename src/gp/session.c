@@ -177,7 +177,6 @@ struct xfer {
     struct ot_buf pdata;                /* its data */
     struct ot_buf wire;                 /* XK_CHAIN: the whole wrapped command */
     size_t seg_off;                     /* XK_CHAIN: wrapped data bytes already sent */
-    size_t seg_data_len;                /* XK_CHAIN: wrapped data length */
     size_t block_off;                   /* XK_BLOCKS: plain data bytes already sent */
     size_t block_len;                   /* XK_BLOCKS: data bytes in the block in flight */
     unsigned block_no;                  /* XK_BLOCKS: blocks already sent */
@@ -398,9 +397,8 @@ static ot_err xfer_prepare_chain(struct gp_session *s)
         OT_TRY(ot_buf_append(&x->wire, s->scratch.data, el));
     }
     struct apdu w;
-    OT_TRY(apdu_parse(x->wire.data, x->wire.len, &w));
+    OT_TRY(apdu_parse(x->wire.data, x->wire.len, &w)); /* well-formed before cutting it */
     x->seg_off = 0;
-    x->seg_data_len = w.nc;
 out:
     return err;
 }
