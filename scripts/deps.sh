@@ -6,7 +6,8 @@ set -eu
 PKGS=(
     build-essential cmake pkg-config git
     clang libclang-rt-14-dev clang-format
-    libssl-dev libcmocka-dev libzip-dev zlib1g-dev
+    libssl-dev libcmocka-dev libzip-dev zlib1g-dev libjansson-dev
+    libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc
 )
 
 missing=()

@@ -1,0 +1,262 @@
+/* vse internals shared by the files of src/se (never included from elsewhere).
+ *
+ * The card is split in two:
+ *   struct se_state  the persistent card content: everything in the image.
+ *                    Plain data with fixed caps, serialised field by field by
+ *                    store.c (never written as a raw struct).
+ *   struct se_card   the state plus the volatile part: channels, selections,
+ *                    secure channels, GET RESPONSE data, LOAD in progress.
+ *
+ * Rule for command handlers: validate first, then mutate, then call
+ * se_mark_dirty(). The runtime persists a dirty state after the command and
+ * before the answer leaves the card. As a safety net, a command that ends
+ * with an error status word while the state is dirty is rolled back to the
+ * last committed image, so a rejected command never changes the card.
+ */
+#ifndef OT_SE_SE_PRIV_H
+#define OT_SE_SE_PRIV_H
+
+#include "core/apdu.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "crypto/scp02.h"
+#include "crypto/scp03.h"
+#include "se/applet.h"
+#include "se/card.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- caps */
+
+#define SE_AID_MAX        16u
+#define SE_MAX_ELFS       32u
+#define SE_MAX_MODULES    8u   /* executable modules per load file */
+#define SE_MAX_APPS       64u  /* applications + security domains, ISD included */
+#define SE_MAX_KEYS       32u  /* key entries per security domain */
+#define SE_MAX_SEQS       8u   /* key sets with a sequence counter per SD */
+#define SE_MAX_APP_DATA   8192u /* an applet's persistent data blob */
+#define SE_MAX_PARAMS     128u /* stored install parameters (C9 value) */
+#define SE_MAX_LOAD       65536u /* a load file being received */
+#define SE_MAX_CHANNELS   4u   /* logical channels 0..3 (GPCS allows up to 20) */
+#define SE_VOL_SIZE       256u /* per-instance volatile scratch for applets */
+#define SE_MEM_TOTAL      (256u * 1024u) /* non-volatile memory of the card */
+
+/* ---------------------------------------------------------------- types */
+
+struct se_aid {
+    uint8_t len; /* 0 = absent */
+    uint8_t b[SE_AID_MAX];
+};
+
+enum se_card_type {
+    SE_TYPE_UICC = 0,
+    SE_TYPE_ESE = 1,
+    SE_TYPE_MICROSD = 2,
+};
+
+/* Key types (GPCS 11.1.8). */
+#define SE_KEY_DES 0x80u
+#define SE_KEY_AES 0x88u
+
+struct se_key {
+    uint8_t kvn;
+    uint8_t kid;
+    uint8_t type; /* SE_KEY_DES or SE_KEY_AES */
+    uint8_t len;  /* 16 (DES: 16 or 24; AES: 16, 24, 32) */
+    uint8_t val[32];
+};
+
+struct se_seq {
+    uint8_t kvn;
+    uint32_t value; /* SCP03 3-byte or SCP02 2-byte sequence counter */
+};
+
+/* What only security domains have. */
+struct se_sd {
+    uint8_t scp;    /* 0x02 or 0x03 */
+    uint8_t scp_i;  /* i parameter of that protocol */
+    uint8_t nkeys;
+    struct se_key keys[SE_MAX_KEYS];
+    uint8_t nseqs;
+    struct se_seq seqs[SE_MAX_SEQS];
+    uint8_t iin_len;
+    uint8_t iin[16]; /* SD provider identification number (tag 42) */
+    uint8_t cin_len;
+    uint8_t cin[16]; /* SD image number (tag 45) */
+};
+
+struct se_elf {
+    struct se_aid aid;
+    struct se_aid sd; /* associated security domain */
+    uint8_t version[2];
+    uint8_t lcs; /* GP LOADED (01) */
+    uint8_t nmodules;
+    struct se_aid modules[SE_MAX_MODULES];
+    uint32_t size;  /* bytes of non-volatile memory it takes */
+    bool native;    /* the card has a native module for this package (se_applet_find) */
+};
+
+struct se_app {
+    struct se_aid aid;    /* instance AID */
+    struct se_aid elf;    /* executable load file */
+    struct se_aid module; /* executable module */
+    struct se_aid sd;     /* associated security domain (the ISD: itself) */
+    uint32_t privs;       /* GP privileges, gp/privs.h bit numbering */
+    uint8_t lcs;          /* GPCS 11.1.1 coding; b8 set = locked */
+    bool is_sd;           /* privs has Security Domain; sd_data valid */
+    struct se_sd sd_data;
+    uint8_t params_len;
+    uint8_t params[SE_MAX_PARAMS]; /* C9 install parameters as given */
+    uint16_t data_len;
+    uint8_t data[SE_MAX_APP_DATA]; /* the applet's persistent data (applet-defined layout) */
+};
+
+struct se_state {
+    enum se_card_type type;
+    uint8_t card_lcs;   /* OP_READY .. TERMINATED (GPCS 11.1.1) */
+    bool mute;          /* hardware destroyed: no ATR, no answers, forever */
+    uint8_t atr_len;
+    uint8_t atr[SE_MAX_ATR];
+    uint8_t cplc[42];   /* GET DATA 9F7F */
+    uint8_t kdd[10];    /* key diversification data sent in INITIALIZE UPDATE */
+    uint8_t napps;
+    struct se_app apps[SE_MAX_APPS]; /* apps[0] is the ISD */
+    uint8_t nelfs;
+    struct se_elf elfs[SE_MAX_ELFS];
+};
+
+/* Secure channel of one logical channel, opened with one SD. */
+struct se_sc {
+    int sd;               /* index into apps of the SD the channel belongs to; -1 none */
+    uint8_t scp;          /* 0x02 / 0x03 */
+    struct scp03_card *scp03;
+    struct scp02_card *scp02;
+};
+
+/* GP command chaining (GPCS 11.1.5) in progress on a channel. */
+struct se_chain {
+    bool active;
+    uint8_t ins, p2;
+    struct ot_buf data;
+};
+
+struct se_chan {
+    bool open;
+    int selected;              /* index into apps; -1 none */
+    struct se_sc sc;
+    struct se_chain chain;
+    int perso_target;          /* INSTALL [for personalization] target app; -1 none */
+    uint8_t store_next_block;  /* STORE DATA block number expected next */
+    size_t status_pos;         /* GET STATUS "get next" resume index; SIZE_MAX none */
+    uint8_t status_p1;
+    struct ot_buf pending;     /* response data waiting for GET RESPONSE (61xx) */
+    size_t pending_off;
+};
+
+/* LOAD in progress (volatile: lost at power off). */
+struct se_load {
+    bool active;
+    int chan;
+    struct se_aid elf;
+    struct se_aid sd;
+    uint8_t next_block;
+    struct ot_buf data;
+};
+
+/* Storage hooks, so tests can inject a failure at every write point. */
+struct se_store_ops {
+    /* Called before each write step k (0, 1, 2...) of an image write; a
+     * non-OK return makes the write fail there, as a power cut would. */
+    ot_err (*before_step)(void *ctx, unsigned step);
+    void *ctx;
+};
+
+struct se_card {
+    struct se_state st;
+    bool powered;
+    bool dirty;
+    char *image_path;           /* NULL: in-memory only */
+    struct ot_buf committed;    /* last committed serialised image (rollback source) */
+    struct se_store_ops store_ops;
+    struct se_chan chans[SE_MAX_CHANNELS];
+    struct se_load load;
+    uint8_t vol[SE_MAX_APPS][SE_VOL_SIZE]; /* applet volatile scratch, by app index */
+};
+
+/* ---------------------------------------------------------------- runtime (runtime.c) */
+
+void se_mark_dirty(struct se_card *c);
+/* Index of the app/SD with exactly this AID, or -1. */
+int se_find_app(const struct se_state *st, const uint8_t *aid, size_t len);
+int se_find_elf(const struct se_state *st, const uint8_t *aid, size_t len);
+/* Index of the security domain an app is associated with (ISD for itself). */
+int se_app_sd(const struct se_state *st, int app);
+/* True when app holds privilege bit p (gp/privs.h numbering). */
+bool se_has_priv(const struct se_state *st, int app, unsigned p);
+/* Index of the holder of a privilege that one app per card holds (Card Reset,
+ * Final Application): falls back to the ISD (0). */
+int se_priv_holder(const struct se_state *st, unsigned p);
+/* Removes app i (and wipes its data); indexes above shift down, channels are
+ * adjusted (a channel that had it selected gets none). */
+void se_remove_app(struct se_card *c, int i);
+void se_remove_elf(struct se_card *c, int i);
+/* Free non-volatile memory in bytes (for 6A84). */
+uint32_t se_mem_free(const struct se_state *st);
+
+/* The SD commands (gpcm_*.c) run with this context: the channel, its
+ * selected SD, the unwrapped plain command. They return the status word and
+ * write response data to out. */
+struct se_cmd {
+    struct se_card *card;
+    int chan;
+    int sd;                 /* the selected SD processing the command */
+    const struct apdu *a;   /* plain command (secure messaging removed) */
+    uint8_t sec_level;      /* current secure channel level, 0 = none */
+    bool authenticated;     /* a secure channel is open with this SD */
+    struct buf_wr *out;
+};
+
+/* ---------------------------------------------------------------- GP content management */
+
+/* gpcm_install.c: INSTALL (all variants), LOAD, DELETE. */
+uint16_t se_gp_install(struct se_cmd *x);
+uint16_t se_gp_load(struct se_cmd *x);
+uint16_t se_gp_delete(struct se_cmd *x);
+/* gpcm_admin.c: GET STATUS, SET STATUS, PUT KEY, STORE DATA, GET DATA. */
+uint16_t se_gp_get_status(struct se_cmd *x);
+uint16_t se_gp_set_status(struct se_cmd *x);
+uint16_t se_gp_put_key(struct se_cmd *x);
+uint16_t se_gp_store_data(struct se_cmd *x);
+uint16_t se_gp_get_data(struct se_cmd *x);
+/* Destroy (seed 000): software destroy wipes payment data, deletes payment
+ * applications and terminates the card; hardware destroy makes it mute. */
+void se_destroy_software(struct se_card *c);
+void se_destroy_hardware(struct se_card *c);
+
+/* ---------------------------------------------------------------- store (store.c) */
+
+#define SE_IMAGE_MAGIC   "OTVSE\x01"
+#define SE_IMAGE_VERSION 1u
+
+/* Serialises st (field by field, big-endian, SHA-256 trailer). */
+ot_err se_state_serialize(const struct se_state *st, struct ot_buf *out);
+/* Parses an image; any inconsistency: OT_E_CORRUPT and *st untouched. */
+ot_err se_state_deserialize(const uint8_t *p, size_t n, struct se_state *st);
+/* Writes bytes to path atomically (temp file, fsync, rename, fsync dir),
+ * calling ops->before_step before each step. */
+ot_err se_store_write(const char *path, const uint8_t *p, size_t n,
+                      const struct se_store_ops *ops);
+/* Reads a whole image file (capped). */
+ot_err se_store_read(const char *path, struct ot_buf *out);
+/* Persists c->st if dirty: serialise, write, update c->committed. */
+ot_err se_commit(struct se_card *c);
+/* Restores c->st from c->committed (rollback). */
+ot_err se_rollback(struct se_card *c);
+
+/* ---------------------------------------------------------------- profiles (profile.c) */
+
+ot_err se_profile_load(const char *json, size_t len, struct se_state *st);
+
+#endif
