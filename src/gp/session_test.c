@@ -2,6 +2,8 @@
  * src/crypto/scp03 and scp02, reached through a function-pointer transport. */
 #include "gp/session.h"
 
+#include "gp/load.h"
+
 #include "core/apdu.h"
 #include "core/buf.h"
 
@@ -53,6 +55,10 @@ struct card {
     unsigned store_blocks;
     uint8_t installed[CARD_BUF];
     size_t installed_len;
+    uint8_t load[CARD_BUF];
+    size_t load_len;
+    unsigned load_blocks;
+    bool load_done;
     unsigned commands;
     unsigned wrong_channel;
     bool sent_6c;   /* the next GET DATA 00 C1 is answered (not 6C03) */
@@ -170,6 +176,19 @@ static void card_app(struct card *c, const struct apdu *a, uint8_t *data, size_t
         memcpy(c->store + c->store_len, a->data, a->nc);
         c->store_len += a->nc;
         c->store_blocks++;
+        break;
+    case 0xE8: /* LOAD: blocks in order, P1 80 on the last */
+        if (a->p2 != (uint8_t)c->load_blocks || c->load_len + a->nc > sizeof c->load
+            || c->load_done) {
+            *sw = 0x6A86;
+            break;
+        }
+        memcpy(c->load + c->load_len, a->data, a->nc);
+        c->load_len += a->nc;
+        c->load_blocks++;
+        c->load_done = a->p1 == 0x80;
+        data[0] = 0x00;
+        *dl = 1;
         break;
     case 0xE6: /* INSTALL: keep the data, answer 00 */
         memcpy(c->installed, a->data, a->nc);
@@ -1018,14 +1037,55 @@ static void test_chain_broken_scp03(void **state)
     card_fini(&c);
 }
 
+/* A Load File sent with load_iter over an SCP03 S16 level 33 channel on
+ * channel 5, blocks sized with gp_session_max_data(). */
+static void test_load_through_session(void **state)
+{
+    (void)state;
+    struct card c;
+    card_init(&c, 3, 0x71, 5);
+    struct gp_session *s = new_session(3, 0x33, true, 5, isd_aid);
+    assert_int_equal(gp_session_open(s, card_transmit, &c), OT_OK);
+    static uint8_t file[1000];
+    for (size_t i = 0; i < sizeof file; i++) {
+        file[i] = (uint8_t)(i * 31 + 7);
+    }
+    struct load_iter it;
+    assert_int_equal(load_iter_init(&it, file, sizeof file, gp_session_max_data(s), 5), OT_OK);
+    unsigned blocks = 0;
+    while (!load_iter_done(&it)) {
+        uint8_t apdu[LOAD_MAX_APDU], resp[16];
+        size_t al = sizeof apdu, rl = sizeof resp;
+        uint16_t sw = 0;
+        assert_int_equal(load_iter_next(&it, apdu, &al, NULL), OT_OK);
+        assert_int_equal(gp_session_transmit(s, card_transmit, &c, apdu, al, resp, &rl, &sw),
+                         OT_OK);
+        assert_int_equal(sw, 0x9000);
+        assert_int_equal(gp_session_exchange_count(s), 1); /* never split further */
+        blocks++;
+    }
+    assert_int_equal(blocks, load_block_count(sizeof file, 223));
+    assert_true(c.load_done);
+    assert_int_equal(c.load_len, sizeof file);
+    assert_memory_equal(c.load, file, sizeof file);
+    gp_session_free(s);
+    card_fini(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scp03_matrix),  cmocka_unit_test(test_max_data),
-        cmocka_unit_test(test_steps_by_hand), cmocka_unit_test(test_scp03_errors),
-        cmocka_unit_test(test_new_args),      cmocka_unit_test(test_scp02),
-        cmocka_unit_test(test_plain_relay),   cmocka_unit_test(test_scp03_vector_a),
-        cmocka_unit_test(test_edges_plain),   cmocka_unit_test(test_chain_broken_scp03),
+        cmocka_unit_test(test_scp03_matrix),
+        cmocka_unit_test(test_max_data),
+        cmocka_unit_test(test_steps_by_hand),
+        cmocka_unit_test(test_scp03_errors),
+        cmocka_unit_test(test_new_args),
+        cmocka_unit_test(test_scp02),
+        cmocka_unit_test(test_plain_relay),
+        cmocka_unit_test(test_scp03_vector_a),
+        cmocka_unit_test(test_edges_plain),
+        cmocka_unit_test(test_chain_broken_scp03),
+        cmocka_unit_test(test_load_through_session),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
