@@ -361,9 +361,10 @@ ot_err cap_open_path(const char *path, struct cap_file **out)
 {
     ot_err err = OT_OK;
     FILE *f = NULL;
-    uint8_t *data = NULL;
-    size_t n = 0;
+    struct ot_buf data;
+    uint8_t chunk[16384];
 
+    ot_buf_init(&data, CAP_MAX_FILE_SIZE);
     if (!path || !out) {
         return OT_E_ARG;
     }
@@ -372,24 +373,25 @@ ot_err cap_open_path(const char *path, struct cap_file **out)
     if (!f) {
         OT_FAIL(OT_E_IO);
     }
-    /* Read at most one byte beyond the cap so an oversized file is detected. */
-    data = malloc(CAP_MAX_FILE_SIZE + 1);
-    if (!data) {
-        OT_FAIL(OT_E_NOMEM);
+    for (;;) {
+        size_t n = fread(chunk, 1, sizeof chunk, f);
+        if (n > 0) {
+            /* More than CAP_MAX_FILE_SIZE: ot_buf's cap says OT_E_LIMIT. */
+            OT_TRY(ot_buf_append(&data, chunk, n));
+        }
+        if (n < sizeof chunk) {
+            break;
+        }
     }
-    n = fread(data, 1, CAP_MAX_FILE_SIZE + 1, f);
     if (ferror(f)) {
         OT_FAIL(OT_E_IO);
     }
-    if (n > CAP_MAX_FILE_SIZE) {
-        OT_FAIL(OT_E_LIMIT);
-    }
-    OT_TRY(cap_open_mem(data, n, out));
+    OT_TRY(cap_open_mem(data.data, data.len, out));
 out:
     if (f) {
         fclose(f);
     }
-    free(data);
+    ot_buf_free(&data);
     return err;
 }
 

@@ -580,6 +580,20 @@ static void test_args_and_path(void **state)
     assert_int_equal(cap_open_path(path, &cap), OT_OK);
     assert_int_equal(cap_get_info(cap)->applet_count, 2);
     cap_free(cap);
+
+    /* A file over CAP_MAX_FILE_SIZE, and an empty one. */
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint8_t *zeros = calloc(1, CAP_MAX_FILE_SIZE + 1);
+    assert_int_equal(fwrite(zeros, 1, CAP_MAX_FILE_SIZE + 1, f), CAP_MAX_FILE_SIZE + 1);
+    fclose(f);
+    free(zeros);
+    assert_int_equal(cap_open_path(path, &cap), OT_E_LIMIT);
+    assert_null(cap);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(cap_open_path(path, &cap), OT_E_CAP);
     unlink(path);
 
     /* "xjavacard/" is not a javacard directory: nothing found -> missing Header. */
