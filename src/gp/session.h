@@ -32,7 +32,8 @@
  *     once at the end (GPCS 11.1.5.2);
  *   - 6Cxx answering the command itself: the plain command is wrapped again
  *     with Le = xx and resent (a fresh C-MAC; once per command); 6Cxx to a
- *     GET RESPONSE repeats the GET RESPONSE with that Le;
+ *     GET RESPONSE repeats the GET RESPONSE with that Le. (The SCP02 host
+ *     closes its channel on any error SW, so there the 6Cxx is the result.);
  *   - GET STATUS (GP class, INS F2) answered 6310: the same command is sent
  *     again with P2 b1 set (get next), each page wrapped on its own, until
  *     another SW; the data of all pages is collected (GPCS 11.4.3);
@@ -42,7 +43,9 @@
  *     unsegmented command, 3-byte Lc), then cut into 255-byte segments sent
  *     with P1 b8 set on all but the last; the MAC ends up in the last segment
  *     only. Each intermediate segment must answer 9000 (else that SW ends the
- *     exchange). SCP02 MACs a one-byte Lc, so it cannot chain: OT_E_TOO_LONG;
+ *     exchange and, under secure messaging, leaves the session FAILED: the
+ *     two MAC chaining values differ now). SCP02 MACs a one-byte Lc, so it
+ *     cannot chain: OT_E_TOO_LONG;
  *   - STORE DATA (INS E2) whose secured form does not fit: split into STORE
  *     DATA blocks (GPCS 11.11) of gp_session_max_data() bytes, each wrapped
  *     on its own; P1 b8 (last block) only on the last, P2 = the caller's P2
