@@ -263,5 +263,10 @@ ot_err se_rollback(struct se_card *c);
 /* ---------------------------------------------------------------- profiles (profile.c) */
 
 ot_err se_profile_load(const char *json, size_t len, struct se_state *st);
+/* Runs ops->install (with the stored install parameters) of every
+ * application of a native module in c->st, creating its initial data via
+ * se_applet_set_data. se_profile_load() leaves app data empty; the runtime
+ * calls this once after loading a profile (se_card_from_profile). */
+ot_err se_profile_install_apps(struct se_card *c);
 
 #endif
