@@ -163,6 +163,12 @@ struct se_load {
     struct se_aid sd;
     uint8_t next_block;
     struct ot_buf data;
+    /* gpcm_install.c bookkeeping */
+    struct se_aid performer; /* SD that issued the INSTALL [for load] */
+    bool combined;           /* started by INSTALL [for load, install and make selectable] */
+    bool combined_ready;     /* combined: Load File in, waiting for the final INSTALL (P2 03) */
+    uint8_t hash_len;        /* LFDB hash of the INSTALL [for load]; 0 = none */
+    uint8_t hash[64];
 };
 
 /* Storage hooks, so tests can inject a failure at every write point. */
