@@ -133,6 +133,10 @@ struct se_sc {
     uint8_t scp;          /* 0x02 / 0x03 */
     struct scp03_card *scp03;
     struct scp02_card *scp02;
+    /* runtime.c bookkeeping */
+    bool active; /* a session was started (INITIALIZE UPDATE) and not ended by
+                  * reselection / close / reset: while not open, commands get 6982 */
+    uint8_t kvn; /* key set of the session (SCP02 sequence counter update) */
 };
 
 /* GP command chaining (GPCS 11.1.5) in progress on a channel. */
@@ -153,6 +157,7 @@ struct se_chan {
     uint8_t status_p1;
     struct ot_buf pending;     /* response data waiting for GET RESPONSE (61xx) */
     size_t pending_off;
+    uint16_t pending_sw;       /* runtime.c: final SW once the pending data is out */
 };
 
 /* LOAD in progress (volatile: lost at power off). */
@@ -189,7 +194,12 @@ struct se_card {
     struct se_chan chans[SE_MAX_CHANNELS];
     struct se_load load;
     uint8_t vol[SE_MAX_APPS][SE_VOL_SIZE]; /* applet volatile scratch, by app index */
+    /* runtime.c scratch, allocated with the card (SE_RT_BUF bytes each) */
+    uint8_t *rt_cmd;  /* the unwrapped / reassembled command */
+    uint8_t *rt_resp; /* the response being built */
 };
+
+#define SE_RT_BUF (APDU_MAX_CMD_SIZE + 64u)
 
 /* ---------------------------------------------------------------- runtime (runtime.c) */
 
