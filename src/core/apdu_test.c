@@ -2,6 +2,7 @@
  * (src/core/apdu.c). */
 #include "core/apdu.h"
 #include "core/hex.h"
+#include "core/testutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,13 +14,6 @@
 #include <cmocka.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
 
 /* ---- parse and encode --------------------------------------------------- */
 
@@ -75,7 +69,7 @@ static size_t unhex_spaced(const char *s, uint8_t *out, size_t cap)
         }
     }
     clean[k] = '\0';
-    return unhex(clean, out, cap);
+    return testutil_unhex(clean, out, cap);
 }
 
 static void test_parse_encode(void **state)
@@ -322,7 +316,7 @@ static void test_rapdu(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
         uint8_t raw[8];
         struct rapdu r;
-        size_t n = unhex(rows[i].hex, raw, sizeof raw);
+        size_t n = testutil_unhex(rows[i].hex, raw, sizeof raw);
         assert_int_equal(rapdu_parse(raw, n, &r), rows[i].want);
         if (rows[i].want == OT_OK) {
             assert_int_equal(r.len, rows[i].len);
@@ -436,7 +430,7 @@ static void test_followup(void **state)
         uint8_t next[64];
         struct apdu cmd;
         size_t n = unhex_spaced(rows[i].cmd, raw, sizeof raw);
-        size_t wn = unhex(rows[i].next, want, sizeof want);
+        size_t wn = testutil_unhex(rows[i].next, want, sizeof want);
         size_t len = sizeof next;
         print_message("%s\n", rows[i].name);
         assert_int_equal(apdu_parse(raw, n, &cmd), OT_OK);
@@ -572,7 +566,7 @@ static void check_xfer(const struct xfer_case *c)
     struct ot_buf out;
     struct fake_card card = {.resp = c->resp, .nresp = c->nresp};
     uint16_t sw = 0;
-    size_t n = unhex(c->cmd, raw, sizeof raw);
+    size_t n = testutil_unhex(c->cmd, raw, sizeof raw);
     print_message("%s\n", c->name);
     assert_int_equal(apdu_parse(raw, n, &cmd), OT_OK);
     ot_buf_init(&out, 0);
@@ -582,7 +576,7 @@ static void check_xfer(const struct xfer_case *c)
         assert_string_equal(card.sent[i], c->sent[i]);
     }
     if (c->want == OT_OK) {
-        size_t wn = unhex(c->data, want, sizeof want);
+        size_t wn = testutil_unhex(c->data, want, sizeof want);
         assert_int_equal(sw, c->sw);
         assert_int_equal(out.len, wn);
         if (wn > 0) {
@@ -612,7 +606,7 @@ static void test_chain_feed(void **state)
         struct apdu cmd;
         struct apdu_chain chain;
         unsigned cur = 0;
-        size_t len = unhex(c->cmd, bufs[0], sizeof bufs[0]);
+        size_t len = testutil_unhex(c->cmd, bufs[0], sizeof bufs[0]);
         ot_err err = OT_OK;
         print_message("%s\n", c->name);
         assert_int_equal(apdu_parse(bufs[0], len, &cmd), OT_OK);
@@ -623,7 +617,7 @@ static void test_chain_feed(void **state)
             assert_true(k < c->nresp);
             assert_int_equal(hex_encode(bufs[cur], len, hex, sizeof hex), OT_OK);
             assert_string_equal(hex, c->sent[k]);
-            size_t rn = unhex(c->resp[k], resp, sizeof resp);
+            size_t rn = testutil_unhex(c->resp[k], resp, sizeof resp);
             err = apdu_chain_feed(&chain, &cmd, resp, rn, bufs[cur ^ 1u], &next_len);
             if (err != OT_OK || next_len == 0) {
                 assert_int_equal(k + 1, c->nsent);
@@ -635,7 +629,7 @@ static void test_chain_feed(void **state)
         }
         assert_int_equal(err, c->want);
         if (err == OT_OK) {
-            size_t wn = unhex(c->data, want, sizeof want);
+            size_t wn = testutil_unhex(c->data, want, sizeof want);
             assert_int_equal(chain.sw, c->sw);
             assert_int_equal(chain.data.len, wn);
             assert_int_equal(chain.steps, c->nsent - 1);

@@ -1,5 +1,6 @@
 /* BER-TLV parser and builder (src/core/tlv.c). */
 #include "core/hex.h"
+#include "core/testutil.h"
 #include "core/tlv.h"
 
 #include <setjmp.h>
@@ -14,13 +15,6 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Decodes a hex literal from a table row; test data, so any error is fatal. */
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
-
 /* ---- parsing one object -------------------------------------------------- */
 
 static const struct {
@@ -67,7 +61,7 @@ static void test_parse_one(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(parse_cases); i++) {
         uint8_t buf[64];
         struct tlv t;
-        size_t n = unhex(parse_cases[i].hex, buf, sizeof buf);
+        size_t n = testutil_unhex(parse_cases[i].hex, buf, sizeof buf);
         print_message("%s\n", parse_cases[i].name);
         ot_err err = tlv_parse_one(n ? buf : NULL, n, &t);
         assert_int_equal(err, parse_cases[i].want);
@@ -92,7 +86,7 @@ static void test_next_cursor(void **state)
         uint8_t buf[64];
         struct buf_rd r;
         struct tlv t;
-        size_t n = unhex(parse_cases[i].hex, buf, sizeof buf);
+        size_t n = testutil_unhex(parse_cases[i].hex, buf, sizeof buf);
         buf_rd_init(&r, buf, n);
         ot_err err = tlv_next(&r, &t);
         if (parse_cases[i].want == OT_E_TRAILING) {
@@ -170,7 +164,7 @@ static void test_walk(void **state)
     (void)state;
     for (size_t i = 0; i < ARRAY_SIZE(walk_cases); i++) {
         uint8_t buf[128];
-        size_t n = unhex(walk_cases[i].hex, buf, sizeof buf);
+        size_t n = testutil_unhex(walk_cases[i].hex, buf, sizeof buf);
         print_message("%s\n", walk_cases[i].name);
         assert_int_equal(tlv_walk_all(n ? buf : NULL, n), walk_cases[i].want);
     }
@@ -217,7 +211,7 @@ static void test_walk_children(void **state)
     struct tlv outer;
     struct tlv t;
     struct buf_rd r;
-    size_t n = unhex(E3_HEX, buf, sizeof buf);
+    size_t n = testutil_unhex(E3_HEX, buf, sizeof buf);
     size_t k = 0;
     assert_int_equal(tlv_parse_one(buf, n, &outer), OT_OK);
     assert_true(outer.constructed);
@@ -259,11 +253,11 @@ static void test_find(void **state)
         uint8_t buf[64];
         uint8_t val[32];
         struct tlv t;
-        size_t n = unhex(find_cases[i].hex, buf, sizeof buf);
+        size_t n = testutil_unhex(find_cases[i].hex, buf, sizeof buf);
         print_message("%s\n", find_cases[i].name);
         assert_int_equal(tlv_find(n ? buf : NULL, n, find_cases[i].tag, &t), find_cases[i].want);
         if (find_cases[i].want == OT_OK) {
-            size_t vn = unhex(find_cases[i].val_hex, val, sizeof val);
+            size_t vn = testutil_unhex(find_cases[i].val_hex, val, sizeof val);
             assert_int_equal(t.tag, find_cases[i].tag);
             assert_int_equal(t.len, vn);
             assert_memory_equal(t.val, val, vn);
@@ -296,7 +290,7 @@ static void test_find_path(void **state)
 {
     (void)state;
     uint8_t buf[64];
-    size_t n = unhex(FCI_HEX, buf, sizeof buf);
+    size_t n = testutil_unhex(FCI_HEX, buf, sizeof buf);
     for (size_t i = 0; i < ARRAY_SIZE(path_cases); i++) {
         uint8_t val[32];
         struct tlv t;
@@ -304,7 +298,7 @@ static void test_find_path(void **state)
         assert_int_equal(tlv_find_path(buf, n, path_cases[i].path, path_cases[i].depth, &t),
                          path_cases[i].want);
         if (path_cases[i].want == OT_OK) {
-            size_t vn = unhex(path_cases[i].val_hex, val, sizeof val);
+            size_t vn = testutil_unhex(path_cases[i].val_hex, val, sizeof val);
             assert_int_equal(t.tag, path_cases[i].tag);
             assert_int_equal(t.len, vn);
             assert_memory_equal(t.val, val, vn);
@@ -314,7 +308,7 @@ static void test_find_path(void **state)
     static const uint32_t path[] = {0xE3, 0x5A};
     uint8_t bad[8];
     struct tlv t;
-    size_t bn = unhex("E3025A05", bad, sizeof bad);
+    size_t bn = testutil_unhex("E3025A05", bad, sizeof bad);
     assert_int_equal(tlv_find_path(bad, bn, path, 2, &t), OT_E_TLV);
 }
 
@@ -376,8 +370,8 @@ static void test_put(void **state)
         struct buf_wr w;
         struct tlv t;
         size_t len = 0;
-        size_t vn = unhex(put_cases[i].val_hex, val, sizeof val);
-        size_t wn = unhex(put_cases[i].want_hex, want, sizeof want);
+        size_t vn = testutil_unhex(put_cases[i].val_hex, val, sizeof val);
+        size_t wn = testutil_unhex(put_cases[i].want_hex, want, sizeof want);
         print_message("%s\n", put_cases[i].name);
         buf_wr_init(&w, out, sizeof out);
         tlv_put(&w, put_cases[i].tag, val, vn);

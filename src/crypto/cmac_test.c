@@ -4,6 +4,7 @@
 #include "crypto/cmac.h"
 
 #include "core/hex.h"
+#include "core/testutil.h"
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -45,23 +46,16 @@ static const struct {
     {KEY256, 64, "E1992190549F6ED5696A2C056C315410"},
 };
 
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
-
 static void test_vectors(void **state)
 {
     (void)state;
     uint8_t msg[64], key[32], want[16], tag[16];
-    size_t msg_n = unhex(MSG64, msg, sizeof msg);
+    size_t msg_n = testutil_unhex(MSG64, msg, sizeof msg);
     assert_int_equal(msg_n, 64);
 
     for (size_t v = 0; v < sizeof cmac_vectors / sizeof cmac_vectors[0]; v++) {
-        size_t key_n = unhex(cmac_vectors[v].key, key, sizeof key);
-        unhex(cmac_vectors[v].tag, want, sizeof want);
+        size_t key_n = testutil_unhex(cmac_vectors[v].key, key, sizeof key);
+        testutil_unhex(cmac_vectors[v].tag, want, sizeof want);
 
         /* one-shot */
         memset(tag, 0, sizeof tag);

@@ -5,6 +5,7 @@
 #include "crypto/kcv.h"
 
 #include "core/hex.h"
+#include "core/testutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,13 +17,6 @@
 #include <cmocka.h>
 
 enum kcv_alg { ALG_AES, ALG_AES_ZERO, ALG_DES3 };
-
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
 
 static ot_err run_kcv(enum kcv_alg alg, const uint8_t *key, size_t len, uint8_t *kcv)
 {
@@ -77,8 +71,8 @@ static void test_kcv_vectors(void **state)
         uint8_t key[32];
         uint8_t want[KCV_LEN];
         uint8_t got[KCV_LEN] = {0};
-        size_t klen = unhex(kcv_vectors[i].key, key, sizeof key);
-        assert_int_equal(unhex(kcv_vectors[i].kcv, want, sizeof want), KCV_LEN);
+        size_t klen = testutil_unhex(kcv_vectors[i].key, key, sizeof key);
+        assert_int_equal(testutil_unhex(kcv_vectors[i].kcv, want, sizeof want), KCV_LEN);
         assert_int_equal(run_kcv(kcv_vectors[i].alg, key, klen, got), OT_OK);
         assert_memory_equal(got, want, KCV_LEN);
     }
@@ -106,7 +100,7 @@ static void test_kcv_aes_variants(void **state)
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         uint8_t want[KCV_LEN];
         uint8_t got[KCV_LEN] = {0};
-        unhex(rows[i].kcv, want, sizeof want);
+        testutil_unhex(rows[i].kcv, want, sizeof want);
         assert_int_equal(run_kcv(rows[i].alg, key, rows[i].len, got), OT_OK);
         assert_memory_equal(got, want, KCV_LEN);
     }

@@ -6,6 +6,7 @@
 #include "crypto/kdf.h"
 
 #include "core/hex.h"
+#include "core/testutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -60,21 +61,14 @@ static const struct {
      "3146915DF428205A"},
 };
 
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
-
 static void test_rows(void **state)
 {
     (void)state;
     for (size_t r = 0; r < sizeof kdf_rows / sizeof kdf_rows[0]; r++) {
         uint8_t key[32], ctx[64], want[64], got[64];
-        size_t key_n = unhex(kdf_rows[r].key, key, sizeof key);
-        size_t ctx_n = unhex(kdf_rows[r].context, ctx, sizeof ctx);
-        size_t want_n = unhex(kdf_rows[r].want, want, sizeof want);
+        size_t key_n = testutil_unhex(kdf_rows[r].key, key, sizeof key);
+        size_t ctx_n = testutil_unhex(kdf_rows[r].context, ctx, sizeof ctx);
+        size_t want_n = testutil_unhex(kdf_rows[r].want, want, sizeof want);
 
         print_message("row %s\n", kdf_rows[r].name);
         memset(got, 0, sizeof got);
@@ -99,11 +93,11 @@ static void test_prf_input_layout(void **state)
 {
     (void)state;
     uint8_t key[16], input[32], ctx[16], direct[16], derived[16];
-    unhex(PYSIM_ENC, key, sizeof key);
-    unhex("00000000000000000000000400008001"
-          "8E1552D0513C60F330760CD2C47C1DD3",
-          input, sizeof input);
-    unhex("8E1552D0513C60F330760CD2C47C1DD3", ctx, sizeof ctx);
+    testutil_unhex(PYSIM_ENC, key, sizeof key);
+    testutil_unhex("00000000000000000000000400008001"
+                   "8E1552D0513C60F330760CD2C47C1DD3",
+                   input, sizeof input);
+    testutil_unhex("8E1552D0513C60F330760CD2C47C1DD3", ctx, sizeof ctx);
     assert_int_equal(cmac_aes(key, 16, input, sizeof input, direct), OT_OK);
     assert_int_equal(kdf_scp03_key(key, 16, KDF_DC_S_ENC, ctx, 16, derived, 16), OT_OK);
     assert_memory_equal(direct, derived, 16);

@@ -4,6 +4,7 @@
 #include "crypto/kdiv.h"
 
 #include "core/hex.h"
+#include "core/testutil.h"
 #include "crypto/kcv.h"
 
 #include <setjmp.h>
@@ -18,13 +19,6 @@
 static const uint8_t gp_master[16] = {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
                                       0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F};
 static const uint8_t kdd_seq[KDIV_KDD_LEN] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
 
 static const struct {
     enum kdiv_scheme s;
@@ -67,9 +61,9 @@ static void test_kdiv_kcv_vectors(void **state)
         uint8_t kcv[KCV_LEN];
         uint8_t want_kcv[KCV_LEN];
         assert_int_equal(derive(kcv_rows[i].s, gp_master, 16, kdd_seq, kcv_rows[i].kt, key), OT_OK);
-        unhex(kcv_rows[i].key, want_key, sizeof want_key);
+        testutil_unhex(kcv_rows[i].key, want_key, sizeof want_key);
         assert_memory_equal(key, want_key, 16);
-        unhex(kcv_rows[i].kcv, want_kcv, sizeof want_kcv);
+        testutil_unhex(kcv_rows[i].kcv, want_kcv, sizeof want_kcv);
         if (kcv_rows[i].s == KDIV_KDF3) {
             assert_int_equal(kcv_aes(key, 16, kcv), OT_OK);
         } else {
@@ -102,9 +96,9 @@ static void test_kdiv_kdf3_long(void **state)
         uint8_t kdd[KDIV_KDD_LEN];
         uint8_t want[32];
         uint8_t got[32] = {0};
-        size_t mlen = unhex(rows[i].master, m, sizeof m);
-        assert_int_equal(unhex(rows[i].kdd, kdd, sizeof kdd), KDIV_KDD_LEN);
-        assert_int_equal(unhex(rows[i].want, want, sizeof want), mlen);
+        size_t mlen = testutil_unhex(rows[i].master, m, sizeof m);
+        assert_int_equal(testutil_unhex(rows[i].kdd, kdd, sizeof kdd), KDIV_KDD_LEN);
+        assert_int_equal(testutil_unhex(rows[i].want, want, sizeof want), mlen);
         assert_int_equal(kdiv_kdf3(m, mlen, kdd, rows[i].kt, got), OT_OK);
         assert_memory_equal(got, want, mlen);
     }

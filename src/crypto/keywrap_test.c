@@ -4,6 +4,7 @@
 #include "crypto/keywrap.h"
 
 #include "core/hex.h"
+#include "core/testutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,13 +17,6 @@
 
 #define DEK_HEX "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
 #define KEY_HEX "404142434445464748494A4B4C4D4E4F505152535455565758595A5B5C5D5E5F"
-
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
 
 static const struct {
     bool aes;
@@ -53,10 +47,10 @@ static void test_keywrap_known(void **state)
         uint8_t back[32];
         size_t got_len = sizeof got;
         size_t back_len = sizeof back;
-        size_t want_len = unhex(known[i].want, want, sizeof want);
+        size_t want_len = testutil_unhex(known[i].want, want, sizeof want);
 
-        unhex(known[i].dek ? known[i].dek : DEK_HEX, dek, sizeof dek);
-        unhex(KEY_HEX, key, sizeof key);
+        testutil_unhex(known[i].dek ? known[i].dek : DEK_HEX, dek, sizeof dek);
+        testutil_unhex(KEY_HEX, key, sizeof key);
         if (known[i].aes) {
             assert_int_equal(
                 keywrap_aes_encrypt(dek, known[i].dek_len, key, known[i].key_len, got, &got_len),

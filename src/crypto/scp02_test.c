@@ -11,6 +11,7 @@
 
 #include "core/apdu.h"
 #include "core/hex.h"
+#include "core/testutil.h"
 #include "crypto/kcv.h"
 #include "crypto/keywrap.h"
 
@@ -28,28 +29,13 @@
 
 #define BUF 512
 
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
-
-static void assert_hex(const uint8_t *got, size_t got_len, const char *want_hex)
-{
-    uint8_t want[BUF];
-    size_t n = unhex(want_hex, want, sizeof want);
-    assert_int_equal(got_len, n);
-    assert_memory_equal(got, want, n);
-}
-
 static void keyset_from_hex(struct scp02_keyset *k, uint8_t kvn, const char *enc, const char *mac,
                             const char *dek)
 {
     k->kvn = kvn;
-    assert_int_equal(unhex(enc, k->enc, sizeof k->enc), 16);
-    assert_int_equal(unhex(mac, k->mac, sizeof k->mac), 16);
-    assert_int_equal(unhex(dek, k->dek, sizeof k->dek), 16);
+    assert_int_equal(testutil_unhex(enc, k->enc, sizeof k->enc), 16);
+    assert_int_equal(testutil_unhex(mac, k->mac, sizeof k->mac), 16);
+    assert_int_equal(testutil_unhex(dek, k->dek, sizeof k->dek), 16);
 }
 
 /* Independent retail MAC (ISO 9797-1 alg. 3) for crafting commands in the
@@ -169,13 +155,13 @@ static void test_kat_host(void **state)
 
         keyset_from_hex(&keys, k->host_kvn, k->enc, k->mac, k->dek);
         assert_int_equal(scp02_host_new(&keys, &h), OT_OK);
-        unhex(k->host_chal, chal, sizeof chal);
+        testutil_unhex(k->host_chal, chal, sizeof chal);
         assert_int_equal(scp02_host_initialize_update(h, 0, chal, buf, &n), OT_OK);
-        assert_hex(buf, n, k->iu);
+        testutil_assert_hex(buf, n, k->iu);
         /* pySim's card answers with KVN 70 to P1 20: accept any KVN */
         keys.kvn = 0;
         assert_int_equal(scp02_host_set_keys(h, &keys), OT_OK);
-        n = unhex(k->resp, buf, sizeof buf);
+        n = testutil_unhex(k->resp, buf, sizeof buf);
         buf[n++] = 0x90;
         buf[n++] = 0x00;
         assert_int_equal(scp02_host_on_initialize_update(h, buf, n), OT_OK);
@@ -189,15 +175,15 @@ static void test_kat_host(void **state)
                 continue;
             }
             assert_int_equal(scp02_host_session_keys(h, dst[0], dst[1], dst[2], dst[3]), OT_OK);
-            assert_hex(key, 16, want_keys[i]);
+            testutil_assert_hex(key, 16, want_keys[i]);
         }
         if (k->s_dek != NULL) {
-            assert_hex(scp02_host_session_dek(h), 16, k->s_dek);
+            testutil_assert_hex(scp02_host_session_dek(h), 16, k->s_dek);
         }
 
         n = sizeof buf;
         assert_int_equal(scp02_host_external_authenticate(h, k->level, buf, &n), OT_OK);
-        assert_hex(buf, n, k->ea);
+        testutil_assert_hex(buf, n, k->ea);
         assert_false(scp02_host_is_open(h));
         assert_int_equal(scp02_host_on_external_authenticate(h, (const uint8_t *)"\x90\x00", 2),
                          OT_OK);
@@ -205,10 +191,10 @@ static void test_kat_host(void **state)
         assert_int_equal(scp02_host_level(h), k->level);
 
         for (size_t i = 0; i < 4 && k->cmds[i].plain != NULL; i++) {
-            size_t cn = unhex(k->cmds[i].plain, cmd, sizeof cmd);
+            size_t cn = testutil_unhex(k->cmds[i].plain, cmd, sizeof cmd);
             n = sizeof buf;
             assert_int_equal(scp02_host_wrap(h, cmd, cn, buf, &n), OT_OK);
-            assert_hex(buf, n, k->cmds[i].wrapped);
+            testutil_assert_hex(buf, n, k->cmds[i].wrapped);
         }
         scp02_host_free(h);
     }
@@ -228,7 +214,7 @@ static void test_kat_card(void **state)
         uint8_t resp[BUF];
         uint8_t buf[BUF];
         uint8_t cmd[BUF];
-        size_t rn = unhex(k->resp, resp, sizeof resp);
+        size_t rn = testutil_unhex(k->resp, resp, sizeof resp);
         size_t n = 0;
         size_t cn = 0;
         uint16_t seq = ot_get_u16be(resp + 12);
@@ -237,7 +223,7 @@ static void test_kat_card(void **state)
         keyset_from_hex(&keys, resp[10], k->enc, k->mac, k->dek);
         assert_int_equal(scp02_card_new(&cfg, &c), OT_OK);
         scp02_card_set_next_challenge(c, resp + 14);
-        cn = unhex(k->iu, cmd, sizeof cmd);
+        cn = testutil_unhex(k->iu, cmd, sizeof cmd);
         n = sizeof buf;
         assert_int_equal(scp02_card_initialize_update(c, &keys, &seq, cmd, cn, buf, &n), OT_OK);
         assert_int_equal(n, rn);
@@ -245,25 +231,25 @@ static void test_kat_card(void **state)
         assert_true(scp02_card_is_pending(c));
         assert_non_null(scp02_card_keys(c));
 
-        cn = unhex(k->ea, cmd, sizeof cmd);
+        cn = testutil_unhex(k->ea, cmd, sizeof cmd);
         assert_int_equal(scp02_card_external_authenticate(c, cmd, cn), OT_OK);
         assert_true(scp02_card_is_open(c));
         assert_int_equal(scp02_card_level(c), k->level);
         assert_int_equal(scp02_card_seq(c), seq + 1);
         if (k->s_dek != NULL) {
-            assert_hex(scp02_card_session_dek(c), 16, k->s_dek);
+            testutil_assert_hex(scp02_card_session_dek(c), 16, k->s_dek);
         }
 
         for (size_t i = 0; i < 4 && k->cmds[i].plain != NULL; i++) {
-            cn = unhex(k->cmds[i].wrapped, cmd, sizeof cmd);
+            cn = testutil_unhex(k->cmds[i].wrapped, cmd, sizeof cmd);
             n = sizeof buf;
             assert_int_equal(scp02_card_unwrap(c, cmd, cn, buf, &n), OT_OK);
-            assert_hex(buf, n, k->cmds[i].plain);
+            testutil_assert_hex(buf, n, k->cmds[i].plain);
             /* level 01: responses go out as they are */
             n = sizeof buf;
             assert_int_equal(scp02_card_wrap(c, (const uint8_t *)"\x01\x02", 2, 0x9000, buf, &n),
                              OT_OK);
-            assert_hex(buf, n, "01029000");
+            testutil_assert_hex(buf, n, "01029000");
         }
         scp02_card_free(c);
     }
@@ -499,7 +485,7 @@ static void test_gppro_session_kcvs(void **state)
 
     (void)state;
     pair_new(&p, 0x15);
-    unhex("404142434445464748494A4B4C4D4E4F", p.keys.enc, 16);
+    testutil_unhex("404142434445464748494A4B4C4D4E4F", p.keys.enc, 16);
     memcpy(p.keys.mac, p.keys.enc, 16);
     memcpy(p.keys.dek, p.keys.enc, 16);
     assert_int_equal(scp02_host_set_keys(p.h, &p.keys), OT_OK);
@@ -510,7 +496,7 @@ static void test_gppro_session_kcvs(void **state)
     assert_int_equal(scp02_host_session_keys(p.h, k[0], k[1], k[2], k[3]), OT_OK);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(kcv_des3(k[i], 16, kcv), OT_OK);
-        assert_hex(kcv, KCV_LEN, want[i]);
+        testutil_assert_hex(kcv, KCV_LEN, want[i]);
     }
     /* the session DEK wraps PUT KEY keys; the card unwraps them */
     pair_free(&p);
@@ -531,10 +517,10 @@ static void test_pseudo_random_challenge(void **state)
 
     (void)state;
     pair_new(&p, 0x55);
-    unhex("404142434445464748494A4B4C4D4E4F", p.keys.mac, 16);
+    testutil_unhex("404142434445464748494A4B4C4D4E4F", p.keys.mac, 16);
     assert_int_equal(scp02_host_set_keys(p.h, &p.keys), OT_OK);
     pair_iu(&p, 0, buf, &n);
-    assert_hex(buf + 14, 6, "8BA2FFCEA96C");
+    testutil_assert_hex(buf + 14, 6, "8BA2FFCEA96C");
     memcpy(first, buf + 14, sizeof first);
     assert_int_equal(scp02_host_on_initialize_update(p.h, buf, n), OT_OK);
     assert_int_equal(scp02_host_session_keys(p.h, NULL, cmac_key, NULL, NULL), OT_OK);
@@ -892,7 +878,7 @@ static void test_card_initialize_update_errors(void **state)
         struct pair p;
         uint8_t cmd[64];
         uint8_t resp[64];
-        size_t cn = unhex(rows[r].cmd, cmd, sizeof cmd);
+        size_t cn = testutil_unhex(rows[r].cmd, cmd, sizeof cmd);
         size_t rn = rows[r].cap;
         uint16_t seq = rows[r].seq;
 
@@ -1041,7 +1027,7 @@ static void test_card_unwrap_errors(void **state)
             /* the status word goes out bare */
             on = sizeof out;
             assert_int_equal(scp02_card_wrap(p.c, NULL, 0, 0x6982, out, &on), OT_OK);
-            assert_hex(out, on, "6982");
+            testutil_assert_hex(out, on, "6982");
         }
         pair_free(&p);
     }
@@ -1121,7 +1107,7 @@ static void test_rmac_errors(void **state)
             assert_memory_equal(out, data, sizeof data);
         }
         if (rows[r].mode == BARE_ERROR) {
-            assert_hex(out, on, "6A82");
+            testutil_assert_hex(out, on, "6A82");
         }
         assert_int_equal(scp02_host_is_open(p.h), rows[r].open_after);
         pair_free(&p);
@@ -1151,7 +1137,7 @@ static void test_rmac_errors(void **state)
     uint8_t back[64];
     size_t bn = sizeof back;
     assert_int_equal(scp02_host_unwrap(p.h, out, on, back, &bn), OT_OK);
-    assert_hex(back, bn, "6A88");
+    testutil_assert_hex(back, bn, "6A88");
     pair_free(&p);
 }
 
@@ -1343,7 +1329,7 @@ static void test_in_place(void **state)
     n = sizeof buf;
     assert_int_equal(scp02_card_wrap(p.c, buf, sizeof data, 0x9000, buf, &n), OT_OK);
     assert_int_equal(scp02_host_unwrap(p.h, buf, n, buf, &n), OT_OK);
-    assert_hex(buf, n, "AABBCC9000");
+    testutil_assert_hex(buf, n, "AABBCC9000");
     pair_free(&p);
 }
 

@@ -5,6 +5,7 @@
 
 #include "core/apdu.h"
 #include "core/hex.h"
+#include "core/testutil.h"
 #include "crypto/cmac.h"
 #include "crypto/kdf.h"
 
@@ -23,25 +24,6 @@
 
 static uint8_t *g_buf_a, *g_buf_b, *g_buf_c; /* test-only scratch, BUF_MAX each */
 
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
-
-static void assert_hex(const uint8_t *got, size_t got_len, const char *want_hex)
-{
-    uint8_t want[600];
-    size_t want_len = unhex(want_hex, want, sizeof want);
-    if (got_len != want_len || memcmp(got, want, want_len) != 0) {
-        char g[1300];
-        assert_int_equal(hex_encode(got, got_len, g, sizeof g), OT_OK);
-        print_error("got  %s\nwant %s\n", g, want_hex);
-        fail();
-    }
-}
-
 /* Key set from a 16-byte base: AES-192 = base || base[0..7], AES-256 =
  * base || base (pySim KEYSET_AES192 / KEYSET_AES256). */
 static void make_keys(struct scp03_keyset *k, uint8_t kvn, size_t key_len, const char *enc,
@@ -54,7 +36,7 @@ static void make_keys(struct scp03_keyset *k, uint8_t kvn, size_t key_len, const
     k->key_len = key_len;
     for (int j = 0; j < 3; j++) {
         uint8_t base[16];
-        assert_int_equal(unhex(src[j], base, sizeof base), 16);
+        assert_int_equal(testutil_unhex(src[j], base, sizeof base), 16);
         memcpy(dst[j], base, 16);
         memcpy(dst[j] + 16, base, key_len - 16);
     }
@@ -179,10 +161,10 @@ static void vec_command(struct scp03_host *h, struct scp03_card *c, const char *
                         const char *want_hex)
 {
     uint8_t plain[300], wire[400], back[400];
-    size_t pn = unhex(plain_hex, plain, sizeof plain);
+    size_t pn = testutil_unhex(plain_hex, plain, sizeof plain);
     size_t wn = sizeof wire, bn = sizeof back;
     assert_int_equal(scp03_host_wrap(h, plain, pn, wire, &wn), OT_OK);
-    assert_hex(wire, wn, want_hex);
+    testutil_assert_hex(wire, wn, want_hex);
     assert_int_equal(scp03_card_unwrap(c, wire, wn, back, &bn), OT_OK);
     assert_int_equal(bn, pn);
     assert_memory_equal(back, plain, pn);
@@ -204,21 +186,21 @@ static void test_pysim_vectors(void **state)
         make_keys(&keys, t->kvn, t->key_len, "000102030405060708090A0B0C0D0E0F",
                   "101112131415161718191A1B1C1D1E1F", "202122232425262728292A2B2C2D2E2F");
         struct scp03_card_cfg cfg = {.i_param = 0x70, .sd_aid = aid};
-        cfg.sd_aid_len = unhex(ISDR_AID, aid, sizeof aid);
+        cfg.sd_aid_len = testutil_unhex(ISDR_AID, aid, sizeof aid);
         assert_int_equal(scp03_host_new(&keys, &h), OT_OK);
         assert_int_equal(scp03_card_new(&cfg, &c), OT_OK);
 
         /* INITIALIZE UPDATE */
-        unhex(t->host_chal, hc, sizeof hc);
+        testutil_unhex(t->host_chal, hc, sizeof hc);
         n = sizeof buf;
         assert_int_equal(scp03_host_initialize_update(h, 0, false, hc, buf, &n), OT_OK);
         snprintf(want, sizeof want, "8050%02X0008%s00", t->kvn, t->host_chal);
-        assert_hex(buf, n, want);
+        testutil_assert_hex(buf, n, want);
         uint32_t seq = t->seq - 1;
         rn = sizeof resp;
         assert_int_equal(scp03_card_initialize_update(c, &keys, &seq, buf, n, resp, &rn), OT_OK);
         assert_int_equal(seq, t->seq);
-        assert_hex(resp, rn, t->iu_rsp);
+        testutil_assert_hex(resp, rn, t->iu_rsp);
         assert_true(scp03_card_is_pending(c));
         resp[rn++] = 0x90;
         resp[rn++] = 0x00;
@@ -228,16 +210,16 @@ static void test_pysim_vectors(void **state)
         if (t->s_enc) {
             assert_int_equal(scp03_host_session_keys(h, keybuf[0], keybuf[1], keybuf[2], &kl),
                              OT_OK);
-            assert_hex(keybuf[0], kl, t->s_enc);
-            assert_hex(keybuf[1], kl, t->s_mac);
-            assert_hex(keybuf[2], kl, t->s_rmac);
+            testutil_assert_hex(keybuf[0], kl, t->s_enc);
+            testutil_assert_hex(keybuf[1], kl, t->s_mac);
+            testutil_assert_hex(keybuf[2], kl, t->s_rmac);
         }
 
         /* EXTERNAL AUTHENTICATE */
         uint8_t level = (uint8_t)strtoul((char[]){t->ext_auth[4], t->ext_auth[5], 0}, NULL, 16);
         n = sizeof buf;
         assert_int_equal(scp03_host_external_authenticate(h, level, buf, &n), OT_OK);
-        assert_hex(buf, n, t->ext_auth);
+        testutil_assert_hex(buf, n, t->ext_auth);
         assert_int_equal(scp03_card_external_authenticate(c, buf, n), OT_OK);
         assert_true(scp03_card_is_open(c));
         assert_int_equal(scp03_card_level(c), level);
@@ -248,14 +230,14 @@ static void test_pysim_vectors(void **state)
         /* GET DATA (EID) and its response */
         vec_command(h, c, PLAIN_EID, t->eid_cmd);
         uint8_t plain_r[64];
-        size_t prn = unhex(PLAIN_EID_R, plain_r, sizeof plain_r);
+        size_t prn = testutil_unhex(PLAIN_EID_R, plain_r, sizeof plain_r);
         rn = sizeof resp;
         assert_int_equal(scp03_card_wrap(c, plain_r, prn, 0x9000, resp, &rn), OT_OK);
         snprintf(want, sizeof want, "%s9000", t->eid_rsp);
-        assert_hex(resp, rn, want);
+        testutil_assert_hex(resp, rn, want);
         n = sizeof buf;
         assert_int_equal(scp03_host_unwrap(h, resp, rn, buf, &n), OT_OK);
-        assert_hex(buf, n, PLAIN_EID_R "9000");
+        testutil_assert_hex(buf, n, PLAIN_EID_R "9000");
 
         /* the four ISO cases, counter 2..5 */
         vec_command(h, c, PLAIN_C1, t->c1);
@@ -279,12 +261,12 @@ static void test_kaoh_vector(void **state)
     uint8_t aid[8], hc[8], buf[100], resp[100], k[3][32];
     size_t n, rn, kl;
 
-    unhex("F995D0A069335C7DF42E590317FFEA6D", keys.enc, 16);
-    unhex("58563362EC5A4541ABCD32B34B1EAE7D", keys.mac, 16);
-    unhex("0A02A6D687406DCFA09DC70B3EDB7E38", keys.dek, 16);
-    unhex("9BD6BF878FB8E991", hc, sizeof hc);
+    testutil_unhex("F995D0A069335C7DF42E590317FFEA6D", keys.enc, 16);
+    testutil_unhex("58563362EC5A4541ABCD32B34B1EAE7D", keys.mac, 16);
+    testutil_unhex("0A02A6D687406DCFA09DC70B3EDB7E38", keys.dek, 16);
+    testutil_unhex("9BD6BF878FB8E991", hc, sizeof hc);
     struct scp03_card_cfg cfg = {.i_param = 0x70, .sd_aid = aid, .sd_aid_len = 8};
-    unhex("A000000151000000", aid, sizeof aid);
+    testutil_unhex("A000000151000000", aid, sizeof aid);
     assert_int_equal(scp03_host_new(&keys, &h), OT_OK);
     assert_int_equal(scp03_card_new(&cfg, &c), OT_OK);
 
@@ -294,17 +276,17 @@ static void test_kaoh_vector(void **state)
     rn = sizeof resp;
     assert_int_equal(scp03_card_initialize_update(c, &keys, &seq, buf, n, resp, &rn), OT_OK);
     assert_int_equal(seq, 0x1E);
-    assert_hex(resp + 10, rn - 10, "3003703C80C2CC87EB3A35E4EDBA35E629C33600001E");
+    testutil_assert_hex(resp + 10, rn - 10, "3003703C80C2CC87EB3A35E4EDBA35E629C33600001E");
     resp[rn++] = 0x90;
     resp[rn++] = 0x00;
     assert_int_equal(scp03_host_on_initialize_update(h, resp, rn), OT_OK);
     assert_int_equal(scp03_host_session_keys(h, k[0], k[1], k[2], &kl), OT_OK);
-    assert_hex(k[0], kl, "D83EE38C9954C8078987A5E9EE6AB13C");
-    assert_hex(k[1], kl, "6FF37716E0413065E8DFD08BF1E9EC5E");
-    assert_hex(k[2], kl, "0254C786E57ACA8982670C1C1A05FF12");
+    testutil_assert_hex(k[0], kl, "D83EE38C9954C8078987A5E9EE6AB13C");
+    testutil_assert_hex(k[1], kl, "6FF37716E0413065E8DFD08BF1E9EC5E");
+    testutil_assert_hex(k[2], kl, "0254C786E57ACA8982670C1C1A05FF12");
     n = sizeof buf;
     assert_int_equal(scp03_host_external_authenticate(h, 0x03, buf, &n), OT_OK);
-    assert_hex(buf, n, "848203001023EBFEDC579D22CDCDB6A25A5FF7891F");
+    testutil_assert_hex(buf, n, "848203001023EBFEDC579D22CDCDB6A25A5FF7891F");
     assert_int_equal(scp03_card_external_authenticate(c, buf, n), OT_OK);
     scp03_host_free(h);
     scp03_card_free(c);
@@ -320,12 +302,12 @@ static void test_session_key_kcvs(void **state)
         const char *kcv;
     } rows[] = {{KDF_DC_S_ENC, "C25559"}, {KDF_DC_S_MAC, "0E12CC"}, {KDF_DC_S_RMAC, "9ACB9C"}};
     uint8_t key[16], ctx[10], sk[16], kcv[3];
-    unhex("404142434445464748494A4B4C4D4E4F", key, sizeof key);
-    unhex("00010203040506070809", ctx, sizeof ctx);
+    testutil_unhex("404142434445464748494A4B4C4D4E4F", key, sizeof key);
+    testutil_unhex("00010203040506070809", ctx, sizeof ctx);
     for (size_t r = 0; r < 3; r++) {
         assert_int_equal(kdf_scp03_key(key, 16, rows[r].dc, ctx, sizeof ctx, sk, 16), OT_OK);
         kcv3(sk, 16, kcv);
-        assert_hex(kcv, 3, rows[r].kcv);
+        testutil_assert_hex(kcv, 3, rows[r].kcv);
     }
 }
 
@@ -350,7 +332,7 @@ static void fx_new(struct fx *f, uint8_t i, size_t key_len)
     f->s16 = (i & SCP03_I_S16) != 0;
     struct scp03_card_cfg cfg = {.i_param = i, .sd_aid = f->aid, .sd_aid_len = 8};
     memcpy(cfg.kdd, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0A", SCP03_KDD_LEN);
-    unhex("A000000151000000", f->aid, sizeof f->aid);
+    testutil_unhex("A000000151000000", f->aid, sizeof f->aid);
     assert_int_equal(scp03_host_new(&f->keys, &f->h), OT_OK);
     assert_int_equal(scp03_card_new(&cfg, &f->c), OT_OK);
 }
@@ -554,7 +536,7 @@ static void test_round_trips(void **state)
 static size_t wrap_hex(struct fx *f, const char *plain_hex, uint8_t *out)
 {
     uint8_t plain[300];
-    size_t pn = unhex(plain_hex, plain, sizeof plain), n = 400;
+    size_t pn = testutil_unhex(plain_hex, plain, sizeof plain), n = 400;
     assert_int_equal(scp03_host_wrap(f->h, plain, pn, out, &n), OT_OK);
     return n;
 }
@@ -843,7 +825,7 @@ static void test_negative(void **state)
             break;
         case NEG_NO_MAC:
             fx_open(&f, neg_rows[r].level, 0);
-            an = unhex(PLAIN_C3, a, sizeof a);
+            an = testutil_unhex(PLAIN_C3, a, sizeof a);
             got = scp03_card_unwrap(f.c, a, an, b, &bn);
             assert_card_aborted(&f);
             break;

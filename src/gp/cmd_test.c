@@ -3,6 +3,7 @@
 #include "gp/cmd.h"
 
 #include "core/hex.h"
+#include "core/testutil.h"
 #include "gp/parse.h"
 
 #include <setjmp.h>
@@ -15,17 +16,6 @@
 #include <cmocka.h>
 
 #define BUF 300
-
-/* Decodes hex into out (test data only). */
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    if (!s) {
-        return 0;
-    }
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
 
 /* Compares a builder's result with the wanted error or bytes. */
 static void check(const char *desc, ot_err got, const uint8_t *out, size_t len, ot_err want,
@@ -43,7 +33,7 @@ static void check(const char *desc, ot_err got, const uint8_t *out, size_t len, 
         return;
     }
     uint8_t exp[BUF];
-    size_t n = unhex(want_hex, exp, sizeof exp);
+    size_t n = testutil_unhex(want_hex, exp, sizeof exp);
     if (len != n || memcmp(out, exp, n) != 0) {
         char hex[2 * BUF + 1];
         assert_int_equal(hex_encode(out, len, hex, sizeof hex), OT_OK);
@@ -79,7 +69,7 @@ static void test_select(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof select_rows / sizeof select_rows[0]; i++) {
         uint8_t aid[32];
-        size_t an = unhex(select_rows[i].aid, aid, sizeof aid);
+        size_t an = testutil_unhex(select_rows[i].aid, aid, sizeof aid);
         uint8_t out[BUF];
         size_t len = sizeof out;
         ot_err e =
@@ -126,7 +116,7 @@ static void test_get_status(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof status_rows / sizeof status_rows[0]; i++) {
         uint8_t aid[32];
-        size_t an = unhex(status_rows[i].aid, aid, sizeof aid);
+        size_t an = testutil_unhex(status_rows[i].aid, aid, sizeof aid);
         struct gp_status_query q = {
             .p1 = status_rows[i].p1,
             .tlv = status_rows[i].tlv,
@@ -167,7 +157,7 @@ static void test_install_params(void **state)
 {
     (void)state;
     uint8_t ts[18];
-    size_t tn = unhex("010001001505000000000000000000000000", ts, sizeof ts);
+    size_t tn = testutil_unhex("010001001505000000000000000000000000", ts, sizeof ts);
     struct gp_install_params p = {
         .with_c9 = true,
         .nv_data_quota = 256,
@@ -292,7 +282,7 @@ static ot_err run_install(size_t i, uint8_t *out, size_t *len)
                           install_rows[i].sd,     install_rows[i].hash,   install_rows[i].privs,
                           install_rows[i].params, install_rows[i].token};
     for (int k = 0; k < 8; k++) {
-        n[k] = unhex(src[k], b[k], sizeof b[k]);
+        n[k] = testutil_unhex(src[k], b[k], sizeof b[k]);
     }
     struct gp_install_args a = {
         .elf_aid = n[0] ? b[0] : NULL,
@@ -474,7 +464,7 @@ static void test_set_status(void **state)
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         uint8_t aid[16];
-        size_t an = unhex(rows[i].aid, aid, sizeof aid);
+        size_t an = testutil_unhex(rows[i].aid, aid, sizeof aid);
         uint8_t out[BUF];
         size_t len = sizeof out;
         ot_err e = gp_cmd_set_status(0, rows[i].p1, rows[i].p2, an ? aid : NULL, an, out, &len);
@@ -492,10 +482,10 @@ static void test_put_key(void **state)
 {
     (void)state;
     uint8_t dek[16], k[32];
-    unhex(TK, dek, sizeof dek);
-    unhex(TK, k, sizeof k);
+    testutil_unhex(TK, dek, sizeof dek);
+    testutil_unhex(TK, k, sizeof k);
     uint8_t k256[32];
-    unhex(K256, k256, sizeof k256);
+    testutil_unhex(K256, k256, sizeof k256);
     struct gp_put_key_key aes3[3] = {
         {GP_KEY_TYPE_AES, k, 16}, {GP_KEY_TYPE_AES, k, 16}, {GP_KEY_TYPE_AES, k, 16}};
     struct gp_put_key_args a = {.old_kvn = 0,
@@ -523,7 +513,7 @@ static void test_put_key(void **state)
 
     /* The card's answer is checked against the KCVs. */
     uint8_t resp[16];
-    size_t rn = unhex("30504A77504A77504A77", resp, sizeof resp);
+    size_t rn = testutil_unhex("30504A77504A77504A77", resp, sizeof resp);
     assert_int_equal(gp_parse_put_key_resp(resp, rn, &exp), OT_OK);
     static const struct {
         const char *hex;
@@ -536,7 +526,7 @@ static void test_put_key(void **state)
         {"", OT_E_TRUNCATED},
     };
     for (size_t i = 0; i < sizeof rrows / sizeof rrows[0]; i++) {
-        rn = unhex(rrows[i].hex, resp, sizeof resp);
+        rn = testutil_unhex(rrows[i].hex, resp, sizeof resp);
         assert_int_equal(gp_parse_put_key_resp(resp, rn, &exp), rrows[i].want);
     }
 
@@ -662,7 +652,7 @@ static void test_store_data(void **state)
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         uint8_t d[64];
-        size_t dn = unhex(rows[i].data, d, sizeof d);
+        size_t dn = testutil_unhex(rows[i].data, d, sizeof d);
         uint8_t out[BUF];
         size_t len = sizeof out;
         ot_err e = gp_cmd_store_data(0, rows[i].p1, rows[i].block, dn ? d : NULL, dn, out, &len);

@@ -3,6 +3,7 @@
 #include "gp/parse.h"
 
 #include "core/hex.h"
+#include "core/testutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,17 +14,10 @@
 
 #include <cmocka.h>
 
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = cap;
-    assert_int_equal(hex_decode(s, strlen(s), out, &n), OT_OK);
-    return n;
-}
-
 static void assert_aid(const struct gp_aid *a, const char *hex)
 {
     uint8_t b[32];
-    size_t n = unhex(hex, b, sizeof b);
+    size_t n = testutil_unhex(hex, b, sizeof b);
     assert_int_equal(a->len, n);
     assert_memory_equal(a->b, b, n);
 }
@@ -120,7 +114,7 @@ static void test_status_rows(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof status_rows / sizeof status_rows[0]; i++) {
         uint8_t in[512];
-        size_t n = unhex(status_rows[i].hex, in, sizeof in);
+        size_t n = testutil_unhex(status_rows[i].hex, in, sizeof in);
         struct gp_status_entry e[4];
         size_t count = status_rows[i].cap;
         ot_err err = gp_parse_status(n ? in : NULL, n, status_rows[i].fmt, status_rows[i].p1,
@@ -141,7 +135,7 @@ static void test_status_fields(void **state)
     uint8_t in[512];
     struct gp_status_entry e[4];
     size_t count = 4;
-    size_t n = unhex(E3_KAOH, in, sizeof in);
+    size_t n = testutil_unhex(E3_KAOH, in, sizeof in);
     assert_int_equal(gp_parse_status(in, n, GP_STATUS_FMT_TLV, 0x20, e, &count), OT_OK);
     assert_int_equal(count, 1);
     assert_aid(&e[0].aid, "A0000000035350");
@@ -149,7 +143,7 @@ static void test_status_fields(void **state)
     assert_int_equal(e[0].lcs, 0x01);
     assert_int_equal(e[0].privs_len, 0);
 
-    n = unhex(E3_ISD E3_APP E3_ELF, in, sizeof in);
+    n = testutil_unhex(E3_ISD E3_APP E3_ELF, in, sizeof in);
     count = 4;
     assert_int_equal(gp_parse_status(in, n, GP_STATUS_FMT_TLV, 0x40, e, &count), OT_OK);
     assert_aid(&e[0].aid, "A000000151000000");
@@ -178,10 +172,10 @@ static void test_status_fields(void **state)
     assert_aid(&e[1].aid, "A000000003535001");
 
     /* Legacy P1 10 with its modules. */
-    n = unhex("07A0000000035350010002"
-              "08A000000003535001"
-              "08A000000003535002",
-              in, sizeof in);
+    n = testutil_unhex("07A0000000035350010002"
+                       "08A000000003535001"
+                       "08A000000003535002",
+                       in, sizeof in);
     count = 4;
     assert_int_equal(gp_parse_status(in, n, GP_STATUS_FMT_LEGACY, 0x10, e, &count), OT_OK);
     assert_int_equal(count, 1);
@@ -190,7 +184,7 @@ static void test_status_fields(void **state)
     assert_int_equal(e[0].nmodules, 2);
     assert_aid(&e[0].modules[1], "A000000003535002");
     /* Legacy P1 80. */
-    n = unhex("08A0000001510000000F9E", in, sizeof in);
+    n = testutil_unhex("08A0000001510000000F9E", in, sizeof in);
     count = 4;
     assert_int_equal(gp_parse_status(in, n, GP_STATUS_FMT_LEGACY, 0x80, e, &count), OT_OK);
     assert_int_equal(e[0].lcs, 0x0F);
@@ -234,7 +228,7 @@ static void test_status_iter(void **state)
 {
     (void)state;
     uint8_t in[256];
-    size_t n = unhex(E3_KAOH "E3054F07A0000000", in, sizeof in);
+    size_t n = testutil_unhex(E3_KAOH "E3054F07A0000000", in, sizeof in);
     struct gp_status_iter it;
     struct gp_status_entry e;
     bool done = true;
@@ -289,7 +283,7 @@ static void test_cplc(void **state)
     (void)state;
     uint8_t in[64];
     struct gp_cplc c;
-    size_t n = unhex(CPLC_RAW, in, sizeof in);
+    size_t n = testutil_unhex(CPLC_RAW, in, sizeof in);
     assert_int_equal(n, 42);
     assert_int_equal(gp_parse_cplc(in, n, &c), OT_OK);
     assert_int_equal(c.ic_fabricator, 0x0001);
@@ -347,14 +341,14 @@ static void test_cplc(void **state)
         {"tlv trailing", "9F7F2A" CPLC_RAW "9000", OT_E_TRAILING},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        n = unhex(rows[i].hex, in, sizeof in);
+        n = testutil_unhex(rows[i].hex, in, sizeof in);
         ot_err err = gp_parse_cplc(n ? in : NULL, n, &c);
         if (err != rows[i].want) {
             fprintf(stderr, "case '%s': got %s\n", rows[i].desc, ot_errname(err));
         }
         assert_int_equal(err, rows[i].want);
     }
-    n = unhex("9F7F2A" CPLC_RAW, in, sizeof in);
+    n = testutil_unhex("9F7F2A" CPLC_RAW, in, sizeof in);
     assert_int_equal(gp_parse_cplc(in, n, &c), OT_OK);
     assert_int_equal(c.perso_equipment, 0x26272829);
 }
@@ -369,7 +363,7 @@ static void test_card_data(void **state)
     (void)state;
     uint8_t in[128];
     struct gp_card_data cd;
-    size_t n = unhex("6631" CARD_DATA_73, in, sizeof in);
+    size_t n = testutil_unhex("6631" CARD_DATA_73, in, sizeof in);
     assert_int_equal(gp_parse_card_data(in, n, &cd), OT_OK);
     assert_true(cd.gp_rid);
     assert_int_equal(cd.version_len, 3);
@@ -381,12 +375,12 @@ static void test_card_data(void **state)
     assert_null(cd.card_config);
 
     /* ISO CLA answer (value only), SCP03 i=70 plus config / chip details. */
-    n = unhex("7322"
-              "640B06092A864886FC6B040370"
-              "640B06092A864886FC6B040215"
-              "6502AABB"
-              "6602CCDD",
-              in, sizeof in);
+    n = testutil_unhex("7322"
+                       "640B06092A864886FC6B040370"
+                       "640B06092A864886FC6B040215"
+                       "6502AABB"
+                       "6602CCDD",
+                       in, sizeof in);
     assert_int_equal(gp_parse_card_data(in, n, &cd), OT_OK);
     assert_false(cd.gp_rid);
     assert_int_equal(cd.nscp, 2);
@@ -420,14 +414,14 @@ static void test_card_data(void **state)
         {"arc over 255", "730E640C060A2A864886FC6B0403827F", OT_E_FORMAT},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        n = unhex(rows[i].hex, in, sizeof in);
+        n = testutil_unhex(rows[i].hex, in, sizeof in);
         ot_err err = gp_parse_card_data(n ? in : NULL, n, &cd);
         if (err != rows[i].want) {
             fprintf(stderr, "case '%s': got %s\n", rows[i].desc, ot_errname(err));
         }
         assert_int_equal(err, rows[i].want);
     }
-    n = unhex("730E640C060A2A864886FC6B0403817F", in, sizeof in);
+    n = testutil_unhex("730E640C060A2A864886FC6B0403817F", in, sizeof in);
     assert_int_equal(gp_parse_card_data(in, n, &cd), OT_OK);
     assert_int_equal(cd.scp[0].i, 0xFF);
 }
@@ -439,7 +433,7 @@ static void test_key_info(void **state)
     struct gp_key_info k[4];
     size_t count = 4;
     /* pySim example (reference §2.12): KID 2, KVN 3, AES, 16 bytes. */
-    size_t n = unhex("C00402038810", in, sizeof in);
+    size_t n = testutil_unhex("C00402038810", in, sizeof in);
     assert_int_equal(gp_parse_key_info(in, n, k, &count), OT_OK);
     assert_int_equal(count, 1);
     assert_int_equal(k[0].kid, 2);
@@ -450,13 +444,13 @@ static void test_key_info(void **state)
     assert_int_equal(k[0].comp[0].len, 16);
 
     /* E0 template: a key set, an RSA key of two components, an empty C0. */
-    n = unhex("E01C"
-              "C00401308810"
-              "C00402308810"
-              "C00403308810"
-              "C0060173A180A003"
-              "C000",
-              in, sizeof in);
+    n = testutil_unhex("E01C"
+                       "C00401308810"
+                       "C00402308810"
+                       "C00403308810"
+                       "C0060173A180A003"
+                       "C000",
+                       in, sizeof in);
     count = 4;
     assert_int_equal(gp_parse_key_info(in, n, k, &count), OT_OK);
     assert_int_equal(count, 4);
@@ -472,7 +466,7 @@ static void test_key_info(void **state)
     assert_int_equal(count, 4);
 
     /* Extended format: FF 88 0010, usage 14, access 00. */
-    n = unhex("C00A0130FF88001001140100", in, sizeof in);
+    n = testutil_unhex("C00A0130FF88001001140100", in, sizeof in);
     count = 4;
     assert_int_equal(gp_parse_key_info(in, n, k, &count), OT_OK);
     assert_true(k[0].extended);
@@ -520,7 +514,7 @@ static void test_key_info(void **state)
          OT_E_FORMAT, 0},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        n = unhex(rows[i].hex, in, sizeof in);
+        n = testutil_unhex(rows[i].hex, in, sizeof in);
         count = 4;
         ot_err err = gp_parse_key_info(n ? in : NULL, n, k, &count);
         if (err != rows[i].want) {
@@ -539,19 +533,19 @@ static void test_iin_cin(void **state)
     uint8_t in[64];
     const uint8_t *v = NULL;
     size_t vl = 0;
-    size_t n = unhex("42051234567890", in, sizeof in);
+    size_t n = testutil_unhex("42051234567890", in, sizeof in);
     assert_int_equal(gp_parse_iin(in, n, &v, &vl), OT_OK);
     assert_int_equal(vl, 5);
     assert_ptr_equal(v, in + 2);
     assert_int_equal(gp_parse_cin(in, n, &v, &vl), OT_E_FORMAT);
-    n = unhex("450A00112233445566778899", in, sizeof in);
+    n = testutil_unhex("450A00112233445566778899", in, sizeof in);
     assert_int_equal(gp_parse_cin(in, n, &v, &vl), OT_OK);
     assert_int_equal(vl, 10);
-    n = unhex("4200", in, sizeof in);
+    n = testutil_unhex("4200", in, sizeof in);
     assert_int_equal(gp_parse_iin(in, n, &v, &vl), OT_E_FORMAT);
-    n = unhex("4201AA00", in, sizeof in);
+    n = testutil_unhex("4201AA00", in, sizeof in);
     assert_int_equal(gp_parse_iin(in, n, &v, &vl), OT_E_TRAILING);
-    n = unhex("4205AA", in, sizeof in);
+    n = testutil_unhex("4205AA", in, sizeof in);
     assert_int_equal(gp_parse_iin(in, n, &v, &vl), OT_E_TLV);
 }
 
@@ -560,24 +554,24 @@ static void test_fci(void **state)
     (void)state;
     uint8_t in[128];
     struct gp_fci f;
-    size_t n = unhex("6F10"
-                     "8408A000000151000000"
-                     "A5049F6501FF",
-                     in, sizeof in);
+    size_t n = testutil_unhex("6F10"
+                              "8408A000000151000000"
+                              "A5049F6501FF",
+                              in, sizeof in);
     assert_int_equal(gp_parse_fci(in, n, &f), OT_OK);
     assert_aid(&f.aid, "A000000151000000");
     assert_true(f.has_max_cmd_len);
     assert_int_equal(f.max_cmd_len, 255);
     assert_null(f.sd_mgmt);
 
-    n = unhex("6F1E"
-              "8408A000000151000000"
-              "A512"
-              "7304DF010100"
-              "9F6E03010203"
-              "9F65020100"
-              "DF0200",
-              in, sizeof in);
+    n = testutil_unhex("6F1E"
+                       "8408A000000151000000"
+                       "A512"
+                       "7304DF010100"
+                       "9F6E03010203"
+                       "9F65020100"
+                       "DF0200",
+                       in, sizeof in);
     /* 6F 1E: 10 + 2 + 18 = 30; A5 12: 6 + 6 + 5 + ... */
     in[1] = (uint8_t)(n - 2);
     in[13] = (uint8_t)(n - 14);
@@ -605,7 +599,7 @@ static void test_fci(void **state)
         {"empty", "", OT_E_TRUNCATED},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        n = unhex(rows[i].hex, in, sizeof in);
+        n = testutil_unhex(rows[i].hex, in, sizeof in);
         ot_err err = gp_parse_fci(n ? in : NULL, n, &f);
         if (err != rows[i].want) {
             fprintf(stderr, "case '%s': got %s\n", rows[i].desc, ot_errname(err));

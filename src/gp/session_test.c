@@ -6,6 +6,7 @@
 
 #include "core/apdu.h"
 #include "core/buf.h"
+#include "core/testutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -853,74 +854,55 @@ static void test_plain_relay(void **state)
 
 /* ------------------------------------------------------------ published vector */
 
-static void hex_in(const char *h, uint8_t *out, size_t *n)
-{
-    size_t k = 0;
-    for (; h[0] && h[1]; h += 2) {
-        unsigned v = 0;
-        assert_int_equal(sscanf(h, "%2x", &v), 1);
-        out[k++] = (uint8_t)v;
-    }
-    *n = k;
-}
-
 /* pySim SCP03_Test_AES128_03 (reference 5.8 vector A) driven through the
  * session's steps: the C-APDUs must be the published bytes. */
 static void test_scp03_vector_a(void **state)
 {
     (void)state;
     struct scp03_keyset k = {.kvn = 0x30, .key_len = 16};
-    size_t n = 0;
-    hex_in("000102030405060708090A0B0C0D0E0F", k.enc, &n);
-    hex_in("101112131415161718191A1B1C1D1E1F", k.mac, &n);
-    hex_in("202122232425262728292A2B2C2D2E2F", k.dek, &n);
+    testutil_unhex("000102030405060708090A0B0C0D0E0F", k.enc, sizeof k.enc);
+    testutil_unhex("101112131415161718191A1B1C1D1E1F", k.mac, sizeof k.mac);
+    testutil_unhex("202122232425262728292A2B2C2D2E2F", k.dek, sizeof k.dek);
     uint8_t chal[8];
-    hex_in("8E1552D0513C60F3", chal, &n);
+    testutil_unhex("8E1552D0513C60F3", chal, sizeof chal);
     struct gp_session_cfg cfg = {
         .scp = GP_SCP_03, .scp03_keys = &k, .level = 0x03, .host_challenge = chal};
     struct gp_session *s = NULL;
     assert_int_equal(gp_session_new(&cfg, &s), OT_OK);
 
-    uint8_t capdu[GP_SESSION_MAX_CAPDU], r[64], want[64];
-    size_t cl = sizeof capdu, rl = 0, wl = 0;
+    uint8_t capdu[GP_SESSION_MAX_CAPDU], r[64];
+    size_t cl = sizeof capdu, rl = 0;
     bool done = false;
     assert_int_equal(gp_session_open_start(s, capdu, &cl), OT_OK);
-    hex_in("9000", r, &rl);
+    rl = testutil_unhex("9000", r, sizeof r);
     cl = sizeof capdu;
     assert_int_equal(gp_session_open_step(s, r, rl, capdu, &cl, &done), OT_OK);
-    hex_in("80503000088E1552D0513C60F300", want, &wl);
-    assert_int_equal(cl, wl);
-    assert_memory_equal(capdu, want, wl);
-    hex_in("0000000000000000000030037030760CD2C47C1DD395065FE5EAD8A9D70000019000", r, &rl);
+    testutil_assert_hex(capdu, cl, "80503000088E1552D0513C60F300");
+    rl = testutil_unhex("0000000000000000000030037030760CD2C47C1DD395065FE5EAD8A9D70000019000", r,
+                        sizeof r);
     cl = sizeof capdu;
     assert_int_equal(gp_session_open_step(s, r, rl, capdu, &cl, &done), OT_OK);
-    hex_in("8482030010FD4721A14D9B07003C451D2F8AE6BB21", want, &wl);
-    assert_int_equal(cl, wl);
-    assert_memory_equal(capdu, want, wl);
-    hex_in("9000", r, &rl);
+    testutil_assert_hex(capdu, cl, "8482030010FD4721A14D9B07003C451D2F8AE6BB21");
+    rl = testutil_unhex("9000", r, sizeof r);
     cl = sizeof capdu;
     assert_int_equal(gp_session_open_step(s, r, rl, capdu, &cl, &done), OT_OK);
     assert_true(done);
 
     uint8_t plain[16];
     size_t pn = 0;
-    hex_in("80E2910006BF3E035C015A00", plain, &pn);
+    pn = testutil_unhex("80E2910006BF3E035C015A00", plain, sizeof plain);
     cl = sizeof capdu;
     assert_int_equal(gp_session_exchange_start(s, plain, pn, capdu, &cl), OT_OK);
-    hex_in("84E2910018CA9C00F6713D79BC8BAA642BDFF51C3F6A4082D3BD9AD26C00", want, &wl);
-    assert_int_equal(cl, wl);
-    assert_memory_equal(capdu, want, wl);
-    hex_in("9000", r, &rl);
+    testutil_assert_hex(capdu, cl, "84E2910018CA9C00F6713D79BC8BAA642BDFF51C3F6A4082D3BD9AD26C00");
+    rl = testutil_unhex("9000", r, sizeof r);
     cl = sizeof capdu;
     assert_int_equal(gp_session_exchange_step(s, r, rl, capdu, &cl, &done), OT_OK);
     assert_true(done);
     /* Next published command (counter 2, chained MAC). */
-    hex_in("80F22002", plain, &pn);
+    pn = testutil_unhex("80F22002", plain, sizeof plain);
     cl = sizeof capdu;
     assert_int_equal(gp_session_exchange_start(s, plain, pn, capdu, &cl), OT_OK);
-    hex_in("84F2200208C9811B11F1264CF1", want, &wl);
-    assert_int_equal(cl, wl);
-    assert_memory_equal(capdu, want, wl);
+    testutil_assert_hex(capdu, cl, "84F2200208C9811B11F1264CF1");
     gp_session_free(s);
 }
 
