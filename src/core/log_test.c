@@ -2,6 +2,8 @@
 #define OT_LOG_COMPONENT "core.logtest"
 #include "core/log.h"
 
+#include "core/hex.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,20 +41,6 @@ static size_t capture_end(FILE *f, char *buf, size_t cap)
 }
 
 /* ---- a small strict JSON reader for one {"k":"v",...} line ------------- */
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 /* Reads a JSON string at *p into out (ASCII \u escapes only). False when
  * it is not a well-formed string. */
@@ -92,18 +80,15 @@ static bool json_string(const char **p, char *out, size_t cap)
                 c = '\f';
                 break;
             case 'u': {
-                int v = 0;
-                for (int i = 0; i < 4; i++) {
-                    int h = hexval(*s++);
-                    if (h < 0) {
-                        return false;
-                    }
-                    v = v * 16 + h;
-                }
-                if (v > 0x7F) {
+                /* hex_decode stops at the first non-hex digit, so a short
+                 * string is never read past its NUL */
+                uint8_t u[2];
+                size_t ul = sizeof u;
+                if (hex_decode(s, 4, u, &ul) != OT_OK || u[0] != 0 || u[1] > 0x7F) {
                     return false;
                 }
-                c = (char)v;
+                s += 4;
+                c = (char)u[1];
                 break;
             }
             default:
