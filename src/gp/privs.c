@@ -1,6 +1,7 @@
 #include "gp/privs.h"
 
 #define OT_LOG_COMPONENT "gp.privs"
+#include "core/hex.h"
 #include "core/log.h"
 
 #include <stdio.h>
@@ -30,14 +31,14 @@ static const char *const gp_priv_names[GP_PRIV_COUNT] = {
     "contactless-self-activation",
 };
 
-void gp_privs_encode(uint32_t privs, uint8_t out[3])
+void gp_privs_encode(uint32_t privs, uint8_t out[GP_PRIVS_LEN])
 {
     out[0] = (uint8_t)(privs >> 16);
     out[1] = (uint8_t)(privs >> 8);
     out[2] = (uint8_t)privs;
 }
 
-uint32_t gp_privs_decode(const uint8_t in[3])
+uint32_t gp_privs_decode(const uint8_t in[GP_PRIVS_LEN])
 {
     return ((uint32_t)in[0] << 16) | ((uint32_t)in[1] << 8) | in[2];
 }
@@ -177,20 +178,6 @@ ot_err gp_priv_from_name(const char *name, size_t len, enum gp_priv *out)
     return OT_E_FORMAT;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 static bool is_sep(char c)
 {
     return c == ',' || c == '|' || c == '+' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -218,18 +205,11 @@ ot_err gp_privs_parse(const char *list, uint32_t *out)
             v |= GP_PRIV_BIT(pr);
             continue;
         }
-        if (n == 6) {
-            uint32_t raw = 0;
-            size_t i = 0;
-            for (; i < 6; i++) {
-                int d = hex_digit(start[i]);
-                if (d < 0) {
-                    break;
-                }
-                raw = (raw << 4) | (uint32_t)d;
-            }
-            if (i == 6) {
-                v |= raw;
+        if (n == 2 * GP_PRIVS_LEN) {
+            uint8_t raw[GP_PRIVS_LEN];
+            size_t raw_len = sizeof raw;
+            if (hex_decode(start, n, raw, &raw_len) == OT_OK) {
+                v |= gp_privs_decode(raw);
                 continue;
             }
         }

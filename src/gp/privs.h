@@ -60,10 +60,12 @@ enum gp_priv_role {
 #define GP_PRIVS_ISD_DEFAULT_EXT 0x00FE80u
 #define GP_PRIVS_SSD_DEFAULT_EXT 0x008000u
 
+#define GP_PRIVS_LEN 3u /* privileges field on the wire (GPCS 11.1.2) */
+
 /* The 3 wire bytes of privs (bits above 23 ignored). */
-void gp_privs_encode(uint32_t privs, uint8_t out[3]);
+void gp_privs_encode(uint32_t privs, uint8_t out[GP_PRIVS_LEN]);
 /* The value of 3 wire bytes. */
-uint32_t gp_privs_decode(const uint8_t in[3]);
+uint32_t gp_privs_decode(const uint8_t in[GP_PRIVS_LEN]);
 /* A 1-byte legacy field extended with the defaults of role. */
 uint32_t gp_privs_expand1(uint8_t byte1, enum gp_priv_role role);
 /* Decodes a privilege field of n bytes: 3 as is, 1 expanded for role (as
