@@ -407,6 +407,30 @@ static void scp02_copy_out(uint8_t *out, const uint8_t *in, size_t n)
     }
 }
 
+/* Levels without C-MAC (00, 10): the command passes unchanged, on the host
+ * and on the card; under R-MAC its MAC is started from the parsed command a
+ * (which points into cmd) before out, which may be cmd, is written. */
+static ot_err scp02_pass_plain(struct scp02_sess *s, uint8_t cla0, const struct apdu *a,
+                               const uint8_t *cmd, size_t n, uint8_t *out, size_t *out_len)
+{
+    ot_err err = OT_OK;
+    struct scp02_mac rm;
+
+    if (out == NULL || *out_len < n) {
+        *out_len = n;
+        return OT_E_BUF_SMALL;
+    }
+    if (s->level & SCP02_LVL_RMAC) {
+        OT_TRY(scp02_rmac_start(s, cla0, a, &rm));
+        scp02_rmac_commit(s, &rm);
+    }
+    scp02_copy_out(out, cmd, n);
+    *out_len = n;
+out:
+    ot_mem_wipe(&rm, sizeof rm);
+    return err;
+}
+
 /* ================================================================ host */
 
 struct scp02_host {
@@ -697,16 +721,7 @@ ot_err scp02_host_wrap(struct scp02_host *h, const uint8_t *cmd, size_t n, uint8
         if ((s->level & SCP02_LVL_RMAC) && a.nc > SCP02_MAX_LC) {
             OT_FAIL(OT_E_TOO_LONG);
         }
-        if (out == NULL || *out_len < n) {
-            *out_len = n;
-            OT_FAIL(OT_E_BUF_SMALL);
-        }
-        if (s->level & SCP02_LVL_RMAC) {
-            OT_TRY(scp02_rmac_start(s, cla0, &a, &rm));
-            scp02_rmac_commit(s, &rm);
-        }
-        scp02_copy_out(out, cmd, n);
-        *out_len = n;
+        OT_TRY(scp02_pass_plain(s, cla0, &a, cmd, n, out, out_len));
         goto out;
     }
 
@@ -1156,16 +1171,7 @@ ot_err scp02_card_unwrap(struct scp02_card *c, const uint8_t *cmd, size_t n, uin
         if ((s->level & SCP02_LVL_RMAC) && a.nc > SCP02_MAX_LC) {
             OT_FAIL(OT_E_APDU_LEN); /* the R-MAC covers a one-byte Lc */
         }
-        if (out == NULL || *out_len < n) {
-            *out_len = n;
-            OT_FAIL(OT_E_BUF_SMALL);
-        }
-        if (s->level & SCP02_LVL_RMAC) {
-            OT_TRY(scp02_rmac_start(s, cla0, &a, &rm));
-            scp02_rmac_commit(s, &rm);
-        }
-        scp02_copy_out(out, cmd, n);
-        *out_len = n;
+        OT_TRY(scp02_pass_plain(s, cla0, &a, cmd, n, out, out_len));
         goto out;
     }
 
