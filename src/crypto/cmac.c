@@ -1,6 +1,7 @@
 #include "crypto/cmac.h"
 
 #include "core/buf.h"
+#include "crypto/crypto_priv.h"
 
 #include <openssl/evp.h>
 #include <stdbool.h>
@@ -17,7 +18,7 @@ struct cmac {
     size_t buf_len;
 };
 
-static const EVP_CIPHER *cmac_cipher(size_t key_len)
+const EVP_CIPHER *cmac_aes_ecb(size_t key_len)
 {
     switch (key_len) {
     case 16:
@@ -62,7 +63,7 @@ ot_err cmac_set_key(struct cmac *c, const uint8_t *key, size_t key_len)
 {
     uint8_t l[CMAC_BLOCK] = {0};
     ot_err err = OT_OK;
-    const EVP_CIPHER *cipher = cmac_cipher(key_len);
+    const EVP_CIPHER *cipher = cmac_aes_ecb(key_len);
 
     if (!c || !key) {
         return OT_E_ARG;
@@ -104,7 +105,7 @@ ot_err cmac_new(const uint8_t *key, size_t key_len, struct cmac **out)
     if (!key) {
         return OT_E_ARG;
     }
-    if (!cmac_cipher(key_len)) {
+    if (!cmac_aes_ecb(key_len)) {
         return OT_E_KEY;
     }
     c = calloc(1, sizeof *c);

@@ -3,6 +3,7 @@
 #define OT_LOG_COMPONENT "crypto.kcv"
 #include "core/buf.h"
 #include "core/log.h"
+#include "crypto/crypto_priv.h"
 
 #include <openssl/evp.h>
 
@@ -33,24 +34,14 @@ out:
 static ot_err kcv_aes_block(const uint8_t *key, size_t len, uint8_t fill, uint8_t kcv[KCV_LEN])
 {
     ot_err err = OT_OK;
-    const EVP_CIPHER *cipher = NULL;
+    const EVP_CIPHER *cipher = cmac_aes_ecb(len);
     uint8_t in[16];
     uint8_t blk[16];
 
     if (key == NULL || kcv == NULL) {
         return OT_E_ARG;
     }
-    switch (len) {
-    case 16:
-        cipher = EVP_aes_128_ecb();
-        break;
-    case 24:
-        cipher = EVP_aes_192_ecb();
-        break;
-    case 32:
-        cipher = EVP_aes_256_ecb();
-        break;
-    default:
+    if (cipher == NULL) {
         return OT_E_KEY;
     }
     memset(in, fill, sizeof in);

@@ -5,6 +5,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "crypto/cmac.h"
+#include "crypto/crypto_priv.h"
 #include "crypto/kdf.h"
 
 #include <openssl/evp.h>
@@ -95,23 +96,9 @@ static void sess_free(struct scp03_sess *s)
     EVP_CIPHER_CTX_free(s->dec);
 }
 
-static const EVP_CIPHER *sess_ecb(size_t key_len)
-{
-    switch (key_len) {
-    case 16:
-        return EVP_aes_128_ecb();
-    case 24:
-        return EVP_aes_192_ecb();
-    case 32:
-        return EVP_aes_256_ecb();
-    default:
-        return NULL;
-    }
-}
-
 static bool keyset_ok(const struct scp03_keyset *k)
 {
-    return k && sess_ecb(k->key_len) != NULL;
+    return k && cmac_aes_ecb(k->key_len) != NULL;
 }
 
 /* Derives S-ENC, S-MAC, S-RMAC from the static keys and both challenges
@@ -120,7 +107,7 @@ static ot_err sess_derive(struct scp03_sess *s, const struct scp03_keyset *k)
 {
     uint8_t ctx[2 * SCP03_CHAL_MAX];
     size_t cl = s->chal_len;
-    const EVP_CIPHER *cipher = sess_ecb(k->key_len);
+    const EVP_CIPHER *cipher = cmac_aes_ecb(k->key_len);
     ot_err err = OT_OK;
 
     memcpy(ctx, s->host_chal, cl);
