@@ -108,6 +108,13 @@ static int cap_match_name(const char *name, size_t *prefix_len)
     return 0;
 }
 
+/* A cursor over the info of a component read by cap_read_component(), which
+ * checked that it holds at least its tag and size. */
+static void cap_comp_rd(const struct cap_file *cap, int tag, struct buf_rd *r)
+{
+    buf_rd_init(r, cap->comp[tag] + CAP_COMP_HDR_LEN, cap->comp_len[tag] - CAP_COMP_HDR_LEN);
+}
+
 static ot_err cap_read_aid(struct buf_rd *r, struct cap_aid *aid)
 {
     ot_err err = OT_OK;
@@ -133,8 +140,7 @@ static ot_err cap_parse_header(struct cap_file *cap)
     uint32_t magic = 0;
     struct cap_info *in = &cap->info;
 
-    buf_rd_init(&r, cap->comp[CAP_COMP_HEADER] + CAP_COMP_HDR_LEN,
-                cap->comp_len[CAP_COMP_HEADER] - CAP_COMP_HDR_LEN);
+    cap_comp_rd(cap, CAP_COMP_HEADER, &r);
     OT_TRY(buf_rd_u32be(&r, &magic));
     if (magic != CAP_MAGIC) {
         OT_LOG_DEBUG("bad Header magic %08x", (unsigned)magic);
@@ -174,8 +180,7 @@ static ot_err cap_parse_applets(struct cap_file *cap)
     if (!cap->comp[CAP_COMP_APPLET]) {
         return OT_OK;
     }
-    buf_rd_init(&r, cap->comp[CAP_COMP_APPLET] + CAP_COMP_HDR_LEN,
-                cap->comp_len[CAP_COMP_APPLET] - CAP_COMP_HDR_LEN);
+    cap_comp_rd(cap, CAP_COMP_APPLET, &r);
     OT_TRY(buf_rd_u8(&r, &count));
     for (size_t i = 0; i < count; i++) {
         OT_TRY(cap_read_aid(&r, &cap->info.applets[i]));
