@@ -1,0 +1,581 @@
+/* vse transport over a unix or TCP socket: OpenTSM's length-prefixed frame
+ * protocol (docs/vse.md, "Transports").
+ *
+ * Frame: u32be L, then L bytes: u8 type and L - 1 bytes of payload. L is
+ * 1..SE_SOCK_FRAME_MAX, so the largest frame carries an extended C-APDU with
+ * 65535 data bytes. Every request gets exactly one answer frame, in order:
+ * the request type | 0x80 on success, SE_SOCK_ERROR (u16be ot_err code + a
+ * short ASCII reason) otherwise. A frame whose L is 0 or over the cap cannot
+ * be skipped safely: it is answered with an error frame and the connection
+ * is closed after it. Up to SE_SOCK_MAX_CLIENTS connections share the card;
+ * each frame is handled as a whole, in arrival order per connection.
+ */
+#define OT_LOG_COMPONENT "se.sock"
+#include "se/transport.h"
+
+#include "core/buf.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define SOCK_LEN_BYTES 4u
+#define SOCK_RX_CAP    (SOCK_LEN_BYTES + SE_SOCK_FRAME_MAX)
+#define SOCK_TX_CAP    (SE_SOCK_HDR + SE_TP_MAX_RESP)
+#define SOCK_PATH_MAX  108u /* sizeof sun_path on Linux */
+
+_Static_assert(SE_SOCK_HDR == SOCK_LEN_BYTES + 1u, "header = length + type");
+
+struct sock_client {
+    int fd;
+    bool closing; /* close once tx is out (after a fatal error frame) */
+    size_t rx_len;
+    uint8_t *rx; /* SOCK_RX_CAP */
+    size_t tx_len, tx_off;
+    uint8_t *tx; /* SOCK_TX_CAP */
+};
+
+struct sock_ep {
+    const struct se_tp_card_ops *ops;
+    void *card;
+    int lfd;
+    bool is_unix;
+    char path[SOCK_PATH_MAX];
+    uint16_t port;
+    struct sock_client cl[SE_SOCK_MAX_CLIENTS];
+};
+
+/* ---------------------------------------------------------------- frames */
+
+ot_err se_sock_frame_parse(const uint8_t *p, size_t n, struct se_sock_frame *out, size_t *used)
+{
+    uint32_t len;
+
+    if ((p == NULL && n > 0) || out == NULL || used == NULL) {
+        return OT_E_ARG;
+    }
+    if (n < SOCK_LEN_BYTES) {
+        return OT_E_TRUNCATED;
+    }
+    len = ot_get_u32be(p);
+    if (len == 0) {
+        return OT_E_PROTOCOL;
+    }
+    if (len > SE_SOCK_FRAME_MAX) {
+        return OT_E_TOO_LONG;
+    }
+    if (len > n - SOCK_LEN_BYTES) {
+        return OT_E_TRUNCATED;
+    }
+    out->type = p[SOCK_LEN_BYTES];
+    out->payload = p + SE_SOCK_HDR;
+    out->len = (size_t)len - 1u;
+    *used = SOCK_LEN_BYTES + (size_t)len;
+    return OT_OK;
+}
+
+ot_err se_sock_frame_encode(uint8_t type, const uint8_t *payload, size_t len, uint8_t *out,
+                            size_t *out_len)
+{
+    if (out_len == NULL || (payload == NULL && len > 0)) {
+        return OT_E_ARG;
+    }
+    if (len > SE_SOCK_FRAME_MAX - 1u) {
+        return OT_E_TOO_LONG;
+    }
+    if (out == NULL || *out_len < SE_SOCK_HDR + len) {
+        *out_len = SE_SOCK_HDR + len;
+        return OT_E_BUF_SMALL;
+    }
+    ot_put_u32be(out, (uint32_t)(len + 1u));
+    out[SOCK_LEN_BYTES] = type;
+    if (len > 0) {
+        memcpy(out + SE_SOCK_HDR, payload, len);
+    }
+    *out_len = SE_SOCK_HDR + len;
+    return OT_OK;
+}
+
+/* An error frame: u16be code, then the text (cut at SE_SOCK_ERR_TEXT_MAX). */
+static ot_err sock_error_frame(ot_err code, const char *text, uint8_t *out, size_t *out_len)
+{
+    uint8_t pl[2u + SE_SOCK_ERR_TEXT_MAX];
+    size_t tl = strlen(text);
+
+    if (tl > SE_SOCK_ERR_TEXT_MAX) {
+        tl = SE_SOCK_ERR_TEXT_MAX;
+    }
+    ot_put_u16be(pl, (uint16_t)code);
+    memcpy(pl + 2, text, tl);
+    return se_sock_frame_encode(SE_SOCK_ERROR, pl, 2u + tl, out, out_len);
+}
+
+ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struct se_sock_frame *f,
+                       uint8_t *out, size_t *out_len)
+{
+    uint8_t atr[SE_TP_MAX_ATR];
+    size_t alen = sizeof atr;
+    size_t rlen;
+    char text[64];
+    ot_err err;
+
+    if (ops == NULL || f == NULL || out == NULL || out_len == NULL) {
+        return OT_E_ARG;
+    }
+    if (*out_len < SE_SOCK_HDR + SE_TP_MAX_RESP) {
+        *out_len = SE_SOCK_HDR + SE_TP_MAX_RESP;
+        return OT_E_BUF_SMALL;
+    }
+    switch (f->type) {
+    case SE_SOCK_APDU:
+        rlen = *out_len - SE_SOCK_HDR;
+        err = se_tp_card_exchange(ops, card, f->payload, f->len, out + SE_SOCK_HDR, &rlen);
+        if (err == OT_E_NO_CARD) {
+            return sock_error_frame(err, "no card: not powered on, or mute", out, out_len);
+        }
+        if (err != OT_OK) {
+            return sock_error_frame(err, ot_strerror(err), out, out_len);
+        }
+        ot_put_u32be(out, (uint32_t)(rlen + 1u));
+        out[SOCK_LEN_BYTES] = SE_SOCK_APDU | SE_SOCK_REPLY;
+        *out_len = SE_SOCK_HDR + rlen;
+        return OT_OK;
+    case SE_SOCK_POWER_ON:
+    case SE_SOCK_RESET:
+    case SE_SOCK_POWER_OFF:
+        if (f->len != 0) {
+            (void)snprintf(text, sizeof text, "frame type %02X takes no payload (got %zu bytes)",
+                           f->type, f->len);
+            return sock_error_frame(OT_E_PROTOCOL, text, out, out_len);
+        }
+        if (f->type == SE_SOCK_POWER_OFF) {
+            ops->power_off(card);
+            return se_sock_frame_encode(SE_SOCK_POWER_OFF | SE_SOCK_REPLY, NULL, 0, out, out_len);
+        }
+        err = ops->power_on(card, atr, &alen);
+        if (err == OT_E_NO_CARD) {
+            return sock_error_frame(err, "no card: the card is mute", out, out_len);
+        }
+        if (err != OT_OK) {
+            return sock_error_frame(err, ot_strerror(err), out, out_len);
+        }
+        return se_sock_frame_encode((uint8_t)(f->type | SE_SOCK_REPLY), atr, alen, out, out_len);
+    default:
+        (void)snprintf(text, sizeof text, "unknown frame type %02X", f->type);
+        return sock_error_frame(OT_E_UNSUPPORTED, text, out, out_len);
+    }
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void sock_client_close(struct sock_client *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    free(c->rx);
+    free(c->tx);
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+}
+
+static void sock_client_send(struct sock_client *c)
+{
+    ssize_t w;
+
+    while (c->tx_off < c->tx_len) {
+        w = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                OT_LOG_DEBUG("client send: %s", strerror(errno));
+                sock_client_close(c);
+            }
+            return;
+        }
+        c->tx_off += (size_t)w;
+    }
+    c->tx_len = 0;
+    c->tx_off = 0;
+    if (c->closing) {
+        sock_client_close(c);
+    }
+}
+
+/* Answers the complete frames in rx while nothing waits to be sent. */
+static void sock_client_drain(struct sock_ep *s, struct sock_client *c)
+{
+    struct se_sock_frame f;
+    size_t off = 0;
+    size_t used = 0;
+    size_t olen;
+    ot_err err;
+
+    while (c->fd >= 0 && !c->closing && c->tx_len == 0) {
+        err = se_sock_frame_parse(c->rx + off, c->rx_len - off, &f, &used);
+        if (err == OT_E_TRUNCATED) {
+            break;
+        }
+        olen = SOCK_TX_CAP;
+        if (err != OT_OK) {
+            OT_LOG_WARN("client sent a bad frame header (%s): closing", ot_strerror(err));
+            (void)sock_error_frame(
+                err, err == OT_E_TOO_LONG ? "frame length over the cap" : "frame length 0", c->tx,
+                &olen);
+            c->closing = true;
+        } else {
+            err = se_sock_process(s->ops, s->card, &f, c->tx, &olen);
+            OT_ASSERT(err == OT_OK);
+            off += used;
+        }
+        c->tx_len = olen;
+        c->tx_off = 0;
+        sock_client_send(c);
+    }
+    if (c->fd >= 0 && off > 0) {
+        memmove(c->rx, c->rx + off, c->rx_len - off);
+        c->rx_len -= off;
+    }
+}
+
+static void sock_client_read(struct sock_ep *s, struct sock_client *c)
+{
+    ssize_t r = recv(c->fd, c->rx + c->rx_len, SOCK_RX_CAP - c->rx_len, 0);
+
+    if (r == 0) {
+        OT_LOG_DEBUG("client closed the connection");
+        sock_client_close(c);
+        return;
+    }
+    if (r < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            OT_LOG_DEBUG("client recv: %s", strerror(errno));
+            sock_client_close(c);
+        }
+        return;
+    }
+    c->rx_len += (size_t)r;
+    sock_client_drain(s, c);
+}
+
+static void sock_accept(struct sock_ep *s)
+{
+    struct sock_client *c = NULL;
+    uint8_t busy[SE_SOCK_HDR + 2u + SE_SOCK_ERR_TEXT_MAX];
+    size_t blen = sizeof busy;
+    int one = 1;
+    size_t i;
+    int fd = accept(s->lfd, NULL, NULL);
+
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            OT_LOG_WARN("accept: %s", strerror(errno));
+        }
+        return;
+    }
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    for (i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+        if (s->cl[i].fd < 0) {
+            c = &s->cl[i];
+            break;
+        }
+    }
+    if (c == NULL) {
+        OT_LOG_WARN("refusing a client: %u connections already", (unsigned)SE_SOCK_MAX_CLIENTS);
+        if (sock_error_frame(OT_E_LIMIT, "too many clients", busy, &blen) == OT_OK) {
+            (void)send(fd, busy, blen, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        close(fd);
+        return;
+    }
+    c->rx = malloc(SOCK_RX_CAP);
+    c->tx = malloc(SOCK_TX_CAP);
+    if (c->rx == NULL || c->tx == NULL
+        || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+        OT_LOG_ERROR("cannot take a client: %s",
+                     c->rx == NULL || c->tx == NULL ? "out of memory" : strerror(errno));
+        c->fd = fd;
+        sock_client_close(c);
+        return;
+    }
+    if (!s->is_unix) {
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    c->fd = fd;
+    c->rx_len = 0;
+    c->tx_len = 0;
+    c->tx_off = 0;
+    c->closing = false;
+    OT_LOG_DEBUG("client connected");
+}
+
+static size_t sock_pollfds(void *impl, struct pollfd *pfd, size_t max, int *timeout_ms)
+{
+    struct sock_ep *s = impl;
+    size_t n = 0;
+    size_t i;
+
+    (void)timeout_ms;
+    if (max < 1 + SE_SOCK_MAX_CLIENTS) {
+        return 0;
+    }
+    pfd[n].fd = s->lfd;
+    pfd[n].events = POLLIN;
+    pfd[n].revents = 0;
+    n++;
+    /* Fixed slots (fd -1 is ignored by poll) keep the order dispatch expects. */
+    for (i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+        pfd[n].fd = s->cl[i].fd;
+        pfd[n].events = s->cl[i].tx_len > 0 ? POLLOUT : POLLIN;
+        pfd[n].revents = 0;
+        n++;
+    }
+    return n;
+}
+
+static void sock_dispatch(void *impl, const struct pollfd *pfd, size_t n)
+{
+    struct sock_ep *s = impl;
+    struct sock_client *c;
+    size_t i;
+
+    if (n != 1 + SE_SOCK_MAX_CLIENTS) {
+        return;
+    }
+    for (i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+        c = &s->cl[i];
+        if (c->fd < 0 || pfd[1 + i].fd != c->fd || pfd[1 + i].revents == 0) {
+            continue;
+        }
+        if (c->tx_len > 0) {
+            if ((pfd[1 + i].revents & POLLOUT) != 0) {
+                sock_client_send(c);
+                if (c->fd >= 0) {
+                    sock_client_drain(s, c);
+                }
+            } else {
+                sock_client_close(c);
+            }
+        } else {
+            sock_client_read(s, c);
+        }
+    }
+    if ((pfd[0].revents & POLLIN) != 0) {
+        sock_accept(s);
+    }
+}
+
+static void sock_free(void *impl)
+{
+    struct sock_ep *s = impl;
+    size_t i;
+
+    if (s == NULL) {
+        return;
+    }
+    for (i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+        sock_client_close(&s->cl[i]);
+    }
+    if (s->lfd >= 0) {
+        close(s->lfd);
+        if (s->is_unix) {
+            (void)unlink(s->path);
+        }
+    }
+    free(s);
+}
+
+static const struct se_tp_ep_ops sock_ops = {
+    .name = "socket",
+    .pollfds = sock_pollfds,
+    .dispatch = sock_dispatch,
+    .free = sock_free,
+};
+
+/* ---------------------------------------------------------------- listening */
+
+static ot_err sock_listen_unix(struct sock_ep *s, const char *path)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    size_t pl = strlen(path);
+    int fd = -1;
+    ot_err err = OT_OK;
+
+    if (pl == 0 || pl >= sizeof sa.sun_path || pl >= sizeof s->path) {
+        OT_LOG_ERROR("unix socket path empty or longer than %zu bytes: %s", sizeof sa.sun_path - 1,
+                     path);
+        return OT_E_FORMAT;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, pl + 1);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            OT_LOG_ERROR("%s exists and is not a socket", path);
+            return OT_E_CONFLICT;
+        }
+        /* A socket file from a process that died: reuse it if nobody answers. */
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0) {
+            OT_LOG_ERROR("socket: %s", strerror(errno));
+            return OT_E_IO;
+        }
+        if (connect(fd, (const struct sockaddr *)&sa, sizeof sa) == 0) {
+            close(fd);
+            OT_LOG_ERROR("%s is in use by another server", path);
+            return OT_E_CONFLICT;
+        }
+        close(fd);
+        fd = -1;
+        (void)unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) {
+        OT_LOG_ERROR("socket: %s", strerror(errno));
+        return OT_E_IO;
+    }
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof sa) != 0) {
+        OT_LOG_ERROR("bind %s: %s", path, strerror(errno));
+        OT_FAIL(OT_E_IO);
+    }
+    memcpy(s->path, path, pl + 1);
+    s->is_unix = true;
+    s->lfd = fd;
+    fd = -1;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    return err;
+}
+
+static ot_err sock_listen_tcp(struct sock_ep *s, const char *hostport)
+{
+    char host[256];
+    char serv[8];
+    uint16_t port;
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int one = 1;
+    int fd = -1;
+    int rc;
+    ot_err err = OT_OK;
+
+    err = se_tp_parse_hostport(hostport, host, sizeof host, &port);
+    if (err != OT_OK) {
+        OT_LOG_ERROR("bad tcp address '%s': want HOST:PORT", hostport);
+        return err;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    (void)snprintf(serv, sizeof serv, "%u", (unsigned)port);
+    rc = getaddrinfo(host, serv, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        OT_LOG_ERROR("tcp address %s: %s", hostport, rc != 0 ? gai_strerror(rc) : "no address");
+        OT_FAIL(OT_E_FORMAT);
+    }
+    fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+    if (fd < 0) {
+        OT_LOG_ERROR("socket: %s", strerror(errno));
+        OT_FAIL(OT_E_IO);
+    }
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        OT_LOG_ERROR("bind %s: %s", hostport, strerror(errno));
+        OT_FAIL(OT_E_IO);
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            s->port = ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            s->port = ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    s->lfd = fd;
+    fd = -1;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return err;
+}
+
+ot_err se_sock_new(const struct se_tp_card_ops *ops, void *card, const char *addr,
+                   struct se_tp_ep **out)
+{
+    struct sock_ep *s = NULL;
+    struct se_tp_ep *ep = NULL;
+    size_t i;
+    ot_err err = OT_OK;
+
+    if (out == NULL) {
+        return OT_E_ARG;
+    }
+    *out = NULL;
+    if (ops == NULL || addr == NULL) {
+        return OT_E_ARG;
+    }
+    s = calloc(1, sizeof *s);
+    ep = calloc(1, sizeof *ep);
+    if (s == NULL || ep == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    s->ops = ops;
+    s->card = card;
+    s->lfd = -1;
+    for (i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+        s->cl[i].fd = -1;
+    }
+    if (strncmp(addr, "unix:", 5) == 0) {
+        OT_TRY(sock_listen_unix(s, addr + 5));
+    } else if (strncmp(addr, "tcp:", 4) == 0) {
+        OT_TRY(sock_listen_tcp(s, addr + 4));
+    } else {
+        OT_LOG_ERROR("bad listen address '%s': want unix:PATH or tcp:HOST:PORT", addr);
+        OT_FAIL(OT_E_FORMAT);
+    }
+    if (fcntl(s->lfd, F_SETFL, fcntl(s->lfd, F_GETFL) | O_NONBLOCK) != 0
+        || fcntl(s->lfd, F_SETFD, FD_CLOEXEC) != 0 || listen(s->lfd, 16) != 0) {
+        OT_LOG_ERROR("listen %s: %s", addr, strerror(errno));
+        OT_FAIL(OT_E_IO);
+    }
+    OT_LOG_INFO("listening on %s", addr);
+    ep->ops = &sock_ops;
+    ep->impl = s;
+    *out = ep;
+    s = NULL;
+    ep = NULL;
+out:
+    sock_free(s);
+    free(ep);
+    return err;
+}
+
+uint16_t se_sock_port(const struct se_tp_ep *ep)
+{
+    const struct sock_ep *s;
+
+    if (ep == NULL || ep->ops != &sock_ops) {
+        return 0;
+    }
+    s = ep->impl;
+    return s->is_unix ? 0 : s->port;
+}
