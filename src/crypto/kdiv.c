@@ -220,8 +220,8 @@ ot_err kdiv_keys(enum kdiv_scheme s, const uint8_t *master, size_t len,
     default:
         return OT_E_ARG;
     }
-    for (uint8_t kt = KDIV_KEY_ENC; kt <= KDIV_KEY_DEK; kt++) {
-        OT_TRY(kdiv_one(s, master, len, kdd, kt, outs[kt - 1]));
+    for (unsigned kt = KDIV_KEY_ENC; kt <= KDIV_KEY_DEK; kt++) {
+        OT_TRY(kdiv_one(s, master, len, kdd, (uint8_t)kt, outs[kt - 1]));
     }
 out:
     if (err != OT_OK) {

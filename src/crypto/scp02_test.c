@@ -651,7 +651,7 @@ static void test_host_diversify_from_answer(void **state)
     assert_int_equal(kdd[9], 0xC9);
     uint8_t cut[64];
     memcpy(cut, buf, 27);
-    memcpy(cut + 27, "\x90\x00", 2);
+    memcpy(cut + 27, (const uint8_t[]){0x90, 0x00}, 2);
     assert_int_equal(scp02_resp_kdd(cut, 29, kdd), OT_E_APDU_LEN);
     assert_int_equal(scp02_resp_kdd((const uint8_t *)"\x6A\x88", 2, kdd), OT_E_SW_REF_NOT_FOUND);
     assert_int_equal(scp02_resp_kdd(buf, 1, kdd), OT_E_APDU_LEN);
@@ -1082,11 +1082,11 @@ static void test_rmac_errors(void **state)
             resp[rn - 1] = 0x01; /* 9001 */
             break;
         case SHORT:
-            memcpy(resp, "\x01\x02\x03\x90\x00", 5);
+            memcpy(resp, (const uint8_t[]){0x01, 0x02, 0x03, 0x90, 0x00}, 5);
             rn = 5;
             break;
         case BARE_ERROR:
-            memcpy(resp, "\x6A\x82", 2);
+            memcpy(resp, (const uint8_t[]){0x6A, 0x82}, 2);
             rn = 2;
             break;
         case ERROR_DATA:
