@@ -113,7 +113,7 @@ static void capset_init(struct capset *s, size_t filler)
         size_t n = 4 + (size_t)i + filler;
         assert_true(n <= sizeof info);
         for (size_t k = 0; k < n; k++) {
-            info[k] = (uint8_t)(0x10 * i + k);
+            info[k] = (uint8_t)(0x10 * (size_t)i + k);
         }
         comp_make(&s->c[i], comp_tags[i], info, n);
     }
@@ -385,7 +385,8 @@ static uint8_t *neg_build(enum mutation m, size_t *len)
     switch (m) {
     case M_NOT_ZIP: {
         uint8_t *b = malloc(16);
-        memcpy(b, "PK\x03\x04 not a zip", 14);
+        assert_non_null(b);
+        memcpy(b, "PK\x03\x04 not a zip", 15); /* with its NUL; 14 bytes count */
         *len = 14;
         return b;
     }

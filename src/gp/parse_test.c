@@ -208,7 +208,7 @@ static void test_status_many_modules(void **state)
     for (size_t i = 0; i < nmod; i++) {
         in[k++] = 0x84;
         in[k++] = 0x06;
-        memcpy(in + k, "\xA0\x00\x00\x00\x01", 5);
+        memcpy(in + k, (const uint8_t[]){0xA0, 0x00, 0x00, 0x00, 0x01}, 5);
         in[k + 5] = (uint8_t)i;
         k += 6;
     }

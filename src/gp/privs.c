@@ -205,7 +205,7 @@ ot_err gp_privs_parse(const char *list, uint32_t *out)
             v |= GP_PRIV_BIT(pr);
             continue;
         }
-        if (n == 2 * GP_PRIVS_LEN) {
+        if (n == (size_t)2 * GP_PRIVS_LEN) {
             uint8_t raw[GP_PRIVS_LEN];
             size_t raw_len = sizeof raw;
             if (hex_decode(start, n, raw, &raw_len) == OT_OK) {

@@ -77,7 +77,7 @@ static void app(struct card *c, const struct apdu *a, uint8_t *d, size_t *dl, ui
         *sw = 0x6310;
         break;
     case 0x04:
-        memcpy(d, "\x0A\x0B\x0C\x0D\x0E", 5);
+        memcpy(d, (const uint8_t[]){0x0A, 0x0B, 0x0C, 0x0D, 0x0E}, 5);
         *dl = 5;
         *via61 = true;
         break;
