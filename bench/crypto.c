@@ -63,7 +63,7 @@ static size_t blocks(size_t n)
  *   computed at key time, not per message). */
 static size_t bench_block_count(void)
 {
-    size_t padded = (BENCH_DATA / BENCH_BLOCK + 1) * BENCH_BLOCK;
+    size_t padded = (size_t)(BENCH_DATA / BENCH_BLOCK + 1) * BENCH_BLOCK;
     size_t cmac_cmd = blocks(BENCH_BLOCK + BENCH_CMD_HEADER + padded);
     size_t rmac = blocks(BENCH_BLOCK + padded + 2);
     size_t cbc = padded / BENCH_BLOCK;
