@@ -144,6 +144,7 @@ struct se_chain {
     bool active;
     uint8_t ins, p2;
     struct ot_buf data;
+    uint8_t cla, p1; /* runtime.c: header of the first segment (P1 without b8) */
 };
 
 struct se_chan {
