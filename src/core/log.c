@@ -1,6 +1,8 @@
 #define OT_LOG_COMPONENT "core.log"
 #include "core/log.h"
 
+#include "core/hex.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -61,7 +63,22 @@ static void log_timestamp(char *ts, size_t cap)
     snprintf(ts + n, cap - n, ".%03ldZ", now.tv_nsec / 1000000L);
 }
 
-/* Appends s to dst (capacity cap, current length *len) with JSON escaping. */
+/* Length of dst after snprintf() returned k for a write at used, in a buffer
+ * of cap bytes: a cut write leaves cap - 1 (snprintf reports the length it
+ * wanted, not what it wrote). k < 0 (output error) leaves used. */
+static size_t log_fit(int k, size_t used, size_t cap)
+{
+    if (k < 0) {
+        return used; /* output error: keep what was there */
+    }
+    if ((size_t)k >= cap - used) {
+        return cap - 1;
+    }
+    return used + (size_t)k;
+}
+
+/* Appends s to dst (capacity cap, current length *len < cap) with JSON
+ * escaping. */
 static void json_escape(char *dst, size_t cap, size_t *len, const char *s)
 {
     for (; *s && *len + 7 < cap; s++) {
@@ -88,12 +105,15 @@ static void log_emit(enum ot_log_level lvl, const char *comp, const char *msg)
     }
     log_timestamp(ts, sizeof ts);
     if (atomic_load(&log_format) == OT_LOG_FMT_JSON) {
-        size_t len =
-            (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":\"", ts,
-                             ot_log_level_name(lvl));
-        json_escape(line, sizeof line, &len, comp);
-        len += (size_t)snprintf(line + len, sizeof line - len, "\",\"msg\":\"");
-        json_escape(line, sizeof line - 4, &len, msg);
+        /* the last 4 bytes are kept for the closing "}\n and the NUL */
+        const size_t cap = sizeof line - 4;
+        int k = snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":\"", ts,
+                         ot_log_level_name(lvl));
+        size_t len = log_fit(k, 0, cap);
+        json_escape(line, cap, &len, comp);
+        k = snprintf(line + len, cap - len, "\",\"msg\":\"");
+        len = log_fit(k, len, cap);
+        json_escape(line, cap, &len, msg);
         snprintf(line + len, sizeof line - len, "\"}\n");
     } else {
         snprintf(line, sizeof line, "%s %s %s %s\n", ts, ot_log_level_name(lvl), comp, msg);
@@ -115,17 +135,21 @@ void ot_log_write(enum ot_log_level lvl, const char *comp, const char *fmt, ...)
 void ot_log_hex(enum ot_log_level lvl, const char *comp, const char *label, const uint8_t *p,
                 size_t n)
 {
-    static const char digits[] = "0123456789ABCDEF";
     char msg[2048 + 128];
     size_t shown = n > 1024 ? 1024 : n;
     int k = snprintf(msg, sizeof msg, "%s (%zu bytes): ", label, n);
-    size_t len = k > 0 ? (size_t)k : 0;
-    for (size_t i = 0; i < shown && len + 3 < sizeof msg; i++) {
-        msg[len++] = digits[p[i] >> 4];
-        msg[len++] = digits[p[i] & 0x0F];
+    size_t len = log_fit(k, 0, sizeof msg); /* a long label is cut */
+    size_t room = sizeof msg - len;         /* hex digits, "..." and the NUL */
+    size_t fit = room > 4 ? (room - 4) / 2 : 0;
+    if (shown > fit) {
+        shown = fit;
     }
-    msg[len] = '\0';
-    if (shown < n && len + 4 < sizeof msg) {
+    if (hex_encode(p, shown, msg + len, room) != OT_OK) {
+        shown = 0;
+        msg[len] = '\0';
+    }
+    len += 2 * shown;
+    if (shown < n && sizeof msg - len >= 4) {
         memcpy(msg + len, "...", 4);
     }
     log_emit(lvl, comp, msg);

@@ -200,6 +200,16 @@ static void test_json_long(void **state)
     assert_string_equal(line.level, "warn");
     assert_true(strlen(line.msg) > 500);
     assert_int_equal(strspn(line.msg, "\""), strlen(line.msg));
+
+    /* A component name that fills the line is cut; the line stays whole. */
+    static char comp[5000];
+    memset(comp, 'c', sizeof comp - 1);
+    f = capture_start(OT_LOG_LVL_INFO, OT_LOG_FMT_JSON);
+    ot_log_write(OT_LOG_LVL_WARN, comp, "%s", "tail");
+    n = capture_end(f, buf, sizeof buf);
+    assert_true(n > 4000 && n < sizeof comp);
+    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1);
+    assert_string_equal(buf + n - 3, "\"}\n");
 }
 
 static void test_text_format(void **state)
@@ -300,6 +310,15 @@ static void test_hex(void **state)
     assert_string_equal(buf + n - 4, "...\n");
     const char *hex = strstr(buf, ": ") + 2;
     assert_int_equal(strspn(hex, "AB"), 2048);
+
+    /* A label longer than the line buffer is cut, never written past it. */
+    static char label[3000];
+    memset(label, 'L', sizeof label - 1);
+    f = capture_start(OT_LOG_LVL_TRACE, OT_LOG_FMT_TEXT);
+    OT_LOG_HEX(OT_LOG_LVL_TRACE, label, bytes, sizeof bytes);
+    n = capture_end(f, buf, sizeof buf);
+    assert_true(n > 2000 && n < sizeof label);
+    assert_null(strstr(buf, "0102FF"));
 }
 
 static void test_level_names(void **state)
