@@ -1,7 +1,8 @@
 /* BER-TLV parser and builder (src/core/tlv.c). */
+#include "core/tlv.h"
+
 #include "core/hex.h"
 #include "core/testutil.h"
-#include "core/tlv.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +15,6 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Decodes a hex literal from a table row; test data, so any error is fatal. */
 /* ---- parsing one object -------------------------------------------------- */
 
 static const struct {
