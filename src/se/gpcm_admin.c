@@ -69,6 +69,7 @@
 #define ADM_TAG_SCP_OID        0x64u
 #define ADM_TAG_KEY_INFO_ENTRY 0xC0u
 #define ADM_TAG_APP_TEMPLATE   0x61u
+#define ADM_TAG_APP_LIST_BER   0x2Fu   /* "2F00" read as BER: tag 2F, length 00 */
 #define ADM_DGI_BER_TLV        0x0070u /* GPCS 11.11.2.3: BER-TLV objects in DGI format */
 
 /* GP OID arc 1.2.840.114283 (GPCS H.2). */
@@ -374,6 +375,14 @@ static void adm_status_entry(struct buf_wr *w, const struct se_state *st, enum a
     tlv_close(w, mark);
 }
 
+/* No get next pending. status_p1 0 also means none, so a zeroed channel
+ * never accepts a get next. */
+static void adm_status_forget(struct se_chan *ch)
+{
+    ch->status_pos = SIZE_MAX;
+    ch->status_p1 = 0;
+}
+
 uint16_t se_gp_get_status(struct se_cmd *x)
 {
     struct se_card *c = x->card;
@@ -426,12 +435,12 @@ uint16_t se_gp_get_status(struct se_cmd *x)
     }
     sw = adm_status_parse(a, kind != ADM_KIND_ISD, &q);
     if (sw != ADM_SW_OK) {
-        ch->status_pos = SIZE_MAX;
+        adm_status_forget(ch);
         return sw;
     }
     if (next) {
         /* GPCS 11.4.2.2: get next needs a get first in this session. */
-        if (ch->status_pos == SIZE_MAX || ch->status_p1 != a->p1) {
+        if (ch->status_p1 == 0 || ch->status_pos == SIZE_MAX || ch->status_p1 != a->p1) {
             return ADM_SW_WRONG_DATA;
         }
         start = ch->status_pos;
@@ -466,7 +475,7 @@ uint16_t se_gp_get_status(struct se_cmd *x)
         any = true;
     }
     if (!any) {
-        ch->status_pos = SIZE_MAX;
+        adm_status_forget(ch);
         return ADM_SW_REF_NOT_FND;
     }
     if (more) {
@@ -474,7 +483,7 @@ uint16_t se_gp_get_status(struct se_cmd *x)
         ch->status_p1 = a->p1;
         return adm_emit(x, page, pw.len, ADM_SW_MORE);
     }
-    ch->status_pos = SIZE_MAX;
+    adm_status_forget(ch);
     return adm_emit(x, page, pw.len, ADM_SW_OK);
 }
 
@@ -535,6 +544,7 @@ static uint16_t adm_set_card_state(struct se_cmd *x, uint8_t to)
     OT_LOG_INFO("card life cycle %s -> %s by sd %d", gp_lcs_name(GP_LCS_CARD, from),
                 gp_lcs_name(GP_LCS_CARD, to), x->sd);
     c->st.card_lcs = to;
+    c->st.apps[0].lcs = to; /* the ISD inherits the card life cycle */
     se_mark_dirty(c);
     return ADM_SW_OK;
 }
@@ -953,6 +963,7 @@ static uint16_t adm_store_tlvs(struct se_cmd *x, const uint8_t *p, size_t n, boo
             /* Accepted; the vse derives card data and capabilities itself. */
             break;
         case GP_TAG_SEC_LEVEL:
+        case ADM_TAG_APP_LIST_BER:
         case GP_TAG_APP_LIST:
         case GP_TAG_EXT_CARD_RES:
         case GP_TAG_CONF_COUNTER:
@@ -1276,9 +1287,10 @@ void se_destroy_software(struct se_card *c)
     for (unsigned ch = 0; ch < SE_MAX_CHANNELS; ch++) {
         c->chans[ch].perso_target = -1;
         c->chans[ch].store_next_block = 0;
-        c->chans[ch].status_pos = SIZE_MAX;
+        adm_status_forget(&c->chans[ch]);
     }
     st->card_lcs = GP_LCS_CARD_TERMINATED;
+    st->apps[0].lcs = GP_LCS_CARD_TERMINATED;
     se_mark_dirty(c);
 }
 
