@@ -659,38 +659,34 @@ static void test_scp03_errors(void **state)
     size_t n, rl;
     uint16_t sw;
 
-    /* Wrong static key: the card cryptogram does not verify. */
-    {
+    /* Handshakes that fail; the session then refuses commands. */
+    static const struct {
+        const char *desc;
+        bool wrong_mac_key; /* the card cryptogram is under S-MAC */
+        uint16_t iu_sw;
+        uint16_t select_sw;
+        ot_err want;
+    } open_rows[] = {
+        {"wrong static key", true, 0, 0, OT_E_CARD_CRYPTOGRAM},
+        {"INITIALIZE UPDATE 6A88 (no such key set)", false, 0x6A88, 0, OT_E_SW_REF_NOT_FOUND},
+        {"SELECT of an unknown SD", false, 0, 0x6A82, OT_E_SW_NOT_FOUND},
+    };
+    for (size_t i = 0; i < sizeof open_rows / sizeof open_rows[0]; i++) {
         struct card c;
+        print_message("%s\n", open_rows[i].desc);
         card_init(&c, 3, 0x70, 0);
-        c.keys3.mac[0] ^= 0xFF; /* the card cryptogram is under S-MAC */
+        if (open_rows[i].wrong_mac_key) {
+            c.keys3.mac[0] ^= 0xFF;
+        }
+        c.iu_sw = open_rows[i].iu_sw; /* 0: the normal answer */
+        c.select_sw = open_rows[i].select_sw;
         struct gp_session *s = new_session(3, 0x01, false, 0, isd_aid);
-        assert_int_equal(gp_session_open(s, card_transmit, &c), OT_E_CARD_CRYPTOGRAM);
+        assert_int_equal(gp_session_open(s, card_transmit, &c), open_rows[i].want);
         assert_false(gp_session_is_open(s));
         n = mk_cmd(cmd, 0xF2, 0x80, 0x02, NULL, 0, 256);
         rl = sizeof resp;
         assert_int_equal(gp_session_transmit(s, card_transmit, &c, cmd, n, resp, &rl, &sw),
                          OT_E_NO_CHANNEL);
-        gp_session_free(s);
-        card_fini(&c);
-    }
-    /* INITIALIZE UPDATE answered 6A88 (no such key set). */
-    {
-        struct card c;
-        card_init(&c, 3, 0x70, 0);
-        c.iu_sw = 0x6A88;
-        struct gp_session *s = new_session(3, 0x01, false, 0, isd_aid);
-        assert_int_equal(gp_session_open(s, card_transmit, &c), OT_E_SW_REF_NOT_FOUND);
-        gp_session_free(s);
-        card_fini(&c);
-    }
-    /* SELECT of an unknown SD. */
-    {
-        struct card c;
-        card_init(&c, 3, 0x70, 0);
-        c.select_sw = 0x6A82;
-        struct gp_session *s = new_session(3, 0x01, false, 0, isd_aid);
-        assert_int_equal(gp_session_open(s, card_transmit, &c), OT_E_SW_NOT_FOUND);
         gp_session_free(s);
         card_fini(&c);
     }
