@@ -751,11 +751,10 @@ static void test_image_unchanged_after_rejects(void **state)
     read_file(path, &before);
     size_t dl;
     static const char *const rejected[] = {
-        "80E400000B4F09A00000009999999999", /* DELETE of an unknown AID */
-        "80F0408009A00000015153530099",     /* SET STATUS of an unknown AID */
-        "80F0800F",                         /* SET STATUS to the current state */
-        "80E60C0010"
-        "00000000000000000000000000000000", /* INSTALL garbage */
+        "80E400000B4F09A00000009999999999",           /* DELETE of an unknown AID */
+        "80F0408009A00000015153530099",               /* SET STATUS of an unknown AID */
+        "80F0800F",                                   /* SET STATUS to the current state */
+        "80E60C001000000000000000000000000000000000", /* INSTALL garbage */
     };
     for (size_t i = 0; i < sizeof rejected / sizeof rejected[0]; i++) {
         uint16_t sw = stx(s, c, rejected[i], &dl);
