@@ -519,7 +519,7 @@ static ot_err store_sync_dir(const char *path)
 /* Steps (before_step numbering): 0 open path.tmp, 1 write, 2 fsync, 3 rename
  * over path, 4 fsync of the directory. A failure in steps 0-3 leaves the old
  * image as it was (the temporary is removed; one left behind by a real power
- * cut is truncated by the next write and never read). A failure at step 4
+ * cut is deleted by the next write and never read). A failure at step 4
  * happens after the rename: the new image is in place but its durability is
  * unknown, and OT_E_DB is returned all the same. */
 ot_err se_store_write(const char *path, const uint8_t *p, size_t n, const struct se_store_ops *ops)
@@ -542,8 +542,12 @@ ot_err se_store_write(const char *path, const uint8_t *p, size_t n, const struct
     memcpy(tmp + plen, ".tmp", 5u);
 
     OT_TRY(store_step(ops, SE_STEP_OPEN));
-    /* 0600: the image holds the card's keys. */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A temporary left by a power cut is removed, never reused: it may have
+     * another mode or be a link. 0600: the image holds the card's keys. */
+    if (unlink(tmp) != 0 && errno != ENOENT) {
+        OT_LOG_WARN("unlink %s: %s", tmp, strerror(errno));
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         OT_LOG_WARN("open %s: %s", tmp, strerror(errno));
         err = OT_E_DB;
