@@ -995,6 +995,147 @@ static void test_put_key_replace(void **state)
     t_card_free(&t);
 }
 
+/* SCP02: 3DES keys under the session DEK. */
+static const char profile_scp02[] =
+    "{\"type\":\"UICC\",\"isd\":{\"scp\":2,\"i\":\"55\",\"keys\":[{\"kvn\":32,"
+    "\"type\":\"des\",\"enc\":\"" KEY40 "\",\"mac\":\"" KEY40 "\",\"dek\":\"" KEY40 "\"}]}}";
+
+/* SELECT of the ISD, INITIALIZE UPDATE, EXTERNAL AUTHENTICATE (C-MAC). */
+static ot_err t_scp02_open(struct se_card *c, uint8_t kvn, const char *key, struct scp02_host **out)
+{
+    struct scp02_keyset ks;
+    uint8_t apdu[64], r[300];
+    size_t al, rl;
+    ot_err err;
+    memset(&ks, 0, sizeof ks);
+    ks.kvn = kvn;
+    testutil_unhex(key, ks.enc, sizeof ks.enc);
+    testutil_unhex(key, ks.mac, sizeof ks.mac);
+    testutil_unhex(key, ks.dek, sizeof ks.dek);
+    assert_int_equal(t_plain(c, "00A4040000", NULL, NULL) & 0xFF00u, 0x9000);
+    assert_int_equal(scp02_host_new(&ks, out), OT_OK);
+    al = sizeof apdu;
+    assert_int_equal(scp02_host_initialize_update(*out, 0, NULL, apdu, &al), OT_OK);
+    rl = sizeof r;
+    assert_int_equal(se_card_transmit(c, apdu, al, r, &rl), OT_OK);
+    err = scp02_host_on_initialize_update(*out, r, rl);
+    if (err != OT_OK) {
+        return err;
+    }
+    al = sizeof apdu;
+    assert_int_equal(scp02_host_external_authenticate(*out, 0x01, apdu, &al), OT_OK);
+    rl = sizeof r;
+    assert_int_equal(se_card_transmit(c, apdu, al, r, &rl), OT_OK);
+    return scp02_host_on_external_authenticate(*out, r, rl);
+}
+
+static uint16_t t_scp02_send(struct scp02_host *h, struct se_card *c, const uint8_t *cmd, size_t n,
+                             uint8_t *resp, size_t *resp_len)
+{
+    uint8_t w[300], r[300], u[300];
+    size_t wl = sizeof w, rl = sizeof r, ul = sizeof u;
+    assert_int_equal(scp02_host_wrap(h, cmd, n, w, &wl), OT_OK);
+    assert_int_equal(se_card_transmit(c, w, wl, r, &rl), OT_OK);
+    assert_int_equal(scp02_host_unwrap(h, r, rl, u, &ul), OT_OK);
+    assert_true(ul >= 2);
+    if (resp != NULL) {
+        memcpy(resp, u, ul - 2);
+        *resp_len = ul - 2;
+    }
+    return (uint16_t)((u[ul - 2] << 8) | u[ul - 1]);
+}
+
+static void test_put_key_scp02(void **state)
+{
+    (void)state;
+    struct t_card t;
+    struct scp02_host *h = NULL;
+    uint8_t kb[3][32];
+    struct gp_put_key_key keys[3];
+    struct gp_put_key_args a;
+    struct gp_put_key_expect exp;
+    uint8_t cmd[GP_MAX_CMD_LEN], resp[64];
+    size_t n, rl;
+    t_card_new(&t, profile_scp02);
+    assert_int_equal(t_scp02_open(t.c, 0x20, KEY40, &h), OT_OK);
+
+    for (int i = 0; i < 3; i++) {
+        keys[i].type = GP_KEY_TYPE_DES;
+        keys[i].len = testutil_unhex(k16[i], kb[i], sizeof kb[i]);
+        keys[i].value = kb[i];
+    }
+    memset(&a, 0, sizeof a);
+    a.old_kvn = 0x20;
+    a.new_kvn = 0x21;
+    a.kid = 1;
+    a.keys = keys;
+    a.nkeys = 3;
+    a.dek = scp02_host_session_dek(h);
+    a.dek_len = 16;
+    /* AES keys cannot be sent under an SCP02 DEK. */
+    keys[0].type = GP_KEY_TYPE_AES;
+    n = sizeof cmd;
+    assert_int_equal(gp_cmd_put_key(0, &a, cmd, &n, &exp), OT_OK);
+    assert_int_equal(t_scp02_send(h, t.c, cmd, n, NULL, NULL), 0x6A80);
+    scp02_host_free(h);
+
+    assert_int_equal(t_scp02_open(t.c, 0x20, KEY40, &h), OT_OK);
+    keys[0].type = GP_KEY_TYPE_DES;
+    a.dek = scp02_host_session_dek(h);
+    n = sizeof cmd;
+    assert_int_equal(gp_cmd_put_key(0, &a, cmd, &n, &exp), OT_OK);
+    rl = sizeof resp;
+    assert_int_equal(t_scp02_send(h, t.c, cmd, n, resp, &rl), 0x9000);
+    assert_int_equal(gp_parse_put_key_resp(resp, rl, &exp), OT_OK);
+    scp02_host_free(h);
+    /* The replaced set's counter restarts at 0. */
+    const struct se_sd *sd = &t.c->st.apps[0].sd_data;
+    bool seen = false;
+    for (unsigned i = 0; i < sd->nseqs; i++) {
+        if (sd->seqs[i].kvn == 0x21) {
+            seen = true;
+            assert_int_equal(sd->seqs[i].value, 0);
+        }
+        assert_int_not_equal(sd->seqs[i].kvn, 0x20);
+    }
+    assert_true(seen);
+
+    /* The old key values under the new KVN fail; the new keys work. */
+    assert_int_equal(t_scp02_open(t.c, 0x21, KEY40, &h), OT_E_CARD_CRYPTOGRAM);
+    scp02_host_free(h);
+    struct scp02_keyset ks;
+    memset(&ks, 0, sizeof ks);
+    ks.kvn = 0x21;
+    testutil_unhex(k16[0], ks.enc, 16);
+    testutil_unhex(k16[1], ks.mac, 16);
+    testutil_unhex(k16[2], ks.dek, 16);
+    assert_int_equal(t_plain(t.c, "00A4040000", NULL, NULL) & 0xFF00u, 0x9000);
+    assert_int_equal(scp02_host_new(&ks, &h), OT_OK);
+    uint8_t apdu[64], r[300];
+    size_t al = sizeof apdu;
+    assert_int_equal(scp02_host_initialize_update(h, 0, NULL, apdu, &al), OT_OK);
+    rl = sizeof r;
+    assert_int_equal(se_card_transmit(t.c, apdu, al, r, &rl), OT_OK);
+    assert_int_equal(scp02_host_on_initialize_update(h, r, rl), OT_OK);
+    al = sizeof apdu;
+    assert_int_equal(scp02_host_external_authenticate(h, 0x01, apdu, &al), OT_OK);
+    rl = sizeof r;
+    assert_int_equal(se_card_transmit(t.c, apdu, al, r, &rl), OT_OK);
+    assert_int_equal(scp02_host_on_external_authenticate(h, r, rl), OT_OK);
+    /* C1 is two bytes under SCP02. */
+    rl = sizeof resp;
+    assert_int_equal(t_scp02_send(h, t.c, (const uint8_t *)"\x80\xCA\x00\xC1\x00", 5, resp, &rl),
+                     0x9000);
+    assert_int_equal(rl, 4);
+    assert_int_equal(resp[0], 0xC1);
+    assert_int_equal(resp[1], 2);
+    scp02_host_free(h);
+    /* The old key set is gone. */
+    assert_int_equal(t_scp02_open(t.c, 0x20, KEY40, &h), OT_E_SW_REF_NOT_FOUND);
+    scp02_host_free(h);
+    t_card_free(&t);
+}
+
 /* ------------------------------------------------------------ STORE DATA / GET DATA */
 
 static void test_store_data_get_data(void **state)
@@ -1391,6 +1532,7 @@ int main(void)
         cmocka_unit_test(test_put_key_add),
         cmocka_unit_test(test_put_key_encodings),
         cmocka_unit_test(test_put_key_replace),
+        cmocka_unit_test(test_put_key_scp02),
         cmocka_unit_test(test_store_data_get_data),
         cmocka_unit_test(test_store_data_personalization),
         cmocka_unit_test(test_get_data_tags),
