@@ -1,0 +1,106 @@
+# Sourced by tests/vse/*.sh and scripts/demo.sh: a private pcscd with a vpcd
+# reader, isolated from any pcscd of the system.
+#
+#   pcscd_env_start      starts pcscd; sets PCSCD_DIR, PCSCD_PID, VPCD_PORT and
+#                        exports PCSCLITE_CSOCK_NAME for every client
+#   pcscd_env_stop       stops it and removes PCSCD_DIR
+#   pcscd_env_wait_card N waits until reader N has a card (opensc-tool)
+#
+# Isolation: pcscd 1.9.9 always creates /run/pcscd/pcscd.comm (the daemon
+# ignores PCSCLITE_CSOCK_NAME; only the client library reads it), so pcscd
+# runs in its own mount namespace (unshare -m) where a directory of ours is
+# bind-mounted on /run/pcscd. Clients outside the namespace reach the socket
+# through PCSCLITE_CSOCK_NAME=$PCSCD_DIR/run/pcscd.comm. Its reader.conf (our
+# own directory, pcscd -c) puts vpcd on a free port: slot 0 listens on
+# VPCD_PORT, slot 1 on VPCD_PORT + 1. Without unshare (no CAP_SYS_ADMIN) it
+# falls back to the system path under a lock file, provided no other pcscd
+# runs.
+
+PCSCD_DIR=
+PCSCD_PID=
+VPCD_PORT=
+PCSCD_LOCK_FD=
+
+pcscd_env_log() {
+    echo "pcscd_env: $*" >&2
+}
+
+# A port p with p and p + 1 free on this host.
+pcscd_env_free_port() {
+    local p i
+    for i in $(seq 1 50); do
+        p=$((20000 + RANDOM % 40000))
+        if ! ss -Htln "( sport = :$p or sport = :$((p + 1)) )" 2>/dev/null | grep -q .; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+pcscd_env_start() {
+    local drv=/usr/lib/pcsc/drivers/serial/libifdvpcd.so i
+    command -v pcscd >/dev/null || { pcscd_env_log "pcscd not installed (Debian package pcscd)"; return 1; }
+    [ -f "$drv" ] || { pcscd_env_log "$drv missing (Debian package vsmartcard-vpcd)"; return 1; }
+    PCSCD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ot-pcscd.XXXXXX")
+    mkdir -p "$PCSCD_DIR/conf" "$PCSCD_DIR/run"
+    VPCD_PORT=$(pcscd_env_free_port) || { pcscd_env_log "no free port pair"; return 1; }
+    printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:0x%X\nLIBPATH      %s\nCHANNELID    0x%X\n' \
+        "$VPCD_PORT" "$drv" "$VPCD_PORT" >"$PCSCD_DIR/conf/vpcd"
+    if unshare -m true 2>/dev/null; then
+        mkdir -p /run/pcscd 2>/dev/null || true
+        unshare -m sh -c 'mount --bind "$1" /run/pcscd && exec pcscd -f -i -c "$2"' sh \
+            "$PCSCD_DIR/run" "$PCSCD_DIR/conf" >"$PCSCD_DIR/pcscd.log" 2>&1 &
+        PCSCD_PID=$!
+        export PCSCLITE_CSOCK_NAME="$PCSCD_DIR/run/pcscd.comm"
+    else
+        exec {PCSCD_LOCK_FD}>"${TMPDIR:-/tmp}/opentsm-pcscd.lock"
+        flock -w 120 "$PCSCD_LOCK_FD" || { pcscd_env_log "lock busy"; return 1; }
+        if [ -S /run/pcscd/pcscd.comm ] && pgrep -x pcscd >/dev/null; then
+            pcscd_env_log "a system pcscd runs and unshare -m is not permitted: cannot isolate"
+            return 1
+        fi
+        pcscd -f -i -c "$PCSCD_DIR/conf" >"$PCSCD_DIR/pcscd.log" 2>&1 &
+        PCSCD_PID=$!
+        export PCSCLITE_CSOCK_NAME=/run/pcscd/pcscd.comm
+    fi
+    for i in $(seq 1 100); do
+        [ -S "$PCSCLITE_CSOCK_NAME" ] && grep -q "daemon ready" "$PCSCD_DIR/pcscd.log" && return 0
+        if ! kill -0 "$PCSCD_PID" 2>/dev/null; then
+            pcscd_env_log "pcscd exited:"
+            cat "$PCSCD_DIR/pcscd.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    pcscd_env_log "pcscd not ready after 10 s:"
+    cat "$PCSCD_DIR/pcscd.log" >&2
+    return 1
+}
+
+pcscd_env_wait_card() {
+    local reader=${1:-0} i
+    for i in $(seq 1 100); do
+        if opensc-tool -r "$reader" -a >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    pcscd_env_log "no card in reader $reader after 10 s"
+    return 1
+}
+
+pcscd_env_stop() {
+    if [ -n "$PCSCD_PID" ] && kill -0 "$PCSCD_PID" 2>/dev/null; then
+        kill "$PCSCD_PID" 2>/dev/null || true
+        wait "$PCSCD_PID" 2>/dev/null || true
+    fi
+    PCSCD_PID=
+    if [ -n "$PCSCD_LOCK_FD" ]; then
+        exec {PCSCD_LOCK_FD}>&-
+        PCSCD_LOCK_FD=
+    fi
+    if [ -n "$PCSCD_DIR" ] && [ -z "${KEEP_PCSCD_DIR:-}" ]; then
+        rm -rf "$PCSCD_DIR"
+    fi
+}
