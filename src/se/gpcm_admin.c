@@ -1139,6 +1139,36 @@ static void adm_card_data(struct buf_wr *w, const struct se_app *sd)
     tlv_close(w, m66);
 }
 
+/* Card Capability Information (GPCS H.4), ISD only: the ISD's protocol,
+ * the privileges SSDs and applications may get, the LFDB hash algorithms
+ * (SHA-1, SHA-256, SHA-384, SHA-512: gpcm_install.c checks all four). */
+#define ADM_TAG_SCP_INFO   0xA0u
+#define ADM_CAPS_SSD_PRIVS 0xFFFFF0u /* every GPCS 2.3.1 privilege */
+#define ADM_CAPS_APP_PRIVS 0x1E9F30u /* CL CT CR CVM, TP GD GL GR FA GS, CLA CLSA */
+#define ADM_SCP03_KEYS_ALL 0x07u     /* AES-128, AES-192, AES-256 */
+
+static void adm_card_caps(struct buf_wr *w, const struct se_app *isd)
+{
+    static const uint8_t hashes[] = {0x01, 0x02, 0x03, 0x04};
+    size_t m67, ma0;
+    uint8_t b[3];
+    tlv_open(w, GP_TAG_CARD_CAPS, &m67);
+    tlv_open(w, ADM_TAG_SCP_INFO, &ma0);
+    tlv_put(w, 0x80u, &isd->sd_data.scp, 1);
+    tlv_put(w, 0x81u, &isd->sd_data.scp_i, 1);
+    if (isd->sd_data.scp == 0x03) {
+        b[0] = ADM_SCP03_KEYS_ALL;
+        tlv_put(w, 0x82u, b, 1);
+    }
+    tlv_close(w, ma0);
+    gp_privs_encode(ADM_CAPS_SSD_PRIVS, b);
+    tlv_put(w, 0x81u, b, 3);
+    gp_privs_encode(ADM_CAPS_APP_PRIVS, b);
+    tlv_put(w, 0x82u, b, 3);
+    tlv_put(w, 0x83u, hashes, sizeof hashes);
+    tlv_close(w, m67);
+}
+
 static uint32_t adm_seq_of(const struct se_sd *sd, uint8_t kvn)
 {
     for (unsigned i = 0; i < sd->nseqs && i < SE_MAX_SEQS; i++) {
@@ -1188,6 +1218,13 @@ uint16_t se_gp_get_data(struct se_cmd *x)
             break;
         }
         adm_card_data(&w, sda);
+        break;
+    case GP_TAG_CARD_CAPS:
+        if (x->sd != 0) {
+            sw = ADM_SW_REF_NOT_FND;
+            break;
+        }
+        adm_card_caps(&w, sda);
         break;
     case GP_TAG_KEY_INFO:
         tlv_open(&w, GP_TAG_KEY_INFO, &mark);

@@ -353,7 +353,20 @@ static void test_get_status_formats(void **state)
         assert_true(e[i].has_lcs);
         assert_int_equal(e[i].privs_len, 0);
         assert_int_equal(e[i].sd_aid.len, 0);
+        assert_int_equal(e[i].nimplicit, 0);
     }
+    /* The ISD holds Card Reset: implicitly selected on the contact basic
+     * channel (CF 40); unknown tags in the list are left out. */
+    static const uint32_t tags2[] = {0x4F, 0xCF, 0xDF20};
+    q.p1 = GP_STATUS_P1_ISD;
+    q.tags = tags2;
+    q.ntags = 3;
+    n = t_status(s, t.c, &q, e, 32, &sw);
+    assert_int_equal(sw, 0x9000);
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].nimplicit, 1);
+    assert_int_equal(e[0].implicit[0], 0x40);
+    assert_false(e[0].has_lcs);
     gp_session_free(s);
     t_card_free(&t);
 }
@@ -1242,6 +1255,7 @@ static void test_store_data_get_data(void **state)
                                 "4F07A0000001510002",
                                 NULL, NULL),
                      0x6A80);
+    assert_int_equal(t_send_hex(s, t.c, "80CA006700", NULL, NULL), 0x6A88); /* ISD only */
     gp_session_free(s);
     t_card_free(&t);
 }
@@ -1276,6 +1290,16 @@ static void test_get_data_tags(void **state)
     assert_int_equal(t_plain(t.c, "00CA006600", resp, &rl), 0x9000);
     assert_int_equal(resp[0], 0x73);
     assert_int_equal(gp_parse_card_data(resp, rl, &cd), OT_OK);
+
+    /* 67: card capabilities: SCP03 i=10 with every AES key length. */
+    rl = sizeof resp;
+    assert_int_equal(t_plain(t.c, "80CA006700", resp, &rl), 0x9000);
+    testutil_assert_hex(resp, rl,
+                        "671B"
+                        "A009800103810110820107"
+                        "8103FFFFF0"
+                        "82031E9F30"
+                        "830401020304");
 
     /* E0: the ISD's key set 30: three AES-128 keys. */
     rl = sizeof resp;
@@ -1352,8 +1376,8 @@ static void test_get_data_tags(void **state)
 
     /* Unknown and unsupported tags. */
     assert_int_equal(t_plain(t.c, "00A4040000", NULL, NULL) & 0xFF00u, 0x9000);
-    static const char *const unknown[] = {"80CA00C200", "80CA5F5000", "80CA010100",
-                                          "80CA006700", "80CA004200", "80CA004500"};
+    static const char *const unknown[] = {"80CA00C200", "80CA5F5000", "80CA010100", "80CA004200",
+                                          "80CA004500"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         assert_int_equal(t_plain(t.c, unknown[i], NULL, NULL), 0x6A88);
     }
