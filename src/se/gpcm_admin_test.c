@@ -912,6 +912,10 @@ static void test_put_key_encodings(void **state)
         n = t_put_key_raw(cmd, 0, 0x44, dek, k16, bad != 1, bad);
         assert_int_equal(t_send(s, t.c, cmd, n, NULL, NULL), 0x6982);
     }
+    /* Three keys without P2 b8 (multiple keys). */
+    n = t_put_key_raw(cmd, 0, 0x44, dek, k16, true, -1);
+    cmd[3] = 0x01;
+    assert_int_equal(t_send(s, t.c, cmd, n, NULL, NULL), 0x6A80);
     static const struct {
         const char *apdu;
         uint16_t sw;
@@ -954,6 +958,36 @@ static void test_put_key_encodings(void **state)
     assert_int_equal(se_card_transmit(t.c, cmd, n, r, &rn), OT_OK);
     assert_int_equal(rn, 2);
     assert_int_equal((r[0] << 8) | r[1], 0x6982);
+    t_card_free(&t);
+}
+
+/* The SD holds SE_MAX_KEYS keys: a key set more is 6A84, and nothing of it
+ * is stored. */
+static void test_put_key_full(void **state)
+{
+    (void)state;
+    struct t_card t;
+    struct ot_buf before, after;
+    uint8_t dek[16];
+    testutil_unhex(KEY40, dek, sizeof dek);
+    t_card_new(&t, profile_base);
+    struct gp_session *s = t_open(t.c, NULL, KEY40);
+    uint8_t kvn = 0x50;
+    while (t.c->st.apps[0].sd_data.nkeys + 3u <= SE_MAX_KEYS) {
+        assert_int_equal(t_put_key(s, t.c, 0, kvn++, GP_KEY_TYPE_AES, k16, dek, 16), 0x9000);
+    }
+    uint8_t nkeys = t.c->st.apps[0].sd_data.nkeys;
+    t_image(&t, &before);
+    assert_int_equal(t_put_key(s, t.c, 0, kvn, GP_KEY_TYPE_AES, k16, dek, 16), 0x6A84);
+    t_image(&t, &after);
+    assert_int_equal(before.len, after.len);
+    assert_memory_equal(before.data, after.data, before.len);
+    assert_int_equal(t.c->st.apps[0].sd_data.nkeys, nkeys);
+    ot_buf_free(&before);
+    ot_buf_free(&after);
+    /* Replacing still works when full. */
+    assert_int_equal(t_put_key(s, t.c, 0x50, 0x50, GP_KEY_TYPE_AES, k16, dek, 16), 0x9000);
+    gp_session_free(s);
     t_card_free(&t);
 }
 
@@ -1555,6 +1589,7 @@ int main(void)
         cmocka_unit_test(test_set_status_app),
         cmocka_unit_test(test_put_key_add),
         cmocka_unit_test(test_put_key_encodings),
+        cmocka_unit_test(test_put_key_full),
         cmocka_unit_test(test_put_key_replace),
         cmocka_unit_test(test_put_key_scp02),
         cmocka_unit_test(test_store_data_get_data),
