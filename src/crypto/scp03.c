@@ -238,25 +238,28 @@ static ot_err cbc_decrypt(struct scp03_sess *s, const uint8_t icv[SCP03_BLOCK], 
     return OT_OK;
 }
 
+/* AES-CMAC(key, MCV || a || b), fed in pieces without a temporary copy. */
+static ot_err sess_mac(struct cmac *key, const uint8_t mcv[SCP03_BLOCK], const uint8_t *a,
+                       size_t an, const uint8_t *b, size_t bn, uint8_t full[SCP03_BLOCK])
+{
+    ot_err err = OT_OK;
+
+    cmac_init(key);
+    OT_TRY(cmac_update(key, mcv, SCP03_BLOCK));
+    OT_TRY(cmac_update(key, a, an));
+    OT_TRY(cmac_update(key, b, bn));
+    OT_TRY(cmac_final(key, full));
+out:
+    return err;
+}
+
 /* Full C-MAC: AES-CMAC(S-MAC, MCV || CLA' INS P1 P2 || Lc' || data')
- * (Amd D 6.2.4), fed in pieces without a temporary copy. */
+ * (Amd D 6.2.4). */
 static ot_err sess_cmac_cmd(struct scp03_sess *s, const uint8_t *mcv, const uint8_t *hdr,
                             size_t hdr_len, const uint8_t *data, size_t n,
                             uint8_t full[SCP03_BLOCK])
 {
-    ot_err err;
-    cmac_init(s->smac);
-    err = cmac_update(s->smac, mcv, SCP03_BLOCK);
-    if (err == OT_OK) {
-        err = cmac_update(s->smac, hdr, hdr_len);
-    }
-    if (err == OT_OK) {
-        err = cmac_update(s->smac, data, n);
-    }
-    if (err == OT_OK) {
-        err = cmac_final(s->smac, full);
-    }
-    return err;
+    return sess_mac(s->smac, mcv, hdr, hdr_len, data, n, full);
 }
 
 /* R-MAC: AES-CMAC(S-RMAC, MCV || resp' || SW) (Amd D 6.2.5). */
@@ -264,21 +267,9 @@ static ot_err sess_rmac(struct scp03_sess *s, const uint8_t *data, size_t n, uin
                         uint8_t full[SCP03_BLOCK])
 {
     uint8_t swb[2];
-    ot_err err;
 
     ot_put_u16be(swb, sw);
-    cmac_init(s->srmac);
-    err = cmac_update(s->srmac, s->mcv, SCP03_BLOCK);
-    if (err == OT_OK) {
-        err = cmac_update(s->srmac, data, n);
-    }
-    if (err == OT_OK) {
-        err = cmac_update(s->srmac, swb, sizeof swb);
-    }
-    if (err == OT_OK) {
-        err = cmac_final(s->srmac, full);
-    }
-    return err;
+    return sess_mac(s->srmac, s->mcv, data, n, swb, sizeof swb, full);
 }
 
 /* Writes the MAC header CLA' INS P1 P2 Lc' into hdr (5 or 7 bytes). CLA' is
