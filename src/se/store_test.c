@@ -5,7 +5,11 @@
 #include "se/se_priv.h"
 
 #include "core/log.h"
+#include "core/testutil.h"
+#include "gp/cmd.h"
 #include "gp/privs.h"
+#include "gp/session.h"
+#include "se/card.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -630,13 +634,360 @@ static void test_commit_rollback(void **state)
     bare_free(c);
 }
 
+/* ---------------------------------------------------------------- power cut */
+
+/* Issue 3 point 7. A card made from profiles/dev.json and saved to an image
+ * runs a sequence of state-changing commands through se_card_transmit. The
+ * reference run counts the image write steps (N) and records the image after
+ * every C-APDU. Then, for every k < N, the sequence runs again from the
+ * initial image with the write failing at global step k, as a power cut
+ * there would; the process "dies" at the first failed command (the card is
+ * freed without anything else), the image is reopened with se_card_open and
+ * must be byte for byte the image before or the image after the interrupted
+ * command, and the card must work (power on, SELECT, listing). */
+
+#define PC_MAX_TX 128u
+#define PC_KEY40  "404142434445464748494A4B4C4D4E4F"
+#define PC_KEY60  "606162636465666768696A6B6C6D6E6F"
+#define PC_ISD    "A000000151000000"
+
+struct pc_run {
+    struct se_card *c;
+    const char *path;
+    bool reference;          /* record the image after each C-APDU */
+    unsigned ntx;            /* C-APDUs sent */
+    int fail_tx;             /* index of the C-APDU whose write failed; -1 none */
+    struct ot_buf before;    /* fault run: the image before the current C-APDU */
+    struct ot_buf *after;    /* reference run: PC_MAX_TX images */
+    uint16_t sws[PC_MAX_TX]; /* reference run: the SW of each C-APDU */
+    struct fail_at steps;    /* the write-step counter / injector */
+};
+
+static void pc_read(const char *path, struct ot_buf *out)
+{
+    ot_buf_reset(out);
+    assert_int_equal(se_store_read(path, out), OT_OK);
+}
+
+static ot_err pc_tx(void *ctx, const uint8_t *cmd, size_t n, uint8_t *resp, size_t *resp_len)
+{
+    struct pc_run *r = ctx;
+    ot_err err;
+
+    assert_true(r->ntx < PC_MAX_TX);
+    if (!r->reference) {
+        pc_read(r->path, &r->before);
+    }
+    err = se_card_transmit(r->c, cmd, n, resp, resp_len);
+    if (err != OT_OK) {
+        r->fail_tx = (int)r->ntx;
+        return err;
+    }
+    assert_true(*resp_len >= 2);
+    if (r->reference) {
+        pc_read(r->path, &r->after[r->ntx]);
+        r->sws[r->ntx] = (uint16_t)((resp[*resp_len - 2] << 8) | resp[*resp_len - 1]);
+    }
+    r->ntx++;
+    return OT_OK;
+}
+
+/* One plain command in the session; the SW must be 9000. */
+static ot_err pc_send(struct pc_run *r, struct gp_session *s, const uint8_t *cmd, size_t n)
+{
+    uint8_t resp[1024];
+    size_t rl = sizeof(resp);
+    uint16_t sw = 0;
+    ot_err err = gp_session_transmit(s, pc_tx, r, cmd, n, resp, &rl, &sw);
+    if (err != OT_OK) {
+        return err;
+    }
+    if (sw != 0x9000) {
+        print_error("power cut sequence: command %02X %02X: SW %04X\n", cmd[1], cmd[2], sw);
+        return OT_E_SW;
+    }
+    return OT_OK;
+}
+
+static ot_err pc_send_plain(struct pc_run *r, const char *hex)
+{
+    uint8_t cmd[300], resp[SE_MAX_RESP];
+    size_t n = testutil_unhex(hex, cmd, sizeof(cmd)), rl = sizeof(resp);
+    ot_err err = pc_tx(r, cmd, n, resp, &rl);
+    if (err != OT_OK) {
+        return err;
+    }
+    if (resp[rl - 2] != 0x90 || resp[rl - 1] != 0x00) {
+        print_error("power cut sequence: %s: SW %02X%02X\n", hex, resp[rl - 2], resp[rl - 1]);
+        return OT_E_SW;
+    }
+    return OT_OK;
+}
+
+/* The sequence. Returns the first error (a failed write ends it). */
+static ot_err pc_sequence(struct pc_run *r)
+{
+    static const uint8_t host_challenge[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ot_err err = OT_OK;
+    struct gp_session *s = NULL;
+    struct gp_session_cfg cfg;
+    struct scp03_keyset ks;
+    uint8_t cmd[300], k40[16], k60[16], aid[16], elf[16], mod[16], params[16];
+    size_t n;
+
+    memset(&ks, 0, sizeof(ks));
+    ks.kvn = 0x30;
+    ks.key_len = testutil_unhex(PC_KEY40, ks.enc, sizeof(ks.enc));
+    testutil_unhex(PC_KEY40, ks.mac, sizeof(ks.mac));
+    testutil_unhex(PC_KEY40, ks.dek, sizeof(ks.dek));
+    testutil_unhex(PC_KEY40, k40, sizeof(k40));
+    testutil_unhex(PC_KEY60, k60, sizeof(k60));
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.scp = GP_SCP_03;
+    cfg.scp03_keys = &ks;
+    cfg.level = 0x03; /* C-MAC + C-DECRYPTION */
+    cfg.host_challenge = host_challenge;
+    assert_int_equal(gp_session_new(&cfg, &s), OT_OK);
+
+    /* SELECT, INITIALIZE UPDATE (sequence counter), EXTERNAL AUTHENTICATE */
+    OT_TRY(gp_session_open(s, pc_tx, r));
+
+    /* PUT KEY: a new AES key set, KVN 31 */
+    {
+        struct gp_put_key_key keys[3] = {
+            {.type = GP_KEY_TYPE_AES, .value = k60, .len = 16},
+            {.type = GP_KEY_TYPE_AES, .value = k60, .len = 16},
+            {.type = GP_KEY_TYPE_AES, .value = k60, .len = 16},
+        };
+        struct gp_put_key_args a = {.old_kvn = 0,
+                                    .new_kvn = 0x31,
+                                    .kid = 1,
+                                    .keys = keys,
+                                    .nkeys = 3,
+                                    .dek = k40,
+                                    .dek_len = 16};
+        n = sizeof(cmd);
+        assert_int_equal(gp_cmd_put_key(0, &a, cmd, &n, NULL), OT_OK);
+        OT_TRY(pc_send(r, s, cmd, n));
+    }
+    /* STORE DATA to the ISD: a new CIN (tag 45) */
+    {
+        uint8_t d[] = {0x45, 0x08, 0x4F, 0x54, 0x53, 0x4D, 0x50, 0x43, 0x00, 0x01};
+        n = sizeof(cmd);
+        assert_int_equal(
+            gp_cmd_store_data(0, GP_STORE_P1_LAST | GP_STORE_P1_BER, 0, d, sizeof(d), cmd, &n),
+            OT_OK);
+        OT_TRY(pc_send(r, s, cmd, n));
+    }
+    /* INSTALL [for install and make selectable]: a transit purse holding
+     * 10.00 (DF05) and an emv-payment instance */
+    {
+        static const uint8_t no_privs[3] = {0, 0, 0};
+        struct gp_install_args a;
+        size_t pl = testutil_unhex("C907DF0504000003E8", params, sizeof(params));
+        memset(&a, 0, sizeof(a));
+        a.elf_aid_len = testutil_unhex("F04F54534D03", elf, sizeof(elf));
+        a.elf_aid = elf;
+        a.module_aid_len = testutil_unhex("F04F54534D0301", mod, sizeof(mod));
+        a.module_aid = mod;
+        a.app_aid_len = testutil_unhex("F04F54534D0301AA", aid, sizeof(aid));
+        a.app_aid = aid;
+        a.params = params;
+        a.params_len = pl;
+        a.privs = no_privs;
+        a.privs_len = sizeof(no_privs);
+        n = sizeof(cmd);
+        assert_int_equal(gp_cmd_install_for_install(0, &a, true, cmd, &n), OT_OK);
+        OT_TRY(pc_send(r, s, cmd, n));
+
+        memset(&a, 0, sizeof(a));
+        a.elf_aid_len = testutil_unhex("F04F54534D02", elf, sizeof(elf));
+        a.elf_aid = elf;
+        a.module_aid_len = testutil_unhex("F04F54534D0201", mod, sizeof(mod));
+        a.module_aid = mod;
+        a.app_aid_len = testutil_unhex("A0000000041010", aid, sizeof(aid));
+        a.app_aid = aid;
+        a.privs = no_privs;
+        a.privs_len = sizeof(no_privs);
+        n = sizeof(cmd);
+        assert_int_equal(gp_cmd_install_for_install(0, &a, true, cmd, &n), OT_OK);
+        OT_TRY(pc_send(r, s, cmd, n));
+    }
+    /* SET STATUS: lock the payment application, then DELETE it */
+    {
+        n = sizeof(cmd);
+        assert_int_equal(
+            gp_cmd_set_status(0, GP_SET_STATUS_P1_APP, GP_SET_STATUS_P2_LOCK, aid, 7, cmd, &n),
+            OT_OK);
+        OT_TRY(pc_send(r, s, cmd, n));
+        struct gp_delete_args d = {.aid = aid, .aid_len = 7};
+        n = sizeof(cmd);
+        assert_int_equal(gp_cmd_delete(0, &d, cmd, &n), OT_OK);
+        OT_TRY(pc_send(r, s, cmd, n));
+    }
+    /* SET STATUS: card locked, then back to SECURED */
+    {
+        n = sizeof(cmd);
+        assert_int_equal(
+            gp_cmd_set_status(0, GP_SET_STATUS_P1_CARD, GP_LCS_CARD_LOCKED, NULL, 0, cmd, &n),
+            OT_OK);
+        OT_TRY(pc_send(r, s, cmd, n));
+        n = sizeof(cmd);
+        assert_int_equal(
+            gp_cmd_set_status(0, GP_SET_STATUS_P1_CARD, GP_LCS_CARD_SECURED, NULL, 0, cmd, &n),
+            OT_OK);
+        OT_TRY(pc_send(r, s, cmd, n));
+    }
+    /* The purse: two debits change the applet's data. */
+    OT_TRY(pc_send_plain(r, "00A4040008F04F54534D0301AA00"));
+    OT_TRY(pc_send_plain(r, "805400000400000064"
+                            "04"));
+    OT_TRY(pc_send_plain(r, "80540000040000000A"
+                            "04"));
+out:
+    gp_session_free(s);
+    return err;
+}
+
+/* A reopened card works: ATR, SELECT of the ISD, a listing. */
+static void pc_check_works(const char *path)
+{
+    struct se_card *c = NULL;
+    uint8_t atr[SE_MAX_ATR], resp[SE_MAX_RESP], cmd[32];
+    size_t atr_len = sizeof(atr), rl = sizeof(resp);
+    size_t n = testutil_unhex("00A4040008" PC_ISD "00", cmd, sizeof(cmd));
+    static char text[65536];
+    size_t tl = sizeof(text);
+
+    assert_int_equal(se_card_open(path, &c), OT_OK);
+    assert_int_equal(se_card_power_on(c, atr, &atr_len), OT_OK);
+    assert_true(atr_len > 0);
+    assert_int_equal(se_card_transmit(c, cmd, n, resp, &rl), OT_OK);
+    assert_true(rl >= 2);
+    if (c->st.card_lcs == GP_LCS_CARD_LOCKED) {
+        /* GPCS 11.9.3: the ISD answers 6283 while the card is locked */
+        assert_int_equal(resp[rl - 2], 0x62);
+        assert_int_equal(resp[rl - 1], 0x83);
+    } else {
+        assert_int_equal(resp[rl - 2], 0x90);
+        assert_int_equal(resp[rl - 1], 0x00);
+    }
+    assert_int_equal(se_card_inspect(c, SE_INSPECT_TREE, text, &tl), OT_OK);
+    se_card_free(c);
+}
+
+static void test_power_cut(void **state)
+{
+    (void)state;
+    char path[256], profile[512];
+    struct se_card *c = NULL;
+    struct ot_buf initial;
+    struct pc_run ref;
+    uint8_t atr[SE_MAX_ATR];
+    size_t atr_len;
+    unsigned nsteps;
+
+    path_in_dir(path, sizeof(path), "powercut.img");
+    snprintf(profile, sizeof(profile), "%s/profiles/dev.json", OT_SOURCE_DIR);
+    assert_int_equal(se_card_from_profile_file(profile, &c), OT_OK);
+    assert_int_equal(se_card_save_as(c, path), OT_OK);
+    se_card_free(c);
+    ot_buf_init(&initial, 0);
+    pc_read(path, &initial);
+
+    /* reference run: count the write steps, record every image */
+    memset(&ref, 0, sizeof(ref));
+    ref.path = path;
+    ref.reference = true;
+    ref.fail_tx = -1;
+    ref.after = calloc(PC_MAX_TX, sizeof(*ref.after));
+    assert_non_null(ref.after);
+    for (unsigned i = 0; i < PC_MAX_TX; i++) {
+        ot_buf_init(&ref.after[i], 0);
+    }
+    ref.steps.fail = UINT32_MAX;
+    assert_int_equal(se_card_open(path, &ref.c), OT_OK);
+    ref.c->store_ops.before_step = fail_at_step;
+    ref.c->store_ops.ctx = &ref.steps;
+    atr_len = sizeof(atr);
+    assert_int_equal(se_card_power_on(ref.c, atr, &atr_len), OT_OK);
+    assert_int_equal(pc_sequence(&ref), OT_OK);
+    se_card_free(ref.c);
+    nsteps = ref.steps.count;
+    /* at least: counter, PUT KEY, STORE DATA, 2 INSTALL, lock, DELETE, card
+     * lock and unlock, 2 debits -- 5 steps each */
+    assert_true(nsteps >= 5u * 11u);
+    assert_int_equal(nsteps % 5u, 0);
+    assert_true(ref.ntx > 11);
+    print_message("power cut: %u C-APDUs, %u write steps, each one failed in turn\n", ref.ntx,
+                  nsteps);
+
+    for (unsigned k = 0; k < nsteps; k++) {
+        struct pc_run run;
+        struct ot_buf now;
+        const struct ot_buf *want_before, *want_after;
+
+        /* a fresh copy of the initial image */
+        assert_int_equal(se_store_write(path, initial.data, initial.len, NULL), OT_OK);
+        memset(&run, 0, sizeof(run));
+        run.path = path;
+        run.fail_tx = -1;
+        ot_buf_init(&run.before, 0);
+        run.steps.fail = k;
+        assert_int_equal(se_card_open(path, &run.c), OT_OK);
+        run.c->store_ops.before_step = fail_at_step;
+        run.c->store_ops.ctx = &run.steps;
+        atr_len = sizeof(atr);
+        assert_int_equal(se_card_power_on(run.c, atr, &atr_len), OT_OK);
+        ot_err err = pc_sequence(&run);
+        /* the power cut: nothing more happens in this process */
+        se_card_free(run.c);
+        if (err == OT_OK || run.fail_tx < 0) {
+            print_error("step %u: the sequence did not fail (%d)\n", k, (int)err);
+        }
+        assert_true(run.fail_tx >= 0);
+        assert_true((unsigned)run.fail_tx < ref.ntx);
+        /* up to the failure the run is the reference run */
+        want_before = run.fail_tx == 0 ? &initial : &ref.after[run.fail_tx - 1];
+        want_after = &ref.after[run.fail_tx];
+        assert_int_equal(run.before.len, want_before->len);
+        assert_memory_equal(run.before.data, want_before->data, want_before->len);
+
+        ot_buf_init(&now, 0);
+        pc_read(path, &now);
+        bool is_before =
+            now.len == want_before->len && memcmp(now.data, want_before->data, now.len) == 0;
+        bool is_after =
+            now.len == want_after->len && memcmp(now.data, want_after->data, now.len) == 0;
+        if (!is_before && !is_after) {
+            print_error("step %u (C-APDU %d): image is neither before nor after\n", k, run.fail_tx);
+        }
+        assert_true(is_before || is_after);
+        /* steps 0-3 of a write keep the old image, step 4 comes after the
+         * rename (store.c) */
+        assert_true(k % 5u == 4u ? is_after : is_before);
+        pc_check_works(path);
+        ot_buf_free(&now);
+        ot_buf_free(&run.before);
+    }
+
+    /* the sequence did change the card */
+    assert_false(ref.after[ref.ntx - 1].len == initial.len
+                 && memcmp(ref.after[ref.ntx - 1].data, initial.data, initial.len) == 0);
+    for (unsigned i = 0; i < PC_MAX_TX; i++) {
+        ot_buf_free(&ref.after[i]);
+    }
+    free(ref.after);
+    ot_buf_free(&initial);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_small_layout),
         cmocka_unit_test(test_serialize_caps),  cmocka_unit_test(test_corrupt_every_byte),
         cmocka_unit_test(test_corrupt_fields),  cmocka_unit_test(test_write_read),
-        cmocka_unit_test(test_commit_rollback),
+        cmocka_unit_test(test_commit_rollback), cmocka_unit_test(test_power_cut),
     };
     struct ot_log_cfg cfg = {.level = OT_LOG_LVL_ERROR, .format = OT_LOG_FMT_TEXT};
     ot_log_configure(&cfg); /* the corruption rows log a WARN each */
