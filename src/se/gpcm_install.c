@@ -1162,6 +1162,8 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
      * associates both with the SD that performed the INSTALL (the ELF's SD
      * accepted the installation above), so the installing SD can manage --
      * and extradite -- what it creates. */
+    uint32_t mem_free = se_mem_free(st);
+    bool was_dirty = c->dirty;
     int ni = st->napps;
     struct se_app *a = &st->apps[ni];
     memset(a, 0, sizeof *a);
@@ -1192,12 +1194,23 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
             .data_len = a->data_len,
             .vol = c->vol[ni],
         };
+        uint16_t fail = 0;
         if (ops->install(&ctx, prm.c9, prm.c9_len) != OT_OK) {
-            /* The applet refused its parameters: undo the new last entry. */
+            fail = GPCM_SW_WRONG_DATA; /* the applet refused its parameters */
+        } else if ((uint64_t)a->data_len + a->params_len > mem_free) {
+            fail = GPCM_SW_NO_SPACE; /* its data does not fit (GPCS 9.7) */
+        }
+        if (fail != 0) {
+            /* Undo the new last entry: the state is as before the command. */
             st->napps--;
             ot_mem_wipe(a, sizeof *a);
-            return GPCM_SW_WRONG_DATA;
+            c->dirty = was_dirty;
+            return fail;
         }
+    } else if (a->params_len > mem_free) {
+        st->napps--;
+        ot_mem_wipe(a, sizeof *a);
+        return GPCM_SW_NO_SPACE;
     }
     gpcm_single_privs_take(st, privs, ni);
     if (combined) {

@@ -547,6 +547,22 @@ static void test_install_refusals(void **state)
     n = t_install(cmd, ssd_pkg, sizeof ssd_pkg, ssd_mod, sizeof ssd_mod, emv_app2, sizeof emv_app2,
                   plain, (const uint8_t *)"\x81\x02\x04\x00", 4, true);
     assert_int_equal(t_run(c, 0, cmd, n), 0x6A80);
+    /* Memory: 3 bytes left, the new SD's 4 parameter bytes do not fit. */
+    static const uint8_t big_pkg[] = {0xD2, 0x76, 0x00, 0x01, 0x18, 0x0B};
+    int big = t_add_elf(c, big_pkg, sizeof big_pkg, unk_mod, sizeof unk_mod, 0, false);
+    c->st.elfs[big].size += se_mem_free(&c->st) - 3;
+    assert_int_equal(se_mem_free(&c->st), 3);
+    static const uint8_t ssd3[] = {0xA0, 0x00, 0x00, 0x05, 0x59, 0x10, 0x10, 0x33};
+    n = t_install_ssd(cmd, ssd3, sizeof ssd3, plain);
+    assert_int_equal(t_run(c, 0, cmd, n), 0x6A84);
+    c->st.elfs[big].size += 3;
+    n = t_install_emv(cmd, emv_app2, sizeof emv_app2, 0, true);
+    /* No memory left: refused unless the applet keeps no data at all. */
+    if (t_run(c, 0, cmd, n) == SW_OK) {
+        assert_int_equal(c->st.apps[se_find_app(&c->st, emv_app2, sizeof emv_app2)].data_len, 0);
+    } else {
+        assert_int_equal(t_run(c, 0, cmd, n), 0x6A84);
+    }
     t_card_free(c);
 }
 
@@ -1175,6 +1191,18 @@ static void test_end_to_end(void **state)
     n = sizeof cmd;
     assert_int_equal(gp_cmd_install_for_extradition(0, &xa, cmd, &n), OT_OK);
     assert_int_equal(t_send(s, card, cmd, n), SW_OK);
+    /* The ISD may not personalize it any more; the SSD (created with the
+     * ISD's key set) may. */
+    n = sizeof cmd;
+    assert_int_equal(gp_cmd_install_for_personalization(0, emv_app, sizeof emv_app, cmd, &n),
+                     OT_OK);
+    t_expect_reject(s, card, img, cmd, n, 0x6985);
+    gp_session_free(s);
+    s = t_open(card, ssd_aid, sizeof ssd_aid);
+    assert_int_equal(t_send(s, card, cmd, n), SW_OK);
+    assert_int_equal(card->chans[0].perso_target, se_find_app(&card->st, emv_app, sizeof emv_app));
+    gp_session_free(s);
+    s = t_open(card, NULL, 0);
 
     /* Load of a CAP of an unknown package, then its instantiation. */
     uint8_t lfdb[128], file[200], hash[32];
