@@ -50,11 +50,14 @@
 #define ADM_SW_NO_SPACE     0x6A84u
 #define ADM_SW_P1P2         0x6A86u
 #define ADM_SW_REF_NOT_FND  0x6A88u
+#define ADM_SW_MEMORY       0x6581u
 
 /* GET STATUS page budget: a response of at most 200 data bytes still fits a
  * short R-APDU (256) after R-ENC padding (16) and an S16 R-MAC (16). */
 #define ADM_STATUS_PAGE 200u
 #define ADM_ENTRY_MAX   256u
+/* Largest GET DATA object: 2F00 with SE_MAX_APPS templates of 20 bytes. */
+#define ADM_GET_DATA_MAX (SE_MAX_APPS * 20u + 64u)
 
 /* Destroy command (see the comment at the top). */
 #define ADM_DESTROY_SOFTWARE 0x01u
@@ -1188,18 +1191,13 @@ uint16_t se_gp_get_data(struct se_cmd *x)
     const struct se_sd *sd = &sda->sd_data;
     uint16_t tag = (uint16_t)((a->p1 << 8) | a->p2);
     bool full = apdu_cla_is_proprietary(a->cla); /* GP CLA: the whole TLV */
-    struct ot_buf tmp;
+    uint8_t tmp[ADM_GET_DATA_MAX];
     struct buf_wr w;
     size_t mark;
     uint8_t b[4];
     uint16_t sw = ADM_SW_OK;
-    size_t cap = 4096;
 
-    ot_buf_init(&tmp, 0);
-    if (ot_buf_reserve(&tmp, cap) != OT_OK) {
-        return 0x6581u;
-    }
-    buf_wr_init(&w, tmp.data, cap);
+    buf_wr_init(&w, tmp, sizeof tmp);
 
     switch (tag) {
     case GP_TAG_IIN:
@@ -1286,16 +1284,15 @@ uint16_t se_gp_get_data(struct se_cmd *x)
         size_t n;
         struct tlv t;
         if (buf_wr_finish(&w, &n) != OT_OK) {
-            sw = 0x6581u;
+            sw = ADM_SW_MEMORY; /* cannot happen: ADM_GET_DATA_MAX covers the largest */
         } else if (full || n == 0) {
-            sw = adm_emit(x, tmp.data, n, ADM_SW_OK);
-        } else if (tlv_parse_one(tmp.data, n, &t) == OT_OK) {
+            sw = adm_emit(x, tmp, n, ADM_SW_OK);
+        } else if (tlv_parse_one(tmp, n, &t) == OT_OK) {
             sw = adm_emit(x, t.val, t.len, ADM_SW_OK); /* ISO CLA: the value only */
         } else {
-            sw = 0x6581u;
+            sw = ADM_SW_MEMORY;
         }
     }
-    ot_buf_free(&tmp);
     return sw;
 }
 
