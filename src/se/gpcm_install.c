@@ -787,11 +787,16 @@ struct gpcm_dap {
     size_t sig_len;
 };
 
+/* What a verified Load File registers. */
+struct gpcm_loaded {
+    struct gpcm_cap cap;
+    size_t lfdb_len;
+};
+
 /* Checks the Load File received (GPCS 9.3.5 "Load Phase" and "Load
- * Completion"), then registers the Executable Load File. */
-static uint16_t gpcm_load_finish(struct se_cmd *x)
+ * Completion") without changing anything. */
+static uint16_t gpcm_load_verify(struct se_card *c, struct gpcm_loaded *out)
 {
-    struct se_card *c = x->card;
     struct se_state *st = &c->st;
     struct gpcm_dap daps[GPCM_MAX_DAPS];
     size_t ndap = 0;
@@ -881,13 +886,13 @@ static uint16_t gpcm_load_finish(struct se_cmd *x)
         }
     }
 
-    struct gpcm_cap cap;
-    uint16_t sw = gpcm_parse_lfdb(lfdb, lfdb_len, &cap);
+    struct gpcm_cap *cap = &out->cap;
+    uint16_t sw = gpcm_parse_lfdb(lfdb, lfdb_len, cap);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
     /* GPCS 11.5.2.3.1: the Load File AID must match the Load File. */
-    if (!gpcm_aid_eq(&cap.pkg, c->load.elf.b, c->load.elf.len)) {
+    if (!gpcm_aid_eq(&cap->pkg, c->load.elf.b, c->load.elf.len)) {
         return GPCM_SW_WRONG_DATA;
     }
     if (se_find_elf(st, c->load.elf.b, c->load.elf.len) >= 0
@@ -898,24 +903,32 @@ static uint16_t gpcm_load_finish(struct se_cmd *x)
         return GPCM_SW_NO_SPACE;
     }
 
+    out->lfdb_len = lfdb_len;
+    return GPCM_SW_OK;
+}
+
+/* Registers the Executable Load File of a verified Load File (GPCS 9.3.5:
+ * the ELF and its modules, associated with the target SD). */
+static void gpcm_load_register(struct se_card *c, const struct gpcm_loaded *l)
+{
+    struct se_state *st = &c->st;
     struct se_elf *e = &st->elfs[st->nelfs];
     memset(e, 0, sizeof *e);
     e->aid = c->load.elf;
     e->sd = c->load.sd;
-    e->version[0] = cap.version[0];
-    e->version[1] = cap.version[1];
+    e->version[0] = l->cap.version[0];
+    e->version[1] = l->cap.version[1];
     e->lcs = GP_LCS_ELF_LOADED;
-    e->nmodules = cap.nmodules;
-    for (unsigned i = 0; i < cap.nmodules; i++) {
-        e->modules[i] = cap.modules[i];
+    e->nmodules = l->cap.nmodules;
+    for (unsigned i = 0; i < l->cap.nmodules && i < SE_MAX_MODULES; i++) {
+        e->modules[i] = l->cap.modules[i];
     }
-    e->size = (uint32_t)lfdb_len;
+    e->size = (uint32_t)l->lfdb_len;
     e->native = se_applet_find(e->aid.b, e->aid.len) != NULL;
     st->nelfs++;
     se_mark_dirty(c);
-    OT_LOG_DEBUG("loaded elf of %zu bytes, %u modules, native %d", lfdb_len, cap.nmodules,
-                 (int)e->native);
-    return GPCM_SW_OK;
+    OT_LOG_DEBUG("loaded elf of %zu bytes, %u modules, native %d", l->lfdb_len,
+                 (unsigned)l->cap.nmodules, (int)e->native);
 }
 
 uint16_t se_gp_load(struct se_cmd *x)
@@ -951,21 +964,24 @@ uint16_t se_gp_load(struct se_cmd *x)
         gpcm_reply_00(x);
         return GPCM_SW_OK;
     }
-    sw = gpcm_load_finish(x);
-    bool combined = c->load.combined && sw == GPCM_SW_OK;
-    struct se_aid elf = c->load.elf, performer = c->load.performer;
-    int chan = c->load.chan;
-    gpcm_load_reset(c);
-    if (combined) {
+    /* Last block. A combined process commits at its final INSTALL (so a
+     * Delegated Management SD cannot load without the final command's
+     * token): keep the verified Load File until then. */
+    struct gpcm_loaded l;
+    sw = gpcm_load_verify(c, &l);
+    if (sw != GPCM_SW_OK) {
+        gpcm_load_reset(c);
+        return sw;
+    }
+    if (c->load.combined) {
+        c->load.active = false;
         c->load.combined_ready = true;
-        c->load.chan = chan;
-        c->load.elf = elf;
-        c->load.performer = performer;
+    } else {
+        gpcm_load_register(c, &l);
+        gpcm_load_reset(c);
     }
-    if (sw == GPCM_SW_OK) {
-        gpcm_reply_00(x);
-    }
-    return sw;
+    gpcm_reply_00(x);
+    return GPCM_SW_OK;
 }
 
 /* ---------------------------------------------------------------- INSTALL [for install] */
@@ -1040,10 +1056,6 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
     struct gpcm_lv elf = d.f[0], mod = d.f[1];
     const struct gpcm_lv *app = &d.f[2], *privs_lv = &d.f[3];
     if (combined) {
-        if (!c->load.combined_ready || c->load.chan != x->chan
-            || !gpcm_aid_eq(&c->load.performer, st->apps[x->sd].aid.b, st->apps[x->sd].aid.len)) {
-            return GPCM_SW_CONDITIONS;
-        }
         /* GPCS 11.5.2.3.2: the ELF AID is optional and must match. */
         if (elf.n != 0 && !gpcm_aid_eq(&c->load.elf, elf.p, elf.n)) {
             return GPCM_SW_WRONG_DATA;
@@ -1213,12 +1225,45 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
         return GPCM_SW_NO_SPACE;
     }
     gpcm_single_privs_take(st, privs, ni);
-    if (combined) {
-        c->load.combined_ready = false;
-        c->load.chan = -1;
-    }
     se_mark_dirty(c);
     gpcm_reply_00(x);
+    return GPCM_SW_OK;
+}
+
+/* Final command of INSTALL [for load, install and make selectable] (P2 03):
+ * the Load File kept since the last LOAD is verified again and registered,
+ * then the application is installed; if the installation fails the ELF goes
+ * too, so the whole combined process is one change (GPCS 9.3.8). */
+static uint16_t gpcm_install_combined_end(struct se_cmd *x)
+{
+    struct se_card *c = x->card;
+    struct se_state *st = &c->st;
+    enum gpcm_mode mode;
+    uint16_t sw = gpcm_check_performer(x, true, &mode);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
+    if (!c->load.combined_ready || c->load.chan != x->chan
+        || !gpcm_aid_eq(&c->load.performer, st->apps[x->sd].aid.b, st->apps[x->sd].aid.len)) {
+        return GPCM_SW_CONDITIONS;
+    }
+    struct gpcm_loaded l;
+    sw = gpcm_load_verify(c, &l);
+    if (sw != GPCM_SW_OK) {
+        gpcm_load_reset(c);
+        return sw;
+    }
+    bool was_dirty = c->dirty;
+    int ei = st->nelfs;
+    gpcm_load_register(c, &l);
+    sw = gpcm_install_app(x, true, true);
+    if (sw != GPCM_SW_OK) {
+        st->nelfs--;
+        ot_mem_wipe(&st->elfs[ei], sizeof st->elfs[ei]);
+        c->dirty = was_dirty;
+        return sw;
+    }
+    gpcm_load_reset(c);
     return GPCM_SW_OK;
 }
 
@@ -1503,7 +1548,7 @@ uint16_t se_gp_install(struct se_cmd *x)
             return gpcm_install_for_load(x, true);
         }
         if (p2 == GPCM_P2_COMBINED_END) {
-            return gpcm_install_app(x, true, true);
+            return gpcm_install_combined_end(x);
         }
         return GPCM_SW_P1P2;
     }

@@ -963,15 +963,36 @@ static void test_combined_load_install(void **state)
     size_t n = t_for_load(cmd, 0x0E, 0x01, emv_pkg, sizeof emv_pkg, NULL, 0, NULL, 0);
     assert_int_equal(t_run(c, 0, cmd, n), SW_OK);
     assert_int_equal(t_load_blocks(c, 0, file, fn, 30), SW_OK);
+    /* Nothing is registered before the final command. */
+    assert_int_equal(se_find_elf(&c->st, emv_pkg, sizeof emv_pkg), -1);
+    assert_false(c->dirty);
+    assert_true(c->load.combined_ready);
+    /* A final command that fails (the instance AID is taken) registers
+     * nothing either (t_run checks the state); the process may go on. */
+    t_add_app(c, emv_app, sizeof emv_app, 0, 0, GP_LCS_APP_SELECTABLE);
+    assert_int_equal(t_run(c, 0, fin, finn), 0x6985);
+    assert_true(c->load.combined_ready);
+    c->st.napps--;
+    memset(&c->st.apps[c->st.napps], 0, sizeof c->st.apps[0]);
+    /* A final command with another ELF AID. */
+    ia.elf_aid = unk_pkg;
+    ia.elf_aid_len = sizeof unk_pkg;
+    size_t badn = sizeof cmd;
+    assert_int_equal(gp_cmd_install(0, 0x0E, 0x03, &ia, cmd, &badn), OT_OK);
+    assert_int_equal(t_run(c, 0, cmd, badn), 0x6A80);
+    /* The right one: ELF and instance appear together. */
+    assert_int_equal(t_run(c, 0, fin, finn), SW_OK);
     int e = se_find_elf(&c->st, emv_pkg, sizeof emv_pkg);
     assert_true(e >= 0);
     assert_true(c->st.elfs[e].native);
-    assert_true(c->load.combined_ready);
-    assert_int_equal(t_run(c, 0, fin, finn), SW_OK);
+    assert_int_equal(c->st.elfs[e].size, ln);
     int i = se_find_app(&c->st, emv_app, sizeof emv_app);
     assert_true(i > 0);
     assert_int_equal(c->st.apps[i].lcs, GP_LCS_APP_SELECTABLE);
     assert_false(c->load.combined_ready);
+    assert_false(c->load.active);
+    /* Once only. */
+    assert_int_equal(t_run(c, 0, fin, finn), 0x6985);
     t_card_free(c);
 }
 
