@@ -688,6 +688,60 @@ static void test_gp_chaining(void **state)
     se_card_free(c);
 }
 
+/* A command too long for one secured APDU is chained by the host (wrapped
+ * once, MAC on the last segment); the card must reassemble it before the
+ * unwrap, so the session survives and stays in step. */
+static void test_gp_chaining_secured(void **state)
+{
+    (void)state;
+    static const struct sc_row rows[] = {
+        {"S8 C-MAC", GP_SCP_03, NULL, 0, 0x30, 0x01, false},
+        {"S8 all", GP_SCP_03, NULL, 0, 0x30, 0x33, false},
+        {"S16 C-DEC", GP_SCP_03, sd1_aid, sizeof sd1_aid, 0x31, 0x03, true},
+    };
+    struct se_card *c = new_card(profile);
+    /* DELETE 4F 10 <AID> 9E 82 01 18 <280-byte token>: 302 data bytes */
+    static uint8_t del[4 + 3 + 302 + 2];
+    size_t k = 0;
+    del[k++] = 0x80;
+    del[k++] = 0xE4;
+    del[k++] = 0x00;
+    del[k++] = 0x00;
+    del[k++] = 0x00;
+    del[k++] = 0x01;
+    del[k++] = 0x2E; /* extended Lc 012E = 302 */
+    del[k++] = 0x4F;
+    del[k++] = 0x10;
+    for (int i = 0; i < 16; i++) {
+        del[k++] = (uint8_t)(0xA0 + i);
+    }
+    del[k++] = 0x9E;
+    del[k++] = 0x82;
+    del[k++] = 0x01;
+    del[k++] = 0x18;
+    memset(del + k, 0x5A, 280);
+    k += 280;
+    del[k++] = 0x00; /* extended Le: 2 bytes */
+    del[k++] = 0x00;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const struct sc_row *r = &rows[i];
+        struct gp_session *s =
+            open_session(c, 0, r->scp, r->aid, r->aid_len, r->kvn, r->level, r->s16, OT_OK);
+        size_t rl = sizeof resp;
+        uint16_t sw = 0;
+        assert_int_equal(gp_session_transmit(s, card_tx, c, del, k, resp, &rl, &sw), OT_OK);
+        assert_true(gp_session_exchange_count(s) >= 2); /* it was chained */
+        if (sw == 0x6982 || sw == 0x6985 || sw == 0x6A86) {
+            print_error("row %zu (%s): chained DELETE SW %04X\n", i, r->name, sw);
+            fail();
+        }
+        size_t dl;
+        assert_int_equal(stx(s, c, "80CA006600", &dl), 0x9000);
+        gp_session_free(s);
+    }
+    se_card_free(c);
+}
+
 /* ------------------------------------------------------------ persistence */
 
 static void read_file(const char *path, struct ot_buf *b)
@@ -869,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_bad_mac_closes_channel),
         cmocka_unit_test(test_channels_independent),
         cmocka_unit_test(test_gp_chaining),
+        cmocka_unit_test(test_gp_chaining_secured),
         cmocka_unit_test(test_image_unchanged_after_rejects),
         cmocka_unit_test(test_helpers),
     };
