@@ -1098,6 +1098,104 @@ static void test_delete_keys_and_format(void **state)
     t_card_free(c);
 }
 
+/* ---------------------------------------------------------------- mutations */
+
+static uint32_t t_rand(uint32_t *x)
+{
+    /* xorshift32: a fixed, reproducible sequence */
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/* Valid commands with random bytes changed, cut or extended, P1/P2 flipped:
+ * whatever the handlers answer, a rejection leaves the state untouched
+ * (checked by t_run_as) and nothing crashes (ASan build). */
+static void test_mutated_commands(void **state)
+{
+    (void)state;
+    struct se_card *c = t_card();
+    uint32_t am = GP_PRIV_BIT(GP_PRIV_SECURITY_DOMAIN) | GP_PRIV_BIT(GP_PRIV_AUTHORIZED_MANAGEMENT);
+    int sd = t_add_app(c, ssd_aid, sizeof ssd_aid, 0, am, GP_LCS_SD_PERSONALIZED);
+    t_add_app(c, emv_app2, sizeof emv_app2, sd, 0, GP_LCS_APP_SELECTABLE);
+    uint8_t tpl[10][GP_MAX_CMD_LEN];
+    size_t tn[10];
+    uint8_t lfdb[128], file[200], hash[32];
+    size_t ln = t_lfdb(lfdb, unk_pkg, sizeof unk_pkg, unk_mod, sizeof unk_mod);
+    size_t fn = sizeof file;
+    assert_int_equal(cap_load_file_build(lfdb, ln, NULL, 0, file, &fn), OT_OK);
+    t_sha256(lfdb, ln, hash);
+    tn[0] = t_install_emv(tpl[0], emv_app, sizeof emv_app, 0, true);
+    tn[1] = t_install_ssd(tpl[1], ssd2_aid, sizeof ssd2_aid, am);
+    tn[2] = t_for_load(tpl[2], 0x02, 0x00, unk_pkg, sizeof unk_pkg, NULL, 0, hash, sizeof hash);
+    struct gp_install_args xa = {.sd_aid = ssd_aid,
+                                 .sd_aid_len = sizeof ssd_aid,
+                                 .app_aid = emv_app,
+                                 .app_aid_len = sizeof emv_app};
+    tn[3] = GP_MAX_CMD_LEN;
+    assert_int_equal(gp_cmd_install_for_extradition(0, &xa, tpl[3], &tn[3]), OT_OK);
+    tn[4] = GP_MAX_CMD_LEN;
+    assert_int_equal(
+        gp_cmd_install_for_personalization(0, emv_app2, sizeof emv_app2, tpl[4], &tn[4]), OT_OK);
+    uint8_t pb[3] = {0x04, 0x00, 0x00};
+    struct gp_install_args ra = {
+        .app_aid = emv_app2, .app_aid_len = sizeof emv_app2, .privs = pb, .privs_len = 3};
+    tn[5] = GP_MAX_CMD_LEN;
+    assert_int_equal(gp_cmd_install_for_registry_update(0, &ra, tpl[5], &tn[5]), OT_OK);
+    struct gp_delete_args da = {.aid = emv_app, .aid_len = sizeof emv_app};
+    tn[6] = GP_MAX_CMD_LEN;
+    assert_int_equal(gp_cmd_delete(0, &da, tpl[6], &tn[6]), OT_OK);
+    tn[7] = GP_MAX_CMD_LEN;
+    assert_int_equal(gp_cmd_delete_key(0, 1, 0x30, false, tpl[7], &tn[7]), OT_OK);
+    /* LOAD blocks: first and last of a two-block file. */
+    size_t half = fn / 2;
+    tpl[8][0] = 0x80, tpl[8][1] = 0xE8, tpl[8][2] = 0x00, tpl[8][3] = 0x00;
+    tpl[8][4] = (uint8_t)half;
+    memcpy(tpl[8] + 5, file, half);
+    tn[8] = 5 + half;
+    tpl[9][0] = 0x80, tpl[9][1] = 0xE8, tpl[9][2] = 0x80, tpl[9][3] = 0x01;
+    tpl[9][4] = (uint8_t)(fn - half);
+    memcpy(tpl[9] + 5, file + half, fn - half);
+    tn[9] = 5 + fn - half;
+
+    uint32_t seed = 0x2545F491u;
+    unsigned ok = 0;
+    for (unsigned it = 0; it < 6000; it++) {
+        unsigned k = t_rand(&seed) % 10;
+        uint8_t cmd[GP_MAX_CMD_LEN + 8];
+        size_t n = tn[k];
+        memcpy(cmd, tpl[k], n);
+        size_t lc = n > 5 ? cmd[4] : 0;
+        unsigned how = t_rand(&seed) % 8;
+        if (how < 4 && lc > 0) {
+            for (unsigned m = 0; m <= how; m++) {
+                cmd[5 + t_rand(&seed) % lc] = (uint8_t)t_rand(&seed);
+            }
+        } else if (how == 4 && lc > 1) {
+            size_t cut = 1 + t_rand(&seed) % (lc - 1); /* shorter data, no Le */
+            cmd[4] = (uint8_t)cut;
+            n = 5 + cut;
+        } else if (how == 5 && lc < 250) {
+            cmd[4] = (uint8_t)(lc + 1); /* one more byte, no Le */
+            cmd[5 + lc] = (uint8_t)t_rand(&seed);
+            n = 5 + lc + 1;
+        } else if (how == 6) {
+            cmd[2 + t_rand(&seed) % 2] ^= (uint8_t)(1u << (t_rand(&seed) % 8));
+        }
+        int perf = (t_rand(&seed) % 4 == 0) ? sd : 0;
+        if (perf >= (int)c->st.napps || !c->st.apps[perf].is_sd) {
+            perf = 0;
+        }
+        if (t_run(c, perf, cmd, n) == SW_OK) {
+            ok++;
+        }
+    }
+    print_message("%u of 6000 mutated commands accepted\n", ok);
+    assert_true(ok > 10); /* some commands still went through */
+    t_card_free(c);
+}
+
 /* ---------------------------------------------------------------- end to end */
 
 /* A profile in the vse.md format: the dev card plus an SD without privileges. */
@@ -1326,6 +1424,7 @@ int main(void)
         cmocka_unit_test(test_combined_load_install),
         cmocka_unit_test(test_delete_content),
         cmocka_unit_test(test_delete_keys_and_format),
+        cmocka_unit_test(test_mutated_commands),
         cmocka_unit_test(test_end_to_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
