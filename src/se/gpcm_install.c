@@ -1705,6 +1705,11 @@ static uint16_t gpcm_delete_content(struct se_cmd *x, const uint8_t *aid, size_t
         if (dapp[i] && (i == x->sd || gpcm_selected_elsewhere(c, i, x->chan))) {
             return GPCM_SW_CONDITIONS;
         }
+        /* A related object outside the performer's reach (an instance of the
+         * ELF in another hierarchy) blocks the deletion. */
+        if (dapp[i] && !gd && !gpcm_under(st, gpcm_parent(st, i), x->sd)) {
+            return GPCM_SW_CONDITIONS;
+        }
     }
 
     /* GPCS 9.5.1: privileges of a deleted application go back to the ISD

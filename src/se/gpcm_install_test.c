@@ -1044,8 +1044,20 @@ static void test_delete_content(void **state)
     assert_int_equal(se_find_app(&c->st, emv_app2, sizeof emv_app2), -1);
     assert_int_equal(se_find_elf(&c->st, emv_pkg, sizeof emv_pkg), -1);
     assert_true(se_has_priv(&c->st, 0, GP_PRIV_CARD_RESET));
+    /* An instance of the central SD's ELF under the ISD: the central SD may
+     * not take it along (P2 80), the ISD (Global Delete) may. */
+    static const uint8_t other[] = {0xD2, 0x76, 0x00, 0x01, 0x18, 0x00, 0x01, 0x01};
+    int o = t_add_app(c, other, sizeof other, 0, 0, GP_LCS_APP_SELECTABLE);
+    t_aid(&c->st.apps[o].elf, unk_pkg, sizeof unk_pkg);
+    assert_int_equal(t_delete(c, central, unk_pkg, sizeof unk_pkg, false), 0x6985);
+    assert_int_equal(t_delete(c, central, unk_pkg, sizeof unk_pkg, true), 0x6985);
+    assert_int_equal(t_delete(c, 0, unk_pkg, sizeof unk_pkg, true), SW_OK);
+    assert_int_equal(se_find_app(&c->st, other, sizeof other), -1);
+    assert_int_equal(se_find_elf(&c->st, unk_pkg, sizeof unk_pkg), -1);
     /* The central SD deletes its SP SD, then the ISD the central SD with
      * its ELF (related). */
+    static const uint8_t pkg2[] = {0xD2, 0x76, 0x00, 0x01, 0x18, 0x02};
+    t_add_elf(c, pkg2, sizeof pkg2, unk_mod, sizeof unk_mod, central, false);
     assert_int_equal(t_delete(c, central, ssd2_aid, sizeof ssd2_aid, false), SW_OK);
     assert_int_equal(t_delete(c, 0, ssd_aid, sizeof ssd_aid, false), 0x6985);
     assert_int_equal(t_delete(c, 0, ssd_aid, sizeof ssd_aid, true), SW_OK);
