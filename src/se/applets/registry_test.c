@@ -97,8 +97,7 @@ static void test_registry_random_commands(void **state)
     /* Valid commands of the five modules, sent as they are or mutated. */
     static const char *const base[] = {
         "80A80000028300",
-        "80AE80001D"
-        "0000000010000000000000000250000000000009782611210011223344",
+        "80AE80001D0000000010000000000000000250000000000009782611210011223344",
         "00B2010C00",
         "0020008008241234FFFFFFFFFF",
         "0020008008241235FFFFFFFFFF",
@@ -108,8 +107,7 @@ static void test_registry_random_commands(void **state)
         "805400000400000001",
         "8052000010000001F400000001AD5842B1AA932BE8",
         "002000010831323334FFFFFFFF",
-        "0024000110"
-        "31323334FFFFFFFF31323334FFFFFFFF",
+        "002400011031323334FFFFFFFF31323334FFFFFFFF",
         "80F2000003",
         "80CA00E000",
         "0020000100",

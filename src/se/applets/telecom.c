@@ -32,6 +32,7 @@
 
 #define TELECOM_BLOB_VERSION 1u
 #define TELECOM_PIN_LEN      8u
+#define TELECOM_PIN_PAIR_LEN 16u /* old || new, PUK || new */
 #define TELECOM_PIN_LIMIT    3u
 #define TELECOM_PUK_LIMIT    10u
 #define TELECOM_PIN_REF      0x01u /* TS 102 221 9.5.1: PIN Appl 1 */
@@ -247,7 +248,7 @@ static uint16_t telecom_change(struct se_applet_ctx *x, struct telecom_state *s,
                                const struct apdu *a)
 {
     uint16_t sw;
-    if (a->nc != 2 * TELECOM_PIN_LEN) {
+    if (a->nc != TELECOM_PIN_PAIR_LEN) {
         return APUTIL_SW_WRONG_LENGTH;
     }
     if (!telecom_pin_valid(a->data, 1) || !telecom_pin_valid(a->data + TELECOM_PIN_LEN, 4)) {
@@ -270,7 +271,7 @@ static uint16_t telecom_unblock(struct se_applet_ctx *x, struct telecom_state *s
         return s->puk_tries == 0 ? APUTIL_SW_BLOCKED
                                  : (uint16_t)(APUTIL_SW_VERIFY_FAIL | s->puk_tries);
     }
-    if (a->nc != 2 * TELECOM_PIN_LEN) {
+    if (a->nc != TELECOM_PIN_PAIR_LEN) {
         return APUTIL_SW_WRONG_LENGTH;
     }
     if (!telecom_pin_valid(a->data, 1) || !telecom_pin_valid(a->data + TELECOM_PIN_LEN, 4)) {
