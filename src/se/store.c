@@ -171,6 +171,31 @@ static void enc_elf(struct se_enc *e, const struct se_elf *f)
     enc_bool(e, f->native);
 }
 
+/* The invariants se_state_deserialize checks beyond lengths and counts: an
+ * image we write must always open again, so a state breaking them is refused
+ * here (the runtime then rolls the command back) instead of being written. */
+static bool store_state_ok(const struct se_state *st)
+{
+    if (st->napps == 0 || st->napps > SE_MAX_APPS || st->nelfs > SE_MAX_ELFS
+        || st->atr_len > SE_MAX_ATR || (unsigned)st->type > (unsigned)SE_TYPE_MICROSD
+        || !st->apps[0].is_sd) {
+        return false;
+    }
+    for (size_t i = 0; i < st->napps; i++) {
+        const struct se_app *a = &st->apps[i];
+        if (a->aid.len == 0 || a->privs > GP_PRIVS_MASK
+            || a->is_sd != ((a->privs & GP_PRIV_BIT(GP_PRIV_SECURITY_DOMAIN)) != 0)) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < st->nelfs; i++) {
+        if (st->elfs[i].aid.len == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 ot_err se_state_serialize(const struct se_state *st, struct ot_buf *out)
 {
     ot_err err = OT_OK;
@@ -180,7 +205,8 @@ ot_err se_state_serialize(const struct se_state *st, struct ot_buf *out)
     if (st == NULL || out == NULL) {
         return OT_E_ARG;
     }
-    if (st->napps > SE_MAX_APPS || st->nelfs > SE_MAX_ELFS || st->atr_len > SE_MAX_ATR) {
+    if (!store_state_ok(st)) {
+        OT_LOG_ERROR("card state breaks an image invariant: not written");
         return OT_E_INTERNAL;
     }
     ot_buf_reset(out);
@@ -313,7 +339,7 @@ static ot_err dec_app(struct buf_rd *r, struct se_app *a)
     OT_TRY(dec_u32(r, &a->privs));
     OT_TRY(dec_u8(r, &a->lcs));
     OT_TRY(dec_bool(r, &a->is_sd));
-    if (a->privs > 0xFFFFFFu || a->aid.len == 0) {
+    if (a->privs > GP_PRIVS_MASK || a->aid.len == 0) {
         err = OT_E_CORRUPT;
         goto out;
     }

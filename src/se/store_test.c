@@ -254,6 +254,23 @@ static void test_serialize_caps(void **state)
     small_state(st);
     st->napps = SE_MAX_APPS + 1;
     assert_int_equal(se_state_serialize(st, &img), OT_E_INTERNAL);
+    /* states an image could not be reopened from are not written either */
+    small_state(st);
+    st->napps = 0;
+    assert_int_equal(se_state_serialize(st, &img), OT_E_INTERNAL);
+    small_state(st);
+    st->apps[0].privs &= ~GP_PRIV_BIT(GP_PRIV_SECURITY_DOMAIN);
+    assert_int_equal(se_state_serialize(st, &img), OT_E_INTERNAL);
+    small_state(st);
+    st->apps[0].privs |= 0x1000000u;
+    assert_int_equal(se_state_serialize(st, &img), OT_E_INTERNAL);
+    small_state(st);
+    st->apps[0].aid.len = 0;
+    assert_int_equal(se_state_serialize(st, &img), OT_E_INTERNAL);
+    small_state(st);
+    st->type = (enum se_card_type)3;
+    assert_int_equal(se_state_serialize(st, &img), OT_E_INTERNAL);
+    assert_int_equal(img.len, 0);
     ot_buf_free(&img);
     free(st);
 }
