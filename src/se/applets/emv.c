@@ -689,7 +689,7 @@ static uint16_t emv_generate_ac(struct se_applet_ctx *x, struct emv_state *s, co
     if (aputil_dol_len(s->cdol, s->cdol_len, &cdol_total) != OT_OK) {
         return APUTIL_SW_NO_DIAG;
     }
-    if (a->nc != cdol_total) {
+    if (a->nc != cdol_total || a->nc > sizeof(mac_in) - 4) {
         return APUTIL_SW_WRONG_LENGTH;
     }
     if ((s->flags & EMV_F_KEY) == 0 || stage == EMV_STAGE_IDLE || stage == EMV_STAGE_DONE
