@@ -1,6 +1,8 @@
 /* Tests for se/profile.c: the shipped profiles and a table of bad ones. */
 #include "se/se_priv.h"
 
+#include "se/card.h"
+
 #include "core/log.h"
 #include "gp/privs.h"
 
@@ -629,6 +631,34 @@ static void test_limits(void **state)
     free(st);
 }
 
+/* se_profile_install_apps: every application's module gets its install
+ * parameters; a module refusing them refuses the profile. */
+static void test_install_apps(void **state)
+{
+    (void)state;
+    static const char good[] = HEAD ",\"packages\":[{\"module\":\"transit\"}],"
+                                    "\"applications\":[{\"aid\":\"F04F54534D0301AA\","
+                                    "\"package\":\"F04F54534D03\",\"params\":\"DF0504000003E8\"}]}";
+    static const char bad[] = HEAD ",\"packages\":[{\"module\":\"emv-payment\"}],"
+                                   "\"applications\":[{\"aid\":\"A0000000041010\","
+                                   "\"package\":\"F04F54534D02\",\"params\":\"FFFF\"}]}";
+    struct se_card *c = NULL;
+
+    assert_int_equal(se_card_from_profile(good, strlen(good), &c), OT_OK);
+    assert_int_equal(c->st.napps, 2);
+    assert_true(c->st.apps[1].data_len > 0);
+    assert_int_equal(c->st.apps[1].params_len, 7);
+    se_card_free(c);
+    c = NULL;
+    log_capture();
+    assert_int_equal(se_card_from_profile(bad, strlen(bad), &c), OT_E_FORMAT);
+    fflush(g_log);
+    assert_non_null(g_log_buf);
+    assert_non_null(strstr(g_log_buf, "application A0000000041010: module emv-payment refused"));
+    log_release();
+    assert_null(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_thirdparty),   cmocka_unit_test(test_uicc_central),
         cmocka_unit_test(test_cplc_default), cmocka_unit_test(test_good_variants),
         cmocka_unit_test(test_bad_rows),     cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_install_apps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
