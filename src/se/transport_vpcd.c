@@ -92,6 +92,17 @@ ot_err se_vpcd_frame_parse(const uint8_t *p, size_t n, const uint8_t **msg, size
     return OT_OK;
 }
 
+static void vpcd_quickack(const struct vpcd *v)
+{
+#ifdef TCP_QUICKACK
+    int one = 1;
+
+    (void)setsockopt(v->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+#else
+    (void)v;
+#endif
+}
+
 static void vpcd_disconnect(struct vpcd *v, const char *why)
 {
     if (v->fd >= 0) {
@@ -129,6 +140,7 @@ static void vpcd_connected(struct vpcd *v)
 
     /* One request, one answer: never let Nagle hold an answer back. */
     (void)setsockopt(v->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    vpcd_quickack(v);
     v->state = VPCD_UP;
     v->warned = false;
     OT_LOG_INFO("vpcd %s:%u connected", v->host, (unsigned)v->port);
@@ -300,6 +312,7 @@ static void vpcd_read(struct vpcd *v)
         }
         return;
     }
+    vpcd_quickack(v);
     v->rx_len += (size_t)r;
     v->backoff_ms = SE_VPCD_BACKOFF_MIN_MS; /* a working link: start over */
     vpcd_drain(v);
