@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "gp/privs.h"
 
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -263,6 +264,37 @@ static void test_uicc_central(void **state)
         assert_true(aid_is(&st->elfs[i].sd, telecom ? "F04F54534D534402" : "F04F54534D534401"));
     }
     free(st);
+}
+
+/* Every *.json in profiles/ loads and makes a card, whatever its name. */
+static void test_every_shipped(void **state)
+{
+    (void)state;
+    char dir[512];
+    DIR *d;
+    struct dirent *e;
+    unsigned n = 0;
+
+    snprintf(dir, sizeof(dir), "%s/profiles", OT_SOURCE_DIR);
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || strcmp(e->d_name + l - 5, ".json") != 0) {
+            continue;
+        }
+        struct se_state *st = load_shipped(e->d_name);
+        check_links(st);
+        free(st);
+        char path[1024];
+        struct se_card *c = NULL;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        assert_int_equal(se_card_from_profile_file(path, &c), OT_OK);
+        se_card_free(c);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 5); /* dev + the four layouts of seed 002 */
 }
 
 /* Different CINs give different CPLCs; the same profile gives the same. */
@@ -666,7 +698,7 @@ int main(void)
         cmocka_unit_test(test_thirdparty),   cmocka_unit_test(test_uicc_central),
         cmocka_unit_test(test_cplc_default), cmocka_unit_test(test_good_variants),
         cmocka_unit_test(test_bad_rows),     cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_install_apps),
+        cmocka_unit_test(test_install_apps), cmocka_unit_test(test_every_shipped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
