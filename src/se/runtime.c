@@ -618,6 +618,16 @@ static int default_app(const struct se_state *st)
     return app;
 }
 
+/* Remembers the channels' indexes before a command (see persist()). */
+static void snap_take(struct se_card *c)
+{
+    for (int i = 0; i < (int)SE_MAX_CHANNELS; i++) {
+        c->rt_snap_sel[i] = c->chans[i].selected;
+        c->rt_snap_perso[i] = c->chans[i].perso_target;
+    }
+    c->rt_snap_napps = c->st.napps;
+}
+
 /* Persists or rolls back the state after a command (se_priv.h rule): a dirty
  * state is committed when the command succeeded (9000, 61xx, 62xx, 63xx) and
  * rolled back otherwise. Returns the SW to send (6581 when the write failed,
@@ -637,15 +647,26 @@ static uint16_t persist(struct se_card *c, uint16_t sw, ot_err *db_err)
         *db_err = OT_E_DB;
         sw = SW_MEMORY_FAILURE;
     }
+    unsigned napps_before = c->st.napps;
     ot_err r = se_rollback(c);
     if (r != OT_OK) {
         OT_LOG_ERROR("rollback failed: %s", ot_strerror(r));
         *db_err = OT_E_DB;
     }
     c->dirty = false;
-    /* Indexes may have moved back: drop references that no longer exist. */
+    /* An application removed or added by the rolled-back command moved the
+     * channels' indexes: the ones from before the command fit the restored
+     * state again. A secure channel whose SD index moved is dropped. */
+    bool moved = c->rt_snap_napps != napps_before;
     for (int ch = 0; ch < (int)SE_MAX_CHANNELS; ch++) {
         struct se_chan *k = &c->chans[ch];
+        if (moved && k->open) {
+            if (k->sc.sd >= 0 && k->sc.sd != c->rt_snap_sel[ch]) {
+                sc_free(&k->sc);
+            }
+            k->selected = c->rt_snap_sel[ch];
+            k->perso_target = c->rt_snap_perso[ch];
+        }
         if (k->selected >= (int)c->st.napps) {
             k->selected = -1;
         }
@@ -674,6 +695,7 @@ static void applet_implicit_select(struct se_card *c, int ch)
     }
     struct se_applet_ctx x;
     struct buf_wr w;
+    snap_take(c);
     ctx_init(c, app, ch, &x);
     buf_wr_init(&w, c->rt_resp, SE_RT_BUF);
     uint16_t sw = ops->select(&x, &w);
@@ -1597,6 +1619,7 @@ ot_err se_card_transmit(struct se_card *card, const uint8_t *cmd, size_t n, uint
 
     ot_err db_err = OT_OK;
     struct reply r = {.data = card->rt_resp};
+    snap_take(card);
     struct buf_wr out;
     buf_wr_init(&out, card->rt_resp, APDU_MAX_EXT_NE);
     if (iso && a.ins == ISO_INS_MANAGE_CHANNEL) {

@@ -848,6 +848,73 @@ static void test_image_unchanged_after_rejects(void **state)
     rmdir(dir);
 }
 
+/* A write failure rolls the command back (6581, OT_E_DB); a DELETE that had
+ * moved the channels' indexes leaves them as they were before. */
+static ot_err fail_write(void *ctx, unsigned step)
+{
+    (void)ctx;
+    (void)step;
+    return OT_E_IO;
+}
+
+static void test_write_failure_rolls_back(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/vse_rt_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/card.img", dir);
+    struct se_card *c = new_card(profile);
+    assert_int_equal(se_card_save_as(c, path), OT_OK);
+    size_t dl;
+    int sd1 = se_find_app(&c->st, sd1_aid, sizeof sd1_aid);
+    int sd2 = se_find_app(&c->st, sd2_aid, sizeof sd2_aid);
+    assert_int_equal(tx(c, "0070000001", &dl), 0x9000);
+    assert_int_equal(tx(c, "01A4040009A0000001515353000200", &dl), 0x9000);
+    assert_int_equal(c->chans[1].selected, sd2);
+    struct gp_session *s = open_session(c, 0, GP_SCP_03, NULL, 0, 0x30, 0x01, false, OT_OK);
+
+    struct ot_buf before, after;
+    ot_buf_init(&before, 0);
+    ot_buf_init(&after, 0);
+    read_file(path, &before);
+    c->store_ops.before_step = fail_write;
+    uint8_t plain[] = {0x80, 0xE4, 0x00, 0x00, 0x0B, 0x4F, 0x09, 0xA0, 0x00,
+                       0x00, 0x01, 0x51, 0x53, 0x53, 0x00, 0x01, 0x00};
+    uint8_t w[64];
+    size_t wl = sizeof w;
+    assert_int_equal(gp_session_wrap(s, plain, sizeof plain, w, &wl), OT_OK);
+    size_t rl = sizeof resp;
+    assert_int_equal(se_card_transmit(c, w, wl, resp, &rl), OT_E_DB);
+    testutil_assert_hex(resp, rl, "6581");
+    size_t ul = 16;
+    uint8_t u[16];
+    (void)gp_session_unwrap(s, resp, rl, u, &ul);
+    /* nothing changed: registry, image, selections */
+    assert_int_equal(se_find_app(&c->st, sd1_aid, sizeof sd1_aid), sd1);
+    assert_int_equal(c->chans[1].selected, sd2);
+    read_file(path, &after);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.data, before.data, before.len);
+    assert_int_equal(tx(c, "01A4040000", &dl), 0x9000); /* channel 1 usable */
+    assert_int_equal(tx(c, "01A4040009A0000001515353000200", &dl), 0x9000);
+    check_fci_aid(resp, dl, "A00000015153530002");
+
+    /* the write works again: the same DELETE goes through */
+    c->store_ops.before_step = NULL;
+    assert_int_equal(stx(s, c, "80E400000B4F09A0000001515353000100", &dl), 0x9000);
+    assert_int_equal(se_find_app(&c->st, sd1_aid, sizeof sd1_aid), -1);
+    assert_int_equal(c->chans[1].selected, sd2 - 1);
+    read_file(path, &after);
+    assert_true(after.len != before.len || memcmp(after.data, before.data, before.len) != 0);
+    gp_session_free(s);
+    se_card_free(c);
+    ot_buf_free(&before);
+    ot_buf_free(&after);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* ------------------------------------------------------------ helpers */
 
 static void test_helpers(void **state)
@@ -925,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_gp_chaining),
         cmocka_unit_test(test_gp_chaining_secured),
         cmocka_unit_test(test_image_unchanged_after_rejects),
+        cmocka_unit_test(test_write_failure_rolls_back),
         cmocka_unit_test(test_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -198,6 +198,11 @@ struct se_card {
     /* runtime.c scratch, allocated with the card (SE_RT_BUF bytes each) */
     uint8_t *rt_cmd;  /* the unwrapped / reassembled command */
     uint8_t *rt_resp; /* the response being built */
+    /* runtime.c: channel selections (app index) and personalization targets
+     * before the command in progress, restored when it is rolled back */
+    int rt_snap_sel[SE_MAX_CHANNELS];
+    int rt_snap_perso[SE_MAX_CHANNELS];
+    uint8_t rt_snap_napps;
 };
 
 #define SE_RT_BUF (APDU_MAX_CMD_SIZE + 64u)
