@@ -1445,6 +1445,9 @@ static uint16_t gpcm_personalization(struct se_cmd *x)
     if (i < 0) {
         return GPCM_SW_NOT_FOUND;
     }
+    if (x->chan < 0 || x->chan >= (int)SE_MAX_CHANNELS) {
+        return GPCM_SW_CONDITIONS;
+    }
     /* Only the application's associated SD may personalize it. */
     if (gpcm_parent(st, i) != x->sd || gpcm_app_locked(&st->apps[i])) {
         return GPCM_SW_CONDITIONS;

@@ -762,6 +762,23 @@ static void test_delegated_management_tokens(void **state)
     n = sizeof cmd;
     assert_int_equal(gp_cmd_delete(0, &da, cmd, &n), OT_OK);
     assert_int_equal(t_run(c, s, cmd, n), SW_OK);
+    assert_int_equal(se_find_app(&c->st, emv_app, sizeof emv_app), -1);
+
+    /* INSTALL [for load]: the token is mandatory, and so is the hash then. */
+    uint8_t hash[32] = {1};
+    n = t_for_load(cmd, 0x02, 0x00, unk_pkg, sizeof unk_pkg, NULL, 0, hash, sizeof hash);
+    assert_int_equal(t_run(c, s, cmd, n), 0x6982);
+    tn = t_with_install_token(cmd, n, tcmd, false);
+    assert_int_equal(t_run(c, s, tcmd, tn), SW_OK);
+    assert_true(c->load.active);
+    n = t_for_load(cmd, 0x02, 0x00, unk_pkg, sizeof unk_pkg, NULL, 0, NULL, 0);
+    tn = t_with_install_token(cmd, n, tcmd, false);
+    assert_int_equal(t_run(c, s, tcmd, tn), 0x6A80);
+    /* The combined first command carries no token. */
+    n = t_for_load(cmd, 0x0E, 0x01, unk_pkg, sizeof unk_pkg, NULL, 0, hash, sizeof hash);
+    assert_int_equal(t_run(c, s, cmd, n), SW_OK);
+    tn = t_with_install_token(cmd, n, tcmd, false);
+    assert_int_equal(t_run(c, s, tcmd, tn), 0x6A80);
     t_card_free(c);
 }
 
