@@ -26,7 +26,16 @@
  * Delegated Management manages what is associated with itself or with SDs
  * below it (its hierarchy). Content is moved (extradition, load to another
  * SD) only to SDs of the performer's hierarchy. Global Delete allows DELETE of
- * anything.
+ * anything. A new instance (application or SD) is associated with the SD that
+ * performed the INSTALL (see gpcm_install_app for the difference to GPCS
+ * 9.3.3). A non-ISD performer may not grant card-wide privileges
+ * (GPCM_ISD_ONLY_PRIVS). Card Reset and Final Application have one holder;
+ * the ISD hands them over and gets them back when the holder is deleted.
+ *
+ * Only native modules (applet.h) and the GP SD package A0000001515350 can be
+ * instantiated; a Load File of another package is stored and listed. The
+ * combined INSTALL [for load, install and make selectable] commits the ELF
+ * and the instance together at its final command.
  *
  * Tokens (GPCS C.4), symmetric variant only: the SD holding Token
  * Verification (the ISD by default) keeps an AES key with KVN 0x70 (any KID);
