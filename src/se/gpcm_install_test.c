@@ -1436,6 +1436,100 @@ static void test_end_to_end(void **state)
     rmdir(dir);
 }
 
+static struct gp_session *t_open_keys(struct se_card *card, const uint8_t *sd, size_t sd_len,
+                                      uint8_t first, uint8_t level)
+{
+    static struct scp03_keyset keys;
+    keys.kvn = 0x30;
+    keys.key_len = 16;
+    for (unsigned i = 0; i < 16; i++) {
+        keys.enc[i] = keys.mac[i] = keys.dek[i] = (uint8_t)(first + i);
+    }
+    struct gp_session_cfg cfg = {
+        .sd_aid = sd,
+        .sd_aid_len = sd_len,
+        .scp = GP_SCP_03,
+        .scp03_keys = &keys,
+        .level = level,
+    };
+    struct gp_session *s = NULL;
+    assert_int_equal(gp_session_new(&cfg, &s), OT_OK);
+    assert_int_equal(gp_session_open(s, t_xmit, card), OT_OK);
+    return s;
+}
+
+/* Seed 002 figure 6 (profiles/uicc-central.json): the central SD instantiates
+ * under itself and extradites to its SP SDs, not into the MNO's hierarchy;
+ * the MNO SD manages its own packages only. */
+static void test_seed_layout_uicc_central(void **state)
+{
+    (void)state;
+    static const uint8_t central[] = {0xF0, 0x4F, 0x54, 0x53, 0x4D, 0x53, 0x44, 0x01};
+    static const uint8_t mno[] = {0xF0, 0x4F, 0x54, 0x53, 0x4D, 0x53, 0x44, 0x02};
+    static const uint8_t sp[] = {0xF0, 0x4F, 0x54, 0x53, 0x4D, 0x53, 0x44, 0x10};
+    static const uint8_t wallet[] = {0xF0, 0x4F, 0x54, 0x53, 0x4D, 0x05, 0x01, 0xAA};
+    static const uint8_t telecom[] = {0xA0, 0x00, 0x00, 0x00, 0x87, 0x10, 0x02};
+    static const uint8_t tel_pkg[] = {0xF0, 0x4F, 0x54, 0x53, 0x4D, 0x04};
+    static const uint8_t tel_mod[] = {0xF0, 0x4F, 0x54, 0x53, 0x4D, 0x04, 0x01};
+    static const uint8_t tel2[] = {0xA0, 0x00, 0x00, 0x00, 0x87, 0x10, 0x09};
+    static const uint8_t pay[] = {0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x99};
+    struct se_card *card = NULL;
+    assert_int_equal(se_card_from_profile_file(OT_SOURCE_DIR "/profiles/uicc-central.json", &card),
+                     OT_OK);
+    uint8_t atr[SE_MAX_ATR];
+    size_t atr_len = sizeof atr;
+    assert_int_equal(se_card_power_on(card, atr, &atr_len), OT_OK);
+    uint8_t cmd[GP_MAX_CMD_LEN];
+    size_t n;
+
+    struct gp_session *s = t_open_keys(card, central, sizeof central, 0x50, 0x33);
+    n = t_install_emv(cmd, pay, sizeof pay, 0, true);
+    assert_int_equal(t_send(s, card, cmd, n), SW_OK);
+    struct {
+        const uint8_t *to;
+        const uint8_t *what;
+        size_t what_len;
+        uint16_t sw;
+    } rows[] = {
+        {sp, pay, sizeof pay, SW_OK},
+        {mno, wallet, sizeof wallet, 0x6985},  /* another hierarchy */
+        {sp, telecom, sizeof telecom, 0x6982}, /* not the central SD's */
+        {sp, wallet, sizeof wallet, SW_OK},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+        struct gp_install_args xa = {.sd_aid = rows[k].to,
+                                     .sd_aid_len = 8,
+                                     .app_aid = rows[k].what,
+                                     .app_aid_len = rows[k].what_len};
+        n = sizeof cmd;
+        assert_int_equal(gp_cmd_install_for_extradition(0, &xa, cmd, &n), OT_OK);
+        print_message("row %zu\n", k);
+        assert_int_equal(t_send(s, card, cmd, n), rows[k].sw);
+    }
+    int i = se_find_app(&card->st, pay, sizeof pay);
+    assert_true(i > 0);
+    assert_memory_equal(card->st.apps[i].sd.b, sp, sizeof sp);
+    gp_session_free(s);
+
+    s = t_open_keys(card, mno, sizeof mno, 0x60, 0x33);
+    /* The payment package belongs to the central SD. */
+    n = t_install_emv(cmd, emv_app2, sizeof emv_app2, 0, true);
+    assert_int_equal(t_send(s, card, cmd, n), 0x6985);
+    n = t_install(cmd, tel_pkg, sizeof tel_pkg, tel_mod, sizeof tel_mod, tel2, sizeof tel2, 0, NULL,
+                  0, true);
+    assert_int_equal(t_send(s, card, cmd, n), SW_OK);
+    i = se_find_app(&card->st, tel2, sizeof tel2);
+    assert_true(i > 0);
+    assert_memory_equal(card->st.apps[i].sd.b, mno, sizeof mno);
+    /* Deleting the central SD's instance: not the MNO's. */
+    struct gp_delete_args da = {.aid = pay, .aid_len = sizeof pay};
+    n = sizeof cmd;
+    assert_int_equal(gp_cmd_delete(0, &da, cmd, &n), OT_OK);
+    assert_int_equal(t_send(s, card, cmd, n), 0x6982);
+    gp_session_free(s);
+    se_card_free(card);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1455,6 +1549,7 @@ int main(void)
         cmocka_unit_test(test_delete_keys_and_format),
         cmocka_unit_test(test_mutated_commands),
         cmocka_unit_test(test_end_to_end),
+        cmocka_unit_test(test_seed_layout_uicc_central),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
