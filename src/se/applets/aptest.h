@@ -60,22 +60,29 @@ static inline void aptest_power_on(struct aptest *t)
     assert_int_equal(se_card_power_on(t->c, atr, &atr_len), OT_OK);
 }
 
-/* apps_json: the content of the profile's "applications" array. */
-static inline struct aptest *aptest_new(const char *apps_json)
+/* A card from a whole profile. */
+static inline struct aptest *aptest_new_profile(const char *json)
 {
     struct aptest *t = calloc(1, sizeof *t);
-    size_t cap = strlen(APTEST_PROFILE) + strlen(apps_json) + 1;
-    char *json = malloc(cap);
     assert_non_null(t);
-    assert_non_null(json);
-    snprintf(json, cap, APTEST_PROFILE, apps_json);
     assert_int_equal(se_card_from_profile(json, strlen(json), &t->c), OT_OK);
-    free(json);
     snprintf(t->dir, sizeof t->dir, "/tmp/vse_applet_XXXXXX");
     assert_non_null(mkdtemp(t->dir));
     snprintf(t->path, sizeof t->path, "%s/card.img", t->dir);
     assert_int_equal(se_card_save_as(t->c, t->path), OT_OK);
     aptest_power_on(t);
+    return t;
+}
+
+/* apps_json: the content of the profile's "applications" array. */
+static inline struct aptest *aptest_new(const char *apps_json)
+{
+    size_t cap = strlen(APTEST_PROFILE) + strlen(apps_json) + 1;
+    char *json = malloc(cap);
+    assert_non_null(json);
+    snprintf(json, cap, APTEST_PROFILE, apps_json);
+    struct aptest *t = aptest_new_profile(json);
+    free(json);
     return t;
 }
 
@@ -162,24 +169,36 @@ static inline void aptest_assert_resp(const struct aptest *t, const char *hex)
     testutil_assert_hex(t->resp, t->rlen, hex);
 }
 
-/* SCP03 (C-MAC + C-DEC) with the ISD on channel 0. */
-static inline struct gp_session *aptest_isd(struct aptest *t)
+/* SCP03 (C-MAC + C-DEC) on channel 0 with the SD sd_hex (NULL: the ISD by
+ * empty SELECT), key set 30 with ENC = MAC = DEK = key_hex. */
+static inline struct gp_session *aptest_sd(struct aptest *t, const char *sd_hex,
+                                           const char *key_hex)
 {
     struct scp03_keyset ks;
     struct gp_session_cfg cfg;
     struct gp_session *s = NULL;
+    uint8_t aid[16];
     memset(&ks, 0, sizeof ks);
     ks.kvn = 0x30;
-    ks.key_len = testutil_unhex(APTEST_KEY, ks.enc, sizeof ks.enc);
+    ks.key_len = testutil_unhex(key_hex, ks.enc, sizeof ks.enc);
     memcpy(ks.mac, ks.enc, ks.key_len);
     memcpy(ks.dek, ks.enc, ks.key_len);
     memset(&cfg, 0, sizeof cfg);
+    if (sd_hex != NULL) {
+        cfg.sd_aid_len = testutil_unhex(sd_hex, aid, sizeof aid);
+        cfg.sd_aid = aid;
+    }
     cfg.scp = GP_SCP_03;
     cfg.scp03_keys = &ks;
     cfg.level = 0x03;
     assert_int_equal(gp_session_new(&cfg, &s), OT_OK);
     assert_int_equal(gp_session_open(s, aptest_tx_cb, t->c), OT_OK);
     return s;
+}
+
+static inline struct gp_session *aptest_isd(struct aptest *t)
+{
+    return aptest_sd(t, NULL, APTEST_KEY);
 }
 
 static inline uint16_t aptest_send(struct aptest *t, struct gp_session *s, const uint8_t *cmd,
@@ -228,26 +247,36 @@ static inline uint16_t aptest_install(struct aptest *t, const char *pkg_hex, con
 }
 
 /* INSTALL [for personalization] of app, then one STORE DATA (P1 as given,
- * P2 00) with data, under SCP03 with the ISD. Returns the STORE DATA SW. */
-static inline uint16_t aptest_perso_b(struct aptest *t, const char *app_hex, uint8_t p1,
-                                      const uint8_t *data, size_t data_len)
+ * P2 00) with data, under SCP03 with the SD s. Returns the STORE DATA SW, or
+ * the INSTALL's when that failed. */
+static inline uint16_t aptest_perso_s(struct aptest *t, struct gp_session *s, const char *app_hex,
+                                      uint8_t p1, const uint8_t *data, size_t data_len)
 {
     uint8_t app[16];
     uint8_t cmd[600];
     size_t n = sizeof cmd;
     size_t app_len = testutil_unhex(app_hex, app, sizeof app);
-    struct gp_session *s = aptest_isd(t);
 
     assert_int_equal(gp_cmd_install_for_personalization(0, app, app_len, cmd, &n), OT_OK);
-    assert_int_equal(aptest_send(t, s, cmd, n), 0x9000);
-    assert_true(data_len + 5 <= sizeof cmd);
+    if (aptest_send(t, s, cmd, n) != 0x9000) {
+        return t->sw;
+    }
+    assert_true(data_len <= 255);
     cmd[0] = 0x80;
     cmd[1] = GP_INS_STORE_DATA;
     cmd[2] = p1;
     cmd[3] = 0x00;
     cmd[4] = (uint8_t)data_len;
     memcpy(cmd + 5, data, data_len);
-    uint16_t sw = aptest_send(t, s, cmd, 5 + data_len);
+    return aptest_send(t, s, cmd, 5 + data_len);
+}
+
+/* The same with a session opened with the ISD for this one personalization. */
+static inline uint16_t aptest_perso_b(struct aptest *t, const char *app_hex, uint8_t p1,
+                                      const uint8_t *data, size_t data_len)
+{
+    struct gp_session *s = aptest_isd(t);
+    uint16_t sw = aptest_perso_s(t, s, app_hex, p1, data, data_len);
     gp_session_free(s);
     return sw;
 }

@@ -456,13 +456,65 @@ static void test_emv_wipe_and_limits(void **state)
     aptest_free(t);
 }
 
+/* The acceptance path: an instance installed by the ISD, extradited to a
+ * supplementary SD, personalized through that SD with its own keys, then a
+ * payment whose cryptogram verifies with the issuer key. */
+static void test_emv_extradited_to_ssd(void **state)
+{
+    (void)state;
+#define SSD_AID "A00000015153504101"
+#define SSD_KEY "505152535455565758595A5B5C5D5E5F"
+    struct aptest *t = aptest_new_profile(
+        "{\"type\":\"eSE\",\"isd\":{\"aid\":\"A000000151000000\",\"privileges\":\"9EFE80\","
+        "\"scp\":3,\"i\":\"10\",\"keys\":[{\"kvn\":48,\"type\":\"aes\",\"enc\":\"" APTEST_KEY
+        "\",\"mac\":\"" APTEST_KEY "\",\"dek\":\"" APTEST_KEY "\"}]},"
+        "\"packages\":[{\"module\":\"ppse\"},{\"module\":\"emv-payment\"}],"
+        "\"domains\":[{\"aid\":\"" SSD_AID "\",\"privileges\":[\"security-domain\"],"
+        "\"scp\":3,\"i\":\"10\",\"keys\":[{\"kvn\":48,\"type\":\"aes\",\"enc\":\"" SSD_KEY
+        "\",\"mac\":\"" SSD_KEY "\",\"dek\":\"" SSD_KEY "\"}]}],"
+        "\"applications\":[{\"aid\":\"" PPSE_AID "\",\"package\":\"F04F54534D01\"}]}");
+    uint8_t app[16], sd[16], cmd[300], perso[300];
+    size_t n = sizeof cmd;
+    struct gp_install_args a;
+
+    assert_int_equal(aptest_install(t, EMV_PKG, EMV_MOD, EMV_AID, ""), 0x9000);
+    memset(&a, 0, sizeof a);
+    a.app_aid = app;
+    a.app_aid_len = testutil_unhex(EMV_AID, app, sizeof app);
+    a.sd_aid = sd;
+    a.sd_aid_len = testutil_unhex(SSD_AID, sd, sizeof sd);
+    assert_int_equal(gp_cmd_install_for_extradition(0, &a, cmd, &n), OT_OK);
+    struct gp_session *s = aptest_isd(t);
+    assert_int_equal(aptest_send(t, s, cmd, n), 0x9000);
+    /* The ISD no longer owns it: its personalization goes through the SSD. */
+    size_t pn = testutil_unhex(PERSO_DGI, perso, sizeof perso);
+    assert_int_not_equal(aptest_perso_s(t, s, EMV_AID, 0x88, perso, pn), 0x9000);
+    gp_session_free(s);
+    s = aptest_sd(t, SSD_AID, SSD_KEY);
+    assert_int_equal(aptest_perso_s(t, s, EMV_AID, 0x88, perso, pn), 0x9000);
+    gp_session_free(s);
+
+    assert_int_equal(aptest_select(t, PPSE_AID), 0x9000);
+    aptest_assert_resp(t, "6F29840E" PPSE_AID "A517BF0C14"
+                          "61124F07A0000000041010500456495341870101");
+    assert_int_equal(aptest_select(t, EMV_AID), 0x9000);
+    assert_int_equal(aptest_tx(t, "80A8000006830411223344"
+                                  "00"),
+                     0x9000);
+    assert_int_equal(aptest_tx(t, "80AE8000" CDOL_LEN CDOL29 "00"), 0x9000);
+    emv_check_ac(t, 0x80, 1, "1800");
+    aptest_free(t);
+#undef SSD_AID
+#undef SSD_KEY
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_emv_compute_ac_kat),  cmocka_unit_test(test_emv_transaction),
         cmocka_unit_test(test_emv_command_errors),  cmocka_unit_test(test_emv_pin_counter),
         cmocka_unit_test(test_emv_perso_errors),    cmocka_unit_test(test_emv_ber_perso),
-        cmocka_unit_test(test_emv_wipe_and_limits),
+        cmocka_unit_test(test_emv_wipe_and_limits), cmocka_unit_test(test_emv_extradited_to_ssd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
