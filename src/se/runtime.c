@@ -572,12 +572,8 @@ void se_card_free(struct se_card *card)
     }
     ot_buf_free(&card->load.data);
     ot_buf_free(&card->committed);
-    if (card->rt_cmd != NULL) {
-        ot_mem_wipe(card->rt_cmd, SE_RT_BUF);
-    }
-    if (card->rt_resp != NULL) {
-        ot_mem_wipe(card->rt_resp, SE_RT_BUF);
-    }
+    /* rt_cmd is wiped after each command that deciphered into it; rt_resp
+     * only ever holds answers the terminal received. */
     free(card->rt_cmd);
     free(card->rt_resp);
     free(card->image_path);
@@ -1373,8 +1369,8 @@ static ot_err chain_build(struct se_card *c, struct se_chain *chn, const struct 
 
 /* A command for the security domain selected on ch. Returns the reply in
  * *r (data in c->rt_resp). */
-static void sd_command(struct se_card *c, int ch, int sd, const uint8_t *cmd, size_t n,
-                       const struct apdu *a, struct reply *r, ot_err *db_err)
+static void sd_command_run(struct se_card *c, int ch, int sd, const uint8_t *cmd, size_t n,
+                           const struct apdu *a, struct reply *r, ot_err *db_err, size_t *used)
 {
     struct se_chan *k = &c->chans[ch];
     struct se_sc *sc = &k->sc;
@@ -1426,6 +1422,7 @@ static void sd_command(struct se_card *c, int ch, int sd, const uint8_t *cmd, si
         chain_abort(chn);
         /* The reassembled command continues below as if it had come whole,
          * from rt_resp (unwrap writes the plain form to rt_cmd). */
+        *used = vl;
         memcpy(c->rt_resp, c->rt_cmd, vl);
         pcmd = c->rt_resp;
         plen = vl;
@@ -1484,6 +1481,7 @@ static void sd_command(struct se_card *c, int ch, int sd, const uint8_t *cmd, si
         /* pcmd is the caller's buffer or rt_resp (a reassembled chain); the
          * plain command goes to rt_cmd, the handler writes to rt_resp. */
         size_t ul = SE_RT_BUF;
+        *used = plen;
         ot_err e = sc->scp == 0x03 ? scp03_card_unwrap(sc->scp03, pcmd, plen, c->rt_cmd, &ul)
                                    : scp02_card_unwrap(sc->scp02, pcmd, plen, c->rt_cmd, &ul);
         if (e != OT_OK) {
@@ -1501,6 +1499,7 @@ static void sd_command(struct se_card *c, int ch, int sd, const uint8_t *cmd, si
         goto done;
     } else if (pcmd == c->rt_resp) {
         memcpy(c->rt_cmd, pcmd, plen);
+        *used = plen;
         if (apdu_parse(c->rt_cmd, plen, &p) != OT_OK) {
             sw = SW_WRONG_LENGTH;
             goto done;
@@ -1545,6 +1544,18 @@ done:
     r->sw = persist(c, sw, db_err);
     if (!sw_is_success_or_warning(r->sw)) {
         r->len = 0;
+    }
+}
+
+/* A command for the SD selected on ch; the plain (deciphered) command left
+ * in rt_cmd is wiped afterwards. */
+static void sd_command(struct se_card *c, int ch, int sd, const uint8_t *cmd, size_t n,
+                       const struct apdu *a, struct reply *r, ot_err *db_err)
+{
+    size_t used = 0;
+    sd_command_run(c, ch, sd, cmd, n, a, r, db_err, &used);
+    if (used > 0) {
+        ot_mem_wipe(c->rt_cmd, used < SE_RT_BUF ? used : SE_RT_BUF);
     }
 }
 
