@@ -38,22 +38,38 @@ fail() {
 }
 
 "$VSE" create --profile "$PROFILE" --out "$WORK/card.img" >/dev/null
+# A second card in the same process, on vpcd's second slot (reader 1).
+"$VSE" create --profile "$(dirname "$PROFILE")/uicc-central.json" --out "$WORK/card2.img" >/dev/null
 pcscd_env_start || fail "pcscd could not start"
 echo "pcscd pid $PCSCD_PID, vpcd port $VPCD_PORT, socket $PCSCLITE_CSOCK_NAME"
 
-"$VSE" run "$WORK/card.img" --vpcd "127.0.0.1:$VPCD_PORT" >"$WORK/vse.log" 2>&1 &
+"$VSE" run "$WORK/card.img" "$WORK/card2.img" --vpcd "127.0.0.1:$VPCD_PORT" >"$WORK/vse.log" 2>&1 &
 VSE_PID=$!
 pcscd_env_wait_card 0 || fail "the card never showed up in reader 0"
+pcscd_env_wait_card 1 || fail "the second card never showed up in reader 1"
 
 # The ATR opensc-tool reads must be the one the card gives at power on.
-want=$(sed -n 's/.* card 0: .* atr=\([0-9A-F]*\).*/\1/p' "$WORK/vse.log" | head -1)
-[ -n "$want" ] || fail "vse did not log its ATR"
-got=$(opensc-tool -r 0 -a | tr -d ':[:space:]' | tr 'a-f' 'A-F')
-echo "ATR via opensc-tool: $got"
-[ "$got" = "$want" ] || fail "opensc-tool ATR $got, the card's $want"
+for k in 0 1; do
+    want=$(sed -n "s/.* card $k: .* atr=\([0-9A-F]*\).*/\1/p" "$WORK/vse.log" | head -1)
+    [ -n "$want" ] || fail "vse did not log the ATR of card $k"
+    got=$(opensc-tool -r "$k" -a | tr -d ':[:space:]' | tr 'a-f' 'A-F')
+    echo "reader $k: ATR via opensc-tool $got"
+    [ "$got" = "$want" ] || fail "opensc-tool ATR $got in reader $k, the card's $want"
+done
 opensc-tool -l | grep -q "Virtual PCD" || fail "opensc-tool -l does not list the vpcd reader"
 
 "$CLIENT" || fail "PC/SC client scenario"
+
+# vpcd goes away and comes back (pcscd restarted on the same port): the card
+# reconnects by itself and keeps what the client did.
+pcscd_env_kill
+sleep 0.5
+pcscd_env_launch || fail "pcscd could not restart"
+pcscd_env_wait_card 0 || fail "the card did not come back after pcscd restarted"
+opensc-tool -r 0 -s 00A4040007A000000004101000 | grep -q "SW1=0x90, SW2=0x00" \
+    || fail "the payment instance is not selectable after the reconnect"
+grep -q "disconnected" "$WORK/vse.log" || fail "vse did not notice vpcd going away"
+echo "reconnected after a pcscd restart"
 
 # The card image keeps what the client did: the extradited, personalized
 # payment instance survives a restart of vse.

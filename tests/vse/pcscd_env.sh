@@ -4,6 +4,7 @@
 #   pcscd_env_start      starts pcscd; sets PCSCD_DIR, PCSCD_PID, VPCD_PORT and
 #                        exports PCSCLITE_CSOCK_NAME for every client
 #   pcscd_env_stop       stops it and removes PCSCD_DIR
+#   pcscd_env_kill / pcscd_env_launch  stop / start it again on the same port
 #   pcscd_env_wait_card N waits until reader N has a card (opensc-tool)
 #
 # Isolation: pcscd 1.9.9 always creates /run/pcscd/pcscd.comm (the daemon
@@ -39,7 +40,7 @@ pcscd_env_free_port() {
 }
 
 pcscd_env_start() {
-    local drv=/usr/lib/pcsc/drivers/serial/libifdvpcd.so i
+    local drv=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
     command -v pcscd >/dev/null || { pcscd_env_log "pcscd not installed (Debian package pcscd)"; return 1; }
     [ -f "$drv" ] || { pcscd_env_log "$drv missing (Debian package vsmartcard-vpcd)"; return 1; }
     PCSCD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ot-pcscd.XXXXXX")
@@ -47,6 +48,13 @@ pcscd_env_start() {
     VPCD_PORT=$(pcscd_env_free_port) || { pcscd_env_log "no free port pair"; return 1; }
     printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:0x%X\nLIBPATH      %s\nCHANNELID    0x%X\n' \
         "$VPCD_PORT" "$drv" "$VPCD_PORT" >"$PCSCD_DIR/conf/vpcd"
+    pcscd_env_launch
+}
+
+# Starts pcscd on PCSCD_DIR's configuration (also after pcscd_env_kill: same
+# port, so connected cards find it again).
+pcscd_env_launch() {
+    local i
     if unshare -m true 2>/dev/null; then
         mkdir -p /run/pcscd 2>/dev/null || true
         unshare -m sh -c 'mount --bind "$1" /run/pcscd && exec pcscd -f -i -c "$2"' sh \
@@ -54,8 +62,10 @@ pcscd_env_start() {
         PCSCD_PID=$!
         export PCSCLITE_CSOCK_NAME="$PCSCD_DIR/run/pcscd.comm"
     else
-        exec {PCSCD_LOCK_FD}>"${TMPDIR:-/tmp}/opentsm-pcscd.lock"
-        flock -w 120 "$PCSCD_LOCK_FD" || { pcscd_env_log "lock busy"; return 1; }
+        if [ -z "$PCSCD_LOCK_FD" ]; then
+            exec {PCSCD_LOCK_FD}>"${TMPDIR:-/tmp}/opentsm-pcscd.lock"
+            flock -w 120 "$PCSCD_LOCK_FD" || { pcscd_env_log "lock busy"; return 1; }
+        fi
         if [ -S /run/pcscd/pcscd.comm ] && pgrep -x pcscd >/dev/null; then
             pcscd_env_log "a system pcscd runs and unshare -m is not permitted: cannot isolate"
             return 1
@@ -78,6 +88,15 @@ pcscd_env_start() {
     return 1
 }
 
+# Stops pcscd but keeps PCSCD_DIR (for pcscd_env_launch).
+pcscd_env_kill() {
+    if [ -n "$PCSCD_PID" ] && kill -0 "$PCSCD_PID" 2>/dev/null; then
+        kill "$PCSCD_PID" 2>/dev/null || true
+        wait "$PCSCD_PID" 2>/dev/null || true
+    fi
+    PCSCD_PID=
+}
+
 pcscd_env_wait_card() {
     local reader=${1:-0} i
     for i in $(seq 1 100); do
@@ -91,11 +110,7 @@ pcscd_env_wait_card() {
 }
 
 pcscd_env_stop() {
-    if [ -n "$PCSCD_PID" ] && kill -0 "$PCSCD_PID" 2>/dev/null; then
-        kill "$PCSCD_PID" 2>/dev/null || true
-        wait "$PCSCD_PID" 2>/dev/null || true
-    fi
-    PCSCD_PID=
+    pcscd_env_kill
     if [ -n "$PCSCD_LOCK_FD" ]; then
         exec {PCSCD_LOCK_FD}>&-
         PCSCD_LOCK_FD=
