@@ -23,10 +23,11 @@ CTEST     ?= ctest
 
 SOURCES = $(shell git ls-files -- '*.c' '*.h' 2>/dev/null || find src tests fuzz bench -name '*.[ch]')
 BENCHES = $(patsubst bench/%.c,%,$(wildcard bench/*.c))
+BENCH_SCRIPTS = $(patsubst bench/%.sh,%,$(wildcard bench/*.sh))
 FUZZERS = $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
 .PHONY: all deps build demo test unit asan bench fuzz format format-check clean help \
-        $(addprefix bench-,$(BENCHES))
+        $(addprefix bench-,$(BENCHES)) $(addprefix bench-,$(BENCH_SCRIPTS))
 
 all: build
 
@@ -55,15 +56,21 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    $(CTEST) --test-dir $(ASAN) -j $(JOBS) --output-on-failure
 
+# Benchmarks are built in Release: bench/NAME.c becomes bench_NAME; a
+# bench/NAME.sh script gets the build directory in OT_BUILD.
 bench-build: deps
 	@$(CMAKE) -S . -B $(BENCHBUILD) -DCMAKE_BUILD_TYPE=Release -DOT_TESTS=OFF -DOT_WERROR=ON >/dev/null
-	@$(CMAKE) --build $(BENCHBUILD) -j $(JOBS) --target $(addprefix bench_,$(BENCHES))
+	@$(CMAKE) --build $(BENCHBUILD) -j $(JOBS)
 
 bench: bench-build
 	@for b in $(BENCHES); do echo "== bench/$$b"; ./$(BENCHBUILD)/bench/bench_$$b; done
+	@for b in $(BENCH_SCRIPTS); do echo "== bench/$$b"; OT_BUILD=$(BENCHBUILD) bash bench/$$b.sh; done
 
 $(addprefix bench-,$(BENCHES)): bench-%: bench-build
 	@./$(BENCHBUILD)/bench/bench_$*
+
+$(addprefix bench-,$(BENCH_SCRIPTS)): bench-%: bench-build
+	@OT_BUILD=$(BENCHBUILD) bash bench/$*.sh
 
 # Each target runs FUZZ_TIME seconds on a scratch copy of its committed corpus;
 # any crash, leak or sanitizer report fails the target and leaves the input in
