@@ -11,13 +11,14 @@ typedef enum ot_err {
     OT_OK = 0,
 
     /* 1xx: the caller got something wrong */
-    OT_E_ARG = 100,         /* invalid argument (NULL, out of range) */
-    OT_E_NOMEM = 101,       /* allocation failed */
-    OT_E_BUF_SMALL = 102,   /* output buffer too small; needed size in the length out-param */
-    OT_E_UNSUPPORTED = 103, /* operation or option not supported */
-    OT_E_STATE = 104,       /* call not valid in the object's current state */
-    OT_E_INTERNAL = 105,    /* an internal invariant failed */
-    OT_E_LIMIT = 106,       /* a named cap was reached */
+    OT_E_ARG = 100,          /* invalid argument (NULL, out of range) */
+    OT_E_NOMEM = 101,        /* allocation failed */
+    OT_E_BUF_SMALL = 102,    /* output buffer too small; needed size in the length out-param */
+    OT_E_UNSUPPORTED = 103,  /* operation or option not supported */
+    OT_E_STATE = 104,        /* call not valid in the object's current state */
+    OT_E_INTERNAL = 105,     /* an internal invariant failed */
+    OT_E_LIMIT = 106,        /* a named cap was reached */
+    OT_E_RATE_LIMITED = 107, /* too many requests from this caller; retry later */
 
     /* 2xx: malformed input */
     OT_E_TRUNCATED = 200, /* input ended before a field was complete */
@@ -63,10 +64,11 @@ typedef enum ot_err {
     OT_E_PROTOCOL = 404, /* peer broke the transport protocol */
 
     /* 5xx: storage */
-    OT_E_DB = 500,        /* storage back end failed */
-    OT_E_NOT_FOUND = 501, /* record not found */
-    OT_E_CONFLICT = 502,  /* record exists or changed concurrently */
-    OT_E_CORRUPT = 503,   /* stored data failed its integrity check */
+    OT_E_DB = 500,            /* storage back end failed */
+    OT_E_NOT_FOUND = 501,     /* record not found */
+    OT_E_CONFLICT = 502,      /* record exists or changed concurrently */
+    OT_E_CORRUPT = 503,       /* stored data failed its integrity check */
+    OT_E_IDEM_MISMATCH = 504, /* idempotency key reused with a different request */
 
     /* 6xx: authentication and cryptography */
     OT_E_CRYPTO = 600,          /* the crypto library failed */
