@@ -1,0 +1,142 @@
+/* Principals and API tokens (issue 4, DESIGN.md 6).
+ *
+ * A principal is an identity of one of four kinds; its name is unique per
+ * kind and its id is unique across kinds (one sequence). A principal calls
+ * the API with a bearer token or, for service providers, a client
+ * certificate bound to it.
+ *
+ * Tokens are 256 random bits (OpenSSL RAND_bytes) shown once to the caller
+ * as "ot_" followed by the unpadded base64url text of the 32 bytes (46
+ * characters). Only SHA-256 of the token text is stored; lookup is by that
+ * hash and the stored hash is compared in constant time before the row is
+ * trusted. Tokens have an expiry, can be revoked, and record when they were
+ * last used (written at most once a minute per token, so verification is a
+ * read on the hot path).
+ *
+ * Verification answers OT_E_AUTH for every kind of failure (malformed,
+ * unknown, expired, revoked, principal disabled) so a caller learns nothing
+ * about why; the reason is logged at DEBUG, never the token.
+ *
+ * Thread-safety: a struct authstore is safe to use from many threads at once
+ * (it only holds the db pool, which is). Tables live in the "auth" migration
+ * set, applied by authstore_new().
+ */
+#ifndef OT_DB_AUTHSTORE_H
+#define OT_DB_AUTHSTORE_H
+
+#include "core/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct db;
+struct authstore;
+
+/* Principal kinds as bits so a route can allow several. The values and
+ * order are the same as net/http.h's NET_P_OPERATOR, NET_P_SP,
+ * NET_P_SUBSCRIBER, NET_P_DEVICE (1, 2, 4, 8). */
+enum authstore_kind {
+    AUTHSTORE_OPERATOR = 1,
+    AUTHSTORE_SP = 2,
+    AUTHSTORE_SUBSCRIBER = 4,
+    AUTHSTORE_DEVICE = 8,
+};
+
+#define AUTHSTORE_NAME_MAX    63u /* bytes of a principal name, without the NUL */
+#define AUTHSTORE_TOKEN_LEN   46u /* "ot_" + 43 base64url characters */
+#define AUTHSTORE_TOKEN_BYTES 32u /* random bytes in a token */
+#define AUTHSTORE_CERT_ID_MAX 511u
+#define AUTHSTORE_LABEL_MAX   63u
+/* Largest ttl accepted by authstore_issue_token (10 years, in seconds). */
+#define AUTHSTORE_TTL_MAX ((int64_t)10 * 366 * 24 * 3600)
+
+struct authstore_principal {
+    int64_t id;
+    enum authstore_kind kind;
+    char name[AUTHSTORE_NAME_MAX + 1];
+    int64_t created_at; /* unix seconds */
+    bool disabled;
+};
+
+/* A token as listed: never the secret nor its hash. */
+struct authstore_token_info {
+    int64_t id;
+    int64_t principal_id;
+    char label[AUTHSTORE_LABEL_MAX + 1]; /* free text given at issue ("" if none) */
+    char prefix[12];                     /* first 8 characters of the token text, to recognise it */
+    int64_t created_at;                  /* unix seconds */
+    int64_t expires_at;                  /* unix seconds */
+    int64_t revoked_at;                  /* 0: not revoked */
+    int64_t last_used_at;                /* 0: never used */
+};
+
+/* "operator", "service_provider", "subscriber", "device"; "?" for others. */
+const char *authstore_kind_name(enum authstore_kind kind);
+/* Inverse of authstore_kind_name; OT_E_FORMAT for anything else. */
+ot_err authstore_kind_parse(const char *s, enum authstore_kind *out);
+
+/* Applies the "auth" migrations on db (idempotent) and returns a store that
+ * borrows db (db must outlive it). *out = NULL on failure. */
+ot_err authstore_new(struct db *db, struct authstore **out);
+void authstore_free(struct authstore *as); /* NULL: no-op */
+
+/* Creates a principal. name: 1..AUTHSTORE_NAME_MAX printable ASCII bytes
+ * (0x21..0x7e, OT_E_FORMAT otherwise). OT_E_CONFLICT if (kind, name) exists.
+ * *id receives the new id (may be NULL). */
+ot_err authstore_create_principal(struct authstore *as, enum authstore_kind kind, const char *name,
+                                  int64_t *id);
+/* OT_E_NOT_FOUND if no such principal. */
+ot_err authstore_get_principal(struct authstore *as, int64_t id, struct authstore_principal *out);
+ot_err authstore_find_principal(struct authstore *as, enum authstore_kind kind, const char *name,
+                                struct authstore_principal *out);
+/* A disabled principal fails every verification (OT_E_NOT_FOUND if absent). */
+ot_err authstore_set_disabled(struct authstore *as, int64_t id, bool disabled);
+
+/* Issues a token for principal_id valid for ttl seconds (1..AUTHSTORE_TTL_MAX,
+ * OT_E_RANGE otherwise). token_text receives the NUL-terminated token: its
+ * capacity token_cap must be at least AUTHSTORE_TOKEN_LEN + 1
+ * (OT_E_BUF_SMALL). The text exists only in this buffer: the caller shows it
+ * once and wipes it. label: optional note (NULL or ""), at most
+ * AUTHSTORE_LABEL_MAX bytes. *token_id (may be NULL) gets the token's id.
+ * OT_E_NOT_FOUND if the principal does not exist, OT_E_STATE if disabled. */
+ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t ttl,
+                             const char *label, char *token_text, size_t token_cap,
+                             int64_t *token_id);
+
+/* Checks token_text and fills *out with its principal. OT_E_AUTH for a
+ * malformed, unknown, expired or revoked token or a disabled principal (one
+ * answer for all); OT_E_DB / OT_E_TIMEOUT if the store failed. */
+ot_err authstore_verify(struct authstore *as, const char *token_text,
+                        struct authstore_principal *out);
+
+/* Revokes a token (idempotent: revoking twice is OT_OK). OT_E_NOT_FOUND if
+ * there is no such token or it belongs to another principal than
+ * principal_id (principal_id 0: any principal, for operators). */
+ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principal_id);
+/* Revokes every token of a principal; *n (may be NULL) = tokens revoked. */
+ot_err authstore_revoke_all(struct authstore *as, int64_t principal_id, size_t *n);
+
+/* Lists the tokens of principal_id (0: all principals), newest first, at most
+ * max entries. *out is allocated (free with free(); NULL when *n == 0). */
+ot_err authstore_list_tokens(struct authstore *as, int64_t principal_id, size_t max,
+                             struct authstore_token_info **out, size_t *n);
+
+/* Mutual TLS: binds a client certificate identity to a principal. cert_id is
+ * what the TLS layer reports: the subject DN text or "sha256:<64 hex>"
+ * fingerprint (1..AUTHSTORE_CERT_ID_MAX bytes). OT_E_CONFLICT if bound to
+ * another principal already; binding the same pair twice is OT_OK. */
+ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const char *cert_id);
+ot_err authstore_unbind_cert(struct authstore *as, const char *cert_id);
+/* OT_E_AUTH if cert_id is unbound or its principal is disabled. */
+ot_err authstore_verify_cert(struct authstore *as, const char *cert_id,
+                             struct authstore_principal *out);
+
+/* First start: ensures an operator principal called name exists (creating
+ * it if needed) and issues it a token (ttl seconds, 0: one year). The token
+ * text goes to token_text as for authstore_issue_token; the caller prints it
+ * once (tsmd --bootstrap-operator NAME). *principal_id may be NULL. */
+ot_err authstore_bootstrap_operator(struct authstore *as, const char *name, int64_t ttl,
+                                    char *token_text, size_t token_cap, int64_t *principal_id);
+
+#endif
