@@ -30,9 +30,9 @@ struct db_conn;
 
 #define AUDIT_HASH_LEN     32u
 #define AUDIT_NAME_MAX     63u  /* principal_name */
-#define AUDIT_ACTION_MAX   63u  /* "se.import", "auth.token.issue", "GET /tsm/v1/..." */
+#define AUDIT_ACTION_MAX   127u /* "se.import", "GET /tsm/v1/secure-elements/{id}" */
 #define AUDIT_RESOURCE_MAX 255u /* "/tsm/v1/secure-elements/42" */
-#define AUDIT_OUTCOME_MAX  31u  /* "ok", "denied", "not_found", "401" ... free text */
+#define AUDIT_OUTCOME_MAX  63u  /* "ok", "200", "404 not_found" ... free text */
 #define AUDIT_REQID_MAX    63u
 #define AUDIT_LIST_MAX     1000u /* most rows one audit_list call returns */
 

@@ -57,6 +57,18 @@ ot_err idem_put(struct db *db, int64_t principal_id, const char *key,
                 const uint8_t request_hash[IDEM_HASH_LEN], int status, const char *content_type,
                 const char *body, size_t body_len, struct idem_rec *existing);
 
+/* The shapes of net/http.h's ops.idem_get / ops.idem_put without the net
+ * types (db does not include net): tsmd's callbacks pass principal->id.
+ * idem_lookup: OT_OK with *status, req_hash and *body (malloc'd, free() it;
+ * NULL when *body_len is 0) set, or OT_E_NOT_FOUND. idem_store: OT_OK when
+ * stored or when a record existed already (OT_E_CONFLICT is folded into OT_OK
+ * as the net layer ignores it; the stored record wins). */
+ot_err idem_lookup(struct db *db, int64_t principal_id, const char *key,
+                   uint8_t req_hash[IDEM_HASH_LEN], int *status, char **body, size_t *body_len);
+ot_err idem_store(struct db *db, int64_t principal_id, const char *key,
+                  const uint8_t req_hash[IDEM_HASH_LEN], int status, const char *body,
+                  size_t body_len);
+
 /* Frees out->body and zeroes the record. NULL-safe. */
 void idem_rec_clear(struct idem_rec *rec);
 
