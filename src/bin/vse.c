@@ -456,9 +456,9 @@ static int vse_run(int argc, char **argv)
         atr_len = sizeof atr;
         if (se_card_power_on(cards[i], atr, &atr_len) == OT_OK
             && hex_encode(atr, atr_len, atr_hex, sizeof atr_hex) == OT_OK) {
-            OT_LOG_INFO("card %zu: %s atr=%s", i, imgs[i], atr_hex);
+            OT_LOG_INFO("event=card card=%zu image=%s atr=%s", i, imgs[i], atr_hex);
         } else {
-            OT_LOG_WARN("card %zu: %s is mute (no ATR)", i, imgs[i]);
+            OT_LOG_WARN("event=card card=%zu image=%s atr=none mute=yes", i, imgs[i]);
         }
         se_card_power_off(cards[i]);
         if (vpcd != NULL) {
@@ -467,7 +467,7 @@ static int vse_run(int argc, char **argv)
                 fprintf(stderr, "vse run: vpcd endpoint for %s: %s\n", imgs[i], ot_strerror(err));
                 goto out;
             }
-            OT_LOG_INFO("card %zu: vpcd %s:%u", i, host, (unsigned)(port + i));
+            OT_LOG_INFO("event=endpoint card=%zu vpcd=%s:%u", i, host, (unsigned)(port + i));
             neps++;
         }
         if (nlisten > 0) {
@@ -480,13 +480,13 @@ static int vse_run(int argc, char **argv)
             neps++;
         }
     }
-    OT_LOG_INFO("ready: %zu card(s), %zu endpoint(s)", nimg, neps);
+    OT_LOG_INFO("event=ready cards=%zu endpoints=%zu", nimg, neps);
     err = se_tp_loop_run(eps, neps, g_wake[0], &g_stop);
     if (err != OT_OK) {
         fprintf(stderr, "vse run: event loop failed: %s\n", ot_strerror(err));
         goto out;
     }
-    OT_LOG_INFO("stopping on signal");
+    OT_LOG_INFO("event=stop reason=signal");
     rc = VSE_EXIT_OK;
 out:
     for (i = 0; i < neps; i++) {

@@ -139,6 +139,7 @@ ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struc
     switch (f->type) {
     case SE_SOCK_APDU:
         rlen = *out_len - SE_SOCK_HDR;
+        OT_LOG_HEX(OT_LOG_LVL_TRACE, "C-APDU", f->payload, f->len);
         err = se_tp_card_exchange(ops, card, f->payload, f->len, out + SE_SOCK_HDR, &rlen);
         if (err == OT_E_NO_CARD) {
             return sock_error_frame(err, "no card: not powered on, or mute", out, out_len);
@@ -146,6 +147,7 @@ ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struc
         if (err != OT_OK) {
             return sock_error_frame(err, ot_strerror(err), out, out_len);
         }
+        OT_LOG_HEX(OT_LOG_LVL_TRACE, "R-APDU", out + SE_SOCK_HDR, rlen);
         ot_put_u32be(out, (uint32_t)(rlen + 1u));
         out[SOCK_LEN_BYTES] = SE_SOCK_APDU | SE_SOCK_REPLY;
         *out_len = SE_SOCK_HDR + rlen;
@@ -230,7 +232,7 @@ static void sock_client_drain(struct sock_ep *s, struct sock_client *c)
         }
         olen = SOCK_TX_CAP;
         if (err != OT_OK) {
-            OT_LOG_WARN("client sent a bad frame header (%s): closing", ot_strerror(err));
+            OT_LOG_WARN("event=bad_frame reason=\"%s\" action=close", ot_strerror(err));
             (void)sock_error_frame(
                 err, err == OT_E_TOO_LONG ? "frame length over the cap" : "frame length 0", c->tx,
                 &olen);
@@ -293,7 +295,7 @@ static void sock_accept(struct sock_ep *s)
         }
     }
     if (c == NULL) {
-        OT_LOG_WARN("refusing a client: %u connections already", (unsigned)SE_SOCK_MAX_CLIENTS);
+        OT_LOG_WARN("event=refused reason=too_many_clients max=%u", (unsigned)SE_SOCK_MAX_CLIENTS);
         if (sock_error_frame(OT_E_LIMIT, "too many clients", busy, &blen) == OT_OK) {
             (void)send(fd, busy, blen, MSG_NOSIGNAL | MSG_DONTWAIT);
         }
@@ -557,7 +559,7 @@ ot_err se_sock_new(const struct se_tp_card_ops *ops, void *card, const char *add
         OT_LOG_ERROR("listen %s: %s", addr, strerror(errno));
         OT_FAIL(OT_E_IO);
     }
-    OT_LOG_INFO("listening on %s", addr);
+    OT_LOG_INFO("event=listening addr=%s", addr);
     ep->ops = &sock_ops;
     ep->impl = s;
     *out = ep;

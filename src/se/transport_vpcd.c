@@ -110,7 +110,7 @@ static void vpcd_disconnect(struct vpcd *v, const char *why)
         v->fd = -1;
     }
     if (v->state == VPCD_UP) {
-        OT_LOG_INFO("vpcd %s:%u disconnected: %s", v->host, (unsigned)v->port, why);
+        OT_LOG_INFO("event=disconnected vpcd=%s:%u reason=\"%s\"", v->host, (unsigned)v->port, why);
     }
     v->state = VPCD_IDLE;
     v->rx_len = 0;
@@ -126,10 +126,11 @@ static void vpcd_disconnect(struct vpcd *v, const char *why)
 static void vpcd_unreachable(struct vpcd *v, const char *why)
 {
     if (!v->warned) {
-        OT_LOG_WARN("vpcd %s:%u not reachable (%s); retrying", v->host, (unsigned)v->port, why);
+        OT_LOG_WARN("event=unreachable vpcd=%s:%u reason=\"%s\" retrying=yes", v->host,
+                    (unsigned)v->port, why);
         v->warned = true;
     } else {
-        OT_LOG_DEBUG("vpcd %s:%u not reachable (%s)", v->host, (unsigned)v->port, why);
+        OT_LOG_DEBUG("event=unreachable vpcd=%s:%u reason=\"%s\"", v->host, (unsigned)v->port, why);
     }
     vpcd_disconnect(v, why);
 }
@@ -143,7 +144,7 @@ static void vpcd_connected(struct vpcd *v)
     vpcd_quickack(v);
     v->state = VPCD_UP;
     v->warned = false;
-    OT_LOG_INFO("vpcd %s:%u connected", v->host, (unsigned)v->port);
+    OT_LOG_INFO("event=connected vpcd=%s:%u", v->host, (unsigned)v->port);
 }
 
 static void vpcd_try_connect(struct vpcd *v)
@@ -252,7 +253,7 @@ static void vpcd_handle(struct vpcd *v, const uint8_t *m, size_t n)
             vpcd_send(v, v->atr, v->atr_len);
             return;
         default:
-            OT_LOG_WARN("unknown vpcd control code %02X ignored", m[0]);
+            OT_LOG_WARN("event=ignored vpcd=%s:%u control=%02X", v->host, (unsigned)v->port, m[0]);
             return;
         }
     }

@@ -104,14 +104,14 @@ wait "${PIDS[0]}" || rc=$?
 PIDS=()
 [ $rc -eq 0 ] || fail "vse run exited $rc on SIGTERM"
 [ ! -e "$WORK/a.sock" ] && [ ! -e "$WORK/b.sock" ] || fail "socket files left behind"
-grep -q "stopping on signal" "$WORK/run.log" || fail "no clean stop logged"
+grep -q "event=stop reason=signal" "$WORK/run.log" || fail "no clean stop logged"
 
 # tcp, stopped with SIGINT
 port=$((20000 + RANDOM % 40000))
 "$VSE" run "$WORK/a.img" --listen "tcp:127.0.0.1:$port" >"$WORK/run.log" 2>&1 &
 PIDS+=($!)
 for i in $(seq 1 100); do
-    grep -q "listening on tcp:127.0.0.1:$port" "$WORK/run.log" && break
+    grep -q "event=listening addr=tcp:127.0.0.1:$port" "$WORK/run.log" && break
     sleep 0.05
 done
 "$SOCK" "tcp:127.0.0.1:$port" >"$WORK/st.out" || fail "socket scenario over tcp"

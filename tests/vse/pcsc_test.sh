@@ -50,7 +50,7 @@ pcscd_env_wait_card 1 || fail "the second card never showed up in reader 1"
 
 # The ATR opensc-tool reads must be the one the card gives at power on.
 for k in 0 1; do
-    want=$(sed -n "s/.* card $k: .* atr=\([0-9A-F]*\).*/\1/p" "$WORK/vse.log" | head -1)
+    want=$(sed -n "s/.* card=$k .* atr=\([0-9A-F]*\).*/\1/p" "$WORK/vse.log" | head -1)
     [ -n "$want" ] || fail "vse did not log the ATR of card $k"
     got=$(opensc-tool -r "$k" -a | tr -d ':[:space:]' | tr 'a-f' 'A-F')
     echo "reader $k: ATR via opensc-tool $got"
@@ -68,7 +68,7 @@ pcscd_env_launch || fail "pcscd could not restart"
 pcscd_env_wait_card 0 || fail "the card did not come back after pcscd restarted"
 opensc-tool -r 0 -s 00A4040007A000000004101000 | grep -q "SW1=0x90, SW2=0x00" \
     || fail "the payment instance is not selectable after the reconnect"
-grep -q "disconnected" "$WORK/vse.log" || fail "vse did not notice vpcd going away"
+grep -q "event=disconnected" "$WORK/vse.log" || fail "vse did not notice vpcd going away"
 echo "reconnected after a pcscd restart"
 
 # The card image keeps what the client did: the extradited, personalized
