@@ -95,7 +95,8 @@ wait_path "$WORK/a.sock"
 wait_path "$WORK/b.sock"
 "$SOCK" "unix:$WORK/a.sock" >"$WORK/sa.out" || fail "socket scenario on card a"
 "$SOCK" "unix:$WORK/b.sock" >"$WORK/sb.out" || fail "socket scenario on card b"
-grep -q "sock ok" "$WORK/sa.out" && grep -q "sock ok" "$WORK/sb.out" || fail "socket scenario"
+grep -q "sock ok" "$WORK/sa.out" || fail "socket scenario on card a"
+grep -q "sock ok" "$WORK/sb.out" || fail "socket scenario on card b"
 # A second server on a live socket path is refused.
 expect 1 "in use by another server" "$VSE" run "$WORK/a.img" --listen "unix:$WORK/a.sock"
 kill -TERM "${PIDS[0]}"
@@ -103,14 +104,16 @@ rc=0
 wait "${PIDS[0]}" || rc=$?
 PIDS=()
 [ $rc -eq 0 ] || fail "vse run exited $rc on SIGTERM"
-[ ! -e "$WORK/a.sock" ] && [ ! -e "$WORK/b.sock" ] || fail "socket files left behind"
+if [ -e "$WORK/a.sock" ] || [ -e "$WORK/b.sock" ]; then
+    fail "socket files left behind"
+fi
 grep -q "event=stop reason=signal" "$WORK/run.log" || fail "no clean stop logged"
 
 # tcp, stopped with SIGINT
 port=$((20000 + RANDOM % 40000))
 "$VSE" run "$WORK/a.img" --listen "tcp:127.0.0.1:$port" >"$WORK/run.log" 2>&1 &
 PIDS+=($!)
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
     grep -q "event=listening addr=tcp:127.0.0.1:$port" "$WORK/run.log" && break
     sleep 0.05
 done
