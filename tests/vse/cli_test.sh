@@ -43,8 +43,8 @@ expect() {
 }
 
 wait_path() {
-    local i
-    for i in $(seq 1 100); do
+    local _
+    for _ in $(seq 1 100); do
         [ -S "$1" ] && return 0
         sleep 0.05
     done

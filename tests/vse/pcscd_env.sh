@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by tests/vse/*.sh and scripts/demo.sh: a private pcscd with a vpcd
 # reader, isolated from any pcscd of the system.
 #
@@ -28,8 +29,8 @@ pcscd_env_log() {
 
 # A port p with p and p + 1 free on this host.
 pcscd_env_free_port() {
-    local p i
-    for i in $(seq 1 50); do
+    local p _
+    for _ in $(seq 1 50); do
         p=$((20000 + RANDOM % 40000))
         if ! ss -Htln "( sport = :$p or sport = :$((p + 1)) )" 2>/dev/null | grep -q .; then
             echo "$p"
@@ -54,9 +55,10 @@ pcscd_env_start() {
 # Starts pcscd on PCSCD_DIR's configuration (also after pcscd_env_kill: same
 # port, so connected cards find it again).
 pcscd_env_launch() {
-    local i
+    local _
     if unshare -m true 2>/dev/null; then
         mkdir -p /run/pcscd 2>/dev/null || true
+        # shellcheck disable=SC2016 # $1 and $2 are for the inner sh
         unshare -m sh -c 'mount --bind "$1" /run/pcscd && exec pcscd -f -i -c "$2"' sh \
             "$PCSCD_DIR/run" "$PCSCD_DIR/conf" >"$PCSCD_DIR/pcscd.log" 2>&1 &
         PCSCD_PID=$!
@@ -74,7 +76,7 @@ pcscd_env_launch() {
         PCSCD_PID=$!
         export PCSCLITE_CSOCK_NAME=/run/pcscd/pcscd.comm
     fi
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         [ -S "$PCSCLITE_CSOCK_NAME" ] && grep -q "daemon ready" "$PCSCD_DIR/pcscd.log" && return 0
         if ! kill -0 "$PCSCD_PID" 2>/dev/null; then
             pcscd_env_log "pcscd exited:"
@@ -98,8 +100,8 @@ pcscd_env_kill() {
 }
 
 pcscd_env_wait_card() {
-    local reader=${1:-0} i
-    for i in $(seq 1 100); do
+    local reader=${1:-0} _
+    for _ in $(seq 1 100); do
         if opensc-tool -r "$reader" -a >/dev/null 2>&1; then
             return 0
         fi
