@@ -1,0 +1,194 @@
+/* HTTP server for the services hosted by tsmd: libmicrohttpd (epoll, thread
+ * pool, optional TLS and client certificates), a router with {param} segments,
+ * authentication through a callback, per-principal rate limits, Idempotency-Key
+ * replays, request ids, body caps, /healthz, /readyz and /metrics.
+ *
+ * Threading: net_server_new/add_routes/start/stop/free are called from one
+ * thread (the program's main). Handlers run on the server's worker threads,
+ * several at a time; a handler's ctx and the ops callbacks must be thread-safe.
+ * A struct net_req / net_resp belongs to one request and one thread and is valid
+ * only during the handler call.
+ *
+ * Per request, in this order: request id; route lookup (404 unknown path, 405
+ * known path with another method, with Allow); body cap (413); for routes with
+ * allow != 0: authentication (401 + WWW-Authenticate: Bearer; failed attempts
+ * per client IP are counted and answered 429 after a threshold), principal kind
+ * (403), rate limit (429 + Retry-After); Idempotency-Key (400 missing or
+ * invalid, replay of the stored answer, 422 for another body); the handler.
+ * Every outcome of a request to a route with allow != 0 is reported to
+ * ops.audit, including 401/403/404 and handler errors.
+ */
+#ifndef OT_NET_HTTP_H
+#define OT_NET_HTTP_H
+
+#include "core/err.h"
+#include "net/json.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Principal kinds, a bitmask in struct net_route.allow. */
+#define NET_P_OPERATOR   0x1u
+#define NET_P_SP         0x2u /* service provider */
+#define NET_P_SUBSCRIBER 0x4u
+#define NET_P_DEVICE     0x8u
+#define NET_P_ANY        (NET_P_OPERATOR | NET_P_SP | NET_P_SUBSCRIBER | NET_P_DEVICE)
+
+/* Named caps (STYLE.md 5). */
+#define NET_MAX_BODY_DEFAULT ((size_t)1024 * 1024) /* request body, bytes */
+#define NET_MAX_ROUTES       256
+#define NET_MAX_PARAMS       8 /* {param} segments per pattern */
+#define NET_MAX_PATH         1024
+#define NET_REQUEST_ID_MAX   64  /* incoming X-Request-Id: 1..64 of [A-Za-z0-9._-] */
+#define NET_IDEM_KEY_MAX     128 /* Idempotency-Key: 1..128 printable ASCII, no space */
+#define NET_MAX_RESP_BODY    ((size_t)64 * 1024 * 1024)
+
+struct net_principal {
+    unsigned kind; /* exactly one NET_P_* bit */
+    int64_t id;    /* the principal's row id in the auth store */
+    char name[64]; /* NUL-terminated, for logs and audit */
+};
+
+struct net_req;
+struct net_resp;
+struct net_server;
+
+/* A handler always answers through resp (net_resp_json / net_resp_error /
+ * net_resp_text); if it sets nothing the client gets 500. */
+typedef void (*net_handler_fn)(struct net_req *req, struct net_resp *resp, void *ctx);
+
+struct net_route {
+    const char *method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *pattern; /* "/tsm/v1/secure-elements/{id}": literal or {name} segments */
+    unsigned allow;      /* NET_P_* kinds allowed; 0 = public (no authentication) */
+    bool idempotent;     /* state-changing POST: requires Idempotency-Key */
+    net_handler_fn fn;
+};
+
+/* One audited outcome. Strings are valid during the callback only. */
+struct net_audit_event {
+    const struct net_principal *principal; /* NULL when authentication failed */
+    const char *method;
+    const char *route;      /* the matched pattern, or the raw path when none matched */
+    const char *path;       /* the raw request path (the resource) */
+    int status;             /* HTTP status sent */
+    const char *error_code; /* error slug when status >= 400, else NULL */
+    const char *request_id;
+    const char *client_ip;
+};
+
+/* Callbacks the program plugs in (net does not link db). Each is optional
+ * unless stated; all are called from worker threads concurrently. */
+struct net_server_ops {
+    /* Required when any route has allow != 0. bearer_token: the token after
+     * "Bearer ", NULL if none; client_cert_subject: the verified client
+     * certificate's subject DN (RFC 4514 string), NULL without mTLS. Fill *out
+     * and return OT_OK, or return OT_E_AUTH (anything else answers 500). */
+    ot_err (*authenticate)(void *ctx, const char *bearer_token, const char *client_cert_subject,
+                           struct net_principal *out);
+    /* Look up (principal, key). OT_OK: *status, stored request hash and
+     * *body (malloc'd, freed by net with free(); may be NULL when body_len is
+     * 0) are set. OT_E_NOT_FOUND: no record. Other errors answer 503/500. */
+    ot_err (*idem_get)(void *ctx, const struct net_principal *p, const char *key,
+                       uint8_t req_hash[32], int *status, char **body, size_t *body_len);
+    /* Store the first answer to (principal, key). OT_E_CONFLICT (a concurrent
+     * first request stored one already) is ignored. */
+    ot_err (*idem_put)(void *ctx, const struct net_principal *p, const char *key,
+                       const uint8_t req_hash[32], int status, const char *body, size_t body_len);
+    /* Every outcome on an authenticated route (see the file comment). */
+    void (*audit)(void *ctx, const struct net_audit_event *ev);
+    /* /readyz: true = 200 "ready", false = 503. NULL: always ready. */
+    bool (*ready)(void *ctx);
+};
+
+struct net_server_cfg {
+    const char *host;            /* listen address, e.g. "127.0.0.1" or "::1"; NULL = 127.0.0.1 */
+    uint16_t port;               /* 0 = ephemeral (see net_server_port) */
+    const char *tls_cert;        /* PEM certificate chain file; NULL = plain HTTP */
+    const char *tls_key;         /* PEM private key file (required with tls_cert) */
+    const char *client_ca;       /* PEM CA file: request and verify client certificates (mTLS) */
+    unsigned threads;            /* worker threads; 0 = 4 */
+    size_t max_body;             /* request body cap (413 above); 0 = NET_MAX_BODY_DEFAULT */
+    unsigned timeout_s;          /* idle connection / request timeout; 0 = 30 */
+    unsigned max_conns;          /* concurrent connections; 0 = 1024 */
+    double rate_per_s;           /* per-principal token bucket refill; 0 = no limit */
+    unsigned rate_burst;         /* bucket size; 0 = max(1, rate_per_s) */
+    unsigned auth_fail_max;      /* failed authentications per IP per window before 429; 0 = 10 */
+    unsigned auth_fail_window_s; /* 0 = 60 */
+    struct net_server_ops ops;
+    void *ops_ctx;
+};
+
+/* Copies cfg (strings too) and reads the TLS files; does not listen yet.
+ * Errors: OT_E_ARG (bad cfg), OT_E_IO (unreadable TLS file), OT_E_NOMEM. */
+ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out);
+/* routes must stay valid for the server's life (static const tables); ctx is
+ * passed to their handlers. Before net_server_start only. Errors: OT_E_ARG (bad
+ * pattern, duplicate method+pattern), OT_E_LIMIT (NET_MAX_ROUTES). */
+ot_err net_server_add_routes(struct net_server *srv, const struct net_route *routes, size_t n,
+                             void *ctx);
+/* Starts listening and serving. OT_E_IO: cannot bind / MHD refused. */
+ot_err net_server_start(struct net_server *srv);
+/* The bound port (useful with cfg.port = 0); 0 before start. */
+uint16_t net_server_port(const struct net_server *srv);
+/* Stops accepting new connections (MHD_quiesce_daemon), waits up to
+ * grace_ms for in-flight requests to finish, then stops the daemon. */
+void net_server_stop(struct net_server *srv, unsigned grace_ms);
+/* NULL-safe; stops first if still running. */
+void net_server_free(struct net_server *srv);
+/* Calls fn for every registered route, built-ins (/healthz, /readyz, /metrics)
+ * included, in registration order. */
+void net_server_foreach_route(const struct net_server *srv,
+                              void (*fn)(void *ctx, const struct net_route *r), void *ctx);
+/* The server's metric registry (owned by the server). */
+struct net_metrics *net_server_metrics(struct net_server *srv);
+
+/* Program metrics exported on /metrics next to the HTTP ones. fn is called on
+ * every scrape, from a worker thread. name: [a-z_][a-z0-9_]*, help: one line.
+ * Before net_server_start only. Errors: OT_E_ARG, OT_E_LIMIT (64 metrics). */
+enum net_metric_type {
+    NET_METRIC_GAUGE,
+    NET_METRIC_COUNTER,
+};
+ot_err net_metrics_register(struct net_metrics *m, const char *name, const char *help,
+                            enum net_metric_type type, double (*fn)(void *ctx), void *ctx);
+
+/* Request accessors: the returned strings live as long as the request. */
+const char *net_req_method(const struct net_req *req);
+const char *net_req_path(const struct net_req *req);  /* without the query string */
+const char *net_req_route(const struct net_req *req); /* the matched pattern */
+/* Value of {name} in the pattern, URL-decoded; NULL if the pattern has none. */
+const char *net_req_param(const struct net_req *req, const char *name);
+/* Query argument, URL-decoded; NULL if absent. */
+const char *net_req_query(const struct net_req *req, const char *name);
+/* Calls fn for every query argument; used to reject unknown ones. */
+void net_req_foreach_query(const struct net_req *req,
+                           void (*fn)(void *ctx, const char *key, const char *value), void *ctx);
+const char *net_req_header(const struct net_req *req, const char *name); /* case-insensitive */
+const uint8_t *net_req_body(const struct net_req *req, size_t *len);     /* never NULL */
+/* NULL on public routes. */
+const struct net_principal *net_req_principal(const struct net_req *req);
+const char *net_req_request_id(const struct net_req *req);
+const char *net_req_client_ip(const struct net_req *req);
+/* Strict parse of the body (duplicates rejected, size capped by max_body).
+ * *out: new reference, release with json_free. Errors: OT_E_FORMAT + err. */
+ot_err net_req_json(const struct net_req *req, json_t **out, struct json_err *err);
+
+/* Responses. The last call wins. */
+/* body: stolen (released even on failure); NULL = empty body. */
+void net_resp_json(struct net_resp *resp, int status, json_t *body);
+/* {"error":{"code":"...","message":"...","field":"..."}} with the status of
+ * http_err_status(e). code NULL: http_err_slug(e); message NULL: ot_strerror(e);
+ * field NULL: no "field" member. */
+void net_resp_error(struct net_resp *resp, ot_err e, const char *code, const char *message,
+                    const char *field);
+/* The same from a json_err filled by the json_ helpers. */
+void net_resp_json_error(struct net_resp *resp, ot_err e, const struct json_err *jerr);
+void net_resp_text(struct net_resp *resp, int status, const char *content_type, const char *text);
+void net_resp_bytes(struct net_resp *resp, int status, const char *content_type, const void *data,
+                    size_t len);
+/* Extra response header (e.g. Location); up to 8 per response. */
+void net_resp_header(struct net_resp *resp, const char *name, const char *value);
+
+#endif
