@@ -16,6 +16,7 @@
 #include "gp/session.h"
 #include "se/card.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -73,13 +74,9 @@ static void fuzz_check(struct se_card *c, ot_err e, size_t rl)
 {
     /* The card answers every command with at least a SW unless it is mute
      * (hardware destroy) or its image could not be written. */
-    if (e == OT_OK) {
-        if (rl < 2 || rl > SE_MAX_RESP) {
-            abort();
-        }
-    } else if (e != OT_E_NO_CARD && e != OT_E_DB) {
-        abort();
-    } else if (e == OT_E_NO_CARD && !se_card_is_mute(c)) {
+    bool ok = e == OT_OK ? rl >= 2 && rl <= SE_MAX_RESP
+                         : e == OT_E_DB || (e == OT_E_NO_CARD && se_card_is_mute(c));
+    if (!ok) {
         abort();
     }
 }

@@ -282,7 +282,8 @@ uint32_t se_mem_free(const struct se_state *st)
     for (unsigned i = 0; i < st->napps; i++) {
         used += (uint64_t)st->apps[i].data_len + st->apps[i].params_len;
     }
-    return used >= SE_MEM_TOTAL ? 0u : (uint32_t)(SE_MEM_TOTAL - used);
+    const uint32_t total = SE_MEM_TOTAL;
+    return used >= total ? 0u : (uint32_t)(total - used);
 }
 
 /* ---------------------------------------------------------------- applet support (applet.h) */

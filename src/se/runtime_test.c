@@ -489,9 +489,9 @@ static void test_get_response(void **state)
 
 struct sc_row {
     const char *name;
-    enum gp_scp scp;
     const uint8_t *aid;
     size_t aid_len;
+    enum gp_scp scp;
     uint8_t kvn;
     uint8_t level;
     bool s16;
@@ -501,16 +501,16 @@ static void test_secure_channel_levels(void **state)
 {
     (void)state;
     static const struct sc_row rows[] = {
-        {"ISD SCP03 C-MAC", GP_SCP_03, NULL, 0, 0x30, 0x01, false},
-        {"ISD SCP03 C-MAC C-DEC", GP_SCP_03, NULL, 0, 0x30, 0x03, false},
-        {"ISD SCP03 C-MAC R-MAC", GP_SCP_03, NULL, 0, 0x30, 0x11, false},
-        {"ISD SCP03 all", GP_SCP_03, NULL, 0, 0x30, 0x33, false},
-        {"ISD SCP03 first key set", GP_SCP_03, NULL, 0, 0x00, 0x33, false},
-        {"ISD SCP03 no SM", GP_SCP_03, NULL, 0, 0x30, 0x00, false},
-        {"SD1 SCP03 S16 C-MAC", GP_SCP_03, sd1_aid, sizeof sd1_aid, 0x31, 0x01, true},
-        {"SD1 SCP03 S16 all", GP_SCP_03, sd1_aid, sizeof sd1_aid, 0x31, 0x33, true},
-        {"SD2 SCP02 C-MAC", GP_SCP_02, sd2_aid, sizeof sd2_aid, 0x20, 0x01, false},
-        {"SD2 SCP02 C-MAC C-DEC", GP_SCP_02, sd2_aid, sizeof sd2_aid, 0x20, 0x03, false},
+        {"ISD SCP03 C-MAC", NULL, 0, GP_SCP_03, 0x30, 0x01, false},
+        {"ISD SCP03 C-MAC C-DEC", NULL, 0, GP_SCP_03, 0x30, 0x03, false},
+        {"ISD SCP03 C-MAC R-MAC", NULL, 0, GP_SCP_03, 0x30, 0x11, false},
+        {"ISD SCP03 all", NULL, 0, GP_SCP_03, 0x30, 0x33, false},
+        {"ISD SCP03 first key set", NULL, 0, GP_SCP_03, 0x00, 0x33, false},
+        {"ISD SCP03 no SM", NULL, 0, GP_SCP_03, 0x30, 0x00, false},
+        {"SD1 SCP03 S16 C-MAC", sd1_aid, sizeof sd1_aid, GP_SCP_03, 0x31, 0x01, true},
+        {"SD1 SCP03 S16 all", sd1_aid, sizeof sd1_aid, GP_SCP_03, 0x31, 0x33, true},
+        {"SD2 SCP02 C-MAC", sd2_aid, sizeof sd2_aid, GP_SCP_02, 0x20, 0x01, false},
+        {"SD2 SCP02 C-MAC C-DEC", sd2_aid, sizeof sd2_aid, GP_SCP_02, 0x20, 0x03, false},
     };
     struct se_card *c = new_card(profile);
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -582,17 +582,11 @@ static uint16_t send_bad_mac(struct gp_session *s, struct se_card *c, const char
 static void test_bad_mac_closes_channel(void **state)
 {
     (void)state;
-    static const struct {
-        enum gp_scp scp;
-        const uint8_t *aid;
-        size_t aid_len;
-        uint8_t kvn, level;
-        bool s16;
-    } rows[] = {
-        {GP_SCP_03, NULL, 0, 0x30, 0x01, false},
-        {GP_SCP_03, NULL, 0, 0x30, 0x33, false},
-        {GP_SCP_03, sd1_aid, sizeof sd1_aid, 0x31, 0x03, true},
-        {GP_SCP_02, sd2_aid, sizeof sd2_aid, 0x20, 0x03, false},
+    static const struct sc_row rows[] = {
+        {"S8 C-MAC", NULL, 0, GP_SCP_03, 0x30, 0x01, false},
+        {"S8 all", NULL, 0, GP_SCP_03, 0x30, 0x33, false},
+        {"S16 C-DEC", sd1_aid, sizeof sd1_aid, GP_SCP_03, 0x31, 0x03, true},
+        {"SCP02 C-DEC", sd2_aid, sizeof sd2_aid, GP_SCP_02, 0x20, 0x03, false},
     };
     struct se_card *c = new_card(profile);
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -695,9 +689,9 @@ static void test_gp_chaining_secured(void **state)
 {
     (void)state;
     static const struct sc_row rows[] = {
-        {"S8 C-MAC", GP_SCP_03, NULL, 0, 0x30, 0x01, false},
-        {"S8 all", GP_SCP_03, NULL, 0, 0x30, 0x33, false},
-        {"S16 C-DEC", GP_SCP_03, sd1_aid, sizeof sd1_aid, 0x31, 0x03, true},
+        {"S8 C-MAC", NULL, 0, GP_SCP_03, 0x30, 0x01, false},
+        {"S8 all", NULL, 0, GP_SCP_03, 0x30, 0x33, false},
+        {"S16 C-DEC", sd1_aid, sizeof sd1_aid, GP_SCP_03, 0x31, 0x03, true},
     };
     struct se_card *c = new_card(profile);
     /* DELETE 4F 10 <AID> 9E 82 01 18 <280-byte token>: 302 data bytes */
