@@ -15,6 +15,14 @@
  *      the cryptogram with the issuer key (se_emv_compute_ac) -- and that a
  *      wrong key does not verify it.
  *
+ * --negative IMAGE runs rejected commands instead (after the scenario above
+ * created the SSD): INSTALL without a secure channel (6982), a malformed
+ * INSTALL under SCP03 (6A80), SET STATUS card lock from the SSD, which lacks
+ * Card Lock (6982), a corrupted C-MAC (6982, and the session is closed: the
+ * next, correct command gets 6982 too), a malformed APDU (6700). The card
+ * image must stay byte-for-byte the same across each of them (SHA-256 of
+ * IMAGE before and after; the card writes before it answers).
+ *
  * Exit 0 when every step passed; 1 with the failing step on stderr.
  * --trace prints every APDU on the wire.
  */
@@ -29,6 +37,7 @@
 #include "gp/session.h"
 #include "se/applets/emv.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <winscard.h>
 
@@ -604,10 +613,159 @@ out:
     return rc;
 }
 
+/* SHA-256 of the card image file. */
+static bool cl_image_hash(const char *path, uint8_t h[32])
+{
+    static uint8_t buf[1u << 20];
+    FILE *f = fopen(path, "rb");
+    size_t n;
+    unsigned int hl = 32;
+
+    if (f == NULL) {
+        fprintf(stderr, "cannot read %s\n", path);
+        return false;
+    }
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return EVP_Digest(buf, n, h, &hl, EVP_sha256(), NULL) == 1;
+}
+
+/* Sends raw bytes (already wrapped or deliberately broken); wants SW want and
+ * the image unchanged. */
+static bool cl_reject(struct cl *c, const char *what, const uint8_t *cmd, size_t n, uint16_t want,
+                      const char *image)
+{
+    uint8_t before[32], after[32];
+    static uint8_t resp[APDU_MAX_RESP_SIZE];
+    size_t rl = sizeof resp;
+    uint16_t sw;
+
+    if (!cl_image_hash(image, before) || cl_transmit(c, cmd, n, resp, &rl) != OT_OK || rl < 2) {
+        fprintf(stderr, "%s: exchange failed\n", what);
+        return false;
+    }
+    sw = (uint16_t)((resp[rl - 2] << 8) | resp[rl - 1]);
+    if (!cl_image_hash(image, after)) {
+        return false;
+    }
+    printf("    %-44s SW %04X, image %s\n", what, sw,
+           memcmp(before, after, 32) == 0 ? "unchanged" : "CHANGED");
+    if (sw != want) {
+        fprintf(stderr, "%s: SW %04X (%s), expected %04X\n", what, sw, sw_describe(sw), want);
+        return false;
+    }
+    if (memcmp(before, after, 32) != 0) {
+        fprintf(stderr, "%s: a rejected command changed the card image\n", what);
+        return false;
+    }
+    return true;
+}
+
+/* Wraps plain through s (the session's own protection), then sends it,
+ * optionally with the last byte (inside the C-MAC) flipped. */
+static bool cl_reject_wrapped(struct cl *c, struct gp_session *s, const char *what,
+                              const uint8_t *plain, size_t n, bool break_mac, uint16_t want,
+                              const char *image)
+{
+    uint8_t w[GP_SESSION_MAX_CAPDU];
+    size_t wl = sizeof w;
+    size_t mac_end;
+
+    if (gp_session_wrap(s, plain, n, w, &wl) != OT_OK) {
+        fprintf(stderr, "%s: wrap failed\n", what);
+        return false;
+    }
+    if (break_mac) {
+        /* The C-MAC ends the data field; the byte before a trailing Le is its last. */
+        mac_end = wl - 1;
+        if (wl > 5u + w[4]) {
+            mac_end = 4u + w[4];
+        }
+        w[mac_end] ^= 0x01;
+    }
+    return cl_reject(c, what, w, wl, want, image);
+}
+
+static int cl_negative(struct cl *c, const char *image)
+{
+    struct gp_session *isd = NULL;
+    struct gp_session *ssd = NULL;
+    static const uint8_t select_isd[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
+                                         0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
+    /* The same with its ELF LV claiming 6 bytes where 3 follow. */
+    static const uint8_t install_bad[] = {0x80, 0xE6, 0x0C, 0x00, 0x04,
+                                          0x06, 0xF0, 0x4F, 0x54, 0x00};
+    static const uint8_t lock_card[] = {0x80, 0xF0, 0x80, 0x7F};
+    static const uint8_t status_isd[] = {0x80, 0xF2, 0x80, 0x02, 0x02, 0x4F, 0x00, 0x00};
+    static const uint8_t cplc[] = {0x80, 0xCA, 0x9F, 0x7F, 0x00};
+    /* SELECT whose Lc announces 8 bytes and carries 2. */
+    static const uint8_t bad_select[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00};
+    static const uint8_t aid2[] = {0xA0, 0x00, 0x00, 0x00, 0x04, 0x10, 0x20};
+    uint8_t install_plain[GP_MAX_CMD_LEN];
+    size_t ilen = sizeof install_plain;
+    uint8_t params[8];
+    size_t plen = sizeof params;
+    struct gp_install_params ip;
+    struct gp_install_args ia;
+    int rc = 1;
+
+    /* INSTALL [for install and make selectable] of a second payment instance. */
+    memset(&ip, 0, sizeof ip);
+    ip.with_c9 = true;
+    memset(&ia, 0, sizeof ia);
+    ia.elf_aid = cl_emv_pkg;
+    ia.elf_aid_len = sizeof cl_emv_pkg;
+    ia.module_aid = cl_emv_mod;
+    ia.module_aid_len = sizeof cl_emv_mod;
+    ia.app_aid = aid2;
+    ia.app_aid_len = sizeof aid2;
+    ia.privs = cl_app_privs;
+    ia.privs_len = sizeof cl_app_privs;
+    ia.params = params;
+    if (!cl_built("INSTALL params", gp_install_params_encode(&ip, params, &plen))) {
+        goto out;
+    }
+    ia.params_len = plen;
+    if (!cl_built("INSTALL", gp_cmd_install_for_install(0, &ia, true, install_plain, &ilen))) {
+        goto out;
+    }
+
+    printf("[N] rejected commands leave the card image as it was (%s)\n", image);
+    if (!cl_reject(c, "SELECT ISD (plain)", select_isd, sizeof select_isd, SW_OK, image)
+        || !cl_reject(c, "INSTALL without a secure channel", install_plain, ilen, 0x6982, image)
+        || !cl_reject(c, "SELECT with Lc past the data", bad_select, sizeof bad_select, 0x6700,
+                      image)) {
+        goto out;
+    }
+    isd = cl_open(c, cl_isd, sizeof cl_isd, "the ISD");
+    if (isd == NULL
+        || !cl_reject_wrapped(c, isd, "INSTALL with a malformed LV (SCP03)", install_bad,
+                              sizeof install_bad, false, 0x6A80, image)
+        || !cl_reject_wrapped(c, isd, "GET STATUS with a corrupted C-MAC", status_isd,
+                              sizeof status_isd, true, 0x6982, image)
+        || !cl_reject_wrapped(c, isd, "GET DATA after it (session closed)", cplc, sizeof cplc,
+                              false, 0x6982, image)) {
+        goto out;
+    }
+    ssd = cl_open(c, cl_ssd_new, sizeof cl_ssd_new, "the SSD");
+    if (ssd == NULL
+        || !cl_reject_wrapped(c, ssd, "SET STATUS card lock from the SSD", lock_card,
+                              sizeof lock_card, false, 0x6982, image)) {
+        goto out;
+    }
+    printf("PASS: every rejected command left the image unchanged\n");
+    rc = 0;
+out:
+    gp_session_free(ssd);
+    gp_session_free(isd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct cl c;
     const char *want = NULL;
+    const char *negative = NULL;
     int i;
     int rc;
     struct ot_log_cfg lc = {OT_LOG_LVL_WARN, OT_LOG_FMT_TEXT, NULL};
@@ -618,8 +776,10 @@ int main(int argc, char **argv)
             c.trace = true;
         } else if (strcmp(argv[i], "--reader") == 0 && i + 1 < argc) {
             want = argv[++i];
+        } else if (strcmp(argv[i], "--negative") == 0 && i + 1 < argc) {
+            negative = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--trace] [--reader NAME]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--trace] [--reader NAME] [--negative IMAGE]\n", argv[0]);
             return 2;
         }
     }
@@ -628,7 +788,7 @@ int main(int argc, char **argv)
     if (!cl_connect(&c, want)) {
         rc = 1;
     } else {
-        rc = cl_run(&c);
+        rc = negative != NULL ? cl_negative(&c, negative) : cl_run(&c);
         (void)SCardDisconnect(c.card, SCARD_LEAVE_CARD);
     }
     if (c.ctx != 0) {

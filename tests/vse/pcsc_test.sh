@@ -59,6 +59,8 @@ done
 opensc-tool -l | grep -q "Virtual PCD" || fail "opensc-tool -l does not list the vpcd reader"
 
 "$CLIENT" || fail "PC/SC client scenario"
+# Rejected commands: the specified status words, and the image unchanged.
+"$CLIENT" --negative "$WORK/card.img" || fail "PC/SC negative scenario"
 
 # vpcd goes away and comes back (pcscd restarted on the same port): the card
 # reconnects by itself and keeps what the client did.
