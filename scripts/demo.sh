@@ -8,7 +8,8 @@
 #      registry, installs a payment application, extradites it to a new
 #      supplementary SD, personalizes it through that SD and pays with it; the
 #      cryptogram is verified with the issuer key,
-#   4. the card image, reopened, shows what changed.
+#   4. rejected commands get their status words and leave the image as it was,
+#   5. the card image, reopened, shows what changed.
 #
 # usage: scripts/demo.sh [BUILD_DIR]   (default: build; needs targets vse and
 #        vse_pcsc_client). DEMO_QUIET=1 hides the APDUs on the wire.
@@ -71,7 +72,10 @@ else
     "$CLIENT" --trace
 fi
 
-step "4. the card image after a restart of vse"
+step "4. rejected commands: the specified status words, the image unchanged"
+"$CLIENT" --negative "$WORK/card.img"
+
+step "5. the card image after a restart of vse"
 kill "$VSE_PID"
 wait "$VSE_PID" || true
 VSE_PID=
