@@ -473,7 +473,7 @@ ot_err se_card_from_profile_file(const char *path, struct se_card **out)
     }
     f = fopen(path, "rb");
     if (f == NULL) {
-        OT_LOG_ERROR("cannot open profile %s", path);
+        OT_LOG_DEBUG("cannot open profile %s", path);
         OT_FAIL(OT_E_NOT_FOUND);
     }
     for (;;) {

@@ -909,6 +909,54 @@ static void test_write_failure_rolls_back(void **state)
     rmdir(dir);
 }
 
+/* ------------------------------------------------------------ applets */
+
+static void test_applet_routing(void **state)
+{
+    (void)state;
+    struct se_card *c = NULL;
+    assert_int_equal(se_card_from_profile_file(OT_SOURCE_DIR "/profiles/none.json", &c),
+                     OT_E_NOT_FOUND);
+    assert_null(c);
+    assert_int_equal(se_card_from_profile_file(OT_SOURCE_DIR "/profiles/dev.json", &c), OT_OK);
+    uint8_t atr[SE_MAX_ATR];
+    size_t al = sizeof atr;
+    assert_int_equal(se_card_power_on(c, atr, &al), OT_OK);
+
+    static const uint8_t ppse_aid[] = {'2', 'P', 'A', 'Y', '.', 'S', 'Y',
+                                       'S', '.', 'D', 'D', 'F', '0', '1'};
+    int ppse = se_find_app(&c->st, ppse_aid, sizeof ppse_aid);
+    assert_true(ppse > 0);
+    size_t dl;
+    /* the applet answers its own FCI */
+    assert_int_equal(tx(c, "00A404000E325041592E5359532E444446303100", &dl), 0x9000);
+    assert_true(dl > sizeof ppse_aid);
+    assert_int_equal(resp[0], 0x6F);
+    bool has_name = false;
+    for (size_t i = 0; i + sizeof ppse_aid <= dl; i++) {
+        if (memcmp(resp + i, ppse_aid, sizeof ppse_aid) == 0) {
+            has_name = true;
+        }
+    }
+    assert_true(has_name);
+    assert_int_equal(c->chans[0].selected, ppse);
+    /* commands go to the applet, not to the card manager: no 6982 for a
+     * GP class command without a secure channel */
+    assert_int_not_equal(tx(c, "80F28002024F0000", &dl), 0x6982);
+    /* volatile scratch: kept while another channel has the applet selected,
+     * cleared when its last selection ends */
+    assert_int_equal(tx(c, "0070000001", &dl), 0x9000);
+    assert_int_equal(tx(c, "01A404000E325041592E5359532E444446303100", &dl), 0x9000);
+    c->vol[ppse][0] = 0xAA;
+    assert_int_equal(tx(c, "00A4040000", &dl), 0x9000);
+    assert_int_equal(c->vol[ppse][0], 0xAA);
+    assert_int_equal(tx(c, "00708001", &dl), 0x9000);
+    assert_int_equal(c->vol[ppse][0], 0x00);
+    /* no instance of the payment module on the dev card */
+    assert_int_equal(tx(c, "00A4040007A000000004101000", &dl), 0x6A82);
+    se_card_free(c);
+}
+
 /* ------------------------------------------------------------ helpers */
 
 static void test_helpers(void **state)
@@ -987,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_gp_chaining_secured),
         cmocka_unit_test(test_image_unchanged_after_rejects),
         cmocka_unit_test(test_write_failure_rolls_back),
+        cmocka_unit_test(test_applet_routing),
         cmocka_unit_test(test_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
