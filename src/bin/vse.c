@@ -443,6 +443,20 @@ static int vse_run(int argc, char **argv)
     if (!vse_log_setup("run", level, json, OT_LOG_LVL_INFO)) {
         return VSE_EXIT_USAGE;
     }
+    /* Two cards on one image would overwrite each other's state. */
+    for (i = 0; i < nimg; i++) {
+        struct stat si, sj;
+        size_t j;
+        if (stat(imgs[i], &si) != 0) {
+            continue; /* se_card_open reports it */
+        }
+        for (j = 0; j < i; j++) {
+            if (stat(imgs[j], &sj) == 0 && si.st_dev == sj.st_dev && si.st_ino == sj.st_ino) {
+                fprintf(stderr, "vse run: %s and %s are the same image\n", imgs[j], imgs[i]);
+                return VSE_EXIT_USAGE;
+            }
+        }
+    }
     if (!vse_signals()) {
         goto out;
     }

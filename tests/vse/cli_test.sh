@@ -82,6 +82,8 @@ expect 1 "exists \\(use --force"               "$VSE" create --profile "$PROFILE
 expect 0 "created"                             "$VSE" create --profile "$PROFILES/dev.json" --out "$WORK/a.img" --force
 expect 0 "created"                             "$VSE" create --profile "$PROFILES/ese-central.json" --out "$WORK/b.img"
 expect 0 "ISD A000000151000000"                "$VSE" inspect "$WORK/a.img"
+ln -s a.img "$WORK/a-link.img"
+expect 2 "are the same image" "$VSE" run "$WORK/a.img" "$WORK/a-link.img" --vpcd 127.0.0.1:1
 "$VSE" inspect "$WORK/a.img" --json >"$WORK/a.json"
 python3 -m json.tool "$WORK/a.json" >/dev/null || fail "inspect --json is not JSON"
 grep -q '"A000000151000000"' "$WORK/a.json" || fail "inspect --json lacks the ISD"
