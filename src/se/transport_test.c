@@ -600,6 +600,13 @@ static void test_vpcd_client(void **state)
     pump(ep, 3);
     assert_int_equal(c.power_offs, 1);
     assert_false(c.powered);
+    /* A presence poll while powered off: the ATR, and no power on. */
+    ctl = SE_VPCD_CTRL_ATR;
+    vpcd_send_msg(fd, &ctl, 1);
+    n = vpcd_read_msg(ep, fd, buf, sizeof buf);
+    assert_int_equal(n, sizeof t_atr);
+    assert_int_equal(c.power_ons, 2);
+    assert_false(c.powered);
     /* An APDU to a powered-off card powers it first. */
     vpcd_send_msg(fd, cmd, sizeof cmd);
     n = vpcd_read_msg(ep, fd, buf, sizeof buf);

@@ -8,9 +8,9 @@
  * on, 02 reset (no answer), 04 get ATR (answered with the ATR) -- or a C-APDU
  * answered with the R-APDU. pcscd polls the card's presence with "get ATR"
  * every few hundred milliseconds, so that one must not reset anything: the
- * card is powered once (to learn its ATR) and the ATR of the last power on or
- * reset is returned. An empty answer means "no card" (a mute, hardware
- * destroyed card): vpcd then drops the connection and we reconnect later.
+ * card is powered once per connection (to learn its ATR), then the ATR of the
+ * last power on or reset is returned, also while the card is powered off. An empty answer means "no
+ * card" (a mute, hardware destroyed card): vpcd then drops the connection and we reconnect later.
  *
  * The connection is non-blocking: partial reads are collected in rx, an
  * answer that cannot be written at once waits in tx (and no further request
@@ -53,8 +53,9 @@ struct vpcd {
     int fd;
     int64_t retry_at; /* monotonic ms */
     int backoff_ms;
-    bool warned;  /* the "not reachable" warning was logged */
-    bool powered; /* the card was powered on through this endpoint */
+    bool warned;    /* the "not reachable" warning was logged */
+    bool powered;   /* the card was powered on through this endpoint */
+    bool atr_known; /* atr/atr_len hold the answer of the last power on */
     uint8_t atr[SE_TP_MAX_ATR];
     size_t atr_len; /* 0: no ATR (mute card) */
     size_t rx_len;
@@ -113,6 +114,7 @@ static void vpcd_disconnect(struct vpcd *v, const char *why)
         OT_LOG_INFO("event=disconnected vpcd=%s:%u reason=\"%s\"", v->host, (unsigned)v->port, why);
     }
     v->state = VPCD_IDLE;
+    v->atr_known = false; /* a new connection learns it again */
     v->rx_len = 0;
     v->tx_len = 0;
     v->tx_off = 0;
@@ -220,9 +222,11 @@ static void vpcd_power_on(struct vpcd *v)
     if (v->ops->power_on(v->card, v->atr, &len) == OT_OK) {
         v->atr_len = len;
         v->powered = true;
+        v->atr_known = true;
     } else {
         v->atr_len = 0; /* mute: no ATR */
         v->powered = false;
+        v->atr_known = true;
     }
 }
 
@@ -246,8 +250,9 @@ static void vpcd_handle(struct vpcd *v, const uint8_t *m, size_t n)
             vpcd_power_on(v);
             return;
         case SE_VPCD_CTRL_ATR:
-            /* Presence poll: no reset; the first one powers the card up. */
-            if (!v->powered) {
+            /* Presence poll: never a reset; only the first one of a
+             * connection powers the card, to learn its ATR. */
+            if (!v->atr_known) {
                 vpcd_power_on(v);
             }
             vpcd_send(v, v->atr, v->atr_len);
