@@ -26,7 +26,7 @@ BENCHES = $(patsubst bench/%.c,%,$(wildcard bench/*.c))
 BENCH_SCRIPTS = $(patsubst bench/%.sh,%,$(wildcard bench/*.sh))
 FUZZERS = $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all deps build demo test unit asan bench fuzz format format-check clean help \
+.PHONY: all deps build demo demo-scp03 test unit asan bench fuzz format format-check clean help \
         $(addprefix bench-,$(BENCHES)) $(addprefix bench-,$(BENCH_SCRIPTS))
 
 all: build
@@ -41,7 +41,13 @@ build: deps
 	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOT_WERROR=ON >/dev/null
 	@$(CMAKE) --build $(BUILD) -j $(JOBS)
 
+# The virtual SE end to end: created from a profile, seen through PC/SC,
+# managed over SCP03 and used for a payment (scripts/demo.sh). `make demo-scp03`
+# shows only the host library's SCP03 session with an in-process card.
 demo: build
+	@bash scripts/demo.sh $(BUILD)
+
+demo-scp03: build
 	@./$(BUILD)/src/bin/ot-demo
 
 # The normal run first, then the sanitized one; the last line is ctest's summary.
