@@ -30,6 +30,7 @@ static const struct {
     C(OT_E_STATE),
     C(OT_E_INTERNAL),
     C(OT_E_LIMIT),
+    C(OT_E_RATE_LIMITED),
     C(OT_E_TRUNCATED),
     C(OT_E_TLV),
     C(OT_E_HEX),
@@ -71,6 +72,7 @@ static const struct {
     C(OT_E_NOT_FOUND),
     C(OT_E_CONFLICT),
     C(OT_E_CORRUPT),
+    C(OT_E_IDEM_MISMATCH),
     C(OT_E_CRYPTO),
     C(OT_E_CARD_CRYPTOGRAM),
     C(OT_E_HOST_CRYPTOGRAM),
@@ -120,7 +122,7 @@ static void test_ranges(void **state)
 static void test_unknown(void **state)
 {
     (void)state;
-    static const int unknown[] = {-1, 1, 99, 107, 199, 299, 322, 999, 100000};
+    static const int unknown[] = {-1, 1, 99, 108, 199, 299, 322, 999, 100000};
     for (size_t i = 0; i < ARRAY_SIZE(unknown); i++) {
         assert_string_equal(ot_strerror((ot_err)unknown[i]), "unknown error");
         assert_string_equal(ot_errname((ot_err)unknown[i]), "OT_E_UNKNOWN");
