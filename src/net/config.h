@@ -70,7 +70,7 @@ ot_err cfg_set(struct cfg *c, const char *name, const char *value, const char *o
 const char *cfg_str(const struct cfg *c, const char *name);
 int64_t cfg_int(const struct cfg *c, const char *name);
 bool cfg_bool(const struct cfg *c, const char *name);
-/* Where the value came from: "default", "file:LINE", "env", "cli". */
+/* Where the value came from: "default", "file:LINE", "env:OPENTSM_...", "cli". */
 const char *cfg_origin(const struct cfg *c, const char *name);
 
 /* "[section]\nkey = value  ; origin" for every option, sensitive values
