@@ -1,0 +1,819 @@
+/* Principals, API tokens and client-certificate bindings (see authstore.h).
+ *
+ * Only SHA-256(token text) is stored. A 256-bit random token needs no salt
+ * or slow hash: nobody can guess its preimage, and an index on the hash
+ * gives a lookup in one read. The stored hash is still compared in constant
+ * time after the lookup, so nothing downstream branches on secret bytes.
+ */
+#include "db/authstore.h"
+
+#define OT_LOG_COMPONENT "db.authstore"
+#include "core/buf.h"
+#include "core/log.h"
+#include "db/db.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define AUTHSTORE_PREFIX        "ot_"
+#define AUTHSTORE_PREFIX_LEN    3u
+#define AUTHSTORE_HASH_LEN      32u
+#define AUTHSTORE_HINT_LEN      8u    /* characters of the token kept for listings */
+#define AUTHSTORE_TOUCH_S       60    /* last_used_at is written at most this often */
+#define AUTHSTORE_LIST_MAX      1000u /* most tokens one listing returns */
+#define AUTHSTORE_BOOTSTRAP_TTL ((int64_t)365 * 24 * 3600)
+
+struct authstore {
+    struct db *db;
+};
+
+static const struct db_migration auth_migrations[] = {
+    {1,
+     "CREATE TABLE auth_principals ("
+     " id INTEGER PRIMARY KEY,"
+     " kind BIGINT NOT NULL,"
+     " name TEXT NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " disabled BIGINT NOT NULL DEFAULT 0,"
+     " UNIQUE (kind, name));"
+     "CREATE TABLE auth_tokens ("
+     " id INTEGER PRIMARY KEY,"
+     " principal_id BIGINT NOT NULL REFERENCES auth_principals (id),"
+     " token_hash BLOB NOT NULL UNIQUE,"
+     " hint TEXT NOT NULL,"
+     " label TEXT NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " expires_at BIGINT NOT NULL,"
+     " revoked_at BIGINT NOT NULL DEFAULT 0,"
+     " last_used_at BIGINT NOT NULL DEFAULT 0);"
+     "CREATE INDEX auth_tokens_principal ON auth_tokens (principal_id);"
+     "CREATE TABLE auth_certs ("
+     " cert_id TEXT PRIMARY KEY,"
+     " principal_id BIGINT NOT NULL REFERENCES auth_principals (id),"
+     " created_at BIGINT NOT NULL)",
+     NULL},
+};
+
+static const struct {
+    enum authstore_kind kind;
+    const char *name;
+} auth_kinds[] = {
+    {AUTHSTORE_OPERATOR, "operator"},
+    {AUTHSTORE_SP, "service_provider"},
+    {AUTHSTORE_SUBSCRIBER, "subscriber"},
+    {AUTHSTORE_DEVICE, "device"},
+};
+
+const char *authstore_kind_name(enum authstore_kind kind)
+{
+    for (size_t i = 0; i < sizeof auth_kinds / sizeof auth_kinds[0]; i++) {
+        if (auth_kinds[i].kind == kind) {
+            return auth_kinds[i].name;
+        }
+    }
+    return "?";
+}
+
+ot_err authstore_kind_parse(const char *s, enum authstore_kind *out)
+{
+    for (size_t i = 0; s != NULL && i < sizeof auth_kinds / sizeof auth_kinds[0]; i++) {
+        if (strcmp(auth_kinds[i].name, s) == 0) {
+            *out = auth_kinds[i].kind;
+            return OT_OK;
+        }
+    }
+    return OT_E_FORMAT;
+}
+
+static bool auth_kind_valid(int64_t k)
+{
+    return k == AUTHSTORE_OPERATOR || k == AUTHSTORE_SP || k == AUTHSTORE_SUBSCRIBER
+           || k == AUTHSTORE_DEVICE;
+}
+
+ot_err authstore_new(struct db *db, struct authstore **out)
+{
+    struct authstore *as = NULL;
+    ot_err err = OT_OK;
+
+    if (out == NULL) {
+        return OT_E_ARG;
+    }
+    *out = NULL;
+    if (db == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_migrate(db, "auth", auth_migrations,
+                      sizeof auth_migrations / sizeof auth_migrations[0]));
+    as = calloc(1, sizeof *as);
+    if (as == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    as->db = db;
+    *out = as;
+out:
+    return err;
+}
+
+void authstore_free(struct authstore *as)
+{
+    free(as);
+}
+
+/* Printable ASCII without space, 1..max bytes. */
+static ot_err auth_check_name(const char *s, size_t max)
+{
+    size_t n = 0;
+
+    if (s == NULL) {
+        return OT_E_ARG;
+    }
+    for (; s[n] != '\0'; n++) {
+        if (n >= max) {
+            return OT_E_TOO_LONG;
+        }
+        if ((unsigned char)s[n] < 0x21 || (unsigned char)s[n] > 0x7e) {
+            return OT_E_FORMAT;
+        }
+    }
+    return n == 0 ? OT_E_FORMAT : OT_OK;
+}
+
+static int64_t auth_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* Columns: id, kind, name, created_at, disabled (starting at col). */
+static ot_err auth_read_principal(struct db_stmt *st, int col, struct authstore_principal *p)
+{
+    int64_t kind = 0;
+    int64_t disabled = 0;
+    size_t len = sizeof p->name;
+    ot_err err = OT_OK;
+
+    memset(p, 0, sizeof *p);
+    OT_TRY(db_col_int64(st, col, &p->id));
+    OT_TRY(db_col_int64(st, col + 1, &kind));
+    OT_TRY(db_col_text_copy(st, col + 2, p->name, &len));
+    OT_TRY(db_col_int64(st, col + 3, &p->created_at));
+    OT_TRY(db_col_int64(st, col + 4, &disabled));
+    if (!auth_kind_valid(kind)) {
+        OT_FAIL(OT_E_CORRUPT);
+    }
+    p->kind = (enum authstore_kind)kind;
+    p->disabled = disabled != 0;
+out:
+    return err;
+}
+
+ot_err authstore_create_principal(struct authstore *as, enum authstore_kind kind, const char *name,
+                                  int64_t *id)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t new_id = 0;
+    ot_err err = OT_OK;
+
+    if (as == NULL || !auth_kind_valid(kind)) {
+        return OT_E_ARG;
+    }
+    OT_TRY(auth_check_name(name, AUTHSTORE_NAME_MAX));
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "INSERT INTO auth_principals (kind, name, created_at, disabled)"
+                      " VALUES ($1, $2, $3, 0) RETURNING id",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, kind));
+    OT_TRY(db_bind_text(st, 2, name));
+    OT_TRY(db_bind_int64(st, 3, auth_now()));
+    OT_TRY(db_step(st, &row)); /* OT_E_CONFLICT: (kind, name) exists */
+    if (!row) {
+        OT_FAIL(OT_E_DB);
+    }
+    OT_TRY(db_col_int64(st, 0, &new_id));
+    OT_LOG_INFO("principal created id=%lld kind=%s name=%s", (long long)new_id,
+                authstore_kind_name(kind), name);
+    if (id != NULL) {
+        *id = new_id;
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err authstore_get_principal(struct authstore *as, int64_t id, struct authstore_principal *out)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (as == NULL || out == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "SELECT id, kind, name, created_at, disabled FROM auth_principals"
+                      " WHERE id = $1",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    OT_TRY(auth_read_principal(st, 0, out));
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err authstore_find_principal(struct authstore *as, enum authstore_kind kind, const char *name,
+                                struct authstore_principal *out)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (as == NULL || out == NULL || name == NULL || !auth_kind_valid(kind)) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "SELECT id, kind, name, created_at, disabled FROM auth_principals"
+                      " WHERE kind = $1 AND name = $2",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, kind));
+    OT_TRY(db_bind_text(st, 2, name));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    OT_TRY(auth_read_principal(st, 0, out));
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err authstore_set_disabled(struct authstore *as, int64_t id, bool disabled)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (as == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c, "UPDATE auth_principals SET disabled = $1 WHERE id = $2", &st));
+    OT_TRY(db_bind_int64(st, 1, disabled ? 1 : 0));
+    OT_TRY(db_bind_int64(st, 2, id));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) == 0) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+/* RFC 4648 section 5 alphabet, no padding. */
+static const char auth_b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void auth_b64url_encode(const uint8_t *in, size_t n, char *out)
+{
+    size_t o = 0;
+    size_t i = 0;
+
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8) | in[i + 2];
+
+        out[o++] = auth_b64url[(v >> 18) & 63];
+        out[o++] = auth_b64url[(v >> 12) & 63];
+        out[o++] = auth_b64url[(v >> 6) & 63];
+        out[o++] = auth_b64url[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+
+        out[o++] = auth_b64url[(v >> 18) & 63];
+        out[o++] = auth_b64url[(v >> 12) & 63];
+    } else if (n - i == 2) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8);
+
+        out[o++] = auth_b64url[(v >> 18) & 63];
+        out[o++] = auth_b64url[(v >> 12) & 63];
+        out[o++] = auth_b64url[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+}
+
+/* A well-formed token: "ot_" and 43 base64url characters, the last one
+ * carrying only 4 bits (so its 2 low bits are zero). */
+static bool auth_token_well_formed(const char *t)
+{
+    size_t n = 0;
+    const char *last = NULL;
+
+    if (t == NULL) {
+        return false;
+    }
+    n = strnlen(t, AUTHSTORE_TOKEN_LEN + 1);
+    if (n != AUTHSTORE_TOKEN_LEN || memcmp(t, AUTHSTORE_PREFIX, AUTHSTORE_PREFIX_LEN) != 0) {
+        return false;
+    }
+    for (size_t i = AUTHSTORE_PREFIX_LEN; i < n; i++) {
+        if (strchr(auth_b64url, t[i]) == NULL || t[i] == '\0') {
+            return false;
+        }
+    }
+    last = strchr(auth_b64url, t[n - 1]);
+    return ((last - auth_b64url) & 3) == 0;
+}
+
+static ot_err auth_hash(const char *text, uint8_t out[AUTHSTORE_HASH_LEN])
+{
+    unsigned len = AUTHSTORE_HASH_LEN;
+
+    if (EVP_Digest(text, strlen(text), out, &len, EVP_sha256(), NULL) != 1
+        || len != AUTHSTORE_HASH_LEN) {
+        return OT_E_CRYPTO;
+    }
+    return OT_OK;
+}
+
+ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t ttl,
+                             const char *label, char *token_text, size_t token_cap,
+                             int64_t *token_id)
+{
+    struct authstore_principal p;
+    uint8_t raw[AUTHSTORE_TOKEN_BYTES];
+    uint8_t hash[AUTHSTORE_HASH_LEN];
+    char text[AUTHSTORE_TOKEN_LEN + 1];
+    char hint[AUTHSTORE_HINT_LEN + 1];
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t now = auth_now();
+    int64_t id = 0;
+    ot_err err = OT_OK;
+
+    if (as == NULL || token_text == NULL) {
+        return OT_E_ARG;
+    }
+    if (token_cap < AUTHSTORE_TOKEN_LEN + 1) {
+        return OT_E_BUF_SMALL;
+    }
+    token_text[0] = '\0';
+    if (ttl < 1 || ttl > AUTHSTORE_TTL_MAX) {
+        return OT_E_RANGE;
+    }
+    if (label == NULL) {
+        label = "";
+    }
+    if (strlen(label) > AUTHSTORE_LABEL_MAX) {
+        return OT_E_TOO_LONG;
+    }
+    OT_TRY(authstore_get_principal(as, principal_id, &p));
+    if (p.disabled) {
+        OT_FAIL(OT_E_STATE);
+    }
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        OT_FAIL(OT_E_CRYPTO);
+    }
+    memcpy(text, AUTHSTORE_PREFIX, AUTHSTORE_PREFIX_LEN);
+    auth_b64url_encode(raw, sizeof raw, text + AUTHSTORE_PREFIX_LEN);
+    OT_TRY(auth_hash(text, hash));
+    memcpy(hint, text, AUTHSTORE_HINT_LEN);
+    hint[AUTHSTORE_HINT_LEN] = '\0';
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "INSERT INTO auth_tokens (principal_id, token_hash, hint, label, created_at,"
+                      " expires_at, revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0)"
+                      " RETURNING id",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, principal_id));
+    OT_TRY(db_bind_blob(st, 2, hash, sizeof hash));
+    OT_TRY(db_bind_text(st, 3, hint));
+    OT_TRY(db_bind_text(st, 4, label));
+    OT_TRY(db_bind_int64(st, 5, now));
+    OT_TRY(db_bind_int64(st, 6, now + ttl));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_DB);
+    }
+    OT_TRY(db_col_int64(st, 0, &id));
+    memcpy(token_text, text, sizeof text);
+    if (token_id != NULL) {
+        *token_id = id;
+    }
+    OT_LOG_INFO("token issued id=%lld principal=%lld expires_at=%lld", (long long)id,
+                (long long)principal_id, (long long)(now + ttl));
+out:
+    db_reset(st);
+    db_release(c);
+    ot_mem_wipe(raw, sizeof raw);
+    ot_mem_wipe(text, sizeof text);
+    return err;
+}
+
+ot_err authstore_verify(struct authstore *as, const char *token_text,
+                        struct authstore_principal *out)
+{
+    uint8_t hash[AUTHSTORE_HASH_LEN];
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    const uint8_t *stored = NULL;
+    size_t stored_len = 0;
+    int64_t tid = 0;
+    int64_t expires_at = 0;
+    int64_t revoked_at = 0;
+    int64_t last_used = 0;
+    int64_t now = auth_now();
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (as == NULL || out == NULL) {
+        return OT_E_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    if (!auth_token_well_formed(token_text)) {
+        OT_LOG_DEBUG("token rejected: malformed");
+        return OT_E_AUTH;
+    }
+    OT_TRY(auth_hash(token_text, hash));
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "SELECT t.id, t.token_hash, t.expires_at, t.revoked_at, t.last_used_at,"
+                      " p.id, p.kind, p.name, p.created_at, p.disabled"
+                      " FROM auth_tokens t JOIN auth_principals p ON p.id = t.principal_id"
+                      " WHERE t.token_hash = $1",
+                      &st));
+    OT_TRY(db_bind_blob(st, 1, hash, sizeof hash));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_LOG_DEBUG("token rejected: unknown");
+        OT_FAIL(OT_E_AUTH);
+    }
+    OT_TRY(db_col_int64(st, 0, &tid));
+    OT_TRY(db_col_blob(st, 1, &stored, &stored_len));
+    OT_TRY(db_col_int64(st, 2, &expires_at));
+    OT_TRY(db_col_int64(st, 3, &revoked_at));
+    OT_TRY(db_col_int64(st, 4, &last_used));
+    OT_TRY(auth_read_principal(st, 5, out));
+    if (stored_len != sizeof hash || !ot_mem_equal_ct(stored, hash, sizeof hash)) {
+        OT_LOG_DEBUG("token rejected: hash mismatch id=%lld", (long long)tid);
+        OT_FAIL(OT_E_AUTH);
+    }
+    if (revoked_at != 0) {
+        OT_LOG_DEBUG("token rejected: revoked id=%lld", (long long)tid);
+        OT_FAIL(OT_E_AUTH);
+    }
+    if (expires_at <= now) {
+        OT_LOG_DEBUG("token rejected: expired id=%lld", (long long)tid);
+        OT_FAIL(OT_E_AUTH);
+    }
+    if (out->disabled) {
+        OT_LOG_DEBUG("token rejected: principal %lld disabled", (long long)out->id);
+        OT_FAIL(OT_E_AUTH);
+    }
+    db_reset(st);
+    st = NULL;
+    if (now - last_used >= AUTHSTORE_TOUCH_S) {
+        /* Best effort: a busy database must not fail the request. The
+         * condition keeps concurrent requests from writing it twice. */
+        ot_err terr = db_prepare(c,
+                                 "UPDATE auth_tokens SET last_used_at = $1 WHERE id = $2 AND"
+                                 " last_used_at < $3",
+                                 &st);
+
+        if (terr == OT_OK) {
+            terr = db_bind_int64(st, 1, now);
+        }
+        if (terr == OT_OK) {
+            terr = db_bind_int64(st, 2, tid);
+        }
+        if (terr == OT_OK) {
+            terr = db_bind_int64(st, 3, now - AUTHSTORE_TOUCH_S + 1);
+        }
+        if (terr == OT_OK) {
+            terr = db_step(st, &row);
+        }
+        if (terr != OT_OK) {
+            OT_LOG_DEBUG("token last_used not updated id=%lld: %s", (long long)tid,
+                         ot_strerror(terr));
+        }
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    ot_mem_wipe(hash, sizeof hash);
+    if (err != OT_OK) {
+        memset(out, 0, sizeof *out);
+    }
+    return err;
+}
+
+ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principal_id)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t owner = 0;
+    int64_t revoked_at = 0;
+    ot_err err = OT_OK;
+
+    if (as == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c, "SELECT principal_id, revoked_at FROM auth_tokens WHERE id = $1", &st));
+    OT_TRY(db_bind_int64(st, 1, token_id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    OT_TRY(db_col_int64(st, 0, &owner));
+    OT_TRY(db_col_int64(st, 1, &revoked_at));
+    db_reset(st);
+    st = NULL;
+    if (principal_id != 0 && owner != principal_id) {
+        OT_FAIL(OT_E_NOT_FOUND); /* someone else's token: do not reveal it exists */
+    }
+    if (revoked_at != 0) {
+        goto out;
+    }
+    OT_TRY(db_prepare(c, "UPDATE auth_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, auth_now()));
+    OT_TRY(db_bind_int64(st, 2, token_id));
+    OT_TRY(db_step(st, &row));
+    OT_LOG_INFO("token revoked id=%lld", (long long)token_id);
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err authstore_revoke_all(struct authstore *as, int64_t principal_id, size_t *n)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (n != NULL) {
+        *n = 0;
+    }
+    if (as == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "UPDATE auth_tokens SET revoked_at = $1 WHERE principal_id = $2 AND"
+                      " revoked_at = 0",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, auth_now()));
+    OT_TRY(db_bind_int64(st, 2, principal_id));
+    OT_TRY(db_step(st, &row));
+    if (n != NULL) {
+        *n = (size_t)db_changes(st);
+    }
+    OT_LOG_INFO("tokens revoked principal=%lld count=%lld", (long long)principal_id,
+                (long long)db_changes(st));
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err authstore_list_tokens(struct authstore *as, int64_t principal_id, size_t max,
+                             struct authstore_token_info **out, size_t *n)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    struct authstore_token_info *v = NULL;
+    size_t cnt = 0;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (n != NULL) {
+        *n = 0;
+    }
+    if (as == NULL || out == NULL || n == NULL) {
+        return OT_E_ARG;
+    }
+    if (max == 0 || max > AUTHSTORE_LIST_MAX) {
+        max = AUTHSTORE_LIST_MAX;
+    }
+    v = calloc(max, sizeof *v);
+    if (v == NULL) {
+        return OT_E_NOMEM;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    if (principal_id != 0) {
+        OT_TRY(db_prepare(c,
+                          "SELECT id, principal_id, label, hint, created_at, expires_at,"
+                          " revoked_at, last_used_at FROM auth_tokens WHERE principal_id = $1"
+                          " ORDER BY id DESC LIMIT $2",
+                          &st));
+        OT_TRY(db_bind_int64(st, 1, principal_id));
+        OT_TRY(db_bind_int64(st, 2, (int64_t)max));
+    } else {
+        OT_TRY(db_prepare(c,
+                          "SELECT id, principal_id, label, hint, created_at, expires_at,"
+                          " revoked_at, last_used_at FROM auth_tokens"
+                          " ORDER BY id DESC LIMIT $1",
+                          &st));
+        OT_TRY(db_bind_int64(st, 1, (int64_t)max));
+    }
+    for (;;) {
+        struct authstore_token_info *t = &v[cnt];
+        size_t len = 0;
+
+        OT_TRY(db_step(st, &row));
+        if (!row || cnt == max) {
+            break;
+        }
+        OT_TRY(db_col_int64(st, 0, &t->id));
+        OT_TRY(db_col_int64(st, 1, &t->principal_id));
+        len = sizeof t->label;
+        OT_TRY(db_col_text_copy(st, 2, t->label, &len));
+        len = sizeof t->prefix;
+        OT_TRY(db_col_text_copy(st, 3, t->prefix, &len));
+        OT_TRY(db_col_int64(st, 4, &t->created_at));
+        OT_TRY(db_col_int64(st, 5, &t->expires_at));
+        OT_TRY(db_col_int64(st, 6, &t->revoked_at));
+        OT_TRY(db_col_int64(st, 7, &t->last_used_at));
+        cnt++;
+    }
+    if (cnt > 0) {
+        *out = v;
+        v = NULL;
+    }
+    *n = cnt;
+out:
+    db_reset(st);
+    db_release(c);
+    free(v);
+    return err;
+}
+
+ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const char *cert_id)
+{
+    struct authstore_principal p;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t bound = 0;
+    ot_err err = OT_OK;
+
+    if (as == NULL || cert_id == NULL || cert_id[0] == '\0'
+        || strlen(cert_id) > AUTHSTORE_CERT_ID_MAX) {
+        return OT_E_ARG;
+    }
+    OT_TRY(authstore_get_principal(as, principal_id, &p));
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "INSERT INTO auth_certs (cert_id, principal_id, created_at)"
+                      " VALUES ($1, $2, $3) ON CONFLICT (cert_id) DO NOTHING",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, cert_id));
+    OT_TRY(db_bind_int64(st, 2, principal_id));
+    OT_TRY(db_bind_int64(st, 3, auth_now()));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) == 1) {
+        OT_LOG_INFO("certificate bound principal=%lld", (long long)principal_id);
+        goto out;
+    }
+    db_reset(st);
+    st = NULL;
+    OT_TRY(db_prepare(c, "SELECT principal_id FROM auth_certs WHERE cert_id = $1", &st));
+    OT_TRY(db_bind_text(st, 1, cert_id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_CONFLICT); /* removed meanwhile: let the caller retry */
+    }
+    OT_TRY(db_col_int64(st, 0, &bound));
+    if (bound != principal_id) {
+        OT_FAIL(OT_E_CONFLICT);
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err authstore_unbind_cert(struct authstore *as, const char *cert_id)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (as == NULL || cert_id == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c, "DELETE FROM auth_certs WHERE cert_id = $1", &st));
+    OT_TRY(db_bind_text(st, 1, cert_id));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) == 0) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err authstore_verify_cert(struct authstore *as, const char *cert_id,
+                             struct authstore_principal *out)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (as == NULL || out == NULL) {
+        return OT_E_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    if (cert_id == NULL || cert_id[0] == '\0' || strlen(cert_id) > AUTHSTORE_CERT_ID_MAX) {
+        return OT_E_AUTH;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "SELECT p.id, p.kind, p.name, p.created_at, p.disabled FROM auth_certs c"
+                      " JOIN auth_principals p ON p.id = c.principal_id WHERE c.cert_id = $1",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, cert_id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_LOG_DEBUG("certificate rejected: not bound");
+        OT_FAIL(OT_E_AUTH);
+    }
+    OT_TRY(auth_read_principal(st, 0, out));
+    if (out->disabled) {
+        OT_LOG_DEBUG("certificate rejected: principal %lld disabled", (long long)out->id);
+        OT_FAIL(OT_E_AUTH);
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    if (err != OT_OK) {
+        memset(out, 0, sizeof *out);
+    }
+    return err;
+}
+
+ot_err authstore_bootstrap_operator(struct authstore *as, const char *name, int64_t ttl,
+                                    char *token_text, size_t token_cap, int64_t *principal_id)
+{
+    struct authstore_principal p;
+    int64_t id = 0;
+    ot_err err = OT_OK;
+
+    if (as == NULL) {
+        return OT_E_ARG;
+    }
+    if (ttl == 0) {
+        ttl = AUTHSTORE_BOOTSTRAP_TTL;
+    }
+    err = authstore_find_principal(as, AUTHSTORE_OPERATOR, name, &p);
+    if (err == OT_E_NOT_FOUND) {
+        err = authstore_create_principal(as, AUTHSTORE_OPERATOR, name, &id);
+        if (err == OT_E_CONFLICT) {
+            /* created concurrently by another process: use that one */
+            err = authstore_find_principal(as, AUTHSTORE_OPERATOR, name, &p);
+            id = p.id;
+        }
+    } else if (err == OT_OK) {
+        if (p.disabled) {
+            OT_FAIL(OT_E_STATE);
+        }
+        id = p.id;
+    }
+    OT_TRY(err);
+    OT_TRY(authstore_issue_token(as, id, ttl, "bootstrap", token_text, token_cap, NULL));
+    if (principal_id != NULL) {
+        *principal_id = id;
+    }
+out:
+    return err;
+}
