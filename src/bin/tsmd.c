@@ -1,0 +1,836 @@
+/* tsmd: the service host. Hosts the services named in its config (in this
+ * issue: tsm) behind one HTTP server, on SQLite or PostgreSQL.
+ *
+ *   tsmd [--config FILE] [--set section.key=value ...]
+ *   tsmd --check-config | --print-config | --print-config-doc | --print-routes
+ *   tsmd --bootstrap-operator NAME
+ *
+ * Thin: the server is src/net, storage src/db, the services src/tsm; this
+ * file reads the option table, wires the callbacks and owns the signals.
+ * Exit codes: 0 done (also after SIGTERM/SIGINT), 1 runtime failure, 2 bad
+ * usage or configuration.
+ */
+#define OT_LOG_COMPONENT "bin.tsmd"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "db/audit.h"
+#include "db/authstore.h"
+#include "db/db.h"
+#include "db/idem.h"
+#include "db/keystore.h"
+#include "net/config.h"
+#include "net/http.h"
+#include "tsm/tsm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef OT_VERSION
+#    define OT_VERSION "0.0.0"
+#endif
+
+#define TSMD_EXIT_OK    0
+#define TSMD_EXIT_FAIL  1
+#define TSMD_EXIT_USAGE 2
+#define TSMD_GRACE_MS   15000u
+#define TSMD_DEV_KEK    "./var/tsmd.kek"
+#define TSMD_MAX_SETS   64
+
+static const struct cfg_opt tsmd_opts[] = {
+    {"http.listen",
+     CFG_STR,
+     {.s = "127.0.0.1:8443"},
+     0,
+     255,
+     CFG_IMMUTABLE,
+     "Address and port to listen on: HOST:PORT or [IPv6]:PORT (port 0: any free port)."},
+    {"http.threads", CFG_INT, {.i = 4}, 1, 256, CFG_IMMUTABLE, "Worker threads."},
+    {"http.max_body",
+     CFG_INT,
+     {.i = 4194304},
+     1024,
+     67108864,
+     0,
+     "Largest request body in bytes (413 above); bounds one import chunk."},
+    {"http.timeout_s", CFG_INT, {.i = 30}, 1, 3600, 0, "Idle connection and request timeout."},
+    {"http.max_conns", CFG_INT, {.i = 1024}, 1, 65536, CFG_IMMUTABLE, "Concurrent connections."},
+    {"tls.cert",
+     CFG_STR,
+     {.s = ""},
+     0,
+     4096,
+     CFG_IMMUTABLE | CFG_PATH,
+     "PEM server certificate chain; empty: plain HTTP (development only)."},
+    {"tls.key",
+     CFG_STR,
+     {.s = ""},
+     0,
+     4096,
+     CFG_IMMUTABLE | CFG_PATH,
+     "PEM private key of tls.cert."},
+    {"tls.client_ca",
+     CFG_STR,
+     {.s = ""},
+     0,
+     4096,
+     CFG_IMMUTABLE | CFG_PATH,
+     "PEM CA of client certificates: enables mutual TLS for service providers."},
+    {"db.url",
+     CFG_STR,
+     {.s = "sqlite:./var/tsmd.db"},
+     0,
+     1024,
+     CFG_IMMUTABLE | CFG_SENSITIVE,
+     "Storage: sqlite:PATH or postgresql://... (the ./var directory is created)."},
+    {"db.pool", CFG_INT, {.i = 8}, 1, 256, CFG_IMMUTABLE, "Database connections."},
+    {"db.busy_timeout_ms",
+     CFG_INT,
+     {.i = 5000},
+     1,
+     600000,
+     0,
+     "How long a write waits for a lock (SQLite busy timeout, PostgreSQL lock_timeout)."},
+    {"db.sync_full",
+     CFG_BOOL,
+     {.b = false},
+     0,
+     0,
+     0,
+     "SQLite: fsync every commit (survives power loss, not only process death)."},
+    {"services.enabled",
+     CFG_STR,
+     {.s = "tsm"},
+     0,
+     255,
+     CFG_IMMUTABLE,
+     "Comma-separated services to host; known: tsm."},
+    {"keystore.backend",
+     CFG_STR,
+     {.s = "file"},
+     0,
+     16,
+     CFG_IMMUTABLE,
+     "Key store back end: file (AES-256-GCM under a KEK) or pkcs11."},
+    {"keystore.kek_file",
+     CFG_STR,
+     {.s = ""},
+     0,
+     4096,
+     CFG_IMMUTABLE | CFG_PATH,
+     "KEK file (32 bytes or 64 hex digits); empty: env OPENTSM_KEK, else a development KEK "
+     "generated in ./var/tsmd.kek."},
+    {"keystore.pkcs11_module",
+     CFG_STR,
+     {.s = KEYSTORE_PKCS11_DEFAULT_MODULE},
+     0,
+     4096,
+     CFG_IMMUTABLE | CFG_PATH,
+     "PKCS#11 module."},
+    {"keystore.pkcs11_token", CFG_STR, {.s = ""}, 0, 64, CFG_IMMUTABLE, "PKCS#11 token label."},
+    {"keystore.pkcs11_pin",
+     CFG_STR,
+     {.s = ""},
+     0,
+     256,
+     CFG_IMMUTABLE | CFG_SENSITIVE,
+     "PKCS#11 user PIN."},
+    {"keystore.pkcs11_key_label",
+     CFG_STR,
+     {.s = "opentsm-kek"},
+     0,
+     64,
+     CFG_IMMUTABLE,
+     "Label of the AES key on the token."},
+    {"keystore.pkcs11_create_key",
+     CFG_BOOL,
+     {.b = false},
+     0,
+     0,
+     CFG_IMMUTABLE,
+     "Generate the AES key on the token if the label is missing."},
+    {"ratelimit.per_s",
+     CFG_INT,
+     {.i = 200},
+     0,
+     1000000,
+     0,
+     "Requests per second per principal (token bucket refill); 0: no limit."},
+    {"ratelimit.burst", CFG_INT, {.i = 400}, 0, 1000000, 0, "Token bucket size; 0: per_s."},
+    {"auth.fail_max",
+     CFG_INT,
+     {.i = 10},
+     1,
+     100000,
+     0,
+     "Failed authentications per client address per window before 429."},
+    {"auth.fail_window_s", CFG_INT, {.i = 60}, 1, 86400, 0, "Window of auth.fail_max."},
+    {"audit.reads",
+     CFG_BOOL,
+     {.b = false},
+     0,
+     0,
+     0,
+     "Also audit successful reads (state changes and every denial are always audited)."},
+    {"tsm.import_batch", CFG_INT, {.i = 500}, 1, 2000, 0, "SE import rows per transaction."},
+    {"log.level", CFG_STR, {.s = "info"}, 0, 8, 0, "error, warn, info, debug or trace."},
+    {"log.format", CFG_STR, {.s = "text"}, 0, 8, 0, "text or json (one object per line)."},
+};
+
+#define TSMD_NOPTS (sizeof(tsmd_opts) / sizeof(tsmd_opts[0]))
+
+static const char tsmd_usage[] =
+    "usage: tsmd [options]\n"
+    "\n"
+    "  --config FILE               INI configuration (docs/CONFIG.md)\n"
+    "  --set SECTION.KEY=VALUE     override one setting (repeatable)\n"
+    "  --check-config              validate the configuration and exit\n"
+    "  --print-config              print the effective configuration, secrets masked\n"
+    "  --print-config-doc          print docs/CONFIG.md (generated from the option table)\n"
+    "  --print-routes              print METHOD PATH of every route and exit\n"
+    "  --bootstrap-operator NAME   create operator NAME if needed, print a new token once\n"
+    "  --help, --version\n"
+    "\n"
+    "Precedence: defaults < --config file < OPENTSM_<SECTION>_<KEY> environment < --set.\n"
+    "Runs until SIGTERM or SIGINT, then finishes in-flight requests and exits 0.\n"
+    "\n"
+    "exit status: 0 done, 1 runtime failure, 2 bad usage or configuration\n";
+
+/* Everything the callbacks need; lives in main's frame. */
+struct tsmd {
+    struct cfg *cfg;
+    struct db *db;
+    struct authstore *auth;
+    struct keystore *ks;
+    struct tsm *tsm;
+    struct net_server *srv;
+    bool audit_reads;
+};
+
+/* ---- net callbacks ------------------------------------------------------ */
+
+static ot_err tsmd_authenticate(void *ctx, const char *bearer, const char *cert_subject,
+                                struct net_principal *out)
+{
+    struct tsmd *d = ctx;
+    struct authstore_principal p;
+    ot_err err;
+
+    if (bearer != NULL) {
+        err = authstore_verify(d->auth, bearer, &p);
+    } else if (cert_subject != NULL) {
+        err = authstore_verify_cert(d->auth, cert_subject, &p);
+    } else {
+        return OT_E_AUTH;
+    }
+    if (err != OT_OK) {
+        return err == OT_E_AUTH ? OT_E_AUTH : err;
+    }
+    out->kind = (unsigned)p.kind;
+    out->id = p.id;
+    snprintf(out->name, sizeof(out->name), "%s", p.name);
+    return OT_OK;
+}
+
+static ot_err tsmd_idem_get(void *ctx, const struct net_principal *p, const char *key,
+                            uint8_t req_hash[32], int *status, char **body, size_t *body_len)
+{
+    struct tsmd *d = ctx;
+    struct idem_rec rec;
+    ot_err err;
+
+    memset(&rec, 0, sizeof(rec));
+    err = idem_get(d->db, p->id, key, &rec);
+    if (err != OT_OK) {
+        return err;
+    }
+    memcpy(req_hash, rec.request_hash, IDEM_HASH_LEN);
+    *status = rec.status;
+    *body = rec.body;
+    *body_len = rec.body_len;
+    rec.body = NULL;
+    idem_rec_clear(&rec);
+    return OT_OK;
+}
+
+static ot_err tsmd_idem_put(void *ctx, const struct net_principal *p, const char *key,
+                            const uint8_t req_hash[32], int status, const char *body,
+                            size_t body_len)
+{
+    struct tsmd *d = ctx;
+    ot_err err;
+
+    if (body_len > IDEM_BODY_MAX) {
+        OT_LOG_WARN("answer of %zu bytes too large to keep for replays", body_len);
+        return OT_OK;
+    }
+    err = idem_put(d->db, p->id, key, req_hash, status, NULL, body, body_len, NULL);
+    return err == OT_E_CONFLICT ? OT_OK : err;
+}
+
+/* Every state change and every refusal goes to the hash-chained log;
+ * successful reads only with audit.reads (they are the hot path). */
+static void tsmd_audit(void *ctx, const struct net_audit_event *ev)
+{
+    struct tsmd *d = ctx;
+    struct audit_entry e;
+    ot_err err;
+    bool read = strcmp(ev->method, "GET") == 0 || strcmp(ev->method, "HEAD") == 0;
+
+    if (read && ev->status < 400 && !d->audit_reads) {
+        return;
+    }
+    memset(&e, 0, sizeof(e));
+    if (ev->principal != NULL) {
+        e.principal_kind = ev->principal->kind;
+        e.principal_id = ev->principal->id;
+        snprintf(e.principal_name, sizeof(e.principal_name), "%s", ev->principal->name);
+    }
+    snprintf(e.action, sizeof(e.action), "%s %s", ev->method, ev->route);
+    snprintf(e.resource, sizeof(e.resource), "%s", ev->path);
+    snprintf(e.outcome, sizeof(e.outcome), "%d%s%s", ev->status, ev->error_code ? " " : "",
+             ev->error_code ? ev->error_code : "");
+    snprintf(e.request_id, sizeof(e.request_id), "%s", ev->request_id);
+    err = audit_append(d->db, &e);
+    if (err != OT_OK) {
+        OT_LOG_ERROR("req=%s audit append failed: %s", ev->request_id, ot_strerror(err));
+    }
+}
+
+/* One round trip to the database: readiness and the db time gauge. */
+static ot_err tsmd_db_ping(struct db *db)
+{
+    ot_err err = OT_OK;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+
+    OT_TRY(db_acquire(db, &c));
+    OT_TRY(db_prepare(c, "SELECT 1", &st));
+    OT_TRY(db_step(st, &row));
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+static bool tsmd_ready(void *ctx)
+{
+    struct tsmd *d = ctx;
+
+    return tsmd_db_ping(d->db) == OT_OK;
+}
+
+static double tsmd_metric_db_time(void *ctx)
+{
+    struct tsmd *d = ctx;
+    struct timespec a;
+    struct timespec b;
+
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    if (tsmd_db_ping(d->db) != OT_OK) {
+        return -1.0;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+static double tsmd_metric_zero(void *ctx)
+{
+    (void)ctx;
+    return 0.0; /* no job queue nor device channels in this issue */
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* "HOST:PORT" or "[V6]:PORT" into host (capacity cap) and port. */
+static bool tsmd_parse_listen(const char *s, char *host, size_t cap, uint16_t *port)
+{
+    const char *colon;
+    size_t hl;
+    char *end = NULL;
+    long p;
+
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (rb == NULL || rb[1] != ':') {
+            return false;
+        }
+        hl = (size_t)(rb - s - 1);
+        colon = rb + 1;
+        s++;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            return false;
+        }
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= cap) {
+        return false;
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    errno = 0;
+    p = strtol(colon + 1, &end, 10);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || p < 0 || p > 65535) {
+        return false;
+    }
+    *port = (uint16_t)p;
+    return true;
+}
+
+/* Checks the values the option table cannot (enums, pairs, lists). */
+static bool tsmd_check(const struct cfg *c, char *why, size_t cap)
+{
+    char host[256];
+    uint16_t port = 0;
+    enum ot_log_level lvl;
+    enum keystore_backend kb;
+    const char *svc = cfg_str(c, "services.enabled");
+    const char *p = svc;
+
+    if (!tsmd_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port)) {
+        snprintf(why, cap, "http.listen: expected HOST:PORT");
+        return false;
+    }
+    if ((cfg_str(c, "tls.cert")[0] == '\0') != (cfg_str(c, "tls.key")[0] == '\0')) {
+        snprintf(why, cap, "tls.cert and tls.key go together");
+        return false;
+    }
+    if (cfg_str(c, "tls.client_ca")[0] != '\0' && cfg_str(c, "tls.cert")[0] == '\0') {
+        snprintf(why, cap, "tls.client_ca needs tls.cert and tls.key");
+        return false;
+    }
+    if (ot_log_level_parse(cfg_str(c, "log.level"), &lvl) != OT_OK) {
+        snprintf(why, cap, "log.level: expected error, warn, info, debug or trace");
+        return false;
+    }
+    if (strcmp(cfg_str(c, "log.format"), "text") != 0
+        && strcmp(cfg_str(c, "log.format"), "json") != 0) {
+        snprintf(why, cap, "log.format: expected text or json");
+        return false;
+    }
+    if (keystore_backend_parse(cfg_str(c, "keystore.backend"), &kb) != OT_OK) {
+        snprintf(why, cap, "keystore.backend: expected file or pkcs11");
+        return false;
+    }
+    if (kb == KEYSTORE_PKCS11 && cfg_str(c, "keystore.pkcs11_token")[0] == '\0') {
+        snprintf(why, cap, "keystore.pkcs11_token is required with keystore.backend = pkcs11");
+        return false;
+    }
+    /* Services: a comma-separated list of known names. */
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        if (!(n == 3 && strncmp(p, "tsm", 3) == 0)) {
+            snprintf(why, cap, "services.enabled: unknown service \"%.*s\" (known: tsm)", (int)n,
+                     p);
+            return false;
+        }
+        p += n;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    if (strstr(svc, "tsm") == NULL) {
+        snprintf(why, cap, "services.enabled: no service to run");
+        return false;
+    }
+    return true;
+}
+
+/* Loads defaults < file < env < --set into *out; prints the reason and
+ * returns false on any error. */
+static bool tsmd_load(const char *file, const char *const *sets, size_t nsets, struct cfg **out)
+{
+    struct cfg *c = NULL;
+    char why[CFG_ERR_MAX];
+    size_t i;
+
+    *out = NULL;
+    if (cfg_new(tsmd_opts, TSMD_NOPTS, &c) != OT_OK) {
+        fprintf(stderr, "tsmd: bad option table\n");
+        return false;
+    }
+    why[0] = '\0';
+    if (file != NULL && cfg_load_file(c, file, why, sizeof(why)) != OT_OK) {
+        fprintf(stderr, "tsmd: %s: %s\n", file, why[0] ? why : "cannot read");
+        goto fail;
+    }
+    if (cfg_load_env(c, why, sizeof(why)) != OT_OK) {
+        fprintf(stderr, "tsmd: environment: %s\n", why);
+        goto fail;
+    }
+    for (i = 0; i < nsets; i++) {
+        if (cfg_set_arg(c, sets[i], why, sizeof(why)) != OT_OK) {
+            fprintf(stderr, "tsmd: --set %s: %s\n", sets[i], why);
+            goto fail;
+        }
+    }
+    if (!tsmd_check(c, why, sizeof(why))) {
+        fprintf(stderr, "tsmd: %s\n", why);
+        goto fail;
+    }
+    *out = c;
+    return true;
+fail:
+    cfg_free(c);
+    return false;
+}
+
+/* mkdir -p of the directory part of an sqlite: URL's path. */
+static void tsmd_prepare_dir(const char *path)
+{
+    char dir[1024];
+    char *slash;
+    size_t i;
+
+    if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+        return;
+    }
+    slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir) {
+        return;
+    }
+    *slash = '\0';
+    for (i = 1; dir[i] != '\0'; i++) {
+        if (dir[i] == '/') {
+            dir[i] = '\0';
+            (void)mkdir(dir, 0700);
+            dir[i] = '/';
+        }
+    }
+    (void)mkdir(dir, 0700);
+}
+
+/* Development KEK: created once with 32 random bytes, mode 0600. */
+static ot_err tsmd_dev_kek(void)
+{
+    uint8_t k[32];
+    int fd;
+    int rnd;
+    ssize_t got;
+    ot_err err = OT_OK;
+
+    if (access(TSMD_DEV_KEK, R_OK) == 0) {
+        return OT_OK;
+    }
+    tsmd_prepare_dir(TSMD_DEV_KEK);
+    rnd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (rnd < 0) {
+        return OT_E_IO;
+    }
+    got = read(rnd, k, sizeof(k));
+    close(rnd);
+    if (got != (ssize_t)sizeof(k)) {
+        return OT_E_IO;
+    }
+    fd = open(TSMD_DEV_KEK, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, k, sizeof(k)) != (ssize_t)sizeof(k) || fsync(fd) != 0) {
+        err = OT_E_IO;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    ot_mem_wipe(k, sizeof(k));
+    OT_LOG_WARN("generated a development KEK in %s: set keystore.kek_file or OPENTSM_KEK in "
+                "production",
+                TSMD_DEV_KEK);
+    return err;
+}
+
+/* Opens storage and the stores every service shares (all migrations run). */
+static ot_err tsmd_open_stores(struct tsmd *d)
+{
+    ot_err err = OT_OK;
+    const struct cfg *c = d->cfg;
+    const char *url = cfg_str(c, "db.url");
+    struct db_cfg dbc;
+    struct keystore_cfg kc;
+
+    memset(&dbc, 0, sizeof(dbc));
+    dbc.pool_size = (unsigned)cfg_int(c, "db.pool");
+    dbc.busy_timeout_ms = (unsigned)cfg_int(c, "db.busy_timeout_ms");
+    dbc.sync_full = cfg_bool(c, "db.sync_full");
+    if (strncmp(url, "sqlite:", 7) == 0 && strcmp(url, "sqlite::memory:") != 0) {
+        tsmd_prepare_dir(url + 7);
+    }
+    OT_TRY(db_open(url, &dbc, &d->db));
+    OT_TRY(authstore_new(d->db, &d->auth));
+    OT_TRY(audit_migrate(d->db));
+    OT_TRY(idem_migrate(d->db));
+    memset(&kc, 0, sizeof(kc));
+    OT_TRY(keystore_backend_parse(cfg_str(c, "keystore.backend"), &kc.backend));
+    kc.kek_path = cfg_str(c, "keystore.kek_file");
+    if (kc.backend == KEYSTORE_FILE && kc.kek_path[0] == '\0' && getenv(KEYSTORE_KEK_ENV) == NULL) {
+        OT_TRY(tsmd_dev_kek());
+        kc.kek_path = TSMD_DEV_KEK;
+    }
+    kc.pkcs11_module = cfg_str(c, "keystore.pkcs11_module");
+    kc.pkcs11_token_label = cfg_str(c, "keystore.pkcs11_token");
+    kc.pkcs11_pin = cfg_str(c, "keystore.pkcs11_pin");
+    kc.pkcs11_key_label = cfg_str(c, "keystore.pkcs11_key_label");
+    kc.pkcs11_create_key = cfg_bool(c, "keystore.pkcs11_create_key");
+    OT_TRY(keystore_open(d->db, &kc, &d->ks));
+out:
+    return err;
+}
+
+static void tsmd_close(struct tsmd *d)
+{
+    net_server_free(d->srv);
+    tsm_free(d->tsm);
+    keystore_free(d->ks);
+    authstore_free(d->auth);
+    db_close(d->db);
+    cfg_free(d->cfg);
+}
+
+static void tsmd_print_route(void *ctx, const struct net_route *r)
+{
+    (void)ctx;
+    printf("%s %s\n", r->method, r->pattern);
+}
+
+/* The server object with every route of the enabled services (tsm = NULL:
+ * routes only, for --print-routes). */
+static ot_err tsmd_server(struct tsmd *d, bool listen_cfg)
+{
+    ot_err err = OT_OK;
+    const struct cfg *c = d->cfg;
+    struct net_server_cfg sc;
+    char host[256];
+    uint16_t port = 0;
+    size_t n = 0;
+    const struct net_route *routes;
+
+    memset(&sc, 0, sizeof(sc));
+    if (!tsmd_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port)) {
+        return OT_E_ARG;
+    }
+    sc.host = host;
+    sc.port = port;
+    if (listen_cfg && cfg_str(c, "tls.cert")[0] != '\0') {
+        sc.tls_cert = cfg_str(c, "tls.cert");
+        sc.tls_key = cfg_str(c, "tls.key");
+        if (cfg_str(c, "tls.client_ca")[0] != '\0') {
+            sc.client_ca = cfg_str(c, "tls.client_ca");
+        }
+    }
+    sc.threads = (unsigned)cfg_int(c, "http.threads");
+    sc.max_body = (size_t)cfg_int(c, "http.max_body");
+    sc.timeout_s = (unsigned)cfg_int(c, "http.timeout_s");
+    sc.max_conns = (unsigned)cfg_int(c, "http.max_conns");
+    sc.rate_per_s = (double)cfg_int(c, "ratelimit.per_s");
+    sc.rate_burst = (unsigned)cfg_int(c, "ratelimit.burst");
+    sc.auth_fail_max = (unsigned)cfg_int(c, "auth.fail_max");
+    sc.auth_fail_window_s = (unsigned)cfg_int(c, "auth.fail_window_s");
+    sc.ops.authenticate = tsmd_authenticate;
+    sc.ops.idem_get = tsmd_idem_get;
+    sc.ops.idem_put = tsmd_idem_put;
+    sc.ops.audit = tsmd_audit;
+    sc.ops.ready = tsmd_ready;
+    sc.ops_ctx = d;
+    OT_TRY(net_server_new(&sc, &d->srv));
+    routes = tsm_routes(&n);
+    OT_TRY(net_server_add_routes(d->srv, routes, n, d->tsm));
+    if (listen_cfg) {
+        struct net_metrics *m = net_server_metrics(d->srv);
+        OT_TRY(net_metrics_register(m, "tsmd_db_ping_seconds",
+                                    "Time of one database round trip, measured at scrape",
+                                    NET_METRIC_GAUGE, tsmd_metric_db_time, d));
+        OT_TRY(net_metrics_register(m, "tsmd_job_queue_depth", "OTA jobs waiting to run",
+                                    NET_METRIC_GAUGE, tsmd_metric_zero, d));
+        OT_TRY(net_metrics_register(m, "tsmd_device_channels_open", "Open push channels to devices",
+                                    NET_METRIC_GAUGE, tsmd_metric_zero, d));
+    }
+out:
+    return err;
+}
+
+static int tsmd_bootstrap(struct tsmd *d, const char *name)
+{
+    char tok[AUTHSTORE_TOKEN_LEN + 1];
+    int64_t id = 0;
+    struct audit_entry e;
+    ot_err err;
+
+    err = authstore_bootstrap_operator(d->auth, name, 0, tok, sizeof(tok), &id);
+    if (err != OT_OK) {
+        fprintf(stderr, "tsmd: bootstrap of operator \"%s\" failed: %s\n", name, ot_strerror(err));
+        return err == OT_E_FORMAT ? TSMD_EXIT_USAGE : TSMD_EXIT_FAIL;
+    }
+    memset(&e, 0, sizeof(e));
+    e.principal_kind = AUTHSTORE_OPERATOR;
+    e.principal_id = id;
+    snprintf(e.principal_name, sizeof(e.principal_name), "%s", name);
+    snprintf(e.action, sizeof(e.action), "operator.bootstrap");
+    snprintf(e.resource, sizeof(e.resource), "/tsm/v1/principals/%lld", (long long)id);
+    snprintf(e.outcome, sizeof(e.outcome), "ok");
+    snprintf(e.request_id, sizeof(e.request_id), "cli");
+    if (audit_append(d->db, &e) != OT_OK) {
+        fprintf(stderr, "tsmd: warning: the bootstrap could not be audited\n");
+    }
+    printf("%s\n", tok);
+    fflush(stdout);
+    ot_mem_wipe(tok, sizeof(tok));
+    return TSMD_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct tsmd d;
+    const char *file = NULL;
+    const char *sets[TSMD_MAX_SETS];
+    size_t nsets = 0;
+    const char *bootstrap = NULL;
+    bool check = false;
+    bool print = false;
+    bool doc = false;
+    bool routes = false;
+    struct ot_log_cfg lc;
+    sigset_t sigs;
+    int sig = 0;
+    int i;
+    int rc = TSMD_EXIT_FAIL;
+    char why[CFG_ERR_MAX];
+    ot_err err;
+
+    memset(&d, 0, sizeof(d));
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(tsmd_usage, stdout);
+            return TSMD_EXIT_OK;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("tsmd %s (OpenTSM)\n", OT_VERSION);
+            return TSMD_EXIT_OK;
+        } else if (strcmp(a, "--check-config") == 0) {
+            check = true;
+        } else if (strcmp(a, "--print-config") == 0) {
+            print = true;
+        } else if (strcmp(a, "--print-config-doc") == 0) {
+            doc = true;
+        } else if (strcmp(a, "--print-routes") == 0) {
+            routes = true;
+        } else if ((strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0
+                    || strcmp(a, "--bootstrap-operator") == 0)
+                   && v == NULL) {
+            fprintf(stderr, "tsmd: %s needs a value\n\n%s", a, tsmd_usage);
+            return TSMD_EXIT_USAGE;
+        } else if (strcmp(a, "--config") == 0) {
+            file = v;
+            i++;
+        } else if (strcmp(a, "--set") == 0) {
+            if (nsets == TSMD_MAX_SETS) {
+                fprintf(stderr, "tsmd: too many --set\n");
+                return TSMD_EXIT_USAGE;
+            }
+            sets[nsets++] = v;
+            i++;
+        } else if (strcmp(a, "--bootstrap-operator") == 0) {
+            bootstrap = v;
+            i++;
+        } else {
+            fprintf(stderr, "tsmd: unknown option '%s'\n\n%s", a, tsmd_usage);
+            return TSMD_EXIT_USAGE;
+        }
+    }
+    if (doc) {
+        return cfg_markdown(tsmd_opts, TSMD_NOPTS, "tsmd configuration", stdout) == OT_OK
+                   ? TSMD_EXIT_OK
+                   : TSMD_EXIT_FAIL;
+    }
+    if (!tsmd_load(file, sets, nsets, &d.cfg)) {
+        return TSMD_EXIT_USAGE;
+    }
+    memset(&lc, 0, sizeof(lc));
+    (void)ot_log_level_parse(cfg_str(d.cfg, "log.level"), &lc.level);
+    lc.format =
+        strcmp(cfg_str(d.cfg, "log.format"), "json") == 0 ? OT_LOG_FMT_JSON : OT_LOG_FMT_TEXT;
+    ot_log_configure(&lc);
+    d.audit_reads = cfg_bool(d.cfg, "audit.reads");
+    if (check) {
+        printf("tsmd: configuration ok\n");
+        rc = TSMD_EXIT_OK;
+        goto done;
+    }
+    if (print) {
+        rc = cfg_print(d.cfg, stdout) == OT_OK ? TSMD_EXIT_OK : TSMD_EXIT_FAIL;
+        goto done;
+    }
+    if (routes) {
+        err = tsmd_server(&d, false);
+        if (err != OT_OK) {
+            fprintf(stderr, "tsmd: %s\n", ot_strerror(err));
+            goto done;
+        }
+        net_server_foreach_route(d.srv, tsmd_print_route, NULL);
+        rc = TSMD_EXIT_OK;
+        goto done;
+    }
+    err = tsmd_open_stores(&d);
+    if (err != OT_OK) {
+        fprintf(stderr, "tsmd: cannot open storage or key store: %s\n", ot_strerror(err));
+        goto done;
+    }
+    if (bootstrap != NULL) {
+        rc = tsmd_bootstrap(&d, bootstrap);
+        goto done;
+    }
+    {
+        struct tsm_cfg tc;
+        memset(&tc, 0, sizeof(tc));
+        tc.db = d.db;
+        tc.auth = d.auth;
+        tc.ks = d.ks;
+        tc.import_batch = (unsigned)cfg_int(d.cfg, "tsm.import_batch");
+        err = tsm_new(&tc, &d.tsm);
+        if (err != OT_OK) {
+            fprintf(stderr, "tsmd: tsm service: %s\n", ot_strerror(err));
+            goto done;
+        }
+    }
+    /* Block the stop signals in every thread (the server's inherit the mask)
+     * and take them synchronously below. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    err = tsmd_server(&d, true);
+    if (err == OT_OK) {
+        err = net_server_start(d.srv);
+    }
+    if (err != OT_OK) {
+        snprintf(why, sizeof(why), "%s", ot_strerror(err));
+        fprintf(stderr, "tsmd: cannot start the server on %s: %s\n", cfg_str(d.cfg, "http.listen"),
+                why);
+        goto done;
+    }
+    OT_LOG_INFO("listening on port %u (%s), services %s, db %s", net_server_port(d.srv),
+                cfg_str(d.cfg, "tls.cert")[0] ? "https" : "http",
+                cfg_str(d.cfg, "services.enabled"),
+                strncmp(cfg_str(d.cfg, "db.url"), "sqlite:", 7) == 0 ? "sqlite" : "postgresql");
+    printf("tsmd: listening on %s port %u\n", cfg_str(d.cfg, "tls.cert")[0] ? "https" : "http",
+           net_server_port(d.srv));
+    fflush(stdout);
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    OT_LOG_INFO("signal %d: finishing in-flight requests", sig);
+    net_server_stop(d.srv, TSMD_GRACE_MS);
+    OT_LOG_INFO("stopped");
+    rc = TSMD_EXIT_OK;
+done:
+    tsmd_close(&d);
+    return rc;
+}

@@ -1,0 +1,84 @@
+/* The TSM's SE registry in storage: tables secure_elements and
+ * security_domains ("tsm" migration set), bulk insert with conflict
+ * classification, lookups, keyset pagination, SD assignment.
+ *
+ * All functions take a borrowed struct db (thread-safe pool) and acquire
+ * their own connection, except where a struct db_conn is passed (the caller's
+ * transaction). No key material is stored here: the import's key sets go to
+ * the key store (tsm.c).
+ */
+#ifndef OT_TSM_REGISTRY_H
+#define OT_TSM_REGISTRY_H
+
+#include "core/err.h"
+#include "db/db.h"
+#include "tsm/serec.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TSM_AID_MIN     5 /* bytes, ISO 7816-4 */
+#define TSM_AID_MAX     16
+#define TSM_LIST_MAX    1000u
+#define TSM_SD_LIST_MAX 256u
+
+/* Migrations of the "tsm" set (tsm_registry_migrate applies them). */
+extern const struct db_migration tsm_registry_migrations[];
+extern const size_t tsm_registry_nmigrations;
+
+ot_err tsm_registry_migrate(struct db *db);
+
+/* Outcome of inserting one row. */
+enum tsm_ins {
+    TSM_INS_NEW,      /* inserted */
+    TSM_INS_SAME,     /* the same SE is registered already (idempotent re-import) */
+    TSM_INS_CONFLICT, /* the CIN is registered with other data */
+    TSM_INS_MSISDN,   /* the MSISDN belongs to another SE */
+    TSM_INS_IMSI,     /* the IMSI belongs to another SE */
+};
+
+/* Inserts se inside the caller's open transaction on c (stamping
+ * created_at = now). Never fails on a duplicate: classifies it in *res.
+ * se->id is set for NEW and SAME. Errors: storage only. */
+ot_err tsm_registry_insert(struct db_conn *c, struct tsm_se *se, enum tsm_ins *res);
+
+enum tsm_by {
+    TSM_BY_CIN,
+    TSM_BY_MSISDN,
+    TSM_BY_IMSI,
+};
+/* Looks one SE up by a normalised key. OT_E_NOT_FOUND if none. */
+ot_err tsm_registry_get(struct db *db, enum tsm_by by, const char *key, struct tsm_se *out);
+
+/* Keyset page of SEs with id > after_id, optional filters (NULL: any), at
+ * most limit (1..TSM_LIST_MAX) rows into out (capacity limit). *more tells
+ * whether rows follow. */
+ot_err tsm_registry_list(struct db *db, int64_t after_id, const char *mno, const char *se_type,
+                         unsigned limit, struct tsm_se *out, size_t *n, bool *more);
+
+/* A security domain on an SE. */
+struct tsm_sd {
+    int64_t id;
+    int64_t se_id;
+    char aid[TSM_AID_MAX * 2 + 1]; /* upper-case hex */
+    int64_t owner_sp;              /* principal id of the owning service provider */
+    char privileges[7];            /* 3 bytes GP privileges (GPCS 11.1.2), hex */
+    char lcs[16];                  /* INSTALLED, SELECTABLE, PERSONALIZED, LOCKED */
+    int64_t created_at;
+};
+
+/* The SDs of se_id, owned by owner_sp (0: every owner), ordered by AID, at
+ * most cap into out. */
+ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, struct tsm_sd *out,
+                            size_t cap, size_t *n);
+/* One SD by AID. OT_E_NOT_FOUND if none (whoever owns it: the caller's
+ * authorisation check decides what to say). */
+ot_err tsm_registry_sd_get(struct db_conn *c, int64_t se_id, const char *aid, struct tsm_sd *out);
+/* Assigns sd (se_id, aid, owner_sp, privileges, lcs) inside the caller's
+ * transaction. *created: true when new; false when the same assignment
+ * exists (sd is then filled from storage). OT_E_CONFLICT when the AID exists
+ * on that SE with another owner or other attributes. */
+ot_err tsm_registry_sd_assign(struct db_conn *c, struct tsm_sd *sd, bool *created);
+
+#endif
