@@ -69,6 +69,11 @@ ot_err audit_append_tx(struct db_conn *conn, struct audit_entry *e);
  * reordered rows name the first row out of place. *bad_seq = 0 when OT_OK. */
 ot_err audit_verify(struct db *db, int64_t *bad_seq, int64_t *checked);
 
+/* The chain's head: the last seq (0: empty log) and its hash (all zero when
+ * empty). Publish it elsewhere (a ticket, a log line) to anchor the chain: a
+ * hash chain alone cannot detect a rewrite of every row and the head. */
+ot_err audit_head(struct db *db, int64_t *seq, uint8_t hash[AUDIT_HASH_LEN]);
+
 /* Query for audit_list; zero-initialise and set what you need. */
 struct audit_query {
     int64_t after_seq;      /* cursor: rows with seq > after_seq (0: from the start) */

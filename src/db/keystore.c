@@ -1,0 +1,287 @@
+/* Key store front end: argument checks, the AAD binding each blob to its
+ * (owner, name, version), and the keystore_keys table shared by every back
+ * end (ks_file.c, ks_pkcs11.c).
+ */
+#include "db/keystore.h"
+
+#define OT_LOG_COMPONENT "db.keystore"
+#include "core/buf.h"
+#include "core/log.h"
+#include "db/db.h"
+#include "db/keystore_priv.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* owner, name: 4-byte length + text each; version: 4 bytes. */
+#define KS_AAD_MAX (4u + KEYSTORE_OWNER_MAX + 4u + KEYSTORE_NAME_MAX + 4u)
+
+struct keystore {
+    struct db *db;
+    const struct ks_ops *ops;
+    void *impl;
+};
+
+static const struct db_migration ks_migrations[] = {
+    {1,
+     "CREATE TABLE keystore_keys ("
+     " owner TEXT NOT NULL,"
+     " name TEXT NOT NULL,"
+     " version BIGINT NOT NULL,"
+     " backend TEXT NOT NULL,"
+     " kek_id TEXT NOT NULL,"
+     " blob BLOB NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " PRIMARY KEY (owner, name, version))",
+     NULL},
+};
+
+ot_err keystore_backend_parse(const char *s, enum keystore_backend *out)
+{
+    if (s != NULL && strcmp(s, "file") == 0) {
+        *out = KEYSTORE_FILE;
+        return OT_OK;
+    }
+    if (s != NULL && strcmp(s, "pkcs11") == 0) {
+        *out = KEYSTORE_PKCS11;
+        return OT_OK;
+    }
+    return OT_E_FORMAT;
+}
+
+const char *keystore_backend_name(enum keystore_backend b)
+{
+    switch (b) {
+    case KEYSTORE_FILE:
+        return "file";
+    case KEYSTORE_PKCS11:
+        return "pkcs11";
+    }
+    return "?";
+}
+
+ot_err keystore_migrate(struct db *db)
+{
+    return db_migrate(db, "keystore", ks_migrations,
+                      sizeof ks_migrations / sizeof ks_migrations[0]);
+}
+
+ot_err keystore_open(struct db *db, const struct keystore_cfg *cfg, struct keystore **out)
+{
+    struct keystore *ks = NULL;
+    ot_err err = OT_OK;
+
+    if (out == NULL) {
+        return OT_E_ARG;
+    }
+    *out = NULL;
+    if (db == NULL || cfg == NULL) {
+        return OT_E_ARG;
+    }
+    ks = calloc(1, sizeof *ks);
+    if (ks == NULL) {
+        return OT_E_NOMEM;
+    }
+    ks->db = db;
+    switch (cfg->backend) {
+    case KEYSTORE_FILE:
+        OT_TRY(ks_file_new(cfg, &ks->ops, &ks->impl));
+        break;
+    case KEYSTORE_PKCS11:
+        OT_TRY(ks_pkcs11_new(cfg, &ks->ops, &ks->impl));
+        break;
+    default:
+        OT_FAIL(OT_E_UNSUPPORTED);
+    }
+    OT_TRY(keystore_migrate(db));
+    OT_LOG_INFO("key store open backend=%s kek=%s", ks->ops->name, ks->ops->kek_id(ks->impl));
+    *out = ks;
+    ks = NULL;
+out:
+    keystore_free(ks);
+    return err;
+}
+
+void keystore_free(struct keystore *ks)
+{
+    if (ks == NULL) {
+        return;
+    }
+    if (ks->ops != NULL) {
+        ks->ops->close(ks->impl);
+    }
+    free(ks);
+}
+
+static ot_err ks_check_id(const char *owner, const char *name, uint32_t version, bool version0)
+{
+    size_t ol = 0;
+    size_t nl = 0;
+
+    if (owner == NULL || name == NULL) {
+        return OT_E_ARG;
+    }
+    ol = strlen(owner);
+    nl = strlen(name);
+    if (ol == 0 || ol > KEYSTORE_OWNER_MAX || nl == 0 || nl > KEYSTORE_NAME_MAX
+        || version > INT32_MAX || (version == 0 && !version0)) {
+        return OT_E_ARG;
+    }
+    return OT_OK;
+}
+
+/* AAD = len(owner) || owner || len(name) || name || version, 4-byte big-endian
+ * integers: unambiguous, so ("ab", "c") and ("a", "bc") differ. */
+static size_t ks_aad(uint8_t aad[KS_AAD_MAX], const char *owner, const char *name, uint32_t version)
+{
+    size_t ol = strlen(owner);
+    size_t nl = strlen(name);
+    size_t n = 0;
+
+    ot_put_u32be(aad + n, (uint32_t)ol);
+    n += 4;
+    memcpy(aad + n, owner, ol);
+    n += ol;
+    ot_put_u32be(aad + n, (uint32_t)nl);
+    n += 4;
+    memcpy(aad + n, name, nl);
+    n += nl;
+    ot_put_u32be(aad + n, version);
+    n += 4;
+    return n;
+}
+
+ot_err keystore_put(struct keystore *ks, const char *owner, const char *name, uint32_t version,
+                    const uint8_t *key, size_t key_len)
+{
+    uint8_t aad[KS_AAD_MAX];
+    uint8_t blob[KS_BLOB_MAX];
+    size_t aad_len = 0;
+    size_t blob_len = sizeof blob;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (ks == NULL || key == NULL || key_len == 0 || key_len > KEYSTORE_KEY_MAX) {
+        return OT_E_ARG;
+    }
+    OT_TRY(ks_check_id(owner, name, version, false));
+    aad_len = ks_aad(aad, owner, name, version);
+    OT_TRY(ks->ops->seal(ks->impl, aad, aad_len, key, key_len, blob, &blob_len));
+    OT_TRY(db_acquire(ks->db, &c));
+    OT_TRY(db_prepare(c,
+                      "INSERT INTO keystore_keys (owner, name, version, backend, kek_id, blob,"
+                      " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, owner));
+    OT_TRY(db_bind_text(st, 2, name));
+    OT_TRY(db_bind_int64(st, 3, version));
+    OT_TRY(db_bind_text(st, 4, ks->ops->name));
+    OT_TRY(db_bind_text(st, 5, ks->ops->kek_id(ks->impl)));
+    OT_TRY(db_bind_blob(st, 6, blob, blob_len));
+    OT_TRY(db_bind_int64(st, 7, (int64_t)time(NULL)));
+    OT_TRY(db_step(st, &row)); /* OT_E_CONFLICT: that version exists */
+    OT_LOG_DEBUG("stored key owner=%s name=%s version=%u", owner, name, (unsigned)version);
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err keystore_get(struct keystore *ks, const char *owner, const char *name, uint32_t version,
+                    uint8_t *key, size_t *key_len, uint32_t *got_version)
+{
+    uint8_t aad[KS_AAD_MAX];
+    size_t aad_len = 0;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    const uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    const char *kek_id = NULL;
+    int64_t v = 0;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (ks == NULL || key_len == NULL || (key == NULL && *key_len != 0)) {
+        return OT_E_ARG;
+    }
+    OT_TRY(ks_check_id(owner, name, version, true));
+    OT_TRY(db_acquire(ks->db, &c));
+    if (version == 0) {
+        OT_TRY(db_prepare(c,
+                          "SELECT version, blob, kek_id FROM keystore_keys WHERE owner = $1 AND"
+                          " name = $2 ORDER BY version DESC LIMIT 1",
+                          &st));
+    } else {
+        OT_TRY(db_prepare(c,
+                          "SELECT version, blob, kek_id FROM keystore_keys WHERE owner = $1 AND"
+                          " name = $2 AND version = $3",
+                          &st));
+        OT_TRY(db_bind_int64(st, 3, version));
+    }
+    OT_TRY(db_bind_text(st, 1, owner));
+    OT_TRY(db_bind_text(st, 2, name));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    OT_TRY(db_col_int64(st, 0, &v));
+    OT_TRY(db_col_blob(st, 1, &blob, &blob_len));
+    OT_TRY(db_col_text(st, 2, &kek_id));
+    if (v <= 0 || v > INT32_MAX) {
+        OT_FAIL(OT_E_CORRUPT);
+    }
+    aad_len = ks_aad(aad, owner, name, (uint32_t)v);
+    err = ks->ops->open(ks->impl, aad, aad_len, blob, blob_len, key, key_len);
+    if (err == OT_E_CORRUPT) {
+        bool other_kek = kek_id == NULL || strcmp(kek_id, ks->ops->kek_id(ks->impl)) != 0;
+
+        OT_LOG_ERROR("key owner=%s name=%s version=%lld does not open: %s", owner, name,
+                     (long long)v, other_kek ? "sealed under another kek" : "blob tampered");
+    }
+    if (err != OT_OK) {
+        goto out;
+    }
+    if (got_version != NULL) {
+        *got_version = (uint32_t)v;
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+ot_err keystore_delete(struct keystore *ks, const char *owner, const char *name, uint32_t version)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (ks == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(ks_check_id(owner, name, version, true));
+    OT_TRY(db_acquire(ks->db, &c));
+    if (version == 0) {
+        OT_TRY(db_prepare(c, "DELETE FROM keystore_keys WHERE owner = $1 AND name = $2", &st));
+    } else {
+        OT_TRY(db_prepare(c,
+                          "DELETE FROM keystore_keys WHERE owner = $1 AND name = $2 AND"
+                          " version = $3",
+                          &st));
+        OT_TRY(db_bind_int64(st, 3, version));
+    }
+    OT_TRY(db_bind_text(st, 1, owner));
+    OT_TRY(db_bind_text(st, 2, name));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) == 0) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}

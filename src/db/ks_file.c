@@ -1,0 +1,236 @@
+/* Key store back end "file": AES-256-GCM under a KEK held in process memory,
+ * read once from a file (32 raw bytes or 64 hex characters) or from the
+ * environment variable OPENTSM_KEK (64 hex characters).
+ */
+#include "db/keystore_priv.h"
+
+#define OT_LOG_COMPONENT "db.ks_file"
+#include "core/buf.h"
+#include "core/hex.h"
+#include "core/log.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define KS_FILE_KEK_LEN  32u
+#define KS_FILE_READ_MAX 130u /* 64 hex + CR LF, with room to detect longer files */
+
+struct ks_file {
+    uint8_t kek[KS_FILE_KEK_LEN];
+    char kek_id[KS_KEK_ID_MAX + 1];
+};
+
+/* Accepts exactly 32 raw bytes, or 64 hex characters optionally followed by
+ * one line ending. */
+static ot_err ks_file_parse_kek(const uint8_t *p, size_t n, uint8_t kek[KS_FILE_KEK_LEN])
+{
+    size_t len = KS_FILE_KEK_LEN;
+
+    if (n == KS_FILE_KEK_LEN) {
+        memcpy(kek, p, KS_FILE_KEK_LEN);
+        return OT_OK;
+    }
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r')) {
+        n--;
+    }
+    if (n != 2 * KS_FILE_KEK_LEN) {
+        return OT_E_KEY;
+    }
+    if (hex_decode((const char *)p, n, kek, &len) != OT_OK || len != KS_FILE_KEK_LEN) {
+        ot_mem_wipe(kek, KS_FILE_KEK_LEN);
+        return OT_E_KEY;
+    }
+    return OT_OK;
+}
+
+static ot_err ks_file_read_kek(const char *path, uint8_t kek[KS_FILE_KEK_LEN])
+{
+    uint8_t raw[KS_FILE_READ_MAX];
+    size_t n = 0;
+    struct stat st;
+    ot_err err = OT_OK;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL) {
+        OT_LOG_ERROR("cannot open kek file %s", path);
+        return OT_E_KEY;
+    }
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        OT_LOG_WARN("kek file %s is accessible by group or others", path);
+    }
+    n = fread(raw, 1, sizeof raw, f);
+    if (ferror(f)) {
+        OT_FAIL(OT_E_KEY);
+    }
+    err = ks_file_parse_kek(raw, n, kek);
+    if (err != OT_OK) {
+        OT_LOG_ERROR("kek file %s: want 32 raw bytes or 64 hex characters", path);
+    }
+out:
+    ot_mem_wipe(raw, sizeof raw);
+    fclose(f);
+    return err;
+}
+
+static ot_err ks_file_seal(void *impl, const uint8_t *aad, size_t aad_len, const uint8_t *key,
+                           size_t key_len, uint8_t *blob, size_t *blob_len)
+{
+    struct ks_file *kf = impl;
+    EVP_CIPHER_CTX *c = NULL;
+    uint8_t *nonce = blob + 1;
+    uint8_t *ct = blob + 1 + KS_NONCE_LEN;
+    int outl = 0;
+    int fin = 0;
+    ot_err err = OT_OK;
+
+    if (key_len == 0 || key_len > KEYSTORE_KEY_MAX || aad_len > INT32_MAX) {
+        return OT_E_ARG;
+    }
+    if (*blob_len < key_len + KS_BLOB_OVERHEAD) {
+        *blob_len = key_len + KS_BLOB_OVERHEAD;
+        return OT_E_BUF_SMALL;
+    }
+    blob[0] = KS_BLOB_FORMAT;
+    if (RAND_bytes(nonce, KS_NONCE_LEN) != 1) {
+        return OT_E_CRYPTO;
+    }
+    c = EVP_CIPHER_CTX_new();
+    if (c == NULL) {
+        return OT_E_NOMEM;
+    }
+    if (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, (int)KS_NONCE_LEN, NULL) != 1
+        || EVP_EncryptInit_ex(c, NULL, NULL, kf->kek, nonce) != 1
+        || EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aad_len) != 1
+        || EVP_EncryptUpdate(c, ct, &outl, key, (int)key_len) != 1
+        || EVP_EncryptFinal_ex(c, ct + outl, &fin) != 1 || (size_t)(outl + fin) != key_len
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, (int)KS_TAG_LEN, ct + key_len) != 1) {
+        OT_FAIL(OT_E_CRYPTO);
+    }
+    *blob_len = key_len + KS_BLOB_OVERHEAD;
+out:
+    EVP_CIPHER_CTX_free(c);
+    return err;
+}
+
+static ot_err ks_file_open_blob(void *impl, const uint8_t *aad, size_t aad_len, const uint8_t *blob,
+                                size_t blob_len, uint8_t *key, size_t *key_len)
+{
+    struct ks_file *kf = impl;
+    EVP_CIPHER_CTX *c = NULL;
+    size_t ct_len = 0;
+    uint8_t tag[KS_TAG_LEN];
+    int outl = 0;
+    int fin = 0;
+    ot_err err = OT_OK;
+
+    if (blob_len <= KS_BLOB_OVERHEAD || blob_len > KS_BLOB_MAX || blob[0] != KS_BLOB_FORMAT
+        || aad_len > INT32_MAX) {
+        return OT_E_CORRUPT;
+    }
+    ct_len = blob_len - KS_BLOB_OVERHEAD;
+    if (*key_len < ct_len) {
+        *key_len = ct_len;
+        return OT_E_BUF_SMALL;
+    }
+    memcpy(tag, blob + 1 + KS_NONCE_LEN + ct_len, KS_TAG_LEN);
+    c = EVP_CIPHER_CTX_new();
+    if (c == NULL) {
+        return OT_E_NOMEM;
+    }
+    if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, (int)KS_NONCE_LEN, NULL) != 1
+        || EVP_DecryptInit_ex(c, NULL, NULL, kf->kek, blob + 1) != 1
+        || EVP_DecryptUpdate(c, NULL, &outl, aad, (int)aad_len) != 1
+        || EVP_DecryptUpdate(c, key, &outl, blob + 1 + KS_NONCE_LEN, (int)ct_len) != 1
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, (int)KS_TAG_LEN, tag) != 1) {
+        OT_FAIL(OT_E_CRYPTO);
+    }
+    if (EVP_DecryptFinal_ex(c, key + outl, &fin) != 1) {
+        /* Tag mismatch: another KEK, a tampered blob or a blob moved to
+         * another (owner, name, version). The plaintext is not released. */
+        ot_mem_wipe(key, ct_len);
+        OT_FAIL(OT_E_CORRUPT);
+    }
+    *key_len = ct_len;
+out:
+    EVP_CIPHER_CTX_free(c);
+    return err;
+}
+
+static const char *ks_file_kek_id(void *impl)
+{
+    struct ks_file *kf = impl;
+
+    return kf->kek_id;
+}
+
+static void ks_file_close(void *impl)
+{
+    struct ks_file *kf = impl;
+
+    if (kf == NULL) {
+        return;
+    }
+    ot_mem_wipe(kf, sizeof *kf);
+    free(kf);
+}
+
+static const struct ks_ops ks_file_ops = {
+    .name = "file",
+    .seal = ks_file_seal,
+    .open = ks_file_open_blob,
+    .kek_id = ks_file_kek_id,
+    .close = ks_file_close,
+};
+
+ot_err ks_file_new(const struct keystore_cfg *cfg, const struct ks_ops **ops, void **impl)
+{
+    struct ks_file *kf = NULL;
+    uint8_t mac[32];
+    unsigned mac_len = sizeof mac;
+    static const char id_label[] = "opentsm-kek-id";
+    ot_err err = OT_OK;
+
+    *ops = NULL;
+    *impl = NULL;
+    kf = calloc(1, sizeof *kf);
+    if (kf == NULL) {
+        return OT_E_NOMEM;
+    }
+    if (cfg->kek_path != NULL && cfg->kek_path[0] != '\0') {
+        OT_TRY(ks_file_read_kek(cfg->kek_path, kf->kek));
+    } else {
+        const char *env = getenv(KEYSTORE_KEK_ENV);
+
+        if (env == NULL || ks_file_parse_kek((const uint8_t *)env, strlen(env), kf->kek) != OT_OK
+            || strlen(env) == KS_FILE_KEK_LEN) {
+            /* The environment carries text: only the 64-hex form is accepted. */
+            OT_LOG_ERROR("no kek: set keystore.kek_file or %s (64 hex characters)",
+                         KEYSTORE_KEK_ENV);
+            OT_FAIL(OT_E_KEY);
+        }
+    }
+    /* The KEK's identity: HMAC-SHA256(KEK, label), first 8 bytes in hex.
+     * Lets a reader tell "sealed under another KEK" from tampering in logs
+     * without revealing anything usable about the KEK. */
+    if (HMAC(EVP_sha256(), kf->kek, (int)KS_FILE_KEK_LEN, (const uint8_t *)id_label,
+             sizeof id_label - 1, mac, &mac_len)
+        == NULL) {
+        OT_FAIL(OT_E_CRYPTO);
+    }
+    memcpy(kf->kek_id, "file:", 5);
+    OT_TRY(hex_encode(mac, 8, kf->kek_id + 5, sizeof kf->kek_id - 5));
+    *ops = &ks_file_ops;
+    *impl = kf;
+    kf = NULL;
+out:
+    ks_file_close(kf);
+    return err;
+}
