@@ -11,9 +11,12 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Test-only state: which database this run uses. */
@@ -810,6 +813,100 @@ static void test_concurrent_writers(void **state)
     db_close(db);
 }
 
+/* ---- lock waits and crashes ---------------------------------------------- */
+
+static void test_lock_timeout(void **state)
+{
+    struct db_cfg cfg = {.pool_size = 2, .busy_timeout_ms = 200};
+    struct db *db = NULL;
+    struct db_conn *c1 = NULL, *c2 = NULL;
+
+    (void)state;
+    db = open_db(&cfg);
+    exec_ok(db, "DROP TABLE IF EXISTS t_lock");
+    exec_ok(db, "CREATE TABLE t_lock (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)");
+    exec_ok(db, "INSERT INTO t_lock VALUES (1, 0)");
+    assert_int_equal(db_acquire(db, &c1), OT_OK);
+    assert_int_equal(db_acquire(db, &c2), OT_OK);
+    assert_int_equal(db_begin(c1), OT_OK);
+    assert_int_equal(db_exec(c1, "UPDATE t_lock SET v = 1 WHERE k = 1"), OT_OK);
+    /* SQLite: the write lock is held (busy); PostgreSQL: the row lock (lock_timeout). */
+    assert_int_equal(db_exec(c2, "UPDATE t_lock SET v = 2 WHERE k = 1"), OT_E_TIMEOUT);
+    assert_int_equal(db_commit(c1), OT_OK);
+    assert_int_equal(db_exec(c2, "UPDATE t_lock SET v = 2 WHERE k = 1"), OT_OK);
+    assert_int_equal(query_int(c2, "SELECT v FROM t_lock", NULL), 2);
+    db_release(c2);
+    db_release(c1);
+    db_close(db);
+}
+
+/* Child of test_sigkill: commits rows one by one, reporting each acknowledged id on fd,
+ * then leaves a transaction open and kills itself. Never returns. */
+static void sigkill_child(int fd)
+{
+    struct db *db = NULL;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+
+    if (db_open(g_url, NULL, &db) != OT_OK || db_acquire(db, &c) != OT_OK) {
+        _exit(3);
+    }
+    for (int64_t id = 1; id <= 200; id++) {
+        if (db_prepare(c, "INSERT INTO t_crash (id) VALUES ($1)", &st) != OT_OK
+            || db_bind_int64(st, 1, id) != OT_OK || db_step(st, &row) != OT_OK) {
+            _exit(4);
+        }
+        db_reset(st);
+        if (write(fd, &id, sizeof id) != (ssize_t)sizeof id) {
+            _exit(5);
+        }
+    }
+    if (db_begin(c) != OT_OK || db_exec(c, "INSERT INTO t_crash (id) VALUES (-1)") != OT_OK) {
+        _exit(6);
+    }
+    kill(getpid(), SIGKILL);
+    _exit(7);
+}
+
+static void test_sigkill(void **state)
+{
+    struct db *db = NULL;
+    struct db_conn *c = NULL;
+    int fds[2];
+    pid_t pid;
+    int status = 0;
+    int64_t id = 0, acked = 0;
+
+    (void)state;
+    db = open_db(NULL);
+    exec_ok(db, "DROP TABLE IF EXISTS t_crash");
+    exec_ok(db, "CREATE TABLE t_crash (id BIGINT PRIMARY KEY)");
+    db_close(db); /* nothing of ours open across fork */
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        sigkill_child(fds[1]);
+    }
+    close(fds[1]);
+    while (read(fds[0], &id, sizeof id) == (ssize_t)sizeof id) {
+        acked = id;
+    }
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(acked, 200);
+    db = open_db(NULL);
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    /* Every acknowledged row is there; the open transaction left nothing. */
+    assert_int_equal(query_int(c, "SELECT COUNT(*) FROM t_crash WHERE id > 0", NULL), acked);
+    assert_int_equal(query_int(c, "SELECT COUNT(*) FROM t_crash WHERE id < 0", NULL), 0);
+    db_release(c);
+    db_close(db);
+}
+
 /* ---- statement cache ----------------------------------------------------- */
 
 static void test_stmt_cache(void **state)
@@ -1002,6 +1099,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_concurrent_writers),
+        cmocka_unit_test(test_lock_timeout),
+        cmocka_unit_test(test_sigkill),
         cmocka_unit_test(test_stmt_cache),
         cmocka_unit_test(test_large_result),
         cmocka_unit_test(test_pg_reconnect),
