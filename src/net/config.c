@@ -239,6 +239,7 @@ struct cfg_ini {
     FILE *f;
     const char *path;
     int line;
+    int err_line; /* line of the first value error */
     ot_err err;
     char *errbuf;
     size_t errlen;
@@ -272,6 +273,7 @@ static int cfg_ini_handler(void *user, const char *section, const char *key, con
     if (w < 0 || (size_t)w >= sizeof name || section[0] == '\0') {
         cfg_errf(st->errbuf, st->errlen, "%s:%d: unknown key '%s'", st->path, st->line, key);
         st->err = OT_E_FORMAT;
+        st->err_line = st->line;
         return 0;
     }
     char msg[CFG_ERR_MAX];
@@ -281,6 +283,7 @@ static int cfg_ini_handler(void *user, const char *section, const char *key, con
         const char *why = strchr(msg, ':');
         cfg_errf(st->errbuf, st->errlen, "%s:%d%s", st->path, st->line, why ? why : ": error");
         st->err = e == OT_E_NOT_FOUND ? OT_E_FORMAT : e;
+        st->err_line = st->line;
         return 0;
     }
     return 1;
@@ -291,7 +294,7 @@ ot_err cfg_load_file(struct cfg *c, const char *path, char *errbuf, size_t errle
     if (!c || !path) {
         return OT_E_ARG;
     }
-    struct cfg_ini st = {c, NULL, path, 0, OT_OK, errbuf, errlen};
+    struct cfg_ini st = {c, NULL, path, 0, 0, OT_OK, errbuf, errlen};
     st.f = fopen(path, "r");
     if (!st.f) {
         cfg_errf(errbuf, errlen, "%s: %s", path, strerror(errno));
@@ -299,7 +302,9 @@ ot_err cfg_load_file(struct cfg *c, const char *path, char *errbuf, size_t errle
     }
     int rc = ini_parse_stream(cfg_ini_reader, &st, cfg_ini_handler, &st);
     fclose(st.f);
-    if (st.err != OT_OK) {
+    /* rc is the first bad line, syntax or value; a syntax error before the
+     * first value error is reported as such. */
+    if (st.err != OT_OK && (rc <= 0 || rc == st.err_line)) {
         return st.err;
     }
     if (rc != 0) {
