@@ -64,7 +64,8 @@ ot_err audit_append_tx(struct db_conn *conn, struct audit_entry *e);
 
 /* Recomputes the whole chain. OT_OK if intact (*checked = rows checked, may
  * be NULL). OT_E_CORRUPT if not, with *bad_seq = the first row that does not
- * verify: an edited row names itself; a deleted row names the missing seq;
+ * verify: an edited row names itself (also when its hash was recomputed to
+ * match: its successor no longer follows it); a deleted row names the missing seq;
  * rows deleted at the end name the first missing seq after the last row;
  * reordered rows name the first row out of place. *bad_seq = 0 when OT_OK. */
 ot_err audit_verify(struct db *db, int64_t *bad_seq, int64_t *checked);
