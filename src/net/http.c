@@ -1150,6 +1150,8 @@ static void net_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     }
 }
 
+static void net_mhd_log(void *cls, const char *fmt, va_list ap) OT_PRINTF(2, 0);
+
 static void net_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -1199,6 +1201,8 @@ ot_err net_server_start(struct net_server *srv)
     }
     struct MHD_OptionItem opts[16];
     size_t n = 0;
+    /* The logger first, so MHD's own messages about later options reach it. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)net_mhd_log, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.timeout_s, NULL};
@@ -1206,7 +1210,6 @@ ot_err net_server_start(struct net_server *srv)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                                         (intptr_t)NET_CONN_MEMORY, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)net_completed, srv};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)net_mhd_log, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
     if (srv->tls_cert) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {

@@ -1,0 +1,843 @@
+/* The HTTP server (src/net/http.c) on 127.0.0.1 with an ephemeral port,
+ * exercised through the libcurl client (src/net/client.c): routing, 401, 403,
+ * 404, 405, 413, 429, idempotency replays, request ids, audit, TLS and mTLS
+ * with throwaway certificates, graceful stop and /metrics. */
+#include "net/http.h"
+
+#include "net/client.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_AUDIT     256
+#define MAX_IDEM      32
+
+/* ---- the program side: tokens, idempotency store, audit log ---- */
+
+struct idem_rec {
+    struct net_principal p;
+    char key[NET_IDEM_KEY_MAX + 1];
+    uint8_t hash[32];
+    int status;
+    char *body;
+    size_t len;
+};
+
+struct audit_rec {
+    int status;
+    int64_t principal_id;
+    char route[128];
+    char request_id[NET_REQUEST_ID_MAX + 1];
+    char code[64];
+};
+
+struct app {
+    pthread_mutex_t mu;
+    struct idem_rec idem[MAX_IDEM];
+    size_t nidem;
+    struct audit_rec audit[MAX_AUDIT];
+    size_t naudit;
+    int created; /* POST /t/v1/items handler runs */
+    bool ready;
+    char last_subject[256];
+};
+
+static struct app g_app; /* test program state (tests may keep globals) */
+
+static const struct {
+    const char *token;
+    unsigned kind;
+    int64_t id;
+    const char *name;
+} tokens[] = {
+    {"op-token", NET_P_OPERATOR, 1, "op1"},
+    {"sp-a-token", NET_P_SP, 2, "sp-a"},
+    {"sp-b-token", NET_P_SP, 3, "sp-b"},
+    {"dev-token", NET_P_DEVICE, 4, "dev1"},
+};
+
+static ot_err app_authenticate(void *ctx, const char *bearer, const char *subject,
+                               struct net_principal *out)
+{
+    struct app *a = ctx;
+    if (subject) {
+        pthread_mutex_lock(&a->mu);
+        (void)snprintf(a->last_subject, sizeof a->last_subject, "%s", subject);
+        pthread_mutex_unlock(&a->mu);
+        if (strstr(subject, "CN=sp-mtls")) {
+            out->kind = NET_P_SP;
+            out->id = 9;
+            (void)snprintf(out->name, sizeof out->name, "sp-mtls");
+            return OT_OK;
+        }
+    }
+    for (size_t i = 0; bearer && i < ARRAY_SIZE(tokens); i++) {
+        if (strcmp(bearer, tokens[i].token) == 0) {
+            out->kind = tokens[i].kind;
+            out->id = tokens[i].id;
+            (void)snprintf(out->name, sizeof out->name, "%s", tokens[i].name);
+            return OT_OK;
+        }
+    }
+    return OT_E_AUTH;
+}
+
+static ot_err app_idem_get(void *ctx, const struct net_principal *p, const char *key,
+                           uint8_t hash[32], int *status, char **body, size_t *len)
+{
+    struct app *a = ctx;
+    ot_err e = OT_E_NOT_FOUND;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->nidem; i++) {
+        struct idem_rec *r = &a->idem[i];
+        if (r->p.kind == p->kind && r->p.id == p->id && strcmp(r->key, key) == 0) {
+            memcpy(hash, r->hash, 32);
+            *status = r->status;
+            *body = malloc(r->len + 1);
+            if (!*body) {
+                e = OT_E_NOMEM;
+                break;
+            }
+            memcpy(*body, r->body, r->len);
+            *len = r->len;
+            e = OT_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+    return e;
+}
+
+static ot_err app_idem_put(void *ctx, const struct net_principal *p, const char *key,
+                           const uint8_t hash[32], int status, const char *body, size_t len)
+{
+    struct app *a = ctx;
+    ot_err e = OT_OK;
+    pthread_mutex_lock(&a->mu);
+    if (a->nidem >= MAX_IDEM) {
+        e = OT_E_LIMIT;
+    } else {
+        struct idem_rec *r = &a->idem[a->nidem++];
+        r->p = *p;
+        (void)snprintf(r->key, sizeof r->key, "%s", key);
+        memcpy(r->hash, hash, 32);
+        r->status = status;
+        r->body = malloc(len + 1);
+        memcpy(r->body, body ? body : "", len);
+        r->len = len;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return e;
+}
+
+static void app_audit(void *ctx, const struct net_audit_event *ev)
+{
+    struct app *a = ctx;
+    pthread_mutex_lock(&a->mu);
+    if (a->naudit < MAX_AUDIT) {
+        struct audit_rec *r = &a->audit[a->naudit++];
+        r->status = ev->status;
+        r->principal_id = ev->principal ? ev->principal->id : -1;
+        (void)snprintf(r->route, sizeof r->route, "%s", ev->route);
+        (void)snprintf(r->request_id, sizeof r->request_id, "%s", ev->request_id);
+        (void)snprintf(r->code, sizeof r->code, "%s", ev->error_code ? ev->error_code : "");
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
+static bool app_ready(void *ctx)
+{
+    struct app *a = ctx;
+    return a->ready;
+}
+
+static double app_queue_depth(void *ctx)
+{
+    (void)ctx;
+    return 7;
+}
+
+/* ---- handlers ---- */
+
+static void h_item_get(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    (void)ctx;
+    json_t *o = json_obj_new();
+    (void)json_put_str(o, "id", net_req_param(req, "id"));
+    (void)json_put_str(o, "q", net_req_query(req, "q"));
+    (void)json_put_str(o, "who", net_req_principal(req)->name);
+    net_resp_json(resp, 200, o);
+}
+
+static void h_item_search(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    (void)req;
+    (void)ctx;
+    json_t *o = json_obj_new();
+    (void)json_put_str(o, "which", "search");
+    net_resp_json(resp, 200, o);
+}
+
+static void h_item_create(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct app *a = ctx;
+    static const char *const fields[] = {"name", NULL};
+    struct json_err err = {0};
+    json_t *body = NULL;
+    const char *name;
+    ot_err e = net_req_json(req, &body, &err);
+    if (e == OT_OK) {
+        e = json_check_fields(body, fields, NULL, &err);
+    }
+    if (e == OT_OK) {
+        e = json_get_str(body, "name", 1, 16, &name, &err);
+    }
+    if (e != OT_OK) {
+        net_resp_json_error(resp, e, &err);
+        json_free(body);
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    int n = ++a->created;
+    pthread_mutex_unlock(&a->mu);
+    json_t *o = json_obj_new();
+    (void)json_put_int(o, "n", n);
+    (void)json_put_str(o, "name", name);
+    json_free(body);
+    net_resp_header(resp, "Location", "/t/v1/items/x");
+    net_resp_json(resp, 201, o);
+}
+
+static void h_item_delete(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    (void)req;
+    (void)ctx;
+    net_resp_json(resp, 204, NULL);
+}
+
+static void h_public(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    (void)ctx;
+    net_resp_text(resp, 200, NULL, net_req_principal(req) ? "auth\n" : "anon\n");
+}
+
+static void h_slow(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    (void)req;
+    (void)ctx;
+    struct timespec ts = {0, 600 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    net_resp_text(resp, 200, NULL, "slow done\n");
+}
+
+static void h_missing(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    (void)req;
+    (void)ctx;
+    net_resp_error(resp, OT_E_NOT_FOUND, NULL, "no such thing", NULL);
+}
+
+static void h_silent(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    (void)req;
+    (void)resp;
+    (void)ctx;
+}
+
+static const struct net_route routes[] = {
+    {"GET", "/t/v1/items/{id}", NET_P_SP | NET_P_OPERATOR, false, h_item_get},
+    {"GET", "/t/v1/items/search", NET_P_ANY, false, h_item_search},
+    {"POST", "/t/v1/items", NET_P_SP, true, h_item_create},
+    {"DELETE", "/t/v1/items/{id}", NET_P_OPERATOR, false, h_item_delete},
+    {"GET", "/t/v1/public", 0, false, h_public},
+    {"GET", "/t/v1/slow", NET_P_ANY, false, h_slow},
+    {"GET", "/t/v1/missing/{id}", NET_P_ANY, false, h_missing},
+    {"GET", "/t/v1/silent", NET_P_ANY, false, h_silent},
+};
+
+/* ---- harness ---- */
+
+static char g_tmp[64];
+
+static struct net_server *start(const struct net_server_cfg *over)
+{
+    struct net_server_cfg cfg = {0};
+    if (over) {
+        cfg = *over;
+    }
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    if (!cfg.max_body) {
+        cfg.max_body = 1024;
+    }
+    if (!cfg.auth_fail_max) {
+        cfg.auth_fail_max = 1000;
+    }
+    cfg.threads = 4;
+    cfg.ops.authenticate = app_authenticate;
+    cfg.ops.idem_get = app_idem_get;
+    cfg.ops.idem_put = app_idem_put;
+    cfg.ops.audit = app_audit;
+    cfg.ops.ready = app_ready;
+    cfg.ops_ctx = &g_app;
+    struct net_server *srv = NULL;
+    assert_int_equal(net_server_new(&cfg, &srv), OT_OK);
+    assert_int_equal(net_server_add_routes(srv, routes, ARRAY_SIZE(routes), &g_app), OT_OK);
+    assert_int_equal(net_metrics_register(net_server_metrics(srv), "test_queue_depth",
+                                          "Jobs waiting.", NET_METRIC_GAUGE, app_queue_depth, NULL),
+                     OT_OK);
+    assert_int_equal(net_server_start(srv), OT_OK);
+    assert_true(net_server_port(srv) != 0);
+    return srv;
+}
+
+static struct net_client *client(struct net_server *srv, const char *token, bool tls,
+                                 const char *ca, const char *cert, const char *key)
+{
+    char url[64];
+    (void)snprintf(url, sizeof url, "%s://127.0.0.1:%u", tls ? "https" : "http",
+                   (unsigned)net_server_port(srv));
+    struct net_client_cfg cc = {.base_url = url,
+                                .token = token,
+                                .ca_file = ca,
+                                .client_cert = cert,
+                                .client_key = key,
+                                .timeout_ms = 10000};
+    struct net_client *c = NULL;
+    assert_int_equal(net_client_new(&cc, &c), OT_OK);
+    return c;
+}
+
+static long call(struct net_server *srv, const char *method, const char *path, const char *token,
+                 const char *body, const char *const *headers, struct net_client_resp *r)
+{
+    struct net_client *c = client(srv, token, false, NULL, NULL, NULL);
+    ot_err e = net_client_request_raw(c, method, path, body ? "application/json" : NULL, body,
+                                      body ? strlen(body) : 0, headers, r);
+    net_client_free(c);
+    assert_int_equal(e, OT_OK);
+    return r->status;
+}
+
+static void reset_app(void)
+{
+    for (size_t i = 0; i < g_app.nidem; i++) {
+        free(g_app.idem[i].body);
+    }
+    g_app.nidem = 0;
+    g_app.naudit = 0;
+    g_app.created = 0;
+    g_app.ready = true;
+}
+
+/* ---- tests ---- */
+
+static const struct {
+    const char *method;
+    const char *path;
+    const char *token;
+    long status;
+    const char *body; /* substring expected in the answer */
+} route_cases[] = {
+    {"GET", "/t/v1/items/42", "sp-a-token", 200, "\"id\":\"42\""},
+    {"GET", "/t/v1/items/42?q=x%20y", "sp-a-token", 200, "\"q\":\"x y\""},
+    {"GET", "/t/v1/items/search", "dev-token", 200, "\"which\":\"search\""}, /* literal wins */
+    {"GET", "/t/v1/items/SE%2D1", "op-token", 200, "\"id\":\"SE-1\""},
+    {"GET", "/t/v1/items", "sp-a-token", 405, "method_not_allowed"},
+    {"PUT", "/t/v1/items/42", "sp-a-token", 405, "method_not_allowed"},
+    {"GET", "/t/v1/items/42/x", "sp-a-token", 404, "not_found"},
+    {"GET", "/t/v1/items/", "sp-a-token", 404, "not_found"},
+    {"GET", "/t/v1//items", "sp-a-token", 404, "not_found"},
+    {"GET", "/t/v1/ITEMS/42", "sp-a-token", 404, "not_found"},
+    {"GET", "/nope", NULL, 404, "\"code\":\"not_found\""},
+    {"GET", "/", NULL, 404, "not_found"},
+    {"GET", "/t/v1/public", NULL, 200, "anon"},
+    {"GET", "/t/v1/items/42", NULL, 401, "\"code\":\"unauthenticated\""},
+    {"GET", "/t/v1/items/42", "wrong", 401, "unauthenticated"},
+    {"GET", "/t/v1/items/42", "dev-token", 403, "\"code\":\"forbidden\""},
+    {"DELETE", "/t/v1/items/42", "sp-a-token", 403, "forbidden"},
+    {"DELETE", "/t/v1/items/42", "op-token", 204, ""},
+    {"GET", "/t/v1/missing/1", "sp-a-token", 404, "no such thing"},
+    {"GET", "/t/v1/silent", "sp-a-token", 500, "internal"},
+    {"GET", "/healthz", NULL, 200, "ok\n"},
+    {"GET", "/readyz", NULL, 200, "ready\n"},
+    {"POST", "/healthz", NULL, 405, "method_not_allowed"},
+};
+
+static void test_routes(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    for (size_t i = 0; i < ARRAY_SIZE(route_cases); i++) {
+        struct net_client_resp r;
+        long st = call(srv, route_cases[i].method, route_cases[i].path, route_cases[i].token, NULL,
+                       NULL, &r);
+        if (st != route_cases[i].status || !strstr(r.body, route_cases[i].body)) {
+            print_error("%s %s: got %ld '%s'\n", route_cases[i].method, route_cases[i].path, st,
+                        r.body);
+            fail();
+        }
+        assert_true(r.request_id[0] != '\0');
+        net_client_resp_clear(&r);
+    }
+    /* /readyz follows the callback. */
+    g_app.ready = false;
+    struct net_client_resp r;
+    assert_int_equal(call(srv, "GET", "/readyz", NULL, NULL, NULL, &r), 503);
+    net_client_resp_clear(&r);
+    g_app.ready = true;
+    net_server_free(srv);
+}
+
+static void count_route(void *ctx, const struct net_route *r)
+{
+    (void)r;
+    (*(size_t *)ctx)++;
+}
+
+static void test_route_registry(void **state)
+{
+    (void)state;
+    struct net_server_cfg cfg = {.host = "127.0.0.1"};
+    struct net_server *srv = NULL;
+    assert_int_equal(net_server_new(&cfg, &srv), OT_OK);
+    assert_int_equal(net_server_add_routes(srv, routes, ARRAY_SIZE(routes), NULL), OT_OK);
+    size_t n = 0;
+    net_server_foreach_route(srv, count_route, &n);
+    assert_int_equal(n, ARRAY_SIZE(routes) + 3); /* + /healthz /readyz /metrics */
+    /* Duplicates and malformed patterns are refused. */
+    assert_int_equal(net_server_add_routes(srv, routes, 1, NULL), OT_E_ARG);
+    static const struct net_route bad[] = {
+        {"GET", "/x/", 0, false, h_public},      {"GET", "x", 0, false, h_public},
+        {"GET", "/x/{}", 0, false, h_public},    {"GET", "/x//y", 0, false, h_public},
+        {"BREW", "/x", 0, false, h_public},      {"GET", "/x/{id", 0, false, h_public},
+        {"GET", "/x/\"q\"", 0, false, h_public}, {"GET", "/x", 0, false, NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        assert_int_equal(net_server_add_routes(srv, &bad[i], 1, NULL), OT_E_ARG);
+    }
+    net_server_free(srv);
+}
+
+static void test_auth_and_audit(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    /* WWW-Authenticate on 401: read the raw headers with curl. */
+    char url[96];
+    (void)snprintf(url, sizeof url, "http://127.0.0.1:%u/t/v1/items/1",
+                   (unsigned)net_server_port(srv));
+    CURL *h = curl_easy_init();
+    char hdrs[4096] = "";
+    FILE *hf = fmemopen(hdrs, sizeof hdrs - 1, "w");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, hf);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, hf);
+    struct curl_slist *sl = curl_slist_append(NULL, "X-Request-Id: my-req.1_A");
+    sl = curl_slist_append(sl, "Authorization: Basic Zm9vOmJhcg==");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, sl);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    fclose(hf);
+    long st = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+    assert_int_equal(st, 401);
+    assert_non_null(strstr(hdrs, "WWW-Authenticate: Bearer"));
+    assert_non_null(strstr(hdrs, "X-Request-Id: my-req.1_A"));
+    curl_slist_free_all(sl);
+    curl_easy_cleanup(h);
+
+    /* An invalid X-Request-Id is replaced by a generated one. */
+    struct net_client_resp r;
+    static const char *const bad_id[] = {"X-Request-Id: bad id with spaces", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/7", "sp-a-token", NULL, bad_id, &r), 200);
+    assert_string_not_equal(r.request_id, "bad id with spaces");
+    assert_true(strlen(r.request_id) > 8);
+    char generated[NET_REQUEST_ID_MAX + 1];
+    (void)snprintf(generated, sizeof generated, "%s", r.request_id);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/t/v1/items/7", "sp-a-token", NULL, NULL, &r), 200);
+    assert_string_not_equal(r.request_id, generated); /* unique per request */
+    net_client_resp_clear(&r);
+
+    /* 403 and handler 404 land in the audit log with principal and id. */
+    static const char *const id403[] = {"X-Request-Id: audit-403", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/7", "dev-token", NULL, id403, &r), 403);
+    net_client_resp_clear(&r);
+    static const char *const id404[] = {"X-Request-Id: audit-404", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/missing/7", "sp-b-token", NULL, id404, &r), 404);
+    net_client_resp_clear(&r);
+    /* Public and unmatched requests are not audited. */
+    assert_int_equal(call(srv, "GET", "/t/v1/public", NULL, NULL, NULL, &r), 200);
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+
+    bool saw401 = false, saw403 = false, saw404 = false, saw200 = false;
+    for (size_t i = 0; i < g_app.naudit; i++) {
+        const struct audit_rec *a = &g_app.audit[i];
+        assert_string_not_equal(a->route, "/t/v1/public");
+        if (strcmp(a->request_id, "my-req.1_A") == 0) {
+            saw401 = a->status == 401 && a->principal_id == -1
+                     && strcmp(a->code, "unauthenticated") == 0;
+        } else if (strcmp(a->request_id, "audit-403") == 0) {
+            saw403 = a->status == 403 && a->principal_id == 4 && strcmp(a->code, "forbidden") == 0
+                     && strcmp(a->route, "/t/v1/items/{id}") == 0;
+        } else if (strcmp(a->request_id, "audit-404") == 0) {
+            saw404 = a->status == 404 && a->principal_id == 3 && strcmp(a->code, "not_found") == 0;
+        } else if (a->status == 200) {
+            saw200 = a->principal_id == 2 && a->code[0] == '\0';
+        }
+    }
+    assert_true(saw401);
+    assert_true(saw403);
+    assert_true(saw404);
+    assert_true(saw200);
+    assert_int_equal(g_app.naudit, 5);
+}
+
+static void test_auth_fail_throttle(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server_cfg cfg = {.auth_fail_max = 3, .auth_fail_window_s = 60};
+    struct net_server *srv = start(&cfg);
+    struct net_client_resp r;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(call(srv, "GET", "/t/v1/items/1", "guess", NULL, NULL, &r), 401);
+        net_client_resp_clear(&r);
+    }
+    /* Even a good token waits now: the client IP is throttled. */
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-a-token", NULL, NULL, &r), 429);
+    assert_true(r.retry_after >= 1 && r.retry_after <= 60);
+    assert_string_equal(r.error_code, "rate_limited");
+    net_client_resp_clear(&r);
+    /* Public routes are not affected. */
+    assert_int_equal(call(srv, "GET", "/t/v1/public", NULL, NULL, NULL, &r), 200);
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+}
+
+static void test_rate_limit(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server_cfg cfg = {.rate_per_s = 0.5, .rate_burst = 2};
+    struct net_server *srv = start(&cfg);
+    struct net_client_resp r;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-a-token", NULL, NULL, &r), 200);
+        net_client_resp_clear(&r);
+    }
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-a-token", NULL, NULL, &r), 429);
+    assert_true(r.retry_after >= 1 && r.retry_after <= 2);
+    assert_string_equal(r.error_code, "rate_limited");
+    net_client_resp_clear(&r);
+    /* Buckets are per principal. */
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-b-token", NULL, NULL, &r), 200);
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+}
+
+static void test_body_cap(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL); /* max_body 1024 */
+    char big[2048];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    memcpy(big, "{\"name\":\"", 9);
+    static const char *const k1[] = {"Idempotency-Key: big-1", NULL};
+    struct net_client_resp r;
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", big, k1, &r), 413);
+    assert_string_equal(r.error_code, "payload_too_large");
+    net_client_resp_clear(&r);
+    /* Chunked upload (no Content-Length) over the cap. */
+    static const char *const chunked[] = {"Idempotency-Key: big-2", "Transfer-Encoding: chunked",
+                                          NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", big, chunked, &r), 413);
+    net_client_resp_clear(&r);
+    /* Exactly at the cap is accepted by the server (the handler rejects the JSON). */
+    big[1023] = '\0';
+    static const char *const k3[] = {"Idempotency-Key: big-3", NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", big, k3, &r), 400);
+    assert_string_equal(r.error_code, "invalid_field");
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 0);
+    net_server_free(srv);
+}
+
+static void test_idempotency(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    struct net_client_resp r;
+    /* Missing or malformed key. */
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\"}", NULL, &r),
+                     400);
+    assert_string_equal(r.error_field, "Idempotency-Key");
+    net_client_resp_clear(&r);
+    static const char *const badk[] = {"Idempotency-Key: has space", NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\"}", badk, &r),
+                     400);
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 0);
+    /* First request, then a replay with the same body. */
+    static const char *const k[] = {"Idempotency-Key: key-1", NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\"}", k, &r),
+                     201);
+    assert_string_equal(r.body, "{\"n\":1,\"name\":\"a\"}");
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\"}", k, &r),
+                     201);
+    assert_string_equal(r.body, "{\"n\":1,\"name\":\"a\"}");
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 1);
+    /* Same key, different body: 422, nothing runs. */
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"b\"}", k, &r),
+                     422);
+    assert_string_equal(r.error_code, "idempotency_mismatch");
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 1);
+    /* Same key from another principal is another request. */
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-b-token", "{\"name\":\"b\"}", k, &r),
+                     201);
+    assert_string_equal(r.body, "{\"n\":2,\"name\":\"b\"}");
+    net_client_resp_clear(&r);
+    /* A validation error is stored too: its replay gives the same 400. */
+    static const char *const k2[] = {"Idempotency-Key: key-2", NULL};
+    assert_int_equal(
+        call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\",\"x\":1}", k2, &r), 400);
+    assert_string_equal(r.error_field, "x");
+    net_client_resp_clear(&r);
+    assert_int_equal(
+        call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\",\"x\":1}", k2, &r), 400);
+    assert_string_equal(r.error_field, "x");
+    net_client_resp_clear(&r);
+    /* Malformed JSON and duplicate keys. */
+    static const char *const k3[] = {"Idempotency-Key: key-3", NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":", k3, &r), 400);
+    net_client_resp_clear(&r);
+    static const char *const k4[] = {"Idempotency-Key: key-4", NULL};
+    assert_int_equal(
+        call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\",\"name\":\"b\"}", k4, &r),
+        400);
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 2);
+    net_server_free(srv);
+}
+
+struct slow_arg {
+    struct net_server *srv;
+    long status;
+    char body[64];
+};
+
+static void *slow_thread(void *p)
+{
+    struct slow_arg *a = p;
+    struct net_client *c = client(a->srv, "sp-a-token", false, NULL, NULL, NULL);
+    struct net_client_resp r;
+    if (net_client_request(c, "GET", "/t/v1/slow", NULL, NULL, &r) == OT_OK) {
+        a->status = r.status;
+        (void)snprintf(a->body, sizeof a->body, "%s", r.body);
+    }
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    return NULL;
+}
+
+static void test_graceful_stop(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    uint16_t port = net_server_port(srv);
+    struct slow_arg a = {srv, 0, ""};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_thread, &a), 0);
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL); /* the slow request is in its handler now */
+    net_server_stop(srv, 5000);
+    pthread_join(t, NULL);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.body, "slow done\n");
+    /* Nobody listens any more. */
+    char url[64];
+    (void)snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)port);
+    struct net_client_cfg cc = {.base_url = url, .timeout_ms = 2000};
+    struct net_client *c = NULL;
+    assert_int_equal(net_client_new(&cc, &c), OT_OK);
+    struct net_client_resp r;
+    assert_int_equal(net_client_request(c, "GET", "/healthz", NULL, NULL, &r), OT_E_IO);
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    net_server_free(srv);
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    struct net_client_resp r;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-a-token", NULL, NULL, &r), 200);
+        net_client_resp_clear(&r);
+    }
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", NULL, NULL, NULL, &r), 401);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/zzz", NULL, NULL, NULL, &r), 404);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/metrics", NULL, NULL, NULL, &r), 200);
+    static const char *const want[] = {
+        "# TYPE http_requests_total counter\n",
+        "http_requests_total{route=\"/t/v1/items/{id}\",method=\"GET\",status=\"200\"} 3\n",
+        "http_requests_total{route=\"/t/v1/items/{id}\",method=\"GET\",status=\"401\"} 1\n",
+        "http_requests_total{route=\"unmatched\",method=\"ANY\",status=\"404\"} 1\n",
+        "# TYPE http_request_duration_seconds histogram\n",
+        ("http_request_duration_seconds_bucket{route=\"/t/v1/items/{id}\",method=\"GET\","
+         "le=\"+Inf\"} 4\n"),
+        "http_request_duration_seconds_count{route=\"/t/v1/items/{id}\",method=\"GET\"} 4\n",
+        "# TYPE test_queue_depth gauge\ntest_queue_depth 7\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+        if (!strstr(r.body, want[i])) {
+            print_error("missing: %s\nin:\n%s\n", want[i], r.body);
+            fail();
+        }
+    }
+    /* Every non-comment line is "name{labels} value" or "name value". */
+    char *save = NULL;
+    for (char *line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#') {
+            continue;
+        }
+        char *sp = strrchr(line, ' ');
+        assert_non_null(sp);
+        char *end = NULL;
+        (void)strtod(sp + 1, &end);
+        assert_true(end && *end == '\0');
+    }
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+static void test_tls(void **state)
+{
+    (void)state;
+    reset_app();
+    /* Throwaway CA, server and client certificates, made at run time. */
+    const char *d = g_tmp;
+    assert_int_equal(
+        sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+           "-keyout ca.key -out ca.pem -days 1 -subj /CN=test-ca 2>/dev/null >/dev/null && "
+           "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key "
+           "-out srv.csr -subj /CN=127.0.0.1 2>/dev/null >/dev/null && "
+           "printf 'subjectAltName=IP:127.0.0.1\\n' > srv.ext && "
+           "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+           "-extfile srv.ext -out srv.pem 2>/dev/null >/dev/null && "
+           "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout cli.key "
+           "-out cli.csr -subj /O=OpenTSM/CN=sp-mtls 2>/dev/null >/dev/null && "
+           "openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+           "-out cli.pem 2>/dev/null >/dev/null",
+           d),
+        0);
+    char cert[128], key[128], ca[128], ccert[128], ckey[128];
+    (void)snprintf(cert, sizeof cert, "%s/srv.pem", d);
+    (void)snprintf(key, sizeof key, "%s/srv.key", d);
+    (void)snprintf(ca, sizeof ca, "%s/ca.pem", d);
+    (void)snprintf(ccert, sizeof ccert, "%s/cli.pem", d);
+    (void)snprintf(ckey, sizeof ckey, "%s/cli.key", d);
+    struct net_server_cfg cfg = {.tls_cert = cert, .tls_key = key, .client_ca = ca};
+    struct net_server *srv = start(&cfg);
+    struct net_client_resp r;
+    /* Verified against the CA, bearer token. */
+    struct net_client *c = client(srv, "sp-a-token", true, ca, NULL, NULL);
+    assert_int_equal(net_client_request(c, "GET", "/t/v1/items/5", NULL, NULL, &r), OT_OK);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"who\":\"sp-a\""));
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    /* Client certificate alone authenticates the SP (mTLS). */
+    c = client(srv, NULL, true, ca, ccert, ckey);
+    assert_int_equal(net_client_request(c, "GET", "/t/v1/items/5", NULL, NULL, &r), OT_OK);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"who\":\"sp-mtls\""));
+    assert_non_null(strstr(g_app.last_subject, "CN=sp-mtls"));
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    /* Without the CA the client refuses the server certificate. */
+    c = client(srv, "sp-a-token", true, NULL, NULL, NULL);
+    assert_int_equal(net_client_request(c, "GET", "/t/v1/items/5", NULL, NULL, &r), OT_E_IO);
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    /* Plain HTTP to the TLS port gets no answer. */
+    char url[64];
+    (void)snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)net_server_port(srv));
+    struct net_client_cfg cc = {.base_url = url, .timeout_ms = 2000};
+    assert_int_equal(net_client_new(&cc, &c), OT_OK);
+    ot_err e = net_client_request(c, "GET", "/healthz", NULL, NULL, &r);
+    assert_true(e != OT_OK || r.status != 200);
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    net_server_free(srv);
+    /* Missing key file. */
+    struct net_server_cfg bad = {.tls_cert = cert, .tls_key = "/nonexistent.key"};
+    struct net_server *s2 = NULL;
+    assert_int_equal(net_server_new(&bad, &s2), OT_E_IO);
+    assert_null(s2);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    pthread_mutex_init(&g_app.mu, NULL);
+    (void)snprintf(g_tmp, sizeof g_tmp, "/tmp/ot_http_XXXXXX");
+    return mkdtemp(g_tmp) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    reset_app();
+    return sh("rm -rf '%s'", g_tmp) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_registry), cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_auth_and_audit), cmocka_unit_test(test_auth_fail_throttle),
+        cmocka_unit_test(test_rate_limit),     cmocka_unit_test(test_body_cap),
+        cmocka_unit_test(test_idempotency),    cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_metrics),        cmocka_unit_test(test_tls),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
