@@ -31,7 +31,7 @@ static const struct db_migration ks_migrations[] = {
      " version BIGINT NOT NULL,"
      " backend TEXT NOT NULL,"
      " kek_id TEXT NOT NULL,"
-     " blob BLOB NOT NULL,"
+     " sealed BLOB NOT NULL,"
      " created_at BIGINT NOT NULL,"
      " PRIMARY KEY (owner, name, version))",
      NULL},
@@ -172,7 +172,7 @@ ot_err keystore_put(struct keystore *ks, const char *owner, const char *name, ui
     OT_TRY(ks->ops->seal(ks->impl, aad, aad_len, key, key_len, blob, &blob_len));
     OT_TRY(db_acquire(ks->db, &c));
     OT_TRY(db_prepare(c,
-                      "INSERT INTO keystore_keys (owner, name, version, backend, kek_id, blob,"
+                      "INSERT INTO keystore_keys (owner, name, version, backend, kek_id, sealed,"
                       " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                       &st));
     OT_TRY(db_bind_text(st, 1, owner));
@@ -211,12 +211,12 @@ ot_err keystore_get(struct keystore *ks, const char *owner, const char *name, ui
     OT_TRY(db_acquire(ks->db, &c));
     if (version == 0) {
         OT_TRY(db_prepare(c,
-                          "SELECT version, blob, kek_id FROM keystore_keys WHERE owner = $1 AND"
+                          "SELECT version, sealed, kek_id FROM keystore_keys WHERE owner = $1 AND"
                           " name = $2 ORDER BY version DESC LIMIT 1",
                           &st));
     } else {
         OT_TRY(db_prepare(c,
-                          "SELECT version, blob, kek_id FROM keystore_keys WHERE owner = $1 AND"
+                          "SELECT version, sealed, kek_id FROM keystore_keys WHERE owner = $1 AND"
                           " name = $2 AND version = $3",
                           &st));
         OT_TRY(db_bind_int64(st, 3, version));

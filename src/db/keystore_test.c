@@ -273,7 +273,7 @@ static void read_blob(struct db *db, uint8_t *out, size_t *n)
 
     assert_int_equal(db_acquire(db, &c), OT_OK);
     assert_int_equal(db_prepare(c,
-                                "SELECT blob FROM keystore_keys WHERE owner = 'se:5' AND"
+                                "SELECT sealed FROM keystore_keys WHERE owner = 'se:5' AND"
                                 " name = 'mac' AND version = 1",
                                 &st),
                      OT_OK);
@@ -293,7 +293,7 @@ static void write_blob(struct db *db, const uint8_t *b, size_t n)
 
     assert_int_equal(db_acquire(db, &c), OT_OK);
     assert_int_equal(db_prepare(c,
-                                "UPDATE keystore_keys SET blob = $1 WHERE owner = 'se:5' AND"
+                                "UPDATE keystore_keys SET sealed = $1 WHERE owner = 'se:5' AND"
                                 " name = 'mac' AND version = 1",
                                 &st),
                      OT_OK);
