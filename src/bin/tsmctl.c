@@ -100,8 +100,9 @@ static const struct ctl_cmd_help ctl_helps[] = {
                   "POST /tsm/v1/secure-elements:import, with a progress bar on a terminal, then\n"
                   "prints the report: rows imported, unchanged (already registered, the same\n"
                   "data) and rejected (row number in the file, field, reason). Each chunk has an\n"
-                  "Idempotency-Key derived from the file's SHA-256 and the chunk number, so a\n"
-                  "re-run is safe. The format defaults to the file extension (.csv / .json).\n"
+                  "Idempotency-Key derived from the file's SHA-256 and the chunk's rows, so a\n"
+                  "re-run is safe (it replays the first answers). The format defaults to the file "
+                  "extension (.csv / .json).\n"
                   "CSV: a header line naming the columns (docs/api/tsm.yaml, SeImportRow).\n"
                   "JSON: an array of row objects.\n"
                   "exit status: 0 all rows imported or unchanged, 1 some rejected, 2+ errors\n"},
@@ -645,7 +646,7 @@ static int ctl_import_chunk(struct ctl_import *im, const char *ctype, const void
     ot_err err;
 
     memset(&r, 0, sizeof(r));
-    snprintf(key, sizeof(key), "import-%s-%zu", im->idem_base, im->chunk);
+    snprintf(key, sizeof(key), "import-%s-%zu-%zu", im->idem_base, first_row, nrows);
     snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", key);
     err = net_client_request_raw(im->c, "POST", "/tsm/v1/secure-elements:import", ctype, body, len,
                                  headers, &r);
