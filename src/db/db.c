@@ -433,7 +433,7 @@ ot_err db_acquire(struct db *db, struct db_conn **out)
             pool_forget(db);
             return err;
         }
-    } else if (!db->ops->conn_ok(c->impl)) {
+    } else if (!db->ops->conn_probe(c->impl)) {
         /* Lost (server restart, terminated backend): its prepared statements died with it. */
         OT_LOG_WARN("database connection lost, reconnecting");
         conn_drop_cache(c, false);

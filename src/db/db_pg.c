@@ -7,9 +7,10 @@
  * on demand by db_col_blob. The whole result of one execution is fetched on the first
  * db_step and then walked row by row (see db.h: page big reads with LIMIT).
  *
- * A connection whose socket died (server restart, pg_terminate_backend) answers
- * CONNECTION_BAD after the failing call; db_acquire then opens a fresh one, so the failure
- * costs one request, not the pool.
+ * A connection whose server side went away (server restart, pg_terminate_backend) is noticed
+ * when db_acquire probes it (the server's closing message and end of file are already in the
+ * socket) or, when it dies while borrowed, by the failing call; either way db_acquire then
+ * opens a fresh one, so a restart costs at most the requests in flight, not the pool.
  */
 #include "db/db.h"
 
@@ -172,6 +173,21 @@ static bool dbp_conn_ok(void *conn)
 {
     struct dbp_conn *c = conn;
 
+    return PQstatus(c->pg) == CONNECTION_OK;
+}
+
+/* libpq keeps its socket non-blocking, so PQconsumeInput only reads what is there: the
+ * FATAL message of a terminated backend, then end of file, which makes the connection
+ * CONNECTION_BAD. Two reads cover both; a healthy idle connection has nothing to read. */
+static bool dbp_conn_probe(void *conn)
+{
+    struct dbp_conn *c = conn;
+
+    for (int i = 0; i < 2 && PQstatus(c->pg) == CONNECTION_OK; i++) {
+        if (PQconsumeInput(c->pg) == 0) {
+            break;
+        }
+    }
     return PQstatus(c->pg) == CONNECTION_OK;
 }
 
@@ -441,6 +457,7 @@ const struct db_ops db_pg_ops = {
     .conn_open = dbp_conn_open,
     .conn_close = dbp_conn_close,
     .conn_ok = dbp_conn_ok,
+    .conn_probe = dbp_conn_probe,
     .txn = dbp_txn,
     .exec = dbp_exec,
     .prepare = dbp_prepare,

@@ -24,6 +24,8 @@ struct db_ops {
     ot_err (*conn_open)(const struct db *db, void **conn);
     void (*conn_close)(void *conn);
     bool (*conn_ok)(void *conn); /* false: broken, reopen before use */
+    /* At db_acquire: notices a connection the server closed while it sat in the pool. */
+    bool (*conn_probe)(void *conn);
     enum db_txn (*txn)(void *conn);
     ot_err (*exec)(void *conn, const char *sql);
     ot_err (*prepare)(void *conn, const char *sql, void **st);

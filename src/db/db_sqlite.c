@@ -343,6 +343,7 @@ const struct db_ops db_sqlite_ops = {
     .conn_open = dbs_conn_open,
     .conn_close = dbs_conn_close,
     .conn_ok = dbs_conn_ok,
+    .conn_probe = dbs_conn_ok,
     .txn = dbs_txn,
     .exec = dbs_exec,
     .prepare = dbs_prepare,

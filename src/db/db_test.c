@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Test-only state: which database this run uses. */
@@ -1064,6 +1065,32 @@ static void test_pg_reconnect(void **state)
     assert_int_equal(db_acquire(db, &c1), OT_OK);
     pid2 = query_int(c1, "SELECT pg_backend_pid()", NULL);
     assert_true(pid2 != pid1);
+
+    /* Killed while idle in the pool: the acquire probe notices, no request fails. */
+    assert_int_equal(db_acquire(db, &c2), OT_OK);
+    snprintf(pid_txt, sizeof pid_txt, "%" PRId64, pid2);
+    db_release(c1);
+    assert_int_equal(
+        query_int(c2,
+                  "SELECT CASE WHEN pg_terminate_backend(CAST($1 AS INTEGER)) THEN 1 ELSE 0 END",
+                  pid_txt),
+        1);
+    for (int i = 0; i < 500; i++) { /* termination is asynchronous: wait until it is gone */
+        if (query_int(c2, "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = CAST($1 AS INTEGER)",
+                      pid_txt)
+            == 0) {
+            break;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 10000000L}, NULL);
+    }
+    /* The backend leaves pg_stat_activity just before it closes its socket. */
+    nanosleep(&(struct timespec){.tv_nsec = 200000000L}, NULL);
+    db_release(c2);
+    assert_int_equal(db_acquire(db, &c1), OT_OK); /* c2 first, then the dead one */
+    assert_int_equal(db_acquire(db, &c2), OT_OK);
+    assert_true(query_int(c1, "SELECT pg_backend_pid()", NULL) != pid2);
+    assert_true(query_int(c2, "SELECT pg_backend_pid()", NULL) != pid2);
+    db_release(c2);
     db_release(c1);
     db_close(db);
 }
