@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# api.openapi_coverage (issue 4 point 8): the routes tsmd registers (tsmd
+# --print-routes, built-ins included) must be exactly the paths and methods
+# of docs/api/*.yaml. Fails on a route missing from the documentation or a
+# documented operation the server does not have, naming each difference.
+#
+# The YAML is read with a small line-based reader of the top-level `paths:`
+# map: a path key is indented 2 spaces and starts with / (quoted or not), an
+# operation is a method name indented 4 spaces under it.
+#
+# usage: openapi_coverage.sh TSMD DOCS_API_DIR
+set -euo pipefail
+
+tsmd=$1
+dir=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$tsmd" --print-routes | sort -u >"$work/server"
+
+for f in "$dir"/*.yaml; do
+    awk '
+        /^paths:[[:space:]]*$/ { inp = 1; next }
+        inp && /^[^[:space:]#]/ { inp = 0 }
+        !inp { next }
+        /^  ["'"'"']?\// {
+            p = $0
+            sub(/^  ["'"'"']?/, "", p)
+            sub(/["'"'"']?:[[:space:]]*$/, "", p)
+            path = p
+            next
+        }
+        /^    (get|put|post|delete|patch|head|options):[[:space:]]*$/ {
+            m = $1
+            sub(/:$/, "", m)
+            if (path == "") { print "ERROR method outside a path at line " NR > "/dev/stderr"; exit 1 }
+            print toupper(m) " " path
+        }
+    ' "$f"
+done | sort >"$work/doc.all"
+sort -u "$work/doc.all" >"$work/doc"
+if ! cmp -s "$work/doc.all" "$work/doc"; then
+    echo "FAIL: operations documented twice:" >&2
+    uniq -d "$work/doc.all" >&2
+    exit 1
+fi
+[ -s "$work/server" ] || { echo "FAIL: tsmd printed no routes" >&2; exit 1; }
+[ -s "$work/doc" ] || { echo "FAIL: no operations found in $dir/*.yaml" >&2; exit 1; }
+
+missing=$(comm -23 "$work/server" "$work/doc")
+extra=$(comm -13 "$work/server" "$work/doc")
+if [ -n "$missing" ] || [ -n "$extra" ]; then
+    [ -n "$missing" ] && printf 'FAIL: registered but not documented:\n%s\n' "$missing" >&2
+    [ -n "$extra" ] && printf 'FAIL: documented but not registered:\n%s\n' "$extra" >&2
+    exit 1
+fi
+echo "openapi coverage: $(wc -l <"$work/server") operations, documented and registered"
