@@ -15,6 +15,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,8 +29,32 @@
 #define AUTHSTORE_LIST_MAX      1000u /* most tokens one listing returns */
 #define AUTHSTORE_BOOTSTRAP_TTL ((int64_t)365 * 24 * 3600)
 
+#define AUTHSTORE_CACHE_SHARDS 16u /* independent locks */
+#define AUTHSTORE_CACHE_SLOTS  64u /* direct-mapped entries per shard */
+
+/* A verified token, remembered for a short while so the hot path does
+ * not read the database on every request. Keyed by the token's hash. */
+struct auth_cache_entry {
+    bool used;
+    uint8_t hash[AUTHSTORE_HASH_LEN];
+    struct authstore_principal p;
+    int64_t expires_at; /* the token's, unix seconds */
+    int64_t cached_ms;  /* monotonic */
+};
+
+struct auth_cache_shard {
+    pthread_mutex_t mu;
+    struct auth_cache_entry e[AUTHSTORE_CACHE_SLOTS];
+};
+
 struct authstore {
     struct db *db;
+    atomic_int_fast64_t cache_ttl_ms; /* 0: no cache */
+    /* Bumped by every revocation or disabling before the cache is
+     * cleared: a verification that read the database before the change
+     * does not store its (stale) answer afterwards. */
+    atomic_int_fast64_t generation;
+    struct auth_cache_shard shard[AUTHSTORE_CACHE_SHARDS];
 };
 
 static const struct db_migration auth_migrations[] = {
@@ -114,6 +140,17 @@ ot_err authstore_new(struct db *db, struct authstore **out)
         OT_FAIL(OT_E_NOMEM);
     }
     as->db = db;
+    atomic_init(&as->cache_ttl_ms, AUTHSTORE_CACHE_TTL_DEFAULT_MS);
+    atomic_init(&as->generation, 0);
+    for (size_t i = 0; i < AUTHSTORE_CACHE_SHARDS; i++) {
+        if (pthread_mutex_init(&as->shard[i].mu, NULL) != 0) {
+            for (size_t j = 0; j < i; j++) {
+                pthread_mutex_destroy(&as->shard[j].mu);
+            }
+            free(as);
+            OT_FAIL(OT_E_NOMEM);
+        }
+    }
     *out = as;
 out:
     return err;
@@ -121,7 +158,103 @@ out:
 
 void authstore_free(struct authstore *as)
 {
+    if (as == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < AUTHSTORE_CACHE_SHARDS; i++) {
+        pthread_mutex_destroy(&as->shard[i].mu);
+    }
+    ot_mem_wipe(as, sizeof *as);
     free(as);
+}
+
+ot_err authstore_set_cache_ttl(struct authstore *as, unsigned ttl_ms)
+{
+    if (as == NULL || ttl_ms > AUTHSTORE_CACHE_TTL_MAX_MS) {
+        return OT_E_ARG;
+    }
+    atomic_store(&as->cache_ttl_ms, (int_fast64_t)ttl_ms);
+    authstore_cache_flush(as);
+    return OT_OK;
+}
+
+static int64_t auth_mono_ms(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return 0;
+    }
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct auth_cache_shard *auth_cache_at(struct authstore *as,
+                                              const uint8_t hash[AUTHSTORE_HASH_LEN], size_t *slot)
+{
+    /* The hash of a random token is uniformly spread: its bytes index. */
+    *slot = ((size_t)hash[1] | ((size_t)hash[2] << 8)) % AUTHSTORE_CACHE_SLOTS;
+    return &as->shard[hash[0] % AUTHSTORE_CACHE_SHARDS];
+}
+
+void authstore_cache_flush(struct authstore *as)
+{
+    if (as == NULL) {
+        return;
+    }
+    atomic_fetch_add(&as->generation, 1);
+    for (size_t i = 0; i < AUTHSTORE_CACHE_SHARDS; i++) {
+        pthread_mutex_lock(&as->shard[i].mu);
+        ot_mem_wipe(as->shard[i].e, sizeof as->shard[i].e);
+        pthread_mutex_unlock(&as->shard[i].mu);
+    }
+}
+
+static bool auth_cache_get(struct authstore *as, const uint8_t hash[AUTHSTORE_HASH_LEN],
+                           int64_t now, struct authstore_principal *out)
+{
+    int64_t ttl = (int64_t)atomic_load(&as->cache_ttl_ms);
+    size_t slot = 0;
+    struct auth_cache_shard *sh = NULL;
+    struct auth_cache_entry *e = NULL;
+    bool hit = false;
+
+    if (ttl == 0) {
+        return false;
+    }
+    sh = auth_cache_at(as, hash, &slot);
+    pthread_mutex_lock(&sh->mu);
+    e = &sh->e[slot];
+    if (e->used && ot_mem_equal_ct(e->hash, hash, AUTHSTORE_HASH_LEN) && e->expires_at > now
+        && auth_mono_ms() - e->cached_ms < ttl) {
+        *out = e->p;
+        hit = true;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return hit;
+}
+
+static void auth_cache_put(struct authstore *as, const uint8_t hash[AUTHSTORE_HASH_LEN],
+                           const struct authstore_principal *p, int64_t expires_at,
+                           int_fast64_t generation)
+{
+    size_t slot = 0;
+    struct auth_cache_shard *sh = NULL;
+
+    if (atomic_load(&as->cache_ttl_ms) == 0) {
+        return;
+    }
+    sh = auth_cache_at(as, hash, &slot);
+    pthread_mutex_lock(&sh->mu);
+    if (atomic_load(&as->generation) == generation) {
+        struct auth_cache_entry *e = &sh->e[slot];
+
+        e->used = true;
+        memcpy(e->hash, hash, AUTHSTORE_HASH_LEN);
+        e->p = *p;
+        e->expires_at = expires_at;
+        e->cached_ms = auth_mono_ms();
+    }
+    pthread_mutex_unlock(&sh->mu);
 }
 
 /* Printable ASCII without space, 1..max bytes. */
@@ -279,6 +412,7 @@ ot_err authstore_set_disabled(struct authstore *as, int64_t id, bool disabled)
     OT_TRY(db_bind_int64(st, 1, disabled ? 1 : 0));
     OT_TRY(db_bind_int64(st, 2, id));
     OT_TRY(db_step(st, &row));
+    authstore_cache_flush(as);
     if (db_changes(st) == 0) {
         OT_FAIL(OT_E_NOT_FOUND);
     }
@@ -442,6 +576,7 @@ ot_err authstore_verify(struct authstore *as, const char *token_text,
     int64_t revoked_at = 0;
     int64_t last_used = 0;
     int64_t now = auth_now();
+    int_fast64_t generation = 0;
     bool row = false;
     ot_err err = OT_OK;
 
@@ -454,6 +589,10 @@ ot_err authstore_verify(struct authstore *as, const char *token_text,
         return OT_E_AUTH;
     }
     OT_TRY(auth_hash(token_text, hash));
+    if (auth_cache_get(as, hash, now, out)) {
+        goto out;
+    }
+    generation = atomic_load(&as->generation);
     OT_TRY(db_acquire(as->db, &c));
     OT_TRY(db_prepare(c,
                       "SELECT t.id, t.token_hash, t.expires_at, t.revoked_at, t.last_used_at,"
@@ -491,6 +630,7 @@ ot_err authstore_verify(struct authstore *as, const char *token_text,
     }
     db_reset(st);
     st = NULL;
+    auth_cache_put(as, hash, out, expires_at, generation);
     if (now - last_used >= AUTHSTORE_TOUCH_S) {
         /* Best effort: a busy database must not fail the request. The
          * condition keeps concurrent requests from writing it twice. */
@@ -560,6 +700,7 @@ ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principa
     OT_TRY(db_bind_int64(st, 1, auth_now()));
     OT_TRY(db_bind_int64(st, 2, token_id));
     OT_TRY(db_step(st, &row));
+    authstore_cache_flush(as);
     OT_LOG_INFO("token revoked id=%lld", (long long)token_id);
 out:
     db_reset(st);
@@ -588,6 +729,7 @@ ot_err authstore_revoke_all(struct authstore *as, int64_t principal_id, size_t *
     OT_TRY(db_bind_int64(st, 1, auth_now()));
     OT_TRY(db_bind_int64(st, 2, principal_id));
     OT_TRY(db_step(st, &row));
+    authstore_cache_flush(as);
     if (n != NULL) {
         *n = (size_t)db_changes(st);
     }

@@ -17,9 +17,16 @@
  * unknown, expired, revoked, principal disabled) so a caller learns nothing
  * about why; the reason is logged at DEBUG, never the token.
  *
+ * Cache: a successful verification is remembered in memory for a short
+ * time (AUTHSTORE_CACHE_TTL_DEFAULT_MS, see authstore_set_cache_ttl) so the
+ * request hot path does not read the database each time. Revoking or
+ * disabling through this struct authstore takes effect at once; a change
+ * made by another process (or by raw SQL) takes effect within the TTL.
+ * Expiry is checked on every hit.
+ *
  * Thread-safety: a struct authstore is safe to use from many threads at once
- * (it only holds the db pool, which is). Tables live in the "auth" migration
- * set, applied by authstore_new().
+ * (the db pool is, the cache is locked). Tables live in the "auth"
+ * migration set, applied by authstore_new().
  */
 #ifndef OT_DB_AUTHSTORE_H
 #define OT_DB_AUTHSTORE_H
@@ -43,11 +50,13 @@ enum authstore_kind {
     AUTHSTORE_DEVICE = 8,
 };
 
-#define AUTHSTORE_NAME_MAX    63u /* bytes of a principal name, without the NUL */
-#define AUTHSTORE_TOKEN_LEN   46u /* "ot_" + 43 base64url characters */
-#define AUTHSTORE_TOKEN_BYTES 32u /* random bytes in a token */
-#define AUTHSTORE_CERT_ID_MAX 511u
-#define AUTHSTORE_LABEL_MAX   63u
+#define AUTHSTORE_NAME_MAX             63u /* bytes of a principal name, without the NUL */
+#define AUTHSTORE_TOKEN_LEN            46u /* "ot_" + 43 base64url characters */
+#define AUTHSTORE_TOKEN_BYTES          32u /* random bytes in a token */
+#define AUTHSTORE_CERT_ID_MAX          511u
+#define AUTHSTORE_LABEL_MAX            63u
+#define AUTHSTORE_CACHE_TTL_DEFAULT_MS 2000u
+#define AUTHSTORE_CACHE_TTL_MAX_MS     60000u
 /* Largest ttl accepted by authstore_issue_token (10 years, in seconds). */
 #define AUTHSTORE_TTL_MAX ((int64_t)10 * 366 * 24 * 3600)
 
@@ -80,6 +89,14 @@ ot_err authstore_kind_parse(const char *s, enum authstore_kind *out);
  * borrows db (db must outlive it). *out = NULL on failure. */
 ot_err authstore_new(struct db *db, struct authstore **out);
 void authstore_free(struct authstore *as); /* NULL: no-op */
+
+/* Sets how long a verified token is remembered (0..AUTHSTORE_CACHE_TTL_MAX_MS
+ * milliseconds, 0 disables the cache; OT_E_ARG beyond) and empties the
+ * cache. Call before serving (not concurrently with itself). */
+ot_err authstore_set_cache_ttl(struct authstore *as, unsigned ttl_ms);
+/* Forgets every remembered verification (e.g. after changing tokens or
+ * principals directly in the database). NULL: no-op. */
+void authstore_cache_flush(struct authstore *as);
 
 /* Creates a principal. name: 1..AUTHSTORE_NAME_MAX printable ASCII bytes
  * (0x21..0x7e, OT_E_FORMAT otherwise). OT_E_CONFLICT if (kind, name) exists.

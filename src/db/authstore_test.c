@@ -5,6 +5,9 @@
 
 #include <openssl/evp.h>
 
+#include <pthread.h>
+#include <time.h>
+
 #define RESET_SQL                                                                           \
     "DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                    \
     " DROP TABLE IF EXISTS auth_principals; DELETE FROM schema_migrations WHERE service = " \
@@ -470,6 +473,103 @@ static void test_reopen_keeps_data(void **state)
     assert_null(as2);
 }
 
+static void revoke_raw(struct fx *f, int64_t tid)
+{
+    assert_int_equal(
+        sec_t_run(f->t->db, "UPDATE auth_tokens SET revoked_at = 1 WHERE id = $1", 1, &tid), 1);
+}
+
+/* A verified token is remembered; changes made behind the store's back show
+ * after a flush (or at once with the cache off); expiry is checked on hits. */
+static void test_cache(void **state)
+{
+    struct fx *f = *state;
+    char tok[AUTHSTORE_TOKEN_LEN + 1];
+    char shortlived[AUTHSTORE_TOKEN_LEN + 1];
+    struct authstore_principal p;
+    int64_t id = mkprincipal(f, AUTHSTORE_SP, "cached");
+    int64_t tid = 0;
+    time_t until = 0;
+
+    assert_int_equal(authstore_issue_token(f->as, id, 600, NULL, tok, sizeof tok, &tid), OT_OK);
+    assert_int_equal(authstore_verify(f->as, tok, &p), OT_OK);
+    revoke_raw(f, tid);
+    assert_int_equal(authstore_verify(f->as, tok, &p), OT_OK); /* remembered */
+    assert_int_equal(p.id, id);
+    authstore_cache_flush(f->as);
+    assert_int_equal(authstore_verify(f->as, tok, &p), OT_E_AUTH);
+
+    /* cache off: raw changes show at once */
+    assert_int_equal(authstore_set_cache_ttl(f->as, 0), OT_OK);
+    assert_int_equal(authstore_issue_token(f->as, id, 600, NULL, tok, sizeof tok, &tid), OT_OK);
+    assert_int_equal(authstore_verify(f->as, tok, &p), OT_OK);
+    revoke_raw(f, tid);
+    assert_int_equal(authstore_verify(f->as, tok, &p), OT_E_AUTH);
+    assert_int_equal(authstore_set_cache_ttl(f->as, AUTHSTORE_CACHE_TTL_MAX_MS + 1), OT_E_ARG);
+    assert_int_equal(authstore_set_cache_ttl(f->as, AUTHSTORE_CACHE_TTL_MAX_MS), OT_OK);
+
+    /* a remembered token still expires on time */
+    assert_int_equal(authstore_issue_token(f->as, id, 1, NULL, shortlived, sizeof shortlived, NULL),
+                     OT_OK);
+    until = time(NULL) + 1;
+    assert_int_equal(authstore_verify(f->as, shortlived, &p), OT_OK);
+    while (time(NULL) <= until) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(authstore_verify(f->as, shortlived, &p), OT_E_AUTH);
+    authstore_cache_flush(NULL);
+}
+
+#define VERIFY_THREADS 4
+#define VERIFY_EACH    300
+
+struct verify_job {
+    struct authstore *as;
+    const char (*tok)[AUTHSTORE_TOKEN_LEN + 1];
+    size_t ntok;
+    int failures;
+};
+
+static void *verify_worker(void *arg)
+{
+    struct verify_job *j = arg;
+
+    for (int i = 0; i < VERIFY_EACH; i++) {
+        struct authstore_principal p;
+
+        if (authstore_verify(j->as, j->tok[(size_t)i % j->ntok], &p) != OT_OK) {
+            j->failures++;
+        }
+    }
+    return NULL;
+}
+
+/* Many threads verifying at once (cache and pool under contention). */
+static void test_concurrent_verify(void **state)
+{
+    struct fx *f = *state;
+    char tok[8][AUTHSTORE_TOKEN_LEN + 1];
+    pthread_t th[VERIFY_THREADS];
+    struct verify_job job[VERIFY_THREADS];
+    int64_t id = mkprincipal(f, AUTHSTORE_DEVICE, "busy");
+
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(authstore_issue_token(f->as, id, 600, NULL, tok[i], sizeof tok[i], NULL),
+                         OT_OK);
+    }
+    for (int i = 0; i < VERIFY_THREADS; i++) {
+        job[i] = (struct verify_job){
+            .as = f->as, .tok = (const char(*)[AUTHSTORE_TOKEN_LEN + 1]) tok, .ntok = 8};
+        assert_int_equal(pthread_create(&th[i], NULL, verify_worker, &job[i]), 0);
+    }
+    for (int i = 0; i < VERIFY_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(job[i].failures, 0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +581,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_certs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bootstrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_verify, setup, teardown),
     };
 
     sec_t_select(argc, argv);
