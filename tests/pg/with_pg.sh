@@ -95,6 +95,16 @@ OPENTSM_TEST_PG_PORT=$port
 OPENTSM_TEST_PG_DIR=$dir
 export OPENTSM_TEST_PG_URL OPENTSM_TEST_PG_PORT OPENTSM_TEST_PG_DIR
 
+# Run COMMAND in the background and wait for it, so that a signal to this script interrupts
+# the wait at once (traps are deferred while a foreground child runs): it is passed on to
+# COMMAND and the EXIT trap removes the server. stdin is handed through explicitly.
+exec 3<&0
+"$@" <&3 3<&- &
+child=$!
+exec 3<&-
+trap 'kill -TERM "$child" 2>/dev/null; exit 129' HUP
+trap 'kill -INT "$child" 2>/dev/null; exit 130' INT
+trap 'kill -TERM "$child" 2>/dev/null; exit 143' TERM
 rc=0
-"$@" || rc=$?
+wait "$child" || rc=$?
 exit "$rc"
