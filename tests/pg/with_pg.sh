@@ -43,6 +43,7 @@ fi
 chmod 700 "$dir"
 
 started=0
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     if [ "$started" -eq 1 ]; then
         as_pg "$pgbin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
@@ -68,7 +69,7 @@ mkdir "$dir/sock"
 
 # Pick a free port: try a few random ones, a start failure means it was taken meanwhile.
 port=0
-for attempt in 1 2 3 4 5 6 7 8; do
+for _ in 1 2 3 4 5 6 7 8; do
     p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 20000 + 30000 ))
     if command -v ss >/dev/null 2>&1 && ss -Htln "sport = :$p" | grep -q .; then
         continue
