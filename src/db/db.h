@@ -116,8 +116,10 @@ void db_close(struct db *db);
 enum db_kind db_kind(const struct db *db);
 
 /* Borrows a connection for the calling thread; opens one if the pool is not full, else
- * waits. A PostgreSQL connection found broken is reconnected here. OT_E_TIMEOUT when none is
- * free in time, OT_E_DB when (re)connecting fails. */
+ * waits. A PostgreSQL connection found broken (it failed while borrowed, or the server closed
+ * it while it sat in the pool) is reconnected here, with a fresh statement cache. A statement
+ * on a connection lost while borrowed fails with OT_E_DB. OT_E_TIMEOUT when none is free in
+ * time, OT_E_DB when (re)connecting fails. */
 ot_err db_acquire(struct db *db, struct db_conn **out);
 /* Gives the connection back. Statements still out are reset, an open transaction is rolled
  * back (logged at WARN). NULL: no-op. */
@@ -172,7 +174,9 @@ int64_t db_changes(struct db_stmt *s);
 void db_reset(struct db_stmt *s);
 
 /* Migrations for one service. versions strictly increase (> 0). sql runs on both engines
- * (PostgreSQL rewrites as above); sql_pg, if not NULL, replaces it on PostgreSQL. */
+ * (PostgreSQL rewrites as above); sql_pg, if not NULL, replaces it on PostgreSQL. Several
+ * statements separated by ';' are fine; no BEGIN/COMMIT inside (db_migrate wraps each
+ * migration in its transaction). Never edit a released migration: add a new version. */
 struct db_migration {
     int version;
     const char *sql;
