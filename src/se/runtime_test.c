@@ -8,6 +8,7 @@
 
 #include "core/apdu.h"
 #include "core/testutil.h"
+#include "crypto/cmac.h"
 #include "gp/privs.h"
 #include "gp/session.h"
 
@@ -561,6 +562,65 @@ static void test_secure_channel_errors(void **state)
     se_card_free(c);
 }
 
+/* EXTERNAL AUTHENTICATE whose C-MAC is right but whose host cryptogram is
+ * wrong: 6300 (Amd D 7.2); a wrong MAC: 6982. */
+static void test_external_authenticate_sws(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        bool bad_cryptogram;
+        bool bad_mac;
+        uint16_t sw;
+    } rows[] = {
+        {"good", false, false, 0x9000},
+        {"host cryptogram wrong", true, false, 0x6300},
+        {"MAC wrong", false, true, 0x6982},
+    };
+    struct se_card *c = new_card(profile);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct scp03_host *h = NULL;
+        uint8_t iu[64], ea[64];
+        size_t il = sizeof iu, el = sizeof ea, rl;
+        assert_int_equal(scp03_host_new(&keys03_30, &h), OT_OK);
+        assert_int_equal(scp03_host_initialize_update(h, 0, false, NULL, iu, &il), OT_OK);
+        rl = sizeof resp;
+        assert_int_equal(se_card_transmit(c, iu, il, resp, &rl), OT_OK);
+        assert_int_equal(scp03_host_on_initialize_update(h, resp, rl), OT_OK);
+        assert_int_equal(scp03_host_external_authenticate(h, 0x01, ea, &el), OT_OK);
+        assert_int_equal(el, 21); /* 84 82 01 00 10 cryptogram(8) MAC(8) */
+        if (rows[i].bad_cryptogram) {
+            uint8_t smac[32];
+            size_t kl = 0;
+            assert_int_equal(scp03_host_session_keys(h, NULL, smac, NULL, &kl), OT_OK);
+            ea[5] ^= 0x01;
+            uint8_t in[16 + 13], tag[16];
+            memset(in, 0, 16);
+            memcpy(in + 16, ea, 13);
+            assert_int_equal(cmac_aes(smac, kl, in, sizeof in, tag), OT_OK);
+            memcpy(ea + 13, tag, 8);
+        }
+        if (rows[i].bad_mac) {
+            ea[20] ^= 0x01;
+        }
+        rl = sizeof resp;
+        assert_int_equal(se_card_transmit(c, ea, el, resp, &rl), OT_OK);
+        assert_int_equal(rl, 2);
+        uint16_t sw = (uint16_t)((resp[0] << 8) | resp[1]);
+        if (sw != rows[i].sw) {
+            print_error("row %zu (%s): SW %04X, want %04X\n", i, rows[i].name, sw, rows[i].sw);
+            fail();
+        }
+        /* a plain command is refused either way: an open session wants its
+         * C-MAC, a failed one rejects everything until a new handshake */
+        size_t dl;
+        assert_int_equal(tx(c, "80CA006600", &dl), 0x6982);
+        scp03_host_free(h);
+        assert_int_equal(tx(c, "00A4040000", &dl), 0x9000);
+    }
+    se_card_free(c);
+}
+
 /* Sends the wrapped form of plain with its last MAC byte flipped. */
 static uint16_t send_bad_mac(struct gp_session *s, struct se_card *c, const char *plain_hex)
 {
@@ -1029,6 +1089,7 @@ int main(void)
         cmocka_unit_test(test_get_response),
         cmocka_unit_test(test_secure_channel_levels),
         cmocka_unit_test(test_secure_channel_errors),
+        cmocka_unit_test(test_external_authenticate_sws),
         cmocka_unit_test(test_bad_mac_closes_channel),
         cmocka_unit_test(test_channels_independent),
         cmocka_unit_test(test_gp_chaining),
