@@ -889,6 +889,20 @@ static void test_image_unchanged_after_rejects(void **state)
     assert_int_equal(iu_seq(c), seq_now + 1);
     se_card_free(c);
 
+    /* a damaged image is refused */
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/bad.img", dir);
+    read_file(path, &before);
+    before.data[before.len / 2] ^= 0x01;
+    FILE *bf = fopen(bad, "wb");
+    assert_non_null(bf);
+    assert_int_equal(fwrite(before.data, 1, before.len, bf), before.len);
+    fclose(bf);
+    c = (struct se_card *)1;
+    assert_int_equal(se_card_open(bad, &c), OT_E_CORRUPT);
+    assert_null(c);
+    unlink(bad);
+
     /* missing image */
     char missing[160];
     snprintf(missing, sizeof missing, "%s/none.img", dir);
