@@ -272,6 +272,15 @@ static void test_select_locked_card(void **state)
     (void)state;
     struct se_card *c = new_card(profile);
     size_t dl;
+    /* a locked SD (LCS b8, as SET STATUS leaves it) is not selectable */
+    int sd2 = se_find_app(&c->st, sd2_aid, sizeof sd2_aid);
+    c->st.apps[sd2].lcs |= GP_LCS_LOCKED_BIT;
+    assert_int_equal(tx(c, "00A4040009A0000001515353000200", &dl), 0x6A82);
+    assert_int_equal(tx(c, "00A4040207A000000151535300", &dl), 0x9000); /* SD1 */
+    check_fci_aid(resp, dl, "A00000015153530001");
+    assert_int_equal(tx(c, "00A4040207A000000151535300", &dl), 0x6A82); /* skips SD2 */
+    c->st.apps[sd2].lcs &= (uint8_t)~GP_LCS_LOCKED_BIT;
+    assert_int_equal(tx(c, "00A4040009A0000001515353000200", &dl), 0x9000);
     c->st.card_lcs = GP_LCS_CARD_LOCKED; /* as SET STATUS would leave it */
     assert_int_equal(tx(c, "00A4040009A0000001515353000100", &dl), 0x6A81);
     assert_int_equal(tx(c, "00A4040000", &dl), 0x6283);
