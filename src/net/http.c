@@ -40,6 +40,7 @@
 #define NET_CONN_MEMORY     ((size_t)64 * 1024) /* per connection: request line + headers */
 #define NET_IDEM_KEY_HEADER "Idempotency-Key"
 #define NET_BUILTINS        3
+#define NET_IDEM_BUSY       1024 /* idempotent requests handled at the same time */
 
 struct net_seg {
     const char *lit; /* literal text (not NUL-terminated at len), or NULL for {param} */
@@ -77,6 +78,11 @@ struct net_server {
     pthread_mutex_t mu; /* in_flight */
     pthread_cond_t cv;
     unsigned in_flight;
+    /* (principal, Idempotency-Key) pairs being handled now: a second request
+     * with the same pair waits for no one, it gets 409 (see net_idem_claim). */
+    pthread_mutex_t idem_mu;
+    uint64_t idem_busy[NET_IDEM_BUSY];
+    atomic_uint_fast64_t auth_failures;
 };
 
 struct net_hdr {
@@ -507,6 +513,21 @@ static char *net_strdup_opt(const char *s, bool *fail)
     return d;
 }
 
+static double net_m_in_flight(void *ctx)
+{
+    struct net_server *srv = ctx;
+    pthread_mutex_lock(&srv->mu);
+    unsigned n = srv->in_flight;
+    pthread_mutex_unlock(&srv->mu);
+    return n;
+}
+
+static double net_m_auth_failures(void *ctx)
+{
+    struct net_server *srv = ctx;
+    return (double)atomic_load(&srv->auth_failures);
+}
+
 ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
 {
     ot_err err = OT_OK;
@@ -520,6 +541,7 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
         return OT_E_NOMEM;
     }
     pthread_mutex_init(&srv->mu, NULL);
+    pthread_mutex_init(&srv->idem_mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     srv->cfg = *cfg;
     bool fail = false;
@@ -563,6 +585,12 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
     OT_TRY(net_rl_new(&srv->rl_principal));
     OT_TRY(net_rl_new(&srv->rl_authfail));
     OT_TRY(net_metrics_add_route(srv->metrics, "ANY", "unmatched", &srv->metrics_unmatched));
+    OT_TRY(net_metrics_register(srv->metrics, "http_requests_in_flight",
+                                "Requests being handled now.", NET_METRIC_GAUGE, net_m_in_flight,
+                                srv));
+    OT_TRY(net_metrics_register(srv->metrics, "http_auth_failures_total",
+                                "Failed authentications (bad or missing credentials).",
+                                NET_METRIC_COUNTER, net_m_auth_failures, srv));
     for (size_t i = 0; i < NET_BUILTINS; i++) {
         OT_TRY(net_add_one(srv, &net_builtin_routes[i], NULL));
     }
@@ -905,6 +933,7 @@ static bool net_gate(struct net_req *req, enum MHD_Result *res)
     if (e != OT_OK) {
         if (e == OT_E_AUTH) {
             net_rl_window_add(srv->rl_authfail, ipkey, srv->cfg.auth_fail_window_s, now);
+            atomic_fetch_add(&srv->auth_failures, 1);
             OT_LOG_INFO("req_id=%s ip=%s authentication failed (%s)", req->request_id,
                         req->client_ip, token ? "bad token" : "no credentials");
         } else {
@@ -998,24 +1027,79 @@ static bool net_idem_check(struct net_req *req, uint8_t hash[32])
     return false;
 }
 
+/* Marks (principal, key) as being handled. Without this, two requests with
+ * the same key arriving together would both miss the store and both run.
+ * Returns false when the pair is already busy. A full table (more than
+ * NET_IDEM_BUSY idempotent requests at once) lets the request through
+ * unguarded rather than refusing service. */
+static bool net_idem_claim(struct net_server *srv, uint64_t h, bool *claimed)
+{
+    bool ok = true;
+    *claimed = false;
+    pthread_mutex_lock(&srv->idem_mu);
+    size_t free_slot = NET_IDEM_BUSY;
+    for (size_t i = 0; i < NET_IDEM_BUSY; i++) {
+        if (srv->idem_busy[i] == h) {
+            ok = false;
+            break;
+        }
+        if (srv->idem_busy[i] == 0 && free_slot == NET_IDEM_BUSY) {
+            free_slot = i;
+        }
+    }
+    if (ok && free_slot < NET_IDEM_BUSY) {
+        srv->idem_busy[free_slot] = h;
+        *claimed = true;
+    }
+    pthread_mutex_unlock(&srv->idem_mu);
+    return ok;
+}
+
+static void net_idem_release(struct net_server *srv, uint64_t h)
+{
+    pthread_mutex_lock(&srv->idem_mu);
+    for (size_t i = 0; i < NET_IDEM_BUSY; i++) {
+        if (srv->idem_busy[i] == h) {
+            srv->idem_busy[i] = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&srv->idem_mu);
+}
+
 static void net_run_handler(struct net_req *req)
 {
     struct net_server *srv = req->srv;
     const struct net_route *r = req->rt->r;
     uint8_t hash[32];
-    if (r->idempotent && !net_idem_check(req, hash)) {
-        return;
+    uint64_t busy = 0;
+    bool claimed = false;
+    if (r->idempotent) {
+        char k[NET_IDEM_KEY_MAX + 48];
+        (void)snprintf(k, sizeof k, "%u:%lld:%s", req->principal.kind, (long long)req->principal.id,
+                       req->idem_key);
+        busy = net_rl_hash(k);
+        if (!net_idem_claim(srv, busy, &claimed)) {
+            net_resp_error(&req->resp, OT_E_CONFLICT, NULL,
+                           "a request with this Idempotency-Key is in progress",
+                           NET_IDEM_KEY_HEADER);
+            return;
+        }
+        if (!net_idem_check(req, hash)) {
+            goto out;
+        }
     }
     r->fn(req, &req->resp, req->rt->ctx);
-    if (!req->resp.set) {
-        return;
-    }
-    if (r->idempotent && srv->cfg.ops.idem_put && req->resp.status < 500) {
+    if (req->resp.set && r->idempotent && srv->cfg.ops.idem_put && req->resp.status < 500) {
         ot_err e = srv->cfg.ops.idem_put(srv->cfg.ops_ctx, &req->principal, req->idem_key, hash,
                                          req->resp.status, req->resp.body, req->resp.len);
         if (e != OT_OK && e != OT_E_CONFLICT) {
             OT_LOG_ERROR("req_id=%s idempotency store: %s", req->request_id, ot_strerror(e));
         }
+    }
+out:
+    if (claimed) {
+        net_idem_release(srv, busy);
     }
 }
 
@@ -1294,6 +1378,7 @@ void net_server_free(struct net_server *srv)
     free(srv->client_ca);
     free(srv->host);
     pthread_cond_destroy(&srv->cv);
+    pthread_mutex_destroy(&srv->idem_mu);
     pthread_mutex_destroy(&srv->mu);
     free(srv);
 }

@@ -17,6 +17,15 @@
  * invalid, replay of the stored answer, 422 for another body); the handler.
  * Every outcome of a request to a route with allow != 0 is reported to
  * ops.audit, including 401/403/404 and handler errors.
+ *
+ * Idempotency: the key is scoped to the principal; the request hash is
+ * SHA-256 over method, path with query, and body. The handler's answer is
+ * stored through ops.idem_put when its status is below 500 (so a validation
+ * error replays as the same 400); a second request with a key whose first
+ * request is still running gets 409 "conflict".
+ *
+ * Logging: the server logs one line per request (INFO) with req_id=...;
+ * handlers put req_id=%s (net_req_request_id) in each line they log.
  */
 #ifndef OT_NET_HTTP_H
 #define OT_NET_HTTP_H

@@ -242,6 +242,20 @@ static void h_slow(struct net_req *req, struct net_resp *resp, void *ctx)
     net_resp_text(resp, 200, NULL, "slow done\n");
 }
 
+static void h_slow_create(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct app *a = ctx;
+    struct timespec ts = {0, 500 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&a->mu);
+    int n = ++a->created;
+    pthread_mutex_unlock(&a->mu);
+    json_t *o = json_obj_new();
+    (void)json_put_int(o, "n", n);
+    (void)req;
+    net_resp_json(resp, 201, o);
+}
+
 static void h_missing(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     (void)req;
@@ -265,6 +279,7 @@ static const struct net_route routes[] = {
     {"GET", "/t/v1/slow", NET_P_ANY, false, h_slow},
     {"GET", "/t/v1/missing/{id}", NET_P_ANY, false, h_missing},
     {"GET", "/t/v1/silent", NET_P_ANY, false, h_silent},
+    {"POST", "/t/v1/slow-items", NET_P_SP, true, h_slow_create},
 };
 
 /* ---- harness ---- */
@@ -661,6 +676,49 @@ static void *slow_thread(void *p)
     return NULL;
 }
 
+static void *slow_create_thread(void *p)
+{
+    struct slow_arg *a = p;
+    struct net_client *c = client(a->srv, "sp-a-token", false, NULL, NULL, NULL);
+    struct net_client_resp r;
+    static const char *const k[] = {"Idempotency-Key: same", NULL};
+    if (net_client_request_raw(c, "POST", "/t/v1/slow-items", "application/json", "{}", 2, k, &r)
+        == OT_OK) {
+        a->status = r.status;
+        (void)snprintf(a->body, sizeof a->body, "%s", r.body);
+    }
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    return NULL;
+}
+
+/* Two requests with one key at the same time: the second is refused with
+ * 409 while the first runs, then replays the first's answer. */
+static void test_idempotency_concurrent(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    struct slow_arg a = {srv, 0, ""};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_create_thread, &a), 0);
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    struct net_client_resp r;
+    static const char *const k[] = {"Idempotency-Key: same", NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/slow-items", "sp-a-token", "{}", k, &r), 409);
+    assert_string_equal(r.error_code, "conflict");
+    net_client_resp_clear(&r);
+    pthread_join(t, NULL);
+    assert_int_equal(a.status, 201);
+    assert_string_equal(a.body, "{\"n\":1}");
+    assert_int_equal(call(srv, "POST", "/t/v1/slow-items", "sp-a-token", "{}", k, &r), 201);
+    assert_string_equal(r.body, "{\"n\":1}");
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 1);
+    net_server_free(srv);
+}
+
 static void test_graceful_stop(void **state)
 {
     (void)state;
@@ -714,6 +772,8 @@ static void test_metrics(void **state)
          "le=\"+Inf\"} 4\n"),
         "http_request_duration_seconds_count{route=\"/t/v1/items/{id}\",method=\"GET\"} 4\n",
         "# TYPE test_queue_depth gauge\ntest_queue_depth 7\n",
+        "# TYPE http_auth_failures_total counter\nhttp_auth_failures_total 1\n",
+        "# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight 1\n",
     };
     for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
         if (!strstr(r.body, want[i])) {
@@ -833,11 +893,17 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route_registry), cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_auth_and_audit), cmocka_unit_test(test_auth_fail_throttle),
-        cmocka_unit_test(test_rate_limit),     cmocka_unit_test(test_body_cap),
-        cmocka_unit_test(test_idempotency),    cmocka_unit_test(test_graceful_stop),
-        cmocka_unit_test(test_metrics),        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_route_registry),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_auth_and_audit),
+        cmocka_unit_test(test_auth_fail_throttle),
+        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_body_cap),
+        cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_idempotency_concurrent),
+        cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
