@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -527,11 +528,10 @@ ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t
     if (RAND_bytes(raw, sizeof raw) != 1) {
         OT_FAIL(OT_E_CRYPTO);
     }
-    memcpy(text, AUTHSTORE_PREFIX, AUTHSTORE_PREFIX_LEN);
+    memcpy(text, AUTHSTORE_PREFIX, sizeof AUTHSTORE_PREFIX); /* with its NUL */
     auth_b64url_encode(raw, sizeof raw, text + AUTHSTORE_PREFIX_LEN);
     OT_TRY(auth_hash(text, hash));
-    memcpy(hint, text, AUTHSTORE_HINT_LEN);
-    hint[AUTHSTORE_HINT_LEN] = '\0';
+    snprintf(hint, sizeof hint, "%.*s", (int)AUTHSTORE_HINT_LEN, text);
     OT_TRY(db_acquire(as->db, &c));
     OT_TRY(db_prepare(c,
                       "INSERT INTO auth_tokens (principal_id, token_hash, hint, label, created_at,"

@@ -135,20 +135,21 @@ static ot_err ks_check_id(const char *owner, const char *name, uint32_t version,
  * integers: unambiguous, so ("ab", "c") and ("a", "bc") differ. */
 static size_t ks_aad(uint8_t aad[KS_AAD_MAX], const char *owner, const char *name, uint32_t version)
 {
-    size_t ol = strlen(owner);
-    size_t nl = strlen(name);
+    struct buf_wr w;
+    uint8_t num[4];
     size_t n = 0;
 
-    ot_put_u32be(aad + n, (uint32_t)ol);
-    n += 4;
-    memcpy(aad + n, owner, ol);
-    n += ol;
-    ot_put_u32be(aad + n, (uint32_t)nl);
-    n += 4;
-    memcpy(aad + n, name, nl);
-    n += nl;
-    ot_put_u32be(aad + n, version);
-    n += 4;
+    buf_wr_init(&w, aad, KS_AAD_MAX);
+    ot_put_u32be(num, (uint32_t)strlen(owner));
+    buf_wr_bytes(&w, num, sizeof num);
+    buf_wr_bytes(&w, owner, strlen(owner));
+    ot_put_u32be(num, (uint32_t)strlen(name));
+    buf_wr_bytes(&w, num, sizeof num);
+    buf_wr_bytes(&w, name, strlen(name));
+    ot_put_u32be(num, version);
+    buf_wr_bytes(&w, num, sizeof num);
+    /* ks_check_id bounded owner and name, so this always fits. */
+    OT_ASSERT(buf_wr_finish(&w, &n) == OT_OK);
     return n;
 }
 

@@ -39,7 +39,7 @@ static ot_err ks_file_parse_kek(const uint8_t *p, size_t n, uint8_t kek[KS_FILE_
     while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r')) {
         n--;
     }
-    if (n != 2 * KS_FILE_KEK_LEN) {
+    if (n != (size_t)2 * KS_FILE_KEK_LEN) {
         return OT_E_KEY;
     }
     if (hex_decode((const char *)p, n, kek, &len) != OT_OK || len != KS_FILE_KEK_LEN) {
@@ -109,7 +109,8 @@ static ot_err ks_file_seal(void *impl, const uint8_t *aad, size_t aad_len, const
         || EVP_EncryptInit_ex(c, NULL, NULL, kf->kek, nonce) != 1
         || EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aad_len) != 1
         || EVP_EncryptUpdate(c, ct, &outl, key, (int)key_len) != 1
-        || EVP_EncryptFinal_ex(c, ct + outl, &fin) != 1 || (size_t)(outl + fin) != key_len
+        || EVP_EncryptFinal_ex(c, ct + outl, &fin) != 1 || outl < 0 || fin < 0
+        || (size_t)outl + (size_t)fin != key_len
         || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, (int)KS_TAG_LEN, ct + key_len) != 1) {
         OT_FAIL(OT_E_CRYPTO);
     }

@@ -165,10 +165,10 @@ static ot_err ks_p11_seal(void *impl, const uint8_t *aad, size_t aad_len, const 
     memset(&gp, 0, sizeof gp);
     gp.pIv = blob + 1;
     gp.ulIvLen = KS_NONCE_LEN;
-    gp.ulIvBits = KS_NONCE_LEN * 8;
+    gp.ulIvBits = (CK_ULONG)KS_NONCE_LEN * 8;
     gp.pAAD = (CK_BYTE_PTR)aad;
     gp.ulAADLen = aad_len;
-    gp.ulTagBits = KS_TAG_LEN * 8;
+    gp.ulTagBits = (CK_ULONG)KS_TAG_LEN * 8;
     out_len = *blob_len - 1 - KS_NONCE_LEN;
     pthread_mutex_lock(&p->mu);
     rv = p->f->C_EncryptInit(p->session, &mech, p->key);
@@ -219,10 +219,10 @@ static ot_err ks_p11_open(void *impl, const uint8_t *aad, size_t aad_len, const 
     memset(&gp, 0, sizeof gp);
     gp.pIv = nonce;
     gp.ulIvLen = KS_NONCE_LEN;
-    gp.ulIvBits = KS_NONCE_LEN * 8;
+    gp.ulIvBits = (CK_ULONG)KS_NONCE_LEN * 8;
     gp.pAAD = (CK_BYTE_PTR)aad;
     gp.ulAADLen = aad_len;
-    gp.ulTagBits = KS_TAG_LEN * 8;
+    gp.ulTagBits = (CK_ULONG)KS_TAG_LEN * 8;
     out_len = ct_len + KS_TAG_LEN;
     pthread_mutex_lock(&p->mu);
     rv = p->f->C_DecryptInit(p->session, &mech, p->key);
