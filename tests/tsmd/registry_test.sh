@@ -6,6 +6,9 @@
 # own security domains, mutual TLS authenticates an SP, the audit chain
 # verifies, and SIGTERM stops tsmd with exit status 0.
 #
+# With OPENTSM_TEST_PG_URL set (tests/pg/with_pg.sh does), the same run goes
+# against PostgreSQL instead of SQLite.
+#
 # usage: registry_test.sh TSMD TSMCTL CERTS_SH
 set -euo pipefail
 
@@ -13,6 +16,7 @@ TSMD=$1
 TSMCTL=$2
 CERTS=$3
 work=$(mktemp -d /tmp/tsmd-registry.XXXXXX)
+DBURL=${OPENTSM_TEST_PG_URL:-sqlite:$work/var/tsmd.db}
 pid=
 cleanup() {
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
@@ -52,7 +56,7 @@ cert = $work/certs/server.pem
 key = $work/certs/server.key
 client_ca = $work/certs/ca.pem
 [db]
-url = sqlite:$work/var/tsmd.db
+url = $DBURL
 [keystore]
 kek_file = $work/kek
 [ratelimit]
@@ -65,7 +69,7 @@ cd "$work"
 expect 0 "$TSMD" --config tsmd.ini --check-config
 expect 0 "$TSMD" --config tsmd.ini --print-config
 has 'url = \*\*\*\*\*\*\*\*'
-hasnt "$work/var/tsmd.db"
+hasnt "$DBURL"
 expect 2 "$TSMD" --config tsmd.ini --set services.enabled=tsm,nope --check-config
 OPERATOR=$("$TSMD" --config tsmd.ini --bootstrap-operator root)
 [ ${#OPERATOR} -eq 46 ] || fail "bootstrap token has ${#OPERATOR} characters"
@@ -197,7 +201,7 @@ expect 0 op --json audit list --action sd.get
 has '"outcome":"denied"'
 expect 0 op audit verify
 has intact
-expect 0 "$TSMCTL" audit verify --db "sqlite:$work/var/tsmd.db"
+expect 0 "$TSMCTL" audit verify --db "$DBURL"
 
 # Graceful stop.
 kill -TERM "$pid"
