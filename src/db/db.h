@@ -106,6 +106,7 @@ struct db_cfg {
     unsigned acquire_timeout_ms; /* [5000] db_acquire waits this long for a free connection */
     unsigned busy_timeout_ms;    /* [5000] SQLite busy_timeout; PostgreSQL lock_timeout */
     bool sync_full;              /* SQLite: synchronous=FULL (fsync per commit) */
+    bool no_mmap;                /* SQLite: read with pread, not through a 1 GiB file map */
 };
 
 /* Opens url (see above) and checks it with one connection. cfg may be NULL (defaults).

@@ -116,6 +116,11 @@ static ot_err dbs_conn_open(const struct db *db, void **out)
     OT_TRY(
         dbs_exec(h, db->cfg.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
     OT_TRY(dbs_exec(h, "PRAGMA foreign_keys=ON"));
+    if (!mem && !db->cfg.no_mmap) {
+        /* Reads through a map of the file (address space shared with the OS page cache, not
+         * memory): a point lookup costs about half as much as with pread. */
+        OT_TRY(dbs_exec(h, "PRAGMA mmap_size=1073741824"));
+    }
     *out = h;
     h = NULL;
 out:
