@@ -760,6 +760,14 @@ int main(int argc, char **argv)
     ot_log_configure(&lc);
     d.audit_reads = cfg_bool(d.cfg, "audit.reads");
     if (check) {
+        /* Building the server reads the TLS files without listening. */
+        err = tsmd_server(&d, true);
+        if (err != OT_OK) {
+            fprintf(stderr, "tsmd: server configuration: %s (TLS files readable and valid?)\n",
+                    ot_strerror(err));
+            rc = TSMD_EXIT_USAGE;
+            goto done;
+        }
         printf("tsmd: configuration ok\n");
         rc = TSMD_EXIT_OK;
         goto done;

@@ -71,6 +71,8 @@ expect 0 "$TSMD" --config tsmd.ini --print-config
 has 'url = \*\*\*\*\*\*\*\*'
 hasnt "$DBURL"
 expect 2 "$TSMD" --config tsmd.ini --set services.enabled=tsm,nope --check-config
+expect 2 "$TSMD" --config tsmd.ini --set tls.key=/nonexistent/key.pem --check-config
+expect 2 "$TSMD" --config tsmd.ini --set tls.key= --check-config
 OPERATOR=$("$TSMD" --config tsmd.ini --bootstrap-operator root)
 [ ${#OPERATOR} -eq 46 ] || fail "bootstrap token has ${#OPERATOR} characters"
 
