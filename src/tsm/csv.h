@@ -19,8 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define TSM_CSV_MAX_FIELDS 32
-#define TSM_CSV_REC_MAX    4096
+#define TSM_CSV_MAX_FIELDS ((size_t)32)
+#define TSM_CSV_REC_MAX    ((size_t)4096)
 
 struct tsm_csv {
     struct buf_rd rd;

@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TSM_AID_MIN     5 /* bytes, ISO 7816-4 */
-#define TSM_AID_MAX     16
+#define TSM_AID_MIN     ((size_t)5) /* bytes, ISO 7816-4 */
+#define TSM_AID_MAX     ((size_t)16)
 #define TSM_LIST_MAX    1000u
 #define TSM_SD_LIST_MAX 256u
 
