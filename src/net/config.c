@@ -8,7 +8,6 @@
 #include "core/buf.h"
 #include "core/log.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -251,9 +250,7 @@ static char *cfg_ini_reader(char *str, int num, void *stream)
     char *r = fgets(str, num, st->f);
     if (r) {
         size_t n = strlen(r);
-        if (n > 0 && r[n - 1] == '\n') {
-            st->line++;
-        } else if (feof(st->f)) {
+        if ((n > 0 && r[n - 1] == '\n') || feof(st->f)) {
             st->line++;
         }
     }
@@ -321,7 +318,12 @@ static void cfg_env_name(const char *name, char *out, size_t cap)
     size_t i = w > 0 ? (size_t)w : 0;
     for (const char *p = name; *p && i + 1 < cap; p++) {
         char ch = *p;
-        out[i++] = (ch == '.' || ch == '-') ? '_' : (char)toupper((unsigned char)ch);
+        if (ch == '.' || ch == '-') {
+            ch = '_';
+        } else if (ch >= 'a' && ch <= 'z') {
+            ch = (char)(ch - 'a' + 'A');
+        }
+        out[i++] = ch;
     }
     out[i] = '\0';
 }

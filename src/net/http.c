@@ -648,7 +648,11 @@ static void net_log_safe(char *dst, size_t cap, const char *s)
     size_t i = 0;
     for (; s && *s && i + 1 < cap; s++) {
         unsigned char c = (unsigned char)*s;
-        dst[i++] = (c > 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
+        char o = '?';
+        if (c > 0x20 && c < 0x7f && c != '"') {
+            o = (char)c;
+        }
+        dst[i++] = o;
     }
     dst[i] = '\0';
 }

@@ -6,7 +6,9 @@
 
 #include "net/client.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -237,7 +241,7 @@ static void h_slow(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     (void)req;
     (void)ctx;
-    struct timespec ts = {0, 600 * 1000 * 1000};
+    struct timespec ts = {0, 600L * 1000 * 1000};
     nanosleep(&ts, NULL);
     net_resp_text(resp, 200, NULL, "slow done\n");
 }
@@ -245,7 +249,7 @@ static void h_slow(struct net_req *req, struct net_resp *resp, void *ctx)
 static void h_slow_create(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct app *a = ctx;
-    struct timespec ts = {0, 500 * 1000 * 1000};
+    struct timespec ts = {0, 500L * 1000 * 1000};
     nanosleep(&ts, NULL);
     pthread_mutex_lock(&a->mu);
     int n = ++a->created;
@@ -702,7 +706,7 @@ static void test_idempotency_concurrent(void **state)
     struct slow_arg a = {srv, 0, ""};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, slow_create_thread, &a), 0);
-    struct timespec ts = {0, 200 * 1000 * 1000};
+    struct timespec ts = {0, 200L * 1000 * 1000};
     nanosleep(&ts, NULL);
     struct net_client_resp r;
     static const char *const k[] = {"Idempotency-Key: same", NULL};
@@ -728,7 +732,7 @@ static void test_graceful_stop(void **state)
     struct slow_arg a = {srv, 0, ""};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, slow_thread, &a), 0);
-    struct timespec ts = {0, 200 * 1000 * 1000};
+    struct timespec ts = {0, 200L * 1000 * 1000};
     nanosleep(&ts, NULL); /* the slow request is in its handler now */
     net_server_stop(srv, 5000);
     pthread_join(t, NULL);
@@ -797,6 +801,53 @@ static void test_metrics(void **state)
     net_server_free(srv);
 }
 
+/* The client's own limits: answer cap and request timeout; and the server's
+ * idle timeout closing a connection that never finishes its headers. */
+static void test_timeouts_and_client_caps(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server_cfg cfg = {.timeout_s = 1};
+    struct net_server *srv = start(&cfg);
+    char url[64];
+    (void)snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)net_server_port(srv));
+    struct net_client_resp r;
+    struct net_client *c = NULL;
+    struct net_client_cfg small = {.base_url = url, .max_body = 16};
+    assert_int_equal(net_client_new(&small, &c), OT_OK);
+    assert_int_equal(net_client_request(c, "GET", "/metrics", NULL, NULL, &r), OT_E_LIMIT);
+    net_client_resp_clear(&r);
+    assert_int_equal(net_client_request(c, "GET", "/healthz", NULL, NULL, &r), OT_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    struct net_client_cfg quick = {.base_url = url, .token = "sp-a-token", .timeout_ms = 150};
+    assert_int_equal(net_client_new(&quick, &c), OT_OK);
+    assert_int_equal(net_client_request(c, "GET", "/t/v1/slow", NULL, NULL, &r), OT_E_TIMEOUT);
+    net_client_resp_clear(&r);
+    net_client_free(c);
+
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(net_server_port(srv))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    static const char partial[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    assert_int_equal(write(fd, partial, sizeof partial - 1), (ssize_t)(sizeof partial - 1));
+    struct timeval tv = {5, 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    char buf[256];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ssize_t n = read(fd, buf, sizeof buf);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(n <= 0 || strncmp(buf, "HTTP/1.1 408", 12) == 0); /* closed by the server */
+    assert_true(t1.tv_sec - t0.tv_sec < 4);                       /* after ~1 s, not 5 */
+    close(fd);
+    net_server_free(srv);
+}
+
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int sh(const char *fmt, ...)
@@ -806,7 +857,7 @@ static int sh(const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    return system(cmd);
+    return system(cmd); /* NOLINT(cert-env33-c): the openssl CLI makes the test certificates */
 }
 
 static void test_tls(void **state)
@@ -903,6 +954,7 @@ int main(void)
         cmocka_unit_test(test_idempotency_concurrent),
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_timeouts_and_client_caps),
         cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
