@@ -155,7 +155,7 @@ static ot_err dbp_conn_open(const struct db *db, void **out)
     }
     PQsetNoticeProcessor(c->pg, dbp_notice, NULL);
     /* A row lock held too long fails like SQLite's busy timeout (55P03 -> OT_E_TIMEOUT). */
-    snprintf(ms, sizeof ms, "%u", db->cfg.busy_timeout_ms);
+    (void)snprintf(ms, sizeof ms, "%u", db->cfg.busy_timeout_ms); /* always fits */
     res = PQexecParams(c->pg, "SELECT set_config('lock_timeout', $1, false)", 1, NULL, params, NULL,
                        NULL, 0);
     if (!dbp_res_ok(res)) {
@@ -237,7 +237,7 @@ static void dbp_finalize(void *st, bool live)
         && PQtransactionStatus(s->c->pg) != PQTRANS_INERROR) {
         /* The name is ours ("ot_<n>"), not caller input. */
         char sql[48];
-        snprintf(sql, sizeof sql, "DEALLOCATE %s", s->name);
+        (void)snprintf(sql, sizeof sql, "DEALLOCATE %s", s->name);
         (void)dbp_exec(s->c, sql);
     }
     free(s->ptypes);
@@ -262,7 +262,7 @@ static ot_err dbp_prepare(void *conn, const char *sql, void **out)
     }
     s->c = c;
     s->row = -1;
-    snprintf(s->name, sizeof s->name, "ot_%u", c->seq++);
+    (void)snprintf(s->name, sizeof s->name, "ot_%u", c->seq++);
     res = PQprepare(c->pg, s->name, sql, 0, NULL);
     if (!dbp_res_ok(res)) {
         s->name[0] = '\0'; /* nothing to deallocate */
@@ -331,7 +331,7 @@ static ot_err dbp_bind_int64(void *st, int idx, int64_t v)
     if (txt == NULL) {
         return OT_E_NOMEM;
     }
-    snprintf(txt, 24, "%" PRId64, v);
+    (void)snprintf(txt, 24, "%" PRId64, v);
     return dbp_bind(st, idx, txt, 0, 0);
 }
 
