@@ -129,6 +129,8 @@ expect 1 op --json se import se.csv
 has '"imported":2,"unchanged":0,"rejected_count":2'
 expect 1 op --json se import se.csv --chunk 3
 has '"imported":0,"unchanged":2,"rejected_count":2'
+has '"row":2,"field":"expiry"'
+has '"row":4,"field":"msisdn"' # row numbers count from the file's first row
 cat >se.json <<JSON
 [{"cin":"B0000001000000000001","se_type":"eSE","mno":"mno-one","msisdn":"33600000011","imsi":null,
   "profile_id":"ese-v2","gp_version":"2.3.1","jc_version":"3.1","cert_level":"EAL6+",
@@ -144,6 +146,14 @@ expect 1 op --json se import se.json
 has '"imported":1'
 has '"row":2,"field":"free_memory"'
 has '"row":3'
+# Refused as a whole by the server: unknown column, other content type.
+printf 'cin,se_type,colour\nA0000009,UICC,red\n' >badcol.csv
+expect 3 op se import badcol.csv
+grep -q 'field=colour' "$work/err" || fail "unknown column not named"
+imp=$URL/tsm/v1/secure-elements:import
+[ "$(curl -s -o /dev/null -w '%{http_code}' --cacert certs/ca.pem -H "Authorization: Bearer $OPERATOR" \
+    -H 'Idempotency-Key: t-xml' -H 'Content-Type: application/xml' --data-binary '<se/>' "$imp")" \
+    = 400 ] || fail "import of application/xml"
 # Malformed CSV: refused as a whole (exit 5 locally, the server never sees it).
 printf 'cin,se_type\n"A0000001,UICC\n' >bad.csv
 expect 5 op se import bad.csv
