@@ -40,7 +40,11 @@
 #define NET_CONN_MEMORY     ((size_t)64 * 1024) /* per connection: request line + headers */
 #define NET_IDEM_KEY_HEADER "Idempotency-Key"
 #define NET_BUILTINS        3
-#define NET_IDEM_BUSY       1024 /* idempotent requests handled at the same time */
+#define NET_IDEM_BUSY       1024
+#define NET_DRAIN_MAX                                                                          \
+    ((size_t)1024                                                                              \
+     * 1024) /* body bytes read and dropped after 413 */ /* idempotent requests handled at the \
+                                                            same time */
 
 struct net_seg {
     const char *lit; /* literal text (not NUL-terminated at len), or NULL for {param} */
@@ -118,8 +122,9 @@ struct net_req {
     char idem_key[NET_IDEM_KEY_MAX + 1];
     struct ot_buf body;
     bool too_large;
-    bool answered; /* a response was queued */
-    bool counted;  /* in srv->in_flight */
+    size_t discarded; /* body bytes dropped after too_large */
+    bool answered;    /* a response was queued */
+    bool counted;     /* in srv->in_flight */
     struct timespec t0;
     struct net_resp resp;
 };
@@ -943,7 +948,13 @@ static bool net_gate(struct net_req *req, enum MHD_Result *res)
         } else {
             OT_LOG_ERROR("req_id=%s authenticate: %s", req->request_id, ot_strerror(e));
         }
-        net_resp_error(&req->resp, e == OT_E_AUTH ? OT_E_AUTH : OT_E_INTERNAL, NULL,
+        /* A store that is down answers 503, so clients retry; anything
+         * else unexpected is ours (500). */
+        ot_err shown = e;
+        if (e != OT_E_AUTH && e != OT_E_DB && e != OT_E_TIMEOUT) {
+            shown = OT_E_INTERNAL;
+        }
+        net_resp_error(&req->resp, shown, NULL,
                        e == OT_E_AUTH ? "missing or invalid credentials" : NULL, NULL);
         if (e == OT_E_AUTH) {
             net_resp_header(&req->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
@@ -1204,6 +1215,15 @@ static enum MHD_Result net_access(void *cls, struct MHD_Connection *conn, const 
             req->too_large = true; /* chunked upload over the cap: discard the rest */
             ot_buf_free(&req->body);
             ot_buf_init(&req->body, srv->cfg.max_body);
+        }
+        if (req->too_large) {
+            /* Drain a little so that an honest client gets its 413, but do
+             * not read an endless stream: past NET_DRAIN_MAX, hang up. */
+            req->discarded += *upload_data_size;
+            if (req->discarded > NET_DRAIN_MAX) {
+                OT_LOG_INFO("req_id=%s body far over the cap: closing", req->request_id);
+                return MHD_NO;
+            }
         }
         *upload_data_size = 0;
         return MHD_YES;

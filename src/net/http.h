@@ -93,7 +93,8 @@ struct net_server_ops {
     /* Required when any route has allow != 0. bearer_token: the token after
      * "Bearer ", NULL if none; client_cert_subject: the verified client
      * certificate's subject DN (RFC 4514 string), NULL without mTLS. Fill *out
-     * and return OT_OK, or return OT_E_AUTH (anything else answers 500). */
+     * and return OT_OK, or return OT_E_AUTH; OT_E_DB / OT_E_TIMEOUT answer
+     * 503, anything else 500. */
     ot_err (*authenticate)(void *ctx, const char *bearer_token, const char *client_cert_subject,
                            struct net_principal *out);
     /* Look up (principal, key). OT_OK: *status, stored request hash and

@@ -589,6 +589,19 @@ static void test_body_cap(void **state)
                                           NULL};
     assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", big, chunked, &r), 413);
     net_client_resp_clear(&r);
+    /* An endless chunked stream is cut off after a bounded drain. */
+    size_t huge_len = (size_t)3 * 1024 * 1024;
+    char *huge = malloc(huge_len + 1);
+    assert_non_null(huge);
+    memset(huge, ' ', huge_len);
+    huge[huge_len] = '\0';
+    struct net_client *c = client(srv, "sp-a-token", false, NULL, NULL, NULL);
+    ot_err e = net_client_request_raw(c, "POST", "/t/v1/items", "application/json", huge, huge_len,
+                                      chunked, &r);
+    assert_true(e == OT_E_IO || (e == OT_OK && r.status == 413));
+    net_client_resp_clear(&r);
+    net_client_free(c);
+    free(huge);
     /* Exactly at the cap is accepted by the server (the handler rejects the JSON). */
     big[1023] = '\0';
     static const char *const k3[] = {"Idempotency-Key: big-3", NULL};
