@@ -136,6 +136,8 @@ static double net_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void net_log_safe(char *dst, size_t cap, const char *s);
+
 /* ---- responses ---- */
 
 static void net_resp_reset_body(struct net_resp *resp)
@@ -309,6 +311,54 @@ void net_req_foreach_query(const struct net_req *req,
 {
     struct net_query_iter it = {fn, ctx};
     (void)MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, net_query_cb, &it);
+}
+
+struct net_query_check {
+    const char *const *allowed;
+    struct json_err *err;
+    ot_err e;
+    const char *seen[16];
+    size_t nseen;
+};
+
+static enum MHD_Result net_query_check_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct net_query_check *qc = cls;
+    if (qc->e != OT_OK) {
+        return MHD_NO;
+    }
+    char name[64];
+    net_log_safe(name, sizeof name, key);
+    for (size_t i = 0; i < qc->nseen; i++) {
+        if (strcmp(qc->seen[i], key) == 0) {
+            qc->e = json_err_set(qc->err, OT_E_FORMAT, name, "repeated query argument");
+            return MHD_NO;
+        }
+    }
+    bool ok = false;
+    for (size_t i = 0; qc->allowed && qc->allowed[i]; i++) {
+        if (strcmp(key, qc->allowed[i]) == 0) {
+            ok = true;
+            break;
+        }
+    }
+    if (!ok || qc->nseen >= sizeof qc->seen / sizeof qc->seen[0]) {
+        qc->e = json_err_set(qc->err, OT_E_FORMAT, name, "unknown query argument");
+        return MHD_NO;
+    }
+    qc->seen[qc->nseen++] = key;
+    return MHD_YES;
+}
+
+ot_err net_req_check_query(const struct net_req *req, const char *const *allowed,
+                           struct json_err *err)
+{
+    struct net_query_check qc = {allowed, err, OT_OK, {NULL}, 0};
+    (void)MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, net_query_check_cb, &qc);
+    return qc.e;
 }
 
 const char *net_req_header(const struct net_req *req, const char *name)

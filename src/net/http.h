@@ -175,6 +175,10 @@ const char *net_req_query(const struct net_req *req, const char *name);
 /* Calls fn for every query argument; used to reject unknown ones. */
 void net_req_foreach_query(const struct net_req *req,
                            void (*fn)(void *ctx, const char *key, const char *value), void *ctx);
+/* Query arguments not in allowed (NULL-terminated) -> OT_E_FORMAT with
+ * err->field naming the first unknown one; a repeated argument too. */
+ot_err net_req_check_query(const struct net_req *req, const char *const *allowed,
+                           struct json_err *err);
 const char *net_req_header(const struct net_req *req, const char *name); /* case-insensitive */
 const uint8_t *net_req_body(const struct net_req *req, size_t *len);     /* never NULL */
 /* NULL on public routes. */

@@ -187,8 +187,14 @@ static void h_item_get(struct net_req *req, struct net_resp *resp, void *ctx)
 
 static void h_item_search(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    (void)req;
     (void)ctx;
+    static const char *const allowed[] = {"msisdn", "limit", NULL};
+    struct json_err err = {0};
+    ot_err e = net_req_check_query(req, allowed, &err);
+    if (e != OT_OK) {
+        net_resp_json_error(resp, e, &err);
+        return;
+    }
     json_t *o = json_obj_new();
     (void)json_put_str(o, "which", "search");
     net_resp_json(resp, 200, o);
@@ -373,6 +379,9 @@ static const struct {
     {"GET", "/t/v1/items/42", "sp-a-token", 200, "\"id\":\"42\""},
     {"GET", "/t/v1/items/42?q=x%20y", "sp-a-token", 200, "\"q\":\"x y\""},
     {"GET", "/t/v1/items/search", "dev-token", 200, "\"which\":\"search\""}, /* literal wins */
+    {"GET", "/t/v1/items/search?msisdn=1&limit=2", "dev-token", 200, "search"},
+    {"GET", "/t/v1/items/search?msisdn=1&bogus=2", "dev-token", 400, "\"field\":\"bogus\""},
+    {"GET", "/t/v1/items/search?msisdn=1&msisdn=2", "dev-token", 400, "repeated"},
     {"GET", "/t/v1/items/SE%2D1", "op-token", 200, "\"id\":\"SE-1\""},
     {"GET", "/t/v1/items", "sp-a-token", 405, "method_not_allowed"},
     {"PUT", "/t/v1/items/42", "sp-a-token", 405, "method_not_allowed"},
