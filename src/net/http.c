@@ -1155,7 +1155,11 @@ static void net_run_handler(struct net_req *req)
         }
     }
     r->fn(req, &req->resp, req->rt->ctx);
-    if (req->resp.set && r->idempotent && srv->cfg.ops.idem_put && req->resp.status < 500) {
+    /* Only successes are stored: a rejected request must leave no trace in
+     * the database (a retry simply gets the same 4xx again), and a 5xx is
+     * worth retrying for real. */
+    if (req->resp.set && r->idempotent && srv->cfg.ops.idem_put && req->resp.status >= 200
+        && req->resp.status < 300) {
         ot_err e = srv->cfg.ops.idem_put(srv->cfg.ops_ctx, &req->principal, req->idem_key, hash,
                                          req->resp.status, req->resp.body, req->resp.len);
         if (e != OT_OK && e != OT_E_CONFLICT) {

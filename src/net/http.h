@@ -20,8 +20,9 @@
  *
  * Idempotency: the key is scoped to the principal; the request hash is
  * SHA-256 over method, path with query, and body. The handler's answer is
- * stored through ops.idem_put when its status is below 500 (so a validation
- * error replays as the same 400); a second request with a key whose first
+ * stored through ops.idem_put only when it is a success (2xx): a rejected
+ * request changes nothing, not even the idempotency store, and its retry is
+ * validated (and rejected) again. A second request with a key whose first
  * request is still running gets 409 "conflict".
  *
  * Logging: the server logs one line per request (INFO) with req_id=...;

@@ -659,16 +659,24 @@ static void test_idempotency(void **state)
                      201);
     assert_string_equal(r.body, "{\"n\":2,\"name\":\"b\"}");
     net_client_resp_clear(&r);
-    /* A validation error is stored too: its replay gives the same 400. */
+    /* A validation error is not stored (nothing changes); its retry is
+     * rejected again, and the key stays usable for a corrected body. */
+    size_t stored = g_app.nidem;
     static const char *const k2[] = {"Idempotency-Key: key-2", NULL};
     assert_int_equal(
         call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\",\"x\":1}", k2, &r), 400);
     assert_string_equal(r.error_field, "x");
     net_client_resp_clear(&r);
+    assert_int_equal(g_app.nidem, stored);
     assert_int_equal(
         call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\",\"x\":1}", k2, &r), 400);
     assert_string_equal(r.error_field, "x");
     net_client_resp_clear(&r);
+    assert_int_equal(g_app.nidem, stored);
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"c\"}", k2, &r),
+                     201);
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.nidem, stored + 1);
     /* Malformed JSON and duplicate keys. */
     static const char *const k3[] = {"Idempotency-Key: key-3", NULL};
     assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":", k3, &r), 400);
@@ -678,7 +686,8 @@ static void test_idempotency(void **state)
         call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\",\"name\":\"b\"}", k4, &r),
         400);
     net_client_resp_clear(&r);
-    assert_int_equal(g_app.created, 2);
+    assert_int_equal(g_app.created, 3);
+    assert_int_equal(g_app.nidem, stored + 1);
     net_server_free(srv);
 }
 
