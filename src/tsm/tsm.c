@@ -121,6 +121,9 @@ static void tsm_qcheck_fn(void *ctx, const char *key, const char *value)
     q->bad = key;
 }
 
+/* Routes that take no query arguments. */
+static const char *const tsm_no_query[] = {NULL};
+
 /* Rejects query arguments not in allowed (400 naming the first). */
 static bool tsm_query_ok(const struct net_req *req, struct net_resp *resp,
                          const char *const *allowed)
@@ -976,6 +979,9 @@ static void tsm_h_principal_create(struct net_req *req, struct net_resp *resp, v
     ot_err err;
 
     memset(&jerr, 0, sizeof(jerr));
+    if (!tsm_query_ok(req, resp, tsm_no_query)) {
+        return;
+    }
     doc = tsm_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
@@ -1052,6 +1058,9 @@ static void tsm_h_cert_bind(struct net_req *req, struct net_resp *resp, void *ct
     if (!tsm_id_of_path(req, resp, &id)) {
         return;
     }
+    if (!tsm_query_ok(req, resp, tsm_no_query)) {
+        return;
+    }
     doc = tsm_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
@@ -1109,6 +1118,9 @@ static void tsm_h_token_issue(struct net_req *req, struct net_resp *resp, void *
 
     memset(&jerr, 0, sizeof(jerr));
     memset(tok, 0, sizeof(tok));
+    if (!tsm_query_ok(req, resp, tsm_no_query)) {
+        return;
+    }
     doc = tsm_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
