@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell helpers for the tsmd integration tests and bench/api.sh.
 # Source it after setting TSMD (and TSMCTL where needed) to the programs.
 #

@@ -194,6 +194,11 @@ jq -e '.rows == 4 and .imported == 0 and .rejected_count == 4
        and (.rejected[1].field == "isd_key" or (.rejected[1].message | contains("isd_key")))' \
     "$TSMD_WORK/resp" >/dev/null || fail "bad rows report: $(cat "$TSMD_WORK/resp")"
 [ "$(sq "SELECT count(*) FROM secure_elements")" = 1 ] || fail "rejected rows reached the registry"
+grep -v "^'idem_records'" "$TSMD_WORK/dump.before" >"$TSMD_WORK/dump.a"
+db_dump >"$TSMD_WORK/dump.before"
+grep -v "^'idem_records'" "$TSMD_WORK/dump.before" >"$TSMD_WORK/dump.b"
+# The report is a 200 answer, kept for replays of its key; nothing else changed.
+cmp -s "$TSMD_WORK/dump.a" "$TSMD_WORK/dump.b" || fail "an import of rejected rows changed the database"
 
 # --- oversized bodies: 413 with or without a Content-Length
 head -c $((MAX_BODY + 1)) /dev/zero | tr '\0' ' ' >"$TSMD_WORK/big.json"
