@@ -57,7 +57,8 @@ bench_cleanup_hook() {
         NGINX_PID=
     fi
 }
-TSMD_CLEANUP_HOOK=bench_cleanup_hook
+TSMD_CLEANUP_HOOK=bench_cleanup_hook # called by tsmd_cleanup (lib.sh)
+export TSMD_CLEANUP_HOOK
 tsmd_work_init bench-api
 
 # --- the manufacturer's file: ROWS rows, split into CSV chunks with a header
@@ -116,9 +117,11 @@ run_tsmd() {
     read -r R_RPS R_P99 <<<"$figs"
 }
 
-# run_wrk URL PATH_PREFIX TOKEN: a 2 s warm-up, then the measured run.
+# run_wrk URL PATH_PREFIX TOKEN: a 2 s warm-up, then the measured run. The
+# load average goes to the log: other work on the machine skews the figures.
 run_wrk() {
     local url=$1 prefix=$2 token=$3
+    note "load average before wrk: $(cut -d' ' -f1-3 /proc/loadavg)"
     BENCH_PATH=$prefix BENCH_TOKEN=$token BENCH_BASE=$MSISDN_BASE BENCH_COUNT=$ROWS \
         timeout 30 wrk -t"$THREADS" -c"$CONNS" -d2s -s "$LUA" "$url" >/dev/null
     BENCH_PATH=$prefix BENCH_TOKEN=$token BENCH_BASE=$MSISDN_BASE BENCH_COUNT=$ROWS \
@@ -147,7 +150,7 @@ wrk_figures() {
 
 # --- nginx phase: a static file of SIZE bytes; sets R_RPS and R_P99
 run_nginx() {
-    local size=$1 sample=$2 port out i figs
+    local size=$1 sample=$2 port out figs
     mkdir -p "$TSMD_WORK/nginx/www" "$TSMD_WORK/nginx/tmp"
     chmod 755 "$TSMD_WORK/nginx" "$TSMD_WORK/nginx/www"
     # The lookup's own answer, so the bytes on the wire match too.
@@ -180,7 +183,7 @@ http {
 EOF
     nginx -p "$TSMD_WORK/nginx" -c "$TSMD_WORK/nginx/nginx.conf" 2>>"$TSMD_WORK/nginx/error.log" &
     NGINX_PID=$!
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/se.json")" = 200 ] && break
         kill -0 "$NGINX_PID" 2>/dev/null || fail "nginx exited: $(cat "$TSMD_WORK/nginx/error.log")"
         sleep 0.05
