@@ -31,13 +31,13 @@ struct se_card;
 /* What an applet sees of its instance during a call. */
 struct se_applet_ctx {
     struct se_card *card;
-    int app;                 /* instance index (opaque to the applet) */
+    int app; /* instance index (opaque to the applet) */
     uint8_t channel;
-    const uint8_t *aid;      /* instance AID */
+    const uint8_t *aid; /* instance AID */
     size_t aid_len;
-    const uint8_t *data;     /* persistent blob (read-only view) */
+    const uint8_t *data; /* persistent blob (read-only view) */
     size_t data_len;
-    uint8_t *vol;            /* SE_APPLET_VOL_SIZE bytes of volatile scratch */
+    uint8_t *vol; /* SE_APPLET_VOL_SIZE bytes of volatile scratch */
 };
 
 /* Replaces the instance's persistent data (n <= SE_APPLET_MAX_DATA, else
@@ -47,12 +47,12 @@ ot_err se_applet_set_data(struct se_applet_ctx *x, const uint8_t *p, size_t n);
 void se_applet_block_card(struct se_applet_ctx *x);
 
 struct se_applet_ops {
-    const char *name;             /* "ppse", "emv-payment", "transit", "telecom", "wallet" */
-    const uint8_t *pkg_aid;       /* package (load file) AID */
+    const char *name;       /* "ppse", "emv-payment", "transit", "telecom", "wallet" */
+    const uint8_t *pkg_aid; /* package (load file) AID */
     size_t pkg_aid_len;
-    const uint8_t *module_aid;    /* the one executable module AID */
+    const uint8_t *module_aid; /* the one executable module AID */
     size_t module_aid_len;
-    bool payment;                 /* wiped and deleted by a software destroy */
+    bool payment; /* wiped and deleted by a software destroy */
 
     /* New instance; params = install parameters C9 value. Sets the initial
      * data with se_applet_set_data. Non-OK refuses the install (6A80). */

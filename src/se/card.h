@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SE_MAX_ATR      33u
-#define SE_MAX_RESP     (65536u + 2u) /* largest R-APDU (extended Le 0000 + SW) */
+#define SE_MAX_ATR  33u
+#define SE_MAX_RESP (65536u + 2u) /* largest R-APDU (extended Le 0000 + SW) */
 
 struct se_card;
 

@@ -30,18 +30,18 @@
 
 /* ---------------------------------------------------------------- caps */
 
-#define SE_AID_MAX        16u
-#define SE_MAX_ELFS       32u
-#define SE_MAX_MODULES    8u   /* executable modules per load file */
-#define SE_MAX_APPS       64u  /* applications + security domains, ISD included */
-#define SE_MAX_KEYS       32u  /* key entries per security domain */
-#define SE_MAX_SEQS       8u   /* key sets with a sequence counter per SD */
-#define SE_MAX_APP_DATA   8192u /* an applet's persistent data blob */
-#define SE_MAX_PARAMS     128u /* stored install parameters (C9 value) */
-#define SE_MAX_LOAD       65536u /* a load file being received */
-#define SE_MAX_CHANNELS   4u   /* logical channels 0..3 (GPCS allows up to 20) */
-#define SE_VOL_SIZE       256u /* per-instance volatile scratch for applets */
-#define SE_MEM_TOTAL      (256u * 1024u) /* non-volatile memory of the card */
+#define SE_AID_MAX      16u
+#define SE_MAX_ELFS     32u
+#define SE_MAX_MODULES  8u             /* executable modules per load file */
+#define SE_MAX_APPS     64u            /* applications + security domains, ISD included */
+#define SE_MAX_KEYS     32u            /* key entries per security domain */
+#define SE_MAX_SEQS     8u             /* key sets with a sequence counter per SD */
+#define SE_MAX_APP_DATA 8192u          /* an applet's persistent data blob */
+#define SE_MAX_PARAMS   128u           /* stored install parameters (C9 value) */
+#define SE_MAX_LOAD     65536u         /* a load file being received */
+#define SE_MAX_CHANNELS 4u             /* logical channels 0..3 (GPCS allows up to 20) */
+#define SE_VOL_SIZE     256u           /* per-instance volatile scratch for applets */
+#define SE_MEM_TOTAL    (256u * 1024u) /* non-volatile memory of the card */
 
 /* ---------------------------------------------------------------- types */
 
@@ -75,8 +75,8 @@ struct se_seq {
 
 /* What only security domains have. */
 struct se_sd {
-    uint8_t scp;    /* 0x02 or 0x03 */
-    uint8_t scp_i;  /* i parameter of that protocol */
+    uint8_t scp;   /* 0x02 or 0x03 */
+    uint8_t scp_i; /* i parameter of that protocol */
     uint8_t nkeys;
     struct se_key keys[SE_MAX_KEYS];
     uint8_t nseqs;
@@ -94,8 +94,8 @@ struct se_elf {
     uint8_t lcs; /* GP LOADED (01) */
     uint8_t nmodules;
     struct se_aid modules[SE_MAX_MODULES];
-    uint32_t size;  /* bytes of non-volatile memory it takes */
-    bool native;    /* the card has a native module for this package (se_applet_find) */
+    uint32_t size; /* bytes of non-volatile memory it takes */
+    bool native;   /* the card has a native module for this package (se_applet_find) */
 };
 
 struct se_app {
@@ -115,12 +115,12 @@ struct se_app {
 
 struct se_state {
     enum se_card_type type;
-    uint8_t card_lcs;   /* OP_READY .. TERMINATED (GPCS 11.1.1) */
-    bool mute;          /* hardware destroyed: no ATR, no answers, forever */
+    uint8_t card_lcs; /* OP_READY .. TERMINATED (GPCS 11.1.1) */
+    bool mute;        /* hardware destroyed: no ATR, no answers, forever */
     uint8_t atr_len;
     uint8_t atr[SE_MAX_ATR];
-    uint8_t cplc[42];   /* GET DATA 9F7F */
-    uint8_t kdd[10];    /* key diversification data sent in INITIALIZE UPDATE */
+    uint8_t cplc[42]; /* GET DATA 9F7F */
+    uint8_t kdd[10];  /* key diversification data sent in INITIALIZE UPDATE */
     uint8_t napps;
     struct se_app apps[SE_MAX_APPS]; /* apps[0] is the ISD */
     uint8_t nelfs;
@@ -129,8 +129,8 @@ struct se_state {
 
 /* Secure channel of one logical channel, opened with one SD. */
 struct se_sc {
-    int sd;               /* index into apps of the SD the channel belongs to; -1 none */
-    uint8_t scp;          /* 0x02 / 0x03 */
+    int sd;      /* index into apps of the SD the channel belongs to; -1 none */
+    uint8_t scp; /* 0x02 / 0x03 */
     struct scp03_card *scp03;
     struct scp02_card *scp02;
     /* runtime.c bookkeeping */
@@ -149,16 +149,16 @@ struct se_chain {
 
 struct se_chan {
     bool open;
-    int selected;              /* index into apps; -1 none */
+    int selected; /* index into apps; -1 none */
     struct se_sc sc;
     struct se_chain chain;
-    int perso_target;          /* INSTALL [for personalization] target app; -1 none */
-    uint8_t store_next_block;  /* STORE DATA block number expected next */
-    size_t status_pos;         /* GET STATUS "get next" resume index; SIZE_MAX none */
+    int perso_target;         /* INSTALL [for personalization] target app; -1 none */
+    uint8_t store_next_block; /* STORE DATA block number expected next */
+    size_t status_pos;        /* GET STATUS "get next" resume index; SIZE_MAX none */
     uint8_t status_p1;
-    struct ot_buf pending;     /* response data waiting for GET RESPONSE (61xx) */
+    struct ot_buf pending; /* response data waiting for GET RESPONSE (61xx) */
     size_t pending_off;
-    uint16_t pending_sw;       /* runtime.c: final SW once the pending data is out */
+    uint16_t pending_sw; /* runtime.c: final SW once the pending data is out */
 };
 
 /* LOAD in progress (volatile: lost at power off). */
@@ -189,8 +189,8 @@ struct se_card {
     struct se_state st;
     bool powered;
     bool dirty;
-    char *image_path;           /* NULL: in-memory only */
-    struct ot_buf committed;    /* last committed serialised image (rollback source) */
+    char *image_path;        /* NULL: in-memory only */
+    struct ot_buf committed; /* last committed serialised image (rollback source) */
     struct se_store_ops store_ops;
     struct se_chan chans[SE_MAX_CHANNELS];
     struct se_load load;
@@ -233,10 +233,10 @@ uint32_t se_mem_free(const struct se_state *st);
 struct se_cmd {
     struct se_card *card;
     int chan;
-    int sd;                 /* the selected SD processing the command */
-    const struct apdu *a;   /* plain command (secure messaging removed) */
-    uint8_t sec_level;      /* current secure channel level, 0 = none */
-    bool authenticated;     /* a secure channel is open with this SD */
+    int sd;               /* the selected SD processing the command */
+    const struct apdu *a; /* plain command (secure messaging removed) */
+    uint8_t sec_level;    /* current secure channel level, 0 = none */
+    bool authenticated;   /* a secure channel is open with this SD */
     struct buf_wr *out;
 };
 
@@ -273,8 +273,7 @@ ot_err se_state_serialize(const struct se_state *st, struct ot_buf *out);
 ot_err se_state_deserialize(const uint8_t *p, size_t n, struct se_state *st);
 /* Writes bytes to path atomically (temp file, fsync, rename, fsync dir),
  * calling ops->before_step before each step. */
-ot_err se_store_write(const char *path, const uint8_t *p, size_t n,
-                      const struct se_store_ops *ops);
+ot_err se_store_write(const char *path, const uint8_t *p, size_t n, const struct se_store_ops *ops);
 /* Reads a whole image file (capped). */
 ot_err se_store_read(const char *path, struct ot_buf *out);
 /* Persists c->st if dirty: serialise, write, update c->committed. */
