@@ -42,10 +42,13 @@ build: deps
 	@$(CMAKE) --build $(BUILD) -j $(JOBS)
 
 # The virtual SE end to end: created from a profile, seen through PC/SC,
-# managed over SCP03 and used for a payment (scripts/demo.sh). `make demo-scp03`
+# managed over SCP03 and used for a payment (scripts/demo.sh); then tsmd over
+# TLS with a local CA: SE import, lookup by MSISDN, SD visibility, audit
+# (scripts/demo_tsmd.sh). `make demo-scp03`
 # shows only the host library's SCP03 session with an in-process card.
 demo: build
 	@bash scripts/demo.sh $(BUILD)
+	@bash scripts/demo_tsmd.sh $(BUILD)
 
 demo-scp03: build
 	@./$(BUILD)/src/bin/ot-demo
