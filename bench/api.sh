@@ -231,4 +231,17 @@ if [ "$WITH_PG" = 1 ]; then
     PG_PART=" pg_tsmd_rps=$P_RPS pg_ratio=$(ratio "$P_RPS" "$N_RPS") pg_p99_ms=$P_P99"
 fi
 
-echo "tsmd_rps=$S_RPS nginx_rps=$N_RPS ratio=$(ratio "$S_RPS" "$N_RPS") p99_ms=$S_P99$PG_PART"
+S_RATIO=$(ratio "$S_RPS" "$N_RPS")
+MISSED=$(awk -v r="$S_RATIO" -v p="$S_P99" -v pr="${PG_PART:+$(ratio "$P_RPS" "$N_RPS")}" \
+    -v pp="${PG_PART:+$P_P99}" 'BEGIN {
+        m = ""
+        if (r < 0.5) m = m " sqlite-ratio"
+        if (p >= 5) m = m " sqlite-p99"
+        if (pr != "" && pr < 0.5) m = m " pg-ratio"
+        if (pp != "" && pp >= 5) m = m " pg-p99"
+        print m }')
+[ -z "$MISSED" ] || note "targets missed (ratio >= 0.5, p99 < 5 ms):$MISSED"
+echo "tsmd_rps=$S_RPS nginx_rps=$N_RPS ratio=$S_RATIO p99_ms=$S_P99$PG_PART"
+if [ -n "$MISSED" ] && [ "${BENCH_STRICT:-0}" = 1 ]; then
+    exit 1
+fi
