@@ -463,9 +463,9 @@ static void net_metrics_handler(struct net_req *req, struct net_resp *resp, void
 }
 
 static const struct net_route net_builtin_routes[NET_BUILTINS] = {
-    {"GET", "/healthz", 0, false, net_healthz},
-    {"GET", "/readyz", 0, false, net_readyz},
-    {"GET", "/metrics", 0, false, net_metrics_handler},
+    {"GET", "/healthz", 0, false, net_healthz, NULL},
+    {"GET", "/readyz", 0, false, net_readyz, NULL},
+    {"GET", "/metrics", 0, false, net_metrics_handler, NULL},
 };
 
 static bool net_method_ok(const char *m)
@@ -1153,6 +1153,12 @@ static void net_run_handler(struct net_req *req)
         if (!net_idem_check(req, hash)) {
             goto out;
         }
+    }
+    struct json_err qerr = {0};
+    ot_err qe = net_req_check_query(req, r->query, &qerr);
+    if (qe != OT_OK) {
+        net_resp_json_error(&req->resp, qe, &qerr);
+        goto out;
     }
     r->fn(req, &req->resp, req->rt->ctx);
     /* Only successes are stored: a rejected request must leave no trace in

@@ -74,6 +74,10 @@ struct net_route {
     unsigned allow;      /* NET_P_* kinds allowed; 0 = public (no authentication) */
     bool idempotent;     /* state-changing POST: requires Idempotency-Key */
     net_handler_fn fn;
+    /* Query argument names the route accepts, NULL-terminated; NULL = none.
+     * The server answers 400 (field = the argument) for an unknown or
+     * repeated one before the handler runs, so handlers never check. */
+    const char *const *query;
 };
 
 /* One audited outcome. Strings are valid during the callback only. */

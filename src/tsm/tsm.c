@@ -99,47 +99,6 @@ static ot_err tsm_authz(struct tsm *t, const struct net_req *req, enum tsm_acces
 
 /* ---- small helpers ------------------------------------------------------ */
 
-struct tsm_qcheck {
-    const char *const *allowed;
-    const char *bad;
-};
-
-static void tsm_qcheck_fn(void *ctx, const char *key, const char *value)
-{
-    struct tsm_qcheck *q = ctx;
-    size_t i;
-
-    (void)value;
-    if (q->bad != NULL) {
-        return;
-    }
-    for (i = 0; q->allowed[i] != NULL; i++) {
-        if (strcmp(q->allowed[i], key) == 0) {
-            return;
-        }
-    }
-    q->bad = key;
-}
-
-/* Routes that take no query arguments. */
-static const char *const tsm_no_query[] = {NULL};
-
-/* Rejects query arguments not in allowed (400 naming the first). */
-static bool tsm_query_ok(const struct net_req *req, struct net_resp *resp,
-                         const char *const *allowed)
-{
-    struct tsm_qcheck q = {allowed, NULL};
-    char msg[160];
-
-    net_req_foreach_query(req, tsm_qcheck_fn, &q);
-    if (q.bad != NULL) {
-        snprintf(msg, sizeof(msg), "unknown query argument \"%.64s\"", q.bad);
-        net_resp_error(resp, OT_E_FORMAT, NULL, msg, q.bad);
-        return false;
-    }
-    return true;
-}
-
 /* Answers a storage or internal error (never a detail). */
 static void tsm_fail(struct net_resp *resp, ot_err err)
 {
@@ -408,7 +367,6 @@ static bool tsm_is_json(const char *ct)
 
 static void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {NULL};
     struct tsm *t = ctx;
     const char *ct = net_req_header(req, "Content-Type");
     struct tsm_report rep;
@@ -426,9 +384,6 @@ static void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
 
     memset(&rep, 0, sizeof(rep));
     memset(&jerr, 0, sizeof(jerr));
-    if (!tsm_query_ok(req, resp, q_allowed)) {
-        return;
-    }
     if (!tsm_is_csv(ct) && !tsm_is_json(ct)) {
         net_resp_error(resp, OT_E_FORMAT, NULL, "Content-Type must be text/csv or application/json",
                        "Content-Type");
@@ -553,8 +508,6 @@ done:
 
 static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {"msisdn", "imsi",   "fields", "mno",
-                                            "type",   "cursor", "limit",  NULL};
     struct tsm *t = ctx;
     const char *msisdn = net_req_query(req, "msisdn");
     const char *imsi = net_req_query(req, "imsi");
@@ -577,9 +530,6 @@ static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx
     ot_err err = OT_OK;
 
     memset(&jerr, 0, sizeof(jerr));
-    if (!tsm_query_ok(req, resp, q_allowed)) {
-        return;
-    }
     if (msisdn != NULL || imsi != NULL) {
         if (msisdn != NULL && imsi != NULL) {
             net_resp_error(resp, OT_E_FORMAT, NULL, "give msisdn or imsi, not both", "imsi");
@@ -699,13 +649,12 @@ out:
 
 static void tsm_h_se_get(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {NULL};
     struct tsm *t = ctx;
     struct tsm_se se;
     json_t *o;
     ot_err err;
 
-    if (!tsm_query_ok(req, resp, q_allowed) || !tsm_se_of_path(t, req, resp, &se)) {
+    if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
     err = tsm_authz(t, req, TSM_ACC_SHARED, 0, "se.get");
@@ -748,7 +697,6 @@ static json_t *tsm_sd_json(struct tsm *t, const struct tsm_sd *sd, const char *c
 
 static void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {NULL};
     struct tsm *t = ctx;
     const struct net_principal *p = net_req_principal(req);
     struct tsm_se se;
@@ -759,7 +707,7 @@ static void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
     size_t i;
     ot_err err = OT_OK;
 
-    if (!tsm_query_ok(req, resp, q_allowed) || !tsm_se_of_path(t, req, resp, &se)) {
+    if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
     OT_TRY(tsm_authz(t, req, TSM_ACC_SHARED, 0, "sd.list"));
@@ -817,7 +765,6 @@ static bool tsm_aid_norm(const char *s, char *out, size_t cap)
 
 static void tsm_h_sd_get(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {NULL};
     struct tsm *t = ctx;
     struct tsm_se se;
     struct tsm_sd sd;
@@ -827,7 +774,7 @@ static void tsm_h_sd_get(struct net_req *req, struct net_resp *resp, void *ctx)
     const char *raw = net_req_param(req, "aid");
     ot_err err = OT_OK;
 
-    if (!tsm_query_ok(req, resp, q_allowed) || !tsm_se_of_path(t, req, resp, &se)) {
+    if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
     if (raw == NULL || !tsm_aid_norm(raw, aid, sizeof(aid))) {
@@ -855,7 +802,6 @@ out:
 static void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     static const char *const allowed[] = {"aid", "sp", "privileges", "lcs", NULL};
-    static const char *const q_allowed[] = {NULL};
     struct tsm *t = ctx;
     struct tsm_se se;
     struct tsm_sd sd;
@@ -876,7 +822,7 @@ static void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ct
 
     memset(&jerr, 0, sizeof(jerr));
     memset(&sd, 0, sizeof(sd));
-    if (!tsm_query_ok(req, resp, q_allowed) || !tsm_se_of_path(t, req, resp, &se)) {
+    if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
     doc = tsm_body_obj(req, resp, allowed);
@@ -979,9 +925,6 @@ static void tsm_h_principal_create(struct net_req *req, struct net_resp *resp, v
     ot_err err;
 
     memset(&jerr, 0, sizeof(jerr));
-    if (!tsm_query_ok(req, resp, tsm_no_query)) {
-        return;
-    }
     doc = tsm_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
@@ -1058,9 +1001,6 @@ static void tsm_h_cert_bind(struct net_req *req, struct net_resp *resp, void *ct
     if (!tsm_id_of_path(req, resp, &id)) {
         return;
     }
-    if (!tsm_query_ok(req, resp, tsm_no_query)) {
-        return;
-    }
     doc = tsm_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
@@ -1118,9 +1058,6 @@ static void tsm_h_token_issue(struct net_req *req, struct net_resp *resp, void *
 
     memset(&jerr, 0, sizeof(jerr));
     memset(tok, 0, sizeof(tok));
-    if (!tsm_query_ok(req, resp, tsm_no_query)) {
-        return;
-    }
     doc = tsm_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
@@ -1165,7 +1102,6 @@ out:
 
 static void tsm_h_token_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {"principal_id", "limit", NULL};
     struct tsm *t = ctx;
     const struct net_principal *p = net_req_principal(req);
     const char *qp = net_req_query(req, "principal_id");
@@ -1178,9 +1114,6 @@ static void tsm_h_token_list(struct net_req *req, struct net_resp *resp, void *c
     int64_t pid = 0;
     ot_err err = OT_OK;
 
-    if (!tsm_query_ok(req, resp, q_allowed)) {
-        return;
-    }
     if (qp != NULL) {
         char *end = NULL;
         long long v = strtoll(qp, &end, 10);
@@ -1235,14 +1168,13 @@ out:
 
 static void tsm_h_token_revoke(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {NULL};
     struct tsm *t = ctx;
     const struct net_principal *p = net_req_principal(req);
     int64_t id = 0;
     json_t *o;
     ot_err err;
 
-    if (!tsm_query_ok(req, resp, q_allowed) || !tsm_id_of_path(req, resp, &id)) {
+    if (!tsm_id_of_path(req, resp, &id)) {
         return;
     }
     err = authstore_revoke(t->auth, id, p->kind == NET_P_OPERATOR ? 0 : p->id);
@@ -1272,8 +1204,6 @@ static void tsm_h_token_revoke(struct net_req *req, struct net_resp *resp, void 
 
 static void tsm_h_audit_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {"cursor",       "limit",      "action",
-                                            "principal_id", "request_id", NULL};
     struct tsm *t = ctx;
     struct json_page page;
     struct json_err jerr;
@@ -1292,9 +1222,6 @@ static void tsm_h_audit_list(struct net_req *req, struct net_resp *resp, void *c
 
     memset(&jerr, 0, sizeof(jerr));
     memset(&q, 0, sizeof(q));
-    if (!tsm_query_ok(req, resp, q_allowed)) {
-        return;
-    }
     err = json_page_parse(net_req_query(req, "cursor"), net_req_query(req, "limit"),
                           TSM_AUDIT_LIST_DEF, AUDIT_LIST_MAX, &page, &jerr);
     if (err != OT_OK) {
@@ -1373,16 +1300,13 @@ out:
 
 static void tsm_h_audit_verify(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const q_allowed[] = {NULL};
     struct tsm *t = ctx;
     int64_t bad = 0;
     int64_t checked = 0;
     json_t *o;
     ot_err err;
 
-    if (!tsm_query_ok(req, resp, q_allowed)) {
-        return;
-    }
+    (void)req;
     err = audit_verify(t->db, &bad, &checked);
     if (err != OT_OK && err != OT_E_CORRUPT) {
         tsm_fail(resp, err);
@@ -1405,20 +1329,29 @@ static void tsm_h_audit_verify(struct net_req *req, struct net_resp *resp, void 
 #define TSM_OP    NET_P_OPERATOR
 #define TSM_OP_SP (NET_P_OPERATOR | NET_P_SP)
 
+/* Query arguments per route (the server rejects any other). */
+static const char *const tsm_q_se_query[] = {"msisdn", "imsi",   "fields", "mno",
+                                             "type",   "cursor", "limit",  NULL};
+static const char *const tsm_q_token_list[] = {"principal_id", "limit", NULL};
+static const char *const tsm_q_audit_list[] = {"cursor",       "limit",      "action",
+                                               "principal_id", "request_id", NULL};
+
 static const struct net_route tsm_route_table[] = {
-    {"POST", "/tsm/v1/secure-elements:import", TSM_OP, true, tsm_h_import},
-    {"GET", "/tsm/v1/secure-elements", TSM_OP_SP, false, tsm_h_se_query},
-    {"GET", "/tsm/v1/secure-elements/{cin}", TSM_OP_SP, false, tsm_h_se_get},
-    {"GET", "/tsm/v1/secure-elements/{cin}/security-domains", TSM_OP_SP, false, tsm_h_sd_list},
-    {"POST", "/tsm/v1/secure-elements/{cin}/security-domains", TSM_OP, true, tsm_h_sd_assign},
-    {"GET", "/tsm/v1/secure-elements/{cin}/security-domains/{aid}", TSM_OP_SP, false, tsm_h_sd_get},
-    {"POST", "/tsm/v1/principals", TSM_OP, true, tsm_h_principal_create},
-    {"POST", "/tsm/v1/principals/{id}/certificates", TSM_OP, true, tsm_h_cert_bind},
-    {"POST", "/tsm/v1/tokens", TSM_OP, false, tsm_h_token_issue},
-    {"GET", "/tsm/v1/tokens", NET_P_ANY, false, tsm_h_token_list},
-    {"DELETE", "/tsm/v1/tokens/{id}", NET_P_ANY, false, tsm_h_token_revoke},
-    {"GET", "/tsm/v1/audit", TSM_OP, false, tsm_h_audit_list},
-    {"GET", "/tsm/v1/audit/verify", TSM_OP, false, tsm_h_audit_verify},
+    {"POST", "/tsm/v1/secure-elements:import", TSM_OP, true, tsm_h_import, NULL},
+    {"GET", "/tsm/v1/secure-elements", TSM_OP_SP, false, tsm_h_se_query, tsm_q_se_query},
+    {"GET", "/tsm/v1/secure-elements/{cin}", TSM_OP_SP, false, tsm_h_se_get, NULL},
+    {"GET", "/tsm/v1/secure-elements/{cin}/security-domains", TSM_OP_SP, false, tsm_h_sd_list,
+     NULL},
+    {"POST", "/tsm/v1/secure-elements/{cin}/security-domains", TSM_OP, true, tsm_h_sd_assign, NULL},
+    {"GET", "/tsm/v1/secure-elements/{cin}/security-domains/{aid}", TSM_OP_SP, false, tsm_h_sd_get,
+     NULL},
+    {"POST", "/tsm/v1/principals", TSM_OP, true, tsm_h_principal_create, NULL},
+    {"POST", "/tsm/v1/principals/{id}/certificates", TSM_OP, true, tsm_h_cert_bind, NULL},
+    {"POST", "/tsm/v1/tokens", TSM_OP, false, tsm_h_token_issue, NULL},
+    {"GET", "/tsm/v1/tokens", NET_P_ANY, false, tsm_h_token_list, tsm_q_token_list},
+    {"DELETE", "/tsm/v1/tokens/{id}", NET_P_ANY, false, tsm_h_token_revoke, NULL},
+    {"GET", "/tsm/v1/audit", TSM_OP, false, tsm_h_audit_list, tsm_q_audit_list},
+    {"GET", "/tsm/v1/audit/verify", TSM_OP, false, tsm_h_audit_verify, NULL},
 };
 
 const struct net_route *tsm_routes(size_t *n)
