@@ -47,6 +47,18 @@ uint16_t aputil_store_data_fmt(uint8_t p1, enum aputil_sd_fmt *fmt)
     }
 }
 
+uint16_t aputil_perso_check(uint8_t p1, size_t n, bool dgi_ok, enum aputil_sd_fmt *fmt)
+{
+    uint16_t sw = aputil_store_data_fmt(p1, fmt);
+    if (sw != 0) {
+        return sw;
+    }
+    if (*fmt == APUTIL_FMT_DGI && !dgi_ok) {
+        return APUTIL_SW_WRONG_DATA;
+    }
+    return n == 0 ? APUTIL_SW_WRONG_LENGTH : 0;
+}
+
 ot_err aputil_dgi_next(struct buf_rd *r, uint16_t *dgi, const uint8_t **v, size_t *n)
 {
     struct buf_rd save = *r;

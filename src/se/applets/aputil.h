@@ -50,6 +50,11 @@ uint16_t aputil_check_le(const struct apdu *a, size_t resp_len);
 enum aputil_sd_fmt { APUTIL_FMT_DGI = 1, APUTIL_FMT_BER = 2 };
 uint16_t aputil_store_data_fmt(uint8_t p1, enum aputil_sd_fmt *fmt);
 
+/* Checks a personalization block (the applets' personalize hook): P1's
+ * structure as aputil_store_data_fmt, DGI only when dgi_ok (else 6A80), and
+ * an empty block gives 6700. 0 when acceptable, *fmt set. */
+uint16_t aputil_perso_check(uint8_t p1, size_t n, bool dgi_ok, enum aputil_sd_fmt *fmt);
+
 /* Reads one DGI (GP / EMV CPS: 2-byte DGI, length 00-FE or FF xxxx). */
 ot_err aputil_dgi_next(struct buf_rd *r, uint16_t *dgi, const uint8_t **v, size_t *n);
 

@@ -821,12 +821,9 @@ static uint16_t emv_personalize(struct se_applet_ctx *x, uint8_t p1, uint8_t p2,
     bool ok;
 
     (void)p2;
-    sw = aputil_store_data_fmt(p1, &fmt);
+    sw = aputil_perso_check(p1, n, true, &fmt);
     if (sw != 0) {
         return sw;
-    }
-    if (n == 0) {
-        return APUTIL_SW_WRONG_LENGTH;
     }
     if (emv_load(x, &s) != OT_OK) {
         return APUTIL_SW_NO_DIAG;

@@ -264,15 +264,9 @@ static uint16_t wallet_personalize(struct se_applet_ctx *x, uint8_t p1, uint8_t 
     uint16_t sw;
 
     (void)p2;
-    sw = aputil_store_data_fmt(p1, &fmt);
+    sw = aputil_perso_check(p1, n, false, &fmt);
     if (sw != 0) {
         return sw;
-    }
-    if (fmt != APUTIL_FMT_BER) {
-        return APUTIL_SW_WRONG_DATA;
-    }
-    if (n == 0) {
-        return APUTIL_SW_WRONG_LENGTH;
     }
     if (wallet_load(x, &s) != OT_OK) {
         return APUTIL_SW_NO_DIAG;
