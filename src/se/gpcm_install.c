@@ -507,6 +507,26 @@ static uint16_t gpcm_token_check(const struct se_cmd *x, enum gpcm_mode mode,
     return GPCM_SW_OK;
 }
 
+/* Common start of the INSTALL variants: the performer's right to manage
+ * content (need_cm), then the nlv LV fields, parameters and token of the
+ * data field. */
+static uint16_t gpcm_begin(const struct se_cmd *x, bool need_cm, unsigned nlv, enum gpcm_mode *mode,
+                           struct gpcm_idata *d)
+{
+    uint16_t sw = gpcm_check_performer(x, need_cm, mode);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
+    return gpcm_parse_idata(x->a, nlv, d);
+}
+
+/* The token of an INSTALL data field (see gpcm_token_check). */
+static uint16_t gpcm_token_of(const struct se_cmd *x, enum gpcm_mode mode,
+                              const struct gpcm_idata *d)
+{
+    return gpcm_token_check(x, mode, d->signed_p, d->signed_len, d->token.p, d->token.n);
+}
+
 /* Card Reset and Final Application: one holder per card (GPCS 6.6.2); the
  * ISD holds them by default and gives them up to the new holder. Another
  * holder: 6985. */
@@ -599,11 +619,7 @@ static uint16_t gpcm_install_for_load(struct se_cmd *x, bool combined)
     enum gpcm_mode mode;
     struct gpcm_idata d;
     struct gpcm_params prm;
-    uint16_t sw = gpcm_check_performer(x, true, &mode);
-    if (sw != GPCM_SW_OK) {
-        return sw;
-    }
-    sw = gpcm_parse_idata(x->a, 3, &d);
+    uint16_t sw = gpcm_begin(x, true, 3, &mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -628,7 +644,7 @@ static uint16_t gpcm_install_for_load(struct se_cmd *x, bool combined)
         return GPCM_SW_WRONG_DATA;
     }
     if (!combined) {
-        sw = gpcm_token_check(x, mode, d.signed_p, d.signed_len, d.token.p, d.token.n);
+        sw = gpcm_token_of(x, mode, &d);
         if (sw != GPCM_SW_OK) {
             return sw;
         }
@@ -1054,11 +1070,7 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
     enum gpcm_mode mode;
     struct gpcm_idata d;
     struct gpcm_params prm;
-    uint16_t sw = gpcm_check_performer(x, true, &mode);
-    if (sw != GPCM_SW_OK) {
-        return sw;
-    }
-    sw = gpcm_parse_idata(x->a, 4, &d);
+    uint16_t sw = gpcm_begin(x, true, 4, &mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1091,7 +1103,7 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
     if (sw != GPCM_SW_OK) {
         return sw;
     }
-    sw = gpcm_token_check(x, mode, d.signed_p, d.signed_len, d.token.p, d.token.n);
+    sw = gpcm_token_of(x, mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1284,11 +1296,7 @@ static uint16_t gpcm_make_selectable(struct se_cmd *x)
     enum gpcm_mode mode;
     struct gpcm_idata d;
     struct gpcm_params prm;
-    uint16_t sw = gpcm_check_performer(x, true, &mode);
-    if (sw != GPCM_SW_OK) {
-        return sw;
-    }
-    sw = gpcm_parse_idata(x->a, 4, &d);
+    uint16_t sw = gpcm_begin(x, true, 4, &mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1307,7 +1315,7 @@ static uint16_t gpcm_make_selectable(struct se_cmd *x)
     if (sw != GPCM_SW_OK) {
         return sw;
     }
-    sw = gpcm_token_check(x, mode, d.signed_p, d.signed_len, d.token.p, d.token.n);
+    sw = gpcm_token_of(x, mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1385,11 +1393,7 @@ static uint16_t gpcm_extradition(struct se_cmd *x)
     enum gpcm_mode mode;
     struct gpcm_idata d;
     struct gpcm_params prm;
-    uint16_t sw = gpcm_check_performer(x, true, &mode);
-    if (sw != GPCM_SW_OK) {
-        return sw;
-    }
-    sw = gpcm_parse_idata(x->a, 4, &d);
+    uint16_t sw = gpcm_begin(x, true, 4, &mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1404,7 +1408,7 @@ static uint16_t gpcm_extradition(struct se_cmd *x)
     if (sw != GPCM_SW_OK) {
         return sw;
     }
-    sw = gpcm_token_check(x, mode, d.signed_p, d.signed_len, d.token.p, d.token.n);
+    sw = gpcm_token_of(x, mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1438,11 +1442,7 @@ static uint16_t gpcm_personalization(struct se_cmd *x)
     struct gpcm_idata d;
     /* An SD personalizes its own applications: no content management
      * privilege needed (GPCS 7.3.2). */
-    uint16_t sw = gpcm_check_performer(x, false, &mode);
-    if (sw != GPCM_SW_OK) {
-        return sw;
-    }
-    sw = gpcm_parse_idata(x->a, 4, &d);
+    uint16_t sw = gpcm_begin(x, false, 4, &mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1475,11 +1475,7 @@ static uint16_t gpcm_registry_update(struct se_cmd *x)
     enum gpcm_mode mode;
     struct gpcm_idata d;
     struct gpcm_params prm;
-    uint16_t sw = gpcm_check_performer(x, true, &mode);
-    if (sw != GPCM_SW_OK) {
-        return sw;
-    }
-    sw = gpcm_parse_idata(x->a, 4, &d);
+    uint16_t sw = gpcm_begin(x, true, 4, &mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1496,7 +1492,7 @@ static uint16_t gpcm_registry_update(struct se_cmd *x)
     if (prm.has_d9 || d.f[2].n == 0) {
         return GPCM_SW_WRONG_DATA;
     }
-    sw = gpcm_token_check(x, mode, d.signed_p, d.signed_len, d.token.p, d.token.n);
+    sw = gpcm_token_of(x, mode, &d);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
