@@ -636,19 +636,27 @@ out:
     return err;
 }
 
+/* The array root[name]: NULL when absent; not an array: OT_E_FORMAT. */
+static ot_err pf_array(const json_t *root, const char *name, json_t **arr)
+{
+    *arr = json_object_get(root, name);
+    if (*arr != NULL && !json_is_array(*arr)) {
+        *arr = NULL;
+        return pf_bad(OT_E_FORMAT, name, "must be an array");
+    }
+    return OT_OK;
+}
+
 static ot_err pf_packages(const json_t *root, struct pf *ctx)
 {
     static const char *const fields[] = {"aid", "module", "modules", "version", "sd", "size", NULL};
     ot_err err = OT_OK;
     struct se_state *st = ctx->st;
-    json_t *arr = json_object_get(root, "packages");
+    json_t *arr = NULL;
     char path[PF_PATH_MAX], p[PF_PATH_MAX];
 
+    OT_TRY(pf_array(root, "packages", &arr));
     if (arr == NULL) {
-        goto out;
-    }
-    if (!json_is_array(arr)) {
-        err = pf_bad(OT_E_FORMAT, "packages", "must be an array");
         goto out;
     }
     for (size_t k = 0; k < json_array_size(arr); k++) {
@@ -757,6 +765,31 @@ out:
     return err;
 }
 
+/* Starts the next entry of "domains" or "applications": checks the entry's
+ * fields, the card's room, and its AID (present and unique on the card). The
+ * new slot is st->apps[st->napps], zeroed; the caller counts it in. */
+static ot_err pf_app_begin(const json_t *o, const char *path, const char *const *fields,
+                           struct se_state *st, struct se_app **out)
+{
+    ot_err err = OT_OK;
+    struct se_app *a;
+    char p[PF_PATH_MAX];
+
+    OT_TRY(pf_fields(o, path, fields));
+    if (st->napps >= SE_MAX_APPS) {
+        err = pf_bad(OT_E_LIMIT, path, "too many security domains and applications");
+        goto out;
+    }
+    a = &st->apps[st->napps];
+    memset(a, 0, sizeof(*a));
+    OT_TRY(pf_aid(o, path, "aid", &a->aid, true));
+    pf_path(p, path, "aid");
+    OT_TRY(pf_unique(st, &a->aid, p));
+    *out = a;
+out:
+    return err;
+}
+
 static ot_err pf_domains(const json_t *root, struct se_state *st)
 {
     static const char *const fields[] = {"aid",  "sd",  "privileges", "lcs", "scp", "i",
@@ -764,14 +797,11 @@ static ot_err pf_domains(const json_t *root, struct se_state *st)
     static const char *const lcs_names[] = {"INSTALLED", "SELECTABLE", "PERSONALIZED", "LOCKED",
                                             NULL};
     ot_err err = OT_OK;
-    json_t *arr = json_object_get(root, "domains");
-    char path[PF_PATH_MAX], p[PF_PATH_MAX];
+    json_t *arr = NULL;
+    char path[PF_PATH_MAX];
 
+    OT_TRY(pf_array(root, "domains", &arr));
     if (arr == NULL) {
-        goto out;
-    }
-    if (!json_is_array(arr)) {
-        err = pf_bad(OT_E_FORMAT, "domains", "must be an array");
         goto out;
     }
     for (size_t k = 0; k < json_array_size(arr); k++) {
@@ -780,16 +810,7 @@ static ot_err pf_domains(const json_t *root, struct se_state *st)
         bool present = false;
 
         pf_path_idx(path, "domains", k);
-        OT_TRY(pf_fields(o, path, fields));
-        if (st->napps >= SE_MAX_APPS) {
-            err = pf_bad(OT_E_LIMIT, path, "too many security domains and applications");
-            goto out;
-        }
-        a = &st->apps[st->napps];
-        memset(a, 0, sizeof(*a));
-        OT_TRY(pf_aid(o, path, "aid", &a->aid, true));
-        pf_path(p, path, "aid");
-        OT_TRY(pf_unique(st, &a->aid, p));
+        OT_TRY(pf_app_begin(o, path, fields, st, &a));
         OT_TRY(pf_sd_ref(o, path, st, &a->sd));
         /* A domain is an SD: security-domain is implied. */
         a->privs = GP_PRIV_BIT(GP_PRIV_SECURITY_DOMAIN);
@@ -817,14 +838,11 @@ static ot_err pf_applications(const json_t *root, struct se_state *st)
                                          "privileges", "lcs",     "params", NULL};
     static const char *const lcs_names[] = {"INSTALLED", "SELECTABLE", "LOCKED", NULL};
     ot_err err = OT_OK;
-    json_t *arr = json_object_get(root, "applications");
+    json_t *arr = NULL;
     char path[PF_PATH_MAX], p[PF_PATH_MAX];
 
+    OT_TRY(pf_array(root, "applications", &arr));
     if (arr == NULL) {
-        goto out;
-    }
-    if (!json_is_array(arr)) {
-        err = pf_bad(OT_E_FORMAT, "applications", "must be an array");
         goto out;
     }
     for (size_t k = 0; k < json_array_size(arr); k++) {
@@ -837,16 +855,7 @@ static ot_err pf_applications(const json_t *root, struct se_state *st)
         int e;
 
         pf_path_idx(path, "applications", k);
-        OT_TRY(pf_fields(o, path, fields));
-        if (st->napps >= SE_MAX_APPS) {
-            err = pf_bad(OT_E_LIMIT, path, "too many security domains and applications");
-            goto out;
-        }
-        a = &st->apps[st->napps];
-        memset(a, 0, sizeof(*a));
-        OT_TRY(pf_aid(o, path, "aid", &a->aid, true));
-        pf_path(p, path, "aid");
-        OT_TRY(pf_unique(st, &a->aid, p));
+        OT_TRY(pf_app_begin(o, path, fields, st, &a));
 
         OT_TRY(pf_aid(o, path, "package", &a->elf, true));
         pf_path(p, path, "package");
