@@ -197,6 +197,17 @@ static ot_err json_missing(const char *path, struct json_err *err)
     return json_err_set(err, OT_E_FORMAT, path, "missing");
 }
 
+/* json_lookup for a required member: absent or null is "missing". */
+static ot_err json_lookup_req(const json_t *obj, const char *path, const json_t **node,
+                              struct json_err *err)
+{
+    ot_err e = json_lookup(obj, path, node, err);
+    if (e == OT_OK && !*node) {
+        return json_missing(path, err);
+    }
+    return e;
+}
+
 static ot_err json_str_node(const json_t *v, const char *path, size_t min_len, size_t max_len,
                             const char **out, struct json_err *err)
 {
@@ -259,12 +270,9 @@ ot_err json_get_int(const json_t *obj, const char *path, int64_t min, int64_t ma
                     struct json_err *err)
 {
     const json_t *v;
-    ot_err e = json_lookup(obj, path, &v, err);
+    ot_err e = json_lookup_req(obj, path, &v, err);
     if (e != OT_OK) {
         return e;
-    }
-    if (!v) {
-        return json_missing(path, err);
     }
     return json_int_node(v, path, min, max, out, err);
 }
@@ -284,12 +292,9 @@ ot_err json_opt_int(const json_t *obj, const char *path, int64_t min, int64_t ma
 ot_err json_get_bool(const json_t *obj, const char *path, bool *out, struct json_err *err)
 {
     const json_t *v;
-    ot_err e = json_lookup(obj, path, &v, err);
+    ot_err e = json_lookup_req(obj, path, &v, err);
     if (e != OT_OK) {
         return e;
-    }
-    if (!v) {
-        return json_missing(path, err);
     }
     if (!json_is_boolean(v)) {
         return json_err_set(err, OT_E_FORMAT, path, "must be true or false");
@@ -339,12 +344,9 @@ ot_err json_get_enum(const json_t *obj, const char *path, const char *const *nam
                      size_t *idx, struct json_err *err)
 {
     const json_t *v;
-    ot_err e = json_lookup(obj, path, &v, err);
+    ot_err e = json_lookup_req(obj, path, &v, err);
     if (e != OT_OK) {
         return e;
-    }
-    if (!v) {
-        return json_missing(path, err);
     }
     return json_enum_node(v, path, names, n, idx, err);
 }
@@ -400,12 +402,9 @@ ot_err json_get_hex(const json_t *obj, const char *path, size_t min_bytes, size_
                     uint8_t *out, size_t *len, struct json_err *err)
 {
     const json_t *v;
-    ot_err e = json_lookup(obj, path, &v, err);
+    ot_err e = json_lookup_req(obj, path, &v, err);
     if (e != OT_OK) {
         return e;
-    }
-    if (!v) {
-        return json_missing(path, err);
     }
     return json_hex_node(v, path, min_bytes, max_bytes, out, len, err);
 }
@@ -434,12 +433,9 @@ ot_err json_get_array(const json_t *obj, const char *path, size_t min_count, siz
     *out = NULL;
     *count = 0;
     const json_t *v;
-    ot_err e = json_lookup(obj, path, &v, err);
+    ot_err e = json_lookup_req(obj, path, &v, err);
     if (e != OT_OK) {
         return e;
-    }
-    if (!v) {
-        return json_missing(path, err);
     }
     if (!json_is_array(v)) {
         return json_err_set(err, OT_E_FORMAT, path, "must be an array");

@@ -99,6 +99,49 @@ static ot_err tsm_authz(struct tsm *t, const struct net_req *req, enum tsm_acces
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* Reads the "cursor" and "limit" query arguments of a list keyed by a row
+ * id (the cursor is the last id seen, 8 bytes big-endian; 0 = first page).
+ * Answers 400 itself and returns false on bad input. */
+static bool tsm_page_of_query(const struct net_req *req, struct net_resp *resp, unsigned def,
+                              unsigned max, size_t *limit, int64_t *after)
+{
+    struct json_page page;
+    struct json_err jerr;
+    ot_err err;
+
+    memset(&jerr, 0, sizeof(jerr));
+    err = json_page_parse(net_req_query(req, "cursor"), net_req_query(req, "limit"), def, max,
+                          &page, &jerr);
+    if (err != OT_OK) {
+        net_resp_json_error(resp, err, &jerr);
+        return false;
+    }
+    if (page.after_len != 0 && page.after_len != 8) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "bad cursor", "cursor");
+        return false;
+    }
+    *after = 0;
+    if (page.after_len == 8) {
+        *after =
+            (int64_t)(((uint64_t)ot_get_u32be(page.after) << 32) | ot_get_u32be(page.after + 4));
+    }
+    *limit = page.limit;
+    return true;
+}
+
+/* Adds "next_cursor": the cursor after row id next, or null when next is 0. */
+static ot_err tsm_put_next_cursor(json_t *o, int64_t next)
+{
+    uint8_t cur[8];
+
+    if (next == 0) {
+        return json_put_cursor(o, "next_cursor", NULL, 0);
+    }
+    ot_put_u32be(cur, (uint32_t)((uint64_t)next >> 32));
+    ot_put_u32be(cur + 4, (uint32_t)next);
+    return json_put_cursor(o, "next_cursor", cur, sizeof(cur));
+}
+
 /* Answers a storage or internal error (never a detail). */
 static void tsm_fail(struct net_resp *resp, ot_err err)
 {
@@ -517,7 +560,7 @@ static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx
     const struct net_principal *p = net_req_principal(req);
     char key[TSM_MSISDN_MAX + 1];
     struct tsm_se se;
-    struct json_page page;
+    size_t limit = 0;
     struct json_err jerr;
     struct tsm_se *items = NULL;
     json_t *o = NULL;
@@ -526,7 +569,6 @@ static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx
     size_t i;
     bool more = false;
     int64_t after = 0;
-    uint8_t cur[8];
     ot_err err = OT_OK;
 
     memset(&jerr, 0, sizeof(jerr));
@@ -599,26 +641,15 @@ static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx
         net_resp_error(resp, OT_E_FORMAT, NULL, "type must be one of UICC, eSE, microSD", "type");
         return;
     }
-    err = json_page_parse(net_req_query(req, "cursor"), net_req_query(req, "limit"), TSM_LIST_DEF,
-                          TSM_LIST_MAX, &page, &jerr);
-    if (err != OT_OK) {
-        net_resp_json_error(resp, err, &jerr);
+    if (!tsm_page_of_query(req, resp, TSM_LIST_DEF, TSM_LIST_MAX, &limit, &after)) {
         return;
     }
-    if (page.after_len != 0) {
-        if (page.after_len != 8) {
-            net_resp_error(resp, OT_E_FORMAT, NULL, "bad cursor", "cursor");
-            return;
-        }
-        after =
-            (int64_t)(((uint64_t)ot_get_u32be(page.after) << 32) | ot_get_u32be(page.after + 4));
-    }
-    items = calloc(page.limit, sizeof(*items));
+    items = calloc(limit, sizeof(*items));
     if (items == NULL) {
         tsm_fail(resp, OT_E_NOMEM);
         return;
     }
-    OT_TRY(tsm_registry_list(t->db, after, mno, type, page.limit, items, &n, &more));
+    OT_TRY(tsm_registry_list(t->db, after, mno, type, (unsigned)limit, items, &n, &more));
     o = json_obj_new();
     arr = json_arr_new();
     if (o == NULL || arr == NULL) {
@@ -629,13 +660,7 @@ static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx
     }
     OT_TRY(json_put(o, "items", arr));
     arr = NULL;
-    if (more) {
-        ot_put_u32be(cur, (uint32_t)((uint64_t)items[n - 1].id >> 32));
-        ot_put_u32be(cur + 4, (uint32_t)items[n - 1].id);
-        OT_TRY(json_put_cursor(o, "next_cursor", cur, sizeof(cur)));
-    } else {
-        OT_TRY(json_put_cursor(o, "next_cursor", NULL, 0));
-    }
+    OT_TRY(tsm_put_next_cursor(o, more && n > 0 ? items[n - 1].id : 0));
     net_resp_json(resp, 200, o);
     o = NULL;
 out:
@@ -1205,8 +1230,6 @@ static void tsm_h_token_revoke(struct net_req *req, struct net_resp *resp, void 
 static void tsm_h_audit_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct tsm *t = ctx;
-    struct json_page page;
-    struct json_err jerr;
     struct audit_query q;
     struct audit_entry *rows = NULL;
     json_t *o = NULL;
@@ -1215,28 +1238,14 @@ static void tsm_h_audit_list(struct net_req *req, struct net_resp *resp, void *c
     size_t n = 0;
     size_t i;
     int64_t next = 0;
-    uint8_t cur[8];
     const char *qp = net_req_query(req, "principal_id");
     char hex[AUDIT_HASH_LEN * 2 + 1];
     ot_err err = OT_OK;
 
-    memset(&jerr, 0, sizeof(jerr));
     memset(&q, 0, sizeof(q));
-    err = json_page_parse(net_req_query(req, "cursor"), net_req_query(req, "limit"),
-                          TSM_AUDIT_LIST_DEF, AUDIT_LIST_MAX, &page, &jerr);
-    if (err != OT_OK) {
-        net_resp_json_error(resp, err, &jerr);
+    if (!tsm_page_of_query(req, resp, TSM_AUDIT_LIST_DEF, AUDIT_LIST_MAX, &q.limit, &q.after_seq)) {
         return;
     }
-    if (page.after_len != 0 && page.after_len != 8) {
-        net_resp_error(resp, OT_E_FORMAT, NULL, "bad cursor", "cursor");
-        return;
-    }
-    if (page.after_len == 8) {
-        q.after_seq =
-            (int64_t)(((uint64_t)ot_get_u32be(page.after) << 32) | ot_get_u32be(page.after + 4));
-    }
-    q.limit = page.limit;
     q.action = net_req_query(req, "action");
     q.request_id = net_req_query(req, "request_id");
     if (qp != NULL) {
@@ -1280,13 +1289,7 @@ static void tsm_h_audit_list(struct net_req *req, struct net_resp *resp, void *c
     }
     OT_TRY(json_put(o, "items", arr));
     arr = NULL;
-    if (next != 0) {
-        ot_put_u32be(cur, (uint32_t)((uint64_t)next >> 32));
-        ot_put_u32be(cur + 4, (uint32_t)next);
-        OT_TRY(json_put_cursor(o, "next_cursor", cur, sizeof(cur)));
-    } else {
-        OT_TRY(json_put_cursor(o, "next_cursor", NULL, 0));
-    }
+    OT_TRY(tsm_put_next_cursor(o, next));
     net_resp_json(resp, 200, o);
     o = NULL;
 out:
