@@ -46,7 +46,9 @@ enum keystore_backend {
 
 struct keystore_cfg {
     enum keystore_backend backend; /* config keystore.backend = file | pkcs11 */
-    /* file: path of the KEK file; NULL or "": read env OPENTSM_KEK. */
+    /* file: path of the KEK file; NULL or "": read env OPENTSM_KEK, whose
+     * value is then wiped and the variable removed from the environment
+     * (not thread-safe against concurrent getenv/setenv: open at start). */
     const char *kek_path;
     /* pkcs11 */
     const char *pkcs11_module;      /* NULL: KEYSTORE_PKCS11_DEFAULT_MODULE */

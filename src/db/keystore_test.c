@@ -477,6 +477,8 @@ static void test_file_kek_sources(void **state)
             assert_int_equal(setenv(KEYSTORE_KEK_ENV, envs[i].val, 1), 0);
         }
         assert_int_equal(keystore_open(f->t->db, &cfg, &ks), envs[i].want);
+        /* Read once: the variable is gone afterwards, valid or not. */
+        assert_null(getenv(KEYSTORE_KEK_ENV));
         if (ks != NULL) {
             size_t gl = sizeof got;
 

@@ -208,11 +208,23 @@ ot_err ks_file_new(const struct keystore_cfg *cfg, const struct ks_ops **ops, vo
     if (cfg->kek_path != NULL && cfg->kek_path[0] != '\0') {
         OT_TRY(ks_file_read_kek(cfg->kek_path, kf->kek));
     } else {
-        const char *env = getenv(KEYSTORE_KEK_ENV);
+        char *env = getenv(KEYSTORE_KEK_ENV);
+        ot_err pe = OT_E_KEY;
 
-        if (env == NULL || ks_file_parse_kek((const uint8_t *)env, strlen(env), kf->kek) != OT_OK
-            || strlen(env) == KS_FILE_KEK_LEN) {
+        if (env != NULL) {
+            size_t n = strlen(env);
+
             /* The environment carries text: only the 64-hex form is accepted. */
+            if (n != KS_FILE_KEK_LEN) {
+                pe = ks_file_parse_kek((const uint8_t *)env, n, kf->kek);
+            }
+            /* Read once, then gone: child processes would inherit the
+             * variable and /proc/PID/environ shows the initial block, so
+             * the bytes are wiped in place and the variable removed. */
+            ot_mem_wipe(env, n);
+            (void)unsetenv(KEYSTORE_KEK_ENV);
+        }
+        if (pe != OT_OK) {
             OT_LOG_ERROR("no kek: set keystore.kek_file or %s (64 hex characters)",
                          KEYSTORE_KEK_ENV);
             OT_FAIL(OT_E_KEY);
