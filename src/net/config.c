@@ -336,13 +336,20 @@ ot_err cfg_load_env(struct cfg *c, char *errbuf, size_t errlen)
     for (size_t i = 0; i < c->n; i++) {
         char env[CFG_NAME_MAX + 16];
         cfg_env_name(c->opts[i].name, env, sizeof env);
-        const char *v = getenv(env);
+        char *v = getenv(env);
         if (!v) {
             continue;
         }
         char origin[CFG_NAME_MAX + 24];
         (void)snprintf(origin, sizeof origin, "env:%s", env);
         ot_err e = cfg_set(c, c->opts[i].name, v, origin, errbuf, errlen);
+        if (c->opts[i].flags & CFG_SENSITIVE) {
+            /* A secret (password in a URL, PIN) is read once: child
+             * processes would inherit it and /proc/PID/environ shows the
+             * initial block, so wipe it in place and drop the variable. */
+            ot_mem_wipe(v, strlen(v));
+            (void)unsetenv(env);
+        }
         if (e != OT_OK) {
             return e;
         }

@@ -57,7 +57,9 @@ void cfg_free(struct cfg *c); /* NULL-safe; wipes sensitive values */
 /* INI file via libinih. Errors: OT_E_IO (cannot open), OT_E_FORMAT (syntax,
  * unknown key, bad value: errbuf says "file:line: key: why"), OT_E_RANGE. */
 ot_err cfg_load_file(struct cfg *c, const char *path, char *errbuf, size_t errlen);
-/* Every OPENTSM_<SECTION>_<KEY> variable of the table (getenv). */
+/* Every OPENTSM_<SECTION>_<KEY> variable of the table (getenv). The
+ * variable of a CFG_SENSITIVE option is wiped and unset once read (call it
+ * at start, before threads: setenv/unsetenv are not thread-safe). */
 ot_err cfg_load_env(struct cfg *c, char *errbuf, size_t errlen);
 /* One "section.key=value" argument (--set). */
 ot_err cfg_set_arg(struct cfg *c, const char *kv, char *errbuf, size_t errlen);

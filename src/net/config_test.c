@@ -89,6 +89,27 @@ static void test_precedence(void **state)
     cfg_free(c);
 }
 
+/* A sensitive value taken from the environment leaves it; others stay. */
+static void test_env_secret_unset(void **state)
+{
+    (void)state;
+    struct cfg *c = NULL;
+    char eb[CFG_ERR_MAX];
+    assert_int_equal(cfg_new(opts, ARRAY_SIZE(opts), &c), OT_OK);
+    assert_int_equal(setenv("OPENTSM_DB_URL", "postgresql://u:pw@h/db", 1), 0);
+    assert_int_equal(setenv("OPENTSM_HTTP_THREADS", "16", 1), 0);
+    assert_int_equal(cfg_load_env(c, eb, sizeof eb), OT_OK);
+    assert_string_equal(cfg_str(c, "db.url"), "postgresql://u:pw@h/db");
+    assert_null(getenv("OPENTSM_DB_URL"));
+    assert_string_equal(getenv("OPENTSM_HTTP_THREADS"), "16");
+    /* Rejected (too long) or not: a secret never stays behind. */
+    assert_int_equal(setenv("OPENTSM_KEYS_KEK", "0123456789abcdef0", 1), 0);
+    assert_int_equal(cfg_load_env(c, eb, sizeof eb), OT_E_RANGE);
+    assert_null(getenv("OPENTSM_KEYS_KEK"));
+    unsetenv("OPENTSM_HTTP_THREADS");
+    cfg_free(c);
+}
+
 static const struct {
     const char *name;
     const char *ini;
@@ -212,9 +233,10 @@ static void test_markdown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_precedence),         cmocka_unit_test(test_file_errors),
-        cmocka_unit_test(test_env_and_cli_errors), cmocka_unit_test(test_bad_tables),
-        cmocka_unit_test(test_print_masks),        cmocka_unit_test(test_markdown),
+        cmocka_unit_test(test_precedence),  cmocka_unit_test(test_env_secret_unset),
+        cmocka_unit_test(test_file_errors), cmocka_unit_test(test_env_and_cli_errors),
+        cmocka_unit_test(test_bad_tables),  cmocka_unit_test(test_print_masks),
+        cmocka_unit_test(test_markdown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
