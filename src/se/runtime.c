@@ -326,12 +326,15 @@ void se_applet_block_card(struct se_applet_ctx *x)
         return;
     }
     c->st.card_lcs = GP_LCS_CARD_TERMINATED;
+    c->st.apps[0].lcs = GP_LCS_CARD_TERMINATED; /* the ISD's is the card's */
     se_mark_dirty(c);
     /* Blocking is for good whatever status word the applet answers with: commit
-     * now so the runtime's error-SW rollback cannot undo it. */
+     * now so the runtime's error-SW rollback cannot undo it. If the write
+     * fails, persist() puts the block back after each rollback and retries. */
     if (se_commit(c) != OT_OK) {
         OT_LOG_ERROR("card block could not be written; it stays pending");
         c->dirty = true;
+        c->block_pending = true;
     }
 }
 
@@ -638,6 +641,7 @@ static uint16_t persist(struct se_card *c, uint16_t sw, ot_err *db_err)
         ot_err e = se_commit(c);
         if (e == OT_OK) {
             c->dirty = false;
+            c->block_pending = false;
             return sw;
         }
         OT_LOG_ERROR("card image write failed (%s); command rolled back", ot_strerror(e));
@@ -673,6 +677,17 @@ static uint16_t persist(struct se_card *c, uint16_t sw, ot_err *db_err)
         if (k->sc.sd >= (int)c->st.napps) {
             sc_reset(&k->sc);
             k->sc.sd = -1;
+        }
+    }
+    if (c->block_pending) {
+        /* A card block that could not be written survives the rollback. */
+        c->st.card_lcs = GP_LCS_CARD_TERMINATED;
+        c->st.apps[0].lcs = GP_LCS_CARD_TERMINATED;
+        c->dirty = true;
+        if (se_commit(c) == OT_OK) {
+            c->block_pending = false;
+        } else {
+            *db_err = OT_E_DB;
         }
     }
     return sw;

@@ -189,6 +189,7 @@ struct se_card {
     struct se_state st;
     bool powered;
     bool dirty;
+    bool block_pending;      /* se_applet_block_card's write failed: kept over rollbacks */
     char *image_path;        /* NULL: in-memory only */
     struct ot_buf committed; /* last committed serialised image (rollback source) */
     struct se_store_ops store_ops;

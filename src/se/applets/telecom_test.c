@@ -100,6 +100,45 @@ static void test_telecom_puk_exhaustion_blocks_card(void **state)
     aptest_free(t);
 }
 
+static ot_err tc_fail_write(void *ctx, unsigned step)
+{
+    (void)ctx;
+    (void)step;
+    return OT_E_IO;
+}
+
+/* The block is for good even when the image cannot be written at that
+ * moment: the applet's 6983 must not roll it back, and the next write that
+ * works stores it. */
+static void test_telecom_puk_block_survives_write_failure(void **state)
+{
+    (void)state;
+    struct aptest *t = tc_card();
+    for (unsigned i = 1; i <= 10; i++) {
+        assert_int_equal(aptest_tx(t, "002C000110" PUK_BAD PIN_5678), 0x63C0 | (10 - i));
+    }
+    t->c->store_ops.before_step = tc_fail_write;
+    uint8_t cmd[64], r[SE_MAX_RESP];
+    size_t n = testutil_unhex("002C000110" PUK_DEF PIN_5678, cmd, sizeof cmd);
+    size_t rl = sizeof r;
+    assert_int_equal(se_card_transmit(t->c, cmd, n, r, &rl), OT_E_DB);
+    testutil_assert_hex(r, rl, "6983");
+    assert_int_equal(t->c->st.card_lcs, GP_LCS_CARD_TERMINATED);
+    assert_int_equal(t->c->st.apps[0].lcs, GP_LCS_CARD_TERMINATED);
+    /* Still blocked after a failing command, then written once writes work. */
+    rl = sizeof r;
+    n = testutil_unhex("0020000108" PIN_1234, cmd, sizeof cmd);
+    assert_int_equal(se_card_transmit(t->c, cmd, n, r, &rl), OT_OK);
+    assert_int_not_equal(ot_get_u16be(r + rl - 2), 0x9000);
+    assert_int_equal(t->c->st.card_lcs, GP_LCS_CARD_TERMINATED);
+    t->c->store_ops.before_step = NULL;
+    assert_int_equal(aptest_tx(t, "00A4040000"), 0x9000); /* the ISD only */
+    assert_int_equal(aptest_tx(t, "80CA006600"), 0x9000);
+    aptest_reopen(t);
+    assert_int_equal(t->c->st.card_lcs, GP_LCS_CARD_TERMINATED);
+    aptest_free(t);
+}
+
 struct tc_row {
     const char *cmd;
     uint16_t sw;
@@ -191,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_telecom_pin),
         cmocka_unit_test(test_telecom_pin_block_unblock),
         cmocka_unit_test(test_telecom_puk_exhaustion_blocks_card),
+        cmocka_unit_test(test_telecom_puk_block_survives_write_failure),
         cmocka_unit_test(test_telecom_errors),
         cmocka_unit_test(test_telecom_perso),
     };
