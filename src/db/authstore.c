@@ -342,22 +342,27 @@ out:
     return err;
 }
 
-ot_err authstore_get_principal(struct authstore *as, int64_t id, struct authstore_principal *out)
+/* One principal: by id (name NULL) or by kind (key) and name.
+ * OT_E_NOT_FOUND when there is none. */
+static ot_err auth_principal_by(struct authstore *as, int64_t key, const char *name,
+                                struct authstore_principal *out)
 {
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     bool row = false;
     ot_err err = OT_OK;
 
-    if (as == NULL || out == NULL) {
-        return OT_E_ARG;
-    }
     OT_TRY(db_acquire(as->db, &c));
     OT_TRY(db_prepare(c,
-                      "SELECT id, kind, name, created_at, disabled FROM auth_principals"
-                      " WHERE id = $1",
+                      name == NULL ? "SELECT id, kind, name, created_at, disabled"
+                                     " FROM auth_principals WHERE id = $1"
+                                   : "SELECT id, kind, name, created_at, disabled"
+                                     " FROM auth_principals WHERE kind = $1 AND name = $2",
                       &st));
-    OT_TRY(db_bind_int64(st, 1, id));
+    OT_TRY(db_bind_int64(st, 1, key));
+    if (name != NULL) {
+        OT_TRY(db_bind_text(st, 2, name));
+    }
     OT_TRY(db_step(st, &row));
     if (!row) {
         OT_FAIL(OT_E_NOT_FOUND);
@@ -369,33 +374,21 @@ out:
     return err;
 }
 
+ot_err authstore_get_principal(struct authstore *as, int64_t id, struct authstore_principal *out)
+{
+    if (as == NULL || out == NULL) {
+        return OT_E_ARG;
+    }
+    return auth_principal_by(as, id, NULL, out);
+}
+
 ot_err authstore_find_principal(struct authstore *as, enum authstore_kind kind, const char *name,
                                 struct authstore_principal *out)
 {
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    bool row = false;
-    ot_err err = OT_OK;
-
     if (as == NULL || out == NULL || name == NULL || !auth_kind_valid(kind)) {
         return OT_E_ARG;
     }
-    OT_TRY(db_acquire(as->db, &c));
-    OT_TRY(db_prepare(c,
-                      "SELECT id, kind, name, created_at, disabled FROM auth_principals"
-                      " WHERE kind = $1 AND name = $2",
-                      &st));
-    OT_TRY(db_bind_int64(st, 1, kind));
-    OT_TRY(db_bind_text(st, 2, name));
-    OT_TRY(db_step(st, &row));
-    if (!row) {
-        OT_FAIL(OT_E_NOT_FOUND);
-    }
-    OT_TRY(auth_read_principal(st, 0, out));
-out:
-    db_reset(st);
-    db_release(c);
-    return err;
+    return auth_principal_by(as, kind, name, out);
 }
 
 ot_err authstore_set_disabled(struct authstore *as, int64_t id, bool disabled)
