@@ -904,8 +904,10 @@ out:
 /* ---------------------------------------------------------------- STORE DATA */
 
 /* The SD's own data objects (GPCS 11.11.2.3). apply false: validate only;
- * true: store (after a validating pass). Returns the SW. */
-static uint16_t adm_store_tlvs(struct se_cmd *x, const uint8_t *p, size_t n, bool apply)
+ * true: store (after a validating pass), *changed set when a stored value
+ * differs from the one before. Returns the SW. */
+static uint16_t adm_store_tlvs(struct se_cmd *x, const uint8_t *p, size_t n, bool apply,
+                               bool *changed)
 {
     struct se_state *st = &x->card->st;
     struct se_app *sda = &st->apps[x->sd];
@@ -923,12 +925,15 @@ static uint16_t adm_store_tlvs(struct se_cmd *x, const uint8_t *p, size_t n, boo
             if (t.len == 0 || t.len > sizeof sda->sd_data.iin) {
                 return ADM_SW_WRONG_DATA;
             }
-            if (apply && t.tag == GP_TAG_IIN) {
-                memcpy(sda->sd_data.iin, t.val, t.len);
-                sda->sd_data.iin_len = (uint8_t)t.len;
-            } else if (apply) {
-                memcpy(sda->sd_data.cin, t.val, t.len);
-                sda->sd_data.cin_len = (uint8_t)t.len;
+            if (apply) {
+                bool iin = t.tag == GP_TAG_IIN;
+                uint8_t *v = iin ? sda->sd_data.iin : sda->sd_data.cin;
+                uint8_t *vl = iin ? &sda->sd_data.iin_len : &sda->sd_data.cin_len;
+                if (*vl != t.len || memcmp(v, t.val, t.len) != 0) {
+                    memcpy(v, t.val, t.len);
+                    *vl = (uint8_t)t.len;
+                    *changed = true;
+                }
             }
             break;
         case ADM_TAG_ISD_AID: {
@@ -940,8 +945,9 @@ static uint16_t adm_store_tlvs(struct se_cmd *x, const uint8_t *p, size_t n, boo
             if (other > 0 || se_find_elf(st, t.val, t.len) >= 0) {
                 return ADM_SW_WRONG_DATA;
             }
-            if (apply) {
+            if (apply && !adm_aid_is(&st->apps[0].aid, t.val, t.len)) {
                 struct se_aid old = st->apps[0].aid;
+                *changed = true;
                 for (unsigned i = 0; i < st->napps; i++) {
                     if (adm_aid_is(&st->apps[i].sd, old.b, old.len)) {
                         memcpy(st->apps[i].sd.b, t.val, t.len);
@@ -980,7 +986,8 @@ static uint16_t adm_store_tlvs(struct se_cmd *x, const uint8_t *p, size_t n, boo
 }
 
 /* DGI format: only DGI 0070 (BER-TLV objects) is the SD's own. */
-static uint16_t adm_store_dgis(struct se_cmd *x, const uint8_t *p, size_t n, bool apply)
+static uint16_t adm_store_dgis(struct se_cmd *x, const uint8_t *p, size_t n, bool apply,
+                               bool *changed)
 {
     struct buf_rd rd;
     buf_rd_init(&rd, p, n);
@@ -1006,7 +1013,7 @@ static uint16_t adm_store_dgis(struct se_cmd *x, const uint8_t *p, size_t n, boo
         if (dgi != ADM_DGI_BER_TLV) {
             return ADM_SW_REF_NOT_FND;
         }
-        uint16_t sw = adm_store_tlvs(x, v, len, apply);
+        uint16_t sw = adm_store_tlvs(x, v, len, apply, changed);
         if (sw != ADM_SW_OK) {
             return sw;
         }
@@ -1073,25 +1080,29 @@ uint16_t se_gp_store_data(struct se_cmd *x)
         return ADM_SW_OK;
     }
 
-    /* The SD's own data. */
+    /* The SD's own data. Objects that are accepted but not kept, or equal to
+     * what is stored, leave the state clean: no image is serialised. */
+    bool changed = false;
     if (enc == GP_STORE_P1_ENC_ALL) {
         sw = ADM_SW_WRONG_DATA; /* the SD's own objects are never encrypted */
     } else if (fmt == GP_STORE_P1_DGI) {
-        sw = adm_store_dgis(x, a->data, a->nc, false);
+        sw = adm_store_dgis(x, a->data, a->nc, false, &changed);
         if (sw == ADM_SW_OK) {
-            sw = adm_store_dgis(x, a->data, a->nc, true);
+            sw = adm_store_dgis(x, a->data, a->nc, true, &changed);
         }
     } else {
-        sw = adm_store_tlvs(x, a->data, a->nc, false);
+        sw = adm_store_tlvs(x, a->data, a->nc, false, &changed);
         if (sw == ADM_SW_OK) {
-            sw = adm_store_tlvs(x, a->data, a->nc, true);
+            sw = adm_store_tlvs(x, a->data, a->nc, true, &changed);
         }
     }
     if (sw != ADM_SW_OK) {
         ch->store_next_block = 0;
         return sw;
     }
-    se_mark_dirty(c);
+    if (changed) {
+        se_mark_dirty(c);
+    }
     ch->store_next_block = last ? 0 : (uint8_t)(ch->store_next_block + 1u);
     return ADM_SW_OK;
 }

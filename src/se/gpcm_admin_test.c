@@ -1294,6 +1294,43 @@ static void test_store_data_get_data(void **state)
     t_card_free(&t);
 }
 
+/* STORE DATA to the SD itself as the handler sees it: whether the state is
+ * left dirty (the runtime serialises the whole card image for a dirty one). */
+static bool t_store_dirties(struct se_card *c, const char *hex)
+{
+    uint8_t cmd[64], out_b[64];
+    struct apdu a;
+    struct buf_wr out;
+    size_t n = testutil_unhex(hex, cmd, sizeof cmd);
+    assert_int_equal(apdu_parse(cmd, n, &a), OT_OK);
+    buf_wr_init(&out, out_b, sizeof out_b);
+    struct se_cmd x = {.card = c, .chan = 0, .sd = 0, .a = &a, .authenticated = true, .out = &out};
+    c->dirty = false;
+    assert_int_equal(se_gp_store_data(&x), 0x9000);
+    return c->dirty;
+}
+
+static void test_store_data_unchanged_is_clean(void **state)
+{
+    (void)state;
+    struct t_card t;
+    t_card_new(&t, profile_base);
+    /* Accepted but not kept: card data, card capabilities. */
+    assert_false(t_store_dirties(t.c, "80E29000056603730100"));
+    assert_false(t_store_dirties(t.c, "80E29000056703010100"));
+    /* A new IIN changes the state; the same one again does not. */
+    assert_true(t_store_dirties(t.c, "80E2900004420289AB"));
+    assert_false(t_store_dirties(t.c, "80E2900004420289AB"));
+    assert_true(t_store_dirties(t.c, "80E2900004420289AC"));
+    /* Renaming the ISD to its own AID is no change; DGI 0070 as well. */
+    assert_false(t_store_dirties(t.c, "80E290000A4F08" ISD));
+    assert_false(t_store_dirties(t.c, "80E28800070070044202"
+                                      "89AC"));
+    assert_true(t_store_dirties(t.c, "80E28800070070044202"
+                                     "89AD"));
+    t_card_free(&t);
+}
+
 static void test_get_data_tags(void **state)
 {
     (void)state;
@@ -1593,6 +1630,7 @@ int main(void)
         cmocka_unit_test(test_put_key_replace),
         cmocka_unit_test(test_put_key_scp02),
         cmocka_unit_test(test_store_data_get_data),
+        cmocka_unit_test(test_store_data_unchanged_is_clean),
         cmocka_unit_test(test_store_data_personalization),
         cmocka_unit_test(test_get_data_tags),
         cmocka_unit_test(test_destroy_software),
