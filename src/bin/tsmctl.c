@@ -1101,15 +1101,28 @@ static int ctl_post_obj(struct net_client *c, const char *path, json_t *body, bo
     return rc;
 }
 
+/* POSTs body (released here) with an Idempotency-Key; prints the answer. */
+static int ctl_post_print(struct net_client *c, const char *path, json_t *body)
+{
+    struct net_client_resp r;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    rc = ctl_post_obj(c, path, body, true, &r);
+    if (rc == CTL_OK && r.json != NULL) {
+        ctl_print_obj(r.json);
+    }
+    json_free(body);
+    net_client_resp_clear(&r);
+    return rc;
+}
+
 static int ctl_sd_assign(struct net_client *c, const struct ctl_args *a)
 {
     char path[CTL_VALUE_MAX + 64];
     char enc[CTL_VALUE_MAX];
-    struct net_client_resp r;
     json_t *body = json_obj_new();
-    int rc;
 
-    memset(&r, 0, sizeof(r));
     if (a->npos != 1 || ctl_get(a, "--aid") == NULL || ctl_get(a, "--sp") == NULL
         || !ctl_urlenc(a->pos[0], enc, sizeof(enc)) || body == NULL) {
         json_free(body);
@@ -1125,13 +1138,7 @@ static int ctl_sd_assign(struct net_client *c, const struct ctl_args *a)
         json_free(body);
         return CTL_LOCAL;
     }
-    rc = ctl_post_obj(c, path, body, true, &r);
-    if (rc == CTL_OK && r.json != NULL) {
-        ctl_print_obj(r.json);
-    }
-    json_free(body);
-    net_client_resp_clear(&r);
-    return rc;
+    return ctl_post_print(c, path, body);
 }
 
 static int ctl_principal_create(struct net_client *c, const char *kind, const char *name,
@@ -1162,13 +1169,10 @@ static int ctl_principal_create(struct net_client *c, const char *kind, const ch
 static int ctl_cert_bind(struct net_client *c, const struct ctl_args *a)
 {
     char path[128];
-    struct net_client_resp r;
     json_t *body = json_obj_new();
     char *end = NULL;
     long long id;
-    int rc;
 
-    memset(&r, 0, sizeof(r));
     if (a->npos != 2 || body == NULL) {
         json_free(body);
         return ctl_help("principal bind-cert", true);
@@ -1183,13 +1187,7 @@ static int ctl_cert_bind(struct net_client *c, const struct ctl_args *a)
         json_free(body);
         return CTL_LOCAL;
     }
-    rc = ctl_post_obj(c, path, body, true, &r);
-    if (rc == CTL_OK && r.json != NULL) {
-        ctl_print_obj(r.json);
-    }
-    json_free(body);
-    net_client_resp_clear(&r);
-    return rc;
+    return ctl_post_print(c, path, body);
 }
 
 static int ctl_token_issue(struct net_client *c, const struct ctl_args *a)
