@@ -514,7 +514,7 @@ static void test_cache(void **state)
     until = time(NULL) + 1;
     assert_int_equal(authstore_verify(f->as, shortlived, &p), OT_OK);
     while (time(NULL) <= until) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
+        struct timespec ts = {0, 50L * 1000 * 1000};
 
         nanosleep(&ts, NULL);
     }

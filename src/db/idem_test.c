@@ -36,7 +36,7 @@ static int teardown(void **state)
 static void hash_of(uint8_t h[IDEM_HASH_LEN], uint8_t seed)
 {
     for (size_t i = 0; i < IDEM_HASH_LEN; i++) {
-        h[i] = (uint8_t)(seed * 31u + i);
+        h[i] = (uint8_t)((size_t)seed * 31u + i);
     }
 }
 

@@ -6,7 +6,14 @@
 
 #include "core/buf.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
 
 #define RESET_SQL                                                                       \
     "DROP TABLE IF EXISTS keystore_keys; DELETE FROM schema_migrations WHERE service =" \
@@ -27,6 +34,62 @@ struct fx {
 };
 
 /* ---- back end set-up ------------------------------------------------------ */
+
+/* Runs argv (PATH lookup, no shell) with stdout to /dev/null; its exit
+ * status, or -1 when it could not run. */
+static int run_quiet(char *const argv[])
+{
+    posix_spawn_file_actions_t fa;
+    pid_t pid = -1;
+    int st = 0;
+    int rc;
+
+    if (posix_spawn_file_actions_init(&fa) != 0) {
+        return -1;
+    }
+    rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (rc == 0) {
+        rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    }
+    (void)posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) {
+        return -1;
+    }
+    return WEXITSTATUS(st);
+}
+
+/* rm -rf path (no symlinks followed); 0 on success. */
+static int remove_tree(const char *path)
+{
+    struct stat sb;
+    DIR *d;
+    struct dirent *de;
+    char sub[1024];
+    int rc = 0;
+
+    if (lstat(path, &sb) != 0) {
+        return -1;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        return unlink(path);
+    }
+    d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+        if ((size_t)snprintf(sub, sizeof sub, "%s/%s", path, de->d_name) >= sizeof sub) {
+            rc = -1;
+        } else {
+            rc = remove_tree(sub);
+        }
+    }
+    (void)closedir(d);
+    return rc == 0 ? rmdir(path) : rc;
+}
 
 static void write_file(const char *path, const void *p, size_t n)
 {
@@ -60,8 +123,9 @@ static void cfg_for(struct fx *f, struct keystore_cfg *cfg, const char *which)
 static int hsm_group_setup(void **state)
 {
     char conf[600];
-    char cmd[1200];
     char text[700];
+    char *const argv[] = {"softhsm2-util", "--init-token", "--free",   "--label", P11_TOKEN,
+                          "--pin",         P11_PIN,        "--so-pin", "5678",    NULL};
 
     (void)state;
     snprintf(g_hsm_dir, sizeof g_hsm_dir, "/tmp/ot_hsm_XXXXXX");
@@ -72,21 +136,15 @@ static int hsm_group_setup(void **state)
              g_hsm_dir);
     write_file(conf, text, strlen(text));
     assert_int_equal(setenv("SOFTHSM2_CONF", conf, 1), 0);
-    snprintf(cmd, sizeof cmd, "%s",
-             "softhsm2-util --init-token --free --label " P11_TOKEN " --pin " P11_PIN
-             " --so-pin 5678 >/dev/null");
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(run_quiet(argv), 0);
     return 0;
 }
 
 static int hsm_group_teardown(void **state)
 {
-    char cmd[400];
-
     (void)state;
     if (g_hsm_dir[0] != '\0' && strncmp(g_hsm_dir, "/tmp/ot_hsm_", 12) == 0) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_hsm_dir);
-        assert_int_equal(system(cmd), 0);
+        assert_int_equal(remove_tree(g_hsm_dir), 0);
     }
     return 0;
 }
