@@ -258,7 +258,7 @@ static int vse_inspect(int argc, char **argv)
     enum se_inspect_fmt fmt = SE_INSPECT_TREE;
     struct se_card *card = NULL;
     char *text = NULL;
-    size_t cap = 64u * 1024u;
+    size_t cap = (size_t)64 * 1024;
     size_t len;
     ot_err err;
     int rc = VSE_EXIT_FAIL;

@@ -1294,14 +1294,13 @@ uint16_t se_gp_get_data(struct se_cmd *x)
     if (sw == ADM_SW_OK) {
         size_t n;
         struct tlv t;
-        if (buf_wr_finish(&w, &n) != OT_OK) {
-            sw = ADM_SW_MEMORY; /* cannot happen: ADM_GET_DATA_MAX covers the largest */
-        } else if (full || n == 0) {
+        ot_err fe = buf_wr_finish(&w, &n);
+        if (fe == OT_OK && (full || n == 0)) {
             sw = adm_emit(x, tmp, n, ADM_SW_OK);
-        } else if (tlv_parse_one(tmp, n, &t) == OT_OK) {
+        } else if (fe == OT_OK && tlv_parse_one(tmp, n, &t) == OT_OK) {
             sw = adm_emit(x, t.val, t.len, ADM_SW_OK); /* ISO CLA: the value only */
         } else {
-            sw = ADM_SW_MEMORY;
+            sw = ADM_SW_MEMORY; /* cannot happen: ADM_GET_DATA_MAX covers the largest */
         }
     }
     return sw;

@@ -722,7 +722,7 @@ static ot_err pf_packages(const json_t *root, struct pf *ctx)
                 char pm[PF_PATH_MAX];
                 size_t ml = SE_AID_MAX;
                 pf_fmt(pm, sizeof(pm), "%s[%zu]", p, m);
-                if (!json_is_string(e) || json_string_length(e) > 2u * SE_AID_MAX
+                if (!json_is_string(e) || json_string_length(e) > (size_t)2 * SE_AID_MAX
                     || hex_decode(json_string_value(e), json_string_length(e), f->modules[m].b, &ml)
                            != OT_OK
                     || ml < PF_AID_MIN) {
@@ -750,7 +750,7 @@ static ot_err pf_packages(const json_t *root, struct pf *ctx)
             memcpy(f->version, ver, sizeof(ver));
         }
         OT_TRY(pf_sd_ref(o, path, st, &f->sd));
-        OT_TRY(pf_int(o, path, "size", 0, SE_MEM_TOTAL, &size, &present));
+        OT_TRY(pf_int(o, path, "size", 0, (long long)SE_MEM_TOTAL, &size, &present));
         f->size = (uint32_t)size;
         if (ctx->mem_used + f->size > SE_MEM_TOTAL) {
             pf_path(p, path, "size");
