@@ -142,6 +142,28 @@ static ot_err tsm_put_next_cursor(json_t *o, int64_t next)
     return json_put_cursor(o, "next_cursor", cur, sizeof(cur));
 }
 
+/* Answers 200 {"items": [...], "next_cursor": ...}; next is the row id the
+ * next page starts after, 0 on the last page. Takes *items in every case. */
+static ot_err tsm_send_list(struct net_resp *resp, json_t **items, int64_t next)
+{
+    json_t *o = json_obj_new();
+    json_t *arr = *items;
+    ot_err err = OT_OK;
+
+    *items = NULL;
+    if (o == NULL) {
+        json_free(arr);
+        return OT_E_NOMEM;
+    }
+    OT_TRY(json_put(o, "items", arr));
+    OT_TRY(tsm_put_next_cursor(o, next));
+    net_resp_json(resp, 200, o);
+    o = NULL;
+out:
+    json_free(o);
+    return err;
+}
+
 /* Answers a storage or internal error (never a detail). */
 static void tsm_fail(struct net_resp *resp, ot_err err)
 {
@@ -650,25 +672,19 @@ static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx
         return;
     }
     OT_TRY(tsm_registry_list(t->db, after, mno, type, (unsigned)limit, items, &n, &more));
-    o = json_obj_new();
     arr = json_arr_new();
-    if (o == NULL || arr == NULL) {
+    if (arr == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
     for (i = 0; i < n; i++) {
         OT_TRY(json_push(arr, tsm_se_to_json(&items[i])));
     }
-    OT_TRY(json_put(o, "items", arr));
-    arr = NULL;
-    OT_TRY(tsm_put_next_cursor(o, more && n > 0 ? items[n - 1].id : 0));
-    net_resp_json(resp, 200, o);
-    o = NULL;
+    OT_TRY(tsm_send_list(resp, &arr, more && n > 0 ? items[n - 1].id : 0));
 out:
     if (err != OT_OK) {
         tsm_fail(resp, err);
     }
     json_free(arr);
-    json_free(o);
     free(items);
 }
 
@@ -726,7 +742,6 @@ static void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
     const struct net_principal *p = net_req_principal(req);
     struct tsm_se se;
     struct tsm_sd *sds = NULL;
-    json_t *o = NULL;
     json_t *arr = NULL;
     size_t n = 0;
     size_t i;
@@ -743,26 +758,20 @@ static void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
     /* A service provider lists only the SDs it owns: the others are absent. */
     OT_TRY(tsm_registry_sd_list(t->db, se.id, p->kind == NET_P_OPERATOR ? 0 : p->id, sds,
                                 TSM_SD_LIST_MAX, &n));
-    o = json_obj_new();
     arr = json_arr_new();
-    if (o == NULL || arr == NULL) {
+    if (arr == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
     for (i = 0; i < n; i++) {
         OT_TRY(tsm_authz(t, req, TSM_ACC_OWNED, sds[i].owner_sp, "sd.list"));
         OT_TRY(json_push(arr, tsm_sd_json(t, &sds[i], se.cin)));
     }
-    OT_TRY(json_put(o, "items", arr));
-    arr = NULL;
-    OT_TRY(json_put_cursor(o, "next_cursor", NULL, 0));
-    net_resp_json(resp, 200, o);
-    o = NULL;
+    OT_TRY(tsm_send_list(resp, &arr, 0));
 out:
     if (err != OT_OK) {
         tsm_fail(resp, err);
     }
     json_free(arr);
-    json_free(o);
     free(sds);
 }
 
@@ -1131,7 +1140,6 @@ static void tsm_h_token_list(struct net_req *req, struct net_resp *resp, void *c
     const struct net_principal *p = net_req_principal(req);
     const char *qp = net_req_query(req, "principal_id");
     struct authstore_token_info *toks = NULL;
-    json_t *o = NULL;
     json_t *arr = NULL;
     json_t *it;
     size_t n = 0;
@@ -1157,9 +1165,8 @@ static void tsm_h_token_list(struct net_req *req, struct net_resp *resp, void *c
         pid = p->id;
     }
     OT_TRY(authstore_list_tokens(t->auth, pid, TSM_LIST_MAX, &toks, &n));
-    o = json_obj_new();
     arr = json_arr_new();
-    if (o == NULL || arr == NULL) {
+    if (arr == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
     for (i = 0; i < n; i++) {
@@ -1177,17 +1184,12 @@ static void tsm_h_token_list(struct net_req *req, struct net_resp *resp, void *c
         OT_TRY(json_put_int(it, "revoked_at", toks[i].revoked_at));
         OT_TRY(json_put_int(it, "last_used_at", toks[i].last_used_at));
     }
-    OT_TRY(json_put(o, "items", arr));
-    arr = NULL;
-    OT_TRY(json_put_cursor(o, "next_cursor", NULL, 0));
-    net_resp_json(resp, 200, o);
-    o = NULL;
+    OT_TRY(tsm_send_list(resp, &arr, 0));
 out:
     if (err != OT_OK) {
         tsm_fail(resp, err);
     }
     json_free(arr);
-    json_free(o);
     free(toks);
 }
 
@@ -1232,7 +1234,6 @@ static void tsm_h_audit_list(struct net_req *req, struct net_resp *resp, void *c
     struct tsm *t = ctx;
     struct audit_query q;
     struct audit_entry *rows = NULL;
-    json_t *o = NULL;
     json_t *arr = NULL;
     json_t *it;
     size_t n = 0;
@@ -1260,9 +1261,8 @@ static void tsm_h_audit_list(struct net_req *req, struct net_resp *resp, void *c
         q.principal_id = v;
     }
     OT_TRY(audit_list(t->db, &q, &rows, &n, &next));
-    o = json_obj_new();
     arr = json_arr_new();
-    if (o == NULL || arr == NULL) {
+    if (arr == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
     for (i = 0; i < n; i++) {
@@ -1287,17 +1287,12 @@ static void tsm_h_audit_list(struct net_req *req, struct net_resp *resp, void *c
         OT_TRY(hex_encode(rows[i].hash, AUDIT_HASH_LEN, hex, sizeof(hex)));
         OT_TRY(json_put_str(it, "hash", hex));
     }
-    OT_TRY(json_put(o, "items", arr));
-    arr = NULL;
-    OT_TRY(tsm_put_next_cursor(o, next));
-    net_resp_json(resp, 200, o);
-    o = NULL;
+    OT_TRY(tsm_send_list(resp, &arr, next));
 out:
     if (err != OT_OK) {
         tsm_fail(resp, err);
     }
     json_free(arr);
-    json_free(o);
     free(rows);
 }
 
