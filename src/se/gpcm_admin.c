@@ -156,20 +156,6 @@ static void adm_put_uint(struct buf_wr *w, uint32_t tag, uint32_t v)
     tlv_put(w, tag, b + 4 - n, n);
 }
 
-static void adm_applet_ctx(struct se_card *c, int app, int chan, struct se_applet_ctx *ctx)
-{
-    struct se_app *a = &c->st.apps[app];
-    memset(ctx, 0, sizeof *ctx);
-    ctx->card = c;
-    ctx->app = app;
-    ctx->channel = (uint8_t)chan;
-    ctx->aid = a->aid.b;
-    ctx->aid_len = a->aid.len;
-    ctx->data = a->data;
-    ctx->data_len = a->data_len;
-    ctx->vol = c->vol[app];
-}
-
 /* ---------------------------------------------------------------- GET STATUS */
 
 struct adm_status_q {
@@ -1065,7 +1051,7 @@ uint16_t se_gp_store_data(struct se_cmd *x)
             return ADM_SW_CONDITIONS;
         }
         struct se_applet_ctx ctx;
-        adm_applet_ctx(c, t, x->chan, &ctx);
+        se_applet_ctx_init(c, t, x->chan, &ctx);
         sw = ops->personalize(&ctx, a->p1, a->p2, a->data, a->nc);
         if (sw != ADM_SW_OK) {
             ch->store_next_block = 0;
@@ -1322,7 +1308,7 @@ void se_destroy_software(struct se_card *c)
         }
         if (ops->wipe != NULL) {
             struct se_applet_ctx ctx;
-            adm_applet_ctx(c, i, 0, &ctx);
+            se_applet_ctx_init(c, i, 0, &ctx);
             ops->wipe(&ctx);
         }
         OT_LOG_INFO("software destroy: deleting payment instance %d (%s)", i, ops->name);

@@ -1217,16 +1217,8 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
     st->napps++;
     memset(c->vol[ni], 0, sizeof c->vol[ni]);
     if (ops != NULL) {
-        struct se_applet_ctx ctx = {
-            .card = c,
-            .app = ni,
-            .channel = (uint8_t)x->chan,
-            .aid = a->aid.b,
-            .aid_len = a->aid.len,
-            .data = a->data,
-            .data_len = a->data_len,
-            .vol = c->vol[ni],
-        };
+        struct se_applet_ctx ctx;
+        se_applet_ctx_init(c, ni, x->chan, &ctx);
         uint16_t fail = 0;
         if (ops->install(&ctx, prm.c9, prm.c9_len) != OT_OK) {
             fail = GPCM_SW_WRONG_DATA; /* the applet refused its parameters */

@@ -1069,15 +1069,7 @@ ot_err se_profile_install_apps(struct se_card *c)
         if (mod->install == NULL) {
             continue;
         }
-        memset(&x, 0, sizeof(x));
-        x.card = c;
-        x.app = i;
-        x.channel = 0;
-        x.aid = a->aid.b;
-        x.aid_len = a->aid.len;
-        x.data = a->data;
-        x.data_len = a->data_len;
-        x.vol = c->vol[i];
+        se_applet_ctx_init(c, i, 0, &x);
         err = mod->install(&x, a->params, a->params_len);
         if (err != OT_OK) {
             char aid[2u * SE_AID_MAX + 1u];

@@ -359,7 +359,7 @@ static bool app_lcs_selectable(const struct se_state *st, int app)
     return (a->lcs & GP_LCS_APP_SPECIFIC_BITS) == GP_LCS_APP_SPECIFIC_BITS; /* 0xxxx111 */
 }
 
-static void ctx_init(struct se_card *c, int app, int ch, struct se_applet_ctx *x)
+void se_applet_ctx_init(struct se_card *c, int app, int ch, struct se_applet_ctx *x)
 {
     struct se_app *a = &c->st.apps[app];
     memset(x, 0, sizeof *x);
@@ -388,7 +388,7 @@ ot_err se_applet_ppse_list(const struct se_applet_ctx *x, struct buf_wr *out)
             continue;
         }
         struct se_applet_ctx e;
-        ctx_init(c, i, x->channel, &e);
+        se_applet_ctx_init(c, i, x->channel, &e);
         (void)ops->ppse_entry(&e, out);
     }
     return out->err;
@@ -708,7 +708,7 @@ static void applet_implicit_select(struct se_card *c, int ch)
     struct se_applet_ctx x;
     struct buf_wr w;
     snap_take(c);
-    ctx_init(c, app, ch, &x);
+    se_applet_ctx_init(c, app, ch, &x);
     buf_wr_init(&w, c->rt_resp, SE_RT_BUF);
     uint16_t sw = ops->select(&x, &w);
     ot_err dbe = OT_OK;
@@ -1059,7 +1059,7 @@ static uint16_t do_select(struct se_card *c, int ch, const struct apdu *a, struc
     } else {
         const struct se_applet_ops *ops = app_ops(st, found);
         struct se_applet_ctx x;
-        ctx_init(c, found, ch, &x);
+        se_applet_ctx_init(c, found, ch, &x);
         sw = ops->select != NULL ? ops->select(&x, out) : SW_OK;
         if (!sw_is_success_or_warning(sw)) {
             k->selected = -1; /* the applet refused the selection */
@@ -1588,7 +1588,7 @@ static void applet_command(struct se_card *c, int ch, int app, const struct apdu
         sw = SW_INS_UNSUPPORTED;
     } else {
         struct se_applet_ctx x;
-        ctx_init(c, app, ch, &x);
+        se_applet_ctx_init(c, app, ch, &x);
         sw = ops->process(&x, a, &out);
         if (out.err != OT_OK) {
             sw = SW_NO_DIAGNOSIS;

@@ -211,6 +211,9 @@ struct se_card {
 /* ---------------------------------------------------------------- runtime (runtime.c) */
 
 void se_mark_dirty(struct se_card *c);
+/* The context of a native applet call for instance app on channel ch (its
+ * AID, data blob and volatile scratch). */
+void se_applet_ctx_init(struct se_card *c, int app, int ch, struct se_applet_ctx *x);
 /* Index of the app/SD with exactly this AID, or -1. */
 int se_find_app(const struct se_state *st, const uint8_t *aid, size_t len);
 int se_find_elf(const struct se_state *st, const uint8_t *aid, size_t len);
