@@ -180,6 +180,18 @@ static void pending_clear(struct se_chan *k)
     k->pending_sw = SW_OK;
 }
 
+/* Drops a load in progress, or a combined load waiting for its final
+ * INSTALL: both belong to the session that started them (GPCS 9.3.5), and a
+ * stale one would keep its Load File and refuse loads on other channels. */
+static void load_drop(struct se_card *c)
+{
+    ot_buf_reset(&c->load.data);
+    struct ot_buf data = c->load.data;
+    memset(&c->load, 0, sizeof c->load);
+    c->load.data = data;
+    c->load.chan = -1;
+}
+
 /* Ends the application session of a channel (GPCS 10.2.3 / Amd D 5.4: the
  * secure channel ends with the selection), keeping the channel open. */
 static void chan_end_session(struct se_card *c, int ch)
@@ -192,9 +204,8 @@ static void chan_end_session(struct se_card *c, int ch)
     k->store_next_block = 0;
     k->status_pos = SIZE_MAX;
     k->status_p1 = 0;
-    if (c->load.active && c->load.chan == ch) {
-        c->load.active = false;
-        ot_buf_reset(&c->load.data);
+    if ((c->load.active || c->load.combined_ready) && c->load.chan == ch) {
+        load_drop(c);
     }
 }
 
@@ -404,8 +415,7 @@ static void card_reset_volatile(struct se_card *c)
         k->open = false;
         k->selected = -1;
     }
-    c->load.active = false;
-    ot_buf_reset(&c->load.data);
+    load_drop(c);
     memset(c->vol, 0, sizeof c->vol);
 }
 

@@ -927,6 +927,47 @@ static void test_image_unchanged_after_rejects(void **state)
 
 /* A write failure rolls the command back (6581, OT_E_DB); a DELETE that had
  * moved the channels' indexes leaves them as they were before. */
+/* INSTALL [for load] combined (P1 0E, P2 01) of package A0000009990001 and
+ * its one LOAD block: a CAP Header component only, in C4. */
+#define CL_FOR_LOAD "E60E010C07A00000099900010000000000"
+#define CL_LOAD     "E8800016C414010011DECAFFED010200000107A000000999000100"
+
+/* A combined load whose session ended before its final INSTALL is gone: it
+ * neither holds the loaded file nor blocks loading on the other channels. */
+static void test_combined_load_ends_with_session(void **state)
+{
+    (void)state;
+    struct se_card *c = new_card(profile);
+    size_t dl;
+    assert_int_equal(tx(c, "0070000001", &dl), 0x9000);
+    struct gp_session *s1 = open_session(c, 1, GP_SCP_03, NULL, 0, 0x30, 0x01, false, OT_OK);
+    assert_int_equal(stx(s1, c, "81" CL_FOR_LOAD, &dl), 0x9000);
+    assert_int_equal(stx(s1, c, "81" CL_LOAD, &dl), 0x9000);
+    assert_true(c->load.combined_ready);
+    gp_session_free(s1);
+    assert_int_equal(tx(c, "00708001", &dl), 0x9000); /* channel 1 closes */
+    assert_false(c->load.combined_ready);
+    assert_int_equal(c->load.data.len, 0);
+
+    struct gp_session *s0 = open_session(c, 0, GP_SCP_03, NULL, 0, 0x30, 0x01, false, OT_OK);
+    assert_int_equal(stx(s0, c, "80" CL_FOR_LOAD, &dl), 0x9000);
+    assert_int_equal(stx(s0, c, "80" CL_LOAD, &dl), 0x9000);
+    assert_true(c->load.combined_ready);
+    /* A new session on the same channel ends it too. */
+    gp_session_free(s0);
+    s0 = open_session(c, 0, GP_SCP_03, NULL, 0, 0x30, 0x01, false, OT_OK);
+    assert_false(c->load.combined_ready);
+    /* And so does a power cycle. */
+    assert_int_equal(stx(s0, c, "80" CL_FOR_LOAD, &dl), 0x9000);
+    assert_int_equal(stx(s0, c, "80" CL_LOAD, &dl), 0x9000);
+    assert_true(c->load.combined_ready);
+    gp_session_free(s0);
+    se_card_power_off(c);
+    assert_false(c->load.combined_ready);
+    assert_int_equal(c->load.chan, -1);
+    se_card_free(c);
+}
+
 static ot_err fail_write(void *ctx, unsigned step)
 {
     (void)ctx;
@@ -1119,6 +1160,7 @@ int main(void)
         cmocka_unit_test(test_gp_chaining_secured),
         cmocka_unit_test(test_image_unchanged_after_rejects),
         cmocka_unit_test(test_write_failure_rolls_back),
+        cmocka_unit_test(test_combined_load_ends_with_session),
         cmocka_unit_test(test_applet_routing),
         cmocka_unit_test(test_helpers),
     };
