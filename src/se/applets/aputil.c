@@ -145,3 +145,22 @@ bool aputil_is_digits(const uint8_t *p, size_t n)
     }
     return true;
 }
+
+ot_err aputil_blob_open(const struct se_applet_ctx *x, uint8_t version, struct buf_rd *r)
+{
+    uint8_t ver = 0;
+    buf_rd_init(r, x->data, x->data_len);
+    if (buf_rd_u8(r, &ver) != OT_OK || ver != version) {
+        return OT_E_CORRUPT;
+    }
+    return OT_OK;
+}
+
+ot_err aputil_blob_close(const struct buf_rd *r, ot_err err, const char *module)
+{
+    if (err == OT_OK && r->left == 0) {
+        return OT_OK;
+    }
+    OT_LOG_ERROR("%s data blob is corrupt", module);
+    return OT_E_CORRUPT;
+}

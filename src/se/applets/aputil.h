@@ -67,6 +67,13 @@ void aputil_put_lv(struct buf_wr *w, const uint8_t *p, size_t n);
 /* Reads a field written by aputil_put_lv; longer than cap: OT_E_CORRUPT. */
 ot_err aputil_get_lv(struct buf_rd *r, uint8_t *dst, size_t cap, uint8_t *n);
 
+/* Starts reading an instance's data blob (x->data, not empty): the first
+ * byte must be the module's blob version. Any error: OT_E_CORRUPT. */
+ot_err aputil_blob_open(const struct se_applet_ctx *x, uint8_t version, struct buf_rd *r);
+/* Ends the reading: err from the field reads, or bytes left over, give
+ * OT_E_CORRUPT with one log line naming the module. */
+ot_err aputil_blob_close(const struct buf_rd *r, ot_err err, const char *module);
+
 /* Stores a finished blob writer as the instance's data. Returns 0 on success,
  * else the status word to answer (6A84 too large, 6581 write failure). */
 uint16_t aputil_save(struct se_applet_ctx *x, const struct buf_wr *w);

@@ -175,19 +175,13 @@ static void emv_defaults(struct emv_state *s)
 static ot_err emv_load(const struct se_applet_ctx *x, struct emv_state *s)
 {
     struct buf_rd r;
-    uint8_t ver = 0;
     ot_err err = OT_OK;
 
     emv_defaults(s);
     if (x->data_len == 0) {
         return OT_OK;
     }
-    buf_rd_init(&r, x->data, x->data_len);
-    OT_TRY(buf_rd_u8(&r, &ver));
-    if (ver != EMV_BLOB_VERSION) {
-        err = OT_E_CORRUPT;
-        goto out;
-    }
+    OT_TRY(aputil_blob_open(x, EMV_BLOB_VERSION, &r));
     OT_TRY(buf_rd_u8(&r, &s->flags));
     OT_TRY(buf_rd_copy(&r, s->key, sizeof(s->key)));
     OT_TRY(buf_rd_u16be(&r, &s->atc));
@@ -213,15 +207,8 @@ static ot_err emv_load(const struct se_applet_ctx *x, struct emv_state *s)
         OT_TRY(buf_rd_u8(&r, &s->rec[i].rec));
         OT_TRY(aputil_get_lv(&r, s->rec[i].b, sizeof(s->rec[i].b), &s->rec[i].len));
     }
-    if (r.left != 0) {
-        err = OT_E_CORRUPT;
-    }
 out:
-    if (err != OT_OK) {
-        OT_LOG_ERROR("emv-payment data blob is corrupt");
-        err = OT_E_CORRUPT;
-    }
-    return err;
+    return aputil_blob_close(&r, err, "emv-payment");
 }
 
 static uint16_t emv_save(struct se_applet_ctx *x, const struct emv_state *s)

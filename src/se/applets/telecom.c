@@ -102,30 +102,23 @@ static void telecom_defaults(struct telecom_state *s)
 static ot_err telecom_load(const struct se_applet_ctx *x, struct telecom_state *s)
 {
     struct buf_rd r;
-    uint8_t ver = 0;
     ot_err err = OT_OK;
 
     telecom_defaults(s);
     if (x->data_len == 0) {
         return OT_OK;
     }
-    buf_rd_init(&r, x->data, x->data_len);
-    OT_TRY(buf_rd_u8(&r, &ver));
+    OT_TRY(aputil_blob_open(x, TELECOM_BLOB_VERSION, &r));
     OT_TRY(buf_rd_u8(&r, &s->flags));
     OT_TRY(buf_rd_copy(&r, s->pin, sizeof(s->pin)));
     OT_TRY(buf_rd_u8(&r, &s->pin_tries));
     OT_TRY(buf_rd_copy(&r, s->puk, sizeof(s->puk)));
     OT_TRY(buf_rd_u8(&r, &s->puk_tries));
-    if (ver != TELECOM_BLOB_VERSION || r.left != 0 || s->pin_tries > TELECOM_PIN_LIMIT
-        || s->puk_tries > TELECOM_PUK_LIMIT) {
+    if (s->pin_tries > TELECOM_PIN_LIMIT || s->puk_tries > TELECOM_PUK_LIMIT) {
         err = OT_E_CORRUPT;
     }
 out:
-    if (err != OT_OK) {
-        OT_LOG_ERROR("telecom data blob is corrupt");
-        err = OT_E_CORRUPT;
-    }
-    return err;
+    return aputil_blob_close(&r, err, "telecom");
 }
 
 static uint16_t telecom_save(struct se_applet_ctx *x, const struct telecom_state *s)

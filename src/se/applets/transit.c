@@ -72,15 +72,13 @@ static void transit_defaults(struct transit_state *s)
 static ot_err transit_load(const struct se_applet_ctx *x, struct transit_state *s)
 {
     struct buf_rd r;
-    uint8_t ver = 0;
     ot_err err = OT_OK;
 
     transit_defaults(s);
     if (x->data_len == 0) {
         return OT_OK;
     }
-    buf_rd_init(&r, x->data, x->data_len);
-    OT_TRY(buf_rd_u8(&r, &ver));
+    OT_TRY(aputil_blob_open(x, TRANSIT_BLOB_VERSION, &r));
     OT_TRY(buf_rd_u8(&r, &s->flags));
     OT_TRY(buf_rd_copy(&r, s->key, sizeof(s->key)));
     OT_TRY(buf_rd_copy(&r, s->id, sizeof(s->id)));
@@ -88,15 +86,11 @@ static ot_err transit_load(const struct se_applet_ctx *x, struct transit_state *
     OT_TRY(buf_rd_u32be(&r, &s->limit));
     OT_TRY(buf_rd_u32be(&r, &s->credit_ctr));
     OT_TRY(buf_rd_u32be(&r, &s->tx_ctr));
-    if (ver != TRANSIT_BLOB_VERSION || r.left != 0 || s->balance > s->limit) {
+    if (s->balance > s->limit) {
         err = OT_E_CORRUPT;
     }
 out:
-    if (err != OT_OK) {
-        OT_LOG_ERROR("transit data blob is corrupt");
-        err = OT_E_CORRUPT;
-    }
-    return err;
+    return aputil_blob_close(&r, err, "transit");
 }
 
 static uint16_t transit_save(struct se_applet_ctx *x, const struct transit_state *s)

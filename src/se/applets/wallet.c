@@ -54,17 +54,15 @@ static const uint8_t wallet_mod[] = {0xF0, 0x4F, 0x54, 0x53, 0x4D, 0x05, 0x01};
 static ot_err wallet_load(const struct se_applet_ctx *x, struct wallet_state *s)
 {
     struct buf_rd r;
-    uint8_t ver = 0;
     ot_err err = OT_OK;
 
     memset(s, 0, sizeof(*s));
     if (x->data_len == 0) {
         return OT_OK;
     }
-    buf_rd_init(&r, x->data, x->data_len);
-    OT_TRY(buf_rd_u8(&r, &ver));
+    OT_TRY(aputil_blob_open(x, WALLET_BLOB_VERSION, &r));
     OT_TRY(buf_rd_u8(&r, &s->n));
-    if (ver != WALLET_BLOB_VERSION || s->n > WALLET_MAX_SERVICES) {
+    if (s->n > WALLET_MAX_SERVICES) {
         err = OT_E_CORRUPT;
         goto out;
     }
@@ -74,15 +72,8 @@ static ot_err wallet_load(const struct se_applet_ctx *x, struct wallet_state *s)
         OT_TRY(aputil_get_lv(&r, v->name, sizeof(v->name), &v->name_len));
         OT_TRY(buf_rd_u8(&r, &v->status));
     }
-    if (r.left != 0) {
-        err = OT_E_CORRUPT;
-    }
 out:
-    if (err != OT_OK) {
-        OT_LOG_ERROR("wallet data blob is corrupt");
-        err = OT_E_CORRUPT;
-    }
-    return err;
+    return aputil_blob_close(&r, err, "wallet");
 }
 
 static uint16_t wallet_save(struct se_applet_ctx *x, const struct wallet_state *s)
