@@ -3,6 +3,9 @@
 
 #define OT_LOG_COMPONENT "se.applet"
 #include "core/log.h"
+#include "core/tlv.h"
+
+#include <string.h>
 
 uint16_t aputil_check_cla(uint8_t cla, bool proprietary)
 {
@@ -163,4 +166,14 @@ ot_err aputil_blob_close(const struct buf_rd *r, ot_err err, const char *module)
     }
     OT_LOG_ERROR("%s data blob is corrupt", module);
     return OT_E_CORRUPT;
+}
+
+uint16_t aputil_select_fci(struct se_applet_ctx *x, struct buf_wr *out)
+{
+    size_t fci;
+    memset(x->vol, 0, SE_APPLET_VOL_SIZE);
+    tlv_open(out, 0x6Fu, &fci);
+    tlv_put(out, 0x84u, x->aid, x->aid_len);
+    tlv_close(out, fci);
+    return out->err == OT_OK ? APUTIL_SW_OK : APUTIL_SW_NO_DIAG;
 }

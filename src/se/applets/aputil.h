@@ -67,6 +67,10 @@ void aputil_put_lv(struct buf_wr *w, const uint8_t *p, size_t n);
 /* Reads a field written by aputil_put_lv; longer than cap: OT_E_CORRUPT. */
 ot_err aputil_get_lv(struct buf_rd *r, uint8_t *dst, size_t cap, uint8_t *n);
 
+/* The select hook of a module with a plain FCI, 6F { 84 AID }: the
+ * instance's volatile scratch starts cleared (ISO 7816-4 selection). */
+uint16_t aputil_select_fci(struct se_applet_ctx *x, struct buf_wr *out);
+
 /* Starts reading an instance's data blob (x->data, not empty): the first
  * byte must be the module's blob version. Any error: OT_E_CORRUPT. */
 ot_err aputil_blob_open(const struct se_applet_ctx *x, uint8_t version, struct buf_rd *r);

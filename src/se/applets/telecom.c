@@ -181,16 +181,6 @@ static ot_err telecom_install(struct se_applet_ctx *x, const uint8_t *params, si
     return err;
 }
 
-static uint16_t telecom_select(struct se_applet_ctx *x, struct buf_wr *out)
-{
-    size_t fci;
-    memset(x->vol, 0, SE_APPLET_VOL_SIZE);
-    tlv_open(out, 0x6Fu, &fci);
-    tlv_put(out, 0x84u, x->aid, x->aid_len);
-    tlv_close(out, fci);
-    return out->err == OT_OK ? APUTIL_SW_OK : APUTIL_SW_NO_DIAG;
-}
-
 /* Checks a PIN value against the stored one, counting a failure; the new
  * counter is stored before the answer. 0 when it matched. */
 static uint16_t telecom_check_pin(struct se_applet_ctx *x, struct telecom_state *s,
@@ -397,7 +387,7 @@ const struct se_applet_ops se_telecom_ops = {
     .module_aid_len = sizeof(telecom_mod),
     .payment = false,
     .install = telecom_install,
-    .select = telecom_select,
+    .select = aputil_select_fci,
     .process = telecom_process,
     .personalize = telecom_personalize,
     .wipe = NULL,

@@ -195,16 +195,6 @@ static ot_err transit_install(struct se_applet_ctx *x, const uint8_t *params, si
     return err;
 }
 
-static uint16_t transit_select(struct se_applet_ctx *x, struct buf_wr *out)
-{
-    size_t fci;
-    memset(x->vol, 0, SE_APPLET_VOL_SIZE);
-    tlv_open(out, 0x6Fu, &fci);
-    tlv_put(out, 0x84u, x->aid, x->aid_len);
-    tlv_close(out, fci);
-    return out->err == OT_OK ? APUTIL_SW_OK : APUTIL_SW_NO_DIAG;
-}
-
 static uint16_t transit_get_balance(const struct transit_state *s, const struct apdu *a,
                                     struct buf_wr *out)
 {
@@ -392,7 +382,7 @@ const struct se_applet_ops se_transit_ops = {
     .module_aid_len = sizeof(transit_mod),
     .payment = true,
     .install = transit_install,
-    .select = transit_select,
+    .select = aputil_select_fci,
     .process = transit_process,
     .personalize = transit_personalize,
     .wipe = transit_wipe,

@@ -186,16 +186,6 @@ static ot_err wallet_install(struct se_applet_ctx *x, const uint8_t *params, siz
     return wallet_save(x, &s) == 0 ? OT_OK : OT_E_LIMIT;
 }
 
-static uint16_t wallet_select(struct se_applet_ctx *x, struct buf_wr *out)
-{
-    size_t fci;
-    memset(x->vol, 0, SE_APPLET_VOL_SIZE);
-    tlv_open(out, 0x6Fu, &fci);
-    tlv_put(out, 0x84u, x->aid, x->aid_len);
-    tlv_close(out, fci);
-    return out->err == OT_OK ? APUTIL_SW_OK : APUTIL_SW_NO_DIAG;
-}
-
 static uint16_t wallet_get_data(const struct se_applet_ctx *x, const struct apdu *a,
                                 struct buf_wr *out)
 {
@@ -277,7 +267,7 @@ const struct se_applet_ops se_wallet_ops = {
     .module_aid_len = sizeof(wallet_mod),
     .payment = false,
     .install = wallet_install,
-    .select = wallet_select,
+    .select = aputil_select_fci,
     .process = wallet_process,
     .personalize = wallet_personalize,
     .wipe = NULL,
