@@ -366,7 +366,7 @@ ot_err json_opt_enum(const json_t *obj, const char *path, const char *const *nam
 static ot_err json_hex_node(const json_t *v, const char *path, size_t min_bytes, size_t max_bytes,
                             uint8_t *out, size_t *len, struct json_err *err)
 {
-    const char *s;
+    const char *s = NULL;
     ot_err e = json_str_node(v, path, 0, 2 * max_bytes + 1, &s, err);
     if (e != OT_OK) {
         return e;
