@@ -15,7 +15,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${1:-$ROOT/build}
+BUILD=$(cd "${1:-$ROOT/build}" && pwd) # absolute: the demo works in a temp dir
 TSMD=$BUILD/src/bin/tsmd
 TSMCTL=$BUILD/src/bin/tsmctl
 for b in "$TSMD" "$TSMCTL"; do
