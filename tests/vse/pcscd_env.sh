@@ -99,15 +99,19 @@ pcscd_env_kill() {
     PCSCD_PID=
 }
 
+# Waits up to 30 s (a loaded 2-core CI machine can take a while between vse's
+# connect, vpcd's reader slot and pcscd's next poll); on failure shows why.
 pcscd_env_wait_card() {
     local reader=${1:-0} _
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 300); do
         if opensc-tool -r "$reader" -a >/dev/null 2>&1; then
             return 0
         fi
         sleep 0.1
     done
-    pcscd_env_log "no card in reader $reader after 10 s"
+    pcscd_env_log "no card in reader $reader after 30 s; readers and pcscd log:"
+    opensc-tool -l >&2 || true
+    tail -20 "$PCSCD_DIR/pcscd.log" >&2 || true
     return 1
 }
 
