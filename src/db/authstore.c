@@ -50,6 +50,9 @@ struct auth_cache_shard {
 
 struct authstore {
     struct db *db;
+    /* SHA-256, fetched once: EVP_sha256() would make every digest fetch
+     * the implementation from the provider again (a global lookup). */
+    EVP_MD *sha256;
     atomic_int_fast64_t cache_ttl_ms; /* 0: no cache */
     /* Bumped by every revocation or disabling before the cache is
      * cleared: a verification that read the database before the change
@@ -141,6 +144,11 @@ ot_err authstore_new(struct db *db, struct authstore **out)
         OT_FAIL(OT_E_NOMEM);
     }
     as->db = db;
+    as->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (as->sha256 == NULL) {
+        free(as);
+        OT_FAIL(OT_E_CRYPTO);
+    }
     atomic_init(&as->cache_ttl_ms, AUTHSTORE_CACHE_TTL_DEFAULT_MS);
     atomic_init(&as->generation, 0);
     for (size_t i = 0; i < AUTHSTORE_CACHE_SHARDS; i++) {
@@ -148,6 +156,7 @@ ot_err authstore_new(struct db *db, struct authstore **out)
             for (size_t j = 0; j < i; j++) {
                 pthread_mutex_destroy(&as->shard[j].mu);
             }
+            EVP_MD_free(as->sha256);
             free(as);
             OT_FAIL(OT_E_NOMEM);
         }
@@ -165,6 +174,7 @@ void authstore_free(struct authstore *as)
     for (size_t i = 0; i < AUTHSTORE_CACHE_SHARDS; i++) {
         pthread_mutex_destroy(&as->shard[i].mu);
     }
+    EVP_MD_free(as->sha256);
     ot_mem_wipe(as, sizeof *as);
     free(as);
 }
@@ -471,11 +481,12 @@ static bool auth_token_well_formed(const char *t)
     return ((last - auth_b64url) & 3) == 0;
 }
 
-static ot_err auth_hash(const char *text, uint8_t out[AUTHSTORE_HASH_LEN])
+static ot_err auth_hash(const struct authstore *as, const char *text,
+                        uint8_t out[AUTHSTORE_HASH_LEN])
 {
     unsigned len = AUTHSTORE_HASH_LEN;
 
-    if (EVP_Digest(text, strlen(text), out, &len, EVP_sha256(), NULL) != 1
+    if (EVP_Digest(text, strlen(text), out, &len, as->sha256, NULL) != 1
         || len != AUTHSTORE_HASH_LEN) {
         return OT_E_CRYPTO;
     }
@@ -523,7 +534,7 @@ ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t
     }
     memcpy(text, AUTHSTORE_PREFIX, sizeof AUTHSTORE_PREFIX); /* with its NUL */
     auth_b64url_encode(raw, sizeof raw, text + AUTHSTORE_PREFIX_LEN);
-    OT_TRY(auth_hash(text, hash));
+    OT_TRY(auth_hash(as, text, hash));
     snprintf(hint, sizeof hint, "%.*s", (int)AUTHSTORE_HINT_LEN, text);
     OT_TRY(db_acquire(as->db, &c));
     OT_TRY(db_prepare(c,
@@ -581,7 +592,7 @@ ot_err authstore_verify(struct authstore *as, const char *token_text,
         OT_LOG_DEBUG("token rejected: malformed");
         return OT_E_AUTH;
     }
-    OT_TRY(auth_hash(token_text, hash));
+    OT_TRY(auth_hash(as, token_text, hash));
     if (auth_cache_get(as, hash, now, out)) {
         goto out;
     }

@@ -37,7 +37,7 @@
 #define NET_PARAM_NAME_MAX  32
 #define NET_RESP_HEADERS    8
 #define NET_TLS_FILE_MAX    ((size_t)256 * 1024)
-#define NET_CONN_MEMORY     ((size_t)64 * 1024) /* per connection: request line + headers */
+#define NET_CONN_MEMORY     ((size_t)16 * 1024) /* per connection: request line + headers */
 #define NET_IDEM_KEY_HEADER "Idempotency-Key"
 #define NET_BUILTINS        3
 #define NET_IDEM_BUSY       1024
