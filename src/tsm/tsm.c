@@ -571,6 +571,166 @@ done:
 
 /* ---- lookups ------------------------------------------------------------ */
 
+/* The lookup answer is written straight into a stack buffer: the same bytes
+ * json_serialize() makes of tsm_se_to_json() (compact, members in that
+ * order), without a jansson object per request. The registry only holds
+ * validated ASCII; a byte above 0x7f makes the writer give up
+ * (OT_E_UNSUPPORTED) and the caller takes the jansson path, which checks
+ * UTF-8. Debug builds compare every answer with the jansson one. */
+#define TSM_SE_JSON_MAX 2048 /* every member at its longest, fully escaped */
+
+/* A JSON string (RFC 8259 section 7) with jansson's escapes; false on a
+ * non-ASCII byte. */
+static bool tsm_jw_str(struct buf_wr *w, const char *s)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+
+    buf_wr_u8(w, '"');
+    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
+        if (*c >= 0x80) {
+            return false;
+        }
+        switch (*c) {
+        case '"':
+            buf_wr_bytes(w, "\\\"", 2);
+            break;
+        case '\\':
+            buf_wr_bytes(w, "\\\\", 2);
+            break;
+        case '\b':
+            buf_wr_bytes(w, "\\b", 2);
+            break;
+        case '\f':
+            buf_wr_bytes(w, "\\f", 2);
+            break;
+        case '\n':
+            buf_wr_bytes(w, "\\n", 2);
+            break;
+        case '\r':
+            buf_wr_bytes(w, "\\r", 2);
+            break;
+        case '\t':
+            buf_wr_bytes(w, "\\t", 2);
+            break;
+        default:
+            if (*c < 0x20) {
+                char u[6] = {'\\', 'u', '0', '0', hexd[*c >> 4], hexd[*c & 0x0f]};
+                buf_wr_bytes(w, u, sizeof(u));
+            } else {
+                buf_wr_u8(w, *c);
+            }
+            break;
+        }
+    }
+    buf_wr_u8(w, '"');
+    return true;
+}
+
+/* key: the member's literal prefix (separator, quoted name, colon);
+ * val NULL: null. */
+static bool tsm_jw_member(struct buf_wr *w, const char *key, const char *val)
+{
+    buf_wr_bytes(w, key, strlen(key));
+    if (val == NULL) {
+        buf_wr_bytes(w, "null", 4);
+        return true;
+    }
+    return tsm_jw_str(w, val);
+}
+
+static void tsm_jw_int(struct buf_wr *w, const char *key, int64_t val)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%lld", (long long)val);
+
+    buf_wr_bytes(w, key, strlen(key));
+    buf_wr_bytes(w, num, n > 0 ? (size_t)n : 0);
+}
+
+/* The lookup answer ({"cin":...} only when id_only) into out; *len:
+ * capacity in, bytes out. */
+static ot_err tsm_se_json_write(const struct tsm_se *se, bool id_only, char *out, size_t *len)
+{
+    struct buf_wr w;
+    bool ok;
+
+    buf_wr_init(&w, (uint8_t *)out, *len);
+    buf_wr_u8(&w, '{');
+    ok = tsm_jw_member(&w, "\"cin\":", se->cin);
+    if (!id_only) {
+        ok = ok && tsm_jw_member(&w, ",\"se_type\":", se->se_type)
+             && tsm_jw_member(&w, ",\"mno\":", se->mno)
+             && tsm_jw_member(&w, ",\"msisdn\":", se->msisdn[0] ? se->msisdn : NULL)
+             && tsm_jw_member(&w, ",\"imsi\":", se->imsi[0] ? se->imsi : NULL)
+             && tsm_jw_member(&w, ",\"profile_id\":", se->profile_id)
+             && tsm_jw_member(&w, ",\"gp_version\":", se->gp_version)
+             && tsm_jw_member(&w, ",\"jc_version\":", se->jc_version)
+             && tsm_jw_member(&w, ",\"cert_level\":", se->cert_level)
+             && tsm_jw_member(&w, ",\"expiry\":", se->expiry);
+        tsm_jw_int(&w, ",\"free_memory\":", se->free_memory);
+        tsm_jw_int(&w, ",\"master_key_index\":", se->master_key_index);
+    }
+    buf_wr_u8(&w, '}');
+    if (!ok) {
+        return OT_E_UNSUPPORTED;
+    }
+    return buf_wr_finish(&w, len);
+}
+
+/* The jansson form of the lookup answer (new reference, NULL: no memory). */
+static json_t *tsm_se_json_obj(const struct tsm_se *se, bool id_only)
+{
+    json_t *o = NULL;
+
+    if (!id_only) {
+        return tsm_se_to_json(se);
+    }
+    o = json_obj_new();
+    if (o != NULL && json_put_str(o, "cin", se->cin) != OT_OK) {
+        json_free(o);
+        o = NULL;
+    }
+    return o;
+}
+
+#ifndef NDEBUG
+/* The direct writer must give jansson's bytes exactly. */
+static void tsm_se_json_check(const struct tsm_se *se, bool id_only, const char *buf, size_t n)
+{
+    json_t *o = tsm_se_json_obj(se, id_only);
+    char *s = NULL;
+    size_t sn = 0;
+
+    if (o != NULL && json_serialize(o, &s, &sn) == OT_OK) {
+        OT_ASSERT(sn == n && memcmp(s, buf, n) == 0);
+    }
+    free(s);
+    json_free(o);
+}
+#endif
+
+/* Answers 200 with the lookup's record. */
+static void tsm_se_answer(struct net_resp *resp, const struct tsm_se *se, bool id_only)
+{
+    char buf[TSM_SE_JSON_MAX];
+    size_t n = sizeof(buf);
+    json_t *o = NULL;
+
+    if (tsm_se_json_write(se, id_only, buf, &n) == OT_OK) {
+#ifndef NDEBUG
+        tsm_se_json_check(se, id_only, buf, n);
+#endif
+        net_resp_bytes(resp, 200, "application/json", buf, n);
+        return;
+    }
+    o = tsm_se_json_obj(se, id_only);
+    if (o == NULL) {
+        tsm_fail(resp, OT_E_NOMEM);
+        return;
+    }
+    net_resp_json(resp, 200, o);
+}
+
 static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct tsm *t = ctx;
@@ -585,7 +745,6 @@ static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx
     size_t limit = 0;
     struct json_err jerr;
     struct tsm_se *items = NULL;
-    json_t *o = NULL;
     json_t *arr = NULL;
     size_t n = 0;
     size_t i;
@@ -627,21 +786,7 @@ static void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx
                            NULL);
             return;
         }
-        if (fields != NULL && strcmp(fields, "id") == 0) {
-            o = json_obj_new();
-            if (o == NULL || json_put_str(o, "cin", se.cin) != OT_OK) {
-                json_free(o);
-                tsm_fail(resp, OT_E_NOMEM);
-                return;
-            }
-        } else {
-            o = tsm_se_to_json(&se);
-            if (o == NULL) {
-                tsm_fail(resp, OT_E_NOMEM);
-                return;
-            }
-        }
-        net_resp_json(resp, 200, o);
+        tsm_se_answer(resp, &se, fields != NULL && strcmp(fields, "id") == 0);
         return;
     }
     /* The listing is the operator's. */
@@ -692,7 +837,6 @@ static void tsm_h_se_get(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct tsm *t = ctx;
     struct tsm_se se;
-    json_t *o;
     ot_err err;
 
     if (!tsm_se_of_path(t, req, resp, &se)) {
@@ -703,12 +847,7 @@ static void tsm_h_se_get(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_error(resp, err, NULL, NULL, NULL);
         return;
     }
-    o = tsm_se_to_json(&se);
-    if (o == NULL) {
-        tsm_fail(resp, OT_E_NOMEM);
-        return;
-    }
-    net_resp_json(resp, 200, o);
+    tsm_se_answer(resp, &se, false);
 }
 
 /* ---- security domains --------------------------------------------------- */
