@@ -514,6 +514,32 @@ ot_err json_check_fields(const json_t *obj, const char *const *allowed, const ch
     return OT_OK;
 }
 
+bool json_write_ascii_str(struct buf_wr *w, const char *s)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    /* Two-character escapes; other control bytes become \u00XX. */
+    static const char short_esc[0x60] = {['"'] = '"',  ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f',
+                                         ['\n'] = 'n', ['\r'] = 'r',  ['\t'] = 't'};
+
+    buf_wr_u8(w, '"');
+    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
+        if (*c >= 0x80) {
+            return false;
+        }
+        if (*c < sizeof short_esc && short_esc[*c] != '\0') {
+            char e[2] = {'\\', short_esc[*c]};
+            buf_wr_bytes(w, e, sizeof e);
+        } else if (*c < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hexd[*c >> 4], hexd[*c & 0x0f]};
+            buf_wr_bytes(w, u, sizeof u);
+        } else {
+            buf_wr_u8(w, *c);
+        }
+    }
+    buf_wr_u8(w, '"');
+    return true;
+}
+
 json_t *json_obj_new(void)
 {
     return json_object();

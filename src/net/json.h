@@ -19,6 +19,7 @@
 #ifndef OT_NET_JSON_H
 #define OT_NET_JSON_H
 
+#include "core/buf.h"
 #include "core/err.h"
 
 #include <jansson.h>
@@ -100,6 +101,12 @@ bool json_is_obj(const json_t *j);
 
 /* Writing. Constructors return a new reference or NULL on allocation
  * failure; json_put_* return OT_E_NOMEM / OT_E_ARG (obj NULL). */
+/* Writes s as a JSON string (RFC 8259 section 7) with the escapes jansson's
+ * compact dump uses, for answers built without a jansson object on hot paths.
+ * A byte above 0x7F: false (the caller falls back to jansson, which checks
+ * UTF-8); the writer's own overflow is left in w->err. */
+bool json_write_ascii_str(struct buf_wr *w, const char *s);
+
 json_t *json_obj_new(void);
 json_t *json_arr_new(void);
 ot_err json_put_str(json_t *obj, const char *key, const char *val); /* val NULL: null */

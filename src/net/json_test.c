@@ -386,6 +386,38 @@ static void test_writers(void **state)
     assert_int_equal(json_put(NULL, "x", json_obj_new()), OT_E_ARG); /* val released */
 }
 
+/* json_write_ascii_str must give exactly what jansson's compact dump gives. */
+static void test_write_ascii_str(void **state)
+{
+    static const char *const rows[] = {
+        "",         "plain",  "q\"uote", "back\\slash", "ctl\b\f\n\r\t", "low\x01\x1f",
+        "slash/ok", "del\x7f"};
+    (void)state;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        uint8_t buf[64];
+        struct buf_wr w;
+        size_t n = 0;
+        json_t *js = json_string(rows[i]);
+        char *want = json_dumps(js, JSON_ENCODE_ANY | JSON_COMPACT);
+        buf_wr_init(&w, buf, sizeof buf);
+        assert_true(json_write_ascii_str(&w, rows[i]));
+        assert_int_equal(buf_wr_finish(&w, &n), OT_OK);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(buf, want, n);
+        free(want);
+        json_decref(js);
+    }
+    {
+        uint8_t buf[64];
+        struct buf_wr w;
+        buf_wr_init(&w, buf, sizeof buf);
+        assert_false(json_write_ascii_str(&w, "caf\xc3\xa9"));
+        buf_wr_init(&w, buf, 4);
+        assert_true(json_write_ascii_str(&w, "too long"));
+        assert_int_equal(w.err, OT_E_BUF_SMALL);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_scope_and_optional),
         cmocka_unit_test(test_page),
         cmocka_unit_test(test_writers),
+        cmocka_unit_test(test_write_ascii_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -579,53 +579,6 @@ done:
  * UTF-8. Debug builds compare every answer with the jansson one. */
 #define TSM_SE_JSON_MAX 2048 /* every member at its longest, fully escaped */
 
-/* A JSON string (RFC 8259 section 7) with jansson's escapes; false on a
- * non-ASCII byte. */
-static bool tsm_jw_str(struct buf_wr *w, const char *s)
-{
-    static const char hexd[] = "0123456789ABCDEF";
-
-    buf_wr_u8(w, '"');
-    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
-        if (*c >= 0x80) {
-            return false;
-        }
-        switch (*c) {
-        case '"':
-            buf_wr_bytes(w, "\\\"", 2);
-            break;
-        case '\\':
-            buf_wr_bytes(w, "\\\\", 2);
-            break;
-        case '\b':
-            buf_wr_bytes(w, "\\b", 2);
-            break;
-        case '\f':
-            buf_wr_bytes(w, "\\f", 2);
-            break;
-        case '\n':
-            buf_wr_bytes(w, "\\n", 2);
-            break;
-        case '\r':
-            buf_wr_bytes(w, "\\r", 2);
-            break;
-        case '\t':
-            buf_wr_bytes(w, "\\t", 2);
-            break;
-        default:
-            if (*c < 0x20) {
-                char u[6] = {'\\', 'u', '0', '0', hexd[*c >> 4], hexd[*c & 0x0f]};
-                buf_wr_bytes(w, u, sizeof(u));
-            } else {
-                buf_wr_u8(w, *c);
-            }
-            break;
-        }
-    }
-    buf_wr_u8(w, '"');
-    return true;
-}
-
 /* key: the member's literal prefix (separator, quoted name, colon);
  * val NULL: null. */
 static bool tsm_jw_member(struct buf_wr *w, const char *key, const char *val)
@@ -635,7 +588,7 @@ static bool tsm_jw_member(struct buf_wr *w, const char *key, const char *val)
         buf_wr_bytes(w, "null", 4);
         return true;
     }
-    return tsm_jw_str(w, val);
+    return json_write_ascii_str(w, val);
 }
 
 static void tsm_jw_int(struct buf_wr *w, const char *key, int64_t val)
