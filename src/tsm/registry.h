@@ -5,7 +5,7 @@
  * All functions take a borrowed struct db (thread-safe pool) and acquire
  * their own connection, except where a struct db_conn is passed (the caller's
  * transaction). No key material is stored here: the import's key sets go to
- * the key store (tsm.c).
+ * the key store (tsm_import.c).
  */
 #ifndef OT_TSM_REGISTRY_H
 #define OT_TSM_REGISTRY_H
