@@ -2,7 +2,7 @@
  * check, list and body helpers) and the route table. Handlers validate
  * strictly (unknown fields and query arguments are rejected), answer
  * through net_resp_*, and check ownership through tsm_authz() only. The
- * handlers live in tsm_import.c, tsm_se.c and tsm_admin.c. */
+ * handlers live in tsm_import.c, tsm_se.c, tsm_sd.c and tsm_admin.c. */
 #define OT_LOG_COMPONENT "tsm.api"
 #include "tsm/tsm.h"
 #include "tsm/tsm_priv.h"

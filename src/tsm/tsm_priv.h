@@ -1,5 +1,5 @@
 /* Private to src/tsm: the TSM service's state and the helpers its handler
- * files (tsm.c, tsm_import.c, tsm_se.c, tsm_admin.c) share. */
+ * files (tsm.c, tsm_import.c, tsm_se.c, tsm_sd.c, tsm_admin.c) share. */
 #ifndef OT_TSM_TSM_PRIV_H
 #define OT_TSM_TSM_PRIV_H
 

@@ -1,0 +1,237 @@
+/* TSM service: the security domains of an SE (visible to their owner only). */
+#define OT_LOG_COMPONENT "tsm.api"
+#include "tsm/tsm_priv.h"
+
+#include "core/buf.h"
+#include "core/hex.h"
+#include "core/log.h"
+#include "db/audit.h"
+#include "db/authstore.h"
+#include "db/db.h"
+#include "db/keystore.h"
+#include "net/http.h"
+#include "net/json.h"
+#include "tsm/csv.h"
+#include "tsm/registry.h"
+#include "tsm/serec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define TSM_SD_PRIV_DEFAULT "800000" /* GPCS 11.1.2: Security Domain privilege */
+
+static const char *const tsm_lcs_names[] = {"INSTALLED", "SELECTABLE", "PERSONALIZED", "LOCKED"};
+
+/* ---- security domains --------------------------------------------------- */
+
+static json_t *tsm_sd_json(struct tsm *t, const struct tsm_sd *sd, const char *cin)
+{
+    struct authstore_principal owner;
+    json_t *o = json_obj_new();
+
+    if (o == NULL) {
+        return NULL;
+    }
+    if (authstore_get_principal(t->auth, sd->owner_sp, &owner) != OT_OK) {
+        snprintf(owner.name, sizeof(owner.name), "%s", "");
+    }
+    if (json_put_str(o, "cin", cin) != OT_OK || json_put_str(o, "aid", sd->aid) != OT_OK
+        || json_put_int(o, "owner_id", sd->owner_sp) != OT_OK
+        || json_put_str(o, "owner", owner.name) != OT_OK
+        || json_put_str(o, "privileges", sd->privileges) != OT_OK
+        || json_put_str(o, "lcs", sd->lcs) != OT_OK
+        || json_put_int(o, "created_at", sd->created_at) != OT_OK) {
+        json_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct tsm *t = ctx;
+    const struct net_principal *p = net_req_principal(req);
+    struct tsm_se se;
+    struct tsm_sd *sds = NULL;
+    json_t *arr = NULL;
+    size_t n = 0;
+    size_t i;
+    ot_err err = OT_OK;
+
+    if (!tsm_se_of_path(t, req, resp, &se)) {
+        return;
+    }
+    OT_TRY(tsm_authz(t, req, TSM_ACC_SHARED, 0, "sd.list"));
+    sds = calloc(TSM_SD_LIST_MAX, sizeof(*sds));
+    if (sds == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    /* A service provider lists only the SDs it owns: the others are absent. */
+    OT_TRY(tsm_registry_sd_list(t->db, se.id, p->kind == NET_P_OPERATOR ? 0 : p->id, sds,
+                                TSM_SD_LIST_MAX, &n));
+    arr = json_arr_new();
+    if (arr == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    for (i = 0; i < n; i++) {
+        OT_TRY(tsm_authz(t, req, TSM_ACC_OWNED, sds[i].owner_sp, "sd.list"));
+        OT_TRY(json_push(arr, tsm_sd_json(t, &sds[i], se.cin)));
+    }
+    OT_TRY(tsm_send_list(resp, &arr, 0));
+out:
+    if (err != OT_OK) {
+        tsm_fail(resp, err);
+    }
+    json_free(arr);
+    free(sds);
+}
+
+/* Upper-case hex AID of 5..16 bytes from s; false when malformed. */
+static bool tsm_aid_norm(const char *s, char *out, size_t cap)
+{
+    size_t len = strlen(s);
+    size_t i;
+
+    if (len < TSM_AID_MIN * 2 || len > TSM_AID_MAX * 2 || len % 2 != 0 || len >= cap) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if (c >= 'a' && c <= 'f') {
+            c = (char)(c - 'a' + 'A');
+        } else if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'))) {
+            return false;
+        }
+        out[i] = c;
+    }
+    out[len] = '\0';
+    return true;
+}
+
+void tsm_h_sd_get(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct tsm *t = ctx;
+    struct tsm_se se;
+    struct tsm_sd sd;
+    char aid[TSM_AID_MAX * 2 + 1];
+    struct db_conn *c = NULL;
+    json_t *o = NULL;
+    const char *raw = net_req_param(req, "aid");
+    ot_err err = OT_OK;
+
+    if (!tsm_se_of_path(t, req, resp, &se)) {
+        return;
+    }
+    if (raw == NULL || !tsm_aid_norm(raw, aid, sizeof(aid))) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "aid must be 5 to 16 bytes in hexadecimal", "aid");
+        return;
+    }
+    OT_TRY(db_acquire(t->db, &c));
+    err = tsm_registry_sd_get(c, se.id, aid, &sd);
+    db_release(c);
+    c = NULL;
+    OT_TRY(err);
+    OT_TRY(tsm_authz(t, req, TSM_ACC_OWNED, sd.owner_sp, "sd.get"));
+    o = tsm_sd_json(t, &sd, se.cin);
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    net_resp_json(resp, 200, o);
+out:
+    if (err != OT_OK) {
+        net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such security domain" : NULL,
+                       NULL);
+    }
+}
+
+void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    static const char *const allowed[] = {"aid", "sp", "privileges", "lcs", NULL};
+    struct tsm *t = ctx;
+    struct tsm_se se;
+    struct tsm_sd sd;
+    struct authstore_principal sp;
+    struct json_err jerr;
+    struct db_conn *c = NULL;
+    json_t *doc = NULL;
+    json_t *o = NULL;
+    const char *aid = NULL;
+    const char *spname = NULL;
+    uint8_t privb[3];
+    size_t privlen = sizeof(privb);
+    bool have_priv = false;
+    size_t lcs = 1;
+    bool created = false;
+    char res[AUDIT_RESOURCE_MAX + 1];
+    ot_err err = OT_OK;
+
+    memset(&jerr, 0, sizeof(jerr));
+    memset(&sd, 0, sizeof(sd));
+    if (!tsm_se_of_path(t, req, resp, &se)) {
+        return;
+    }
+    doc = tsm_body_obj(req, resp, allowed);
+    if (doc == NULL) {
+        return;
+    }
+    if (json_get_str(doc, "aid", TSM_AID_MIN * 2, TSM_AID_MAX * 2, &aid, &jerr) != OT_OK
+        || json_get_str(doc, "sp", 1, AUTHSTORE_NAME_MAX, &spname, &jerr) != OT_OK
+        || json_opt_hex(doc, "privileges", 3, 3, privb, &privlen, &have_priv, &jerr) != OT_OK
+        || json_opt_enum(doc, "lcs", tsm_lcs_names, 4, 1, &lcs, &jerr) != OT_OK) {
+        net_resp_json_error(resp, OT_E_FORMAT, &jerr);
+        goto out;
+    }
+    if (!tsm_aid_norm(aid, sd.aid, sizeof(sd.aid))) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "aid must be 5 to 16 bytes in hexadecimal", "aid");
+        goto out;
+    }
+    err = authstore_find_principal(t->auth, AUTHSTORE_SP, spname, &sp);
+    if (err != OT_OK) {
+        net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such service provider" : NULL,
+                       "sp");
+        err = OT_OK;
+        goto out;
+    }
+    sd.se_id = se.id;
+    sd.owner_sp = sp.id;
+    if (have_priv) {
+        snprintf(sd.privileges, sizeof(sd.privileges), "%02X%02X%02X", privb[0], privb[1],
+                 privb[2]);
+    } else {
+        snprintf(sd.privileges, sizeof(sd.privileges), "%s", TSM_SD_PRIV_DEFAULT);
+    }
+    snprintf(sd.lcs, sizeof(sd.lcs), "%s", tsm_lcs_names[lcs]);
+    OT_TRY(db_acquire(t->db, &c));
+    OT_TRY(db_begin(c));
+    err = tsm_registry_sd_assign(c, &sd, &created);
+    if (err == OT_E_CONFLICT) {
+        db_rollback(c);
+        net_resp_error(resp, err, NULL,
+                       "this AID is assigned on this SE with another owner or attributes", "aid");
+        err = OT_OK;
+        goto out;
+    }
+    OT_TRY(err);
+    if (created) {
+        snprintf(res, sizeof(res), "/tsm/v1/secure-elements/%s/security-domains/%s", se.cin,
+                 sd.aid);
+        tsm_audit(t, c, req, "sd.assign", res, "ok");
+    }
+    OT_TRY(db_commit(c));
+    o = tsm_sd_json(t, &sd, se.cin);
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    net_resp_json(resp, created ? 201 : 200, o);
+out:
+    if (c != NULL) {
+        db_rollback(c);
+        db_release(c);
+    }
+    if (err != OT_OK) {
+        tsm_fail(resp, err);
+    }
+    json_free(doc);
+}
