@@ -28,9 +28,9 @@
 /* ---- audit and authorisation ------------------------------------------ */
 
 /* Records one service-level event (state change or ownership denial). A
- * failure to audit is logged: the answer was decided already. */
-void tsm_audit(struct tsm *t, struct db_conn *c, const struct net_req *req, const char *action,
-               const char *resource, const char *outcome)
+ * failure is logged and returned (see tsm_priv.h). */
+ot_err tsm_audit(struct tsm *t, struct db_conn *c, const struct net_req *req, const char *action,
+                 const char *resource, const char *outcome)
 {
     const struct net_principal *p = net_req_principal(req);
     struct audit_entry e;
@@ -50,6 +50,7 @@ void tsm_audit(struct tsm *t, struct db_conn *c, const struct net_req *req, cons
     if (err != OT_OK) {
         OT_LOG_ERROR("req=%s audit of %s failed: %s", e.request_id, action, ot_strerror(err));
     }
+    return err;
 }
 
 /* The one ownership check. OT_OK when the caller may touch a resource owned

@@ -29,10 +29,12 @@ enum tsm_access {
 };
 
 /* Records one service-level event (state change or ownership denial) in
- * the audit log, inside c's transaction when c is not NULL. A failure to
- * audit is logged: the answer was decided already. */
-void tsm_audit(struct tsm *t, struct db_conn *c, const struct net_req *req, const char *action,
-               const char *resource, const char *outcome);
+ * the audit log, inside c's transaction when c is not NULL. A failure is
+ * logged and returned: a caller whose change shares c's transaction rolls
+ * it back (the change must not commit without its audit row); with c NULL
+ * the answer was decided already and the result may be ignored. */
+ot_err tsm_audit(struct tsm *t, struct db_conn *c, const struct net_req *req, const char *action,
+                 const char *resource, const char *outcome);
 
 /* The one ownership check. OT_OK when the caller may touch a resource owned
  * by owner (a principal id; ignored for TSM_ACC_SHARED). Operators may touch
