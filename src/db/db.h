@@ -193,4 +193,30 @@ ot_err db_migrate(struct db *db, const char *service, const struct db_migration 
 /* Highest applied version of service, 0 when none. */
 ot_err db_schema_version(struct db *db, const char *service, int64_t *out);
 
+/* Change notifications (DESIGN.md 5: nodes of one PostgreSQL cluster hear
+ * each other's writes). db_listen opens a connection of its own that
+ * LISTENs on channel ([a-z_][a-z0-9_]*, at most 63 characters) and runs a
+ * thread that calls fn(ctx, what, payload) with:
+ *   DB_NOTE_UP    listening (again): anything sent before may have been
+ *                 missed, so whatever the subscriber derived from storage
+ *                 must be dropped now (payload NULL);
+ *   DB_NOTE_MSG   one NOTIFY on the channel (payload: its text);
+ *   DB_NOTE_DOWN  the connection broke (payload NULL); the thread reconnects
+ *                 with a back-off of 50 ms doubling up to 5 s and says UP again.
+ * The first connection attempt happens on the thread, so db_listen does not
+ * wait for the server. fn runs on the listener's thread only, one call at a
+ * time. SQLite: OT_E_UNSUPPORTED (a database file belongs to one process,
+ * whose writers tell their own caches). */
+enum db_note {
+    DB_NOTE_UP = 1,
+    DB_NOTE_MSG = 2,
+    DB_NOTE_DOWN = 3,
+};
+typedef void (*db_notify_fn)(void *ctx, enum db_note what, const char *payload);
+struct db_listener;
+ot_err db_listen(struct db *db, const char *channel, db_notify_fn fn, void *ctx,
+                 struct db_listener **out);
+/* Stops the thread (no fn call after it returns) and closes the connection. NULL-safe. */
+void db_listener_free(struct db_listener *l);
+
 #endif

@@ -1095,6 +1095,103 @@ static void test_pg_reconnect(void **state)
     db_close(db);
 }
 
+/* LISTEN/NOTIFY: UP once listening, each NOTIFY as a message, DOWN when the
+ * listener's backend is killed, then UP again; SQLite refuses. */
+struct notes {
+    pthread_mutex_t mu;
+    int up;
+    int down;
+    int msgs;
+    char last[64];
+};
+
+static void notes_cb(void *ctx, enum db_note what, const char *payload)
+{
+    struct notes *n = ctx;
+
+    pthread_mutex_lock(&n->mu);
+    if (what == DB_NOTE_UP) {
+        assert_null(payload);
+        n->up++;
+    } else if (what == DB_NOTE_DOWN) {
+        n->down++;
+    } else {
+        n->msgs++;
+        snprintf(n->last, sizeof n->last, "%s", payload);
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* Waits up to 10 s for *field >= want. */
+static void notes_wait(struct notes *n, const int *field, int want)
+{
+    for (int i = 0; i < 1000; i++) {
+        pthread_mutex_lock(&n->mu);
+        int v = *field;
+        pthread_mutex_unlock(&n->mu);
+        if (v >= want) {
+            return;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 10000000L}, NULL);
+    }
+    fail_msg("notification count stayed below %d", want);
+}
+
+static void test_listen(void **state)
+{
+    struct db *db = NULL;
+    struct db_listener *l = (struct db_listener *)1;
+    struct db_conn *c = NULL;
+    struct notes n = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+    (void)state;
+    db = open_db(NULL);
+    assert_int_equal(db_listen(db, "Bad-Name", notes_cb, &n, &l), OT_E_ARG);
+    assert_null(l);
+    assert_int_equal(db_listen(db, "ok", NULL, &n, &l), OT_E_ARG);
+    if (g_kind != DB_PG) {
+        assert_int_equal(db_listen(db, "ot_test", notes_cb, &n, &l), OT_E_UNSUPPORTED);
+        assert_null(l);
+        db_close(db);
+        return;
+    }
+    assert_int_equal(db_listen(db, "ot_test", notes_cb, &n, &l), OT_OK);
+    notes_wait(&n, &n.up, 1);
+    exec_ok(db, "NOTIFY ot_test, 'first'");
+    exec_ok(db, "NOTIFY other_channel, 'not ours'");
+    /* Sent inside a transaction: heard at commit only, never after a rollback. */
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    assert_int_equal(db_begin(c), OT_OK);
+    assert_int_equal(db_exec(c, "NOTIFY ot_test, 'rolled back'"), OT_OK);
+    assert_int_equal(db_rollback(c), OT_OK);
+    assert_int_equal(db_begin(c), OT_OK);
+    assert_int_equal(db_exec(c, "NOTIFY ot_test, 'second'"), OT_OK);
+    assert_int_equal(db_commit(c), OT_OK);
+    notes_wait(&n, &n.msgs, 2);
+    pthread_mutex_lock(&n.mu);
+    assert_int_equal(n.msgs, 2);
+    assert_string_equal(n.last, "second");
+    pthread_mutex_unlock(&n.mu);
+    /* The listener's backend dies: DOWN, then it listens again. */
+    assert_int_equal(
+        query_int(c,
+                  "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE query = 'LISTEN ot_test') AS k",
+                  NULL),
+        1);
+    notes_wait(&n, &n.down, 1);
+    notes_wait(&n, &n.up, 2);
+    assert_int_equal(db_exec(c, "NOTIFY ot_test, 'third'"), OT_OK);
+    notes_wait(&n, &n.msgs, 3);
+    pthread_mutex_lock(&n.mu);
+    assert_string_equal(n.last, "third");
+    pthread_mutex_unlock(&n.mu);
+    db_release(c);
+    db_listener_free(l);
+    db_listener_free(NULL);
+    db_close(db);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static void rm_sqlite_files(void)
@@ -1131,6 +1228,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stmt_cache),
         cmocka_unit_test(test_large_result),
         cmocka_unit_test(test_pg_reconnect),
+        cmocka_unit_test(test_listen),
     };
     int rc;
 
