@@ -315,54 +315,115 @@ out:
     return err;
 }
 
-ot_err authstore_create_principal(struct authstore *as, enum authstore_kind kind, const char *name,
-                                  int64_t *id)
+/* A connection the _tx variants may use: one of the store's database, with
+ * a transaction open when the call writes. */
+static ot_err auth_conn_check(const struct authstore *as, struct db_conn *c, bool writes)
+{
+    if (as == NULL || c == NULL || db_conn_db(c) != as->db || (writes && !db_in_txn(c))) {
+        return OT_E_ARG;
+    }
+    return OT_OK;
+}
+
+/* Runs fn(as, c, arg) in a transaction of its own (the plain variants of
+ * the _tx calls). */
+static ot_err auth_in_txn(struct authstore *as,
+                          ot_err (*fn)(struct authstore *as, struct db_conn *c, void *arg),
+                          void *arg)
 {
     struct db_conn *c = NULL;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_begin(c));
+    OT_TRY(fn(as, c, arg));
+    OT_TRY(db_commit(c));
+out:
+    if (c != NULL && err != OT_OK) {
+        db_rollback(c);
+    }
+    db_release(c);
+    return err;
+}
+
+ot_err authstore_create_principal_tx(struct authstore *as, struct db_conn *c,
+                                     enum authstore_kind kind, const char *name, int64_t *id)
+{
     struct db_stmt *st = NULL;
     bool row = false;
     int64_t new_id = 0;
+    ot_err err = OT_OK;
+
+    OT_TRY(auth_conn_check(as, c, true));
+    if (!auth_kind_valid(kind)) {
+        return OT_E_ARG;
+    }
+    OT_TRY(auth_check_name(name, AUTHSTORE_NAME_MAX));
+    /* DO NOTHING rather than a unique violation: on PostgreSQL an error
+     * would abort the caller's transaction, and the caller wants to look
+     * the existing principal up in it. */
+    OT_TRY(db_prepare(c,
+                      "INSERT INTO auth_principals (kind, name, created_at, disabled)"
+                      " VALUES ($1, $2, $3, 0) ON CONFLICT (kind, name) DO NOTHING RETURNING id",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, kind));
+    OT_TRY(db_bind_text(st, 2, name));
+    OT_TRY(db_bind_int64(st, 3, auth_now()));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_CONFLICT); /* (kind, name) exists */
+    }
+    OT_TRY(db_col_int64(st, 0, &new_id));
+    if (id != NULL) {
+        *id = new_id;
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+struct auth_create_arg {
+    enum authstore_kind kind;
+    const char *name;
+    int64_t id;
+};
+
+static ot_err auth_create_fn(struct authstore *as, struct db_conn *c, void *arg)
+{
+    struct auth_create_arg *a = arg;
+
+    return authstore_create_principal_tx(as, c, a->kind, a->name, &a->id);
+}
+
+ot_err authstore_create_principal(struct authstore *as, enum authstore_kind kind, const char *name,
+                                  int64_t *id)
+{
+    struct auth_create_arg a = {kind, name, 0};
     ot_err err = OT_OK;
 
     if (as == NULL || !auth_kind_valid(kind)) {
         return OT_E_ARG;
     }
     OT_TRY(auth_check_name(name, AUTHSTORE_NAME_MAX));
-    OT_TRY(db_acquire(as->db, &c));
-    OT_TRY(db_prepare(c,
-                      "INSERT INTO auth_principals (kind, name, created_at, disabled)"
-                      " VALUES ($1, $2, $3, 0) RETURNING id",
-                      &st));
-    OT_TRY(db_bind_int64(st, 1, kind));
-    OT_TRY(db_bind_text(st, 2, name));
-    OT_TRY(db_bind_int64(st, 3, auth_now()));
-    OT_TRY(db_step(st, &row)); /* OT_E_CONFLICT: (kind, name) exists */
-    if (!row) {
-        OT_FAIL(OT_E_DB);
-    }
-    OT_TRY(db_col_int64(st, 0, &new_id));
-    OT_LOG_INFO("principal created id=%lld kind=%s name=%s", (long long)new_id,
+    OT_TRY(auth_in_txn(as, auth_create_fn, &a));
+    OT_LOG_INFO("principal created id=%lld kind=%s name=%s", (long long)a.id,
                 authstore_kind_name(kind), name);
     if (id != NULL) {
-        *id = new_id;
+        *id = a.id;
     }
 out:
-    db_reset(st);
-    db_release(c);
     return err;
 }
 
-/* One principal: by id (name NULL) or by kind (key) and name.
+/* One principal on c: by id (name NULL) or by kind (key) and name.
  * OT_E_NOT_FOUND when there is none. */
-static ot_err auth_principal_by(struct authstore *as, int64_t key, const char *name,
+static ot_err auth_principal_by(struct db_conn *c, int64_t key, const char *name,
                                 struct authstore_principal *out)
 {
-    struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     bool row = false;
     ot_err err = OT_OK;
 
-    OT_TRY(db_acquire(as->db, &c));
     OT_TRY(db_prepare(c,
                       name == NULL ? "SELECT id, kind, name, created_at, disabled"
                                      " FROM auth_principals WHERE id = $1"
@@ -380,6 +441,19 @@ static ot_err auth_principal_by(struct authstore *as, int64_t key, const char *n
     OT_TRY(auth_read_principal(st, 0, out));
 out:
     db_reset(st);
+    return err;
+}
+
+/* The same on a connection of the pool. */
+static ot_err auth_principal_pooled(struct authstore *as, int64_t key, const char *name,
+                                    struct authstore_principal *out)
+{
+    struct db_conn *c = NULL;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(auth_principal_by(c, key, name, out));
+out:
     db_release(c);
     return err;
 }
@@ -389,7 +463,7 @@ ot_err authstore_get_principal(struct authstore *as, int64_t id, struct authstor
     if (as == NULL || out == NULL) {
         return OT_E_ARG;
     }
-    return auth_principal_by(as, id, NULL, out);
+    return auth_principal_pooled(as, id, NULL, out);
 }
 
 ot_err authstore_find_principal(struct authstore *as, enum authstore_kind kind, const char *name,
@@ -398,7 +472,27 @@ ot_err authstore_find_principal(struct authstore *as, enum authstore_kind kind, 
     if (as == NULL || out == NULL || name == NULL || !auth_kind_valid(kind)) {
         return OT_E_ARG;
     }
-    return auth_principal_by(as, kind, name, out);
+    return auth_principal_pooled(as, kind, name, out);
+}
+
+ot_err authstore_get_principal_tx(struct authstore *as, struct db_conn *c, int64_t id,
+                                  struct authstore_principal *out)
+{
+    if (out == NULL || auth_conn_check(as, c, false) != OT_OK) {
+        return OT_E_ARG;
+    }
+    return auth_principal_by(c, id, NULL, out);
+}
+
+ot_err authstore_find_principal_tx(struct authstore *as, struct db_conn *c,
+                                   enum authstore_kind kind, const char *name,
+                                   struct authstore_principal *out)
+{
+    if (out == NULL || name == NULL || !auth_kind_valid(kind)
+        || auth_conn_check(as, c, false) != OT_OK) {
+        return OT_E_ARG;
+    }
+    return auth_principal_by(c, kind, name, out);
 }
 
 ot_err authstore_set_disabled(struct authstore *as, int64_t id, bool disabled)
@@ -493,23 +587,22 @@ static ot_err auth_hash(const struct authstore *as, const char *text,
     return OT_OK;
 }
 
-ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t ttl,
-                             const char *label, char *token_text, size_t token_cap,
-                             int64_t *token_id)
+ot_err authstore_issue_token_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                                int64_t ttl, const char *label, char *token_text, size_t token_cap,
+                                int64_t *token_id)
 {
     struct authstore_principal p;
     uint8_t raw[AUTHSTORE_TOKEN_BYTES];
     uint8_t hash[AUTHSTORE_HASH_LEN];
     char text[AUTHSTORE_TOKEN_LEN + 1];
     char hint[AUTHSTORE_HINT_LEN + 1];
-    struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     bool row = false;
     int64_t now = auth_now();
     int64_t id = 0;
     ot_err err = OT_OK;
 
-    if (as == NULL || token_text == NULL) {
+    if (token_text == NULL || auth_conn_check(as, c, true) != OT_OK) {
         return OT_E_ARG;
     }
     if (token_cap < AUTHSTORE_TOKEN_LEN + 1) {
@@ -525,7 +618,7 @@ ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t
     if (strlen(label) > AUTHSTORE_LABEL_MAX) {
         return OT_E_TOO_LONG;
     }
-    OT_TRY(authstore_get_principal(as, principal_id, &p));
+    OT_TRY(auth_principal_by(c, principal_id, NULL, &p));
     if (p.disabled) {
         OT_FAIL(OT_E_STATE);
     }
@@ -536,7 +629,6 @@ ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t
     auth_b64url_encode(raw, sizeof raw, text + AUTHSTORE_PREFIX_LEN);
     OT_TRY(auth_hash(as, text, hash));
     snprintf(hint, sizeof hint, "%.*s", (int)AUTHSTORE_HINT_LEN, text);
-    OT_TRY(db_acquire(as->db, &c));
     OT_TRY(db_prepare(c,
                       "INSERT INTO auth_tokens (principal_id, token_hash, hint, label, created_at,"
                       " expires_at, revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0)"
@@ -557,14 +649,55 @@ ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t
     if (token_id != NULL) {
         *token_id = id;
     }
-    OT_LOG_INFO("token issued id=%lld principal=%lld expires_at=%lld", (long long)id,
-                (long long)principal_id, (long long)(now + ttl));
 out:
     db_reset(st);
-    db_release(c);
     ot_mem_wipe(raw, sizeof raw);
     ot_mem_wipe(text, sizeof text);
     return err;
+}
+
+struct auth_issue_arg {
+    int64_t principal_id;
+    int64_t ttl;
+    const char *label;
+    char *token_text;
+    size_t token_cap;
+    int64_t id;
+};
+
+static ot_err auth_issue_fn(struct authstore *as, struct db_conn *c, void *arg)
+{
+    struct auth_issue_arg *a = arg;
+
+    return authstore_issue_token_tx(as, c, a->principal_id, a->ttl, a->label, a->token_text,
+                                    a->token_cap, &a->id);
+}
+
+ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t ttl,
+                             const char *label, char *token_text, size_t token_cap,
+                             int64_t *token_id)
+{
+    struct auth_issue_arg a = {principal_id, ttl, label, token_text, token_cap, 0};
+    ot_err err = OT_OK;
+
+    if (as == NULL || token_text == NULL) {
+        return OT_E_ARG;
+    }
+    if (token_cap < AUTHSTORE_TOKEN_LEN + 1) {
+        return OT_E_BUF_SMALL;
+    }
+    err = auth_in_txn(as, auth_issue_fn, &a);
+    if (err != OT_OK) {
+        /* Not committed: the text must not be shown. */
+        ot_mem_wipe(token_text, AUTHSTORE_TOKEN_LEN + 1);
+        return err;
+    }
+    if (token_id != NULL) {
+        *token_id = a.id;
+    }
+    OT_LOG_INFO("token issued id=%lld principal=%lld expires_at=%lld", (long long)a.id,
+                (long long)principal_id, (long long)(auth_now() + ttl));
+    return OT_OK;
 }
 
 ot_err authstore_verify(struct authstore *as, const char *token_text,
@@ -670,19 +803,16 @@ out:
     return err;
 }
 
-ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principal_id)
+ot_err authstore_revoke_tx(struct authstore *as, struct db_conn *c, int64_t token_id,
+                           int64_t principal_id)
 {
-    struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     bool row = false;
     int64_t owner = 0;
     int64_t revoked_at = 0;
     ot_err err = OT_OK;
 
-    if (as == NULL) {
-        return OT_E_ARG;
-    }
-    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(auth_conn_check(as, c, true));
     OT_TRY(db_prepare(c, "SELECT principal_id, revoked_at FROM auth_tokens WHERE id = $1", &st));
     OT_TRY(db_bind_int64(st, 1, token_id));
     OT_TRY(db_step(st, &row));
@@ -704,11 +834,39 @@ ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principa
     OT_TRY(db_bind_int64(st, 1, auth_now()));
     OT_TRY(db_bind_int64(st, 2, token_id));
     OT_TRY(db_step(st, &row));
-    authstore_cache_flush(as);
-    OT_LOG_INFO("token revoked id=%lld", (long long)token_id);
 out:
     db_reset(st);
-    db_release(c);
+    return err;
+}
+
+struct auth_revoke_arg {
+    int64_t token_id;
+    int64_t principal_id;
+};
+
+static ot_err auth_revoke_fn(struct authstore *as, struct db_conn *c, void *arg)
+{
+    struct auth_revoke_arg *a = arg;
+
+    return authstore_revoke_tx(as, c, a->token_id, a->principal_id);
+}
+
+ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principal_id)
+{
+    struct auth_revoke_arg a = {token_id, principal_id};
+    ot_err err = OT_OK;
+
+    if (as == NULL) {
+        return OT_E_ARG;
+    }
+    err = auth_in_txn(as, auth_revoke_fn, &a);
+    /* After the commit, never before: a verification that read the token
+     * before the commit must not cache it past this point (see the
+     * generation in struct authstore). */
+    authstore_cache_flush(as);
+    if (err == OT_OK) {
+        OT_LOG_INFO("token revoked id=%lld", (long long)token_id);
+    }
     return err;
 }
 
@@ -820,21 +978,20 @@ out:
     return err;
 }
 
-ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const char *cert_id)
+ot_err authstore_bind_cert_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                              const char *cert_id)
 {
     struct authstore_principal p;
-    struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     bool row = false;
     int64_t bound = 0;
     ot_err err = OT_OK;
 
-    if (as == NULL || cert_id == NULL || cert_id[0] == '\0'
-        || strlen(cert_id) > AUTHSTORE_CERT_ID_MAX) {
+    if (cert_id == NULL || cert_id[0] == '\0' || strlen(cert_id) > AUTHSTORE_CERT_ID_MAX) {
         return OT_E_ARG;
     }
-    OT_TRY(authstore_get_principal(as, principal_id, &p));
-    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(auth_conn_check(as, c, true));
+    OT_TRY(auth_principal_by(c, principal_id, NULL, &p));
     OT_TRY(db_prepare(c,
                       "INSERT INTO auth_certs (cert_id, principal_id, created_at)"
                       " VALUES ($1, $2, $3) ON CONFLICT (cert_id) DO NOTHING",
@@ -844,7 +1001,6 @@ ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const cha
     OT_TRY(db_bind_int64(st, 3, auth_now()));
     OT_TRY(db_step(st, &row));
     if (db_changes(st) == 1) {
-        OT_LOG_INFO("certificate bound principal=%lld", (long long)principal_id);
         goto out;
     }
     db_reset(st);
@@ -861,7 +1017,33 @@ ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const cha
     }
 out:
     db_reset(st);
-    db_release(c);
+    return err;
+}
+
+struct auth_bind_arg {
+    int64_t principal_id;
+    const char *cert_id;
+};
+
+static ot_err auth_bind_fn(struct authstore *as, struct db_conn *c, void *arg)
+{
+    struct auth_bind_arg *a = arg;
+
+    return authstore_bind_cert_tx(as, c, a->principal_id, a->cert_id);
+}
+
+ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const char *cert_id)
+{
+    struct auth_bind_arg a = {principal_id, cert_id};
+    ot_err err = OT_OK;
+
+    if (as == NULL || cert_id == NULL || cert_id[0] == '\0'
+        || strlen(cert_id) > AUTHSTORE_CERT_ID_MAX) {
+        return OT_E_ARG;
+    }
+    OT_TRY(auth_in_txn(as, auth_bind_fn, &a));
+    OT_LOG_INFO("certificate bound principal=%lld", (long long)principal_id);
+out:
     return err;
 }
 

@@ -20,9 +20,24 @@
  * Cache: a successful verification is remembered in memory for a short
  * time (AUTHSTORE_CACHE_TTL_DEFAULT_MS, see authstore_set_cache_ttl) so the
  * request hot path does not read the database each time. Revoking or
- * disabling through this struct authstore takes effect at once; a change
- * made by another process (or by raw SQL) takes effect within the TTL.
+ * disabling through this struct authstore takes effect at once (with
+ * authstore_revoke_tx: once the caller commits and flushes the cache); a
+ * change made by another process (or by raw SQL) takes effect within the
+ * TTL.
  * Expiry is checked on every hit.
+ *
+ * Transactions: every change commits in a transaction of its own, or, with
+ * the _tx variants, in one the caller opened on a connection it borrowed
+ * from the same database (db_acquire + db_begin), so that the change and
+ * what must go with it (its audit row, the answer kept for an idempotent
+ * replay) commit together or not at all. A _tx call neither commits nor
+ * rolls back and never borrows a second connection; after any error the
+ * caller rolls back. The _tx calls that write answer OT_E_ARG without an
+ * open transaction or for a connection of another database. Their
+ * expected refusals (OT_E_CONFLICT, OT_E_NOT_FOUND, OT_E_STATE) leave the
+ * transaction usable: nothing failed in the database (no unique violation
+ * that would abort a PostgreSQL transaction), so the caller may go on, for
+ * instance to look up the principal that already exists.
  *
  * Thread-safety: a struct authstore is safe to use from many threads at once
  * (the db pool is, the cache is locked). Tables live in the "auth"
@@ -38,6 +53,7 @@
 #include <stdint.h>
 
 struct db;
+struct db_conn;
 struct authstore;
 
 /* Principal kinds as bits so a route can allow several. The values and
@@ -103,10 +119,20 @@ void authstore_cache_flush(struct authstore *as);
  * *id receives the new id (may be NULL). */
 ot_err authstore_create_principal(struct authstore *as, enum authstore_kind kind, const char *name,
                                   int64_t *id);
+/* The same in the caller's transaction on c (see "Transactions"). */
+ot_err authstore_create_principal_tx(struct authstore *as, struct db_conn *c,
+                                     enum authstore_kind kind, const char *name, int64_t *id);
 /* OT_E_NOT_FOUND if no such principal. */
 ot_err authstore_get_principal(struct authstore *as, int64_t id, struct authstore_principal *out);
 ot_err authstore_find_principal(struct authstore *as, enum authstore_kind kind, const char *name,
                                 struct authstore_principal *out);
+/* The same read on c, in its transaction when one is open (it then sees
+ * that transaction's own changes); no transaction needed. */
+ot_err authstore_get_principal_tx(struct authstore *as, struct db_conn *c, int64_t id,
+                                  struct authstore_principal *out);
+ot_err authstore_find_principal_tx(struct authstore *as, struct db_conn *c,
+                                   enum authstore_kind kind, const char *name,
+                                   struct authstore_principal *out);
 /* A disabled principal fails every verification (OT_E_NOT_FOUND if absent). */
 ot_err authstore_set_disabled(struct authstore *as, int64_t id, bool disabled);
 
@@ -120,6 +146,12 @@ ot_err authstore_set_disabled(struct authstore *as, int64_t id, bool disabled);
 ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t ttl,
                              const char *label, char *token_text, size_t token_cap,
                              int64_t *token_id);
+/* The same in the caller's transaction on c. The token is valid once that
+ * transaction commits; if it does not, the caller wipes token_text and
+ * never shows it. */
+ot_err authstore_issue_token_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                                int64_t ttl, const char *label, char *token_text, size_t token_cap,
+                                int64_t *token_id);
 
 /* Checks token_text and fills *out with its principal. OT_E_AUTH for a
  * malformed, unknown, expired or revoked token or a disabled principal (one
@@ -131,6 +163,13 @@ ot_err authstore_verify(struct authstore *as, const char *token_text,
  * there is no such token or it belongs to another principal than
  * principal_id (principal_id 0: any principal, for operators). */
 ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principal_id);
+/* The same in the caller's transaction on c. The revocation takes effect
+ * when that transaction commits, and for this store's cache only when the
+ * caller then calls authstore_cache_flush(as): after db_commit (whatever it
+ * returned), never before, or a verification that read the token before
+ * the commit could cache it as valid for up to the cache TTL. */
+ot_err authstore_revoke_tx(struct authstore *as, struct db_conn *c, int64_t token_id,
+                           int64_t principal_id);
 /* Revokes every token of a principal; *n (may be NULL) = tokens revoked. */
 ot_err authstore_revoke_all(struct authstore *as, int64_t principal_id, size_t *n);
 
@@ -144,6 +183,10 @@ ot_err authstore_list_tokens(struct authstore *as, int64_t principal_id, size_t 
  * fingerprint (1..AUTHSTORE_CERT_ID_MAX bytes). OT_E_CONFLICT if bound to
  * another principal already; binding the same pair twice is OT_OK. */
 ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const char *cert_id);
+/* The same in the caller's transaction on c (OT_E_NOT_FOUND: no such
+ * principal). */
+ot_err authstore_bind_cert_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                              const char *cert_id);
 ot_err authstore_unbind_cert(struct authstore *as, const char *cert_id);
 /* OT_E_AUTH if cert_id is unbound or its principal is disabled. */
 ot_err authstore_verify_cert(struct authstore *as, const char *cert_id,

@@ -522,6 +522,176 @@ static void test_cache(void **state)
     authstore_cache_flush(NULL);
 }
 
+/* A store on its own pool of one connection over the fixture's database,
+ * so a call that borrowed a second connection inside a transaction would
+ * time out instead of passing. */
+static struct db *one_conn_db(struct fx *f)
+{
+    struct db_cfg cfg = {.pool_size = 1, .acquire_timeout_ms = 300};
+    char url[600];
+    struct db *db = NULL;
+
+    if (sec_t_is_pg()) {
+        snprintf(url, sizeof url, "%s", sec_t_pg_url);
+    } else {
+        snprintf(url, sizeof url, "sqlite:%s", f->t->path);
+    }
+    assert_int_equal(db_open(url, &cfg, &db), OT_OK);
+    return db;
+}
+
+/* The _tx variants: everything done in one caller's transaction is undone
+ * by its rollback (principal, token, binding, revocation) and kept by its
+ * commit; a revocation reaches the cache once the caller flushes it after
+ * the commit. */
+static void test_tx_rollback_and_commit(void **state)
+{
+    struct fx *f = *state;
+    static const bool commit[] = {false, true};
+    struct db *db1 = one_conn_db(f);
+    struct authstore *as = NULL;
+    int64_t owner = mkprincipal(f, AUTHSTORE_SP, "owner");
+
+    assert_int_equal(authstore_new(db1, &as), OT_OK);
+    assert_int_equal(authstore_set_cache_ttl(as, AUTHSTORE_CACHE_TTL_MAX_MS), OT_OK);
+    for (size_t i = 0; i < sizeof commit / sizeof commit[0]; i++) {
+        char old[AUTHSTORE_TOKEN_LEN + 1];
+        char tok[AUTHSTORE_TOKEN_LEN + 1];
+        char name[16];
+        char cert[16];
+        struct db_conn *c = NULL;
+        struct authstore_principal p;
+        int64_t old_id = 0;
+        int64_t id = 0;
+        int64_t tid = 0;
+
+        snprintf(name, sizeof name, "tx-%zu", i);
+        snprintf(cert, sizeof cert, "CN=tx-%zu", i);
+        assert_int_equal(authstore_issue_token(as, owner, 600, NULL, old, sizeof old, &old_id),
+                         OT_OK);
+        assert_int_equal(authstore_verify(as, old, &p), OT_OK); /* now in the cache */
+
+        assert_int_equal(db_acquire(db1, &c), OT_OK);
+        assert_int_equal(db_begin(c), OT_OK);
+        assert_int_equal(authstore_create_principal_tx(as, c, AUTHSTORE_SP, name, &id), OT_OK);
+        assert_int_equal(authstore_get_principal_tx(as, c, id, &p), OT_OK); /* own change */
+        assert_string_equal(p.name, name);
+        assert_int_equal(authstore_issue_token_tx(as, c, id, 600, "tx", tok, sizeof tok, &tid),
+                         OT_OK);
+        assert_int_equal(strlen(tok), AUTHSTORE_TOKEN_LEN);
+        assert_int_equal(authstore_bind_cert_tx(as, c, id, cert), OT_OK);
+        assert_int_equal(authstore_revoke_tx(as, c, old_id, owner), OT_OK);
+        assert_int_equal(commit[i] ? db_commit(c) : db_rollback(c), OT_OK);
+        db_release(c);
+        /* Committed but not flushed: this store still answers from its
+         * cache (the reason for the flush after the commit). */
+        assert_int_equal(authstore_verify(as, old, &p), OT_OK);
+        authstore_cache_flush(as);
+
+        assert_int_equal(authstore_find_principal(f->as, AUTHSTORE_SP, name, &p),
+                         commit[i] ? OT_OK : OT_E_NOT_FOUND);
+        assert_int_equal(authstore_verify(as, tok, &p), commit[i] ? OT_OK : OT_E_AUTH);
+        assert_int_equal(authstore_verify_cert(as, cert, &p), commit[i] ? OT_OK : OT_E_AUTH);
+        assert_int_equal(authstore_verify(as, old, &p), commit[i] ? OT_E_AUTH : OT_OK);
+        ot_mem_wipe(tok, sizeof tok);
+    }
+    authstore_free(as);
+    db_close(db1);
+}
+
+/* Refusals inside a transaction leave it usable (on PostgreSQL a failed
+ * statement would abort it): the handler looks the existing principal up
+ * and goes on. */
+static void test_tx_refusals_keep_txn(void **state)
+{
+    struct fx *f = *state;
+    int64_t a = mkprincipal(f, AUTHSTORE_SP, "sp-a");
+    int64_t b = mkprincipal(f, AUTHSTORE_SP, "sp-b");
+    struct db *db1 = one_conn_db(f);
+    struct authstore *as = NULL;
+    struct db_conn *c = NULL;
+    struct authstore_principal p;
+    char tok[AUTHSTORE_TOKEN_LEN + 1];
+    int64_t id = 0;
+    int64_t tid = 0;
+
+    assert_int_equal(authstore_bind_cert(f->as, a, "CN=a"), OT_OK);
+    assert_int_equal(authstore_issue_token(f->as, a, 600, NULL, tok, sizeof tok, &tid), OT_OK);
+    assert_int_equal(authstore_set_disabled(f->as, b, true), OT_OK);
+    assert_int_equal(authstore_new(db1, &as), OT_OK);
+    assert_int_equal(db_acquire(db1, &c), OT_OK);
+    assert_int_equal(db_begin(c), OT_OK);
+    assert_int_equal(authstore_create_principal_tx(as, c, AUTHSTORE_SP, "sp-a", &id),
+                     OT_E_CONFLICT);
+    assert_int_equal(authstore_find_principal_tx(as, c, AUTHSTORE_SP, "sp-a", &p), OT_OK);
+    assert_int_equal(p.id, a);
+    assert_int_equal(authstore_bind_cert_tx(as, c, b, "CN=a"), OT_E_CONFLICT);
+    assert_int_equal(authstore_bind_cert_tx(as, c, 777777, "CN=z"), OT_E_NOT_FOUND);
+    assert_int_equal(authstore_issue_token_tx(as, c, 777777, 60, NULL, tok, sizeof tok, NULL),
+                     OT_E_NOT_FOUND);
+    assert_int_equal(authstore_issue_token_tx(as, c, b, 60, NULL, tok, sizeof tok, NULL),
+                     OT_E_STATE);
+    assert_int_equal(authstore_revoke_tx(as, c, tid, b), OT_E_NOT_FOUND); /* not b's */
+    assert_int_equal(authstore_revoke_tx(as, c, 777777, 0), OT_E_NOT_FOUND);
+    assert_int_equal(authstore_get_principal_tx(as, c, 777777, &p), OT_E_NOT_FOUND);
+    assert_int_equal(authstore_create_principal_tx(as, c, AUTHSTORE_SP, "sp-c", &id), OT_OK);
+    assert_int_equal(db_commit(c), OT_OK);
+    db_release(c);
+    assert_int_equal(authstore_get_principal(f->as, id, &p), OT_OK);
+    assert_string_equal(p.name, "sp-c");
+    authstore_free(as);
+    db_close(db1);
+}
+
+/* The _tx variants that write need an open transaction on a connection of
+ * the store's own database. */
+static void test_tx_args(void **state)
+{
+    struct fx *f = *state;
+    int64_t a = mkprincipal(f, AUTHSTORE_SP, "sp-a");
+    struct db *other = NULL;
+    struct db_conn *c = NULL;
+    struct db_conn *oc = NULL;
+    struct authstore_principal p;
+    char tok[AUTHSTORE_TOKEN_LEN + 1];
+
+    assert_int_equal(db_open("sqlite::memory:", NULL, &other), OT_OK);
+    assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
+    assert_int_equal(db_acquire(other, &oc), OT_OK);
+    assert_int_equal(db_begin(oc), OT_OK);
+    /* no transaction on c; oc belongs to another database; no connection */
+    for (int k = 0; k < 3; k++) {
+        struct db_conn *x = k == 0 ? c : k == 1 ? oc : NULL;
+
+        assert_int_equal(authstore_create_principal_tx(f->as, x, AUTHSTORE_SP, "n", NULL),
+                         OT_E_ARG);
+        assert_int_equal(authstore_issue_token_tx(f->as, x, a, 60, NULL, tok, sizeof tok, NULL),
+                         OT_E_ARG);
+        assert_int_equal(authstore_bind_cert_tx(f->as, x, a, "CN=n"), OT_E_ARG);
+        assert_int_equal(authstore_revoke_tx(f->as, x, 1, 0), OT_E_ARG);
+        if (k > 0) {
+            assert_int_equal(authstore_get_principal_tx(f->as, x, a, &p), OT_E_ARG);
+        }
+    }
+    /* reads need no transaction */
+    assert_int_equal(authstore_get_principal_tx(f->as, c, a, &p), OT_OK);
+    assert_int_equal(authstore_find_principal_tx(f->as, c, AUTHSTORE_SP, "sp-a", &p), OT_OK);
+    assert_int_equal(authstore_get_principal_tx(NULL, c, a, &p), OT_E_ARG);
+    assert_int_equal(db_begin(c), OT_OK);
+    assert_int_equal(authstore_create_principal_tx(f->as, c, (enum authstore_kind)3, "n", NULL),
+                     OT_E_ARG);
+    assert_int_equal(authstore_create_principal_tx(f->as, c, AUTHSTORE_SP, "a b", NULL),
+                     OT_E_FORMAT);
+    assert_int_equal(authstore_issue_token_tx(f->as, c, a, 60, NULL, tok, 8, NULL), OT_E_BUF_SMALL);
+    assert_int_equal(authstore_issue_token_tx(f->as, c, a, 0, NULL, tok, sizeof tok, NULL),
+                     OT_E_RANGE);
+    assert_int_equal(authstore_bind_cert_tx(f->as, c, a, ""), OT_E_ARG);
+    assert_int_equal(db_rollback(c), OT_OK);
+    db_release(oc);
+    db_release(c);
+    db_close(other);
+}
+
 #define VERIFY_THREADS 4
 #define VERIFY_EACH    300
 
@@ -583,6 +753,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tx_rollback_and_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tx_refusals_keep_txn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tx_args, setup, teardown),
     };
 
     sec_t_select(argc, argv);
