@@ -163,34 +163,37 @@ out:
     return err;
 }
 
-ot_err idem_put(struct db *db, int64_t principal_id, const char *key,
-                const uint8_t request_hash[IDEM_HASH_LEN], int status, const char *content_type,
-                const char *body, size_t body_len, struct idem_rec *existing)
+/* Checks idem_put's arguments; content_type NULL becomes the default. */
+static ot_err idem_put_args(const char *key, const uint8_t *request_hash, int status,
+                            const char **content_type, const char *body, size_t body_len)
 {
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    bool row = false;
-    int64_t changed = 0;
-    ot_err err = OT_OK;
-
-    if (existing != NULL) {
-        memset(existing, 0, sizeof *existing);
-    }
-    if (db == NULL || request_hash == NULL || status < 100 || status > 599
-        || (body == NULL && body_len != 0)) {
+    if (request_hash == NULL || status < 100 || status > 599 || (body == NULL && body_len != 0)) {
         return OT_E_ARG;
     }
     if (body_len > IDEM_BODY_MAX) {
         return OT_E_LIMIT;
     }
-    if (content_type == NULL) {
-        content_type = IDEM_DEFAULT_CTYPE;
+    if (*content_type == NULL) {
+        *content_type = IDEM_DEFAULT_CTYPE;
     }
-    if (strlen(content_type) > IDEM_CTYPE_MAX) {
+    if (strlen(*content_type) > IDEM_CTYPE_MAX) {
         return OT_E_TOO_LONG;
     }
-    OT_TRY(idem_key_check(key));
-    OT_TRY(db_acquire(db, &c));
+    return idem_key_check(key);
+}
+
+/* idem_put on c, in its transaction if one is open. Never a unique
+ * violation (ON CONFLICT), so a PostgreSQL transaction stays usable. */
+static ot_err idem_put_conn(struct db_conn *c, int64_t principal_id, const char *key,
+                            const uint8_t request_hash[IDEM_HASH_LEN], int status,
+                            const char *content_type, const char *body, size_t body_len,
+                            struct idem_rec *existing)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t changed = 0;
+    ot_err err = OT_OK;
+
     /* First writer wins; a stale record (past retention, not yet purged)
      * is replaced as if it were absent. */
     OT_TRY(db_prepare(c,
@@ -227,7 +230,47 @@ ot_err idem_put(struct db *db, int64_t principal_id, const char *key,
     err = OT_E_CONFLICT;
 out:
     db_reset(st);
+    return err;
+}
+
+ot_err idem_put(struct db *db, int64_t principal_id, const char *key,
+                const uint8_t request_hash[IDEM_HASH_LEN], int status, const char *content_type,
+                const char *body, size_t body_len, struct idem_rec *existing)
+{
+    struct db_conn *c = NULL;
+    ot_err err = OT_OK;
+
+    if (existing != NULL) {
+        memset(existing, 0, sizeof *existing);
+    }
+    if (db == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(idem_put_args(key, request_hash, status, &content_type, body, body_len));
+    OT_TRY(db_acquire(db, &c));
+    OT_TRY(idem_put_conn(c, principal_id, key, request_hash, status, content_type, body, body_len,
+                         existing));
+out:
     db_release(c);
+    return err;
+}
+
+ot_err idem_put_tx(struct db_conn *c, int64_t principal_id, const char *key,
+                   const uint8_t request_hash[IDEM_HASH_LEN], int status, const char *content_type,
+                   const char *body, size_t body_len, struct idem_rec *existing)
+{
+    ot_err err = OT_OK;
+
+    if (existing != NULL) {
+        memset(existing, 0, sizeof *existing);
+    }
+    if (c == NULL || !db_in_txn(c)) {
+        return OT_E_ARG;
+    }
+    OT_TRY(idem_put_args(key, request_hash, status, &content_type, body, body_len));
+    OT_TRY(idem_put_conn(c, principal_id, key, request_hash, status, content_type, body, body_len,
+                         existing));
+out:
     return err;
 }
 

@@ -6,6 +6,15 @@
  * replay with another hash is the caller's 422. Rows expire after a retention
  * period (idem_purge).
  *
+ * Who writes the record: the net layer stores a handler's 2xx answer after
+ * the handler returned (idem_store, through tsmd's ops.idem_put), which is
+ * after the handler's commit: a crash in between leaves a change without
+ * its record, and the retry runs the handler again. A handler whose change
+ * is one transaction stores the record itself in that transaction with
+ * idem_put_tx (and tells net so: net_req_idem_stored), so the change and
+ * the answer replayed for it commit together. Both write under the same
+ * scope: tsmd keys records by the principal's id.
+ *
  * Thread-safe (uses the db pool). Tables live in the "idem" migration set,
  * applied by idem_migrate().
  */
@@ -18,6 +27,7 @@
 #include <stdint.h>
 
 struct db;
+struct db_conn;
 
 #define IDEM_KEY_MAX      255u /* bytes of an Idempotency-Key value */
 #define IDEM_HASH_LEN     32u
@@ -56,6 +66,15 @@ ot_err idem_get(struct db *db, int64_t principal_id, const char *key, struct ide
 ot_err idem_put(struct db *db, int64_t principal_id, const char *key,
                 const uint8_t request_hash[IDEM_HASH_LEN], int status, const char *content_type,
                 const char *body, size_t body_len, struct idem_rec *existing);
+/* The same inside the transaction the caller has open on c (OT_E_ARG
+ * without one), so the record commits or rolls back with the change whose
+ * answer it keeps. OT_E_CONFLICT leaves the transaction usable (no unique
+ * violation happens); the caller then rolls back its change, since another
+ * request with this key came first. On PostgreSQL a concurrent transaction
+ * holding the same key makes this wait for its end. */
+ot_err idem_put_tx(struct db_conn *c, int64_t principal_id, const char *key,
+                   const uint8_t request_hash[IDEM_HASH_LEN], int status, const char *content_type,
+                   const char *body, size_t body_len, struct idem_rec *existing);
 
 /* The shapes of net/http.h's ops.idem_get / ops.idem_put without the net
  * types (db does not include net): tsmd's callbacks pass principal->id.

@@ -243,6 +243,70 @@ struct race {
     struct idem_rec existing;
 };
 
+/* idem_put_tx: the record commits or rolls back with the caller's
+ * transaction; a key taken already answers OT_E_CONFLICT with the stored
+ * record and leaves the transaction usable; no transaction is OT_E_ARG. */
+static void test_put_tx(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        bool commit;
+        const char *key;
+        ot_err want; /* of idem_put_tx */
+        bool kept;   /* the record exists afterwards with this body */
+    } cases[] = {
+        {false, "tx-1", OT_OK, false},
+        {true, "tx-1", OT_OK, true},
+        {true, "tx-1", OT_E_CONFLICT, true}, /* taken: the first record stays */
+    };
+    uint8_t h[IDEM_HASH_LEN];
+    const char *body = "{\"id\":3}";
+    struct db_conn *c = NULL;
+    struct idem_rec rec;
+    struct idem_rec existing;
+
+    hash_of(h, 9);
+    assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
+    assert_int_equal(idem_put_tx(c, 1, "k", h, 201, NULL, "", 0, NULL), OT_E_ARG);
+    assert_int_equal(idem_put_tx(NULL, 1, "k", h, 201, NULL, "", 0, NULL), OT_E_ARG);
+    assert_int_equal(db_begin(c), OT_OK);
+    assert_int_equal(idem_put_tx(c, 1, "", h, 201, NULL, "", 0, NULL), OT_E_FORMAT);
+    assert_int_equal(idem_put_tx(c, 1, "k", h, 99, NULL, "", 0, NULL), OT_E_ARG);
+    assert_int_equal(idem_put_tx(c, 1, "k", h, 201, NULL, NULL, 1, NULL), OT_E_ARG);
+    assert_int_equal(idem_put_tx(c, 1, "k", h, 201, NULL, body, IDEM_BODY_MAX + 1, NULL),
+                     OT_E_LIMIT);
+    assert_int_equal(db_rollback(c), OT_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char other[16]; /* another body, and the key of a second record */
+
+        snprintf(other, sizeof other, "{\"n\":%zu}", i);
+        assert_int_equal(db_begin(c), OT_OK);
+        assert_int_equal(idem_put_tx(c, 4, cases[i].key, h, 201, NULL,
+                                     cases[i].want == OT_OK ? body : other,
+                                     strlen(cases[i].want == OT_OK ? body : other), &existing),
+                         cases[i].want);
+        if (cases[i].want == OT_E_CONFLICT) {
+            assert_string_equal(existing.body, body);
+            idem_rec_clear(&existing);
+        }
+        /* The transaction is still usable: write something else in it. */
+        assert_int_equal(idem_put_tx(c, 4, other, h, 200, NULL, "{}", 2, NULL), OT_OK);
+        assert_int_equal(cases[i].commit ? db_commit(c) : db_rollback(c), OT_OK);
+        assert_int_equal(idem_get(f->t->db, 4, cases[i].key, &rec),
+                         cases[i].kept ? OT_OK : OT_E_NOT_FOUND);
+        if (cases[i].kept) {
+            assert_int_equal(rec.status, 201);
+            assert_string_equal(rec.body, body);
+            assert_memory_equal(rec.request_hash, h, IDEM_HASH_LEN);
+        }
+        idem_rec_clear(&rec);
+        assert_int_equal(idem_get(f->t->db, 4, other, &rec),
+                         cases[i].commit ? OT_OK : OT_E_NOT_FOUND);
+        idem_rec_clear(&rec);
+    }
+    db_release(c);
+}
+
 static void *race_worker(void *arg)
 {
     struct race *r = arg;
@@ -300,6 +364,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_expiry_and_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_net_adapters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_tx, setup, teardown),
     };
 
     sec_t_select(argc, argv);
