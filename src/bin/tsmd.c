@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,13 @@ static const struct cfg_opt tsmd_opts[] = {
      0,
      "Also audit successful reads (state changes and every denial are always audited)."},
     {"tsm.import_batch", CFG_INT, {.i = 500}, 1, 2000, 0, "SE import rows per transaction."},
+    {"tsm.cache_mb",
+     CFG_INT,
+     {.i = 256},
+     0,
+     1048576,
+     0,
+     "MiB of SE records kept in memory for the lookups (roughly 4,500 SEs per MiB); 0: no cache."},
     {"log.level", CFG_STR, {.s = "info"}, 0, 8, 0, "error, warn, info, debug or trace."},
     {"log.format", CFG_STR, {.s = "text"}, 0, 8, 0, "text or json (one object per line)."},
 };
@@ -204,6 +212,33 @@ static const char tsmd_usage[] =
     "\n"
     "exit status: 0 done, 1 runtime failure, 2 bad usage or configuration\n";
 
+/* The lookup cache's counters on /metrics: one entry per exported field. */
+struct tsmd_cache_metric {
+    const char *name;
+    const char *help;
+    enum net_metric_type type;
+    size_t off; /* of a uint64_t in struct tsm_secache_stats */
+};
+
+static const struct tsmd_cache_metric tsmd_cache_metrics[] = {
+    {"tsm_se_cache_hits_total", "SE lookups answered from memory", NET_METRIC_COUNTER,
+     offsetof(struct tsm_secache_stats, hits)},
+    {"tsm_se_cache_misses_total", "SE lookups that read storage", NET_METRIC_COUNTER,
+     offsetof(struct tsm_secache_stats, misses)},
+    {"tsm_se_cache_evictions_total", "SE records evicted to stay within tsm.cache_mb",
+     NET_METRIC_COUNTER, offsetof(struct tsm_secache_stats, evictions)},
+    {"tsm_se_cache_entries", "SE records in memory", NET_METRIC_GAUGE,
+     offsetof(struct tsm_secache_stats, entries)},
+    {"tsm_se_cache_bytes", "Bytes charged to the SE cache", NET_METRIC_GAUGE,
+     offsetof(struct tsm_secache_stats, bytes)},
+};
+#define TSMD_NCACHE_METRICS (sizeof(tsmd_cache_metrics) / sizeof(tsmd_cache_metrics[0]))
+
+struct tsmd_cache_ctx {
+    struct tsm *tsm;
+    const struct tsmd_cache_metric *m;
+};
+
 /* Everything the callbacks need; lives in main's frame. */
 struct tsmd {
     struct cfg *cfg;
@@ -212,6 +247,7 @@ struct tsmd {
     struct keystore *ks;
     struct tsm *tsm;
     struct net_server *srv;
+    struct tsmd_cache_ctx cache_metrics[TSMD_NCACHE_METRICS];
     bool audit_reads;
 };
 
@@ -341,6 +377,17 @@ static double tsmd_metric_db_time(void *ctx)
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+static double tsmd_metric_cache(void *ctx)
+{
+    const struct tsmd_cache_ctx *c = ctx;
+    struct tsm_secache_stats st;
+    uint64_t v;
+
+    (void)tsm_cache_stats(c->tsm, &st);
+    memcpy(&v, (const unsigned char *)&st + c->m->off, sizeof(v));
+    return (double)v;
 }
 
 static double tsmd_metric_zero(void *ctx)
@@ -651,6 +698,13 @@ static ot_err tsmd_server(struct tsmd *d, bool listen_cfg)
                                     NET_METRIC_GAUGE, tsmd_metric_zero, d));
         OT_TRY(net_metrics_register(m, "tsmd_device_channels_open", "Open push channels to devices",
                                     NET_METRIC_GAUGE, tsmd_metric_zero, d));
+        for (size_t i = 0; i < TSMD_NCACHE_METRICS; i++) {
+            d->cache_metrics[i].tsm = d->tsm;
+            d->cache_metrics[i].m = &tsmd_cache_metrics[i];
+            OT_TRY(net_metrics_register(m, tsmd_cache_metrics[i].name, tsmd_cache_metrics[i].help,
+                                        tsmd_cache_metrics[i].type, tsmd_metric_cache,
+                                        &d->cache_metrics[i]));
+        }
     }
 out:
     return err;
@@ -802,6 +856,7 @@ int main(int argc, char **argv)
         tc.auth = d.auth;
         tc.ks = d.ks;
         tc.import_batch = (unsigned)cfg_int(d.cfg, "tsm.import_batch");
+        tc.cache_bytes = (size_t)cfg_int(d.cfg, "tsm.cache_mb") << 20;
         err = tsm_new(&tc, &d.tsm);
         if (err != OT_OK) {
             fprintf(stderr, "tsmd: tsm service: %s\n", ot_strerror(err));

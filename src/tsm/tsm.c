@@ -194,13 +194,83 @@ bool tsm_se_of_path(struct tsm *t, const struct net_req *req, struct net_resp *r
                        "cin must be 8 to 32 hexadecimal digits, an even count", "cin");
         return false;
     }
-    err = tsm_registry_get(t->db, TSM_BY_CIN, cin, se);
+    err = tsm_se_fetch(t, TSM_BY_CIN, cin, se);
     if (err != OT_OK) {
         net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such secure element" : NULL,
                        NULL);
         return false;
     }
     return true;
+}
+
+/* ---- the lookup cache ---------------------------------------------------- */
+
+ot_err tsm_se_fetch(struct tsm *t, enum tsm_by by, const char *key, struct tsm_se *out)
+{
+    uint64_t gen;
+    ot_err err;
+
+    if (t->cache == NULL) {
+        return tsm_registry_get(t->db, by, key, out);
+    }
+    if (tsm_secache_get(t->cache, by, key, out) == OT_OK) {
+        return OT_OK;
+    }
+    gen = tsm_secache_gen(t->cache);
+    err = tsm_registry_get(t->db, by, key, out);
+    if (err == OT_OK) {
+        tsm_secache_put(t->cache, out, gen);
+    }
+    return err;
+}
+
+uint64_t tsm_cache_gen(const struct tsm *t)
+{
+    return t->cache != NULL ? tsm_secache_gen(t->cache) : 0;
+}
+
+void tsm_cache_put(struct tsm *t, const struct tsm_se *se, uint64_t gen)
+{
+    if (t->cache != NULL) {
+        tsm_secache_put(t->cache, se, gen);
+    }
+}
+
+void tsm_cache_invalidate(struct tsm *t, const char *cin)
+{
+    if (t->cache != NULL) {
+        tsm_secache_invalidate(t->cache, cin);
+    }
+}
+
+bool tsm_cache_stats(struct tsm *t, struct tsm_secache_stats *out)
+{
+    if (t == NULL || t->cache == NULL) {
+        memset(out, 0, sizeof(*out));
+        return false;
+    }
+    tsm_secache_stats(t->cache, out);
+    return true;
+}
+
+/* Other nodes' changes (PostgreSQL). Until the listener is up, and while it
+ * is down, the cache is offline: a change it did not hear about could
+ * otherwise be served stale forever. */
+static void tsm_on_note(void *ctx, enum db_note what, const char *payload)
+{
+    struct tsm *t = ctx;
+
+    switch (what) {
+    case DB_NOTE_UP:
+        tsm_secache_set_online(t->cache, true);
+        break;
+    case DB_NOTE_DOWN:
+        tsm_secache_set_online(t->cache, false);
+        break;
+    case DB_NOTE_MSG:
+        tsm_secache_invalidate(t->cache, payload);
+        break;
+    }
 }
 
 /* ---- routes ------------------------------------------------------------- */
@@ -266,14 +336,26 @@ ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out)
     t->ks = cfg->ks;
     t->batch = cfg->import_batch != 0 ? cfg->import_batch : TSM_IMPORT_BATCH_DEFAULT;
     OT_TRY(tsm_registry_migrate(t->db));
+    if (cfg->cache_bytes != 0) {
+        OT_TRY(tsm_secache_new(cfg->cache_bytes, &t->cache));
+        if (db_kind(t->db) == DB_PG) {
+            tsm_secache_set_online(t->cache, false);
+            OT_TRY(db_listen(t->db, TSM_SE_CHANNEL, tsm_on_note, t, &t->listener));
+        }
+    }
     *out = t;
     t = NULL;
 out:
-    free(t);
+    tsm_free(t);
     return err;
 }
 
 void tsm_free(struct tsm *t)
 {
+    if (t == NULL) {
+        return;
+    }
+    db_listener_free(t->listener); /* first: its thread uses the cache */
+    tsm_secache_free(t->cache);
     free(t);
 }

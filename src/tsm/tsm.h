@@ -20,7 +20,9 @@
 #define OT_TSM_TSM_H
 
 #include "core/err.h"
+#include "tsm/secache.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct db;
@@ -30,21 +32,29 @@ struct net_server;
 struct net_route;
 struct tsm;
 
-#define TSM_IMPORT_BATCH_DEFAULT 500u    /* rows per insert transaction */
-#define TSM_IMPORT_MAX_ROWS      200000u /* rows per import request */
-#define TSM_REPORT_MAX_REJECTED  1000u   /* rejected rows listed in one report */
+#define TSM_IMPORT_BATCH_DEFAULT 500u     /* rows per insert transaction */
+#define TSM_IMPORT_MAX_ROWS      200000u  /* rows per import request */
+#define TSM_REPORT_MAX_REJECTED  1000u    /* rejected rows listed in one report */
+#define TSM_SE_CHANNEL           "tsm_se" /* NOTIFY channel: payload = CIN of a changed SE */
 
 struct tsm_cfg {
     struct db *db;          /* borrowed; outlives the service */
     struct authstore *auth; /* borrowed */
     struct keystore *ks;    /* borrowed */
     unsigned import_batch;  /* 0: TSM_IMPORT_BATCH_DEFAULT */
+    /* Bytes of SE records kept in memory for the lookups (secache.h); 0: no
+     * cache. On PostgreSQL the cache serves only while this node hears the
+     * other nodes' changes (LISTEN on TSM_SE_CHANNEL). */
+    size_t cache_bytes;
 };
 
 /* Applies the "tsm" migrations and returns the service. *out = NULL on
  * failure (OT_E_ARG for a missing db/auth/ks, storage errors). */
 ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out);
 void tsm_free(struct tsm *t); /* NULL-safe */
+
+/* Counters of the lookup cache; false (and *out zeroed) when there is none. */
+bool tsm_cache_stats(struct tsm *t, struct tsm_secache_stats *out);
 
 /* The route table (static, n entries). */
 const struct net_route *tsm_routes(size_t *n);

@@ -8,6 +8,7 @@
 #include "net/http.h"
 #include "net/json.h"
 #include "tsm/registry.h"
+#include "tsm/secache.h"
 #include "tsm/tsm.h"
 
 #include <stdbool.h>
@@ -21,6 +22,8 @@ struct tsm {
     struct authstore *auth;
     struct keystore *ks;
     unsigned batch;
+    struct tsm_secache *cache;    /* NULL: lookups read storage */
+    struct db_listener *listener; /* PostgreSQL: other nodes' changes */
 };
 
 enum tsm_access {
@@ -63,6 +66,17 @@ void tsm_fail(struct net_resp *resp, ot_err err);
 /* JSON object of the request body, checked against the allowed member
  * names; answers 400 itself and returns NULL on failure. */
 json_t *tsm_body_obj(const struct net_req *req, struct net_resp *resp, const char *const *allowed);
+
+/* One SE by a normalised key, from the cache when it has it, else from
+ * storage (and then offered to the cache). OT_E_NOT_FOUND if none. */
+ot_err tsm_se_fetch(struct tsm *t, enum tsm_by by, const char *key, struct tsm_se *out);
+
+/* Write-through for writers: read the generation before the transaction
+ * that writes se, and offer se after its commit (secache.h). A writer that
+ * changes or deletes an SE calls tsm_cache_invalidate after its commit. */
+uint64_t tsm_cache_gen(const struct tsm *t);
+void tsm_cache_put(struct tsm *t, const struct tsm_se *se, uint64_t gen);
+void tsm_cache_invalidate(struct tsm *t, const char *cin);
 
 /* The SE named by {cin}; answers 400/404/503 itself when there is none. */
 bool tsm_se_of_path(struct tsm *t, const struct net_req *req, struct net_resp *resp,
