@@ -10,6 +10,7 @@
 #include "db/db.h"
 #include "db/keystore_priv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -188,6 +189,146 @@ ot_err keystore_put(struct keystore *ks, const char *owner, const char *name, ui
 out:
     db_reset(st);
     db_release(c);
+    return err;
+}
+
+/* keystore_put_tx writes up to KS_TX_CHUNK_MAX keys per INSERT statement.
+ * Each row binds 4 parameters (owner, name, version, sealed) and shares $1
+ * backend, $2 kek_id and $3 created_at: 3 + 4 * 256 = 1027 parameters, far
+ * below SQLite's 32766 and PostgreSQL's 65535. A chunk is always a power
+ * of two rows, so at most 9 statement texts exist (db_prepare caches them
+ * per connection) whatever the batch sizes. */
+#define KS_TX_CHUNK_MAX 256u
+#define KS_TX_SHARED    3
+#define KS_TX_PER_ROW   4
+#define KS_TX_SQL_HEAD                                                           \
+    "INSERT INTO keystore_keys (owner, name, version, backend, kek_id, sealed, " \
+    "created_at) VALUES "
+#define KS_TX_SQL_TAIL   " ON CONFLICT (owner, name, version) DO NOTHING"
+#define KS_TX_ROW_SQLMAX 48u /* "($nnnn, $nnnn, $nnnn, $1, $2, $nnnn, $3), " */
+
+/* The INSERT text for rows rows (parameter numbers only: no values). */
+static ot_err ks_tx_sql(size_t rows, char **out)
+{
+    size_t cap = sizeof KS_TX_SQL_HEAD + sizeof KS_TX_SQL_TAIL + rows * KS_TX_ROW_SQLMAX;
+    char *sql = malloc(cap);
+    size_t len = 0;
+
+    *out = NULL;
+    if (sql == NULL) {
+        return OT_E_NOMEM;
+    }
+    len = (size_t)snprintf(sql, cap, "%s", KS_TX_SQL_HEAD);
+    for (size_t r = 0; r < rows; r++) {
+        int p = KS_TX_SHARED + (int)r * KS_TX_PER_ROW;
+        int w = snprintf(sql + len, cap - len, "%s($%d, $%d, $%d, $1, $2, $%d, $3)",
+                         r == 0 ? "" : ", ", p + 1, p + 2, p + 3, p + 4);
+
+        if (w < 0 || (size_t)w >= cap - len) {
+            free(sql);
+            return OT_E_ARG; /* cannot happen: cap counts the longest row */
+        }
+        len += (size_t)w;
+    }
+    if ((size_t)snprintf(sql + len, cap - len, "%s", KS_TX_SQL_TAIL) >= cap - len) {
+        free(sql);
+        return OT_E_ARG;
+    }
+    *out = sql;
+    return OT_OK;
+}
+
+/* Seals items[0..m) into blobs (one buffer, item i at offset off[i]) and
+ * writes them with one statement; *stored += rows inserted. */
+static ot_err ks_tx_chunk(struct keystore *ks, struct db_conn *c, const struct keystore_item *items,
+                          size_t m, size_t *stored)
+{
+    uint8_t aad[KS_AAD_MAX];
+    size_t off[KS_TX_CHUNK_MAX + 1];
+    uint8_t *blobs = NULL;
+    char *sql = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    off[0] = 0;
+    for (size_t i = 0; i < m; i++) {
+        off[i + 1] = off[i] + items[i].key_len + KS_BLOB_OVERHEAD;
+    }
+    blobs = malloc(off[m]);
+    if (blobs == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    for (size_t i = 0; i < m; i++) {
+        size_t aad_len = ks_aad(aad, items[i].owner, items[i].name, items[i].version);
+        size_t blob_len = off[i + 1] - off[i];
+
+        OT_TRY(ks->ops->seal(ks->impl, aad, aad_len, items[i].key, items[i].key_len, blobs + off[i],
+                             &blob_len));
+        if (blob_len != off[i + 1] - off[i]) {
+            OT_FAIL(OT_E_CRYPTO);
+        }
+    }
+    OT_TRY(ks_tx_sql(m, &sql));
+    OT_TRY(db_prepare(c, sql, &st));
+    OT_TRY(db_bind_text(st, 1, ks->ops->name));
+    OT_TRY(db_bind_text(st, 2, ks->ops->kek_id(ks->impl)));
+    OT_TRY(db_bind_int64(st, 3, (int64_t)time(NULL)));
+    for (size_t i = 0; i < m; i++) {
+        int p = KS_TX_SHARED + (int)i * KS_TX_PER_ROW;
+
+        OT_TRY(db_bind_text(st, p + 1, items[i].owner));
+        OT_TRY(db_bind_text(st, p + 2, items[i].name));
+        OT_TRY(db_bind_int64(st, p + 3, items[i].version));
+        OT_TRY(db_bind_blob(st, p + 4, blobs + off[i], off[i + 1] - off[i]));
+    }
+    OT_TRY(db_step(st, &row));
+    *stored += (size_t)db_changes(st);
+out:
+    db_reset(st);
+    free(sql);
+    free(blobs);
+    return err;
+}
+
+ot_err keystore_put_tx(struct keystore *ks, struct db_conn *c, const struct keystore_item *items,
+                       size_t n, size_t *stored)
+{
+    size_t done = 0;
+    size_t i = 0;
+    ot_err err = OT_OK;
+
+    if (stored != NULL) {
+        *stored = 0;
+    }
+    if (ks == NULL || c == NULL || (items == NULL && n > 0)) {
+        return OT_E_ARG;
+    }
+    /* Every item is checked before the first write: a bad one leaves the
+     * transaction as it was. */
+    for (i = 0; i < n; i++) {
+        if (items[i].key == NULL || items[i].key_len == 0 || items[i].key_len > KEYSTORE_KEY_MAX) {
+            return OT_E_ARG;
+        }
+        OT_TRY(ks_check_id(items[i].owner, items[i].name, items[i].version, false));
+    }
+    if (n > 0 && !db_in_txn(c)) {
+        return OT_E_STATE;
+    }
+    for (i = 0; i < n;) {
+        size_t m = KS_TX_CHUNK_MAX;
+
+        while (m > n - i) {
+            m /= 2;
+        }
+        OT_TRY(ks_tx_chunk(ks, c, items + i, m, &done));
+        i += m;
+    }
+    OT_LOG_DEBUG("stored %zu of %zu keys in the caller's transaction", done, n);
+    if (stored != NULL) {
+        *stored = done;
+    }
+out:
     return err;
 }
 

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 struct db;
+struct db_conn;
 struct keystore;
 
 #define KEYSTORE_KEY_MAX               4096u /* largest secret stored, bytes */
@@ -77,6 +78,37 @@ void keystore_free(struct keystore *ks); /* NULL: no-op; wipes the KEK */
  * (versions are immutable: store a new version instead). */
 ot_err keystore_put(struct keystore *ks, const char *owner, const char *name, uint32_t version,
                     const uint8_t *key, size_t key_len);
+
+/* One key of a keystore_put_tx batch (borrowed pointers; ids and lengths
+ * as for keystore_put). */
+struct keystore_item {
+    const char *owner;
+    const char *name;
+    uint32_t version;
+    const uint8_t *key;
+    size_t key_len;
+};
+
+/* Stores items[0..n) on c, a connection the caller borrowed from the db
+ * the store was opened over, inside the transaction the caller opened on
+ * it: nothing is written outside that transaction, which the caller commits
+ * (every key becomes durable with it) or rolls back (none is stored).
+ * Sealing (either back end) needs no connection, so c is the only one used
+ * and an SQLite writer never waits for itself.
+ *
+ * Unlike keystore_put, an (owner, name, version) that exists already is
+ * left as it is without error (versions are immutable: a re-import of the
+ * same version is a no-op), and without aborting the transaction (the
+ * insert says ON CONFLICT DO NOTHING, so PostgreSQL raises nothing). The
+ * same identity twice in items stores the first. *stored (may be NULL) =
+ * the number of keys written. n == 0 is a no-op.
+ *
+ * Errors: OT_E_ARG (NULL ks or c, NULL items with n > 0, an item keystore_put
+ * would refuse; checked before anything is written), OT_E_STATE (no
+ * transaction open on c), back-end errors (OT_E_CRYPTO), storage errors
+ * (the caller must roll back). Not thread-safe on one c (db.h). */
+ot_err keystore_put_tx(struct keystore *ks, struct db_conn *c, const struct keystore_item *items,
+                       size_t n, size_t *stored);
 
 /* Reads a key. version 0: the highest version stored. key_len: in =
  * capacity of key, out = bytes written (or needed, with OT_E_BUF_SMALL).

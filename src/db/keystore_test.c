@@ -4,6 +4,8 @@
 #include "db/keystore.h"
 #include "db/sec_testutil.h"
 
+#include "db/db.h"
+
 #include "core/buf.h"
 
 #include <dirent.h>
@@ -456,6 +458,140 @@ static void test_no_plaintext_in_db(void **state)
     assert_true(sec_t_file_contains(f->t, "dev:77", 6));
 }
 
+/* keystore_put_tx: inside the caller's transaction, existing versions
+ * left alone without aborting it, several statements for a large batch. */
+static size_t count_keys(struct db *db)
+{
+    return (size_t)sec_t_int(db, "SELECT COUNT(*) FROM keystore_keys", 0, NULL);
+}
+
+static void test_put_tx(void **state)
+{
+    struct fx *f = *state;
+    enum { NBIG = 300 }; /* more than one statement's worth (256) */
+    static char owners[NBIG][16];
+    static uint8_t keys[NBIG][48];
+    struct keystore_item items[NBIG];
+    struct db_conn *c = NULL;
+    uint8_t got[64];
+    size_t got_len = sizeof got;
+    size_t stored = 99;
+
+    for (size_t i = 0; i < NBIG; i++) {
+        snprintf(owners[i], sizeof owners[i], "se:%zu", i);
+        fill(keys[i], sizeof keys[i], (uint8_t)i);
+        items[i] = (struct keystore_item){owners[i], "isd.keyset", 1, keys[i], 16 + i % 33};
+    }
+    assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
+
+    /* No transaction open on c. */
+    assert_int_equal(keystore_put_tx(f->ks, c, items, 1, &stored), OT_E_STATE);
+    assert_int_equal(stored, 0);
+    assert_int_equal(keystore_put_tx(f->ks, c, items, 0, &stored), OT_OK);
+    assert_int_equal(keystore_put_tx(NULL, c, items, 1, NULL), OT_E_ARG);
+    assert_int_equal(keystore_put_tx(f->ks, NULL, items, 1, NULL), OT_E_ARG);
+    assert_int_equal(keystore_put_tx(f->ks, c, NULL, 1, NULL), OT_E_ARG);
+
+    /* A bad item anywhere: nothing written, the transaction still usable. */
+    {
+        static const struct {
+            const char *owner;
+            const char *name;
+            uint32_t version;
+            size_t len;
+        } bad[] = {
+            {"", "k", 1, 16},
+            {"se:x", "", 1, 16},
+            {NULL, "k", 1, 16},
+            {"se:x", "k", 0, 16},
+            {"se:x", "k", 0x80000000u, 16},
+            {"se:x", "k", 1, 0},
+            {"se:x", "k", 1, KEYSTORE_KEY_MAX + 1},
+        };
+        static uint8_t big[KEYSTORE_KEY_MAX + 1];
+
+        assert_int_equal(db_begin(c), OT_OK);
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            struct keystore_item two[2] = {
+                items[0],
+                {bad[i].owner, bad[i].name, bad[i].version, big, bad[i].len},
+            };
+
+            print_message("put_tx bad item %zu\n", i);
+            assert_int_equal(keystore_put_tx(f->ks, c, two, 2, &stored), OT_E_ARG);
+            assert_int_equal(stored, 0);
+        }
+        {
+            struct keystore_item nokey = {"se:x", "k", 1, NULL, 16};
+
+            assert_int_equal(keystore_put_tx(f->ks, c, &nokey, 1, NULL), OT_E_ARG);
+        }
+        assert_int_equal(db_commit(c), OT_OK);
+        assert_int_equal(count_keys(f->t->db), 0);
+    }
+
+    /* Rolled back: nothing stored. The same identity twice stores one. */
+    {
+        struct keystore_item dup[3] = {items[0], items[1], items[0]};
+
+        assert_int_equal(db_begin(c), OT_OK);
+        assert_int_equal(keystore_put_tx(f->ks, c, dup, 3, &stored), OT_OK);
+        assert_int_equal(stored, 2);
+        assert_int_equal(db_rollback(c), OT_OK);
+        assert_int_equal(count_keys(f->t->db), 0);
+        assert_int_equal(keystore_get(f->ks, owners[0], "isd.keyset", 1, got, &got_len, NULL),
+                         OT_E_NOT_FOUND);
+    }
+
+    /* A large batch, committed: every key opens. */
+    assert_int_equal(db_begin(c), OT_OK);
+    assert_int_equal(keystore_put_tx(f->ks, c, items, NBIG, &stored), OT_OK);
+    assert_int_equal(stored, NBIG);
+    assert_int_equal(db_commit(c), OT_OK);
+    assert_int_equal(count_keys(f->t->db), NBIG);
+    for (size_t i = 0; i < NBIG; i += 37) {
+        got_len = sizeof got;
+        assert_int_equal(keystore_get(f->ks, owners[i], "isd.keyset", 1, got, &got_len, NULL),
+                         OT_OK);
+        assert_int_equal(got_len, items[i].key_len);
+        assert_memory_equal(got, keys[i], items[i].key_len);
+    }
+
+    /* Again, with other bytes for version 1 and a new version 2 of one key:
+     * the existing versions stay, and the transaction goes on (PostgreSQL
+     * would refuse every later statement after an error). */
+    {
+        uint8_t other[16];
+        struct keystore_item again[3] = {items[5], items[6], items[7]};
+
+        fill(other, sizeof other, 0xEE);
+        again[0].key = other;
+        again[0].key_len = sizeof other;
+        again[2].version = 2;
+        again[2].key = other;
+        again[2].key_len = sizeof other;
+        assert_int_equal(db_begin(c), OT_OK);
+        assert_int_equal(keystore_put_tx(f->ks, c, again, 3, &stored), OT_OK);
+        assert_int_equal(stored, 1);
+        assert_int_equal(keystore_put_tx(f->ks, c, again, 3, &stored), OT_OK);
+        assert_int_equal(stored, 0);
+        assert_int_equal(db_commit(c), OT_OK);
+        got_len = sizeof got;
+        assert_int_equal(keystore_get(f->ks, owners[5], "isd.keyset", 1, got, &got_len, NULL),
+                         OT_OK);
+        assert_memory_equal(got, keys[5], items[5].key_len);
+        got_len = sizeof got;
+        assert_int_equal(keystore_get(f->ks, owners[7], "isd.keyset", 0, got, &got_len, NULL),
+                         OT_OK);
+        assert_int_equal(got_len, sizeof other);
+        assert_memory_equal(got, other, sizeof other);
+    }
+    /* keystore_put still reports an existing version. */
+    assert_int_equal(keystore_put(f->ks, owners[3], "isd.keyset", 1, keys[3], 16), OT_E_CONFLICT);
+    assert_int_equal(count_keys(f->t->db), NBIG + 1);
+    db_release(c);
+}
+
 /* ---- file back end: reading the KEK -------------------------------------- */
 
 static void test_file_kek_sources(void **state)
@@ -649,6 +785,7 @@ static void test_pkcs11_open_errors(void **state)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),    \
         cmocka_unit_test_setup_teardown(test_wrong_kek, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),    \
+        cmocka_unit_test_setup_teardown(test_put_tx, setup, teardown),    \
         cmocka_unit_test_setup_teardown(test_no_plaintext_in_db, setup, teardown)
 
 int main(int argc, char **argv)
