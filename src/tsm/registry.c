@@ -3,9 +3,13 @@
 #define OT_LOG_COMPONENT "tsm.registry"
 #include "tsm/registry.h"
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "db/db.h"
+#include "db/keystore.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -124,43 +128,134 @@ out:
     return err;
 }
 
-ot_err tsm_registry_insert(struct db_conn *c, struct tsm_se *se, enum tsm_ins *res)
-{
-    ot_err err = OT_OK;
-    struct db_stmt *st = NULL;
-    bool row = false;
-    struct tsm_se old;
+/* ---- bulk import ----------------------------------------------------------
+ *
+ * A batch is cut into runs: consecutive rows whose cin, msisdn and imsi all
+ * differ from those of every other row of the run (at most
+ * TSM_REGISTRY_CHUNK_MAX rows). Rows of a run cannot conflict with each
+ * other, so inserting a run with multi-row statements gives every row the
+ * outcome it gets inserted alone after the rows before it, and a returned
+ * cin names exactly one row. A row that repeats a key of the run starts the
+ * next run: it then meets the earlier row in the table, as row by row.
+ */
 
-    se->created_at = (int64_t)time(NULL);
-    OT_TRY(db_prepare(c,
-                      "INSERT INTO secure_elements (cin, se_type, mno, msisdn, imsi, profile_id, "
-                      "gp_version, jc_version, cert_level, expiry, free_memory, "
-                      "master_key_index, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                      "$10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING id",
-                      &st));
-    OT_TRY(db_bind_text(st, 1, se->cin));
-    OT_TRY(db_bind_text(st, 2, se->se_type));
-    OT_TRY(db_bind_text(st, 3, se->mno));
-    OT_TRY(db_bind_text(st, 4, se->msisdn[0] ? se->msisdn : NULL));
-    OT_TRY(db_bind_text(st, 5, se->imsi[0] ? se->imsi : NULL));
-    OT_TRY(db_bind_text(st, 6, se->profile_id));
-    OT_TRY(db_bind_text(st, 7, se->gp_version));
-    OT_TRY(db_bind_text(st, 8, se->jc_version));
-    OT_TRY(db_bind_text(st, 9, se->cert_level));
-    OT_TRY(db_bind_text(st, 10, se->expiry));
-    OT_TRY(db_bind_int64(st, 11, se->free_memory));
-    OT_TRY(db_bind_int64(st, 12, se->master_key_index));
-    OT_TRY(db_bind_int64(st, 13, se->created_at));
-    OT_TRY(db_step(st, &row));
-    if (row) {
-        OT_TRY(db_col_int64(st, 0, &se->id));
-        *res = TSM_INS_NEW;
-        goto out;
+/* Per row: 12 parameters ($2..$13 of the first row, ...); $1 is created_at,
+ * shared. 1 + 12 * 500 = 6001 parameters, below SQLite's 32766 and
+ * PostgreSQL's 65535. Chunk sizes come from a fixed set (500 and the powers
+ * of two below it), so at most 10 statement texts exist per connection. */
+#define TSM_REG_PER_ROW 12
+#define TSM_REG_SQL_HEAD                                                                     \
+    "INSERT INTO secure_elements (cin, se_type, mno, msisdn, imsi, profile_id, gp_version, " \
+    "jc_version, cert_level, expiry, free_memory, master_key_index, created_at) VALUES "
+#define TSM_REG_SQL_TAIL   " ON CONFLICT DO NOTHING RETURNING id, cin"
+#define TSM_REG_ROW_SQLMAX 96u   /* ", (" + 12 x "$nnnn, " + "$1)" */
+#define TSM_SEEN_SLOTS     4096u /* > 2 x 3 keys x TSM_REGISTRY_CHUNK_MAX, a power of two */
+#define TSM_KEY_OWNER_MAX  (4 + TSM_CIN_MAX)
+
+static const size_t tsm_reg_chunks[] = {TSM_REGISTRY_CHUNK_MAX, 256, 128, 64, 32, 16, 8, 4, 2, 1};
+
+enum tsm_key_kind {
+    TSM_KEY_CIN = 1,
+    TSM_KEY_MSISDN = 2,
+    TSM_KEY_IMSI = 3,
+};
+
+/* Scratch of one tsm_registry_import call (heap: too large for a stack). */
+struct tsm_batch {
+    const char *seen[TSM_SEEN_SLOTS]; /* keys of the current run (open addressing) */
+    uint8_t seen_kind[TSM_SEEN_SLOTS];
+    bool done[TSM_REGISTRY_CHUNK_MAX]; /* returned by the INSERT */
+    struct keystore_item items[2 * TSM_REGISTRY_CHUNK_MAX];
+    char owners[TSM_REGISTRY_CHUNK_MAX][TSM_KEY_OWNER_MAX + 1];
+    uint8_t blobs[2 * TSM_REGISTRY_CHUNK_MAX][3 * TSM_KEY_MAX];
+};
+
+static size_t tsm_seen_slot(enum tsm_key_kind kind, const char *key)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)kind; /* FNV-1a */
+
+    for (const char *p = key; *p != '\0'; p++) {
+        h = (h ^ (uint8_t)*p) * 16777619u;
     }
-    db_reset(st);
-    st = NULL;
-    /* Nothing inserted: find out which unique key is taken, and by what. */
-    err = tsm_get_on(c, TSM_BY_CIN, se->cin, &old);
+    return h & (TSM_SEEN_SLOTS - 1);
+}
+
+/* True when key of that kind is in the run already; else adds it if add. */
+static bool tsm_seen(struct tsm_batch *b, enum tsm_key_kind kind, const char *key, bool add)
+{
+    size_t i = tsm_seen_slot(kind, key);
+
+    while (b->seen[i] != NULL) {
+        if (b->seen_kind[i] == kind && strcmp(b->seen[i], key) == 0) {
+            return true;
+        }
+        i = (i + 1) & (TSM_SEEN_SLOTS - 1);
+    }
+    if (add) {
+        b->seen[i] = key;
+        b->seen_kind[i] = (uint8_t)kind;
+    }
+    return false;
+}
+
+static bool tsm_run_takes(struct tsm_batch *b, const struct tsm_se *se)
+{
+    if (tsm_seen(b, TSM_KEY_CIN, se->cin, false)
+        || (se->msisdn[0] != '\0' && tsm_seen(b, TSM_KEY_MSISDN, se->msisdn, false))
+        || (se->imsi[0] != '\0' && tsm_seen(b, TSM_KEY_IMSI, se->imsi, false))) {
+        return false;
+    }
+    (void)tsm_seen(b, TSM_KEY_CIN, se->cin, true);
+    if (se->msisdn[0] != '\0') {
+        (void)tsm_seen(b, TSM_KEY_MSISDN, se->msisdn, true);
+    }
+    if (se->imsi[0] != '\0') {
+        (void)tsm_seen(b, TSM_KEY_IMSI, se->imsi, true);
+    }
+    return true;
+}
+
+/* The INSERT text for rows rows (parameter numbers only: no values). */
+static ot_err tsm_reg_sql(size_t rows, char **out)
+{
+    size_t cap = sizeof TSM_REG_SQL_HEAD + sizeof TSM_REG_SQL_TAIL + rows * TSM_REG_ROW_SQLMAX;
+    char *sql = malloc(cap);
+    size_t len = 0;
+    int w = 0;
+
+    *out = NULL;
+    if (sql == NULL) {
+        return OT_E_NOMEM;
+    }
+    len = (size_t)snprintf(sql, cap, "%s", TSM_REG_SQL_HEAD);
+    for (size_t r = 0; r < rows; r++) {
+        int p = 1 + (int)r * TSM_REG_PER_ROW;
+
+        w = snprintf(sql + len, cap - len,
+                     "%s($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $1)",
+                     r == 0 ? "" : ", ", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8,
+                     p + 9, p + 10, p + 11, p + 12);
+        if (w < 0 || (size_t)w >= cap - len) {
+            free(sql);
+            return OT_E_ARG; /* cannot happen: cap counts the longest row */
+        }
+        len += (size_t)w;
+    }
+    if ((size_t)snprintf(sql + len, cap - len, "%s", TSM_REG_SQL_TAIL) >= cap - len) {
+        free(sql);
+        return OT_E_ARG;
+    }
+    *out = sql;
+    return OT_OK;
+}
+
+/* A row the INSERT skipped: finds out which unique key is taken, and by
+ * what (the rare path: one query or two per row). */
+static ot_err tsm_classify(struct db_conn *c, struct tsm_se *se, enum tsm_ins *res)
+{
+    struct tsm_se old;
+    ot_err err = tsm_get_on(c, TSM_BY_CIN, se->cin, &old);
+
     if (err == OT_OK) {
         if (tsm_se_same(&old, se)) {
             se->id = old.id;
@@ -169,22 +264,203 @@ ot_err tsm_registry_insert(struct db_conn *c, struct tsm_se *se, enum tsm_ins *r
         } else {
             *res = TSM_INS_CONFLICT;
         }
-        goto out;
+        return OT_OK;
     }
     if (err != OT_E_NOT_FOUND) {
-        goto out;
+        return err;
     }
-    err = OT_OK;
-    if (se->msisdn[0] != '\0' && tsm_get_on(c, TSM_BY_MSISDN, se->msisdn, &old) == OT_OK) {
-        *res = TSM_INS_MSISDN;
-    } else if (se->imsi[0] != '\0' && tsm_get_on(c, TSM_BY_IMSI, se->imsi, &old) == OT_OK) {
-        *res = TSM_INS_IMSI;
-    } else {
-        OT_LOG_ERROR("insert of cin %s skipped without a visible conflict", se->cin);
-        err = OT_E_DB;
+    if (se->msisdn[0] != '\0') {
+        err = tsm_get_on(c, TSM_BY_MSISDN, se->msisdn, &old);
+        if (err == OT_OK) {
+            *res = TSM_INS_MSISDN;
+            return OT_OK;
+        }
+        if (err != OT_E_NOT_FOUND) {
+            return err;
+        }
+    }
+    if (se->imsi[0] != '\0') {
+        err = tsm_get_on(c, TSM_BY_IMSI, se->imsi, &old);
+        if (err == OT_OK) {
+            *res = TSM_INS_IMSI;
+            return OT_OK;
+        }
+        if (err != OT_E_NOT_FOUND) {
+            return err;
+        }
+    }
+    OT_LOG_ERROR("insert of cin %s skipped without a visible conflict", se->cin);
+    return OT_E_DB;
+}
+
+/* Inserts recs[0..m) (one run, m a size of tsm_reg_chunks) with one
+ * statement, then classifies the rows it did not return. */
+static ot_err tsm_insert_chunk(struct db_conn *c, struct tsm_batch *b, struct tsm_serec *recs,
+                               size_t m, int64_t now, enum tsm_ins *res)
+{
+    ot_err err = OT_OK;
+    char *sql = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    size_t next = 0; /* rows come back in VALUES order in practice: look there first */
+
+    memset(b->done, 0, m * sizeof(b->done[0]));
+    OT_TRY(tsm_reg_sql(m, &sql));
+    OT_TRY(db_prepare(c, sql, &st));
+    OT_TRY(db_bind_int64(st, 1, now));
+    for (size_t r = 0; r < m; r++) {
+        const struct tsm_se *se = &recs[r].se;
+        int p = 1 + (int)r * TSM_REG_PER_ROW;
+
+        OT_TRY(db_bind_text(st, p + 1, se->cin));
+        OT_TRY(db_bind_text(st, p + 2, se->se_type));
+        OT_TRY(db_bind_text(st, p + 3, se->mno));
+        OT_TRY(db_bind_text(st, p + 4, se->msisdn[0] ? se->msisdn : NULL));
+        OT_TRY(db_bind_text(st, p + 5, se->imsi[0] ? se->imsi : NULL));
+        OT_TRY(db_bind_text(st, p + 6, se->profile_id));
+        OT_TRY(db_bind_text(st, p + 7, se->gp_version));
+        OT_TRY(db_bind_text(st, p + 8, se->jc_version));
+        OT_TRY(db_bind_text(st, p + 9, se->cert_level));
+        OT_TRY(db_bind_text(st, p + 10, se->expiry));
+        OT_TRY(db_bind_int64(st, p + 11, se->free_memory));
+        OT_TRY(db_bind_int64(st, p + 12, se->master_key_index));
+    }
+    for (;;) {
+        const char *cin = NULL;
+        int64_t id = 0;
+        size_t k = 0;
+        size_t tries = 0;
+
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        OT_TRY(db_col_int64(st, 0, &id));
+        OT_TRY(db_col_text(st, 1, &cin));
+        for (k = next; tries < m; k = (k + 1) % m, tries++) {
+            if (!b->done[k] && cin != NULL && strcmp(recs[k].se.cin, cin) == 0) {
+                break;
+            }
+        }
+        if (tries == m) {
+            OT_LOG_ERROR("insert returned a cin that is not in the chunk");
+            OT_FAIL(OT_E_DB);
+        }
+        b->done[k] = true;
+        recs[k].se.id = id;
+        recs[k].se.created_at = now;
+        res[k] = TSM_INS_NEW;
+        next = (k + 1) % m;
+    }
+    db_reset(st);
+    st = NULL;
+    for (size_t r = 0; r < m; r++) {
+        if (!b->done[r]) {
+            recs[r].se.created_at = now;
+            OT_TRY(tsm_classify(c, &recs[r].se, &res[r]));
+        }
     }
 out:
     db_reset(st);
+    free(sql);
+    return err;
+}
+
+/* Adds ks (when present) to the items of the run. */
+static void tsm_keyset_item(struct tsm_batch *b, size_t *ni, const char *owner, const char *name,
+                            const struct tsm_keyset *ks)
+{
+    uint8_t *blob = b->blobs[*ni];
+    struct keystore_item *it = &b->items[*ni];
+
+    if (!ks->present) {
+        return;
+    }
+    memcpy(blob, ks->enc, ks->key_len);
+    memcpy(blob + ks->key_len, ks->mac, ks->key_len);
+    memcpy(blob + 2 * ks->key_len, ks->dek, ks->key_len);
+    it->owner = owner;
+    it->name = name;
+    it->version = ks->kvn;
+    it->key = blob;
+    it->key_len = 3 * ks->key_len;
+    (*ni)++;
+}
+
+/* Stores the key sets of the run's registered rows on c. */
+static ot_err tsm_store_keys(struct db_conn *c, struct keystore *ks, struct tsm_batch *b,
+                             const struct tsm_serec *recs, size_t m, const enum tsm_ins *res)
+{
+    size_t ni = 0;
+    ot_err err = OT_OK;
+
+    for (size_t r = 0; r < m; r++) {
+        if (res[r] != TSM_INS_NEW && res[r] != TSM_INS_SAME) {
+            continue;
+        }
+        if (!recs[r].isd.present && !recs[r].csd.present) {
+            continue;
+        }
+        snprintf(b->owners[r], sizeof(b->owners[r]), "se:%s", recs[r].se.cin);
+        tsm_keyset_item(b, &ni, b->owners[r], TSM_KEYSET_ISD, &recs[r].isd);
+        tsm_keyset_item(b, &ni, b->owners[r], TSM_KEYSET_CSD, &recs[r].csd);
+    }
+    if (ni > 0) {
+        err = keystore_put_tx(ks, c, b->items, ni, NULL);
+    }
+    ot_mem_wipe(b->blobs, ni * sizeof(b->blobs[0]));
+    return err;
+}
+
+ot_err tsm_registry_import(struct db_conn *c, struct keystore *ks, struct tsm_serec *recs, size_t n,
+                           enum tsm_ins *res)
+{
+    ot_err err = OT_OK;
+    struct tsm_batch *b = NULL;
+    int64_t now = (int64_t)time(NULL);
+    size_t i = 0;
+
+    if (c == NULL || (n > 0 && (recs == NULL || res == NULL))) {
+        return OT_E_ARG;
+    }
+    for (i = 0; i < n; i++) {
+        if (ks == NULL && (recs[i].isd.present || recs[i].csd.present)) {
+            return OT_E_ARG;
+        }
+    }
+    if (n == 0) {
+        return OT_OK;
+    }
+    b = malloc(sizeof(*b));
+    if (b == NULL) {
+        return OT_E_NOMEM;
+    }
+    for (i = 0; i < n;) {
+        size_t run = 0;
+        size_t k = 0;
+
+        memset(b->seen, 0, sizeof(b->seen));
+        while (i + run < n && run < TSM_REGISTRY_CHUNK_MAX && tsm_run_takes(b, &recs[i + run].se)) {
+            run++;
+        }
+        for (k = 0; k < run;) {
+            size_t m = 0;
+
+            for (size_t s = 0; s < sizeof(tsm_reg_chunks) / sizeof(tsm_reg_chunks[0]); s++) {
+                if (tsm_reg_chunks[s] <= run - k) {
+                    m = tsm_reg_chunks[s];
+                    break;
+                }
+            }
+            OT_TRY(tsm_insert_chunk(c, b, recs + i + k, m, now, res + i + k));
+            k += m;
+        }
+        OT_TRY(tsm_store_keys(c, ks, b, recs + i, run, res + i));
+        i += run;
+    }
+out:
+    ot_mem_wipe(b, sizeof(*b));
+    free(b);
     return err;
 }
 
@@ -196,7 +472,7 @@ ot_err tsm_registry_list(struct db *db, int64_t after_id, const char *mno, const
         "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 ORDER BY id LIMIT $2",
         "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 AND mno = $3 "
         "ORDER BY id LIMIT $2",
-        "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 AND se_type = $4 "
+        "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 AND se_type = $3 "
         "ORDER BY id LIMIT $2",
         "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 AND mno = $3 "
         "AND se_type = $4 ORDER BY id LIMIT $2",
@@ -216,11 +492,13 @@ ot_err tsm_registry_list(struct db *db, int64_t after_id, const char *mno, const
     OT_TRY(db_prepare(c, sql[which], &st));
     OT_TRY(db_bind_int64(st, 1, after_id));
     OT_TRY(db_bind_int64(st, 2, (int64_t)limit + 1));
+    /* The filters take $3, $4 in order: PostgreSQL cannot type a parameter
+     * that a statement skips. */
     if (mno != NULL) {
         OT_TRY(db_bind_text(st, 3, mno));
     }
     if (se_type != NULL) {
-        OT_TRY(db_bind_text(st, 4, se_type));
+        OT_TRY(db_bind_text(st, mno != NULL ? 4 : 3, se_type));
     }
     for (;;) {
         OT_TRY(db_step(st, &row));

@@ -4,14 +4,15 @@
  *
  * All functions take a borrowed struct db (thread-safe pool) and acquire
  * their own connection, except where a struct db_conn is passed (the caller's
- * transaction). No key material is stored here: the import's key sets go to
- * the key store (tsm_import.c).
+ * transaction). No key material is stored in these tables: the import's key
+ * sets go to the key store (keystore.h), in the import's transaction.
  */
 #ifndef OT_TSM_REGISTRY_H
 #define OT_TSM_REGISTRY_H
 
 #include "core/err.h"
 #include "db/db.h"
+#include "db/keystore.h"
 #include "tsm/serec.h"
 
 #include <stdbool.h>
@@ -29,7 +30,7 @@ extern const size_t tsm_registry_nmigrations;
 
 ot_err tsm_registry_migrate(struct db *db);
 
-/* Outcome of inserting one row. */
+/* Outcome of importing one row. */
 enum tsm_ins {
     TSM_INS_NEW,      /* inserted */
     TSM_INS_SAME,     /* the same SE is registered already (idempotent re-import) */
@@ -38,10 +39,37 @@ enum tsm_ins {
     TSM_INS_IMSI,     /* the IMSI belongs to another SE */
 };
 
-/* Inserts se inside the caller's open transaction on c (stamping
- * created_at = now). Never fails on a duplicate: classifies it in *res.
- * se->id is set for NEW and SAME. Errors: storage only. */
-ot_err tsm_registry_insert(struct db_conn *c, struct tsm_se *se, enum tsm_ins *res);
+/* Rows per multi-row INSERT of tsm_registry_import. */
+#define TSM_REGISTRY_CHUNK_MAX 500u
+
+/* Key-store names of an SE's key sets (owner "se:<cin>", version = kvn,
+ * value enc || mac || dek). */
+#define TSM_KEYSET_ISD "isd.keyset"
+#define TSM_KEYSET_CSD "central_sd.keyset"
+
+/* Imports recs[0..n) inside the caller's open transaction on c, stamping
+ * created_at = now. Each row gets exactly the outcome it would get if the
+ * rows were inserted one at a time, in order, in that transaction: res[i]
+ * (capacity n) classifies row i, and a row that repeats the cin, msisdn or
+ * imsi of an earlier row of the batch meets that row as it would meet one
+ * stored before (SAME, CONFLICT, MSISDN or IMSI). Never fails on a
+ * duplicate. recs[i].se.id and created_at are set for NEW and SAME.
+ *
+ * Rows go in multi-row INSERT statements of at most TSM_REGISTRY_CHUNK_MAX
+ * rows (a statement holds no two rows sharing a key); rows they skip are
+ * classified with one query or two each.
+ *
+ * The key sets (isd, csd) of every NEW or SAME row are then stored through
+ * ks on c, in the same transaction (keystore_put_tx), under the names
+ * above; a key version stored already is left as it is (re-import). ks may
+ * be NULL when no row carries a key set.
+ *
+ * Errors: OT_E_ARG (NULL c, recs or res with n > 0; NULL ks with a key set
+ * to store: checked before anything is written); storage and key-store
+ * errors, after which the caller must roll back: then none of the batch's
+ * rows and keys are stored. Not thread-safe on one c. */
+ot_err tsm_registry_import(struct db_conn *c, struct keystore *ks, struct tsm_serec *recs, size_t n,
+                           enum tsm_ins *res);
 
 enum tsm_by {
     TSM_BY_CIN,

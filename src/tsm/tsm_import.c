@@ -9,7 +9,6 @@
 #include "db/audit.h"
 #include "db/authstore.h"
 #include "db/db.h"
-#include "db/keystore.h"
 #include "net/http.h"
 #include "net/json.h"
 #include "tsm/csv.h"
@@ -50,43 +49,22 @@ static void tsm_report_reject(struct tsm_report *rep, size_t row, const char *fi
     (void)json_push(rep->list, o);
 }
 
-/* One pending row of a batch: the record and its row number. */
+/* The pending rows of a batch (capacity t->batch): the records, their row
+ * numbers in the file, and their outcomes once flushed. */
 struct tsm_pending {
-    struct tsm_serec rec;
-    size_t row;
+    struct tsm_serec *recs;
+    size_t *rows;
+    enum tsm_ins *res;
 };
 
-static ot_err tsm_store_keyset(struct tsm *t, const char *cin, const char *name,
-                               const struct tsm_keyset *ks)
-{
-    uint8_t blob[3 * TSM_KEY_MAX];
-    char owner[8 + TSM_CIN_MAX];
-    ot_err err;
-
-    if (!ks->present) {
-        return OT_OK;
-    }
-    snprintf(owner, sizeof(owner), "se:%s", cin);
-    memcpy(blob, ks->enc, ks->key_len);
-    memcpy(blob + ks->key_len, ks->mac, ks->key_len);
-    memcpy(blob + 2 * ks->key_len, ks->dek, ks->key_len);
-    err = keystore_put(t->ks, owner, name, ks->kvn, blob, 3 * ks->key_len);
-    ot_mem_wipe(blob, sizeof(blob));
-    if (err == OT_E_CONFLICT) {
-        err = OT_OK; /* that version is stored already (a re-import) */
-    }
-    return err;
-}
-
-/* Inserts a batch in one transaction, then stores the key sets of the rows
- * that are registered (key versions are immutable, so a re-import cannot
- * change stored keys). The key store has its own transactions: it runs after
- * the commit, so an SQLite writer never waits for itself. */
+/* Imports a batch in one transaction: the rows and the key sets of the
+ * rows that are registered (tsm_registry_import), so a failure or a crash
+ * leaves neither. Key versions are immutable: a re-import cannot change
+ * stored keys. */
 static ot_err tsm_flush(struct tsm *t, struct tsm_pending *p, size_t n, struct tsm_report *rep)
 {
     ot_err err = OT_OK;
     struct db_conn *c = NULL;
-    enum tsm_ins res[TSM_IMPORT_BATCH_DEFAULT * 4];
     size_t i;
 
     if (n == 0) {
@@ -94,42 +72,34 @@ static ot_err tsm_flush(struct tsm *t, struct tsm_pending *p, size_t n, struct t
     }
     OT_TRY(db_acquire(t->db, &c));
     OT_TRY(db_begin(c));
-    for (i = 0; i < n; i++) {
-        OT_TRY(tsm_registry_insert(c, &p[i].rec.se, &res[i]));
-    }
+    OT_TRY(tsm_registry_import(c, t->ks, p->recs, n, p->res));
     OT_TRY(db_commit(c));
-    db_release(c);
-    c = NULL;
     for (i = 0; i < n; i++) {
-        switch (res[i]) {
+        switch (p->res[i]) {
         case TSM_INS_NEW:
+            rep->imported++;
+            break;
         case TSM_INS_SAME:
-            OT_TRY(tsm_store_keyset(t, p[i].rec.se.cin, "isd.keyset", &p[i].rec.isd));
-            OT_TRY(tsm_store_keyset(t, p[i].rec.se.cin, "central_sd.keyset", &p[i].rec.csd));
-            if (res[i] == TSM_INS_NEW) {
-                rep->imported++;
-            } else {
-                rep->unchanged++;
-            }
+            rep->unchanged++;
             break;
         case TSM_INS_CONFLICT:
-            tsm_report_reject(rep, p[i].row, "cin", "already registered with different data");
+            tsm_report_reject(rep, p->rows[i], "cin", "already registered with different data");
             break;
         case TSM_INS_MSISDN:
-            tsm_report_reject(rep, p[i].row, "msisdn", "already registered to another SE");
+            tsm_report_reject(rep, p->rows[i], "msisdn", "already registered to another SE");
             break;
         case TSM_INS_IMSI:
-            tsm_report_reject(rep, p[i].row, "imsi", "already registered to another SE");
+            tsm_report_reject(rep, p->rows[i], "imsi", "already registered to another SE");
             break;
         }
     }
 out:
-    if (c != NULL) {
+    if (c != NULL && err != OT_OK) {
         db_rollback(c);
-        db_release(c);
     }
+    db_release(c);
     for (i = 0; i < n; i++) {
-        tsm_serec_wipe(&p[i].rec);
+        tsm_serec_wipe(&p->recs[i]);
     }
     return err;
 }
@@ -202,13 +172,12 @@ static ot_err tsm_csv_row(const struct tsm_csv_rec *r, const int *cols, size_t n
 static ot_err tsm_take_row(struct tsm *t, struct tsm_pending *batch, size_t *nb,
                            struct tsm_report *rep, ot_err verr, const struct tsm_row_err *e)
 {
-    struct tsm_pending *cur = &batch[*nb];
     ot_err err;
 
     rep->rows++;
     if (verr != OT_OK) {
-        tsm_report_reject(rep, cur->row, e->field, e->message);
-        tsm_serec_wipe(&cur->rec);
+        tsm_report_reject(rep, batch->rows[*nb], e->field, e->message);
+        tsm_serec_wipe(&batch->recs[*nb]);
         return OT_OK;
     }
     (*nb)++;
@@ -236,7 +205,8 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
     struct tsm *t = ctx;
     const char *ct = net_req_header(req, "Content-Type");
     struct tsm_report rep;
-    struct tsm_pending *batch = NULL;
+    struct tsm_pending pend = {NULL, NULL, NULL};
+    struct tsm_pending *batch = &pend;
     struct tsm_csv_rec *rec = NULL;
     struct tsm_row_err e;
     struct json_err jerr;
@@ -256,9 +226,12 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
         return;
     }
     rep.list = json_arr_new();
-    batch = calloc(t->batch, sizeof(*batch));
+    pend.recs = calloc(t->batch, sizeof(*pend.recs));
+    pend.rows = calloc(t->batch, sizeof(*pend.rows));
+    pend.res = calloc(t->batch, sizeof(*pend.res));
     rec = malloc(sizeof(*rec));
-    if (rep.list == NULL || batch == NULL || rec == NULL) {
+    if (rep.list == NULL || pend.recs == NULL || pend.rows == NULL || pend.res == NULL
+        || rec == NULL) {
         err = OT_E_NOMEM;
         goto fail;
     }
@@ -304,8 +277,8 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
             if (end) {
                 break;
             }
-            batch[nb].row = row;
-            verr = tsm_csv_row(rec, cols, ncols, &batch[nb].rec, &e);
+            pend.rows[nb] = row;
+            verr = tsm_csv_row(rec, cols, ncols, &pend.recs[nb], &e);
             OT_TRY(tsm_take_row(t, batch, &nb, &rep, verr, &e));
         }
     } else {
@@ -325,8 +298,8 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
                 net_resp_error(resp, OT_E_LIMIT, NULL, "too many rows in one request", NULL);
                 goto done;
             }
-            batch[nb].row = i + 1;
-            verr = tsm_serec_from_json(json_at(doc, i), &batch[nb].rec, &e);
+            pend.rows[nb] = i + 1;
+            verr = tsm_serec_from_json(json_at(doc, i), &pend.recs[nb], &e);
             OT_TRY(tsm_take_row(t, batch, &nb, &rep, verr, &e));
         }
     }
@@ -360,12 +333,14 @@ fail:
                  ot_strerror(err));
     tsm_fail(resp, err);
 done:
-    while (batch != NULL && nb > 0) {
-        tsm_serec_wipe(&batch[--nb].rec);
+    while (pend.recs != NULL && nb > 0) {
+        tsm_serec_wipe(&pend.recs[--nb]);
     }
     json_free(out);
     json_free(doc);
     json_free(rep.list);
-    free(batch);
+    free(pend.recs);
+    free(pend.rows);
+    free(pend.res);
     free(rec);
 }
