@@ -120,6 +120,9 @@ struct net_req {
     bool authenticated;
     struct net_principal principal;
     char idem_key[NET_IDEM_KEY_MAX + 1];
+    uint8_t idem_hash[32]; /* request hash, set before the handler runs (idempotent routes) */
+    bool idem_ready;       /* idem_key and idem_hash are set */
+    bool idem_stored;      /* the handler stored its answer itself (net_req_idem_stored) */
     struct ot_buf body;
     bool too_large;
     size_t discarded; /* body bytes dropped after too_large */
@@ -386,6 +389,25 @@ const char *net_req_request_id(const struct net_req *req)
 const char *net_req_client_ip(const struct net_req *req)
 {
     return req->client_ip;
+}
+
+bool net_req_idem(const struct net_req *req, const char **key, const uint8_t **req_hash)
+{
+    if (!req->idem_ready) {
+        *key = NULL;
+        *req_hash = NULL;
+        return false;
+    }
+    *key = req->idem_key;
+    *req_hash = req->idem_hash;
+    return true;
+}
+
+void net_req_idem_stored(struct net_req *req)
+{
+    if (req->idem_ready) {
+        req->idem_stored = true;
+    }
 }
 
 ot_err net_req_json(const struct net_req *req, json_t **out, struct json_err *err)
@@ -1049,15 +1071,18 @@ static ot_err net_req_hash(struct net_req *req, uint8_t out[32])
     return err;
 }
 
-/* Idempotency-Key replays. Returns true when the handler must run; false
- * when an answer (the replay, 422 or a store error) has been set. */
-static bool net_idem_check(struct net_req *req, uint8_t hash[32])
+/* Idempotency-Key replays. Returns true when the handler must run (with
+ * req->idem_hash set); false when an answer (the replay, 422 or a store
+ * error) has been set. */
+static bool net_idem_check(struct net_req *req)
 {
     struct net_server *srv = req->srv;
-    if (net_req_hash(req, hash) != OT_OK) {
+    const uint8_t *hash = req->idem_hash;
+    if (net_req_hash(req, req->idem_hash) != OT_OK) {
         net_resp_error(&req->resp, OT_E_INTERNAL, NULL, NULL, NULL);
         return false;
     }
+    req->idem_ready = true;
     if (!srv->cfg.ops.idem_get) {
         return true;
     }
@@ -1136,7 +1161,6 @@ static void net_run_handler(struct net_req *req)
 {
     struct net_server *srv = req->srv;
     const struct net_route *r = req->rt->r;
-    uint8_t hash[32];
     uint64_t busy = 0;
     bool claimed = false;
     if (r->idempotent) {
@@ -1150,7 +1174,7 @@ static void net_run_handler(struct net_req *req)
                            NET_IDEM_KEY_HEADER);
             return;
         }
-        if (!net_idem_check(req, hash)) {
+        if (!net_idem_check(req)) {
             goto out;
         }
     }
@@ -1163,11 +1187,14 @@ static void net_run_handler(struct net_req *req)
     r->fn(req, &req->resp, req->rt->ctx);
     /* Only successes are stored: a rejected request must leave no trace in
      * the database (a retry simply gets the same 4xx again), and a 5xx is
-     * worth retrying for real. */
-    if (req->resp.set && r->idempotent && srv->cfg.ops.idem_put && req->resp.status >= 200
-        && req->resp.status < 300) {
-        ot_err e = srv->cfg.ops.idem_put(srv->cfg.ops_ctx, &req->principal, req->idem_key, hash,
-                                         req->resp.status, req->resp.body, req->resp.len);
+     * worth retrying for real. A handler that stored its answer in its own
+     * transaction (net_req_idem_stored) is not stored twice: that record
+     * is the one a crash cannot separate from the change. */
+    if (req->resp.set && r->idempotent && !req->idem_stored && srv->cfg.ops.idem_put
+        && req->resp.status >= 200 && req->resp.status < 300) {
+        ot_err e =
+            srv->cfg.ops.idem_put(srv->cfg.ops_ctx, &req->principal, req->idem_key, req->idem_hash,
+                                  req->resp.status, req->resp.body, req->resp.len);
         if (e != OT_OK && e != OT_E_CONFLICT) {
             OT_LOG_ERROR("req_id=%s idempotency store: %s", req->request_id, ot_strerror(e));
         }

@@ -25,6 +25,12 @@
  * validated (and rejected) again. A second request with a key whose first
  * request is still running gets 409 "conflict".
  *
+ * That store comes after the handler's commit, so a crash in between makes
+ * the retry run the handler again. A handler whose change is one database
+ * transaction closes the gap by storing its answer itself, in that
+ * transaction (net_req_idem gives it the key and the request hash), and
+ * saying so (net_req_idem_stored): the server then skips ops.idem_put.
+ *
  * Logging: the server logs one line per request (INFO) with req_id=...;
  * handlers put req_id=%s (net_req_request_id) in each line they log.
  */
@@ -107,8 +113,10 @@ struct net_server_ops {
      * 0) are set. OT_E_NOT_FOUND: no record. Other errors answer 503/500. */
     ot_err (*idem_get)(void *ctx, const struct net_principal *p, const char *key,
                        uint8_t req_hash[32], int *status, char **body, size_t *body_len);
-    /* Store the first answer to (principal, key). OT_E_CONFLICT (a concurrent
-     * first request stored one already) is ignored. */
+    /* Store the first answer to (principal, key), after the handler returned
+     * (not called when the handler stored it: net_req_idem_stored).
+     * OT_E_CONFLICT (a concurrent first request stored one already) is
+     * ignored. */
     ot_err (*idem_put)(void *ctx, const struct net_principal *p, const char *key,
                        const uint8_t req_hash[32], int status, const char *body, size_t body_len);
     /* Every outcome on an authenticated route (see the file comment). */
@@ -190,6 +198,19 @@ const uint8_t *net_req_body(const struct net_req *req, size_t *len);     /* neve
 const struct net_principal *net_req_principal(const struct net_req *req);
 const char *net_req_request_id(const struct net_req *req);
 const char *net_req_client_ip(const struct net_req *req);
+/* On a route with idempotent = true: true, *key = the request's
+ * Idempotency-Key and *req_hash = the 32-byte request hash the replay check
+ * compares (both live as long as the request). Elsewhere false, both NULL.
+ * For handlers that store their answer for replays themselves, in the
+ * transaction of their change, under the scope the program's ops.idem_get
+ * reads (tsmd: the principal's id), with exactly the status and body they
+ * answer (replays are sent as application/json, without extra headers). */
+bool net_req_idem(const struct net_req *req, const char **key, const uint8_t **req_hash);
+/* The handler stored its 2xx answer that way and its transaction committed:
+ * the server does not call ops.idem_put for this request. Call it only
+ * after the commit (a rolled-back record must not stop the server's own
+ * store); no-op on other routes. */
+void net_req_idem_stored(struct net_req *req);
 /* Strict parse of the body (duplicates rejected, size capped by max_body).
  * *out: new reference, release with json_free. Errors: OT_E_FORMAT + err. */
 ot_err net_req_json(const struct net_req *req, json_t **out, struct json_err *err);

@@ -51,6 +51,7 @@ struct app {
     pthread_mutex_t mu;
     struct idem_rec idem[MAX_IDEM];
     size_t nidem;
+    size_t nput; /* ops.idem_put calls */
     struct audit_rec audit[MAX_AUDIT];
     size_t naudit;
     int created; /* POST /t/v1/items handler runs */
@@ -124,10 +125,10 @@ static ot_err app_idem_get(void *ctx, const struct net_principal *p, const char 
     return e;
 }
 
-static ot_err app_idem_put(void *ctx, const struct net_principal *p, const char *key,
+/* Adds a record (the server's store, or a handler storing its own). */
+static ot_err app_idem_add(struct app *a, const struct net_principal *p, const char *key,
                            const uint8_t hash[32], int status, const char *body, size_t len)
 {
-    struct app *a = ctx;
     ot_err e = OT_OK;
     pthread_mutex_lock(&a->mu);
     if (a->nidem >= MAX_IDEM) {
@@ -144,6 +145,16 @@ static ot_err app_idem_put(void *ctx, const struct net_principal *p, const char 
     }
     pthread_mutex_unlock(&a->mu);
     return e;
+}
+
+static ot_err app_idem_put(void *ctx, const struct net_principal *p, const char *key,
+                           const uint8_t hash[32], int status, const char *body, size_t len)
+{
+    struct app *a = ctx;
+    pthread_mutex_lock(&a->mu);
+    a->nput++;
+    pthread_mutex_unlock(&a->mu);
+    return app_idem_add(a, p, key, hash, status, body, len);
 }
 
 static void app_audit(void *ctx, const struct net_audit_event *ev)
@@ -260,6 +271,42 @@ static void h_slow_create(struct net_req *req, struct net_resp *resp, void *ctx)
     net_resp_json(resp, 201, o);
 }
 
+/* POST /t/v1/own-items stores its answer for replays itself, as a handler
+ * does that writes the record in the transaction of its change, and tells
+ * the server so. GET /t/v1/own-items is not idempotent: no key, no hash,
+ * and net_req_idem_stored changes nothing. */
+static void h_own_create(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct app *a = ctx;
+    const char *key = NULL;
+    const uint8_t *hash = NULL;
+    char body[32];
+    if (!net_req_idem(req, &key, &hash) || !key || !hash) {
+        net_resp_text(resp, 500, NULL, "no idempotency key\n");
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    int n = ++a->created;
+    pthread_mutex_unlock(&a->mu);
+    (void)snprintf(body, sizeof body, "{\"own\":%d}", n);
+    if (app_idem_add(a, net_req_principal(req), key, hash, 201, body, strlen(body)) != OT_OK) {
+        net_resp_text(resp, 500, NULL, "store failed\n");
+        return;
+    }
+    net_req_idem_stored(req);
+    net_resp_bytes(resp, 201, "application/json", body, strlen(body));
+}
+
+static void h_own_probe(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    (void)ctx;
+    const char *key = "x";
+    const uint8_t *hash = (const uint8_t *)"x";
+    bool idem = net_req_idem(req, &key, &hash);
+    net_req_idem_stored(req); /* no-op here */
+    net_resp_text(resp, 200, NULL, !idem && !key && !hash ? "not idempotent\n" : "idempotent?\n");
+}
+
 static void h_missing(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     (void)req;
@@ -287,6 +334,8 @@ static const struct net_route routes[] = {
     {"GET", "/t/v1/missing/{id}", NET_P_ANY, false, h_missing, NULL},
     {"GET", "/t/v1/silent", NET_P_ANY, false, h_silent, NULL},
     {"POST", "/t/v1/slow-items", NET_P_SP, true, h_slow_create, NULL},
+    {"POST", "/t/v1/own-items", NET_P_SP, true, h_own_create, NULL},
+    {"GET", "/t/v1/own-items", NET_P_SP, false, h_own_probe, NULL},
 };
 
 /* ---- harness ---- */
@@ -359,6 +408,7 @@ static void reset_app(void)
         free(g_app.idem[i].body);
     }
     g_app.nidem = 0;
+    g_app.nput = 0;
     g_app.naudit = 0;
     g_app.created = 0;
     g_app.ready = true;
@@ -702,6 +752,45 @@ static void test_idempotency(void **state)
     net_server_free(srv);
 }
 
+/* A handler that stored its answer itself (net_req_idem_stored): the
+ * server does not store it again, and replays what the handler stored
+ * under the key and request hash it was given. */
+static void test_idempotency_handler_stores(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    struct net_client_resp r;
+    static const char *const k[] = {"Idempotency-Key: own-1", NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/own-items", "sp-a-token", "{}", k, &r), 201);
+    assert_string_equal(r.body, "{\"own\":1}");
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.nidem, 1); /* the handler's record only */
+    assert_int_equal(g_app.nput, 0);
+    assert_string_equal(g_app.idem[0].key, "own-1");
+    assert_int_equal(g_app.idem[0].p.id, 2);
+    /* The replay matches the stored hash: the handler does not run again. */
+    assert_int_equal(call(srv, "POST", "/t/v1/own-items", "sp-a-token", "{}", k, &r), 201);
+    assert_string_equal(r.body, "{\"own\":1}");
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 1);
+    assert_int_equal(call(srv, "POST", "/t/v1/own-items", "sp-a-token", "{\"x\":1}", k, &r), 422);
+    net_client_resp_clear(&r);
+    /* A handler that does not store its answer still gets the server's. */
+    static const char *const k2[] = {"Idempotency-Key: own-2", NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/items", "sp-a-token", "{\"name\":\"a\"}", k2, &r),
+                     201);
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.nput, 1);
+    assert_int_equal(g_app.nidem, 2);
+    /* Not an idempotent route: no key, no hash. */
+    assert_int_equal(call(srv, "GET", "/t/v1/own-items", "sp-a-token", NULL, k2, &r), 200);
+    assert_string_equal(r.body, "not idempotent\n");
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 2);
+    net_server_free(srv);
+}
+
 struct slow_arg {
     struct net_server *srv;
     long status;
@@ -1005,6 +1094,7 @@ int main(void)
         cmocka_unit_test(test_body_cap),
         cmocka_unit_test(test_idempotency),
         cmocka_unit_test(test_idempotency_concurrent),
+        cmocka_unit_test(test_idempotency_handler_stores),
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_timeouts_and_client_caps),
