@@ -8,6 +8,7 @@
 #include "db/audit.h"
 #include "db/authstore.h"
 #include "db/db.h"
+#include "db/idem.h"
 #include "db/keystore.h"
 #include "net/http.h"
 #include "net/json.h"
@@ -22,6 +23,100 @@
 
 #define TSM_TOKEN_TTL_DEF  ((int64_t)90 * 24 * 3600)
 #define TSM_AUDIT_LIST_DEF 100u
+
+/* ---- one transaction per administrative change -------------------------
+ *
+ * Each change below (principal create, certificate bind, token issue and
+ * revoke) commits in one transaction with its audit row and, on the routes
+ * that take an Idempotency-Key, with the answer kept for replays. A crash
+ * at any point leaves all of them or none: no committed change without its
+ * audit row, and no committed change whose retry would run again (and
+ * answer differently, e.g. 200 "exists" instead of the first 201). The
+ * records are scoped as tsmd's ops.idem_get reads them: by principal id. */
+
+#define TSM_IDEM_HEADER "Idempotency-Key"
+
+static ot_err tsm_tx_begin(struct tsm *t, struct db_conn **c)
+{
+    ot_err err = OT_OK;
+
+    *c = NULL;
+    OT_TRY(db_acquire(t->db, c));
+    OT_TRY(db_begin(*c));
+out:
+    if (err != OT_OK) {
+        db_release(*c);
+        *c = NULL;
+    }
+    return err;
+}
+
+/* Rolls back and gives the connection back. NULL *c: no-op. */
+static void tsm_tx_abort(struct db_conn **c)
+{
+    if (*c != NULL) {
+        (void)db_rollback(*c);
+        db_release(*c);
+        *c = NULL;
+    }
+}
+
+/* Keeps the answer (status, o) for replays when the route is idempotent,
+ * commits and answers it; on any failure rolls back and answers the error
+ * instead. Takes o (NULL: out of memory). The body is serialised once: the
+ * bytes kept are the bytes sent. */
+static ot_err tsm_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp,
+                            int status, json_t *o)
+{
+    const struct net_principal *p = net_req_principal(req);
+    const char *key = NULL;
+    const uint8_t *hash = NULL;
+    char *body = NULL;
+    size_t len = 0;
+    bool idem = net_req_idem(req, &key, &hash);
+    bool taken = false; /* the key's record exists already */
+    ot_err err = OT_OK;
+
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(json_serialize(o, &body, &len));
+    if (idem) {
+        if (p == NULL) {
+            OT_FAIL(OT_E_INTERNAL);
+        }
+        /* OT_E_CONFLICT: another request with this key (another process
+         * on this database) committed first; the retry replays its answer. */
+        err = idem_put_tx(*c, p->id, key, hash, status, NULL, body, len, NULL);
+        taken = err == OT_E_CONFLICT;
+        OT_TRY(err);
+    }
+    OT_TRY(db_commit(*c));
+    db_release(*c);
+    *c = NULL;
+    if (idem) {
+        net_req_idem_stored(req);
+    }
+    net_resp_bytes(resp, status, "application/json", body, len);
+out:
+    if (err != OT_OK) {
+        tsm_tx_abort(c);
+        if (taken) {
+            net_resp_error(resp, err, NULL, "a request with this Idempotency-Key is in progress",
+                           TSM_IDEM_HEADER);
+        } else {
+            OT_LOG_ERROR("req_id=%s change not committed: %s", net_req_request_id(req),
+                         ot_strerror(err));
+            tsm_fail(resp, err);
+        }
+    }
+    if (body != NULL) {
+        ot_mem_wipe(body, len); /* may hold a token */
+    }
+    free(body);
+    json_free(o);
+    return err;
+}
 
 /* ---- principals, certificates, tokens ----------------------------------- */
 
@@ -49,8 +144,8 @@ void tsm_h_principal_create(struct net_req *req, struct net_resp *resp, void *ct
     struct tsm *t = ctx;
     struct json_err jerr;
     struct authstore_principal p;
+    struct db_conn *c = NULL;
     json_t *doc;
-    json_t *o;
     const char *name = NULL;
     size_t kind = 0;
     int64_t id = 0;
@@ -69,31 +164,38 @@ void tsm_h_principal_create(struct net_req *req, struct net_resp *resp, void *ct
         json_free(doc);
         return;
     }
-    err = authstore_create_principal(t->auth, kind_vals[kind], name, &id);
-    if (err == OT_E_CONFLICT) {
-        created = false; /* idempotent: the same principal exists */
-        err = authstore_find_principal(t->auth, kind_vals[kind], name, &p);
-    } else if (err == OT_OK) {
-        err = authstore_get_principal(t->auth, id, &p);
+    err = tsm_tx_begin(t, &c);
+    if (err == OT_OK) {
+        err = authstore_create_principal_tx(t->auth, c, kind_vals[kind], name, &id);
+        if (err == OT_E_CONFLICT) {
+            created = false; /* idempotent: the same principal exists */
+            err = authstore_find_principal_tx(t->auth, c, kind_vals[kind], name, &p);
+        } else if (err == OT_OK) {
+            err = authstore_get_principal_tx(t->auth, c, id, &p);
+        }
     }
+    json_free(doc);
     if (err != OT_OK) {
+        tsm_tx_abort(&c);
         net_resp_error(resp, err, NULL,
                        err == OT_E_FORMAT ? "name must be printable ASCII without spaces" : NULL,
                        err == OT_E_FORMAT ? "name" : NULL);
-        json_free(doc);
         return;
     }
     if (created) {
         snprintf(res, sizeof(res), "/tsm/v1/principals/%lld", (long long)p.id);
-        tsm_audit(t, NULL, req, "principal.create", res, "ok");
+        err = tsm_audit(t, c, req, "principal.create", res, "ok");
+        if (err != OT_OK) {
+            tsm_tx_abort(&c);
+            tsm_fail(resp, err);
+            return;
+        }
     }
-    o = tsm_principal_json(&p);
-    json_free(doc);
-    if (o == NULL) {
-        tsm_fail(resp, OT_E_NOMEM);
-        return;
+    if (tsm_tx_commit(&c, req, resp, created ? 201 : 200, tsm_principal_json(&p)) == OT_OK
+        && created) {
+        OT_LOG_INFO("req_id=%s principal created id=%lld kind=%s name=%s", net_req_request_id(req),
+                    (long long)p.id, authstore_kind_name(p.kind), p.name);
     }
-    net_resp_json(resp, created ? 201 : 200, o);
 }
 
 /* {id} as a positive decimal id; answers 404 itself when malformed. */
@@ -124,6 +226,7 @@ void tsm_h_cert_bind(struct net_req *req, struct net_resp *resp, void *ctx)
     struct tsm *t = ctx;
     struct json_err jerr;
     struct authstore_principal p;
+    struct db_conn *c = NULL;
     json_t *doc = NULL;
     json_t *o = NULL;
     const char *subject = NULL;
@@ -143,14 +246,18 @@ void tsm_h_cert_bind(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
         goto out;
     }
-    err = authstore_get_principal(t->auth, id, &p);
+    err = tsm_tx_begin(t, &c);
+    if (err == OT_OK) {
+        err = authstore_get_principal_tx(t->auth, c, id, &p);
+    }
     if (err == OT_OK && p.kind != AUTHSTORE_SP) {
         err = OT_E_NOT_FOUND; /* client certificates are for service providers */
     }
     if (err == OT_OK) {
-        err = authstore_bind_cert(t->auth, id, subject);
+        err = authstore_bind_cert_tx(t->auth, c, id, subject);
     }
     if (err != OT_OK) {
+        tsm_tx_abort(&c);
         net_resp_error(resp, err, NULL,
                        err == OT_E_CONFLICT ? "this certificate is bound to another principal"
                                             : NULL,
@@ -158,15 +265,23 @@ void tsm_h_cert_bind(struct net_req *req, struct net_resp *resp, void *ctx)
         goto out;
     }
     snprintf(res, sizeof(res), "/tsm/v1/principals/%lld/certificates", (long long)id);
-    tsm_audit(t, NULL, req, "principal.cert.bind", res, "ok");
-    o = json_obj_new();
-    if (o == NULL || json_put_int(o, "principal_id", id) != OT_OK
-        || json_put_str(o, "subject", subject) != OT_OK) {
-        json_free(o);
-        tsm_fail(resp, OT_E_NOMEM);
+    err = tsm_audit(t, c, req, "principal.cert.bind", res, "ok");
+    if (err != OT_OK) {
+        tsm_tx_abort(&c);
+        tsm_fail(resp, err);
         goto out;
     }
-    net_resp_json(resp, 200, o);
+    o = json_obj_new();
+    if (o != NULL
+        && (json_put_int(o, "principal_id", id) != OT_OK
+            || json_put_str(o, "subject", subject) != OT_OK)) {
+        json_free(o);
+        o = NULL;
+    }
+    if (tsm_tx_commit(&c, req, resp, 200, o) == OT_OK) {
+        OT_LOG_INFO("req_id=%s certificate bound principal=%lld", net_req_request_id(req),
+                    (long long)id);
+    }
 out:
     json_free(doc);
 }
@@ -180,6 +295,7 @@ void tsm_h_token_issue(struct net_req *req, struct net_resp *resp, void *ctx)
     struct tsm *t = ctx;
     struct json_err jerr;
     struct authstore_principal p;
+    struct db_conn *c = NULL;
     json_t *doc = NULL;
     json_t *o = NULL;
     const char *label = NULL;
@@ -203,11 +319,15 @@ void tsm_h_token_issue(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
         goto out;
     }
-    err = authstore_get_principal(t->auth, pid, &p);
+    err = tsm_tx_begin(t, &c);
     if (err == OT_OK) {
-        err = authstore_issue_token(t->auth, pid, ttl, label, tok, sizeof(tok), &tid);
+        err = authstore_get_principal_tx(t->auth, c, pid, &p);
+    }
+    if (err == OT_OK) {
+        err = authstore_issue_token_tx(t->auth, c, pid, ttl, label, tok, sizeof(tok), &tid);
     }
     if (err != OT_OK) {
+        tsm_tx_abort(&c);
         net_resp_error(resp, err, NULL,
                        err == OT_E_NOT_FOUND ? "no such principal"
                        : err == OT_E_STATE   ? "the principal is disabled"
@@ -216,19 +336,26 @@ void tsm_h_token_issue(struct net_req *req, struct net_resp *resp, void *ctx)
         goto out;
     }
     snprintf(res, sizeof(res), "/tsm/v1/tokens/%lld", (long long)tid);
-    tsm_audit(t, NULL, req, "token.issue", res, "ok");
-    o = json_obj_new();
-    if (o == NULL || json_put_int(o, "id", tid) != OT_OK
-        || json_put_int(o, "principal_id", pid) != OT_OK
-        || json_put_str(o, "kind", authstore_kind_name(p.kind)) != OT_OK
-        || json_put_str(o, "name", p.name) != OT_OK || json_put_str(o, "token", tok) != OT_OK
-        || json_put_int(o, "ttl_s", ttl) != OT_OK) {
-        json_free(o);
-        tsm_fail(resp, OT_E_NOMEM);
+    err = tsm_audit(t, c, req, "token.issue", res, "ok");
+    if (err != OT_OK) {
+        tsm_tx_abort(&c); /* the token never existed: its text is wiped below */
+        tsm_fail(resp, err);
         goto out;
     }
+    o = json_obj_new();
+    if (o != NULL
+        && (json_put_int(o, "id", tid) != OT_OK || json_put_int(o, "principal_id", pid) != OT_OK
+            || json_put_str(o, "kind", authstore_kind_name(p.kind)) != OT_OK
+            || json_put_str(o, "name", p.name) != OT_OK || json_put_str(o, "token", tok) != OT_OK
+            || json_put_int(o, "ttl_s", ttl) != OT_OK)) {
+        json_free(o);
+        o = NULL;
+    }
     net_resp_header(resp, "Cache-Control", "no-store");
-    net_resp_json(resp, 201, o);
+    if (tsm_tx_commit(&c, req, resp, 201, o) == OT_OK) {
+        OT_LOG_INFO("req_id=%s token issued id=%lld principal=%lld", net_req_request_id(req),
+                    (long long)tid, (long long)pid);
+    }
 out:
     ot_mem_wipe(tok, sizeof(tok));
     json_free(doc);
@@ -297,6 +424,7 @@ void tsm_h_token_revoke(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct tsm *t = ctx;
     const struct net_principal *p = net_req_principal(req);
+    struct db_conn *c = NULL;
     int64_t id = 0;
     json_t *o;
     ot_err err;
@@ -304,7 +432,22 @@ void tsm_h_token_revoke(struct net_req *req, struct net_resp *resp, void *ctx)
     if (!tsm_id_of_path(req, resp, &id)) {
         return;
     }
-    err = authstore_revoke(t->auth, id, p->kind == NET_P_OPERATOR ? 0 : p->id);
+    err = tsm_tx_begin(t, &c);
+    if (err == OT_OK) {
+        err = authstore_revoke_tx(t->auth, c, id, p->kind == NET_P_OPERATOR ? 0 : p->id);
+    }
+    if (err == OT_OK) {
+        err = tsm_audit(t, c, req, "token.revoke", net_req_path(req), "ok");
+        if (err != OT_OK) {
+            tsm_tx_abort(&c);
+            tsm_fail(resp, err);
+            return;
+        }
+    }
+    if (err != OT_OK) {
+        /* Before tsm_authz, which audits on a connection of its own. */
+        tsm_tx_abort(&c);
+    }
     if (err == OT_E_NOT_FOUND && p->kind != NET_P_OPERATOR) {
         /* Missing or someone else's: one answer, audited as a denial. */
         err = tsm_authz(t, req, TSM_ACC_OWNED, 0, "token.revoke");
@@ -316,15 +459,19 @@ void tsm_h_token_revoke(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such token" : NULL, NULL);
         return;
     }
-    tsm_audit(t, NULL, req, "token.revoke", net_req_path(req), "ok");
     o = json_obj_new();
-    if (o == NULL || json_put_int(o, "id", id) != OT_OK
-        || json_put_bool(o, "revoked", true) != OT_OK) {
+    if (o != NULL
+        && (json_put_int(o, "id", id) != OT_OK || json_put_bool(o, "revoked", true) != OT_OK)) {
         json_free(o);
-        tsm_fail(resp, OT_E_NOMEM);
-        return;
+        o = NULL;
     }
-    net_resp_json(resp, 200, o);
+    err = tsm_tx_commit(&c, req, resp, 200, o);
+    /* After the commit, whatever its result, never before: see
+     * authstore_revoke_tx. */
+    authstore_cache_flush(t->auth);
+    if (err == OT_OK) {
+        OT_LOG_INFO("req_id=%s token revoked id=%lld", net_req_request_id(req), (long long)id);
+    }
 }
 
 /* ---- audit -------------------------------------------------------------- */

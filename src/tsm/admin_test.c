@@ -1,0 +1,465 @@
+/* The TSM's administrative handlers (tsm_admin.c) behind a real HTTP server,
+ * on SQLite, or on PostgreSQL with the argument "pg" (db/sec_testutil.h):
+ *
+ * - each change (principal create, certificate bind, token issue, token
+ *   revoke) commits in one transaction with its audit row: when the audit
+ *   row cannot be written (the audit table is renamed away, a real failure
+ *   of the database) the handler answers 5xx and the change is not there;
+ * - principal create and certificate bind keep their answer for replays in
+ *   that same transaction. The server's own post-commit store
+ *   (ops.idem_put) stores nothing here and counts its calls: it stands for
+ *   a crash right after the commit. The record is there all the same, the
+ *   server never called ops.idem_put for these routes, and a retry gets the
+ *   first answer byte for byte with Idempotent-Replayed.
+ */
+#include "tsm/tsm_priv.h"
+
+#include "db/audit.h"
+#include "db/authstore.h"
+#include "db/idem.h"
+#include "db/sec_testutil.h"
+#include "net/http.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+
+#define RESET_SQL                                                                        \
+    "DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                 \
+    " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS audit_log;"             \
+    " DROP TABLE IF EXISTS audit_log_off; DROP TABLE IF EXISTS audit_head;"              \
+    " DROP TABLE IF EXISTS idem_records; DELETE FROM schema_migrations WHERE service IN" \
+    " ('auth', 'audit', 'idem')"
+
+#define AUDIT_OFF "ALTER TABLE audit_log RENAME TO audit_log_off"
+#define AUDIT_ON  "ALTER TABLE audit_log_off RENAME TO audit_log"
+
+struct fx {
+    struct sec_t *t;
+    struct authstore *as;
+    struct tsm tsm;
+    struct net_server *srv;
+    pthread_mutex_t mu;
+    unsigned puts; /* ops.idem_put calls */
+    int64_t op_id;
+    char op_token[AUTHSTORE_TOKEN_LEN + 1];
+};
+
+struct cbuf {
+    char data[8192];
+    size_t len;
+};
+
+struct answer {
+    long status;
+    struct cbuf hdr;
+    struct cbuf body;
+};
+
+/* ---- the program side, as tsmd plugs it in ---- */
+
+static ot_err fx_authenticate(void *ctx, const char *bearer, const char *subject,
+                              struct net_principal *out)
+{
+    struct fx *f = ctx;
+    struct authstore_principal p;
+    ot_err err;
+
+    (void)subject;
+    if (bearer == NULL) {
+        return OT_E_AUTH;
+    }
+    err = authstore_verify(f->as, bearer, &p);
+    if (err != OT_OK) {
+        return err;
+    }
+    out->kind = (unsigned)p.kind;
+    out->id = p.id;
+    snprintf(out->name, sizeof out->name, "%s", p.name);
+    return OT_OK;
+}
+
+static ot_err fx_idem_get(void *ctx, const struct net_principal *p, const char *key,
+                          uint8_t req_hash[32], int *status, char **body, size_t *body_len)
+{
+    struct fx *f = ctx;
+
+    return idem_lookup(f->t->db, p->id, key, req_hash, status, body, body_len);
+}
+
+/* Never reached with a record: counts the calls and stores nothing. */
+static ot_err fx_idem_put(void *ctx, const struct net_principal *p, const char *key,
+                          const uint8_t req_hash[32], int status, const char *body, size_t body_len)
+{
+    struct fx *f = ctx;
+
+    (void)p;
+    (void)key;
+    (void)req_hash;
+    (void)status;
+    (void)body;
+    (void)body_len;
+    pthread_mutex_lock(&f->mu);
+    f->puts++;
+    pthread_mutex_unlock(&f->mu);
+    return OT_OK;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    struct net_server_cfg cfg;
+
+    assert_non_null(f);
+    assert_int_equal(pthread_mutex_init(&f->mu, NULL), 0);
+    f->t = sec_t_open(RESET_SQL);
+    assert_int_equal(authstore_new(f->t->db, &f->as), OT_OK);
+    assert_int_equal(audit_migrate(f->t->db), OT_OK);
+    assert_int_equal(idem_migrate(f->t->db), OT_OK);
+    assert_int_equal(authstore_create_principal(f->as, AUTHSTORE_OPERATOR, "op", &f->op_id), OT_OK);
+    assert_int_equal(
+        authstore_issue_token(f->as, f->op_id, 3600, NULL, f->op_token, sizeof f->op_token, NULL),
+        OT_OK);
+    /* The administrative handlers use the database and the auth store
+     * only (no key store, no registry). */
+    f->tsm.db = f->t->db;
+    f->tsm.auth = f->as;
+    f->tsm.batch = TSM_IMPORT_BATCH_DEFAULT;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.host = "127.0.0.1";
+    cfg.threads = 2;
+    cfg.auth_fail_max = 1000;
+    cfg.ops.authenticate = fx_authenticate;
+    cfg.ops.idem_get = fx_idem_get;
+    cfg.ops.idem_put = fx_idem_put;
+    cfg.ops_ctx = f;
+    assert_int_equal(net_server_new(&cfg, &f->srv), OT_OK);
+    assert_int_equal(tsm_add_routes(&f->tsm, f->srv), OT_OK);
+    assert_int_equal(net_server_start(f->srv), OT_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    net_server_free(f->srv);
+    authstore_free(f->as);
+    sec_t_close(f->t);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return 0;
+}
+
+/* ---- HTTP with the raw answer (headers included) ---- */
+
+static size_t cbuf_add(char *p, size_t size, size_t n, void *ud)
+{
+    struct cbuf *b = ud;
+    size_t k = size * n;
+    size_t room = sizeof b->data - 1 - b->len;
+    size_t take = k < room ? k : room;
+
+    memcpy(b->data + b->len, p, take);
+    b->len += take;
+    b->data[b->len] = '\0';
+    return k;
+}
+
+/* method path as the operator; body NULL: none; key NULL: no
+ * Idempotency-Key; reqid: X-Request-Id. */
+static long http(struct fx *f, const char *method, const char *path, const char *body,
+                 const char *key, const char *reqid, struct answer *a)
+{
+    char url[256];
+    char h_auth[AUTHSTORE_TOKEN_LEN + 32];
+    char h_key[128];
+    char h_id[96];
+    struct curl_slist *sl = NULL;
+    CURL *h = curl_easy_init();
+
+    assert_non_null(h);
+    memset(a, 0, sizeof *a);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)net_server_port(f->srv), path);
+    snprintf(h_auth, sizeof h_auth, "Authorization: Bearer %s", f->op_token);
+    sl = curl_slist_append(sl, h_auth);
+    sl = curl_slist_append(sl, "Content-Type: application/json");
+    if (key != NULL) {
+        snprintf(h_key, sizeof h_key, "Idempotency-Key: %s", key);
+        sl = curl_slist_append(sl, h_key);
+    }
+    snprintf(h_id, sizeof h_id, "X-Request-Id: %s", reqid);
+    sl = curl_slist_append(sl, h_id);
+    assert_non_null(sl);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, sl);
+    if (body != NULL) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    }
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cbuf_add);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &a->hdr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cbuf_add);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &a->body);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 20000L);
+    assert_int_equal(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->status);
+    curl_slist_free_all(sl);
+    curl_easy_cleanup(h);
+    return a->status;
+}
+
+static bool replayed(const struct answer *a)
+{
+    return strstr(a->hdr.data, "Idempotent-Replayed: true") != NULL;
+}
+
+/* The record kept for (operator, key): OT_OK with its status and body. */
+static ot_err record_of(struct fx *f, const char *key, struct idem_rec *rec)
+{
+    return idem_get(f->t->db, f->op_id, key, rec);
+}
+
+/* Audit rows with this action and request id. */
+static size_t audited(struct fx *f, const char *action, const char *reqid)
+{
+    struct audit_query q;
+    struct audit_entry *rows = NULL;
+    size_t n = 0;
+    int64_t next = 0;
+
+    memset(&q, 0, sizeof q);
+    q.action = action;
+    q.request_id = reqid;
+    assert_int_equal(audit_list(f->t->db, &q, &rows, &n, &next), OT_OK);
+    free(rows);
+    return n;
+}
+
+static int64_t mk_sp(struct fx *f, const char *name)
+{
+    int64_t id = 0;
+
+    assert_int_equal(authstore_create_principal(f->as, AUTHSTORE_SP, name, &id), OT_OK);
+    return id;
+}
+
+/* ---- tests ---- */
+
+/* The first answer is kept by the handler itself and replayed byte for
+ * byte; without it the retry would have run again and answered 200. */
+static void test_principal_create_replay(void **state)
+{
+    struct fx *f = *state;
+    static const char body[] = "{\"kind\":\"service_provider\",\"name\":\"sp-x\"}";
+    struct answer first;
+    struct answer again;
+    struct idem_rec rec;
+    struct authstore_principal p;
+
+    assert_int_equal(http(f, "POST", "/tsm/v1/principals", body, "create-1", "req-c1", &first),
+                     201);
+    assert_false(replayed(&first));
+    assert_int_equal(authstore_find_principal(f->as, AUTHSTORE_SP, "sp-x", &p), OT_OK);
+    assert_non_null(strstr(first.body.data, "\"name\":\"sp-x\""));
+    /* Kept in the handler's transaction: the server's store never ran. */
+    assert_int_equal(record_of(f, "create-1", &rec), OT_OK);
+    assert_int_equal(rec.status, 201);
+    assert_int_equal(rec.body_len, first.body.len);
+    assert_memory_equal(rec.body, first.body.data, first.body.len);
+    idem_rec_clear(&rec);
+    assert_int_equal(f->puts, 0);
+    assert_int_equal(audited(f, "principal.create", "req-c1"), 1);
+
+    assert_int_equal(http(f, "POST", "/tsm/v1/principals", body, "create-1", "req-c2", &again),
+                     201);
+    assert_true(replayed(&again));
+    assert_string_equal(again.body.data, first.body.data);
+    assert_int_equal(audited(f, "principal.create", "req-c2"), 0);
+    /* What the retry would have got had the record been lost. */
+    assert_int_equal(http(f, "POST", "/tsm/v1/principals", body, "create-2", "req-c3", &again),
+                     200);
+    assert_false(replayed(&again));
+    assert_int_equal(audited(f, "principal.create", "req-c3"), 0); /* nothing changed */
+    /* Another body under the first key: 422. */
+    assert_int_equal(http(f, "POST", "/tsm/v1/principals",
+                          "{\"kind\":\"device\",\"name\":\"sp-x\"}", "create-1", "req-c4", &again),
+                     422);
+    /* A refused request keeps no record and changes nothing. */
+    assert_int_equal(http(f, "POST", "/tsm/v1/principals", "{\"kind\":\"device\",\"name\":\"a b\"}",
+                          "create-3", "req-c5", &again),
+                     400);
+    assert_int_equal(record_of(f, "create-3", &rec), OT_E_NOT_FOUND);
+    assert_int_equal(f->puts, 0);
+}
+
+static void test_cert_bind_replay(void **state)
+{
+    struct fx *f = *state;
+    int64_t sp = mk_sp(f, "sp-cert");
+    char path[64];
+    struct answer first;
+    struct answer again;
+    struct idem_rec rec;
+    struct authstore_principal p;
+
+    snprintf(path, sizeof path, "/tsm/v1/principals/%lld/certificates", (long long)sp);
+    assert_int_equal(
+        http(f, "POST", path, "{\"subject\":\"CN=sp-cert\"}", "bind-1", "req-b1", &first), 200);
+    assert_false(replayed(&first));
+    assert_int_equal(authstore_verify_cert(f->as, "CN=sp-cert", &p), OT_OK);
+    assert_int_equal(p.id, sp);
+    assert_int_equal(record_of(f, "bind-1", &rec), OT_OK);
+    assert_int_equal(rec.status, 200);
+    assert_memory_equal(rec.body, first.body.data, first.body.len);
+    idem_rec_clear(&rec);
+    assert_int_equal(audited(f, "principal.cert.bind", "req-b1"), 1);
+    assert_int_equal(
+        http(f, "POST", path, "{\"subject\":\"CN=sp-cert\"}", "bind-1", "req-b2", &again), 200);
+    assert_true(replayed(&again));
+    assert_string_equal(again.body.data, first.body.data);
+    assert_int_equal(audited(f, "principal.cert.bind", "req-b2"), 0);
+    assert_int_equal(f->puts, 0);
+}
+
+/* Token issue is not replayed (its answer holds the token): nothing of it
+ * goes to the idempotency store. */
+static void test_token_issue_keeps_no_record(void **state)
+{
+    struct fx *f = *state;
+    int64_t sp = mk_sp(f, "sp-tok");
+    char body[64];
+    struct answer a;
+
+    snprintf(body, sizeof body, "{\"principal_id\":%lld}", (long long)sp);
+    assert_int_equal(http(f, "POST", "/tsm/v1/tokens", body, NULL, "req-t1", &a), 201);
+    assert_non_null(strstr(a.body.data, "\"token\":\"ot_"));
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM idem_records", 0, NULL), 0);
+    assert_int_equal(audited(f, "token.issue", "req-t1"), 1);
+    assert_int_equal(f->puts, 0);
+}
+
+enum action { ACT_CREATE, ACT_BIND, ACT_ISSUE, ACT_REVOKE };
+
+/* Whether the action's change is in the database. */
+static bool changed(struct fx *f, enum action act, int64_t sp, int64_t tid)
+{
+    struct authstore_principal p;
+    struct authstore_token_info *v = NULL;
+    size_t n = 0;
+
+    switch (act) {
+    case ACT_CREATE:
+        return authstore_find_principal(f->as, AUTHSTORE_SP, "sp-new", &p) == OT_OK;
+    case ACT_BIND:
+        return authstore_verify_cert(f->as, "CN=sp-a", &p) == OT_OK;
+    case ACT_ISSUE:
+        assert_int_equal(authstore_list_tokens(f->as, sp, 0, &v, &n), OT_OK);
+        free(v);
+        return n == 2; /* one issued by the fixture below */
+    case ACT_REVOKE:
+        return sec_t_int(f->t->db, "SELECT revoked_at FROM auth_tokens WHERE id = $1", 1, &tid)
+               != 0;
+    }
+    return false;
+}
+
+/* The audit row cannot be written (its table is gone): the handler answers
+ * 5xx and its change is rolled back with the audit row, idempotency record
+ * included. With the table back, the same request succeeds, audited. */
+static void test_audit_failure_rolls_back(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        enum action act;
+        const char *method;
+        const char *action; /* audit action */
+        const char *key;    /* Idempotency-Key, NULL: the route takes none */
+        long ok;            /* status once the audit works */
+    } cases[] = {
+        {ACT_CREATE, "POST", "principal.create", "af-create", 201},
+        {ACT_BIND, "POST", "principal.cert.bind", "af-bind", 200},
+        {ACT_ISSUE, "POST", "token.issue", NULL, 201},
+        {ACT_REVOKE, "DELETE", "token.revoke", NULL, 200},
+    };
+    int64_t sp = mk_sp(f, "sp-a");
+    char tok[AUTHSTORE_TOKEN_LEN + 1];
+    struct authstore_principal p;
+    int64_t tid = 0;
+    int64_t bad = 0;
+
+    assert_int_equal(authstore_issue_token(f->as, sp, 600, NULL, tok, sizeof tok, &tid), OT_OK);
+    assert_int_equal(authstore_verify(f->as, tok, &p), OT_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[64];
+        char body[96];
+        char reqid[32];
+        struct answer a;
+        struct idem_rec rec;
+
+        switch (cases[i].act) {
+        case ACT_CREATE:
+            snprintf(path, sizeof path, "/tsm/v1/principals");
+            snprintf(body, sizeof body, "{\"kind\":\"service_provider\",\"name\":\"sp-new\"}");
+            break;
+        case ACT_BIND:
+            snprintf(path, sizeof path, "/tsm/v1/principals/%lld/certificates", (long long)sp);
+            snprintf(body, sizeof body, "{\"subject\":\"CN=sp-a\"}");
+            break;
+        case ACT_ISSUE:
+            snprintf(path, sizeof path, "/tsm/v1/tokens");
+            snprintf(body, sizeof body, "{\"principal_id\":%lld}", (long long)sp);
+            break;
+        case ACT_REVOKE:
+            snprintf(path, sizeof path, "/tsm/v1/tokens/%lld", (long long)tid);
+            body[0] = '\0';
+            break;
+        }
+        snprintf(reqid, sizeof reqid, "af-%zu-broken", i);
+        sec_t_exec(f->t->db, AUDIT_OFF);
+        assert_int_equal(
+            http(f, cases[i].method, path, body[0] != '\0' ? body : NULL, cases[i].key, reqid, &a),
+            503);
+        assert_null(strstr(a.body.data, "\"token\":\"ot_")); /* never shown */
+        sec_t_exec(f->t->db, AUDIT_ON);
+        assert_false(changed(f, cases[i].act, sp, tid));
+        if (cases[i].key != NULL) {
+            assert_int_equal(record_of(f, cases[i].key, &rec), OT_E_NOT_FOUND);
+        }
+        assert_int_equal(audited(f, cases[i].action, reqid), 0);
+
+        snprintf(reqid, sizeof reqid, "af-%zu-ok", i);
+        assert_int_equal(
+            http(f, cases[i].method, path, body[0] != '\0' ? body : NULL, cases[i].key, reqid, &a),
+            cases[i].ok);
+        assert_false(replayed(&a)); /* the failed attempt left no record */
+        assert_true(changed(f, cases[i].act, sp, tid));
+        assert_int_equal(audited(f, cases[i].action, reqid), 1);
+        if (cases[i].key != NULL) {
+            assert_int_equal(record_of(f, cases[i].key, &rec), OT_OK);
+            assert_int_equal(rec.status, cases[i].ok);
+            idem_rec_clear(&rec);
+        }
+    }
+    /* The revocation reached the verification cache of the store. */
+    assert_int_equal(authstore_verify(f->as, tok, &p), OT_E_AUTH);
+    assert_int_equal(audit_verify(f->t->db, &bad, NULL), OT_OK);
+    assert_int_equal(f->puts, 0);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_principal_create_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cert_bind_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_issue_keeps_no_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_failure_rolls_back, setup, teardown),
+    };
+    int rc;
+
+    sec_t_select(argc, argv);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
