@@ -189,6 +189,13 @@ static const struct cfg_opt tsmd_opts[] = {
      1048576,
      0,
      "MiB of SE records kept in memory for the lookups (roughly 4,500 SEs per MiB); 0: no cache."},
+    {"tsm.cache_warm",
+     CFG_BOOL,
+     {.b = true},
+     0,
+     0,
+     0,
+     "Fill the SE cache from storage in the background at start."},
     {"log.level", CFG_STR, {.s = "info"}, 0, 8, 0, "error, warn, info, debug or trace."},
     {"log.format", CFG_STR, {.s = "text"}, 0, 8, 0, "text or json (one object per line)."},
 };
@@ -857,6 +864,7 @@ int main(int argc, char **argv)
         tc.ks = d.ks;
         tc.import_batch = (unsigned)cfg_int(d.cfg, "tsm.import_batch");
         tc.cache_bytes = (size_t)cfg_int(d.cfg, "tsm.cache_mb") << 20;
+        tc.cache_warm = cfg_bool(d.cfg, "tsm.cache_warm");
         err = tsm_new(&tc, &d.tsm);
         if (err != OT_OK) {
             fprintf(stderr, "tsmd: tsm service: %s\n", ot_strerror(err));

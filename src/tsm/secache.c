@@ -527,6 +527,11 @@ void tsm_secache_set_online(struct tsm_secache *c, bool online)
     OT_LOG_INFO("SE cache %s", online ? "online" : "offline (entries dropped)");
 }
 
+bool tsm_secache_online(const struct tsm_secache *c)
+{
+    return atomic_load(&c->online);
+}
+
 void tsm_secache_stats(struct tsm_secache *c, struct tsm_secache_stats *out)
 {
     memset(out, 0, sizeof(*out));

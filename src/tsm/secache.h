@@ -72,6 +72,8 @@ void tsm_secache_clear(struct tsm_secache *c);
  * online again (which bumps the generation once more). */
 void tsm_secache_set_online(struct tsm_secache *c, bool online);
 
+bool tsm_secache_online(const struct tsm_secache *c);
+
 void tsm_secache_stats(struct tsm_secache *c, struct tsm_secache_stats *out);
 
 #endif

@@ -252,7 +252,9 @@ static void test_offline(void **state)
     assert_int_equal(tsm_secache_new(BIG, &c), OT_OK);
     mk(&a, 1, 11, 111);
     put_now(c, &a);
+    assert_true(tsm_secache_online(c));
     tsm_secache_set_online(c, false);
+    assert_false(tsm_secache_online(c));
     assert_int_equal(tsm_secache_get(c, TSM_BY_CIN, a.cin, &got), OT_E_NOT_FOUND);
     put_now(c, &a);
     tsm_secache_stats(c, &st);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* ---- audit and authorisation ------------------------------------------ */
 
@@ -273,6 +274,62 @@ static void tsm_on_note(void *ctx, enum db_note what, const char *payload)
     }
 }
 
+/* Warm-up: pages through the registry in id order and offers each row to
+ * the cache, until the end or the first eviction (the budget is reached).
+ * Waits for the cache to be online (PostgreSQL: listening). A page whose
+ * puts were dropped because the generation moved is not retried: those
+ * rows come in on their first lookup. */
+#define TSM_WARM_PAGE TSM_LIST_MAX
+
+static void *tsm_warm_main(void *arg)
+{
+    struct tsm *t = arg;
+    struct tsm_se *page = malloc(TSM_WARM_PAGE * sizeof(*page));
+    struct tsm_secache_stats st;
+    struct timespec t0, t1, nap = {0, 50000000L};
+    int64_t after = 0;
+    bool more = true;
+    size_t n, i;
+    ot_err err = OT_OK;
+
+    if (page == NULL) {
+        OT_LOG_WARN("SE cache warm-up: no memory");
+        return NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (more && !atomic_load(&t->warm_stop)) {
+        if (!tsm_secache_online(t->cache)) {
+            nanosleep(&nap, NULL);
+            continue;
+        }
+        uint64_t gen = tsm_secache_gen(t->cache);
+        n = 0;
+        err = tsm_registry_list(t->db, after, NULL, NULL, TSM_WARM_PAGE, page, &n, &more);
+        if (err != OT_OK) {
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            tsm_secache_put(t->cache, &page[i], gen);
+        }
+        tsm_secache_stats(t->cache, &st);
+        if (n == 0 || st.evictions != 0) {
+            break;
+        }
+        after = page[n - 1].id;
+    }
+    tsm_secache_stats(t->cache, &st);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (err != OT_OK) {
+        OT_LOG_WARN("SE cache warm-up stopped: %s", ot_strerror(err));
+    } else {
+        OT_LOG_INFO("SE cache warm: %llu records, %llu bytes in %.1f s",
+                    (unsigned long long)st.entries, (unsigned long long)st.bytes,
+                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    }
+    free(page);
+    return NULL;
+}
+
 /* ---- routes ------------------------------------------------------------- */
 
 #define TSM_OP    NET_P_OPERATOR
@@ -342,6 +399,12 @@ ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out)
             tsm_secache_set_online(t->cache, false);
             OT_TRY(db_listen(t->db, TSM_SE_CHANNEL, tsm_on_note, t, &t->listener));
         }
+        if (cfg->cache_warm) {
+            if (pthread_create(&t->warm, NULL, tsm_warm_main, t) != 0) {
+                OT_FAIL(OT_E_NOMEM);
+            }
+            t->warm_started = true;
+        }
     }
     *out = t;
     t = NULL;
@@ -355,7 +418,11 @@ void tsm_free(struct tsm *t)
     if (t == NULL) {
         return;
     }
-    db_listener_free(t->listener); /* first: its thread uses the cache */
+    if (t->warm_started) {
+        atomic_store(&t->warm_stop, true);
+        pthread_join(t->warm, NULL);
+    }
+    db_listener_free(t->listener); /* before the cache: its thread uses it */
     tsm_secache_free(t->cache);
     free(t);
 }

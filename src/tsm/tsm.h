@@ -46,6 +46,9 @@ struct tsm_cfg {
      * cache. On PostgreSQL the cache serves only while this node hears the
      * other nodes' changes (LISTEN on TSM_SE_CHANNEL). */
     size_t cache_bytes;
+    /* Fill the cache from storage in the background at start (id order, up
+     * to the budget), so a restarted node's first lookups are not cold. */
+    bool cache_warm;
 };
 
 /* Applies the "tsm" migrations and returns the service. *out = NULL on

@@ -11,6 +11,8 @@
 #include "tsm/secache.h"
 #include "tsm/tsm.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +26,9 @@ struct tsm {
     unsigned batch;
     struct tsm_secache *cache;    /* NULL: lookups read storage */
     struct db_listener *listener; /* PostgreSQL: other nodes' changes */
+    pthread_t warm;               /* cache warm-up (cfg.cache_warm) */
+    bool warm_started;
+    atomic_bool warm_stop;
 };
 
 enum tsm_access {
