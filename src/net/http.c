@@ -40,11 +40,8 @@
 #define NET_CONN_MEMORY     ((size_t)16 * 1024) /* per connection: request line + headers */
 #define NET_IDEM_KEY_HEADER "Idempotency-Key"
 #define NET_BUILTINS        3
-#define NET_IDEM_BUSY       1024
-#define NET_DRAIN_MAX                                                                          \
-    ((size_t)1024                                                                              \
-     * 1024) /* body bytes read and dropped after 413 */ /* idempotent requests handled at the \
-                                                            same time */
+#define NET_IDEM_BUSY       1024                  /* idempotent requests handled at the same time */
+#define NET_DRAIN_MAX       ((size_t)1024 * 1024) /* body bytes read and dropped after 413 */
 
 struct net_seg {
     const char *lit; /* literal text (not NUL-terminated at len), or NULL for {param} */
