@@ -43,6 +43,16 @@ const struct db_migration tsm_registry_migrations[] = {
      " UNIQUE (se_id, aid));"
      "CREATE INDEX security_domains_owner ON security_domains (owner_sp, se_id);",
      NULL},
+    /* Lookup caches (secache.h) hear every change or deletion of an SE on
+     * channel TSM_SE_CHANNEL (payload: the old CIN), whichever node made it;
+     * delivered at commit. Inserts need no notice: caches hold no
+     * negative answers. SQLite: one process owns the file and its writers
+     * tell their own cache, so there is nothing to create. */
+    {2, "SELECT 1",
+     "CREATE FUNCTION tsm_se_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+     " BEGIN PERFORM pg_notify('" TSM_SE_CHANNEL "', OLD.cin); RETURN NULL; END $$;"
+     "CREATE TRIGGER secure_elements_notify AFTER UPDATE OR DELETE ON secure_elements"
+     " FOR EACH ROW EXECUTE FUNCTION tsm_se_notify();"},
 };
 const size_t tsm_registry_nmigrations =
     sizeof(tsm_registry_migrations) / sizeof(tsm_registry_migrations[0]);

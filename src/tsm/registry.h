@@ -24,6 +24,10 @@
 #define TSM_LIST_MAX    1000u
 #define TSM_SD_LIST_MAX 256u
 
+/* NOTIFY channel of SE changes and deletions (PostgreSQL; payload: the old
+ * CIN), raised by a trigger of the "tsm" migrations. */
+#define TSM_SE_CHANNEL "tsm_se"
+
 /* Migrations of the "tsm" set (tsm_registry_migrate applies them). */
 extern const struct db_migration tsm_registry_migrations[];
 extern const size_t tsm_registry_nmigrations;

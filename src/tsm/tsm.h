@@ -32,10 +32,9 @@ struct net_server;
 struct net_route;
 struct tsm;
 
-#define TSM_IMPORT_BATCH_DEFAULT 500u     /* rows per insert transaction */
-#define TSM_IMPORT_MAX_ROWS      200000u  /* rows per import request */
-#define TSM_REPORT_MAX_REJECTED  1000u    /* rejected rows listed in one report */
-#define TSM_SE_CHANNEL           "tsm_se" /* NOTIFY channel: payload = CIN of a changed SE */
+#define TSM_IMPORT_BATCH_DEFAULT 500u    /* rows per insert transaction */
+#define TSM_IMPORT_MAX_ROWS      200000u /* rows per import request */
+#define TSM_REPORT_MAX_REJECTED  1000u   /* rejected rows listed in one report */
 
 struct tsm_cfg {
     struct db *db;          /* borrowed; outlives the service */

@@ -65,11 +65,15 @@ static ot_err tsm_flush(struct tsm *t, struct tsm_pending *p, size_t n, struct t
 {
     ot_err err = OT_OK;
     struct db_conn *c = NULL;
+    uint64_t gen;
     size_t i;
 
     if (n == 0) {
         return OT_OK;
     }
+    /* Read before the transaction: the registered rows go to the lookup
+     * cache after the commit (write-through, tsm_cache_put). */
+    gen = tsm_cache_gen(t);
     OT_TRY(db_acquire(t->db, &c));
     OT_TRY(db_begin(c));
     OT_TRY(tsm_registry_import(c, t->ks, p->recs, n, p->res));
@@ -78,9 +82,11 @@ static ot_err tsm_flush(struct tsm *t, struct tsm_pending *p, size_t n, struct t
         switch (p->res[i]) {
         case TSM_INS_NEW:
             rep->imported++;
+            tsm_cache_put(t, &p->recs[i].se, gen);
             break;
         case TSM_INS_SAME:
             rep->unchanged++;
+            tsm_cache_put(t, &p->recs[i].se, gen);
             break;
         case TSM_INS_CONFLICT:
             tsm_report_reject(rep, p->rows[i], "cin", "already registered with different data");
