@@ -862,8 +862,11 @@ ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principa
     err = auth_in_txn(as, auth_revoke_fn, &a);
     /* After the commit, never before: a verification that read the token
      * before the commit must not cache it past this point (see the
-     * generation in struct authstore). */
-    authstore_cache_flush(as);
+     * generation in struct authstore). Not for a refusal, which changed
+     * nothing: anyone may ask to revoke a token id that is not theirs. */
+    if (err != OT_E_NOT_FOUND) {
+        authstore_cache_flush(as);
+    }
     if (err == OT_OK) {
         OT_LOG_INFO("token revoked id=%lld", (long long)token_id);
     }
