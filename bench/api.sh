@@ -19,7 +19,12 @@
 # Environment: OT_BUILD (build dir, default build-bench), BENCH_ROWS (1000000),
 # BENCH_CHUNK (rows per import request, 100000), BENCH_SECONDS (10),
 # BENCH_CONNS (32), BENCH_THREADS (2), BENCH_PG (1: also PostgreSQL; 0: skip),
-# BENCH_TSMD_THREADS (tsmd workers, default: number of CPUs).
+# BENCH_TSMD_THREADS (tsmd workers, default: number of CPUs), BENCH_NOCACHE (1:
+# also run the lookup with tsm.cache_mb=0 and log its figures; 0: skip).
+#
+# tsmd serves lookups from its SE cache (docs/internals/lookup-cache.md),
+# filled here by the import (write-through); the log shows the cache's
+# counters after the run and, with BENCH_NOCACHE=1, the storage-only rate.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +42,7 @@ CONNS=${BENCH_CONNS:-32}
 THREADS=${BENCH_THREADS:-2}
 WITH_PG=${BENCH_PG:-1}
 TSMD_THREADS=${BENCH_TSMD_THREADS:-$(nproc)}
+NOCACHE=${BENCH_NOCACHE:-1}
 MSISDN_BASE=491510000000
 IMSI_BASE=262010000000000
 LUA=$ROOT/bench/api_wrk.lua
@@ -112,9 +118,26 @@ run_tsmd() {
     R_SIZE=$(stat -c %s "$TSMD_WORK/resp")
     cp "$TSMD_WORK/resp" "$TSMD_WORK/sample-$label.json"
     out=$(run_wrk "$TSMD_URL" "/tsm/v1/secure-elements?msisdn=" "$sp_token")
-    tsmd_stop
+    note "$label cache after the run: $(cache_figures)"
     figs=$(wrk_figures "$label tsmd" "$out")
     read -r R_RPS R_P99 <<<"$figs"
+    if [ "$NOCACHE" = 1 ]; then
+        # For the record: the same run with every lookup reading storage.
+        tsmd_stop
+        TSMD_SETS+=(--set tsm.cache_mb=0)
+        tsmd_start
+        out=$(run_wrk "$TSMD_URL" "/tsm/v1/secure-elements?msisdn=" "$sp_token")
+        figs=$(wrk_figures "$label tsmd without cache" "$out")
+        note "$label without cache (tsm.cache_mb=0): rps p99_ms = $figs"
+    fi
+    tsmd_stop
+}
+
+# The lookup cache's counters from /metrics, one line.
+cache_figures() {
+    curl -s --max-time 5 "$TSMD_URL/metrics" | awk '
+        $1 ~ /^tsm_se_cache_/ { sub(/^tsm_se_cache_/, "", $1); printf "%s=%s ", $1, $2 }
+        END { print "" }'
 }
 
 # run_wrk URL PATH_PREFIX TOKEN: a 2 s warm-up, then the measured run. The
