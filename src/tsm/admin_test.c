@@ -1,12 +1,14 @@
-/* The TSM's administrative handlers (tsm_admin.c) behind a real HTTP server,
- * on SQLite, or on PostgreSQL with the argument "pg" (db/sec_testutil.h):
+/* The TSM's administrative handlers (tsm_admin.c) and the security-domain
+ * assignment (tsm_sd.c) behind a real HTTP server, on SQLite, or on
+ * PostgreSQL with the argument "pg" (db/sec_testutil.h):
  *
  * - each change (principal create, certificate bind, token issue, token
- *   revoke) commits in one transaction with its audit row: when the audit
- *   row cannot be written (the audit table is renamed away, a real failure
- *   of the database) the handler answers 5xx and the change is not there;
- * - principal create and certificate bind keep their answer for replays in
- *   that same transaction. The server's own post-commit store
+ *   revoke, SD assign) commits in one transaction with its audit row: when
+ *   the audit row cannot be written (the audit table is renamed away, a real
+ *   failure of the database) the handler answers 5xx and the change is not
+ *   there;
+ * - principal create, certificate bind and SD assign keep their answer for
+ *   replays in that same transaction. The server's own post-commit store
  *   (ops.idem_put) stores nothing here and counts its calls: it stands for
  *   a crash right after the commit. The record is there all the same, the
  *   server never called ops.idem_put for these routes, and a retry gets the
@@ -19,16 +21,23 @@
 #include "db/idem.h"
 #include "db/sec_testutil.h"
 #include "net/http.h"
+#include "tsm/registry.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
 
-#define RESET_SQL                                                                        \
-    "DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                 \
-    " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS audit_log;"             \
-    " DROP TABLE IF EXISTS audit_log_off; DROP TABLE IF EXISTS audit_head;"              \
-    " DROP TABLE IF EXISTS idem_records; DELETE FROM schema_migrations WHERE service IN" \
-    " ('auth', 'audit', 'idem')"
+#define RESET_SQL                                                                     \
+    "DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"              \
+    " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS audit_log;"          \
+    " DROP TABLE IF EXISTS audit_log_off; DROP TABLE IF EXISTS audit_head;"           \
+    " DROP TABLE IF EXISTS idem_records; DROP TABLE IF EXISTS security_domains;"      \
+    " DROP TABLE IF EXISTS secure_elements; DROP FUNCTION IF EXISTS tsm_se_notify();" \
+    " DELETE FROM schema_migrations WHERE service IN ('auth', 'audit', 'idem', 'tsm')"
+
+/* The SE the security-domain tests assign on, and an AID. */
+#define SD_CIN  "A0000001"
+#define SD_PATH "/tsm/v1/secure-elements/" SD_CIN "/security-domains"
+#define SD_AID  "A000000151000001"
 
 #define AUDIT_OFF "ALTER TABLE audit_log RENAME TO audit_log_off"
 #define AUDIT_ON  "ALTER TABLE audit_log_off RENAME TO audit_log"
@@ -104,6 +113,32 @@ static ot_err fx_idem_put(void *ctx, const struct net_principal *p, const char *
     return OT_OK;
 }
 
+/* Registers one SE (no key sets) for the security-domain tests. */
+static void mk_se(struct db *db, const char *cin)
+{
+    struct tsm_serec rec;
+    enum tsm_ins res = TSM_INS_CONFLICT;
+    struct db_conn *c = NULL;
+
+    memset(&rec, 0, sizeof rec);
+    snprintf(rec.se.cin, sizeof rec.se.cin, "%s", cin);
+    snprintf(rec.se.se_type, sizeof rec.se.se_type, "UICC");
+    snprintf(rec.se.mno, sizeof rec.se.mno, "mno-a");
+    snprintf(rec.se.profile_id, sizeof rec.se.profile_id, "p1");
+    snprintf(rec.se.gp_version, sizeof rec.se.gp_version, "2.2.1");
+    snprintf(rec.se.jc_version, sizeof rec.se.jc_version, "3.0.4");
+    snprintf(rec.se.cert_level, sizeof rec.se.cert_level, "EAL5+");
+    snprintf(rec.se.expiry, sizeof rec.se.expiry, "2030-12-31");
+    rec.se.free_memory = 1000;
+    rec.se.master_key_index = 1;
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    assert_int_equal(db_begin(c), OT_OK);
+    assert_int_equal(tsm_registry_import(c, NULL, &rec, 1, &res), OT_OK);
+    assert_int_equal(res, TSM_INS_NEW);
+    assert_int_equal(db_commit(c), OT_OK);
+    db_release(c);
+}
+
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
@@ -115,12 +150,14 @@ static int setup(void **state)
     assert_int_equal(authstore_new(f->t->db, &f->as), OT_OK);
     assert_int_equal(audit_migrate(f->t->db), OT_OK);
     assert_int_equal(idem_migrate(f->t->db), OT_OK);
+    assert_int_equal(tsm_registry_migrate(f->t->db), OT_OK);
+    mk_se(f->t->db, SD_CIN);
     assert_int_equal(authstore_create_principal(f->as, AUTHSTORE_OPERATOR, "op", &f->op_id), OT_OK);
     assert_int_equal(
         authstore_issue_token(f->as, f->op_id, 3600, NULL, f->op_token, sizeof f->op_token, NULL),
         OT_OK);
-    /* The administrative handlers use the database and the auth store
-     * only (no key store, no registry). */
+    /* These handlers use the database, the auth store and (SD assign)
+     * the registry tables: no key store, no SE cache. */
     f->tsm.db = f->t->db;
     f->tsm.auth = f->as;
     f->tsm.batch = TSM_IMPORT_BATCH_DEFAULT;
@@ -322,6 +359,53 @@ static void test_cert_bind_replay(void **state)
     assert_int_equal(f->puts, 0);
 }
 
+/* SD assign: the 201 of the first assignment is kept in its transaction
+ * and replayed; without it the retry would have answered 200 (the same
+ * assignment exists). A conflicting assignment keeps nothing. */
+static void test_sd_assign_replay(void **state)
+{
+    struct fx *f = *state;
+    static const char body[] = "{\"aid\":\"" SD_AID "\",\"sp\":\"sp-sd\"}";
+    struct answer first;
+    struct answer again;
+    struct idem_rec rec;
+
+    (void)mk_sp(f, "sp-sd");
+    (void)mk_sp(f, "sp-other");
+    assert_int_equal(http(f, "POST", SD_PATH, body, "sd-1", "req-s1", &first), 201);
+    assert_false(replayed(&first));
+    assert_non_null(strstr(first.body.data, "\"owner\":\"sp-sd\""));
+    assert_non_null(strstr(first.body.data, "\"aid\":\"" SD_AID "\""));
+    assert_int_equal(record_of(f, "sd-1", &rec), OT_OK);
+    assert_int_equal(rec.status, 201);
+    assert_int_equal(rec.body_len, first.body.len);
+    assert_memory_equal(rec.body, first.body.data, first.body.len);
+    idem_rec_clear(&rec);
+    assert_int_equal(f->puts, 0);
+    assert_int_equal(audited(f, "sd.assign", "req-s1"), 1);
+
+    assert_int_equal(http(f, "POST", SD_PATH, body, "sd-1", "req-s2", &again), 201);
+    assert_true(replayed(&again));
+    assert_string_equal(again.body.data, first.body.data);
+    assert_int_equal(audited(f, "sd.assign", "req-s2"), 0);
+    /* What the retry would have got had the record been lost. */
+    assert_int_equal(http(f, "POST", SD_PATH, body, "sd-2", "req-s3", &again), 200);
+    assert_false(replayed(&again));
+    assert_int_equal(audited(f, "sd.assign", "req-s3"), 0);
+    /* Another body under the first key: 422. */
+    assert_int_equal(http(f, "POST", SD_PATH, "{\"aid\":\"" SD_AID "\",\"sp\":\"sp-other\"}",
+                          "sd-1", "req-s4", &again),
+                     422);
+    /* Another owner for the same AID: 409, no record, nothing changed. */
+    assert_int_equal(http(f, "POST", SD_PATH, "{\"aid\":\"" SD_AID "\",\"sp\":\"sp-other\"}",
+                          "sd-3", "req-s5", &again),
+                     409);
+    assert_int_equal(record_of(f, "sd-3", &rec), OT_E_NOT_FOUND);
+    assert_int_equal(audited(f, "sd.assign", "req-s5"), 0);
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM security_domains", 0, NULL), 1);
+    assert_int_equal(f->puts, 0);
+}
+
 /* Token issue is not replayed (its answer holds the token): nothing of it
  * goes to the idempotency store. */
 static void test_token_issue_keeps_no_record(void **state)
@@ -339,7 +423,7 @@ static void test_token_issue_keeps_no_record(void **state)
     assert_int_equal(f->puts, 0);
 }
 
-enum action { ACT_CREATE, ACT_BIND, ACT_ISSUE, ACT_REVOKE };
+enum action { ACT_CREATE, ACT_BIND, ACT_ISSUE, ACT_REVOKE, ACT_ASSIGN };
 
 /* Whether the action's change is in the database. */
 static bool changed(struct fx *f, enum action act, int64_t sp, int64_t tid)
@@ -360,6 +444,8 @@ static bool changed(struct fx *f, enum action act, int64_t sp, int64_t tid)
     case ACT_REVOKE:
         return sec_t_int(f->t->db, "SELECT revoked_at FROM auth_tokens WHERE id = $1", 1, &tid)
                != 0;
+    case ACT_ASSIGN:
+        return sec_t_int(f->t->db, "SELECT COUNT(*) FROM security_domains", 0, NULL) != 0;
     }
     return false;
 }
@@ -381,6 +467,7 @@ static void test_audit_failure_rolls_back(void **state)
         {ACT_BIND, "POST", "principal.cert.bind", "af-bind", 200},
         {ACT_ISSUE, "POST", "token.issue", NULL, 201},
         {ACT_REVOKE, "DELETE", "token.revoke", NULL, 200},
+        {ACT_ASSIGN, "POST", "sd.assign", "af-assign", 201},
     };
     int64_t sp = mk_sp(f, "sp-a");
     char tok[AUTHSTORE_TOKEN_LEN + 1];
@@ -413,6 +500,10 @@ static void test_audit_failure_rolls_back(void **state)
         case ACT_REVOKE:
             snprintf(path, sizeof path, "/tsm/v1/tokens/%lld", (long long)tid);
             body[0] = '\0';
+            break;
+        case ACT_ASSIGN:
+            snprintf(path, sizeof path, "%s", SD_PATH);
+            snprintf(body, sizeof body, "{\"aid\":\"%s\",\"sp\":\"sp-a\"}", SD_AID);
             break;
         }
         snprintf(reqid, sizeof reqid, "af-%zu-broken", i);
@@ -452,6 +543,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_principal_create_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cert_bind_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sd_assign_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_issue_keeps_no_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_failure_rolls_back, setup, teardown),
     };

@@ -8,6 +8,7 @@
 #include "db/audit.h"
 #include "db/authstore.h"
 #include "db/db.h"
+#include "db/idem.h"
 #include "db/keystore.h"
 #include "net/http.h"
 #include "net/json.h"
@@ -26,20 +27,17 @@ static const char *const tsm_lcs_names[] = {"INSTALLED", "SELECTABLE", "PERSONAL
 
 /* ---- security domains --------------------------------------------------- */
 
-static json_t *tsm_sd_json(struct tsm *t, const struct tsm_sd *sd, const char *cin)
+/* The SD as answered; owner: its owner's name. */
+static json_t *tsm_sd_json_of(const struct tsm_sd *sd, const char *cin, const char *owner)
 {
-    struct authstore_principal owner;
     json_t *o = json_obj_new();
 
     if (o == NULL) {
         return NULL;
     }
-    if (authstore_get_principal(t->auth, sd->owner_sp, &owner) != OT_OK) {
-        snprintf(owner.name, sizeof(owner.name), "%s", "");
-    }
     if (json_put_str(o, "cin", cin) != OT_OK || json_put_str(o, "aid", sd->aid) != OT_OK
         || json_put_int(o, "owner_id", sd->owner_sp) != OT_OK
-        || json_put_str(o, "owner", owner.name) != OT_OK
+        || json_put_str(o, "owner", owner) != OT_OK
         || json_put_str(o, "privileges", sd->privileges) != OT_OK
         || json_put_str(o, "lcs", sd->lcs) != OT_OK
         || json_put_int(o, "created_at", sd->created_at) != OT_OK) {
@@ -47,6 +45,16 @@ static json_t *tsm_sd_json(struct tsm *t, const struct tsm_sd *sd, const char *c
         return NULL;
     }
     return o;
+}
+
+static json_t *tsm_sd_json(struct tsm *t, const struct tsm_sd *sd, const char *cin)
+{
+    struct authstore_principal owner;
+
+    if (authstore_get_principal(t->auth, sd->owner_sp, &owner) != OT_OK) {
+        snprintf(owner.name, sizeof(owner.name), "%s", "");
+    }
+    return tsm_sd_json_of(sd, cin, owner.name);
 }
 
 void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
@@ -146,6 +154,79 @@ out:
     }
 }
 
+/* ---- one transaction per assignment ------------------------------------
+ *
+ * An assignment commits in one transaction with its audit row and the
+ * answer kept for replays of its Idempotency-Key (the route is idempotent),
+ * as the administrative changes of tsm_admin.c do: a crash at any point
+ * leaves all three or none, so a retry after a crash replays the first
+ * answer (201) instead of running again and answering 200. */
+
+#define TSM_SD_IDEM_HEADER "Idempotency-Key"
+
+/* Rolls back and gives the connection back. NULL *c: no-op. */
+static void tsm_sd_abort(struct db_conn **c)
+{
+    if (*c != NULL) {
+        (void)db_rollback(*c);
+        db_release(*c);
+        *c = NULL;
+    }
+}
+
+/* Keeps (status, o) for replays, commits and answers it; on any failure
+ * rolls back and answers the error instead. Takes o (NULL: out of memory).
+ * The body is serialised once: the bytes kept are the bytes sent. */
+static ot_err tsm_sd_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp,
+                            int status, json_t *o)
+{
+    const struct net_principal *p = net_req_principal(req);
+    const char *key = NULL;
+    const uint8_t *hash = NULL;
+    char *body = NULL;
+    size_t len = 0;
+    bool idem = net_req_idem(req, &key, &hash);
+    bool taken = false; /* the key's record exists already */
+    ot_err err = OT_OK;
+
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(json_serialize(o, &body, &len));
+    if (idem) {
+        if (p == NULL) {
+            OT_FAIL(OT_E_INTERNAL);
+        }
+        /* OT_E_CONFLICT: another request with this key (another process on
+         * this database) committed first; the retry replays its answer. */
+        err = idem_put_tx(*c, p->id, key, hash, status, NULL, body, len, NULL);
+        taken = err == OT_E_CONFLICT;
+        OT_TRY(err);
+    }
+    OT_TRY(db_commit(*c));
+    db_release(*c);
+    *c = NULL;
+    if (idem) {
+        net_req_idem_stored(req);
+    }
+    net_resp_bytes(resp, status, "application/json", body, len);
+out:
+    if (err != OT_OK) {
+        tsm_sd_abort(c);
+        if (taken) {
+            net_resp_error(resp, err, NULL, "a request with this Idempotency-Key is in progress",
+                           TSM_SD_IDEM_HEADER);
+        } else {
+            OT_LOG_ERROR("req_id=%s security domain not assigned: %s", net_req_request_id(req),
+                         ot_strerror(err));
+            tsm_fail(resp, err);
+        }
+    }
+    free(body);
+    json_free(o);
+    return err;
+}
+
 void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     static const char *const allowed[] = {"aid", "sp", "privileges", "lcs", NULL};
@@ -156,7 +237,6 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
     struct json_err jerr;
     struct db_conn *c = NULL;
     json_t *doc = NULL;
-    json_t *o = NULL;
     const char *aid = NULL;
     const char *spname = NULL;
     uint8_t privb[3];
@@ -207,7 +287,6 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(db_begin(c));
     err = tsm_registry_sd_assign(c, &sd, &created);
     if (err == OT_E_CONFLICT) {
-        db_rollback(c);
         net_resp_error(resp, err, NULL,
                        "this AID is assigned on this SE with another owner or attributes", "aid");
         err = OT_OK;
@@ -217,20 +296,22 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
     if (created) {
         snprintf(res, sizeof(res), "/tsm/v1/secure-elements/%s/security-domains/%s", se.cin,
                  sd.aid);
-        tsm_audit(t, c, req, "sd.assign", res, "ok");
+        /* The assignment must not commit without its audit row. */
+        OT_TRY(tsm_audit(t, c, req, "sd.assign", res, "ok"));
     }
-    OT_TRY(db_commit(c));
-    o = tsm_sd_json(t, &sd, se.cin);
-    if (o == NULL) {
-        OT_FAIL(OT_E_NOMEM);
+    /* sd.owner_sp is sp.id (a stored assignment with another owner is a
+     * conflict), so the answer names sp without reading storage again. */
+    err = tsm_sd_commit(&c, req, resp, created ? 201 : 200, tsm_sd_json_of(&sd, se.cin, sp.name));
+    if (err == OT_OK && created) {
+        OT_LOG_INFO("req_id=%s security domain assigned cin=%s aid=%s sp=%lld",
+                    net_req_request_id(req), se.cin, sd.aid, (long long)sp.id);
     }
-    net_resp_json(resp, created ? 201 : 200, o);
+    err = OT_OK; /* answered by tsm_sd_commit */
 out:
-    if (c != NULL) {
-        db_rollback(c);
-        db_release(c);
-    }
+    tsm_sd_abort(&c);
     if (err != OT_OK) {
+        OT_LOG_ERROR("req_id=%s security domain not assigned: %s", net_req_request_id(req),
+                     ot_strerror(err));
         tsm_fail(resp, err);
     }
     json_free(doc);
