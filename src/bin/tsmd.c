@@ -45,6 +45,8 @@
 #define TSMD_GRACE_MS   15000u
 #define TSMD_DEV_KEK    "./var/tsmd.kek"
 #define TSMD_MAX_SETS   64
+/* Lifetime of a token from --bootstrap-operator (one year, in seconds). */
+#define TSMD_BOOTSTRAP_TTL ((int64_t)365 * 24 * 3600)
 
 static const struct cfg_opt tsmd_opts[] = {
     {"http.listen",
@@ -717,33 +719,129 @@ out:
     return err;
 }
 
+/* The operator principal called name in c's transaction: found (refused
+ * when disabled) or created. *created tells which. */
+static ot_err tsmd_bootstrap_principal(struct tsmd *d, struct db_conn *c, const char *name,
+                                       struct authstore_principal *p, bool *created)
+{
+    ot_err err = OT_OK;
+    int64_t id = 0;
+
+    *created = false;
+    err = authstore_find_principal_tx(d->auth, c, AUTHSTORE_OPERATOR, name, p);
+    if (err == OT_OK) {
+        if (p->disabled) {
+            OT_FAIL(OT_E_STATE);
+        }
+        goto out;
+    }
+    if (err != OT_E_NOT_FOUND) {
+        goto out;
+    }
+    /* OT_E_CONFLICT (another process created it since the lookup) leaves
+     * the transaction usable (authstore.h): use that principal. */
+    err = authstore_create_principal_tx(d->auth, c, AUTHSTORE_OPERATOR, name, &id);
+    if (err == OT_E_CONFLICT) {
+        err = authstore_find_principal_tx(d->auth, c, AUTHSTORE_OPERATOR, name, p);
+        goto out;
+    }
+    OT_TRY(err);
+    OT_TRY(authstore_get_principal_tx(d->auth, c, id, p));
+    *created = true;
+out:
+    return err;
+}
+
+/* One audit row of the bootstrap in c's transaction: action on
+ * "<base>/<id>", by the operator p. */
+static ot_err tsmd_bootstrap_audit(struct db_conn *c, const struct authstore_principal *p,
+                                   const char *action, const char *base, int64_t id)
+{
+    struct audit_entry e;
+
+    memset(&e, 0, sizeof(e));
+    e.principal_kind = AUTHSTORE_OPERATOR;
+    e.principal_id = p->id;
+    snprintf(e.principal_name, sizeof(e.principal_name), "%s", p->name);
+    snprintf(e.action, sizeof(e.action), "%s", action);
+    snprintf(e.resource, sizeof(e.resource), "%s/%lld", base, (long long)id);
+    snprintf(e.outcome, sizeof(e.outcome), "ok");
+    snprintf(e.request_id, sizeof(e.request_id), "cli");
+    return audit_append_tx(c, &e);
+}
+
+/* tsmd --bootstrap-operator NAME: finds or creates the operator, issues it
+ * a token and appends the audit rows in ONE transaction, so that a failure
+ * or a crash at any point leaves either all of them or nothing (no token
+ * nobody saw, no change without its audit row). The token is printed only
+ * after the commit; on failure the error goes to stderr and nothing is
+ * printed on stdout. Exit codes: 0, 2 bad name, 1 anything else. */
 static int tsmd_bootstrap(struct tsmd *d, const char *name)
 {
     char tok[AUTHSTORE_TOKEN_LEN + 1];
-    int64_t id = 0;
-    struct audit_entry e;
-    ot_err err;
+    struct authstore_principal p;
+    struct db_conn *c = NULL;
+    int64_t tid = 0;
+    bool created = false;
+    const char *step = "open a transaction";
+    bool committing = false; /* a failed commit may have reached the database */
+    ot_err err = OT_OK;
 
-    err = authstore_bootstrap_operator(d->auth, name, 0, tok, sizeof(tok), &id);
-    if (err != OT_OK) {
-        fprintf(stderr, "tsmd: bootstrap of operator \"%s\" failed: %s\n", name, ot_strerror(err));
-        return err == OT_E_FORMAT ? TSMD_EXIT_USAGE : TSMD_EXIT_FAIL;
+    memset(tok, 0, sizeof(tok));
+    memset(&p, 0, sizeof(p));
+    OT_TRY(db_acquire(d->db, &c));
+    OT_TRY(db_begin(c));
+    step = "find or create the operator";
+    OT_TRY(tsmd_bootstrap_principal(d, c, name, &p, &created));
+    step = "issue the token";
+    OT_TRY(authstore_issue_token_tx(d->auth, c, p.id, TSMD_BOOTSTRAP_TTL, "bootstrap", tok,
+                                    sizeof(tok), &tid));
+    /* Attributed to the operator itself: the command line has no other
+     * principal. A new principal gets its own row, as over the API. */
+    if (created) {
+        step = "write the audit row";
+        OT_TRY(tsmd_bootstrap_audit(c, &p, "principal.create", "/tsm/v1/principals", p.id));
     }
-    memset(&e, 0, sizeof(e));
-    e.principal_kind = AUTHSTORE_OPERATOR;
-    e.principal_id = id;
-    snprintf(e.principal_name, sizeof(e.principal_name), "%s", name);
-    snprintf(e.action, sizeof(e.action), "operator.bootstrap");
-    snprintf(e.resource, sizeof(e.resource), "/tsm/v1/principals/%lld", (long long)id);
-    snprintf(e.outcome, sizeof(e.outcome), "ok");
-    snprintf(e.request_id, sizeof(e.request_id), "cli");
-    if (audit_append(d->db, &e) != OT_OK) {
-        fprintf(stderr, "tsmd: warning: the bootstrap could not be audited\n");
-    }
+    step = "write the audit row";
+    OT_TRY(tsmd_bootstrap_audit(c, &p, "operator.bootstrap", "/tsm/v1/tokens", tid));
+    step = "commit";
+    committing = true;
+    OT_TRY(db_commit(c));
+    db_release(c);
+    c = NULL;
+    OT_LOG_INFO("operator bootstrap name=%s id=%lld token_id=%lld%s", p.name, (long long)p.id,
+                (long long)tid, created ? " created" : "");
     printf("%s\n", tok);
     fflush(stdout);
+out:
     ot_mem_wipe(tok, sizeof(tok));
-    return TSMD_EXIT_OK;
+    if (c != NULL) {
+        (void)db_rollback(c);
+        db_release(c);
+    }
+    if (err == OT_OK) {
+        return TSMD_EXIT_OK;
+    }
+    if (err == OT_E_FORMAT) {
+        fprintf(stderr,
+                "tsmd: bootstrap of operator \"%s\" failed: the name must be 1 to %u printable"
+                " ASCII characters without spaces; nothing was changed\n",
+                name, AUTHSTORE_NAME_MAX);
+        return TSMD_EXIT_USAGE;
+    }
+    if (err == OT_E_STATE) {
+        fprintf(stderr,
+                "tsmd: bootstrap of operator \"%s\" failed: the operator is disabled; nothing"
+                " was changed\n",
+                name);
+        return TSMD_EXIT_FAIL;
+    }
+    fprintf(stderr, "tsmd: bootstrap of operator \"%s\" failed: cannot %s: %s; %s\n", name, step,
+            ot_strerror(err),
+            committing ? "the token was not shown (if the commit reached the database anyway, the"
+                         " token exists unseen, audited as operator.bootstrap)"
+                       : "nothing was changed");
+    return TSMD_EXIT_FAIL;
 }
 
 int main(int argc, char **argv)
