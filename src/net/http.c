@@ -1051,19 +1051,92 @@ static bool net_gate(struct net_req *req, enum MHD_Result *res)
     return true;
 }
 
-/* SHA-256 over method, path (query included) and body, NUL-separated. */
+/* Feeds s[0..n) to md, percent-encoding (%XX, upper case) every byte
+ * other than the RFC 3986 unreserved ones when all is true, and only '%'
+ * and '?' otherwise (a path: what a route can hold hashes as itself). */
+static bool net_hash_pct(EVP_MD_CTX *md, const char *s, size_t n, bool all)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    char buf[256];
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool plain =
+            all ? ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                   || c == '-' || c == '.' || c == '_' || c == '~')
+                : (c != '%' && c != '?');
+        if (k + 3 > sizeof buf) {
+            if (EVP_DigestUpdate(md, buf, k) != 1) {
+                return false;
+            }
+            k = 0;
+        }
+        if (plain) {
+            buf[k++] = (char)c;
+        } else {
+            buf[k++] = '%';
+            buf[k++] = hexd[c >> 4];
+            buf[k++] = hexd[c & 0x0f];
+        }
+    }
+    return k == 0 || EVP_DigestUpdate(md, buf, k) == 1;
+}
+
+struct net_hash_query {
+    EVP_MD_CTX *md;
+    size_t n;
+    bool ok;
+};
+
+static enum MHD_Result net_hash_query_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         size_t key_size, const char *value, size_t value_size)
+{
+    struct net_hash_query *q = cls;
+
+    (void)kind;
+    q->ok = q->ok && EVP_DigestUpdate(q->md, q->n == 0 ? "?" : "&", 1) == 1
+            && net_hash_pct(q->md, key, key_size, true)
+            && (value == NULL
+                || (EVP_DigestUpdate(q->md, "=", 1) == 1
+                    && net_hash_pct(q->md, value, value_size, true)));
+    q->n++;
+    return q->ok ? MHD_YES : MHD_NO;
+}
+
+/* The request hash of an Idempotency-Key (http.h): SHA-256 over
+ *
+ *   method NUL path [ "?" query ] NUL body
+ *
+ * where path is the request path with '%' and '?' percent-encoded and
+ * query lists the query arguments in the order received, "key" (no '=' in
+ * the request) or "key=value", joined by '&', each key and value (as
+ * decoded by MHD, with their lengths, so any byte counts) percent-encoded
+ * but for the unreserved characters. So a replay with other arguments, or
+ * the same ones in another order, is another request (422), while an
+ * argument written another way (%61 for a) is the same. The encoding is
+ * unambiguous: the first '?' ends the path and the first NUL after it the
+ * query. A request without arguments hashes as before arguments counted
+ * (method NUL path NUL body), so records stored then still replay. */
 static ot_err net_req_hash(struct net_req *req, uint8_t out[32])
 {
     ot_err err = OT_OK;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
+    struct net_hash_query q = {md, 0, true};
     unsigned n = 0;
     if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1
         || EVP_DigestUpdate(md, req->method, strlen(req->method) + 1) != 1
-        || EVP_DigestUpdate(md, req->url, strlen(req->url) + 1) != 1
+        || !net_hash_pct(md, req->url, strlen(req->url), false)) {
+        err = OT_E_CRYPTO;
+        goto out;
+    }
+    (void)MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, net_hash_query_cb, &q);
+    if (!q.ok || EVP_DigestUpdate(md, "", 1) != 1
         || (req->body.len > 0 && EVP_DigestUpdate(md, req->body.data, req->body.len) != 1)
         || EVP_DigestFinal_ex(md, out, &n) != 1 || n != 32) {
         err = OT_E_CRYPTO;
     }
+out:
     EVP_MD_CTX_free(md);
     return err;
 }

@@ -19,11 +19,15 @@
  * ops.audit, including 401/403/404 and handler errors.
  *
  * Idempotency: the key is scoped to the principal; the request hash is
- * SHA-256 over method, path with query, and body. The handler's answer is
- * stored through ops.idem_put only when it is a success (2xx): a rejected
- * request changes nothing, not even the idempotency store, and its retry is
- * validated (and rejected) again. A second request with a key whose first
- * request is still running gets 409 "conflict".
+ * SHA-256 over the method, the path, the query arguments as received (in
+ * their order, each name and value as decoded; "a" and "a=" differ) and the
+ * body, in an unambiguous encoding (net_req_hash in http.c). A replay with
+ * the same key and body but other query arguments is a different request:
+ * 422 like another body. The handler's answer is stored through
+ * ops.idem_put only when it is a success (2xx): a rejected request changes
+ * nothing, not even the idempotency store, and its retry is validated (and
+ * rejected) again. A second request with a key whose first request is still
+ * running gets 409 "conflict".
  *
  * That store comes after the handler's commit, so a crash in between makes
  * the retry run the handler again. A handler whose change is one database

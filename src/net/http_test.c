@@ -323,11 +323,12 @@ static void h_silent(struct net_req *req, struct net_resp *resp, void *ctx)
 
 static const char *const q_item[] = {"q", NULL};
 static const char *const q_search[] = {"msisdn", "limit", NULL};
+static const char *const q_create[] = {"mode", "dry", NULL};
 
 static const struct net_route routes[] = {
     {"GET", "/t/v1/items/{id}", NET_P_SP | NET_P_OPERATOR, false, h_item_get, q_item},
     {"GET", "/t/v1/items/search", NET_P_ANY, false, h_item_search, q_search},
-    {"POST", "/t/v1/items", NET_P_SP, true, h_item_create, NULL},
+    {"POST", "/t/v1/items", NET_P_SP, true, h_item_create, q_create},
     {"DELETE", "/t/v1/items/{id}", NET_P_OPERATOR, false, h_item_delete, NULL},
     {"GET", "/t/v1/public", 0, false, h_public, NULL},
     {"GET", "/t/v1/slow", NET_P_ANY, false, h_slow, NULL},
@@ -752,6 +753,71 @@ static void test_idempotency(void **state)
     net_server_free(srv);
 }
 
+/* The request hash covers the query arguments as received (http.h): the
+ * same key and body with other arguments, or the same ones in another
+ * order, is another request (422, nothing runs); the same arguments replay,
+ * also when written another way. Each row: the path of a request under
+ * the key of its group, and the answer it must get. A group's first row
+ * runs the handler. */
+static void test_idempotency_query(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key;
+        const char *path;
+        long status;
+        bool runs; /* the handler ran (created goes up) */
+    } rows[] = {
+        {"q-1", "/t/v1/items?mode=a", 201, true},
+        {"q-1", "/t/v1/items?mode=a", 201, false},       /* replay */
+        {"q-1", "/t/v1/items?mode=%61", 201, false},     /* the same argument, encoded */
+        {"q-1", "/t/v1/items?mode=b", 422, false},       /* another value */
+        {"q-1", "/t/v1/items", 422, false},              /* no arguments */
+        {"q-1", "/t/v1/items?mode=a&dry=1", 422, false}, /* one more */
+        {"q-1", "/t/v1/items?dry=1", 422, false},        /* another name */
+        {"q-1", "/t/v1/items?mode=", 422, false},        /* empty value */
+        {"q-1", "/t/v1/items?mode=a%00", 422, false},    /* a NUL byte more */
+        {"q-2", "/t/v1/items?mode", 201, true},          /* no '=' */
+        {"q-2", "/t/v1/items?mode=", 422, false},        /* "mode=" is not "mode" */
+        {"q-2", "/t/v1/items?mode", 201, false},         /* replay */
+        {"q-3", "/t/v1/items?mode=a&dry=1", 201, true},
+        {"q-3", "/t/v1/items?dry=1&mode=a", 422, false}, /* another order */
+        {"q-3", "/t/v1/items?mode=a&dry=1", 201, false}, /* replay */
+        {"q-4", "/t/v1/items", 201, true},               /* no query at all */
+        {"q-4", "/t/v1/items?", 201, false},             /* an empty query is none */
+        {"q-4", "/t/v1/items?mode=a", 422, false},
+        {"q-5", "/t/v1/items?mode=a%26dry%3D1", 201, true}, /* '&' and '=' inside a value */
+        {"q-5", "/t/v1/items?mode=a&dry=1", 422, false},
+    };
+    reset_app();
+    struct net_server *srv = start(NULL);
+    char first[64] = "";
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        static const char body[] = "{\"name\":\"q\"}";
+        char hk[64];
+        const char *h[] = {hk, NULL};
+        struct net_client_resp r;
+        int before = g_app.created;
+        (void)snprintf(hk, sizeof hk, "Idempotency-Key: %s", rows[i].key);
+        long got = call(srv, "POST", rows[i].path, "sp-a-token", body, h, &r);
+        if (got != rows[i].status) {
+            print_error("row %zu (%s %s): HTTP %ld, want %ld\n", i, rows[i].key, rows[i].path, got,
+                        rows[i].status);
+        }
+        assert_int_equal(got, rows[i].status);
+        assert_int_equal(g_app.created, before + (rows[i].runs ? 1 : 0));
+        if (rows[i].runs) {
+            (void)snprintf(first, sizeof first, "%s", r.body);
+        } else if (got == 201) {
+            assert_string_equal(r.body, first); /* the first answer, replayed */
+        } else {
+            assert_string_equal(r.error_code, "idempotency_mismatch");
+        }
+        net_client_resp_clear(&r);
+    }
+    net_server_free(srv);
+}
+
 /* A handler that stored its answer itself (net_req_idem_stored): the
  * server does not store it again, and replays what the handler stored
  * under the key and request hash it was given. */
@@ -1093,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_body_cap),
         cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_idempotency_query),
         cmocka_unit_test(test_idempotency_concurrent),
         cmocka_unit_test(test_idempotency_handler_stores),
         cmocka_unit_test(test_graceful_stop),
