@@ -59,6 +59,8 @@ struct authstore {
      * does not store its (stale) answer afterwards. */
     atomic_int_fast64_t generation;
     struct auth_cache_shard shard[AUTHSTORE_CACHE_SHARDS];
+    struct db_listener *listener; /* PostgreSQL: other processes' changes */
+    atomic_bool listening;        /* the listener is up */
 };
 
 static const struct db_migration auth_migrations[] = {
@@ -86,6 +88,16 @@ static const struct db_migration auth_migrations[] = {
      " principal_id BIGINT NOT NULL REFERENCES auth_principals (id),"
      " created_at BIGINT NOT NULL)",
      NULL},
+    /* Other processes on the same PostgreSQL database (tsmd nodes) hear
+     * revocations, disabled principals and deletions at commit and flush
+     * their token caches (AUTHSTORE_CHANNEL). SQLite: nothing to create. */
+    {2, "SELECT 1",
+     "CREATE OR REPLACE FUNCTION auth_changed_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+     " BEGIN PERFORM pg_notify('" AUTHSTORE_CHANNEL "', TG_TABLE_NAME); RETURN NULL; END $$;"
+     "CREATE TRIGGER auth_tokens_changed AFTER UPDATE OF revoked_at, expires_at, principal_id"
+     " OR DELETE ON auth_tokens FOR EACH ROW EXECUTE FUNCTION auth_changed_notify();"
+     "CREATE TRIGGER auth_principals_changed AFTER UPDATE OF disabled, kind OR DELETE"
+     " ON auth_principals FOR EACH ROW EXECUTE FUNCTION auth_changed_notify();"},
 };
 
 static const struct {
@@ -125,6 +137,28 @@ static bool auth_kind_valid(int64_t k)
            || k == AUTHSTORE_DEVICE;
 }
 
+/* Another process changed tokens or principals (or the listener has just
+ * (re)connected and may have missed such a change): forget what is cached. */
+static void auth_on_note(void *ctx, enum db_note what, const char *payload)
+{
+    struct authstore *as = ctx;
+
+    (void)payload;
+    if (what == DB_NOTE_DOWN) {
+        atomic_store(&as->listening, false);
+        return;
+    }
+    authstore_cache_flush(as);
+    if (what == DB_NOTE_UP) {
+        atomic_store(&as->listening, true);
+    }
+}
+
+bool authstore_listening(const struct authstore *as)
+{
+    return as != NULL && atomic_load(&as->listening);
+}
+
 ot_err authstore_new(struct db *db, struct authstore **out)
 {
     struct authstore *as = NULL;
@@ -161,6 +195,13 @@ ot_err authstore_new(struct db *db, struct authstore **out)
             OT_FAIL(OT_E_NOMEM);
         }
     }
+    if (db_kind(db) == DB_PG) {
+        err = db_listen(db, AUTHSTORE_CHANNEL, auth_on_note, as, &as->listener);
+        if (err != OT_OK) {
+            authstore_free(as);
+            goto out;
+        }
+    }
     *out = as;
 out:
     return err;
@@ -171,6 +212,7 @@ void authstore_free(struct authstore *as)
     if (as == NULL) {
         return;
     }
+    db_listener_free(as->listener); /* first: its thread flushes the cache */
     for (size_t i = 0; i < AUTHSTORE_CACHE_SHARDS; i++) {
         pthread_mutex_destroy(&as->shard[i].mu);
     }

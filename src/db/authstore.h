@@ -21,9 +21,12 @@
  * time (AUTHSTORE_CACHE_TTL_DEFAULT_MS, see authstore_set_cache_ttl) so the
  * request hot path does not read the database each time. Revoking or
  * disabling through this struct authstore takes effect at once (with
- * authstore_revoke_tx: once the caller commits and flushes the cache); a
- * change made by another process (or by raw SQL) takes effect within the
- * TTL.
+ * authstore_revoke_tx: once the caller commits and flushes the cache). On
+ * PostgreSQL a revocation, expiry change, disabling or deletion made by
+ * another process (another tsmd node, raw SQL) is heard at its commit
+ * through LISTEN/NOTIFY on AUTHSTORE_CHANNEL (a trigger of the "auth"
+ * migrations; db_listen) and flushes the cache; while that listener is
+ * disconnected, and on SQLite, such a change takes effect within the TTL.
  * Expiry is checked on every hit.
  *
  * Transactions: every change commits in a transaction of its own, or, with
@@ -72,6 +75,7 @@ enum authstore_kind {
 #define AUTHSTORE_CERT_ID_MAX          511u
 #define AUTHSTORE_LABEL_MAX            63u
 #define AUTHSTORE_CACHE_TTL_DEFAULT_MS 2000u
+#define AUTHSTORE_CHANNEL              "auth_changed" /* NOTIFY channel, PostgreSQL */
 #define AUTHSTORE_CACHE_TTL_MAX_MS     60000u
 /* Largest ttl accepted by authstore_issue_token (10 years, in seconds). */
 #define AUTHSTORE_TTL_MAX ((int64_t)10 * 366 * 24 * 3600)
@@ -105,6 +109,10 @@ ot_err authstore_kind_parse(const char *s, enum authstore_kind *out);
  * borrows db (db must outlive it). *out = NULL on failure. */
 ot_err authstore_new(struct db *db, struct authstore **out);
 void authstore_free(struct authstore *as); /* NULL: no-op */
+
+/* PostgreSQL: true while the store hears other processes' changes (its
+ * listener is connected and has flushed the cache once); SQLite: false. */
+bool authstore_listening(const struct authstore *as);
 
 /* Sets how long a verified token is remembered (0..AUTHSTORE_CACHE_TTL_MAX_MS
  * milliseconds, 0 disables the cache; OT_E_ARG beyond) and empties the

@@ -49,7 +49,7 @@ const struct db_migration tsm_registry_migrations[] = {
      * negative answers. SQLite: one process owns the file and its writers
      * tell their own cache, so there is nothing to create. */
     {2, "SELECT 1",
-     "CREATE FUNCTION tsm_se_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+     "CREATE OR REPLACE FUNCTION tsm_se_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
      " BEGIN PERFORM pg_notify('" TSM_SE_CHANNEL "', OLD.cin); RETURN NULL; END $$;"
      "CREATE TRIGGER secure_elements_notify AFTER UPDATE OR DELETE ON secure_elements"
      " FOR EACH ROW EXECUTE FUNCTION tsm_se_notify();"},
