@@ -14,7 +14,10 @@
  * Profiles live in ~/.config/opentsm/config ($XDG_CONFIG_HOME/opentsm/config),
  * INI sections "[profile NAME]" with url, token and ca; --profile or
  * OPENTSM_PROFILE picks one ("default" otherwise). --url, --token, --ca and
- * OPENTSM_URL / OPENTSM_TOKEN override the profile.
+ * OPENTSM_URL / OPENTSM_TOKEN override the profile. A file holding a token
+ * should be mode 0600: when group or others may read or write it, tsmctl
+ * says so on stderr (naming the file and the chmod) and goes on. tsmctl
+ * only reads profiles; it never writes one.
  *
  * Output: aligned tables, or with --json one JSON object per result per line.
  */
@@ -258,6 +261,7 @@ struct ctl_profile {
     char cert[CTL_VALUE_MAX];
     char key[CTL_VALUE_MAX];
     bool found;
+    bool file_token; /* some profile of the file holds a token */
     char bad[CTL_VALUE_MAX];
 };
 
@@ -266,6 +270,9 @@ static int ctl_ini(void *user, const char *section, const char *name, const char
     struct ctl_profile *p = user;
     char *dst = NULL;
 
+    if (strcmp(name, "token") == 0 && value[0] != '\0') {
+        p->file_token = true; /* whichever profile: the file holds a secret */
+    }
     if (strncmp(section, "profile ", 8) != 0 || strcmp(section + 8, p->want) != 0) {
         return 1;
     }
@@ -291,6 +298,34 @@ static int ctl_ini(void *user, const char *section, const char *name, const char
     return 1;
 }
 
+/* A profile file holding a token is a secret, like an ssh key: warn (and
+ * go on) when users other than its owner may read it, or change it (its
+ * url, so that the token goes elsewhere). f: the file as opened, so the
+ * mode checked is the mode of the file read. */
+static void ctl_profile_mode_check(FILE *f, const char *path)
+{
+    struct stat st;
+    bool rd;
+    bool wr;
+
+    if (fstat(fileno(f), &st) != 0) {
+        return;
+    }
+    rd = (st.st_mode & (S_IRGRP | S_IROTH)) != 0;
+    wr = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+    if (!rd && !wr) {
+        return;
+    }
+    fprintf(stderr,
+            "tsmctl: warning: %s holds an API token and is %s by other users (mode %04o);"
+            " run: chmod 600 %s\n",
+            path,
+            rd && wr ? "readable and writable"
+            : rd     ? "readable"
+                     : "writable",
+            (unsigned)(st.st_mode & 07777), path);
+}
+
 /* Reads the profile file (if any) and applies environment and options. */
 static int ctl_profile_load(const struct ctl_args *g, struct ctl_profile *p)
 {
@@ -298,7 +333,8 @@ static int ctl_profile_load(const struct ctl_args *g, struct ctl_profile *p)
     const char *xdg = getenv("XDG_CONFIG_HOME");
     const char *home = getenv("HOME");
     const char *v;
-    int rc;
+    FILE *f = NULL;
+    int rc = 0;
     bool named;
 
     memset(p, 0, sizeof(*p));
@@ -315,7 +351,16 @@ static int ctl_profile_load(const struct ctl_args *g, struct ctl_profile *p)
     } else {
         snprintf(path, sizeof(path), "%s/.config/opentsm/config", home != NULL ? home : ".");
     }
-    rc = ini_parse(path, ctl_ini, p);
+    /* No file (or none readable) is no profile, as before: the options and
+     * the environment may say everything. */
+    f = fopen(path, "r");
+    if (f != NULL) {
+        rc = ini_parse_file(f, ctl_ini, p);
+        if (p->file_token) {
+            ctl_profile_mode_check(f, path);
+        }
+        fclose(f);
+    }
     if (rc > 0 || rc == -2) {
         fprintf(stderr, "tsmctl: %s:%d: %s\n", path, rc, p->bad[0] ? p->bad : "syntax error");
         return CTL_USAGE;
