@@ -8,7 +8,6 @@
 #include "db/audit.h"
 #include "db/authstore.h"
 #include "db/db.h"
-#include "db/idem.h"
 #include "db/keystore.h"
 #include "net/http.h"
 #include "net/json.h"
@@ -23,100 +22,6 @@
 
 #define TSM_TOKEN_TTL_DEF  ((int64_t)90 * 24 * 3600)
 #define TSM_AUDIT_LIST_DEF 100u
-
-/* ---- one transaction per administrative change -------------------------
- *
- * Each change below (principal create, certificate bind, token issue and
- * revoke) commits in one transaction with its audit row and, on the routes
- * that take an Idempotency-Key, with the answer kept for replays. A crash
- * at any point leaves all of them or none: no committed change without its
- * audit row, and no committed change whose retry would run again (and
- * answer differently, e.g. 200 "exists" instead of the first 201). The
- * records are scoped as tsmd's ops.idem_get reads them: by principal id. */
-
-#define TSM_IDEM_HEADER "Idempotency-Key"
-
-static ot_err tsm_tx_begin(struct tsm *t, struct db_conn **c)
-{
-    ot_err err = OT_OK;
-
-    *c = NULL;
-    OT_TRY(db_acquire(t->db, c));
-    OT_TRY(db_begin(*c));
-out:
-    if (err != OT_OK) {
-        db_release(*c);
-        *c = NULL;
-    }
-    return err;
-}
-
-/* Rolls back and gives the connection back. NULL *c: no-op. */
-static void tsm_tx_abort(struct db_conn **c)
-{
-    if (*c != NULL) {
-        (void)db_rollback(*c);
-        db_release(*c);
-        *c = NULL;
-    }
-}
-
-/* Keeps the answer (status, o) for replays when the route is idempotent,
- * commits and answers it; on any failure rolls back and answers the error
- * instead. Takes o (NULL: out of memory). The body is serialised once: the
- * bytes kept are the bytes sent. */
-static ot_err tsm_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp,
-                            int status, json_t *o)
-{
-    const struct net_principal *p = net_req_principal(req);
-    const char *key = NULL;
-    const uint8_t *hash = NULL;
-    char *body = NULL;
-    size_t len = 0;
-    bool idem = net_req_idem(req, &key, &hash);
-    bool taken = false; /* the key's record exists already */
-    ot_err err = OT_OK;
-
-    if (o == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(json_serialize(o, &body, &len));
-    if (idem) {
-        if (p == NULL) {
-            OT_FAIL(OT_E_INTERNAL);
-        }
-        /* OT_E_CONFLICT: another request with this key (another process
-         * on this database) committed first; the retry replays its answer. */
-        err = idem_put_tx(*c, p->id, key, hash, status, NULL, body, len, NULL);
-        taken = err == OT_E_CONFLICT;
-        OT_TRY(err);
-    }
-    OT_TRY(db_commit(*c));
-    db_release(*c);
-    *c = NULL;
-    if (idem) {
-        net_req_idem_stored(req);
-    }
-    net_resp_bytes(resp, status, "application/json", body, len);
-out:
-    if (err != OT_OK) {
-        tsm_tx_abort(c);
-        if (taken) {
-            net_resp_error(resp, err, NULL, "a request with this Idempotency-Key is in progress",
-                           TSM_IDEM_HEADER);
-        } else {
-            OT_LOG_ERROR("req_id=%s change not committed: %s", net_req_request_id(req),
-                         ot_strerror(err));
-            tsm_fail(resp, err);
-        }
-    }
-    if (body != NULL) {
-        ot_mem_wipe(body, len); /* may hold a token */
-    }
-    free(body);
-    json_free(o);
-    return err;
-}
 
 /* ---- principals, certificates, tokens ----------------------------------- */
 

@@ -83,6 +83,19 @@ uint64_t tsm_cache_gen(const struct tsm *t);
 void tsm_cache_put(struct tsm *t, const struct tsm_se *se, uint64_t gen);
 void tsm_cache_invalidate(struct tsm *t, const char *cin);
 
+/* One transaction per change (tsm.c): the change, its audit row and, on
+ * idempotent routes, the answer kept for replays commit together.
+ * tsm_tx_begin borrows a connection and begins (*c NULL on failure);
+ * tsm_tx_abort rolls back and gives it back (NULL *c: no-op); tsm_tx_commit
+ * keeps the answer (status, o) for replays when the route is idempotent,
+ * commits and answers it, or on any failure rolls back and answers the
+ * error. It takes o (NULL: out of memory); the body is serialised once, so
+ * the bytes kept are the bytes sent. */
+ot_err tsm_tx_begin(struct tsm *t, struct db_conn **c);
+void tsm_tx_abort(struct db_conn **c);
+ot_err tsm_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp, int status,
+                     json_t *o);
+
 /* The SE named by {cin}; answers 400/404/503 itself when there is none. */
 bool tsm_se_of_path(struct tsm *t, const struct net_req *req, struct net_resp *resp,
                     struct tsm_se *se);

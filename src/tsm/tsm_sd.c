@@ -8,7 +8,6 @@
 #include "db/audit.h"
 #include "db/authstore.h"
 #include "db/db.h"
-#include "db/idem.h"
 #include "db/keystore.h"
 #include "net/http.h"
 #include "net/json.h"
@@ -154,79 +153,10 @@ out:
     }
 }
 
-/* ---- one transaction per assignment ------------------------------------
- *
- * An assignment commits in one transaction with its audit row and the
- * answer kept for replays of its Idempotency-Key (the route is idempotent),
- * as the administrative changes of tsm_admin.c do: a crash at any point
- * leaves all three or none, so a retry after a crash replays the first
- * answer (201) instead of running again and answering 200. */
-
-#define TSM_SD_IDEM_HEADER "Idempotency-Key"
-
-/* Rolls back and gives the connection back. NULL *c: no-op. */
-static void tsm_sd_abort(struct db_conn **c)
-{
-    if (*c != NULL) {
-        (void)db_rollback(*c);
-        db_release(*c);
-        *c = NULL;
-    }
-}
-
-/* Keeps (status, o) for replays, commits and answers it; on any failure
- * rolls back and answers the error instead. Takes o (NULL: out of memory).
- * The body is serialised once: the bytes kept are the bytes sent. */
-static ot_err tsm_sd_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp,
-                            int status, json_t *o)
-{
-    const struct net_principal *p = net_req_principal(req);
-    const char *key = NULL;
-    const uint8_t *hash = NULL;
-    char *body = NULL;
-    size_t len = 0;
-    bool idem = net_req_idem(req, &key, &hash);
-    bool taken = false; /* the key's record exists already */
-    ot_err err = OT_OK;
-
-    if (o == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(json_serialize(o, &body, &len));
-    if (idem) {
-        if (p == NULL) {
-            OT_FAIL(OT_E_INTERNAL);
-        }
-        /* OT_E_CONFLICT: another request with this key (another process on
-         * this database) committed first; the retry replays its answer. */
-        err = idem_put_tx(*c, p->id, key, hash, status, NULL, body, len, NULL);
-        taken = err == OT_E_CONFLICT;
-        OT_TRY(err);
-    }
-    OT_TRY(db_commit(*c));
-    db_release(*c);
-    *c = NULL;
-    if (idem) {
-        net_req_idem_stored(req);
-    }
-    net_resp_bytes(resp, status, "application/json", body, len);
-out:
-    if (err != OT_OK) {
-        tsm_sd_abort(c);
-        if (taken) {
-            net_resp_error(resp, err, NULL, "a request with this Idempotency-Key is in progress",
-                           TSM_SD_IDEM_HEADER);
-        } else {
-            OT_LOG_ERROR("req_id=%s security domain not assigned: %s", net_req_request_id(req),
-                         ot_strerror(err));
-            tsm_fail(resp, err);
-        }
-    }
-    free(body);
-    json_free(o);
-    return err;
-}
-
+/* An assignment commits in one transaction with its audit row and the
+ * answer kept for replays of its Idempotency-Key (tsm_tx_commit): a crash
+ * at any point leaves all three or none, so a retry after a crash replays
+ * the first answer (201) instead of running again and answering 200. */
 void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     static const char *const allowed[] = {"aid", "sp", "privileges", "lcs", NULL};
@@ -283,8 +213,7 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
         snprintf(sd.privileges, sizeof(sd.privileges), "%s", TSM_SD_PRIV_DEFAULT);
     }
     snprintf(sd.lcs, sizeof(sd.lcs), "%s", tsm_lcs_names[lcs]);
-    OT_TRY(db_acquire(t->db, &c));
-    OT_TRY(db_begin(c));
+    OT_TRY(tsm_tx_begin(t, &c));
     err = tsm_registry_sd_assign(c, &sd, &created);
     if (err == OT_E_CONFLICT) {
         net_resp_error(resp, err, NULL,
@@ -301,14 +230,14 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     /* sd.owner_sp is sp.id (a stored assignment with another owner is a
      * conflict), so the answer names sp without reading storage again. */
-    err = tsm_sd_commit(&c, req, resp, created ? 201 : 200, tsm_sd_json_of(&sd, se.cin, sp.name));
+    err = tsm_tx_commit(&c, req, resp, created ? 201 : 200, tsm_sd_json_of(&sd, se.cin, sp.name));
     if (err == OT_OK && created) {
         OT_LOG_INFO("req_id=%s security domain assigned cin=%s aid=%s sp=%lld",
                     net_req_request_id(req), se.cin, sd.aid, (long long)sp.id);
     }
-    err = OT_OK; /* answered by tsm_sd_commit */
+    err = OT_OK; /* answered by tsm_tx_commit */
 out:
-    tsm_sd_abort(&c);
+    tsm_tx_abort(&c);
     if (err != OT_OK) {
         OT_LOG_ERROR("req_id=%s security domain not assigned: %s", net_req_request_id(req),
                      ot_strerror(err));
