@@ -719,39 +719,6 @@ out:
     return err;
 }
 
-/* The operator principal called name in c's transaction: found (refused
- * when disabled) or created. *created tells which. */
-static ot_err tsmd_bootstrap_principal(struct tsmd *d, struct db_conn *c, const char *name,
-                                       struct authstore_principal *p, bool *created)
-{
-    ot_err err = OT_OK;
-    int64_t id = 0;
-
-    *created = false;
-    err = authstore_find_principal_tx(d->auth, c, AUTHSTORE_OPERATOR, name, p);
-    if (err == OT_OK) {
-        if (p->disabled) {
-            OT_FAIL(OT_E_STATE);
-        }
-        goto out;
-    }
-    if (err != OT_E_NOT_FOUND) {
-        goto out;
-    }
-    /* OT_E_CONFLICT (another process created it since the lookup) leaves
-     * the transaction usable (authstore.h): use that principal. */
-    err = authstore_create_principal_tx(d->auth, c, AUTHSTORE_OPERATOR, name, &id);
-    if (err == OT_E_CONFLICT) {
-        err = authstore_find_principal_tx(d->auth, c, AUTHSTORE_OPERATOR, name, p);
-        goto out;
-    }
-    OT_TRY(err);
-    OT_TRY(authstore_get_principal_tx(d->auth, c, id, p));
-    *created = true;
-out:
-    return err;
-}
-
 /* One audit row of the bootstrap in c's transaction: action on
  * "<base>/<id>", by the operator p. */
 static ot_err tsmd_bootstrap_audit(struct db_conn *c, const struct authstore_principal *p,
@@ -791,11 +758,9 @@ static int tsmd_bootstrap(struct tsmd *d, const char *name)
     memset(&p, 0, sizeof(p));
     OT_TRY(db_acquire(d->db, &c));
     OT_TRY(db_begin(c));
-    step = "find or create the operator";
-    OT_TRY(tsmd_bootstrap_principal(d, c, name, &p, &created));
-    step = "issue the token";
-    OT_TRY(authstore_issue_token_tx(d->auth, c, p.id, TSMD_BOOTSTRAP_TTL, "bootstrap", tok,
-                                    sizeof(tok), &tid));
+    step = "find or create the operator and issue its token";
+    OT_TRY(authstore_bootstrap_operator_tx(d->auth, c, name, TSMD_BOOTSTRAP_TTL, tok, sizeof(tok),
+                                           &p, &tid, &created));
     /* Attributed to the operator itself: the command line has no other
      * principal. A new principal gets its own row, as over the API. */
     if (created) {

@@ -1155,38 +1155,39 @@ out:
     return err;
 }
 
-ot_err authstore_bootstrap_operator(struct authstore *as, const char *name, int64_t ttl,
-                                    char *token_text, size_t token_cap, int64_t *principal_id)
+ot_err authstore_bootstrap_operator_tx(struct authstore *as, struct db_conn *c, const char *name,
+                                       int64_t ttl, char *token_text, size_t token_cap,
+                                       struct authstore_principal *p, int64_t *token_id,
+                                       bool *created)
 {
-    struct authstore_principal p;
     int64_t id = 0;
     ot_err err = OT_OK;
 
-    if (as == NULL) {
+    if (as == NULL || p == NULL || created == NULL) {
         return OT_E_ARG;
     }
+    *created = false;
     if (ttl == 0) {
         ttl = AUTHSTORE_BOOTSTRAP_TTL;
     }
-    err = authstore_find_principal(as, AUTHSTORE_OPERATOR, name, &p);
+    err = authstore_find_principal_tx(as, c, AUTHSTORE_OPERATOR, name, p);
     if (err == OT_E_NOT_FOUND) {
-        err = authstore_create_principal(as, AUTHSTORE_OPERATOR, name, &id);
+        /* OT_E_CONFLICT (another process created it since the lookup)
+         * leaves the transaction usable: use that principal. */
+        err = authstore_create_principal_tx(as, c, AUTHSTORE_OPERATOR, name, &id);
         if (err == OT_E_CONFLICT) {
-            /* created concurrently by another process: use that one */
-            err = authstore_find_principal(as, AUTHSTORE_OPERATOR, name, &p);
-            id = p.id;
+            err = authstore_find_principal_tx(as, c, AUTHSTORE_OPERATOR, name, p);
+        } else if (err == OT_OK) {
+            err = authstore_get_principal_tx(as, c, id, p);
+            *created = err == OT_OK;
         }
-    } else if (err == OT_OK) {
-        if (p.disabled) {
-            OT_FAIL(OT_E_STATE);
-        }
-        id = p.id;
     }
     OT_TRY(err);
-    OT_TRY(authstore_issue_token(as, id, ttl, "bootstrap", token_text, token_cap, NULL));
-    if (principal_id != NULL) {
-        *principal_id = id;
+    if (p->disabled) {
+        OT_FAIL(OT_E_STATE);
     }
+    OT_TRY(
+        authstore_issue_token_tx(as, c, p->id, ttl, "bootstrap", token_text, token_cap, token_id));
 out:
     return err;
 }

@@ -200,11 +200,16 @@ ot_err authstore_unbind_cert(struct authstore *as, const char *cert_id);
 ot_err authstore_verify_cert(struct authstore *as, const char *cert_id,
                              struct authstore_principal *out);
 
-/* First start: ensures an operator principal called name exists (creating
- * it if needed) and issues it a token (ttl seconds, 0: one year). The token
- * text goes to token_text as for authstore_issue_token; the caller prints it
- * once (tsmd --bootstrap-operator NAME). *principal_id may be NULL. */
-ot_err authstore_bootstrap_operator(struct authstore *as, const char *name, int64_t ttl,
-                                    char *token_text, size_t token_cap, int64_t *principal_id);
+/* First start (tsmd --bootstrap-operator NAME), inside the caller's
+ * transaction like the other _tx calls: finds the operator called name or
+ * creates it (*created true), and issues it a token labelled "bootstrap"
+ * (ttl seconds, 0: one year) into token_text as authstore_issue_token does;
+ * the caller writes its audit rows in the same transaction, commits, then
+ * prints the token once. *p is the operator; *token_id may be NULL.
+ * OT_E_FORMAT for a bad name, OT_E_STATE when the operator is disabled. */
+ot_err authstore_bootstrap_operator_tx(struct authstore *as, struct db_conn *c, const char *name,
+                                       int64_t ttl, char *token_text, size_t token_cap,
+                                       struct authstore_principal *p, int64_t *token_id,
+                                       bool *created);
 
 #endif

@@ -420,38 +420,61 @@ static void test_certs(void **state)
     assert_int_equal(authstore_verify_cert(f->as, dn, &p), OT_E_AUTH);
 }
 
+/* authstore_bootstrap_operator_tx in one transaction per call. */
+static ot_err bootstrap(struct fx *f, const char *name, int64_t ttl, char *tok, size_t cap,
+                        struct authstore_principal *p, bool *created, bool commit)
+{
+    struct db_conn *c = NULL;
+    ot_err err;
+
+    assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
+    assert_int_equal(db_begin(c), OT_OK);
+    err = authstore_bootstrap_operator_tx(f->as, c, name, ttl, tok, cap, p, NULL, created);
+    assert_int_equal(err == OT_OK && commit ? db_commit(c) : db_rollback(c), OT_OK);
+    db_release(c);
+    return err;
+}
+
 static void test_bootstrap(void **state)
 {
     struct fx *f = *state;
     char tok[AUTHSTORE_TOKEN_LEN + 1];
     char tok2[AUTHSTORE_TOKEN_LEN + 1];
-    struct authstore_principal p;
-    int64_t id = 0;
-    int64_t id2 = 0;
+    struct authstore_principal p, op;
     struct authstore_token_info *v = NULL;
     size_t n = 0;
+    bool created = false;
 
-    assert_int_equal(authstore_bootstrap_operator(f->as, "admin", 0, tok, sizeof tok, &id), OT_OK);
+    /* Rolled back: neither the operator nor its token stays. */
+    assert_int_equal(bootstrap(f, "admin", 0, tok, sizeof tok, &op, &created, false), OT_OK);
+    assert_true(created);
+    assert_int_equal(authstore_find_principal(f->as, AUTHSTORE_OPERATOR, "admin", &p),
+                     OT_E_NOT_FOUND);
+    assert_int_equal(authstore_verify(f->as, tok, &p), OT_E_AUTH);
+
+    assert_int_equal(bootstrap(f, "admin", 0, tok, sizeof tok, &op, &created, true), OT_OK);
+    assert_true(created);
     assert_int_equal(authstore_verify(f->as, tok, &p), OT_OK);
-    assert_int_equal(p.id, id);
+    assert_int_equal(p.id, op.id);
     assert_int_equal(p.kind, AUTHSTORE_OPERATOR);
     assert_string_equal(p.name, "admin");
-    assert_int_equal(authstore_list_tokens(f->as, id, 0, &v, &n), OT_OK);
+    assert_int_equal(authstore_list_tokens(f->as, op.id, 0, &v, &n), OT_OK);
     assert_int_equal(n, 1);
     assert_string_equal(v[0].label, "bootstrap");
     assert_int_equal(v[0].expires_at - v[0].created_at, 365 * 24 * 3600);
     free(v);
     /* Again: same principal, a second token; both valid. */
-    assert_int_equal(authstore_bootstrap_operator(f->as, "admin", 60, tok2, sizeof tok2, &id2),
-                     OT_OK);
-    assert_int_equal(id2, id);
+    assert_int_equal(bootstrap(f, "admin", 60, tok2, sizeof tok2, &p, &created, true), OT_OK);
+    assert_false(created);
+    assert_int_equal(p.id, op.id);
     assert_string_not_equal(tok, tok2);
     assert_int_equal(authstore_verify(f->as, tok2, &p), OT_OK);
-    assert_int_equal(authstore_bootstrap_operator(f->as, "bad name", 0, tok, sizeof tok, NULL),
-                     OT_E_FORMAT);
-    assert_int_equal(authstore_set_disabled(f->as, id, true), OT_OK);
-    assert_int_equal(authstore_bootstrap_operator(f->as, "admin", 0, tok, sizeof tok, NULL),
-                     OT_E_STATE);
+    assert_int_equal(bootstrap(f, "bad name", 0, tok, sizeof tok, &p, &created, true), OT_E_FORMAT);
+    assert_int_equal(authstore_set_disabled(f->as, op.id, true), OT_OK);
+    assert_int_equal(bootstrap(f, "admin", 0, tok, sizeof tok, &p, &created, true), OT_E_STATE);
+    assert_int_equal(authstore_bootstrap_operator_tx(f->as, NULL, "admin", 0, tok, sizeof tok, NULL,
+                                                     NULL, &created),
+                     OT_E_ARG);
 }
 
 static void test_reopen_keeps_data(void **state)

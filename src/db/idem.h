@@ -1,7 +1,8 @@
 /* Idempotency records for the Idempotency-Key header (issue 4 point 3).
  *
  * One row per (principal_id, key): the SHA-256 of the first request (method,
- * path and body, as the net layer computes it), and the response it got
+ * path, query arguments and body, as the net layer computes it: http.h), and
+ * the response it got
  * (status, body). A replay with the same hash returns the stored response; a
  * replay with another hash is the caller's 422. Rows expire after a retention
  * period (idem_purge).
