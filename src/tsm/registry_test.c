@@ -352,6 +352,46 @@ static void test_batch_chunks(void **state)
     free(imsis);
 }
 
+/* Text travels unchanged whatever it holds (PostgreSQL takes a run as
+ * array literals: quotes, backslashes, commas, braces, spaces and the word
+ * NULL must come back as they went in). */
+static void test_odd_text(void **state)
+{
+    struct fix *f = *state;
+    static const char *const odd[] = {
+        "EAL 5+", "a\"b", "back\\slash", "x,y", "{z}", "NULL", "''", " lead", "trail ", "\\\"",
+    };
+    const size_t n = sizeof(odd) / sizeof(odd[0]);
+    struct tsm_serec recs[sizeof(odd) / sizeof(odd[0])];
+    enum tsm_ins res[sizeof(odd) / sizeof(odd[0])];
+    struct tsm_se got;
+
+    memset(recs, 0, sizeof(recs));
+    for (size_t i = 0; i < n; i++) {
+        char cin[16];
+
+        snprintf(cin, sizeof(cin), "OD%06zu", i);
+        mk(&recs[i].se, cin, "UICC", odd[i], i % 2 ? "" : "700", "");
+        snprintf(recs[i].se.msisdn, sizeof(recs[i].se.msisdn), "%s", i % 2 ? "" : cin + 2);
+        snprintf(recs[i].se.profile_id, sizeof(recs[i].se.profile_id), "%s", odd[n - 1 - i]);
+        snprintf(recs[i].se.cert_level, sizeof(recs[i].se.cert_level), "%s", odd[i]);
+        recs[i].se.free_memory = (int64_t)i * 1000003;
+    }
+    assert_int_equal(import_tx(f, recs, n, res), OT_OK);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(res[i], TSM_INS_NEW);
+        assert_int_equal(tsm_registry_get(f->db, TSM_BY_CIN, recs[i].se.cin, &got), OT_OK);
+        assert_true(tsm_se_same(&got, &recs[i].se));
+        assert_string_equal(got.mno, odd[i]);
+        assert_string_equal(got.msisdn, i % 2 ? "" : recs[i].se.cin + 2);
+    }
+    /* and as a re-import they are the same */
+    assert_int_equal(import_tx(f, recs, n, res), OT_OK);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(res[i], TSM_INS_SAME);
+    }
+}
+
 static void set_keys(struct tsm_keyset *ks, uint8_t kvn, size_t len, uint8_t seed)
 {
     memset(ks, 0, sizeof(*ks));
@@ -596,6 +636,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_insert_classify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_odd_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_failure_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
