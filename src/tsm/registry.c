@@ -406,28 +406,36 @@ static ot_err tsm_bind_array(struct db_stmt *st, int col, const struct tsm_serec
     return db_bind_text(st, col + 1, buf);
 }
 
-/* Runs one INSERT of recs[0..m) and marks the rows it returns NEW. */
-static ot_err tsm_insert_rows(struct db_conn *c, struct tsm_batch *b, struct tsm_serec *recs,
-                              size_t m, int64_t now, bool skip, enum tsm_ins *res)
+/* PostgreSQL: the INSERT of recs[0..m) as column arrays, bound. */
+static ot_err tsm_prepare_pg(struct db_conn *c, struct tsm_batch *b, const struct tsm_serec *recs,
+                             size_t m, int64_t now, bool skip, struct db_stmt **out)
+{
+    ot_err err = OT_OK;
+    struct db_stmt *st = NULL;
+
+    OT_TRY(db_prepare(c,
+                      skip ? TSM_REG_PG_SQL_HEAD TSM_REG_SQL_SKIP TSM_REG_SQL_TAIL
+                           : TSM_REG_PG_SQL_HEAD TSM_REG_SQL_TAIL,
+                      &st));
+    for (int col = 0; col < TSM_REG_PG_COLS; col++) {
+        OT_TRY(tsm_bind_array(st, col, recs, m, b->arr));
+    }
+    OT_TRY(db_bind_int64(st, TSM_REG_PG_COLS + 1, now));
+    *out = st;
+    st = NULL;
+out:
+    db_reset(st);
+    return err;
+}
+
+/* SQLite: the INSERT of recs[0..m) as VALUES lists, bound. */
+static ot_err tsm_prepare_values(struct db_conn *c, const struct tsm_serec *recs, size_t m,
+                                 int64_t now, bool skip, struct db_stmt **out)
 {
     ot_err err = OT_OK;
     char *sql = NULL;
     struct db_stmt *st = NULL;
-    bool row = false;
-    size_t next = 0; /* rows come back in VALUES order in practice: look there first */
 
-    memset(b->done, 0, m * sizeof(b->done[0]));
-    if (db_kind(db_conn_db(c)) == DB_PG) {
-        OT_TRY(db_prepare(c,
-                          skip ? TSM_REG_PG_SQL_HEAD TSM_REG_SQL_SKIP TSM_REG_SQL_TAIL
-                               : TSM_REG_PG_SQL_HEAD TSM_REG_SQL_TAIL,
-                          &st));
-        for (int col = 0; col < TSM_REG_PG_COLS; col++) {
-            OT_TRY(tsm_bind_array(st, col, recs, m, b->arr));
-        }
-        OT_TRY(db_bind_int64(st, TSM_REG_PG_COLS + 1, now));
-        goto run;
-    }
     OT_TRY(tsm_reg_sql(m, skip, &sql));
     OT_TRY(db_prepare(c, sql, &st));
     OT_TRY(db_bind_int64(st, 1, now));
@@ -448,7 +456,29 @@ static ot_err tsm_insert_rows(struct db_conn *c, struct tsm_batch *b, struct tsm
         OT_TRY(db_bind_int64(st, p + 11, se->free_memory));
         OT_TRY(db_bind_int64(st, p + 12, se->master_key_index));
     }
-run:
+    *out = st;
+    st = NULL;
+out:
+    db_reset(st);
+    free(sql);
+    return err;
+}
+
+/* Runs one INSERT of recs[0..m) and marks the rows it returns NEW. */
+static ot_err tsm_insert_rows(struct db_conn *c, struct tsm_batch *b, struct tsm_serec *recs,
+                              size_t m, int64_t now, bool skip, enum tsm_ins *res)
+{
+    ot_err err = OT_OK;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    size_t next = 0; /* rows come back in insertion order in practice: look there first */
+
+    memset(b->done, 0, m * sizeof(b->done[0]));
+    if (db_kind(db_conn_db(c)) == DB_PG) {
+        OT_TRY(tsm_prepare_pg(c, b, recs, m, now, skip, &st));
+    } else {
+        OT_TRY(tsm_prepare_values(c, recs, m, now, skip, &st));
+    }
     for (;;) {
         const char *cin = NULL;
         int64_t id = 0;
@@ -478,7 +508,6 @@ run:
     }
 out:
     db_reset(st);
-    free(sql);
     return err;
 }
 
