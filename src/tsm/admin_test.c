@@ -21,6 +21,7 @@
 #include "db/idem.h"
 #include "db/sec_testutil.h"
 #include "net/http.h"
+#include "net/json.h"
 #include "tsm/registry.h"
 
 #include <curl/curl.h>
@@ -203,10 +204,10 @@ static size_t cbuf_add(char *p, size_t size, size_t n, void *ud)
     return k;
 }
 
-/* method path as the operator; body NULL: none; key NULL: no
- * Idempotency-Key; reqid: X-Request-Id. */
-static long http(struct fx *f, const char *method, const char *path, const char *body,
-                 const char *key, const char *reqid, struct answer *a)
+/* method path with token; body NULL: none; key NULL: no Idempotency-Key;
+ * reqid: X-Request-Id. */
+static long http_as(struct fx *f, const char *token, const char *method, const char *path,
+                    const char *body, const char *key, const char *reqid, struct answer *a)
 {
     char url[256];
     char h_auth[AUTHSTORE_TOKEN_LEN + 32];
@@ -218,7 +219,7 @@ static long http(struct fx *f, const char *method, const char *path, const char 
     assert_non_null(h);
     memset(a, 0, sizeof *a);
     snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)net_server_port(f->srv), path);
-    snprintf(h_auth, sizeof h_auth, "Authorization: Bearer %s", f->op_token);
+    snprintf(h_auth, sizeof h_auth, "Authorization: Bearer %s", token);
     sl = curl_slist_append(sl, h_auth);
     sl = curl_slist_append(sl, "Content-Type: application/json");
     if (key != NULL) {
@@ -244,6 +245,13 @@ static long http(struct fx *f, const char *method, const char *path, const char 
     curl_slist_free_all(sl);
     curl_easy_cleanup(h);
     return a->status;
+}
+
+/* As http_as, as the operator. */
+static long http(struct fx *f, const char *method, const char *path, const char *body,
+                 const char *key, const char *reqid, struct answer *a)
+{
+    return http_as(f, f->op_token, method, path, body, key, reqid, a);
 }
 
 static bool replayed(const struct answer *a)
@@ -406,6 +414,130 @@ static void test_sd_assign_replay(void **state)
     assert_int_equal(f->puts, 0);
 }
 
+/* Assigns AID number i (SD_PAGE_AID) to sp through the API. */
+#define SD_PAGE_AID "A0000002%04X"
+
+static void sd_assign_api(struct fx *f, int i, const char *sp)
+{
+    char body[128];
+    char key[32];
+    struct answer a;
+
+    snprintf(body, sizeof body, "{\"aid\":\"" SD_PAGE_AID "\",\"sp\":\"%s\"}", (unsigned)i, sp);
+    snprintf(key, sizeof key, "sdp-%d", i);
+    assert_int_equal(http(f, "POST", SD_PATH, body, key, "req-sdp", &a), 201);
+}
+
+/* Walks the SD listing with token, limit per page (0: the default) and
+ * counts each AID number answered in seen (capacity nseen); every item's
+ * owner must be want_owner unless NULL. Returns the items. */
+static size_t sd_walk_api(struct fx *f, const char *token, unsigned limit, int *seen, int nseen,
+                          const char *want_owner)
+{
+    char path[512];
+    char cursor[JSON_CURSOR_MAX + 1] = "";
+    size_t total = 0;
+    int pages = 0;
+
+    for (;;) {
+        struct answer a;
+        json_t *doc = NULL;
+        const json_t *items;
+        const json_t *next;
+        size_t i;
+        int w = snprintf(path, sizeof path, "%s?", SD_PATH);
+        if (limit != 0) {
+            w += snprintf(path + w, sizeof path - (size_t)w, "limit=%u&", limit);
+        }
+        if (cursor[0] != '\0') {
+            snprintf(path + w, sizeof path - (size_t)w, "cursor=%s", cursor);
+        }
+        assert_int_equal(http_as(f, token, "GET", path, NULL, NULL, "req-sdl", &a), 200);
+        assert_int_equal(json_parse(a.body.data, a.body.len, sizeof a.body.data, &doc, NULL),
+                         OT_OK);
+        items = json_object_get(doc, "items");
+        next = json_object_get(doc, "next_cursor");
+        assert_non_null(items);
+        assert_non_null(next);
+        for (i = 0; json_at(items, i) != NULL; i++) {
+            const json_t *it = json_at(items, i);
+            const char *aid = json_string_value(json_object_get(it, "aid"));
+            unsigned k = 0;
+            assert_non_null(aid);
+            assert_int_equal(sscanf(aid, "A0000002%4X", &k), 1);
+            assert_true(k < (unsigned)nseen);
+            seen[k]++;
+            if (want_owner != NULL) {
+                assert_string_equal(json_string_value(json_object_get(it, "owner")), want_owner);
+            }
+        }
+        total += i;
+        assert_true(limit == 0 || i <= limit);
+        if (json_is_null(next)) {
+            json_free(doc);
+            break;
+        }
+        assert_true(limit == 0 || i == limit); /* never short while rows follow */
+        snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+        json_free(doc);
+        assert_true(++pages < 1000);
+    }
+    return total;
+}
+
+/* The SD listing pages with cursor and limit: the pages together are the
+ * full set, each row once; a service provider's pages hold its SDs alone
+ * (never short because of another's); bad arguments are 400 with the
+ * field. */
+static void test_sd_list_pages(void **state)
+{
+    enum { N = 23 };
+    struct fx *f = *state;
+    int64_t a_id = mk_sp(f, "sp-a");
+    char a_tok[AUTHSTORE_TOKEN_LEN + 1];
+    int seen[N];
+    struct answer a;
+    size_t want_a = 0;
+    int i;
+
+    (void)mk_sp(f, "sp-b");
+    assert_int_equal(authstore_issue_token(f->as, a_id, 3600, NULL, a_tok, sizeof a_tok, NULL),
+                     OT_OK);
+    /* Out of AID order; SP A owns every third. */
+    for (i = N - 1; i >= 0; i--) {
+        sd_assign_api(f, i, i % 3 == 0 ? "sp-a" : "sp-b");
+        want_a += i % 3 == 0;
+    }
+    for (unsigned lim = 1; lim <= 6; lim++) {
+        memset(seen, 0, sizeof seen);
+        assert_int_equal(sd_walk_api(f, f->op_token, lim, seen, N, NULL), N);
+        for (i = 0; i < N; i++) {
+            assert_int_equal(seen[i], 1);
+        }
+    }
+    memset(seen, 0, sizeof seen);
+    assert_int_equal(sd_walk_api(f, f->op_token, 0, seen, N, NULL), N); /* default: one page */
+    memset(seen, 0, sizeof seen);
+    assert_int_equal(sd_walk_api(f, a_tok, 2, seen, N, "sp-a"), want_a);
+    for (i = 0; i < N; i++) {
+        assert_int_equal(seen[i], i % 3 == 0);
+    }
+
+    assert_int_equal(http(f, "GET", SD_PATH "?limit=0", NULL, NULL, "req-b1", &a), 400);
+    assert_non_null(strstr(a.body.data, "\"field\":\"limit\""));
+    assert_int_equal(http(f, "GET", SD_PATH "?limit=1001", NULL, NULL, "req-b2", &a), 400);
+    assert_non_null(strstr(a.body.data, "\"field\":\"limit\""));
+    assert_int_equal(http(f, "GET", SD_PATH "?limit=x", NULL, NULL, "req-b3", &a), 400);
+    assert_non_null(strstr(a.body.data, "\"field\":\"limit\""));
+    assert_int_equal(http(f, "GET", SD_PATH "?cursor=!!", NULL, NULL, "req-b4", &a), 400);
+    assert_non_null(strstr(a.body.data, "\"field\":\"cursor\""));
+    /* Well-formed base64url of 4 bytes: shorter than any AID. */
+    assert_int_equal(http(f, "GET", SD_PATH "?cursor=AAAAAA", NULL, NULL, "req-b5", &a), 400);
+    assert_non_null(strstr(a.body.data, "\"field\":\"cursor\""));
+    assert_int_equal(http(f, "GET", SD_PATH "?offset=3", NULL, NULL, "req-b6", &a), 400);
+    assert_non_null(strstr(a.body.data, "\"field\":\"offset\""));
+}
+
 /* Token issue is not replayed (its answer holds the token): nothing of it
  * goes to the idempotency store. */
 static void test_token_issue_keeps_no_record(void **state)
@@ -544,6 +676,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_principal_create_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cert_bind_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sd_assign_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sd_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_issue_keeps_no_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_failure_rolls_back, setup, teardown),
     };

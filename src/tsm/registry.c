@@ -724,8 +724,12 @@ out:
     return err;
 }
 
-ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, struct tsm_sd *out,
-                            size_t cap, size_t *n)
+/* Keyset on (se_id, aid), unique: "aid > after" resumes exactly after the
+ * last row answered whatever was assigned meanwhile, and the first page
+ * binds "" (below every AID). The owner filter is in the statement, so a
+ * page is never short because of another owner's rows. */
+ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, const char *after_aid,
+                            unsigned limit, struct tsm_sd *out, size_t *n, bool *more)
 {
     ot_err err = OT_OK;
     struct db_conn *c = NULL;
@@ -733,24 +737,39 @@ ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, stru
     bool row = false;
 
     *n = 0;
+    *more = false;
+    if (limit < 1 || limit > TSM_SD_LIST_MAX) {
+        return OT_E_RANGE;
+    }
+    if (after_aid == NULL) {
+        after_aid = "";
+    }
+    if (strlen(after_aid) > TSM_AID_MAX * 2) {
+        return OT_E_ARG;
+    }
     OT_TRY(db_acquire(db, &c));
     if (owner_sp == 0) {
         OT_TRY(db_prepare(c,
                           "SELECT " TSM_SD_COLS " FROM security_domains WHERE se_id = $1 "
-                          "ORDER BY aid LIMIT $2",
+                          "AND aid > $3 ORDER BY aid LIMIT $2",
                           &st));
     } else {
         OT_TRY(db_prepare(c,
                           "SELECT " TSM_SD_COLS " FROM security_domains WHERE se_id = $1 "
-                          "AND owner_sp = $3 ORDER BY aid LIMIT $2",
+                          "AND aid > $3 AND owner_sp = $4 ORDER BY aid LIMIT $2",
                           &st));
-        OT_TRY(db_bind_int64(st, 3, owner_sp));
+        OT_TRY(db_bind_int64(st, 4, owner_sp));
     }
     OT_TRY(db_bind_int64(st, 1, se_id));
-    OT_TRY(db_bind_int64(st, 2, (int64_t)cap));
+    OT_TRY(db_bind_int64(st, 2, (int64_t)limit + 1));
+    OT_TRY(db_bind_text(st, 3, after_aid));
     for (;;) {
         OT_TRY(db_step(st, &row));
-        if (!row || *n == cap) {
+        if (!row) {
+            break;
+        }
+        if (*n == limit) {
+            *more = true;
             break;
         }
         OT_TRY(tsm_sd_from_row(st, &out[*n]));

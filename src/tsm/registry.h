@@ -22,7 +22,8 @@
 #define TSM_AID_MIN     ((size_t)5) /* bytes, ISO 7816-4 */
 #define TSM_AID_MAX     ((size_t)16)
 #define TSM_LIST_MAX    1000u
-#define TSM_SD_LIST_MAX 256u
+#define TSM_SD_LIST_DEF 100u  /* default page of the SD listing */
+#define TSM_SD_LIST_MAX 1000u /* largest page of the SD listing */
 
 /* NOTIFY channel of SE changes and deletions (PostgreSQL; payload: the old
  * CIN), raised by a trigger of the "tsm" migrations. */
@@ -100,10 +101,15 @@ struct tsm_sd {
     int64_t created_at;
 };
 
-/* The SDs of se_id, owned by owner_sp (0: every owner), ordered by AID, at
- * most cap into out. */
-ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, struct tsm_sd *out,
-                            size_t cap, size_t *n);
+/* One keyset page of the SDs of se_id, ordered by AID: those owned by
+ * owner_sp (0: every owner) whose AID sorts after after_aid (NULL or "":
+ * the first page; else the last AID of the previous page, upper-case hex),
+ * at most limit (1..TSM_SD_LIST_MAX, else OT_E_RANGE) into out (capacity
+ * limit). *more tells whether rows follow. SDs assigned between two pages
+ * appear on a later page when their AID sorts after the cursor; no row is
+ * skipped or answered twice. OT_E_ARG: after_aid longer than an AID. */
+ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, const char *after_aid,
+                            unsigned limit, struct tsm_sd *out, size_t *n, bool *more);
 /* One SD by AID. OT_E_NOT_FOUND if none (whoever owns it: the caller's
  * authorisation check decides what to say). */
 ot_err tsm_registry_sd_get(struct db_conn *c, int64_t se_id, const char *aid, struct tsm_sd *out);

@@ -593,6 +593,7 @@ static void test_sd(void **state)
     struct tsm_sd list[4];
     struct db_conn *c = NULL;
     bool created = false;
+    bool more = false;
     size_t n = 0;
 
     mk(&se, "CC000001", "UICC", "mno-a", "", "");
@@ -619,15 +620,183 @@ static void test_sd(void **state)
     assert_int_equal(tsm_registry_sd_get(c, se.id, "A000000151000003", &sd), OT_E_NOT_FOUND);
     db_release(c);
 
-    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 0, list, 4, &n), OT_OK);
+    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 0, NULL, 4, list, &n, &more), OT_OK);
     assert_int_equal(n, 2);
-    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 7, list, 4, &n), OT_OK);
+    assert_false(more);
+    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 7, NULL, 4, list, &n, &more), OT_OK);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].aid, "A000000151000001");
-    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 9, list, 4, &n), OT_OK);
+    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 9, NULL, 4, list, &n, &more), OT_OK);
     assert_int_equal(n, 0);
-    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 0, list, 1, &n), OT_OK);
-    assert_int_equal(n, 1); /* capped */
+    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 0, NULL, 1, list, &n, &more), OT_OK);
+    assert_int_equal(n, 1); /* one page */
+    assert_true(more);
+}
+
+static void sd_put(struct fix *f, int64_t se_id, const char *aid, int64_t owner)
+{
+    struct db_conn *c = NULL;
+    struct tsm_sd sd;
+    bool created = false;
+
+    memset(&sd, 0, sizeof(sd));
+    sd.se_id = se_id;
+    snprintf(sd.aid, sizeof(sd.aid), "%s", aid);
+    sd.owner_sp = owner;
+    snprintf(sd.privileges, sizeof(sd.privileges), "800000");
+    snprintf(sd.lcs, sizeof(sd.lcs), "SELECTABLE");
+    assert_int_equal(db_acquire(f->db, &c), OT_OK);
+    assert_int_equal(tsm_registry_sd_assign(c, &sd, &created), OT_OK);
+    assert_true(created);
+    db_release(c);
+}
+
+/* AID number i; two lengths interleave in AID order:
+ * A00000010001 < A0000001000200 < A00000010003. */
+static void sd_aid(int i, char *out, size_t cap)
+{
+    if (i % 3 == 2) {
+        snprintf(out, cap, "A0000001%04X00", (unsigned)i);
+    } else {
+        snprintf(out, cap, "A0000001%04X", (unsigned)i);
+    }
+}
+
+/* Pages through the SDs of se_id owned by owner (0: all), limit rows at a
+ * time; seen[k] counts how often AID number k was answered. After the
+ * first page, runs mid(f, mid_se) when mid is not NULL. Returns the rows. */
+static size_t sd_walk(struct fix *f, int64_t se_id, int64_t owner, unsigned limit, int *seen,
+                      int nseen, void (*mid)(struct fix *, int64_t), int64_t mid_se)
+{
+    struct tsm_sd page[8];
+    char after[TSM_AID_MAX * 2 + 1] = "";
+    char prev[TSM_AID_MAX * 2 + 1] = "";
+    size_t n = 0;
+    size_t total = 0;
+    size_t i;
+    bool more = true;
+    int pages = 0;
+
+    assert_true(limit <= 8);
+    while (more) {
+        assert_int_equal(tsm_registry_sd_list(f->db, se_id, owner, after, limit, page, &n, &more),
+                         OT_OK);
+        assert_true(n <= limit);
+        if (more) {
+            assert_int_equal(n, limit); /* never short while rows follow */
+        }
+        for (i = 0; i < n; i++) {
+            int k;
+            char aid[TSM_AID_MAX * 2 + 1];
+            assert_true(strcmp(page[i].aid, prev) > 0); /* ordered, no repeat */
+            snprintf(prev, sizeof(prev), "%s", page[i].aid);
+            if (owner != 0) {
+                assert_int_equal(page[i].owner_sp, owner);
+            }
+            for (k = 0; k < nseen; k++) {
+                sd_aid(k, aid, sizeof(aid));
+                if (strcmp(aid, page[i].aid) == 0) {
+                    seen[k]++;
+                }
+            }
+        }
+        total += n;
+        if (n > 0) {
+            snprintf(after, sizeof(after), "%s", page[n - 1].aid);
+        }
+        if (++pages == 1 && mid != NULL) {
+            mid(f, mid_se);
+        }
+    }
+    return total;
+}
+
+enum { SD_N = 23 };
+
+/* Assigns the rows 15..22 (never there before the walk) after page one:
+ * those sorting after the cursor must come, none twice. */
+static void sd_add_late(struct fix *f, int64_t se_id)
+{
+    char aid[TSM_AID_MAX * 2 + 1];
+    int i;
+
+    for (i = 15; i < SD_N; i++) {
+        sd_aid(i, aid, sizeof(aid));
+        sd_put(f, se_id, aid, i % 2 ? 7 : 8);
+    }
+    sd_put(f, se_id, "A000000000", 7); /* sorts before every cursor */
+}
+
+static void test_sd_pages(void **state)
+{
+    struct fix *f = *state;
+    struct tsm_se se;
+    struct tsm_se other;
+    char aid[TSM_AID_MAX * 2 + 1];
+    int seen[SD_N];
+    struct tsm_sd page[4];
+    size_t n = 0;
+    bool more = false;
+    int i;
+    int owned7 = 0;
+
+    mk(&se, "DD000001", "UICC", "mno-a", "", "");
+    assert_int_equal(insert(f, &se), TSM_INS_NEW);
+    mk(&other, "DD000002", "UICC", "mno-a", "", "");
+    assert_int_equal(insert(f, &other), TSM_INS_NEW);
+    /* Rows 0..14, owners 7 (odd) and 8 (even), inserted out of AID order;
+     * the other SE holds the same AIDs (never listed for se). */
+    for (i = 14; i >= 0; i--) {
+        sd_aid(i, aid, sizeof(aid));
+        sd_put(f, se.id, aid, i % 2 ? 7 : 8);
+        sd_put(f, other.id, aid, 7);
+    }
+    for (i = 0; i < 15; i++) {
+        owned7 += i % 2;
+    }
+
+    /* Every owner, pages of 1..5: each row once, in AID order. */
+    for (unsigned lim = 1; lim <= 5; lim++) {
+        memset(seen, 0, sizeof(seen));
+        assert_int_equal(sd_walk(f, se.id, 0, lim, seen, SD_N, NULL, 0), 15);
+        for (i = 0; i < 15; i++) {
+            assert_int_equal(seen[i], 1);
+        }
+    }
+    /* One owner: the filter is in the statement, so full pages hold only
+     * its rows. */
+    memset(seen, 0, sizeof(seen));
+    assert_int_equal(sd_walk(f, se.id, 7, 2, seen, SD_N, NULL, 0), (size_t)owned7);
+    for (i = 0; i < 15; i++) {
+        assert_int_equal(seen[i], i % 2);
+    }
+    assert_int_equal(sd_walk(f, se.id, 9, 3, seen, SD_N, NULL, 0), 0);
+
+    /* Rows assigned between pages: those after the cursor come once, the
+     * ones before it never; nothing is skipped or repeated. */
+    memset(seen, 0, sizeof(seen));
+    assert_int_equal(sd_walk(f, se.id, 0, 3, seen, SD_N, sd_add_late, se.id), SD_N);
+    for (i = 0; i < SD_N; i++) {
+        assert_int_equal(seen[i], 1);
+    }
+    /* The row sorting first (added after page one) is on a new walk. */
+    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 0, "", 1, page, &n, &more), OT_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(page[0].aid, "A000000000");
+
+    /* Limits. */
+    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 0, NULL, 0, page, &n, &more), OT_E_RANGE);
+    assert_int_equal(
+        tsm_registry_sd_list(f->db, se.id, 0, NULL, TSM_SD_LIST_MAX + 1, page, &n, &more),
+        OT_E_RANGE);
+    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 0, "A0000001000000000000000000000000FF", 1,
+                                          page, &n, &more),
+                     OT_E_ARG);
+    /* A cursor past the last AID: an empty last page. */
+    assert_int_equal(tsm_registry_sd_list(f->db, se.id, 0, "FF00000000", 4, page, &n, &more),
+                     OT_OK);
+    assert_int_equal(n, 0);
+    assert_false(more);
 }
 
 int main(int argc, char **argv)
@@ -641,6 +810,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_keys_failure_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sd_pages, setup, teardown),
     };
 
     sec_t_select(argc, argv);

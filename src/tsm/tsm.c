@@ -436,7 +436,7 @@ static const struct net_route tsm_route_table[] = {
     {"GET", "/tsm/v1/secure-elements", TSM_OP_SP, false, tsm_h_se_query, tsm_q_se_query},
     {"GET", "/tsm/v1/secure-elements/{cin}", TSM_OP_SP, false, tsm_h_se_get, NULL},
     {"GET", "/tsm/v1/secure-elements/{cin}/security-domains", TSM_OP_SP, false, tsm_h_sd_list,
-     NULL},
+     (const char *const[]){"cursor", "limit", NULL}},
     {"POST", "/tsm/v1/secure-elements/{cin}/security-domains", TSM_OP, true, tsm_h_sd_assign, NULL},
     {"GET", "/tsm/v1/secure-elements/{cin}/security-domains/{aid}", TSM_OP_SP, false, tsm_h_sd_get,
      NULL},

@@ -56,42 +56,132 @@ static json_t *tsm_sd_json(struct tsm *t, const struct tsm_sd *sd, const char *c
     return tsm_sd_json_of(sd, cin, owner.name);
 }
 
+/* Owner names of one page, each read once: a page of one SP's SDs costs one
+ * principal read, whatever its length. */
+struct tsm_sd_owners {
+    struct authstore_principal *p; /* capacity: the page's rows */
+    size_t n;
+};
+
+static const char *tsm_sd_owner_name(struct tsm *t, struct tsm_sd_owners *o, int64_t id)
+{
+    size_t i;
+
+    for (i = 0; i < o->n; i++) {
+        if (o->p[i].id == id) {
+            return o->p[i].name;
+        }
+    }
+    if (authstore_get_principal(t->auth, id, &o->p[o->n]) != OT_OK) {
+        o->p[o->n].name[0] = '\0'; /* gone: answered with an empty name */
+    }
+    o->p[o->n].id = id;
+    return o->p[o->n++].name;
+}
+
+/* The cursor of the SD listing is the last AID answered (its 5..16 bytes):
+ * the rows are ordered by AID, unique per SE, so the next page starts
+ * exactly after it. Answers 400 itself and returns false on bad input. */
+static bool tsm_sd_page_of_query(const struct net_req *req, struct net_resp *resp, unsigned *limit,
+                                 char *after, size_t after_cap)
+{
+    struct json_page page;
+    struct json_err jerr;
+    ot_err err;
+
+    memset(&jerr, 0, sizeof(jerr));
+    err = json_page_parse(net_req_query(req, "cursor"), net_req_query(req, "limit"),
+                          TSM_SD_LIST_DEF, TSM_SD_LIST_MAX, &page, &jerr);
+    if (err != OT_OK) {
+        net_resp_json_error(resp, err, &jerr);
+        return false;
+    }
+    after[0] = '\0';
+    if (page.after_len != 0
+        && (page.after_len < TSM_AID_MIN || page.after_len > TSM_AID_MAX
+            || hex_encode(page.after, page.after_len, after, after_cap) != OT_OK)) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "bad cursor", "cursor");
+        return false;
+    }
+    *limit = page.limit;
+    return true;
+}
+
+/* Answers 200 {"items": [...], "next_cursor": ...}; last: the AID the next
+ * page starts after, NULL on the last page. Takes *items in every case. */
+static ot_err tsm_sd_send_page(struct net_resp *resp, json_t **items, const char *last)
+{
+    json_t *o = json_obj_new();
+    json_t *arr = *items;
+    uint8_t key[TSM_AID_MAX];
+    size_t key_len = sizeof(key);
+    ot_err err = OT_OK;
+
+    *items = NULL;
+    if (o == NULL) {
+        json_free(arr);
+        return OT_E_NOMEM;
+    }
+    OT_TRY(json_put(o, "items", arr));
+    if (last != NULL) {
+        OT_TRY(hex_decode(last, strlen(last), key, &key_len));
+        OT_TRY(json_put_cursor(o, "next_cursor", key, key_len));
+    } else {
+        OT_TRY(json_put_cursor(o, "next_cursor", NULL, 0));
+    }
+    net_resp_json(resp, 200, o);
+    o = NULL;
+out:
+    json_free(o);
+    return err;
+}
+
 void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct tsm *t = ctx;
     const struct net_principal *p = net_req_principal(req);
     struct tsm_se se;
     struct tsm_sd *sds = NULL;
+    struct tsm_sd_owners owners = {NULL, 0};
+    char after[TSM_AID_MAX * 2 + 1];
     json_t *arr = NULL;
+    unsigned limit = 0;
     size_t n = 0;
     size_t i;
+    bool more = false;
     ot_err err = OT_OK;
 
     if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
+    if (!tsm_sd_page_of_query(req, resp, &limit, after, sizeof(after))) {
+        return;
+    }
     OT_TRY(tsm_authz(t, req, TSM_ACC_SHARED, 0, "sd.list"));
-    sds = calloc(TSM_SD_LIST_MAX, sizeof(*sds));
-    if (sds == NULL) {
+    sds = calloc(limit, sizeof(*sds));
+    owners.p = calloc(limit, sizeof(*owners.p));
+    if (sds == NULL || owners.p == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
     /* A service provider lists only the SDs it owns: the others are absent. */
-    OT_TRY(tsm_registry_sd_list(t->db, se.id, p->kind == NET_P_OPERATOR ? 0 : p->id, sds,
-                                TSM_SD_LIST_MAX, &n));
+    OT_TRY(tsm_registry_sd_list(t->db, se.id, p->kind == NET_P_OPERATOR ? 0 : p->id, after, limit,
+                                sds, &n, &more));
     arr = json_arr_new();
     if (arr == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
     for (i = 0; i < n; i++) {
         OT_TRY(tsm_authz(t, req, TSM_ACC_OWNED, sds[i].owner_sp, "sd.list"));
-        OT_TRY(json_push(arr, tsm_sd_json(t, &sds[i], se.cin)));
+        OT_TRY(json_push(
+            arr, tsm_sd_json_of(&sds[i], se.cin, tsm_sd_owner_name(t, &owners, sds[i].owner_sp))));
     }
-    OT_TRY(tsm_send_list(resp, &arr, 0));
+    OT_TRY(tsm_sd_send_page(resp, &arr, more && n > 0 ? sds[n - 1].aid : NULL));
 out:
     if (err != OT_OK) {
         tsm_fail(resp, err);
     }
     json_free(arr);
+    free(owners.p);
     free(sds);
 }
 
