@@ -3,7 +3,7 @@
  *   tsmctl [global options] se import FILE [--format csv|json] [--chunk N]
  *   tsmctl [global options] se get (--msisdn N | --imsi I | CIN) [--id-only]
  *   tsmctl [global options] se list [--mno M] [--type T] [--limit N]
- *   tsmctl [global options] se sd list CIN
+ *   tsmctl [global options] se sd list CIN [--limit N]
  *   tsmctl [global options] se sd assign CIN --aid AID --sp NAME [--privileges HEX] [--lcs L]
  *   tsmctl [global options] principal create KIND NAME
  *   tsmctl [global options] principal bind-cert ID SUBJECT
@@ -117,10 +117,11 @@ static const struct ctl_cmd_help ctl_helps[] = {
                 "\n"
                 "Lists SEs (operator), following the pagination cursors; --limit caps the\n"
                 "total (default: all).\n"},
-    {"se sd list", "usage: tsmctl se sd list CIN\n"
+    {"se sd list", "usage: tsmctl se sd list CIN [--limit N]\n"
                    "\n"
-                   "Lists the security domains on the SE: all of them for an operator, the\n"
-                   "ones it owns for a service provider.\n"},
+                   "Lists the security domains on the SE in AID order: all of them for an\n"
+                   "operator, the ones it owns for a service provider. Follows the\n"
+                   "pagination cursors; --limit caps the total (default: all).\n"},
     {"se sd assign",
      "usage: tsmctl se sd assign CIN --aid AID --sp NAME [--privileges HEX6] [--lcs LCS]\n"
      "\n"
@@ -1101,14 +1102,19 @@ static int ctl_sd_list(struct net_client *c, const struct ctl_args *a)
     char path[CTL_VALUE_MAX + 64];
     char enc[CTL_VALUE_MAX];
     struct ctl_table t;
+    size_t max = 0;
     int rc;
 
     if (a->npos != 1 || !ctl_urlenc(a->pos[0], enc, sizeof(enc))) {
         return ctl_help("se sd list", true);
     }
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
+    }
     snprintf(path, sizeof(path), "/tsm/v1/secure-elements/%s/security-domains", enc);
     ctl_table_init(&t, cols, 4);
-    rc = ctl_pages(c, path, &t, 0);
+    rc = ctl_pages(c, path, &t, max);
     ctl_table_print(&t);
     return rc;
 }
@@ -1450,7 +1456,7 @@ static bool ctl_allowed(const char *cmd, const struct ctl_args *a)
         {"se import", " --format --chunk --json "},
         {"se get", " --msisdn --imsi --id-only --json "},
         {"se list", " --mno --type --limit --json "},
-        {"se sd list", " --json "},
+        {"se sd list", " --limit --json "},
         {"se sd assign", " --aid --sp --privileges --lcs --json "},
         {"principal create", " --json "},
         {"principal bind-cert", " --json "},

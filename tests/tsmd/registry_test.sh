@@ -201,6 +201,54 @@ code() { curl -s -o /dev/null -w '%{http_code}' --cacert certs/ca.pem "$@"; }
     -H 'Content-Type: application/json' -d '{"aid":"A0000005591010FFFF09","sp":"sp-a"}' "$sd")" \
     = 403 ] || fail "SP assigning an SD"
 
+# SD paging: more SDs than one default page (100). 102 more on the SE,
+# sp-a owns the even ones; pages of 7 followed by cursor add up to the full
+# set exactly once, sp-a's pages hold its SDs alone, tsmctl follows the
+# cursors; bad cursor or limit is 400 naming the field.
+for i in $(seq 0 101); do
+    owner=sp-b
+    [ $((i % 2)) = 0 ] && owner=sp-a
+    aid=$(printf 'A00000055920%04X' "$i")
+    [ "$(code -H "Authorization: Bearer $OPERATOR" -X POST -H "Idempotency-Key: sdp-$i" \
+        -H 'Content-Type: application/json' -d "{\"aid\":\"$aid\",\"sp\":\"$owner\"}" \
+        "$sd")" = 201 ] || fail "assigning SD $aid"
+done
+# sd_pages TOKEN LIMIT: prints every AID of every page, one per line.
+sd_pages() {
+    local cur= q page n
+    while :; do
+        q="limit=$2"
+        [ -n "$cur" ] && q="$q&cursor=$cur"
+        page=$(curl -sf --cacert certs/ca.pem -H "Authorization: Bearer $1" "$sd?$q") \
+            || fail "SD page $q"
+        n=$(printf '%s' "$page" | grep -o '"aid":"[^"]*"' | wc -l)
+        printf '%s' "$page" | grep -o '"aid":"[^"]*"' | cut -d'"' -f4
+        cur=$(printf '%s' "$page" | grep -o '"next_cursor":"[^"]*"' | cut -d'"' -f4 || true)
+        [ -n "$cur" ] || break
+        [ "$n" = "$2" ] || fail "short page ($n of $2) before the last"
+    done
+}
+sd_pages "$OPERATOR" 7 >"$work/op_pages"
+[ "$(wc -l <"$work/op_pages")" = 104 ] || fail "operator pages: $(wc -l <"$work/op_pages") SDs"
+[ "$(sort -u "$work/op_pages" | wc -l)" = 104 ] || fail "operator pages repeat an SD"
+sort -c "$work/op_pages" || fail "operator pages not in AID order"
+sd_pages "$SPA" 7 >"$work/spa_pages"
+[ "$(wc -l <"$work/spa_pages")" = 52 ] || fail "sp-a pages: $(wc -l <"$work/spa_pages") SDs"
+[ "$(sort -u "$work/spa_pages" | wc -l)" = 52 ] || fail "sp-a pages repeat an SD"
+! grep -q A0000005591010FFFF02 "$work/spa_pages" || fail "sp-a sees sp-b's SD"
+for i in $(seq 1 2 101); do
+    ! grep -q "$(printf 'A00000055920%04X' "$i")" "$work/spa_pages" || fail "sp-a sees SD $i"
+done
+expect 0 op --json se sd list A0000001000000000001
+[ "$(grep -c '"aid"' "$work/out")" = 104 ] || fail "tsmctl did not follow the cursors"
+expect 0 spa --json se sd list A0000001000000000001 --limit 10
+[ "$(grep -c '"aid"' "$work/out")" = 10 ] || fail "tsmctl se sd list --limit 10"
+body() { curl -s --cacert certs/ca.pem -H "Authorization: Bearer $OPERATOR" "$@"; }
+for q in limit=0 limit=1001 limit=x cursor=!! cursor=AAAAAA; do
+    [ "$(code -H "Authorization: Bearer $OPERATOR" "$sd?$q")" = 400 ] || fail "$q not 400"
+    body "$sd?$q" | grep -q "\"field\":\"${q%%=*}\"" || fail "$q: no field"
+done
+
 # Mutual TLS: the client certificate bound to sp-a authenticates it.
 expect 0 op --json token list
 spa_id=$(grep -o '"principal_id":[0-9]*' "$work/out" | sed -n 2p | cut -d: -f2)
