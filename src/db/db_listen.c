@@ -6,6 +6,7 @@
 #define OT_LOG_COMPONENT "db.listen"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "db/db_priv.h"
 
 #include <errno.h>
@@ -18,10 +19,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DBL_CHANNEL_MAX   63u /* NAMEDATALEN - 1 */
-#define DBL_BACKOFF_MIN   50  /* ms */
-#define DBL_BACKOFF_MAX   5000
-#define DBL_LISTEN_PREFIX "LISTEN "
+#define DBL_CHANNEL_MAX         63u /* NAMEDATALEN - 1 */
+#define DBL_BACKOFF_MIN         50  /* ms */
+#define DBL_BACKOFF_MAX         5000
+#define DBL_LISTEN_PREFIX       "LISTEN "
+#define DBL_HEARTBEAT_MS        10000 /* idle this long: ask the server something */
+#define DBL_CONNECT_TIMEOUT_S   "5"
+#define DBL_TCP_USER_TIMEOUT_MS "30000"
 
 struct db_listener {
     char *target; /* libpq conninfo (copied: the listener may outlive nothing, but owns its copy) */
@@ -61,11 +65,21 @@ static bool dbl_wait_stop(struct db_listener *l, int ms)
     return r > 0;
 }
 
-/* A connection that listens on the channel, or NULL. */
+/* A connection that listens on the channel, or NULL. A dead peer must be
+ * noticed even when nothing is sent to us (a crashed host or a dropped
+ * flow sends no FIN): TCP keepalives and a user timeout bound how long a
+ * send or a silent connection can hang, connect_timeout bounds a connect
+ * (and so how long db_listener_free can wait). Settings in db.url come
+ * later in the list and win. */
 static PGconn *dbl_connect(struct db_listener *l)
 {
+    static const char *const keys[] = {
+        "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "tcp_user_timeout", "dbname",          NULL};
+    const char *vals[] = {DBL_CONNECT_TIMEOUT_S,   "1",       "10", "5", "3",
+                          DBL_TCP_USER_TIMEOUT_MS, l->target, NULL};
     char sql[sizeof(DBL_LISTEN_PREFIX) + DBL_CHANNEL_MAX];
-    PGconn *pg = PQconnectdb(l->target);
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
     PGresult *res = NULL;
 
     if (pg == NULL) {
@@ -102,6 +116,18 @@ static void dbl_drain(struct db_listener *l, PGconn *pg)
     }
 }
 
+/* After a quiet spell: one round trip proves the server still answers (a
+ * pooler that swallows LISTEN, a peer that vanished) - keepalives and the
+ * user timeout bound the wait. Also reads whatever sat in the TLS buffer. */
+static bool dbl_heartbeat(PGconn *pg)
+{
+    PGresult *res = PQexec(pg, "SELECT 1");
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+    PQclear(res);
+    return ok;
+}
+
 static void *dbl_main(void *arg)
 {
     struct db_listener *l = arg;
@@ -127,14 +153,15 @@ static void *dbl_main(void *arg)
             {.fd = PQsocket(pg), .events = POLLIN},
             {.fd = l->stop_pipe[0], .events = POLLIN},
         };
-        int r = poll(p, 2, -1);
+        int r = poll(p, 2, DBL_HEARTBEAT_MS);
         if (r < 0 && errno == EINTR) {
             continue;
         }
         if (r < 0 || (p[1].revents & POLLIN) != 0) {
             break;
         }
-        if (PQconsumeInput(pg) == 0 || PQstatus(pg) != CONNECTION_OK) {
+        if ((r == 0 && !dbl_heartbeat(pg)) || PQconsumeInput(pg) == 0
+            || PQstatus(pg) != CONNECTION_OK) {
             OT_LOG_WARN("listen %s: connection lost: %s", l->channel, PQerrorMessage(pg));
             dbl_drain(l, pg);
             PQfinish(pg);
@@ -181,9 +208,7 @@ ot_err db_listen(struct db *db, const char *channel, db_notify_fn fn, void *ctx,
     }
     (void)fcntl(l->stop_pipe[0], F_SETFD, FD_CLOEXEC);
     (void)fcntl(l->stop_pipe[1], F_SETFD, FD_CLOEXEC);
-    if (pthread_create(&l->thread, NULL, dbl_main, l) != 0) {
-        OT_FAIL(OT_E_NOMEM);
-    }
+    OT_TRY(ot_thread_start(&l->thread, dbl_main, l));
     l->started = true;
     *out = l;
     l = NULL;

@@ -10,6 +10,7 @@
 #include "core/buf.h"
 #include "core/hex.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "db/audit.h"
 #include "db/authstore.h"
 #include "db/db.h"
@@ -358,7 +359,11 @@ static void tsm_on_note(void *ctx, enum db_note what, const char *payload)
         tsm_secache_set_online(t->cache, false);
         break;
     case DB_NOTE_MSG:
-        tsm_secache_invalidate(t->cache, payload);
+        if (strcmp(payload, TSM_SE_ALL) == 0) {
+            tsm_secache_clear(t->cache);
+        } else {
+            tsm_secache_invalidate(t->cache, payload);
+        }
         break;
     }
 }
@@ -489,9 +494,7 @@ ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out)
             OT_TRY(db_listen(t->db, TSM_SE_CHANNEL, tsm_on_note, t, &t->listener));
         }
         if (cfg->cache_warm) {
-            if (pthread_create(&t->warm, NULL, tsm_warm_main, t) != 0) {
-                OT_FAIL(OT_E_NOMEM);
-            }
+            OT_TRY(ot_thread_start(&t->warm, tsm_warm_main, t));
             t->warm_started = true;
         }
     }
