@@ -98,6 +98,12 @@ static const struct db_migration auth_migrations[] = {
      " OR DELETE ON auth_tokens FOR EACH ROW EXECUTE FUNCTION auth_changed_notify();"
      "CREATE TRIGGER auth_principals_changed AFTER UPDATE OF disabled, kind OR DELETE"
      " ON auth_principals FOR EACH ROW EXECUTE FUNCTION auth_changed_notify();"},
+    /* TRUNCATE fires no row trigger. */
+    {3, "SELECT 1",
+     "CREATE TRIGGER auth_tokens_truncated AFTER TRUNCATE ON auth_tokens"
+     " FOR EACH STATEMENT EXECUTE FUNCTION auth_changed_notify();"
+     "CREATE TRIGGER auth_principals_truncated AFTER TRUNCATE ON auth_principals"
+     " FOR EACH STATEMENT EXECUTE FUNCTION auth_changed_notify();"},
 };
 
 static const struct {

@@ -53,6 +53,13 @@ const struct db_migration tsm_registry_migrations[] = {
      " BEGIN PERFORM pg_notify('" TSM_SE_CHANNEL "', OLD.cin); RETURN NULL; END $$;"
      "CREATE TRIGGER secure_elements_notify AFTER UPDATE OR DELETE ON secure_elements"
      " FOR EACH ROW EXECUTE FUNCTION tsm_se_notify();"},
+    /* TRUNCATE fires no row trigger: it says "*" (every SE), which no CIN
+     * can be. */
+    {3, "SELECT 1",
+     "CREATE OR REPLACE FUNCTION tsm_se_notify_all() RETURNS trigger LANGUAGE plpgsql AS $$"
+     " BEGIN PERFORM pg_notify('" TSM_SE_CHANNEL "', '" TSM_SE_ALL "'); RETURN NULL; END $$;"
+     "CREATE TRIGGER secure_elements_truncate AFTER TRUNCATE ON secure_elements"
+     " FOR EACH STATEMENT EXECUTE FUNCTION tsm_se_notify_all();"},
 };
 const size_t tsm_registry_nmigrations =
     sizeof(tsm_registry_migrations) / sizeof(tsm_registry_migrations[0]);

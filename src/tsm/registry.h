@@ -25,9 +25,11 @@
 #define TSM_SD_LIST_DEF 100u  /* default page of the SD listing */
 #define TSM_SD_LIST_MAX 1000u /* largest page of the SD listing */
 
-/* NOTIFY channel of SE changes and deletions (PostgreSQL; payload: the old
- * CIN), raised by a trigger of the "tsm" migrations. */
+/* NOTIFY channel of SE changes and deletions (PostgreSQL), raised by
+ * triggers of the "tsm" migrations: the payload is the old CIN of a changed
+ * or deleted SE, or TSM_SE_ALL after a TRUNCATE. */
 #define TSM_SE_CHANNEL "tsm_se"
+#define TSM_SE_ALL     "*"
 
 /* Migrations of the "tsm" set (tsm_registry_migrate applies them). */
 extern const struct db_migration tsm_registry_migrations[];

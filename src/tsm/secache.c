@@ -29,7 +29,7 @@ enum tsm_secache_str {
 
 #define SC_NIDX       3u /* indexes: by CIN, MSISDN, IMSI (enum tsm_by order) */
 #define SC_IDX_MIN    1024u
-#define SC_ENT_CHARGE 48u /* slot pointer + index cells + allocator overhead, per entry */
+#define SC_ENT_CHARGE 16u /* the allocator's header and rounding, per entry */
 
 struct tsm_secache_ent {
     atomic_uchar ref; /* CLOCK: read since the hand last passed */
@@ -54,7 +54,8 @@ struct tsm_secache_idx {
 struct tsm_secache {
     pthread_rwlock_t lock;
     size_t budget;
-    size_t bytes;
+    size_t bytes;                   /* entries, as sc_charge counts them */
+    size_t table_bytes;             /* the slot array and the three index tables */
     struct tsm_secache_ent **slots; /* dense: slots[0..nslots) */
     size_t nslots;
     size_t capslots;
@@ -102,6 +103,19 @@ static ot_err sc_idx_init(struct tsm_secache_idx *x, size_t cap)
     x->cap = cap;
     x->n = 0;
     return OT_OK;
+}
+
+/* Bytes of the slot array and the index tables (they count against the
+ * budget). */
+static void sc_count_tables(struct tsm_secache *c)
+{
+    size_t cells = c->capslots;
+    unsigned i;
+
+    for (i = 0; i < SC_NIDX; i++) {
+        cells += c->idx[i].cap;
+    }
+    c->table_bytes = cells * sizeof(void *);
 }
 
 /* Position of the entry whose key i is key, or x->cap when absent. */
@@ -243,7 +257,7 @@ static void sc_evict(struct tsm_secache *c, size_t need)
 {
     size_t turns = 2 * c->nslots + 1;
 
-    while (c->nslots > 0 && c->bytes + need > c->budget && turns-- > 0) {
+    while (c->nslots > 0 && c->bytes + c->table_bytes + need > c->budget && turns-- > 0) {
         if (c->hand >= c->nslots) {
             c->hand = 0;
         }
@@ -257,7 +271,7 @@ static void sc_evict(struct tsm_secache *c, size_t need)
         c->evictions++;
     }
     /* Every entry was referenced twice over: take the hand's. */
-    while (c->nslots > 0 && c->bytes + need > c->budget) {
+    while (c->nslots > 0 && c->bytes + c->table_bytes + need > c->budget) {
         if (c->hand >= c->nslots) {
             c->hand = 0;
         }
@@ -366,6 +380,7 @@ ot_err tsm_secache_new(size_t budget, struct tsm_secache **out)
     for (i = 0; i < SC_NIDX; i++) {
         OT_TRY(sc_idx_init(&c->idx[i], SC_IDX_MIN));
     }
+    sc_count_tables(c);
     *out = c;
     c = NULL;
 out:
@@ -420,7 +435,8 @@ ot_err tsm_secache_get(struct tsm_secache *c, enum tsm_by by, const char *key, s
     return e != NULL ? OT_OK : OT_E_NOT_FOUND;
 }
 
-/* Makes room in the slot array and the indexes for one more entry. */
+/* Makes room in the slot array and the indexes for one more entry; the
+ * tables count against the budget too. */
 static ot_err sc_reserve(struct tsm_secache *c)
 {
     unsigned i;
@@ -436,9 +452,11 @@ static ot_err sc_reserve(struct tsm_secache *c)
     }
     for (i = 0; i < SC_NIDX; i++) {
         if (sc_idx_reserve(&c->idx[i], i) != OT_OK) {
+            sc_count_tables(c);
             return OT_E_NOMEM;
         }
     }
+    sc_count_tables(c);
     return OT_OK;
 }
 
@@ -475,6 +493,10 @@ void tsm_secache_put(struct tsm_secache *c, const struct tsm_se *se, uint64_t ge
     sc_evict(c, sc_charge(e));
     if (sc_reserve(c) != OT_OK) {
         goto drop;
+    }
+    sc_evict(c, sc_charge(e)); /* the tables may have grown */
+    if (c->bytes + c->table_bytes + sc_charge(e) > c->budget) {
+        goto drop; /* the tables alone fill the budget */
     }
     e->slot = (uint32_t)c->nslots;
     c->slots[c->nslots++] = e;
@@ -541,6 +563,6 @@ void tsm_secache_stats(struct tsm_secache *c, struct tsm_secache_stats *out)
     out->evictions = c->evictions;
     out->invalidations = c->invalidations;
     out->entries = c->nslots;
-    out->bytes = c->bytes;
+    out->bytes = c->bytes + c->table_bytes;
     pthread_rwlock_unlock(&c->lock);
 }

@@ -1,7 +1,8 @@
 /* In-memory cache of secure-element records for the lookups (by CIN, MSISDN
  * or IMSI), the hot path of every service provider (DESIGN.md 5).
  *
- * The cache holds copies of registry rows within a byte budget; a full cache
+ * The cache holds copies of registry rows within a byte budget (entries,
+ * the allocator's overhead and the index tables all count); a full cache
  * evicts with the CLOCK algorithm (an entry read since the hand last passed
  * survives one more turn). It is never the source of truth: a miss is read
  * from storage and offered back with tsm_secache_put.
@@ -41,7 +42,7 @@ struct tsm_secache_stats {
     uint64_t evictions;
     uint64_t invalidations; /* entries dropped by invalidate/clear */
     uint64_t entries;
-    uint64_t bytes; /* charged against the budget */
+    uint64_t bytes; /* charged against the budget: entries and index tables */
 };
 
 /* A cache of at most budget bytes (>= TSM_SECACHE_MIN_BYTES, else OT_E_ARG),
