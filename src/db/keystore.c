@@ -301,7 +301,9 @@ ot_err keystore_put_tx(struct keystore *ks, struct db_conn *c, const struct keys
     if (stored != NULL) {
         *stored = 0;
     }
-    if (ks == NULL || c == NULL || (items == NULL && n > 0)) {
+    /* A connection of another database would get the keys (sealed, but
+     * not where the store reads them). */
+    if (ks == NULL || c == NULL || (items == NULL && n > 0) || db_conn_db(c) != ks->db) {
         return OT_E_ARG;
     }
     /* Every item is checked before the first write: a bad one leaves the

@@ -103,8 +103,9 @@ struct keystore_item {
  * same identity twice in items stores the first. *stored (may be NULL) =
  * the number of keys written. n == 0 is a no-op.
  *
- * Errors: OT_E_ARG (NULL ks or c, NULL items with n > 0, an item keystore_put
- * would refuse; checked before anything is written), OT_E_STATE (no
+ * Errors: OT_E_ARG (NULL ks or c, c of another database than the store's,
+ * NULL items with n > 0, an item keystore_put would refuse; checked before
+ * anything is written), OT_E_STATE (no
  * transaction open on c), back-end errors (OT_E_CRYPTO), storage errors
  * (the caller must roll back). Not thread-safe on one c (db.h). */
 ot_err keystore_put_tx(struct keystore *ks, struct db_conn *c, const struct keystore_item *items,

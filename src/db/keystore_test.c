@@ -491,6 +491,26 @@ static void test_put_tx(void **state)
     assert_int_equal(keystore_put_tx(NULL, c, items, 1, NULL), OT_E_ARG);
     assert_int_equal(keystore_put_tx(f->ks, NULL, items, 1, NULL), OT_E_ARG);
     assert_int_equal(keystore_put_tx(f->ks, c, NULL, 1, NULL), OT_E_ARG);
+    {
+        /* A connection of another database handle: refused, nothing written. */
+        struct db *other = NULL;
+        struct db_conn *oc = NULL;
+        char url[600];
+
+        if (sec_t_is_pg()) {
+            snprintf(url, sizeof url, "%s", sec_t_pg_url);
+        } else {
+            snprintf(url, sizeof url, "sqlite:%s", f->t->path);
+        }
+        assert_int_equal(db_open(url, NULL, &other), OT_OK);
+        assert_int_equal(db_acquire(other, &oc), OT_OK);
+        assert_int_equal(db_begin(oc), OT_OK);
+        assert_int_equal(keystore_put_tx(f->ks, oc, items, 1, &stored), OT_E_ARG);
+        assert_int_equal(stored, 0);
+        assert_int_equal(db_rollback(oc), OT_OK);
+        db_release(oc);
+        db_close(other);
+    }
 
     /* A bad item anywhere: nothing written, the transaction still usable. */
     {
