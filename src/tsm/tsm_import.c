@@ -23,6 +23,7 @@
 /* ---- import ------------------------------------------------------------- */
 
 struct tsm_report {
+    const struct net_req *req; /* the import request (audit rows) */
     size_t rows;
     size_t imported;
     size_t unchanged;
@@ -57,15 +58,18 @@ struct tsm_pending {
     enum tsm_ins *res;
 };
 
-/* Imports a batch in one transaction: the rows and the key sets of the
- * rows that are registered (tsm_registry_import), so a failure or a crash
- * leaves neither. Key versions are immutable: a re-import cannot change
- * stored keys. */
+/* Imports a batch in one transaction: the rows, the key sets of the rows
+ * that are registered (tsm_registry_import) and an "se.import.batch" audit
+ * row, so a failure or a crash leaves none of them. Key versions are
+ * immutable: a re-import cannot change stored keys. The request's own
+ * "se.import" row (its outcome) follows the last batch. */
 static ot_err tsm_flush(struct tsm *t, struct tsm_pending *p, size_t n, struct tsm_report *rep)
 {
     ot_err err = OT_OK;
     struct db_conn *c = NULL;
+    char outcome[64];
     uint64_t gen;
+    size_t fresh = 0, same = 0;
     size_t i;
 
     if (n == 0) {
@@ -77,6 +81,13 @@ static ot_err tsm_flush(struct tsm *t, struct tsm_pending *p, size_t n, struct t
     OT_TRY(db_acquire(t->db, &c));
     OT_TRY(db_begin(c));
     OT_TRY(tsm_registry_import(c, t->ks, p->recs, n, p->res));
+    for (i = 0; i < n; i++) {
+        fresh += p->res[i] == TSM_INS_NEW;
+        same += p->res[i] == TSM_INS_SAME;
+    }
+    snprintf(outcome, sizeof(outcome), "ok new=%zu same=%zu bad=%zu", fresh, same,
+             n - fresh - same);
+    OT_TRY(tsm_audit(t, c, rep->req, "se.import.batch", net_req_path(rep->req), outcome));
     OT_TRY(db_commit(c));
     for (i = 0; i < n; i++) {
         switch (p->res[i]) {
@@ -225,6 +236,7 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
     ot_err err = OT_OK;
 
     memset(&rep, 0, sizeof(rep));
+    rep.req = req;
     memset(&jerr, 0, sizeof(jerr));
     if (!tsm_is_csv(ct) && !tsm_is_json(ct)) {
         net_resp_error(resp, OT_E_FORMAT, NULL, "Content-Type must be text/csv or application/json",
