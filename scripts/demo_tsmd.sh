@@ -71,6 +71,8 @@ URL=https://localhost:$port
 echo "    tsmd listening on $URL (pid $PID)"
 export XDG_CONFIG_HOME=$WORK/xdg
 mkdir -p "$XDG_CONFIG_HOME/opentsm"
+# The profile holds a token: only its owner may read it (tsmctl warns otherwise).
+(umask 077 && : >"$XDG_CONFIG_HOME/opentsm/config")
 cat >"$XDG_CONFIG_HOME/opentsm/config" <<INI
 [profile op]
 url = $URL

@@ -90,6 +90,7 @@ URL=https://localhost:$port
 # A profile file for the operator; SPs use --token on the command line.
 export XDG_CONFIG_HOME=$work/xdg
 mkdir -p "$XDG_CONFIG_HOME/opentsm"
+(umask 077 && : >"$XDG_CONFIG_HOME/opentsm/config") # holds a token: owner only
 cat >"$XDG_CONFIG_HOME/opentsm/config" <<INI
 [profile op]
 url = $URL
