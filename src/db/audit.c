@@ -271,24 +271,17 @@ out:
     return err;
 }
 
+static ot_err audit_append_fn(struct db_conn *c, void *arg)
+{
+    return audit_append_tx(c, arg);
+}
+
 ot_err audit_append(struct db *db, struct audit_entry *e)
 {
-    struct db_conn *c = NULL;
-    ot_err err = OT_OK;
-
     if (db == NULL || e == NULL) {
         return OT_E_ARG;
     }
-    OT_TRY(db_acquire(db, &c));
-    OT_TRY(db_begin(c));
-    OT_TRY(audit_append_tx(c, e));
-    OT_TRY(db_commit(c));
-out:
-    if (c != NULL && err != OT_OK) {
-        db_rollback(c);
-    }
-    db_release(c);
-    return err;
+    return db_run_tx(db, audit_append_fn, e);
 }
 
 /* Reads the row at the statement's cursor into f (strings borrowed from the

@@ -373,27 +373,6 @@ static ot_err auth_conn_check(const struct authstore *as, struct db_conn *c, boo
     return OT_OK;
 }
 
-/* Runs fn(as, c, arg) in a transaction of its own (the plain variants of
- * the _tx calls). */
-static ot_err auth_in_txn(struct authstore *as,
-                          ot_err (*fn)(struct authstore *as, struct db_conn *c, void *arg),
-                          void *arg)
-{
-    struct db_conn *c = NULL;
-    ot_err err = OT_OK;
-
-    OT_TRY(db_acquire(as->db, &c));
-    OT_TRY(db_begin(c));
-    OT_TRY(fn(as, c, arg));
-    OT_TRY(db_commit(c));
-out:
-    if (c != NULL && err != OT_OK) {
-        db_rollback(c);
-    }
-    db_release(c);
-    return err;
-}
-
 ot_err authstore_create_principal_tx(struct authstore *as, struct db_conn *c,
                                      enum authstore_kind kind, const char *name, int64_t *id)
 {
@@ -431,14 +410,16 @@ out:
 }
 
 struct auth_create_arg {
+    struct authstore *as;
     enum authstore_kind kind;
     const char *name;
     int64_t id;
 };
 
-static ot_err auth_create_fn(struct authstore *as, struct db_conn *c, void *arg)
+static ot_err auth_create_fn(struct db_conn *c, void *arg)
 {
     struct auth_create_arg *a = arg;
+    struct authstore *as = a->as;
 
     return authstore_create_principal_tx(as, c, a->kind, a->name, &a->id);
 }
@@ -446,14 +427,14 @@ static ot_err auth_create_fn(struct authstore *as, struct db_conn *c, void *arg)
 ot_err authstore_create_principal(struct authstore *as, enum authstore_kind kind, const char *name,
                                   int64_t *id)
 {
-    struct auth_create_arg a = {kind, name, 0};
+    struct auth_create_arg a = {as, kind, name, 0};
     ot_err err = OT_OK;
 
     if (as == NULL || !auth_kind_valid(kind)) {
         return OT_E_ARG;
     }
     OT_TRY(auth_check_name(name, AUTHSTORE_NAME_MAX));
-    OT_TRY(auth_in_txn(as, auth_create_fn, &a));
+    OT_TRY(db_run_tx(as->db, auth_create_fn, &a));
     OT_LOG_INFO("principal created id=%lld kind=%s name=%s", (long long)a.id,
                 authstore_kind_name(kind), name);
     if (id != NULL) {
@@ -705,6 +686,7 @@ out:
 }
 
 struct auth_issue_arg {
+    struct authstore *as;
     int64_t principal_id;
     int64_t ttl;
     const char *label;
@@ -713,9 +695,10 @@ struct auth_issue_arg {
     int64_t id;
 };
 
-static ot_err auth_issue_fn(struct authstore *as, struct db_conn *c, void *arg)
+static ot_err auth_issue_fn(struct db_conn *c, void *arg)
 {
     struct auth_issue_arg *a = arg;
+    struct authstore *as = a->as;
 
     return authstore_issue_token_tx(as, c, a->principal_id, a->ttl, a->label, a->token_text,
                                     a->token_cap, &a->id);
@@ -725,7 +708,7 @@ ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t
                              const char *label, char *token_text, size_t token_cap,
                              int64_t *token_id)
 {
-    struct auth_issue_arg a = {principal_id, ttl, label, token_text, token_cap, 0};
+    struct auth_issue_arg a = {as, principal_id, ttl, label, token_text, token_cap, 0};
     ot_err err = OT_OK;
 
     if (as == NULL || token_text == NULL) {
@@ -734,7 +717,7 @@ ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t
     if (token_cap < AUTHSTORE_TOKEN_LEN + 1) {
         return OT_E_BUF_SMALL;
     }
-    err = auth_in_txn(as, auth_issue_fn, &a);
+    err = db_run_tx(as->db, auth_issue_fn, &a);
     if (err != OT_OK) {
         /* Not committed: the text must not be shown. */
         ot_mem_wipe(token_text, AUTHSTORE_TOKEN_LEN + 1);
@@ -888,26 +871,28 @@ out:
 }
 
 struct auth_revoke_arg {
+    struct authstore *as;
     int64_t token_id;
     int64_t principal_id;
 };
 
-static ot_err auth_revoke_fn(struct authstore *as, struct db_conn *c, void *arg)
+static ot_err auth_revoke_fn(struct db_conn *c, void *arg)
 {
     struct auth_revoke_arg *a = arg;
+    struct authstore *as = a->as;
 
     return authstore_revoke_tx(as, c, a->token_id, a->principal_id);
 }
 
 ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principal_id)
 {
-    struct auth_revoke_arg a = {token_id, principal_id};
+    struct auth_revoke_arg a = {as, token_id, principal_id};
     ot_err err = OT_OK;
 
     if (as == NULL) {
         return OT_E_ARG;
     }
-    err = auth_in_txn(as, auth_revoke_fn, &a);
+    err = db_run_tx(as->db, auth_revoke_fn, &a);
     /* After the commit, never before: a verification that read the token
      * before the commit must not cache it past this point (see the
      * generation in struct authstore). Not for a refusal, which changed
@@ -1072,27 +1057,29 @@ out:
 }
 
 struct auth_bind_arg {
+    struct authstore *as;
     int64_t principal_id;
     const char *cert_id;
 };
 
-static ot_err auth_bind_fn(struct authstore *as, struct db_conn *c, void *arg)
+static ot_err auth_bind_fn(struct db_conn *c, void *arg)
 {
     struct auth_bind_arg *a = arg;
+    struct authstore *as = a->as;
 
     return authstore_bind_cert_tx(as, c, a->principal_id, a->cert_id);
 }
 
 ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const char *cert_id)
 {
-    struct auth_bind_arg a = {principal_id, cert_id};
+    struct auth_bind_arg a = {as, principal_id, cert_id};
     ot_err err = OT_OK;
 
     if (as == NULL || cert_id == NULL || cert_id[0] == '\0'
         || strlen(cert_id) > AUTHSTORE_CERT_ID_MAX) {
         return OT_E_ARG;
     }
-    OT_TRY(auth_in_txn(as, auth_bind_fn, &a));
+    OT_TRY(db_run_tx(as->db, auth_bind_fn, &a));
     OT_LOG_INFO("certificate bound principal=%lld", (long long)principal_id);
 out:
     return err;

@@ -524,6 +524,26 @@ ot_err db_rollback(struct db_conn *c)
     return c->db->ops->exec(c->impl, "ROLLBACK");
 }
 
+ot_err db_run_tx(struct db *db, ot_err (*fn)(struct db_conn *c, void *arg), void *arg)
+{
+    struct db_conn *c = NULL;
+    ot_err err = OT_OK;
+
+    if (db == NULL || fn == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_acquire(db, &c));
+    OT_TRY(db_begin(c));
+    OT_TRY(fn(c, arg));
+    OT_TRY(db_commit(c));
+out:
+    if (c != NULL && err != OT_OK) {
+        (void)db_rollback(c);
+    }
+    db_release(c);
+    return err;
+}
+
 bool db_in_txn(struct db_conn *c)
 {
     return c != NULL && c->db->ops->txn(c->impl) != DB_TXN_IDLE;

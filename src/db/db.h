@@ -134,6 +134,10 @@ struct db *db_conn_db(const struct db_conn *c);
  * OT_E_DB. After any failure call db_rollback, which is a no-op (OT_OK) without a
  * transaction. */
 ot_err db_begin(struct db_conn *c);
+/* Runs fn(c, arg) on a borrowed connection inside a transaction of its own:
+ * commits when fn returns OT_OK, rolls back otherwise. Returns fn's error or
+ * the commit's. */
+ot_err db_run_tx(struct db *db, ot_err (*fn)(struct db_conn *c, void *arg), void *arg);
 ot_err db_commit(struct db_conn *c);
 ot_err db_rollback(struct db_conn *c);
 bool db_in_txn(struct db_conn *c);

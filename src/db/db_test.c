@@ -1192,6 +1192,37 @@ static void test_listen(void **state)
     db_close(db);
 }
 
+/* db_run_tx: fn's work commits when it returns OT_OK and is rolled back
+ * (with fn's error returned) otherwise. */
+static ot_err run_tx_insert(struct db_conn *c, void *arg)
+{
+    const ot_err *want = arg;
+
+    ot_err err = db_exec(c, "INSERT INTO run_tx (v) VALUES (1)");
+
+    return err != OT_OK ? err : *want;
+}
+
+static void test_run_tx(void **state)
+{
+    struct db *db = open_db(NULL);
+    struct db_conn *c = NULL;
+    ot_err ok = OT_OK, bad = OT_E_STATE;
+
+    (void)state;
+    exec_ok(db, "DROP TABLE IF EXISTS run_tx");
+    exec_ok(db, "CREATE TABLE run_tx (v BIGINT NOT NULL)");
+    assert_int_equal(db_run_tx(db, run_tx_insert, &bad), OT_E_STATE);
+    assert_int_equal(db_run_tx(db, run_tx_insert, &ok), OT_OK);
+    assert_int_equal(db_run_tx(NULL, run_tx_insert, &ok), OT_E_ARG);
+    assert_int_equal(db_run_tx(db, NULL, &ok), OT_E_ARG);
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    assert_int_equal(query_int(c, "SELECT COUNT(*) FROM run_tx", NULL), 1);
+    db_release(c);
+    exec_ok(db, "DROP TABLE run_tx");
+    db_close(db);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static void rm_sqlite_files(void)
@@ -1229,6 +1260,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_large_result),
         cmocka_unit_test(test_pg_reconnect),
         cmocka_unit_test(test_listen),
+        cmocka_unit_test(test_run_tx),
     };
     int rc;
 
