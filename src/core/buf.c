@@ -222,6 +222,17 @@ bool ot_mem_equal_ct(const void *a, const void *b, size_t n)
     return acc == 0;
 }
 
+uint32_t ot_str_hash32(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a offset basis and prime */
+
+    for (; *s != '\0'; s++) {
+        h ^= (uint8_t)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
 void ot_put_u16be(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)(v >> 8);

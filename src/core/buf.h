@@ -68,6 +68,9 @@ void ot_buf_free(struct ot_buf *b);  /* wipes and frees; the struct can be reuse
 void ot_mem_wipe(void *p, size_t n);
 /* Constant-time equality of two n-byte regions. */
 bool ot_mem_equal_ct(const void *a, const void *b, size_t n);
+/* 32-bit FNV-1a of a NUL-terminated string: for hash tables of short keys
+ * (not for anything an attacker must not steer: it is not keyed). */
+uint32_t ot_str_hash32(const char *s);
 
 /* Big-endian stores and loads on raw memory. */
 void ot_put_u16be(uint8_t *p, uint16_t v);

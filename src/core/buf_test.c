@@ -234,6 +234,10 @@ static void test_mem(void **state)
     (void)state;
     uint8_t a[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     uint8_t b[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    /* FNV-1a 32 reference values (draft-eastlake-fnv). */
+    assert_int_equal(ot_str_hash32(""), 0x811c9dc5u);
+    assert_int_equal(ot_str_hash32("a"), 0xe40c292cu);
+    assert_int_equal(ot_str_hash32("foobar"), 0xbf9cf968u);
     assert_true(ot_mem_equal_ct(a, b, sizeof a));
     assert_true(ot_mem_equal_ct(a, b, 0));
     b[7] ^= 0x80;

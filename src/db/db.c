@@ -3,6 +3,7 @@
 #include "db/db.h"
 
 #define OT_LOG_COMPONENT "db"
+#include "core/buf.h"
 #include "core/log.h"
 #include "db/db_priv.h"
 
@@ -559,17 +560,6 @@ ot_err db_exec(struct db_conn *c, const char *sql)
 
 /* ---- statements ---------------------------------------------------------- */
 
-static uint32_t sql_hash(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-
-    for (; *s != '\0'; s++) {
-        h ^= (uint8_t)*s;
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static void out_push(struct db_conn *c, struct db_stmt *s)
 {
     s->in_use = true;
@@ -615,7 +605,7 @@ ot_err db_prepare(struct db_conn *c, const char *sql, struct db_stmt **out)
         OT_LOG_ERROR("prepare: empty statement");
         return OT_E_DB; /* as SQLite does; PostgreSQL would accept it */
     }
-    h = sql_hash(sql);
+    h = ot_str_hash32(sql);
     b = h % DB_STMT_BUCKETS;
     for (s = c->bucket[b]; s != NULL; s = s->next_bucket) {
         if (s->hash == h && strcmp(s->sql, sql) == 0) {

@@ -207,12 +207,8 @@ struct tsm_batch {
 
 static size_t tsm_seen_slot(enum tsm_key_kind kind, const char *key)
 {
-    uint32_t h = 2166136261u ^ (uint32_t)kind; /* FNV-1a */
-
-    for (const char *p = key; *p != '\0'; p++) {
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    }
-    return h & (TSM_SEEN_SLOTS - 1);
+    /* The kind moves the slot: an IMSI equal to an MSISDN is another key. */
+    return (ot_str_hash32(key) ^ ((uint32_t)kind * 0x9e3779b9u)) & (TSM_SEEN_SLOTS - 1);
 }
 
 /* True when key of that kind is in the run already; else adds it if add. */

@@ -72,18 +72,6 @@ struct tsm_secache {
 /* The string offset holding each index's key. */
 static const enum tsm_secache_str sc_key_str[SC_NIDX] = {SC_CIN, SC_MSISDN, SC_IMSI};
 
-/* FNV-1a, 32 bits: keys are short decimal or hex strings. */
-static uint32_t sc_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-
-    while (*s != '\0') {
-        h ^= (uint8_t)*s++;
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static const char *sc_key(const struct tsm_secache_ent *e, unsigned i)
 {
     return e->s + e->off[sc_key_str[i]];
@@ -247,7 +235,7 @@ static void sc_drop_all(struct tsm_secache *c)
 static struct tsm_secache_ent *sc_lookup(const struct tsm_secache *c, unsigned i, const char *key)
 {
     const struct tsm_secache_idx *x = &c->idx[i];
-    size_t p = sc_idx_find(x, i, key, sc_hash(key));
+    size_t p = sc_idx_find(x, i, key, ot_str_hash32(key));
 
     return p < x->cap ? x->tab[p] : NULL;
 }
@@ -314,7 +302,7 @@ static struct tsm_secache_ent *sc_pack(const struct tsm_se *se)
         total += sl[k] + 1;
     }
     for (k = 0; k < SC_NIDX; k++) {
-        e->hash[k] = sc_hash(sc_key(e, k));
+        e->hash[k] = ot_str_hash32(sc_key(e, k));
     }
     e->id = se->id;
     e->free_memory = se->free_memory;
