@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -543,6 +544,41 @@ out:
     }
     db_release(c);
     return err;
+}
+
+ot_err db_sql_values(const char *head, size_t rows, size_t cols, const char *tail, char **out)
+{
+    /* ", " or "(" before each parameter, "$" and up to 5 digits, ")" after
+     * a row, ", " between rows. */
+    size_t cap = 0;
+    size_t len = 0;
+    size_t p = 0;
+    char *sql = NULL;
+
+    *out = NULL;
+    if (head == NULL || tail == NULL || rows == 0 || cols == 0 || rows > DB_PARAMS_MAX / cols) {
+        return OT_E_ARG;
+    }
+    cap = strlen(head) + strlen(tail) + rows * (cols * 8 + 3) + 1;
+    sql = malloc(cap);
+    if (sql == NULL) {
+        return OT_E_NOMEM;
+    }
+    len = (size_t)snprintf(sql, cap, "%s", head);
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t k = 0; k < cols; k++) {
+            /* always fits: cap counts the longest number */
+            len += (size_t)snprintf(sql + len, cap - len, "%s$%zu",
+                                    k > 0   ? ", "
+                                    : r > 0 ? ", ("
+                                            : "(",
+                                    ++p);
+        }
+        sql[len++] = ')';
+    }
+    (void)snprintf(sql + len, cap - len, "%s", tail);
+    *out = sql;
+    return OT_OK;
 }
 
 bool db_in_txn(struct db_conn *c)

@@ -146,6 +146,14 @@ bool db_in_txn(struct db_conn *c);
  * discarded. For DDL and fixed statements only: never paste values into sql. */
 ot_err db_exec(struct db_conn *c, const char *sql);
 
+/* Text of a multi-row statement: head, then rows parenthesised lists of
+ * cols parameters each, numbered $1 upwards row by row ("($1, $2), ($3,
+ * $4)"), then tail; malloc'd into *out (free() it). Both engines take it;
+ * keep rows * cols under 32766 (SQLite's limit; PostgreSQL's is 65535).
+ * OT_E_ARG for rows or cols 0 or beyond that limit. */
+#define DB_PARAMS_MAX 32766u
+ot_err db_sql_values(const char *head, size_t rows, size_t cols, const char *tail, char **out);
+
 /* Statements (see above). *out = NULL on failure; bad SQL gives OT_E_DB. */
 ot_err db_prepare(struct db_conn *c, const char *sql, struct db_stmt **out);
 /* Binds copy their value. Unbound parameters are NULL. idx out of range: OT_E_ARG.

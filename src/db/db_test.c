@@ -131,6 +131,31 @@ static void test_ddl_rewrite(void **state)
     }
 }
 
+static void test_sql_values(void **state)
+{
+    char *sql = NULL;
+
+    (void)state;
+    assert_int_equal(db_sql_values("INSERT INTO t (a, b) VALUES ", 3, 2, " RETURNING a", &sql),
+                     OT_OK);
+    assert_string_equal(sql,
+                        "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) RETURNING a");
+    free(sql);
+    assert_int_equal(db_sql_values("V ", 1, 1, "", &sql), OT_OK);
+    assert_string_equal(sql, "V ($1)");
+    free(sql);
+    /* The largest count: the last number has five digits. */
+    assert_int_equal(db_sql_values("", DB_PARAMS_MAX / 2, 2, "", &sql), OT_OK);
+    assert_non_null(strstr(sql, ", ($32765, $32766)"));
+    assert_int_equal(strstr(sql, "$32766)") + strlen("$32766)"), sql + strlen(sql));
+    free(sql);
+    assert_int_equal(db_sql_values("", DB_PARAMS_MAX / 2 + 1, 2, "", &sql), OT_E_ARG);
+    assert_null(sql);
+    assert_int_equal(db_sql_values("", 0, 2, "", &sql), OT_E_ARG);
+    assert_int_equal(db_sql_values("", 2, 0, "", &sql), OT_E_ARG);
+    assert_int_equal(db_sql_values(NULL, 1, 1, "", &sql), OT_E_ARG);
+}
+
 static void test_parse_int64(void **state)
 {
     static const struct {
@@ -1243,6 +1268,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_params_rewrite),
         cmocka_unit_test(test_ddl_rewrite),
         cmocka_unit_test(test_parse_int64),
+        cmocka_unit_test(test_sql_values),
     };
     const struct CMUnitTest storage[] = {
         cmocka_unit_test(test_open_close),

@@ -154,89 +154,17 @@ static size_t ks_aad(uint8_t aad[KS_AAD_MAX], const char *owner, const char *nam
     return n;
 }
 
-ot_err keystore_put(struct keystore *ks, const char *owner, const char *name, uint32_t version,
-                    const uint8_t *key, size_t key_len)
-{
-    uint8_t aad[KS_AAD_MAX];
-    uint8_t blob[KS_BLOB_MAX];
-    size_t aad_len = 0;
-    size_t blob_len = sizeof blob;
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    bool row = false;
-    ot_err err = OT_OK;
-
-    if (ks == NULL || key == NULL || key_len == 0 || key_len > KEYSTORE_KEY_MAX) {
-        return OT_E_ARG;
-    }
-    OT_TRY(ks_check_id(owner, name, version, false));
-    aad_len = ks_aad(aad, owner, name, version);
-    OT_TRY(ks->ops->seal(ks->impl, aad, aad_len, key, key_len, blob, &blob_len));
-    OT_TRY(db_acquire(ks->db, &c));
-    OT_TRY(db_prepare(c,
-                      "INSERT INTO keystore_keys (owner, name, version, backend, kek_id, sealed,"
-                      " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                      &st));
-    OT_TRY(db_bind_text(st, 1, owner));
-    OT_TRY(db_bind_text(st, 2, name));
-    OT_TRY(db_bind_int64(st, 3, version));
-    OT_TRY(db_bind_text(st, 4, ks->ops->name));
-    OT_TRY(db_bind_text(st, 5, ks->ops->kek_id(ks->impl)));
-    OT_TRY(db_bind_blob(st, 6, blob, blob_len));
-    OT_TRY(db_bind_int64(st, 7, (int64_t)time(NULL)));
-    OT_TRY(db_step(st, &row)); /* OT_E_CONFLICT: that version exists */
-    OT_LOG_DEBUG("stored key owner=%s name=%s version=%u", owner, name, (unsigned)version);
-out:
-    db_reset(st);
-    db_release(c);
-    return err;
-}
-
-/* keystore_put_tx writes up to KS_TX_CHUNK_MAX keys per INSERT statement.
- * Each row binds 4 parameters (owner, name, version, sealed) and shares $1
- * backend, $2 kek_id and $3 created_at: 3 + 4 * 256 = 1027 parameters, far
- * below SQLite's 32766 and PostgreSQL's 65535. A chunk is always a power
- * of two rows, so at most 9 statement texts exist (db_prepare caches them
- * per connection) whatever the batch sizes. */
+/* keystore_put_tx writes up to KS_TX_CHUNK_MAX keys per INSERT statement
+ * of KS_TX_COLS parameters per row (db_sql_values): 7 * 256 = 1792, far
+ * below both engines' limits. A chunk is always a power of two rows, so at
+ * most 9 statement texts exist (db_prepare caches them per connection)
+ * whatever the batch sizes. */
 #define KS_TX_CHUNK_MAX 256u
-#define KS_TX_SHARED    3
-#define KS_TX_PER_ROW   4
+#define KS_TX_COLS      7
 #define KS_TX_SQL_HEAD                                                           \
     "INSERT INTO keystore_keys (owner, name, version, backend, kek_id, sealed, " \
     "created_at) VALUES "
-#define KS_TX_SQL_TAIL   " ON CONFLICT (owner, name, version) DO NOTHING"
-#define KS_TX_ROW_SQLMAX 48u /* "($nnnn, $nnnn, $nnnn, $1, $2, $nnnn, $3), " */
-
-/* The INSERT text for rows rows (parameter numbers only: no values). */
-static ot_err ks_tx_sql(size_t rows, char **out)
-{
-    size_t cap = sizeof KS_TX_SQL_HEAD + sizeof KS_TX_SQL_TAIL + rows * KS_TX_ROW_SQLMAX;
-    char *sql = malloc(cap);
-    size_t len = 0;
-
-    *out = NULL;
-    if (sql == NULL) {
-        return OT_E_NOMEM;
-    }
-    len = (size_t)snprintf(sql, cap, "%s", KS_TX_SQL_HEAD);
-    for (size_t r = 0; r < rows; r++) {
-        int p = KS_TX_SHARED + (int)r * KS_TX_PER_ROW;
-        int w = snprintf(sql + len, cap - len, "%s($%d, $%d, $%d, $1, $2, $%d, $3)",
-                         r == 0 ? "" : ", ", p + 1, p + 2, p + 3, p + 4);
-
-        if (w < 0 || (size_t)w >= cap - len) {
-            free(sql);
-            return OT_E_ARG; /* cannot happen: cap counts the longest row */
-        }
-        len += (size_t)w;
-    }
-    if ((size_t)snprintf(sql + len, cap - len, "%s", KS_TX_SQL_TAIL) >= cap - len) {
-        free(sql);
-        return OT_E_ARG;
-    }
-    *out = sql;
-    return OT_OK;
-}
+#define KS_TX_SQL_TAIL " ON CONFLICT (owner, name, version) DO NOTHING"
 
 /* Seals items[0..m) into blobs (one buffer, item i at offset off[i]) and
  * writes them with one statement; *stored += rows inserted. */
@@ -246,6 +174,7 @@ static ot_err ks_tx_chunk(struct keystore *ks, struct db_conn *c, const struct k
     uint8_t aad[KS_AAD_MAX];
     size_t off[KS_TX_CHUNK_MAX + 1];
     uint8_t *blobs = NULL;
+    int64_t now = (int64_t)time(NULL);
     char *sql = NULL;
     struct db_stmt *st = NULL;
     bool row = false;
@@ -269,18 +198,18 @@ static ot_err ks_tx_chunk(struct keystore *ks, struct db_conn *c, const struct k
             OT_FAIL(OT_E_CRYPTO);
         }
     }
-    OT_TRY(ks_tx_sql(m, &sql));
+    OT_TRY(db_sql_values(KS_TX_SQL_HEAD, m, KS_TX_COLS, KS_TX_SQL_TAIL, &sql));
     OT_TRY(db_prepare(c, sql, &st));
-    OT_TRY(db_bind_text(st, 1, ks->ops->name));
-    OT_TRY(db_bind_text(st, 2, ks->ops->kek_id(ks->impl)));
-    OT_TRY(db_bind_int64(st, 3, (int64_t)time(NULL)));
     for (size_t i = 0; i < m; i++) {
-        int p = KS_TX_SHARED + (int)i * KS_TX_PER_ROW;
+        int p = (int)i * KS_TX_COLS;
 
         OT_TRY(db_bind_text(st, p + 1, items[i].owner));
         OT_TRY(db_bind_text(st, p + 2, items[i].name));
         OT_TRY(db_bind_int64(st, p + 3, items[i].version));
-        OT_TRY(db_bind_blob(st, p + 4, blobs + off[i], off[i + 1] - off[i]));
+        OT_TRY(db_bind_text(st, p + 4, ks->ops->name));
+        OT_TRY(db_bind_text(st, p + 5, ks->ops->kek_id(ks->impl)));
+        OT_TRY(db_bind_blob(st, p + 6, blobs + off[i], off[i + 1] - off[i]));
+        OT_TRY(db_bind_int64(st, p + 7, now));
     }
     OT_TRY(db_step(st, &row));
     *stored += (size_t)db_changes(st);
@@ -330,6 +259,37 @@ ot_err keystore_put_tx(struct keystore *ks, struct db_conn *c, const struct keys
     if (stored != NULL) {
         *stored = done;
     }
+out:
+    return err;
+}
+
+struct ks_put_arg {
+    struct keystore *ks;
+    struct keystore_item item;
+    size_t stored;
+};
+
+static ot_err ks_put_fn(struct db_conn *c, void *arg)
+{
+    struct ks_put_arg *a = arg;
+
+    return keystore_put_tx(a->ks, c, &a->item, 1, &a->stored);
+}
+
+ot_err keystore_put(struct keystore *ks, const char *owner, const char *name, uint32_t version,
+                    const uint8_t *key, size_t key_len)
+{
+    struct ks_put_arg a = {ks, {owner, name, version, key, key_len}, 0};
+    ot_err err = OT_OK;
+
+    if (ks == NULL) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_run_tx(ks->db, ks_put_fn, &a));
+    if (a.stored == 0) {
+        OT_FAIL(OT_E_CONFLICT); /* that version exists: versions are immutable */
+    }
+    OT_LOG_DEBUG("stored key owner=%s name=%s version=%u", owner, name, (unsigned)version);
 out:
     return err;
 }
