@@ -156,12 +156,12 @@ out:
  * next run: it then meets the earlier row in the table, as row by row.
  */
 
-/* SQLite: rows as VALUES lists, 12 parameters per row ($2..$13 of the
- * first row, ...); $1 is created_at, shared. 1 + 12 * 500 = 6001
- * parameters, below SQLite's 32766. Chunk sizes come from a fixed set (500
- * and the powers of two below it), so at most 10 statement texts exist per
- * connection (20 with the ON CONFLICT variants). */
-#define TSM_REG_PER_ROW 12
+/* SQLite: rows as VALUES lists (db_sql_values) of the TSM_REG_COLS
+ * columns and created_at: 13 * 500 = 6500 parameters, below SQLite's
+ * 32766. Chunk sizes come from a fixed set (500 and the powers of two below
+ * it), so at most 10 statement texts exist per connection (20 with the ON
+ * CONFLICT variants). */
+#define TSM_REG_COLS 12 /* the columns of struct tsm_se written (tsm_se_col) */
 #define TSM_REG_SQL_HEAD                                                                     \
     "INSERT INTO secure_elements (cin, se_type, mno, msisdn, imsi, profile_id, gp_version, " \
     "jc_version, cert_level, expiry, free_memory, master_key_index, created_at) VALUES "
@@ -179,11 +179,9 @@ out:
     "$13::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "        \
     "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[]) " \
     "AS u"
-#define TSM_REG_PG_COLS    12
-#define TSM_REG_ELEM_MAX   64u   /* longest text field (mno, profile_id) */
-#define TSM_REG_ROW_SQLMAX 96u   /* ", (" + 12 x "$nnnn, " + "$1)" */
-#define TSM_SEEN_SLOTS     4096u /* > 2 x 3 keys x TSM_REGISTRY_CHUNK_MAX, a power of two */
-#define TSM_KEY_OWNER_MAX  (4 + TSM_CIN_MAX)
+#define TSM_REG_ELEM_MAX  64u   /* longest text field (mno, profile_id) */
+#define TSM_SEEN_SLOTS    4096u /* > 2 x 3 keys x TSM_REGISTRY_CHUNK_MAX, a power of two */
+#define TSM_KEY_OWNER_MAX (4 + TSM_CIN_MAX)
 
 static const size_t tsm_reg_chunks[] = {TSM_REGISTRY_CHUNK_MAX, 256, 128, 64, 32, 16, 8, 4, 2, 1};
 
@@ -244,43 +242,6 @@ static bool tsm_run_takes(struct tsm_batch *b, const struct tsm_se *se)
         (void)tsm_seen(b, TSM_KEY_IMSI, se->imsi, true);
     }
     return true;
-}
-
-/* The INSERT text for rows rows (parameter numbers only: no values);
- * skip: rows that conflict are skipped, not an error. */
-static ot_err tsm_reg_sql(size_t rows, bool skip, char **out)
-{
-    size_t cap = sizeof TSM_REG_SQL_HEAD + sizeof TSM_REG_SQL_SKIP + sizeof TSM_REG_SQL_TAIL
-                 + rows * TSM_REG_ROW_SQLMAX;
-    char *sql = malloc(cap);
-    size_t len = 0;
-    int w = 0;
-
-    *out = NULL;
-    if (sql == NULL) {
-        return OT_E_NOMEM;
-    }
-    len = (size_t)snprintf(sql, cap, "%s", TSM_REG_SQL_HEAD);
-    for (size_t r = 0; r < rows; r++) {
-        int p = 1 + (int)r * TSM_REG_PER_ROW;
-
-        w = snprintf(sql + len, cap - len,
-                     "%s($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $1)",
-                     r == 0 ? "" : ", ", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8,
-                     p + 9, p + 10, p + 11, p + 12);
-        if (w < 0 || (size_t)w >= cap - len) {
-            free(sql);
-            return OT_E_ARG; /* cannot happen: cap counts the longest row */
-        }
-        len += (size_t)w;
-    }
-    w = snprintf(sql + len, cap - len, "%s%s", skip ? TSM_REG_SQL_SKIP : "", TSM_REG_SQL_TAIL);
-    if (w < 0 || (size_t)w >= cap - len) {
-        free(sql);
-        return OT_E_ARG;
-    }
-    *out = sql;
-    return OT_OK;
 }
 
 /* A row the INSERT skipped: finds out which unique key is taken, and by
@@ -350,6 +311,39 @@ static size_t tsm_arr_put(char *buf, size_t len, const char *v)
     return len;
 }
 
+/* One written column of an SE, in TSM_REG_SQL_HEAD's order (col <
+ * TSM_REG_COLS): text (NULL: SQL NULL) or, for the last two, a number. */
+struct tsm_col {
+    const char *text;
+    int64_t num;
+    bool is_num;
+};
+
+static struct tsm_col tsm_se_col(const struct tsm_se *se, int col)
+{
+    const char *const text[TSM_REG_COLS - 2] = {
+        se->cin,
+        se->se_type,
+        se->mno,
+        se->msisdn[0] ? se->msisdn : NULL,
+        se->imsi[0] ? se->imsi : NULL,
+        se->profile_id,
+        se->gp_version,
+        se->jc_version,
+        se->cert_level,
+        se->expiry,
+    };
+    struct tsm_col v = {NULL, 0, false};
+
+    if (col < TSM_REG_COLS - 2) {
+        v.text = text[col];
+    } else {
+        v.is_num = true;
+        v.num = col == TSM_REG_COLS - 2 ? se->free_memory : se->master_key_index;
+    }
+    return v;
+}
+
 /* Binds column col of recs[0..m) as array parameter col + 1. */
 static ot_err tsm_bind_array(struct db_stmt *st, int col, const struct tsm_serec *recs, size_t m,
                              char *buf)
@@ -358,51 +352,17 @@ static ot_err tsm_bind_array(struct db_stmt *st, int col, const struct tsm_serec
 
     buf[0] = '{';
     for (size_t r = 0; r < m; r++) {
-        const struct tsm_se *se = &recs[r].se;
-        const char *v = NULL;
+        struct tsm_col v = tsm_se_col(&recs[r].se, col);
         char num[24];
 
-        switch (col) {
-        case 0:
-            v = se->cin;
-            break;
-        case 1:
-            v = se->se_type;
-            break;
-        case 2:
-            v = se->mno;
-            break;
-        case 3:
-            v = se->msisdn[0] ? se->msisdn : NULL;
-            break;
-        case 4:
-            v = se->imsi[0] ? se->imsi : NULL;
-            break;
-        case 5:
-            v = se->profile_id;
-            break;
-        case 6:
-            v = se->gp_version;
-            break;
-        case 7:
-            v = se->jc_version;
-            break;
-        case 8:
-            v = se->cert_level;
-            break;
-        case 9:
-            v = se->expiry;
-            break;
-        default:
-            snprintf(num, sizeof(num), "%lld",
-                     (long long)(col == 10 ? se->free_memory : se->master_key_index));
-            v = num;
-            break;
+        if (v.is_num) {
+            snprintf(num, sizeof(num), "%lld", (long long)v.num);
+            v.text = num;
         }
-        if (v != NULL && strlen(v) > TSM_REG_ELEM_MAX) {
+        if (v.text != NULL && strlen(v.text) > TSM_REG_ELEM_MAX) {
             return OT_E_ARG; /* longer than any validated field */
         }
-        len = tsm_arr_put(buf, len, v);
+        len = tsm_arr_put(buf, len, v.text);
     }
     buf[len++] = '}';
     buf[len] = '\0';
@@ -420,10 +380,10 @@ static ot_err tsm_prepare_pg(struct db_conn *c, struct tsm_batch *b, const struc
                       skip ? TSM_REG_PG_SQL_HEAD TSM_REG_SQL_SKIP TSM_REG_SQL_TAIL
                            : TSM_REG_PG_SQL_HEAD TSM_REG_SQL_TAIL,
                       &st));
-    for (int col = 0; col < TSM_REG_PG_COLS; col++) {
+    for (int col = 0; col < TSM_REG_COLS; col++) {
         OT_TRY(tsm_bind_array(st, col, recs, m, b->arr));
     }
-    OT_TRY(db_bind_int64(st, TSM_REG_PG_COLS + 1, now));
+    OT_TRY(db_bind_int64(st, TSM_REG_COLS + 1, now));
     *out = st;
     st = NULL;
 out:
@@ -439,25 +399,19 @@ static ot_err tsm_prepare_values(struct db_conn *c, const struct tsm_serec *recs
     char *sql = NULL;
     struct db_stmt *st = NULL;
 
-    OT_TRY(tsm_reg_sql(m, skip, &sql));
+    OT_TRY(db_sql_values(TSM_REG_SQL_HEAD, m, TSM_REG_COLS + 1,
+                         skip ? TSM_REG_SQL_SKIP TSM_REG_SQL_TAIL : TSM_REG_SQL_TAIL, &sql));
     OT_TRY(db_prepare(c, sql, &st));
-    OT_TRY(db_bind_int64(st, 1, now));
     for (size_t r = 0; r < m; r++) {
-        const struct tsm_se *se = &recs[r].se;
-        int p = 1 + (int)r * TSM_REG_PER_ROW;
+        int p = (int)r * (TSM_REG_COLS + 1);
 
-        OT_TRY(db_bind_text(st, p + 1, se->cin));
-        OT_TRY(db_bind_text(st, p + 2, se->se_type));
-        OT_TRY(db_bind_text(st, p + 3, se->mno));
-        OT_TRY(db_bind_text(st, p + 4, se->msisdn[0] ? se->msisdn : NULL));
-        OT_TRY(db_bind_text(st, p + 5, se->imsi[0] ? se->imsi : NULL));
-        OT_TRY(db_bind_text(st, p + 6, se->profile_id));
-        OT_TRY(db_bind_text(st, p + 7, se->gp_version));
-        OT_TRY(db_bind_text(st, p + 8, se->jc_version));
-        OT_TRY(db_bind_text(st, p + 9, se->cert_level));
-        OT_TRY(db_bind_text(st, p + 10, se->expiry));
-        OT_TRY(db_bind_int64(st, p + 11, se->free_memory));
-        OT_TRY(db_bind_int64(st, p + 12, se->master_key_index));
+        for (int col = 0; col < TSM_REG_COLS; col++) {
+            struct tsm_col v = tsm_se_col(&recs[r].se, col);
+
+            OT_TRY(v.is_num ? db_bind_int64(st, p + col + 1, v.num)
+                            : db_bind_text(st, p + col + 1, v.text));
+        }
+        OT_TRY(db_bind_int64(st, p + TSM_REG_COLS + 1, now));
     }
     *out = st;
     st = NULL;
@@ -655,6 +609,36 @@ out:
     return err;
 }
 
+/* Reads a page: st asked for limit + 1 rows; row(st, out, i) reads the
+ * i-th into out; *more tells whether the extra row came. */
+static ot_err tsm_read_page(struct db_stmt *st, unsigned limit,
+                            ot_err (*row)(struct db_stmt *st, void *out, size_t i), void *out,
+                            size_t *n, bool *more)
+{
+    ot_err err = OT_OK;
+    bool have = false;
+
+    for (;;) {
+        OT_TRY(db_step(st, &have));
+        if (!have) {
+            break;
+        }
+        if (*n == limit) {
+            *more = true;
+            break;
+        }
+        OT_TRY(row(st, out, *n));
+        (*n)++;
+    }
+out:
+    return err;
+}
+
+static ot_err tsm_se_row(struct db_stmt *st, void *out, size_t i)
+{
+    return tsm_se_from_row(st, (struct tsm_se *)out + i);
+}
+
 ot_err tsm_registry_list(struct db *db, int64_t after_id, const char *mno, const char *se_type,
                          unsigned limit, struct tsm_se *out, size_t *n, bool *more)
 {
@@ -671,7 +655,6 @@ ot_err tsm_registry_list(struct db *db, int64_t after_id, const char *mno, const
     ot_err err = OT_OK;
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
-    bool row = false;
     int which = (mno != NULL ? 1 : 0) + (se_type != NULL ? 2 : 0);
 
     *n = 0;
@@ -691,18 +674,7 @@ ot_err tsm_registry_list(struct db *db, int64_t after_id, const char *mno, const
     if (se_type != NULL) {
         OT_TRY(db_bind_text(st, mno != NULL ? 4 : 3, se_type));
     }
-    for (;;) {
-        OT_TRY(db_step(st, &row));
-        if (!row) {
-            break;
-        }
-        if (*n == limit) {
-            *more = true;
-            break;
-        }
-        OT_TRY(tsm_se_from_row(st, &out[*n]));
-        (*n)++;
-    }
+    OT_TRY(tsm_read_page(st, limit, tsm_se_row, out, n, more));
 out:
     db_reset(st);
     db_release(c);
@@ -727,6 +699,11 @@ out:
     return err;
 }
 
+static ot_err tsm_sd_row(struct db_stmt *st, void *out, size_t i)
+{
+    return tsm_sd_from_row(st, (struct tsm_sd *)out + i);
+}
+
 /* Keyset on (se_id, aid), unique: "aid > after" resumes exactly after the
  * last row answered whatever was assigned meanwhile, and the first page
  * binds "" (below every AID). The owner filter is in the statement, so a
@@ -737,7 +714,6 @@ ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, cons
     ot_err err = OT_OK;
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
-    bool row = false;
 
     *n = 0;
     *more = false;
@@ -766,18 +742,7 @@ ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, cons
     OT_TRY(db_bind_int64(st, 1, se_id));
     OT_TRY(db_bind_int64(st, 2, (int64_t)limit + 1));
     OT_TRY(db_bind_text(st, 3, after_aid));
-    for (;;) {
-        OT_TRY(db_step(st, &row));
-        if (!row) {
-            break;
-        }
-        if (*n == limit) {
-            *more = true;
-            break;
-        }
-        OT_TRY(tsm_sd_from_row(st, &out[*n]));
-        (*n)++;
-    }
+    OT_TRY(tsm_read_page(st, limit, tsm_sd_row, out, n, more));
 out:
     db_reset(st);
     db_release(c);
