@@ -9,12 +9,25 @@
  * table holds the last seq and hash, so deleting rows at the end is
  * detectable too.
  *
- * Appends are serialised: one writer at a time extends the chain (the head
- * row is locked: SELECT ... FOR UPDATE on PostgreSQL; on SQLite the write
- * transaction itself is exclusive). Seq numbers start at 1 with no gaps.
+ * Appends do not serialise writers (issue 8 point 6): audit_append_tx
+ * inserts the row unsealed (no seq, no hashes) in the caller's transaction
+ * and takes no shared lock. A sealer (audit_seal, run by a sealer thread per
+ * node and by every reader before it reads) links committed unsealed rows
+ * into the chain in insertion order, in one transaction that holds the head
+ * row (SELECT ... FOR UPDATE on PostgreSQL, so the sealers of every node
+ * queue there and only they wait; on SQLite the write transaction itself is
+ * exclusive). Seq numbers start at 1 with no gaps, in seal order; listing
+ * and verification go by seq. A row is protected by the chain from its
+ * seal on (within the sealer's interval of its commit); an unsealed row is
+ * not yet listed.
  *
- * All functions are thread-safe (they use the db pool). Tables live in the
- * "audit" migration set, applied by audit_migrate().
+ * Text is untrusted (a request path, a token label): appends store each
+ * string field in its clean form (audit_text_clean), and audit_list shows
+ * rows stored before that repaired, so one row never fails a page.
+ *
+ * All functions are thread-safe (they use the db pool). Tables
+ * (host_audit_log, host_audit_head) live in the "audit" migration set,
+ * applied by audit_migrate().
  */
 #ifndef OT_DB_AUDIT_H
 #define OT_DB_AUDIT_H
@@ -37,7 +50,8 @@ struct db_conn;
 #define AUDIT_LIST_MAX     1000u /* most rows one audit_list call returns */
 
 struct audit_entry {
-    int64_t seq;             /* set by audit_append */
+    int64_t id;              /* insertion id, set by audit_append */
+    int64_t seq;             /* chain position: 0 until sealed (audit_append sets 0) */
     int64_t ts;              /* unix milliseconds; 0 on append: now */
     unsigned principal_kind; /* authstore_kind bit; 0: unauthenticated */
     int64_t principal_id;    /* 0: unauthenticated */
@@ -46,21 +60,46 @@ struct audit_entry {
     char resource[AUDIT_RESOURCE_MAX + 1];
     char outcome[AUDIT_OUTCOME_MAX + 1];
     char request_id[AUDIT_REQID_MAX + 1];
-    uint8_t prev_hash[AUDIT_HASH_LEN]; /* set by audit_append */
-    uint8_t hash[AUDIT_HASH_LEN];      /* set by audit_append */
+    uint8_t prev_hash[AUDIT_HASH_LEN]; /* set by the seal */
+    uint8_t hash[AUDIT_HASH_LEN];      /* set by the seal */
 };
 
 /* Applies the "audit" migrations (idempotent). */
 ot_err audit_migrate(struct db *db);
 
-/* Appends e in its own transaction; fills e->seq, e->ts (if 0), e->prev_hash
- * and e->hash. The string fields must be NUL-terminated within their arrays
- * (OT_E_ARG otherwise). */
+/* Appends e, unsealed, in its own transaction; fills e->id and e->ts (if
+ * 0), sets e->seq to 0 and replaces each string field by its clean form
+ * (what is stored). The string fields must be NUL-terminated within their
+ * arrays (OT_E_ARG otherwise). */
 ot_err audit_append(struct db *db, struct audit_entry *e);
 /* The same inside a transaction the caller has open on conn (so the audit
  * row commits or rolls back with the change it records). On SQLite the
  * caller's transaction must be able to write (it is, once it has written). */
 ot_err audit_append_tx(struct db_conn *conn, struct audit_entry *e);
+
+/* Seals every committed unsealed row (in insertion order) in transactions
+ * of up to 1000 rows; *sealed (may be NULL) = rows sealed. Cheap when there
+ * is nothing to seal (one index lookup, no lock). audit_list, audit_head and
+ * audit_verify call it first, so they see every row committed before them. */
+ot_err audit_seal(struct db *db, int64_t *sealed);
+
+/* The node's sealer: a thread that runs audit_seal every interval_ms (0:
+ * AUDIT_SEAL_INTERVAL_MS) and when kicked. Stop seals once more, then
+ * joins. Start one per process after audit_migrate. */
+#define AUDIT_SEAL_INTERVAL_MS 50u
+struct audit_sealer;
+ot_err audit_sealer_start(struct db *db, unsigned interval_ms, struct audit_sealer **out);
+/* Wakes the sealer now (e.g. after committing an audited change, so a live
+ * stream sees it at once). NULL: no-op. */
+void audit_sealer_kick(struct audit_sealer *s);
+void audit_sealer_stop(struct audit_sealer *s); /* NULL: no-op */
+
+/* Writes src into dst (capacity cap, always NUL-terminated) with every byte
+ * that is not part of well-formed UTF-8 and every C0 control or DEL as
+ * "\xHH", every C1 control and bidirectional formatting character
+ * (U+200E/F, U+202A-U+202E, U+2066-U+2069) as "\u{HHHH}", cut at a
+ * character boundary to fit. Returns true if dst differs from src. */
+bool audit_text_clean(char *dst, size_t cap, const char *src);
 
 /* Recomputes the whole chain. OT_OK if intact (*checked = rows checked, may
  * be NULL). OT_E_CORRUPT if not, with *bad_seq = the first row that does not
