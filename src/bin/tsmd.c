@@ -43,7 +43,6 @@
 #define TSMD_EXIT_FAIL  1
 #define TSMD_EXIT_USAGE 2
 #define TSMD_GRACE_MS   15000u
-#define TSMD_DEV_KEK    "./var/tsmd.kek"
 #define TSMD_MAX_SETS   64
 /* Lifetime of a token from --bootstrap-operator (one year, in seconds). */
 #define TSMD_BOOTSTRAP_TTL ((int64_t)365 * 24 * 3600)
@@ -129,8 +128,15 @@ static const struct cfg_opt tsmd_opts[] = {
      0,
      4096,
      CFG_IMMUTABLE | CFG_PATH,
-     "KEK file (32 bytes or 64 hex digits); empty: env OPENTSM_KEK, else a development KEK "
-     "generated in ./var/tsmd.kek."},
+     "KEK file (32 bytes or 64 hex digits); empty: env OPENTSM_KEK, else keystore.dev_kek."},
+    {"keystore.dev_kek",
+     CFG_BOOL,
+     {.b = false},
+     0,
+     0,
+     CFG_IMMUTABLE,
+     "With no kek_file and no OPENTSM_KEK: use a development KEK in ./var/tsmd.kek (created "
+     "if missing; logged as a warning). Never in production. Off: no KEK is an error."},
     {"keystore.pkcs11_module",
      CFG_STR,
      {.s = KEYSTORE_PKCS11_DEFAULT_MODULE},
@@ -259,6 +265,8 @@ struct tsmd {
     struct net_server *srv;
     struct tsmd_cache_ctx cache_metrics[TSMD_NCACHE_METRICS];
     bool audit_reads;
+    struct audit_sealer *sealer; /* links committed audit rows into the chain */
+    char why[512];               /* why opening the key store failed */
 };
 
 /* ---- net callbacks ------------------------------------------------------ */
@@ -568,42 +576,6 @@ static void tsmd_prepare_dir(const char *path)
     (void)mkdir(dir, 0700);
 }
 
-/* Development KEK: created once with 32 random bytes, mode 0600. */
-static ot_err tsmd_dev_kek(void)
-{
-    uint8_t k[32];
-    int fd;
-    int rnd;
-    ssize_t got;
-    ot_err err = OT_OK;
-
-    if (access(TSMD_DEV_KEK, R_OK) == 0) {
-        return OT_OK;
-    }
-    tsmd_prepare_dir(TSMD_DEV_KEK);
-    rnd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (rnd < 0) {
-        return OT_E_IO;
-    }
-    got = read(rnd, k, sizeof(k));
-    close(rnd);
-    if (got != (ssize_t)sizeof(k)) {
-        return OT_E_IO;
-    }
-    fd = open(TSMD_DEV_KEK, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, k, sizeof(k)) != (ssize_t)sizeof(k) || fsync(fd) != 0) {
-        err = OT_E_IO;
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    ot_mem_wipe(k, sizeof(k));
-    OT_LOG_WARN("generated a development KEK in %s: set keystore.kek_file or OPENTSM_KEK in "
-                "production",
-                TSMD_DEV_KEK);
-    return err;
-}
-
 /* Opens storage and the stores every service shares (all migrations run). */
 static ot_err tsmd_open_stores(struct tsmd *d)
 {
@@ -627,16 +599,17 @@ static ot_err tsmd_open_stores(struct tsmd *d)
     memset(&kc, 0, sizeof(kc));
     OT_TRY(keystore_backend_parse(cfg_str(c, "keystore.backend"), &kc.backend));
     kc.kek_path = cfg_str(c, "keystore.kek_file");
-    if (kc.backend == KEYSTORE_FILE && kc.kek_path[0] == '\0' && getenv(KEYSTORE_KEK_ENV) == NULL) {
-        OT_TRY(tsmd_dev_kek());
-        kc.kek_path = TSMD_DEV_KEK;
-    }
+    kc.dev_kek = cfg_bool(c, "keystore.dev_kek");
+    kc.dev_kek_path = KEYSTORE_DEV_KEK;
+    kc.why = d->why;
+    kc.why_cap = sizeof(d->why);
     kc.pkcs11_module = cfg_str(c, "keystore.pkcs11_module");
     kc.pkcs11_token_label = cfg_str(c, "keystore.pkcs11_token");
     kc.pkcs11_pin = cfg_str(c, "keystore.pkcs11_pin");
     kc.pkcs11_key_label = cfg_str(c, "keystore.pkcs11_key_label");
     kc.pkcs11_create_key = cfg_bool(c, "keystore.pkcs11_create_key");
     OT_TRY(keystore_open(d->db, &kc, &d->ks));
+    OT_TRY(audit_sealer_start(d->db, 0, &d->sealer));
 out:
     return err;
 }
@@ -645,6 +618,7 @@ static void tsmd_close(struct tsmd *d)
 {
     net_server_free(d->srv);
     tsm_free(d->tsm);
+    audit_sealer_stop(d->sealer);
     keystore_free(d->ks);
     authstore_free(d->auth);
     db_close(d->db);
@@ -913,7 +887,8 @@ int main(int argc, char **argv)
     }
     err = tsmd_open_stores(&d);
     if (err != OT_OK) {
-        fprintf(stderr, "tsmd: cannot open storage or key store: %s\n", ot_strerror(err));
+        fprintf(stderr, "tsmd: cannot open storage or key store: %s\n",
+                d.why[0] != '\0' ? d.why : ot_strerror(err));
         goto done;
     }
     if (bootstrap != NULL) {

@@ -1,5 +1,5 @@
 /* Key store front end: argument checks, the AAD binding each blob to its
- * (owner, name, version), and the keystore_keys table shared by every back
+ * (owner, name, version), and the host_keys table shared by every back
  * end (ks_file.c, ks_pkcs11.c).
  */
 #include "db/keystore.h"
@@ -10,6 +10,7 @@
 #include "db/db.h"
 #include "db/keystore_priv.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ static const struct db_migration ks_migrations[] = {
      " created_at BIGINT NOT NULL,"
      " PRIMARY KEY (owner, name, version))",
      NULL},
+    /* issue 8 point 4: host tables carry the host_ prefix (rows kept) */
+    {2, "ALTER TABLE keystore_keys RENAME TO host_keys", NULL},
 };
 
 ot_err keystore_backend_parse(const char *s, enum keystore_backend *out)
@@ -68,6 +71,50 @@ ot_err keystore_migrate(struct db *db)
                       sizeof ks_migrations / sizeof ks_migrations[0]);
 }
 
+void ks_why(const struct keystore_cfg *cfg, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    OT_LOG_ERROR("%s", msg);
+    if (cfg != NULL && cfg->why != NULL && cfg->why_cap > 0) {
+        snprintf(cfg->why, cfg->why_cap, "%s", msg);
+    }
+}
+
+/* Issue 9 point 2: keys sealed under another KEK than the configured one
+ * mean a wrong KEK (or back end); sealing new keys under it would leave
+ * the store with keys no single KEK opens. Refuse, naming both ids. */
+static ot_err ks_check_kek(struct keystore *ks, const struct keystore_cfg *cfg)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    const char *mine = ks->ops->kek_id(ks->impl);
+    const char *other = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_acquire(ks->db, &c));
+    OT_TRY(db_prepare(c, "SELECT kek_id FROM host_keys WHERE kek_id <> $1 LIMIT 1", &st));
+    OT_TRY(db_bind_text(st, 1, mine));
+    OT_TRY(db_step(st, &row));
+    if (row) {
+        OT_TRY(db_col_text(st, 0, &other));
+        ks_why(cfg,
+               "wrong KEK: the key store holds keys sealed under KEK %s, the configured KEK is %s"
+               " (refusing to start: check keystore.kek_file / OPENTSM_KEK / the PKCS#11 key)",
+               other != NULL ? other : "?", mine);
+        OT_FAIL(OT_E_KEY);
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
 ot_err keystore_open(struct db *db, const struct keystore_cfg *cfg, struct keystore **out)
 {
     struct keystore *ks = NULL;
@@ -96,6 +143,7 @@ ot_err keystore_open(struct db *db, const struct keystore_cfg *cfg, struct keyst
         OT_FAIL(OT_E_UNSUPPORTED);
     }
     OT_TRY(keystore_migrate(db));
+    OT_TRY(ks_check_kek(ks, cfg));
     OT_LOG_INFO("key store open backend=%s kek=%s", ks->ops->name, ks->ops->kek_id(ks->impl));
     *out = ks;
     ks = NULL;
@@ -161,8 +209,8 @@ static size_t ks_aad(uint8_t aad[KS_AAD_MAX], const char *owner, const char *nam
  * whatever the batch sizes. */
 #define KS_TX_CHUNK_MAX 256u
 #define KS_TX_COLS      7
-#define KS_TX_SQL_HEAD                                                           \
-    "INSERT INTO keystore_keys (owner, name, version, backend, kek_id, sealed, " \
+#define KS_TX_SQL_HEAD                                                       \
+    "INSERT INTO host_keys (owner, name, version, backend, kek_id, sealed, " \
     "created_at) VALUES "
 #define KS_TX_SQL_TAIL " ON CONFLICT (owner, name, version) DO NOTHING"
 
@@ -315,12 +363,12 @@ ot_err keystore_get(struct keystore *ks, const char *owner, const char *name, ui
     OT_TRY(db_acquire(ks->db, &c));
     if (version == 0) {
         OT_TRY(db_prepare(c,
-                          "SELECT version, sealed, kek_id FROM keystore_keys WHERE owner = $1 AND"
+                          "SELECT version, sealed, kek_id FROM host_keys WHERE owner = $1 AND"
                           " name = $2 ORDER BY version DESC LIMIT 1",
                           &st));
     } else {
         OT_TRY(db_prepare(c,
-                          "SELECT version, sealed, kek_id FROM keystore_keys WHERE owner = $1 AND"
+                          "SELECT version, sealed, kek_id FROM host_keys WHERE owner = $1 AND"
                           " name = $2 AND version = $3",
                           &st));
         OT_TRY(db_bind_int64(st, 3, version));
@@ -370,10 +418,10 @@ ot_err keystore_delete(struct keystore *ks, const char *owner, const char *name,
     OT_TRY(ks_check_id(owner, name, version, true));
     OT_TRY(db_acquire(ks->db, &c));
     if (version == 0) {
-        OT_TRY(db_prepare(c, "DELETE FROM keystore_keys WHERE owner = $1 AND name = $2", &st));
+        OT_TRY(db_prepare(c, "DELETE FROM host_keys WHERE owner = $1 AND name = $2", &st));
     } else {
         OT_TRY(db_prepare(c,
-                          "DELETE FROM keystore_keys WHERE owner = $1 AND name = $2 AND"
+                          "DELETE FROM host_keys WHERE owner = $1 AND name = $2 AND"
                           " version = $3",
                           &st));
         OT_TRY(db_bind_int64(st, 3, version));

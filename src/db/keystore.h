@@ -4,7 +4,7 @@
  * (owner, name, version): owner names who the key belongs to ("se:4711",
  * "sp:12"), name what it is ("isd.scp03"), version is 1..2^31-1. Each key
  * is sealed by a back end and the sealed blob is stored in the db table
- * keystore_keys ("keystore" migration set):
+ * host_keys ("keystore" migration set; keystore_keys before version 2):
  *
  *   file    AES-256-GCM under a key-encryption key (KEK) read from a file
  *           (32 raw bytes or 64 hex characters, optional trailing newline) or
@@ -38,6 +38,7 @@ struct keystore;
 #define KEYSTORE_OWNER_MAX             127u
 #define KEYSTORE_NAME_MAX              127u
 #define KEYSTORE_KEK_ENV               "OPENTSM_KEK"
+#define KEYSTORE_DEV_KEK               "./var/tsmd.kek"
 #define KEYSTORE_PKCS11_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
 
 enum keystore_backend {
@@ -51,12 +52,22 @@ struct keystore_cfg {
      * value is then wiped and the variable removed from the environment
      * (not thread-safe against concurrent getenv/setenv: open at start). */
     const char *kek_path;
+    /* file, when neither kek_path nor OPENTSM_KEK is set: without dev_kek
+     * keystore_open fails (no silent KEK); with it a development KEK is
+     * read from dev_kek_path (NULL: KEYSTORE_DEV_KEK), created there with
+     * 32 random bytes (mode 0600) if missing, and a warning says so. */
+    bool dev_kek;
+    const char *dev_kek_path;
     /* pkcs11 */
     const char *pkcs11_module;      /* NULL: KEYSTORE_PKCS11_DEFAULT_MODULE */
     const char *pkcs11_token_label; /* token to log into (required) */
     const char *pkcs11_pin;         /* user PIN (required; copied, wiped at free) */
     const char *pkcs11_key_label;   /* AES key label; NULL: "opentsm-kek" */
     bool pkcs11_create_key;         /* generate a 256-bit AES key if the label is missing */
+    /* optional: where keystore_open writes why it failed (a KEK file that
+     * cannot be opened, a KEK that does not match the stored keys) */
+    char *why;
+    size_t why_cap;
 };
 
 /* "file" / "pkcs11" <-> enum; OT_E_FORMAT for other text. */
@@ -67,9 +78,12 @@ const char *keystore_backend_name(enum keystore_backend b);
 ot_err keystore_migrate(struct db *db);
 
 /* Opens the back end named in cfg over db (borrowed; it must outlive the
- * store) and applies the migrations. OT_E_KEY for a missing or malformed
- * KEK, OT_E_CRYPTO if the PKCS#11 module/token/login/key fails,
- * OT_E_UNSUPPORTED for an unknown backend. *out = NULL on failure. */
+ * store) and applies the migrations. OT_E_KEY for a missing, unreadable,
+ * malformed or all-zero KEK, and for a KEK whose id differs from the id
+ * stored with any key row (a wrong KEK: nothing is sealed under it),
+ * OT_E_CRYPTO if the PKCS#11 module/token/login/key fails,
+ * OT_E_UNSUPPORTED for an unknown backend. The reason goes to the log and
+ * to cfg->why. *out = NULL on failure. */
 ot_err keystore_open(struct db *db, const struct keystore_cfg *cfg, struct keystore **out);
 void keystore_free(struct keystore *ks); /* NULL: no-op; wipes the KEK */
 

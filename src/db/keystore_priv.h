@@ -33,6 +33,10 @@ struct ks_ops {
     void (*close)(void *impl); /* wipes the KEK / logs out */
 };
 
+/* Logs msg at ERROR and copies it to cfg->why (if set): the reason
+ * keystore_open failed, for the caller to print. */
+void ks_why(const struct keystore_cfg *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 ot_err ks_file_new(const struct keystore_cfg *cfg, const struct ks_ops **ops, void **impl);
 ot_err ks_pkcs11_new(const struct keystore_cfg *cfg, const struct ks_ops **ops, void **impl);
 

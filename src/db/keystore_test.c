@@ -17,8 +17,9 @@
 
 extern char **environ;
 
-#define RESET_SQL                                                                       \
-    "DROP TABLE IF EXISTS keystore_keys; DELETE FROM schema_migrations WHERE service =" \
+#define RESET_SQL                                                                      \
+    "DROP TABLE IF EXISTS host_keys; DROP TABLE IF EXISTS keystore_keys; DELETE FROM " \
+    "schema_migrations WHERE service ="                                                \
     " 'keystore'"
 
 #define KEK_A_HEX "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -296,6 +297,9 @@ static void test_errors(void **state)
 }
 
 /* A blob opened under another KEK does not open. */
+/* Issue 9 point 2: a store holding keys sealed under one KEK refuses to
+ * open with another (naming both ids), so nothing is ever sealed under a
+ * wrong KEK; a row sealed under another KEK does not open. */
 static void test_wrong_kek(void **state)
 {
     struct fx *f = *state;
@@ -304,24 +308,53 @@ static void test_wrong_kek(void **state)
     uint8_t key[32];
     uint8_t got[32];
     size_t got_len = sizeof got;
+    char why[512] = "";
+    char id_a[80];
 
     fill(key, sizeof key, 3);
     assert_int_equal(keystore_put(f->ks, "se:9", "dek", 1, key, sizeof key), OT_OK);
+    {
+        struct db_conn *c = NULL;
+        struct db_stmt *st = NULL;
+        bool row = false;
+        size_t len = sizeof id_a;
+
+        assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
+        assert_int_equal(db_prepare(c, "SELECT kek_id FROM host_keys", &st), OT_OK);
+        assert_int_equal(db_step(st, &row), OT_OK);
+        assert_true(row);
+        assert_int_equal(db_col_text_copy(st, 0, id_a, &len), OT_OK);
+        db_reset(st);
+        db_release(c);
+    }
     cfg_for(f, &cfg, "b");
+    cfg.why = why;
+    cfg.why_cap = sizeof why;
+    assert_int_equal(keystore_open(f->t->db, &cfg, &other), OT_E_KEY);
+    assert_null(other);
+    print_message("why: %s\n", why);
+    assert_non_null(strstr(why, "wrong KEK"));
+    assert_non_null(strstr(why, id_a));
+    assert_non_null(strstr(why, "the configured KEK is "));
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_keys", 0, NULL), 1);
+
+    /* an empty store opens under B; a row sealed under B does not open
+     * under A, and A is then refused in turn */
+    sec_t_exec(f->t->db, "DELETE FROM host_keys");
+    why[0] = '\0';
     assert_int_equal(keystore_open(f->t->db, &cfg, &other), OT_OK);
-    assert_int_equal(keystore_get(other, "se:9", "dek", 1, got, &got_len, NULL), OT_E_CORRUPT);
-    /* and the other way round */
     assert_int_equal(keystore_put(other, "se:9", "dek", 2, key, sizeof key), OT_OK);
-    got_len = sizeof got;
     assert_int_equal(keystore_get(f->ks, "se:9", "dek", 2, got, &got_len, NULL), OT_E_CORRUPT);
     got_len = sizeof got;
     assert_int_equal(keystore_get(other, "se:9", "dek", 2, got, &got_len, NULL), OT_OK);
     assert_memory_equal(got, key, sizeof key);
     keystore_free(other);
-    /* the first store still works after the second closed */
-    got_len = sizeof got;
-    assert_int_equal(keystore_get(f->ks, "se:9", "dek", 1, got, &got_len, NULL), OT_OK);
-    assert_memory_equal(got, key, sizeof key);
+    other = NULL;
+    cfg_for(f, &cfg, "a");
+    cfg.why = why;
+    cfg.why_cap = sizeof why;
+    assert_int_equal(keystore_open(f->t->db, &cfg, &other), OT_E_KEY);
+    assert_non_null(strstr(why, id_a));
 }
 
 static void read_blob(struct db *db, uint8_t *out, size_t *n)
@@ -333,7 +366,7 @@ static void read_blob(struct db *db, uint8_t *out, size_t *n)
 
     assert_int_equal(db_acquire(db, &c), OT_OK);
     assert_int_equal(db_prepare(c,
-                                "SELECT sealed FROM keystore_keys WHERE owner = 'se:5' AND"
+                                "SELECT sealed FROM host_keys WHERE owner = 'se:5' AND"
                                 " name = 'mac' AND version = 1",
                                 &st),
                      OT_OK);
@@ -353,7 +386,7 @@ static void write_blob(struct db *db, const uint8_t *b, size_t n)
 
     assert_int_equal(db_acquire(db, &c), OT_OK);
     assert_int_equal(db_prepare(c,
-                                "UPDATE keystore_keys SET sealed = $1 WHERE owner = 'se:5' AND"
+                                "UPDATE host_keys SET sealed = $1 WHERE owner = 'se:5' AND"
                                 " name = 'mac' AND version = 1",
                                 &st),
                      OT_OK);
@@ -418,9 +451,9 @@ static void test_tamper(void **state)
         const char *name;
         uint32_t version;
     } moves[] = {
-        {"UPDATE keystore_keys SET owner = 'se:6' WHERE owner = 'se:5'", "se:6", "mac", 1},
-        {"UPDATE keystore_keys SET name = 'enc' WHERE owner = 'se:6'", "se:6", "enc", 1},
-        {"UPDATE keystore_keys SET version = 2 WHERE owner = 'se:6'", "se:6", "enc", 2},
+        {"UPDATE host_keys SET owner = 'se:6' WHERE owner = 'se:5'", "se:6", "mac", 1},
+        {"UPDATE host_keys SET name = 'enc' WHERE owner = 'se:6'", "se:6", "enc", 1},
+        {"UPDATE host_keys SET version = 2 WHERE owner = 'se:6'", "se:6", "enc", 2},
     };
     for (size_t i = 0; i < sizeof moves / sizeof moves[0]; i++) {
         uint8_t got[64];
@@ -462,7 +495,7 @@ static void test_no_plaintext_in_db(void **state)
  * left alone without aborting it, several statements for a large batch. */
 static size_t count_keys(struct db *db)
 {
-    return (size_t)sec_t_int(db, "SELECT COUNT(*) FROM keystore_keys", 0, NULL);
+    return (size_t)sec_t_int(db, "SELECT COUNT(*) FROM host_keys", 0, NULL);
 }
 
 static void test_put_tx(void **state)
@@ -638,6 +671,10 @@ static void test_file_kek_sources(void **state)
          OT_E_KEY},
         {"empty", "", 0, OT_E_KEY},
         {"31 raw bytes", NULL, 31, OT_E_KEY},
+        {"all-zero hex", "0000000000000000000000000000000000000000000000000000000000000000", 64,
+         OT_E_KEY},
+        {"all-zero raw", "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 32,
+         OT_E_KEY},
     };
 
     assert_int_equal(hex_decode(KEK_A_HEX, 64, raw, &kl), OT_OK);
@@ -665,10 +702,16 @@ static void test_file_kek_sources(void **state)
     }
     (void)unlink(path);
     {
-        struct keystore_cfg cfg = {.backend = KEYSTORE_FILE, .kek_path = path};
+        char why[512] = "";
+        char want[800];
+        struct keystore_cfg cfg = {
+            .backend = KEYSTORE_FILE, .kek_path = path, .why = why, .why_cap = sizeof why};
         struct keystore *ks = NULL;
 
-        assert_int_equal(keystore_open(f->t->db, &cfg, &ks), OT_E_KEY); /* missing file */
+        /* issue 9 point 19: a missing file says so, with the path */
+        assert_int_equal(keystore_open(f->t->db, &cfg, &ks), OT_E_KEY);
+        snprintf(want, sizeof want, "cannot open KEK file %s: No such file or directory", path);
+        assert_string_equal(why, want);
     }
     /* The environment: only the hex form. */
     static const struct {
@@ -702,6 +745,47 @@ static void test_file_kek_sources(void **state)
         keystore_free(ks);
     }
     assert_int_equal(unsetenv(KEYSTORE_KEK_ENV), 0);
+}
+
+/* Issue 9 point 2: no KEK configured is an error unless a development KEK
+ * is asked for explicitly; that one is created once (0600) and reused. */
+static void test_dev_kek(void **state)
+{
+    struct fx *f = *state;
+    char dev[700];
+    char why[512] = "";
+    struct stat st;
+    uint8_t key[16];
+    uint8_t got[16];
+    size_t gl = sizeof got;
+    struct keystore *ks = NULL;
+    struct keystore_cfg cfg = {.backend = KEYSTORE_FILE, .why = why, .why_cap = sizeof why};
+
+    assert_int_equal(unsetenv(KEYSTORE_KEK_ENV), 0);
+    sec_t_exec(f->t->db, "DELETE FROM host_keys");
+    snprintf(dev, sizeof dev, "%s/devkek-%d/tsmd.kek", f->t->dir[0] ? f->t->dir : "/tmp",
+             (int)getpid());
+    cfg.dev_kek_path = dev;
+    assert_int_equal(keystore_open(f->t->db, &cfg, &ks), OT_E_KEY);
+    assert_null(ks);
+    assert_non_null(strstr(why, "keystore.dev_kek=true"));
+    assert_int_equal(stat(dev, &st), -1); /* nothing generated silently */
+    cfg.dev_kek = true;
+    assert_int_equal(keystore_open(f->t->db, &cfg, &ks), OT_OK);
+    assert_int_equal(stat(dev, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_size, 32);
+    fill(key, sizeof key, 0x42);
+    assert_int_equal(keystore_put(ks, "sp:4", "dev", 1, key, sizeof key), OT_OK);
+    keystore_free(ks);
+    ks = NULL;
+    assert_int_equal(keystore_open(f->t->db, &cfg, &ks), OT_OK); /* the same KEK again */
+    assert_int_equal(keystore_get(ks, "sp:4", "dev", 1, got, &gl, NULL), OT_OK);
+    assert_memory_equal(got, key, sizeof key);
+    keystore_free(ks);
+    (void)unlink(dev);
+    *strrchr(dev, '/') = '\0';
+    (void)rmdir(dev);
 }
 
 static void test_backend_names(void **state)
@@ -814,6 +898,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_backend_names),
         cmocka_unit_test_setup_teardown(test_unknown_backend, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_file_kek_sources, setup_file, teardown),
+        cmocka_unit_test_setup_teardown(test_dev_kek, setup_file, teardown),
         SUITE(setup_file),
     };
     const struct CMUnitTest p11_tests[] = {

@@ -13,10 +13,13 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define KS_FILE_KEK_LEN  32u
 #define KS_FILE_READ_MAX 130u /* 64 hex + CR LF, with room to detect longer files */
@@ -26,6 +29,17 @@ struct ks_file {
     char kek_id[KS_KEK_ID_MAX + 1];
 };
 
+/* An all-zero KEK is a placeholder, never a key (issue 9 point 2). */
+static bool ks_file_zero(const uint8_t kek[KS_FILE_KEK_LEN])
+{
+    uint8_t acc = 0;
+
+    for (size_t i = 0; i < KS_FILE_KEK_LEN; i++) {
+        acc |= kek[i];
+    }
+    return acc == 0;
+}
+
 /* Accepts exactly 32 raw bytes, or 64 hex characters optionally followed by
  * one line ending. */
 static ot_err ks_file_parse_kek(const uint8_t *p, size_t n, uint8_t kek[KS_FILE_KEK_LEN])
@@ -34,7 +48,7 @@ static ot_err ks_file_parse_kek(const uint8_t *p, size_t n, uint8_t kek[KS_FILE_
 
     if (n == KS_FILE_KEK_LEN) {
         memcpy(kek, p, KS_FILE_KEK_LEN);
-        return OT_OK;
+        return ks_file_zero(kek) ? OT_E_KEY : OT_OK;
     }
     while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r')) {
         n--;
@@ -42,14 +56,16 @@ static ot_err ks_file_parse_kek(const uint8_t *p, size_t n, uint8_t kek[KS_FILE_
     if (n != (size_t)2 * KS_FILE_KEK_LEN) {
         return OT_E_KEY;
     }
-    if (hex_decode((const char *)p, n, kek, &len) != OT_OK || len != KS_FILE_KEK_LEN) {
+    if (hex_decode((const char *)p, n, kek, &len) != OT_OK || len != KS_FILE_KEK_LEN
+        || ks_file_zero(kek)) {
         ot_mem_wipe(kek, KS_FILE_KEK_LEN);
         return OT_E_KEY;
     }
     return OT_OK;
 }
 
-static ot_err ks_file_read_kek(const char *path, uint8_t kek[KS_FILE_KEK_LEN])
+static ot_err ks_file_read_kek(const struct keystore_cfg *cfg, const char *path,
+                               uint8_t kek[KS_FILE_KEK_LEN])
 {
     uint8_t raw[KS_FILE_READ_MAX];
     size_t n = 0;
@@ -58,23 +74,66 @@ static ot_err ks_file_read_kek(const char *path, uint8_t kek[KS_FILE_KEK_LEN])
     FILE *f = fopen(path, "rb");
 
     if (f == NULL) {
-        OT_LOG_ERROR("cannot open kek file %s", path);
+        ks_why(cfg, "cannot open KEK file %s: %s", path, strerror(errno));
         return OT_E_KEY;
     }
-    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        ks_why(cfg, "KEK file %s is not a regular file", path);
+        OT_FAIL(OT_E_KEY);
+    }
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
         OT_LOG_WARN("kek file %s is accessible by group or others", path);
     }
     n = fread(raw, 1, sizeof raw, f);
     if (ferror(f)) {
+        ks_why(cfg, "cannot read KEK file %s: %s", path, strerror(errno));
         OT_FAIL(OT_E_KEY);
     }
     err = ks_file_parse_kek(raw, n, kek);
     if (err != OT_OK) {
-        OT_LOG_ERROR("kek file %s: want 32 raw bytes or 64 hex characters", path);
+        ks_why(cfg, "KEK file %s: want 32 raw bytes or 64 hex characters, not all zero", path);
     }
 out:
     ot_mem_wipe(raw, sizeof raw);
     fclose(f);
+    return err;
+}
+
+/* The development KEK file: created once with 32 random bytes, mode 0600,
+ * in a directory created if missing (one level). */
+static ot_err ks_file_dev_kek(const struct keystore_cfg *cfg, const char *path)
+{
+    uint8_t k[KS_FILE_KEK_LEN];
+    char dir[512];
+    char *slash = NULL;
+    int fd = -1;
+    ot_err err = OT_OK;
+
+    if (access(path, F_OK) == 0) {
+        return OT_OK;
+    }
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
+        return OT_E_ARG;
+    }
+    slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        (void)mkdir(dir, 0700);
+    }
+    if (RAND_bytes(k, sizeof k) != 1) {
+        return OT_E_CRYPTO;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, k, sizeof k) != (ssize_t)sizeof k || fsync(fd) != 0) {
+        ks_why(cfg, "cannot create the development KEK file %s: %s", path, strerror(errno));
+        err = OT_E_KEY;
+    } else {
+        OT_LOG_WARN("generated a DEVELOPMENT KEK in %s (keystore.dev_kek=true)", path);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    ot_mem_wipe(k, sizeof k);
     return err;
 }
 
@@ -206,7 +265,15 @@ ot_err ks_file_new(const struct keystore_cfg *cfg, const struct ks_ops **ops, vo
         return OT_E_NOMEM;
     }
     if (cfg->kek_path != NULL && cfg->kek_path[0] != '\0') {
-        OT_TRY(ks_file_read_kek(cfg->kek_path, kf->kek));
+        OT_TRY(ks_file_read_kek(cfg, cfg->kek_path, kf->kek));
+    } else if (getenv(KEYSTORE_KEK_ENV) == NULL && cfg->dev_kek) {
+        const char *dev = cfg->dev_kek_path != NULL ? cfg->dev_kek_path : KEYSTORE_DEV_KEK;
+
+        OT_TRY(ks_file_dev_kek(cfg, dev));
+        OT_TRY(ks_file_read_kek(cfg, dev, kf->kek));
+        OT_LOG_WARN("DEVELOPMENT KEK in use (%s, keystore.dev_kek=true): every key in the"
+                    " store is only as safe as that file; never use it in production",
+                    dev);
     } else {
         char *env = getenv(KEYSTORE_KEK_ENV);
         ot_err pe = OT_E_KEY;
@@ -225,8 +292,14 @@ ot_err ks_file_new(const struct keystore_cfg *cfg, const struct ks_ops **ops, vo
             (void)unsetenv(KEYSTORE_KEK_ENV);
         }
         if (pe != OT_OK) {
-            OT_LOG_ERROR("no kek: set keystore.kek_file or %s (64 hex characters)",
-                         KEYSTORE_KEK_ENV);
+            if (env != NULL) {
+                ks_why(cfg, "%s: want 64 hex characters, not all zero", KEYSTORE_KEK_ENV);
+            } else {
+                ks_why(cfg,
+                       "no KEK: set keystore.kek_file or %s (64 hex characters); for a"
+                       " development KEK set keystore.dev_kek=true",
+                       KEYSTORE_KEK_ENV);
+            }
             OT_FAIL(OT_E_KEY);
         }
     }

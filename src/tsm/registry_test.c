@@ -21,9 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RESET_SQL                                                                      \
-    "DROP TABLE IF EXISTS security_domains; DROP TABLE IF EXISTS secure_elements;"     \
-    " DROP TABLE IF EXISTS keystore_keys; DELETE FROM schema_migrations WHERE service" \
+#define RESET_SQL                                                                  \
+    "DROP TABLE IF EXISTS security_domains; DROP TABLE IF EXISTS secure_elements;" \
+    " DROP TABLE IF EXISTS host_keys; DELETE FROM schema_migrations WHERE service" \
     " IN ('tsm', 'keystore')"
 #define KEK_HEX "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
@@ -164,7 +164,7 @@ static char *dump(struct db *db)
 static void wipe_rows(struct db *db)
 {
     sec_t_exec(db, "DELETE FROM secure_elements");
-    sec_t_exec(db, "DELETE FROM keystore_keys");
+    sec_t_exec(db, "DELETE FROM host_keys");
 }
 
 /* One row of a classification table. */
@@ -519,7 +519,7 @@ static void test_keys_failure_rolls_back(void **state)
     assert_int_equal(import_tx(f, recs, 1, res), OT_OK);
     assert_int_equal(res[0], TSM_INS_NEW);
 
-    sec_t_exec(f->db, "DROP TABLE keystore_keys");
+    sec_t_exec(f->db, "DROP TABLE host_keys");
     memset(recs, 0, sizeof(recs));
     mk(&recs[0].se, "RB000002", "UICC", "mno-a", "602", "");
     mk(&recs[1].se, "RB000003", "eSE", "mno-a", "603", "");

@@ -291,24 +291,24 @@ verify_cli 0 "intact|ok"
 sq() {
     sqlite3 -cmd ".timeout 10000" "$DB" "$@"
 }
-TOTAL=$(sq "SELECT count(*) FROM audit_log")
+TOTAL=$(sq "SELECT count(*) FROM host_audit_log")
 [ "$TOTAL" -gt 20 ] || fail "only $TOTAL audit rows"
 SEQ=$((TOTAL / 2))
-ORIG=$(sq "SELECT outcome FROM audit_log WHERE seq = $SEQ")
+ORIG=$(sq "SELECT outcome FROM host_audit_log WHERE seq = $SEQ")
 note "editing audit row $SEQ of $TOTAL (outcome '$ORIG')"
-sq "UPDATE audit_log SET outcome = '200' WHERE seq = $SEQ"
+sq "UPDATE host_audit_log SET outcome = '200' WHERE seq = $SEQ"
 verify_api
 jq -e --argjson s "$SEQ" '.intact == false and .bad_seq == $s' "$TSMD_WORK/resp" >/dev/null ||
     fail "an edited row $SEQ is not named: $(cat "$TSMD_WORK/resp")"
 verify_cli 1 "seq=$SEQ\\b"
 
-sq "UPDATE audit_log SET outcome = '$ORIG' WHERE seq = $SEQ"
+sq "UPDATE host_audit_log SET outcome = '$ORIG' WHERE seq = $SEQ"
 verify_api
 jq -e '.intact == true' "$TSMD_WORK/resp" >/dev/null ||
     fail "the restored chain does not verify: $(cat "$TSMD_WORK/resp")"
 
 SEQ2=$((TOTAL / 3))
-sq "DELETE FROM audit_log WHERE seq = $SEQ2"
+sq "DELETE FROM host_audit_log WHERE seq = $SEQ2"
 verify_api
 jq -e --argjson s "$SEQ2" '.intact == false and .bad_seq == $s' "$TSMD_WORK/resp" >/dev/null ||
     fail "a deleted row $SEQ2 is not named: $(cat "$TSMD_WORK/resp")"

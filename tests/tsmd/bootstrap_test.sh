@@ -43,12 +43,12 @@ sql() {
 
 # The rows a failed bootstrap must leave as they were; the audit rows are
 # read from $AUDIT_T (renamed away in step 2).
-AUDIT_T=audit_log
+AUDIT_T=host_audit_log
 state() {
     sql "SELECT 'p', id, kind, name FROM auth_principals ORDER BY id;
          SELECT 't', id, principal_id FROM auth_tokens ORDER BY id;
          SELECT 'a', seq, action FROM $AUDIT_T ORDER BY seq;
-         SELECT 'h', seq, hex(hash) FROM audit_head;"
+         SELECT 'h', seq, hex(hash) FROM host_audit_head;"
 }
 
 # expect_fail RC REGEX WHAT: the last boot failed as wanted, printing no token.
@@ -69,16 +69,16 @@ OP_ID=$(sql "SELECT id FROM auth_principals WHERE kind = 1 AND name = 'root-op'"
 [ -n "$OP_ID" ] || fail "no operator root-op after the bootstrap"
 [ "$(sql "SELECT COUNT(*) FROM auth_tokens WHERE principal_id = $OP_ID")" = 1 ] ||
     fail "want one token for root-op"
-[ "$(sql "SELECT action || ' ' || resource || ' ' || principal_name FROM audit_log
+[ "$(sql "SELECT action || ' ' || resource || ' ' || principal_name FROM host_audit_log
           WHERE request_id = 'cli' ORDER BY seq" | tr '\n' ';')" = \
     "principal.create /tsm/v1/principals/$OP_ID root-op;operator.bootstrap /tsm/v1/tokens/$(sql "SELECT id FROM auth_tokens WHERE principal_id = $OP_ID") root-op;" ] ||
-    fail "audit rows of the first bootstrap: $(sql "SELECT seq, action, resource FROM audit_log")"
+    fail "audit rows of the first bootstrap: $(sql "SELECT seq, action, resource FROM host_audit_log")"
 
 # 2. The audit table is gone: nothing may change, for a new operator and for
 #    an existing one.
 before=$(state)
-sql "ALTER TABLE audit_log RENAME TO audit_log_off"
-AUDIT_T=audit_log_off
+sql "ALTER TABLE host_audit_log RENAME TO host_audit_log_off"
+AUDIT_T=host_audit_log_off
 during=$(state)
 [ "$during" = "$before" ] || fail "state() does not follow the renamed table"
 boot new-op
@@ -89,8 +89,8 @@ boot root-op
 expect_fail 1 'bootstrap of operator "root-op" failed: cannot write the audit row: .*; nothing was changed' \
     "existing operator, audit table gone"
 [ "$(state)" = "$during" ] || fail "a failed bootstrap of root-op changed the database: $(state)"
-sql "ALTER TABLE audit_log_off RENAME TO audit_log"
-AUDIT_T=audit_log
+sql "ALTER TABLE host_audit_log_off RENAME TO host_audit_log"
+AUDIT_T=host_audit_log
 [ "$(state)" = "$before" ] || fail "the database differs after the failed bootstraps: $(state)"
 
 # 3. Bad input: a precise error (exit 2) and no change.
@@ -111,9 +111,9 @@ SECOND=$(cat "$TSMD_WORK/boot.out")
     fail "want two tokens for root-op"
 [ "$(sql "SELECT COUNT(*) FROM auth_principals WHERE name = 'root-op'")" = 1 ] ||
     fail "root-op created twice"
-[ "$(sql "SELECT action FROM audit_log WHERE request_id = 'cli' ORDER BY seq" | tr '\n' ' ')" = \
+[ "$(sql "SELECT action FROM host_audit_log WHERE request_id = 'cli' ORDER BY seq" | tr '\n' ' ')" = \
     "principal.create operator.bootstrap principal.create operator.bootstrap operator.bootstrap " ] ||
-    fail "audit rows after the bootstraps: $(sql "SELECT seq, action, principal_name FROM audit_log")"
+    fail "audit rows after the bootstraps: $(sql "SELECT seq, action, principal_name FROM host_audit_log")"
 
 # 5. The rows through the API (tsmctl audit list) and the chain intact.
 tsmd_start
