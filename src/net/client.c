@@ -215,6 +215,7 @@ ot_err net_client_request_raw(struct net_client *c, const char *method, const ch
         OT_FAIL(OT_E_ARG);
     }
     curl_easy_reset(h);
+    (void)curl_easy_setopt(h, CURLOPT_ERRORBUFFER, out->transport_error);
     (void)curl_easy_setopt(h, CURLOPT_URL, url);
     (void)curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     (void)curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -288,7 +289,11 @@ ot_err net_client_request_raw(struct net_client *c, const char *method, const ch
         if (rx.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
             OT_FAIL(OT_E_LIMIT);
         }
-        OT_LOG_DEBUG("%s %s: %s", method, url, curl_easy_strerror(rc));
+        if (out->transport_error[0] == '\0') {
+            (void)snprintf(out->transport_error, sizeof out->transport_error, "%s",
+                           curl_easy_strerror(rc));
+        }
+        OT_LOG_DEBUG("%s %s: %s", method, url, out->transport_error);
         OT_FAIL(rc == CURLE_OPERATION_TIMEDOUT ? OT_E_TIMEOUT : OT_E_IO);
     }
     (void)curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
@@ -309,6 +314,7 @@ out:
     }
     curl_slist_free_all(hl);
     (void)curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    (void)curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     ot_buf_free(&rx.body);
     return err;
 }

@@ -37,6 +37,7 @@ struct net_client_resp {
     char error_code[64];   /* error.code of an error body, "" if none */
     char error_field[128]; /* error.field of an error body, "" if none */
     char error_message[160];
+    char transport_error[256]; /* libcurl's text when no HTTP answer arrived, else "" */
 };
 
 struct net_client;
