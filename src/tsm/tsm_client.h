@@ -1,0 +1,173 @@
+/* Client of the tsm service and of the host administration API, over the net
+ * client (libcurl): one typed call per operation, for tsmctl and for the
+ * services that call tsm.
+ *
+ * Every call returns OT_OK with the answer's JSON document (owned by the
+ * caller, json_free) or an error with *e filled: what failed (e->fail), and a
+ * one-line printable text (e->text) naming it -- libcurl's error text and the
+ * host for a transport error, the file for a local one, the server's error
+ * code, message, field and request id for an HTTP error. Server-supplied and
+ * libcurl text in e->text is escaped (tsm_client_escape), never raw.
+ *
+ * A struct tsm_client wraps one net_client: one thread at a time.
+ */
+#ifndef OT_TSM_CLIENT_H
+#define OT_TSM_CLIENT_H
+
+#include "core/err.h"
+#include "net/json.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TSM_CLIENT_TSM_PREFIX   "/tsm/v1"
+#define TSM_CLIENT_ADMIN_PREFIX "/tsm/v1"
+
+/* What failed. */
+enum tsm_client_fail {
+    TSM_CLIENT_OK = 0,
+    TSM_CLIENT_USAGE,     /* a malformed base URL or argument (nothing was sent) */
+    TSM_CLIENT_LOCAL,     /* a local file (CA, certificate, key) or memory */
+    TSM_CLIENT_TRANSPORT, /* no HTTP answer: connection, TLS, timeout (libcurl's text) */
+    TSM_CLIENT_HTTP,      /* the server answered with an error status */
+    TSM_CLIENT_PROTOCOL,  /* a 2xx answer that is not the JSON document expected */
+};
+
+struct tsm_client_err {
+    enum tsm_client_fail fail;
+    ot_err err;          /* OT_E_IO, OT_E_TIMEOUT, OT_E_NOMEM, ... */
+    long status;         /* HTTP status (TSM_CLIENT_HTTP / _PROTOCOL), else 0 */
+    char code[64];       /* the server's error.code, "" if none (escaped) */
+    char field[128];     /* error.field (escaped) */
+    char message[256];   /* error.message (escaped) */
+    char request_id[65]; /* X-Request-Id of the answer (escaped) */
+    char transport[256]; /* libcurl's error text (escaped) */
+    char text[1024];     /* the whole story on one printable line */
+};
+
+struct tsm_client_cfg {
+    const char *url;         /* "https://host:port": http or https, a host, no path */
+    const char *token;       /* bearer token; NULL = none */
+    const char *ca_file;     /* PEM CA certificates; NULL = the system's */
+    const char *client_cert; /* PEM client certificate for mTLS; NULL = none */
+    const char *client_key;  /* its key */
+    unsigned timeout_ms;     /* whole request; 0 = the net client's default */
+    size_t max_body;         /* answer cap; 0 = the net client's default */
+};
+
+struct tsm_client;
+
+/* Checks the URL (parsed by libcurl: scheme http or https, a host, no path,
+ * query or fragment: TSM_CLIENT_USAGE) and that the CA, certificate and key
+ * files can be opened and hold PEM data (TSM_CLIENT_LOCAL), before anything
+ * is sent. */
+ot_err tsm_client_new(const struct tsm_client_cfg *cfg, struct tsm_client **out,
+                      struct tsm_client_err *e);
+void tsm_client_free(struct tsm_client *c); /* NULL-safe */
+
+/* One page of a list: the answer, its items (borrowed from doc) and its
+ * next cursor ("" on the last page). Release with tsm_client_page_clear. */
+struct tsm_client_page {
+    json_t *doc;
+    const json_t *items;
+    char next_cursor[JSON_CURSOR_MAX + 1];
+};
+void tsm_client_page_clear(struct tsm_client_page *p);
+
+/* Paging arguments of every list: cursor NULL or "" for the first page,
+ * limit 0 for the server's default. */
+struct tsm_client_pg {
+    const char *cursor;
+    unsigned limit;
+};
+
+/* ---- tsm: secure elements and security domains -------------------------- */
+
+/* POST .../secure-elements:import: body in content_type (text/csv or
+ * application/json), idem_key the Idempotency-Key. *report: ImportReport. */
+ot_err tsm_client_se_import(struct tsm_client *c, const char *content_type, const void *body,
+                            size_t len, const char *idem_key, json_t **report,
+                            struct tsm_client_err *e);
+/* GET .../secure-elements/{cin}. */
+ot_err tsm_client_se_get(struct tsm_client *c, const char *cin, json_t **se,
+                         struct tsm_client_err *e);
+/* GET .../secure-elements?msisdn= or ?imsi= (by: "msisdn" or "imsi"); with
+ * id_only the answer is {"cin"} alone. */
+ot_err tsm_client_se_find(struct tsm_client *c, const char *by, const char *value, bool id_only,
+                          json_t **se, struct tsm_client_err *e);
+/* GET .../secure-elements (operator): mno and type filter, NULL = any. */
+ot_err tsm_client_se_list(struct tsm_client *c, const char *mno, const char *type,
+                          const struct tsm_client_pg *pg, struct tsm_client_page *out,
+                          struct tsm_client_err *e);
+ot_err tsm_client_sd_list(struct tsm_client *c, const char *cin, const struct tsm_client_pg *pg,
+                          struct tsm_client_page *out, struct tsm_client_err *e);
+ot_err tsm_client_sd_get(struct tsm_client *c, const char *cin, const char *aid, json_t **sd,
+                         struct tsm_client_err *e);
+
+struct tsm_client_sd_assign {
+    const char *aid;
+    const char *sp;
+    const char *privileges; /* NULL = the server's default */
+    const char *lcs;        /* NULL = the server's default */
+};
+ot_err tsm_client_sd_assign(struct tsm_client *c, const char *cin,
+                            const struct tsm_client_sd_assign *a, const char *idem_key, json_t **sd,
+                            struct tsm_client_err *e);
+
+/* ---- host administration ------------------------------------------------ */
+
+#define TSM_CLIENT_MSISDN_MAX 16
+
+struct tsm_client_principal {
+    const char *kind; /* operator, service_provider, subscriber, device */
+    const char *name;
+    const char *display_name;                   /* service_provider; NULL = none */
+    const char *msisdns[TSM_CLIENT_MSISDN_MAX]; /* subscriber */
+    size_t n_msisdns;
+    const char *imei; /* device */
+    const char *imsi; /* device */
+    const char *mno;  /* device: the mno instance */
+};
+ot_err tsm_client_principal_create(struct tsm_client *c, const struct tsm_client_principal *p,
+                                   const char *idem_key, json_t **out, struct tsm_client_err *e);
+ot_err tsm_client_principal_get(struct tsm_client *c, int64_t id, json_t **out,
+                                struct tsm_client_err *e);
+ot_err tsm_client_principal_list(struct tsm_client *c, const struct tsm_client_pg *pg,
+                                 struct tsm_client_page *out, struct tsm_client_err *e);
+/* POST .../principals/{id}/certificates: subject DN (RFC 4514). */
+ot_err tsm_client_cert_bind(struct tsm_client *c, int64_t principal_id, const char *subject,
+                            const char *idem_key, json_t **out, struct tsm_client_err *e);
+
+/* ttl_s 0 and label NULL: the server's defaults. */
+ot_err tsm_client_token_issue(struct tsm_client *c, int64_t principal_id, int64_t ttl_s,
+                              const char *label, json_t **out, struct tsm_client_err *e);
+/* principal_id 0: every token the caller may see. */
+ot_err tsm_client_token_list(struct tsm_client *c, int64_t principal_id,
+                             const struct tsm_client_pg *pg, struct tsm_client_page *out,
+                             struct tsm_client_err *e);
+ot_err tsm_client_token_revoke(struct tsm_client *c, int64_t id, json_t **out,
+                               struct tsm_client_err *e);
+
+struct tsm_client_audit_filter {
+    const char *action;     /* NULL = any */
+    const char *request_id; /* NULL = any */
+    int64_t principal_id;   /* 0 = any */
+};
+ot_err tsm_client_audit_list(struct tsm_client *c, const struct tsm_client_audit_filter *f,
+                             const struct tsm_client_pg *pg, struct tsm_client_page *out,
+                             struct tsm_client_err *e);
+ot_err tsm_client_audit_verify(struct tsm_client *c, json_t **out, struct tsm_client_err *e);
+
+/* ---- printing untrusted text -------------------------------------------- */
+
+/* Copies the n bytes of s into out (cap bytes, always NUL-terminated) so that
+ * a terminal shows them as text and nothing else: C0 and C1 control
+ * characters, DEL and bytes that are not valid UTF-8 become \xHH; bidi
+ * and invisible format characters (U+061C, U+200B..U+200F, U+202A..U+202E,
+ * U+2060..U+2069, U+FEFF) become \u{HHHH}; a backslash becomes \\. Text that
+ * does not fit ends with "...". Returns the number of characters (code
+ * points) written, for column widths. */
+size_t tsm_client_escape(const char *s, size_t n, char *out, size_t cap);
+
+#endif
