@@ -1,25 +1,29 @@
-/* tsmctl: the command line for the tsmd APIs.
+/* tsmctl: the command line for the tsmd APIs (over tsm_client).
  *
  *   tsmctl [global options] se import FILE [--format csv|json] [--chunk N]
  *   tsmctl [global options] se get (--msisdn N | --imsi I | CIN) [--id-only]
  *   tsmctl [global options] se list [--mno M] [--type T] [--limit N]
  *   tsmctl [global options] se sd list CIN [--limit N]
  *   tsmctl [global options] se sd assign CIN --aid AID --sp NAME [--privileges HEX] [--lcs L]
- *   tsmctl [global options] principal create KIND NAME
+ *   tsmctl [global options] principal create KIND NAME [kind attributes]
+ *   tsmctl [global options] principal list [--limit N] | principal get ID
  *   tsmctl [global options] principal bind-cert ID SUBJECT
  *   tsmctl [global options] token issue (--principal-id ID | --kind K --name N) [...]
  *   tsmctl [global options] token revoke ID | token list [--principal-id ID]
  *   tsmctl [global options] audit verify [--db URL] | audit list [...]
  *
- * Profiles live in ~/.config/opentsm/config ($XDG_CONFIG_HOME/opentsm/config),
- * INI sections "[profile NAME]" with url, token and ca; --profile or
+ * Profiles live in ~/.config/opentsm/config ($XDG_CONFIG_HOME/opentsm/config);
+ * the syntax is in ctl_profile_help below (and `tsmctl --help`). --profile or
  * OPENTSM_PROFILE picks one ("default" otherwise). --url, --token, --ca and
  * OPENTSM_URL / OPENTSM_TOKEN override the profile. A file holding a token
  * should be mode 0600: when group or others may read or write it, tsmctl
  * says so on stderr (naming the file and the chmod) and goes on. tsmctl
  * only reads profiles; it never writes one.
  *
- * Output: aligned tables, or with --json one JSON object per result per line.
+ * Output: aligned tables, or with --json exactly one JSON document on stdout
+ * (a list is one array, [] when empty) and, on failure, one JSON error object
+ * on stderr. Every server-supplied string is printed escaped
+ * (tsm_client_escape; JSON output is pure ASCII).
  */
 #define OT_LOG_COMPONENT "bin.tsmctl"
 #include "core/buf.h"
@@ -27,11 +31,10 @@
 #include "core/log.h"
 #include "db/audit.h"
 #include "db/db.h"
-#include "net/client.h"
 #include "net/json.h"
 #include "tsm/csv.h"
+#include "tsm/tsm_client.h"
 
-#include <ini.h>
 #include <openssl/evp.h>
 
 #include <errno.h>
@@ -49,10 +52,10 @@
 /* Exit codes (documented in --help). */
 #define CTL_OK       0 /* success */
 #define CTL_NEGATIVE 1 /* done, negative result: rows rejected, not found, chain broken */
-#define CTL_USAGE    2 /* bad command line or profile */
-#define CTL_API      3 /* the server refused the request (4xx other than 404, 5xx) */
+#define CTL_USAGE    2 /* bad command line, profile or URL */
+#define CTL_API      3 /* the server refused the request or answered nonsense */
 #define CTL_CONN     4 /* cannot reach the server (connection, TLS, timeout) */
-#define CTL_LOCAL    5 /* local failure (file unreadable, out of memory) */
+#define CTL_LOCAL    5 /* local failure (a file: CA, certificate, key, input; memory) */
 
 #define CTL_CHUNK_ROWS  10000u
 #define CTL_CHUNK_BYTES ((size_t)2 * 1024 * 1024)
@@ -60,7 +63,8 @@
 #define CTL_MAX_ARGS    32
 #define CTL_VALUE_MAX   1024
 #define CTL_TABLE_COLS  8
-#define CTL_TABLE_ROWS  100000u
+#define CTL_LINE_MAX    4096
+#define CTL_PROFILES    64
 
 static const char ctl_usage[] =
     "usage: tsmctl [global options] <command> [options]\n"
@@ -71,25 +75,44 @@ static const char ctl_usage[] =
     "  se list              list SEs (operator)\n"
     "  se sd list CIN       security domains on an SE (an SP sees its own)\n"
     "  se sd assign CIN     assign a security domain to a service provider (operator)\n"
-    "  principal create     create a principal (operator)\n"
+    "  principal create     create a principal, with its kind's attributes (operator)\n"
+    "  principal list|get   list principals / show one (operator)\n"
     "  principal bind-cert  bind a client certificate subject to an SP (operator)\n"
     "  token issue|revoke|list\n"
     "  audit verify|list    check the audit chain / list audit rows (operator)\n"
     "\n"
     "global options:\n"
     "  --profile NAME   profile from ~/.config/opentsm/config (env OPENTSM_PROFILE)\n"
-    "  --url URL        server, e.g. https://127.0.0.1:8443 (env OPENTSM_URL)\n"
+    "  --url URL        server, https://HOST[:PORT] or http://HOST[:PORT]\n"
+    "                   (default https://127.0.0.1:8443; env OPENTSM_URL)\n"
     "  --token TOKEN    bearer token (env OPENTSM_TOKEN)\n"
-    "  --ca FILE        CA certificate that signed the server's certificate\n"
-    "  --cert FILE --key FILE   client certificate for mutual TLS\n"
-    "  --json           one JSON object per result instead of tables\n"
+    "  --ca FILE        PEM CA certificate that signed the server's certificate\n"
+    "  --cert FILE --key FILE   client certificate and key (PEM) for mutual TLS\n"
+    "  --json           JSON output: one document on stdout (a list is one array,\n"
+    "                   [] when empty); on failure one {\"error\":{...}} object on\n"
+    "                   stderr and nothing on stdout\n"
     "  --help, --version\n"
     "\n"
     "  tsmctl <command> --help   options of one command\n"
     "\n"
-    "exit status: 0 success; 1 done with a negative result (rows rejected, not found,\n"
-    "audit chain broken); 2 bad usage or profile; 3 the server refused the request;\n"
-    "4 cannot reach the server; 5 local failure (file, memory)\n";
+    "profile file: lines \"[profile NAME]\" and \"KEY = VALUE\" (KEY: url, token, ca,\n"
+    "cert, key); blank lines and lines starting with # or ; are comments, and so is\n"
+    "the rest of a line from a # or ; that follows a space; a value in double\n"
+    "quotes is taken as written (no escapes). A profile or key given twice, an\n"
+    "unknown key and anything else is an error naming the file and the line.\n"
+    "\n"
+    "Text from the server is printed with control characters, invalid UTF-8 and\n"
+    "bidi controls escaped (\\xHH, \\u{HHHH}, \\\\ for a backslash).\n"
+    "\n"
+    "exit status:\n"
+    "  0 success\n"
+    "  1 done with a negative result (rows rejected, not found, audit chain broken)\n"
+    "  2 bad usage, profile file or --url\n"
+    "  3 the server refused the request (HTTP 4xx other than 404, 5xx) or answered\n"
+    "    something that is not the API's\n"
+    "  4 cannot reach the server (refused, DNS, TLS handshake or certificate, timeout)\n"
+    "  5 local failure: a file that cannot be read or is not what it should be\n"
+    "    (--ca, --cert, --key, the import file), out of memory\n";
 
 struct ctl_cmd_help {
     const char *name;
@@ -107,7 +130,9 @@ static const struct ctl_cmd_help ctl_helps[] = {
                   "re-run is safe (it replays the first answers). The format defaults to the file "
                   "extension (.csv / .json).\n"
                   "CSV: a header line naming the columns (docs/api/tsm.yaml, SeImportRow).\n"
-                  "JSON: an array of row objects.\n"
+                  "JSON: an array of row objects. A file without data rows is still sent, so\n"
+                  "that the server checks its header. The report is printed only when the\n"
+                  "server answered; a file that cannot be read or parsed prints none.\n"
                   "exit status: 0 all rows imported or unchanged, 1 some rejected, 2+ errors\n"},
     {"se get", "usage: tsmctl se get (--msisdn MSISDN | --imsi IMSI | CIN) [--id-only]\n"
                "\n"
@@ -128,9 +153,22 @@ static const struct ctl_cmd_help ctl_helps[] = {
      "Assigns a security domain (AID, 5 to 16 bytes hex) on the SE to service\n"
      "provider NAME (operator). LCS: INSTALLED, SELECTABLE (default), PERSONALIZED,\n"
      "LOCKED. Privileges: 3 bytes hex (default 800000). Idempotent.\n"},
-    {"principal create", "usage: tsmctl principal create KIND NAME\n"
-                         "\n"
-                         "KIND: operator, service_provider, subscriber, device. Idempotent.\n"},
+    {"principal create",
+     "usage: tsmctl principal create KIND NAME [--display-name TEXT]\n"
+     "                               [--msisdn MSISDN]... [--imei IMEI] [--imsi IMSI]\n"
+     "                               [--mno INSTANCE]\n"
+     "\n"
+     "KIND: operator, service_provider, subscriber, device. Idempotent.\n"
+     "Attributes of a kind: service_provider --display-name; subscriber --msisdn\n"
+     "(repeat it for each MSISDN); device --imei, --imsi and --mno (the mno\n"
+     "instance it belongs to). The server validates them.\n"},
+    {"principal list", "usage: tsmctl principal list [--limit N]\n"
+                       "\n"
+                       "Lists principals (operator), following the cursors.\n"},
+    {"principal get", "usage: tsmctl principal get ID\n"
+                      "\n"
+                      "Shows one principal and its attributes (operator).\n"
+                      "exit status: 0 found, 1 not found, 2+ errors\n"},
     {"principal bind-cert",
      "usage: tsmctl principal bind-cert ID SUBJECT\n"
      "\n"
@@ -142,29 +180,150 @@ static const struct ctl_cmd_help ctl_helps[] = {
                     "Issues a token (operator). With --kind and --name the principal is created\n"
                     "if missing. The token is shown once; --token-only prints it alone.\n"},
     {"token revoke", "usage: tsmctl token revoke ID\n"},
-    {"token list", "usage: tsmctl token list [--principal-id ID]\n"
+    {"token list", "usage: tsmctl token list [--principal-id ID] [--limit N]\n"
                    "\n"
-                   "Lists tokens (never their text): an operator sees all or one\n"
-                   "principal's, others their own.\n"},
+                   "Lists tokens (never their text), following the cursors: an operator sees\n"
+                   "all or one principal's, others their own. Labels are printed escaped.\n"},
     {"audit verify", "usage: tsmctl audit verify [--db URL]\n"
                      "\n"
-                     "Recomputes the audit hash chain, through GET /tsm/v1/audit/verify or, with\n"
-                     "--db (sqlite:PATH or postgresql://...), on the database directly.\n"
+                     "Recomputes the audit hash chain, through the API or, with --db\n"
+                     "(sqlite:PATH or postgresql://...), on the database directly.\n"
                      "exit status: 0 intact, 1 broken (the first bad row is named), 2+ errors\n"},
     {"audit list", "usage: tsmctl audit list [--limit N] [--action A] [--principal-id ID]\n"
                    "                         [--request-id R]\n"
                    "\n"
-                   "Lists audit rows in order, following the cursors (default limit 100).\n"},
+                   "Lists audit rows in order, following the cursors (default limit 100).\n"
+                   "Every field is printed escaped: a row never stops the listing.\n"},
 };
 
 /* Global state of the program (STYLE 9). */
 static bool g_json;
+
+/* ---- errors ------------------------------------------------------------- */
+
+static const char *ctl_kind_name(int rc)
+{
+    switch (rc) {
+    case CTL_NEGATIVE:
+        return "not_found";
+    case CTL_USAGE:
+        return "usage";
+    case CTL_API:
+        return "server";
+    case CTL_CONN:
+        return "transport";
+    default:
+        return "local";
+    }
+}
+
+static void ctl_print_json_to(FILE *out, const json_t *j)
+{
+    char *s =
+        json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+
+    if (s != NULL) {
+        fputs(s, out);
+        fputc('\n', out);
+    }
+    free(s);
+}
+
+/* Prints one error (text already escaped) to stderr, as a line or as a JSON
+ * error object; returns rc. ce: the client's error, for its parts. */
+static int ctl_emit(int rc, const char *text, const struct tsm_client_err *ce)
+{
+    json_t *o;
+    json_t *e;
+
+    if (!g_json) {
+        fprintf(stderr, "tsmctl: %s\n", text);
+        return rc;
+    }
+    o = json_obj_new();
+    e = json_obj_new();
+    if (o == NULL || e == NULL || json_put(o, "error", e) != OT_OK) {
+        json_free(o);
+        json_free(e);
+        fprintf(stderr, "tsmctl: %s\n", text);
+        return rc;
+    }
+    (void)json_put_str(e, "kind", ctl_kind_name(rc));
+    (void)json_put_int(e, "exit", rc);
+    (void)json_put_str(e, "text", text);
+    if (ce != NULL && ce->status != 0) {
+        (void)json_put_int(e, "status", ce->status);
+    }
+    if (ce != NULL && ce->code[0] != '\0') {
+        (void)json_put_str(e, "code", ce->code);
+        (void)json_put_str(e, "message", ce->message);
+    }
+    if (ce != NULL && ce->field[0] != '\0') {
+        (void)json_put_str(e, "field", ce->field);
+    }
+    if (ce != NULL && ce->request_id[0] != '\0') {
+        (void)json_put_str(e, "request_id", ce->request_id);
+    }
+    if (ce != NULL && ce->transport[0] != '\0') {
+        (void)json_put_str(e, "transport", ce->transport);
+    }
+    ctl_print_json_to(stderr, o);
+    json_free(o);
+    return rc;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static int
+ctl_fail(int rc, const char *fmt, ...)
+{
+    char raw[1024];
+    char text[1400];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    (void)tsm_client_escape(raw, strlen(raw), text, sizeof(text));
+    return ctl_emit(rc, text, NULL);
+}
+
+static int ctl_rc_of(const struct tsm_client_err *e)
+{
+    switch (e->fail) {
+    case TSM_CLIENT_OK:
+        return CTL_OK;
+    case TSM_CLIENT_USAGE:
+        return CTL_USAGE;
+    case TSM_CLIENT_TRANSPORT:
+        return CTL_CONN;
+    case TSM_CLIENT_HTTP:
+        return e->status == 404 ? CTL_NEGATIVE : CTL_API;
+    case TSM_CLIENT_PROTOCOL:
+        return CTL_API;
+    case TSM_CLIENT_LOCAL:
+    default:
+        return CTL_LOCAL;
+    }
+}
+
+/* Prints the client's error (prefix: context, "" for none); returns the
+ * exit code it maps to. */
+static int ctl_client_fail(const char *prefix, const struct tsm_client_err *e)
+{
+    char text[sizeof(e->text) + 160];
+
+    (void)snprintf(text, sizeof(text), "%s%s", prefix, e->text);
+    return ctl_emit(ctl_rc_of(e), text, e);
+}
 
 /* ---- arguments ---------------------------------------------------------- */
 
 struct ctl_opt {
     const char *name;
     bool has_arg;
+    bool repeat; /* may be given more than once */
 };
 
 struct ctl_args {
@@ -188,8 +347,24 @@ static const char *ctl_get(const struct ctl_args *a, const char *name)
     return NULL;
 }
 
+/* Every value of a repeatable option, in order; returns how many (at most max). */
+static size_t ctl_get_all(const struct ctl_args *a, const char *name, const char **out, size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < a->nopt; i++) {
+        if (strcmp(a->opt[i], name) == 0) {
+            if (n < max) {
+                out[n] = a->val[i];
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
 /* Parses argv[first..argc) against opts. Prints why and returns false on an
- * unknown option or a missing value. */
+ * unknown option, a missing value or a non-repeatable option given twice. */
 static bool ctl_parse(const char *cmd, int argc, char **argv, int first, const struct ctl_opt *opts,
                       struct ctl_args *a)
 {
@@ -218,6 +393,10 @@ static bool ctl_parse(const char *cmd, int argc, char **argv, int first, const s
         }
         if (opts[k].name == NULL) {
             fprintf(stderr, "tsmctl %s: unknown option '%s'\n", cmd, s);
+            return false;
+        }
+        if (!opts[k].repeat && ctl_get(a, s) != NULL) {
+            fprintf(stderr, "tsmctl %s: option %s given twice\n", cmd, s);
             return false;
         }
         if (a->nopt == CTL_MAX_ARGS) {
@@ -252,6 +431,24 @@ static int ctl_help(const char *cmd, bool to_err)
     return to_err ? CTL_USAGE : CTL_OK;
 }
 
+/* A positive decimal id ("12"; not "+1", " 1", "1x" or out of range). */
+static bool ctl_id(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    long long v;
+
+    if (s == NULL || s[0] < '1' || s[0] > '9') {
+        return false;
+    }
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 1) {
+        return false;
+    }
+    *out = (int64_t)v;
+    return true;
+}
+
 /* ---- profile and client ------------------------------------------------- */
 
 struct ctl_profile {
@@ -263,40 +460,179 @@ struct ctl_profile {
     char key[CTL_VALUE_MAX];
     bool found;
     bool file_token; /* some profile of the file holds a token */
-    char bad[CTL_VALUE_MAX];
 };
 
-static int ctl_ini(void *user, const char *section, const char *name, const char *value)
-{
-    struct ctl_profile *p = user;
-    char *dst = NULL;
+static const char *const ctl_profile_keys[] = {"url", "token", "ca", "cert", "key"};
 
-    if (strcmp(name, "token") == 0 && value[0] != '\0') {
-        p->file_token = true; /* whichever profile: the file holds a secret */
+static char *ctl_profile_dst(struct ctl_profile *p, size_t k)
+{
+    char *dst[] = {p->url, p->token, p->ca, p->cert, p->key};
+    return dst[k];
+}
+
+static char *ctl_trim(char *s)
+{
+    size_t n;
+
+    while (*s == ' ' || *s == '\t') {
+        s++;
     }
-    if (strncmp(section, "profile ", 8) != 0 || strcmp(section + 8, p->want) != 0) {
-        return 1;
+    n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) {
+        s[--n] = '\0';
     }
-    p->found = true;
-    if (strcmp(name, "url") == 0) {
-        dst = p->url;
-    } else if (strcmp(name, "token") == 0) {
-        dst = p->token;
-    } else if (strcmp(name, "ca") == 0) {
-        dst = p->ca;
-    } else if (strcmp(name, "cert") == 0) {
-        dst = p->cert;
-    } else if (strcmp(name, "key") == 0) {
-        dst = p->key;
-    } else {
-        snprintf(p->bad, sizeof(p->bad), "unknown key \"%s\" in [%s]", name, section);
-        return 0;
+    return s;
+}
+
+/* The value after '=': quoted ("..." taken as written, then only a comment
+ * may follow) or bare (up to a # or ; that follows a space). NULL with *why
+ * set when malformed. */
+static char *ctl_profile_value(char *v, const char **why)
+{
+    char *q;
+
+    v = ctl_trim(v);
+    if (v[0] == '"') {
+        q = strchr(v + 1, '"');
+        if (q == NULL) {
+            *why = "unterminated quote";
+            return NULL;
+        }
+        *q = '\0';
+        q = ctl_trim(q + 1);
+        if (q[0] != '\0' && q[0] != '#' && q[0] != ';') {
+            *why = "text after the closing quote";
+            return NULL;
+        }
+        return v + 1;
     }
-    if (snprintf(dst, CTL_VALUE_MAX, "%s", value) >= CTL_VALUE_MAX) {
-        snprintf(p->bad, sizeof(p->bad), "value of %s too long", name);
-        return 0;
+    for (q = v; *q != '\0'; q++) {
+        if ((*q == '#' || *q == ';') && q > v && (q[-1] == ' ' || q[-1] == '\t')) {
+            *q = '\0';
+            break;
+        }
     }
-    return 1;
+    v = ctl_trim(v);
+    if (strchr(v, '"') != NULL) {
+        *why = "a quote inside a bare value (quote the whole value)";
+        return NULL;
+    }
+    return v;
+}
+
+/* Parses the profile file f (syntax in ctl_usage); fills p from the section
+ * [profile p->want]. Prints "PATH:LINE: why" and returns CTL_USAGE on any
+ * error. */
+static int ctl_profile_parse(FILE *f, const char *path, struct ctl_profile *p)
+{
+    char line[CTL_LINE_MAX + 2];
+    char names[CTL_PROFILES][CTL_VALUE_MAX / 4];
+    size_t nnames = 0;
+    unsigned seen = 0; /* keys of the current section, bit per ctl_profile_keys */
+    bool in = false;   /* a section has started */
+    bool mine = false; /* it is the wanted profile */
+    size_t ln = 0;
+    const char *why = NULL;
+
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *s;
+        char *eq;
+        char *v;
+        size_t k;
+        ln++;
+        if (strlen(line) > CTL_LINE_MAX && strchr(line, '\n') == NULL) {
+            why = "line longer than 4096 bytes";
+            break;
+        }
+        s = ctl_trim(line);
+        if (s[0] == '\0' || s[0] == '#' || s[0] == ';') {
+            continue;
+        }
+        if (s[0] == '[') {
+            char *end = strchr(s, ']');
+            const char *rest = end != NULL ? ctl_trim(end + 1) : NULL;
+            char *name;
+            if (end == NULL || (rest[0] != '\0' && rest[0] != '#' && rest[0] != ';')) {
+                why = "malformed section line (want [profile NAME])";
+                break;
+            }
+            *end = '\0';
+            name = ctl_trim(s + 1);
+            if (strncmp(name, "profile", 7) != 0 || (name[7] != ' ' && name[7] != '\t')) {
+                why = "unknown section (want [profile NAME])";
+                break;
+            }
+            name = ctl_trim(name + 8);
+            if (name[0] == '\0' || strlen(name) >= sizeof(names[0])
+                || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+                       != strlen(name)) {
+                why = "a profile name is 1..255 of A-Z a-z 0-9 . _ -";
+                break;
+            }
+            for (k = 0; k < nnames; k++) {
+                if (strcmp(names[k], name) == 0) {
+                    break;
+                }
+            }
+            if (k < nnames) {
+                why = "profile given twice";
+                break;
+            }
+            if (nnames == CTL_PROFILES) {
+                why = "too many profiles";
+                break;
+            }
+            (void)snprintf(names[nnames++], sizeof(names[0]), "%s", name);
+            in = true;
+            mine = strcmp(name, p->want) == 0;
+            p->found = p->found || mine;
+            seen = 0;
+            continue;
+        }
+        eq = strchr(s, '=');
+        if (eq == NULL) {
+            why = "expected KEY = VALUE or [profile NAME]";
+            break;
+        }
+        if (!in) {
+            why = "KEY = VALUE before any [profile NAME]";
+            break;
+        }
+        *eq = '\0';
+        s = ctl_trim(s);
+        for (k = 0; k < sizeof(ctl_profile_keys) / sizeof(ctl_profile_keys[0]); k++) {
+            if (strcmp(s, ctl_profile_keys[k]) == 0) {
+                break;
+            }
+        }
+        if (k == sizeof(ctl_profile_keys) / sizeof(ctl_profile_keys[0])) {
+            why = "unknown key (url, token, ca, cert, key)";
+            break;
+        }
+        if ((seen & (1u << k)) != 0) {
+            why = "key given twice in this profile";
+            break;
+        }
+        seen |= 1u << k;
+        v = ctl_profile_value(eq + 1, &why);
+        if (v == NULL) {
+            break;
+        }
+        if (k == 1 && v[0] != '\0') {
+            p->file_token = true; /* whichever profile: the file holds a secret */
+        }
+        if (mine && snprintf(ctl_profile_dst(p, k), CTL_VALUE_MAX, "%s", v) >= CTL_VALUE_MAX) {
+            why = "value too long";
+            break;
+        }
+    }
+    if (why == NULL && ferror(f)) {
+        return ctl_fail(CTL_USAGE, "cannot read %s: %s", path, strerror(errno));
+    }
+    if (why != NULL) {
+        return ctl_fail(CTL_USAGE, "%s:%zu: %s", path, ln, why);
+    }
+    return CTL_OK;
 }
 
 /* A profile file holding a token is a secret, like an ssh key: warn (and
@@ -335,7 +671,7 @@ static int ctl_profile_load(const struct ctl_args *g, struct ctl_profile *p)
     const char *home = getenv("HOME");
     const char *v;
     FILE *f = NULL;
-    int rc = 0;
+    int rc = CTL_OK;
     bool named;
 
     memset(p, 0, sizeof(*p));
@@ -352,23 +688,24 @@ static int ctl_profile_load(const struct ctl_args *g, struct ctl_profile *p)
     } else {
         snprintf(path, sizeof(path), "%s/.config/opentsm/config", home != NULL ? home : ".");
     }
-    /* No file (or none readable) is no profile, as before: the options and
-     * the environment may say everything. */
+    /* No file is no profile when none was asked for: the options and the
+     * environment may say everything. */
     f = fopen(path, "r");
+    if (f == NULL && (named || errno != ENOENT)) {
+        return ctl_fail(CTL_USAGE, "cannot open %s: %s", path, strerror(errno));
+    }
     if (f != NULL) {
-        rc = ini_parse_file(f, ctl_ini, p);
+        rc = ctl_profile_parse(f, path, p);
         if (p->file_token) {
             ctl_profile_mode_check(f, path);
         }
         fclose(f);
     }
-    if (rc > 0 || rc == -2) {
-        fprintf(stderr, "tsmctl: %s:%d: %s\n", path, rc, p->bad[0] ? p->bad : "syntax error");
-        return CTL_USAGE;
+    if (rc != CTL_OK) {
+        return rc;
     }
     if (named && !p->found) {
-        fprintf(stderr, "tsmctl: no [profile %s] in %s\n", p->want, path);
-        return CTL_USAGE;
+        return ctl_fail(CTL_USAGE, "no [profile %s] in %s", p->want, path);
     }
     if ((v = getenv("OPENTSM_URL")) != NULL) {
         snprintf(p->url, sizeof(p->url), "%s", v);
@@ -391,89 +728,68 @@ static int ctl_profile_load(const struct ctl_args *g, struct ctl_profile *p)
     if ((v = ctl_get(g, "--key")) != NULL) {
         snprintf(p->key, sizeof(p->key), "%s", v);
     }
-    if (p->url[0] == '\0') {
+    if (p->url[0] == '\0' && ctl_get(g, "--url") == NULL && getenv("OPENTSM_URL") == NULL) {
         snprintf(p->url, sizeof(p->url), "%s", "https://127.0.0.1:8443");
     }
     return CTL_OK;
 }
 
-static int ctl_client(const struct ctl_profile *p, struct net_client **out)
+static int ctl_client(const struct ctl_profile *p, struct tsm_client **out)
 {
-    struct net_client_cfg cc;
-    ot_err err;
+    struct tsm_client_cfg cc;
+    struct tsm_client_err e;
 
     memset(&cc, 0, sizeof(cc));
-    cc.base_url = p->url;
+    cc.url = p->url;
     cc.token = p->token[0] ? p->token : NULL;
     cc.ca_file = p->ca[0] ? p->ca : NULL;
     cc.client_cert = p->cert[0] ? p->cert : NULL;
     cc.client_key = p->key[0] ? p->key : NULL;
     cc.timeout_ms = 300000;
     cc.max_body = (size_t)64 * 1024 * 1024;
-    err = net_client_new(&cc, out);
-    if (err != OT_OK) {
-        fprintf(stderr, "tsmctl: client: %s\n", ot_strerror(err));
-        return CTL_LOCAL;
+    if (tsm_client_new(&cc, out, &e) != OT_OK) {
+        return ctl_client_fail("", &e);
     }
     return CTL_OK;
-}
-
-/* Sends one request; prints the server's error and maps it to an exit code.
- * *rc = CTL_OK when status is 2xx. */
-static int ctl_call(struct net_client *c, const char *method, const char *path, const json_t *body,
-                    const char *const *headers, struct net_client_resp *r)
-{
-    ot_err err = net_client_request(c, method, path, body, headers, r);
-
-    if (err != OT_OK) {
-        fprintf(stderr, "tsmctl: %s %s: %s\n", method, path, ot_strerror(err));
-        return err == OT_E_NOMEM ? CTL_LOCAL : CTL_CONN;
-    }
-    if (r->status >= 200 && r->status < 300) {
-        return CTL_OK;
-    }
-    fprintf(stderr, "tsmctl: %s %s: HTTP %ld %s%s%s%s%s (request %s)\n", method, path, r->status,
-            r->error_code, r->error_message[0] ? ": " : "", r->error_message,
-            r->error_field[0] ? " field=" : "", r->error_field, r->request_id);
-    return r->status == 404 ? CTL_NEGATIVE : CTL_API;
 }
 
 /* ---- output ------------------------------------------------------------- */
 
 static void ctl_print_json(const json_t *j)
 {
-    char *s = NULL;
-    size_t n = 0;
-
-    if (json_serialize(j, &s, &n) == OT_OK) {
-        fwrite(s, 1, n, stdout);
-        fputc('\n', stdout);
-    }
-    free(s);
+    ctl_print_json_to(stdout, j);
 }
 
-/* Text of member key of o for tables: strings as is, integers in decimal,
- * null as "-". */
-static void ctl_field(const json_t *o, const char *key, char *out, size_t cap)
+/* Text of member key of o for tables, escaped: strings, integers in decimal,
+ * null as "-", arrays and objects as ASCII JSON. Returns the width in
+ * characters. */
+static size_t ctl_field(const json_t *o, const char *key, char *out, size_t cap)
 {
-    const json_t *v = json_object_get(o, key);
+    const json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
+    char tmp[64];
 
     if (v == NULL || json_is_null(v)) {
-        snprintf(out, cap, "-");
-    } else if (json_is_string(v)) {
-        snprintf(out, cap, "%s", json_string_value(v));
-    } else if (json_is_integer(v)) {
-        snprintf(out, cap, "%lld", (long long)json_integer_value(v));
-    } else if (json_is_true(v)) {
-        snprintf(out, cap, "true");
-    } else if (json_is_false(v)) {
-        snprintf(out, cap, "false");
-    } else {
-        snprintf(out, cap, "?");
+        return tsm_client_escape("-", 1, out, cap);
     }
+    if (json_is_string(v)) {
+        return tsm_client_escape(json_string_value(v), json_string_length(v), out, cap);
+    }
+    if (json_is_integer(v)) {
+        snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(v));
+    } else if (json_is_true(v)) {
+        snprintf(tmp, sizeof(tmp), "true");
+    } else if (json_is_false(v)) {
+        snprintf(tmp, sizeof(tmp), "false");
+    } else {
+        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+        size_t w = tsm_client_escape(s != NULL ? s : "?", s != NULL ? strlen(s) : 1, out, cap);
+        free(s);
+        return w;
+    }
+    return tsm_client_escape(tmp, strlen(tmp), out, cap);
 }
 
-/* Aligned table of the objects in items (array) with the given columns. */
+/* Aligned table of row objects with the given columns. */
 struct ctl_table {
     const char *const *cols;
     size_t ncols;
@@ -494,23 +810,17 @@ static void ctl_table_init(struct ctl_table *t, const char *const *cols, size_t 
     t->rows = json_arr_new();
 }
 
-/* Adds o (borrowed) as a row, or prints it at once with --json. */
+/* Adds o (borrowed) as a row. */
 static void ctl_table_add(struct ctl_table *t, const json_t *o)
 {
     char buf[CTL_VALUE_MAX];
     size_t i;
 
-    if (g_json) {
-        ctl_print_json(o);
-        return;
-    }
-    if (t->rows == NULL || json_array_size(t->rows) >= CTL_TABLE_ROWS) {
+    if (t->rows == NULL) {
         return;
     }
     for (i = 0; i < t->ncols; i++) {
-        size_t w;
-        ctl_field(o, t->cols[i], buf, sizeof(buf));
-        w = strlen(buf);
+        size_t w = ctl_field(o, t->cols[i], buf, sizeof(buf));
         if (w > t->width[i]) {
             t->width[i] = w;
         }
@@ -518,22 +828,39 @@ static void ctl_table_add(struct ctl_table *t, const json_t *o)
     (void)json_push(t->rows, json_incref((json_t *)o));
 }
 
+static void ctl_cell(const char *s, size_t w, size_t width, bool last)
+{
+    fputs(s, stdout);
+    if (last) {
+        fputc('\n', stdout);
+        return;
+    }
+    for (; w < width + 2; w++) {
+        fputc(' ', stdout);
+    }
+}
+
+/* Prints the table (with --json: the rows as one JSON array) and frees it. */
 static void ctl_table_print(struct ctl_table *t)
 {
     char buf[CTL_VALUE_MAX];
     size_t r;
     size_t i;
 
-    if (!g_json && t->rows != NULL) {
+    if (g_json) {
+        if (t->rows != NULL) {
+            ctl_print_json(t->rows);
+        } else {
+            puts("[]");
+        }
+    } else if (t->rows != NULL) {
         for (i = 0; i < t->ncols; i++) {
-            printf("%-*s%s", i + 1 < t->ncols ? (int)t->width[i] : 0, t->cols[i],
-                   i + 1 < t->ncols ? "  " : "\n");
+            ctl_cell(t->cols[i], strlen(t->cols[i]), t->width[i], i + 1 == t->ncols);
         }
         for (r = 0; r < json_array_size(t->rows); r++) {
             for (i = 0; i < t->ncols; i++) {
-                ctl_field(json_at(t->rows, r), t->cols[i], buf, sizeof(buf));
-                printf("%-*s%s", i + 1 < t->ncols ? (int)t->width[i] : 0, buf,
-                       i + 1 < t->ncols ? "  " : "\n");
+                size_t w = ctl_field(json_at(t->rows, r), t->cols[i], buf, sizeof(buf));
+                ctl_cell(buf, w, t->width[i], i + 1 == t->ncols);
             }
         }
     }
@@ -541,12 +868,13 @@ static void ctl_table_print(struct ctl_table *t)
     t->rows = NULL;
 }
 
-/* One object as "key: value" lines, or one JSON line. */
+/* One object as "key  value" lines, or one JSON document. */
 static void ctl_print_obj(const json_t *o)
 {
     const char *key;
     json_t *v;
     char buf[CTL_VALUE_MAX];
+    char kbuf[256];
     size_t w = 0;
 
     if (g_json) {
@@ -555,58 +883,18 @@ static void ctl_print_obj(const json_t *o)
     }
     json_object_foreach((json_t *)o, key, v)
     {
-        if (strlen(key) > w) {
-            w = strlen(key);
+        size_t kw = tsm_client_escape(key, strlen(key), kbuf, sizeof(kbuf));
+        if (kw > w) {
+            w = kw;
         }
     }
     json_object_foreach((json_t *)o, key, v)
     {
-        ctl_field(o, key, buf, sizeof(buf));
-        printf("%-*s  %s\n", (int)w, key, buf);
+        size_t kw = tsm_client_escape(key, strlen(key), kbuf, sizeof(kbuf));
+        (void)ctl_field(o, key, buf, sizeof(buf));
+        ctl_cell(kbuf, kw, w, false);
+        printf("%s\n", buf);
     }
-}
-
-/* URL-encodes s into out (unreserved characters kept). */
-static bool ctl_urlenc(const char *s, char *out, size_t cap)
-{
-    static const char hexd[] = "0123456789ABCDEF";
-    size_t o = 0;
-
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
-            || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            if (o + 1 >= cap) {
-                return false;
-            }
-            out[o++] = (char)ch;
-        } else {
-            if (o + 3 >= cap) {
-                return false;
-            }
-            out[o++] = '%';
-            out[o++] = hexd[ch >> 4];
-            out[o++] = hexd[ch & 15];
-        }
-    }
-    out[o] = '\0';
-    return true;
-}
-
-/* Appends "&name=value" (or "?name=value" first) to path. */
-static bool ctl_qadd(char *path, size_t cap, const char *name, const char *value)
-{
-    char enc[CTL_VALUE_MAX];
-    size_t len = strlen(path);
-
-    if (value == NULL) {
-        return true;
-    }
-    if (!ctl_urlenc(value, enc, sizeof(enc))) {
-        return false;
-    }
-    return snprintf(path + len, cap - len, "%c%s=%s", strchr(path, '?') ? '&' : '?', name, enc)
-           < (int)(cap - len);
 }
 
 /* ---- se import ---------------------------------------------------------- */
@@ -616,30 +904,30 @@ static int ctl_read_file(const char *path, char **data, size_t *len)
     FILE *f = fopen(path, "rb");
     struct stat st;
     size_t got;
+    int rc;
 
     *data = NULL;
     *len = 0;
-    if (f == NULL || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)
-        || (size_t)st.st_size > CTL_FILE_MAX) {
-        fprintf(stderr, "tsmctl: cannot read %s: %s\n", path,
-                f == NULL ? strerror(errno) : "not a regular file of at most 1 GiB");
-        if (f != NULL) {
-            fclose(f);
-        }
-        return CTL_LOCAL;
+    if (f == NULL) {
+        return ctl_fail(CTL_LOCAL, "cannot open %s: %s", path, strerror(errno));
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > CTL_FILE_MAX) {
+        fclose(f);
+        return ctl_fail(CTL_LOCAL, "cannot read %s: not a regular file of at most 1 GiB", path);
     }
     *data = malloc((size_t)st.st_size + 1);
     if (*data == NULL) {
         fclose(f);
-        return CTL_LOCAL;
+        return ctl_fail(CTL_LOCAL, "%s: out of memory", path);
     }
     got = fread(*data, 1, (size_t)st.st_size, f);
+    rc = ferror(f) ? errno : 0;
     fclose(f);
     if (got != (size_t)st.st_size) {
-        fprintf(stderr, "tsmctl: short read on %s\n", path);
         free(*data);
         *data = NULL;
-        return CTL_LOCAL;
+        return ctl_fail(CTL_LOCAL, "cannot read %s: %s", path,
+                        rc != 0 ? strerror(rc) : "the file changed while read");
     }
     (*data)[got] = '\0';
     *len = got;
@@ -647,11 +935,12 @@ static int ctl_read_file(const char *path, char **data, size_t *len)
 }
 
 struct ctl_import {
-    struct net_client *c;
+    struct tsm_client *c;
     char idem_base[40];
     size_t total_rows; /* rows in the file */
     size_t sent_rows;
     size_t chunk;
+    size_t answered; /* chunks the server answered */
     size_t rows;
     size_t imported;
     size_t unchanged;
@@ -677,46 +966,47 @@ static void ctl_progress(const struct ctl_import *im)
     fflush(stderr);
 }
 
-/* Sends one chunk (first_row: file row number of its first data row) and
- * adds its report to the totals. */
+static size_t ctl_count(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (size_t)json_integer_value(v) : 0;
+}
+
+/* Sends one chunk (first_row: file row number of its first data row; nrows
+ * 0 for a file without data rows) and adds its report to the totals. */
 static int ctl_import_chunk(struct ctl_import *im, const char *ctype, const void *body, size_t len,
                             size_t nrows, size_t first_row)
 {
     char key[80];
-    char hdr[128];
-    const char *headers[2] = {hdr, NULL};
-    struct net_client_resp r;
+    char where[96];
+    struct tsm_client_err e;
+    json_t *rep = NULL;
     const json_t *rej;
     size_t i;
-    int rc;
-    ot_err err;
 
-    memset(&r, 0, sizeof(r));
     snprintf(key, sizeof(key), "import-%s-%zu-%zu", im->idem_base, first_row, nrows);
-    snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", key);
-    err = net_client_request_raw(im->c, "POST", "/tsm/v1/secure-elements:import", ctype, body, len,
-                                 headers, &r);
-    if (err != OT_OK) {
-        fprintf(stderr, "%stsmctl: import chunk %zu: %s\n", im->tty ? "\n" : "", im->chunk,
-                ot_strerror(err));
-        net_client_resp_clear(&r);
-        return CTL_CONN;
+    if (tsm_client_se_import(im->c, ctype, body, len, key, &rep, &e) != OT_OK) {
+        if (im->tty && !g_json) {
+            fputc('\n', stderr);
+        }
+        if (nrows > 0) {
+            snprintf(where, sizeof(where), "import chunk %zu (rows %zu..%zu): ", im->chunk,
+                     first_row, first_row + nrows - 1);
+        } else {
+            snprintf(where, sizeof(where), "import (header only): ");
+        }
+        return ctl_client_fail(where, &e);
     }
-    if (r.status != 200 || r.json == NULL) {
-        fprintf(stderr, "%stsmctl: import chunk %zu (rows %zu..%zu): HTTP %ld %s: %s%s%s\n",
-                im->tty ? "\n" : "", im->chunk, first_row, first_row + nrows - 1, r.status,
-                r.error_code, r.error_message, r.error_field[0] ? " field=" : "", r.error_field);
-        net_client_resp_clear(&r);
-        return CTL_API;
-    }
-    im->rows += (size_t)json_integer_value(json_object_get(r.json, "rows"));
-    im->imported += (size_t)json_integer_value(json_object_get(r.json, "imported"));
-    im->unchanged += (size_t)json_integer_value(json_object_get(r.json, "unchanged"));
-    im->rejected += (size_t)json_integer_value(json_object_get(r.json, "rejected_count"));
-    rej = json_object_get(r.json, "rejected");
+    im->answered++;
+    im->rows += ctl_count(rep, "rows");
+    im->imported += ctl_count(rep, "imported");
+    im->unchanged += ctl_count(rep, "unchanged");
+    im->rejected += ctl_count(rep, "rejected_count");
+    rej = json_object_get(rep, "rejected");
     for (i = 0; rej != NULL && json_at(rej, i) != NULL; i++) {
         json_t *o = json_deep_copy(json_at(rej, i));
-        if (o == NULL) {
+        if (o == NULL || !json_is_object(o)) {
+            json_free(o);
             continue;
         }
         /* Row numbers in the report count from the file's first data row. */
@@ -725,15 +1015,15 @@ static int ctl_import_chunk(struct ctl_import *im, const char *ctype, const void
                                          + json_integer_value(json_object_get(o, "row"))));
         (void)json_push(im->rejected_list, o);
     }
-    rc = CTL_OK;
+    json_free(rep);
     im->sent_rows += nrows;
     im->chunk++;
     ctl_progress(im);
-    net_client_resp_clear(&r);
-    return rc;
+    return CTL_OK;
 }
 
-static int ctl_import_csv(struct ctl_import *im, const char *data, size_t len, size_t chunk_rows)
+static int ctl_import_csv(struct ctl_import *im, const char *file, const char *data, size_t len,
+                          size_t chunk_rows)
 {
     struct tsm_csv csv;
     struct tsm_csv_rec *rec = malloc(sizeof(*rec));
@@ -745,17 +1035,27 @@ static int ctl_import_csv(struct ctl_import *im, const char *data, size_t len, s
     size_t row = 0;
     bool end = false;
     int rc = CTL_OK;
+    ot_err err;
 
     ot_buf_init(&body, CTL_CHUNK_BYTES * 2);
     if (rec == NULL) {
-        return CTL_LOCAL;
+        return ctl_fail(CTL_LOCAL, "out of memory");
     }
     /* Count the rows first for the progress bar (and check the syntax). */
     tsm_csv_init(&csv, data, len);
     for (;;) {
-        if (tsm_csv_next(&csv, rec, &end) != OT_OK) {
-            fprintf(stderr, "tsmctl: malformed CSV at line %zu\n", csv.line);
-            rc = CTL_LOCAL;
+        err = tsm_csv_next(&csv, rec, &end);
+        if (err == OT_E_LIMIT) {
+            rc = ctl_fail(CTL_LOCAL,
+                          "%s: line %zu: record over %zu bytes of field text or %zu fields", file,
+                          csv.line, TSM_CSV_REC_MAX, TSM_CSV_MAX_FIELDS);
+            goto out;
+        }
+        if (err != OT_OK) {
+            rc = ctl_fail(CTL_LOCAL,
+                          "%s: line %zu: malformed CSV (a quote inside an unquoted field, text "
+                          "after a closing quote, an unterminated quote or a bare CR)",
+                          file, csv.line);
             goto out;
         }
         if (end) {
@@ -764,8 +1064,7 @@ static int ctl_import_csv(struct ctl_import *im, const char *data, size_t len, s
         row++;
     }
     if (row == 0) {
-        fprintf(stderr, "tsmctl: the CSV file has no header line\n");
-        rc = CTL_LOCAL;
+        rc = ctl_fail(CTL_LOCAL, "%s: the CSV file has no header line", file);
         goto out;
     }
     im->total_rows = row - 1;
@@ -774,6 +1073,15 @@ static int ctl_import_csv(struct ctl_import *im, const char *data, size_t len, s
     hdr_len = len - csv.rd.left;
     start = hdr_len;
     ctl_progress(im);
+    if (im->total_rows == 0) {
+        /* Header only: the server still checks the columns. */
+        if (ot_buf_append(&body, data, hdr_len) != OT_OK) {
+            rc = ctl_fail(CTL_LOCAL, "out of memory");
+            goto out;
+        }
+        rc = ctl_import_chunk(im, "text/csv", body.data, body.len, 0, 1);
+        goto out;
+    }
     for (;;) {
         size_t before = len - csv.rd.left;
         (void)tsm_csv_next(&csv, rec, &end);
@@ -785,7 +1093,7 @@ static int ctl_import_csv(struct ctl_import *im, const char *data, size_t len, s
             if (ot_buf_append(&body, data, hdr_len) != OT_OK
                 || (data[hdr_len - 1] != '\n' && ot_buf_append(&body, "\n", 1) != OT_OK)
                 || ot_buf_append(&body, data + start, before - start) != OT_OK) {
-                rc = CTL_LOCAL;
+                rc = ctl_fail(CTL_LOCAL, "out of memory");
                 goto out;
             }
             rc = ctl_import_chunk(im, "text/csv", body.data, body.len, n, first_row);
@@ -807,7 +1115,8 @@ out:
     return rc;
 }
 
-static int ctl_import_json(struct ctl_import *im, const char *data, size_t len, size_t chunk_rows)
+static int ctl_import_json(struct ctl_import *im, const char *file, const char *data, size_t len,
+                           size_t chunk_rows)
 {
     struct json_err jerr;
     json_t *doc = NULL;
@@ -818,22 +1127,24 @@ static int ctl_import_json(struct ctl_import *im, const char *data, size_t len, 
     int rc = CTL_OK;
 
     memset(&jerr, 0, sizeof(jerr));
-    if (json_parse(data, len, len, &doc, &jerr) != OT_OK || json_is_obj(doc)) {
-        fprintf(stderr, "tsmctl: the JSON file must be an array of rows: %s\n",
-                jerr.message[0] ? jerr.message : "an object");
+    if (json_parse(data, len, len, &doc, &jerr) != OT_OK || !json_is_array(doc)) {
         json_free(doc);
-        return CTL_LOCAL;
+        return ctl_fail(CTL_LOCAL, "%s: the JSON file must be an array of rows: %s", file,
+                        jerr.message[0] ? jerr.message : "it is not an array");
     }
     total = json_array_size(doc);
     im->total_rows = total;
     ctl_progress(im);
+    if (total == 0) {
+        rc = ctl_import_chunk(im, "application/json", "[]", 2, 0, 1);
+    }
     for (i = 0; i < total; i += n) {
         char *s = NULL;
         size_t slen = 0;
         size_t k;
         chunk = json_arr_new();
         if (chunk == NULL) {
-            rc = CTL_LOCAL;
+            rc = ctl_fail(CTL_LOCAL, "out of memory");
             break;
         }
         for (n = 0; n < chunk_rows && i + n < total; n++) {
@@ -842,7 +1153,7 @@ static int ctl_import_json(struct ctl_import *im, const char *data, size_t len, 
         /* Keep chunks under the byte cap by halving when needed. */
         for (;;) {
             if (json_serialize(chunk, &s, &slen) != OT_OK) {
-                rc = CTL_LOCAL;
+                rc = ctl_fail(CTL_LOCAL, "out of memory");
                 break;
             }
             if (slen <= CTL_CHUNK_BYTES || n == 1) {
@@ -869,7 +1180,36 @@ static int ctl_import_json(struct ctl_import *im, const char *data, size_t len, 
     return rc;
 }
 
-static int ctl_se_import(struct net_client *c, const struct ctl_args *a)
+static void ctl_import_report(const struct ctl_import *im)
+{
+    size_t i;
+
+    if (g_json) {
+        json_t *o = json_obj_new();
+        if (o != NULL && json_put_int(o, "rows", (int64_t)im->rows) == OT_OK
+            && json_put_int(o, "imported", (int64_t)im->imported) == OT_OK
+            && json_put_int(o, "unchanged", (int64_t)im->unchanged) == OT_OK
+            && json_put_int(o, "rejected_count", (int64_t)im->rejected) == OT_OK
+            && json_put(o, "rejected", json_incref(im->rejected_list)) == OT_OK) {
+            ctl_print_json(o);
+        }
+        json_free(o);
+        return;
+    }
+    printf("rows %zu, imported %zu, unchanged %zu, rejected %zu\n", im->rows, im->imported,
+           im->unchanged, im->rejected);
+    if (json_array_size(im->rejected_list) > 0) {
+        static const char *const cols[] = {"row", "field", "message"};
+        struct ctl_table t;
+        ctl_table_init(&t, cols, 3);
+        for (i = 0; i < json_array_size(im->rejected_list); i++) {
+            ctl_table_add(&t, json_at(im->rejected_list, i));
+        }
+        ctl_table_print(&t);
+    }
+}
+
+static int ctl_se_import(struct tsm_client *c, const struct ctl_args *a)
 {
     const char *file = a->pos[0];
     const char *fmt = ctl_get(a, "--format");
@@ -889,16 +1229,14 @@ static int ctl_se_import(struct net_client *c, const struct ctl_args *a)
         fmt = dot != NULL && strcmp(dot, ".json") == 0 ? "json" : "csv";
     }
     if (strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0) {
-        fprintf(stderr, "tsmctl se import: --format is csv or json\n");
-        return CTL_USAGE;
+        return ctl_fail(CTL_USAGE, "se import: --format is csv or json");
     }
     csv = strcmp(fmt, "csv") == 0;
     if (chunk_s != NULL) {
         char *end = NULL;
         unsigned long v = strtoul(chunk_s, &end, 10);
-        if (end == chunk_s || *end != '\0' || v < 1 || v > 100000) {
-            fprintf(stderr, "tsmctl se import: --chunk is 1..100000\n");
-            return CTL_USAGE;
+        if (chunk_s[0] < '1' || chunk_s[0] > '9' || *end != '\0' || v > 100000) {
+            return ctl_fail(CTL_USAGE, "se import: --chunk is 1..100000");
         }
         chunk_rows = v;
     }
@@ -913,39 +1251,22 @@ static int ctl_se_import(struct net_client *c, const struct ctl_args *a)
     if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || im.rejected_list == NULL) {
         free(data);
         json_free(im.rejected_list);
-        return CTL_LOCAL;
+        return ctl_fail(CTL_LOCAL, "out of memory");
     }
     for (i = 0; i < 16; i++) {
         snprintf(im.idem_base + 2 * i, 3, "%02x", md[i]);
     }
-    rc = csv ? ctl_import_csv(&im, data, len, chunk_rows)
-             : ctl_import_json(&im, data, len, chunk_rows);
-    if (im.tty && !g_json) {
+    rc = csv ? ctl_import_csv(&im, file, data, len, chunk_rows)
+             : ctl_import_json(&im, file, data, len, chunk_rows);
+    if (im.tty && !g_json && rc == CTL_OK) {
         fputc('\n', stderr);
     }
     free(data);
-    if (g_json) {
-        json_t *o = json_obj_new();
-        if (o != NULL && json_put_int(o, "rows", (int64_t)im.rows) == OT_OK
-            && json_put_int(o, "imported", (int64_t)im.imported) == OT_OK
-            && json_put_int(o, "unchanged", (int64_t)im.unchanged) == OT_OK
-            && json_put_int(o, "rejected_count", (int64_t)im.rejected) == OT_OK
-            && json_put(o, "rejected", json_incref(im.rejected_list)) == OT_OK) {
-            ctl_print_json(o);
-        }
-        json_free(o);
-    } else {
-        static const char *const cols[] = {"row", "field", "message"};
-        struct ctl_table t;
-        printf("rows %zu, imported %zu, unchanged %zu, rejected %zu\n", im.rows, im.imported,
-               im.unchanged, im.rejected);
-        if (json_array_size(im.rejected_list) > 0) {
-            ctl_table_init(&t, cols, 3);
-            for (i = 0; i < json_array_size(im.rejected_list); i++) {
-                ctl_table_add(&t, json_at(im.rejected_list, i));
-            }
-            ctl_table_print(&t);
-        }
+    /* A report only of what the server answered: nothing when the file
+     * could not be read or parsed, or the first chunk failed; with --json
+     * only on success (stdout holds one document or nothing). */
+    if (im.answered > 0 && (rc == CTL_OK || !g_json)) {
+        ctl_import_report(&im);
     }
     json_free(im.rejected_list);
     if (rc != CTL_OK) {
@@ -954,103 +1275,82 @@ static int ctl_se_import(struct net_client *c, const struct ctl_args *a)
     return im.rejected > 0 ? CTL_NEGATIVE : CTL_OK;
 }
 
-/* ---- other commands ----------------------------------------------------- */
+/* ---- lists -------------------------------------------------------------- */
 
-static const char *const ctl_se_cols[] = {"cin",  "se_type",    "mno",        "msisdn",
-                                          "imsi", "gp_version", "jc_version", "expiry"};
+enum ctl_list_kind { CTL_L_SE, CTL_L_SD, CTL_L_PRINCIPAL, CTL_L_TOKEN, CTL_L_AUDIT };
 
-static int ctl_se_get(struct net_client *c, const struct ctl_args *a)
+struct ctl_list_q {
+    enum ctl_list_kind kind;
+    const char *a; /* se: mno; sd: cin */
+    const char *b; /* se: type */
+    int64_t id;    /* token: principal_id */
+    struct tsm_client_audit_filter audit;
+};
+
+static ot_err ctl_fetch(struct tsm_client *c, const struct ctl_list_q *q,
+                        const struct tsm_client_pg *pg, struct tsm_client_page *p,
+                        struct tsm_client_err *e)
 {
-    const char *msisdn = ctl_get(a, "--msisdn");
-    const char *imsi = ctl_get(a, "--imsi");
-    bool id_only = ctl_get(a, "--id-only") != NULL;
-    char path[CTL_VALUE_MAX + 64];
-    char enc[CTL_VALUE_MAX];
-    struct net_client_resp r;
-    int rc;
-
-    memset(&r, 0, sizeof(r));
-    if ((msisdn != NULL) + (imsi != NULL) + (a->npos == 1) != 1 || a->npos > 1) {
-        return ctl_help("se get", true);
+    switch (q->kind) {
+    case CTL_L_SE:
+        return tsm_client_se_list(c, q->a, q->b, pg, p, e);
+    case CTL_L_SD:
+        return tsm_client_sd_list(c, q->a, pg, p, e);
+    case CTL_L_PRINCIPAL:
+        return tsm_client_principal_list(c, pg, p, e);
+    case CTL_L_TOKEN:
+        return tsm_client_token_list(c, q->id, pg, p, e);
+    case CTL_L_AUDIT:
+    default:
+        return tsm_client_audit_list(c, &q->audit, pg, p, e);
     }
-    if (a->npos == 1) {
-        if (!ctl_urlenc(a->pos[0], enc, sizeof(enc))) {
-            return CTL_USAGE;
-        }
-        snprintf(path, sizeof(path), "/tsm/v1/secure-elements/%s", enc);
-    } else {
-        snprintf(path, sizeof(path), "/tsm/v1/secure-elements");
-        if (!ctl_qadd(path, sizeof(path), msisdn ? "msisdn" : "imsi", msisdn ? msisdn : imsi)
-            || (id_only && !ctl_qadd(path, sizeof(path), "fields", "id"))) {
-            return CTL_USAGE;
-        }
-    }
-    rc = ctl_call(c, "GET", path, NULL, NULL, &r);
-    if (rc == CTL_OK && r.json != NULL) {
-        if (id_only && !g_json) {
-            printf("%s\n", json_string_value(json_object_get(r.json, "cin")));
-        } else if (id_only) {
-            json_t *o = json_obj_new();
-            if (o != NULL
-                && json_put_str(o, "cin", json_string_value(json_object_get(r.json, "cin")))
-                       == OT_OK) {
-                ctl_print_json(o);
-            }
-            json_free(o);
-        } else {
-            ctl_print_obj(r.json);
-        }
-    }
-    net_client_resp_clear(&r);
-    return rc;
 }
 
-/* GETs path page by page (following next_cursor), adding each item to t;
- * stops after max items (0: all). */
-static int ctl_pages(struct net_client *c, const char *base, struct ctl_table *t, size_t max)
+/* Follows the cursors of a list (stops after max items, 0: all) and prints
+ * it: a table once the first page has arrived (what arrived, then the error
+ * if a later page fails), or with --json one array, only when every page
+ * arrived. */
+static int ctl_list(struct tsm_client *c, const struct ctl_list_q *q, const char *const *cols,
+                    size_t ncols, size_t max)
 {
-    char path[2 * CTL_VALUE_MAX];
-    char cursor[JSON_CURSOR_MAX + 1];
-    struct net_client_resp r;
+    char cursor[JSON_CURSOR_MAX + 1] = "";
+    struct tsm_client_page page;
+    struct tsm_client_err e;
+    struct tsm_client_pg pg;
+    struct ctl_table t;
     size_t got = 0;
-    int rc = CTL_OK;
+    size_t pages = 0;
+    bool failed = false;
 
-    cursor[0] = '\0';
+    ctl_table_init(&t, cols, ncols);
+    if (t.rows == NULL) {
+        return ctl_fail(CTL_LOCAL, "out of memory");
+    }
     for (;;) {
-        const json_t *items;
-        const json_t *next;
         size_t i;
-        snprintf(path, sizeof(path), "%s", base);
-        if (max != 0) {
-            char lim[24];
-            snprintf(lim, sizeof(lim), "%zu", max - got < 1000 ? max - got : 1000);
-            if (!ctl_qadd(path, sizeof(path), "limit", lim)) {
-                return CTL_USAGE;
-            }
-        }
-        if (cursor[0] != '\0' && !ctl_qadd(path, sizeof(path), "cursor", cursor)) {
-            return CTL_USAGE;
-        }
-        memset(&r, 0, sizeof(r));
-        rc = ctl_call(c, "GET", path, NULL, NULL, &r);
-        if (rc != CTL_OK || r.json == NULL) {
-            net_client_resp_clear(&r);
-            return rc != CTL_OK ? rc : CTL_API;
-        }
-        items = json_object_get(r.json, "items");
-        for (i = 0; items != NULL && json_at(items, i) != NULL; i++) {
-            ctl_table_add(t, json_at(items, i));
-            got++;
-        }
-        next = json_object_get(r.json, "next_cursor");
-        if (next == NULL || !json_is_string(next) || (max != 0 && got >= max)) {
-            net_client_resp_clear(&r);
+        pg.cursor = cursor;
+        pg.limit = max == 0 ? 0 : (unsigned)(max - got < 1000 ? max - got : 1000);
+        if (ctl_fetch(c, q, &pg, &page, &e) != OT_OK) {
+            failed = true;
             break;
         }
-        snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
-        net_client_resp_clear(&r);
+        pages++;
+        for (i = 0; i < json_array_size(page.items) && (max == 0 || got < max); i++) {
+            ctl_table_add(&t, json_at(page.items, i));
+            got++;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", page.next_cursor);
+        tsm_client_page_clear(&page);
+        if (cursor[0] == '\0' || (max != 0 && got >= max)) {
+            break;
+        }
     }
-    return rc;
+    if (!failed || (pages > 0 && !g_json)) {
+        ctl_table_print(&t);
+    } else {
+        json_free(t.rows);
+    }
+    return failed ? ctl_client_fail("", &e) : CTL_OK;
 }
 
 static int ctl_limit(const struct ctl_args *a, size_t *max)
@@ -1059,23 +1359,79 @@ static int ctl_limit(const struct ctl_args *a, size_t *max)
     char *end = NULL;
     unsigned long v;
 
-    *max = 0;
     if (s == NULL) {
         return CTL_OK;
     }
+    errno = 0;
     v = strtoul(s, &end, 10);
-    if (end == s || *end != '\0' || v < 1) {
-        fprintf(stderr, "tsmctl: --limit must be a positive integer\n");
-        return CTL_USAGE;
+    if (s[0] < '1' || s[0] > '9' || *end != '\0' || errno != 0) {
+        return ctl_fail(CTL_USAGE, "--limit must be a positive integer");
     }
     *max = v;
     return CTL_OK;
 }
 
-static int ctl_se_list(struct net_client *c, const struct ctl_args *a)
+/* ---- other commands ----------------------------------------------------- */
+
+static const char *const ctl_se_cols[] = {"cin",  "se_type",    "mno",        "msisdn",
+                                          "imsi", "gp_version", "jc_version", "expiry"};
+
+/* Prints a one-object answer and frees it, or the error; returns the exit code. */
+static int ctl_show(ot_err err, json_t *doc, const struct tsm_client_err *e)
 {
-    char path[CTL_VALUE_MAX] = "/tsm/v1/secure-elements";
-    struct ctl_table t;
+    if (err != OT_OK) {
+        return ctl_client_fail("", e);
+    }
+    ctl_print_obj(doc);
+    json_free(doc);
+    return CTL_OK;
+}
+
+static int ctl_se_get(struct tsm_client *c, const struct ctl_args *a)
+{
+    const char *msisdn = ctl_get(a, "--msisdn");
+    const char *imsi = ctl_get(a, "--imsi");
+    bool id_only = ctl_get(a, "--id-only") != NULL;
+    struct tsm_client_err e;
+    json_t *doc = NULL;
+    const json_t *cin;
+    ot_err err;
+
+    if ((msisdn != NULL) + (imsi != NULL) + (a->npos == 1) != 1 || a->npos > 1) {
+        return ctl_help("se get", true);
+    }
+    if (a->npos == 1) {
+        err = tsm_client_se_get(c, a->pos[0], &doc, &e);
+    } else {
+        err = tsm_client_se_find(c, msisdn ? "msisdn" : "imsi", msisdn ? msisdn : imsi, id_only,
+                                 &doc, &e);
+    }
+    if (err != OT_OK || !id_only) {
+        return ctl_show(err, doc, &e);
+    }
+    cin = json_object_get(doc, "cin");
+    if (!json_is_string(cin)) {
+        json_free(doc);
+        return ctl_fail(CTL_API, "the answer has no cin");
+    }
+    if (g_json) {
+        json_t *o = json_obj_new();
+        if (o != NULL && json_put(o, "cin", json_incref((json_t *)cin)) == OT_OK) {
+            ctl_print_json(o);
+        }
+        json_free(o);
+    } else {
+        char buf[CTL_VALUE_MAX];
+        (void)tsm_client_escape(json_string_value(cin), json_string_length(cin), buf, sizeof(buf));
+        printf("%s\n", buf);
+    }
+    json_free(doc);
+    return CTL_OK;
+}
+
+static int ctl_se_list(struct tsm_client *c, const struct ctl_args *a)
+{
+    struct ctl_list_q q;
     size_t max = 0;
     int rc;
 
@@ -1086,260 +1442,224 @@ static int ctl_se_list(struct net_client *c, const struct ctl_args *a)
     if (rc != CTL_OK) {
         return rc;
     }
-    if (!ctl_qadd(path, sizeof(path), "mno", ctl_get(a, "--mno"))
-        || !ctl_qadd(path, sizeof(path), "type", ctl_get(a, "--type"))) {
-        return CTL_USAGE;
-    }
-    ctl_table_init(&t, ctl_se_cols, 8);
-    rc = ctl_pages(c, path, &t, max);
-    ctl_table_print(&t);
-    return rc;
+    memset(&q, 0, sizeof(q));
+    q.kind = CTL_L_SE;
+    q.a = ctl_get(a, "--mno");
+    q.b = ctl_get(a, "--type");
+    return ctl_list(c, &q, ctl_se_cols, 8, max);
 }
 
-static int ctl_sd_list(struct net_client *c, const struct ctl_args *a)
+static int ctl_sd_list(struct tsm_client *c, const struct ctl_args *a)
 {
     static const char *const cols[] = {"aid", "owner", "privileges", "lcs"};
-    char path[CTL_VALUE_MAX + 64];
-    char enc[CTL_VALUE_MAX];
-    struct ctl_table t;
+    struct ctl_list_q q;
     size_t max = 0;
     int rc;
 
-    if (a->npos != 1 || !ctl_urlenc(a->pos[0], enc, sizeof(enc))) {
+    if (a->npos != 1) {
         return ctl_help("se sd list", true);
     }
     rc = ctl_limit(a, &max);
     if (rc != CTL_OK) {
         return rc;
     }
-    snprintf(path, sizeof(path), "/tsm/v1/secure-elements/%s/security-domains", enc);
-    ctl_table_init(&t, cols, 4);
-    rc = ctl_pages(c, path, &t, max);
-    ctl_table_print(&t);
-    return rc;
+    memset(&q, 0, sizeof(q));
+    q.kind = CTL_L_SD;
+    q.a = a->pos[0];
+    return ctl_list(c, &q, cols, 4, max);
 }
 
-/* A fresh random Idempotency-Key header for one-shot commands. */
-static void ctl_idem_header(char *hdr, size_t cap)
+static int ctl_sd_assign(struct tsm_client *c, const struct ctl_args *a)
 {
-    unsigned char rnd[16];
-    char hex[33];
-    size_t i;
-    FILE *f = fopen("/dev/urandom", "rb");
+    struct tsm_client_sd_assign sa;
+    struct tsm_client_err e;
+    json_t *doc = NULL;
 
-    memset(rnd, 0, sizeof(rnd));
-    if (f != NULL) {
-        if (fread(rnd, 1, sizeof(rnd), f) != sizeof(rnd)) {
-            memset(rnd, 0, sizeof(rnd));
-        }
-        fclose(f);
-    }
-    for (i = 0; i < sizeof(rnd); i++) {
-        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-    }
-    snprintf(hdr, cap, "Idempotency-Key: ctl-%s", hex);
-}
-
-static int ctl_post_obj(struct net_client *c, const char *path, json_t *body, bool idem,
-                        struct net_client_resp *r)
-{
-    char hdr[96];
-    const char *headers[2] = {hdr, NULL};
-    int rc;
-
-    ctl_idem_header(hdr, sizeof(hdr));
-    rc = ctl_call(c, "POST", path, body, idem ? headers : NULL, r);
-    return rc;
-}
-
-/* POSTs body (released here) with an Idempotency-Key; prints the answer. */
-static int ctl_post_print(struct net_client *c, const char *path, json_t *body)
-{
-    struct net_client_resp r;
-    int rc;
-
-    memset(&r, 0, sizeof(r));
-    rc = ctl_post_obj(c, path, body, true, &r);
-    if (rc == CTL_OK && r.json != NULL) {
-        ctl_print_obj(r.json);
-    }
-    json_free(body);
-    net_client_resp_clear(&r);
-    return rc;
-}
-
-static int ctl_sd_assign(struct net_client *c, const struct ctl_args *a)
-{
-    char path[CTL_VALUE_MAX + 64];
-    char enc[CTL_VALUE_MAX];
-    json_t *body = json_obj_new();
-
-    if (a->npos != 1 || ctl_get(a, "--aid") == NULL || ctl_get(a, "--sp") == NULL
-        || !ctl_urlenc(a->pos[0], enc, sizeof(enc)) || body == NULL) {
-        json_free(body);
+    if (a->npos != 1 || ctl_get(a, "--aid") == NULL || ctl_get(a, "--sp") == NULL) {
         return ctl_help("se sd assign", true);
     }
-    snprintf(path, sizeof(path), "/tsm/v1/secure-elements/%s/security-domains", enc);
-    if (json_put_str(body, "aid", ctl_get(a, "--aid")) != OT_OK
-        || json_put_str(body, "sp", ctl_get(a, "--sp")) != OT_OK
-        || (ctl_get(a, "--privileges") != NULL
-            && json_put_str(body, "privileges", ctl_get(a, "--privileges")) != OT_OK)
-        || (ctl_get(a, "--lcs") != NULL
-            && json_put_str(body, "lcs", ctl_get(a, "--lcs")) != OT_OK)) {
-        json_free(body);
-        return CTL_LOCAL;
-    }
-    return ctl_post_print(c, path, body);
+    sa.aid = ctl_get(a, "--aid");
+    sa.sp = ctl_get(a, "--sp");
+    sa.privileges = ctl_get(a, "--privileges");
+    sa.lcs = ctl_get(a, "--lcs");
+    return ctl_show(tsm_client_sd_assign(c, a->pos[0], &sa, NULL, &doc, &e), doc, &e);
 }
 
-static int ctl_principal_create(struct net_client *c, const char *kind, const char *name,
-                                int64_t *id, bool print)
+static int ctl_principal_create(struct tsm_client *c, const struct ctl_args *a)
 {
-    struct net_client_resp r;
-    json_t *body = json_obj_new();
+    struct tsm_client_principal p;
+    struct tsm_client_err e;
+    json_t *doc = NULL;
+    size_t n;
+
+    if (a->npos != 2) {
+        return ctl_help("principal create", true);
+    }
+    memset(&p, 0, sizeof(p));
+    p.kind = a->pos[0];
+    p.name = a->pos[1];
+    p.display_name = ctl_get(a, "--display-name");
+    p.imei = ctl_get(a, "--imei");
+    p.imsi = ctl_get(a, "--imsi");
+    p.mno = ctl_get(a, "--mno");
+    n = ctl_get_all(a, "--msisdn", p.msisdns, TSM_CLIENT_MSISDN_MAX);
+    if (n > TSM_CLIENT_MSISDN_MAX) {
+        return ctl_fail(CTL_USAGE, "principal create: at most %d --msisdn",
+                        (int)TSM_CLIENT_MSISDN_MAX);
+    }
+    p.n_msisdns = n;
+    return ctl_show(tsm_client_principal_create(c, &p, NULL, &doc, &e), doc, &e);
+}
+
+static int ctl_principal_get(struct tsm_client *c, const struct ctl_args *a)
+{
+    struct tsm_client_err e;
+    json_t *doc = NULL;
+    int64_t id = 0;
+
+    if (a->npos != 1 || !ctl_id(a->pos[0], &id)) {
+        return ctl_help("principal get", true);
+    }
+    return ctl_show(tsm_client_principal_get(c, id, &doc, &e), doc, &e);
+}
+
+static int ctl_principal_list(struct tsm_client *c, const struct ctl_args *a)
+{
+    static const char *const cols[] = {"id", "kind", "name", "created_at", "disabled"};
+    struct ctl_list_q q;
+    size_t max = 0;
     int rc;
 
-    memset(&r, 0, sizeof(r));
-    if (body == NULL || json_put_str(body, "kind", kind) != OT_OK
-        || json_put_str(body, "name", name) != OT_OK) {
-        json_free(body);
-        return CTL_LOCAL;
+    if (a->npos != 0) {
+        return ctl_help("principal list", true);
     }
-    rc = ctl_post_obj(c, "/tsm/v1/principals", body, true, &r);
-    if (rc == CTL_OK && r.json != NULL) {
-        *id = json_integer_value(json_object_get(r.json, "id"));
-        if (print) {
-            ctl_print_obj(r.json);
-        }
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
     }
-    json_free(body);
-    net_client_resp_clear(&r);
-    return rc;
+    memset(&q, 0, sizeof(q));
+    q.kind = CTL_L_PRINCIPAL;
+    return ctl_list(c, &q, cols, 5, max);
 }
 
-static int ctl_cert_bind(struct net_client *c, const struct ctl_args *a)
+static int ctl_cert_bind(struct tsm_client *c, const struct ctl_args *a)
 {
-    char path[128];
-    json_t *body = json_obj_new();
-    char *end = NULL;
-    long long id;
+    struct tsm_client_err e;
+    json_t *doc = NULL;
+    int64_t id = 0;
 
-    if (a->npos != 2 || body == NULL) {
-        json_free(body);
+    if (a->npos != 2 || !ctl_id(a->pos[0], &id)) {
         return ctl_help("principal bind-cert", true);
     }
-    id = strtoll(a->pos[0], &end, 10);
-    if (end == a->pos[0] || *end != '\0' || id < 1) {
-        json_free(body);
-        return ctl_help("principal bind-cert", true);
-    }
-    snprintf(path, sizeof(path), "/tsm/v1/principals/%lld/certificates", id);
-    if (json_put_str(body, "subject", a->pos[1]) != OT_OK) {
-        json_free(body);
-        return CTL_LOCAL;
-    }
-    return ctl_post_print(c, path, body);
+    return ctl_show(tsm_client_cert_bind(c, id, a->pos[1], NULL, &doc, &e), doc, &e);
 }
 
-static int ctl_token_issue(struct net_client *c, const struct ctl_args *a)
+static int ctl_token_issue(struct tsm_client *c, const struct ctl_args *a)
 {
     const char *pid_s = ctl_get(a, "--principal-id");
     const char *kind = ctl_get(a, "--kind");
     const char *name = ctl_get(a, "--name");
     const char *ttl_s = ctl_get(a, "--ttl-days");
-    const char *label = ctl_get(a, "--label");
-    struct net_client_resp r;
-    json_t *body = NULL;
+    struct tsm_client_err e;
+    json_t *doc = NULL;
     int64_t pid = 0;
-    char *end = NULL;
-    int rc;
+    int64_t ttl = 0;
+    const json_t *tok;
 
-    memset(&r, 0, sizeof(r));
     if (a->npos != 0 || (pid_s == NULL) == (kind == NULL || name == NULL)) {
         return ctl_help("token issue", true);
     }
-    if (pid_s != NULL) {
-        pid = strtoll(pid_s, &end, 10);
-        if (end == pid_s || *end != '\0' || pid < 1) {
-            return ctl_help("token issue", true);
-        }
-    } else {
-        rc = ctl_principal_create(c, kind, name, &pid, false);
-        if (rc != CTL_OK) {
-            return rc;
-        }
-    }
-    body = json_obj_new();
-    if (body == NULL || json_put_int(body, "principal_id", pid) != OT_OK) {
-        json_free(body);
-        return CTL_LOCAL;
+    if (pid_s != NULL && !ctl_id(pid_s, &pid)) {
+        return ctl_help("token issue", true);
     }
     if (ttl_s != NULL) {
-        long long d = strtoll(ttl_s, &end, 10);
-        if (end == ttl_s || *end != '\0' || d < 1 || d > 3650) {
-            json_free(body);
-            fprintf(stderr, "tsmctl token issue: --ttl-days is 1..3650\n");
-            return CTL_USAGE;
+        int64_t d = 0;
+        if (!ctl_id(ttl_s, &d) || d > 3650) {
+            return ctl_fail(CTL_USAGE, "token issue: --ttl-days is 1..3650");
         }
-        (void)json_put_int(body, "ttl_s", (int64_t)d * 86400);
+        ttl = d * 86400;
     }
-    if (label != NULL) {
-        (void)json_put_str(body, "label", label);
-    }
-    rc = ctl_post_obj(c, "/tsm/v1/tokens", body, false, &r);
-    if (rc == CTL_OK && r.json != NULL) {
-        if (ctl_get(a, "--token-only") != NULL) {
-            printf("%s\n", json_string_value(json_object_get(r.json, "token")));
-        } else {
-            ctl_print_obj(r.json);
+    if (pid_s == NULL) {
+        struct tsm_client_principal p;
+        memset(&p, 0, sizeof(p));
+        p.kind = kind;
+        p.name = name;
+        if (tsm_client_principal_create(c, &p, NULL, &doc, &e) != OT_OK) {
+            return ctl_client_fail("", &e);
         }
+        const json_t *idv = json_object_get(doc, "id");
+        if (!json_is_integer(idv) || json_integer_value(idv) < 1) {
+            json_free(doc);
+            return ctl_fail(CTL_API, "the principal answer has no id");
+        }
+        pid = json_integer_value(idv);
+        json_free(doc);
+        doc = NULL;
     }
-    json_free(body);
-    net_client_resp_clear(&r);
-    return rc;
+    if (tsm_client_token_issue(c, pid, ttl, ctl_get(a, "--label"), &doc, &e) != OT_OK) {
+        return ctl_client_fail("", &e);
+    }
+    tok = json_object_get(doc, "token");
+    if (ctl_get(a, "--token-only") != NULL && !g_json) {
+        char buf[CTL_VALUE_MAX];
+        if (!json_is_string(tok)) {
+            json_free(doc);
+            return ctl_fail(CTL_API, "the answer has no token");
+        }
+        (void)tsm_client_escape(json_string_value(tok), json_string_length(tok), buf, sizeof(buf));
+        printf("%s\n", buf);
+    } else {
+        ctl_print_obj(doc);
+    }
+    json_free(doc);
+    return CTL_OK;
 }
 
-static int ctl_token_revoke(struct net_client *c, const struct ctl_args *a)
+static int ctl_token_revoke(struct tsm_client *c, const struct ctl_args *a)
 {
-    char path[96];
-    struct net_client_resp r;
-    char *end = NULL;
-    long long id;
-    int rc;
+    struct tsm_client_err e;
+    json_t *doc = NULL;
+    int64_t id = 0;
 
-    memset(&r, 0, sizeof(r));
-    if (a->npos != 1) {
+    if (a->npos != 1 || !ctl_id(a->pos[0], &id)) {
         return ctl_help("token revoke", true);
     }
-    id = strtoll(a->pos[0], &end, 10);
-    if (end == a->pos[0] || *end != '\0' || id < 1) {
-        return ctl_help("token revoke", true);
-    }
-    snprintf(path, sizeof(path), "/tsm/v1/tokens/%lld", id);
-    rc = ctl_call(c, "DELETE", path, NULL, NULL, &r);
-    if (rc == CTL_OK && r.json != NULL) {
-        ctl_print_obj(r.json);
-    }
-    net_client_resp_clear(&r);
-    return rc;
+    return ctl_show(tsm_client_token_revoke(c, id, &doc, &e), doc, &e);
 }
 
-static int ctl_token_list(struct net_client *c, const struct ctl_args *a)
+static int ctl_token_list(struct tsm_client *c, const struct ctl_args *a)
 {
     static const char *const cols[] = {"id",         "principal_id", "prefix",      "label",
                                        "expires_at", "revoked_at",   "last_used_at"};
-    char path[CTL_VALUE_MAX] = "/tsm/v1/tokens";
-    struct ctl_table t;
+    struct ctl_list_q q;
+    const char *pid = ctl_get(a, "--principal-id");
+    size_t max = 0;
     int rc;
 
-    if (a->npos != 0
-        || !ctl_qadd(path, sizeof(path), "principal_id", ctl_get(a, "--principal-id"))) {
+    memset(&q, 0, sizeof(q));
+    q.kind = CTL_L_TOKEN;
+    if (a->npos != 0 || (pid != NULL && !ctl_id(pid, &q.id))) {
         return ctl_help("token list", true);
     }
-    ctl_table_init(&t, cols, 7);
-    rc = ctl_pages(c, path, &t, 0);
-    ctl_table_print(&t);
-    return rc;
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    return ctl_list(c, &q, cols, 7, max);
+}
+
+static int ctl_audit_verify_print(bool intact, long long checked, long long bad)
+{
+    if (g_json) {
+        printf(intact ? "{\"intact\":true,\"checked\":%lld,\"bad_seq\":null}\n"
+                      : "{\"intact\":false,\"checked\":%lld,\"bad_seq\":%lld}\n",
+               checked, bad);
+    } else if (intact) {
+        printf("audit chain intact: %lld rows checked\n", checked);
+    } else {
+        printf("audit chain BROKEN at row seq=%lld\n", bad);
+    }
+    return intact ? CTL_OK : CTL_NEGATIVE;
 }
 
 static int ctl_audit_verify_db(const char *url)
@@ -1351,139 +1671,181 @@ static int ctl_audit_verify_db(const char *url)
 
     err = db_open(url, NULL, &db);
     if (err != OT_OK) {
-        fprintf(stderr, "tsmctl: cannot open %s: %s\n",
-                strncmp(url, "sqlite:", 7) == 0 ? url : "database", ot_strerror(err));
-        return CTL_LOCAL;
+        return ctl_fail(CTL_LOCAL, "cannot open %s: %s",
+                        strncmp(url, "sqlite:", 7) == 0 ? url : "database", ot_strerror(err));
     }
     err = audit_verify(db, &bad, &checked);
     db_close(db);
-    if (err == OT_OK) {
-        printf(g_json ? "{\"intact\":true,\"checked\":%lld,\"bad_seq\":null}\n"
-                      : "audit chain intact: %lld rows checked\n",
-               (long long)checked);
-        return CTL_OK;
+    if (err == OT_OK || err == OT_E_CORRUPT) {
+        return ctl_audit_verify_print(err == OT_OK, (long long)checked, (long long)bad);
     }
-    if (err == OT_E_CORRUPT) {
-        if (g_json) {
-            printf("{\"intact\":false,\"checked\":%lld,\"bad_seq\":%lld}\n", (long long)checked,
-                   (long long)bad);
-        } else {
-            printf("audit chain BROKEN at row seq=%lld\n", (long long)bad);
-        }
-        return CTL_NEGATIVE;
-    }
-    fprintf(stderr, "tsmctl: audit verify: %s\n", ot_strerror(err));
-    return CTL_LOCAL;
+    return ctl_fail(CTL_LOCAL, "audit verify: %s", ot_strerror(err));
 }
 
-static int ctl_audit_verify(struct net_client *c, const struct ctl_args *a)
+static int ctl_audit_verify(struct tsm_client *c)
 {
-    struct net_client_resp r;
+    struct tsm_client_err e;
+    json_t *doc = NULL;
+    const json_t *intact;
     int rc;
 
-    if (ctl_get(a, "--db") != NULL) {
-        return ctl_audit_verify_db(ctl_get(a, "--db"));
+    if (tsm_client_audit_verify(c, &doc, &e) != OT_OK) {
+        return ctl_client_fail("", &e);
     }
-    memset(&r, 0, sizeof(r));
-    rc = ctl_call(c, "GET", "/tsm/v1/audit/verify", NULL, NULL, &r);
-    if (rc == CTL_OK && r.json != NULL) {
-        bool ok = json_is_true(json_object_get(r.json, "intact"));
-        if (g_json) {
-            ctl_print_json(r.json);
-        } else if (ok) {
-            printf("audit chain intact: %lld rows checked\n",
-                   (long long)json_integer_value(json_object_get(r.json, "checked")));
-        } else {
-            printf("audit chain BROKEN at row seq=%lld\n",
-                   (long long)json_integer_value(json_object_get(r.json, "bad_seq")));
-        }
-        rc = ok ? CTL_OK : CTL_NEGATIVE;
+    intact = json_object_get(doc, "intact");
+    if (!json_is_boolean(intact)) {
+        json_free(doc);
+        return ctl_fail(CTL_API, "the audit verify answer has no \"intact\"");
     }
-    net_client_resp_clear(&r);
+    rc = ctl_audit_verify_print(json_is_true(intact),
+                                (long long)json_integer_value(json_object_get(doc, "checked")),
+                                (long long)json_integer_value(json_object_get(doc, "bad_seq")));
+    json_free(doc);
     return rc;
 }
 
-static int ctl_audit_list(struct net_client *c, const struct ctl_args *a)
+static int ctl_audit_list(struct tsm_client *c, const struct ctl_args *a)
 {
     static const char *const cols[] = {"seq",      "ts_ms",   "principal_name", "action",
                                        "resource", "outcome", "request_id"};
-    char path[CTL_VALUE_MAX] = "/tsm/v1/audit";
-    struct ctl_table t;
+    const char *pid = ctl_get(a, "--principal-id");
+    struct ctl_list_q q;
     size_t max = 100;
     int rc;
 
-    if (a->npos != 0) {
+    memset(&q, 0, sizeof(q));
+    q.kind = CTL_L_AUDIT;
+    if (a->npos != 0 || (pid != NULL && !ctl_id(pid, &q.audit.principal_id))) {
         return ctl_help("audit list", true);
     }
-    if (ctl_get(a, "--limit") != NULL) {
-        rc = ctl_limit(a, &max);
-        if (rc != CTL_OK) {
-            return rc;
-        }
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
     }
-    if (!ctl_qadd(path, sizeof(path), "action", ctl_get(a, "--action"))
-        || !ctl_qadd(path, sizeof(path), "principal_id", ctl_get(a, "--principal-id"))
-        || !ctl_qadd(path, sizeof(path), "request_id", ctl_get(a, "--request-id"))) {
-        return CTL_USAGE;
-    }
-    ctl_table_init(&t, cols, 7);
-    rc = ctl_pages(c, path, &t, max);
-    ctl_table_print(&t);
-    return rc;
+    q.audit.action = ctl_get(a, "--action");
+    q.audit.request_id = ctl_get(a, "--request-id");
+    return ctl_list(c, &q, cols, 7, max);
 }
 
 /* ---- main --------------------------------------------------------------- */
 
-static const struct ctl_opt ctl_global_opts[] = {
-    {"--profile", true}, {"--url", true}, {"--token", true}, {"--ca", true},
-    {"--cert", true},    {"--key", true}, {"--json", false}, {NULL, false}};
+static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"--url", true, false},
+                                                 {"--token", true, false},   {"--ca", true, false},
+                                                 {"--cert", true, false},    {"--key", true, false},
+                                                 {"--json", false, false},   {NULL, false, false}};
 
-static const struct ctl_opt ctl_cmd_opts[] = {
-    {"--format", true},       {"--chunk", true},       {"--msisdn", true},     {"--imsi", true},
-    {"--id-only", false},     {"--mno", true},         {"--type", true},       {"--limit", true},
-    {"--aid", true},          {"--sp", true},          {"--privileges", true}, {"--lcs", true},
-    {"--principal-id", true}, {"--kind", true},        {"--name", true},       {"--ttl-days", true},
-    {"--label", true},        {"--token-only", false}, {"--db", true},         {"--action", true},
-    {"--request-id", true},   {"--json", false},       {NULL, false}};
+static const struct ctl_opt ctl_cmd_opts[] = {{"--format", true, false},
+                                              {"--chunk", true, false},
+                                              {"--msisdn", true, true},
+                                              {"--imsi", true, false},
+                                              {"--id-only", false, false},
+                                              {"--mno", true, false},
+                                              {"--type", true, false},
+                                              {"--limit", true, false},
+                                              {"--aid", true, false},
+                                              {"--sp", true, false},
+                                              {"--privileges", true, false},
+                                              {"--lcs", true, false},
+                                              {"--principal-id", true, false},
+                                              {"--kind", true, false},
+                                              {"--name", true, false},
+                                              {"--ttl-days", true, false},
+                                              {"--label", true, false},
+                                              {"--token-only", false, false},
+                                              {"--db", true, false},
+                                              {"--action", true, false},
+                                              {"--request-id", true, false},
+                                              {"--display-name", true, false},
+                                              {"--imei", true, false},
+                                              {"--json", false, false},
+                                              {NULL, false, false}};
 
-/* Options each command accepts (beyond the global ones). */
-static bool ctl_allowed(const char *cmd, const struct ctl_args *a)
+/* The commands and the options each accepts (beyond the global ones). */
+static const struct {
+    const char *cmd;
+    const char *opts;
+} ctl_cmds[] = {
+    {"se import", " --format --chunk --json "},
+    {"se get", " --msisdn --imsi --id-only --json "},
+    {"se list", " --mno --type --limit --json "},
+    {"se sd list", " --limit --json "},
+    {"se sd assign", " --aid --sp --privileges --lcs --json "},
+    {"principal create", " --display-name --msisdn --imei --imsi --mno --json "},
+    {"principal list", " --limit --json "},
+    {"principal get", " --json "},
+    {"principal bind-cert", " --json "},
+    {"token issue", " --principal-id --kind --name --ttl-days --label --token-only --json "},
+    {"token revoke", " --json "},
+    {"token list", " --principal-id --limit --json "},
+    {"audit verify", " --db --json "},
+    {"audit list", " --limit --action --principal-id --request-id --json "},
+};
+
+/* -1: unknown command; 0: an option that does not apply; 1: fine. */
+static int ctl_allowed(const char *cmd, const struct ctl_args *a)
 {
-    static const struct {
-        const char *cmd;
-        const char *opts;
-    } allow[] = {
-        {"se import", " --format --chunk --json "},
-        {"se get", " --msisdn --imsi --id-only --json "},
-        {"se list", " --mno --type --limit --json "},
-        {"se sd list", " --limit --json "},
-        {"se sd assign", " --aid --sp --privileges --lcs --json "},
-        {"principal create", " --json "},
-        {"principal bind-cert", " --json "},
-        {"token issue", " --principal-id --kind --name --ttl-days --label --token-only --json "},
-        {"token revoke", " --json "},
-        {"token list", " --principal-id --json "},
-        {"audit verify", " --db --json "},
-        {"audit list", " --limit --action --principal-id --request-id --json "},
-    };
     size_t i;
     size_t k;
     char needle[64];
 
-    for (i = 0; i < sizeof(allow) / sizeof(allow[0]); i++) {
-        if (strcmp(allow[i].cmd, cmd) != 0) {
+    for (i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++) {
+        if (strcmp(ctl_cmds[i].cmd, cmd) != 0) {
             continue;
         }
         for (k = 0; k < a->nopt; k++) {
             snprintf(needle, sizeof(needle), " %s ", a->opt[k]);
-            if (strstr(allow[i].opts, needle) == NULL) {
+            if (strstr(ctl_cmds[i].opts, needle) == NULL) {
                 fprintf(stderr, "tsmctl %s: option %s does not apply here\n", cmd, a->opt[k]);
-                return false;
+                return 0;
             }
         }
-        return true;
+        return 1;
     }
-    return false;
+    return -1;
+}
+
+static int ctl_run(struct tsm_client *c, const char *cmd, const struct ctl_args *a)
+{
+    if (strcmp(cmd, "se import") == 0) {
+        return a->npos == 1 ? ctl_se_import(c, a) : ctl_help(cmd, true);
+    }
+    if (strcmp(cmd, "se get") == 0) {
+        return ctl_se_get(c, a);
+    }
+    if (strcmp(cmd, "se list") == 0) {
+        return ctl_se_list(c, a);
+    }
+    if (strcmp(cmd, "se sd list") == 0) {
+        return ctl_sd_list(c, a);
+    }
+    if (strcmp(cmd, "se sd assign") == 0) {
+        return ctl_sd_assign(c, a);
+    }
+    if (strcmp(cmd, "principal create") == 0) {
+        return ctl_principal_create(c, a);
+    }
+    if (strcmp(cmd, "principal list") == 0) {
+        return ctl_principal_list(c, a);
+    }
+    if (strcmp(cmd, "principal get") == 0) {
+        return ctl_principal_get(c, a);
+    }
+    if (strcmp(cmd, "principal bind-cert") == 0) {
+        return ctl_cert_bind(c, a);
+    }
+    if (strcmp(cmd, "token issue") == 0) {
+        return ctl_token_issue(c, a);
+    }
+    if (strcmp(cmd, "token revoke") == 0) {
+        return ctl_token_revoke(c, a);
+    }
+    if (strcmp(cmd, "token list") == 0) {
+        return ctl_token_list(c, a);
+    }
+    if (strcmp(cmd, "audit verify") == 0) {
+        return ctl_audit_verify(c);
+    }
+    return ctl_audit_list(c, a);
 }
 
 int main(int argc, char **argv)
@@ -1491,7 +1853,7 @@ int main(int argc, char **argv)
     struct ctl_args g;
     struct ctl_args a;
     struct ctl_profile prof;
-    struct net_client *c = NULL;
+    struct tsm_client *c = NULL;
     char cmd[64];
     int first = 1;
     int i;
@@ -1519,6 +1881,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "tsmctl: unknown option '%s'\n\n%s", argv[i], ctl_usage);
             return CTL_USAGE;
         }
+        if (ctl_get(&g, argv[i]) != NULL) {
+            fprintf(stderr, "tsmctl: option %s given twice\n", argv[i]);
+            return CTL_USAGE;
+        }
         g.opt[g.nopt] = argv[i];
         if (ctl_global_opts[k].has_arg) {
             if (i + 1 >= argc) {
@@ -1538,16 +1904,10 @@ int main(int argc, char **argv)
     }
     /* Command: "se sd list" has three words, the others two. */
     cmd[0] = '\0';
-    if (strcmp(argv[first], "se") == 0 && first + 1 < argc && strcmp(argv[first + 1], "sd") == 0) {
-        words = 3;
-    } else {
-        words = 2;
-    }
+    words = strcmp(argv[first], "se") == 0 && first + 1 < argc && strcmp(argv[first + 1], "sd") == 0
+                ? 3
+                : 2;
     if (first + words > argc) {
-        if (first + words - 1 < argc && argc > first) {
-            snprintf(cmd, sizeof(cmd), "%s%s%s", argv[first], words == 3 ? " " : "",
-                     words == 3 ? argv[first + 1] : "");
-        }
         fputs(ctl_usage, stderr);
         return CTL_USAGE;
     }
@@ -1561,57 +1921,27 @@ int main(int argc, char **argv)
     if (a.help) {
         return ctl_help(cmd, false);
     }
-    if (!ctl_allowed(cmd, &a)) {
-        if (strstr(" se import se get se list se sd list se sd assign principal create "
-                   "principal bind-cert token issue token revoke token list audit verify "
-                   "audit list ",
-                   cmd)
-            == NULL) {
-            fprintf(stderr, "tsmctl: unknown command '%s'\n\n%s", cmd, ctl_usage);
-            return CTL_USAGE;
-        }
+    rc = ctl_allowed(cmd, &a);
+    if (rc < 0) {
+        fprintf(stderr, "tsmctl: unknown command '%s'\n\n%s", cmd, ctl_usage);
+        return CTL_USAGE;
+    }
+    if (rc == 0) {
         return ctl_help(cmd, true);
     }
     g_json = ctl_get(&g, "--json") != NULL || ctl_get(&a, "--json") != NULL;
     if (strcmp(cmd, "audit verify") == 0 && ctl_get(&a, "--db") != NULL) {
-        return ctl_audit_verify_db(ctl_get(&a, "--db"));
+        return a.npos == 0 ? ctl_audit_verify_db(ctl_get(&a, "--db")) : ctl_help(cmd, true);
     }
     rc = ctl_profile_load(&g, &prof);
-    if (rc != CTL_OK) {
-        return rc;
+    if (rc == CTL_OK) {
+        rc = ctl_client(&prof, &c);
     }
-    rc = ctl_client(&prof, &c);
     ot_mem_wipe(prof.token, sizeof(prof.token));
     if (rc != CTL_OK) {
         return rc;
     }
-    if (strcmp(cmd, "se import") == 0) {
-        rc = a.npos == 1 ? ctl_se_import(c, &a) : ctl_help(cmd, true);
-    } else if (strcmp(cmd, "se get") == 0) {
-        rc = ctl_se_get(c, &a);
-    } else if (strcmp(cmd, "se list") == 0) {
-        rc = ctl_se_list(c, &a);
-    } else if (strcmp(cmd, "se sd list") == 0) {
-        rc = ctl_sd_list(c, &a);
-    } else if (strcmp(cmd, "se sd assign") == 0) {
-        rc = ctl_sd_assign(c, &a);
-    } else if (strcmp(cmd, "principal create") == 0) {
-        int64_t id = 0;
-        rc = a.npos == 2 ? ctl_principal_create(c, a.pos[0], a.pos[1], &id, true)
-                         : ctl_help(cmd, true);
-    } else if (strcmp(cmd, "principal bind-cert") == 0) {
-        rc = ctl_cert_bind(c, &a);
-    } else if (strcmp(cmd, "token issue") == 0) {
-        rc = ctl_token_issue(c, &a);
-    } else if (strcmp(cmd, "token revoke") == 0) {
-        rc = ctl_token_revoke(c, &a);
-    } else if (strcmp(cmd, "token list") == 0) {
-        rc = ctl_token_list(c, &a);
-    } else if (strcmp(cmd, "audit verify") == 0) {
-        rc = ctl_audit_verify(c, &a);
-    } else {
-        rc = ctl_audit_list(c, &a);
-    }
-    net_client_free(c);
+    rc = ctl_run(c, cmd, &a);
+    tsm_client_free(c);
     return rc;
 }

@@ -119,7 +119,7 @@ SECOND=$(cat "$TSMD_WORK/boot.out")
 tsmd_start
 out=$("$TSMCTL" --url "$TSMD_URL" --token "$SECOND" --json audit list --action operator.bootstrap) ||
     fail "tsmctl audit list failed: $out"
-got=$(printf '%s\n' "$out" | jq -rs 'map(.principal_name + " " + .outcome + " " + .request_id) | join(";")')
+got=$(printf '%s\n' "$out" | jq -r 'map(.principal_name + " " + .outcome + " " + .request_id) | join(";")')
 [ "$got" = "root-op ok cli;new-op ok cli;root-op ok cli" ] ||
     fail "tsmctl audit list --action operator.bootstrap: $got (raw: $out)"
 "$TSMCTL" --url "$TSMD_URL" --token "$SECOND" audit verify >"$TSMD_WORK/verify.out" 2>&1 ||

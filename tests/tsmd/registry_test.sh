@@ -241,9 +241,9 @@ for i in $(seq 1 2 101); do
     ! grep -q "$(printf 'A00000055920%04X' "$i")" "$work/spa_pages" || fail "sp-a sees SD $i"
 done
 expect 0 op --json se sd list A0000001000000000001
-[ "$(grep -c '"aid"' "$work/out")" = 104 ] || fail "tsmctl did not follow the cursors"
+[ "$(jq length "$work/out")" = 104 ] || fail "tsmctl did not follow the cursors"
 expect 0 spa --json se sd list A0000001000000000001 --limit 10
-[ "$(grep -c '"aid"' "$work/out")" = 10 ] || fail "tsmctl se sd list --limit 10"
+[ "$(jq length "$work/out")" = 10 ] || fail "tsmctl se sd list --limit 10"
 body() { curl -s --cacert certs/ca.pem -H "Authorization: Bearer $OPERATOR" "$@"; }
 for q in limit=0 limit=1001 limit=x cursor=!! cursor=AAAAAA; do
     [ "$(code -H "Authorization: Bearer $OPERATOR" "$sd?$q")" = 400 ] || fail "$q not 400"
