@@ -1377,13 +1377,14 @@ static const char *const ctl_se_cols[] = {"cin",  "se_type",    "mno",        "m
                                           "imsi", "gp_version", "jc_version", "expiry"};
 
 /* Prints a one-object answer and frees it, or the error; returns the exit code. */
-static int ctl_show(ot_err err, json_t *doc, const struct tsm_client_err *e)
+static int ctl_show(ot_err err, json_t **doc, const struct tsm_client_err *e)
 {
     if (err != OT_OK) {
         return ctl_client_fail("", e);
     }
-    ctl_print_obj(doc);
-    json_free(doc);
+    ctl_print_obj(*doc);
+    json_free(*doc);
+    *doc = NULL;
     return CTL_OK;
 }
 
@@ -1407,7 +1408,7 @@ static int ctl_se_get(struct tsm_client *c, const struct ctl_args *a)
                                  &doc, &e);
     }
     if (err != OT_OK || !id_only) {
-        return ctl_show(err, doc, &e);
+        return ctl_show(err, &doc, &e);
     }
     cin = json_object_get(doc, "cin");
     if (!json_is_string(cin)) {
@@ -1482,7 +1483,7 @@ static int ctl_sd_assign(struct tsm_client *c, const struct ctl_args *a)
     sa.sp = ctl_get(a, "--sp");
     sa.privileges = ctl_get(a, "--privileges");
     sa.lcs = ctl_get(a, "--lcs");
-    return ctl_show(tsm_client_sd_assign(c, a->pos[0], &sa, NULL, &doc, &e), doc, &e);
+    return ctl_show(tsm_client_sd_assign(c, a->pos[0], &sa, NULL, &doc, &e), &doc, &e);
 }
 
 static int ctl_principal_create(struct tsm_client *c, const struct ctl_args *a)
@@ -1508,7 +1509,7 @@ static int ctl_principal_create(struct tsm_client *c, const struct ctl_args *a)
                         (int)TSM_CLIENT_MSISDN_MAX);
     }
     p.n_msisdns = n;
-    return ctl_show(tsm_client_principal_create(c, &p, NULL, &doc, &e), doc, &e);
+    return ctl_show(tsm_client_principal_create(c, &p, NULL, &doc, &e), &doc, &e);
 }
 
 static int ctl_principal_get(struct tsm_client *c, const struct ctl_args *a)
@@ -1520,7 +1521,7 @@ static int ctl_principal_get(struct tsm_client *c, const struct ctl_args *a)
     if (a->npos != 1 || !ctl_id(a->pos[0], &id)) {
         return ctl_help("principal get", true);
     }
-    return ctl_show(tsm_client_principal_get(c, id, &doc, &e), doc, &e);
+    return ctl_show(tsm_client_principal_get(c, id, &doc, &e), &doc, &e);
 }
 
 static int ctl_principal_list(struct tsm_client *c, const struct ctl_args *a)
@@ -1551,7 +1552,7 @@ static int ctl_cert_bind(struct tsm_client *c, const struct ctl_args *a)
     if (a->npos != 2 || !ctl_id(a->pos[0], &id)) {
         return ctl_help("principal bind-cert", true);
     }
-    return ctl_show(tsm_client_cert_bind(c, id, a->pos[1], NULL, &doc, &e), doc, &e);
+    return ctl_show(tsm_client_cert_bind(c, id, a->pos[1], NULL, &doc, &e), &doc, &e);
 }
 
 static int ctl_token_issue(struct tsm_client *c, const struct ctl_args *a)
@@ -1624,7 +1625,7 @@ static int ctl_token_revoke(struct tsm_client *c, const struct ctl_args *a)
     if (a->npos != 1 || !ctl_id(a->pos[0], &id)) {
         return ctl_help("token revoke", true);
     }
-    return ctl_show(tsm_client_token_revoke(c, id, &doc, &e), doc, &e);
+    return ctl_show(tsm_client_token_revoke(c, id, &doc, &e), &doc, &e);
 }
 
 static int ctl_token_list(struct tsm_client *c, const struct ctl_args *a)

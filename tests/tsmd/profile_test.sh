@@ -5,6 +5,13 @@
 # naming the file and the fix (chmod 600 FILE), and still runs the command.
 # A file without a token, or with owner-only permissions, gets no warning.
 #
+# The file's syntax (issue 9 point 18, documented in tsmctl --help): a
+# profile or key given twice, an unknown key or section, a key before any
+# section and bad quoting are errors (exit 2) naming FILE:LINE; "# ..." and
+# "; ..." after a space are comments; a value in double quotes is taken as
+# written; a named profile in a file that does not exist says "cannot open
+# FILE: ...".
+#
 # usage: profile_test.sh TSMD TSMCTL
 set -euo pipefail
 
@@ -90,4 +97,92 @@ CONF=$XDG_CONFIG_HOME/opentsm/config
 mkdir -p "$(dirname "$CONF")"
 check 0640 1 readable
 check 0600 1 ""
-echo "profile: warnings as wanted"
+
+# Syntax (point 18). bad LINE WHY: the file (on stdin) is refused, exit 2,
+# with "FILE:LINE: WHY" on stderr.
+unset XDG_CONFIG_HOME
+CONF=$HOME/.config/opentsm/config
+bad() {
+    local line=$1 why=$2 rc=0
+    rm -f "$CONF"
+    (umask 077 && cat >"$CONF")
+    "$TSMCTL" token list >"$TSMD_WORK/ctl.out" 2>"$TSMD_WORK/ctl.err" || rc=$?
+    [ "$rc" -eq 2 ] || fail "file refused with exit $rc, want 2 ($why): $(cat "$TSMD_WORK/ctl.err")"
+    [ ! -s "$TSMD_WORK/ctl.out" ] || fail "stdout after a profile error: $(cat "$TSMD_WORK/ctl.out")"
+    grep -qF "tsmctl: $CONF:$line: $why" "$TSMD_WORK/ctl.err" ||
+        fail "stderr is '$(cat "$TSMD_WORK/ctl.err")', want '$CONF:$line: $why'"
+}
+bad 3 "profile given twice" <<INI
+[profile default]
+url = $TSMD_URL
+[profile default]
+token = $OP_TOKEN
+INI
+bad 3 "key given twice in this profile" <<INI
+[profile default]
+url = $TSMD_URL
+url = http://127.0.0.1:1
+INI
+bad 2 "unknown key (url, token, ca, cert, key)" <<INI
+[profile default]
+tokn = $OP_TOKEN
+INI
+bad 1 "KEY = VALUE before any [profile NAME]" <<INI
+url = $TSMD_URL
+INI
+bad 2 "unknown section (want [profile NAME])" <<INI
+[profile default]
+[default]
+INI
+bad 2 "unterminated quote" <<INI
+[profile default]
+token = "$OP_TOKEN
+INI
+bad 2 "text after the closing quote" <<INI
+[profile default]
+token = "$OP_TOKEN" junk
+INI
+bad 2 "a quote inside a bare value" <<INI
+[profile default]
+token = $OP_TOKEN"
+INI
+bad 2 "expected KEY = VALUE or [profile NAME]" <<INI
+[profile default]
+url
+INI
+# Comments and quotes: the values are what is meant, and the command works.
+rm -f "$CONF"
+(umask 077 && cat >"$CONF") <<INI
+# a comment line
+; another
+[profile default]   # the default profile
+url = $TSMD_URL   # the local tsmd
+token = "$OP_TOKEN"   ; quoted
+[profile other]
+url = "http://127.0.0.1:1#not-a-comment"
+INI
+"$TSMCTL" token list >"$TSMD_WORK/ctl.out" 2>"$TSMD_WORK/ctl.err" ||
+    fail "comments and quotes: $(cat "$TSMD_WORK/ctl.err")"
+grep -q "ot_" "$TSMD_WORK/ctl.out" || fail "comments and quotes: no token listed"
+# A # without a space before it belongs to the value (here a URL that is
+# then refused for its fragment, naming it).
+rc=0
+"$TSMCTL" --profile other token list >/dev/null 2>"$TSMD_WORK/ctl.err" || rc=$?
+[ "$rc" = 2 ] && grep -qF 'malformed URL "http://127.0.0.1:1#not-a-comment"' "$TSMD_WORK/ctl.err" ||
+    fail "quoted # value: exit $rc: $(cat "$TSMD_WORK/ctl.err")"
+# A missing file: named profile -> "cannot open FILE"; none named -> fine.
+rm -f "$CONF"
+rc=0
+"$TSMCTL" --profile op token list >/dev/null 2>"$TSMD_WORK/ctl.err" || rc=$?
+[ "$rc" = 2 ] || fail "missing file: exit $rc"
+grep -qF "tsmctl: cannot open $CONF: No such file or directory" "$TSMD_WORK/ctl.err" ||
+    fail "missing file: $(cat "$TSMD_WORK/ctl.err")"
+"$TSMCTL" --url "$TSMD_URL" --token "$OP_TOKEN" token list >/dev/null 2>"$TSMD_WORK/ctl.err" ||
+    fail "no file and no profile asked: $(cat "$TSMD_WORK/ctl.err")"
+# A named profile the file lacks.
+printf '[profile default]\nurl = %s\n' "$TSMD_URL" >"$CONF"
+rc=0
+"$TSMCTL" --profile op token list >/dev/null 2>"$TSMD_WORK/ctl.err" || rc=$?
+[ "$rc" = 2 ] && grep -qF "no [profile op] in $CONF" "$TSMD_WORK/ctl.err" ||
+    fail "absent profile: exit $rc: $(cat "$TSMD_WORK/ctl.err")"
+echo "profile: warnings as wanted, syntax errors named"
