@@ -15,14 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-command -v jq >/dev/null || fail "jq is missing (scripts/deps.sh installs it)"
-tsmd_work_init cli-import
-tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=info"
-tsmd_bootstrap import-operator
-tsmd_start
-export HOME=$TSMD_WORK/home
-unset XDG_CONFIG_HOME OPENTSM_URL OPENTSM_TOKEN OPENTSM_PROFILE
-OP=(--url "$TSMD_URL" --token "$OP_TOKEN")
+cli_tsmd_up cli-import log.level=info
 W=$TSMD_WORK
 imports() { grep -c 'secure-elements:import' "$W/tsmd.log" || true; }
 HDR="cin,se_type,mno,msisdn,imsi,profile_id,gp_version,jc_version,cert_level,expiry,free_memory,master_key_index"

@@ -13,14 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-command -v jq >/dev/null || fail "jq is missing (scripts/deps.sh installs it)"
-tsmd_work_init cli-json
-tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=warn"
-tsmd_bootstrap json-operator
-tsmd_start
-export HOME=$TSMD_WORK/home
-unset XDG_CONFIG_HOME OPENTSM_URL OPENTSM_TOKEN OPENTSM_PROFILE
-OP=(--url "$TSMD_URL" --token "$OP_TOKEN")
+cli_tsmd_up cli-json log.level=warn
 
 # An empty list: [] (and a table of the header alone).
 ctl_run 0 "${OP[@]}" --json se list

@@ -2,6 +2,9 @@
 # Helpers of the tsmctl tests (tests/cli/*_test.sh), on top of
 # tests/tsmd/lib.sh (tsmd in a temp dir on a loopback port).
 #
+#   cli_tsmd_up PREFIX [K=V...]  tsmd on SQLite in a temp dir (plain HTTP), an
+#                             operator token in $OP_TOKEN, OP=(--url .. --token ..),
+#                             HOME in the temp dir, no OPENTSM_* variables
 #   ctl_run WANT_RC ARGS...   runs tsmctl ARGS; fails unless it exits WANT_RC;
 #                             stdout in $OUT, stderr in $ERR (files)
 #   out_has / out_hasnt / err_has / err_hasnt TEXT   fixed-string checks
@@ -43,4 +46,17 @@ ascii_only() {
         cat -v "$1" >&2
         fail "$1 is not pure ASCII"
     fi
+}
+
+cli_tsmd_up() {
+    local prefix=$1
+    shift
+    command -v jq >/dev/null || fail "jq is missing (scripts/deps.sh installs it)"
+    tsmd_work_init "$prefix"
+    tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "$@"
+    tsmd_bootstrap "$prefix-operator"
+    tsmd_start
+    export HOME=$TSMD_WORK/home
+    unset XDG_CONFIG_HOME OPENTSM_URL OPENTSM_TOKEN OPENTSM_PROFILE
+    OP=(--url "$TSMD_URL" --token "$OP_TOKEN")
 }

@@ -14,16 +14,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
-tsmd_work_init cli-print
-tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=warn"
-tsmd_bootstrap print-operator
-tsmd_start
-export HOME=$TSMD_WORK/home
-unset XDG_CONFIG_HOME OPENTSM_URL OPENTSM_TOKEN OPENTSM_PROFILE
-OP=(--url "$TSMD_URL" --token "$OP_TOKEN")
+cli_tsmd_up cli-print log.level=warn
 
 # 1. An unauthenticated request whose path carries ESC [2J (clear screen),
 # ESC [H, a forged row after a CR LF, and U+202E: the denial is audited with
