@@ -102,7 +102,7 @@ static const char ctl_usage[] =
     "unknown key and anything else is an error naming the file and the line.\n"
     "\n"
     "Text from the server is printed with control characters, invalid UTF-8 and\n"
-    "bidi controls escaped (\\xHH, \\u{HHHH}, \\\\ for a backslash).\n"
+    "bidi controls escaped as \\xHH and \\u{HHHH} (the audit log's notation).\n"
     "\n"
     "exit status:\n"
     "  0 success\n"

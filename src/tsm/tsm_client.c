@@ -102,9 +102,6 @@ size_t tsm_client_escape(const char *s, size_t n, char *out, size_t cap)
             l = k;
         } else if (tsm_client_invisible(cp)) {
             tl = (size_t)snprintf(tmp, sizeof tmp, "\\u{%04" PRIX32 "}", cp);
-        } else if (cp == '\\') {
-            memcpy(tmp, "\\\\", 2);
-            tl = 2;
         } else {
             memcpy(tmp, p + i, l);
             tl = l;

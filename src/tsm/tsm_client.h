@@ -165,7 +165,8 @@ ot_err tsm_client_audit_verify(struct tsm_client *c, json_t **out, struct tsm_cl
  * a terminal shows them as text and nothing else: C0 and C1 control
  * characters, DEL and bytes that are not valid UTF-8 become \xHH; bidi
  * and invisible format characters (U+061C, U+200B..U+200F, U+202A..U+202E,
- * U+2060..U+2069, U+FEFF) become \u{HHHH}; a backslash becomes \\. Text that
+ * U+2060..U+2069, U+FEFF) become \u{HHHH} -- the notation the audit log
+ * stores untrusted text in, so text escaped there shows the same. Text that
  * does not fit ends with "...". Returns the number of characters (code
  * points) written, for column widths. */
 size_t tsm_client_escape(const char *s, size_t n, char *out, size_t cap);
