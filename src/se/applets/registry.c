@@ -4,7 +4,7 @@
 #include <string.h>
 
 static const struct se_applet_ops *const se_applet_modules[] = {
-    &se_ppse_ops, &se_emv_ops, &se_transit_ops, &se_telecom_ops, &se_wallet_ops, NULL,
+    &se_ppse_ops, &se_emv_ops, &se_transit_ops, &se_telecom_ops, &se_wallet_ops, &se_sam_ops, NULL,
 };
 
 const struct se_applet_ops *se_applet_find(const uint8_t *pkg_aid, size_t len)

@@ -14,5 +14,6 @@ extern const struct se_applet_ops se_emv_ops;     /* emv.c */
 extern const struct se_applet_ops se_transit_ops; /* transit.c */
 extern const struct se_applet_ops se_telecom_ops; /* telecom.c */
 extern const struct se_applet_ops se_wallet_ops;  /* wallet.c */
+extern const struct se_applet_ops se_sam_ops;     /* sam.c */
 
 #endif

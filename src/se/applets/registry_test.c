@@ -20,6 +20,7 @@ static const struct reg_row reg_rows[] = {
     {"transit", "F04F54534D03", "F04F54534D0301", true, false, true},
     {"telecom", "F04F54534D04", "F04F54534D0401", false, false, false},
     {"wallet", "F04F54534D05", "F04F54534D0501", false, false, false},
+    {"sam", "F04F54534D06", "F04F54534D0601", false, false, false},
 };
 
 static void test_registry_modules(void **state)
@@ -56,7 +57,7 @@ static void test_registry_unknown(void **state)
 {
     (void)state;
     static const char *const pkgs[] = {
-        "F04F54534D06",   /* no such module */
+        "F04F54534D07",   /* no such module */
         "F04F54534D",     /* prefix of a package AID */
         "F04F54534D0101", /* a module AID is not a package AID */
         "A0000001515350", /* the SD package is not a native applet */
