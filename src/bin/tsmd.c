@@ -1,12 +1,15 @@
-/* tsmd: the service host. Hosts the services named in its config (in this
- * issue: tsm) behind one HTTP server, on SQLite or PostgreSQL.
+/* tsmd: the service host. Hosts the services and instances its config names
+ * (services.enabled; the table in svc/table) and the host's administration
+ * API (/admin/v1) behind one HTTP server, on SQLite or PostgreSQL. It names
+ * no service: src/svc/host.c iterates the table.
  *
  *   tsmd [--config FILE] [--set section.key=value ...]
  *   tsmd --check-config | --print-config | --print-config-doc | --print-routes
  *   tsmd --bootstrap-operator NAME
  *
- * Thin: the server is src/net, storage src/db, the services src/tsm; this
- * file reads the option table, wires the callbacks and owns the signals.
+ * Thin: the server is src/net, storage src/db, the host and its kit src/svc;
+ * this file holds the host's option table, opens the stores and owns the
+ * signals.
  * Exit codes: 0 done (also after SIGTERM/SIGINT), 1 runtime failure, 2 bad
  * usage or configuration.
  */
@@ -21,7 +24,8 @@
 #include "db/keystore.h"
 #include "net/config.h"
 #include "net/http.h"
-#include "tsm/tsm.h"
+#include "svc/host.h"
+#include "svc/table/table.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,7 +118,9 @@ static const struct cfg_opt tsmd_opts[] = {
      0,
      255,
      CFG_IMMUTABLE,
-     "Comma-separated services to host; known: tsm."},
+     "Comma-separated services and instances to host (name, or name:instance for services "
+     "with named instances; see Services and instances); empty: the administration API "
+     "alone."},
     {"keystore.backend",
      CFG_STR,
      {.s = "file"},
@@ -189,22 +195,6 @@ static const struct cfg_opt tsmd_opts[] = {
      0,
      0,
      "Also audit successful reads (state changes and every denial are always audited)."},
-    {"tsm.import_batch", CFG_INT, {.i = 500}, 1, 2000, 0, "SE import rows per transaction."},
-    {"tsm.cache_mb",
-     CFG_INT,
-     {.i = 512},
-     0,
-     65536,
-     0,
-     "MiB of memory for SE records kept for the lookups (roughly 3,500 SEs per MiB); 0: no "
-     "cache."},
-    {"tsm.cache_warm",
-     CFG_BOOL,
-     {.b = true},
-     0,
-     0,
-     0,
-     "Fill the SE cache from storage in the background at start."},
     {"log.level", CFG_STR, {.s = "info"}, 0, 8, 0, "error, warn, info, debug or trace."},
     {"log.format", CFG_STR, {.s = "text"}, 0, 8, 0, "text or json (one object per line)."},
 };
@@ -228,160 +218,19 @@ static const char tsmd_usage[] =
     "\n"
     "exit status: 0 done, 1 runtime failure, 2 bad usage or configuration\n";
 
-/* The lookup cache's counters on /metrics: one entry per exported field. */
-struct tsmd_cache_metric {
-    const char *name;
-    const char *help;
-    enum net_metric_type type;
-    size_t off; /* of a uint64_t in struct tsm_secache_stats */
-};
-
-static const struct tsmd_cache_metric tsmd_cache_metrics[] = {
-    {"tsm_se_cache_hits_total", "SE lookups answered from memory", NET_METRIC_COUNTER,
-     offsetof(struct tsm_secache_stats, hits)},
-    {"tsm_se_cache_misses_total", "SE lookups that read storage", NET_METRIC_COUNTER,
-     offsetof(struct tsm_secache_stats, misses)},
-    {"tsm_se_cache_evictions_total", "SE records evicted to stay within tsm.cache_mb",
-     NET_METRIC_COUNTER, offsetof(struct tsm_secache_stats, evictions)},
-    {"tsm_se_cache_entries", "SE records in memory", NET_METRIC_GAUGE,
-     offsetof(struct tsm_secache_stats, entries)},
-    {"tsm_se_cache_bytes", "Bytes charged to the SE cache", NET_METRIC_GAUGE,
-     offsetof(struct tsm_secache_stats, bytes)},
-};
-#define TSMD_NCACHE_METRICS (sizeof(tsmd_cache_metrics) / sizeof(tsmd_cache_metrics[0]))
-
-struct tsmd_cache_ctx {
-    struct tsm *tsm;
-    const struct tsmd_cache_metric *m;
-};
-
-/* Everything the callbacks need; lives in main's frame. */
+/* Everything main needs; lives in main's frame. */
 struct tsmd {
-    struct cfg *cfg;
+    struct svc_host *host;
+    const struct cfg *cfg; /* the host's */
     struct db *db;
     struct authstore *auth;
     struct keystore *ks;
-    struct tsm *tsm;
     struct net_server *srv;
-    struct tsmd_cache_ctx cache_metrics[TSMD_NCACHE_METRICS];
-    bool audit_reads;
     struct audit_sealer *sealer; /* links committed audit rows into the chain */
     char why[512];               /* why opening the key store failed */
 };
 
-/* ---- net callbacks ------------------------------------------------------ */
-
-static ot_err tsmd_authenticate(void *ctx, const char *bearer, const char *cert_subject,
-                                struct net_principal *out)
-{
-    struct tsmd *d = ctx;
-    struct authstore_principal p;
-    ot_err err;
-
-    if (bearer != NULL) {
-        err = authstore_verify(d->auth, bearer, &p);
-    } else if (cert_subject != NULL) {
-        err = authstore_verify_cert(d->auth, cert_subject, &p);
-    } else {
-        return OT_E_AUTH;
-    }
-    if (err != OT_OK) {
-        return err == OT_E_AUTH ? OT_E_AUTH : err;
-    }
-    out->kind = (unsigned)p.kind;
-    out->id = p.id;
-    snprintf(out->name, sizeof(out->name), "%s", p.name);
-    return OT_OK;
-}
-
-static ot_err tsmd_idem_get(void *ctx, const struct net_principal *p, const char *key,
-                            uint8_t req_hash[32], int *status, char **body, size_t *body_len)
-{
-    struct tsmd *d = ctx;
-    struct idem_rec rec;
-    ot_err err;
-
-    memset(&rec, 0, sizeof(rec));
-    err = idem_get(d->db, p->id, key, &rec);
-    if (err != OT_OK) {
-        return err;
-    }
-    memcpy(req_hash, rec.request_hash, IDEM_HASH_LEN);
-    *status = rec.status;
-    *body = rec.body;
-    *body_len = rec.body_len;
-    rec.body = NULL;
-    idem_rec_clear(&rec);
-    return OT_OK;
-}
-
-static ot_err tsmd_idem_put(void *ctx, const struct net_principal *p, const char *key,
-                            const uint8_t req_hash[32], int status, const char *body,
-                            size_t body_len)
-{
-    struct tsmd *d = ctx;
-    ot_err err;
-
-    if (body_len > IDEM_BODY_MAX) {
-        OT_LOG_WARN("answer of %zu bytes too large to keep for replays", body_len);
-        return OT_OK;
-    }
-    err = idem_put(d->db, p->id, key, req_hash, status, NULL, body, body_len, NULL);
-    return err == OT_E_CONFLICT ? OT_OK : err;
-}
-
-/* Every state change and every refusal goes to the hash-chained log;
- * successful reads only with audit.reads (they are the hot path). */
-static void tsmd_audit(void *ctx, const struct net_audit_event *ev)
-{
-    struct tsmd *d = ctx;
-    struct audit_entry e;
-    ot_err err;
-    bool read = strcmp(ev->method, "GET") == 0 || strcmp(ev->method, "HEAD") == 0;
-
-    if (read && ev->status < 400 && !d->audit_reads) {
-        return;
-    }
-    memset(&e, 0, sizeof(e));
-    if (ev->principal != NULL) {
-        e.principal_kind = ev->principal->kind;
-        e.principal_id = ev->principal->id;
-        snprintf(e.principal_name, sizeof(e.principal_name), "%s", ev->principal->name);
-    }
-    snprintf(e.action, sizeof(e.action), "%s %s", ev->method, ev->route);
-    snprintf(e.resource, sizeof(e.resource), "%s", ev->path);
-    snprintf(e.outcome, sizeof(e.outcome), "%d%s%s", ev->status, ev->error_code ? " " : "",
-             ev->error_code ? ev->error_code : "");
-    snprintf(e.request_id, sizeof(e.request_id), "%s", ev->request_id);
-    err = audit_append(d->db, &e);
-    if (err != OT_OK) {
-        OT_LOG_ERROR("req=%s audit append failed: %s", ev->request_id, ot_strerror(err));
-    }
-}
-
-/* One round trip to the database: readiness and the db time gauge. */
-static ot_err tsmd_db_ping(struct db *db)
-{
-    ot_err err = OT_OK;
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    bool row = false;
-
-    OT_TRY(db_acquire(db, &c));
-    OT_TRY(db_prepare(c, "SELECT 1", &st));
-    OT_TRY(db_step(st, &row));
-out:
-    db_reset(st);
-    db_release(c);
-    return err;
-}
-
-static bool tsmd_ready(void *ctx)
-{
-    struct tsmd *d = ctx;
-
-    return tsmd_db_ping(d->db) == OT_OK;
-}
+/* ---- metrics ----------------------------------------------------------- */
 
 static double tsmd_metric_db_time(void *ctx)
 {
@@ -390,22 +239,11 @@ static double tsmd_metric_db_time(void *ctx)
     struct timespec b;
 
     clock_gettime(CLOCK_MONOTONIC, &a);
-    if (tsmd_db_ping(d->db) != OT_OK) {
+    if (svc_db_ping(d->db) != OT_OK) {
         return -1.0;
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
-}
-
-static double tsmd_metric_cache(void *ctx)
-{
-    const struct tsmd_cache_ctx *c = ctx;
-    struct tsm_secache_stats st;
-    uint64_t v;
-
-    (void)tsm_cache_stats(c->tsm, &st);
-    memcpy(&v, (const unsigned char *)&st + c->m->off, sizeof(v));
-    return (double)v;
 }
 
 static double tsmd_metric_zero(void *ctx)
@@ -460,8 +298,6 @@ static bool tsmd_check(const struct cfg *c, char *why, size_t cap)
     uint16_t port = 0;
     enum ot_log_level lvl;
     enum keystore_backend kb;
-    const char *svc = cfg_str(c, "services.enabled");
-    const char *p = svc;
 
     if (!tsmd_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port)) {
         snprintf(why, cap, "http.listen: expected HOST:PORT");
@@ -492,63 +328,25 @@ static bool tsmd_check(const struct cfg *c, char *why, size_t cap)
         snprintf(why, cap, "keystore.pkcs11_token is required with keystore.backend = pkcs11");
         return false;
     }
-    /* Services: a comma-separated list of known names. */
-    while (*p != '\0') {
-        size_t n = strcspn(p, ",");
-        if (!(n == 3 && strncmp(p, "tsm", 3) == 0)) {
-            snprintf(why, cap, "services.enabled: unknown service \"%.*s\" (known: tsm)", (int)n,
-                     p);
-            return false;
-        }
-        p += n;
-        if (*p == ',') {
-            p++;
-        }
-    }
-    if (strstr(svc, "tsm") == NULL) {
-        snprintf(why, cap, "services.enabled: no service to run");
-        return false;
-    }
     return true;
 }
 
-/* Loads defaults < file < env < --set into *out; prints the reason and
- * returns false on any error. */
-static bool tsmd_load(const char *file, const char *const *sets, size_t nsets, struct cfg **out)
+/* Loads defaults < file < env < --set into the host's configuration;
+ * prints the reason and returns false on any error. */
+static bool tsmd_load(struct tsmd *d, const char *file, const char *const *sets, size_t nsets)
 {
-    struct cfg *c = NULL;
     char why[CFG_ERR_MAX];
-    size_t i;
 
-    *out = NULL;
-    if (cfg_new(tsmd_opts, TSMD_NOPTS, &c) != OT_OK) {
-        fprintf(stderr, "tsmd: bad option table\n");
+    if (svc_host_load(d->host, file, sets, nsets, why, sizeof(why)) != OT_OK) {
+        fprintf(stderr, "tsmd: %s\n", why);
         return false;
     }
-    why[0] = '\0';
-    if (file != NULL && cfg_load_file(c, file, why, sizeof(why)) != OT_OK) {
-        fprintf(stderr, "tsmd: %s: %s\n", file, why[0] ? why : "cannot read");
-        goto fail;
-    }
-    if (cfg_load_env(c, why, sizeof(why)) != OT_OK) {
-        fprintf(stderr, "tsmd: environment: %s\n", why);
-        goto fail;
-    }
-    for (i = 0; i < nsets; i++) {
-        if (cfg_set_arg(c, sets[i], why, sizeof(why)) != OT_OK) {
-            fprintf(stderr, "tsmd: --set %s: %s\n", sets[i], why);
-            goto fail;
-        }
-    }
-    if (!tsmd_check(c, why, sizeof(why))) {
+    d->cfg = svc_host_cfg(d->host);
+    if (!tsmd_check(d->cfg, why, sizeof(why))) {
         fprintf(stderr, "tsmd: %s\n", why);
-        goto fail;
+        return false;
     }
-    *out = c;
     return true;
-fail:
-    cfg_free(c);
-    return false;
 }
 
 /* mkdir -p of the directory part of an sqlite: URL's path. */
@@ -617,12 +415,11 @@ out:
 static void tsmd_close(struct tsmd *d)
 {
     net_server_free(d->srv);
-    tsm_free(d->tsm);
+    svc_host_free(d->host); /* the instances and the kit, before the stores */
     audit_sealer_stop(d->sealer);
     keystore_free(d->ks);
     authstore_free(d->auth);
     db_close(d->db);
-    cfg_free(d->cfg);
 }
 
 static void tsmd_print_route(void *ctx, const struct net_route *r)
@@ -631,8 +428,8 @@ static void tsmd_print_route(void *ctx, const struct net_route *r)
     printf("%s %s\n", r->method, r->pattern);
 }
 
-/* The server object with every route of the enabled services (tsm = NULL:
- * routes only, for --print-routes). */
+/* The server object with /admin/v1 and every route of the enabled services
+ * (listen_cfg false: routes only, for --print-routes, before the stores). */
 static ot_err tsmd_server(struct tsmd *d, bool listen_cfg)
 {
     ot_err err = OT_OK;
@@ -640,8 +437,6 @@ static ot_err tsmd_server(struct tsmd *d, bool listen_cfg)
     struct net_server_cfg sc;
     char host[256];
     uint16_t port = 0;
-    size_t n = 0;
-    const struct net_route *routes;
 
     memset(&sc, 0, sizeof(sc));
     if (!tsmd_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port)) {
@@ -664,16 +459,10 @@ static ot_err tsmd_server(struct tsmd *d, bool listen_cfg)
     sc.rate_burst = (unsigned)cfg_int(c, "ratelimit.burst");
     sc.auth_fail_max = (unsigned)cfg_int(c, "auth.fail_max");
     sc.auth_fail_window_s = (unsigned)cfg_int(c, "auth.fail_window_s");
-    sc.ops.authenticate = tsmd_authenticate;
-    sc.ops.idem_get = tsmd_idem_get;
-    sc.ops.idem_put = tsmd_idem_put;
-    sc.ops.audit = tsmd_audit;
-    sc.ops.ready = tsmd_ready;
-    sc.ops_ctx = d;
+    svc_host_server_ops(d->host, &sc);
     OT_TRY(net_server_new(&sc, &d->srv));
-    routes = tsm_routes(&n);
-    OT_TRY(net_server_add_routes(d->srv, routes, n, d->tsm));
-    if (listen_cfg) {
+    OT_TRY(svc_host_add_routes(d->host, d->srv, listen_cfg && d->db != NULL));
+    if (listen_cfg && d->db != NULL) {
         struct net_metrics *m = net_server_metrics(d->srv);
         OT_TRY(net_metrics_register(m, "tsmd_db_ping_seconds",
                                     "Time of one database round trip, measured at scrape",
@@ -682,13 +471,6 @@ static ot_err tsmd_server(struct tsmd *d, bool listen_cfg)
                                     NET_METRIC_GAUGE, tsmd_metric_zero, d));
         OT_TRY(net_metrics_register(m, "tsmd_device_channels_open", "Open push channels to devices",
                                     NET_METRIC_GAUGE, tsmd_metric_zero, d));
-        for (size_t i = 0; i < TSMD_NCACHE_METRICS; i++) {
-            d->cache_metrics[i].tsm = d->tsm;
-            d->cache_metrics[i].m = &tsmd_cache_metrics[i];
-            OT_TRY(net_metrics_register(m, tsmd_cache_metrics[i].name, tsmd_cache_metrics[i].help,
-                                        tsmd_cache_metrics[i].type, tsmd_metric_cache,
-                                        &d->cache_metrics[i]));
-        }
     }
 out:
     return err;
@@ -740,10 +522,10 @@ static int tsmd_bootstrap(struct tsmd *d, const char *name)
      * principal. A new principal gets its own row, as over the API. */
     if (created) {
         step = "write the audit row";
-        OT_TRY(tsmd_bootstrap_audit(c, &p, "principal.create", "/tsm/v1/principals", p.id));
+        OT_TRY(tsmd_bootstrap_audit(c, &p, "principal.create", "/admin/v1/principals", p.id));
     }
     step = "write the audit row";
-    OT_TRY(tsmd_bootstrap_audit(c, &p, "operator.bootstrap", "/tsm/v1/tokens", tid));
+    OT_TRY(tsmd_bootstrap_audit(c, &p, "operator.bootstrap", "/admin/v1/tokens", tid));
     step = "commit";
     committing = true;
     OT_TRY(db_commit(c));
@@ -804,15 +586,21 @@ int main(int argc, char **argv)
     ot_err err;
 
     memset(&d, 0, sizeof(d));
+    if (svc_host_new(svc_table, svc_table_n, tsmd_opts, TSMD_NOPTS, &d.host) != OT_OK) {
+        fprintf(stderr, "tsmd: out of memory\n");
+        return TSMD_EXIT_FAIL;
+    }
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(tsmd_usage, stdout);
-            return TSMD_EXIT_OK;
+            rc = TSMD_EXIT_OK;
+            goto done;
         } else if (strcmp(a, "--version") == 0) {
             printf("tsmd %s (OpenTSM)\n", OT_VERSION);
-            return TSMD_EXIT_OK;
+            rc = TSMD_EXIT_OK;
+            goto done;
         } else if (strcmp(a, "--check-config") == 0) {
             check = true;
         } else if (strcmp(a, "--print-config") == 0) {
@@ -825,14 +613,16 @@ int main(int argc, char **argv)
                     || strcmp(a, "--bootstrap-operator") == 0)
                    && v == NULL) {
             fprintf(stderr, "tsmd: %s needs a value\n\n%s", a, tsmd_usage);
-            return TSMD_EXIT_USAGE;
+            rc = TSMD_EXIT_USAGE;
+            goto done;
         } else if (strcmp(a, "--config") == 0) {
             file = v;
             i++;
         } else if (strcmp(a, "--set") == 0) {
             if (nsets == TSMD_MAX_SETS) {
                 fprintf(stderr, "tsmd: too many --set\n");
-                return TSMD_EXIT_USAGE;
+                rc = TSMD_EXIT_USAGE;
+                goto done;
             }
             sets[nsets++] = v;
             i++;
@@ -841,23 +631,24 @@ int main(int argc, char **argv)
             i++;
         } else {
             fprintf(stderr, "tsmd: unknown option '%s'\n\n%s", a, tsmd_usage);
-            return TSMD_EXIT_USAGE;
+            rc = TSMD_EXIT_USAGE;
+            goto done;
         }
     }
     if (doc) {
-        return cfg_markdown(tsmd_opts, TSMD_NOPTS, "tsmd configuration", stdout) == OT_OK
-                   ? TSMD_EXIT_OK
-                   : TSMD_EXIT_FAIL;
+        rc = svc_host_doc(d.host, "tsmd configuration", stdout) == OT_OK ? TSMD_EXIT_OK
+                                                                         : TSMD_EXIT_FAIL;
+        goto done;
     }
-    if (!tsmd_load(file, sets, nsets, &d.cfg)) {
-        return TSMD_EXIT_USAGE;
+    if (!tsmd_load(&d, file, sets, nsets)) {
+        rc = TSMD_EXIT_USAGE;
+        goto done;
     }
     memset(&lc, 0, sizeof(lc));
     (void)ot_log_level_parse(cfg_str(d.cfg, "log.level"), &lc.level);
     lc.format =
         strcmp(cfg_str(d.cfg, "log.format"), "json") == 0 ? OT_LOG_FMT_JSON : OT_LOG_FMT_TEXT;
     ot_log_configure(&lc);
-    d.audit_reads = cfg_bool(d.cfg, "audit.reads");
     if (check) {
         /* Building the server reads the TLS files without listening. */
         err = tsmd_server(&d, true);
@@ -895,20 +686,10 @@ int main(int argc, char **argv)
         rc = tsmd_bootstrap(&d, bootstrap);
         goto done;
     }
-    {
-        struct tsm_cfg tc;
-        memset(&tc, 0, sizeof(tc));
-        tc.db = d.db;
-        tc.auth = d.auth;
-        tc.ks = d.ks;
-        tc.import_batch = (unsigned)cfg_int(d.cfg, "tsm.import_batch");
-        tc.cache_bytes = (size_t)cfg_int(d.cfg, "tsm.cache_mb") << 20;
-        tc.cache_warm = cfg_bool(d.cfg, "tsm.cache_warm");
-        err = tsm_new(&tc, &d.tsm);
-        if (err != OT_OK) {
-            fprintf(stderr, "tsmd: tsm service: %s\n", ot_strerror(err));
-            goto done;
-        }
+    err = svc_host_open(d.host, d.db, d.auth, d.ks, why, sizeof(why));
+    if (err != OT_OK) {
+        fprintf(stderr, "tsmd: %s\n", why);
+        goto done;
     }
     /* Block the stop signals in every thread (the server's inherit the mask)
      * and take them synchronously below. */

@@ -104,6 +104,25 @@ static const struct db_migration auth_migrations[] = {
      " FOR EACH STATEMENT EXECUTE FUNCTION auth_changed_notify();"
      "CREATE TRIGGER auth_principals_truncated AFTER TRUNCATE ON auth_principals"
      " FOR EACH STATEMENT EXECUTE FUNCTION auth_changed_notify();"},
+    /* The host's tables carry its prefix (issue 8 point 4); the data stays,
+     * the PostgreSQL triggers follow their tables. Principals get their
+     * kind's attributes: a service provider's display name, a subscriber's
+     * MSISDNs (each belongs to one principal), a device's IMEI, IMSI and MNO
+     * instance. */
+    {4,
+     "ALTER TABLE auth_principals RENAME TO host_principals;"
+     "ALTER TABLE auth_tokens RENAME TO host_tokens;"
+     "ALTER TABLE auth_certs RENAME TO host_certs;"
+     "ALTER TABLE host_principals ADD COLUMN display_name TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE host_principals ADD COLUMN imei TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE host_principals ADD COLUMN imsi TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE host_principals ADD COLUMN mno TEXT NOT NULL DEFAULT '';"
+     "CREATE TABLE host_principal_msisdns ("
+     " msisdn TEXT PRIMARY KEY,"
+     " principal_id BIGINT NOT NULL REFERENCES host_principals (id),"
+     " position BIGINT NOT NULL);"
+     "CREATE INDEX host_principal_msisdns_principal ON host_principal_msisdns (principal_id)",
+     NULL},
 };
 
 static const struct {
@@ -390,7 +409,7 @@ ot_err authstore_create_principal_tx(struct authstore *as, struct db_conn *c,
      * would abort the caller's transaction, and the caller wants to look
      * the existing principal up in it. */
     OT_TRY(db_prepare(c,
-                      "INSERT INTO auth_principals (kind, name, created_at, disabled)"
+                      "INSERT INTO host_principals (kind, name, created_at, disabled)"
                       " VALUES ($1, $2, $3, 0) ON CONFLICT (kind, name) DO NOTHING RETURNING id",
                       &st));
     OT_TRY(db_bind_int64(st, 1, kind));
@@ -455,9 +474,9 @@ static ot_err auth_principal_by(struct db_conn *c, int64_t key, const char *name
 
     OT_TRY(db_prepare(c,
                       name == NULL ? "SELECT id, kind, name, created_at, disabled"
-                                     " FROM auth_principals WHERE id = $1"
+                                     " FROM host_principals WHERE id = $1"
                                    : "SELECT id, kind, name, created_at, disabled"
-                                     " FROM auth_principals WHERE kind = $1 AND name = $2",
+                                     " FROM host_principals WHERE kind = $1 AND name = $2",
                       &st));
     OT_TRY(db_bind_int64(st, 1, key));
     if (name != NULL) {
@@ -535,7 +554,7 @@ ot_err authstore_set_disabled(struct authstore *as, int64_t id, bool disabled)
         return OT_E_ARG;
     }
     OT_TRY(db_acquire(as->db, &c));
-    OT_TRY(db_prepare(c, "UPDATE auth_principals SET disabled = $1 WHERE id = $2", &st));
+    OT_TRY(db_prepare(c, "UPDATE host_principals SET disabled = $1 WHERE id = $2", &st));
     OT_TRY(db_bind_int64(st, 1, disabled ? 1 : 0));
     OT_TRY(db_bind_int64(st, 2, id));
     OT_TRY(db_step(st, &row));
@@ -659,7 +678,7 @@ ot_err authstore_issue_token_tx(struct authstore *as, struct db_conn *c, int64_t
     OT_TRY(auth_hash(as, text, hash));
     snprintf(hint, sizeof hint, "%.*s", (int)AUTHSTORE_HINT_LEN, text);
     OT_TRY(db_prepare(c,
-                      "INSERT INTO auth_tokens (principal_id, token_hash, hint, label, created_at,"
+                      "INSERT INTO host_tokens (principal_id, token_hash, hint, label, created_at,"
                       " expires_at, revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0)"
                       " RETURNING id",
                       &st));
@@ -765,7 +784,7 @@ ot_err authstore_verify(struct authstore *as, const char *token_text,
     OT_TRY(db_prepare(c,
                       "SELECT t.id, t.token_hash, t.expires_at, t.revoked_at, t.last_used_at,"
                       " p.id, p.kind, p.name, p.created_at, p.disabled"
-                      " FROM auth_tokens t JOIN auth_principals p ON p.id = t.principal_id"
+                      " FROM host_tokens t JOIN host_principals p ON p.id = t.principal_id"
                       " WHERE t.token_hash = $1",
                       &st));
     OT_TRY(db_bind_blob(st, 1, hash, sizeof hash));
@@ -803,7 +822,7 @@ ot_err authstore_verify(struct authstore *as, const char *token_text,
         /* Best effort: a busy database must not fail the request. The
          * condition keeps concurrent requests from writing it twice. */
         ot_err terr = db_prepare(c,
-                                 "UPDATE auth_tokens SET last_used_at = $1 WHERE id = $2 AND"
+                                 "UPDATE host_tokens SET last_used_at = $1 WHERE id = $2 AND"
                                  " last_used_at < $3",
                                  &st);
 
@@ -844,7 +863,7 @@ ot_err authstore_revoke_tx(struct authstore *as, struct db_conn *c, int64_t toke
     ot_err err = OT_OK;
 
     OT_TRY(auth_conn_check(as, c, true));
-    OT_TRY(db_prepare(c, "SELECT principal_id, revoked_at FROM auth_tokens WHERE id = $1", &st));
+    OT_TRY(db_prepare(c, "SELECT principal_id, revoked_at FROM host_tokens WHERE id = $1", &st));
     OT_TRY(db_bind_int64(st, 1, token_id));
     OT_TRY(db_step(st, &row));
     if (!row) {
@@ -860,7 +879,7 @@ ot_err authstore_revoke_tx(struct authstore *as, struct db_conn *c, int64_t toke
     if (revoked_at != 0) {
         goto out;
     }
-    OT_TRY(db_prepare(c, "UPDATE auth_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0",
+    OT_TRY(db_prepare(c, "UPDATE host_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0",
                       &st));
     OT_TRY(db_bind_int64(st, 1, auth_now()));
     OT_TRY(db_bind_int64(st, 2, token_id));
@@ -921,7 +940,7 @@ ot_err authstore_revoke_all(struct authstore *as, int64_t principal_id, size_t *
     }
     OT_TRY(db_acquire(as->db, &c));
     OT_TRY(db_prepare(c,
-                      "UPDATE auth_tokens SET revoked_at = $1 WHERE principal_id = $2 AND"
+                      "UPDATE host_tokens SET revoked_at = $1 WHERE principal_id = $2 AND"
                       " revoked_at = 0",
                       &st));
     OT_TRY(db_bind_int64(st, 1, auth_now()));
@@ -942,6 +961,15 @@ out:
 ot_err authstore_list_tokens(struct authstore *as, int64_t principal_id, size_t max,
                              struct authstore_token_info **out, size_t *n)
 {
+    bool more = false;
+
+    return authstore_list_tokens_page(as, principal_id, 0, max, out, n, &more);
+}
+
+ot_err authstore_list_tokens_page(struct authstore *as, int64_t principal_id, int64_t before_id,
+                                  size_t max, struct authstore_token_info **out, size_t *n,
+                                  bool *more)
+{
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     struct authstore_token_info *v = NULL;
@@ -955,7 +983,10 @@ ot_err authstore_list_tokens(struct authstore *as, int64_t principal_id, size_t 
     if (n != NULL) {
         *n = 0;
     }
-    if (as == NULL || out == NULL || n == NULL) {
+    if (more != NULL) {
+        *more = false;
+    }
+    if (as == NULL || out == NULL || n == NULL || more == NULL || before_id < 0) {
         return OT_E_ARG;
     }
     if (max == 0 || max > AUTHSTORE_LIST_MAX) {
@@ -966,28 +997,26 @@ ot_err authstore_list_tokens(struct authstore *as, int64_t principal_id, size_t 
         return OT_E_NOMEM;
     }
     OT_TRY(db_acquire(as->db, &c));
-    if (principal_id != 0) {
-        OT_TRY(db_prepare(c,
-                          "SELECT id, principal_id, label, hint, created_at, expires_at,"
-                          " revoked_at, last_used_at FROM auth_tokens WHERE principal_id = $1"
-                          " ORDER BY id DESC LIMIT $2",
-                          &st));
-        OT_TRY(db_bind_int64(st, 1, principal_id));
-        OT_TRY(db_bind_int64(st, 2, (int64_t)max));
-    } else {
-        OT_TRY(db_prepare(c,
-                          "SELECT id, principal_id, label, hint, created_at, expires_at,"
-                          " revoked_at, last_used_at FROM auth_tokens"
-                          " ORDER BY id DESC LIMIT $1",
-                          &st));
-        OT_TRY(db_bind_int64(st, 1, (int64_t)max));
-    }
+    /* One row more than asked says whether a next page exists. */
+    OT_TRY(db_prepare(c,
+                      "SELECT id, principal_id, label, hint, created_at, expires_at,"
+                      " revoked_at, last_used_at FROM host_tokens"
+                      " WHERE ($1 = 0 OR principal_id = $1) AND ($2 = 0 OR id < $2)"
+                      " ORDER BY id DESC LIMIT $3",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, principal_id));
+    OT_TRY(db_bind_int64(st, 2, before_id));
+    OT_TRY(db_bind_int64(st, 3, (int64_t)max + 1));
     for (;;) {
         struct authstore_token_info *t = &v[cnt];
         size_t len = 0;
 
         OT_TRY(db_step(st, &row));
-        if (!row || cnt == max) {
+        if (!row) {
+            break;
+        }
+        if (cnt == max) {
+            *more = true;
             break;
         }
         OT_TRY(db_col_int64(st, 0, &t->id));
@@ -1014,6 +1043,199 @@ out:
     return err;
 }
 
+ot_err authstore_list_principals(struct authstore *as, int64_t after_id, size_t max,
+                                 struct authstore_principal *out, size_t *n, bool *more)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (n != NULL) {
+        *n = 0;
+    }
+    if (more != NULL) {
+        *more = false;
+    }
+    if (as == NULL || out == NULL || n == NULL || more == NULL || max == 0 || after_id < 0) {
+        return OT_E_ARG;
+    }
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c,
+                      "SELECT id, kind, name, created_at, disabled FROM host_principals"
+                      " WHERE id > $1 ORDER BY id LIMIT $2",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, after_id));
+    OT_TRY(db_bind_int64(st, 2, (int64_t)max + 1));
+    for (;;) {
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        if (*n == max) {
+            *more = true;
+            break;
+        }
+        OT_TRY(auth_read_principal(st, 0, &out[*n]));
+        (*n)++;
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+/* Bounded text into dst (capacity cap): OT_E_TOO_LONG when it does not fit. */
+static ot_err auth_attr_copy(char *dst, size_t cap, const char *src)
+{
+    size_t len = strlen(src);
+
+    if (len >= cap) {
+        return OT_E_TOO_LONG;
+    }
+    memcpy(dst, src, len + 1);
+    return OT_OK;
+}
+
+ot_err authstore_set_attrs_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                              const struct authstore_attrs *a)
+{
+    struct db_stmt *st = NULL;
+    struct authstore_attrs chk;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(auth_conn_check(as, c, true));
+    if (a == NULL || a->n_msisdns > AUTHSTORE_MSISDNS_MAX) {
+        return OT_E_ARG;
+    }
+    /* Every string must fit its column's bound (they are NUL-terminated in
+     * their arrays by construction; a copy checks it). */
+    memset(&chk, 0, sizeof chk);
+    OT_TRY(auth_attr_copy(chk.display_name, sizeof chk.display_name, a->display_name));
+    OT_TRY(auth_attr_copy(chk.imei, sizeof chk.imei, a->imei));
+    OT_TRY(auth_attr_copy(chk.imsi, sizeof chk.imsi, a->imsi));
+    OT_TRY(auth_attr_copy(chk.mno, sizeof chk.mno, a->mno));
+    /* An MSISDN of another principal is a conflict, found before any write
+     * (a unique violation would abort a PostgreSQL transaction). */
+    for (size_t i = 0; i < a->n_msisdns; i++) {
+        int64_t owner = 0;
+        OT_TRY(db_prepare(c, "SELECT principal_id FROM host_principal_msisdns WHERE msisdn = $1",
+                          &st));
+        OT_TRY(db_bind_text(st, 1, a->msisdns[i]));
+        OT_TRY(db_step(st, &row));
+        if (row) {
+            OT_TRY(db_col_int64(st, 0, &owner));
+        }
+        db_reset(st);
+        st = NULL;
+        if (row && owner != principal_id) {
+            OT_FAIL(OT_E_CONFLICT);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(a->msisdns[j], a->msisdns[i]) == 0) {
+                OT_FAIL(OT_E_CONFLICT);
+            }
+        }
+    }
+    OT_TRY(db_prepare(c,
+                      "UPDATE host_principals SET display_name = $1, imei = $2, imsi = $3,"
+                      " mno = $4 WHERE id = $5",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, a->display_name));
+    OT_TRY(db_bind_text(st, 2, a->imei));
+    OT_TRY(db_bind_text(st, 3, a->imsi));
+    OT_TRY(db_bind_text(st, 4, a->mno));
+    OT_TRY(db_bind_int64(st, 5, principal_id));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    OT_TRY(db_prepare(c, "DELETE FROM host_principal_msisdns WHERE principal_id = $1", &st));
+    OT_TRY(db_bind_int64(st, 1, principal_id));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    for (size_t i = 0; i < a->n_msisdns; i++) {
+        OT_TRY(db_prepare(c,
+                          "INSERT INTO host_principal_msisdns (msisdn, principal_id, position)"
+                          " VALUES ($1, $2, $3)",
+                          &st));
+        OT_TRY(db_bind_text(st, 1, a->msisdns[i]));
+        OT_TRY(db_bind_int64(st, 2, principal_id));
+        OT_TRY(db_bind_int64(st, 3, (int64_t)i));
+        OT_TRY(db_step(st, &row));
+        db_reset(st);
+        st = NULL;
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+static ot_err auth_attrs_read(struct db_conn *c, int64_t principal_id, struct authstore_attrs *out)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    size_t len;
+    ot_err err = OT_OK;
+
+    memset(out, 0, sizeof *out);
+    OT_TRY(db_prepare(c, "SELECT display_name, imei, imsi, mno FROM host_principals WHERE id = $1",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, principal_id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    len = sizeof out->display_name;
+    OT_TRY(db_col_text_copy(st, 0, out->display_name, &len));
+    len = sizeof out->imei;
+    OT_TRY(db_col_text_copy(st, 1, out->imei, &len));
+    len = sizeof out->imsi;
+    OT_TRY(db_col_text_copy(st, 2, out->imsi, &len));
+    len = sizeof out->mno;
+    OT_TRY(db_col_text_copy(st, 3, out->mno, &len));
+    db_reset(st);
+    st = NULL;
+    OT_TRY(db_prepare(c,
+                      "SELECT msisdn FROM host_principal_msisdns WHERE principal_id = $1"
+                      " ORDER BY position",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, principal_id));
+    for (;;) {
+        OT_TRY(db_step(st, &row));
+        if (!row || out->n_msisdns == AUTHSTORE_MSISDNS_MAX) {
+            break;
+        }
+        len = sizeof out->msisdns[0];
+        OT_TRY(db_col_text_copy(st, 0, out->msisdns[out->n_msisdns], &len));
+        out->n_msisdns++;
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+ot_err authstore_get_attrs(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                           struct authstore_attrs *out)
+{
+    struct db_conn *own = NULL;
+    ot_err err = OT_OK;
+
+    if (as == NULL || out == NULL) {
+        return OT_E_ARG;
+    }
+    if (c != NULL) {
+        OT_TRY(auth_conn_check(as, c, false));
+        return auth_attrs_read(c, principal_id, out);
+    }
+    OT_TRY(db_acquire(as->db, &own));
+    OT_TRY(auth_attrs_read(own, principal_id, out));
+out:
+    db_release(own);
+    return err;
+}
+
 ot_err authstore_bind_cert_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
                               const char *cert_id)
 {
@@ -1029,7 +1251,7 @@ ot_err authstore_bind_cert_tx(struct authstore *as, struct db_conn *c, int64_t p
     OT_TRY(auth_conn_check(as, c, true));
     OT_TRY(auth_principal_by(c, principal_id, NULL, &p));
     OT_TRY(db_prepare(c,
-                      "INSERT INTO auth_certs (cert_id, principal_id, created_at)"
+                      "INSERT INTO host_certs (cert_id, principal_id, created_at)"
                       " VALUES ($1, $2, $3) ON CONFLICT (cert_id) DO NOTHING",
                       &st));
     OT_TRY(db_bind_text(st, 1, cert_id));
@@ -1041,7 +1263,7 @@ ot_err authstore_bind_cert_tx(struct authstore *as, struct db_conn *c, int64_t p
     }
     db_reset(st);
     st = NULL;
-    OT_TRY(db_prepare(c, "SELECT principal_id FROM auth_certs WHERE cert_id = $1", &st));
+    OT_TRY(db_prepare(c, "SELECT principal_id FROM host_certs WHERE cert_id = $1", &st));
     OT_TRY(db_bind_text(st, 1, cert_id));
     OT_TRY(db_step(st, &row));
     if (!row) {
@@ -1096,7 +1318,7 @@ ot_err authstore_unbind_cert(struct authstore *as, const char *cert_id)
         return OT_E_ARG;
     }
     OT_TRY(db_acquire(as->db, &c));
-    OT_TRY(db_prepare(c, "DELETE FROM auth_certs WHERE cert_id = $1", &st));
+    OT_TRY(db_prepare(c, "DELETE FROM host_certs WHERE cert_id = $1", &st));
     OT_TRY(db_bind_text(st, 1, cert_id));
     OT_TRY(db_step(st, &row));
     if (db_changes(st) == 0) {
@@ -1125,8 +1347,8 @@ ot_err authstore_verify_cert(struct authstore *as, const char *cert_id,
     }
     OT_TRY(db_acquire(as->db, &c));
     OT_TRY(db_prepare(c,
-                      "SELECT p.id, p.kind, p.name, p.created_at, p.disabled FROM auth_certs c"
-                      " JOIN auth_principals p ON p.id = c.principal_id WHERE c.cert_id = $1",
+                      "SELECT p.id, p.kind, p.name, p.created_at, p.disabled FROM host_certs c"
+                      " JOIN host_principals p ON p.id = c.principal_id WHERE c.cert_id = $1",
                       &st));
     OT_TRY(db_bind_text(st, 1, cert_id));
     OT_TRY(db_step(st, &row));

@@ -186,6 +186,42 @@ ot_err authstore_revoke_all(struct authstore *as, int64_t principal_id, size_t *
 ot_err authstore_list_tokens(struct authstore *as, int64_t principal_id, size_t max,
                              struct authstore_token_info **out, size_t *n);
 
+/* One page of tokens, newest first: those of principal_id (0: all) with an
+ * id below before_id (0: from the newest), at most max (0 or above 1000:
+ * 1000). *more: a next page exists (its cursor is the last id returned). */
+ot_err authstore_list_tokens_page(struct authstore *as, int64_t principal_id, int64_t before_id,
+                                  size_t max, struct authstore_token_info **out, size_t *n,
+                                  bool *more);
+
+/* One page of principals in id order after after_id (0: from the first),
+ * into out (capacity max >= 1); *more: a next page exists. */
+ot_err authstore_list_principals(struct authstore *as, int64_t after_id, size_t max,
+                                 struct authstore_principal *out, size_t *n, bool *more);
+
+/* The attributes of a principal's kind, stored with it (the host's
+ * administration API validates them; "" / 0: not set). */
+#define AUTHSTORE_DISPLAY_MAX 127u /* bytes of a service provider's display name */
+#define AUTHSTORE_MSISDNS_MAX 8u   /* MSISDNs of one subscriber */
+#define AUTHSTORE_DIGITS_MAX  15u  /* an MSISDN, IMEI or IMSI */
+#define AUTHSTORE_MNO_MAX     15u  /* an mno instance name */
+struct authstore_attrs {
+    char display_name[AUTHSTORE_DISPLAY_MAX + 1]; /* service provider */
+    size_t n_msisdns;                             /* subscriber */
+    char msisdns[AUTHSTORE_MSISDNS_MAX][AUTHSTORE_DIGITS_MAX + 1];
+    char imei[AUTHSTORE_DIGITS_MAX + 1]; /* device */
+    char imsi[AUTHSTORE_DIGITS_MAX + 1];
+    char mno[AUTHSTORE_MNO_MAX + 1];
+};
+/* Replaces the attributes of principal_id in the caller's transaction.
+ * OT_E_CONFLICT when an MSISDN belongs to another principal (or is given
+ * twice), found before anything is written. */
+ot_err authstore_set_attrs_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                              const struct authstore_attrs *a);
+/* Reads them on c (NULL: a connection of the pool). OT_E_NOT_FOUND: no
+ * such principal. */
+ot_err authstore_get_attrs(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                           struct authstore_attrs *out);
+
 /* Mutual TLS: binds a client certificate identity to a principal. cert_id is
  * what the TLS layer reports: the subject DN text or "sha256:<64 hex>"
  * fingerprint (1..AUTHSTORE_CERT_ID_MAX bytes). OT_E_CONFLICT if bound to

@@ -9,7 +9,9 @@
 #include <time.h>
 
 #define RESET_SQL                                                                           \
-    "DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                    \
+    "DROP TABLE IF EXISTS host_principal_msisdns; DROP TABLE IF EXISTS host_certs;"         \
+    " DROP TABLE IF EXISTS host_tokens; DROP TABLE IF EXISTS host_principals;"              \
+    " DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                   \
     " DROP TABLE IF EXISTS auth_principals; DELETE FROM schema_migrations WHERE service = " \
     "'auth'"
 
@@ -161,7 +163,7 @@ static void test_verify_table(void **state)
         int64_t v[1] = {tid_exp};
 
         assert_int_equal(
-            sec_t_run(f->t->db, "UPDATE auth_tokens SET expires_at = 1 WHERE id = $1", 1, v), 1);
+            sec_t_run(f->t->db, "UPDATE host_tokens SET expires_at = 1 WHERE id = $1", 1, v), 1);
     }
     assert_int_equal(authstore_revoke(f->as, tid_rev, sp), OT_OK);
     assert_int_equal(authstore_set_disabled(f->as, gone, true), OT_OK);
@@ -254,7 +256,7 @@ static void test_token_format_and_storage(void **state)
     assert_int_equal(EVP_Digest(tok, strlen(tok), want, &wl, EVP_sha256(), NULL), 1);
     assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
     assert_int_equal(
-        db_prepare(c, "SELECT token_hash, hint, label FROM auth_tokens WHERE id = $1", &st), OT_OK);
+        db_prepare(c, "SELECT token_hash, hint, label FROM host_tokens WHERE id = $1", &st), OT_OK);
     assert_int_equal(db_bind_int64(st, 1, tid), OT_OK);
     assert_int_equal(db_step(st, &row), OT_OK);
     assert_true(row);
@@ -499,7 +501,7 @@ static void test_reopen_keeps_data(void **state)
 static void revoke_raw(struct fx *f, int64_t tid)
 {
     assert_int_equal(
-        sec_t_run(f->t->db, "UPDATE auth_tokens SET revoked_at = 1 WHERE id = $1", 1, &tid), 1);
+        sec_t_run(f->t->db, "UPDATE host_tokens SET revoked_at = 1 WHERE id = $1", 1, &tid), 1);
 }
 
 /* Waits (5 s) until the store listens (PostgreSQL); true when it does. */
@@ -536,7 +538,7 @@ static void test_cache(void **state)
     assert_int_equal(authstore_verify(f->as, tok, &p), OT_OK);
     /* A rename behind the store's back (no notice on PostgreSQL either). */
     assert_int_equal(
-        sec_t_run(f->t->db, "UPDATE auth_principals SET name = 'renamed' WHERE id = $1", 1, &id),
+        sec_t_run(f->t->db, "UPDATE host_principals SET name = 'renamed' WHERE id = $1", 1, &id),
         1);
     assert_int_equal(authstore_verify(f->as, tok, &p), OT_OK); /* remembered */
     assert_int_equal(p.id, id);
@@ -624,7 +626,7 @@ static void test_other_process_changes(void **state)
     /* TRUNCATE fires no row trigger; a statement trigger tells. */
     assert_int_equal(authstore_issue_token(f->as, a, 600, NULL, t1, sizeof t1, NULL), OT_OK);
     assert_int_equal(authstore_verify(other, t1, &p), OT_OK);
-    sec_t_run(f->t->db, "TRUNCATE auth_tokens", 0, NULL);
+    sec_t_run(f->t->db, "TRUNCATE host_tokens", 0, NULL);
     assert_true(verify_fails_soon(other, t1));
     authstore_free(other);
     db_close(db2);

@@ -28,6 +28,8 @@ static const struct db_migration idem_migrations[] = {
      " PRIMARY KEY (principal_id, idem_key));"
      "CREATE INDEX idem_records_created ON idem_records (created_at)",
      NULL},
+    /* The host's tables carry its prefix (issue 8 point 4); the data stays. */
+    {2, "ALTER TABLE idem_records RENAME TO host_idem_records", NULL},
 };
 
 ot_err idem_migrate(struct db *db)
@@ -128,7 +130,7 @@ static ot_err idem_get_conn(struct db_conn *c, int64_t principal_id, const char 
 
     OT_TRY(db_prepare(c,
                       "SELECT request_hash, status, content_type, body, created_at"
-                      " FROM idem_records WHERE principal_id = $1 AND idem_key = $2"
+                      " FROM host_idem_records WHERE principal_id = $1 AND idem_key = $2"
                       " AND created_at >= $3",
                       &st));
     OT_TRY(db_bind_int64(st, 1, principal_id));
@@ -197,12 +199,12 @@ static ot_err idem_put_conn(struct db_conn *c, int64_t principal_id, const char 
     /* First writer wins; a stale record (past retention, not yet purged)
      * is replaced as if it were absent. */
     OT_TRY(db_prepare(c,
-                      "INSERT INTO idem_records (principal_id, idem_key, request_hash, status,"
+                      "INSERT INTO host_idem_records (principal_id, idem_key, request_hash, status,"
                       " content_type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                       " ON CONFLICT (principal_id, idem_key) DO UPDATE SET"
                       " request_hash = excluded.request_hash, status = excluded.status,"
                       " content_type = excluded.content_type, body = excluded.body,"
-                      " created_at = excluded.created_at WHERE idem_records.created_at < $8",
+                      " created_at = excluded.created_at WHERE host_idem_records.created_at < $8",
                       &st));
     OT_TRY(db_bind_int64(st, 1, principal_id));
     OT_TRY(db_bind_text(st, 2, key));
@@ -324,7 +326,7 @@ ot_err idem_purge(struct db *db, int64_t keep, size_t *deleted)
         keep = IDEM_DEFAULT_KEEP;
     }
     OT_TRY(db_acquire(db, &c));
-    OT_TRY(db_prepare(c, "DELETE FROM idem_records WHERE created_at < $1", &st));
+    OT_TRY(db_prepare(c, "DELETE FROM host_idem_records WHERE created_at < $1", &st));
     OT_TRY(db_bind_int64(st, 1, (int64_t)time(NULL) - keep));
     OT_TRY(db_step(st, &row));
     if (deleted != NULL) {

@@ -5,8 +5,9 @@
 #include <pthread.h>
 #include <time.h>
 
-#define RESET_SQL \
-    "DROP TABLE IF EXISTS idem_records; DELETE FROM schema_migrations WHERE service = 'idem'"
+#define RESET_SQL                                                                             \
+    "DROP TABLE IF EXISTS host_idem_records; DROP TABLE IF EXISTS idem_records; DELETE FROM " \
+    "schema_migrations WHERE service = 'idem'"
 
 struct fx {
     struct sec_t *t;
@@ -178,10 +179,10 @@ static void test_expiry_and_purge(void **state)
     assert_int_equal(idem_put(f->t->db, 9, "old", h1, 200, NULL, "a", 1, NULL), OT_OK);
     assert_int_equal(idem_put(f->t->db, 9, "old2", h1, 200, NULL, "a", 1, NULL), OT_OK);
     assert_int_equal(idem_put(f->t->db, 9, "new", h1, 200, NULL, "a", 1, NULL), OT_OK);
-    assert_int_equal(sec_t_run(f->t->db,
-                               "UPDATE idem_records SET created_at = $1 WHERE idem_key <> 'new'", 1,
-                               &old),
-                     2);
+    assert_int_equal(
+        sec_t_run(f->t->db, "UPDATE host_idem_records SET created_at = $1 WHERE idem_key <> 'new'",
+                  1, &old),
+        2);
     assert_int_equal(idem_get(f->t->db, 9, "old", &rec), OT_E_NOT_FOUND);
     /* a new first request with the stale key is stored */
     assert_int_equal(idem_put(f->t->db, 9, "old", h2, 202, NULL, "b", 1, NULL), OT_OK);
@@ -191,15 +192,15 @@ static void test_expiry_and_purge(void **state)
     idem_rec_clear(&rec);
     assert_int_equal(idem_purge(f->t->db, 0, &deleted), OT_OK);
     assert_int_equal(deleted, 1); /* old2 only */
-    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM idem_records", 0, NULL), 2);
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_idem_records", 0, NULL), 2);
     assert_int_equal(idem_purge(f->t->db, 0, &deleted), OT_OK);
     assert_int_equal(deleted, 0);
     /* a short retention removes everything older than it */
     {
         int64_t past = (int64_t)time(NULL) - 100;
 
-        assert_int_equal(sec_t_run(f->t->db, "UPDATE idem_records SET created_at = $1", 1, &past),
-                         2);
+        assert_int_equal(
+            sec_t_run(f->t->db, "UPDATE host_idem_records SET created_at = $1", 1, &past), 2);
     }
     assert_int_equal(idem_purge(f->t->db, 50, &deleted), OT_OK);
     assert_int_equal(deleted, 2);

@@ -51,11 +51,14 @@ static void cfg_errf(char *errbuf, size_t errlen, const char *fmt, ...)
     }
 }
 
+/* "section.key", or "service.instance.key" for a named service instance
+ * (section "service.instance"): two dots at most, no empty part. */
 static bool cfg_name_ok(const char *name)
 {
     const char *dot = strchr(name, '.');
-    if (!dot || dot == name || dot[1] == '\0' || strchr(dot + 1, '.')
-        || strlen(name) >= CFG_NAME_MAX) {
+    const char *last = strrchr(name, '.');
+    if (!dot || dot == name || last[1] == '\0' || strlen(name) >= CFG_NAME_MAX
+        || (last != dot && (last == dot + 1 || strchr(dot + 1, '.') != last))) {
         return false;
     }
     for (const char *p = name; *p; p++) {
@@ -399,7 +402,7 @@ const char *cfg_origin(const struct cfg *c, const char *name)
 
 static void cfg_section(const char *name, char *out, size_t cap)
 {
-    const char *dot = strchr(name, '.');
+    const char *dot = strrchr(name, '.');
     size_t n = dot ? (size_t)(dot - name) : strlen(name);
     if (n >= cap) {
         n = cap - 1;
@@ -440,7 +443,7 @@ ot_err cfg_print(const struct cfg *c, FILE *out)
                 continue;
             }
             const struct cfg_opt *o = &c->opts[j];
-            const char *key = strchr(o->name, '.') + 1;
+            const char *key = strrchr(o->name, '.') + 1;
             switch (o->type) {
             case CFG_STR: {
                 const char *v = cfg_str(c, o->name);

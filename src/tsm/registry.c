@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-const struct db_migration tsm_registry_migrations[] = {
+const struct db_migration tsm_registry_migrations[TSM_REGISTRY_NMIGRATIONS] = {
     {1,
      "CREATE TABLE secure_elements ("
      " id INTEGER PRIMARY KEY,"
@@ -60,6 +60,12 @@ const struct db_migration tsm_registry_migrations[] = {
      " BEGIN PERFORM pg_notify('" TSM_SE_CHANNEL "', '" TSM_SE_ALL "'); RETURN NULL; END $$;"
      "CREATE TRIGGER secure_elements_truncate AFTER TRUNCATE ON secure_elements"
      " FOR EACH STATEMENT EXECUTE FUNCTION tsm_se_notify_all();"},
+    /* Every table carries its service's prefix (issue 8 point 4); the data
+     * stays, the PostgreSQL triggers follow their table. */
+    {4,
+     "ALTER TABLE secure_elements RENAME TO tsm_secure_elements;"
+     "ALTER TABLE security_domains RENAME TO tsm_security_domains",
+     NULL},
 };
 const size_t tsm_registry_nmigrations =
     sizeof(tsm_registry_migrations) / sizeof(tsm_registry_migrations[0]);
@@ -105,9 +111,9 @@ out:
 }
 
 static const char *const tsm_get_sql[] = {
-    [TSM_BY_CIN] = "SELECT " TSM_SE_COLS " FROM secure_elements WHERE cin = $1",
-    [TSM_BY_MSISDN] = "SELECT " TSM_SE_COLS " FROM secure_elements WHERE msisdn = $1",
-    [TSM_BY_IMSI] = "SELECT " TSM_SE_COLS " FROM secure_elements WHERE imsi = $1",
+    [TSM_BY_CIN] = "SELECT " TSM_SE_COLS " FROM tsm_secure_elements WHERE cin = $1",
+    [TSM_BY_MSISDN] = "SELECT " TSM_SE_COLS " FROM tsm_secure_elements WHERE msisdn = $1",
+    [TSM_BY_IMSI] = "SELECT " TSM_SE_COLS " FROM tsm_secure_elements WHERE imsi = $1",
 };
 
 /* Lookup on a connection the caller holds. */
@@ -162,8 +168,8 @@ out:
  * it), so at most 10 statement texts exist per connection (20 with the ON
  * CONFLICT variants). */
 #define TSM_REG_COLS 12 /* the columns of struct tsm_se written (tsm_se_col) */
-#define TSM_REG_SQL_HEAD                                                                     \
-    "INSERT INTO secure_elements (cin, se_type, mno, msisdn, imsi, profile_id, gp_version, " \
+#define TSM_REG_SQL_HEAD                                                                         \
+    "INSERT INTO tsm_secure_elements (cin, se_type, mno, msisdn, imsi, profile_id, gp_version, " \
     "jc_version, cert_level, expiry, free_memory, master_key_index, created_at) VALUES "
 #define TSM_REG_SQL_SKIP " ON CONFLICT DO NOTHING"
 #define TSM_REG_SQL_TAIL " RETURNING id, cin"
@@ -174,7 +180,7 @@ out:
  * the client an allocation each. unnest() yields the elements in array
  * order, so rows are inserted in the run's order. */
 #define TSM_REG_PG_SQL_HEAD                                                                       \
-    "INSERT INTO secure_elements (cin, se_type, mno, msisdn, imsi, profile_id, gp_version, "      \
+    "INSERT INTO tsm_secure_elements (cin, se_type, mno, msisdn, imsi, profile_id, gp_version, "  \
     "jc_version, cert_level, expiry, free_memory, master_key_index, created_at) SELECT u.*, "     \
     "$13::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "        \
     "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[]) " \
@@ -644,12 +650,12 @@ ot_err tsm_registry_list(struct db *db, int64_t after_id, const char *mno, const
 {
     /* One statement per filter combination keeps each on its index. */
     static const char *const sql[4] = {
-        "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 ORDER BY id LIMIT $2",
-        "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 AND mno = $3 "
+        "SELECT " TSM_SE_COLS " FROM tsm_secure_elements WHERE id > $1 ORDER BY id LIMIT $2",
+        "SELECT " TSM_SE_COLS " FROM tsm_secure_elements WHERE id > $1 AND mno = $3 "
         "ORDER BY id LIMIT $2",
-        "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 AND se_type = $3 "
+        "SELECT " TSM_SE_COLS " FROM tsm_secure_elements WHERE id > $1 AND se_type = $3 "
         "ORDER BY id LIMIT $2",
-        "SELECT " TSM_SE_COLS " FROM secure_elements WHERE id > $1 AND mno = $3 "
+        "SELECT " TSM_SE_COLS " FROM tsm_secure_elements WHERE id > $1 AND mno = $3 "
         "AND se_type = $4 ORDER BY id LIMIT $2",
     };
     ot_err err = OT_OK;
@@ -729,12 +735,12 @@ ot_err tsm_registry_sd_list(struct db *db, int64_t se_id, int64_t owner_sp, cons
     OT_TRY(db_acquire(db, &c));
     if (owner_sp == 0) {
         OT_TRY(db_prepare(c,
-                          "SELECT " TSM_SD_COLS " FROM security_domains WHERE se_id = $1 "
+                          "SELECT " TSM_SD_COLS " FROM tsm_security_domains WHERE se_id = $1 "
                           "AND aid > $3 ORDER BY aid LIMIT $2",
                           &st));
     } else {
         OT_TRY(db_prepare(c,
-                          "SELECT " TSM_SD_COLS " FROM security_domains WHERE se_id = $1 "
+                          "SELECT " TSM_SD_COLS " FROM tsm_security_domains WHERE se_id = $1 "
                           "AND aid > $3 AND owner_sp = $4 ORDER BY aid LIMIT $2",
                           &st));
         OT_TRY(db_bind_int64(st, 4, owner_sp));
@@ -756,7 +762,7 @@ ot_err tsm_registry_sd_get(struct db_conn *c, int64_t se_id, const char *aid, st
     bool row = false;
 
     OT_TRY(db_prepare(
-        c, "SELECT " TSM_SD_COLS " FROM security_domains WHERE se_id = $1 AND aid = $2", &st));
+        c, "SELECT " TSM_SD_COLS " FROM tsm_security_domains WHERE se_id = $1 AND aid = $2", &st));
     OT_TRY(db_bind_int64(st, 1, se_id));
     OT_TRY(db_bind_text(st, 2, aid));
     OT_TRY(db_step(st, &row));
@@ -780,7 +786,7 @@ ot_err tsm_registry_sd_assign(struct db_conn *c, struct tsm_sd *sd, bool *create
     *created = false;
     sd->created_at = (int64_t)time(NULL);
     OT_TRY(db_prepare(c,
-                      "INSERT INTO security_domains (se_id, aid, owner_sp, privileges, lcs, "
+                      "INSERT INTO tsm_security_domains (se_id, aid, owner_sp, privileges, lcs, "
                       "created_at) VALUES ($1, $2, $3, $4, $5, $6) "
                       "ON CONFLICT (se_id, aid) DO NOTHING RETURNING id",
                       &st));

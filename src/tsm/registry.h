@@ -1,5 +1,5 @@
-/* The TSM's SE registry in storage: tables secure_elements and
- * security_domains ("tsm" migration set), bulk insert with conflict
+/* The TSM's SE registry in storage: tables tsm_secure_elements and
+ * tsm_security_domains ("tsm" migration set), bulk insert with conflict
  * classification, lookups, keyset pagination, SD assignment.
  *
  * All functions take a borrowed struct db (thread-safe pool) and acquire
@@ -32,7 +32,8 @@
 #define TSM_SE_ALL     "*"
 
 /* Migrations of the "tsm" set (tsm_registry_migrate applies them). */
-extern const struct db_migration tsm_registry_migrations[];
+#define TSM_REGISTRY_NMIGRATIONS 4
+extern const struct db_migration tsm_registry_migrations[TSM_REGISTRY_NMIGRATIONS];
 extern const size_t tsm_registry_nmigrations;
 
 ot_err tsm_registry_migrate(struct db *db);

@@ -21,9 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RESET_SQL                                                                  \
-    "DROP TABLE IF EXISTS security_domains; DROP TABLE IF EXISTS secure_elements;" \
-    " DROP TABLE IF EXISTS host_keys; DELETE FROM schema_migrations WHERE service" \
+#define RESET_SQL                                                                          \
+    "DROP TABLE IF EXISTS tsm_security_domains; DROP TABLE IF EXISTS tsm_secure_elements;" \
+    " DROP TABLE IF EXISTS security_domains; DROP TABLE IF EXISTS secure_elements;"        \
+    " DROP TABLE IF EXISTS host_keys; DELETE FROM schema_migrations WHERE service"         \
     " IN ('tsm', 'keystore')"
 #define KEK_HEX "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
@@ -134,7 +135,7 @@ static char *dump(struct db *db)
     assert_int_equal(db_acquire(db, &c), OT_OK);
     assert_int_equal(db_prepare(c,
                                 "SELECT cin, COALESCE(msisdn, '-'), COALESCE(imsi, '-'),"
-                                " free_memory FROM secure_elements ORDER BY cin",
+                                " free_memory FROM tsm_secure_elements ORDER BY cin",
                                 &st),
                      OT_OK);
     for (;;) {
@@ -163,7 +164,7 @@ static char *dump(struct db *db)
 
 static void wipe_rows(struct db *db)
 {
-    sec_t_exec(db, "DELETE FROM secure_elements");
+    sec_t_exec(db, "DELETE FROM tsm_secure_elements");
     sec_t_exec(db, "DELETE FROM host_keys");
 }
 
@@ -531,7 +532,7 @@ static void test_keys_failure_rolls_back(void **state)
     assert_int_equal(tsm_registry_get(f->db, TSM_BY_CIN, "RB000004", &got), OT_E_NOT_FOUND);
     assert_int_equal(tsm_registry_get(f->db, TSM_BY_MSISDN, "602", &got), OT_E_NOT_FOUND);
     assert_int_equal(tsm_registry_get(f->db, TSM_BY_CIN, "RB000001", &got), OT_OK);
-    assert_int_equal(sec_t_int(f->db, "SELECT COUNT(*) FROM secure_elements", 0, NULL), 1);
+    assert_int_equal(sec_t_int(f->db, "SELECT COUNT(*) FROM tsm_secure_elements", 0, NULL), 1);
 
     /* With the table back, the same batch goes through whole. */
     sec_t_exec(f->db, "DELETE FROM schema_migrations WHERE service = 'keystore'");
@@ -541,7 +542,7 @@ static void test_keys_failure_rolls_back(void **state)
     assert_int_equal(res[1], TSM_INS_NEW);
     assert_int_equal(res[2], TSM_INS_NEW);
     check_keys(f, "RB000003", TSM_KEYSET_ISD, &recs[1].isd);
-    assert_int_equal(sec_t_int(f->db, "SELECT COUNT(*) FROM secure_elements", 0, NULL), 4);
+    assert_int_equal(sec_t_int(f->db, "SELECT COUNT(*) FROM tsm_secure_elements", 0, NULL), 4);
 }
 
 static void test_list_pages(void **state)

@@ -1,8 +1,8 @@
-/* TSM service: the pieces every handler shares (audit, the one ownership
- * check, list and body helpers) and the route table. Handlers validate
- * strictly (unknown fields and query arguments are rejected), answer
- * through net_resp_*, and check ownership through tsm_authz() only. The
- * handlers live in tsm_import.c, tsm_se.c, tsm_sd.c and tsm_admin.c. */
+/* TSM service: its descriptor (options, migrations, routes, metrics), the
+ * SE lookup cache and what its handlers share beyond the kit. Handlers
+ * validate strictly (unknown fields and query arguments are rejected),
+ * answer through net_resp_* and the kit, and check ownership through
+ * svc_authz() only. They live in tsm_import.c, tsm_se.c and tsm_sd.c. */
 #define OT_LOG_COMPONENT "tsm.api"
 #include "tsm/tsm.h"
 #include "tsm/tsm_priv.h"
@@ -16,173 +16,21 @@
 #include "db/db.h"
 #include "db/idem.h"
 #include "db/keystore.h"
+#include "net/config.h"
 #include "net/http.h"
 #include "net/json.h"
+#include "svc/kit.h"
+#include "svc/svc.h"
 #include "tsm/csv.h"
 #include "tsm/registry.h"
 #include "tsm/serec.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-/* ---- audit and authorisation ------------------------------------------ */
-
-/* Records one service-level event (state change or ownership denial). A
- * failure is logged and returned (see tsm_priv.h). */
-ot_err tsm_audit(struct tsm *t, struct db_conn *c, const struct net_req *req, const char *action,
-                 const char *resource, const char *outcome)
-{
-    const struct net_principal *p = net_req_principal(req);
-    struct audit_entry e;
-    ot_err err;
-
-    memset(&e, 0, sizeof(e));
-    if (p != NULL) {
-        e.principal_kind = p->kind;
-        e.principal_id = p->id;
-        snprintf(e.principal_name, sizeof(e.principal_name), "%s", p->name);
-    }
-    snprintf(e.action, sizeof(e.action), "%s", action);
-    snprintf(e.resource, sizeof(e.resource), "%s", resource);
-    snprintf(e.outcome, sizeof(e.outcome), "%s", outcome);
-    snprintf(e.request_id, sizeof(e.request_id), "%s", net_req_request_id(req));
-    err = c != NULL ? audit_append_tx(c, &e) : audit_append(t->db, &e);
-    if (err != OT_OK) {
-        OT_LOG_ERROR("req=%s audit of %s failed: %s", e.request_id, action, ot_strerror(err));
-    }
-    return err;
-}
-
-/* The one ownership check. OT_OK when the caller may touch a resource owned
- * by owner (a principal id; ignored for TSM_ACC_SHARED). Operators may touch
- * everything; a service provider only what it owns. Anything else is
- * OT_E_NOT_FOUND - the same answer as a missing resource, so existence does
- * not leak - and is audited as a denial. */
-ot_err tsm_authz(struct tsm *t, const struct net_req *req, enum tsm_access acc, int64_t owner,
-                 const char *action)
-{
-    const struct net_principal *p = net_req_principal(req);
-
-    if (p == NULL) {
-        return OT_E_AUTH;
-    }
-    if (p->kind == NET_P_OPERATOR) {
-        return OT_OK;
-    }
-    if (acc == TSM_ACC_SHARED && p->kind == NET_P_SP) {
-        return OT_OK;
-    }
-    if (acc == TSM_ACC_OWNED && p->id == owner) {
-        return OT_OK;
-    }
-    tsm_audit(t, NULL, req, action, net_req_path(req), "denied");
-    OT_LOG_INFO("req=%s principal=%lld denied %s on %s", net_req_request_id(req), (long long)p->id,
-                action, net_req_path(req));
-    return OT_E_NOT_FOUND;
-}
-
-/* ---- small helpers ------------------------------------------------------ */
-
-/* Reads the "cursor" and "limit" query arguments of a list keyed by a row
- * id (the cursor is the last id seen, 8 bytes big-endian; 0 = first page).
- * Answers 400 itself and returns false on bad input. */
-bool tsm_page_of_query(const struct net_req *req, struct net_resp *resp, unsigned def, unsigned max,
-                       size_t *limit, int64_t *after)
-{
-    struct json_page page;
-    struct json_err jerr;
-    ot_err err;
-
-    memset(&jerr, 0, sizeof(jerr));
-    err = json_page_parse(net_req_query(req, "cursor"), net_req_query(req, "limit"), def, max,
-                          &page, &jerr);
-    if (err != OT_OK) {
-        net_resp_json_error(resp, err, &jerr);
-        return false;
-    }
-    if (page.after_len != 0 && page.after_len != 8) {
-        net_resp_error(resp, OT_E_FORMAT, NULL, "bad cursor", "cursor");
-        return false;
-    }
-    *after = 0;
-    if (page.after_len == 8) {
-        *after =
-            (int64_t)(((uint64_t)ot_get_u32be(page.after) << 32) | ot_get_u32be(page.after + 4));
-    }
-    *limit = page.limit;
-    return true;
-}
-
-/* Adds "next_cursor": the cursor after row id next, or null when next is 0. */
-ot_err tsm_put_next_cursor(json_t *o, int64_t next)
-{
-    uint8_t cur[8];
-
-    if (next == 0) {
-        return json_put_cursor(o, "next_cursor", NULL, 0);
-    }
-    ot_put_u32be(cur, (uint32_t)((uint64_t)next >> 32));
-    ot_put_u32be(cur + 4, (uint32_t)next);
-    return json_put_cursor(o, "next_cursor", cur, sizeof(cur));
-}
-
-/* Answers 200 {"items": [...], "next_cursor": ...}; next is the row id the
- * next page starts after, 0 on the last page. Takes *items in every case. */
-ot_err tsm_send_list(struct net_resp *resp, json_t **items, int64_t next)
-{
-    json_t *o = json_obj_new();
-    json_t *arr = *items;
-    ot_err err = OT_OK;
-
-    *items = NULL;
-    if (o == NULL) {
-        json_free(arr);
-        return OT_E_NOMEM;
-    }
-    OT_TRY(json_put(o, "items", arr));
-    OT_TRY(tsm_put_next_cursor(o, next));
-    net_resp_json(resp, 200, o);
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
-
-/* Answers a storage or internal error (never a detail). */
-void tsm_fail(struct net_resp *resp, ot_err err)
-{
-    net_resp_error(resp, err, NULL, NULL, NULL);
-}
-
-/* JSON object of the request body; answers 400 itself on failure. */
-json_t *tsm_body_obj(const struct net_req *req, struct net_resp *resp, const char *const *allowed)
-{
-    struct json_err jerr;
-    json_t *doc = NULL;
-    ot_err err;
-
-    memset(&jerr, 0, sizeof(jerr));
-    err = net_req_json(req, &doc, &jerr);
-    if (err != OT_OK) {
-        net_resp_json_error(resp, err, &jerr);
-        return NULL;
-    }
-    if (!json_is_obj(doc)) {
-        json_free(doc);
-        net_resp_error(resp, OT_E_FORMAT, NULL, "the body must be a JSON object", NULL);
-        return NULL;
-    }
-    err = json_check_fields(doc, allowed, "", &jerr);
-    if (err != OT_OK) {
-        json_free(doc);
-        net_resp_json_error(resp, err, &jerr);
-        return NULL;
-    }
-    return doc;
-}
 
 /* The SE named by {cin}; answers 400/404/503 itself when there is none. */
 bool tsm_se_of_path(struct tsm *t, const struct net_req *req, struct net_resp *resp,
@@ -204,94 +52,6 @@ bool tsm_se_of_path(struct tsm *t, const struct net_req *req, struct net_resp *r
         return false;
     }
     return true;
-}
-
-/* ---- one transaction per change -----------------------------------------
- *
- * Each administrative change (principal create, certificate bind, token
- * issue and revoke, security-domain assign) commits in one transaction with its audit row and, on
- * the routes that take an Idempotency-Key, with the answer kept for replays. A crash at any point
- * leaves all of them or none: no committed change without its audit row, and no committed change
- * whose retry would run again (and answer differently, e.g. 200 "exists" instead of the first 201).
- * The records are scoped as tsmd's ops.idem_get reads them: by principal id. */
-
-#define TSM_IDEM_HEADER "Idempotency-Key"
-
-ot_err tsm_tx_begin(struct tsm *t, struct db_conn **c)
-{
-    ot_err err = OT_OK;
-
-    *c = NULL;
-    OT_TRY(db_acquire(t->db, c));
-    OT_TRY(db_begin(*c));
-out:
-    if (err != OT_OK) {
-        db_release(*c);
-        *c = NULL;
-    }
-    return err;
-}
-
-void tsm_tx_abort(struct db_conn **c)
-{
-    if (*c != NULL) {
-        (void)db_rollback(*c);
-        db_release(*c);
-        *c = NULL;
-    }
-}
-
-ot_err tsm_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp, int status,
-                     json_t *o)
-{
-    const struct net_principal *p = net_req_principal(req);
-    const char *key = NULL;
-    const uint8_t *hash = NULL;
-    char *body = NULL;
-    size_t len = 0;
-    bool idem = net_req_idem(req, &key, &hash);
-    bool taken = false; /* the key's record exists already */
-    ot_err err = OT_OK;
-
-    if (o == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(json_serialize(o, &body, &len));
-    if (idem) {
-        if (p == NULL) {
-            OT_FAIL(OT_E_INTERNAL);
-        }
-        /* OT_E_CONFLICT: another request with this key (another process
-         * on this database) committed first; the retry replays its answer. */
-        err = idem_put_tx(*c, p->id, key, hash, status, NULL, body, len, NULL);
-        taken = err == OT_E_CONFLICT;
-        OT_TRY(err);
-    }
-    OT_TRY(db_commit(*c));
-    db_release(*c);
-    *c = NULL;
-    if (idem) {
-        net_req_idem_stored(req);
-    }
-    net_resp_bytes(resp, status, "application/json", body, len);
-out:
-    if (err != OT_OK) {
-        tsm_tx_abort(c);
-        if (taken) {
-            net_resp_error(resp, err, NULL, "a request with this Idempotency-Key is in progress",
-                           TSM_IDEM_HEADER);
-        } else {
-            OT_LOG_ERROR("req_id=%s %s %s not committed: %s", net_req_request_id(req),
-                         net_req_method(req), net_req_route(req), ot_strerror(err));
-            tsm_fail(resp, err);
-        }
-    }
-    if (body != NULL) {
-        ot_mem_wipe(body, len); /* may hold a token */
-    }
-    free(body);
-    json_free(o);
-    return err;
 }
 
 /* ---- the lookup cache ---------------------------------------------------- */
@@ -432,41 +192,134 @@ static void *tsm_warm_main(void *arg)
 /* Query arguments per route (the server rejects any other). */
 static const char *const tsm_q_se_query[] = {"msisdn", "imsi",   "fields", "mno",
                                              "type",   "cursor", "limit",  NULL};
-static const char *const tsm_q_token_list[] = {"principal_id", "limit", NULL};
-static const char *const tsm_q_audit_list[] = {"cursor",       "limit",      "action",
-                                               "principal_id", "request_id", NULL};
+static const char *const tsm_q_page[] = {"cursor", "limit", NULL};
 
-static const struct net_route tsm_route_table[] = {
-    {"POST", "/tsm/v1/secure-elements:import", TSM_OP, true, tsm_h_import, NULL},
-    {"GET", "/tsm/v1/secure-elements", TSM_OP_SP, false, tsm_h_se_query, tsm_q_se_query},
-    {"GET", "/tsm/v1/secure-elements/{cin}", TSM_OP_SP, false, tsm_h_se_get, NULL},
-    {"GET", "/tsm/v1/secure-elements/{cin}/security-domains", TSM_OP_SP, false, tsm_h_sd_list,
-     (const char *const[]){"cursor", "limit", NULL}},
-    {"POST", "/tsm/v1/secure-elements/{cin}/security-domains", TSM_OP, true, tsm_h_sd_assign, NULL},
-    {"GET", "/tsm/v1/secure-elements/{cin}/security-domains/{aid}", TSM_OP_SP, false, tsm_h_sd_get,
-     NULL},
-    {"POST", "/tsm/v1/principals", TSM_OP, true, tsm_h_principal_create, NULL},
-    {"POST", "/tsm/v1/principals/{id}/certificates", TSM_OP, true, tsm_h_cert_bind, NULL},
-    {"POST", "/tsm/v1/tokens", TSM_OP, false, tsm_h_token_issue, NULL},
-    {"GET", "/tsm/v1/tokens", NET_P_ANY, false, tsm_h_token_list, tsm_q_token_list},
-    {"DELETE", "/tsm/v1/tokens/{id}", NET_P_ANY, false, tsm_h_token_revoke, NULL},
-    {"GET", "/tsm/v1/audit", TSM_OP, false, tsm_h_audit_list, tsm_q_audit_list},
-    {"GET", "/tsm/v1/audit/verify", TSM_OP, false, tsm_h_audit_verify, NULL},
+/* Paths under the instance's prefix (/tsm/v1). */
+static const struct svc_route tsm_route_table[] = {
+    {"POST", "/secure-elements:import", TSM_OP, true, tsm_h_import, NULL, 0},
+    {"GET", "/secure-elements", TSM_OP_SP, false, tsm_h_se_query, tsm_q_se_query, 0},
+    {"GET", "/secure-elements/{cin}", TSM_OP_SP, false, tsm_h_se_get, NULL, 0},
+    {"GET", "/secure-elements/{cin}/security-domains", TSM_OP_SP, false, tsm_h_sd_list, tsm_q_page,
+     0},
+    {"POST", "/secure-elements/{cin}/security-domains", TSM_OP, true, tsm_h_sd_assign, NULL, 0},
+    {"GET", "/secure-elements/{cin}/security-domains/{aid}", TSM_OP_SP, false, tsm_h_sd_get, NULL,
+     0},
 };
 
-const struct net_route *tsm_routes(size_t *n)
+const struct svc_route *tsm_routes(size_t *n)
 {
     *n = sizeof(tsm_route_table) / sizeof(tsm_route_table[0]);
     return tsm_route_table;
 }
 
-ot_err tsm_add_routes(struct tsm *t, struct net_server *srv)
-{
-    size_t n = 0;
-    const struct net_route *r = tsm_routes(&n);
+/* ---- the descriptor ------------------------------------------------------ */
 
-    return net_server_add_routes(srv, r, n, t);
+static const struct cfg_opt tsm_opts[] = {
+    {"tsm.import_batch", CFG_INT, {.i = 500}, 1, 2000, 0, "SE import rows per transaction."},
+    {"tsm.cache_mb",
+     CFG_INT,
+     {.i = 512},
+     0,
+     65536,
+     0,
+     "MiB of memory for SE records kept for the lookups (roughly 3,500 SEs per MiB); 0: no "
+     "cache."},
+    {"tsm.cache_warm",
+     CFG_BOOL,
+     {.b = true},
+     0,
+     0,
+     0,
+     "Fill the SE cache from storage in the background at start."},
+};
+
+static ot_err tsm_svc_create(const struct svc_env *env, void **out)
+{
+    struct tsm_cfg tc;
+    struct tsm *t = NULL;
+    ot_err err;
+
+    memset(&tc, 0, sizeof(tc));
+    tc.kit = env->kit;
+    tc.db = env->db;
+    tc.auth = env->auth;
+    tc.ks = env->ks;
+    tc.import_batch = (unsigned)svc_cfg_int(env, "import_batch");
+    tc.cache_bytes = (size_t)svc_cfg_int(env, "cache_mb") << 20;
+    tc.cache_warm = svc_cfg_bool(env, "cache_warm");
+    err = tsm_new(&tc, &t);
+    *out = t;
+    return err;
 }
+
+static void tsm_svc_destroy(void *svc)
+{
+    tsm_free(svc);
+}
+
+/* The lookup cache's counters on /metrics: one entry per exported field. */
+struct tsm_cache_metric {
+    const char *name;
+    const char *help;
+    enum net_metric_type type;
+    size_t off; /* of a uint64_t in struct tsm_secache_stats */
+};
+
+static const struct tsm_cache_metric tsm_cache_metrics[TSM_NCACHE_METRICS] = {
+    {"tsm_se_cache_hits_total", "SE lookups answered from memory", NET_METRIC_COUNTER,
+     offsetof(struct tsm_secache_stats, hits)},
+    {"tsm_se_cache_misses_total", "SE lookups that read storage", NET_METRIC_COUNTER,
+     offsetof(struct tsm_secache_stats, misses)},
+    {"tsm_se_cache_evictions_total", "SE records evicted to stay within tsm.cache_mb",
+     NET_METRIC_COUNTER, offsetof(struct tsm_secache_stats, evictions)},
+    {"tsm_se_cache_entries", "SE records in memory", NET_METRIC_GAUGE,
+     offsetof(struct tsm_secache_stats, entries)},
+    {"tsm_se_cache_bytes", "Bytes charged to the SE cache", NET_METRIC_GAUGE,
+     offsetof(struct tsm_secache_stats, bytes)},
+};
+
+static double tsm_metric_cache(void *ctx)
+{
+    const struct tsm_metric_ctx *c = ctx;
+    const struct tsm_cache_metric *m = &tsm_cache_metrics[c->i];
+    struct tsm_secache_stats st;
+    uint64_t v;
+
+    (void)tsm_cache_stats(c->t, &st);
+    memcpy(&v, (const unsigned char *)&st + m->off, sizeof(v));
+    return (double)v;
+}
+
+static ot_err tsm_svc_metrics(void *svc, struct net_metrics *m)
+{
+    struct tsm *t = svc;
+    ot_err err = OT_OK;
+
+    for (size_t i = 0; i < TSM_NCACHE_METRICS; i++) {
+        t->metric_ctx[i].t = t;
+        t->metric_ctx[i].i = i;
+        OT_TRY(net_metrics_register(m, tsm_cache_metrics[i].name, tsm_cache_metrics[i].help,
+                                    tsm_cache_metrics[i].type, tsm_metric_cache,
+                                    &t->metric_ctx[i]));
+    }
+out:
+    return err;
+}
+
+const struct svc_def tsm_svc_def = {
+    .name = "tsm",
+    .summary = "The central TSM: SE registry, lookups, security domains (seed 002).",
+    .instances = false,
+    .opts = tsm_opts,
+    .n_opts = sizeof(tsm_opts) / sizeof(tsm_opts[0]),
+    .migrations = tsm_registry_migrations,
+    .n_migrations = TSM_REGISTRY_NMIGRATIONS,
+    .create = tsm_svc_create,
+    .destroy = tsm_svc_destroy,
+    .routes = tsm_routes,
+    .metrics = tsm_svc_metrics,
+    .ready = NULL,
+};
 
 ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out)
 {
@@ -474,7 +327,7 @@ ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out)
     struct tsm *t = NULL;
 
     *out = NULL;
-    if (cfg == NULL || cfg->db == NULL || cfg->auth == NULL || cfg->ks == NULL
+    if (cfg == NULL || cfg->kit == NULL || cfg->db == NULL || cfg->auth == NULL || cfg->ks == NULL
         || cfg->import_batch > TSM_IMPORT_BATCH_DEFAULT * 4) {
         return OT_E_ARG;
     }
@@ -482,6 +335,7 @@ ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out)
     if (t == NULL) {
         return OT_E_NOMEM;
     }
+    t->kit = cfg->kit;
     t->db = cfg->db;
     t->auth = cfg->auth;
     t->ks = cfg->ks;

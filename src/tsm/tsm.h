@@ -3,13 +3,12 @@
  * In this issue the service is the SE registry: bulk import of SEs from a
  * manufacturer's file, lookup by MSISDN / subscription identity (IMSI) / CIN,
  * operator listing, and the security domains each service provider owns on
- * an SE. It also carries the host's administration routes (principals,
- * tokens, client certificates, audit listing and verification), which the
- * operator reaches through tsmctl.
+ * an SE. The host's administration routes (principals, tokens, client
+ * certificates, audit) are the host's (svc/admin.h), not the TSM's.
  *
  * Authorisation: each route declares the principal kinds that may call it
- * (struct net_route.allow, enforced by net: 401/403); ownership of each
- * resource is decided by one function, tsm_authz(), in tsm.c: a resource
+ * (struct svc_route.allow, enforced by net: 401/403); ownership of each
+ * resource is decided by the kit's one check, svc_authz(): a resource
  * that belongs to another service provider answers 404, exactly as a missing
  * one, and the denial is written to the audit log.
  *
@@ -26,6 +25,9 @@
 #include <stddef.h>
 
 struct db;
+struct svc_kit;
+struct svc_def;
+struct svc_route;
 struct authstore;
 struct keystore;
 struct net_server;
@@ -37,6 +39,7 @@ struct tsm;
 #define TSM_REPORT_MAX_REJECTED  1000u   /* rejected rows listed in one report */
 
 struct tsm_cfg {
+    struct svc_kit *kit;    /* borrowed; the host's kit */
     struct db *db;          /* borrowed; outlives the service */
     struct authstore *auth; /* borrowed */
     struct keystore *ks;    /* borrowed */
@@ -51,16 +54,17 @@ struct tsm_cfg {
 };
 
 /* Applies the "tsm" migrations and returns the service. *out = NULL on
- * failure (OT_E_ARG for a missing db/auth/ks, storage errors). */
+ * failure (OT_E_ARG for a missing kit/db/auth/ks, storage errors). */
 ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out);
 void tsm_free(struct tsm *t); /* NULL-safe */
 
 /* Counters of the lookup cache; false (and *out zeroed) when there is none. */
 bool tsm_cache_stats(struct tsm *t, struct tsm_secache_stats *out);
 
-/* The route table (static, n entries). */
-const struct net_route *tsm_routes(size_t *n);
-/* Registers every route on srv with t as their context. */
-ot_err tsm_add_routes(struct tsm *t, struct net_server *srv);
+/* The route table (static, n entries), paths under /tsm/v1. */
+const struct svc_route *tsm_routes(size_t *n);
+
+/* The service's descriptor in the host's table (svc/table.c). */
+extern const struct svc_def tsm_svc_def;
 
 #endif

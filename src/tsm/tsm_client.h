@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define TSM_CLIENT_TSM_PREFIX   "/tsm/v1"
-#define TSM_CLIENT_ADMIN_PREFIX "/tsm/v1"
+#define TSM_CLIENT_ADMIN_PREFIX "/admin/v1"
 
 /* What failed. */
 enum tsm_client_fail {

@@ -87,7 +87,7 @@ static ot_err tsm_flush(struct tsm *t, struct tsm_pending *p, size_t n, struct t
     }
     snprintf(outcome, sizeof(outcome), "ok new=%zu same=%zu bad=%zu", fresh, same,
              n - fresh - same);
-    OT_TRY(tsm_audit(t, c, rep->req, "se.import.batch", net_req_path(rep->req), outcome));
+    OT_TRY(svc_audit(t->kit, c, rep->req, "se.import.batch", net_req_path(rep->req), outcome));
     OT_TRY(db_commit(c));
     for (i = 0; i < n; i++) {
         switch (p->res[i]) {
@@ -324,7 +324,7 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(tsm_flush(t, batch, nb, &rep));
     nb = 0;
     snprintf(outcome, sizeof(outcome), "ok new=%zu bad=%zu", rep.imported, rep.rejected);
-    tsm_audit(t, NULL, req, "se.import", net_req_path(req), outcome);
+    svc_audit(t->kit, NULL, req, "se.import", net_req_path(req), outcome);
     OT_LOG_INFO("req=%s import rows=%zu imported=%zu unchanged=%zu rejected=%zu",
                 net_req_request_id(req), rep.rows, rep.imported, rep.unchanged, rep.rejected);
     out = json_obj_new();
@@ -345,11 +345,11 @@ out:
 fail:
     if (rep.imported + rep.unchanged > 0) {
         snprintf(outcome, sizeof(outcome), "partial new=%zu", rep.imported);
-        tsm_audit(t, NULL, req, "se.import", net_req_path(req), outcome);
+        svc_audit(t->kit, NULL, req, "se.import", net_req_path(req), outcome);
     }
     OT_LOG_ERROR("req=%s import failed after %zu rows: %s", net_req_request_id(req), rep.rows,
                  ot_strerror(err));
-    tsm_fail(resp, err);
+    svc_fail(resp, err);
 done:
     while (pend.recs != NULL && nb > 0) {
         tsm_serec_wipe(&pend.recs[--nb]);

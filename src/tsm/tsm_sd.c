@@ -157,7 +157,7 @@ void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
     if (!tsm_sd_page_of_query(req, resp, &limit, after, sizeof(after))) {
         return;
     }
-    OT_TRY(tsm_authz(t, req, TSM_ACC_SHARED, 0, "sd.list"));
+    OT_TRY(svc_authz(t->kit, req, SVC_ACC_SHARED, 0, "sd.list"));
     sds = calloc(limit, sizeof(*sds));
     owners.p = calloc(limit, sizeof(*owners.p));
     if (sds == NULL || owners.p == NULL) {
@@ -171,14 +171,14 @@ void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_FAIL(OT_E_NOMEM);
     }
     for (i = 0; i < n; i++) {
-        OT_TRY(tsm_authz(t, req, TSM_ACC_OWNED, sds[i].owner_sp, "sd.list"));
+        OT_TRY(svc_authz(t->kit, req, SVC_ACC_OWNED, sds[i].owner_sp, "sd.list"));
         OT_TRY(json_push(
             arr, tsm_sd_json_of(&sds[i], se.cin, tsm_sd_owner_name(t, &owners, sds[i].owner_sp))));
     }
     OT_TRY(tsm_sd_send_page(resp, &arr, more && n > 0 ? sds[n - 1].aid : NULL));
 out:
     if (err != OT_OK) {
-        tsm_fail(resp, err);
+        svc_fail(resp, err);
     }
     json_free(arr);
     free(owners.p);
@@ -230,7 +230,7 @@ void tsm_h_sd_get(struct net_req *req, struct net_resp *resp, void *ctx)
     db_release(c);
     c = NULL;
     OT_TRY(err);
-    OT_TRY(tsm_authz(t, req, TSM_ACC_OWNED, sd.owner_sp, "sd.get"));
+    OT_TRY(svc_authz(t->kit, req, SVC_ACC_OWNED, sd.owner_sp, "sd.get"));
     o = tsm_sd_json(t, &sd, se.cin);
     if (o == NULL) {
         OT_FAIL(OT_E_NOMEM);
@@ -272,7 +272,7 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
     if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
-    doc = tsm_body_obj(req, resp, allowed);
+    doc = svc_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
     }
@@ -303,7 +303,7 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
         snprintf(sd.privileges, sizeof(sd.privileges), "%s", TSM_SD_PRIV_DEFAULT);
     }
     snprintf(sd.lcs, sizeof(sd.lcs), "%s", tsm_lcs_names[lcs]);
-    OT_TRY(tsm_tx_begin(t, &c));
+    OT_TRY(svc_tx_begin(t->kit, &c));
     err = tsm_registry_sd_assign(c, &sd, &created);
     if (err == OT_E_CONFLICT) {
         net_resp_error(resp, err, NULL,
@@ -316,22 +316,22 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx)
         snprintf(res, sizeof(res), "/tsm/v1/secure-elements/%s/security-domains/%s", se.cin,
                  sd.aid);
         /* The assignment must not commit without its audit row. */
-        OT_TRY(tsm_audit(t, c, req, "sd.assign", res, "ok"));
+        OT_TRY(svc_audit(t->kit, c, req, "sd.assign", res, "ok"));
     }
     /* sd.owner_sp is sp.id (a stored assignment with another owner is a
      * conflict), so the answer names sp without reading storage again. */
-    err = tsm_tx_commit(&c, req, resp, created ? 201 : 200, tsm_sd_json_of(&sd, se.cin, sp.name));
+    err = svc_tx_commit(&c, req, resp, created ? 201 : 200, tsm_sd_json_of(&sd, se.cin, sp.name));
     if (err == OT_OK && created) {
         OT_LOG_INFO("req_id=%s security domain assigned cin=%s aid=%s sp=%lld",
                     net_req_request_id(req), se.cin, sd.aid, (long long)sp.id);
     }
     err = OT_OK; /* answered by tsm_tx_commit */
 out:
-    tsm_tx_abort(&c);
+    svc_tx_abort(&c);
     if (err != OT_OK) {
         OT_LOG_ERROR("req_id=%s security domain not assigned: %s", net_req_request_id(req),
                      ot_strerror(err));
-        tsm_fail(resp, err);
+        svc_fail(resp, err);
     }
     json_free(doc);
 }

@@ -128,7 +128,7 @@ static void tsm_se_answer(struct net_resp *resp, const struct tsm_se *se, bool i
     }
     o = tsm_se_json_obj(se, id_only);
     if (o == NULL) {
-        tsm_fail(resp, OT_E_NOMEM);
+        svc_fail(resp, OT_E_NOMEM);
         return;
     }
     net_resp_json(resp, 200, o);
@@ -181,7 +181,7 @@ void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx)
         }
         err = tsm_se_fetch(t, msisdn != NULL ? TSM_BY_MSISDN : TSM_BY_IMSI, key, &se);
         if (err == OT_OK) {
-            err = tsm_authz(t, req, TSM_ACC_SHARED, 0, "se.lookup");
+            err = svc_authz(t->kit, req, SVC_ACC_SHARED, 0, "se.lookup");
         }
         if (err != OT_OK) {
             net_resp_error(resp, err, NULL,
@@ -211,12 +211,12 @@ void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_error(resp, OT_E_FORMAT, NULL, "type must be one of UICC, eSE, microSD", "type");
         return;
     }
-    if (!tsm_page_of_query(req, resp, TSM_LIST_DEF, TSM_LIST_MAX, &limit, &after)) {
+    if (!svc_page_of_query(req, resp, SVC_LIST_DEF, TSM_LIST_MAX, &limit, &after)) {
         return;
     }
     items = calloc(limit, sizeof(*items));
     if (items == NULL) {
-        tsm_fail(resp, OT_E_NOMEM);
+        svc_fail(resp, OT_E_NOMEM);
         return;
     }
     OT_TRY(tsm_registry_list(t->db, after, mno, type, (unsigned)limit, items, &n, &more));
@@ -227,10 +227,10 @@ void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx)
     for (i = 0; i < n; i++) {
         OT_TRY(json_push(arr, tsm_se_to_json(&items[i])));
     }
-    OT_TRY(tsm_send_list(resp, &arr, more && n > 0 ? items[n - 1].id : 0));
+    OT_TRY(svc_send_list(resp, &arr, more && n > 0 ? items[n - 1].id : 0));
 out:
     if (err != OT_OK) {
-        tsm_fail(resp, err);
+        svc_fail(resp, err);
     }
     json_free(arr);
     free(items);
@@ -245,7 +245,7 @@ void tsm_h_se_get(struct net_req *req, struct net_resp *resp, void *ctx)
     if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
-    err = tsm_authz(t, req, TSM_ACC_SHARED, 0, "se.get");
+    err = svc_authz(t->kit, req, SVC_ACC_SHARED, 0, "se.get");
     if (err != OT_OK) {
         net_resp_error(resp, err, NULL, NULL, NULL);
         return;

@@ -10,7 +10,7 @@
 #   - every one of those attempts is in the audit log (found by the request id
 #     the test sends), read back through the API;
 #   - editing an audit row by hand (sqlite3) makes the chain check fail naming
-#     that row (tsmctl audit verify when given, and GET /tsm/v1/audit/verify);
+#     that row (tsmctl audit verify when given, and GET /admin/v1/audit/verify);
 #     restoring it makes the chain intact again; deleting a row names it.
 # The route table comes from `tsmd --print-routes`: a route this matrix does
 # not know fails the test, so new routes cannot slip past it.
@@ -78,13 +78,15 @@ ROUTES=(
     "GET /tsm/v1/secure-elements/{cin}/security-domains op_sp /tsm/v1/secure-elements/$CIN/security-domains -"
     "POST /tsm/v1/secure-elements/{cin}/security-domains op /tsm/v1/secure-elements/$CIN/security-domains sd"
     "GET /tsm/v1/secure-elements/{cin}/security-domains/{aid} op_sp /tsm/v1/secure-elements/$CIN/security-domains/$AID_A -"
-    "POST /tsm/v1/principals op /tsm/v1/principals principal"
-    "POST /tsm/v1/principals/{id}/certificates op /tsm/v1/principals/$SPA/certificates cert"
-    "POST /tsm/v1/tokens op /tsm/v1/tokens token"
-    "GET /tsm/v1/tokens any /tsm/v1/tokens -"
-    "DELETE /tsm/v1/tokens/{id} any /tsm/v1/tokens/$TB2_ID -"
-    "GET /tsm/v1/audit op /tsm/v1/audit -"
-    "GET /tsm/v1/audit/verify op /tsm/v1/audit/verify -"
+    "POST /admin/v1/principals op /admin/v1/principals principal"
+    "GET /admin/v1/principals op /admin/v1/principals -"
+    "GET /admin/v1/principals/{id} op /admin/v1/principals/$SPA -"
+    "POST /admin/v1/principals/{id}/certificates op /admin/v1/principals/$SPA/certificates cert"
+    "POST /admin/v1/tokens op /admin/v1/tokens token"
+    "GET /admin/v1/tokens any /admin/v1/tokens -"
+    "DELETE /admin/v1/tokens/{id} any /admin/v1/tokens/$TB2_ID -"
+    "GET /admin/v1/audit op /admin/v1/audit -"
+    "GET /admin/v1/audit/verify op /admin/v1/audit/verify -"
 )
 
 # Every route the server registers must be in the table, and the reverse.
@@ -196,14 +198,14 @@ attempt 200 "the operator lists the sds" GET "$SDP" "$OP_TOKEN"
 [ "$(jq -c '[.items[].aid] | sort' "$TSMD_WORK/resp")" = "[\"$AID_A\",\"$AID_B\"]" ] ||
     fail "the operator's sd list: $(cat "$TSMD_WORK/resp")"
 
-attempt 200 "A lists tokens" GET /tsm/v1/tokens "$TA"
+attempt 200 "A lists tokens" GET /admin/v1/tokens "$TA"
 jq -e --argjson b "$SPB" '[.items[] | select(.principal_id == $b)] | length == 0' \
     "$TSMD_WORK/resp" >/dev/null || fail "A's token list shows B's tokens: $(cat "$TSMD_WORK/resp")"
 jq -e '.items | length >= 1' "$TSMD_WORK/resp" >/dev/null || fail "A's token list is empty"
 attempt_list_b() {
-    api GET "/tsm/v1/tokens?principal_id=$SPB" "$TA" - -H "X-Request-Id: authz-listb"
+    api GET "/admin/v1/tokens?principal_id=$SPB" "$TA" - -H "X-Request-Id: authz-listb"
     case $API_STATUS in
-    404) echo "authz-listb 404 GET /tsm/v1/tokens?principal_id" >>"$TSMD_WORK/attempts" ;;
+    404) echo "authz-listb 404 GET /admin/v1/tokens?principal_id" >>"$TSMD_WORK/attempts" ;;
     200)
         jq -e '.items | length == 0' "$TSMD_WORK/resp" >/dev/null ||
             fail "A lists B's tokens by principal_id: $(cat "$TSMD_WORK/resp")"
@@ -212,9 +214,9 @@ attempt_list_b() {
     esac
 }
 attempt_list_b
-attempt 404 "A revokes B's token" DELETE "/tsm/v1/tokens/$TB2_ID" "$TA"
-attempt 404 "A revokes a missing token" DELETE "/tsm/v1/tokens/999999" "$TA"
-attempt 200 "B's token still works" GET /tsm/v1/tokens "$TB2"
+attempt 404 "A revokes B's token" DELETE "/admin/v1/tokens/$TB2_ID" "$TA"
+attempt 404 "A revokes a missing token" DELETE "/admin/v1/tokens/999999" "$TA"
+attempt 200 "B's token still works" GET /admin/v1/tokens "$TB2"
 attempt 403 "A assigns an sd (operator only)" POST "$SDP" "$TA" \
     -H "Idempotency-Key: authz-a-assign" -H "Content-Type: application/json" \
     --data-binary "{\"aid\":\"$AID_B\",\"sp\":\"sp-a\"}"
@@ -228,7 +230,7 @@ fetch_audit() {
     local cursor="" url
     : >"$TSMD_WORK/audit.jsonl"
     while :; do
-        url="/tsm/v1/audit?limit=1000"
+        url="/admin/v1/audit?limit=1000"
         [ -z "$cursor" ] || url="$url&cursor=$cursor"
         api GET "$url" "$OP_TOKEN"
         expect_status 200 "audit list"
@@ -260,7 +262,7 @@ note "$(grep -c . "$TSMD_WORK/attempts") attempts checked, $(wc -l <"$TSMD_WORK/
 
 # --- tampering with the chain
 verify_api() {
-    api GET /tsm/v1/audit/verify "$OP_TOKEN"
+    api GET /admin/v1/audit/verify "$OP_TOKEN"
     expect_status 200 "audit verify"
 }
 # verify_cli WANT_RC REGEX: tsmctl audit verify through the API and on the

@@ -45,8 +45,8 @@ sql() {
 # read from $AUDIT_T (renamed away in step 2).
 AUDIT_T=host_audit_log
 state() {
-    sql "SELECT 'p', id, kind, name FROM auth_principals ORDER BY id;
-         SELECT 't', id, principal_id FROM auth_tokens ORDER BY id;
+    sql "SELECT 'p', id, kind, name FROM host_principals ORDER BY id;
+         SELECT 't', id, principal_id FROM host_tokens ORDER BY id;
          SELECT 'a', seq, action FROM $AUDIT_T ORDER BY seq;
          SELECT 'h', seq, hex(hash) FROM host_audit_head;"
 }
@@ -65,13 +65,13 @@ boot root-op
 [ "$BOOT_RC" -eq 0 ] || fail "first bootstrap exited $BOOT_RC: $(cat "$TSMD_WORK/boot.err")"
 OP_TOKEN=$(cat "$TSMD_WORK/boot.out")
 [ ${#OP_TOKEN} -eq 46 ] || fail "bootstrap token has ${#OP_TOKEN} characters"
-OP_ID=$(sql "SELECT id FROM auth_principals WHERE kind = 1 AND name = 'root-op'")
+OP_ID=$(sql "SELECT id FROM host_principals WHERE kind = 1 AND name = 'root-op'")
 [ -n "$OP_ID" ] || fail "no operator root-op after the bootstrap"
-[ "$(sql "SELECT COUNT(*) FROM auth_tokens WHERE principal_id = $OP_ID")" = 1 ] ||
+[ "$(sql "SELECT COUNT(*) FROM host_tokens WHERE principal_id = $OP_ID")" = 1 ] ||
     fail "want one token for root-op"
 [ "$(sql "SELECT action || ' ' || resource || ' ' || principal_name FROM host_audit_log
           WHERE request_id = 'cli' ORDER BY seq" | tr '\n' ';')" = \
-    "principal.create /tsm/v1/principals/$OP_ID root-op;operator.bootstrap /tsm/v1/tokens/$(sql "SELECT id FROM auth_tokens WHERE principal_id = $OP_ID") root-op;" ] ||
+    "principal.create /admin/v1/principals/$OP_ID root-op;operator.bootstrap /admin/v1/tokens/$(sql "SELECT id FROM host_tokens WHERE principal_id = $OP_ID") root-op;" ] ||
     fail "audit rows of the first bootstrap: $(sql "SELECT seq, action, resource FROM host_audit_log")"
 
 # 2. The audit table is gone: nothing may change, for a new operator and for
@@ -107,9 +107,9 @@ boot root-op
 [ "$BOOT_RC" -eq 0 ] || fail "second bootstrap of root-op exited $BOOT_RC: $(cat "$TSMD_WORK/boot.err")"
 SECOND=$(cat "$TSMD_WORK/boot.out")
 [ "$SECOND" != "$OP_TOKEN" ] || fail "the second bootstrap printed the first token again"
-[ "$(sql "SELECT COUNT(*) FROM auth_tokens WHERE principal_id = $OP_ID")" = 2 ] ||
+[ "$(sql "SELECT COUNT(*) FROM host_tokens WHERE principal_id = $OP_ID")" = 2 ] ||
     fail "want two tokens for root-op"
-[ "$(sql "SELECT COUNT(*) FROM auth_principals WHERE name = 'root-op'")" = 1 ] ||
+[ "$(sql "SELECT COUNT(*) FROM host_principals WHERE name = 'root-op'")" = 1 ] ||
     fail "root-op created twice"
 [ "$(sql "SELECT action FROM host_audit_log WHERE request_id = 'cli' ORDER BY seq" | tr '\n' ' ')" = \
     "principal.create operator.bootstrap principal.create operator.bootstrap operator.bootstrap " ] ||

@@ -100,13 +100,13 @@ if [ "$MODE" = pg ]; then
     # 3. Another node changes an SE: this node's next lookups see it.
     lookup 491700000002
     expect_status 200 "lookup before the change"
-    sql "UPDATE secure_elements SET profile_id = 'prof-b2' WHERE cin = '89490000000000000A02'"
+    sql "UPDATE tsm_secure_elements SET profile_id = 'prof-b2' WHERE cin = '89490000000000000A02'"
     until_lookup 491700000002 200 '.profile_id == "prof-b2"'
     # An MSISDN moved from one SE to another, in one statement pair.
-    sql "UPDATE secure_elements SET msisdn = NULL WHERE cin = '89490000000000000A01';
-         UPDATE secure_elements SET msisdn = '491700000001' WHERE cin = '89490000000000000A03'"
+    sql "UPDATE tsm_secure_elements SET msisdn = NULL WHERE cin = '89490000000000000A01';
+         UPDATE tsm_secure_elements SET msisdn = '491700000001' WHERE cin = '89490000000000000A03'"
     until_lookup 491700000001 200 '.cin == "89490000000000000A03"'
-    sql "DELETE FROM secure_elements WHERE cin = '89490000000000000A02'"
+    sql "DELETE FROM tsm_secure_elements WHERE cin = '89490000000000000A02'"
     until_lookup 491700000002 404 .
     # 4. The listener's connection dies: tsmd listens again and the cache
     # keeps following changes.
@@ -118,11 +118,11 @@ if [ "$MODE" = pg ]; then
         sleep 0.05
     done
     until_lookup 491700000001 200 '.cin == "89490000000000000A03"'
-    sql "UPDATE secure_elements SET profile_id = 'prof-c2' WHERE cin = '89490000000000000A03'"
+    sql "UPDATE tsm_secure_elements SET profile_id = 'prof-c2' WHERE cin = '89490000000000000A03'"
     until_lookup 491700000001 200 '.profile_id == "prof-c2"'
     grep -q "connection lost" "$TSMD_WORK/tsmd.log" || fail "the listener's loss is not in the log"
     # TRUNCATE fires no row trigger: a statement trigger clears every cache.
-    sql "TRUNCATE secure_elements CASCADE"
+    sql "TRUNCATE tsm_secure_elements CASCADE"
     until_lookup 491700000001 404 .
     until_lookup 491700000003 404 .
     api POST /tsm/v1/secure-elements:import "$OP_TOKEN" - -H "Content-Type: text/csv" \

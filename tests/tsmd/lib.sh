@@ -154,7 +154,7 @@ tsmd_bootstrap() {
 # tsmd_principal KIND NAME: creates the principal through the API (as the
 # operator); prints its id.
 tsmd_principal() {
-    api POST /tsm/v1/principals "$OP_TOKEN" "{\"kind\":\"$1\",\"name\":\"$2\"}" \
+    api POST /admin/v1/principals "$OP_TOKEN" "{\"kind\":\"$1\",\"name\":\"$2\"}" \
         -H "Idempotency-Key: principal-$1-$2"
     case $API_STATUS in
     200 | 201) ;;
@@ -165,7 +165,7 @@ tsmd_principal() {
 
 # tsmd_token PRINCIPAL_ID: issues a token for it (as the operator); prints it.
 tsmd_token() {
-    api POST /tsm/v1/tokens "$OP_TOKEN" "{\"principal_id\":$1}"
+    api POST /admin/v1/tokens "$OP_TOKEN" "{\"principal_id\":$1}"
     case $API_STATUS in
     200 | 201) ;;
     *) fail "token for principal $1: HTTP $API_STATUS: $(head -c 300 "$TSMD_WORK/resp")" ;;

@@ -4,7 +4,7 @@
 # malformed requests each get their precise 4xx status and error body, and the
 # database is the same before and after each of them: every table is dumped
 # with sqlite3 and compared, except the audit log (refusals are audited on
-# purpose; its chain is verified at the end) and auth_tokens.last_used_at
+# purpose; its chain is verified at the end) and host_tokens.last_used_at
 # (a successful authentication may refresh it).
 #
 # usage: malformed_test.sh TSMD
@@ -51,7 +51,7 @@ db_dump() {
     for t in $(sq "SELECT name FROM sqlite_master WHERE type = 'table'
                    AND name NOT IN ('host_audit_log', 'host_audit_head') ORDER BY name"); do
         cols=$(sq "SELECT group_concat(name, ', ') FROM pragma_table_info('$t')
-                   WHERE NOT ('$t' = 'auth_tokens' AND name = 'last_used_at')")
+                   WHERE NOT ('$t' = 'host_tokens' AND name = 'last_used_at')")
         sq ".mode quote" "SELECT '$t', $cols FROM \"$t\"" | sort
     done
 }
@@ -96,8 +96,8 @@ json() {
 K() {
     echo "-H" "Idempotency-Key:bad-key-$NCASE-$RANDOM"
 }
-P=/tsm/v1/principals
-T=/tsm/v1/tokens
+P=/admin/v1/principals
+T=/admin/v1/tokens
 SD=/tsm/v1/secure-elements/$CIN/security-domains
 IMP=/tsm/v1/secure-elements:import
 
@@ -193,10 +193,10 @@ jq -e '.rows == 4 and .imported == 0 and .rejected_count == 4
        and ([.rejected[0, 2, 3].field] == ["free_memory", "expiry", "se_type"])
        and (.rejected[1].field == "isd_key" or (.rejected[1].message | contains("isd_key")))' \
     "$TSMD_WORK/resp" >/dev/null || fail "bad rows report: $(cat "$TSMD_WORK/resp")"
-[ "$(sq "SELECT count(*) FROM secure_elements")" = 1 ] || fail "rejected rows reached the registry"
-grep -v "^'idem_records'" "$TSMD_WORK/dump.before" >"$TSMD_WORK/dump.a"
+[ "$(sq "SELECT count(*) FROM tsm_secure_elements")" = 1 ] || fail "rejected rows reached the registry"
+grep -v "^'host_idem_records'" "$TSMD_WORK/dump.before" >"$TSMD_WORK/dump.a"
 db_dump >"$TSMD_WORK/dump.before"
-grep -v "^'idem_records'" "$TSMD_WORK/dump.before" >"$TSMD_WORK/dump.b"
+grep -v "^'host_idem_records'" "$TSMD_WORK/dump.before" >"$TSMD_WORK/dump.b"
 # The report is a 200 answer, kept for replays of its key; nothing else changed.
 cmp -s "$TSMD_WORK/dump.a" "$TSMD_WORK/dump.b" || fail "an import of rejected rows changed the database"
 
@@ -267,7 +267,7 @@ cmp -s "$TSMD_WORK/dump.before" "$TSMD_WORK/dump.after" || fail "a huge header c
 # tsmd is still healthy and the audit chain (which recorded the refusals) is intact.
 api GET /healthz -
 expect_status 200 "healthz after the bad input"
-api GET /tsm/v1/audit/verify "$OP_TOKEN"
+api GET /admin/v1/audit/verify "$OP_TOKEN"
 expect_status 200 "audit verify"
 jq -e '.intact == true' "$TSMD_WORK/resp" >/dev/null || fail "audit chain: $(cat "$TSMD_WORK/resp")"
 tsmd_stop

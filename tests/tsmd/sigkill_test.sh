@@ -158,7 +158,7 @@ cmp -s "$TSMD_WORK/attempted.cins" "$TSMD_WORK/registry" || {
     { diff "$TSMD_WORK/attempted.cins" "$TSMD_WORK/registry" || true; } | head -20 >&2
     fail "the registry differs from the attempted writes after the retries"
 }
-api GET /tsm/v1/audit/verify "$OP_TOKEN"
+api GET /admin/v1/audit/verify "$OP_TOKEN"
 expect_status 200 "audit verify"
 jq -e '.intact == true' "$TSMD_WORK/resp" >/dev/null || fail "audit chain after SIGKILL: $(cat "$TSMD_WORK/resp")"
 tsmd_stop

@@ -1,5 +1,6 @@
-/* The TSM's administrative handlers (tsm_admin.c) and the security-domain
- * assignment (tsm_sd.c) behind a real HTTP server, on SQLite, or on
+/* The host's administrative handlers (svc/admin.c) and the TSM's
+ * security-domain assignment (tsm/tsm_sd.c) on the kit, behind a real HTTP
+ * server, on SQLite, or on
  * PostgreSQL with the argument "pg" (db/sec_testutil.h):
  *
  * - each change (principal create, certificate bind, token issue, token
@@ -16,6 +17,10 @@
  */
 #include "tsm/tsm_priv.h"
 
+#include "svc/admin.h"
+#include "svc/kit.h"
+#include "svc/svc.h"
+
 #include "db/audit.h"
 #include "db/authstore.h"
 #include "db/idem.h"
@@ -27,12 +32,16 @@
 #include <curl/curl.h>
 #include <pthread.h>
 
-#define RESET_SQL                                                                     \
-    "DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"              \
-    " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS host_audit_log;"     \
-    " DROP TABLE IF EXISTS host_audit_log_off; DROP TABLE IF EXISTS host_audit_head;" \
-    " DROP TABLE IF EXISTS idem_records; DROP TABLE IF EXISTS security_domains;"      \
-    " DROP TABLE IF EXISTS secure_elements; DROP FUNCTION IF EXISTS tsm_se_notify();" \
+#define RESET_SQL                                                                         \
+    "DROP TABLE IF EXISTS host_principal_msisdns; DROP TABLE IF EXISTS host_certs;"       \
+    " DROP TABLE IF EXISTS host_tokens; DROP TABLE IF EXISTS host_principals;"            \
+    " DROP TABLE IF EXISTS host_idem_records; DROP TABLE IF EXISTS tsm_security_domains;" \
+    " DROP TABLE IF EXISTS tsm_secure_elements;"                                          \
+    " DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                 \
+    " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS host_audit_log;"         \
+    " DROP TABLE IF EXISTS host_audit_log_off; DROP TABLE IF EXISTS host_audit_head;"     \
+    " DROP TABLE IF EXISTS idem_records; DROP TABLE IF EXISTS security_domains;"          \
+    " DROP TABLE IF EXISTS secure_elements; DROP FUNCTION IF EXISTS tsm_se_notify();"     \
     " DELETE FROM schema_migrations WHERE service IN ('auth', 'audit', 'idem', 'tsm')"
 
 /* The SE the security-domain tests assign on, and an AID. */
@@ -46,7 +55,10 @@
 struct fx {
     struct sec_t *t;
     struct authstore *as;
+    struct svc_kit *kit;
     struct tsm tsm;
+    struct net_route *tsm_routes; /* bound under /tsm/v1 */
+    size_t n_tsm_routes;
     struct net_server *srv;
     pthread_mutex_t mu;
     unsigned puts; /* ops.idem_put calls */
@@ -159,6 +171,8 @@ static int setup(void **state)
         OT_OK);
     /* These handlers use the database, the auth store and (SD assign)
      * the registry tables: no key store, no SE cache. */
+    assert_int_equal(svc_kit_new(f->t->db, f->as, &f->kit), OT_OK);
+    f->tsm.kit = f->kit;
     f->tsm.db = f->t->db;
     f->tsm.auth = f->as;
     f->tsm.batch = TSM_IMPORT_BATCH_DEFAULT;
@@ -171,7 +185,16 @@ static int setup(void **state)
     cfg.ops.idem_put = fx_idem_put;
     cfg.ops_ctx = f;
     assert_int_equal(net_server_new(&cfg, &f->srv), OT_OK);
-    assert_int_equal(tsm_add_routes(&f->tsm, f->srv), OT_OK);
+    {
+        size_t n = 0;
+        const struct net_route *admin = svc_admin_routes(&n);
+        const struct svc_route *tr;
+        assert_int_equal(net_server_add_routes(f->srv, admin, n, f->kit), OT_OK);
+        tr = tsm_routes(&f->n_tsm_routes);
+        assert_int_equal(svc_routes_bind("/tsm/v1", tr, f->n_tsm_routes, &f->tsm_routes), OT_OK);
+        assert_int_equal(net_server_add_routes(f->srv, f->tsm_routes, f->n_tsm_routes, &f->tsm),
+                         OT_OK);
+    }
     assert_int_equal(net_server_start(f->srv), OT_OK);
     *state = f;
     return 0;
@@ -182,6 +205,8 @@ static int teardown(void **state)
     struct fx *f = *state;
 
     net_server_free(f->srv);
+    svc_routes_free(f->tsm_routes, f->n_tsm_routes);
+    svc_kit_free(f->kit);
     authstore_free(f->as);
     sec_t_close(f->t);
     pthread_mutex_destroy(&f->mu);
@@ -302,7 +327,7 @@ static void test_principal_create_replay(void **state)
     struct idem_rec rec;
     struct authstore_principal p;
 
-    assert_int_equal(http(f, "POST", "/tsm/v1/principals", body, "create-1", "req-c1", &first),
+    assert_int_equal(http(f, "POST", "/admin/v1/principals", body, "create-1", "req-c1", &first),
                      201);
     assert_false(replayed(&first));
     assert_int_equal(authstore_find_principal(f->as, AUTHSTORE_SP, "sp-x", &p), OT_OK);
@@ -316,23 +341,23 @@ static void test_principal_create_replay(void **state)
     assert_int_equal(f->puts, 0);
     assert_int_equal(audited(f, "principal.create", "req-c1"), 1);
 
-    assert_int_equal(http(f, "POST", "/tsm/v1/principals", body, "create-1", "req-c2", &again),
+    assert_int_equal(http(f, "POST", "/admin/v1/principals", body, "create-1", "req-c2", &again),
                      201);
     assert_true(replayed(&again));
     assert_string_equal(again.body.data, first.body.data);
     assert_int_equal(audited(f, "principal.create", "req-c2"), 0);
     /* What the retry would have got had the record been lost. */
-    assert_int_equal(http(f, "POST", "/tsm/v1/principals", body, "create-2", "req-c3", &again),
+    assert_int_equal(http(f, "POST", "/admin/v1/principals", body, "create-2", "req-c3", &again),
                      200);
     assert_false(replayed(&again));
     assert_int_equal(audited(f, "principal.create", "req-c3"), 0); /* nothing changed */
     /* Another body under the first key: 422. */
-    assert_int_equal(http(f, "POST", "/tsm/v1/principals",
+    assert_int_equal(http(f, "POST", "/admin/v1/principals",
                           "{\"kind\":\"device\",\"name\":\"sp-x\"}", "create-1", "req-c4", &again),
                      422);
     /* A refused request keeps no record and changes nothing. */
-    assert_int_equal(http(f, "POST", "/tsm/v1/principals", "{\"kind\":\"device\",\"name\":\"a b\"}",
-                          "create-3", "req-c5", &again),
+    assert_int_equal(http(f, "POST", "/admin/v1/principals",
+                          "{\"kind\":\"device\",\"name\":\"a b\"}", "create-3", "req-c5", &again),
                      400);
     assert_int_equal(record_of(f, "create-3", &rec), OT_E_NOT_FOUND);
     assert_int_equal(f->puts, 0);
@@ -348,7 +373,7 @@ static void test_cert_bind_replay(void **state)
     struct idem_rec rec;
     struct authstore_principal p;
 
-    snprintf(path, sizeof path, "/tsm/v1/principals/%lld/certificates", (long long)sp);
+    snprintf(path, sizeof path, "/admin/v1/principals/%lld/certificates", (long long)sp);
     assert_int_equal(
         http(f, "POST", path, "{\"subject\":\"CN=sp-cert\"}", "bind-1", "req-b1", &first), 200);
     assert_false(replayed(&first));
@@ -410,7 +435,7 @@ static void test_sd_assign_replay(void **state)
                      409);
     assert_int_equal(record_of(f, "sd-3", &rec), OT_E_NOT_FOUND);
     assert_int_equal(audited(f, "sd.assign", "req-s5"), 0);
-    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM security_domains", 0, NULL), 1);
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM tsm_security_domains", 0, NULL), 1);
     assert_int_equal(f->puts, 0);
 }
 
@@ -548,9 +573,9 @@ static void test_token_issue_keeps_no_record(void **state)
     struct answer a;
 
     snprintf(body, sizeof body, "{\"principal_id\":%lld}", (long long)sp);
-    assert_int_equal(http(f, "POST", "/tsm/v1/tokens", body, NULL, "req-t1", &a), 201);
+    assert_int_equal(http(f, "POST", "/admin/v1/tokens", body, NULL, "req-t1", &a), 201);
     assert_non_null(strstr(a.body.data, "\"token\":\"ot_"));
-    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM idem_records", 0, NULL), 0);
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_idem_records", 0, NULL), 0);
     assert_int_equal(audited(f, "token.issue", "req-t1"), 1);
     assert_int_equal(f->puts, 0);
 }
@@ -576,13 +601,13 @@ static bool changed(struct fx *f, enum action act, int64_t sp, int64_t tid)
         free(v);
         return n == 2; /* one issued by the fixture below */
     case ACT_REVOKE:
-        return sec_t_int(f->t->db, "SELECT revoked_at FROM auth_tokens WHERE id = $1", 1, &tid)
+        return sec_t_int(f->t->db, "SELECT revoked_at FROM host_tokens WHERE id = $1", 1, &tid)
                != 0;
     case ACT_ASSIGN:
-        return sec_t_int(f->t->db, "SELECT COUNT(*) FROM security_domains", 0, NULL) != 0;
+        return sec_t_int(f->t->db, "SELECT COUNT(*) FROM tsm_security_domains", 0, NULL) != 0;
     case ACT_IMPORT:
         return sec_t_int(f->t->db,
-                         "SELECT COUNT(*) FROM secure_elements WHERE cin = '" IMPORT_CIN "'", 0,
+                         "SELECT COUNT(*) FROM tsm_secure_elements WHERE cin = '" IMPORT_CIN "'", 0,
                          NULL)
                != 0;
     }
@@ -629,19 +654,19 @@ static void test_audit_failure_rolls_back(void **state)
 
         switch (cases[i].act) {
         case ACT_CREATE:
-            snprintf(path, sizeof path, "/tsm/v1/principals");
+            snprintf(path, sizeof path, "/admin/v1/principals");
             snprintf(body, sizeof body, "{\"kind\":\"service_provider\",\"name\":\"sp-new\"}");
             break;
         case ACT_BIND:
-            snprintf(path, sizeof path, "/tsm/v1/principals/%lld/certificates", (long long)sp);
+            snprintf(path, sizeof path, "/admin/v1/principals/%lld/certificates", (long long)sp);
             snprintf(body, sizeof body, "{\"subject\":\"CN=sp-a\"}");
             break;
         case ACT_ISSUE:
-            snprintf(path, sizeof path, "/tsm/v1/tokens");
+            snprintf(path, sizeof path, "/admin/v1/tokens");
             snprintf(body, sizeof body, "{\"principal_id\":%lld}", (long long)sp);
             break;
         case ACT_REVOKE:
-            snprintf(path, sizeof path, "/tsm/v1/tokens/%lld", (long long)tid);
+            snprintf(path, sizeof path, "/admin/v1/tokens/%lld", (long long)tid);
             body[0] = '\0';
             break;
         case ACT_ASSIGN:

@@ -1,0 +1,446 @@
+/* The service kit (kit.h): audit, the one ownership check, strict parsing,
+ * cursor pages, list and error answers, one transaction per change. */
+#define OT_LOG_COMPONENT "svc.kit"
+#include "svc/kit.h"
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/thread.h"
+#include "db/audit.h"
+#include "db/db.h"
+#include "db/idem.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Denials waiting for the writer: a ring of entries under mu. */
+struct svc_auditq {
+    pthread_mutex_t mu;
+    pthread_cond_t more; /* an entry was queued, or stop */
+    pthread_cond_t done; /* the writer took entries off / wrote them */
+    struct audit_entry *ring;
+    size_t head; /* next entry to write */
+    size_t n;    /* entries queued */
+    uint64_t queued;
+    uint64_t written; /* entries handled (written or failed) */
+    bool stop;
+    bool started;
+    pthread_t th;
+};
+
+struct svc_kit {
+    struct db *db;
+    struct authstore *auth;
+    struct svc_auditq q;
+};
+
+static void *svc_auditq_main(void *arg)
+{
+    struct svc_kit *k = arg;
+    struct svc_auditq *q = &k->q;
+    struct audit_entry e;
+
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (q->n == 0 && !q->stop) {
+            pthread_cond_wait(&q->more, &q->mu);
+        }
+        if (q->n == 0) {
+            break; /* stop, and nothing left */
+        }
+        e = q->ring[q->head];
+        q->head = (q->head + 1) % SVC_AUDITQ_MAX;
+        q->n--;
+        pthread_mutex_unlock(&q->mu);
+        if (audit_append(k->db, &e) != OT_OK) {
+            OT_LOG_ERROR("req=%s audit of %s (queued) failed", e.request_id, e.action);
+        }
+        pthread_mutex_lock(&q->mu);
+        q->written++;
+        pthread_cond_broadcast(&q->done);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* Queues e; waits for room when the queue is full (a flood of denials slows
+ * its senders, never loses a row). */
+static void svc_auditq_put(struct svc_kit *k, const struct audit_entry *e)
+{
+    struct svc_auditq *q = &k->q;
+
+    pthread_mutex_lock(&q->mu);
+    while (q->n == SVC_AUDITQ_MAX && !q->stop) {
+        pthread_cond_wait(&q->done, &q->mu);
+    }
+    if (q->stop) {
+        pthread_mutex_unlock(&q->mu);
+        struct audit_entry c = *e;
+        (void)audit_append(k->db, &c);
+        return;
+    }
+    q->ring[(q->head + q->n) % SVC_AUDITQ_MAX] = *e;
+    q->n++;
+    q->queued++;
+    pthread_cond_signal(&q->more);
+    pthread_mutex_unlock(&q->mu);
+}
+
+ot_err svc_kit_new(struct db *db, struct authstore *auth, struct svc_kit **out)
+{
+    struct svc_kit *k;
+    ot_err err = OT_OK;
+
+    *out = NULL;
+    if (db == NULL || auth == NULL) {
+        return OT_E_ARG;
+    }
+    k = calloc(1, sizeof(*k));
+    if (k == NULL) {
+        return OT_E_NOMEM;
+    }
+    k->db = db;
+    k->auth = auth;
+    pthread_mutex_init(&k->q.mu, NULL);
+    pthread_cond_init(&k->q.more, NULL);
+    pthread_cond_init(&k->q.done, NULL);
+    k->q.ring = calloc(SVC_AUDITQ_MAX, sizeof(*k->q.ring));
+    if (k->q.ring == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(ot_thread_start(&k->q.th, svc_auditq_main, k));
+    k->q.started = true;
+    *out = k;
+    k = NULL;
+out:
+    svc_kit_free(k);
+    return err;
+}
+
+void svc_kit_flush(struct svc_kit *k)
+{
+    uint64_t target;
+
+    if (k == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&k->q.mu);
+    target = k->q.queued;
+    while (k->q.written < target && k->q.started) {
+        pthread_cond_wait(&k->q.done, &k->q.mu);
+    }
+    pthread_mutex_unlock(&k->q.mu);
+}
+
+void svc_kit_free(struct svc_kit *k)
+{
+    if (k == NULL) {
+        return;
+    }
+    if (k->q.started) {
+        pthread_mutex_lock(&k->q.mu);
+        k->q.stop = true;
+        pthread_cond_broadcast(&k->q.more);
+        pthread_cond_broadcast(&k->q.done);
+        pthread_mutex_unlock(&k->q.mu);
+        pthread_join(k->q.th, NULL);
+    }
+    pthread_cond_destroy(&k->q.more);
+    pthread_cond_destroy(&k->q.done);
+    pthread_mutex_destroy(&k->q.mu);
+    free(k->q.ring);
+    free(k);
+}
+
+struct db *svc_kit_db(const struct svc_kit *k)
+{
+    return k->db;
+}
+
+struct authstore *svc_kit_auth(const struct svc_kit *k)
+{
+    return k->auth;
+}
+
+/* ---- audit and authorisation ------------------------------------------ */
+
+static void svc_audit_entry(const struct net_req *req, const char *action, const char *resource,
+                            const char *outcome, struct audit_entry *e)
+{
+    const struct net_principal *p = net_req_principal(req);
+
+    memset(e, 0, sizeof(*e));
+    if (p != NULL) {
+        e->principal_kind = p->kind;
+        e->principal_id = p->id;
+        snprintf(e->principal_name, sizeof(e->principal_name), "%s", p->name);
+    }
+    snprintf(e->action, sizeof(e->action), "%s", action);
+    snprintf(e->resource, sizeof(e->resource), "%s", resource);
+    snprintf(e->outcome, sizeof(e->outcome), "%s", outcome);
+    snprintf(e->request_id, sizeof(e->request_id), "%s", net_req_request_id(req));
+}
+
+ot_err svc_audit(struct svc_kit *k, struct db_conn *c, const struct net_req *req,
+                 const char *action, const char *resource, const char *outcome)
+{
+    struct audit_entry e;
+    ot_err err;
+
+    svc_audit_entry(req, action, resource, outcome, &e);
+    err = c != NULL ? audit_append_tx(c, &e) : audit_append(k->db, &e);
+    if (err != OT_OK) {
+        OT_LOG_ERROR("req=%s audit of %s failed: %s", e.request_id, action, ot_strerror(err));
+    }
+    return err;
+}
+
+ot_err svc_authz(struct svc_kit *k, const struct net_req *req, enum svc_access acc, int64_t owner,
+                 const char *action)
+{
+    const struct net_principal *p = net_req_principal(req);
+    struct audit_entry e;
+
+    if (p == NULL) {
+        return OT_E_AUTH;
+    }
+    if (p->kind == NET_P_OPERATOR) {
+        return OT_OK;
+    }
+    if (acc == SVC_ACC_SHARED && p->kind == NET_P_SP) {
+        return OT_OK;
+    }
+    if (acc == SVC_ACC_OWNED && p->id == owner) {
+        return OT_OK;
+    }
+    svc_audit_entry(req, action, net_req_path(req), "denied", &e);
+    svc_auditq_put(k, &e);
+    OT_LOG_INFO("req=%s principal=%lld denied %s on %s", net_req_request_id(req), (long long)p->id,
+                action, net_req_path(req));
+    return OT_E_NOT_FOUND;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+json_t *svc_body_obj(const struct net_req *req, struct net_resp *resp, const char *const *allowed)
+{
+    struct json_err jerr;
+    json_t *doc = NULL;
+    ot_err err;
+
+    memset(&jerr, 0, sizeof(jerr));
+    err = net_req_json(req, &doc, &jerr);
+    if (err != OT_OK) {
+        net_resp_json_error(resp, err, &jerr);
+        return NULL;
+    }
+    if (!json_is_obj(doc)) {
+        json_free(doc);
+        net_resp_error(resp, OT_E_FORMAT, NULL, "the body must be a JSON object", NULL);
+        return NULL;
+    }
+    err = json_check_fields(doc, allowed, "", &jerr);
+    if (err != OT_OK) {
+        json_free(doc);
+        net_resp_json_error(resp, err, &jerr);
+        return NULL;
+    }
+    return doc;
+}
+
+bool svc_id_parse(const char *s, int64_t *out)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    if (s == NULL || s[0] < '1' || s[0] > '9') {
+        return false;
+    }
+    for (i = 0; s[i] != '\0'; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (s[i] < '0' || s[i] > '9' || v > ((uint64_t)INT64_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    *out = (int64_t)v;
+    return true;
+}
+
+bool svc_id_of_path(const struct net_req *req, struct net_resp *resp, const char *name, int64_t *id)
+{
+    if (!svc_id_parse(net_req_param(req, name), id)) {
+        net_resp_error(resp, OT_E_NOT_FOUND, NULL, NULL, NULL);
+        return false;
+    }
+    return true;
+}
+
+bool svc_id_of_query(const struct net_req *req, struct net_resp *resp, const char *name,
+                     int64_t *id)
+{
+    const char *s = net_req_query(req, name);
+    char msg[96];
+
+    *id = 0;
+    if (s == NULL) {
+        return true;
+    }
+    if (!svc_id_parse(s, id)) {
+        snprintf(msg, sizeof(msg), "%s must be a positive decimal integer", name);
+        net_resp_error(resp, OT_E_FORMAT, NULL, msg, name);
+        return false;
+    }
+    return true;
+}
+
+bool svc_page_of_query(const struct net_req *req, struct net_resp *resp, unsigned def, unsigned max,
+                       size_t *limit, int64_t *after)
+{
+    struct json_page page;
+    struct json_err jerr;
+    ot_err err;
+
+    memset(&jerr, 0, sizeof(jerr));
+    err = json_page_parse(net_req_query(req, "cursor"), net_req_query(req, "limit"), def, max,
+                          &page, &jerr);
+    if (err != OT_OK) {
+        net_resp_json_error(resp, err, &jerr);
+        return false;
+    }
+    if (page.after_len != 0 && page.after_len != 8) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "bad cursor", "cursor");
+        return false;
+    }
+    *after = 0;
+    if (page.after_len == 8) {
+        *after =
+            (int64_t)(((uint64_t)ot_get_u32be(page.after) << 32) | ot_get_u32be(page.after + 4));
+        if (*after < 0) {
+            net_resp_error(resp, OT_E_FORMAT, NULL, "bad cursor", "cursor");
+            return false;
+        }
+    }
+    *limit = page.limit;
+    return true;
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+ot_err svc_put_next_cursor(json_t *o, int64_t next)
+{
+    uint8_t cur[8];
+
+    if (next == 0) {
+        return json_put_cursor(o, "next_cursor", NULL, 0);
+    }
+    ot_put_u32be(cur, (uint32_t)((uint64_t)next >> 32));
+    ot_put_u32be(cur + 4, (uint32_t)next);
+    return json_put_cursor(o, "next_cursor", cur, sizeof(cur));
+}
+
+ot_err svc_send_list(struct net_resp *resp, json_t **items, int64_t next)
+{
+    json_t *o = json_obj_new();
+    json_t *arr = *items;
+    ot_err err = OT_OK;
+
+    *items = NULL;
+    if (o == NULL) {
+        json_free(arr);
+        return OT_E_NOMEM;
+    }
+    OT_TRY(json_put(o, "items", arr));
+    OT_TRY(svc_put_next_cursor(o, next));
+    net_resp_json(resp, 200, o);
+    o = NULL;
+out:
+    json_free(o);
+    return err;
+}
+
+void svc_fail(struct net_resp *resp, ot_err err)
+{
+    net_resp_error(resp, err, NULL, NULL, NULL);
+}
+
+/* ---- one transaction per change ---------------------------------------- */
+
+ot_err svc_tx_begin(struct svc_kit *k, struct db_conn **c)
+{
+    ot_err err = OT_OK;
+
+    *c = NULL;
+    OT_TRY(db_acquire(k->db, c));
+    OT_TRY(db_begin(*c));
+out:
+    if (err != OT_OK) {
+        db_release(*c);
+        *c = NULL;
+    }
+    return err;
+}
+
+void svc_tx_abort(struct db_conn **c)
+{
+    if (*c != NULL) {
+        (void)db_rollback(*c);
+        db_release(*c);
+        *c = NULL;
+    }
+}
+
+ot_err svc_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp, int status,
+                     json_t *o)
+{
+    const struct net_principal *p = net_req_principal(req);
+    const char *key = NULL;
+    const uint8_t *hash = NULL;
+    char *body = NULL;
+    size_t len = 0;
+    bool idem = net_req_idem(req, &key, &hash);
+    bool taken = false; /* the key's record exists already */
+    ot_err err = OT_OK;
+
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(json_serialize(o, &body, &len));
+    if (idem) {
+        if (p == NULL) {
+            OT_FAIL(OT_E_INTERNAL);
+        }
+        /* OT_E_CONFLICT: another request with this key (another process
+         * on this database) committed first; the retry replays its answer. */
+        err = idem_put_tx(*c, p->id, key, hash, status, NULL, body, len, NULL);
+        taken = err == OT_E_CONFLICT;
+        OT_TRY(err);
+    }
+    OT_TRY(db_commit(*c));
+    db_release(*c);
+    *c = NULL;
+    if (idem) {
+        net_req_idem_stored(req);
+    }
+    net_resp_bytes(resp, status, "application/json", body, len);
+out:
+    if (err != OT_OK) {
+        svc_tx_abort(c);
+        if (taken) {
+            net_resp_error(resp, err, NULL, "a request with this Idempotency-Key is in progress",
+                           SVC_IDEM_HEADER);
+        } else {
+            OT_LOG_ERROR("req_id=%s %s %s not committed: %s", net_req_request_id(req),
+                         net_req_method(req), net_req_route(req), ot_strerror(err));
+            svc_fail(resp, err);
+        }
+    }
+    if (body != NULL) {
+        ot_mem_wipe(body, len); /* may hold a token */
+    }
+    free(body);
+    json_free(o);
+    return err;
+}

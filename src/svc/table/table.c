@@ -1,0 +1,14 @@
+/* The host's service table (table.h). testsvc is the test fixture service
+ * (testsvc/testsvc.h): always built, enabled only when listed. */
+#include "svc/table/table.h"
+
+#include "svc/svc.h"
+#include "testsvc/testsvc.h"
+#include "tsm/tsm.h"
+
+const struct svc_def *const svc_table[] = {
+    &tsm_svc_def,
+    &testsvc_def,
+};
+
+const size_t svc_table_n = sizeof(svc_table) / sizeof(svc_table[0]);
