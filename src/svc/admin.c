@@ -187,6 +187,32 @@ out:
     return o;
 }
 
+/* The optional string member of doc into dst (capacity cap) when ok(); answers
+ * 400 itself (message msg) and returns false otherwise. */
+static bool admin_opt_attr(const json_t *doc, const char *member, bool (*ok)(const char *),
+                           const char *msg, char *dst, size_t cap, bool *given,
+                           struct net_resp *resp)
+{
+    struct json_err jerr;
+    const char *s = NULL;
+
+    memset(&jerr, 0, sizeof(jerr));
+    if (json_opt_str(doc, member, 1, 256, &s, &jerr) != OT_OK) {
+        net_resp_json_error(resp, OT_E_FORMAT, &jerr);
+        return false;
+    }
+    if (s == NULL) {
+        return true;
+    }
+    if (!ok(s) || strlen(s) >= cap) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, msg, member);
+        return false;
+    }
+    memcpy(dst, s, strlen(s) + 1);
+    *given = true;
+    return true;
+}
+
 /* The kind-specific members of a create body into *a; answers 400 itself.
  * *given: at least one attribute was in the body. */
 static bool admin_attrs_of(const json_t *doc, enum authstore_kind kind, struct authstore_attrs *a,
@@ -201,7 +227,6 @@ static bool admin_attrs_of(const json_t *doc, enum authstore_kind kind, struct a
                  {"imsi", AUTHSTORE_DEVICE},
                  {"mno", AUTHSTORE_DEVICE}};
     struct json_err jerr;
-    const char *s = NULL;
     const json_t *arr = NULL;
     size_t count = 0;
     char msg[128];
@@ -217,20 +242,11 @@ static bool admin_attrs_of(const json_t *doc, enum authstore_kind kind, struct a
             return false;
         }
     }
-    if (json_opt_str(doc, "display_name", 1, AUTHSTORE_DISPLAY_MAX, &s, &jerr) != OT_OK) {
-        net_resp_json_error(resp, OT_E_FORMAT, &jerr);
+    if (!admin_opt_attr(doc, "display_name", svc_admin_display_ok,
+                        "display_name must be 1 to 127 bytes of text without control or "
+                        "bidirectional-override characters",
+                        a->display_name, sizeof(a->display_name), given, resp)) {
         return false;
-    }
-    if (s != NULL) {
-        if (!svc_admin_display_ok(s)) {
-            net_resp_error(resp, OT_E_FORMAT, NULL,
-                           "display_name must be 1 to 127 bytes of text without control or "
-                           "bidirectional-override characters",
-                           "display_name");
-            return false;
-        }
-        snprintf(a->display_name, sizeof(a->display_name), "%s", s);
-        *given = true;
     }
     if (json_object_get(doc, "msisdns") != NULL) {
         if (json_get_array(doc, "msisdns", 1, AUTHSTORE_MSISDNS_MAX, &arr, &count, &jerr)
@@ -259,50 +275,15 @@ static bool admin_attrs_of(const json_t *doc, enum authstore_kind kind, struct a
         a->n_msisdns = count;
         *given = true;
     }
-    s = NULL;
-    if (json_opt_str(doc, "imei", 1, 64, &s, &jerr) != OT_OK) {
-        net_resp_json_error(resp, OT_E_FORMAT, &jerr);
-        return false;
-    }
-    if (s != NULL) {
-        if (!svc_admin_imei_ok(s)) {
-            net_resp_error(resp, OT_E_FORMAT, NULL,
-                           "imei must be 15 digits with a valid check digit", "imei");
-            return false;
-        }
-        snprintf(a->imei, sizeof(a->imei), "%s", s);
-        *given = true;
-    }
-    s = NULL;
-    if (json_opt_str(doc, "imsi", 1, 64, &s, &jerr) != OT_OK) {
-        net_resp_json_error(resp, OT_E_FORMAT, &jerr);
-        return false;
-    }
-    if (s != NULL) {
-        if (!svc_admin_imsi_ok(s)) {
-            net_resp_error(resp, OT_E_FORMAT, NULL, "imsi must be 6 to 15 digits", "imsi");
-            return false;
-        }
-        snprintf(a->imsi, sizeof(a->imsi), "%s", s);
-        *given = true;
-    }
-    s = NULL;
-    if (json_opt_str(doc, "mno", 1, 64, &s, &jerr) != OT_OK) {
-        net_resp_json_error(resp, OT_E_FORMAT, &jerr);
-        return false;
-    }
-    if (s != NULL) {
-        if (!svc_admin_mno_ok(s)) {
-            net_resp_error(resp, OT_E_FORMAT, NULL,
-                           "mno must name an mno instance: 1 to 15 characters of a-z and 0-9, "
-                           "starting with a letter",
-                           "mno");
-            return false;
-        }
-        snprintf(a->mno, sizeof(a->mno), "%s", s);
-        *given = true;
-    }
-    return true;
+    return admin_opt_attr(doc, "imei", svc_admin_imei_ok,
+                          "imei must be 15 digits with a valid check digit", a->imei,
+                          sizeof(a->imei), given, resp)
+           && admin_opt_attr(doc, "imsi", svc_admin_imsi_ok, "imsi must be 6 to 15 digits", a->imsi,
+                             sizeof(a->imsi), given, resp)
+           && admin_opt_attr(doc, "mno", svc_admin_mno_ok,
+                             "mno must name an mno instance: 1 to 15 characters of a-z and 0-9, "
+                             "starting with a letter",
+                             a->mno, sizeof(a->mno), given, resp);
 }
 
 static bool admin_attrs_equal(const struct authstore_attrs *x, const struct authstore_attrs *y)
