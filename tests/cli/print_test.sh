@@ -43,7 +43,7 @@ jq -e 'map(select(.action == "principal.create")) | length >= 1' "$OUT" >/dev/nu
 # token list prints it escaped.
 ctl_run 0 "${OP[@]}" --json principal create service_provider label-sp
 sp_id=$(jq -er .id "$OUT")
-api POST /tsm/v1/tokens "$OP_TOKEN" \
+api POST /admin/v1/tokens "$OP_TOKEN" \
     "{\"principal_id\":$sp_id,\"label\":\"a\\u001b[31mred\\r\\nx\\u202eevil\"}"
 case $API_STATUS in
 201 | 200)
