@@ -13,7 +13,7 @@
  *   tsmctl [global options] audit verify [--db URL] | audit list [...]
  *
  * Profiles live in ~/.config/opentsm/config ($XDG_CONFIG_HOME/opentsm/config);
- * the syntax is in ctl_profile_help below (and `tsmctl --help`). --profile or
+ * the syntax is tsm_client_profile_parse's (and in `tsmctl --help`). --profile or
  * OPENTSM_PROFILE picks one ("default" otherwise). --url, --token, --ca and
  * OPENTSM_URL / OPENTSM_TOKEN override the profile. A file holding a token
  * should be mode 0600: when group or others may read or write it, tsmctl
@@ -63,8 +63,6 @@
 #define CTL_MAX_ARGS    32
 #define CTL_VALUE_MAX   1024
 #define CTL_TABLE_COLS  8
-#define CTL_LINE_MAX    4096
-#define CTL_PROFILES    64
 
 static const char ctl_usage[] =
     "usage: tsmctl [global options] <command> [options]\n"
@@ -453,184 +451,37 @@ static bool ctl_id(const char *s, int64_t *out)
 
 struct ctl_profile {
     const char *want;
-    char url[CTL_VALUE_MAX];
-    char token[CTL_VALUE_MAX];
-    char ca[CTL_VALUE_MAX];
-    char cert[CTL_VALUE_MAX];
-    char key[CTL_VALUE_MAX];
-    bool found;
-    bool file_token; /* some profile of the file holds a token */
+    struct tsm_client_profile f; /* the file's values, then the overrides */
 };
 
-static const char *const ctl_profile_keys[] = {"url", "token", "ca", "cert", "key"};
+#define CTL_PROFILE_FILE_MAX ((size_t)1024 * 1024)
 
-static char *ctl_profile_dst(struct ctl_profile *p, size_t k)
+/* Reads and parses the profile file f (path for messages) into p. */
+static int ctl_profile_read(FILE *f, const char *path, struct ctl_profile *p)
 {
-    char *dst[] = {p->url, p->token, p->ca, p->cert, p->key};
-    return dst[k];
-}
-
-static char *ctl_trim(char *s)
-{
-    size_t n;
-
-    while (*s == ' ' || *s == '\t') {
-        s++;
-    }
-    n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) {
-        s[--n] = '\0';
-    }
-    return s;
-}
-
-/* The value after '=': quoted ("..." taken as written, then only a comment
- * may follow) or bare (up to a # or ; that follows a space). NULL with *why
- * set when malformed. */
-static char *ctl_profile_value(char *v, const char **why)
-{
-    char *q;
-
-    v = ctl_trim(v);
-    if (v[0] == '"') {
-        q = strchr(v + 1, '"');
-        if (q == NULL) {
-            *why = "unterminated quote";
-            return NULL;
-        }
-        *q = '\0';
-        q = ctl_trim(q + 1);
-        if (q[0] != '\0' && q[0] != '#' && q[0] != ';') {
-            *why = "text after the closing quote";
-            return NULL;
-        }
-        return v + 1;
-    }
-    for (q = v; *q != '\0'; q++) {
-        if ((*q == '#' || *q == ';') && q > v && (q[-1] == ' ' || q[-1] == '\t')) {
-            *q = '\0';
-            break;
-        }
-    }
-    v = ctl_trim(v);
-    if (strchr(v, '"') != NULL) {
-        *why = "a quote inside a bare value (quote the whole value)";
-        return NULL;
-    }
-    return v;
-}
-
-/* Parses the profile file f (syntax in ctl_usage); fills p from the section
- * [profile p->want]. Prints "PATH:LINE: why" and returns CTL_USAGE on any
- * error. */
-static int ctl_profile_parse(FILE *f, const char *path, struct ctl_profile *p)
-{
-    char line[CTL_LINE_MAX + 2];
-    char names[CTL_PROFILES][CTL_VALUE_MAX / 4];
-    size_t nnames = 0;
-    unsigned seen = 0; /* keys of the current section, bit per ctl_profile_keys */
-    bool in = false;   /* a section has started */
-    bool mine = false; /* it is the wanted profile */
-    size_t ln = 0;
+    char *text = malloc(CTL_PROFILE_FILE_MAX + 1);
+    size_t len;
+    size_t line = 0;
     const char *why = NULL;
+    ot_err err;
 
-    while (fgets(line, sizeof(line), f) != NULL) {
-        char *s;
-        char *eq;
-        char *v;
-        size_t k;
-        ln++;
-        if (strlen(line) > CTL_LINE_MAX && strchr(line, '\n') == NULL) {
-            why = "line longer than 4096 bytes";
-            break;
-        }
-        s = ctl_trim(line);
-        if (s[0] == '\0' || s[0] == '#' || s[0] == ';') {
-            continue;
-        }
-        if (s[0] == '[') {
-            char *end = strchr(s, ']');
-            const char *rest = end != NULL ? ctl_trim(end + 1) : NULL;
-            char *name;
-            if (end == NULL || (rest[0] != '\0' && rest[0] != '#' && rest[0] != ';')) {
-                why = "malformed section line (want [profile NAME])";
-                break;
-            }
-            *end = '\0';
-            name = ctl_trim(s + 1);
-            if (strncmp(name, "profile", 7) != 0 || (name[7] != ' ' && name[7] != '\t')) {
-                why = "unknown section (want [profile NAME])";
-                break;
-            }
-            name = ctl_trim(name + 8);
-            if (name[0] == '\0' || strlen(name) >= sizeof(names[0])
-                || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-                       != strlen(name)) {
-                why = "a profile name is 1..255 of A-Z a-z 0-9 . _ -";
-                break;
-            }
-            for (k = 0; k < nnames; k++) {
-                if (strcmp(names[k], name) == 0) {
-                    break;
-                }
-            }
-            if (k < nnames) {
-                why = "profile given twice";
-                break;
-            }
-            if (nnames == CTL_PROFILES) {
-                why = "too many profiles";
-                break;
-            }
-            (void)snprintf(names[nnames++], sizeof(names[0]), "%s", name);
-            in = true;
-            mine = strcmp(name, p->want) == 0;
-            p->found = p->found || mine;
-            seen = 0;
-            continue;
-        }
-        eq = strchr(s, '=');
-        if (eq == NULL) {
-            why = "expected KEY = VALUE or [profile NAME]";
-            break;
-        }
-        if (!in) {
-            why = "KEY = VALUE before any [profile NAME]";
-            break;
-        }
-        *eq = '\0';
-        s = ctl_trim(s);
-        for (k = 0; k < sizeof(ctl_profile_keys) / sizeof(ctl_profile_keys[0]); k++) {
-            if (strcmp(s, ctl_profile_keys[k]) == 0) {
-                break;
-            }
-        }
-        if (k == sizeof(ctl_profile_keys) / sizeof(ctl_profile_keys[0])) {
-            why = "unknown key (url, token, ca, cert, key)";
-            break;
-        }
-        if ((seen & (1u << k)) != 0) {
-            why = "key given twice in this profile";
-            break;
-        }
-        seen |= 1u << k;
-        v = ctl_profile_value(eq + 1, &why);
-        if (v == NULL) {
-            break;
-        }
-        if (k == 1 && v[0] != '\0') {
-            p->file_token = true; /* whichever profile: the file holds a secret */
-        }
-        if (mine && snprintf(ctl_profile_dst(p, k), CTL_VALUE_MAX, "%s", v) >= CTL_VALUE_MAX) {
-            why = "value too long";
-            break;
-        }
+    if (text == NULL) {
+        return ctl_fail(CTL_LOCAL, "out of memory");
     }
-    if (why == NULL && ferror(f)) {
+    len = fread(text, 1, CTL_PROFILE_FILE_MAX + 1, f);
+    if (ferror(f)) {
+        free(text);
         return ctl_fail(CTL_USAGE, "cannot read %s: %s", path, strerror(errno));
     }
-    if (why != NULL) {
-        return ctl_fail(CTL_USAGE, "%s:%zu: %s", path, ln, why);
+    if (len > CTL_PROFILE_FILE_MAX) {
+        free(text);
+        return ctl_fail(CTL_USAGE, "%s: larger than 1 MiB", path);
+    }
+    err = tsm_client_profile_parse(text, len, p->want, &p->f, &line, &why);
+    ot_mem_wipe(text, len);
+    free(text);
+    if (err != OT_OK) {
+        return ctl_fail(err == OT_E_NOMEM ? CTL_LOCAL : CTL_USAGE, "%s:%zu: %s", path, line, why);
     }
     return CTL_OK;
 }
@@ -695,8 +546,8 @@ static int ctl_profile_load(const struct ctl_args *g, struct ctl_profile *p)
         return ctl_fail(CTL_USAGE, "cannot open %s: %s", path, strerror(errno));
     }
     if (f != NULL) {
-        rc = ctl_profile_parse(f, path, p);
-        if (p->file_token) {
+        rc = ctl_profile_read(f, path, p);
+        if (p->f.has_token) {
             ctl_profile_mode_check(f, path);
         }
         fclose(f);
@@ -704,32 +555,32 @@ static int ctl_profile_load(const struct ctl_args *g, struct ctl_profile *p)
     if (rc != CTL_OK) {
         return rc;
     }
-    if (named && !p->found) {
+    if (named && !p->f.found) {
         return ctl_fail(CTL_USAGE, "no [profile %s] in %s", p->want, path);
     }
     if ((v = getenv("OPENTSM_URL")) != NULL) {
-        snprintf(p->url, sizeof(p->url), "%s", v);
+        snprintf(p->f.url, sizeof(p->f.url), "%s", v);
     }
     if ((v = getenv("OPENTSM_TOKEN")) != NULL) {
-        snprintf(p->token, sizeof(p->token), "%s", v);
+        snprintf(p->f.token, sizeof(p->f.token), "%s", v);
     }
     if ((v = ctl_get(g, "--url")) != NULL) {
-        snprintf(p->url, sizeof(p->url), "%s", v);
+        snprintf(p->f.url, sizeof(p->f.url), "%s", v);
     }
     if ((v = ctl_get(g, "--token")) != NULL) {
-        snprintf(p->token, sizeof(p->token), "%s", v);
+        snprintf(p->f.token, sizeof(p->f.token), "%s", v);
     }
     if ((v = ctl_get(g, "--ca")) != NULL) {
-        snprintf(p->ca, sizeof(p->ca), "%s", v);
+        snprintf(p->f.ca, sizeof(p->f.ca), "%s", v);
     }
     if ((v = ctl_get(g, "--cert")) != NULL) {
-        snprintf(p->cert, sizeof(p->cert), "%s", v);
+        snprintf(p->f.cert, sizeof(p->f.cert), "%s", v);
     }
     if ((v = ctl_get(g, "--key")) != NULL) {
-        snprintf(p->key, sizeof(p->key), "%s", v);
+        snprintf(p->f.key, sizeof(p->f.key), "%s", v);
     }
-    if (p->url[0] == '\0' && ctl_get(g, "--url") == NULL && getenv("OPENTSM_URL") == NULL) {
-        snprintf(p->url, sizeof(p->url), "%s", "https://127.0.0.1:8443");
+    if (p->f.url[0] == '\0' && ctl_get(g, "--url") == NULL && getenv("OPENTSM_URL") == NULL) {
+        snprintf(p->f.url, sizeof(p->f.url), "%s", "https://127.0.0.1:8443");
     }
     return CTL_OK;
 }
@@ -740,11 +591,11 @@ static int ctl_client(const struct ctl_profile *p, struct tsm_client **out)
     struct tsm_client_err e;
 
     memset(&cc, 0, sizeof(cc));
-    cc.url = p->url;
-    cc.token = p->token[0] ? p->token : NULL;
-    cc.ca_file = p->ca[0] ? p->ca : NULL;
-    cc.client_cert = p->cert[0] ? p->cert : NULL;
-    cc.client_key = p->key[0] ? p->key : NULL;
+    cc.url = p->f.url;
+    cc.token = p->f.token[0] ? p->f.token : NULL;
+    cc.ca_file = p->f.ca[0] ? p->f.ca : NULL;
+    cc.client_cert = p->f.cert[0] ? p->f.cert : NULL;
+    cc.client_key = p->f.key[0] ? p->f.key : NULL;
     cc.timeout_ms = 300000;
     cc.max_body = (size_t)64 * 1024 * 1024;
     if (tsm_client_new(&cc, out, &e) != OT_OK) {
@@ -1938,7 +1789,7 @@ int main(int argc, char **argv)
     if (rc == CTL_OK) {
         rc = ctl_client(&prof, &c);
     }
-    ot_mem_wipe(prof.token, sizeof(prof.token));
+    ot_mem_wipe(prof.f.token, sizeof(prof.f.token));
     if (rc != CTL_OK) {
         return rc;
     }

@@ -136,6 +136,213 @@ static void tsm_client_esc_str(const char *s, char *out, size_t cap)
     (void)tsm_client_escape(s, s ? strlen(s) : 0, out, cap);
 }
 
+/* ---- profile files ------------------------------------------------------ */
+
+static const char *const tsm_client_profile_keys[] = {"url", "token", "ca", "cert", "key"};
+#define TSM_CLIENT_PROFILE_NKEYS \
+    (sizeof tsm_client_profile_keys / sizeof tsm_client_profile_keys[0])
+
+static char *tsm_client_profile_dst(struct tsm_client_profile *p, size_t k)
+{
+    char *dst[TSM_CLIENT_PROFILE_NKEYS] = {p->url, p->token, p->ca, p->cert, p->key};
+    return dst[k];
+}
+
+static char *tsm_client_trim(char *s)
+{
+    size_t n;
+
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r')) {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+/* The value after '=' (see tsm_client_profile_parse); NULL with *why set. */
+static char *tsm_client_profile_value(char *v, const char **why)
+{
+    char *q;
+
+    v = tsm_client_trim(v);
+    if (v[0] == '"') {
+        q = strchr(v + 1, '"');
+        if (q == NULL) {
+            *why = "unterminated quote";
+            return NULL;
+        }
+        *q = '\0';
+        q = tsm_client_trim(q + 1);
+        if (q[0] != '\0' && q[0] != '#' && q[0] != ';') {
+            *why = "text after the closing quote";
+            return NULL;
+        }
+        return v + 1;
+    }
+    for (q = v; *q != '\0'; q++) {
+        if ((*q == '#' || *q == ';') && q > v && (q[-1] == ' ' || q[-1] == '\t')) {
+            *q = '\0';
+            break;
+        }
+    }
+    v = tsm_client_trim(v);
+    if (strchr(v, '"') != NULL) {
+        *why = "a quote inside a bare value (quote the whole value)";
+        return NULL;
+    }
+    return v;
+}
+
+/* One "[...]" line (s trimmed); names: the profiles seen so far. */
+static const char *tsm_client_profile_section(char *s, char (*names)[256], size_t *nnames,
+                                              const char *want, bool *mine)
+{
+    static const char name_chars[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
+    char *end = strchr(s, ']');
+    const char *rest = end != NULL ? tsm_client_trim(end + 1) : NULL;
+    char *name;
+
+    if (end == NULL || (rest[0] != '\0' && rest[0] != '#' && rest[0] != ';')) {
+        return "malformed section line (want [profile NAME])";
+    }
+    *end = '\0';
+    name = tsm_client_trim(s + 1);
+    if (strncmp(name, "profile", 7) != 0 || (name[7] != ' ' && name[7] != '\t')) {
+        return "unknown section (want [profile NAME])";
+    }
+    name = tsm_client_trim(name + 8);
+    if (name[0] == '\0' || strlen(name) > 255 || strspn(name, name_chars) != strlen(name)) {
+        return "a profile name is 1..255 of A-Z a-z 0-9 . _ -";
+    }
+    for (size_t k = 0; k < *nnames; k++) {
+        if (strcmp(names[k], name) == 0) {
+            return "profile given twice";
+        }
+    }
+    if (*nnames == TSM_CLIENT_PROFILES_MAX) {
+        return "too many profiles";
+    }
+    (void)snprintf(names[(*nnames)++], 256, "%s", name);
+    *mine = strcmp(name, want) == 0;
+    return NULL;
+}
+
+/* One "KEY = VALUE" line (s trimmed). */
+static const char *tsm_client_profile_kv(char *s, unsigned *seen, bool mine,
+                                         struct tsm_client_profile *p)
+{
+    const char *why = NULL;
+    char *eq = strchr(s, '=');
+    char *v;
+    size_t k;
+
+    if (eq == NULL) {
+        return "expected KEY = VALUE or [profile NAME]";
+    }
+    *eq = '\0';
+    s = tsm_client_trim(s);
+    for (k = 0; k < TSM_CLIENT_PROFILE_NKEYS; k++) {
+        if (strcmp(s, tsm_client_profile_keys[k]) == 0) {
+            break;
+        }
+    }
+    if (k == TSM_CLIENT_PROFILE_NKEYS) {
+        return "unknown key (url, token, ca, cert, key)";
+    }
+    if ((*seen & (1u << k)) != 0) {
+        return "key given twice in this profile";
+    }
+    *seen |= 1u << k;
+    v = tsm_client_profile_value(eq + 1, &why);
+    if (v == NULL) {
+        return why;
+    }
+    if (strlen(v) >= TSM_CLIENT_PROFILE_VALUE_MAX) {
+        return "value too long";
+    }
+    if (k == 1 && v[0] != '\0') {
+        p->has_token = true; /* whichever profile: the file holds a secret */
+    }
+    if (mine) {
+        (void)snprintf(tsm_client_profile_dst(p, k), TSM_CLIENT_PROFILE_VALUE_MAX, "%s", v);
+    }
+    return NULL;
+}
+
+ot_err tsm_client_profile_parse(const char *text, size_t len, const char *want,
+                                struct tsm_client_profile *p, size_t *line, const char **why)
+{
+    char buf[TSM_CLIENT_PROFILE_LINE_MAX + 1];
+    char(*names)[256] = NULL;
+    size_t nnames = 0;
+    unsigned seen = 0;
+    bool in = false;
+    bool mine = false;
+    size_t pos = 0;
+    ot_err err = OT_OK;
+
+    memset(p, 0, sizeof *p);
+    *line = 0;
+    *why = NULL;
+    names = calloc(TSM_CLIENT_PROFILES_MAX, sizeof *names);
+    if (names == NULL) {
+        *why = "out of memory";
+        return OT_E_NOMEM;
+    }
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t n = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
+        char *s;
+        ++*line;
+        if (n > TSM_CLIENT_PROFILE_LINE_MAX) {
+            *why = "line longer than 4096 bytes";
+            break;
+        }
+        if (memchr(text + pos, '\0', n) != NULL) {
+            *why = "NUL byte";
+            break;
+        }
+        memcpy(buf, text + pos, n);
+        buf[n] = '\0';
+        pos += n + (nl != NULL ? 1 : 0);
+        s = tsm_client_trim(buf);
+        if (s[0] == '\0' || s[0] == '#' || s[0] == ';') {
+            continue;
+        }
+        if (s[0] == '[') {
+            *why = tsm_client_profile_section(s, names, &nnames, want, &mine);
+            if (*why != NULL) {
+                break;
+            }
+            p->found = p->found || mine;
+            in = true;
+            seen = 0;
+            continue;
+        }
+        if (!in) {
+            *why = strchr(s, '=') != NULL ? "KEY = VALUE before any [profile NAME]"
+                                          : "expected KEY = VALUE or [profile NAME]";
+            break;
+        }
+        *why = tsm_client_profile_kv(s, &seen, mine, p);
+        if (*why != NULL) {
+            break;
+        }
+    }
+    ot_mem_wipe(buf, sizeof buf);
+    free(names);
+    if (*why != NULL) {
+        /* Keep nothing of a file refused, tokens least of all. */
+        ot_mem_wipe(p, sizeof *p);
+        err = OT_E_FORMAT;
+    }
+    return err;
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 static void tsm_client_err_reset(struct tsm_client_err *e)

@@ -159,6 +159,40 @@ ot_err tsm_client_audit_list(struct tsm_client *c, const struct tsm_client_audit
                              struct tsm_client_err *e);
 ot_err tsm_client_audit_verify(struct tsm_client *c, json_t **out, struct tsm_client_err *e);
 
+/* ---- profile files ------------------------------------------------------ */
+
+#define TSM_CLIENT_PROFILE_VALUE_MAX 1024 /* bytes of a value, with the NUL */
+#define TSM_CLIENT_PROFILE_LINE_MAX  4096 /* bytes of a line, without its LF */
+#define TSM_CLIENT_PROFILES_MAX      64   /* profiles in one file */
+
+/* What a profile file says for one profile. */
+struct tsm_client_profile {
+    char url[TSM_CLIENT_PROFILE_VALUE_MAX];
+    char token[TSM_CLIENT_PROFILE_VALUE_MAX];
+    char ca[TSM_CLIENT_PROFILE_VALUE_MAX];
+    char cert[TSM_CLIENT_PROFILE_VALUE_MAX];
+    char key[TSM_CLIENT_PROFILE_VALUE_MAX];
+    bool found;     /* [profile WANT] is in the file */
+    bool has_token; /* some profile of the file holds a token (the file is a secret) */
+};
+
+/* Parses the text of a profile file (the CLIs' ~/.config/opentsm/config) and
+ * fills p from the profile named want. Syntax, line by line:
+ *   blank, or starting with # or ;      a comment
+ *   [profile NAME]                       NAME: 1..255 of A-Z a-z 0-9 . _ -
+ *   KEY = VALUE                          KEY: url, token, ca, cert, key
+ * A VALUE in double quotes is taken as written (no escapes) and only a
+ * comment may follow it; a bare VALUE ends at a # or ; that follows a space
+ * or a tab (the rest is a comment) and may not hold a quote. A # or ; after
+ * "]" is a comment too. Errors (OT_E_FORMAT, *line 1-based and *why a static
+ * text): a profile or key given twice, an unknown key or section, a key
+ * before any section, bad quoting, a NUL byte, a line over
+ * TSM_CLIENT_PROFILE_LINE_MAX bytes, a value over
+ * TSM_CLIENT_PROFILE_VALUE_MAX - 1 bytes, more than TSM_CLIENT_PROFILES_MAX
+ * profiles. CRLF line ends are accepted. */
+ot_err tsm_client_profile_parse(const char *text, size_t len, const char *want,
+                                struct tsm_client_profile *p, size_t *line, const char **why);
+
 /* ---- printing untrusted text -------------------------------------------- */
 
 /* Copies the n bytes of s into out (cap bytes, always NUL-terminated) so that

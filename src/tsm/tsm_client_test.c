@@ -190,12 +190,86 @@ static void test_transport_error(void **state)
     tsm_client_free(c);
 }
 
+static const struct {
+    const char *text;
+    size_t line; /* 0: parses */
+    const char *why;
+    const char *url; /* of profile "default" when it parses */
+    const char *token;
+} prof_cases[] = {
+    {"", 0, NULL, "", ""},
+    {"# c\n; c\n\n", 0, NULL, "", ""},
+    {"[profile default]\nurl = https://h:1\ntoken = ot_x\n", 0, NULL, "https://h:1", "ot_x"},
+    {"[profile default]  # c\r\nurl=https://h:1 # comment\r\n", 0, NULL, "https://h:1", ""},
+    {"[profile default]\ntoken = \"ot_#x ;y\"  ; c\n", 0, NULL, "", "ot_#x ;y"},
+    {"[profile default]\nurl = http://h#frag\n", 0, NULL, "http://h#frag", ""},
+    {"[profile other]\nurl = x\n[profile default]\nurl = y\n", 0, NULL, "y", ""},
+    {"[profile default]\nurl = a\nurl = b\n", 3, "key given twice in this profile", NULL, NULL},
+    {"[profile a]\n[profile b]\n[profile a]\n", 3, "profile given twice", NULL, NULL},
+    {"url = a\n", 1, "KEY = VALUE before any [profile NAME]", NULL, NULL},
+    {"[profile default]\ntokn = a\n", 2, "unknown key (url, token, ca, cert, key)", NULL, NULL},
+    {"[default]\n", 1, "unknown section (want [profile NAME])", NULL, NULL},
+    {"[profile default\n", 1, "malformed section line (want [profile NAME])", NULL, NULL},
+    {"[profile a b]\n", 1, "a profile name is 1..255 of A-Z a-z 0-9 . _ -", NULL, NULL},
+    {"[profile default]\ntoken = \"abc\n", 2, "unterminated quote", NULL, NULL},
+    {"[profile default]\ntoken = \"abc\" x\n", 2, "text after the closing quote", NULL, NULL},
+    {"[profile default]\ntoken = ab\"c\n", 2, "a quote inside a bare value (quote the whole value)",
+     NULL, NULL},
+    {"[profile default]\nurl\n", 2, "expected KEY = VALUE or [profile NAME]", NULL, NULL},
+};
+
+static void test_profile(void **state)
+{
+    struct tsm_client_profile *p = malloc(sizeof *p);
+    size_t line;
+    const char *why;
+
+    (void)state;
+    assert_non_null(p);
+    for (size_t i = 0; i < sizeof prof_cases / sizeof prof_cases[0]; i++) {
+        ot_err err = tsm_client_profile_parse(prof_cases[i].text, strlen(prof_cases[i].text),
+                                              "default", p, &line, &why);
+        if (prof_cases[i].line == 0) {
+            if (err != OT_OK || strcmp(p->url, prof_cases[i].url) != 0
+                || strcmp(p->token, prof_cases[i].token) != 0) {
+                fail_msg("case %zu: err %d (%s), url \"%s\" token \"%s\"", i, (int)err,
+                         why ? why : "-", p->url, p->token);
+            }
+        } else if (err != OT_E_FORMAT || line != prof_cases[i].line
+                   || strcmp(why, prof_cases[i].why) != 0) {
+            fail_msg("case %zu: err %d line %zu \"%s\", want line %zu \"%s\"", i, (int)err, line,
+                     why ? why : "-", prof_cases[i].line, prof_cases[i].why);
+        }
+    }
+    /* A NUL byte, a line over the cap, a token only in another profile. */
+    assert_int_equal(
+        tsm_client_profile_parse("[profile default]\n\0\n", 20, "default", p, &line, &why),
+        OT_E_FORMAT);
+    assert_int_equal(line, 2);
+    char *big = malloc(TSM_CLIENT_PROFILE_LINE_MAX + 40);
+    assert_non_null(big);
+    memcpy(big, "[profile default]\nurl = ", 24);
+    memset(big + 24, 'x', TSM_CLIENT_PROFILE_LINE_MAX);
+    assert_int_equal(
+        tsm_client_profile_parse(big, 24 + TSM_CLIENT_PROFILE_LINE_MAX, "default", p, &line, &why),
+        OT_E_FORMAT);
+    assert_string_equal(why, "line longer than 4096 bytes");
+    free(big);
+    assert_int_equal(tsm_client_profile_parse("[profile a]\ntoken = t\n[profile default]\n", 40,
+                                              "default", p, &line, &why),
+                     OT_OK);
+    assert_true(p->found);
+    assert_true(p->has_token);
+    assert_string_equal(p->token, "");
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape),           cmocka_unit_test(test_escape_truncates),
         cmocka_unit_test(test_escape_all_bytes), cmocka_unit_test(test_new_checks),
-        cmocka_unit_test(test_transport_error),
+        cmocka_unit_test(test_transport_error),  cmocka_unit_test(test_profile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
