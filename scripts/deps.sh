@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages OpenTSM needs, only when something is missing.
+# Installs the Debian packages OpenTSM needs, only when something is missing,
+# then the npm tooling of tools/ (the OpenAPI linter, pinned by
+# tools/package-lock.json) with `npm ci --prefix tools` when it is not there.
 # Idempotent and silent when everything is already installed.
 set -eu
 
@@ -18,15 +20,27 @@ for p in "${PKGS[@]}"; do
         missing+=("$p")
     fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node.js and npm run the OpenAPI linter (tests/api/lint.sh); any nodejs
+# package that provides npm will do (NodeSource's bundles it).
+command -v npm >/dev/null || missing+=(nodejs npm)
 
-echo "deps: installing ${missing[*]}" >&2
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then
     SUDO=sudo
 fi
-export DEBIAN_FRONTEND=noninteractive
-if ! $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
-    $SUDO apt-get update -q >/dev/null
-    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
+        $SUDO apt-get update -q >/dev/null
+        $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+fi
+
+# npm tooling: installed exactly as locked, again when the lock changes.
+tools=$(cd "$(dirname "$0")/../tools" && pwd)
+if [ ! -x "$tools/node_modules/.bin/redocly" ] ||
+    [ "$tools/package-lock.json" -nt "$tools/node_modules/.package-lock.json" ]; then
+    echo "deps: npm ci --prefix tools" >&2
+    npm ci --prefix "$tools" --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -4,6 +4,9 @@
 # of docs/api/*.yaml. Fails on a route missing from the documentation or a
 # documented operation the server does not have, naming each difference.
 #
+# Each file holds its own prefix only: host.yaml /admin/..., SVC.yaml /SVC/...
+# (common.yaml: the unprefixed host endpoints).
+#
 # The YAML is read with a small line-based reader of the top-level `paths:`
 # map: a path key is indented 2 spaces and starts with / (quoted or not), an
 # operation is a method name indented 4 spaces under it.
@@ -19,7 +22,13 @@ trap 'rm -rf "$work"' EXIT
 "$tsmd" --print-routes | sort -u >"$work/server"
 
 for f in "$dir"/*.yaml; do
-    awk '
+    base=$(basename "$f" .yaml)
+    case $base in
+    common) want='^/[a-z]+$' ;;
+    host) want='^/admin/' ;;
+    *) want="^/$base/" ;;
+    esac
+    awk -v want="$want" -v file="$(basename "$f")" '
         /^paths:[[:space:]]*$/ { inp = 1; next }
         inp && /^[^[:space:]#]/ { inp = 0 }
         !inp { next }
@@ -28,6 +37,7 @@ for f in "$dir"/*.yaml; do
             sub(/^  ["'"'"']?/, "", p)
             sub(/["'"'"']?:[[:space:]]*$/, "", p)
             path = p
+            if (path !~ want) { print "ERROR " file ": path " path " does not belong in this file" > "/dev/stderr"; exit 1 }
             next
         }
         /^    (get|put|post|delete|patch|head|options):[[:space:]]*$/ {
@@ -36,8 +46,12 @@ for f in "$dir"/*.yaml; do
             if (path == "") { print "ERROR method outside a path at line " NR > "/dev/stderr"; exit 1 }
             print toupper(m) " " path
         }
-    ' "$f"
+    ' "$f" || echo "ERROR reading $f"
 done | sort >"$work/doc.all"
+if grep -q '^ERROR' "$work/doc.all"; then
+    grep '^ERROR' "$work/doc.all" >&2
+    exit 1
+fi
 sort -u "$work/doc.all" >"$work/doc"
 if ! cmp -s "$work/doc.all" "$work/doc"; then
     echo "FAIL: operations documented twice:" >&2
