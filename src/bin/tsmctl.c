@@ -262,6 +262,9 @@ static int ctl_emit(int rc, const char *text, const struct tsm_client_err *ce)
     if (ce != NULL && ce->request_id[0] != '\0') {
         (void)json_put_str(e, "request_id", ce->request_id);
     }
+    if (ce != NULL && ce->retry_after >= 0) {
+        (void)json_put_int(e, "retry_after", ce->retry_after);
+    }
     if (ce != NULL && ce->transport[0] != '\0') {
         (void)json_put_str(e, "transport", ce->transport);
     }

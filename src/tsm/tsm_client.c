@@ -348,6 +348,7 @@ ot_err tsm_client_profile_parse(const char *text, size_t len, const char *want,
 static void tsm_client_err_reset(struct tsm_client_err *e)
 {
     memset(e, 0, sizeof *e);
+    e->retry_after = -1;
 }
 
 #if defined(__GNUC__)
@@ -389,10 +390,15 @@ static ot_err tsm_client_http_fail(const struct tsm_client *c, const char *metho
                                    "%s %s on %s: HTTP %ld, not an API error answer: \"%s\"", method,
                                    p, c->host, r->status, body);
     }
+    char retry[48] = "";
+    e->retry_after = r->retry_after;
+    if (r->retry_after >= 0) {
+        (void)snprintf(retry, sizeof retry, "; retry after %ld s", r->retry_after);
+    }
     return tsm_client_fail_set(
-        e, TSM_CLIENT_HTTP, OT_E_IO, "%s %s: HTTP %ld %s: %s%s%s%s%s%s", method, p, r->status,
+        e, TSM_CLIENT_HTTP, OT_E_IO, "%s %s: HTTP %ld %s: %s%s%s%s%s%s%s", method, p, r->status,
         e->code, e->message, e->field[0] ? " field=" : "", e->field,
-        e->request_id[0] ? " (request " : "", e->request_id, e->request_id[0] ? ")" : "");
+        e->request_id[0] ? " (request " : "", e->request_id, e->request_id[0] ? ")" : "", retry);
 }
 
 /* ---- setup -------------------------------------------------------------- */

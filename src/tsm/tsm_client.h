@@ -42,6 +42,7 @@ struct tsm_client_err {
     char field[128];     /* error.field (escaped) */
     char message[256];   /* error.message (escaped) */
     char request_id[65]; /* X-Request-Id of the answer (escaped) */
+    long retry_after;    /* Retry-After seconds of the answer, -1 if none */
     char transport[256]; /* libcurl's error text (escaped) */
     char text[1024];     /* the whole story on one printable line */
 };

@@ -52,4 +52,22 @@ ctl_run 2 "${OP[@]}" principal get +1
 ctl_run 2 "${OP[@]}" principal create device d --imei 1 --imei 2
 err_has 'option --imei given twice'
 ctl_run 1 "${OP[@]}" principal get 999999
+
+# A rate-limited answer says when to retry (Retry-After), in text and JSON.
+tsmd_stop
+TSMD_SETS+=(--set ratelimit.per_s=1 --set ratelimit.burst=1)
+tsmd_start
+got=
+for _ in $(seq 1 50); do
+    rc=0
+    "$TSMCTL" "${OP[@]}" --json principal get "$sub" >/dev/null 2>"$TSMD_WORK/rl.err" || rc=$?
+    if [ "$rc" = 3 ]; then
+        got=1
+        break
+    fi
+done
+[ -n "$got" ] || fail "no 429 in 50 requests at 1 per second"
+jq -e '.error.status == 429 and .error.code == "rate_limited" and .error.retry_after >= 0
+       and (.error.text | contains("retry after"))' "$TSMD_WORK/rl.err" >/dev/null ||
+    fail "429: $(cat "$TSMD_WORK/rl.err")"
 echo "principal: kind attributes sent, shown and refused precisely"
