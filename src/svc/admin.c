@@ -811,20 +811,19 @@ static const char *const admin_q_token_list[] = {"principal_id", "cursor", "limi
 static const char *const admin_q_audit_list[] = {"cursor",       "limit",      "action",
                                                  "principal_id", "request_id", NULL};
 
-static const struct net_route admin_route_table[] = {
-    {"POST", SVC_ADMIN_PREFIX "/principals", ADMIN_OP, true, admin_h_principal_create, NULL},
-    {"GET", SVC_ADMIN_PREFIX "/principals", ADMIN_OP, false, admin_h_principal_list, admin_q_page},
-    {"GET", SVC_ADMIN_PREFIX "/principals/{id}", ADMIN_OP, false, admin_h_principal_get, NULL},
-    {"POST", SVC_ADMIN_PREFIX "/principals/{id}/certificates", ADMIN_OP, true, admin_h_cert_bind,
-     NULL},
-    {"POST", SVC_ADMIN_PREFIX "/tokens", ADMIN_OP, false, admin_h_token_issue, NULL},
-    {"GET", SVC_ADMIN_PREFIX "/tokens", NET_P_ANY, false, admin_h_token_list, admin_q_token_list},
-    {"DELETE", SVC_ADMIN_PREFIX "/tokens/{id}", NET_P_ANY, false, admin_h_token_revoke, NULL},
-    {"GET", SVC_ADMIN_PREFIX "/audit", ADMIN_OP, false, admin_h_audit_list, admin_q_audit_list},
-    {"GET", SVC_ADMIN_PREFIX "/audit/verify", ADMIN_OP, false, admin_h_audit_verify, NULL},
+static const struct svc_route admin_route_table[] = {
+    {"POST", "/principals", ADMIN_OP, true, admin_h_principal_create, NULL, 0},
+    {"GET", "/principals", ADMIN_OP, false, admin_h_principal_list, admin_q_page, 0},
+    {"GET", "/principals/{id}", ADMIN_OP, false, admin_h_principal_get, NULL, 0},
+    {"POST", "/principals/{id}/certificates", ADMIN_OP, true, admin_h_cert_bind, NULL, 0},
+    {"POST", "/tokens", ADMIN_OP, false, admin_h_token_issue, NULL, 0},
+    {"GET", "/tokens", NET_P_ANY, false, admin_h_token_list, admin_q_token_list, 0},
+    {"DELETE", "/tokens/{id}", NET_P_ANY, false, admin_h_token_revoke, NULL, 0},
+    {"GET", "/audit", ADMIN_OP, false, admin_h_audit_list, admin_q_audit_list, 0},
+    {"GET", "/audit/verify", ADMIN_OP, false, admin_h_audit_verify, NULL, 0},
 };
 
-const struct net_route *svc_admin_routes(size_t *n)
+const struct svc_route *svc_admin_routes(size_t *n)
 {
     *n = sizeof(admin_route_table) / sizeof(admin_route_table[0]);
     return admin_route_table;

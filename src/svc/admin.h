@@ -18,14 +18,18 @@
 
 #include "core/err.h"
 #include "net/http.h"
+#include "svc/svc.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #define SVC_ADMIN_PREFIX "/admin/v1"
 
-/* The route table (static, n entries). */
-const struct net_route *svc_admin_routes(size_t *n);
+struct svc_route;
+
+/* The route table (static, n entries), paths under SVC_ADMIN_PREFIX; ctx:
+ * the host's struct svc_kit. */
+const struct svc_route *svc_admin_routes(size_t *n);
 
 /* Validators of the kind-specific attributes (exposed for the fuzz target
  * and the tests). */

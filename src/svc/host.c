@@ -27,7 +27,7 @@ struct svc_inst {
     char prefix[SVC_PREFIX_MAX + 1];
     struct svc_env env;
     void *svc;
-    struct net_route *routes; /* with full patterns, for the server */
+    struct svc_bound *routes; /* bound under prefix */
     size_t n_routes;
 };
 
@@ -54,6 +54,8 @@ struct svc_host {
     bool audit_reads;
     struct svc_coarse coarse[NET_MAX_ROUTES];
     size_t n_coarse;
+    struct svc_bound *admin; /* /admin/v1 */
+    size_t n_admin;
 };
 
 /* ---- the instance list ---------------------------------------------------- */
@@ -573,6 +575,7 @@ void svc_host_free(struct svc_host *h)
         }
         svc_routes_free(in->routes, in->n_routes);
     }
+    svc_routes_free(h->admin, h->n_admin);
     svc_kit_free(h->kit);
     svc_host_unload(h);
     free(h);
@@ -581,25 +584,29 @@ void svc_host_free(struct svc_host *h)
 ot_err svc_host_add_routes(struct svc_host *h, struct net_server *srv, bool with_metrics)
 {
     size_t n = 0;
-    const struct net_route *admin = svc_admin_routes(&n);
+    const struct svc_route *admin = svc_admin_routes(&n);
     ot_err err = OT_OK;
 
-    OT_TRY(net_server_add_routes(srv, admin, n, h->kit));
+    if (h->admin == NULL) {
+        OT_TRY(svc_routes_bind(SVC_ADMIN_PREFIX, admin, n, h->kit, &h->admin));
+        h->n_admin = n;
+    }
+    OT_TRY(svc_routes_add(srv, h->admin, h->n_admin));
     for (size_t i = 0; i < h->n_inst; i++) {
         struct svc_inst *in = &h->inst[i];
         const struct svc_route *r = in->def->routes(&n);
         if (in->routes == NULL) {
-            OT_TRY(svc_routes_bind(in->prefix, r, n, &in->routes));
+            OT_TRY(svc_routes_bind(in->prefix, r, n, in->svc, &in->routes));
             in->n_routes = n;
             for (size_t j = 0; j < n; j++) {
                 if ((r[j].flags & SVC_R_COARSE_AUDIT) && h->n_coarse < NET_MAX_ROUTES) {
                     h->coarse[h->n_coarse].method = r[j].method;
-                    h->coarse[h->n_coarse].pattern = in->routes[j].pattern;
+                    h->coarse[h->n_coarse].pattern = in->routes[j].route.pattern;
                     h->n_coarse++;
                 }
             }
         }
-        OT_TRY(net_server_add_routes(srv, in->routes, in->n_routes, in->svc));
+        OT_TRY(svc_routes_add(srv, in->routes, in->n_routes));
         if (with_metrics && in->def->metrics != NULL && in->svc != NULL) {
             OT_TRY(in->def->metrics(in->svc, net_server_metrics(srv)));
         }
@@ -608,10 +615,22 @@ out:
     return err;
 }
 
-ot_err svc_routes_bind(const char *prefix, const struct svc_route *r, size_t n,
-                       struct net_route **out)
+/* The server's handler of every bound route: what all routes share, then
+ * the route's own handler. */
+static void svc_dispatch(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    struct net_route *v = calloc(n > 0 ? n : 1, sizeof(*v));
+    const struct svc_bound *b = ctx;
+
+    if (!svc_query_has_values(req, resp)) {
+        return;
+    }
+    b->fn(req, resp, b->ctx);
+}
+
+ot_err svc_routes_bind(const char *prefix, const struct svc_route *r, size_t n, void *ctx,
+                       struct svc_bound **out)
+{
+    struct svc_bound *v = calloc(n > 0 ? n : 1, sizeof(*v));
     ot_err err = OT_OK;
     size_t j = 0;
 
@@ -626,12 +645,15 @@ ot_err svc_routes_bind(const char *prefix, const struct svc_route *r, size_t n,
             OT_FAIL(OT_E_NOMEM);
         }
         snprintf(pat, len, "%s%s", prefix, r[j].path);
-        v[j].method = r[j].method;
-        v[j].pattern = pat;
-        v[j].allow = r[j].allow;
-        v[j].idempotent = r[j].idempotent;
+        v[j].route.method = r[j].method;
+        v[j].route.pattern = pat;
+        v[j].route.allow = r[j].allow;
+        v[j].route.idempotent = r[j].idempotent;
+        v[j].route.fn = svc_dispatch;
+        v[j].route.query = r[j].query;
         v[j].fn = r[j].fn;
-        v[j].query = r[j].query;
+        v[j].ctx = ctx;
+        v[j].flags = r[j].flags;
     }
     *out = v;
     v = NULL;
@@ -640,15 +662,26 @@ out:
     return err;
 }
 
-void svc_routes_free(struct net_route *routes, size_t n)
+ot_err svc_routes_add(struct net_server *srv, struct svc_bound *b, size_t n)
 {
-    if (routes == NULL) {
+    ot_err err = OT_OK;
+
+    for (size_t j = 0; j < n; j++) {
+        OT_TRY(net_server_add_routes(srv, &b[j].route, 1, &b[j]));
+    }
+out:
+    return err;
+}
+
+void svc_routes_free(struct svc_bound *b, size_t n)
+{
+    if (b == NULL) {
         return;
     }
     for (size_t j = 0; j < n; j++) {
-        free((char *)routes[j].pattern);
+        free((char *)b[j].route.pattern);
     }
-    free(routes);
+    free(b);
 }
 
 /* ---- server callbacks ------------------------------------------------------- */

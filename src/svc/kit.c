@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SVC_AUDITQ_TRIES 3 /* appends of one queued row that time out */
+
 /* Denials waiting for the writer: a ring of entries under mu. */
 struct svc_auditq {
     pthread_mutex_t mu;
@@ -41,6 +43,7 @@ static void *svc_auditq_main(void *arg)
     struct svc_kit *k = arg;
     struct svc_auditq *q = &k->q;
     struct audit_entry e;
+    ot_err err = OT_OK;
 
     pthread_mutex_lock(&q->mu);
     for (;;) {
@@ -54,8 +57,18 @@ static void *svc_auditq_main(void *arg)
         q->head = (q->head + 1) % SVC_AUDITQ_MAX;
         q->n--;
         pthread_mutex_unlock(&q->mu);
-        if (audit_append(k->db, &e) != OT_OK) {
-            OT_LOG_ERROR("req=%s audit of %s (queued) failed", e.request_id, e.action);
+        /* A lock held longer than the busy timeout is waited out a few
+         * times before the row is given up (and logged). */
+        for (int tries = 0; tries < SVC_AUDITQ_TRIES; tries++) {
+            struct audit_entry c = e;
+            err = audit_append(k->db, &c);
+            if (err != OT_E_TIMEOUT) {
+                break;
+            }
+        }
+        if (err != OT_OK) {
+            OT_LOG_ERROR("req=%s audit of %s (queued) failed: %s", e.request_id, e.action,
+                         ot_strerror(err));
         }
         pthread_mutex_lock(&q->mu);
         q->written++;
@@ -248,6 +261,37 @@ json_t *svc_body_obj(const struct net_req *req, struct net_resp *resp, const cha
         return NULL;
     }
     return doc;
+}
+
+struct svc_qcheck {
+    const struct net_req *req;
+    const char *bare; /* the first argument without a value */
+};
+
+/* The iteration gives "" for "?name" and for "?name="; the lookup tells
+ * them apart (NULL: no "="). */
+static void svc_qcheck_one(void *ctx, const char *key, const char *value)
+{
+    struct svc_qcheck *q = ctx;
+
+    (void)value;
+    if (q->bare == NULL && net_req_query(q->req, key) == NULL) {
+        q->bare = key;
+    }
+}
+
+bool svc_query_has_values(const struct net_req *req, struct net_resp *resp)
+{
+    struct svc_qcheck q = {req, NULL};
+    char msg[200];
+
+    net_req_foreach_query(req, svc_qcheck_one, &q);
+    if (q.bare == NULL) {
+        return true;
+    }
+    snprintf(msg, sizeof(msg), "query argument %.64s needs a value (%.64s=...)", q.bare, q.bare);
+    net_resp_error(resp, OT_E_FORMAT, NULL, msg, q.bare);
+    return false;
 }
 
 bool svc_id_parse(const char *s, int64_t *out)

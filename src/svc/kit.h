@@ -73,6 +73,10 @@ ot_err svc_authz(struct svc_kit *k, const struct net_req *req, enum svc_access a
  * (NULL-terminated); answers 400 itself and returns NULL on failure. */
 json_t *svc_body_obj(const struct net_req *req, struct net_resp *resp, const char *const *allowed);
 
+/* Every query argument carries a value ("name=..."); a bare "?name" answers
+ * 400 naming it (the kit's dispatcher checks this for every route). */
+bool svc_query_has_values(const struct net_req *req, struct net_resp *resp);
+
 /* A canonical positive decimal id (1..INT64_MAX, no sign, no space, no
  * leading zero) from s; false otherwise. */
 bool svc_id_parse(const char *s, int64_t *out);

@@ -24,6 +24,7 @@ struct db_migration;
 struct authstore;
 struct keystore;
 struct net_metrics;
+struct net_server;
 struct svc_kit;
 
 #define SVC_NAME_MAX    15u /* service and instance names: [a-z][a-z0-9]* */
@@ -82,11 +83,21 @@ struct svc_def {
     bool (*ready)(void *svc);
 };
 
-/* The server's form of a service's routes under prefix: *out gets n
- * routes with patterns prefix + path (allocated; svc_routes_free). */
-ot_err svc_routes_bind(const char *prefix, const struct svc_route *r, size_t n,
-                       struct net_route **out);
-void svc_routes_free(struct net_route *routes, size_t n); /* NULL-safe */
+/* A service's routes bound to one instance: the server's form of each
+ * (pattern prefix + path) and the handler with its ctx. The server calls
+ * the kit's dispatcher, which applies what every route shares (every query
+ * argument carries a value: "?msisdn" alone is 400) and then the handler. */
+struct svc_bound {
+    struct net_route route;
+    net_handler_fn fn;
+    void *ctx;
+    unsigned flags; /* SVC_R_* */
+};
+ot_err svc_routes_bind(const char *prefix, const struct svc_route *r, size_t n, void *ctx,
+                       struct svc_bound **out);
+/* Registers n bound routes on srv (each with its own ctx). */
+ot_err svc_routes_add(struct net_server *srv, struct svc_bound *b, size_t n);
+void svc_routes_free(struct svc_bound *b, size_t n); /* NULL-safe */
 
 /* The instance's option key ("import_batch") in its section. */
 int64_t svc_cfg_int(const struct svc_env *env, const char *key);

@@ -57,7 +57,9 @@ struct fx {
     struct authstore *as;
     struct svc_kit *kit;
     struct tsm tsm;
-    struct net_route *tsm_routes; /* bound under /tsm/v1 */
+    struct svc_bound *admin_routes; /* bound under /admin/v1 */
+    size_t n_admin_routes;
+    struct svc_bound *tsm_routes; /* bound under /tsm/v1 */
     size_t n_tsm_routes;
     struct net_server *srv;
     pthread_mutex_t mu;
@@ -186,14 +188,15 @@ static int setup(void **state)
     cfg.ops_ctx = f;
     assert_int_equal(net_server_new(&cfg, &f->srv), OT_OK);
     {
-        size_t n = 0;
-        const struct net_route *admin = svc_admin_routes(&n);
-        const struct svc_route *tr;
-        assert_int_equal(net_server_add_routes(f->srv, admin, n, f->kit), OT_OK);
-        tr = tsm_routes(&f->n_tsm_routes);
-        assert_int_equal(svc_routes_bind("/tsm/v1", tr, f->n_tsm_routes, &f->tsm_routes), OT_OK);
-        assert_int_equal(net_server_add_routes(f->srv, f->tsm_routes, f->n_tsm_routes, &f->tsm),
+        const struct svc_route *ar = svc_admin_routes(&f->n_admin_routes);
+        const struct svc_route *tr = tsm_routes(&f->n_tsm_routes);
+        assert_int_equal(
+            svc_routes_bind(SVC_ADMIN_PREFIX, ar, f->n_admin_routes, f->kit, &f->admin_routes),
+            OT_OK);
+        assert_int_equal(svc_routes_add(f->srv, f->admin_routes, f->n_admin_routes), OT_OK);
+        assert_int_equal(svc_routes_bind("/tsm/v1", tr, f->n_tsm_routes, &f->tsm, &f->tsm_routes),
                          OT_OK);
+        assert_int_equal(svc_routes_add(f->srv, f->tsm_routes, f->n_tsm_routes), OT_OK);
     }
     assert_int_equal(net_server_start(f->srv), OT_OK);
     *state = f;
@@ -206,6 +209,7 @@ static int teardown(void **state)
 
     net_server_free(f->srv);
     svc_routes_free(f->tsm_routes, f->n_tsm_routes);
+    svc_routes_free(f->admin_routes, f->n_admin_routes);
     svc_kit_free(f->kit);
     authstore_free(f->as);
     sec_t_close(f->t);
@@ -565,6 +569,47 @@ static void test_sd_list_pages(void **state)
 
 /* Token issue is not replayed (its answer holds the token): nothing of it
  * goes to the idempotency store. */
+/* Issue 9 point 4: an SD owned by another SP and a missing one cost the
+ * same: the denial's audit row is written off the request path (the kit's
+ * queue). With the audit table locked by another transaction, the denied
+ * request answers 404 without its row; the row follows once the lock goes. */
+static void test_denial_off_path(void **state)
+{
+    struct fx *f = *state;
+    int64_t b_id;
+    char b_tok[AUTHSTORE_TOKEN_LEN + 1];
+    char path[256];
+    struct answer a;
+    struct db_conn *lock = NULL;
+
+    (void)mk_sp(f, "sp-a");
+    b_id = mk_sp(f, "sp-b");
+    assert_int_equal(authstore_issue_token(f->as, b_id, 3600, NULL, b_tok, sizeof b_tok, NULL),
+                     OT_OK);
+    sd_assign_api(f, 1, "sp-a");
+    /* A first use writes the token's last_used_at: not under the lock. */
+    assert_int_equal(http_as(f, b_tok, "GET", SD_PATH, NULL, NULL, "req-warm", &a), 200);
+    assert_int_equal(db_acquire(f->t->db, &lock), OT_OK);
+    assert_int_equal(db_begin(lock), OT_OK);
+    assert_int_equal(db_exec(lock, sec_t_is_pg()
+                                       ? "LOCK TABLE host_audit_log IN EXCLUSIVE MODE"
+                                       : "UPDATE host_principals SET disabled = 0 WHERE id = 0"),
+                     OT_OK);
+    snprintf(path, sizeof path, SD_PATH "/" SD_PAGE_AID, 1u);
+    assert_int_equal(http_as(f, b_tok, "GET", path, NULL, NULL, "req-deny", &a), 404);
+    snprintf(path, sizeof path, SD_PATH "/" SD_PAGE_AID, 2u);
+    assert_int_equal(http_as(f, b_tok, "GET", path, NULL, NULL, "req-miss", &a), 404);
+    assert_int_equal(sec_t_int(f->t->db,
+                               "SELECT COUNT(*) FROM host_audit_log WHERE request_id = 'req-deny'",
+                               0, NULL),
+                     0);
+    assert_int_equal(db_rollback(lock), OT_OK);
+    db_release(lock);
+    svc_kit_flush(f->kit);
+    assert_int_equal(audited(f, "sd.get", "req-deny"), 1);
+    assert_int_equal(audited(f, "sd.get", "req-miss"), 0);
+}
+
 static void test_token_issue_keeps_no_record(void **state)
 {
     struct fx *f = *state;
@@ -724,6 +769,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_sd_assign_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sd_list_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_issue_keeps_no_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_denial_off_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_failure_rolls_back, setup, teardown),
     };
     int rc;
