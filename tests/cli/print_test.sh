@@ -22,6 +22,10 @@ cli_tsmd_up cli-print log.level=warn
 evil='/tsm/v1/secure-elements/%1b%5b2J%1b%5bH%0d%0a999%20forged%e2%80%aeabc'
 code=$(curl -s -o /dev/null -w '%{http_code}' "$TSMD_URL$evil")
 [ "$code" = 401 ] || fail "unauthenticated request answered $code"
+# And one whose path is invalid UTF-8 (%ff%fe): its row must not stop the
+# listing either (the server stores it escaped; tsmctl would escape it too).
+code=$(curl -s -o /dev/null -w '%{http_code}' "$TSMD_URL/tsm/v1/secure-elements/%ff%fe")
+[ "$code" = 401 ] || [ "$code" = 400 ] || fail "invalid UTF-8 path answered $code"
 # A row from a normal action follows it: the listing must reach it.
 ctl_run 0 "${OP[@]}" principal create service_provider after-evil
 
@@ -31,6 +35,10 @@ out_has 'principal.create'
 # The ESC is shown as text (escaped by tsmctl, or already by the server:
 # the same notation); a CR/LF cannot start a row of its own.
 out_has '\x1B[2J\x1B[H\x0D\x0A999 forged\u{202E}abc'
+if [ "$code" = 401 ]; then
+    out_has '\xFF\xFE'
+fi
+! LC_ALL=C grep -qP '[\xfe\xff]' "$OUT" || fail "raw invalid UTF-8 printed"
 ! grep -q '^999 forged' "$OUT" || fail "a forged row starts a line"
 ctl_run 0 "${OP[@]}" --json audit list --limit 1000
 ascii_only "$OUT"
