@@ -22,6 +22,8 @@
 struct tsm_client {
     struct net_client *net;
     char host[TSM_CLIENT_HOST_MAX]; /* host[:port] of the URL, for messages */
+    char ca_file[512];              /* the CA file (escaped), "" for the system's */
+    bool https;
 };
 
 /* ---- escaping ----------------------------------------------------------- */
@@ -527,8 +529,10 @@ ot_err tsm_client_new(const struct tsm_client_cfg *cfg, struct tsm_client **out,
         return tsm_client_fail_set(e, TSM_CLIENT_LOCAL, OT_E_NOMEM, "out of memory");
     }
     err = tsm_client_url_check(cfg->url, c->host, sizeof c->host, e);
+    c->https = strncmp(cfg->url, "https:", 6) == 0;
     if (err == OT_OK && cfg->ca_file != NULL) {
         err = tsm_client_pem_check("CA file", cfg->ca_file, false, e);
+        tsm_client_esc_str(cfg->ca_file, c->ca_file, sizeof c->ca_file);
     }
     if (err == OT_OK && (cfg->client_cert != NULL) != (cfg->client_key != NULL)) {
         err = tsm_client_fail_set(e, TSM_CLIENT_USAGE, OT_E_ARG,
@@ -658,6 +662,22 @@ static void tsm_client_idem(char *hdr, size_t cap, const char *key)
     (void)snprintf(hdr, cap, "Idempotency-Key: ctl-%s", hex);
 }
 
+/* A hint after libcurl's text for the usual mistakes: a CA file that does
+ * not vouch for the server, http:// to a TLS port, https:// to a plain one. */
+static void tsm_client_hint(const struct tsm_client *c, const char *t, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (strstr(t, "certificate problem") != NULL && c->ca_file[0] != '\0') {
+        (void)snprintf(out, cap, " (CA file %s)", c->ca_file);
+    } else if (!c->https && (strstr(t, "Empty reply") != NULL || strstr(t, "HTTP/0.9") != NULL)) {
+        (void)snprintf(out, cap, " (a TLS port? the URL says http://)");
+    } else if (c->https
+               && (strstr(t, "wrong version number") != NULL
+                   || strstr(t, "packet length too long") != NULL)) {
+        (void)snprintf(out, cap, " (a plain HTTP port? the URL says https://)");
+    }
+}
+
 /* One request. On OT_OK *out holds the answer's JSON document (an object or
  * an array; never NULL). raw/raw_len/ctype: a raw body instead of json. */
 static ot_err tsm_client_call(struct tsm_client *c, const char *method, const char *path,
@@ -694,8 +714,10 @@ static ot_err tsm_client_call(struct tsm_client *c, const char *method, const ch
             tsm_client_fail_set(e, TSM_CLIENT_USAGE, err, "%s %s: request too long", method, p);
         } else {
             tsm_client_esc_str(r.transport_error, e->transport, sizeof e->transport);
-            tsm_client_fail_set(e, TSM_CLIENT_TRANSPORT, err, "cannot %s %s on %s: %s", method, p,
-                                c->host, e->transport[0] ? e->transport : ot_strerror(err));
+            char hint[600];
+            tsm_client_hint(c, e->transport, hint, sizeof hint);
+            tsm_client_fail_set(e, TSM_CLIENT_TRANSPORT, err, "cannot %s %s on %s: %s%s", method, p,
+                                c->host, e->transport[0] ? e->transport : ot_strerror(err), hint);
         }
         net_client_resp_clear(&r);
         return err;

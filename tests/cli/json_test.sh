@@ -71,4 +71,10 @@ ctl_run 5 "${OP[@]}" --json se import "$TSMD_WORK/none.csv"
 [ ! -s "$OUT" ] || fail "--json printed on stdout after a local failure: $(cat "$OUT")"
 jq -e '.error.kind == "local" and .error.exit == 5 and (.error.text | contains("none.csv"))' "$ERR" \
     >/dev/null || fail "local error: $(cat "$ERR")"
+# https:// to this plain HTTP port: a transport error with a hint, as JSON.
+ctl_run 4 --url "https://127.0.0.1:$TSMD_PORT" --token "$OP_TOKEN" --json token list
+[ ! -s "$OUT" ] || fail "stdout after a TLS failure: $(cat "$OUT")"
+jq -e '.error.kind == "transport" and (.error.text | contains("127.0.0.1:'"$TSMD_PORT"'")) and (.error.text | contains("a plain HTTP port?"))' "$ERR" \
+    >/dev/null || fail "TLS to a plain port: $(cat "$ERR")"
+note "https to plain: $(jq -r .error.text "$ERR")"
 echo "json: one document per command, errors as JSON on stderr"

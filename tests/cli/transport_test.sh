@@ -82,11 +82,12 @@ check() {
 
 down=$(tsmd_free_port)
 check 4 "127.0.0.1:$down" "Couldn't connect" -- --url "https://127.0.0.1:$down" --ca "$W/ca1/ca.pem"
-check 4 "localhost:$TSMD_PORT" "certificate" -- --url "$TSMD_URL" --ca "$W/ca2/ca.pem"
+check 4 "localhost:$TSMD_PORT" "certificate" "(CA file $W/ca2/ca.pem)" -- --url "$TSMD_URL" \
+    --ca "$W/ca2/ca.pem"
 check 4 "127.0.0.1:$TSMD_PORT" "127.0.0.1" "name" -- --url "https://127.0.0.1:$TSMD_PORT" \
     --ca "$W/ca1/ca.pem"
-check 4 "localhost:$TSMD_PORT" -- --url "http://localhost:$TSMD_PORT" --ca "$W/ca1/ca.pem" \
-    --token "$OP_TOKEN"
+check 4 "localhost:$TSMD_PORT" "a TLS port?" -- --url "http://localhost:$TSMD_PORT" \
+    --ca "$W/ca1/ca.pem" --token "$OP_TOKEN"
 jq -e '.error.kind == "transport" and (.error.transport | length > 0)' "$ERR" >/dev/null ||
     fail "no libcurl text in the JSON error: $(cat "$ERR")"
 check 5 "cannot open CA file $W/nope.pem" "No such file" -- --url "$TSMD_URL" --ca "$W/nope.pem"
