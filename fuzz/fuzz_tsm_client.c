@@ -1,12 +1,14 @@
-/* Fuzz target: what tsm_client parses or prints from untrusted bytes
- * (src/tsm/tsm_client.h).
+/* Fuzz target: what tsmctl parses or prints from untrusted bytes: profile
+ * files (tsm_client_profile_parse, src/tsm/tsm_client.h) and server text
+ * (ot_utf8_escape, src/core/utf8.h).
  *
  * The first input byte picks the path: even = a profile file's text
- * (tsm_client_profile_parse, profile "default"), odd = text from a server
- * (tsm_client_escape, into a buffer sized by the second byte). Checked: a
+ * (profile "default"), odd = text from a server (escaped into a buffer
+ * sized by the second byte). Checked: a
  * refused profile file leaves nothing behind; the escaped text is always
  * NUL-terminated within the buffer and holds no C0 control, DEL, C1
  * control (U+0080..U+009F) or invalid UTF-8. */
+#include "core/utf8.h"
 #include "tsm/tsm_client.h"
 
 #include <stdint.h>
@@ -40,7 +42,7 @@ static void fuzz_escape(const uint8_t *p, size_t n)
     if (out == NULL) {
         return;
     }
-    (void)tsm_client_escape((const char *)p, n, out, cap);
+    (void)ot_utf8_escape((const char *)p, n, out, cap, true, NULL, NULL);
     size_t len = strnlen(out, cap);
     if (len == cap) {
         abort(); /* not terminated */

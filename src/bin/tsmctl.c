@@ -23,12 +23,13 @@
  * Output: aligned tables, or with --json exactly one JSON document on stdout
  * (a list is one array, [] when empty) and, on failure, one JSON error object
  * on stderr. Every server-supplied string is printed escaped
- * (tsm_client_escape; JSON output is pure ASCII).
+ * (ot_utf8_escape; JSON output is pure ASCII).
  */
 #define OT_LOG_COMPONENT "bin.tsmctl"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "db/audit.h"
 #include "db/db.h"
 #include "net/json.h"
@@ -199,6 +200,16 @@ static bool g_json;
 
 /* ---- errors ------------------------------------------------------------- */
 
+/* Untrusted text escaped for printing (core/utf8.h); returns its width in
+ * terminal columns. */
+static size_t ctl_esc(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t width = 0;
+
+    (void)ot_utf8_escape(s, n, out, cap, true, NULL, &width);
+    return width;
+}
+
 static const char *ctl_kind_name(int rc)
 {
     switch (rc) {
@@ -286,7 +297,7 @@ ctl_fail(int rc, const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
-    (void)tsm_client_escape(raw, strlen(raw), text, sizeof(text));
+    (void)ctl_esc(raw, strlen(raw), text, sizeof(text));
     return ctl_emit(rc, text, NULL);
 }
 
@@ -623,10 +634,10 @@ static size_t ctl_field(const json_t *o, const char *key, char *out, size_t cap)
     char tmp[64];
 
     if (v == NULL || json_is_null(v)) {
-        return tsm_client_escape("-", 1, out, cap);
+        return ctl_esc("-", 1, out, cap);
     }
     if (json_is_string(v)) {
-        return tsm_client_escape(json_string_value(v), json_string_length(v), out, cap);
+        return ctl_esc(json_string_value(v), json_string_length(v), out, cap);
     }
     if (json_is_integer(v)) {
         snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(v));
@@ -636,11 +647,11 @@ static size_t ctl_field(const json_t *o, const char *key, char *out, size_t cap)
         snprintf(tmp, sizeof(tmp), "false");
     } else {
         char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
-        size_t w = tsm_client_escape(s != NULL ? s : "?", s != NULL ? strlen(s) : 1, out, cap);
+        size_t w = ctl_esc(s != NULL ? s : "?", s != NULL ? strlen(s) : 1, out, cap);
         free(s);
         return w;
     }
-    return tsm_client_escape(tmp, strlen(tmp), out, cap);
+    return ctl_esc(tmp, strlen(tmp), out, cap);
 }
 
 /* Aligned table of row objects with the given columns. */
@@ -737,14 +748,14 @@ static void ctl_print_obj(const json_t *o)
     }
     json_object_foreach((json_t *)o, key, v)
     {
-        size_t kw = tsm_client_escape(key, strlen(key), kbuf, sizeof(kbuf));
+        size_t kw = ctl_esc(key, strlen(key), kbuf, sizeof(kbuf));
         if (kw > w) {
             w = kw;
         }
     }
     json_object_foreach((json_t *)o, key, v)
     {
-        size_t kw = tsm_client_escape(key, strlen(key), kbuf, sizeof(kbuf));
+        size_t kw = ctl_esc(key, strlen(key), kbuf, sizeof(kbuf));
         (void)ctl_field(o, key, buf, sizeof(buf));
         ctl_cell(kbuf, kw, w, false);
         printf("%s\n", buf);
@@ -1277,7 +1288,7 @@ static int ctl_se_get(struct tsm_client *c, const struct ctl_args *a)
         json_free(o);
     } else {
         char buf[CTL_VALUE_MAX];
-        (void)tsm_client_escape(json_string_value(cin), json_string_length(cin), buf, sizeof(buf));
+        (void)ctl_esc(json_string_value(cin), json_string_length(cin), buf, sizeof(buf));
         printf("%s\n", buf);
     }
     json_free(doc);
@@ -1461,7 +1472,7 @@ static int ctl_token_issue(struct tsm_client *c, const struct ctl_args *a)
             json_free(doc);
             return ctl_fail(CTL_API, "the answer has no token");
         }
-        (void)tsm_client_escape(json_string_value(tok), json_string_length(tok), buf, sizeof(buf));
+        (void)ctl_esc(json_string_value(tok), json_string_length(tok), buf, sizeof(buf));
         printf("%s\n", buf);
     } else {
         ctl_print_obj(doc);

@@ -2,6 +2,7 @@
 #include "tsm/tsm_client.h"
 
 #include "core/buf.h"
+#include "core/utf8.h"
 #include "net/client.h"
 
 #include <curl/curl.h>
@@ -28,114 +29,10 @@ struct tsm_client {
 
 /* ---- escaping ----------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left) and its code point;
- * 0 when the bytes there are not one (overlong, surrogate, > U+10FFFF). */
-static size_t tsm_client_utf8(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    size_t len;
-    uint32_t v;
-    uint32_t min;
-
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    if ((s[0] & 0xE0) == 0xC0) {
-        len = 2;
-        v = s[0] & 0x1Fu;
-        min = 0x80;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        len = 3;
-        v = s[0] & 0x0Fu;
-        min = 0x800;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        len = 4;
-        v = s[0] & 0x07u;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-        v = (v << 6) | (s[i] & 0x3Fu);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
-        return 0;
-    }
-    *cp = v;
-    return len;
-}
-
-static bool tsm_client_invisible(uint32_t cp)
-{
-    return cp == 0x061C || (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x202A && cp <= 0x202E)
-           || (cp >= 0x2060 && cp <= 0x2069) || cp == 0xFEFF;
-}
-
-size_t tsm_client_escape(const char *s, size_t n, char *out, size_t cap)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
-    size_t chars = 0;
-    size_t keep_o = 0;
-    size_t keep_chars = 0;
-    size_t i = 0;
-
-    if (cap == 0) {
-        return 0;
-    }
-    while (i < n) {
-        char tmp[16];
-        size_t tl;
-        uint32_t cp = 0;
-        size_t l = tsm_client_utf8(p + i, n - i, &cp);
-        if (l == 0 || cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0)) {
-            /* A C1 control is escaped byte by byte like invalid bytes. */
-            size_t k = l == 0 ? 1 : l;
-            tl = 0;
-            for (size_t j = 0; j < k; j++) {
-                tl += (size_t)snprintf(tmp + tl, sizeof tmp - tl, "\\x%02X", p[i + j]);
-            }
-            l = k;
-        } else if (tsm_client_invisible(cp)) {
-            tl = (size_t)snprintf(tmp, sizeof tmp, "\\u{%04" PRIX32 "}", cp);
-        } else {
-            memcpy(tmp, p + i, l);
-            tl = l;
-        }
-        if (o + tl + 1 > cap) {
-            /* Does not fit: cut at the last piece boundary that leaves room
-             * for "..." (never inside an escape or a UTF-8 sequence). */
-            o = keep_o;
-            chars = keep_chars;
-            if (o + 4 <= cap) {
-                memcpy(out + o, "...", 3);
-                o += 3;
-                chars += 3;
-            }
-            break;
-        }
-        memcpy(out + o, tmp, tl);
-        o += tl;
-        chars += (tl == l && cp >= 0x20) ? 1 : tl;
-        i += l;
-        if (o + 4 <= cap) {
-            keep_o = o;
-            keep_chars = chars;
-        }
-    }
-    out[o] = '\0';
-    return chars;
-}
-
+/* Untrusted text (a server's, libcurl's, a file name) made printable. */
 static void tsm_client_esc_str(const char *s, char *out, size_t cap)
 {
-    (void)tsm_client_escape(s, s ? strlen(s) : 0, out, cap);
+    (void)ot_utf8_escape(s, s ? strlen(s) : 0, out, cap, true, NULL, NULL);
 }
 
 /* ---- profile files ------------------------------------------------------ */
@@ -385,9 +282,8 @@ static ot_err tsm_client_http_fail(const struct tsm_client *c, const char *metho
     if (e->code[0] == '\0') {
         /* Not our error body (a proxy, another server): show its start. */
         char body[128];
-        (void)tsm_client_escape(r->body ? r->body : "",
-                                r->body ? (r->body_len < 96 ? r->body_len : 96) : 0, body,
-                                sizeof body);
+        (void)ot_utf8_escape(r->body, r->body ? (r->body_len < 96 ? r->body_len : 96) : 0, body,
+                             sizeof body, true, NULL, NULL);
         return tsm_client_fail_set(e, TSM_CLIENT_HTTP, OT_E_IO,
                                    "%s %s on %s: HTTP %ld, not an API error answer: \"%s\"", method,
                                    p, c->host, r->status, body);

@@ -7,7 +7,7 @@
  * one-line printable text (e->text) naming it -- libcurl's error text and the
  * host for a transport error, the file for a local one, the server's error
  * code, message, field and request id for an HTTP error. Server-supplied and
- * libcurl text in e->text is escaped (tsm_client_escape), never raw.
+ * libcurl text in e->text is escaped (ot_utf8_escape, core/utf8.h), never raw.
  *
  * A struct tsm_client wraps one net_client: one thread at a time.
  */
@@ -193,17 +193,5 @@ struct tsm_client_profile {
  * profiles. CRLF line ends are accepted. */
 ot_err tsm_client_profile_parse(const char *text, size_t len, const char *want,
                                 struct tsm_client_profile *p, size_t *line, const char **why);
-
-/* ---- printing untrusted text -------------------------------------------- */
-
-/* Copies the n bytes of s into out (cap bytes, always NUL-terminated) so that
- * a terminal shows them as text and nothing else: C0 and C1 control
- * characters, DEL and bytes that are not valid UTF-8 become \xHH; bidi
- * and invisible format characters (U+061C, U+200B..U+200F, U+202A..U+202E,
- * U+2060..U+2069, U+FEFF) become \u{HHHH} -- the notation the audit log
- * stores untrusted text in, so text escaped there shows the same. Text that
- * does not fit ends with "...". Returns the number of characters (code
- * points) written, for column widths. */
-size_t tsm_client_escape(const char *s, size_t n, char *out, size_t cap);
 
 #endif

@@ -1,5 +1,6 @@
-/* tsm_client: escaping of untrusted text and the checks done before any
- * request (URL, CA/certificate/key files), with the error each gives. */
+/* tsm_client: the checks done before any request (URL, CA/certificate/key
+ * files) and the error each gives, a transport error's text, and the profile
+ * file parser. (Escaping of untrusted text: core/utf8_test.c.) */
 #include "tsm/tsm_client.h"
 
 #include <setjmp.h>
@@ -13,93 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const struct {
-    const char *in;
-    size_t len; /* 0: strlen(in) */
-    const char *want;
-    size_t chars;
-} esc_cases[] = {
-    {"plain text", 0, "plain text", 10},
-    {"", 0, "", 0},
-    {"caf\xC3\xA9", 0, "caf\xC3\xA9", 4},       /* UTF-8 kept, 4 characters */
-    {"\x1B[2Jforged", 0, "\\x1B[2Jforged", 13}, /* ESC: a screen clear */
-    {"a\r\nb\tc", 0, "a\\x0D\\x0Ab\\x09c", 15}, /* CR, LF, TAB */
-    {"\x7F", 0, "\\x7F", 4},                    /* DEL */
-    {"\xC2\x9B"
-     "31m",
-     0, "\\xC2\\x9B31m", 11},                            /* C1 CSI */
-    {"\xFF\xFE", 0, "\\xFF\\xFE", 8},                    /* invalid bytes */
-    {"\xC0\xAF", 0, "\\xC0\\xAF", 8},                    /* overlong '/' */
-    {"\xED\xA0\x80", 0, "\\xED\\xA0\\x80", 12},          /* surrogate */
-    {"\xF4\x90\x80\x80", 0, "\\xF4\\x90\\x80\\x80", 16}, /* over U+10FFFF */
-    {"\xE2\x82", 0, "\\xE2\\x82", 8},                    /* truncated sequence */
-    {"abc\xE2\x80\xAE"
-     "cba",
-     0, "abc\\u{202E}cba", 14},                                  /* RLO */
-    {"\xE2\x81\xA6x\xE2\x81\xA9", 0, "\\u{2066}x\\u{2069}", 17}, /* isolates */
-    {"\xEF\xBB\xBF"
-     "x",
-     0, "\\u{FEFF}x", 9},                /* BOM / ZWNBSP */
-    {"\xE2\x80\x8B", 0, "\\u{200B}", 8}, /* zero width space */
-    {"a\\x1B", 0, "a\\x1B", 5},          /* text that looks escaped stays as it is */
-    {"a\0b", 3, "a\\x00b", 6},           /* NUL inside */
-};
-
-static void test_escape(void **state)
-{
-    char out[128];
-
-    (void)state;
-    for (size_t i = 0; i < sizeof esc_cases / sizeof esc_cases[0]; i++) {
-        size_t n = esc_cases[i].len ? esc_cases[i].len : strlen(esc_cases[i].in);
-        size_t chars = tsm_client_escape(esc_cases[i].in, n, out, sizeof out);
-        if (strcmp(out, esc_cases[i].want) != 0 || chars != esc_cases[i].chars) {
-            fail_msg("case %zu: got \"%s\" (%zu chars), want \"%s\" (%zu)", i, out, chars,
-                     esc_cases[i].want, esc_cases[i].chars);
-        }
-    }
-}
-
-static void test_escape_truncates(void **state)
-{
-    char out[8];
-    char big[64];
-
-    (void)state;
-    /* Whole text fits exactly: no "...". */
-    assert_int_equal(tsm_client_escape("1234567", 7, out, sizeof out), 7);
-    assert_string_equal(out, "1234567");
-    /* One more: the end is replaced by "...", never cut in an escape. */
-    (void)tsm_client_escape("12345678", 8, out, sizeof out);
-    assert_string_equal(out, "1234...");
-    (void)tsm_client_escape("\x1B\x1B\x1B", 3, out, sizeof out);
-    assert_string_equal(out, "\\x1B...");
-    /* Never cut inside a UTF-8 sequence either. */
-    memset(big, 0, sizeof big);
-    (void)tsm_client_escape("\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9", 8, out, sizeof out);
-    assert_string_equal(out, "\xC3\xA9\xC3\xA9...");
-    /* A 1-byte buffer holds the NUL alone. */
-    (void)tsm_client_escape("abc", 3, big, 1);
-    assert_string_equal(big, "");
-}
-
-/* Every byte value alone: the output is printable ASCII or valid UTF-8
- * without controls. */
-static void test_escape_all_bytes(void **state)
-{
-    char in[1];
-    char out[16];
-
-    (void)state;
-    for (int b = 0; b < 256; b++) {
-        in[0] = (char)b;
-        (void)tsm_client_escape(in, 1, out, sizeof out);
-        for (const unsigned char *p = (const unsigned char *)out; *p != '\0'; p++) {
-            assert_true(*p >= 0x20 && *p < 0x7F);
-        }
-    }
-}
 
 static void expect_new_fail(const struct tsm_client_cfg *cfg, enum tsm_client_fail want,
                             const char *text_part)
@@ -267,9 +181,9 @@ static void test_profile(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_escape),           cmocka_unit_test(test_escape_truncates),
-        cmocka_unit_test(test_escape_all_bytes), cmocka_unit_test(test_new_checks),
-        cmocka_unit_test(test_transport_error),  cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_new_checks),
+        cmocka_unit_test(test_transport_error),
+        cmocka_unit_test(test_profile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
