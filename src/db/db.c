@@ -186,6 +186,21 @@ ot_err db_parse_int64(const char *s, int64_t *out)
     return OT_OK;
 }
 
+/* Notes corruption reported by a back end (sticky: see db_acquire). */
+static ot_err db_seen(struct db *db, ot_err err)
+{
+    if (err == OT_E_CORRUPT && !atomic_exchange(&db->corrupt, true)) {
+        OT_LOG_ERROR("database corruption detected: refusing every further use of this"
+                     " database (restore it from a backup; readiness now fails)");
+    }
+    return err;
+}
+
+bool db_corrupt(const struct db *db)
+{
+    return db != NULL && atomic_load(&db->corrupt);
+}
+
 /* ---- open / close -------------------------------------------------------- */
 
 static bool str_prefix(const char *s, const char *prefix)
@@ -266,9 +281,15 @@ ot_err db_open(const char *url, const struct db_cfg *cfg, struct db **out)
         }
     }
     sync_init = true;
-    /* Check the database now, so a bad URL fails at start rather than at first use. */
+    /* Check the database now, so a bad URL or a corrupt file fails at start rather than
+     * at first use. */
     OT_TRY(db_acquire(db, &c));
+    if (db->ops->check != NULL) {
+        err = db->ops->check(db, c->impl);
+    }
     db_release(c);
+    c = NULL;
+    OT_TRY(err);
     OT_LOG_INFO("database open engine=%s pool=%u", db->ops->name, db->cfg.pool_size);
     *out = db;
     db = NULL;
@@ -404,6 +425,10 @@ ot_err db_acquire(struct db *db, struct db_conn **out)
     *out = NULL;
     if (db == NULL) {
         return OT_E_ARG;
+    }
+    if (atomic_load(&db->corrupt)) {
+        /* Never serve a database known to be corrupt as data (readiness fails too). */
+        return OT_E_CORRUPT;
     }
     deadline_after(&deadline, db->cfg.acquire_timeout_ms);
     pthread_mutex_lock(&db->mu);
@@ -591,7 +616,7 @@ ot_err db_exec(struct db_conn *c, const char *sql)
     if (c == NULL || sql == NULL) {
         return OT_E_ARG;
     }
-    return c->db->ops->exec(c->impl, sql);
+    return db_seen(c->db, c->db->ops->exec(c->impl, sql));
 }
 
 /* ---- statements ---------------------------------------------------------- */
@@ -752,7 +777,7 @@ ot_err db_step(struct db_stmt *s, bool *row)
     if (s->done) {
         return OT_OK;
     }
-    err = s->conn->db->ops->step(s->impl, row, &s->changes);
+    err = db_seen(s->conn->db, s->conn->db->ops->step(s->impl, row, &s->changes));
     s->has_row = err == OT_OK && *row;
     if (err != OT_OK || !*row) {
         s->done = true;
@@ -774,7 +799,7 @@ ot_err db_col_text(struct db_stmt *s, int col, const char **out)
     if (!col_ok(s, col)) {
         return OT_E_ARG;
     }
-    return s->conn->db->ops->col_text(s->impl, col, out);
+    return db_seen(s->conn->db, s->conn->db->ops->col_text(s->impl, col, out));
 }
 
 ot_err db_col_text_copy(struct db_stmt *s, int col, char *buf, size_t *len)
@@ -810,7 +835,7 @@ ot_err db_col_int64(struct db_stmt *s, int col, int64_t *out)
     if (!col_ok(s, col)) {
         return OT_E_ARG;
     }
-    return s->conn->db->ops->col_int64(s->impl, col, out);
+    return db_seen(s->conn->db, s->conn->db->ops->col_int64(s->impl, col, out));
 }
 
 ot_err db_col_blob(struct db_stmt *s, int col, const uint8_t **p, size_t *n)
@@ -823,7 +848,7 @@ ot_err db_col_blob(struct db_stmt *s, int col, const uint8_t **p, size_t *n)
     if (!col_ok(s, col)) {
         return OT_E_ARG;
     }
-    return s->conn->db->ops->col_blob(s->impl, col, p, n);
+    return db_seen(s->conn->db, s->conn->db->ops->col_blob(s->impl, col, p, n));
 }
 
 bool db_col_is_null(struct db_stmt *s, int col)

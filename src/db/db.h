@@ -41,7 +41,8 @@
  * for synchronous=FULL, an fsync per commit). PostgreSQL uses the server's setting
  * (synchronous_commit=on by default: durable against both).
  *
- * Errors: OT_E_ARG (NULL or out-of-range argument, bad URL), OT_E_CONFLICT (unique,
+ * Errors: OT_E_ARG (NULL or out-of-range argument, bad URL), OT_E_CORRUPT (see
+ * db_corrupt), OT_E_CONFLICT (unique,
  * primary-key or foreign-key violation; PostgreSQL serialization failure or deadlock),
  * OT_E_TIMEOUT (SQLite busy/locked after the busy timeout; PostgreSQL lock_timeout; no
  * pooled connection free within acquire_timeout_ms), OT_E_STATE (begin inside a transaction,
@@ -112,6 +113,14 @@ struct db_cfg {
 /* Opens url (see above) and checks it with one connection. cfg may be NULL (defaults).
  * *out = NULL on failure: OT_E_ARG (unknown scheme), OT_E_DB (cannot open/connect). */
 ot_err db_open(const char *url, const struct db_cfg *cfg, struct db **out);
+/* Integrity (issue 9 point 5). db_open on an SQLite file runs PRAGMA quick_check and
+ * fails with OT_E_CORRUPT (the first problem logged) if the file is damaged. Reads check
+ * each value against the schema (a BLOB in a TEXT column, text in an integer column, NULL
+ * in a NOT NULL column: OT_E_CORRUPT), and SQLite verifies cell sizes as it reads pages
+ * (cell_size_check). Once any call reported corruption, db_corrupt() is true and every
+ * db_acquire answers OT_E_CORRUPT: a damaged database is never served as data, and a
+ * readiness probe that acquires a connection fails. */
+bool db_corrupt(const struct db *db);
 /* Closes every connection. NULL: no-op. All connections must have been released. */
 void db_close(struct db *db);
 enum db_kind db_kind(const struct db *db);

@@ -5,6 +5,7 @@
 #include "db/db.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,8 @@ struct db_ops {
     ot_err (*col_text)(void *st, int col, const char **out);
     ot_err (*col_int64)(void *st, int col, int64_t *out);
     ot_err (*col_blob)(void *st, int col, const uint8_t **p, size_t *n);
+    /* Optional: an integrity check at db_open (SQLite: PRAGMA quick_check). */
+    ot_err (*check)(const struct db *db, void *conn);
 };
 
 extern const struct db_ops db_sqlite_ops;
@@ -60,6 +63,7 @@ struct db {
     struct db_conn *idle; /* free list, most recently released first */
     unsigned n_open;      /* connections opened or being opened (idle + borrowed) */
     unsigned n_idle;
+    _Atomic bool corrupt; /* corruption seen: every later db_acquire fails (sticky) */
 };
 
 struct db_conn {

@@ -41,6 +41,11 @@ static ot_err dbs_err(sqlite3 *h, int rc, const char *what)
     if (primary == SQLITE_NOMEM) {
         return OT_E_NOMEM;
     }
+    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) {
+        OT_LOG_ERROR("%s: database file is corrupt: %s (%d)", what,
+                     h != NULL ? sqlite3_errmsg(h) : sqlite3_errstr(rc), rc);
+        return OT_E_CORRUPT;
+    }
     if (primary == SQLITE_RANGE) {
         return OT_E_ARG;
     }
@@ -116,6 +121,9 @@ static ot_err dbs_conn_open(const struct db *db, void **out)
     OT_TRY(
         dbs_exec(h, db->cfg.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
     OT_TRY(dbs_exec(h, "PRAGMA foreign_keys=ON"));
+    /* Check each b-tree cell's size as pages are read: damage is reported (SQLITE_CORRUPT)
+     * instead of read as data. */
+    OT_TRY(dbs_exec(h, "PRAGMA cell_size_check=ON"));
     if (!mem && !db->cfg.no_mmap) {
         /* Reads through a map of the file (address space shared with the OS page cache, not
          * memory): a point lookup costs about half as much as with pread. */
@@ -128,6 +136,96 @@ out:
         sqlite3_close_v2(h);
     }
     return err;
+}
+
+/* PRAGMA quick_check at db_open: "ok", or one row per problem found. */
+static ot_err dbs_check(const struct db *db, void *conn)
+{
+    sqlite3 *h = conn;
+    sqlite3_stmt *st = NULL;
+    ot_err err = OT_OK;
+    int rc;
+
+    if (strcmp(db->target, ":memory:") == 0) {
+        return OT_OK;
+    }
+    rc = sqlite3_prepare_v2(h, "PRAGMA quick_check(5)", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        return dbs_err(h, sqlite3_extended_errcode(h), "quick_check");
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+
+        if (t != NULL && strcmp(t, "ok") == 0) {
+            continue;
+        }
+        OT_LOG_ERROR("database %s is corrupt (PRAGMA quick_check): %s", db->target,
+                     t != NULL ? t : "?");
+        err = OT_E_CORRUPT;
+    }
+    if (rc != SQLITE_DONE && err == OT_OK) {
+        err = dbs_err(h, sqlite3_extended_errcode(h), "quick_check");
+        if (err != OT_E_CORRUPT) {
+            OT_LOG_ERROR("database %s: quick_check failed", db->target);
+        }
+    }
+    sqlite3_finalize(st);
+    if (err == OT_E_CORRUPT) {
+        OT_LOG_ERROR("refusing to open %s: restore it from a backup", db->target);
+    }
+    return err;
+}
+
+/* A row that violates the schema (possible only in a damaged file or one edited behind
+ * the service's back): the value of col has storage class `have` where the declared type
+ * says otherwise, or is NULL in a NOT NULL column. */
+static ot_err dbs_schema_violation(struct dbs_stmt *s, int col, const char *what)
+{
+    const char *tab = sqlite3_column_table_name(s->st, col);
+    const char *name = sqlite3_column_origin_name(s->st, col);
+
+    OT_LOG_ERROR("row violates the schema: %s.%s %s", tab != NULL ? tab : "?",
+                 name != NULL ? name : "?", what);
+    return OT_E_CORRUPT;
+}
+
+/* NULL read from a column: a violation if the column is declared NOT NULL. */
+static ot_err dbs_null_ok(struct dbs_stmt *s, int col)
+{
+    const char *tab = sqlite3_column_table_name(s->st, col);
+    const char *name = sqlite3_column_origin_name(s->st, col);
+    int notnull = 0;
+
+    if (tab == NULL || name == NULL) {
+        return OT_OK; /* an expression (COUNT, MAX...): no declared column */
+    }
+    if (sqlite3_table_column_metadata(s->h, sqlite3_column_database_name(s->st, col), tab, name,
+                                      NULL, NULL, &notnull, NULL, NULL)
+            == SQLITE_OK
+        && notnull) {
+        return dbs_schema_violation(s, col, "is NULL (declared NOT NULL)");
+    }
+    return OT_OK;
+}
+
+/* Declared type of col: 'T' TEXT, 'I' an integer type, 'B' BLOB, 0 other or none. */
+static char dbs_decl(struct dbs_stmt *s, int col)
+{
+    const char *d = sqlite3_column_decltype(s->st, col);
+
+    if (d == NULL) {
+        return 0;
+    }
+    if (strcmp(d, "TEXT") == 0) {
+        return 'T';
+    }
+    if (strcmp(d, "BIGINT") == 0 || strcmp(d, "INTEGER") == 0) {
+        return 'I';
+    }
+    if (strcmp(d, "BLOB") == 0) {
+        return 'B';
+    }
+    return 0;
 }
 
 static void dbs_conn_close(void *conn)
@@ -286,10 +384,14 @@ static bool dbs_col_is_null(void *st, int col)
 static ot_err dbs_col_text(void *st, int col, const char **out)
 {
     struct dbs_stmt *s = st;
+    int type = sqlite3_column_type(s->st, col);
 
-    if (sqlite3_column_type(s->st, col) == SQLITE_NULL) {
+    if (type == SQLITE_NULL) {
         *out = NULL;
-        return OT_OK;
+        return dbs_null_ok(s, col);
+    }
+    if (type != SQLITE_TEXT && dbs_decl(s, col) == 'T') {
+        return dbs_schema_violation(s, col, "holds a non-text value (declared TEXT)");
     }
     *out = (const char *)sqlite3_column_text(s->st, col);
     if (*out == NULL) {
@@ -305,11 +407,14 @@ static ot_err dbs_col_int64(void *st, int col, int64_t *out)
     switch (sqlite3_column_type(s->st, col)) {
     case SQLITE_NULL:
         *out = 0;
-        return OT_OK;
+        return dbs_null_ok(s, col);
     case SQLITE_INTEGER:
         *out = (int64_t)sqlite3_column_int64(s->st, col);
         return OT_OK;
     default:
+        if (dbs_decl(s, col) == 'I') {
+            return dbs_schema_violation(s, col, "holds a non-integer value (declared integer)");
+        }
         /* Same rule as PostgreSQL's text results: a decimal integer or an error. */
         if (db_parse_int64((const char *)sqlite3_column_text(s->st, col), out) != OT_OK) {
             OT_LOG_ERROR("column %d is not an integer", col);
@@ -328,7 +433,10 @@ static ot_err dbs_col_blob(void *st, int col, const uint8_t **p, size_t *n)
     if (sqlite3_column_type(s->st, col) == SQLITE_NULL) {
         *p = NULL;
         *n = 0;
-        return OT_OK;
+        return dbs_null_ok(s, col);
+    }
+    if (sqlite3_column_type(s->st, col) != SQLITE_BLOB && dbs_decl(s, col) == 'B') {
+        return dbs_schema_violation(s, col, "holds a non-blob value (declared BLOB)");
     }
     *p = sqlite3_column_blob(s->st, col);
     len = sqlite3_column_bytes(s->st, col);
@@ -364,4 +472,5 @@ const struct db_ops db_sqlite_ops = {
     .col_text = dbs_col_text,
     .col_int64 = dbs_col_int64,
     .col_blob = dbs_col_blob,
+    .check = dbs_check,
 };

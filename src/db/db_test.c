@@ -1262,6 +1262,168 @@ static void rm_sqlite_files(void)
     rmdir(g_dir);
 }
 
+/* ---- integrity (issue 9 point 5; SQLite files only) ---------------------- */
+
+static void integrity_path(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", g_dir, name);
+}
+
+static void unlink_sqlite(const char *path)
+{
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    char p[600];
+
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
+        (void)unlink(p);
+    }
+}
+
+/* A file with one byte of a b-tree page header flipped is refused at
+ * open (PRAGMA quick_check) instead of served. */
+static void test_corrupt_file_refused(void **state)
+{
+    char path[512];
+    char url[600];
+    struct db *db = NULL;
+    struct db_conn *c = NULL;
+    FILE *f = NULL;
+    long page = 0;
+
+    (void)state;
+    if (g_kind != DB_SQLITE) {
+        skip();
+    }
+    integrity_path(path, sizeof path, "corrupt.db");
+    unlink_sqlite(path);
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    assert_int_equal(db_open(url, NULL, &db), OT_OK);
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    assert_int_equal(db_exec(c, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);"
+                                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                                " WHERE i < 2000) INSERT INTO t (v) SELECT printf('value-%08d', i)"
+                                " FROM n;"
+                                "PRAGMA wal_checkpoint(TRUNCATE)"),
+                     OT_OK);
+    page = (long)query_int(c, "PRAGMA page_size", NULL);
+    assert_true(query_int(c, "PRAGMA page_count", NULL) > 4);
+    db_release(c);
+    db_close(db);
+    db = NULL;
+
+    /* page 3 is a b-tree page of t; its first byte is the page type */
+    f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 2 * page, SEEK_SET), 0);
+    assert_int_equal(fputc(0x07, f), 0x07); /* not a valid page type */
+    assert_int_equal(fclose(f), 0);
+
+    db = (struct db *)&db;
+    assert_int_equal(db_open(url, NULL, &db), OT_E_CORRUPT);
+    assert_null(db);
+    unlink_sqlite(path);
+}
+
+/* Values that contradict the declared schema (as a damaged page or an edit
+ * behind the service's back leaves them) are refused, not read as empty
+ * fields; after that the database refuses every use. */
+static void test_schema_violations_refused(void **state)
+{
+    static const struct {
+        const char *row; /* the offending row */
+        const char *sql;
+        const char *what;
+    } cases[] = {
+        /* quick_check sees NULLs in NOT NULL columns: refused at open */
+        {"INSERT INTO t VALUES (1, NULL, 1, X'00')", NULL, "NULL in a NOT NULL TEXT column"},
+        {"INSERT INTO t VALUES (2, 'x', 'abc', X'00')", "SELECT n FROM t WHERE id = 2",
+         "text in a BIGINT column"},
+        {"INSERT INTO t VALUES (3, X'0102', 3, X'00')", "SELECT v FROM t WHERE id = 3",
+         "a blob in a TEXT column"},
+        {"INSERT INTO t VALUES (4, 'x', 4, 'text')", "SELECT b FROM t WHERE id = 4",
+         "text in a BLOB column"},
+    };
+    char path[512];
+    char url[600];
+
+    (void)state;
+    if (g_kind != DB_SQLITE) {
+        skip();
+    }
+    integrity_path(path, sizeof path, "schema.db");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct db *db = NULL;
+        struct db_conn *c = NULL;
+        struct db_stmt *st = NULL;
+        bool row = false;
+        const char *txt = NULL;
+        const uint8_t *p = NULL;
+        size_t n = 0;
+        int64_t v = 0;
+        ot_err got = OT_OK;
+
+        print_message("schema violation: %s\n", cases[i].what);
+        unlink_sqlite(path);
+        snprintf(url, sizeof url, "sqlite:%s", path);
+        assert_int_equal(db_open(url, NULL, &db), OT_OK);
+        assert_int_equal(db_acquire(db, &c), OT_OK);
+        /* the rows are written under a looser schema, which is then
+         * swapped for the real one (the way a damaged file can look) */
+        assert_int_equal(db_exec(c, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT,"
+                                    " n BIGINT, b BLOB);"
+                                    "INSERT INTO t VALUES (5, 'ok', 5, X'00')"),
+                         OT_OK);
+        assert_int_equal(db_exec(c, cases[i].row), OT_OK);
+        assert_int_equal(db_exec(c, "PRAGMA writable_schema=ON;"
+                                    "UPDATE sqlite_master SET sql = 'CREATE TABLE t (id INTEGER"
+                                    " PRIMARY KEY, v TEXT NOT NULL, n BIGINT NOT NULL,"
+                                    " b BLOB NOT NULL)' WHERE name = 't';"
+                                    "PRAGMA writable_schema=OFF"),
+                         OT_OK);
+        db_release(c);
+        db_close(db);
+        db = NULL;
+        if (cases[i].sql == NULL) {
+            assert_int_equal(db_open(url, NULL, &db), OT_E_CORRUPT);
+            assert_null(db);
+            continue;
+        }
+        assert_int_equal(db_open(url, NULL, &db), OT_OK);
+        assert_int_equal(db_acquire(db, &c), OT_OK);
+        /* a sound row reads */
+        assert_int_equal(db_prepare(c, "SELECT v, n, b FROM t WHERE id = 5", &st), OT_OK);
+        assert_int_equal(db_step(st, &row), OT_OK);
+        assert_true(row);
+        assert_int_equal(db_col_text(st, 0, &txt), OT_OK);
+        assert_string_equal(txt, "ok");
+        assert_int_equal(db_col_int64(st, 1, &v), OT_OK);
+        assert_int_equal(db_col_blob(st, 2, &p, &n), OT_OK);
+        db_reset(st);
+        assert_false(db_corrupt(db));
+        assert_int_equal(db_prepare(c, cases[i].sql, &st), OT_OK);
+        assert_int_equal(db_step(st, &row), OT_OK);
+        assert_true(row);
+        if (strstr(cases[i].sql, "SELECT n") != NULL) {
+            got = db_col_int64(st, 0, &v);
+        } else if (strstr(cases[i].sql, "SELECT b") != NULL) {
+            got = db_col_blob(st, 0, &p, &n);
+        } else {
+            got = db_col_text(st, 0, &txt);
+        }
+        assert_int_equal(got, OT_E_CORRUPT);
+        db_reset(st);
+        db_release(c);
+        c = NULL;
+        /* sticky: no more data from this database (readiness fails) */
+        assert_true(db_corrupt(db));
+        assert_int_equal(db_acquire(db, &c), OT_E_CORRUPT);
+        assert_null(c);
+        db_close(db);
+    }
+    unlink_sqlite(path);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest unit[] = {
@@ -1287,6 +1449,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pg_reconnect),
         cmocka_unit_test(test_listen),
         cmocka_unit_test(test_run_tx),
+        cmocka_unit_test(test_corrupt_file_refused),
+        cmocka_unit_test(test_schema_violations_refused),
     };
     int rc;
 
