@@ -65,6 +65,9 @@
  *     COUNT(*), || for concatenation, CASE, COALESCE.
  *   - blob parameters must be typed by their context (compared with or inserted into a
  *     BLOB column): PostgreSQL receives them as binary bytea.
+ *   - LEFT JOIN: a NOT NULL column of the side without a match reads as NULL, which the
+ *     SQLite back end reports as a schema violation (db_corrupt): select such a column
+ *     through an expression (COALESCE(col, ...)).
  *   - avoid: LIKE (case rules differ), FOR UPDATE (SQLite has none: branch on db_kind()),
  *     engine-specific functions, RIGHT/FULL JOIN, implicit text<->integer comparisons.
  *
