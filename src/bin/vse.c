@@ -62,6 +62,7 @@ static const char vse_create_usage[] =
 
 static const char vse_run_usage[] =
     "usage: vse run CARD.img [CARD2.img ...] [--vpcd HOST:PORT] [--listen ADDR ...]\n"
+    "               [--idle-timeout SECONDS]\n"
     "\n"
     "  --vpcd HOST:PORT  connect every card to vsmartcard's vpcd; card k uses\n"
     "                    PORT + k (vpcd reader slot k). vpcd's default port is\n"
@@ -69,12 +70,18 @@ static const char vse_run_usage[] =
     "                    goes away.\n"
     "  --listen ADDR     serve the frame protocol of docs/vse.md on ADDR =\n"
     "                    unix:PATH or tcp:HOST:PORT; give it once per card, in\n"
-    "                    the order of the images\n"
+    "                    the order of the images. The protocol has no\n"
+    "                    authentication: keep it on loopback or a unix socket\n"
+    "                    (another address is warned about)\n"
+    "  --idle-timeout S  drop a --listen client idle for S seconds (default 60;\n"
+    "                    0: never), so idle clients cannot hold every slot\n"
     "  --log-level L     error, warn, info (default), debug, trace (APDUs)\n"
     "  --log-json        log JSON lines\n"
     "\n"
     "At least one of --vpcd and --listen. Runs until SIGINT or SIGTERM; every\n"
-    "state change is in the image before the card answers.\n";
+    "state change is in the image before the card answers. Each image is locked\n"
+    "(CARD.img.lock) while it runs: a second vse on it is refused with the pid\n"
+    "of the one that holds it.\n";
 
 static const char vse_inspect_usage[] =
     "usage: vse inspect CARD.img [--json]\n"
@@ -90,11 +97,9 @@ struct vse_opt {
 
 static const struct vse_opt vse_create_opts[] = {
     {"--profile", true}, {"--out", true}, {"--force", false}, {"--log-level", true}, {NULL, false}};
-static const struct vse_opt vse_run_opts[] = {{"--vpcd", true},
-                                              {"--listen", true},
-                                              {"--log-level", true},
-                                              {"--log-json", false},
-                                              {NULL, false}};
+static const struct vse_opt vse_run_opts[] = {{"--vpcd", true},         {"--listen", true},
+                                              {"--idle-timeout", true}, {"--log-level", true},
+                                              {"--log-json", false},    {NULL, false}};
 static const struct vse_opt vse_inspect_opts[] = {
     {"--json", false}, {"--log-level", true}, {NULL, false}};
 
@@ -176,6 +181,20 @@ static bool vse_log_setup(const char *cmd, const char *level, bool json, enum ot
         return false;
     }
     ot_log_configure(&cfg);
+    return true;
+}
+
+/* False (with the message) when path exists and is not a regular file: a
+ * FIFO or a device is never read as an image. A missing path is left to
+ * se_card_open, which says so. */
+static bool vse_regular(const char *cmd, const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "vse %s: %s is not a regular file (a card image is one)\n", cmd, path);
+        return false;
+    }
     return true;
 }
 
@@ -291,6 +310,9 @@ static int vse_inspect(int argc, char **argv)
     if (!vse_log_setup("inspect", level, false, OT_LOG_LVL_WARN)) {
         return VSE_EXIT_USAGE;
     }
+    if (!vse_regular("inspect", img)) {
+        goto out;
+    }
     err = se_card_open(img, &card);
     if (err != OT_OK) {
         fprintf(stderr, "vse inspect: cannot open %s: %s (%s)\n", img, ot_strerror(err),
@@ -375,6 +397,9 @@ static int vse_run(int argc, char **argv)
     size_t nimg = 0, nlisten = 0;
     const char *vpcd = NULL;
     const char *level = NULL;
+    const char *idle = NULL;
+    unsigned idle_ms = SE_SOCK_IDLE_MS;
+    int locks[VSE_MAX_CARDS];
     bool json = false;
     char host[256];
     uint16_t port = 0;
@@ -417,7 +442,24 @@ static int vse_run(int argc, char **argv)
             level = args[i].val;
         } else if (strcmp(args[i].opt, "--log-json") == 0) {
             json = true;
+        } else if (strcmp(args[i].opt, "--idle-timeout") == 0) {
+            idle = args[i].val;
         }
+    }
+    for (i = 0; i < VSE_MAX_CARDS; i++) {
+        locks[i] = -1;
+    }
+    if (idle != NULL) {
+        char *end = NULL;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(idle, &end, 10);
+        if (idle[0] < '0' || idle[0] > '9' || *end != '\0' || errno != 0 || v > 86400ul) {
+            fprintf(stderr, "vse run: bad --idle-timeout '%s': want seconds, 0 to 86400\n", idle);
+            return VSE_EXIT_USAGE;
+        }
+        idle_ms = (unsigned)v * 1000u;
     }
     if (nimg == 0) {
         fprintf(stderr, "vse run: no card image given (vse run CARD.img --vpcd HOST:PORT)\n");
@@ -461,6 +503,28 @@ static int vse_run(int argc, char **argv)
         goto out;
     }
     for (i = 0; i < nimg; i++) {
+        long holder = 0;
+
+        if (!vse_regular("run", imgs[i])) {
+            goto out;
+        }
+        /* Two processes serving one image would answer with the same
+         * challenges from a rolled-back counter: one holds the lock. */
+        err = se_image_lock(imgs[i], &locks[i], &holder);
+        if (err == OT_E_CONFLICT) {
+            if (holder > 0) {
+                fprintf(stderr, "vse run: %s is in use by vse process %ld (stop it first)\n",
+                        imgs[i], holder);
+            } else {
+                fprintf(stderr, "vse run: %s is in use by another process (stop it first)\n",
+                        imgs[i]);
+            }
+            goto out;
+        }
+        if (err != OT_OK) {
+            fprintf(stderr, "vse run: cannot lock %s: %s\n", imgs[i], ot_strerror(err));
+            goto out;
+        }
         err = se_card_open(imgs[i], &cards[i]);
         if (err != OT_OK) {
             fprintf(stderr, "vse run: cannot open %s: %s (%s)\n", imgs[i], ot_strerror(err),
@@ -491,6 +555,14 @@ static int vse_run(int argc, char **argv)
                         ot_strerror(err), ot_errname(err));
                 goto out;
             }
+            se_sock_set_idle(eps[neps], idle_ms);
+            if (se_sock_exposed(eps[neps])) {
+                fprintf(stderr,
+                        "vse run: WARNING: %s is not loopback and the card's socket has no"
+                        " authentication: anyone who can reach it can send any command to the"
+                        " card\n",
+                        listens[i]);
+            }
             neps++;
         }
     }
@@ -508,6 +580,9 @@ out:
     }
     for (i = 0; i < nimg; i++) {
         se_card_free(cards[i]);
+        if (locks[i] >= 0) {
+            close(locks[i]); /* the lock goes with it; the file stays */
+        }
     }
     for (i = 0; i < 2; i++) {
         if (g_wake[i] >= 0) {

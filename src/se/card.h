@@ -30,9 +30,18 @@ ot_err se_card_from_profile(const char *profile_json, size_t len, struct se_card
 ot_err se_card_from_profile_file(const char *path, struct se_card **out);
 
 /* Opens a card image written by se_card_save_as(); later state changes are
- * written back to the same path. A missing or corrupt image: OT_E_NOT_FOUND /
- * OT_E_CORRUPT. */
+ * written back to the same path. A missing image: OT_E_NOT_FOUND; a corrupt
+ * one (an empty file included): OT_E_CORRUPT; a path that is not a regular
+ * file (a FIFO, a directory): OT_E_FORMAT, without waiting on it. */
 ot_err se_card_open(const char *image_path, struct se_card **out);
+
+/* One running card per image (issue 9 point 8): takes an exclusive fcntl
+ * lock on "<image_path>.lock" (created 0600 if missing, left in place) and
+ * returns its descriptor in *fd (keep it open while serving; closing it
+ * releases the lock, as does the process ending). Held by another process:
+ * OT_E_CONFLICT with *holder = its pid (0 if unknown). Lock file not
+ * creatable: OT_E_IO (logged with the reason). */
+ot_err se_image_lock(const char *image_path, int *fd, long *holder);
 
 /* Writes the card's image to path atomically and binds the card to it. */
 ot_err se_card_save_as(struct se_card *card, const char *image_path);

@@ -450,9 +450,10 @@ ot_err se_state_deserialize(const uint8_t *p, size_t n, struct se_state *st)
     struct buf_rd r;
     uint8_t md[SE_IMAGE_HASH_LEN];
 
-    if (p == NULL || st == NULL) {
+    if ((p == NULL && n > 0) || st == NULL) {
         return OT_E_ARG;
     }
+    /* An empty file is a damaged image like any other short one. */
     if (n < SE_IMAGE_MAGIC_LEN + 2u + SE_IMAGE_HASH_LEN || n > SE_IMAGE_MAX) {
         OT_LOG_WARN("card image: size %zu out of range", n);
         return OT_E_CORRUPT;
@@ -628,14 +629,21 @@ ot_err se_store_read(const char *path, struct ot_buf *out)
         return OT_E_ARG;
     }
     ot_buf_reset(out);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+     * below); on a regular file the flag changes nothing. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         err = errno == ENOENT ? OT_E_NOT_FOUND : OT_E_DB;
         OT_LOG_DEBUG("open %s: %s", path, strerror(errno));
         goto out;
     }
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0) {
         err = OT_E_DB;
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        OT_LOG_WARN("card image %s is not a regular file", path);
+        err = OT_E_FORMAT;
         goto out;
     }
     if ((uint64_t)sb.st_size > SE_IMAGE_MAX) {
@@ -670,6 +678,65 @@ out:
     if (err != OT_OK) {
         ot_buf_reset(out);
     }
+    return err;
+}
+
+/* ---------------------------------------------------------------- lock */
+
+ot_err se_image_lock(const char *image_path, int *fd_out, long *holder)
+{
+    char *lp = NULL;
+    size_t pl;
+    struct flock fl;
+    int fd = -1;
+    ot_err err = OT_OK;
+
+    if (fd_out != NULL) {
+        *fd_out = -1;
+    }
+    if (holder != NULL) {
+        *holder = 0;
+    }
+    if (image_path == NULL || fd_out == NULL) {
+        return OT_E_ARG;
+    }
+    pl = strlen(image_path);
+    lp = malloc(pl + 6u);
+    if (lp == NULL) {
+        return OT_E_NOMEM;
+    }
+    memcpy(lp, image_path, pl);
+    memcpy(lp + pl, ".lock", 6u);
+    /* The image itself is replaced by rename on every commit, so the lock
+     * lives on a file of its own that stays. */
+    fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        OT_LOG_ERROR("cannot open the lock file %s: %s", lp, strerror(errno));
+        OT_FAIL(OT_E_IO);
+    }
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        if (errno != EACCES && errno != EAGAIN) {
+            OT_LOG_ERROR("cannot lock %s: %s", lp, strerror(errno));
+            OT_FAIL(OT_E_IO);
+        }
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        if (holder != NULL && fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+            *holder = (long)fl.l_pid;
+        }
+        OT_FAIL(OT_E_CONFLICT);
+    }
+    *fd_out = fd;
+    fd = -1;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(lp);
     return err;
 }
 

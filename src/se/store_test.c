@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -556,8 +557,82 @@ static void test_write_read(void **state)
         unlink(big);
     }
     /* a directory is not an image */
-    assert_int_equal(se_store_read(g_dir, &buf), OT_E_DB);
+    assert_int_equal(se_store_read(g_dir, &buf), OT_E_FORMAT);
     ot_buf_free(&buf);
+}
+
+/* Issue 9 point 19: an empty image is corrupt (not a bad argument), and a
+ * FIFO is refused at once instead of waiting for a writer. */
+static void test_open_odd_files(void **state)
+{
+    char path[256];
+    struct se_card *c = NULL;
+    int fd;
+
+    (void)state;
+    path_in_dir(path, sizeof(path), "empty.img");
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(se_card_open(path, &c), OT_E_CORRUPT);
+    assert_null(c);
+    unlink(path);
+    path_in_dir(path, sizeof(path), "fifo.img");
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(se_card_open(path, &c), OT_E_FORMAT);
+    assert_null(c);
+    unlink(path);
+}
+
+/* Issue 9 point 8: one process at a time holds an image's lock; another
+ * is told who holds it, and gets it once the holder is gone. */
+static void test_image_lock(void **state)
+{
+    char path[256];
+    char lockp[300];
+    int fd = -1;
+    long holder = -1;
+    int ready[2];
+    int done[2];
+    pid_t pid;
+    char b = 0;
+    int status = 0;
+    struct stat sb;
+
+    (void)state;
+    path_in_dir(path, sizeof(path), "locked.img");
+    snprintf(lockp, sizeof(lockp), "%s.lock", path);
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(done), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int cfd = -1;
+
+        if (se_image_lock(path, &cfd, NULL) != OT_OK || write(ready[1], "k", 1) != 1) {
+            _exit(1);
+        }
+        (void)read(done[0], &b, 1); /* hold until the parent is done */
+        _exit(0);
+    }
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    assert_int_equal(se_image_lock(path, &fd, &holder), OT_E_CONFLICT);
+    assert_int_equal(fd, -1);
+    assert_int_equal(holder, (long)pid);
+    assert_int_equal(stat(lockp, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(write(done[1], "x", 1), 1);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(se_image_lock(path, &fd, &holder), OT_OK);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(se_image_lock(NULL, &fd, NULL), OT_E_ARG);
+    close(ready[0]);
+    close(ready[1]);
+    close(done[0]);
+    close(done[1]);
+    unlink(lockp);
 }
 
 /* ---------------------------------------------------------------- commit / rollback */
@@ -1005,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_serialize_caps),  cmocka_unit_test(test_corrupt_every_byte),
         cmocka_unit_test(test_corrupt_fields),  cmocka_unit_test(test_write_read),
         cmocka_unit_test(test_commit_rollback), cmocka_unit_test(test_power_cut),
+        cmocka_unit_test(test_open_odd_files),  cmocka_unit_test(test_image_lock),
     };
     struct ot_log_cfg cfg = {.level = OT_LOG_LVL_ERROR, .format = OT_LOG_FMT_TEXT};
     ot_log_configure(&cfg); /* the corruption rows log a WARN each */

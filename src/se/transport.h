@@ -123,6 +123,7 @@ bool se_vpcd_connected(const struct se_tp_ep *ep);
 #define SE_SOCK_FRAME_MAX    (1u + SE_TP_MAX_CMD) /* largest L */
 #define SE_SOCK_ERR_TEXT_MAX 120u
 #define SE_SOCK_MAX_CLIENTS  8u
+#define SE_SOCK_IDLE_MS      60000u /* default idle time before a client is dropped */
 
 struct se_sock_frame {
     uint8_t type;
@@ -154,6 +155,12 @@ ot_err se_sock_new(const struct se_tp_card_ops *ops, void *card, const char *add
                    struct se_tp_ep **out);
 /* The bound TCP port (0 for unix sockets and other endpoints). */
 uint16_t se_sock_port(const struct se_tp_ep *ep);
+/* True for a TCP endpoint bound to an address other than loopback (the
+ * frame protocol has no authentication: se_sock_new logs a warning). */
+bool se_sock_exposed(const struct se_tp_ep *ep);
+/* Drops a client when nothing moved on its connection for idle_ms (0:
+ * never); default SE_SOCK_IDLE_MS. No-op for other endpoints. */
+void se_sock_set_idle(struct se_tp_ep *ep, unsigned idle_ms);
 
 /* ---------------------------------------------------------------- loop (transport_loop.c) */
 

@@ -8,7 +8,10 @@
  * short ASCII reason) otherwise. A frame whose L is 0 or over the cap cannot
  * be skipped safely: it is answered with an error frame and the connection
  * is closed after it. Up to SE_SOCK_MAX_CLIENTS connections share the card;
- * each frame is handled as a whole, in arrival order per connection.
+ * each frame is handled as a whole, in arrival order per connection. A
+ * connection on which nothing moved for the idle time (SE_SOCK_IDLE_MS by
+ * default) is closed. There is no authentication: a TCP address that is
+ * not loopback is logged as a loud warning.
  */
 #define OT_LOG_COMPONENT "se.sock"
 #include "se/transport.h"
@@ -27,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SOCK_LEN_BYTES 4u
@@ -38,7 +42,8 @@ _Static_assert(SE_SOCK_HDR == SOCK_LEN_BYTES + 1u, "header = length + type");
 
 struct sock_client {
     int fd;
-    bool closing; /* close once tx is out (after a fatal error frame) */
+    int64_t last_ms; /* monotonic ms of the last byte moved either way */
+    bool closing;    /* close once tx is out (after a fatal error frame) */
     size_t rx_len;
     uint8_t *rx; /* SOCK_RX_CAP */
     size_t tx_len, tx_off;
@@ -52,8 +57,18 @@ struct sock_ep {
     bool is_unix;
     char path[SOCK_PATH_MAX];
     uint16_t port;
+    bool exposed;     /* TCP on a non-loopback address */
+    unsigned idle_ms; /* 0: clients never time out */
     struct sock_client cl[SE_SOCK_MAX_CLIENTS];
 };
+
+static int64_t sock_now_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---------------------------------------------------------------- frames */
 
@@ -208,6 +223,7 @@ static void sock_client_send(struct sock_client *c)
             return;
         }
         c->tx_off += (size_t)w;
+        c->last_ms = sock_now_ms();
     }
     c->tx_len = 0;
     c->tx_off = 0;
@@ -269,6 +285,7 @@ static void sock_client_read(struct sock_ep *s, struct sock_client *c)
         return;
     }
     c->rx_len += (size_t)r;
+    c->last_ms = sock_now_ms();
     sock_client_drain(s, c);
 }
 
@@ -320,6 +337,7 @@ static void sock_accept(struct sock_ep *s)
     c->tx_len = 0;
     c->tx_off = 0;
     c->closing = false;
+    c->last_ms = sock_now_ms();
     OT_LOG_DEBUG("client connected");
 }
 
@@ -329,9 +347,25 @@ static size_t sock_pollfds(void *impl, struct pollfd *pfd, size_t max, int *time
     size_t n = 0;
     size_t i;
 
-    (void)timeout_ms;
     if (max < 1 + SE_SOCK_MAX_CLIENTS) {
         return 0;
+    }
+    if (s->idle_ms > 0) {
+        /* wake up when the next client's idle time runs out */
+        int64_t now = sock_now_ms();
+
+        for (i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+            int64_t left;
+
+            if (s->cl[i].fd < 0) {
+                continue;
+            }
+            left = s->cl[i].last_ms + (int64_t)s->idle_ms - now;
+            left = left < 0 ? 0 : left;
+            if (*timeout_ms < 0 || left < *timeout_ms) {
+                *timeout_ms = (int)left;
+            }
+        }
     }
     pfd[n].fd = s->lfd;
     pfd[n].events = POLLIN;
@@ -372,6 +406,19 @@ static void sock_dispatch(void *impl, const struct pollfd *pfd, size_t n)
             }
         } else {
             sock_client_read(s, c);
+        }
+    }
+    /* Idle clients (nothing moved either way for idle_ms) are dropped, so
+     * idle connections cannot hold every slot. */
+    if (s->idle_ms > 0) {
+        int64_t now = sock_now_ms();
+
+        for (i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+            c = &s->cl[i];
+            if (c->fd >= 0 && now - c->last_ms >= (int64_t)s->idle_ms) {
+                OT_LOG_INFO("event=idle_close idle_ms=%u", s->idle_ms);
+                sock_client_close(c);
+            }
         }
     }
     if ((pfd[0].revents & POLLIN) != 0) {
@@ -503,12 +550,27 @@ static ot_err sock_listen_tcp(struct sock_ep *s, const char *hostport)
         OT_LOG_ERROR("bind %s: %s", hostport, strerror(errno));
         OT_FAIL(OT_E_IO);
     }
+    s->exposed = true; /* unless the bound address says loopback */
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
-            s->port = ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+            const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+
+            s->port = ntohs(a->sin_port);
+            s->exposed = (ntohl(a->sin_addr.s_addr) >> 24) != 127u;
         } else if (ss.ss_family == AF_INET6) {
-            s->port = ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+            const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+            const uint8_t *b = a->sin6_addr.s6_addr;
+
+            s->port = ntohs(a->sin6_port);
+            s->exposed = !(IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)
+                           || (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && b[12] == 127u));
         }
+    }
+    if (s->exposed) {
+        OT_LOG_WARN("event=exposed addr=%s: the APDU port is NOT on loopback and has NO"
+                    " authentication: anyone who can reach it can send any command to the card"
+                    " (its keys included); bind 127.0.0.1 or a unix socket unless that is meant",
+                    hostport);
     }
     s->lfd = fd;
     fd = -1;
@@ -543,6 +605,7 @@ ot_err se_sock_new(const struct se_tp_card_ops *ops, void *card, const char *add
     s->ops = ops;
     s->card = card;
     s->lfd = -1;
+    s->idle_ms = SE_SOCK_IDLE_MS;
     for (i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
         s->cl[i].fd = -1;
     }
@@ -559,7 +622,7 @@ ot_err se_sock_new(const struct se_tp_card_ops *ops, void *card, const char *add
         OT_LOG_ERROR("listen %s: %s", addr, strerror(errno));
         OT_FAIL(OT_E_IO);
     }
-    OT_LOG_INFO("event=listening addr=%s", addr);
+    OT_LOG_INFO("event=listening addr=%s port=%u", addr, (unsigned)(s->is_unix ? 0 : s->port));
     ep->ops = &sock_ops;
     ep->impl = s;
     *out = ep;
@@ -569,6 +632,28 @@ out:
     sock_free(s);
     free(ep);
     return err;
+}
+
+bool se_sock_exposed(const struct se_tp_ep *ep)
+{
+    const struct sock_ep *s;
+
+    if (ep == NULL || ep->ops != &sock_ops) {
+        return false;
+    }
+    s = ep->impl;
+    return s->exposed;
+}
+
+void se_sock_set_idle(struct se_tp_ep *ep, unsigned idle_ms)
+{
+    struct sock_ep *s;
+
+    if (ep == NULL || ep->ops != &sock_ops) {
+        return;
+    }
+    s = ep->impl;
+    s->idle_ms = idle_ms;
 }
 
 uint16_t se_sock_port(const struct se_tp_ep *ep)

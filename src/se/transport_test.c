@@ -454,6 +454,79 @@ static void test_sock_server(void **state)
     rmdir(dir);
 }
 
+/* Issue 9 point 22: idle clients are dropped, so idle connections cannot
+ * hold every slot; a client that then connects is served. */
+static void test_sock_idle_clients(void **state)
+{
+    char dir[] = "/tmp/ot_tp_XXXXXX";
+    char path[128];
+    char addr[140];
+    struct tcard c = {0};
+    struct se_tp_ep *ep = NULL;
+    uint8_t buf[256];
+    uint8_t req[64];
+    size_t rl = sizeof req;
+    int fds[SE_SOCK_MAX_CLIENTS];
+    int extra;
+    size_t n;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/card.sock", dir);
+    snprintf(addr, sizeof addr, "unix:%s", path);
+    assert_int_equal(se_sock_new(&tc_ops, &c, addr, &ep), OT_OK);
+    assert_false(se_sock_exposed(ep));
+    /* every slot taken by a client that never sends anything */
+    for (size_t i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+        fds[i] = unix_connect(path);
+        pump(ep, 1);
+    }
+    extra = unix_connect(path);
+    n = read_frame(ep, extra, buf, sizeof buf);
+    assert_int_equal(buf[4], SE_SOCK_ERROR); /* too many clients */
+    assert_int_equal(ot_get_u16be(buf + 5), OT_E_LIMIT);
+    close(extra);
+    /* now with an idle limit: each idle client is closed (EOF) */
+    se_sock_set_idle(ep, 20);
+    for (size_t i = 0; i < SE_SOCK_MAX_CLIENTS; i++) {
+        assert_int_equal(read_frame(ep, fds[i], buf, sizeof buf), 0);
+        close(fds[i]);
+    }
+    /* and a new client is served */
+    se_sock_set_idle(ep, SE_SOCK_IDLE_MS);
+    extra = unix_connect(path);
+    pump(ep, 1);
+    assert_int_equal(se_sock_frame_encode(SE_SOCK_POWER_ON, NULL, 0, req, &rl), OT_OK);
+    assert_int_equal(send(extra, req, rl, 0), (ssize_t)rl);
+    n = read_frame(ep, extra, buf, sizeof buf);
+    assert_int_equal(n, SE_SOCK_HDR + sizeof t_atr);
+    assert_int_equal(buf[4], 0x82);
+    close(extra);
+    se_tp_ep_free(ep);
+    rmdir(dir);
+}
+
+/* Issue 9 point 22: a TCP endpoint on a non-loopback address is flagged
+ * (and logged) as exposed; loopback is not. */
+static void test_sock_exposed(void **state)
+{
+    struct tcard c = {0};
+    struct se_tp_ep *ep = NULL;
+
+    (void)state;
+    assert_int_equal(se_sock_new(&tc_ops, &c, "tcp:127.0.0.1:0", &ep), OT_OK);
+    assert_false(se_sock_exposed(ep));
+    se_tp_ep_free(ep);
+    assert_int_equal(se_sock_new(&tc_ops, &c, "tcp:0.0.0.0:0", &ep), OT_OK);
+    assert_true(se_sock_exposed(ep));
+    se_tp_ep_free(ep);
+    if (se_sock_new(&tc_ops, &c, "tcp:[::1]:0", &ep) == OT_OK) { /* IPv6 may be off */
+        assert_false(se_sock_exposed(ep));
+        se_tp_ep_free(ep);
+    }
+    assert_false(se_sock_exposed(NULL));
+}
+
 static void test_sock_bad_addr(void **state)
 {
     struct tcard c = {0};
@@ -677,7 +750,8 @@ int main(void)
         cmocka_unit_test(test_sock_frame_parse_table), cmocka_unit_test(test_sock_frame_encode),
         cmocka_unit_test(test_vpcd_frame_parse_table), cmocka_unit_test(test_parse_hostport_table),
         cmocka_unit_test(test_sock_process),           cmocka_unit_test(test_sock_server),
-        cmocka_unit_test(test_sock_bad_addr),          cmocka_unit_test(test_vpcd_client),
+        cmocka_unit_test(test_sock_bad_addr),          cmocka_unit_test(test_sock_idle_clients),
+        cmocka_unit_test(test_sock_exposed),           cmocka_unit_test(test_vpcd_client),
         cmocka_unit_test(test_vpcd_new_args),          cmocka_unit_test(test_loop_wake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,16 +40,32 @@ pcscd_env_free_port() {
     return 1
 }
 
+# A port is probed free, then vpcd (inside pcscd) binds it: another process
+# may take it in between. vpcd then logs "Could not initialize connection to
+# virtual ICC" and pcscd runs without the reader, so a card could never come:
+# that is seen in pcscd's log (written before "daemon ready") and the start is
+# retried on a new port.
 pcscd_env_start() {
-    local drv=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
+    local drv=/usr/lib/pcsc/drivers/serial/libifdvpcd.so attempt
     command -v pcscd >/dev/null || { pcscd_env_log "pcscd not installed (Debian package pcscd)"; return 1; }
     [ -f "$drv" ] || { pcscd_env_log "$drv missing (Debian package vsmartcard-vpcd)"; return 1; }
     PCSCD_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ot-pcscd.XXXXXX")
     mkdir -p "$PCSCD_DIR/conf" "$PCSCD_DIR/run"
-    VPCD_PORT=$(pcscd_env_free_port) || { pcscd_env_log "no free port pair"; return 1; }
-    printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:0x%X\nLIBPATH      %s\nCHANNELID    0x%X\n' \
-        "$VPCD_PORT" "$drv" "$VPCD_PORT" >"$PCSCD_DIR/conf/vpcd"
-    pcscd_env_launch
+    for attempt in 1 2 3 4 5; do
+        VPCD_PORT=$(pcscd_env_free_port) || { pcscd_env_log "no free port pair"; return 1; }
+        printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:0x%X\nLIBPATH      %s\nCHANNELID    0x%X\n' \
+            "$VPCD_PORT" "$drv" "$VPCD_PORT" >"$PCSCD_DIR/conf/vpcd"
+        pcscd_env_launch || return 1
+        if ! grep -Eq "Could not initialize connection to virtual ICC|Virtual PCD init failed" \
+            "$PCSCD_DIR/pcscd.log"; then
+            return 0
+        fi
+        pcscd_env_log "attempt $attempt: vpcd could not bind port $VPCD_PORT or $((VPCD_PORT + 1))" \
+            "(taken since the probe): retrying on another port"
+        pcscd_env_kill
+    done
+    pcscd_env_log "vpcd could not bind a port in 5 attempts"
+    return 1
 }
 
 # Starts pcscd on PCSCD_DIR's configuration (also after pcscd_env_kill: same
