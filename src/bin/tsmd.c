@@ -57,7 +57,7 @@ static const struct cfg_opt tsmd_opts[] = {
      {.s = "127.0.0.1:8443"},
      0,
      255,
-     CFG_IMMUTABLE,
+     CFG_IMMUTABLE | CFG_LISTEN,
      "Address and port to listen on: HOST:PORT or [IPv6]:PORT (port 0: any free port)."},
     {"http.threads", CFG_INT, {.i = 4}, 1, 256, CFG_IMMUTABLE, "Worker threads."},
     {"http.max_body",

@@ -8,6 +8,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -164,6 +165,109 @@ static bool cfg_parse_bool(const char *s, bool *out)
     return false;
 }
 
+static bool cfg_hostname_ok(const char *h)
+{
+    size_t n = strlen(h);
+    size_t label = 0;
+
+    if (n == 0 || n > 253) {
+        return false;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        char ch = h[i];
+
+        if (ch == '.' || ch == '\0') {
+            if (label == 0 || label > 63 || h[i - 1] == '-') {
+                return false;
+            }
+            label = 0;
+            continue;
+        }
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+              || (ch == '-' && label > 0))) {
+            return false;
+        }
+        label++;
+    }
+    return true;
+}
+
+ot_err cfg_parse_listen(const char *s, char *host, size_t cap, uint16_t *port, char *why,
+                        size_t whylen)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    unsigned long p = 0;
+    char buf[256];
+    uint8_t addr[16];
+
+    if (s == NULL || host == NULL || port == NULL || cap == 0) {
+        return OT_E_ARG;
+    }
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (rb == NULL || rb[1] != ':') {
+            cfg_errf(why, whylen, "'%s': want [IPV6]:PORT", s);
+            return OT_E_FORMAT;
+        }
+        h = s + 1;
+        hl = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strchr(s, ':');
+        if (colon == NULL) {
+            cfg_errf(why, whylen, "'%s': want HOST:PORT", s);
+            return OT_E_FORMAT;
+        }
+        if (strchr(colon + 1, ':') != NULL) {
+            cfg_errf(why, whylen, "'%s': an IPv6 address goes in brackets: [ADDR]:PORT", s);
+            return OT_E_FORMAT;
+        }
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= sizeof buf || hl >= cap) {
+        cfg_errf(why, whylen, "'%s': host empty or too long", s);
+        return OT_E_FORMAT;
+    }
+    memcpy(buf, h, hl);
+    buf[hl] = '\0';
+    if (colon[1] == '\0' || strlen(colon + 1) > 5) {
+        cfg_errf(why, whylen, "'%s': port must be 0 to 65535", s);
+        return OT_E_FORMAT;
+    }
+    for (const char *q = colon + 1; *q != '\0'; q++) {
+        if (*q < '0' || *q > '9') {
+            cfg_errf(why, whylen, "'%s': port must be 0 to 65535", s);
+            return OT_E_FORMAT;
+        }
+        p = p * 10u + (unsigned long)(*q - '0');
+    }
+    if (p > 65535u) {
+        cfg_errf(why, whylen, "'%s': port must be 0 to 65535", s);
+        return OT_E_FORMAT;
+    }
+    if (s[0] == '[') {
+        if (inet_pton(AF_INET6, buf, addr) != 1) {
+            cfg_errf(why, whylen, "'%s': '%s' is not an IPv6 address", s, buf);
+            return OT_E_FORMAT;
+        }
+    } else if (strspn(buf, "0123456789.") == hl) {
+        /* all digits and dots: an IPv4 address or nothing (never a name) */
+        if (inet_pton(AF_INET, buf, addr) != 1) {
+            cfg_errf(why, whylen, "'%s': '%s' is not an IPv4 address (four numbers 0 to 255)", s,
+                     buf);
+            return OT_E_FORMAT;
+        }
+    } else if (!cfg_hostname_ok(buf)) {
+        cfg_errf(why, whylen, "'%s': '%s' is neither an IP address nor a host name", s, buf);
+        return OT_E_FORMAT;
+    }
+    memcpy(host, buf, hl + 1);
+    *port = (uint16_t)p;
+    return OT_OK;
+}
+
 ot_err cfg_set(struct cfg *c, const char *name, const char *value, const char *origin, char *errbuf,
                size_t errlen)
 {
@@ -183,7 +287,9 @@ ot_err cfg_set(struct cfg *c, const char *name, const char *value, const char *o
         char *end = NULL;
         errno = 0;
         long long x = strtoll(value, &end, 10);
-        if (value[0] == '\0' || errno != 0 || *end != '\0') {
+        /* canonical decimal only: no sign but '-', no spaces */
+        const char *d = value[0] == '-' ? value + 1 : value;
+        if (*d < '0' || *d > '9' || errno != 0 || *end != '\0') {
             cfg_errf(errbuf, errlen, "%s: %s: not an integer", org, name);
             return OT_E_FORMAT;
         }
@@ -207,6 +313,16 @@ ot_err cfg_set(struct cfg *c, const char *name, const char *value, const char *o
         if (n > max || n > CFG_VALUE_MAX) {
             cfg_errf(errbuf, errlen, "%s: %s: longer than %zu bytes", org, name, max);
             return OT_E_RANGE;
+        }
+        if ((o->flags & CFG_LISTEN) != 0) {
+            char host[256];
+            char why[CFG_ERR_MAX];
+            uint16_t port = 0;
+
+            if (cfg_parse_listen(value, host, sizeof host, &port, why, sizeof why) != OT_OK) {
+                cfg_errf(errbuf, errlen, "%s: %s: %s", org, name, why);
+                return OT_E_FORMAT;
+            }
         }
         char *d = strdup(value);
         if (!d) {

@@ -29,6 +29,7 @@ enum cfg_type {
 #define CFG_IMMUTABLE 0x1u /* not changeable while running (documented only) */
 #define CFG_SENSITIVE 0x2u /* masked by cfg_print */
 #define CFG_PATH      0x4u /* a file system path (documentation hint) */
+#define CFG_LISTEN    0x8u /* CFG_STR: a listen address, checked by cfg_parse_listen */
 
 #define CFG_MAX_OPTS  128
 #define CFG_VALUE_MAX 1024 /* bytes of a string value */
@@ -78,6 +79,16 @@ const char *cfg_origin(const struct cfg *c, const char *name);
 /* "[section]\nkey = value  ; origin" for every option, sensitive values
  * printed as "********" (unless empty). */
 ot_err cfg_print(const struct cfg *c, FILE *out);
+
+/* A listen address "HOST:PORT" or "[IPV6]:PORT" into host (capacity cap,
+ * brackets removed) and *port (0..65535; 0: any free port). HOST is a
+ * dotted-quad IPv4 address (each part 0..255: "999.1.1.1" is refused, not
+ * resolved as a name), an IPv6 address in brackets, or a DNS name (labels
+ * of letters, digits and inner hyphens, at most 63 bytes each, 253 in all).
+ * PORT is 1 to 5 decimal digits. OT_E_FORMAT with why (may be NULL) saying
+ * what is wrong; OT_E_ARG for NULL arguments. */
+ot_err cfg_parse_listen(const char *s, char *host, size_t cap, uint16_t *port, char *why,
+                        size_t whylen);
 /* Markdown reference of a table (docs/CONFIG.md): one table per section with
  * name, type, default, range, env variable, flags and help. */
 ot_err cfg_markdown(const struct cfg_opt *opts, size_t n, const char *title, FILE *out);

@@ -176,6 +176,94 @@ static void test_env_and_cli_errors(void **state)
     cfg_free(c);
 }
 
+/* Issue 9 point 21: listen addresses are checked precisely. */
+static void test_listen(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *host; /* NULL: refused */
+        unsigned port;
+        const char *why; /* part of the message when refused */
+    } rows[] = {
+        {"127.0.0.1:8443", "127.0.0.1", 8443, NULL},
+        {"0.0.0.0:0", "0.0.0.0", 0, NULL},
+        {"[::1]:443", "::1", 443, NULL},
+        {"[::]:65535", "::", 65535, NULL},
+        {"localhost:80", "localhost", 80, NULL},
+        {"tsm-1.example.org:8443", "tsm-1.example.org", 8443, NULL},
+        {"999.1.1.1:1", NULL, 0, "'999.1.1.1' is not an IPv4 address"},
+        {"1.2.3:1", NULL, 0, "is not an IPv4 address"},
+        {"1.2.3.4.5:1", NULL, 0, "is not an IPv4 address"},
+        {"256.0.0.1:1", NULL, 0, "is not an IPv4 address"},
+        {"127.0.0.1:65536", NULL, 0, "port must be 0 to 65535"},
+        {"127.0.0.1:+80", NULL, 0, "port must be 0 to 65535"},
+        {"127.0.0.1: 80", NULL, 0, "port must be 0 to 65535"},
+        {"127.0.0.1:", NULL, 0, "port must be 0 to 65535"},
+        {"127.0.0.1:000080", NULL, 0, "port must be 0 to 65535"},
+        {"127.0.0.1", NULL, 0, "want HOST:PORT"},
+        {":80", NULL, 0, "host empty"},
+        {"::1:80", NULL, 0, "IPv6 address goes in brackets"},
+        {"[::1]80", NULL, 0, "want [IPV6]:PORT"},
+        {"[1.2.3.4]:80", NULL, 0, "is not an IPv6 address"},
+        {"[:::]:80", NULL, 0, "is not an IPv6 address"},
+        {"-host:80", NULL, 0, "neither an IP address nor a host name"},
+        {"host-:80", NULL, 0, "neither an IP address nor a host name"},
+        {"a..b:80", NULL, 0, "neither an IP address nor a host name"},
+        {"h\x1b[2J:80", NULL, 0, "neither an IP address nor a host name"},
+        {"*:80", NULL, 0, "neither an IP address nor a host name"},
+    };
+    char host[256];
+    char why[CFG_ERR_MAX];
+    uint16_t port = 0;
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        ot_err err = cfg_parse_listen(rows[i].in, host, sizeof host, &port, why, sizeof why);
+
+        print_message("listen %s\n", rows[i].in);
+        if (rows[i].host != NULL) {
+            assert_int_equal(err, OT_OK);
+            assert_string_equal(host, rows[i].host);
+            assert_int_equal(port, rows[i].port);
+        } else {
+            assert_int_equal(err, OT_E_FORMAT);
+            assert_non_null(strstr(why, rows[i].why));
+        }
+    }
+    assert_int_equal(cfg_parse_listen(NULL, host, sizeof host, &port, NULL, 0), OT_E_ARG);
+    assert_int_equal(cfg_parse_listen("127.0.0.1:1", host, 4, &port, NULL, 0), OT_E_FORMAT);
+
+    /* an option flagged CFG_LISTEN is checked wherever it is set */
+    static const struct cfg_opt lopts[] = {
+        {"http.listen", CFG_STR, .def.s = "127.0.0.1:8443", .flags = CFG_LISTEN,
+         .help = "Address and port."},
+        {"http.port", CFG_INT, .def.i = 1, .min = 0, .max = 65535, .help = "Port."},
+    };
+    struct cfg *c = NULL;
+    char eb[CFG_ERR_MAX];
+
+    assert_int_equal(cfg_new(lopts, ARRAY_SIZE(lopts), &c), OT_OK);
+    assert_int_equal(cfg_set_arg(c, "http.listen=999.1.1.1:1", eb, sizeof eb), OT_E_FORMAT);
+    assert_string_equal(eb, "cli: http.listen: '999.1.1.1:1': '999.1.1.1' is not an IPv4 address"
+                            " (four numbers 0 to 255)");
+    assert_string_equal(cfg_str(c, "http.listen"), "127.0.0.1:8443"); /* unchanged */
+    assert_int_equal(cfg_set_arg(c, "http.listen=[::1]:9000", eb, sizeof eb), OT_OK);
+    assert_string_equal(cfg_str(c, "http.listen"), "[::1]:9000");
+    setenv("OPENTSM_HTTP_LISTEN", "1.2.3.4:99999", 1);
+    assert_int_equal(cfg_load_env(c, eb, sizeof eb), OT_E_FORMAT);
+    assert_non_null(strstr(eb, "port must be 0 to 65535"));
+    unsetenv("OPENTSM_HTTP_LISTEN");
+    /* integers: canonical decimal only */
+    assert_int_equal(cfg_set_arg(c, "http.port=+1", eb, sizeof eb), OT_E_FORMAT);
+    assert_int_equal(cfg_set_arg(c, "http.port= 1", eb, sizeof eb), OT_E_FORMAT);
+    assert_int_equal(cfg_set_arg(c, "http.port=1 ", eb, sizeof eb), OT_E_FORMAT);
+    assert_int_equal(cfg_set_arg(c, "http.port=0x10", eb, sizeof eb), OT_E_FORMAT);
+    assert_int_equal(cfg_set_arg(c, "http.port=-1", eb, sizeof eb), OT_E_RANGE);
+    assert_int_equal(cfg_set_arg(c, "http.port=80", eb, sizeof eb), OT_OK);
+    assert_int_equal(cfg_int(c, "http.port"), 80);
+    cfg_free(c);
+}
+
 static void test_bad_tables(void **state)
 {
     (void)state;
@@ -236,7 +324,7 @@ int main(void)
         cmocka_unit_test(test_precedence),  cmocka_unit_test(test_env_secret_unset),
         cmocka_unit_test(test_file_errors), cmocka_unit_test(test_env_and_cli_errors),
         cmocka_unit_test(test_bad_tables),  cmocka_unit_test(test_print_masks),
-        cmocka_unit_test(test_markdown),
+        cmocka_unit_test(test_markdown),    cmocka_unit_test(test_listen),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

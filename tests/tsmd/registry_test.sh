@@ -73,6 +73,9 @@ hasnt "$DBURL"
 expect 2 "$TSMD" --config tsmd.ini --set services.enabled=tsm,nope --check-config
 expect 2 "$TSMD" --config tsmd.ini --set tls.key=/nonexistent/key.pem --check-config
 expect 2 "$TSMD" --config tsmd.ini --set tls.key= --check-config
+# issue 9 point 21: a listen address is checked precisely
+expect 2 "$TSMD" --config tsmd.ini --set http.listen=999.1.1.1:1 --check-config
+grep -q "'999.1.1.1' is not an IPv4 address" "$work/err" || fail "no precise listen error: $(cat "$work/err")"
 OPERATOR=$("$TSMD" --config tsmd.ini --bootstrap-operator root)
 [ ${#OPERATOR} -eq 46 ] || fail "bootstrap token has ${#OPERATOR} characters"
 
