@@ -16,6 +16,7 @@
 #include "db/db.h"
 
 #include "core/thread.h"
+#include "core/utf8.h"
 
 #include <openssl/evp.h>
 
@@ -201,97 +202,15 @@ static bool audit_terminated(const char *s, size_t cap)
     return memchr(s, '\0', cap) != NULL;
 }
 
-/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no
- * overlong forms, no surrogates, nothing above U+10FFFF), 0 if there is
- * none; *cp = its code point. */
-static size_t audit_utf8_len(const uint8_t *s, size_t n, uint32_t *cp)
-{
-    uint32_t c = s[0];
-    size_t len = 0;
-    uint32_t min = 0;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        c &= 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        c &= 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        c &= 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len) {
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        c = (c << 6) | (s[i] & 0x3fu);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-        return 0;
-    }
-    *cp = c;
-    return len;
-}
-
-/* Code points a terminal or a viewer acts on: C0 and C1 controls, DEL, the
- * bidirectional formatting characters (U+202E turns text around). */
-static bool audit_cp_unsafe(uint32_t cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x200e || cp == 0x200f
-           || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
-}
-
 bool audit_text_clean(char *dst, size_t cap, const char *src)
 {
-    const uint8_t *s = (const uint8_t *)(src != NULL ? src : "");
-    size_t n = strlen((const char *)s);
-    size_t o = 0;
+    const char *s = src != NULL ? src : "";
     bool changed = false;
 
     if (dst == NULL || cap == 0) {
-        return n > 0;
+        return s[0] != '\0';
     }
-    for (size_t i = 0; i < n;) {
-        uint32_t cp = 0;
-        size_t len = audit_utf8_len(s + i, n - i, &cp);
-        char esc[12];
-        const char *piece = (const char *)s + i;
-        size_t plen = len;
-
-        if (len == 0 || audit_cp_unsafe(cp)) {
-            /* an invalid byte or a C0/DEL control: \xHH; any other unsafe
-             * character: \u{HHHH} */
-            if (len == 0 || cp < 0x80) {
-                snprintf(esc, sizeof esc, "\\x%02X", s[i]);
-                len = 1;
-            } else {
-                snprintf(esc, sizeof esc, "\\u{%04X}", (unsigned)cp);
-            }
-            piece = esc;
-            plen = strlen(esc);
-            changed = true;
-        }
-        if (o + plen >= cap) {
-            changed = true; /* cut at a character boundary */
-            break;
-        }
-        memcpy(dst + o, piece, plen);
-        o += plen;
-        i += len;
-    }
-    dst[o] = '\0';
+    (void)ot_utf8_escape(s, strlen(s), dst, cap, false, &changed, NULL);
     return changed;
 }
 

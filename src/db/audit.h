@@ -94,11 +94,9 @@ ot_err audit_sealer_start(struct db *db, unsigned interval_ms, struct audit_seal
 void audit_sealer_kick(struct audit_sealer *s);
 void audit_sealer_stop(struct audit_sealer *s); /* NULL: no-op */
 
-/* Writes src into dst (capacity cap, always NUL-terminated) with every byte
- * that is not part of well-formed UTF-8 and every C0 control or DEL as
- * "\xHH", every C1 control and bidirectional formatting character
- * (U+200E/F, U+202A-U+202E, U+2066-U+2069) as "\u{HHHH}", cut at a
- * character boundary to fit. Returns true if dst differs from src. */
+/* Writes src into dst (capacity cap, always NUL-terminated) in the clean
+ * form every audit text is stored in: ot_utf8_escape (core/utf8.h), without
+ * an ellipsis. Returns true if dst differs from src. */
 bool audit_text_clean(char *dst, size_t cap, const char *src);
 
 /* Recomputes the whole chain. OT_OK if intact (*checked = rows checked, may
