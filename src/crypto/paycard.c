@@ -9,6 +9,31 @@
 
 #include <string.h>
 
+ot_err paycard_pan_bcd(const char *pan, uint8_t out[PAYCARD_PAN_BCD_MAX], size_t *n)
+{
+    size_t len = 0;
+
+    if (pan == NULL || out == NULL || n == NULL) {
+        return OT_E_ARG;
+    }
+    len = strnlen(pan, 2 * PAYCARD_PAN_BCD_MAX + 1);
+    for (size_t i = 0; i < len; i++) {
+        if (pan[i] < '0' || pan[i] > '9') {
+            return OT_E_FORMAT;
+        }
+    }
+    if (len == 0 || len > 19) {
+        return OT_E_RANGE;
+    }
+    memset(out, 0xFF, PAYCARD_PAN_BCD_MAX);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t d = (uint8_t)(pan[i] - '0');
+        out[i / 2] = i % 2 == 0 ? (uint8_t)((d << 4) | 0x0Fu) : (uint8_t)((out[i / 2] & 0xF0u) | d);
+    }
+    *n = (len + 1) / 2;
+    return OT_OK;
+}
+
 ot_err paycard_derive(const uint8_t *imk, size_t imk_len, uint8_t dc, const uint8_t *id,
                       size_t id_len, uint8_t out[PAYCARD_KEY_LEN])
 {

@@ -42,6 +42,12 @@
 #define PAYCARD_TAG_CREDIT 0x52u
 #define PAYCARD_TAG_PROOF  0xD2u
 
+/* A PAN of 1-19 digits as the card holds it in tag 5A (EMV Book 3 annex A:
+ * compressed numeric, padded with F): *n = (digits + 1) / 2 bytes of out
+ * (capacity PAYCARD_PAN_BCD_MAX). Not digits OT_E_FORMAT, length OT_E_RANGE. */
+#define PAYCARD_PAN_BCD_MAX 10u
+ot_err paycard_pan_bcd(const char *pan, uint8_t out[PAYCARD_PAN_BCD_MAX], size_t *n);
+
 /* imk: 16, 24 or 32 bytes. */
 ot_err paycard_derive(const uint8_t *imk, size_t imk_len, uint8_t dc, const uint8_t *id,
                       size_t id_len, uint8_t out[PAYCARD_KEY_LEN]);

@@ -60,13 +60,28 @@ static void test_transit_mac_known(void **state)
     assert_int_equal(paycard_transit_mac(NULL, 0x52, 1, 1, pid, mac), OT_E_ARG);
 }
 
+static void test_pan_bcd(void **state)
+{
+    (void)state;
+    uint8_t b[10];
+    size_t n = 0;
+    assert_int_equal(paycard_pan_bcd("5413330089010434", b, &n), OT_OK);
+    testutil_assert_hex(b, n, "5413330089010434");
+    assert_int_equal(paycard_pan_bcd("1234567890123456789", b, &n), OT_OK);
+    testutil_assert_hex(b, n, "1234567890123456789F");
+    assert_int_equal(paycard_pan_bcd("1", b, &n), OT_OK);
+    testutil_assert_hex(b, n, "1F");
+    assert_int_equal(paycard_pan_bcd("", b, &n), OT_E_RANGE);
+    assert_int_equal(paycard_pan_bcd("12345678901234567890", b, &n), OT_E_RANGE);
+    assert_int_equal(paycard_pan_bcd("12a4", b, &n), OT_E_FORMAT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_derive_known),
-        cmocka_unit_test(test_derive_errors),
-        cmocka_unit_test(test_emv_ac_known),
-        cmocka_unit_test(test_transit_mac_known),
+        cmocka_unit_test(test_derive_known), cmocka_unit_test(test_derive_errors),
+        cmocka_unit_test(test_emv_ac_known), cmocka_unit_test(test_transit_mac_known),
+        cmocka_unit_test(test_pan_bcd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
