@@ -15,11 +15,13 @@ void tsm_csv_init(struct tsm_csv *c, const char *p, size_t n)
 }
 
 /* Appends byte b to the current field; the record buffer keeps room for one
- * NUL per field. */
+ * NUL per field. Beyond the cap the record is marked over and read on to its
+ * end without keeping its bytes. */
 static ot_err tsm_csv_put(struct tsm_csv_rec *rec, size_t *used, uint8_t b)
 {
     if (*used >= sizeof(rec->buf) - TSM_CSV_MAX_FIELDS) {
-        return OT_E_LIMIT;
+        rec->over = TSM_CSV_OVER_BYTES;
+        return OT_OK;
     }
     rec->buf[(*used)++] = (char)b;
     return OT_OK;
@@ -27,8 +29,12 @@ static ot_err tsm_csv_put(struct tsm_csv_rec *rec, size_t *used, uint8_t b)
 
 static ot_err tsm_csv_end_field(struct tsm_csv_rec *rec, size_t *used, size_t start)
 {
+    if (rec->over != TSM_CSV_OVER_NONE) {
+        return OT_OK;
+    }
     if (rec->n >= TSM_CSV_MAX_FIELDS) {
-        return OT_E_LIMIT;
+        rec->over = TSM_CSV_OVER_FIELDS;
+        return OT_OK;
     }
     rec->f[rec->n] = &rec->buf[start];
     rec->len[rec->n] = *used - start;
@@ -58,6 +64,7 @@ ot_err tsm_csv_next(struct tsm_csv *c, struct tsm_csv_rec *rec, bool *end)
     bool in_field = false;
 
     rec->n = 0;
+    rec->over = TSM_CSV_OVER_NONE;
     *end = false;
     if (!c->started) {
         c->started = true;
@@ -145,6 +152,10 @@ ot_err tsm_csv_next(struct tsm_csv *c, struct tsm_csv_rec *rec, bool *end)
         }
         in_field = true;
         OT_TRY(tsm_csv_put(rec, &used, b));
+    }
+    if (rec->over != TSM_CSV_OVER_NONE) {
+        rec->n = 0;
+        err = OT_E_LIMIT; /* the reader is past the record: it may go on */
     }
 out:
     return err;

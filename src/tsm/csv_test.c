@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,6 +145,43 @@ static void test_limits(void **state)
     assert_int_equal(rec->len[0], TSM_CSV_REC_MAX);
     tsm_csv_init(&c, in, TSM_CSV_REC_MAX + 1);
     assert_int_equal(tsm_csv_next(&c, rec, &end), OT_E_LIMIT);
+    assert_int_equal(rec->over, TSM_CSV_OVER_BYTES);
+    free(in);
+    free(rec);
+}
+
+/* A record over a cap is skipped to its end (quotes respected) and the
+ * reader goes on: the next records and their lines are right (issue 9
+ * point 16: one long line rejects one row, not the file). */
+static void test_over_cap_goes_on(void **state)
+{
+    struct tsm_csv_rec *rec = malloc(sizeof(*rec));
+    size_t n = TSM_CSV_REC_MAX + 64;
+    char *in = malloc(n + 64);
+    struct tsm_csv c;
+    bool end = false;
+    size_t len = 0;
+
+    (void)state;
+    assert_non_null(rec);
+    assert_non_null(in);
+    len += (size_t)snprintf(in + len, n + 64 - len, "a,b\n\"");
+    memset(in + len, 'q', TSM_CSV_REC_MAX);
+    len += TSM_CSV_REC_MAX;
+    len += (size_t)snprintf(in + len, n + 64 - len, "\n,\",x\nc,d\n");
+    tsm_csv_init(&c, in, len);
+    assert_int_equal(tsm_csv_next(&c, rec, &end), OT_OK);
+    assert_int_equal(rec->n, 2);
+    assert_int_equal(tsm_csv_next(&c, rec, &end), OT_E_LIMIT);
+    assert_int_equal(rec->over, TSM_CSV_OVER_BYTES);
+    assert_int_equal(c.line, 2);
+    assert_int_equal(tsm_csv_next(&c, rec, &end), OT_OK);
+    assert_false(end);
+    assert_int_equal(rec->n, 2);
+    assert_string_equal(rec->f[0], "c");
+    assert_int_equal(c.line, 4);
+    assert_int_equal(tsm_csv_next(&c, rec, &end), OT_OK);
+    assert_true(end);
     free(in);
     free(rec);
 }
@@ -154,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_line_numbers),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_over_cap_goes_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

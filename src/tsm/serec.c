@@ -384,9 +384,14 @@ static ot_err tsm_set_str(struct tsm_serec *r, int col, const char *val, size_t 
                        TSM_VERSION_MAX + 1, val, len);
         break;
     case TSM_F_CERT:
-        if (!tsm_word(val, len, TSM_CERT_MAX, " +._-") || val[0] == ' ' || val[len - 1] == ' ') {
+        /* It starts with a letter or a digit: a leading + or - (or = @)
+         * would be a formula where the registry is exported to a sheet. */
+        if (!tsm_word(val, len, TSM_CERT_MAX, " +._-") || val[len - 1] == ' '
+            || !((val[0] >= 'A' && val[0] <= 'Z') || (val[0] >= 'a' && val[0] <= 'z')
+                 || tsm_is_digit(val[0]))) {
             return tsm_row_fail(e, c->name, OT_E_FORMAT,
-                                "must be 1 to 32 characters of A-Z a-z 0-9 space + . _ -");
+                                "must be 1 to 32 characters of A-Z a-z 0-9 space + . _ -, "
+                                "starting with a letter or a digit");
         }
         err = tsm_copy(se->cert_level, sizeof(se->cert_level), val, len);
         break;

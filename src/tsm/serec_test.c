@@ -95,6 +95,10 @@ static const struct {
     {"jc_version", "\"3.1\"", OT_OK, NULL},
     {"cert_level", "\" EAL5\"", OT_E_FORMAT, "cert_level"},
     {"cert_level", "\"EAL5;drop\"", OT_E_FORMAT, "cert_level"},
+    /* Formula starts (issue 9 point 16): "+cmd", "-2+3". */
+    {"cert_level", "\"+cmd\"", OT_E_FORMAT, "cert_level"},
+    {"cert_level", "\"-2+3\"", OT_E_FORMAT, "cert_level"},
+    {"cert_level", "\"_x\"", OT_E_FORMAT, "cert_level"},
     {"expiry", "\"2030-02-29\"", OT_E_FORMAT, "expiry"}, /* not a leap year */
     {"expiry", "\"2032-02-29\"", OT_OK, NULL},           /* leap year */
     {"expiry", "\"2030-13-01\"", OT_E_FORMAT, "expiry"},

@@ -22,23 +22,43 @@
 
 /* ---- import ------------------------------------------------------------- */
 
+/* One rejected row as reported. */
+struct tsm_reject {
+    size_t row;
+    json_t *o;
+};
+
 struct tsm_report {
     const struct net_req *req; /* the import request (audit rows) */
     size_t rows;
     size_t imported;
     size_t unchanged;
     size_t rejected;
-    json_t *list; /* rejected rows, at most TSM_REPORT_MAX_REJECTED */
+    /* The rejected rows with the lowest row numbers, at most
+     * TSM_REPORT_MAX_REJECTED: rows fail when validated and, for conflicts,
+     * when their batch is written, so they arrive slightly out of order;
+     * the report lists them in row order (tsm_report_list). */
+    struct tsm_reject *rej;
+    size_t nrej;
 };
 
 static void tsm_report_reject(struct tsm_report *rep, size_t row, const char *field,
                               const char *message)
 {
+    size_t worst = 0;
     json_t *o;
 
     rep->rejected++;
-    if (rep->list == NULL || rep->rejected > TSM_REPORT_MAX_REJECTED) {
+    if (rep->rej == NULL) {
         return;
+    }
+    if (rep->nrej == TSM_REPORT_MAX_REJECTED) {
+        for (size_t i = 1; i < rep->nrej; i++) {
+            worst = rep->rej[i].row > rep->rej[worst].row ? i : worst;
+        }
+        if (rep->rej[worst].row < row) {
+            return;
+        }
     }
     o = json_obj_new();
     if (o == NULL || json_put_int(o, "row", (int64_t)row) != OT_OK
@@ -47,7 +67,52 @@ static void tsm_report_reject(struct tsm_report *rep, size_t row, const char *fi
         json_free(o);
         return;
     }
-    (void)json_push(rep->list, o);
+    if (rep->nrej == TSM_REPORT_MAX_REJECTED) {
+        json_free(rep->rej[worst].o);
+        rep->rej[worst].row = row;
+        rep->rej[worst].o = o;
+        return;
+    }
+    rep->rej[rep->nrej].row = row;
+    rep->rej[rep->nrej].o = o;
+    rep->nrej++;
+}
+
+static int tsm_reject_cmp(const void *a, const void *b)
+{
+    const struct tsm_reject *x = a;
+    const struct tsm_reject *y = b;
+
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* The rejected rows in row order as a JSON array (NULL: no memory); the
+ * report's entries are taken. */
+static json_t *tsm_report_list(struct tsm_report *rep)
+{
+    json_t *arr = json_arr_new();
+
+    qsort(rep->rej, rep->nrej, sizeof(*rep->rej), tsm_reject_cmp);
+    for (size_t i = 0; i < rep->nrej; i++) {
+        if (arr != NULL && json_push(arr, rep->rej[i].o) != OT_OK) {
+            json_free(arr);
+            arr = NULL;
+        } else if (arr == NULL) {
+            json_free(rep->rej[i].o);
+        }
+        rep->rej[i].o = NULL;
+    }
+    rep->nrej = 0;
+    return arr;
+}
+
+static void tsm_report_free(struct tsm_report *rep)
+{
+    for (size_t i = 0; rep->rej != NULL && i < rep->nrej; i++) {
+        json_free(rep->rej[i].o);
+    }
+    free(rep->rej);
+    rep->rej = NULL;
 }
 
 /* The pending rows of a batch (capacity t->batch): the records, their row
@@ -126,18 +191,23 @@ static bool tsm_csv_header(const struct tsm_csv_rec *hdr, int *cols, struct net_
 {
     uint32_t seen = 0;
     size_t i;
-    char msg[160];
+    char msg[200];
 
     for (i = 0; i < hdr->n; i++) {
         int col = tsm_serec_column(hdr->f[i]);
+        char name[80];
+        /* A column name is the client's text: invalid UTF-8 and control
+         * bytes are escaped before they reach the JSON answer (issue 9
+         * point 9: they made it a 503 text/plain). */
+        (void)audit_text_clean(name, sizeof(name), hdr->f[i]);
         if (col < 0) {
-            snprintf(msg, sizeof(msg), "unknown CSV column \"%.64s\"", hdr->f[i]);
-            net_resp_error(resp, OT_E_FORMAT, NULL, msg, hdr->f[i]);
+            snprintf(msg, sizeof(msg), "unknown CSV column \"%s\"", name);
+            net_resp_error(resp, OT_E_FORMAT, NULL, msg, name);
             return false;
         }
         if (seen & (1u << col)) {
-            snprintf(msg, sizeof(msg), "CSV column \"%.64s\" appears twice", hdr->f[i]);
-            net_resp_error(resp, OT_E_FORMAT, NULL, msg, hdr->f[i]);
+            snprintf(msg, sizeof(msg), "CSV column \"%s\" appears twice", name);
+            net_resp_error(resp, OT_E_FORMAT, NULL, msg, name);
             return false;
         }
         seen |= 1u << col;
@@ -243,12 +313,12 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
                        "Content-Type");
         return;
     }
-    rep.list = json_arr_new();
+    rep.rej = calloc(TSM_REPORT_MAX_REJECTED, sizeof(*rep.rej));
     pend.recs = calloc(t->batch, sizeof(*pend.recs));
     pend.rows = calloc(t->batch, sizeof(*pend.rows));
     pend.res = calloc(t->batch, sizeof(*pend.res));
     rec = malloc(sizeof(*rec));
-    if (rep.list == NULL || pend.recs == NULL || pend.rows == NULL || pend.res == NULL
+    if (rep.rej == NULL || pend.recs == NULL || pend.rows == NULL || pend.res == NULL
         || rec == NULL) {
         err = OT_E_NOMEM;
         goto fail;
@@ -265,12 +335,21 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
         tsm_csv_init(&csv, (const char *)body, len);
         for (;;) {
             err = tsm_csv_next(&csv, rec, &end);
-            if (err != OT_OK) {
+            if (err == OT_E_LIMIT && row == 0) {
+                net_resp_error(resp, OT_E_FORMAT, NULL,
+                               rec->over == TSM_CSV_OVER_FIELDS
+                                   ? "the CSV header has more than 32 columns"
+                                   : "the CSV header line is longer than 4096 bytes",
+                               NULL);
+                goto done;
+            }
+            if (err != OT_OK && err != OT_E_LIMIT) {
                 char msg[96];
                 snprintf(msg, sizeof(msg), "malformed CSV at line %zu", csv.line);
                 net_resp_error(resp, err, NULL, msg, NULL);
                 goto done;
             }
+            err = OT_OK; /* a row over a cap is rejected alone in pass 2 */
             if (end) {
                 break;
             }
@@ -291,12 +370,25 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
         ncols = rec->n;
         for (row = 1;; row++) {
             ot_err verr;
-            OT_TRY(tsm_csv_next(&csv, rec, &end));
+            ot_err rerr = tsm_csv_next(&csv, rec, &end);
+            if (rerr != OT_E_LIMIT) {
+                OT_TRY(rerr);
+            }
             if (end) {
                 break;
             }
             pend.rows[nb] = row;
-            verr = tsm_csv_row(rec, cols, ncols, &pend.recs[nb], &e);
+            if (rerr == OT_E_LIMIT) {
+                tsm_serec_init(&pend.recs[nb]);
+                e.field = "";
+                snprintf(e.message, sizeof(e.message), "%s",
+                         rec->over == TSM_CSV_OVER_FIELDS
+                             ? "has more than 32 fields"
+                             : "is longer than 4096 bytes of field text");
+                verr = OT_E_LIMIT;
+            } else {
+                verr = tsm_csv_row(rec, cols, ncols, &pend.recs[nb], &e);
+            }
             OT_TRY(tsm_take_row(t, batch, &nb, &rep, verr, &e));
         }
     } else {
@@ -332,12 +424,10 @@ void tsm_h_import(struct net_req *req, struct net_resp *resp, void *ctx)
         || json_put_int(out, "imported", (int64_t)rep.imported) != OT_OK
         || json_put_int(out, "unchanged", (int64_t)rep.unchanged) != OT_OK
         || json_put_int(out, "rejected_count", (int64_t)rep.rejected) != OT_OK
-        || json_put(out, "rejected", rep.list) != OT_OK) {
-        rep.list = NULL;
+        || json_put(out, "rejected", tsm_report_list(&rep)) != OT_OK) {
         err = OT_E_NOMEM;
         goto fail;
     }
-    rep.list = NULL;
     net_resp_json(resp, 200, out);
     out = NULL;
     goto done;
@@ -356,7 +446,7 @@ done:
     }
     json_free(out);
     json_free(doc);
-    json_free(rep.list);
+    tsm_report_free(&rep);
     free(pend.recs);
     free(pend.rows);
     free(pend.res);

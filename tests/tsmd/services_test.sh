@@ -114,6 +114,22 @@ api GET /testsvc/a/v1/items "$OP_TOKEN"
 [ "$(jq '.items | length' "$TSMD_WORK/resp")" = 2 ] || fail "a lists $(cat "$TSMD_WORK/resp")"
 api GET /testsvc/b/v1/items "$OP_TOKEN"
 [ "$(jq '.items | length' "$TSMD_WORK/resp")" = 4 ] || fail "b lists $(cat "$TSMD_WORK/resp")"
+# A route its service audits at a coarser level (SVC_R_COARSE_AUDIT) gets
+# no per-request audit row for a success; the same change on an ordinary
+# route gets its rows (the service's, in its transaction, and the host's).
+api POST /testsvc/a/v1/events "$TA" '{"name":"e1"}' -H "X-Request-Id: ev-fine"
+[ "$API_STATUS" = 201 ] || fail "POST events: $API_STATUS"
+api POST /testsvc/a/v1/events-coarse "$TA" '{"name":"e2"}' -H "X-Request-Id: ev-coarse"
+[ "$API_STATUS" = 201 ] || fail "POST events-coarse: $API_STATUS"
+api POST /testsvc/a/v1/events-coarse "$TA" '{"nam":"e2"}' -H "X-Request-Id: ev-coarse-bad"
+[ "$API_STATUS" = 400 ] || fail "POST events-coarse with a bad body: $API_STATUS"
+audit_rows() { # audit_rows REQUEST_ID: rows of that request (the id may be namespaced)
+    api GET "/admin/v1/audit?limit=1000" "$OP_TOKEN"
+    jq --arg r "$1" '[.items[] | select(.request_id | endswith($r))] | length' "$TSMD_WORK/resp"
+}
+[ "$(audit_rows ev-fine)" = 2 ] || fail "an audited event has $(audit_rows ev-fine) rows, want 2"
+[ "$(audit_rows ev-coarse)" = 0 ] || fail "a coarse-audited event has per-request rows"
+[ "$(audit_rows ev-coarse-bad)" = 1 ] || fail "a refused coarse-audited request is not audited"
 tsmd_stop
 
 # ---- no service: the administration API alone ----
