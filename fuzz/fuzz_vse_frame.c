@@ -7,6 +7,7 @@
  * the answer must be a well-formed frame within the caps. vpcd messages are
  * split the same way. Any crash, over-read or leak is a finding.
  */
+#include "core/vseframe.h"
 #include "se/transport.h"
 
 #include "core/buf.h"
@@ -60,25 +61,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static uint8_t out[SE_SOCK_HDR + SE_TP_MAX_RESP];
+    static uint8_t out[VSE_SOCK_HDR + SE_TP_MAX_RESP];
     struct fz_card card = {0};
-    struct se_sock_frame f, g;
+    struct vse_sock_frame f, g;
     const uint8_t *m;
     size_t used, mlen, olen, gu;
     size_t off = 1;
+    const char *text;
+    size_t tl;
+    ot_err code;
 
     if (size == 0) {
         return 0;
     }
     if ((data[0] & 1u) == 0) {
-        while (off < size && se_sock_frame_parse(data + off, size - off, &f, &used) == OT_OK) {
+        while (off < size && vse_sock_frame_parse(data + off, size - off, &f, &used) == OT_OK) {
             olen = sizeof out;
             if (se_sock_process(&fz_ops, &card, &f, out, &olen) != OT_OK) {
                 abort();
             }
             /* The answer is one complete frame of exactly olen bytes. */
-            if (se_sock_frame_parse(out, olen, &g, &gu) != OT_OK || gu != olen
-                || (g.type != SE_SOCK_ERROR && g.type != (f.type | SE_SOCK_REPLY))) {
+            if (vse_sock_frame_parse(out, olen, &g, &gu) != OT_OK || gu != olen
+                || (g.type != VSE_SOCK_ERROR && g.type != (f.type | VSE_SOCK_REPLY))) {
+                abort();
+            }
+            /* An error frame carries a code and a text within the cap. */
+            if (g.type == VSE_SOCK_ERROR && vse_sock_error_parse(&g, &code, &text, &tl) != OT_OK) {
                 abort();
             }
             off += used;

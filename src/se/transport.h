@@ -23,6 +23,7 @@
 #define OT_SE_TRANSPORT_H
 
 #include "core/err.h"
+#include "core/vseframe.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -111,39 +112,15 @@ bool se_vpcd_connected(const struct se_tp_ep *ep);
 
 /* ---------------------------------------------------------------- socket (transport_sock.c) */
 
-/* Frame: u32be L (type + payload, 1..SE_SOCK_FRAME_MAX), u8 type, payload.
- * Requests and their answers (docs/vse.md "Transports"): */
-#define SE_SOCK_APDU         0x01u /* payload: C-APDU      -> 0x81 R-APDU */
-#define SE_SOCK_POWER_ON     0x02u /* empty                -> 0x82 ATR (cold reset) */
-#define SE_SOCK_POWER_OFF    0x03u /* empty                -> 0x83 empty */
-#define SE_SOCK_RESET        0x04u /* empty                -> 0x84 ATR (warm reset) */
-#define SE_SOCK_REPLY        0x80u /* reply type = request type | 0x80 */
-#define SE_SOCK_ERROR        0xFFu /* payload: u16be ot_err code, ASCII text (<= 120 bytes) */
-#define SE_SOCK_HDR          5u
-#define SE_SOCK_FRAME_MAX    (1u + SE_TP_MAX_CMD) /* largest L */
-#define SE_SOCK_ERR_TEXT_MAX 120u
-#define SE_SOCK_MAX_CLIENTS  8u
-#define SE_SOCK_IDLE_MS      60000u /* default idle time before a client is dropped */
-
-struct se_sock_frame {
-    uint8_t type;
-    const uint8_t *payload; /* points into the input */
-    size_t len;
-};
-
-/* One complete frame at the head of p[0..n); *used: its size. Incomplete:
- * OT_E_TRUNCATED. L = 0: OT_E_PROTOCOL; L > SE_SOCK_FRAME_MAX: OT_E_TOO_LONG
- * (both unrecoverable: the server answers an error frame and closes). */
-ot_err se_sock_frame_parse(const uint8_t *p, size_t n, struct se_sock_frame *out, size_t *used);
-/* Writes one frame. out_len: capacity in, bytes out (OT_E_BUF_SMALL + the
- * size needed). Payload over SE_SOCK_FRAME_MAX - 1: OT_E_TOO_LONG. */
-ot_err se_sock_frame_encode(uint8_t type, const uint8_t *payload, size_t len, uint8_t *out,
-                            size_t *out_len);
+/* Frames: core/vseframe.h (VSE_SOCK_*, vse_sock_frame_parse/encode), shared
+ * with the device side. */
+#define SE_SOCK_MAX_CLIENTS 8u
+#define SE_SOCK_IDLE_MS     60000u /* default idle time before a client is dropped */
 
 /* What the server does with one request frame: writes the complete answer
- * frame to out (out_len: capacity in, at least SE_SOCK_HDR + SE_TP_MAX_RESP;
+ * frame to out (out_len: capacity in, at least VSE_SOCK_HDR + SE_TP_MAX_RESP;
  * bytes out). Never fails for bad requests: they get error frames. */
-ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struct se_sock_frame *f,
+ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struct vse_sock_frame *f,
                        uint8_t *out, size_t *out_len);
 
 /* A listening endpoint; addr "unix:PATH" or "tcp:HOST:PORT" (port 0: any

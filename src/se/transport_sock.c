@@ -2,9 +2,9 @@
  * protocol (docs/vse.md, "Transports").
  *
  * Frame: u32be L, then L bytes: u8 type and L - 1 bytes of payload. L is
- * 1..SE_SOCK_FRAME_MAX, so the largest frame carries an extended C-APDU with
+ * 1..VSE_SOCK_FRAME_MAX, so the largest frame carries an extended C-APDU with
  * 65535 data bytes. Every request gets exactly one answer frame, in order:
- * the request type | 0x80 on success, SE_SOCK_ERROR (u16be ot_err code + a
+ * the request type | 0x80 on success, VSE_SOCK_ERROR (u16be ot_err code + a
  * short ASCII reason) otherwise. A frame whose L is 0 or over the cap cannot
  * be skipped safely: it is answered with an error frame and the connection
  * is closed after it. Up to SE_SOCK_MAX_CLIENTS connections share the card;
@@ -34,11 +34,9 @@
 #include <unistd.h>
 
 #define SOCK_LEN_BYTES 4u
-#define SOCK_RX_CAP    (SOCK_LEN_BYTES + SE_SOCK_FRAME_MAX)
-#define SOCK_TX_CAP    (SE_SOCK_HDR + SE_TP_MAX_RESP)
+#define SOCK_RX_CAP    (SOCK_LEN_BYTES + VSE_SOCK_FRAME_MAX)
+#define SOCK_TX_CAP    (VSE_SOCK_HDR + SE_TP_MAX_RESP)
 #define SOCK_PATH_MAX  108u /* sizeof sun_path on Linux */
-
-_Static_assert(SE_SOCK_HDR == SOCK_LEN_BYTES + 1u, "header = length + type");
 
 struct sock_client {
     int fd;
@@ -72,70 +70,21 @@ static int64_t sock_now_ms(void)
 
 /* ---------------------------------------------------------------- frames */
 
-ot_err se_sock_frame_parse(const uint8_t *p, size_t n, struct se_sock_frame *out, size_t *used)
-{
-    uint32_t len;
-
-    if ((p == NULL && n > 0) || out == NULL || used == NULL) {
-        return OT_E_ARG;
-    }
-    if (n < SOCK_LEN_BYTES) {
-        return OT_E_TRUNCATED;
-    }
-    len = ot_get_u32be(p);
-    if (len == 0) {
-        return OT_E_PROTOCOL;
-    }
-    if (len > SE_SOCK_FRAME_MAX) {
-        return OT_E_TOO_LONG;
-    }
-    if (len > n - SOCK_LEN_BYTES) {
-        return OT_E_TRUNCATED;
-    }
-    out->type = p[SOCK_LEN_BYTES];
-    out->payload = p + SE_SOCK_HDR;
-    out->len = (size_t)len - 1u;
-    *used = SOCK_LEN_BYTES + (size_t)len;
-    return OT_OK;
-}
-
-ot_err se_sock_frame_encode(uint8_t type, const uint8_t *payload, size_t len, uint8_t *out,
-                            size_t *out_len)
-{
-    if (out_len == NULL || (payload == NULL && len > 0)) {
-        return OT_E_ARG;
-    }
-    if (len > SE_SOCK_FRAME_MAX - 1u) {
-        return OT_E_TOO_LONG;
-    }
-    if (out == NULL || *out_len < SE_SOCK_HDR + len) {
-        *out_len = SE_SOCK_HDR + len;
-        return OT_E_BUF_SMALL;
-    }
-    ot_put_u32be(out, (uint32_t)(len + 1u));
-    out[SOCK_LEN_BYTES] = type;
-    if (len > 0) {
-        memcpy(out + SE_SOCK_HDR, payload, len);
-    }
-    *out_len = SE_SOCK_HDR + len;
-    return OT_OK;
-}
-
-/* An error frame: u16be code, then the text (cut at SE_SOCK_ERR_TEXT_MAX). */
+/* An error frame: u16be code, then the text (cut at VSE_SOCK_ERR_TEXT_MAX). */
 static ot_err sock_error_frame(ot_err code, const char *text, uint8_t *out, size_t *out_len)
 {
-    uint8_t pl[2u + SE_SOCK_ERR_TEXT_MAX];
+    uint8_t pl[2u + VSE_SOCK_ERR_TEXT_MAX];
     size_t tl = strlen(text);
 
-    if (tl > SE_SOCK_ERR_TEXT_MAX) {
-        tl = SE_SOCK_ERR_TEXT_MAX;
+    if (tl > VSE_SOCK_ERR_TEXT_MAX) {
+        tl = VSE_SOCK_ERR_TEXT_MAX;
     }
     ot_put_u16be(pl, (uint16_t)code);
     memcpy(pl + 2, text, tl);
-    return se_sock_frame_encode(SE_SOCK_ERROR, pl, 2u + tl, out, out_len);
+    return vse_sock_frame_encode(VSE_SOCK_ERROR, pl, 2u + tl, out, out_len);
 }
 
-ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struct se_sock_frame *f,
+ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struct vse_sock_frame *f,
                        uint8_t *out, size_t *out_len)
 {
     uint8_t atr[SE_TP_MAX_ATR];
@@ -147,37 +96,38 @@ ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struc
     if (ops == NULL || f == NULL || out == NULL || out_len == NULL) {
         return OT_E_ARG;
     }
-    if (*out_len < SE_SOCK_HDR + SE_TP_MAX_RESP) {
-        *out_len = SE_SOCK_HDR + SE_TP_MAX_RESP;
+    if (*out_len < VSE_SOCK_HDR + SE_TP_MAX_RESP) {
+        *out_len = VSE_SOCK_HDR + SE_TP_MAX_RESP;
         return OT_E_BUF_SMALL;
     }
     switch (f->type) {
-    case SE_SOCK_APDU:
-        rlen = *out_len - SE_SOCK_HDR;
+    case VSE_SOCK_APDU:
+        rlen = *out_len - VSE_SOCK_HDR;
         OT_LOG_HEX(OT_LOG_LVL_TRACE, "C-APDU", f->payload, f->len);
-        err = se_tp_card_exchange(ops, card, f->payload, f->len, out + SE_SOCK_HDR, &rlen);
+        err = se_tp_card_exchange(ops, card, f->payload, f->len, out + VSE_SOCK_HDR, &rlen);
         if (err == OT_E_NO_CARD) {
             return sock_error_frame(err, "no card: not powered on, or mute", out, out_len);
         }
         if (err != OT_OK) {
             return sock_error_frame(err, ot_strerror(err), out, out_len);
         }
-        OT_LOG_HEX(OT_LOG_LVL_TRACE, "R-APDU", out + SE_SOCK_HDR, rlen);
+        OT_LOG_HEX(OT_LOG_LVL_TRACE, "R-APDU", out + VSE_SOCK_HDR, rlen);
         ot_put_u32be(out, (uint32_t)(rlen + 1u));
-        out[SOCK_LEN_BYTES] = SE_SOCK_APDU | SE_SOCK_REPLY;
-        *out_len = SE_SOCK_HDR + rlen;
+        out[SOCK_LEN_BYTES] = VSE_SOCK_APDU | VSE_SOCK_REPLY;
+        *out_len = VSE_SOCK_HDR + rlen;
         return OT_OK;
-    case SE_SOCK_POWER_ON:
-    case SE_SOCK_RESET:
-    case SE_SOCK_POWER_OFF:
+    case VSE_SOCK_POWER_ON:
+    case VSE_SOCK_RESET:
+    case VSE_SOCK_POWER_OFF:
         if (f->len != 0) {
             (void)snprintf(text, sizeof text, "frame type %02X takes no payload (got %zu bytes)",
                            f->type, f->len);
             return sock_error_frame(OT_E_PROTOCOL, text, out, out_len);
         }
-        if (f->type == SE_SOCK_POWER_OFF) {
+        if (f->type == VSE_SOCK_POWER_OFF) {
             ops->power_off(card);
-            return se_sock_frame_encode(SE_SOCK_POWER_OFF | SE_SOCK_REPLY, NULL, 0, out, out_len);
+            return vse_sock_frame_encode(VSE_SOCK_POWER_OFF | VSE_SOCK_REPLY, NULL, 0, out,
+                                         out_len);
         }
         err = ops->power_on(card, atr, &alen);
         if (err == OT_E_NO_CARD) {
@@ -186,7 +136,7 @@ ot_err se_sock_process(const struct se_tp_card_ops *ops, void *card, const struc
         if (err != OT_OK) {
             return sock_error_frame(err, ot_strerror(err), out, out_len);
         }
-        return se_sock_frame_encode((uint8_t)(f->type | SE_SOCK_REPLY), atr, alen, out, out_len);
+        return vse_sock_frame_encode((uint8_t)(f->type | VSE_SOCK_REPLY), atr, alen, out, out_len);
     default:
         (void)snprintf(text, sizeof text, "unknown frame type %02X", f->type);
         return sock_error_frame(OT_E_UNSUPPORTED, text, out, out_len);
@@ -235,14 +185,14 @@ static void sock_client_send(struct sock_client *c)
 /* Answers the complete frames in rx while nothing waits to be sent. */
 static void sock_client_drain(struct sock_ep *s, struct sock_client *c)
 {
-    struct se_sock_frame f;
+    struct vse_sock_frame f;
     size_t off = 0;
     size_t used = 0;
     size_t olen;
     ot_err err;
 
     while (c->fd >= 0 && !c->closing && c->tx_len == 0) {
-        err = se_sock_frame_parse(c->rx + off, c->rx_len - off, &f, &used);
+        err = vse_sock_frame_parse(c->rx + off, c->rx_len - off, &f, &used);
         if (err == OT_E_TRUNCATED) {
             break;
         }
@@ -292,7 +242,7 @@ static void sock_client_read(struct sock_ep *s, struct sock_client *c)
 static void sock_accept(struct sock_ep *s)
 {
     struct sock_client *c = NULL;
-    uint8_t busy[SE_SOCK_HDR + 2u + SE_SOCK_ERR_TEXT_MAX];
+    uint8_t busy[VSE_SOCK_HDR + 2u + VSE_SOCK_ERR_TEXT_MAX];
     size_t blen = sizeof busy;
     int one = 1;
     size_t i;

@@ -1,4 +1,5 @@
-/* Tests of the vse transports: frame codecs (table-driven), the socket
+/* Tests of the vse transports: the vpcd frame codec (table-driven; the
+ * socket frames are tested in src/core/vseframe_test.c), the socket
  * server over a real unix socket, the vpcd client against a fake vpcd on a
  * real TCP socket (control codes, APDUs, reconnect after vpcd went away),
  * and the shared helpers. The card behind the endpoints is a small scripted
@@ -85,72 +86,6 @@ static const struct se_tp_card_ops tc_ops = {tc_power_on, tc_power_off, tc_trans
 
 /* ---------------------------------------------------------------- frame codecs */
 
-static void test_sock_frame_parse_table(void **state)
-{
-    static const struct {
-        const char *name;
-        uint8_t in[12];
-        size_t n;
-        ot_err want;
-        uint8_t type;
-        size_t len, used;
-    } rows[] = {
-        {"empty", {0}, 0, OT_E_TRUNCATED, 0, 0, 0},
-        {"3 length bytes", {0, 0, 0}, 3, OT_E_TRUNCATED, 0, 0, 0},
-        {"length 0", {0, 0, 0, 0, 1}, 5, OT_E_PROTOCOL, 0, 0, 0},
-        {"length 1, type missing", {0, 0, 0, 1}, 4, OT_E_TRUNCATED, 0, 0, 0},
-        {"type only", {0, 0, 0, 1, 2}, 5, OT_OK, 2, 0, 5},
-        {"payload cut", {0, 0, 0, 3, 1, 0xAA}, 6, OT_E_TRUNCATED, 0, 0, 0},
-        {"payload + next frame", {0, 0, 0, 3, 1, 0xAA, 0xBB, 0, 0}, 9, OT_OK, 1, 2, 7},
-        {"length max + 1", {0, 1, 0, 0x0A}, 4, OT_E_TOO_LONG, 0, 0, 0},
-        {"length 4 GiB", {0xFF, 0xFF, 0xFF, 0xFF}, 4, OT_E_TOO_LONG, 0, 0, 0},
-        {"length max, incomplete", {0, 1, 0, 9, 1}, 5, OT_E_TRUNCATED, 0, 0, 0},
-    };
-    struct se_sock_frame f;
-    size_t used;
-    size_t i;
-
-    (void)state;
-    assert_int_equal(SE_SOCK_FRAME_MAX, 0x10009u);
-    for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        used = 0;
-        ot_err err = se_sock_frame_parse(rows[i].in, rows[i].n, &f, &used);
-        if (err != rows[i].want) {
-            fail_msg("row '%s': got %d want %d", rows[i].name, err, rows[i].want);
-        }
-        if (err == OT_OK) {
-            assert_int_equal(f.type, rows[i].type);
-            assert_int_equal(f.len, rows[i].len);
-            assert_int_equal(used, rows[i].used);
-            assert_ptr_equal(f.payload, rows[i].in + 5);
-        }
-    }
-}
-
-static void test_sock_frame_encode(void **state)
-{
-    uint8_t out[16];
-    size_t len = sizeof out;
-    static const uint8_t pl[] = {0x00, 0xA4, 0x04, 0x00};
-    static const uint8_t want[] = {0, 0, 0, 5, 0x01, 0x00, 0xA4, 0x04, 0x00};
-    struct se_sock_frame f;
-    size_t used;
-
-    (void)state;
-    assert_int_equal(se_sock_frame_encode(SE_SOCK_APDU, pl, sizeof pl, out, &len), OT_OK);
-    assert_int_equal(len, sizeof want);
-    assert_memory_equal(out, want, sizeof want);
-    assert_int_equal(se_sock_frame_parse(out, len, &f, &used), OT_OK);
-    assert_int_equal(f.len, 4);
-    len = 8;
-    assert_int_equal(se_sock_frame_encode(SE_SOCK_APDU, pl, sizeof pl, out, &len), OT_E_BUF_SMALL);
-    assert_int_equal(len, 9);
-    len = sizeof out;
-    assert_int_equal(se_sock_frame_encode(SE_SOCK_APDU, pl, SE_SOCK_FRAME_MAX, out, &len),
-                     OT_E_TOO_LONG);
-    assert_int_equal(se_sock_frame_encode(SE_SOCK_APDU, NULL, 1, out, &len), OT_E_ARG);
-}
-
 static void test_vpcd_frame_parse_table(void **state)
 {
     static const struct {
@@ -227,15 +162,15 @@ static void test_parse_hostport_table(void **state)
 
 static size_t run_process(struct tcard *c, uint8_t type, const uint8_t *pl, size_t n, uint8_t **out)
 {
-    static uint8_t buf[SE_SOCK_HDR + SE_TP_MAX_RESP];
+    static uint8_t buf[VSE_SOCK_HDR + SE_TP_MAX_RESP];
     uint8_t req[64];
     size_t rl = sizeof req;
     size_t ol = sizeof buf;
-    struct se_sock_frame f;
+    struct vse_sock_frame f;
     size_t used;
 
-    assert_int_equal(se_sock_frame_encode(type, pl, n, req, &rl), OT_OK);
-    assert_int_equal(se_sock_frame_parse(req, rl, &f, &used), OT_OK);
+    assert_int_equal(vse_sock_frame_encode(type, pl, n, req, &rl), OT_OK);
+    assert_int_equal(vse_sock_frame_parse(req, rl, &f, &used), OT_OK);
     assert_int_equal(se_sock_process(&tc_ops, c, &f, buf, &ol), OT_OK);
     *out = buf;
     return ol;
@@ -250,52 +185,52 @@ static void test_sock_process(void **state)
 
     (void)state;
     /* APDU before power on: error frame OT_E_NO_CARD. */
-    n = run_process(&c, SE_SOCK_APDU, cmd, sizeof cmd, &o);
-    assert_int_equal(o[4], SE_SOCK_ERROR);
+    n = run_process(&c, VSE_SOCK_APDU, cmd, sizeof cmd, &o);
+    assert_int_equal(o[4], VSE_SOCK_ERROR);
     assert_int_equal(ot_get_u16be(o + 5), OT_E_NO_CARD);
     assert_true(n > 7);
     /* POWER_ON: the ATR. */
-    n = run_process(&c, SE_SOCK_POWER_ON, NULL, 0, &o);
+    n = run_process(&c, VSE_SOCK_POWER_ON, NULL, 0, &o);
     assert_int_equal(o[4], 0x82);
-    assert_int_equal(n, SE_SOCK_HDR + sizeof t_atr);
+    assert_int_equal(n, VSE_SOCK_HDR + sizeof t_atr);
     assert_memory_equal(o + 5, t_atr, sizeof t_atr);
     /* APDU: the R-APDU. */
-    n = run_process(&c, SE_SOCK_APDU, cmd, sizeof cmd, &o);
+    n = run_process(&c, VSE_SOCK_APDU, cmd, sizeof cmd, &o);
     assert_int_equal(o[4], 0x81);
-    assert_int_equal(n, SE_SOCK_HDR + 5);
+    assert_int_equal(n, VSE_SOCK_HDR + 5);
     assert_int_equal(o[5], 0xCA);
     assert_int_equal(o[8], 0x90);
     /* Card failure OT_E_DB: 6581; other failures: 6F00. */
     c.fail = OT_E_DB;
-    n = run_process(&c, SE_SOCK_APDU, cmd, sizeof cmd, &o);
-    assert_int_equal(n, SE_SOCK_HDR + 2);
+    n = run_process(&c, VSE_SOCK_APDU, cmd, sizeof cmd, &o);
+    assert_int_equal(n, VSE_SOCK_HDR + 2);
     assert_int_equal(o[5], 0x65);
     assert_int_equal(o[6], 0x81);
     c.fail = OT_E_INTERNAL;
-    n = run_process(&c, SE_SOCK_APDU, cmd, sizeof cmd, &o);
+    n = run_process(&c, VSE_SOCK_APDU, cmd, sizeof cmd, &o);
     assert_int_equal(o[5], 0x6F);
     assert_int_equal(o[6], 0x00);
     c.fail = OT_OK;
     /* Control frames with a payload, unknown types. */
-    n = run_process(&c, SE_SOCK_RESET, cmd, 1, &o);
-    assert_int_equal(o[4], SE_SOCK_ERROR);
+    n = run_process(&c, VSE_SOCK_RESET, cmd, 1, &o);
+    assert_int_equal(o[4], VSE_SOCK_ERROR);
     assert_int_equal(ot_get_u16be(o + 5), OT_E_PROTOCOL);
     n = run_process(&c, 0x42, NULL, 0, &o);
-    assert_int_equal(o[4], SE_SOCK_ERROR);
+    assert_int_equal(o[4], VSE_SOCK_ERROR);
     assert_int_equal(ot_get_u16be(o + 5), OT_E_UNSUPPORTED);
-    assert_true(n <= SE_SOCK_HDR + 2 + SE_SOCK_ERR_TEXT_MAX);
+    assert_true(n <= VSE_SOCK_HDR + 2 + VSE_SOCK_ERR_TEXT_MAX);
     /* RESET: ATR again; POWER_OFF: empty 0x83. */
-    n = run_process(&c, SE_SOCK_RESET, NULL, 0, &o);
+    n = run_process(&c, VSE_SOCK_RESET, NULL, 0, &o);
     assert_int_equal(o[4], 0x84);
     assert_int_equal(c.power_ons, 2);
-    n = run_process(&c, SE_SOCK_POWER_OFF, NULL, 0, &o);
-    assert_int_equal(n, SE_SOCK_HDR);
+    n = run_process(&c, VSE_SOCK_POWER_OFF, NULL, 0, &o);
+    assert_int_equal(n, VSE_SOCK_HDR);
     assert_int_equal(o[4], 0x83);
     assert_false(c.powered);
     /* A mute card has no ATR. */
     c.mute = true;
-    n = run_process(&c, SE_SOCK_POWER_ON, NULL, 0, &o);
-    assert_int_equal(o[4], SE_SOCK_ERROR);
+    n = run_process(&c, VSE_SOCK_POWER_ON, NULL, 0, &o);
+    assert_int_equal(o[4], VSE_SOCK_ERROR);
     assert_int_equal(ot_get_u16be(o + 5), OT_E_NO_CARD);
 }
 
@@ -385,20 +320,20 @@ static void test_sock_server(void **state)
     pump(ep, 2);
     /* Two requests in one write: both answered, in order. */
     rl = sizeof req;
-    assert_int_equal(se_sock_frame_encode(SE_SOCK_POWER_ON, NULL, 0, req, &rl), OT_OK);
+    assert_int_equal(vse_sock_frame_encode(VSE_SOCK_POWER_ON, NULL, 0, req, &rl), OT_OK);
     n = sizeof req - rl;
-    assert_int_equal(se_sock_frame_encode(SE_SOCK_APDU, cmd, sizeof cmd, req + rl, &n), OT_OK);
+    assert_int_equal(vse_sock_frame_encode(VSE_SOCK_APDU, cmd, sizeof cmd, req + rl, &n), OT_OK);
     assert_int_equal(send(fd, req, rl + n, 0), (ssize_t)(rl + n));
     n = read_frame(ep, fd, buf, sizeof buf);
-    assert_int_equal(n, SE_SOCK_HDR + sizeof t_atr);
+    assert_int_equal(n, VSE_SOCK_HDR + sizeof t_atr);
     assert_int_equal(buf[4], 0x82);
     n = read_frame(ep, fd, buf, sizeof buf);
-    assert_int_equal(n, SE_SOCK_HDR + 5);
+    assert_int_equal(n, VSE_SOCK_HDR + 5);
     assert_int_equal(buf[4], 0x81);
     assert_int_equal(buf[5], 0xA4);
     /* A request sent one byte at a time. */
     rl = sizeof req;
-    assert_int_equal(se_sock_frame_encode(SE_SOCK_APDU, cmd, sizeof cmd, req, &rl), OT_OK);
+    assert_int_equal(vse_sock_frame_encode(VSE_SOCK_APDU, cmd, sizeof cmd, req, &rl), OT_OK);
     for (n = 0; n < rl; n++) {
         assert_int_equal(send(fd, req + n, 1, 0), 1);
         pump(ep, 1);
@@ -419,7 +354,7 @@ static void test_sock_server(void **state)
     memcpy(req, "\x7F\x00\x00\x00\x01", 5);
     assert_int_equal(send(fd, req, 5, 0), 5);
     n = read_frame(ep, fd, buf, sizeof buf);
-    assert_int_equal(buf[4], SE_SOCK_ERROR);
+    assert_int_equal(buf[4], VSE_SOCK_ERROR);
     assert_int_equal(ot_get_u16be(buf + 5), OT_E_TOO_LONG);
     n = read_frame(ep, fd, buf, sizeof buf);
     assert_int_equal(n, 0); /* EOF */
@@ -483,7 +418,7 @@ static void test_sock_idle_clients(void **state)
     }
     extra = unix_connect(path);
     n = read_frame(ep, extra, buf, sizeof buf);
-    assert_int_equal(buf[4], SE_SOCK_ERROR); /* too many clients */
+    assert_int_equal(buf[4], VSE_SOCK_ERROR); /* too many clients */
     assert_int_equal(ot_get_u16be(buf + 5), OT_E_LIMIT);
     close(extra);
     /* now with an idle limit: each idle client is closed (EOF) */
@@ -496,10 +431,10 @@ static void test_sock_idle_clients(void **state)
     se_sock_set_idle(ep, SE_SOCK_IDLE_MS);
     extra = unix_connect(path);
     pump(ep, 1);
-    assert_int_equal(se_sock_frame_encode(SE_SOCK_POWER_ON, NULL, 0, req, &rl), OT_OK);
+    assert_int_equal(vse_sock_frame_encode(VSE_SOCK_POWER_ON, NULL, 0, req, &rl), OT_OK);
     assert_int_equal(send(extra, req, rl, 0), (ssize_t)rl);
     n = read_frame(ep, extra, buf, sizeof buf);
-    assert_int_equal(n, SE_SOCK_HDR + sizeof t_atr);
+    assert_int_equal(n, VSE_SOCK_HDR + sizeof t_atr);
     assert_int_equal(buf[4], 0x82);
     close(extra);
     se_tp_ep_free(ep);
@@ -747,7 +682,6 @@ static void test_loop_wake(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sock_frame_parse_table), cmocka_unit_test(test_sock_frame_encode),
         cmocka_unit_test(test_vpcd_frame_parse_table), cmocka_unit_test(test_parse_hostport_table),
         cmocka_unit_test(test_sock_process),           cmocka_unit_test(test_sock_server),
         cmocka_unit_test(test_sock_bad_addr),          cmocka_unit_test(test_sock_idle_clients),

@@ -23,7 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static uint8_t g_buf[SE_SOCK_HDR + SE_TP_MAX_RESP];
+static uint8_t g_buf[VSE_SOCK_HDR + SE_TP_MAX_RESP];
 
 static int sc_connect(const char *addr)
 {
@@ -69,20 +69,20 @@ static int sc_connect(const char *addr)
 
 /* Sends one request and reads its answer frame into g_buf. */
 static bool sc_exchange(int fd, uint8_t type, const uint8_t *pl, size_t n,
-                        struct se_sock_frame *ans)
+                        struct vse_sock_frame *ans)
 {
     uint8_t req[300];
     size_t rl = sizeof req;
     size_t have = 0, used;
     ssize_t r;
 
-    if (se_sock_frame_encode(type, pl, n, req, &rl) != OT_OK
+    if (vse_sock_frame_encode(type, pl, n, req, &rl) != OT_OK
         || send(fd, req, rl, MSG_NOSIGNAL) != (ssize_t)rl) {
         fprintf(stderr, "send failed\n");
         return false;
     }
     for (;;) {
-        ot_err err = se_sock_frame_parse(g_buf, have, ans, &used);
+        ot_err err = vse_sock_frame_parse(g_buf, have, ans, &used);
         if (err == OT_OK) {
             return used == have; /* one answer per request, nothing more */
         }
@@ -101,12 +101,12 @@ static bool sc_exchange(int fd, uint8_t type, const uint8_t *pl, size_t n,
 
 static bool sc_expect_error(int fd, uint8_t type, const uint8_t *pl, size_t n, ot_err want)
 {
-    struct se_sock_frame a;
+    struct vse_sock_frame a;
 
     if (!sc_exchange(fd, type, pl, n, &a)) {
         return false;
     }
-    if (a.type != SE_SOCK_ERROR || a.len < 2 || ot_get_u16be(a.payload) != (uint16_t)want) {
+    if (a.type != VSE_SOCK_ERROR || a.len < 2 || ot_get_u16be(a.payload) != (uint16_t)want) {
         fprintf(stderr, "request %02X: want error %s, got type %02X\n", type, ot_errname(want),
                 a.type);
         return false;
@@ -118,12 +118,12 @@ static bool sc_expect_error(int fd, uint8_t type, const uint8_t *pl, size_t n, o
 
 static bool sc_expect_apdu(int fd, const uint8_t *cmd, size_t n, uint8_t first)
 {
-    struct se_sock_frame a;
+    struct vse_sock_frame a;
 
-    if (!sc_exchange(fd, SE_SOCK_APDU, cmd, n, &a)) {
+    if (!sc_exchange(fd, VSE_SOCK_APDU, cmd, n, &a)) {
         return false;
     }
-    if (a.type != (SE_SOCK_APDU | SE_SOCK_REPLY) || a.len < 3 || a.payload[a.len - 2] != 0x90
+    if (a.type != (VSE_SOCK_APDU | VSE_SOCK_REPLY) || a.len < 3 || a.payload[a.len - 2] != 0x90
         || a.payload[a.len - 1] != 0x00 || a.payload[0] != first) {
         fprintf(stderr, "APDU %02X: unexpected answer (type %02X, %zu bytes)\n", cmd[1], a.type,
                 a.len);
@@ -137,7 +137,7 @@ int main(int argc, char **argv)
     static const uint8_t select_isd[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
                                          0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
     static const uint8_t cplc[] = {0x80, 0xCA, 0x9F, 0x7F, 0x00};
-    struct se_sock_frame a;
+    struct vse_sock_frame a;
     uint8_t atr[SE_TP_MAX_ATR];
     size_t atr_len;
     char hex[2 * SE_TP_MAX_ATR + 1];
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot connect to %s\n", argv[1]);
         return 1;
     }
-    if (!sc_exchange(fd, SE_SOCK_POWER_ON, NULL, 0, &a) || a.type != 0x82 || a.len == 0
+    if (!sc_exchange(fd, VSE_SOCK_POWER_ON, NULL, 0, &a) || a.type != 0x82 || a.len == 0
         || a.len > sizeof atr) {
         fprintf(stderr, "POWER_ON: no ATR\n");
         return 1;
@@ -165,17 +165,17 @@ int main(int argc, char **argv)
     if (!sc_expect_apdu(fd, select_isd, sizeof select_isd, 0x6F)
         || !sc_expect_apdu(fd, cplc, sizeof cplc, 0x9F)
         || !sc_expect_error(fd, 0x42, NULL, 0, OT_E_UNSUPPORTED)
-        || !sc_expect_error(fd, SE_SOCK_POWER_OFF, cplc, 1, OT_E_PROTOCOL)) {
+        || !sc_expect_error(fd, VSE_SOCK_POWER_OFF, cplc, 1, OT_E_PROTOCOL)) {
         return 1;
     }
-    if (!sc_exchange(fd, SE_SOCK_POWER_OFF, NULL, 0, &a) || a.type != 0x83 || a.len != 0) {
+    if (!sc_exchange(fd, VSE_SOCK_POWER_OFF, NULL, 0, &a) || a.type != 0x83 || a.len != 0) {
         fprintf(stderr, "POWER_OFF: unexpected answer\n");
         return 1;
     }
-    if (!sc_expect_error(fd, SE_SOCK_APDU, cplc, sizeof cplc, OT_E_NO_CARD)) {
+    if (!sc_expect_error(fd, VSE_SOCK_APDU, cplc, sizeof cplc, OT_E_NO_CARD)) {
         return 1;
     }
-    if (!sc_exchange(fd, SE_SOCK_RESET, NULL, 0, &a) || a.type != 0x84 || a.len != atr_len
+    if (!sc_exchange(fd, VSE_SOCK_RESET, NULL, 0, &a) || a.type != 0x84 || a.len != atr_len
         || memcmp(a.payload, atr, atr_len) != 0) {
         fprintf(stderr, "RESET: not the same ATR\n");
         return 1;
