@@ -5,6 +5,8 @@
 # server says. On a local failure (missing file, malformed CSV, an over-long
 # line, a JSON file that is not an array) nothing like "rows 0, imported 0"
 # is printed, in text or --json, and the message names the file and line.
+# A data line over the CSV reader's cap is the server's to reject (that row
+# only); a header over it is refused locally.
 #
 # usage: import_test.sh TSMD TSMCTL
 set -euo pipefail
@@ -52,11 +54,8 @@ local_fail() {
 local_fail "$W/missing.csv" "cannot open $W/missing.csv: No such file or directory"
 printf '%s\n"A0000001,UICC\n' "$HDR" >"$W/quote.csv"
 local_fail "$W/quote.csv" "$W/quote.csv: line 2: malformed CSV"
-{
-    printf '%s\n' "$HDR"
-    printf 'A000000100000000AA01,UICC,mno,%s\n' "$(head -c 5000 /dev/zero | tr '\0' x)"
-} >"$W/long.csv"
-local_fail "$W/long.csv" "$W/long.csv: line 2: record over 4096 bytes"
+printf '%s,%s\n' "$HDR" "$(head -c 5000 /dev/zero | tr '\0' x)" >"$W/longhdr.csv"
+local_fail "$W/longhdr.csv" "$W/longhdr.csv: line 1: header over 4096 bytes"
 printf '{"cin":"A0"}\n' >"$W/obj.json"
 local_fail "$W/obj.json" "$W/obj.json: the JSON file must be an array of rows"
 : >"$W/nothing.csv"
@@ -64,4 +63,16 @@ local_fail "$W/nothing.csv" "$W/nothing.csv: the CSV file has no header line"
 local_fail "$W" "not a regular file"
 [ "$(imports)" = "$before" ] || fail "a local failure reached the server"
 [ "$before" -ge 3 ] || fail "tsmd logged $before imports, want the 3 sent above (the check above needs them)"
+
+# A data line over the reader's cap is sent: the server rejects that row
+# only, and the rows around it are imported (issue 9 point 16).
+{
+    printf '%s\n' "$HDR"
+    printf 'A000000100000000AA01,UICC,mno-l,33600000101,,uicc-v1,2.2.1,3.0.4,EAL5,2030-12-31,1,1\n'
+    printf 'A000000100000000AA02,UICC,mno-l,%s\n' "$(head -c 5000 /dev/zero | tr '\0' x)"
+    printf 'A000000100000000AA03,UICC,mno-l,33600000103,,uicc-v1,2.2.1,3.0.4,EAL5,2030-12-31,1,1\n'
+} >"$W/long.csv"
+ctl_run 1 "${OP[@]}" --json se import "$W/long.csv"
+jq -e '.rows == 3 and .imported == 2 and .rejected_count == 1 and .rejected[0].row == 2' "$OUT" \
+    >/dev/null || fail "long line: $(cat "$OUT")"
 echo "import: header-only files checked by the server, no report after local failures"
