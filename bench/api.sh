@@ -135,7 +135,7 @@ run_tsmd() {
 
 # The lookup cache's counters from /metrics, one line.
 cache_figures() {
-    curl -s --max-time 5 "$TSMD_URL/metrics" | awk '
+    curl -s --max-time 5 -H "Authorization: Bearer $OP_TOKEN" "$TSMD_URL/metrics" | awk '
         $1 ~ /^tsm_se_cache_/ { sub(/^tsm_se_cache_/, "", $1); printf "%s=%s ", $1, $2 }
         END { print "" }'
 }

@@ -106,7 +106,7 @@ echo "    transit-b asks for the same SE's security domains:"
 show spb se sd list 4F54534D000000000001 || true
 
 step "5. metrics, audit log, shutdown"
-curl -sf --cacert "$WORK/certs/ca.pem" "$URL/metrics" | grep -E '^http_requests_total' | head -5 | sed 's/^/    /'
+curl -sf --cacert "$WORK/certs/ca.pem" -H "Authorization: Bearer $OPERATOR" "$URL/metrics" | grep -E '^http_requests_total' | head -5 | sed 's/^/    /'
 show op audit list --limit 5 || true
 show op audit verify
 kill -TERM "$PID"

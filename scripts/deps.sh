@@ -10,7 +10,7 @@ PKGS=(
     clang libclang-rt-14-dev clang-format
     libssl-dev libcmocka-dev libzip-dev zlib1g-dev libjansson-dev
     libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc
-    libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql libinih-dev
+    libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql libinih-dev
     softhsm2 libp11-kit-dev wrk nginx-light openssl sqlite3 curl
 )
 

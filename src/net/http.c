@@ -1,10 +1,12 @@
-/* HTTP server on libmicrohttpd. See http.h for the per-request pipeline.
+/* The request pipeline of http.h (routing, authentication, limits,
+ * idempotency, the handler, the answer) and the server object. The
+ * transport (event loop, connections, TLS, worker threads, streams) is in
+ * http_io.c; the request framing in http_parse.c.
  *
- * MHD calls the access handler at least twice per request: once when the
- * headers are in (we route, authenticate and check limits there, so nothing
- * of a rejected body is read), then once per body chunk, then once with no
- * data, when the handler runs. The per-request state (struct net_req) lives
- * in MHD's con_cls slot and is released in the completion callback.
+ * A request reaches net_process on a worker thread complete: its header
+ * section parsed, its body read (or too_large set). net_process leaves the
+ * answer in req->resp; http_io.c serialises and sends it, then calls
+ * net_finish (log line, metrics, audit).
  */
 #include "net/http.h"
 
@@ -16,13 +18,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
-#include <microhttpd.h>
-#include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,101 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NET_MAX_SEGS        32
-#define NET_PARAM_NAME_MAX  32
-#define NET_RESP_HEADERS    8
-#define NET_TLS_FILE_MAX    ((size_t)256 * 1024)
-#define NET_CONN_MEMORY     ((size_t)16 * 1024) /* per connection: request line + headers */
 #define NET_IDEM_KEY_HEADER "Idempotency-Key"
-#define NET_BUILTINS        3
-#define NET_IDEM_BUSY       1024                  /* idempotent requests handled at the same time */
-#define NET_DRAIN_MAX       ((size_t)1024 * 1024) /* body bytes read and dropped after 413 */
+#define NET_CONNS_PER_IP    256 /* default cfg.max_conns_per_ip */
 
-struct net_seg {
-    const char *lit; /* literal text (not NUL-terminated at len), or NULL for {param} */
-    size_t len;
-    char name[NET_PARAM_NAME_MAX]; /* param name */
-};
-
-struct net_rt {
-    const struct net_route *r;
-    void *ctx;
-    struct net_seg seg[NET_MAX_SEGS];
-    size_t nseg;
-    size_t nlit;
-    size_t metrics_idx;
-};
-
-struct net_server {
-    struct net_server_cfg cfg; /* strings below are our copies */
-    char *host;
-    char *tls_cert;  /* PEM text */
-    char *tls_key;   /* PEM text; wiped at free */
-    char *client_ca; /* PEM text */
-    size_t tls_key_len;
-    struct net_rt rt[NET_MAX_ROUTES + NET_BUILTINS];
-    size_t nrt;
-    size_t metrics_unmatched; /* metrics slot for requests that match no route */
-    struct net_metrics *metrics;
-    struct net_rl *rl_principal;
-    struct net_rl *rl_authfail;
-    struct MHD_Daemon *d;
-    uint16_t port;
-    atomic_bool stopping;
-    atomic_uint_fast64_t req_seq;
-    char id_prefix[9];
-    pthread_mutex_t mu; /* in_flight */
-    pthread_cond_t cv;
-    unsigned in_flight;
-    /* (principal, Idempotency-Key) pairs being handled now: a second request
-     * with the same pair waits for no one, it gets 409 (see net_idem_claim). */
-    pthread_mutex_t idem_mu;
-    uint64_t idem_busy[NET_IDEM_BUSY];
-    atomic_uint_fast64_t auth_failures;
-};
-
-struct net_hdr {
-    char *name;
-    char *value;
-};
-
-struct net_resp {
-    int status;
-    bool set;
-    char *body;
-    size_t len;
-    char ctype[64];
-    char error_code[64]; /* error slug, for the audit; "" if none */
-    struct net_hdr hdr[NET_RESP_HEADERS];
-    size_t nhdr;
-};
-
-struct net_req {
-    struct net_server *srv;
-    struct MHD_Connection *conn;
-    const char *method;
-    const char *url;
-    const struct net_rt *rt; /* NULL: no route */
-    char path[NET_MAX_PATH]; /* split in place into the param values */
-    const char *param_name[NET_MAX_PARAMS];
-    const char *param_val[NET_MAX_PARAMS];
-    size_t nparam;
-    char request_id[NET_REQUEST_ID_MAX + 1];
-    char client_ip[INET6_ADDRSTRLEN];
-    bool authenticated;
-    struct net_principal principal;
-    char idem_key[NET_IDEM_KEY_MAX + 1];
-    uint8_t idem_hash[32]; /* request hash, set before the handler runs (idempotent routes) */
-    bool idem_ready;       /* idem_key and idem_hash are set */
-    bool idem_stored;      /* the handler stored its answer itself (net_req_idem_stored) */
-    struct ot_buf body;
-    bool too_large;
-    size_t discarded; /* body bytes dropped after too_large */
-    bool answered;    /* a response was queued */
-    bool counted;     /* in srv->in_flight */
-    struct timespec t0;
-    struct net_resp resp;
-};
+static ot_err net_proxies_parse(struct net_server *srv, const char *list);
 
 static double net_now(void)
 {
@@ -289,81 +198,51 @@ const char *net_req_param(const struct net_req *req, const char *name)
 
 const char *net_req_query(const struct net_req *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
-}
-
-struct net_query_iter {
-    void (*fn)(void *ctx, const char *key, const char *value);
-    void *ctx;
-};
-
-static enum MHD_Result net_query_cb(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value)
-{
-    (void)kind;
-    struct net_query_iter *it = cls;
-    it->fn(it->ctx, key, value ? value : "");
-    return MHD_YES;
+    for (size_t i = 0; i < req->nq; i++) {
+        if (strcmp(req->q[i].key, name) == 0) {
+            return req->q[i].value;
+        }
+    }
+    return NULL;
 }
 
 void net_req_foreach_query(const struct net_req *req,
                            void (*fn)(void *ctx, const char *key, const char *value), void *ctx)
 {
-    struct net_query_iter it = {fn, ctx};
-    (void)MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, net_query_cb, &it);
-}
-
-struct net_query_check {
-    const char *const *allowed;
-    struct json_err *err;
-    ot_err e;
-    const char *seen[16];
-    size_t nseen;
-};
-
-static enum MHD_Result net_query_check_cb(void *cls, enum MHD_ValueKind kind, const char *key,
-                                          const char *value)
-{
-    (void)kind;
-    (void)value;
-    struct net_query_check *qc = cls;
-    if (qc->e != OT_OK) {
-        return MHD_NO;
+    for (size_t i = 0; i < req->nq; i++) {
+        fn(ctx, req->q[i].key, req->q[i].value);
     }
-    char name[64];
-    net_log_safe(name, sizeof name, key);
-    for (size_t i = 0; i < qc->nseen; i++) {
-        if (strcmp(qc->seen[i], key) == 0) {
-            qc->e = json_err_set(qc->err, OT_E_FORMAT, name, "repeated query argument");
-            return MHD_NO;
-        }
-    }
-    bool ok = false;
-    for (size_t i = 0; qc->allowed && qc->allowed[i]; i++) {
-        if (strcmp(key, qc->allowed[i]) == 0) {
-            ok = true;
-            break;
-        }
-    }
-    if (!ok || qc->nseen >= sizeof qc->seen / sizeof qc->seen[0]) {
-        qc->e = json_err_set(qc->err, OT_E_FORMAT, name, "unknown query argument");
-        return MHD_NO;
-    }
-    qc->seen[qc->nseen++] = key;
-    return MHD_YES;
 }
 
 ot_err net_req_check_query(const struct net_req *req, const char *const *allowed,
                            struct json_err *err)
 {
-    struct net_query_check qc = {allowed, err, OT_OK, {NULL}, 0};
-    (void)MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, net_query_check_cb, &qc);
-    return qc.e;
+    for (size_t i = 0; i < req->nq; i++) {
+        const char *key = req->q[i].key;
+        char name[64];
+        net_log_safe(name, sizeof name, key);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(req->q[j].key, key) == 0) {
+                return json_err_set(err, OT_E_FORMAT, name, "repeated query argument");
+            }
+        }
+        bool ok = false;
+        for (size_t j = 0; allowed && allowed[j]; j++) {
+            if (strcmp(key, allowed[j]) == 0) {
+                ok = true;
+                break;
+            }
+        }
+        if (!ok) {
+            return json_err_set(err, OT_E_FORMAT, name, "unknown query argument");
+        }
+    }
+    return OT_OK;
 }
 
 const char *net_req_header(const struct net_req *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+    return net_http_header(&req->h, name);
 }
 
 const uint8_t *net_req_body(const struct net_req *req, size_t *len)
@@ -416,42 +295,6 @@ ot_err net_req_json(const struct net_req *req, json_t **out, struct json_err *er
 
 /* ---- server setup ---- */
 
-static ot_err net_read_file(const char *path, char **out, size_t *len)
-{
-    ot_err err = OT_OK;
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    struct ot_buf b;
-    ot_buf_init(&b, NET_TLS_FILE_MAX);
-    if (!f) {
-        OT_LOG_ERROR("cannot open %s: %s", path, strerror(errno));
-        return OT_E_IO;
-    }
-    for (;;) {
-        uint8_t chunk[4096];
-        size_t n = fread(chunk, 1, sizeof chunk, f);
-        if (n > 0) {
-            OT_TRY(ot_buf_append(&b, chunk, n));
-        }
-        if (n < sizeof chunk) {
-            break;
-        }
-    }
-    if (ferror(f)) {
-        OT_FAIL(OT_E_IO);
-    }
-    OT_TRY(ot_buf_append_u8(&b, 0));
-    *out = (char *)b.data;
-    if (len) {
-        *len = b.len;
-    }
-    b.data = NULL;
-out:
-    fclose(f);
-    ot_buf_free(&b);
-    return err;
-}
-
 static void net_healthz(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     (void)req;
@@ -484,8 +327,12 @@ static void net_metrics_handler(struct net_req *req, struct net_resp *resp, void
 static const struct net_route net_builtin_routes[NET_BUILTINS] = {
     {"GET", "/healthz", 0, false, net_healthz, NULL},
     {"GET", "/readyz", 0, false, net_readyz, NULL},
-    {"GET", "/metrics", 0, false, net_metrics_handler, NULL},
+    {"GET", "/metrics", NET_P_OPERATOR, false, net_metrics_handler, NULL},
 };
+
+/* /metrics with cfg.metrics = NET_METRICS_PUBLIC. */
+static const struct net_route net_metrics_public = {"GET", "/metrics",          0,
+                                                    false, net_metrics_handler, NULL};
 
 static bool net_method_ok(const char *m)
 {
@@ -636,8 +483,12 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
     if (srv->cfg.timeout_s == 0) {
         srv->cfg.timeout_s = 30;
     }
-    if (srv->cfg.max_conns == 0) {
-        srv->cfg.max_conns = 1024;
+    if (srv->cfg.max_conns_per_ip == 0) {
+        srv->cfg.max_conns_per_ip = NET_CONNS_PER_IP;
+    }
+    if (cfg->metrics != NET_METRICS_OPERATOR && cfg->metrics != NET_METRICS_PUBLIC
+        && cfg->metrics != NET_METRICS_OFF) {
+        OT_FAIL(OT_E_ARG);
     }
     if (srv->cfg.rate_per_s > 0 && srv->cfg.rate_burst == 0) {
         srv->cfg.rate_burst = srv->cfg.rate_per_s < 1 ? 1 : (unsigned)srv->cfg.rate_per_s;
@@ -648,16 +499,15 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
     if (srv->cfg.auth_fail_window_s == 0) {
         srv->cfg.auth_fail_window_s = 60;
     }
+    OT_TRY(net_proxies_parse(srv, cfg->trusted_proxies));
+    srv->cfg.trusted_proxies = NULL;
     if (cfg->tls_cert) {
-        OT_TRY(net_read_file(cfg->tls_cert, &srv->tls_cert, NULL));
-        OT_TRY(net_read_file(cfg->tls_key, &srv->tls_key, &srv->tls_key_len));
-        if (cfg->client_ca) {
-            OT_TRY(net_read_file(cfg->client_ca, &srv->client_ca, NULL));
-        }
+        OT_TRY(net_tls_new(srv, cfg));
     }
     OT_TRY(net_metrics_new(&srv->metrics));
     OT_TRY(net_rl_new(&srv->rl_principal));
     OT_TRY(net_rl_new(&srv->rl_authfail));
+    OT_TRY(net_rl_new(&srv->rl_credfail));
     OT_TRY(net_metrics_add_route(srv->metrics, "ANY", "unmatched", &srv->metrics_unmatched));
     OT_TRY(net_metrics_register(srv->metrics, "http_requests_in_flight",
                                 "Requests being handled now.", NET_METRIC_GAUGE, net_m_in_flight,
@@ -666,7 +516,14 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
                                 "Failed authentications (bad or missing credentials).",
                                 NET_METRIC_COUNTER, net_m_auth_failures, srv));
     for (size_t i = 0; i < NET_BUILTINS; i++) {
-        OT_TRY(net_add_one(srv, &net_builtin_routes[i], NULL));
+        const struct net_route *r = &net_builtin_routes[i];
+        if (r->fn == net_metrics_handler && cfg->metrics == NET_METRICS_OFF) {
+            continue;
+        }
+        if (r->fn == net_metrics_handler && cfg->metrics == NET_METRICS_PUBLIC) {
+            r = &net_metrics_public;
+        }
+        OT_TRY(net_add_one(srv, r, NULL));
     }
     uint8_t rnd[4];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
@@ -684,7 +541,7 @@ out:
 ot_err net_server_add_routes(struct net_server *srv, const struct net_route *routes, size_t n,
                              void *ctx)
 {
-    if (!srv || (!routes && n > 0) || srv->d) {
+    if (!srv || (!routes && n > 0) || srv->io) {
         return OT_E_ARG;
     }
     for (size_t i = 0; i < n; i++) {
@@ -753,49 +610,235 @@ static bool net_idem_char(unsigned char c)
     return c > 0x20 && c < 0x7f;
 }
 
+/* ---- trusted proxies ---- */
+
+static bool net_cidr_parse(const char *s, size_t n, struct net_cidr *out)
+{
+    char tmp[64];
+    if (n == 0 || n >= sizeof tmp) {
+        return false;
+    }
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    char *slash = strchr(tmp, '/');
+    long bits = -1;
+    if (slash) {
+        char *end = NULL;
+        *slash = '\0';
+        errno = 0;
+        bits = strtol(slash + 1, &end, 10);
+        if (errno != 0 || end == slash + 1 || *end != '\0' || bits < 0) {
+            return false;
+        }
+    }
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET, tmp, out->addr) == 1) {
+        out->family = AF_INET;
+        out->bits = bits < 0 ? 32 : (unsigned)bits;
+        return out->bits <= 32;
+    }
+    if (inet_pton(AF_INET6, tmp, out->addr) == 1) {
+        out->family = AF_INET6;
+        out->bits = bits < 0 ? 128 : (unsigned)bits;
+        return out->bits <= 128;
+    }
+    return false;
+}
+
+static bool net_cidr_has(const struct net_cidr *c, const struct net_cidr *ip)
+{
+    if (c->family != ip->family) {
+        return false;
+    }
+    unsigned full = c->bits / 8, rest = c->bits % 8;
+    if (memcmp(c->addr, ip->addr, full) != 0) {
+        return false;
+    }
+    if (rest == 0) {
+        return true;
+    }
+    uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+    return (c->addr[full] & mask) == (ip->addr[full] & mask);
+}
+
+/* "10.0.0.1, 192.168.0.0/16 ::1": addresses or CIDR blocks, separated by
+ * commas or blanks. */
+static ot_err net_proxies_parse(struct net_server *srv, const char *list)
+{
+    const char *p = list;
+    while (p && *p) {
+        while (*p == ',' || *p == ' ' || *p == '\t') {
+            p++;
+        }
+        const char *s = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+        if (p == s) {
+            break;
+        }
+        if (srv->nproxies >= NET_MAX_PROXIES
+            || !net_cidr_parse(s, (size_t)(p - s), &srv->proxies[srv->nproxies])) {
+            OT_LOG_ERROR("bad trusted proxy entry '%.*s'", (int)(p - s), s);
+            return OT_E_ARG;
+        }
+        srv->nproxies++;
+    }
+    return OT_OK;
+}
+
+static bool net_proxy_trusted(const struct net_server *srv, const char *ip)
+{
+    struct net_cidr a;
+    if (srv->nproxies == 0 || !net_cidr_parse(ip, strlen(ip), &a)) {
+        return false;
+    }
+    for (size_t i = 0; i < srv->nproxies; i++) {
+        if (net_cidr_has(&srv->proxies[i], &a)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The client address: the socket peer, or behind a trusted proxy the last
+ * hop of X-Forwarded-For that is not itself a trusted proxy (the hops
+ * before it were written by whoever the client is, and prove nothing). */
+static void net_client_addr(struct net_req *req)
+{
+    struct net_server *srv = req->srv;
+    (void)snprintf(req->client_ip, sizeof req->client_ip, "%s", req->peer_ip);
+    if (!net_proxy_trusted(srv, req->peer_ip)) {
+        return;
+    }
+    const char *xff = net_req_header(req, "X-Forwarded-For");
+    if (!xff) {
+        return;
+    }
+    const char *end = xff + strlen(xff);
+    while (end > xff) {
+        const char *e = end;
+        while (e > xff && (e[-1] == ' ' || e[-1] == '\t')) {
+            e--;
+        }
+        const char *s = e;
+        while (s > xff && s[-1] != ',') {
+            s--;
+        }
+        const char *b = s;
+        while (b < e && (*b == ' ' || *b == '\t')) {
+            b++;
+        }
+        struct net_cidr a;
+        char ip[INET6_ADDRSTRLEN];
+        if (e <= b || (size_t)(e - b) >= sizeof ip || !net_cidr_parse(b, (size_t)(e - b), &a)
+            || a.bits != (a.family == AF_INET ? 32u : 128u)) {
+            return; /* garbage: keep what is known */
+        }
+        memcpy(ip, b, (size_t)(e - b));
+        ip[e - b] = '\0';
+        (void)snprintf(req->client_ip, sizeof req->client_ip, "%s", ip);
+        if (!net_proxy_trusted(srv, ip)) {
+            return;
+        }
+        end = s > xff ? s - 1 : xff;
+    }
+}
+
+/* ---- per request ---- */
+
+/* Server request ids are "s-<instance>-<counter>"; a client's own id is
+ * kept as sent unless it enters that namespace, when it gets a "c-"
+ * prefix: no client can make its rows look like another request's. */
 static void net_request_id(struct net_server *srv, struct net_req *req)
 {
-    const char *h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Request-Id");
+    const char *h = net_req_header(req, "X-Request-Id");
     if (h && net_token_ok(h, NET_REQUEST_ID_MAX, net_reqid_char)) {
-        (void)snprintf(req->request_id, sizeof req->request_id, "%s", h);
+        (void)snprintf(req->request_id, sizeof req->request_id, "%s%s",
+                       strncmp(h, "s-", 2) == 0 ? "c-" : "", h);
         return;
     }
     uint64_t n = atomic_fetch_add(&srv->req_seq, 1) + 1;
-    (void)snprintf(req->request_id, sizeof req->request_id, "%s-%012llx", srv->id_prefix,
+    (void)snprintf(req->request_id, sizeof req->request_id, "s-%s-%010llx", srv->id_prefix,
                    (unsigned long long)n);
 }
 
-static void net_client_addr(struct net_req *req)
+/* Splits and decodes the query: "a=1&b&c=" -> (a,"1") (b,"") (c,""). An
+ * empty piece ("a=1&&b") is skipped. */
+static ot_err net_query_split(struct net_req *req, const char **bad)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(req->client_ip, sizeof req->client_ip, "?");
-    if (!ci || !ci->client_addr) {
-        return;
+    const char *q = req->h.query;
+    *bad = NULL;
+    if (!q || !*q) {
+        return OT_OK;
     }
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, req->client_ip, sizeof req->client_ip);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, req->client_ip, sizeof req->client_ip);
+    size_t n = strlen(q);
+    req->qbuf = malloc(n + NET_HTTP_MAX_QUERY * 2 + 2);
+    if (!req->qbuf) {
+        return OT_E_NOMEM;
     }
+    char *o = req->qbuf;
+    const char *p = q;
+    while (*p) {
+        const char *s = p;
+        while (*p && *p != '&') {
+            p++;
+        }
+        const char *e = p;
+        if (*p == '&') {
+            p++;
+        }
+        if (e == s) {
+            continue;
+        }
+        if (req->nq >= NET_HTTP_MAX_QUERY) {
+            *bad = "too many query arguments";
+            return OT_E_FORMAT;
+        }
+        const char *eq = memchr(s, '=', (size_t)(e - s));
+        struct net_qarg *a = &req->q[req->nq];
+        size_t kl = 0, vl = 0;
+        if (net_pct_decode(s, (size_t)((eq ? eq : e) - s), o, &kl, true, false) != OT_OK) {
+            *bad = "invalid percent-encoding or NUL in a query argument";
+            return OT_E_FORMAT;
+        }
+        a->key = o;
+        a->klen = kl;
+        o += kl + 1;
+        if (eq) {
+            if (net_pct_decode(eq + 1, (size_t)(e - eq - 1), o, &vl, true, false) != OT_OK) {
+                *bad = "invalid percent-encoding or NUL in a query argument";
+                return OT_E_FORMAT;
+            }
+        } else {
+            *o = '\0';
+        }
+        a->value = o;
+        a->vlen = vl;
+        a->has_eq = eq != NULL;
+        o += vl + 1;
+        req->nq++;
+    }
+    return OT_OK;
 }
 
-/* Finds the route for method + path. *path_known: some route has this path
- * with another method (405). Fills req's params from req->path. The route
- * with the most literal segments wins ("/x/search" before "/x/{id}"). */
+/* Finds the route for method + raw path. *path_known: some route has this
+ * path with another method (405). The route with the most literal segments
+ * wins ("/x/search" before "/x/{id}"). Literal segments compare raw (an
+ * encoded byte never matches a literal: "a%3Aimport" is not "a:import");
+ * param values are decoded after the match, and *bad is set when one holds
+ * an encoded NUL or '/' or a broken escape (400). */
 static const struct net_rt *net_match(struct net_server *srv, struct net_req *req, bool *path_known,
-                                      char *allow, size_t allow_cap)
+                                      char *allow, size_t allow_cap, bool *bad)
 {
     *path_known = false;
+    *bad = false;
     allow[0] = '\0';
     const char *seg[NET_MAX_SEGS];
     size_t seglen[NET_MAX_SEGS];
     size_t nseg = 0;
     const char *p = req->url;
-    if (p[0] != '/' || strlen(p) >= sizeof req->path) {
+    if (p[0] != '/' || strlen(p) >= NET_MAX_PATH) {
         return NULL;
     }
     p++;
@@ -816,6 +859,7 @@ static const struct net_rt *net_match(struct net_server *srv, struct net_req *re
             }
         }
     }
+    const char *method = req->is_head ? "GET" : req->method;
     const struct net_rt *best = NULL;
     for (size_t i = 0; i < srv->nrt; i++) {
         const struct net_rt *rt = &srv->rt[i];
@@ -831,12 +875,16 @@ static const struct net_rt *net_match(struct net_server *srv, struct net_req *re
         if (!ok) {
             continue;
         }
-        if (strcmp(rt->r->method, req->method) != 0) {
+        if (strcmp(rt->r->method, method) != 0) {
             *path_known = true;
             size_t used = strlen(allow);
-            if (!strstr(allow, rt->r->method)) {
-                (void)snprintf(allow + used, allow_cap - used, "%s%s", used ? ", " : "",
-                               rt->r->method);
+            const char *m = rt->r->method;
+            if (!strstr(allow, m)) {
+                (void)snprintf(allow + used, allow_cap - used, "%s%s", used ? ", " : "", m);
+            }
+            if (strcmp(m, "GET") == 0 && !strstr(allow, "HEAD")) {
+                used = strlen(allow);
+                (void)snprintf(allow + used, allow_cap - used, ", HEAD");
             }
             continue;
         }
@@ -847,50 +895,35 @@ static const struct net_rt *net_match(struct net_server *srv, struct net_req *re
     if (!best) {
         return NULL;
     }
-    /* Param values: copy the path and cut it at the segment ends. */
-    memcpy(req->path, req->url, strlen(req->url) + 1);
+    size_t ulen = strlen(req->url);
+    req->pbuf = malloc(ulen + 1);
+    if (!req->pbuf) {
+        *bad = true;
+        return NULL;
+    }
+    char *o = req->pbuf;
     req->nparam = 0;
     for (size_t s = 0; s < nseg; s++) {
-        size_t off = (size_t)(seg[s] - req->url);
-        req->path[off + seglen[s]] = '\0';
-        if (!best->seg[s].lit && req->nparam < NET_MAX_PARAMS) {
-            req->param_name[req->nparam] = best->seg[s].name;
-            req->param_val[req->nparam] = &req->path[off];
-            req->nparam++;
+        if (best->seg[s].lit || req->nparam >= NET_MAX_PARAMS) {
+            continue;
         }
+        size_t dl = 0;
+        if (net_pct_decode(seg[s], seglen[s], o, &dl, false, true) != OT_OK) {
+            *bad = true;
+            return NULL;
+        }
+        req->param_name[req->nparam] = best->seg[s].name;
+        req->param_val[req->nparam] = o;
+        req->nparam++;
+        o += dl + 1;
     }
     return best;
 }
 
-/* Sends req->resp; logs, counts and audits the outcome. */
-static enum MHD_Result net_send(struct net_req *req)
+void net_finish(struct net_req *req)
 {
     struct net_server *srv = req->srv;
     struct net_resp *resp = &req->resp;
-    if (!resp->set) {
-        OT_LOG_ERROR("req_id=%s handler gave no answer", req->request_id);
-        net_resp_error(resp, OT_E_INTERNAL, NULL, NULL, NULL);
-    }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(resp->len, resp->body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        return MHD_NO;
-    }
-    resp->body = NULL; /* MHD owns it now */
-    resp->len = 0;
-    (void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->ctype);
-    (void)MHD_add_response_header(r, "X-Request-Id", req->request_id);
-    (void)MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    for (size_t i = 0; i < resp->nhdr; i++) {
-        (void)MHD_add_response_header(r, resp->hdr[i].name, resp->hdr[i].value);
-    }
-    if (atomic_load(&srv->stopping)) {
-        (void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    }
-    enum MHD_Result ok = MHD_queue_response(req->conn, (unsigned)resp->status, r);
-    MHD_destroy_response(r);
-    req->answered = true;
-
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs =
@@ -899,10 +932,11 @@ static enum MHD_Result net_send(struct net_req *req)
                         resp->status, secs);
     if (ot_log_enabled(OT_LOG_LVL_INFO)) {
         char path[160];
-        net_log_safe(path, sizeof path, req->url);
+        net_log_safe(path, sizeof path, req->url ? req->url : "-");
         OT_LOG_INFO("req_id=%s ip=%s method=%s path=%s route=%s status=%d ms=%.3f principal=%s",
-                    req->request_id, req->client_ip, net_method_ok(req->method) ? req->method : "?",
-                    path, req->rt ? req->rt->r->pattern : "-", resp->status, secs * 1e3,
+                    req->request_id, req->client_ip,
+                    req->method && net_method_ok(req->method) ? req->method : "?", path,
+                    req->rt ? req->rt->r->pattern : "-", resp->status, secs * 1e3,
                     req->authenticated ? req->principal.name : "-");
     }
     if (req->rt && req->rt->r->allow != 0 && srv->cfg.ops.audit) {
@@ -919,76 +953,41 @@ static enum MHD_Result net_send(struct net_req *req)
         };
         srv->cfg.ops.audit(srv->cfg.ops_ctx, &ev);
     }
-    return ok;
 }
 
-static enum MHD_Result net_send_error(struct net_req *req, ot_err e, const char *message)
+static void net_fail(struct net_req *req, ot_err e, const char *message)
 {
     net_resp_error(&req->resp, e, NULL, message, NULL);
-    return net_send(req);
 }
 
-/* Client certificate subject, when the TLS peer sent one that verified
- * against client_ca. */
-static bool net_peer_subject(struct net_req *req, char *out, size_t cap)
+static void net_retry_after(struct net_req *req, unsigned secs)
 {
-    if (!req->srv->client_ca) {
-        return false;
-    }
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    if (!ci || !ci->tls_session) {
-        return false;
-    }
-    gnutls_session_t s = (gnutls_session_t)ci->tls_session;
-    unsigned status = 0;
-    if (gnutls_certificate_verify_peers2(s, &status) != GNUTLS_E_SUCCESS || status != 0) {
-        return false;
-    }
-    unsigned n = 0;
-    const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
-    if (!certs || n == 0) {
-        return false;
-    }
-    gnutls_x509_crt_t crt;
-    if (gnutls_x509_crt_init(&crt) != GNUTLS_E_SUCCESS) {
-        return false;
-    }
-    bool ok = false;
-    gnutls_datum_t dn = {NULL, 0};
-    if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS
-        && gnutls_x509_crt_get_dn3(crt, &dn, 0) == GNUTLS_E_SUCCESS && dn.size < cap) {
-        memcpy(out, dn.data, dn.size);
-        out[dn.size] = '\0';
-        ok = true;
-    }
-    gnutls_free(dn.data);
-    gnutls_x509_crt_deinit(crt);
-    return ok;
+    char num[24];
+    (void)snprintf(num, sizeof num, "%u", secs);
+    net_resp_header(&req->resp, "Retry-After", num);
 }
 
 /* Authentication, kind check and rate limit for a protected route.
- * Returns true when the request may go on; otherwise the answer is queued. */
-static bool net_gate(struct net_req *req, enum MHD_Result *res)
+ * Returns true when the request may go on; otherwise the answer is set.
+ *
+ * Failed authentications are counted per client IP and per presented
+ * credential. A credential that failed auth_fail_max times in the window
+ * is refused (429) without a look-up. An IP over the limit does not stop
+ * valid credentials: they are checked and served (a valid credential never
+ * fails, so many clients behind one NAT or proxy are not locked out by one
+ * of them); only failing or missing credentials from it get 429 instead
+ * of 401. */
+static bool net_gate(struct net_req *req)
 {
     struct net_server *srv = req->srv;
     const struct net_route *r = req->rt->r;
     double now = net_now();
     uint64_t ipkey = net_rl_hash(req->client_ip);
-    unsigned retry = 0;
-    char num[24];
-    if (net_rl_window_count(srv->rl_authfail, ipkey, srv->cfg.auth_fail_window_s, now, &retry)
-        >= srv->cfg.auth_fail_max) {
-        OT_LOG_WARN("req_id=%s ip=%s too many failed authentications", req->request_id,
-                    req->client_ip);
-        net_resp_error(&req->resp, OT_E_RATE_LIMITED, NULL,
-                       "too many failed authentications; retry later", NULL);
-        (void)snprintf(num, sizeof num, "%u", retry);
-        net_resp_header(&req->resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
-        *res = net_send(req);
-        return false;
-    }
-    const char *authz = net_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    unsigned retry = 0, cretry = 0;
+    double win = srv->cfg.auth_fail_window_s;
+    bool ip_locked =
+        net_rl_window_count(srv->rl_authfail, ipkey, win, now, &retry) >= srv->cfg.auth_fail_max;
+    const char *authz = net_req_header(req, "Authorization");
     const char *token = NULL;
     if (authz && strncasecmp(authz, "Bearer ", 7) == 0) {
         token = authz + 7;
@@ -999,23 +998,47 @@ static bool net_gate(struct net_req *req, enum MHD_Result *res)
             token = NULL;
         }
     }
-    char subject[512];
-    bool have_subject = net_peer_subject(req, subject, sizeof subject);
+    bool have_subject = req->subject[0] != '\0';
+    uint64_t credkey = 0;
+    if (token || have_subject) {
+        char k[600];
+        (void)snprintf(k, sizeof k, "%s\n%s", token ? token : "", req->subject);
+        credkey = net_rl_hash(k);
+        ot_mem_wipe(k, sizeof k);
+        if (net_rl_window_count(srv->rl_credfail, credkey, win, now, &cretry)
+            >= srv->cfg.auth_fail_max) {
+            OT_LOG_WARN("req_id=%s ip=%s credential failed too often", req->request_id,
+                        req->client_ip);
+            net_fail(req, OT_E_RATE_LIMITED, "too many failed authentications; retry later");
+            net_retry_after(req, cretry);
+            return false;
+        }
+    }
     ot_err e = OT_E_AUTH;
     if ((token || have_subject) && srv->cfg.ops.authenticate) {
         memset(&req->principal, 0, sizeof req->principal);
-        e = srv->cfg.ops.authenticate(srv->cfg.ops_ctx, token, have_subject ? subject : NULL,
+        e = srv->cfg.ops.authenticate(srv->cfg.ops_ctx, token, have_subject ? req->subject : NULL,
                                       &req->principal);
         req->principal.name[sizeof req->principal.name - 1] = '\0';
     }
     if (e != OT_OK) {
         if (e == OT_E_AUTH) {
-            net_rl_window_add(srv->rl_authfail, ipkey, srv->cfg.auth_fail_window_s, now);
+            net_rl_window_add(srv->rl_authfail, ipkey, win, now);
+            if (credkey) {
+                net_rl_window_add(srv->rl_credfail, credkey, win, now);
+            }
             atomic_fetch_add(&srv->auth_failures, 1);
             OT_LOG_INFO("req_id=%s ip=%s authentication failed (%s)", req->request_id,
                         req->client_ip, token ? "bad token" : "no credentials");
         } else {
             OT_LOG_ERROR("req_id=%s authenticate: %s", req->request_id, ot_strerror(e));
+        }
+        if (e == OT_E_AUTH && ip_locked) {
+            OT_LOG_WARN("req_id=%s ip=%s too many failed authentications", req->request_id,
+                        req->client_ip);
+            net_fail(req, OT_E_RATE_LIMITED, "too many failed authentications; retry later");
+            net_retry_after(req, retry);
+            return false;
         }
         /* A store that is down answers 503, so clients retry; anything
          * else unexpected is ours (500). */
@@ -1023,28 +1046,23 @@ static bool net_gate(struct net_req *req, enum MHD_Result *res)
         if (e != OT_E_AUTH && e != OT_E_DB && e != OT_E_TIMEOUT) {
             shown = OT_E_INTERNAL;
         }
-        net_resp_error(&req->resp, shown, NULL,
-                       e == OT_E_AUTH ? "missing or invalid credentials" : NULL, NULL);
+        net_fail(req, shown, e == OT_E_AUTH ? "missing or invalid credentials" : NULL);
         if (e == OT_E_AUTH) {
-            net_resp_header(&req->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+            net_resp_header(&req->resp, "WWW-Authenticate", "Bearer");
         }
-        *res = net_send(req);
         return false;
     }
     req->authenticated = true;
     if ((req->principal.kind & r->allow) == 0) {
-        net_resp_error(&req->resp, OT_E_FORBIDDEN, NULL, "principal kind not allowed here", NULL);
-        *res = net_send(req);
+        net_fail(req, OT_E_FORBIDDEN, "principal kind not allowed here");
         return false;
     }
     if (srv->cfg.rate_per_s > 0) {
         uint64_t key = ((uint64_t)req->principal.kind << 56) ^ (uint64_t)req->principal.id;
         if (!net_rl_take(srv->rl_principal, key, srv->cfg.rate_per_s, srv->cfg.rate_burst, now,
                          &retry)) {
-            net_resp_error(&req->resp, OT_E_RATE_LIMITED, NULL, NULL, NULL);
-            (void)snprintf(num, sizeof num, "%u", retry);
-            net_resp_header(&req->resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
-            *res = net_send(req);
+            net_fail(req, OT_E_RATE_LIMITED, NULL);
+            net_retry_after(req, retry);
             return false;
         }
     }
@@ -1083,60 +1101,40 @@ static bool net_hash_pct(EVP_MD_CTX *md, const char *s, size_t n, bool all)
     return k == 0 || EVP_DigestUpdate(md, buf, k) == 1;
 }
 
-struct net_hash_query {
-    EVP_MD_CTX *md;
-    size_t n;
-    bool ok;
-};
-
-static enum MHD_Result net_hash_query_cb(void *cls, enum MHD_ValueKind kind, const char *key,
-                                         size_t key_size, const char *value, size_t value_size)
-{
-    struct net_hash_query *q = cls;
-
-    (void)kind;
-    q->ok = q->ok && EVP_DigestUpdate(q->md, q->n == 0 ? "?" : "&", 1) == 1
-            && net_hash_pct(q->md, key, key_size, true)
-            && (value == NULL
-                || (EVP_DigestUpdate(q->md, "=", 1) == 1
-                    && net_hash_pct(q->md, value, value_size, true)));
-    q->n++;
-    return q->ok ? MHD_YES : MHD_NO;
-}
-
 /* The request hash of an Idempotency-Key (http.h): SHA-256 over
  *
  *   method NUL path [ "?" query ] NUL body
  *
- * where path is the request path with '%' and '?' percent-encoded and
- * query lists the query arguments in the order received, "key" (no '=' in
- * the request) or "key=value", joined by '&', each key and value (as
- * decoded by MHD, with their lengths, so any byte counts) percent-encoded
- * but for the unreserved characters. So a replay with other arguments, or
- * the same ones in another order, is another request (422), while an
- * argument written another way (%61 for a) is the same. The encoding is
+ * where path is the percent-decoded request path with '%' and '?'
+ * percent-encoded again and query lists the query arguments in the order
+ * received, "key" (no '=' in the request) or "key=value", joined by '&',
+ * each key and value (decoded, with their lengths) percent-encoded but for
+ * the unreserved characters. So a replay with other arguments, or the same
+ * ones in another order, is another request (422), while an argument
+ * written another way (%61 for a) is the same. The encoding is
  * unambiguous: the first '?' ends the path and the first NUL after it the
- * query. A request without arguments hashes as before arguments counted
- * (method NUL path NUL body), so records stored then still replay. */
+ * query. A request without arguments hashes as method NUL path NUL body. */
 static ot_err net_req_hash(struct net_req *req, uint8_t out[32])
 {
     ot_err err = OT_OK;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    struct net_hash_query q = {md, 0, true};
     unsigned n = 0;
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1
-        || EVP_DigestUpdate(md, req->method, strlen(req->method) + 1) != 1
-        || !net_hash_pct(md, req->url, strlen(req->url), false)) {
-        err = OT_E_CRYPTO;
-        goto out;
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
+              && EVP_DigestUpdate(md, req->method, strlen(req->method) + 1) == 1
+              && net_hash_pct(md, req->dpath, strlen(req->dpath), false);
+    for (size_t i = 0; ok && i < req->nq; i++) {
+        const struct net_qarg *a = &req->q[i];
+        ok = EVP_DigestUpdate(md, i == 0 ? "?" : "&", 1) == 1
+             && net_hash_pct(md, a->key, a->klen, true)
+             && (!a->has_eq
+                 || (EVP_DigestUpdate(md, "=", 1) == 1
+                     && net_hash_pct(md, a->value, a->vlen, true)));
     }
-    (void)MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, net_hash_query_cb, &q);
-    if (!q.ok || EVP_DigestUpdate(md, "", 1) != 1
+    if (!ok || EVP_DigestUpdate(md, "", 1) != 1
         || (req->body.len > 0 && EVP_DigestUpdate(md, req->body.data, req->body.len) != 1)
         || EVP_DigestFinal_ex(md, out, &n) != 1 || n != 32) {
         err = OT_E_CRYPTO;
     }
-out:
     EVP_MD_CTX_free(md);
     return err;
 }
@@ -1275,7 +1273,7 @@ out:
     }
 }
 
-static void net_inflight(struct net_server *srv, int delta)
+void net_inflight(struct net_server *srv, int delta)
 {
     pthread_mutex_lock(&srv->mu);
     if (delta > 0) {
@@ -1289,41 +1287,61 @@ static void net_inflight(struct net_server *srv, int delta)
     pthread_mutex_unlock(&srv->mu);
 }
 
-/* First call: everything that needs only the headers. */
-static enum MHD_Result net_first(struct net_req *req)
+/* Everything before the handler; false when an answer is set. */
+static bool net_prepare(struct net_req *req)
 {
     struct net_server *srv = req->srv;
-    net_request_id(srv, req);
+    const char *bad = NULL;
+    req->method = req->h.method;
+    req->is_head = strcmp(req->method, "HEAD") == 0;
     net_client_addr(req);
-    if (atomic_load(&srv->stopping)) {
-        net_resp_text(&req->resp, 503, NULL, "shutting down\n");
-        return net_send(req);
+    net_request_id(srv, req);
+    size_t plen = req->h.path_len;
+    req->url = malloc(plen + 1);
+    req->dpath = malloc(plen + 1);
+    if (!req->url || !req->dpath) {
+        net_fail(req, OT_E_NOMEM, NULL);
+        return false;
     }
-    bool known = false;
+    memcpy(req->url, req->h.path, plen);
+    req->url[plen] = '\0';
+    size_t dl = 0;
+    if (net_pct_decode(req->url, plen, req->dpath, &dl, false, false) != OT_OK) {
+        net_fail(req, OT_E_ARG, "invalid percent-encoding or NUL in the path");
+        return false;
+    }
+    ot_err e = net_query_split(req, &bad);
+    if (e != OT_OK) {
+        net_fail(req, e == OT_E_FORMAT ? OT_E_ARG : e, bad);
+        return false;
+    }
+    if (atomic_load(&srv->stopping)) {
+        req->close = true;
+        net_resp_text(&req->resp, 503, NULL, "shutting down\n");
+        return false;
+    }
+    bool known = false, badseg = false;
     char allow[64];
-    req->rt = net_match(srv, req, &known, allow, sizeof allow);
+    req->rt = net_match(srv, req, &known, allow, sizeof allow, &badseg);
     if (!req->rt) {
-        if (known) {
+        if (badseg) {
+            net_fail(req, OT_E_ARG, "invalid path segment (encoded NUL or '/', or bad escape)");
+        } else if (known) {
             net_resp_error(&req->resp, OT_E_UNSUPPORTED, "method_not_allowed", "method not allowed",
                            NULL);
-            net_resp_header(&req->resp, MHD_HTTP_HEADER_ALLOW, allow);
-            return net_send(req);
+            net_resp_header(&req->resp, "Allow", allow);
+        } else {
+            net_fail(req, OT_E_NOT_FOUND, "no such resource");
         }
-        return net_send_error(req, OT_E_NOT_FOUND, "no such resource");
+        return false;
     }
-    const char *cl = net_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
-        char *end = NULL;
-        errno = 0;
-        unsigned long long v = strtoull(cl, &end, 10);
-        if (errno != 0 || end == cl || *end != '\0' || v > srv->cfg.max_body) {
-            req->too_large = true;
-            return net_send_error(req, OT_E_LIMIT, "request body too large");
-        }
+    if (req->too_large) {
+        req->close = true;
+        net_fail(req, OT_E_LIMIT, "request body too large");
+        return false;
     }
-    enum MHD_Result res = MHD_YES;
-    if (req->rt->r->allow != 0 && !net_gate(req, &res)) {
-        return res;
+    if (req->rt->r->allow != 0 && !net_gate(req)) {
+        return false;
     }
     if (req->rt->r->idempotent) {
         const char *k = net_req_header(req, NET_IDEM_KEY_HEADER);
@@ -1332,114 +1350,120 @@ static enum MHD_Result net_first(struct net_req *req)
                            k ? "Idempotency-Key must be 1-128 printable characters"
                              : "Idempotency-Key header required",
                            NET_IDEM_KEY_HEADER);
-            return net_send(req);
+            return false;
         }
         (void)snprintf(req->idem_key, sizeof req->idem_key, "%s", k);
     }
-    return MHD_YES;
+    return true;
 }
 
-static enum MHD_Result net_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls)
+void net_process(struct net_req *req)
 {
-    (void)version;
-    struct net_server *srv = cls;
-    struct net_req *req = *con_cls;
-    if (!req) {
-        req = calloc(1, sizeof *req);
-        if (!req) {
-            return MHD_NO;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &req->t0);
-        req->srv = srv;
-        req->conn = conn;
-        req->url = url;
-        req->method = method;
-        ot_buf_init(&req->body, srv->cfg.max_body);
-        *con_cls = req;
-        net_inflight(srv, 1);
-        req->counted = true;
-        return net_first(req);
+    if (net_prepare(req)) {
+        net_run_handler(req);
     }
-    if (req->answered) {
-        /* Answer already queued on the first call: drop what still comes. */
-        *upload_data_size = 0;
-        return MHD_YES;
+    if (!req->resp.set) {
+        OT_LOG_ERROR("req_id=%s handler gave no answer", req->request_id);
+        net_resp_error(&req->resp, OT_E_INTERNAL, NULL, NULL, NULL);
     }
-    if (*upload_data_size > 0) {
-        if (!req->too_large && ot_buf_append(&req->body, upload_data, *upload_data_size) != OT_OK) {
-            req->too_large = true; /* chunked upload over the cap: discard the rest */
-            ot_buf_free(&req->body);
-            ot_buf_init(&req->body, srv->cfg.max_body);
-        }
-        if (req->too_large) {
-            /* Drain a little so that an honest client gets its 413, but do
-             * not read an endless stream: past NET_DRAIN_MAX, hang up. */
-            req->discarded += *upload_data_size;
-            if (req->discarded > NET_DRAIN_MAX) {
-                OT_LOG_INFO("req_id=%s body far over the cap: closing", req->request_id);
-                return MHD_NO;
-            }
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (req->too_large) {
-        return net_send_error(req, OT_E_LIMIT, "request body too large");
-    }
-    net_run_handler(req);
-    return net_send(req);
 }
 
-static void net_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                          enum MHD_RequestTerminationCode toe)
+static ot_err net_put(struct ot_buf *b, const char *s)
 {
-    (void)conn;
-    struct net_server *srv = cls;
-    struct net_req *req = *con_cls;
+    return ot_buf_append(b, s, strlen(s));
+}
+
+static ot_err net_put_hdr(struct ot_buf *b, const char *name, const char *value)
+{
+    ot_err err = OT_OK;
+    OT_TRY(net_put(b, name));
+    OT_TRY(net_put(b, ": "));
+    /* Values come from our handlers; never let one split the head. */
+    for (const char *p = value; *p; p++) {
+        char c = (*p == '\r' || *p == '\n') ? ' ' : *p;
+        OT_TRY(ot_buf_append(b, &c, 1));
+    }
+    OT_TRY(net_put(b, "\r\n"));
+out:
+    return err;
+}
+
+ot_err net_resp_serialize(struct net_req *req, struct ot_buf *out)
+{
+    ot_err err = OT_OK;
+    struct net_resp *resp = &req->resp;
+    char line[96];
+    bool stream = resp->stream != NULL;
+    if (atomic_load(&req->srv->stopping)) {
+        req->close = true;
+    }
+    (void)snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", resp->status,
+                   http_err_reason(resp->status));
+    OT_TRY(net_put(out, line));
+    OT_TRY(net_put_hdr(out, "Content-Type", resp->ctype));
+    if (!stream) {
+        (void)snprintf(line, sizeof line, "%zu", resp->len);
+        if (resp->status != 204) {
+            OT_TRY(net_put_hdr(out, "Content-Length", line));
+        }
+    }
+    OT_TRY(net_put_hdr(out, "X-Request-Id", req->request_id));
+    OT_TRY(net_put_hdr(out, "Cache-Control", "no-store"));
+    for (size_t i = 0; i < resp->nhdr; i++) {
+        OT_TRY(net_put_hdr(out, resp->hdr[i].name, resp->hdr[i].value));
+    }
+    if (req->close || stream) {
+        OT_TRY(net_put_hdr(out, "Connection", "close"));
+    }
+    OT_TRY(net_put(out, "\r\n"));
+    if (!req->is_head && !stream && resp->len > 0 && resp->status != 204) {
+        OT_TRY(ot_buf_append(out, resp->body, resp->len));
+    }
+out:
+    return err;
+}
+
+ot_err net_plain_error(struct ot_buf *out, int status, const char *code, const char *msg)
+{
+    char body[256], head[256];
+    int bl =
+        snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    if (bl < 0 || (size_t)bl >= sizeof body) {
+        return OT_E_INTERNAL;
+    }
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                      "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                      status, http_err_reason(status), bl);
+    if (hl < 0 || (size_t)hl >= sizeof head) {
+        return OT_E_INTERNAL;
+    }
+    ot_err err = ot_buf_append(out, head, (size_t)hl);
+    return err == OT_OK ? ot_buf_append(out, body, (size_t)bl) : err;
+}
+
+void net_req_free(struct net_req *req)
+{
     if (!req) {
         return;
     }
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-        OT_LOG_DEBUG("req_id=%s terminated early (%d)", req->request_id, (int)toe);
-    }
-    bool counted = req->counted;
     net_resp_clear(&req->resp);
     ot_buf_free(&req->body);
     ot_mem_wipe(&req->principal, sizeof req->principal);
+    if (req->head) {
+        ot_mem_wipe(req->head, strlen(req->head));
+    }
+    free(req->head);
+    free(req->url);
+    free(req->dpath);
+    free(req->pbuf);
+    free(req->qbuf);
     free(req);
-    *con_cls = NULL;
-    if (counted) {
-        net_inflight(srv, -1);
-    }
-}
-
-static void net_mhd_log(void *cls, const char *fmt, va_list ap) OT_PRINTF(2, 0);
-
-static void net_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    if (!ot_log_enabled(OT_LOG_LVL_WARN)) {
-        return;
-    }
-    char line[512];
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    if (n < 0) {
-        return;
-    }
-    size_t len = strlen(line);
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
-        line[--len] = '\0';
-    }
-    OT_LOG_WARN("mhd: %s", line);
 }
 
 ot_err net_server_start(struct net_server *srv)
 {
-    ot_err err = OT_OK;
-    struct addrinfo hints = {0}, *ai = NULL;
-    if (!srv || srv->d) {
+    if (!srv || srv->io) {
         return OT_E_STATE;
     }
     bool any_auth = false;
@@ -1450,95 +1474,25 @@ ot_err net_server_start(struct net_server *srv)
         OT_LOG_ERROR("protected routes but no authenticate callback");
         return OT_E_ARG;
     }
-    char port[8];
-    (void)snprintf(port, sizeof port, "%u", (unsigned)srv->cfg.port);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-    int rc = getaddrinfo(srv->host, port, &hints, &ai);
-    if (rc != 0 || !ai) {
-        OT_LOG_ERROR("bad listen address %s: %s", srv->host, gai_strerror(rc));
-        return OT_E_ARG;
-    }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6) {
-        flags |= MHD_USE_IPv6;
-    }
-    struct MHD_OptionItem opts[16];
-    size_t n = 0;
-    /* The logger first, so MHD's own messages about later options reach it. */
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)net_mhd_log, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, srv->cfg.threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.timeout_s, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_conns, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                        (intptr_t)NET_CONN_MEMORY, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)net_completed, srv};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
-    if (srv->tls_cert) {
-        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-            OT_LOG_ERROR("libmicrohttpd built without TLS");
-            OT_FAIL(OT_E_UNSUPPORTED);
-        }
-        flags |= MHD_USE_TLS;
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
-                                            "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
-        if (srv->client_ca) {
-            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, srv->client_ca};
-        }
-    }
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    srv->d = MHD_start_daemon(flags, 0, NULL, NULL, net_access, srv, MHD_OPTION_ARRAY, opts,
-                              MHD_OPTION_END);
-    if (!srv->d) {
-        OT_LOG_ERROR("cannot listen on %s:%u", srv->host, (unsigned)srv->cfg.port);
-        OT_FAIL(OT_E_IO);
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : srv->cfg.port;
     atomic_store(&srv->stopping, false);
-    OT_LOG_INFO("listening on %s port %u (%s, %u threads)", srv->host, (unsigned)srv->port,
-                srv->tls_cert ? (srv->client_ca ? "tls+mtls" : "tls") : "plain http",
-                srv->cfg.threads);
-out:
-    freeaddrinfo(ai);
-    return err;
+    ot_err err = net_io_start(srv);
+    if (err != OT_OK) {
+        return err;
+    }
+    OT_LOG_INFO("listening on %s port %u (%s, %u threads, %u connections, %u per IP)", srv->host,
+                (unsigned)srv->port,
+                srv->ssl_ctx ? (srv->cfg.client_ca ? "tls+mtls" : "tls") : "plain http",
+                srv->cfg.threads, srv->cfg.max_conns, srv->cfg.max_conns_per_ip);
+    return OT_OK;
 }
 
 void net_server_stop(struct net_server *srv, unsigned grace_ms)
 {
-    if (!srv || !srv->d) {
+    if (!srv || !srv->io) {
         return;
     }
     atomic_store(&srv->stopping, true);
-    MHD_socket ls = MHD_quiesce_daemon(srv->d);
-    if (ls != MHD_INVALID_SOCKET) {
-        close(ls);
-    }
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += grace_ms / 1000;
-    until.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&srv->mu);
-    while (srv->in_flight > 0) {
-        if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) != 0) {
-            break;
-        }
-    }
-    unsigned left = srv->in_flight;
-    pthread_mutex_unlock(&srv->mu);
-    if (left > 0) {
-        OT_LOG_WARN("stopping with %u requests still in flight", left);
-    }
-    MHD_stop_daemon(srv->d);
-    srv->d = NULL;
+    net_io_stop(srv, grace_ms);
     OT_LOG_INFO("stopped");
 }
 
@@ -1548,15 +1502,11 @@ void net_server_free(struct net_server *srv)
         return;
     }
     net_server_stop(srv, 0);
+    net_rl_free(srv->rl_credfail);
     net_rl_free(srv->rl_authfail);
     net_rl_free(srv->rl_principal);
     net_metrics_free(srv->metrics);
-    if (srv->tls_key) {
-        ot_mem_wipe(srv->tls_key, srv->tls_key_len);
-    }
-    free(srv->tls_key);
-    free(srv->tls_cert);
-    free(srv->client_ca);
+    SSL_CTX_free(srv->ssl_ctx);
     free(srv->host);
     pthread_cond_destroy(&srv->cv);
     pthread_mutex_destroy(&srv->idem_mu);

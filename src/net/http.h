@@ -129,18 +129,35 @@ struct net_server_ops {
     bool (*ready)(void *ctx);
 };
 
+/* Who may read /metrics (cfg.metrics). */
+enum net_metrics_access {
+    NET_METRICS_OPERATOR = 0, /* operator credentials (the default) */
+    NET_METRICS_PUBLIC,       /* anyone who reaches the listener */
+    NET_METRICS_OFF,          /* not served (404) */
+};
+
 struct net_server_cfg {
-    const char *host;            /* listen address, e.g. "127.0.0.1" or "::1"; NULL = 127.0.0.1 */
-    uint16_t port;               /* 0 = ephemeral (see net_server_port) */
-    const char *tls_cert;        /* PEM certificate chain file; NULL = plain HTTP */
-    const char *tls_key;         /* PEM private key file (required with tls_cert) */
-    const char *client_ca;       /* PEM CA file: request and verify client certificates (mTLS) */
-    unsigned threads;            /* worker threads; 0 = 4 */
-    size_t max_body;             /* request body cap (413 above); 0 = NET_MAX_BODY_DEFAULT */
-    unsigned timeout_s;          /* idle connection / request timeout; 0 = 30 */
-    unsigned max_conns;          /* concurrent connections; 0 = 1024 */
-    double rate_per_s;           /* per-principal token bucket refill; 0 = no limit */
-    unsigned rate_burst;         /* bucket size; 0 = max(1, rate_per_s) */
+    const char *host;      /* listen address, e.g. "127.0.0.1" or "::1"; NULL = 127.0.0.1 */
+    uint16_t port;         /* 0 = ephemeral (see net_server_port) */
+    const char *tls_cert;  /* PEM certificate chain file; NULL = plain HTTP */
+    const char *tls_key;   /* PEM private key file (required with tls_cert) */
+    const char *client_ca; /* PEM CA file: request and verify client certificates (mTLS) */
+    unsigned threads;      /* worker threads; 0 = 4 */
+    size_t max_body;       /* request body cap (413 above); 0 = NET_MAX_BODY_DEFAULT */
+    /* Connection deadlines, each a total time (not an idle time): TLS
+     * handshake plus the request's header section from the connection's
+     * start, a request's head and body from its first byte, an idle
+     * keep-alive connection, an answer's write. 0 = 30. */
+    unsigned timeout_s;
+    unsigned max_conns;        /* concurrent connections; 0 = RLIMIT_NOFILE minus a reserve */
+    unsigned max_conns_per_ip; /* concurrent connections per client IP; 0 = 256 */
+    /* Addresses or CIDR blocks of reverse proxies ("10.0.0.1, fd00::/8"),
+     * commas or blanks between; from them X-Forwarded-For's last untrusted
+     * hop is the client IP (rate limits, lockout, audit). NULL = none. */
+    const char *trusted_proxies;
+    enum net_metrics_access metrics; /* /metrics; default operator-only */
+    double rate_per_s;               /* per-principal token bucket refill; 0 = no limit */
+    unsigned rate_burst;             /* bucket size; 0 = max(1, rate_per_s) */
     unsigned auth_fail_max;      /* failed authentications per IP per window before 429; 0 = 10 */
     unsigned auth_fail_window_s; /* 0 = 60 */
     struct net_server_ops ops;

@@ -43,8 +43,9 @@ struct audit_rec {
     int status;
     int64_t principal_id;
     char route[128];
-    char request_id[NET_REQUEST_ID_MAX + 1];
+    char request_id[NET_REQUEST_ID_MAX + 3];
     char code[64];
+    char client_ip[64];
 };
 
 struct app {
@@ -168,6 +169,7 @@ static void app_audit(void *ctx, const struct net_audit_event *ev)
         (void)snprintf(r->route, sizeof r->route, "%s", ev->route);
         (void)snprintf(r->request_id, sizeof r->request_id, "%s", ev->request_id);
         (void)snprintf(r->code, sizeof r->code, "%s", ev->error_code ? ev->error_code : "");
+        (void)snprintf(r->client_ip, sizeof r->client_ip, "%s", ev->client_ip);
     }
     pthread_mutex_unlock(&a->mu);
 }
@@ -328,6 +330,7 @@ static const char *const q_create[] = {"mode", "dry", NULL};
 static const struct net_route routes[] = {
     {"GET", "/t/v1/items/{id}", NET_P_SP | NET_P_OPERATOR, false, h_item_get, q_item},
     {"GET", "/t/v1/items/search", NET_P_ANY, false, h_item_search, q_search},
+    {"GET", "/t/v1/items:count", NET_P_ANY, false, h_item_search, NULL},
     {"POST", "/t/v1/items", NET_P_SP, true, h_item_create, q_create},
     {"DELETE", "/t/v1/items/{id}", NET_P_OPERATOR, false, h_item_delete, NULL},
     {"GET", "/t/v1/public", 0, false, h_public, NULL},
@@ -591,24 +594,76 @@ static void test_auth_and_audit(void **state)
     assert_int_equal(g_app.naudit, 5);
 }
 
+/* Issue 9 point 3: failed authentications lock out failing credentials,
+ * counted per client IP and per credential, never valid ones (everyone
+ * behind one NAT or proxy shares an IP). Behind a trusted proxy the client
+ * IP is X-Forwarded-For's last hop that is not a trusted proxy. */
 static void test_auth_fail_throttle(void **state)
 {
     (void)state;
     reset_app();
-    struct net_server_cfg cfg = {.auth_fail_max = 3, .auth_fail_window_s = 60};
+    struct net_server_cfg cfg = {
+        .auth_fail_max = 3, .auth_fail_window_s = 60, .trusted_proxies = "127.0.0.1, 10.9.0.0/16"};
     struct net_server *srv = start(&cfg);
     struct net_client_resp r;
     for (int i = 0; i < 3; i++) {
         assert_int_equal(call(srv, "GET", "/t/v1/items/1", "guess", NULL, NULL, &r), 401);
         net_client_resp_clear(&r);
     }
-    /* Even a good token waits now: the client IP is throttled. */
-    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-a-token", NULL, NULL, &r), 429);
+    /* The IP and the credential are over the limit now. */
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "guess", NULL, NULL, &r), 429);
     assert_true(r.retry_after >= 1 && r.retry_after <= 60);
     assert_string_equal(r.error_code, "rate_limited");
     net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "other-guess", NULL, NULL, &r), 429);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", NULL, NULL, NULL, &r), 429);
+    net_client_resp_clear(&r);
+    /* A valid credential from the same IP is never locked out. */
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-a-token", NULL, NULL, &r), 200);
+    net_client_resp_clear(&r);
     /* Public routes are not affected. */
     assert_int_equal(call(srv, "GET", "/t/v1/public", NULL, NULL, NULL, &r), 200);
+    net_client_resp_clear(&r);
+    /* Another client behind the trusted proxy: its own IP count is clean,
+     * but the failing credential stays locked wherever it comes from. */
+    static const char *const xff[] = {"X-Forwarded-For: 203.0.113.9", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "guess", NULL, xff, &r), 429);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "guess-2", NULL, xff, &r), 401);
+    net_client_resp_clear(&r);
+    /* Forged hops before the last untrusted one change nothing: the client
+     * is 203.0.113.9 again (10.9.1.1 is a trusted proxy, skipped). */
+    static const char *const xff2[] = {"X-Forwarded-For: 198.51.100.7, 203.0.113.9, 10.9.1.1",
+                                       "X-Request-Id: xff-audit", NULL};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(call(srv, "GET", "/t/v1/items/1", "guess-3", NULL, xff2, &r), 401);
+        net_client_resp_clear(&r);
+    }
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "guess-4", NULL, xff, &r), 429);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-b-token", NULL, xff, &r), 200);
+    net_client_resp_clear(&r);
+    bool saw = false;
+    for (size_t i = 0; i < g_app.naudit; i++) {
+        if (strcmp(g_app.audit[i].request_id, "xff-audit") == 0) {
+            assert_string_equal(g_app.audit[i].client_ip, "203.0.113.9");
+            saw = true;
+        }
+    }
+    assert_true(saw);
+    net_server_free(srv);
+
+    /* Without a trusted proxy X-Forwarded-For is ignored. */
+    struct net_server_cfg plain = {.auth_fail_max = 2, .auth_fail_window_s = 60};
+    srv = start(&plain);
+    static const char *const x1[] = {"X-Forwarded-For: 198.51.100.1", NULL};
+    static const char *const x2[] = {"X-Forwarded-For: 198.51.100.2", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "g1", NULL, x1, &r), 401);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "g2", NULL, x2, &r), 401);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "g3", NULL, x1, &r), 429);
     net_client_resp_clear(&r);
     net_server_free(srv);
 }
@@ -776,7 +831,7 @@ static void test_idempotency_query(void **state)
         {"q-1", "/t/v1/items?mode=a&dry=1", 422, false}, /* one more */
         {"q-1", "/t/v1/items?dry=1", 422, false},        /* another name */
         {"q-1", "/t/v1/items?mode=", 422, false},        /* empty value */
-        {"q-1", "/t/v1/items?mode=a%00", 422, false},    /* a NUL byte more */
+        {"q-1", "/t/v1/items?mode=a%00", 400, false},    /* an encoded NUL is refused */
         {"q-2", "/t/v1/items?mode", 201, true},          /* no '=' */
         {"q-2", "/t/v1/items?mode=", 422, false},        /* "mode=" is not "mode" */
         {"q-2", "/t/v1/items?mode", 201, false},         /* replay */
@@ -811,7 +866,8 @@ static void test_idempotency_query(void **state)
         } else if (got == 201) {
             assert_string_equal(r.body, first); /* the first answer, replayed */
         } else {
-            assert_string_equal(r.error_code, "idempotency_mismatch");
+            assert_string_equal(r.error_code,
+                                got == 400 ? "invalid_request" : "idempotency_mismatch");
         }
         net_client_resp_clear(&r);
     }
@@ -962,11 +1018,11 @@ static void test_metrics(void **state)
     net_client_resp_clear(&r);
     assert_int_equal(call(srv, "GET", "/zzz", NULL, NULL, NULL, &r), 404);
     net_client_resp_clear(&r);
-    /* A request leaves the in-flight gauge when MHD reports it complete,
+    /* A request leaves the in-flight gauge when its answer is written,
      * which may come just after its client read the answer: scrape until
      * only the scrape itself is in flight. */
     for (int i = 0;; i++) {
-        assert_int_equal(call(srv, "GET", "/metrics", NULL, NULL, NULL, &r), 200);
+        assert_int_equal(call(srv, "GET", "/metrics", "op-token", NULL, NULL, &r), 200);
         if (strstr(r.body, "\nhttp_requests_in_flight 1\n") != NULL || i == 200) {
             break;
         }
@@ -1007,6 +1063,299 @@ static void test_metrics(void **state)
     }
     net_client_resp_clear(&r);
     net_server_free(srv);
+}
+
+/* Issue 9 point 20: /metrics is operator-only by default, or public, or off. */
+static void test_metrics_access(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    struct net_client_resp r;
+    assert_int_equal(call(srv, "GET", "/metrics", NULL, NULL, NULL, &r), 401);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/metrics", "sp-a-token", NULL, NULL, &r), 403);
+    net_client_resp_clear(&r);
+    assert_int_equal(call(srv, "GET", "/metrics", "op-token", NULL, NULL, &r), 200);
+    assert_non_null(strstr(r.body, "test_queue_depth 7"));
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+    struct net_server_cfg pub = {.metrics = NET_METRICS_PUBLIC};
+    srv = start(&pub);
+    assert_int_equal(call(srv, "GET", "/metrics", NULL, NULL, NULL, &r), 200);
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+    struct net_server_cfg off = {.metrics = NET_METRICS_OFF};
+    srv = start(&off);
+    assert_int_equal(call(srv, "GET", "/metrics", "op-token", NULL, NULL, &r), 404);
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+    struct net_server_cfg bad = {.metrics = (enum net_metrics_access)7};
+    struct net_server *b = NULL;
+    assert_int_equal(net_server_new(&bad, &b), OT_E_ARG);
+}
+
+/* ---- raw sockets ---- */
+
+/* A connected socket to the server, from source address src (127.0.0.x;
+ * NULL: the default). */
+static int raw_connect(uint16_t port, const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    if (src) {
+        struct sockaddr_in la = {.sin_family = AF_INET};
+        assert_int_equal(inet_pton(AF_INET, src, &la.sin_addr), 1);
+        assert_int_equal(bind(fd, (struct sockaddr *)&la, sizeof la), 0);
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* Sends req on a new connection and reads until the server closes it (or
+ * 5 s pass): the bytes received, NUL-terminated. */
+static size_t raw_exchange(uint16_t port, const char *req, size_t len, char *out, size_t cap)
+{
+    int fd = raw_connect(port, NULL);
+    struct timeval tv = {5, 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    assert_int_equal(write(fd, req, len), (ssize_t)len);
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, out + got, cap - 1 - got);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+        if (got == cap - 1) {
+            break;
+        }
+    }
+    out[got] = '\0';
+    close(fd);
+    return got;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) {
+        n++;
+    }
+    return n;
+}
+
+/* Issue 9 point 12: framing that could smuggle a request is refused with a
+ * 400 JSON answer and the connection is closed (the bytes after it never
+ * run as a request). */
+static void test_framing(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    uint16_t port = net_server_port(srv);
+    static const struct {
+        const char *req;
+        const char *msg;
+    } bad[] = {
+        {"POST /t/v1/public HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+         "both Content-Length and Transfer-Encoding"},
+        {"POST /t/v1/public HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+         "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+         "conflicting Content-Length"},
+        {"POST /t/v1/public HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, "
+         "chunked\r\n\r\n0\r\n\r\n",
+         "only chunked"},
+        {"POST /t/v1/public HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+         "chunked\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n0\r\n\r\n",
+         "repeated Transfer-Encoding"},
+        {"GET /healthz HTTP/1.1\r\n\r\n", "Host header required"},
+        {"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "repeated Host"},
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n1",
+         "invalid Content-Length"},
+        {"GET /healthz HTTP/1.1\nHost: x\n\n", "CRLF"},
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", "folding"},
+        {"GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n", "header name"},
+        {"GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n", "absolute path"},
+        {"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", "version"},
+        {"POST /t/v1/public HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+         "chunk size"},
+    };
+    char out[8192];
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        raw_exchange(port, bad[i].req, strlen(bad[i].req), out, sizeof out);
+        bool ok = strncmp(out, "HTTP/1.1 400 ", 13) == 0 || strncmp(out, "HTTP/1.1 505 ", 13) == 0;
+        if (!ok || !strstr(out, "Content-Type: application/json") || !strstr(out, bad[i].msg)
+            || !strstr(out, "Connection: close") || count_of(out, "HTTP/1.1 ") != 1) {
+            print_error("case %zu: %s\n", i, out);
+            fail();
+        }
+        assert_non_null(strstr(out, "{\"error\":{\"code\":\""));
+    }
+    /* HTTP/1.0 without Host is fine; keep-alive pipelining works; a
+     * chunked body is decoded (with an extension and a trailer). */
+    static const char ok10[] = "GET /healthz HTTP/1.0\r\n\r\n";
+    raw_exchange(port, ok10, sizeof ok10 - 1, out, sizeof out);
+    assert_true(strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+    static const char two[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_exchange(port, two, sizeof two - 1, out, sizeof out);
+    assert_int_equal(count_of(out, "HTTP/1.1 200 OK"), 2);
+    assert_non_null(strstr(out, "ready\n"));
+    static const char ch[] =
+        "POST /t/v1/items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sp-a-token\r\n"
+        "Idempotency-Key: chunk-1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "5;ext=1\r\n{\"nam\r\n8\r\ne\":\"ch\"}\r\n0\r\nX-Trailer: 1\r\n\r\n";
+    raw_exchange(port, ch, sizeof ch - 1, out, sizeof out);
+    if (strncmp(out, "HTTP/1.1 201 ", 13) != 0 || !strstr(out, "\"name\":\"ch\"")) {
+        print_error("%s\n", out);
+        fail();
+    }
+    net_server_free(srv);
+}
+
+/* Issue 9 point 13: the server's own 414/431/400 answers are the JSON error
+ * body; HEAD on a GET route answers like GET without the body. */
+static void test_limits_json_and_head(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    uint16_t port = net_server_port(srv);
+    size_t big = 20000;
+    char *req = malloc(big + 256);
+    char *out = malloc(65536);
+    assert_non_null(req);
+    assert_non_null(out);
+    /* 414: a 9,000-byte target. */
+    int n = snprintf(req, big + 256, "GET /t/v1/items/");
+    memset(req + n, 'a', 9000);
+    n += 9000;
+    n += snprintf(req + n, big + 256 - (size_t)n, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw_exchange(port, req, (size_t)n, out, 65536);
+    assert_true(strncmp(out, "HTTP/1.1 414 ", 13) == 0);
+    assert_non_null(strstr(out, "Content-Type: application/json"));
+    assert_non_null(strstr(out, "\"code\":\"uri_too_long\""));
+    /* 431: 18 KiB of headers. */
+    n = snprintf(req, big + 256, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 180; i++) {
+        n += snprintf(req + n, big + 256 - (size_t)n, "X-Pad-%03d: %090d\r\n", i, 0);
+    }
+    n += snprintf(req + n, big + 256 - (size_t)n, "\r\n");
+    raw_exchange(port, req, (size_t)n, out, 65536);
+    assert_true(strncmp(out, "HTTP/1.1 431 ", 13) == 0);
+    assert_non_null(strstr(out, "\"code\":\"headers_too_large\""));
+    /* 431: too many header lines (small ones). */
+    n = snprintf(req, big + 256, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 70; i++) {
+        n += snprintf(req + n, big + 256 - (size_t)n, "X-%d: 1\r\n", i);
+    }
+    n += snprintf(req + n, big + 256 - (size_t)n, "\r\n");
+    raw_exchange(port, req, (size_t)n, out, 65536);
+    assert_true(strncmp(out, "HTTP/1.1 431 ", 13) == 0);
+    /* 400: garbage request line. */
+    static const char junk[] = "\x16\x03\x01\x02\x00 hello\r\n\r\n";
+    raw_exchange(port, junk, sizeof junk - 1, out, 65536);
+    assert_true(strncmp(out, "HTTP/1.1 400 ", 13) == 0);
+    assert_non_null(strstr(out, "\"code\":\"invalid_request\""));
+    /* HEAD: GET's status and headers, no body. */
+    static const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_exchange(port, head, sizeof head - 1, out, 65536);
+    assert_true(strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+    assert_non_null(strstr(out, "Content-Length: 3\r\n"));
+    assert_true(strlen(strstr(out, "\r\n\r\n")) == 4); /* nothing after the head */
+    static const char head2[] = "HEAD /t/v1/items/9 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                "sp-a-token\r\nConnection: close\r\n\r\n";
+    raw_exchange(port, head2, sizeof head2 - 1, out, 65536);
+    assert_true(strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+    assert_true(strlen(strstr(out, "\r\n\r\n")) == 4);
+    /* HEAD where no GET exists: 405, and GET routes list HEAD in Allow. */
+    static const char head3[] = "HEAD /t/v1/items HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_exchange(port, head3, sizeof head3 - 1, out, 65536);
+    assert_true(strncmp(out, "HTTP/1.1 405 ", 13) == 0);
+    struct net_client_resp r;
+    assert_int_equal(call(srv, "POST", "/healthz", NULL, NULL, NULL, &r), 405);
+    net_client_resp_clear(&r);
+    free(req);
+    free(out);
+    net_server_free(srv);
+}
+
+/* Issue 9 point 11: routing on the raw path; segments decoded after the
+ * match; encoded NUL or '/' in a segment and an encoded NUL in a query
+ * value refused. */
+static void test_raw_path(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    static const struct {
+        const char *path;
+        long status;
+        const char *body;
+    } cases[] = {
+        {"/t/v1/items:count", 200, "search"},
+        {"/t/v1/items%3Acount", 404, "not_found"}, /* an encoded ':' is not the route's ':' */
+        {"/t/v1/items%3acount", 404, "not_found"},
+        {"/t/v1/items%2Fsearch", 404, "not_found"}, /* an encoded '/' does not separate */
+        {"/t/v1/items/SE%2F1", 400, "invalid_request"},
+        {"/t/v1/items/SE%2f1", 400, "invalid_request"},
+        {"/t/v1/items/a%00b", 400, "invalid_request"},
+        {"/t/v1/items/a%zz", 400, "invalid_request"},
+        {"/t/v1/items/a%2", 400, "invalid_request"},
+        {"/t/v1/items/sear%63h", 200, "\"id\":\"search\""}, /* {id}, decoded after matching */
+        {"/t/v1/items/a%3Ab", 200, "\"id\":\"a:b\""},
+        {"/t/v1/items/search?msisdn=33600000001%00junk", 400, "invalid_request"},
+        {"/t/v1/items/search?msisdn=%zz", 400, "invalid_request"},
+        {"/t/v1/items/search?msisdn%00=1", 400, "invalid_request"},
+        {"/t/v1/items/search?msisdn=33600000001", 200, "search"},
+        {"/t/v1/items/7?q=a+b%2Bc", 200, "\"q\":\"a b+c\""},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct net_client_resp r;
+        long st = call(srv, "GET", cases[i].path, "op-token", NULL, NULL, &r);
+        if (st != cases[i].status || !strstr(r.body, cases[i].body)) {
+            print_error("%s: got %ld '%s'\n", cases[i].path, st, r.body);
+            fail();
+        }
+        net_client_resp_clear(&r);
+    }
+    net_server_free(srv);
+}
+
+/* Issue 9 point 14: server request ids live in their own namespace ("s-");
+ * a client id is kept unless it enters it. */
+static void test_request_id_namespace(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    struct net_client_resp r;
+    assert_int_equal(call(srv, "GET", "/healthz", NULL, NULL, NULL, &r), 200);
+    assert_true(strncmp(r.request_id, "s-", 2) == 0);
+    char server_id[80];
+    (void)snprintf(server_id, sizeof server_id, "X-Request-Id: %s", r.request_id);
+    char want[80];
+    (void)snprintf(want, sizeof want, "c-%s", r.request_id);
+    net_client_resp_clear(&r);
+    const char *const reuse[] = {server_id, NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-b-token", NULL, reuse, &r), 200);
+    assert_string_equal(r.request_id, want);
+    net_client_resp_clear(&r);
+    static const char *const mine[] = {"X-Request-Id: my-id-1", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/1", "sp-b-token", NULL, mine, &r), 200);
+    assert_string_equal(r.request_id, "my-id-1");
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+    bool saw = false;
+    for (size_t i = 0; i < g_app.naudit; i++) {
+        saw = saw || strcmp(g_app.audit[i].request_id, want) == 0;
+    }
+    assert_true(saw);
 }
 
 /* The client's own limits: answer cap and request timeout; and the server's
@@ -1164,6 +1513,11 @@ int main(void)
         cmocka_unit_test(test_idempotency_handler_stores),
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_metrics_access),
+        cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_limits_json_and_head),
+        cmocka_unit_test(test_raw_path),
+        cmocka_unit_test(test_request_id_namespace),
         cmocka_unit_test(test_timeouts_and_client_caps),
         cmocka_unit_test(test_tls),
     };

@@ -30,7 +30,7 @@ esac
 
 # metric NAME: its value on /metrics (0 when absent).
 metric() {
-    curl -s --max-time 5 "$TSMD_URL/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }'
+    curl -s --max-time 5 -H "Authorization: Bearer $OP_TOKEN" "$TSMD_URL/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }'
 }
 
 # lookup MSISDN: GET by MSISDN as the SP; body in $TSMD_WORK/resp.

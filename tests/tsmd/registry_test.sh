@@ -106,7 +106,7 @@ spb() { "$TSMCTL" --url "$URL" --ca "$work/certs/ca.pem" --token "$SPB" "$@"; }
 
 expect 0 curl -sf --cacert certs/ca.pem "$URL/healthz"
 expect 0 curl -sf --cacert certs/ca.pem "$URL/readyz"
-expect 0 curl -sf --cacert certs/ca.pem "$URL/metrics"
+expect 0 curl -sf --cacert certs/ca.pem -H "Authorization: Bearer $OPERATOR" "$URL/metrics"
 has tsmd_job_queue_depth
 has tsmd_device_channels_open
 
