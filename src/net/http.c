@@ -483,6 +483,12 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
     if (srv->cfg.timeout_s == 0) {
         srv->cfg.timeout_s = 30;
     }
+    if (srv->cfg.sse_heartbeat_s == 0) {
+        srv->cfg.sse_heartbeat_s = 15;
+    }
+    if (srv->cfg.stream_buf_max == 0) {
+        srv->cfg.stream_buf_max = (size_t)64 * 1024;
+    }
     if (srv->cfg.max_conns_per_ip == 0) {
         srv->cfg.max_conns_per_ip = NET_CONNS_PER_IP;
     }

@@ -1,5 +1,6 @@
-/* HTTP server for the services hosted by tsmd: libmicrohttpd (epoll, thread
- * pool, optional TLS and client certificates), a router with {param} segments,
+/* HTTP server for the services hosted by tsmd: our own HTTP/1.1 server (an
+ * epoll loop for I/O, a worker pool for handlers, OpenSSL 3 for TLS and
+ * client certificates; docs/internals/http.md), a router with {param} segments,
  * authentication through a callback, per-principal rate limits, Idempotency-Key
  * replays, request ids, body caps, /healthz, /readyz and /metrics.
  *
@@ -156,6 +157,8 @@ struct net_server_cfg {
      * hop is the client IP (rate limits, lockout, audit). NULL = none. */
     const char *trusted_proxies;
     enum net_metrics_access metrics; /* /metrics; default operator-only */
+    unsigned sse_heartbeat_s;        /* SSE heartbeat comment interval; 0 = 15 */
+    size_t stream_buf_max;           /* per-stream unsent bytes before a drop; 0 = 64 KiB */
     double rate_per_s;               /* per-principal token bucket refill; 0 = no limit */
     unsigned rate_burst;             /* bucket size; 0 = max(1, rate_per_s) */
     unsigned auth_fail_max;      /* failed authentications per IP per window before 429; 0 = 10 */
@@ -172,12 +175,13 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
  * pattern, duplicate method+pattern), OT_E_LIMIT (NET_MAX_ROUTES). */
 ot_err net_server_add_routes(struct net_server *srv, const struct net_route *routes, size_t n,
                              void *ctx);
-/* Starts listening and serving. OT_E_IO: cannot bind / MHD refused. */
+/* Starts listening and serving. OT_E_IO: cannot bind. */
 ot_err net_server_start(struct net_server *srv);
 /* The bound port (useful with cfg.port = 0); 0 before start. */
 uint16_t net_server_port(const struct net_server *srv);
-/* Stops accepting new connections (MHD_quiesce_daemon), waits up to
- * grace_ms for in-flight requests to finish, then stops the daemon. */
+/* Stops accepting new connections, waits up to grace_ms for in-flight
+ * requests to finish, then closes every connection (open streams end, their
+ * on_close is called) and stops the threads. */
 void net_server_stop(struct net_server *srv, unsigned grace_ms);
 /* NULL-safe; stops first if still running. */
 void net_server_free(struct net_server *srv);
@@ -251,5 +255,65 @@ void net_resp_bytes(struct net_resp *resp, int status, const char *content_type,
                     size_t len);
 /* Extra response header (e.g. Location); up to 8 per response. */
 void net_resp_header(struct net_resp *resp, const char *name, const char *value);
+
+/* ---- Streams: Server-Sent Events and deferred answers (long-poll) ----
+ *
+ * A handler can turn its answer into an open stream instead of a whole
+ * body. No thread is held per stream: the connection goes back to the
+ * server's loop, and the program pushes to the stream from any thread. A
+ * push is O(1): it appends to the stream's own buffer under the stream's
+ * own lock and queues the stream for the loop (never a walk over streams).
+ *
+ * SSE (net_resp_sse): 200, text/event-stream. Events are written as
+ * "id: ..\nevent: ..\ndata: ..\n\n"; a client that reconnects sends the
+ * last id it saw in the Last-Event-ID header, which the handler reads with
+ * net_req_header(req, "Last-Event-ID") and resumes from (it may push the
+ * missed events before returning). Every cfg.sse_heartbeat_s the server
+ * writes a comment line, and the socket has TCP keepalive and
+ * TCP_USER_TIMEOUT set: a peer that vanished is found within about three
+ * heartbeats. A stream whose unsent bytes would exceed cfg.stream_buf_max
+ * (a client that does not read) is dropped at once: the push gets
+ * OT_E_LIMIT, nobody waits.
+ *
+ * Deferred answer (net_resp_defer): the answer is given later, from any
+ * thread, with net_stream_answer; if none came within timeout_ms the server
+ * answers timeout_status with an empty body (204 or 200 "{}"-style
+ * answers are the owner's choice of status). The connection closes after
+ * the answer.
+ *
+ * Lifetime: the net_resp_* call returns the stream with one reference for
+ * the owner. The stream ends when the peer goes, on a drop, on
+ * net_stream_close, or when the server stops; then on_close(ctx, s) is
+ * called once, from the server's loop thread (it must not block: no
+ * database work), and pushes get OT_E_CLOSED. The owner calls
+ * net_stream_release exactly once when it no longer uses the stream
+ * (usually in or after on_close); memory is freed when both sides let go.
+ * The request is logged and audited when the handler returns (status 200),
+ * like any other. */
+struct net_stream;
+typedef void (*net_stream_close_fn)(void *ctx, struct net_stream *s);
+
+/* Makes the answer an SSE stream. NULL when out of memory (the answer is
+ * then 503). */
+struct net_stream *net_resp_sse(struct net_resp *resp, net_stream_close_fn on_close, void *ctx);
+/* Makes the answer a deferred one (see above). timeout_ms 0 = 30000. */
+struct net_stream *net_resp_defer(struct net_resp *resp, unsigned timeout_ms, int timeout_status,
+                                  net_stream_close_fn on_close, void *ctx);
+/* One SSE event. id and event may be NULL; neither may hold CR, LF or NUL
+ * (OT_E_ARG); data is split at LF into data: lines (CR refused). Errors:
+ * OT_E_CLOSED (ended), OT_E_LIMIT (over the buffer cap: the stream is
+ * dropped), OT_E_STATE (a deferred stream), OT_E_NOMEM. Any thread. */
+ot_err net_stream_send(struct net_stream *s, const char *id, const char *event, const char *data);
+/* The deferred answer: status, content type (NULL = application/json) and
+ * body. Once; OT_E_STATE after the first or on an SSE stream, OT_E_CLOSED
+ * when the stream ended (timed out, peer gone). Any thread. */
+ot_err net_stream_answer(struct net_stream *s, int status, const char *content_type,
+                         const void *body, size_t len);
+/* Ends the stream after what is queued has been written. Any thread. */
+void net_stream_close(struct net_stream *s);
+/* The owner's reference; NULL-safe. Any thread. */
+void net_stream_release(struct net_stream *s);
+/* Streams open now on srv (for metrics and tests). */
+unsigned net_server_streams(const struct net_server *srv);
 
 #endif

@@ -38,6 +38,7 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +92,31 @@ struct net_conn {
     struct net_chunked chunk;
     uint64_t body_left;
     size_t drained;
-    char *subject; /* verified client certificate subject (mTLS), else NULL */
+    char *subject;             /* verified client certificate subject (mTLS), else NULL */
+    struct net_stream *stream; /* C_STREAM */
+    bool stream_ending;        /* close once out is written */
     char ip[INET6_ADDRSTRLEN];
+};
+
+struct net_stream {
+    pthread_mutex_t mu;
+    atomic_int refs;   /* the owner, the connection, the wake queue */
+    struct net_io *io; /* valid while !closed */
+    bool sse;          /* else a deferred answer */
+    bool closed;       /* ended: no more pushes (under mu) */
+    bool ending;       /* close once pend/out are written (under mu) */
+    bool overflow;     /* over the cap: drop (under mu) */
+    bool answered;     /* deferred: the answer is in pend (under mu) */
+    bool queued;       /* in io's wake queue (under io->sq_mu) */
+    struct net_stream *wnext;
+    struct net_conn *conn; /* set by the loop when the stream begins (loop thread) */
+    struct ot_buf pend;    /* pushed, not yet taken by the loop (under mu) */
+    size_t cap;
+    double expires; /* deferred: timeout (monotonic seconds) */
+    int timeout_status;
+    net_stream_close_fn on_close;
+    void *ctx;
+    char request_id[NET_REQUEST_ID_MAX + 3];
 };
 
 struct net_io {
@@ -110,6 +134,8 @@ struct net_io {
     struct net_conn *done_head, *done_tail;
     atomic_bool quit;
     atomic_bool close_listener;
+    pthread_mutex_t sq_mu; /* streams queued by pushes */
+    struct net_stream *sq_head, *sq_tail;
     struct net_conn *conns; /* loop thread only, from here on */
     unsigned nconns;
     struct net_ipcount *ip[NET_IP_BUCKETS];
@@ -119,8 +145,9 @@ struct net_io {
 static void net_stream_begin(struct net_conn *c);
 static void net_stream_event(struct net_conn *c, uint32_t ev);
 static void net_stream_tick(struct net_conn *c, double now);
-static void net_stream_drain(struct net_server *srv);
-static void net_stream_shutdown(struct net_server *srv);
+static void net_stream_drain(struct net_io *io);
+static void net_stream_end(struct net_conn *c);
+static void net_stream_unref(struct net_stream *st);
 
 static double net_mono(void)
 {
@@ -277,6 +304,16 @@ static void net_conn_close(struct net_conn *c)
         c->fd = -1;
     }
     SSL_free(c->ssl);
+    if (c->req && c->req->resp.stream && !c->stream) {
+        c->stream = c->req->resp.stream; /* opened by the handler, never begun */
+        c->req->resp.stream = NULL;
+    }
+    if (c->stream) {
+        if (c->state == C_STREAM) {
+            atomic_fetch_sub(&io->srv->streams_open, 1);
+        }
+        net_stream_end(c);
+    }
     if (c->counted) {
         net_inflight(io->srv, -1);
     }
@@ -651,6 +688,14 @@ static void net_conn_flush(struct net_conn *c)
     }
     if (c->state == C_WRITE) {
         net_conn_done(c);
+    } else if (c->state == C_STREAM) {
+        ot_buf_free(&c->out); /* an idle stream holds no buffer */
+        ot_buf_init(&c->out, NET_OUT_MAX);
+        c->out_off = 0;
+        net_conn_events(c, EPOLLIN);
+        if (c->stream_ending) {
+            net_conn_kill(c);
+        }
     }
 }
 
@@ -882,7 +927,7 @@ static void *net_io_loop(void *arg)
                 ssize_t r = read(io->efd, &v, sizeof v);
                 (void)r;
                 net_io_drain_done(io);
-                net_stream_drain(io->srv);
+                net_stream_drain(io);
             } else {
                 net_conn_event(p, ev[i].events);
             }
@@ -922,15 +967,16 @@ static void *net_io_worker(void *arg)
 
         struct net_req *req = c->req;
         net_process(req);
-        if (!req->resp.stream) {
+        struct net_stream *st = req->resp.stream;
+        if (!st || st->sse) {
             if (net_resp_serialize(req, &c->out) != OT_OK) {
                 ot_buf_free(&c->out);
                 ot_buf_init(&c->out, NET_OUT_MAX);
                 req->close = true;
                 (void)net_plain_error(&c->out, 503, "unavailable", "out of memory");
             }
-            net_finish(req);
         }
+        net_finish(req);
         pthread_mutex_lock(&io->done_mu);
         c->qnext = NULL;
         if (io->done_tail) {
@@ -1035,6 +1081,12 @@ static void net_io_free(struct net_io *io)
     pthread_mutex_destroy(&io->mu);
     pthread_cond_destroy(&io->cv);
     pthread_mutex_destroy(&io->done_mu);
+    while (io->sq_head) {
+        struct net_stream *st = io->sq_head;
+        io->sq_head = st->wnext;
+        net_stream_unref(st);
+    }
+    pthread_mutex_destroy(&io->sq_mu);
     free(io->workers);
     free(io);
 }
@@ -1068,6 +1120,7 @@ ot_err net_io_start(struct net_server *srv)
     pthread_mutex_init(&io->mu, NULL);
     pthread_cond_init(&io->cv, NULL);
     pthread_mutex_init(&io->done_mu, NULL);
+    pthread_mutex_init(&io->sq_mu, NULL);
     net_conn_cap(srv);
     io->lfd = net_listen(srv, &srv->port);
     io->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1127,7 +1180,6 @@ void net_io_stop(struct net_server *srv, unsigned grace_ms)
     if (left > 0) {
         OT_LOG_WARN("stopping with %u requests still in flight", left);
     }
-    net_stream_shutdown(srv);
     net_io_join(io);
     /* Answers the workers finished after the loop stopped, and requests
      * that never reached a worker: their connections are in io->conns. */
@@ -1137,29 +1189,381 @@ void net_io_stop(struct net_server *srv, unsigned grace_ms)
 
 /* ---- streams ---- */
 
+static struct net_stream *net_stream_new(struct net_resp *resp, bool sse, net_stream_close_fn fn,
+                                         void *ctx)
+{
+    struct net_req *req = (struct net_req *)(void *)((char *)resp - offsetof(struct net_req, resp));
+    struct net_server *srv = req->srv;
+    if (resp->stream || !srv->io) {
+        return NULL;
+    }
+    struct net_stream *st = calloc(1, sizeof *st);
+    if (!st) {
+        net_resp_error(resp, OT_E_NOMEM, NULL, NULL, NULL);
+        return NULL;
+    }
+    pthread_mutex_init(&st->mu, NULL);
+    atomic_init(&st->refs, 2); /* the owner and the connection */
+    st->io = srv->io;
+    st->sse = sse;
+    st->cap = srv->cfg.stream_buf_max;
+    st->on_close = fn;
+    st->ctx = ctx;
+    ot_buf_init(&st->pend, st->cap + 1024);
+    (void)snprintf(st->request_id, sizeof st->request_id, "%s", req->request_id);
+    net_resp_bytes(resp, 200, sse ? "text/event-stream" : "application/json", NULL, 0);
+    resp->stream = st;
+    return st;
+}
+
+struct net_stream *net_resp_sse(struct net_resp *resp, net_stream_close_fn on_close, void *ctx)
+{
+    return net_stream_new(resp, true, on_close, ctx);
+}
+
+struct net_stream *net_resp_defer(struct net_resp *resp, unsigned timeout_ms, int timeout_status,
+                                  net_stream_close_fn on_close, void *ctx)
+{
+    struct net_stream *st = net_stream_new(resp, false, on_close, ctx);
+    if (st) {
+        st->expires = net_mono() + (timeout_ms ? timeout_ms : 30000) / 1e3;
+        st->timeout_status = timeout_status;
+    }
+    return st;
+}
+
+static void net_stream_unref(struct net_stream *st)
+{
+    if (st && atomic_fetch_sub(&st->refs, 1) == 1) {
+        ot_buf_free(&st->pend);
+        pthread_mutex_destroy(&st->mu);
+        free(st);
+    }
+}
+
+void net_stream_release(struct net_stream *st)
+{
+    net_stream_unref(st);
+}
+
+/* Queues st for the loop (caller holds st->mu, st not closed). */
+static void net_stream_kick(struct net_stream *st)
+{
+    struct net_io *io = st->io;
+    bool first = false;
+    pthread_mutex_lock(&io->sq_mu);
+    if (!st->queued) {
+        st->queued = true;
+        atomic_fetch_add(&st->refs, 1);
+        st->wnext = NULL;
+        first = io->sq_head == NULL;
+        if (io->sq_tail) {
+            io->sq_tail->wnext = st;
+        } else {
+            io->sq_head = st;
+        }
+        io->sq_tail = st;
+    }
+    pthread_mutex_unlock(&io->sq_mu);
+    if (first) {
+        net_wake(io);
+    }
+}
+
+static bool net_sse_field_ok(const char *s)
+{
+    return !s || strpbrk(s, "\r\n") == NULL;
+}
+
+ot_err net_stream_send(struct net_stream *st, const char *id, const char *event, const char *data)
+{
+    if (!st || !net_sse_field_ok(id) || !net_sse_field_ok(event) || (data && strchr(data, '\r'))) {
+        return OT_E_ARG;
+    }
+    if (!st->sse) {
+        return OT_E_STATE;
+    }
+    /* Format outside the lock. */
+    struct ot_buf ev;
+    ot_buf_init(&ev, st->cap + 1024);
+    ot_err err = OT_OK;
+    if (id) {
+        OT_TRY(ot_buf_append(&ev, "id: ", 4));
+        OT_TRY(ot_buf_append(&ev, id, strlen(id)));
+        OT_TRY(ot_buf_append(&ev, "\n", 1));
+    }
+    if (event) {
+        OT_TRY(ot_buf_append(&ev, "event: ", 7));
+        OT_TRY(ot_buf_append(&ev, event, strlen(event)));
+        OT_TRY(ot_buf_append(&ev, "\n", 1));
+    }
+    const char *p = data ? data : "";
+    for (;;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        OT_TRY(ot_buf_append(&ev, "data: ", 6));
+        OT_TRY(ot_buf_append(&ev, p, n));
+        OT_TRY(ot_buf_append(&ev, "\n", 1));
+        if (!nl) {
+            break;
+        }
+        p = nl + 1;
+    }
+    OT_TRY(ot_buf_append(&ev, "\n", 1));
+    pthread_mutex_lock(&st->mu);
+    if (st->closed || st->ending) {
+        err = OT_E_CLOSED;
+    } else if (st->overflow || st->pend.len + ev.len > st->cap) {
+        st->overflow = true; /* the loop drops it */
+        net_stream_kick(st);
+        err = OT_E_LIMIT;
+    } else if (ot_buf_append(&st->pend, ev.data, ev.len) != OT_OK) {
+        err = OT_E_NOMEM;
+    } else {
+        net_stream_kick(st);
+    }
+    pthread_mutex_unlock(&st->mu);
+out:
+    ot_buf_free(&ev);
+    return err == OT_E_LIMIT && ev.len > st->cap ? OT_E_LIMIT : err;
+}
+
+ot_err net_stream_answer(struct net_stream *st, int status, const char *content_type,
+                         const void *body, size_t len)
+{
+    if (!st || st->sse) {
+        return OT_E_STATE;
+    }
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "X-Request-Id: %s\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                     status, http_err_reason(status),
+                     content_type ? content_type : "application/json", len, st->request_id);
+    if (n < 0 || (size_t)n >= sizeof head || (content_type && strpbrk(content_type, "\r\n"))) {
+        return OT_E_ARG;
+    }
+    ot_err err = OT_OK;
+    pthread_mutex_lock(&st->mu);
+    if (st->closed) {
+        err = OT_E_CLOSED;
+    } else if (st->answered || st->ending) {
+        err = OT_E_STATE;
+    } else {
+        struct ot_buf b;
+        ot_buf_init(&b, (size_t)n + len + 1);
+        err = ot_buf_append(&b, head, (size_t)n);
+        if (err == OT_OK && len > 0) {
+            err = ot_buf_append(&b, body, len);
+        }
+        if (err == OT_OK) {
+            ot_buf_free(&st->pend);
+            st->pend = b;
+            st->answered = true;
+            st->ending = true;
+            net_stream_kick(st);
+        } else {
+            ot_buf_free(&b);
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    return err;
+}
+
+void net_stream_close(struct net_stream *st)
+{
+    if (!st) {
+        return;
+    }
+    pthread_mutex_lock(&st->mu);
+    if (!st->closed && !st->ending) {
+        st->ending = true;
+        net_stream_kick(st);
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+unsigned net_server_streams(const struct net_server *srv)
+{
+    return (unsigned)atomic_load(&srv->streams_open);
+}
+
+/* The loop side: moves what was pushed into the connection's output and
+ * writes; ends the stream when asked, answered or over the cap. */
+static void net_stream_pump(struct net_conn *c)
+{
+    struct net_stream *st = c->stream;
+    bool drop = false, ending = false;
+    pthread_mutex_lock(&st->mu);
+    if (st->pend.len > 0) {
+        if (c->out.len - c->out_off == 0) {
+            ot_buf_free(&c->out);
+            c->out = st->pend; /* hand the buffer over, no copy */
+            c->out_off = 0;
+            ot_buf_init(&st->pend, st->cap + 1024);
+        } else if (c->out.len - c->out_off + st->pend.len > st->cap + 1024
+                   || ot_buf_append(&c->out, st->pend.data, st->pend.len) != OT_OK) {
+            drop = true;
+        } else {
+            ot_buf_free(&st->pend);
+            ot_buf_init(&st->pend, st->cap + 1024);
+        }
+    }
+    drop = drop || st->overflow;
+    ending = st->ending;
+    pthread_mutex_unlock(&st->mu);
+    if (drop) {
+        OT_LOG_INFO("req_id=%s ip=%s stream dropped: client does not read", st->request_id, c->ip);
+        net_conn_kill(c);
+        return;
+    }
+    c->stream_ending = ending;
+    net_conn_flush(c);
+}
+
+/* The handler returned a stream: its head is in c->out (SSE). */
 static void net_stream_begin(struct net_conn *c)
 {
-    net_conn_kill(c);
+    struct net_io *io = c->io;
+    struct net_stream *st = c->req->resp.stream;
+    c->stream = st;
+    c->req->resp.stream = NULL;
+    net_req_free(c->req);
+    c->req = NULL;
+    free(c->in);
+    c->in = NULL;
+    c->in_len = 0;
+    if (c->counted) {
+        c->counted = false;
+        net_inflight(io->srv, -1);
+    }
+    atomic_fetch_add(&io->srv->streams_open, 1);
+    unsigned hb = io->srv->cfg.sse_heartbeat_s;
+    int one = 1, idle = (int)hb, intvl = (int)(hb < 10 ? hb : 10), cnt = 3;
+    unsigned uto = hb * 3 * 1000;
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof uto);
+    /* A fixed kernel send buffer: a client that does not read costs at most
+     * this plus the stream's own cap, then it is dropped. */
+    int sndbuf = (int)(st->cap < 16384 ? 16384 : st->cap);
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    c->state = C_STREAM;
+    c->deadline = st->sse ? net_mono() + hb : st->expires;
+    pthread_mutex_lock(&st->mu);
+    st->conn = c;
+    pthread_mutex_unlock(&st->mu);
+    net_conn_events(c, EPOLLIN);
+    net_stream_pump(c);
 }
 
 static void net_stream_event(struct net_conn *c, uint32_t ev)
 {
-    (void)ev;
-    net_conn_kill(c);
+    if (ev & EPOLLIN) {
+        /* A stream client has nothing to say: read and drop; EOF ends it. */
+        for (;;) {
+            bool eof = false;
+            size_t n = net_conn_recv(c, c->io->scratch, sizeof c->io->scratch, &eof);
+            if (eof) {
+                net_conn_kill(c);
+                return;
+            }
+            if (n == 0) {
+                break;
+            }
+        }
+    }
+    if (ev & (EPOLLHUP | EPOLLERR)) {
+        net_conn_kill(c);
+        return;
+    }
+    if (ev & EPOLLOUT) {
+        net_conn_flush(c);
+    }
 }
 
 static void net_stream_tick(struct net_conn *c, double now)
 {
-    (void)now;
-    net_conn_kill(c);
+    struct net_stream *st = c->stream;
+    if (now < c->deadline) {
+        return;
+    }
+    if (!st->sse) {
+        /* No answer in time: the timeout answer. */
+        char a[256];
+        int n = snprintf(a, sizeof a,
+                         "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Request-Id: %s\r\n"
+                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                         st->timeout_status, http_err_reason(st->timeout_status), st->request_id);
+        pthread_mutex_lock(&st->mu);
+        bool answered = st->answered;
+        st->answered = true;
+        st->ending = true;
+        pthread_mutex_unlock(&st->mu);
+        if (answered) {
+            c->deadline = now + c->io->srv->cfg.timeout_s; /* being written */
+            if (c->out.len > c->out_off) {
+                return;
+            }
+            net_conn_kill(c);
+            return;
+        }
+        if (n < 0 || (size_t)n >= sizeof a || ot_buf_append(&c->out, a, (size_t)n) != OT_OK) {
+            net_conn_kill(c);
+            return;
+        }
+        c->stream_ending = true;
+        c->deadline = now + c->io->srv->cfg.timeout_s;
+        net_conn_flush(c);
+        return;
+    }
+    static const char hb[] = ":\n\n";
+    c->deadline = now + c->io->srv->cfg.sse_heartbeat_s;
+    if (c->out.len - c->out_off + sizeof hb > c->stream->cap + 1024
+        || ot_buf_append(&c->out, hb, sizeof hb - 1) != OT_OK) {
+        net_conn_kill(c);
+        return;
+    }
+    net_conn_flush(c);
 }
 
-static void net_stream_drain(struct net_server *srv)
+/* Streams queued by pushes from any thread. */
+static void net_stream_drain(struct net_io *io)
 {
-    (void)srv;
+    pthread_mutex_lock(&io->sq_mu);
+    struct net_stream *st = io->sq_head;
+    io->sq_head = io->sq_tail = NULL;
+    for (struct net_stream *x = st; x; x = x->wnext) {
+        x->queued = false;
+    }
+    pthread_mutex_unlock(&io->sq_mu);
+    while (st) {
+        struct net_stream *next = st->wnext;
+        struct net_conn *c = st->conn;
+        if (c && c->state == C_STREAM) {
+            net_stream_pump(c);
+            if (c->kill) {
+                net_conn_close(c);
+            }
+        }
+        net_stream_unref(st);
+        st = next;
+    }
 }
 
-static void net_stream_shutdown(struct net_server *srv)
+/* The connection of st closes: tell the owner. */
+static void net_stream_end(struct net_conn *c)
 {
-    (void)srv;
+    struct net_stream *st = c->stream;
+    c->stream = NULL;
+    pthread_mutex_lock(&st->mu);
+    st->closed = true;
+    st->conn = NULL;
+    pthread_mutex_unlock(&st->mu);
+    if (st->on_close) {
+        st->on_close(st->ctx, st);
+    }
+    net_stream_unref(st);
 }

@@ -59,6 +59,13 @@ struct app {
     int created; /* POST /t/v1/items handler runs */
     bool ready;
     char last_subject[256];
+    /* streams */
+    pthread_mutex_t smu;
+    struct net_stream *streams[1200];
+    int closed; /* on_close calls */
+    char evlog[64][32];
+    int nev;
+    struct net_stream *poll;
 };
 
 static struct app g_app; /* test program state (tests may keep globals) */
@@ -324,6 +331,84 @@ static void h_silent(struct net_req *req, struct net_resp *resp, void *ctx)
     (void)ctx;
 }
 
+/* ---- streams: an event log pushed to SSE subscribers, and a long-poll ---- */
+
+static void app_stream_closed(void *ctx, struct net_stream *st)
+{
+    struct app *a = ctx;
+    pthread_mutex_lock(&a->smu);
+    for (size_t i = 0; i < ARRAY_SIZE(a->streams); i++) {
+        if (a->streams[i] == st) {
+            a->streams[i] = NULL;
+        }
+    }
+    if (a->poll == st) {
+        a->poll = NULL;
+    }
+    a->closed++;
+    pthread_mutex_unlock(&a->smu);
+    net_stream_release(st);
+}
+
+/* GET /t/v1/events: SSE; Last-Event-ID n resumes after event n. */
+static void h_events(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct app *a = ctx;
+    const char *last = net_req_header(req, "Last-Event-ID");
+    int from = last ? atoi(last) : 0; /* NOLINT: test input, range-checked below */
+    struct net_stream *st = net_resp_sse(resp, app_stream_closed, a);
+    if (!st) {
+        return;
+    }
+    pthread_mutex_lock(&a->smu);
+    for (int i = from < 0 ? 0 : from; i < a->nev; i++) {
+        char id[16];
+        (void)snprintf(id, sizeof id, "%d", i + 1);
+        (void)net_stream_send(st, id, "audit", a->evlog[i]);
+    }
+    bool kept = false;
+    for (size_t i = 0; i < ARRAY_SIZE(a->streams) && !kept; i++) {
+        if (!a->streams[i]) {
+            a->streams[i] = st;
+            kept = true;
+        }
+    }
+    pthread_mutex_unlock(&a->smu);
+    if (!kept) {
+        net_stream_close(st);
+    }
+}
+
+/* Appends an event to the log and pushes it to every subscriber. Returns
+ * how many pushes were refused over the cap. */
+static int app_publish(struct app *a, const char *text)
+{
+    int over = 0;
+    pthread_mutex_lock(&a->smu);
+    char id[16];
+    (void)snprintf(a->evlog[a->nev % 64], sizeof a->evlog[0], "%s", text);
+    a->nev++;
+    (void)snprintf(id, sizeof id, "%d", a->nev);
+    for (size_t i = 0; i < ARRAY_SIZE(a->streams); i++) {
+        if (a->streams[i] && net_stream_send(a->streams[i], id, "audit", text) == OT_E_LIMIT) {
+            over++;
+        }
+    }
+    pthread_mutex_unlock(&a->smu);
+    return over;
+}
+
+/* GET /t/v1/poll: answered later by app_poll_answer, or 204 after 300 ms. */
+static void h_poll(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct app *a = ctx;
+    (void)req;
+    struct net_stream *st = net_resp_defer(resp, 300, 204, app_stream_closed, a);
+    pthread_mutex_lock(&a->smu);
+    a->poll = st;
+    pthread_mutex_unlock(&a->smu);
+}
+
 static const char *const q_item[] = {"q", NULL};
 static const char *const q_search[] = {"msisdn", "limit", NULL};
 static const char *const q_create[] = {"mode", "dry", NULL};
@@ -341,6 +426,8 @@ static const struct net_route routes[] = {
     {"POST", "/t/v1/slow-items", NET_P_SP, true, h_slow_create, NULL},
     {"POST", "/t/v1/own-items", NET_P_SP, true, h_own_create, NULL},
     {"GET", "/t/v1/own-items", NET_P_SP, false, h_own_probe, NULL},
+    {"GET", "/t/v1/events", 0, false, h_events, NULL},
+    {"GET", "/t/v1/poll", 0, false, h_poll, NULL},
 };
 
 /* ---- harness ---- */
@@ -417,6 +504,8 @@ static void reset_app(void)
     g_app.naudit = 0;
     g_app.created = 0;
     g_app.ready = true;
+    g_app.nev = 0;
+    g_app.closed = 0;
 }
 
 /* ---- tests ---- */
@@ -1584,10 +1673,307 @@ static void test_slow_clients(void **state)
     net_server_free(srv);
 }
 
+/* Opens GET /t/v1/events (from src, NULL = default) and returns the
+ * socket; last: Last-Event-ID or NULL. */
+static int sse_open(uint16_t port, const char *src, const char *last)
+{
+    int fd = raw_connect(port, src);
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET /t/v1/events HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
+                     last ? "Last-Event-ID: " : "", last ? last : "", last ? "\r\n" : "");
+    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    return fd;
+}
+
+/* Reads from fd until want appears in what was read (or 5 s pass). */
+static bool sse_wait(int fd, char *buf, size_t cap, size_t *len, const char *want)
+{
+    struct timeval tv = {5, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (!strstr(buf, want)) {
+        if (*len + 1 >= cap) {
+            return false;
+        }
+        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+        if (n <= 0) {
+            return false;
+        }
+        *len += (size_t)n;
+        buf[*len] = '\0';
+    }
+    return true;
+}
+
+static void wait_streams(struct net_server *srv, unsigned n)
+{
+    for (int i = 0; i < 500 && net_server_streams(srv) != n; i++) {
+        struct timespec ts = {0, 10L * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(net_server_streams(srv), n);
+}
+
+static int closed_count(void)
+{
+    pthread_mutex_lock(&g_app.smu);
+    int n = g_app.closed;
+    pthread_mutex_unlock(&g_app.smu);
+    return n;
+}
+
+/* Issue 8 point 5: SSE events arrive once and in order with their ids; a
+ * reconnect with Last-Event-ID misses nothing; heartbeats; the close
+ * callback when the peer goes. */
+static void test_sse(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server_cfg cfg = {.sse_heartbeat_s = 1};
+    struct net_server *srv = start(&cfg);
+    uint16_t port = net_server_port(srv);
+    app_publish(&g_app, "before");
+    int fd = sse_open(port, NULL, NULL);
+    static char buf[65536];
+    size_t len = 0;
+    buf[0] = '\0';
+    assert_true(sse_wait(fd, buf, sizeof buf, &len, "data: before\n\n"));
+    assert_true(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    assert_non_null(strstr(buf, "Content-Type: text/event-stream\r\n"));
+    assert_null(strstr(buf, "Content-Length"));
+    wait_streams(srv, 1);
+    for (int i = 0; i < 20; i++) {
+        char t[32];
+        (void)snprintf(t, sizeof t, "ev-%d", i);
+        assert_int_equal(app_publish(&g_app, t), 0);
+    }
+    assert_true(sse_wait(fd, buf, sizeof buf, &len, "data: ev-19\n\n"));
+    /* Once each, in order, ids 1..21. */
+    const char *p = strstr(buf, "\r\n\r\n");
+    for (int i = 1; i <= 21; i++) {
+        char want[64];
+        if (i == 1) {
+            (void)snprintf(want, sizeof want, "id: 1\nevent: audit\ndata: before\n\n");
+        } else {
+            (void)snprintf(want, sizeof want, "id: %d\nevent: audit\ndata: ev-%d\n\n", i, i - 2);
+        }
+        const char *q = strstr(p, want);
+        if (!q) {
+            print_error("missing or out of order: %s\nin: %s\n", want, buf);
+            fail();
+        }
+        assert_int_equal(count_of(buf, want), 1);
+        p = q;
+    }
+    /* A heartbeat comment comes within a few seconds of silence. */
+    len = 0;
+    buf[0] = '\0';
+    assert_true(sse_wait(fd, buf, sizeof buf, &len, ":\n\n"));
+    /* Resume after event 15: 16..21, nothing before. */
+    int fd2 = sse_open(port, NULL, "15");
+    size_t len2 = 0;
+    static char buf2[65536];
+    buf2[0] = '\0';
+    assert_true(sse_wait(fd2, buf2, sizeof buf2, &len2, "data: ev-19\n\n"));
+    assert_non_null(strstr(buf2, "id: 16\n"));
+    assert_null(strstr(buf2, "id: 15\n"));
+    assert_null(strstr(buf2, "id: 1\n"));
+    wait_streams(srv, 2);
+    /* The peer goes: the owner hears of it. */
+    int before = closed_count();
+    close(fd2);
+    for (int i = 0; i < 500 && closed_count() == before; i++) {
+        struct timespec ts = {0, 10L * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(closed_count(), before + 1);
+    wait_streams(srv, 1);
+    /* Pushes with bad fields are refused. */
+    pthread_mutex_lock(&g_app.smu);
+    struct net_stream *st = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(g_app.streams) && !st; i++) {
+        st = g_app.streams[i];
+    }
+    assert_non_null(st);
+    assert_int_equal(net_stream_send(st, "a\nb", NULL, "x"), OT_E_ARG);
+    assert_int_equal(net_stream_send(st, NULL, "e\r", "x"), OT_E_ARG);
+    assert_int_equal(net_stream_answer(st, 200, NULL, "{}", 2), OT_E_STATE);
+    assert_int_equal(net_stream_send(st, NULL, NULL, "two\nlines"), OT_OK);
+    pthread_mutex_unlock(&g_app.smu);
+    assert_true(sse_wait(fd, buf, sizeof buf, &len, "data: two\ndata: lines\n\n"));
+    close(fd);
+    net_server_free(srv); /* ends what is left: on_close for each */
+    assert_int_equal(closed_count(), 2);
+}
+
+/* A client that never reads is dropped once its unsent bytes pass the cap:
+ * the push says OT_E_LIMIT at once, the owner's on_close runs, and the
+ * other subscribers go on. */
+static void test_sse_cap_drop(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server_cfg cfg = {.stream_buf_max = 8192};
+    struct net_server *srv = start(&cfg);
+    uint16_t port = net_server_port(srv);
+    int slow = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(slow, (struct sockaddr *)&sa, sizeof sa), 0);
+    static const char req[] = "GET /t/v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(send(slow, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)(sizeof req - 1));
+    int good = sse_open(port, NULL, NULL);
+    wait_streams(srv, 2);
+    char big[1001];
+    memset(big, 'z', 1000);
+    big[1000] = '\0';
+    int over = 0, sent = 0;
+    static char buf[1 << 20];
+    size_t len = 0;
+    buf[0] = '\0';
+    for (; sent < 4000 && over == 0 && closed_count() == 0; sent++) {
+        over = app_publish(&g_app, big);
+        /* The good client reads as it goes. */
+        struct timeval tv = {0, 1000};
+        (void)setsockopt(good, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ssize_t n = read(good, buf + len, sizeof buf - 1 - len);
+        if (n > 0) {
+            len += (size_t)n;
+            if (len > sizeof buf / 2) {
+                len = 0;
+            }
+        }
+    }
+    assert_true(over <= 1); /* the push that went over, or the loop saw it first */
+    for (int i = 0; i < 500 && closed_count() == 0; i++) {
+        struct timespec ts = {0, 10L * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(closed_count(), 1);
+    wait_streams(srv, 1);
+    print_message("sse_cap_drop: slow reader dropped after %d events of 1000 bytes\n", sent);
+    /* The other subscriber still gets events. */
+    assert_int_equal(app_publish(&g_app, "after-drop"), 0);
+    buf[len] = '\0';
+    assert_true(sse_wait(good, buf, sizeof buf, &len, "data: after-drop\n\n"));
+    close(slow);
+    close(good);
+    net_server_free(srv);
+}
+
+struct poll_arg {
+    struct app *a;
+    int delay_ms;
+};
+
+static void *poll_answer_thread(void *p)
+{
+    struct poll_arg *pa = p;
+    struct timespec ts = {0, (long)pa->delay_ms * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&pa->a->smu);
+    if (pa->a->poll) {
+        (void)net_stream_answer(pa->a->poll, 200, NULL, "{\"v\":1}", 7);
+    }
+    pthread_mutex_unlock(&pa->a->smu);
+    return NULL;
+}
+
+/* Long-poll: an answer given later from another thread; without one, the
+ * timeout answer. */
+static void test_long_poll(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server *srv = start(NULL);
+    uint16_t port = net_server_port(srv);
+    static const char req[] = "GET /t/v1/poll HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct poll_arg pa = {&g_app, 100};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, poll_answer_thread, &pa), 0);
+    char out[4096];
+    raw_exchange(port, req, sizeof req - 1, out, sizeof out);
+    pthread_join(t, NULL);
+    if (strncmp(out, "HTTP/1.1 200 ", 13) != 0 || !strstr(out, "\r\n\r\n{\"v\":1}")
+        || !strstr(out, "X-Request-Id: s-")) {
+        print_error("%s\n", out);
+        fail();
+    }
+    /* Nobody answers: 204 after the timeout. */
+    raw_exchange(port, req, sizeof req - 1, out, sizeof out);
+    assert_true(strncmp(out, "HTTP/1.1 204 ", 13) == 0);
+    /* An answer after the timeout is refused. */
+    pthread_mutex_lock(&g_app.smu);
+    assert_null(g_app.poll); /* on_close ran */
+    pthread_mutex_unlock(&g_app.smu);
+    assert_int_equal(closed_count(), 2);
+    net_server_free(srv);
+}
+
+/* 1,000 SSE subscribers that never read, from 127.0.0.2-6, while events
+ * are pushed to them: plain requests are still served. Prints the p99. */
+static void test_slow_readers(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server_cfg cfg = {.stream_buf_max = 16384};
+    struct net_server *srv = start(&cfg);
+    uint16_t port = net_server_port(srv);
+    static int fds[SLOW_SOCKETS];
+    for (int i = 0; i < SLOW_SOCKETS; i++) {
+        char src[32];
+        (void)snprintf(src, sizeof src, "127.0.0.%d", 2 + i / 200);
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        int small = 4096;
+        (void)setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        struct sockaddr_in la = {.sin_family = AF_INET};
+        assert_int_equal(inet_pton(AF_INET, src, &la.sin_addr), 1);
+        assert_int_equal(bind(fds[i], (struct sockaddr *)&la, sizeof la), 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
+        static const char req[] = "GET /t/v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_int_equal(send(fds[i], req, sizeof req - 1, MSG_NOSIGNAL),
+                         (ssize_t)(sizeof req - 1));
+    }
+    wait_streams(srv, SLOW_SOCKETS);
+    char big[2001];
+    memset(big, 'y', 2000);
+    big[2000] = '\0';
+    double lat[100];
+    struct net_client *c = client(srv, "sp-a-token", false, NULL, NULL, NULL);
+    for (int i = 0; i < 100; i++) {
+        (void)app_publish(&g_app, big); /* fills their buffers; over the cap they are dropped */
+        struct net_client_resp r;
+        double t0 = mono_ms();
+        assert_int_equal(net_client_request(c, "GET", "/t/v1/items/1", NULL, NULL, &r), OT_OK);
+        lat[i] = mono_ms() - t0;
+        assert_int_equal(r.status, 200);
+        net_client_resp_clear(&r);
+    }
+    net_client_free(c);
+    for (int i = 1; i < 100; i++) {
+        for (int j = i; j > 0 && lat[j] < lat[j - 1]; j--) {
+            double x = lat[j];
+            lat[j] = lat[j - 1];
+            lat[j - 1] = x;
+        }
+    }
+    print_message("slow_readers: %d never-reading SSE clients, %u still open, %d dropped; plain "
+                  "GET p50 %.2f ms p99 %.2f ms\n",
+                  SLOW_SOCKETS, net_server_streams(srv), closed_count(), lat[50], lat[98]);
+    for (int i = 0; i < SLOW_SOCKETS; i++) {
+        close(fds[i]);
+    }
+    net_server_free(srv);
+}
+
 static int setup(void **state)
 {
     (void)state;
     pthread_mutex_init(&g_app.mu, NULL);
+    pthread_mutex_init(&g_app.smu, NULL);
     (void)snprintf(g_tmp, sizeof g_tmp, "/tmp/ot_http_XXXXXX");
     return mkdtemp(g_tmp) ? 0 : -1;
 }
@@ -1622,6 +2008,10 @@ int main(void)
         cmocka_unit_test(test_timeouts_and_client_caps),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_slow_clients),
+        cmocka_unit_test(test_sse),
+        cmocka_unit_test(test_sse_cap_drop),
+        cmocka_unit_test(test_long_poll),
+        cmocka_unit_test(test_slow_readers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

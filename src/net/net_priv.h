@@ -78,6 +78,7 @@ struct net_server {
     uint64_t idem_busy[NET_IDEM_BUSY];
     atomic_uint_fast64_t auth_failures;
     atomic_uint_fast64_t conns_open;
+    atomic_uint streams_open;
 };
 
 struct net_hdr {
