@@ -178,7 +178,7 @@ const char *net_req_method(const struct net_req *req)
 
 const char *net_req_path(const struct net_req *req)
 {
-    return req->url;
+    return req->dpath;
 }
 
 const char *net_req_route(const struct net_req *req)
@@ -523,7 +523,11 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
                                 NET_METRIC_COUNTER, net_m_auth_failures, srv));
     for (size_t i = 0; i < NET_BUILTINS; i++) {
         const struct net_route *r = &net_builtin_routes[i];
-        if (r->fn == net_metrics_handler && cfg->metrics == NET_METRICS_OFF) {
+        /* Operator-only /metrics needs authentication: a server without an
+         * authenticate callback does not serve it at all. */
+        if (r->fn == net_metrics_handler
+            && (cfg->metrics == NET_METRICS_OFF
+                || (cfg->metrics == NET_METRICS_OPERATOR && !cfg->ops.authenticate))) {
             continue;
         }
         if (r->fn == net_metrics_handler && cfg->metrics == NET_METRICS_PUBLIC) {
@@ -950,7 +954,7 @@ void net_finish(struct net_req *req)
             .principal = req->authenticated ? &req->principal : NULL,
             .method = req->rt->r->method,
             .route = req->rt->r->pattern,
-            .path = req->url,
+            .path = req->dpath ? req->dpath : "",
             .status = resp->status,
             .error_code =
                 resp->status >= 400 ? (resp->error_code[0] ? resp->error_code : "error") : NULL,

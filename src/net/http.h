@@ -96,7 +96,7 @@ struct net_audit_event {
     const struct net_principal *principal; /* NULL when authentication failed */
     const char *method;
     const char *route;      /* the matched pattern, or the raw path when none matched */
-    const char *path;       /* the raw request path (the resource) */
+    const char *path;       /* the request path, percent-decoded: untrusted text, no NUL */
     int status;             /* HTTP status sent */
     const char *error_code; /* error slug when status >= 400, else NULL */
     const char *request_id;
@@ -132,7 +132,7 @@ struct net_server_ops {
 
 /* Who may read /metrics (cfg.metrics). */
 enum net_metrics_access {
-    NET_METRICS_OPERATOR = 0, /* operator credentials (the default) */
+    NET_METRICS_OPERATOR = 0, /* operator credentials (the default; off without ops.authenticate) */
     NET_METRICS_PUBLIC,       /* anyone who reaches the listener */
     NET_METRICS_OFF,          /* not served (404) */
 };
@@ -204,7 +204,9 @@ ot_err net_metrics_register(struct net_metrics *m, const char *name, const char 
 
 /* Request accessors: the returned strings live as long as the request. */
 const char *net_req_method(const struct net_req *req);
-const char *net_req_path(const struct net_req *req);  /* without the query string */
+/* The path without the query string, percent-decoded (any byte but NUL:
+ * untrusted text). Routing used the raw form (docs/internals/http.md). */
+const char *net_req_path(const struct net_req *req);
 const char *net_req_route(const struct net_req *req); /* the matched pattern */
 /* Value of {name} in the pattern, URL-decoded; NULL if the pattern has none. */
 const char *net_req_param(const struct net_req *req, const char *name);

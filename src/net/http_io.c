@@ -30,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -139,6 +140,8 @@ struct net_io {
     struct net_conn *conns; /* loop thread only, from here on */
     unsigned nconns;
     struct net_ipcount *ip[NET_IP_BUCKETS];
+    unsigned churn;   /* connections opened or closed since the last trim */
+    double last_trim; /* monotonic seconds */
     uint8_t scratch[NET_READ_CHUNK];
 };
 
@@ -331,6 +334,7 @@ static void net_conn_close(struct net_conn *c)
         c->next->prev = c->prev;
     }
     io->nconns--;
+    io->churn++;
     atomic_fetch_sub(&io->srv->conns_open, 1);
     free(c);
 }
@@ -689,6 +693,9 @@ static void net_conn_flush(struct net_conn *c)
     if (c->state == C_WRITE) {
         net_conn_done(c);
     } else if (c->state == C_STREAM) {
+        if (c->ssl) {
+            (void)SSL_free_buffers(c->ssl); /* fails (harmlessly) if a record is pending */
+        }
         ot_buf_free(&c->out); /* an idle stream holds no buffer */
         ot_buf_init(&c->out, NET_OUT_MAX);
         c->out_off = 0;
@@ -889,12 +896,28 @@ static void net_io_accept(struct net_io *io)
         }
         io->conns = c;
         io->nconns++;
+        io->churn++;
         atomic_fetch_add(&srv->conns_open, 1);
+    }
+}
+
+/* TLS handshakes allocate and free far more than a connection keeps; the
+ * freed pages sit between long-lived objects, where the allocator never
+ * returns them. After a burst of connections, give them back (glibc's
+ * malloc_trim releases free pages inside the heap, not only its top). */
+#define NET_TRIM_CHURN 256
+static void net_io_trim(struct net_io *io, double now)
+{
+    if (io->churn >= NET_TRIM_CHURN && now - io->last_trim >= 1.0) {
+        io->churn = 0;
+        io->last_trim = now;
+        (void)malloc_trim(0);
     }
 }
 
 static void net_io_sweep(struct net_io *io, double now)
 {
+    net_io_trim(io, now);
     struct net_conn *c = io->conns;
     while (c) {
         struct net_conn *next = c->next;

@@ -587,7 +587,7 @@ static void count_route(void *ctx, const struct net_route *r)
 static void test_route_registry(void **state)
 {
     (void)state;
-    struct net_server_cfg cfg = {.host = "127.0.0.1"};
+    struct net_server_cfg cfg = {.host = "127.0.0.1", .ops.authenticate = app_authenticate};
     struct net_server *srv = NULL;
     assert_int_equal(net_server_new(&cfg, &srv), OT_OK);
     assert_int_equal(net_server_add_routes(srv, routes, ARRAY_SIZE(routes), NULL), OT_OK);
@@ -1180,6 +1180,14 @@ static void test_metrics_access(void **state)
     assert_int_equal(call(srv, "GET", "/metrics", "op-token", NULL, NULL, &r), 404);
     net_client_resp_clear(&r);
     net_server_free(srv);
+    /* Operator-only needs authentication: without it, not served. */
+    struct net_server_cfg noauth = {.host = "127.0.0.1"};
+    struct net_server *na = NULL;
+    assert_int_equal(net_server_new(&noauth, &na), OT_OK);
+    size_t nr = 0;
+    net_server_foreach_route(na, count_route, &nr);
+    assert_int_equal(nr, 2);
+    net_server_free(na);
     struct net_server_cfg bad = {.metrics = (enum net_metrics_access)7};
     struct net_server *b = NULL;
     assert_int_equal(net_server_new(&bad, &b), OT_E_ARG);
