@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-static int hex_val(char c)
+int hex_digit(char c)
 {
     if (c >= '0' && c <= '9') {
         return c - '0';
@@ -42,7 +42,7 @@ ot_err hex_decode(const char *s, size_t slen, uint8_t *out, size_t *out_len)
         return OT_E_HEX;
     }
     for (size_t i = 0; i < slen; i++) {
-        if (hex_val(s[i]) < 0) {
+        if (hex_digit(s[i]) < 0) {
             return OT_E_HEX;
         }
     }
@@ -52,7 +52,7 @@ ot_err hex_decode(const char *s, size_t slen, uint8_t *out, size_t *out_len)
         return OT_E_BUF_SMALL;
     }
     for (size_t i = 0; i < n; i++) {
-        out[i] = (uint8_t)((hex_val(s[2 * i]) << 4) | hex_val(s[2 * i + 1]));
+        out[i] = (uint8_t)((hex_digit(s[2 * i]) << 4) | hex_digit(s[2 * i + 1]));
     }
     *out_len = n;
     return OT_OK;

@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The value of one hex digit [0-9A-Fa-f], -1 for anything else. */
+int hex_digit(char c);
+
 /* Writes 2*n digits and a NUL into out. out_cap must be >= 2*n + 1, else
  * OT_E_BUF_SMALL. */
 ot_err hex_encode(const uint8_t *in, size_t n, char *out, size_t out_cap);

@@ -1,6 +1,8 @@
 /* Strict HTTP/1.1 request framing. See http_parse.h. */
 #include "net/http_parse.h"
 
+#include "core/hex.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -21,20 +23,6 @@ static bool net_tchar(unsigned char c)
         return true;
     }
     return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static int net_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 ot_err net_http_head_end(const uint8_t *p, size_t n, size_t *head_len, int *status)
@@ -309,7 +297,7 @@ ot_err net_chunked_feed(struct net_chunked *dec, const uint8_t *in, size_t n, si
         unsigned char c = in[i];
         switch (dec->state) {
         case CH_SIZE: {
-            int v = net_hexval(c);
+            int v = hex_digit((char)c);
             if (v >= 0) {
                 if (dec->linelen >= 15) {
                     NET_BAD("chunk size too large");
@@ -422,8 +410,8 @@ ot_err net_pct_decode(const char *s, size_t n, char *out, size_t *out_len, bool 
             if (n - i < 3) {
                 return OT_E_FORMAT;
             }
-            int hi = net_hexval((unsigned char)s[i + 1]);
-            int lo = hi < 0 ? -1 : net_hexval((unsigned char)s[i + 2]);
+            int hi = hex_digit(s[i + 1]);
+            int lo = hi < 0 ? -1 : hex_digit(s[i + 2]);
             if (hi < 0 || lo < 0) {
                 return OT_E_FORMAT;
             }
