@@ -748,7 +748,14 @@ static void net_conn_handshake(struct net_conn *c)
     } else {
         OT_LOG_DEBUG("ip=%s TLS handshake failed", c->ip);
         ERR_clear_error();
-        net_conn_kill(c);
+        /* Close without a reset (plain HTTP to a TLS port, say): end our
+         * side, read what the peer still sends, then close. */
+        (void)shutdown(c->fd, SHUT_WR);
+        c->state = C_LINGER;
+        c->drained = 0;
+        c->deadline = net_mono() + NET_LINGER_S;
+        net_conn_events(c, EPOLLIN);
+        net_conn_linger(c);
     }
 }
 
