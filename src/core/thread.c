@@ -17,3 +17,14 @@ ot_err ot_thread_start(pthread_t *out, void *(*fn)(void *), void *arg)
     (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc == 0 ? OT_OK : OT_E_NOMEM;
 }
+
+void ot_deadline_after_ms(long ms, struct timespec *out)
+{
+    (void)clock_gettime(CLOCK_REALTIME, out);
+    out->tv_sec += ms / 1000;
+    out->tv_nsec += (ms % 1000) * 1000000L;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}

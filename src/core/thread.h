@@ -13,10 +13,15 @@
 #include "core/err.h"
 
 #include <pthread.h>
+#include <time.h>
 
 /* pthread_create(out, NULL, fn, arg) with all signals blocked in the new
  * thread; the caller's own mask is unchanged on return. OT_E_NOMEM when
  * the thread cannot be created. */
 ot_err ot_thread_start(pthread_t *out, void *(*fn)(void *), void *arg);
+
+/* The CLOCK_REALTIME instant ms milliseconds from now (ms >= 0), for
+ * pthread_cond_timedwait. */
+void ot_deadline_after_ms(long ms, struct timespec *out);
 
 #endif

@@ -62,10 +62,26 @@ static void test_signals_blocked(void **state)
     assert_int_equal(pthread_sigmask(SIG_SETMASK, &mine, NULL), 0);
 }
 
+static void test_deadline(void **state)
+{
+    struct timespec before, d;
+
+    (void)state;
+    (void)clock_gettime(CLOCK_REALTIME, &before);
+    ot_deadline_after_ms(2999, &d);
+    assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+    /* At least 2.999 s after a clock read taken before (normalised ns). */
+    assert_true((d.tv_sec - before.tv_sec) * 1000000000L + (d.tv_nsec - before.tv_nsec)
+                >= 2999000000L);
+    ot_deadline_after_ms(0, &d);
+    assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signals_blocked),
+        cmocka_unit_test(test_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
