@@ -50,6 +50,8 @@ static const struct db_migration spsim_migrations[] = {
      "CREATE TABLE spsim_nonces (nonce BLOB PRIMARY KEY, at_ms BIGINT NOT NULL);"
      "CREATE TABLE spsim_clients (client TEXT PRIMARY KEY, last_seq BIGINT NOT NULL)",
      NULL},
+    /* Nonces are kept only as long as a request carrying them can be fresh. */
+    {2, "CREATE INDEX spsim_nonces_at ON spsim_nonces (at_ms)", NULL},
 };
 
 int64_t spsim_now_ms(void)
@@ -736,7 +738,7 @@ out:
 
 /* Nonce never seen, sequence above the client's last. */
 static ot_err spsim_fresh(struct db_conn *c, const struct pay_msg *m, int64_t now,
-                          struct spsim_ans *ans, bool *ok)
+                          int64_t window_ms, struct spsim_ans *ans, bool *ok)
 {
     ot_err err = OT_OK;
     struct db_stmt *st = NULL;
@@ -756,6 +758,14 @@ static ot_err spsim_fresh(struct db_conn *c, const struct pay_msg *m, int64_t no
         spsim_fail(ans, OT_E_CONFLICT, "replay", "seq", "sequence number not above the last one");
         goto out;
     }
+    /* A request's ts is within the window of its arrival, and a replay's
+     * within the window of its own: a nonce older than twice the window can
+     * no longer come with a fresh request, so it is dropped. */
+    OT_TRY(db_prepare(c, "DELETE FROM spsim_nonces WHERE at_ms < $1", &st));
+    OT_TRY(db_bind_int64(st, 1, now - 2 * window_ms));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
     OT_TRY(db_prepare(c, "INSERT INTO spsim_nonces (nonce, at_ms) VALUES ($1, $2)", &st));
     OT_TRY(db_bind_blob(st, 1, m->nonce, sizeof m->nonce));
     OT_TRY(db_bind_int64(st, 2, now));
@@ -862,7 +872,7 @@ void spsim_handle(struct spsim *s, enum pay_msg_type want, const uint8_t *p, siz
         OT_TRY(db_rollback(c));
         goto out;
     }
-    OT_TRY(spsim_fresh(c, &m, now_ms, ans, &ok));
+    OT_TRY(spsim_fresh(c, &m, now_ms, s->window_ms, ans, &ok));
     if (!ok) {
         OT_TRY(db_rollback(c));
         goto out;

@@ -9,6 +9,7 @@
 #include "crypto/pinblock.h"
 #include "net/client.h"
 #include "pay/msg.h"
+#include "pay/pay_priv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -552,6 +553,69 @@ static void test_topup(void **state)
     env_free(e);
 }
 
+static int64_t nonce_rows(struct env *e)
+{
+    char url[128];
+    struct db *db = NULL;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t n = -1;
+    snprintf(url, sizeof url, "sqlite:%s/spsim.db", e->dir);
+    assert_int_equal(db_open(url, NULL, &db), OT_OK);
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    assert_int_equal(db_prepare(c, "SELECT COUNT(*) FROM spsim_nonces", &st), OT_OK);
+    assert_int_equal(db_step(st, &row), OT_OK);
+    assert_int_equal(db_col_int64(st, 0, &n), OT_OK);
+    db_reset(st);
+    db_release(c);
+    db_close(db);
+    return n;
+}
+
+/* Nonces are dropped once no fresh request can carry them (twice the
+ * window); a replay that old is refused by its timestamp anyway. */
+static void test_nonce_purge(void **state)
+{
+    (void)state;
+    struct env *e = env_new(SPSIM_BANK);
+    struct pay_msg m;
+    struct spsim_ans ans;
+    int64_t t0 = now_ms(), w = SPSIM_WINDOW_DEFAULT_MS;
+    add_card(e, PAN1, "1234", 10000);
+    payment(e, &m, "n-1", PAN1, "1234", 100, 1);
+    char *old = signed_text(e, &m);
+    spsim_handle(e->sp, PAY_MSG_PAYMENT, (const uint8_t *)old, strlen(old), t0, &ans);
+    assert_int_equal(ans.err, OT_OK);
+    free(ans.body);
+    assert_int_equal(nonce_rows(e), 1);
+    /* within twice the window it stays */
+    payment(e, &m, "n-2", PAN1, "1234", 100, 2);
+    m.ts = t0 + 2 * w;
+    char *t = signed_text(e, &m);
+    spsim_handle(e->sp, PAY_MSG_PAYMENT, (const uint8_t *)t, strlen(t), t0 + 2 * w, &ans);
+    assert_int_equal(ans.err, OT_OK);
+    free(ans.body);
+    free(t);
+    assert_int_equal(nonce_rows(e), 2);
+    /* past it the first one goes */
+    payment(e, &m, "n-3", PAN1, "1234", 100, 3);
+    m.ts = t0 + 2 * w + 1;
+    t = signed_text(e, &m);
+    spsim_handle(e->sp, PAY_MSG_PAYMENT, (const uint8_t *)t, strlen(t), t0 + 2 * w + 1, &ans);
+    assert_int_equal(ans.err, OT_OK);
+    free(ans.body);
+    free(t);
+    assert_int_equal(nonce_rows(e), 2);
+    spsim_handle(e->sp, PAY_MSG_PAYMENT, (const uint8_t *)old, strlen(old), t0 + 2 * w + 1, &ans);
+    assert_int_equal(ans.err, OT_E_CONFLICT);
+    assert_string_equal(ans.field, "ts");
+    assert_null(ans.body);
+    free(old);
+    check_conserved(e, 300);
+    env_free(e);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -586,9 +650,10 @@ static void test_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_payments),   cmocka_unit_test(test_pin),
-        cmocka_unit_test(test_cryptogram), cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_topup),      cmocka_unit_test(test_config),
+        cmocka_unit_test(test_payments),    cmocka_unit_test(test_pin),
+        cmocka_unit_test(test_cryptogram),  cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_topup),       cmocka_unit_test(test_config),
+        cmocka_unit_test(test_nonce_purge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
