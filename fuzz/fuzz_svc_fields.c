@@ -50,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)svc_admin_imsi_ok(s);
         (void)svc_admin_mno_ok(s);
         (void)svc_admin_display_ok(s);
+        (void)svc_admin_label_ok(s);
         break;
     default: {
         struct svc_host *h = NULL;

@@ -6,6 +6,7 @@
 #include "core/buf.h"
 #include "core/hex.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "db/audit.h"
 #include "db/authstore.h"
 #include "db/db.h"
@@ -83,54 +84,16 @@ bool svc_admin_mno_ok(const char *s)
 
 bool svc_admin_display_ok(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
-    size_t i = 0;
 
-    if (n == 0 || n > AUTHSTORE_DISPLAY_MAX) {
-        return false;
-    }
-    while (i < n) {
-        unsigned cp;
-        size_t len;
-        if (p[i] < 0x80) {
-            cp = p[i];
-            len = 1;
-        } else if ((p[i] & 0xe0) == 0xc0) {
-            cp = p[i] & 0x1fu;
-            len = 2;
-        } else if ((p[i] & 0xf0) == 0xe0) {
-            cp = p[i] & 0x0fu;
-            len = 3;
-        } else if ((p[i] & 0xf8) == 0xf0) {
-            cp = p[i] & 0x07u;
-            len = 4;
-        } else {
-            return false;
-        }
-        if (i + len > n) {
-            return false;
-        }
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (p[i + k] & 0x3fu);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)
-            || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return false; /* overlong, out of range, surrogate */
-        }
-        /* C0, DEL, C1, bidirectional embeddings/overrides/isolates, line
-         * and paragraph separators. */
-        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e)
-            || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029 || cp == 0x200e
-            || cp == 0x200f) {
-            return false;
-        }
-        i += len;
-    }
-    return true;
+    return n > 0 && n <= AUTHSTORE_DISPLAY_MAX && ot_utf8_safe(s, n);
+}
+
+bool svc_admin_label_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n <= AUTHSTORE_LABEL_MAX && ot_utf8_safe(s, n);
 }
 
 /* ---- principals ------------------------------------------------------------- */
@@ -327,6 +290,7 @@ static void admin_h_principal_create(struct net_req *req, struct net_resp *resp,
     ot_err err;
 
     memset(&jerr, 0, sizeof(jerr));
+    memset(&have, 0, sizeof(have));
     doc = svc_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
@@ -561,6 +525,15 @@ static void admin_h_token_issue(struct net_req *req, struct net_resp *resp, void
                != OT_OK
         || json_opt_str(doc, "label", 0, AUTHSTORE_LABEL_MAX, &label, &jerr) != OT_OK) {
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
+        goto out;
+    }
+    /* Printed by tsmctl token list and in audit views: no control or
+     * bidirectional-override characters (issue 9 point 15). */
+    if (label != NULL && !svc_admin_label_ok(label)) {
+        net_resp_error(resp, OT_E_FORMAT, NULL,
+                       "label must be text without control, invisible or bidirectional-override "
+                       "characters",
+                       "label");
         goto out;
     }
     err = svc_tx_begin(k, &c);

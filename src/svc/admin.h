@@ -37,8 +37,10 @@ bool svc_admin_msisdn_ok(const char *s); /* 5..15 digits, not starting with 0 */
 bool svc_admin_imei_ok(const char *s);   /* 15 digits, Luhn check digit */
 bool svc_admin_imsi_ok(const char *s);   /* 6..15 digits */
 bool svc_admin_mno_ok(const char *s);    /* an instance name: [a-z][a-z0-9]{0,14} */
-/* 1..127 bytes of UTF-8 text without control or bidirectional-override
- * characters. */
+/* 1..127 bytes of UTF-8 text without control, invisible or
+ * bidirectional-override characters (core/utf8.h ot_utf8_safe). */
 bool svc_admin_display_ok(const char *s);
+/* A token label: 0..63 bytes of such text. */
+bool svc_admin_label_ok(const char *s);
 
 #endif

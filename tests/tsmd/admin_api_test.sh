@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tsmd.admin_api: the host administration API under /admin/v1 (issue 8
-# point 3; issue 9 points 7, 21):
+# point 3; issue 9 points 7, 15, 21):
 #
 # - principals carry their kind's attributes, validated precisely (400
 #   naming the member, 409 for an MSISDN of another subscriber, a member of
@@ -9,6 +9,7 @@
 # - GET /admin/v1/tokens pages: limit 1..1000 (400 on limit=0 and
 #   limit=abc), cursor + next_cursor; walking the pages reaches the oldest
 #   token (the bootstrap operator's) and lists each token once;
+# - token labels refuse control, invisible and bidi characters (point 15);
 # - principal_id accepts canonical decimal only ("+1", " 1", "01", an
 #   overflow: 400); a query argument without "=" ("?msisdn") is 400 for an
 #   operator and for a service provider, not 403;
@@ -86,6 +87,17 @@ api GET "/admin/v1/principals?limit=1000&cursor=$CUR" "$OP_TOKEN"
 api GET "/admin/v1/principals/99999999999999999999" "$OP_TOKEN"
 expect_status 404 "an id out of range"
 
+# ---- token labels (issue 9 point 15): no ESC, CR, LF, U+202E ----
+for l in 'a\u001b[2Jb' 'a\rb' 'a\nb' 'evil\u202etxt.exe' 'zero\u200bwidth'; do
+    api POST /admin/v1/tokens "$OP_TOKEN" "{\"principal_id\":$SPA,\"label\":\"$l\"}"
+    expect_status 400 "token label $l"
+    [ "$(jq -r .error.field "$TSMD_WORK/resp")" = label ] || fail "label $l: no field label"
+done
+api POST /admin/v1/tokens "$OP_TOKEN" "{\"principal_id\":$SPA,\"label\":\"ci runner \u00e9t\u00e9\"}"
+expect_status 201 "a plain UTF-8 label"
+api DELETE "/admin/v1/tokens/$(jq -r .id "$TSMD_WORK/resp")" "$OP_TOKEN"
+expect_status 200 "revoke the labelled token"
+
 # ---- token paging ----
 TA=$(tsmd_token "$SPA")
 for i in $(seq 1 6); do tsmd_token "$SPA" >/dev/null; done
@@ -109,9 +121,9 @@ while :; do
     [ "$CUR" != null ] || break
     [ "$pages" -lt 10 ] || fail "token pages do not end"
 done
-# 1 bootstrap + 7 for sp-a: every one once, the oldest (the bootstrap's) last.
-[ "$(wc -l <"$TSMD_WORK/ids")" = 8 ] || fail "paging listed $(wc -l <"$TSMD_WORK/ids") tokens, want 8"
-[ "$(sort -u "$TSMD_WORK/ids" | wc -l)" = 8 ] || fail "paging listed a token twice"
+# 1 bootstrap + 1 labelled + 7 for sp-a: every one once, the oldest (the bootstrap's) last.
+[ "$(wc -l <"$TSMD_WORK/ids")" = 9 ] || fail "paging listed $(wc -l <"$TSMD_WORK/ids") tokens, want 9"
+[ "$(sort -u "$TSMD_WORK/ids" | wc -l)" = 9 ] || fail "paging listed a token twice"
 [ "$(tail -n 1 "$TSMD_WORK/ids")" = 1 ] || fail "the oldest token is not reached last: $(tr '\n' ' ' <"$TSMD_WORK/ids")"
 # A service provider pages its own tokens.
 api GET "/admin/v1/tokens?limit=5" "$TA"
