@@ -2,6 +2,8 @@
 #define OT_LOG_COMPONENT "agent.selist"
 #include "agent/selist.h"
 
+#include "agent/agent_priv.h"
+
 #include "core/apdu.h"
 #include "core/hex.h"
 #include "core/log.h"
@@ -23,8 +25,7 @@
 #define SELIST_MAX     (64u * 1024u)
 #define SELIST_VERSION 1
 
-static void why_set(char *why, size_t cap, const char *fmt, ...) OT_PRINTF(3, 4);
-static void why_set(char *why, size_t cap, const char *fmt, ...)
+void agent_why(char *why, size_t cap, const char *fmt, ...)
 {
     va_list ap;
 
@@ -161,7 +162,7 @@ ot_err agent_selist_load(const char *state_dir, struct agent_selist *l, char *wh
         if (errno == ENOENT) {
             return OT_OK;
         }
-        why_set(why, why_cap, "%s: cannot open", path);
+        agent_why(why, why_cap, "%s: cannot open", path);
         OT_LOG_ERROR("open %s: %s", path, strerror(errno));
         return OT_E_IO;
     }
@@ -174,7 +175,7 @@ ot_err agent_selist_load(const char *state_dir, struct agent_selist *l, char *wh
             continue;
         }
         if (r < 0) {
-            why_set(why, why_cap, "%s: read failed", path);
+            agent_why(why, why_cap, "%s: read failed", path);
             OT_FAIL(OT_E_IO);
         }
         len += (size_t)r;
@@ -244,6 +245,22 @@ static ot_err put_hex_or_null(json_t *o, const char *key, const uint8_t *p, size
     return n == 0 ? json_put_null(o, key) : json_put_hex(o, key, p, n);
 }
 
+json_t *agent_se_to_json(const struct agent_se *se)
+{
+    json_t *o = json_obj_new();
+
+    if (o == NULL || json_put_hex(o, "cin", se->cin, se->cin_len) != OT_OK
+        || json_put_str(o, "reader", se->reader) != OT_OK
+        || put_hex_or_null(o, "iin", se->iin, se->iin_len) != OT_OK
+        || put_hex_or_null(o, "cplc", se->cplc, se->cplc_len) != OT_OK
+        || put_hex_or_null(o, "card_data", se->card_data, se->card_data_len) != OT_OK
+        || json_put_int(o, "verified_at", se->verified_at) != OT_OK) {
+        json_free(o);
+        return NULL;
+    }
+    return o;
+}
+
 ot_err agent_selist_save(const char *state_dir, const struct agent_selist *l)
 {
     char path[4096];
@@ -273,17 +290,11 @@ ot_err agent_selist_save(const char *state_dir, const struct agent_selist *l)
     OT_TRY(json_put(doc, "items", arr));
     for (i = 0; i < l->n; i++) {
         const struct agent_se *se = &l->se[i];
-        o = json_obj_new();
+        o = agent_se_to_json(se);
         if (o == NULL) {
             OT_FAIL(OT_E_NOMEM);
         }
-        OT_TRY(json_put_str(o, "reader", se->reader));
-        OT_TRY(json_put_hex(o, "cin", se->cin, se->cin_len));
-        OT_TRY(put_hex_or_null(o, "iin", se->iin, se->iin_len));
-        OT_TRY(json_put_hex(o, "cplc", se->cplc, se->cplc_len));
-        OT_TRY(json_put_hex(o, "card_data", se->card_data, se->card_data_len));
         OT_TRY(json_put_hex(o, "atr", se->atr, se->atr_len));
-        OT_TRY(json_put_int(o, "verified_at", se->verified_at));
         err = json_push(arr, o);
         o = NULL;
         OT_TRY(err);
@@ -338,7 +349,7 @@ ot_err agent_known_cins_check(void *ctx, const struct agent_se *se, char *why, s
         }
     }
     (void)hex_encode(se->cin, se->cin_len, hex, sizeof hex);
-    why_set(why, why_cap, "CIN %s is not known to the platform for this device", hex);
+    agent_why(why, why_cap, "CIN %s is not known to the platform for this device", hex);
     return OT_E_FORBIDDEN;
 }
 
@@ -390,14 +401,14 @@ ot_err agent_se_verify(struct agent_reader *r, const uint8_t *isd_aid, size_t is
     memcpy(se->reader, agent_reader_name(r), strlen(agent_reader_name(r)) + 1);
     err = agent_reader_open_session(r, &s);
     if (err != OT_OK) {
-        why_set(why, why_cap, "reader %s: no card or no reader", se->reader);
+        agent_why(why, why_cap, "reader %s: no card or no reader", se->reader);
         return err;
     }
     atr = agent_session_atr(s, &se->atr_len);
     memcpy(se->atr, atr, se->atr_len);
     err = agent_session_open_basic(s, isd_aid, isd_aid_len, &ch);
     if (err != OT_OK) {
-        why_set(why, why_cap, "%s", "SELECT of the ISD failed");
+        agent_why(why, why_cap, "%s", "SELECT of the ISD failed");
         goto out;
     }
     /* CIN (GET DATA 0045): required. */
@@ -406,7 +417,7 @@ ot_err agent_se_verify(struct agent_reader *r, const uint8_t *isd_aid, size_t is
         err = gp_parse_cin(buf, bl, &v, &vl);
     }
     if (err != OT_OK || vl > AGENT_CIN_MAX) {
-        why_set(why, why_cap, "%s", "the card gave no valid CIN (GET DATA 0045)");
+        agent_why(why, why_cap, "%s", "the card gave no valid CIN (GET DATA 0045)");
         err = err == OT_OK ? OT_E_TOO_LONG : err;
         goto out;
     }
@@ -416,7 +427,7 @@ ot_err agent_se_verify(struct agent_reader *r, const uint8_t *isd_aid, size_t is
     if (get_data(ch, 0x0042, buf, sizeof buf, &bl) == OT_OK) {
         err = gp_parse_iin(buf, bl, &v, &vl);
         if (err != OT_OK || vl > AGENT_IIN_MAX) {
-            why_set(why, why_cap, "%s", "the card's IIN (GET DATA 0042) does not parse");
+            agent_why(why, why_cap, "%s", "the card's IIN (GET DATA 0042) does not parse");
             err = err == OT_OK ? OT_E_TOO_LONG : err;
             goto out;
         }
@@ -429,7 +440,7 @@ ot_err agent_se_verify(struct agent_reader *r, const uint8_t *isd_aid, size_t is
         err = gp_parse_cplc(se->cplc, se->cplc_len, &cplc);
     }
     if (err != OT_OK) {
-        why_set(why, why_cap, "%s", "the card gave no valid CPLC (GET DATA 9F7F)");
+        agent_why(why, why_cap, "%s", "the card gave no valid CPLC (GET DATA 9F7F)");
         goto out;
     }
     err = get_data(ch, 0x0066, se->card_data, sizeof se->card_data, &se->card_data_len);
@@ -437,7 +448,7 @@ ot_err agent_se_verify(struct agent_reader *r, const uint8_t *isd_aid, size_t is
         err = gp_parse_card_data(se->card_data, se->card_data_len, &cd);
     }
     if (err != OT_OK) {
-        why_set(why, why_cap, "%s", "the card gave no valid card data (GET DATA 0066)");
+        agent_why(why, why_cap, "%s", "the card gave no valid card data (GET DATA 0066)");
         goto out;
     }
     se->verified_at = (int64_t)time(NULL);

@@ -18,6 +18,7 @@
 #include "agent/conv.h"
 #include "core/err.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,5 +92,8 @@ ot_err agent_known_cins_check(void *ctx, const struct agent_se *se, char *why, s
 ot_err agent_se_verify(struct agent_reader *r, const uint8_t *isd_aid, size_t isd_aid_len,
                        const struct agent_idcheck *chk, struct agent_se *se, char *why,
                        size_t why_cap);
+/* The SE object of ota.md section 7 ({"cin","reader","iin","cplc","card_data",
+ * "verified_at"}); a new reference, NULL when out of memory. */
+json_t *agent_se_to_json(const struct agent_se *se);
 
 #endif

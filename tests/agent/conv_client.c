@@ -118,6 +118,11 @@ static int scenario(struct agent_reader *r)
     CHECK(err == OT_OK, "open session: %s", ot_errname((ot_err)err));
     p = agent_session_atr(s, &n);
     CHECK(n >= 2 && p[0] == 0x3B, "ATR");
+    printf("ATR ");
+    for (i = 0; i < n; i++) {
+        printf("%02X", p[i]);
+    }
+    printf("\n");
     CHECK(agent_reader_open_session(r, &s2) == OT_E_STATE, "second session not refused");
     err = (int)agent_session_open_basic(s, g_isd, sizeof g_isd, &ch);
     CHECK(err == OT_OK, "select ISD: %s", ot_errname((ot_err)err));

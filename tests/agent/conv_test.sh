@@ -76,6 +76,9 @@ esac
 start_vse
 "$CLIENT" "$SPEC" | tee "$WORK/out"
 grep -qx "conv ok" "$WORK/out" || fail "converter scenario"
+# The ATR the converter read is the one the card gave at power on.
+want=$(sed -n 's/.* card=0 .* atr=\([0-9A-F]*\).*/\1/p' "$WORK/vse.log" | head -1)
+[ -n "$want" ] && grep -qx "ATR $want" "$WORK/out" || fail "ATR: $(grep ATR "$WORK/out"), card's $want"
 
 # A card that stops answering: the APDU timeout, not a hang.
 "$CLIENT" "$SPEC" stall "$VSE_PID" | grep -qx "timeout ok" || fail "APDU timeout"

@@ -1,0 +1,168 @@
+/* The agent's calls to mno (agent/mnolink.h). */
+#define OT_LOG_COMPONENT "agent.mno"
+#include "agent/mnolink.h"
+
+#include "agent/agent_priv.h"
+
+#include "core/hex.h"
+#include "core/log.h"
+#include "net/client.h"
+#include "net/json.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MNO_MAX_BODY (256u * 1024u)
+
+struct agent_mno {
+    struct net_client *c;
+};
+
+ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out)
+{
+    struct net_client_cfg nc;
+    struct agent_mno *m;
+    ot_err err;
+
+    if (out == NULL) {
+        return OT_E_ARG;
+    }
+    *out = NULL;
+    if (cfg == NULL || cfg->base_url == NULL || cfg->token == NULL) {
+        return OT_E_ARG;
+    }
+    m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return OT_E_NOMEM;
+    }
+    memset(&nc, 0, sizeof nc);
+    nc.base_url = cfg->base_url;
+    nc.token = cfg->token;
+    nc.ca_file = cfg->ca_file;
+    nc.timeout_ms = cfg->timeout_ms;
+    nc.max_body = MNO_MAX_BODY;
+    err = net_client_new(&nc, &m->c);
+    if (err != OT_OK) {
+        free(m);
+        return err;
+    }
+    *out = m;
+    return OT_OK;
+}
+
+void agent_mno_free(struct agent_mno *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    net_client_free(m->c);
+    free(m);
+}
+
+/* An answer that is not the expected status: the error for it, the reason in why. */
+static ot_err refused(const struct net_client_resp *r, const char *what, char *why, size_t cap)
+{
+    agent_why(why, cap, "mno %s: HTTP %ld %s%s%s", what, r->status, r->error_code,
+              r->error_field[0] != '\0' ? " field " : "", r->error_field);
+    if (r->status == 401 || r->status == 403) {
+        return OT_E_AUTH;
+    }
+    if (r->status == 400 || r->status == 409) {
+        return OT_E_FORBIDDEN;
+    }
+    return OT_E_PROTOCOL;
+}
+
+static ot_err transport(ot_err err, const struct net_client_resp *r, const char *what, char *why,
+                        size_t cap)
+{
+    agent_why(why, cap, "mno %s: %s", what,
+              r->transport_error[0] != '\0' ? r->transport_error : ot_strerror(err));
+    return err;
+}
+
+ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, char *why,
+                            size_t why_cap)
+{
+    struct net_client_resp r;
+    struct json_err je;
+    const json_t *arr = NULL;
+    size_t n = 0;
+    size_t i;
+    ot_err err;
+
+    memset(&r, 0, sizeof r);
+    memset(&je, 0, sizeof je);
+    memset(out, 0, sizeof *out);
+    err = net_client_request(m->c, "GET", "/device", NULL, NULL, &r);
+    if (err != OT_OK) {
+        err = transport(err, &r, "GET device", why, why_cap);
+        goto out;
+    }
+    if (r.status != 200) {
+        err = refused(&r, "GET device", why, why_cap);
+        goto out;
+    }
+    err = r.json == NULL ? OT_E_FORMAT
+                         : json_get_array(r.json, "known_cins", 0,
+                                          sizeof out->cin / sizeof out->cin[0], &arr, &n, &je);
+    for (i = 0; err == OT_OK && i < n; i++) {
+        const json_t *s = json_at(arr, i);
+        const char *hex = json_string_value(s);
+        out->cin[i].len = sizeof out->cin[i].b;
+        if (hex == NULL || strlen(hex) < 2
+            || hex_decode(hex, strlen(hex), out->cin[i].b, &out->cin[i].len) != OT_OK) {
+            err = OT_E_FORMAT;
+        }
+    }
+    if (err != OT_OK) {
+        agent_why(why, why_cap, "mno GET device: malformed answer (known_cins) %s", je.message);
+        memset(out, 0, sizeof *out);
+        err = OT_E_PROTOCOL;
+        goto out;
+    }
+    out->n = n;
+out:
+    net_client_resp_clear(&r);
+    return err;
+}
+
+ot_err agent_mno_mirror(struct agent_mno *m, const struct agent_selist *l, char *why,
+                        size_t why_cap)
+{
+    struct net_client_resp r;
+    json_t *body = json_obj_new();
+    json_t *arr = json_arr_new();
+    size_t i;
+    ot_err err = OT_OK;
+
+    memset(&r, 0, sizeof r);
+    if (body == NULL || arr == NULL) {
+        json_free(arr);
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(json_put(body, "items", arr));
+    for (i = 0; i < l->n; i++) {
+        json_t *o = agent_se_to_json(&l->se[i]);
+        if (o == NULL) {
+            OT_FAIL(OT_E_NOMEM);
+        }
+        OT_TRY(json_push(arr, o));
+    }
+    err = net_client_request(m->c, "PUT", "/device/secure-elements", body, NULL, &r);
+    if (err != OT_OK) {
+        err = transport(err, &r, "PUT device/secure-elements", why, why_cap);
+        goto out;
+    }
+    if (r.status != 200) {
+        err = refused(&r, "PUT device/secure-elements", why, why_cap);
+        goto out;
+    }
+    OT_LOG_INFO("event=selist_mirrored count=%zu", l->n);
+out:
+    net_client_resp_clear(&r);
+    json_free(body);
+    return err;
+}

@@ -1,0 +1,36 @@
+/* The agent's calls to its mno (docs/ota.md sections 3 and 7) over the net
+ * client: what the platform knows about this device (known_cins, for the
+ * SE identity check) and the mirror of the SE list.
+ *
+ * base_url is the instance's prefix, e.g. https://mno.example:8443/mno/orange/v1;
+ * the device authenticates with its bearer token (ota.md section 2).
+ */
+#ifndef OT_AGENT_MNOLINK_H
+#define OT_AGENT_MNOLINK_H
+
+#include "agent/selist.h"
+#include "core/err.h"
+
+struct agent_mno;
+
+struct agent_mno_cfg {
+    const char *base_url;
+    const char *token; /* copied; wiped at free */
+    const char *ca_file;
+    unsigned timeout_ms;
+};
+
+ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out);
+void agent_mno_free(struct agent_mno *m); /* NULL: no-op */
+
+/* GET P/device: the CINs the operator enrolled for this device. A refusal
+ * (401/403/404) or a malformed answer: OT_E_AUTH / OT_E_PROTOCOL with the
+ * reason in why; unreachable: OT_E_IO / OT_E_TIMEOUT. */
+ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, char *why,
+                            size_t why_cap);
+/* PUT P/device/secure-elements with the whole list. Refused (e.g. a CIN the
+ * platform does not know): OT_E_FORBIDDEN / OT_E_PROTOCOL, why says so. */
+ot_err agent_mno_mirror(struct agent_mno *m, const struct agent_selist *l, char *why,
+                        size_t why_cap);
+
+#endif

@@ -1,0 +1,709 @@
+/* se-agent: the device side of OpenTSM (seed 001): the SE configurator and
+ * the protocol converter on the phone. docs/se-agent.md describes it.
+ *
+ *   se-agent [options] run | list | verify [READER...] | remove READER... | status
+ *
+ * The SE list lives in the state directory and survives restarts; an SE
+ * enters it only after verification (src/agent/selist.h), whose identity
+ * check asks the device's mno (GET P/device, known_cins). Thin: options,
+ * then the library.
+ */
+#define OT_LOG_COMPONENT "se-agent"
+#include "agent/conv.h"
+#include "agent/mnolink.h"
+#include "agent/selist.h"
+#include "core/hex.h"
+#include "core/log.h"
+#include "net/json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_FAIL  1
+#define EXIT_USAGE 2
+#define TOKEN_MAX  4096u
+
+static volatile sig_atomic_t g_stop;
+
+struct opts {
+    const char *state;
+    const char *readers[AGENT_MAX_READERS];
+    size_t nreaders;
+    uint8_t isd[16];
+    size_t isd_len;
+    int apdu_timeout_ms;
+    int poll_ms;
+    const char *mno_url;
+    const char *token_file;
+    const char *ca_file;
+    const char *log_level;
+    bool json;
+    const char *cmd;
+    char **args;
+    int nargs;
+};
+
+struct ctx {
+    struct opts o;
+    struct agent_service *svc;
+    struct agent_selist list;
+    struct agent_mno *mno;
+    char token[TOKEN_MAX];
+};
+
+static const char g_usage[] =
+    "usage: se-agent [options] <command> [args]\n"
+    "\n"
+    "commands:\n"
+    "  run                 keep the SE list in step with the readers: verify every\n"
+    "                      reader at start and whenever a card appears; until\n"
+    "                      SIGINT or SIGTERM\n"
+    "  list                print the SE list (no card is touched)\n"
+    "  verify [READER...]  verify the cards in these readers (default: every\n"
+    "                      reader): add them, update them (a swapped card is\n"
+    "                      verified again), or refuse them\n"
+    "  remove READER...    delete these readers' SEs from the list (logout)\n"
+    "  status              the readers, whether a card is present, and the list\n"
+    "\n"
+    "options:\n"
+    "  --state DIR          state directory (default ./var/se-agent; created 0700)\n"
+    "  --reader SPEC        NAME=pcsc:READER or NAME=socket:unix:PATH|tcp:HOST:PORT;\n"
+    "                       NAME is 1..32 of [A-Za-z0-9._-] (SIM1, eSE1, SD1); repeat\n"
+    "  --isd AID            the ISD's AID in hex (default A000000151000000)\n"
+    "  --apdu-timeout MS    per-APDU timeout, 1..600000 (default 5000)\n"
+    "  --mno URL            the device API of this phone's mno, e.g.\n"
+    "                       https://mno.example:8443/mno/orange/v1 (verify, run)\n"
+    "  --token-file FILE    the device's bearer token for --mno\n"
+    "  --ca FILE            CA bundle (PEM) to check --mno's certificate\n"
+    "  --poll-ms MS         run: how often the readers are looked at, 10..60000\n"
+    "                       (default 1000)\n"
+    "  --json               one JSON document on stdout\n"
+    "  --log-level L        error, warn (default), info, debug, trace (APDUs)\n"
+    "  --help               this text\n"
+    "\n"
+    "exit status: 0 done, 1 the operation failed (or a card was refused), 2 bad usage\n";
+
+static int usage_err(const char *fmt, ...) OT_PRINTF(1, 2);
+static int usage_err(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "se-agent: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(se-agent --help for the options)\n");
+    return EXIT_USAGE;
+}
+
+static bool parse_int(const char *s, long min, long max, int *out)
+{
+    char *end = NULL;
+    long v;
+
+    if (s == NULL || *s < '0' || *s > '9') {
+        return false;
+    }
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+    int i;
+
+    memset(o, 0, sizeof *o);
+    o->state = "./var/se-agent";
+    o->isd_len = sizeof o->isd;
+    (void)hex_decode(AGENT_ISD_AID_DEF, strlen(AGENT_ISD_AID_DEF), o->isd, &o->isd_len);
+    o->apdu_timeout_ms = AGENT_APDU_TIMEOUT_DEF;
+    o->poll_ms = 1000;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes = true;
+
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(g_usage, stdout);
+            exit(0);
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = true;
+            takes = false;
+        } else if (strncmp(a, "--", 2) != 0) {
+            if (o->cmd != NULL) {
+                /* Arguments of the command (readers). */
+                o->args[o->nargs++] = argv[i];
+                continue;
+            }
+            o->cmd = a;
+            o->args = calloc((size_t)argc, sizeof *o->args);
+            if (o->args == NULL) {
+                return EXIT_FAIL;
+            }
+            continue;
+        } else if (v == NULL) {
+            return usage_err("%s needs a value", a);
+        } else if (strcmp(a, "--state") == 0) {
+            o->state = v;
+        } else if (strcmp(a, "--reader") == 0) {
+            if (o->nreaders >= AGENT_MAX_READERS) {
+                return usage_err("at most 16 readers (%s)", v);
+            }
+            o->readers[o->nreaders++] = v;
+        } else if (strcmp(a, "--isd") == 0) {
+            o->isd_len = sizeof o->isd;
+            if (hex_decode(v, strlen(v), o->isd, &o->isd_len) != OT_OK || o->isd_len < 5) {
+                return usage_err("--isd: an AID of 5..16 bytes in hex, not '%s'", v);
+            }
+        } else if (strcmp(a, "--apdu-timeout") == 0) {
+            if (!parse_int(v, 1, 600000, &o->apdu_timeout_ms)) {
+                return usage_err("--apdu-timeout: milliseconds 1..600000, not '%s'", v);
+            }
+        } else if (strcmp(a, "--poll-ms") == 0) {
+            if (!parse_int(v, 10, 60000, &o->poll_ms)) {
+                return usage_err("--poll-ms: milliseconds 10..60000, not '%s'", v);
+            }
+        } else if (strcmp(a, "--mno") == 0) {
+            o->mno_url = v;
+        } else if (strcmp(a, "--token-file") == 0) {
+            o->token_file = v;
+        } else if (strcmp(a, "--ca") == 0) {
+            o->ca_file = v;
+        } else if (strcmp(a, "--log-level") == 0) {
+            o->log_level = v;
+        } else {
+            return usage_err("unknown option %s", a);
+        }
+        if (takes) {
+            i++;
+        }
+    }
+    if (o->cmd == NULL) {
+        return usage_err("%s", "a command is needed: run, list, verify, remove or status");
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static int read_token(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (f == NULL) {
+        fprintf(stderr, "se-agent: --token-file %s: %s\n", path, strerror(errno));
+        return EXIT_FAIL;
+    }
+    n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ')) {
+        out[--n] = '\0';
+    }
+    if (n == 0 || n >= cap - 1) {
+        fprintf(stderr, "se-agent: --token-file %s: empty or over %zu bytes\n", path, cap - 2);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
+static int setup(struct ctx *c, bool need_mno)
+{
+    char why[256];
+    size_t i;
+    ot_err err;
+
+    if (agent_service_new(c->o.apdu_timeout_ms, &c->svc) != OT_OK) {
+        return EXIT_FAIL;
+    }
+    for (i = 0; i < c->o.nreaders; i++) {
+        if (agent_service_add(c->svc, c->o.readers[i], why, sizeof why) != OT_OK) {
+            return usage_err("--reader %s", why);
+        }
+    }
+    err = agent_selist_load(c->o.state, &c->list, why, sizeof why);
+    if (err != OT_OK) {
+        fprintf(stderr, "se-agent: the SE list cannot be read (%s): %s\n", ot_strerror(err), why);
+        return EXIT_FAIL;
+    }
+    if (need_mno) {
+        struct agent_mno_cfg mc = {c->o.mno_url, c->token, c->o.ca_file, 0};
+        if (c->o.mno_url == NULL || c->o.token_file == NULL) {
+            return usage_err("%s", "this command checks SEs against the platform: give --mno "
+                                   "URL and --token-file FILE");
+        }
+        if (read_token(c->o.token_file, c->token, sizeof c->token) != 0) {
+            return EXIT_FAIL;
+        }
+        err = agent_mno_new(&mc, &c->mno);
+        if (err != OT_OK) {
+            fprintf(stderr, "se-agent: --mno %s: %s\n", c->o.mno_url, ot_strerror(err));
+            return EXIT_FAIL;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void print_json(json_t *doc)
+{
+    char *text = NULL;
+    size_t n = 0;
+
+    if (doc != NULL && json_serialize(doc, &text, &n) == OT_OK) {
+        fwrite(text, 1, n, stdout);
+        fputc('\n', stdout);
+    }
+    free(text);
+    json_free(doc);
+}
+
+/* [SE, ...] in ota.md's SE object format. */
+static json_t *items_json(const struct agent_selist *l)
+{
+    json_t *arr = json_arr_new();
+    size_t i;
+
+    for (i = 0; arr != NULL && i < l->n; i++) {
+        if (json_push(arr, agent_se_to_json(&l->se[i])) != OT_OK) {
+            json_free(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static json_t *list_json(const struct agent_selist *l)
+{
+    json_t *doc = json_obj_new();
+
+    if (doc == NULL || json_put(doc, "items", items_json(l)) != OT_OK) {
+        json_free(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static void hex_or_dash(const uint8_t *p, size_t n, char *out, size_t cap)
+{
+    if (n == 0 || hex_encode(p, n, out, cap) != OT_OK) {
+        (void)snprintf(out, cap, "-");
+    }
+}
+
+static void print_table(const struct agent_selist *l)
+{
+    char cin[2 * AGENT_CIN_MAX + 1];
+    char iin[2 * AGENT_IIN_MAX + 1];
+    char when[32];
+    size_t i;
+
+    printf("%-8s %-32s %-16s %s\n", "READER", "CIN", "IIN", "VERIFIED (UTC)");
+    for (i = 0; i < l->n; i++) {
+        const struct agent_se *se = &l->se[i];
+        time_t t = (time_t)se->verified_at;
+        struct tm tm;
+        hex_or_dash(se->cin, se->cin_len, cin, sizeof cin);
+        hex_or_dash(se->iin, se->iin_len, iin, sizeof iin);
+        if (gmtime_r(&t, &tm) == NULL
+            || strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+            (void)snprintf(when, sizeof when, "%lld", (long long)se->verified_at);
+        }
+        printf("%-8s %-32s %-16s %s\n", se->reader, cin, iin, when);
+    }
+    printf("%zu SE%s\n", l->n, l->n == 1 ? "" : "s");
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static int cmd_list(struct ctx *c)
+{
+    if (c->o.nargs != 0) {
+        return usage_err("list takes no arguments (%s)", c->o.args[0]);
+    }
+    if (c->o.json) {
+        print_json(list_json(&c->list));
+    } else {
+        print_table(&c->list);
+    }
+    return 0;
+}
+
+/* mkdir -p of the state directory (0700 for the parts it creates). */
+static bool state_dir_make(const char *dir)
+{
+    char p[4096];
+    size_t i;
+    size_t n = strlen(dir);
+
+    if (n == 0 || n >= sizeof p) {
+        return false;
+    }
+    memcpy(p, dir, n + 1);
+    for (i = 1; i <= n; i++) {
+        if (p[i] == '/' || p[i] == '\0') {
+            char keep = p[i];
+            p[i] = '\0';
+            if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+                return false;
+            }
+            p[i] = keep;
+        }
+    }
+    return true;
+}
+
+static ot_err save_and_mirror(struct ctx *c, char *why, size_t cap)
+{
+    ot_err err;
+
+    if (!state_dir_make(c->o.state)) {
+        (void)snprintf(why, cap, "state directory %s: %s", c->o.state, strerror(errno));
+        return OT_E_IO;
+    }
+    err = agent_selist_save(c->o.state, &c->list);
+
+    if (err != OT_OK) {
+        (void)snprintf(why, cap, "the SE list could not be written");
+        return err;
+    }
+    if (c->mno != NULL) {
+        return agent_mno_mirror(c->mno, &c->list, why, cap);
+    }
+    return OT_OK;
+}
+
+/* Verifies one reader and updates the list; the outcome for the report. */
+static const char *verify_one(struct ctx *c, struct agent_reader *r,
+                              const struct agent_known_cins *known, bool *changed, ot_err *err_out,
+                              char *why, size_t cap)
+{
+    struct agent_idcheck chk = {agent_known_cins_check, (void *)known};
+    struct agent_se se;
+    struct agent_se *old = agent_selist_by_reader(&c->list, agent_reader_name(r));
+    const char *outcome;
+    ot_err err;
+
+    why[0] = '\0';
+    err = agent_se_verify(r, c->o.isd, c->o.isd_len, &chk, &se, why, cap);
+    *err_out = err;
+    if (err == OT_E_NO_CARD) {
+        return "absent"; /* the list keeps what it had: the card may come back */
+    }
+    if (err != OT_OK) {
+        if (old != NULL
+            && (err == OT_E_FORBIDDEN || old->cin_len != se.cin_len
+                || memcmp(old->cin, se.cin, se.cin_len) != 0)) {
+            /* The card in this reader is not the listed one any more. */
+            (void)agent_selist_remove(&c->list, agent_reader_name(r));
+            *changed = true;
+        }
+        return err == OT_E_FORBIDDEN ? "refused" : "failed";
+    }
+    if (old == NULL) {
+        outcome = "added";
+    } else if (old->cin_len != se.cin_len || memcmp(old->cin, se.cin, se.cin_len) != 0) {
+        outcome = "replaced";
+    } else {
+        outcome = "verified";
+    }
+    err = agent_selist_put(&c->list, &se);
+    if (err != OT_OK) {
+        *err_out = err;
+        (void)snprintf(why, cap, "%s",
+                       err == OT_E_CONFLICT ? "this CIN is listed under another reader"
+                                            : "the SE list is full");
+        return "failed";
+    }
+    *changed = true;
+    OT_LOG_INFO("event=se_%s reader=%s", outcome, se.reader);
+    return outcome;
+}
+
+static int verify_readers(struct ctx *c, struct agent_reader **rs, size_t n, json_t *report)
+{
+    struct agent_known_cins known;
+    char why[256];
+    bool changed = false;
+    int rc = 0;
+    size_t i;
+    ot_err err;
+
+    err = agent_mno_known_cins(c->mno, &known, why, sizeof why);
+    if (err != OT_OK) {
+        fprintf(stderr, "se-agent: cannot check SEs against the platform: %s\n", why);
+        return EXIT_FAIL;
+    }
+    for (i = 0; i < n; i++) {
+        const char *outcome = verify_one(c, rs[i], &known, &changed, &err, why, sizeof why);
+        if (err != OT_OK) {
+            rc = EXIT_FAIL;
+        }
+        if (report != NULL) {
+            json_t *o = json_obj_new();
+            if (o != NULL) {
+                (void)json_put_str(o, "reader", agent_reader_name(rs[i]));
+                (void)json_put_str(o, "outcome", outcome);
+                (void)json_put_str(o, "error", err == OT_OK ? NULL : why);
+                (void)json_push(report, o);
+            }
+        } else if (!c->o.json) {
+            printf("%s: %s%s%s\n", agent_reader_name(rs[i]), outcome, err == OT_OK ? "" : ": ",
+                   err == OT_OK ? "" : why);
+        }
+    }
+    if (changed) {
+        err = save_and_mirror(c, why, sizeof why);
+        if (err != OT_OK) {
+            fprintf(stderr, "se-agent: %s\n", why);
+            rc = EXIT_FAIL;
+        }
+    }
+    return rc;
+}
+
+static int pick_readers(struct ctx *c, struct agent_reader **rs, size_t *n)
+{
+    int i;
+
+    *n = 0;
+    if (c->o.nargs == 0) {
+        for (*n = 0; *n < agent_service_nreaders(c->svc); (*n)++) {
+            rs[*n] = agent_service_reader_at(c->svc, *n);
+        }
+        if (*n == 0) {
+            return usage_err("%s", "no reader: give --reader NAME=...");
+        }
+        return 0;
+    }
+    for (i = 0; i < c->o.nargs; i++) {
+        struct agent_reader *r = agent_service_reader(c->svc, c->o.args[i]);
+        if (r == NULL) {
+            return usage_err("no reader named '%s' (see --reader)", c->o.args[i]);
+        }
+        if (*n >= AGENT_MAX_READERS) {
+            return usage_err("at most 16 readers (%s)", c->o.args[i]);
+        }
+        rs[(*n)++] = r;
+    }
+    return 0;
+}
+
+static int cmd_verify(struct ctx *c)
+{
+    struct agent_reader *rs[AGENT_MAX_READERS];
+    json_t *doc = NULL;
+    json_t *report = NULL;
+    size_t n;
+    int rc = pick_readers(c, rs, &n);
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (c->o.json) {
+        doc = json_obj_new();
+        report = json_arr_new();
+        if (doc == NULL || report == NULL || json_put(doc, "results", report) != OT_OK) {
+            json_free(doc);
+            return EXIT_FAIL;
+        }
+    }
+    rc = verify_readers(c, rs, n, report);
+    if (doc != NULL) {
+        (void)json_put(doc, "secure_elements", items_json(&c->list));
+        print_json(doc);
+    }
+    return rc;
+}
+
+static int cmd_remove(struct ctx *c)
+{
+    char why[256];
+    int i;
+    ot_err err;
+
+    if (c->o.nargs == 0) {
+        return usage_err("%s", "remove needs the reader(s) whose SE to delete");
+    }
+    for (i = 0; i < c->o.nargs; i++) {
+        if (agent_selist_by_reader(&c->list, c->o.args[i]) == NULL) {
+            fprintf(stderr, "se-agent: no SE in the list under reader '%s'; nothing removed\n",
+                    c->o.args[i]);
+            return EXIT_FAIL;
+        }
+    }
+    for (i = 0; i < c->o.nargs; i++) {
+        (void)agent_selist_remove(&c->list, c->o.args[i]);
+        OT_LOG_INFO("event=se_removed reader=%s", c->o.args[i]);
+    }
+    err = save_and_mirror(c, why, sizeof why);
+    if (err != OT_OK) {
+        fprintf(stderr, "se-agent: %s\n", why);
+        return EXIT_FAIL;
+    }
+    if (c->o.json) {
+        print_json(list_json(&c->list));
+    } else {
+        for (i = 0; i < c->o.nargs; i++) {
+            printf("%s: removed\n", c->o.args[i]);
+        }
+    }
+    return 0;
+}
+
+static int cmd_status(struct ctx *c)
+{
+    json_t *doc = json_obj_new();
+    json_t *arr = json_arr_new();
+    char cin[2 * AGENT_CIN_MAX + 1];
+    size_t i;
+
+    if (doc == NULL || arr == NULL) {
+        json_free(doc);
+        json_free(arr);
+        return EXIT_FAIL;
+    }
+    (void)json_put_str(doc, "state_dir", c->o.state);
+    (void)json_put(doc, "readers", arr);
+    if (!c->o.json) {
+        printf("%-8s %-7s %-8s %-32s %s\n", "READER", "KIND", "CARD", "LISTED CIN", "TARGET");
+    }
+    for (i = 0; i < agent_service_nreaders(c->svc); i++) {
+        struct agent_reader *r = agent_service_reader_at(c->svc, i);
+        struct agent_se *se = agent_selist_by_reader(&c->list, agent_reader_name(r));
+        bool present = agent_reader_present(r);
+        json_t *o = json_obj_new();
+
+        hex_or_dash(se != NULL ? se->cin : NULL, se != NULL ? se->cin_len : 0, cin, sizeof cin);
+        if (o != NULL) {
+            (void)json_put_str(o, "name", agent_reader_name(r));
+            (void)json_put_str(o, "kind", agent_reader_kind(r));
+            (void)json_put_str(o, "target", agent_reader_target(r));
+            (void)json_put_bool(o, "present", present);
+            (void)json_put_str(o, "cin", se != NULL ? cin : NULL);
+            (void)json_push(arr, o);
+        }
+        if (!c->o.json) {
+            printf("%-8s %-7s %-8s %-32s %s\n", agent_reader_name(r), agent_reader_kind(r),
+                   present ? "present" : "absent", cin, agent_reader_target(r));
+        }
+    }
+    (void)json_put_int(doc, "secure_elements", (int64_t)c->list.n);
+    if (c->o.json) {
+        print_json(doc);
+    } else {
+        printf("%zu SE%s in the list (%s)\n", c->list.n, c->list.n == 1 ? "" : "s", c->o.state);
+        json_free(doc);
+    }
+    return 0;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static int cmd_run(struct ctx *c)
+{
+    struct agent_reader *rs[AGENT_MAX_READERS];
+    bool was[AGENT_MAX_READERS];
+    struct sigaction sa;
+    struct timespec ts;
+    size_t n, i;
+    int rc = pick_readers(c, rs, &n);
+
+    if (rc != 0) {
+        return rc;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    (void)sigaction(SIGPIPE, &sa, NULL);
+    OT_LOG_INFO("event=started readers=%zu listed=%zu state=%s", n, c->list.n, c->o.state);
+    /* At start every reader is verified: a card swapped while the agent was
+     * down is found here. */
+    (void)verify_readers(c, rs, n, NULL);
+    for (i = 0; i < n; i++) {
+        was[i] = agent_reader_present(rs[i]);
+    }
+    fflush(stdout);
+    while (!g_stop) {
+        ts.tv_sec = c->o.poll_ms / 1000;
+        ts.tv_nsec = (long)(c->o.poll_ms % 1000) * 1000000L;
+        (void)nanosleep(&ts, NULL);
+        for (i = 0; i < n && !g_stop; i++) {
+            bool now = agent_reader_present(rs[i]);
+            if (now && !was[i]) {
+                OT_LOG_INFO("event=card_inserted reader=%s", agent_reader_name(rs[i]));
+                (void)verify_readers(c, &rs[i], 1, NULL);
+                fflush(stdout);
+            } else if (!now && was[i]) {
+                OT_LOG_INFO("event=card_removed reader=%s", agent_reader_name(rs[i]));
+            }
+            was[i] = now;
+        }
+    }
+    OT_LOG_INFO("event=stopped listed=%zu", c->list.n);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctx c;
+    struct ot_log_cfg lc = {OT_LOG_LVL_WARN, OT_LOG_FMT_TEXT, NULL};
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    rc = parse_opts(argc, argv, &c.o);
+    if (rc != 0) {
+        goto out;
+    }
+    if (c.o.log_level != NULL && ot_log_level_parse(c.o.log_level, &lc.level) != OT_OK) {
+        rc = usage_err("bad --log-level '%s' (error, warn, info, debug, trace)", c.o.log_level);
+        goto out;
+    }
+    ot_log_configure(&lc);
+    if (strcmp(c.o.cmd, "list") == 0) {
+        rc = setup(&c, false);
+        rc = rc != 0 ? rc : cmd_list(&c);
+    } else if (strcmp(c.o.cmd, "verify") == 0) {
+        rc = setup(&c, true);
+        rc = rc != 0 ? rc : cmd_verify(&c);
+    } else if (strcmp(c.o.cmd, "remove") == 0) {
+        rc = setup(&c, c.o.mno_url != NULL);
+        rc = rc != 0 ? rc : cmd_remove(&c);
+    } else if (strcmp(c.o.cmd, "status") == 0) {
+        rc = setup(&c, false);
+        rc = rc != 0 ? rc : cmd_status(&c);
+    } else if (strcmp(c.o.cmd, "run") == 0) {
+        rc = setup(&c, true);
+        rc = rc != 0 ? rc : cmd_run(&c);
+    } else {
+        rc = usage_err("unknown command '%s' (run, list, verify, remove, status)", c.o.cmd);
+    }
+out:
+    agent_mno_free(c.mno);
+    agent_service_free(c.svc);
+    memset(c.token, 0, sizeof c.token);
+    free(c.o.args);
+    return rc;
+}
