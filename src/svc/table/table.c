@@ -2,6 +2,7 @@
  * (testsvc/testsvc.h): always built, enabled only when listed. */
 #include "svc/table/table.h"
 
+#include "mno/mno.h"
 #include "svc/svc.h"
 #include "testsvc/testsvc.h"
 #include "tsm/tsm.h"
@@ -9,6 +10,7 @@
 const struct svc_def *const svc_table[] = {
     &tsm_svc_def,
     &testsvc_def,
+    &mno_svc_def,
 };
 
 const size_t svc_table_n = sizeof(svc_table) / sizeof(svc_table[0]);

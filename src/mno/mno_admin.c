@@ -1,0 +1,895 @@
+/* mno admin sessions: the device side of RAM over HTTP (docs/ota.md §5-6).
+ * Every POST is one transaction: a malformed message is refused before
+ * anything is written, and a repeated POST (X-Admin-Resume) gets the answer
+ * the first one got. */
+#define OT_LOG_COMPONENT "mno"
+#include "core/buf.h"
+#include "core/hex.h"
+#include "core/log.h"
+#include "db/db.h"
+#include "mno/mno_priv.h"
+#include "mno/mno_script.h"
+#include "svc/kit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MNO_FROM_CIN  "//se-id/cin/"
+#define MNO_FROM_IMEI ";//agent-id/imei/"
+
+enum mno_status {
+    MNO_ST_NONE,
+    MNO_ST_OK,
+    MNO_ST_UNKNOWN_APP,
+    MNO_ST_NOT_SD,
+    MNO_ST_SECURITY,
+    MNO_ST_SE_UNAVAILABLE,
+    MNO_ST_INTERRUPTED,
+};
+
+static const char *const mno_status_names[] = {
+    "",
+    "ok",
+    "unknown-application",
+    "not-a-security-domain",
+    "security-error",
+    "se-unavailable",
+    "interrupted",
+};
+
+struct mno_msg {
+    enum mno_status status;
+    bool resume;
+    uint8_t cin[MNO_CIN_MAX];
+    size_t cin_n;
+    char imei[MNO_DIGITS_MAX + 1];
+    const uint8_t *body;
+    size_t body_n;
+};
+
+static void mno_admin_err(struct net_resp *resp, ot_err e, const char *code, const char *msg,
+                          const char *field)
+{
+    net_resp_error(resp, e, code, msg, field);
+    net_resp_header(resp, "X-Admin-Protocol", MNO_PROTO);
+}
+
+/* X-Admin-From: //se-id/cin/<HEX>;//agent-id/imei/<digits>, exactly. */
+static bool mno_from_parse(const char *s, struct mno_msg *msg)
+{
+    const char *hex;
+    const char *sep;
+    size_t hn;
+
+    if (s == NULL || strncmp(s, MNO_FROM_CIN, strlen(MNO_FROM_CIN)) != 0) {
+        return false;
+    }
+    hex = s + strlen(MNO_FROM_CIN);
+    sep = strchr(hex, ';');
+    if (sep == NULL) {
+        return false;
+    }
+    hn = (size_t)(sep - hex);
+    if (hn == 0 || hn > MNO_CIN_MAX * 2 || hn % 2 != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < hn; i++) {
+        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'A' && hex[i] <= 'F'))) {
+            return false; /* upper case only */
+        }
+    }
+    msg->cin_n = sizeof(msg->cin);
+    if (hex_decode(hex, hn, msg->cin, &msg->cin_n) != OT_OK) {
+        return false;
+    }
+    if (strncmp(sep, MNO_FROM_IMEI, strlen(MNO_FROM_IMEI)) != 0) {
+        return false;
+    }
+    sep += strlen(MNO_FROM_IMEI);
+    if (!mno_digits_ok(sep, 14, MNO_DIGITS_MAX)) {
+        return false;
+    }
+    snprintf(msg->imei, sizeof(msg->imei), "%s", sep);
+    return true;
+}
+
+/* The headers every admin POST carries (docs/ota.md §9). */
+static bool mno_msg_parse(struct net_req *req, struct net_resp *resp, bool first,
+                          struct mno_msg *msg)
+{
+    const char *proto = net_req_header(req, "X-Admin-Protocol");
+    const char *from = net_req_header(req, "X-Admin-From");
+    const char *status = net_req_header(req, "X-Admin-Script-Status");
+    const char *resume = net_req_header(req, "X-Admin-Resume");
+    const char *ct = net_req_header(req, "Content-Type");
+
+    memset(msg, 0, sizeof(*msg));
+    msg->body = net_req_body(req, &msg->body_n);
+    if (proto == NULL || strcmp(proto, MNO_PROTO) != 0) {
+        mno_admin_err(resp, OT_E_FORMAT, NULL, "must be " MNO_PROTO, "X-Admin-Protocol");
+        return false;
+    }
+    if (!mno_from_parse(from, msg)) {
+        mno_admin_err(resp, OT_E_FORMAT, NULL,
+                      "must be //se-id/cin/<CIN upper-case hex>;//agent-id/imei/<IMEI>",
+                      "X-Admin-From");
+        return false;
+    }
+    if (resume != NULL) {
+        if (strcmp(resume, "true") != 0) {
+            mno_admin_err(resp, OT_E_FORMAT, NULL, "only \"true\"", "X-Admin-Resume");
+            return false;
+        }
+        msg->resume = true;
+    }
+    if (first) {
+        if (status != NULL) {
+            mno_admin_err(resp, OT_E_FORMAT, NULL, "not on the first POST",
+                          "X-Admin-Script-Status");
+            return false;
+        }
+    } else {
+        for (size_t i = 1;
+             status != NULL && i < sizeof(mno_status_names) / sizeof(mno_status_names[0]); i++) {
+            if (strcmp(status, mno_status_names[i]) == 0) {
+                msg->status = (enum mno_status)i;
+            }
+        }
+        if (msg->status == MNO_ST_NONE) {
+            mno_admin_err(resp, OT_E_FORMAT, NULL,
+                          "ok, unknown-application, not-a-security-domain, security-error, "
+                          "se-unavailable or interrupted",
+                          "X-Admin-Script-Status");
+            return false;
+        }
+    }
+    if (msg->status == MNO_ST_OK) {
+        if (ct == NULL || strcmp(ct, MNO_CT_RSP) != 0) {
+            mno_admin_err(resp, OT_E_FORMAT, NULL, "must be " MNO_CT_RSP, "Content-Type");
+            return false;
+        }
+        if (msg->body_n == 0) {
+            mno_admin_err(resp, OT_E_FORMAT, "bad_script", "a response script is required", "body");
+            return false;
+        }
+    } else if (msg->body_n != 0) {
+        mno_admin_err(resp, OT_E_FORMAT, NULL,
+                      first ? "the first POST has no body" : "no body with this script status",
+                      "body");
+        return false;
+    }
+    return true;
+}
+
+struct mno_ajob {
+    int64_t id;
+    int64_t device_id;
+    uint8_t cin[MNO_CIN_MAX];
+    size_t cin_n; /* 0: named by reader only */
+    char reader[MNO_READER_MAX + 1];
+    uint8_t aid[16];
+    size_t aid_n;
+    bool interactive;
+    bool closed;
+    enum mno_job_state state;
+};
+
+static ot_err mno_ajob_load(struct mno *m, struct db_conn *c, int64_t id, int64_t device_id,
+                            struct mno_ajob *j)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    const char *t = NULL;
+    int64_t v = 0;
+    ot_err err = OT_OK;
+
+    memset(j, 0, sizeof(*j));
+    OT_TRY(db_prepare(c,
+                      "SELECT device_id, se_cin, se_reader, aid, interactive, state, closed"
+                      " FROM mno_jobs WHERE id = $1 AND instance = $2",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, id));
+    OT_TRY(db_bind_text(st, 2, m->instance));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    OT_TRY(db_col_int64(st, 0, &j->device_id));
+    if (j->device_id != device_id) {
+        OT_FAIL(OT_E_NOT_FOUND); /* another device's job is not there */
+    }
+    j->id = id;
+    OT_TRY(db_col_blob(st, 1, &p, &n));
+    if (p != NULL && n <= sizeof(j->cin)) {
+        memcpy(j->cin, p, n);
+        j->cin_n = n;
+    }
+    OT_TRY(db_col_text(st, 2, &t));
+    snprintf(j->reader, sizeof(j->reader), "%s", t != NULL ? t : "");
+    OT_TRY(db_col_blob(st, 3, &p, &n));
+    if (n > sizeof(j->aid)) {
+        OT_FAIL(OT_E_CORRUPT);
+    }
+    memcpy(j->aid, p, n);
+    j->aid_n = n;
+    OT_TRY(db_col_int64(st, 4, &v));
+    j->interactive = v != 0;
+    OT_TRY(db_col_text(st, 5, &t));
+    OT_TRY(mno_job_state_parse(t, &j->state));
+    OT_TRY(db_col_int64(st, 6, &v));
+    j->closed = v != 0;
+out:
+    db_reset(st);
+    return err;
+}
+
+/* The SE the agent says it opened must be the job's: by CIN, or the CIN of
+ * the job's reader on the device's mirrored list, or (reader not mirrored)
+ * one of the CINs known for the device. Fixes the job's CIN. */
+static ot_err mno_ajob_se_check(struct mno *m, struct db_conn *c, struct mno_ajob *j,
+                                const struct mno_msg *msg, bool *ok)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    *ok = false;
+    if (j->cin_n > 0) {
+        *ok = j->cin_n == msg->cin_n && memcmp(j->cin, msg->cin, msg->cin_n) == 0;
+        return OT_OK;
+    }
+    OT_TRY(db_prepare(c,
+                      "SELECT 1 FROM mno_ses WHERE instance = $1 AND device_id = $2"
+                      " AND reader = $3 AND cin = $4",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, m->instance));
+    OT_TRY(db_bind_int64(st, 2, j->device_id));
+    OT_TRY(db_bind_text(st, 3, j->reader));
+    OT_TRY(db_bind_blob(st, 4, msg->cin, msg->cin_n));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    if (!row) {
+        OT_TRY(db_prepare(c,
+                          "SELECT 1 FROM mno_known_cins WHERE instance = $1 AND device_id = $2"
+                          " AND cin = $3 AND NOT EXISTS (SELECT 1 FROM mno_ses WHERE instance"
+                          " = $1 AND device_id = $2 AND reader = $4)",
+                          &st));
+        OT_TRY(db_bind_text(st, 1, m->instance));
+        OT_TRY(db_bind_int64(st, 2, j->device_id));
+        OT_TRY(db_bind_blob(st, 3, msg->cin, msg->cin_n));
+        OT_TRY(db_bind_text(st, 4, j->reader));
+        OT_TRY(db_step(st, &row));
+        db_reset(st);
+        st = NULL;
+    }
+    if (row) {
+        OT_TRY(db_prepare(c, "UPDATE mno_jobs SET se_cin = $1 WHERE id = $2", &st));
+        OT_TRY(db_bind_blob(st, 1, msg->cin, msg->cin_n));
+        OT_TRY(db_bind_int64(st, 2, j->id));
+        OT_TRY(db_step(st, &row));
+        memcpy(j->cin, msg->cin, msg->cin_n);
+        j->cin_n = msg->cin_n;
+        *ok = true;
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+struct mno_sc {
+    int64_t seq;
+    uint8_t *cmd;
+    size_t cmd_n;
+    uint8_t *rsp; /* NULL: no responses yet */
+    size_t rsp_n;
+};
+
+static void mno_sc_free(struct mno_sc *s)
+{
+    free(s->cmd);
+    free(s->rsp);
+    memset(s, 0, sizeof(*s));
+}
+
+static ot_err mno_dup(const uint8_t *p, size_t n, uint8_t **out)
+{
+    *out = malloc(n ? n : 1);
+    if (*out == NULL) {
+        return OT_E_NOMEM;
+    }
+    if (n) {
+        memcpy(*out, p, n);
+    }
+    return OT_OK;
+}
+
+/* Script seq of the job; OT_E_NOT_FOUND when there is none. */
+static ot_err mno_sc_load(struct db_conn *c, int64_t job_id, int64_t seq, struct mno_sc *s)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    ot_err err = OT_OK;
+
+    memset(s, 0, sizeof(*s));
+    OT_TRY(db_prepare(c, "SELECT cmd, rsp FROM mno_scripts WHERE job_id = $1 AND seq = $2", &st));
+    OT_TRY(db_bind_int64(st, 1, job_id));
+    OT_TRY(db_bind_int64(st, 2, seq));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    s->seq = seq;
+    OT_TRY(db_col_blob(st, 0, &p, &n));
+    OT_TRY(mno_dup(p, n, &s->cmd));
+    s->cmd_n = n;
+    OT_TRY(db_col_blob(st, 1, &p, &n));
+    if (p != NULL) {
+        OT_TRY(mno_dup(p, n, &s->rsp));
+        s->rsp_n = n;
+    }
+out:
+    db_reset(st);
+    if (err != OT_OK) {
+        mno_sc_free(s);
+    }
+    return err;
+}
+
+static void mno_send_script(struct mno *m, struct net_resp *resp, const struct mno_ajob *j,
+                            const struct mno_sc *s, bool first)
+{
+    char uri[SVC_PREFIX_MAX + 64];
+    char app[64];
+    char aid[40];
+
+    snprintf(uri, sizeof(uri), "%s/admin/jobs/%lld/scripts/%lld", m->prefix, (long long)j->id,
+             (long long)s->seq);
+    net_resp_bytes(resp, 200, MNO_CT_CMD, s->cmd, s->cmd_n);
+    net_resp_header(resp, "X-Admin-Protocol", MNO_PROTO);
+    net_resp_header(resp, "X-Admin-Next-URI", uri);
+    if (first && hex_encode(j->aid, j->aid_n, aid, sizeof(aid)) == OT_OK && j->aid_n >= 5) {
+        snprintf(app, sizeof(app), "//aid/%.10s/%s", aid, aid + 10);
+        net_resp_header(resp, "X-Admin-Targeted-Application", app);
+    }
+}
+
+static void mno_send_wait(struct mno *m, struct net_resp *resp, int64_t job_id, int64_t seq)
+{
+    char uri[SVC_PREFIX_MAX + 64];
+    char ra[24];
+
+    if (seq == 0) {
+        snprintf(uri, sizeof(uri), "%s/admin/jobs/%lld", m->prefix, (long long)job_id);
+    } else {
+        snprintf(uri, sizeof(uri), "%s/admin/jobs/%lld/scripts/%lld", m->prefix, (long long)job_id,
+                 (long long)seq);
+    }
+    snprintf(ra, sizeof(ra), "%lld", (long long)(m->heartbeat_s < 30 ? m->heartbeat_s : 30));
+    net_resp_bytes(resp, 202, NULL, NULL, 0);
+    net_resp_header(resp, "X-Admin-Protocol", MNO_PROTO);
+    net_resp_header(resp, "X-Admin-Next-URI", uri);
+    net_resp_header(resp, "Retry-After", ra);
+}
+
+static void mno_send_end(struct net_resp *resp)
+{
+    net_resp_bytes(resp, 204, NULL, NULL, 0);
+    net_resp_header(resp, "X-Admin-Protocol", MNO_PROTO);
+}
+
+/* Counts EXTERNAL AUTHENTICATE outcomes of one answered script per SE and
+ * key version (the version from the INITIALIZE UPDATE answer before it);
+ * raises an alert at the limit. *blocked: the SE's jobs stop now. */
+static ot_err mno_auth_account(struct mno *m, struct db_conn *c, struct net_req *req,
+                               const struct mno_ajob *j, const struct mno_script *cmd,
+                               const struct mno_script *rsp, bool *blocked)
+{
+    struct db_stmt *st = NULL;
+    int64_t kvn = 0;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    *blocked = false;
+    for (size_t i = 0; i < rsp->n; i++) {
+        const uint8_t *a = cmd->items[i].p;
+        const uint8_t *r = rsp->items[i].p;
+        size_t rn = rsp->items[i].n;
+        uint16_t sw = (uint16_t)((r[rn - 2] << 8) | r[rn - 1]);
+        int64_t failures = 0;
+
+        if ((a[0] & 0x80u) && a[1] == 0x50u && sw == 0x9000u && rn >= 13) {
+            kvn = r[10];
+            continue;
+        }
+        if (!((a[0] & 0x80u) && a[1] == 0x82u)) {
+            continue;
+        }
+        if (sw == 0x9000u) {
+            OT_TRY(db_prepare(c,
+                              "DELETE FROM mno_auth_failures WHERE instance = $1 AND cin = $2"
+                              " AND kvn = $3",
+                              &st));
+        } else {
+            atomic_fetch_add(&m->m_auth_failures, 1);
+            OT_TRY(db_prepare(c,
+                              "INSERT INTO mno_auth_failures (instance, cin, kvn, failures,"
+                              " updated_at) VALUES ($1, $2, $3, 1, $4) ON CONFLICT (instance,"
+                              " cin, kvn) DO UPDATE SET failures = mno_auth_failures.failures + 1,"
+                              " updated_at = excluded.updated_at RETURNING failures",
+                              &st));
+            OT_TRY(db_bind_int64(st, 4, mno_now()));
+        }
+        OT_TRY(db_bind_text(st, 1, m->instance));
+        OT_TRY(db_bind_blob(st, 2, j->cin, j->cin_n));
+        OT_TRY(db_bind_int64(st, 3, kvn));
+        OT_TRY(db_step(st, &row));
+        if (row && sw != 0x9000u) {
+            OT_TRY(db_col_int64(st, 0, &failures));
+        }
+        db_reset(st);
+        st = NULL;
+        if (failures >= m->auth_fail_limit) {
+            char res[SVC_PREFIX_MAX + 96];
+            char hex[MNO_CIN_MAX * 2 + 1];
+            char data[200];
+            bool open_alert = false;
+            OT_TRY(hex_encode(j->cin, j->cin_n, hex, sizeof(hex)));
+            OT_TRY(db_prepare(c,
+                              "SELECT 1 FROM mno_alerts WHERE instance = $1 AND cin = $2"
+                              " AND cleared = 0",
+                              &st));
+            OT_TRY(db_bind_text(st, 1, m->instance));
+            OT_TRY(db_bind_blob(st, 2, j->cin, j->cin_n));
+            OT_TRY(db_step(st, &open_alert));
+            db_reset(st);
+            st = NULL;
+            *blocked = true;
+            if (open_alert) {
+                continue;
+            }
+            OT_TRY(db_prepare(c,
+                              "INSERT INTO mno_alerts (instance, cin, kvn, failures, created_at)"
+                              " VALUES ($1, $2, $3, $4, $5)",
+                              &st));
+            OT_TRY(db_bind_text(st, 1, m->instance));
+            OT_TRY(db_bind_blob(st, 2, j->cin, j->cin_n));
+            OT_TRY(db_bind_int64(st, 3, kvn));
+            OT_TRY(db_bind_int64(st, 4, failures));
+            OT_TRY(db_bind_int64(st, 5, mno_now()));
+            OT_TRY(db_step(st, &row));
+            db_reset(st);
+            st = NULL;
+            atomic_fetch_add(&m->m_alerts, 1);
+            snprintf(res, sizeof(res), "%s/secure-elements/%s/keys/%lld", m->prefix, hex,
+                     (long long)kvn);
+            OT_TRY(svc_audit(m->kit, c, req, "mno.se.auth_blocked", res, "alert"));
+            snprintf(data, sizeof(data), "{\"cin\":\"%s\",\"kvn\":%lld,\"failures\":%lld}", hex,
+                     (long long)kvn, (long long)failures);
+            OT_TRY(mno_event_add(m, c, 0, "alert", data));
+            OT_LOG_WARN("SE %s key version %lld: %lld failed EXTERNAL AUTHENTICATEs, jobs stopped",
+                        hex, (long long)kvn, (long long)failures);
+        }
+    }
+    if (*blocked) {
+        /* The SE's other waiting jobs stop too. */
+        OT_TRY(db_prepare(c,
+                          "UPDATE mno_jobs SET state = 'failed', reason = 'se_blocked',"
+                          " updated_at = $1 WHERE instance = $2 AND se_cin = $3 AND state IN"
+                          " ('queued', 'delivering') AND id <> $4",
+                          &st));
+        OT_TRY(db_bind_int64(st, 1, mno_now()));
+        OT_TRY(db_bind_text(st, 2, m->instance));
+        OT_TRY(db_bind_blob(st, 3, j->cin, j->cin_n));
+        OT_TRY(db_bind_int64(st, 4, j->id));
+        OT_TRY(db_step(st, &row));
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+static bool mno_blocked(struct mno *m, struct db_conn *c, const struct mno_ajob *j, ot_err *err)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+
+    *err = db_prepare(
+        c, "SELECT 1 FROM mno_alerts WHERE instance = $1 AND cin = $2 AND cleared = 0", &st);
+    if (*err == OT_OK) {
+        *err = db_bind_text(st, 1, m->instance);
+    }
+    if (*err == OT_OK) {
+        *err = db_bind_blob(st, 2, j->cin, j->cin_n);
+    }
+    if (*err == OT_OK) {
+        *err = db_step(st, &row);
+    }
+    db_reset(st);
+    return row;
+}
+
+static ot_err mno_job_stop(struct db_conn *c, int64_t job_id, size_t index, uint16_t sw)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_prepare(c, "UPDATE mno_jobs SET stop_index = $1, stop_sw = $2 WHERE id = $3", &st));
+    OT_TRY(db_bind_int64(st, 1, (int64_t)index));
+    OT_TRY(db_bind_int64(st, 2, sw));
+    OT_TRY(db_bind_int64(st, 3, job_id));
+    OT_TRY(db_step(st, &row));
+out:
+    db_reset(st);
+    return err;
+}
+
+static bool mno_admin_begin(struct mno *m, struct net_req *req, struct net_resp *resp,
+                            struct db_conn **c, struct mno_device *d, int64_t *job_id)
+{
+    ot_err err;
+
+    if (!svc_id_of_path(req, resp, "id", job_id)) {
+        net_resp_header(resp, "X-Admin-Protocol", MNO_PROTO);
+        return false;
+    }
+    err = svc_tx_begin(m->kit, c);
+    if (err == OT_OK) {
+        err = mno_device_of_caller(m, *c, req, d);
+    }
+    if (err != OT_OK) {
+        svc_tx_abort(c);
+        mno_admin_err(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such job" : NULL, NULL);
+        return false;
+    }
+    return true;
+}
+
+static void mno_admin_commit(struct db_conn **c, struct net_resp *resp)
+{
+    ot_err err = db_commit(*c);
+
+    if (err != OT_OK) {
+        db_rollback(*c);
+        mno_admin_err(resp, err, NULL, NULL, NULL);
+    }
+    db_release(*c);
+    *c = NULL;
+}
+
+/* POST /admin/jobs/{id}: opens (or, with X-Admin-Resume, re-opens) the
+ * job's session. */
+void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct mno *m = ctx;
+    struct db_conn *c = NULL;
+    struct mno_device d;
+    struct mno_msg msg;
+    struct mno_ajob j;
+    struct mno_sc sc;
+    int64_t job_id = 0;
+    bool se_ok = false;
+    bool blocked;
+    char res[96];
+    ot_err err = OT_OK;
+
+    memset(&sc, 0, sizeof(sc));
+    if (!mno_msg_parse(req, resp, true, &msg)) {
+        return;
+    }
+    if (!mno_admin_begin(m, req, resp, &c, &d, &job_id)) {
+        return;
+    }
+    err = mno_ajob_load(m, c, job_id, d.id, &j);
+    if (err == OT_E_NOT_FOUND) {
+        mno_admin_err(resp, err, NULL, "no such job", NULL);
+        goto done;
+    }
+    OT_TRY(err);
+    if (strcmp(msg.imei, d.imei) != 0) {
+        mno_admin_err(resp, OT_E_FORMAT, NULL, "the IMEI is not this device's", "X-Admin-From");
+        goto done;
+    }
+    if (j.state != MNO_J_QUEUED && j.state != MNO_J_DELIVERING && j.state != MNO_J_RUNNING) {
+        mno_send_end(resp);
+        goto done;
+    }
+    OT_TRY(mno_ajob_se_check(m, c, &j, &msg, &se_ok));
+    if (!se_ok) {
+        mno_admin_err(resp, OT_E_FORMAT, NULL, "the SE is not the job's", "X-Admin-From");
+        goto done;
+    }
+    if (j.state == MNO_J_RUNNING) {
+        if (!msg.resume) {
+            mno_admin_err(resp, OT_E_CONFLICT, "session_open",
+                          "the session is open: resume it with X-Admin-Resume: true", NULL);
+            goto done;
+        }
+        err = mno_sc_load(c, j.id, 1, &sc);
+        if (err == OT_E_NOT_FOUND) {
+            mno_send_wait(m, resp, j.id, 0);
+            err = OT_OK;
+            goto done;
+        }
+        OT_TRY(err);
+        if (sc.rsp != NULL) {
+            mno_admin_err(resp, OT_E_STATE, "session_state",
+                          "script 1 has its responses: POST to the current script", NULL);
+            goto done;
+        }
+        mno_send_script(m, resp, &j, &sc, true);
+        goto done;
+    }
+    blocked = mno_blocked(m, c, &j, &err);
+    OT_TRY(err);
+    if (blocked) {
+        OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, "se_blocked"));
+        snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
+        OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, "se_blocked"));
+        mno_admin_commit(&c, resp);
+        mno_admin_err(resp, OT_E_CONFLICT, "se_blocked",
+                      "this SE's jobs are stopped after failed EXTERNAL AUTHENTICATEs", NULL);
+        goto done;
+    }
+    OT_TRY(mno_job_move(m, c, j.id, MNO_EV_OPEN, NULL));
+    snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
+    OT_TRY(svc_audit(m->kit, c, req, "mno.job.open", res, "ok"));
+    err = mno_sc_load(c, j.id, 1, &sc);
+    if (err == OT_E_NOT_FOUND) {
+        err = OT_OK;
+        mno_send_wait(m, resp, j.id, 0);
+    } else {
+        OT_TRY(err);
+        mno_send_script(m, resp, &j, &sc, true);
+    }
+    mno_admin_commit(&c, resp);
+out:
+    if (err != OT_OK) {
+        mno_admin_err(resp, err, NULL, NULL, NULL);
+    }
+done:
+    mno_sc_free(&sc);
+    svc_tx_abort(&c);
+}
+
+/* The answer after script seq has its responses: the next script, a wait,
+ * or the end (finishing the job when it is over). */
+static ot_err mno_after(struct mno *m, struct db_conn *c, struct net_req *req,
+                        struct net_resp *resp, struct mno_ajob *j, int64_t seq, bool *commit)
+{
+    struct mno_sc next;
+    char res[96];
+    ot_err err = OT_OK;
+
+    memset(&next, 0, sizeof(next));
+    if (j->state != MNO_J_RUNNING) {
+        mno_send_end(resp);
+        return OT_OK;
+    }
+    if (j->interactive) {
+        err = mno_sc_load(c, j->id, seq + 1, &next);
+        if (err == OT_OK) {
+            mno_send_script(m, resp, j, &next, false);
+            mno_sc_free(&next);
+            return OT_OK;
+        }
+        if (err != OT_E_NOT_FOUND) {
+            return err;
+        }
+        err = OT_OK;
+        if (!j->closed) {
+            mno_send_wait(m, resp, j->id, seq);
+            return OT_OK;
+        }
+    }
+    OT_TRY(mno_job_move(m, c, j->id, MNO_EV_FINISH, NULL));
+    snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j->id);
+    OT_TRY(svc_audit(m->kit, c, req, "mno.job.done", res, "ok"));
+    j->state = MNO_J_DONE;
+    *commit = true;
+    mno_send_end(resp);
+out:
+    return err;
+}
+
+static ot_err mno_rsp_store(struct db_conn *c, int64_t job_id, int64_t seq, const uint8_t *p,
+                            size_t n)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_prepare(c,
+                      "UPDATE mno_scripts SET rsp = $1, answered_at = $2 WHERE job_id = $3"
+                      " AND seq = $4 AND rsp IS NULL",
+                      &st));
+    OT_TRY(db_bind_blob(st, 1, p, n));
+    OT_TRY(db_bind_int64(st, 2, mno_now()));
+    OT_TRY(db_bind_int64(st, 3, job_id));
+    OT_TRY(db_bind_int64(st, 4, seq));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) != 1) {
+        OT_FAIL(OT_E_CONFLICT);
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+/* POST /admin/jobs/{id}/scripts/{n}: the responses of script n (or a
+ * status without them). */
+void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct mno *m = ctx;
+    struct db_conn *c = NULL;
+    struct mno_device d;
+    struct mno_msg msg;
+    struct mno_ajob j;
+    struct mno_sc sc;
+    struct mno_script cmd;
+    struct mno_script rsp;
+    struct mno_script_err serr;
+    int64_t job_id = 0;
+    int64_t seq = 0;
+    const char *ns = net_req_param(req, "n");
+    bool se_ok = false;
+    bool commit = false;
+    char res[96];
+    ot_err err = OT_OK;
+
+    memset(&sc, 0, sizeof(sc));
+    memset(&cmd, 0, sizeof(cmd));
+    memset(&rsp, 0, sizeof(rsp));
+    if (!mno_msg_parse(req, resp, false, &msg)) {
+        return;
+    }
+    if (ns != NULL && strcmp(ns, "0") == 0) {
+        seq = 0;
+    } else if (ns == NULL || !svc_id_parse(ns, &seq)) {
+        mno_admin_err(resp, OT_E_NOT_FOUND, NULL, "no such script", NULL);
+        return;
+    }
+    if (seq == 0 && msg.status == MNO_ST_OK) {
+        mno_admin_err(resp, OT_E_FORMAT, NULL, "script 0 takes a status other than ok",
+                      "X-Admin-Script-Status");
+        return;
+    }
+    if (!mno_admin_begin(m, req, resp, &c, &d, &job_id)) {
+        return;
+    }
+    err = mno_ajob_load(m, c, job_id, d.id, &j);
+    if (err == OT_E_NOT_FOUND) {
+        mno_admin_err(resp, err, NULL, "no such job", NULL);
+        goto done;
+    }
+    OT_TRY(err);
+    if (strcmp(msg.imei, d.imei) != 0) {
+        mno_admin_err(resp, OT_E_FORMAT, NULL, "the IMEI is not this device's", "X-Admin-From");
+        goto done;
+    }
+    if (msg.status != MNO_ST_SE_UNAVAILABLE) {
+        OT_TRY(mno_ajob_se_check(m, c, &j, &msg, &se_ok));
+        if (!se_ok) {
+            mno_admin_err(resp, OT_E_FORMAT, NULL, "the SE is not the job's", "X-Admin-From");
+            goto done;
+        }
+    }
+    if (seq > 0) {
+        err = mno_sc_load(c, j.id, seq, &sc);
+        if (err == OT_E_NOT_FOUND) {
+            mno_admin_err(resp, OT_E_STATE, "session_state", "no such script in this session",
+                          NULL);
+            err = OT_OK;
+            goto done;
+        }
+        OT_TRY(err);
+    }
+    if (msg.status == MNO_ST_OK) {
+        /* Parse before anything changes. */
+        if (mno_cmd_parse(sc.cmd, sc.cmd_n, &cmd, &serr) != OT_OK) {
+            OT_FAIL(OT_E_CORRUPT);
+        }
+        if (mno_rsp_parse(msg.body, msg.body_n, cmd.n, &rsp, &serr) != OT_OK) {
+            char text[160];
+            snprintf(text, sizeof(text), "offset %zu: %s", serr.offset, serr.msg);
+            mno_admin_err(resp, OT_E_FORMAT, "bad_script", text, "body");
+            goto done;
+        }
+        if (sc.rsp != NULL) {
+            /* A repeat: the same bytes get the same answer. */
+            if (sc.rsp_n != msg.body_n || memcmp(sc.rsp, msg.body, msg.body_n) != 0) {
+                mno_admin_err(resp, OT_E_CONFLICT, "script_mismatch",
+                              "script has other responses already", NULL);
+                goto done;
+            }
+            OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit));
+            if (commit) {
+                mno_admin_commit(&c, resp);
+            }
+            goto done;
+        }
+        if (j.state != MNO_J_RUNNING && j.state != MNO_J_CANCELLED && j.state != MNO_J_EXPIRED) {
+            mno_admin_err(resp, OT_E_STATE, "session_state", "the job's session is not open", NULL);
+            goto done;
+        }
+        {
+            struct mno_sc probe;
+            /* Only the last script takes responses. */
+            err = mno_sc_load(c, j.id, seq + 1, &probe);
+            if (err == OT_OK) {
+                mno_sc_free(&probe);
+                mno_admin_err(resp, OT_E_STATE, "session_state",
+                              "a later script is current in this session", NULL);
+                goto done;
+            }
+            if (err != OT_E_NOT_FOUND) {
+                OT_TRY(err);
+            }
+            err = OT_OK;
+        }
+        OT_TRY(mno_rsp_store(c, j.id, seq, msg.body, msg.body_n));
+        {
+            bool blocked = false;
+            size_t stop = 0;
+            uint16_t sw = 0;
+            OT_TRY(mno_auth_account(m, c, req, &j, &cmd, &rsp, &blocked));
+            ot_err oc = mno_script_outcome(&cmd, &rsp, &stop, &sw);
+            if (j.state == MNO_J_RUNNING && (blocked || (oc != OT_OK && !j.interactive))) {
+                OT_TRY(mno_job_stop(c, j.id, stop, sw));
+                OT_TRY(mno_job_move(m, c, j.id, MNO_EV_FAIL,
+                                    blocked ? "se_blocked" : "script stopped"));
+                snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
+                OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res,
+                                 blocked ? "se_blocked" : "script stopped"));
+                j.state = MNO_J_FAILED;
+            } else if (j.state == MNO_J_RUNNING && oc != OT_OK) {
+                OT_TRY(mno_job_stop(c, j.id, stop, sw));
+            }
+        }
+        OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit));
+        mno_admin_commit(&c, resp);
+        goto done;
+    }
+    /* A status without responses. */
+    snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
+    if (seq == 0 && (j.state == MNO_J_QUEUED || j.state == MNO_J_DELIVERING)) {
+        /* Refused before the session opened (the SE is not there). */
+        OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, mno_status_names[msg.status]));
+        OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_names[msg.status]));
+        mno_send_end(resp);
+        mno_admin_commit(&c, resp);
+        goto done;
+    }
+    if (j.state != MNO_J_RUNNING) {
+        mno_send_end(resp);
+        goto done;
+    }
+    if (seq > 0 && sc.rsp != NULL) {
+        mno_admin_err(resp, OT_E_STATE, "session_state", "this script has its responses", NULL);
+        goto done;
+    }
+    if (msg.status == MNO_ST_INTERRUPTED) {
+        OT_TRY(mno_job_interrupt(m, c, j.id, "interrupted"));
+        OT_TRY(svc_audit(m->kit, c, req, "mno.job.interrupted", res, "interrupted"));
+    } else {
+        OT_TRY(mno_job_move(m, c, j.id, MNO_EV_FAIL, mno_status_names[msg.status]));
+        OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_names[msg.status]));
+    }
+    mno_send_end(resp);
+    mno_admin_commit(&c, resp);
+out:
+    if (err != OT_OK) {
+        mno_admin_err(resp, err, NULL, NULL, NULL);
+    }
+done:
+    mno_script_free(&cmd);
+    mno_script_free(&rsp);
+    mno_sc_free(&sc);
+    svc_tx_abort(&c);
+}

@@ -1,0 +1,132 @@
+/* Private to src/mno: the instance and what its files share. */
+#ifndef OT_MNO_MNO_PRIV_H
+#define OT_MNO_MNO_PRIV_H
+
+#include "core/err.h"
+#include "mno/mno_job.h"
+#include "net/http.h"
+#include "net/json.h"
+#include "svc/svc.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct db;
+struct db_conn;
+struct svc_kit;
+struct authstore;
+
+#define MNO_LA_MAX     32u /* location area */
+#define MNO_DIGITS_MAX 15u /* IMEI, IMSI, MSISDN */
+#define MNO_CIN_MAX    32u /* bytes */
+#define MNO_READER_MAX 32u
+#define MNO_SES_MAX    16u /* SEs per device */
+#define MNO_REASON_MAX 64u
+#define MNO_PROTO      "globalplatform-remote-admin/1.0"
+#define MNO_CT_CMD     "application/vnd.globalplatform.card-content-mgt;version=1.0"
+#define MNO_CT_RSP     "application/vnd.globalplatform.card-content-mgt-response;version=1.0"
+#define MNO_ISD_AID    "A000000151000000"
+
+struct mno {
+    struct svc_kit *kit;
+    struct db *db;
+    struct authstore *auth;
+    char instance[SVC_NAME_MAX + 1];
+    char prefix[SVC_PREFIX_MAX + 1];
+    int64_t lease_s;
+    int64_t heartbeat_s;
+    int64_t deliver_timeout_s;
+    int64_t backoff_s;
+    int64_t auth_fail_limit;
+    int64_t event_retention_s;
+    int64_t sweep_ms;
+    /* the sweeper */
+    pthread_t sweeper;
+    bool sweeper_on;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping;
+    /* metrics */
+    atomic_uint_fast64_t m_alerts;
+    atomic_uint_fast64_t m_jobs_done;
+    atomic_uint_fast64_t m_jobs_failed;
+    atomic_uint_fast64_t m_auth_failures;
+};
+
+/* A device row (the fields the handlers read). */
+struct mno_device {
+    int64_t id;
+    int64_t principal_id;
+    char imei[MNO_DIGITS_MAX + 1];
+    char imsi[MNO_DIGITS_MAX + 1];
+    char msisdn[MNO_DIGITS_MAX + 1];
+    bool online;
+    char la[MNO_LA_MAX + 1];
+    int64_t last_seen;
+    int64_t lease_expires;
+};
+
+int64_t mno_now(void);
+
+/* The calling device principal's device row on c; OT_E_NOT_FOUND when the
+ * caller is not a device enrolled on this instance. */
+ot_err mno_device_of_caller(struct mno *m, struct db_conn *c, const struct net_req *req,
+                            struct mno_device *out);
+/* Appends an event for a device (device_id > 0) or for subscribers
+ * (device_id 0) in c's transaction. */
+ot_err mno_event_add(struct mno *m, struct db_conn *c, int64_t device_id, const char *kind,
+                     const char *data);
+/* The device goes offline (detach, lease expiry): a platform event, and
+ * its delivering and running jobs as mno_job_interrupt says. */
+ot_err mno_device_offline(struct mno *m, struct db_conn *c, int64_t device_id, const char *why);
+/* Wakes the device's stream holder after a commit (no-op until streams). */
+void mno_push_kick(struct mno *m, int64_t device_id);
+
+/* A job moved by ev from its current state (compare-and-set on the row).
+ * OT_E_STATE: the table forbids it or the row moved meanwhile. */
+ot_err mno_job_move(struct mno *m, struct db_conn *c, int64_t job_id, enum mno_job_event ev,
+                    const char *reason);
+/* An interrupted running job: lost (destructive), retry (attempts left) or
+ * give up. */
+ot_err mno_job_interrupt(struct mno *m, struct db_conn *c, int64_t job_id, const char *reason);
+/* Wakes the sweeper now. */
+void mno_sweep_kick(struct mno *m);
+
+/* Validators. */
+bool mno_digits_ok(const char *s, size_t min, size_t max);
+bool mno_la_ok(const char *s);
+bool mno_reader_ok(const char *s);
+
+/* Route handlers, by file. */
+void mno_h_enrol(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_device_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_device_list(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_status(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_register(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_heartbeat(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_location(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_detach(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_self(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_ses_put(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_ses_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_events(struct net_req *req, struct net_resp *resp, void *ctx);
+
+void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_job_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_job_list(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_job_cancel(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_job_close(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_job_resolve(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_alerts(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_alert_clear(struct net_req *req, struct net_resp *resp, void *ctx);
+
+void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx);
+
+/* The sweeper's one pass (leases, deliveries, expiry, wakes, retention). */
+void mno_sweep_once(struct mno *m);
+
+#endif

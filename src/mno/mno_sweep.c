@@ -1,0 +1,238 @@
+/* mno sweeper: one pass over an instance's devices and jobs (leases,
+ * delivery timeouts, time-to-live, wake-ups, event retention). Every node
+ * runs it; each step is a compare-and-set on the rows it moves, and the
+ * wake-up claim takes row locks without waiting on PostgreSQL (FOR UPDATE
+ * SKIP LOCKED), so nodes share the work and never move a job twice. */
+#define OT_LOG_COMPONENT "mno"
+#include "core/log.h"
+#include "db/db.h"
+#include "mno/mno_priv.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define MNO_SWEEP_BATCH 256
+
+/* ids of up to MNO_SWEEP_BATCH rows of sql (params: instance, now). */
+static ot_err mno_ids(struct mno *m, struct db_conn *c, const char *sql, int64_t now, int64_t *ids,
+                      int64_t *aux, size_t *n)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    *n = 0;
+    OT_TRY(db_prepare(c, sql, &st));
+    OT_TRY(db_bind_text(st, 1, m->instance));
+    OT_TRY(db_bind_int64(st, 2, now));
+    while (*n < MNO_SWEEP_BATCH) {
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        OT_TRY(db_col_int64(st, 0, &ids[*n]));
+        if (aux != NULL) {
+            OT_TRY(db_col_int64(st, 1, &aux[*n]));
+        }
+        (*n)++;
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+static ot_err mno_sweep_leases(struct mno *m, struct db_conn *c, int64_t now)
+{
+    int64_t ids[MNO_SWEEP_BATCH];
+    size_t n = 0;
+    ot_err err = OT_OK;
+
+    OT_TRY(mno_ids(m, c,
+                   "SELECT id FROM mno_devices WHERE instance = $1 AND online = 1"
+                   " AND lease_expires < $2",
+                   now, ids, NULL, &n));
+    for (size_t i = 0; i < n; i++) {
+        OT_TRY(mno_device_offline(m, c, ids[i], "lease_expired"));
+    }
+out:
+    return err;
+}
+
+static ot_err mno_sweep_jobs(struct mno *m, struct db_conn *c, int64_t now)
+{
+    int64_t ids[MNO_SWEEP_BATCH];
+    int64_t aux[MNO_SWEEP_BATCH];
+    size_t n = 0;
+    ot_err err = OT_OK;
+
+    /* Time-to-live: only before the session opened. */
+    OT_TRY(mno_ids(m, c,
+                   "SELECT id FROM mno_jobs WHERE instance = $1 AND state IN ('queued',"
+                   " 'delivering') AND expires_at < $2",
+                   now, ids, NULL, &n));
+    for (size_t i = 0; i < n; i++) {
+        err = mno_job_move(m, c, ids[i], MNO_EV_EXPIRE, "time-to-live passed");
+        if (err != OT_OK && err != OT_E_STATE) {
+            goto out;
+        }
+        err = OT_OK;
+    }
+    /* Delivery timeouts: another attempt after the back-off, or give up. */
+    OT_TRY(mno_ids(m, c,
+                   "SELECT id, CASE WHEN attempts >= max_attempts THEN 1 ELSE 0 END FROM mno_jobs"
+                   " WHERE instance = $1 AND state = 'delivering' AND deliver_by < $2",
+                   now, ids, aux, &n));
+    for (size_t i = 0; i < n; i++) {
+        err = aux[i] ? mno_job_move(m, c, ids[i], MNO_EV_GIVE_UP, "not delivered")
+                     : mno_job_move(m, c, ids[i], MNO_EV_UNDELIVERED, "delivery timed out");
+        if (err != OT_OK && err != OT_E_STATE) {
+            goto out;
+        }
+        err = OT_OK;
+    }
+out:
+    return err;
+}
+
+/* Wake-ups: for each online device with nothing delivering or running, its
+ * best queued job (priority, then age) becomes delivering, with a job event
+ * on the device's stream. */
+static ot_err mno_sweep_wake(struct mno *m, struct db_conn *c, int64_t now, int64_t *woken,
+                             size_t *n_woken)
+{
+    static const char *const sql =
+        "SELECT j.id, j.device_id FROM mno_jobs j JOIN mno_devices d ON d.id = j.device_id"
+        " WHERE j.instance = $1 AND j.state = 'queued' AND j.not_before <= $2"
+        " AND j.expires_at >= $2 AND d.online = 1 AND d.lease_expires >= $2"
+        " AND NOT EXISTS (SELECT 1 FROM mno_jobs k WHERE k.device_id = j.device_id"
+        " AND k.instance = j.instance AND k.state IN ('delivering', 'running'))"
+        " ORDER BY j.priority DESC, j.id LIMIT 256";
+    static const char *const sql_pg =
+        "SELECT j.id, j.device_id FROM mno_jobs j JOIN mno_devices d ON d.id = j.device_id"
+        " WHERE j.instance = $1 AND j.state = 'queued' AND j.not_before <= $2"
+        " AND j.expires_at >= $2 AND d.online = 1 AND d.lease_expires >= $2"
+        " AND NOT EXISTS (SELECT 1 FROM mno_jobs k WHERE k.device_id = j.device_id"
+        " AND k.instance = j.instance AND k.state IN ('delivering', 'running'))"
+        " ORDER BY j.priority DESC, j.id LIMIT 256 FOR UPDATE OF j SKIP LOCKED";
+    int64_t ids[MNO_SWEEP_BATCH];
+    int64_t dev[MNO_SWEEP_BATCH];
+    size_t n = 0;
+    ot_err err = OT_OK;
+
+    *n_woken = 0;
+    OT_TRY(mno_ids(m, c, db_kind(m->db) == DB_PG ? sql_pg : sql, now, ids, dev, &n));
+    for (size_t i = 0; i < n; i++) {
+        struct db_stmt *st = NULL;
+        bool row = false;
+        bool seen = false;
+        const uint8_t *cin = NULL;
+        size_t cin_n = 0;
+        const char *reader = NULL;
+        int64_t prio = 0;
+        int64_t inter = 0;
+        char hex[MNO_CIN_MAX * 2 + 1];
+        char data[SVC_PREFIX_MAX + 256];
+
+        for (size_t k = 0; k < *n_woken && !seen; k++) {
+            seen = woken[k] == dev[i];
+        }
+        if (seen) {
+            continue; /* one job at a time per device */
+        }
+        err = mno_job_move(m, c, ids[i], MNO_EV_WAKE, NULL);
+        if (err == OT_E_STATE) {
+            err = OT_OK;
+            continue;
+        }
+        OT_TRY(err);
+        OT_TRY(db_prepare(c,
+                          "SELECT se_cin, se_reader, priority, interactive FROM mno_jobs"
+                          " WHERE id = $1",
+                          &st));
+        err = db_bind_int64(st, 1, ids[i]);
+        if (err == OT_OK) {
+            err = db_step(st, &row);
+        }
+        if (err == OT_OK && row) {
+            (void)db_col_blob(st, 0, &cin, &cin_n);
+            (void)db_col_text(st, 1, &reader);
+            (void)db_col_int64(st, 2, &prio);
+            (void)db_col_int64(st, 3, &inter);
+            hex[0] = '\0';
+            for (size_t b = 0; cin != NULL && b < cin_n && b < MNO_CIN_MAX; b++) {
+                snprintf(hex + 2 * b, 3, "%02X", cin[b]);
+            }
+            /* reader and hex hold only [A-Za-z0-9._-]: no JSON escapes. */
+            snprintf(data, sizeof(data),
+                     "{\"job\":\"%lld\",\"uri\":\"%s/admin/jobs/%lld\",\"se\":{\"cin\":%s%s%s,"
+                     "\"reader\":%s%s%s},\"priority\":%lld,\"kind\":\"%s\"}",
+                     (long long)ids[i], m->prefix, (long long)ids[i], cin ? "\"" : "",
+                     cin ? hex : "null", cin ? "\"" : "", reader ? "\"" : "",
+                     reader ? reader : "null", reader ? "\"" : "", (long long)prio,
+                     inter ? "interactive" : "scripted");
+        }
+        db_reset(st);
+        OT_TRY(err);
+        OT_TRY(mno_event_add(m, c, dev[i], "job", data));
+        woken[(*n_woken)++] = dev[i];
+    }
+out:
+    return err;
+}
+
+static ot_err mno_sweep_retention(struct mno *m, struct db_conn *c, int64_t now)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_prepare(c, "DELETE FROM mno_events WHERE instance = $1 AND created_at < $2", &st));
+    OT_TRY(db_bind_text(st, 1, m->instance));
+    OT_TRY(db_bind_int64(st, 2, now - m->event_retention_s));
+    OT_TRY(db_step(st, &row));
+out:
+    db_reset(st);
+    return err;
+}
+
+struct mno_sweep_ctx {
+    struct mno *m;
+    int64_t now;
+    int64_t woken[MNO_SWEEP_BATCH];
+    size_t n_woken;
+    unsigned step;
+};
+
+static ot_err mno_sweep_tx(struct db_conn *c, void *arg)
+{
+    struct mno_sweep_ctx *x = arg;
+
+    switch (x->step) {
+    case 0:
+        return mno_sweep_leases(x->m, c, x->now);
+    case 1:
+        return mno_sweep_jobs(x->m, c, x->now);
+    case 2:
+        return mno_sweep_wake(x->m, c, x->now, x->woken, &x->n_woken);
+    default:
+        return mno_sweep_retention(x->m, c, x->now);
+    }
+}
+
+void mno_sweep_once(struct mno *m)
+{
+    struct mno_sweep_ctx x;
+
+    memset(&x, 0, sizeof(x));
+    x.m = m;
+    x.now = mno_now();
+    for (x.step = 0; x.step < 4; x.step++) {
+        ot_err err = db_run_tx(m->db, mno_sweep_tx, &x);
+        if (err != OT_OK && err != OT_E_CONFLICT && err != OT_E_TIMEOUT) {
+            OT_LOG_WARN("mno %s: sweep step %u: %s", m->instance, x.step, ot_strerror(err));
+        }
+    }
+    for (size_t i = 0; i < x.n_woken; i++) {
+        mno_push_kick(m, x.woken[i]);
+    }
+}
