@@ -5,7 +5,8 @@
 #
 # - enrolment checks the device principal (kind, mno attribute); status by
 #   MSISDN, IMSI and IMEI; registration, location update, heartbeat, detach;
-#   a heartbeat of an offline device is 409 not_registered; lease expiry;
+#   a heartbeat of an offline device is 409 not_registered; lease expiry
+#   (on mno:vodafone, whose lease is 2 s);
 #   platform events (registration, detach, lease_expired);
 # - the SE list mirror refuses an unknown CIN and changes nothing;
 # - a scripted job: persisted before acknowledged (Idempotency-Key replays),
@@ -19,7 +20,7 @@
 # - failed EXTERNAL AUTHENTICATEs per SE and key version stop the SE's jobs at
 #   the limit with an alert (audit, metric, event); clearing it lets jobs run;
 # - an interactive job: batches, 202 while the submitter thinks, close, 204;
-# - the other instance (mno:vodafone) sees none of it.
+# - the other instance (mno:vodafone) sees none of mno:orange's devices and jobs.
 #
 # usage: ota_test.sh TSMD [sqlite|pg]
 set -euo pipefail
@@ -41,8 +42,9 @@ else
     DB="sqlite:$TSMD_WORK/var/tsmd.db"
 fi
 tsmd_config "$DB" "log.level=warn" "services.enabled=tsm, mno:orange, mno:vodafone" \
-    "mno.orange.lease_s=3" "mno.orange.heartbeat_s=1" "mno.orange.sweep_ms=50" \
-    "mno.orange.auth_fail_limit=2" "mno.orange.backoff_s=0"
+    "mno.orange.lease_s=600" "mno.orange.heartbeat_s=200" "mno.orange.sweep_ms=50" \
+    "mno.orange.auth_fail_limit=2" "mno.orange.backoff_s=0" \
+    "mno.vodafone.lease_s=2" "mno.vodafone.heartbeat_s=1" "mno.vodafone.sweep_ms=50"
 tsmd_bootstrap ops
 tsmd_start
 
@@ -120,7 +122,7 @@ expect_status 409 "heartbeat while offline"
 [ "$(api_err_code)" = not_registered ] || fail "code not_registered"
 api POST $P/device/register "$T1" '{"location_area":"208-01-4A2F"}'
 expect_status 200 "register"
-[ "$(jq -r .lease_s "$TSMD_WORK/resp")" = 3 ] || fail "lease_s told"
+[ "$(jq -r .lease_s "$TSMD_WORK/resp")" = 600 ] || fail "lease_s told"
 api POST $P/device/register "$T1" '{"location_area":"208-01-4A2F\n"}'
 expect_status 400 "a location area with a newline"
 [ "$(jq -r .error.field "$TSMD_WORK/resp")" = location_area ] || fail "field location_area"
@@ -139,16 +141,27 @@ expect_status 200 "detach"
 [ "$(status_of msisdn 33600000001)" = offline ] || fail "offline after detach"
 api POST $P/device/register "$T1" '{}'
 expect_status 200 "register again"
-# Lease expiry: no heartbeat for lease_s (3 s) makes it offline (wait up to 10 s).
-for _ in $(seq 1 100); do
-    [ "$(status_of msisdn 33600000001)" = offline ] && break
-    sleep 0.1
-done
-[ "$(status_of msisdn 33600000001)" = offline ] || fail "lease did not expire"
 api GET "$P/events" "$OP_TOKEN"
 expect_status 200 "events"
 EV=$(jq -r '[.items[].event] | join(",")' "$TSMD_WORK/resp")
-[ "$EV" = "registration,detach,registration,lease_expired" ] || fail "events: $EV"
+[ "$EV" = "registration,detach,registration" ] || fail "events: $EV"
+# Lease expiry (mno:vodafone, lease_s=2): no heartbeat makes the device offline.
+api POST $PV/devices "$OP_TOKEN" "{\"principal_id\":$DV,\"msisdn\":\"33600000003\"}" \
+    -H "Idempotency-Key: e-v"
+expect_status 201 "enrol phone3 on vodafone"
+api POST $PV/device/register "$TV" '{}'
+expect_status 200 "phone3 registers"
+for _ in $(seq 1 200); do
+    api GET "$PV/status?msisdn=33600000003" "$OP_TOKEN"
+    [ "$(jq -r .state "$TSMD_WORK/resp")" = offline ] && break
+    sleep 0.05
+done
+[ "$(jq -r .state "$TSMD_WORK/resp")" = offline ] || fail "lease did not expire"
+api GET "$PV/events" "$OP_TOKEN"
+EV=$(jq -r '[.items[].event] | join(",")' "$TSMD_WORK/resp")
+[ "$EV" = "registration,lease_expired" ] || fail "vodafone events: $EV"
+api POST $PV/device/heartbeat "$TV" '{}'
+expect_status 409 "a heartbeat after the lease ran out"
 
 # ---- the SE list mirror -------------------------------------------------
 api PUT $P/device/secure-elements "$T1" \
@@ -319,10 +332,12 @@ done
 wait_state "$JOB_D" delivering
 admin "$T1" $P/admin/jobs/$JOB_D -H "$PROTO" -H "$FROM1"
 expect_status 200 "open the destructive job"
-# The phone dies: its lease runs out while the job runs.
+# The phone goes off while the job runs.
+api POST $P/device/detach "$T1" '{}'
+expect_status 200 "detach mid-job"
 wait_state "$JOB_D" outcome_unknown
 api GET $P/jobs/$JOB_D "$TSP"
-[ "$(jq -r .reason "$TSMD_WORK/resp")" = lease_expired ] || fail "reason lease_expired"
+[ "$(jq -r .reason "$TSMD_WORK/resp")" = detach ] || fail "reason detach"
 api POST $P/device/register "$T1" '{}'
 expect_status 200 "phone1 back"
 sleep 0.3
