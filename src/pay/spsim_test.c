@@ -616,6 +616,58 @@ static void test_nonce_purge(void **state)
     env_free(e);
 }
 
+/* A top-up cut at each point of figure 4 ends consistent: the back end
+ * restarted after the authorisation, the answer lost (the same request sent
+ * again), the client restarted and asking afresh, the card's answer lost
+ * (confirmed by its counter). At every step initial = funds + pending +
+ * cleared, and the card is credited once. */
+static void test_topup_interrupted(void **state)
+{
+    (void)state;
+    struct env *e = env_new(SPSIM_TRANSIT);
+    struct pay_msg m, auth, res;
+    struct net_client_resp r1, r2;
+    uint8_t pid[8];
+    testutil_unhex(PURSE, pid, sizeof pid);
+    assert_int_equal(spsim_add_purse(e->sp, pid, 1000), OT_OK);
+    /* authorised, then the answer is lost: the same request again */
+    topup_req(e, &m, "i-1", 400, 0, 0);
+    char *text = signed_text(e, &m);
+    assert_int_equal(post(e, "/spsim/v1/topups", text, &r1), 200);
+    check_conserved(e, 0);
+    /* the back end restarts */
+    env_close(e);
+    env_open(e);
+    assert_int_equal(post(e, "/spsim/v1/topups", text, &r2), 200);
+    assert_string_equal(r1.body, r2.body);
+    assert_int_equal(pay_msg_parse(r2.body, r2.body_len, &auth, NULL), OT_OK);
+    net_client_resp_clear(&r1);
+    net_client_resp_clear(&r2);
+    free(text);
+    check_conserved(e, 0);
+    /* the client restarts and asks afresh (new id): the same command */
+    topup_req(e, &m, "i-2", 400, 0, 0);
+    assert_int_equal(send_msg(e, "/spsim/v1/topups", &m, &res, NULL), 200);
+    assert_int_equal(res.counter, auth.counter);
+    assert_memory_equal(res.mac, auth.mac, 8);
+    check_conserved(e, 0);
+    /* the card took it but its answer was lost: confirmed by the counter */
+    confirm_req(e, &m, "i-3", 1, 400, false);
+    assert_int_equal(send_msg(e, "/spsim/v1/topups/confirm", &m, &res, NULL), 200);
+    assert_int_equal(res.reason, PAY_R_OK);
+    check_conserved(e, 400);
+    /* a late duplicate of the confirmation changes nothing */
+    confirm_req(e, &m, "i-4", 1, 400, false);
+    assert_int_equal(send_msg(e, "/spsim/v1/topups/confirm", &m, &res, NULL), 200);
+    assert_int_equal(res.reason, PAY_R_CONFLICT);
+    check_conserved(e, 400);
+    json_t *j = get_json(e, "/spsim/v1/purses/" PURSE);
+    assert_int_equal(jint(j, "funds"), 600);
+    assert_int_equal(jint(j, "counter"), 1);
+    json_free(j);
+    env_free(e);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -653,7 +705,7 @@ int main(void)
         cmocka_unit_test(test_payments),    cmocka_unit_test(test_pin),
         cmocka_unit_test(test_cryptogram),  cmocka_unit_test(test_refused),
         cmocka_unit_test(test_topup),       cmocka_unit_test(test_config),
-        cmocka_unit_test(test_nonce_purge),
+        cmocka_unit_test(test_nonce_purge), cmocka_unit_test(test_topup_interrupted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
