@@ -371,6 +371,63 @@ bool svc_page_of_query(const struct net_req *req, struct net_resp *resp, unsigne
     return true;
 }
 
+void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *resp,
+                   const struct svc_list *l)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    json_t *arr = NULL;
+    size_t limit = 0;
+    size_t n = 0;
+    int64_t after = 0;
+    int64_t last = 0;
+    bool row = false;
+    bool more = false;
+    ot_err err = OT_OK;
+
+    if (!svc_page_of_query(req, resp, SVC_LIST_DEF, SVC_LIST_MAX, &limit, &after)) {
+        return;
+    }
+    arr = json_arr_new();
+    if (arr == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(db_acquire(db, &c));
+    OT_TRY(db_prepare(c, l->sql, &st));
+    OT_TRY(db_bind_int64(st, 1, after));
+    OT_TRY(db_bind_int64(st, 2, (int64_t)limit + 1));
+    if (l->bind != NULL) {
+        OT_TRY(l->bind(st, l->ctx));
+    }
+    for (;;) {
+        json_t *item = NULL;
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        if (n == limit) {
+            more = true;
+            break;
+        }
+        OT_TRY(db_col_int64(st, 0, &last));
+        OT_TRY(l->row(st, l->ctx, &item));
+        OT_TRY(json_push(arr, item));
+        n++;
+    }
+    db_reset(st);
+    st = NULL;
+    db_release(c);
+    c = NULL;
+    OT_TRY(svc_send_list(resp, &arr, more ? last : 0));
+out:
+    db_reset(st);
+    db_release(c);
+    if (err != OT_OK) {
+        svc_fail(resp, err);
+    }
+    json_free(arr);
+}
+
 /* ---- answers ------------------------------------------------------------ */
 
 ot_err svc_put_next_cursor(json_t *o, int64_t next)

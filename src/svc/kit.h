@@ -25,6 +25,7 @@
 
 struct db;
 struct db_conn;
+struct db_stmt;
 struct authstore;
 struct svc_kit;
 
@@ -95,6 +96,21 @@ bool svc_id_of_query(const struct net_req *req, struct net_resp *resp, const cha
  * bad input. */
 bool svc_page_of_query(const struct net_req *req, struct net_resp *resp, unsigned def, unsigned max,
                        size_t *limit, int64_t *after);
+
+/* A listing keyed by row id, one page per request: sql selects the rows
+ * with "id > $1 ... ORDER BY id LIMIT $2" (column 0 the id) and takes its
+ * own parameters from $3 on, bound by bind (NULL: none); row turns the
+ * current row into its item (new reference). svc_list_page reads cursor and
+ * limit (400 itself), asks one row more than the page to know whether
+ * another follows, and answers {"items", "next_cursor"} or the error. */
+struct svc_list {
+    const char *sql;
+    ot_err (*bind)(struct db_stmt *st, void *ctx);
+    ot_err (*row)(struct db_stmt *st, void *ctx, json_t **item);
+    void *ctx;
+};
+void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *resp,
+                   const struct svc_list *l);
 
 /* ---- answers ------------------------------------------------------------ */
 

@@ -228,70 +228,55 @@ out:
     }
 }
 
+/* The caller's items (an operator's: all) of this instance. */
+struct testsvc_list {
+    const struct testsvc *s;
+    int64_t owner; /* 0: every owner */
+};
+
+static ot_err testsvc_list_bind(struct db_stmt *st, void *ctx)
+{
+    const struct testsvc_list *l = ctx;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_bind_text(st, 3, l->s->instance));
+    OT_TRY(db_bind_int64(st, 4, l->owner));
+out:
+    return err;
+}
+
+static ot_err testsvc_list_row(struct db_stmt *st, void *ctx, json_t **item)
+{
+    char name[TESTSVC_NAME_MAX + 1];
+    char value[TESTSVC_VALUE_MAX + 1];
+    size_t nl = sizeof(name);
+    size_t vl = sizeof(value);
+    int64_t owner = 0;
+    ot_err err = OT_OK;
+
+    (void)ctx;
+    OT_TRY(db_col_text_copy(st, 1, name, &nl));
+    OT_TRY(db_col_text_copy(st, 2, value, &vl));
+    OT_TRY(db_col_int64(st, 3, &owner));
+    *item = testsvc_item_json(name, value, owner);
+    if (*item == NULL) {
+        err = OT_E_NOMEM;
+    }
+out:
+    return err;
+}
+
 static void testsvc_h_item_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct testsvc *s = ctx;
     const struct net_principal *p = net_req_principal(req);
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    json_t *arr = NULL;
-    size_t limit = 0;
-    size_t n = 0;
-    int64_t after = 0;
-    int64_t last = 0;
-    bool row = false;
-    bool more = false;
-    ot_err err = OT_OK;
+    struct testsvc_list tl = {s, p->kind == NET_P_OPERATOR ? 0 : p->id};
+    const struct svc_list l = {
+        "SELECT id, name, value, owner FROM testsvc_items WHERE id > $1 AND instance = $3"
+        " AND ($4 = 0 OR owner = $4) ORDER BY id LIMIT $2",
+        testsvc_list_bind, testsvc_list_row, &tl};
 
-    if (!svc_page_of_query(req, resp, SVC_LIST_DEF, SVC_LIST_MAX, &limit, &after)) {
-        return;
-    }
-    arr = json_arr_new();
-    if (arr == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(db_acquire(s->db, &c));
-    OT_TRY(db_prepare(c,
-                      "SELECT id, name, value, owner FROM testsvc_items WHERE instance = $1"
-                      " AND id > $2 AND ($3 = 0 OR owner = $3) ORDER BY id LIMIT $4",
-                      &st));
-    OT_TRY(db_bind_text(st, 1, s->instance));
-    OT_TRY(db_bind_int64(st, 2, after));
-    OT_TRY(db_bind_int64(st, 3, p->kind == NET_P_OPERATOR ? 0 : p->id));
-    OT_TRY(db_bind_int64(st, 4, (int64_t)limit + 1));
-    for (;;) {
-        char name[TESTSVC_NAME_MAX + 1];
-        char value[TESTSVC_VALUE_MAX + 1];
-        size_t nl = sizeof(name);
-        size_t vl = sizeof(value);
-        int64_t owner = 0;
-        OT_TRY(db_step(st, &row));
-        if (!row) {
-            break;
-        }
-        if (n == limit) {
-            more = true;
-            break;
-        }
-        OT_TRY(db_col_int64(st, 0, &last));
-        OT_TRY(db_col_text_copy(st, 1, name, &nl));
-        OT_TRY(db_col_text_copy(st, 2, value, &vl));
-        OT_TRY(db_col_int64(st, 3, &owner));
-        OT_TRY(json_push(arr, testsvc_item_json(name, value, owner)));
-        n++;
-    }
-    db_reset(st);
-    st = NULL;
-    db_release(c);
-    c = NULL;
-    OT_TRY(svc_send_list(resp, &arr, more ? last : 0));
-out:
-    db_reset(st);
-    db_release(c);
-    if (err != OT_OK) {
-        svc_fail(resp, err);
-    }
-    json_free(arr);
+    svc_list_page(s->db, req, resp, &l);
 }
 
 /* One event row; audited per request (coarse false: the row commits with
