@@ -254,43 +254,6 @@ static double tsmd_metric_zero(void *ctx)
 
 /* ---- configuration ------------------------------------------------------ */
 
-/* "HOST:PORT" or "[V6]:PORT" into host (capacity cap) and port. */
-static bool tsmd_parse_listen(const char *s, char *host, size_t cap, uint16_t *port)
-{
-    const char *colon;
-    size_t hl;
-    char *end = NULL;
-    long p;
-
-    if (s[0] == '[') {
-        const char *rb = strchr(s, ']');
-        if (rb == NULL || rb[1] != ':') {
-            return false;
-        }
-        hl = (size_t)(rb - s - 1);
-        colon = rb + 1;
-        s++;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL) {
-            return false;
-        }
-        hl = (size_t)(colon - s);
-    }
-    if (hl == 0 || hl >= cap) {
-        return false;
-    }
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    errno = 0;
-    p = strtol(colon + 1, &end, 10);
-    if (errno != 0 || end == colon + 1 || *end != '\0' || p < 0 || p > 65535) {
-        return false;
-    }
-    *port = (uint16_t)p;
-    return true;
-}
-
 /* Checks the values the option table cannot (enums, pairs, lists). */
 static bool tsmd_check(const struct cfg *c, char *why, size_t cap)
 {
@@ -298,9 +261,11 @@ static bool tsmd_check(const struct cfg *c, char *why, size_t cap)
     uint16_t port = 0;
     enum ot_log_level lvl;
     enum keystore_backend kb;
+    char lwhy[128];
 
-    if (!tsmd_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port)) {
-        snprintf(why, cap, "http.listen: expected HOST:PORT");
+    if (cfg_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port, lwhy, sizeof(lwhy))
+        != OT_OK) {
+        snprintf(why, cap, "http.listen: %s", lwhy);
         return false;
     }
     if ((cfg_str(c, "tls.cert")[0] == '\0') != (cfg_str(c, "tls.key")[0] == '\0')) {
@@ -439,7 +404,7 @@ static ot_err tsmd_server(struct tsmd *d, bool listen_cfg)
     uint16_t port = 0;
 
     memset(&sc, 0, sizeof(sc));
-    if (!tsmd_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port)) {
+    if (cfg_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port, NULL, 0) != OT_OK) {
         return OT_E_ARG;
     }
     sc.host = host;
