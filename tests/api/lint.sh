@@ -2,8 +2,9 @@
 # api.lint (issue 8 point 7): every OpenAPI file in docs/api is valid
 # OpenAPI 3.1 and clean under the recommended rules of a maintained linter
 # (@redocly/cli, pinned in tools/package-lock.json, installed by
-# scripts/deps.sh), warnings included (tools/redocly.yaml). Every file must
-# be listed in tools/redocly.yaml. The linter is first shown to catch the
+# scripts/deps.sh), warnings included (tools/redocly.yaml; a file listed
+# there under apis: gets its exceptions, any other file the rules as they
+# are). The linter is first shown to catch the
 # defect this test exists for: a flow-mapping description with a comma,
 # whose tail becomes a stray key.
 #
@@ -37,17 +38,12 @@ grep -q 'is not expected here' "$work/bad.out" || {
     fail "self-check: the linter failed for another reason"
 }
 
-# 2. Every file, listed and clean.
+# 2. Every file clean.
 rc=0
 n=0
 for f in "$src"/docs/api/*.yaml; do
     name=$(basename "$f")
     n=$((n + 1))
-    if ! grep -q "^    root: \.\./docs/api/$name\$" "$cfg"; then
-        echo "FAIL: docs/api/$name is not listed in tools/redocly.yaml (apis:)" >&2
-        rc=1
-        continue
-    fi
     if ! "$redocly" lint --config "$cfg" --format=stylish "$f" >"$work/out" 2>&1; then
         grep -v '^ *[║╔╚]' "$work/out" >&2
         echo "FAIL: docs/api/$name does not lint clean" >&2

@@ -7,6 +7,12 @@
 # Each file holds its own prefix only: host.yaml /admin/..., SVC.yaml /SVC/...
 # (common.yaml: the unprefixed host endpoints).
 #
+# Every service tsmd knows (its "known: ..." list) must have docs/api/SVC.yaml,
+# except those in UNDOCUMENTED below; each documented service is enabled for
+# --print-routes. A service with named instances is documented with the
+# instance as a path parameter (/mno/{instance}/v1/...): it is enabled as
+# SVC:doc and /SVC/doc/ is read as /SVC/{instance}/.
+#
 # The YAML is read with a small line-based reader of the top-level `paths:`
 # map: a path key is indented 2 spaces and starts with / (quoted or not), an
 # operation is a method name indented 4 spaces under it.
@@ -19,7 +25,28 @@ dir=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$tsmd" --print-routes | sort -u >"$work/server"
+# Test-only services, and services whose file is being written (remove the
+# name in the commit that adds docs/api/SVC.yaml).
+UNDOCUMENTED="testsvc mno"
+
+known=$("$tsmd" --set services.enabled=-none- --print-routes 2>&1 >/dev/null |
+    sed -n 's/.*(known: \(.*\)).*/\1/p' | tr -d ,) || true
+[ -n "$known" ] || { echo "FAIL: tsmd did not list its known services" >&2; exit 1; }
+enabled=
+for svc in $known; do
+    if [ -f "$dir/$svc.yaml" ]; then
+        if grep -q "^  [\"']\?/$svc/{instance}/" "$dir/$svc.yaml"; then
+            enabled="$enabled,$svc:doc"
+        else
+            enabled="$enabled,$svc"
+        fi
+    elif ! printf ' %s ' "$UNDOCUMENTED" | grep -q " $svc "; then
+        echo "FAIL: service $svc has no $dir/$svc.yaml" >&2
+        exit 1
+    fi
+done
+"$tsmd" --set "services.enabled=${enabled#,}" --print-routes |
+    sed -E 's#^([A-Z]+ /[a-z0-9]+)/doc/#\1/{instance}/#' | sort -u >"$work/server"
 
 for f in "$dir"/*.yaml; do
     base=$(basename "$f" .yaml)
