@@ -13,12 +13,28 @@
 #
 #   tsmd_rps=<n> nginx_rps=<n> ratio=<x.xx> p99_ms=<x.xx> pg_tsmd_rps=<n> pg_ratio=<x.xx> pg_p99_ms=<x.xx>
 #
-# Targets: ratio >= 0.5 and p99 < 5 ms on both back ends (the exit status is
-# 0 either way: this is a measurement; BENCH_STRICT=1 makes a miss exit 1).
+# followed by the write row (issue 8 point 6):
+#
+#   write_rps=<n> write_noaudit_rps=<n> audit_ratio=<x.xx> pg_write_rps=<n>
+#   pg_write_noaudit_rps=<n> pg_audit_ratio=<x.xx>
+#
+# authenticated state-changing POSTs at BENCH_CONNS connections, each its own
+# transaction, on the host's test service (testsvc, enabled for the bench):
+# POST /testsvc/v1/events writes one row and its audit row per request;
+# POST /testsvc/v1/events-coarse is the same write on a route declared
+# audited by its service at a coarser level (one audit row per batch of
+# events), i.e. "without audit" per request. The two alternate in
+# BENCH_WRITE_ROUNDS rounds of BENCH_WRITE_SECONDS each and their sums are
+# compared (audit_ratio = audited / unaudited rate).
+#
+# Targets: ratio >= 0.5 and p99 < 5 ms on both back ends, audit_ratio >= 0.7
+# on both (the exit status is 0 either way: this is a measurement;
+# BENCH_STRICT=1 makes a miss exit 1).
 #
 # Environment: OT_BUILD (build dir, default build-bench), BENCH_ROWS (1000000),
 # BENCH_CHUNK (rows per import request, 100000), BENCH_SECONDS (10),
 # BENCH_CONNS (32), BENCH_THREADS (2), BENCH_PG (1: also PostgreSQL; 0: skip),
+# BENCH_WRITE_SECONDS (5), BENCH_WRITE_ROUNDS (2),
 # BENCH_TSMD_THREADS (tsmd workers, default: number of CPUs), BENCH_NOCACHE (1:
 # also run the lookup with tsm.cache_mb=0 and log its figures; 0: skip).
 #
@@ -43,6 +59,8 @@ THREADS=${BENCH_THREADS:-2}
 WITH_PG=${BENCH_PG:-1}
 TSMD_THREADS=${BENCH_TSMD_THREADS:-$(nproc)}
 NOCACHE=${BENCH_NOCACHE:-1}
+WRITE_SECONDS=${BENCH_WRITE_SECONDS:-5}
+WRITE_ROUNDS=${BENCH_WRITE_ROUNDS:-2}
 MSISDN_BASE=491510000000
 IMSI_BASE=262010000000000
 LUA=$ROOT/bench/api_wrk.lua
@@ -93,7 +111,7 @@ gen_rows() {
 run_tsmd() {
     local label=$1 db=$2 f t0 t1 imported=0 n sp_id sp_token out figs
     tsmd_config "$db" "http.threads=$TSMD_THREADS" "http.max_body=67108864" \
-        "ratelimit.per_s=0" "log.level=warn"
+        "ratelimit.per_s=0" "log.level=warn" "services.enabled=tsm, testsvc"
     tsmd_start
     tsmd_bootstrap bench-operator
     t0=$(date +%s.%N)
@@ -121,6 +139,7 @@ run_tsmd() {
     note "$label cache after the run: $(cache_figures)"
     figs=$(wrk_figures "$label tsmd" "$out")
     read -r R_RPS R_P99 <<<"$figs"
+    run_writes "$label" "$sp_token"
     if [ "$NOCACHE" = 1 ]; then
         # For the record: the same run with every lookup reading storage.
         tsmd_stop
@@ -138,6 +157,36 @@ cache_figures() {
     curl -s --max-time 5 -H "Authorization: Bearer $OP_TOKEN" "$TSMD_URL/metrics" | awk '
         $1 ~ /^tsm_se_cache_/ { sub(/^tsm_se_cache_/, "", $1); printf "%s=%s ", $1, $2 }
         END { print "" }'
+}
+
+# run_writes LABEL TOKEN: the write row on the running tsmd; sets W_RPS (every
+# POST audited) and WN_RPS (the same POST on the coarse-audited route), the
+# mean of WRITE_ROUNDS alternating runs each.
+run_writes() {
+    local label=$1 token=$2 r out figs rps p99 sum_a=0 sum_n=0 path
+    for path in /testsvc/v1/events /testsvc/v1/events-coarse; do
+        api POST "$path" "$token" '{"name":"bench"}'
+        expect_status 201 "$label $path"
+    done
+    for r in $(seq 1 "$WRITE_ROUNDS"); do
+        for path in /testsvc/v1/events /testsvc/v1/events-coarse; do
+            note "load average before the write run: $(cut -d' ' -f1-3 /proc/loadavg)"
+            out=$(BENCH_METHOD=POST BENCH_BODY='{"name":"bench"}' BENCH_PATH=$path \
+                BENCH_TOKEN=$token timeout $((WRITE_SECONDS + 30)) wrk -t"$THREADS" -c"$CONNS" \
+                -d"${WRITE_SECONDS}s" --timeout 5s -s "$LUA" "$TSMD_URL")
+            figs=$(wrk_figures "$label write $path round $r" "$out")
+            read -r rps p99 <<<"$figs"
+            if [ "$path" = /testsvc/v1/events ]; then
+                sum_a=$((sum_a + rps))
+            else
+                sum_n=$((sum_n + rps))
+            fi
+        done
+    done
+    W_RPS=$((sum_a / WRITE_ROUNDS))
+    WN_RPS=$((sum_n / WRITE_ROUNDS))
+    note "$label writes: audited $W_RPS rps, coarse-audited $WN_RPS rps" \
+        "(audit ratio $(ratio "$W_RPS" "$WN_RPS"))"
 }
 
 # run_wrk URL PATH_PREFIX TOKEN: a 2 s warm-up, then the measured run. The
@@ -230,14 +279,14 @@ if [ "${BENCH_PHASE:-}" = pg ]; then
     [ -n "${OPENTSM_TEST_PG_URL:-}" ] || fail "BENCH_PHASE=pg without OPENTSM_TEST_PG_URL"
     ln -s "$BENCH_CHUNKS" "$TSMD_WORK/chunks"
     run_tsmd pg "$OPENTSM_TEST_PG_URL"
-    echo "$R_RPS $R_P99 $R_SIZE"
+    echo "$R_RPS $R_P99 $R_SIZE $W_RPS $WN_RPS"
     exit 0
 fi
 
 gen_rows
 
 run_tsmd sqlite "sqlite:$TSMD_WORK/var/tsmd.db"
-S_RPS=$R_RPS S_P99=$R_P99 S_SIZE=$R_SIZE
+S_RPS=$R_RPS S_P99=$R_P99 S_SIZE=$R_SIZE S_W=$W_RPS S_WN=$WN_RPS
 rm -f "$TSMD_WORK"/var/tsmd.db*
 run_nginx "$S_SIZE" "$TSMD_WORK/sample-sqlite.json"
 N_RPS=$R_RPS N_P99=$R_P99
@@ -249,9 +298,14 @@ if [ "$WITH_PG" = 1 ]; then
     PG_OUT=$(BENCH_PHASE=pg BENCH_CHUNKS="$TSMD_WORK/chunks" TSMD="$TSMD" \
         OT_PG_OPTS="${OT_PG_OPTS:--c shared_buffers=512MB -c synchronous_commit=on}" \
         "$ROOT/tests/pg/with_pg.sh" bash "$ROOT/bench/api.sh") || fail "the PostgreSQL phase failed"
-    read -r P_RPS P_P99 P_SIZE <<<"$(printf '%s\n' "$PG_OUT" | tail -n 1)"
+    read -r P_RPS P_P99 P_SIZE P_W P_WN <<<"$(printf '%s\n' "$PG_OUT" | tail -n 1)"
     [ "$P_SIZE" = "$S_SIZE" ] || note "the pg answer is $P_SIZE bytes, sqlite's $S_SIZE"
     PG_PART=" pg_tsmd_rps=$P_RPS pg_ratio=$(ratio "$P_RPS" "$N_RPS") pg_p99_ms=$P_P99"
+fi
+WRITE_PART=" write_rps=$S_W write_noaudit_rps=$S_WN audit_ratio=$(ratio "$S_W" "$S_WN")"
+if [ -n "$PG_PART" ]; then
+    WRITE_PART="$WRITE_PART pg_write_rps=$P_W pg_write_noaudit_rps=$P_WN"
+    WRITE_PART="$WRITE_PART pg_audit_ratio=$(ratio "$P_W" "$P_WN")"
 fi
 
 S_RATIO=$(ratio "$S_RPS" "$N_RPS")
@@ -263,8 +317,10 @@ MISSED=$(awk -v r="$S_RATIO" -v p="$S_P99" -v pr="${PG_PART:+$(ratio "$P_RPS" "$
         if (pr != "" && pr < 0.5) m = m " pg-ratio"
         if (pp != "" && pp >= 5) m = m " pg-p99"
         print m }')
-[ -z "$MISSED" ] || note "targets missed (ratio >= 0.5, p99 < 5 ms):$MISSED"
-echo "tsmd_rps=$S_RPS nginx_rps=$N_RPS ratio=$S_RATIO p99_ms=$S_P99$PG_PART"
+MISSED="$MISSED$(awk -v a="$(ratio "$S_W" "$S_WN")" -v pa="${PG_PART:+$(ratio "$P_W" "$P_WN")}" \
+    'BEGIN { m = ""; if (a < 0.7) m = m " audit-ratio"; if (pa != "" && pa < 0.7) m = m " pg-audit-ratio"; print m }')"
+[ -z "$MISSED" ] || note "targets missed (ratio >= 0.5, p99 < 5 ms, audit ratio >= 0.7):$MISSED"
+echo "tsmd_rps=$S_RPS nginx_rps=$N_RPS ratio=$S_RATIO p99_ms=$S_P99$PG_PART$WRITE_PART"
 if [ -n "$MISSED" ] && [ "${BENCH_STRICT:-0}" = 1 ]; then
     exit 1
 fi

@@ -8,6 +8,8 @@
 --                both servers parse the same request bytes)
 --   BENCH_BASE   first MSISDN of the imported set (decimal digits)
 --   BENCH_COUNT  number of consecutive MSISDNs imported from BENCH_BASE
+--   BENCH_METHOD "GET" (default: the lookup above) or "POST": then every request
+--                is POST BENCH_PATH with the JSON body BENCH_BODY (the write row)
 --
 -- The same script drives tsmd and nginx, so the client-side cost is the same.
 
@@ -15,7 +17,12 @@ local path = os.getenv("BENCH_PATH") or "/"
 local token = os.getenv("BENCH_TOKEN") or ""
 local base = tonumber(os.getenv("BENCH_BASE") or "0")
 local count = tonumber(os.getenv("BENCH_COUNT") or "1")
+local method = os.getenv("BENCH_METHOD") or "GET"
+local body = os.getenv("BENCH_BODY") or ""
 local headers = { ["Authorization"] = "Bearer " .. token, ["Accept"] = "application/json" }
+if method == "POST" then
+   headers["Content-Type"] = "application/json"
+end
 
 local threads = {}
 local counter = 0
@@ -31,6 +38,9 @@ function init(args)
 end
 
 function request()
+   if method == "POST" then
+      return wrk.format("POST", path, headers, body)
+   end
    local msisdn = string.format("%.0f", base + math.random(0, count - 1))
    return wrk.format("GET", path .. msisdn, headers)
 end

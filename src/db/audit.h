@@ -9,9 +9,14 @@
  * table holds the last seq and hash, so deleting rows at the end is
  * detectable too.
  *
- * Appends do not serialise writers (issue 8 point 6): audit_append_tx
- * inserts the row unsealed (no seq, no hashes) in the caller's transaction
- * and takes no shared lock. A sealer (audit_seal, run by a sealer thread per
+ * Appends do not serialise writers (issue 8 point 6). On PostgreSQL
+ * audit_append_tx inserts the row unsealed (no seq, no hashes) in the
+ * caller's transaction and takes no shared lock. On SQLite, where the
+ * caller's transaction holds the database's only write lock anyway, the row
+ * is sealed at once (chained to the head and the head moved, in that
+ * transaction). audit_append groups concurrent callers' rows into one
+ * transaction (group commit) and returns once the one holding the row
+ * committed. A sealer (audit_seal, run by a sealer thread per
  * node and by every reader before it reads) links committed unsealed rows
  * into the chain in insertion order, in one transaction that holds the head
  * row (SELECT ... FOR UPDATE on PostgreSQL, so the sealers of every node
@@ -67,10 +72,10 @@ struct audit_entry {
 /* Applies the "audit" migrations (idempotent). */
 ot_err audit_migrate(struct db *db);
 
-/* Appends e, unsealed, in its own transaction; fills e->id and e->ts (if
- * 0), sets e->seq to 0 and replaces each string field by its clean form
- * (what is stored). The string fields must be NUL-terminated within their
- * arrays (OT_E_ARG otherwise). */
+/* Appends e in a transaction of its own (shared with concurrent callers);
+ * fills e->id and e->ts (if 0), e->seq (0 while unsealed: PostgreSQL) and
+ * replaces each string field by its clean form (what is stored). The string fields must be
+ * NUL-terminated within their arrays (OT_E_ARG otherwise). */
 ot_err audit_append(struct db *db, struct audit_entry *e);
 /* The same inside a transaction the caller has open on conn (so the audit
  * row commits or rolls back with the change it records). On SQLite the

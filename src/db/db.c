@@ -186,6 +186,8 @@ ot_err db_parse_int64(const char *s, int64_t *out)
     return OT_OK;
 }
 
+static void db_wunlock(struct db_conn *c);
+
 /* Notes corruption reported by a back end (sticky: see db_acquire). */
 static ot_err db_seen(struct db *db, ot_err err)
 {
@@ -262,7 +264,23 @@ ot_err db_open(const char *url, const struct db_cfg *cfg, struct db **out)
     if (db->target == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
+    {
+        pthread_mutexattr_t ma;
+        int rc = pthread_mutexattr_init(&ma);
+
+        if (rc == 0) {
+            rc = pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
+            if (rc == 0) {
+                rc = pthread_mutex_init(&db->wmu, &ma);
+            }
+            pthread_mutexattr_destroy(&ma);
+        }
+        if (rc != 0) {
+            OT_FAIL(OT_E_INTERNAL);
+        }
+    }
     if (pthread_mutex_init(&db->mu, NULL) != 0) {
+        pthread_mutex_destroy(&db->wmu);
         OT_FAIL(OT_E_INTERNAL);
     }
     {
@@ -277,6 +295,7 @@ ot_err db_open(const char *url, const struct db_cfg *cfg, struct db **out)
         }
         if (rc != 0) {
             pthread_mutex_destroy(&db->mu);
+            pthread_mutex_destroy(&db->wmu);
             OT_FAIL(OT_E_INTERNAL);
         }
     }
@@ -363,6 +382,7 @@ void db_close(struct db *db)
     pthread_mutex_unlock(&db->mu);
     pthread_cond_destroy(&db->cv);
     pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->wmu);
     free(db->target);
     free(db);
 }
@@ -495,6 +515,7 @@ void db_release(struct db_conn *c)
         OT_LOG_WARN("connection released inside a transaction: rolling back");
         (void)db->ops->exec(c->impl, "ROLLBACK");
     }
+    db_wunlock(c);
     pthread_mutex_lock(&db->mu);
     c->next_idle = db->idle;
     db->idle = c;
@@ -510,20 +531,58 @@ struct db *db_conn_db(const struct db_conn *c)
 
 /* ---- transactions -------------------------------------------------------- */
 
+/* Releases the in-process write lock once c's transaction is over. */
+static void db_wunlock(struct db_conn *c)
+{
+    if (c->wlocked && c->db->ops->txn(c->impl) == DB_TXN_IDLE) {
+        c->wlocked = false;
+        pthread_mutex_unlock(&c->db->wmu);
+    }
+}
+
 ot_err db_begin(struct db_conn *c)
 {
+    ot_err err;
+
     if (c == NULL) {
         return OT_E_ARG;
     }
     if (c->db->ops->txn(c->impl) != DB_TXN_IDLE) {
         return OT_E_STATE;
     }
-    return c->db->ops->exec(c->impl, c->db->ops->begin_sql);
+    if (c->db->kind == DB_SQLITE && !c->wlocked) {
+        /* SQLite has one writer at a time: queue for it here (woken at once
+         * when it is free) rather than in the busy handler, which sleeps up
+         * to 100 ms between tries. Other processes still meet the busy
+         * handler. */
+        struct timespec until;
+        int rc;
+
+        /* pthread_mutex_timedlock counts on CLOCK_REALTIME */
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(c->db->cfg.busy_timeout_ms / 1000u);
+        until.tv_nsec += (long)(c->db->cfg.busy_timeout_ms % 1000u) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        rc = pthread_mutex_timedlock(&c->db->wmu, &until);
+        if (rc != 0) {
+            OT_LOG_WARN("begin: %s", rc == EDEADLK ? "this thread already holds a write transaction"
+                                                   : "no write lock within the busy timeout");
+            return OT_E_TIMEOUT;
+        }
+        c->wlocked = true;
+    }
+    err = c->db->ops->exec(c->impl, c->db->ops->begin_sql);
+    db_wunlock(c);
+    return err;
 }
 
 ot_err db_commit(struct db_conn *c)
 {
     enum db_txn t;
+    ot_err err;
 
     if (c == NULL) {
         return OT_E_ARG;
@@ -535,20 +594,28 @@ ot_err db_commit(struct db_conn *c)
     if (t == DB_TXN_ABORTED) {
         OT_LOG_ERROR("commit of a transaction aborted by an earlier error: rolled back");
         (void)c->db->ops->exec(c->impl, "ROLLBACK");
+        db_wunlock(c);
         return OT_E_DB;
     }
-    return c->db->ops->exec(c->impl, "COMMIT");
+    err = c->db->ops->exec(c->impl, "COMMIT");
+    db_wunlock(c);
+    return err;
 }
 
 ot_err db_rollback(struct db_conn *c)
 {
+    ot_err err;
+
     if (c == NULL) {
         return OT_E_ARG;
     }
     if (c->db->ops->txn(c->impl) == DB_TXN_IDLE) {
+        db_wunlock(c);
         return OT_OK;
     }
-    return c->db->ops->exec(c->impl, "ROLLBACK");
+    err = c->db->ops->exec(c->impl, "ROLLBACK");
+    db_wunlock(c);
+    return err;
 }
 
 ot_err db_run_tx(struct db *db, ot_err (*fn)(struct db_conn *c, void *arg), void *arg)

@@ -64,6 +64,10 @@ struct db {
     unsigned n_open;      /* connections opened or being opened (idle + borrowed) */
     unsigned n_idle;
     _Atomic bool corrupt; /* corruption seen: every later db_acquire fails (sticky) */
+    /* SQLite: this process's writers queue here for the write lock instead of
+     * sleeping in SQLite's busy handler (ERRORCHECK: a thread that holds it
+     * and begins again gets an error, not a deadlock). */
+    pthread_mutex_t wmu;
 };
 
 struct db_conn {
@@ -73,6 +77,7 @@ struct db_conn {
     struct db_stmt *bucket[DB_STMT_BUCKETS]; /* cached statements by SQL hash */
     unsigned n_cached;
     struct db_stmt *out; /* statements handed out and not yet reset */
+    bool wlocked;        /* holds db->wmu (SQLite write transaction) */
 };
 
 struct db_stmt {
