@@ -504,6 +504,122 @@ ot_err audit_append(struct db *db, struct audit_entry *e)
     return me.err;
 }
 
+/* ---- queued appends (audit_enqueue) ------------------------------------- */
+
+#define AUDIT_Q_MAX 8192u /* queued rows; beyond, audit_enqueue writes at once */
+
+struct audit_q_item {
+    struct db *db;
+    struct audit_entry e;
+    struct audit_q_item *next;
+};
+
+static pthread_mutex_t audit_q_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct audit_q_item *audit_q_head;
+static size_t audit_q_len;
+
+ot_err audit_enqueue(struct db *db, const struct audit_entry *e)
+{
+    struct audit_q_item *it = NULL;
+    struct audit_q_item **pp = NULL;
+
+    if (db == NULL || e == NULL) {
+        return OT_E_ARG;
+    }
+    if (!audit_terminated(e->principal_name, sizeof e->principal_name)
+        || !audit_terminated(e->action, sizeof e->action)
+        || !audit_terminated(e->resource, sizeof e->resource)
+        || !audit_terminated(e->outcome, sizeof e->outcome)
+        || !audit_terminated(e->request_id, sizeof e->request_id)) {
+        return OT_E_ARG;
+    }
+    pthread_mutex_lock(&audit_q_mu);
+    if (audit_q_len < AUDIT_Q_MAX) {
+        it = calloc(1, sizeof *it);
+    }
+    if (it == NULL) {
+        /* full (the database is slower than the requests) or out of
+         * memory: the caller waits for its own row instead of losing it */
+        struct audit_entry copy = *e;
+
+        pthread_mutex_unlock(&audit_q_mu);
+        return audit_append(db, &copy);
+    }
+    it->db = db;
+    it->e = *e;
+    if (it->e.ts == 0) {
+        it->e.ts = audit_now_ms(); /* when it happened, not when it is written */
+    }
+    for (pp = &audit_q_head; *pp != NULL; pp = &(*pp)->next) {
+    }
+    *pp = it;
+    audit_q_len++;
+    pthread_mutex_unlock(&audit_q_mu);
+    return OT_OK;
+}
+
+static ot_err audit_q_write_fn(struct db_conn *c, void *arg)
+{
+    ot_err err = OT_OK;
+
+    for (struct audit_q_item *it = arg; it != NULL && err == OT_OK; it = it->next) {
+        err = audit_append_tx(c, &it->e);
+    }
+    return err;
+}
+
+/* Writes db's queued rows, AUDIT_GC_BATCH per transaction, in queue order.
+ * A batch that fails goes back to the front of the queue (nothing is lost;
+ * the next flush retries). */
+static ot_err audit_flush(struct db *db)
+{
+    for (;;) {
+        struct audit_q_item *batch = NULL;
+        struct audit_q_item **bt = &batch;
+        struct audit_q_item **pp = NULL;
+        size_t n = 0;
+        ot_err err;
+
+        pthread_mutex_lock(&audit_q_mu);
+        pp = &audit_q_head;
+        while (*pp != NULL && n < AUDIT_GC_BATCH) {
+            struct audit_q_item *it = *pp;
+
+            if (it->db != db) {
+                pp = &it->next;
+                continue;
+            }
+            *pp = it->next;
+            it->next = NULL;
+            *bt = it;
+            bt = &it->next;
+            n++;
+        }
+        audit_q_len -= n;
+        pthread_mutex_unlock(&audit_q_mu);
+        if (batch == NULL) {
+            return OT_OK;
+        }
+        err = db_run_tx(db, audit_q_write_fn, batch);
+        if (err != OT_OK) {
+            pthread_mutex_lock(&audit_q_mu);
+            *bt = audit_q_head;
+            audit_q_head = batch;
+            audit_q_len += n;
+            pthread_mutex_unlock(&audit_q_mu);
+            OT_LOG_ERROR("writing %zu queued audit rows failed (kept for the next try): %s", n,
+                         ot_strerror(err));
+            return err;
+        }
+        while (batch != NULL) {
+            struct audit_q_item *next = batch->next;
+
+            free(batch);
+            batch = next;
+        }
+    }
+}
+
 /* ---- sealing ------------------------------------------------------------ */
 
 /* One sealer per process at a time (sealers of other processes queue on
@@ -677,6 +793,7 @@ ot_err audit_seal(struct db *db, int64_t *sealed)
     if (db == NULL) {
         return OT_E_ARG;
     }
+    (void)audit_flush(db); /* queued rows first (logged; kept on failure) */
     OT_TRY(db_acquire(db, &c));
     OT_TRY(audit_unsealed(c, &any));
     if (!any) {

@@ -82,15 +82,26 @@ ot_err audit_append(struct db *db, struct audit_entry *e);
  * caller's transaction must be able to write (it is, once it has written). */
 ot_err audit_append_tx(struct db_conn *conn, struct audit_entry *e);
 
+/* Queues e to be appended by the node's sealer (within its interval), or by
+ * the next audit_seal / audit_list / audit_head / audit_verify of db, in one
+ * transaction with the other queued rows: the caller does not wait for a
+ * commit. For rows that record a request rather than a change (the change
+ * has its own row in its transaction): a request log line, a denial, an
+ * unauthenticated attempt, so a flood of them costs no transaction each.
+ * A row is lost only if the process dies before the flush. With more than
+ * 8192 rows queued (storage slower than requests) it writes e at once, as
+ * audit_append does. e->ts 0: now. OT_E_ARG as audit_append. */
+ot_err audit_enqueue(struct db *db, const struct audit_entry *e);
+
 /* Seals every committed unsealed row (in insertion order) in transactions
  * of up to 1000 rows; *sealed (may be NULL) = rows sealed. Cheap when there
  * is nothing to seal (one index lookup, no lock). audit_list, audit_head and
  * audit_verify call it first, so they see every row committed before them. */
 ot_err audit_seal(struct db *db, int64_t *sealed);
 
-/* The node's sealer: a thread that runs audit_seal every interval_ms (0:
- * AUDIT_SEAL_INTERVAL_MS) and when kicked. Stop seals once more, then
- * joins. Start one per process after audit_migrate. */
+/* The node's sealer: a thread that runs audit_seal (queued rows written,
+ * then sealed) every interval_ms (0: AUDIT_SEAL_INTERVAL_MS) and when
+ * kicked. Stop seals once more, then joins. Start one per process after audit_migrate. */
 #define AUDIT_SEAL_INTERVAL_MS 50u
 struct audit_sealer;
 ot_err audit_sealer_start(struct db *db, unsigned interval_ms, struct audit_sealer **out);

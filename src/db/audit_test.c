@@ -815,6 +815,53 @@ static void test_sealer_concurrent(void **state)
     audit_sealer_kick(NULL);
 }
 
+/* Queued rows cost the caller no transaction: they are not in the table
+ * until a flush (the sealer, or a reader), then they are, in queue order,
+ * in one chain that verifies. */
+static void test_enqueue(void **state)
+{
+    struct fx *f = *state;
+    struct audit_entry e;
+    struct audit_entry *v = NULL;
+    struct audit_query q = {0};
+    size_t n = 0;
+    int64_t sealed = -1;
+
+    append_n(f->t->db, 1);
+    for (int i = 0; i < 300; i++) { /* more than one flush transaction */
+        char rid[32];
+
+        snprintf(rid, sizeof rid, "q-%d", i);
+        mkentry(&e, 4, "GET /denied", rid);
+        strcpy(e.outcome, "401 \x1b[2J");
+        assert_int_equal(audit_enqueue(f->t->db, &e), OT_OK);
+    }
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_audit_log", 0, NULL), 1);
+    memset(e.request_id, 'x', sizeof e.request_id); /* not terminated */
+    assert_int_equal(audit_enqueue(f->t->db, &e), OT_E_ARG);
+    assert_int_equal(audit_enqueue(NULL, &e), OT_E_ARG);
+    assert_int_equal(audit_seal(f->t->db, &sealed), OT_OK);
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_audit_log", 0, NULL), 301);
+    q.limit = 3;
+    assert_int_equal(audit_list(f->t->db, &q, &v, &n, NULL), OT_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(v[1].request_id, "q-0");
+    assert_string_equal(v[2].request_id, "q-1");
+    assert_string_equal(v[1].outcome, "401 \\x1B[2J"); /* cleaned like any append */
+    assert_true(v[1].ts > 1700000000000);
+    free(v);
+    expect_verify(f->t->db, OT_OK, 0);
+    /* a reader flushes too */
+    mkentry(&e, 4, "GET /late", "q-late");
+    assert_int_equal(audit_enqueue(f->t->db, &e), OT_OK);
+    q.after_seq = 300;
+    q.limit = 10;
+    assert_int_equal(audit_list(f->t->db, &q, &v, &n, NULL), OT_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[1].request_id, "q-late");
+    free(v);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -831,6 +878,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_migration_keeps_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writers_skip_head_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sealer_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue, setup, teardown),
     };
 
     sec_t_select(argc, argv);
