@@ -107,6 +107,15 @@ static const struct db_migration mno_migrations[] = {
      " cleared BIGINT NOT NULL DEFAULT 0,"
      " created_at BIGINT NOT NULL)",
      NULL},
+    /* Every event row is announced at commit on MNO_CHANNEL, so the node
+     * holding the device's stream pushes it whoever wrote it. SQLite: one
+     * process, which pushes its own rows. */
+    {2, "SELECT 1",
+     "CREATE OR REPLACE FUNCTION mno_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+     " BEGIN PERFORM pg_notify('" MNO_CHANNEL "', NEW.instance || ':' || NEW.device_id);"
+     " RETURN NULL; END $$;"
+     "CREATE TRIGGER mno_events_notify AFTER INSERT ON mno_events"
+     " FOR EACH ROW EXECUTE FUNCTION mno_events_notify();"},
 };
 
 static const struct cfg_opt mno_opts[] = {
@@ -269,12 +278,6 @@ ot_err mno_event_add(struct mno *m, struct db_conn *c, int64_t device_id, const 
 out:
     db_reset(st);
     return err;
-}
-
-void mno_push_kick(struct mno *m, int64_t device_id)
-{
-    (void)m;
-    (void)device_id;
 }
 
 static ot_err mno_job_state_of(struct db_conn *c, int64_t job_id, enum mno_job_state *s,
@@ -443,6 +446,7 @@ static const struct svc_route mno_route_table[] = {
     {"GET", "/status", MNO_SUBMIT, false, mno_h_status, mno_q_status, 0},
     {"GET", "/events", MNO_OPS, false, mno_h_events, mno_q_page, 0},
     {"GET", "/device", MNO_DEV, false, mno_h_self, NULL, 0},
+    {"GET", "/device/stream", MNO_DEV, false, mno_h_stream, NULL, 0},
     {"POST", "/device/register", MNO_DEV, false, mno_h_register, NULL, 0},
     {"POST", "/device/heartbeat", MNO_DEV, false, mno_h_heartbeat, NULL, SVC_R_COARSE_AUDIT},
     {"POST", "/device/location", MNO_DEV, false, mno_h_location, NULL, SVC_R_COARSE_AUDIT},
@@ -491,8 +495,12 @@ static ot_err mno_create(const struct svc_env *env, void **out)
     m->sweep_ms = svc_cfg_int(env, "sweep_ms");
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
-    err = ot_thread_start(&m->sweeper, mno_sweeper, m);
+    err = mno_push_start(m);
+    if (err == OT_OK) {
+        err = ot_thread_start(&m->sweeper, mno_sweeper, m);
+    }
     if (err != OT_OK) {
+        mno_push_stop(m);
         pthread_cond_destroy(&m->cv);
         pthread_mutex_destroy(&m->mu);
         free(m);
@@ -517,6 +525,7 @@ static void mno_destroy(void *svc)
         pthread_mutex_unlock(&m->mu);
         pthread_join(m->sweeper, NULL);
     }
+    mno_push_stop(m);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);
@@ -542,10 +551,15 @@ static double mno_m_authfail(void *ctx)
     return (double)atomic_load(&((struct mno *)ctx)->m_auth_failures);
 }
 
+static double mno_m_streams(void *ctx)
+{
+    return (double)mno_push_count(ctx);
+}
+
 static ot_err mno_metrics(void *svc, struct net_metrics *nm)
 {
     struct mno *m = svc;
-    char name[4][64];
+    char name[5][64];
     ot_err err = OT_OK;
 
     snprintf(name[0], sizeof(name[0]), "mno_%s_auth_alerts_total",
@@ -556,6 +570,10 @@ static ot_err mno_metrics(void *svc, struct net_metrics *nm)
              m->instance[0] ? m->instance : "default");
     snprintf(name[3], sizeof(name[3]), "mno_%s_auth_failures_total",
              m->instance[0] ? m->instance : "default");
+    snprintf(name[4], sizeof(name[4]), "mno_%s_device_streams",
+             m->instance[0] ? m->instance : "default");
+    OT_TRY(net_metrics_register(nm, name[4], "Device push streams this node holds.",
+                                NET_METRIC_GAUGE, mno_m_streams, m));
     OT_TRY(net_metrics_register(nm, name[0],
                                 "SEs stopped after too many failed EXTERNAL AUTHENTICATEs.",
                                 NET_METRIC_COUNTER, mno_m_alerts, m));

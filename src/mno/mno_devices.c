@@ -430,7 +430,7 @@ enum mno_dev_op {
 /* Jobs of a device that went offline: delivering back to the queue,
  * running ones interrupted (mno_job_interrupt). */
 static ot_err mno_device_gone(struct mno *m, struct db_conn *c, int64_t device_id,
-                              const char *reason)
+                              const char *reason, bool running_too)
 {
     struct db_stmt *st = NULL;
     int64_t ids[64];
@@ -459,6 +459,9 @@ static ot_err mno_device_gone(struct mno *m, struct db_conn *c, int64_t device_i
     db_reset(st);
     st = NULL;
     for (size_t i = 0; i < n; i++) {
+        if (run[i] && !running_too) {
+            continue;
+        }
         err = run[i] ? mno_job_interrupt(m, c, ids[i], reason)
                      : mno_job_move(m, c, ids[i], MNO_EV_UNDELIVERED, NULL);
         if (err == OT_E_STATE) {
@@ -493,7 +496,7 @@ ot_err mno_device_offline(struct mno *m, struct db_conn *c, int64_t device_id, c
     }
     db_reset(st);
     st = NULL;
-    OT_TRY(mno_device_gone(m, c, device_id, why));
+    OT_TRY(mno_device_gone(m, c, device_id, why, true));
 out:
     db_reset(st);
     return err;
@@ -573,9 +576,10 @@ static void mno_device_op(struct net_req *req, struct net_resp *resp, struct mno
     if (op == MNO_OP_REGISTER) {
         char data[128];
         if (d.online && d.lease_expires >= now) {
-            /* A re-registration without a detach: the agent restarted, so a
-             * session it had open is gone with it. */
-            OT_TRY(mno_device_gone(m, c, d.id, "reregistered"));
+            /* A re-registration without a detach (the agent reconnected):
+             * a wake-up it may have missed is sent again. An open session
+             * goes on: an agent that lost it says so (interrupted). */
+            OT_TRY(mno_device_gone(m, c, d.id, "reregistered", false));
         }
         snprintf(data, sizeof(data), "{\"device\":\"%lld\",\"event\":\"registration\"}",
                  (long long)d.id);

@@ -616,6 +616,7 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
     json_t *doc;
     int64_t id = 0;
     int64_t sub = 0;
+    int64_t device = 0;
     size_t which = 0;
     bool row = false;
     char res[96];
@@ -641,6 +642,7 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
         goto done;
     }
     state = json_string_value(json_object_get(job, "state"));
+    (void)svc_id_parse(json_string_value(json_object_get(job, "device")), &device);
     if (act == MNO_ACT_CANCEL) {
         if (state != NULL && strcmp(state, "cancelled") != 0) {
             err = mno_job_move(m, c, id, MNO_EV_CANCEL, "cancelled");
@@ -657,6 +659,12 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
         OT_TRY(db_step(st, &row));
         db_reset(st);
         st = NULL;
+        if (state != NULL && strcmp(state, "running") == 0) {
+            /* The agent waiting after a 202 repeats its POST and gets 204. */
+            char data[64];
+            snprintf(data, sizeof(data), "{\"job\":\"%lld\"}", (long long)id);
+            OT_TRY(mno_event_add(m, c, device, "batch", data));
+        }
     } else {
         err = mno_job_move(m, c, id, act == MNO_ACT_REQUEUE ? MNO_EV_REQUEUE : MNO_EV_GIVE_UP,
                            act == MNO_ACT_REQUEUE ? "requeued by the submitter"
@@ -677,6 +685,7 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
     OT_TRY(mno_job_json(m, c, id, &sub, &job));
     (void)svc_tx_commit(&c, req, resp, 200, job);
     job = NULL;
+    mno_push_kick(m, device);
     mno_sweep_kick(m);
 out:
     db_reset(st);

@@ -17,17 +17,21 @@ struct db;
 struct db_conn;
 struct svc_kit;
 struct authstore;
+struct db_listener;
+struct mno_push_entry;
 
-#define MNO_LA_MAX     32u /* location area */
-#define MNO_DIGITS_MAX 15u /* IMEI, IMSI, MSISDN */
-#define MNO_CIN_MAX    32u /* bytes */
-#define MNO_READER_MAX 32u
-#define MNO_SES_MAX    16u /* SEs per device */
-#define MNO_REASON_MAX 64u
-#define MNO_PROTO      "globalplatform-remote-admin/1.0"
-#define MNO_CT_CMD     "application/vnd.globalplatform.card-content-mgt;version=1.0"
-#define MNO_CT_RSP     "application/vnd.globalplatform.card-content-mgt-response;version=1.0"
-#define MNO_ISD_AID    "A000000151000000"
+#define MNO_LA_MAX       32u /* location area */
+#define MNO_DIGITS_MAX   15u /* IMEI, IMSI, MSISDN */
+#define MNO_CIN_MAX      32u /* bytes */
+#define MNO_READER_MAX   32u
+#define MNO_SES_MAX      16u /* SEs per device */
+#define MNO_REASON_MAX   64u
+#define MNO_PROTO        "globalplatform-remote-admin/1.0"
+#define MNO_CT_CMD       "application/vnd.globalplatform.card-content-mgt;version=1.0"
+#define MNO_CT_RSP       "application/vnd.globalplatform.card-content-mgt-response;version=1.0"
+#define MNO_ISD_AID      "A000000151000000"
+#define MNO_PUSH_BUCKETS 4096u
+#define MNO_CHANNEL      "mno_events" /* PostgreSQL: "<instance>:<device id>" per event row */
 
 struct mno {
     struct svc_kit *kit;
@@ -48,6 +52,11 @@ struct mno {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
+    /* push: the device streams this node holds (mno_push.c) */
+    pthread_mutex_t push_mu;
+    struct mno_push_entry *push[MNO_PUSH_BUCKETS];
+    unsigned push_n;
+    struct db_listener *listener; /* PostgreSQL: events other nodes wrote */
     /* metrics */
     atomic_uint_fast64_t m_alerts;
     atomic_uint_fast64_t m_jobs_done;
@@ -81,8 +90,14 @@ ot_err mno_event_add(struct mno *m, struct db_conn *c, int64_t device_id, const 
 /* The device goes offline (detach, lease expiry): a platform event, and
  * its delivering and running jobs as mno_job_interrupt says. */
 ot_err mno_device_offline(struct mno *m, struct db_conn *c, int64_t device_id, const char *why);
-/* Wakes the device's stream holder after a commit (no-op until streams). */
+/* After a commit of event rows for device_id: sends them on its stream if
+ * this node holds it (other nodes hear the PostgreSQL notice). */
 void mno_push_kick(struct mno *m, int64_t device_id);
+void mno_push_local(struct mno *m, int64_t device_id);
+unsigned mno_push_count(struct mno *m);
+ot_err mno_push_start(struct mno *m);
+void mno_push_stop(struct mno *m);
+void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx);
 
 /* A job moved by ev from its current state (compare-and-set on the row).
  * OT_E_STATE: the table forbids it or the row moved meanwhile. */

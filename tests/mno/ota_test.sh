@@ -20,6 +20,8 @@
 # - failed EXTERNAL AUTHENTICATEs per SE and key version stop the SE's jobs at
 #   the limit with an alert (audit, metric, event); clearing it lets jobs run;
 # - an interactive job: batches, 202 while the submitter thinks, close, 204;
+# - the push stream: 409 before registration, job and cancel events, a
+#   second stream replaces the first, Last-Event-ID resumes;
 # - the other instance (mno:vodafone) sees none of mno:orange's devices and jobs.
 #
 # usage: ota_test.sh TSMD [sqlite|pg]
@@ -380,8 +382,8 @@ api POST $P/jobs "$TSP" '{"msisdn":"33600000001","se":{"cin":"010203040506070809
     -H "Idempotency-Key: j-blocked"
 expect_status 409 "a job for a blocked SE"
 [ "$(api_err_code)" = se_blocked ] || fail "code se_blocked"
-curl -s "$TSMD_URL/metrics" -H "Authorization: Bearer $OP_TOKEN" | grep -q '^mno_orange_auth_alerts_total 1' ||
-    fail "alert metric"
+curl -s "$TSMD_URL/metrics" -H "Authorization: Bearer $OP_TOKEN" >"$TSMD_WORK/metrics"
+grep -q '^mno_orange_auth_alerts_total 1' "$TSMD_WORK/metrics" || fail "alert metric"
 api GET "/admin/v1/audit?limit=1000" "$OP_TOKEN"
 jq -e '[.items[] | select(.action == "mno.se.auth_blocked")] | length == 1' "$TSMD_WORK/resp" >/dev/null ||
     fail "alert audited"
@@ -448,6 +450,50 @@ expect_status 200 "cancel"
 [ "$(jq -r .state "$TSMD_WORK/resp")" = cancelled ] || fail "cancelled"
 api GET $PV/jobs/$JC "$OP_TOKEN"
 expect_status 404 "the other instance has no such job"
+
+# ---- the push stream -------------------------------------------------------
+stream() { # TOKEN OUT [curl args...]: the device's stream into OUT, in the background
+    local tok=$1 out=$2
+    shift 2
+    curl -s -N --max-time 30 -H "Authorization: Bearer $tok" -H "Accept: text/event-stream" \
+        "$@" "$TSMD_URL$P/device/stream" >"$out" 2>/dev/null &
+    STREAM_PID=$!
+}
+wait_in() { # FILE TEXT
+    for _ in $(seq 1 200); do
+        grep -qF -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    fail "no \"$2\" in $1: $(cat "$1")"
+}
+api GET $P/device/stream "$T2"
+expect_status 409 "a stream before registration"
+[ "$(api_err_code)" = not_registered ] || fail "code not_registered (stream)"
+api POST $P/device/register "$T2" '{}'
+expect_status 200 "phone2 registers"
+api GET $P/device/stream "$T2" - -H "Last-Event-ID: 1x"
+expect_status 400 "a malformed Last-Event-ID"
+stream "$T2" "$TSMD_WORK/s1"
+S1=$STREAM_PID
+sleep 0.2
+JS=$(submit "$TSP" '{"msisdn":"33600000002","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CA006600"]}' j-s)
+wait_in "$TSMD_WORK/s1" "\"job\":\"$JS\""
+grep -q '^event: job$' "$TSMD_WORK/s1" || fail "event name job"
+EVID=$(grep -B2 "\"job\":\"$JS\"" "$TSMD_WORK/s1" | sed -n 's/^id: //p' | head -1)
+[ -n "$EVID" ] || fail "the event has an id: $(cat "$TSMD_WORK/s1")"
+grep -F "\"uri\":\"$P/admin/jobs/$JS\"" "$TSMD_WORK/s1" >/dev/null || fail "the event names the session URI"
+# A second stream of the same device replaces the first.
+stream "$T2" "$TSMD_WORK/s2" -H "Last-Event-ID: $((EVID - 1))"
+S2=$STREAM_PID
+wait_in "$TSMD_WORK/s2" "\"job\":\"$JS\""
+for _ in $(seq 1 100); do kill -0 "$S1" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$S1" 2>/dev/null && fail "the older stream was not closed"
+wait "$S1" 2>/dev/null || true
+api POST $P/jobs/$JS/cancel "$TSP" '{}'
+expect_status 200 "cancel a delivering job"
+wait_in "$TSMD_WORK/s2" "event: cancel"
+kill "$S2" 2>/dev/null || true
+wait "$S2" 2>/dev/null || true
 
 tsmd_stop
 echo "mno.ota ($BACKEND): ok"

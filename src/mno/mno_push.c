@@ -1,0 +1,338 @@
+/* mno push: one SSE stream per online device (docs/ota.md §4). Events are
+ * rows of mno_events first; a stream is sent the rows after the last id it
+ * got, by whichever thread learns of new rows: the handler or the sweeper
+ * that committed them (this node), or the listener of the PostgreSQL
+ * channel MNO_CHANNEL, which a trigger on mno_events notifies at commit
+ * (another node wrote them). So a job submitted to one node reaches the
+ * device whose stream another node holds.
+ *
+ * The table of local streams is a hash by device id under one short lock;
+ * each entry has its own lock, held while its rows are read and sent, so
+ * two pushes to one stream never interleave. on_close (the server's loop
+ * thread) only unlinks the entry. */
+#define OT_LOG_COMPONENT "mno"
+#include "core/log.h"
+#include "db/db.h"
+#include "mno/mno_priv.h"
+#include "svc/kit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MNO_PUSH_BATCH 64
+
+struct mno_push_entry {
+    struct mno_push_entry *next; /* bucket chain (under push_mu) */
+    struct mno *m;
+    int64_t device_id;
+    struct net_stream *s;
+    pthread_mutex_t mu; /* held while rows are read and sent */
+    int64_t last_sent;
+    atomic_int refs; /* the table's, the stream's and each pusher's */
+    bool linked;     /* in the table (under push_mu) */
+};
+
+static void mno_entry_unref(struct mno_push_entry *e)
+{
+    if (e != NULL && atomic_fetch_sub(&e->refs, 1) == 1) {
+        net_stream_release(e->s);
+        pthread_mutex_destroy(&e->mu);
+        free(e);
+    }
+}
+
+static size_t mno_bucket(int64_t device_id)
+{
+    return (size_t)((uint64_t)device_id * 0x9E3779B97F4A7C15ull >> 52) % MNO_PUSH_BUCKETS;
+}
+
+/* Unlinks e when linked (caller holds push_mu); true when it did. */
+static bool mno_unlink(struct mno *m, struct mno_push_entry *e)
+{
+    struct mno_push_entry **pp = &m->push[mno_bucket(e->device_id)];
+
+    if (!e->linked) {
+        return false;
+    }
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            e->linked = false;
+            m->push_n--;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void mno_stream_closed(void *ctx, struct net_stream *s)
+{
+    struct mno_push_entry *e = ctx;
+    struct mno *m = e->m;
+    bool was;
+
+    (void)s;
+    pthread_mutex_lock(&m->push_mu);
+    was = mno_unlink(m, e);
+    pthread_mutex_unlock(&m->push_mu);
+    if (was) {
+        mno_entry_unref(e); /* the table's */
+    }
+    mno_entry_unref(e); /* the stream's */
+}
+
+/* Sends e the rows after its last id (caller holds e->mu). */
+static ot_err mno_push_rows(struct mno *m, struct mno_push_entry *e)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_acquire(m->db, &c));
+    for (;;) {
+        size_t n = 0;
+        OT_TRY(db_prepare(c,
+                          "SELECT id, kind, data FROM mno_events WHERE instance = $1"
+                          " AND device_id = $2 AND id > $3 ORDER BY id LIMIT $4",
+                          &st));
+        OT_TRY(db_bind_text(st, 1, m->instance));
+        OT_TRY(db_bind_int64(st, 2, e->device_id));
+        OT_TRY(db_bind_int64(st, 3, e->last_sent));
+        OT_TRY(db_bind_int64(st, 4, MNO_PUSH_BATCH));
+        for (;;) {
+            int64_t id = 0;
+            const char *kind = NULL;
+            const char *data = NULL;
+            char ids[24];
+            OT_TRY(db_step(st, &row));
+            if (!row) {
+                break;
+            }
+            OT_TRY(db_col_int64(st, 0, &id));
+            OT_TRY(db_col_text(st, 1, &kind));
+            OT_TRY(db_col_text(st, 2, &data));
+            snprintf(ids, sizeof(ids), "%lld", (long long)id);
+            err = net_stream_send(e->s, ids, kind, data);
+            if (err != OT_OK) {
+                goto out; /* closed or dropped: on_close unlinks it */
+            }
+            e->last_sent = id;
+            n++;
+        }
+        db_reset(st);
+        st = NULL;
+        if (n < MNO_PUSH_BATCH) {
+            break;
+        }
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    return err;
+}
+
+void mno_push_local(struct mno *m, int64_t device_id)
+{
+    struct mno_push_entry *e;
+
+    pthread_mutex_lock(&m->push_mu);
+    for (e = m->push[mno_bucket(device_id)]; e != NULL && e->device_id != device_id; e = e->next) {
+    }
+    if (e != NULL) {
+        atomic_fetch_add(&e->refs, 1);
+    }
+    pthread_mutex_unlock(&m->push_mu);
+    if (e == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&e->mu);
+    ot_err err = mno_push_rows(m, e);
+    pthread_mutex_unlock(&e->mu);
+    if (err != OT_OK && err != OT_E_CLOSED) {
+        OT_LOG_DEBUG("mno %s: push to device %lld: %s", m->instance, (long long)device_id,
+                     ot_strerror(err));
+    }
+    mno_entry_unref(e);
+}
+
+void mno_push_kick(struct mno *m, int64_t device_id)
+{
+    /* On PostgreSQL the trigger's notice reaches every node, this one too
+     * (mno_on_note); pushing now as well saves the round trip, and a row
+     * sent twice is not: last_sent skips it. */
+    mno_push_local(m, device_id);
+}
+
+unsigned mno_push_count(struct mno *m)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&m->push_mu);
+    n = m->push_n;
+    pthread_mutex_unlock(&m->push_mu);
+    return n;
+}
+
+/* GET /device/stream: the device's push stream (Last-Event-ID resumes). */
+void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct mno *m = ctx;
+    const char *last = net_req_header(req, "Last-Event-ID");
+    struct db_conn *c = NULL;
+    struct mno_device d;
+    struct mno_push_entry *e = NULL;
+    struct mno_push_entry *old = NULL;
+    struct mno_push_entry **pp;
+    int64_t last_id = 0;
+    ot_err err = OT_OK;
+
+    if (last != NULL && strcmp(last, "0") != 0 && !svc_id_parse(last, &last_id)) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "an event id (decimal)", "Last-Event-ID");
+        return;
+    }
+    OT_TRY(db_acquire(m->db, &c));
+    err = mno_device_of_caller(m, c, req, &d);
+    db_release(c);
+    c = NULL;
+    if (err == OT_E_NOT_FOUND) {
+        net_resp_error(resp, OT_E_NOT_FOUND, NULL, "this device is not enrolled here", NULL);
+        return;
+    }
+    OT_TRY(err);
+    if (!d.online || d.lease_expires < mno_now()) {
+        net_resp_error(resp, OT_E_CONFLICT, "not_registered",
+                       "the device is offline: register first", NULL);
+        return;
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    e->m = m;
+    e->device_id = d.id;
+    pthread_mutex_init(&e->mu, NULL);
+    atomic_init(&e->refs, 3); /* the table's, the stream's (on_close) and ours */
+    if (last == NULL) {
+        /* No backlog: a new stream starts after the newest event. */
+        struct db_stmt *st = NULL;
+        bool row = false;
+        OT_TRY(db_acquire(m->db, &c));
+        err = db_prepare(c,
+                         "SELECT COALESCE(MAX(id), 0) FROM mno_events WHERE instance = $1"
+                         " AND device_id = $2",
+                         &st);
+        if (err == OT_OK) {
+            err = db_bind_text(st, 1, m->instance);
+        }
+        if (err == OT_OK) {
+            err = db_bind_int64(st, 2, d.id);
+        }
+        if (err == OT_OK) {
+            err = db_step(st, &row);
+        }
+        if (err == OT_OK && row) {
+            err = db_col_int64(st, 0, &last_id);
+        }
+        db_reset(st);
+        db_release(c);
+        c = NULL;
+        OT_TRY(err);
+    }
+    e->last_sent = last_id;
+    e->s = net_resp_sse(resp, mno_stream_closed, e);
+    if (e->s == NULL) {
+        pthread_mutex_destroy(&e->mu);
+        free(e);
+        return; /* answered 503 */
+    }
+    /* The newest connection wins: the older stream of the device ends. */
+    pthread_mutex_lock(&m->push_mu);
+    pp = &m->push[mno_bucket(d.id)];
+    for (old = *pp; old != NULL && old->device_id != d.id; old = old->next) {
+    }
+    if (old != NULL && mno_unlink(m, old)) {
+        /* keep the table's reference until the close below */
+    } else {
+        old = NULL;
+    }
+    e->next = *pp;
+    *pp = e;
+    e->linked = true;
+    m->push_n++;
+    pthread_mutex_unlock(&m->push_mu);
+    if (old != NULL) {
+        net_stream_close(old->s);
+        mno_entry_unref(old);
+    }
+    /* The backlog after Last-Event-ID, then whatever came meanwhile. */
+    pthread_mutex_lock(&e->mu);
+    (void)mno_push_rows(m, e);
+    pthread_mutex_unlock(&e->mu);
+    mno_entry_unref(e);
+    return;
+out:
+    db_release(c);
+    if (e != NULL) {
+        pthread_mutex_destroy(&e->mu);
+        free(e);
+    }
+    svc_fail(resp, err);
+}
+
+/* PostgreSQL notices of new event rows ("<instance>:<device id>"). */
+static void mno_on_note(void *ctx, enum db_note what, const char *payload)
+{
+    struct mno *m = ctx;
+    size_t il = strlen(m->instance);
+    int64_t dev = 0;
+
+    if (what == DB_NOTE_UP) {
+        /* Notices may have been missed: every local stream catches up. */
+        int64_t ids[256];
+        size_t n = 0;
+        pthread_mutex_lock(&m->push_mu);
+        for (size_t b = 0; b < MNO_PUSH_BUCKETS && n < 256; b++) {
+            for (struct mno_push_entry *e = m->push[b]; e != NULL && n < 256; e = e->next) {
+                ids[n++] = e->device_id;
+            }
+        }
+        pthread_mutex_unlock(&m->push_mu);
+        for (size_t i = 0; i < n; i++) {
+            mno_push_local(m, ids[i]);
+        }
+        return;
+    }
+    if (what != DB_NOTE_MSG || payload == NULL || strncmp(payload, m->instance, il) != 0
+        || payload[il] != ':' || !svc_id_parse(payload + il + 1, &dev)) {
+        return;
+    }
+    mno_push_local(m, dev);
+}
+
+ot_err mno_push_start(struct mno *m)
+{
+    pthread_mutex_init(&m->push_mu, NULL);
+    if (db_kind(m->db) != DB_PG) {
+        return OT_OK;
+    }
+    return db_listen(m->db, MNO_CHANNEL, mno_on_note, m, &m->listener);
+}
+
+void mno_push_stop(struct mno *m)
+{
+    db_listener_free(m->listener);
+    m->listener = NULL;
+    pthread_mutex_lock(&m->push_mu);
+    for (size_t b = 0; b < MNO_PUSH_BUCKETS; b++) {
+        while (m->push[b] != NULL) {
+            struct mno_push_entry *e = m->push[b];
+            (void)mno_unlink(m, e);
+            net_stream_close(e->s);
+            mno_entry_unref(e);
+        }
+    }
+    pthread_mutex_unlock(&m->push_mu);
+    pthread_mutex_destroy(&m->push_mu);
+}
