@@ -17,6 +17,7 @@
  * refused before it is sent. Exit 0 when all hold, 1 otherwise.
  */
 #include "agent/conv.h"
+#include "agent/script.h"
 
 #include "core/err.h"
 
@@ -95,6 +96,8 @@ static int spec_table(void)
     return rc;
 }
 
+static int scripts(struct agent_channel *ch);
+
 static int scenario(struct agent_reader *r)
 {
     static const uint8_t cplc_le5[] = {0x80, 0xCA, 0x9F, 0x7F, 0x05};
@@ -149,6 +152,10 @@ static int scenario(struct agent_reader *r)
     CHECK(xmit(ch, sel, sizeof sel, g_b, &lb) == OT_OK, "SELECT Le 00");
     CHECK(lb > 7 && la == lb && memcmp(g_a, g_b, la) == 0, "61xx GET RESPONSE: %zu vs %zu", la, lb);
 
+    if (scripts(ch) != 0) {
+        return 1;
+    }
+
     /* Logical channels. */
     for (i = 0; i < 3; i++) {
         err = (int)agent_session_open_logical(s, g_isd, sizeof g_isd, &lc[i]);
@@ -171,6 +178,69 @@ static int scenario(struct agent_reader *r)
     /* A new session after close works (the card is powered again). */
     CHECK(agent_reader_open_session(r, &s) == OT_OK, "session after close");
     agent_session_close(s);
+    return 0;
+}
+
+/* Admin-session scripts on the card (ota.md 5.3): mode 00 stops at the
+ * first failing status word, mode 01 runs all, a guard that differs stops
+ * the script (in both modes) right after its C-APDU. */
+static int scripts(struct agent_channel *ch)
+{
+    static const uint8_t cin[] = {0x80, 0xCA, 0x00, 0x45, 0x00};
+    static struct agent_script s;
+    struct ot_buf out;
+    const uint8_t *r[4];
+    size_t rl[4];
+    uint8_t sc[256];
+    uint8_t want[64];
+    size_t wl = sizeof want;
+    size_t n, ran, count;
+    bool by_guard;
+    int mode;
+
+    CHECK(xmit(ch, cin, sizeof cin, want, &wl) == OT_OK && wl < 60, "CIN for the guard");
+    for (mode = 0; mode < 2; mode++) {
+        n = 0;
+        memcpy(sc + n, "\xAE\x80\x82\x01", 4);
+        n += 4;
+        sc[n++] = (uint8_t)mode;
+        memcpy(sc + n, "\x22\x05\x80\xCA\x00\x45\x00", 7); /* CIN: 9000 */
+        n += 7;
+        memcpy(sc + n, "\x22\x05\x80\xCA\xDF\x7E\x00", 7); /* no such object */
+        n += 7;
+        memcpy(sc + n, "\x22\x05\x80\xCA\x00\x66\x00\x00\x00", 9); /* card data */
+        n += 9;
+        CHECK(agent_script_parse(sc, n, &s, NULL, NULL, 0) == OT_OK, "script mode %d", mode);
+        ot_buf_init(&out, AGENT_SCRIPT_RESP_MAX);
+        CHECK(agent_script_run(ch, &s, &out, &ran, &by_guard) == OT_OK, "run mode %d", mode);
+        CHECK(agent_resp_parse(out.data, out.len, r, rl, 4, &count) == OT_OK && count == ran,
+              "response script mode %d", mode);
+        CHECK(ran == (mode == 0 ? 2u : 3u) && !by_guard, "mode %d ran %zu", mode, ran);
+        CHECK(rl[0] == wl && memcmp(r[0], want, wl) == 0, "R-APDU 1");
+        CHECK(agent_sw_failing((uint16_t)((r[1][rl[1] - 2] << 8) | r[1][rl[1] - 1])),
+              "the unknown object does not fail");
+        ot_buf_free(&out);
+    }
+    /* Guards: the right one lets the script go on, a wrong one stops it. */
+    n = 0;
+    memcpy(sc + n, "\xAE\x80\x22\x05\x80\xCA\x00\x45\x00\xC1", 10);
+    n += 10;
+    sc[n++] = (uint8_t)wl;
+    memcpy(sc + n, want, wl);
+    n += wl;
+    memcpy(sc + n, "\x22\x05\x80\xCA\x00\x45\x00\xC1\x02\x90\x00", 11);
+    n += 11;
+    memcpy(sc + n, "\x22\x05\x80\xCA\x00\x66\x00\x00\x00", 9);
+    n += 9;
+    CHECK(agent_script_parse(sc, n, &s, NULL, NULL, 0) == OT_OK, "guard script");
+    CHECK(s.cmd[0].guard != NULL && s.cmd[1].guard != NULL, "guards parsed");
+    ot_buf_init(&out, AGENT_SCRIPT_RESP_MAX);
+    CHECK(agent_script_run(ch, &s, &out, &ran, &by_guard) == OT_OK, "run guard script");
+    CHECK(ran == 2 && by_guard, "guard: ran %zu, by_guard %d", ran, by_guard);
+    CHECK(agent_resp_parse(out.data, out.len, r, rl, 4, &count) == OT_OK && count == 2,
+          "guard response script");
+    ot_buf_free(&out);
+    printf("scripts ok\n");
     return 0;
 }
 
