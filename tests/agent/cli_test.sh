@@ -78,9 +78,12 @@ stop_sim() {
     done
     fail "pcscd still sees a card in reader 0"
 }
+# The socket file appears at bind, a moment before listen: waits until a
+# connection is taken (the reader is present).
 wait_sock() {
     for _ in $(seq 1 100); do
-        [ -S "$1" ] && return 0
+        [ -S "$1" ] && "$AGENT" --state "$W/probe" --reader "P=socket:unix:$1" status --json |
+            jq -e '.readers[0].present' >/dev/null && return 0
         sleep 0.1
     done
     fail "no socket $1"

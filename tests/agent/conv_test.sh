@@ -51,8 +51,10 @@ start_vse() {
     if [ "$MODE" = socket ]; then
         "$VSE" run "$WORK/card.img" --listen "unix:$WORK/card.sock" >>"$WORK/vse.log" 2>&1 &
         VSE_PID=$!
+        # The socket file appears at bind, a moment before listen: wait
+        # until a connection is taken.
         for _ in $(seq 1 100); do
-            [ -S "$WORK/card.sock" ] && return 0
+            [ -S "$WORK/card.sock" ] && [ "$("$CLIENT" "$SPEC" present)" = present ] && return 0
             sleep 0.1
         done
         fail "vse did not listen on $WORK/card.sock"
