@@ -5,106 +5,22 @@
 
 #include "core/buf.h"
 #include "core/log.h"
-#include "core/thread.h"
 #include "db/audit.h"
 #include "db/db.h"
 #include "db/idem.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SVC_AUDITQ_TRIES 3 /* appends of one queued row that time out */
-
-/* Denials waiting for the writer: a ring of entries under mu. */
-struct svc_auditq {
-    pthread_mutex_t mu;
-    pthread_cond_t more; /* an entry was queued, or stop */
-    pthread_cond_t done; /* the writer took entries off / wrote them */
-    struct audit_entry *ring;
-    size_t head; /* next entry to write */
-    size_t n;    /* entries queued */
-    uint64_t queued;
-    uint64_t written; /* entries handled (written or failed) */
-    bool stop;
-    bool started;
-    pthread_t th;
-};
-
 struct svc_kit {
     struct db *db;
     struct authstore *auth;
-    struct svc_auditq q;
 };
-
-static void *svc_auditq_main(void *arg)
-{
-    struct svc_kit *k = arg;
-    struct svc_auditq *q = &k->q;
-    struct audit_entry e;
-    ot_err err = OT_OK;
-
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        while (q->n == 0 && !q->stop) {
-            pthread_cond_wait(&q->more, &q->mu);
-        }
-        if (q->n == 0) {
-            break; /* stop, and nothing left */
-        }
-        e = q->ring[q->head];
-        q->head = (q->head + 1) % SVC_AUDITQ_MAX;
-        q->n--;
-        pthread_mutex_unlock(&q->mu);
-        /* A lock held longer than the busy timeout is waited out a few
-         * times before the row is given up (and logged). */
-        for (int tries = 0; tries < SVC_AUDITQ_TRIES; tries++) {
-            struct audit_entry c = e;
-            err = audit_append(k->db, &c);
-            if (err != OT_E_TIMEOUT) {
-                break;
-            }
-        }
-        if (err != OT_OK) {
-            OT_LOG_ERROR("req=%s audit of %s (queued) failed: %s", e.request_id, e.action,
-                         ot_strerror(err));
-        }
-        pthread_mutex_lock(&q->mu);
-        q->written++;
-        pthread_cond_broadcast(&q->done);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return NULL;
-}
-
-/* Queues e; waits for room when the queue is full (a flood of denials slows
- * its senders, never loses a row). */
-static void svc_auditq_put(struct svc_kit *k, const struct audit_entry *e)
-{
-    struct svc_auditq *q = &k->q;
-
-    pthread_mutex_lock(&q->mu);
-    while (q->n == SVC_AUDITQ_MAX && !q->stop) {
-        pthread_cond_wait(&q->done, &q->mu);
-    }
-    if (q->stop) {
-        pthread_mutex_unlock(&q->mu);
-        struct audit_entry c = *e;
-        (void)audit_append(k->db, &c);
-        return;
-    }
-    q->ring[(q->head + q->n) % SVC_AUDITQ_MAX] = *e;
-    q->n++;
-    q->queued++;
-    pthread_cond_signal(&q->more);
-    pthread_mutex_unlock(&q->mu);
-}
 
 ot_err svc_kit_new(struct db *db, struct authstore *auth, struct svc_kit **out)
 {
     struct svc_kit *k;
-    ot_err err = OT_OK;
 
     *out = NULL;
     if (db == NULL || auth == NULL) {
@@ -116,54 +32,20 @@ ot_err svc_kit_new(struct db *db, struct authstore *auth, struct svc_kit **out)
     }
     k->db = db;
     k->auth = auth;
-    pthread_mutex_init(&k->q.mu, NULL);
-    pthread_cond_init(&k->q.more, NULL);
-    pthread_cond_init(&k->q.done, NULL);
-    k->q.ring = calloc(SVC_AUDITQ_MAX, sizeof(*k->q.ring));
-    if (k->q.ring == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(ot_thread_start(&k->q.th, svc_auditq_main, k));
-    k->q.started = true;
     *out = k;
-    k = NULL;
-out:
-    svc_kit_free(k);
-    return err;
+    return OT_OK;
 }
 
 void svc_kit_flush(struct svc_kit *k)
 {
-    uint64_t target;
-
-    if (k == NULL) {
-        return;
+    if (k != NULL) {
+        (void)audit_seal(k->db, NULL); /* writes the queued rows first */
     }
-    pthread_mutex_lock(&k->q.mu);
-    target = k->q.queued;
-    while (k->q.written < target && k->q.started) {
-        pthread_cond_wait(&k->q.done, &k->q.mu);
-    }
-    pthread_mutex_unlock(&k->q.mu);
 }
 
 void svc_kit_free(struct svc_kit *k)
 {
-    if (k == NULL) {
-        return;
-    }
-    if (k->q.started) {
-        pthread_mutex_lock(&k->q.mu);
-        k->q.stop = true;
-        pthread_cond_broadcast(&k->q.more);
-        pthread_cond_broadcast(&k->q.done);
-        pthread_mutex_unlock(&k->q.mu);
-        pthread_join(k->q.th, NULL);
-    }
-    pthread_cond_destroy(&k->q.more);
-    pthread_cond_destroy(&k->q.done);
-    pthread_mutex_destroy(&k->q.mu);
-    free(k->q.ring);
+    svc_kit_flush(k);
     free(k);
 }
 
@@ -228,8 +110,12 @@ ot_err svc_authz(struct svc_kit *k, const struct net_req *req, enum svc_access a
     if (acc == SVC_ACC_OWNED && p->id == owner) {
         return OT_OK;
     }
+    /* Queued, written by the node's audit sealer: the denial costs the
+     * request no commit, as a missing resource costs none (issue 9 point 4). */
     svc_audit_entry(req, action, net_req_path(req), "denied", &e);
-    svc_auditq_put(k, &e);
+    if (audit_enqueue(k->db, &e) != OT_OK) {
+        OT_LOG_ERROR("req=%s audit of %s denial failed", e.request_id, action);
+    }
     OT_LOG_INFO("req=%s principal=%lld denied %s on %s", net_req_request_id(req), (long long)p->id,
                 action, net_req_path(req));
     return OT_E_NOT_FOUND;

@@ -5,9 +5,9 @@
  * svc_audit, svc_tx_commit), answer (svc_send_list, svc_fail).
  *
  * One struct svc_kit per host, shared by every service instance; it borrows
- * the database and the auth store and owns the audit queue (denials are
- * written off the request path, so a resource owned by another principal
- * costs the same as a missing one: issue 9 point 4).
+ * the database and the auth store. Denials are queued for the node's audit
+ * sealer (audit_enqueue), off the request path, so a resource owned by
+ * another principal costs the same as a missing one (issue 9 point 4).
  *
  * Thread-safety: every function may be called from the server's worker
  * threads concurrently; svc_kit_new/free from one thread.
@@ -31,16 +31,14 @@ struct svc_kit;
 
 #define SVC_LIST_DEF    100u  /* default page size of the listings */
 #define SVC_LIST_MAX    1000u /* largest page */
-#define SVC_AUDITQ_MAX  4096u /* denials queued before a writer waits */
 #define SVC_IDEM_HEADER "Idempotency-Key"
 
-/* db and auth are borrowed and must outlive the kit. Starts the audit
- * queue's writer thread. */
+/* db and auth are borrowed and must outlive the kit. */
 ot_err svc_kit_new(struct db *db, struct authstore *auth, struct svc_kit **out);
-/* Writes what is queued, stops the writer; NULL-safe. */
+/* Writes what is queued; NULL-safe. */
 void svc_kit_free(struct svc_kit *k);
 /* Returns once every denial queued before the call is in the audit log (or
- * failed and was logged). */
+ * failed and was logged): audit_seal. */
 void svc_kit_flush(struct svc_kit *k);
 struct db *svc_kit_db(const struct svc_kit *k);
 struct authstore *svc_kit_auth(const struct svc_kit *k);
@@ -64,7 +62,8 @@ enum svc_access {
  * everything; others only what they own (and service providers the shared
  * data). Anything else is OT_E_NOT_FOUND - the answer of a missing resource,
  * so existence does not leak - and is audited as a denial through the queue
- * (off the request path, so it costs what a missing resource costs). */
+ * (audit_enqueue: off the request path, so it costs what a missing
+ * resource costs). */
 ot_err svc_authz(struct svc_kit *k, const struct net_req *req, enum svc_access acc, int64_t owner,
                  const char *action);
 
