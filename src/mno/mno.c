@@ -116,6 +116,22 @@ static const struct db_migration mno_migrations[] = {
      " RETURN NULL; END $$;"
      "CREATE TRIGGER mno_events_notify AFTER INSERT ON mno_events"
      " FOR EACH ROW EXECUTE FUNCTION mno_events_notify();"},
+    /* Backstage requests to a device's agent (seed 001). */
+    {3,
+     "CREATE TABLE mno_backstage ("
+     " id INTEGER PRIMARY KEY,"
+     " instance TEXT NOT NULL,"
+     " device_id BIGINT NOT NULL,"
+     " op TEXT NOT NULL,"
+     " cin BLOB,"
+     " reader TEXT,"
+     " state TEXT NOT NULL,"
+     " error TEXT,"
+     " result TEXT,"
+     " requester BIGINT NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " answered_at BIGINT)",
+     NULL},
 };
 
 static const struct cfg_opt mno_opts[] = {
@@ -443,6 +459,9 @@ static const struct svc_route mno_route_table[] = {
     {"GET", "/devices", MNO_OPS, false, mno_h_device_list, mno_q_page, 0},
     {"GET", "/devices/{id}", MNO_OPS, false, mno_h_device_get, NULL, 0},
     {"GET", "/devices/{id}/secure-elements", MNO_OPS, false, mno_h_ses_get, NULL, 0},
+    {"POST", "/devices/{id}/backstage", MNO_OPS, true, mno_h_bs_ask, NULL, 0},
+    {"GET", "/backstage/{id}", MNO_OPS, false, mno_h_bs_get, NULL, 0},
+    {"POST", "/device/backstage/{id}", MNO_DEV, false, mno_h_bs_answer, NULL, 0},
     {"GET", "/status", MNO_SUBMIT, false, mno_h_status, mno_q_status, 0},
     {"GET", "/events", MNO_OPS, false, mno_h_events, mno_q_page, 0},
     {"GET", "/device", MNO_DEV, false, mno_h_self, NULL, 0},

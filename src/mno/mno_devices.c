@@ -704,30 +704,15 @@ out:
 
 /* ---- the SE list mirror (seed 001) -------------------------------------- */
 
-struct mno_se {
-    uint8_t cin[MNO_CIN_MAX];
-    size_t cin_n;
-    const char *reader;
-    uint8_t iin[MNO_CIN_MAX];
-    size_t iin_n;
-    bool has_iin;
-    uint8_t cplc[64];
-    size_t cplc_n;
-    bool has_cplc;
-    uint8_t card_data[256];
-    size_t card_data_n;
-    bool has_card_data;
-    int64_t verified_at;
-};
-
-static ot_err mno_se_parse(const json_t *it, size_t i, struct mno_se *se, struct json_err *jerr)
+static ot_err mno_se_parse(const json_t *it, const char *scope, struct mno_se *se,
+                           struct json_err *jerr)
 {
     static const char *const allowed[] = {"cin",       "reader",      "iin", "cplc",
                                           "card_data", "verified_at", NULL};
     ot_err err;
 
     memset(se, 0, sizeof(*se));
-    json_err_scope(jerr, "items[%zu]", i);
+    json_err_scope(jerr, "%s", scope);
     if (!json_is_obj(it)) {
         return json_err_set(jerr, OT_E_FORMAT, "", "must be an object");
     }
@@ -769,81 +754,76 @@ static ot_err mno_se_parse(const json_t *it, size_t i, struct mno_se *se, struct
     return err;
 }
 
-/* PUT /device/secure-elements {"items":[SE...]}: the agent's SE list. */
-void mno_h_ses_put(struct net_req *req, struct net_resp *resp, void *ctx)
+/* The SE objects of member key (0..MNO_SES_MAX, no CIN or reader twice);
+ * answers 400 itself and returns false on bad input. *out: calloc'd. */
+bool mno_ses_parse(const json_t *doc, const char *key, struct net_resp *resp, struct mno_se **out,
+                   size_t *n)
 {
-    static const char *const allowed[] = {"items", NULL};
-    struct mno *m = ctx;
     struct json_err jerr;
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    struct mno_device d;
-    struct mno_se *ses = NULL;
     const json_t *items = NULL;
-    size_t n = 0;
-    bool row = false;
-    char res[96];
-    json_t *doc;
-    json_t *o = NULL;
-    ot_err err = OT_OK;
+    struct mno_se *ses;
 
     memset(&jerr, 0, sizeof(jerr));
-    doc = svc_body_obj(req, resp, allowed);
-    if (doc == NULL) {
-        return;
-    }
-    if (json_get_array(doc, "items", 0, MNO_SES_MAX, &items, &n, &jerr) != OT_OK) {
+    *out = NULL;
+    *n = 0;
+    if (json_get_array(doc, key, 0, MNO_SES_MAX, &items, n, &jerr) != OT_OK) {
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
-        goto done;
+        return false;
     }
-    ses = calloc(n ? n : 1, sizeof(*ses));
+    ses = calloc(*n ? *n : 1, sizeof(*ses));
     if (ses == NULL) {
-        OT_FAIL(OT_E_NOMEM);
+        svc_fail(resp, OT_E_NOMEM);
+        return false;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (mno_se_parse(json_at(items, i), i, &ses[i], &jerr) != OT_OK) {
+    for (size_t i = 0; i < *n; i++) {
+        char f[48];
+        snprintf(f, sizeof(f), "%s[%zu]", key, i);
+        if (mno_se_parse(json_at(items, i), f, &ses[i], &jerr) != OT_OK) {
             net_resp_json_error(resp, OT_E_FORMAT, &jerr);
-            goto done;
+            free(ses);
+            return false;
         }
         for (size_t j = 0; j < i; j++) {
             if ((ses[j].cin_n == ses[i].cin_n && memcmp(ses[j].cin, ses[i].cin, ses[i].cin_n) == 0)
                 || strcmp(ses[j].reader, ses[i].reader) == 0) {
-                char f[32];
-                snprintf(f, sizeof(f), "items[%zu]", i);
                 net_resp_error(resp, OT_E_FORMAT, NULL, "a CIN or reader is listed twice", f);
-                goto done;
+                free(ses);
+                return false;
             }
         }
     }
-    OT_TRY(svc_tx_begin(m->kit, &c));
-    err = mno_device_of_caller(m, c, req, &d);
-    if (err == OT_E_NOT_FOUND) {
-        net_resp_error(resp, OT_E_NOT_FOUND, NULL, "this device is not enrolled here", NULL);
-        err = OT_OK;
-        goto done;
-    }
-    OT_TRY(err);
+    *out = ses;
+    return true;
+}
+
+/* Replaces the device's mirrored SE list on c. OT_E_FORMAT with *bad = the
+ * index of an SE whose CIN is not known for the device (nothing written). */
+ot_err mno_ses_store(struct mno *m, struct db_conn *c, int64_t device_id, const struct mno_se *ses,
+                     size_t n, size_t *bad)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
     for (size_t i = 0; i < n; i++) {
         OT_TRY(db_prepare(c,
                           "SELECT 1 FROM mno_known_cins WHERE instance = $1 AND device_id = $2"
                           " AND cin = $3",
                           &st));
         OT_TRY(db_bind_text(st, 1, m->instance));
-        OT_TRY(db_bind_int64(st, 2, d.id));
+        OT_TRY(db_bind_int64(st, 2, device_id));
         OT_TRY(db_bind_blob(st, 3, ses[i].cin, ses[i].cin_n));
         OT_TRY(db_step(st, &row));
         db_reset(st);
         st = NULL;
         if (!row) {
-            char f[32];
-            snprintf(f, sizeof(f), "items[%zu].cin", i);
-            net_resp_error(resp, OT_E_FORMAT, NULL, "this CIN is not known for this device", f);
-            goto done;
+            *bad = i;
+            OT_FAIL(OT_E_FORMAT);
         }
     }
     OT_TRY(db_prepare(c, "DELETE FROM mno_ses WHERE instance = $1 AND device_id = $2", &st));
     OT_TRY(db_bind_text(st, 1, m->instance));
-    OT_TRY(db_bind_int64(st, 2, d.id));
+    OT_TRY(db_bind_int64(st, 2, device_id));
     OT_TRY(db_step(st, &row));
     db_reset(st);
     st = NULL;
@@ -853,7 +833,7 @@ void mno_h_ses_put(struct net_req *req, struct net_resp *resp, void *ctx)
                           " card_data, verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                           &st));
         OT_TRY(db_bind_text(st, 1, m->instance));
-        OT_TRY(db_bind_int64(st, 2, d.id));
+        OT_TRY(db_bind_int64(st, 2, device_id));
         OT_TRY(db_bind_blob(st, 3, ses[i].cin, ses[i].cin_n));
         OT_TRY(db_bind_text(st, 4, ses[i].reader));
         OT_TRY(ses[i].iin_n ? db_bind_blob(st, 5, ses[i].iin, ses[i].iin_n) : db_bind_null(st, 5));
@@ -866,6 +846,50 @@ void mno_h_ses_put(struct net_req *req, struct net_resp *resp, void *ctx)
         db_reset(st);
         st = NULL;
     }
+out:
+    db_reset(st);
+    return err;
+}
+
+/* PUT /device/secure-elements {"items":[SE...]}: the agent's SE list. */
+void mno_h_ses_put(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    static const char *const allowed[] = {"items", NULL};
+    struct mno *m = ctx;
+    struct db_conn *c = NULL;
+    struct mno_device d;
+    struct mno_se *ses = NULL;
+    size_t n = 0;
+    size_t bad = 0;
+    char res[96];
+    json_t *doc;
+    json_t *o = NULL;
+    ot_err err = OT_OK;
+
+    doc = svc_body_obj(req, resp, allowed);
+    if (doc == NULL) {
+        return;
+    }
+    if (!mno_ses_parse(doc, "items", resp, &ses, &n)) {
+        goto done;
+    }
+    OT_TRY(svc_tx_begin(m->kit, &c));
+    err = mno_device_of_caller(m, c, req, &d);
+    if (err == OT_E_NOT_FOUND) {
+        net_resp_error(resp, OT_E_NOT_FOUND, NULL, "this device is not enrolled here", NULL);
+        err = OT_OK;
+        goto done;
+    }
+    OT_TRY(err);
+    err = mno_ses_store(m, c, d.id, ses, n, &bad);
+    if (err == OT_E_FORMAT) {
+        char f[32];
+        snprintf(f, sizeof(f), "items[%zu].cin", bad);
+        net_resp_error(resp, OT_E_FORMAT, NULL, "this CIN is not known for this device", f);
+        err = OT_OK;
+        goto done;
+    }
+    OT_TRY(err);
     snprintf(res, sizeof(res), "%s/devices/%lld/secure-elements", m->prefix, (long long)d.id);
     OT_TRY(svc_audit(m->kit, c, req, "mno.device.ses", res, "ok"));
     o = json_obj_new();
@@ -875,7 +899,6 @@ void mno_h_ses_put(struct net_req *req, struct net_resp *resp, void *ctx)
     (void)svc_tx_commit(&c, req, resp, 200, o);
     o = NULL;
 out:
-    db_reset(st);
     if (err != OT_OK) {
         svc_fail(resp, err);
     }
@@ -886,7 +909,7 @@ done:
     json_free(doc);
 }
 
-static ot_err mno_put_blob_hex(struct db_stmt *st, int col, json_t *o, const char *key)
+ot_err mno_put_blob_hex(struct db_stmt *st, int col, json_t *o, const char *key)
 {
     const uint8_t *p = NULL;
     size_t n = 0;

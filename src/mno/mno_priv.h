@@ -18,6 +18,7 @@ struct db_conn;
 struct svc_kit;
 struct authstore;
 struct db_listener;
+struct db_stmt;
 struct mno_push_entry;
 
 #define MNO_LA_MAX       32u /* location area */
@@ -76,6 +77,29 @@ struct mno_device {
     int64_t last_seen;
     int64_t lease_expires;
 };
+
+/* An SE of a device's list (docs/ota.md §7). */
+struct mno_se {
+    uint8_t cin[MNO_CIN_MAX];
+    size_t cin_n;
+    const char *reader; /* borrowed from the parsed body */
+    uint8_t iin[MNO_CIN_MAX];
+    size_t iin_n;
+    bool has_iin;
+    uint8_t cplc[64];
+    size_t cplc_n;
+    bool has_cplc;
+    uint8_t card_data[256];
+    size_t card_data_n;
+    bool has_card_data;
+    int64_t verified_at;
+};
+bool mno_ses_parse(const json_t *doc, const char *key, struct net_resp *resp, struct mno_se **out,
+                   size_t *n);
+ot_err mno_ses_store(struct mno *m, struct db_conn *c, int64_t device_id, const struct mno_se *ses,
+                     size_t n, size_t *bad);
+/* Column col (a blob) as hex, or null. */
+ot_err mno_put_blob_hex(struct db_stmt *st, int col, json_t *o, const char *key);
 
 int64_t mno_now(void);
 
@@ -137,6 +161,10 @@ void mno_h_job_close(struct net_req *req, struct net_resp *resp, void *ctx);
 void mno_h_job_resolve(struct net_req *req, struct net_resp *resp, void *ctx);
 void mno_h_alerts(struct net_req *req, struct net_resp *resp, void *ctx);
 void mno_h_alert_clear(struct net_req *req, struct net_resp *resp, void *ctx);
+
+void mno_h_bs_ask(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_bs_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void mno_h_bs_answer(struct net_req *req, struct net_resp *resp, void *ctx);
 
 void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx);
 void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx);

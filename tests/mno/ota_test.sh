@@ -20,7 +20,9 @@
 # - failed EXTERNAL AUTHENTICATEs per SE and key version stop the SE's jobs at
 #   the limit with an alert (audit, metric, event); clearing it lets jobs run;
 # - an interactive job: batches, 202 while the submitter thinks, close, 204;
-# - the push stream: 409 before registration, job and cancel events, a
+# - backstage: add / verify / query / delete requests to the agent, its
+#   answer (first one counts) becomes the mirror, unknown CINs refused;
+# - the push stream: 409 before registration, job, cancel and backstage events, a
 #   second stream replaces the first, Last-Event-ID resumes;
 # - the other instance (mno:vodafone) sees none of mno:orange's devices and jobs.
 #
@@ -451,6 +453,44 @@ expect_status 200 "cancel"
 api GET $PV/jobs/$JC "$OP_TOKEN"
 expect_status 404 "the other instance has no such job"
 
+# ---- backstage (seed 001) ---------------------------------------------------
+api POST $P/devices/$DEV1/backstage "$OP_TOKEN" '{"op":"add"}' -H "Idempotency-Key: bs-0"
+expect_status 400 "add without a reader"
+api POST $P/devices/$DEV1/backstage "$TSP" '{"op":"query"}' -H "Idempotency-Key: bs-sp"
+expect_status 403 "an SP asks the agent"
+api POST $P/devices/$DEV1/backstage "$OP_TOKEN" '{"op":"query"}' -H "Idempotency-Key: bs-1"
+expect_status 201 "query"
+BQ=$(jq -r .id "$TSMD_WORK/resp")
+[ "$(jq -r .state "$TSMD_WORK/resp")" = pending ] || fail "pending"
+api POST $P/device/backstage/$BQ "$T2" '{"status":"ok","error":null,"secure_elements":[]}'
+expect_status 404 "phone2 answers phone1's request"
+api POST $P/device/backstage/$BQ "$T1" \
+    "{\"status\":\"ok\",\"error\":null,\"secure_elements\":[{\"cin\":\"$CIN2\",\"reader\":\"eSE1\",\"iin\":null,\"cplc\":null,\"card_data\":null,\"verified_at\":5}]}"
+expect_status 400 "an answer with an SE the device does not have"
+[ "$(jq -r .error.field "$TSMD_WORK/resp")" = "secure_elements[0].cin" ] || fail "field secure_elements[0].cin"
+api GET $P/backstage/$BQ "$OP_TOKEN"
+[ "$(jq -r .state "$TSMD_WORK/resp")" = pending ] || fail "a refused answer changed the request"
+api POST $P/device/backstage/$BQ "$T1" \
+    "{\"status\":\"ok\",\"error\":null,\"secure_elements\":[{\"cin\":\"$CIN\",\"reader\":\"SIM1\",\"iin\":\"1234\",\"cplc\":null,\"card_data\":null,\"verified_at\":7}]}"
+expect_status 200 "the agent answers"
+api GET $P/backstage/$BQ "$OP_TOKEN"
+[ "$(jq -r '.state + " " + .secure_elements[0].reader' "$TSMD_WORK/resp")" = "ok SIM1" ] ||
+    fail "backstage result: $(cat "$TSMD_WORK/resp")"
+api POST $P/devices/$DEV1/backstage "$OP_TOKEN" '{"op":"delete","se":{"reader":"SIM1"}}' \
+    -H "Idempotency-Key: bs-2"
+expect_status 201 "delete"
+BD=$(jq -r .id "$TSMD_WORK/resp")
+api POST $P/device/backstage/$BD "$T1" '{"status":"ok","error":null,"secure_elements":[]}'
+expect_status 200 "deleted on the agent"
+api GET $P/devices/$DEV1/secure-elements "$OP_TOKEN"
+[ "$(jq -r '.items | length' "$TSMD_WORK/resp")" = 0 ] || fail "the mirror follows the agent"
+api POST $P/device/backstage/$BD "$T1" \
+    "{\"status\":\"failed\",\"error\":\"late\",\"secure_elements\":[{\"cin\":\"$CIN\",\"reader\":\"SIM1\",\"iin\":null,\"cplc\":null,\"card_data\":null,\"verified_at\":7}]}"
+expect_status 200 "a second answer"
+[ "$(jq -r .state "$TSMD_WORK/resp")" = ok ] || fail "the first answer counts"
+api GET $P/devices/$DEV1/secure-elements "$OP_TOKEN"
+[ "$(jq -r '.items | length' "$TSMD_WORK/resp")" = 0 ] || fail "a second answer changed the mirror"
+
 # ---- the push stream -------------------------------------------------------
 stream() { # TOKEN OUT [curl args...]: the device's stream into OUT, in the background
     local tok=$1 out=$2
@@ -492,6 +532,10 @@ wait "$S1" 2>/dev/null || true
 api POST $P/jobs/$JS/cancel "$TSP" '{}'
 expect_status 200 "cancel a delivering job"
 wait_in "$TSMD_WORK/s2" "event: cancel"
+api POST $P/devices/$DEV2/backstage "$OP_TOKEN" '{"op":"verify","se":{"reader":"eSE1"}}' \
+    -H "Idempotency-Key: bs-3"
+expect_status 201 "verify on phone2"
+wait_in "$TSMD_WORK/s2" "\"op\":\"verify\",\"se\":{\"cin\":null,\"reader\":\"eSE1\"}"
 kill "$S2" 2>/dev/null || true
 wait "$S2" 2>/dev/null || true
 
