@@ -17,7 +17,8 @@
 #define MNO_MAX_BODY (256u * 1024u)
 
 struct agent_mno {
-    struct net_client *c;
+    struct net_client *c; /* on the origin (scheme://host:port) */
+    char prefix[256];     /* the instance's path prefix, "/mno/orange/v1" */
 };
 
 ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out)
@@ -37,8 +38,28 @@ ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out)
     if (m == NULL) {
         return OT_E_NOMEM;
     }
+    /* base_url = origin + prefix: X-Admin-Next-URI values are absolute
+     * paths, so requests go to the origin with the prefix in the path. */
+    const char *sch = strstr(cfg->base_url, "://");
+    const char *path = sch != NULL ? strchr(sch + 3, '/') : NULL;
+    char origin[256];
+    size_t ol = path != NULL ? (size_t)(path - cfg->base_url) : strlen(cfg->base_url);
+    if (sch == NULL || ol >= sizeof origin || (path != NULL && strlen(path) >= sizeof m->prefix)) {
+        free(m);
+        return OT_E_FORMAT;
+    }
+    memcpy(origin, cfg->base_url, ol);
+    origin[ol] = '\0';
+    if (path != NULL) {
+        size_t pl = strlen(path);
+        while (pl > 0 && path[pl - 1] == '/') {
+            pl--;
+        }
+        memcpy(m->prefix, path, pl);
+        m->prefix[pl] = '\0';
+    }
     memset(&nc, 0, sizeof nc);
-    nc.base_url = cfg->base_url;
+    nc.base_url = origin;
     nc.token = cfg->token;
     nc.ca_file = cfg->ca_file;
     nc.timeout_ms = cfg->timeout_ms;
@@ -59,6 +80,31 @@ void agent_mno_free(struct agent_mno *m)
     }
     net_client_free(m->c);
     free(m);
+}
+
+ot_err agent_mno_call(struct agent_mno *m, const char *method, const char *rel, const json_t *body,
+                      struct net_client_resp *r)
+{
+    char path[512];
+    int n = snprintf(path, sizeof path, "%s%s", m->prefix, rel);
+
+    if (n < 0 || (size_t)n >= sizeof path) {
+        memset(r, 0, sizeof *r);
+        return OT_E_TOO_LONG;
+    }
+    return net_client_request(m->c, method, path, body, NULL, r);
+}
+
+ot_err agent_mno_post_raw(struct agent_mno *m, const char *abs_path, const char *const *headers,
+                          const char *ctype, const uint8_t *body, size_t len,
+                          struct net_client_resp *r)
+{
+    return net_client_request_raw(m->c, "POST", abs_path, ctype, body, len, headers, r);
+}
+
+const char *agent_mno_prefix(const struct agent_mno *m)
+{
+    return m->prefix;
 }
 
 /* An answer that is not the expected status: the error for it, the reason in why. */
@@ -83,9 +129,10 @@ static ot_err transport(ot_err err, const struct net_client_resp *r, const char 
     return err;
 }
 
-ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, char *why,
-                            size_t why_cap)
+ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, char *imei,
+                            size_t imei_cap, char *why, size_t why_cap)
 {
+    const char *im = NULL;
     struct net_client_resp r;
     struct json_err je;
     const json_t *arr = NULL;
@@ -96,7 +143,7 @@ ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, c
     memset(&r, 0, sizeof r);
     memset(&je, 0, sizeof je);
     memset(out, 0, sizeof *out);
-    err = net_client_request(m->c, "GET", "/device", NULL, NULL, &r);
+    err = agent_mno_call(m, "GET", "/device", NULL, &r);
     if (err != OT_OK) {
         err = transport(err, &r, "GET device", why, why_cap);
         goto out;
@@ -124,6 +171,14 @@ ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, c
         goto out;
     }
     out->n = n;
+    if (imei != NULL && imei_cap > 0) {
+        if (json_get_str(r.json, "imei", 1, imei_cap - 1, &im, &je) != OT_OK) {
+            agent_why(why, why_cap, "mno GET device: no usable imei");
+            err = OT_E_PROTOCOL;
+            goto out;
+        }
+        memcpy(imei, im, strlen(im) + 1);
+    }
 out:
     net_client_resp_clear(&r);
     return err;
@@ -151,7 +206,7 @@ ot_err agent_mno_mirror(struct agent_mno *m, const struct agent_selist *l, char 
         }
         OT_TRY(json_push(arr, o));
     }
-    err = net_client_request(m->c, "PUT", "/device/secure-elements", body, NULL, &r);
+    err = agent_mno_call(m, "PUT", "/device/secure-elements", body, &r);
     if (err != OT_OK) {
         err = transport(err, &r, "PUT device/secure-elements", why, why_cap);
         goto out;

@@ -10,6 +10,7 @@
 
 #include "agent/selist.h"
 #include "core/err.h"
+#include "net/client.h"
 
 struct agent_mno;
 
@@ -23,14 +24,27 @@ struct agent_mno_cfg {
 ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out);
 void agent_mno_free(struct agent_mno *m); /* NULL: no-op */
 
-/* GET P/device: the CINs the operator enrolled for this device. A refusal
+/* GET P/device: the CINs the operator enrolled for this device, and the
+ * device's IMEI (imei may be NULL) for X-Admin-From. A refusal
  * (401/403/404) or a malformed answer: OT_E_AUTH / OT_E_PROTOCOL with the
  * reason in why; unreachable: OT_E_IO / OT_E_TIMEOUT. */
-ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, char *why,
-                            size_t why_cap);
+ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, char *imei,
+                            size_t imei_cap, char *why, size_t why_cap);
 /* PUT P/device/secure-elements with the whole list. Refused (e.g. a CIN the
  * platform does not know): OT_E_FORBIDDEN / OT_E_PROTOCOL, why says so. */
 ot_err agent_mno_mirror(struct agent_mno *m, const struct agent_selist *l, char *why,
                         size_t why_cap);
+
+/* method + P/rel (rel: "/device/register"), JSON body or NULL. Release r
+ * with net_client_resp_clear. */
+ot_err agent_mno_call(struct agent_mno *m, const char *method, const char *rel, const json_t *body,
+                      struct net_client_resp *r);
+/* POST to an absolute path on mno's origin (an X-Admin-Next-URI) with raw
+ * body (len 0: none), extra headers (NULL-terminated). */
+ot_err agent_mno_post_raw(struct agent_mno *m, const char *abs_path, const char *const *headers,
+                          const char *ctype, const uint8_t *body, size_t len,
+                          struct net_client_resp *r);
+/* The instance prefix of base_url ("/mno/orange/v1"). */
+const char *agent_mno_prefix(const struct agent_mno *m);
 
 #endif

@@ -9,6 +9,7 @@
  * then the library.
  */
 #define OT_LOG_COMPONENT "se-agent"
+#include "agent/admin.h"
 #include "agent/conv.h"
 #include "agent/mnolink.h"
 #include "agent/selist.h"
@@ -72,6 +73,8 @@ static const char g_usage[] =
     "                      verified again), or refuse them\n"
     "  remove READER...    delete these readers' SEs from the list (logout)\n"
     "  status              the readers, whether a card is present, and the list\n"
+    "  session JOB SE      run job JOB's admin session now (what a push wake-up\n"
+    "                      does), SE = a reader name or a CIN in hex\n"
     "\n"
     "options:\n"
     "  --state DIR          state directory (default ./var/se-agent; created 0700)\n"
@@ -444,7 +447,7 @@ static int verify_readers(struct ctx *c, struct agent_reader **rs, size_t n, jso
     size_t i;
     ot_err err;
 
-    err = agent_mno_known_cins(c->mno, &known, why, sizeof why);
+    err = agent_mno_known_cins(c->mno, &known, NULL, 0, why, sizeof why);
     if (err != OT_OK) {
         fprintf(stderr, "se-agent: cannot check SEs against the platform: %s\n", why);
         return EXIT_FAIL;
@@ -613,6 +616,65 @@ static int cmd_status(struct ctx *c)
     return 0;
 }
 
+static int cmd_session(struct ctx *c)
+{
+    struct agent_admin_job job;
+    struct agent_admin_result res;
+    struct agent_known_cins known;
+    char imei[AGENT_IMEI_MAX + 1];
+    char why[256];
+    size_t jl;
+    ot_err err;
+
+    if (c->o.nargs != 2) {
+        return usage_err("%s", "session takes JOB and SE (a reader name or a CIN in hex)");
+    }
+    memset(&job, 0, sizeof job);
+    jl = strlen(c->o.args[0]);
+    if (jl == 0 || jl > AGENT_JOB_ID_MAX || strspn(c->o.args[0], "0123456789") != jl) {
+        return usage_err("JOB: a decimal job id, not '%s'", c->o.args[0]);
+    }
+    memcpy(job.job, c->o.args[0], jl + 1);
+    if (agent_service_reader(c->svc, c->o.args[1]) != NULL) {
+        (void)snprintf(job.reader, sizeof job.reader, "%s", c->o.args[1]);
+    } else {
+        job.cin_len = sizeof job.cin;
+        if (hex_decode(c->o.args[1], strlen(c->o.args[1]), job.cin, &job.cin_len) != OT_OK
+            || job.cin_len == 0) {
+            return usage_err("SE: a reader name of --reader or a CIN in hex, not '%s'",
+                             c->o.args[1]);
+        }
+    }
+    err = agent_mno_known_cins(c->mno, &known, imei, sizeof imei, why, sizeof why);
+    if (err == OT_OK) {
+        err = agent_admin_run(c->mno, c->svc, &c->list, imei, &job, &res, why, sizeof why);
+    }
+    if (c->o.json) {
+        json_t *o = json_obj_new();
+        if (o != NULL) {
+            (void)json_put_str(o, "job", job.job);
+            (void)json_put_str(o, "result", err == OT_OK ? "ended" : "error");
+            (void)json_put_str(o, "error", err == OT_OK ? NULL : why);
+            (void)json_put_str(o, "status", res.status[0] != '\0' ? res.status : NULL);
+            (void)json_put_int(o, "scripts", res.scripts);
+            (void)json_put_int(o, "capdus", (int64_t)res.capdus);
+            (void)json_put_int(o, "round_trips", res.posts);
+            (void)json_put_bool(o, "guard_stop", res.guard_stop);
+            print_json(o);
+        }
+    } else if (err == OT_OK) {
+        printf("job %s: session ended (status %s, %u script%s, %zu C-APDUs, %u round trips%s)\n",
+               job.job, res.status[0] != '\0' ? res.status : "-", res.scripts,
+               res.scripts == 1 ? "" : "s", res.capdus, res.posts,
+               res.guard_stop ? ", stopped by a guard" : "");
+    }
+    if (err != OT_OK) {
+        fprintf(stderr, "se-agent: job %s: %s\n", job.job, why);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -694,11 +756,15 @@ int main(int argc, char **argv)
     } else if (strcmp(c.o.cmd, "status") == 0) {
         rc = setup(&c, false);
         rc = rc != 0 ? rc : cmd_status(&c);
+    } else if (strcmp(c.o.cmd, "session") == 0) {
+        rc = setup(&c, true);
+        rc = rc != 0 ? rc : cmd_session(&c);
     } else if (strcmp(c.o.cmd, "run") == 0) {
         rc = setup(&c, true);
         rc = rc != 0 ? rc : cmd_run(&c);
     } else {
-        rc = usage_err("unknown command '%s' (run, list, verify, remove, status)", c.o.cmd);
+        rc =
+            usage_err("unknown command '%s' (run, list, verify, remove, status, session)", c.o.cmd);
     }
 out:
     agent_mno_free(c.mno);

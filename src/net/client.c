@@ -160,6 +160,14 @@ static size_t net_client_header(char *buf, size_t size, size_t nitems, void *ud)
     struct net_client_rx *rx = ud;
     size_t n = size * nitems;
     char tmp[32];
+    struct net_client_resp *o = rx->out;
+    if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        o->headers_len = 0; /* a new answer (after 100 Continue or a redirect) */
+    }
+    if (n <= sizeof o->headers - o->headers_len) {
+        memcpy(o->headers + o->headers_len, buf, n);
+        o->headers_len += n;
+    }
     (void)net_client_hdr(buf, n, "X-Request-Id", rx->out->request_id, sizeof rx->out->request_id);
     if (net_client_hdr(buf, n, "Retry-After", tmp, sizeof tmp)) {
         char *end = NULL;
@@ -167,6 +175,26 @@ static size_t net_client_header(char *buf, size_t size, size_t nitems, void *ud)
         rx->out->retry_after = (end != tmp && v >= 0) ? v : -1;
     }
     return n;
+}
+
+bool net_client_resp_header(const struct net_client_resp *r, const char *name, char *out,
+                            size_t cap)
+{
+    size_t off = 0;
+
+    if (!r || !name || !out || cap == 0) {
+        return false;
+    }
+    while (off < r->headers_len) {
+        const char *line = r->headers + off;
+        const char *nl = memchr(line, '\n', r->headers_len - off);
+        size_t n = nl ? (size_t)(nl - line) + 1 : r->headers_len - off;
+        if (net_client_hdr(line, n, name, out, cap)) {
+            return true;
+        }
+        off += n;
+    }
+    return false;
 }
 
 static void net_client_error_body(struct net_client_resp *r)

@@ -27,6 +27,8 @@ struct net_client_cfg {
     size_t max_body;             /* answer cap, OT_E_LIMIT above; 0 = 16 MiB */
 };
 
+#define NET_CLIENT_HEADERS_MAX 8192
+
 struct net_client_resp {
     long status; /* HTTP status */
     char *body;  /* NUL-terminated answer body (malloc'd), never NULL after OT_OK */
@@ -38,6 +40,10 @@ struct net_client_resp {
     char error_field[128]; /* error.field of an error body, "" if none */
     char error_message[160];
     char transport_error[256]; /* libcurl's text when no HTTP answer arrived, else "" */
+    /* The final answer's header lines as received (cut at the cap), for
+     * net_client_resp_header. */
+    char headers[NET_CLIENT_HEADERS_MAX];
+    size_t headers_len;
 };
 
 struct net_client;
@@ -59,5 +65,9 @@ ot_err net_client_request_raw(struct net_client *c, const char *method, const ch
                               const char *content_type, const void *body, size_t body_len,
                               const char *const *headers, struct net_client_resp *out);
 void net_client_resp_clear(struct net_client_resp *r);
+/* The value of the answer's header name (case-insensitive, trimmed, cut to
+ * cap - 1) into out; false when the answer has no such header. */
+bool net_client_resp_header(const struct net_client_resp *r, const char *name, char *out,
+                            size_t cap);
 
 #endif

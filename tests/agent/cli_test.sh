@@ -24,6 +24,8 @@ PROFILES=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 # shellcheck source=../vse/pcscd_env.sh
 . "$HERE/../vse/pcscd_env.sh"
 
@@ -100,17 +102,7 @@ tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=tsm, mno:
 tsmd_bootstrap ops
 tsmd_start
 P=/mno/orange/v1
-api POST /admin/v1/principals "$OP_TOKEN" \
-    '{"kind":"device","name":"phone1","imei":"356938035643809","imsi":"208011234567890","mno":"orange"}' \
-    -H "Idempotency-Key: dev-phone1"
-case $API_STATUS in 200 | 201) ;; *) fail "device principal: $API_STATUS" ;; esac
-DPRIN=$(jq -er .id "$W/resp")
-tsmd_token "$DPRIN" >"$W/device.token"
-api POST $P/devices "$OP_TOKEN" \
-    "{\"principal_id\":$DPRIN,\"msisdn\":\"33600000001\",\"cins\":[\"$CIN_SIM\",\"$CIN_ESE\"]}" \
-    -H "Idempotency-Key: enrol-1"
-expect_status 201 "enrol the phone"
-DEV=$(jq -er .id "$W/resp")
+agent_phone "$CIN_SIM" "$CIN_ESE"
 
 A=("$AGENT" --state "$W/agent" --reader "SIM1=pcsc:Virtual PCD 00 00"
     --reader "eSE1=socket:unix:$W/ese.sock" --reader "SD1=socket:unix:$W/sd.sock")

@@ -1,0 +1,296 @@
+/* The admin agent (agent/admin.h). */
+#define OT_LOG_COMPONENT "agent.admin"
+#include "agent/admin.h"
+
+#include "agent/agent_priv.h"
+#include "agent/script.h"
+#include "core/hex.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CT_RESPONSE "application/vnd.globalplatform.card-content-mgt-response;version=1.0"
+#define CT_COMMAND  "application/vnd.globalplatform.card-content-mgt;version=1.0"
+#define URI_MAX     512u
+#define HDR_MAX     256u
+
+ot_err agent_admin_parse_target(const char *v, uint8_t *aid, size_t *aid_len)
+{
+    const char *pix;
+    size_t rl = 5;
+    size_t pl;
+
+    if (v == NULL || aid == NULL || aid_len == NULL || strncmp(v, "//aid/", 6) != 0) {
+        return OT_E_FORMAT;
+    }
+    v += 6;
+    pix = strchr(v, '/');
+    if (pix == NULL || pix - v != 10 || hex_decode(v, 10, aid, &rl) != OT_OK || rl != 5) {
+        return OT_E_FORMAT;
+    }
+    pix++;
+    pl = 11;
+    if (strlen(pix) > 22 || hex_decode(pix, strlen(pix), aid + 5, &pl) != OT_OK) {
+        return OT_E_FORMAT;
+    }
+    *aid_len = 5 + pl;
+    return OT_OK;
+}
+
+/* One admin POST; repeated with X-Admin-Resume: true when the answer is lost. */
+struct post {
+    char uri[URI_MAX];
+    char from[HDR_MAX];
+    const char *status; /* NULL: none (the first POST) */
+    bool resume;
+    const uint8_t *body;
+    size_t len;
+};
+
+static ot_err send_post(struct agent_mno *m, struct post *p, struct agent_admin_result *res,
+                        struct net_client_resp *r, char *why, size_t cap)
+{
+    char h_from[HDR_MAX + 16];
+    char h_status[64];
+    const char *hdrs[6];
+    size_t nh;
+    unsigned t;
+    ot_err err = OT_OK;
+
+    for (t = 0; t < AGENT_ADMIN_TRIES; t++) {
+        nh = 0;
+        hdrs[nh++] = "X-Admin-Protocol: " AGENT_ADMIN_PROTO;
+        (void)snprintf(h_from, sizeof h_from, "X-Admin-From: %s", p->from);
+        hdrs[nh++] = h_from;
+        if (p->status != NULL) {
+            (void)snprintf(h_status, sizeof h_status, "X-Admin-Script-Status: %s", p->status);
+            hdrs[nh++] = h_status;
+        }
+        if (p->resume) {
+            hdrs[nh++] = "X-Admin-Resume: true";
+        }
+        hdrs[nh] = NULL;
+        res->posts++;
+        err = agent_mno_post_raw(m, p->uri, hdrs, p->len > 0 ? CT_RESPONSE : NULL, p->body, p->len,
+                                 r);
+        if (err == OT_OK) {
+            return OT_OK;
+        }
+        agent_why(why, cap, "POST %s: %s", p->uri,
+                  r->transport_error[0] != '\0' ? r->transport_error : ot_strerror(err));
+        OT_LOG_WARN("event=admin_post_lost uri=%s try=%u reason=\"%s\"", p->uri, t + 1, why);
+        net_client_resp_clear(r);
+        p->resume = true; /* mno may have had it: say so */
+    }
+    return err;
+}
+
+static void wait_s(long s)
+{
+    struct timespec ts;
+
+    if (s < 1) {
+        s = 1;
+    }
+    if (s > AGENT_WAIT_MAX_S) {
+        s = AGENT_WAIT_MAX_S;
+    }
+    ts.tv_sec = s;
+    ts.tv_nsec = 0;
+    (void)nanosleep(&ts, NULL);
+}
+
+static const struct agent_se *find_se(const struct agent_selist *l, const struct agent_admin_job *j)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++) {
+        const struct agent_se *se = &l->se[i];
+        if (j->cin_len > 0 ? (se->cin_len == j->cin_len && memcmp(se->cin, j->cin, j->cin_len) == 0)
+                           : strcmp(se->reader, j->reader) == 0) {
+            return se;
+        }
+    }
+    return NULL;
+}
+
+/* The answer's class: 200 with a script, 202, 204, or an error. */
+static ot_err classify(const struct net_client_resp *r, char *why, size_t cap)
+{
+    char proto[64];
+
+    if (r->status == 200 || r->status == 202 || r->status == 204) {
+        if (!net_client_resp_header(r, "X-Admin-Protocol", proto, sizeof proto)
+            || strcmp(proto, AGENT_ADMIN_PROTO) != 0) {
+            agent_why(why, cap, "answer %ld without X-Admin-Protocol %s", r->status,
+                      AGENT_ADMIN_PROTO);
+            return OT_E_PROTOCOL;
+        }
+        return OT_OK;
+    }
+    agent_why(why, cap, "mno answered HTTP %ld %s: %s", r->status, r->error_code, r->error_message);
+    if (r->status == 404) {
+        return OT_E_NOT_FOUND;
+    }
+    if (r->status == 409) {
+        return OT_E_CONFLICT;
+    }
+    if (r->status == 401 || r->status == 403) {
+        return OT_E_AUTH;
+    }
+    return OT_E_PROTOCOL;
+}
+
+ot_err agent_admin_run(struct agent_mno *m, struct agent_service *svc, const struct agent_selist *l,
+                       const char *imei, const struct agent_admin_job *job,
+                       struct agent_admin_result *res, char *why, size_t why_cap)
+{
+    struct net_client_resp r;
+    struct post p;
+    struct ot_buf out;
+    static struct agent_script script; /* large: not on the stack; one session at a time */
+    struct agent_session *sess = NULL;
+    struct agent_channel *ch = NULL;
+    struct agent_reader *rd = NULL;
+    const struct agent_se *se;
+    char cin_hex[2 * AGENT_CIN_MAX + 1];
+    char target[128];
+    uint8_t aid[16];
+    size_t aid_len = 0;
+    size_t ran = 0;
+    bool by_guard = false;
+    ot_err err = OT_OK;
+
+    if (m == NULL || svc == NULL || l == NULL || imei == NULL || job == NULL || res == NULL) {
+        return OT_E_ARG;
+    }
+    memset(res, 0, sizeof *res);
+    memset(&r, 0, sizeof r);
+    memset(&p, 0, sizeof p);
+    ot_buf_init(&out, AGENT_SCRIPT_RESP_MAX);
+    se = find_se(l, job);
+    if (se == NULL || (rd = agent_service_reader(svc, se->reader)) == NULL) {
+        /* ota.md 6.3: the SE is not here; the CIN is not checked. */
+        if (job->cin_len > 0) {
+            (void)hex_encode(job->cin, job->cin_len, cin_hex, sizeof cin_hex);
+        } else {
+            (void)snprintf(cin_hex, sizeof cin_hex, "00");
+        }
+        (void)snprintf(p.from, sizeof p.from, "//se-id/cin/%s;//agent-id/imei/%s", cin_hex, imei);
+        (void)snprintf(p.uri, sizeof p.uri, "%s/admin/jobs/%s/scripts/0", agent_mno_prefix(m),
+                       job->job);
+        p.status = "se-unavailable";
+        (void)snprintf(res->status, sizeof res->status, "%s", p.status);
+        OT_LOG_INFO("event=se_unavailable job=%s reader=%s", job->job, job->reader);
+        OT_TRY(send_post(m, &p, res, &r, why, why_cap));
+        OT_TRY(classify(&r, why, why_cap));
+        goto out;
+    }
+    (void)hex_encode(se->cin, se->cin_len, cin_hex, sizeof cin_hex);
+    (void)snprintf(p.from, sizeof p.from, "//se-id/cin/%s;//agent-id/imei/%s", cin_hex, imei);
+    (void)snprintf(p.uri, sizeof p.uri, "%s/admin/jobs/%s", agent_mno_prefix(m), job->job);
+    OT_LOG_INFO("event=session_open job=%s reader=%s", job->job, se->reader);
+    for (;;) {
+        OT_TRY(send_post(m, &p, res, &r, why, why_cap));
+        OT_TRY(classify(&r, why, why_cap));
+        if (r.status == 204) {
+            break;
+        }
+        if (!net_client_resp_header(&r, "X-Admin-Next-URI", p.uri, sizeof p.uri)
+            || p.uri[0] != '/') {
+            agent_why(why, why_cap, "answer %ld without a usable X-Admin-Next-URI", r.status);
+            OT_FAIL(OT_E_PROTOCOL);
+        }
+        if (r.status == 202) {
+            /* The submitter thinks: wait, then the same POST again. */
+            wait_s(r.retry_after > 0 ? r.retry_after : 1);
+            p.resume = true;
+            net_client_resp_clear(&r);
+            continue;
+        }
+        /* 200: a command script. */
+        if (sess == NULL) {
+            aid_len = 0;
+            if (net_client_resp_header(&r, "X-Admin-Targeted-Application", target, sizeof target)
+                && agent_admin_parse_target(target, aid, &aid_len) != OT_OK) {
+                agent_why(why, why_cap, "X-Admin-Targeted-Application '%s' is not //aid/RID/PIX",
+                          target);
+                OT_FAIL(OT_E_PROTOCOL);
+            }
+            if (aid_len == 0) {
+                aid_len = 8; /* the ISD by default */
+                memcpy(aid, "\xA0\x00\x00\x01\x51\x00\x00\x00", 8);
+            }
+            err = agent_reader_open_session(rd, &sess);
+            if (err == OT_OK) {
+                err = agent_session_open_basic(sess, aid, aid_len, &ch);
+            }
+            if (err != OT_OK) {
+                p.status = err == OT_E_SW_NOT_FOUND ? "unknown-application"
+                           : err == OT_E_NO_CARD || err == OT_E_TIMEOUT || err == OT_E_IO
+                               ? "se-unavailable"
+                               : "security-error";
+                OT_LOG_WARN("event=select_failed job=%s reason=\"%s\" status=%s", job->job,
+                            ot_strerror(err), p.status);
+                err = OT_OK;
+                goto report;
+            }
+        }
+        {
+            size_t bad = 0;
+            char perr[96];
+            if (agent_script_parse((const uint8_t *)r.body, r.body_len, &script, &bad, perr,
+                                   sizeof perr)
+                != OT_OK) {
+                agent_why(why, why_cap, "command script: %s at offset %zu", perr, bad);
+                OT_LOG_WARN("event=bad_script job=%s reason=\"%s\"", job->job, why);
+                p.status = "interrupted"; /* nothing of it ran */
+                goto report;
+            }
+        }
+        res->scripts++;
+        ot_buf_reset(&out);
+        err = agent_script_run(ch, &script, &out, &ran, &by_guard);
+        res->capdus += ran;
+        res->guard_stop = res->guard_stop || by_guard;
+        if (err != OT_OK) {
+            OT_LOG_WARN("event=script_interrupted job=%s after=%zu reason=\"%s\"", job->job, ran,
+                        ot_strerror(err));
+            p.status = "interrupted";
+            err = OT_OK;
+            goto report;
+        }
+        p.status = "ok";
+        p.body = out.data;
+        p.len = out.len;
+        p.resume = false;
+        (void)snprintf(res->status, sizeof res->status, "%s", p.status);
+        net_client_resp_clear(&r);
+        continue;
+    report:
+        /* A status other than ok ends the job: no body. */
+        p.body = NULL;
+        p.len = 0;
+        p.resume = false;
+        (void)snprintf(res->status, sizeof res->status, "%s", p.status);
+        net_client_resp_clear(&r);
+        OT_TRY(send_post(m, &p, res, &r, why, why_cap));
+        OT_TRY(classify(&r, why, why_cap));
+        if (r.status != 204) {
+            agent_why(why, why_cap, "answer %ld to status %s, want 204", r.status, p.status);
+            OT_FAIL(OT_E_PROTOCOL);
+        }
+        break;
+    }
+    OT_LOG_INFO("event=session_end job=%s scripts=%u capdus=%zu posts=%u status=%s", job->job,
+                res->scripts, res->capdus, res->posts, res->status[0] ? res->status : "-");
+out:
+    agent_channel_close(ch);
+    agent_session_close(sess);
+    net_client_resp_clear(&r);
+    ot_buf_free(&out);
+    return err;
+}

@@ -1,0 +1,63 @@
+/* The admin agent: runs one job's admin session against mno (docs/ota.md
+ * section 5, the RAM over HTTP shape of GP Amendment B) on one SE of the
+ * device, through the protocol converter.
+ *
+ *   POST P/admin/jobs/<job> (empty)  -> 200 script 1 + X-Admin-Next-URI
+ *                                      + X-Admin-Targeted-Application,
+ *                                      202 (wait, resume), 204 (nothing to do)
+ *   SELECT the targeted application on the basic channel (not reported;
+ *   6A82: X-Admin-Script-Status unknown-application)
+ *   run the script (agent/script.h), POST the response script to Next-URI
+ *   -> 200 next script (interactive), 202 (wait Retry-After, then repeat the
+ *      POST with X-Admin-Resume: true), 204 the end.
+ * A POST whose answer was lost is repeated with X-Admin-Resume: true (same
+ * URI, same body). The SE is the one under the job's reader, or the one with
+ * the job's CIN, in the SE list; none: se-unavailable to .../scripts/0. A
+ * card that stops answering mid-script is reported as interrupted.
+ */
+#ifndef OT_AGENT_ADMIN_H
+#define OT_AGENT_ADMIN_H
+
+#include "agent/conv.h"
+#include "agent/mnolink.h"
+#include "agent/selist.h"
+#include "core/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGENT_IMEI_MAX    16u
+#define AGENT_JOB_ID_MAX  24u
+#define AGENT_ADMIN_TRIES 3u /* POSTs of one message before giving up */
+#define AGENT_WAIT_MAX_S  30 /* longest wait on a 202 */
+#define AGENT_ADMIN_PROTO "globalplatform-remote-admin/1.0"
+
+struct agent_admin_job {
+    char job[AGENT_JOB_ID_MAX + 1];         /* decimal id */
+    char reader[AGENT_READER_NAME_MAX + 1]; /* "" when the job names a CIN */
+    uint8_t cin[AGENT_CIN_MAX];
+    size_t cin_len; /* 0 when the job names a reader */
+};
+
+struct agent_admin_result {
+    unsigned scripts; /* command scripts run */
+    unsigned posts;   /* HTTP requests made (device round trips) */
+    size_t capdus;    /* C-APDUs executed */
+    bool guard_stop;  /* a script stopped on a guard mismatch */
+    char status[32];  /* the last X-Admin-Script-Status sent ("ok", ...) */
+};
+
+/* Runs the session to its end (204). imei: the device's (X-Admin-From).
+ * OT_OK: the session ended normally (the job's outcome is mno's to say).
+ * Errors: OT_E_NOT_FOUND (no such job), OT_E_CONFLICT (se_blocked or the
+ * session is open elsewhere), OT_E_PROTOCOL (an answer that breaks ota.md),
+ * transport errors after AGENT_ADMIN_TRIES tries; why says which. */
+ot_err agent_admin_run(struct agent_mno *m, struct agent_service *svc, const struct agent_selist *l,
+                       const char *imei, const struct agent_admin_job *job,
+                       struct agent_admin_result *res, char *why, size_t why_cap);
+
+/* "//aid/<RID 5 bytes hex>/<PIX hex>" into aid (5..16 bytes). */
+ot_err agent_admin_parse_target(const char *v, uint8_t *aid, size_t *aid_len);
+
+#endif

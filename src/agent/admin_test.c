@@ -1,0 +1,58 @@
+/* The admin agent's header parsing (src/agent/admin.c); sessions against a
+ * real mno are in tests/agent/session_test.sh. */
+#include "agent/admin.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void test_target_table(void **state)
+{
+    static const struct {
+        const char *v;
+        ot_err want;
+        size_t len;
+    } rows[] = {
+        {"//aid/A000000151/000000", OT_OK, 8},
+        {"//aid/A000000151/", OT_OK, 5},
+        {"//aid/a000000151/0000000000000000000000", OT_OK, 16},
+        {"//aid/A000000151/000000000000000000000000", OT_E_FORMAT, 0}, /* 17 bytes */
+        {"//aid/A0000001/000000", OT_E_FORMAT, 0},                     /* RID of 4 */
+        {"//aid/A00000015100/00", OT_E_FORMAT, 0},                     /* RID of 6 */
+        {"//aid/A000000151/0", OT_E_FORMAT, 0},                        /* odd PIX */
+        {"//aid/A000000151", OT_E_FORMAT, 0},
+        {"/aid/A000000151/00", OT_E_FORMAT, 0},
+        {"", OT_E_FORMAT, 0},
+        {"//aid/G000000151/00", OT_E_FORMAT, 0},
+    };
+    uint8_t aid[16];
+    size_t n;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        n = 0;
+        ot_err err = agent_admin_parse_target(rows[i].v, aid, &n);
+        if (err != rows[i].want) {
+            fail_msg("'%s': %s", rows[i].v, ot_errname(err));
+        }
+        if (err == OT_OK) {
+            assert_int_equal(n, rows[i].len);
+        }
+    }
+    assert_int_equal(agent_admin_parse_target("//aid/A000000151/000000", aid, &n), OT_OK);
+    assert_memory_equal(aid, "\xA0\x00\x00\x01\x51\x00\x00\x00", 8);
+    assert_int_equal(agent_admin_parse_target(NULL, aid, &n), OT_E_FORMAT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_target_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

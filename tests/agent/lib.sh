@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# Shared by tests/agent/*.sh (after tests/tsmd/lib.sh and tsmd_start).
+#
+#   agent_phone CIN...   a device principal phone1 of mno orange, its token in
+#                        $DTOK and $TSMD_WORK/device.token, enrolled on
+#                        /mno/orange/v1 with MSISDN 33600000001 and these CINs;
+#                        the device id in $DEV.
+
+agent_phone() {
+    local cins
+    api POST /admin/v1/principals "$OP_TOKEN" \
+        '{"kind":"device","name":"phone1","imei":"356938035643809","imsi":"208011234567890","mno":"orange"}' \
+        -H "Idempotency-Key: dev-phone1"
+    case $API_STATUS in 200 | 201) ;; *) fail "device principal: $API_STATUS" ;; esac
+    DPRIN=$(jq -er .id "$TSMD_WORK/resp")
+    DTOK=$(tsmd_token "$DPRIN")
+    echo "$DTOK" >"$TSMD_WORK/device.token"
+    cins=$(printf '"%s",' "$@")
+    api POST /mno/orange/v1/devices "$OP_TOKEN" \
+        "{\"principal_id\":$DPRIN,\"msisdn\":\"33600000001\",\"cins\":[${cins%,}]}" \
+        -H "Idempotency-Key: enrol-1"
+    expect_status 201 "enrol the phone"
+    DEV=$(jq -er .id "$TSMD_WORK/resp")
+}

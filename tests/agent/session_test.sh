@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# se-agent admin sessions (issue 10 point 4, docs/ota.md sections 5-6) against
+# a real tsmd with mno:orange and a vse on its socket as eSE1:
+# - a scripted job runs end to end in 2 device round trips; the R-APDUs mno
+#   records are the card's (CIN, CPLC);
+# - mode 00: the job stops at the first failing status word;
+# - a guard that differs stops the script right after its C-APDU (the
+#   precomputed-handshake guard of DESIGN.md);
+# - a job for an SE the agent does not have ends se-unavailable;
+# - a job that does not exist: exit 1, precise reason.
+#
+# usage: session_test.sh TSMD SE_AGENT VSE PROFILES_DIR
+set -euo pipefail
+
+TSMD=$1
+AGENT=$2
+VSE=$3
+PROFILES=$4
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../tsmd/lib.sh
+. "$HERE/../tsmd/lib.sh"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+for t in curl jq; do
+    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
+done
+tsmd_work_init agent-session
+W=$TSMD_WORK
+CIN=4F54534D44455601   # profiles/dev.json
+CIN_B=4F54534D55494301 # enrolled, not on the phone
+
+"$VSE" create --profile "$PROFILES/dev.json" --out "$W/card.img" >/dev/null
+"$VSE" run "$W/card.img" --listen "unix:$W/card.sock" >>"$W/vse.log" 2>&1 &
+TSMD_EXTRA_PIDS+=($!)
+
+tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=tsm, mno:orange" \
+    "mno.orange.backoff_s=0"
+tsmd_bootstrap ops
+tsmd_start
+P=/mno/orange/v1
+agent_phone "$CIN" "$CIN_B"
+SP=$(tsmd_principal service_provider bank)
+TSP=$(tsmd_token "$SP")
+
+A=("$AGENT" --state "$W/agent" --reader "eSE1=socket:unix:$W/card.sock"
+    --mno "$TSMD_URL$P" --token-file "$W/device.token")
+for _ in $(seq 1 100); do
+    "${A[@]}" status --json | jq -e '.readers[0].present' >/dev/null && break
+    sleep 0.1
+done
+"${A[@]}" verify | grep -qx "eSE1: added" || fail "verify eSE1"
+api POST $P/device/register "$DTOK" '{}'
+expect_status 200 "register"
+
+submit() { # BODY KEY -> job id
+    api POST $P/jobs "$TSP" "$1" -H "Idempotency-Key: $2"
+    expect_status 201 "submit $2"
+    jq -er .id "$W/resp"
+}
+job_state() {
+    api GET $P/jobs/"$1" "$TSP"
+    expect_status 200 "job $1"
+    jq -r .state "$W/resp"
+}
+
+# ---- a scripted job, end to end ---------------------------------------------
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CA004500","80CA9F7F00"]}' j1)
+"${A[@]}" --json session "$J" eSE1 >"$W/s.json"
+cat "$W/s.json"
+jq -e '.result == "ended" and .status == "ok" and .capdus == 2 and .round_trips == 2' "$W/s.json" \
+    >/dev/null || fail "session of job $J"
+[ "$(job_state "$J")" = done ] || fail "job $J: $(cat "$W/resp")"
+[ "$(jq -r '.scripts[0].rapdus[0]' "$W/resp")" = "4508${CIN}9000" ] || fail "CIN R-APDU: $(cat "$W/resp")"
+jq -r '.scripts[0].rapdus[1]' "$W/resp" | grep -q '^9F7F2A.*9000$' || fail "CPLC R-APDU"
+echo "scripted job $J done in 2 round trips"
+
+# ---- mode 00 stops at the first failing status word -------------------------
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CADF7E00","80CA004500"]}' j2)
+"${A[@]}" --json session "$J" eSE1 >"$W/s.json"
+jq -e '.capdus == 1' "$W/s.json" >/dev/null || fail "mode 00 ran more than the failing C-APDU"
+[ "$(job_state "$J")" = failed ] || fail "job $J not failed"
+[ "$(jq -r '.scripts[0].rapdus | length' "$W/resp")" = 1 ] || fail "rapdus after a failure"
+
+# ---- a guard that differs stops right after its C-APDU ----------------------
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":[{"capdu":"80CA004500","expect":"6A889000"},"80CA006600"]}' j3)
+"${A[@]}" --json session "$J" eSE1 >"$W/s.json"
+jq -e '.capdus == 1 and .guard_stop == true' "$W/s.json" >/dev/null || fail "guard: $(cat "$W/s.json")"
+job_state "$J" >/dev/null
+[ "$(jq -r '.scripts[0].rapdus | length' "$W/resp")" = 1 ] || fail "rapdus after a guard stop"
+# The right guard lets the script go on.
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":[{"capdu":"80CA004500","expect":"4508'$CIN'9000"},"80CA006600"]}' j4)
+"${A[@]}" --json session "$J" eSE1 >"$W/s.json"
+jq -e '.capdus == 2 and .guard_stop == false' "$W/s.json" >/dev/null || fail "matching guard"
+[ "$(job_state "$J")" = done ] || fail "job $J with a matching guard"
+echo "guards: a mismatch stops the script, a match lets it run"
+
+# ---- an SE the agent does not have -----------------------------------------
+J=$(submit '{"msisdn":"33600000001","se":{"cin":"'$CIN_B'"},"kind":"scripted","apdus":["80CA004500"]}' j5)
+"${A[@]}" --json session "$J" "$CIN_B" >"$W/s.json"
+jq -e '.status == "se-unavailable"' "$W/s.json" >/dev/null || fail "se-unavailable: $(cat "$W/s.json")"
+[ "$(job_state "$J")" = failed ] || fail "job $J not failed"
+jq -r '.reason // ""' "$W/resp" | grep -q "se-unavailable" || fail "reason: $(cat "$W/resp")"
+
+# ---- no such job -------------------------------------------------------------
+set +e
+"${A[@]}" session 999999 eSE1 >/dev/null 2>"$W/err"
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "404" "$W/err" || fail "unknown job: exit $rc, $(cat "$W/err")"
+echo "agent.session ok"
