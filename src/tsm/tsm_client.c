@@ -683,6 +683,21 @@ static ot_err tsm_client_nomem(struct tsm_client_err *e)
     return tsm_client_fail_set(e, TSM_CLIENT_LOCAL, OT_E_NOMEM, "out of memory");
 }
 
+/* Generic calls for the clients of the other services (mno_client.h). */
+ot_err tsm_client_json(struct tsm_client *c, const char *method, const char *path,
+                       const json_t *body, const char *idem_key, json_t **out,
+                       struct tsm_client_err *e)
+{
+    return tsm_client_call(c, method, path, body, NULL, NULL, 0, idem_key, idem_key != NULL, out,
+                           e);
+}
+
+ot_err tsm_client_json_page(struct tsm_client *c, const char *path, struct tsm_client_page *out,
+                            struct tsm_client_err *e)
+{
+    return tsm_client_page(c, path, out, e);
+}
+
 /* ---- tsm ---------------------------------------------------------------- */
 
 ot_err tsm_client_se_import(struct tsm_client *c, const char *content_type, const void *body,

@@ -76,6 +76,16 @@ struct tsm_client_page {
 };
 void tsm_client_page_clear(struct tsm_client_page *p);
 
+/* One JSON request to any path of the host, for the clients of the other
+ * services (mno_client.h): body NULL = none; idem_key NULL = no
+ * Idempotency-Key. Answers and errors as every call here. */
+ot_err tsm_client_json(struct tsm_client *c, const char *method, const char *path,
+                       const json_t *body, const char *idem_key, json_t **out,
+                       struct tsm_client_err *e);
+/* GET of one list page at path (query included). */
+ot_err tsm_client_json_page(struct tsm_client *c, const char *path, struct tsm_client_page *out,
+                            struct tsm_client_err *e);
+
 /* Paging arguments of every list: cursor NULL or "" for the first page,
  * limit 0 for the server's default. */
 struct tsm_client_pg {

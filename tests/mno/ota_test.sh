@@ -26,11 +26,16 @@
 #   second stream replaces the first, Last-Event-ID resumes;
 # - the other instance (mno:vodafone) sees none of mno:orange's devices and jobs.
 #
-# usage: ota_test.sh TSMD [sqlite|pg]
+# - mno_client (through client_probe): status, submit (replayed by its
+#   Idempotency-Key), job, cancel, list; a malformed id is refused before
+#   anything is sent.
+#
+# usage: ota_test.sh TSMD [sqlite|pg] [CLIENT_PROBE]
 set -euo pipefail
 
 TSMD=$1
 BACKEND=${2:-sqlite}
+PROBE=${3:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
@@ -538,6 +543,24 @@ expect_status 201 "verify on phone2"
 wait_in "$TSMD_WORK/s2" "\"op\":\"verify\",\"se\":{\"cin\":null,\"reader\":\"eSE1\"}"
 kill "$S2" 2>/dev/null || true
 wait "$S2" 2>/dev/null || true
+
+# ---- mno_client ---------------------------------------------------------------
+if [ -n "$PROBE" ]; then
+    probe() { "$PROBE" "$TSMD_URL" "$@"; }
+    [ "$(probe "$OP_TOKEN" orange status msisdn 33600000002)" = online ] || fail "client: status"
+    J=$(probe "$TSP" orange submit '{"msisdn":"33600000002","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CA006600"]}' cl-1)
+    [ "$(probe "$TSP" orange submit '{"msisdn":"33600000002","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CA006600"]}' cl-1)" = "$J" ] ||
+        fail "client: the replay answers the same job"
+    case $(probe "$TSP" orange job "$J") in queued | delivering) ;; *) fail "client: job state" ;; esac
+    probe "$TSP" orange jobs | grep -qx "$J" || fail "client: the job is listed"
+    [ "$(probe "$TSP" orange cancel "$J")" = cancelled ] || fail "client: cancel"
+    OUT=$(probe "$TSP2" orange job "$J" || true)
+    [ "$OUT" = "fail=4 status=404 code=not_found field=" ] || fail "client: another SP's job: $OUT"
+    OUT=$(probe "$TSP" orange job "../1" || true)
+    [ "$OUT" = "fail=1 status=0 code= field=" ] || fail "client: a malformed id: $OUT"
+    OUT=$(probe "$TSP" orange submit '{"msisdn":"33600000002","kind":"scripted"}' cl-2 || true)
+    [ "$OUT" = "fail=4 status=400 code=invalid_field field=se" ] || fail "client: a bad job: $OUT"
+fi
 
 tsmd_stop
 echo "mno.ota ($BACKEND): ok"
