@@ -1,6 +1,7 @@
 /* The admin agent's header parsing (src/agent/admin.c); sessions against a
  * real mno are in tests/agent/session_test.sh. */
 #include "agent/admin.h"
+#include "agent/mnolink.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,10 +50,36 @@ static void test_target_table(void **state)
     assert_int_equal(agent_admin_parse_target(NULL, aid, &n), OT_E_FORMAT);
 }
 
+/* Backoff with jitter: doubles from min to max, each wait in [next/2, next]. */
+static void test_backoff(void **state)
+{
+    static const uint32_t rnds[] = {0u, 1u, 7u, 499u, 0xFFFFFFFFu, 123456789u};
+    unsigned cur, next, want;
+    size_t i, k;
+
+    (void)state;
+    for (k = 0; k < sizeof rnds / sizeof rnds[0]; k++) {
+        cur = 0;
+        want = 500;
+        for (i = 0; i < 12; i++) {
+            next = agent_backoff_next(cur, 500, 60000, rnds[k]);
+            if (next < want / 2 || next > want) {
+                fail_msg("step %zu rnd %u: %u not in [%u, %u]", i, rnds[k], next, want / 2, want);
+            }
+            cur = want; /* the schedule doubles from the nominal value */
+            want = want * 2 > 60000 ? 60000 : want * 2;
+        }
+    }
+    /* Jitter: different random numbers give different waits. */
+    assert_true(agent_backoff_next(4000, 500, 60000, 1) != agent_backoff_next(4000, 500, 60000, 2));
+    assert_int_equal(agent_backoff_next(60000, 500, 60000, 0), 30000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_target_table),
+        cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -221,3 +221,90 @@ out:
     json_free(body);
     return err;
 }
+
+ot_err agent_mno_register(struct agent_mno *m, const char *location_area, int *heartbeat_s,
+                          int *lease_s, char *why, size_t why_cap)
+{
+    struct net_client_resp r;
+    struct json_err je;
+    json_t *body = json_obj_new();
+    int64_t hb = 0;
+    int64_t lease = 0;
+    ot_err err = OT_OK;
+
+    memset(&r, 0, sizeof r);
+    memset(&je, 0, sizeof je);
+    if (body == NULL) {
+        return OT_E_NOMEM;
+    }
+    if (location_area != NULL) {
+        OT_TRY(json_put_str(body, "location_area", location_area));
+    }
+    err = agent_mno_call(m, "POST", "/device/register", body, &r);
+    if (err != OT_OK) {
+        err = transport(err, &r, "register", why, why_cap);
+        goto out;
+    }
+    if (r.status != 200) {
+        err = refused(&r, "register", why, why_cap);
+        goto out;
+    }
+    if (r.json == NULL || json_get_int(r.json, "heartbeat_s", 1, 86400, &hb, &je) != OT_OK
+        || json_get_int(r.json, "lease_s", 1, 86400 * 7, &lease, &je) != OT_OK) {
+        agent_why(why, why_cap, "mno register: malformed answer %s %s", je.field, je.message);
+        OT_FAIL(OT_E_PROTOCOL);
+    }
+    *heartbeat_s = (int)hb;
+    *lease_s = (int)lease;
+    OT_LOG_INFO("event=registered heartbeat_s=%d lease_s=%d", *heartbeat_s, *lease_s);
+out:
+    net_client_resp_clear(&r);
+    json_free(body);
+    return err;
+}
+
+/* POST P/device/<what> {} (heartbeat, detach). */
+static ot_err device_post(struct agent_mno *m, const char *what, char *why, size_t why_cap)
+{
+    struct net_client_resp r;
+    char rel[64];
+    json_t *body = json_obj_new();
+    ot_err err;
+
+    memset(&r, 0, sizeof r);
+    if (body == NULL) {
+        return OT_E_NOMEM;
+    }
+    (void)snprintf(rel, sizeof rel, "/device/%s", what);
+    err = agent_mno_call(m, "POST", rel, body, &r);
+    if (err != OT_OK) {
+        err = transport(err, &r, what, why, why_cap);
+    } else if (r.status == 409 && strcmp(r.error_code, "not_registered") == 0) {
+        agent_why(why, why_cap, "mno %s: not registered", what);
+        err = OT_E_STATE;
+    } else if (r.status != 200) {
+        err = refused(&r, what, why, why_cap);
+    }
+    net_client_resp_clear(&r);
+    json_free(body);
+    return err;
+}
+
+ot_err agent_mno_heartbeat(struct agent_mno *m, char *why, size_t why_cap)
+{
+    return device_post(m, "heartbeat", why, why_cap);
+}
+
+ot_err agent_mno_detach(struct agent_mno *m, char *why, size_t why_cap)
+{
+    return device_post(m, "detach", why, why_cap);
+}
+
+unsigned agent_backoff_next(unsigned cur_ms, unsigned min_ms, unsigned max_ms, uint32_t rnd)
+{
+    unsigned next = cur_ms < min_ms ? min_ms : (cur_ms > max_ms / 2 ? max_ms : cur_ms * 2);
+    unsigned half = next / 2;
+
+    /* Full jitter on the upper half: next/2 .. next, never 0. */
+    return half + (half == 0 ? 0 : rnd % (half + 1)) + (next == 0 ? 1 : 0);
+}

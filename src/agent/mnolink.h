@@ -12,6 +12,8 @@
 #include "core/err.h"
 #include "net/client.h"
 
+#include <stdint.h>
+
 struct agent_mno;
 
 struct agent_mno_cfg {
@@ -46,5 +48,20 @@ ot_err agent_mno_post_raw(struct agent_mno *m, const char *abs_path, const char 
                           struct net_client_resp *r);
 /* The instance prefix of base_url ("/mno/orange/v1"). */
 const char *agent_mno_prefix(const struct agent_mno *m);
+
+/* POST P/device/register (power-on, back in coverage); location_area may be
+ * NULL. The heartbeat period and the lease mno answers. */
+ot_err agent_mno_register(struct agent_mno *m, const char *location_area, int *heartbeat_s,
+                          int *lease_s, char *why, size_t why_cap);
+/* POST P/device/heartbeat: OT_E_STATE when mno says not_registered (the
+ * lease ran out: register again). */
+ot_err agent_mno_heartbeat(struct agent_mno *m, char *why, size_t why_cap);
+/* POST P/device/detach (power-off). */
+ot_err agent_mno_detach(struct agent_mno *m, char *why, size_t why_cap);
+
+/* The next wait of a doubling backoff between min_ms and max_ms with
+ * jitter: a value in [next/2, next] where next = min(2 * cur_ms, max_ms)
+ * (cur_ms < min_ms: min_ms); rnd is a random number. */
+unsigned agent_backoff_next(unsigned cur_ms, unsigned min_ms, unsigned max_ms, uint32_t rnd);
 
 #endif

@@ -46,6 +46,7 @@ struct opts {
     const char *token_file;
     const char *ca_file;
     const char *log_level;
+    const char *location_area;
     bool json;
     const char *cmd;
     char **args;
@@ -65,8 +66,9 @@ static const char g_usage[] =
     "\n"
     "commands:\n"
     "  run                 keep the SE list in step with the readers: verify every\n"
-    "                      reader at start and whenever a card appears; until\n"
-    "                      SIGINT or SIGTERM\n"
+    "                      reader at start and whenever a card appears; register\n"
+    "                      with mno, send heartbeats (register again when the\n"
+    "                      lease ran out), detach on SIGINT or SIGTERM\n"
     "  list                print the SE list (no card is touched)\n"
     "  verify [READER...]  verify the cards in these readers (default: every\n"
     "                      reader): add them, update them (a swapped card is\n"
@@ -86,6 +88,7 @@ static const char g_usage[] =
     "                       https://mno.example:8443/mno/orange/v1 (verify, run)\n"
     "  --token-file FILE    the device's bearer token for --mno\n"
     "  --ca FILE            CA bundle (PEM) to check --mno's certificate\n"
+    "  --location-area LA   run: the location area sent at registration\n"
     "  --poll-ms MS         run: how often the readers are looked at, 10..60000\n"
     "                       (default 1000)\n"
     "  --json               one JSON document on stdout\n"
@@ -185,6 +188,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->token_file = v;
         } else if (strcmp(a, "--ca") == 0) {
             o->ca_file = v;
+        } else if (strcmp(a, "--location-area") == 0) {
+            o->location_area = v;
         } else if (strcmp(a, "--log-level") == 0) {
             o->log_level = v;
         } else {
@@ -681,12 +686,72 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
+static uint32_t g_rng;
+
+/* xorshift32, seeded from the clock and the pid: jitter only, not secrets. */
+static uint32_t rnd(void)
+{
+    if (g_rng == 0) {
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        g_rng = (uint32_t)ts.tv_nsec ^ ((uint32_t)getpid() << 16) ^ 0x9E3779B9u;
+    }
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 17;
+    g_rng ^= g_rng << 5;
+    return g_rng;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    (void)nanosleep(&ts, NULL);
+}
+
+#define REG_BACKOFF_MIN_MS 500u
+#define REG_BACKOFF_MAX_MS 60000u
+
+/* Registers (again), with a doubling backoff and jitter until it works or
+ * the agent is stopped; then mirrors the SE list (ota.md 7). */
+static bool run_register(struct ctx *c, int *hb_s)
+{
+    char why[256];
+    unsigned wait = 0;
+    int lease_s = 0;
+    ot_err err;
+
+    while (!g_stop) {
+        err = agent_mno_register(c->mno, c->o.location_area, hb_s, &lease_s, why, sizeof why);
+        if (err == OT_OK) {
+            if (agent_mno_mirror(c->mno, &c->list, why, sizeof why) != OT_OK) {
+                OT_LOG_WARN("event=mirror_failed reason=\"%s\"", why);
+            }
+            return true;
+        }
+        wait = agent_backoff_next(wait, REG_BACKOFF_MIN_MS, REG_BACKOFF_MAX_MS, rnd());
+        OT_LOG_WARN("event=register_failed reason=\"%s\" retry_ms=%u", why, wait);
+        sleep_ms((int)wait);
+    }
+    return false;
+}
+
 static int cmd_run(struct ctx *c)
 {
     struct agent_reader *rs[AGENT_MAX_READERS];
     bool was[AGENT_MAX_READERS];
     struct sigaction sa;
-    struct timespec ts;
+    char why[256];
+    int64_t next_hb;
+    int hb_s = 30;
     size_t n, i;
     int rc = pick_readers(c, rs, &n);
 
@@ -702,16 +767,18 @@ static int cmd_run(struct ctx *c)
     (void)sigaction(SIGPIPE, &sa, NULL);
     OT_LOG_INFO("event=started readers=%zu listed=%zu state=%s", n, c->list.n, c->o.state);
     /* At start every reader is verified: a card swapped while the agent was
-     * down is found here. */
+     * down is found here. Then the phone registers (power-on). */
     (void)verify_readers(c, rs, n, NULL);
     for (i = 0; i < n; i++) {
         was[i] = agent_reader_present(rs[i]);
     }
     fflush(stdout);
+    if (!run_register(c, &hb_s)) {
+        return 0;
+    }
+    next_hb = mono_ms() + (int64_t)hb_s * 1000;
     while (!g_stop) {
-        ts.tv_sec = c->o.poll_ms / 1000;
-        ts.tv_nsec = (long)(c->o.poll_ms % 1000) * 1000000L;
-        (void)nanosleep(&ts, NULL);
+        sleep_ms(c->o.poll_ms);
         for (i = 0; i < n && !g_stop; i++) {
             bool now = agent_reader_present(rs[i]);
             if (now && !was[i]) {
@@ -723,6 +790,25 @@ static int cmd_run(struct ctx *c)
             }
             was[i] = now;
         }
+        if (!g_stop && mono_ms() >= next_hb) {
+            ot_err err = agent_mno_heartbeat(c->mno, why, sizeof why);
+            if (err == OT_E_STATE) {
+                /* The lease ran out (or mno forgot us): register again. */
+                OT_LOG_WARN("event=reregister reason=\"%s\"", why);
+                if (!run_register(c, &hb_s)) {
+                    break;
+                }
+            } else if (err != OT_OK) {
+                OT_LOG_WARN("event=heartbeat_failed reason=\"%s\"", why);
+            } else {
+                OT_LOG_DEBUG("event=heartbeat");
+            }
+            next_hb = mono_ms() + (int64_t)hb_s * 1000;
+        }
+    }
+    /* Power-off: the platform knows at once that the phone is gone. */
+    if (agent_mno_detach(c->mno, why, sizeof why) != OT_OK) {
+        OT_LOG_WARN("event=detach_failed reason=\"%s\"", why);
     }
     OT_LOG_INFO("event=stopped listed=%zu", c->list.n);
     return 0;

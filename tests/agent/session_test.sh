@@ -7,7 +7,11 @@
 # - a guard that differs stops the script right after its C-APDU (the
 #   precomputed-handshake guard of DESIGN.md);
 # - a job for an SE the agent does not have ends se-unavailable;
-# - a job that does not exist: exit 1, precise reason.
+# - a job that does not exist: exit 1, precise reason;
+# - se-agent run registers (location area), its heartbeats keep the phone
+#   online past the lease, a lease lost while the agent was stopped is
+#   noticed (409 not_registered) and the phone registers again; SIGTERM
+#   detaches it.
 #
 # usage: session_test.sh TSMD SE_AGENT VSE PROFILES_DIR
 set -euo pipefail
@@ -34,7 +38,8 @@ CIN_B=4F54534D55494301 # enrolled, not on the phone
 TSMD_EXTRA_PIDS+=($!)
 
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=tsm, mno:orange" \
-    "mno.orange.backoff_s=0"
+    "mno.orange.backoff_s=0" "mno.orange.lease_s=5" "mno.orange.heartbeat_s=1" \
+    "mno.orange.sweep_ms=100"
 tsmd_bootstrap ops
 tsmd_start
 P=/mno/orange/v1
@@ -48,9 +53,22 @@ for _ in $(seq 1 100); do
     "${A[@]}" status --json | jq -e '.readers[0].present' >/dev/null && break
     sleep 0.1
 done
-"${A[@]}" verify | grep -qx "eSE1: added" || fail "verify eSE1"
-api POST $P/device/register "$DTOK" '{}'
-expect_status 200 "register"
+# The phone is on: se-agent run verifies eSE1, registers, sends heartbeats.
+"${A[@]}" --poll-ms 100 --log-level debug --location-area 208-01-4A2F run >"$W/run.log" 2>&1 &
+RUN_PID=$!
+TSMD_EXTRA_PIDS+=("$RUN_PID")
+phone_state() {
+    api GET "$P/status?msisdn=33600000001" "$OP_TOKEN"
+    expect_status 200 "status"
+    jq -r .state "$W/resp"
+}
+for _ in $(seq 1 100); do
+    [ "$(phone_state)" = online ] && break
+    sleep 0.1
+done
+[ "$(phone_state)" = online ] || fail "run did not register the phone: $(cat "$W/run.log")"
+[ "$(jq -r .location_area "$W/resp")" = 208-01-4A2F ] || fail "location area"
+"${A[@]}" list --json | jq -e '.items[0].reader == "eSE1"' >/dev/null || fail "run did not verify eSE1"
 
 submit() { # BODY KEY -> job id
     api POST $P/jobs "$TSP" "$1" -H "Idempotency-Key: $2"
@@ -107,4 +125,36 @@ set +e
 rc=$?
 set -e
 [ $rc -eq 1 ] && grep -q "404" "$W/err" || fail "unknown job: exit $rc, $(cat "$W/err")"
+# ---- heartbeats keep the phone online past its lease; a lost lease is
+# ---- noticed and the phone registers again; SIGTERM detaches ------------------
+for _ in $(seq 1 200); do
+    [ "$(grep -c 'event=heartbeat$' "$W/run.log")" -ge 7 ] && break
+    sleep 0.1
+done
+[ "$(grep -c 'event=heartbeat$' "$W/run.log")" -ge 7 ] || fail "fewer than 7 heartbeats"
+[ "$(phone_state)" = online ] || fail "offline although heartbeats went out (lease 5 s)"
+# The device's own view (GET P/device) counts the lease itself.
+own_state() {
+    api GET "$P/device" "$DTOK"
+    expect_status 200 "GET device"
+    jq -r .state "$W/resp"
+}
+kill -STOP "$RUN_PID"
+for _ in $(seq 1 300); do
+    [ "$(own_state)" = offline ] && break
+    sleep 0.1
+done
+st=$(own_state)
+kill -CONT "$RUN_PID"
+[ "$st" = offline ] || fail "the lease did not run out while the agent was stopped"
+for _ in $(seq 1 100); do
+    grep -q "event=reregister" "$W/run.log" && [ "$(phone_state)" = online ] && break
+    sleep 0.1
+done
+grep -q "event=reregister" "$W/run.log" || fail "the agent did not register again"
+[ "$(phone_state)" = online ] || fail "online again after re-registering"
+kill -TERM "$RUN_PID"
+wait "$RUN_PID" || fail "run did not exit 0 on SIGTERM"
+[ "$(phone_state)" = offline ] || fail "SIGTERM did not detach the phone"
+echo "heartbeats, re-registration and detach"
 echo "agent.session ok"
