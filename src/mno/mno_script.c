@@ -2,6 +2,7 @@
 #include "mno/mno_script.h"
 
 #include "core/apdu.h"
+#include "core/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #define MNO_TAG_GUARD 0xC1u
 #define MNO_TAG_COUNT 0x80u
 #define MNO_TAG_RAPDU 0x23u
+
+static ot_err mno_bad(struct mno_script_err *err, size_t off, const char *fmt, ...) OT_PRINTF(3, 4);
 
 static ot_err mno_bad(struct mno_script_err *err, size_t off, const char *fmt, ...)
 {
