@@ -308,3 +308,48 @@ unsigned agent_backoff_next(unsigned cur_ms, unsigned min_ms, unsigned max_ms, u
     /* Full jitter on the upper half: next/2 .. next, never 0. */
     return half + (half == 0 ? 0 : rnd % (half + 1)) + (next == 0 ? 1 : 0);
 }
+
+ot_err agent_mno_backstage_answer(struct agent_mno *m, const char *request, const char *error,
+                                  const struct agent_selist *l, char *why, size_t why_cap)
+{
+    struct net_client_resp r;
+    char rel[96];
+    json_t *body = json_obj_new();
+    json_t *arr = json_arr_new();
+    size_t i;
+    ot_err err = OT_OK;
+
+    memset(&r, 0, sizeof r);
+    if (body == NULL || arr == NULL) {
+        json_free(arr);
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(json_put_str(body, "status", error == NULL ? "ok" : "failed"));
+    OT_TRY(json_put_str(body, "error", error));
+    OT_TRY(json_put(body, "secure_elements", arr));
+    for (i = 0; i < l->n; i++) {
+        json_t *o = agent_se_to_json(&l->se[i]);
+        if (o == NULL) {
+            OT_FAIL(OT_E_NOMEM);
+        }
+        OT_TRY(json_push(arr, o));
+    }
+    if (snprintf(rel, sizeof rel, "/device/backstage/%s", request) >= (int)sizeof rel) {
+        OT_FAIL(OT_E_TOO_LONG);
+    }
+    err = agent_mno_call(m, "POST", rel, body, &r);
+    if (err != OT_OK) {
+        err = transport(err, &r, "backstage answer", why, why_cap);
+        goto out;
+    }
+    if (r.status != 200) {
+        err = refused(&r, "backstage answer", why, why_cap);
+        goto out;
+    }
+    OT_LOG_INFO("event=backstage_answered request=%s status=%s count=%zu", request,
+                error == NULL ? "ok" : "failed", l->n);
+out:
+    net_client_resp_clear(&r);
+    json_free(body);
+    return err;
+}

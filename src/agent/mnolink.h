@@ -59,6 +59,11 @@ ot_err agent_mno_heartbeat(struct agent_mno *m, char *why, size_t why_cap);
 /* POST P/device/detach (power-off). */
 ot_err agent_mno_detach(struct agent_mno *m, char *why, size_t why_cap);
 
+/* POST P/device/backstage/<request> (ota.md 7): status ok (error NULL) or
+ * failed with the error text, and the whole SE list after the operation. */
+ot_err agent_mno_backstage_answer(struct agent_mno *m, const char *request, const char *error,
+                                  const struct agent_selist *l, char *why, size_t why_cap);
+
 /* The next wait of a doubling backoff between min_ms and max_ms with
  * jitter: a value in [next/2, next] where next = min(2 * cur_ms, max_ms)
  * (cur_ms < min_ms: min_ms); rnd is a random number. */

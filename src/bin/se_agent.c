@@ -77,6 +77,8 @@ static const char g_usage[] =
     "  status              the readers, whether a card is present, and the list\n"
     "  session JOB SE      run job JOB's admin session now (what a push wake-up\n"
     "                      does), SE = a reader name or a CIN in hex\n"
+    "  backstage REQ OP [SE]  answer the platform's backstage request REQ: OP is\n"
+    "                      add, verify, query or delete (ota.md 7)\n"
     "\n"
     "options:\n"
     "  --state DIR          state directory (default ./var/se-agent; created 0700)\n"
@@ -686,6 +688,118 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
+/* A backstage request (ota.md 7), as a push event brings it: op on the SE
+ * named by reader or CIN; the answer carries the whole list after it. */
+static int cmd_backstage(struct ctx *c)
+{
+    static const char *const ops[] = {"add", "verify", "query", "delete"};
+    struct agent_known_cins known;
+    struct agent_reader *rd = NULL;
+    struct agent_se *se = NULL;
+    char why[256];
+    char err_text[320];
+    const char *error = NULL;
+    const char *req;
+    const char *op;
+    const char *target = NULL;
+    uint8_t cin[AGENT_CIN_MAX];
+    size_t cl = sizeof cin;
+    size_t i;
+    size_t k = 4;
+    bool changed = false;
+    ot_err err;
+
+    if (c->o.nargs < 2 || c->o.nargs > 3) {
+        return usage_err("%s", "backstage takes REQUEST OP [SE]");
+    }
+    req = c->o.args[0];
+    op = c->o.args[1];
+    if (strlen(req) == 0 || strlen(req) > AGENT_JOB_ID_MAX
+        || strspn(req, "0123456789") != strlen(req)) {
+        return usage_err("REQUEST: a decimal request id, not '%s'", req);
+    }
+    for (i = 0; i < 4; i++) {
+        if (strcmp(op, ops[i]) == 0) {
+            k = i;
+        }
+    }
+    if (k == 4) {
+        return usage_err("OP: add, verify, query or delete, not '%s'", op);
+    }
+    if (c->o.nargs == 3) {
+        target = c->o.args[2];
+        rd = agent_service_reader(c->svc, target);
+        se = agent_selist_by_reader(&c->list, target);
+        if (rd == NULL && se == NULL) {
+            /* A CIN, or the name of a reader this device does not have
+             * (the request then fails, answered as such). */
+            if (hex_decode(target, strlen(target), cin, &cl) == OT_OK && cl > 0) {
+                se = agent_selist_by_cin(&c->list, cin, cl);
+                rd = se != NULL ? agent_service_reader(c->svc, se->reader) : NULL;
+            } else if (!agent_reader_name_ok(target)) {
+                return usage_err("SE: a reader name or a CIN in hex, not '%s'", target);
+            }
+        }
+    } else if (k != 2) {
+        return usage_err("%s needs the SE (a reader name or a CIN)", op);
+    }
+    switch (k) {
+    case 0: /* add */
+    case 1: /* verify */
+        if (rd == NULL) {
+            (void)snprintf(err_text, sizeof err_text, "no reader for SE '%s' on this device",
+                           target);
+            error = err_text;
+            break;
+        }
+        err = agent_mno_known_cins(c->mno, &known, NULL, 0, why, sizeof why);
+        if (err == OT_OK) {
+            const char *outcome = verify_one(c, rd, &known, &changed, &err, why, sizeof why);
+            if (err != OT_OK) {
+                (void)snprintf(err_text, sizeof err_text, "%s: %s", outcome, why);
+                error = err_text;
+            }
+        } else {
+            (void)snprintf(err_text, sizeof err_text, "%s", why);
+            error = err_text;
+        }
+        break;
+    case 2: /* query */
+        break;
+    default: /* delete */
+        if (se == NULL) {
+            (void)snprintf(err_text, sizeof err_text, "no SE '%s' in the list", target);
+            error = err_text;
+            break;
+        }
+        (void)agent_selist_remove(&c->list, se->reader);
+        changed = true;
+        break;
+    }
+    if (changed && agent_selist_save(c->o.state, &c->list) != OT_OK) {
+        error = "the SE list could not be written";
+    }
+    err = agent_mno_backstage_answer(c->mno, req, error, &c->list, why, sizeof why);
+    if (err != OT_OK) {
+        fprintf(stderr, "se-agent: backstage %s: %s\n", req, why);
+        return EXIT_FAIL;
+    }
+    if (c->o.json) {
+        json_t *o = json_obj_new();
+        if (o != NULL) {
+            (void)json_put_str(o, "request", req);
+            (void)json_put_str(o, "status", error == NULL ? "ok" : "failed");
+            (void)json_put_str(o, "error", error);
+            (void)json_put(o, "secure_elements", items_json(&c->list));
+            print_json(o);
+        }
+    } else {
+        printf("backstage %s %s: %s%s%s\n", req, op, error == NULL ? "ok" : "failed",
+               error == NULL ? "" : ": ", error == NULL ? "" : error);
+    }
+    return error == NULL ? 0 : EXIT_FAIL;
+}
+
 static uint32_t g_rng;
 
 /* xorshift32, seeded from the clock and the pid: jitter only, not secrets. */
@@ -842,6 +956,9 @@ int main(int argc, char **argv)
     } else if (strcmp(c.o.cmd, "status") == 0) {
         rc = setup(&c, false);
         rc = rc != 0 ? rc : cmd_status(&c);
+    } else if (strcmp(c.o.cmd, "backstage") == 0) {
+        rc = setup(&c, true);
+        rc = rc != 0 ? rc : cmd_backstage(&c);
     } else if (strcmp(c.o.cmd, "session") == 0) {
         rc = setup(&c, true);
         rc = rc != 0 ? rc : cmd_session(&c);
@@ -849,8 +966,9 @@ int main(int argc, char **argv)
         rc = setup(&c, true);
         rc = rc != 0 ? rc : cmd_run(&c);
     } else {
-        rc =
-            usage_err("unknown command '%s' (run, list, verify, remove, status, session)", c.o.cmd);
+        rc = usage_err(
+            "unknown command '%s' (run, list, verify, remove, status, session, backstage)",
+            c.o.cmd);
     }
 out:
     agent_mno_free(c.mno);

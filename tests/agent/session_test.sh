@@ -8,6 +8,7 @@
 #   precomputed-handshake guard of DESIGN.md);
 # - a job for an SE the agent does not have ends se-unavailable;
 # - a job that does not exist: exit 1, precise reason;
+# - backstage requests: query, delete (the mirror follows), add, a failed add;
 # - se-agent run registers (location area), its heartbeats keep the phone
 #   online past the lease, a lease lost while the agent was stopped is
 #   noticed (409 not_registered) and the phone registers again; SIGTERM
@@ -125,6 +126,45 @@ set +e
 rc=$?
 set -e
 [ $rc -eq 1 ] && grep -q "404" "$W/err" || fail "unknown job: exit $rc, $(cat "$W/err")"
+# ---- backstage requests (ota.md 7): query, delete, add -----------------------
+ask() { # BODY KEY -> request id
+    api POST $P/devices/$DEV/backstage "$OP_TOKEN" "$1" -H "Idempotency-Key: $2"
+    expect_status 201 "backstage request $2"
+    jq -er .id "$W/resp"
+}
+bs_get() { # ID -> the request as mno has it in $W/resp
+    api GET $P/backstage/"$1" "$OP_TOKEN"
+    expect_status 200 "backstage $1"
+}
+R=$(ask '{"op":"query"}' b1)
+"${A[@]}" backstage "$R" query | grep -qx "backstage $R query: ok" || fail "backstage query"
+bs_get "$R"
+[ "$(jq -r '[.state, (.secure_elements | map(.reader) | join(","))] | join(" ")' "$W/resp")" != "" ] ||
+    fail "backstage query answer"
+[ "$(jq -r '.secure_elements | map(.reader + "=" + .cin) | join(",")' "$W/resp")" = "eSE1=$CIN" ] ||
+    fail "backstage query: $(cat "$W/resp")"
+R=$(ask '{"op":"delete","se":{"reader":"eSE1"}}' b2)
+"${A[@]}" backstage "$R" delete eSE1 | grep -qx "backstage $R delete: ok" || fail "backstage delete"
+"${A[@]}" list --json | jq -e '.items | length == 0' >/dev/null || fail "delete: still listed"
+bs_get "$R"
+[ "$(jq -r '.secure_elements | length' "$W/resp")" = 0 ] || fail "delete answer"
+api GET $P/devices/$DEV/secure-elements "$OP_TOKEN"
+[ "$(jq -r '.items | length' "$W/resp")" = 0 ] || fail "the mirror after a backstage delete"
+R=$(ask '{"op":"add","se":{"reader":"eSE1"}}' b3)
+"${A[@]}" backstage "$R" add eSE1 | grep -qx "backstage $R add: ok" || fail "backstage add"
+api GET $P/devices/$DEV/secure-elements "$OP_TOKEN"
+[ "$(jq -r '.items | map(.reader) | join(",")' "$W/resp")" = eSE1 ] || fail "the mirror after add"
+R=$(ask '{"op":"add","se":{"reader":"SD9"}}' b4)
+set +e
+"${A[@]}" --json backstage "$R" add SD9 >"$W/bs.json" 2>"$W/err"
+rc=$?
+set -e
+[ $rc -eq 1 ] && jq -e '.status == "failed" and (.error | test("no reader"))' "$W/bs.json" >/dev/null ||
+    fail "backstage add of an absent reader: rc $rc $(cat "$W/bs.json" "$W/err")"
+bs_get "$R"
+[ "$(jq -r .error "$W/resp")" != null ] || fail "the failure reached mno: $(cat "$W/resp")"
+echo "backstage: query, delete, add, a failed add"
+
 # ---- heartbeats keep the phone online past its lease; a lost lease is
 # ---- noticed and the phone registers again; SIGTERM detaches ------------------
 for _ in $(seq 1 200); do
