@@ -428,6 +428,7 @@ static void *mno_sweeper(void *arg)
         struct timespec until;
         pthread_mutex_unlock(&m->mu);
         mno_sweep_once(m);
+        mno_waiters_check(m);
         pthread_mutex_lock(&m->mu);
         if (m->stopping) {
             break;
@@ -452,6 +453,7 @@ static void *mno_sweeper(void *arg)
 #define MNO_DEV    NET_P_DEVICE
 
 static const char *const mno_q_page[] = {"cursor", "limit", NULL};
+static const char *const mno_q_wait[] = {"wait", "seq", NULL};
 static const char *const mno_q_status[] = {"msisdn", "imsi", "imei", NULL};
 
 static const struct svc_route mno_route_table[] = {
@@ -473,7 +475,7 @@ static const struct svc_route mno_route_table[] = {
     {"PUT", "/device/secure-elements", MNO_DEV, false, mno_h_ses_put, NULL, 0},
     {"POST", "/jobs", MNO_SUBMIT, true, mno_h_job_submit, NULL, 0},
     {"GET", "/jobs", MNO_SUBMIT, false, mno_h_job_list, mno_q_page, 0},
-    {"GET", "/jobs/{id}", MNO_SUBMIT, false, mno_h_job_get, NULL, 0},
+    {"GET", "/jobs/{id}", MNO_SUBMIT, false, mno_h_job_get, mno_q_wait, 0},
     {"POST", "/jobs/{id}/cancel", MNO_SUBMIT, false, mno_h_job_cancel, NULL, 0},
     {"POST", "/jobs/{id}/batches", MNO_SUBMIT, true, mno_h_job_batch, NULL, 0},
     {"POST", "/jobs/{id}/close", MNO_SUBMIT, false, mno_h_job_close, NULL, 0},
@@ -544,6 +546,7 @@ static void mno_destroy(void *svc)
         pthread_mutex_unlock(&m->mu);
         pthread_join(m->sweeper, NULL);
     }
+    mno_waiters_drop(m);
     mno_push_stop(m);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);

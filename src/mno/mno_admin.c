@@ -551,13 +551,15 @@ static bool mno_admin_begin(struct mno *m, struct net_req *req, struct net_resp 
     return true;
 }
 
-static void mno_admin_commit(struct db_conn **c, struct net_resp *resp)
+static void mno_admin_commit(struct mno *m, struct db_conn **c, struct net_resp *resp)
 {
     ot_err err = db_commit(*c);
 
     if (err != OT_OK) {
         db_rollback(*c);
         mno_admin_err(resp, err, NULL, NULL, NULL);
+    } else {
+        mno_sweep_kick(m); /* next job, waiting submitters */
     }
     db_release(*c);
     *c = NULL;
@@ -632,7 +634,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, "se_blocked"));
         snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, "se_blocked"));
-        mno_admin_commit(&c, resp);
+        mno_admin_commit(m, &c, resp);
         mno_admin_err(resp, OT_E_CONFLICT, "se_blocked",
                       "this SE's jobs are stopped after failed EXTERNAL AUTHENTICATEs", NULL);
         goto done;
@@ -648,7 +650,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(err);
         mno_send_script(m, resp, &j, &sc, true);
     }
-    mno_admin_commit(&c, resp);
+    mno_admin_commit(m, &c, resp);
 out:
     if (err != OT_OK) {
         mno_admin_err(resp, err, NULL, NULL, NULL);
@@ -810,7 +812,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
             }
             OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit));
             if (commit) {
-                mno_admin_commit(&c, resp);
+                mno_admin_commit(m, &c, resp);
             }
             goto done;
         }
@@ -853,7 +855,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
             }
         }
         OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit));
-        mno_admin_commit(&c, resp);
+        mno_admin_commit(m, &c, resp);
         goto done;
     }
     /* A status without responses. */
@@ -863,7 +865,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, mno_status_names[msg.status]));
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_names[msg.status]));
         mno_send_end(resp);
-        mno_admin_commit(&c, resp);
+        mno_admin_commit(m, &c, resp);
         goto done;
     }
     if (j.state != MNO_J_RUNNING) {
@@ -882,7 +884,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_names[msg.status]));
     }
     mno_send_end(resp);
-    mno_admin_commit(&c, resp);
+    mno_admin_commit(m, &c, resp);
 out:
     if (err != OT_OK) {
         mno_admin_err(resp, err, NULL, NULL, NULL);

@@ -516,17 +516,168 @@ static bool mno_job_of_path(struct mno *m, struct db_conn *c, struct net_req *re
     return true;
 }
 
+/* Whether a waiter for job (its JSON) is answered: the job is no longer
+ * pending (seq 0), or script seq has its responses. */
+static bool mno_job_ready(const json_t *job, int64_t seq)
+{
+    const char *state = json_string_value(json_object_get(job, "state"));
+    const json_t *scripts = json_object_get(job, "scripts");
+    enum mno_job_state s;
+
+    if (state == NULL || mno_job_state_parse(state, &s) != OT_OK || mno_job_terminal(s)
+        || s == MNO_J_OUTCOME_UNKNOWN) {
+        return true;
+    }
+    if (seq > 0) {
+        for (size_t i = 0; i < json_array_size(scripts); i++) {
+            const json_t *sc = json_array_get(scripts, i);
+            if (json_integer_value(json_object_get(sc, "seq")) == seq) {
+                return !json_is_null(json_object_get(sc, "rapdus"));
+            }
+        }
+    }
+    return false;
+}
+
+/* A submitter waiting for a job (long-poll). Refs: the table's and the
+ * stream's (on_close). */
+struct mno_waiter {
+    struct mno_waiter *next;
+    struct net_stream *s;
+    int64_t job_id;
+    int64_t seq;
+    int64_t deadline;
+    atomic_bool closed;
+    atomic_int refs;
+};
+
+static void mno_waiter_unref(struct mno_waiter *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) == 1) {
+        net_stream_release(w->s);
+        free(w);
+    }
+}
+
+static void mno_waiter_closed(void *ctx, struct net_stream *s)
+{
+    struct mno_waiter *w = ctx;
+
+    (void)s;
+    atomic_store(&w->closed, true);
+    mno_waiter_unref(w);
+}
+
+/* The sweeper's pass over the waiters: answers those whose job is ready or
+ * whose wait is over (200 with the job as it is), drops the closed ones. */
+void mno_waiters_check(struct mno *m)
+{
+    struct mno_waiter *list;
+    struct mno_waiter *keep = NULL;
+    struct db_conn *c = NULL;
+    int64_t now = mno_now();
+
+    pthread_mutex_lock(&m->mu);
+    list = m->waiters;
+    m->waiters = NULL;
+    pthread_mutex_unlock(&m->mu);
+    if (list != NULL && db_acquire(m->db, &c) != OT_OK) {
+        c = NULL;
+    }
+    while (list != NULL) {
+        struct mno_waiter *w = list;
+        json_t *job = NULL;
+        int64_t sub = 0;
+        bool done = atomic_load(&w->closed);
+
+        list = w->next;
+        if (!done && c != NULL && mno_job_json(m, c, w->job_id, &sub, &job) == OT_OK
+            && (mno_job_ready(job, w->seq) || now >= w->deadline)) {
+            char *body = NULL;
+            size_t len = 0;
+            if (json_serialize(job, &body, &len) == OT_OK) {
+                (void)net_stream_answer(w->s, 200, NULL, body, len);
+            }
+            free(body);
+            done = true;
+        }
+        json_free(job);
+        if (done) {
+            mno_waiter_unref(w);
+        } else {
+            w->next = keep;
+            keep = w;
+        }
+    }
+    db_release(c);
+    if (keep != NULL) {
+        pthread_mutex_lock(&m->mu);
+        struct mno_waiter **tail = &keep;
+        while (*tail != NULL) {
+            tail = &(*tail)->next;
+        }
+        *tail = m->waiters;
+        m->waiters = keep;
+        pthread_mutex_unlock(&m->mu);
+    }
+}
+
+void mno_waiters_drop(struct mno *m)
+{
+    while (m->waiters != NULL) {
+        struct mno_waiter *w = m->waiters;
+        m->waiters = w->next;
+        mno_waiter_unref(w);
+    }
+}
+
+/* GET /jobs/{id}[?wait=S[&seq=N]]: the job; with wait, answered once it is
+ * no longer pending (or script N has its responses), or after S seconds. */
 void mno_h_job_get(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct mno *m = ctx;
     struct db_conn *c = NULL;
     json_t *job = NULL;
+    const char *wq = net_req_query(req, "wait");
     int64_t id = 0;
+    int64_t wait = 0;
+    int64_t seq = 0;
     ot_err err = OT_OK;
 
+    if (wq != NULL && (!svc_id_parse(wq, &wait) || wait > 60)) {
+        net_resp_error(resp, OT_E_RANGE, NULL, "seconds, 1 to 60", "wait");
+        return;
+    }
+    if (!svc_id_of_query(req, resp, "seq", &seq)) {
+        return;
+    }
     OT_TRY(db_acquire(m->db, &c));
     if (mno_job_of_path(m, c, req, resp, "mno.job.get", &id, &job)) {
-        net_resp_json(resp, 200, job);
+        if (wait == 0 || mno_job_ready(job, seq)) {
+            net_resp_json(resp, 200, job);
+        } else {
+            struct mno_waiter *w = calloc(1, sizeof(*w));
+            json_free(job);
+            if (w == NULL) {
+                OT_FAIL(OT_E_NOMEM);
+            }
+            w->job_id = id;
+            w->seq = seq;
+            w->deadline = mno_now() + wait;
+            atomic_init(&w->closed, false);
+            atomic_init(&w->refs, 2);
+            /* The sweeper answers by the deadline; the server's own
+             * timeout is the safety net. */
+            w->s = net_resp_defer(resp, (unsigned)(wait + 10) * 1000u, 504, mno_waiter_closed, w);
+            if (w->s == NULL) {
+                free(w);
+            } else {
+                pthread_mutex_lock(&m->mu);
+                w->next = m->waiters;
+                m->waiters = w;
+                pthread_mutex_unlock(&m->mu);
+            }
+        }
     }
 out:
     db_release(c);

@@ -20,6 +20,7 @@ struct authstore;
 struct db_listener;
 struct db_stmt;
 struct mno_push_entry;
+struct mno_waiter;
 
 #define MNO_LA_MAX       32u /* location area */
 #define MNO_DIGITS_MAX   15u /* IMEI, IMSI, MSISDN */
@@ -53,6 +54,7 @@ struct mno {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
+    struct mno_waiter *waiters; /* submitters' long-polls (under mu) */
     /* push: the device streams this node holds (mno_push.c) */
     pthread_mutex_t push_mu;
     struct mno_push_entry *push[MNO_PUSH_BUCKETS];
@@ -168,6 +170,10 @@ void mno_h_bs_answer(struct net_req *req, struct net_resp *resp, void *ctx);
 
 void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx);
 void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx);
+
+/* Long-polls of GET /jobs/{id}?wait: answered by the sweeper. */
+void mno_waiters_check(struct mno *m);
+void mno_waiters_drop(struct mno *m); /* at destroy, after the sweeper stopped */
 
 /* The sweeper's one pass (leases, deliveries, expiry, wakes, retention). */
 void mno_sweep_once(struct mno *m);

@@ -20,6 +20,8 @@
 # - failed EXTERNAL AUTHENTICATEs per SE and key version stop the SE's jobs at
 #   the limit with an alert (audit, metric, event); clearing it lets jobs run;
 # - an interactive job: batches, 202 while the submitter thinks, close, 204;
+#   the submitter's long-poll (GET /jobs/{id}?wait=&seq=) answered by the
+#   agent's responses, or by its deadline;
 # - backstage: add / verify / query / delete requests to the agent, its
 #   answer (first one counts) becomes the mirror, unknown CINs refused;
 # - the push stream: 409 before registration, job, cancel and backstage events, a
@@ -424,10 +426,26 @@ done
 wait_state "$JI" delivering
 admin "$T1" $P/admin/jobs/$JI -H "$PROTO" -H "$FROM1"
 expect_status 200 "open the interactive job"
+# The submitter long-polls for batch 1's answers.
+api GET "$P/jobs/$JI?wait=61" "$TSP"
+expect_status 400 "wait above 60 s"
+api GET "$P/jobs/$JI?wait=1&seq=x" "$TSP"
+expect_status 400 "a malformed seq"
+curl -s --max-time 40 -H "Authorization: Bearer $TSP" "$TSMD_URL$P/jobs/$JI?wait=30&seq=1" \
+    >"$TSMD_WORK/lp1" &
+LP=$!
+sleep 0.3
+kill -0 "$LP" 2>/dev/null || fail "the long-poll answered before the responses came: $(cat "$TSMD_WORK/lp1")"
 admin "$T1" $P/admin/jobs/$JI/scripts/1 -H "$PROTO" -H "$FROM1" -H "X-Admin-Script-Status: ok" \
     -H "$CT_RSP" --data-binary @"$TSMD_WORK/ok1.bin"
 expect_status 202 "the submitter has not sent the next batch"
 [ "$(hdr X-Admin-Next-URI)" = "$P/admin/jobs/$JI/scripts/1" ] || fail "202 Next-URI"
+wait "$LP" || fail "the long-poll failed"
+[ "$(jq -r '.scripts[0].rapdus | join(",")' "$TSMD_WORK/lp1")" = 9000 ] ||
+    fail "the long-poll answer: $(cat "$TSMD_WORK/lp1")"
+api GET "$P/jobs/$JI?wait=1&seq=2" "$TSP"
+expect_status 200 "a long-poll whose wait runs out answers the job as it is"
+[ "$(jq -r .state "$TSMD_WORK/resp")" = running ] || fail "still running"
 api POST $P/jobs/$JI/batches "$TSP" '{"apdus":["80CA004200","80CA006600"]}' -H "Idempotency-Key: b-2"
 expect_status 201 "second batch"
 [ "$(jq -r .seq "$TSMD_WORK/resp")" = 2 ] || fail "seq 2"
