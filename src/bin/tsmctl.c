@@ -11,6 +11,8 @@
  *   tsmctl [global options] token issue (--principal-id ID | --kind K --name N) [...]
  *   tsmctl [global options] token revoke ID | token list [--principal-id ID]
  *   tsmctl [global options] audit verify [--db URL] | audit list [...]
+ *   tsmctl [global options] mno devices|device|enrol|status|submit|jobs|job|cancel|
+ *                               resolve|alerts|alert-clear ... [--instance NAME]
  *
  * Profiles live in ~/.config/opentsm/config ($XDG_CONFIG_HOME/opentsm/config);
  * the syntax is tsm_client_profile_parse's (and in `tsmctl --help`). --profile or
@@ -32,6 +34,7 @@
 #include "core/utf8.h"
 #include "db/audit.h"
 #include "db/db.h"
+#include "mno/mno_client.h"
 #include "net/json.h"
 #include "tsm/csv.h"
 #include "tsm/tsm_client.h"
@@ -79,6 +82,9 @@ static const char ctl_usage[] =
     "  principal bind-cert  bind a client certificate subject to an SP (operator)\n"
     "  token issue|revoke|list\n"
     "  audit verify|list    check the audit chain / list audit rows (operator)\n"
+    "  mno devices|device|enrol|status   devices of an mno instance (--instance NAME)\n"
+    "  mno submit|jobs|job|cancel|resolve   OTA jobs\n"
+    "  mno alerts|alert-clear   SEs blocked after failed EXTERNAL AUTHENTICATEs\n"
     "\n"
     "global options:\n"
     "  --profile NAME   profile from ~/.config/opentsm/config (env OPENTSM_PROFILE)\n"
@@ -188,6 +194,44 @@ static const struct ctl_cmd_help ctl_helps[] = {
                      "Recomputes the audit hash chain, through the API or, with --db\n"
                      "(sqlite:PATH or postgresql://...), on the database directly.\n"
                      "exit status: 0 intact, 1 broken (the first bad row is named), 2+ errors\n"},
+    {"mno devices", "usage: tsmctl mno devices [--instance NAME] [--limit N]\n"
+                    "\n"
+                    "Lists the devices enrolled on the mno instance NAME (default: the\n"
+                    "unnamed one, /mno/v1), following the cursors (operator).\n"},
+    {"mno device", "usage: tsmctl mno device ID [--instance NAME]\n"
+                   "\n"
+                   "Shows one device: identities, online or offline, location area, last\n"
+                   "seen, the CINs it may hold (operator).\n"
+                   "exit status: 0 found, 1 not found, 2+ errors\n"},
+    {"mno enrol", "usage: tsmctl mno enrol PRINCIPAL_ID --msisdn MSISDN [--cin CIN]...\n"
+                  "                       [--instance NAME]\n"
+                  "\n"
+                  "Enrols the device principal PRINCIPAL_ID (kind device, its mno attribute\n"
+                  "this instance) with its MSISDN and the SEs known to be in it (operator).\n"},
+    {"mno status", "usage: tsmctl mno status (--msisdn N | --imsi I | --imei E) [--instance NAME]\n"
+                   "\n"
+                   "Online or offline, location area and last seen of a device.\n"
+                   "exit status: 0 found, 1 not found, 2+ errors\n"},
+    {"mno submit", "usage: tsmctl mno submit FILE [--instance NAME]\n"
+                   "\n"
+                   "Submits the OTA job in FILE, a JSON JobSubmit object (docs/api/mno.yaml,\n"
+                   "docs/mno.md), with a fresh Idempotency-Key; prints the job.\n"},
+    {"mno jobs", "usage: tsmctl mno jobs [--instance NAME] [--limit N]\n"
+                 "\n"
+                 "Lists OTA jobs (an operator all, a service provider its own).\n"},
+    {"mno job", "usage: tsmctl mno job ID [--instance NAME]\n"
+                "\n"
+                "Shows a job: its state, reason, where a script stopped, every script with\n"
+                "its R-APDUs. exit status: 0 found, 1 not found, 2+ errors\n"},
+    {"mno cancel", "usage: tsmctl mno cancel ID [--instance NAME]\n"},
+    {"mno resolve", "usage: tsmctl mno resolve ID (requeue|fail) [--instance NAME]\n"
+                    "\n"
+                    "Decides a job whose outcome is unknown (a destructive job interrupted):\n"
+                    "run it again, or call it failed.\n"},
+    {"mno alerts", "usage: tsmctl mno alerts [--instance NAME] [--limit N]\n"
+                   "\n"
+                   "SEs whose jobs stopped after failed EXTERNAL AUTHENTICATEs (operator).\n"},
+    {"mno alert-clear", "usage: tsmctl mno alert-clear ID [--instance NAME]\n"},
     {"audit list", "usage: tsmctl audit list [--limit N] [--action A] [--principal-id ID]\n"
                    "                         [--request-id R]\n"
                    "\n"
@@ -1144,13 +1188,23 @@ static int ctl_se_import(struct tsm_client *c, const struct ctl_args *a)
 
 /* ---- lists -------------------------------------------------------------- */
 
-enum ctl_list_kind { CTL_L_SE, CTL_L_SD, CTL_L_PRINCIPAL, CTL_L_TOKEN, CTL_L_AUDIT };
+enum ctl_list_kind {
+    CTL_L_SE,
+    CTL_L_SD,
+    CTL_L_PRINCIPAL,
+    CTL_L_TOKEN,
+    CTL_L_AUDIT,
+    CTL_L_MNO_DEVICES,
+    CTL_L_MNO_JOBS,
+    CTL_L_MNO_ALERTS,
+};
 
 struct ctl_list_q {
     enum ctl_list_kind kind;
-    const char *a; /* se: mno; sd: cin */
-    const char *b; /* se: type */
-    int64_t id;    /* token: principal_id */
+    struct mno_client *m; /* the mno lists */
+    const char *a;        /* se: mno; sd: cin */
+    const char *b;        /* se: type */
+    int64_t id;           /* token: principal_id */
     struct tsm_client_audit_filter audit;
 };
 
@@ -1167,6 +1221,12 @@ static ot_err ctl_fetch(struct tsm_client *c, const struct ctl_list_q *q,
         return tsm_client_principal_list(c, pg, p, e);
     case CTL_L_TOKEN:
         return tsm_client_token_list(c, q->id, pg, p, e);
+    case CTL_L_MNO_DEVICES:
+        return mno_client_devices(q->m, pg, p, e);
+    case CTL_L_MNO_JOBS:
+        return mno_client_jobs(q->m, pg, p, e);
+    case CTL_L_MNO_ALERTS:
+        return mno_client_alerts(q->m, pg, p, e);
     case CTL_L_AUDIT:
     default:
         return tsm_client_audit_list(c, &q->audit, pg, p, e);
@@ -1595,6 +1655,150 @@ static int ctl_audit_list(struct tsm_client *c, const struct ctl_args *a)
     return ctl_list(c, &q, cols, 7, max);
 }
 
+/* ---- mno ---------------------------------------------------------------- */
+
+/* "mno devices" and the other mno commands: the word after "mno". */
+static int ctl_mno(struct tsm_client *c, const char *sub, const struct ctl_args *a)
+{
+    static const char *const dev_cols[] = {"id",    "msisdn",        "imei",     "imsi",
+                                           "state", "location_area", "last_seen"};
+    static const char *const job_cols[] = {"id",       "device",   "kind",  "state",
+                                           "priority", "attempts", "reason"};
+    static const char *const alert_cols[] = {"id",       "cin",     "kvn",
+                                             "failures", "cleared", "created_at"};
+    const char *inst = ctl_get(a, "--instance");
+    char help[80];
+    char idem[TSM_CLIENT_IDEM_KEY_SIZE];
+    struct mno_client *m = NULL;
+    struct tsm_client_err e;
+    struct ctl_list_q q;
+    json_t *doc = NULL;
+    size_t max = 0;
+    ot_err err;
+    int rc;
+
+    snprintf(help, sizeof(help), "mno %s", sub);
+    if (tsm_client_idem_key(idem) != OT_OK) {
+        return ctl_fail(CTL_LOCAL, "no random bytes for an Idempotency-Key");
+    }
+    if (mno_client_new(c, inst != NULL ? inst : "", &m) != OT_OK) {
+        return ctl_fail(CTL_USAGE,
+                        "mno: --instance is 1 to 15 of a-z and 0-9, starting with a letter");
+    }
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        mno_client_free(m);
+        return rc;
+    }
+    memset(&q, 0, sizeof(q));
+    q.m = m;
+    if (strcmp(sub, "devices") == 0 || strcmp(sub, "jobs") == 0 || strcmp(sub, "alerts") == 0) {
+        if (a->npos != 0) {
+            rc = ctl_help(help, true);
+        } else if (sub[0] == 'd') {
+            q.kind = CTL_L_MNO_DEVICES;
+            rc = ctl_list(c, &q, dev_cols, 7, max);
+        } else if (sub[0] == 'j') {
+            q.kind = CTL_L_MNO_JOBS;
+            rc = ctl_list(c, &q, job_cols, 7, max);
+        } else {
+            q.kind = CTL_L_MNO_ALERTS;
+            rc = ctl_list(c, &q, alert_cols, 6, max);
+        }
+        mno_client_free(m);
+        return rc;
+    }
+    if (strcmp(sub, "status") == 0) {
+        const char *by[] = {"--msisdn", "--imsi", "--imei"};
+        const char *val = NULL;
+        int n = 0;
+        for (int i = 0; i < 3; i++) {
+            if (ctl_get(a, by[i]) != NULL) {
+                val = ctl_get(a, by[i]);
+                rc = i;
+                n++;
+            }
+        }
+        if (n != 1 || a->npos != 0) {
+            mno_client_free(m);
+            return ctl_help(help, true);
+        }
+        err = mno_client_status(m, by[rc] + 2, val, &doc, &e);
+    } else if (strcmp(sub, "enrol") == 0) {
+        const char *cins[TSM_CLIENT_MSISDN_MAX];
+        int64_t pid = 0;
+        size_t ncin = ctl_get_all(a, "--cin", cins, TSM_CLIENT_MSISDN_MAX);
+        json_t *arr = NULL;
+        if (a->npos != 1 || !ctl_id(a->pos[0], &pid) || ctl_get(a, "--msisdn") == NULL
+            || ncin > TSM_CLIENT_MSISDN_MAX) {
+            mno_client_free(m);
+            return ctl_help(help, true);
+        }
+        if (ncin > 0) {
+            arr = json_arr_new();
+            for (size_t i = 0; arr != NULL && i < ncin; i++) {
+                if (json_push(arr, json_string(cins[i])) != OT_OK) {
+                    json_free(arr);
+                    arr = NULL;
+                }
+            }
+            if (arr == NULL) {
+                mno_client_free(m);
+                return ctl_fail(CTL_LOCAL, "out of memory");
+            }
+        }
+        err = mno_client_enrol(m, pid, ctl_get(a, "--msisdn"), arr, idem, &doc, &e);
+        json_free(arr);
+    } else if (strcmp(sub, "submit") == 0) {
+        char *data = NULL;
+        size_t len = 0;
+        json_t *job = NULL;
+        struct json_err jerr;
+        if (a->npos != 1) {
+            mno_client_free(m);
+            return ctl_help(help, true);
+        }
+        rc = ctl_read_file(a->pos[0], &data, &len);
+        if (rc != CTL_OK) {
+            mno_client_free(m);
+            return rc;
+        }
+        memset(&jerr, 0, sizeof(jerr));
+        if (json_parse(data, len, len, &job, &jerr) != OT_OK || !json_is_object(job)) {
+            free(data);
+            json_free(job);
+            mno_client_free(m);
+            return ctl_fail(CTL_LOCAL, "%s: the job must be one JSON object: %s", a->pos[0],
+                            jerr.message[0] ? jerr.message : "it is not an object");
+        }
+        free(data);
+        err = mno_client_job_submit(m, job, idem, &doc, &e);
+        json_free(job);
+    } else if (strcmp(sub, "resolve") == 0) {
+        if (a->npos != 2 || (strcmp(a->pos[1], "requeue") != 0 && strcmp(a->pos[1], "fail") != 0)) {
+            mno_client_free(m);
+            return ctl_help(help, true);
+        }
+        err = mno_client_job_resolve(m, a->pos[0], a->pos[1], &doc, &e);
+    } else {
+        if (a->npos != 1) {
+            mno_client_free(m);
+            return ctl_help(help, true);
+        }
+        if (strcmp(sub, "device") == 0) {
+            err = mno_client_device(m, a->pos[0], &doc, &e);
+        } else if (strcmp(sub, "job") == 0) {
+            err = mno_client_job(m, a->pos[0], &doc, &e);
+        } else if (strcmp(sub, "cancel") == 0) {
+            err = mno_client_job_cancel(m, a->pos[0], &doc, &e);
+        } else {
+            err = mno_client_alert_clear(m, a->pos[0], &doc, &e);
+        }
+    }
+    mno_client_free(m);
+    return ctl_show(err, &doc, &e);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"--url", true, false},
@@ -1602,31 +1806,16 @@ static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"-
                                                  {"--cert", true, false},    {"--key", true, false},
                                                  {"--json", false, false},   {NULL, false, false}};
 
-static const struct ctl_opt ctl_cmd_opts[] = {{"--format", true, false},
-                                              {"--chunk", true, false},
-                                              {"--msisdn", true, true},
-                                              {"--imsi", true, false},
-                                              {"--id-only", false, false},
-                                              {"--mno", true, false},
-                                              {"--type", true, false},
-                                              {"--limit", true, false},
-                                              {"--aid", true, false},
-                                              {"--sp", true, false},
-                                              {"--privileges", true, false},
-                                              {"--lcs", true, false},
-                                              {"--principal-id", true, false},
-                                              {"--kind", true, false},
-                                              {"--name", true, false},
-                                              {"--ttl-days", true, false},
-                                              {"--label", true, false},
-                                              {"--token-only", false, false},
-                                              {"--db", true, false},
-                                              {"--action", true, false},
-                                              {"--request-id", true, false},
-                                              {"--display-name", true, false},
-                                              {"--imei", true, false},
-                                              {"--json", false, false},
-                                              {NULL, false, false}};
+static const struct ctl_opt ctl_cmd_opts[] = {
+    {"--format", true, false},       {"--chunk", true, false},      {"--msisdn", true, true},
+    {"--imsi", true, false},         {"--id-only", false, false},   {"--mno", true, false},
+    {"--type", true, false},         {"--limit", true, false},      {"--aid", true, false},
+    {"--sp", true, false},           {"--privileges", true, false}, {"--lcs", true, false},
+    {"--principal-id", true, false}, {"--kind", true, false},       {"--name", true, false},
+    {"--ttl-days", true, false},     {"--label", true, false},      {"--token-only", false, false},
+    {"--db", true, false},           {"--action", true, false},     {"--request-id", true, false},
+    {"--display-name", true, false}, {"--imei", true, false},       {"--json", false, false},
+    {"--instance", true, false},     {"--cin", true, true},         {NULL, false, false}};
 
 /* The commands and the options each accepts (beyond the global ones). */
 static const struct {
@@ -1647,6 +1836,17 @@ static const struct {
     {"token list", " --principal-id --limit --json "},
     {"audit verify", " --db --json "},
     {"audit list", " --limit --action --principal-id --request-id --json "},
+    {"mno devices", " --instance --limit --json "},
+    {"mno device", " --instance --json "},
+    {"mno enrol", " --instance --msisdn --cin --json "},
+    {"mno status", " --instance --msisdn --imsi --imei --json "},
+    {"mno submit", " --instance --json "},
+    {"mno jobs", " --instance --limit --json "},
+    {"mno job", " --instance --json "},
+    {"mno cancel", " --instance --json "},
+    {"mno resolve", " --instance --json "},
+    {"mno alerts", " --instance --limit --json "},
+    {"mno alert-clear", " --instance --json "},
 };
 
 /* -1: unknown command; 0: an option that does not apply; 1: fine. */
@@ -1712,6 +1912,9 @@ static int ctl_run(struct tsm_client *c, const char *cmd, const struct ctl_args 
     }
     if (strcmp(cmd, "audit verify") == 0) {
         return ctl_audit_verify(c);
+    }
+    if (strncmp(cmd, "mno ", 4) == 0) {
+        return ctl_mno(c, cmd + 4, a);
     }
     return ctl_audit_list(c, a);
 }

@@ -541,21 +541,31 @@ static bool tsm_client_qpg(char *path, size_t cap, const struct tsm_client_pg *p
            || tsm_client_qadd(path, cap, "cursor", pg->cursor);
 }
 
+ot_err tsm_client_idem_key(char out[TSM_CLIENT_IDEM_KEY_SIZE])
+{
+    unsigned char rnd[16];
+
+    out[0] = '\0';
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        return OT_E_INTERNAL;
+    }
+    memcpy(out, "ctl-", 4);
+    for (size_t i = 0; i < sizeof rnd; i++) {
+        (void)snprintf(out + 4 + 2 * i, 3, "%02x", rnd[i]);
+    }
+    return OT_OK;
+}
+
+/* The Idempotency-Key header: key, or a fresh one (none when the random
+ * source fails: the server then refuses the request, 400). */
 static void tsm_client_idem(char *hdr, size_t cap, const char *key)
 {
-    if (key != NULL) {
-        (void)snprintf(hdr, cap, "Idempotency-Key: %s", key);
-        return;
+    char fresh[TSM_CLIENT_IDEM_KEY_SIZE];
+
+    if (key == NULL && tsm_client_idem_key(fresh) == OT_OK) {
+        key = fresh;
     }
-    unsigned char rnd[16];
-    char hex[33];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        memset(rnd, 0, sizeof rnd);
-    }
-    for (size_t i = 0; i < sizeof rnd; i++) {
-        (void)snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-    }
-    (void)snprintf(hdr, cap, "Idempotency-Key: ctl-%s", hex);
+    (void)snprintf(hdr, cap, "Idempotency-Key: %s", key != NULL ? key : "");
 }
 
 /* A hint after libcurl's text for the usual mistakes: a CA file that does

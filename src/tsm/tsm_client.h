@@ -86,6 +86,11 @@ ot_err tsm_client_json(struct tsm_client *c, const char *method, const char *pat
 ot_err tsm_client_json_page(struct tsm_client *c, const char *path, struct tsm_client_page *out,
                             struct tsm_client_err *e);
 
+/* A fresh random Idempotency-Key ("ctl-" and 32 hex digits) for a call
+ * that takes one; OT_E_INTERNAL when the random source fails. */
+#define TSM_CLIENT_IDEM_KEY_SIZE 37
+ot_err tsm_client_idem_key(char out[TSM_CLIENT_IDEM_KEY_SIZE]);
+
 /* Paging arguments of every list: cursor NULL or "" for the first page,
  * limit 0 for the server's default. */
 struct tsm_client_pg {
