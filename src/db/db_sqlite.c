@@ -156,17 +156,23 @@ static ot_err dbs_check(const struct db *db, void *conn)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(st, 0);
 
-        if (t != NULL && strcmp(t, "ok") == 0) {
-            continue;
+        if (t != NULL && (strcmp(t, "ok") == 0 || strncmp(t, "*** in database ", 16) == 0)) {
+            continue; /* fine, or only the heading of the problems below */
         }
         OT_LOG_ERROR("database %s is corrupt (PRAGMA quick_check): %s", db->target,
                      t != NULL ? t : "?");
         err = OT_E_CORRUPT;
     }
     if (rc != SQLITE_DONE && err == OT_OK) {
-        err = dbs_err(h, sqlite3_extended_errcode(h), "quick_check");
-        if (err != OT_E_CORRUPT) {
-            OT_LOG_ERROR("database %s: quick_check failed", db->target);
+        int primary = sqlite3_extended_errcode(h) & 0xff;
+
+        if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) {
+            /* so damaged that the check itself stopped */
+            OT_LOG_ERROR("database %s is corrupt (PRAGMA quick_check): %s", db->target,
+                         sqlite3_errmsg(h));
+            err = OT_E_CORRUPT;
+        } else {
+            err = dbs_err(h, sqlite3_extended_errcode(h), "quick_check");
         }
     }
     sqlite3_finalize(st);
