@@ -398,18 +398,21 @@ static int app_publish(struct app *a, const char *text)
     return over;
 }
 
-/* GET /t/v1/poll: answered later by app_poll_answer, or 204 after 300 ms. */
+/* GET /t/v1/poll?t=MS: answered later by poll_answer_thread, or 204 after
+ * MS (default 300) ms. */
 static void h_poll(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct app *a = ctx;
-    (void)req;
-    struct net_stream *st = net_resp_defer(resp, 300, 204, app_stream_closed, a);
+    const char *t = net_req_query(req, "t");
+    unsigned ms = t ? (unsigned)strtoul(t, NULL, 10) : 300;
+    struct net_stream *st = net_resp_defer(resp, ms, 204, app_stream_closed, a);
     pthread_mutex_lock(&a->smu);
     a->poll = st;
     pthread_mutex_unlock(&a->smu);
 }
 
 static const char *const q_item[] = {"q", NULL};
+static const char *const q_poll[] = {"t", NULL};
 static const char *const q_search[] = {"msisdn", "limit", NULL};
 static const char *const q_create[] = {"mode", "dry", NULL};
 
@@ -427,7 +430,7 @@ static const struct net_route routes[] = {
     {"POST", "/t/v1/own-items", NET_P_SP, true, h_own_create, NULL},
     {"GET", "/t/v1/own-items", NET_P_SP, false, h_own_probe, NULL},
     {"GET", "/t/v1/events", 0, false, h_events, NULL},
-    {"GET", "/t/v1/poll", 0, false, h_poll, NULL},
+    {"GET", "/t/v1/poll", 0, false, h_poll, q_poll},
 };
 
 /* ---- harness ---- */
@@ -1714,7 +1717,7 @@ static bool sse_wait(int fd, char *buf, size_t cap, size_t *len, const char *wan
 
 static void wait_streams(struct net_server *srv, unsigned n)
 {
-    for (int i = 0; i < 500 && net_server_streams(srv) != n; i++) {
+    for (int i = 0; i < 3000 && net_server_streams(srv) != n; i++) {
         struct timespec ts = {0, 10L * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -1878,6 +1881,17 @@ struct poll_arg {
 static void *poll_answer_thread(void *p)
 {
     struct poll_arg *pa = p;
+    /* Wait for the request to be parked, then a little more. */
+    for (int i = 0; i < 1000; i++) {
+        pthread_mutex_lock(&pa->a->smu);
+        bool parked = pa->a->poll != NULL;
+        pthread_mutex_unlock(&pa->a->smu);
+        if (parked) {
+            break;
+        }
+        struct timespec ts = {0, 5L * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     struct timespec ts = {0, (long)pa->delay_ms * 1000 * 1000};
     nanosleep(&ts, NULL);
     pthread_mutex_lock(&pa->a->smu);
@@ -1896,12 +1910,13 @@ static void test_long_poll(void **state)
     reset_app();
     struct net_server *srv = start(NULL);
     uint16_t port = net_server_port(srv);
+    static const char req5s[] = "GET /t/v1/poll?t=5000 HTTP/1.1\r\nHost: x\r\n\r\n";
     static const char req[] = "GET /t/v1/poll HTTP/1.1\r\nHost: x\r\n\r\n";
     struct poll_arg pa = {&g_app, 100};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, poll_answer_thread, &pa), 0);
     char out[4096];
-    raw_exchange(port, req, sizeof req - 1, out, sizeof out);
+    raw_exchange(port, req5s, sizeof req5s - 1, out, sizeof out);
     pthread_join(t, NULL);
     if (strncmp(out, "HTTP/1.1 200 ", 13) != 0 || !strstr(out, "\r\n\r\n{\"v\":1}")
         || !strstr(out, "X-Request-Id: s-")) {
