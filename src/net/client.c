@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define NET_CLIENT_DEFAULT_MAX ((size_t)16 * 1024 * 1024)
 #define NET_CLIENT_URL_MAX     4096
@@ -365,4 +366,215 @@ ot_err net_client_request(struct net_client *c, const char *method, const char *
                                       headers, out);
     free(s);
     return e;
+}
+
+/* ---- SSE ---- */
+
+#define NET_SSE_LINE_MAX ((size_t)64 * 1024)
+
+struct net_sse_rx {
+    struct ot_buf line; /* the current line */
+    struct ot_buf data; /* the current event's data lines */
+    char event[64];
+    char id[NET_SSE_ID_MAX + 1];
+    char last_id[NET_SSE_ID_MAX + 1]; /* the last complete event's id */
+    bool has_id;
+    bool stop;    /* the callback said stop */
+    bool too_big; /* a line or an event over the cap */
+    unsigned events;
+    net_sse_fn fn;
+    void *ctx;
+};
+
+/* One complete line (without its end). */
+static void net_sse_line(struct net_sse_rx *rx, const char *l, size_t n)
+{
+    if (n == 0) { /* dispatch */
+        if (rx->data.len > 0 || rx->has_id) {
+            if (rx->has_id) {
+                (void)snprintf(rx->last_id, sizeof rx->last_id, "%s", rx->id);
+            }
+            if (rx->data.len > 0) {
+                rx->data.data[rx->data.len - 1] = '\0'; /* the last LF */
+                rx->events++;
+                if (!rx->fn(rx->ctx, rx->has_id ? rx->id : NULL,
+                            rx->event[0] ? rx->event : "message", (const char *)rx->data.data)) {
+                    rx->stop = true;
+                }
+            }
+        }
+        ot_buf_reset(&rx->data);
+        rx->event[0] = '\0';
+        rx->has_id = false;
+        return;
+    }
+    if (l[0] == ':') {
+        return; /* a comment (heartbeat) */
+    }
+    const char *colon = memchr(l, ':', n);
+    size_t fl = colon ? (size_t)(colon - l) : n;
+    const char *v = colon ? colon + 1 : l + n;
+    size_t vl = colon ? n - fl - 1 : 0;
+    if (vl > 0 && *v == ' ') {
+        v++;
+        vl--;
+    }
+    if (fl == 4 && memcmp(l, "data", 4) == 0) {
+        if (ot_buf_append(&rx->data, v, vl) != OT_OK
+            || ot_buf_append_u8(&rx->data, '\n') != OT_OK) {
+            rx->too_big = true;
+        }
+    } else if (fl == 5 && memcmp(l, "event", 5) == 0) {
+        (void)snprintf(rx->event, sizeof rx->event, "%.*s", (int)vl, v);
+    } else if (fl == 2 && memcmp(l, "id", 2) == 0 && vl <= NET_SSE_ID_MAX && !memchr(v, '\0', vl)) {
+        memcpy(rx->id, v, vl);
+        rx->id[vl] = '\0';
+        rx->has_id = true;
+    }
+}
+
+static size_t net_sse_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct net_sse_rx *rx = ud;
+    size_t n = size * nmemb;
+    for (size_t i = 0; i < n && !rx->stop && !rx->too_big; i++) {
+        char ch = ptr[i];
+        if (ch == '\n') {
+            size_t len = rx->line.len;
+            if (len > 0 && rx->line.data[len - 1] == '\r') {
+                len--;
+            }
+            net_sse_line(rx, rx->line.data ? (const char *)rx->line.data : "", len);
+            ot_buf_reset(&rx->line);
+        } else if (ot_buf_append(&rx->line, &ch, 1) != OT_OK) {
+            rx->too_big = true;
+        }
+    }
+    return (rx->stop || rx->too_big) ? 0 : n;
+}
+
+ot_err net_client_sse(struct net_client *c, const char *path, const char *last_event_id,
+                      const struct net_sse_opts *opts, net_sse_fn fn, void *ctx, char *last_out,
+                      size_t last_cap)
+{
+    if (!c || !path || !fn || (last_event_id && strlen(last_event_id) > NET_SSE_ID_MAX)) {
+        return OT_E_ARG;
+    }
+    unsigned retry_ms = opts && opts->retry_ms ? opts->retry_ms : 1000;
+    unsigned max_reconnects = opts ? opts->max_reconnects : 0;
+    unsigned idle_s = opts && opts->idle_timeout_s ? opts->idle_timeout_s : 60;
+    struct net_sse_rx rx;
+    memset(&rx, 0, sizeof rx);
+    ot_buf_init(&rx.line, NET_SSE_LINE_MAX);
+    ot_buf_init(&rx.data, c->max_body);
+    rx.fn = fn;
+    rx.ctx = ctx;
+    if (last_event_id) {
+        (void)snprintf(rx.last_id, sizeof rx.last_id, "%s", last_event_id);
+    }
+    char url[NET_CLIENT_URL_MAX];
+    int w = snprintf(url, sizeof url, "%s%s", c->base_url, path);
+    if (w < 0 || (size_t)w >= sizeof url) {
+        return OT_E_ARG;
+    }
+    ot_err err = OT_OK;
+    unsigned fails = 0;
+    for (;;) {
+        unsigned seen = rx.events;
+        struct curl_slist *hl = NULL;
+        char lh[NET_SSE_ID_MAX + 32];
+        char errbuf[CURL_ERROR_SIZE] = "";
+        CURL *h = c->h;
+        curl_easy_reset(h);
+        (void)curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+        (void)curl_easy_setopt(h, CURLOPT_URL, url);
+        (void)curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        (void)curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        (void)curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+        /* No total time: a stream lasts. A stream silent for idle_s (no
+         * event, no heartbeat) is dead. */
+        (void)curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        (void)curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)idle_s);
+        (void)curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+        (void)curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, net_sse_write);
+        (void)curl_easy_setopt(h, CURLOPT_WRITEDATA, &rx);
+        (void)curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        if (c->ca_file) {
+            (void)curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+        }
+        if (c->client_cert) {
+            (void)curl_easy_setopt(h, CURLOPT_SSLCERT, c->client_cert);
+            (void)curl_easy_setopt(h, CURLOPT_SSLKEY, c->client_key);
+        }
+        if (c->insecure) {
+            (void)curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+            (void)curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+        }
+        bool ok = (hl = curl_slist_append(NULL, "Accept: text/event-stream")) != NULL;
+        if (ok && c->auth_header) {
+            struct curl_slist *t = curl_slist_append(hl, c->auth_header);
+            ok = t != NULL;
+            hl = t ? t : hl;
+        }
+        if (ok && rx.last_id[0]) {
+            (void)snprintf(lh, sizeof lh, "Last-Event-ID: %s", rx.last_id);
+            struct curl_slist *t = curl_slist_append(hl, lh);
+            ok = t != NULL;
+            hl = t ? t : hl;
+        }
+        CURLcode rc = CURLE_OUT_OF_MEMORY;
+        long status = 0;
+        if (ok) {
+            (void)curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+            rc = curl_easy_perform(h);
+            (void)curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        }
+        for (struct curl_slist *p = hl; p; p = p->next) {
+            ot_mem_wipe(p->data, strlen(p->data));
+        }
+        curl_slist_free_all(hl);
+        (void)curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+        (void)curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+        /* A partial event of a broken connection is dropped: the server
+         * sends it again after the last complete id. */
+        ot_buf_reset(&rx.line);
+        ot_buf_reset(&rx.data);
+        rx.has_id = false;
+        rx.event[0] = '\0';
+        if (rx.stop) {
+            err = OT_OK;
+            break;
+        }
+        if (rx.too_big) {
+            err = OT_E_LIMIT;
+            break;
+        }
+        if (!ok) {
+            err = OT_E_NOMEM;
+            break;
+        }
+        if (status != 0 && status != 200) {
+            OT_LOG_DEBUG("GET %s: HTTP %ld", url, status);
+            err = status == 401   ? OT_E_AUTH
+                  : status == 403 ? OT_E_FORBIDDEN
+                  : status == 404 ? OT_E_NOT_FOUND
+                                  : OT_E_PROTOCOL;
+            break;
+        }
+        OT_LOG_DEBUG("GET %s: stream ended (%s); last id '%s'", url,
+                     errbuf[0] ? errbuf : curl_easy_strerror(rc), rx.last_id);
+        fails = rx.events > seen ? 0 : fails + 1;
+        if (fails > max_reconnects) {
+            err = rc == CURLE_OPERATION_TIMEDOUT ? OT_E_TIMEOUT : OT_E_CLOSED;
+            break;
+        }
+        struct timespec ts = {(time_t)(retry_ms / 1000), (long)(retry_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (last_out && last_cap > 0) {
+        (void)snprintf(last_out, last_cap, "%s", rx.last_id);
+    }
+    ot_buf_free(&rx.line);
+    ot_buf_free(&rx.data);
+    return err;
 }

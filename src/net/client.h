@@ -70,4 +70,36 @@ void net_client_resp_clear(struct net_client_resp *r);
 bool net_client_resp_header(const struct net_client_resp *r, const char *name, char *out,
                             size_t cap);
 
+/* ---- Server-Sent Events ---- */
+
+#define NET_SSE_ID_MAX 128 /* event id bytes */
+
+/* One event: id (NULL when the event had none), event name ("message"
+ * when none), data (its data: lines joined with LF). Return false to stop
+ * consuming. */
+typedef bool (*net_sse_fn)(void *ctx, const char *id, const char *event, const char *data);
+
+struct net_sse_opts {
+    unsigned retry_ms; /* wait before reconnecting; 0 = 1000 */
+    /* Connections in a row that end without bringing an event before giving
+     * up (0: give up when one ends so). */
+    unsigned max_reconnects;
+    unsigned
+        idle_timeout_s; /* a stream silent this long (no event, no heartbeat) is dead; 0 = 60 */
+};
+
+/* GET path as an SSE stream (Accept: text/event-stream), calling fn for
+ * each complete event, until fn returns false (OT_OK). When the connection
+ * drops or goes silent, reconnects after retry_ms with Last-Event-ID = the
+ * id of the last complete event (or last_event_id when none was seen yet),
+ * so the server resumes after it; an event cut off by the drop is not
+ * delivered (the server sends it again). opts NULL: defaults.
+ * last_out (may be NULL): the last id seen, for a later resume. Errors:
+ * OT_E_CLOSED / OT_E_TIMEOUT (gave up after max_reconnects), OT_E_AUTH,
+ * OT_E_FORBIDDEN, OT_E_NOT_FOUND, OT_E_PROTOCOL (another status), OT_E_LIMIT
+ * (an event over max_body), OT_E_ARG. Blocks the calling thread. */
+ot_err net_client_sse(struct net_client *c, const char *path, const char *last_event_id,
+                      const struct net_sse_opts *opts, net_sse_fn fn, void *ctx, char *last_out,
+                      size_t last_cap);
+
 #endif

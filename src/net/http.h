@@ -286,7 +286,8 @@ void net_resp_header(struct net_resp *resp, const char *name, const char *value)
  * Lifetime: the net_resp_* call returns the stream with one reference for
  * the owner. The stream ends when the peer goes, on a drop, on
  * net_stream_close, or when the server stops; then on_close(ctx, s) is
- * called once, from the server's loop thread (it must not block: no
+ * called once, from the server's loop thread (at net_server_stop, from the
+ * stopping thread; it must not block: no
  * database work), and pushes get OT_E_CLOSED. The owner calls
  * net_stream_release exactly once when it no longer uses the stream
  * (usually in or after on_close); memory is freed when both sides let go.

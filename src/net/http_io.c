@@ -301,12 +301,7 @@ static void net_conn_events(struct net_conn *c, uint32_t ev)
 static void net_conn_close(struct net_conn *c)
 {
     struct net_io *io = c->io;
-    if (c->fd >= 0) {
-        (void)epoll_ctl(io->ep, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-        c->fd = -1;
-    }
-    SSL_free(c->ssl);
+    /* The owner of a stream hears of the end before the peer does. */
     if (c->req && c->req->resp.stream && !c->stream) {
         c->stream = c->req->resp.stream; /* opened by the handler, never begun */
         c->req->resp.stream = NULL;
@@ -317,6 +312,12 @@ static void net_conn_close(struct net_conn *c)
         }
         net_stream_end(c);
     }
+    if (c->fd >= 0) {
+        (void)epoll_ctl(io->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+    }
+    SSL_free(c->ssl);
     if (c->counted) {
         net_inflight(io->srv, -1);
     }
