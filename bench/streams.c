@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -148,7 +149,7 @@ static int serve(unsigned n, bool tls, const char *dir)
                                 .tls_cert = tls ? cert : NULL,
                                 .tls_key = tls ? key : NULL,
                                 .timeout_s = 60};
-    struct net_server_cfg cc = {.host = "127.0.0.1", .threads = 1};
+    struct net_server_cfg cc = {.host = "127.0.0.1", .threads = 1, .timeout_s = 3600};
     struct net_server *s = NULL, *c = NULL;
     if (!g_srv.st || net_server_new(&sc, &s) != OT_OK
         || net_server_add_routes(s, stream_routes, 1, NULL) != OT_OK || net_server_start(s) != OT_OK
@@ -290,6 +291,11 @@ static bool cli_pump(struct cli *c)
         size_t keep = len < sizeof c->tail - 1 ? len : sizeof c->tail - 1;
         memcpy(c->tail, buf + len - keep, keep);
         c->tail[keep] = '\0';
+        /* One read per readiness (epoll is level-triggered), but what TLS
+         * already holds decrypted never wakes epoll again. */
+        if (!c->ssl || SSL_pending(c->ssl) == 0) {
+            return true;
+        }
     }
 }
 
@@ -313,6 +319,7 @@ static bool run(const char *self, unsigned n, bool tls, const char *dir, struct 
     }
     pid_t pid = fork();
     if (pid == 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
         char ns[16];
         (void)snprintf(ns, sizeof ns, "%u", n);
         dup2(pipefd[1], 1);

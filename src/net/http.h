@@ -305,7 +305,8 @@ struct net_stream *net_resp_defer(struct net_resp *resp, unsigned timeout_ms, in
 /* One SSE event. id and event may be NULL; neither may hold CR, LF or NUL
  * (OT_E_ARG); data is split at LF into data: lines (CR refused). Errors:
  * OT_E_CLOSED (ended), OT_E_LIMIT (over the buffer cap: the stream is
- * dropped), OT_E_STATE (a deferred stream), OT_E_NOMEM. Any thread. */
+ * dropped; an event larger than the cap itself is refused, the stream kept),
+ * OT_E_STATE (a deferred stream), OT_E_NOMEM. Any thread. */
 ot_err net_stream_send(struct net_stream *s, const char *id, const char *event, const char *data);
 /* The deferred answer: status, content type (NULL = application/json) and
  * body. Once; OT_E_STATE after the first or on an SSE stream, OT_E_CLOSED

@@ -1314,33 +1314,53 @@ ot_err net_stream_send(struct net_stream *st, const char *id, const char *event,
     if (!st->sse) {
         return OT_E_STATE;
     }
-    /* Format outside the lock. */
-    struct ot_buf ev;
-    ot_buf_init(&ev, st->cap + 1024);
-    ot_err err = OT_OK;
+    /* Format outside the lock, in one piece (on the stack when small). */
+    const char *d = data ? data : "";
+    size_t lines = 1;
+    for (const char *q = strchr(d, '\n'); q; q = strchr(q + 1, '\n')) {
+        lines++;
+    }
+    size_t idl = id ? strlen(id) : 0, evl = event ? strlen(event) : 0, dl = strlen(d);
+    size_t need = (id ? 5 + idl : 0) + (event ? 8 + evl : 0) + lines * 7 + dl + 1;
+    if (need > st->cap + 1024) {
+        return OT_E_LIMIT;
+    }
+    char small[512];
+    char *buf = need <= sizeof small ? small : malloc(need);
+    if (!buf) {
+        return OT_E_NOMEM;
+    }
+    size_t o = 0;
     if (id) {
-        OT_TRY(ot_buf_append(&ev, "id: ", 4));
-        OT_TRY(ot_buf_append(&ev, id, strlen(id)));
-        OT_TRY(ot_buf_append(&ev, "\n", 1));
+        memcpy(buf + o, "id: ", 4);
+        memcpy(buf + o + 4, id, idl);
+        buf[o + 4 + idl] = '\n';
+        o += 5 + idl;
     }
     if (event) {
-        OT_TRY(ot_buf_append(&ev, "event: ", 7));
-        OT_TRY(ot_buf_append(&ev, event, strlen(event)));
-        OT_TRY(ot_buf_append(&ev, "\n", 1));
+        memcpy(buf + o, "event: ", 7);
+        memcpy(buf + o + 7, event, evl);
+        buf[o + 7 + evl] = '\n';
+        o += 8 + evl;
     }
-    const char *p = data ? data : "";
-    for (;;) {
+    for (const char *p = d;;) {
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        OT_TRY(ot_buf_append(&ev, "data: ", 6));
-        OT_TRY(ot_buf_append(&ev, p, n));
-        OT_TRY(ot_buf_append(&ev, "\n", 1));
+        memcpy(buf + o, "data: ", 6);
+        memcpy(buf + o + 6, p, n);
+        buf[o + 6 + n] = '\n';
+        o += 7 + n;
         if (!nl) {
             break;
         }
         p = nl + 1;
     }
-    OT_TRY(ot_buf_append(&ev, "\n", 1));
+    buf[o++] = '\n';
+    struct {
+        const char *data;
+        size_t len;
+    } ev = {buf, o};
+    ot_err err = OT_OK;
     pthread_mutex_lock(&st->mu);
     if (st->closed || st->ending) {
         err = OT_E_CLOSED;
@@ -1354,9 +1374,10 @@ ot_err net_stream_send(struct net_stream *st, const char *id, const char *event,
         net_stream_kick(st);
     }
     pthread_mutex_unlock(&st->mu);
-out:
-    ot_buf_free(&ev);
-    return err == OT_E_LIMIT && ev.len > st->cap ? OT_E_LIMIT : err;
+    if (buf != small) {
+        free(buf);
+    }
+    return err;
 }
 
 ot_err net_stream_answer(struct net_stream *st, int status, const char *content_type,
