@@ -39,6 +39,10 @@ static ot_err mno_bs_json(struct mno *m, struct db_conn *c, int64_t id, int64_t 
         int64_t v = 0;
         const char *t = NULL;
         json_t *se;
+        OT_TRY(db_col_int64(st, 0, &v));
+        if (device_only != 0 && v != device_only) {
+            OT_FAIL(OT_E_NOT_FOUND);
+        }
         o = json_obj_new();
         se = json_obj_new();
         if (o == NULL || se == NULL) {
@@ -47,10 +51,6 @@ static ot_err mno_bs_json(struct mno *m, struct db_conn *c, int64_t id, int64_t 
         }
         snprintf(buf, sizeof(buf), "%lld", (long long)id);
         OT_TRY(json_put_str(o, "id", buf));
-        OT_TRY(db_col_int64(st, 0, &v));
-        if (device_only != 0 && v != device_only) {
-            OT_FAIL(OT_E_NOT_FOUND);
-        }
         snprintf(buf, sizeof(buf), "%lld", (long long)v);
         OT_TRY(json_put_str(o, "device", buf));
         OT_TRY(db_col_text(st, 1, &t));

@@ -171,7 +171,7 @@ static ot_err mno_job_json(struct mno *m, struct db_conn *c, int64_t id, int64_t
         OT_TRY(db_col_int64(st, 0, &v));
         snprintf(buf, sizeof(buf), "%lld", (long long)v);
         OT_TRY(json_put_str(o, "device", buf));
-        OT_TRY(json_put(o, "se", se));
+        OT_TRY(json_put(o, "se", se)); /* takes se, on failure too */
         OT_TRY(db_col_blob(st, 1, &p, &n));
         OT_TRY(p != NULL ? json_put_hex(se, "cin", p, n) : json_put_null(se, "cin"));
         OT_TRY(db_col_text(st, 2, &t));
