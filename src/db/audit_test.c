@@ -3,6 +3,8 @@
 #include "db/sec_testutil.h"
 
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define RESET_SQL                                                                        \
     "DROP TABLE IF EXISTS audit_log; DROP TABLE IF EXISTS audit_head;"                   \
@@ -862,6 +864,62 @@ static void test_enqueue(void **state)
     free(v);
 }
 
+/* Two nodes (processes with their own pools and sealers) append and seal
+ * the same PostgreSQL log at once: the head row serialises their sealers,
+ * so every row is sealed once, in one gapless chain that verifies. */
+static void test_two_nodes(void **state)
+{
+    struct fx *f = *state;
+    pid_t kids[2];
+    int64_t checked = 0;
+    int64_t bad = 0;
+
+    if (!sec_t_is_pg()) {
+        skip(); /* an SQLite file belongs to one process */
+    }
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            struct db *db = NULL;
+            struct audit_sealer *s = NULL;
+            int bad_exit = 0;
+
+            if (db_open(sec_t_pg_url, NULL, &db) != OT_OK
+                || audit_sealer_start(db, 1, &s) != OT_OK) {
+                _exit(2);
+            }
+            for (int i = 0; i < 100; i++) {
+                struct audit_entry e;
+                char rid[32];
+
+                snprintf(rid, sizeof rid, "node%d-%d", k, i);
+                mkentry(&e, k + 1, "POST /node", rid);
+                if (audit_append(db, &e) != OT_OK) {
+                    bad_exit = 3;
+                }
+                if (i % 10 == 0 && audit_seal(db, NULL) != OT_OK) {
+                    bad_exit = 4;
+                }
+            }
+            audit_sealer_stop(s);
+            db_close(db);
+            _exit(bad_exit);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int st = 0;
+
+        assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+    assert_int_equal(audit_verify(f->t->db, &bad, &checked), OT_OK);
+    assert_int_equal(checked, 200);
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(DISTINCT seq) FROM host_audit_log", 0, NULL),
+                     200);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -879,6 +937,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_writers_skip_head_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sealer_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enqueue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
     };
 
     sec_t_select(argc, argv);
