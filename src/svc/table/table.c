@@ -3,6 +3,7 @@
 #include "svc/table/table.h"
 
 #include "mno/mno.h"
+#include "pay/pay.h"
 #include "svc/svc.h"
 #include "testsvc/testsvc.h"
 #include "tsm/tsm.h"
@@ -11,6 +12,7 @@ const struct svc_def *const svc_table[] = {
     &tsm_svc_def,
     &testsvc_def,
     &mno_svc_def,
+    &pay_svc_def,
 };
 
 const size_t svc_table_n = sizeof(svc_table) / sizeof(svc_table[0]);
