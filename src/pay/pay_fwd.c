@@ -142,8 +142,8 @@ static ot_err pay_record(struct pay_svc *s, const struct pay_client_row *cl,
     OT_TRY(db_step(st, &row));
     db_reset(st);
     st = NULL;
-    OT_TRY(db_prepare(c, "UPDATE pay_clients SET last_seq = $3 WHERE instance = $1 AND id = $2",
-                      &st));
+    OT_TRY(
+        db_prepare(c, "UPDATE pay_clients SET last_seq = $3 WHERE instance = $1 AND id = $2", &st));
     OT_TRY(db_bind_text(st, 1, s->instance));
     OT_TRY(db_bind_int64(st, 2, cl->id));
     OT_TRY(db_bind_int64(st, 3, m->seq));
@@ -188,8 +188,8 @@ static ot_err pay_store_answer(struct pay_svc *s, const char *id, const char *an
     ot_err err = OT_OK;
 
     OT_TRY(db_acquire(s->db, &c));
-    OT_TRY(db_prepare(c, "UPDATE pay_requests SET answer = $3 WHERE instance = $1 AND id = $2",
-                      &st));
+    OT_TRY(
+        db_prepare(c, "UPDATE pay_requests SET answer = $3 WHERE instance = $1 AND id = $2", &st));
     OT_TRY(db_bind_text(st, 1, s->instance));
     OT_TRY(db_bind_text(st, 2, id));
     OT_TRY(db_bind_text(st, 3, answer));
@@ -350,8 +350,7 @@ static void pay_forward(struct pay_svc *s, struct net_req *req, struct net_resp 
         OT_LOG_WARN("req_id=%s sp=%s answered a message that is not its signed result",
                     net_req_request_id(req), sp.name);
         pay_error(resp, OT_E_IO, "bad_sp_answer",
-                  "the service provider's answer is not its signed result for this request",
-                  NULL);
+                  "the service provider's answer is not its signed result for this request", NULL);
         goto out;
     }
     OT_TRY(pay_store_answer(s, m.id, r.body));

@@ -157,8 +157,8 @@ out:
 }
 
 /* by_principal: look the client up by its principal id, else by name. */
-ot_err pay_client_load(struct db_conn *c, const char *instance, const char *name,
-                       int64_t principal, struct pay_client_row *r)
+ot_err pay_client_load(struct db_conn *c, const char *instance, const char *name, int64_t principal,
+                       struct pay_client_row *r)
 {
     struct db_stmt *st = NULL;
     const uint8_t *pub = NULL;
@@ -170,11 +170,10 @@ ot_err pay_client_load(struct db_conn *c, const char *instance, const char *name
 
     memset(r, 0, sizeof(*r));
     OT_TRY(db_prepare(c,
-                      name != NULL
-                          ? "SELECT id, name, principal_id, dongle_pub, revoked, last_seq"
-                            " FROM pay_clients WHERE instance = $1 AND name = $2"
-                          : "SELECT id, name, principal_id, dongle_pub, revoked, last_seq"
-                            " FROM pay_clients WHERE instance = $1 AND principal_id = $2",
+                      name != NULL ? "SELECT id, name, principal_id, dongle_pub, revoked, last_seq"
+                                     " FROM pay_clients WHERE instance = $1 AND name = $2"
+                                   : "SELECT id, name, principal_id, dongle_pub, revoked, last_seq"
+                                     " FROM pay_clients WHERE instance = $1 AND principal_id = $2",
                       &st));
     OT_TRY(db_bind_text(st, 1, instance));
     OT_TRY(name != NULL ? db_bind_text(st, 2, name) : db_bind_int64(st, 2, principal));
@@ -306,9 +305,8 @@ static bool pay_endpoint_ok(const char *e)
 
 static void pay_h_sp_create(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const allowed[] = {"name",    "display_name", "endpoint",
-                                          "kind",    "pub",          "owner_id",
-                                          NULL};
+    static const char *const allowed[] = {"name", "display_name", "endpoint", "kind",
+                                          "pub",  "owner_id",     NULL};
     static const char *const kinds[] = {"bank", "transit"};
     struct pay_svc *s = ctx;
     struct json_err jerr;
@@ -482,8 +480,8 @@ static bool pay_sp_of_path(struct pay_svc *s, struct net_req *req, struct net_re
         err = svc_authz(s->kit, req, SVC_ACC_OWNED, r->owner, action);
     }
     if (err != OT_OK) {
-        net_resp_error(resp, err, NULL,
-                       err == OT_E_NOT_FOUND ? "no such service provider" : NULL, NULL);
+        net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such service provider" : NULL,
+                       NULL);
         return false;
     }
     return true;
@@ -666,10 +664,9 @@ static void pay_h_sp_key_list(struct net_req *req, struct net_resp *resp, void *
     struct pay_svc *s = ctx;
     struct pay_sp_row r;
     struct pay_key_list kl;
-    const struct svc_list l = {
-        "SELECT id, key_type, version, created_at FROM pay_sp_keys"
-        " WHERE id > $1 AND instance = $3 AND sp = $4 ORDER BY id LIMIT $2",
-        pay_key_list_bind, pay_key_list_row, &kl};
+    const struct svc_list l = {"SELECT id, key_type, version, created_at FROM pay_sp_keys"
+                               " WHERE id > $1 AND instance = $3 AND sp = $4 ORDER BY id LIMIT $2",
+                               pay_key_list_bind, pay_key_list_row, &kl};
 
     if (!pay_sp_of_path(s, req, resp, "pay.sp.key.list", &r)) {
         return;
@@ -800,8 +797,9 @@ static void pay_h_client_enrol(struct net_req *req, struct net_resp *resp, void 
     }
     if (err == OT_OK) {
         net_resp_error(resp, OT_E_CONFLICT, NULL,
-                       strcmp(have.name, name) == 0 ? "a client of this name is enrolled"
-                                                    : "this principal is enrolled as another client",
+                       strcmp(have.name, name) == 0
+                           ? "a client of this name is enrolled"
+                           : "this principal is enrolled as another client",
                        strcmp(have.name, name) == 0 ? "name" : "principal_id");
         err = OT_OK;
         goto done;
@@ -868,10 +866,9 @@ out:
 static void pay_h_client_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct pay_svc *s = ctx;
-    const struct svc_list l = {
-        "SELECT id, name, principal_id, dongle_pub, revoked FROM pay_clients"
-        " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
-        pay_sp_row_bind, pay_client_list_row, s};
+    const struct svc_list l = {"SELECT id, name, principal_id, dongle_pub, revoked FROM pay_clients"
+                               " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
+                               pay_sp_row_bind, pay_client_list_row, s};
 
     svc_list_page(s->db, req, resp, &l);
 }
@@ -935,16 +932,14 @@ static void pay_h_client_revoke(struct net_req *req, struct net_resp *resp, void
         return;
     }
     snprintf(res, sizeof(res), "%s/clients/%s", s->prefix, r.name);
-    pay_revoke(s, req, resp,
-               "UPDATE pay_clients SET revoked = 1 WHERE instance = $1 AND name = $2", r.name,
-               "pay.client.revoke", res, o);
+    pay_revoke(s, req, resp, "UPDATE pay_clients SET revoked = 1 WHERE instance = $1 AND name = $2",
+               r.name, "pay.client.revoke", res, o);
 }
 
 /* One delivery item: the latest key of (sp, kt) wrapped for the client's
  * dongle, or for a revoked SP the floor that erases it. */
 static ot_err pay_key_item(struct pay_svc *s, const struct pay_client_row *cl, const char *sp,
-                           bool revoked, int64_t kt, int64_t version, json_t *keys,
-                           json_t *gone)
+                           bool revoked, int64_t kt, int64_t version, json_t *keys, json_t *gone)
 {
     struct ecwrap_meta m;
     uint8_t key[32];
@@ -1087,8 +1082,7 @@ static const struct svc_route pay_route_table[] = {
     {"GET", "/clients/{client}/keys", PAY_CLIENTS, false, pay_h_client_keys, NULL, 0},
     {"POST", "/payments", NET_P_DEVICE, false, pay_h_payment, NULL, SVC_R_COARSE_AUDIT},
     {"POST", "/topups", NET_P_DEVICE, false, pay_h_topup, NULL, SVC_R_COARSE_AUDIT},
-    {"POST", "/topups/confirm", NET_P_DEVICE, false, pay_h_topup_confirm, NULL,
-     SVC_R_COARSE_AUDIT},
+    {"POST", "/topups/confirm", NET_P_DEVICE, false, pay_h_topup_confirm, NULL, SVC_R_COARSE_AUDIT},
 };
 
 static const struct svc_route *pay_routes(size_t *n)

@@ -35,7 +35,7 @@ struct pay_sp_row {
     char name[PAY_NAME_MAX + 1];
     char display_name[PAY_DISPLAY_MAX + 1];
     char endpoint[PAY_ENDPOINT_MAX + 1];
-    char kind[16]; /* "bank" | "transit" */
+    char kind[16];                /* "bank" | "transit" */
     uint8_t pub[EC_P256_PUB_LEN]; /* the back end's signing key */
     int64_t owner;                /* SP principal that may deposit keys; 0: operators only */
     bool revoked;
@@ -52,11 +52,10 @@ struct pay_client_row {
 
 bool pay_name_ok(const char *s); /* [A-Za-z0-9._-]{1,32} */
 int64_t pay_now_ms(void);
-ot_err pay_sp_load(struct db_conn *c, const char *instance, const char *name,
-                   struct pay_sp_row *r);
+ot_err pay_sp_load(struct db_conn *c, const char *instance, const char *name, struct pay_sp_row *r);
 /* By name, or (name NULL) by principal id. OT_E_NOT_FOUND when none. */
-ot_err pay_client_load(struct db_conn *c, const char *instance, const char *name,
-                       int64_t principal, struct pay_client_row *r);
+ot_err pay_client_load(struct db_conn *c, const char *instance, const char *name, int64_t principal,
+                       struct pay_client_row *r);
 
 /* Forwarding handlers (pay_fwd.c). */
 void pay_h_payment(struct net_req *req, struct net_resp *resp, void *ctx);

@@ -23,12 +23,12 @@
 #include <string.h>
 #include <time.h>
 
-#define CHECK(x)                                                             \
-    do {                                                                     \
-        if (!(x)) {                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #x);     \
-            exit(1);                                                         \
-        }                                                                    \
+#define CHECK(x)                                                         \
+    do {                                                                 \
+        if (!(x)) {                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #x); \
+            exit(1);                                                     \
+        }                                                                \
     } while (0)
 
 #define K40    "404142434445464748494A4B4C4D4E4F"
@@ -179,8 +179,8 @@ static long call(struct net_client *c, const char *method, const char *path, con
 }
 
 /* status and error field of one request; the answer dropped. */
-static long call_err(struct net_client *c, const char *method, const char *path,
-                     const char *body, const char *field)
+static long call_err(struct net_client *c, const char *method, const char *path, const char *body,
+                     const char *field)
 {
     struct net_client_resp r;
     long st = call(c, method, path, body, NULL, &r);
@@ -341,8 +341,7 @@ static size_t load_keys(struct card *d, const char *client, size_t *revoked, cha
     CHECK(json_get_array(j, "revoked", 0, 64, &gone, &ng, NULL) == OT_OK);
     for (size_t i = 0; i < nk; i++) {
         const char *blob = NULL;
-        CHECK(json_get_str(json_at(keys, i), "blob", 2, 2 * ECWRAP_MAX_BLOB, &blob, NULL)
-              == OT_OK);
+        CHECK(json_get_str(json_at(keys, i), "blob", 2, 2 * ECWRAP_MAX_BLOB, &blob, NULL) == OT_OK);
         CHECK(sam_load(d, blob) == 0x9000);
         if (i == 0 && blob0 != NULL) {
             snprintf(blob0, cap, "%s", blob);
@@ -462,7 +461,7 @@ int main(int argc, char **argv)
     /* key delivery: wrapped for this dongle alone */
     CHECK(load_keys(&dongle, "term-1", &gone, blob0, sizeof blob0) == 5);
     CHECK(gone == 0);
-    CHECK(sam_load(&dongle_b, blob0) == 0x6982); /* another dongle's key pair */
+    CHECK(sam_load(&dongle_b, blob0) == 0x6982);  /* another dongle's key pair */
     CHECK(strstr(blob0, "7465726D2D31") != NULL); /* bound to dongle id term-1 */
 
     /* two banks' cards: each clears at its own bank */
