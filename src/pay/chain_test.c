@@ -8,6 +8,7 @@
  * transit CREDIT is the operator's, checked by the dongle, taken by the
  * card, whose proof the dongle and the operator check. "pay" is this test:
  * it wraps the keys and signs the requests. */
+#include "../../tests/pay/paycards.h"
 #include "core/testutil.h"
 #include "crypto/ecwrap.h"
 #include "crypto/paycard.h"
@@ -23,30 +24,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define K40    "404142434445464748494A4B4C4D4E4F"
-#define IMK_A  "A0A1A2A3A4A5A6A7A8A9AAABACADAEAF"
-#define PIN_A  "A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1"
-#define IMK_B  "B0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF"
-#define PIN_B  "B1B1B1B1B1B1B1B1B1B1B1B1B1B1B1B1"
-#define IMK_T  "C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF"
-#define PAN_A  "5413330089010434"
-#define PAN_B  "4000123456789010"
-#define PURSE  "0102030405060708"
-#define EMV    "A0000000041010"
-#define SAM    "F04F54534D0601AA"
-#define PURSEA "F04F54534D0301AA"
-
-#define ISD                                                                                   \
-    "\"isd\":{\"aid\":\"A000000151000000\",\"privileges\":\"9EFE80\",\"scp\":3,\"i\":\"10\"," \
-    "\"keys\":[{\"kvn\":48,\"type\":\"aes\",\"enc\":\"" K40 "\",\"mac\":\"" K40               \
-    "\",\"dek\":\"" K40 "\"}]},"                                                              \
-    "\"packages\":[{\"module\":\"emv-payment\"},{\"module\":\"transit\"},{\"module\":\"sam\"}],"
-
-struct card {
-    struct se_card *c;
-    uint8_t resp[SE_MAX_RESP];
-    size_t rlen;
-};
+#define IMK_A "A0A1A2A3A4A5A6A7A8A9AAABACADAEAF"
+#define PIN_A "A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1"
+#define IMK_B "B0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF"
+#define PIN_B "B1B1B1B1B1B1B1B1B1B1B1B1B1B1B1B1"
+#define IMK_T "C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF"
+#define PAN_A "5413330089010434"
+#define PAN_B "4000123456789010"
 
 struct bank {
     struct spsim *sp;
@@ -57,100 +41,10 @@ struct bank {
 struct chain {
     char dir[64];
     uint8_t pay_priv[32], pay_pub[65];
-    struct card dongle, cust_a, cust_b;
+    struct pc_card dongle, cust_a, cust_b;
     struct bank a, b, t;
     int64_t seq;
 };
-
-static void card_new(struct card *k, const char *apps)
-{
-    char json[2048];
-    uint8_t atr[SE_MAX_ATR];
-    size_t al = sizeof atr;
-    snprintf(json, sizeof json,
-             "{\"type\":\"eSE\",\"card_lcs\":\"SECURED\"," ISD "\"applications\":[%s]}", apps);
-    assert_int_equal(se_card_from_profile(json, strlen(json), &k->c), OT_OK);
-    assert_int_equal(se_card_power_on(k->c, atr, &al), OT_OK);
-}
-
-/* One command (hex or bytes); follows 61xx; returns the SW. */
-static uint16_t card_txb(struct card *k, const uint8_t *cmd, size_t n)
-{
-    uint8_t r[SE_MAX_RESP];
-    size_t rl = sizeof r;
-    uint8_t gr[5] = {0x00, 0xC0, 0x00, 0x00, 0x00};
-    k->rlen = 0;
-    assert_int_equal(se_card_transmit(k->c, cmd, n, r, &rl), OT_OK);
-    for (;;) {
-        assert_true(rl >= 2);
-        uint16_t sw = ot_get_u16be(r + rl - 2);
-        memcpy(k->resp + k->rlen, r, rl - 2);
-        k->rlen += rl - 2;
-        if ((sw >> 8) != 0x61) {
-            return sw;
-        }
-        gr[4] = (uint8_t)sw;
-        rl = sizeof r;
-        assert_int_equal(se_card_transmit(k->c, gr, sizeof gr, r, &rl), OT_OK);
-    }
-}
-
-static uint16_t card_tx(struct card *k, const char *hex)
-{
-    uint8_t cmd[300];
-    size_t n = testutil_unhex(hex, cmd, sizeof cmd);
-    return card_txb(k, cmd, n);
-}
-
-static uint16_t card_select(struct card *k, const char *aid)
-{
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "00A40400%02zX%s00", strlen(aid) / 2, aid);
-    return card_tx(k, cmd);
-}
-
-/* 80 ins p1 00 Lc <lv sp> <rest> to the dongle's SAM. */
-static uint16_t sam_cmd(struct chain *ch, uint8_t ins, uint8_t p1, const char *sp,
-                        const uint8_t *rest, size_t n)
-{
-    uint8_t cmd[300] = {0x80, ins, p1, 0x00};
-    size_t spl = strlen(sp);
-    cmd[4] = (uint8_t)(1 + spl + n);
-    cmd[5] = (uint8_t)spl;
-    memcpy(cmd + 6, sp, spl);
-    memcpy(cmd + 6 + spl, rest, n);
-    return card_txb(&ch->dongle, cmd, 6 + spl + n);
-}
-
-static void derive_hex(const char *imk_hex, uint8_t dc, const uint8_t *id, size_t n, char *out)
-{
-    uint8_t imk[16], k[16];
-    testutil_unhex(imk_hex, imk, sizeof imk);
-    assert_int_equal(paycard_derive(imk, 16, dc, id, n, k), OT_OK);
-    assert_int_equal(hex_encode(k, 16, out, 33), OT_OK);
-}
-
-static void customer_card(struct card *k, const char *pan, const char *imk, bool purse)
-{
-    uint8_t bcd[10], pid[8];
-    size_t bn = 0;
-    char mk[33], tk[33], apps[1024];
-    assert_int_equal(paycard_pan_bcd(pan, bcd, &bn), OT_OK);
-    derive_hex(imk, PAYCARD_DC_EMV_AC, bcd, bn, mk);
-    testutil_unhex(PURSE, pid, sizeof pid);
-    derive_hex(IMK_T, PAYCARD_DC_TRANSIT, pid, 8, tk);
-    int n = snprintf(apps, sizeof apps,
-                     "{\"aid\":\"" EMV "\",\"package\":\"F04F54534D02\",\"params\":\"5A08%sDF0110%s"
-                     "DF020431323334\"}",
-                     pan, mk);
-    if (purse) {
-        snprintf(apps + n, sizeof apps - (size_t)n,
-                 ",{\"aid\":\"" PURSEA "\",\"package\":\"F04F54534D03\",\"params\":\"DF0110%s"
-                 "DF0408" PURSE "DF0504000003E8\"}",
-                 tk);
-    }
-    card_new(k, apps);
-}
 
 static void bank_new(struct chain *ch, struct bank *b, const char *name, enum spsim_kind kind,
                      const char *imk_hex, const char *pin_hex)
@@ -186,21 +80,16 @@ static void deliver(struct chain *ch, const uint8_t dongle_pub[65], uint8_t kt, 
                     const char *key_hex)
 {
     struct ecwrap_meta m;
-    uint8_t key[16], cmd[5 + ECWRAP_MAX_BLOB];
-    size_t n = ECWRAP_MAX_BLOB;
+    uint8_t key[16], blob[ECWRAP_MAX_BLOB];
+    size_t n = sizeof blob;
     memset(&m, 0, sizeof m);
     m.key_type = kt;
     snprintf(m.sp_id, sizeof m.sp_id, "%s", sp);
     snprintf(m.dongle_id, sizeof m.dongle_id, "dongle-1");
     m.key_version = 1;
-    testutil_unhex(key_hex, key, sizeof key);
-    assert_int_equal(ecwrap_wrap(dongle_pub, &m, key, 16, cmd + 5, &n), OT_OK);
-    cmd[0] = 0x80;
-    cmd[1] = 0xD8;
-    cmd[2] = 0x00;
-    cmd[3] = 0x00;
-    cmd[4] = (uint8_t)n;
-    assert_int_equal(card_txb(&ch->dongle, cmd, 5 + n), 0x9000);
+    pc_unhex(key_hex, key, sizeof key);
+    assert_int_equal(ecwrap_wrap(dongle_pub, &m, key, 16, blob, &n), OT_OK);
+    assert_int_equal(pc_sam_load(&ch->dongle, blob, n), 0x9000);
 }
 
 static int64_t now_ms(void)
@@ -247,71 +136,12 @@ static void forward(struct chain *ch, struct bank *b, const char *path, struct p
 
 /* A payment of amount cents with the card on the RF reader and the PIN the
  * holder types; returns the bank's reason. */
-static enum pay_reason pay(struct chain *ch, struct card *card, struct bank *b, const char *pan,
+static enum pay_reason pay(struct chain *ch, struct pc_card *card, struct bank *b, const char *pan,
                            const char *pin, int64_t amount, const char *id)
 {
-    uint8_t cdol[29 + 4], cmd[5 + 29 + 1] = {0x80, 0xAE, 0x80, 0x00, 29};
-    uint8_t req[128], bcd[10], pb[16];
-    size_t bn = 0, n = 0;
-    int64_t a = amount;
     struct pay_msg m, res;
-
-    /* the card: GPO, then GENERATE AC (ARQC) over CDOL1 with this amount */
-    memset(cdol, 0, sizeof cdol);
-    for (int i = 5; i >= 0; i--) {
-        cdol[i] = (uint8_t)(((a / 10) % 10) << 4 | (a % 10));
-        a /= 100;
-    }
-    cdol[17] = 0x09; /* currency 0978 (EUR) */
-    cdol[18] = 0x78;
-    memcpy(cdol + 25, "\x12\x34\x56\x78", 4); /* unpredictable number */
-    assert_int_equal(card_select(card, EMV), 0x9000);
-    assert_int_equal(card_tx(card, "80A8000002830000"), 0x9000);
-    memcpy(cmd + 5, cdol, 29);
-    assert_int_equal(card_txb(card, cmd, sizeof cmd), 0x9000);
-    /* 77 1E 9F27 01 cid 9F36 02 atc 9F26 08 ac 9F10 07 iad */
-    assert_int_equal(card->rlen, 32);
-    assert_memory_equal(card->resp + 6, "\x9F\x36\x02", 3);
-    assert_memory_equal(card->resp + 11, "\x9F\x26\x08", 3);
-    uint16_t atc = ot_get_u16be(card->resp + 9);
-    const uint8_t *ac = card->resp + 14;
-    memcpy(cdol + 29, "\x18\x00", 2); /* AIP, then ATC: the whole MAC input */
-    ot_put_u16be(cdol + 31, atc);
-
-    /* the dongle: the card is genuine for this SP, and the PIN block */
-    assert_int_equal(paycard_pan_bcd(pan, bcd, &bn), OT_OK);
-    req[n++] = (uint8_t)bn;
-    memcpy(req + n, bcd, bn);
-    n += bn;
-    ot_put_u16be(req + n, atc);
-    n += 2;
-    memcpy(req + n, ac, 8);
-    n += 8;
-    memcpy(req + n, cdol, sizeof cdol);
-    n += sizeof cdol;
-    assert_int_equal(card_select(&ch->dongle, SAM), 0x9000);
-    assert_int_equal(sam_cmd(ch, 0xA0, 0, b->name, req, n), 0x9000);
-    n = 0;
-    req[n++] = (uint8_t)strlen(pan);
-    memcpy(req + n, pan, strlen(pan));
-    n += strlen(pan);
-    req[n++] = (uint8_t)strlen(pin);
-    memcpy(req + n, pin, strlen(pin));
-    n += strlen(pin);
-    assert_int_equal(sam_cmd(ch, 0xA2, 0, b->name, req, n), 0x9000);
-    assert_int_equal(ch->dongle.rlen, 16);
-    memcpy(pb, ch->dongle.resp, 16);
-
-    /* the request, forwarded with pay's signature */
     req_hdr(ch, &m, PAY_MSG_PAYMENT, id, b->name);
-    pay_msg_set_int(&m, PAY_F_AMOUNT, amount);
-    assert_int_equal(pay_msg_set_str(&m, PAY_F_CURRENCY, "EUR"), OT_OK);
-    assert_int_equal(pay_msg_set_str(&m, PAY_F_MERCHANT, "Kiosk 7"), OT_OK);
-    assert_int_equal(pay_msg_set_str(&m, PAY_F_PAN, pan), OT_OK);
-    pay_msg_set_int(&m, PAY_F_ATC, atc);
-    assert_int_equal(pay_msg_set_bytes(&m, PAY_F_CDOL, cdol, sizeof cdol), OT_OK);
-    assert_int_equal(pay_msg_set_bytes(&m, PAY_F_AC, ac, 8), OT_OK);
-    assert_int_equal(pay_msg_set_bytes(&m, PAY_F_PIN_BLOCK, pb, 16), OT_OK);
+    pc_payment(&ch->dongle, card, b->name, pan, pin, amount, &m);
     forward(ch, b, "/spsim/v1/payments", &m, &res);
     return res.reason;
 }
@@ -334,23 +164,20 @@ static void test_chain(void **state)
     assert_non_null(mkdtemp(ch->dir));
     assert_int_equal(ec_p256_keygen(ch->pay_priv, ch->pay_pub), OT_OK);
 
-    card_new(&ch->dongle, "{\"aid\":\"" SAM "\",\"package\":\"F04F54534D06\","
-                          "\"params\":\"DF1008646F6E676C652D31\"}");
-    customer_card(&ch->cust_a, PAN_A, IMK_A, true);
-    customer_card(&ch->cust_b, PAN_B, IMK_B, false);
+    pc_dongle_new(&ch->dongle, "dongle-1");
+    pc_customer_new(&ch->cust_a, PAN_A, IMK_A, IMK_T);
+    pc_customer_new(&ch->cust_b, PAN_B, IMK_B, NULL);
     bank_new(ch, &ch->a, "bank-a", SPSIM_BANK, IMK_A, PIN_A);
     bank_new(ch, &ch->b, "bank-b", SPSIM_BANK, IMK_B, PIN_B);
     bank_new(ch, &ch->t, "metro", SPSIM_TRANSIT, IMK_T, NULL);
     assert_int_equal(spsim_add_card(ch->a.sp, PAN_A, "1234", 10000, "EUR", 3), OT_OK);
     assert_int_equal(spsim_add_card(ch->b.sp, PAN_B, "4321", 5000, "EUR", 3), OT_OK);
     uint8_t pid[8];
-    testutil_unhex(PURSE, pid, sizeof pid);
+    pc_unhex(PC_PURSE, pid, sizeof pid);
     assert_int_equal(spsim_add_purse(ch->t.sp, pid, 3000), OT_OK);
 
     /* key delivery: every SP's keys wrapped for this dongle */
-    assert_int_equal(card_select(&ch->dongle, SAM), 0x9000);
-    assert_int_equal(card_tx(&ch->dongle, "80CADF1100"), 0x9000);
-    memcpy(dongle_pub, ch->dongle.resp, 65);
+    pc_sam_pub(&ch->dongle, dongle_pub);
     deliver(ch, dongle_pub, ECWRAP_KT_EMV_IMK, "bank-a", IMK_A);
     deliver(ch, dongle_pub, ECWRAP_KT_PIN, "bank-a", PIN_A);
     deliver(ch, dongle_pub, ECWRAP_KT_EMV_IMK, "bank-b", IMK_B);
@@ -369,7 +196,7 @@ static void test_chain(void **state)
     {
         uint8_t req[64] = {8};
         memset(req + 1, 0x11, 20);
-        assert_int_equal(sam_cmd(ch, 0xA0, 0, "bank-a", req, 19), 0x6982);
+        assert_int_equal(pc_sam(&ch->dongle, 0xA0, 0, "bank-a", req, 19), 0x6982);
     }
 
     /* top-up (figure 4): authorise, the dongle checks the command, the card
@@ -378,8 +205,8 @@ static void test_chain(void **state)
     uint8_t req[64];
     req_hdr(ch, &m, PAY_MSG_TOPUP_AUTHORISE, "t-1", "metro");
     assert_int_equal(pay_msg_set_bytes(&m, PAY_F_PURSE_ID, pid, 8), OT_OK);
-    assert_int_equal(card_select(&ch->cust_a, PURSEA), 0x9000);
-    assert_int_equal(card_tx(&ch->cust_a, "805C010010"), 0x9000);
+    assert_int_equal(pc_select(&ch->cust_a, PC_PURSEA), 0x9000);
+    assert_int_equal(pc_tx(&ch->cust_a, "805C010010"), 0x9000);
     pay_msg_set_int(&m, PAY_F_BALANCE, ot_get_u32be(ch->cust_a.resp));
     pay_msg_set_int(&m, PAY_F_COUNTER, ot_get_u32be(ch->cust_a.resp + 4));
     pay_msg_set_int(&m, PAY_F_AMOUNT, 2000);
@@ -389,16 +216,16 @@ static void test_chain(void **state)
     ot_put_u32be(req + 8, (uint32_t)auth.amount);
     ot_put_u32be(req + 12, (uint32_t)auth.counter);
     memcpy(req + 16, auth.mac, 8);
-    assert_int_equal(card_select(&ch->dongle, SAM), 0x9000);
-    assert_int_equal(sam_cmd(ch, 0xA4, 0, "metro", req, 24), 0x9000);
+    assert_int_equal(pc_select(&ch->dongle, PC_SAM), 0x9000);
+    assert_int_equal(pc_sam(&ch->dongle, 0xA4, 0, "metro", req, 24), 0x9000);
     uint8_t credit[5 + 16 + 1] = {0x80, 0x52, 0x00, 0x00, 0x10};
     memcpy(credit + 5, req + 8, 16);
-    assert_int_equal(card_select(&ch->cust_a, PURSEA), 0x9000);
-    assert_int_equal(card_txb(&ch->cust_a, credit, sizeof credit), 0x9000);
+    assert_int_equal(pc_select(&ch->cust_a, PC_PURSEA), 0x9000);
+    assert_int_equal(pc_txb(&ch->cust_a, credit, sizeof credit), 0x9000);
     assert_int_equal(ot_get_u32be(ch->cust_a.resp), 3000); /* 10.00 + 20.00 */
     memcpy(req + 8, ch->cust_a.resp, 16);                  /* balance, counter, proof */
-    assert_int_equal(card_select(&ch->dongle, SAM), 0x9000);
-    assert_int_equal(sam_cmd(ch, 0xA4, 1, "metro", req, 24), 0x9000);
+    assert_int_equal(pc_select(&ch->dongle, PC_SAM), 0x9000);
+    assert_int_equal(pc_sam(&ch->dongle, 0xA4, 1, "metro", req, 24), 0x9000);
     req_hdr(ch, &m, PAY_MSG_TOPUP_CONFIRM, "c-1", "metro");
     assert_int_equal(pay_msg_set_bytes(&m, PAY_F_PURSE_ID, pid, 8), OT_OK);
     pay_msg_set_int(&m, PAY_F_BALANCE, ot_get_u32be(req + 8));
@@ -408,8 +235,8 @@ static void test_chain(void **state)
     assert_int_equal(res.reason, PAY_R_OK);
     conserved(&ch->t, 2000);
     /* the same CREDIT again: the card refuses it (its counter moved on) */
-    assert_int_equal(card_select(&ch->cust_a, PURSEA), 0x9000);
-    assert_int_equal(card_txb(&ch->cust_a, credit, sizeof credit), 0x6982);
+    assert_int_equal(pc_select(&ch->cust_a, PC_PURSEA), 0x9000);
+    assert_int_equal(pc_txb(&ch->cust_a, credit, sizeof credit), 0x6982);
 
     net_client_free(ch->a.cl);
     net_client_free(ch->b.cl);
@@ -417,9 +244,9 @@ static void test_chain(void **state)
     spsim_free(ch->a.sp);
     spsim_free(ch->b.sp);
     spsim_free(ch->t.sp);
-    se_card_free(ch->dongle.c);
-    se_card_free(ch->cust_a.c);
-    se_card_free(ch->cust_b.c);
+    pc_card_free(&ch->dongle);
+    pc_card_free(&ch->cust_a);
+    pc_card_free(&ch->cust_b);
     const char *names[] = {"bank-a", "bank-b", "metro"};
     for (size_t i = 0; i < 3; i++) {
         char p[160];

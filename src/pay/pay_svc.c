@@ -197,8 +197,9 @@ out:
     return err;
 }
 
-static json_t *pay_sp_json(const struct pay_sp_row *r)
+static json_t *pay_sp_json(const void *row)
 {
+    const struct pay_sp_row *r = row;
     json_t *o = json_obj_new();
 
     if (o != NULL
@@ -215,8 +216,9 @@ static json_t *pay_sp_json(const struct pay_sp_row *r)
     return o;
 }
 
-static json_t *pay_client_json(const struct pay_client_row *r)
+static json_t *pay_client_json(const void *row)
 {
+    const struct pay_client_row *r = row;
     json_t *o = json_obj_new();
 
     if (o != NULL
@@ -303,6 +305,22 @@ static bool pay_endpoint_ok(const char *e)
     return true;
 }
 
+/* The id and the public key of a new SP or client; answers 400 itself. */
+static bool pay_id_key_ok(struct net_resp *resp, const char *name, const uint8_t *pub,
+                          const char *pub_field)
+{
+    if (!pay_name_ok(name)) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "name must be 1 to 32 of A-Z a-z 0-9 . _ -",
+                       "name");
+        return false;
+    }
+    if (!ec_p256_pub_valid(pub)) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "not a P-256 public key (04 X Y)", pub_field);
+        return false;
+    }
+    return true;
+}
+
 static void pay_h_sp_create(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     static const char *const allowed[] = {"name", "display_name", "endpoint", "kind",
@@ -339,18 +357,12 @@ static void pay_h_sp_create(struct net_req *req, struct net_resp *resp, void *ct
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
         goto done;
     }
-    if (!pay_name_ok(name)) {
-        net_resp_error(resp, OT_E_FORMAT, NULL, "name must be 1 to 32 of A-Z a-z 0-9 . _ -",
-                       "name");
+    if (!pay_id_key_ok(resp, name, r.pub, "pub")) {
         goto done;
     }
     if (!pay_endpoint_ok(endpoint)) {
         net_resp_error(resp, OT_E_FORMAT, NULL, "endpoint must be an http:// or https:// URL",
                        "endpoint");
-        goto done;
-    }
-    if (!ec_p256_pub_valid(r.pub)) {
-        net_resp_error(resp, OT_E_FORMAT, NULL, "pub is not a P-256 point", "pub");
         goto done;
     }
     if (owner != 0) {
@@ -459,13 +471,19 @@ static void pay_h_sp_list(struct net_req *req, struct net_resp *resp, void *ctx)
     svc_list_page(s->db, req, resp, &l);
 }
 
-/* Loads {sp} of the path for the caller: 404 (itself) when missing or not
- * the caller's (a service provider sees its own only). */
-static bool pay_sp_of_path(struct pay_svc *s, struct net_req *req, struct net_resp *resp,
-                           const char *action, struct pay_sp_row *r)
+/* Loads the {param} row of the path for the caller: 404 (itself) when
+ * malformed, missing or not the caller's (a service provider sees its own
+ * SPs, a device its own client). load fills row and *owner. */
+typedef ot_err (*pay_load_fn)(struct db_conn *c, const struct pay_svc *s, const char *name,
+                              void *row, int64_t *owner);
+
+static bool pay_of_path(struct pay_svc *s, struct net_req *req, struct net_resp *resp,
+                        const char *param, const char *what, const char *action, pay_load_fn load,
+                        void *row)
 {
-    const char *name = pay_path_name(req, resp, "sp", "no such service provider");
+    const char *name = pay_path_name(req, resp, param, what);
     struct db_conn *c = NULL;
+    int64_t owner = 0;
     ot_err err;
 
     if (name == NULL) {
@@ -473,35 +491,33 @@ static bool pay_sp_of_path(struct pay_svc *s, struct net_req *req, struct net_re
     }
     err = db_acquire(s->db, &c);
     if (err == OT_OK) {
-        err = pay_sp_load(c, s->instance, name, r);
+        err = load(c, s, name, row, &owner);
         db_release(c);
     }
     if (err == OT_OK) {
-        err = svc_authz(s->kit, req, SVC_ACC_OWNED, r->owner, action);
+        err = svc_authz(s->kit, req, SVC_ACC_OWNED, owner, action);
     }
     if (err != OT_OK) {
-        net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such service provider" : NULL,
-                       NULL);
+        net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? what : NULL, NULL);
         return false;
     }
     return true;
 }
 
-static void pay_h_sp_get(struct net_req *req, struct net_resp *resp, void *ctx)
+static ot_err pay_sp_loader(struct db_conn *c, const struct pay_svc *s, const char *name, void *row,
+                            int64_t *owner)
 {
-    struct pay_svc *s = ctx;
-    struct pay_sp_row r;
-    json_t *o;
+    struct pay_sp_row *r = row;
+    ot_err err = pay_sp_load(c, s->instance, name, r);
 
-    if (!pay_sp_of_path(s, req, resp, "pay.sp.get", &r)) {
-        return;
-    }
-    o = pay_sp_json(&r);
-    if (o == NULL) {
-        svc_fail(resp, OT_E_NOMEM);
-        return;
-    }
-    net_resp_json(resp, 200, o);
+    *owner = r->owner;
+    return err;
+}
+
+static bool pay_sp_of_path(struct pay_svc *s, struct net_req *req, struct net_resp *resp,
+                           const char *action, struct pay_sp_row *r)
+{
+    return pay_of_path(s, req, resp, "sp", "no such service provider", action, pay_sp_loader, r);
 }
 
 /* Highest version of (sp, key type) on c; 0 when none. */
@@ -706,26 +722,6 @@ out:
     }
 }
 
-static void pay_h_sp_revoke(struct net_req *req, struct net_resp *resp, void *ctx)
-{
-    struct pay_svc *s = ctx;
-    struct pay_sp_row r;
-    char res[128];
-    json_t *o;
-
-    if (!pay_sp_of_path(s, req, resp, "pay.sp.revoke", &r)) {
-        return;
-    }
-    o = pay_sp_json(&r);
-    if (o == NULL) {
-        svc_fail(resp, OT_E_NOMEM);
-        return;
-    }
-    snprintf(res, sizeof(res), "%s/sps/%s", s->prefix, r.name);
-    pay_revoke(s, req, resp, "UPDATE pay_sps SET revoked = 1 WHERE instance = $1 AND name = $2",
-               r.name, "pay.sp.revoke", res, o);
-}
-
 /* ---- clients ------------------------------------------------------------ */
 
 /* A device enrols itself; an operator names the device principal. */
@@ -761,13 +757,7 @@ static void pay_h_client_enrol(struct net_req *req, struct net_resp *resp, void 
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
         goto done;
     }
-    if (!pay_name_ok(name)) {
-        net_resp_error(resp, OT_E_FORMAT, NULL, "name must be 1 to 32 of A-Z a-z 0-9 . _ -",
-                       "name");
-        goto done;
-    }
-    if (!ec_p256_pub_valid(r.dongle_pub)) {
-        net_resp_error(resp, OT_E_FORMAT, NULL, "dongle_pub is not a P-256 point", "dongle_pub");
+    if (!pay_id_key_ok(resp, name, r.dongle_pub, "dongle_pub")) {
         goto done;
     }
     if (p->kind == NET_P_DEVICE) {
@@ -873,67 +863,20 @@ static void pay_h_client_list(struct net_req *req, struct net_resp *resp, void *
     svc_list_page(s->db, req, resp, &l);
 }
 
-/* Loads {client} of the path for the caller (a device: itself only). */
+static ot_err pay_client_loader(struct db_conn *c, const struct pay_svc *s, const char *name,
+                                void *row, int64_t *owner)
+{
+    struct pay_client_row *r = row;
+    ot_err err = pay_client_load(c, s->instance, name, 0, r);
+
+    *owner = r->principal_id;
+    return err;
+}
+
 static bool pay_client_of_path(struct pay_svc *s, struct net_req *req, struct net_resp *resp,
                                const char *action, struct pay_client_row *r)
 {
-    const char *name = pay_path_name(req, resp, "client", "no such client");
-    struct db_conn *c = NULL;
-    ot_err err;
-
-    if (name == NULL) {
-        return false;
-    }
-    err = db_acquire(s->db, &c);
-    if (err == OT_OK) {
-        err = pay_client_load(c, s->instance, name, 0, r);
-        db_release(c);
-    }
-    if (err == OT_OK) {
-        err = svc_authz(s->kit, req, SVC_ACC_OWNED, r->principal_id, action);
-    }
-    if (err != OT_OK) {
-        net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such client" : NULL, NULL);
-        return false;
-    }
-    return true;
-}
-
-static void pay_h_client_get(struct net_req *req, struct net_resp *resp, void *ctx)
-{
-    struct pay_svc *s = ctx;
-    struct pay_client_row r;
-    json_t *o;
-
-    if (!pay_client_of_path(s, req, resp, "pay.client.get", &r)) {
-        return;
-    }
-    o = pay_client_json(&r);
-    if (o == NULL) {
-        svc_fail(resp, OT_E_NOMEM);
-        return;
-    }
-    net_resp_json(resp, 200, o);
-}
-
-static void pay_h_client_revoke(struct net_req *req, struct net_resp *resp, void *ctx)
-{
-    struct pay_svc *s = ctx;
-    struct pay_client_row r;
-    char res[128];
-    json_t *o;
-
-    if (!pay_client_of_path(s, req, resp, "pay.client.revoke", &r)) {
-        return;
-    }
-    o = pay_client_json(&r);
-    if (o == NULL) {
-        svc_fail(resp, OT_E_NOMEM);
-        return;
-    }
-    snprintf(res, sizeof(res), "%s/clients/%s", s->prefix, r.name);
-    pay_revoke(s, req, resp, "UPDATE pay_clients SET revoked = 1 WHERE instance = $1 AND name = $2",
-               r.name, "pay.client.revoke", res, o);
+    return pay_of_path(s, req, resp, "client", "no such client", action, pay_client_loader, r);
 }
 
 /* One delivery item: the latest key of (sp, kt) wrapped for the client's
@@ -1057,6 +1000,122 @@ out:
     if (err != OT_OK) {
         svc_fail(resp, err);
     }
+}
+
+/* ---- one resource of the path: read and revoke ------------------------- */
+
+struct pay_kind {
+    const char *param; /* path parameter */
+    const char *what;  /* the 404 message */
+    const char *coll;  /* "sps" | "clients" */
+    const char *revoke_sql;
+    bool (*of_path)(struct pay_svc *s, struct net_req *req, struct net_resp *resp,
+                    const char *action, void *row);
+    json_t *(*json)(const void *row);
+    const char *(*name)(const void *row);
+};
+
+static bool pay_sp_of_path_v(struct pay_svc *s, struct net_req *req, struct net_resp *resp,
+                             const char *action, void *row)
+{
+    return pay_sp_of_path(s, req, resp, action, row);
+}
+
+static bool pay_client_of_path_v(struct pay_svc *s, struct net_req *req, struct net_resp *resp,
+                                 const char *action, void *row)
+{
+    return pay_client_of_path(s, req, resp, action, row);
+}
+
+static const char *pay_sp_name(const void *row)
+{
+    return ((const struct pay_sp_row *)row)->name;
+}
+
+static const char *pay_client_name(const void *row)
+{
+    return ((const struct pay_client_row *)row)->name;
+}
+
+static const struct pay_kind pay_k_sp = {
+    "sp",
+    "no such service provider",
+    "sps",
+    "UPDATE pay_sps SET revoked = 1 WHERE instance = $1 AND name = $2",
+    pay_sp_of_path_v,
+    pay_sp_json,
+    pay_sp_name,
+};
+
+static const struct pay_kind pay_k_client = {
+    "client",
+    "no such client",
+    "clients",
+    "UPDATE pay_clients SET revoked = 1 WHERE instance = $1 AND name = $2",
+    pay_client_of_path_v,
+    pay_client_json,
+    pay_client_name,
+};
+
+union pay_row {
+    struct pay_sp_row sp;
+    struct pay_client_row client;
+};
+
+static void pay_get(struct net_req *req, struct net_resp *resp, struct pay_svc *s,
+                    const struct pay_kind *k, const char *action)
+{
+    union pay_row row;
+    json_t *o;
+
+    if (!k->of_path(s, req, resp, action, &row)) {
+        return;
+    }
+    o = k->json(&row);
+    if (o == NULL) {
+        svc_fail(resp, OT_E_NOMEM);
+        return;
+    }
+    net_resp_json(resp, 200, o);
+}
+
+static void pay_revoke_h(struct net_req *req, struct net_resp *resp, struct pay_svc *s,
+                         const struct pay_kind *k, const char *action)
+{
+    union pay_row row;
+    char res[128];
+    json_t *o;
+
+    if (!k->of_path(s, req, resp, action, &row)) {
+        return;
+    }
+    o = k->json(&row);
+    if (o == NULL) {
+        svc_fail(resp, OT_E_NOMEM);
+        return;
+    }
+    snprintf(res, sizeof(res), "%s/%s/%s", s->prefix, k->coll, k->name(&row));
+    pay_revoke(s, req, resp, k->revoke_sql, k->name(&row), action, res, o);
+}
+
+static void pay_h_sp_get(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    pay_get(req, resp, ctx, &pay_k_sp, "pay.sp.get");
+}
+
+static void pay_h_client_get(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    pay_get(req, resp, ctx, &pay_k_client, "pay.client.get");
+}
+
+static void pay_h_sp_revoke(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    pay_revoke_h(req, resp, ctx, &pay_k_sp, "pay.sp.revoke");
+}
+
+static void pay_h_client_revoke(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    pay_revoke_h(req, resp, ctx, &pay_k_client, "pay.client.revoke");
 }
 
 /* ---- descriptor ----------------------------------------------------------- */

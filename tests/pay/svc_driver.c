@@ -14,7 +14,7 @@
 #include "net/client.h"
 #include "net/json.h"
 #include "pay/msg.h"
-#include "se/card.h"
+#include "paycards.h"
 
 #include <openssl/rand.h>
 
@@ -23,142 +23,21 @@
 #include <string.h>
 #include <time.h>
 
-#define CHECK(x)                                                         \
-    do {                                                                 \
-        if (!(x)) {                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #x); \
-            exit(1);                                                     \
-        }                                                                \
-    } while (0)
+#define CHECK(x) PC_CHECK(x)
 
-#define K40    "404142434445464748494A4B4C4D4E4F"
-#define IMK_A  "A0A1A2A3A4A5A6A7A8A9AAABACADAEAF"
-#define IMK_B  "B0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF"
-#define IMK_T  "C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF"
-#define PAN_A  "5413330089010434"
-#define PAN_B  "4000123456789010"
-#define PURSE  "0102030405060708"
-#define EMV    "A0000000041010"
-#define SAM    "F04F54534D0601AA"
-#define PURSEA "F04F54534D0301AA"
-
-#define ISD                                                                                   \
-    "\"isd\":{\"aid\":\"A000000151000000\",\"privileges\":\"9EFE80\",\"scp\":3,\"i\":\"10\"," \
-    "\"keys\":[{\"kvn\":48,\"type\":\"aes\",\"enc\":\"" K40 "\",\"mac\":\"" K40               \
-    "\",\"dek\":\"" K40 "\"}]},"                                                              \
-    "\"packages\":[{\"module\":\"emv-payment\"},{\"module\":\"transit\"},{\"module\":\"sam\"}],"
-
-struct card {
-    struct se_card *c;
-    uint8_t resp[SE_MAX_RESP];
-    size_t rlen;
-};
+#define IMK_A "A0A1A2A3A4A5A6A7A8A9AAABACADAEAF"
+#define IMK_B "B0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF"
+#define IMK_T "C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF"
+#define PAN_A "5413330089010434"
+#define PAN_B "4000123456789010"
 
 static struct net_client *g_op, *g_dev, *g_dev2, *g_bank_a, *g_bank_b, *g_metro;
 static int64_t g_seq;
 
-static size_t unhex(const char *h, uint8_t *out, size_t cap)
+static uint16_t sam_load(struct pc_card *d, const char *blob_hex)
 {
-    size_t n = cap;
-    CHECK(hex_decode(h, strlen(h), out, &n) == OT_OK);
-    return n;
-}
-
-static void card_new(struct card *k, const char *apps)
-{
-    char json[2048];
-    uint8_t atr[SE_MAX_ATR];
-    size_t al = sizeof atr;
-    snprintf(json, sizeof json,
-             "{\"type\":\"eSE\",\"card_lcs\":\"SECURED\"," ISD "\"applications\":[%s]}", apps);
-    CHECK(se_card_from_profile(json, strlen(json), &k->c) == OT_OK);
-    CHECK(se_card_power_on(k->c, atr, &al) == OT_OK);
-}
-
-static uint16_t card_txb(struct card *k, const uint8_t *cmd, size_t n)
-{
-    uint8_t r[SE_MAX_RESP];
-    size_t rl = sizeof r;
-    uint8_t gr[5] = {0x00, 0xC0, 0x00, 0x00, 0x00};
-    k->rlen = 0;
-    CHECK(se_card_transmit(k->c, cmd, n, r, &rl) == OT_OK);
-    for (;;) {
-        CHECK(rl >= 2);
-        uint16_t sw = ot_get_u16be(r + rl - 2);
-        memcpy(k->resp + k->rlen, r, rl - 2);
-        k->rlen += rl - 2;
-        if ((sw >> 8) != 0x61) {
-            return sw;
-        }
-        gr[4] = (uint8_t)sw;
-        rl = sizeof r;
-        CHECK(se_card_transmit(k->c, gr, sizeof gr, r, &rl) == OT_OK);
-    }
-}
-
-static uint16_t card_tx(struct card *k, const char *hex)
-{
-    uint8_t cmd[300];
-    return card_txb(k, cmd, unhex(hex, cmd, sizeof cmd));
-}
-
-static uint16_t card_select(struct card *k, const char *aid)
-{
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "00A40400%02zX%s00", strlen(aid) / 2, aid);
-    return card_tx(k, cmd);
-}
-
-static uint16_t sam_cmd(struct card *d, uint8_t ins, uint8_t p1, const char *sp,
-                        const uint8_t *rest, size_t n)
-{
-    uint8_t cmd[300] = {0x80, ins, p1, 0x00};
-    size_t spl = strlen(sp);
-    cmd[4] = (uint8_t)(1 + spl + n);
-    cmd[5] = (uint8_t)spl;
-    memcpy(cmd + 6, sp, spl);
-    memcpy(cmd + 6 + spl, rest, n);
-    CHECK(card_select(d, SAM) == 0x9000);
-    return card_txb(d, cmd, 6 + spl + n);
-}
-
-static uint16_t sam_load(struct card *d, const char *blob_hex)
-{
-    uint8_t cmd[5 + ECWRAP_MAX_BLOB] = {0x80, 0xD8, 0x00, 0x00};
-    size_t n = unhex(blob_hex, cmd + 5, ECWRAP_MAX_BLOB);
-    cmd[4] = (uint8_t)n;
-    CHECK(card_select(d, SAM) == 0x9000);
-    return card_txb(d, cmd, 5 + n);
-}
-
-static void derive_hex(const char *imk_hex, uint8_t dc, const uint8_t *id, size_t n, char *out)
-{
-    uint8_t imk[16], k[16];
-    unhex(imk_hex, imk, sizeof imk);
-    CHECK(paycard_derive(imk, 16, dc, id, n, k) == OT_OK);
-    CHECK(hex_encode(k, 16, out, 33) == OT_OK);
-}
-
-static void customer_card(struct card *k, const char *pan, const char *imk, bool purse)
-{
-    uint8_t bcd[10], pid[8];
-    size_t bn = 0;
-    char mk[33], tk[33], apps[1024];
-    CHECK(paycard_pan_bcd(pan, bcd, &bn) == OT_OK);
-    derive_hex(imk, PAYCARD_DC_EMV_AC, bcd, bn, mk);
-    unhex(PURSE, pid, sizeof pid);
-    derive_hex(IMK_T, PAYCARD_DC_TRANSIT, pid, 8, tk);
-    int n = snprintf(apps, sizeof apps,
-                     "{\"aid\":\"" EMV "\",\"package\":\"F04F54534D02\",\"params\":\"5A08%sDF0110%s"
-                     "DF020431323334\"}",
-                     pan, mk);
-    if (purse) {
-        snprintf(apps + n, sizeof apps - (size_t)n,
-                 ",{\"aid\":\"" PURSEA "\",\"package\":\"F04F54534D03\",\"params\":\"DF0110%s"
-                 "DF0408" PURSE "DF0504000003E8\"}",
-                 tk);
-    }
-    card_new(k, apps);
+    uint8_t blob[ECWRAP_MAX_BLOB];
+    return pc_sam_load(d, blob, pc_unhex(blob_hex, blob, sizeof blob));
 }
 
 /* One request; the status, the answer in *r (cleared by the caller). */
@@ -236,63 +115,11 @@ static long send_msg(struct net_client *c, const char *path, const struct pay_ms
 }
 
 /* A payment request built with the card and the dongle (unsigned). */
-static void payment(struct card *d, struct card *card, const char *sp, const char *pan,
+static void payment(struct pc_card *d, struct pc_card *card, const char *sp, const char *pan,
                     const char *pin, int64_t amount, const char *id, struct pay_msg *m)
 {
-    uint8_t cdol[29 + 4], cmd[5 + 29 + 1] = {0x80, 0xAE, 0x80, 0x00, 29};
-    uint8_t req[128], bcd[10], pb[16], ac[8];
-    size_t bn = 0, n = 0;
-    int64_t a = amount;
-
-    memset(cdol, 0, sizeof cdol);
-    for (int i = 5; i >= 0; i--) {
-        cdol[i] = (uint8_t)(((a / 10) % 10) << 4 | (a % 10));
-        a /= 100;
-    }
-    cdol[17] = 0x09;
-    cdol[18] = 0x78;
-    memcpy(cdol + 25, "\x12\x34\x56\x78", 4);
-    CHECK(card_select(card, EMV) == 0x9000);
-    CHECK(card_tx(card, "80A8000002830000") == 0x9000);
-    memcpy(cmd + 5, cdol, 29);
-    CHECK(card_txb(card, cmd, sizeof cmd) == 0x9000);
-    CHECK(card->rlen == 32);
-    uint16_t atc = ot_get_u16be(card->resp + 9);
-    memcpy(ac, card->resp + 14, 8);
-    memcpy(cdol + 29, "\x18\x00", 2);
-    ot_put_u16be(cdol + 31, atc);
-
-    CHECK(paycard_pan_bcd(pan, bcd, &bn) == OT_OK);
-    req[n++] = (uint8_t)bn;
-    memcpy(req + n, bcd, bn);
-    n += bn;
-    ot_put_u16be(req + n, atc);
-    n += 2;
-    memcpy(req + n, ac, 8);
-    n += 8;
-    memcpy(req + n, cdol, sizeof cdol);
-    n += sizeof cdol;
-    CHECK(sam_cmd(d, 0xA0, 0, sp, req, n) == 0x9000);
-    n = 0;
-    req[n++] = (uint8_t)strlen(pan);
-    memcpy(req + n, pan, strlen(pan));
-    n += strlen(pan);
-    req[n++] = (uint8_t)strlen(pin);
-    memcpy(req + n, pin, strlen(pin));
-    n += strlen(pin);
-    CHECK(sam_cmd(d, 0xA2, 0, sp, req, n) == 0x9000);
-    CHECK(d->rlen == 16);
-    memcpy(pb, d->resp, 16);
-
     req_hdr(m, PAY_MSG_PAYMENT, id, "term-1", sp);
-    pay_msg_set_int(m, PAY_F_AMOUNT, amount);
-    CHECK(pay_msg_set_str(m, PAY_F_CURRENCY, "EUR") == OT_OK);
-    CHECK(pay_msg_set_str(m, PAY_F_MERCHANT, "Kiosk 7") == OT_OK);
-    CHECK(pay_msg_set_str(m, PAY_F_PAN, pan) == OT_OK);
-    pay_msg_set_int(m, PAY_F_ATC, atc);
-    CHECK(pay_msg_set_bytes(m, PAY_F_CDOL, cdol, sizeof cdol) == OT_OK);
-    CHECK(pay_msg_set_bytes(m, PAY_F_AC, ac, 8) == OT_OK);
-    CHECK(pay_msg_set_bytes(m, PAY_F_PIN_BLOCK, pb, 16) == OT_OK);
+    pc_payment(d, card, sp, pan, pin, amount, m);
 }
 
 /* The back end's totals: cleared; checks initial = balance + pending + cleared. */
@@ -326,7 +153,7 @@ static struct net_client *client(const char *url, const char *token)
 
 /* The client's key delivery: loads every key into the dongle; returns the
  * number loaded; *revoked the number of revoked (SP, type) floors applied. */
-static size_t load_keys(struct card *d, const char *client, size_t *revoked, char *blob0,
+static size_t load_keys(struct pc_card *d, const char *client, size_t *revoked, char *blob0,
                         size_t cap)
 {
     struct net_client_resp r;
@@ -357,7 +184,7 @@ static size_t load_keys(struct card *d, const char *client, size_t *revoked, cha
         CHECK(json_get_enum(json_at(gone, i), "key_type", kts, 3, &kt, NULL) == OT_OK);
         CHECK(json_get_int(json_at(gone, i), "floor", 1, INT32_MAX, &floor, NULL) == OT_OK);
         ot_put_u32be(f, (uint32_t)floor);
-        CHECK(sam_cmd(d, 0xDA, (uint8_t)(kt + 1), sp, f, 4) == 0x9000);
+        CHECK(pc_sam(d, 0xDA, (uint8_t)(kt + 1), sp, f, 4) == 0x9000);
     }
     json_free(j);
     net_client_resp_clear(&r);
@@ -367,14 +194,13 @@ static size_t load_keys(struct card *d, const char *client, size_t *revoked, cha
     return nk;
 }
 
-static void enrol(struct card *d, struct net_client *dev, const char *name, long want)
+static void enrol(struct pc_card *d, struct net_client *dev, const char *name, long want)
 {
     struct net_client_resp r;
     char body[256], pub[131], idem[64];
-    CHECK(card_select(d, SAM) == 0x9000);
-    CHECK(card_tx(d, "80CADF1100") == 0x9000);
-    CHECK(d->rlen == 65);
-    CHECK(hex_encode(d->resp, 65, pub, sizeof pub) == OT_OK);
+    uint8_t q[65];
+    pc_sam_pub(d, q);
+    CHECK(hex_encode(q, 65, pub, sizeof pub) == OT_OK);
     snprintf(body, sizeof body, "{\"name\":\"%s\",\"dongle_pub\":\"%s\"}", name, pub);
     snprintf(idem, sizeof idem, "enrol-%s-%ld", name, want);
     CHECK(call(dev, "POST", "/pay/v1/clients", body, idem, &r) == want);
@@ -382,17 +208,17 @@ static void enrol(struct card *d, struct net_client *dev, const char *name, long
 }
 
 /* One top-up through pay, figure 4; returns the card's new balance. */
-static int64_t topup(struct card *d, struct card *card, int64_t amount, const char *id)
+static int64_t topup(struct pc_card *d, struct pc_card *card, int64_t amount, const char *id)
 {
     struct pay_msg m, auth, res;
     uint8_t req[64], pid[8];
     uint8_t credit[5 + 16 + 1] = {0x80, 0x52, 0x00, 0x00, 0x10};
     char idc[64];
-    unhex(PURSE, pid, sizeof pid);
+    pc_unhex(PC_PURSE, pid, sizeof pid);
     req_hdr(&m, PAY_MSG_TOPUP_AUTHORISE, id, "term-1", "metro");
     CHECK(pay_msg_set_bytes(&m, PAY_F_PURSE_ID, pid, 8) == OT_OK);
-    CHECK(card_select(card, PURSEA) == 0x9000);
-    CHECK(card_tx(card, "805C010010") == 0x9000);
+    CHECK(pc_select(card, PC_PURSEA) == 0x9000);
+    CHECK(pc_tx(card, "805C010010") == 0x9000);
     pay_msg_set_int(&m, PAY_F_BALANCE, ot_get_u32be(card->resp));
     pay_msg_set_int(&m, PAY_F_COUNTER, ot_get_u32be(card->resp + 4));
     pay_msg_set_int(&m, PAY_F_AMOUNT, amount);
@@ -402,12 +228,12 @@ static int64_t topup(struct card *d, struct card *card, int64_t amount, const ch
     ot_put_u32be(req + 8, (uint32_t)auth.amount);
     ot_put_u32be(req + 12, (uint32_t)auth.counter);
     memcpy(req + 16, auth.mac, 8);
-    CHECK(sam_cmd(d, 0xA4, 0, "metro", req, 24) == 0x9000);
+    CHECK(pc_sam(d, 0xA4, 0, "metro", req, 24) == 0x9000);
     memcpy(credit + 5, req + 8, 16);
-    CHECK(card_select(card, PURSEA) == 0x9000);
-    CHECK(card_txb(card, credit, sizeof credit) == 0x9000);
+    CHECK(pc_select(card, PC_PURSEA) == 0x9000);
+    CHECK(pc_txb(card, credit, sizeof credit) == 0x9000);
     memcpy(req + 8, card->resp, 16);
-    CHECK(sam_cmd(d, 0xA4, 1, "metro", req, 24) == 0x9000);
+    CHECK(pc_sam(d, 0xA4, 1, "metro", req, 24) == 0x9000);
     snprintf(idc, sizeof idc, "%s:confirm", id);
     req_hdr(&m, PAY_MSG_TOPUP_CONFIRM, idc, "term-1", "metro");
     CHECK(pay_msg_set_bytes(&m, PAY_F_PURSE_ID, pid, 8) == OT_OK);
@@ -421,7 +247,7 @@ static int64_t topup(struct card *d, struct card *card, int64_t amount, const ch
 
 int main(int argc, char **argv)
 {
-    struct card dongle, dongle_b, cust_a, cust_b;
+    struct pc_card dongle, dongle_b, cust_a, cust_b;
     struct pay_msg m, res, m2;
     struct net_client_resp r;
     char field[128], blob0[2 * ECWRAP_MAX_BLOB + 1], *s = NULL;
@@ -439,12 +265,10 @@ int main(int argc, char **argv)
     g_metro = client(argv[7], NULL);
 
     /* dongle id "term-1" (DF10); a second dongle with the same id, its own key pair */
-    card_new(&dongle, "{\"aid\":\"" SAM "\",\"package\":\"F04F54534D06\","
-                      "\"params\":\"DF10067465726D2D31\"}");
-    card_new(&dongle_b, "{\"aid\":\"" SAM "\",\"package\":\"F04F54534D06\","
-                        "\"params\":\"DF10067465726D2D31\"}");
-    customer_card(&cust_a, PAN_A, IMK_A, true);
-    customer_card(&cust_b, PAN_B, IMK_B, false);
+    pc_dongle_new(&dongle, "term-1");
+    pc_dongle_new(&dongle_b, "term-1");
+    pc_customer_new(&cust_a, PAN_A, IMK_A, IMK_T);
+    pc_customer_new(&cust_b, PAN_B, IMK_B, NULL);
 
     /* not enrolled: no keys, no payments */
     CHECK(call_err(g_dev, "GET", "/pay/v1/clients/term-1/keys", NULL, NULL) == 404);
@@ -559,7 +383,7 @@ int main(int argc, char **argv)
         uint8_t f[4];
         CHECK(load_keys(&dongle, "term-1", NULL, NULL, 0) == 5);
         ot_put_u32be(f, 2);
-        CHECK(sam_cmd(&dongle, 0xDA, 1, "bank-a", f, 4) == 0x9000);
+        CHECK(pc_sam(&dongle, 0xDA, 1, "bank-a", f, 4) == 0x9000);
         CHECK(sam_load(&dongle, blob0) == 0x6985); /* version 1 is below the floor */
     }
     payment(&dongle, &cust_a, "bank-a", PAN_A, "1234", 50, "p-6", &m);
@@ -574,12 +398,12 @@ int main(int argc, char **argv)
     CHECK(gone == 1);
     {
         uint8_t req[24] = {0};
-        CHECK(sam_cmd(&dongle, 0xA4, 0, "metro", req, 24) == 0x6A88);
+        CHECK(pc_sam(&dongle, 0xA4, 0, "metro", req, 24) == 0x6A88);
     }
     req_hdr(&m, PAY_MSG_TOPUP_AUTHORISE, "t-2", "term-1", "metro");
     {
         uint8_t pid[8];
-        unhex(PURSE, pid, sizeof pid);
+        pc_unhex(PC_PURSE, pid, sizeof pid);
         CHECK(pay_msg_set_bytes(&m, PAY_F_PURSE_ID, pid, 8) == OT_OK);
     }
     pay_msg_set_int(&m, PAY_F_BALANCE, 3000);
@@ -597,10 +421,10 @@ int main(int argc, char **argv)
     CHECK(send_msg(g_dev, "/pay/v1/payments", &m, NULL, NULL, 0) == 403);
     CHECK(cleared(g_bank_a) == 1300);
 
-    se_card_free(dongle.c);
-    se_card_free(dongle_b.c);
-    se_card_free(cust_a.c);
-    se_card_free(cust_b.c);
+    pc_card_free(&dongle);
+    pc_card_free(&dongle_b);
+    pc_card_free(&cust_a);
+    pc_card_free(&cust_b);
     net_client_free(g_op);
     net_client_free(g_dev);
     net_client_free(g_dev2);
