@@ -788,6 +788,31 @@ static void test_dev_kek(void **state)
     (void)rmdir(dev);
 }
 
+/* Issue 8 point 4: keystore_keys (version 1) becomes host_keys with its
+ * rows; a key stored before the rename opens after it. */
+static void test_rename_keeps_keys(void **state)
+{
+    struct fx *f = *state;
+    struct keystore_cfg cfg;
+    struct keystore *ks = NULL;
+    uint8_t key[24];
+    uint8_t got[24];
+    size_t gl = sizeof got;
+
+    fill(key, sizeof key, 0x5a);
+    assert_int_equal(keystore_put(f->ks, "se:77", "isd.scp03", 3, key, sizeof key), OT_OK);
+    /* back to the version 1 schema, the row kept */
+    sec_t_exec(f->t->db,
+               "ALTER TABLE host_keys RENAME TO keystore_keys;"
+               " DELETE FROM schema_migrations WHERE service = 'keystore' AND version = 2");
+    cfg_for(f, &cfg, "a");
+    assert_int_equal(keystore_open(f->t->db, &cfg, &ks), OT_OK); /* migrates */
+    assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_keys", 0, NULL), 1);
+    assert_int_equal(keystore_get(ks, "se:77", "isd.scp03", 3, got, &gl, NULL), OT_OK);
+    assert_memory_equal(got, key, sizeof key);
+    keystore_free(ks);
+}
+
 static void test_backend_names(void **state)
 {
     enum keystore_backend b = KEYSTORE_PKCS11;
@@ -899,6 +924,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_unknown_backend, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_file_kek_sources, setup_file, teardown),
         cmocka_unit_test_setup_teardown(test_dev_kek, setup_file, teardown),
+        cmocka_unit_test_setup_teardown(test_rename_keeps_keys, setup_file, teardown),
         SUITE(setup_file),
     };
     const struct CMUnitTest p11_tests[] = {
