@@ -6,6 +6,11 @@
 #include "agent/script.h"
 #include "core/hex.h"
 #include "core/log.h"
+#include "net/json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +108,104 @@ static void wait_s(long s)
     (void)nanosleep(&ts, NULL);
 }
 
+#define SESSION_FILE "session.json"
+#define SESSION_MAX  4096u
+
+/* The session state (ota.md 6.6): written before a script runs, removed once
+ * its responses are answered, so a restart knows a script may have run. */
+static ot_err session_save(const char *dir, const char *job, const struct post *p)
+{
+    json_t *o = json_obj_new();
+    char *text = NULL;
+    size_t tl = 0;
+    ot_err err = OT_OK;
+
+    if (dir == NULL) {
+        json_free(o);
+        return OT_OK;
+    }
+    if (o == NULL) {
+        return OT_E_NOMEM;
+    }
+    OT_TRY(json_put_str(o, "job", job));
+    OT_TRY(json_put_str(o, "uri", p->uri));
+    OT_TRY(json_put_str(o, "from", p->from));
+    OT_TRY(json_serialize(o, &text, &tl));
+    OT_TRY(agent_file_write(dir, SESSION_FILE, text, tl));
+out:
+    json_free(o);
+    free(text);
+    return err;
+}
+
+static void session_clear(const char *dir)
+{
+    char path[4096];
+
+    if (dir != NULL && snprintf(path, sizeof path, "%s/%s", dir, SESSION_FILE) < (int)sizeof path) {
+        (void)unlink(path);
+    }
+}
+
+ot_err agent_admin_recover(struct agent_mno *m, const char *state_dir, bool *found, char *why,
+                           size_t why_cap)
+{
+    static const char *const fields[] = {"job", "uri", "from", NULL};
+    struct agent_admin_result res;
+    struct net_client_resp r;
+    struct json_err je;
+    struct post p;
+    char path[4096];
+    char raw[SESSION_MAX + 1];
+    const char *job = NULL;
+    const char *uri = NULL;
+    const char *from = NULL;
+    json_t *doc = NULL;
+    ssize_t n;
+    int fd;
+    ot_err err = OT_OK;
+
+    *found = false;
+    memset(&r, 0, sizeof r);
+    memset(&je, 0, sizeof je);
+    memset(&p, 0, sizeof p);
+    memset(&res, 0, sizeof res);
+    if (snprintf(path, sizeof path, "%s/%s", state_dir, SESSION_FILE) >= (int)sizeof path) {
+        return OT_E_TOO_LONG;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return errno == ENOENT ? OT_OK : OT_E_IO;
+    }
+    n = read(fd, raw, SESSION_MAX + 1);
+    close(fd);
+    *found = true;
+    if (n < 0 || (size_t)n > SESSION_MAX
+        || json_parse(raw, (size_t)n, SESSION_MAX, &doc, &je) != OT_OK || !json_is_obj(doc)
+        || json_check_fields(doc, fields, "", &je) != OT_OK
+        || json_get_str(doc, "job", 1, AGENT_JOB_ID_MAX, &job, &je) != OT_OK
+        || json_get_str(doc, "uri", 1, URI_MAX - 1, &uri, &je) != OT_OK
+        || json_get_str(doc, "from", 1, HDR_MAX - 1, &from, &je) != OT_OK || uri[0] != '/') {
+        agent_why(why, why_cap, "%s does not parse (%s %s): left for the operator", path, je.field,
+                  je.message);
+        OT_FAIL(OT_E_CORRUPT);
+    }
+    memcpy(p.uri, uri, strlen(uri) + 1);
+    memcpy(p.from, from, strlen(from) + 1);
+    p.status = "interrupted";
+    OT_LOG_WARN("event=session_interrupted job=%s uri=%s: a script may have run before a restart",
+                job, uri);
+    OT_TRY(send_post(m, &p, &res, &r, why, why_cap));
+    /* Any answer of mno settles it (204 ends the job; an error means mno
+     * has nothing open there any more). */
+    OT_LOG_INFO("event=interrupted_reported job=%s status=%ld", job, r.status);
+    session_clear(state_dir);
+out:
+    net_client_resp_clear(&r);
+    json_free(doc);
+    return err;
+}
+
 static const struct agent_se *find_se(const struct agent_selist *l, const struct agent_admin_job *j)
 {
     size_t i;
@@ -145,7 +248,7 @@ static ot_err classify(const struct net_client_resp *r, char *why, size_t cap)
 }
 
 ot_err agent_admin_run(struct agent_mno *m, struct agent_service *svc, const struct agent_selist *l,
-                       const char *imei, const struct agent_admin_job *job,
+                       const char *imei, const char *state_dir, const struct agent_admin_job *job,
                        struct agent_admin_result *res, char *why, size_t why_cap)
 {
     struct net_client_resp r;
@@ -211,7 +314,8 @@ ot_err agent_admin_run(struct agent_mno *m, struct agent_service *svc, const str
             net_client_resp_clear(&r);
             continue;
         }
-        /* 200: a command script. */
+        /* 200: a command script; from here the card may change. */
+        OT_TRY(session_save(state_dir, job->job, &p));
         if (sess == NULL) {
             aid_len = 0;
             if (net_client_resp_header(&r, "X-Admin-Targeted-Application", target, sizeof target)
@@ -285,6 +389,7 @@ ot_err agent_admin_run(struct agent_mno *m, struct agent_service *svc, const str
         }
         break;
     }
+    session_clear(state_dir);
     OT_LOG_INFO("event=session_end job=%s scripts=%u capdus=%zu posts=%u status=%s", job->job,
                 res->scripts, res->capdus, res->posts, res->status[0] ? res->status : "-");
 out:

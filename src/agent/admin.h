@@ -49,13 +49,23 @@ struct agent_admin_result {
 };
 
 /* Runs the session to its end (204). imei: the device's (X-Admin-From).
+ * state_dir (may be NULL): where STATE/session.json records the script
+ * running now (job, its URI, X-Admin-From), written before the script
+ * runs and removed when the session ends, for agent_admin_recover.
  * OT_OK: the session ended normally (the job's outcome is mno's to say).
  * Errors: OT_E_NOT_FOUND (no such job), OT_E_CONFLICT (se_blocked or the
  * session is open elsewhere), OT_E_PROTOCOL (an answer that breaks ota.md),
  * transport errors after AGENT_ADMIN_TRIES tries; why says which. */
 ot_err agent_admin_run(struct agent_mno *m, struct agent_service *svc, const struct agent_selist *l,
-                       const char *imei, const struct agent_admin_job *job,
+                       const char *imei, const char *state_dir, const struct agent_admin_job *job,
                        struct agent_admin_result *res, char *why, size_t why_cap);
+
+/* After a restart (ota.md 6.6): when STATE/session.json says a script was
+ * running, the card's state is unknown; reports X-Admin-Script-Status:
+ * interrupted to that script's URI and removes the file once mno answered.
+ * *found: there was one. A file that does not parse: OT_E_CORRUPT, kept. */
+ot_err agent_admin_recover(struct agent_mno *m, const char *state_dir, bool *found, char *why,
+                           size_t why_cap);
 
 /* "//aid/<RID 5 bytes hex>/<PIX hex>" into aid (5..16 bytes). */
 ot_err agent_admin_parse_target(const char *v, uint8_t *aid, size_t *aid_len);

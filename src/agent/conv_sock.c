@@ -21,8 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SOCK_ADDR_MAX 200u
-#define SOCK_RX_CAP   (VSE_SOCK_HDR + AGENT_RESP_MAX)
+#define SOCK_ADDR_MAX   200u
+#define SOCK_RX_CAP     (VSE_SOCK_HDR + AGENT_RESP_MAX)
+#define SOCK_PRESENT_MS 500 /* presence check: connect within this */
 
 struct sock_be {
     char addr[SOCK_ADDR_MAX];
@@ -38,7 +39,32 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int sock_open(const char *addr)
+/* connect() bounded by timeout_ms (a card process that is stopped or
+ * whose listen queue is full must not hang the agent). */
+static int connect_to(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
+{
+    int fl = fcntl(fd, F_GETFL);
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        return -1;
+    }
+    if (connect(fd, sa, len) != 0) {
+        if (errno != EINPROGRESS) {
+            return -1; /* a unix socket with a full listen queue: EAGAIN */
+        }
+        if (poll(&p, 1, timeout_ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0
+            || soerr != 0) {
+            errno = soerr != 0 ? soerr : ETIMEDOUT;
+            return -1;
+        }
+    }
+    return fcntl(fd, F_SETFL, fl);
+}
+
+static int sock_open(const char *addr, int timeout_ms)
 {
     int fd = -1;
 
@@ -52,7 +78,7 @@ static int sock_open(const char *addr)
         sa.sun_family = AF_UNIX;
         memcpy(sa.sun_path, addr + 5, n + 1);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && connect(fd, (const struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0 && connect_to(fd, (const struct sockaddr *)&sa, sizeof sa, timeout_ms) != 0) {
             close(fd);
             fd = -1;
         }
@@ -83,7 +109,7 @@ static int sock_open(const char *addr)
             return -1;
         }
         fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
-        if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        if (fd >= 0 && connect_to(fd, res->ai_addr, res->ai_addrlen, timeout_ms) != 0) {
             close(fd);
             fd = -1;
         }
@@ -203,7 +229,7 @@ static ot_err sock_connect(void *impl, int timeout_ms, uint8_t *atr, size_t *atr
     ot_err err;
 
     sock_disconnect(b);
-    b->fd = sock_open(b->addr);
+    b->fd = sock_open(b->addr, timeout_ms);
     if (b->fd < 0) {
         OT_LOG_DEBUG("connect %s: %s", b->addr, strerror(errno));
         return OT_E_NO_CARD;
@@ -257,7 +283,7 @@ static bool sock_present(void *impl)
     if (b->fd >= 0) {
         return true;
     }
-    fd = sock_open(b->addr);
+    fd = sock_open(b->addr, SOCK_PRESENT_MS);
     if (fd < 0) {
         return false;
     }

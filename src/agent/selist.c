@@ -240,6 +240,51 @@ static ot_err write_all(int fd, const char *p, size_t n)
     return OT_OK;
 }
 
+ot_err agent_file_write(const char *dir, const char *name, const char *text, size_t len)
+{
+    char path[4096];
+    char tmp[4096];
+    int fd = -1;
+    int dfd = -1;
+    ot_err err = OT_OK;
+    int n1 = snprintf(path, sizeof path, "%s/%s", dir, name);
+    int n2 = snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+
+    if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof path || (size_t)n2 >= sizeof tmp) {
+        return OT_E_TOO_LONG;
+    }
+    (void)unlink(tmp); /* one left by a crash is never reused */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write_all(fd, text, len) != OT_OK || write_all(fd, "\n", 1) != OT_OK
+        || fsync(fd) != 0) {
+        OT_LOG_ERROR("write %s: %s", tmp, strerror(errno));
+        OT_FAIL(OT_E_IO);
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        OT_FAIL(OT_E_IO);
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        OT_LOG_ERROR("rename %s: %s", tmp, strerror(errno));
+        OT_FAIL(OT_E_IO);
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        OT_LOG_ERROR("fsync %s: %s", dir, strerror(errno));
+        OT_FAIL(OT_E_IO);
+    }
+out:
+    if (fd >= 0) {
+        close(fd);
+        (void)unlink(tmp);
+    }
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    return err;
+}
+
 static ot_err put_hex_or_null(json_t *o, const char *key, const uint8_t *p, size_t n)
 {
     return n == 0 ? json_put_null(o, key) : json_put_hex(o, key, p, n);
@@ -263,23 +308,17 @@ json_t *agent_se_to_json(const struct agent_se *se)
 
 ot_err agent_selist_save(const char *state_dir, const struct agent_selist *l)
 {
-    char path[4096];
-    char tmp[4096];
     json_t *doc = NULL;
     json_t *arr = NULL;
     json_t *o = NULL;
     char *text = NULL;
     size_t tl = 0;
     size_t i;
-    int fd = -1;
-    int dfd = -1;
     ot_err err = OT_OK;
 
     if (state_dir == NULL || l == NULL) {
         return OT_E_ARG;
     }
-    OT_TRY(selist_path(state_dir, "", path, sizeof path));
-    OT_TRY(selist_path(state_dir, ".tmp", tmp, sizeof tmp));
     doc = json_obj_new();
     arr = json_arr_new();
     if (doc == NULL || arr == NULL) {
@@ -300,35 +339,8 @@ ot_err agent_selist_save(const char *state_dir, const struct agent_selist *l)
         OT_TRY(err);
     }
     OT_TRY(json_serialize(doc, &text, &tl));
-    (void)unlink(tmp); /* one left by a crash is never reused */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, text, tl) != OT_OK || write_all(fd, "\n", 1) != OT_OK
-        || fsync(fd) != 0) {
-        OT_LOG_ERROR("write %s: %s", tmp, strerror(errno));
-        OT_FAIL(OT_E_IO);
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        OT_FAIL(OT_E_IO);
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        OT_LOG_ERROR("rename %s: %s", tmp, strerror(errno));
-        OT_FAIL(OT_E_IO);
-    }
-    dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        OT_LOG_ERROR("fsync %s: %s", state_dir, strerror(errno));
-        OT_FAIL(OT_E_IO);
-    }
+    OT_TRY(agent_file_write(state_dir, SELIST_FILE, text, tl));
 out:
-    if (fd >= 0) {
-        close(fd);
-        (void)unlink(tmp);
-    }
-    if (dfd >= 0) {
-        close(dfd);
-    }
     json_free(o);
     json_free(doc);
     free(text);

@@ -623,6 +623,21 @@ static int cmd_status(struct ctx *c)
     return 0;
 }
 
+/* A session that a restart cut short is reported first (ota.md 6.6). */
+static ot_err recover(struct ctx *c)
+{
+    char why[256];
+    bool found = false;
+    ot_err err = agent_admin_recover(c->mno, c->o.state, &found, why, sizeof why);
+
+    if (err != OT_OK) {
+        fprintf(stderr, "se-agent: the interrupted session could not be reported: %s\n", why);
+    } else if (found) {
+        printf("an interrupted session was reported to mno\n");
+    }
+    return err;
+}
+
 static int cmd_session(struct ctx *c)
 {
     struct agent_admin_job job;
@@ -652,9 +667,17 @@ static int cmd_session(struct ctx *c)
                              c->o.args[1]);
         }
     }
-    err = agent_mno_known_cins(c->mno, &known, imei, sizeof imei, why, sizeof why);
+    if (!state_dir_make(c->o.state)) {
+        fprintf(stderr, "se-agent: state directory %s: %s\n", c->o.state, strerror(errno));
+        return EXIT_FAIL;
+    }
+    err = recover(c);
     if (err == OT_OK) {
-        err = agent_admin_run(c->mno, c->svc, &c->list, imei, &job, &res, why, sizeof why);
+        err = agent_mno_known_cins(c->mno, &known, imei, sizeof imei, why, sizeof why);
+    }
+    if (err == OT_OK) {
+        err = agent_admin_run(c->mno, c->svc, &c->list, imei, c->o.state, &job, &res, why,
+                              sizeof why);
     }
     if (c->o.json) {
         json_t *o = json_obj_new();
@@ -890,6 +913,7 @@ static int cmd_run(struct ctx *c)
     if (!run_register(c, &hb_s)) {
         return 0;
     }
+    (void)recover(c);
     next_hb = mono_ms() + (int64_t)hb_s * 1000;
     while (!g_stop) {
         sleep_ms(c->o.poll_ms);

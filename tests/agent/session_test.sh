@@ -8,6 +8,8 @@
 #   precomputed-handshake guard of DESIGN.md);
 # - a job for an SE the agent does not have ends se-unavailable;
 # - a job that does not exist: exit 1, precise reason;
+# - an agent SIGKILLed mid-script reports the session interrupted when it
+#   starts again: the destructive job ends outcome_unknown, never re-run;
 # - backstage requests: query, delete (the mirror follows), add, a failed add;
 # - se-agent run registers (location area), its heartbeats keep the phone
 #   online past the lease, a lease lost while the agent was stopped is
@@ -29,6 +31,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 for t in curl jq; do
     command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
 done
+cont_vse() {
+    [ -z "${VSE_PID:-}" ] || kill -CONT "$VSE_PID" 2>/dev/null || true
+}
+TSMD_CLEANUP_HOOK=cont_vse
 tsmd_work_init agent-session
 W=$TSMD_WORK
 CIN=4F54534D44455601   # profiles/dev.json
@@ -36,7 +42,8 @@ CIN_B=4F54534D55494301 # enrolled, not on the phone
 
 "$VSE" create --profile "$PROFILES/dev.json" --out "$W/card.img" >/dev/null
 "$VSE" run "$W/card.img" --listen "unix:$W/card.sock" >>"$W/vse.log" 2>&1 &
-TSMD_EXTRA_PIDS+=($!)
+VSE_PID=$!
+TSMD_EXTRA_PIDS+=("$VSE_PID")
 
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=tsm, mno:orange" \
     "mno.orange.backoff_s=0" "mno.orange.lease_s=5" "mno.orange.heartbeat_s=1" \
@@ -197,4 +204,31 @@ kill -TERM "$RUN_PID"
 wait "$RUN_PID" || fail "run did not exit 0 on SIGTERM"
 [ "$(phone_state)" = offline ] || fail "SIGTERM did not detach the phone"
 echo "heartbeats, re-registration and detach"
+
+# ---- an agent killed mid-script: reported interrupted after the restart -----
+# (run is stopped now: nothing else knocks at the stopped card's socket.)
+api POST $P/device/register "$DTOK" '{}'
+expect_status 200 "register again"
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","destructive":true,"apdus":["80CA004500"]}' j6)
+kill -STOP "$VSE_PID" # the card hangs on the first C-APDU
+"${A[@]}" --apdu-timeout 600000 session "$J" eSE1 >/dev/null 2>&1 &
+SPID=$!
+for _ in $(seq 1 100); do
+    [ -f "$W/agent/session.json" ] && break
+    sleep 0.1
+done
+[ -f "$W/agent/session.json" ] || fail "no session state on disk while the script runs"
+kill -KILL "$SPID"
+wait "$SPID" 2>/dev/null || true
+kill -CONT "$VSE_PID"
+[ "$(job_state "$J")" = running ] || fail "job $J after the agent died: $(cat "$W/resp")"
+"${A[@]}" session "$J" eSE1 >"$W/out"
+grep -q "an interrupted session was reported" "$W/out" || fail "no report: $(cat "$W/out")"
+[ ! -f "$W/agent/session.json" ] || fail "the session state was kept after the report"
+[ "$(job_state "$J")" = outcome_unknown ] || fail "destructive job $J: $(cat "$W/resp")"
+# Never re-run by itself: a new session has nothing to do.
+"${A[@]}" --json session "$J" eSE1 | jq -e '.scripts == 0' >/dev/null || fail "job $J ran again"
+[ "$(job_state "$J")" = outcome_unknown ] || fail "job $J left outcome_unknown"
+echo "agent killed mid-script: interrupted reported, destructive job outcome_unknown"
+
 echo "agent.session ok"
