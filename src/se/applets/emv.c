@@ -21,14 +21,13 @@
 #include "se/applets/emv.h"
 
 #include "core/tlv.h"
-#include "crypto/cmac.h"
+#include "crypto/paycard.h"
 #include "se/applets/aputil.h"
 #include "se/applets/registry.h"
 
 #define OT_LOG_COMPONENT "se.emv"
 #include "core/log.h"
 
-#include <openssl/evp.h>
 #include <string.h>
 
 #define EMV_BLOB_VERSION 1u
@@ -121,41 +120,14 @@ static const uint8_t emv_default_afl[] = {0x08, 0x01, 0x01, 0x00}; /* SFI 1, rec
 ot_err se_emv_compute_ac(const uint8_t *card_key, size_t key_len, uint16_t atc, const uint8_t *data,
                          size_t n, uint8_t ac[SE_EMV_AC_LEN])
 {
-    ot_err err = OT_OK;
-    EVP_CIPHER_CTX *ctx = NULL;
-    uint8_t r[16] = {0};
-    uint8_t sk[16];
-    uint8_t tag[CMAC_BLOCK];
-    int outl = 0;
-
     if (card_key == NULL || ac == NULL || (data == NULL && n > 0)) {
         return OT_E_ARG;
     }
     if (key_len != SE_EMV_KEY_LEN) {
         return OT_E_KEY;
     }
-    /* EMV Book 2 A1.3.1: R = ATC || 00..00; SK = ALG(MK)[R0 || R1 || F0 || R3..Rn-1]. */
-    r[0] = (uint8_t)(atc >> 8);
-    r[1] = (uint8_t)atc;
-    r[2] = 0xF0u;
-    ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) {
-        err = OT_E_CRYPTO;
-        goto out;
-    }
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_128_ecb(), NULL, card_key, NULL) != 1
-        || EVP_CIPHER_CTX_set_padding(ctx, 0) != 1
-        || EVP_EncryptUpdate(ctx, sk, &outl, r, (int)sizeof(r)) != 1 || outl != 16) {
-        err = OT_E_CRYPTO;
-        goto out;
-    }
-    OT_TRY(cmac_aes(sk, sizeof(sk), data, n, tag));
-    memcpy(ac, tag, SE_EMV_AC_LEN);
-out:
-    EVP_CIPHER_CTX_free(ctx);
-    ot_mem_wipe(sk, sizeof(sk));
-    ot_mem_wipe(tag, sizeof(tag));
-    return err;
+    /* the one implementation: crypto/paycard.h (EMV Book 2 A1.3.1, A1.2.2) */
+    return paycard_emv_ac(card_key, atc, data, n, ac);
 }
 
 /* ---------------------------------------------------------------- blob */
