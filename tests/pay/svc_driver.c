@@ -4,6 +4,7 @@
  * spsim back ends over loopback.
  *
  * usage: svc_driver PAY_URL OP_TOKEN DEV_TOKEN DEV2_TOKEN BANK_A_URL BANK_B_URL METRO_URL
+ *        svc_driver derive IMK_HEX DC ID_HEX   (a card key, for card profiles)
  *
  * Exits 0 and prints "svc_driver: ok" when every check holds; else prints
  * the first failed check and exits 1. */
@@ -253,6 +254,17 @@ int main(int argc, char **argv)
     char field[128], blob0[2 * ECWRAP_MAX_BLOB + 1], *s = NULL;
     size_t n = 0, gone = 0;
 
+    if (argc == 5 && strcmp(argv[1], "derive") == 0) {
+        /* svc_driver derive IMK_HEX DC ID_HEX: a card key (for card profiles) */
+        uint8_t imk[32], id[16], k[16];
+        char hex[33];
+        size_t il = pc_unhex(argv[2], imk, sizeof imk);
+        size_t dl = pc_unhex(argv[4], id, sizeof id);
+        CHECK(paycard_derive(imk, il, (uint8_t)strtoul(argv[3], NULL, 16), id, dl, k) == OT_OK);
+        CHECK(hex_encode(k, 16, hex, sizeof hex) == OT_OK);
+        printf("%s\n", hex);
+        return 0;
+    }
     if (argc != 8) {
         fprintf(stderr, "usage: svc_driver PAY_URL OP DEV DEV2 BANK_A BANK_B METRO\n");
         return 2;

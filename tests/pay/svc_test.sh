@@ -29,46 +29,11 @@ tsmd_bootstrap ops
 tsmd_start
 
 P=/pay/v1
-api GET $P/info "$OP_TOKEN"
-[ "$API_STATUS" = 200 ] || fail "info: $API_STATUS"
-PAY_PUB=$(jq -er .pub "$TSMD_WORK/resp")
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+pay_info
 [ "$(jq -r .signer "$TSMD_WORK/resp")" = pay ] || fail "signer: $(cat "$TSMD_WORK/resp")"
-
-IMK_A=A0A1A2A3A4A5A6A7A8A9AAABACADAEAF
-PIN_A=A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1A1
-IMK_B=B0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF
-PIN_B=B1B1B1B1B1B1B1B1B1B1B1B1B1B1B1B1
-IMK_T=C0C1C2C3C4C5C6C7C8C9CACBCCCDCECF
-
-# spsim NAME KIND IMK [PIN_KEY]: starts it; sets URL_<NAME> and PUB_<NAME>.
-spsim_start() {
-    local name=$1 kind=$2 line i var=${1//-/_}
-    OPENTSM_SPSIM_IMK=$3 OPENTSM_SPSIM_PIN_KEY=${4:-} "$SPSIM" \
-        --set spsim.db="sqlite:$TSMD_WORK/$name.db" --set spsim.pay_pub="$PAY_PUB" \
-        --set spsim.name="$name" --set spsim.kind="$kind" --set log.level=warn \
-        >"$TSMD_WORK/$name.out" 2>"$TSMD_WORK/$name.err" &
-    TSMD_EXTRA_PIDS+=($!)
-    for i in $(seq 100); do
-        grep -q '^spsim ' "$TSMD_WORK/$name.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    line=$(head -n1 "$TSMD_WORK/$name.out")
-    [[ $line =~ ^spsim\ sp=$name\ port=([0-9]+)\ pub=(04[0-9A-F]{128})$ ]] ||
-        fail "spsim $name: $line $(cat "$TSMD_WORK/$name.err")"
-    printf -v "URL_$var" 'http://127.0.0.1:%s' "${BASH_REMATCH[1]}"
-    printf -v "PUB_$var" '%s' "${BASH_REMATCH[2]}"
-}
-spsim_start bank-a bank $IMK_A $PIN_A
-spsim_start bank-b bank $IMK_B $PIN_B
-spsim_start metro transit $IMK_T
-curl -sf -o /dev/null "$URL_bank_a/spsim/v1/cards" -H 'Content-Type: application/json' \
-    --data-binary '{"pan":"5413330089010434","pin":"1234","balance":10000,"currency":"EUR","pin_try_limit":3}' ||
-    fail "card at bank-a"
-curl -sf -o /dev/null "$URL_bank_b/spsim/v1/cards" -H 'Content-Type: application/json' \
-    --data-binary '{"pan":"4000123456789010","pin":"4321","balance":5000,"currency":"EUR","pin_try_limit":3}' ||
-    fail "card at bank-b"
-curl -sf -o /dev/null "$URL_metro/spsim/v1/purses" -H 'Content-Type: application/json' \
-    --data-binary '{"purse_id":"0102030405060708","funds":3000}' || fail "purse at metro"
+pay_backends
 
 # sp_post NAME BODY WANT [FIELD]
 sp_post() {
@@ -78,9 +43,6 @@ sp_post() {
         [ "$(jq -r .error.field "$TSMD_WORK/resp")" = "$4" ] ||
             fail "sps $1: field $(cat "$TSMD_WORK/resp")"
     fi
-}
-sp_body() { # NAME KIND URL PUB
-    echo "{\"name\":\"$1\",\"display_name\":\"$1 back end\",\"kind\":\"$2\",\"endpoint\":\"$3/spsim/v1\",\"pub\":\"$4\"}"
 }
 sp_post bank-a "$(sp_body bank-a bank "$URL_bank_a" "$PUB_bank_a")" 201
 sp_post bank-b "$(sp_body bank-b bank "$URL_bank_b" "$PUB_bank_b")" 201

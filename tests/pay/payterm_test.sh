@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# pay.payterm (issue 11 phase 2 point 2): payterm with its dongle (a vse with
+# the sam applet on one reader) and customers' cards (vse cards on the RF
+# reader), against the real tsmd with pay and three spsim back ends.
+#
+# enrol, keys (wrapped for this dongle, loaded into it), payments with two
+# banks' cards cleared at the right bank, a wrong PIN declined (exit 3), a
+# transit top-up, and top-ups cut after the authorisation and after the
+# card's credit finished by `payterm journal --recover`: at each step every
+# back end balances (initial = balance + pending + cleared) and the card's
+# purse, the journal and the operator agree. A device that is not enrolled
+# gets no keys.
+#
+# The readers are vse sockets (the converter's socket back end); a PC/SC
+# reader is the same code over pcsc-lite (tests/agent).
+#
+# usage: payterm_test.sh TSMD SPSIM PAYTERM VSE DRIVER
+set -euo pipefail
+
+TSMD=$1
+SPSIM=$2
+PAYTERM=$3
+VSE=$4
+DRIVER=$5
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../tsmd/lib.sh
+. "$HERE/../tsmd/lib.sh"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+for t in curl jq; do
+    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
+done
+tsmd_work_init pay-term
+tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=warn" "services.enabled=tsm, pay"
+tsmd_bootstrap ops
+tsmd_start
+pay_world
+DEV=$(tsmd_principal device term-1)
+DEV2=$(tsmd_principal device term-2)
+DEV_TOKEN=$(tsmd_token "$DEV")
+DEV2_TOKEN=$(tsmd_token "$DEV2")
+
+# the cards: a dongle with id term-1, card A (bank-a + a purse), card B (bank-b)
+K40=404142434445464748494A4B4C4D4E4F
+profile() { # APPS-JSON
+    cat <<P
+{"type":"eSE","card_lcs":"SECURED","isd":{"aid":"A000000151000000","privileges":"9EFE80",
+ "scp":3,"i":"10","keys":[{"kvn":48,"type":"aes","enc":"$K40","mac":"$K40","dek":"$K40"}]},
+ "packages":[{"module":"emv-payment"},{"module":"transit"},{"module":"sam"}],
+ "applications":[$1]}
+P
+}
+emv_app() { # PAN IMK
+    local mk
+    mk=$("$DRIVER" derive "$2" 50 "$1")
+    echo "{\"aid\":\"A0000000041010\",\"package\":\"F04F54534D02\",\"params\":\"5A08$1DF0110${mk}DF020431323334\"}"
+}
+TK=$("$DRIVER" derive $IMK_T 51 $PURSE)
+PURSE_APP="{\"aid\":\"F04F54534D0301AA\",\"package\":\"F04F54534D03\",\"params\":\"DF0110${TK}DF0408${PURSE}DF0504000003E8\"}"
+profile '{"aid":"F04F54534D0601AA","package":"F04F54534D06","params":"DF10067465726D2D31"}' >"$TSMD_WORK/dongle.json"
+profile "$(emv_app $PAN_A $IMK_A),$PURSE_APP" >"$TSMD_WORK/card_a.json"
+profile "$(emv_app $PAN_B $IMK_B)" >"$TSMD_WORK/card_b.json"
+for c in dongle card_a card_b; do
+    "$VSE" create --profile "$TSMD_WORK/$c.json" --out "$TSMD_WORK/$c.img" ||
+        fail "vse create $c"
+done
+"$VSE" run "$TSMD_WORK/dongle.img" "$TSMD_WORK/card_a.img" "$TSMD_WORK/card_b.img" \
+    --listen "unix:$TSMD_WORK/sam.sock" --listen "unix:$TSMD_WORK/rf_a.sock" \
+    --listen "unix:$TSMD_WORK/rf_b.sock" --log-level warn 2>"$TSMD_WORK/vse.err" &
+TSMD_EXTRA_PIDS+=($!)
+for _ in $(seq 100); do
+    [ -S "$TSMD_WORK/rf_b.sock" ] && break
+    sleep 0.1
+done
+mkdir -p "$TSMD_WORK/journal"
+
+pt() { # RF TOKEN ARGS...: payterm with the dongle and the card RF on the reader
+    local rf=$1 tok=$2
+    shift 2
+    OPENTSM_TOKEN=$tok "$PAYTERM" --url "$TSMD_URL" --client term-1 \
+        --sam "socket:unix:$TSMD_WORK/sam.sock" --rf "socket:unix:$TSMD_WORK/rf_$rf.sock" \
+        --journal "$TSMD_WORK/journal" --json "$@"
+}
+expect() { # WANT-RC OUTFILE CMD...
+    local want=$1 out=$2 rc=0
+    shift 2
+    "$@" >"$out" 2>"$out.err" || rc=$?
+    [ "$rc" = "$want" ] || fail "$*: exit $rc, want $want: $(cat "$out" "$out.err")"
+}
+O=$TSMD_WORK/out
+
+# not enrolled: no keys
+expect 1 "$O" pt a "$DEV_TOKEN" keys
+jq -e '.result == "keys_failed" and .status == 404' "$O" >/dev/null || fail "keys before enrol: $(cat "$O")"
+expect 0 "$O" pt a "$DEV_TOKEN" enrol
+jq -e '.result == "enrolled" and .client == "term-1"' "$O" >/dev/null || fail "enrol: $(cat "$O")"
+expect 1 "$O" pt a "$DEV2_TOKEN" keys
+expect 0 "$O" pt a "$DEV_TOKEN" keys
+jq -e '.loaded == 5 and .revoked == 0' "$O" >/dev/null || fail "keys: $(cat "$O")"
+
+# two banks' cards on one dongle
+echo 1234 | expect 0 "$O" pt a "$DEV_TOKEN" pay --sp bank-a --amount 1250 --pin-stdin
+jq -e '.status == "approved" and .sp == "bank-a" and .reason == "ok"' "$O" >/dev/null ||
+    fail "pay a: $(cat "$O")"
+echo 4321 | expect 0 "$O" pt b "$DEV_TOKEN" pay --sp bank-b --amount 700 --pin-stdin
+jq -e '.status == "approved" and .sp == "bank-b"' "$O" >/dev/null || fail "pay b: $(cat "$O")"
+[ "$(settled "$URL_bank_a")" = 1250 ] || fail "bank-a cleared"
+[ "$(settled "$URL_bank_b")" = 700 ] || fail "bank-b cleared"
+# a wrong PIN: declined by the bank, a try counted, nothing cleared
+echo 0000 | expect 3 "$O" pt b "$DEV_TOKEN" pay --sp bank-b --amount 100 --pin-stdin
+jq -e '.status == "declined" and .reason == "wrong_pin" and .pin_tries == 2' "$O" >/dev/null ||
+    fail "wrong pin: $(cat "$O")"
+[ "$(settled "$URL_bank_b")" = 700 ] || fail "bank-b cleared after a wrong PIN"
+# card B is not a card of bank-a: the dongle refuses it, nothing leaves
+echo 4321 | expect 1 "$O" pt b "$DEV_TOKEN" pay --sp bank-a --amount 100 --pin-stdin
+[ "$(settled "$URL_bank_a")" = 1250 ] || fail "bank-a cleared a foreign card"
+# a malformed PIN never reaches the dongle
+echo 12 | expect 1 "$O" pt a "$DEV_TOKEN" pay --sp bank-a --amount 100 --pin-stdin
+
+# transit top-up, figure 4
+expect 0 "$O" pt a "$DEV_TOKEN" topup --sp metro --amount 2000
+jq -e '.status == "approved" and .reason == "ok"' "$O" >/dev/null || fail "topup: $(cat "$O")"
+[ "$(settled "$URL_metro")" = 2000 ] || fail "metro cleared"
+
+# a top-up cut after the authorisation, then after the card's credit
+for cut in authorised credited; do
+    rm -f "$TSMD_WORK"/journal/*.json
+    expect 0 "$O" pt a "$DEV_TOKEN" topup --sp metro --amount 500 --stop-after $cut
+    jq -e --arg c $cut '.result == "topup_open" and .state == $c' "$O" >/dev/null ||
+        fail "cut $cut: $(cat "$O")"
+    curl -sf "$URL_metro/spsim/v1/settlement" | jq -e '.pending == 500' >/dev/null ||
+        fail "cut $cut: not pending at the operator"
+    settled "$URL_metro" >/dev/null
+    expect 0 "$O" pt a "$DEV_TOKEN" journal
+    jq -se --arg c $cut '.[0].state == $c' "$O" >/dev/null || fail "journal after $cut: $(cat "$O")"
+    expect 0 "$O" pt a "$DEV_TOKEN" journal --recover
+    jq -se '.[-1].state == "confirmed"' "$O" >/dev/null || fail "recover after $cut: $(cat "$O")"
+    curl -sf "$URL_metro/spsim/v1/settlement" | jq -e '.pending == 0' >/dev/null ||
+        fail "recover after $cut: still pending"
+done
+[ "$(settled "$URL_metro")" = 3000 ] || fail "metro cleared after the recoveries"
+# the card holds what the operator cleared: 10.00 + 20.00 + 5.00 + 5.00
+curl -sf "$URL_metro/spsim/v1/purses/$PURSE" | jq -e '.counter == 3' >/dev/null ||
+    fail "purse counter: $(curl -s "$URL_metro/spsim/v1/purses/$PURSE")"
+
+# a revoked client gets nothing more
+api POST /pay/v1/clients/term-1/revoke "$OP_TOKEN" "" -H "Idempotency-Key: rev-1"
+[ "$API_STATUS" = 200 ] || fail "revoke: $API_STATUS"
+expect 1 "$O" pt a "$DEV_TOKEN" keys
+jq -e '.code == "revoked"' "$O" >/dev/null || fail "keys after revoke: $(cat "$O")"
+echo 1234 | expect 1 "$O" pt a "$DEV_TOKEN" pay --sp bank-a --amount 100 --pin-stdin
+[ "$(settled "$URL_bank_a")" = 1250 ] || fail "bank-a after revoke"
+tsmd_stop
+echo "pay.payterm: ok"
