@@ -776,9 +776,10 @@ static void net_conn_event(struct net_conn *c, uint32_t ev)
         break;
     case C_HEAD:
     case C_BODY:
-        if (ev & EPOLLOUT) {
-            net_conn_flush(c);
-        }
+        /* Nothing to write in these states: EPOLLOUT was only TLS asking to
+         * retry a read; drop it (level-triggered, it would fire forever)
+         * and let the read ask again if it must. */
+        net_conn_events(c, EPOLLIN);
         net_conn_read(c);
         if (!c->kill && (ev & (EPOLLHUP | EPOLLERR)) && c->state != C_WORK) {
             net_conn_kill(c);
