@@ -353,3 +353,16 @@ out:
     json_free(body);
     return err;
 }
+
+ot_err agent_mno_stream(struct agent_mno *m, const char *last_event_id,
+                        const struct net_sse_opts *opts, net_sse_fn fn, void *ctx, char *last_out,
+                        size_t last_cap)
+{
+    char path[512];
+    int n = snprintf(path, sizeof path, "%s/device/stream", m->prefix);
+
+    if (n < 0 || (size_t)n >= sizeof path) {
+        return OT_E_TOO_LONG;
+    }
+    return net_client_sse(m->c, path, last_event_id, opts, fn, ctx, last_out, last_cap);
+}

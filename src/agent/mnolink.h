@@ -64,6 +64,12 @@ ot_err agent_mno_detach(struct agent_mno *m, char *why, size_t why_cap);
 ot_err agent_mno_backstage_answer(struct agent_mno *m, const char *request, const char *error,
                                   const struct agent_selist *l, char *why, size_t why_cap);
 
+/* GET P/device/stream (ota.md 4) through net_client_sse: blocks, calling fn
+ * for each event, until fn returns false or the stream is given up. */
+ot_err agent_mno_stream(struct agent_mno *m, const char *last_event_id,
+                        const struct net_sse_opts *opts, net_sse_fn fn, void *ctx, char *last_out,
+                        size_t last_cap);
+
 /* The next wait of a doubling backoff between min_ms and max_ms with
  * jitter: a value in [next/2, next] where next = min(2 * cur_ms, max_ms)
  * (cur_ms < min_ms: min_ms); rnd is a random number. */

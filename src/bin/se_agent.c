@@ -12,6 +12,7 @@
 #include "agent/admin.h"
 #include "agent/conv.h"
 #include "agent/mnolink.h"
+#include "agent/push.h"
 #include "agent/selist.h"
 #include "core/hex.h"
 #include "core/log.h"
@@ -713,7 +714,17 @@ static void on_signal(int sig)
 
 /* A backstage request (ota.md 7), as a push event brings it: op on the SE
  * named by reader or CIN; the answer carries the whole list after it. */
+static int do_backstage(struct ctx *c, const char *req, const char *op, const char *target);
+
 static int cmd_backstage(struct ctx *c)
+{
+    if (c->o.nargs < 2 || c->o.nargs > 3) {
+        return usage_err("%s", "backstage takes REQUEST OP [SE]");
+    }
+    return do_backstage(c, c->o.args[0], c->o.args[1], c->o.nargs == 3 ? c->o.args[2] : NULL);
+}
+
+static int do_backstage(struct ctx *c, const char *req, const char *op, const char *target)
 {
     static const char *const ops[] = {"add", "verify", "query", "delete"};
     struct agent_known_cins known;
@@ -722,9 +733,6 @@ static int cmd_backstage(struct ctx *c)
     char why[256];
     char err_text[320];
     const char *error = NULL;
-    const char *req;
-    const char *op;
-    const char *target = NULL;
     uint8_t cin[AGENT_CIN_MAX];
     size_t cl = sizeof cin;
     size_t i;
@@ -732,11 +740,6 @@ static int cmd_backstage(struct ctx *c)
     bool changed = false;
     ot_err err;
 
-    if (c->o.nargs < 2 || c->o.nargs > 3) {
-        return usage_err("%s", "backstage takes REQUEST OP [SE]");
-    }
-    req = c->o.args[0];
-    op = c->o.args[1];
     if (strlen(req) == 0 || strlen(req) > AGENT_JOB_ID_MAX
         || strspn(req, "0123456789") != strlen(req)) {
         return usage_err("REQUEST: a decimal request id, not '%s'", req);
@@ -749,8 +752,7 @@ static int cmd_backstage(struct ctx *c)
     if (k == 4) {
         return usage_err("OP: add, verify, query or delete, not '%s'", op);
     }
-    if (c->o.nargs == 3) {
-        target = c->o.args[2];
+    if (target != NULL && target[0] != '\0') {
         rd = agent_service_reader(c->svc, target);
         se = agent_selist_by_reader(&c->list, target);
         if (rd == NULL && se == NULL) {
@@ -881,11 +883,40 @@ static bool run_register(struct ctx *c, int *hb_s)
     return false;
 }
 
+/* A push event: a job's session, or a backstage request. */
+static void run_event(struct ctx *c, const struct agent_push_event *ev)
+{
+    struct agent_admin_result res;
+    struct agent_known_cins known;
+    char imei[AGENT_IMEI_MAX + 1];
+    char why[256];
+    ot_err err;
+
+    if (ev->kind == AGENT_PUSH_BACKSTAGE) {
+        (void)do_backstage(c, ev->request, ev->op, ev->se);
+        return;
+    }
+    err = agent_mno_known_cins(c->mno, &known, imei, sizeof imei, why, sizeof why);
+    if (err == OT_OK) {
+        err = agent_admin_run(c->mno, c->svc, &c->list, imei, c->o.state, &ev->job, &res, why,
+                              sizeof why);
+    }
+    if (err != OT_OK) {
+        OT_LOG_WARN("event=job_session_failed job=%s reason=\"%s\"", ev->job.job, why);
+    } else {
+        printf("job %s: session ended (status %s, %zu C-APDUs, %u round trips)\n", ev->job.job,
+               res.status[0] != '\0' ? res.status : "-", res.capdus, res.posts);
+    }
+    fflush(stdout);
+}
+
 static int cmd_run(struct ctx *c)
 {
     struct agent_reader *rs[AGENT_MAX_READERS];
     bool was[AGENT_MAX_READERS];
     struct sigaction sa;
+    struct agent_push *push = NULL;
+    struct agent_push_event ev;
     char why[256];
     int64_t next_hb;
     int hb_s = 30;
@@ -914,6 +945,13 @@ static int cmd_run(struct ctx *c)
         return 0;
     }
     (void)recover(c);
+    {
+        struct agent_mno_cfg mc = {c->o.mno_url, c->token, c->o.ca_file, 0};
+        if (agent_push_start(&mc, c->o.location_area, c->o.state, &push) != OT_OK) {
+            fprintf(stderr, "se-agent: the push client could not start\n");
+            return EXIT_FAIL;
+        }
+    }
     next_hb = mono_ms() + (int64_t)hb_s * 1000;
     while (!g_stop) {
         sleep_ms(c->o.poll_ms);
@@ -927,6 +965,9 @@ static int cmd_run(struct ctx *c)
                 OT_LOG_INFO("event=card_removed reader=%s", agent_reader_name(rs[i]));
             }
             was[i] = now;
+        }
+        while (!g_stop && agent_push_next(push, &ev)) {
+            run_event(c, &ev);
         }
         if (!g_stop && mono_ms() >= next_hb) {
             ot_err err = agent_mno_heartbeat(c->mno, why, sizeof why);
@@ -944,6 +985,7 @@ static int cmd_run(struct ctx *c)
             next_hb = mono_ms() + (int64_t)hb_s * 1000;
         }
     }
+    agent_push_stop(push);
     /* Power-off: the platform knows at once that the phone is gone. */
     if (agent_mno_detach(c->mno, why, sizeof why) != OT_OK) {
         OT_LOG_WARN("event=detach_failed reason=\"%s\"", why);

@@ -61,22 +61,14 @@ for _ in $(seq 1 100); do
     "${A[@]}" status --json | jq -e '.readers[0].present' >/dev/null && break
     sleep 0.1
 done
-# The phone is on: se-agent run verifies eSE1, registers, sends heartbeats.
-"${A[@]}" --poll-ms 100 --log-level debug --location-area 208-01-4A2F run >"$W/run.log" 2>&1 &
-RUN_PID=$!
-TSMD_EXTRA_PIDS+=("$RUN_PID")
+"${A[@]}" verify | grep -qx "eSE1: added" || fail "verify eSE1"
+api POST $P/device/register "$DTOK" '{}'
+expect_status 200 "register"
 phone_state() {
     api GET "$P/status?msisdn=33600000001" "$OP_TOKEN"
     expect_status 200 "status"
     jq -r .state "$W/resp"
 }
-for _ in $(seq 1 100); do
-    [ "$(phone_state)" = online ] && break
-    sleep 0.1
-done
-[ "$(phone_state)" = online ] || fail "run did not register the phone: $(cat "$W/run.log")"
-[ "$(jq -r .location_area "$W/resp")" = 208-01-4A2F ] || fail "location area"
-"${A[@]}" list --json | jq -e '.items[0].reader == "eSE1"' >/dev/null || fail "run did not verify eSE1"
 
 submit() { # BODY KEY -> job id
     api POST $P/jobs "$TSP" "$1" -H "Idempotency-Key: $2"
@@ -172,6 +164,43 @@ bs_get "$R"
 [ "$(jq -r .error "$W/resp")" != null ] || fail "the failure reached mno: $(cat "$W/resp")"
 echo "backstage: query, delete, add, a failed add"
 
+# ---- se-agent run: push stream, heartbeats -----------------------------------
+# The phone is on: se-agent run verifies eSE1, registers, sends heartbeats.
+"${A[@]}" --poll-ms 100 --log-level debug --location-area 208-01-4A2F run >"$W/run.log" 2>&1 &
+RUN_PID=$!
+TSMD_EXTRA_PIDS+=("$RUN_PID")
+for _ in $(seq 1 100); do
+    [ "$(phone_state)" = online ] && break
+    sleep 0.1
+done
+[ "$(phone_state)" = online ] || fail "run did not register the phone: $(cat "$W/run.log")"
+[ "$(jq -r .location_area "$W/resp")" = 208-01-4A2F ] || fail "location area"
+grep -q "event=stream_open" "$W/run.log" || sleep 1
+for _ in $(seq 1 100); do
+    grep -q "event=stream_open" "$W/run.log" && break
+    sleep 0.1
+done
+
+# A job submitted while the phone is online runs at once (push, session).
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CA004500"]}' p1)
+for _ in $(seq 1 200); do
+    [ "$(job_state "$J")" = done ] && break
+    sleep 0.1
+done
+[ "$(job_state "$J")" = done ] || fail "pushed job $J: $(cat "$W/resp") $(tail -5 "$W/run.log")"
+grep -q "event=push type=job" "$W/run.log" || fail "no job event on the stream"
+# A backstage request reaches the agent through the stream as well.
+R=$(ask '{"op":"query"}' pb1)
+for _ in $(seq 1 200); do
+    bs_get "$R"
+    [ "$(jq -r .secure_elements "$W/resp")" != null ] && break
+    sleep 0.1
+done
+[ "$(jq -r '.secure_elements | map(.reader) | join(",")' "$W/resp")" = eSE1 ] ||
+    fail "pushed backstage query: $(cat "$W/resp")"
+echo "push: a job and a backstage request run while the phone is online"
+
+
 # ---- heartbeats keep the phone online past its lease; a lost lease is
 # ---- noticed and the phone registers again; SIGTERM detaches ------------------
 for _ in $(seq 1 200); do
@@ -204,6 +233,21 @@ kill -TERM "$RUN_PID"
 wait "$RUN_PID" || fail "run did not exit 0 on SIGTERM"
 [ "$(phone_state)" = offline ] || fail "SIGTERM did not detach the phone"
 echo "heartbeats, re-registration and detach"
+
+# ---- offline: a job waits; the phone comes back and the job runs ------------
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CA9F7F00"]}' off1)
+[ "$(job_state "$J")" = queued ] || fail "offline job $J not queued: $(cat "$W/resp")"
+"${A[@]}" --poll-ms 100 --log-level info run >"$W/run2.log" 2>&1 &
+RUN_PID=$!
+TSMD_EXTRA_PIDS+=("$RUN_PID")
+for _ in $(seq 1 200); do
+    [ "$(job_state "$J")" = done ] && break
+    sleep 0.1
+done
+[ "$(job_state "$J")" = done ] || fail "job $J after the phone came back: $(cat "$W/resp")"
+kill -TERM "$RUN_PID"
+wait "$RUN_PID" || fail "run did not exit 0 on SIGTERM"
+echo "offline: the job waited and ran when the phone registered"
 
 # ---- an agent killed mid-script: reported interrupted after the restart -----
 # (run is stopped now: nothing else knocks at the stopped card's socket.)
