@@ -69,6 +69,44 @@ static const struct cfg_opt tsmd_opts[] = {
      "Largest request body in bytes (413 above); bounds one import chunk."},
     {"http.timeout_s", CFG_INT, {.i = 30}, 1, 3600, 0, "Idle connection and request timeout."},
     {"http.max_conns", CFG_INT, {.i = 1024}, 1, 65536, CFG_IMMUTABLE, "Concurrent connections."},
+    {"http.max_conns_per_ip",
+     CFG_INT,
+     {.i = 256},
+     1,
+     65536,
+     CFG_IMMUTABLE,
+     "Concurrent connections from one client address (behind trusted proxies: the forwarded "
+     "one)."},
+    {"http.trusted_proxies",
+     CFG_STR,
+     {.s = ""},
+     0,
+     1024,
+     CFG_IMMUTABLE,
+     "Reverse proxies (addresses or CIDR blocks, comma-separated) whose X-Forwarded-For names "
+     "the client address for limits, lockout and audit; empty: none."},
+    {"http.metrics",
+     CFG_STR,
+     {.s = "operator"},
+     0,
+     16,
+     CFG_IMMUTABLE,
+     "Who may read /metrics: operator (an operator's credentials), public, or off."},
+    {"http.sse_heartbeat_s",
+     CFG_INT,
+     {.i = 15},
+     1,
+     3600,
+     CFG_IMMUTABLE,
+     "Seconds between heartbeat comments on open event streams (a vanished peer is found "
+     "within about three)."},
+    {"http.stream_buf_kib",
+     CFG_INT,
+     {.i = 64},
+     4,
+     65536,
+     CFG_IMMUTABLE,
+     "KiB of unsent events one stream may hold before its client (not reading) is dropped."},
     {"tls.cert",
      CFG_STR,
      {.s = ""},
@@ -254,6 +292,25 @@ static double tsmd_metric_zero(void *ctx)
 
 /* ---- configuration ------------------------------------------------------ */
 
+/* http.metrics as the server's access mode. */
+static ot_err tsmd_metrics_access(const char *s, enum net_metrics_access *out)
+{
+    static const struct {
+        const char *name;
+        enum net_metrics_access v;
+    } modes[] = {{"operator", NET_METRICS_OPERATOR},
+                 {"public", NET_METRICS_PUBLIC},
+                 {"off", NET_METRICS_OFF}};
+
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (strcmp(s, modes[i].name) == 0) {
+            *out = modes[i].v;
+            return OT_OK;
+        }
+    }
+    return OT_E_FORMAT;
+}
+
 /* Checks the values the option table cannot (enums, pairs, lists). */
 static bool tsmd_check(const struct cfg *c, char *why, size_t cap)
 {
@@ -262,6 +319,7 @@ static bool tsmd_check(const struct cfg *c, char *why, size_t cap)
     enum ot_log_level lvl;
     enum keystore_backend kb;
     char lwhy[128];
+    enum net_metrics_access ma;
 
     if (cfg_parse_listen(cfg_str(c, "http.listen"), host, sizeof(host), &port, lwhy, sizeof(lwhy))
         != OT_OK) {
@@ -283,6 +341,10 @@ static bool tsmd_check(const struct cfg *c, char *why, size_t cap)
     if (strcmp(cfg_str(c, "log.format"), "text") != 0
         && strcmp(cfg_str(c, "log.format"), "json") != 0) {
         snprintf(why, cap, "log.format: expected text or json");
+        return false;
+    }
+    if (tsmd_metrics_access(cfg_str(c, "http.metrics"), &ma) != OT_OK) {
+        snprintf(why, cap, "http.metrics: expected operator, public or off");
         return false;
     }
     if (keystore_backend_parse(cfg_str(c, "keystore.backend"), &kb) != OT_OK) {
@@ -420,6 +482,13 @@ static ot_err tsmd_server(struct tsmd *d, bool listen_cfg)
     sc.max_body = (size_t)cfg_int(c, "http.max_body");
     sc.timeout_s = (unsigned)cfg_int(c, "http.timeout_s");
     sc.max_conns = (unsigned)cfg_int(c, "http.max_conns");
+    sc.max_conns_per_ip = (unsigned)cfg_int(c, "http.max_conns_per_ip");
+    if (cfg_str(c, "http.trusted_proxies")[0] != '\0') {
+        sc.trusted_proxies = cfg_str(c, "http.trusted_proxies");
+    }
+    OT_TRY(tsmd_metrics_access(cfg_str(c, "http.metrics"), &sc.metrics));
+    sc.sse_heartbeat_s = (unsigned)cfg_int(c, "http.sse_heartbeat_s");
+    sc.stream_buf_max = (size_t)cfg_int(c, "http.stream_buf_kib") * 1024u;
     sc.rate_per_s = (double)cfg_int(c, "ratelimit.per_s");
     sc.rate_burst = (unsigned)cfg_int(c, "ratelimit.burst");
     sc.auth_fail_max = (unsigned)cfg_int(c, "auth.fail_max");

@@ -12,6 +12,7 @@
 #include "db/db.h"
 #include "net/http.h"
 #include "net/json.h"
+#include "svc/events.h"
 #include "svc/kit.h"
 
 #include <stdio.h>
@@ -690,6 +691,37 @@ static void admin_h_token_revoke(struct net_req *req, struct net_resp *resp, voi
 
 /* ---- audit ------------------------------------------------------------------- */
 
+json_t *svc_admin_audit_json(const struct audit_entry *e)
+{
+    char hex[AUDIT_HASH_LEN * 2 + 1];
+    json_t *it = json_obj_new();
+    ot_err err = OT_OK;
+
+    if (it == NULL) {
+        return NULL;
+    }
+    OT_TRY(json_put_int(it, "seq", e->seq));
+    OT_TRY(json_put_int(it, "ts_ms", e->ts));
+    OT_TRY(json_put_str(it, "principal_kind",
+                        e->principal_kind == 0
+                            ? "none"
+                            : authstore_kind_name((enum authstore_kind)e->principal_kind)));
+    OT_TRY(json_put_int(it, "principal_id", e->principal_id));
+    OT_TRY(json_put_str(it, "principal_name", e->principal_name));
+    OT_TRY(json_put_str(it, "action", e->action));
+    OT_TRY(json_put_str(it, "resource", e->resource));
+    OT_TRY(json_put_str(it, "outcome", e->outcome));
+    OT_TRY(json_put_str(it, "request_id", e->request_id));
+    OT_TRY(hex_encode(e->hash, AUDIT_HASH_LEN, hex, sizeof(hex)));
+    OT_TRY(json_put_str(it, "hash", hex));
+out:
+    if (err != OT_OK) {
+        json_free(it);
+        return NULL;
+    }
+    return it;
+}
+
 static void admin_h_audit_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct svc_kit *k = ctx;
@@ -700,7 +732,6 @@ static void admin_h_audit_list(struct net_req *req, struct net_resp *resp, void 
     size_t n = 0;
     int64_t next = 0;
     int64_t pid = 0;
-    char hex[AUDIT_HASH_LEN * 2 + 1];
     ot_err err = OT_OK;
 
     memset(&q, 0, sizeof(q));
@@ -719,26 +750,11 @@ static void admin_h_audit_list(struct net_req *req, struct net_resp *resp, void 
         OT_FAIL(OT_E_NOMEM);
     }
     for (size_t i = 0; i < n; i++) {
-        it = json_obj_new();
+        it = svc_admin_audit_json(&rows[i]);
         if (it == NULL) {
             OT_FAIL(OT_E_NOMEM);
         }
         OT_TRY(json_push(arr, it));
-        OT_TRY(json_put_int(it, "seq", rows[i].seq));
-        OT_TRY(json_put_int(it, "ts_ms", rows[i].ts));
-        OT_TRY(
-            json_put_str(it, "principal_kind",
-                         rows[i].principal_kind == 0
-                             ? "none"
-                             : authstore_kind_name((enum authstore_kind)rows[i].principal_kind)));
-        OT_TRY(json_put_int(it, "principal_id", rows[i].principal_id));
-        OT_TRY(json_put_str(it, "principal_name", rows[i].principal_name));
-        OT_TRY(json_put_str(it, "action", rows[i].action));
-        OT_TRY(json_put_str(it, "resource", rows[i].resource));
-        OT_TRY(json_put_str(it, "outcome", rows[i].outcome));
-        OT_TRY(json_put_str(it, "request_id", rows[i].request_id));
-        OT_TRY(hex_encode(rows[i].hash, AUDIT_HASH_LEN, hex, sizeof(hex)));
-        OT_TRY(json_put_str(it, "hash", hex));
     }
     OT_TRY(svc_send_list(resp, &arr, next));
 out:
@@ -775,6 +791,15 @@ static void admin_h_audit_verify(struct net_req *req, struct net_resp *resp, voi
     net_resp_json(resp, 200, o);
 }
 
+/* ---- the live audit stream -------------------------------------------------- */
+
+static void admin_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct svc_kit *k = ctx;
+
+    svc_events_handle(svc_kit_events(k), req, resp);
+}
+
 /* ---- routes ------------------------------------------------------------------ */
 
 #define ADMIN_OP NET_P_OPERATOR
@@ -794,6 +819,7 @@ static const struct svc_route admin_route_table[] = {
     {"DELETE", "/tokens/{id}", NET_P_ANY, false, admin_h_token_revoke, NULL, 0},
     {"GET", "/audit", ADMIN_OP, false, admin_h_audit_list, admin_q_audit_list, 0},
     {"GET", "/audit/verify", ADMIN_OP, false, admin_h_audit_verify, NULL, 0},
+    {"GET", "/events", ADMIN_OP, false, admin_h_events, NULL, 0},
 };
 
 const struct svc_route *svc_admin_routes(size_t *n)

@@ -31,6 +31,11 @@ struct svc_route;
  * the host's struct svc_kit. */
 const struct svc_route *svc_admin_routes(size_t *n);
 
+struct audit_entry;
+/* One audit row as the API answers it (the list and the event stream); NULL
+ * when out of memory. */
+json_t *svc_admin_audit_json(const struct audit_entry *e);
+
 /* Validators of the kind-specific attributes (exposed for the fuzz target
  * and the tests). */
 bool svc_admin_msisdn_ok(const char *s); /* 5..15 digits, not starting with 0 */

@@ -8,6 +8,7 @@
 #include "db/audit.h"
 #include "db/db.h"
 #include "db/idem.h"
+#include "svc/events.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 struct svc_kit {
     struct db *db;
     struct authstore *auth;
+    struct svc_events *events; /* GET /admin/v1/events */
 };
 
 ot_err svc_kit_new(struct db *db, struct authstore *auth, struct svc_kit **out)
@@ -32,6 +34,10 @@ ot_err svc_kit_new(struct db *db, struct authstore *auth, struct svc_kit **out)
     }
     k->db = db;
     k->auth = auth;
+    if (svc_events_new(db, auth, &k->events) != OT_OK) {
+        free(k);
+        return OT_E_NOMEM;
+    }
     *out = k;
     return OT_OK;
 }
@@ -45,6 +51,10 @@ void svc_kit_flush(struct svc_kit *k)
 
 void svc_kit_free(struct svc_kit *k)
 {
+    if (k == NULL) {
+        return;
+    }
+    svc_events_free(k->events);
     svc_kit_flush(k);
     free(k);
 }
@@ -57,6 +67,11 @@ struct db *svc_kit_db(const struct svc_kit *k)
 struct authstore *svc_kit_auth(const struct svc_kit *k)
 {
     return k->auth;
+}
+
+struct svc_events *svc_kit_events(const struct svc_kit *k)
+{
+    return k->events;
 }
 
 /* ---- audit and authorisation ------------------------------------------ */

@@ -28,6 +28,7 @@ struct db_conn;
 struct db_stmt;
 struct authstore;
 struct svc_kit;
+struct svc_events;
 
 #define SVC_LIST_DEF    100u  /* default page size of the listings */
 #define SVC_LIST_MAX    1000u /* largest page */
@@ -42,6 +43,7 @@ void svc_kit_free(struct svc_kit *k);
 void svc_kit_flush(struct svc_kit *k);
 struct db *svc_kit_db(const struct svc_kit *k);
 struct authstore *svc_kit_auth(const struct svc_kit *k);
+struct svc_events *svc_kit_events(const struct svc_kit *k); /* svc/events.h */
 
 /* ---- audit and authorisation ------------------------------------------ */
 

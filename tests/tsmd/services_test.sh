@@ -60,6 +60,7 @@ cp "$TSMD_WORK/base.ini" "$TSMD_WORK/tsmd.ini"
 # An unknown key of an enabled instance is the option table's error.
 startup_err 'testsvc.a.nope' --set 'services.enabled=testsvc:a' --set testsvc.a.nope=1
 
+startup_err 'http.metrics: expected operator, public or off' --set http.metrics=everyone
 # The documentation covers every service's options and the instance rules.
 "$TSMD" --print-config-doc >"$TSMD_WORK/doc.md"
 for k in tsm.import_batch tsm.cache_mb testsvc.max_items services.enabled '[testsvc.a]'; do
@@ -130,10 +131,17 @@ audit_rows() { # audit_rows REQUEST_ID: rows of that request (the id may be name
 [ "$(audit_rows ev-fine)" = 2 ] || fail "an audited event has $(audit_rows ev-fine) rows, want 2"
 [ "$(audit_rows ev-coarse)" = 0 ] || fail "a coarse-audited event has per-request rows"
 [ "$(audit_rows ev-coarse-bad)" = 1 ] || fail "a refused coarse-audited request is not audited"
+# http.metrics (default operator): no credentials, no metrics.
+api GET /metrics -
+[ "$API_STATUS" = 401 ] || fail "/metrics without credentials: $API_STATUS"
+api GET /metrics "$OP_TOKEN"
+[ "$API_STATUS" = 200 ] || fail "/metrics as operator: $API_STATUS"
 tsmd_stop
 
 # ---- no service: the administration API alone ----
-tsmd_config "sqlite:$TSMD_WORK/var/tsmd2.db" "log.level=warn" "services.enabled="
+tsmd_config "sqlite:$TSMD_WORK/var/tsmd2.db" "log.level=warn" "services.enabled=" \
+    "http.metrics=off" "http.max_conns_per_ip=8" "http.sse_heartbeat_s=5" "http.stream_buf_kib=16" \
+    "http.trusted_proxies=10.0.0.1"
 tsmd_bootstrap solo-op
 tsmd_start
 api GET /admin/v1/principals "$OP_TOKEN"
@@ -142,5 +150,7 @@ api GET /admin/v1/audit/verify "$OP_TOKEN"
 [ "$API_STATUS" = 200 ] || fail "/admin/v1/audit/verify without services: $API_STATUS"
 api GET /tsm/v1/secure-elements "$OP_TOKEN"
 [ "$API_STATUS" = 404 ] || fail "/tsm/v1 served with no service enabled: $API_STATUS"
+api GET /metrics "$OP_TOKEN"
+[ "$API_STATUS" = 404 ] || fail "/metrics with http.metrics=off: $API_STATUS"
 tsmd_stop
 echo "tsmd.services: ok"
