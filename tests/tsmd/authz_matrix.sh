@@ -87,6 +87,7 @@ ROUTES=(
     "DELETE /admin/v1/tokens/{id} any /admin/v1/tokens/$TB2_ID -"
     "GET /admin/v1/audit op /admin/v1/audit -"
     "GET /admin/v1/audit/verify op /admin/v1/audit/verify -"
+    "GET /admin/v1/events op /admin/v1/events -"
 )
 
 # Every route the server registers must be in the table, and the reverse.
