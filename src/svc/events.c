@@ -37,7 +37,13 @@
 #include <time.h>
 
 #define SVC_EVENTS_POLL_MS 100 /* the feeder's round when nothing kicks it */
-#define SVC_EVENTS_MAX     256 /* open streams per host */
+/* A subscriber behind (resuming from far back) gets at most this many rows a
+ * round, rounds SVC_EVENTS_CATCHUP_MS apart: its stream's buffer (the
+ * server's stream_buf_max) is never asked to hold more than a reading
+ * client drains meanwhile, so catching up never looks like a dead client. */
+#define SVC_EVENTS_BATCH      16
+#define SVC_EVENTS_CATCHUP_MS 10
+#define SVC_EVENTS_MAX        256 /* open streams per host */
 
 struct svc_events_sub {
     struct net_stream *s;
@@ -82,8 +88,9 @@ static bool svc_events_allowed(struct svc_events *ev, const struct svc_events_su
     return authstore_get_principal(ev->auth, sub->principal_id, &p) == OT_OK && !p.disabled;
 }
 
-/* Sends what sub has not seen yet; false when the stream is gone. */
-static bool svc_events_feed(struct svc_events *ev, struct svc_events_sub *sub)
+/* Sends up to SVC_EVENTS_BATCH rows sub has not seen yet (*behind: more
+ * wait); false when the stream is gone. */
+static bool svc_events_feed(struct svc_events *ev, struct svc_events_sub *sub, bool *behind)
 {
     struct audit_query q;
     struct audit_entry *rows = NULL;
@@ -91,38 +98,35 @@ static bool svc_events_feed(struct svc_events *ev, struct svc_events_sub *sub)
     int64_t next = 0;
     bool alive = true;
 
-    do {
-        memset(&q, 0, sizeof(q));
-        q.after_seq = sub->seq;
-        q.limit = AUDIT_LIST_MAX;
-        free(rows);
-        rows = NULL;
-        if (audit_list(ev->db, &q, &rows, &n, &next) != OT_OK) {
-            break; /* storage: try again next round */
+    memset(&q, 0, sizeof(q));
+    q.after_seq = sub->seq;
+    q.limit = SVC_EVENTS_BATCH;
+    if (audit_list(ev->db, &q, &rows, &n, &next) != OT_OK) {
+        return true; /* storage: try again next round */
+    }
+    for (size_t i = 0; i < n && alive; i++) {
+        json_t *o = svc_admin_audit_json(&rows[i]);
+        char *data = NULL;
+        size_t len = 0;
+        char id[24];
+        ot_err err = OT_E_NOMEM;
+        if (o != NULL && json_serialize(o, &data, &len) == OT_OK) {
+            snprintf(id, sizeof(id), "%lld", (long long)rows[i].seq);
+            err = net_stream_send(sub->s, id, "audit", data);
         }
-        for (size_t i = 0; i < n && alive; i++) {
-            json_t *o = svc_admin_audit_json(&rows[i]);
-            char *data = NULL;
-            size_t len = 0;
-            char id[24];
-            ot_err err = OT_E_NOMEM;
-            if (o != NULL && json_serialize(o, &data, &len) == OT_OK) {
-                snprintf(id, sizeof(id), "%lld", (long long)rows[i].seq);
-                err = net_stream_send(sub->s, id, "audit", data);
-            }
-            free(data);
-            json_free(o);
-            if (err == OT_E_NOMEM) {
-                next = 0;
-                break; /* this row again next round */
-            }
-            if (err != OT_OK) {
-                alive = false; /* closed or dropped (a client that does not read) */
-                break;
-            }
-            sub->seq = rows[i].seq;
+        free(data);
+        json_free(o);
+        if (err == OT_E_NOMEM) {
+            next = 0;
+            break; /* this row again next round */
         }
-    } while (alive && next != 0);
+        if (err != OT_OK) {
+            alive = false; /* closed or dropped (a client that does not read) */
+            break;
+        }
+        sub->seq = rows[i].seq;
+    }
+    *behind = *behind || (alive && next != 0);
     free(rows);
     return alive;
 }
@@ -131,6 +135,7 @@ static void *svc_events_main(void *arg)
 {
     struct svc_events *ev = arg;
     struct timespec until;
+    bool behind = false;
 
     pthread_mutex_lock(&ev->mu);
     while (!ev->stop) {
@@ -142,6 +147,7 @@ static void *svc_events_main(void *arg)
             ev->subs = sub;
         }
         ev->kicked = false;
+        behind = false;
         pthread_mutex_unlock(&ev->mu);
         for (struct svc_events_sub **pp = &ev->subs; *pp != NULL;) {
             struct svc_events_sub *sub = *pp;
@@ -153,7 +159,8 @@ static void *svc_events_main(void *arg)
                 pthread_mutex_unlock(&ev->mu);
                 continue;
             }
-            if (!sub->ending && (!svc_events_allowed(ev, sub) || !svc_events_feed(ev, sub))) {
+            if (!sub->ending
+                && (!svc_events_allowed(ev, sub) || !svc_events_feed(ev, sub, &behind))) {
                 OT_LOG_INFO("audit stream of principal %lld ends at seq %lld",
                             (long long)sub->principal_id, (long long)sub->seq);
                 sub->ending = true;
@@ -166,7 +173,7 @@ static void *svc_events_main(void *arg)
             continue;
         }
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)SVC_EVENTS_POLL_MS * 1000000L;
+        until.tv_nsec += (long)(behind ? SVC_EVENTS_CATCHUP_MS : SVC_EVENTS_POLL_MS) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;

@@ -7,6 +7,8 @@
 # - a client that reconnects with Last-Event-ID = the last id it saw misses
 #   nothing: it gets exactly the rows after it, those written while it was
 #   away included (compared with GET /admin/v1/audit);
+# - Last-Event-ID 0 replays the whole log, paced so that a backlog much
+#   larger than the per-stream buffer (http.stream_buf_kib) arrives whole;
 # - a bad Last-Event-ID is 400; a service provider gets 403;
 # - revoking the streaming operator's token ends the stream.
 #
@@ -24,7 +26,9 @@ for t in curl jq; do
     command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
 done
 tsmd_work_init tsmd-events
-tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=info"
+# A small per-stream buffer: resuming from far back must pace itself
+# instead of overflowing it (which drops the client as a dead one).
+tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=info" "http.stream_buf_kib=16"
 tsmd_bootstrap events-op
 tsmd_start
 
@@ -118,6 +122,19 @@ wait_for "$TSMD_WORK/s2" "$W"
 ids "$TSMD_WORK/s2" | head -n "$W" >"$TSMD_WORK/s2.ids"
 cmp -s "$TSMD_WORK/want2" "$TSMD_WORK/s2.ids" ||
     fail "resume got $(tr '\n' ' ' <"$TSMD_WORK/s2.ids"), want $(tr '\n' ' ' <"$TSMD_WORK/want2")"
+
+# ---- resuming from the start: a backlog far larger than the buffer ----
+for i in $(seq 1 40); do mk "bulk-$i"; done
+audit_after 0 >"$TSMD_WORK/want3"
+W=$(wc -l <"$TSMD_WORK/want3")
+[ "$W" -ge 80 ] || fail "only $W audit rows for the backlog"
+kill "$STREAM_PID" 2>/dev/null || true
+wait "$STREAM_PID" 2>/dev/null || true
+stream_open "$TSMD_WORK/s3" 0
+wait_for "$TSMD_WORK/s3" "$W"
+ids "$TSMD_WORK/s3" | head -n "$W" >"$TSMD_WORK/s3.ids"
+cmp -s "$TSMD_WORK/want3" "$TSMD_WORK/s3.ids" || fail "the backlog stream differs from the audit list"
+[ "$(wc -c <"$TSMD_WORK/s3")" -gt 32768 ] || fail "the backlog was not larger than the stream buffer"
 
 # ---- revoking the token ends the stream ----
 api DELETE "/admin/v1/tokens/$SIEM_ID" "$OP_TOKEN"
