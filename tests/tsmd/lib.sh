@@ -118,21 +118,48 @@ EOF
     done
 }
 
+# Starts tsmd; when another process took the port between tsmd_free_port
+# and tsmd's bind ("Address already in use"), picks another port (in the
+# config file, TSMD_PORT and TSMD_URL) and starts again, up to 5 times.
 tsmd_start() {
-    : >>"$TSMD_WORK/tsmd.log"
-    (cd "$TSMD_WORK" && exec "$TSMD" --config "$TSMD_WORK/tsmd.ini" "${TSMD_SETS[@]}" \
-        >>"$TSMD_WORK/tsmd.log" 2>&1) &
-    TSMD_PID=$!
-    tsmd_wait_ready
+    local try mark rc
+    for try in 1 2 3 4 5; do
+        : >>"$TSMD_WORK/tsmd.log"
+        mark=$(wc -l <"$TSMD_WORK/tsmd.log")
+        (cd "$TSMD_WORK" && exec "$TSMD" --config "$TSMD_WORK/tsmd.ini" "${TSMD_SETS[@]}" \
+            >>"$TSMD_WORK/tsmd.log" 2>&1) &
+        TSMD_PID=$!
+        rc=0
+        TSMD_START_MARK=$mark tsmd_wait_ready || rc=$?
+        [ "$rc" = 2 ] || return "$rc"
+        note "port $TSMD_PORT was taken meanwhile; trying another"
+        TSMD_PORT=$(tsmd_free_port)
+        TSMD_URL="http://127.0.0.1:$TSMD_PORT"
+        sed -i "s/^listen = 127\.0\.0\.1:[0-9]*$/listen = 127.0.0.1:$TSMD_PORT/" "$TSMD_WORK/tsmd.ini"
+    done
+    fail "no free port after 5 tries"
 }
 
+# Waits for /readyz. Returns 2 (for tsmd_start) when tsmd exited because
+# its port was taken (log lines after line TSMD_START_MARK), fails otherwise.
 tsmd_wait_ready() {
     local i code
     for i in $(seq 1 200); do
         if ! kill -0 "$TSMD_PID" 2>/dev/null; then
             wait "$TSMD_PID" 2>/dev/null || true
             TSMD_PID=
+            if [ -n "${TSMD_START_MARK:-}" ] &&
+                tail -n "+$((TSMD_START_MARK + 1))" "$TSMD_WORK/tsmd.log" | grep -qi 'address already in use'; then
+                return 2
+            fi
             fail "tsmd exited during startup"
+        fi
+        # Ready: this tsmd says it listens (not another process on the port)
+        # and answers /readyz.
+        if [ -n "${TSMD_START_MARK:-}" ] &&
+            ! tail -n "+$((TSMD_START_MARK + 1))" "$TSMD_WORK/tsmd.log" | grep -q '^tsmd: listening on'; then
+            sleep 0.05
+            continue
         fi
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TSMD_URL/readyz" || true)
         if [ "$code" = 200 ]; then

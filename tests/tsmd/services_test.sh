@@ -152,5 +152,24 @@ api GET /tsm/v1/secure-elements "$OP_TOKEN"
 [ "$API_STATUS" = 404 ] || fail "/tsm/v1 served with no service enabled: $API_STATUS"
 api GET /metrics "$OP_TOKEN"
 [ "$API_STATUS" = 404 ] || fail "/metrics with http.metrics=off: $API_STATUS"
+
+# ---- a port taken between the probe and the bind: tsmd_start moves on ----
+# (issue 8 acceptance: a test recovers instead of waiting for a server that
+# cannot come). A third tsmd is configured on the running one's port.
+FIRST_PID=$TSMD_PID
+FIRST_PORT=$TSMD_PORT
+TSMD_EXTRA_PIDS+=("$FIRST_PID")
+tsmd_config "sqlite:$TSMD_WORK/var/tsmd3.db" "log.level=warn" "services.enabled="
+sed -i "s/^listen = .*/listen = 127.0.0.1:$FIRST_PORT/" "$TSMD_WORK/tsmd.ini"
+TSMD_PORT=$FIRST_PORT
+TSMD_URL="http://127.0.0.1:$TSMD_PORT"
+tsmd_bootstrap third-op
+tsmd_start
+[ "$TSMD_PORT" != "$FIRST_PORT" ] || fail "tsmd_start kept the taken port"
+grep -q "listen = 127.0.0.1:$TSMD_PORT" "$TSMD_WORK/tsmd.ini" || fail "the config was not moved"
+api GET /admin/v1/principals "$OP_TOKEN"
+[ "$API_STATUS" = 200 ] || fail "the moved tsmd does not answer: $API_STATUS"
+tsmd_stop
+TSMD_PID=$FIRST_PID
 tsmd_stop
 echo "tsmd.services: ok"
