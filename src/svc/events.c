@@ -284,7 +284,7 @@ void svc_events_handle(struct svc_events *ev, struct net_req *req, struct net_re
     if (ev->count >= SVC_EVENTS_MAX) {
         pthread_mutex_unlock(&ev->mu);
         svc_events_sub_free(sub);
-        net_resp_error(resp, OT_E_LIMIT, NULL, "too many open audit streams", NULL);
+        net_resp_error(resp, OT_E_RATE_LIMITED, NULL, "too many open audit streams", NULL);
         return;
     }
     if (!ev->started) {
