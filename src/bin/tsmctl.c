@@ -13,6 +13,7 @@
  *   tsmctl [global options] audit verify [--db URL] | audit list [...]
  *   tsmctl [global options] mno devices|device|enrol|status|submit|jobs|job|cancel|
  *                               resolve|alerts|alert-clear ... [--instance NAME]
+ *   tsmctl [global options] audit follow [--from SEQ] [--limit N]
  *
  * Profiles live in ~/.config/opentsm/config ($XDG_CONFIG_HOME/opentsm/config);
  * the syntax is tsm_client_profile_parse's (and in `tsmctl --help`). --profile or
@@ -36,6 +37,7 @@
 #include "db/db.h"
 #include "mno/mno_client.h"
 #include "net/json.h"
+#include "svc/kit.h"
 #include "tsm/csv.h"
 #include "tsm/tsm_client.h"
 
@@ -85,6 +87,7 @@ static const char ctl_usage[] =
     "  mno devices|device|enrol|status   devices of an mno instance (--instance NAME)\n"
     "  mno submit|jobs|job|cancel|resolve   OTA jobs\n"
     "  mno alerts|alert-clear   SEs blocked after failed EXTERNAL AUTHENTICATEs\n"
+    "  audit follow         print audit rows as they are written (operator)\n"
     "\n"
     "global options:\n"
     "  --profile NAME   profile from ~/.config/opentsm/config (env OPENTSM_PROFILE)\n"
@@ -94,8 +97,9 @@ static const char ctl_usage[] =
     "  --ca FILE        PEM CA certificate that signed the server's certificate\n"
     "  --cert FILE --key FILE   client certificate and key (PEM) for mutual TLS\n"
     "  --json           JSON output: one document on stdout (a list is one array,\n"
-    "                   [] when empty); on failure one {\"error\":{...}} object on\n"
-    "                   stderr and nothing on stdout\n"
+    "                   [] when empty; audit follow: one object per line, a\n"
+    "                   stream has no end); on failure one {\"error\":{...}}\n"
+    "                   object on stderr and nothing more on stdout\n"
     "  --help, --version\n"
     "\n"
     "  tsmctl <command> --help   options of one command\n"
@@ -232,6 +236,14 @@ static const struct ctl_cmd_help ctl_helps[] = {
                    "\n"
                    "SEs whose jobs stopped after failed EXTERNAL AUTHENTICATEs (operator).\n"},
     {"mno alert-clear", "usage: tsmctl mno alert-clear ID [--instance NAME]\n"},
+    {"audit follow",
+     "usage: tsmctl audit follow [--from SEQ] [--limit N]\n"
+     "\n"
+     "Prints audit rows as they are written (GET /admin/v1/events, operator), each\n"
+     "once and in order, resuming by itself when the connection drops. Without\n"
+     "--from: new rows only; --from SEQ: the rows after SEQ first (0: the whole\n"
+     "log). --limit N stops after N rows. With --json: one JSON object per line.\n"
+     "Ends (exit 3) when the token is revoked or expires.\n"},
     {"audit list", "usage: tsmctl audit list [--limit N] [--action A] [--principal-id ID]\n"
                    "                         [--request-id R]\n"
                    "\n"
@@ -485,24 +497,6 @@ static int ctl_help(const char *cmd, bool to_err)
     }
     fputs(ctl_usage, to_err ? stderr : stdout);
     return to_err ? CTL_USAGE : CTL_OK;
-}
-
-/* A positive decimal id ("12"; not "+1", " 1", "1x" or out of range). */
-static bool ctl_id(const char *s, int64_t *out)
-{
-    char *end = NULL;
-    long long v;
-
-    if (s == NULL || s[0] < '1' || s[0] > '9') {
-        return false;
-    }
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < 1) {
-        return false;
-    }
-    *out = (int64_t)v;
-    return true;
 }
 
 /* ---- profile and client ------------------------------------------------- */
@@ -1445,7 +1439,7 @@ static int ctl_principal_get(struct tsm_client *c, const struct ctl_args *a)
     json_t *doc = NULL;
     int64_t id = 0;
 
-    if (a->npos != 1 || !ctl_id(a->pos[0], &id)) {
+    if (a->npos != 1 || !svc_id_parse(a->pos[0], &id)) {
         return ctl_help("principal get", true);
     }
     return ctl_show(tsm_client_principal_get(c, id, &doc, &e), &doc, &e);
@@ -1476,7 +1470,7 @@ static int ctl_cert_bind(struct tsm_client *c, const struct ctl_args *a)
     json_t *doc = NULL;
     int64_t id = 0;
 
-    if (a->npos != 2 || !ctl_id(a->pos[0], &id)) {
+    if (a->npos != 2 || !svc_id_parse(a->pos[0], &id)) {
         return ctl_help("principal bind-cert", true);
     }
     return ctl_show(tsm_client_cert_bind(c, id, a->pos[1], NULL, &doc, &e), &doc, &e);
@@ -1497,12 +1491,12 @@ static int ctl_token_issue(struct tsm_client *c, const struct ctl_args *a)
     if (a->npos != 0 || (pid_s == NULL) == (kind == NULL || name == NULL)) {
         return ctl_help("token issue", true);
     }
-    if (pid_s != NULL && !ctl_id(pid_s, &pid)) {
+    if (pid_s != NULL && !svc_id_parse(pid_s, &pid)) {
         return ctl_help("token issue", true);
     }
     if (ttl_s != NULL) {
         int64_t d = 0;
-        if (!ctl_id(ttl_s, &d) || d > 3650) {
+        if (!svc_id_parse(ttl_s, &d) || d > 3650) {
             return ctl_fail(CTL_USAGE, "token issue: --ttl-days is 1..3650");
         }
         ttl = d * 86400;
@@ -1549,7 +1543,7 @@ static int ctl_token_revoke(struct tsm_client *c, const struct ctl_args *a)
     json_t *doc = NULL;
     int64_t id = 0;
 
-    if (a->npos != 1 || !ctl_id(a->pos[0], &id)) {
+    if (a->npos != 1 || !svc_id_parse(a->pos[0], &id)) {
         return ctl_help("token revoke", true);
     }
     return ctl_show(tsm_client_token_revoke(c, id, &doc, &e), &doc, &e);
@@ -1566,7 +1560,7 @@ static int ctl_token_list(struct tsm_client *c, const struct ctl_args *a)
 
     memset(&q, 0, sizeof(q));
     q.kind = CTL_L_TOKEN;
-    if (a->npos != 0 || (pid != NULL && !ctl_id(pid, &q.id))) {
+    if (a->npos != 0 || (pid != NULL && !svc_id_parse(pid, &q.id))) {
         return ctl_help("token list", true);
     }
     rc = ctl_limit(a, &max);
@@ -1632,10 +1626,11 @@ static int ctl_audit_verify(struct tsm_client *c)
     return rc;
 }
 
+static const char *const ctl_audit_cols[] = {"seq",      "ts_ms",   "principal_name", "action",
+                                             "resource", "outcome", "request_id"};
+
 static int ctl_audit_list(struct tsm_client *c, const struct ctl_args *a)
 {
-    static const char *const cols[] = {"seq",      "ts_ms",   "principal_name", "action",
-                                       "resource", "outcome", "request_id"};
     const char *pid = ctl_get(a, "--principal-id");
     struct ctl_list_q q;
     size_t max = 100;
@@ -1643,7 +1638,7 @@ static int ctl_audit_list(struct tsm_client *c, const struct ctl_args *a)
 
     memset(&q, 0, sizeof(q));
     q.kind = CTL_L_AUDIT;
-    if (a->npos != 0 || (pid != NULL && !ctl_id(pid, &q.audit.principal_id))) {
+    if (a->npos != 0 || (pid != NULL && !svc_id_parse(pid, &q.audit.principal_id))) {
         return ctl_help("audit list", true);
     }
     rc = ctl_limit(a, &max);
@@ -1652,7 +1647,65 @@ static int ctl_audit_list(struct tsm_client *c, const struct ctl_args *a)
     }
     q.audit.action = ctl_get(a, "--action");
     q.audit.request_id = ctl_get(a, "--request-id");
-    return ctl_list(c, &q, cols, 7, max);
+    return ctl_list(c, &q, ctl_audit_cols, 7, max);
+}
+
+struct ctl_follow {
+    size_t max; /* rows to print, 0: no end */
+    size_t got;
+};
+
+/* One row of the stream, printed at once (the header before the first). */
+static bool ctl_follow_row(void *ctx, int64_t seq, const json_t *row)
+{
+    struct ctl_follow *f = ctx;
+    char buf[CTL_VALUE_MAX];
+    size_t i;
+
+    (void)seq;
+    if (g_json) {
+        ctl_print_json(row);
+    } else {
+        if (f->got == 0) {
+            for (i = 0; i < 7; i++) {
+                printf("%s%s", ctl_audit_cols[i], i + 1 < 7 ? "  " : "\n");
+            }
+        }
+        for (i = 0; i < 7; i++) {
+            (void)ctl_field(row, ctl_audit_cols[i], buf, sizeof(buf));
+            printf("%s%s", buf, i + 1 < 7 ? "  " : "\n");
+        }
+    }
+    fflush(stdout);
+    f->got++;
+    return f->max == 0 || f->got < f->max;
+}
+
+static int ctl_audit_follow(struct tsm_client *c, const struct ctl_args *a)
+{
+    const char *from_s = ctl_get(a, "--from");
+    struct ctl_follow f;
+    struct tsm_client_err e;
+    int64_t from = -1;
+    int rc;
+
+    memset(&f, 0, sizeof(f));
+    if (a->npos != 0) {
+        return ctl_help("audit follow", true);
+    }
+    if (from_s != NULL && strcmp(from_s, "0") == 0) {
+        from = 0;
+    } else if (from_s != NULL && !svc_id_parse(from_s, &from)) {
+        return ctl_fail(CTL_USAGE, "audit follow: --from is an audit seq (0: the whole log)");
+    }
+    rc = ctl_limit(a, &f.max);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    if (tsm_client_audit_follow(c, from, ctl_follow_row, &f, &e) != OT_OK) {
+        return ctl_client_fail("", &e);
+    }
+    return CTL_OK;
 }
 
 /* ---- mno ---------------------------------------------------------------- */
@@ -1729,7 +1782,7 @@ static int ctl_mno(struct tsm_client *c, const char *sub, const struct ctl_args 
         int64_t pid = 0;
         size_t ncin = ctl_get_all(a, "--cin", cins, TSM_CLIENT_MSISDN_MAX);
         json_t *arr = NULL;
-        if (a->npos != 1 || !ctl_id(a->pos[0], &pid) || ctl_get(a, "--msisdn") == NULL
+        if (a->npos != 1 || !svc_id_parse(a->pos[0], &pid) || ctl_get(a, "--msisdn") == NULL
             || ncin > TSM_CLIENT_MSISDN_MAX) {
             mno_client_free(m);
             return ctl_help(help, true);
@@ -1807,15 +1860,20 @@ static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"-
                                                  {"--json", false, false},   {NULL, false, false}};
 
 static const struct ctl_opt ctl_cmd_opts[] = {
-    {"--format", true, false},       {"--chunk", true, false},      {"--msisdn", true, true},
-    {"--imsi", true, false},         {"--id-only", false, false},   {"--mno", true, false},
-    {"--type", true, false},         {"--limit", true, false},      {"--aid", true, false},
-    {"--sp", true, false},           {"--privileges", true, false}, {"--lcs", true, false},
-    {"--principal-id", true, false}, {"--kind", true, false},       {"--name", true, false},
-    {"--ttl-days", true, false},     {"--label", true, false},      {"--token-only", false, false},
-    {"--db", true, false},           {"--action", true, false},     {"--request-id", true, false},
-    {"--display-name", true, false}, {"--imei", true, false},       {"--json", false, false},
-    {"--instance", true, false},     {"--cin", true, true},         {NULL, false, false}};
+    {"--format", true, false},       {"--chunk", true, false},
+    {"--msisdn", true, true},        {"--imsi", true, false},
+    {"--id-only", false, false},     {"--mno", true, false},
+    {"--type", true, false},         {"--limit", true, false},
+    {"--aid", true, false},          {"--sp", true, false},
+    {"--privileges", true, false},   {"--lcs", true, false},
+    {"--principal-id", true, false}, {"--kind", true, false},
+    {"--name", true, false},         {"--ttl-days", true, false},
+    {"--label", true, false},        {"--token-only", false, false},
+    {"--db", true, false},           {"--action", true, false},
+    {"--request-id", true, false},   {"--display-name", true, false},
+    {"--imei", true, false},         {"--json", false, false},
+    {"--instance", true, false},     {"--cin", true, true},
+    {"--from", true, false},         {NULL, false, false}};
 
 /* The commands and the options each accepts (beyond the global ones). */
 static const struct {
@@ -1847,6 +1905,7 @@ static const struct {
     {"mno resolve", " --instance --json "},
     {"mno alerts", " --instance --limit --json "},
     {"mno alert-clear", " --instance --json "},
+    {"audit follow", " --from --limit --json "},
 };
 
 /* -1: unknown command; 0: an option that does not apply; 1: fine. */
@@ -1915,6 +1974,9 @@ static int ctl_run(struct tsm_client *c, const char *cmd, const struct ctl_args 
     }
     if (strncmp(cmd, "mno ", 4) == 0) {
         return ctl_mno(c, cmd + 4, a);
+    }
+    if (strcmp(cmd, "audit follow") == 0) {
+        return ctl_audit_follow(c, a);
     }
     return ctl_audit_list(c, a);
 }

@@ -4,6 +4,7 @@
 #include "core/buf.h"
 #include "core/utf8.h"
 #include "net/client.h"
+#include "svc/kit.h"
 
 #include <curl/curl.h>
 #include <openssl/err.h>
@@ -955,4 +956,74 @@ ot_err tsm_client_audit_list(struct tsm_client *c, const struct tsm_client_audit
 ot_err tsm_client_audit_verify(struct tsm_client *c, json_t **out, struct tsm_client_err *e)
 {
     return tsm_client_get(c, TSM_CLIENT_ADMIN_PREFIX "/audit/verify", out, e);
+}
+
+struct tsm_client_follow {
+    tsm_client_audit_fn fn;
+    void *ctx;
+};
+
+static bool tsm_client_follow_event(void *ctx, const char *id, const char *event, const char *data)
+{
+    struct tsm_client_follow *f = ctx;
+    json_t *row = NULL;
+    int64_t seq = 0;
+    bool go_on = true;
+
+    if (id == NULL || strcmp(event, "audit") != 0 || !svc_id_parse(id, &seq)
+        || json_parse(data, strlen(data), strlen(data), &row, NULL) != OT_OK
+        || !json_is_object(row)) {
+        json_free(row);
+        return true; /* not an audit row: skipped */
+    }
+    go_on = f->fn(f->ctx, seq, row);
+    json_free(row);
+    return go_on;
+}
+
+ot_err tsm_client_audit_follow(struct tsm_client *c, int64_t from_seq, tsm_client_audit_fn fn,
+                               void *ctx, struct tsm_client_err *e)
+{
+    static const char path[] = TSM_CLIENT_ADMIN_PREFIX "/events";
+    struct tsm_client_follow f = {fn, ctx};
+    struct net_sse_opts opts;
+    char from[24];
+    char last[NET_SSE_ID_MAX + 1] = "";
+    ot_err err;
+
+    tsm_client_err_reset(e);
+    memset(&opts, 0, sizeof opts);
+    opts.max_reconnects = 5;
+    if (from_seq >= 0) {
+        (void)snprintf(from, sizeof from, "%" PRId64, from_seq);
+    }
+    err = net_client_sse(c->net, path, from_seq >= 0 ? from : NULL, &opts, tsm_client_follow_event,
+                         &f, last, sizeof last);
+    switch (err) {
+    case OT_OK:
+        return OT_OK;
+    case OT_E_AUTH:
+        e->status = 401;
+        return tsm_client_fail_set(e, TSM_CLIENT_HTTP, err,
+                                   "GET %s on %s: the stream ended: unauthenticated (the token is "
+                                   "revoked, expired or wrong)",
+                                   path, c->host);
+    case OT_E_FORBIDDEN:
+        e->status = 403;
+        return tsm_client_fail_set(e, TSM_CLIENT_HTTP, err,
+                                   "GET %s on %s: HTTP 403 forbidden: the audit stream is for "
+                                   "operators",
+                                   path, c->host);
+    case OT_E_NOMEM:
+        return tsm_client_fail_set(e, TSM_CLIENT_LOCAL, err, "out of memory");
+    case OT_E_CLOSED:
+    case OT_E_TIMEOUT:
+        return tsm_client_fail_set(e, TSM_CLIENT_TRANSPORT, err,
+                                   "GET %s on %s: the stream ended and did not come back after "
+                                   "%u tries (last row %s)",
+                                   path, c->host, opts.max_reconnects, last[0] ? last : "none");
+    default:
+        return tsm_client_fail_set(e, TSM_CLIENT_PROTOCOL, err, "GET %s on %s: %s", path, c->host,
+                                   ot_strerror(err));
+    }
 }

@@ -175,6 +175,20 @@ ot_err tsm_client_audit_list(struct tsm_client *c, const struct tsm_client_audit
                              struct tsm_client_err *e);
 ot_err tsm_client_audit_verify(struct tsm_client *c, json_t **out, struct tsm_client_err *e);
 
+/* One audit row of the live stream (row borrowed for the call); return
+ * false to stop following. */
+typedef bool (*tsm_client_audit_fn)(void *ctx, int64_t seq, const json_t *row);
+
+/* GET /admin/v1/events: calls fn for each audit row in seq order, each once,
+ * until fn returns false (OT_OK) or the stream ends for good. from_seq < 0:
+ * new rows only; else the rows after seq from_seq (0: the whole log). A
+ * dropped connection is resumed from the last row seen (Last-Event-ID).
+ * The server ending the stream because the token was revoked or expired is
+ * a TSM_CLIENT_HTTP error with status 401; an event that is not an audit row
+ * is skipped. */
+ot_err tsm_client_audit_follow(struct tsm_client *c, int64_t from_seq, tsm_client_audit_fn fn,
+                               void *ctx, struct tsm_client_err *e);
+
 /* ---- profile files ------------------------------------------------------ */
 
 #define TSM_CLIENT_PROFILE_VALUE_MAX 1024 /* bytes of a value, with the NUL */
