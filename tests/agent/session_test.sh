@@ -6,6 +6,8 @@
 # - mode 00: the job stops at the first failing status word;
 # - a guard that differs stops the script right after its C-APDU (the
 #   precomputed-handshake guard of DESIGN.md);
+# - a DELETE sent without the SE's keys is refused by the card (6982), the
+#   job fails and the application is still there;
 # - a job for an SE the agent does not have ends se-unavailable;
 # - a job that does not exist: exit 1, precise reason;
 # - an agent SIGKILLed mid-script reports the session interrupted when it
@@ -111,6 +113,17 @@ J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","ap
 jq -e '.capdus == 2 and .guard_stop == false' "$W/s.json" >/dev/null || fail "matching guard"
 [ "$(job_state "$J")" = done ] || fail "job $J with a matching guard"
 echo "guards: a mismatch stops the script, a match lets it run"
+
+# ---- a command without the SE's keys: the card refuses it, nothing changes ---
+PPSE=325041592E5359532E4444463031 # an application of profiles/dev.json
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80E40000104F0E'$PPSE'00"]}' j7)
+"${A[@]}" session "$J" eSE1 >/dev/null
+[ "$(job_state "$J")" = failed ] || fail "DELETE without a secure channel: $(cat "$W/resp")"
+[ "$(jq -r '.scripts[0].rapdus[0]' "$W/resp")" = 6982 ] || fail "want 6982: $(cat "$W/resp")"
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":["00A404000E'$PPSE'00"]}' j8)
+"${A[@]}" session "$J" eSE1 >/dev/null
+[ "$(job_state "$J")" = done ] || fail "the application is gone after a refused DELETE"
+echo "a DELETE without the SE's keys: 6982, job failed, the card unchanged"
 
 # ---- an SE the agent does not have -----------------------------------------
 J=$(submit '{"msisdn":"33600000001","se":{"cin":"'$CIN_B'"},"kind":"scripted","apdus":["80CA004500"]}' j5)
