@@ -132,6 +132,13 @@ static const struct db_migration mno_migrations[] = {
      " created_at BIGINT NOT NULL,"
      " answered_at BIGINT)",
      NULL},
+    /* Signed result callbacks. */
+    {4,
+     "ALTER TABLE mno_jobs ADD COLUMN callback TEXT;"
+     "ALTER TABLE mno_jobs ADD COLUMN cb_state TEXT;"
+     "ALTER TABLE mno_jobs ADD COLUMN cb_attempts BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE mno_jobs ADD COLUMN cb_next BIGINT NOT NULL DEFAULT 0",
+     NULL},
 };
 
 static const struct cfg_opt mno_opts[] = {
@@ -429,6 +436,7 @@ static void *mno_sweeper(void *arg)
         pthread_mutex_unlock(&m->mu);
         mno_sweep_once(m);
         mno_waiters_check(m);
+        mno_cb_deliver(m);
         pthread_mutex_lock(&m->mu);
         if (m->stopping) {
             break;
@@ -480,6 +488,7 @@ static const struct svc_route mno_route_table[] = {
     {"POST", "/jobs/{id}/batches", MNO_SUBMIT, true, mno_h_job_batch, NULL, 0},
     {"POST", "/jobs/{id}/close", MNO_SUBMIT, false, mno_h_job_close, NULL, 0},
     {"POST", "/jobs/{id}/resolve", MNO_SUBMIT, false, mno_h_job_resolve, NULL, 0},
+    {"GET", "/callback-key", MNO_SUBMIT, false, mno_h_cb_key, NULL, 0},
     {"GET", "/alerts", MNO_OPS, false, mno_h_alerts, mno_q_page, 0},
     {"POST", "/alerts/{id}/clear", MNO_OPS, false, mno_h_alert_clear, NULL, 0},
     {"POST", "/admin/jobs/{id}", MNO_DEV, false, mno_h_admin_open, NULL, SVC_R_COARSE_AUDIT},
@@ -505,6 +514,7 @@ static ot_err mno_create(const struct svc_env *env, void **out)
     m->kit = env->kit;
     m->db = env->db;
     m->auth = env->auth;
+    m->ks = env->ks;
     snprintf(m->instance, sizeof(m->instance), "%s", env->instance);
     snprintf(m->prefix, sizeof(m->prefix), "%s", env->prefix);
     m->lease_s = svc_cfg_int(env, "lease_s");

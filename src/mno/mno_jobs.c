@@ -134,8 +134,7 @@ out:
 }
 
 /* The job as JSON (every script with its R-APDUs). */
-static ot_err mno_job_json(struct mno *m, struct db_conn *c, int64_t id, int64_t *submitter,
-                           json_t **out)
+ot_err mno_job_json(struct mno *m, struct db_conn *c, int64_t id, int64_t *submitter, json_t **out)
 {
     struct db_stmt *st = NULL;
     json_t *o = json_obj_new();
@@ -300,7 +299,8 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     static const char *const allowed[] = {
         "device",   "msisdn", "se",           "kind",        "apdus", "continue_on_error",
-        "priority", "ttl_s",  "max_attempts", "destructive", "aid",   NULL};
+        "priority", "ttl_s",  "max_attempts", "destructive", "aid",   "callback",
+        NULL};
     static const char *const se_allowed[] = {"cin", "reader", NULL};
     static const char *const kinds[] = {"scripted", "interactive"};
     struct mno *m = ctx;
@@ -313,6 +313,7 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
     const char *dev = NULL;
     const char *msisdn = NULL;
     const char *reader = NULL;
+    const char *callback = NULL;
     uint8_t cin[MNO_CIN_MAX];
     size_t cin_n = sizeof(cin);
     bool has_cin = false;
@@ -354,7 +355,8 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
         || json_opt_int(doc, "priority", 0, 9, 5, &priority, &jerr) != OT_OK
         || json_opt_int(doc, "ttl_s", 1, 30 * 86400, 86400, &ttl, &jerr) != OT_OK
         || json_opt_int(doc, "max_attempts", 1, 10, 3, &max_attempts, &jerr) != OT_OK
-        || json_opt_hex(doc, "aid", 5, 16, aid, &aid_n, &has_aid, &jerr) != OT_OK) {
+        || json_opt_hex(doc, "aid", 5, 16, aid, &aid_n, &has_aid, &jerr) != OT_OK
+        || json_opt_str(doc, "callback", 8, MNO_CB_URL_MAX, &callback, &jerr) != OT_OK) {
         if (jerr.field[0] == 'c' && strcmp(jerr.field, "cin") == 0) {
             snprintf(jerr.field, sizeof(jerr.field), "se.cin");
         } else if (strcmp(jerr.field, "reader") == 0) {
@@ -373,6 +375,11 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     if (msisdn != NULL && !mno_digits_ok(msisdn, 5, MNO_DIGITS_MAX)) {
         net_resp_error(resp, OT_E_FORMAT, NULL, "5 to 15 digits", "msisdn");
+        goto done;
+    }
+    if (callback != NULL && !mno_cb_url_ok(callback)) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "an http:// or https:// URL of printable ASCII",
+                       "callback");
         goto done;
     }
     if (!has_cin && reader == NULL) {
@@ -452,8 +459,9 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(db_prepare(c,
                       "INSERT INTO mno_jobs (instance, device_id, se_cin, se_reader, aid,"
                       " interactive, state, priority, expires_at, max_attempts, destructive,"
-                      " submitter, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6,"
-                      " 'queued', $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+                      " submitter, created_at, updated_at, callback, cb_state) VALUES ($1, $2,"
+                      " $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, $12, $13, $14)"
+                      " RETURNING id",
                       &st));
     OT_TRY(db_bind_text(st, 1, m->instance));
     OT_TRY(db_bind_int64(st, 2, device_id));
@@ -467,6 +475,8 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(db_bind_int64(st, 10, destructive ? 1 : 0));
     OT_TRY(db_bind_int64(st, 11, submitter));
     OT_TRY(db_bind_int64(st, 12, now));
+    OT_TRY(db_bind_text(st, 13, callback));
+    OT_TRY(db_bind_text(st, 14, callback != NULL ? "wait" : NULL));
     OT_TRY(db_step(st, &row));
     OT_TRY(db_col_int64(st, 0, &job_id));
     db_reset(st);

@@ -17,6 +17,7 @@ struct db;
 struct db_conn;
 struct svc_kit;
 struct authstore;
+struct keystore;
 struct db_listener;
 struct db_stmt;
 struct mno_push_entry;
@@ -27,6 +28,7 @@ struct mno_waiter;
 #define MNO_CIN_MAX      32u /* bytes */
 #define MNO_READER_MAX   32u
 #define MNO_SES_MAX      16u /* SEs per device */
+#define MNO_CB_URL_MAX   512u
 #define MNO_REASON_MAX   64u
 #define MNO_PROTO        "globalplatform-remote-admin/1.0"
 #define MNO_CT_CMD       "application/vnd.globalplatform.card-content-mgt;version=1.0"
@@ -39,6 +41,7 @@ struct mno {
     struct svc_kit *kit;
     struct db *db;
     struct authstore *auth;
+    struct keystore *ks;
     char instance[SVC_NAME_MAX + 1];
     char prefix[SVC_PREFIX_MAX + 1];
     int64_t lease_s;
@@ -170,6 +173,13 @@ void mno_h_bs_answer(struct net_req *req, struct net_resp *resp, void *ctx);
 
 void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx);
 void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx);
+
+/* The job as its submitter sees it (GET /jobs/{id}). */
+ot_err mno_job_json(struct mno *m, struct db_conn *c, int64_t id, int64_t *submitter, json_t **out);
+/* Signed callbacks (mno_callback.c). */
+bool mno_cb_url_ok(const char *url);
+void mno_cb_deliver(struct mno *m);
+void mno_h_cb_key(struct net_req *req, struct net_resp *resp, void *ctx);
 
 /* Long-polls of GET /jobs/{id}?wait: answered by the sweeper. */
 void mno_waiters_check(struct mno *m);

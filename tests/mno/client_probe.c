@@ -4,13 +4,117 @@
  *   client_probe URL TOKEN INSTANCE job ID               -> prints the job state
  *   client_probe URL TOKEN INSTANCE cancel ID            -> prints the job state
  *   client_probe URL TOKEN INSTANCE jobs                 -> prints the ids, one a line
+ *   client_probe listen PORT DIR    accepts one HTTP request on 127.0.0.1:PORT,
+ *                                   answers 200, writes DIR/headers and DIR/body
+ *   client_probe verify PUBHEX SIGHEX TIMESTAMP BODYFILE
+ *                                   ES256 over "TIMESTAMP.BODY": prints ok or bad
  * On an error: prints "fail=<n> status=<http> code=<code> field=<field>" and
  * exits 1. */
+#define _POSIX_C_SOURCE 200809L
+#include "core/hex.h"
+#include "crypto/ec.h"
 #include "mno/mno_client.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* One HTTP/1.1 request with a Content-Length body. */
+static int listen_one(int port, const char *dir)
+{
+    struct sockaddr_in a;
+    char buf[65536];
+    size_t have = 0;
+    char path[512];
+    int one = 1;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    int c;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0
+        || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s, 1) != 0) {
+        perror("listen");
+        return 1;
+    }
+    alarm(30); /* never outlives a failed test */
+    printf("listening\n");
+    fflush(stdout);
+    c = accept(s, NULL, NULL);
+    if (c < 0) {
+        perror("accept");
+        return 1;
+    }
+    for (;;) {
+        ssize_t n = read(c, buf + have, sizeof(buf) - 1 - have);
+        char *end;
+        if (n <= 0) {
+            break;
+        }
+        have += (size_t)n;
+        buf[have] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+        if (end != NULL) {
+            const char *cl = strstr(buf, "Content-Length: ");
+            size_t want = cl != NULL ? (size_t)strtoul(cl + 16, NULL, 10) : 0;
+            size_t hl = (size_t)(end + 4 - buf);
+            if (have >= hl + want) {
+                FILE *f;
+                snprintf(path, sizeof(path), "%s/headers", dir);
+                f = fopen(path, "wb");
+                if (f != NULL) {
+                    fwrite(buf, 1, hl, f);
+                    fclose(f);
+                }
+                snprintf(path, sizeof(path), "%s/body", dir);
+                f = fopen(path, "wb");
+                if (f != NULL) {
+                    fwrite(buf + hl, 1, want, f);
+                    fclose(f);
+                }
+                break;
+            }
+        }
+    }
+    {
+        static const char ok[] =
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        (void)!write(c, ok, sizeof(ok) - 1);
+    }
+    close(c);
+    close(s);
+    return 0;
+}
+
+static int verify(const char *pubhex, const char *sighex, const char *ts, const char *file)
+{
+    uint8_t pub[EC_P256_PUB_LEN];
+    uint8_t sig[EC_P256_SIG_LEN];
+    size_t pl = sizeof(pub);
+    size_t sl = sizeof(sig);
+    char msg[65536];
+    size_t n;
+    FILE *f = fopen(file, "rb");
+
+    if (f == NULL || hex_decode(pubhex, strlen(pubhex), pub, &pl) != OT_OK
+        || hex_decode(sighex, strlen(sighex), sig, &sl) != OT_OK || pl != sizeof(pub)
+        || sl != sizeof(sig)) {
+        printf("bad input\n");
+        return 1;
+    }
+    n = (size_t)snprintf(msg, sizeof(msg), "%s.", ts);
+    n += fread(msg + n, 1, sizeof(msg) - n, f);
+    fclose(f);
+    printf("%s\n", ec_p256_verify(pub, (const uint8_t *)msg, n, sig) == OT_OK ? "ok" : "bad");
+    return 0;
+}
 
 static int fail(const struct tsm_client_err *e)
 {
@@ -28,6 +132,12 @@ int main(int argc, char **argv)
     ot_err err;
     int rc = 0;
 
+    if (argc == 4 && strcmp(argv[1], "listen") == 0) {
+        return listen_one(atoi(argv[2]), argv[3]);
+    }
+    if (argc == 6 && strcmp(argv[1], "verify") == 0) {
+        return verify(argv[2], argv[3], argv[4], argv[5]);
+    }
     if (argc < 5) {
         fprintf(stderr, "usage: client_probe URL TOKEN INSTANCE CMD [ARGS]\n");
         return 2;

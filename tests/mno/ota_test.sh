@@ -28,6 +28,8 @@
 #   second stream replaces the first, Last-Event-ID resumes;
 # - the other instance (mno:vodafone) sees none of mno:orange's devices and jobs.
 #
+# - signed callbacks: a job that ends is POSTed to its callback URL, signed
+#   ES256 over "timestamp.body" with the key of GET /callback-key;
 # - mno_client (through client_probe): status, submit (replayed by its
 #   Idempotency-Key), job, cancel, list; a malformed id is refused before
 #   anything is sent.
@@ -578,6 +580,39 @@ if [ -n "$PROBE" ]; then
     [ "$OUT" = "fail=1 status=0 code= field=" ] || fail "client: a malformed id: $OUT"
     OUT=$(probe "$TSP" orange submit '{"msisdn":"33600000002","kind":"scripted"}' cl-2 || true)
     [ "$OUT" = "fail=4 status=400 code=invalid_field field=se" ] || fail "client: a bad job: $OUT"
+
+    # ---- signed callbacks ----------------------------------------------------
+    api POST $P/jobs "$TSP" '{"msisdn":"33600000002","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CA006600"],"callback":"ftp://x/y"}' \
+        -H "Idempotency-Key: cb-bad"
+    expect_status 400 "a callback that is not http(s)"
+    [ "$(jq -r .error.field "$TSMD_WORK/resp")" = callback ] || fail "field callback"
+    CBPORT=$(tsmd_free_port)
+    mkdir -p "$TSMD_WORK/cb"
+    "$PROBE" listen "$CBPORT" "$TSMD_WORK/cb" >"$TSMD_WORK/cb.out" &
+    LPID=$!
+    wait_in "$TSMD_WORK/cb.out" listening
+    JCB=$(submit "$TSP" "{\"msisdn\":\"33600000002\",\"se\":{\"reader\":\"eSE1\"},\"kind\":\"scripted\",\"apdus\":[\"80CA006600\"],\"callback\":\"http://127.0.0.1:$CBPORT/hooks/mno?k=1\"}" cb-1)
+    api POST $P/jobs/$JCB/cancel "$TSP" '{}'
+    expect_status 200 "cancel the job with a callback"
+    for _ in $(seq 1 200); do kill -0 "$LPID" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$LPID" 2>/dev/null && fail "no callback came"
+    wait "$LPID" || fail "the callback receiver failed"
+    head -1 "$TSMD_WORK/cb/headers" | grep -q '^POST /hooks/mno?k=1 HTTP/1.1' ||
+        fail "callback request line: $(head -1 "$TSMD_WORK/cb/headers")"
+    [ "$(jq -r '.id + " " + .state' "$TSMD_WORK/cb/body")" = "$JCB cancelled" ] ||
+        fail "callback body: $(cat "$TSMD_WORK/cb/body")"
+    api GET $P/callback-key "$TSP"
+    expect_status 200 "callback key"
+    PUB=$(jq -r .public_key "$TSMD_WORK/resp")
+    CBTS=$(grep -i '^X-OpenTSM-Timestamp:' "$TSMD_WORK/cb/headers" | cut -d' ' -f2 | tr -d '\r')
+    CBSIG=$(grep -i '^X-OpenTSM-Signature:' "$TSMD_WORK/cb/headers" | cut -d' ' -f2 | tr -d '\r')
+    [ "$("$PROBE" verify "$PUB" "$CBSIG" "$CBTS" "$TSMD_WORK/cb/body")" = ok ] ||
+        fail "the callback's signature does not verify"
+    sed 's/cancelled/done/' "$TSMD_WORK/cb/body" >"$TSMD_WORK/cb/forged"
+    [ "$("$PROBE" verify "$PUB" "$CBSIG" "$CBTS" "$TSMD_WORK/cb/forged")" = bad ] ||
+        fail "a forged body verifies"
+    [ "$("$PROBE" verify "$PUB" "$CBSIG" "$((CBTS + 1))" "$TSMD_WORK/cb/body")" = bad ] ||
+        fail "another timestamp verifies"
 fi
 
 tsmd_stop
