@@ -202,6 +202,16 @@ static bool audit_terminated(const char *s, size_t cap)
     return memchr(s, '\0', cap) != NULL;
 }
 
+/* Every string field NUL-terminated within its array. */
+static bool audit_entry_ok(const struct audit_entry *e)
+{
+    return audit_terminated(e->principal_name, sizeof e->principal_name)
+           && audit_terminated(e->action, sizeof e->action)
+           && audit_terminated(e->resource, sizeof e->resource)
+           && audit_terminated(e->outcome, sizeof e->outcome)
+           && audit_terminated(e->request_id, sizeof e->request_id);
+}
+
 bool audit_text_clean(char *dst, size_t cap, const char *src)
 {
     const char *s = src != NULL ? src : "";
@@ -335,11 +345,7 @@ ot_err audit_append_tx(struct db_conn *c, struct audit_entry *e)
     if (c == NULL || e == NULL || !db_in_txn(c)) {
         return OT_E_ARG;
     }
-    if (!audit_terminated(e->principal_name, sizeof e->principal_name)
-        || !audit_terminated(e->action, sizeof e->action)
-        || !audit_terminated(e->resource, sizeof e->resource)
-        || !audit_terminated(e->outcome, sizeof e->outcome)
-        || !audit_terminated(e->request_id, sizeof e->request_id)) {
+    if (!audit_entry_ok(e)) {
         return OT_E_ARG;
     }
     /* Untrusted text (a request path, a name) is stored in its clean form,
@@ -454,11 +460,7 @@ ot_err audit_append(struct db *db, struct audit_entry *e)
     if (db == NULL || e == NULL) {
         return OT_E_ARG;
     }
-    if (!audit_terminated(e->principal_name, sizeof e->principal_name)
-        || !audit_terminated(e->action, sizeof e->action)
-        || !audit_terminated(e->resource, sizeof e->resource)
-        || !audit_terminated(e->outcome, sizeof e->outcome)
-        || !audit_terminated(e->request_id, sizeof e->request_id)) {
+    if (!audit_entry_ok(e)) {
         return OT_E_ARG; /* refused alone, never failing a batch */
     }
     pthread_mutex_lock(&audit_gc_mu);
@@ -526,11 +528,7 @@ ot_err audit_enqueue(struct db *db, const struct audit_entry *e)
     if (db == NULL || e == NULL) {
         return OT_E_ARG;
     }
-    if (!audit_terminated(e->principal_name, sizeof e->principal_name)
-        || !audit_terminated(e->action, sizeof e->action)
-        || !audit_terminated(e->resource, sizeof e->resource)
-        || !audit_terminated(e->outcome, sizeof e->outcome)
-        || !audit_terminated(e->request_id, sizeof e->request_id)) {
+    if (!audit_entry_ok(e)) {
         return OT_E_ARG;
     }
     pthread_mutex_lock(&audit_q_mu);
