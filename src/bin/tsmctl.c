@@ -43,6 +43,7 @@
 
 #include <openssl/evp.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,6 +89,9 @@ static const char ctl_usage[] =
     "  mno submit|jobs|job|cancel|resolve   OTA jobs\n"
     "  mno alerts|alert-clear   SEs blocked after failed EXTERNAL AUTHENTICATEs\n"
     "  audit follow         print audit rows as they are written (operator)\n"
+    "  pay sp-register|sps|sp|sp-revoke   service providers' back ends (docs/pay.md)\n"
+    "  pay key-deposit|keys   an SP's keys (deposited from a file, never shown)\n"
+    "  pay client-enrol|clients|client|client-revoke   payment clients\n"
     "\n"
     "global options:\n"
     "  --profile NAME   profile from ~/.config/opentsm/config (env OPENTSM_PROFILE)\n"
@@ -244,6 +248,37 @@ static const struct ctl_cmd_help ctl_helps[] = {
      "--from: new rows only; --from SEQ: the rows after SEQ first (0: the whole\n"
      "log). --limit N stops after N rows. With --json: one JSON object per line.\n"
      "Ends (exit 3) when the token is revoked or expires.\n"},
+    {"pay sp-register",
+     "usage: tsmctl pay sp-register NAME --kind bank|transit --display-name TEXT\n"
+     "                              --endpoint URL --pub HEX [--principal-id ID]\n"
+     "\n"
+     "Registers a service provider's back end with pay: its endpoint and its\n"
+     "signing key (65 bytes, 04 X Y, hex); --principal-id names the service\n"
+     "provider principal that may deposit its keys (operator).\n"},
+    {"pay sps", "usage: tsmctl pay sps [--limit N]\n"},
+    {"pay sp", "usage: tsmctl pay sp NAME\n"},
+    {"pay sp-revoke", "usage: tsmctl pay sp-revoke NAME\n"
+                      "\n"
+                      "Nothing more is forwarded to it and clients erase its keys (operator).\n"},
+    {"pay key-deposit",
+     "usage: tsmctl pay key-deposit SP --key-type emv_imk|transit_imk|pin\n"
+     "                              --key-file FILE\n"
+     "\n"
+     "Deposits the key in FILE (hex, 16, 24 or 32 bytes) as the next version:\n"
+     "clients get it wrapped for their dongle, which then refuses the older\n"
+     "versions (rotation). The key is read from a file, never the command line.\n"},
+    {"pay keys", "usage: tsmctl pay keys SP [--limit N]\n"
+                 "\n"
+                 "The key types and versions of SP (never the keys).\n"},
+    {"pay client-enrol", "usage: tsmctl pay client-enrol NAME --principal-id ID --dongle-pub HEX\n"
+                         "\n"
+                         "Enrols the device principal ID as payment client NAME (the dongle id)\n"
+                         "with its dongle's public key (operator).\n"},
+    {"pay clients", "usage: tsmctl pay clients [--limit N]\n"},
+    {"pay client", "usage: tsmctl pay client NAME\n"},
+    {"pay client-revoke", "usage: tsmctl pay client-revoke NAME\n"
+                          "\n"
+                          "The client gets no more keys and nothing it sends is forwarded.\n"},
     {"audit list", "usage: tsmctl audit list [--limit N] [--action A] [--principal-id ID]\n"
                    "                         [--request-id R]\n"
                    "\n"
@@ -1852,6 +1887,148 @@ static int ctl_mno(struct tsm_client *c, const char *sub, const struct ctl_args 
     return ctl_show(err, &doc, &e);
 }
 
+/* ---- pay ---------------------------------------------------------------- */
+
+/* The key of a key file: hex, surrounding white space ignored (wiped). */
+static int ctl_pay_key(const char *path, char *hex, size_t cap)
+{
+    char *data = NULL;
+    size_t len = 0;
+    size_t b = 0;
+    int rc = ctl_read_file(path, &data, &len);
+
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    while (len > 0 && isspace((unsigned char)data[len - 1])) {
+        len--;
+    }
+    while (b < len && isspace((unsigned char)data[b])) {
+        b++;
+    }
+    if (len - b == 0 || len - b >= cap) {
+        ot_mem_wipe(data, len);
+        free(data);
+        return ctl_fail(CTL_LOCAL, "%s: not a key in hex", path);
+    }
+    memcpy(hex, data + b, len - b);
+    hex[len - b] = '\0';
+    ot_mem_wipe(data, len);
+    free(data);
+    return CTL_OK;
+}
+
+/* "pay sp-register" and the other pay commands: the word after "pay". */
+static int ctl_pay(struct tsm_client *c, const char *sub, const struct ctl_args *a)
+{
+    char help[80];
+    char path[160];
+    char idem[TSM_CLIENT_IDEM_KEY_SIZE];
+    char key[72];
+    struct tsm_client_err e;
+    json_t *body = NULL;
+    json_t *doc = NULL;
+    const char *method = "GET";
+    const char *name = a->npos == 1 ? a->pos[0] : NULL;
+    size_t max = 0;
+    int64_t pid = 0;
+    ot_err err;
+    int rc;
+
+    snprintf(help, sizeof(help), "pay %s", sub);
+    if (tsm_client_idem_key(idem) != OT_OK) {
+        return ctl_fail(CTL_LOCAL, "no random bytes for an Idempotency-Key");
+    }
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    if (strcmp(sub, "sps") == 0 || strcmp(sub, "clients") == 0) {
+        if (a->npos != 0) {
+            return ctl_help(help, true);
+        }
+        snprintf(path, sizeof(path), "/pay/v1/%s?limit=%zu", sub, max > 0 ? max : (size_t)100);
+    } else if (name == NULL || strlen(name) > 32) {
+        return ctl_help(help, true);
+    } else if (strcmp(sub, "sp") == 0 || strcmp(sub, "client") == 0) {
+        snprintf(path, sizeof(path), "/pay/v1/%ss/%s", sub, name);
+    } else if (strcmp(sub, "keys") == 0) {
+        snprintf(path, sizeof(path), "/pay/v1/sps/%s/keys?limit=%zu", name,
+                 max > 0 ? max : (size_t)100);
+    } else if (strcmp(sub, "sp-revoke") == 0 || strcmp(sub, "client-revoke") == 0) {
+        method = "POST";
+        snprintf(path, sizeof(path), "/pay/v1/%s/%s/revoke", sub[0] == 's' ? "sps" : "clients",
+                 name);
+    } else {
+        method = "POST";
+        body = json_obj_new();
+        if (body == NULL) {
+            return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+        if (strcmp(sub, "sp-register") == 0) {
+            const char *need[] = {"--kind", "--display-name", "--endpoint", "--pub"};
+            const char *member[] = {"kind", "display_name", "endpoint", "pub"};
+            snprintf(path, sizeof(path), "/pay/v1/sps");
+            err = json_put_str(body, "name", name);
+            for (size_t i = 0; i < 4 && err == OT_OK; i++) {
+                if (ctl_get(a, need[i]) == NULL) {
+                    json_free(body);
+                    return ctl_help(help, true);
+                }
+                err = json_put_str(body, member[i], ctl_get(a, need[i]));
+            }
+            if (err == OT_OK && ctl_get(a, "--principal-id") != NULL) {
+                if (!svc_id_parse(ctl_get(a, "--principal-id"), &pid)) {
+                    json_free(body);
+                    return ctl_help(help, true);
+                }
+                err = json_put_int(body, "owner_id", pid);
+            }
+        } else if (strcmp(sub, "key-deposit") == 0) {
+            if (ctl_get(a, "--key-type") == NULL || ctl_get(a, "--key-file") == NULL) {
+                json_free(body);
+                return ctl_help(help, true);
+            }
+            rc = ctl_pay_key(ctl_get(a, "--key-file"), key, sizeof(key));
+            if (rc != CTL_OK) {
+                json_free(body);
+                return rc;
+            }
+            snprintf(path, sizeof(path), "/pay/v1/sps/%s/keys", name);
+            err = json_put_str(body, "key_type", ctl_get(a, "--key-type"));
+            if (err == OT_OK) {
+                err = json_put_str(body, "key", key);
+            }
+            ot_mem_wipe(key, sizeof(key));
+        } else if (strcmp(sub, "client-enrol") == 0) {
+            if (!svc_id_parse(ctl_get(a, "--principal-id"), &pid)
+                || ctl_get(a, "--dongle-pub") == NULL) {
+                json_free(body);
+                return ctl_help(help, true);
+            }
+            snprintf(path, sizeof(path), "/pay/v1/clients");
+            err = json_put_str(body, "name", name);
+            if (err == OT_OK) {
+                err = json_put_str(body, "dongle_pub", ctl_get(a, "--dongle-pub"));
+            }
+            if (err == OT_OK) {
+                err = json_put_int(body, "principal_id", pid);
+            }
+        } else {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        if (err != OT_OK) {
+            json_free(body);
+            return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+    }
+    err =
+        tsm_client_json(c, method, path, body, strcmp(method, "POST") == 0 ? idem : NULL, &doc, &e);
+    json_free(body); /* the key is in it: jansson frees, the text is gone with it */
+    return ctl_show(err, &doc, &e);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"--url", true, false},
@@ -1860,20 +2037,17 @@ static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"-
                                                  {"--json", false, false},   {NULL, false, false}};
 
 static const struct ctl_opt ctl_cmd_opts[] = {
-    {"--format", true, false},       {"--chunk", true, false},
-    {"--msisdn", true, true},        {"--imsi", true, false},
-    {"--id-only", false, false},     {"--mno", true, false},
-    {"--type", true, false},         {"--limit", true, false},
-    {"--aid", true, false},          {"--sp", true, false},
-    {"--privileges", true, false},   {"--lcs", true, false},
-    {"--principal-id", true, false}, {"--kind", true, false},
-    {"--name", true, false},         {"--ttl-days", true, false},
-    {"--label", true, false},        {"--token-only", false, false},
-    {"--db", true, false},           {"--action", true, false},
-    {"--request-id", true, false},   {"--display-name", true, false},
-    {"--imei", true, false},         {"--json", false, false},
-    {"--instance", true, false},     {"--cin", true, true},
-    {"--from", true, false},         {NULL, false, false}};
+    {"--format", true, false},       {"--chunk", true, false},      {"--msisdn", true, true},
+    {"--imsi", true, false},         {"--id-only", false, false},   {"--mno", true, false},
+    {"--type", true, false},         {"--limit", true, false},      {"--aid", true, false},
+    {"--sp", true, false},           {"--privileges", true, false}, {"--lcs", true, false},
+    {"--principal-id", true, false}, {"--kind", true, false},       {"--name", true, false},
+    {"--ttl-days", true, false},     {"--label", true, false},      {"--token-only", false, false},
+    {"--db", true, false},           {"--action", true, false},     {"--request-id", true, false},
+    {"--display-name", true, false}, {"--imei", true, false},       {"--json", false, false},
+    {"--instance", true, false},     {"--cin", true, true},         {"--from", true, false},
+    {"--endpoint", true, false},     {"--pub", true, false},        {"--key-type", true, false},
+    {"--key-file", true, false},     {"--dongle-pub", true, false}, {NULL, false, false}};
 
 /* The commands and the options each accepts (beyond the global ones). */
 static const struct {
@@ -1906,6 +2080,16 @@ static const struct {
     {"mno alerts", " --instance --limit --json "},
     {"mno alert-clear", " --instance --json "},
     {"audit follow", " --from --limit --json "},
+    {"pay sp-register", " --kind --display-name --endpoint --pub --principal-id --json "},
+    {"pay sps", " --limit --json "},
+    {"pay sp", " --json "},
+    {"pay sp-revoke", " --json "},
+    {"pay key-deposit", " --key-type --key-file --json "},
+    {"pay keys", " --limit --json "},
+    {"pay client-enrol", " --principal-id --dongle-pub --json "},
+    {"pay clients", " --limit --json "},
+    {"pay client", " --json "},
+    {"pay client-revoke", " --json "},
 };
 
 /* -1: unknown command; 0: an option that does not apply; 1: fine. */
@@ -1977,6 +2161,9 @@ static int ctl_run(struct tsm_client *c, const char *cmd, const struct ctl_args 
     }
     if (strcmp(cmd, "audit follow") == 0) {
         return ctl_audit_follow(c, a);
+    }
+    if (strncmp(cmd, "pay ", 4) == 0) {
+        return ctl_pay(c, cmd + 4, a);
     }
     return ctl_audit_list(c, a);
 }
