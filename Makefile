@@ -50,6 +50,7 @@ build: deps
 demo: build
 	@bash scripts/demo.sh $(BUILD)
 	@bash scripts/demo_tsmd.sh $(BUILD)
+	@bash scripts/demo_pay.sh $(BUILD)
 
 demo-scp03: build
 	@./$(BUILD)/src/bin/ot-demo

@@ -184,8 +184,10 @@ static int pt_report(struct pt *t, const char *what, const struct pay_msg *res, 
         NULL,        NULL};
 
     snprintf(a, sizeof(a), "#%lld", (long long)amount);
-    snprintf(tries, sizeof(tries), "#%lld",
-             (long long)((res->present & PAY_BIT(PAY_F_PIN_TRIES)) ? res->pin_tries : -1));
+    tries[0] = '\0'; /* absent: not shown */
+    if ((res->present & PAY_BIT(PAY_F_PIN_TRIES)) != 0) {
+        snprintf(tries, sizeof(tries), "#%lld", (long long)res->pin_tries);
+    }
     pt_ui_result(t, what, kv);
     return res->status == PAY_APPROVED ? PAYTERM_OK : PAYTERM_DECLINED;
 }

@@ -32,7 +32,8 @@ ot_err pt_req(struct pt *t, struct pay_msg *m, enum pay_msg_type type, const cha
 
 /* ---- ui.c (client interface) */
 /* Reports one outcome: text or a JSON object of key=value pairs. kv is
- * NULL-terminated pairs; a value starting with '#' is a number. */
+ * NULL-terminated pairs; a value starting with '#' is a number, an empty
+ * value is left out. */
 void pt_ui_result(const struct pt *t, const char *what, const char *const *kv);
 void pt_ui_error(const struct pt *t, const char *what, ot_err err, const struct pay_client_err *e);
 /* One line of 4-12 digits from cfg->pin_in; OT_E_FORMAT otherwise. */

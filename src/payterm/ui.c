@@ -19,6 +19,9 @@ void pt_ui_result(const struct pt *t, const char *what, const char *const *kv)
             return;
         }
         for (size_t i = 0; kv[i] != NULL && kv[i + 1] != NULL; i += 2) {
+            if (kv[i + 1][0] == '\0') {
+                continue; /* absent */
+            }
             if (kv[i + 1][0] == '#') {
                 (void)json_put_int(o, kv[i], strtoll(kv[i + 1] + 1, NULL, 10));
             } else {
@@ -33,6 +36,9 @@ void pt_ui_result(const struct pt *t, const char *what, const char *const *kv)
     } else {
         fprintf(out, "%s", what);
         for (size_t i = 0; kv[i] != NULL && kv[i + 1] != NULL; i += 2) {
+            if (kv[i + 1][0] == '\0') {
+                continue;
+            }
             fprintf(out, " %s=%s", kv[i], kv[i + 1][0] == '#' ? kv[i + 1] + 1 : kv[i + 1]);
         }
         fprintf(out, "\n");

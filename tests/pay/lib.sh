@@ -10,6 +10,11 @@
 #                                 a card each (and a purse)
 #   pay_world                     the same, registered with pay and their
 #                                 keys deposited
+#   pay_cards VSE DRIVER          vse cards served on unix sockets in
+#                                 $TSMD_WORK: sam.sock a dongle (id term-1),
+#                                 rf_a.sock card A (bank-a and a purse),
+#                                 rf_b.sock card B (bank-b); DRIVER is
+#                                 pay_svc_driver (it derives the card keys)
 #   settled URL                   prints "cleared" of a back end after
 #                                 checking initial = balance + pending + cleared
 
@@ -91,4 +96,39 @@ settled() {
     jq -e '.initial == .balance + .pending + .cleared' "$f" >/dev/null ||
         fail "not conserved at $1: $(cat "$f")"
     jq -r .cleared "$f"
+}
+
+pay_cards() {
+    local vse=$1 driver=$2 tk c
+    local k40=404142434445464748494A4B4C4D4E4F
+    _profile() {
+        cat <<P
+{"type":"eSE","card_lcs":"SECURED","isd":{"aid":"A000000151000000","privileges":"9EFE80",
+ "scp":3,"i":"10","keys":[{"kvn":48,"type":"aes","enc":"$k40","mac":"$k40","dek":"$k40"}]},
+ "packages":[{"module":"emv-payment"},{"module":"transit"},{"module":"sam"}],
+ "applications":[$1]}
+P
+    }
+    _emv_app() { # PAN IMK
+        echo "{\"aid\":\"A0000000041010\",\"package\":\"F04F54534D02\",\"params\":\"5A08$1DF0110$("$driver" derive "$2" 50 "$1")DF020431323334\"}"
+    }
+    tk=$("$driver" derive $IMK_T 51 $PURSE)
+    _profile '{"aid":"F04F54534D0601AA","package":"F04F54534D06","params":"DF10067465726D2D31"}' \
+        >"$TSMD_WORK/dongle.json"
+    _profile "$(_emv_app $PAN_A $IMK_A),{\"aid\":\"F04F54534D0301AA\",\"package\":\"F04F54534D03\",\"params\":\"DF0110${tk}DF0408${PURSE}DF0504000003E8\"}" \
+        >"$TSMD_WORK/card_a.json"
+    _profile "$(_emv_app $PAN_B $IMK_B)" >"$TSMD_WORK/card_b.json"
+    for c in dongle card_a card_b; do
+        "$vse" create --profile "$TSMD_WORK/$c.json" --out "$TSMD_WORK/$c.img" >/dev/null ||
+            fail "vse create $c"
+    done
+    "$vse" run "$TSMD_WORK/dongle.img" "$TSMD_WORK/card_a.img" "$TSMD_WORK/card_b.img" \
+        --listen "unix:$TSMD_WORK/sam.sock" --listen "unix:$TSMD_WORK/rf_a.sock" \
+        --listen "unix:$TSMD_WORK/rf_b.sock" --log-level warn 2>"$TSMD_WORK/vse.err" &
+    TSMD_EXTRA_PIDS+=($!)
+    for _ in $(seq 100); do
+        [ -S "$TSMD_WORK/rf_b.sock" ] && return 0
+        sleep 0.1
+    done
+    fail "vse did not listen: $(cat "$TSMD_WORK/vse.err")"
 }

@@ -41,38 +41,7 @@ DEV2=$(tsmd_principal device term-2)
 DEV_TOKEN=$(tsmd_token "$DEV")
 DEV2_TOKEN=$(tsmd_token "$DEV2")
 
-# the cards: a dongle with id term-1, card A (bank-a + a purse), card B (bank-b)
-K40=404142434445464748494A4B4C4D4E4F
-profile() { # APPS-JSON
-    cat <<P
-{"type":"eSE","card_lcs":"SECURED","isd":{"aid":"A000000151000000","privileges":"9EFE80",
- "scp":3,"i":"10","keys":[{"kvn":48,"type":"aes","enc":"$K40","mac":"$K40","dek":"$K40"}]},
- "packages":[{"module":"emv-payment"},{"module":"transit"},{"module":"sam"}],
- "applications":[$1]}
-P
-}
-emv_app() { # PAN IMK
-    local mk
-    mk=$("$DRIVER" derive "$2" 50 "$1")
-    echo "{\"aid\":\"A0000000041010\",\"package\":\"F04F54534D02\",\"params\":\"5A08$1DF0110${mk}DF020431323334\"}"
-}
-TK=$("$DRIVER" derive $IMK_T 51 $PURSE)
-PURSE_APP="{\"aid\":\"F04F54534D0301AA\",\"package\":\"F04F54534D03\",\"params\":\"DF0110${TK}DF0408${PURSE}DF0504000003E8\"}"
-profile '{"aid":"F04F54534D0601AA","package":"F04F54534D06","params":"DF10067465726D2D31"}' >"$TSMD_WORK/dongle.json"
-profile "$(emv_app $PAN_A $IMK_A),$PURSE_APP" >"$TSMD_WORK/card_a.json"
-profile "$(emv_app $PAN_B $IMK_B)" >"$TSMD_WORK/card_b.json"
-for c in dongle card_a card_b; do
-    "$VSE" create --profile "$TSMD_WORK/$c.json" --out "$TSMD_WORK/$c.img" ||
-        fail "vse create $c"
-done
-"$VSE" run "$TSMD_WORK/dongle.img" "$TSMD_WORK/card_a.img" "$TSMD_WORK/card_b.img" \
-    --listen "unix:$TSMD_WORK/sam.sock" --listen "unix:$TSMD_WORK/rf_a.sock" \
-    --listen "unix:$TSMD_WORK/rf_b.sock" --log-level warn 2>"$TSMD_WORK/vse.err" &
-TSMD_EXTRA_PIDS+=($!)
-for _ in $(seq 100); do
-    [ -S "$TSMD_WORK/rf_b.sock" ] && break
-    sleep 0.1
-done
+pay_cards "$VSE" "$DRIVER"
 mkdir -p "$TSMD_WORK/journal"
 
 pt() { # RF TOKEN ARGS...: payterm with the dongle and the card RF on the reader
