@@ -91,26 +91,18 @@ ot_err pt_jrn_save(const char *dir, const struct pt_jrn *j)
     return err;
 }
 
-ot_err pt_jrn_load(const char *path, struct pt_jrn *j)
+ot_err pt_jrn_parse(const void *buf, size_t n, struct pt_jrn *j)
 {
     static const char *const allowed[] = {"id",      "sp",      "purse_id", "amount",
                                           "state",   "request", "counter",  "mac",
                                           "balance", "proof",   "confirm",  NULL};
-    char buf[16384];
-    FILE *f = fopen(path, "rb");
-    size_t n;
     json_t *o = NULL;
     const char *id = NULL, *sp = NULL, *req = NULL, *conf = NULL;
     size_t st = 0, pl = 8, ml = 8, xl = 8;
     ot_err err;
 
     memset(j, 0, sizeof(*j));
-    if (f == NULL) {
-        return OT_E_IO;
-    }
-    n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    err = json_parse(buf, n, sizeof(buf) - 1, &o, NULL);
+    err = json_parse(buf, n, PT_JRN_MAX, &o, NULL);
     if (err == OT_OK) {
         if (json_check_fields(o, allowed, NULL, NULL) != OT_OK
             || json_get_str(o, "id", 1, PAY_ID_MAX, &id, NULL) != OT_OK
@@ -132,6 +124,7 @@ ot_err pt_jrn_load(const char *path, struct pt_jrn *j)
             j->req = strdup(req);
             j->confirm = conf != NULL ? strdup(conf) : NULL;
             if (j->req == NULL || (conf != NULL && j->confirm == NULL)) {
+                pt_jrn_clear(j);
                 err = OT_E_NOMEM;
             }
         }
@@ -139,6 +132,28 @@ ot_err pt_jrn_load(const char *path, struct pt_jrn *j)
         err = OT_E_CORRUPT;
     }
     json_free(o);
+    return err;
+}
+
+ot_err pt_jrn_load(const char *path, struct pt_jrn *j)
+{
+    char *buf = malloc(PT_JRN_MAX + 1);
+    FILE *f = fopen(path, "rb");
+    size_t n = 0;
+    ot_err err;
+
+    memset(j, 0, sizeof(*j));
+    if (buf == NULL || f == NULL) {
+        free(buf);
+        if (f != NULL) {
+            fclose(f);
+        }
+        return buf == NULL ? OT_E_NOMEM : OT_E_IO;
+    }
+    n = fread(buf, 1, PT_JRN_MAX + 1, f);
+    fclose(f);
+    err = n > PT_JRN_MAX ? OT_E_CORRUPT : pt_jrn_parse(buf, n, j);
+    free(buf);
     return err;
 }
 

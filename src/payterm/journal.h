@@ -42,6 +42,11 @@ struct pt_jrn {
 
 const char *pt_jstate_name(enum pt_jstate s);
 ot_err pt_jrn_save(const char *dir, const struct pt_jrn *j);
+#define PT_JRN_MAX 16384u /* largest journal file */
+
+/* A journal file's content, strictly (unknown members, wrong types, values
+ * out of range: OT_E_CORRUPT; more than PT_JRN_MAX bytes too). */
+ot_err pt_jrn_parse(const void *buf, size_t n, struct pt_jrn *j);
 ot_err pt_jrn_load(const char *path, struct pt_jrn *j);
 void pt_jrn_clear(struct pt_jrn *j);
 
