@@ -111,7 +111,12 @@ struct net_stream {
     bool queued;       /* in io's wake queue (under io->sq_mu) */
     struct net_stream *wnext;
     struct net_conn *conn; /* set by the loop when the stream begins (loop thread) */
-    struct ot_buf pend;    /* pushed, not yet taken by the loop (under mu) */
+    /* A plain SSE socket with nothing unsent: a push writes it directly, from
+     * the pushing thread, under mu (the loop writes a stream's socket only
+     * while !idle, also deciding that under mu). -1: always through the loop. */
+    int direct_fd;
+    bool idle;
+    struct ot_buf pend; /* pushed, not yet taken by the loop (under mu) */
     size_t cap;
     double expires; /* deferred: timeout (monotonic seconds) */
     int timeout_status;
@@ -703,6 +708,11 @@ static void net_conn_flush(struct net_conn *c)
         net_conn_events(c, EPOLLIN);
         if (c->stream_ending) {
             net_conn_kill(c);
+        } else {
+            struct net_stream *st = c->stream;
+            pthread_mutex_lock(&st->mu);
+            st->idle = st->pend.len == 0 && !st->ending && !st->overflow;
+            pthread_mutex_unlock(&st->mu);
         }
     }
 }
@@ -1237,6 +1247,7 @@ static struct net_stream *net_stream_new(struct net_resp *resp, bool sse, net_st
     pthread_mutex_init(&st->mu, NULL);
     atomic_init(&st->refs, 2); /* the owner and the connection */
     st->io = srv->io;
+    st->direct_fd = -1;
     st->sse = sse;
     st->cap = srv->cfg.stream_buf_max;
     st->on_close = fn;
@@ -1369,6 +1380,18 @@ ot_err net_stream_send(struct net_stream *st, const char *id, const char *event,
         st->overflow = true; /* the loop drops it */
         net_stream_kick(st);
         err = OT_E_LIMIT;
+    } else if (st->idle && st->direct_fd >= 0 && st->pend.len == 0) {
+        /* Nothing queued: write now, no thread hop. What the socket does
+         * not take goes through the loop (an error shows there too). */
+        ssize_t w = send(st->direct_fd, ev.data, ev.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        size_t done = w > 0 ? (size_t)w : 0;
+        if (done < ev.len) {
+            st->idle = false;
+            if (ot_buf_append(&st->pend, ev.data + done, ev.len - done) != OT_OK) {
+                st->overflow = true;
+            }
+            net_stream_kick(st);
+        }
     } else if (ot_buf_append(&st->pend, ev.data, ev.len) != OT_OK) {
         err = OT_E_NOMEM;
     } else {
@@ -1431,6 +1454,7 @@ void net_stream_close(struct net_stream *st)
     pthread_mutex_lock(&st->mu);
     if (!st->closed && !st->ending) {
         st->ending = true;
+        st->idle = false;
         net_stream_kick(st);
     }
     pthread_mutex_unlock(&st->mu);
@@ -1449,6 +1473,7 @@ static void net_stream_pump(struct net_conn *c)
     bool drop = false, ending = false;
     pthread_mutex_lock(&st->mu);
     if (st->pend.len > 0) {
+        st->idle = false;
         if (c->out.len - c->out_off == 0) {
             ot_buf_free(&c->out);
             c->out = st->pend; /* hand the buffer over, no copy */
@@ -1507,6 +1532,8 @@ static void net_stream_begin(struct net_conn *c)
     c->deadline = st->sse ? net_mono() + hb : st->expires;
     pthread_mutex_lock(&st->mu);
     st->conn = c;
+    st->direct_fd = (st->sse && !c->ssl) ? c->fd : -1;
+    st->idle = false; /* the head is being written */
     pthread_mutex_unlock(&st->mu);
     net_conn_events(c, EPOLLIN);
     net_stream_pump(c);
@@ -1574,6 +1601,9 @@ static void net_stream_tick(struct net_conn *c, double now)
     }
     static const char hb[] = ":\n\n";
     c->deadline = now + c->io->srv->cfg.sse_heartbeat_s;
+    pthread_mutex_lock(&st->mu);
+    st->idle = false; /* the loop writes now */
+    pthread_mutex_unlock(&st->mu);
     if (c->out.len - c->out_off + sizeof hb > c->stream->cap + 1024
         || ot_buf_append(&c->out, hb, sizeof hb - 1) != OT_OK) {
         net_conn_kill(c);
@@ -1614,6 +1644,8 @@ static void net_stream_end(struct net_conn *c)
     pthread_mutex_lock(&st->mu);
     st->closed = true;
     st->conn = NULL;
+    st->direct_fd = -1;
+    st->idle = false;
     pthread_mutex_unlock(&st->mu);
     if (st->on_close) {
         st->on_close(st->ctx, st);
