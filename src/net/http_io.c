@@ -50,16 +50,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NET_READ_CHUNK   ((size_t)16 * 1024)
-#define NET_IN_MAX       (NET_HTTP_MAX_HEAD + NET_READ_CHUNK) /* buffered input per connection */
-#define NET_SWEEP_MS     250
-#define NET_FD_RESERVE   128 /* descriptors kept for the database, files, logs */
-#define NET_LINGER_S     2
-#define NET_DRAIN_MAX    ((size_t)1024 * 1024) /* bytes read and dropped after a final answer */
-#define NET_EVENTS       256
-#define NET_IP_BUCKETS   4096
-#define NET_LISTEN_QUEUE 4096
-#define NET_OUT_MAX      (NET_MAX_RESP_BODY + (size_t)64 * 1024)
+#define NET_READ_CHUNK    ((size_t)16 * 1024)
+#define NET_IN_MAX        (NET_HTTP_MAX_HEAD + NET_READ_CHUNK) /* buffered input per connection */
+#define NET_SWEEP_MS      250
+#define NET_FD_RESERVE    128 /* descriptors kept for the database, files, logs */
+#define NET_LINGER_S      2
+#define NET_DRAIN_MAX     ((size_t)1024 * 1024) /* bytes read and dropped after a final answer */
+#define NET_EVENTS        256
+#define NET_IP_BUCKETS    4096
+#define NET_LISTEN_QUEUE  4096
+#define NET_OUT_MAX       (NET_MAX_RESP_BODY + (size_t)64 * 1024)
+#define NET_DIRECT_BUDGET 64 /* direct stream writes per loop iteration */
 
 enum net_cstate { C_TLS, C_HEAD, C_BODY, C_WORK, C_WRITE, C_STREAM, C_LINGER };
 
@@ -140,6 +141,9 @@ struct net_io {
     struct net_conn *done_head, *done_tail;
     atomic_bool quit;
     atomic_bool close_listener;
+    /* Direct writes pushers may do before the loop runs again: one push is
+     * written at once, a burst (a fanout) is shared with the loop. */
+    atomic_int direct_budget;
     pthread_mutex_t sq_mu; /* streams queued by pushes */
     struct net_stream *sq_head, *sq_tail;
     struct net_conn *conns; /* loop thread only, from here on */
@@ -960,6 +964,7 @@ static void *net_io_loop(void *arg)
     double next_sweep = net_mono() + NET_SWEEP_MS / 1e3;
     while (!atomic_load(&io->quit)) {
         int n = epoll_wait(io->ep, ev, NET_EVENTS, NET_SWEEP_MS);
+        atomic_store(&io->direct_budget, NET_DIRECT_BUDGET);
         for (int i = 0; i < n; i++) {
             void *p = ev[i].data.ptr;
             if (p == &io->lfd) {
@@ -1380,7 +1385,8 @@ ot_err net_stream_send(struct net_stream *st, const char *id, const char *event,
         st->overflow = true; /* the loop drops it */
         net_stream_kick(st);
         err = OT_E_LIMIT;
-    } else if (st->idle && st->direct_fd >= 0 && st->pend.len == 0) {
+    } else if (st->idle && st->direct_fd >= 0 && st->pend.len == 0
+               && atomic_fetch_sub(&st->io->direct_budget, 1) > 0) {
         /* Nothing queued: write now, no thread hop. What the socket does
          * not take goes through the loop (an error shows there too). */
         ssize_t w = send(st->direct_fd, ev.data, ev.len, MSG_NOSIGNAL | MSG_DONTWAIT);
