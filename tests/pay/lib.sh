@@ -10,6 +10,7 @@
 #                                 a card each (and a purse)
 #   pay_world                     the same, registered with pay and their
 #                                 keys deposited
+#   pay_card_images VSE DRIVER    the card images below ($TSMD_WORK/*.img)
 #   pay_cards VSE DRIVER          vse cards served on unix sockets in
 #                                 $TSMD_WORK: sam.sock a dongle (id term-1),
 #                                 rf_a.sock card A (bank-a and a purse),
@@ -98,7 +99,7 @@ settled() {
     jq -r .cleared "$f"
 }
 
-pay_cards() {
+pay_card_images() {
     local vse=$1 driver=$2 tk c
     local k40=404142434445464748494A4B4C4D4E4F
     _profile() {
@@ -122,6 +123,11 @@ P
         "$vse" create --profile "$TSMD_WORK/$c.json" --out "$TSMD_WORK/$c.img" >/dev/null ||
             fail "vse create $c"
     done
+}
+
+pay_cards() {
+    local vse=$1
+    pay_card_images "$@"
     "$vse" run "$TSMD_WORK/dongle.img" "$TSMD_WORK/card_a.img" "$TSMD_WORK/card_b.img" \
         --listen "unix:$TSMD_WORK/sam.sock" --listen "unix:$TSMD_WORK/rf_a.sock" \
         --listen "unix:$TSMD_WORK/rf_b.sock" --log-level warn 2>"$TSMD_WORK/vse.err" &

@@ -11,10 +11,13 @@
 # purse, the journal and the operator agree. A device that is not enrolled
 # gets no keys.
 #
-# The readers are vse sockets (the converter's socket back end); a PC/SC
-# reader is the same code over pcsc-lite (tests/agent).
+# MODE socket: the readers are vse sockets (the converter's socket back
+# end). MODE pcsc: the dongle and the RF reader are two PC/SC readers of a
+# private pcscd with vsmartcard's vpcd (tests/vse/pcscd_env.sh), the dongle
+# a vse in slot 0, the customer's card a vse in slot 1, taken off and put
+# back when the other card is presented.
 #
-# usage: payterm_test.sh TSMD SPSIM PAYTERM VSE DRIVER
+# usage: payterm_test.sh TSMD SPSIM PAYTERM VSE DRIVER [socket|pcsc]
 set -euo pipefail
 
 TSMD=$1
@@ -22,6 +25,7 @@ SPSIM=$2
 PAYTERM=$3
 VSE=$4
 DRIVER=$5
+MODE=${6:-socket}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
@@ -31,6 +35,20 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 for t in curl jq; do
     command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
 done
+if [ "$MODE" = pcsc ]; then
+    # shellcheck source=../vse/pcscd_env.sh
+    . "$HERE/../vse/pcscd_env.sh"
+    DONGLE_PID=
+    CARD_PID=
+    pcsc_cleanup() {
+        local p
+        for p in "$CARD_PID" "$DONGLE_PID"; do
+            [ -n "$p" ] && { kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
+        done
+        pcscd_env_stop
+    }
+    TSMD_CLEANUP_HOOK=pcsc_cleanup
+fi
 tsmd_work_init pay-term
 tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=warn" "services.enabled=tsm, pay"
 tsmd_bootstrap ops
@@ -41,15 +59,47 @@ DEV2=$(tsmd_principal device term-2)
 DEV_TOKEN=$(tsmd_token "$DEV")
 DEV2_TOKEN=$(tsmd_token "$DEV2")
 
-pay_cards "$VSE" "$DRIVER"
+CUR=
+if [ "$MODE" = pcsc ]; then
+    pay_card_images "$VSE" "$DRIVER"
+    pcscd_env_start || fail "pcscd could not start"
+    "$VSE" run "$TSMD_WORK/dongle.img" --vpcd "127.0.0.1:$VPCD_PORT" >>"$TSMD_WORK/vse.log" 2>&1 &
+    DONGLE_PID=$!
+    pcscd_env_wait_card 0 || fail "no dongle in reader 0"
+    SAM_SPEC="pcsc:Virtual PCD 00 00"
+else
+    pay_cards "$VSE" "$DRIVER"
+    SAM_SPEC="socket:unix:$TSMD_WORK/sam.sock"
+fi
+# card a|b: that customer's card is on the RF reader
+card() {
+    [ "$MODE" = pcsc ] || { CUR=$1; return 0; }
+    [ "$CUR" = "$1" ] && return 0
+    if [ -n "$CARD_PID" ]; then
+        kill "$CARD_PID"
+        wait "$CARD_PID" || true
+        CARD_PID=
+        for _ in $(seq 1 300); do
+            opensc-tool -r 1 -a >/dev/null 2>&1 || break
+            sleep 0.1
+        done
+    fi
+    "$VSE" run "$TSMD_WORK/card_$1.img" --vpcd "127.0.0.1:$((VPCD_PORT + 1))" \
+        >>"$TSMD_WORK/vse.log" 2>&1 &
+    CARD_PID=$!
+    pcscd_env_wait_card 1 || fail "no card in reader 1"
+    CUR=$1
+}
 mkdir -p "$TSMD_WORK/journal"
 
-pt() { # RF TOKEN ARGS...: payterm with the dongle and the card RF on the reader
-    local rf=$1 tok=$2
+pt() { # RF TOKEN ARGS...: payterm with the dongle and card RF (see card) on the reader
+    local rf=$1 tok=$2 spec
     shift 2
-    OPENTSM_TOKEN=$tok "$PAYTERM" --url "$TSMD_URL" --client term-1 \
-        --sam "socket:unix:$TSMD_WORK/sam.sock" --rf "socket:unix:$TSMD_WORK/rf_$rf.sock" \
-        --journal "$TSMD_WORK/journal" --json "$@"
+    [ "$rf" = "$CUR" ] || fail "card $rf is not on the reader"
+    spec="socket:unix:$TSMD_WORK/rf_$rf.sock"
+    [ "$MODE" = pcsc ] && spec="pcsc:Virtual PCD 00 01"
+    OPENTSM_TOKEN=$tok "$PAYTERM" --url "$TSMD_URL" --client term-1 --sam "$SAM_SPEC" \
+        --rf "$spec" --journal "$TSMD_WORK/journal" --json "$@"
 }
 expect() { # WANT-RC OUTFILE CMD...
     local want=$1 out=$2 rc=0
@@ -60,6 +110,7 @@ expect() { # WANT-RC OUTFILE CMD...
 O=$TSMD_WORK/out
 
 # not enrolled: no keys
+card a
 expect 1 "$O" pt a "$DEV_TOKEN" keys
 jq -e '.result == "keys_failed" and .status == 404' "$O" >/dev/null || fail "keys before enrol: $(cat "$O")"
 expect 0 "$O" pt a "$DEV_TOKEN" enrol
@@ -72,6 +123,7 @@ jq -e '.loaded == 5 and .revoked == 0' "$O" >/dev/null || fail "keys: $(cat "$O"
 echo 1234 | expect 0 "$O" pt a "$DEV_TOKEN" pay --sp bank-a --amount 1250 --pin-stdin
 jq -e '.status == "approved" and .sp == "bank-a" and .reason == "ok"' "$O" >/dev/null ||
     fail "pay a: $(cat "$O")"
+card b
 echo 4321 | expect 0 "$O" pt b "$DEV_TOKEN" pay --sp bank-b --amount 700 --pin-stdin
 jq -e '.status == "approved" and .sp == "bank-b"' "$O" >/dev/null || fail "pay b: $(cat "$O")"
 [ "$(settled "$URL_bank_a")" = 1250 ] || fail "bank-a cleared"
@@ -85,6 +137,7 @@ jq -e '.status == "declined" and .reason == "wrong_pin" and .pin_tries == 2' "$O
 echo 4321 | expect 1 "$O" pt b "$DEV_TOKEN" pay --sp bank-a --amount 100 --pin-stdin
 [ "$(settled "$URL_bank_a")" = 1250 ] || fail "bank-a cleared a foreign card"
 # a malformed PIN never reaches the dongle
+card a
 echo 12 | expect 1 "$O" pt a "$DEV_TOKEN" pay --sp bank-a --amount 100 --pin-stdin
 
 # transit top-up, figure 4
