@@ -299,62 +299,39 @@ out:
     }
 }
 
+ot_err mno_list_bind_instance(struct db_stmt *st, void *ctx)
+{
+    const struct mno *m = ctx;
+
+    return db_bind_text(st, 3, m->instance);
+}
+
+static ot_err mno_device_list_row(struct db_stmt *st, void *ctx, json_t **item)
+{
+    struct mno_device d;
+    ot_err err;
+
+    (void)ctx;
+    err = mno_device_row(st, &d);
+    if (err != OT_OK) {
+        return err;
+    }
+    *item = mno_device_json(&d);
+    return *item != NULL ? OT_OK : OT_E_NOMEM;
+}
+
 void mno_h_device_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct mno *m = ctx;
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    json_t *arr = NULL;
-    size_t limit = 0;
-    size_t n = 0;
-    int64_t after = 0;
-    int64_t last = 0;
-    bool row = false;
-    bool more = false;
-    ot_err err = OT_OK;
+    const struct svc_list l = {
+        .sql = "SELECT " MNO_COLS " FROM mno_devices WHERE id > $1 AND instance = $3"
+               " ORDER BY id LIMIT $2",
+        .bind = mno_list_bind_instance,
+        .row = mno_device_list_row,
+        .ctx = m,
+    };
 
-    if (!svc_page_of_query(req, resp, SVC_LIST_DEF, SVC_LIST_MAX, &limit, &after)) {
-        return;
-    }
-    arr = json_arr_new();
-    if (arr == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(db_acquire(m->db, &c));
-    OT_TRY(db_prepare(c,
-                      "SELECT " MNO_COLS " FROM mno_devices WHERE instance = $1 AND id > $2"
-                      " ORDER BY id LIMIT $3",
-                      &st));
-    OT_TRY(db_bind_text(st, 1, m->instance));
-    OT_TRY(db_bind_int64(st, 2, after));
-    OT_TRY(db_bind_int64(st, 3, (int64_t)limit + 1));
-    for (;;) {
-        struct mno_device d;
-        OT_TRY(db_step(st, &row));
-        if (!row) {
-            break;
-        }
-        if (n == limit) {
-            more = true;
-            break;
-        }
-        OT_TRY(mno_device_row(st, &d));
-        OT_TRY(json_push(arr, mno_device_json(&d)));
-        last = d.id;
-        n++;
-    }
-    db_reset(st);
-    st = NULL;
-    db_release(c);
-    c = NULL;
-    (void)svc_send_list(resp, &arr, more ? last : 0);
-out:
-    db_reset(st);
-    db_release(c);
-    json_free(arr);
-    if (err != OT_OK) {
-        svc_fail(resp, err);
-    }
+    svc_list_page(m->db, req, resp, &l);
 }
 
 /* GET /status?msisdn=|imsi=|imei= (exactly one): seed 000's "current status
@@ -986,72 +963,47 @@ out:
 
 /* GET /events?cursor=&limit=: the platform events (registration, detach,
  * lease expiry, alerts) for other services, oldest first. */
+static ot_err mno_event_list_row(struct db_stmt *st, void *ctx, json_t **item)
+{
+    const char *kind = NULL;
+    const char *data = NULL;
+    int64_t id = 0;
+    int64_t at = 0;
+    json_t *o = NULL;
+    json_t *dj;
+    ot_err err = OT_OK;
+
+    (void)ctx;
+    OT_TRY(db_col_int64(st, 0, &id));
+    OT_TRY(db_col_text(st, 1, &kind));
+    OT_TRY(db_col_text(st, 2, &data));
+    OT_TRY(db_col_int64(st, 3, &at));
+    o = json_obj_new();
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(json_put_int(o, "id", id));
+    OT_TRY(json_put_str(o, "event", kind));
+    dj = json_loads(data != NULL ? data : "{}", 0, NULL);
+    OT_TRY(json_put(o, "data", dj != NULL ? dj : json_object()));
+    OT_TRY(json_put_int(o, "at", at));
+    *item = o;
+    o = NULL;
+out:
+    json_free(o);
+    return err;
+}
+
 void mno_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct mno *m = ctx;
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    json_t *arr = NULL;
-    int64_t after = 0;
-    int64_t limit = 0;
-    size_t lim = 0;
-    int64_t last = 0;
-    size_t n = 0;
-    bool row = false;
-    ot_err err = OT_OK;
+    const struct svc_list l = {
+        .sql = "SELECT id, kind, data, created_at FROM mno_events WHERE id > $1"
+               " AND instance = $3 AND device_id = 0 ORDER BY id LIMIT $2",
+        .bind = mno_list_bind_instance,
+        .row = mno_event_list_row,
+        .ctx = m,
+    };
 
-    if (!svc_page_of_query(req, resp, SVC_LIST_DEF, SVC_LIST_MAX, &lim, &after)) {
-        return;
-    }
-    limit = (int64_t)lim;
-    arr = json_arr_new();
-    if (arr == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(db_acquire(m->db, &c));
-    OT_TRY(db_prepare(c,
-                      "SELECT id, kind, data, created_at FROM mno_events WHERE instance = $1"
-                      " AND device_id = 0 AND id > $2 ORDER BY id LIMIT $3",
-                      &st));
-    OT_TRY(db_bind_text(st, 1, m->instance));
-    OT_TRY(db_bind_int64(st, 2, after));
-    OT_TRY(db_bind_int64(st, 3, limit));
-    for (;;) {
-        const char *kind = NULL;
-        const char *data = NULL;
-        int64_t at = 0;
-        json_t *o;
-        json_t *dj;
-        OT_TRY(db_step(st, &row));
-        if (!row) {
-            break;
-        }
-        OT_TRY(db_col_int64(st, 0, &last));
-        OT_TRY(db_col_text(st, 1, &kind));
-        OT_TRY(db_col_text(st, 2, &data));
-        OT_TRY(db_col_int64(st, 3, &at));
-        o = json_obj_new();
-        if (o == NULL) {
-            OT_FAIL(OT_E_NOMEM);
-        }
-        OT_TRY(json_push(arr, o));
-        OT_TRY(json_put_int(o, "id", last));
-        OT_TRY(json_put_str(o, "event", kind));
-        dj = json_loads(data != NULL ? data : "{}", 0, NULL);
-        OT_TRY(json_put(o, "data", dj != NULL ? dj : json_object()));
-        OT_TRY(json_put_int(o, "at", at));
-        n++;
-    }
-    db_reset(st);
-    st = NULL;
-    db_release(c);
-    c = NULL;
-    (void)svc_send_list(resp, &arr, (int64_t)n == limit ? last : 0);
-out:
-    db_reset(st);
-    db_release(c);
-    json_free(arr);
-    if (err != OT_OK) {
-        svc_fail(resp, err);
-    }
+    svc_list_page(m->db, req, resp, &l);
 }

@@ -979,73 +979,52 @@ done:
 }
 
 /* GET /alerts: SEs whose jobs stopped after failed EXTERNAL AUTHENTICATEs. */
+static ot_err mno_alert_list_row(struct db_stmt *st, void *ctx, json_t **item)
+{
+    const uint8_t *p = NULL;
+    size_t pn = 0;
+    int64_t v = 0;
+    char id[24];
+    json_t *o = NULL;
+    ot_err err = OT_OK;
+
+    (void)ctx;
+    o = json_obj_new();
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(db_col_int64(st, 0, &v));
+    snprintf(id, sizeof(id), "%lld", (long long)v);
+    OT_TRY(json_put_str(o, "id", id));
+    OT_TRY(db_col_blob(st, 1, &p, &pn));
+    OT_TRY(json_put_hex(o, "cin", p, pn));
+    OT_TRY(db_col_int64(st, 2, &v));
+    OT_TRY(json_put_int(o, "kvn", v));
+    OT_TRY(db_col_int64(st, 3, &v));
+    OT_TRY(json_put_int(o, "failures", v));
+    OT_TRY(db_col_int64(st, 4, &v));
+    OT_TRY(json_put_bool(o, "cleared", v != 0));
+    OT_TRY(db_col_int64(st, 5, &v));
+    OT_TRY(json_put_int(o, "created_at", v));
+    *item = o;
+    o = NULL;
+out:
+    json_free(o);
+    return err;
+}
+
 void mno_h_alerts(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct mno *m = ctx;
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    json_t *arr = NULL;
-    size_t limit = 0;
-    size_t n = 0;
-    int64_t after = 0;
-    int64_t last = 0;
-    bool row = false;
-    ot_err err = OT_OK;
+    const struct svc_list l = {
+        .sql = "SELECT id, cin, kvn, failures, cleared, created_at FROM mno_alerts"
+               " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
+        .bind = mno_list_bind_instance,
+        .row = mno_alert_list_row,
+        .ctx = m,
+    };
 
-    if (!svc_page_of_query(req, resp, SVC_LIST_DEF, SVC_LIST_MAX, &limit, &after)) {
-        return;
-    }
-    arr = json_arr_new();
-    if (arr == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(db_acquire(m->db, &c));
-    OT_TRY(db_prepare(c,
-                      "SELECT id, cin, kvn, failures, cleared, created_at FROM mno_alerts"
-                      " WHERE instance = $1 AND id > $2 ORDER BY id LIMIT $3",
-                      &st));
-    OT_TRY(db_bind_text(st, 1, m->instance));
-    OT_TRY(db_bind_int64(st, 2, after));
-    OT_TRY(db_bind_int64(st, 3, (int64_t)limit));
-    for (;;) {
-        const uint8_t *p = NULL;
-        size_t pn = 0;
-        int64_t v = 0;
-        char id[24];
-        json_t *o;
-        OT_TRY(db_step(st, &row));
-        if (!row) {
-            break;
-        }
-        o = json_obj_new();
-        OT_TRY(json_push(arr, o));
-        OT_TRY(db_col_int64(st, 0, &last));
-        snprintf(id, sizeof(id), "%lld", (long long)last);
-        OT_TRY(json_put_str(o, "id", id));
-        OT_TRY(db_col_blob(st, 1, &p, &pn));
-        OT_TRY(json_put_hex(o, "cin", p, pn));
-        OT_TRY(db_col_int64(st, 2, &v));
-        OT_TRY(json_put_int(o, "kvn", v));
-        OT_TRY(db_col_int64(st, 3, &v));
-        OT_TRY(json_put_int(o, "failures", v));
-        OT_TRY(db_col_int64(st, 4, &v));
-        OT_TRY(json_put_bool(o, "cleared", v != 0));
-        OT_TRY(db_col_int64(st, 5, &v));
-        OT_TRY(json_put_int(o, "created_at", v));
-        n++;
-    }
-    db_reset(st);
-    st = NULL;
-    db_release(c);
-    c = NULL;
-    (void)svc_send_list(resp, &arr, n == limit ? last : 0);
-out:
-    db_reset(st);
-    db_release(c);
-    json_free(arr);
-    if (err != OT_OK) {
-        svc_fail(resp, err);
-    }
+    svc_list_page(m->db, req, resp, &l);
 }
 
 /* POST /alerts/{id}/clear: the operator lets the SE's jobs run again (its

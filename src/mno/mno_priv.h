@@ -188,4 +188,9 @@ void mno_waiters_drop(struct mno *m); /* at destroy, after the sweeper stopped *
 /* The sweeper's one pass (leases, deliveries, expiry, wakes, retention). */
 void mno_sweep_once(struct mno *m);
 
+/* Binds the instance name as $3 of a kit list query (svc_list: $1 the
+ * cursor, $2 the page size + 1); ctx is the struct mno. */
+struct db_stmt;
+ot_err mno_list_bind_instance(struct db_stmt *st, void *ctx);
+
 #endif
