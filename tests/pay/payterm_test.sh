@@ -62,7 +62,18 @@ DEV2_TOKEN=$(tsmd_token "$DEV2")
 CUR=
 if [ "$MODE" = pcsc ]; then
     pay_card_images "$VSE" "$DRIVER"
-    pcscd_env_start || fail "pcscd could not start"
+    # a loaded machine can refuse vpcd its ports a few times in a row: the
+    # start (five ports each) is tried up to three times
+    started=0
+    for _ in 1 2 3; do
+        if pcscd_env_start; then
+            started=1
+            break
+        fi
+        pcscd_env_stop
+        sleep 1
+    done
+    [ "$started" = 1 ] || fail "pcscd could not start"
     "$VSE" run "$TSMD_WORK/dongle.img" --vpcd "127.0.0.1:$VPCD_PORT" >>"$TSMD_WORK/vse.log" 2>&1 &
     DONGLE_PID=$!
     pcscd_env_wait_card 0 || fail "no dongle in reader 0"
