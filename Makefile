@@ -45,12 +45,14 @@ build: deps
 # The virtual SE end to end: created from a profile, seen through PC/SC,
 # managed over SCP03 and used for a payment (scripts/demo.sh); then tsmd over
 # TLS with a local CA: SE import, lookup by MSISDN, SD visibility, audit
-# (scripts/demo_tsmd.sh). `make demo-scp03`
+# (scripts/demo_tsmd.sh); payments (scripts/demo_pay.sh); over the air, a phone
+# with its SEs and se-agent, jobs online and offline (scripts/demo_ota.sh). `make demo-scp03`
 # shows only the host library's SCP03 session with an in-process card.
 demo: build
 	@bash scripts/demo.sh $(BUILD)
 	@bash scripts/demo_tsmd.sh $(BUILD)
 	@bash scripts/demo_pay.sh $(BUILD)
+	@bash scripts/demo_ota.sh $(BUILD)
 
 demo-scp03: build
 	@./$(BUILD)/src/bin/ot-demo
