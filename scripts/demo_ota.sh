@@ -42,6 +42,7 @@ ota_cleanup() { # before tsmd_cleanup stops tsmd and the cards
     fi
     [ "$PCSC" = 0 ] || pcscd_env_stop
 }
+# shellcheck disable=SC2034 # read by tsmd_cleanup (tests/tsmd/lib.sh)
 TSMD_CLEANUP_HOOK=ota_cleanup
 step() { printf '\n== %s\n' "$*"; }
 say() { printf '$ %s\n' "$*"; }
@@ -152,7 +153,7 @@ say "tsmctl mno submit job1.json --instance orange"
 bank mno submit "$W/job1.json" --instance orange --json >"$W/j1.json"
 J1=$(jq -er .id "$W/j1.json")
 echo "    job $J1 submitted: $(jq -r .state "$W/j1.json")"
-wait_job "$J1" done
+wait_job "$J1" "done"
 agent_log
 say "tsmctl mno job $J1 --instance orange"
 bank mno job "$J1" --instance orange
@@ -180,7 +181,7 @@ bank mno job "$J2" --instance orange
 step "6. the phone comes back: it registers and the job runs"
 say "se-agent ... run &"
 agent_run 2
-wait_job "$J2" done
+wait_job "$J2" "done"
 agent_log
 say "tsmctl mno job $J2 --instance orange"
 bank mno job "$J2" --instance orange
