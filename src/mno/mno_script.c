@@ -140,8 +140,8 @@ ot_err mno_cmd_parse(const uint8_t *p, size_t n, struct mno_script *out, struct 
     while (e == OT_OK && off < end) {
         size_t at = off;
         uint8_t tag;
-        const uint8_t *v;
-        size_t vn;
+        const uint8_t *v = NULL;
+        size_t vn = 0;
         struct apdu a;
 
         e = mno_tlv(p, end, &off, &tag, &v, &vn, err);
@@ -206,8 +206,8 @@ ot_err mno_rsp_parse(const uint8_t *p, size_t n, size_t sent, struct mno_script 
     while (e == OT_OK && off < end) {
         size_t at = off;
         uint8_t tag;
-        const uint8_t *v;
-        size_t vn;
+        const uint8_t *v = NULL;
+        size_t vn = 0;
 
         e = mno_tlv(p, end, &off, &tag, &v, &vn, err);
         if (e != OT_OK) {
