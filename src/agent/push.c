@@ -179,6 +179,16 @@ static bool on_event(void *ctx, const char *id, const char *event, const char *d
         return true; /* batch, cancel, or a bad one: nothing to queue */
     }
     pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; ev.kind == AGENT_PUSH_JOB && i < p->n; i++) {
+        const struct agent_push_event *q = &p->q[(p->head + i) % AGENT_PUSH_QUEUE];
+        if (q->kind == AGENT_PUSH_JOB && strcmp(q->job.job, ev.job.job) == 0) {
+            /* A re-wake (ota.md 4: a re-registration sends the job event
+             * again) of a job still waiting here: one session is enough. */
+            pthread_mutex_unlock(&p->mu);
+            OT_LOG_INFO("event=push_duplicate type=job job=%s", ev.job.job);
+            return !p->stop;
+        }
+    }
     if (p->n < AGENT_PUSH_QUEUE) {
         p->q[(p->head + p->n) % AGENT_PUSH_QUEUE] = ev;
         p->n++;

@@ -404,10 +404,62 @@ enum mno_dev_op {
     MNO_OP_DETACH,
 };
 
+/* A re-registration of a device still online (the agent reconnected, or
+ * registered twice: se-agent's main loop, then its push client): each job it
+ * was woken for but has not opened gets its job event again, in place. It
+ * stays delivering with a fresh delivery deadline: the same attempt, not a
+ * bounce through the queue (that counted a second attempt for one run and
+ * sent a second wake after the back-off, which opened an empty session). An
+ * open session is left alone (the agent resumes it or reports interrupted). */
+static ot_err mno_device_rewake(struct mno *m, struct db_conn *c, int64_t device_id)
+{
+    struct db_stmt *st = NULL;
+    int64_t ids[64];
+    size_t n = 0;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_prepare(c,
+                      "SELECT id FROM mno_jobs WHERE instance = $1 AND device_id = $2"
+                      " AND state = 'delivering' ORDER BY id LIMIT 64",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, m->instance));
+    OT_TRY(db_bind_int64(st, 2, device_id));
+    while (n < 64) {
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        OT_TRY(db_col_int64(st, 0, &ids[n]));
+        n++;
+    }
+    db_reset(st);
+    st = NULL;
+    for (size_t i = 0; i < n; i++) {
+        OT_TRY(db_prepare(c,
+                          "UPDATE mno_jobs SET deliver_by = $1, updated_at = $2"
+                          " WHERE id = $3 AND state = 'delivering'",
+                          &st));
+        OT_TRY(db_bind_int64(st, 1, mno_now() + m->deliver_timeout_s));
+        OT_TRY(db_bind_int64(st, 2, mno_now()));
+        OT_TRY(db_bind_int64(st, 3, ids[i]));
+        OT_TRY(db_step(st, &row));
+        bool moved = db_changes(st) != 1;
+        db_reset(st);
+        st = NULL;
+        if (!moved) {
+            OT_TRY(mno_job_wake_event(m, c, ids[i], device_id));
+        }
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
 /* Jobs of a device that went offline: delivering back to the queue,
  * running ones interrupted (mno_job_interrupt). */
 static ot_err mno_device_gone(struct mno *m, struct db_conn *c, int64_t device_id,
-                              const char *reason, bool running_too)
+                              const char *reason)
 {
     struct db_stmt *st = NULL;
     int64_t ids[64];
@@ -436,9 +488,6 @@ static ot_err mno_device_gone(struct mno *m, struct db_conn *c, int64_t device_i
     db_reset(st);
     st = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (run[i] && !running_too) {
-            continue;
-        }
         err = run[i] ? mno_job_interrupt(m, c, ids[i], reason)
                      : mno_job_move(m, c, ids[i], MNO_EV_UNDELIVERED, NULL);
         if (err == OT_E_STATE) {
@@ -473,7 +522,7 @@ ot_err mno_device_offline(struct mno *m, struct db_conn *c, int64_t device_id, c
     }
     db_reset(st);
     st = NULL;
-    OT_TRY(mno_device_gone(m, c, device_id, why, true));
+    OT_TRY(mno_device_gone(m, c, device_id, why));
 out:
     db_reset(st);
     return err;
@@ -553,10 +602,9 @@ static void mno_device_op(struct net_req *req, struct net_resp *resp, struct mno
     if (op == MNO_OP_REGISTER) {
         char data[128];
         if (d.online && d.lease_expires >= now) {
-            /* A re-registration without a detach (the agent reconnected):
-             * a wake-up it may have missed is sent again. An open session
-             * goes on: an agent that lost it says so (interrupted). */
-            OT_TRY(mno_device_gone(m, c, d.id, "reregistered", false));
+            /* A re-registration without a detach: a wake-up it may have
+             * missed is sent again, at no attempt's cost. */
+            OT_TRY(mno_device_rewake(m, c, d.id));
         }
         snprintf(data, sizeof(data), "{\"device\":\"%lld\",\"event\":\"registration\"}",
                  (long long)d.id);

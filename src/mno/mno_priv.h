@@ -185,6 +185,10 @@ void mno_h_cb_key(struct net_req *req, struct net_resp *resp, void *ctx);
 void mno_waiters_check(struct mno *m);
 void mno_waiters_drop(struct mno *m); /* at destroy, after the sweeper stopped */
 
+/* Adds the job event that wakes job_id on device_id's stream (mno_sweep.c):
+ * the sweeper's wake, or a re-registration's re-wake of a delivering job. */
+ot_err mno_job_wake_event(struct mno *m, struct db_conn *c, int64_t job_id, int64_t device_id);
+
 /* The sweeper's one pass (leases, deliveries, expiry, wakes, retention). */
 void mno_sweep_once(struct mno *m);
 

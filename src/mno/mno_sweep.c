@@ -94,6 +94,54 @@ out:
     return err;
 }
 
+/* The job event that wakes job_id on its device's stream: a wake, or a
+ * re-wake of a job still delivering (a re-registration). */
+ot_err mno_job_wake_event(struct mno *m, struct db_conn *c, int64_t job_id, int64_t device_id)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    const uint8_t *cin = NULL;
+    size_t cin_n = 0;
+    const char *reader = NULL;
+    int64_t prio = 0;
+    int64_t inter = 0;
+    char hex[MNO_CIN_MAX * 2 + 1];
+    char data[SVC_PREFIX_MAX + 256];
+    ot_err err = OT_OK;
+
+    data[0] = '\0';
+    OT_TRY(db_prepare(c,
+                      "SELECT se_cin, se_reader, priority, interactive FROM mno_jobs"
+                      " WHERE id = $1",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, job_id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    (void)db_col_blob(st, 0, &cin, &cin_n);
+    (void)db_col_text(st, 1, &reader);
+    (void)db_col_int64(st, 2, &prio);
+    (void)db_col_int64(st, 3, &inter);
+    hex[0] = '\0';
+    for (size_t b = 0; cin != NULL && b < cin_n && b < MNO_CIN_MAX; b++) {
+        snprintf(hex + 2 * b, 3, "%02X", cin[b]);
+    }
+    /* reader and hex hold only [A-Za-z0-9._-]: no JSON escapes. */
+    snprintf(data, sizeof(data),
+             "{\"job\":\"%lld\",\"uri\":\"%s/admin/jobs/%lld\",\"se\":{\"cin\":%s%s%s,"
+             "\"reader\":%s%s%s},\"priority\":%lld,\"kind\":\"%s\"}",
+             (long long)job_id, m->prefix, (long long)job_id, cin ? "\"" : "", cin ? hex : "null",
+             cin ? "\"" : "", reader ? "\"" : "", reader ? reader : "null", reader ? "\"" : "",
+             (long long)prio, inter ? "interactive" : "scripted");
+    db_reset(st);
+    st = NULL;
+    OT_TRY(mno_event_add(m, c, device_id, "job", data));
+out:
+    db_reset(st);
+    return err;
+}
+
 /* Wake-ups: for each online device with nothing delivering or running, its
  * best queued job (priority, then age) becomes delivering, with a job event
  * on the device's stream. */
@@ -122,16 +170,7 @@ static ot_err mno_sweep_wake(struct mno *m, struct db_conn *c, int64_t now, int6
     *n_woken = 0;
     OT_TRY(mno_ids(m, c, db_kind(m->db) == DB_PG ? sql_pg : sql, now, ids, dev, &n));
     for (size_t i = 0; i < n; i++) {
-        struct db_stmt *st = NULL;
-        bool row = false;
         bool seen = false;
-        const uint8_t *cin = NULL;
-        size_t cin_n = 0;
-        const char *reader = NULL;
-        int64_t prio = 0;
-        int64_t inter = 0;
-        char hex[MNO_CIN_MAX * 2 + 1];
-        char data[SVC_PREFIX_MAX + 256];
 
         for (size_t k = 0; k < *n_woken && !seen; k++) {
             seen = woken[k] == dev[i];
@@ -145,35 +184,7 @@ static ot_err mno_sweep_wake(struct mno *m, struct db_conn *c, int64_t now, int6
             continue;
         }
         OT_TRY(err);
-        OT_TRY(db_prepare(c,
-                          "SELECT se_cin, se_reader, priority, interactive FROM mno_jobs"
-                          " WHERE id = $1",
-                          &st));
-        err = db_bind_int64(st, 1, ids[i]);
-        if (err == OT_OK) {
-            err = db_step(st, &row);
-        }
-        if (err == OT_OK && row) {
-            (void)db_col_blob(st, 0, &cin, &cin_n);
-            (void)db_col_text(st, 1, &reader);
-            (void)db_col_int64(st, 2, &prio);
-            (void)db_col_int64(st, 3, &inter);
-            hex[0] = '\0';
-            for (size_t b = 0; cin != NULL && b < cin_n && b < MNO_CIN_MAX; b++) {
-                snprintf(hex + 2 * b, 3, "%02X", cin[b]);
-            }
-            /* reader and hex hold only [A-Za-z0-9._-]: no JSON escapes. */
-            snprintf(data, sizeof(data),
-                     "{\"job\":\"%lld\",\"uri\":\"%s/admin/jobs/%lld\",\"se\":{\"cin\":%s%s%s,"
-                     "\"reader\":%s%s%s},\"priority\":%lld,\"kind\":\"%s\"}",
-                     (long long)ids[i], m->prefix, (long long)ids[i], cin ? "\"" : "",
-                     cin ? hex : "null", cin ? "\"" : "", reader ? "\"" : "",
-                     reader ? reader : "null", reader ? "\"" : "", (long long)prio,
-                     inter ? "interactive" : "scripted");
-        }
-        db_reset(st);
-        OT_TRY(err);
-        OT_TRY(mno_event_add(m, c, dev[i], "job", data));
+        OT_TRY(mno_job_wake_event(m, c, ids[i], dev[i]));
         woken[(*n_woken)++] = dev[i];
     }
 out:

@@ -189,6 +189,8 @@ api GET $P/devices/$DEV1/secure-elements "$OP_TOKEN"
     fail "mirror: $(cat "$TSMD_WORK/resp")"
 
 # ---- a scripted job to an offline device ------------------------------------
+api POST $P/device/detach "$T1" '{}'
+expect_status 200 "phone1 off"
 submit() { # TOKEN BODY KEY -> job id
     api POST $P/jobs "$1" "$2" -H "Idempotency-Key: $3"
     expect_status 201 "submit $3"
@@ -232,6 +234,27 @@ expect_status 200 "phone1 back on"
 wait_state "$JOB" delivering
 api GET $P/jobs/$JOB_LOW "$OP_TOKEN"
 [ "$(jq -r .state "$TSMD_WORK/resp")" = queued ] || fail "the lower priority waits its turn"
+# se-agent registers twice at start (its main loop, then its push client):
+# the re-registration re-wakes the job in place (a second job event), it does
+# not bounce it through the queue for another attempt (the demo's job showed
+# attempts 2 for one run, and a second, empty session).
+api POST $P/device/register "$T1" '{}'
+expect_status 200 "phone1 registers again (reconnection)"
+api GET $P/jobs/$JOB "$OP_TOKEN"
+[ "$(jq -r '.state + " " + (.attempts|tostring)' "$TSMD_WORK/resp")" = "delivering 1" ] ||
+    fail "a re-registration costs no attempt: $(cat "$TSMD_WORK/resp")"
+# ... and the wake-up it may have missed is sent again: two job events.
+curl -s -N --max-time 30 -H "Authorization: Bearer $T1" -H "Accept: text/event-stream" \
+    -H "Last-Event-ID: 0" "$TSMD_URL$P/device/stream" >"$TSMD_WORK/rewake" 2>/dev/null &
+RW=$!
+for _ in $(seq 1 200); do
+    [ "$(grep -cF "\"job\":\"$JOB\"" "$TSMD_WORK/rewake")" -ge 2 ] && break
+    sleep 0.05
+done
+kill "$RW" 2>/dev/null || true
+wait "$RW" 2>/dev/null || true
+[ "$(grep -cF "\"job\":\"$JOB\"" "$TSMD_WORK/rewake")" = 2 ] ||
+    fail "one re-wake event: $(cat "$TSMD_WORK/rewake")"
 
 FROM1="X-Admin-From: //se-id/cin/$CIN;//agent-id/imei/356938035643809"
 admin() { # TOKEN PATH [curl args...] -> status in API_STATUS, headers in resp.h
@@ -314,7 +337,8 @@ admin "$T1" "$NEXT" -H "$PROTO" -H "$FROM1" -H "X-Admin-Script-Status: ok" -H "$
     -H "X-Admin-Resume: true" --data-binary @"$TSMD_WORK/bad.bin"
 expect_status 400 "a repeat with malformed responses"
 api GET $P/jobs/$JOB "$TSP"
-[ "$(jq -r .state "$TSMD_WORK/resp")" = done ] || fail "job done: $(cat "$TSMD_WORK/resp")"
+[ "$(jq -r '.state + " " + (.attempts|tostring)' "$TSMD_WORK/resp")" = "done 1" ] ||
+    fail "job done at its first attempt: $(cat "$TSMD_WORK/resp")"
 [ "$(jq -r '.scripts[0].rapdus | join(" ")' "$TSMD_WORK/resp")" = "9F7F064790516847019000 42031234569000" ] ||
     fail "R-APDUs: $(jq -c .scripts "$TSMD_WORK/resp")"
 # The lower priority job is next.
