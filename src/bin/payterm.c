@@ -6,6 +6,8 @@
  *   payterm [OPTIONS] pay --sp BANK --amount MINOR [--merchant TEXT] [--pin-stdin]
  *   payterm [OPTIONS] topup --sp OPERATOR --amount MINOR [--stop-after STATE]
  *   payterm [OPTIONS] journal [--recover]
+ *   payterm [OPTIONS] install --sp CARD_SP --app transit --operator OPERATOR --purse HEX16
+ *   payterm [OPTIONS] debit --amount MINOR
  *
  * OPTIONS: --url URL (or OPENTSM_URL), the device token in OPENTSM_TOKEN
  * (never on the command line), --client NAME (the dongle id), --sam SPEC
@@ -30,8 +32,18 @@ static int usage(void)
             "  pay --sp BANK --amount MINOR [--merchant TEXT] [--pin-stdin]\n"
             "  topup --sp OPERATOR --amount MINOR [--stop-after authorised|credited]\n"
             "  journal [--recover]\n"
+            "  install --sp CARD_SP --app transit --operator OPERATOR --purse HEX16\n"
+            "  debit --amount MINOR\n"
             "the device token: environment OPENTSM_TOKEN\n");
     return PAYTERM_USAGE;
+}
+
+static bool name_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    return n >= 1 && n <= 32
+           && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
 static bool amount_of(const char *s, int64_t *out)
@@ -57,6 +69,10 @@ int main(int argc, char **argv)
     const char *sp = NULL;
     const char *merchant = "payterm";
     const char *stop_after = NULL;
+    const char *app = NULL;
+    const char *op = NULL;
+    const char *purse = NULL;
+    bool flip = false;
     int64_t amount = 0;
     bool recover = false;
     bool have_amount = false;
@@ -88,6 +104,12 @@ int main(int argc, char **argv)
             cfg.ca_file = v;
         } else if (strcmp(a, "--sp") == 0) {
             sp = v;
+        } else if (strcmp(a, "--app") == 0) {
+            app = v;
+        } else if (strcmp(a, "--operator") == 0) {
+            op = v;
+        } else if (strcmp(a, "--purse") == 0) {
+            purse = v;
         } else if (strcmp(a, "--merchant") == 0) {
             merchant = v;
         } else if (strcmp(a, "--stop-after") == 0) {
@@ -111,6 +133,8 @@ int main(int argc, char **argv)
                 cfg.pin_in = stdin;
             } else if (strcmp(a, "--recover") == 0) {
                 recover = true;
+            } else if (strcmp(a, "--test-flip-install") == 0) {
+                flip = true; /* tests: a hostile relay */
             } else if (a[0] != '-' && cmd == NULL) {
                 cmd = a;
             } else {
@@ -138,6 +162,14 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "topup") == 0 && sp != NULL && have_amount && cfg.journal != NULL) {
         return payterm_topup(&cfg, sp, amount, stop_after);
+    }
+    if (strcmp(cmd, "install") == 0 && name_ok(sp) && name_ok(app) && name_ok(op)
+        && name_ok(cfg.client) && purse != NULL && strlen(purse) == 16
+        && strspn(purse, "0123456789abcdefABCDEF") == 16) {
+        return payterm_install(&cfg, sp, app, op, purse, flip);
+    }
+    if (strcmp(cmd, "debit") == 0 && have_amount) {
+        return payterm_debit(&cfg, amount);
     }
     if (strcmp(cmd, "journal") == 0 && cfg.journal != NULL) {
         return payterm_journal(&cfg, recover);

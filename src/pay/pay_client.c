@@ -246,3 +246,68 @@ ot_err pay_client_send(struct pay_client *c, const struct pay_msg *m, struct pay
     free(body);
     return err;
 }
+
+ot_err pay_client_install(struct pay_client *c, const char *relay, const char *body,
+                          struct pay_client_relay *out, struct pay_client_err *e)
+{
+    struct net_client_resp r;
+    char path[96];
+    const char *rel = NULL;
+    const char *res = NULL;
+    const char *sw = NULL;
+    const json_t *apps = NULL;
+    size_t napps = 0;
+    bool has_capdu = false;
+    ot_err err;
+
+    memset(&r, 0, sizeof(r));
+    memset(out, 0, sizeof(*out));
+    if (relay != NULL && strlen(relay) > 64) {
+        return OT_E_ARG;
+    }
+    snprintf(path, sizeof(path), "/pay/v1/installs%s%s", relay != NULL ? "/" : "",
+             relay != NULL ? relay : "");
+    err = pay_client_call(c, "POST", path, body, NULL, &r, e);
+    if (err == OT_OK && r.json == NULL) {
+        err = OT_E_PROTOCOL;
+    }
+    if (err == OT_OK) {
+        out->capdu_len = sizeof(out->capdu);
+        err = json_get_str(r.json, "relay", 32, 32, &rel, NULL);
+        if (err == OT_OK) {
+            err = json_opt_hex(r.json, "capdu", 4, sizeof(out->capdu), out->capdu, &out->capdu_len,
+                               &has_capdu, NULL);
+        }
+        if (err == OT_OK && !has_capdu) {
+            err = json_get_str(r.json, "result", 1, sizeof(out->result) - 1, &res, NULL);
+            if (err == OT_OK) {
+                err = json_get_str(r.json, "sw", 4, 4, &sw, NULL);
+            }
+            if (err == OT_OK && strcmp(res, "installed") == 0) {
+                err = json_get_array(r.json, "applications", 0, 64, &apps, &napps, NULL);
+            }
+        }
+    }
+    if (err == OT_OK) {
+        snprintf(out->relay, sizeof(out->relay), "%s", rel);
+        if (!has_capdu) {
+            out->capdu_len = 0;
+            snprintf(out->result, sizeof(out->result), "%s", res);
+            snprintf(out->sw, sizeof(out->sw), "%s", sw);
+            for (size_t i = 0; i < napps; i++) {
+                const char *aid = NULL;
+                size_t used = strlen(out->apps);
+                if (json_get_str(json_at(apps, i), "aid", 10, 32, &aid, NULL) != OT_OK) {
+                    err = OT_E_PROTOCOL;
+                    break;
+                }
+                snprintf(out->apps + used, sizeof(out->apps) - used, "%s%s", used > 0 ? "," : "",
+                         aid);
+            }
+        }
+    } else if (e->status >= 200 && e->status < 300) {
+        err = OT_E_PROTOCOL;
+    }
+    net_client_resp_clear(&r);
+    return err;
+}

@@ -73,4 +73,21 @@ ot_err pay_client_send(struct pay_client *c, const struct pay_msg *m, struct pay
 ot_err pay_client_send_raw(struct pay_client *c, enum pay_msg_type t, const char *body,
                            struct pay_msg *res, struct pay_client_err *e);
 
+/* Card content management relayed for pay (docs/pay.md "Writing an
+ * application to a card"): one step of a relay. relay NULL: POST
+ * /pay/v1/installs with body (opens it); else POST /pay/v1/installs/{relay}
+ * with body {"rapdu": ...}. The answer: the next C-APDU for the card
+ * (capdu_len > 0), or the outcome (result, sw, apps: the card's
+ * applications, comma-separated). */
+struct pay_client_relay {
+    char relay[33];
+    uint8_t capdu[300];
+    size_t capdu_len;
+    char result[16]; /* "installed" | "refused" */
+    char sw[5];
+    char apps[64 * 33];
+};
+ot_err pay_client_install(struct pay_client *c, const char *relay, const char *body,
+                          struct pay_client_relay *out, struct pay_client_err *e);
+
 #endif

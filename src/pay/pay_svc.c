@@ -87,8 +87,9 @@ static const struct cfg_opt pay_opts[] = {
      "Payment platform: time a service provider's back end has to answer a forwarded request."},
 };
 
-static const char *const pay_kt_names[] = {"emv_imk", "transit_imk", "pin"};
-#define PAY_N_KT 3u
+static const char *const pay_kt_names[] = {"emv_imk", "transit_imk", "pin",
+                                           "isd_enc", "isd_mac",     "isd_dek"};
+#define PAY_N_KT 6u
 
 bool pay_name_ok(const char *s)
 {
@@ -955,10 +956,12 @@ static void pay_h_client_keys(struct net_req *req, struct net_resp *resp, void *
     OT_TRY(db_prepare(c,
                       "SELECT k.sp, k.key_type, MAX(k.version), p.revoked FROM pay_sp_keys k"
                       " JOIN pay_sps p ON p.instance = k.instance AND p.name = k.sp"
-                      " WHERE k.instance = $1 GROUP BY k.sp, k.key_type, p.revoked"
+                      " WHERE k.instance = $1 AND k.key_type <= $2"
+                      " GROUP BY k.sp, k.key_type, p.revoked"
                       " ORDER BY k.sp, k.key_type",
                       &st));
     OT_TRY(db_bind_text(st, 1, s->instance));
+    OT_TRY(db_bind_int64(st, 2, PAY_KT_DONGLE_MAX));
     for (;;) {
         char sp[PAY_NAME_MAX + 1];
         size_t sl = sizeof(sp);
@@ -973,7 +976,7 @@ static void pay_h_client_keys(struct net_req *req, struct net_resp *resp, void *
         OT_TRY(db_col_int64(st, 1, &kt));
         OT_TRY(db_col_int64(st, 2, &v));
         OT_TRY(db_col_int64(st, 3, &rev));
-        if (kt < 1 || kt > (int64_t)PAY_N_KT || v < 1 || v > INT32_MAX) {
+        if (kt < 1 || kt > PAY_KT_DONGLE_MAX || v < 1 || v > INT32_MAX) {
             OT_FAIL(OT_E_CORRUPT);
         }
         OT_TRY(pay_key_item(s, &cl, sp, rev != 0, kt, v, keys, gone));
@@ -1142,6 +1145,8 @@ static const struct svc_route pay_route_table[] = {
     {"POST", "/payments", NET_P_DEVICE, false, pay_h_payment, NULL, SVC_R_COARSE_AUDIT},
     {"POST", "/topups", NET_P_DEVICE, false, pay_h_topup, NULL, SVC_R_COARSE_AUDIT},
     {"POST", "/topups/confirm", NET_P_DEVICE, false, pay_h_topup_confirm, NULL, SVC_R_COARSE_AUDIT},
+    {"POST", "/installs", NET_P_DEVICE, false, pay_h_install_open, NULL, 0},
+    {"POST", "/installs/{relay}", NET_P_DEVICE, false, pay_h_install_step, NULL, 0},
 };
 
 static const struct svc_route *pay_routes(size_t *n)
@@ -1156,6 +1161,7 @@ static void pay_destroy(void *svc)
 
     if (s != NULL) {
         ot_mem_wipe(s->priv, sizeof(s->priv));
+        pay_rf_free(s->rf);
         free(s);
     }
 }
@@ -1184,6 +1190,9 @@ static ot_err pay_create(const struct svc_env *env, void **out)
     s->window_ms = svc_cfg_int(env, "window_ms");
     s->forward_timeout_ms = svc_cfg_int(env, "forward_timeout_ms");
     err = pay_signing_key(s);
+    if (err == OT_OK) {
+        err = pay_rf_new(&s->rf);
+    }
     if (err != OT_OK) {
         OT_LOG_ERROR("pay: signing key: %s", ot_strerror(err));
         pay_destroy(s);

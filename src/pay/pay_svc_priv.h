@@ -11,6 +11,13 @@
 #include <stdint.h>
 
 struct db_conn;
+struct pay_rf;
+
+/* Key types of pay_sp_keys (1-based, pay_kt_names): the first three are
+ * delivered to the clients' dongles, the ISD keys never leave pay. */
+#define PAY_KT_TRANSIT_IMK 2
+#define PAY_KT_DONGLE_MAX  3
+#define PAY_KT_ISD_ENC     4 /* isd_enc, isd_mac, isd_dek: 4, 5, 6 */
 
 #define PAY_SIGNER       "pay" /* the "signer" of what pay forwards */
 #define PAY_DISPLAY_MAX  64u
@@ -28,6 +35,7 @@ struct pay_svc {
     int64_t forward_timeout_ms;
     uint8_t priv[EC_P256_PRIV_LEN]; /* pay's signing key (key store "pay:<inst>" "signing") */
     uint8_t pub[EC_P256_PUB_LEN];
+    struct pay_rf *rf; /* open card content management relays (pay_rf.c) */
 };
 
 struct pay_sp_row {
@@ -61,5 +69,11 @@ ot_err pay_client_load(struct db_conn *c, const char *instance, const char *name
 void pay_h_payment(struct net_req *req, struct net_resp *resp, void *ctx);
 void pay_h_topup(struct net_req *req, struct net_resp *resp, void *ctx);
 void pay_h_topup_confirm(struct net_req *req, struct net_resp *resp, void *ctx);
+
+/* Card content management relayed by a client (pay_rf.c). */
+ot_err pay_rf_new(struct pay_rf **out);
+void pay_rf_free(struct pay_rf *r); /* NULL-safe */
+void pay_h_install_open(struct net_req *req, struct net_resp *resp, void *ctx);
+void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx);
 
 #endif

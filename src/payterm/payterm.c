@@ -448,3 +448,100 @@ int payterm_journal(const struct payterm_cfg *cfg, bool recover)
     pt_close(&t);
     return rc;
 }
+
+#define PT_RELAY_MAX_STEPS 32 /* handshake, INSTALL, GET STATUS and their pages */
+
+int payterm_install(const struct payterm_cfg *cfg, const char *sp, const char *app, const char *op,
+                    const char *purse_hex, bool flip_install)
+{
+    struct pt t;
+    struct pay_client_err e;
+    struct pay_client_relay rl;
+    char body[256];
+    char relay[33];
+    ot_err err;
+    int steps = 0;
+
+    memset(&e, 0, sizeof(e));
+    err = pt_open(&t, cfg, true);
+    if (err != OT_OK) {
+        return pt_fail(&t, "install_failed", err, &e);
+    }
+    snprintf(body, sizeof(body),
+             "{\"client\":\"%s\",\"sp\":\"%s\",\"app\":\"%s\",\"operator\":\"%s\","
+             "\"purse_id\":\"%s\"}",
+             cfg->client, sp, app, op, purse_hex);
+    err = pay_client_install(t.pay, NULL, body, &rl, &e);
+    while (err == OT_OK && rl.capdu_len > 0) {
+        uint8_t r[1024];
+        size_t n = sizeof(r);
+        char rh[2 * 258 + 1];
+        if (++steps > PT_RELAY_MAX_STEPS) {
+            err = OT_E_LIMIT;
+            break;
+        }
+        if (flip_install && rl.capdu_len > 6 && rl.capdu[1] == 0xE6) {
+            rl.capdu[6] ^= 0x01; /* a byte of the ELF AID: the C-MAC no longer matches */
+        }
+        err = pt_rf_relay(&t, rl.capdu, rl.capdu_len, r, &n);
+        if (err == OT_OK && n > 258) {
+            err = OT_E_LIMIT;
+        }
+        if (err == OT_OK) {
+            err = hex_encode(r, n, rh, sizeof(rh));
+        }
+        if (err == OT_OK) {
+            snprintf(relay, sizeof(relay), "%s", rl.relay);
+            snprintf(body, sizeof(body), "{\"rapdu\":\"%.*s\"}", (int)(sizeof(body) - 16), rh);
+            if (strlen(rh) > sizeof(body) - 16) {
+                err = OT_E_LIMIT;
+            }
+        }
+        if (err == OT_OK) {
+            err = pay_client_install(t.pay, relay, body, &rl, &e);
+        }
+    }
+    if (err != OT_OK) {
+        return pt_fail(&t, "install_failed", err, &e);
+    }
+    {
+        const char *kv[] = {"status", rl.result, "sp",           sp,      "app", app,
+                            "sw",     rl.sw,     "applications", rl.apps, NULL,  NULL};
+        pt_ui_result(&t, "install", kv);
+    }
+    pt_close(&t);
+    return strcmp(rl.result, "installed") == 0 ? PAYTERM_OK : PAYTERM_FAIL;
+}
+
+int payterm_debit(const struct payterm_cfg *cfg, int64_t amount)
+{
+    struct pt t;
+    struct pay_client_err e;
+    uint32_t balance = 0;
+    uint16_t sw = 0;
+    char b[24], swh[5];
+    ot_err err;
+
+    memset(&e, 0, sizeof(e));
+    err = pt_open(&t, cfg, true);
+    if (err == OT_OK && amount > UINT32_MAX) {
+        err = OT_E_RANGE;
+    }
+    if (err == OT_OK) {
+        err = pt_rf_debit(&t, (uint32_t)amount, &balance, &sw);
+    }
+    if (err != OT_OK) {
+        return pt_fail(&t, "debit_failed", err, &e);
+    }
+    snprintf(b, sizeof(b), "#%lu", (unsigned long)balance);
+    snprintf(swh, sizeof(swh), "%04X", (unsigned)sw);
+    {
+        const char *kv[] = {"status",  sw == 0x9000 ? "approved" : "declined",
+                            "sw",      swh,
+                            "balance", sw == 0x9000 ? b : "",
+                            NULL,      NULL};
+        pt_ui_result(&t, "debit", kv);
+    }
+    pt_close(&t);
+    return sw == 0x9000 ? PAYTERM_OK : PAYTERM_DECLINED;
+}

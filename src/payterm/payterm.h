@@ -56,6 +56,16 @@ int payterm_pay(const struct payterm_cfg *cfg, const char *sp, int64_t amount,
  * if killed, leaving the journal to finish. */
 int payterm_topup(const struct payterm_cfg *cfg, const char *sp, int64_t amount,
                   const char *stop_after);
+/* Writes application app ("transit") onto the card on the RF reader: pay
+ * runs the card's secure channel with the keys the card's SP sp deposited,
+ * payterm relays (docs/pay.md "Writing an application to a card"); the
+ * purse purse_hex (16 hex digits) of the operator op. flip_install (tests
+ * only): one byte of the relayed INSTALL is altered, as a hostile relay
+ * would. */
+int payterm_install(const struct payterm_cfg *cfg, const char *sp, const char *app, const char *op,
+                    const char *purse_hex, bool flip_install);
+/* A fare: DEBIT of amount from the card's purse. */
+int payterm_debit(const struct payterm_cfg *cfg, int64_t amount);
 /* Lists the journal; with recover, finishes every open top-up. */
 int payterm_journal(const struct payterm_cfg *cfg, bool recover);
 

@@ -66,6 +66,13 @@ ot_err pt_rf_purse(struct pt *t, uint32_t *balance, uint32_t *counter, uint8_t p
 ot_err pt_rf_credit(struct pt *t, uint32_t amount, uint32_t counter, const uint8_t mac[8],
                     uint32_t *balance, uint32_t *new_counter, uint8_t proof[8]);
 
+/* One C-APDU of a relay (pay's card content management) as it is, the
+ * card's whole R-APDU back (at least the SW). */
+ot_err pt_rf_relay(struct pt *t, const uint8_t *capdu, size_t n, uint8_t *rapdu, size_t *rlen);
+/* DEBIT of the purse (a fare); *sw the card's status, *balance the new
+ * balance when 9000. */
+ot_err pt_rf_debit(struct pt *t, uint32_t amount, uint32_t *balance, uint16_t *sw);
+
 /* ---- keys.c (key storage) */
 ot_err pt_keys_sync(struct pt *t, size_t *loaded, size_t *revoked, struct pay_client_err *e);
 

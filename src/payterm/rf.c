@@ -186,3 +186,33 @@ ot_err pt_rf_credit(struct pt *t, uint32_t amount, uint32_t counter, const uint8
     memcpy(proof, r + 8, 8);
     return OT_OK;
 }
+
+ot_err pt_rf_relay(struct pt *t, const uint8_t *capdu, size_t n, uint8_t *rapdu, size_t *rlen)
+{
+    ot_err err = agent_channel_transmit(t->rf, capdu, n, rapdu, rlen);
+
+    if (err == OT_OK && *rlen < 2) {
+        return OT_E_PROTOCOL;
+    }
+    return err;
+}
+
+ot_err pt_rf_debit(struct pt *t, uint32_t amount, uint32_t *balance, uint16_t *sw)
+{
+    uint8_t cmd[5 + 4 + 1] = {0x80, 0x54, 0x00, 0x00, 0x04};
+    uint8_t r[16];
+    size_t rl = sizeof(r);
+    ot_err err;
+
+    ot_put_u32be(cmd + 5, amount);
+    err = pt_rf_tx(t, pt_purse_aid, sizeof(pt_purse_aid), cmd, sizeof(cmd), r, &rl, sw);
+    if (err != OT_OK) {
+        return err;
+    }
+    if (*sw == 0x9000 && rl == 4) {
+        *balance = ot_get_u32be(r);
+    } else if (*sw == 0x9000) {
+        return OT_E_PROTOCOL;
+    }
+    return OT_OK;
+}

@@ -177,6 +177,52 @@ done
 curl -sf "$URL_metro/spsim/v1/purses/$PURSE" | jq -e '.counter == 3' >/dev/null ||
     fail "purse counter: $(curl -s "$URL_metro/spsim/v1/purses/$PURSE")"
 
+# writing the transit application onto card B (bank-b's card, no purse yet):
+# pay runs the ISD's secure channel with the keys bank-b deposited, payterm
+# relays; the ISD keys are never delivered to a dongle
+PURSE2=1112131415161718
+K40=404142434445464748494A4B4C4D4E4F
+card b
+expect 1 "$O" pt b "$DEV_TOKEN" topup --sp metro --amount 100
+for kt in isd_enc isd_mac isd_dek; do
+    api POST /pay/v1/sps/bank-b/keys "$OP_TOKEN" "{\"key_type\":\"$kt\",\"key\":\"$K40\"}" \
+        -H "Idempotency-Key: key-bank-b-$kt"
+    [ "$API_STATUS" = 201 ] || fail "deposit bank-b $kt: $API_STATUS $(cat "$TSMD_WORK/resp")"
+done
+expect 0 "$O" pt b "$DEV_TOKEN" keys
+jq -e '.loaded == 5' "$O" >/dev/null || fail "ISD keys delivered to a dongle: $(cat "$O")"
+curl -sf -o /dev/null "$URL_metro/spsim/v1/purses" -H 'Content-Type: application/json' \
+    --data-binary '{"purse_id":"'$PURSE2'","funds":3000}' || fail "purse 2 at metro"
+inst() { # RC TOKEN [ARGS...]
+    local rc=$1 tok=$2
+    shift 2
+    expect "$rc" "$O" pt b "$tok" install --sp bank-b --app transit --operator metro \
+        --purse "$PURSE2" "$@"
+}
+# not an enrolled client: refused before anything reaches the card
+inst 1 "$DEV2_TOKEN"
+jq -e '.code == "not_enrolled"' "$O" >/dev/null || fail "install by a stranger: $(cat "$O")"
+# a relay that alters the INSTALL: the card's C-MAC check refuses it
+inst 1 "$DEV_TOKEN" --test-flip-install
+jq -e '.result == "install" and .status == "refused" and .sw == "6982"' "$O" >/dev/null ||
+    fail "tampered install: $(cat "$O")"
+expect 1 "$O" pt b "$DEV_TOKEN" topup --sp metro --amount 100
+inst 0 "$DEV_TOKEN"
+jq -e '.result == "install" and .status == "installed" and .sw == "9000"
+       and (.applications | split(",") | index("F04F54534D0301AA") != null)' "$O" >/dev/null ||
+    fail "install: $(cat "$O")"
+# the new purse: topped up through the operator, then a fare debited
+expect 0 "$O" pt b "$DEV_TOKEN" topup --sp metro --amount 700
+jq -e '.status == "approved"' "$O" >/dev/null || fail "topup new purse: $(cat "$O")"
+expect 0 "$O" pt b "$DEV_TOKEN" debit --amount 250
+jq -e '.status == "approved" and .balance == 450' "$O" >/dev/null || fail "debit: $(cat "$O")"
+expect 3 "$O" pt b "$DEV_TOKEN" debit --amount 1000
+jq -e '.status == "declined" and .sw == "6985"' "$O" >/dev/null || fail "overdraft: $(cat "$O")"
+curl -sf "$URL_metro/spsim/v1/purses/$PURSE2" | jq -e '.counter == 1' >/dev/null ||
+    fail "purse 2: $(curl -s "$URL_metro/spsim/v1/purses/$PURSE2")"
+[ "$(settled "$URL_metro")" = 3700 ] || fail "metro cleared after the new purse's top-up"
+card a
+
 # a revoked client gets nothing more
 api POST /pay/v1/clients/term-1/revoke "$OP_TOKEN" "" -H "Idempotency-Key: rev-1"
 [ "$API_STATUS" = 200 ] || fail "revoke: $API_STATUS"
