@@ -206,6 +206,19 @@ static void pay_rf_answer(struct net_resp *resp, int status, const uint8_t *rid,
     net_resp_json(resp, status, o);
 }
 
+/* The audit row of a relay's opening and of its outcome (its own
+ * transaction: the relay's state is in memory, not in the database). */
+static void pay_rf_audit(struct pay_svc *s, const struct net_req *req, const uint8_t *rid,
+                         const char *action, const char *outcome)
+{
+    char res[SVC_PREFIX_MAX + 16 + 2 * PAY_RF_ID_LEN + 1];
+    char h[2 * PAY_RF_ID_LEN + 1];
+
+    (void)hex_encode(rid, PAY_RF_ID_LEN, h, sizeof(h));
+    snprintf(res, sizeof(res), "%s/installs/%s", s->prefix, h);
+    (void)svc_audit(s->kit, NULL, req, action, res, outcome);
+}
+
 void pay_h_install_open(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     static const char *const allowed[] = {"client", "sp", "app", "operator", "purse_id", NULL};
@@ -344,11 +357,13 @@ void pay_h_install_open(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     pthread_mutex_unlock(&s->rf->mu);
     if (sl == NULL) {
-        net_resp_error(resp, OT_E_LIMIT, "busy", "too many relays are open; try again later", NULL);
+        net_resp_error(resp, OT_E_RATE_LIMITED, "busy", "too many relays are open; try again later",
+                       NULL);
         goto done;
     }
     OT_LOG_INFO("req_id=%s client=%s sp=%s operator=%s install relay opened",
                 net_req_request_id(req), cl.name, sp, op);
+    pay_rf_audit(s, req, rid, "pay.install.open", "ok");
     pay_rf_answer(resp, 201, rid, capdu, capdu_len, NULL, 0, NULL);
 out:
     if (err != OT_OK) {
@@ -422,6 +437,7 @@ void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
     size_t capdu_len = sizeof(capdu);
     struct pay_rf_slot *sl = NULL;
     const char *result = NULL;
+    const char *ended = NULL;
     uint16_t sw = 0;
     bool locked = false;
     bool done = false;
@@ -509,6 +525,7 @@ void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
         pay_rf_drop(sl);
         pay_rf_answer(resp, 200, rid, NULL, 0, result, sw, apps);
         apps = NULL;
+        ended = result;
     } else {
         pay_rf_answer(resp, 200, rid, capdu, capdu_len, NULL, 0, NULL);
     }
@@ -522,6 +539,9 @@ out:
 done:
     if (locked) {
         pthread_mutex_unlock(&s->rf->mu);
+    }
+    if (ended != NULL) {
+        pay_rf_audit(s, req, rid, "pay.install.end", ended);
     }
     json_free(apps);
     json_free(doc);

@@ -221,6 +221,12 @@ jq -e '.status == "declined" and .sw == "6985"' "$O" >/dev/null || fail "overdra
 curl -sf "$URL_metro/spsim/v1/purses/$PURSE2" | jq -e '.counter == 1' >/dev/null ||
     fail "purse 2: $(curl -s "$URL_metro/spsim/v1/purses/$PURSE2")"
 [ "$(settled "$URL_metro")" = 3700 ] || fail "metro cleared after the new purse's top-up"
+# the relays are audited (opened, installed, refused); no ISD key in tsmd's log
+api GET "/admin/v1/audit?limit=1000" "$OP_TOKEN"
+jq -e '([.items[] | select(.action == "pay.install.open")] | length == 2)
+       and ([.items[] | select(.action == "pay.install.end") | .outcome] | sort) == ["installed", "refused"]' \
+    "$TSMD_WORK/resp" >/dev/null || fail "install audit: $(jq -c '[.items[] | select(.action | startswith("pay.install"))]' "$TSMD_WORK/resp")"
+if grep -qi "$K40" "$TSMD_WORK/tsmd.log"; then fail "an ISD key in tsmd.log"; fi
 card a
 
 # a revoked client gets nothing more
