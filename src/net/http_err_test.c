@@ -65,6 +65,13 @@ static void test_reasons(void **state)
     assert_string_equal(http_err_reason(404), "Not Found");
     assert_string_equal(http_err_reason(429), "Too Many Requests");
     assert_string_equal(http_err_reason(999), "");
+    /* Every status the server itself answers has one (issue 9.13's 414 and
+     * 431 among them). */
+    static const int server_statuses[] = {200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 409,
+                                          413, 414, 415, 422, 429, 431, 500, 502, 503, 505};
+    for (size_t i = 0; i < ARRAY_SIZE(server_statuses); i++) {
+        assert_true(http_err_reason(server_statuses[i])[0] != '\0');
+    }
     /* Every status the table can produce has a reason phrase. */
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         assert_true(http_err_reason(cases[i].status)[0] != '\0');
