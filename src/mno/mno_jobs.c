@@ -696,62 +696,43 @@ out:
     }
 }
 
+struct mno_job_list {
+    struct mno *m;
+    int64_t submitter; /* 0: every submitter's (operators) */
+};
+
+static ot_err mno_job_list_bind(struct db_stmt *st, void *ctx)
+{
+    const struct mno_job_list *jl = ctx;
+    ot_err err = db_bind_text(st, 3, jl->m->instance);
+
+    return err != OT_OK ? err : db_bind_int64(st, 4, jl->submitter);
+}
+
+static ot_err mno_job_list_expand(struct db_conn *c, void *ctx, int64_t id, json_t **item)
+{
+    const struct mno_job_list *jl = ctx;
+    int64_t sub = 0;
+
+    return mno_job_json(jl->m, c, id, &sub, item);
+}
+
 void mno_h_job_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    struct mno *m = ctx;
     const struct net_principal *p = net_req_principal(req);
-    struct db_conn *c = NULL;
-    struct db_stmt *st = NULL;
-    json_t *arr = NULL;
-    int64_t ids[SVC_LIST_MAX + 1];
-    size_t limit = 0;
-    size_t n = 0;
-    int64_t after = 0;
-    bool row = false;
-    ot_err err = OT_OK;
+    struct mno_job_list jl = {
+        .m = ctx,
+        .submitter = p->kind == NET_P_OPERATOR ? 0 : p->id,
+    };
+    const struct svc_list l = {
+        .sql = "SELECT id FROM mno_jobs WHERE id > $1 AND instance = $3"
+               " AND ($4 = 0 OR submitter = $4) ORDER BY id LIMIT $2",
+        .bind = mno_job_list_bind,
+        .expand = mno_job_list_expand,
+        .ctx = &jl,
+    };
 
-    if (!svc_page_of_query(req, resp, SVC_LIST_DEF, SVC_LIST_MAX, &limit, &after)) {
-        return;
-    }
-    arr = json_arr_new();
-    if (arr == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(db_acquire(m->db, &c));
-    OT_TRY(db_prepare(c,
-                      "SELECT id FROM mno_jobs WHERE instance = $1 AND id > $2"
-                      " AND ($3 = 0 OR submitter = $3) ORDER BY id LIMIT $4",
-                      &st));
-    OT_TRY(db_bind_text(st, 1, m->instance));
-    OT_TRY(db_bind_int64(st, 2, after));
-    OT_TRY(db_bind_int64(st, 3, p->kind == NET_P_OPERATOR ? 0 : p->id));
-    OT_TRY(db_bind_int64(st, 4, (int64_t)limit + 1));
-    while (n <= limit) {
-        OT_TRY(db_step(st, &row));
-        if (!row) {
-            break;
-        }
-        OT_TRY(db_col_int64(st, 0, &ids[n]));
-        n++;
-    }
-    db_reset(st);
-    st = NULL;
-    for (size_t i = 0; i < n && i < limit; i++) {
-        json_t *o = NULL;
-        int64_t sub = 0;
-        OT_TRY(mno_job_json(m, c, ids[i], &sub, &o));
-        OT_TRY(json_push(arr, o));
-    }
-    db_release(c);
-    c = NULL;
-    (void)svc_send_list(resp, &arr, n > limit ? ids[limit - 1] : 0);
-out:
-    db_reset(st);
-    db_release(c);
-    json_free(arr);
-    if (err != OT_OK) {
-        svc_fail(resp, err);
-    }
+    svc_list_page(jl.m->db, req, resp, &l);
 }
 
 enum mno_job_act {

@@ -467,7 +467,7 @@ static void pay_h_sp_list(struct net_req *req, struct net_resp *resp, void *ctx)
     const struct svc_list l = {
         "SELECT id, name, display_name, endpoint, kind, pub, owner, revoked FROM pay_sps"
         " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
-        pay_sp_row_bind, pay_sp_list_row, s};
+        pay_sp_row_bind, pay_sp_list_row, NULL, s};
 
     svc_list_page(s->db, req, resp, &l);
 }
@@ -683,7 +683,7 @@ static void pay_h_sp_key_list(struct net_req *req, struct net_resp *resp, void *
     struct pay_key_list kl;
     const struct svc_list l = {"SELECT id, key_type, version, created_at FROM pay_sp_keys"
                                " WHERE id > $1 AND instance = $3 AND sp = $4 ORDER BY id LIMIT $2",
-                               pay_key_list_bind, pay_key_list_row, &kl};
+                               pay_key_list_bind, pay_key_list_row, NULL, &kl};
 
     if (!pay_sp_of_path(s, req, resp, "pay.sp.key.list", &r)) {
         return;
@@ -859,7 +859,7 @@ static void pay_h_client_list(struct net_req *req, struct net_resp *resp, void *
     struct pay_svc *s = ctx;
     const struct svc_list l = {"SELECT id, name, principal_id, dongle_pub, revoked FROM pay_clients"
                                " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
-                               pay_sp_row_bind, pay_client_list_row, s};
+                               pay_sp_row_bind, pay_client_list_row, NULL, s};
 
     svc_list_page(s->db, req, resp, &l);
 }

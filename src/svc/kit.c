@@ -278,6 +278,7 @@ void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *re
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     json_t *arr = NULL;
+    int64_t *ids = NULL;
     size_t limit = 0;
     size_t n = 0;
     int64_t after = 0;
@@ -300,6 +301,12 @@ void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *re
     if (l->bind != NULL) {
         OT_TRY(l->bind(st, l->ctx));
     }
+    if (l->expand != NULL) {
+        ids = calloc(limit, sizeof(*ids));
+        if (ids == NULL) {
+            OT_FAIL(OT_E_NOMEM);
+        }
+    }
     for (;;) {
         json_t *item = NULL;
         OT_TRY(db_step(st, &row));
@@ -311,18 +318,28 @@ void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *re
             break;
         }
         OT_TRY(db_col_int64(st, 0, &last));
+        if (ids != NULL) {
+            ids[n++] = last;
+            continue;
+        }
         OT_TRY(l->row(st, l->ctx, &item));
         OT_TRY(json_push(arr, item));
         n++;
     }
     db_reset(st);
     st = NULL;
+    for (size_t i = 0; ids != NULL && i < n; i++) {
+        json_t *item = NULL;
+        OT_TRY(l->expand(c, l->ctx, ids[i], &item));
+        OT_TRY(json_push(arr, item));
+    }
     db_release(c);
     c = NULL;
     OT_TRY(svc_send_list(resp, &arr, more ? last : 0));
 out:
     db_reset(st);
     db_release(c);
+    free(ids);
     if (err != OT_OK) {
         svc_fail(resp, err);
     }

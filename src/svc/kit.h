@@ -103,11 +103,16 @@ bool svc_page_of_query(const struct net_req *req, struct net_resp *resp, unsigne
  * own parameters from $3 on, bound by bind (NULL: none); row turns the
  * current row into its item (new reference). svc_list_page reads cursor and
  * limit (400 itself), asks one row more than the page to know whether
- * another follows, and answers {"items", "next_cursor"} or the error. */
+ * another follows, and answers {"items", "next_cursor"} or the error.
+ * An item that needs queries of its own (a job with its scripts) sets
+ * expand instead of row: sql then selects only the ids, and expand builds
+ * each item from its id on the same connection once the page's ids are
+ * read (the cursor statement is closed by then). */
 struct svc_list {
     const char *sql;
     ot_err (*bind)(struct db_stmt *st, void *ctx);
     ot_err (*row)(struct db_stmt *st, void *ctx, json_t **item);
+    ot_err (*expand)(struct db_conn *c, void *ctx, int64_t id, json_t **item);
     void *ctx;
 };
 void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *resp,
