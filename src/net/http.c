@@ -38,13 +38,6 @@
 
 static ot_err net_proxies_parse(struct net_server *srv, const char *list);
 
-static double net_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void net_log_safe(char *dst, size_t cap, const char *s);
 
 /* ---- responses ---- */
@@ -991,7 +984,7 @@ static bool net_gate(struct net_req *req)
 {
     struct net_server *srv = req->srv;
     const struct net_route *r = req->rt->r;
-    double now = net_now();
+    double now = net_mono();
     uint64_t ipkey = net_rl_hash(req->client_ip);
     unsigned retry = 0, cretry = 0;
     double win = srv->cfg.auth_fail_window_s;

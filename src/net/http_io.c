@@ -25,6 +25,7 @@
 #define OT_LOG_COMPONENT "net.http"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "net/http_err.h"
 #include "net/net_priv.h"
 
@@ -161,7 +162,7 @@ static void net_stream_drain(struct net_io *io);
 static void net_stream_end(struct net_conn *c);
 static void net_stream_unref(struct net_stream *st);
 
-static double net_mono(void)
+double net_mono(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1209,13 +1210,7 @@ void net_io_stop(struct net_server *srv, unsigned grace_ms)
     atomic_store(&io->close_listener, true);
     net_wake(io);
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += grace_ms / 1000;
-    until.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    ot_deadline_after_ms((long)grace_ms, &until);
     pthread_mutex_lock(&srv->mu);
     while (srv->in_flight > 0) {
         if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) != 0) {

@@ -152,6 +152,8 @@ void net_req_free(struct net_req *req);
  * errors): "HTTP/1.1 <status> ...\r\n" with Connection: close. */
 ot_err net_plain_error(struct ot_buf *out, int status, const char *code, const char *msg);
 void net_inflight(struct net_server *srv, int delta);
+/* Monotonic clock in seconds (deadlines, rate windows, latencies). */
+double net_mono(void);
 
 /* http_io.c */
 /* Loads the certificate, key and client CA of cfg into srv->ssl_ctx.
