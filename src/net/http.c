@@ -927,10 +927,7 @@ void net_finish(struct net_req *req)
 {
     struct net_server *srv = req->srv;
     struct net_resp *resp = &req->resp;
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs =
-        (double)(t1.tv_sec - req->t0.tv_sec) + (double)(t1.tv_nsec - req->t0.tv_nsec) / 1e9;
+    double secs = net_mono() - req->t0;
     net_metrics_observe(srv->metrics, req->rt ? req->rt->metrics_idx : srv->metrics_unmatched,
                         resp->status, secs);
     if (ot_log_enabled(OT_LOG_LVL_INFO)) {

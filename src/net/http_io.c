@@ -504,7 +504,7 @@ static void net_conn_start_request(struct net_conn *c, size_t hl)
     c->req = req;
     req->srv = srv;
     req->conn = c;
-    clock_gettime(CLOCK_MONOTONIC, &req->t0);
+    req->t0 = net_mono();
     ot_buf_init(&req->body, srv->cfg.max_body);
     (void)snprintf(req->peer_ip, sizeof req->peer_ip, "%s", c->ip);
     if (c->subject) {

@@ -135,7 +135,7 @@ struct net_req {
     struct ot_buf body;
     bool too_large;
     bool close; /* close the connection after the answer */
-    struct timespec t0;
+    double t0;  /* net_mono() at the request's start */
     struct net_resp resp;
 };
 
