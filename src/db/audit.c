@@ -518,12 +518,12 @@ struct audit_q_item {
 
 static pthread_mutex_t audit_q_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct audit_q_item *audit_q_head;
+static struct audit_q_item **audit_q_tail = &audit_q_head; /* the last next link */
 static size_t audit_q_len;
 
 ot_err audit_enqueue(struct db *db, const struct audit_entry *e)
 {
     struct audit_q_item *it = NULL;
-    struct audit_q_item **pp = NULL;
 
     if (db == NULL || e == NULL) {
         return OT_E_ARG;
@@ -548,9 +548,10 @@ ot_err audit_enqueue(struct db *db, const struct audit_entry *e)
     if (it->e.ts == 0) {
         it->e.ts = audit_now_ms(); /* when it happened, not when it is written */
     }
-    for (pp = &audit_q_head; *pp != NULL; pp = &(*pp)->next) {
-    }
-    *pp = it;
+    /* appended at the tail kept, not by a walk of up to AUDIT_Q_MAX rows per
+     * request under the lock */
+    *audit_q_tail = it;
+    audit_q_tail = &it->next;
     audit_q_len++;
     pthread_mutex_unlock(&audit_q_mu);
     return OT_OK;
@@ -593,6 +594,9 @@ static ot_err audit_flush(struct db *db)
             bt = &it->next;
             n++;
         }
+        if (*pp == NULL) {
+            audit_q_tail = pp; /* walked to the end: pp is the last link now */
+        }
         audit_q_len -= n;
         pthread_mutex_unlock(&audit_q_mu);
         if (batch == NULL) {
@@ -601,6 +605,9 @@ static ot_err audit_flush(struct db *db)
         err = db_run_tx(db, audit_q_write_fn, batch);
         if (err != OT_OK) {
             pthread_mutex_lock(&audit_q_mu);
+            if (audit_q_head == NULL) {
+                audit_q_tail = bt;
+            }
             *bt = audit_q_head;
             audit_q_head = batch;
             audit_q_len += n;
