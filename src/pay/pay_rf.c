@@ -438,6 +438,7 @@ void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
     struct pay_rf_slot *sl = NULL;
     const char *result = NULL;
     const char *ended = NULL;
+    int64_t now = 0;
     uint16_t sw = 0;
     bool locked = false;
     bool done = false;
@@ -460,12 +461,13 @@ void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
         goto done;
     }
+    now = pay_now_ms();
     pthread_mutex_lock(&s->rf->mu);
     locked = true;
-    for (size_t i = 0; i < PAY_RF_MAX; i++) {
+    for (size_t i = 0; i < PAY_RF_MAX && sl == NULL; i++) {
         struct pay_rf_slot *x = &s->rf->slot[i];
         if (x->used && memcmp(x->id, rid, sizeof(rid)) == 0 && x->principal == cl.principal_id
-            && pay_now_ms() - x->created_ms <= PAY_RF_TTL_MS) {
+            && now - x->created_ms <= PAY_RF_TTL_MS) {
             sl = x;
         }
     }
