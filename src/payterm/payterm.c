@@ -5,6 +5,7 @@
 #include "core/log.h"
 
 #include "agent/conv.h"
+#include "core/buf.h"
 #include "core/hex.h"
 #include "payterm/journal.h"
 #include "payterm/pt_priv.h"
@@ -223,7 +224,7 @@ int payterm_pay(const struct payterm_cfg *cfg, const char *sp, int64_t amount, c
     }
     if (err == OT_OK) {
         err = pt_sam_pin_block(&t, sp, pan, pin, pb);
-        memset(pin, 0, sizeof(pin));
+        ot_mem_wipe(pin, sizeof(pin));
     }
     if (err == OT_OK) {
         snprintf(id, sizeof(id), "pay-%.32s-%lld", cfg->client, (long long)pt_now_us());

@@ -40,6 +40,7 @@ ot_err pt_sam_cmd(struct pt *t, uint8_t ins, uint8_t p1, const char *sp, const u
         cmd[len++] = 0x00; /* Le */
     }
     err = agent_channel_transmit(t->sam, cmd, len, r, &rl);
+    ot_mem_wipe(cmd, sizeof(cmd)); /* a PIN BLOCK command carries PAN and PIN */
     if (err != OT_OK) {
         return err;
     }
@@ -106,7 +107,7 @@ ot_err pt_sam_pin_block(struct pt *t, const char *sp, const char *pan, const cha
     req[1 + pl] = (uint8_t)nl;
     memcpy(req + 2 + pl, pin, nl);
     err = pt_sam_cmd(t, 0xA2, 0x00, sp, req, 2 + pl + nl, r, &rl, &sw);
-    memset(req, 0, sizeof(req));
+    ot_mem_wipe(req, sizeof(req));
     if (err == OT_OK && (sw != 0x9000 || rl != 16)) {
         err = sw == 0x6A88 ? OT_E_NOT_FOUND : OT_E_SW;
     }

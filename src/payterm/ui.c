@@ -1,6 +1,7 @@
 /* payterm's client interface (payterm.h): results as text or JSON, the PIN. */
 #include "payterm/pt_priv.h"
 
+#include "core/buf.h"
 #include "net/json.h"
 
 #include <stdlib.h>
@@ -72,10 +73,10 @@ ot_err pt_ui_pin(const struct pt *t, char pin[13])
     n = strcspn(line, "\r\n");
     line[n] = '\0';
     if (n < 4 || n > 12 || strspn(line, "0123456789") != n) {
-        memset(line, 0, sizeof(line));
+        ot_mem_wipe(line, sizeof(line));
         return OT_E_FORMAT;
     }
     memcpy(pin, line, n + 1);
-    memset(line, 0, sizeof(line));
+    ot_mem_wipe(line, sizeof(line));
     return OT_OK;
 }
