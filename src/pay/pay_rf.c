@@ -535,6 +535,7 @@ out:
     if (err != OT_OK) {
         if (sl != NULL) {
             pay_rf_drop(sl);
+            ended = "failed"; /* the opening was audited: so is the end */
         }
         svc_fail(resp, err);
     }
