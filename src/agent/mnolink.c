@@ -152,7 +152,7 @@ ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, c
         err = refused(&r, "GET device", why, why_cap);
         goto out;
     }
-    err = r.json == NULL ? OT_E_FORMAT
+    err = r.json == NULL ? json_err_set(&je, OT_E_FORMAT, NULL, "body is not JSON")
                          : json_get_array(r.json, "known_cins", 0,
                                           sizeof out->cin / sizeof out->cin[0], &arr, &n, &je);
     for (i = 0; err == OT_OK && i < n; i++) {
@@ -161,7 +161,9 @@ ot_err agent_mno_known_cins(struct agent_mno *m, struct agent_known_cins *out, c
         out->cin[i].len = sizeof out->cin[i].b;
         if (hex == NULL || strlen(hex) < 2
             || hex_decode(hex, strlen(hex), out->cin[i].b, &out->cin[i].len) != OT_OK) {
-            err = OT_E_FORMAT;
+            err =
+                json_err_set(&je, OT_E_FORMAT, "", "known_cins[%zu]: not a hex CIN of 1..%zu bytes",
+                             i, sizeof out->cin[i].b);
         }
     }
     if (err != OT_OK) {
