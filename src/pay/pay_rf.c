@@ -16,8 +16,10 @@
  * caller's (403 "client"), the SPs exist (404), are not revoked (403), the
  * card's SP has ISD keys and the operator is a transit SP with its key (409
  * "sp" / "operator"). A relay belongs to the client that opened it (others
- * get 404), lives PAY_RF_TTL_MS, takes each step once (the relay id is
- * random, a step answered is gone), and at most PAY_RF_MAX are open. */
+ * get 404), lives PAY_RF_TTL_MS under a random id, and at most PAY_RF_MAX
+ * are open. A step posted twice is not refused here: it is fed to the
+ * session as the card's next answer, and the card's C-MAC chain is what
+ * stops a replayed or altered command (docs/pay.md). */
 #define OT_LOG_COMPONENT "pay"
 #include "core/buf.h"
 #include "core/hex.h"
