@@ -1,5 +1,5 @@
 /* Fuzz target: what tsmctl parses or prints from untrusted bytes: profile
- * files (tsm_client_profile_parse, src/tsm/tsm_client.h) and server text
+ * files (tsm_client_profile_parse, src/client/tsm_client.h) and server text
  * (ot_utf8_escape, src/core/utf8.h).
  *
  * The first input byte picks the path: even = a profile file's text
@@ -8,8 +8,8 @@
  * refused profile file leaves nothing behind; the escaped text is always
  * NUL-terminated within the buffer and holds no C0 control, DEL, C1
  * control (U+0080..U+009F) or invalid UTF-8. */
+#include "client/tsm_client.h"
 #include "core/utf8.h"
-#include "tsm/tsm_client.h"
 
 #include <stdint.h>
 #include <stdlib.h>

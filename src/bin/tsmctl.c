@@ -29,17 +29,17 @@
  * (ot_utf8_escape; JSON output is pure ASCII).
  */
 #define OT_LOG_COMPONENT "bin.tsmctl"
+#include "client/mno_client.h"
+#include "client/tsm_client.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/utf8.h"
 #include "db/audit.h"
 #include "db/db.h"
-#include "mno/mno_client.h"
 #include "net/json.h"
 #include "svc/kit.h"
 #include "tsm/csv.h"
-#include "tsm/tsm_client.h"
 
 #include <openssl/evp.h>
 

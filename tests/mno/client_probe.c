@@ -11,9 +11,9 @@
  * On an error: prints "fail=<n> status=<http> code=<code> field=<field>" and
  * exits 1. */
 #define _POSIX_C_SOURCE 200809L
+#include "client/mno_client.h"
 #include "core/hex.h"
 #include "crypto/ec.h"
-#include "mno/mno_client.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>

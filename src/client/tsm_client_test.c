@@ -1,7 +1,7 @@
 /* tsm_client: the checks done before any request (URL, CA/certificate/key
  * files) and the error each gives, a transport error's text, and the profile
  * file parser. (Escaping of untrusted text: core/utf8_test.c.) */
-#include "tsm/tsm_client.h"
+#include "client/tsm_client.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

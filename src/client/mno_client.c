@@ -1,5 +1,5 @@
 /* Client of one mno instance (mno_client.h). */
-#include "mno/mno_client.h"
+#include "client/mno_client.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -9,9 +9,9 @@
 #ifndef OT_MNO_CLIENT_H
 #define OT_MNO_CLIENT_H
 
+#include "client/tsm_client.h"
 #include "core/err.h"
 #include "net/json.h"
-#include "tsm/tsm_client.h"
 
 #include <stdint.h>
 

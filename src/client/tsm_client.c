@@ -1,5 +1,5 @@
 /* Client of the tsm service and the host administration API (tsm_client.h). */
-#include "tsm/tsm_client.h"
+#include "client/tsm_client.h"
 
 #include "core/buf.h"
 #include "core/utf8.h"
