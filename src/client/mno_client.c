@@ -206,6 +206,23 @@ ot_err mno_client_job(struct mno_client *m, const char *id, json_t **out, struct
     return mno_client_get(m, "/jobs/", id, NULL, out, e);
 }
 
+ot_err mno_client_job_wait(struct mno_client *m, const char *id, unsigned wait_s, int64_t seq,
+                           json_t **out, struct tsm_client_err *e)
+{
+    char tail[64];
+
+    *out = NULL;
+    if (wait_s < 1 || wait_s > 60 || seq < 0) {
+        return mno_client_fail(e, TSM_CLIENT_USAGE, OT_E_ARG, "wait is 1..60 s, seq >= 0");
+    }
+    if (seq > 0) {
+        (void)snprintf(tail, sizeof(tail), "?wait=%u&seq=%lld", wait_s, (long long)seq);
+    } else {
+        (void)snprintf(tail, sizeof(tail), "?wait=%u", wait_s);
+    }
+    return mno_client_get(m, "/jobs/", id, tail, out, e);
+}
+
 ot_err mno_client_jobs(struct mno_client *m, const struct tsm_client_pg *pg,
                        struct tsm_client_page *out, struct tsm_client_err *e)
 {

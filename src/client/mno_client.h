@@ -35,6 +35,11 @@ ot_err mno_client_device(struct mno_client *m, const char *id, json_t **out,
 ot_err mno_client_job_submit(struct mno_client *m, const json_t *job, const char *idem_key,
                              json_t **out, struct tsm_client_err *e);
 ot_err mno_client_job(struct mno_client *m, const char *id, json_t **out, struct tsm_client_err *e);
+/* GET /jobs/{id}?wait=S[&seq=N]: answers once the job is no longer pending
+ * (or script seq has its responses; seq 0: none), or after wait_s (1..60)
+ * with the job as it is. The client's timeout must exceed wait_s. */
+ot_err mno_client_job_wait(struct mno_client *m, const char *id, unsigned wait_s, int64_t seq,
+                           json_t **out, struct tsm_client_err *e);
 ot_err mno_client_jobs(struct mno_client *m, const struct tsm_client_pg *pg,
                        struct tsm_client_page *out, struct tsm_client_err *e);
 ot_err mno_client_job_cancel(struct mno_client *m, const char *id, json_t **out,
