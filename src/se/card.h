@@ -52,6 +52,9 @@ void se_card_free(struct se_card *card); /* NULL: no-op */
  * default-selected application is selected on channel 0), writes the ATR.
  * A hardware-destroyed card is mute: OT_E_NO_CARD and no ATR. */
 ot_err se_card_power_on(struct se_card *card, uint8_t *atr, size_t *atr_len);
+/* Power off also gives back the memory only a running card needs (command
+ * buffers, applet scratch): an idle card holds its state, a few KiB for the
+ * shipped profiles (src/se/mem_test.c prints the figures). */
 void se_card_power_off(struct se_card *card);
 
 /* Processes one C-APDU. resp_len: capacity in (>= SE_MAX_RESP is always

@@ -924,7 +924,8 @@ static uint16_t gpcm_load_verify(struct se_card *c, struct gpcm_loaded *out)
         || se_find_app(st, c->load.elf.b, c->load.elf.len) >= 0) {
         return GPCM_SW_CONDITIONS;
     }
-    if (st->nelfs >= SE_MAX_ELFS || lfdb_len > se_mem_free(st)) {
+    if (st->nelfs >= SE_MAX_ELFS || lfdb_len > se_mem_free(st)
+        || se_state_reserve(st, 0, st->nelfs + 1u) != OT_OK) {
         return GPCM_SW_NO_SPACE;
     }
 
@@ -1186,7 +1187,8 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
             return sw;
         }
     }
-    if (prm.c9_len > SE_MAX_PARAMS || st->napps >= SE_MAX_APPS || prm.nv_data > se_mem_free(st)) {
+    if (prm.c9_len > SE_MAX_PARAMS || st->napps >= SE_MAX_APPS || prm.nv_data > se_mem_free(st)
+        || se_card_reserve_apps(c, st->napps + 1u) != OT_OK) {
         return GPCM_SW_NO_SPACE;
     }
 
@@ -1228,13 +1230,13 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
         if (fail != 0) {
             /* Undo the new last entry: the state is as before the command. */
             st->napps--;
-            ot_mem_wipe(a, sizeof *a);
+            se_app_wipe(a);
             c->dirty = was_dirty;
             return fail;
         }
     } else if (a->params_len > mem_free) {
         st->napps--;
-        ot_mem_wipe(a, sizeof *a);
+        se_app_wipe(a);
         return GPCM_SW_NO_SPACE;
     }
     gpcm_single_privs_take(st, privs, ni);

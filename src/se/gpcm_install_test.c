@@ -78,6 +78,7 @@ static int t_add_app(struct se_card *c, const uint8_t *aid, size_t n, int sd, ui
                      uint8_t lcs)
 {
     struct se_state *st = &c->st;
+    assert_int_equal(se_card_reserve_apps(c, st->napps + 1u), OT_OK);
     int i = st->napps++;
     struct se_app *a = &st->apps[i];
     memset(a, 0, sizeof *a);
@@ -103,6 +104,7 @@ static int t_add_elf(struct se_card *c, const uint8_t *aid, size_t n, const uint
                      size_t mod_len, int sd, bool native)
 {
     struct se_state *st = &c->st;
+    assert_int_equal(se_state_reserve(st, 0, st->nelfs + 1u), OT_OK);
     int i = st->nelfs++;
     struct se_elf *e = &st->elfs[i];
     memset(e, 0, sizeof *e);
@@ -142,6 +144,8 @@ static void t_card_free(struct se_card *c)
 {
     if (c != NULL) {
         ot_buf_free(&c->load.data);
+        se_state_clear(&c->st);
+        free(c->vol);
         free(c);
     }
 }
@@ -174,9 +178,10 @@ static uint16_t t_run_as(struct se_card *c, int sd, int chan, bool auth, const u
         .authenticated = auth,
         .out = &w,
     };
-    struct se_state *before = malloc(sizeof *before);
-    assert_non_null(before);
-    memcpy(before, &c->st, sizeof *before);
+    struct ot_buf before, after;
+    ot_buf_init(&before, 0);
+    ot_buf_init(&after, 0);
+    assert_int_equal(se_state_serialize(&c->st, &before), OT_OK);
     c->dirty = false;
     uint16_t sw = 0;
     switch (a.ins) {
@@ -193,13 +198,17 @@ static uint16_t t_run_as(struct se_card *c, int sd, int chan, bool auth, const u
         fail();
     }
     if (sw != SW_OK) {
-        assert_memory_equal(before, &c->st, sizeof *before);
+        /* the card's content, byte for byte as its image holds it */
+        assert_int_equal(se_state_serialize(&c->st, &after), OT_OK);
+        assert_int_equal(after.len, before.len);
+        assert_memory_equal(after.data, before.data, before.len);
         assert_false(c->dirty);
         assert_int_equal(w.len, 0);
     } else {
         assert_int_equal(buf_wr_finish(&w, &res->len), OT_OK);
     }
-    free(before);
+    ot_buf_free(&before);
+    ot_buf_free(&after);
     return sw;
 }
 

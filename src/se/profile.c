@@ -1022,6 +1022,8 @@ ot_err se_profile_load(const char *json, size_t len, struct se_state *st)
         err = OT_E_NOMEM;
         goto out;
     }
+    /* Room for the largest profile while loading; trimmed to size below. */
+    OT_TRY(se_state_reserve(tmp, SE_MAX_APPS, SE_MAX_ELFS));
     ctx.st = tmp;
     ctx.mem_used = 0;
     OT_TRY(pf_card(root, tmp));
@@ -1035,10 +1037,11 @@ ot_err se_profile_load(const char *json, size_t len, struct se_state *st)
     OT_TRY(pf_domains(root, tmp));
     OT_TRY(pf_applications(root, tmp));
     OT_TRY(pf_links(tmp));
-    memcpy(st, tmp, sizeof(*st));
+    OT_TRY(se_state_trim(tmp));
+    se_state_move(st, tmp);
 out:
     if (tmp != NULL) {
-        ot_mem_wipe(tmp, sizeof(*tmp));
+        se_state_clear(tmp);
         free(tmp);
     }
     json_decref(root);

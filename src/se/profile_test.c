@@ -172,6 +172,7 @@ static void test_dev(void **state)
     assert_int_equal(pp->lcs, GP_LCS_APP_SELECTABLE);
     assert_int_equal(pp->privs, 0);
     assert_false(pp->is_sd);
+    se_state_clear(st);
     free(st);
 }
 
@@ -205,6 +206,7 @@ static void test_ese_central(void **state)
     assert_false(has(st, sp, GP_PRIV_AUTHORIZED_MANAGEMENT));
     int pay = app_index(st, "A0000000041010");
     assert_true(aid_is(&st->apps[pay].sd, "F04F54534D534410"));
+    se_state_clear(st);
     free(st);
 }
 
@@ -240,6 +242,7 @@ static void test_thirdparty(void **state)
             assert_true(has(st, mno, GP_PRIV_AUTHORIZED_MANAGEMENT));
             assert_true(aid_is(&st->apps[tel].sd, "F04F54534D534402"));
         }
+        se_state_clear(st);
         free(st);
     }
 }
@@ -263,6 +266,7 @@ static void test_uicc_central(void **state)
         bool telecom = aid_is(&st->elfs[i].aid, "F04F54534D04");
         assert_true(aid_is(&st->elfs[i].sd, telecom ? "F04F54534D534402" : "F04F54534D534401"));
     }
+    se_state_clear(st);
     free(st);
 }
 
@@ -285,6 +289,7 @@ static void test_every_shipped(void **state)
         }
         struct se_state *st = load_shipped(e->d_name);
         check_links(st);
+        se_state_clear(st);
         free(st);
         char path[1024];
         struct se_card *c = NULL;
@@ -319,7 +324,9 @@ static void test_cplc_default(void **state)
     assert_int_equal(se_profile_load(c, strlen(c), s2), OT_OK);
     assert_int_equal(s2->cplc[0], 0x00);
     assert_int_equal(s2->cplc[41], 0x29);
+    se_state_clear(s1);
     free(s1);
+    se_state_clear(s2);
     free(s2);
 }
 
@@ -374,6 +381,7 @@ static void test_good_variants(void **state)
     /* a Card Reset holder takes it from the ISD */
     assert_int_equal(st->apps[2].privs, GP_PRIV_BIT(GP_PRIV_CARD_RESET));
     assert_false(has(st, 0, GP_PRIV_CARD_RESET));
+    se_state_clear(st);
     free(st);
 }
 
@@ -660,6 +668,7 @@ static void test_limits(void **state)
     assert_int_equal(ot_buf_append(&b, "]}", 2), OT_OK);
     assert_int_equal(se_profile_load((const char *)b.data, b.len, st), OT_E_LIMIT);
     ot_buf_free(&b);
+    se_state_clear(st);
     free(st);
 }
 

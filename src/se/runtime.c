@@ -219,6 +219,44 @@ static bool app_selected_elsewhere(const struct se_card *c, int app, int except)
     return false;
 }
 
+/* Zeroes the applet scratch of app (a row never allocated is zero). */
+static void vol_clear(struct se_card *c, int app)
+{
+    if (app >= 0 && (unsigned)app < c->vol_cap) {
+        memset(c->vol[app], 0, SE_VOL_SIZE);
+    }
+}
+
+static ot_err vol_reserve(struct se_card *c, unsigned n)
+{
+    if (n <= c->vol_cap) {
+        return OT_OK;
+    }
+    if (n > SE_MAX_APPS) {
+        return OT_E_LIMIT;
+    }
+    uint8_t(*v)[SE_VOL_SIZE] = realloc(c->vol, (size_t)n * SE_VOL_SIZE);
+    if (v == NULL) {
+        return OT_E_NOMEM;
+    }
+    memset(v[c->vol_cap], 0, (size_t)(n - c->vol_cap) * SE_VOL_SIZE);
+    c->vol = v;
+    c->vol_cap = n;
+    return OT_OK;
+}
+
+ot_err se_card_reserve_apps(struct se_card *c, unsigned napps)
+{
+    if (c == NULL) {
+        return OT_E_ARG;
+    }
+    ot_err err = se_state_reserve(&c->st, napps, 0);
+    if (err == OT_OK) {
+        err = vol_reserve(c, napps);
+    }
+    return err;
+}
+
 /* Deselects the channel's application; its volatile scratch is cleared unless
  * another channel still has it selected. */
 static void chan_deselect(struct se_card *c, int ch)
@@ -227,8 +265,8 @@ static void chan_deselect(struct se_card *c, int ch)
     int app = k->selected;
     chan_end_session(c, ch);
     k->selected = -1;
-    if (app >= 0 && app < (int)SE_MAX_APPS && !app_selected_elsewhere(c, app, ch)) {
-        memset(c->vol[app], 0, SE_VOL_SIZE);
+    if (app >= 0 && !app_selected_elsewhere(c, app, ch)) {
+        vol_clear(c, app);
     }
 }
 
@@ -264,12 +302,16 @@ void se_remove_app(struct se_card *c, int i)
         k->perso_target = adjust_index(k->perso_target, i);
     }
     size_t tail = (size_t)(st->napps - 1 - (unsigned)i);
-    ot_mem_wipe(&st->apps[i], sizeof st->apps[i]);
+    se_app_wipe(&st->apps[i]); /* its data blob freed */
     memmove(&st->apps[i], &st->apps[i + 1], tail * sizeof st->apps[0]);
-    memmove(c->vol[i], c->vol[i + 1], tail * SE_VOL_SIZE);
+    /* The moved-from last slot's data pointer now belongs to its new slot. */
+    ot_mem_wipe(&st->apps[st->napps - 1], sizeof st->apps[0]);
+    if ((unsigned)i < c->vol_cap) {
+        unsigned rows = c->vol_cap < st->napps ? c->vol_cap : st->napps;
+        memmove(c->vol[i], c->vol[i + 1], (size_t)(rows - 1u - (unsigned)i) * SE_VOL_SIZE);
+        vol_clear(c, (int)rows - 1);
+    }
     st->napps--;
-    ot_mem_wipe(&st->apps[st->napps], sizeof st->apps[0]);
-    memset(c->vol[st->napps], 0, SE_VOL_SIZE);
 }
 
 void se_remove_elf(struct se_card *c, int i)
@@ -313,13 +355,14 @@ ot_err se_applet_set_data(struct se_applet_ctx *x, const uint8_t *p, size_t n)
     }
     struct se_app *a = &st->apps[x->app];
     if (a->data_len != n || (n > 0 && memcmp(a->data, p, n) != 0)) {
-        if (n > 0) {
-            memmove(a->data, p, n);
+        if (n == a->data_len) {
+            memmove(a->data, p, n); /* same size: in place */
+        } else {
+            ot_err err = se_app_set_data(a, p, n);
+            if (err != OT_OK) {
+                return err;
+            }
         }
-        if (a->data_len > n) {
-            ot_mem_wipe(a->data + n, a->data_len - n);
-        }
-        a->data_len = (uint16_t)n;
         se_mark_dirty(x->card);
     }
     x->data = a->data;
@@ -381,7 +424,13 @@ void se_applet_ctx_init(struct se_card *c, int app, int ch, struct se_applet_ctx
     x->aid_len = a->aid.len;
     x->data = a->data;
     x->data_len = a->data_len;
-    x->vol = c->vol[app];
+    /* The scratch row of app, grown on the applet's first run. */
+    if (app >= 0 && vol_reserve(c, (unsigned)app + 1u) == OT_OK) {
+        x->vol = c->vol[app];
+    } else {
+        memset(c->vol_spare, 0, sizeof c->vol_spare);
+        x->vol = c->vol_spare;
+    }
 }
 
 ot_err se_applet_ppse_list(const struct se_applet_ctx *x, struct buf_wr *out)
@@ -416,7 +465,51 @@ static void card_reset_volatile(struct se_card *c)
         k->selected = -1;
     }
     load_drop(c);
-    memset(c->vol, 0, sizeof c->vol);
+    if (c->vol != NULL) {
+        memset(c->vol, 0, (size_t)c->vol_cap * SE_VOL_SIZE);
+    }
+}
+
+/* Power off: an idle card keeps only its state; the runtime scratch and the
+ * channels' buffers are allocated again by the next commands. */
+static void buf_release(struct ot_buf *b)
+{
+    size_t max = b->max;
+    ot_buf_free(b);
+    ot_buf_init(b, max);
+}
+
+static void card_release_scratch(struct se_card *c)
+{
+    for (int ch = 0; ch < (int)SE_MAX_CHANNELS; ch++) {
+        buf_release(&c->chans[ch].chain.data);
+        buf_release(&c->chans[ch].pending);
+    }
+    buf_release(&c->load.data);
+    if (c->rt_cmd != NULL) {
+        ot_mem_wipe(c->rt_cmd, SE_RT_BUF);
+    }
+    free(c->rt_cmd);
+    free(c->rt_resp);
+    c->rt_cmd = NULL;
+    c->rt_resp = NULL;
+    if (c->vol != NULL) {
+        ot_mem_wipe(c->vol, (size_t)c->vol_cap * SE_VOL_SIZE);
+    }
+    free(c->vol);
+    c->vol = NULL;
+    c->vol_cap = 0;
+}
+
+static ot_err card_scratch(struct se_card *c)
+{
+    if (c->rt_cmd == NULL) {
+        c->rt_cmd = malloc(SE_RT_BUF);
+    }
+    if (c->rt_resp == NULL) {
+        c->rt_resp = malloc(SE_RT_BUF);
+    }
+    return c->rt_cmd != NULL && c->rt_resp != NULL ? OT_OK : OT_E_NOMEM;
 }
 
 static ot_err card_alloc(struct se_card **out)
@@ -436,12 +529,6 @@ static ot_err card_alloc(struct se_card **out)
         ot_buf_init(&k->pending, APDU_MAX_EXT_NE + 64u);
     }
     ot_buf_init(&c->load.data, SE_MAX_LOAD);
-    c->rt_cmd = malloc(SE_RT_BUF);
-    c->rt_resp = malloc(SE_RT_BUF);
-    if (c->rt_cmd == NULL || c->rt_resp == NULL) {
-        se_card_free(c);
-        return OT_E_NOMEM;
-    }
     *out = c;
     return OT_OK;
 }
@@ -588,20 +675,9 @@ void se_card_free(struct se_card *card)
     ot_buf_free(&card->committed);
     /* rt_cmd is wiped after each command that deciphered into it; rt_resp
      * only ever holds answers the terminal received. */
-    free(card->rt_cmd);
-    free(card->rt_resp);
+    card_release_scratch(card);
     free(card->image_path);
-    /* Wipe what is secret (keys, applet data and scratch) rather than the
-     * whole ~0.6 MB structure: freeing cards is frequent in tests and fuzzing. */
-    struct se_state *st = &card->st;
-    for (unsigned i = 0; i < st->napps && i < SE_MAX_APPS; i++) {
-        struct se_app *a = &st->apps[i];
-        ot_mem_wipe(&a->sd_data, sizeof a->sd_data);
-        ot_mem_wipe(a->params, sizeof a->params);
-        ot_mem_wipe(a->data, a->data_len <= SE_MAX_APP_DATA ? a->data_len : SE_MAX_APP_DATA);
-        ot_mem_wipe(card->vol[i], SE_VOL_SIZE);
-    }
-    ot_mem_wipe(st->kdd, sizeof st->kdd);
+    se_state_clear(&card->st); /* keys, applet data and parameters wiped */
     free(card);
 }
 
@@ -767,6 +843,7 @@ void se_card_power_off(struct se_card *card)
         return;
     }
     card_reset_volatile(card);
+    card_release_scratch(card);
     card->powered = false;
 }
 
@@ -1073,7 +1150,7 @@ static uint16_t do_select(struct se_card *c, int ch, const struct apdu *a, struc
         sw = ops->select != NULL ? ops->select(&x, out) : SW_OK;
         if (!sw_is_success_or_warning(sw)) {
             k->selected = -1; /* the applet refused the selection */
-            memset(c->vol[found], 0, SE_VOL_SIZE);
+            vol_clear(c, found);
         } else if (st->card_lcs == GP_LCS_CARD_LOCKED) {
             sw = SW_WARN_LOCKED;
         }
@@ -1624,6 +1701,9 @@ ot_err se_card_transmit(struct se_card *card, const uint8_t *cmd, size_t n, uint
         *resp_len = 2;
         return OT_E_BUF_SMALL;
     }
+    if (card_scratch(card) != OT_OK) {
+        return OT_E_NOMEM;
+    }
     struct apdu a;
     uint8_t chb = 0;
     ot_err pe = apdu_parse(cmd, n, &a);
@@ -1699,6 +1779,7 @@ ot_err se_card_transmit(struct se_card *card, const uint8_t *cmd, size_t n, uint
         /* Hardware destroy: the command is acknowledged, then the chip is
          * burnt: no ATR, no answer any more. */
         card_reset_volatile(card);
+        card_release_scratch(card);
         card->powered = false;
     }
     return db_err;

@@ -2,8 +2,16 @@
  *
  * The card is split in two:
  *   struct se_state  the persistent card content: everything in the image.
- *                    Plain data with fixed caps, serialised field by field by
- *                    store.c (never written as a raw struct).
+ *                    Counted data with caps, serialised field by field by
+ *                    store.c (never written as a raw struct). Its storage
+ *                    grows with what the card holds (issue 10 point 5: many
+ *                    cards per process): the application and load file
+ *                    tables and each application's data blob are allocated
+ *                    to size. Grow a table with se_state_reserve() before
+ *                    appending to it (napps++ / nelfs++), set a blob with
+ *                    se_app_set_data(), free with se_state_clear(); never
+ *                    copy a state with memcpy or assignment (it owns memory:
+ *                    se_state_move() hands it over).
  *   struct se_card   the state plus the volatile part: channels, selections,
  *                    secure channels, GET RESPONSE data, LOAD in progress.
  *
@@ -110,7 +118,9 @@ struct se_app {
     uint8_t params_len;
     uint8_t params[SE_MAX_PARAMS]; /* C9 install parameters as given */
     uint16_t data_len;
-    uint8_t data[SE_MAX_APP_DATA]; /* the applet's persistent data (applet-defined layout) */
+    uint16_t data_cap;
+    uint8_t *data; /* the applet's persistent data (applet-defined layout), data_cap
+                    * bytes allocated (se_app_set_data); NULL when data_cap is 0 */
 };
 
 struct se_state {
@@ -122,9 +132,11 @@ struct se_state {
     uint8_t cplc[42]; /* GET DATA 9F7F */
     uint8_t kdd[10];  /* key diversification data sent in INITIALIZE UPDATE */
     uint8_t napps;
-    struct se_app apps[SE_MAX_APPS]; /* apps[0] is the ISD */
+    uint8_t apps_cap;    /* entries allocated in apps (se_state_reserve) */
+    struct se_app *apps; /* apps[0] is the ISD */
     uint8_t nelfs;
-    struct se_elf elfs[SE_MAX_ELFS];
+    uint8_t elfs_cap; /* entries allocated in elfs */
+    struct se_elf *elfs;
 };
 
 /* Secure channel of one logical channel, opened with one SD. */
@@ -195,8 +207,16 @@ struct se_card {
     struct se_store_ops store_ops;
     struct se_chan chans[SE_MAX_CHANNELS];
     struct se_load load;
-    uint8_t vol[SE_MAX_APPS][SE_VOL_SIZE]; /* applet volatile scratch, by app index */
-    /* runtime.c scratch, allocated with the card (SE_RT_BUF bytes each) */
+    /* Applet volatile scratch, by app index: vol_cap rows of SE_VOL_SIZE bytes,
+     * grown with the application table (se_card_reserve_apps) or when an
+     * applet first runs; vol_spare stands in for a row that could not be
+     * allocated (the applet then sees fresh scratch on every command). */
+    uint8_t (*vol)[SE_VOL_SIZE];
+    unsigned vol_cap;
+    uint8_t vol_spare[SE_VOL_SIZE];
+    /* runtime.c scratch (SE_RT_BUF bytes each), allocated by the first
+     * command after power on and released at power off, so an idle card
+     * holds only its state */
     uint8_t *rt_cmd;  /* the unwrapped / reassembled command */
     uint8_t *rt_resp; /* the response being built */
     /* runtime.c: channel selections (app index) and personalization targets
@@ -280,6 +300,25 @@ ot_err se_state_deserialize(const uint8_t *p, size_t n, struct se_state *st);
 ot_err se_store_write(const char *path, const uint8_t *p, size_t n, const struct se_store_ops *ops);
 /* Reads a whole image file (capped). */
 ot_err se_store_read(const char *path, struct ot_buf *out);
+/* Storage of a state (see the rule at the top). se_state_reserve grows the
+ * tables to hold at least napps applications and nelfs load files (new
+ * entries zeroed; above SE_MAX_APPS / SE_MAX_ELFS: OT_E_LIMIT). */
+ot_err se_state_reserve(struct se_state *st, unsigned napps, unsigned nelfs);
+/* Sets an application's data blob to p[0..n) (n <= SE_MAX_APP_DATA, else
+ * OT_E_LIMIT), reallocating to size; the old bytes are wiped. */
+ot_err se_app_set_data(struct se_app *a, const uint8_t *p, size_t n);
+/* Frees an application's data blob and wipes the entry (keys included): for
+ * an entry taken out of the table (slots at napps and above hold no data). */
+void se_app_wipe(struct se_app *a);
+/* Gives back table entries beyond the counts (a couple of spare ones kept). */
+ot_err se_state_trim(struct se_state *st);
+/* Wipes the secrets (keys, data, parameters), frees the tables, zeroes *st. */
+void se_state_clear(struct se_state *st);
+/* Clears *dst and hands src's content over to it (src is left zeroed). */
+void se_state_move(struct se_state *dst, struct se_state *src);
+/* se_state_reserve for the card's state plus the applets' volatile rows. */
+ot_err se_card_reserve_apps(struct se_card *c, unsigned napps);
+
 /* Persists c->st if dirty: serialise, write, update c->committed. */
 ot_err se_commit(struct se_card *c);
 /* Restores c->st from c->committed (rollback). */

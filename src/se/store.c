@@ -40,7 +40,7 @@
 
 #define SE_IMAGE_MAGIC_LEN (sizeof(SE_IMAGE_MAGIC) - 1u)
 #define SE_IMAGE_HASH_LEN  32u
-/* Largest image the caps allow is about 700 KiB; anything bigger is not ours. */
+/* Largest image the caps allow is about 600 KiB; anything bigger is not ours. */
 #define SE_IMAGE_MAX ((size_t)1024 * 1024)
 
 enum {
@@ -149,6 +149,10 @@ static void enc_app(struct se_enc *e, const struct se_app *a)
         e->err = e->err == OT_OK ? OT_E_INTERNAL : e->err;
         return;
     }
+    if (a->data_len > a->data_cap) {
+        e->err = e->err == OT_OK ? OT_E_INTERNAL : e->err;
+        return;
+    }
     enc_u16(e, a->data_len);
     enc_bytes(e, a->data, a->data_len);
 }
@@ -177,8 +181,8 @@ static void enc_elf(struct se_enc *e, const struct se_elf *f)
 static bool store_state_ok(const struct se_state *st)
 {
     if (st->napps == 0 || st->napps > SE_MAX_APPS || st->nelfs > SE_MAX_ELFS
-        || st->atr_len > SE_MAX_ATR || (unsigned)st->type > (unsigned)SE_TYPE_MICROSD
-        || !st->apps[0].is_sd) {
+        || st->napps > st->apps_cap || st->nelfs > st->elfs_cap || st->atr_len > SE_MAX_ATR
+        || (unsigned)st->type > (unsigned)SE_TYPE_MICROSD || !st->apps[0].is_sd) {
         return false;
     }
     for (size_t i = 0; i < st->napps; i++) {
@@ -331,6 +335,7 @@ out:
 static ot_err dec_app(struct buf_rd *r, struct se_app *a)
 {
     ot_err err = OT_OK;
+    uint16_t n = 0;
 
     OT_TRY(dec_aid(r, &a->aid));
     OT_TRY(dec_aid(r, &a->elf));
@@ -352,12 +357,13 @@ static ot_err dec_app(struct buf_rd *r, struct se_app *a)
         OT_TRY(dec_sd(r, &a->sd_data));
     }
     OT_TRY(dec_lv(r, &a->params_len, a->params, SE_MAX_PARAMS));
-    OT_TRY(dec_u16(r, &a->data_len));
-    if (a->data_len > SE_MAX_APP_DATA) {
+    OT_TRY(dec_u16(r, &n));
+    if (n > SE_MAX_APP_DATA || n > r->left) {
         err = OT_E_CORRUPT;
         goto out;
     }
-    OT_TRY(dec_copy(r, a->data, a->data_len));
+    OT_TRY(se_app_set_data(a, r->p, n));
+    OT_TRY(buf_rd_skip(r, n));
 out:
     return err;
 }
@@ -420,6 +426,7 @@ static ot_err dec_state(struct buf_rd *r, struct se_state *st)
         err = OT_E_CORRUPT;
         goto out;
     }
+    OT_TRY(se_state_reserve(st, st->napps, 0));
     for (size_t i = 0; i < st->napps; i++) {
         OT_TRY(dec_app(r, &st->apps[i]));
     }
@@ -432,6 +439,7 @@ static ot_err dec_state(struct buf_rd *r, struct se_state *st)
         err = OT_E_CORRUPT;
         goto out;
     }
+    OT_TRY(se_state_reserve(st, 0, st->nelfs));
     for (size_t i = 0; i < st->nelfs; i++) {
         OT_TRY(dec_elf(r, &st->elfs[i]));
     }
@@ -477,14 +485,146 @@ ot_err se_state_deserialize(const uint8_t *p, size_t n, struct se_state *st)
     err = dec_state(&r, tmp);
     if (err != OT_OK) {
         OT_LOG_WARN("card image: malformed content");
-        err = OT_E_CORRUPT;
+        err = err == OT_E_NOMEM ? err : OT_E_CORRUPT;
         goto out;
     }
-    memcpy(st, tmp, sizeof(*st));
+    se_state_move(st, tmp);
 out:
-    ot_mem_wipe(tmp, sizeof(*tmp));
+    se_state_clear(tmp);
     free(tmp);
     return err;
+}
+
+/* ---------------------------------------------------------------- storage */
+
+/* Grows a table of entries of size sz from *cap to at least want (new
+ * entries zeroed). */
+static ot_err table_grow(void **tab, uint8_t *cap, unsigned want, unsigned max, size_t sz)
+{
+    if (want <= *cap) {
+        return OT_OK;
+    }
+    if (want > max) {
+        return OT_E_LIMIT;
+    }
+    /* Grow by a few entries at a time: cards hold a handful of each. */
+    unsigned n = want + 2u > max ? max : want + 2u;
+    uint8_t *t = realloc(*tab, (size_t)n * sz);
+    if (t == NULL) {
+        return OT_E_NOMEM;
+    }
+    memset(t + (size_t)*cap * sz, 0, (size_t)(n - *cap) * sz);
+    *tab = t;
+    *cap = (uint8_t)n;
+    return OT_OK;
+}
+
+ot_err se_state_reserve(struct se_state *st, unsigned napps, unsigned nelfs)
+{
+    ot_err err = OT_OK;
+
+    if (st == NULL) {
+        return OT_E_ARG;
+    }
+    void *apps = st->apps;
+    void *elfs = st->elfs;
+    err = table_grow(&apps, &st->apps_cap, napps, SE_MAX_APPS, sizeof(struct se_app));
+    st->apps = apps;
+    OT_TRY(err);
+    err = table_grow(&elfs, &st->elfs_cap, nelfs, SE_MAX_ELFS, sizeof(struct se_elf));
+    st->elfs = elfs;
+out:
+    return err;
+}
+
+ot_err se_state_trim(struct se_state *st)
+{
+    if (st == NULL || st->napps > st->apps_cap || st->nelfs > st->elfs_cap) {
+        return OT_E_ARG;
+    }
+    unsigned na = st->napps + 2u > SE_MAX_APPS ? SE_MAX_APPS : st->napps + 2u;
+    unsigned ne = st->nelfs + 2u > SE_MAX_ELFS ? SE_MAX_ELFS : st->nelfs + 2u;
+    if (st->apps != NULL && na < st->apps_cap) {
+        for (unsigned i = na; i < st->apps_cap; i++) {
+            se_app_wipe(&st->apps[i]);
+        }
+        struct se_app *t = realloc(st->apps, (size_t)na * sizeof *t);
+        if (t != NULL) {
+            st->apps = t;
+            st->apps_cap = (uint8_t)na;
+        }
+    }
+    if (st->elfs != NULL && ne < st->elfs_cap) {
+        struct se_elf *t = realloc(st->elfs, (size_t)ne * sizeof *t);
+        if (t != NULL) {
+            st->elfs = t;
+            st->elfs_cap = (uint8_t)ne;
+        }
+    }
+    return OT_OK;
+}
+
+void se_app_wipe(struct se_app *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    if (a->data != NULL) {
+        ot_mem_wipe(a->data, a->data_cap);
+        free(a->data);
+    }
+    ot_mem_wipe(a, sizeof *a);
+}
+
+ot_err se_app_set_data(struct se_app *a, const uint8_t *p, size_t n)
+{
+    if (a == NULL || (p == NULL && n > 0)) {
+        return OT_E_ARG;
+    }
+    if (n > SE_MAX_APP_DATA) {
+        return OT_E_LIMIT;
+    }
+    uint8_t *d = NULL;
+    if (n > 0) {
+        d = malloc(n);
+        if (d == NULL) {
+            return OT_E_NOMEM;
+        }
+        memcpy(d, p, n); /* p may point into a->data */
+    }
+    if (a->data != NULL) {
+        ot_mem_wipe(a->data, a->data_cap);
+        free(a->data);
+    }
+    a->data = d;
+    a->data_len = (uint16_t)n;
+    a->data_cap = (uint16_t)n;
+    return OT_OK;
+}
+
+void se_state_clear(struct se_state *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    if (st->apps != NULL) {
+        for (unsigned i = 0; i < st->apps_cap; i++) {
+            se_app_wipe(&st->apps[i]);
+        }
+        free(st->apps);
+    }
+    free(st->elfs);
+    ot_mem_wipe(st, sizeof *st);
+}
+
+void se_state_move(struct se_state *dst, struct se_state *src)
+{
+    if (dst == NULL || src == NULL || dst == src) {
+        return;
+    }
+    se_state_clear(dst);
+    memcpy(dst, src, sizeof *dst);
+    memset(src, 0, sizeof *src);
 }
 
 /* ---------------------------------------------------------------- files */
