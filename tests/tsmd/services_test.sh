@@ -41,7 +41,7 @@ startup_err() {
         fail "tsmd $*: expected \"$want\", got: $(cat "$TSMD_WORK/err")"
 }
 
-startup_err 'unknown service "nope" (known: tsm, testsvc, mno, pay)' --set 'services.enabled=tsm, nope:orange'
+startup_err 'unknown service "nope" (known: tsm, testsvc, mno, pay, cms)' --set 'services.enabled=tsm, nope:orange'
 startup_err '"tsm:x": service tsm has no named instances' --set 'services.enabled=tsm:x'
 startup_err '"testsvc:Bad": an instance is written testsvc:NAME' --set 'services.enabled=testsvc:Bad'
 startup_err '"testsvc:a:b": an instance is written testsvc:NAME' --set 'services.enabled=testsvc:a:b'
