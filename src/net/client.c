@@ -370,87 +370,11 @@ ot_err net_client_request(struct net_client *c, const char *method, const char *
 
 /* ---- SSE ---- */
 
-#define NET_SSE_LINE_MAX ((size_t)64 * 1024)
-
-struct net_sse_rx {
-    struct ot_buf line; /* the current line */
-    struct ot_buf data; /* the current event's data lines */
-    char event[64];
-    char id[NET_SSE_ID_MAX + 1];
-    char last_id[NET_SSE_ID_MAX + 1]; /* the last complete event's id */
-    bool has_id;
-    bool stop;    /* the callback said stop */
-    bool too_big; /* a line or an event over the cap */
-    unsigned events;
-    net_sse_fn fn;
-    void *ctx;
-};
-
-/* One complete line (without its end). */
-static void net_sse_line(struct net_sse_rx *rx, const char *l, size_t n)
-{
-    if (n == 0) { /* dispatch */
-        if (rx->data.len > 0 || rx->has_id) {
-            if (rx->has_id) {
-                (void)snprintf(rx->last_id, sizeof rx->last_id, "%s", rx->id);
-            }
-            if (rx->data.len > 0) {
-                rx->data.data[rx->data.len - 1] = '\0'; /* the last LF */
-                rx->events++;
-                if (!rx->fn(rx->ctx, rx->has_id ? rx->id : NULL,
-                            rx->event[0] ? rx->event : "message", (const char *)rx->data.data)) {
-                    rx->stop = true;
-                }
-            }
-        }
-        ot_buf_reset(&rx->data);
-        rx->event[0] = '\0';
-        rx->has_id = false;
-        return;
-    }
-    if (l[0] == ':') {
-        return; /* a comment (heartbeat) */
-    }
-    const char *colon = memchr(l, ':', n);
-    size_t fl = colon ? (size_t)(colon - l) : n;
-    const char *v = colon ? colon + 1 : l + n;
-    size_t vl = colon ? n - fl - 1 : 0;
-    if (vl > 0 && *v == ' ') {
-        v++;
-        vl--;
-    }
-    if (fl == 4 && memcmp(l, "data", 4) == 0) {
-        if (ot_buf_append(&rx->data, v, vl) != OT_OK
-            || ot_buf_append_u8(&rx->data, '\n') != OT_OK) {
-            rx->too_big = true;
-        }
-    } else if (fl == 5 && memcmp(l, "event", 5) == 0) {
-        (void)snprintf(rx->event, sizeof rx->event, "%.*s", (int)vl, v);
-    } else if (fl == 2 && memcmp(l, "id", 2) == 0 && vl <= NET_SSE_ID_MAX && !memchr(v, '\0', vl)) {
-        memcpy(rx->id, v, vl);
-        rx->id[vl] = '\0';
-        rx->has_id = true;
-    }
-}
-
 static size_t net_sse_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct net_sse_rx *rx = ud;
     size_t n = size * nmemb;
-    for (size_t i = 0; i < n && !rx->stop && !rx->too_big; i++) {
-        char ch = ptr[i];
-        if (ch == '\n') {
-            size_t len = rx->line.len;
-            if (len > 0 && rx->line.data[len - 1] == '\r') {
-                len--;
-            }
-            net_sse_line(rx, rx->line.data ? (const char *)rx->line.data : "", len);
-            ot_buf_reset(&rx->line);
-        } else if (ot_buf_append(&rx->line, &ch, 1) != OT_OK) {
-            rx->too_big = true;
-        }
-    }
-    return (rx->stop || rx->too_big) ? 0 : n;
+    return net_sse_rx_feed(rx, ptr, n) ? n : 0;
 }
 
 ot_err net_client_sse(struct net_client *c, const char *path, const char *last_event_id,
@@ -464,11 +388,7 @@ ot_err net_client_sse(struct net_client *c, const char *path, const char *last_e
     unsigned max_reconnects = opts ? opts->max_reconnects : 0;
     unsigned idle_s = opts && opts->idle_timeout_s ? opts->idle_timeout_s : 60;
     struct net_sse_rx rx;
-    memset(&rx, 0, sizeof rx);
-    ot_buf_init(&rx.line, NET_SSE_LINE_MAX);
-    ot_buf_init(&rx.data, c->max_body);
-    rx.fn = fn;
-    rx.ctx = ctx;
+    net_sse_rx_init(&rx, c->max_body, fn, ctx);
     if (last_event_id) {
         (void)snprintf(rx.last_id, sizeof rx.last_id, "%s", last_event_id);
     }
@@ -537,10 +457,7 @@ ot_err net_client_sse(struct net_client *c, const char *path, const char *last_e
         (void)curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
         /* A partial event of a broken connection is dropped: the server
          * sends it again after the last complete id. */
-        ot_buf_reset(&rx.line);
-        ot_buf_reset(&rx.data);
-        rx.has_id = false;
-        rx.event[0] = '\0';
+        net_sse_rx_reset(&rx);
         if (rx.stop) {
             err = OT_OK;
             break;
@@ -574,7 +491,6 @@ ot_err net_client_sse(struct net_client *c, const char *path, const char *last_e
     if (last_out && last_cap > 0) {
         (void)snprintf(last_out, last_cap, "%s", rx.last_id);
     }
-    ot_buf_free(&rx.line);
-    ot_buf_free(&rx.data);
+    net_sse_rx_free(&rx);
     return err;
 }

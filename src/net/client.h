@@ -11,6 +11,7 @@
 
 #include "core/err.h"
 #include "net/json.h"
+#include "net/sse.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -71,13 +72,6 @@ bool net_client_resp_header(const struct net_client_resp *r, const char *name, c
                             size_t cap);
 
 /* ---- Server-Sent Events ---- */
-
-#define NET_SSE_ID_MAX 128 /* event id bytes */
-
-/* One event: id (NULL when the event had none), event name ("message"
- * when none), data (its data: lines joined with LF). Return false to stop
- * consuming. */
-typedef bool (*net_sse_fn)(void *ctx, const char *id, const char *event, const char *data);
 
 struct net_sse_opts {
     unsigned retry_ms; /* wait before reconnecting; 0 = 1000 */

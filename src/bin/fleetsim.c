@@ -1,0 +1,545 @@
+/* fleetsim: many simulated devices (agents with in-memory vse cards, real
+ * SCP03) against one or more tsmd nodes, for load and scale tests (issue 10
+ * point 5; docs/fleetsim.md). The engine is src/fleet; this is the driver:
+ *
+ *   fleetsim [options] --url http://127.0.0.1:PORT[,http://...] --devices N
+ *
+ * It forks --procs workers (a process has 20,000 descriptors here: a worker
+ * holds one stream per device plus its session connections), worker k takes
+ * its slice of the devices and node k modulo the nodes. The phases run in
+ * lockstep, driven by this parent over pipes:
+ *   enrol   every device: principal, bearer token, enrolment on mno
+ *   online  register and open the push stream; the tsmd RSS (--tsmd-pid) is
+ *           read before and after, all streams open and idle
+ *   push    one SCP03 job per device, submitted in process; a job counts as
+ *           completed when the device's session ended and its answers
+ *           verified (R-MACs) with the submitter's state
+ * and prints, last line:
+ *   devices= nodes= tsmd_rss_per_device_kib= push_jobs_per_s=
+ */
+#define OT_LOG_COMPONENT "fleetsim"
+#include "core/buf.h"
+#include "core/log.h"
+#include "fleet/fleet.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EXIT_FAIL    1
+#define EXIT_USAGE   2
+#define MAX_PROCS    64
+#define MAX_NODES    16
+#define MAX_PIDS     16
+#define TOKEN_MAX    4096u
+#define PHASE_MS_DEF 600000u
+
+static const char g_usage[] =
+    "usage: fleetsim [options]\n"
+    "  --url URL[,URL...]     tsmd nodes, http://IPV4:PORT (plain HTTP), required\n"
+    "  --instance NAME        mno instance (default orange)\n"
+    "  --op-token-file F      operator token (enrols the devices), required\n"
+    "  --sp-token-file F      submitter's token (a service provider), required\n"
+    "  --devices N            simulated devices (default 50)\n"
+    "  --first I              index of the first device (default 0): identities derive from it\n"
+    "  --procs P              worker processes (default: one per 9,000 devices)\n"
+    "  --inflight C           requests in flight per worker in bulk phases (default 64)\n"
+    "  --cmds K               plain commands per job, 1..8 (default 2)\n"
+    "  --tsmd-pid PID         a tsmd node to measure (VmRSS); repeat per node\n"
+    "  --idle-s S             hold the idle streams S seconds before the push (default 2)\n"
+    "  --no-push              stop after the online phase\n"
+    "  --phase-timeout-s S    give up a phase after S seconds (default 600)\n"
+    "  --run-tag TAG          prefix of the Idempotency-Keys (default: the pid)\n"
+    "  --log-level L          error, warn (default), info, debug\n"
+    "  --help                 this text\n"
+    "output: a line per phase, last line:\n"
+    "  devices=N nodes=K tsmd_rss_per_device_kib=X push_jobs_per_s=Y\n"
+    "exit status: 0 every device enrolled, online and its job verified; 1 otherwise; 2 bad usage\n";
+
+struct opts {
+    char *urls[MAX_NODES];
+    char hosts[MAX_NODES][64];
+    uint16_t ports[MAX_NODES];
+    unsigned nnodes;
+    const char *instance;
+    char op_token[TOKEN_MAX];
+    char sp_token[TOKEN_MAX];
+    uint32_t devices;
+    uint32_t first;
+    unsigned procs;
+    unsigned inflight;
+    unsigned cmds;
+    long pids[MAX_PIDS];
+    unsigned npids;
+    unsigned idle_s;
+    bool no_push;
+    unsigned phase_ms;
+    char run_tag[32];
+    const char *log_level;
+};
+
+static int usage_err(const char *fmt, ...) OT_PRINTF(1, 2);
+static int usage_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fleetsim: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(fleetsim --help for the options)\n", stderr);
+    return EXIT_USAGE;
+}
+
+static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool read_token(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+    if (f == NULL) {
+        return false;
+    }
+    n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ')) {
+        out[--n] = '\0';
+    }
+    return n > 0 && n < cap - 1;
+}
+
+/* http://A.B.C.D:PORT (a trailing / allowed). */
+static bool parse_url(const char *u, char *host, size_t hcap, uint16_t *port)
+{
+    uint32_t p = 0;
+    char tmp[128];
+    if (strncmp(u, "http://", 7) != 0 || strlen(u) >= sizeof tmp) {
+        return false;
+    }
+    (void)snprintf(tmp, sizeof tmp, "%s", u + 7);
+    size_t l = strlen(tmp);
+    if (l > 0 && tmp[l - 1] == '/') {
+        tmp[l - 1] = '\0';
+    }
+    char *colon = strrchr(tmp, ':');
+    if (colon == NULL || colon == tmp || (size_t)(colon - tmp) >= hcap
+        || !parse_u32(colon + 1, 1, 65535, &p)) {
+        return false;
+    }
+    *colon = '\0';
+    (void)snprintf(host, hcap, "%s", tmp);
+    *port = (uint16_t)p;
+    return true;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+    uint32_t v = 0;
+    const char *urls = NULL, *opf = NULL, *spf = NULL;
+    o->instance = "orange";
+    o->devices = 50;
+    o->idle_s = 2;
+    o->phase_ms = PHASE_MS_DEF;
+    (void)snprintf(o->run_tag, sizeof o->run_tag, "%ld-", (long)getpid());
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(g_usage, stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--no-push") == 0) {
+            o->no_push = true;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            return usage_err("%s needs a value (or is unknown)", a);
+        }
+        const char *val = argv[++i];
+        if (strcmp(a, "--url") == 0) {
+            urls = val;
+        } else if (strcmp(a, "--instance") == 0) {
+            o->instance = val;
+        } else if (strcmp(a, "--op-token-file") == 0) {
+            opf = val;
+        } else if (strcmp(a, "--sp-token-file") == 0) {
+            spf = val;
+        } else if (strcmp(a, "--devices") == 0) {
+            if (!parse_u32(val, 1, 1000000, &o->devices)) {
+                return usage_err("--devices: 1..1000000");
+            }
+        } else if (strcmp(a, "--first") == 0) {
+            if (!parse_u32(val, 0, 100000000, &o->first)) {
+                return usage_err("--first: 0..100000000");
+            }
+        } else if (strcmp(a, "--procs") == 0) {
+            if (!parse_u32(val, 1, MAX_PROCS, &v)) {
+                return usage_err("--procs: 1..%d", MAX_PROCS);
+            }
+            o->procs = v;
+        } else if (strcmp(a, "--inflight") == 0) {
+            if (!parse_u32(val, 1, 4096, &v)) {
+                return usage_err("--inflight: 1..4096");
+            }
+            o->inflight = v;
+        } else if (strcmp(a, "--cmds") == 0) {
+            if (!parse_u32(val, 1, 8, &v)) {
+                return usage_err("--cmds: 1..8");
+            }
+            o->cmds = v;
+        } else if (strcmp(a, "--tsmd-pid") == 0) {
+            if (o->npids == MAX_PIDS || !parse_u32(val, 1, 0x7FFFFFFF, &v)) {
+                return usage_err("--tsmd-pid: a pid, at most %d of them", MAX_PIDS);
+            }
+            o->pids[o->npids++] = (long)v;
+        } else if (strcmp(a, "--idle-s") == 0) {
+            if (!parse_u32(val, 0, 3600, &v)) {
+                return usage_err("--idle-s: 0..3600");
+            }
+            o->idle_s = v;
+        } else if (strcmp(a, "--phase-timeout-s") == 0) {
+            if (!parse_u32(val, 1, 86400, &v)) {
+                return usage_err("--phase-timeout-s: 1..86400");
+            }
+            o->phase_ms = v * 1000u;
+        } else if (strcmp(a, "--run-tag") == 0) {
+            if (strlen(val) > 20 || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(val)) {
+                return usage_err("--run-tag: up to 20 of [a-z0-9-]");
+            }
+            (void)snprintf(o->run_tag, sizeof o->run_tag, "%s", val);
+        } else if (strcmp(a, "--log-level") == 0) {
+            o->log_level = val;
+        } else {
+            return usage_err("unknown option %s", a);
+        }
+    }
+    if (urls == NULL || opf == NULL || spf == NULL) {
+        return usage_err("--url, --op-token-file and --sp-token-file are required");
+    }
+    if (!read_token(opf, o->op_token, sizeof o->op_token)
+        || !read_token(spf, o->sp_token, sizeof o->sp_token)) {
+        return usage_err("cannot read a token file (one token, at most %u bytes)", TOKEN_MAX - 2);
+    }
+    char list[1024];
+    if (strlen(urls) >= sizeof list) {
+        return usage_err("--url: too long");
+    }
+    (void)snprintf(list, sizeof list, "%s", urls);
+    for (char *u = list, *next = NULL; u != NULL; u = next) {
+        next = strchr(u, ',');
+        if (next != NULL) {
+            *next++ = '\0';
+        }
+        if (o->nnodes == MAX_NODES) {
+            return usage_err("--url: at most %d nodes", MAX_NODES);
+        }
+        if (!parse_url(u, o->hosts[o->nnodes], sizeof o->hosts[0], &o->ports[o->nnodes])) {
+            return usage_err("--url: '%s' is not http://IPV4:PORT", u);
+        }
+        o->nnodes++;
+    }
+    if (o->nnodes == 0) {
+        return usage_err("--url: no node");
+    }
+    if (o->procs == 0) {
+        o->procs = (o->devices + 8999u) / 9000u;
+        if (o->procs < o->nnodes && o->devices >= o->nnodes) {
+            o->procs = o->nnodes; /* every node gets devices */
+        }
+    }
+    if (o->procs > o->devices) {
+        o->procs = o->devices;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- worker */
+
+static bool say(int fd, const char *fmt, ...) OT_PRINTF(2, 3);
+static bool say(int fd, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    return n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) == n;
+}
+
+/* Waits for the parent's next word ("go" / "quit") while keeping the
+ * devices' streams alive. */
+static bool await_go(struct fleet *f, int in)
+{
+    char c[8];
+    for (;;) {
+        struct pollfd p = {.fd = in, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0) {
+            ssize_t r = read(in, c, sizeof c);
+            return r > 0 && c[0] == 'g';
+        }
+        fleet_idle(f, 100);
+    }
+}
+
+static int worker(const struct opts *o, unsigned k, uint32_t first, uint32_t n, int in, int out)
+{
+    struct fleet_cfg cfg;
+    struct fleet *f = NULL;
+    struct fleet_stats s;
+    unsigned node = k % o->nnodes;
+    ot_err err;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.host = o->hosts[node];
+    cfg.port = o->ports[node];
+    cfg.instance = o->instance;
+    cfg.op_token = o->op_token;
+    cfg.sp_token = o->sp_token;
+    cfg.first = first;
+    cfg.n = n;
+    cfg.inflight = o->inflight;
+    cfg.cmds = o->cmds;
+    cfg.run_tag = o->run_tag;
+    err = fleet_new(&cfg, &f);
+    if (err != OT_OK) {
+        (void)say(out, "error new %s\n", ot_strerror(err));
+        return EXIT_FAIL;
+    }
+    double t0 = fleet_now();
+    err = fleet_enrol(f, o->phase_ms);
+    fleet_get_stats(f, &s);
+    (void)say(out, "enrolled %u %u %.3f\n", s.enrolled, s.failed, fleet_now() - t0);
+    if (!await_go(f, in)) {
+        goto done;
+    }
+    t0 = fleet_now();
+    err = fleet_online(f, o->phase_ms);
+    fleet_get_stats(f, &s);
+    (void)say(out, "online %u %u %.3f\n", s.online, s.failed, fleet_now() - t0);
+    if (!await_go(f, in)) {
+        goto done;
+    }
+    err = fleet_push(f, o->phase_ms);
+    fleet_get_stats(f, &s);
+    (void)say(out, "pushed %u %u %u %u %.6f %.6f %u\n", s.submitted, s.done, s.verified,
+              s.failed, s.push_start, s.push_end, s.online);
+    (void)await_go(f, in);
+done:
+    fleet_free(f);
+    return err == OT_OK ? 0 : EXIT_FAIL;
+}
+
+/* ---------------------------------------------------------------- parent */
+
+struct child {
+    pid_t pid;
+    int to;   /* parent -> child */
+    FILE *from;
+};
+
+static long rss_kib(long pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    (void)snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtol(line + 6, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+static long rss_total(const struct opts *o)
+{
+    long t = 0;
+    for (unsigned i = 0; i < o->npids; i++) {
+        long r = rss_kib(o->pids[i]);
+        if (r < 0) {
+            return -1;
+        }
+        t += r;
+    }
+    return t;
+}
+
+static void tell_all(struct child *c, unsigned n, const char *w)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (c[i].to >= 0 && write(c[i].to, w, strlen(w)) < 0) {
+            OT_LOG_WARN("worker %u: %s", i, strerror(errno));
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static struct opts o;
+    struct child ch[MAX_PROCS];
+    struct ot_log_cfg lc = {OT_LOG_LVL_WARN, OT_LOG_FMT_TEXT, NULL};
+    struct rlimit rl;
+    int rc = parse_opts(argc, argv, &o);
+    unsigned started = 0;
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (o.log_level != NULL && ot_log_level_parse(o.log_level, &lc.level) != OT_OK) {
+        return usage_err("bad --log-level '%s'", o.log_level);
+    }
+    ot_log_configure(&lc);
+    signal(SIGPIPE, SIG_IGN);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    memset(ch, 0, sizeof ch);
+    for (unsigned k = 0; k < o.procs; k++) {
+        int down[2], up[2];
+        uint32_t lo = (uint32_t)((uint64_t)o.devices * k / o.procs);
+        uint32_t hi = (uint32_t)((uint64_t)o.devices * (k + 1) / o.procs);
+        if (pipe(down) != 0 || pipe(up) != 0) {
+            fprintf(stderr, "fleetsim: pipe: %s\n", strerror(errno));
+            rc = EXIT_FAIL;
+            goto out;
+        }
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "fleetsim: fork: %s\n", strerror(errno));
+            rc = EXIT_FAIL;
+            goto out;
+        }
+        if (pid == 0) {
+            close(down[1]);
+            close(up[0]);
+            for (unsigned j = 0; j < k; j++) {
+                close(ch[j].to);
+                fclose(ch[j].from);
+            }
+            _exit(worker(&o, k, o.first + lo, hi - lo, down[0], up[1]));
+        }
+        close(down[0]);
+        close(up[1]);
+        ch[k].pid = pid;
+        ch[k].to = down[1];
+        ch[k].from = fdopen(up[0], "r");
+        started++;
+    }
+
+    /* Phase by phase: every worker reports, then all go on together. */
+    char line[256];
+    uint32_t enrolled = 0, efail = 0, online = 0, ofail = 0;
+    double enrol_s = 0, online_s = 0;
+    for (unsigned k = 0; k < started; k++) {
+        unsigned a = 0, b = 0;
+        double t = 0;
+        if (fgets(line, sizeof line, ch[k].from) == NULL
+            || sscanf(line, "enrolled %u %u %lf", &a, &b, &t) != 3) {
+            fprintf(stderr, "fleetsim: worker %u: %s", k, line);
+            rc = EXIT_FAIL;
+            goto out;
+        }
+        enrolled += a;
+        efail += b;
+        enrol_s = t > enrol_s ? t : enrol_s;
+    }
+    printf("phase=enrol devices=%u enrolled=%u failed=%u seconds=%.1f\n", o.devices, enrolled,
+           efail, enrol_s);
+    fflush(stdout);
+    long rss_before = rss_total(&o);
+    tell_all(ch, started, "g");
+    for (unsigned k = 0; k < started; k++) {
+        unsigned a = 0, b = 0;
+        double t = 0;
+        if (fgets(line, sizeof line, ch[k].from) == NULL
+            || sscanf(line, "online %u %u %lf", &a, &b, &t) != 3) {
+            fprintf(stderr, "fleetsim: worker %u: %s", k, line);
+            rc = EXIT_FAIL;
+            goto out;
+        }
+        online += a;
+        ofail += b;
+        online_s = t > online_s ? t : online_s;
+    }
+    sleep(o.idle_s);
+    long rss_after = rss_total(&o);
+    double per_dev = rss_before >= 0 && rss_after >= 0 && online > 0
+                         ? (double)(rss_after - rss_before) / online
+                         : -1;
+    printf("phase=online online=%u failed=%u seconds=%.1f tsmd_rss_before_kib=%ld "
+           "tsmd_rss_after_kib=%ld\n",
+           online, ofail, online_s, rss_before, rss_after);
+    fflush(stdout);
+    uint32_t sub = 0, done = 0, ver = 0, pfail = 0, still = 0;
+    double t0 = 0, t1 = 0;
+    if (!o.no_push) {
+        tell_all(ch, started, "g");
+        for (unsigned k = 0; k < started; k++) {
+            unsigned a = 0, b = 0, c = 0, d = 0, e = 0;
+            double s0 = 0, s1 = 0;
+            if (fgets(line, sizeof line, ch[k].from) == NULL
+                || sscanf(line, "pushed %u %u %u %u %lf %lf %u", &a, &b, &c, &d, &s0, &s1, &e)
+                       != 7) {
+                fprintf(stderr, "fleetsim: worker %u: %s", k, line);
+                rc = EXIT_FAIL;
+                goto out;
+            }
+            sub += a;
+            done += b;
+            ver += c;
+            pfail += d;
+            still += e;
+            t0 = (t0 == 0 || (s0 > 0 && s0 < t0)) ? s0 : t0;
+            t1 = s1 > t1 ? s1 : t1;
+        }
+        printf("phase=push submitted=%u done=%u verified=%u failed=%u seconds=%.2f "
+               "online_after=%u\n",
+               sub, done, ver, pfail, t1 > t0 ? t1 - t0 : 0.0, still);
+    }
+    double jps = !o.no_push && t1 > t0 ? ver / (t1 - t0) : 0;
+    printf("devices=%u nodes=%u tsmd_rss_per_device_kib=%.2f push_jobs_per_s=%.0f\n", online,
+           o.nnodes, per_dev, jps);
+    fflush(stdout);
+    rc = enrolled == o.devices && online == o.devices && (o.no_push || ver == o.devices)
+             ? 0
+             : EXIT_FAIL;
+out:
+    tell_all(ch, started, "q");
+    for (unsigned k = 0; k < started; k++) {
+        int st = 0;
+        close(ch[k].to);
+        ch[k].to = -1;
+        if (ch[k].from != NULL) {
+            fclose(ch[k].from);
+        }
+        if (waitpid(ch[k].pid, &st, 0) < 0 || !WIFEXITED(st)) {
+            rc = EXIT_FAIL;
+        }
+    }
+    ot_mem_wipe(o.op_token, sizeof o.op_token);
+    ot_mem_wipe(o.sp_token, sizeof o.sp_token);
+    return rc;
+}

@@ -1,0 +1,92 @@
+/* fleetsim's engine (issue 10 point 5): many simulated devices in one
+ * process, for load and scale tests of mno.
+ *
+ * A device is an se-agent reduced to what the OTA path needs, with an
+ * in-memory vse card (profile fleet_profile(): an eSE whose ISD runs SCP03
+ * with a pseudo-random card challenge) and a unique identity derived from its
+ * index: IMEI, IMSI, MSISDN, CIN. It enrols (the operator's part: a device
+ * principal, its bearer token, the enrolment on the mno instance), registers,
+ * holds its push stream (SSE), and runs the admin session of each job it is
+ * woken for (docs/ota.md section 5) against its card with the agent's script
+ * runner and protocol converter (src/agent) over a converter back end on the
+ * card runtime. The submitting side is in-process too: one SCP03 job per
+ * device, built by the shared submitter core (client/otascp.h) from what the
+ * device's card told at creation (KDD, i, counter), so the job is the guarded
+ * one-job handshake; the device's own answers are verified (R-MACs) when its
+ * session ends.
+ *
+ * Everything runs on one epoll loop with a small HTTP/1.1 client (plain
+ * HTTP; fleet_http.c): an idle device costs its card state, its stream's
+ * socket and a few hundred bytes, not a thread and a libcurl handle. Each
+ * device's connections leave from its own loopback address
+ * (127.x.y.z, fleet_dev_src) so 100,000 streams and their short session
+ * connections never run out of ephemeral ports towards a handful of nodes.
+ *
+ * Not thread-safe: one thread runs a struct fleet. fleetsim runs several
+ * processes for more devices than one process has descriptors.
+ */
+#ifndef OT_FLEET_FLEET_H
+#define OT_FLEET_FLEET_H
+
+#include "core/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct fleet_cfg {
+    const char *host;     /* the tsmd node: IPv4 address ("127.0.0.1") */
+    uint16_t port;        /* its HTTP port (plain HTTP) */
+    const char *instance; /* the mno instance ("orange") */
+    const char *op_token; /* operator: principals, tokens, enrolment */
+    const char *sp_token; /* the submitter of the jobs (a service provider) */
+    uint32_t first;       /* index of the first device: identities derive from it */
+    uint32_t n;           /* devices */
+    unsigned inflight;    /* devices (or submissions) in flight in the bulk phases; 0 = 64 */
+    unsigned cmds;        /* plain commands per job (GET DATA / GET STATUS); 0 = 2 */
+    uint8_t level;        /* SCP03 level of the jobs (00 01 03 11 13 33); 0x33 default */
+    bool level_set;       /* level given (00 is a level) */
+    const char *run_tag;  /* makes Idempotency-Keys unique per run ("" none) */
+};
+
+struct fleet_stats {
+    uint32_t devices;
+    uint32_t enrolled;   /* enrolment done (principal, token, device) */
+    uint32_t online;     /* registered and holding their stream now */
+    uint32_t submitted;  /* jobs accepted by mno (201) */
+    uint32_t done;       /* sessions that ended with 204 after every script ran */
+    uint32_t verified;   /* of those, results whose R-MACs verified and all commands ok */
+    uint32_t failed;     /* enrolment, registration, submission or session errors */
+    uint32_t reconnects; /* streams reopened after a drop */
+    double push_start;   /* monotonic seconds: the first submission */
+    double push_end;     /* the last verified session end */
+};
+
+struct fleet;
+
+/* Checks cfg and creates the devices' cards (not yet enrolled). */
+ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out);
+void fleet_free(struct fleet *f); /* NULL: no-op; closes every connection */
+
+/* Enrols every device (cfg->inflight at a time). OT_E_TIMEOUT when not all
+ * were enrolled within timeout_ms; OT_E_PROTOCOL when one was refused. */
+ot_err fleet_enrol(struct fleet *f, unsigned timeout_ms);
+/* Registers every device and opens its push stream; returns once all hold
+ * it (OT_E_TIMEOUT otherwise). */
+ot_err fleet_online(struct fleet *f, unsigned timeout_ms);
+/* Submits one SCP03 job per online device and runs the loop until every
+ * submitted job's session ended (OT_E_TIMEOUT otherwise). */
+ot_err fleet_push(struct fleet *f, unsigned timeout_ms);
+/* Runs the loop for ms (streams, heartbeats, reconnections). */
+void fleet_idle(struct fleet *f, unsigned ms);
+void fleet_get_stats(const struct fleet *f, struct fleet_stats *s);
+
+/* Monotonic seconds (for the figures). */
+double fleet_now(void);
+
+/* The card profile of device index i (NUL-terminated, for tests). */
+ot_err fleet_profile(uint32_t i, char *out, size_t cap);
+/* The loopback source address of device i's connections (host order). */
+uint32_t fleet_dev_src(uint32_t i);
+
+#endif

@@ -1,0 +1,412 @@
+/* fleetsim's event-driven HTTP/1.1 client (fleet_priv.h). Plain HTTP over
+ * loopback to tsmd: answers carry Content-Length (none for 204), a stream
+ * answer is text/event-stream without length until the server closes
+ * (net/http.c). Anything else is a protocol error for this client. */
+#define OT_LOG_COMPONENT "fleet.http"
+#include "core/log.h"
+#include "fleet/fleet_priv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define FH_HEAD_MAX  ((size_t)16 * 1024)
+#define FH_BODY_MAX  ((size_t)8 * 1024 * 1024)
+#define FH_READ_CHUNK 16384u
+#define FH_EVENTS    256
+
+ot_err fh_loop_init(struct fh_loop *l, const char *host, uint16_t port)
+{
+    struct in_addr a;
+
+    memset(l, 0, sizeof *l);
+    l->ep = -1;
+    if (host == NULL || inet_pton(AF_INET, host, &a) != 1 || port == 0) {
+        return OT_E_ARG;
+    }
+    l->dst_addr = a.s_addr;
+    l->dst_port = htons(port);
+    (void)snprintf(l->host, sizeof l->host, "%s:%u", host, (unsigned)port);
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    return l->ep < 0 ? OT_E_IO : OT_OK;
+}
+
+void fh_loop_close(struct fh_loop *l)
+{
+    if (l->ep >= 0) {
+        close(l->ep);
+    }
+    l->ep = -1;
+}
+
+void fh_conn_init(struct fh_conn *c, struct fh_loop *l, uint32_t src_host_order)
+{
+    memset(c, 0, sizeof *c);
+    c->loop = l;
+    c->fd = -1;
+    c->src = htonl(src_host_order);
+    ot_buf_init(&c->out, FH_BODY_MAX + FH_HEAD_MAX);
+    ot_buf_init(&c->in, FH_BODY_MAX + FH_HEAD_MAX);
+}
+
+void fh_close(struct fh_conn *c)
+{
+    if (c->fd >= 0) {
+        (void)epoll_ctl(c->loop->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+        c->loop->open--;
+    }
+    c->connecting = false;
+    c->busy = false;
+    c->streaming = false;
+    c->must_close = false;
+    ot_buf_free(&c->out);
+    ot_buf_free(&c->in);
+    ot_buf_init(&c->out, FH_BODY_MAX + FH_HEAD_MAX);
+    ot_buf_init(&c->in, FH_BODY_MAX + FH_HEAD_MAX);
+    c->out_off = 0;
+    c->hdr_end = 0;
+}
+
+static void fh_watch(struct fh_conn *c, bool out)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (out ? EPOLLOUT : 0u),
+                             .data.ptr = c};
+    (void)epoll_ctl(c->loop->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static ot_err fh_connect(struct fh_conn *c)
+{
+    struct sockaddr_in dst = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+
+    if (fd < 0) {
+        OT_LOG_WARN("socket: %s", strerror(errno));
+        return OT_E_IO;
+    }
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->src != 0) {
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = c->src};
+        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0) {
+            OT_LOG_WARN("bind: %s", strerror(errno));
+            close(fd);
+            return OT_E_IO;
+        }
+    }
+    dst.sin_addr.s_addr = c->loop->dst_addr;
+    dst.sin_port = c->loop->dst_port;
+    if (connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0 && errno != EINPROGRESS) {
+        OT_LOG_WARN("connect: %s", strerror(errno));
+        close(fd);
+        return OT_E_IO;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
+    if (epoll_ctl(c->loop->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        close(fd);
+        return OT_E_IO;
+    }
+    c->fd = fd;
+    c->connecting = true;
+    c->loop->open++;
+    return OT_OK;
+}
+
+/* Ends the request in flight with err (the connection is closed: its state
+ * is unknown). */
+static void fh_fail(struct fh_conn *c, ot_err err)
+{
+    fh_done_fn done = c->done;
+    void *ctx = c->ctx;
+    bool was_busy = c->busy || c->streaming;
+    fh_close(c);
+    if (was_busy && done != NULL) {
+        done(ctx, c, err);
+    }
+}
+
+static ot_err fh_flush(struct fh_conn *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                fh_watch(c, true);
+                return OT_OK;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            return OT_E_IO;
+        }
+        c->out_off += (size_t)w;
+    }
+    ot_buf_free(&c->out);
+    ot_buf_init(&c->out, FH_BODY_MAX + FH_HEAD_MAX);
+    c->out_off = 0;
+    fh_watch(c, false);
+    return OT_OK;
+}
+
+ot_err fh_send(struct fh_conn *c, const char *method, const char *path, const char *token,
+               const char *extra, const char *ctype, const void *body, size_t len,
+               fh_done_fn done, void *ctx)
+{
+    char head[1024];
+    ot_err err = OT_OK;
+
+    if (c->busy || c->streaming) {
+        return OT_E_STATE;
+    }
+    if (c->fd >= 0 && c->must_close) {
+        fh_close(c);
+    }
+    int n = snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s%s"
+                     "Content-Length: %zu\r\n\r\n",
+                     method, path, c->loop->host, token ? "Authorization: Bearer " : "",
+                     token ? token : "", token ? "\r\n" : "", ctype ? "Content-Type: " : "",
+                     ctype ? ctype : "", ctype ? "\r\n" : "", extra ? extra : "", len);
+    if (n < 0 || (size_t)n >= sizeof head) {
+        return OT_E_TOO_LONG;
+    }
+    ot_buf_reset(&c->out);
+    ot_buf_free(&c->in);
+    ot_buf_init(&c->in, FH_BODY_MAX + FH_HEAD_MAX);
+    c->hdr_end = 0;
+    c->clen = 0;
+    c->status = 0;
+    c->out_off = 0;
+    OT_TRY(ot_buf_append(&c->out, head, (size_t)n));
+    if (len > 0) {
+        OT_TRY(ot_buf_append(&c->out, body, len));
+    }
+    c->done = done;
+    c->ctx = ctx;
+    c->reused = c->fd >= 0;
+    if (c->fd < 0) {
+        OT_TRY(fh_connect(c));
+    }
+    c->busy = true;
+    if (!c->connecting) {
+        err = fh_flush(c);
+    }
+out:
+    return err;
+}
+
+const uint8_t *fh_body(const struct fh_conn *c, size_t *len)
+{
+    *len = c->hdr_end > 0 ? c->clen : 0;
+    return c->hdr_end > 0 ? c->in.data + c->hdr_end : NULL;
+}
+
+bool fh_header(const struct fh_conn *c, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = (const char *)c->in.data;
+    const char *end = p + c->hdr_end;
+
+    if (c->hdr_end == 0) {
+        return false;
+    }
+    p = memchr(p, '\n', (size_t)(end - p)); /* skip the status line */
+    while (p != NULL && ++p < end) {
+        const char *e = memchr(p, '\n', (size_t)(end - p));
+        if (e == NULL) {
+            break;
+        }
+        size_t ll = (size_t)(e - p);
+        if (ll > 0 && p[ll - 1] == '\r') {
+            ll--;
+        }
+        if (ll > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1;
+            size_t vl = ll - nl - 1;
+            while (vl > 0 && (*v == ' ' || *v == '\t')) {
+                v++;
+                vl--;
+            }
+            if (vl >= cap) {
+                return false;
+            }
+            memcpy(out, v, vl);
+            out[vl] = '\0';
+            return true;
+        }
+        p = e;
+    }
+    return false;
+}
+
+/* Parses the status line and headers once all are in. */
+static ot_err fh_parse_head(struct fh_conn *c)
+{
+    const char *p = (const char *)c->in.data;
+    const char *e = NULL;
+    char v[64];
+
+    for (size_t i = 3; i < c->in.len; i++) {
+        if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n' && p[i - 3] == '\r') {
+            e = p + i + 1;
+            break;
+        }
+    }
+    if (e == NULL) {
+        return c->in.len > FH_HEAD_MAX ? OT_E_PROTOCOL : OT_E_TRUNCATED;
+    }
+    if (c->in.len < 12 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[9] < '1' || p[9] > '5'
+        || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
+        return OT_E_PROTOCOL;
+    }
+    c->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    c->hdr_end = (size_t)(e - p);
+    c->must_close = fh_header(c, "Connection", v, sizeof v) && strcasecmp(v, "close") == 0;
+    c->streaming = c->status == 200 && fh_header(c, "Content-Type", v, sizeof v)
+                   && strncmp(v, "text/event-stream", 17) == 0;
+    c->clen = 0;
+    if (!c->streaming && c->status != 204 && c->status != 304) {
+        char *end = NULL;
+        if (!fh_header(c, "Content-Length", v, sizeof v)) {
+            return OT_E_PROTOCOL;
+        }
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0' || n > FH_BODY_MAX) {
+            return OT_E_PROTOCOL;
+        }
+        c->clen = (size_t)n;
+    }
+    return OT_OK;
+}
+
+/* The bytes after the head of a stream go to the SSE parser. */
+static bool fh_feed_stream(struct fh_conn *c, const uint8_t *p, size_t n)
+{
+    return c->sse == NULL || net_sse_rx_feed(c->sse, (const char *)p, n);
+}
+
+static void fh_readable(struct fh_conn *c)
+{
+    uint8_t tmp[FH_READ_CHUNK];
+
+    for (;;) {
+        ssize_t r = recv(c->fd, tmp, sizeof tmp, 0);
+        if (r == 0) {
+            /* A kept-alive connection the server closed before answering:
+             * the caller retries on a fresh one (nothing was processed). */
+            fh_fail(c, c->streaming ? OT_E_CLOSED : (c->reused && c->in.len == 0) ? OT_E_REPLAY
+                                                                                : OT_E_CLOSED);
+            return;
+        }
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return;
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            fh_fail(c, (c->reused && c->in.len == 0 && !c->streaming) ? OT_E_REPLAY : OT_E_IO);
+            return;
+        }
+        if (c->streaming) {
+            if (!fh_feed_stream(c, tmp, (size_t)r)) {
+                fh_fail(c, OT_E_LIMIT);
+                return;
+            }
+            continue;
+        }
+        if (!c->busy) {
+            fh_fail(c, OT_E_PROTOCOL); /* bytes nobody asked for */
+            return;
+        }
+        if (ot_buf_append(&c->in, tmp, (size_t)r) != OT_OK) {
+            fh_fail(c, OT_E_LIMIT);
+            return;
+        }
+        if (c->hdr_end == 0) {
+            ot_err e = fh_parse_head(c);
+            if (e == OT_E_TRUNCATED) {
+                continue;
+            }
+            if (e != OT_OK) {
+                fh_fail(c, e);
+                return;
+            }
+            if (c->streaming) {
+                size_t extra = c->in.len - c->hdr_end;
+                c->busy = false;
+                c->done(c->ctx, c, OT_OK);
+                if (c->fd < 0 || !c->streaming) {
+                    return; /* the owner closed it */
+                }
+                if (extra > 0 && !fh_feed_stream(c, c->in.data + c->hdr_end, extra)) {
+                    fh_fail(c, OT_E_LIMIT);
+                    return;
+                }
+                ot_buf_free(&c->in);
+                ot_buf_init(&c->in, FH_BODY_MAX + FH_HEAD_MAX);
+                continue;
+            }
+        }
+        if (c->in.len >= c->hdr_end + c->clen) {
+            if (c->in.len > c->hdr_end + c->clen) {
+                fh_fail(c, OT_E_PROTOCOL); /* no pipelining here */
+                return;
+            }
+            c->busy = false;
+            c->done(c->ctx, c, OT_OK);
+            return; /* the callback may have sent again or closed */
+        }
+    }
+}
+
+void fh_loop_poll(struct fh_loop *l, int timeout_ms)
+{
+    struct epoll_event evs[FH_EVENTS];
+    int n = epoll_wait(l->ep, evs, FH_EVENTS, timeout_ms);
+
+    for (int i = 0; i < n; i++) {
+        struct fh_conn *c = evs[i].data.ptr;
+        uint32_t e = evs[i].events;
+        if (c->fd < 0) {
+            continue;
+        }
+        if (c->connecting && (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0) {
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+                OT_LOG_DEBUG("connect: %s", strerror(soerr));
+                fh_fail(c, OT_E_IO);
+                continue;
+            }
+            c->connecting = false;
+        }
+        if ((e & EPOLLOUT) != 0 && !c->connecting && c->out.len > c->out_off) {
+            if (fh_flush(c) != OT_OK) {
+                fh_fail(c, c->reused ? OT_E_REPLAY : OT_E_IO);
+                continue;
+            }
+        } else if ((e & EPOLLOUT) != 0 && !c->connecting) {
+            fh_watch(c, false);
+        }
+        if (c->fd >= 0 && (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+            fh_readable(c);
+        }
+    }
+}
