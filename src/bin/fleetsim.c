@@ -219,7 +219,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             }
             o->phase_ms = v * 1000u;
         } else if (strcmp(a, "--run-tag") == 0) {
-            if (strlen(val) > 20 || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(val)) {
+            if (strlen(val) > 20
+                || strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(val)) {
                 return usage_err("--run-tag: up to 20 of [a-z0-9-]");
             }
             (void)snprintf(o->run_tag, sizeof o->run_tag, "%s", val);
@@ -337,8 +338,8 @@ static int worker(const struct opts *o, unsigned k, uint32_t first, uint32_t n, 
     }
     err = fleet_push(f, o->phase_ms);
     fleet_get_stats(f, &s);
-    (void)say(out, "pushed %u %u %u %u %.6f %.6f %u\n", s.submitted, s.done, s.verified,
-              s.failed, s.push_start, s.push_end, s.online);
+    (void)say(out, "pushed %u %u %u %u %.6f %.6f %u\n", s.submitted, s.done, s.verified, s.failed,
+              s.push_start, s.push_end, s.online);
     (void)await_go(f, in);
 done:
     fleet_free(f);
@@ -349,7 +350,7 @@ done:
 
 struct child {
     pid_t pid;
-    int to;   /* parent -> child */
+    int to; /* parent -> child */
     FILE *from;
 };
 
@@ -416,6 +417,7 @@ int main(int argc, char **argv)
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
     memset(ch, 0, sizeof ch);
+    long rss_start = rss_total(&o); /* the nodes before any device of this run */
     for (unsigned k = 0; k < o.procs; k++) {
         int down[2], up[2];
         uint32_t lo = (uint32_t)((uint64_t)o.devices * k / o.procs);
@@ -486,12 +488,18 @@ int main(int argc, char **argv)
     }
     sleep(o.idle_s);
     long rss_after = rss_total(&o);
-    double per_dev = rss_before >= 0 && rss_after >= 0 && online > 0
-                         ? (double)(rss_after - rss_before) / online
+    /* Per device: everything the nodes hold for it (enrolment included), not
+     * only its stream (streams_kib: after - before, where the heap freed by
+     * the enrolment is reused). */
+    double per_dev = rss_start >= 0 && rss_after >= 0 && online > 0
+                         ? (double)(rss_after - rss_start) / online
                          : -1;
-    printf("phase=online online=%u failed=%u seconds=%.1f tsmd_rss_before_kib=%ld "
-           "tsmd_rss_after_kib=%ld\n",
-           online, ofail, online_s, rss_before, rss_after);
+    printf("phase=online online=%u failed=%u seconds=%.1f tsmd_rss_start_kib=%ld "
+           "tsmd_rss_enrolled_kib=%ld tsmd_rss_online_kib=%ld streams_kib_per_device=%.2f\n",
+           online, ofail, online_s, rss_start, rss_before, rss_after,
+           rss_before >= 0 && rss_after >= 0 && online > 0
+               ? (double)(rss_after - rss_before) / online
+               : -1.0);
     fflush(stdout);
     uint32_t sub = 0, done = 0, ver = 0, pfail = 0, still = 0;
     double t0 = 0, t1 = 0;

@@ -73,11 +73,11 @@ struct fleet_dev {
     struct fleet_sess *sess;
     struct fleet_job *job;
     int64_t principal;
-    double next_hb;  /* heartbeat due (monotonic s) */
-    double retry_at; /* DS_BACKOFF: when to register again */
-    uint32_t idx;    /* global index */
-    uint8_t state;   /* enum dev_state */
-    uint8_t rq;      /* enum req_kind */
+    double next_hb;   /* heartbeat due (monotonic s) */
+    double retry_at;  /* DS_BACKOFF: when to register again */
+    uint32_t idx;     /* global index */
+    uint8_t state;    /* enum dev_state */
+    uint8_t rq;       /* enum req_kind */
     bool job_waiting; /* a job event came while the request connection was busy */
     char waiting_job[AGENT_JOB_ID_MAX + 1];
     struct otascp_card known; /* what the card told at creation (kdd, i, counter) */
@@ -175,8 +175,8 @@ ot_err fleet_profile(uint32_t i, char *out, size_t cap)
  * the card before would know it: KDD, i, the counter it used. */
 static ot_err card_learn(struct se_card *card, struct otascp_card *k)
 {
-    static const uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00, 0x00,
-                                  0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t sel[] = {0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00,
+                                  0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00};
     static const uint8_t iu[] = {0x80, 0x50, FLEET_KVN, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x00};
     uint8_t atr[SE_MAX_ATR];
     uint8_t r[258];
@@ -653,12 +653,12 @@ static void session_post(struct fleet_dev *d)
     char hdr[512], imei[16], cin[17];
     dev_imei(d->idx, imei);
     dev_cin(d->idx, cin);
-    int n = snprintf(hdr, sizeof hdr,
-                     "X-Admin-Protocol: " AGENT_ADMIN_PROTO "\r\n"
-                     "X-Admin-From: //se-id/cin/%s;//agent-id/imei/%s\r\n%s%s%s%s",
-                     cin, imei, s->status ? "X-Admin-Script-Status: " : "",
-                     s->status ? s->status : "", s->status ? "\r\n" : "",
-                     s->resume ? "X-Admin-Resume: true\r\n" : "");
+    int n =
+        snprintf(hdr, sizeof hdr,
+                 "X-Admin-Protocol: " AGENT_ADMIN_PROTO "\r\n"
+                 "X-Admin-From: //se-id/cin/%s;//agent-id/imei/%s\r\n%s%s%s%s",
+                 cin, imei, s->status ? "X-Admin-Script-Status: " : "", s->status ? s->status : "",
+                 s->status ? "\r\n" : "", s->resume ? "X-Admin-Resume: true\r\n" : "");
     bool body = s->status != NULL && strcmp(s->status, "ok") == 0;
     ot_err err = n < 0 || (size_t)n >= sizeof hdr
                      ? OT_E_TOO_LONG
@@ -869,8 +869,8 @@ static void timers(struct fleet *f)
     f->last_timers = now;
     for (uint32_t k = 0; k < f->cfg.n; k++) {
         struct fleet_dev *d = &f->devs[k];
-        if (d->sess != NULL && d->sess->retry_at > 0 && d->sess->retry_at <= now
-            && d->req != NULL && !d->req->busy) {
+        if (d->sess != NULL && d->sess->retry_at > 0 && d->sess->retry_at <= now && d->req != NULL
+            && !d->req->busy) {
             d->sess->retry_at = 0;
             session_post(d);
         }

@@ -20,13 +20,13 @@
 #include <unistd.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
+#    define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define FH_HEAD_MAX  ((size_t)16 * 1024)
-#define FH_BODY_MAX  ((size_t)8 * 1024 * 1024)
+#define FH_HEAD_MAX   ((size_t)16 * 1024)
+#define FH_BODY_MAX   ((size_t)8 * 1024 * 1024)
 #define FH_READ_CHUNK 16384u
-#define FH_EVENTS    256
+#define FH_EVENTS     256
 
 ot_err fh_loop_init(struct fh_loop *l, const char *host, uint16_t port)
 {
@@ -84,8 +84,7 @@ void fh_close(struct fh_conn *c)
 
 static void fh_watch(struct fh_conn *c, bool out)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (out ? EPOLLOUT : 0u),
-                             .data.ptr = c};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (out ? EPOLLOUT : 0u), .data.ptr = c};
     (void)epoll_ctl(c->loop->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
@@ -164,8 +163,8 @@ static ot_err fh_flush(struct fh_conn *c)
 }
 
 ot_err fh_send(struct fh_conn *c, const char *method, const char *path, const char *token,
-               const char *extra, const char *ctype, const void *body, size_t len,
-               fh_done_fn done, void *ctx)
+               const char *extra, const char *ctype, const void *body, size_t len, fh_done_fn done,
+               void *ctx)
 {
     char head[1024];
     ot_err err = OT_OK;
@@ -270,8 +269,8 @@ static ot_err fh_parse_head(struct fh_conn *c)
     if (e == NULL) {
         return c->in.len > FH_HEAD_MAX ? OT_E_PROTOCOL : OT_E_TRUNCATED;
     }
-    if (c->in.len < 12 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[9] < '1' || p[9] > '5'
-        || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
+    if (c->in.len < 12 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[9] < '1' || p[9] > '5' || p[10] < '0'
+        || p[10] > '9' || p[11] < '0' || p[11] > '9') {
         return OT_E_PROTOCOL;
     }
     c->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
@@ -310,8 +309,9 @@ static void fh_readable(struct fh_conn *c)
         if (r == 0) {
             /* A kept-alive connection the server closed before answering:
              * the caller retries on a fresh one (nothing was processed). */
-            fh_fail(c, c->streaming ? OT_E_CLOSED : (c->reused && c->in.len == 0) ? OT_E_REPLAY
-                                                                                : OT_E_CLOSED);
+            fh_fail(c, c->streaming                    ? OT_E_CLOSED
+                       : (c->reused && c->in.len == 0) ? OT_E_REPLAY
+                                                       : OT_E_CLOSED);
             return;
         }
         if (r < 0) {

@@ -49,8 +49,8 @@ struct fh_conn {
     struct ot_buf out;
     size_t out_off;
     struct ot_buf in;
-    size_t hdr_end; /* bytes of status line + headers (0: not all in) */
-    size_t clen;    /* body length */
+    size_t hdr_end;         /* bytes of status line + headers (0: not all in) */
+    size_t clen;            /* body length */
     struct net_sse_rx *sse; /* set by the caller before a stream request */
     fh_done_fn done;
     void *ctx;
@@ -68,8 +68,8 @@ void fh_conn_init(struct fh_conn *c, struct fh_loop *l, uint32_t src_host_order)
  * first when needed. done is called exactly once per fh_send for a plain
  * answer. */
 ot_err fh_send(struct fh_conn *c, const char *method, const char *path, const char *token,
-               const char *extra, const char *ctype, const void *body, size_t len,
-               fh_done_fn done, void *ctx);
+               const char *extra, const char *ctype, const void *body, size_t len, fh_done_fn done,
+               void *ctx);
 /* Closes the socket and frees the buffers (the object stays usable). */
 void fh_close(struct fh_conn *c);
 const uint8_t *fh_body(const struct fh_conn *c, size_t *len);
