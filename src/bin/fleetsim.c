@@ -441,7 +441,7 @@ int main(int argc, char **argv)
                 close(ch[j].to);
                 fclose(ch[j].from);
             }
-            _exit(worker(&o, k, o.first + lo, hi - lo, down[0], up[1]));
+            exit(worker(&o, k, o.first + lo, hi - lo, down[0], up[1])); /* LSan checks workers */
         }
         close(down[0]);
         close(up[1]);
@@ -543,7 +543,7 @@ out:
         if (ch[k].from != NULL) {
             fclose(ch[k].from);
         }
-        if (waitpid(ch[k].pid, &st, 0) < 0 || !WIFEXITED(st)) {
+        if (waitpid(ch[k].pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             rc = EXIT_FAIL;
         }
     }
