@@ -3,7 +3,7 @@
  * A card can instantiate only packages it has a module for: each module is a
  * static const struct se_applet_ops naming its package AID and the module
  * AIDs it offers. A CAP of an unknown package is still loaded and listed; its
- * INSTALL [for install] fails (6A80 / 6A88, see gpcm_install.c).
+ * modules are instantiated as inert applications (se_applet_for_instance).
  *
  * An applet keeps its persistent state in the instance's data blob (at most
  * SE_APPLET_MAX_DATA bytes, layout of the applet's own choosing, encoded
@@ -78,6 +78,10 @@ ot_err se_applet_ppse_list(const struct se_applet_ctx *x, struct buf_wr *out);
 
 /* The modules this build of the card has (applets/registry.c). */
 const struct se_applet_ops *se_applet_find(const uint8_t *pkg_aid, size_t len);
+/* The module an application instance of Load File elf_aid runs: the native
+ * one, else the inert module (SELECT answers an FCI, anything else 6D00;
+ * applets/inert.c). Never NULL. */
+const struct se_applet_ops *se_applet_for_instance(const uint8_t *elf_aid, size_t len);
 const struct se_applet_ops *se_applet_by_name(const char *name);
 /* NULL-terminated list of all modules. */
 const struct se_applet_ops *const *se_applet_all(void);

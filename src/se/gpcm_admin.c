@@ -1139,33 +1139,89 @@ static void adm_card_data(struct buf_wr *w, const struct se_app *sd)
     tlv_close(w, m66);
 }
 
-/* Card Capability Information (GPCS H.4), ISD only: the ISD's protocol,
- * the privileges SSDs and applications may get, the LFDB hash algorithms
- * (SHA-1, SHA-256, SHA-384, SHA-512: gpcm_install.c checks all four). */
+/* Card Capability Information (GPCS H.4), ISD only:
+ *   A0   one per secure channel protocol in use (the ISD's first): 80 the
+ *        protocol, 81 the "i" values the card runs for it (those of its SDs,
+ *        and for SCP03 always 10 and 70, the ISD and SSD defaults), 82 the
+ *        SCP03 key lengths;
+ *   81   privileges SSDs may get: every GPCS 2.3.1 privilege but Ciphered
+ *        LFDB, which the card refuses (gpcm_install.c: no LFDB decryption);
+ *   82   privileges applications may get;
+ *   83   LFDB hash algorithms (SHA-1, -256, -384, -512: all four checked);
+ *   85, 86, 87  signature schemes of tokens, receipts and DAPs (Table H-9):
+ *        AES-CMAC with 128, 192 and 256-bit keys (gpcm_install.c). */
 #define ADM_TAG_SCP_INFO   0xA0u
-#define ADM_CAPS_SSD_PRIVS 0xFFFFF0u /* every GPCS 2.3.1 privilege */
+#define ADM_CAPS_SSD_PRIVS 0xFFFFB0u /* all but Ciphered Load File Data Block */
 #define ADM_CAPS_APP_PRIVS 0x1E9F30u /* CL CT CR CVM, TP GD GL GR FA GS, CLA CLSA */
 #define ADM_SCP03_KEYS_ALL 0x07u     /* AES-128, AES-192, AES-256 */
+#define ADM_SIG_AES_CMAC   0x38u     /* Table H-9: CMAC with AES-128, AES-192, AES-256 */
+#define ADM_MAX_I          16u
 
-static void adm_card_caps(struct buf_wr *w, const struct se_app *isd)
+/* The distinct "i" values of the SDs running protocol scp, the ISD's first. */
+static size_t adm_scp_options(const struct se_state *st, uint8_t scp, uint8_t *out)
 {
-    static const uint8_t hashes[] = {0x01, 0x02, 0x03, 0x04};
-    size_t m67, ma0;
-    uint8_t b[3];
-    tlv_open(w, GP_TAG_CARD_CAPS, &m67);
+    size_t n = 0;
+    uint8_t cand[SE_MAX_APPS + 2];
+    size_t nc = 0;
+    for (int i = 0; i < (int)st->napps; i++) {
+        if (st->apps[i].is_sd && st->apps[i].sd_data.scp == scp) {
+            cand[nc++] = st->apps[i].sd_data.scp_i;
+        }
+    }
+    if (scp == 0x03) {
+        cand[nc++] = 0x10;
+        cand[nc++] = 0x70;
+    }
+    for (size_t k = 0; k < nc && n < ADM_MAX_I; k++) {
+        bool seen = false;
+        for (size_t j = 0; j < n; j++) {
+            seen = seen || out[j] == cand[k];
+        }
+        if (!seen) {
+            out[n++] = cand[k];
+        }
+    }
+    return n;
+}
+
+static void adm_scp_info(struct buf_wr *w, const struct se_state *st, uint8_t scp)
+{
+    uint8_t opts[ADM_MAX_I], b = ADM_SCP03_KEYS_ALL;
+    size_t ma0;
+    size_t n = adm_scp_options(st, scp, opts);
     tlv_open(w, ADM_TAG_SCP_INFO, &ma0);
-    tlv_put(w, 0x80u, &isd->sd_data.scp, 1);
-    tlv_put(w, 0x81u, &isd->sd_data.scp_i, 1);
-    if (isd->sd_data.scp == 0x03) {
-        b[0] = ADM_SCP03_KEYS_ALL;
-        tlv_put(w, 0x82u, b, 1);
+    tlv_put(w, 0x80u, &scp, 1);
+    tlv_put(w, 0x81u, opts, n);
+    if (scp == 0x03) {
+        tlv_put(w, 0x82u, &b, 1);
     }
     tlv_close(w, ma0);
+}
+
+static void adm_card_caps(struct buf_wr *w, const struct se_state *st)
+{
+    static const uint8_t hashes[] = {0x01, 0x02, 0x03, 0x04};
+    static const uint8_t sig[] = {ADM_SIG_AES_CMAC};
+    size_t m67;
+    uint8_t b[3];
+    uint8_t first = st->apps[0].sd_data.scp;
+    bool other = false;
+    for (int i = 1; i < (int)st->napps; i++) {
+        other = other || (st->apps[i].is_sd && st->apps[i].sd_data.scp != first);
+    }
+    tlv_open(w, GP_TAG_CARD_CAPS, &m67);
+    adm_scp_info(w, st, first);
+    if (other) {
+        adm_scp_info(w, st, first == 0x03 ? 0x02 : 0x03);
+    }
     gp_privs_encode(ADM_CAPS_SSD_PRIVS, b);
     tlv_put(w, 0x81u, b, 3);
     gp_privs_encode(ADM_CAPS_APP_PRIVS, b);
     tlv_put(w, 0x82u, b, 3);
     tlv_put(w, 0x83u, hashes, sizeof hashes);
+    tlv_put(w, 0x85u, sig, sizeof sig);
+    tlv_put(w, 0x86u, sig, sizeof sig);
+    tlv_put(w, 0x87u, sig, sizeof sig);
     tlv_close(w, m67);
 }
 
@@ -1219,7 +1275,7 @@ uint16_t se_gp_get_data(struct se_cmd *x)
             sw = ADM_SW_REF_NOT_FND;
             break;
         }
-        adm_card_caps(&w, sda);
+        adm_card_caps(&w, st);
         break;
     case GP_TAG_KEY_INFO:
         tlv_open(&w, GP_TAG_KEY_INFO, &mark);
@@ -1240,6 +1296,15 @@ uint16_t se_gp_get_data(struct se_cmd *x)
         tlv_put(&w, tag, b + 4 - n, n);
         break;
     }
+    case GP_TAG_CONF_COUNTER:
+        /* GPCS 11.3.2.1: an SD with Receipt Generation (C.5: 16 bits). */
+        if (!se_has_priv(st, x->sd, GP_PRIV_RECEIPT_GENERATION)) {
+            sw = ADM_SW_REF_NOT_FND;
+            break;
+        }
+        ot_put_u16be(b, sd->confirm_ctr);
+        tlv_put(&w, tag, b, 2);
+        break;
     case GP_TAG_SEC_LEVEL:
         b[0] = x->sec_level;
         tlv_put(&w, tag, b, 1);

@@ -1362,15 +1362,21 @@ static void test_get_data_tags(void **state)
     assert_int_equal(resp[0], 0x73);
     assert_int_equal(gp_parse_card_data(resp, rl, &cd), OT_OK);
 
-    /* 67: card capabilities: SCP03 i=10 with every AES key length. */
+    /* 67: card capabilities (GPCS H.4): SCP03 with i=10 (the ISD) and 70
+     * (the SSD default) and every AES key length; SSD privileges without
+     * Ciphered LFDB (refused); AES-CMAC tokens, receipts and DAPs (85, 86,
+     * 87: Delegated Management and SSDs are supported). */
     rl = sizeof resp;
     assert_int_equal(t_plain(t.c, "80CA006700", resp, &rl), 0x9000);
     testutil_assert_hex(resp, rl,
-                        "671B"
-                        "A009800103810110820107"
-                        "8103FFFFF0"
+                        "6725"
+                        "A00A80010381021070820107"
+                        "8103FFFFB0"
                         "82031E9F30"
-                        "830401020304");
+                        "830401020304"
+                        "850138"
+                        "860138"
+                        "870138");
 
     /* E0: the ISD's key set 30: three AES-128 keys. */
     rl = sizeof resp;
@@ -1447,8 +1453,11 @@ static void test_get_data_tags(void **state)
 
     /* Unknown and unsupported tags. */
     assert_int_equal(t_plain(t.c, "00A4040000", NULL, NULL) & 0xFF00u, 0x9000);
-    static const char *const unknown[] = {"80CA00C200", "80CA5F5000", "80CA010100", "80CA004200",
-                                          "80CA004500"};
+    /* C2: the ISD has Receipt Generation (9EFE80): its confirmation counter. */
+    rl = sizeof resp;
+    assert_int_equal(t_plain(t.c, "80CA00C200", resp, &rl), 0x9000);
+    testutil_assert_hex(resp, rl, "C2020000");
+    static const char *const unknown[] = {"80CA5F5000", "80CA010100", "80CA004200", "80CA004500"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         assert_int_equal(t_plain(t.c, unknown[i], NULL, NULL), 0x6A88);
     }

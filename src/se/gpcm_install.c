@@ -26,16 +26,16 @@
  * Delegated Management manages what is associated with itself or with SDs
  * below it (its hierarchy). Content is moved (extradition, load to another
  * SD) only to SDs of the performer's hierarchy. Global Delete allows DELETE of
- * anything. A new instance (application or SD) is associated with the SD that
- * performed the INSTALL (see gpcm_install_app for the difference to GPCS
- * 9.3.3). A non-ISD performer may not grant card-wide privileges
+ * anything. A new SD is associated with the SD that performed the INSTALL, a
+ * new application with the SD of its ELF (GPCS 9.3.3). A non-ISD performer
+ * may not grant card-wide privileges
  * (GPCM_ISD_ONLY_PRIVS). Card Reset and Final Application have one holder;
  * the ISD hands them over and gets them back when the holder is deleted.
  *
- * Only native modules (applet.h) and the GP SD package A0000001515350 can be
- * instantiated; a Load File of another package is stored and listed. The
- * combined INSTALL [for load, install and make selectable] commits the ELF
- * and the instance together at its final command.
+ * Native modules (applet.h) run their code; modules of any other Load File
+ * give inert instances (applets/inert.c); the GP SD package A0000001515350
+ * gives SDs. The combined INSTALL [for load, install and make selectable]
+ * commits the ELF and the instance together at its final command.
  *
  * Tokens (GPCS C.4), symmetric variant only: the SD holding Token
  * Verification (the ISD by default) keeps an AES key with KVN 0x70 (any KID);
@@ -46,7 +46,7 @@
  * or 00 hi lo above 255. Tokens are mandatory for an SD with Delegated
  * Management and refused (6A80) otherwise: the secure channel authenticates
  * the off-card entity as the SD provider. Asymmetric (RSA/ECC) and DES tokens
- * are not implemented; receipts are not generated (responses carry 00).
+ * are not implemented. Receipts: see "receipts" below (AES-CMAC, KVN 0x71).
  *
  * DAP (GPCS C.3), symmetric variant only: an SD with DAP Verification or
  * Mandated DAP Verification keeps an AES key with KVN 0x73; the signature of
@@ -115,10 +115,17 @@
 #define GPCM_TAG_ICV         0xD3u
 #define GPCM_TAG_LFDB_CIPH   0xD4u
 #define GPCM_TAG_SD_SCP      0x81u /* vse SD install parameter, see gpcm_sd_init */
+#define GPCM_TAG_TOKEN_ID    0x93u /* token identifier inside B6 (GPCS Table 11-49) */
 
-/* Key versions of the symmetric token and DAP keys (globalplatform.md 2.9). */
-#define GPCM_KVN_TOKEN 0x70u
-#define GPCM_KVN_DAP   0x73u
+/* Key versions of the symmetric token, receipt and DAP keys (globalplatform.md 2.9). */
+#define GPCM_KVN_TOKEN   0x70u
+#define GPCM_KVN_RECEIPT 0x71u
+#define GPCM_KVN_DAP     0x73u
+
+#define GPCM_TOKEN_ID_MAX  32u
+#define GPCM_RCPT_BODY_MAX 400u
+#define GPCM_CONF_MAX      256u    /* a response carries at most 256 data bytes */
+#define GPCM_CONF_CTR_MAX  0xFFFFu /* GPCS C.5: 16 bits, never reset */
 
 #define GPCM_MAX_DAPS 8u
 
@@ -448,25 +455,32 @@ static const struct se_key *gpcm_find_key(const struct se_app *sd, uint8_t kvn)
     return NULL;
 }
 
-/* AES-CMAC over hdr || msg with key, compared in constant time to sig. */
-static bool gpcm_cmac_ok(const struct se_key *k, const uint8_t *hdr, size_t hdr_len,
-                         const uint8_t *msg, size_t n, const uint8_t *sig, size_t sig_len)
+/* AES-CMAC (GPCS B.2.2) over hdr || msg with an AES key. */
+static bool gpcm_cmac(const struct se_key *k, const uint8_t *hdr, size_t hdr_len,
+                      const uint8_t *msg, size_t n, uint8_t tag[CMAC_BLOCK])
 {
     struct cmac *m = NULL;
-    uint8_t tag[CMAC_BLOCK];
     bool ok = false;
-    if (k == NULL || k->type != SE_KEY_AES || sig_len != CMAC_BLOCK) {
+    if (k == NULL || k->type != SE_KEY_AES) {
         return false;
     }
     if (cmac_new(k->val, k->len, &m) != OT_OK) {
         return false;
     }
     cmac_init(m);
-    if (cmac_update(m, hdr, hdr_len) == OT_OK && cmac_update(m, msg, n) == OT_OK
-        && cmac_final(m, tag) == OT_OK) {
-        ok = ot_mem_equal_ct(tag, sig, CMAC_BLOCK);
-    }
+    ok = cmac_update(m, hdr, hdr_len) == OT_OK && cmac_update(m, msg, n) == OT_OK
+         && cmac_final(m, tag) == OT_OK;
     cmac_free(m);
+    return ok;
+}
+
+/* AES-CMAC over hdr || msg with key, compared in constant time to sig. */
+static bool gpcm_cmac_ok(const struct se_key *k, const uint8_t *hdr, size_t hdr_len,
+                         const uint8_t *msg, size_t n, const uint8_t *sig, size_t sig_len)
+{
+    uint8_t tag[CMAC_BLOCK];
+    bool ok = sig_len == CMAC_BLOCK && gpcm_cmac(k, hdr, hdr_len, msg, n, tag)
+              && ot_mem_equal_ct(tag, sig, CMAC_BLOCK);
     ot_mem_wipe(tag, sizeof tag);
     return ok;
 }
@@ -527,6 +541,190 @@ static uint16_t gpcm_token_of(const struct se_cmd *x, enum gpcm_mode mode,
     return gpcm_token_check(x, mode, d->signed_p, d->signed_len, d->token.p, d->token.n);
 }
 
+/* ---------------------------------------------------------------- receipts */
+
+/* A Delegated Management operation is confirmed with a receipt (GPCS C.5,
+ * 11.1.6) when an SD holds Receipt Generation: the answer is then
+ *     L ‖ 10 ‖ receipt (16) ‖ confirmation data
+ *     confirmation data = 02 ‖ counter (2) ‖ L ‖ IIN ‖ CIN of that SD
+ *                         [‖ L ‖ token identifier, when the token's B6 had a 93]
+ *     receipt = AES-CMAC(receipt key KVN 71 of that SD, confirmation data ‖ body)
+ * with the body of Tables C-11..C-16 (gpcm_rcpt_aid calls of each handler).
+ * The counter in a receipt is the SD's confirmation counter before the
+ * operation; it then moves up by one (GET DATA C2 gives the next value) and
+ * is written with the operation. An SD with Receipt Generation but no AES key
+ * 71, or a counter at FFFF, makes the operation fail with 6985 (C.1.1.2);
+ * without a Receipt Generation SD the answer stays 00. Operations of Authorized
+ * Management SDs get no receipt. */
+struct gpcm_rcpt {
+    bool on;           /* a receipt is due */
+    struct se_aid gen; /* the SD generating it */
+    uint8_t tid[GPCM_TOKEN_ID_MAX];
+    uint8_t tid_len;
+    uint8_t body[GPCM_RCPT_BODY_MAX];
+    size_t len;
+    bool overflow;
+    uint8_t out[GPCM_CONF_MAX]; /* gpcm_rcpt_seal: the response data */
+    size_t out_len;
+};
+
+static int gpcm_rcpt_holder(const struct se_state *st)
+{
+    for (int i = 0; i < (int)st->napps; i++) {
+        if (st->apps[i].is_sd && se_has_priv(st, i, GP_PRIV_RECEIPT_GENERATION)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* The token identifier (93) of the B6 template in a parameters field or a
+ * DELETE data field (siblings in p[0..n)); none: length 0. */
+static void gpcm_token_id(const uint8_t *p, size_t n, const uint8_t **id, size_t *len)
+{
+    struct tlv crt, t;
+    *id = NULL;
+    *len = 0;
+    if (n == 0 || tlv_find(p, n, GPCM_TAG_CRT, &crt) != OT_OK) {
+        return;
+    }
+    if (tlv_find(crt.val, crt.len, GPCM_TAG_TOKEN_ID, &t) == OT_OK) {
+        *id = t.val;
+        *len = t.len;
+    }
+}
+
+/* Before any change: whether a receipt is due, and whether it can be made. */
+static uint16_t gpcm_rcpt_begin(const struct se_cmd *x, enum gpcm_mode mode, const uint8_t *tid,
+                                size_t tid_len, struct gpcm_rcpt *r)
+{
+    const struct se_state *st = &x->card->st;
+    memset(r, 0, sizeof *r);
+    if (mode != GPCM_MODE_DM) {
+        return GPCM_SW_OK;
+    }
+    int g = gpcm_rcpt_holder(st);
+    if (g < 0) {
+        return GPCM_SW_OK;
+    }
+    const struct se_key *k = gpcm_find_key(&st->apps[g], GPCM_KVN_RECEIPT);
+    if (k == NULL || k->type != SE_KEY_AES
+        || st->apps[g].sd_data.confirm_ctr >= GPCM_CONF_CTR_MAX) {
+        OT_LOG_DEBUG("receipt cannot be generated by sd %d", g);
+        return GPCM_SW_CONDITIONS;
+    }
+    if (tid_len > GPCM_TOKEN_ID_MAX) {
+        return GPCM_SW_WRONG_DATA;
+    }
+    r->on = true;
+    r->gen = st->apps[g].aid;
+    if (tid_len > 0) {
+        memcpy(r->tid, tid, tid_len);
+    }
+    r->tid_len = (uint8_t)tid_len;
+    return GPCM_SW_OK;
+}
+
+static void gpcm_rcpt_raw(struct gpcm_rcpt *r, const uint8_t *p, size_t n)
+{
+    if (!r->on) {
+        return;
+    }
+    if (n > sizeof r->body - r->len) {
+        r->overflow = true;
+        return;
+    }
+    if (n > 0) {
+        memcpy(r->body + r->len, p, n);
+    }
+    r->len += n;
+}
+
+/* Length-prefixed AID (or any field of at most 255 bytes). */
+static void gpcm_rcpt_aid(struct gpcm_rcpt *r, const uint8_t *p, size_t n)
+{
+    uint8_t l = (uint8_t)n;
+    gpcm_rcpt_raw(r, &l, 1);
+    gpcm_rcpt_raw(r, p, n);
+}
+
+/* BER length (registry update parameters, GPCS 11.1.5). */
+static void gpcm_rcpt_ber_len(struct gpcm_rcpt *r, size_t n)
+{
+    uint8_t b[3];
+    size_t k = 0;
+    if (n > 0xFFu) {
+        b[k++] = 0x82;
+        b[k++] = (uint8_t)(n >> 8);
+    } else if (n > 0x7Fu) {
+        b[k++] = 0x81;
+    }
+    b[k++] = (uint8_t)n;
+    gpcm_rcpt_raw(r, b, k);
+}
+
+/* Before any change: computes the response (the body is complete). */
+static uint16_t gpcm_rcpt_seal(const struct se_cmd *x, struct gpcm_rcpt *r)
+{
+    const struct se_state *st = &x->card->st;
+    if (!r->on) {
+        r->out[0] = 0x00;
+        r->out_len = 1;
+        return GPCM_SW_OK;
+    }
+    int g = se_find_app(st, r->gen.b, r->gen.len);
+    if (g < 0 || r->overflow) {
+        return GPCM_SW_CONDITIONS;
+    }
+    const struct se_sd *sd = &st->apps[g].sd_data;
+    uint8_t conf[3 + 1 + 32 + 1 + GPCM_TOKEN_ID_MAX], tag[CMAC_BLOCK];
+    size_t cn = 0;
+    conf[cn++] = 0x02;
+    ot_put_u16be(conf + cn, sd->confirm_ctr);
+    cn += 2;
+    conf[cn++] = (uint8_t)(sd->iin_len + sd->cin_len);
+    memcpy(conf + cn, sd->iin, sd->iin_len);
+    cn += sd->iin_len;
+    memcpy(conf + cn, sd->cin, sd->cin_len);
+    cn += sd->cin_len;
+    if (r->tid_len > 0) {
+        conf[cn++] = r->tid_len;
+        memcpy(conf + cn, r->tid, r->tid_len);
+        cn += r->tid_len;
+    }
+    if (!gpcm_cmac(gpcm_find_key(&st->apps[g], GPCM_KVN_RECEIPT), conf, cn, r->body, r->len, tag)) {
+        return GPCM_SW_CONDITIONS;
+    }
+    size_t inner = 1 + CMAC_BLOCK + cn, k = 0;
+    if (inner > 0x7Fu) {
+        r->out[k++] = 0x81;
+    }
+    r->out[k++] = (uint8_t)inner;
+    r->out[k++] = CMAC_BLOCK;
+    memcpy(r->out + k, tag, CMAC_BLOCK);
+    k += CMAC_BLOCK;
+    memcpy(r->out + k, conf, cn);
+    r->out_len = k + cn;
+    ot_mem_wipe(tag, sizeof tag);
+    return GPCM_SW_OK;
+}
+
+/* After the change: answers the sealed confirmation (or 00) and moves the
+ * generating SD's counter. Cannot fail. */
+static void gpcm_rcpt_reply(struct se_cmd *x, const struct gpcm_rcpt *r)
+{
+    struct se_state *st = &x->card->st;
+    buf_wr_bytes(x->out, r->out, r->out_len);
+    if (!r->on) {
+        return;
+    }
+    int g = se_find_app(st, r->gen.b, r->gen.len);
+    if (g >= 0) {
+        st->apps[g].sd_data.confirm_ctr++;
+        se_mark_dirty(x->card);
+    }
+}
+
 /* Card Reset and Final Application: one holder per card (GPCS 6.6.2); the
  * ISD holds them by default and gives them up to the new holder. Another
  * holder: 6985. */
@@ -569,6 +767,11 @@ static uint16_t gpcm_privs(const struct gpcm_lv *lv, bool isd, uint32_t *out)
     }
     if (gp_privs_from_bytes(lv->p, lv->n, role, out) != OT_OK
         || gp_privs_validate(*out, NULL) != OT_OK) {
+        return GPCM_SW_WRONG_DATA;
+    }
+    /* The vse cannot decrypt Load File Data Blocks (GPCS C.6): it does not
+     * grant Ciphered LFDB (nor lists it in GET DATA 0067). */
+    if ((*out & GP_PRIV_BIT(GP_PRIV_CIPHERED_LFDB)) != 0) {
         return GPCM_SW_WRONG_DATA;
     }
     return GPCM_SW_OK;
@@ -696,6 +899,13 @@ static uint16_t gpcm_install_for_load(struct se_cmd *x, bool combined)
     c->load.hash_len = (uint8_t)hash->n;
     if (hash->n > 0) {
         memcpy(c->load.hash, hash->p, hash->n);
+    }
+    const uint8_t *tid = NULL;
+    size_t tid_len = 0;
+    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
+    if (tid_len > 0 && tid_len <= sizeof c->load.token_id) {
+        memcpy(c->load.token_id, tid, tid_len);
+        c->load.token_id_len = (uint8_t)tid_len;
     }
     ot_buf_init(&c->load.data, SE_MAX_LOAD);
     gpcm_reply_00(x);
@@ -1002,11 +1212,24 @@ uint16_t se_gp_load(struct se_cmd *x)
     if (c->load.combined) {
         c->load.active = false;
         c->load.combined_ready = true;
-    } else {
-        gpcm_load_register(c, &l);
-        gpcm_load_reset(c);
+        gpcm_reply_00(x);
+        return GPCM_SW_OK;
     }
-    gpcm_reply_00(x);
+    /* Load Receipt (Table C-11): ELF AID, associated SD AID. */
+    struct gpcm_rcpt r;
+    sw = gpcm_rcpt_begin(x, mode, c->load.token_id, c->load.token_id_len, &r);
+    if (sw == GPCM_SW_OK) {
+        gpcm_rcpt_aid(&r, c->load.elf.b, c->load.elf.len);
+        gpcm_rcpt_aid(&r, c->load.sd.b, c->load.sd.len);
+        sw = gpcm_rcpt_seal(x, &r);
+    }
+    if (sw != GPCM_SW_OK) {
+        gpcm_load_reset(c);
+        return sw;
+    }
+    gpcm_load_register(c, &l);
+    gpcm_load_reset(c);
+    gpcm_rcpt_reply(x, &r);
     return GPCM_SW_OK;
 }
 
@@ -1161,24 +1384,29 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
     if (sw != GPCM_SW_OK) {
         return sw;
     }
-    /* The card runs native modules only. A stored Load File of a package the
-     * card has no code for (or a module it does not implement) is registered
-     * and listed, but instantiating it fails with 6A80: the module named in
-     * the command data exists in the registry (so not 6A88) but cannot be
-     * installed on this card -- "incorrect parameters in data field" is the
-     * INSTALL error of GPCS Table 11-55 that fits. */
+    /* A native package runs its native module (a module of its Load File
+     * that the native code does not implement: 6A80, "incorrect parameters
+     * in data field" of GPCS Table 11-55). A Load File the card has no code
+     * for gives inert instances (applets/inert.c): SELECT answers an FCI,
+     * anything else 6D00, so any package goes through load - install -
+     * delete. */
     const struct se_applet_ops *ops = NULL;
+    int assoc = x->sd; /* GPCS 9.3.3: a new SD goes with the performer */
     if (!ssd) {
-        ops = se_applet_find(elf.p, elf.n);
-        if (!st->elfs[ei].native || ops == NULL || ops->install == NULL
-            || ops->module_aid_len != mod.n || memcmp(ops->module_aid, mod.p, mod.n) != 0) {
-            return GPCM_SW_WRONG_DATA;
+        if (st->elfs[ei].native) {
+            ops = se_applet_find(elf.p, elf.n);
+            if (ops == NULL || ops->install == NULL || ops->module_aid_len != mod.n
+                || memcmp(ops->module_aid, mod.p, mod.n) != 0) {
+                return GPCM_SW_WRONG_DATA;
+            }
         }
         /* The ELF's SD accepts installations by SDs of its own line. */
         int esd = gpcm_sd_index(st, &st->elfs[ei].sd);
         if (!gpcm_under(st, esd, x->sd) && !gpcm_under(st, x->sd, esd)) {
             return GPCM_SW_CONDITIONS;
         }
+        /* GPCS 9.3.3: an application goes with its ELF's SD. */
+        assoc = esd;
     }
     uint8_t scp = st->apps[x->sd].sd_data.scp, scp_i = st->apps[x->sd].sd_data.scp_i;
     if (ssd) {
@@ -1191,12 +1419,30 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
         || se_card_reserve_apps(c, st->napps + 1u) != OT_OK) {
         return GPCM_SW_NO_SPACE;
     }
+    /* Install Receipt (Table C-12), combined: Table C-16 (+ the ELF's SD). */
+    struct gpcm_rcpt r;
+    const uint8_t *tid = NULL;
+    size_t tid_len = 0;
+    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
+    sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
+    gpcm_rcpt_aid(&r, elf.p, elf.n);
+    gpcm_rcpt_aid(&r, app->p, app->n);
+    if (combined) {
+        gpcm_rcpt_aid(&r, c->load.sd.b, c->load.sd.len);
+    }
+    sw = gpcm_rcpt_seal(x, &r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
 
-    /* All checks done: create the instance. GPCS 9.3.3 associates a new
-     * application with the ELF's SD and a new SD with the performer; the vse
-     * associates both with the SD that performed the INSTALL (the ELF's SD
-     * accepted the installation above), so the installing SD can manage --
-     * and extradite -- what it creates. */
+    /* All checks done: create the instance, associated with `assoc` (GPCS
+     * 9.3.3: an SD with the SD that performed the INSTALL, an application
+     * with the SD of its ELF -- under Delegated Management an SP SD
+     * installing from the central SD's package creates an instance of the
+     * central SD, which extradites it; docs/vse.md section 6.1). */
     uint32_t mem_free = se_mem_free(st);
     bool was_dirty = c->dirty;
     int ni = st->napps;
@@ -1205,7 +1451,7 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
     gpcm_aid_set(&a->aid, app->p, app->n);
     gpcm_aid_set(&a->elf, elf.p, elf.n);
     gpcm_aid_set(&a->module, mod.p, mod.n);
-    a->sd = st->apps[x->sd].aid;
+    a->sd = st->apps[assoc].aid;
     a->privs = privs;
     a->lcs = selectable ? GP_LCS_APP_SELECTABLE : GP_LCS_APP_INSTALLED;
     a->is_sd = is_sd;
@@ -1241,7 +1487,7 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
     }
     gpcm_single_privs_take(st, privs, ni);
     se_mark_dirty(c);
-    gpcm_reply_00(x);
+    gpcm_rcpt_reply(x, &r);
     return GPCM_SW_OK;
 }
 
@@ -1329,11 +1575,26 @@ static uint16_t gpcm_make_selectable(struct se_cmd *x)
     if (sw != GPCM_SW_OK) {
         return sw;
     }
+    /* Make Selectable Receipt (Table C-12): the app's ELF, the app. */
+    struct gpcm_rcpt r;
+    const uint8_t *tid = NULL;
+    size_t tid_len = 0;
+    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
+    sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
+    gpcm_rcpt_aid(&r, st->apps[i].elf.b, st->apps[i].elf.len);
+    gpcm_rcpt_aid(&r, st->apps[i].aid.b, st->apps[i].aid.len);
+    sw = gpcm_rcpt_seal(x, &r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
     st->apps[i].lcs = GP_LCS_APP_SELECTABLE;
     st->apps[i].privs |= cr;
     gpcm_single_privs_take(st, cr, i);
     se_mark_dirty(x->card);
-    gpcm_reply_00(x);
+    gpcm_rcpt_reply(x, &r);
     return GPCM_SW_OK;
 }
 
@@ -1416,13 +1677,31 @@ static uint16_t gpcm_extradition(struct se_cmd *x)
     if (sw != GPCM_SW_OK) {
         return sw;
     }
+    /* Extradition Receipt (Table C-13): old SD, app or ELF, new SD. */
+    struct gpcm_rcpt r;
+    const uint8_t *tid = NULL;
+    size_t tid_len = 0;
+    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
+    sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
+    const struct se_aid *old = app >= 0 ? &st->apps[gpcm_parent(st, app)].aid
+                                        : &st->apps[gpcm_sd_index(st, &st->elfs[elf].sd)].aid;
+    gpcm_rcpt_aid(&r, old->b, old->len);
+    gpcm_rcpt_aid(&r, d.f[2].p, d.f[2].n);
+    gpcm_rcpt_aid(&r, st->apps[target].aid.b, st->apps[target].aid.len);
+    sw = gpcm_rcpt_seal(x, &r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
     if (app >= 0) {
         st->apps[app].sd = st->apps[target].aid;
     } else {
         st->elfs[elf].sd = st->apps[target].aid;
     }
     se_mark_dirty(x->card);
-    gpcm_reply_00(x);
+    gpcm_rcpt_reply(x, &r);
     return GPCM_SW_OK;
 }
 
@@ -1526,6 +1805,32 @@ static uint16_t gpcm_registry_update(struct se_cmd *x)
             return sw;
         }
     }
+    /* Registry Update Receipt (Table C-14): old SD and new SD (extradition
+     * only), app, privileges and parameters as in the command. */
+    struct gpcm_rcpt r;
+    const uint8_t *tid = NULL;
+    size_t tid_len = 0;
+    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
+    sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
+    if (target >= 0) {
+        const struct se_aid *old = &st->apps[i == 0 ? 0 : gpcm_parent(st, i)].aid;
+        gpcm_rcpt_aid(&r, old->b, old->len);
+    } else {
+        gpcm_rcpt_aid(&r, NULL, 0);
+    }
+    gpcm_rcpt_aid(&r, d.f[2].p, d.f[2].n);
+    gpcm_rcpt_aid(&r, target >= 0 ? st->apps[target].aid.b : NULL,
+                  target >= 0 ? st->apps[target].aid.len : 0);
+    gpcm_rcpt_aid(&r, d.f[3].p, d.f[3].n);
+    gpcm_rcpt_ber_len(&r, d.params.n);
+    gpcm_rcpt_raw(&r, d.params.p, d.params.n);
+    sw = gpcm_rcpt_seal(x, &r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
     /* All or nothing (GPCS 11.5.2.3.5): every check is done. */
     if (target >= 0) {
         st->apps[i].sd = st->apps[target].aid;
@@ -1535,7 +1840,7 @@ static uint16_t gpcm_registry_update(struct se_cmd *x)
         gpcm_single_privs_take(st, privs, i);
     }
     se_mark_dirty(x->card);
-    gpcm_reply_00(x);
+    gpcm_rcpt_reply(x, &r);
     return GPCM_SW_OK;
 }
 
@@ -1631,7 +1936,7 @@ static uint16_t gpcm_delete_keys(struct se_cmd *x, int kid, int kvn)
  * that means its applications; for an SD everything associated with it,
  * recursively (the vse's reading of "object and related objects"). */
 static uint16_t gpcm_delete_content(struct se_cmd *x, const uint8_t *aid, size_t aid_len,
-                                    bool related)
+                                    bool related, struct gpcm_rcpt *r)
 {
     struct se_card *c = x->card;
     struct se_state *st = &c->st;
@@ -1713,6 +2018,10 @@ static uint16_t gpcm_delete_content(struct se_cmd *x, const uint8_t *aid, size_t
             return GPCM_SW_CONDITIONS;
         }
     }
+    uint16_t sw = gpcm_rcpt_seal(x, r);
+    if (sw != GPCM_SW_OK) {
+        return sw;
+    }
 
     /* GPCS 9.5.1: privileges of a deleted application go back to the ISD
      * (those held by one application per card). */
@@ -1731,7 +2040,7 @@ static uint16_t gpcm_delete_content(struct se_cmd *x, const uint8_t *aid, size_t
         }
     }
     se_mark_dirty(c);
-    gpcm_reply_00(x);
+    gpcm_rcpt_reply(x, r);
     return GPCM_SW_OK;
 }
 
@@ -1800,13 +2109,23 @@ uint16_t se_gp_delete(struct se_cmd *x)
         if (sw != GPCM_SW_OK) {
             return sw;
         }
-        return gpcm_delete_content(x, aid.val, aid.len, (a->p2 & GPCM_DELETE_RELATED) != 0);
+        /* Delete Receipt (Table C-15): the AID of the command. */
+        struct gpcm_rcpt rc;
+        const uint8_t *tid = NULL;
+        size_t tid_len = 0;
+        gpcm_token_id(a->data, signed_len, &tid, &tid_len);
+        sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &rc);
+        if (sw != GPCM_SW_OK) {
+            return sw;
+        }
+        gpcm_rcpt_aid(&rc, aid.val, aid.len);
+        return gpcm_delete_content(x, aid.val, aid.len, (a->p2 & GPCM_DELETE_RELATED) != 0, &rc);
     }
     if (kid < 0 && kvn < 0) {
         return GPCM_SW_WRONG_DATA;
     }
-    if ((a->p2 & GPCM_DELETE_RELATED) != 0) {
-        return GPCM_SW_P1P2;
-    }
+    /* P2 80 ("object and related objects", GPCS Table 11-22) is accepted for
+     * keys as GP cards do: a key has no related objects, so the same keys go
+     * (80E4008003D2013100 deletes key set 31). */
     return gpcm_delete_keys(x, kid, kvn);
 }

@@ -537,10 +537,15 @@ static void test_install_refusals(void **state)
     n = t_install(cmd, emv_pkg, sizeof emv_pkg, unk_mod, sizeof unk_mod, emv_app2, sizeof emv_app2,
                   0, NULL, 0, true);
     assert_int_equal(t_run(c, 0, cmd, n), 0x6A88);
-    /* A package the card has no code for. */
-    n = t_install(cmd, unk_pkg, sizeof unk_pkg, unk_mod, sizeof unk_mod, emv_app2, sizeof emv_app2,
-                  0, NULL, 0, true);
-    assert_int_equal(t_run(c, 0, cmd, n), 0x6A80);
+    /* A package the card has no code for: an inert instance (issue 12). */
+    static const uint8_t inert_app[] = {0xD2, 0x76, 0x00, 0x01, 0x18, 0x00, 0x01, 0x01};
+    n = t_install(cmd, unk_pkg, sizeof unk_pkg, unk_mod, sizeof unk_mod, inert_app,
+                  sizeof inert_app, 0, NULL, 0, true);
+    assert_int_equal(t_run(c, 0, cmd, n), SW_OK);
+    int ia = se_find_app(&c->st, inert_app, sizeof inert_app);
+    assert_true(ia > 0);
+    assert_memory_equal(c->st.apps[ia].module.b, unk_mod, sizeof unk_mod);
+    assert_int_equal(c->st.apps[ia].data_len, 0);
     /* Card Reset is held by another application. */
     n = t_install_emv(cmd, emv_app2, sizeof emv_app2, GP_PRIV_BIT(GP_PRIV_CARD_RESET), true);
     assert_int_equal(t_run(c, 0, cmd, n), 0x6985);
@@ -745,8 +750,13 @@ static void test_delegated_management_tokens(void **state)
     /* A wrong token. */
     size_t bn = t_with_install_token(cmd, n, tcmd, true);
     assert_int_equal(t_run(c, s, tcmd, bn), 0x6982);
-    /* The right one. */
+    /* The right one, but the Receipt Generation SD (the ISD, 9EFE80) has no
+     * receipt key: the operation fails (GPCS C.1.1.2). */
     tn = t_with_install_token(cmd, n, tcmd, false);
+    assert_int_equal(t_run(c, s, tcmd, tn), 0x6985);
+    /* Without Receipt Generation on the card: no receipt, answer 00
+     * (receipts: gpconf_test.c). */
+    c->st.apps[0].privs &= ~GP_PRIV_BIT(GP_PRIV_RECEIPT_GENERATION);
     assert_int_equal(t_run(c, s, tcmd, tn), SW_OK);
     int i = se_find_app(&c->st, emv_app, sizeof emv_app);
     assert_memory_equal(c->st.apps[i].sd.b, ssd_aid, sizeof ssd_aid);
@@ -820,10 +830,14 @@ static void test_load_unknown_package(void **state)
     assert_int_equal(elf->size, ln);
     assert_memory_equal(elf->sd.b, isd_aid, sizeof isd_aid);
     assert_false(c->load.active);
-    /* Listed, but not instantiable. */
+    /* Listed, and instantiable as an inert application; a module the Load
+     * File does not have is still not found. */
+    n = t_install(cmd, unk_pkg, sizeof unk_pkg, emv_mod, sizeof emv_mod, emv_app2, sizeof emv_app2,
+                  0, NULL, 0, true);
+    assert_int_equal(t_run(c, 0, cmd, n), 0x6A88);
     n = t_install(cmd, unk_pkg, sizeof unk_pkg, unk_mod, sizeof unk_mod, emv_app2, sizeof emv_app2,
                   0, NULL, 0, true);
-    assert_int_equal(t_run(c, 0, cmd, n), 0x6A80);
+    assert_int_equal(t_run(c, 0, cmd, n), SW_OK);
     /* Loading it again: the ELF exists. */
     n = t_for_load(cmd, 0x02, 0x00, unk_pkg, sizeof unk_pkg, NULL, 0, NULL, 0);
     assert_int_equal(t_run(c, 0, cmd, n), 0x6985);
@@ -1121,7 +1135,7 @@ static void test_delete_keys_and_format(void **state)
         {"80E4000002C100", 0x6A80},                   /* unknown tag */
         {"80E4010003D20130", 0x6A86},                 /* P1 */
         {"80E4004003D20130", 0x6A86},                 /* P2 */
-        {"80E4008003D20130", 0x6A86},                 /* related + key */
+        {"80E4008003D20177", 0x6A88},                 /* related + key: as P2 00 */
         {"80E400000AD201304F05A00000000100", 0x6A80}, /* key and AID */
         {"80E4000005D201994F0000", 0x6A80},
         {"80E4000003D20177", 0x6A88}, /* no such key */
@@ -1403,12 +1417,24 @@ static void test_end_to_end(void **state)
                      && memcmp(resp + k + 2, unk_mod, sizeof unk_mod) == 0);
     }
     assert_true(listed);
+    /* Its module gives an inert instance (issue 12 point 5). */
     n = t_install(cmd, unk_pkg, sizeof unk_pkg, unk_mod, sizeof unk_mod, emv_app2, sizeof emv_app2,
                   0, NULL, 0, true);
-    t_expect_reject(s, card, img, cmd, n, 0x6A80);
+    assert_int_equal(t_send(s, card, cmd, n), SW_OK);
 
-    /* DELETE with and without related objects. */
+    /* DELETE with and without related objects: the Load File goes after its
+     * instance. */
     struct gp_delete_args da = {.aid = unk_pkg, .aid_len = sizeof unk_pkg};
+    n = sizeof cmd;
+    assert_int_equal(gp_cmd_delete(0, &da, cmd, &n), OT_OK);
+    t_expect_reject(s, card, img, cmd, n, 0x6985);
+    da.aid = emv_app2;
+    da.aid_len = sizeof emv_app2;
+    n = sizeof cmd;
+    assert_int_equal(gp_cmd_delete(0, &da, cmd, &n), OT_OK);
+    assert_int_equal(t_send(s, card, cmd, n), SW_OK);
+    da.aid = unk_pkg;
+    da.aid_len = sizeof unk_pkg;
     n = sizeof cmd;
     assert_int_equal(gp_cmd_delete(0, &da, cmd, &n), OT_OK);
     assert_int_equal(t_send(s, card, cmd, n), SW_OK);

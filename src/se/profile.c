@@ -980,13 +980,18 @@ static ot_err pf_links(struct se_state *st)
             holder_fa = i;
         }
     }
-    /* Another holder takes the privilege from the ISD (GPCS 6.6: one holder
-     * per card; the ISD holds it by default). */
+    /* One holder per card (GPCS 6.6.2): another holder takes the privilege
+     * from the ISD; when no other entity holds it the ISD does, whatever its
+     * "privileges" list says. */
     if (holder_cr > 0) {
         st->apps[0].privs &= ~GP_PRIV_BIT(GP_PRIV_CARD_RESET);
+    } else {
+        st->apps[0].privs |= GP_PRIV_BIT(GP_PRIV_CARD_RESET);
     }
     if (holder_fa > 0) {
         st->apps[0].privs &= ~GP_PRIV_BIT(GP_PRIV_FINAL_APPLICATION);
+    } else {
+        st->apps[0].privs |= GP_PRIV_BIT(GP_PRIV_FINAL_APPLICATION);
     }
 out:
     return err;

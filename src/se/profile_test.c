@@ -257,8 +257,9 @@ static void test_uicc_central(void **state)
     int cen = app_index(st, "F04F54534D534401");
     int tel = app_index(st, "A0000000871002");
     assert_true(mno > 0 && cen > 0 && tel > 0);
-    /* Seed 002 table 4 */
-    assert_int_equal(st->apps[0].privs, 0x9ADC00u);
+    /* Seed 002 table 4, plus Card Reset and Final Application that nobody
+     * else holds (GPCS 6.6.2: the ISD's by default). */
+    assert_int_equal(st->apps[0].privs, 0x9EDE00u);
     assert_true(has(st, mno, GP_PRIV_AUTHORIZED_MANAGEMENT));
     assert_true(has(st, cen, GP_PRIV_AUTHORIZED_MANAGEMENT));
     assert_true(aid_is(&st->apps[tel].sd, "F04F54534D534402"));
@@ -363,7 +364,7 @@ static void test_good_variants(void **state)
     assert_int_equal(isd->keys[3].len, 32);
     assert_int_equal(isd->nseqs, 1); /* the single key has no counter */
     assert_int_equal(isd->seqs[0].value, 0xFFFF);
-    assert_int_equal(st->apps[0].privs, 0x900000u);
+    assert_int_equal(st->apps[0].privs, 0x900200u); /* + Final Application: no other holder */
     /* opaque package: stored, not native; the native one found by AID */
     assert_false(st->elfs[1].native);
     assert_int_equal(st->elfs[1].version[1], 0x03);

@@ -398,7 +398,7 @@ static const struct se_applet_ops *app_ops(const struct se_state *st, int app)
     if (a->is_sd) {
         return NULL;
     }
-    return se_applet_find(a->elf.b, a->elf.len);
+    return se_applet_for_instance(a->elf.b, a->elf.len);
 }
 
 static bool app_lcs_selectable(const struct se_state *st, int app)

@@ -92,7 +92,8 @@ struct se_sd {
     uint8_t iin_len;
     uint8_t iin[16]; /* SD provider identification number (tag 42) */
     uint8_t cin_len;
-    uint8_t cin[16]; /* SD image number (tag 45) */
+    uint8_t cin[16];      /* SD image number (tag 45) */
+    uint16_t confirm_ctr; /* Receipt Generation: confirmation counter (GPCS C.5, GET DATA C2) */
 };
 
 struct se_elf {
@@ -187,6 +188,8 @@ struct se_load {
     bool combined_ready;     /* combined: Load File in, waiting for the final INSTALL (P2 03) */
     uint8_t hash_len;        /* LFDB hash of the INSTALL [for load]; 0 = none */
     uint8_t hash[64];
+    uint8_t token_id_len; /* token identifier of the load token (Load Receipt) */
+    uint8_t token_id[32];
 };
 
 /* Storage hooks, so tests can inject a failure at every write point. */
@@ -289,7 +292,7 @@ uint16_t se_gp_destroy(struct se_cmd *x);
 /* ---------------------------------------------------------------- store (store.c) */
 
 #define SE_IMAGE_MAGIC   "OTVSE\x01"
-#define SE_IMAGE_VERSION 1u
+#define SE_IMAGE_VERSION 2u /* 2: confirmation counter per SD */
 
 /* Serialises st (field by field, big-endian, SHA-256 trailer). */
 ot_err se_state_serialize(const struct se_state *st, struct ot_buf *out);

@@ -11,7 +11,7 @@
  *          if is_sd: scp u8, scp_i u8,
  *                    nkeys u8, per key: kvn u8, kid u8, type u8, len u8 + value
  *                    nseqs u8, per counter: kvn u8, value u32
- *                    iin_len u8 + iin, cin_len u8 + cin
+ *                    iin_len u8 + iin, cin_len u8 + cin, confirm_ctr u16
  *          params_len u8 + params, data_len u16 + data
  *   nelfs u8, then per load file:
  *          aid, sd, version[2], lcs u8, nmodules u8 + module aids,
@@ -130,6 +130,7 @@ static void enc_sd(struct se_enc *e, const struct se_sd *sd)
     }
     enc_lv(e, sd->iin, sd->iin_len, sizeof(sd->iin));
     enc_lv(e, sd->cin, sd->cin_len, sizeof(sd->cin));
+    enc_u16(e, sd->confirm_ctr);
 }
 
 static void enc_app(struct se_enc *e, const struct se_app *a)
@@ -328,6 +329,7 @@ static ot_err dec_sd(struct buf_rd *r, struct se_sd *sd)
     }
     OT_TRY(dec_lv(r, &sd->iin_len, sd->iin, sizeof(sd->iin)));
     OT_TRY(dec_lv(r, &sd->cin_len, sd->cin, sizeof(sd->cin)));
+    OT_TRY(dec_u16(r, &sd->confirm_ctr));
 out:
     return err;
 }

@@ -104,6 +104,7 @@ static void fill_state(struct se_state *st, uint32_t seed, bool full, unsigned n
             rnd_fill(&s, sd->iin, sd->iin_len);
             sd->cin_len = (uint8_t)(full ? 16u : rnd_next(&s) % 17u);
             rnd_fill(&s, sd->cin, sd->cin_len);
+            sd->confirm_ctr = (uint16_t)rnd_next(&s);
         }
         a->params_len = (uint8_t)(full ? SE_MAX_PARAMS : rnd_next(&s) % 20u);
         rnd_fill(&s, a->params, a->params_len);
@@ -166,10 +167,11 @@ static void small_state(struct se_state *st)
 #define OFF_NKEYS    108
 #define OFF_NSEQS    109
 #define OFF_IIN_LEN  110
-#define OFF_PARAMS   112
-#define OFF_DATA_LEN 113
-#define OFF_NELFS    115
-#define SMALL_LEN    148
+#define OFF_CONFIRM  112 /* confirmation counter u16, after cin_len at 111 */
+#define OFF_PARAMS   114
+#define OFF_DATA_LEN 115
+#define OFF_NELFS    117
+#define SMALL_LEN    150
 
 static void rehash(uint8_t *img, size_t n)
 {
@@ -264,6 +266,8 @@ static void test_small_layout(void **state)
     assert_int_equal(img.data[OFF_PRIVS + 1], 0x9E);
     assert_int_equal(img.data[OFF_IS_SD], 1);
     assert_int_equal(img.data[OFF_NELFS], 0);
+    assert_int_equal(img.data[OFF_CONFIRM], 0);
+    assert_int_equal(img.data[OFF_CONFIRM + 1], 0);
     ot_buf_free(&img);
     se_state_clear(st);
     free(st);
@@ -430,10 +434,10 @@ static void test_corrupt_fields(void **state)
     memcpy(p, img.data, SMALL_LEN);
     p[OFF_PRIVS + 1] = 0x1E;
     p[OFF_IS_SD] = 0;
-    /* without is_sd the SD fields are absent: drop them (6 bytes) */
+    /* without is_sd the SD fields are absent: drop them (8 bytes) */
     {
         uint8_t q[SMALL_LEN];
-        size_t sd_fields = 6; /* scp, i, nkeys, nseqs, iin_len, cin_len */
+        size_t sd_fields = 8; /* scp, i, nkeys, nseqs, iin_len, cin_len, confirm_ctr */
         memcpy(q, p, OFF_IS_SD + 1);
         memcpy(q + OFF_IS_SD + 1, p + OFF_IS_SD + 1 + sd_fields,
                SMALL_LEN - (OFF_IS_SD + 1 + sd_fields));

@@ -15,5 +15,8 @@ extern const struct se_applet_ops se_transit_ops; /* transit.c */
 extern const struct se_applet_ops se_telecom_ops; /* telecom.c */
 extern const struct se_applet_ops se_wallet_ops;  /* wallet.c */
 extern const struct se_applet_ops se_sam_ops;     /* sam.c */
+/* Not a native module (not in se_applet_all): what instances of a Load File
+ * without native code run (inert.c). */
+extern const struct se_applet_ops se_inert_ops;
 
 #endif
