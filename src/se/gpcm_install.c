@@ -625,6 +625,17 @@ static uint16_t gpcm_rcpt_begin(const struct se_cmd *x, enum gpcm_mode mode, con
     return GPCM_SW_OK;
 }
 
+/* The same, with the token identifier of the B6 template among the TLVs
+ * p[0..n) (INSTALL parameters, DELETE data). */
+static uint16_t gpcm_rcpt_begin_in(const struct se_cmd *x, enum gpcm_mode mode, const uint8_t *p,
+                                   size_t n, struct gpcm_rcpt *r)
+{
+    const uint8_t *tid = NULL;
+    size_t tid_len = 0;
+    gpcm_token_id(p, n, &tid, &tid_len);
+    return gpcm_rcpt_begin(x, mode, tid, tid_len, r);
+}
+
 static void gpcm_rcpt_raw(struct gpcm_rcpt *r, const uint8_t *p, size_t n)
 {
     if (!r->on) {
@@ -1421,10 +1432,7 @@ static uint16_t gpcm_install_app(struct se_cmd *x, bool selectable, bool combine
     }
     /* Install Receipt (Table C-12), combined: Table C-16 (+ the ELF's SD). */
     struct gpcm_rcpt r;
-    const uint8_t *tid = NULL;
-    size_t tid_len = 0;
-    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
-    sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &r);
+    sw = gpcm_rcpt_begin_in(x, mode, d.params.p, d.params.n, &r);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1577,10 +1585,7 @@ static uint16_t gpcm_make_selectable(struct se_cmd *x)
     }
     /* Make Selectable Receipt (Table C-12): the app's ELF, the app. */
     struct gpcm_rcpt r;
-    const uint8_t *tid = NULL;
-    size_t tid_len = 0;
-    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
-    sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &r);
+    sw = gpcm_rcpt_begin_in(x, mode, d.params.p, d.params.n, &r);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1679,10 +1684,7 @@ static uint16_t gpcm_extradition(struct se_cmd *x)
     }
     /* Extradition Receipt (Table C-13): old SD, app or ELF, new SD. */
     struct gpcm_rcpt r;
-    const uint8_t *tid = NULL;
-    size_t tid_len = 0;
-    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
-    sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &r);
+    sw = gpcm_rcpt_begin_in(x, mode, d.params.p, d.params.n, &r);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -1808,10 +1810,7 @@ static uint16_t gpcm_registry_update(struct se_cmd *x)
     /* Registry Update Receipt (Table C-14): old SD and new SD (extradition
      * only), app, privileges and parameters as in the command. */
     struct gpcm_rcpt r;
-    const uint8_t *tid = NULL;
-    size_t tid_len = 0;
-    gpcm_token_id(d.params.p, d.params.n, &tid, &tid_len);
-    sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &r);
+    sw = gpcm_rcpt_begin_in(x, mode, d.params.p, d.params.n, &r);
     if (sw != GPCM_SW_OK) {
         return sw;
     }
@@ -2111,10 +2110,7 @@ uint16_t se_gp_delete(struct se_cmd *x)
         }
         /* Delete Receipt (Table C-15): the AID of the command. */
         struct gpcm_rcpt rc;
-        const uint8_t *tid = NULL;
-        size_t tid_len = 0;
-        gpcm_token_id(a->data, signed_len, &tid, &tid_len);
-        sw = gpcm_rcpt_begin(x, mode, tid, tid_len, &rc);
+        sw = gpcm_rcpt_begin_in(x, mode, a->data, signed_len, &rc);
         if (sw != GPCM_SW_OK) {
             return sw;
         }

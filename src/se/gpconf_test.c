@@ -40,21 +40,6 @@
 #define GC_MOD "D276000118AA01"
 #define GC_APP "D276000118AA0101"
 
-static struct aptest *gc_new_file(const char *name)
-{
-    char path[256];
-    struct aptest *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    snprintf(path, sizeof path, "%s/profiles/%s", OT_SOURCE_DIR, name);
-    assert_int_equal(se_card_from_profile_file(path, &t->c), OT_OK);
-    snprintf(t->dir, sizeof t->dir, "/tmp/vse_gpconf_XXXXXX");
-    assert_non_null(mkdtemp(t->dir));
-    snprintf(t->path, sizeof t->path, "%s/card.img", t->dir);
-    assert_int_equal(se_card_save_as(t->c, t->path), OT_OK);
-    aptest_power_on(t);
-    return t;
-}
-
 /* The Load File Data Block of GC_PKG: a CAP Header component (JCVM 6.4,
  * package 1.0) and an Applet component naming GC_MOD (JCVM 6.5). */
 static size_t gc_lfdb(uint8_t *out, size_t cap)
@@ -145,6 +130,31 @@ static uint16_t gc_install(struct aptest *t, struct gp_session *s, const char *e
         n = gc_token(cmd, n);
     }
     return aptest_send(t, s, cmd, n);
+}
+
+/* INSTALL [for install and make selectable] of an SD (privileges 800000,
+ * SCP03 i=70) from the GP SD package. */
+static size_t gc_install_sd(uint8_t *cmd, const char *aid_hex)
+{
+    static const uint8_t spkg[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x53, 0x50};
+    static const uint8_t smod[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x53, 0x50, 0x41};
+    static const uint8_t c9[] = {0x81, 0x02, 0x03, 0x70}, pb[3] = {0x80, 0x00, 0x00};
+    uint8_t aid[16], params[16];
+    size_t pl = sizeof params, n = GP_MAX_CMD_LEN;
+    struct gp_install_params ip = {.with_c9 = true, .app_params = c9, .app_params_len = sizeof c9};
+    assert_int_equal(gp_install_params_encode(&ip, params, &pl), OT_OK);
+    struct gp_install_args ia = {.elf_aid = spkg,
+                                 .elf_aid_len = sizeof spkg,
+                                 .module_aid = smod,
+                                 .module_aid_len = sizeof smod,
+                                 .app_aid = aid,
+                                 .app_aid_len = testutil_unhex(aid_hex, aid, sizeof aid),
+                                 .privs = pb,
+                                 .privs_len = 3,
+                                 .params = params,
+                                 .params_len = pl};
+    assert_int_equal(gp_cmd_install_for_install(0, &ia, true, cmd, &n), OT_OK);
+    return n;
 }
 
 /* Index of app_hex in the registry. */
@@ -269,7 +279,7 @@ static void test_inert_instance_round_trip(void **state)
 static void test_dm_receipts_and_counter(void **state)
 {
     (void)state;
-    struct aptest *t = gc_new_file("ese-thirdparty.json");
+    struct aptest *t = aptest_new_file("ese-thirdparty.json");
     uint8_t pkg[16], app[16], sd[16], cmd[GP_MAX_CMD_LEN];
     size_t pkg_len = testutil_unhex(GC_PKG, pkg, sizeof pkg);
     size_t app_len = testutil_unhex(GC_APP, app, sizeof app);
@@ -356,7 +366,7 @@ static void test_dm_receipts_and_counter(void **state)
 static void test_association_follows_elf(void **state)
 {
     (void)state;
-    struct aptest *t = gc_new_file("ese-thirdparty.json");
+    struct aptest *t = aptest_new_file("ese-thirdparty.json");
     static const char pay[] = "A0000000031099";
     uint8_t app[16], cmd[GP_MAX_CMD_LEN];
     size_t app_len = testutil_unhex(pay, app, sizeof app), n;
@@ -391,25 +401,7 @@ static void test_association_follows_elf(void **state)
 
     /* A new SD still goes with the SD that installed it. */
     s = aptest_sd(t, GC_CENTRAL, GC_CENTRAL_KEY);
-    uint8_t ssd[16], c9[] = {0x81, 0x02, 0x03, 0x70}, params[16], pb[3];
-    size_t pl = sizeof params;
-    struct gp_install_params ip = {.with_c9 = true, .app_params = c9, .app_params_len = sizeof c9};
-    assert_int_equal(gp_install_params_encode(&ip, params, &pl), OT_OK);
-    gp_privs_encode(GP_PRIV_BIT(GP_PRIV_SECURITY_DOMAIN), pb);
-    uint8_t spkg[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x53, 0x50};
-    uint8_t smod[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x53, 0x50, 0x41};
-    struct gp_install_args ia = {.elf_aid = spkg,
-                                 .elf_aid_len = sizeof spkg,
-                                 .module_aid = smod,
-                                 .module_aid_len = sizeof smod,
-                                 .app_aid = ssd,
-                                 .app_aid_len = testutil_unhex("F04F54534D534499", ssd, sizeof ssd),
-                                 .privs = pb,
-                                 .privs_len = 3,
-                                 .params = params,
-                                 .params_len = pl};
-    n = sizeof cmd;
-    assert_int_equal(gp_cmd_install_for_install(0, &ia, true, cmd, &n), OT_OK);
+    n = gc_install_sd(cmd, "F04F54534D534499");
     assert_int_equal(aptest_send(t, s, cmd, n), 0x9000);
     gp_session_free(s);
     gc_assert_assoc(t, "F04F54534D534499", GC_CENTRAL);
@@ -421,7 +413,7 @@ static void test_association_follows_elf(void **state)
 static void test_card_capabilities(void **state)
 {
     (void)state;
-    struct aptest *t = gc_new_file("ese-thirdparty.json");
+    struct aptest *t = aptest_new_file("ese-thirdparty.json");
     assert_int_equal(aptest_tx(t, "00A4040000"), 0x9000);
     assert_int_equal(aptest_tx(t, "80CA006700"), 0x9000);
     struct tlv caps, scp, opts, v;
@@ -444,23 +436,8 @@ static void test_card_capabilities(void **state)
 
     /* The card refuses what it does not advertise: Ciphered LFDB. */
     struct gp_session *s = aptest_isd(t);
-    uint8_t cmd[GP_MAX_CMD_LEN], ssd[16], params[16], pb[3] = {0x80, 0x00, 0x00};
-    uint8_t spkg[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x53, 0x50};
-    uint8_t smod[] = {0xA0, 0x00, 0x00, 0x01, 0x51, 0x53, 0x50, 0x41};
-    size_t pl = sizeof params, n = sizeof cmd;
-    struct gp_install_params ip = {.with_c9 = true};
-    assert_int_equal(gp_install_params_encode(&ip, params, &pl), OT_OK);
-    struct gp_install_args ia = {.elf_aid = spkg,
-                                 .elf_aid_len = sizeof spkg,
-                                 .module_aid = smod,
-                                 .module_aid_len = sizeof smod,
-                                 .app_aid = ssd,
-                                 .app_aid_len = testutil_unhex("F04F54534D534498", ssd, sizeof ssd),
-                                 .privs = pb,
-                                 .privs_len = 3,
-                                 .params = params,
-                                 .params_len = pl};
-    assert_int_equal(gp_cmd_install_for_install(0, &ia, true, cmd, &n), OT_OK);
+    uint8_t cmd[GP_MAX_CMD_LEN];
+    size_t n = gc_install_sd(cmd, "F04F54534D534498");
     /* The host library refuses to build it: set the privilege by hand
      * (header 5, then L+7 ELF, L+8 module, L+8 instance, L privileges). */
     size_t at = 5 + 8 + 9 + 9 + 1;
@@ -479,7 +456,7 @@ static void test_thirdparty_isd_default_privileges(void **state)
     (void)state;
     static const char *const files[] = {"ese-thirdparty.json", "uicc-thirdparty.json"};
     for (size_t f = 0; f < 2; f++) {
-        struct aptest *t = gc_new_file(files[f]);
+        struct aptest *t = aptest_new_file(files[f]);
         struct gp_session *s = aptest_isd(t);
         struct gp_status_query q = {.p1 = GP_STATUS_P1_ISD, .tlv = true};
         uint8_t cmd[GP_MAX_CMD_LEN];

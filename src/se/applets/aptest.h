@@ -60,18 +60,35 @@ static inline void aptest_power_on(struct aptest *t)
     assert_int_equal(se_card_power_on(t->c, atr, &atr_len), OT_OK);
 }
 
-/* A card from a whole profile. */
-static inline struct aptest *aptest_new_profile(const char *json)
+/* Binds the new card t->c to an image in a temporary directory, powers it. */
+static inline struct aptest *aptest_bind(struct aptest *t)
 {
-    struct aptest *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    assert_int_equal(se_card_from_profile(json, strlen(json), &t->c), OT_OK);
     snprintf(t->dir, sizeof t->dir, "/tmp/vse_applet_XXXXXX");
     assert_non_null(mkdtemp(t->dir));
     snprintf(t->path, sizeof t->path, "%s/card.img", t->dir);
     assert_int_equal(se_card_save_as(t->c, t->path), OT_OK);
     aptest_power_on(t);
     return t;
+}
+
+/* A card from a whole profile. */
+static inline struct aptest *aptest_new_profile(const char *json)
+{
+    struct aptest *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    assert_int_equal(se_card_from_profile(json, strlen(json), &t->c), OT_OK);
+    return aptest_bind(t);
+}
+
+/* A card from a profile file of profiles/ ("ese-thirdparty.json"). */
+static inline struct aptest *aptest_new_file(const char *name)
+{
+    char path[256];
+    struct aptest *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    snprintf(path, sizeof path, "%s/profiles/%s", OT_SOURCE_DIR, name);
+    assert_int_equal(se_card_from_profile_file(path, &t->c), OT_OK);
+    return aptest_bind(t);
 }
 
 /* apps_json: the content of the profile's "applications" array. */
