@@ -185,6 +185,9 @@ static void ins_tree_app(const struct se_state *st, int i, unsigned depth, bool 
             ins_line(b, err, depth + 1, "sequence kvn=%02X counter=%06X", sd->seqs[q].kvn,
                      (unsigned)sd->seqs[q].value);
         }
+        if ((a->privs & GP_PRIV_BIT(GP_PRIV_RECEIPT_GENERATION)) != 0) {
+            ins_line(b, err, depth + 1, "confirmation counter=%04X", (unsigned)sd->confirm_ctr);
+        }
     }
     if (a->data_len > 0 || a->params_len > 0) {
         ins_line(b, err, depth + 1, "params=%u bytes data=%u bytes", (unsigned)a->params_len,
@@ -325,6 +328,9 @@ static json_t *ins_json_app(const struct se_state *st, int i, bool *shown, bool 
             }
         }
         ins_set(o, "sequence_counters", seqs, ok);
+        if ((a->privs & GP_PRIV_BIT(GP_PRIV_RECEIPT_GENERATION)) != 0) {
+            ins_set(o, "confirmation_counter", json_integer(sd->confirm_ctr), ok);
+        }
         for (int pass = 0; children != NULL && pass < 2; pass++) {
             for (int j = 1; j < (int)st->napps; j++) {
                 if (!shown[j] && ins_parent(st, j) == i && st->apps[j].is_sd == (pass == 0)) {

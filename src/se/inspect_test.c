@@ -92,6 +92,7 @@ static void test_tree_dev(void **state)
     assert_non_null(strstr(t, "key kvn=30 kid=01 type=aes len=16"));
     assert_non_null(strstr(t, "key kvn=30 kid=03 type=aes len=16"));
     assert_non_null(strstr(t, "sequence kvn=30 counter=000000"));
+    assert_non_null(strstr(t, "confirmation counter=0000")); /* 9EFE80: Receipt Generation */
     assert_non_null(strstr(t, "ELF A0000001515350 lcs=LOADED"));
     assert_non_null(strstr(t, "\n  module A000000151535041"));
     static const char *const pkgs[] = {"F04F54534D01", "F04F54534D02", "F04F54534D03",
@@ -167,6 +168,7 @@ static void test_json_dev(void **state)
     assert_string_equal(json_string_value(json_array_get(privs, 0)), "security-domain");
     assert_int_equal(json_integer_value(json_object_get(isd, "scp")), 3);
     assert_string_equal(json_string_value(json_object_get(isd, "i")), "10");
+    assert_int_equal(json_integer_value(json_object_get(isd, "confirmation_counter")), 0);
     json_t *keys = json_object_get(isd, "keys");
     assert_int_equal(json_array_size(keys), 3);
     for (size_t k = 0; k < 3; k++) {
