@@ -53,6 +53,7 @@ demo: build
 	@bash scripts/demo_tsmd.sh $(BUILD)
 	@bash scripts/demo_pay.sh $(BUILD)
 	@bash scripts/demo_ota.sh $(BUILD)
+	@bash scripts/demo_console.sh $(BUILD)
 
 demo-scp03: build
 	@./$(BUILD)/src/bin/ot-demo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages OpenTSM needs, only when something is missing,
-# then the npm tooling of tools/ (the OpenAPI linter, pinned by
+# then the npm tooling of tools/ (the OpenAPI linter and puppeteer-core, which
+# drives Debian's chromium in the console tests; pinned by
 # tools/package-lock.json) with `npm ci --prefix tools` when it is not there.
 # Idempotent and silent when everything is already installed.
 set -eu
@@ -12,6 +13,7 @@ PKGS=(
     libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools opensc
     libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql libinih-dev
     softhsm2 libp11-kit-dev wrk nginx-light openssl sqlite3 curl
+    chromium
 )
 
 missing=()
@@ -39,7 +41,7 @@ fi
 
 # npm tooling: installed exactly as locked, again when the lock changes.
 tools=$(cd "$(dirname "$0")/../tools" && pwd)
-if [ ! -x "$tools/node_modules/.bin/redocly" ] ||
+if [ ! -x "$tools/node_modules/.bin/redocly" ] || [ ! -d "$tools/node_modules/puppeteer-core" ] ||
     [ "$tools/package-lock.json" -nt "$tools/node_modules/.package-lock.json" ]; then
     echo "deps: npm ci --prefix tools" >&2
     npm ci --prefix "$tools" --no-audit --no-fund --loglevel=error >/dev/null

@@ -39,6 +39,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef OT_WEB_DIR
+#    define OT_WEB_DIR "web"
+#endif
 #ifndef OT_VERSION
 #    define OT_VERSION "0.0.0"
 #endif
@@ -246,6 +249,28 @@ static const struct cfg_opt tsmd_opts[] = {
      0,
      0,
      "Also audit successful reads (state changes and every denial are always audited)."},
+    {"console.enabled",
+     CFG_BOOL,
+     {.b = true},
+     0,
+     0,
+     CFG_IMMUTABLE,
+     "Serve the web console under /console/ and accept its session cookies (docs/console.md)."},
+    {"console.dir",
+     CFG_STR,
+     {.s = ""},
+     0,
+     1024,
+     CFG_IMMUTABLE,
+     "Folder of the console's files; empty: the web/ folder of the source tree tsmd was built "
+     "from."},
+    {"console.session_ttl_s",
+     CFG_INT,
+     {.i = 900},
+     60,
+     43200,
+     0,
+     "Lifetime of a console sign-in (never longer than the token it was made from)."},
     {"log.level", CFG_STR, {.s = "info"}, 0, 8, 0, "error, warn, info, debug or trace."},
     {"log.format", CFG_STR, {.s = "text"}, 0, 8, 0, "text or json (one object per line)."},
 };
@@ -690,6 +715,15 @@ int main(int argc, char **argv)
     if (!tsmd_load(&d, file, sets, nsets)) {
         rc = TSMD_EXIT_USAGE;
         goto done;
+    }
+    if (cfg_bool(d.cfg, "console.enabled")) {
+        const char *cdir = cfg_str(d.cfg, "console.dir");
+        if (svc_host_set_console(d.host, cdir[0] != '\0' ? cdir : OT_WEB_DIR,
+                                 cfg_int(d.cfg, "console.session_ttl_s"))
+            != OT_OK) {
+            fprintf(stderr, "tsmd: out of memory\n");
+            goto done;
+        }
     }
     memset(&lc, 0, sizeof(lc));
     (void)ot_log_level_parse(cfg_str(d.cfg, "log.level"), &lc.level);

@@ -123,6 +123,12 @@ static const struct db_migration auth_migrations[] = {
      " position BIGINT NOT NULL);"
      "CREATE INDEX host_principal_msisdns_principal ON host_principal_msisdns (principal_id)",
      NULL},
+    /* Browser sessions of the web console are tokens issued to the holder
+     * of another token (authstore_issue_session): revoked with it. */
+    {5,
+     "ALTER TABLE host_tokens ADD COLUMN parent_id BIGINT NOT NULL DEFAULT 0;"
+     "CREATE INDEX host_tokens_parent ON host_tokens (parent_id)",
+     NULL},
 };
 
 static const struct {
@@ -635,9 +641,13 @@ static ot_err auth_hash(const struct authstore *as, const char *text,
     return OT_OK;
 }
 
-ot_err authstore_issue_token_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
-                                int64_t ttl, const char *label, char *token_text, size_t token_cap,
-                                int64_t *token_id)
+/* A new token of principal_id; parent_id 0 or the token it is a session of;
+ * it expires after ttl seconds, or at not_after if that is earlier (0: no
+ * such bound). */
+static ot_err auth_issue_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                            int64_t ttl, const char *label, int64_t parent_id, int64_t not_after,
+                            char *token_text, size_t token_cap, int64_t *token_id,
+                            int64_t *expires_at)
 {
     struct authstore_principal p;
     uint8_t raw[AUTHSTORE_TOKEN_BYTES];
@@ -679,15 +689,20 @@ ot_err authstore_issue_token_tx(struct authstore *as, struct db_conn *c, int64_t
     snprintf(hint, sizeof hint, "%.*s", (int)AUTHSTORE_HINT_LEN, text);
     OT_TRY(db_prepare(c,
                       "INSERT INTO host_tokens (principal_id, token_hash, hint, label, created_at,"
-                      " expires_at, revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0)"
-                      " RETURNING id",
+                      " expires_at, revoked_at, last_used_at, parent_id)"
+                      " VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) RETURNING id",
                       &st));
+    int64_t exp = now + ttl;
+    if (not_after > 0 && not_after < exp) {
+        exp = not_after;
+    }
     OT_TRY(db_bind_int64(st, 1, principal_id));
     OT_TRY(db_bind_blob(st, 2, hash, sizeof hash));
     OT_TRY(db_bind_text(st, 3, hint));
     OT_TRY(db_bind_text(st, 4, label));
     OT_TRY(db_bind_int64(st, 5, now));
-    OT_TRY(db_bind_int64(st, 6, now + ttl));
+    OT_TRY(db_bind_int64(st, 6, exp));
+    OT_TRY(db_bind_int64(st, 7, parent_id));
     OT_TRY(db_step(st, &row));
     if (!row) {
         OT_FAIL(OT_E_DB);
@@ -697,10 +712,138 @@ ot_err authstore_issue_token_tx(struct authstore *as, struct db_conn *c, int64_t
     if (token_id != NULL) {
         *token_id = id;
     }
+    if (expires_at != NULL) {
+        *expires_at = exp;
+    }
 out:
     db_reset(st);
     ot_mem_wipe(raw, sizeof raw);
     ot_mem_wipe(text, sizeof text);
+    return err;
+}
+
+ot_err authstore_issue_token_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                                int64_t ttl, const char *label, char *token_text, size_t token_cap,
+                                int64_t *token_id)
+{
+    return auth_issue_tx(as, c, principal_id, ttl, label, 0, 0, token_text, token_cap, token_id,
+                         NULL);
+}
+
+struct auth_session_arg {
+    struct authstore *as;
+    const uint8_t *parent_hash;
+    int64_t ttl;
+    const char *label;
+    char *token_text;
+    size_t token_cap;
+    int64_t id, expires_at, principal_id;
+};
+
+static ot_err auth_session_fn(struct db_conn *c, void *arg)
+{
+    struct auth_session_arg *a = arg;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t pid = 0, parent = 0, grand = 0, expires = 0, revoked = 0, disabled = 0;
+    int64_t now = auth_now();
+    ot_err err = OT_OK;
+
+    OT_TRY(db_prepare(c,
+                      "SELECT t.id, t.parent_id, t.principal_id, t.expires_at, t.revoked_at,"
+                      " p.disabled FROM host_tokens t JOIN host_principals p"
+                      " ON p.id = t.principal_id WHERE t.token_hash = $1",
+                      &st));
+    OT_TRY(db_bind_blob(st, 1, a->parent_hash, AUTHSTORE_HASH_LEN));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_AUTH);
+    }
+    OT_TRY(db_col_int64(st, 0, &parent));
+    OT_TRY(db_col_int64(st, 1, &grand));
+    OT_TRY(db_col_int64(st, 2, &pid));
+    OT_TRY(db_col_int64(st, 3, &expires));
+    OT_TRY(db_col_int64(st, 4, &revoked));
+    OT_TRY(db_col_int64(st, 5, &disabled));
+    db_reset(st);
+    st = NULL;
+    if (revoked != 0 || expires <= now || disabled != 0) {
+        OT_FAIL(OT_E_AUTH);
+    }
+    /* A session of a session belongs to the first token: one revocation
+     * ends them all. */
+    a->principal_id = pid;
+    err = auth_issue_tx(a->as, c, pid, a->ttl, a->label, grand != 0 ? grand : parent, expires,
+                        a->token_text, a->token_cap, &a->id, &a->expires_at);
+out:
+    db_reset(st);
+    return err;
+}
+
+ot_err authstore_issue_session(struct authstore *as, const char *parent_text, int64_t ttl,
+                               const char *label, char *token_text, size_t token_cap,
+                               int64_t *token_id, int64_t *expires_at)
+{
+    uint8_t hash[AUTHSTORE_HASH_LEN];
+    struct auth_session_arg a = {as, hash, ttl, label, token_text, token_cap, 0, 0, 0};
+    ot_err err = OT_OK;
+
+    if (as == NULL || token_text == NULL) {
+        return OT_E_ARG;
+    }
+    if (token_cap < AUTHSTORE_TOKEN_LEN + 1) {
+        return OT_E_BUF_SMALL;
+    }
+    if (!auth_token_well_formed(parent_text)) {
+        return OT_E_AUTH;
+    }
+    OT_TRY(auth_hash(as, parent_text, hash));
+    err = db_run_tx(as->db, auth_session_fn, &a);
+    if (err != OT_OK) {
+        ot_mem_wipe(token_text, AUTHSTORE_TOKEN_LEN + 1);
+        goto out;
+    }
+    if (token_id != NULL) {
+        *token_id = a.id;
+    }
+    if (expires_at != NULL) {
+        *expires_at = a.expires_at;
+    }
+    OT_LOG_INFO("session issued id=%lld principal=%lld expires_at=%lld", (long long)a.id,
+                (long long)a.principal_id, (long long)a.expires_at);
+out:
+    ot_mem_wipe(hash, sizeof hash);
+    return err;
+}
+
+ot_err authstore_token_id(struct authstore *as, const char *token_text, int64_t *token_id)
+{
+    uint8_t hash[AUTHSTORE_HASH_LEN];
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (as == NULL || token_id == NULL) {
+        return OT_E_ARG;
+    }
+    *token_id = 0;
+    if (!auth_token_well_formed(token_text)) {
+        return OT_E_NOT_FOUND;
+    }
+    OT_TRY(auth_hash(as, token_text, hash));
+    OT_TRY(db_acquire(as->db, &c));
+    OT_TRY(db_prepare(c, "SELECT id FROM host_tokens WHERE token_hash = $1", &st));
+    OT_TRY(db_bind_blob(st, 1, hash, sizeof hash));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    OT_TRY(db_col_int64(st, 0, token_id));
+out:
+    db_reset(st);
+    db_release(c);
+    ot_mem_wipe(hash, sizeof hash);
     return err;
 }
 
@@ -879,7 +1022,10 @@ ot_err authstore_revoke_tx(struct authstore *as, struct db_conn *c, int64_t toke
     if (revoked_at != 0) {
         goto out;
     }
-    OT_TRY(db_prepare(c, "UPDATE host_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at = 0",
+    /* The token and the browser sessions issued on it. */
+    OT_TRY(db_prepare(c,
+                      "UPDATE host_tokens SET revoked_at = $1 WHERE (id = $2 OR parent_id = $2)"
+                      " AND revoked_at = 0",
                       &st));
     OT_TRY(db_bind_int64(st, 1, auth_now()));
     OT_TRY(db_bind_int64(st, 2, token_id));

@@ -161,13 +161,26 @@ ot_err authstore_issue_token_tx(struct authstore *as, struct db_conn *c, int64_t
                                 int64_t ttl, const char *label, char *token_text, size_t token_cap,
                                 int64_t *token_id);
 
+/* A browser session (the web console) for the holder of parent_text: a new
+ * token of the same principal, expiring after ttl seconds or with its
+ * parent, whichever is first, and revoked whenever the parent is (a
+ * session's session belongs to the first token). OT_E_AUTH when the parent
+ * is not a valid token; otherwise as authstore_issue_token. *expires_at
+ * (may be NULL): the session's end, Unix seconds. */
+ot_err authstore_issue_session(struct authstore *as, const char *parent_text, int64_t ttl,
+                               const char *label, char *token_text, size_t token_cap,
+                               int64_t *token_id, int64_t *expires_at);
+/* The id of the token token_text (valid or not); OT_E_NOT_FOUND if unknown. */
+ot_err authstore_token_id(struct authstore *as, const char *token_text, int64_t *token_id);
+
 /* Checks token_text and fills *out with its principal. OT_E_AUTH for a
  * malformed, unknown, expired or revoked token or a disabled principal (one
  * answer for all); OT_E_DB / OT_E_TIMEOUT if the store failed. */
 ot_err authstore_verify(struct authstore *as, const char *token_text,
                         struct authstore_principal *out);
 
-/* Revokes a token (idempotent: revoking twice is OT_OK). OT_E_NOT_FOUND if
+/* Revokes a token and the sessions issued on it (idempotent: revoking twice
+ * is OT_OK). OT_E_NOT_FOUND if
  * there is no such token or it belongs to another principal than
  * principal_id (principal_id 0: any principal, for operators). */
 ot_err authstore_revoke(struct authstore *as, int64_t token_id, int64_t principal_id);

@@ -498,6 +498,53 @@ static void test_reopen_keeps_data(void **state)
     assert_null(as2);
 }
 
+/* Browser sessions: issued on a valid token only, for its principal, ending
+ * no later than it, and revoked with it (a session's session too). */
+static void test_sessions(void **state)
+{
+    struct fx *f = *state;
+    char parent[AUTHSTORE_TOKEN_LEN + 1], s1[AUTHSTORE_TOKEN_LEN + 1];
+    char s2[AUTHSTORE_TOKEN_LEN + 1], other[AUTHSTORE_TOKEN_LEN + 1];
+    struct authstore_principal p;
+    int64_t id = mkprincipal(f, AUTHSTORE_SP, "bank");
+    int64_t oid = mkprincipal(f, AUTHSTORE_SP, "otherbank");
+    int64_t tid = 0, sid = 0, sid2 = 0, exp = 0, look = 0;
+
+    assert_int_equal(authstore_issue_token(f->as, id, 100, NULL, parent, sizeof parent, &tid),
+                     OT_OK);
+    assert_int_equal(authstore_issue_token(f->as, oid, 100, NULL, other, sizeof other, NULL),
+                     OT_OK);
+    assert_int_equal(
+        authstore_issue_session(f->as, "ot_nope", 60, "console", s1, sizeof s1, &sid, &exp),
+        OT_E_AUTH);
+    assert_int_equal(authstore_issue_session(f->as, parent, 60, "console", s1, 8, &sid, &exp),
+                     OT_E_BUF_SMALL);
+    /* ttl above the parent's remaining life: the parent's end wins. */
+    assert_int_equal(
+        authstore_issue_session(f->as, parent, 1000, "console", s1, sizeof s1, &sid, &exp), OT_OK);
+    assert_true(sid != tid);
+    assert_true(exp <= (int64_t)time(NULL) + 100);
+    assert_int_equal(authstore_verify(f->as, s1, &p), OT_OK);
+    assert_int_equal(p.id, id);
+    assert_int_equal(authstore_token_id(f->as, s1, &look), OT_OK);
+    assert_int_equal(look, sid);
+    assert_int_equal(authstore_token_id(f->as, "ot_nope", &look), OT_E_NOT_FOUND);
+    assert_int_equal(authstore_issue_session(f->as, s1, 60, "console", s2, sizeof s2, &sid2, NULL),
+                     OT_OK);
+    assert_int_equal(authstore_verify(f->as, s2, &p), OT_OK);
+    /* Revoking the first token ends both sessions at once, not another's. */
+    assert_int_equal(authstore_revoke(f->as, tid, id), OT_OK);
+    assert_int_equal(authstore_verify(f->as, parent, &p), OT_E_AUTH);
+    assert_int_equal(authstore_verify(f->as, s1, &p), OT_E_AUTH);
+    assert_int_equal(authstore_verify(f->as, s2, &p), OT_E_AUTH);
+    assert_int_equal(authstore_verify(f->as, other, &p), OT_OK);
+    assert_int_equal(
+        authstore_issue_session(f->as, parent, 60, "console", s1, sizeof s1, &sid, NULL),
+        OT_E_AUTH);
+    assert_int_equal(authstore_issue_session(f->as, s2, 60, "console", s1, sizeof s1, &sid, NULL),
+                     OT_E_AUTH);
+}
+
 static void revoke_raw(struct fx *f, int64_t tid)
 {
     assert_int_equal(
@@ -862,6 +909,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_token_format_and_storage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_and_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bootstrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),

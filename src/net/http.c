@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -250,6 +251,92 @@ const struct net_principal *net_req_principal(const struct net_req *req)
     return req->authenticated ? &req->principal : NULL;
 }
 
+const char *net_req_token(const struct net_req *req)
+{
+    return req->authenticated ? req->token : NULL;
+}
+
+bool net_req_via_cookie(const struct net_req *req)
+{
+    return req->authenticated && req->token != NULL && req->token == req->cookie_tok;
+}
+
+ot_err net_csrf_token(const char *token, char *out, size_t cap)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char tag[] = "opentsm-csrf"; /* hashed with its NUL */
+    uint8_t md[32];
+    unsigned mdlen = 0;
+    EVP_MD_CTX *x = NULL;
+    size_t o = 0;
+
+    if (token == NULL || out == NULL) {
+        return OT_E_ARG;
+    }
+    if (cap < NET_CSRF_LEN + 1) {
+        return OT_E_BUF_SMALL;
+    }
+    x = EVP_MD_CTX_new();
+    if (x == NULL || EVP_DigestInit_ex(x, EVP_sha256(), NULL) != 1
+        || EVP_DigestUpdate(x, tag, sizeof tag) != 1
+        || EVP_DigestUpdate(x, token, strlen(token)) != 1 || EVP_DigestFinal_ex(x, md, &mdlen) != 1
+        || mdlen != sizeof md) {
+        EVP_MD_CTX_free(x);
+        return OT_E_CRYPTO;
+    }
+    EVP_MD_CTX_free(x);
+    for (size_t i = 0; i < sizeof md; i += 3) {
+        uint32_t v = (uint32_t)md[i] << 16;
+        size_t n = sizeof md - i < 3 ? sizeof md - i : 3;
+        if (n > 1) {
+            v |= (uint32_t)md[i + 1] << 8;
+        }
+        if (n > 2) {
+            v |= md[i + 2];
+        }
+        for (size_t k = 0; k <= n; k++) {
+            out[o++] = b64[(v >> (18 - 6 * k)) & 63];
+        }
+    }
+    out[o] = '\0';
+    return OT_OK;
+}
+
+/* The value of cookie name in the Cookie header(s) (RFC 6265 5.4:
+ * "a=b; c=d"), copied into out; NULL when absent, empty or too long. */
+static const char *net_cookie_find(const struct net_req *req, const char *name, char *out,
+                                   size_t cap)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < req->h.nhdr; i++) {
+        if (strcasecmp(req->h.hdr[i].name, "Cookie") != 0) {
+            continue;
+        }
+        const char *p = req->h.hdr[i].value;
+        while (*p != '\0') {
+            while (*p == ' ' || *p == ';') {
+                p++;
+            }
+            const char *end = strchr(p, ';');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+                size_t vl = len - nl - 1;
+                while (vl > 0 && p[nl + 1 + vl - 1] == ' ') {
+                    vl--;
+                }
+                if (vl == 0 || vl >= cap) {
+                    return NULL;
+                }
+                memcpy(out, p + nl + 1, vl);
+                out[vl] = '\0';
+                return out;
+            }
+            p += len;
+        }
+    }
+    return NULL;
+}
+
 const char *net_req_request_id(const struct net_req *req)
 {
     return req->request_id;
@@ -464,6 +551,17 @@ ot_err net_server_new(const struct net_server_cfg *cfg, struct net_server **out)
         OT_FAIL(OT_E_NOMEM);
     }
     srv->cfg.host = srv->host;
+    if (cfg->session_cookie != NULL) {
+        size_t cl = strlen(cfg->session_cookie);
+        if (cl == 0 || cl >= sizeof srv->session_cookie
+            || strspn(cfg->session_cookie, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                           "0123456789_-")
+                   != cl) {
+            OT_FAIL(OT_E_ARG);
+        }
+        memcpy(srv->session_cookie, cfg->session_cookie, cl + 1);
+    }
+    srv->cfg.session_cookie = NULL;
     srv->cfg.tls_cert = NULL;
     srv->cfg.tls_key = NULL;
     srv->cfg.client_ca = NULL;
@@ -999,6 +1097,12 @@ static bool net_gate(struct net_req *req)
         }
     }
     bool have_subject = req->subject[0] != '\0';
+    bool via_cookie = false;
+    if (!token && !have_subject && req->srv->session_cookie[0] != '\0') {
+        token =
+            net_cookie_find(req, req->srv->session_cookie, req->cookie_tok, sizeof req->cookie_tok);
+        via_cookie = token != NULL;
+    }
     uint64_t credkey = 0;
     if (token || have_subject) {
         char k[600];
@@ -1053,6 +1157,20 @@ static bool net_gate(struct net_req *req)
         return false;
     }
     req->authenticated = true;
+    req->token = token;
+    if (via_cookie && strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        char want[NET_CSRF_LEN + 1];
+        const char *got = net_req_header(req, "X-CSRF-Token");
+        bool ok = net_csrf_token(token, want, sizeof want) == OT_OK && got != NULL
+                  && strlen(got) == NET_CSRF_LEN && CRYPTO_memcmp(got, want, NET_CSRF_LEN) == 0;
+        if (!ok) {
+            OT_LOG_WARN("req_id=%s ip=%s session request without its CSRF token", req->request_id,
+                        req->client_ip);
+            net_resp_error(&req->resp, OT_E_FORBIDDEN, "csrf",
+                           "missing or wrong X-CSRF-Token for this session", NULL);
+            return false;
+        }
+    }
     if ((req->principal.kind & r->allow) == 0) {
         net_fail(req, OT_E_FORBIDDEN, "principal kind not allowed here");
         return false;

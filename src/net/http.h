@@ -137,6 +137,13 @@ enum net_metrics_access {
     NET_METRICS_OFF,          /* not served (404) */
 };
 
+/* The CSRF token of a browser session whose cookie holds token: base64url
+ * (no padding) of SHA-256("opentsm-csrf\0" || token), 43 characters. A page
+ * learns it from the sign-in answer; a cross-site attacker, who cannot read
+ * the HttpOnly cookie, cannot compute it. out: at least NET_CSRF_LEN + 1. */
+#define NET_CSRF_LEN 43
+ot_err net_csrf_token(const char *token, char *out, size_t cap);
+
 struct net_server_cfg {
     const char *host;      /* listen address, e.g. "127.0.0.1" or "::1"; NULL = 127.0.0.1 */
     uint16_t port;         /* 0 = ephemeral (see net_server_port) */
@@ -163,6 +170,13 @@ struct net_server_cfg {
     unsigned rate_burst;             /* bucket size; 0 = max(1, rate_per_s) */
     unsigned auth_fail_max;      /* failed authentications per IP per window before 429; 0 = 10 */
     unsigned auth_fail_window_s; /* 0 = 60 */
+    /* Browser sessions (the web console): the name of a cookie whose value
+     * is a token, taken as the credential when the request has neither a
+     * bearer token nor a client certificate. A request so authenticated
+     * that changes state (any method but GET and HEAD) must carry the
+     * header X-CSRF-Token = net_csrf_token(the cookie's value), else 403
+     * "csrf". NULL: cookies are ignored. */
+    const char *session_cookie;
     struct net_server_ops ops;
     void *ops_ctx;
 };
@@ -223,6 +237,12 @@ const char *net_req_header(const struct net_req *req, const char *name); /* case
 const uint8_t *net_req_body(const struct net_req *req, size_t *len);     /* never NULL */
 /* NULL on public routes. */
 const struct net_principal *net_req_principal(const struct net_req *req);
+/* The token that authenticated the request (from "Authorization: Bearer"
+ * or the session cookie), valid during the handler; NULL for a client
+ * certificate or an unauthenticated request. */
+const char *net_req_token(const struct net_req *req);
+/* true when the request was authenticated by the session cookie. */
+bool net_req_via_cookie(const struct net_req *req);
 const char *net_req_request_id(const struct net_req *req);
 const char *net_req_client_ip(const struct net_req *req);
 /* On a route with idempotent = true: true, *key = the request's

@@ -687,6 +687,76 @@ static void test_auth_and_audit(void **state)
     assert_int_equal(g_app.naudit, 5);
 }
 
+/* The web console's sessions: a cookie whose value is a token authenticates
+ * when there is neither a bearer token nor a client certificate; a change
+ * so authenticated needs X-CSRF-Token = net_csrf_token(cookie). */
+static void test_session_cookie(void **state)
+{
+    (void)state;
+    reset_app();
+    struct net_server_cfg bad = {.session_cookie = "ot session"};
+    struct net_server *srv = NULL;
+    bad.ops.authenticate = app_authenticate;
+    assert_int_equal(net_server_new(&bad, &srv), OT_E_ARG);
+    assert_null(srv);
+
+    char csrf_a[NET_CSRF_LEN + 1], csrf_b[NET_CSRF_LEN + 1], again[NET_CSRF_LEN + 1];
+    assert_int_equal(net_csrf_token("sp-a-token", csrf_a, 10), OT_E_BUF_SMALL);
+    assert_int_equal(net_csrf_token("sp-a-token", csrf_a, sizeof csrf_a), OT_OK);
+    assert_int_equal(net_csrf_token("sp-b-token", csrf_b, sizeof csrf_b), OT_OK);
+    assert_int_equal(net_csrf_token("sp-a-token", again, sizeof again), OT_OK);
+    assert_int_equal(strlen(csrf_a), NET_CSRF_LEN);
+    assert_string_equal(csrf_a, again);
+    assert_string_not_equal(csrf_a, csrf_b);
+    assert_int_equal(
+        strspn(csrf_a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+        NET_CSRF_LEN);
+
+    struct net_client_resp r;
+    /* Without session_cookie the cookie is nobody. */
+    srv = start(NULL);
+    static const char *const ck_a[] = {"Cookie: x=1; ot_session=sp-a-token; y=2", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/7", NULL, NULL, ck_a, &r), 401);
+    net_client_resp_clear(&r);
+    net_server_free(srv);
+
+    struct net_server_cfg over = {.session_cookie = "ot_session"};
+    srv = start(&over);
+    assert_int_equal(call(srv, "GET", "/t/v1/items/7", NULL, NULL, ck_a, &r), 200);
+    net_client_resp_clear(&r);
+    static const char *const ck_bad[] = {"Cookie: ot_session=nope", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/7", NULL, NULL, ck_bad, &r), 401);
+    net_client_resp_clear(&r);
+    static const char *const ck_empty[] = {"Cookie: ot_session=; other=sp-a-token", NULL};
+    assert_int_equal(call(srv, "GET", "/t/v1/items/7", NULL, NULL, ck_empty, &r), 401);
+    net_client_resp_clear(&r);
+    /* A change: no CSRF token, another session's, then the right one. */
+    static const char *const no_csrf[] = {"Cookie: ot_session=sp-a-token", "Idempotency-Key: k1",
+                                          NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/own-items", NULL, "{}", no_csrf, &r), 403);
+    assert_non_null(strstr(r.body, "\"csrf\""));
+    net_client_resp_clear(&r);
+    char h_b[80], h_a[80];
+    (void)snprintf(h_b, sizeof h_b, "X-CSRF-Token: %s", csrf_b);
+    (void)snprintf(h_a, sizeof h_a, "X-CSRF-Token: %s", csrf_a);
+    const char *const wrong[] = {"Cookie: ot_session=sp-a-token", "Idempotency-Key: k1", h_b, NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/own-items", NULL, "{}", wrong, &r), 403);
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 0); /* refused before the handler */
+    const char *const right[] = {"Cookie: ot_session=sp-a-token", "Idempotency-Key: k1", h_a, NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/own-items", NULL, "{}", right, &r), 201);
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 1);
+    /* A bearer token is not a browser session: no CSRF token needed, and it
+     * wins over a cookie. */
+    static const char *const bearer_ck[] = {"Cookie: ot_session=op-token", "Idempotency-Key: k2",
+                                            NULL};
+    assert_int_equal(call(srv, "POST", "/t/v1/own-items", "sp-b-token", "{}", bearer_ck, &r), 201);
+    net_client_resp_clear(&r);
+    assert_int_equal(g_app.created, 2);
+    net_server_free(srv);
+}
+
 /* Issue 9 point 3: failed authentications lock out failing credentials,
  * counted per client IP and per credential, never valid ones (everyone
  * behind one NAT or proxy shares an IP). Behind a trusted proxy the client
@@ -2134,6 +2204,7 @@ int main(void)
         cmocka_unit_test(test_route_registry),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_auth_and_audit),
+        cmocka_unit_test(test_session_cookie),
         cmocka_unit_test(test_auth_fail_throttle),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_body_cap),

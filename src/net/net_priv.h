@@ -51,7 +51,8 @@ struct net_conn;
 struct net_server {
     struct net_server_cfg cfg; /* strings below are our copies */
     char *host;
-    char *tls_cert; /* file names */
+    char session_cookie[33]; /* cfg.session_cookie copied; "" = none */
+    char *tls_cert;          /* file names */
     char *tls_key;
     char *client_ca;
     struct net_rt rt[NET_MAX_ROUTES + NET_BUILTINS];
@@ -128,6 +129,8 @@ struct net_req {
     char subject[512];              /* verified client certificate subject, "" if none */
     bool authenticated;
     struct net_principal principal;
+    const char *token;   /* the bearer or session token that authenticated, NULL if none */
+    char cookie_tok[96]; /* the session cookie's value, when it is the credential */
     char idem_key[NET_IDEM_KEY_MAX + 1];
     uint8_t idem_hash[32]; /* request hash, set before the handler runs (idempotent routes) */
     bool idem_ready;       /* idem_key and idem_hash are set */

@@ -104,8 +104,8 @@ static ot_err admin_put_opt(json_t *o, const char *key, const char *v)
     return json_put_str(o, key, v[0] != '\0' ? v : NULL);
 }
 
-static json_t *admin_principal_json(const struct authstore_principal *p,
-                                    const struct authstore_attrs *a)
+json_t *svc_admin_principal_json(const struct authstore_principal *p,
+                                 const struct authstore_attrs *a)
 {
     json_t *o = json_obj_new();
     json_t *arr = NULL;
@@ -351,7 +351,8 @@ static void admin_h_principal_create(struct net_req *req, struct net_resp *resp,
             return;
         }
     }
-    if (svc_tx_commit(&c, req, resp, created ? 201 : 200, admin_principal_json(&p, &attrs)) == OT_OK
+    if (svc_tx_commit(&c, req, resp, created ? 201 : 200, svc_admin_principal_json(&p, &attrs))
+            == OT_OK
         && created) {
         OT_LOG_INFO("req_id=%s principal created id=%lld kind=%s name=%s", net_req_request_id(req),
                     (long long)p.id, authstore_kind_name(p.kind), p.name);
@@ -378,7 +379,7 @@ static void admin_h_principal_get(struct net_req *req, struct net_resp *resp, vo
         net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such principal" : NULL, NULL);
         return;
     }
-    o = admin_principal_json(&p, &a);
+    o = svc_admin_principal_json(&p, &a);
     if (o == NULL) {
         svc_fail(resp, OT_E_NOMEM);
         return;
@@ -410,7 +411,7 @@ static void admin_h_principal_list(struct net_req *req, struct net_resp *resp, v
     for (size_t i = 0; i < n; i++) {
         json_t *it;
         OT_TRY(authstore_get_attrs(svc_kit_auth(k), NULL, ps[i].id, &a));
-        it = admin_principal_json(&ps[i], &a);
+        it = svc_admin_principal_json(&ps[i], &a);
         if (it == NULL) {
             OT_FAIL(OT_E_NOMEM);
         }

@@ -32,6 +32,12 @@ struct svc_route;
 const struct svc_route *svc_admin_routes(size_t *n);
 
 struct audit_entry;
+struct authstore_principal;
+struct authstore_attrs;
+/* A principal with its kind's attributes as the API answers it; NULL when
+ * out of memory. */
+json_t *svc_admin_principal_json(const struct authstore_principal *p,
+                                 const struct authstore_attrs *a);
 /* One audit row as the API answers it (the list and the event stream); NULL
  * when out of memory. */
 json_t *svc_admin_audit_json(const struct audit_entry *e);

@@ -11,6 +11,7 @@
 #include "net/config.h"
 #include "net/http.h"
 #include "svc/admin.h"
+#include "svc/console.h"
 #include "svc/kit.h"
 
 #include <ini.h>
@@ -56,6 +57,13 @@ struct svc_host {
     size_t n_coarse;
     struct svc_bound *admin; /* /admin/v1 */
     size_t n_admin;
+    struct svc_bound *own; /* the host's own routes (/admin/v1/services) */
+    size_t n_own;
+    char *console_dir; /* NULL: no console */
+    int64_t console_ttl_s;
+    struct svc_console *console;
+    struct svc_bound *console_routes;
+    size_t n_console;
 };
 
 /* ---- the instance list ---------------------------------------------------- */
@@ -554,8 +562,30 @@ ot_err svc_host_open(struct svc_host *h, struct db *db, struct authstore *auth, 
             goto out;
         }
     }
+    if (h->console_dir != NULL) {
+        err = svc_console_new(h->kit, h->console_dir, h->console_ttl_s, &h->console, why, cap);
+    }
 out:
     return err;
+}
+
+ot_err svc_host_set_console(struct svc_host *h, const char *dir, int64_t session_ttl_s)
+{
+    char *d = NULL;
+
+    if (h == NULL || h->kit != NULL || session_ttl_s < 1) {
+        return OT_E_ARG;
+    }
+    if (dir != NULL) {
+        d = strdup(dir);
+        if (d == NULL) {
+            return OT_E_NOMEM;
+        }
+    }
+    free(h->console_dir);
+    h->console_dir = d;
+    h->console_ttl_s = session_ttl_s;
+    return OT_OK;
 }
 
 struct svc_kit *svc_host_kit(const struct svc_host *h)
@@ -576,10 +606,54 @@ void svc_host_free(struct svc_host *h)
         svc_routes_free(in->routes, in->n_routes);
     }
     svc_routes_free(h->admin, h->n_admin);
+    svc_routes_free(h->console_routes, h->n_console);
+    svc_routes_free(h->own, h->n_own);
+    svc_console_free(h->console);
+    free(h->console_dir);
     svc_kit_free(h->kit);
     svc_host_unload(h);
     free(h);
 }
+
+/* GET /admin/v1/services: the enabled service instances and their API
+ * prefixes (the console builds its menus from it). */
+static void svc_host_h_services(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    const struct svc_host *h = ctx;
+    json_t *items = json_arr_new();
+    ot_err err = items != NULL ? OT_OK : OT_E_NOMEM;
+
+    (void)req;
+    for (size_t i = 0; err == OT_OK && i < h->n_inst; i++) {
+        json_t *o = json_obj_new();
+        err = o != NULL ? OT_OK : OT_E_NOMEM;
+        if (err == OT_OK) {
+            err = json_put_str(o, "name", h->inst[i].def->name);
+        }
+        if (err == OT_OK) {
+            err = json_put_str(o, "instance", h->inst[i].instance);
+        }
+        if (err == OT_OK) {
+            err = json_put_str(o, "prefix", h->inst[i].prefix);
+        }
+        if (err == OT_OK) {
+            err = json_push(items, o);
+            o = NULL;
+        }
+        json_free(o);
+    }
+    if (err != OT_OK) {
+        json_free(items);
+        svc_fail(resp, err);
+        return;
+    }
+    (void)svc_send_list(resp, &items, 0);
+}
+
+static const struct svc_route svc_host_route_table[] = {
+    {"GET", "/services", NET_P_OPERATOR | NET_P_SP | NET_P_SUBSCRIBER, false, svc_host_h_services,
+     NULL, 0},
+};
 
 ot_err svc_host_add_routes(struct svc_host *h, struct net_server *srv, bool with_metrics)
 {
@@ -592,6 +666,20 @@ ot_err svc_host_add_routes(struct svc_host *h, struct net_server *srv, bool with
         h->n_admin = n;
     }
     OT_TRY(svc_routes_add(srv, h->admin, h->n_admin));
+    if (h->own == NULL) {
+        n = sizeof svc_host_route_table / sizeof svc_host_route_table[0];
+        OT_TRY(svc_routes_bind(SVC_ADMIN_PREFIX, svc_host_route_table, n, h, &h->own));
+        h->n_own = n;
+    }
+    OT_TRY(svc_routes_add(srv, h->own, h->n_own));
+    if (h->console_dir != NULL) {
+        const struct svc_route *cr = svc_console_routes(&n);
+        if (h->console_routes == NULL) {
+            OT_TRY(svc_routes_bind("", cr, n, h->console, &h->console_routes));
+            h->n_console = n;
+        }
+        OT_TRY(svc_routes_add(srv, h->console_routes, h->n_console));
+    }
     for (size_t i = 0; i < h->n_inst; i++) {
         struct svc_inst *in = &h->inst[i];
         const struct svc_route *r = in->def->routes(&n);
@@ -830,4 +918,5 @@ void svc_host_server_ops(struct svc_host *h, struct net_server_cfg *sc)
     sc->ops.audit = svc_host_audit;
     sc->ops.ready = svc_host_ready;
     sc->ops_ctx = h;
+    sc->session_cookie = h->console_dir != NULL ? SVC_CONSOLE_COOKIE : NULL;
 }

@@ -57,7 +57,12 @@ ot_err svc_host_doc(const struct svc_host *h, const char *title, FILE *out);
  * its instances. The stores are borrowed. On error *why names the instance. */
 ot_err svc_host_open(struct svc_host *h, struct db *db, struct authstore *auth, struct keystore *ks,
                      char *why, size_t cap);
-/* Sets sc->ops and sc->ops_ctx to the host's callbacks. */
+/* The web console (svc/console.h): its files from dir (NULL: no console,
+ * and no session cookies), sessions of session_ttl_s seconds. Before
+ * svc_host_open. */
+ot_err svc_host_set_console(struct svc_host *h, const char *dir, int64_t session_ttl_s);
+/* Sets sc->ops and sc->ops_ctx to the host's callbacks (and the session
+ * cookie when the console is on). */
 void svc_host_server_ops(struct svc_host *h, struct net_server_cfg *sc);
 /* Registers /admin/v1 and every instance's routes (and metrics when
  * with_metrics); before svc_host_open only for --print-routes (then no

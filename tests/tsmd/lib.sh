@@ -134,7 +134,7 @@ tsmd_start() {
         [ "$rc" = 2 ] || return "$rc"
         note "port $TSMD_PORT was taken meanwhile; trying another"
         TSMD_PORT=$(tsmd_free_port)
-        TSMD_URL="http://127.0.0.1:$TSMD_PORT"
+        TSMD_URL="${TSMD_URL%%://*}://127.0.0.1:$TSMD_PORT" # keeps https
         sed -i "s/^listen = 127\.0\.0\.1:[0-9]*$/listen = 127.0.0.1:$TSMD_PORT/" "$TSMD_WORK/tsmd.ini"
     done
     fail "no free port after 5 tries"

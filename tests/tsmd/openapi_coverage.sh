@@ -5,7 +5,8 @@
 # documented operation the server does not have, naming each difference.
 #
 # Each file holds its own prefix only: host.yaml /admin/..., SVC.yaml /SVC/...
-# (common.yaml: the unprefixed host endpoints).
+# (common.yaml: the unprefixed host endpoints; console.yaml: /console and
+# its files).
 #
 # Every service tsmd knows (its "known: ..." list) must have docs/api/SVC.yaml,
 # except those in UNDOCUMENTED below; each documented service is enabled for
@@ -53,6 +54,7 @@ for f in "$dir"/*.yaml; do
     case $base in
     common) want='^/[a-z]+$' ;;
     host) want='^/admin/' ;;
+    console) want='^/console(/|$)' ;;
     *) want="^/$base/" ;;
     esac
     awk -v want="$want" -v file="$(basename "$f")" '

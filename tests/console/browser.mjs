@@ -1,0 +1,214 @@
+// The console's browser checks (tests/console/console_test.sh starts tsmd and
+// passes the URL and the tokens in the environment). Headless Debian chromium
+// through puppeteer-core (tools/). Each check throws on failure; the process
+// exits 1 with the failing check's message.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+const env = process.env;
+const require = createRequire(path.join(env.NODE_PATH, 'noop.js'));
+const puppeteer = require('puppeteer-core');
+
+const URL0 = env.OT_URL;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
+let step = 'start';
+
+function check(cond, what) {
+  if (!cond) throw new Error(`${step}: ${what}`);
+}
+
+async function newPage(browser) {
+  const ctx = await browser.createBrowserContext();
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(15000);
+  page.cspViolations = [];
+  page.consoleErrors = [];
+  // CSP violations reported by the browser itself, from the first script on.
+  await page.exposeFunction('__otCsp', (v) => page.cspViolations.push(v));
+  await page.evaluateOnNewDocument(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__otCsp(`${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => page.consoleErrors.push(String(e)));
+  return { ctx, page };
+}
+
+async function signIn(page, token) {
+  const resp = await page.goto(`${URL0}/console`, { waitUntil: 'networkidle0' });
+  check(resp.status() === 200, `console page status ${resp.status()}`);
+  try {
+    await page.waitForSelector('#token');
+  } catch (e) {
+    throw new Error(`${step}: no sign-in form (${page.url()}): ${(await page.content()).slice(0, 600)} ${page.consoleErrors.join('; ')}`);
+  }
+  await page.type('#token', token);
+  await Promise.all([
+    page.waitForSelector('#nav a'),
+    page.click('#signin-form button[type=submit]'),
+  ]);
+  check(!(await page.content()).includes(token), 'the token stays in the page');
+}
+
+async function shot(page, name) {
+  for (const [tag, vp] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+    await page.setViewport(vp);
+    await new Promise((r) => setTimeout(r, 150));
+    await page.screenshot({ path: path.join(env.OT_SHOTS, `${name}-${tag}.png`), fullPage: true });
+  }
+  await page.setViewport(DESKTOP);
+}
+
+async function visit(page, view) {
+  await page.goto(`${URL0}/console/index.html#/${view}`, { waitUntil: 'networkidle2' });
+  await page.waitForSelector(`main [data-view="${view}"]`);
+  await page.waitForFunction(() => !document.querySelector('.busy'), { polling: 100 });
+}
+
+// In the page: fetch with the session cookie (and optionally the CSRF token).
+async function pageFetch(page, method, url, body, withCsrf) {
+  return page.evaluate(async (m, u, b, c) => {
+    const h = { 'Content-Type': 'application/json', 'Idempotency-Key': crypto.randomUUID() };
+    if (c) {
+      const s = await (await fetch('/admin/v1/session')).json();
+      h['X-CSRF-Token'] = s.csrf;
+    }
+    const r = await fetch(u, { method: m, headers: h, body: b ? JSON.stringify(b) : undefined });
+    let j = null;
+    try { j = await r.json(); } catch { j = null; }
+    return { status: r.status, body: j };
+  }, method, url, body, withCsrf);
+}
+
+async function operator(browser) {
+  step = 'operator sign-in';
+  const { ctx, page } = await newPage(browser);
+  const first = await page.goto(`${URL0}/console/index.html`);
+  const csp = first.headers()['content-security-policy'] || '';
+  check(csp.includes("script-src 'self'") && csp.includes("default-src 'none'")
+    && csp.includes("frame-ancestors 'none'"), `CSP header: ${csp}`);
+  check(first.headers()['x-content-type-options'] === 'nosniff', 'nosniff');
+  await shot(page, 'signin');
+  await signIn(page, env.OT_OP_TOKEN);
+
+  step = 'session cookie';
+  const cookies = await page.cookies();
+  const c = cookies.find((k) => k.name === 'ot_session');
+  check(c, 'no ot_session cookie');
+  check(c.httpOnly === true, 'cookie not HttpOnly');
+  check(c.secure === true, 'cookie not Secure');
+  check(c.sameSite === 'Strict', `cookie SameSite=${c.sameSite}`);
+  check(c.value !== env.OT_OP_TOKEN, 'the cookie holds the API token itself');
+  check(!c.session && c.expires > Date.now() / 1000 && c.expires < Date.now() / 1000 + 700,
+    `cookie lifetime: expires ${c.expires}`);
+  const stored = await page.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage)
+    + document.documentElement.outerHTML);
+  check(!stored.includes(env.OT_OP_TOKEN) && !stored.includes(c.value), 'a secret is in the page or in storage');
+
+  step = 'operator finds an SE by MSISDN';
+  await visit(page, 'ses');
+  await page.select('main [data-view="ses"] select', 'msisdn');
+  await page.type('main [data-view="ses"] input', '33612345678');
+  await page.click('main [data-view="ses"] button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('main [data-view="ses"]').textContent.includes('A0000001000000000001'), { polling: 100 });
+  await shot(page, 'operator-ses');
+
+  step = 'CSRF';
+  const noCsrf = await pageFetch(page, 'POST', '/admin/v1/principals', { kind: 'subscriber', name: 'csrf-victim' }, false);
+  check(noCsrf.status === 403 && noCsrf.body.error.code === 'csrf', `POST without CSRF token: ${noCsrf.status}`);
+  const withCsrf = await pageFetch(page, 'POST', '/admin/v1/principals', { kind: 'subscriber', name: 'csrf-ok' }, true);
+  check(withCsrf.status === 201, `POST with CSRF token: ${withCsrf.status}`);
+
+  step = 'operator views';
+  for (const v of ['devices', 'jobs', 'alerts', 'principals', 'audit']) {
+    await visit(page, v);
+    await shot(page, `operator-${v}`);
+  }
+  step = 'audit live tail and chain';
+  await visit(page, 'audit');
+  await page.waitForFunction(() => document.body.textContent.includes('Live: on'));
+  const before = await page.$$eval('main [data-view="audit"] tbody tr', (r) => r.length);
+  // A change made elsewhere shows up without a reload.
+  const r = await fetch(`${URL0}/admin/v1/principals`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${env.OT_OP2_TOKEN}`, 'Content-Type': 'application/json', 'Idempotency-Key': 'live-1' },
+    body: JSON.stringify({ kind: 'subscriber', name: 'live-tail' }),
+  });
+  check(r.status === 201, `principal for the live tail: ${r.status}`);
+  await page.waitForFunction((n) => document.querySelectorAll('main [data-view="audit"] tbody tr').length > n, {}, before);
+  const [verify] = await page.$$('xpath/.//button[contains(., "Verify the chain")]');
+  await verify.click();
+  await page.waitForFunction(() => document.body.textContent.includes('intact:'));
+
+  step = 'CSP violations (operator)';
+  check(page.cspViolations.length === 0, `CSP violations: ${page.cspViolations.join('; ')}`);
+  check(page.consoleErrors.filter((e) => !e.startsWith('Failed to load resource')).length === 0, `console errors: ${page.consoleErrors.join('; ')}`);
+
+  step = 'revoked token ends its session';
+  const list = await (await fetch(`${URL0}/admin/v1/tokens?limit=100`, { headers: { Authorization: `Bearer ${env.OT_OP2_TOKEN}` } })).json();
+  const mine = list.items.filter((t) => t.prefix === env.OT_OP_TOKEN.slice(0, 8) && !t.revoked_at);
+  check(mine.length === 1, 'the first operator token is not listed');
+  const del = await fetch(`${URL0}/admin/v1/tokens/${mine[0].id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${env.OT_OP2_TOKEN}` } });
+  check(del.status === 200 || del.status === 204, `revoke: ${del.status}`);
+  const after = await pageFetch(page, 'GET', '/admin/v1/session', null, false);
+  check(after.status === 401, `session after revocation: ${after.status}`);
+  await ctx.close();
+}
+
+async function serviceProvider(browser) {
+  step = 'service provider';
+  const { ctx, page } = await newPage(browser);
+  await signIn(page, env.OT_SP_A);
+  const nav = await page.$$eval('#nav a', (a) => a.map((x) => x.textContent));
+  check(!nav.includes('Principals') && !nav.includes('Audit'), `SP sees operator views: ${nav}`);
+  await visit(page, 'tokens');
+  const text = await page.$eval('main [data-view="tokens"]', (e) => e.textContent);
+  check(!text.includes(env.OT_SP_B.slice(0, 8)), 'SP A sees SP B\'s token');
+  await shot(page, 'sp-tokens');
+  step = 'service provider: another\'s resource';
+  const other = await pageFetch(page, 'GET', '/admin/v1/principals', null, false);
+  check(other.status === 403, `SP lists principals: ${other.status}`);
+  check(page.cspViolations.length === 0, `CSP violations: ${page.cspViolations.join('; ')}`);
+  await ctx.close();
+}
+
+async function subscriber(browser) {
+  step = 'subscriber';
+  const { ctx, page } = await newPage(browser);
+  await signIn(page, env.OT_SUB);
+  await visit(page, 'cards');
+  await shot(page, 'subscriber-cards');
+  step = 'subscriber signs out';
+  await page.click('#signout');
+  await page.waitForSelector('#signin:not([hidden])');
+  const after = await pageFetch(page, 'GET', '/admin/v1/session', null, false);
+  check(after.status === 401, `session after sign-out: ${after.status}`);
+  check(page.cspViolations.length === 0, `CSP violations: ${page.cspViolations.join('; ')}`);
+  await ctx.close();
+}
+
+const browser = await puppeteer.launch({
+  executablePath: env.OT_CHROMIUM,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
+});
+let rc = 0;
+try {
+  await operator(browser);
+  await serviceProvider(browser);
+  await subscriber(browser);
+  console.log('browser checks: ok');
+} catch (e) {
+  console.error(`FAIL [${step}] ${e.message}`);
+  for (const p of await browser.pages()) {
+    console.error(`page ${p.url()}: ${(await p.evaluate(() => document.body.innerText)).slice(0, 3000).replace(/\n/g, " | ")}`);
+  }
+  rc = 1;
+} finally {
+  await browser.close();
+}
+process.exit(rc);

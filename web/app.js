@@ -1,0 +1,535 @@
+// OpenTSM web console (docs/console.md). Plain ES module, no framework, no
+// third-party code. It speaks the same APIs as tsmctl, signed in with a
+// browser session (HttpOnly cookie) and a CSRF token it keeps in memory only.
+// Every text from the API goes into the page through textContent, never as
+// markup.
+
+const S = {
+  me: null, // {principal, csrf, expires_at}
+  services: [], // [{name, instance, prefix}]
+  live: [], // EventSources and timers of the current view, closed on leave
+};
+
+// ---- small DOM helpers ------------------------------------------------------
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const k of kids.flat()) {
+    if (k === null || k === undefined || k === false) continue;
+    e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return e;
+}
+
+const $ = (id) => document.getElementById(id);
+
+function when(ts) {
+  if (!ts) return '—';
+  const ms = ts > 1e12 ? ts : ts * 1000;
+  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+function badge(text, kind) {
+  return el('span', { class: `badge ${kind || 'muted'}` }, text);
+}
+
+const STATE_KIND = {
+  online: 'ok', done: 'ok', active: 'ok', destroyed: 'bad', failed: 'bad', locked: 'warn',
+  offline: 'muted', queued: 'warn', delivering: 'warn', running: 'warn', expired: 'muted',
+  cancelled: 'muted', outcome_unknown: 'bad', 'awaiting-destroy': 'warn', 'awaiting-lock': 'warn',
+  awaiting_destroy: 'warn', awaiting_lock: 'warn', destroying: 'warn', pending: 'warn',
+};
+
+function stateBadge(s) {
+  return badge(s || '—', STATE_KIND[s] || 'muted');
+}
+
+function table(cols, rows, empty) {
+  if (!rows.length) return el('p', { class: 'muted' }, empty || 'Nothing here yet.');
+  const head = el('tr', {}, cols.map((c) => el('th', { scope: 'col', class: c.cls }, c.h)));
+  const body = rows.map((r) => el('tr', {}, cols.map((c) => {
+    const v = c.v(r);
+    return el('td', { class: c.cls }, v instanceof Node ? v : (v ?? '—'));
+  })));
+  return el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, head),
+    el('tbody', {}, body)));
+}
+
+function say(text, kind) {
+  const box = $('status');
+  box.replaceChildren();
+  if (text) box.append(el('div', { class: `msg ${kind || 'info'}` }, text));
+}
+
+// ---- the API ----------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message ? `${e.message}${e.field ? ` (${e.field})` : ''}` : `HTTP ${status}`);
+    this.status = status;
+    this.code = e.code || String(status);
+  }
+}
+
+async function api(method, path, opts = {}) {
+  const headers = { Accept: 'application/json' };
+  if (opts.bearer) headers.Authorization = `Bearer ${opts.bearer}`;
+  if (method !== 'GET' && S.me && S.me.csrf) headers['X-CSRF-Token'] = S.me.csrf;
+  if (method === 'POST') headers['Idempotency-Key'] = opts.idem || crypto.randomUUID();
+  let body;
+  if (opts.body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(opts.body);
+  }
+  const r = await fetch(path, { method, headers, body, credentials: 'same-origin', cache: 'no-store' });
+  const text = await r.text();
+  let doc = null;
+  try { doc = text ? JSON.parse(text) : null; } catch { doc = null; }
+  if (!r.ok) {
+    if (r.status === 401 && !opts.quiet401) signedOut('Your session has ended: sign in again.');
+    throw new ApiError(r.status, doc);
+  }
+  return doc;
+}
+
+// Runs fn with the button (or form) marked busy, and shows its error.
+async function busy(btn, fn) {
+  const b = btn;
+  if (b) { b.disabled = true; b.classList.add('busy'); b.setAttribute('aria-busy', 'true'); }
+  try {
+    say('');
+    return await fn();
+  } catch (e) {
+    if (e instanceof ApiError || e instanceof TypeError) say(e.message, 'error');
+    else throw e;
+    return undefined;
+  } finally {
+    if (b) { b.disabled = false; b.classList.remove('busy'); b.removeAttribute('aria-busy'); }
+  }
+}
+
+function svc(name) {
+  return S.services.filter((s) => s.name === name);
+}
+
+// ---- views ------------------------------------------------------------------
+
+function form(fields, label, onsubmit, cls) {
+  const inputs = {};
+  const f = el('form', { class: cls || '' });
+  for (const fd of fields) {
+    const id = `f-${fd.name}-${Math.random().toString(36).slice(2, 7)}`;
+    let input;
+    if (fd.options) {
+      input = el('select', { id, name: fd.name }, fd.options.map((o) => el('option', { value: o }, o)));
+    } else {
+      input = el('input', {
+        id, name: fd.name, type: fd.type || 'text', required: fd.required, placeholder: fd.ph,
+        inputmode: fd.inputmode, autocomplete: 'off', spellcheck: 'false', value: fd.value,
+      });
+    }
+    inputs[fd.name] = input;
+    f.append(el('div', { class: 'field' }, el('label', { for: id }, fd.label), input));
+  }
+  const btn = el('button', { type: 'submit' }, label);
+  f.append(btn);
+  f.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = {};
+    for (const [k, i] of Object.entries(inputs)) v[k] = i.value.trim();
+    busy(btn, () => onsubmit(v, inputs));
+  });
+  return f;
+}
+
+// Secure elements: the TSM's registry (operators and service providers).
+function viewSes(root) {
+  const out = el('div', { 'aria-live': 'polite' });
+  root.append(el('h1', {}, 'Secure elements'),
+    el('div', { class: 'card' }, form([
+      { name: 'by', label: 'Search by', options: ['msisdn', 'imsi', 'cin'] },
+      { name: 'value', label: 'Value', required: true, ph: '33612345678' },
+    ], 'Find', async (v) => {
+      const path = v.by === 'cin'
+        ? `/tsm/v1/secure-elements/${encodeURIComponent(v.value)}`
+        : `/tsm/v1/secure-elements?${v.by}=${encodeURIComponent(v.value)}`;
+      out.replaceChildren(el('p', { class: 'busy' }, 'Looking up'));
+      try {
+        const doc = await api('GET', path);
+        const items = doc && doc.items ? doc.items : [doc];
+        out.replaceChildren(...(items.length ? items.map(seCard) : [el('p', {}, 'No secure element.')]));
+      } catch (e) {
+        out.replaceChildren(el('p', { class: 'muted' }, e.status === 404 ? 'No such secure element.' : e.message));
+      }
+    })), out);
+}
+
+function seCard(se) {
+  const dl = el('dl', { class: 'kv' });
+  for (const [k, v] of Object.entries(se)) {
+    dl.append(el('dt', {}, k), el('dd', {}, typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v ?? '—')));
+  }
+  return el('div', { class: 'card' }, el('h2', {}, `SE ${se.cin || ''}`), dl);
+}
+
+// Devices of every mno instance, with online/offline and last seen.
+async function viewDevices(root) {
+  root.append(el('h1', {}, 'Devices'));
+  const mnos = svc('mno');
+  if (!mnos.length) { root.append(el('p', { class: 'muted' }, 'No mobile network is served here.')); return; }
+  for (const m of mnos) {
+    const box = el('section', { class: 'card' }, el('h2', {}, `Network ${m.instance || m.name}`),
+      el('p', { class: 'busy' }, 'Loading'));
+    root.append(box);
+    const load = async () => {
+      const doc = await api('GET', `${m.prefix}/devices?limit=200`);
+      box.replaceChildren(el('h2', {}, `Network ${m.instance || m.name}`), table([
+        { h: 'Device', v: (d) => d.id, cls: 'mono' },
+        { h: 'MSISDN', v: (d) => d.msisdn },
+        { h: 'IMEI', v: (d) => d.imei, cls: 'mono hide-narrow' },
+        { h: 'State', v: (d) => stateBadge(d.state) },
+        { h: 'Location area', v: (d) => d.location_area, cls: 'hide-narrow' },
+        { h: 'Last seen', v: (d) => when(d.last_seen) },
+      ], doc.items, 'No devices enrolled.'));
+    };
+    await busy(null, load);
+    poll(load, 5000);
+  }
+}
+
+// OTA jobs with live updates: the audit stream tells when something changed.
+async function viewJobs(root) {
+  root.append(el('h1', {}, 'OTA jobs'), el('p', { class: 'live muted', id: 'jobs-live' }, 'Live updates: connecting'));
+  const mnos = svc('mno');
+  if (!mnos.length) { root.append(el('p', { class: 'muted' }, 'No mobile network is served here.')); return; }
+  const loaders = [];
+  for (const m of mnos) {
+    const box = el('section', { class: 'card' }, el('h2', {}, `Network ${m.instance || m.name}`));
+    root.append(box);
+    const load = async () => {
+      const doc = await api('GET', `${m.prefix}/jobs?limit=100`);
+      const rows = doc.items.slice().sort((a, b) => (b.created_at || 0) - (a.created_at || 0));
+      box.replaceChildren(el('h2', {}, `Network ${m.instance || m.name}`), table([
+        { h: 'Job', v: (j) => j.id, cls: 'mono' },
+        { h: 'Device', v: (j) => j.device, cls: 'mono hide-narrow' },
+        { h: 'Kind', v: (j) => j.kind },
+        { h: 'State', v: (j) => stateBadge(j.state) },
+        { h: 'Reason', v: (j) => j.reason || '', cls: 'hide-narrow' },
+        { h: 'Updated', v: (j) => when(j.updated_at) },
+        { h: '', v: (j) => (['queued', 'delivering'].includes(j.state)
+          ? el('button', { type: 'button', class: 'secondary', onclick: (ev) => busy(ev.target, async () => {
+            await api('POST', `${m.prefix}/jobs/${encodeURIComponent(j.id)}/cancel`); await load();
+          }) }, 'Cancel') : '') },
+      ], rows, 'No jobs.'));
+    };
+    loaders.push(load);
+    await busy(null, load);
+  }
+  liveAudit(() => loaders.forEach((l) => busy(null, l)), $('jobs-live'));
+}
+
+async function viewAlerts(root) {
+  root.append(el('h1', {}, 'Alerts'));
+  for (const m of svc('mno')) {
+    const box = el('section', { class: 'card' });
+    root.append(box);
+    const load = async () => {
+      const doc = await api('GET', `${m.prefix}/alerts?limit=100`);
+      box.replaceChildren(el('h2', {}, `Network ${m.instance || m.name}`), table([
+        { h: 'SE', v: (a) => a.cin, cls: 'mono' },
+        { h: 'Key version', v: (a) => a.kvn },
+        { h: 'Failed authentications', v: (a) => a.failures },
+        { h: 'Raised', v: (a) => when(a.created_at) },
+        { h: 'State', v: (a) => (a.cleared ? badge('cleared', 'muted') : badge('open', 'bad')) },
+        { h: '', v: (a) => (a.cleared ? '' : el('button', { type: 'button', class: 'secondary', onclick: (ev) => busy(ev.target, async () => {
+          await api('POST', `${m.prefix}/alerts/${encodeURIComponent(a.id)}/clear`); await load();
+        }) }, 'Clear')) },
+      ], doc.items || [], 'No alerts.'));
+    };
+    await busy(null, load);
+  }
+  for (const c of svc('cms')) await cmsOperator(root, c);
+}
+
+// Cards awaiting destroy, with a forced retry (when cms is served here).
+async function cmsOperator(root, c) {
+  const box = el('section', { class: 'card' });
+  root.append(box);
+  const load = async () => {
+    const doc = await api('GET', `${c.prefix}/cards?state=awaiting-destroy&limit=100`);
+    box.replaceChildren(el('h2', {}, 'Cards awaiting destroy'), table([
+      { h: 'Card', v: (k) => k.id, cls: 'mono' },
+      { h: 'Subscriber', v: (k) => k.subscriber },
+      { h: 'State', v: (k) => stateBadge(k.state) },
+      { h: 'Since', v: (k) => when(k.updated_at) },
+      { h: '', v: (k) => el('button', { type: 'button', class: 'secondary', onclick: (ev) => busy(ev.target, async () => {
+        await api('POST', `${c.prefix}/cards/${encodeURIComponent(k.id)}/retry`); await load();
+      }) }, 'Retry now') },
+    ], doc.items || [], 'No card is waiting.'));
+  };
+  await busy(null, load);
+}
+
+async function viewPrincipals(root) {
+  const list = el('div');
+  const tokens = el('div');
+  const shown = el('div', { 'aria-live': 'polite' });
+  root.append(el('h1', {}, 'Principals and tokens'),
+    el('section', { class: 'card' }, el('h2', {}, 'New principal'), form([
+      { name: 'kind', label: 'Kind', options: ['service_provider', 'subscriber', 'operator', 'device'] },
+      { name: 'name', label: 'Name', required: true },
+      { name: 'extra', label: 'Display name / MSISDN', ph: 'optional' },
+    ], 'Create', async (v) => {
+      const body = { kind: v.kind, name: v.name };
+      if (v.extra && v.kind === 'service_provider') body.display_name = v.extra;
+      if (v.extra && v.kind === 'subscriber') body.msisdns = [v.extra];
+      await api('POST', '/admin/v1/principals', { body });
+      say(`Principal ${v.name} created.`);
+      await load();
+    })), list,
+    el('section', { class: 'card' }, el('h2', {}, 'Issue a token'), form([
+      { name: 'principal_id', label: 'Principal id', required: true, inputmode: 'numeric' },
+      { name: 'label', label: 'Label', ph: 'optional' },
+    ], 'Issue', async (v) => {
+      const body = { principal_id: Number(v.principal_id) };
+      if (v.label) body.label = v.label;
+      const t = await api('POST', '/admin/v1/tokens', { body });
+      shown.replaceChildren(el('div', { class: 'msg info' }, 'Token (shown once, copy it now): ',
+        el('code', { 'data-token': 'issued' }, t.token)));
+      await loadTokens();
+    }), shown), tokens);
+  const load = async () => {
+    const doc = await api('GET', '/admin/v1/principals?limit=200');
+    list.replaceChildren(el('section', { class: 'card' }, el('h2', {}, 'Principals'), table([
+      { h: 'Id', v: (p) => p.id },
+      { h: 'Kind', v: (p) => p.kind },
+      { h: 'Name', v: (p) => p.name },
+      { h: 'Details', v: (p) => p.display_name || (p.msisdns || []).join(', ') || p.imei || '', cls: 'hide-narrow' },
+      { h: 'State', v: (p) => (p.disabled ? badge('disabled', 'bad') : badge('enabled', 'ok')) },
+    ], doc.items)));
+  };
+  const loadTokens = async () => {
+    const doc = await api('GET', '/admin/v1/tokens?limit=200');
+    tokens.replaceChildren(tokenTable(doc.items, loadTokens));
+  };
+  await busy(null, load);
+  await busy(null, loadTokens);
+}
+
+function tokenTable(items, reload) {
+  return el('section', { class: 'card' }, el('h2', {}, 'Tokens'), table([
+    { h: 'Id', v: (t) => t.id },
+    { h: 'Principal', v: (t) => t.principal_id },
+    { h: 'Starts with', v: (t) => t.prefix, cls: 'mono' },
+    { h: 'Label', v: (t) => t.label },
+    { h: 'Expires', v: (t) => when(t.expires_at), cls: 'hide-narrow' },
+    { h: 'State', v: (t) => (t.revoked_at ? badge('revoked', 'bad') : badge('valid', 'ok')) },
+    { h: '', v: (t) => (t.revoked_at ? '' : el('button', { type: 'button', class: 'danger', onclick: (ev) => busy(ev.target, async () => {
+      if (!window.confirm(`Revoke token ${t.id}? Its browser sessions end too.`)) return;
+      await api('DELETE', `/admin/v1/tokens/${t.id}`);
+      await reload();
+    }) }, 'Revoke')) },
+  ], items));
+}
+
+async function viewMyTokens(root) {
+  const box = el('div');
+  root.append(el('h1', {}, 'My tokens'), box);
+  const load = async () => {
+    const doc = await api('GET', '/admin/v1/tokens?limit=200');
+    box.replaceChildren(tokenTable(doc.items, load));
+  };
+  await busy(null, load);
+}
+
+// The audit log: pages, the live tail (SSE) and the chain check.
+async function viewAudit(root) {
+  const rows = [];
+  const tbl = el('div');
+  const verdict = el('span', { 'aria-live': 'polite' });
+  const liveNote = el('span', { class: 'live muted' }, 'Live tail: connecting');
+  let next = null;
+  const render = () => tbl.replaceChildren(table([
+    { h: 'Seq', v: (r) => r.seq },
+    { h: 'Time', v: (r) => when(r.ts_ms) },
+    { h: 'Who', v: (r) => `${r.principal_kind || ''} ${r.principal_name || ''}`.trim() },
+    { h: 'Action', v: (r) => r.action, cls: 'mono' },
+    { h: 'Resource', v: (r) => r.resource, cls: 'mono hide-narrow' },
+    { h: 'Outcome', v: (r) => r.outcome },
+  ], rows.slice().sort((a, b) => b.seq - a.seq)));
+  const more = el('button', { type: 'button', class: 'secondary', onclick: (ev) => busy(ev.target, page) }, 'Older entries');
+  async function page() {
+    const doc = await api('GET', `/admin/v1/audit?limit=100${next ? `&cursor=${encodeURIComponent(next)}` : ''}`);
+    for (const r of doc.items) if (!rows.some((x) => x.seq === r.seq)) rows.push(r);
+    next = doc.next_cursor;
+    more.hidden = !next;
+    render();
+  }
+  root.append(el('h1', {}, 'Audit log'), el('div', { class: 'row card' },
+    el('button', { type: 'button', onclick: (ev) => busy(ev.target, async () => {
+      verdict.textContent = 'Checking the chain…';
+      const v = await api('GET', '/admin/v1/audit/verify');
+      verdict.replaceChildren(v.intact ? badge(`intact: ${v.checked} rows checked`, 'ok')
+        : badge(`broken at row ${v.bad_seq}`, 'bad'));
+    }) }, 'Verify the chain'), verdict, liveNote), tbl, more);
+  await busy(null, page);
+  liveAudit((r) => { if (r && !rows.some((x) => x.seq === r.seq)) { rows.push(r); render(); } }, liveNote);
+}
+
+// The host's live audit stream (operators): fn(row) for each new row.
+function liveAudit(fn, note) {
+  const es = new EventSource('/admin/v1/events', { withCredentials: true });
+  S.live.push({ close: () => es.close() });
+  es.addEventListener('open', () => { if (note) note.textContent = 'Live: on'; });
+  es.addEventListener('error', () => { if (note) note.textContent = 'Live: reconnecting'; });
+  es.addEventListener('audit', (ev) => {
+    let row = null;
+    try { row = JSON.parse(ev.data); } catch { row = null; }
+    fn(row);
+  });
+}
+
+function poll(fn, ms) {
+  const t = setInterval(() => { fn().catch(() => {}); }, ms);
+  S.live.push({ close: () => clearInterval(t) });
+}
+
+// A subscriber's cards and phones (cms), or a service provider's services
+// (tsm): shown when those services are served here.
+async function viewCards(root) {
+  root.append(el('h1', {}, 'My cards'));
+  const cms = svc('cms');
+  if (!cms.length) { root.append(el('p', { class: 'muted' }, 'Card management is not served here.')); return; }
+  const c = cms[0];
+  const box = el('div', { 'aria-live': 'polite' });
+  root.append(box);
+  const act = (card, action, reason) => async (ev) => busy(ev.target, async () => {
+    await api('POST', `${c.prefix}/cards/${encodeURIComponent(card.id)}/${action}`, { body: reason ? { reason } : {} });
+    say(`${action} requested for card ${card.id}.`);
+    await load();
+  });
+  const load = async () => {
+    const doc = await api('GET', `${c.prefix}/cards?limit=100`);
+    box.replaceChildren(...(doc.items.length ? doc.items.map((card) => el('section', { class: 'card', 'data-card': card.id },
+      el('h2', {}, `Card ${card.label || card.id}`),
+      el('p', {}, 'State: ', stateBadge(card.state)),
+      el('div', { class: 'row' },
+        el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'LOST') }, 'My phone is lost: destroy'),
+        el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'STOLEN') }, 'Stolen: destroy'),
+        el('button', { type: 'button', class: 'secondary', onclick: act(card, 'lock', 'LOST') }, 'Lock'),
+        el('button', { type: 'button', class: 'secondary', onclick: act(card, 'unlock', 'FOUND') }, 'Found: unlock')))) : [el('p', {}, 'No cards.')]));
+  };
+  await busy(null, load);
+  poll(load, 2000);
+}
+
+const VIEWS = {
+  operator: [
+    ['ses', 'Secure elements', viewSes],
+    ['devices', 'Devices', viewDevices],
+    ['jobs', 'OTA jobs', viewJobs],
+    ['alerts', 'Alerts', viewAlerts],
+    ['principals', 'Principals', viewPrincipals],
+    ['audit', 'Audit', viewAudit],
+  ],
+  service_provider: [
+    ['ses', 'Secure elements', viewSes],
+    ['tokens', 'My tokens', viewMyTokens],
+  ],
+  subscriber: [
+    ['cards', 'My cards', viewCards],
+    ['tokens', 'My tokens', viewMyTokens],
+  ],
+};
+
+// ---- session and routing --------------------------------------------------------
+
+function signedOut(why) {
+  S.me = null;
+  closeLive();
+  $('nav').replaceChildren();
+  $('who').textContent = '';
+  $('signout').hidden = true;
+  const view = $('view');
+  view.replaceChildren($('signin') || signinTemplate);
+  $('signin').hidden = false;
+  if (why) say(why, 'info');
+}
+
+let signinTemplate = null;
+
+function closeLive() {
+  for (const l of S.live) l.close();
+  S.live = [];
+}
+
+function views() {
+  return (S.me && VIEWS[S.me.principal.kind]) || [];
+}
+
+async function route() {
+  if (!S.me) return;
+  closeLive();
+  const vs = views();
+  const name = (location.hash.match(/^#\/([a-z-]+)/) || [])[1];
+  const v = vs.find((x) => x[0] === name) || vs[0];
+  for (const a of $('nav').querySelectorAll('a')) {
+    if (a.dataset.view === v[0]) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  const view = $('view');
+  const root = el('div', { 'data-view': v[0] });
+  view.replaceChildren(root);
+  document.title = `${v[1]} · OpenTSM console`;
+  say('');
+  await busy(null, () => v[2](root));
+}
+
+async function signedIn(me) {
+  S.me = me;
+  const p = me.principal;
+  $('who').textContent = `${p.display_name || p.name} (${p.kind.replace('_', ' ')})`;
+  $('signout').hidden = false;
+  try {
+    const doc = await api('GET', '/admin/v1/services');
+    S.services = doc.items;
+  } catch { S.services = []; }
+  $('nav').replaceChildren(...views().map(([id, label]) => el('a', { href: `#/${id}`, 'data-view': id }, label)));
+  await route();
+  $('view').focus();
+}
+
+async function start() {
+  signinTemplate = $('signin');
+  $('signin-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const input = $('token');
+    const btn = ev.target.querySelector('button');
+    busy(btn, async () => {
+      const me = await api('POST', '/admin/v1/session', { bearer: input.value.trim(), quiet401: true })
+        .catch((e) => { if (e.status === 401) throw new ApiError(401, { error: { message: 'That token is not valid.' } }); throw e; });
+      input.value = '';
+      await signedIn(me);
+    });
+  });
+  $('signout').addEventListener('click', (ev) => busy(ev.target, async () => {
+    await api('DELETE', '/admin/v1/session').catch(() => {});
+    signedOut('Signed out.');
+  }));
+  window.addEventListener('hashchange', () => route());
+  try {
+    const me = await api('GET', '/admin/v1/session', { quiet401: true });
+    await signedIn(me);
+  } catch {
+    signedOut();
+  }
+}
+
+start();
