@@ -67,7 +67,8 @@ expect_status 201 "assign sd to B"
 
 # --- the route table: METHOD PATTERN ALLOW CONCRETE-PATH BODY-KIND
 # ALLOW: op (operator), op_sp (operator and service providers), any (all kinds),
-# public (no authentication). Must match the routes' declarations in src/tsm.
+# people (operators, service providers, subscribers: the console's routes),
+# public (no authentication). Must match the routes' declarations.
 ROUTES=(
     "GET /healthz public /healthz -"
     "GET /readyz public /readyz -"
@@ -88,6 +89,12 @@ ROUTES=(
     "GET /admin/v1/audit op /admin/v1/audit -"
     "GET /admin/v1/audit/verify op /admin/v1/audit/verify -"
     "GET /admin/v1/events op /admin/v1/events -"
+    "GET /admin/v1/services people /admin/v1/services -"
+    "POST /admin/v1/session people /admin/v1/session -"
+    "GET /admin/v1/session people /admin/v1/session -"
+    "DELETE /admin/v1/session people /admin/v1/session -"
+    "GET /console public /console -"
+    "GET /console/{file} public /console/index.html -"
 )
 
 # Every route the server registers must be in the table, and the reverse.
@@ -141,6 +148,7 @@ kinds_not_allowed() {
     case $1 in
     op) echo "sp sub dev" ;;
     op_sp) echo "sub dev" ;;
+    people) echo "dev" ;; # operators, service providers, subscribers: the console's
     any | public) echo "" ;;
     esac
 }
@@ -169,7 +177,7 @@ for r in "${ROUTES[@]}"; do
         "${idem_hdr[@]}" "${BODY[@]}"
     n401=$((n401 + 3))
     for k in $(kinds_not_allowed "$allow"); do
-        attempt 403 "$k calls an operator-only route" "$m" "$path" "$(token_of "$k")" \
+        attempt 403 "$k calls a route not for its kind" "$m" "$path" "$(token_of "$k")" \
             "${idem_hdr[@]}" "${BODY[@]}"
         n403=$((n403 + 1))
     done
