@@ -263,14 +263,16 @@ async function cmsOperator(root, c) {
   const box = el('section', { class: 'card' });
   root.append(box);
   const load = async () => {
-    const doc = await api('GET', `${c.prefix}/cards?state=awaiting-destroy&limit=100`);
+    const doc = await api('GET', `${c.prefix}/cards?state=awaiting_destroy&limit=100`);
     box.replaceChildren(el('h2', {}, 'Cards awaiting destroy'), table([
-      { h: 'Card', v: (k) => k.id, cls: 'mono' },
-      { h: 'Subscriber', v: (k) => k.subscriber },
-      { h: 'State', v: (k) => stateBadge(k.state) },
-      { h: 'Since', v: (k) => when(k.updated_at) },
+      { h: 'Card', v: (k) => k.card_id, cls: 'mono' },
+      { h: 'MSISDN', v: (k) => k.msisdn },
+      { h: 'Network', v: (k) => k.mno, cls: 'hide-narrow' },
+      { h: 'State', v: (k) => cardState(k.state) },
       { h: '', v: (k) => el('button', { type: 'button', class: 'secondary', onclick: (ev) => busy(ev.target, async () => {
-        await api('POST', `${c.prefix}/cards/${encodeURIComponent(k.id)}/retry`); await load();
+        await api('POST', `${c.prefix}/cards/${encodeURIComponent(k.card_id)}/retry`, { body: {} });
+        say(`Retry of card ${k.card_id} started.`);
+        await load();
       }) }, 'Retry now') },
     ], doc.items || [], 'No card is waiting.'));
   };
@@ -401,8 +403,24 @@ function poll(fn, ms) {
   S.live.push({ close: () => clearInterval(t) });
 }
 
-// A subscriber's cards and phones (cms), or a service provider's services
-// (tsm): shown when those services are served here.
+// How the wallets show a card's state to its holder.
+const CARD_LABEL = {
+  active: ['Active', 'ok'],
+  locked: ['Locked', 'warn'],
+  awaiting_lock: ['Pending: locks when the phone is back', 'warn'],
+  awaiting_unlock: ['Pending: unlocks when the phone is back', 'warn'],
+  awaiting_destroy: ['Pending: destroyed when the phone is back', 'warn'],
+  destroying: ['Pending: being destroyed', 'warn'],
+  destroyed: ['Destroyed', 'bad'],
+  invalid: ['Invalid', 'muted'],
+};
+
+function cardState(s) {
+  const [label, kind] = CARD_LABEL[s] || [s || '—', 'muted'];
+  return el('span', { class: `badge ${kind}`, 'data-state': s }, label);
+}
+
+// A subscriber's cards (cms): state, lost/stolen/found actions, history.
 async function viewCards(root) {
   root.append(el('h1', {}, 'My cards'));
   const cms = svc('cms');
@@ -410,21 +428,45 @@ async function viewCards(root) {
   const c = cms[0];
   const box = el('div', { 'aria-live': 'polite' });
   root.append(box);
-  const act = (card, action, reason) => async (ev) => busy(ev.target, async () => {
-    await api('POST', `${c.prefix}/cards/${encodeURIComponent(card.id)}/${action}`, { body: reason ? { reason } : {} });
-    say(`${action} requested for card ${card.id}.`);
+  const act = (card, action, reason, ask) => (ev) => busy(ev.target, async () => {
+    if (ask && !window.confirm(ask)) return;
+    const r = await api('POST', `${c.prefix}/cards/${encodeURIComponent(card.card_id)}/${action}`, { body: { reason } });
+    say(`Card ${card.card_id}: ${(CARD_LABEL[r.state] || [r.state])[0]}.`);
+    seen = null;
     await load();
   });
+  const history = async (card, into) => {
+    const doc = await api('GET', `${c.prefix}/cards/${encodeURIComponent(card.card_id)}/history?limit=50`);
+    into.replaceChildren(table([
+      { h: 'When', v: (h) => when(h.at || h.created_at) },
+      { h: 'What', v: (h) => h.event || h.action || h.state },
+      { h: 'Details', v: (h) => [h.from, h.to].filter(Boolean).join(' → ') || h.reason || h.why || '' },
+    ], doc.items || [], 'No history yet.'));
+  };
+  let seen = null;
   const load = async () => {
     const doc = await api('GET', `${c.prefix}/cards?limit=100`);
-    box.replaceChildren(...(doc.items.length ? doc.items.map((card) => el('section', { class: 'card', 'data-card': card.id },
-      el('h2', {}, `Card ${card.label || card.id}`),
-      el('p', {}, 'State: ', stateBadge(card.state)),
-      el('div', { class: 'row' },
-        el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'LOST') }, 'My phone is lost: destroy'),
-        el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'STOLEN') }, 'Stolen: destroy'),
-        el('button', { type: 'button', class: 'secondary', onclick: act(card, 'lock', 'LOST') }, 'Lock'),
-        el('button', { type: 'button', class: 'secondary', onclick: act(card, 'unlock', 'FOUND') }, 'Found: unlock')))) : [el('p', {}, 'No cards.')]));
+    const now = JSON.stringify(doc.items);
+    if (now === seen) return; // unchanged: keep focus and open histories
+    seen = now;
+    box.replaceChildren(...(doc.items.length ? doc.items.map((card) => {
+      const hist = el('div');
+      const final = card.state === 'destroyed' || card.state === 'invalid';
+      const buttons = final ? [] : [
+        el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'lost', `Destroy card ${card.card_id}? This cannot be undone.`) }, 'My phone is lost: destroy'),
+        el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'stolen', `Destroy card ${card.card_id}? This cannot be undone.`) }, 'Stolen: destroy'),
+        card.state === 'locked' || card.state === 'awaiting_lock'
+          ? el('button', { type: 'button', class: 'secondary', onclick: act(card, 'unlock', 'found') }, 'Found: unlock')
+          : el('button', { type: 'button', class: 'secondary', onclick: act(card, 'lock', 'lost') }, 'Lock'),
+      ];
+      return el('section', { class: 'card', 'data-card': card.card_id },
+        el('h2', {}, `Card ${card.card_id}`),
+        el('p', {}, 'State: ', cardState(card.state)),
+        el('p', { class: 'muted' }, `Phone ${card.msisdn || '—'} · issuer ${card.issuer || '—'}`),
+        el('div', { class: 'row' }, ...buttons,
+          el('button', { type: 'button', class: 'secondary', onclick: (ev) => busy(ev.target, () => history(card, hist)) }, 'History')),
+        hist);
+    }) : [el('p', {}, 'No cards.')]));
   };
   await busy(null, load);
   poll(load, 2000);
