@@ -23,7 +23,7 @@ CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 [ -d "$SRC/tools/node_modules/puppeteer-core" ] || fail "puppeteer-core is missing: run scripts/deps.sh"
 
 tsmd_work_init console
-tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "services.enabled=tsm, mno:orange" \
+tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "services.enabled=tsm, mno:orange, cms" \
     "console.dir=$SRC/web" "console.session_ttl_s=600"
 tsmd_bootstrap ops
 tsmd_start
