@@ -154,9 +154,6 @@ out:
     return err;
 }
 
-/* The key store name of an SD key: "sd.<cin>.<sd aid>.<enc|mac|dek>". */
-void cms_sd_key_name(const uint8_t *cin, size_t cin_n, const uint8_t *aid, size_t aid_n,
-                     const char *which, char *out, size_t cap);
 void cms_sd_key_name(const uint8_t *cin, size_t cin_n, const uint8_t *aid, size_t aid_n,
                      const char *which, char *out, size_t cap)
 {

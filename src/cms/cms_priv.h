@@ -25,6 +25,7 @@ struct db_stmt;
 struct svc_kit;
 struct authstore;
 struct keystore;
+struct tsm_client;
 
 #define CMS_CARD_ID_MAX    64u /* card ids and PAN tokens: [A-Za-z0-9._-] */
 #define CMS_ISSUER_MAX     64u
@@ -59,6 +60,7 @@ struct cms {
     pthread_cond_t cv;
     bool stopping;
     bool kicked;
+    struct tsm_client *tc; /* the driver's client of the mno instances */
     /* metrics */
     atomic_uint_fast64_t m_requests;
     atomic_uint_fast64_t m_destroyed;
@@ -154,6 +156,10 @@ ot_err cms_driver_start(struct cms *s);
 void cms_driver_stop(struct cms *s);
 /* One pass (tests call it directly). */
 void cms_driver_once(struct cms *s);
+
+/* The key store name of an SD key: "sd.<CIN>.<SD AID>.<enc|mac|dek>". */
+void cms_sd_key_name(const uint8_t *cin, size_t cin_n, const uint8_t *aid, size_t aid_n,
+                     const char *which, char *out, size_t cap);
 
 int64_t cms_now(void);
 bool cms_id_ok(const char *s);

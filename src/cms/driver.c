@@ -1,12 +1,45 @@
-/* The driver (cms_priv.h): one thread per node that moves accepted actions
- * forward through the card's mno (docs/cms.md, "The flow"). */
+/* The driver (cms_priv.h): one thread per node that carries accepted
+ * actions to the card through its mno (docs/cms.md, "The flow").
+ *
+ * An action row is claimed for claim_s seconds by a compare-and-set on
+ * claimed_until (so two nodes never work one action at once), then moved one
+ * step, each step committed before the next network call:
+ *
+ *   pending    the device's status (mno, by IMSI), the host challenge kept,
+ *              then the OTA job submitted (otascp: SCP03 with the card's SD,
+ *              Idempotency-Key "cms-<action>-<attempt>", so a crash after
+ *              the submit and before the commit submits the same job again)
+ *   submitted  the job read back and advanced (batch 2 of the two-batch
+ *              channel); once over, its answers verified (every R-MAC). Only
+ *              a verified success moves the card; a success without the
+ *              card's proof raises an alert and changes nothing; an unknown
+ *              outcome (the phone went away mid-destroy) is resolved by
+ *              reading the card first, never by sending the destroy again
+ *              blindly.
+ */
 #define OT_LOG_COMPONENT "cms.driver"
+#include "client/mno_client.h"
+#include "client/otascp.h"
+#include "client/tsm_client.h"
 #include "cms/cms_priv.h"
+#include "core/buf.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "core/thread.h"
 #include "db/db.h"
+#include "db/keystore.h"
 
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#define CMS_CLAIM_BATCH 64u
+#define CMS_CMDS_MAX    (CMS_AIDS_MAX + 1u)
+#define CMS_POLL_S      1
+
+/* ---- the thread ----------------------------------------------------------- */
 
 void cms_driver_kick(struct cms *s)
 {
@@ -14,11 +47,6 @@ void cms_driver_kick(struct cms *s)
     s->kicked = true;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
-}
-
-void cms_driver_once(struct cms *s)
-{
-    (void)s;
 }
 
 static void *cms_driver_main(void *arg)
@@ -67,4 +95,750 @@ void cms_driver_stop(struct cms *s)
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->driver, NULL);
     s->driver_on = false;
+    tsm_client_free(s->tc);
+    s->tc = NULL;
+}
+
+/* ---- one action ------------------------------------------------------------ */
+
+struct cms_act {
+    int64_t id;
+    int64_t card_row;
+    enum cms_action action;
+    enum cms_reason reason;
+    enum cms_cause cause;
+    enum cms_mode mode;
+    enum cms_scope scope;
+    char state[16];
+    int64_t attempts;
+    bool verify_first;
+    char hchal[33];
+    char scp[OTASCP_STATE_MAX];
+    char aids[512];
+};
+
+/* What the step decided, applied in one transaction. */
+struct cms_step {
+    const char *set_state; /* the action's new state; NULL: unchanged */
+    bool clear_job;        /* a new attempt: forget the job, the channel and the challenge */
+    bool attempt;          /* count one failed attempt */
+    int64_t next_at;
+    bool verify_first;
+    bool save_scp;
+    const char *scp;
+    const char *hchal;
+    const char *mno_job;
+    const char *result;
+    /* the card */
+    bool move;
+    enum cms_event ev;
+    /* history / alert / notification */
+    const char *hist_event;
+    char detail[512];
+    const char *alert_kind;
+    const char *notify;
+};
+
+static ot_err cms_act_load(struct db_conn *c, int64_t id, struct cms_act *a)
+{
+    struct db_stmt *st = NULL;
+    const char *v = NULL;
+    int64_t n = 0;
+    bool row = false;
+    size_t len;
+    ot_err err = OT_OK;
+
+    memset(a, 0, sizeof(*a));
+    OT_TRY(db_prepare(c,
+                      "SELECT a.id, a.card, a.action, a.reason, a.cause, a.mode, a.scope, a.state,"
+                      " a.attempts, a.verify_first, a.hchal, a.scp, c.aids FROM cms_actions a"
+                      " JOIN cms_cards c ON c.id = a.card WHERE a.id = $1",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    OT_TRY(db_col_int64(st, 0, &a->id));
+    OT_TRY(db_col_int64(st, 1, &a->card_row));
+    OT_TRY(db_col_text(st, 2, &v));
+    OT_TRY(cms_action_parse(v, &a->action));
+    OT_TRY(db_col_text(st, 3, &v));
+    OT_TRY(cms_reason_parse(v, &a->reason));
+    OT_TRY(db_col_text(st, 4, &v));
+    OT_TRY(cms_cause_parse(v, &a->cause));
+    OT_TRY(db_col_text(st, 5, &v));
+    OT_TRY(cms_mode_parse(v, &a->mode));
+    OT_TRY(db_col_text(st, 6, &v));
+    OT_TRY(cms_scope_parse(v, &a->scope));
+    len = sizeof(a->state);
+    OT_TRY(db_col_text_copy(st, 7, a->state, &len));
+    OT_TRY(db_col_int64(st, 8, &a->attempts));
+    OT_TRY(db_col_int64(st, 9, &n));
+    a->verify_first = n != 0;
+    len = sizeof(a->hchal);
+    OT_TRY(db_col_text_copy(st, 10, a->hchal, &len));
+    len = sizeof(a->scp);
+    OT_TRY(db_col_text_copy(st, 11, a->scp, &len));
+    len = sizeof(a->aids);
+    OT_TRY(db_col_text_copy(st, 12, a->aids, &len));
+out:
+    db_reset(st);
+    if (err == OT_E_FORMAT) {
+        err = OT_E_CORRUPT;
+    }
+    return err;
+}
+
+/* The plain commands of an action (docs/cms.md, "Destroy modes"), into
+ * buf: each cmds[i] points into it. */
+static ot_err cms_act_cmds(const struct cms_act *a, uint8_t *buf, size_t cap,
+                           struct otascp_apdu *cmds, size_t *n)
+{
+    json_t *aids = NULL;
+    size_t used = 0;
+    ot_err err = OT_OK;
+
+    *n = 0;
+    if (a->verify_first) {
+        /* GET STATUS of the ISD: answered by a live card; a TERMINATED one
+         * answers 6A81 (only GET DATA and the handshake work there). */
+        static const uint8_t gs[] = {0x80, 0xF2, 0x80, 0x00, 0x02, 0x4F, 0x00, 0x00};
+        memcpy(buf, gs, sizeof(gs));
+        cmds[0].p = buf;
+        cmds[0].n = sizeof(gs);
+        *n = 1;
+        return OT_OK;
+    }
+    if (a->action == CMS_ACT_DESTROY && a->scope == CMS_SC_CARD && a->mode != CMS_M_PUK) {
+        /* vse DESTROY: P1 01 software (wipe, delete, TERMINATED), 02 hardware (mute) */
+        buf[0] = 0x80;
+        buf[1] = 0xDE;
+        buf[2] = a->mode == CMS_M_HARDWARE ? 0x02 : 0x01;
+        buf[3] = 0x00;
+        cmds[0].p = buf;
+        cmds[0].n = 4;
+        *n = 1;
+        return OT_OK;
+    }
+    if (a->action == CMS_ACT_DESTROY && a->mode == CMS_M_PUK) {
+        return OT_E_UNSUPPORTED;
+    }
+    if (json_parse(a->aids, strlen(a->aids), sizeof(a->aids), &aids, NULL) != OT_OK
+        || !json_is_array(aids) || json_array_size(aids) == 0
+        || json_array_size(aids) > CMS_AIDS_MAX) {
+        OT_FAIL(OT_E_CORRUPT);
+    }
+    for (size_t i = 0; i < json_array_size(aids); i++) {
+        const char *hx = json_string_value(json_array_get(aids, i));
+        uint8_t aid[CMS_AID_MAX];
+        size_t aid_n = sizeof(aid);
+        if (hx == NULL || hex_decode(hx, strlen(hx), aid, &aid_n) != OT_OK
+            || used + 7 + aid_n > cap) {
+            OT_FAIL(OT_E_CORRUPT);
+        }
+        cmds[*n].p = buf + used;
+        if (a->action == CMS_ACT_DESTROY) {
+            /* scope app: DELETE of the payment instance (its data goes with it) */
+            buf[used++] = 0x80;
+            buf[used++] = 0xE4;
+            buf[used++] = 0x00;
+            buf[used++] = 0x00;
+            buf[used++] = (uint8_t)(aid_n + 2);
+            buf[used++] = 0x4F;
+            buf[used++] = (uint8_t)aid_n;
+        } else {
+            /* SET STATUS of the application: locked (P2 80) or not (P2 00) */
+            buf[used++] = 0x80;
+            buf[used++] = 0xF0;
+            buf[used++] = 0x40;
+            buf[used++] = a->action == CMS_ACT_LOCK ? 0x80 : 0x00;
+            buf[used++] = (uint8_t)aid_n;
+        }
+        memcpy(buf + used, aid, aid_n);
+        used += aid_n;
+        cmds[*n].n = (size_t)(buf + used - cmds[*n].p);
+        (*n)++;
+    }
+out:
+    json_free(aids);
+    return err;
+}
+
+static ot_err cms_keys_of(struct cms *s, const struct cms_card *card, struct scp03_keyset *k)
+{
+    static const char *const which[3] = {"enc", "mac", "dek"};
+    uint8_t *dst[3] = {k->enc, k->mac, k->dek};
+    size_t lens[3] = {0, 0, 0};
+    char name[128];
+    ot_err err = OT_OK;
+
+    memset(k, 0, sizeof(*k));
+    k->kvn = (uint8_t)card->kvn;
+    for (size_t i = 0; i < 3; i++) {
+        cms_sd_key_name(card->cin, card->cin_n, card->sd_aid, card->sd_aid_n, which[i], name,
+                        sizeof(name));
+        lens[i] = SCP03_MAX_KEY;
+        OT_TRY(keystore_get(s->ks, CMS_KEYSTORE_OWNER, name, (uint32_t)card->kvn, dst[i], &lens[i],
+                            NULL));
+    }
+    if (lens[0] != lens[1] || lens[1] != lens[2]) {
+        OT_FAIL(OT_E_KEY);
+    }
+    k->key_len = lens[0];
+out:
+    if (err != OT_OK) {
+        ot_mem_wipe(k, sizeof(*k));
+    }
+    return err;
+}
+
+/* Applies the step in one transaction (the action row was claimed; its
+ * state is checked again so a superseded action is left alone). */
+static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struct cms_card *card,
+                             struct cms_step *sp)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    int64_t now = cms_now();
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_acquire(s->db, &c));
+    OT_TRY(db_begin(c));
+    OT_TRY(db_prepare(c,
+                      "UPDATE cms_actions SET state = COALESCE($1, state),"
+                      " attempts = attempts + $2, next_at = $3, verify_first = $4,"
+                      " hchal = CASE WHEN $5 = 1 THEN NULL WHEN $6 IS NOT NULL THEN $6"
+                      "  ELSE hchal END,"
+                      " scp = CASE WHEN $5 = 1 THEN NULL WHEN $7 = 1 THEN $8 ELSE scp END,"
+                      " mno_job = CASE WHEN $5 = 1 THEN NULL WHEN $9 IS NOT NULL THEN $9"
+                      "  ELSE mno_job END,"
+                      " result = COALESCE($10, result), claimed_until = 0, updated_at = $11"
+                      " WHERE id = $12 AND state = $13",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, sp->set_state));
+    OT_TRY(db_bind_int64(st, 2, sp->attempt ? 1 : 0));
+    OT_TRY(db_bind_int64(st, 3, sp->next_at));
+    OT_TRY(db_bind_int64(st, 4, sp->verify_first ? 1 : 0));
+    OT_TRY(db_bind_int64(st, 5, sp->clear_job ? 1 : 0));
+    OT_TRY(db_bind_text(st, 6, sp->hchal));
+    OT_TRY(db_bind_int64(st, 7, sp->save_scp ? 1 : 0));
+    OT_TRY(db_bind_text(st, 8, sp->scp));
+    OT_TRY(db_bind_text(st, 9, sp->mno_job));
+    OT_TRY(db_bind_text(st, 10, sp->result));
+    OT_TRY(db_bind_int64(st, 11, now));
+    OT_TRY(db_bind_int64(st, 12, a->id));
+    OT_TRY(db_bind_text(st, 13, a->state));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) != 1) {
+        OT_FAIL(OT_E_STATE); /* superseded meanwhile: nothing of this step counts */
+    }
+    db_reset(st);
+    st = NULL;
+    if (sp->move) {
+        err = cms_card_move(s, c, a->card_row, sp->ev, a->cause, a->reason,
+                            sp->detail[0] ? sp->detail : NULL, NULL);
+        if (err == OT_E_STATE && sp->ev != CMS_EV_DESTROYED && sp->ev != CMS_EV_LOCKED
+            && sp->ev != CMS_EV_UNLOCKED) {
+            err = OT_OK; /* running / interrupted: only where the table has them */
+        }
+        OT_TRY(err);
+    } else if (sp->hist_event != NULL) {
+        struct cms_card now_card;
+        OT_TRY(cms_card_get(s, c, a->card_row, &now_card));
+        OT_TRY(cms_history_add(s, c, a->card_row, sp->hist_event, now_card.state, "platform", NULL,
+                               sp->detail[0] ? sp->detail : NULL));
+    }
+    if (sp->alert_kind != NULL) {
+        OT_TRY(cms_alert_raise(s, c, a->card_row, a->id, sp->alert_kind, sp->detail));
+    }
+    if (sp->notify != NULL) {
+        OT_TRY(cms_notify(s, c, card, sp->notify, sp->detail[0] ? sp->detail : NULL));
+    }
+    OT_TRY(db_commit(c));
+    if (sp->move && sp->ev == CMS_EV_DESTROYED) {
+        atomic_fetch_add(&s->m_destroyed, 1);
+    }
+out:
+    db_reset(st);
+    if (c != NULL) {
+        (void)db_rollback(c);
+        db_release(c);
+    }
+    return err;
+}
+
+/* A failed attempt: back off and try again, or stop with an alert. */
+static void cms_step_failed(struct cms *s, const struct cms_act *a, struct cms_step *sp,
+                            const char *why)
+{
+    int64_t n = a->attempts + 1;
+
+    sp->attempt = true;
+    sp->clear_job = true;
+    sp->verify_first = a->verify_first;
+    if (n >= s->max_attempts) {
+        sp->alert_kind = "retries_exhausted";
+        sp->result = why;
+        if (a->action == CMS_ACT_DESTROY) {
+            sp->set_state = "stalled"; /* a destroy is never given up: the operator retries */
+            sp->hist_event = "stalled";
+            sp->notify = "destroy.delayed";
+        } else {
+            sp->set_state = "failed";
+            sp->move = true;
+            sp->ev = a->action == CMS_ACT_LOCK ? CMS_EV_LOCK_FAILED : CMS_EV_UNLOCK_FAILED;
+            sp->notify = a->action == CMS_ACT_LOCK ? "lock.failed" : "unlock.failed";
+        }
+    } else {
+        int64_t shift = n - 1 < 16 ? n - 1 : 16;
+        sp->set_state = "pending";
+        sp->next_at = cms_now() + (s->backoff_s << shift);
+        sp->hist_event = "retry";
+    }
+    snprintf(sp->detail, sizeof(sp->detail),
+             "{\"action\":\"%lld\",\"attempt\":%lld,\"why\":\"%s\"}", (long long)a->id,
+             (long long)n, why);
+}
+
+static ot_err cms_client(struct cms *s)
+{
+    struct tsm_client_cfg cfg;
+    struct tsm_client_err e;
+
+    if (s->tc != NULL) {
+        return OT_OK;
+    }
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.url = s->mno_url;
+    cfg.token = s->mno_token;
+    cfg.ca_file = s->mno_ca[0] ? s->mno_ca : NULL;
+    cfg.timeout_ms = 15000;
+    if (tsm_client_new(&cfg, &s->tc, &e) != OT_OK) {
+        OT_LOG_ERROR("mno_url: %s", e.text);
+        return OT_E_ARG;
+    }
+    return OT_OK;
+}
+
+/* The card moves on the job's progress while it runs (awaiting_destroy <->
+ * destroying). */
+static void cms_progress(struct cms *s, const struct cms_act *a, const struct cms_card *card,
+                         const char *job_state, struct cms_step *sp)
+{
+    (void)s;
+    if (a->action != CMS_ACT_DESTROY) {
+        return;
+    }
+    if (strcmp(job_state, "running") == 0 && card->state == CMS_S_AWAITING_DESTROY) {
+        sp->move = true;
+        sp->ev = CMS_EV_RUNNING;
+    } else if ((strcmp(job_state, "queued") == 0 || strcmp(job_state, "delivering") == 0)
+               && card->state == CMS_S_DESTROYING) {
+        sp->move = true;
+        sp->ev = CMS_EV_INTERRUPTED;
+    }
+}
+
+/* The verified result of a finished job. */
+static void cms_judge(struct cms *s, const struct cms_act *a, const struct otascp_result *res,
+                      const char *job_state, const char *job_id, struct cms_step *sp)
+{
+    bool all_ok = res->n > 0;
+
+    for (size_t i = 0; i < res->n; i++) {
+        if (!res->resp[i].ran || res->resp[i].sw != 0x9000) {
+            all_ok = false;
+        }
+    }
+    if (a->verify_first) {
+        /* Reading the card after an unknown outcome. */
+        if (res->outcome == OTASCP_OK && res->authenticated && all_ok) {
+            sp->set_state = "pending";
+            sp->clear_job = true;
+            sp->verify_first = false;
+            sp->hist_event = "verified_not_destroyed";
+            snprintf(sp->detail, sizeof(sp->detail),
+                     "{\"job\":\"%s\",\"proof\":\"r-mac\",\"card\":\"alive\"}", job_id);
+            return;
+        }
+        if (res->ea_sw == 0x9000 && res->n == 1 && res->resp[0].ran && res->resp[0].sw == 0x6A81) {
+            sp->set_state = "done";
+            sp->result = "destroyed (card read: TERMINATED)";
+            sp->move = true;
+            sp->ev = CMS_EV_DESTROYED;
+            sp->notify = "destroyed";
+            snprintf(sp->detail, sizeof(sp->detail),
+                     "{\"job\":\"%s\",\"proof\":\"card cryptogram\",\"card\":\"terminated\"}",
+                     job_id);
+            return;
+        }
+        cms_step_failed(s, a, sp, "the card could not be read");
+        return;
+    }
+    if (res->outcome == OTASCP_OK && all_ok && res->authenticated) {
+        sp->set_state = "done";
+        sp->result = "ok";
+        sp->move = true;
+        sp->ev = a->action == CMS_ACT_DESTROY ? CMS_EV_DESTROYED
+                 : a->action == CMS_ACT_LOCK  ? CMS_EV_LOCKED
+                                              : CMS_EV_UNLOCKED;
+        sp->notify = a->action == CMS_ACT_DESTROY ? "destroyed"
+                     : a->action == CMS_ACT_LOCK  ? "locked"
+                                                  : "unlocked";
+        snprintf(sp->detail, sizeof(sp->detail), "{\"job\":\"%s\",\"proof\":\"r-mac verified\"}",
+                 job_id);
+        return;
+    }
+    if (res->outcome == OTASCP_OK && !res->authenticated) {
+        sp->set_state = "stalled";
+        sp->alert_kind = "no_proof";
+        sp->hist_event = "result_refused";
+        snprintf(sp->detail, sizeof(sp->detail),
+                 "{\"job\":\"%s\",\"why\":\"success without the card's R-MAC\"}", job_id);
+        return;
+    }
+    if (res->outcome == OTASCP_AUTH_FAILED) {
+        sp->set_state = "stalled";
+        sp->alert_kind = "auth_failed";
+        sp->hist_event = "stalled";
+        snprintf(sp->detail, sizeof(sp->detail),
+                 "{\"job\":\"%s\",\"iu_sw\":\"%04X\",\"ea_sw\":\"%04X\"}", job_id, res->iu_sw,
+                 res->ea_sw);
+        return;
+    }
+    if (res->outcome == OTASCP_INCOMPLETE && strcmp(job_state, "outcome_unknown") == 0) {
+        /* The phone went away mid-destroy: read the card before anything else. */
+        sp->set_state = "pending";
+        sp->clear_job = true;
+        sp->verify_first = true;
+        sp->hist_event = "outcome_unknown";
+        if (a->action == CMS_ACT_DESTROY) {
+            sp->move = true;
+            sp->ev = CMS_EV_INTERRUPTED;
+        }
+        snprintf(sp->detail, sizeof(sp->detail), "{\"job\":\"%s\",\"next\":\"read the card\"}",
+                 job_id);
+        return;
+    }
+    {
+        char why[96];
+        snprintf(why, sizeof(why), "job %s: %s (%s)", job_id, otascp_outcome_name(res->outcome),
+                 job_state);
+        cms_step_failed(s, a, sp, why);
+        sp->result = NULL;
+    }
+}
+
+static void cms_act_run(struct cms *s, int64_t id)
+{
+    struct db_conn *c = NULL;
+    struct cms_act a;
+    struct cms_card card;
+    struct cms_step sp;
+    struct scp03_keyset keys;
+    struct otascp_state st;
+    struct otascp_result res;
+    struct otascp_target t;
+    struct otascp_cfg cfg;
+    struct otascp_apdu cmds[CMS_CMDS_MAX];
+    struct mno_client *m = NULL;
+    struct tsm_client_err e;
+    uint8_t cmdbuf[CMS_CMDS_MAX * 32];
+    uint8_t hchal[8];
+    size_t hn = sizeof(hchal);
+    size_t ncmds = 0;
+    char cin[2 * CMS_CIN_MAX + 1];
+    char idem[64];
+    char scp[OTASCP_STATE_MAX];
+    char hchal_hex[17];
+    json_t *doc = NULL;
+    bool finished = false;
+    ot_err err = OT_OK;
+
+    memset(&sp, 0, sizeof(sp));
+    memset(&st, 0, sizeof(st));
+    memset(&res, 0, sizeof(res));
+    memset(&keys, 0, sizeof(keys));
+    memset(&e, 0, sizeof(e));
+    OT_TRY(db_acquire(s->db, &c));
+    OT_TRY(cms_act_load(c, id, &a));
+    OT_TRY(cms_card_get(s, c, a.card_row, &card));
+    db_release(c);
+    c = NULL;
+    sp.verify_first = a.verify_first;
+    sp.next_at = cms_now() + CMS_POLL_S;
+    err = cms_act_cmds(&a, cmdbuf, sizeof(cmdbuf), cmds, &ncmds);
+    if (err == OT_E_UNSUPPORTED) {
+        sp.set_state = "stalled";
+        sp.alert_kind = "unsupported_mode";
+        sp.hist_event = "stalled";
+        snprintf(sp.detail, sizeof(sp.detail), "{\"mode\":\"%s\",\"scope\":\"%s\"}",
+                 cms_mode_name(a.mode), cms_scope_name(a.scope));
+        err = cms_step_apply(s, &a, &card, &sp);
+        goto out;
+    }
+    OT_TRY(err);
+    OT_TRY(cms_keys_of(s, &card, &keys));
+    OT_TRY(cms_client(s));
+    OT_TRY(mno_client_new(s->tc, card.mno, &m));
+    OT_TRY(hex_encode(card.cin, card.cin_n, cin, sizeof(cin)));
+    snprintf(idem, sizeof(idem), "cms-%lld-%lld%s", (long long)a.id, (long long)a.attempts,
+             a.verify_first ? "-read" : "");
+    memset(&t, 0, sizeof(t));
+    t.msisdn = card.msisdn;
+    t.se_cin = cin;
+    t.priority = a.action == CMS_ACT_DESTROY ? 9 : 7;
+    t.ttl_s = s->job_ttl_s;
+    t.max_attempts = 10;
+    t.destructive = a.action == CMS_ACT_DESTROY && !a.verify_first;
+    t.idem_key = idem;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.keys = &keys;
+    cfg.level = 0x33;
+    cfg.sd_aid = card.sd_aid;
+    cfg.sd_aid_len = card.sd_aid_n;
+
+    if (strcmp(a.state, "pending") == 0) {
+        const char *online = NULL;
+        const char *la = NULL;
+        if (a.hchal[0] == '\0') {
+            /* The challenge is kept before the job goes out: a crash after
+             * the submit submits the very same job again. */
+            if (RAND_bytes(hchal, (int)sizeof(hchal)) != 1) {
+                OT_FAIL(OT_E_CRYPTO);
+            }
+            OT_TRY(hex_encode(hchal, sizeof(hchal), hchal_hex, sizeof(hchal_hex)));
+            sp.hchal = hchal_hex;
+            sp.set_state = "pending";
+            sp.next_at = 0;
+            OT_TRY(cms_step_apply(s, &a, &card, &sp));
+            cms_driver_kick(s);
+            goto out;
+        }
+        OT_TRY(hex_decode(a.hchal, strlen(a.hchal), hchal, &hn));
+        cfg.host_challenge = hchal;
+        /* The seed's status lookup: by mobile identity, with the location
+         * area, kept in the history. */
+        err = mno_client_status(m, "imsi", card.imsi, &doc, &e);
+        if (err == OT_OK) {
+            online = json_string_value(json_object_get(doc, "state"));
+            la = json_string_value(json_object_get(doc, "location_area"));
+        }
+        if (err != OT_OK && e.fail != TSM_CLIENT_HTTP) {
+            OT_LOG_WARN("action=%lld status lookup: %s", (long long)a.id, e.text);
+            sp.next_at = cms_now() + (s->backoff_s > 0 ? s->backoff_s : 1);
+            sp.set_state = "pending";
+            err = cms_step_apply(s, &a, &card, &sp);
+            goto out;
+        }
+        err = otascp_submit(m, &t, &cfg, cmds, ncmds, &st, &e);
+        if (err != OT_OK) {
+            char why[160];
+            snprintf(why, sizeof(why), "submit: %.140s", e.code[0] ? e.code : e.text);
+            cms_step_failed(s, &a, &sp, why);
+            err = cms_step_apply(s, &a, &card, &sp);
+            goto out;
+        }
+        OT_TRY(otascp_state_encode(&st, scp, sizeof(scp)));
+        sp.set_state = "submitted";
+        sp.save_scp = true;
+        sp.scp = scp;
+        sp.mno_job = st.job;
+        sp.hist_event = "submitted";
+        snprintf(sp.detail, sizeof(sp.detail),
+                 "{\"job\":\"%s\",\"device\":\"%s\",\"location_area\":\"%s\"%s}", st.job,
+                 online != NULL ? online : "unknown", la != NULL ? la : "",
+                 a.verify_first ? ",\"purpose\":\"read the card\"" : "");
+        if (online != NULL && strcmp(online, "online") == 0 && a.action == CMS_ACT_DESTROY
+            && card.state == CMS_S_AWAITING_DESTROY && !a.verify_first) {
+            sp.move = true;
+            sp.ev = CMS_EV_RUNNING;
+        }
+        OT_TRY(cms_step_apply(s, &a, &card, &sp));
+        goto out;
+    }
+
+    /* submitted: where is the job? */
+    if (otascp_state_decode(a.scp, &st) != OT_OK) {
+        OT_FAIL(OT_E_CORRUPT);
+    }
+    err = mno_client_job(m, st.job, &doc, &e);
+    if (err != OT_OK) {
+        OT_LOG_WARN("action=%lld job %s: %s", (long long)a.id, st.job, e.text);
+        sp.set_state = "submitted";
+        sp.next_at = cms_now() + (s->backoff_s > 0 ? s->backoff_s : 1);
+        err = cms_step_apply(s, &a, &card, &sp);
+        goto out;
+    }
+    {
+        const char *js = json_string_value(json_object_get(doc, "state"));
+        char job_state[24];
+        char job_id[OTASCP_JOB_ID_MAX + 1];
+        snprintf(job_state, sizeof(job_state), "%s", js != NULL ? js : "?");
+        snprintf(job_id, sizeof(job_id), "%s", st.job);
+        err = otascp_advance(m, &t, &keys, cmds, ncmds, &st, doc, &res, &finished, &e);
+        sp.set_state = "submitted";
+        if (err == OT_E_RMAC || err == OT_E_CARD_CRYPTOGRAM) {
+            /* mno or the device says how it went, the card does not prove it. */
+            sp.set_state = "stalled";
+            sp.alert_kind = "no_proof";
+            sp.hist_event = "result_refused";
+            snprintf(sp.detail, sizeof(sp.detail), "{\"job\":\"%s\",\"why\":\"%s\"}", job_id,
+                     err == OT_E_RMAC ? "an R-MAC does not verify"
+                                      : "the card cryptogram does not verify");
+            err = cms_step_apply(s, &a, &card, &sp);
+            goto out;
+        }
+        if (err != OT_OK && e.fail == TSM_CLIENT_LOCAL) {
+            /* The channel cannot go on (a level the card does not allow, a
+             * malformed answer): the operator looks at it. */
+            sp.set_state = "stalled";
+            sp.alert_kind = "channel_failed";
+            sp.hist_event = "stalled";
+            snprintf(sp.detail, sizeof(sp.detail), "{\"job\":\"%s\",\"why\":\"%.200s: %s\"}",
+                     job_id, e.text, ot_strerror(err));
+            err = cms_step_apply(s, &a, &card, &sp);
+            goto out;
+        }
+        if (err != OT_OK) {
+            OT_LOG_WARN("action=%lld job %s: %s", (long long)a.id, job_id, e.text);
+            err = cms_step_apply(s, &a, &card, &sp);
+            goto out;
+        }
+        OT_TRY(otascp_state_encode(&st, scp, sizeof(scp)));
+        sp.save_scp = true;
+        sp.scp = scp;
+        sp.mno_job = st.job;
+        if (!finished) {
+            cms_progress(s, &a, &card, job_state, &sp);
+            OT_TRY(cms_step_apply(s, &a, &card, &sp));
+            goto out;
+        }
+        if (strcmp(job_state, "outcome_unknown") == 0) {
+            json_t *ans = NULL;
+            (void)mno_client_job_resolve(m, job_id, "fail", &ans, &e);
+            json_free(ans);
+        }
+        cms_judge(s, &a, &res, job_state, job_id, &sp);
+        OT_TRY(cms_step_apply(s, &a, &card, &sp));
+        OT_LOG_INFO("action=%lld card=%s job=%s %s -> %s", (long long)a.id, card.card_id, job_id,
+                    otascp_outcome_name(res.outcome), sp.set_state ? sp.set_state : "-");
+    }
+out:
+    if (err != OT_OK && err != OT_E_STATE) {
+        OT_LOG_WARN("action=%lld: %s", (long long)id, ot_strerror(err));
+    }
+    ot_mem_wipe(&keys, sizeof(keys));
+    otascp_result_free(&res);
+    json_free(doc);
+    mno_client_free(m);
+    db_release(c);
+}
+
+/* A superseded lock or unlock: cancel its job once (best effort: if the card
+ * ran it meanwhile, the destroy follows anyway). */
+static void cms_cancel_superseded(struct cms *s, int64_t id, const char *card_mno, const char *job)
+{
+    struct mno_client *m = NULL;
+    struct tsm_client_err e;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    json_t *ans = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (cms_client(s) == OT_OK && mno_client_new(s->tc, card_mno, &m) == OT_OK) {
+        (void)mno_client_job_cancel(m, job, &ans, &e);
+    }
+    OT_TRY(db_acquire(s->db, &c));
+    OT_TRY(db_prepare(c, "UPDATE cms_actions SET result = 'cancelled' WHERE id = $1", &st));
+    OT_TRY(db_bind_int64(st, 1, id));
+    OT_TRY(db_step(st, &row));
+out:
+    db_reset(st);
+    db_release(c);
+    json_free(ans);
+    mno_client_free(m);
+}
+
+void cms_driver_once(struct cms *s)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    int64_t ids[CMS_CLAIM_BATCH];
+    size_t n = 0;
+    int64_t now = cms_now();
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (s->mno_token[0] == '\0') {
+        return; /* nothing can be sent (docs/CONFIG.md cms.mno_token) */
+    }
+    OT_TRY(db_acquire(s->db, &c));
+    /* superseded actions whose job is still out */
+    for (;;) {
+        char mno[SVC_NAME_MAX + 1];
+        char job[OTASCP_JOB_ID_MAX + 1];
+        int64_t id = 0;
+        size_t len;
+        OT_TRY(db_prepare(c,
+                          "SELECT a.id, c.mno, a.mno_job FROM cms_actions a JOIN cms_cards c"
+                          " ON c.id = a.card WHERE a.state = 'superseded'"
+                          " AND a.mno_job IS NOT NULL AND a.result IS NULL LIMIT 1",
+                          &st));
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        OT_TRY(db_col_int64(st, 0, &id));
+        len = sizeof(mno);
+        OT_TRY(db_col_text_copy(st, 1, mno, &len));
+        len = sizeof(job);
+        OT_TRY(db_col_text_copy(st, 2, job, &len));
+        db_reset(st);
+        st = NULL;
+        cms_cancel_superseded(s, id, mno, job);
+    }
+    db_reset(st);
+    st = NULL;
+    OT_TRY(db_prepare(c,
+                      "SELECT id FROM cms_actions WHERE state IN ('pending', 'submitted')"
+                      " AND next_at <= $1 AND claimed_until < $1 ORDER BY next_at, id LIMIT $2",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, now));
+    OT_TRY(db_bind_int64(st, 2, CMS_CLAIM_BATCH));
+    for (;;) {
+        OT_TRY(db_step(st, &row));
+        if (!row || n >= CMS_CLAIM_BATCH) {
+            break;
+        }
+        OT_TRY(db_col_int64(st, 0, &ids[n]));
+        n++;
+    }
+    db_reset(st);
+    st = NULL;
+    for (size_t i = 0; i < n; i++) {
+        OT_TRY(db_prepare(c,
+                          "UPDATE cms_actions SET claimed_until = $1 WHERE id = $2"
+                          " AND claimed_until < $3 AND state IN ('pending', 'submitted')",
+                          &st));
+        OT_TRY(db_bind_int64(st, 1, now + s->claim_s));
+        OT_TRY(db_bind_int64(st, 2, ids[i]));
+        OT_TRY(db_bind_int64(st, 3, now));
+        OT_TRY(db_step(st, &row));
+        row = db_changes(st) == 1;
+        db_reset(st);
+        st = NULL;
+        if (row) {
+            cms_act_run(s, ids[i]);
+        }
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    if (err != OT_OK) {
+        OT_LOG_WARN("driver pass: %s", ot_strerror(err));
+    }
 }
