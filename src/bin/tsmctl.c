@@ -14,6 +14,8 @@
  *   tsmctl [global options] mno devices|device|enrol|status|submit|jobs|job|cancel|
  *                               resolve|alerts|alert-clear ... [--instance NAME]
  *   tsmctl [global options] audit follow [--from SEQ] [--limit N]
+ *   tsmctl [global options] cms import|cards|card|history|actions|destroy|lock|unlock|
+ *                               retry|alerts|alert-clear|policy|policies ...
  *
  * Profiles live in ~/.config/opentsm/config ($XDG_CONFIG_HOME/opentsm/config);
  * the syntax is tsm_client_profile_parse's (and in `tsmctl --help`). --profile or
@@ -92,6 +94,9 @@ static const char ctl_usage[] =
     "  pay sp-register|sps|sp|sp-revoke   service providers' back ends (docs/pay.md)\n"
     "  pay key-deposit|keys   an SP's keys (deposited from a file, never shown)\n"
     "  pay client-enrol|clients|client|client-revoke   payment clients\n"
+    "  cms cards|card|history|actions   cards and their history (docs/cms.md)\n"
+    "  cms destroy|lock|unlock   a subscriber's request for a lost or stolen card\n"
+    "  cms import|retry|alerts|alert-clear|policy|policies   the operator's side\n"
     "\n"
     "global options:\n"
     "  --profile NAME   profile from ~/.config/opentsm/config (env OPENTSM_PROFILE)\n"
@@ -279,6 +284,36 @@ static const struct ctl_cmd_help ctl_helps[] = {
     {"pay client-revoke", "usage: tsmctl pay client-revoke NAME\n"
                           "\n"
                           "The client gets no more keys and nothing it sends is forwarded.\n"},
+    {"cms import",
+     "usage: tsmctl cms import FILE\n"
+     "\n"
+     "Imports the cards in FILE, a JSON object {\"cards\": [...]} (docs/api/cms.yaml,\n"
+     "CardImport): every card or none; the SD keys go to the key store (operator).\n"},
+    {"cms cards", "usage: tsmctl cms cards [--state STATE] [--limit N]\n"
+                  "\n"
+                  "A subscriber's own cards, every card for the operator (one page);\n"
+                  "--state awaiting_destroy lists the cards waiting for their phone.\n"},
+    {"cms card", "usage: tsmctl cms card CARD\n"},
+    {"cms history", "usage: tsmctl cms history CARD [--limit N]\n"
+                    "\n"
+                    "Every move of the card and what decided it, oldest first.\n"},
+    {"cms actions", "usage: tsmctl cms actions CARD [--limit N]\n"},
+    {"cms destroy", "usage: tsmctl cms destroy CARD --reason lost|stolen|fraudulent [--note TEXT]\n"
+                    "\n"
+                    "Asks for the card's destroy: at once when the phone is on, the moment it\n"
+                    "comes back when it is off. Prints the accepted action.\n"},
+    {"cms lock", "usage: tsmctl cms lock CARD --reason lost|stolen|fraudulent [--note TEXT]\n"},
+    {"cms unlock", "usage: tsmctl cms unlock CARD [--reason found] [--note TEXT]\n"},
+    {"cms retry", "usage: tsmctl cms retry CARD\n"
+                  "\n"
+                  "Runs the card's stalled action again (operator).\n"},
+    {"cms alerts", "usage: tsmctl cms alerts [--limit N]\n"},
+    {"cms alert-clear", "usage: tsmctl cms alert-clear ID\n"},
+    {"cms policy",
+     "usage: tsmctl cms policy ISSUER --mode software|puk|hardware [--scope card|app]\n"
+     "\n"
+     "How the issuer's cards are destroyed from now on (operator).\n"},
+    {"cms policies", "usage: tsmctl cms policies\n"},
     {"audit list", "usage: tsmctl audit list [--limit N] [--action A] [--principal-id ID]\n"
                    "                         [--request-id R]\n"
                    "\n"
@@ -2029,6 +2064,191 @@ static int ctl_pay(struct tsm_client *c, const char *sub, const struct ctl_args 
     return ctl_show(err, &doc, &e);
 }
 
+/* ---- cms ---------------------------------------------------------------- */
+
+/* A list answer as a table of cols (one page). */
+static int ctl_cms_list(ot_err err, json_t **doc, const struct tsm_client_err *e,
+                        const char *const *cols, size_t ncols)
+{
+    struct ctl_table t;
+    const json_t *items;
+
+    if (err != OT_OK) {
+        return ctl_client_fail("", e);
+    }
+    items = json_object_get(*doc, "items");
+    ctl_table_init(&t, cols, ncols);
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        ctl_table_add(&t, json_at(items, i));
+    }
+    ctl_table_print(&t);
+    json_free(*doc);
+    *doc = NULL;
+    return CTL_OK;
+}
+
+/* A card id, issuer or alert id as the API takes them ([A-Za-z0-9._-], 1..64):
+ * safe in a path as it is. */
+static bool ctl_cms_id_ok(const char *s)
+{
+    size_t n = 0;
+
+    for (; s != NULL && s[n] != '\0'; n++) {
+        char ch = s[n];
+        if (n >= 64
+            || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+                 || ch == '.' || ch == '_' || ch == '-')) {
+            return false;
+        }
+    }
+    return s != NULL && n > 0;
+}
+
+/* "cms cards" and the other cms commands: the word after "cms". */
+static int ctl_cms(struct tsm_client *c, const char *sub, const struct ctl_args *a)
+{
+    static const char *const card_cols[] = {"card_id", "state", "issuer", "msisdn", "cin"};
+    static const char *const hist_cols[] = {"id", "event", "state", "cause", "reason", "at"};
+    static const char *const act_cols[] = {"id",    "action",  "reason",   "cause",
+                                           "state", "mno_job", "attempts", "result"};
+    static const char *const alert_cols[] = {"id", "card_id", "kind", "cleared", "message"};
+    static const char *const pol_cols[] = {"issuer", "mode", "scope"};
+    const char *id = a->npos == 1 ? a->pos[0] : NULL;
+    char help[80];
+    char path[256];
+    char idem[TSM_CLIENT_IDEM_KEY_SIZE];
+    struct tsm_client_err e;
+    json_t *body = NULL;
+    json_t *doc = NULL;
+    size_t max = 0;
+    size_t lim;
+    ot_err err = OT_OK;
+    int rc;
+
+    snprintf(help, sizeof(help), "cms %s", sub);
+    if (tsm_client_idem_key(idem) != OT_OK) {
+        return ctl_fail(CTL_LOCAL, "no random bytes for an Idempotency-Key");
+    }
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    lim = max > 0 ? max : (size_t)100;
+    if (strcmp(sub, "cards") == 0 || strcmp(sub, "alerts") == 0 || strcmp(sub, "policies") == 0) {
+        const char *state = ctl_get(a, "--state");
+        if (a->npos != 0 || (state != NULL && !ctl_cms_id_ok(state))) {
+            return ctl_help(help, true);
+        }
+        if (sub[0] == 'c') {
+            snprintf(path, sizeof(path), "/cms/v1/cards?limit=%zu%s%s", lim,
+                     state != NULL ? "&state=" : "", state != NULL ? state : "");
+            err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+            return ctl_cms_list(err, &doc, &e, card_cols, 5);
+        }
+        if (sub[0] == 'a') {
+            snprintf(path, sizeof(path), "/cms/v1/alerts?limit=%zu", lim);
+            err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+            return ctl_cms_list(err, &doc, &e, alert_cols, 5);
+        }
+        err = tsm_client_json(c, "GET", "/cms/v1/policies", NULL, NULL, &doc, &e);
+        return ctl_cms_list(err, &doc, &e, pol_cols, 3);
+    }
+    if (id == NULL || (strcmp(sub, "import") != 0 && !ctl_cms_id_ok(id))) {
+        return ctl_help(help, true);
+    }
+    if (strcmp(sub, "import") == 0) {
+        char *data = NULL;
+        size_t len = 0;
+        struct json_err jerr;
+        rc = ctl_read_file(id, &data, &len);
+        if (rc != CTL_OK) {
+            return rc;
+        }
+        memset(&jerr, 0, sizeof(jerr));
+        if (json_parse(data, len, len, &body, &jerr) != OT_OK || !json_is_object(body)) {
+            free(data);
+            json_free(body);
+            return ctl_fail(CTL_LOCAL, "%s: the cards must be one JSON object: %s", id,
+                            jerr.message[0] ? jerr.message : "it is not an object");
+        }
+        ot_mem_wipe(data, len); /* it holds the SD keys */
+        free(data);
+        err = tsm_client_json(c, "POST", "/cms/v1/cards", body, idem, &doc, &e);
+        json_free(body);
+        return ctl_show(err, &doc, &e);
+    }
+    if (strcmp(sub, "card") == 0) {
+        snprintf(path, sizeof(path), "/cms/v1/cards/%s", id);
+        err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+        return ctl_show(err, &doc, &e);
+    }
+    if (strcmp(sub, "history") == 0 || strcmp(sub, "actions") == 0) {
+        snprintf(path, sizeof(path), "/cms/v1/cards/%s/%s?limit=%zu", id, sub, lim);
+        err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+        return sub[0] == 'h' ? ctl_cms_list(err, &doc, &e, hist_cols, 6)
+                             : ctl_cms_list(err, &doc, &e, act_cols, 8);
+    }
+    if (strcmp(sub, "alert-clear") == 0 || strcmp(sub, "retry") == 0) {
+        if (sub[0] == 'a') {
+            snprintf(path, sizeof(path), "/cms/v1/alerts/%s/clear", id);
+        } else {
+            snprintf(path, sizeof(path), "/cms/v1/cards/%s/retry", id);
+        }
+        body = json_obj_new();
+        if (body == NULL) {
+            return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+        err = tsm_client_json(c, "POST", path, body, NULL, &doc, &e);
+        json_free(body);
+        return ctl_show(err, &doc, &e);
+    }
+    body = json_obj_new();
+    if (body == NULL) {
+        return ctl_fail(CTL_LOCAL, "out of memory");
+    }
+    if (strcmp(sub, "policy") == 0) {
+        if (ctl_get(a, "--mode") == NULL) {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        snprintf(path, sizeof(path), "/cms/v1/policies/%s", id);
+        err = json_put_str(body, "mode", ctl_get(a, "--mode"));
+        if (err == OT_OK && ctl_get(a, "--scope") != NULL) {
+            err = json_put_str(body, "scope", ctl_get(a, "--scope"));
+        }
+        if (err == OT_OK) {
+            err = tsm_client_json(c, "PUT", path, body, NULL, &doc, &e);
+            json_free(body);
+            return ctl_show(err, &doc, &e);
+        }
+    } else if (strcmp(sub, "destroy") == 0 || strcmp(sub, "lock") == 0
+               || strcmp(sub, "unlock") == 0) {
+        const char *reason = ctl_get(a, "--reason");
+        if (reason == NULL && strcmp(sub, "unlock") == 0) {
+            reason = "found";
+        }
+        if (reason == NULL) {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        snprintf(path, sizeof(path), "/cms/v1/cards/%s/%s", id, sub);
+        err = json_put_str(body, "reason", reason);
+        if (err == OT_OK && ctl_get(a, "--note") != NULL) {
+            err = json_put_str(body, "note", ctl_get(a, "--note"));
+        }
+        if (err == OT_OK) {
+            err = tsm_client_json(c, "POST", path, body, idem, &doc, &e);
+            json_free(body);
+            return ctl_show(err, &doc, &e);
+        }
+    } else {
+        json_free(body);
+        return ctl_help(help, true);
+    }
+    json_free(body);
+    return ctl_fail(CTL_LOCAL, "out of memory");
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"--url", true, false},
@@ -2047,7 +2267,9 @@ static const struct ctl_opt ctl_cmd_opts[] = {
     {"--display-name", true, false}, {"--imei", true, false},       {"--json", false, false},
     {"--instance", true, false},     {"--cin", true, true},         {"--from", true, false},
     {"--endpoint", true, false},     {"--pub", true, false},        {"--key-type", true, false},
-    {"--key-file", true, false},     {"--dongle-pub", true, false}, {NULL, false, false}};
+    {"--key-file", true, false},     {"--dongle-pub", true, false}, {"--state", true, false},
+    {"--reason", true, false},       {"--note", true, false},       {"--mode", true, false},
+    {"--scope", true, false},        {NULL, false, false}};
 
 /* The commands and the options each accepts (beyond the global ones). */
 static const struct {
@@ -2090,6 +2312,19 @@ static const struct {
     {"pay clients", " --limit --json "},
     {"pay client", " --json "},
     {"pay client-revoke", " --json "},
+    {"cms import", " --json "},
+    {"cms cards", " --state --limit --json "},
+    {"cms card", " --json "},
+    {"cms history", " --limit --json "},
+    {"cms actions", " --limit --json "},
+    {"cms destroy", " --reason --note --json "},
+    {"cms lock", " --reason --note --json "},
+    {"cms unlock", " --reason --note --json "},
+    {"cms retry", " --json "},
+    {"cms alerts", " --limit --json "},
+    {"cms alert-clear", " --json "},
+    {"cms policy", " --mode --scope --json "},
+    {"cms policies", " --json "},
 };
 
 /* -1: unknown command; 0: an option that does not apply; 1: fine. */
@@ -2164,6 +2399,9 @@ static int ctl_run(struct tsm_client *c, const char *cmd, const struct ctl_args 
     }
     if (strncmp(cmd, "pay ", 4) == 0) {
         return ctl_pay(c, cmd + 4, a);
+    }
+    if (strncmp(cmd, "cms ", 4) == 0) {
+        return ctl_cms(c, cmd + 4, a);
     }
     return ctl_audit_list(c, a);
 }

@@ -36,8 +36,17 @@
 #include <time.h>
 
 #define CMS_CLAIM_BATCH 64u
-#define CMS_CMDS_MAX    (CMS_AIDS_MAX + 1u)
-#define CMS_POLL_S      1
+
+/* next_at and claimed_until are in milliseconds. */
+static int64_t cms_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+#define CMS_CMDS_MAX  (CMS_AIDS_MAX + 1u)
+#define CMS_QUEUED_MS 1000 /* poll of a job waiting for its phone */
 
 /* ---- the thread ----------------------------------------------------------- */
 
@@ -394,7 +403,7 @@ static void cms_step_failed(struct cms *s, const struct cms_act *a, struct cms_s
     } else {
         int64_t shift = n - 1 < 16 ? n - 1 : 16;
         sp->set_state = "pending";
-        sp->next_at = cms_now() + (s->backoff_s << shift);
+        sp->next_at = cms_now_ms() + ((s->backoff_s * 1000) << shift);
         sp->hist_event = "retry";
     }
     snprintf(sp->detail, sizeof(sp->detail),
@@ -568,7 +577,7 @@ static void cms_act_run(struct cms *s, int64_t id)
     db_release(c);
     c = NULL;
     sp.verify_first = a.verify_first;
-    sp.next_at = cms_now() + CMS_POLL_S;
+    sp.next_at = cms_now_ms() + s->tick_ms;
     err = cms_act_cmds(&a, cmdbuf, sizeof(cmdbuf), cmds, &ncmds);
     if (err == OT_E_UNSUPPORTED) {
         sp.set_state = "stalled";
@@ -628,7 +637,7 @@ static void cms_act_run(struct cms *s, int64_t id)
         }
         if (err != OT_OK && e.fail != TSM_CLIENT_HTTP) {
             OT_LOG_WARN("action=%lld status lookup: %s", (long long)a.id, e.text);
-            sp.next_at = cms_now() + (s->backoff_s > 0 ? s->backoff_s : 1);
+            sp.next_at = cms_now_ms() + (s->backoff_s > 0 ? s->backoff_s * 1000 : 1000);
             sp.set_state = "pending";
             err = cms_step_apply(s, &a, &card, &sp);
             goto out;
@@ -651,11 +660,6 @@ static void cms_act_run(struct cms *s, int64_t id)
                  "{\"job\":\"%s\",\"device\":\"%s\",\"location_area\":\"%s\"%s}", st.job,
                  online != NULL ? online : "unknown", la != NULL ? la : "",
                  a.verify_first ? ",\"purpose\":\"read the card\"" : "");
-        if (online != NULL && strcmp(online, "online") == 0 && a.action == CMS_ACT_DESTROY
-            && card.state == CMS_S_AWAITING_DESTROY && !a.verify_first) {
-            sp.move = true;
-            sp.ev = CMS_EV_RUNNING;
-        }
         OT_TRY(cms_step_apply(s, &a, &card, &sp));
         goto out;
     }
@@ -668,7 +672,7 @@ static void cms_act_run(struct cms *s, int64_t id)
     if (err != OT_OK) {
         OT_LOG_WARN("action=%lld job %s: %s", (long long)a.id, st.job, e.text);
         sp.set_state = "submitted";
-        sp.next_at = cms_now() + (s->backoff_s > 0 ? s->backoff_s : 1);
+        sp.next_at = cms_now_ms() + (s->backoff_s > 0 ? s->backoff_s * 1000 : 1000);
         err = cms_step_apply(s, &a, &card, &sp);
         goto out;
     }
@@ -712,6 +716,9 @@ static void cms_act_run(struct cms *s, int64_t id)
         sp.scp = scp;
         sp.mno_job = st.job;
         if (!finished) {
+            if (strcmp(job_state, "queued") == 0) {
+                sp.next_at = cms_now_ms() + CMS_QUEUED_MS; /* the phone is away */
+            }
             cms_progress(s, &a, &card, job_state, &sp);
             OT_TRY(cms_step_apply(s, &a, &card, &sp));
             goto out;
@@ -769,7 +776,7 @@ void cms_driver_once(struct cms *s)
     struct db_stmt *st = NULL;
     int64_t ids[CMS_CLAIM_BATCH];
     size_t n = 0;
-    int64_t now = cms_now();
+    int64_t now = cms_now_ms();
     bool row = false;
     ot_err err = OT_OK;
 
@@ -824,7 +831,7 @@ void cms_driver_once(struct cms *s)
                           "UPDATE cms_actions SET claimed_until = $1 WHERE id = $2"
                           " AND claimed_until < $3 AND state IN ('pending', 'submitted')",
                           &st));
-        OT_TRY(db_bind_int64(st, 1, now + s->claim_s));
+        OT_TRY(db_bind_int64(st, 1, now + s->claim_s * 1000));
         OT_TRY(db_bind_int64(st, 2, ids[i]));
         OT_TRY(db_bind_int64(st, 3, now));
         OT_TRY(db_step(st, &row));

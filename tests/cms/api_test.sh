@@ -15,11 +15,15 @@
 # - the operator lists awaiting_destroy cards, sets an issuer policy which
 #   the next action takes; alerts list; retry with nothing stalled is 409.
 #
-# usage: api_test.sh TSMD [sqlite|pg]
+# - tsmctl cms: a subscriber's cards, lock, history and a refused unlock
+#   (exit status and message), the operator's policy and awaiting list.
+#
+# usage: api_test.sh TSMD [sqlite|pg] [TSMCTL]
 set -euo pipefail
 
 TSMD=$1
 BACKEND=${2:-sqlite}
+TSMCTL=${3:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
@@ -159,5 +163,40 @@ api GET "/admin/v1/audit?action=cms.card.destroy" "$OP_TOKEN"
 expect_status 200 "audit list"
 [ "$(jq '[.items[] | select(.outcome == "ok")] | length' "$TSMD_WORK/resp")" -ge 2 ] ||
     fail "destroy audit rows: $(cat "$TSMD_WORK/resp")"
+# --- tsmctl cms ------------------------------------------------------------
+if [ -n "$TSMCTL" ]; then
+    ctl() { # TOKEN args...
+        local tok=$1
+        shift
+        OPENTSM_URL=$TSMD_URL OPENTSM_TOKEN=$tok "$TSMCTL" "$@"
+    }
+    ctl "$TB" cms cards >"$TSMD_WORK/ctl.out" || fail "tsmctl cms cards"
+    grep -q '^b1 ' "$TSMD_WORK/ctl.out" || fail "tsmctl cms cards: $(cat "$TSMD_WORK/ctl.out")"
+    ! grep -q '^a1 ' "$TSMD_WORK/ctl.out" || fail "bob's tsmctl lists alice's card"
+    ctl "$TA" cms card a2 --json | jq -e '.state == "awaiting_lock"' >/dev/null || fail "tsmctl cms card"
+    api POST "$P/cards" "$OP_TOKEN" "{\"cards\":[$(card a3 "$ALICE" 0103 1003 bank2)]}" \
+        -H "Idempotency-Key: imp-3"
+    expect_status 201 "import a3"
+    ctl "$TA" cms lock a3 --reason stolen --note "bag snatched" --json >"$TSMD_WORK/ctl.out" ||
+        fail "tsmctl cms lock"
+    jq -e '.state == "awaiting_lock" and .action == "lock"' "$TSMD_WORK/ctl.out" >/dev/null ||
+        fail "tsmctl cms lock: $(cat "$TSMD_WORK/ctl.out")"
+    rc=0
+    ctl "$TA" cms unlock a1 2>"$TSMD_WORK/ctl.err" || rc=$?
+    [ "$rc" != 0 ] || fail "tsmctl cms unlock of a card awaiting its destroy succeeded"
+    grep -q awaiting_destroy "$TSMD_WORK/ctl.err" || fail "tsmctl's refusal: $(cat "$TSMD_WORK/ctl.err")"
+    rc=0
+    ctl "$TA" cms destroy a3 2>/dev/null || rc=$?
+    [ "$rc" = 2 ] || fail "tsmctl cms destroy without --reason: exit $rc, want 2"
+    ctl "$TA" cms history a3 >"$TSMD_WORK/ctl.out" || fail "tsmctl cms history"
+    grep -q 'lock .*awaiting_lock .*subscriber .*stolen' "$TSMD_WORK/ctl.out" ||
+        fail "tsmctl cms history: $(cat "$TSMD_WORK/ctl.out")"
+    ctl "$OP_TOKEN" cms policy bank2 --mode software --scope app >/dev/null || fail "tsmctl cms policy"
+    ctl "$OP_TOKEN" cms policies >"$TSMD_WORK/ctl.out" || fail "tsmctl cms policies"
+    grep -q '^bank2 .*software .*app' "$TSMD_WORK/ctl.out" || fail "policies: $(cat "$TSMD_WORK/ctl.out")"
+    ctl "$OP_TOKEN" cms cards --state awaiting_destroy --json | jq -e 'length == 2' >/dev/null ||
+        fail "tsmctl cms cards --state awaiting_destroy"
+fi
+
 tsmd_stop
 echo "cms api: ok"

@@ -185,8 +185,10 @@ wait_card c1 destroyed
 api GET $C/cards/c1/history "$TA"
 jq -e '[.items[] | select(.event == "destroyed")][0].detail.proof == "r-mac verified"' "$W/resp" >/dev/null ||
     fail "no destroyed row with the proof: $(cat "$W/resp")"
-jq -e '[.items[] | select(.event == "running")] | length == 1' "$W/resp" >/dev/null ||
-    fail "no running row (online): $(cat "$W/resp")"
+jq -e '[.items[] | select(.event == "submitted")][-1].detail.device == "online"' "$W/resp" >/dev/null ||
+    fail "the status lookup did not find the phone online: $(cat "$W/resp")"
+jq -e '[.items[] | select(.event == "running" or .event == "interrupted")] | length <= 1' \
+    "$W/resp" >/dev/null || fail "the card went back and forth: $(cat "$W/resp")"
 S=$(pay 1)
 [ "$S" != 9000 ] || fail "a payment SELECT works on a destroyed card"
 [ "$(destroys 1)" = 1 ] || fail "card 1 received $(destroys 1) DESTROY commands"
