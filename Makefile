@@ -46,13 +46,16 @@ build: deps
 # managed over SCP03 and used for a payment (scripts/demo.sh); then tsmd over
 # TLS with a local CA: SE import, lookup by MSISDN, SD visibility, audit
 # (scripts/demo_tsmd.sh); payments (scripts/demo_pay.sh); over the air, a phone
-# with its SEs and se-agent, jobs online and offline (scripts/demo_ota.sh). `make demo-scp03`
-# shows only the host library's SCP03 session with an in-process card.
+# with its SEs and se-agent, jobs online and offline (scripts/demo_ota.sh); a
+# phone lost while on and one stolen while off, their cards destroyed
+# (scripts/demo_cms.sh). `make demo-scp03` shows only the host library's SCP03
+# session with an in-process card.
 demo: build
 	@bash scripts/demo.sh $(BUILD)
 	@bash scripts/demo_tsmd.sh $(BUILD)
 	@bash scripts/demo_pay.sh $(BUILD)
 	@bash scripts/demo_ota.sh $(BUILD)
+	@bash scripts/demo_cms.sh $(BUILD)
 	@bash scripts/demo_console.sh $(BUILD)
 
 demo-scp03: build

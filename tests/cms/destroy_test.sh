@@ -69,7 +69,7 @@ destroys() { # N: DESTROY commands (INS DE, secured CLA 84) card N received
 
 # --- tsmd ----------------------------------------------------------------------
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=info" "services.enabled=cms, mno:orange" \
-    "mno.orange.backoff_s=0" "mno.orange.sweep_ms=50" "cms.tick_ms=50" "cms.backoff_s=0" \
+    "mno.orange.backoff_s=0" "mno.orange.sweep_ms=50" "mno.orange.heartbeat_s=1" "cms.tick_ms=50" "cms.backoff_s=0" \
     "cms.max_attempts=2"
 tsmd_bootstrap ops
 TSMD_SETS+=(--set "cms.mno_url=$TSMD_URL")
