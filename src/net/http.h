@@ -333,6 +333,10 @@ ot_err net_stream_send(struct net_stream *s, const char *id, const char *event, 
  * when the stream ended (timed out, peer gone). Any thread. */
 ot_err net_stream_answer(struct net_stream *s, int status, const char *content_type,
                          const void *body, size_t len);
+/* The same with extra header lines ("Name: value", NULL-terminated list; a
+ * line without ':' or with CR/LF: OT_E_ARG). */
+ot_err net_stream_answer_hdrs(struct net_stream *s, int status, const char *content_type,
+                              const char *const *hdrs, const void *body, size_t len);
 /* Ends the stream after what is queued has been written. Any thread. */
 void net_stream_close(struct net_stream *s);
 /* The owner's reference; NULL-safe. Any thread. */

@@ -1408,17 +1408,30 @@ ot_err net_stream_send(struct net_stream *st, const char *id, const char *event,
 ot_err net_stream_answer(struct net_stream *st, int status, const char *content_type,
                          const void *body, size_t len)
 {
+    return net_stream_answer_hdrs(st, status, content_type, NULL, body, len);
+}
+
+ot_err net_stream_answer_hdrs(struct net_stream *st, int status, const char *content_type,
+                              const char *const *hdrs, const void *body, size_t len)
+{
     if (!st || st->sse) {
         return OT_E_STATE;
     }
     char head[512];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "X-Request-Id: %s\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                     "X-Request-Id: %s\r\nCache-Control: no-store\r\nConnection: close\r\n",
                      status, http_err_reason(status),
                      content_type ? content_type : "application/json", len, st->request_id);
     if (n < 0 || (size_t)n >= sizeof head || (content_type && strpbrk(content_type, "\r\n"))) {
         return OT_E_ARG;
+    }
+    size_t extra = 2;
+    for (size_t i = 0; hdrs && hdrs[i]; i++) {
+        if (strpbrk(hdrs[i], "\r\n") || !strchr(hdrs[i], ':')) {
+            return OT_E_ARG;
+        }
+        extra += strlen(hdrs[i]) + 2;
     }
     ot_err err = OT_OK;
     pthread_mutex_lock(&st->mu);
@@ -1428,8 +1441,17 @@ ot_err net_stream_answer(struct net_stream *st, int status, const char *content_
         err = OT_E_STATE;
     } else {
         struct ot_buf b;
-        ot_buf_init(&b, (size_t)n + len + 1);
+        ot_buf_init(&b, (size_t)n + extra + len + 1);
         err = ot_buf_append(&b, head, (size_t)n);
+        for (size_t i = 0; err == OT_OK && hdrs && hdrs[i]; i++) {
+            err = ot_buf_append(&b, hdrs[i], strlen(hdrs[i]));
+            if (err == OT_OK) {
+                err = ot_buf_append(&b, "\r\n", 2);
+            }
+        }
+        if (err == OT_OK) {
+            err = ot_buf_append(&b, "\r\n", 2);
+        }
         if (err == OT_OK && len > 0) {
             err = ot_buf_append(&b, body, len);
         }

@@ -1946,6 +1946,8 @@ static void test_sse_cap_drop(void **state)
 struct poll_arg {
     struct app *a;
     int delay_ms;
+    ot_err err_bad;
+    ot_err err_crlf;
 };
 
 static void *poll_answer_thread(void *p)
@@ -1966,7 +1968,12 @@ static void *poll_answer_thread(void *p)
     nanosleep(&ts, NULL);
     pthread_mutex_lock(&pa->a->smu);
     if (pa->a->poll) {
-        (void)net_stream_answer(pa->a->poll, 200, NULL, "{\"v\":1}", 7);
+        static const char *const bad[] = {"X-No-Colon", NULL};
+        static const char *const crlf[] = {"X-A: 1\r\nX-B: 2", NULL};
+        static const char *const hdrs[] = {"X-Next: /a/b", "X-Two: 2", NULL};
+        pa->err_bad = net_stream_answer_hdrs(pa->a->poll, 200, NULL, bad, "{}", 2);
+        pa->err_crlf = net_stream_answer_hdrs(pa->a->poll, 200, NULL, crlf, "{}", 2);
+        (void)net_stream_answer_hdrs(pa->a->poll, 200, NULL, hdrs, "{\"v\":1}", 7);
     }
     pthread_mutex_unlock(&pa->a->smu);
     return NULL;
@@ -1982,14 +1989,17 @@ static void test_long_poll(void **state)
     uint16_t port = net_server_port(srv);
     static const char req5s[] = "GET /t/v1/poll?t=5000 HTTP/1.1\r\nHost: x\r\n\r\n";
     static const char req[] = "GET /t/v1/poll HTTP/1.1\r\nHost: x\r\n\r\n";
-    struct poll_arg pa = {&g_app, 100};
+    struct poll_arg pa = {&g_app, 100, OT_OK, OT_OK};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, poll_answer_thread, &pa), 0);
     char out[4096];
     raw_exchange(port, req5s, sizeof req5s - 1, out, sizeof out);
     pthread_join(t, NULL);
+    assert_int_equal(pa.err_bad, OT_E_ARG);
+    assert_int_equal(pa.err_crlf, OT_E_ARG);
     if (strncmp(out, "HTTP/1.1 200 ", 13) != 0 || !strstr(out, "\r\n\r\n{\"v\":1}")
-        || !strstr(out, "X-Request-Id: s-")) {
+        || !strstr(out, "X-Request-Id: s-")
+        || !strstr(out, "\r\nX-Next: /a/b\r\nX-Two: 2\r\n\r\n")) {
         print_error("%s\n", out);
         fail();
     }
