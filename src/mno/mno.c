@@ -422,6 +422,7 @@ out:
 void mno_sweep_kick(struct mno *m)
 {
     pthread_mutex_lock(&m->mu);
+    m->kicked = true; /* a kick during a pass gets a pass of its own */
     pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
 }
@@ -433,9 +434,11 @@ static void *mno_sweeper(void *arg)
     pthread_mutex_lock(&m->mu);
     while (!m->stopping) {
         struct timespec until;
+        m->kicked = false;
         pthread_mutex_unlock(&m->mu);
         mno_sweep_once(m);
         mno_waiters_check(m);
+        mno_held_check(m);
         mno_cb_deliver(m);
         pthread_mutex_lock(&m->mu);
         if (m->stopping) {
@@ -448,7 +451,9 @@ static void *mno_sweeper(void *arg)
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
-        (void)pthread_cond_timedwait(&m->cv, &m->mu, &until);
+        if (!m->kicked) {
+            (void)pthread_cond_timedwait(&m->cv, &m->mu, &until);
+        }
     }
     pthread_mutex_unlock(&m->mu);
     return NULL;
@@ -557,6 +562,7 @@ static void mno_destroy(void *svc)
         pthread_join(m->sweeper, NULL);
     }
     mno_waiters_drop(m);
+    mno_held_drop(m);
     mno_push_stop(m);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);

@@ -11,6 +11,7 @@
 #include "mno/mno_script.h"
 #include "svc/kit.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -551,7 +552,7 @@ static bool mno_admin_begin(struct mno *m, struct net_req *req, struct net_resp 
     return true;
 }
 
-static void mno_admin_commit(struct mno *m, struct db_conn **c, struct net_resp *resp)
+static bool mno_admin_commit(struct mno *m, struct db_conn **c, struct net_resp *resp)
 {
     ot_err err = db_commit(*c);
 
@@ -563,6 +564,7 @@ static void mno_admin_commit(struct mno *m, struct db_conn **c, struct net_resp 
     }
     db_release(*c);
     *c = NULL;
+    return err == OT_OK;
 }
 
 /* POST /admin/jobs/{id}: opens (or, with X-Admin-Resume, re-opens) the
@@ -663,7 +665,8 @@ done:
 /* The answer after script seq has its responses: the next script, a wait,
  * or the end (finishing the job when it is over). */
 static ot_err mno_after(struct mno *m, struct db_conn *c, struct net_req *req,
-                        struct net_resp *resp, struct mno_ajob *j, int64_t seq, bool *commit)
+                        struct net_resp *resp, struct mno_ajob *j, int64_t seq, bool *commit,
+                        bool *hold)
 {
     struct mno_sc next;
     char res[96];
@@ -686,7 +689,9 @@ static ot_err mno_after(struct mno *m, struct db_conn *c, struct net_req *req,
         }
         err = OT_OK;
         if (!j->closed) {
+            /* 202, unless mno_hold can keep the POST until the next batch. */
             mno_send_wait(m, resp, j->id, seq);
+            *hold = true;
             return OT_OK;
         }
     }
@@ -724,6 +729,183 @@ out:
     return err;
 }
 
+/* ---- held POSTs (docs/ota.md §6.2): an interactive job's agent waits in
+ * its POST of script n's responses for script n+1 (or the close) instead of
+ * a 202 and a POST more; the sweeper answers, by MNO_HOLD_S at the latest. */
+
+#define MNO_HOLD_S 10
+
+struct mno_held {
+    struct mno_held *next;
+    struct net_stream *s;
+    int64_t job_id;
+    int64_t device_id;
+    int64_t seq;
+    int64_t deadline;
+    atomic_bool closed;
+    atomic_int refs;
+};
+
+static void mno_held_unref(struct mno_held *h)
+{
+    if (atomic_fetch_sub(&h->refs, 1) == 1) {
+        net_stream_release(h->s);
+        free(h);
+    }
+}
+
+static void mno_held_closed(void *ctx, struct net_stream *s)
+{
+    struct mno_held *h = ctx;
+
+    (void)s;
+    atomic_store(&h->closed, true);
+    mno_held_unref(h);
+}
+
+/* Replaces the 202 in resp by a held answer (the 202 stays when it cannot). */
+static void mno_hold(struct mno *m, struct net_resp *resp, const struct mno_ajob *j, int64_t seq)
+{
+    struct mno_held *h = calloc(1, sizeof(*h));
+
+    if (h == NULL) {
+        return;
+    }
+    h->job_id = j->id;
+    h->device_id = j->device_id;
+    h->seq = seq;
+    h->deadline = mno_now() + MNO_HOLD_S;
+    atomic_init(&h->closed, false);
+    atomic_init(&h->refs, 2);
+    /* The sweeper answers by the deadline; the server's timeout is the
+     * safety net. */
+    h->s = net_resp_defer(resp, (MNO_HOLD_S + 5) * 1000u, 503, mno_held_closed, h);
+    if (h->s == NULL) {
+        free(h);
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    h->next = m->held;
+    m->held = h;
+    pthread_mutex_unlock(&m->mu);
+    mno_sweep_kick(m); /* the batch may be there already */
+}
+
+/* The held POST's answer: 200 script n+1, 202 (wait on), 204 (over). */
+static void mno_held_answer(struct mno *m, struct mno_held *h, int status,
+                            const struct mno_sc *next)
+{
+    char uri[SVC_PREFIX_MAX + 96];
+    const char *hdrs[4];
+
+    hdrs[0] = "X-Admin-Protocol: " MNO_PROTO;
+    hdrs[1] = NULL;
+    if (status == 204) {
+        (void)net_stream_answer_hdrs(h->s, 204, MNO_CT_CMD, hdrs, NULL, 0);
+        return;
+    }
+    snprintf(uri, sizeof(uri), "X-Admin-Next-URI: %s/admin/jobs/%lld/scripts/%lld", m->prefix,
+             (long long)h->job_id, (long long)(status == 200 ? next->seq : h->seq));
+    hdrs[1] = uri;
+    if (status == 200) {
+        hdrs[2] = NULL;
+        (void)net_stream_answer_hdrs(h->s, 200, MNO_CT_CMD, hdrs, next->cmd, next->cmd_n);
+        return;
+    }
+    hdrs[2] = "Retry-After: 1";
+    hdrs[3] = NULL;
+    (void)net_stream_answer_hdrs(h->s, 202, MNO_CT_CMD, hdrs, NULL, 0);
+}
+
+/* One held POST: true when answered. */
+static bool mno_held_one(struct mno *m, struct db_conn *c, struct mno_held *h, int64_t now)
+{
+    struct mno_ajob j;
+    struct mno_sc next;
+    bool answered = false;
+    ot_err err;
+
+    memset(&next, 0, sizeof(next));
+    if (db_begin(c) != OT_OK) {
+        return false;
+    }
+    err = mno_ajob_load(m, c, h->job_id, h->device_id, &j);
+    if (err == OT_E_NOT_FOUND || (err == OT_OK && j.state != MNO_J_RUNNING)) {
+        mno_held_answer(m, h, 204, NULL);
+        answered = true;
+    } else if (err == OT_OK) {
+        err = mno_sc_load(c, j.id, h->seq + 1, &next);
+        if (err == OT_OK) {
+            mno_held_answer(m, h, 200, &next);
+            answered = true;
+        } else if (err == OT_E_NOT_FOUND && j.closed) {
+            /* Closed after these responses: the job is over. */
+            err = mno_job_move(m, c, j.id, MNO_EV_FINISH, NULL);
+            if (err == OT_OK && db_commit(c) == OT_OK) {
+                mno_held_answer(m, h, 204, NULL);
+                answered = true;
+            }
+        } else if (err == OT_E_NOT_FOUND && now >= h->deadline) {
+            mno_held_answer(m, h, 202, NULL);
+            answered = true;
+        }
+    }
+    mno_sc_free(&next);
+    (void)db_rollback(c); /* no-op after a commit */
+    return answered;
+}
+
+void mno_held_check(struct mno *m)
+{
+    struct mno_held *list;
+    struct mno_held *keep = NULL;
+    struct db_conn *c = NULL;
+    int64_t now = mno_now();
+
+    pthread_mutex_lock(&m->mu);
+    list = m->held;
+    m->held = NULL;
+    pthread_mutex_unlock(&m->mu);
+    if (list != NULL && db_acquire(m->db, &c) != OT_OK) {
+        c = NULL;
+    }
+    while (list != NULL) {
+        struct mno_held *h = list;
+        bool done = atomic_load(&h->closed);
+
+        list = h->next;
+        if (!done && c != NULL) {
+            done = mno_held_one(m, c, h, now);
+        }
+        if (done) {
+            mno_held_unref(h);
+        } else {
+            h->next = keep;
+            keep = h;
+        }
+    }
+    db_release(c);
+    if (keep != NULL) {
+        struct mno_held **tail = &keep;
+        pthread_mutex_lock(&m->mu);
+        while (*tail != NULL) {
+            tail = &(*tail)->next;
+        }
+        *tail = m->held;
+        m->held = keep;
+        pthread_mutex_unlock(&m->mu);
+    }
+}
+
+void mno_held_drop(struct mno *m)
+{
+    while (m->held != NULL) {
+        struct mno_held *h = m->held;
+        m->held = h->next;
+        mno_held_unref(h);
+    }
+}
+
 /* POST /admin/jobs/{id}/scripts/{n}: the responses of script n (or a
  * status without them). */
 void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
@@ -742,6 +924,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
     const char *ns = net_req_param(req, "n");
     bool se_ok = false;
     bool commit = false;
+    bool hold = false;
     char res[96];
     ot_err err = OT_OK;
 
@@ -810,9 +993,13 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
                               "script has other responses already", NULL);
                 goto done;
             }
-            OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit));
+            OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
             if (commit) {
-                mno_admin_commit(m, &c, resp);
+                (void)mno_admin_commit(m, &c, resp);
+            }
+            svc_tx_abort(&c);
+            if (hold) {
+                mno_hold(m, resp, &j, seq);
             }
             goto done;
         }
@@ -844,18 +1031,21 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
             ot_err oc = mno_script_outcome(&cmd, &rsp, &stop, &sw);
             if (j.state == MNO_J_RUNNING && (blocked || (oc != OT_OK && !j.interactive))) {
                 OT_TRY(mno_job_stop(c, j.id, stop, sw));
-                OT_TRY(mno_job_move(m, c, j.id, MNO_EV_FAIL,
-                                    blocked ? "se_blocked" : "script stopped"));
+                const char *why = blocked                                   ? "se_blocked"
+                                  : mno_script_guard_stop(&cmd, &rsp, stop) ? "guard"
+                                                                            : "script stopped";
+                OT_TRY(mno_job_move(m, c, j.id, MNO_EV_FAIL, why));
                 snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
-                OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res,
-                                 blocked ? "se_blocked" : "script stopped"));
+                OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, why));
                 j.state = MNO_J_FAILED;
             } else if (j.state == MNO_J_RUNNING && oc != OT_OK) {
                 OT_TRY(mno_job_stop(c, j.id, stop, sw));
             }
         }
-        OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit));
-        mno_admin_commit(m, &c, resp);
+        OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
+        if (mno_admin_commit(m, &c, resp) && hold) {
+            mno_hold(m, resp, &j, seq);
+        }
         goto done;
     }
     /* A status without responses. */

@@ -802,8 +802,22 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
         db_reset(st);
         st = NULL;
         if (state != NULL && strcmp(state, "running") == 0) {
-            /* The agent waiting after a 202 repeats its POST and gets 204. */
+            /* Every script answered: the job is over now (the agent, held
+             * or waiting after a 202, gets 204). */
+            bool open_script = false;
             char data[64];
+            OT_TRY(
+                db_prepare(c, "SELECT 1 FROM mno_scripts WHERE job_id = $1 AND rsp IS NULL", &st));
+            OT_TRY(db_bind_int64(st, 1, id));
+            OT_TRY(db_step(st, &open_script));
+            db_reset(st);
+            st = NULL;
+            if (!open_script) {
+                char done_res[96];
+                OT_TRY(mno_job_move(m, c, id, MNO_EV_FINISH, NULL));
+                snprintf(done_res, sizeof(done_res), "%s/jobs/%lld", m->prefix, (long long)id);
+                OT_TRY(svc_audit(m->kit, c, req, "mno.job.done", done_res, "ok"));
+            }
             snprintf(data, sizeof(data), "{\"job\":\"%lld\"}", (long long)id);
             OT_TRY(mno_event_add(m, c, device, "batch", data));
         }
@@ -946,6 +960,7 @@ void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     (void)svc_tx_commit(&c, req, resp, 201, o);
     o = NULL;
     mno_push_kick(m, device);
+    mno_sweep_kick(m); /* an agent's POST held for this batch */
 out:
     db_reset(st);
     if (err != OT_OK) {

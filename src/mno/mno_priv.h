@@ -22,6 +22,7 @@ struct db_listener;
 struct db_stmt;
 struct mno_push_entry;
 struct mno_waiter;
+struct mno_held;
 
 #define MNO_LA_MAX       32u /* location area */
 #define MNO_DIGITS_MAX   15u /* IMEI, IMSI, MSISDN */
@@ -57,7 +58,9 @@ struct mno {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
+    bool kicked;                /* a pass is asked for (under mu) */
     struct mno_waiter *waiters; /* submitters' long-polls (under mu) */
+    struct mno_held *held;      /* agents' POSTs held for the next batch (under mu) */
     /* push: the device streams this node holds (mno_push.c) */
     pthread_mutex_t push_mu;
     struct mno_push_entry *push[MNO_PUSH_BUCKETS];
@@ -184,6 +187,10 @@ void mno_h_cb_key(struct net_req *req, struct net_resp *resp, void *ctx);
 /* Long-polls of GET /jobs/{id}?wait: answered by the sweeper. */
 void mno_waiters_check(struct mno *m);
 void mno_waiters_drop(struct mno *m); /* at destroy, after the sweeper stopped */
+/* Agents' admin POSTs held until the submitter's next batch or close
+ * (docs/ota.md §6.2): answered by the sweeper. */
+void mno_held_check(struct mno *m);
+void mno_held_drop(struct mno *m); /* at destroy, after the sweeper stopped */
 
 /* Adds the job event that wakes job_id on device_id's stream (mno_sweep.c):
  * the sweeper's wake, or a re-registration's re-wake of a delivering job. */

@@ -353,3 +353,16 @@ ot_err mno_script_outcome(const struct mno_script *cmd, const struct mno_script 
     }
     return rsp->n == cmd->n ? OT_OK : OT_E_SW;
 }
+
+bool mno_script_guard_stop(const struct mno_script *cmd, const struct mno_script *rsp, size_t stop)
+{
+    const struct mno_item *c;
+    const struct mno_item *r;
+
+    if (stop >= cmd->n || stop >= rsp->n) {
+        return false;
+    }
+    c = &cmd->items[stop];
+    r = &rsp->items[stop];
+    return c->guard != NULL && (c->guard_n != r->n || memcmp(c->guard, r->p, r->n) != 0);
+}

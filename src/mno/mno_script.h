@@ -70,5 +70,8 @@ bool mno_sw_ok(uint16_t sw);
  * *sw its status word. */
 ot_err mno_script_outcome(const struct mno_script *cmd, const struct mno_script *rsp, size_t *stop,
                           uint16_t *sw);
+/* Whether C-APDU stop (as mno_script_outcome gave it) stopped on its guard:
+ * the answer differs from the expected one. */
+bool mno_script_guard_stop(const struct mno_script *cmd, const struct mno_script *rsp, size_t stop);
 
 #endif
