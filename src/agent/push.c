@@ -28,6 +28,7 @@ struct agent_push {
     bool has_ca, has_la;
     pthread_t th;
     pthread_mutex_t mu;
+    pthread_cond_t cv; /* an event was queued */
     atomic_int stop;
     bool got_event;
     size_t head, n;
@@ -192,6 +193,7 @@ static bool on_event(void *ctx, const char *id, const char *event, const char *d
     if (p->n < AGENT_PUSH_QUEUE) {
         p->q[(p->head + p->n) % AGENT_PUSH_QUEUE] = ev;
         p->n++;
+        pthread_cond_signal(&p->cv);
     } else {
         /* Waking is never a promise (ota.md 4): a dropped job event comes
          * back at the next registration. */
@@ -287,7 +289,13 @@ ot_err agent_push_start(const struct agent_mno_cfg *cfg, const char *location_ar
         free(p);
         return OT_E_NOMEM;
     }
+    if (pthread_cond_init(&p->cv, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return OT_E_NOMEM;
+    }
     if (ot_thread_start(&p->th, push_main, p) != OT_OK) {
+        pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
         free(p);
         return OT_E_NOMEM;
@@ -313,6 +321,27 @@ bool agent_push_next(struct agent_push *p, struct agent_push_event *ev)
     }
     pthread_mutex_unlock(&p->mu);
     return got;
+}
+
+void agent_push_wait(struct agent_push *p, int ms)
+{
+    struct timespec until;
+
+    if (p == NULL || ms <= 0) {
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (p->n == 0) {
+        (void)pthread_cond_timedwait(&p->cv, &p->mu, &until);
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 void agent_push_stop(struct agent_push *p)

@@ -40,6 +40,9 @@ ot_err agent_push_start(const struct agent_mno_cfg *cfg, const char *location_ar
                         const char *state_dir, struct agent_push **out);
 /* The next queued event (false when none). */
 bool agent_push_next(struct agent_push *p, struct agent_push_event *ev);
+/* Waits until an event is queued or ms milliseconds passed (the main loop's
+ * tick: a job event is run at once, not at the next poll). */
+void agent_push_wait(struct agent_push *p, int ms);
 /* Asks the thread to stop at its next event or reconnect. The thread may be
  * blocked in the stream: it is detached and its state is left to the
  * process's exit (call at shutdown only). */

@@ -60,6 +60,7 @@ struct ctx {
     struct agent_selist list;
     struct agent_mno *mno;
     char token[TOKEN_MAX];
+    char imei[AGENT_IMEI_MAX + 1]; /* run: the device's, read once (GET P/device) */
 };
 
 static const char g_usage[] =
@@ -93,7 +94,7 @@ static const char g_usage[] =
     "  --ca FILE            CA bundle (PEM) to check --mno's certificate\n"
     "  --location-area LA   run: the location area sent at registration\n"
     "  --poll-ms MS         run: how often the readers are looked at, 10..60000\n"
-    "                       (default 1000)\n"
+    "                       (default 1000; a push event is handled at once)\n"
     "  --json               one JSON document on stdout\n"
     "  --log-level L        error, warn (default), info, debug, trace (APDUs)\n"
     "  --help               this text\n"
@@ -896,9 +897,17 @@ static void run_event(struct ctx *c, const struct agent_push_event *ev)
         (void)do_backstage(c, ev->request, ev->op, ev->se);
         return;
     }
-    err = agent_mno_known_cins(c->mno, &known, imei, sizeof imei, why, sizeof why);
+    /* The IMEI is the device principal's: read once, not per job (every
+     * request is a device round trip). */
+    err = OT_OK;
+    if (c->imei[0] == '\0') {
+        err = agent_mno_known_cins(c->mno, &known, imei, sizeof imei, why, sizeof why);
+        if (err == OT_OK) {
+            (void)snprintf(c->imei, sizeof c->imei, "%s", imei);
+        }
+    }
     if (err == OT_OK) {
-        err = agent_admin_run(c->mno, c->svc, &c->list, imei, c->o.state, &ev->job, &res, why,
+        err = agent_admin_run(c->mno, c->svc, &c->list, c->imei, c->o.state, &ev->job, &res, why,
                               sizeof why);
     }
     if (err != OT_OK) {
@@ -954,7 +963,7 @@ static int cmd_run(struct ctx *c)
     }
     next_hb = mono_ms() + (int64_t)hb_s * 1000;
     while (!g_stop) {
-        sleep_ms(c->o.poll_ms);
+        agent_push_wait(push, c->o.poll_ms); /* a job event ends the wait */
         for (i = 0; i < n && !g_stop; i++) {
             bool now = agent_reader_present(rs[i]);
             if (now && !was[i]) {
