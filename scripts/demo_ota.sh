@@ -8,13 +8,16 @@
 #   2. the operator enrols the device (principal, token) and its SEs' CINs;
 #   3. se-agent run verifies the SEs (`se-agent list`) and registers: the
 #      phone is online;
-#   4. a bank submits a scripted job (SELECT ISD, GET DATA CIN and CPLC, read
-#      only): it runs at once, its R-APDUs are shown;
-#   5. se-agent stops (SIGTERM: the phone detaches), a job is submitted and
-#      waits, queued;
-#   6. se-agent starts again: the phone registers and the job runs, done.
+#   4. a bank runs an SCP03 session with its SD on eSE1 through a job
+#      (client/otascp: the bank holds the keys and checks the card's R-MACs;
+#      mno and se-agent carry protected bytes): it runs at once;
+#   5. se-agent stops (SIGTERM: the phone detaches); the bank's next SCP03
+#      job (its handshake computed ahead, guarded) waits, queued;
+#   6. se-agent starts again: the phone registers and the job runs, done,
+#      its R-MACs verified.
 #
-# usage: scripts/demo_ota.sh [BUILD_DIR]   (needs tsmd, tsmctl, se-agent, vse)
+# usage: scripts/demo_ota.sh [BUILD_DIR]   (needs tsmd, tsmctl, se-agent, vse and
+# tests/mno/mno_otascp_run: a build with the tests)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +26,8 @@ TSMD=$BUILD/src/bin/tsmd
 TSMCTL=$BUILD/src/bin/tsmctl
 AGENT=$BUILD/src/bin/se-agent
 VSE=$BUILD/src/bin/vse
-for b in "$TSMD" "$TSMCTL" "$AGENT" "$VSE"; do
+OTASCP=$BUILD/tests/mno/mno_otascp_run
+for b in "$TSMD" "$TSMCTL" "$AGENT" "$VSE" "$OTASCP"; do
     [ -x "$b" ] || { echo "demo: $b is not built (cmake --build $BUILD)" >&2; exit 1; }
 done
 for t in curl jq; do
@@ -52,10 +56,10 @@ tsmd_work_init demo-ota
 W=$TSMD_WORK
 "$ROOT/scripts/certs.sh" "$W/certs" sp-a >/dev/null 2>&1
 export CURL_CA_BUNDLE=$W/certs/ca.pem
-CIN_ESE=4F54534D44455601 # profiles/dev.json
+CIN_ESE=4F54534D45534501 # profiles/ese-central.json
 CIN_SIM=4F54534D55494301 # profiles/uicc-central.json
 MSISDN=33600000001
-"$VSE" create --profile "$ROOT/profiles/dev.json" --out "$W/ese.img" >/dev/null
+"$VSE" create --profile "$ROOT/profiles/ese-central.json" --out "$W/ese.img" >/dev/null
 "$VSE" run "$W/ese.img" --listen "unix:$W/ese.sock" >>"$W/vse-ese.log" 2>&1 &
 TSMD_EXTRA_PIDS+=("$!")
 READERS=(--reader "eSE1=socket:unix:$W/ese.sock")
@@ -143,24 +147,28 @@ wait_job() { # ID STATE
     fail "job $1 is not $2: $(bank mno job "$1" --instance orange --json)"
 }
 
-step "4. bank-a submits a scripted job: it runs at once"
-cat >"$W/job1.json" <<JSON
-{"msisdn":"$MSISDN","se":{"reader":"eSE1"},"kind":"scripted",
- "apdus":["00A4040008A000000151000000","80CA004500","80CA9F7F00"]}
-JSON
-echo "    job1.json: SELECT the ISD, GET DATA CIN (0045), GET DATA CPLC (9F7F)"
-say "tsmctl mno submit job1.json --instance orange"
-bank mno submit "$W/job1.json" --instance orange --json >"$W/j1.json"
-J1=$(jq -er .id "$W/j1.json")
-echo "    job $J1 submitted: $(jq -r .state "$W/j1.json")"
-wait_job "$J1" "done"
+step "4. bank-a runs an SCP03 session with its SD on eSE1: it runs at once"
+# bank-a's security domain F04F54534D534401 of profiles/ese-central.json
+# (pseudo-random card challenge, R-MAC, R-ENC); its keys stay with the bank:
+# mno and se-agent carry protected bytes only, the bank checks the R-MACs.
+SD=F04F54534D534401
+APP=F04F54534D0501AA
+scp03() { # the bank's submitter (client/otascp.h, tests/mno/otascp_run.c)
+    "$OTASCP" --url "$TSMD_URL" --ca "$W/certs/ca.pem" --token "$BANK" --instance orange \
+        --msisdn "$MSISDN" --reader eSE1 --aid "$SD" --key 505152535455565758595A5B5C5D5E5F \
+        --kvn 48 --level 33 --card "$W/bank-a.card" "$@"
+}
+say "otascp_run --msisdn $MSISDN --reader eSE1 --aid $SD --key <bank-a's> --level 33 \\"
+say "    80CA00E000 80F240020A4F08${APP}00   (GET DATA key info, GET STATUS of its application)"
+scp03 80CA00E000 "80F240020A4F08${APP}00" | tee "$W/j1.out"
+grep -q "R-MACs verified" "$W/j1.out" || fail "job 1: the R-MACs were not verified"
+J1=$(sed -n '1s/^job \([0-9]*\):.*/\1/p' "$W/j1.out")
 agent_log
-say "tsmctl mno job $J1 --instance orange"
+say "tsmctl mno job $J1 --instance orange   (what mno saw: SCP03-protected bytes only)"
 bank mno job "$J1" --instance orange
-[ "$(bank mno job "$J1" --instance orange --json | jq -r '.scripts[0].rapdus[1]')" = "4508${CIN_ESE}9000" ] ||
-    fail "job $J1: the CIN R-APDU is not the card's"
+[ "$(job_state "$J1")" = done ] || fail "job $J1 is not done"
 
-step "5. the phone goes off: the job waits"
+step "5. the phone goes off: the next SCP03 job waits"
 say "kill -TERM se-agent   (it detaches the phone)"
 kill -TERM "$RUN_PID"
 wait "$RUN_PID" || fail "se-agent did not exit 0 on SIGTERM"
@@ -169,11 +177,17 @@ agent_log
 say "tsmctl mno status --msisdn $MSISDN --instance orange"
 ctl mno status --msisdn "$MSISDN" --instance orange
 [ "$(phone_state)" = offline ] || fail "the phone is not offline after the detach"
-sed 's/80CA9F7F00"\]/80CA004200"]/' "$W/job1.json" >"$W/job2.json"
-echo "    job2.json: SELECT the ISD, GET DATA CIN (0045), GET DATA IIN (0042)"
-say "tsmctl mno submit job2.json --instance orange"
-bank mno submit "$W/job2.json" --instance orange --json >"$W/j2.json"
-J2=$(jq -er .id "$W/j2.json")
+echo "    the bank knows the card now: the handshake is computed ahead, one guarded script"
+say "otascp_run ... 80F240020A4F08${APP}00 &"
+scp03 --timeout-ms 60000 "80F240020A4F08${APP}00" >"$W/j2.out" 2>&1 &
+SCP_PID=$!
+J2=
+for _ in $(seq 1 100); do
+    J2=$(bank mno jobs --instance orange --json | jq -r '[.[] | select(.state == "queued")] | .[0].id // empty')
+    [ -n "$J2" ] && break
+    sleep 0.1
+done
+[ -n "$J2" ] || fail "no queued job"
 say "tsmctl mno job $J2 --instance orange"
 bank mno job "$J2" --instance orange
 [ "$(job_state "$J2")" = queued ] || fail "job $J2 is not queued while the phone is off"
@@ -181,12 +195,13 @@ bank mno job "$J2" --instance orange
 step "6. the phone comes back: it registers and the job runs"
 say "se-agent ... run &"
 agent_run 2
-wait_job "$J2" "done"
+wait "$SCP_PID" || fail "job $J2: $(cat "$W/j2.out")"
+cat "$W/j2.out"
+grep -q "R-MACs verified" "$W/j2.out" || fail "job 2: the R-MACs were not verified"
 agent_log
 say "tsmctl mno job $J2 --instance orange"
 bank mno job "$J2" --instance orange
-say "tsmctl mno jobs --instance orange"
-bank mno jobs --instance orange
+[ "$(job_state "$J2")" = done ] || fail "job $J2 is not done"
 kill -TERM "$RUN_PID"
 wait "$RUN_PID" || fail "se-agent did not exit 0 on SIGTERM"
 RUN_PID=

@@ -11,8 +11,8 @@
  *     --card FILE                        what is known of the card (read if
  *                                        there, written after: the next run
  *                                        predicts the handshake)
- *     --count N                          run N times; last line
- *                                        "runs= p50_ms= p99_ms= jobs= fallbacks="
+ *     --count N                          run N times; last line "runs= p50_ms=
+ *                                        p99_ms= jobs= fallbacks= first_job= last_job="
  *     --timeout-ms MS (20000) --json --destructive --priority N
  *   APDU: a plain C-APDU in hex (wrapped here, never sent plain).
  *
@@ -269,6 +269,8 @@ int main(int argc, char **argv)
     double *lat = NULL;
     unsigned jobs = 0;
     unsigned fallbacks = 0;
+    char first_job[OTASCP_JOB_ID_MAX + 1] = "";
+    char last_job[OTASCP_JOB_ID_MAX + 1] = "";
     int rc = parse(argc, argv, &o);
 
     if (rc != 0) {
@@ -321,6 +323,10 @@ int main(int argc, char **argv)
         }
         card = r.state.card;
         card_save(o.card_file, &card);
+        if (first_job[0] == '\0') {
+            (void)snprintf(first_job, sizeof(first_job), "%s", r.state.job);
+        }
+        (void)snprintf(last_job, sizeof(last_job), "%s", r.state.job);
         jobs += r.jobs;
         fallbacks += r.state.fallbacks;
         if (o.count == 1) {
@@ -336,8 +342,9 @@ int main(int argc, char **argv)
     }
     if (o.count > 1 && rc == 0) {
         qsort(lat, (size_t)o.count, sizeof(*lat), cmp_d);
-        printf("runs=%d p50_ms=%.2f p99_ms=%.2f jobs=%u fallbacks=%u\n", o.count,
-               lat[(o.count - 1) / 2], lat[(size_t)((o.count - 1) * 99 / 100)], jobs, fallbacks);
+        printf("runs=%d p50_ms=%.2f p99_ms=%.2f jobs=%u fallbacks=%u first_job=%s last_job=%s\n",
+               o.count, lat[(o.count - 1) / 2], lat[(size_t)((o.count - 1) * 99 / 100)], jobs,
+               fallbacks, first_job, last_job);
     }
     free(lat);
     mno_client_free(m);
