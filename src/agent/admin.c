@@ -131,7 +131,7 @@ static ot_err session_save(const char *dir, const char *job, const struct post *
     OT_TRY(json_put_str(o, "uri", p->uri));
     OT_TRY(json_put_str(o, "from", p->from));
     OT_TRY(json_serialize(o, &text, &tl));
-    OT_TRY(agent_file_write(dir, SESSION_FILE, text, tl));
+    OT_TRY(agent_file_write_cached(dir, SESSION_FILE, text, tl));
 out:
     json_free(o);
     free(text);

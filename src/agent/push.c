@@ -173,7 +173,7 @@ static bool on_event(void *ctx, const char *id, const char *event, const char *d
     if (id != NULL && p->state[0] != '\0' && strlen(id) < sizeof p->last_id
         && strspn(id, "0123456789") == strlen(id)) {
         (void)snprintf(p->last_id, sizeof p->last_id, "%s", id);
-        (void)agent_file_write(p->state, PUSH_ID_FILE, id, strlen(id));
+        (void)agent_file_write_cached(p->state, PUSH_ID_FILE, id, strlen(id));
     }
     p->got_event = true;
     if (!agent_push_parse(event, data, &ev)) {

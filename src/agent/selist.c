@@ -240,7 +240,8 @@ static ot_err write_all(int fd, const char *p, size_t n)
     return OT_OK;
 }
 
-ot_err agent_file_write(const char *dir, const char *name, const char *text, size_t len)
+static ot_err file_write(const char *dir, const char *name, const char *text, size_t len,
+                         bool durable)
 {
     char path[4096];
     char tmp[4096];
@@ -256,7 +257,7 @@ ot_err agent_file_write(const char *dir, const char *name, const char *text, siz
     (void)unlink(tmp); /* one left by a crash is never reused */
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || write_all(fd, text, len) != OT_OK || write_all(fd, "\n", 1) != OT_OK
-        || fsync(fd) != 0) {
+        || (durable && fsync(fd) != 0)) {
         OT_LOG_ERROR("write %s: %s", tmp, strerror(errno));
         OT_FAIL(OT_E_IO);
     }
@@ -268,6 +269,9 @@ ot_err agent_file_write(const char *dir, const char *name, const char *text, siz
     if (rename(tmp, path) != 0) {
         OT_LOG_ERROR("rename %s: %s", tmp, strerror(errno));
         OT_FAIL(OT_E_IO);
+    }
+    if (!durable) {
+        goto out;
     }
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) != 0) {
@@ -283,6 +287,16 @@ out:
         close(dfd);
     }
     return err;
+}
+
+ot_err agent_file_write(const char *dir, const char *name, const char *text, size_t len)
+{
+    return file_write(dir, name, text, len, true);
+}
+
+ot_err agent_file_write_cached(const char *dir, const char *name, const char *text, size_t len)
+{
+    return file_write(dir, name, text, len, false);
 }
 
 static ot_err put_hex_or_null(json_t *o, const char *key, const uint8_t *p, size_t n)
