@@ -43,7 +43,8 @@
 
 static const char g_usage[] =
     "usage: fleetsim [options]\n"
-    "  --url URL[,URL...]     tsmd nodes, http://IPV4:PORT (plain HTTP), required\n"
+    "  --url URL[,URL...]     tsmd nodes, http://IPV4:PORT or https://IPV4:PORT, required\n"
+    "  --ca FILE              CA of the nodes' certificates (https; they must name the IPV4)\n"
     "  --instance NAME        mno instance (default orange)\n"
     "  --op-token-file F      operator token (enrols the devices), required\n"
     "  --sp-token-file F      submitter's token (a service provider), required\n"
@@ -68,6 +69,8 @@ struct opts {
     char hosts[MAX_NODES][64];
     uint16_t ports[MAX_NODES];
     unsigned nnodes;
+    bool tls;
+    const char *ca_file;
     const char *instance;
     char op_token[TOKEN_MAX];
     char sp_token[TOKEN_MAX];
@@ -125,15 +128,17 @@ static bool read_token(const char *path, char *out, size_t cap)
     return n > 0 && n < cap - 1;
 }
 
-/* http://A.B.C.D:PORT (a trailing / allowed). */
-static bool parse_url(const char *u, char *host, size_t hcap, uint16_t *port)
+/* http(s)://A.B.C.D:PORT (a trailing / allowed). */
+static bool parse_url(const char *u, char *host, size_t hcap, uint16_t *port, bool *tls)
 {
     uint32_t p = 0;
     char tmp[128];
-    if (strncmp(u, "http://", 7) != 0 || strlen(u) >= sizeof tmp) {
+    size_t skip = strncmp(u, "http://", 7) == 0 ? 7u : strncmp(u, "https://", 8) == 0 ? 8u : 0u;
+    if (skip == 0 || strlen(u) >= sizeof tmp) {
         return false;
     }
-    (void)snprintf(tmp, sizeof tmp, "%s", u + 7);
+    *tls = skip == 8;
+    (void)snprintf(tmp, sizeof tmp, "%s", u + skip);
     size_t l = strlen(tmp);
     if (l > 0 && tmp[l - 1] == '/') {
         tmp[l - 1] = '\0';
@@ -174,6 +179,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         const char *val = argv[++i];
         if (strcmp(a, "--url") == 0) {
             urls = val;
+        } else if (strcmp(a, "--ca") == 0) {
+            o->ca_file = val;
         } else if (strcmp(a, "--instance") == 0) {
             o->instance = val;
         } else if (strcmp(a, "--op-token-file") == 0) {
@@ -250,13 +257,21 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         if (o->nnodes == MAX_NODES) {
             return usage_err("--url: at most %d nodes", MAX_NODES);
         }
-        if (!parse_url(u, o->hosts[o->nnodes], sizeof o->hosts[0], &o->ports[o->nnodes])) {
-            return usage_err("--url: '%s' is not http://IPV4:PORT", u);
+        bool tls = false;
+        if (!parse_url(u, o->hosts[o->nnodes], sizeof o->hosts[0], &o->ports[o->nnodes], &tls)) {
+            return usage_err("--url: '%s' is not http(s)://IPV4:PORT", u);
         }
+        if (o->nnodes > 0 && tls != o->tls) {
+            return usage_err("--url: every node http, or every node https");
+        }
+        o->tls = tls;
         o->nnodes++;
     }
     if (o->nnodes == 0) {
         return usage_err("--url: no node");
+    }
+    if (o->tls != (o->ca_file != NULL)) {
+        return usage_err("--ca goes with https:// nodes (and they need it)");
     }
     if (o->procs == 0) {
         o->procs = (o->devices + 8999u) / 9000u;
@@ -309,6 +324,7 @@ static int worker(const struct opts *o, unsigned k, uint32_t first, uint32_t n, 
     memset(&cfg, 0, sizeof cfg);
     cfg.host = o->hosts[node];
     cfg.port = o->ports[node];
+    cfg.ca_file = o->tls ? o->ca_file : NULL;
     cfg.instance = o->instance;
     cfg.op_token = o->op_token;
     cfg.sp_token = o->sp_token;

@@ -246,7 +246,7 @@ ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out)
         || f->sub_dev == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
-    OT_TRY(fh_loop_init(&f->loop, cfg->host ? cfg->host : "127.0.0.1", cfg->port));
+    OT_TRY(fh_loop_init(&f->loop, cfg->host ? cfg->host : "127.0.0.1", cfg->port, cfg->ca_file));
     for (unsigned i = 0; i < f->cfg.inflight; i++) {
         fh_conn_init(&f->sub[i], &f->loop, 0);
     }

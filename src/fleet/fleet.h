@@ -16,7 +16,7 @@
  * session ends.
  *
  * Everything runs on one epoll loop with a small HTTP/1.1 client (plain
- * HTTP; fleet_http.c): an idle device costs its card state, its stream's
+ * HTTP or TLS; fleet_http.c): an idle device costs its card state, its stream's
  * socket and a few hundred bytes, not a thread and a libcurl handle. Each
  * device's connections leave from its own loopback address
  * (127.x.y.z, fleet_dev_src) so 100,000 streams and their short session
@@ -36,7 +36,9 @@
 
 struct fleet_cfg {
     const char *host;     /* the tsmd node: IPv4 address ("127.0.0.1") */
-    uint16_t port;        /* its HTTP port (plain HTTP) */
+    uint16_t port;        /* its HTTP port */
+    const char *ca_file;  /* NULL: plain HTTP; else HTTPS, the node's certificate checked
+                             against this CA and required to name host */
     const char *instance; /* the mno instance ("orange") */
     const char *op_token; /* operator: principals, tokens, enrolment */
     const char *sp_token; /* the submitter of the jobs (a service provider) */

@@ -11,6 +11,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +31,7 @@
 #define FH_READ_CHUNK 16384u
 #define FH_EVENTS     256
 
-ot_err fh_loop_init(struct fh_loop *l, const char *host, uint16_t port)
+ot_err fh_loop_init(struct fh_loop *l, const char *host, uint16_t port, const char *ca_file)
 {
     struct in_addr a;
 
@@ -40,6 +43,21 @@ ot_err fh_loop_init(struct fh_loop *l, const char *host, uint16_t port)
     l->dst_addr = a.s_addr;
     l->dst_port = htons(port);
     (void)snprintf(l->host, sizeof l->host, "%s:%u", host, (unsigned)port);
+    if (ca_file != NULL) {
+        l->tls = SSL_CTX_new(TLS_client_method());
+        if (l->tls == NULL || SSL_CTX_load_verify_locations(l->tls, ca_file, NULL) != 1
+            || SSL_CTX_set_min_proto_version(l->tls, TLS1_2_VERSION) != 1) {
+            OT_LOG_WARN("TLS: cannot use CA file %s", ca_file);
+            fh_loop_close(l);
+            return OT_E_ARG;
+        }
+        SSL_CTX_set_verify(l->tls, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_options(l->tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+        /* An idle stream keeps no read/write buffers. */
+        SSL_CTX_set_mode(l->tls, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE
+                                     | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        (void)snprintf(l->tls_ip, sizeof l->tls_ip, "%s", host);
+    }
     l->ep = epoll_create1(EPOLL_CLOEXEC);
     return l->ep < 0 ? OT_E_IO : OT_OK;
 }
@@ -50,6 +68,8 @@ void fh_loop_close(struct fh_loop *l)
         close(l->ep);
     }
     l->ep = -1;
+    SSL_CTX_free(l->tls);
+    l->tls = NULL;
 }
 
 void fh_conn_init(struct fh_conn *c, struct fh_loop *l, uint32_t src_host_order)
@@ -64,6 +84,10 @@ void fh_conn_init(struct fh_conn *c, struct fh_loop *l, uint32_t src_host_order)
 
 void fh_close(struct fh_conn *c)
 {
+    if (c->ssl != NULL) {
+        SSL_free(c->ssl); /* no close_notify: the peer sees the TCP close */
+        c->ssl = NULL;
+    }
     if (c->fd >= 0) {
         (void)epoll_ctl(c->loop->ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -71,6 +95,7 @@ void fh_close(struct fh_conn *c)
         c->loop->open--;
     }
     c->connecting = false;
+    c->handshaking = false;
     c->busy = false;
     c->streaming = false;
     c->must_close = false;
@@ -139,18 +164,62 @@ static void fh_fail(struct fh_conn *c, ot_err err)
     }
 }
 
+/* TLS I/O with the socket's conventions: -1 and errno EAGAIN when it
+ * would block (*want_out: it waits for the socket to be writable), 0 at
+ * the end of the stream, -1 and EIO on an error. */
+static ssize_t fh_tls_result(struct fh_conn *c, int r, bool *want_out)
+{
+    int e = SSL_get_error(c->ssl, r);
+    *want_out = e == SSL_ERROR_WANT_WRITE;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return 0;
+    }
+    OT_LOG_DEBUG("TLS: error %d", e);
+    ERR_clear_error();
+    errno = EIO;
+    return -1;
+}
+
+static ssize_t fh_write(struct fh_conn *c, const void *p, size_t n, bool *want_out)
+{
+    *want_out = true;
+    if (c->ssl == NULL) {
+        return send(c->fd, p, n, MSG_NOSIGNAL);
+    }
+    int r = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+    return r > 0 ? r : fh_tls_result(c, r, want_out);
+}
+
+static ssize_t fh_read(struct fh_conn *c, void *p, size_t n, bool *want_out)
+{
+    *want_out = false;
+    if (c->ssl == NULL) {
+        return recv(c->fd, p, n, 0);
+    }
+    int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+    return r > 0 ? r : fh_tls_result(c, r, want_out);
+}
+
 static ot_err fh_flush(struct fh_conn *c)
 {
+    bool want_out = true;
     while (c->out_off < c->out.len) {
-        ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = fh_write(c, c->out.data + c->out_off, c->out.len - c->out_off, &want_out);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                fh_watch(c, true);
+                fh_watch(c, want_out);
                 return OT_OK;
             }
             if (errno == EINTR) {
                 continue;
             }
+            return OT_E_IO;
+        }
+        if (w == 0) {
             return OT_E_IO;
         }
         c->out_off += (size_t)w;
@@ -202,7 +271,7 @@ ot_err fh_send(struct fh_conn *c, const char *method, const char *path, const ch
         OT_TRY(fh_connect(c));
     }
     c->busy = true;
-    if (!c->connecting) {
+    if (!c->connecting && !c->handshaking) {
         err = fh_flush(c);
     }
 out:
@@ -305,7 +374,8 @@ static void fh_readable(struct fh_conn *c)
     uint8_t tmp[FH_READ_CHUNK];
 
     for (;;) {
-        ssize_t r = recv(c->fd, tmp, sizeof tmp, 0);
+        bool want_out = false;
+        ssize_t r = fh_read(c, tmp, sizeof tmp, &want_out);
         if (r == 0) {
             /* A kept-alive connection the server closed before answering:
              * the caller retries on a fresh one (nothing was processed). */
@@ -316,6 +386,9 @@ static void fh_readable(struct fh_conn *c)
         }
         if (r < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (want_out) {
+                    fh_watch(c, true);
+                }
                 return;
             }
             if (errno == EINTR) {
@@ -376,6 +449,36 @@ static void fh_readable(struct fh_conn *c)
     }
 }
 
+static ot_err fh_tls_start(struct fh_conn *c)
+{
+    c->ssl = SSL_new(c->loop->tls);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1
+        || X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->loop->tls_ip) != 1) {
+        return OT_E_NOMEM;
+    }
+    SSL_set_connect_state(c->ssl);
+    c->handshaking = true;
+    return OT_OK;
+}
+
+/* Advances the handshake; done: the request waiting goes out. */
+static ot_err fh_tls_step(struct fh_conn *c)
+{
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->handshaking = false;
+        return c->out.len > c->out_off ? fh_flush(c) : OT_OK;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        fh_watch(c, e == SSL_ERROR_WANT_WRITE);
+        return OT_OK;
+    }
+    OT_LOG_WARN("TLS handshake: %s", ERR_reason_error_string(ERR_get_error()));
+    ERR_clear_error();
+    return OT_E_IO;
+}
+
 void fh_loop_poll(struct fh_loop *l, int timeout_ms)
 {
     struct epoll_event evs[FH_EVENTS];
@@ -396,6 +499,21 @@ void fh_loop_poll(struct fh_loop *l, int timeout_ms)
                 continue;
             }
             c->connecting = false;
+            if (c->loop->tls != NULL) {
+                if (fh_tls_start(c) != OT_OK) {
+                    fh_fail(c, OT_E_IO);
+                    continue;
+                }
+            }
+        }
+        if (c->handshaking) {
+            ot_err he = fh_tls_step(c);
+            if (he != OT_OK) {
+                fh_fail(c, he);
+            }
+            if (he != OT_OK || c->handshaking) {
+                continue;
+            }
         }
         if ((e & EPOLLOUT) != 0 && !c->connecting && c->out.len > c->out_off) {
             if (fh_flush(c) != OT_OK) {
@@ -404,6 +522,8 @@ void fh_loop_poll(struct fh_loop *l, int timeout_ms)
             }
         } else if ((e & EPOLLOUT) != 0 && !c->connecting) {
             fh_watch(c, false);
+            /* A TLS read that had to write first goes on now. */
+            e |= c->ssl != NULL ? (uint32_t)EPOLLIN : 0u;
         }
         if (c->fd >= 0 && (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
             fh_readable(c);

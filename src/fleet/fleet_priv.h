@@ -20,12 +20,17 @@
  * server closes). Keep-alive: the next fh_send on the same connection reuses
  * it unless the server said Connection: close (then it reconnects). */
 
+struct ssl_ctx_st;
+struct ssl_st;
+
 struct fh_loop {
     int ep;
-    uint32_t dst_addr; /* network order */
-    uint16_t dst_port; /* network order */
-    char host[64];     /* Host header */
-    unsigned open;     /* connections open now */
+    struct ssl_ctx_st *tls; /* NULL: plain HTTP; else every connection is TLS */
+    char tls_ip[64];        /* the address the server's certificate must name */
+    uint32_t dst_addr;      /* network order */
+    uint16_t dst_port;      /* network order */
+    char host[64];          /* Host header */
+    unsigned open;          /* connections open now */
 };
 
 struct fh_conn;
@@ -39,12 +44,14 @@ typedef void (*fh_done_fn)(void *ctx, struct fh_conn *c, ot_err err);
 struct fh_conn {
     struct fh_loop *loop;
     int fd;
-    uint32_t src; /* source address, network order (0: any) */
+    struct ssl_st *ssl; /* TLS (loop->tls) */
+    uint32_t src;       /* source address, network order (0: any) */
     bool connecting;
-    bool busy;       /* a request is out and its answer not complete */
-    bool must_close; /* the server closes after this answer */
-    bool streaming;  /* the answer is an SSE stream being fed to sse */
-    bool reused;     /* the request went over a kept-alive connection */
+    bool handshaking; /* TLS handshake in progress */
+    bool busy;        /* a request is out and its answer not complete */
+    bool must_close;  /* the server closes after this answer */
+    bool streaming;   /* the answer is an SSE stream being fed to sse */
+    bool reused;      /* the request went over a kept-alive connection */
     int status;
     struct ot_buf out;
     size_t out_off;
@@ -56,7 +63,9 @@ struct fh_conn {
     void *ctx;
 };
 
-ot_err fh_loop_init(struct fh_loop *l, const char *host, uint16_t port);
+/* ca_file non-NULL: TLS (HTTPS), the server's certificate verified
+ * against it and required to name host (an IPv4 address). */
+ot_err fh_loop_init(struct fh_loop *l, const char *host, uint16_t port, const char *ca_file);
 void fh_loop_close(struct fh_loop *l);
 /* Runs epoll once (up to timeout_ms) and dispatches. */
 void fh_loop_poll(struct fh_loop *l, int timeout_ms);
