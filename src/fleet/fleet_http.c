@@ -5,6 +5,7 @@
 #define OT_LOG_COMPONENT "fleet.http"
 #include "core/log.h"
 #include "fleet/fleet_priv.h"
+#include "fleet/http_head.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,8 +27,6 @@
 #    define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define FH_HEAD_MAX   ((size_t)16 * 1024)
-#define FH_BODY_MAX   ((size_t)8 * 1024 * 1024)
 #define FH_READ_CHUNK 16384u
 #define FH_EVENTS     256
 
@@ -284,13 +283,13 @@ const uint8_t *fh_body(const struct fh_conn *c, size_t *len)
     return c->hdr_end > 0 ? c->in.data + c->hdr_end : NULL;
 }
 
-bool fh_header(const struct fh_conn *c, const char *name, char *out, size_t cap)
+bool fh_head_get(const uint8_t *head, size_t head_len, const char *name, char *out, size_t cap)
 {
     size_t nl = strlen(name);
-    const char *p = (const char *)c->in.data;
-    const char *end = p + c->hdr_end;
+    const char *p = (const char *)head;
+    const char *end = p + head_len;
 
-    if (c->hdr_end == 0) {
+    if (head == NULL || head_len == 0) {
         return false;
     }
     p = memchr(p, '\n', (size_t)(end - p)); /* skip the status line */
@@ -310,7 +309,10 @@ bool fh_header(const struct fh_conn *c, const char *name, char *out, size_t cap)
                 v++;
                 vl--;
             }
-            if (vl >= cap) {
+            while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) {
+                vl--;
+            }
+            if (vl >= cap || memchr(v, '\0', vl) != NULL) {
                 return false;
             }
             memcpy(out, v, vl);
@@ -322,44 +324,63 @@ bool fh_header(const struct fh_conn *c, const char *name, char *out, size_t cap)
     return false;
 }
 
-/* Parses the status line and headers once all are in. */
-static ot_err fh_parse_head(struct fh_conn *c)
+bool fh_header(const struct fh_conn *c, const char *name, char *out, size_t cap)
 {
-    const char *p = (const char *)c->in.data;
-    const char *e = NULL;
+    return c->hdr_end > 0 && fh_head_get(c->in.data, c->hdr_end, name, out, cap);
+}
+
+ot_err fh_head_parse(const uint8_t *p, size_t n, struct fh_head *out)
+{
+    const uint8_t *e = NULL;
     char v[64];
 
-    for (size_t i = 3; i < c->in.len; i++) {
+    memset(out, 0, sizeof *out);
+    for (size_t i = 3; i < n && i < FH_HEAD_MAX; i++) {
         if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n' && p[i - 3] == '\r') {
             e = p + i + 1;
             break;
         }
     }
     if (e == NULL) {
-        return c->in.len > FH_HEAD_MAX ? OT_E_PROTOCOL : OT_E_TRUNCATED;
+        return n >= FH_HEAD_MAX ? OT_E_PROTOCOL : OT_E_TRUNCATED;
     }
-    if (c->in.len < 12 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[9] < '1' || p[9] > '5' || p[10] < '0'
-        || p[10] > '9' || p[11] < '0' || p[11] > '9') {
+    out->len = (size_t)(e - p);
+    if (out->len < 13 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[9] < '1' || p[9] > '5' || p[10] < '0'
+        || p[10] > '9' || p[11] < '0' || p[11] > '9' || (p[12] != ' ' && p[12] != '\r')) {
         return OT_E_PROTOCOL;
     }
-    c->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-    c->hdr_end = (size_t)(e - p);
-    c->must_close = fh_header(c, "Connection", v, sizeof v) && strcasecmp(v, "close") == 0;
-    c->streaming = c->status == 200 && fh_header(c, "Content-Type", v, sizeof v)
-                   && strncmp(v, "text/event-stream", 17) == 0;
-    c->clen = 0;
-    if (!c->streaming && c->status != 204 && c->status != 304) {
+    out->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    out->close = fh_head_get(p, out->len, "Connection", v, sizeof v) && strcasecmp(v, "close") == 0;
+    out->stream = out->status == 200 && fh_head_get(p, out->len, "Content-Type", v, sizeof v)
+                  && strncmp(v, "text/event-stream", 17) == 0;
+    if (!out->stream && out->status != 204 && out->status != 304) {
         char *end = NULL;
-        if (!fh_header(c, "Content-Length", v, sizeof v)) {
+        if (!fh_head_get(p, out->len, "Content-Length", v, sizeof v) || v[0] < '0' || v[0] > '9') {
             return OT_E_PROTOCOL;
         }
         errno = 0;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (errno != 0 || end == v || *end != '\0' || n > FH_BODY_MAX) {
+        unsigned long long cl = strtoull(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0' || cl > FH_BODY_MAX) {
             return OT_E_PROTOCOL;
         }
-        c->clen = (size_t)n;
+        out->body_len = (size_t)cl;
     }
+    return OT_OK;
+}
+
+/* Parses the status line and headers once all are in. */
+static ot_err fh_parse_head(struct fh_conn *c)
+{
+    struct fh_head h;
+    ot_err err = fh_head_parse(c->in.data, c->in.len, &h);
+    if (err != OT_OK) {
+        return err;
+    }
+    c->status = h.status;
+    c->hdr_end = h.len;
+    c->must_close = h.close;
+    c->streaming = h.stream;
+    c->clen = h.body_len;
     return OT_OK;
 }
 
