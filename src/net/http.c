@@ -1105,8 +1105,9 @@ static bool net_gate(struct net_req *req)
     }
     uint64_t credkey = 0;
     if (token || have_subject) {
-        char k[600];
-        (void)snprintf(k, sizeof k, "%s\n%s", token ? token : "", req->subject);
+        char k[sizeof req->cookie_tok + sizeof req->subject + 2];
+        (void)snprintf(k, sizeof k, "%.*s\n%s", (int)(sizeof req->cookie_tok - 1),
+                       token ? token : "", req->subject);
         credkey = net_rl_hash(k);
         ot_mem_wipe(k, sizeof k);
         if (net_rl_window_count(srv->rl_credfail, credkey, win, now, &cretry)
