@@ -4,6 +4,7 @@
 // exits 1 with the failing check's message.
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 
 const env = process.env;
 const require = createRequire(path.join(env.NODE_PATH, 'noop.js'));
@@ -181,7 +182,33 @@ async function subscriber(browser) {
   const { ctx, page } = await newPage(browser);
   await signIn(page, env.OT_SUB);
   await visit(page, 'cards');
+  const cardSel = 'main [data-view="cards"] [data-card="alice-visa"]';
+  await page.waitForSelector(`${cardSel} [data-state="active"]`);
   await shot(page, 'subscriber-cards');
+
+  step = 'subscriber: phone lost while off';
+  page.on('dialog', (d) => d.accept());
+  const [lost] = await page.$$(`xpath/.//section[@data-card="alice-visa"]//button[contains(., "My phone is lost")]`);
+  check(lost, 'no "My phone is lost" button');
+  await lost.click();
+  await page.waitForSelector(`${cardSel} [data-state="awaiting_destroy"]`);
+  const pending = await page.$eval(`${cardSel} [data-state]`, (e) => e.textContent);
+  check(pending.startsWith('Pending'), `the card shows "${pending}", not pending`);
+  await shot(page, 'subscriber-pending');
+  const navs = await page.evaluate(() => performance.getEntriesByType('navigation').length);
+
+  step = 'subscriber: the phone comes back, the page shows destroyed';
+  execFileSync(env.OT_PHONE_ON, { stdio: 'inherit' });
+  await page.waitForSelector(`${cardSel} [data-state="destroyed"]`, { timeout: 30000 });
+  const label = await page.$eval(`${cardSel} [data-state]`, (e) => e.textContent);
+  check(label === 'Destroyed', `the card shows "${label}"`);
+  check(await page.evaluate(() => performance.getEntriesByType('navigation').length) === navs,
+    'the page was reloaded');
+  await shot(page, 'subscriber-destroyed');
+  const [hist] = await page.$$(`xpath/.//section[@data-card="alice-visa"]//button[contains(., "History")]`);
+  await hist.click();
+  await page.waitForFunction((sel) => document.querySelector(sel).textContent.includes('destroyed')
+    && document.querySelector(sel).querySelector('table'), { polling: 100 }, cardSel);
   step = 'subscriber signs out';
   await page.click('#signout');
   await page.waitForSelector('#signin:not([hidden])');
