@@ -449,24 +449,37 @@ async function viewCards(root) {
     const now = JSON.stringify(doc.items);
     if (now === seen) return; // unchanged: keep focus and open histories
     seen = now;
-    box.replaceChildren(...(doc.items.length ? doc.items.map((card) => {
+    // One group per phone (the wallets' "my phones"), its cards inside.
+    const phones = new Map();
+    for (const card of doc.items) {
+      const k = card.msisdn || '';
+      if (!phones.has(k)) phones.set(k, []);
+      phones.get(k).push(card);
+    }
+    const cardBox = (card) => {
       const hist = el('div');
-      const final = card.state === 'destroyed' || card.state === 'invalid';
-      const buttons = final ? [] : [
-        el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'lost', `Destroy card ${card.card_id}? This cannot be undone.`) }, 'My phone is lost: destroy'),
-        el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'stolen', `Destroy card ${card.card_id}? This cannot be undone.`) }, 'Stolen: destroy'),
-        card.state === 'locked' || card.state === 'awaiting_lock'
-          ? el('button', { type: 'button', class: 'secondary', onclick: act(card, 'unlock', 'found') }, 'Found: unlock')
-          : el('button', { type: 'button', class: 'secondary', onclick: act(card, 'lock', 'lost') }, 'Lock'),
-      ];
+      // Only the moves cms's table allows from the card's state (docs/cms.md).
+      const st = card.state;
+      const canDestroy = ['active', 'locked', 'awaiting_lock', 'awaiting_unlock'].includes(st);
+      const buttons = [
+        canDestroy && el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'lost', `Destroy card ${card.card_id}? This cannot be undone.`) }, 'My phone is lost: destroy'),
+        canDestroy && el('button', { type: 'button', class: 'danger', onclick: act(card, 'destroy', 'stolen', `Destroy card ${card.card_id}? This cannot be undone.`) }, 'Stolen: destroy'),
+        st === 'locked' && el('button', { type: 'button', class: 'secondary', onclick: act(card, 'unlock', 'found') }, 'Found: unlock'),
+        st === 'active' && el('button', { type: 'button', class: 'secondary', onclick: act(card, 'lock', 'lost') }, 'Lock'),
+      ].filter(Boolean);
       return el('section', { class: 'card', 'data-card': card.card_id },
-        el('h2', {}, `Card ${card.card_id}`),
+        el('h3', {}, `Card ${card.card_id}`),
         el('p', {}, 'State: ', cardState(card.state)),
-        el('p', { class: 'muted' }, `Phone ${card.msisdn || '—'} · issuer ${card.issuer || '—'}`),
+        el('p', { class: 'muted' }, `Issuer ${card.issuer || '—'}`),
         el('div', { class: 'row' }, ...buttons,
-          el('button', { type: 'button', class: 'secondary', onclick: (ev) => busy(ev.target, () => history(card, hist)) }, 'History')),
+          el('button', { type: 'button', class: 'secondary', 'aria-label': `History of card ${card.card_id}`, onclick: (ev) => busy(ev.target, () => history(card, hist)) }, 'History')),
         hist);
-    }) : [el('p', {}, 'No cards.')]));
+    };
+    box.replaceChildren(...(doc.items.length ? [...phones].map(([msisdn, cards]) =>
+      el('section', { class: 'phone', 'data-phone': msisdn },
+        el('h2', {}, msisdn ? `Phone ${msisdn}` : 'No phone'),
+        el('p', { class: 'muted' }, `${cards.length} card${cards.length === 1 ? '' : 's'} on this phone`),
+        ...cards.map(cardBox))) : [el('p', {}, 'No cards.')]));
   };
   await busy(null, load);
   poll(load, 2000);
