@@ -219,19 +219,18 @@ static ot_err cms_act_cmds(const struct cms_act *a, uint8_t *buf, size_t cap,
         *n = 1;
         return OT_OK;
     }
-    if (a->action == CMS_ACT_DESTROY && a->scope == CMS_SC_CARD && a->mode != CMS_M_PUK) {
-        /* vse DESTROY: P1 01 software (wipe, delete, TERMINATED), 02 hardware (mute) */
+    if (a->action == CMS_ACT_DESTROY && (a->scope == CMS_SC_CARD || a->mode != CMS_M_SOFTWARE)) {
+        /* vse DESTROY: P1 01 software (wipe, delete, TERMINATED), 02
+         * hardware (mute), 03 PUK exhaustion (telecom blocked, TERMINATED);
+         * the last two are whole-card by nature. */
         buf[0] = 0x80;
         buf[1] = 0xDE;
-        buf[2] = a->mode == CMS_M_HARDWARE ? 0x02 : 0x01;
+        buf[2] = a->mode == CMS_M_HARDWARE ? 0x02 : a->mode == CMS_M_PUK ? 0x03 : 0x01;
         buf[3] = 0x00;
         cmds[0].p = buf;
         cmds[0].n = 4;
         *n = 1;
         return OT_OK;
-    }
-    if (a->action == CMS_ACT_DESTROY && a->mode == CMS_M_PUK) {
-        return OT_E_UNSUPPORTED;
     }
     if (json_parse(a->aids, strlen(a->aids), sizeof(a->aids), &aids, NULL) != OT_OK
         || !json_is_array(aids) || json_array_size(aids) == 0
@@ -579,15 +578,6 @@ static void cms_act_run(struct cms *s, int64_t id)
     sp.verify_first = a.verify_first;
     sp.next_at = cms_now_ms() + s->tick_ms;
     err = cms_act_cmds(&a, cmdbuf, sizeof(cmdbuf), cmds, &ncmds);
-    if (err == OT_E_UNSUPPORTED) {
-        sp.set_state = "stalled";
-        sp.alert_kind = "unsupported_mode";
-        sp.hist_event = "stalled";
-        snprintf(sp.detail, sizeof(sp.detail), "{\"mode\":\"%s\",\"scope\":\"%s\"}",
-                 cms_mode_name(a.mode), cms_scope_name(a.scope));
-        err = cms_step_apply(s, &a, &card, &sp);
-        goto out;
-    }
     OT_TRY(err);
     OT_TRY(cms_keys_of(s, &card, &keys));
     OT_TRY(cms_client(s));

@@ -41,6 +41,12 @@ void cms_h_policy_put(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_json_error(resp, OT_E_FORMAT, &je);
         goto done;
     }
+    if (si == CMS_SC_APP && mi != CMS_M_SOFTWARE) {
+        /* PUK exhaustion and the mute state end the whole card. */
+        net_resp_error(resp, OT_E_FORMAT, NULL,
+                       "puk and hardware destroy the whole card: scope card", "scope");
+        goto done;
+    }
     OT_TRY(svc_tx_begin(s->kit, &c));
     OT_TRY(db_prepare(c,
                       "INSERT INTO cms_policies (issuer, mode, scope, updated_at)"

@@ -9,7 +9,7 @@
  *
  * Proprietary DESTROY command (vse only, not GlobalPlatform):
  *
- *   CLA 80-83 (84-87 with secure messaging)  INS DE  P1 01 | 02  P2 00  no data
+ *   CLA 80-83 (84-87 with secure messaging)  INS DE  P1 01 | 02 | 03  P2 00  no data
  *
  *   P1 01  software destroy: every instance of a payment module
  *          (se_applet_ops.payment) has its payment data wiped and is deleted,
@@ -17,11 +17,17 @@
  *          delete payment applications, terminate").
  *   P1 02  hardware destroy: the card answers 9000 one last time, then stays
  *          mute for good (no ATR, no answer), like a burnt chip.
+ *   P1 03  PUK exhaustion: the card's preinstalled procedure (seed 000,
+ *          [0083]-[0087]) presents wrong PUKs to every telecom application
+ *          (UNBLOCK PIN, through the applet's own code) until the eleventh
+ *          blocks it, which blocks the card for good (TERMINATED); the
+ *          payment applications stay, unselectable. A card without a
+ *          telecom application: 6A88, nothing changed.
  *
  *   Conditions: an authenticated secure channel with the selected SD (6982
  *   without), which must hold the Card Terminate privilege (6982 without).
- *   A software destroy of a card already TERMINATED: 6985. P1 other than
- *   01/02 or P2 not 00: 6A86; command data present: 6700. Both results live in
+ *   A software or PUK destroy of a card already TERMINATED: 6985. P1 other
+ *   than 01/02/03 or P2 not 00: 6A86; command data present: 6700. Both results live in
  *   the card image and survive restarts.
  */
 #define OT_LOG_COMPONENT "se.admin"
@@ -62,6 +68,7 @@
 /* Destroy command (see the comment at the top). */
 #define ADM_DESTROY_SOFTWARE 0x01u
 #define ADM_DESTROY_HARDWARE 0x02u
+#define ADM_DESTROY_PUK      0x03u
 
 /* GET DATA / STORE DATA tags handled here (GPCS 11.3, 11.11, H.2). */
 #define ADM_TAG_ISD_AID        0x4Fu
@@ -1396,12 +1403,73 @@ void se_destroy_hardware(struct se_card *c)
     se_mark_dirty(c);
 }
 
+/* A telecom instance: the module named "telecom". */
+static bool adm_is_telecom(const struct se_state *st, int i)
+{
+    const struct se_app *a = &st->apps[i];
+    const struct se_applet_ops *ops;
+
+    if (a->is_sd) {
+        return false;
+    }
+    ops = se_applet_find(a->elf.b, a->elf.len);
+    return ops != NULL && strcmp(ops->name, "telecom") == 0;
+}
+
+int se_destroy_puk(struct se_card *c)
+{
+    /* Two wrong-PUK candidates (PUK || new PIN): at most one of them is the
+     * PUK, so when one unblocks (9000, the counters reset) the other is
+     * wrong for good. */
+    static const uint8_t guess[2][16] = {
+        {'0', '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', 0xFF, 0xFF, 0xFF, 0xFF},
+        {'9', '9', '9', '9', '9', '9', '9', '9', '0', '0', '0', '0', 0xFF, 0xFF, 0xFF, 0xFF},
+    };
+    struct se_state *st = &c->st;
+    const struct se_applet_ops *ops = NULL;
+    unsigned g = 0;
+    int i;
+
+    for (i = 1; i < (int)st->napps && !adm_is_telecom(st, i); i++) {
+    }
+    if (i >= (int)st->napps) {
+        return 0;
+    }
+    ops = se_applet_find(st->apps[i].elf.b, st->apps[i].elf.len);
+    /* 10 wrong PUKs and the eleventh, twice over after a lucky guess */
+    for (unsigned t = 0; t < 32u && st->card_lcs != GP_LCS_CARD_TERMINATED; t++) {
+        struct se_applet_ctx ctx;
+        struct apdu cmd = {
+            .cla = 0x00, .ins = 0x2C, .p1 = 0x00, .p2 = 0x01, .data = guess[g], .nc = 16};
+        uint8_t rbuf[64];
+        struct buf_wr out;
+        buf_wr_init(&out, rbuf, sizeof rbuf);
+        se_applet_ctx_init(c, i, 0, &ctx);
+        if (ops->process(&ctx, &cmd, &out) == ADM_SW_OK) {
+            g ^= 1u; /* that one was the PUK: the other is wrong */
+        }
+    }
+    if (st->card_lcs != GP_LCS_CARD_TERMINATED) {
+        return -1;
+    }
+    OT_LOG_INFO("PUK destroy: telecom instance %d blocked the card", i);
+    for (unsigned ch = 0; ch < SE_MAX_CHANNELS; ch++) {
+        c->chans[ch].perso_target = -1;
+        c->chans[ch].store_next_block = 0;
+        adm_status_forget(&c->chans[ch]);
+    }
+    se_mark_dirty(c);
+    return 1;
+}
+
 uint16_t se_gp_destroy(struct se_cmd *x)
 {
     struct se_card *c = x->card;
     const struct apdu *a = x->a;
 
-    if (a->p2 != 0x00 || (a->p1 != ADM_DESTROY_SOFTWARE && a->p1 != ADM_DESTROY_HARDWARE)) {
+    if (a->p2 != 0x00
+        || (a->p1 != ADM_DESTROY_SOFTWARE && a->p1 != ADM_DESTROY_HARDWARE
+            && a->p1 != ADM_DESTROY_PUK)) {
         return ADM_SW_P1P2;
     }
     if (a->nc != 0) {
@@ -1415,6 +1483,18 @@ uint16_t se_gp_destroy(struct se_cmd *x)
             return ADM_SW_CONDITIONS;
         }
         se_destroy_software(c);
+    } else if (a->p1 == ADM_DESTROY_PUK) {
+        int r;
+        if (adm_card_is(c, GP_LCS_CARD_TERMINATED)) {
+            return ADM_SW_CONDITIONS;
+        }
+        r = se_destroy_puk(c);
+        if (r == 0) {
+            return ADM_SW_REF_NOT_FND; /* no telecom application */
+        }
+        if (r < 0) {
+            return ADM_SW_MEMORY; /* the applet did not block (cannot happen) */
+        }
     } else {
         se_destroy_hardware(c);
     }

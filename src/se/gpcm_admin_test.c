@@ -1488,7 +1488,7 @@ static void test_destroy_software(void **state)
     gp_session_free(s);
     s = t_open(t.c, NULL, KEY40);
     t_image(&t, &before);
-    assert_int_equal(t_send_hex(s, t.c, "80DE0300", NULL, NULL), 0x6A86);
+    assert_int_equal(t_send_hex(s, t.c, "80DE0400", NULL, NULL), 0x6A86);
     assert_int_equal(t_send_hex(s, t.c, "80DE0101", NULL, NULL), 0x6A86);
     assert_int_equal(t_send_hex(s, t.c, "80DE01000100", NULL, NULL), 0x6700);
     gp_session_free(s);
@@ -1605,6 +1605,68 @@ static void test_destroy_hardware(void **state)
     t_card_free(&t);
 }
 
+/* A card with a telecom application (PUK personalized by install
+ * parameters 81: the given 8 digits). */
+#define PROFILE_TELECOM(puk)                                                         \
+    "{\"type\":\"UICC\",\"card_lcs\":\"SECURED\","                                   \
+    "\"isd\":{\"aid\":\"" ISD "\",\"privileges\":\"9EFE80\",\"scp\":3,\"i\":\"10\"," \
+    "\"keys\":[{\"kvn\":48,\"type\":\"aes\",\"enc\":\"" KEY40 "\",\"mac\":\"" KEY40  \
+    "\",\"dek\":\"" KEY40 "\"}]},"                                                   \
+    "\"packages\":[{\"aid\":\"F04F54534D02\",\"module\":\"emv-payment\"},"           \
+    "{\"aid\":\"F04F54534D04\",\"module\":\"telecom\"}],"                            \
+    "\"applications\":[{\"aid\":\"" EMV "\",\"package\":\"F04F54534D02\"},"          \
+    "{\"aid\":\"A0000000871002\",\"package\":\"F04F54534D04\",\"params\":\"8108" puk "\"}]}"
+
+/* PUK exhaustion (P1 03): the telecom application blocks the card for good,
+ * also when one of the wrong guesses happens to be the PUK. */
+static void test_destroy_puk(void **state)
+{
+    (void)state;
+    /* PUK 12345678; then each of the two wrong guesses as the PUK */
+    static const char *const profiles[] = {PROFILE_TELECOM("3132333435363738"),
+                                           PROFILE_TELECOM("3030303030303030"),
+                                           PROFILE_TELECOM("3939393939393939")};
+    struct t_card t;
+    struct ot_buf before, after;
+    struct gp_session *s;
+
+    /* No telecom application: 6A88, nothing changed. */
+    t_card_new(&t, profile_base);
+    s = t_open(t.c, NULL, KEY40);
+    t_image(&t, &before);
+    assert_int_equal(t_send_hex(s, t.c, "80DE0300", NULL, NULL), 0x6A88);
+    t_image(&t, &after);
+    assert_int_equal(before.len, after.len);
+    assert_memory_equal(before.data, after.data, before.len);
+    ot_buf_free(&before);
+    ot_buf_free(&after);
+    gp_session_free(s);
+    assert_int_not_equal(t.c->st.card_lcs, GP_LCS_CARD_TERMINATED);
+    t_card_free(&t);
+
+    for (size_t k = 0; k < sizeof profiles / sizeof profiles[0]; k++) {
+        t_card_new(&t, profiles[k]);
+        /* without a secure channel: refused */
+        assert_int_equal(t_plain(t.c, "00A4040000", NULL, NULL) & 0xFF00u, 0x9000);
+        assert_int_equal(t_plain(t.c, "80DE0300", NULL, NULL), 0x6982);
+        s = t_open(t.c, NULL, KEY40);
+        assert_int_equal(t_send_hex(s, t.c, "80DE0300", NULL, NULL), 0x9000);
+        assert_int_equal(t.c->st.card_lcs, GP_LCS_CARD_TERMINATED);
+        assert_true(t_app(t.c, EMV) > 0); /* blocked, not deleted */
+        assert_int_equal(t_send_hex(s, t.c, "80DE0300", NULL, NULL), 0x6985);
+        gp_session_free(s);
+        /* kept in the image; the payment application does not answer */
+        se_card_free(t.c);
+        assert_int_equal(se_card_open(t.path, &t.c), OT_OK);
+        assert_int_equal(t.c->st.card_lcs, GP_LCS_CARD_TERMINATED);
+        uint8_t atr[SE_MAX_ATR];
+        size_t atr_len = sizeof atr;
+        assert_int_equal(se_card_power_on(t.c, atr, &atr_len), OT_OK);
+        assert_int_not_equal(t_plain(t.c, "00A4040007" EMV "00", NULL, NULL), 0x9000);
+        t_card_free(&t);
+    }
+}
+
 /* The destroy functions directly (the runtime's entry points). */
 static void test_destroy_functions(void **state)
 {
@@ -1644,6 +1706,7 @@ int main(void)
         cmocka_unit_test(test_get_data_tags),
         cmocka_unit_test(test_destroy_software),
         cmocka_unit_test(test_destroy_hardware),
+        cmocka_unit_test(test_destroy_puk),
         cmocka_unit_test(test_destroy_functions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

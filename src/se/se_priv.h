@@ -283,8 +283,12 @@ uint16_t se_gp_get_data(struct se_cmd *x);
  * applications and terminates the card; hardware destroy makes it mute. */
 void se_destroy_software(struct se_card *c);
 void se_destroy_hardware(struct se_card *c);
+/* PUK exhaustion (seed 000 [0087]): wrong PUKs to the first telecom
+ * application until it blocks the card (TERMINATED). 1 done, 0 no telecom
+ * application (nothing changed), -1 the applet did not block. */
+int se_destroy_puk(struct se_card *c);
 /* Proprietary DESTROY command (CLA 80/84 INS DE, P1 01 software / 02
- * hardware, P2 00, no data), routed by the runtime to the selected SD; needs
+ * hardware / 03 PUK exhaustion, P2 00, no data), routed by the runtime to the selected SD; needs
  * an authenticated secure channel and the Card Terminate privilege. */
 #define SE_INS_DESTROY 0xDEu
 uint16_t se_gp_destroy(struct se_cmd *x);

@@ -29,16 +29,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 for t in curl jq xxd; do
     command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
 done
-AGENT_PIDS=()
-stop_agents() {
-    local p
-    for p in "${AGENT_PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-}
-# shellcheck disable=SC2034 # read by tsmd_cleanup (tests/tsmd/lib.sh)
-TSMD_CLEANUP_HOOK=stop_agents
+# shellcheck source=phones.sh
+. "$HERE/phones.sh"
+phones_init
 tsmd_work_init cms-destroy
 W=$TSMD_WORK
 
@@ -52,121 +45,15 @@ jq '.isd.i = "70"' "$PROFILES/ese-central.json" >"$W/p1.json"
 jq ".cin = \"$CIN2\"" "$W/p1.json" >"$W/p2.json"
 "$VSE" create --profile "$W/p1.json" --out "$W/c1.img" >/dev/null
 "$VSE" create --profile "$W/p2.json" --out "$W/c2.img" >/dev/null
-start_vse() { # N
-    "$VSE" run "$W/c$1.img" --listen "unix:$W/c$1.sock" --log-level trace >>"$W/vse$1.log" 2>&1 &
-    TSMD_EXTRA_PIDS+=("$!")
-    for _ in $(seq 1 100); do
-        [ -S "$W/c$1.sock" ] && return 0
-        sleep 0.05
-    done
-    fail "vse $1 did not listen"
-}
-start_vse 1
-start_vse 2
-destroys() { # N: DESTROY commands (INS DE, secured CLA 84) card N received
-    grep -c 'C-APDU.*\b84DE' "$W/vse$1.log" || true
-}
+vse_start 1
+vse_start 2
 
 # --- tsmd ----------------------------------------------------------------------
-tsmd_config "sqlite:$W/var/tsmd.db" "log.level=info" "services.enabled=cms, mno:orange" \
-    "mno.orange.backoff_s=0" "mno.orange.sweep_ms=50" "mno.orange.heartbeat_s=1" "cms.tick_ms=50" "cms.backoff_s=0" \
-    "cms.max_attempts=2"
-tsmd_bootstrap ops
-TSMD_SETS+=(--set "cms.mno_url=$TSMD_URL")
-export OPENTSM_CMS_MNO_TOKEN=$OP_TOKEN
-tsmd_start
-P=/mno/orange/v1
-C=/cms/v1
-
-device() { # NAME IMEI IMSI -> principal id
-    api POST /admin/v1/principals "$OP_TOKEN" \
-        "{\"kind\":\"device\",\"name\":\"$1\",\"imei\":\"$2\",\"imsi\":\"$3\",\"mno\":\"orange\"}" \
-        -H "Idempotency-Key: dev-$1"
-    case $API_STATUS in 200 | 201) ;; *) fail "device $1: $API_STATUS $(cat "$W/resp")" ;; esac
-    jq -er .id "$W/resp"
-}
-enrol() { # PRINCIPAL MSISDN CIN
-    api POST $P/devices "$OP_TOKEN" "{\"principal_id\":$1,\"msisdn\":\"$2\",\"cins\":[\"$3\"]}" \
-        -H "Idempotency-Key: enrol-$1"
-    case $API_STATUS in 200 | 201) ;; *) fail "enrol $1: $API_STATUS $(cat "$W/resp")" ;; esac
-}
-D1=$(device phone1 356938035643809 208011234567890)
-D2=$(device phone2 356938035643817 208011234567891)
-D3=$(device phone3 356938035643825 208011234567892)
-enrol "$D1" 33600000001 $CIN1
-enrol "$D2" 33600000002 $CIN2
-enrol "$D3" 33600000003 $CIN3
-for d in 1 2 3; do
-    id=$(eval echo "\$D$d")
-    (umask 077 && tsmd_token "$id" >"$W/dev$d.token")
-done
-ALICE=$(tsmd_principal subscriber alice)
-TA=$(tsmd_token "$ALICE")
-KEYS='{"enc":"404142434445464748494A4B4C4D4E4F","mac":"404142434445464748494A4B4C4D4E4F","dek":"404142434445464748494A4B4C4D4E4F"}'
-card() { # ID CIN N
-    printf '{"card_id":"%s","subscriber":%s,"cin":"%s","mno":"orange","msisdn":"3360000000%s","imsi":"20801123456789%s","imei":"3569380356438%s","issuer":"bank1","aids":["A0000000041010"],"sd_aid":"A000000151000000","kvn":48,"keys":%s}' \
-        "$1" "$ALICE" "$2" "$3" "$(($3 - 1))" "$(printf '%02d' $((9 + ($3 - 1) * 8)))" "$KEYS"
-}
+cms_tsmd_start
+phones_enrol 1 2 3
 api POST $C/cards "$OP_TOKEN" "{\"cards\":[$(card c1 $CIN1 1),$(card c2 $CIN2 2),$(card c3 $CIN3 3)]}" \
     -H "Idempotency-Key: import"
 expect_status 201 "import"
-
-agent_start() { # N
-    "$AGENT" --state "$W/agent$1" --reader "eSE1=socket:unix:$W/c$1.sock" --mno "$TSMD_URL$P" \
-        --token-file "$W/dev$1.token" --poll-ms 200 --log-level info --location-area "208-01-4A2$1" \
-        run >>"$W/agent$1.log" 2>&1 &
-    eval "AGENT$1=$!"
-    AGENT_PIDS+=("$!")
-    for _ in $(seq 1 200); do
-        api GET "$P/status?msisdn=3360000000$1" "$OP_TOKEN"
-        [ "$(jq -r .state "$W/resp")" = online ] && grep -q "event=stream_open" "$W/agent$1.log" && return 0
-        sleep 0.1
-    done
-    fail "phone$1 not online: $(tail -5 "$W/agent$1.log")"
-}
-agent_stop() { # N
-    local pid
-    pid=$(eval echo "\$AGENT$1")
-    kill -TERM "$pid"
-    wait "$pid" || fail "se-agent $1 did not exit 0 on SIGTERM"
-}
-card_state() { # ID
-    api GET "$C/cards/$1" "$TA"
-    jq -r .state "$W/resp"
-}
-wait_card() { # ID STATE
-    local s
-    for _ in $(seq 1 300); do
-        s=$(card_state "$1")
-        [ "$s" = "$2" ] && return 0
-        sleep 0.1
-    done
-    api GET "$C/cards/$1/history" "$TA"
-    fail "card $1 is $s, not $2: $(cat "$W/resp")"
-}
-pay() { # N -> the SW of a payment SELECT on phone N's card (through an mno job)
-    local id s
-    api POST $P/jobs "$OP_TOKEN" \
-        "{\"msisdn\":\"3360000000$1\",\"se\":{\"cin\":\"$(eval echo "\$CIN$1")\"},\"kind\":\"scripted\",\"apdus\":[\"00A4040007A000000004101000\"]}" \
-        -H "Idempotency-Key: pay-$1-$RANDOM$RANDOM"
-    expect_status 201 "payment job"
-    id=$(jq -r .id "$W/resp")
-    for _ in $(seq 1 200); do
-        api GET "$P/jobs/$id" "$OP_TOKEN"
-        s=$(jq -r .state "$W/resp")
-        case $s in done | failed) break ;; esac
-        sleep 0.1
-    done
-    case $s in
-    done | failed) ;;
-    *) fail "payment job $id: $s" ;;
-    esac
-    jq -r '.scripts[0].rapdus[0] // "none"' "$W/resp" | tail -c 5
-}
-act() { # ID ACTION REASON KEY
-    api POST "$C/cards/$1/$2" "$TA" "{\"reason\":\"$3\"}" -H "Idempotency-Key: $4"
-    expect_status 202 "$2 $1"
-}
 
 # --- 1. lock and unlock -------------------------------------------------------
 agent_start 1
@@ -266,6 +153,5 @@ jq -e '[.items[] | select(.card_id == "c3" and .kind == "no_proof")] | length ==
 note "forged success refused"
 
 stop_agents
-AGENT_PIDS=()
 tsmd_stop
 echo "cms destroy: ok"
