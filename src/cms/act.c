@@ -306,6 +306,7 @@ ot_err cms_card_act(struct cms *s, struct db_conn *c, const struct net_req *req,
     if (own != NULL) {
         OT_TRY(db_commit(own));
         cms_driver_kick(s);
+        cms_notify_kick(s);
     }
     if (state_out != NULL) {
         *state_out = to;

@@ -88,6 +88,15 @@ static const struct db_migration cms_migrations[] = {
      " cleared BIGINT NOT NULL DEFAULT 0,"
      " created_at BIGINT NOT NULL)",
      NULL},
+    {20,
+     "CREATE TABLE cms_notify_settings ("
+     " subscriber BIGINT PRIMARY KEY,"
+     " webhook_url TEXT,"
+     " key_version BIGINT NOT NULL DEFAULT 0,"
+     " email TEXT,"
+     " events TEXT NOT NULL,"
+     " updated_at BIGINT NOT NULL)",
+     NULL},
 };
 
 static const struct cfg_opt cms_opts[] = {
@@ -150,6 +159,49 @@ static const struct cfg_opt cms_opts[] = {
      3600,
      0,
      "Seconds a node holds an action it works on before another node may take it over."},
+    {"cms.smtp_url",
+     CFG_STR,
+     {.s = ""},
+     0,
+     255,
+     0,
+     "SMTP server of the subscribers' e-mail notifications (smtp://host:port or smtps://...); "
+     "empty: e-mail notifications fail and are logged."},
+    {"cms.smtp_from",
+     CFG_STR,
+     {.s = "cms@opentsm.invalid"},
+     0,
+     255,
+     0,
+     "Sender address of the e-mail notifications."},
+    {"cms.notify_ca",
+     CFG_STR,
+     {.s = ""},
+     0,
+     255,
+     0,
+     "PEM CA file for https webhook receivers and smtps (empty: the system's)."},
+    {"cms.notify_tick_ms",
+     CFG_INT,
+     {.i = 250},
+     10,
+     60000,
+     0,
+     "Interval of the notification sender (it also wakes at once after a notifying change)."},
+    {"cms.notify_backoff_ms",
+     CFG_INT,
+     {.i = 2000},
+     1,
+     3600000,
+     0,
+     "First retry delay of a failed notification (doubled per attempt, at most one hour)."},
+    {"cms.notify_attempts",
+     CFG_INT,
+     {.i = 10},
+     1,
+     100,
+     0,
+     "Attempts of a notification before it is given up (the delivery log keeps each)."},
 };
 
 int64_t cms_now(void)
@@ -285,6 +337,8 @@ static const struct svc_route cms_route_table[] = {
     {"PUT", "/policies/{issuer}", CMS_OPS, false, cms_h_policy_put, NULL, 0},
     {"GET", "/alerts", CMS_OPS, false, cms_h_alerts, cms_q_page, 0},
     {"POST", "/alerts/{id}/clear", CMS_OPS, false, cms_h_alert_clear, NULL, 0},
+    {"GET", "/subscribers/{id}/notifications", CMS_SUBS, false, cms_h_notify_get, NULL, 0},
+    {"PUT", "/subscribers/{id}/notifications", CMS_SUBS, false, cms_h_notify_put, NULL, 0},
 };
 
 static const struct svc_route *cms_routes(size_t *n)
@@ -318,8 +372,12 @@ static ot_err cms_create(const struct svc_env *env, void **out)
     s->claim_s = svc_cfg_int(env, "claim_s");
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    err = cms_driver_start(s);
+    err = cms_notify_open(s, env);
+    if (err == OT_OK) {
+        err = cms_driver_start(s);
+    }
     if (err != OT_OK) {
+        cms_notify_close(s);
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
         free(s);
@@ -337,6 +395,7 @@ static void cms_destroy(void *svc)
         return;
     }
     cms_driver_stop(s);
+    cms_notify_close(s);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     memset(s->mno_token, 0, sizeof(s->mno_token));

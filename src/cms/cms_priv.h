@@ -26,6 +26,8 @@ struct svc_kit;
 struct authstore;
 struct keystore;
 struct tsm_client;
+struct svc_outbox;
+struct cms_superv;
 
 #define CMS_CARD_ID_MAX    64u /* card ids and PAN tokens: [A-Za-z0-9._-] */
 #define CMS_ISSUER_MAX     64u
@@ -60,7 +62,9 @@ struct cms {
     pthread_cond_t cv;
     bool stopping;
     bool kicked;
-    struct tsm_client *tc; /* the driver's client of the mno instances */
+    struct tsm_client *tc;     /* the driver's client of the mno instances */
+    struct svc_outbox *outbox; /* subscriber notifications (notify.c) */
+    struct cms_superv *superv; /* supervision (superv*.c) */
     /* metrics */
     atomic_uint_fast64_t m_requests;
     atomic_uint_fast64_t m_destroyed;
@@ -145,10 +149,15 @@ ot_err cms_alert_raise(struct cms *s, struct db_conn *c, int64_t card_row, int64
  * "locked", "unlocked", "destroy.failed", "refused", ...) with detail (a JSON
  * object or NULL), in c's transaction (notify.c writes an outbox row there;
  * nothing is sent before the commit, nothing is lost after it). c is never
- * NULL. The default (notify.c) records nothing and answers OT_OK;
- * supervision's notifications (helper superv) replace it. */
+ * NULL. The subscriber's settings (GET/PUT /subscribers/{id}/notifications)
+ * pick the channels (signed webhook, e-mail) and the events; none: nothing. */
 ot_err cms_notify(struct cms *s, struct db_conn *c, const struct cms_card *card, const char *event,
                   const char *detail);
+/* The outbox's sender (create / destroy of the instance) and its wake-up
+ * after a commit that notified. */
+ot_err cms_notify_open(struct cms *s, const struct svc_env *env);
+void cms_notify_close(struct cms *s);
+void cms_notify_kick(struct cms *s);
 
 /* The driver: wakes now (new action, forced retry). */
 void cms_driver_kick(struct cms *s);
@@ -186,5 +195,7 @@ void cms_h_policy_list(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_alerts(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_alert_clear(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_actions(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_notify_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_notify_put(struct net_req *req, struct net_resp *resp, void *ctx);
 
 #endif

@@ -216,7 +216,7 @@ static bool ob_printable(const char *s, size_t max)
     return true;
 }
 
-static bool ob_target_ok(enum svc_channel ch, const char *t)
+bool svc_outbox_target_ok(enum svc_channel ch, const char *t)
 {
     if (!ob_printable(t, SVC_OUTBOX_TARGET_MAX)) {
         return false;
@@ -242,7 +242,7 @@ ot_err svc_outbox_add(struct svc_outbox *ob, struct db_conn *c, const struct svc
         *id = 0;
     }
     if (ob == NULL || c == NULL || m == NULL || (unsigned)m->channel >= SVC_CH_N
-        || !ob_target_ok(m->channel, m->target) || !ob_event_ok(m->event) || m->body == NULL
+        || !svc_outbox_target_ok(m->channel, m->target) || !ob_event_ok(m->event) || m->body == NULL
         || strlen(m->body) > SVC_OUTBOX_BODY_MAX
         || (m->subject != NULL && strlen(m->subject) > 200)) {
         return OT_E_ARG;

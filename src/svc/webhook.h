@@ -97,6 +97,9 @@ void svc_outbox_free(struct svc_outbox *ob);
  * bad message (target scheme, sizes, no key for a webhook). *id may be NULL. */
 ot_err svc_outbox_add(struct svc_outbox *ob, struct db_conn *c, const struct svc_outbox_msg *m,
                       int64_t *id);
+/* Whether target suits channel ch (what svc_outbox_add checks): a webhook
+ * an http(s) URL, e-mail one plain address; printable ASCII, no space. */
+bool svc_outbox_target_ok(enum svc_channel ch, const char *target);
 /* Wakes the sender now (a message committed). NULL-safe. */
 void svc_outbox_kick(struct svc_outbox *ob);
 /* One pass over the due rows on the calling thread; *sent / *failed (may be

@@ -3,10 +3,12 @@
  * (the project's server on loopback) that checks them, retries with the
  * same delivery id after a failed answer, the delivery log, rows that give
  * up, nothing sent for a rolled-back transaction, bad messages refused, and
- * e-mail through libcurl to an SMTP sink written here (one thread on a
+ * e-mail through libcurl to an SMTP sink (svc/smtp_sink_testutil.h: a thread on a
  * loopback socket). Runs on SQLite, and on PostgreSQL with the argument
  * "pg". */
 #include "svc/webhook.h"
+
+#include "svc/smtp_sink_testutil.h"
 
 #include "db/db.h"
 #include "db/keystore.h"
@@ -20,13 +22,10 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,104 +80,6 @@ static void rx_hook(struct net_req *req, struct net_resp *resp, void *ctx)
 static const struct net_route rx_routes[] = {
     {"POST", "/hook", 0, false, rx_hook, NULL},
 };
-
-/* ---- the SMTP sink ---------------------------------------------------------- */
-
-struct sink {
-    int fd;
-    uint16_t port;
-    pthread_t th;
-    char mail[4096]; /* the transcript of the last session */
-    size_t len;
-};
-
-static void sink_say(int fd, const char *s)
-{
-    ssize_t w = write(fd, s, strlen(s));
-    (void)w;
-}
-
-static void *sink_main(void *arg)
-{
-    struct sink *k = arg;
-    int c = accept(k->fd, NULL, NULL);
-    char buf[1024];
-    bool data = false;
-    size_t mark = 0;
-
-    if (c < 0) {
-        return NULL;
-    }
-    sink_say(c, "220 sink ESMTP\r\n");
-    for (;;) {
-        ssize_t n = read(c, buf, sizeof(buf));
-        if (n <= 0) {
-            break;
-        }
-        if (k->len + (size_t)n < sizeof(k->mail)) {
-            memcpy(k->mail + k->len, buf, (size_t)n);
-            k->len += (size_t)n;
-            k->mail[k->len] = '\0';
-        }
-        /* answer every complete command line since the last mark */
-        while (mark < k->len) {
-            char *eol = strstr(k->mail + mark, "\r\n");
-            if (eol == NULL) {
-                break;
-            }
-            const char *line = k->mail + mark;
-            size_t ll = (size_t)(eol - line);
-            mark = (size_t)(eol - k->mail) + 2;
-            if (data) {
-                if (ll == 1 && line[0] == '.') {
-                    data = false;
-                    sink_say(c, "250 queued\r\n");
-                }
-                continue;
-            }
-            if (strncmp(line, "EHLO", 4) == 0 || strncmp(line, "HELO", 4) == 0) {
-                sink_say(c, "250 sink\r\n");
-            } else if (strncmp(line, "DATA", 4) == 0) {
-                data = true;
-                sink_say(c, "354 go on\r\n");
-            } else if (strncmp(line, "QUIT", 4) == 0) {
-                sink_say(c, "221 bye\r\n");
-                close(c);
-                return NULL;
-            } else {
-                sink_say(c, "250 ok\r\n");
-            }
-        }
-    }
-    close(c);
-    return NULL;
-}
-
-static void sink_start(struct sink *k)
-{
-    struct sockaddr_in a;
-    socklen_t al = sizeof(a);
-    int one = 1;
-
-    memset(k, 0, sizeof(*k));
-    k->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(k->fd >= 0);
-    (void)setsockopt(k->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(k->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(k->fd, 4), 0);
-    assert_int_equal(getsockname(k->fd, (struct sockaddr *)&a, &al), 0);
-    k->port = ntohs(a.sin_port);
-    assert_int_equal(pthread_create(&k->th, NULL, sink_main, k), 0);
-}
-
-static void sink_stop(struct sink *k)
-{
-    pthread_join(k->th, NULL);
-    close(k->fd);
-}
 
 /* ---- fixture ------------------------------------------------------------------ */
 
@@ -460,7 +361,7 @@ static void test_bad_messages(void **state)
 static void test_email(void **state)
 {
     struct fix *f = *state;
-    struct sink k;
+    struct smtp_sink k;
     char url[64];
     struct svc_outbox *ob;
     struct svc_outbox_msg m = {SVC_CH_EMAIL,
@@ -475,13 +376,13 @@ static void test_email(void **state)
     int64_t id = 0;
     char buf[64];
 
-    sink_start(&k);
+    assert_int_equal(smtp_sink_start(&k, 0, NULL), 0);
     snprintf(url, sizeof(url), "smtp://127.0.0.1:%u", (unsigned)k.port);
     ob = mk_outbox(f, url, 3);
     add_one(f, ob, &m, true, &id);
     assert_int_equal(svc_outbox_once(ob, &sent, &failed), OT_OK);
     assert_int_equal(sent, 1);
-    sink_stop(&k);
+    smtp_sink_stop(&k);
     assert_non_null(strstr(k.mail, "MAIL FROM:<cms@opentsm.test>"));
     assert_non_null(strstr(k.mail, "RCPT TO:<alice@example.test>"));
     assert_non_null(strstr(k.mail, "Subject: Your card c1 is destroyed\r\n"));
