@@ -89,6 +89,7 @@ struct net_conn {
     struct net_ipcount *ipc;
     uint8_t *in; /* buffered input, NULL when empty */
     size_t in_len;
+    size_t head_scanned; /* bytes of in scanned for the end of a head */
     struct ot_buf out;
     size_t out_off;
     struct net_req *req;
@@ -565,10 +566,12 @@ static void net_conn_parse(struct net_conn *c)
             }
             size_t hl = 0;
             int status = 0;
-            ot_err e = net_http_head_end(c->in, c->in_len, &hl, &status);
+            ot_err e = net_http_head_end(c->in, c->in_len, c->head_scanned, &hl, &status);
             if (e == OT_E_TRUNCATED) {
+                c->head_scanned = c->in_len;
                 return;
             }
+            c->head_scanned = 0;
             if (e != OT_OK) {
                 net_conn_fail(c, status,
                               status == 414   ? "request target too long"

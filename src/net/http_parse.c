@@ -25,18 +25,22 @@ static bool net_tchar(unsigned char c)
     return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-ot_err net_http_head_end(const uint8_t *p, size_t n, size_t *head_len, int *status)
+ot_err net_http_head_end(const uint8_t *p, size_t n, size_t from, size_t *head_len, int *status)
 {
-    const uint8_t *lf = memchr(p, '\n', n);
     size_t line_max = NET_HTTP_MAX_TARGET + 32;
+    /* Bounded: the request line is looked for within line_max + 1 bytes. */
+    const uint8_t *lf = memchr(p, '\n', n < line_max + 1 ? n : line_max + 1);
     *head_len = 0;
     *status = 0;
-    if ((!lf && n > line_max) || (lf && (size_t)(lf - p) > line_max)) {
+    if (!lf && n > line_max) {
         *status = 414;
         return OT_E_TOO_LONG;
     }
     size_t lim = n < NET_HTTP_MAX_HEAD ? n : NET_HTTP_MAX_HEAD;
-    for (size_t i = 0; i < lim; i++) {
+    /* Bytes before from were scanned by an earlier call on the same input
+     * (it ended OT_E_TRUNCATED): only a terminator reaching back into them
+     * is looked at again, so a head arriving byte by byte costs linear time. */
+    for (size_t i = from > 3 ? from - 3 : 0; i < lim; i++) {
         if (p[i] != '\n') {
             continue;
         }

@@ -50,12 +50,14 @@ struct net_http_head {
     bool expect_continue;    /* Expect: 100-continue */
 };
 
-/* Where the header section of p[0..n) ends. OT_OK: *head_len bytes (the
- * final CRLF CRLF included). OT_E_TRUNCATED: not yet (read more).
+/* Where the header section of p[0..n) ends. from: how many bytes of p an
+ * earlier call on the same input already scanned (its n when it answered
+ * OT_E_TRUNCATED; 0 the first time). OT_OK: *head_len bytes (the final
+ * CRLF CRLF included). OT_E_TRUNCATED: not yet (read more).
  * OT_E_TOO_LONG: over the limits; *status = 414 (the request line is not
  * finished within NET_HTTP_MAX_TARGET + 32 bytes) or 431. OT_E_FORMAT: a
  * line ends with a bare LF (*status 400). */
-ot_err net_http_head_end(const uint8_t *p, size_t n, size_t *head_len, int *status);
+ot_err net_http_head_end(const uint8_t *p, size_t n, size_t from, size_t *head_len, int *status);
 
 /* Parses the header section buf[0..len) (as found by net_http_head_end)
  * in place: NUL bytes are written at token ends and h points into buf.
