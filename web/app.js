@@ -485,6 +485,53 @@ async function viewCards(root) {
   poll(load, 2000);
 }
 
+// A subscriber's notification settings (cms): signed webhook and e-mail.
+const NOTIFY_EVENTS = [
+  ['destroy.accepted', 'A destroy was accepted'], ['destroyed', 'A card was destroyed'],
+  ['destroy.delayed', 'A destroy waits for the phone'], ['lock.accepted', 'A lock was accepted'],
+  ['locked', 'A card was locked'], ['lock.failed', 'A lock failed'],
+  ['unlock.accepted', 'An unlock was accepted'], ['unlocked', 'A card was unlocked'],
+  ['unlock.failed', 'An unlock failed'], ['supervision.hit', 'Supervision stopped a card'],
+];
+
+async function viewNotify(root) {
+  root.append(el('h1', {}, 'Notifications'));
+  const cms = svc('cms');
+  if (!cms.length) { root.append(el('p', { class: 'muted' }, 'Card management is not served here.')); return; }
+  const url = `${cms[0].prefix}/subscribers/${S.me.principal.id}/notifications`;
+  const box = el('div', { class: 'card' });
+  root.append(box);
+  const load = async () => {
+    const cur = await api('GET', url);
+    const on = new Set(cur.events || []);
+    const all = on.size === 0;
+    const boxes = NOTIFY_EVENTS.map(([ev, label]) => {
+      const id = `ev-${ev.replace('.', '-')}`;
+      return el('div', { class: 'check' },
+        el('input', { type: 'checkbox', id, name: ev, checked: all || on.has(ev) }),
+        el('label', { for: id }, label));
+    });
+    const f = form([
+      { name: 'webhook_url', label: 'Webhook URL (https://…, empty: off)', value: cur.webhook_url || '', ph: 'https://example.org/hook' },
+      { name: 'webhook_secret', label: cur.webhook_secret_set ? 'New webhook secret (empty: keep the stored one)' : 'Webhook secret (16 to 128 characters)', type: 'password' },
+      { name: 'email', label: 'E-mail (empty: off)', type: 'email', value: cur.email || '', ph: 'me@example.org' },
+    ], 'Save', async (v) => {
+      const body = {};
+      if (v.webhook_url) body.webhook_url = v.webhook_url;
+      if (v.webhook_secret) body.webhook_secret = v.webhook_secret;
+      if (v.email) body.email = v.email;
+      const picked = boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.name);
+      if (picked.length !== NOTIFY_EVENTS.length) body.events = picked;
+      await api('PUT', url, { body });
+      say('Notification settings saved.');
+      await load();
+    }, 'stack');
+    f.insertBefore(el('fieldset', {}, el('legend', {}, 'Tell me when'), ...boxes), f.querySelector('button'));
+    box.replaceChildren(f);
+  };
+  await busy(null, load);
+}
+
 const VIEWS = {
   operator: [
     ['ses', 'Secure elements', viewSes],
@@ -500,6 +547,7 @@ const VIEWS = {
   ],
   subscriber: [
     ['cards', 'My cards', viewCards],
+    ['notify', 'Notifications', viewNotify],
     ['tokens', 'My tokens', viewMyTokens],
   ],
 };

@@ -209,6 +209,18 @@ async function subscriber(browser) {
   await hist.click();
   await page.waitForFunction((sel) => document.querySelector(sel).textContent.includes('destroyed')
     && document.querySelector(sel).querySelector('table'), { polling: 100 }, cardSel);
+  step = 'subscriber: notification settings';
+  await visit(page, 'notify');
+  await page.type('main [data-view="notify"] input[name="email"]', 'alice@example.org');
+  await page.click('main [data-view="notify"] input[name="supervision.hit"]');
+  await page.click('main [data-view="notify"] button[type=submit]');
+  await page.waitForFunction(() => document.body.textContent.includes('Notification settings saved'), { polling: 100 });
+  const me = await pageFetch(page, 'GET', '/admin/v1/session', null, false);
+  const ns = await pageFetch(page, 'GET', `/cms/v1/subscribers/${me.body.principal.id}/notifications`, null, false);
+  check(ns.status === 200 && ns.body.email === 'alice@example.org', `settings: ${JSON.stringify(ns.body)}`);
+  check(ns.body.events.length === 9 && !ns.body.events.includes('supervision.hit'), `events: ${ns.body.events}`);
+  await shot(page, 'subscriber-notify');
+
   step = 'subscriber signs out';
   await page.click('#signout');
   await page.waitForSelector('#signin:not([hidden])');
