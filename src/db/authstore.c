@@ -293,8 +293,13 @@ void authstore_cache_flush(struct authstore *as)
     }
 }
 
+int64_t authstore_generation(const struct authstore *as)
+{
+    return as == NULL ? 0 : (int64_t)atomic_load(&as->generation);
+}
+
 static bool auth_cache_get(struct authstore *as, const uint8_t hash[AUTHSTORE_HASH_LEN],
-                           int64_t now, struct authstore_principal *out)
+                           int64_t now, struct authstore_principal *out, int64_t *expires_at)
 {
     int64_t ttl = (int64_t)atomic_load(&as->cache_ttl_ms);
     size_t slot = 0;
@@ -311,6 +316,7 @@ static bool auth_cache_get(struct authstore *as, const uint8_t hash[AUTHSTORE_HA
     if (e->used && ot_mem_equal_ct(e->hash, hash, AUTHSTORE_HASH_LEN) && e->expires_at > now
         && auth_mono_ms() - e->cached_ms < ttl) {
         *out = e->p;
+        *expires_at = e->expires_at;
         hit = true;
     }
     pthread_mutex_unlock(&sh->mu);
@@ -896,6 +902,14 @@ ot_err authstore_issue_token(struct authstore *as, int64_t principal_id, int64_t
 ot_err authstore_verify(struct authstore *as, const char *token_text,
                         struct authstore_principal *out)
 {
+    int64_t expires_at = 0;
+
+    return authstore_verify_exp(as, token_text, out, &expires_at);
+}
+
+ot_err authstore_verify_exp(struct authstore *as, const char *token_text,
+                            struct authstore_principal *out, int64_t *expires_out)
+{
     uint8_t hash[AUTHSTORE_HASH_LEN];
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
@@ -910,16 +924,17 @@ ot_err authstore_verify(struct authstore *as, const char *token_text,
     bool row = false;
     ot_err err = OT_OK;
 
-    if (as == NULL || out == NULL) {
+    if (as == NULL || out == NULL || expires_out == NULL) {
         return OT_E_ARG;
     }
     memset(out, 0, sizeof *out);
+    *expires_out = 0;
     if (!auth_token_well_formed(token_text)) {
         OT_LOG_DEBUG("token rejected: malformed");
         return OT_E_AUTH;
     }
     OT_TRY(auth_hash(as, token_text, hash));
-    if (auth_cache_get(as, hash, now, out)) {
+    if (auth_cache_get(as, hash, now, out, &expires_at)) {
         goto out;
     }
     generation = atomic_load(&as->generation);
@@ -992,6 +1007,8 @@ out:
     ot_mem_wipe(hash, sizeof hash);
     if (err != OT_OK) {
         memset(out, 0, sizeof *out);
+    } else {
+        *expires_out = expires_at;
     }
     return err;
 }

@@ -179,6 +179,18 @@ ot_err authstore_token_id(struct authstore *as, const char *token_text, int64_t 
 ot_err authstore_verify(struct authstore *as, const char *token_text,
                         struct authstore_principal *out);
 
+/* The same, with *expires_at (unix seconds) the token's expiry on success.
+ * Holders of long-lived things opened with a token (event streams) keep the
+ * expiry and check the token again when authstore_generation changes. */
+ot_err authstore_verify_exp(struct authstore *as, const char *token_text,
+                            struct authstore_principal *out, int64_t *expires_at);
+/* A counter that moves whenever a token or a principal may have changed:
+ * this store's revocations and disablings, and on PostgreSQL every change
+ * another process made (heard through AUTHSTORE_CHANNEL, or the listener's
+ * reconnection). Equal values mean no credential has been revoked since.
+ * NULL: 0. */
+int64_t authstore_generation(const struct authstore *as);
+
 /* Revokes a token and the sessions issued on it (idempotent: revoking twice
  * is OT_OK). OT_E_NOT_FOUND if
  * there is no such token or it belongs to another principal than

@@ -436,6 +436,7 @@ static void *mno_sweeper(void *arg)
         struct timespec until;
         m->kicked = false;
         pthread_mutex_unlock(&m->mu);
+        mno_push_recheck(m);
         mno_sweep_once(m);
         mno_waiters_check(m);
         mno_held_check(m);
@@ -589,6 +590,11 @@ static double mno_m_authfail(void *ctx)
     return (double)atomic_load(&((struct mno *)ctx)->m_auth_failures);
 }
 
+static double mno_m_revoked(void *ctx)
+{
+    return (double)atomic_load(&((struct mno *)ctx)->m_streams_revoked);
+}
+
 static double mno_m_streams(void *ctx)
 {
     return (double)mno_push_count(ctx);
@@ -597,7 +603,7 @@ static double mno_m_streams(void *ctx)
 static ot_err mno_metrics(void *svc, struct net_metrics *nm)
 {
     struct mno *m = svc;
-    char name[5][64];
+    char name[6][64];
     ot_err err = OT_OK;
 
     snprintf(name[0], sizeof(name[0]), "mno_%s_auth_alerts_total",
@@ -610,6 +616,12 @@ static ot_err mno_metrics(void *svc, struct net_metrics *nm)
              m->instance[0] ? m->instance : "default");
     snprintf(name[4], sizeof(name[4]), "mno_%s_device_streams",
              m->instance[0] ? m->instance : "default");
+    snprintf(name[5], sizeof(name[5]), "mno_%s_streams_revoked_total",
+             m->instance[0] ? m->instance : "default");
+    OT_TRY(net_metrics_register(nm, name[5],
+                                "Device push streams closed because their credential was revoked,"
+                                " expired or its device disabled.",
+                                NET_METRIC_COUNTER, mno_m_revoked, m));
     OT_TRY(net_metrics_register(nm, name[4], "Device push streams this node holds.",
                                 NET_METRIC_GAUGE, mno_m_streams, m));
     OT_TRY(net_metrics_register(nm, name[0],

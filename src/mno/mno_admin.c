@@ -7,6 +7,7 @@
 #include "core/hex.h"
 #include "core/log.h"
 #include "db/db.h"
+#include "mno/mno_msg.h"
 #include "mno/mno_priv.h"
 #include "mno/mno_script.h"
 #include "svc/kit.h"
@@ -16,39 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MNO_FROM_CIN  "//se-id/cin/"
-#define MNO_FROM_IMEI ";//agent-id/imei/"
-
-enum mno_status {
-    MNO_ST_NONE,
-    MNO_ST_OK,
-    MNO_ST_UNKNOWN_APP,
-    MNO_ST_NOT_SD,
-    MNO_ST_SECURITY,
-    MNO_ST_SE_UNAVAILABLE,
-    MNO_ST_INTERRUPTED,
-};
-
-static const char *const mno_status_names[] = {
-    "",
-    "ok",
-    "unknown-application",
-    "not-a-security-domain",
-    "security-error",
-    "se-unavailable",
-    "interrupted",
-};
-
-struct mno_msg {
-    enum mno_status status;
-    bool resume;
-    uint8_t cin[MNO_CIN_MAX];
-    size_t cin_n;
-    char imei[MNO_DIGITS_MAX + 1];
-    const uint8_t *body;
-    size_t body_n;
-};
-
 static void mno_admin_err(struct net_resp *resp, ot_err e, const char *code, const char *msg,
                           const char *field)
 {
@@ -56,108 +24,20 @@ static void mno_admin_err(struct net_resp *resp, ot_err e, const char *code, con
     net_resp_header(resp, "X-Admin-Protocol", MNO_PROTO);
 }
 
-/* X-Admin-From: //se-id/cin/<HEX>;//agent-id/imei/<digits>, exactly. */
-static bool mno_from_parse(const char *s, struct mno_msg *msg)
+/* The headers every admin POST carries (docs/ota.md §9), mno_msg.h's rules. */
+static bool mno_req_msg(struct net_req *req, struct net_resp *resp, bool first, struct mno_msg *msg)
 {
-    const char *hex;
-    const char *sep;
-    size_t hn;
+    struct mno_msg_in in;
+    struct mno_msg_err e;
 
-    if (s == NULL || strncmp(s, MNO_FROM_CIN, strlen(MNO_FROM_CIN)) != 0) {
-        return false;
-    }
-    hex = s + strlen(MNO_FROM_CIN);
-    sep = strchr(hex, ';');
-    if (sep == NULL) {
-        return false;
-    }
-    hn = (size_t)(sep - hex);
-    if (hn == 0 || hn > MNO_CIN_MAX * 2 || hn % 2 != 0) {
-        return false;
-    }
-    for (size_t i = 0; i < hn; i++) {
-        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'A' && hex[i] <= 'F'))) {
-            return false; /* upper case only */
-        }
-    }
-    msg->cin_n = sizeof(msg->cin);
-    if (hex_decode(hex, hn, msg->cin, &msg->cin_n) != OT_OK) {
-        return false;
-    }
-    if (strncmp(sep, MNO_FROM_IMEI, strlen(MNO_FROM_IMEI)) != 0) {
-        return false;
-    }
-    sep += strlen(MNO_FROM_IMEI);
-    if (!mno_digits_ok(sep, 14, MNO_DIGITS_MAX)) {
-        return false;
-    }
-    snprintf(msg->imei, sizeof(msg->imei), "%s", sep);
-    return true;
-}
-
-/* The headers every admin POST carries (docs/ota.md §9). */
-static bool mno_msg_parse(struct net_req *req, struct net_resp *resp, bool first,
-                          struct mno_msg *msg)
-{
-    const char *proto = net_req_header(req, "X-Admin-Protocol");
-    const char *from = net_req_header(req, "X-Admin-From");
-    const char *status = net_req_header(req, "X-Admin-Script-Status");
-    const char *resume = net_req_header(req, "X-Admin-Resume");
-    const char *ct = net_req_header(req, "Content-Type");
-
-    memset(msg, 0, sizeof(*msg));
-    msg->body = net_req_body(req, &msg->body_n);
-    if (proto == NULL || strcmp(proto, MNO_PROTO) != 0) {
-        mno_admin_err(resp, OT_E_FORMAT, NULL, "must be " MNO_PROTO, "X-Admin-Protocol");
-        return false;
-    }
-    if (!mno_from_parse(from, msg)) {
-        mno_admin_err(resp, OT_E_FORMAT, NULL,
-                      "must be //se-id/cin/<CIN upper-case hex>;//agent-id/imei/<IMEI>",
-                      "X-Admin-From");
-        return false;
-    }
-    if (resume != NULL) {
-        if (strcmp(resume, "true") != 0) {
-            mno_admin_err(resp, OT_E_FORMAT, NULL, "only \"true\"", "X-Admin-Resume");
-            return false;
-        }
-        msg->resume = true;
-    }
-    if (first) {
-        if (status != NULL) {
-            mno_admin_err(resp, OT_E_FORMAT, NULL, "not on the first POST",
-                          "X-Admin-Script-Status");
-            return false;
-        }
-    } else {
-        for (size_t i = 1;
-             status != NULL && i < sizeof(mno_status_names) / sizeof(mno_status_names[0]); i++) {
-            if (strcmp(status, mno_status_names[i]) == 0) {
-                msg->status = (enum mno_status)i;
-            }
-        }
-        if (msg->status == MNO_ST_NONE) {
-            mno_admin_err(resp, OT_E_FORMAT, NULL,
-                          "ok, unknown-application, not-a-security-domain, security-error, "
-                          "se-unavailable or interrupted",
-                          "X-Admin-Script-Status");
-            return false;
-        }
-    }
-    if (msg->status == MNO_ST_OK) {
-        if (ct == NULL || strcmp(ct, MNO_CT_RSP) != 0) {
-            mno_admin_err(resp, OT_E_FORMAT, NULL, "must be " MNO_CT_RSP, "Content-Type");
-            return false;
-        }
-        if (msg->body_n == 0) {
-            mno_admin_err(resp, OT_E_FORMAT, "bad_script", "a response script is required", "body");
-            return false;
-        }
-    } else if (msg->body_n != 0) {
-        mno_admin_err(resp, OT_E_FORMAT, NULL,
-                      first ? "the first POST has no body" : "no body with this script status",
-                      "body");
+    in.proto = net_req_header(req, "X-Admin-Protocol");
+    in.from = net_req_header(req, "X-Admin-From");
+    in.status = net_req_header(req, "X-Admin-Script-Status");
+    in.resume = net_req_header(req, "X-Admin-Resume");
+    in.ct = net_req_header(req, "Content-Type");
+    in.body = net_req_body(req, &in.body_n);
+    if (!mno_msg_parse(&in, first, msg, &e)) {
+        mno_admin_err(resp, OT_E_FORMAT, e.code, e.msg, e.field);
         return false;
     }
     return true;
@@ -584,7 +464,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
     ot_err err = OT_OK;
 
     memset(&sc, 0, sizeof(sc));
-    if (!mno_msg_parse(req, resp, true, &msg)) {
+    if (!mno_req_msg(req, resp, true, &msg)) {
         return;
     }
     if (!mno_admin_begin(m, req, resp, &c, &d, &job_id)) {
@@ -931,7 +811,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
     memset(&sc, 0, sizeof(sc));
     memset(&cmd, 0, sizeof(cmd));
     memset(&rsp, 0, sizeof(rsp));
-    if (!mno_msg_parse(req, resp, false, &msg)) {
+    if (!mno_req_msg(req, resp, false, &msg)) {
         return;
     }
     if (ns != NULL && strcmp(ns, "0") == 0) {
@@ -1052,8 +932,8 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
     snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
     if (seq == 0 && (j.state == MNO_J_QUEUED || j.state == MNO_J_DELIVERING)) {
         /* Refused before the session opened (the SE is not there). */
-        OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, mno_status_names[msg.status]));
-        OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_names[msg.status]));
+        OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, mno_status_name(msg.status)));
+        OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_name(msg.status)));
         mno_send_end(resp);
         mno_admin_commit(m, &c, resp);
         goto done;
@@ -1070,8 +950,8 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_interrupt(m, c, j.id, "interrupted"));
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.interrupted", res, "interrupted"));
     } else {
-        OT_TRY(mno_job_move(m, c, j.id, MNO_EV_FAIL, mno_status_names[msg.status]));
-        OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_names[msg.status]));
+        OT_TRY(mno_job_move(m, c, j.id, MNO_EV_FAIL, mno_status_name(msg.status)));
+        OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_name(msg.status)));
     }
     mno_send_end(resp);
     mno_admin_commit(m, &c, resp);

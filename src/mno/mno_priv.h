@@ -66,11 +66,16 @@ struct mno {
     struct mno_push_entry *push[MNO_PUSH_BUCKETS];
     unsigned push_n;
     struct db_listener *listener; /* PostgreSQL: events other nodes wrote */
+    /* under push_mu: the auth store generation the streams were last
+     * checked at, and the earliest expiry of a stream's token (0: none) */
+    int64_t push_auth_gen;
+    int64_t push_next_exp;
     /* metrics */
     atomic_uint_fast64_t m_alerts;
     atomic_uint_fast64_t m_jobs_done;
     atomic_uint_fast64_t m_jobs_failed;
     atomic_uint_fast64_t m_auth_failures;
+    atomic_uint_fast64_t m_streams_revoked;
 };
 
 /* A device row (the fields the handlers read). */
@@ -127,6 +132,10 @@ ot_err mno_device_offline(struct mno *m, struct db_conn *c, int64_t device_id, c
 void mno_push_kick(struct mno *m, int64_t device_id);
 void mno_push_local(struct mno *m, int64_t device_id);
 unsigned mno_push_count(struct mno *m);
+/* The sweeper's: closes every local stream whose credential was revoked or
+ * has expired (its principal disabled), when the auth store says one may
+ * have been or a token is due. */
+void mno_push_recheck(struct mno *m);
 ot_err mno_push_start(struct mno *m);
 void mno_push_stop(struct mno *m);
 void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx);

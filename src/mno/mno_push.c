@@ -11,7 +11,9 @@
  * two pushes to one stream never interleave. on_close (the server's loop
  * thread) only unlinks the entry. */
 #define OT_LOG_COMPONENT "mno"
+#include "core/buf.h"
 #include "core/log.h"
+#include "db/authstore.h"
 #include "db/db.h"
 #include "mno/mno_priv.h"
 #include "svc/kit.h"
@@ -31,6 +33,13 @@ struct mno_push_entry {
     int64_t last_sent;
     atomic_int refs; /* the table's, the stream's and each pusher's */
     bool linked;     /* in the table (under push_mu) */
+    /* The credential that opened the stream, checked again whenever one
+     * may have been revoked (mno_push_recheck): the principal, its bearer
+     * token ("" for a client certificate) and the token's expiry (0:
+     * none). */
+    int64_t principal_id;
+    int64_t expires_at;
+    char bearer[AUTHSTORE_TOKEN_LEN + 1];
 };
 
 static void mno_entry_unref(struct mno_push_entry *e)
@@ -38,6 +47,7 @@ static void mno_entry_unref(struct mno_push_entry *e)
     if (e != NULL && atomic_fetch_sub(&e->refs, 1) == 1) {
         net_stream_release(e->s);
         pthread_mutex_destroy(&e->mu);
+        ot_mem_wipe(e->bearer, sizeof(e->bearer));
         free(e);
     }
 }
@@ -175,6 +185,19 @@ unsigned mno_push_count(struct mno *m)
     return n;
 }
 
+/* Makes the sweeper check the streams again at expires_at (0: never). */
+static void mno_push_due(struct mno *m, int64_t expires_at)
+{
+    if (expires_at == 0) {
+        return;
+    }
+    pthread_mutex_lock(&m->push_mu);
+    if (m->push_next_exp == 0 || expires_at < m->push_next_exp) {
+        m->push_next_exp = expires_at;
+    }
+    pthread_mutex_unlock(&m->push_mu);
+}
+
 /* GET /device/stream: the device's push stream (Last-Event-ID resumes). */
 void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
 {
@@ -212,6 +235,21 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     e->m = m;
     e->device_id = d.id;
+    e->principal_id = d.principal_id;
+    if (net_req_token(req) != NULL) {
+        struct authstore_principal p;
+        /* Just verified by the server: a cache hit. */
+        err = authstore_verify_exp(m->auth, net_req_token(req), &p, &e->expires_at);
+        if (err == OT_OK && p.id != d.principal_id) {
+            err = OT_E_AUTH;
+        }
+        if (err != OT_OK) {
+            free(e);
+            e = NULL;
+            OT_FAIL(err);
+        }
+        snprintf(e->bearer, sizeof(e->bearer), "%s", net_req_token(req));
+    }
     pthread_mutex_init(&e->mu, NULL);
     atomic_init(&e->refs, 3); /* the table's, the stream's (on_close) and ours */
     if (last == NULL) {
@@ -244,6 +282,7 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
     e->s = net_resp_sse(resp, mno_stream_closed, e);
     if (e->s == NULL) {
         pthread_mutex_destroy(&e->mu);
+        ot_mem_wipe(e->bearer, sizeof(e->bearer));
         free(e);
         return; /* answered 503 */
     }
@@ -262,6 +301,7 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
     e->linked = true;
     m->push_n++;
     pthread_mutex_unlock(&m->push_mu);
+    mno_push_due(m, e->expires_at);
     if (old != NULL) {
         net_stream_close(old->s);
         mno_entry_unref(old);
@@ -276,9 +316,105 @@ out:
     db_release(c);
     if (e != NULL) {
         pthread_mutex_destroy(&e->mu);
+        ot_mem_wipe(e->bearer, sizeof(e->bearer));
         free(e);
     }
     svc_fail(resp, err);
+}
+
+/* Whether the credential that opened e is still good: its token verifies
+ * for the same principal and has not expired, or (a client certificate) its
+ * principal is not disabled. A store that cannot answer keeps the stream
+ * (the next check asks again). */
+static bool mno_cred_ok(struct mno *m, const struct mno_push_entry *e, int64_t now, bool *retry)
+{
+    struct authstore_principal p;
+    int64_t exp = 0;
+    ot_err err;
+
+    if (e->bearer[0] != '\0') {
+        if (e->expires_at != 0 && e->expires_at <= now) {
+            return false;
+        }
+        err = authstore_verify_exp(m->auth, e->bearer, &p, &exp);
+        if (err == OT_OK) {
+            return p.id == e->principal_id;
+        }
+    } else {
+        err = authstore_get_principal(m->auth, e->principal_id, &p);
+        if (err == OT_OK) {
+            return !p.disabled;
+        }
+        if (err == OT_E_NOT_FOUND) {
+            return false;
+        }
+    }
+    if (err == OT_E_AUTH) {
+        return false;
+    }
+    *retry = true;
+    return true;
+}
+
+void mno_push_recheck(struct mno *m)
+{
+    int64_t gen = authstore_generation(m->auth);
+    int64_t now = mno_now();
+    struct mno_push_entry **list = NULL;
+    size_t n = 0;
+    size_t cap = 0;
+    bool retry = false;
+    size_t closed = 0;
+
+    pthread_mutex_lock(&m->push_mu);
+    /* Nothing revoked and no token due: nothing to check. */
+    if (gen == m->push_auth_gen && (m->push_next_exp == 0 || now < m->push_next_exp)) {
+        pthread_mutex_unlock(&m->push_mu);
+        return;
+    }
+    m->push_next_exp = 0;
+    cap = m->push_n;
+    list = cap > 0 ? calloc(cap, sizeof(*list)) : NULL;
+    if (cap > 0 && list == NULL) {
+        pthread_mutex_unlock(&m->push_mu);
+        return; /* next pass */
+    }
+    for (size_t b = 0; b < MNO_PUSH_BUCKETS && n < cap; b++) {
+        for (struct mno_push_entry *e = m->push[b]; e != NULL && n < cap; e = e->next) {
+            atomic_fetch_add(&e->refs, 1);
+            list[n++] = e;
+        }
+    }
+    pthread_mutex_unlock(&m->push_mu);
+    for (size_t i = 0; i < n; i++) {
+        struct mno_push_entry *e = list[i];
+        if (!mno_cred_ok(m, e, now, &retry)) {
+            bool was;
+            pthread_mutex_lock(&m->push_mu);
+            was = mno_unlink(m, e);
+            pthread_mutex_unlock(&m->push_mu);
+            if (was) {
+                OT_LOG_INFO("mno %s: device %lld's stream closed: its credential is no longer"
+                            " valid",
+                            m->instance, (long long)e->device_id);
+                net_stream_close(e->s);
+                mno_entry_unref(e); /* the table's */
+                closed++;
+            }
+        } else {
+            mno_push_due(m, e->expires_at);
+        }
+        mno_entry_unref(e);
+    }
+    free(list);
+    if (!retry) {
+        pthread_mutex_lock(&m->push_mu);
+        m->push_auth_gen = gen;
+        pthread_mutex_unlock(&m->push_mu);
+    }
+    if (closed > 0) {
+        atomic_fetch_add(&m->m_streams_revoked, closed);
+    }
 }
 
 /* PostgreSQL notices of new event rows ("<instance>:<device id>"). */
