@@ -55,6 +55,13 @@ struct post {
     size_t len;
 };
 
+/* 502, 503, 504: no answer from the platform itself (a proxy's, or a node
+ * going down): handled as a lost answer. */
+static bool gateway_lost(long status)
+{
+    return status == 502 || status == 503 || status == 504;
+}
+
 static ot_err send_post(struct agent_mno *m, struct post *p, struct agent_admin_result *res,
                         struct net_client_resp *r, char *why, size_t cap)
 {
@@ -81,14 +88,26 @@ static ot_err send_post(struct agent_mno *m, struct post *p, struct agent_admin_
         res->posts++;
         err = agent_mno_post_raw(m, p->uri, hdrs, p->len > 0 ? CT_RESPONSE : NULL, p->body, p->len,
                                  r);
-        if (err == OT_OK) {
+        if (err == OT_OK && !gateway_lost(r->status)) {
             return OT_OK;
         }
-        agent_why(why, cap, "POST %s: %s", p->uri,
-                  r->transport_error[0] != '\0' ? r->transport_error : ot_strerror(err));
+        if (err == OT_OK) {
+            /* A reverse proxy lost the node it sent the POST to (or the
+             * node was stopping): the answer is lost, the POST may have
+             * been had. Another node of the platform takes the repeat. */
+            agent_why(why, cap, "POST %s: HTTP %ld from a gateway", p->uri, r->status);
+            err = OT_E_IO;
+        } else {
+            agent_why(why, cap, "POST %s: %s", p->uri,
+                      r->transport_error[0] != '\0' ? r->transport_error : ot_strerror(err));
+        }
         OT_LOG_WARN("event=admin_post_lost uri=%s try=%u reason=\"%s\"", p->uri, t + 1, why);
         net_client_resp_clear(r);
         p->resume = true; /* mno may have had it: say so */
+        if (t + 1 < AGENT_ADMIN_TRIES) {
+            struct timespec ts = {0, (long)AGENT_ADMIN_RETRY_MS * 1000000L << t};
+            (void)nanosleep(&ts, NULL);
+        }
     }
     return err;
 }

@@ -30,8 +30,11 @@
 #define AGENT_IMEI_MAX    16u
 #define AGENT_JOB_ID_MAX  24u
 #define AGENT_ADMIN_TRIES 3u /* POSTs of one message before giving up */
-#define AGENT_WAIT_MAX_S  30 /* longest wait on a 202 */
-#define AGENT_ADMIN_PROTO "globalplatform-remote-admin/1.0"
+/* Wait before the second POST of a message after a lost answer (doubled
+ * before each further one). */
+#define AGENT_ADMIN_RETRY_MS 250u
+#define AGENT_WAIT_MAX_S     30 /* longest wait on a 202 */
+#define AGENT_ADMIN_PROTO    "globalplatform-remote-admin/1.0"
 
 struct agent_admin_job {
     char job[AGENT_JOB_ID_MAX + 1];         /* decimal id */
@@ -55,7 +58,8 @@ struct agent_admin_result {
  * OT_OK: the session ended normally (the job's outcome is mno's to say).
  * Errors: OT_E_NOT_FOUND (no such job), OT_E_CONFLICT (se_blocked or the
  * session is open elsewhere), OT_E_PROTOCOL (an answer that breaks ota.md),
- * transport errors after AGENT_ADMIN_TRIES tries; why says which. */
+ * transport errors, or 502/503/504 answers (a proxy that lost its node),
+ * after AGENT_ADMIN_TRIES tries; why says which. */
 ot_err agent_admin_run(struct agent_mno *m, struct agent_service *svc, const struct agent_selist *l,
                        const char *imei, const char *state_dir, const struct agent_admin_job *job,
                        struct agent_admin_result *res, char *why, size_t why_cap);

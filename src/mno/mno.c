@@ -427,27 +427,54 @@ void mno_sweep_kick(struct mno *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+/* The streams' credentials are checked at least this often, whatever
+ * sweep_ms is (a check without a revocation costs nothing). */
+#define MNO_RECHECK_MS 250
+
+static int64_t mno_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void *mno_sweeper(void *arg)
 {
     struct mno *m = arg;
+    int64_t next = 0; /* the next pass, monotonic ms */
 
     pthread_mutex_lock(&m->mu);
     while (!m->stopping) {
         struct timespec until;
-        m->kicked = false;
+        int64_t wait_ms;
+        bool pass = m->kicked || mno_mono_ms() >= next;
+        if (pass) {
+            m->kicked = false;
+        }
         pthread_mutex_unlock(&m->mu);
         mno_push_recheck(m);
-        mno_sweep_once(m);
-        mno_waiters_check(m);
-        mno_held_check(m);
-        mno_cb_deliver(m);
+        if (pass) {
+            mno_sweep_once(m);
+            mno_waiters_check(m);
+            mno_held_check(m);
+            mno_cb_deliver(m);
+            next = mno_mono_ms() + m->sweep_ms;
+        }
         pthread_mutex_lock(&m->mu);
         if (m->stopping) {
             break;
         }
+        wait_ms = next - mno_mono_ms();
+        if (wait_ms > MNO_RECHECK_MS) {
+            wait_ms = MNO_RECHECK_MS;
+        }
+        if (wait_ms < 1) {
+            wait_ms = 1;
+        }
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += m->sweep_ms / 1000;
-        until.tv_nsec += (long)(m->sweep_ms % 1000) * 1000000L;
+        until.tv_sec += wait_ms / 1000;
+        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;

@@ -2,9 +2,10 @@
 # mno.nodes_pg (DESIGN.md 5, issue 10): two tsmd nodes on one PostgreSQL.
 # The device's push stream is held by node 1; a job submitted to node 2
 # reaches it (the event row's notice wakes node 1, which pushes it); the
-# session runs on node 2 and the job ends done, seen by both nodes. Node 1
+# session runs on node 2 and the job ends done, seen by both nodes. The
+# device's token revoked through node 2 closes the stream node 1 holds. Node 1
 # killed with SIGKILL: the device opens its stream on node 2 and gets the
-# next job there.
+# next job there. (The same behind nginx, with se-agent: nginx_test.sh.)
 #
 # usage: nodes_test.sh TSMD (under tests/pg/with_pg.sh)
 set -euo pipefail
@@ -89,11 +90,26 @@ TSMD_URL=$URL1
 api GET $P/jobs/$J1 "$TSP"
 [ "$(jq -r .state "$TSMD_WORK/resp")" = done ] || fail "node 1 sees the job done"
 
+# The device's token revoked through node 2: node 1 hears it (the auth
+# notice) and closes the stream it holds.
+TSMD_URL=$URL2
+api GET "/admin/v1/tokens?principal_id=$D" "$OP_TOKEN"
+expect_status 200 "the device's tokens"
+TD_ID=$(jq -er '.items[0].id' "$TSMD_WORK/resp")
+api DELETE "/admin/v1/tokens/$TD_ID" "$OP_TOKEN"
+case $API_STATUS in 200 | 204) ;; *) fail "revoke on node 2: $API_STATUS" ;; esac
+for _ in $(seq 1 200); do
+    kill -0 "$S1" 2>/dev/null || break
+    sleep 0.05
+done
+! kill -0 "$S1" 2>/dev/null || fail "node 1 kept the stream of a token revoked on node 2"
+wait "$S1" 2>/dev/null || true
+TD=$(tsmd_token "$D")
+
 # Node 1 dies; the device reconnects to node 2 and gets the next job there.
 kill -KILL "$PID1"
 wait "$PID1" 2>/dev/null || true
 TSMD_PID=
-wait "$S1" 2>/dev/null || true
 TSMD_URL=$URL2
 api POST $P/device/register "$TD" '{}'
 expect_status 200 "register on node 2"
