@@ -532,6 +532,50 @@ async function viewNotify(root) {
   await busy(null, load);
 }
 
+// Shown for an address naming a resource the API does not show this
+// principal (missing, or another's: the API answers 404 alike).
+function notFound(root, what) {
+  root.replaceChildren(el('h1', {}, 'Not found'),
+    el('p', { 'data-notfound': '' }, `${what} does not exist or is not yours.`));
+}
+
+// A service provider's registrations on the payment platform (pay) and the
+// versions of the keys it deposited (never the keys).
+async function viewPayments(root, name) {
+  root.append(el('h1', {}, 'Payment platform'));
+  const pay = svc('pay');
+  if (!pay.length) { root.append(el('p', { class: 'muted' }, 'The payment platform is not served here.')); return; }
+  const pre = pay[0].prefix;
+  if (!name) {
+    const doc = await api('GET', `${pre}/sps?limit=100`);
+    root.append(table([
+      { h: 'Name', v: (r) => el('a', { href: `#/payments/${encodeURIComponent(r.name)}` }, r.name) },
+      { h: 'Display name', v: (r) => r.display_name },
+      { h: 'Kind', v: (r) => r.kind },
+      { h: 'Back end', v: (r) => r.endpoint },
+      { h: 'State', v: (r) => badge(r.revoked ? 'revoked' : 'active', r.revoked ? 'bad' : 'ok') },
+    ], doc.items, 'No registration on the payment platform.'));
+    return;
+  }
+  let sp;
+  try {
+    sp = await api('GET', `${pre}/sps/${encodeURIComponent(name)}`);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) { notFound(root, `Registration ${name}`); return; }
+    throw e;
+  }
+  const keys = await api('GET', `${pre}/sps/${encodeURIComponent(name)}/keys?limit=100`);
+  root.append(el('section', { class: 'card', 'data-sp': sp.name },
+    el('h2', {}, `${sp.display_name} (${sp.name})`),
+    el('p', {}, `Kind ${sp.kind} · back end ${sp.endpoint} · `, badge(sp.revoked ? 'revoked' : 'active', sp.revoked ? 'bad' : 'ok')),
+    el('h3', {}, 'Deposited keys'),
+    table([
+      { h: 'Type', v: (k) => k.key_type },
+      { h: 'Version', v: (k) => k.version },
+    ], keys.items, 'No key deposited.')),
+    el('p', {}, el('a', { href: '#/payments' }, 'All registrations')));
+}
+
 const VIEWS = {
   operator: [
     ['ses', 'Secure elements', viewSes],
@@ -543,6 +587,7 @@ const VIEWS = {
   ],
   service_provider: [
     ['ses', 'Secure elements', viewSes],
+    ['payments', 'Payment platform', viewPayments],
     ['tokens', 'My tokens', viewMyTokens],
   ],
   subscriber: [
@@ -581,7 +626,10 @@ async function route() {
   if (!S.me) return;
   closeLive();
   const vs = views();
-  const name = (location.hash.match(/^#\/([a-z-]+)/) || [])[1];
+  const m = location.hash.match(/^#\/([a-z-]+)(?:\/([^/?#]+))?/) || [];
+  const name = m[1];
+  let arg = null;
+  try { arg = m[2] ? decodeURIComponent(m[2]) : null; } catch { arg = m[2]; }
   const v = vs.find((x) => x[0] === name) || vs[0];
   for (const a of $('nav').querySelectorAll('a')) {
     if (a.dataset.view === v[0]) a.setAttribute('aria-current', 'page');
@@ -592,7 +640,7 @@ async function route() {
   view.replaceChildren(root);
   document.title = `${v[1]} · OpenTSM console`;
   say('');
-  await busy(null, () => v[2](root));
+  await busy(null, () => v[2](root, v[0] === name ? arg : null));
 }
 
 async function signedIn(me) {

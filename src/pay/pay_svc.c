@@ -420,11 +420,20 @@ done:
     json_free(doc);
 }
 
+/* The list's filter: this instance, and for a service provider its own
+ * registrations only (owner = the caller); 0 lists all (operators). */
+struct pay_sp_filter {
+    const struct pay_svc *s;
+    int64_t owner;
+};
+
 static ot_err pay_sp_row_bind(struct db_stmt *st, void *ctx)
 {
-    const struct pay_svc *s = ctx;
+    const struct pay_sp_filter *f = ctx;
 
-    return db_bind_text(st, 3, s->instance);
+    ot_err err = db_bind_text(st, 3, f->s->instance);
+
+    return err != OT_OK ? err : db_bind_int64(st, 4, f->owner);
 }
 
 static ot_err pay_sp_list_row(struct db_stmt *st, void *ctx, json_t **item)
@@ -464,10 +473,12 @@ out:
 static void pay_h_sp_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct pay_svc *s = ctx;
+    const struct net_principal *p = net_req_principal(req);
+    struct pay_sp_filter f = {s, p && p->kind == NET_P_SP ? p->id : 0};
     const struct svc_list l = {
         "SELECT id, name, display_name, endpoint, kind, pub, owner, revoked FROM pay_sps"
-        " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
-        pay_sp_row_bind, pay_sp_list_row, NULL, s};
+        " WHERE id > $1 AND instance = $3 AND ($4 = 0 OR owner = $4) ORDER BY id LIMIT $2",
+        pay_sp_row_bind, pay_sp_list_row, NULL, &f};
 
     svc_list_page(s->db, req, resp, &l);
 }
@@ -1132,7 +1143,7 @@ static const char *const pay_q_page[] = {"cursor", "limit", NULL};
 static const struct svc_route pay_route_table[] = {
     {"GET", "/info", NET_P_ANY, false, pay_h_info, NULL, 0},
     {"POST", "/sps", PAY_OPS, true, pay_h_sp_create, NULL, 0},
-    {"GET", "/sps", PAY_OPS, false, pay_h_sp_list, pay_q_page, 0},
+    {"GET", "/sps", PAY_ADMIN, false, pay_h_sp_list, pay_q_page, 0},
     {"GET", "/sps/{sp}", PAY_ADMIN, false, pay_h_sp_get, NULL, 0},
     {"POST", "/sps/{sp}/keys", PAY_ADMIN, true, pay_h_sp_key_deposit, NULL, 0},
     {"GET", "/sps/{sp}/keys", PAY_ADMIN, false, pay_h_sp_key_list, pay_q_page, 0},

@@ -170,6 +170,20 @@ async function serviceProvider(browser) {
   const text = await page.$eval('main [data-view="tokens"]', (e) => e.textContent);
   check(!text.includes(env.OT_SP_B.slice(0, 8)), 'SP A sees SP B\'s token');
   await shot(page, 'sp-tokens');
+  step = 'service provider: its own payment registration, not another\'s';
+  await visit(page, 'payments');
+  const regs = await page.$eval('main [data-view="payments"]', (e) => e.textContent);
+  check(regs.includes('bank-a') && !regs.includes('bank-b'), `SP A's registrations: ${regs}`);
+  await page.click('main [data-view="payments"] a[href="#/payments/bank-a"]');
+  await page.waitForSelector('main [data-view="payments"] [data-sp="bank-a"]');
+  const keys = await page.$eval('main [data-view="payments"] [data-sp="bank-a"]', (e) => e.textContent);
+  check(keys.includes('emv_imk') && !keys.includes('00112233445566778899'), `bank A's keys: ${keys}`);
+  await shot(page, 'sp-payments');
+  await page.goto(`${URL0}/console/index.html#/payments/bank-b`, { waitUntil: 'networkidle2' });
+  await page.waitForSelector('main [data-view="payments"] [data-notfound]');
+  const nf = await page.$eval('main [data-view="payments"]', (e) => e.textContent);
+  check(nf.includes('Not found') && !nf.includes('bank-b cards'), `forged address: ${nf}`);
+
   step = 'service provider: another\'s resource';
   const other = await pageFetch(page, 'GET', '/admin/v1/principals', null, false);
   check(other.status === 403, `SP lists principals: ${other.status}`);

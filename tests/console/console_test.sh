@@ -21,7 +21,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
 
-for t in curl jq node; do
+for t in curl jq node openssl xxd; do
     command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
 done
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
@@ -42,7 +42,7 @@ stop_phone() {
 TSMD_CLEANUP_HOOK=stop_phone
 tsmd_work_init console
 W=$TSMD_WORK
-tsmd_config "sqlite:$W/var/tsmd.db" "services.enabled=tsm, mno:orange, cms" \
+tsmd_config "sqlite:$W/var/tsmd.db" "services.enabled=tsm, mno:orange, cms, pay" \
     "console.dir=$SRC/web" "console.session_ttl_s=600" "log.level=info" \
     "mno.orange.backoff_s=0" "mno.orange.sweep_ms=50" "mno.orange.heartbeat_s=1" \
     "cms.tick_ms=50" "cms.backoff_s=0"
@@ -79,6 +79,21 @@ mk() { # kind name [extra json] -> token on stdout
 }
 SP_A=$(mk service_provider bank-a ',"display_name":"Bank A"')
 SP_B=$(mk service_provider bank-b ',"display_name":"Bank B"')
+# Each bank's registration on the payment platform, owned by its principal,
+# and a key bank A deposits itself.
+pay_sp() { # NAME OWNER_ID
+    local pub
+    pub=$(openssl ecparam -name prime256v1 -genkey -noout | openssl ec -pubout -outform DER 2>/dev/null |
+        tail -c 65 | xxd -p -c 200)
+    api POST /pay/v1/sps "$OP_TOKEN" "{\"name\":\"$1\",\"display_name\":\"$1 cards\",\"kind\":\"bank\",\"endpoint\":\"https://$1.example/spsim/v1\",\"pub\":\"$pub\",\"owner_id\":$2}" \
+        -H "Idempotency-Key: pay-$1"
+    expect_status 201 "pay registration $1"
+}
+pay_sp bank-a "$(cat "$TSMD_WORK/id-bank-a")"
+pay_sp bank-b "$(cat "$TSMD_WORK/id-bank-b")"
+api POST /pay/v1/sps/bank-a/keys "$SP_A" '{"key_type":"emv_imk","key":"00112233445566778899AABBCCDDEEFF"}' \
+    -H "Idempotency-Key: key-a"
+expect_status 201 "bank A deposits a key"
 SUB=$(mk subscriber alice ',"msisdns":["33611111111"]')
 # The browser's operator token (revoked during the test) and a second one
 # that revokes it; cms keeps OP_TOKEN for its calls to mno.

@@ -92,6 +92,17 @@ api GET $P/sps/bank-a "$SP_TOKEN"
 [ "$API_STATUS" = 404 ] || fail "other SP reads bank-a: $API_STATUS"
 api POST $P/sps "$SP_TOKEN" "$(sp_body y bank "$URL_bank_a" "$PUB_bank_a")" -H "Idempotency-Key: sp-y"
 [ "$API_STATUS" = 403 ] || fail "SP registers an SP: $API_STATUS"
+# a service provider lists its own registrations only (the operator: all)
+api POST $P/sps "$OP_TOKEN" "$(sp_body bank-c bank "$URL_bank_a" "$PUB_bank_a" | jq -c ".owner_id = $SPP")" \
+    -H "Idempotency-Key: sp-bank-c"
+[ "$API_STATUS" = 201 ] || fail "bank-c owned by $SPP: $API_STATUS $(cat "$TSMD_WORK/resp")"
+api GET $P/sps "$SP_TOKEN"
+[ "$API_STATUS" = 200 ] && [ "$(jq -r '[.items[].name] | join(",")' "$TSMD_WORK/resp")" = bank-c ] ||
+    fail "the SP's own list: $API_STATUS $(cat "$TSMD_WORK/resp")"
+api GET $P/sps "$OP_TOKEN"
+[ "$(jq -r '.items | length' "$TSMD_WORK/resp")" = 4 ] || fail "operator list: $(cat "$TSMD_WORK/resp")"
+api GET $P/sps "$DEV_TOKEN"
+[ "$API_STATUS" = 403 ] || fail "a device lists SPs: $API_STATUS"
 # an operator enrols for a principal that is not a device
 api POST $P/clients "$OP_TOKEN" "{\"name\":\"t9\",\"dongle_pub\":\"$PUB_bank_a\",\"principal_id\":$SPP}" \
     -H "Idempotency-Key: enrol-t9"
