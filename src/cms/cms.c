@@ -97,6 +97,22 @@ static const struct db_migration cms_migrations[] = {
      " events TEXT NOT NULL,"
      " updated_at BIGINT NOT NULL)",
      NULL},
+    {21,
+     "CREATE TABLE cms_superv_rules ("
+     " name TEXT PRIMARY KEY,"
+     " body TEXT NOT NULL,"
+     " updated_at BIGINT NOT NULL);"
+     "CREATE TABLE cms_superv_decisions ("
+     " id INTEGER PRIMARY KEY,"
+     " card BIGINT NOT NULL,"
+     " rule TEXT NOT NULL,"
+     " action TEXT NOT NULL,"
+     " outcome TEXT NOT NULL,"
+     " action_id BIGINT NOT NULL,"
+     " why TEXT NOT NULL,"
+     " at BIGINT NOT NULL);"
+     "CREATE INDEX cms_superv_decisions_card ON cms_superv_decisions (card, id)",
+     NULL},
 };
 
 static const struct cfg_opt cms_opts[] = {
@@ -202,6 +218,21 @@ static const struct cfg_opt cms_opts[] = {
      100,
      0,
      "Attempts of a notification before it is given up (the delivery log keeps each)."},
+    {"cms.superv_batch_max",
+     CFG_INT,
+     {.i = 10000},
+     1,
+     100000,
+     0,
+     "Events in one POST /events/batch (NDJSON lines); the body must also fit http.max_body."},
+    {"cms.superv_card_ttl_ms",
+     CFG_INT,
+     {.i = 1000},
+     0,
+     3600000,
+     0,
+     "How long supervision trusts its in-memory copy of a card's state (a card reported lost "
+     "or stolen is seen within this time)."},
 };
 
 int64_t cms_now(void)
@@ -319,6 +350,7 @@ out:
 
 #define CMS_OPS  NET_P_OPERATOR
 #define CMS_SUBS (NET_P_OPERATOR | NET_P_SUBSCRIBER)
+#define CMS_FEED (NET_P_OPERATOR | NET_P_SP) /* the payment system's events */
 
 static const char *const cms_q_page[] = {"cursor", "limit", NULL};
 static const char *const cms_q_cards[] = {"cursor", "limit", "state", NULL};
@@ -339,6 +371,12 @@ static const struct svc_route cms_route_table[] = {
     {"POST", "/alerts/{id}/clear", CMS_OPS, false, cms_h_alert_clear, NULL, 0},
     {"GET", "/subscribers/{id}/notifications", CMS_SUBS, false, cms_h_notify_get, NULL, 0},
     {"PUT", "/subscribers/{id}/notifications", CMS_SUBS, false, cms_h_notify_put, NULL, 0},
+    {"POST", "/events", CMS_FEED, false, cms_h_events, NULL, SVC_R_COARSE_AUDIT},
+    {"POST", "/events/batch", CMS_FEED, false, cms_h_events_batch, NULL, SVC_R_COARSE_AUDIT},
+    {"GET", "/rules", CMS_OPS, false, cms_h_rules_list, NULL, 0},
+    {"PUT", "/rules/{name}", CMS_OPS, false, cms_h_rule_put, NULL, 0},
+    {"DELETE", "/rules/{name}", CMS_OPS, false, cms_h_rule_delete, NULL, 0},
+    {"GET", "/decisions", CMS_OPS, false, cms_h_decisions, cms_q_page, 0},
 };
 
 static const struct svc_route *cms_routes(size_t *n)
@@ -374,9 +412,13 @@ static ot_err cms_create(const struct svc_env *env, void **out)
     pthread_cond_init(&s->cv, NULL);
     err = cms_notify_open(s, env);
     if (err == OT_OK) {
+        err = cms_superv_open(s, env);
+    }
+    if (err == OT_OK) {
         err = cms_driver_start(s);
     }
     if (err != OT_OK) {
+        cms_superv_close(s);
         cms_notify_close(s);
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
@@ -395,6 +437,7 @@ static void cms_destroy(void *svc)
         return;
     }
     cms_driver_stop(s);
+    cms_superv_close(s);
     cms_notify_close(s);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -430,6 +473,7 @@ static ot_err cms_metrics(void *svc, struct net_metrics *nm)
                                 cms_m_destroyed, s));
     OT_TRY(net_metrics_register(nm, "cms_alerts_total", "Operator alerts raised.",
                                 NET_METRIC_COUNTER, cms_m_alerts, s));
+    OT_TRY(cms_superv_metrics(s, nm));
 out:
     return err;
 }

@@ -159,6 +159,13 @@ ot_err cms_notify_open(struct cms *s, const struct svc_env *env);
 void cms_notify_close(struct cms *s);
 void cms_notify_kick(struct cms *s);
 
+/* Supervision (superv.c): its state (rules, the cards' windows) and
+ * metrics. */
+struct net_metrics;
+ot_err cms_superv_open(struct cms *s, const struct svc_env *env);
+void cms_superv_close(struct cms *s);
+ot_err cms_superv_metrics(struct cms *s, struct net_metrics *nm);
+
 /* The driver: wakes now (new action, forced retry). */
 void cms_driver_kick(struct cms *s);
 ot_err cms_driver_start(struct cms *s);
@@ -197,5 +204,11 @@ void cms_h_alert_clear(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_actions(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_notify_get(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_notify_put(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_events(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_events_batch(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_rules_list(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_rule_put(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_rule_delete(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_decisions(struct net_req *req, struct net_resp *resp, void *ctx);
 
 #endif

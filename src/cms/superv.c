@@ -1,0 +1,866 @@
+/* Supervision (issue 13 point 5, docs/cms.md "Supervision and
+ * notifications"): the payment system's events in (POST /events, POST
+ * /events/batch as NDJSON), the rules (GET /rules, PUT/DELETE
+ * /rules/{name}) and the decisions (GET /decisions).
+ *
+ * Each node keeps, in memory, the rules and per card a bounded window of
+ * its last SV_RING events (superv.h), so an event costs a hash lookup and
+ * the rules' loops; the card behind an event reference is read from the
+ * database once per superv_card_ttl_ms (its state: a card reported lost or
+ * stolen). Events are not stored; decisions are: a hit starts the rule's
+ * lock or destroy through cms_card_act (cause supervision, reason
+ * fraudulent, the explanation in the card's history) with a decision row
+ * and the subscriber's notification, all in one transaction. A card gets
+ * one decision per severity (a lock, then perhaps a destroy) until it is
+ * active again. Windows are per node: a payment system sends one card's
+ * events to one node (or accepts that a window spans what one node saw). */
+#define OT_LOG_COMPONENT "cms.superv"
+#include "cms/superv.h"
+
+#include "cms/cms_priv.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "db/db.h"
+#include "svc/kit.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SV_BUCKETS       (1u << 16)
+#define SV_RULES_RELOAD  1000 /* ms between reloads of the rules from the database */
+#define SV_DECISIONS_OUT 100u /* decisions listed in one intake answer */
+
+struct sv_ident {
+    struct sv_ident *next;
+    int64_t row; /* 0: no such card (remembered too) */
+    int64_t loaded_ms;
+    char key[SV_REF_MAX + 3]; /* "<by>:<ref>" */
+};
+
+struct sv_card {
+    struct sv_card *next;
+    int64_t row;
+    char card_id[CMS_CARD_ID_MAX + 1];
+    bool reported; /* not active, after a lost or stolen report */
+    int decided;   /* 0 none, 1 lock, 2 destroy: decisions made since it was active */
+    int64_t loaded_ms;
+    struct sv_window w;
+};
+
+struct cms_superv {
+    pthread_mutex_t mu;
+    struct sv_rule *rules;
+    size_t n_rules;
+    int64_t rules_ms; /* when loaded */
+    struct sv_ident **idents;
+    struct sv_card **cards;
+    int64_t card_ttl_ms;
+    int64_t batch_max;
+    atomic_uint_fast64_t m_events;
+    atomic_uint_fast64_t m_decisions;
+};
+
+static int64_t sv_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t sv_row_hash(int64_t row)
+{
+    uint64_t x = (uint64_t)row * UINT64_C(0x9E3779B97F4A7C15);
+    return (uint32_t)(x >> 32);
+}
+
+static void sv_rules_free(struct sv_rule *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sv_rule_clear(&r[i]);
+    }
+    free(r);
+}
+
+/* ---- rules from the database --------------------------------------------------- */
+
+static ot_err sv_rules_load(struct cms *s)
+{
+    struct cms_superv *v = s->superv;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    struct sv_rule *rules = calloc(SV_RULES_MAX, sizeof(*rules));
+    size_t n = 0;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (rules == NULL) {
+        return OT_E_NOMEM;
+    }
+    OT_TRY(db_acquire(s->db, &c));
+    OT_TRY(db_prepare(c, "SELECT name, body FROM cms_superv_rules ORDER BY name LIMIT $1", &st));
+    OT_TRY(db_bind_int64(st, 1, SV_RULES_MAX));
+    for (;;) {
+        const char *name = NULL;
+        const char *body = NULL;
+        json_t *doc = NULL;
+        struct json_err je;
+
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        OT_TRY(db_col_text(st, 0, &name));
+        OT_TRY(db_col_text(st, 1, &body));
+        memset(&je, 0, sizeof(je));
+        if (json_parse(body, strlen(body), 65536 * 16, &doc, &je) != OT_OK
+            || sv_rule_parse(name, doc, &rules[n], &je) != OT_OK) {
+            json_free(doc);
+            OT_LOG_ERROR("rule %s does not parse (%s): skipped", name, je.field);
+            continue;
+        }
+        json_free(doc);
+        n++;
+    }
+out:
+    db_reset(st);
+    db_release(c);
+    if (err != OT_OK) {
+        sv_rules_free(rules, n);
+        return err;
+    }
+    pthread_mutex_lock(&v->mu);
+    sv_rules_free(v->rules, v->n_rules);
+    v->rules = rules;
+    v->n_rules = n;
+    v->rules_ms = sv_mono_ms();
+    pthread_mutex_unlock(&v->mu);
+    return OT_OK;
+}
+
+static void sv_rules_fresh(struct cms *s)
+{
+    struct cms_superv *v = s->superv;
+    int64_t now = sv_mono_ms();
+    bool stale;
+
+    pthread_mutex_lock(&v->mu);
+    stale = now - v->rules_ms >= SV_RULES_RELOAD;
+    if (stale) {
+        v->rules_ms = now; /* one reload at a time */
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (stale && sv_rules_load(s) != OT_OK) {
+        OT_LOG_WARN("rules not reloaded: the last ones stay");
+    }
+}
+
+/* ---- the card cache -------------------------------------------------------------- */
+
+static struct sv_ident *sv_ident_find(struct cms_superv *v, const char *key, uint32_t h)
+{
+    for (struct sv_ident *i = v->idents[h & (SV_BUCKETS - 1)]; i != NULL; i = i->next) {
+        if (strcmp(i->key, key) == 0) {
+            return i;
+        }
+    }
+    return NULL;
+}
+
+static struct sv_card *sv_card_find(struct cms_superv *v, int64_t row)
+{
+    for (struct sv_card *k = v->cards[sv_row_hash(row) & (SV_BUCKETS - 1)]; k != NULL;
+         k = k->next) {
+        if (k->row == row) {
+            return k;
+        }
+    }
+    return NULL;
+}
+
+/* Whether the card's last action was asked for as lost or stolen. */
+static ot_err sv_last_reason_lost(struct db_conn *c, int64_t row, bool *lost)
+{
+    struct db_stmt *st = NULL;
+    const char *r = NULL;
+    bool found = false;
+    ot_err err = OT_OK;
+
+    *lost = false;
+    OT_TRY(db_prepare(c, "SELECT reason FROM cms_actions WHERE card = $1 ORDER BY id DESC LIMIT 1",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, row));
+    OT_TRY(db_step(st, &found));
+    if (found) {
+        OT_TRY(db_col_text(st, 0, &r));
+        *lost = strcmp(r, "lost") == 0 || strcmp(r, "stolen") == 0;
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+/* The card row behind ev (0: none), read through the cache; *c is a
+ * connection acquired on the first miss (the caller releases it). */
+static ot_err sv_resolve(struct cms *s, struct db_conn **c, const struct sv_event *ev,
+                         int64_t *row_out)
+{
+    static const enum cms_by bys[] = {CMS_BY_CARD_ID, CMS_BY_PAN_TOKEN, CMS_BY_CIN};
+    struct cms_superv *v = s->superv;
+    char key[SV_REF_MAX + 3];
+    uint32_t h;
+    int64_t now = sv_mono_ms();
+    int64_t row = -1;
+    struct cms_card card;
+    bool lost = false;
+    ot_err err;
+
+    snprintf(key, sizeof(key), "%d:%s", (int)ev->by, ev->ref);
+    h = ot_str_hash32(key);
+    pthread_mutex_lock(&v->mu);
+    {
+        struct sv_ident *id = sv_ident_find(v, key, h);
+        if (id != NULL && now - id->loaded_ms < v->card_ttl_ms) {
+            struct sv_card *k = id->row != 0 ? sv_card_find(v, id->row) : NULL;
+            if (id->row == 0 || (k != NULL && now - k->loaded_ms < v->card_ttl_ms)) {
+                row = id->row;
+            }
+        }
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (row >= 0) {
+        *row_out = row;
+        return OT_OK;
+    }
+    if (*c == NULL) {
+        err = db_acquire(s->db, c);
+        if (err != OT_OK) {
+            return err;
+        }
+    }
+    err = cms_card_find(s, *c, bys[ev->by], ev->ref, &card);
+    if (err == OT_E_NOT_FOUND || err == OT_E_CONFLICT) {
+        card.id = 0;
+        err = OT_OK;
+    }
+    if (err == OT_OK && card.id != 0 && card.state != CMS_S_ACTIVE) {
+        err = sv_last_reason_lost(*c, card.id, &lost);
+    }
+    if (err != OT_OK) {
+        return err;
+    }
+    pthread_mutex_lock(&v->mu);
+    {
+        struct sv_ident *id = sv_ident_find(v, key, h);
+        if (id == NULL) {
+            id = calloc(1, sizeof(*id));
+            if (id != NULL) {
+                memcpy(id->key, key, sizeof(id->key));
+                id->next = v->idents[h & (SV_BUCKETS - 1)];
+                v->idents[h & (SV_BUCKETS - 1)] = id;
+            }
+        }
+        if (id != NULL) {
+            id->row = card.id;
+            id->loaded_ms = now;
+        }
+        if (card.id != 0) {
+            struct sv_card *k = sv_card_find(v, card.id);
+            if (k == NULL) {
+                k = calloc(1, sizeof(*k));
+                if (k != NULL) {
+                    uint32_t b = sv_row_hash(card.id) & (SV_BUCKETS - 1);
+                    k->row = card.id;
+                    k->next = v->cards[b];
+                    v->cards[b] = k;
+                }
+            }
+            if (k != NULL) {
+                memcpy(k->card_id, card.card_id, sizeof(k->card_id));
+                k->reported = card.state != CMS_S_ACTIVE && lost;
+                if (card.state == CMS_S_ACTIVE) {
+                    k->decided = 0;
+                }
+                k->loaded_ms = now;
+            }
+        }
+    }
+    pthread_mutex_unlock(&v->mu);
+    *row_out = card.id;
+    return OT_OK;
+}
+
+/* ---- decisions ------------------------------------------------------------------- */
+
+struct sv_decision {
+    int64_t row;
+    char card_id[CMS_CARD_ID_MAX + 1];
+    char rule[SV_RULE_NAME_MAX + 1];
+    enum cms_action action;
+    char *why;
+    /* outcome */
+    char outcome[48];
+    int64_t action_id;
+};
+
+/* Starts the decision's action with its decision row, history and the
+ * subscriber's notification in one transaction. */
+static ot_err sv_decide(struct cms *s, const struct net_req *req, struct sv_decision *d)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    struct cms_card card;
+    enum cms_state state = CMS_S_N;
+    bool row = false;
+    bool moved = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(svc_tx_begin(s->kit, &c));
+    err = cms_card_act(s, c, req, d->card_id, d->action, CMS_R_FRAUDULENT, CMS_C_SUPERVISION, 0,
+                       d->why, &d->action_id, &state);
+    if (err == OT_E_STATE) {
+        /* nothing to move (already on its way or gone): the hit is kept */
+        OT_TRY(cms_card_get(s, c, d->row, &card));
+        OT_TRY(cms_history_add(s, c, d->row, "supervision.hit", card.state, "supervision",
+                               "fraudulent", d->why));
+        snprintf(d->outcome, sizeof(d->outcome), "no_move:%s", cms_state_name(card.state));
+        err = OT_OK;
+    } else {
+        OT_TRY(err);
+        moved = true;
+        snprintf(d->outcome, sizeof(d->outcome), "%s", cms_state_name(state));
+        OT_TRY(cms_card_get(s, c, d->row, &card));
+    }
+    OT_TRY(db_prepare(c,
+                      "INSERT INTO cms_superv_decisions (card, rule, action, outcome, action_id,"
+                      " why, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, d->row));
+    OT_TRY(db_bind_text(st, 2, d->rule));
+    OT_TRY(db_bind_text(st, 3, cms_action_name(d->action)));
+    OT_TRY(db_bind_text(st, 4, d->outcome));
+    OT_TRY(db_bind_int64(st, 5, d->action_id));
+    OT_TRY(db_bind_text(st, 6, d->why));
+    OT_TRY(db_bind_int64(st, 7, cms_now()));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    OT_TRY(cms_notify(s, c, &card, "supervision.hit", d->why));
+    OT_TRY(db_commit(c));
+    if (moved) {
+        cms_driver_kick(s);
+    }
+    cms_notify_kick(s);
+    atomic_fetch_add(&s->superv->m_decisions, 1);
+    OT_LOG_INFO("decision card=%s rule=%s action=%s outcome=%s", d->card_id, d->rule,
+                cms_action_name(d->action), d->outcome);
+out:
+    db_reset(st);
+    svc_tx_abort(&c);
+    return err;
+}
+
+/* ---- intake ------------------------------------------------------------------------ */
+
+struct sv_batch {
+    struct sv_event *ev;
+    size_t n;
+    size_t cap;
+    struct json_err je;
+    /* outcome */
+    size_t unknown;
+    size_t duplicates;
+    json_t *decisions;
+};
+
+/* Evaluates one event; a hit becomes a decision (d->why set) for the
+ * caller to persist. */
+static ot_err sv_take(struct cms *s, struct db_conn **c, const struct sv_event *ev,
+                      struct sv_batch *b, struct sv_decision *d, bool *decided)
+{
+    struct cms_superv *v = s->superv;
+    struct sv_card *k;
+    struct sv_hit hit;
+    int64_t row = 0;
+    ot_err err = OT_OK;
+
+    *decided = false;
+    OT_TRY(sv_resolve(s, c, ev, &row));
+    atomic_fetch_add(&v->m_events, 1);
+    if (row == 0) {
+        b->unknown++;
+        return OT_OK;
+    }
+    pthread_mutex_lock(&v->mu);
+    k = sv_card_find(v, row);
+    if (k == NULL) {
+        pthread_mutex_unlock(&v->mu);
+        b->unknown++;
+        return OT_OK;
+    }
+    if (!sv_window_add(&k->w, ev)) {
+        pthread_mutex_unlock(&v->mu);
+        b->duplicates++;
+        return OT_OK;
+    }
+    if (sv_eval(v->rules, v->n_rules, &k->w, ev, k->reported, &hit)) {
+        const struct sv_rule *r = &v->rules[hit.rule];
+        int sev = r->action == CMS_ACT_DESTROY ? 2 : 1;
+        if (sev > k->decided) {
+            err = sv_why_json(r, &hit, &d->why);
+            if (err == OT_OK) {
+                k->decided = sev;
+                d->row = row;
+                memcpy(d->card_id, k->card_id, sizeof(d->card_id));
+                memcpy(d->rule, r->name, sizeof(d->rule));
+                d->action = r->action;
+                *decided = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&v->mu);
+out:
+    return err;
+}
+
+static ot_err sv_decision_json(const struct sv_decision *d, json_t *arr)
+{
+    json_t *o = json_obj_new();
+    char id[24];
+    ot_err err = OT_OK;
+
+    if (o == NULL) {
+        return OT_E_NOMEM;
+    }
+    snprintf(id, sizeof(id), "%lld", (long long)d->action_id);
+    OT_TRY(json_put_str(o, "card_id", d->card_id));
+    OT_TRY(json_put_str(o, "rule", d->rule));
+    OT_TRY(json_put_str(o, "action", cms_action_name(d->action)));
+    OT_TRY(json_put_str(o, "outcome", d->outcome));
+    if (d->action_id != 0) {
+        OT_TRY(json_put_str(o, "action_id", id));
+    }
+    OT_TRY(json_push(arr, o));
+    o = NULL;
+out:
+    json_free(o);
+    return err;
+}
+
+/* Runs the parsed events and answers. */
+static void sv_run(struct cms *s, struct net_req *req, struct net_resp *resp, struct sv_batch *b)
+{
+    struct db_conn *c = NULL;
+    json_t *o = NULL;
+    ot_err err = OT_OK;
+
+    sv_rules_fresh(s);
+    b->decisions = json_arr_new();
+    if (b->decisions == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        struct sv_decision d;
+        bool decided = false;
+
+        memset(&d, 0, sizeof(d));
+        OT_TRY(sv_take(s, &c, &b->ev[i], b, &d, &decided));
+        if (decided) {
+            err = sv_decide(s, req, &d);
+            if (err == OT_OK && json_array_size(b->decisions) < SV_DECISIONS_OUT) {
+                err = sv_decision_json(&d, b->decisions);
+            }
+            free(d.why);
+            OT_TRY(err);
+        }
+    }
+    db_release(c);
+    c = NULL;
+    o = json_obj_new();
+    if (o == NULL || json_put_int(o, "events", (int64_t)b->n) != OT_OK
+        || json_put_int(o, "unknown_cards", (int64_t)b->unknown) != OT_OK
+        || json_put_int(o, "duplicates", (int64_t)b->duplicates) != OT_OK
+        || json_put(o, "decisions", b->decisions) != OT_OK) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    b->decisions = NULL;
+    net_resp_json(resp, 200, o);
+    o = NULL;
+out:
+    db_release(c);
+    json_free(o);
+    json_free(b->decisions);
+    b->decisions = NULL;
+    if (err != OT_OK) {
+        OT_LOG_ERROR("intake failed after %zu events: %s", b->n, ot_strerror(err));
+        svc_fail(resp, err);
+    }
+}
+
+void cms_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct cms *s = ctx;
+    struct sv_batch b;
+    struct sv_event ev;
+    size_t n = 0;
+    const uint8_t *body = net_req_body(req, &n);
+    ot_err err;
+
+    memset(&b, 0, sizeof(b));
+    err = sv_event_parse((const char *)body, n, &ev, &b.je);
+    if (err != OT_OK) {
+        net_resp_json_error(resp, err, &b.je);
+        return;
+    }
+    b.ev = &ev;
+    b.n = 1;
+    sv_run(s, req, resp, &b);
+}
+
+static ot_err sv_batch_line(void *ctx, const char *line, size_t len, size_t no)
+{
+    struct sv_batch *b = ctx;
+
+    if (b->n == b->cap) {
+        return OT_E_LIMIT;
+    }
+    json_err_scope(&b->je, "lines[%zu]", no);
+    ot_err err = sv_event_parse(line, len, &b->ev[b->n], &b->je);
+    if (err == OT_OK) {
+        b->n++;
+    }
+    return err;
+}
+
+void cms_h_events_batch(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct cms *s = ctx;
+    struct sv_batch b;
+    size_t n = 0;
+    size_t line = 0;
+    const uint8_t *body = net_req_body(req, &n);
+    size_t lines = 1;
+    ot_err err;
+
+    memset(&b, 0, sizeof(b));
+    for (size_t i = 0; i < n; i++) {
+        lines += body[i] == '\n';
+    }
+    b.cap = lines < (size_t)s->superv->batch_max ? lines : (size_t)s->superv->batch_max;
+    b.ev = malloc(b.cap * sizeof(*b.ev));
+    if (b.ev == NULL) {
+        svc_fail(resp, OT_E_NOMEM);
+        return;
+    }
+    err = sv_ndjson_each((const char *)body, n, (size_t)s->superv->batch_max, sv_batch_line, &b,
+                         &line);
+    if (err == OT_E_LIMIT) {
+        char f[40];
+        snprintf(f, sizeof(f), "lines[%zu]", line);
+        net_resp_error(resp, OT_E_LIMIT, NULL,
+                       "a line over 4096 bytes, or more events than superv_batch_max", f);
+    } else if (err != OT_OK) {
+        net_resp_json_error(resp, err, &b.je);
+    } else if (b.n == 0) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "no event", "lines[1]");
+    } else {
+        sv_run(s, req, resp, &b);
+    }
+    free(b.ev);
+}
+
+/* ---- rules API ------------------------------------------------------------------- */
+
+static ot_err sv_rules_json(struct cms *s, json_t **out)
+{
+    struct cms_superv *v = s->superv;
+    json_t *items = json_arr_new();
+    json_t *o = json_obj_new();
+    ot_err err = OT_OK;
+
+    *out = NULL;
+    if (items == NULL || o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    pthread_mutex_lock(&v->mu);
+    for (size_t i = 0; i < v->n_rules && err == OT_OK; i++) {
+        json_t *r = NULL;
+        struct json_err je;
+        memset(&je, 0, sizeof(je));
+        err = json_parse(v->rules[i].json, strlen(v->rules[i].json), 65536 * 16, &r, &je);
+        if (err == OT_OK) {
+            err = json_push(items, r);
+        }
+    }
+    pthread_mutex_unlock(&v->mu);
+    OT_TRY(err);
+    OT_TRY(json_put(o, "items", items));
+    items = NULL;
+    *out = o;
+    o = NULL;
+out:
+    json_free(items);
+    json_free(o);
+    return err;
+}
+
+void cms_h_rules_list(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct cms *s = ctx;
+    json_t *o = NULL;
+    ot_err err;
+
+    (void)req;
+    err = sv_rules_load(s);
+    if (err == OT_OK) {
+        err = sv_rules_json(s, &o);
+    }
+    if (err != OT_OK) {
+        svc_fail(resp, err);
+        return;
+    }
+    net_resp_json(resp, 200, o);
+}
+
+void cms_h_rule_put(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct cms *s = ctx;
+    const char *name = net_req_param(req, "name");
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    struct sv_rule r;
+    struct json_err je;
+    json_t *doc = NULL;
+    json_t *o = NULL;
+    char res[160];
+    bool row = false;
+    ot_err err = OT_OK;
+
+    memset(&je, 0, sizeof(je));
+    memset(&r, 0, sizeof(r));
+    static const char *const allowed[] = {"name",     "kind",  "action",    "enabled", "max",
+                                          "window_s", "min_s", "merchants", NULL};
+
+    doc = svc_body_obj(req, resp, allowed);
+    if (doc == NULL) {
+        return;
+    }
+    err = sv_rule_parse(name, doc, &r, &je);
+    if (err != OT_OK) {
+        net_resp_json_error(resp, err, &je);
+        goto done;
+    }
+    OT_TRY(svc_tx_begin(s->kit, &c));
+    OT_TRY(db_prepare(c,
+                      "INSERT INTO cms_superv_rules (name, body, updated_at) VALUES ($1, $2, $3)"
+                      " ON CONFLICT (name) DO UPDATE SET body = excluded.body,"
+                      " updated_at = excluded.updated_at",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, r.name));
+    OT_TRY(db_bind_text(st, 2, r.json));
+    OT_TRY(db_bind_int64(st, 3, cms_now()));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    snprintf(res, sizeof(res), "%s/rules/%s", s->prefix, r.name);
+    OT_TRY(svc_audit(s->kit, c, req, "cms.rule.put", res, "ok"));
+    OT_TRY(json_parse(r.json, strlen(r.json), 65536 * 16, &o, &je));
+    if (svc_tx_commit(&c, req, resp, 200, o) == OT_OK) {
+        (void)sv_rules_load(s);
+    }
+    o = NULL;
+out:
+    db_reset(st);
+    if (err != OT_OK) {
+        svc_fail(resp, err);
+    }
+done:
+    sv_rule_clear(&r);
+    json_free(o);
+    svc_tx_abort(&c);
+    json_free(doc);
+}
+
+void cms_h_rule_delete(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct cms *s = ctx;
+    const char *name = net_req_param(req, "name");
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    json_t *o = NULL;
+    char res[160];
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(svc_tx_begin(s->kit, &c));
+    OT_TRY(db_prepare(c, "DELETE FROM cms_superv_rules WHERE name = $1", &st));
+    OT_TRY(db_bind_text(st, 1, name));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) != 1) {
+        db_reset(st);
+        st = NULL;
+        svc_tx_abort(&c);
+        net_resp_error(resp, OT_E_NOT_FOUND, NULL, "no such rule", NULL);
+        return;
+    }
+    db_reset(st);
+    st = NULL;
+    snprintf(res, sizeof(res), "%s/rules/%.40s", s->prefix, name);
+    OT_TRY(svc_audit(s->kit, c, req, "cms.rule.delete", res, "ok"));
+    o = json_obj_new();
+    if (o == NULL || json_put_bool(o, "deleted", true) != OT_OK) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    if (svc_tx_commit(&c, req, resp, 200, o) == OT_OK) {
+        (void)sv_rules_load(s);
+    }
+    o = NULL;
+out:
+    db_reset(st);
+    if (err != OT_OK) {
+        svc_fail(resp, err);
+    }
+    json_free(o);
+    svc_tx_abort(&c);
+}
+
+/* GET /decisions: newest last, keyset pages. */
+static ot_err sv_decision_row(struct db_stmt *st, void *ctx, json_t **item)
+{
+    json_t *o = json_obj_new();
+    json_t *why = NULL;
+    struct json_err je;
+    const char *t = NULL;
+    int64_t v = 0;
+    char id[24];
+    ot_err err = OT_OK;
+
+    (void)ctx;
+    *item = NULL;
+    memset(&je, 0, sizeof(je));
+    if (o == NULL) {
+        return OT_E_NOMEM;
+    }
+    OT_TRY(db_col_int64(st, 0, &v));
+    snprintf(id, sizeof(id), "%lld", (long long)v);
+    OT_TRY(json_put_str(o, "id", id));
+    OT_TRY(db_col_text(st, 1, &t));
+    OT_TRY(json_put_str(o, "card_id", t));
+    OT_TRY(db_col_text(st, 2, &t));
+    OT_TRY(json_put_str(o, "rule", t));
+    OT_TRY(db_col_text(st, 3, &t));
+    OT_TRY(json_put_str(o, "action", t));
+    OT_TRY(db_col_text(st, 4, &t));
+    OT_TRY(json_put_str(o, "outcome", t));
+    OT_TRY(db_col_text(st, 5, &t));
+    if (json_parse(t, strlen(t), 65536, &why, &je) == OT_OK) {
+        OT_TRY(json_put(o, "why", why));
+        why = NULL;
+    }
+    OT_TRY(db_col_int64(st, 6, &v));
+    OT_TRY(json_put_int(o, "at", v));
+    *item = o;
+    o = NULL;
+out:
+    json_free(why);
+    json_free(o);
+    return err;
+}
+
+void cms_h_decisions(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct cms *s = ctx;
+    const struct svc_list l = {
+        "SELECT d.id, c.card_id, d.rule, d.action, d.outcome, d.why, d.at"
+        " FROM cms_superv_decisions d JOIN cms_cards c ON c.id = d.card"
+        " WHERE d.id > $1 ORDER BY d.id LIMIT $2",
+        NULL,
+        sv_decision_row,
+        NULL,
+        NULL,
+    };
+
+    svc_list_page(s->db, req, resp, &l);
+}
+
+/* ---- life ----------------------------------------------------------------------------- */
+
+ot_err cms_superv_open(struct cms *s, const struct svc_env *env)
+{
+    struct cms_superv *v = calloc(1, sizeof(*v));
+
+    if (v == NULL) {
+        return OT_E_NOMEM;
+    }
+    v->idents = calloc(SV_BUCKETS, sizeof(*v->idents));
+    v->cards = calloc(SV_BUCKETS, sizeof(*v->cards));
+    if (v->idents == NULL || v->cards == NULL) {
+        free(v->idents);
+        free(v->cards);
+        free(v);
+        return OT_E_NOMEM;
+    }
+    pthread_mutex_init(&v->mu, NULL);
+    v->card_ttl_ms = svc_cfg_int(env, "superv_card_ttl_ms");
+    v->batch_max = svc_cfg_int(env, "superv_batch_max");
+    s->superv = v;
+    if (sv_rules_load(s) != OT_OK) {
+        OT_LOG_WARN("rules not loaded at start: loaded with the first events");
+        v->rules_ms = 0;
+    }
+    return OT_OK;
+}
+
+void cms_superv_close(struct cms *s)
+{
+    struct cms_superv *v = s->superv;
+
+    if (v == NULL) {
+        return;
+    }
+    for (size_t b = 0; b < SV_BUCKETS; b++) {
+        while (v->idents[b] != NULL) {
+            struct sv_ident *n = v->idents[b]->next;
+            free(v->idents[b]);
+            v->idents[b] = n;
+        }
+        while (v->cards[b] != NULL) {
+            struct sv_card *n = v->cards[b]->next;
+            sv_window_free(&v->cards[b]->w);
+            free(v->cards[b]);
+            v->cards[b] = n;
+        }
+    }
+    free(v->idents);
+    free(v->cards);
+    sv_rules_free(v->rules, v->n_rules);
+    pthread_mutex_destroy(&v->mu);
+    free(v);
+    s->superv = NULL;
+}
+
+static double sv_m_events(void *ctx)
+{
+    return (double)atomic_load(&((struct cms *)ctx)->superv->m_events);
+}
+
+static double sv_m_decisions(void *ctx)
+{
+    return (double)atomic_load(&((struct cms *)ctx)->superv->m_decisions);
+}
+
+ot_err cms_superv_metrics(struct cms *s, struct net_metrics *nm)
+{
+    ot_err err = OT_OK;
+
+    OT_TRY(net_metrics_register(nm, "cms_superv_events_total",
+                                "Payment events taken in by supervision.", NET_METRIC_COUNTER,
+                                sv_m_events, s));
+    OT_TRY(net_metrics_register(nm, "cms_superv_decisions_total",
+                                "Supervision decisions (a rule's hit that started an action).",
+                                NET_METRIC_COUNTER, sv_m_decisions, s));
+out:
+    return err;
+}
