@@ -64,12 +64,19 @@ ot_err agent_admin_run(struct agent_mno *m, struct agent_service *svc, const str
                        const char *imei, const char *state_dir, const struct agent_admin_job *job,
                        struct agent_admin_result *res, char *why, size_t why_cap);
 
-/* After a restart (ota.md 6.6): when STATE/session.json says a script was
- * running, the card's state is unknown; reports X-Admin-Script-Status:
- * interrupted to that script's URI and removes the file once mno answered.
- * *found: there was one. A file that does not parse: OT_E_CORRUPT, kept. */
-ot_err agent_admin_recover(struct agent_mno *m, const char *state_dir, bool *found, char *why,
-                           size_t why_cap);
+/* After a restart (ota.md 6.6, docs/se-agent.md "The job's steps"): when
+ * STATE/session.json says a session was under way, resumes it from its
+ * step: script 1 received and not sent to the card: fetched again
+ * (X-Admin-Resume) and the session run on; a script executed: its kept
+ * responses POSTed again (X-Admin-Resume) and the session run on;
+ * executing (the card's state is unknown), or a later script whose card
+ * session the restart ended: X-Admin-Script-Status: interrupted. The file
+ * goes once mno answered. svc and l (may be NULL: interrupted only) give
+ * the job's SE. *found: there was one. A file that does not parse:
+ * OT_E_CORRUPT, kept. */
+ot_err agent_admin_recover(struct agent_mno *m, struct agent_service *svc,
+                           const struct agent_selist *l, const char *state_dir, bool *found,
+                           char *why, size_t why_cap);
 
 /* "//aid/<RID 5 bytes hex>/<PIX hex>" into aid (5..16 bytes). */
 ot_err agent_admin_parse_target(const char *v, uint8_t *aid, size_t *aid_len);

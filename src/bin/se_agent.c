@@ -630,12 +630,12 @@ static ot_err recover(struct ctx *c)
 {
     char why[256];
     bool found = false;
-    ot_err err = agent_admin_recover(c->mno, c->o.state, &found, why, sizeof why);
+    ot_err err = agent_admin_recover(c->mno, c->svc, &c->list, c->o.state, &found, why, sizeof why);
 
     if (err != OT_OK) {
         fprintf(stderr, "se-agent: the interrupted session could not be reported: %s\n", why);
     } else if (found) {
-        printf("an interrupted session was reported to mno\n");
+        printf("a session cut short by a restart was resumed or reported to mno\n");
     }
     return err;
 }

@@ -7,7 +7,7 @@
  *
  *   pending    the device's status (mno, by IMSI), the host challenge kept,
  *              then the OTA job submitted (otascp: SCP03 with the card's SD,
- *              Idempotency-Key "cms-<action>-<attempt>", so a crash after
+ *              Idempotency-Key "cms-<action>-<attempt>-<challenge>", so a crash after
  *              the submit and before the commit submits the same job again)
  *   submitted  the job read back and advanced (batch 2 of the two-batch
  *              channel); once over, its answers verified (every R-MAC). Only
@@ -583,8 +583,12 @@ static void cms_act_run(struct cms *s, int64_t id)
     OT_TRY(cms_client(s));
     OT_TRY(mno_client_new(s->tc, card.mno, &m));
     OT_TRY(hex_encode(card.cin, card.cin_n, cin, sizeof(cin)));
-    snprintf(idem, sizeof(idem), "cms-%lld-%lld%s", (long long)a.id, (long long)a.attempts,
-             a.verify_first ? "-read" : "");
+    /* The host challenge is fresh for every new job (and kept with the
+     * action before the submit): one key per job's content, so a resubmit
+     * after a crash finds its job and a new job after reading the card
+     * (same attempt) is not taken for a replay of the old one. */
+    snprintf(idem, sizeof(idem), "cms-%lld-%lld-%.16s%s", (long long)a.id, (long long)a.attempts,
+             a.hchal, a.verify_first ? "-read" : "");
     memset(&t, 0, sizeof(t));
     t.msisdn = card.msisdn;
     t.se_cin = cin;

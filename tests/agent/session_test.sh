@@ -10,8 +10,10 @@
 #   job fails and the application is still there;
 # - a job for an SE the agent does not have ends se-unavailable;
 # - a job that does not exist: exit 1, precise reason;
-# - an agent SIGKILLed mid-script reports the session interrupted when it
-#   starts again: the destructive job ends outcome_unknown, never re-run;
+# - an agent SIGKILLed before the card got the script (the card hangs on the
+#   SELECT) resumes the session when it starts again: the job is done;
+#   one killed once the card ran it (OPENTSM_AGENT_CRASH_AT) reports it
+#   interrupted: the destructive job ends outcome_unknown, never re-run;
 # - backstage requests: query, delete (the mirror follows), add, a failed add;
 # - se-agent run registers (location area), its heartbeats keep the phone
 #   online past the lease, a lease lost while the agent was stopped is
@@ -262,25 +264,39 @@ kill -TERM "$RUN_PID"
 wait "$RUN_PID" || fail "run did not exit 0 on SIGTERM"
 echo "offline: the job waited and ran when the phone registered"
 
-# ---- an agent killed mid-script: reported interrupted after the restart -----
+# ---- an agent killed before the card got the script: resumed after the restart
 # (run is stopped now: nothing else knocks at the stopped card's socket.)
 api POST $P/device/register "$DTOK" '{}'
 expect_status 200 "register again"
 J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","destructive":true,"apdus":["80CA004500"]}' j6)
-kill -STOP "$VSE_PID" # the card hangs on the first C-APDU
+kill -STOP "$VSE_PID" # the card hangs on the session's first command (the SELECT)
 "${A[@]}" --apdu-timeout 600000 session "$J" eSE1 >/dev/null 2>&1 &
 SPID=$!
 for _ in $(seq 1 100); do
     [ -f "$W/agent/session.json" ] && break
     sleep 0.1
 done
-[ -f "$W/agent/session.json" ] || fail "no session state on disk while the script runs"
+[ -f "$W/agent/session.json" ] || fail "no session state on disk once the script arrived"
+jq -e '.step == "received" and .script == 1' "$W/agent/session.json" >/dev/null ||
+    fail "not received: $(cat "$W/agent/session.json")"
 kill -KILL "$SPID"
 wait "$SPID" 2>/dev/null || true
 kill -CONT "$VSE_PID"
 [ "$(job_state "$J")" = running ] || fail "job $J after the agent died: $(cat "$W/resp")"
 "${A[@]}" session "$J" eSE1 >"$W/out"
-grep -q "an interrupted session was reported" "$W/out" || fail "no report: $(cat "$W/out")"
+grep -q "a session cut short by a restart was resumed or reported" "$W/out" || fail "no resume: $(cat "$W/out")"
+[ ! -f "$W/agent/session.json" ] || fail "the session state was kept after the session"
+[ "$(job_state "$J")" = done ] || fail "job $J was not resumed: $(cat "$W/resp")"
+echo "agent killed before the card got the script: resumed, job done"
+
+# ---- an agent killed once the card ran the script: reported interrupted ------
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","destructive":true,"apdus":["80CA004500"]}' j-crash)
+OPENTSM_AGENT_CRASH_AT=executing:1 "${A[@]}" session "$J" eSE1 >/dev/null 2>&1 && fail "the crash point did not fire"
+jq -e '.step == "executing"' "$W/agent/session.json" >/dev/null ||
+    fail "not executing: $(cat "$W/agent/session.json")"
+[ "$(job_state "$J")" = running ] || fail "job $J after the agent died: $(cat "$W/resp")"
+"${A[@]}" session "$J" eSE1 >"$W/out"
+grep -q "a session cut short by a restart was resumed or reported" "$W/out" || fail "no report: $(cat "$W/out")"
 [ ! -f "$W/agent/session.json" ] || fail "the session state was kept after the report"
 [ "$(job_state "$J")" = outcome_unknown ] || fail "destructive job $J: $(cat "$W/resp")"
 # Never re-run by itself: a new session has nothing to do.

@@ -19,21 +19,10 @@
 # usage: destroy_test.sh TSMD SE_AGENT VSE PROFILES_DIR
 set -euo pipefail
 
-TSMD=$1
-AGENT=$2
-VSE=$3
-PROFILES=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../tsmd/lib.sh
-. "$HERE/../tsmd/lib.sh"
-for t in curl jq xxd; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
 # shellcheck source=phones.sh
 . "$HERE/phones.sh"
-phones_init
-tsmd_work_init cms-destroy
-W=$TSMD_WORK
+phones_begin cms-destroy "$@"
 
 # --- the cards ---------------------------------------------------------------
 CIN1=4F54534D45534501
@@ -119,7 +108,7 @@ for _ in $(seq 1 100); do
 done
 J3=$(jq -r '.items[0].mno_job' "$W/resp")
 PROTO="X-Admin-Protocol: globalplatform-remote-admin/1.0"
-FROM3="X-Admin-From: //se-id/cin/$CIN3;//agent-id/imei/356938035643825"
+FROM3="X-Admin-From: //se-id/cin/$CIN3;//agent-id/imei/$(imei_of 3)"
 CT_RSP="Content-Type: application/vnd.globalplatform.card-content-mgt-response;version=1.0"
 admin() { # PATH [curl args...]
     local path=$1

@@ -18,21 +18,10 @@
 # usage: modes_test.sh TSMD SE_AGENT VSE PROFILES_DIR
 set -euo pipefail
 
-TSMD=$1
-AGENT=$2
-VSE=$3
-PROFILES=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../tsmd/lib.sh
-. "$HERE/../tsmd/lib.sh"
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
 # shellcheck source=phones.sh
 . "$HERE/phones.sh"
-phones_init
-tsmd_work_init cms-modes
-W=$TSMD_WORK
+phones_begin cms-modes "$@"
 
 # --- the cards: the ISD with R-MAC (i 70), and a telecom application -------
 CIN1=4F54534D45534501

@@ -1,11 +1,12 @@
 # shellcheck shell=bash
 # Phones for the cms flow tests (tests/cms/*_test.sh): se-agent processes on
-# vse cards, enrolled in mno:orange of a tsmd started with tests/tsmd/lib.sh.
-# Source it after lib.sh; it reads $W (the work dir), $AGENT, $VSE,
-# $TSMD_URL, $OP_TOKEN, $P (the mno prefix), $C (the cms prefix) and, once
-# set, $TA (the subscriber's token).
+# vse cards, enrolled in mno:orange of a tsmd started with tests/tsmd/lib.sh
+# (sourced here).
 #
-#   phones_init                  the EXIT hook that stops every agent
+#   phones_begin NAME TSMD SE_AGENT VSE PROFILES_DIR
+#                                the test's arguments ($TSMD, $AGENT, $VSE,
+#                                $PROFILES), its work dir $W, the EXIT hook
+#                                that stops every agent
 #   cms_tsmd_start [K=V...]      tsmd with cms and mno:orange (fast ticks, no
 #                                backoff, 2 attempts), $OP_TOKEN, $P, $C
 #   phones_enrol N...            phone N: device principal (IMEI, IMSI of
@@ -39,9 +40,20 @@ stop_agents() {
     AGENT_PIDS=()
 }
 
-phones_init() {
+# shellcheck source=../tsmd/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../tsmd/lib.sh"
+
+phones_begin() { # NAME TSMD SE_AGENT VSE PROFILES_DIR
+    local t
+    # shellcheck disable=SC2034 # read by lib.sh and the tests
+    TSMD=$2 AGENT=$3 VSE=$4 PROFILES=$5
+    for t in curl jq xxd; do
+        command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
+    done
     # shellcheck disable=SC2034 # read by tsmd_cleanup (tests/tsmd/lib.sh)
     TSMD_CLEANUP_HOOK=stop_agents
+    tsmd_work_init "$1"
+    W=$TSMD_WORK
 }
 
 cms_tsmd_start() { # [K=V...]
@@ -56,11 +68,24 @@ cms_tsmd_start() { # [K=V...]
     C=/cms/v1
 }
 
+imei_of() { # N (1..99) -> a 15-digit IMEI with its Luhn check digit
+    local body d i sum=0
+    body=356938035643$(printf '%02d' "$1")
+    for ((i = 0; i < 14; i++)); do
+        d=${body:i:1}
+        if ((i % 2 == 1)); then
+            d=$((d * 2))
+            ((d > 9)) && d=$((d - 9))
+        fi
+        sum=$((sum + d))
+    done
+    echo "$body$(((10 - sum % 10) % 10))"
+}
+
 phones_enrol() { # N...
     local n d
     for n in "$@"; do
-        d=$(device "phone$n" "3569380356438$(printf '%02d' $((9 + (n - 1) * 8)))" \
-            "20801123456789$((n - 1))")
+        d=$(device "phone$n" "$(imei_of "$n")" "20801123456789$((n - 1))")
         enrol "$d" "3360000000$n" "$(eval echo "\$CIN$n")"
         phone_token "$n" "$d"
     done
@@ -126,8 +151,8 @@ agent_stop() { # N
 
 KEYS='{"enc":"404142434445464748494A4B4C4D4E4F","mac":"404142434445464748494A4B4C4D4E4F","dek":"404142434445464748494A4B4C4D4E4F"}'
 card() { # ID CIN N [ISSUER]
-    printf '{"card_id":"%s","subscriber":%s,"cin":"%s","mno":"orange","msisdn":"3360000000%s","imsi":"20801123456789%s","imei":"3569380356438%s","issuer":"%s","aids":["A0000000041010"],"sd_aid":"A000000151000000","kvn":48,"keys":%s}' \
-        "$1" "$ALICE" "$2" "$3" "$(($3 - 1))" "$(printf '%02d' $((9 + ($3 - 1) * 8)))" "${4:-bank1}" "$KEYS"
+    printf '{"card_id":"%s","subscriber":%s,"cin":"%s","mno":"orange","msisdn":"3360000000%s","imsi":"20801123456789%s","imei":"%s","issuer":"%s","aids":["A0000000041010"],"sd_aid":"A000000151000000","kvn":48,"keys":%s}' \
+        "$1" "$ALICE" "$2" "$3" "$(($3 - 1))" "$(imei_of "$3")" "${4:-bank1}" "$KEYS"
 }
 
 card_state() { # ID
