@@ -12,21 +12,13 @@
 # usage: superv_accept_test.sh TSMD SE_AGENT VSE PROFILES_DIR
 set -euo pipefail
 
-TSMD=$1
-AGENT=$2
-VSE=$3
-PROFILES=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../tsmd/lib.sh
-. "$HERE/../tsmd/lib.sh"
-for t in curl jq awk split; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
 # shellcheck source=phones.sh
 . "$HERE/phones.sh"
-phones_init
-tsmd_work_init cms-superv-accept
-W=$TSMD_WORK
+phones_begin cms-superv-accept "$@"
+for t in awk split; do
+    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
+done
 
 CIN1=4F54534D45534501
 jq '.isd.i = "70"' "$PROFILES/ese-central.json" >"$W/p1.json"
