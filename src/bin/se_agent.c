@@ -54,6 +54,8 @@ struct opts {
     int nargs;
 };
 
+#define ENDED_MAX 16u
+
 struct ctx {
     struct opts o;
     struct agent_service *svc;
@@ -61,6 +63,11 @@ struct ctx {
     struct agent_mno *mno;
     char token[TOKEN_MAX];
     char imei[AGENT_IMEI_MAX + 1]; /* run: the device's, read once (GET P/device) */
+    /* run: the last jobs whose sessions ended (mno answered 204): a job
+     * event for one of them is a late duplicate (a re-registration re-wakes
+     * a job once more, ota.md 4), not work */
+    char ended[ENDED_MAX][AGENT_JOB_ID_MAX + 1];
+    unsigned ended_next;
 };
 
 static const char g_usage[] =
@@ -897,6 +904,12 @@ static void run_event(struct ctx *c, const struct agent_push_event *ev)
         (void)do_backstage(c, ev->request, ev->op, ev->se);
         return;
     }
+    for (unsigned k = 0; k < ENDED_MAX; k++) {
+        if (strcmp(c->ended[k], ev->job.job) == 0) {
+            OT_LOG_INFO("event=push_duplicate type=job job=%s reason=ended", ev->job.job);
+            return;
+        }
+    }
     /* The IMEI is the device principal's: read once, not per job (every
      * request is a device round trip). */
     err = OT_OK;
@@ -915,6 +928,8 @@ static void run_event(struct ctx *c, const struct agent_push_event *ev)
     } else {
         printf("job %s: session ended (status %s, %zu C-APDUs, %u round trips)\n", ev->job.job,
                res.status[0] != '\0' ? res.status : "-", res.capdus, res.posts);
+        (void)snprintf(c->ended[c->ended_next], sizeof c->ended[0], "%s", ev->job.job);
+        c->ended_next = (c->ended_next + 1) % ENDED_MAX;
     }
     fflush(stdout);
 }
