@@ -31,7 +31,8 @@ ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out)
         return OT_E_ARG;
     }
     *out = NULL;
-    if (cfg == NULL || cfg->base_url == NULL || cfg->token == NULL) {
+    if (cfg == NULL || cfg->base_url == NULL || (cfg->token == NULL && cfg->cert_file == NULL)
+        || (cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
         return OT_E_ARG;
     }
     m = calloc(1, sizeof *m);
@@ -62,6 +63,8 @@ ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out)
     nc.base_url = origin;
     nc.token = cfg->token;
     nc.ca_file = cfg->ca_file;
+    nc.client_cert = cfg->cert_file;
+    nc.client_key = cfg->key_file;
     nc.timeout_ms = cfg->timeout_ms;
     nc.max_body = MNO_MAX_BODY;
     err = net_client_new(&nc, &m->c);

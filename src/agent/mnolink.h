@@ -18,9 +18,11 @@ struct agent_mno;
 
 struct agent_mno_cfg {
     const char *base_url;
-    const char *token; /* copied; wiped at free */
+    const char *token; /* copied; wiped at free; NULL with a client certificate */
     const char *ca_file;
     unsigned timeout_ms;
+    const char *cert_file; /* the device's client certificate (PEM) for mutual TLS, or NULL */
+    const char *key_file;  /* its private key (PEM) */
 };
 
 ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out);

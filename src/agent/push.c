@@ -24,6 +24,7 @@ struct agent_push {
     char url[512];
     char token[4096];
     char ca[512];
+    char cert[512], key[512]; /* the client certificate and its key, "" when none */
     char la[64];
     bool has_ca, has_la;
     pthread_t th;
@@ -219,7 +220,9 @@ static void nap_ms(struct agent_push *p, unsigned ms)
 static void *push_main(void *arg)
 {
     struct agent_push *p = arg;
-    struct agent_mno_cfg mc = {p->url, p->token, p->has_ca ? p->ca : NULL, 0};
+    struct agent_mno_cfg mc = {
+        p->url, p->token[0] != '\0' ? p->token : NULL, p->has_ca ? p->ca : NULL,
+        0,      p->cert[0] != '\0' ? p->cert : NULL,   p->key[0] != '\0' ? p->key : NULL};
     struct net_sse_opts so = {1000, 1, PUSH_IDLE_S};
     struct agent_mno *m = NULL;
     char why[256];
@@ -272,7 +275,9 @@ ot_err agent_push_start(const struct agent_mno_cfg *cfg, const char *location_ar
         return OT_E_NOMEM;
     }
     if (!copy_str(p->url, sizeof p->url, cfg->base_url)
-        || !copy_str(p->token, sizeof p->token, cfg->token)
+        || (cfg->token != NULL && !copy_str(p->token, sizeof p->token, cfg->token))
+        || (cfg->cert_file != NULL && !copy_str(p->cert, sizeof p->cert, cfg->cert_file))
+        || (cfg->key_file != NULL && !copy_str(p->key, sizeof p->key, cfg->key_file))
         || (cfg->ca_file != NULL && !copy_str(p->ca, sizeof p->ca, cfg->ca_file))
         || (location_area != NULL && !copy_str(p->la, sizeof p->la, location_area))) {
         free(p);

@@ -46,6 +46,8 @@ struct opts {
     const char *mno_url;
     const char *token_file;
     const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
     const char *log_level;
     const char *location_area;
     bool json;
@@ -97,7 +99,10 @@ static const char g_usage[] =
     "  --apdu-timeout MS    per-APDU timeout, 1..600000 (default 5000)\n"
     "  --mno URL            the device API of this phone's mno, e.g.\n"
     "                       https://mno.example:8443/mno/orange/v1 (verify, run)\n"
-    "  --token-file FILE    the device's bearer token for --mno\n"
+    "  --cert FILE          the device's client certificate (PEM) for --mno, with --key;\n"
+    "                       its credential when the operator bound it to the device\n"
+    "  --key FILE           the private key (PEM) of --cert\n"
+    "  --token-file FILE    the device's bearer token for --mno (instead of --cert)\n"
     "  --ca FILE            CA bundle (PEM) to check --mno's certificate\n"
     "  --location-area LA   run: the location area sent at registration\n"
     "  --poll-ms MS         run: how often the readers are looked at, 10..60000\n"
@@ -199,6 +204,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->token_file = v;
         } else if (strcmp(a, "--ca") == 0) {
             o->ca_file = v;
+        } else if (strcmp(a, "--cert") == 0) {
+            o->cert_file = v;
+        } else if (strcmp(a, "--key") == 0) {
+            o->key_file = v;
         } else if (strcmp(a, "--location-area") == 0) {
             o->location_area = v;
         } else if (strcmp(a, "--log-level") == 0) {
@@ -260,13 +269,23 @@ static int setup(struct ctx *c, bool need_mno)
         return EXIT_FAIL;
     }
     if (need_mno) {
-        struct agent_mno_cfg mc = {c->o.mno_url, c->token, c->o.ca_file, 0};
-        if (c->o.mno_url == NULL || c->o.token_file == NULL) {
+        struct agent_mno_cfg mc = {c->o.mno_url,   NULL,         c->o.ca_file, 0,
+                                   c->o.cert_file, c->o.key_file};
+        if (c->o.mno_url == NULL || (c->o.token_file == NULL && c->o.cert_file == NULL)) {
             return usage_err("%s", "this command checks SEs against the platform: give --mno "
-                                   "URL and --token-file FILE");
+                                   "URL and --token-file FILE or --cert FILE --key FILE");
         }
-        if (read_token(c->o.token_file, c->token, sizeof c->token) != 0) {
-            return EXIT_FAIL;
+        if ((c->o.cert_file == NULL) != (c->o.key_file == NULL)) {
+            return usage_err("%s", "--cert and --key go together");
+        }
+        if (c->o.token_file != NULL && c->o.cert_file != NULL) {
+            return usage_err("%s", "give --token-file or --cert, not both");
+        }
+        if (c->o.token_file != NULL) {
+            if (read_token(c->o.token_file, c->token, sizeof c->token) != 0) {
+                return EXIT_FAIL;
+            }
+            mc.token = c->token;
         }
         err = agent_mno_new(&mc, &c->mno);
         if (err != OT_OK) {
@@ -970,7 +989,9 @@ static int cmd_run(struct ctx *c)
     }
     (void)recover(c);
     {
-        struct agent_mno_cfg mc = {c->o.mno_url, c->token, c->o.ca_file, 0};
+        struct agent_mno_cfg mc = {c->o.mno_url,   c->token[0] != '\0' ? c->token : NULL,
+                                   c->o.ca_file,   0,
+                                   c->o.cert_file, c->o.key_file};
         if (agent_push_start(&mc, c->o.location_area, c->o.state, &push) != OT_OK) {
             fprintf(stderr, "se-agent: the push client could not start\n");
             return EXIT_FAIL;

@@ -8,6 +8,7 @@
  *   tsmctl [global options] principal create KIND NAME [kind attributes]
  *   tsmctl [global options] principal list [--limit N] | principal get ID
  *   tsmctl [global options] principal bind-cert ID SUBJECT
+ *   tsmctl [global options] principal unbind-cert ID SUBJECT
  *   tsmctl [global options] token issue (--principal-id ID | --kind K --name N) [...]
  *   tsmctl [global options] token revoke ID | token list [--principal-id ID]
  *   tsmctl [global options] audit verify [--db URL] | audit list [...]
@@ -84,7 +85,8 @@ static const char ctl_usage[] =
     "  se sd assign CIN     assign a security domain to a service provider (operator)\n"
     "  principal create     create a principal, with its kind's attributes (operator)\n"
     "  principal list|get   list principals / show one (operator)\n"
-    "  principal bind-cert  bind a client certificate subject to an SP (operator)\n"
+    "  principal bind-cert  bind a client certificate subject to an SP or a device (operator)\n"
+    "  principal unbind-cert  withdraw a bound client certificate (operator)\n"
     "  token issue|revoke|list\n"
     "  audit verify|list    check the audit chain / list audit rows (operator)\n"
     "  mno devices|device|enrol|status   devices of an mno instance (--instance NAME)\n"
@@ -191,7 +193,13 @@ static const struct ctl_cmd_help ctl_helps[] = {
      "usage: tsmctl principal bind-cert ID SUBJECT\n"
      "\n"
      "Binds a client certificate subject DN (RFC 4514 text, as tsmd reports it) to\n"
-     "service provider ID, for mutual TLS.\n"},
+     "service provider or device ID, for mutual TLS (a device's credential).\n"},
+    {"principal unbind-cert",
+     "usage: tsmctl principal unbind-cert ID SUBJECT\n"
+     "\n"
+     "Withdraws the client certificate SUBJECT from principal ID (a stolen phone's):\n"
+     "it authenticates nobody from then on; a device's open push stream is closed.\n"
+     "exit status: 0 withdrawn, 1 not bound to ID, 2+ errors\n"},
     {"token issue", "usage: tsmctl token issue (--principal-id ID | --kind KIND --name NAME)\n"
                     "                          [--ttl-days D] [--label TEXT] [--token-only]\n"
                     "\n"
@@ -1546,6 +1554,18 @@ static int ctl_cert_bind(struct tsm_client *c, const struct ctl_args *a)
     return ctl_show(tsm_client_cert_bind(c, id, a->pos[1], NULL, &doc, &e), &doc, &e);
 }
 
+static int ctl_cert_unbind(struct tsm_client *c, const struct ctl_args *a)
+{
+    struct tsm_client_err e;
+    json_t *doc = NULL;
+    int64_t id = 0;
+
+    if (a->npos != 2 || !svc_id_parse(a->pos[0], &id)) {
+        return ctl_help("principal unbind-cert", true);
+    }
+    return ctl_show(tsm_client_cert_unbind(c, id, a->pos[1], &doc, &e), &doc, &e);
+}
+
 static int ctl_token_issue(struct tsm_client *c, const struct ctl_args *a)
 {
     const char *pid_s = ctl_get(a, "--principal-id");
@@ -2285,6 +2305,7 @@ static const struct {
     {"principal list", " --limit --json "},
     {"principal get", " --json "},
     {"principal bind-cert", " --json "},
+    {"principal unbind-cert", " --json "},
     {"token issue", " --principal-id --kind --name --ttl-days --label --token-only --json "},
     {"token revoke", " --json "},
     {"token list", " --principal-id --limit --json "},
@@ -2378,6 +2399,9 @@ static int ctl_run(struct tsm_client *c, const char *cmd, const struct ctl_args 
     }
     if (strcmp(cmd, "principal bind-cert") == 0) {
         return ctl_cert_bind(c, a);
+    }
+    if (strcmp(cmd, "principal unbind-cert") == 0) {
+        return ctl_cert_unbind(c, a);
     }
     if (strcmp(cmd, "token issue") == 0) {
         return ctl_token_issue(c, a);

@@ -894,6 +894,20 @@ ot_err tsm_client_cert_bind(struct tsm_client *c, int64_t principal_id, const ch
     return err;
 }
 
+ot_err tsm_client_cert_unbind(struct tsm_client *c, int64_t principal_id, const char *subject,
+                              json_t **out, struct tsm_client_err *e)
+{
+    char path[TSM_CLIENT_PATH_MAX];
+
+    *out = NULL;
+    (void)snprintf(path, sizeof path, "%s/principals/%" PRId64 "/certificates",
+                   TSM_CLIENT_ADMIN_PREFIX, principal_id);
+    if (!tsm_client_qadd(path, sizeof path, "subject", subject)) {
+        return tsm_client_toolong(e);
+    }
+    return tsm_client_call(c, "DELETE", path, NULL, NULL, NULL, 0, NULL, false, out, e);
+}
+
 ot_err tsm_client_token_issue(struct tsm_client *c, int64_t principal_id, int64_t ttl_s,
                               const char *label, json_t **out, struct tsm_client_err *e)
 {

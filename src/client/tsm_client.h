@@ -155,6 +155,10 @@ ot_err tsm_client_principal_list(struct tsm_client *c, const struct tsm_client_p
 ot_err tsm_client_cert_bind(struct tsm_client *c, int64_t principal_id, const char *subject,
                             const char *idem_key, json_t **out, struct tsm_client_err *e);
 
+/* DELETE .../principals/{id}/certificates?subject=DN: withdraws it. */
+ot_err tsm_client_cert_unbind(struct tsm_client *c, int64_t principal_id, const char *subject,
+                              json_t **out, struct tsm_client_err *e);
+
 /* ttl_s 0 and label NULL: the server's defaults. */
 ot_err tsm_client_token_issue(struct tsm_client *c, int64_t principal_id, int64_t ttl_s,
                               const char *label, json_t **out, struct tsm_client_err *e);

@@ -1470,6 +1470,29 @@ out:
     return err;
 }
 
+ot_err authstore_unbind_cert_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                                const char *cert_id)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (cert_id == NULL || cert_id[0] == '\0' || strlen(cert_id) > AUTHSTORE_CERT_ID_MAX) {
+        return OT_E_ARG;
+    }
+    OT_TRY(auth_conn_check(as, c, true));
+    OT_TRY(db_prepare(c, "DELETE FROM host_certs WHERE cert_id = $1 AND principal_id = $2", &st));
+    OT_TRY(db_bind_text(st, 1, cert_id));
+    OT_TRY(db_bind_int64(st, 2, principal_id));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) == 0) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
 ot_err authstore_unbind_cert(struct authstore *as, const char *cert_id)
 {
     struct db_conn *c = NULL;

@@ -257,6 +257,12 @@ ot_err authstore_bind_cert(struct authstore *as, int64_t principal_id, const cha
 ot_err authstore_bind_cert_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
                               const char *cert_id);
 ot_err authstore_unbind_cert(struct authstore *as, const char *cert_id);
+/* Removes principal_id's binding of cert_id in the caller's transaction on
+ * c; OT_E_NOT_FOUND when that principal has no such binding. The caller
+ * calls authstore_cache_flush after the commit, so that what the
+ * certificate opened (a device's push stream) is checked again. */
+ot_err authstore_unbind_cert_tx(struct authstore *as, struct db_conn *c, int64_t principal_id,
+                                const char *cert_id);
 /* OT_E_AUTH if cert_id is unbound or its principal is disabled. */
 ot_err authstore_verify_cert(struct authstore *as, const char *cert_id,
                              struct authstore_principal *out);

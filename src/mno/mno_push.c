@@ -40,6 +40,7 @@ struct mno_push_entry {
     int64_t principal_id;
     int64_t expires_at;
     char bearer[AUTHSTORE_TOKEN_LEN + 1];
+    char *subject; /* the client certificate's (allocated only then), NULL with a token */
 };
 
 static void mno_entry_unref(struct mno_push_entry *e)
@@ -48,6 +49,7 @@ static void mno_entry_unref(struct mno_push_entry *e)
         net_stream_release(e->s);
         pthread_mutex_destroy(&e->mu);
         ot_mem_wipe(e->bearer, sizeof(e->bearer));
+        free(e->subject);
         free(e);
     }
 }
@@ -249,6 +251,13 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
             OT_FAIL(err);
         }
         snprintf(e->bearer, sizeof(e->bearer), "%s", net_req_token(req));
+    } else if (net_req_cert_subject(req) != NULL) {
+        e->subject = strdup(net_req_cert_subject(req));
+        if (e->subject == NULL) {
+            free(e);
+            e = NULL;
+            OT_FAIL(OT_E_NOMEM);
+        }
     }
     pthread_mutex_init(&e->mu, NULL);
     atomic_init(&e->refs, 3); /* the table's, the stream's (on_close) and ours */
@@ -283,6 +292,7 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
     if (e->s == NULL) {
         pthread_mutex_destroy(&e->mu);
         ot_mem_wipe(e->bearer, sizeof(e->bearer));
+        free(e->subject);
         free(e);
         return; /* answered 503 */
     }
@@ -317,15 +327,16 @@ out:
     if (e != NULL) {
         pthread_mutex_destroy(&e->mu);
         ot_mem_wipe(e->bearer, sizeof(e->bearer));
+        free(e->subject);
         free(e);
     }
     svc_fail(resp, err);
 }
 
 /* Whether the credential that opened e is still good: its token verifies
- * for the same principal and has not expired, or (a client certificate) its
- * principal is not disabled. A store that cannot answer keeps the stream
- * (the next check asks again). */
+ * for the same principal and has not expired, or its client certificate is
+ * still bound to that principal, which is not disabled. A store that
+ * cannot answer keeps the stream (the next check asks again). */
 static bool mno_cred_ok(struct mno *m, const struct mno_push_entry *e, int64_t now, bool *retry)
 {
     struct authstore_principal p;
@@ -339,6 +350,13 @@ static bool mno_cred_ok(struct mno *m, const struct mno_push_entry *e, int64_t n
         err = authstore_verify_exp(m->auth, e->bearer, &p, &exp);
         if (err == OT_OK) {
             return p.id == e->principal_id;
+        }
+    } else if (e->subject != NULL) {
+        /* Unbound (a stolen phone's certificate withdrawn), bound to
+         * another principal since, or its principal disabled: closed. */
+        err = authstore_verify_cert(m->auth, e->subject, &p);
+        if (err == OT_OK) {
+            return p.id == e->principal_id && !p.disabled;
         }
     } else {
         err = authstore_get_principal(m->auth, e->principal_id, &p);

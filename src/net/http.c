@@ -256,6 +256,12 @@ const char *net_req_token(const struct net_req *req)
     return req->authenticated ? req->token : NULL;
 }
 
+const char *net_req_cert_subject(const struct net_req *req)
+{
+    return req->authenticated && req->token == NULL && req->subject[0] != '\0' ? req->subject
+                                                                               : NULL;
+}
+
 bool net_req_via_cookie(const struct net_req *req)
 {
     return req->authenticated && req->token != NULL && req->token == req->cookie_tok;

@@ -241,6 +241,9 @@ const struct net_principal *net_req_principal(const struct net_req *req);
  * or the session cookie), valid during the handler; NULL for a client
  * certificate or an unauthenticated request. */
 const char *net_req_token(const struct net_req *req);
+/* The verified client certificate's subject DN (RFC 4514) when it is what
+ * authenticated the request (no token was sent); NULL otherwise. */
+const char *net_req_cert_subject(const struct net_req *req);
 /* true when the request was authenticated by the session cookie. */
 bool net_req_via_cookie(const struct net_req *req);
 const char *net_req_request_id(const struct net_req *req);

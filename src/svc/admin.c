@@ -457,8 +457,8 @@ static void admin_h_cert_bind(struct net_req *req, struct net_resp *resp, void *
     if (err == OT_OK) {
         err = authstore_get_principal_tx(auth, c, id, &p);
     }
-    if (err == OT_OK && p.kind != AUTHSTORE_SP) {
-        err = OT_E_NOT_FOUND; /* client certificates are for service providers */
+    if (err == OT_OK && p.kind != AUTHSTORE_SP && p.kind != AUTHSTORE_DEVICE) {
+        err = OT_E_NOT_FOUND; /* client certificates are for service providers and devices */
     }
     if (err == OT_OK) {
         err = authstore_bind_cert_tx(auth, c, id, subject);
@@ -491,6 +491,60 @@ static void admin_h_cert_bind(struct net_req *req, struct net_resp *resp, void *
     }
 out:
     json_free(doc);
+}
+
+/* DELETE /admin/v1/principals/{id}/certificates?subject=DN: the operator
+ * withdraws a certificate (a stolen phone's); from the commit on it
+ * authenticates nobody, and what it opened is closed (authstore_cache_flush
+ * wakes the checks of open streams). */
+static void admin_h_cert_unbind(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct svc_kit *k = ctx;
+    struct authstore *auth = svc_kit_auth(k);
+    struct db_conn *c = NULL;
+    json_t *o = NULL;
+    const char *subject = net_req_query(req, "subject");
+    int64_t id = 0;
+    char res[AUDIT_RESOURCE_MAX + 1];
+    ot_err err;
+
+    if (!svc_id_of_path(req, resp, "id", &id)) {
+        return;
+    }
+    if (subject == NULL || subject[0] == '\0' || strlen(subject) > AUTHSTORE_CERT_ID_MAX) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "subject: the certificate's subject DN, required",
+                       "subject");
+        return;
+    }
+    err = svc_tx_begin(k, &c);
+    if (err == OT_OK) {
+        err = authstore_unbind_cert_tx(auth, c, id, subject);
+    }
+    if (err == OT_OK) {
+        snprintf(res, sizeof(res), SVC_ADMIN_PREFIX "/principals/%lld/certificates", (long long)id);
+        err = svc_audit(k, c, req, "principal.cert.unbind", res, "ok");
+    }
+    if (err != OT_OK) {
+        svc_tx_abort(&c);
+        net_resp_error(resp, err, NULL,
+                       err == OT_E_NOT_FOUND ? "no such certificate for this principal" : NULL,
+                       NULL);
+        return;
+    }
+    o = json_obj_new();
+    if (o != NULL
+        && (json_put_int(o, "principal_id", id) != OT_OK
+            || json_put_str(o, "subject", subject) != OT_OK
+            || json_put_bool(o, "unbound", true) != OT_OK)) {
+        json_free(o);
+        o = NULL;
+    }
+    err = svc_tx_commit(&c, req, resp, 200, o);
+    authstore_cache_flush(auth); /* after the commit, as a token's revocation */
+    if (err == OT_OK) {
+        OT_LOG_INFO("req_id=%s certificate unbound principal=%lld", net_req_request_id(req),
+                    (long long)id);
+    }
 }
 
 /* ---- tokens ------------------------------------------------------------------ */
@@ -807,6 +861,7 @@ static void admin_h_events(struct net_req *req, struct net_resp *resp, void *ctx
 
 static const char *const admin_q_page[] = {"cursor", "limit", NULL};
 static const char *const admin_q_token_list[] = {"principal_id", "cursor", "limit", NULL};
+static const char *const admin_q_cert_unbind[] = {"subject", NULL};
 static const char *const admin_q_audit_list[] = {"cursor",       "limit",      "action",
                                                  "principal_id", "request_id", NULL};
 
@@ -815,6 +870,8 @@ static const struct svc_route admin_route_table[] = {
     {"GET", "/principals", ADMIN_OP, false, admin_h_principal_list, admin_q_page, 0},
     {"GET", "/principals/{id}", ADMIN_OP, false, admin_h_principal_get, NULL, 0},
     {"POST", "/principals/{id}/certificates", ADMIN_OP, true, admin_h_cert_bind, NULL, 0},
+    {"DELETE", "/principals/{id}/certificates", ADMIN_OP, false, admin_h_cert_unbind,
+     admin_q_cert_unbind, 0},
     {"POST", "/tokens", ADMIN_OP, false, admin_h_token_issue, NULL, 0},
     {"GET", "/tokens", NET_P_ANY, false, admin_h_token_list, admin_q_token_list, 0},
     {"DELETE", "/tokens/{id}", NET_P_ANY, false, admin_h_token_revoke, NULL, 0},

@@ -83,6 +83,7 @@ ROUTES=(
     "GET /admin/v1/principals op /admin/v1/principals -"
     "GET /admin/v1/principals/{id} op /admin/v1/principals/$SPA -"
     "POST /admin/v1/principals/{id}/certificates op /admin/v1/principals/$SPA/certificates cert"
+    "DELETE /admin/v1/principals/{id}/certificates op /admin/v1/principals/$SPA/certificates?subject=CN%3Dsp-z -"
     "POST /admin/v1/tokens op /admin/v1/tokens token"
     "GET /admin/v1/tokens any /admin/v1/tokens -"
     "DELETE /admin/v1/tokens/{id} any /admin/v1/tokens/$TB2_ID -"

@@ -24,6 +24,8 @@ TSMD_URL=
 TSMD_WORK=
 TSMD_KEEP=${TSMD_KEEP:-0}
 TSMD_EXTRA_PIDS=()
+# curl options for every request to tsmd (e.g. --cacert CA for https).
+TSMD_CURL_OPTS=()
 TSMD_CLEANUP_HOOK=${TSMD_CLEANUP_HOOK:-}
 
 fail() {
@@ -161,7 +163,8 @@ tsmd_wait_ready() {
             sleep 0.05
             continue
         fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TSMD_URL/readyz" || true)
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 ${TSMD_CURL_OPTS[@]+"${TSMD_CURL_OPTS[@]}"} \
+            "$TSMD_URL/readyz" || true)
         if [ "$code" = 200 ]; then
             return 0
         fi
@@ -245,7 +248,8 @@ api() {
         esac
         args+=(-H "Content-Type: application/json")
     fi
-    API_STATUS=$(curl "${args[@]}" "$@" "$TSMD_URL$path") || API_STATUS=000
+    API_STATUS=$(curl "${args[@]}" ${TSMD_CURL_OPTS[@]+"${TSMD_CURL_OPTS[@]}"} "$@" "$TSMD_URL$path") ||
+        API_STATUS=000
 }
 
 # expect_status WANT DESCRIPTION: checks $API_STATUS after api().
