@@ -33,13 +33,16 @@
  */
 #define OT_LOG_COMPONENT "bin.tsmctl"
 #include "client/mno_client.h"
+#include "client/otascp.h"
 #include "client/tsm_client.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "core/utf8.h"
 #include "db/audit.h"
 #include "db/db.h"
+#include "gp/cmd.h"
 #include "net/json.h"
 #include "svc/kit.h"
 #include "tsm/csv.h"
@@ -99,6 +102,10 @@ static const char ctl_usage[] =
     "  cms cards|card|history|actions   cards and their history (docs/cms.md)\n"
     "  cms destroy|lock|unlock   a subscriber's request for a lost or stolen card\n"
     "  cms import|retry|alerts|alert-clear|policy|policies   the operator's side\n"
+    "  sp services|deploy|instances|instance|op   an SP's services on SEs (docs/tsm.md)\n"
+    "  sp activate|deactivate|lock|unlock|delete   a service instance's life cycle\n"
+    "  sp communications|comm-start|comm-end|script|relay   scripts to the card\n"
+    "  tsm mno-put|mnos|service-add|services|audit   the TSM operator's side\n"
     "\n"
     "global options:\n"
     "  --profile NAME   profile from ~/.config/opentsm/config (env OPENTSM_PROFILE)\n"
@@ -322,6 +329,47 @@ static const struct ctl_cmd_help ctl_helps[] = {
      "\n"
      "How the issuer's cards are destroyed from now on (operator).\n"},
     {"cms policies", "usage: tsmctl cms policies\n"},
+    {"sp services", "usage: tsmctl sp services [--limit N]\n"},
+    {"sp deploy",
+     "usage: tsmctl sp deploy SERVICE_ID (--cin CIN | --msisdn MSISDN) [--qualifier Q]\n"
+     "\n"
+     "Pre-personalization of the service on the SE: the TSM checks the SE's\n"
+     "eligibility, creates the SP's security domain with temporary keys if it is\n"
+     "missing, instantiates the application and extradites it to the SP SD.\n"},
+    {"sp instances", "usage: tsmctl sp instances [--limit N]\n"},
+    {"sp instance", "usage: tsmctl sp instance ID\n"},
+    {"sp activate", "usage: tsmctl sp activate INSTANCE_ID\n"},
+    {"sp deactivate", "usage: tsmctl sp deactivate INSTANCE_ID\n"},
+    {"sp lock", "usage: tsmctl sp lock INSTANCE_ID\n"},
+    {"sp unlock", "usage: tsmctl sp unlock INSTANCE_ID\n"},
+    {"sp delete", "usage: tsmctl sp delete INSTANCE_ID\n"},
+    {"sp communications", "usage: tsmctl sp communications [--limit N]\n"},
+    {"sp comm-start",
+     "usage: tsmctl sp comm-start INSTANCE_ID [--max-scripts N] [--max-bytes N]\n"},
+    {"sp comm-end", "usage: tsmctl sp comm-end COMM_ID [--status success|failure]\n"},
+    {"sp script", "usage: tsmctl sp script COMM_ID [--purpose personalization|key_rotation|\n"
+                  "                        post_personalization] C-APDU...\n"
+                  "\n"
+                  "Plain C-APDUs (hex) the TSM wraps in SCP03 for the SP's SD while it holds the\n"
+                  "SD's keys; a PUT KEY carries the SP's new AES keys in the clear with their\n"
+                  "KCVs (docs/tsm.md).\n"},
+    {"sp relay", "usage: tsmctl sp relay COMM_ID --sd AID --kvn N --keys HEX C-APDU...\n"
+                 "\n"
+                 "The SP's own SCP03 session (keys: enc = mac = dek = HEX) through the TSM's\n"
+                 "relay, after the SP rotated its SD's keys; prints each plain R-APDU and\n"
+                 "whether the card's R-MACs verified.\n"},
+    {"sp op", "usage: tsmctl sp op OPERATION_ID\n"},
+    {"tsm mno-put",
+     "usage: tsmctl tsm mno-put NAME --url-of URL --token-file FILE [--ca-file FILE]\n"},
+    {"tsm mnos", "usage: tsmctl tsm mnos [--limit N]\n"},
+    {"tsm service-add",
+     "usage: tsmctl tsm service-add FILE (one JSON service, docs/api/tsm.yaml)\n"},
+    {"tsm services", "usage: tsmctl tsm services [--limit N]\n"},
+    {"tsm audit", "usage: tsmctl tsm audit CIN\n"
+                  "\n"
+                  "Reads the SE's content (GET STATUS through its network) and lists where it\n"
+                  "differs from the TSM's registry.\n"},
+
     {"audit list", "usage: tsmctl audit list [--limit N] [--action A] [--principal-id ID]\n"
                    "                         [--request-id R]\n"
                    "\n"
@@ -2269,6 +2317,396 @@ static int ctl_cms(struct tsm_client *c, const char *sub, const struct ctl_args 
     return ctl_fail(CTL_LOCAL, "out of memory");
 }
 
+/* ---- sp and tsm (the central TSM's provisioning, docs/tsm.md) ----------- */
+
+/* A positive decimal id as the API takes it. */
+static bool ctl_id_ok(const char *s)
+{
+    int64_t v = 0;
+
+    return s != NULL && svc_id_parse(s, &v);
+}
+
+/* A JSON array of the positional C-APDUs pos[from..). */
+static json_t *ctl_apdu_array(const struct ctl_args *a, size_t from)
+{
+    json_t *arr = json_arr_new();
+
+    for (size_t i = from; arr != NULL && i < a->npos; i++) {
+        if (json_push(arr, json_string(a->pos[i])) != OT_OK) {
+            json_free(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+/* The SP's own SCP03 session through the TSM's relay (seed 002: after the
+ * SP rotated its SD's keys): INITIALIZE UPDATE as the first relayed batch,
+ * then EXTERNAL AUTHENTICATE and every command wrapped, the answers checked
+ * against the card's R-MACs (client/otascp.h, sans-IO core). */
+static int ctl_sp_relay(struct tsm_client *c, const struct ctl_args *a)
+{
+    const char *sd = ctl_get(a, "--sd");
+    const char *kvn_s = ctl_get(a, "--kvn");
+    const char *keys = ctl_get(a, "--keys");
+    struct otascp_apdu cmds[64];
+    uint8_t cbuf[64][GP_MAX_CMD_LEN];
+    struct scp03_keyset k;
+    struct otascp_cfg cfg;
+    struct otascp_state st;
+    struct otascp_batch b = {0, NULL};
+    struct otascp_result res;
+    struct otascp_apdu rap[80];
+    uint8_t rbuf[80][GP_MAX_CMD_LEN];
+    size_t nr = 0;
+    uint8_t aid[16];
+    size_t aidn = sizeof(aid);
+    size_t kn = sizeof(k.enc);
+    size_t n = 0;
+    char path[96];
+    struct tsm_client_err e;
+    int rc = CTL_OK;
+    ot_err err = OT_OK;
+
+    memset(&k, 0, sizeof(k));
+    memset(&res, 0, sizeof(res));
+    if (a->npos < 2 || !ctl_id_ok(a->pos[0]) || sd == NULL || kvn_s == NULL || keys == NULL
+        || a->npos - 1 > 64 || hex_decode(sd, strlen(sd), aid, &aidn) != OT_OK
+        || hex_decode(keys, strlen(keys), k.enc, &kn) != OT_OK
+        || (kn != 16 && kn != 24 && kn != 32)) {
+        return ctl_help("sp relay", true);
+    }
+    k.kvn = (uint8_t)strtoul(kvn_s, NULL, 0);
+    k.key_len = kn;
+    memcpy(k.mac, k.enc, kn);
+    memcpy(k.dek, k.enc, kn);
+    for (size_t i = 1; i < a->npos; i++) {
+        size_t l = sizeof(cbuf[0]);
+        if (hex_decode(a->pos[i], strlen(a->pos[i]), cbuf[n], &l) != OT_OK) {
+            ot_mem_wipe(&k, sizeof(k));
+            return ctl_fail(CTL_USAGE, "sp relay: %s is not a hexadecimal C-APDU", a->pos[i]);
+        }
+        cmds[n].p = cbuf[n];
+        cmds[n].n = l;
+        n++;
+    }
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.keys = &k;
+    cfg.level = 0x33;
+    cfg.sd_aid = aid;
+    cfg.sd_aid_len = aidn;
+    snprintf(path, sizeof(path), "/tsm/v1/communications/%s/scripts", a->pos[0]);
+    for (int batch = 1; batch <= 2 && err == OT_OK; batch++) {
+        json_t *arr = NULL;
+        json_t *body = NULL;
+        json_t *doc = NULL;
+        const json_t *ra;
+        err = batch == 1 ? otascp_plan(&cfg, cmds, n, &st, &b)
+                         : otascp_continue(&k, cmds, n, &st, rap[0].p, rap[0].n, &b);
+        if (err == OT_OK) {
+            err = otascp_batch_json(&b, &arr);
+        }
+        otascp_batch_free(&b);
+        body = json_obj_new();
+        if (err != OT_OK || body == NULL
+            || json_put_str(body, "purpose", "post_personalization") != OT_OK
+            || json_put_bool(body, "relay", true) != OT_OK
+            || json_put(body, "apdus", arr) != OT_OK) {
+            json_free(body);
+            json_free(arr);
+            rc = ctl_fail(CTL_LOCAL, "sp relay: batch %d: %s", batch,
+                          ot_strerror(err ? err : OT_E_NOMEM));
+            goto out;
+        }
+        err = tsm_client_json(c, "POST", path, body, NULL, &doc, &e);
+        json_free(body);
+        if (err != OT_OK) {
+            rc = ctl_client_fail("sp relay: ", &e);
+            goto out;
+        }
+        ra = json_object_get(doc, "rapdus");
+        for (size_t i = 0; i < json_array_size(ra) && nr < 80; i++) {
+            const char *h = json_string_value(json_array_get(ra, i));
+            size_t l = sizeof(rbuf[0]);
+            if (h == NULL || hex_decode(h, strlen(h), rbuf[nr], &l) != OT_OK) {
+                json_free(doc);
+                rc = ctl_fail(CTL_API, "sp relay: a malformed R-APDU");
+                goto out;
+            }
+            rap[nr].p = rbuf[nr];
+            rap[nr].n = l;
+            nr++;
+        }
+        json_free(doc);
+        if (nr == 0) {
+            rc = ctl_fail(CTL_API, "sp relay: the card did not answer INITIALIZE UPDATE");
+            goto out;
+        }
+    }
+    if (err != OT_OK) {
+        rc = ctl_fail(CTL_API, "sp relay: %s", ot_strerror(err));
+        goto out;
+    }
+    err = otascp_verify(&k, cmds, n, &st, rap, nr, &res);
+    if (err != OT_OK) {
+        rc = ctl_fail(CTL_API, "sp relay: the answers do not verify: %s", ot_strerror(err));
+        goto out;
+    }
+    for (size_t i = 0; i < res.n; i++) {
+        char hex[2 * GP_MAX_CMD_LEN + 1] = "";
+        if (!res.resp[i].ran) {
+            printf("%zu\tnot run\n", i);
+            continue;
+        }
+        (void)hex_encode(res.resp[i].data, res.resp[i].len, hex, sizeof(hex));
+        printf("%zu\t%s%04X\n", i, hex, res.resp[i].sw);
+    }
+    printf("outcome %s%s\n", otascp_outcome_name(res.outcome),
+           res.authenticated ? ", r-mac verified" : "");
+    rc = res.outcome == OTASCP_OK ? CTL_OK : CTL_NEGATIVE;
+out:
+    otascp_result_free(&res);
+    ot_mem_wipe(&k, sizeof(k));
+    return rc;
+}
+
+static int ctl_sp(struct tsm_client *c, const char *sub, const struct ctl_args *a)
+{
+    static const char *const svc_cols[] = {"id",      "service",         "version", "flavor",
+                                           "se_type", "application_aid", "sd_aid"};
+    static const char *const inst_cols[] = {"id", "cin", "service", "version", "state", "keys"};
+    static const char *const comm_cols[] = {"id",      "instance_id", "state",
+                                            "scripts", "max_scripts", "status"};
+    const char *id = a->npos >= 1 ? a->pos[0] : NULL;
+    char help[80];
+    char path[128];
+    struct tsm_client_err e;
+    json_t *body = NULL;
+    json_t *doc = NULL;
+    size_t max = 0;
+    ot_err err = OT_OK;
+    int rc;
+
+    snprintf(help, sizeof(help), "sp %s", sub);
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    if (strcmp(sub, "services") == 0 || strcmp(sub, "instances") == 0
+        || strcmp(sub, "communications") == 0) {
+        if (a->npos != 0) {
+            return ctl_help(help, true);
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/%s?limit=%zu",
+                 sub[0] == 's'   ? "services"
+                 : sub[0] == 'i' ? "service-instances"
+                                 : "communications",
+                 max > 0 ? max : (size_t)100);
+        err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+        return sub[0] == 's'   ? ctl_cms_list(err, &doc, &e, svc_cols, 7)
+               : sub[0] == 'i' ? ctl_cms_list(err, &doc, &e, inst_cols, 6)
+                               : ctl_cms_list(err, &doc, &e, comm_cols, 6);
+    }
+    if (strcmp(sub, "relay") == 0) {
+        return ctl_sp_relay(c, a);
+    }
+    if (!ctl_id_ok(id)) {
+        return ctl_help(help, true);
+    }
+    if (strcmp(sub, "instance") == 0 || strcmp(sub, "op") == 0) {
+        if (a->npos != 1) {
+            return ctl_help(help, true);
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/%s/%s",
+                 sub[0] == 'i' ? "service-instances" : "operations", id);
+        err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+        return ctl_show(err, &doc, &e);
+    }
+    body = json_obj_new();
+    if (body == NULL) {
+        return ctl_fail(CTL_LOCAL, "out of memory");
+    }
+    if (strcmp(sub, "deploy") == 0) {
+        const char *cin = ctl_get(a, "--cin");
+        const char *msisdn = ctl_get(a, "--msisdn");
+        const char *q = ctl_get(a, "--qualifier");
+        if (a->npos != 1 || (cin == NULL) == (msisdn == NULL)) {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        err = json_put_int(body, "service_id", strtoll(id, NULL, 10));
+        if (err == OT_OK) {
+            err =
+                cin != NULL ? json_put_str(body, "cin", cin) : json_put_str(body, "msisdn", msisdn);
+        }
+        if (err == OT_OK && q != NULL) {
+            err = json_put_str(body, "qualifier", q);
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/service-instances");
+    } else if (strcmp(sub, "activate") == 0 || strcmp(sub, "deactivate") == 0
+               || strcmp(sub, "lock") == 0 || strcmp(sub, "unlock") == 0
+               || strcmp(sub, "delete") == 0) {
+        if (a->npos != 1) {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/service-instances/%s/%s", id, sub);
+    } else if (strcmp(sub, "comm-start") == 0) {
+        const char *ms = ctl_get(a, "--max-scripts");
+        const char *mb = ctl_get(a, "--max-bytes");
+        if (a->npos != 1) {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        err = json_put_int(body, "instance_id", strtoll(id, NULL, 10));
+        if (err == OT_OK && ms != NULL) {
+            err = json_put_int(body, "max_scripts", strtoll(ms, NULL, 10));
+        }
+        if (err == OT_OK && mb != NULL) {
+            err = json_put_int(body, "max_script_bytes", strtoll(mb, NULL, 10));
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/communications");
+    } else if (strcmp(sub, "comm-end") == 0) {
+        const char *s = ctl_get(a, "--status");
+        if (a->npos != 1) {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        err = json_put_str(body, "status", s != NULL ? s : "success");
+        snprintf(path, sizeof(path), "/tsm/v1/communications/%s/end", id);
+    } else if (strcmp(sub, "script") == 0) {
+        const char *p = ctl_get(a, "--purpose");
+        json_t *arr = NULL;
+        if (a->npos < 2) {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        arr = ctl_apdu_array(a, 1);
+        err = arr == NULL ? OT_E_NOMEM
+                          : json_put_str(body, "purpose", p != NULL ? p : "post_personalization");
+        if (err == OT_OK) {
+            err = json_put(body, "apdus", arr);
+        } else {
+            json_free(arr);
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/communications/%s/scripts", id);
+    } else {
+        json_free(body);
+        return ctl_help(help, true);
+    }
+    if (err != OT_OK) {
+        json_free(body);
+        return ctl_fail(CTL_LOCAL, "out of memory");
+    }
+    err = tsm_client_json(c, "POST", path, body, NULL, &doc, &e);
+    json_free(body);
+    return ctl_show(err, &doc, &e);
+}
+
+static int ctl_tsm(struct tsm_client *c, const char *sub, const struct ctl_args *a)
+{
+    static const char *const mno_cols[] = {"name", "url", "token_version", "updated_at"};
+    static const char *const svc_cols[] = {"id",     "sp_id",   "service",         "version",
+                                           "flavor", "se_type", "application_aid", "sd_aid"};
+    char help[80];
+    char path[128];
+    char idem[TSM_CLIENT_IDEM_KEY_SIZE];
+    struct tsm_client_err e;
+    json_t *body = NULL;
+    json_t *doc = NULL;
+    size_t max = 0;
+    ot_err err = OT_OK;
+    int rc;
+
+    snprintf(help, sizeof(help), "tsm %s", sub);
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    if (tsm_client_idem_key(idem) != OT_OK) {
+        return ctl_fail(CTL_LOCAL, "no random bytes for an Idempotency-Key");
+    }
+    if (strcmp(sub, "mnos") == 0 || strcmp(sub, "services") == 0) {
+        if (a->npos != 0) {
+            return ctl_help(help, true);
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/%s?limit=%zu", sub, max > 0 ? max : (size_t)100);
+        err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+        return sub[0] == 'm' ? ctl_cms_list(err, &doc, &e, mno_cols, 4)
+                             : ctl_cms_list(err, &doc, &e, svc_cols, 8);
+    }
+    if (a->npos != 1) {
+        return ctl_help(help, true);
+    }
+    if (strcmp(sub, "audit") == 0) {
+        snprintf(path, sizeof(path), "/tsm/v1/secure-elements/%s/audit", a->pos[0]);
+        body = json_obj_new();
+        err = body == NULL ? OT_E_NOMEM : tsm_client_json(c, "POST", path, body, NULL, &doc, &e);
+        json_free(body);
+        if (err == OT_E_NOMEM && doc == NULL && body == NULL) {
+            return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+        return ctl_show(err, &doc, &e);
+    }
+    if (strcmp(sub, "mno-put") == 0) {
+        const char *url = ctl_get(a, "--url-of");
+        const char *tf = ctl_get(a, "--token-file");
+        const char *ca = ctl_get(a, "--ca-file");
+        char *tok = NULL;
+        size_t tl = 0;
+        if (url == NULL || tf == NULL || !ctl_cms_id_ok(a->pos[0])) {
+            return ctl_help(help, true);
+        }
+        rc = ctl_read_file(tf, &tok, &tl);
+        if (rc != CTL_OK) {
+            return rc;
+        }
+        while (tl > 0 && (tok[tl - 1] == '\n' || tok[tl - 1] == '\r')) {
+            tok[--tl] = '\0';
+        }
+        body = json_obj_new();
+        err = body == NULL ? OT_E_NOMEM : json_put_str(body, "url", url);
+        if (err == OT_OK) {
+            err = json_put_strn(body, "token", tok, tl);
+        }
+        if (err == OT_OK && ca != NULL) {
+            err = json_put_str(body, "ca", ca);
+        }
+        ot_mem_wipe(tok, tl);
+        free(tok);
+        if (err != OT_OK) {
+            json_free(body);
+            return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/mnos/%s", a->pos[0]);
+        err = tsm_client_json(c, "PUT", path, body, NULL, &doc, &e);
+        json_free(body);
+        return ctl_show(err, &doc, &e);
+    }
+    if (strcmp(sub, "service-add") == 0) {
+        char *data = NULL;
+        size_t len = 0;
+        struct json_err jerr;
+        rc = ctl_read_file(a->pos[0], &data, &len);
+        if (rc != CTL_OK) {
+            return rc;
+        }
+        memset(&jerr, 0, sizeof(jerr));
+        if (json_parse(data, len, len, &body, &jerr) != OT_OK || !json_is_object(body)) {
+            free(data);
+            json_free(body);
+            return ctl_fail(CTL_LOCAL, "%s: the service must be one JSON object: %s", a->pos[0],
+                            jerr.message[0] ? jerr.message : "it is not an object");
+        }
+        free(data);
+        err = tsm_client_json(c, "POST", "/tsm/v1/services", body, idem, &doc, &e);
+        json_free(body);
+        return ctl_show(err, &doc, &e);
+    }
+    return ctl_help(help, true);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"--url", true, false},
@@ -2276,20 +2714,55 @@ static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"-
                                                  {"--cert", true, false},    {"--key", true, false},
                                                  {"--json", false, false},   {NULL, false, false}};
 
-static const struct ctl_opt ctl_cmd_opts[] = {
-    {"--format", true, false},       {"--chunk", true, false},      {"--msisdn", true, true},
-    {"--imsi", true, false},         {"--id-only", false, false},   {"--mno", true, false},
-    {"--type", true, false},         {"--limit", true, false},      {"--aid", true, false},
-    {"--sp", true, false},           {"--privileges", true, false}, {"--lcs", true, false},
-    {"--principal-id", true, false}, {"--kind", true, false},       {"--name", true, false},
-    {"--ttl-days", true, false},     {"--label", true, false},      {"--token-only", false, false},
-    {"--db", true, false},           {"--action", true, false},     {"--request-id", true, false},
-    {"--display-name", true, false}, {"--imei", true, false},       {"--json", false, false},
-    {"--instance", true, false},     {"--cin", true, true},         {"--from", true, false},
-    {"--endpoint", true, false},     {"--pub", true, false},        {"--key-type", true, false},
-    {"--key-file", true, false},     {"--dongle-pub", true, false}, {"--state", true, false},
-    {"--reason", true, false},       {"--note", true, false},       {"--mode", true, false},
-    {"--scope", true, false},        {NULL, false, false}};
+static const struct ctl_opt ctl_cmd_opts[] = {{"--format", true, false},
+                                              {"--chunk", true, false},
+                                              {"--msisdn", true, true},
+                                              {"--imsi", true, false},
+                                              {"--id-only", false, false},
+                                              {"--mno", true, false},
+                                              {"--type", true, false},
+                                              {"--limit", true, false},
+                                              {"--aid", true, false},
+                                              {"--sp", true, false},
+                                              {"--privileges", true, false},
+                                              {"--lcs", true, false},
+                                              {"--principal-id", true, false},
+                                              {"--kind", true, false},
+                                              {"--name", true, false},
+                                              {"--ttl-days", true, false},
+                                              {"--label", true, false},
+                                              {"--token-only", false, false},
+                                              {"--db", true, false},
+                                              {"--action", true, false},
+                                              {"--request-id", true, false},
+                                              {"--display-name", true, false},
+                                              {"--imei", true, false},
+                                              {"--json", false, false},
+                                              {"--instance", true, false},
+                                              {"--cin", true, true},
+                                              {"--from", true, false},
+                                              {"--endpoint", true, false},
+                                              {"--pub", true, false},
+                                              {"--key-type", true, false},
+                                              {"--key-file", true, false},
+                                              {"--dongle-pub", true, false},
+                                              {"--state", true, false},
+                                              {"--reason", true, false},
+                                              {"--note", true, false},
+                                              {"--mode", true, false},
+                                              {"--scope", true, false},
+                                              {"--qualifier", true, false},
+                                              {"--max-scripts", true, false},
+                                              {"--max-bytes", true, false},
+                                              {"--status", true, false},
+                                              {"--purpose", true, false},
+                                              {"--sd", true, false},
+                                              {"--kvn", true, false},
+                                              {"--keys", true, false},
+                                              {"--url-of", true, false},
+                                              {"--token-file", true, false},
+                                              {"--ca-file", true, false},
+                                              {NULL, false, false}};
 
 /* The commands and the options each accepts (beyond the global ones). */
 static const struct {
@@ -2346,6 +2819,26 @@ static const struct {
     {"cms alert-clear", " --json "},
     {"cms policy", " --mode --scope --json "},
     {"cms policies", " --json "},
+    {"sp services", " --limit --json "},
+    {"sp deploy", " --cin --msisdn --qualifier --json "},
+    {"sp instances", " --limit --json "},
+    {"sp instance", " --json "},
+    {"sp activate", " --json "},
+    {"sp deactivate", " --json "},
+    {"sp lock", " --json "},
+    {"sp unlock", " --json "},
+    {"sp delete", " --json "},
+    {"sp communications", " --limit --json "},
+    {"sp comm-start", " --max-scripts --max-bytes --json "},
+    {"sp comm-end", " --status --json "},
+    {"sp script", " --purpose --json "},
+    {"sp relay", " --sd --kvn --keys --json "},
+    {"sp op", " --json "},
+    {"tsm mno-put", " --url-of --token-file --ca-file --json "},
+    {"tsm mnos", " --limit --json "},
+    {"tsm service-add", " --json "},
+    {"tsm services", " --limit --json "},
+    {"tsm audit", " --json "},
 };
 
 /* -1: unknown command; 0: an option that does not apply; 1: fine. */
@@ -2426,6 +2919,12 @@ static int ctl_run(struct tsm_client *c, const char *cmd, const struct ctl_args 
     }
     if (strncmp(cmd, "cms ", 4) == 0) {
         return ctl_cms(c, cmd + 4, a);
+    }
+    if (strncmp(cmd, "sp ", 3) == 0) {
+        return ctl_sp(c, cmd + 3, a);
+    }
+    if (strncmp(cmd, "tsm ", 4) == 0) {
+        return ctl_tsm(c, cmd + 4, a);
     }
     return ctl_audit_list(c, a);
 }

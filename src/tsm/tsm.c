@@ -204,6 +204,28 @@ static const struct svc_route tsm_route_table[] = {
     {"POST", "/secure-elements/{cin}/security-domains", TSM_OP, true, tsm_h_sd_assign, NULL, 0},
     {"GET", "/secure-elements/{cin}/security-domains/{aid}", TSM_OP_SP, false, tsm_h_sd_get, NULL,
      0},
+    {"POST", "/secure-elements/{cin}/audit", TSM_OP, false, tsm_h_se_audit, NULL, 0},
+    /* Provisioning (docs/tsm.md). */
+    {"GET", "/mnos", TSM_OP, false, tsm_h_mno_list, tsm_q_page, 0},
+    {"PUT", "/mnos/{name}", TSM_OP, false, tsm_h_mno_put, NULL, 0},
+    {"POST", "/services", TSM_OP, true, tsm_h_service_add, NULL, 0},
+    {"GET", "/services", TSM_OP_SP, false, tsm_h_service_list, tsm_q_page, 0},
+    {"GET", "/services/{id}", TSM_OP_SP, false, tsm_h_service_get, NULL, 0},
+    {"POST", "/service-instances", NET_P_SP, false, tsm_h_inst_create, NULL, 0},
+    {"GET", "/service-instances", TSM_OP_SP, false, tsm_h_inst_list, tsm_q_page, 0},
+    {"GET", "/service-instances/{id}", TSM_OP_SP, false, tsm_h_inst_get, NULL, 0},
+    {"POST", "/service-instances/{id}/activate", NET_P_SP, false, tsm_h_inst_activate, NULL, 0},
+    {"POST", "/service-instances/{id}/deactivate", NET_P_SP, false, tsm_h_inst_deactivate, NULL, 0},
+    {"POST", "/service-instances/{id}/lock", NET_P_SP, false, tsm_h_inst_lock, NULL, 0},
+    {"POST", "/service-instances/{id}/unlock", NET_P_SP, false, tsm_h_inst_unlock, NULL, 0},
+    {"POST", "/service-instances/{id}/delete", NET_P_SP, false, tsm_h_inst_delete, NULL, 0},
+    {"POST", "/communications", NET_P_SP, false, tsm_h_comm_start, NULL, 0},
+    {"GET", "/communications", TSM_OP_SP, false, tsm_h_comm_list, tsm_q_page, 0},
+    {"GET", "/communications/{id}", TSM_OP_SP, false, tsm_h_comm_get, NULL, 0},
+    {"POST", "/communications/{id}/end", NET_P_SP, false, tsm_h_comm_end, NULL, 0},
+    {"POST", "/communications/{id}/scripts", NET_P_SP, false, tsm_h_script_send, NULL, 0},
+    {"GET", "/communications/{id}/scripts", TSM_OP_SP, false, tsm_h_script_list, tsm_q_page, 0},
+    {"GET", "/operations/{id}", TSM_OP_SP, false, tsm_h_op_get, NULL, 0},
 };
 
 const struct svc_route *tsm_routes(size_t *n)
@@ -231,6 +253,36 @@ static const struct cfg_opt tsm_opts[] = {
      0,
      0,
      "Fill the SE cache from storage in the background at start."},
+    {"tsm.central_sd_aid",
+     CFG_STR,
+     {.s = "F04F54534D534401"},
+     0,
+     0,
+     0,
+     "AID of the central security domain the TSM manages on every SE (its keys come with the SE "
+     "import: csd_*)."},
+    {"tsm.wait_ms",
+     CFG_INT,
+     {.i = 20000},
+     0,
+     600000,
+     0,
+     "How long a provisioning call waits for the card's answer before it answers 202 with the "
+     "operation to poll."},
+    {"tsm.max_scripts",
+     CFG_INT,
+     {.i = 16},
+     1,
+     1000,
+     0,
+     "Largest number of scripts a communication may carry (and its default)."},
+    {"tsm.max_script_bytes",
+     CFG_INT,
+     {.i = 3072},
+     64,
+     3500,
+     0,
+     "Largest size of one script's C-APDUs in bytes (and a communication's default)."},
 };
 
 static ot_err tsm_svc_create(const struct svc_env *env, void **out)
@@ -247,6 +299,10 @@ static ot_err tsm_svc_create(const struct svc_env *env, void **out)
     tc.import_batch = (unsigned)svc_cfg_int(env, "import_batch");
     tc.cache_bytes = (size_t)svc_cfg_int(env, "cache_mb") << 20;
     tc.cache_warm = svc_cfg_bool(env, "cache_warm");
+    tc.central_sd_aid = svc_cfg_str(env, "central_sd_aid");
+    tc.wait_ms = (unsigned)svc_cfg_int(env, "wait_ms");
+    tc.max_scripts = svc_cfg_int(env, "max_scripts");
+    tc.max_script_bytes = svc_cfg_int(env, "max_script_bytes");
     err = tsm_new(&tc, &t);
     *out = t;
     return err;
@@ -308,7 +364,8 @@ out:
 
 const struct svc_def tsm_svc_def = {
     .name = "tsm",
-    .summary = "The central TSM: SE registry, lookups, security domains (seed 002).",
+    .summary = "The central TSM: SE registry, service catalogue, provisioning through the mno "
+               "instances (seed 002).",
     .instances = false,
     .opts = tsm_opts,
     .n_opts = sizeof(tsm_opts) / sizeof(tsm_opts[0]),
@@ -340,6 +397,25 @@ ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out)
     t->auth = cfg->auth;
     t->ks = cfg->ks;
     t->batch = cfg->import_batch != 0 ? cfg->import_batch : TSM_IMPORT_BATCH_DEFAULT;
+    pthread_mutex_init(&t->op_mu, NULL);
+    t->op_mu_init = true;
+    snprintf(t->central_sd, sizeof(t->central_sd), "%s",
+             cfg->central_sd_aid != NULL && cfg->central_sd_aid[0] ? cfg->central_sd_aid
+                                                                   : TSM_CENTRAL_SD_DEFAULT);
+    for (char *p = t->central_sd; *p; p++) {
+        if (*p >= 'a' && *p <= 'f') {
+            *p = (char)(*p - 'a' + 'A');
+        }
+    }
+    {
+        size_t n = strlen(t->central_sd);
+        if (n < 10 || n > 32 || n % 2 != 0 || strspn(t->central_sd, "0123456789ABCDEF") != n) {
+            OT_FAIL(OT_E_ARG);
+        }
+    }
+    t->wait_ms = cfg->wait_ms != 0 ? cfg->wait_ms : 20000;
+    t->max_scripts = cfg->max_scripts > 0 ? cfg->max_scripts : 16;
+    t->max_script_bytes = cfg->max_script_bytes > 0 ? cfg->max_script_bytes : 3072;
     OT_TRY(tsm_registry_migrate(t->db));
     if (cfg->cache_bytes != 0) {
         OT_TRY(tsm_secache_new(cfg->cache_bytes, &t->cache));
@@ -370,5 +446,8 @@ void tsm_free(struct tsm *t)
     }
     db_listener_free(t->listener); /* before the cache: its thread uses it */
     tsm_secache_free(t->cache);
+    if (t->op_mu_init) {
+        pthread_mutex_destroy(&t->op_mu);
+    }
     free(t);
 }

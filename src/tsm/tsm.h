@@ -51,7 +51,15 @@ struct tsm_cfg {
     /* Fill the cache from storage in the background at start (id order, up
      * to the budget), so a restarted node's first lookups are not cold. */
     bool cache_warm;
+    /* Provisioning (docs/tsm.md). */
+    const char *central_sd_aid; /* NULL/"": TSM_CENTRAL_SD_DEFAULT */
+    unsigned wait_ms;           /* 0: 20000 */
+    int64_t max_scripts;        /* 0: 16 */
+    int64_t max_script_bytes;   /* 0: 3072 */
 };
+
+/* The central SD of profiles/ese-central.json and uicc-central.json. */
+#define TSM_CENTRAL_SD_DEFAULT "F04F54534D534401"
 
 /* Applies the "tsm" migrations and returns the service. *out = NULL on
  * failure (OT_E_ARG for a missing kit/db/auth/ks, storage errors). */

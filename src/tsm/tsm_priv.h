@@ -4,6 +4,7 @@
 #define OT_TSM_TSM_PRIV_H
 
 #include "core/err.h"
+#include "crypto/scp03.h"
 #include "db/db.h"
 #include "net/http.h"
 #include "net/json.h"
@@ -18,7 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TSM_NCACHE_METRICS 5u /* the lookup cache's counters on /metrics */
+#define TSM_NCACHE_METRICS 5u    /* the lookup cache's counters on /metrics */
+#define TSM_OPS_BUSY       64u   /* operations driven at once by one node */
+#define TSM_KS_OWNER       "tsm" /* key-store owner of the TSM's own secrets */
 
 struct tsm;
 
@@ -40,6 +43,14 @@ struct tsm {
     bool warm_started;
     atomic_bool warm_stop;
     struct tsm_metric_ctx metric_ctx[TSM_NCACHE_METRICS];
+    /* Provisioning (tsm_ops.c, tsm_inst.c). */
+    char central_sd[TSM_AID_MAX * 2 + 1]; /* the central SD's AID (tsm.central_sd_aid) */
+    unsigned wait_ms;                     /* a call waits this long for the card (tsm.wait_ms) */
+    int64_t max_scripts;                  /* a communication's largest script count */
+    int64_t max_script_bytes;             /* a script's largest C-APDU bytes */
+    pthread_mutex_t op_mu;                /* guards busy[]: ops being driven now */
+    bool op_mu_init;
+    int64_t busy[TSM_OPS_BUSY];
 };
 
 /* One SE by a normalised key, from the cache when it has it, else from
@@ -64,5 +75,81 @@ void tsm_h_se_get(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_sd_list(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_sd_get(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx);
+
+/* ---- provisioning (docs/tsm.md) ---- */
+
+/* The SE's security-domain key set in the key store (owner "se:<cin>",
+ * value enc || mac || dek): name TSM_KEYSET_* or "sd:<AID>.keyset",
+ * version 0 = the highest. */
+ot_err tsm_keyset_get(struct tsm *t, const char *cin, const char *name, uint32_t version,
+                      uint8_t kvn, struct scp03_keyset *out);
+
+/* The operation's plan: SCP03 channels with SDs of one SE, run one after
+ * the other as OTA jobs on the SE's mno instance. Each step's plain
+ * commands are sealed in the key store (owner "tsm.op:<id>", name
+ * "step<k>") until the operation ends. */
+#define TSM_OP_MAX_STEPS 4u
+struct tsm_op_step {
+    char sd[TSM_AID_MAX * 2 + 1];
+    char key_name[64]; /* key-store name under "se:<cin>" */
+    uint32_t key_version;
+    uint8_t kvn;
+    bool put_key; /* the step carries the SP's key rotation */
+};
+struct tsm_op_plan {
+    char cin[TSM_CIN_MAX + 1];
+    char msisdn[TSM_MSISDN_MAX + 1];
+    char mno[TSM_MNO_MAX + 1];
+    size_t nsteps;
+    struct tsm_op_step steps[TSM_OP_MAX_STEPS];
+    uint8_t new_kvn; /* after a key rotation */
+};
+
+/* Stores a new pending operation (kind: "prepersonalize", "script", ...)
+ * with its plan and each step's commands (cmds[k], lens[k]: the encoded
+ * command list of step k), on c inside the caller's transaction. */
+ot_err tsm_op_create(struct tsm *t, struct db_conn *c, int64_t sp, int64_t instance, int64_t comm,
+                     const char *kind, const char *purpose, const struct tsm_op_plan *plan,
+                     const uint8_t *const *cmds, const size_t *lens, int64_t *id);
+/* Drives the operation until it ends or deadline_ms (monotonic) passes. */
+void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline_ms);
+/* The operation as answered ({"id","kind","state",...}); OT_E_NOT_FOUND. */
+ot_err tsm_op_json(struct tsm *t, struct db_conn *c, int64_t id, int64_t *sp, json_t **out,
+                   bool *pending);
+int64_t tsm_mono_ms(void);
+
+struct tsm_client;
+struct mno_client;
+/* A client of the mno instance named mno (tsm_mnos, its token from the key
+ * store); why (cap > 0) gets the reason of a failure. OT_E_STATE: not
+ * configured. */
+ot_err tsm_mno_open(struct tsm *t, const char *mno, struct tsm_client **tc, struct mno_client **m,
+                    char *why, size_t cap);
+
+/* A command list encoded for the key store: (u16 length, bytes)... */
+ot_err tsm_cmds_encode(const uint8_t *const *cmd, const size_t *len, size_t n, uint8_t *out,
+                       size_t *out_len);
+
+void tsm_h_mno_put(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_mno_list(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_service_add(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_service_list(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_service_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_inst_list(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_inst_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_inst_activate(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_inst_deactivate(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_inst_lock(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_inst_unlock(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_inst_delete(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_comm_start(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_comm_list(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_comm_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_comm_end(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_script_send(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_script_list(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_op_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx);
 
 #endif

@@ -66,7 +66,8 @@ api POST "/tsm/v1/secure-elements/$CIN/security-domains" "$OP_TOKEN" \
 expect_status 201 "assign sd to B"
 
 # --- the route table: METHOD PATTERN ALLOW CONCRETE-PATH BODY-KIND
-# ALLOW: op (operator), op_sp (operator and service providers), any (all kinds),
+# ALLOW: op (operator), op_sp (operator and service providers), sp (service
+# providers: an SP's own provisioning), any (all kinds),
 # people (operators, service providers, subscribers: the console's routes),
 # public (no authentication). Must match the routes' declarations.
 ROUTES=(
@@ -79,6 +80,27 @@ ROUTES=(
     "GET /tsm/v1/secure-elements/{cin}/security-domains op_sp /tsm/v1/secure-elements/$CIN/security-domains -"
     "POST /tsm/v1/secure-elements/{cin}/security-domains op /tsm/v1/secure-elements/$CIN/security-domains sd"
     "GET /tsm/v1/secure-elements/{cin}/security-domains/{aid} op_sp /tsm/v1/secure-elements/$CIN/security-domains/$AID_A -"
+    "POST /tsm/v1/secure-elements/{cin}/audit op /tsm/v1/secure-elements/$CIN/audit -"
+    "GET /tsm/v1/mnos op /tsm/v1/mnos -"
+    "PUT /tsm/v1/mnos/{name} op /tsm/v1/mnos/orange -"
+    "POST /tsm/v1/services op /tsm/v1/services -"
+    "GET /tsm/v1/services op_sp /tsm/v1/services -"
+    "GET /tsm/v1/services/{id} op_sp /tsm/v1/services/1 -"
+    "POST /tsm/v1/service-instances sp /tsm/v1/service-instances -"
+    "GET /tsm/v1/service-instances op_sp /tsm/v1/service-instances -"
+    "GET /tsm/v1/service-instances/{id} op_sp /tsm/v1/service-instances/1 -"
+    "POST /tsm/v1/service-instances/{id}/activate sp /tsm/v1/service-instances/1/activate -"
+    "POST /tsm/v1/service-instances/{id}/deactivate sp /tsm/v1/service-instances/1/deactivate -"
+    "POST /tsm/v1/service-instances/{id}/lock sp /tsm/v1/service-instances/1/lock -"
+    "POST /tsm/v1/service-instances/{id}/unlock sp /tsm/v1/service-instances/1/unlock -"
+    "POST /tsm/v1/service-instances/{id}/delete sp /tsm/v1/service-instances/1/delete -"
+    "POST /tsm/v1/communications sp /tsm/v1/communications -"
+    "GET /tsm/v1/communications op_sp /tsm/v1/communications -"
+    "GET /tsm/v1/communications/{id} op_sp /tsm/v1/communications/1 -"
+    "POST /tsm/v1/communications/{id}/end sp /tsm/v1/communications/1/end -"
+    "POST /tsm/v1/communications/{id}/scripts sp /tsm/v1/communications/1/scripts -"
+    "GET /tsm/v1/communications/{id}/scripts op_sp /tsm/v1/communications/1/scripts -"
+    "GET /tsm/v1/operations/{id} op_sp /tsm/v1/operations/1 -"
     "POST /admin/v1/principals op /admin/v1/principals principal"
     "GET /admin/v1/principals op /admin/v1/principals -"
     "GET /admin/v1/principals/{id} op /admin/v1/principals/$SPA -"
@@ -149,6 +171,7 @@ kinds_not_allowed() {
     case $1 in
     op) echo "sp sub dev" ;;
     op_sp) echo "sub dev" ;;
+    sp) echo "op sub dev" ;;
     people) echo "dev" ;; # operators, service providers, subscribers: the console's
     any | public) echo "" ;;
     esac
@@ -156,6 +179,7 @@ kinds_not_allowed() {
 
 token_of() {
     case $1 in
+    op) echo "$OP_TOKEN" ;;
     sp) echo "$TA" ;;
     sub) echo "$TS" ;;
     dev) echo "$TD" ;;
