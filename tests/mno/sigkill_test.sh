@@ -73,6 +73,7 @@ expect_status 204 "done"
 api GET $P/jobs/$J1 "$OP_TOKEN"
 [ "$(jq -r '.state + " " + (.attempts|tostring) + " " + (.scripts|length|tostring)' "$TSMD_WORK/resp")" = "done 1 1" ] ||
     fail "ran exactly once: $(cat "$TSMD_WORK/resp")"
+echo "offline: job $J1 queued, tsmd SIGKILLed and restarted, the device registered: $(jq -c '{state, attempts, scripts: (.scripts | length)}' "$TSMD_WORK/resp")"
 admin "$TD" $P/admin/jobs/$J1 -H "$PROTO" -H "$FROM"
 expect_status 204 "a done job never opens again"
 
@@ -95,5 +96,6 @@ sleep 0.3
 api GET $P/jobs/$J2 "$OP_TOKEN"
 [ "$(jq -r '.state + " " + (.attempts|tostring)' "$TSMD_WORK/resp")" = "outcome_unknown 1" ] ||
     fail "never woken again: $(cat "$TSMD_WORK/resp")"
+echo "destructive: job $J2 open when tsmd was SIGKILLed, the agent reported it interrupted: $(jq -c '{state, attempts}' "$TSMD_WORK/resp"), not woken again"
 tsmd_stop
 echo "mno.sigkill: ok"
