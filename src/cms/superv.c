@@ -30,8 +30,9 @@
 #include <time.h>
 
 #define SV_BUCKETS       (1u << 16)
-#define SV_RULES_RELOAD  1000 /* ms between reloads of the rules from the database */
-#define SV_DECISIONS_OUT 100u /* decisions listed in one intake answer */
+#define SV_RULES_RELOAD  1000  /* ms between reloads of the rules from the database */
+#define SV_DECISIONS_OUT 100u  /* decisions listed in one intake answer */
+#define SV_LAT_N         4096u /* decision latencies kept for the metrics */
 
 struct sv_ident {
     struct sv_ident *next;
@@ -61,7 +62,19 @@ struct cms_superv {
     int64_t batch_max;
     atomic_uint_fast64_t m_events;
     atomic_uint_fast64_t m_decisions;
+    /* the last SV_LAT_N decisions' latency: the event read to its decision
+     * committed, microseconds (guarded by mu) */
+    uint32_t lat_us[SV_LAT_N];
+    size_t lat_n;
+    size_t lat_i;
 };
+
+static int64_t sv_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int64_t sv_mono_ms(void)
 {
@@ -449,8 +462,21 @@ out:
     return err;
 }
 
-/* Runs the parsed events and answers. */
-static void sv_run(struct cms *s, struct net_req *req, struct net_resp *resp, struct sv_batch *b)
+static void sv_lat_add(struct cms_superv *v, int64_t us)
+{
+    pthread_mutex_lock(&v->mu);
+    v->lat_us[v->lat_i] = us > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    v->lat_i = (v->lat_i + 1) % SV_LAT_N;
+    if (v->lat_n < SV_LAT_N) {
+        v->lat_n++;
+    }
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* Runs the parsed events and answers. t0: when the first event was read
+ * (a single event: the request's start). */
+static void sv_run(struct cms *s, struct net_req *req, struct net_resp *resp, struct sv_batch *b,
+                   int64_t t0)
 {
     struct db_conn *c = NULL;
     json_t *o = NULL;
@@ -466,9 +492,15 @@ static void sv_run(struct cms *s, struct net_req *req, struct net_resp *resp, st
         bool decided = false;
 
         memset(&d, 0, sizeof(d));
+        if (i > 0) {
+            t0 = sv_mono_us();
+        }
         OT_TRY(sv_take(s, &c, &b->ev[i], b, &d, &decided));
         if (decided) {
             err = sv_decide(s, req, &d);
+            if (err == OT_OK) {
+                sv_lat_add(s->superv, sv_mono_us() - t0);
+            }
             if (err == OT_OK && json_array_size(b->decisions) < SV_DECISIONS_OUT) {
                 err = sv_decision_json(&d, b->decisions);
             }
@@ -506,6 +538,7 @@ void cms_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
     struct sv_event ev;
     size_t n = 0;
     const uint8_t *body = net_req_body(req, &n);
+    int64_t t0 = sv_mono_us();
     ot_err err;
 
     memset(&b, 0, sizeof(b));
@@ -516,7 +549,7 @@ void cms_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     b.ev = &ev;
     b.n = 1;
-    sv_run(s, req, resp, &b);
+    sv_run(s, req, resp, &b, t0);
 }
 
 static ot_err sv_batch_line(void *ctx, const char *line, size_t len, size_t no)
@@ -566,7 +599,7 @@ void cms_h_events_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     } else if (b.n == 0) {
         net_resp_error(resp, OT_E_FORMAT, NULL, "no event", "lines[1]");
     } else {
-        sv_run(s, req, resp, &b);
+        sv_run(s, req, resp, &b, sv_mono_us());
     }
     free(b.ev);
 }
@@ -851,6 +884,47 @@ static double sv_m_decisions(void *ctx)
     return (double)atomic_load(&((struct cms *)ctx)->superv->m_decisions);
 }
 
+static int sv_u32cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a;
+    uint32_t y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The q-quantile (0..1) of the kept decision latencies, in ms (0: none). */
+static double sv_lat_q(struct cms *s, double q)
+{
+    struct cms_superv *v = s->superv;
+    uint32_t *tmp = malloc(SV_LAT_N * sizeof(uint32_t));
+    size_t n;
+    double r = 0;
+
+    if (tmp == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&v->mu);
+    n = v->lat_n;
+    memcpy(tmp, v->lat_us, n * sizeof(uint32_t));
+    pthread_mutex_unlock(&v->mu);
+    if (n > 0) {
+        size_t i = (size_t)(q * (double)n);
+        qsort(tmp, n, sizeof(uint32_t), sv_u32cmp);
+        r = (double)tmp[i < n ? i : n - 1] / 1000.0;
+    }
+    free(tmp);
+    return r;
+}
+
+static double sv_m_p50(void *ctx)
+{
+    return sv_lat_q(ctx, 0.50);
+}
+
+static double sv_m_p99(void *ctx)
+{
+    return sv_lat_q(ctx, 0.99);
+}
+
 ot_err cms_superv_metrics(struct cms *s, struct net_metrics *nm)
 {
     ot_err err = OT_OK;
@@ -861,6 +935,14 @@ ot_err cms_superv_metrics(struct cms *s, struct net_metrics *nm)
     OT_TRY(net_metrics_register(nm, "cms_superv_decisions_total",
                                 "Supervision decisions (a rule's hit that started an action).",
                                 NET_METRIC_COUNTER, sv_m_decisions, s));
+    OT_TRY(net_metrics_register(nm, "cms_superv_decision_p50_ms",
+                                "Median of the last 4096 decisions' latency (event read to "
+                                "decision committed), ms.",
+                                NET_METRIC_GAUGE, sv_m_p50, s));
+    OT_TRY(net_metrics_register(nm, "cms_superv_decision_p99_ms",
+                                "99th percentile of the last 4096 decisions' latency (event read "
+                                "to decision committed), ms.",
+                                NET_METRIC_GAUGE, sv_m_p99, s));
 out:
     return err;
 }
