@@ -678,14 +678,19 @@ static void cms_act_run(struct cms *s, int64_t id)
         snprintf(job_id, sizeof(job_id), "%s", st.job);
         err = otascp_advance(m, &t, &keys, cmds, ncmds, &st, doc, &res, &finished, &e);
         sp.set_state = "submitted";
-        if (err == OT_E_RMAC || err == OT_E_CARD_CRYPTOGRAM) {
-            /* mno or the device says how it went, the card does not prove it. */
+        if (err == OT_E_RMAC || err == OT_E_CARD_CRYPTOGRAM
+            || (err != OT_OK && e.fail == TSM_CLIENT_LOCAL && strcmp(job_state, "done") == 0)) {
+            /* mno or the device says how it went, the card does not prove it
+             * (a forged cryptogram, an R-MAC that does not verify, or a job
+             * mno calls done whose answers are not the card's: no R-MAC). */
             sp.set_state = "stalled";
             sp.alert_kind = "no_proof";
             sp.hist_event = "result_refused";
             snprintf(sp.detail, sizeof(sp.detail), "{\"job\":\"%s\",\"why\":\"%s\"}", job_id,
-                     err == OT_E_RMAC ? "an R-MAC does not verify"
-                                      : "the card cryptogram does not verify");
+                     err == OT_E_RMAC              ? "an R-MAC does not verify"
+                     : err == OT_E_CARD_CRYPTOGRAM ? "the card cryptogram does not verify"
+                                                   : "done without the card's R-MACs: the answers "
+                                                     "do not verify");
             err = cms_step_apply(s, &a, &card, &sp);
             goto out;
         }
