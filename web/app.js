@@ -44,6 +44,11 @@ const STATE_KIND = {
   offline: 'muted', queued: 'warn', delivering: 'warn', running: 'warn', expired: 'muted',
   cancelled: 'muted', outcome_unknown: 'bad', 'awaiting-destroy': 'warn', 'awaiting-lock': 'warn',
   awaiting_destroy: 'warn', awaiting_lock: 'warn', destroying: 'warn', pending: 'warn',
+  open: 'ok', ended: 'muted',
+  // A service on an SE (the TSM's states, after BSI TR-03165).
+  NotDeployed: 'muted', DeployedOperational: 'ok', DeployedSuspended: 'warn', InError: 'bad',
+  'UnderDeployment:Initialized': 'warn', 'UnderDeployment:Installed': 'warn',
+  'UnderDeployment:Personalized': 'warn', 'UnderDeployment:Activated': 'warn',
 };
 
 function stateBadge(s) {
@@ -576,9 +581,86 @@ async function viewPayments(root, name) {
     el('p', {}, el('a', { href: '#/payments' }, 'All registrations')));
 }
 
+// The TSM's services and their instances on SEs: a service provider sees its
+// own (the API answers 404 for another's, shown as not-found), an operator all.
+async function viewServices(root) {
+  root.append(el('h1', {}, 'Services'));
+  const [svcs, insts] = await Promise.all([
+    api('GET', '/tsm/v1/services?limit=100'),
+    api('GET', '/tsm/v1/service-instances?limit=100'),
+  ]);
+  root.append(el('h2', {}, 'Service definitions'), table([
+    { h: 'Service', v: (x) => x.service },
+    { h: 'Version', v: (x) => x.version },
+    { h: 'Flavor', v: (x) => x.flavor },
+    { h: 'SE type', v: (x) => x.se_type },
+    { h: 'Application', v: (x) => el('code', {}, x.application_aid) },
+  ], svcs.items, 'No service defined yet.'));
+  root.append(el('h2', {}, 'On secure elements'), instanceTable(insts.items));
+}
+
+function instanceTable(rows) {
+  return table([
+    { h: 'Instance', v: (x) => el('a', { href: `#/instances/${x.id}` }, `#${x.id}`) },
+    { h: 'SE (CIN)', v: (x) => el('code', {}, x.cin) },
+    { h: 'Service', v: (x) => `${x.service} ${x.version}${x.flavor ? ` (${x.flavor})` : ''}` },
+    { h: 'State', v: (x) => stateBadge(x.state) },
+    { h: 'Keys held by', v: (x) => x.keys },
+    { h: 'Updated', v: (x) => when(x.updated_at) },
+  ], rows, 'No service on any SE yet.');
+}
+
+// One service instance: its state, its communications and the scripts run in
+// them with the card's answers and the commands that failed.
+async function viewInstances(root, id) {
+  if (!id) {
+    root.append(el('h1', {}, 'Service instances'));
+    const insts = await api('GET', '/tsm/v1/service-instances?limit=100');
+    root.append(instanceTable(insts.items));
+    return;
+  }
+  let inst;
+  try {
+    inst = await api('GET', `/tsm/v1/service-instances/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 404 || e.status === 400)) { notFound(root, `Service instance ${id}`); return; }
+    throw e;
+  }
+  root.append(el('h1', {}, `${inst.service} ${inst.version} on ${inst.cin}`),
+    el('section', { class: 'card', 'data-instance': String(inst.id) },
+      el('p', {}, 'State: ', stateBadge(inst.state), inst.reason ? ` — ${inst.reason}` : ''),
+      el('p', { class: 'muted' }, `Application ${inst.application_aid} · security domain ${inst.sd_aid} · keys held by ${inst.keys}`)));
+  const comms = await api('GET', '/tsm/v1/communications?limit=100');
+  const mine = comms.items.filter((c) => c.instance_id === inst.id);
+  root.append(el('h2', {}, 'Communications'));
+  if (!mine.length) { root.append(el('p', { class: 'muted' }, 'No communication yet.')); return; }
+  for (const c of mine) {
+    const ops = await api('GET', `/tsm/v1/communications/${c.id}/scripts?limit=100`);
+    root.append(el('section', { class: 'card', 'data-communication': String(c.id) },
+      el('h3', {}, `Communication #${c.id} `, stateBadge(c.state)),
+      el('p', { class: 'muted' }, `Bearer ${c.bearer} · format ${c.format} · ${c.scripts} of ${c.max_scripts} scripts · opened ${when(c.created_at)}${c.status ? ` · ended ${c.status}` : ''}`),
+      ...(ops.items.length ? ops.items.map(scriptBox) : [el('p', { class: 'muted' }, 'No script sent.')])));
+  }
+}
+
+function scriptBox(op) {
+  const runs = op.results || [];
+  return el('div', { class: 'script', 'data-operation': String(op.id) },
+    el('p', {}, `Script #${op.id} (${op.purpose || op.kind}) `, stateBadge(op.state), op.reason ? ` — ${op.reason}` : ''),
+    ...runs.map((r) => {
+      const failed = new Set(r.failed || []);
+      return el('div', {},
+        el('p', { class: 'muted' }, `Security domain ${r.sd}: ${r.outcome}${failed.size ? ` — failed commands: ${[...failed].map((i) => i + 1).join(', ')}` : ''}`),
+        el('ol', { class: 'rapdus' }, (r.rapdus || []).map((x, i) =>
+          el('li', { class: failed.has(i) ? 'failed' : '' }, el('code', {}, x === null ? 'not run' : x)))));
+    }));
+}
+
 const VIEWS = {
   operator: [
     ['ses', 'Secure elements', viewSes],
+    ['services', 'Services', viewServices],
+    ['instances', 'Service instances', viewInstances],
     ['devices', 'Devices', viewDevices],
     ['jobs', 'OTA jobs', viewJobs],
     ['alerts', 'Alerts', viewAlerts],
@@ -586,6 +668,8 @@ const VIEWS = {
     ['audit', 'Audit', viewAudit],
   ],
   service_provider: [
+    ['services', 'My services', viewServices],
+    ['instances', 'Service instances', viewInstances],
     ['ses', 'Secure elements', viewSes],
     ['payments', 'Payment platform', viewPayments],
     ['tokens', 'My tokens', viewMyTokens],

@@ -170,6 +170,20 @@ async function serviceProvider(browser) {
   const text = await page.$eval('main [data-view="tokens"]', (e) => e.textContent);
   check(!text.includes(env.OT_SP_B.slice(0, 8)), 'SP A sees SP B\'s token');
   await shot(page, 'sp-tokens');
+  step = 'service provider: its services and their state on SEs';
+  await visit(page, 'services');
+  const sv = await page.$eval('main [data-view="services"]', (e) => e.textContent);
+  check(sv.includes('payment') && sv.includes('UnderDeployment:Installed') && sv.includes('4F54534D45534501'),
+    `SP A's services: ${sv}`);
+  await shot(page, 'sp-services');
+  step = 'service provider: a communication, its script, R-APDUs and failed commands';
+  await page.click(`main [data-view="services"] a[href="#/instances/${env.OT_INSTANCE}"]`);
+  await page.waitForSelector('main [data-view="instances"] [data-communication] [data-operation]');
+  const comm = await page.$eval('main [data-view="instances"] [data-communication]', (e) => e.textContent);
+  check(/9000/.test(comm) && comm.includes('failed commands: 2'), `communication view: ${comm}`);
+  check(await page.$('main [data-view="instances"] ol.rapdus li.failed'), 'the failed command is not marked');
+  await shot(page, 'sp-instance');
+
   step = 'service provider: its own payment registration, not another\'s';
   await visit(page, 'payments');
   const regs = await page.$eval('main [data-view="payments"]', (e) => e.textContent);
@@ -187,6 +201,23 @@ async function serviceProvider(browser) {
   step = 'service provider: another\'s resource';
   const other = await pageFetch(page, 'GET', '/admin/v1/principals', null, false);
   check(other.status === 403, `SP lists principals: ${other.status}`);
+  check(page.cspViolations.length === 0, `CSP violations: ${page.cspViolations.join('; ')}`);
+  await ctx.close();
+}
+
+async function otherProvider(browser) {
+  step = 'service provider B: nothing of A';
+  const { ctx, page } = await newPage(browser);
+  await signIn(page, env.OT_SP_B);
+  await visit(page, 'services');
+  const sv = await page.$eval('main [data-view="services"]', (e) => e.textContent);
+  check(!sv.includes('4F54534D45534501') && !sv.includes('PAR-A'), `SP B sees A's service: ${sv}`);
+  step = 'service provider B: a forged address to A\'s instance';
+  await page.goto(`${URL0}/console/index.html#/instances/${env.OT_INSTANCE}`, { waitUntil: 'networkidle2' });
+  await page.waitForSelector('main [data-view="instances"] [data-notfound]');
+  const nf = await page.$eval('main [data-view="instances"]', (e) => e.textContent);
+  check(nf.includes('Not found') && !nf.includes('80CA'), `forged address: ${nf}`);
+  await shot(page, 'sp-notfound');
   check(page.cspViolations.length === 0, `CSP violations: ${page.cspViolations.join('; ')}`);
   await ctx.close();
 }
@@ -253,6 +284,7 @@ let rc = 0;
 try {
   await operator(browser);
   await serviceProvider(browser);
+  await otherProvider(browser);
   await subscriber(browser);
   console.log('browser checks: ok');
 } catch (e) {

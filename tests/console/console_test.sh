@@ -135,8 +135,65 @@ echo \$! >"$W/agent.pid"
 SH
 chmod +x "$W/phone_on.sh"
 
+# Bank A's service on a phone's eSE through the TSM (so that the provider's
+# views have an instance, a communication and a script with a failed
+# command): a second vse (ese-central without its SP SDs) behind its own
+# se-agent, on mno orange.
+CIN2=4F54534D45534501
+CENTRAL=F04F54534D534401
+jq "del(.domains[1,2]) | .applications |= map(select(.sd == \"$CENTRAL\"))" \
+    "$SRC/profiles/ese-central.json" >"$W/bank-card.json"
+"$VSE" create --profile "$W/bank-card.json" --out "$W/bank-card.img" >/dev/null
+"$VSE" run "$W/bank-card.img" --listen "unix:$W/bank-card.sock" >>"$W/vse2.log" 2>&1 &
+TSMD_EXTRA_PIDS+=("$!")
+api POST /admin/v1/principals "$OP_TOKEN" \
+    '{"kind":"device","name":"bob-phone","imei":"356938035643817","imsi":"208011234567891","mno":"orange"}' \
+    -H "Idempotency-Key: dev-bob"
+expect_status 201 "bob's phone"
+DEV2=$(jq -er .id "$W/resp")
+api POST /mno/orange/v1/devices "$OP_TOKEN" \
+    "{\"principal_id\":$DEV2,\"msisdn\":\"33622222222\",\"cins\":[\"$CIN2\"]}" -H "Idempotency-Key: enrol-bob"
+case $API_STATUS in 200 | 201) ;; *) fail "enrol bob's phone: $API_STATUS $(cat "$W/resp")" ;; esac
+(umask 077 && tsmd_token "$DEV2" >"$W/dev2.token")
+for _ in $(seq 1 100); do
+    [ -S "$W/bank-card.sock" ] && break
+    sleep 0.05
+done
+"$AGENT" --state "$W/agent2" --reader "eSE1=socket:unix:$W/bank-card.sock" --mno "$TSMD_URL/mno/orange/v1" \
+    --token-file "$W/dev2.token" --poll-ms 200 --log-level info run >>"$W/agent2.log" 2>&1 &
+TSMD_EXTRA_PIDS+=("$!")
+api PUT /tsm/v1/mnos/orange "$OP_TOKEN" "{\"url\":\"$TSMD_URL\",\"token\":\"$OP_TOKEN\"}"
+expect_status 201 "the TSM's route to mno orange"
+K4=404142434445464748494A4B4C4D4E4F
+K5=505152535455565758595A5B5C5D5E5F
+api POST /tsm/v1/secure-elements:import "$OP_TOKEN" \
+    "[{\"cin\":\"$CIN2\",\"se_type\":\"eSE\",\"mno\":\"orange\",\"msisdn\":\"33622222222\",\"imsi\":\"208011234567891\",\"profile_id\":\"ese-central\",\"gp_version\":\"2.3.1\",\"jc_version\":\"3.0.5\",\"cert_level\":\"EAL5+\",\"expiry\":\"2035-12-31\",\"free_memory\":65536,\"master_key_index\":1,\"isd_kvn\":48,\"isd_enc\":\"$K4\",\"isd_mac\":\"$K4\",\"isd_dek\":\"$K4\",\"csd_kvn\":48,\"csd_enc\":\"$K5\",\"csd_mac\":\"$K5\",\"csd_dek\":\"$K5\"}]" \
+    -H "Idempotency-Key: import-bank-se"
+case $API_STATUS in 200 | 201) ;; *) fail "import bob's SE: $API_STATUS $(cat "$W/resp")" ;; esac
+api POST /tsm/v1/services "$OP_TOKEN" \
+    "{\"sp_id\":$(cat "$W/id-bank-a"),\"service\":\"payment\",\"version\":\"1.0\",\"flavor\":\"ese\",\"se_type\":\"eSE\",\"executable_load_file_aid\":\"F04F54534D02\",\"executable_module_aid\":\"F04F54534D0201\",\"application_aid\":\"A0000000041010\",\"sd_aid\":\"F04F54534D534410\",\"min_gp_version\":\"2.2\",\"min_jc_version\":\"3.0\",\"min_free_memory\":4096,\"cert_levels\":\"EAL4+,EAL5+\",\"dap_required\":true}" \
+    -H "Idempotency-Key: svc-bank-a"
+expect_status 201 "bank A's service"
+SVC=$(jq -er .id "$W/resp")
+for _ in $(seq 1 200); do
+    api GET "/mno/orange/v1/status?msisdn=33622222222" "$OP_TOKEN"
+    [ "$(jq -r .state "$W/resp")" = online ] && grep -q "event=stream_open" "$W/agent2.log" && break
+    sleep 0.1
+done
+api POST /tsm/v1/service-instances "$SP_A" "{\"msisdn\":\"33622222222\",\"service_id\":$SVC,\"qualifier\":\"PAR-A\"}"
+expect_status 201 "bank A pre-personalizes"
+INST=$(jq -er .instance.id "$W/resp")
+api POST /tsm/v1/communications "$SP_A" "{\"instance_id\":$INST,\"bearer\":\"ota\",\"max_scripts\":3}"
+expect_status 201 "bank A's communication"
+COMM=$(jq -er .id "$W/resp")
+# A GET DATA the card answers, then one it refuses (a failed command).
+api POST "/tsm/v1/communications/$COMM/scripts" "$SP_A" \
+    '{"purpose":"post_personalization","apdus":["80CA006600","80CA00FE00"]}'
+expect_status 200 "bank A's script"
+jq -e '.results[0].rapdus | length >= 1' "$W/resp" >/dev/null || fail "the script's answer: $(cat "$W/resp")"
+
 mkdir -p "$SHOTS"
-OT_PHONE_ON=$W/phone_on.sh OT_URL=$TSMD_URL OT_OP_TOKEN=$OP1 OT_OP2_TOKEN=$OP2 OT_SP_A=$SP_A OT_SP_B=$SP_B \
+OT_INSTANCE=$INST OT_PHONE_ON=$W/phone_on.sh OT_URL=$TSMD_URL OT_OP_TOKEN=$OP1 OT_OP2_TOKEN=$OP2 OT_SP_A=$SP_A OT_SP_B=$SP_B \
     OT_SUB=$SUB OT_SHOTS=$SHOTS OT_CHROMIUM=$CHROMIUM OT_TSMD_LOG=$TSMD_WORK/tsmd.log \
     NODE_PATH="$SRC/tools/node_modules" \
     node "$HERE/browser.mjs" || fail "browser checks failed"
