@@ -48,7 +48,8 @@ build: deps
 # (scripts/demo_tsmd.sh); payments (scripts/demo_pay.sh); over the air, a phone
 # with its SEs and se-agent, jobs online and offline (scripts/demo_ota.sh); a
 # phone lost while on and one stolen while off, their cards destroyed
-# (scripts/demo_cms.sh). `make demo-scp03` shows only the host library's SCP03
+# (scripts/demo_cms.sh); a card used illegally, destroyed by supervision
+# (scripts/demo_superv.sh). `make demo-scp03` shows only the host library's SCP03
 # session with an in-process card.
 demo: build
 	@bash scripts/demo.sh $(BUILD)
@@ -56,6 +57,7 @@ demo: build
 	@bash scripts/demo_pay.sh $(BUILD)
 	@bash scripts/demo_ota.sh $(BUILD)
 	@bash scripts/demo_cms.sh $(BUILD)
+	@bash scripts/demo_superv.sh $(BUILD)
 	@bash scripts/demo_console.sh $(BUILD)
 
 demo-scp03: build
