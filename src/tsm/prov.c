@@ -308,6 +308,9 @@ ot_err tsm_put_key_wrap(const uint8_t *plain, size_t n, const uint8_t *dek, size
             return OT_E_KCV;
         }
     }
+    if (a.ne == 0 && *out_len > 0) {
+        (*out_len)--; /* the builder ends with Le 00; keep the SP's command shape */
+    }
     *new_kvn = args.new_kvn;
     return OT_OK;
 }

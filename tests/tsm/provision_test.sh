@@ -255,6 +255,22 @@ WANT=$(printf '%s1800%s' "$CDOL" "$ATC" | xxd -r -p \
 [ "$AC" = "$WANT" ] || fail "the payment cryptogram $AC is not bank1's ($WANT)"
 note "payment: ARQC $AC (ATC $ATC) verified with bank1's key"
 
+# bank2 locks its service: the card refuses its application; unlock.
+api POST "$T/service-instances/$I2/lock" "$TB2"
+expect_status 200 "lock"
+jq -e '.state == "done" and .instance.state == "DeployedSuspended"' "$W/resp" >/dev/null \
+    || fail "lock: $(cat "$W/resp")"
+mapfile -t R < <(pay_job orange 33600000001 $CIN1 "00A4040007${APP2}00")
+[ "${R[0]: -4}" != 9000 ] || fail "a locked application answers SELECT"
+api POST "$T/service-instances/$I2/lock" "$TB2"
+expect_status 409 "lock twice"
+api POST "$T/service-instances/$I2/unlock" "$TB2"
+expect_status 200 "unlock"
+jq -e '.instance.state == "DeployedOperational"' "$W/resp" >/dev/null || fail "unlock: $(cat "$W/resp")"
+mapfile -t R < <(pay_job orange 33600000001 $CIN1 "00A4040007${APP2}00")
+[ "${R[0]: -4}" = 9000 ] || fail "the unlocked application does not answer: ${R[*]}"
+note "lock: SELECT refused by the card (${R[0]: -4} after unlock), unlock: DeployedOperational"
+
 # --- 4. the card's tree and the audit ---------------------------------------
 api POST "$T/secure-elements/$CIN1/audit" "$OP_TOKEN"
 expect_status 200 "audit"
@@ -273,9 +289,14 @@ api POST "$T/service-instances" "$TB1" "{\"cin\":\"$CIN2\",\"service_id\":$S1}"
 expect_status 201 "pre-personalization through vodafone"
 jq -e '.instance.state == "UnderDeployment:Installed"' "$W/resp" >/dev/null \
     || fail "vodafone: $(cat "$W/resp")"
+I3=$(jq -er .instance.id "$W/resp")
 api GET "/mno/vodafone/v1/jobs" "$OP_TOKEN"
 [ "$(jq '.items | length' "$W/resp")" -ge 2 ] || fail "no job went through vodafone"
-note "the second SE's service went through vodafone"
+api POST "$T/service-instances/$I3/delete" "$TB1"
+expect_status 200 "delete"
+jq -e '.state == "done" and .instance.state == "NotDeployed"' "$W/resp" >/dev/null \
+    || fail "delete: $(cat "$W/resp")"
+note "the second SE's service went through vodafone, then was deleted"
 
 # --- 6. errors change nothing -----------------------------------------------
 C2=$(comm "$TB2" "$I2")
