@@ -1572,8 +1572,8 @@ void tsm_h_script_send(struct net_req *req, struct net_resp *resp, void *ctx)
     if (strcmp(in.keys, "tsm") != 0) {
         snprintf(why, sizeof(why),
                  "the service provider rotated the keys of SD %s: the TSM no longer holds them and "
-                 "cannot wrap commands for it; send your own secure-channel APDUs with \"relay\": "
-                 "true",
+                 "cannot wrap commands for it; send your own secure-channel APDUs with relay set "
+                 "to true",
                  svc.sd);
         tsm_refuse(resp, OT_E_STATE, "keys_rotated", why);
         goto out;

@@ -189,7 +189,7 @@ perso() { # TOKEN INSTANCE APP MK NEWKEY
     cm=$(comm "$1" "$2")
     aidlen=$(printf '%02X' $((${#3} / 2)))
     script "$1" "$cm" personalization \
-        "80E62000$(printf '%02X' $((6 + ${#3} / 2)))0000${aidlen}$3000000" \
+        "80E62000$(printf '%02X' $((6 + ${#3} / 2)))0000${aidlen}${3}000000" \
         "80E288001A8000"10"$4"80100431323334
     expect_status 200 "personalization on $2"
     jq -e '.state == "done" and (.results[0].failed | length) == 0' "$W/resp" >/dev/null \
