@@ -165,15 +165,20 @@ expect_status 200 "batch 1's answers"
 [ "$(jq -r '"\(.state) \(.scripts[0].rapdus | length)"' "$TSMD_WORK/resp")" = "running 1" ] ||
     fail "batch 1 ran: $(cat "$TSMD_WORK/resp")"
 jq -r '.scripts[0].rapdus[0]' "$TSMD_WORK/resp" | grep -q '9000$' || fail "CPLC read: $(cat "$TSMD_WORK/resp")"
-grep -q "POST $P/admin/jobs/$JOB/scripts/1 " "$W/nginx/logs/access.log" &&
-    fail "the held POST is already answered"
-note "job $JOB: batch 1 answered through node 1, its POST held there"
+# The agent's POST of batch 1's responses is held by node 1 for up to 10 s
+# (then answered 202): on a loaded machine it may be answered already.
+HELD=1
+grep -q "POST $P/admin/jobs/$JOB/scripts/1 " "$W/nginx/logs/access.log" && HELD=0
+note "job $JOB: batch 1 answered through node 1 (its POST held there: $HELD)"
 
 # ---- node 1 dies mid-job ---------------------------------------------------------------
 tsmd_kill9
 note "node 1 killed"
 wait_streams "$URL2" 1
-grep -q "event=admin_post_lost" "$W/run.log" || fail "the agent saw no lost answer: $(tail -20 "$W/run.log")"
+if [ "$HELD" = 1 ]; then
+    grep -q "event=admin_post_lost" "$W/run.log" ||
+        fail "the agent saw no lost answer: $(tail -20 "$W/run.log")"
+fi
 note "the device reconnected through nginx to node 2"
 api POST $P/jobs/$JOB/batches "$TSP" '{"apdus":["80CA006600"]}' -H "Idempotency-Key: b-2"
 expect_status 201 "batch 2 to node 2"
