@@ -5,6 +5,7 @@
 #define OT_LOG_COMPONENT "db"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "db/db_priv.h"
 
 #include <ctype.h>
@@ -210,6 +211,86 @@ static bool str_prefix(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* ---- SQLite WAL checkpoints --------------------------------------------- */
+
+void db_ckpt_kick(const struct db *cdb)
+{
+    struct db *db = (struct db *)cdb;
+
+    pthread_mutex_lock(&db->ckpt_mu);
+    db->ckpt_due = true;
+    pthread_cond_signal(&db->ckpt_cv);
+    pthread_mutex_unlock(&db->ckpt_mu);
+}
+
+static void *db_ckpt_main(void *arg)
+{
+    struct db *db = arg;
+
+    for (;;) {
+        struct db_conn *c = NULL;
+        ot_err err;
+
+        pthread_mutex_lock(&db->ckpt_mu);
+        while (!db->ckpt_due && !db->ckpt_stop) {
+            pthread_cond_wait(&db->ckpt_cv, &db->ckpt_mu);
+        }
+        bool stop = db->ckpt_stop;
+        db->ckpt_due = false;
+        pthread_mutex_unlock(&db->ckpt_mu);
+        if (stop) {
+            return NULL;
+        }
+        /* PASSIVE: copies what no reader still needs, never blocks a writer
+         * or a reader; a WAL that stays long wakes it again at the next
+         * commit. */
+        err = db_acquire(db, &c);
+        if (err == OT_OK) {
+            err = db->ops->exec(c->impl, "PRAGMA wal_checkpoint(PASSIVE)");
+            db_release(c);
+        }
+        if (err != OT_OK) {
+            OT_LOG_WARN("WAL checkpoint failed: %s", ot_strerror(err));
+        }
+    }
+}
+
+/* Started before any connection opens (they take the WAL hook when
+ * ckpt_on). Without the thread, SQLite checkpoints inside commits. */
+static ot_err db_ckpt_start(struct db *db)
+{
+    if (pthread_mutex_init(&db->ckpt_mu, NULL) != 0) {
+        return OT_E_INTERNAL;
+    }
+    if (pthread_cond_init(&db->ckpt_cv, NULL) != 0) {
+        pthread_mutex_destroy(&db->ckpt_mu);
+        return OT_E_INTERNAL;
+    }
+    if (ot_thread_start(&db->ckpt, db_ckpt_main, db) != OT_OK) {
+        pthread_cond_destroy(&db->ckpt_cv);
+        pthread_mutex_destroy(&db->ckpt_mu);
+        OT_LOG_WARN("no checkpoint thread: SQLite checkpoints inside commits");
+        return OT_OK;
+    }
+    db->ckpt_on = true;
+    return OT_OK;
+}
+
+static void db_ckpt_stop(struct db *db)
+{
+    if (!db->ckpt_on) {
+        return;
+    }
+    pthread_mutex_lock(&db->ckpt_mu);
+    db->ckpt_stop = true;
+    pthread_cond_signal(&db->ckpt_cv);
+    pthread_mutex_unlock(&db->ckpt_mu);
+    pthread_join(db->ckpt, NULL);
+    pthread_cond_destroy(&db->ckpt_cv);
+    pthread_mutex_destroy(&db->ckpt_mu);
+    db->ckpt_on = false;
+}
+
 ot_err db_open(const char *url, const struct db_cfg *cfg, struct db **out)
 {
     ot_err err = OT_OK;
@@ -300,6 +381,9 @@ ot_err db_open(const char *url, const struct db_cfg *cfg, struct db **out)
         }
     }
     sync_init = true;
+    if (db->kind == DB_SQLITE && strcmp(db->target, ":memory:") != 0) {
+        OT_TRY(db_ckpt_start(db));
+    }
     /* Check the database now, so a bad URL or a corrupt file fails at start rather than
      * at first use. */
     OT_TRY(db_acquire(db, &c));
@@ -367,6 +451,7 @@ void db_close(struct db *db)
     if (db == NULL) {
         return;
     }
+    db_ckpt_stop(db);
     pthread_mutex_lock(&db->mu);
     while (db->idle != NULL) {
         struct db_conn *c = db->idle;

@@ -68,6 +68,16 @@ struct db {
      * sleeping in SQLite's busy handler (ERRORCHECK: a thread that holds it
      * and begins again gets an error, not a deadlock). */
     pthread_mutex_t wmu;
+    /* SQLite file databases: WAL checkpoints run on a thread of their own
+     * (db.c), woken by a commit that left the WAL at DB_CKPT_PAGES or more,
+     * instead of inside that commit (which made it wait for the copy and
+     * the fsync: the p99 of every writer). */
+    pthread_t ckpt;
+    bool ckpt_on;
+    bool ckpt_due;
+    bool ckpt_stop;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
 };
 
 struct db_conn {
@@ -95,6 +105,12 @@ struct db_stmt {
 };
 
 /* Back-end helpers (db.c). */
+
+/* WAL pages after which a commit wakes the checkpointer (SQLite's own
+ * automatic checkpoint threshold). */
+#define DB_CKPT_PAGES 1000
+/* Wakes db's checkpointer (SQLite's WAL hook, from a committing thread). */
+void db_ckpt_kick(const struct db *db);
 
 /* Rewrites $1..$n outside quotes and comments into ?1..?n (SQLite numbered parameters).
  * out has room for strlen(sql) + 1 bytes (the result is never longer). */

@@ -93,6 +93,18 @@ static ot_err dbs_pragma_text(sqlite3 *h, const char *sql, char *val, size_t cap
     return err;
 }
 
+/* A commit left the WAL at pages: the checkpointer (db.c) copies it back
+ * off the committing thread. */
+static int dbs_wal_hook(void *arg, sqlite3 *h, const char *name, int pages)
+{
+    (void)h;
+    (void)name;
+    if (pages >= DB_CKPT_PAGES) {
+        db_ckpt_kick(arg);
+    }
+    return SQLITE_OK;
+}
+
 static ot_err dbs_conn_open(const struct db *db, void **out)
 {
     ot_err err = OT_OK;
@@ -116,6 +128,10 @@ static ot_err dbs_conn_open(const struct db *db, void **out)
         if (strcmp(mode, "wal") != 0) {
             OT_LOG_ERROR("cannot switch %s to WAL (journal_mode=%s)", db->target, mode);
             OT_FAIL(OT_E_DB);
+        }
+        if (db->ckpt_on) {
+            /* no checkpoint inside a commit: db.c's checkpointer does them */
+            sqlite3_wal_hook(h, dbs_wal_hook, (void *)db);
         }
     }
     OT_TRY(

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1282,6 +1283,51 @@ static void unlink_sqlite(const char *path)
 
 /* A file with one byte of a b-tree page header flipped is refused at
  * open (PRAGMA quick_check) instead of served. */
+/* SQLite: WAL checkpoints run off the committing threads (db.c's
+ * checkpointer): the pages a run of commits left in the WAL reach the main
+ * file without anybody asking for a checkpoint, and the commits go on. */
+static void test_wal_checkpoints(void **state)
+{
+    static uint8_t blob[4000];
+    char path[512];
+    struct db *db = NULL;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    struct stat sb;
+    bool row = false;
+    bool copied = false;
+
+    (void)state;
+    if (g_kind != DB_SQLITE) {
+        skip();
+    }
+    snprintf(path, sizeof path, "%s/storage.db", g_dir);
+    memset(blob, 0xA5, sizeof blob);
+    db = open_db(NULL);
+    exec_ok(db, "CREATE TABLE IF NOT EXISTS ckpt_t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)");
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    for (int i = 0; i < 1500; i++) { /* ~1500 pages, one commit each */
+        assert_int_equal(db_prepare(c, "INSERT INTO ckpt_t (b) VALUES ($1)", &st), OT_OK);
+        assert_int_equal(db_bind_blob(st, 1, blob, sizeof blob), OT_OK);
+        assert_int_equal(db_step(st, &row), OT_OK);
+        db_reset(st);
+    }
+    db_release(c);
+    for (int i = 0; i < 1000 && !copied; i++) { /* waits for the outcome, not a time */
+        assert_int_equal(stat(path, &sb), 0);
+        copied = sb.st_size >= (off_t)DB_CKPT_PAGES * 4096;
+        if (!copied) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_true(copied);
+    assert_int_equal(count_rows(db, "SELECT COUNT(*) FROM ckpt_t"), 1500);
+    exec_ok(db, "DROP TABLE ckpt_t");
+    db_close(db);
+}
+
 static void test_corrupt_file_refused(void **state)
 {
     char path[512];
@@ -1449,6 +1495,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pg_reconnect),
         cmocka_unit_test(test_listen),
         cmocka_unit_test(test_run_tx),
+        cmocka_unit_test(test_wal_checkpoints),
         cmocka_unit_test(test_corrupt_file_refused),
         cmocka_unit_test(test_schema_violations_refused),
     };
