@@ -150,6 +150,15 @@ const struct db_migration tsm_registry_migrations[TSM_REGISTRY_NMIGRATIONS] = {
      " updated_at BIGINT NOT NULL);"
      "CREATE INDEX tsm_ops_comm ON tsm_ops (comm_id, id);",
      NULL},
+    /* Each SP's webhook for completed operations (its secret in the key
+     * store, owner "tsm", name "webhook.<sp>", version key_version). */
+    {6,
+     "CREATE TABLE tsm_webhooks ("
+     " sp_id BIGINT PRIMARY KEY,"
+     " url TEXT NOT NULL,"
+     " key_version BIGINT NOT NULL,"
+     " updated_at BIGINT NOT NULL)",
+     NULL},
 };
 const size_t tsm_registry_nmigrations =
     sizeof(tsm_registry_migrations) / sizeof(tsm_registry_migrations[0]);

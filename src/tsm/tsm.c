@@ -21,6 +21,7 @@
 #include "net/json.h"
 #include "svc/kit.h"
 #include "svc/svc.h"
+#include "svc/webhook.h"
 #include "tsm/csv.h"
 #include "tsm/registry.h"
 #include "tsm/serec.h"
@@ -226,6 +227,8 @@ static const struct svc_route tsm_route_table[] = {
     {"POST", "/communications/{id}/scripts", NET_P_SP, false, tsm_h_script_send, NULL, 0},
     {"GET", "/communications/{id}/scripts", TSM_OP_SP, false, tsm_h_script_list, tsm_q_page, 0},
     {"GET", "/operations/{id}", TSM_OP_SP, false, tsm_h_op_get, NULL, 0},
+    {"PUT", "/webhook", NET_P_SP, false, tsm_h_webhook_put, NULL, 0},
+    {"GET", "/webhook", NET_P_SP, false, tsm_h_webhook_get, NULL, 0},
 };
 
 const struct svc_route *tsm_routes(size_t *n)
@@ -283,6 +286,20 @@ static const struct cfg_opt tsm_opts[] = {
      3500,
      0,
      "Largest size of one script's C-APDUs in bytes (and a communication's default)."},
+    {"tsm.webhook_ca",
+     CFG_STR,
+     {.s = ""},
+     0,
+     0,
+     0,
+     "PEM CA file for the service providers' https webhooks (empty: the system's)."},
+    {"tsm.webhook_backoff_ms",
+     CFG_INT,
+     {.i = 1000},
+     10,
+     3600000,
+     0,
+     "First retry delay of a webhook delivery (doubled per attempt, 10 attempts)."},
 };
 
 static ot_err tsm_svc_create(const struct svc_env *env, void **out)
@@ -303,6 +320,8 @@ static ot_err tsm_svc_create(const struct svc_env *env, void **out)
     tc.wait_ms = (unsigned)svc_cfg_int(env, "wait_ms");
     tc.max_scripts = svc_cfg_int(env, "max_scripts");
     tc.max_script_bytes = svc_cfg_int(env, "max_script_bytes");
+    tc.webhook_ca = svc_cfg_str(env, "webhook_ca");
+    tc.webhook_backoff_ms = svc_cfg_int(env, "webhook_backoff_ms");
     err = tsm_new(&tc, &t);
     *out = t;
     return err;
@@ -417,6 +436,16 @@ ot_err tsm_new(const struct tsm_cfg *cfg, struct tsm **out)
     t->max_scripts = cfg->max_scripts > 0 ? cfg->max_scripts : 16;
     t->max_script_bytes = cfg->max_script_bytes > 0 ? cfg->max_script_bytes : 3072;
     OT_TRY(tsm_registry_migrate(t->db));
+    {
+        struct svc_outbox_cfg oc;
+        memset(&oc, 0, sizeof(oc));
+        oc.owner = "tsm";
+        oc.ks = t->ks;
+        oc.backoff_ms = cfg->webhook_backoff_ms;
+        oc.ca_file = cfg->webhook_ca;
+        oc.start = true;
+        OT_TRY(svc_outbox_new(t->db, &oc, &t->outbox));
+    }
     if (cfg->cache_bytes != 0) {
         OT_TRY(tsm_secache_new(cfg->cache_bytes, &t->cache));
         if (db_kind(t->db) == DB_PG) {
@@ -444,6 +473,7 @@ void tsm_free(struct tsm *t)
         atomic_store(&t->warm_stop, true);
         pthread_join(t->warm, NULL);
     }
+    svc_outbox_free(t->outbox);
     db_listener_free(t->listener); /* before the cache: its thread uses it */
     tsm_secache_free(t->cache);
     if (t->op_mu_init) {

@@ -56,6 +56,8 @@ struct tsm_cfg {
     unsigned wait_ms;           /* 0: 20000 */
     int64_t max_scripts;        /* 0: 16 */
     int64_t max_script_bytes;   /* 0: 3072 */
+    const char *webhook_ca;     /* PEM CA for https webhooks; NULL/"": the system's */
+    int64_t webhook_backoff_ms; /* first retry; 0: 1000 */
 };
 
 /* The central SD of profiles/ese-central.json and uicc-central.json. */

@@ -16,6 +16,7 @@
 #include "net/http.h"
 #include "net/json.h"
 #include "svc/kit.h"
+#include "svc/webhook.h"
 #include "tsm/serec.h"
 
 #include <ctype.h>
@@ -502,6 +503,185 @@ out:
     db_reset(st);
     db_release(c);
     json_free(o);
+    if (err != OT_OK) {
+        svc_fail(resp, err);
+    }
+}
+
+/* ---- the SPs' webhooks ---------------------------------------------------- */
+
+static void tsm_webhook_key(int64_t sp, char *out, size_t cap)
+{
+    snprintf(out, cap, "webhook.%lld", (long long)sp);
+}
+
+ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char *event,
+                        const json_t *body)
+{
+    struct db_stmt *st = NULL;
+    struct svc_outbox_msg m;
+    char url[SVC_OUTBOX_TARGET_MAX + 1];
+    char key[64];
+    char *text = NULL;
+    size_t n = sizeof(url);
+    size_t tn = 0;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (t->outbox == NULL || sp == 0) {
+        return OT_OK;
+    }
+    OT_TRY(db_prepare(c, "SELECT url FROM tsm_webhooks WHERE sp_id = $1", &st));
+    OT_TRY(db_bind_int64(st, 1, sp));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        goto out;
+    }
+    OT_TRY(db_col_text_copy(st, 0, url, &n));
+    db_reset(st);
+    st = NULL;
+    OT_TRY(json_serialize(body, &text, &tn));
+    tsm_webhook_key(sp, key, sizeof(key));
+    memset(&m, 0, sizeof(m));
+    m.channel = SVC_CH_WEBHOOK;
+    m.target = url;
+    m.key_owner = TSM_KS_OWNER;
+    m.key_name = key;
+    m.event = event;
+    m.body = text;
+    err = svc_outbox_add(t->outbox, c, &m, NULL);
+    if (err == OT_E_ARG) {
+        OT_LOG_WARN("sp=%lld webhook: the completion is too large to tell (%zu bytes)",
+                    (long long)sp, tn);
+        err = OT_OK;
+    }
+out:
+    db_reset(st);
+    free(text);
+    return err;
+}
+
+static json_t *tsm_webhook_json(const char *url, int64_t ver)
+{
+    json_t *o = json_obj_new();
+
+    if (o == NULL || json_put_str(o, "url", url) != OT_OK
+        || json_put_int(o, "key_version", ver) != OT_OK) {
+        json_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* PUT /webhook {"url", "secret"}: where the caller's completed operations
+ * are POSTed, signed with HMAC-SHA-256 under the secret (svc/webhook.h). */
+void tsm_h_webhook_put(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    static const char *const allowed[] = {"url", "secret", NULL};
+    struct tsm *t = ctx;
+    const struct net_principal *p = net_req_principal(req);
+    struct json_err je;
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    struct keystore_item it;
+    const char *url = NULL;
+    const char *secret = NULL;
+    char key[64];
+    char res[64];
+    int64_t ver = 0;
+    bool row = false;
+    json_t *doc = NULL;
+    ot_err err = OT_OK;
+
+    memset(&je, 0, sizeof(je));
+    doc = svc_body_obj(req, resp, allowed);
+    if (doc == NULL) {
+        return;
+    }
+    if (json_get_str(doc, "url", 1, SVC_OUTBOX_TARGET_MAX, &url, &je) != OT_OK
+        || json_get_str(doc, "secret", SVC_WEBHOOK_SECRET_MIN, SVC_WEBHOOK_SECRET_MAX, &secret, &je)
+               != OT_OK) {
+        net_resp_json_error(resp, OT_E_FORMAT, &je);
+        goto done;
+    }
+    if (!svc_outbox_target_ok(SVC_CH_WEBHOOK, url)) {
+        net_resp_error(resp, OT_E_FORMAT, NULL, "an http(s) URL without spaces", "url");
+        goto done;
+    }
+    OT_TRY(svc_tx_begin(t->kit, &c));
+    OT_TRY(db_prepare(c, "SELECT key_version FROM tsm_webhooks WHERE sp_id = $1", &st));
+    OT_TRY(db_bind_int64(st, 1, p->id));
+    OT_TRY(db_step(st, &row));
+    if (row) {
+        OT_TRY(db_col_int64(st, 0, &ver));
+    }
+    db_reset(st);
+    st = NULL;
+    ver++;
+    tsm_webhook_key(p->id, key, sizeof(key));
+    memset(&it, 0, sizeof(it));
+    it.owner = TSM_KS_OWNER;
+    it.name = key;
+    it.version = (uint32_t)ver;
+    it.key = (const uint8_t *)secret;
+    it.key_len = strlen(secret);
+    OT_TRY(keystore_put_tx(t->ks, c, &it, 1, NULL));
+    OT_TRY(db_prepare(c,
+                      "INSERT INTO tsm_webhooks (sp_id, url, key_version, updated_at)"
+                      " VALUES ($1, $2, $3, $4) ON CONFLICT (sp_id) DO UPDATE SET"
+                      " url = excluded.url, key_version = excluded.key_version,"
+                      " updated_at = excluded.updated_at",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, p->id));
+    OT_TRY(db_bind_text(st, 2, url));
+    OT_TRY(db_bind_int64(st, 3, ver));
+    OT_TRY(db_bind_int64(st, 4, tsm_now()));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    snprintf(res, sizeof(res), "/tsm/v1/webhook/%lld", (long long)p->id);
+    OT_TRY(svc_audit(t->kit, c, req, "tsm.webhook.put", res, "ok"));
+    (void)svc_tx_commit(&c, req, resp, 200, tsm_webhook_json(url, ver));
+out:
+    db_reset(st);
+    if (err != OT_OK) {
+        svc_fail(resp, err);
+    }
+done:
+    svc_tx_abort(&c);
+    json_free(doc);
+}
+
+void tsm_h_webhook_get(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct tsm *t = ctx;
+    const struct net_principal *p = net_req_principal(req);
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    const char *url = NULL;
+    int64_t ver = 0;
+    bool row = false;
+    json_t *o = NULL;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_acquire(t->db, &c));
+    OT_TRY(db_prepare(c, "SELECT url, key_version FROM tsm_webhooks WHERE sp_id = $1", &st));
+    OT_TRY(db_bind_int64(st, 1, p->id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        net_resp_error(resp, OT_E_NOT_FOUND, NULL, "no webhook registered", NULL);
+        goto out;
+    }
+    OT_TRY(db_col_text(st, 0, &url));
+    OT_TRY(db_col_int64(st, 1, &ver));
+    o = tsm_webhook_json(url, ver);
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    net_resp_json(resp, 200, o);
+out:
+    db_reset(st);
+    db_release(c);
     if (err != OT_OK) {
         svc_fail(resp, err);
     }

@@ -28,6 +28,7 @@
 #include "db/db.h"
 #include "db/keystore.h"
 #include "gp/cmd.h"
+#include "svc/webhook.h"
 #include "tsm/prov.h"
 
 #include <stdio.h>
@@ -998,7 +999,17 @@ static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struc
         snprintf(ae.request_id, sizeof(ae.request_id), "tsm-op-%lld", (long long)r->id);
         OT_TRY(audit_append_tx(c, &ae));
     }
+    if (r->sp != 0) {
+        json_t *body = NULL;
+        int64_t sp = 0;
+        bool pending = false;
+        OT_TRY(tsm_op_json(t, c, r->id, &sp, &body, &pending));
+        err = tsm_webhook_note(t, c, sp, ok ? "operation.done" : "operation.failed", body);
+        json_free(body);
+        OT_TRY(err);
+    }
     OT_TRY(db_commit(c));
+    svc_outbox_kick(t->outbox);
     OT_LOG_INFO("op=%lld kind=%s %s%s%s", (long long)r->id, r->kind, ok ? "done" : "failed",
                 reason[0] ? ": " : "", reason);
     tsm_op_owner(r->id, owner, sizeof(owner));

@@ -50,6 +50,7 @@ struct tsm {
     int64_t max_script_bytes;             /* a script's largest C-APDU bytes */
     pthread_mutex_t op_mu;                /* guards busy[]: ops being driven now */
     bool op_mu_init;
+    struct svc_outbox *outbox; /* the SPs' webhooks (svc/webhook.h) */
     int64_t busy[TSM_OPS_BUSY];
 };
 
@@ -151,5 +152,12 @@ void tsm_h_script_send(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_script_list(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_op_get(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_webhook_put(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_webhook_get(struct net_req *req, struct net_resp *resp, void *ctx);
+
+/* The operation's completion to its SP's webhook (if it registered one),
+ * in c's transaction; the caller kicks the outbox after the commit. */
+ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char *event,
+                        const json_t *body);
 
 #endif

@@ -20,7 +20,9 @@
 #    instance / communication 404; the card image and the database dump are
 #    unchanged by all of them.
 #
-# usage: provision_test.sh TSMD TSMCTL SE_AGENT VSE PROFILES_DIR
+# 7. bank1's webhook receives its completed operations, signed (HMAC-SHA-256).
+#
+# usage: provision_test.sh TSMD TSMCTL SE_AGENT VSE PROFILES_DIR HOOKSINK
 set -euo pipefail
 
 TSMD=$1
@@ -28,6 +30,7 @@ TSMCTL=$2
 AGENT=$3
 VSE=$4
 PROFILES=$5
+HOOKSINK=$6
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
@@ -142,6 +145,20 @@ SD2=F04F54534D534411
 S1=$(service "$B1" $APP1 $SD1)
 S2=$(service "$B2" $APP2 $SD2)
 jq -e '.sd_privileges == "C08000"' "$W/resp" >/dev/null || fail "SP SD privileges: $(cat "$W/resp")"
+
+# bank1's webhook (tests/cms/hooksink checks each delivery's signature).
+HOOKSECRET=bank1-webhook-secret-0123456789
+mkdir -p "$W/hooks"
+"$HOOKSINK" "$W/hooks" "$HOOKSECRET" >>"$W/hooksink.log" 2>&1 &
+TSMD_EXTRA_PIDS+=("$!")
+for _ in $(seq 1 100); do
+    [ -s "$W/hooks/http.port" ] && break
+    sleep 0.05
+done
+api PUT "$T/webhook" "$TB1" "{\"url\":\"http://127.0.0.1:$(cat "$W/hooks/http.port")/hook\",\"secret\":\"$HOOKSECRET\"}"
+expect_status 200 "bank1's webhook"
+api GET "$T/webhook" "$TB2"
+expect_status 404 "bank2 has no webhook"
 
 # --- 1. pre-personalization -------------------------------------------------
 preperso() { # TOKEN SERVICE -> instance id
@@ -301,7 +318,7 @@ note "the second SE's service went through vodafone, then was deleted"
 # --- 6. errors change nothing -----------------------------------------------
 C2=$(comm "$TB2" "$I2")
 sha() { sha256sum "$W/c1.img" | cut -c1-64; }
-dump() { sqlite3 "$W/var/tsmd.db" .dump | grep -v -e 'host_audit' -e 'INSERT INTO host_idem'; }
+dump() { sqlite3 "$W/var/tsmd.db" .dump | grep -v -e 'host_audit' -e 'INSERT INTO host_idem' -e 'svc_outbox'; }
 IMG0=$(sha)
 dump >"$W/db0.sql"
 api POST "$T/service-instances" "$TB1" "{\"msisdn\":\"33699999999\",\"service_id\":$S1}"
@@ -324,4 +341,14 @@ expect_status 404 "bank1 locks bank2's instance"
 dump >"$W/db1.sql"
 diff "$W/db0.sql" "$W/db1.sql" >/dev/null || fail "the database changed: $(diff "$W/db0.sql" "$W/db1.sql" | head -20)"
 note "404/409/413/400/404: card image and database unchanged"
+# --- 7. bank1's webhook --------------------------------------------------------
+for _ in $(seq 1 100); do
+    [ "$(grep -c ' operation.done ok ' "$W/hooks/hooks" 2>/dev/null || true)" -ge 6 ] && break
+    sleep 0.1
+done
+N=$(grep -c ' operation.done ok ' "$W/hooks/hooks" || true)
+[ "$N" -ge 6 ] || fail "bank1's webhook got $N signed completions: $(cat "$W/hooks/hooks" 2>/dev/null)"
+grep -q " bad " "$W/hooks/hooks" && fail "a webhook delivery with a bad signature"
+grep -q "\"sp_id\":$B2\|instance_id\":$I2," "$W/hooks/hooks" && fail "bank1's webhook told of bank2's operations"
+note "bank1's webhook: $N signed completions"
 echo "tsm.provision: ok"

@@ -101,6 +101,8 @@ ROUTES=(
     "POST /tsm/v1/communications/{id}/scripts sp /tsm/v1/communications/1/scripts -"
     "GET /tsm/v1/communications/{id}/scripts op_sp /tsm/v1/communications/1/scripts -"
     "GET /tsm/v1/operations/{id} op_sp /tsm/v1/operations/1 -"
+    "PUT /tsm/v1/webhook sp /tsm/v1/webhook -"
+    "GET /tsm/v1/webhook sp /tsm/v1/webhook -"
     "POST /admin/v1/principals op /admin/v1/principals principal"
     "GET /admin/v1/principals op /admin/v1/principals -"
     "GET /admin/v1/principals/{id} op /admin/v1/principals/$SPA -"
