@@ -14,7 +14,8 @@
 #    (tsmctl sp relay); a payment (GENERATE AC) is verified with bank1's key.
 # 4. The card's GET STATUS shows the SP SDs under the central SD and each
 #    payment instance under its SP SD; the SE audit lists no difference.
-# 5. A second SE on vodafone gets bank1's service through vodafone.
+# 5. A UICC (uicc-central) on vodafone gets bank1's UICC flavor through
+#    vodafone (the eSE flavor is refused as ineligible); audited, deleted.
 # 6. Errors: unknown MSISDN 404, ineligible SE 409 with the reason, script
 #    over the communication's limits 413, malformed APDU 400, another SP's
 #    instance / communication 404; the card image and the database dump are
@@ -56,7 +57,10 @@ CIN2=4F54534D45534502
 CENTRAL=F04F54534D534401
 jq "del(.domains[1,2]) | .applications |= map(select(.sd == \"$CENTRAL\"))" \
     "$PROFILES/ese-central.json" >"$W/p1.json"
-jq ".cin = \"$CIN2\"" "$W/p1.json" >"$W/p2.json"
+# The second phone's card: a UICC of profile uicc-central (central SD, MNO SD)
+# without its SP SDs.
+jq "del(.domains[2,3]) | .applications |= map(select(.sd == \"$CENTRAL\" or .sd == \"F04F54534D534402\")) | .cin = \"$CIN2\"" \
+    "$PROFILES/uicc-central.json" >"$W/p2.json"
 "$VSE" create --profile "$W/p1.json" --out "$W/c1.img" >/dev/null
 "$VSE" create --profile "$W/p2.json" --out "$W/c2.img" >/dev/null
 start_vse() { # N
@@ -124,17 +128,17 @@ se_row() { # CIN MNO MSISDN IMSI TYPE
         "$1" "$5" "$2" "$3" "$4" $K4 $K4 $K4 $K5 $K5 $K5
 }
 api POST "$T/secure-elements:import" "$OP_TOKEN" \
-    "[$(se_row $CIN1 orange 33600000001 208011234567890 eSE),$(se_row $CIN2 vodafone 33600000002 208151234567891 eSE),$(se_row 4F54534D45534599 orange 33600000099 208011234567899 UICC)]" \
+    "[$(se_row $CIN1 orange 33600000001 208011234567890 eSE),$(se_row $CIN2 vodafone 33600000002 208151234567891 UICC),$(se_row 4F54534D45534599 orange 33600000099 208011234567899 UICC)]" \
     -H "Idempotency-Key: import"
 case $API_STATUS in 200 | 201) ;; *) fail "import: $API_STATUS $(cat "$W/resp")" ;; esac
 B1=$(tsmd_principal service_provider bank1)
 B2=$(tsmd_principal service_provider bank2)
 TB1=$(tsmd_token "$B1")
 TB2=$(tsmd_token "$B2")
-service() { # SP APP SD -> service id
+service() { # SP APP SD [FLAVOR TYPE] -> service id
     api POST "$T/services" "$OP_TOKEN" \
-        "{\"sp_id\":$1,\"service\":\"payment\",\"version\":\"1.0\",\"flavor\":\"ese\",\"se_type\":\"eSE\",\"executable_load_file_aid\":\"F04F54534D02\",\"executable_module_aid\":\"F04F54534D0201\",\"application_aid\":\"$2\",\"sd_aid\":\"$3\",\"min_gp_version\":\"2.2\",\"min_jc_version\":\"3.0\",\"min_free_memory\":4096,\"cert_levels\":\"EAL4+,EAL5+\",\"dap_required\":true}" \
-        -H "Idempotency-Key: svc-$1"
+        "{\"sp_id\":$1,\"service\":\"payment\",\"version\":\"1.0\",\"flavor\":\"${4:-ese}\",\"se_type\":\"${5:-eSE}\",\"executable_load_file_aid\":\"F04F54534D02\",\"executable_module_aid\":\"F04F54534D0201\",\"application_aid\":\"$2\",\"sd_aid\":\"$3\",\"min_gp_version\":\"2.2\",\"min_jc_version\":\"3.0\",\"min_free_memory\":4096,\"cert_levels\":\"EAL4+,EAL5+\",\"dap_required\":true}" \
+        -H "Idempotency-Key: svc-$1-${4:-ese}"
     expect_status 201 "service of $1"
     jq -er .id "$W/resp"
 }
@@ -144,6 +148,7 @@ SD1=F04F54534D534410
 SD2=F04F54534D534411
 S1=$(service "$B1" $APP1 $SD1)
 S2=$(service "$B2" $APP2 $SD2)
+S1U=$(service "$B1" $APP1 $SD1 uicc UICC)
 jq -e '.sd_privileges == "C08000"' "$W/resp" >/dev/null || fail "SP SD privileges: $(cat "$W/resp")"
 
 # bank1's webhook (tests/cms/hooksink checks each delivery's signature).
@@ -301,19 +306,26 @@ jq -e --arg sd2 $SD2 --arg a2 $APP2 '[.card[] | select(.aid == $a2 and .sd == $s
     "$W/resp" >/dev/null || fail "payment app 2 not under SP SD 2: $(cat "$W/resp")"
 note "GET STATUS tree as expected, audit: no difference"
 
-# --- 5. the second network ---------------------------------------------------
+# --- 5. the second network: a UICC (uicc-central) on vodafone ----------------
 api POST "$T/service-instances" "$TB1" "{\"cin\":\"$CIN2\",\"service_id\":$S1}"
+expect_status 409 "the eSE flavor on a UICC"
+api POST "$T/service-instances" "$TB1" "{\"cin\":\"$CIN2\",\"service_id\":$S1U}"
 expect_status 201 "pre-personalization through vodafone"
 jq -e '.instance.state == "UnderDeployment:Installed"' "$W/resp" >/dev/null \
     || fail "vodafone: $(cat "$W/resp")"
 I3=$(jq -er .instance.id "$W/resp")
 api GET "/mno/vodafone/v1/jobs" "$OP_TOKEN"
 [ "$(jq '.items | length' "$W/resp")" -ge 2 ] || fail "no job went through vodafone"
+api POST "$T/secure-elements/$CIN2/audit" "$OP_TOKEN"
+expect_status 200 "audit of the UICC"
+jq -e '.differences == []' "$W/resp" >/dev/null || fail "UICC audit: $(cat "$W/resp")"
+jq -e --arg sd1 $SD1 --arg a1 $APP1 '[.card[] | select(.aid == $a1 and .sd == $sd1)] | length == 1' \
+    "$W/resp" >/dev/null || fail "UICC: payment app not under SP SD 1: $(cat "$W/resp")"
 api POST "$T/service-instances/$I3/delete" "$TB1"
 expect_status 200 "delete"
 jq -e '.state == "done" and .instance.state == "NotDeployed"' "$W/resp" >/dev/null \
     || fail "delete: $(cat "$W/resp")"
-note "the second SE's service went through vodafone, then was deleted"
+note "bank1's UICC flavor on vodafone's UICC: pre-personalized (audit: no difference), deleted"
 
 # --- 6. errors change nothing -----------------------------------------------
 C2=$(comm "$TB2" "$I2")
