@@ -267,56 +267,37 @@ static void session_clear(const char *dir)
     }
 }
 
-/* STATE/session.json into js (js->rsp points into *rsp, freed by the
- * caller). *found: there is one. A file of an older agent (job, uri, from)
- * is a script executing. */
-static ot_err session_load(const char *dir, struct jstate *js, uint8_t **rsp, bool *found,
-                           char *why, size_t why_cap)
+/* The text of STATE/session.json into js (js->rsp points into *rsp, freed
+ * by the caller; also on failure). A file of an older agent (job, uri, from)
+ * is a script executing. OT_E_CORRUPT with why naming what is wrong. */
+static ot_err session_parse(const char *raw, size_t n, const char *path, struct jstate *js,
+                            uint8_t **rsp, char *why, size_t why_cap)
 {
     static const char *const fields[] = {"version", "job",    "cin",  "from", "open",
                                          "uri",     "script", "step", "rsp",  NULL};
     struct json_err je;
-    char path[4096];
-    char *raw = NULL;
     const char *job = NULL;
     const char *uri = NULL;
     const char *from = NULL;
-    const char *cin = "";
-    const char *open_uri = "";
-    const char *step = "executing";
+    const char *cin = NULL;
+    const char *open_uri = NULL;
+    const char *step = NULL;
     const char *hex = NULL;
     int64_t script = 0;
+    int64_t version = 1;
     json_t *doc = NULL;
-    ssize_t n;
     size_t si;
-    int fd;
     ot_err err = OT_OK;
 
-    *found = false;
     *rsp = NULL;
     memset(js, 0, sizeof *js);
     memset(&je, 0, sizeof je);
-    if (snprintf(path, sizeof path, "%s/%s", dir, SESSION_FILE) >= (int)sizeof path) {
-        return OT_E_TOO_LONG;
-    }
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        return errno == ENOENT ? OT_OK : OT_E_IO;
-    }
-    *found = true;
-    raw = malloc(SESSION_MAX + 1);
-    if (raw == NULL) {
-        close(fd);
-        return OT_E_NOMEM;
-    }
-    n = read(fd, raw, SESSION_MAX + 1);
-    close(fd);
-    if (n < 0 || (size_t)n > SESSION_MAX
-        || json_parse(raw, (size_t)n, SESSION_MAX, &doc, &je) != OT_OK || !json_is_obj(doc)
+    if (n > SESSION_MAX || json_parse(raw, n, SESSION_MAX, &doc, &je) != OT_OK || !json_is_obj(doc)
         || json_check_fields(doc, fields, "", &je) != OT_OK
+        || json_opt_int(doc, "version", 1, 2, 1, &version, &je) != OT_OK
         || json_get_str(doc, "job", 1, AGENT_JOB_ID_MAX, &job, &je) != OT_OK
         || json_get_str(doc, "uri", 1, URI_MAX - 1, &uri, &je) != OT_OK
-        || json_get_str(doc, "from", 1, HDR_MAX - 1, &from, &je) != OT_OK || uri[0] != '/'
+        || json_get_str(doc, "from", 1, HDR_MAX - 1, &from, &je) != OT_OK
         || json_opt_str(doc, "cin", 0, 2 * AGENT_CIN_MAX, &cin, &je) != OT_OK
         || json_opt_str(doc, "open", 0, URI_MAX - 1, &open_uri, &je) != OT_OK
         || json_opt_int(doc, "script", 0, 1000000, 0, &script, &je) != OT_OK
@@ -326,8 +307,10 @@ static ot_err session_load(const char *dir, struct jstate *js, uint8_t **rsp, bo
                   je.message);
         OT_FAIL(OT_E_CORRUPT);
     }
-    cin = cin != NULL ? cin : "";
-    open_uri = open_uri != NULL ? open_uri : "";
+    if (uri[0] != '/' || (open_uri != NULL && open_uri[0] != '\0' && open_uri[0] != '/')) {
+        agent_why(why, why_cap, "%s: a URI that is not a path: left for the operator", path);
+        OT_FAIL(OT_E_CORRUPT);
+    }
     step = step != NULL ? step : "executing";
     for (si = 0; si < sizeof step_names / sizeof step_names[0]; si++) {
         if (strcmp(step, step_names[si]) == 0) {
@@ -343,18 +326,22 @@ static ot_err session_load(const char *dir, struct jstate *js, uint8_t **rsp, bo
     memcpy(js->job, job, strlen(job) + 1);
     memcpy(js->uri, uri, strlen(uri) + 1);
     memcpy(js->from, from, strlen(from) + 1);
-    memcpy(js->cin, cin, strlen(cin) + 1);
-    memcpy(js->open, open_uri, strlen(open_uri) + 1);
+    if (cin != NULL) {
+        memcpy(js->cin, cin, strlen(cin) + 1);
+    }
+    if (open_uri != NULL) {
+        memcpy(js->open, open_uri, strlen(open_uri) + 1);
+    }
     js->script = (unsigned)script;
     js->step = (enum step)si;
     if (js->step == STEP_EXECUTED) {
         size_t hl = strlen(hex);
-        js->rsp_n = hl / 2;
-        *rsp = malloc(js->rsp_n + 1);
+        js->rsp_n = hl / 2 + 1;
+        *rsp = malloc(js->rsp_n);
         if (*rsp == NULL) {
             OT_FAIL(OT_E_NOMEM);
         }
-        if (hex_decode(hex, hl, *rsp, &js->rsp_n) != OT_OK) {
+        if (hex_decode(hex, hl, *rsp, &js->rsp_n) != OT_OK || js->rsp_n == 0) {
             agent_why(why, why_cap, "%s: rsp is not hex: left for the operator", path);
             OT_FAIL(OT_E_CORRUPT);
         }
@@ -362,7 +349,67 @@ static ot_err session_load(const char *dir, struct jstate *js, uint8_t **rsp, bo
     }
 out:
     json_free(doc);
+    return err;
+}
+
+/* STATE/session.json into js (session_parse). *found: there is one. */
+static ot_err session_load(const char *dir, struct jstate *js, uint8_t **rsp, bool *found,
+                           char *why, size_t why_cap)
+{
+    char path[4096];
+    char *raw = NULL;
+    ssize_t n;
+    int fd;
+    ot_err err;
+
+    *found = false;
+    *rsp = NULL;
+    memset(js, 0, sizeof *js);
+    if (snprintf(path, sizeof path, "%s/%s", dir, SESSION_FILE) >= (int)sizeof path) {
+        return OT_E_TOO_LONG;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return errno == ENOENT ? OT_OK : OT_E_IO;
+    }
+    *found = true;
+    raw = malloc(SESSION_MAX + 1);
+    if (raw == NULL) {
+        close(fd);
+        return OT_E_NOMEM;
+    }
+    n = read(fd, raw, SESSION_MAX + 1);
+    close(fd);
+    if (n < 0 || (size_t)n > SESSION_MAX) {
+        agent_why(why, why_cap, "%s: unreadable or over %u bytes: left for the operator", path,
+                  SESSION_MAX);
+        free(raw);
+        return OT_E_CORRUPT;
+    }
+    err = session_parse(raw, (size_t)n, path, js, rsp, why, why_cap);
     free(raw);
+    return err;
+}
+
+ot_err agent_admin_session_parse(const uint8_t *text, size_t n,
+                                 struct agent_admin_session_info *out)
+{
+    struct jstate js;
+    uint8_t *rsp = NULL;
+    ot_err err;
+
+    if (text == NULL || out == NULL) {
+        return OT_E_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    err = session_parse((const char *)text, n, SESSION_FILE, &js, &rsp, NULL, 0);
+    if (err == OT_OK) {
+        memcpy(out->job, js.job, sizeof out->job);
+        (void)snprintf(out->step, sizeof out->step, "%s", step_names[js.step]);
+        out->script = js.script;
+        out->rsp_len = js.step == STEP_EXECUTED ? js.rsp_n : 0;
+    }
+    free(rsp);
     return err;
 }
 

@@ -78,6 +78,19 @@ ot_err agent_admin_recover(struct agent_mno *m, struct agent_service *svc,
                            const struct agent_selist *l, const char *state_dir, bool *found,
                            char *why, size_t why_cap);
 
+/* What agent_admin_recover reads of STATE/session.json (exposed for the fuzz
+ * target fuzz/fuzz_agent_session.c). */
+struct agent_admin_session_info {
+    char job[AGENT_JOB_ID_MAX + 1];
+    char step[16]; /* received, executing, executed */
+    unsigned script;
+    size_t rsp_len; /* executed: the kept response script's bytes (> 0) */
+};
+/* Parses the file's text: OT_OK, or OT_E_CORRUPT (the file is left for the
+ * operator). */
+ot_err agent_admin_session_parse(const uint8_t *text, size_t n,
+                                 struct agent_admin_session_info *out);
+
 /* "//aid/<RID 5 bytes hex>/<PIX hex>" into aid (5..16 bytes). */
 ot_err agent_admin_parse_target(const char *v, uint8_t *aid, size_t *aid_len);
 

@@ -75,10 +75,63 @@ static void test_backoff(void **state)
     assert_int_equal(agent_backoff_next(60000, 500, 60000, 0), 30000);
 }
 
+/* STATE/session.json (docs/se-agent.md "The job's steps"): what a restart
+ * resumes from, and what it refuses (the file is then left alone). */
+static void test_session_file(void **state)
+{
+#define F "\"from\":\"//se-id/cin/01;//agent-id/imei/356938035643015\""
+    static const struct {
+        const char *text;
+        ot_err want;
+        const char *step;
+        unsigned script;
+        size_t rsp_len;
+    } rows[] = {
+        {"{\"version\":2,\"job\":\"12\",\"cin\":\"01\"," F ",\"open\":\"/p/admin/jobs/12\","
+         "\"uri\":\"/p/admin/jobs/12/scripts/1\",\"script\":1,\"step\":\"received\"}",
+         OT_OK, "received", 1, 0},
+        {"{\"version\":2,\"job\":\"12\",\"uri\":\"/u\"," F ",\"script\":2,\"step\":\"executed\","
+         "\"rsp\":\"AF80800101230290000000\"}",
+         OT_OK, "executed", 2, 11},
+        /* an older agent's file: a script executing */
+        {"{\"job\":\"7\",\"uri\":\"/u\"," F "}", OT_OK, "executing", 0, 0},
+        {"{\"job\":\"7\",\"uri\":\"/u\"," F ",\"step\":\"executed\"}", OT_E_CORRUPT, NULL, 0, 0},
+        {"{\"job\":\"7\",\"uri\":\"/u\"," F ",\"step\":\"executed\",\"rsp\":\"XY\"}", OT_E_CORRUPT,
+         NULL, 0, 0},
+        {"{\"job\":\"7\",\"uri\":\"/u\"," F ",\"step\":\"reported\"}", OT_E_CORRUPT, NULL, 0, 0},
+        {"{\"job\":\"7\",\"uri\":\"/u\"," F ",\"version\":3}", OT_E_CORRUPT, NULL, 0, 0},
+        {"{\"job\":\"7\",\"uri\":\"http://x/u\"," F "}", OT_E_CORRUPT, NULL, 0, 0},
+        {"{\"job\":\"7\",\"uri\":\"/u\"," F ",\"open\":\"x\"}", OT_E_CORRUPT, NULL, 0, 0},
+        {"{\"job\":\"7\",\"uri\":\"/u\"," F ",\"extra\":1}", OT_E_CORRUPT, NULL, 0, 0},
+        {"{\"uri\":\"/u\"," F "}", OT_E_CORRUPT, NULL, 0, 0},
+        {"{\"job\":\"7\",\"uri\":\"/u\"," F ",\"script\":-1}", OT_E_CORRUPT, NULL, 0, 0},
+        {"[1,2", OT_E_CORRUPT, NULL, 0, 0},
+        {"", OT_E_CORRUPT, NULL, 0, 0},
+    };
+#undef F
+    struct agent_admin_session_info si;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        ot_err err =
+            agent_admin_session_parse((const uint8_t *)rows[i].text, strlen(rows[i].text), &si);
+        if (err != rows[i].want) {
+            fail_msg("row %zu: %s, want %s", i, ot_errname(err), ot_errname(rows[i].want));
+        }
+        if (err == OT_OK) {
+            assert_string_equal(si.step, rows[i].step);
+            assert_int_equal(si.script, rows[i].script);
+            assert_int_equal(si.rsp_len, rows[i].rsp_len);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_target_table),
+        cmocka_unit_test(test_session_file),
         cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
