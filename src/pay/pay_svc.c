@@ -420,18 +420,24 @@ done:
     json_free(doc);
 }
 
-/* The list's filter: this instance, and for a service provider its own
+static ot_err pay_sp_row_bind(struct db_stmt *st, void *ctx)
+{
+    const struct pay_svc *s = ctx;
+
+    return db_bind_text(st, 3, s->instance);
+}
+
+/* The SP list's filter: this instance, and for a service provider its own
  * registrations only (owner = the caller); 0 lists all (operators). */
 struct pay_sp_filter {
     const struct pay_svc *s;
     int64_t owner;
 };
 
-static ot_err pay_sp_row_bind(struct db_stmt *st, void *ctx)
+static ot_err pay_sp_owner_bind(struct db_stmt *st, void *ctx)
 {
     const struct pay_sp_filter *f = ctx;
-
-    ot_err err = db_bind_text(st, 3, f->s->instance);
+    ot_err err = pay_sp_row_bind(st, (void *)f->s);
 
     return err != OT_OK ? err : db_bind_int64(st, 4, f->owner);
 }
@@ -478,7 +484,7 @@ static void pay_h_sp_list(struct net_req *req, struct net_resp *resp, void *ctx)
     const struct svc_list l = {
         "SELECT id, name, display_name, endpoint, kind, pub, owner, revoked FROM pay_sps"
         " WHERE id > $1 AND instance = $3 AND ($4 = 0 OR owner = $4) ORDER BY id LIMIT $2",
-        pay_sp_row_bind, pay_sp_list_row, NULL, &f};
+        pay_sp_owner_bind, pay_sp_list_row, NULL, &f};
 
     svc_list_page(s->db, req, resp, &l);
 }
