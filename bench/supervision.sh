@@ -42,7 +42,8 @@ done
 tsmd_work_init bench-superv
 W=$TSMD_WORK
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=cms" \
-    "http.threads=${BENCH_TSMD_THREADS:-4}" "http.max_body=16777216" "cms.superv_batch_max=100000"
+    "http.threads=${BENCH_TSMD_THREADS:-4}" "http.max_body=16777216" "cms.superv_batch_max=100000" \
+    "cms.superv_sources=paysys"
 tsmd_bootstrap ops
 tsmd_start
 C=/cms/v1

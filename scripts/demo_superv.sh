@@ -43,7 +43,7 @@ for _ in $(seq 1 200); do
     [ -s "$W/sink/smtp.port" ] && break
     sleep 0.05
 done
-cms_tsmd_start "cms.smtp_url=smtp://127.0.0.1:$(cat "$W/sink/smtp.port")" \
+cms_tsmd_start "cms.superv_sources=paysys" "cms.smtp_url=smtp://127.0.0.1:$(cat "$W/sink/smtp.port")" \
     "cms.smtp_from=cards@bank1.example" "cms.notify_tick_ms=50"
 phones_enrol 1
 {

@@ -60,6 +60,7 @@ struct cms_superv {
     struct sv_card **cards;
     int64_t card_ttl_ms;
     int64_t batch_max;
+    char sources[1024]; /* ",name,name," of the service providers that may post events */
     atomic_uint_fast64_t m_events;
     atomic_uint_fast64_t m_decisions;
     /* the last SV_LAT_N decisions' latency: the event read to its decision
@@ -531,6 +532,26 @@ out:
     }
 }
 
+/* Operators, and the service providers named in superv_sources. */
+static bool sv_source_ok(struct cms *s, const struct net_req *req, struct net_resp *resp)
+{
+    const struct net_principal *p = net_req_principal(req);
+    char key[sizeof(p->name) + 3];
+
+    if (p != NULL && p->kind == NET_P_OPERATOR) {
+        return true;
+    }
+    if (p != NULL && p->name[0] != '\0' && strchr(p->name, ',') == NULL) {
+        snprintf(key, sizeof(key), ",%s,", p->name);
+        if (strstr(s->superv->sources, key) != NULL) {
+            return true;
+        }
+    }
+    net_resp_error(resp, OT_E_FORBIDDEN, NULL,
+                   "not a payment system of this platform (cms.superv_sources)", NULL);
+    return false;
+}
+
 void cms_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct cms *s = ctx;
@@ -541,6 +562,9 @@ void cms_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
     int64_t t0 = sv_mono_us();
     ot_err err;
 
+    if (!sv_source_ok(s, req, resp)) {
+        return;
+    }
     memset(&b, 0, sizeof(b));
     err = sv_event_parse((const char *)body, n, &ev, &b.je);
     if (err != OT_OK) {
@@ -577,6 +601,9 @@ void cms_h_events_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     size_t lines = 1;
     ot_err err;
 
+    if (!sv_source_ok(s, req, resp)) {
+        return;
+    }
     memset(&b, 0, sizeof(b));
     for (size_t i = 0; i < n; i++) {
         lines += body[i] == '\n';
@@ -838,6 +865,19 @@ ot_err cms_superv_open(struct cms *s, const struct svc_env *env)
     pthread_mutex_init(&v->mu, NULL);
     v->card_ttl_ms = svc_cfg_int(env, "superv_card_ttl_ms");
     v->batch_max = svc_cfg_int(env, "superv_batch_max");
+    {
+        /* ",a,b," without blanks: a name matches as ",name," */
+        const char *src = svc_cfg_str(env, "superv_sources");
+        size_t o = 0;
+        v->sources[o++] = ',';
+        for (; src != NULL && *src != '\0' && o + 2 < sizeof(v->sources); src++) {
+            if (*src != ' ' && *src != '\t') {
+                v->sources[o++] = *src;
+            }
+        }
+        v->sources[o++] = ',';
+        v->sources[o] = '\0';
+    }
     s->superv = v;
     if (sv_rules_load(s) != OT_OK) {
         OT_LOG_WARN("rules not loaded at start: loaded with the first events");

@@ -24,7 +24,7 @@ CIN1=4F54534D45534501
 jq '.isd.i = "70"' "$PROFILES/ese-central.json" >"$W/p1.json"
 "$VSE" create --profile "$W/p1.json" --out "$W/c1.img" >/dev/null
 vse_start 1
-cms_tsmd_start
+cms_tsmd_start "cms.superv_sources=paysys"
 phones_enrol 1
 
 # --- 1,000 cards: c1 on the phone, 999 others ------------------------------------

@@ -5,7 +5,8 @@
 # - rules: the operator only; a bad rule is 400 naming the field (a
 #   parameter the kind does not take, a bound, an unknown kind), nothing
 #   stored; PUT replaces, DELETE removes (404 when missing);
-# - events: a subscriber may not post them (403); a bad event is 400 naming
+# - events: a subscriber, a service provider not named in
+#   cms.superv_sources may not post them (403); a bad event is 400 naming
 #   the field, a bad NDJSON line names the line, and nothing is evaluated
 #   (no window moves: the same events, fixed, then decide exactly once);
 # - each rule kind decides on its pattern: velocity, a burst of wrong PINs,
@@ -41,7 +42,7 @@ done
 [ -s "$W/sink/http.port" ] || fail "hooksink did not start"
 
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=info" "services.enabled=cms" "cms.tick_ms=50" \
-    "cms.notify_tick_ms=50"
+    "cms.notify_tick_ms=50" "cms.superv_sources=paysys, other"
 tsmd_bootstrap ops
 tsmd_start
 C=/cms/v1
@@ -49,6 +50,8 @@ ALICE=$(tsmd_principal subscriber alice)
 TA=$(tsmd_token "$ALICE")
 PAYSYS=$(tsmd_principal service_provider paysys)
 TP=$(tsmd_token "$PAYSYS")
+STRANGER=$(tsmd_principal service_provider stranger)
+TS=$(tsmd_token "$STRANGER")
 KEYS='{"enc":"404142434445464748494A4B4C4D4E4F","mac":"404142434445464748494A4B4C4D4E4F","dek":"404142434445464748494A4B4C4D4E4F"}'
 card() { # ID N
     printf '{"card_id":"%s","pan_token":"pan-%s","subscriber":%s,"cin":"4F54534D4553%04d","mno":"orange","msisdn":"3361000%04d","imsi":"2080100000%04d","imei":"3569380356%04d","issuer":"bank1","aids":["A0000000041010"],"sd_aid":"A000000151000000","kvn":48,"keys":%s}' \
@@ -117,6 +120,10 @@ postn() { # TOKEN FILE
 }
 post1 "$TA" "$(ev e0 calm 0)"
 expect_status 403 "a subscriber's event"
+post1 "$TS" "$(ev e0 calm 0)"
+expect_status 403 "a service provider that is no payment system (cms.superv_sources)"
+postn "$TS" /dev/null
+expect_status 403 "a stranger's batch"
 post1 "$TP" '{"id":"e0","card_id":"calm","at":1,"amount":-5}'
 expect_status 400 "a negative amount"
 [ "$(jq -r .error.field "$W/resp")" = amount ] || fail "field: $(cat "$W/resp")"
