@@ -18,11 +18,12 @@
 #   the rule and the ids of the events that decided it; GET /decisions;
 #   the subscriber is told (a webhook signed with their secret).
 #
-# usage: superv_test.sh TSMD HOOKSINK
+# usage: superv_test.sh TSMD HOOKSINK [sqlite|pg]   (pg: under tests/pg/with_pg.sh)
 set -euo pipefail
 
 TSMD=$1
 HOOKSINK=$2
+BACKEND=${3:-sqlite}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
@@ -41,7 +42,13 @@ for _ in $(seq 1 200); do
 done
 [ -s "$W/sink/http.port" ] || fail "hooksink did not start"
 
-tsmd_config "sqlite:$W/var/tsmd.db" "log.level=info" "services.enabled=cms" "cms.tick_ms=50" \
+if [ "$BACKEND" = pg ]; then
+    [ -n "${OPENTSM_TEST_PG_URL:-}" ] || fail "OPENTSM_TEST_PG_URL is not set (run under tests/pg/with_pg.sh)"
+    DB=$OPENTSM_TEST_PG_URL
+else
+    DB="sqlite:$W/var/tsmd.db"
+fi
+tsmd_config "$DB" "log.level=info" "services.enabled=cms" "cms.tick_ms=50" \
     "cms.notify_tick_ms=50" "cms.superv_sources=paysys, other"
 tsmd_bootstrap ops
 tsmd_start
