@@ -656,6 +656,37 @@ function scriptBox(op) {
     }));
 }
 
+// A service provider's webhook on the TSM: where completed operations are
+// POSTed (signed with its secret, docs/webhooks.md).
+async function viewWebhook(root) {
+  root.append(el('h1', {}, 'Webhook'));
+  const box = el('div', { class: 'card' });
+  root.append(box);
+  const load = async () => {
+    let cur = null;
+    try {
+      cur = await api('GET', '/tsm/v1/webhook');
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+    }
+    const f = form([
+      { name: 'url', label: 'URL the TSM POSTs completed operations to', type: 'url', required: true, value: cur ? cur.url : '', ph: 'https://bank.example/tsm-hook' },
+      { name: 'secret', label: cur ? 'Signing secret (16 to 128 characters; a new one replaces the stored one)' : 'Signing secret (16 to 128 characters)', type: 'password', required: true },
+    ], 'Save', async (v) => {
+      await api('PUT', '/tsm/v1/webhook', { body: { url: v.url, secret: v.secret } });
+      say('Webhook saved.');
+      await load();
+    }, 'stack');
+    box.replaceChildren(
+      el('p', { 'data-webhook': cur ? 'set' : 'none' }, cur
+        ? ['Completed operations are POSTed to ', el('code', {}, cur.url), ` (secret version ${cur.key_version}).`]
+        : 'No webhook: poll the operations instead.'),
+      el('p', { class: 'muted' }, 'Each delivery is signed: X-OpenTSM-Signature is "v1=" and the hex HMAC-SHA-256 of "timestamp.body" under the secret; X-OpenTSM-Delivery is the same on every retry.'),
+      f);
+  };
+  await busy(null, load);
+}
+
 const VIEWS = {
   operator: [
     ['ses', 'Secure elements', viewSes],
@@ -671,6 +702,7 @@ const VIEWS = {
     ['services', 'My services', viewServices],
     ['instances', 'Service instances', viewInstances],
     ['ses', 'Secure elements', viewSes],
+    ['webhook', 'Webhook', viewWebhook],
     ['payments', 'Payment platform', viewPayments],
     ['tokens', 'My tokens', viewMyTokens],
   ],

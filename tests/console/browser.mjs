@@ -184,6 +184,18 @@ async function serviceProvider(browser) {
   check(await page.$('main [data-view="instances"] ol.rapdus li.failed'), 'the failed command is not marked');
   await shot(page, 'sp-instance');
 
+  step = 'service provider: webhook settings';
+  await visit(page, 'webhook');
+  await page.type('main [data-view="webhook"] input[name="url"]', 'https://bank-a.example/tsm-hook');
+  await page.type('main [data-view="webhook"] input[name="secret"]', 'a-secret-of-bank-a-0123456789');
+  await page.click('main [data-view="webhook"] button[type=submit]');
+  await page.waitForSelector('main [data-view="webhook"] [data-webhook="set"]');
+  const wh = await pageFetch(page, 'GET', '/tsm/v1/webhook', null, false);
+  check(wh.status === 200 && wh.body.url === 'https://bank-a.example/tsm-hook' && !JSON.stringify(wh.body).includes('a-secret'),
+    `webhook: ${wh.status} ${JSON.stringify(wh.body)}`);
+  check(!(await page.content()).includes('a-secret-of-bank-a'), 'the secret stays in the page');
+  await shot(page, 'sp-webhook');
+
   step = 'service provider: its own payment registration, not another\'s';
   await visit(page, 'payments');
   const regs = await page.$eval('main [data-view="payments"]', (e) => e.textContent);
