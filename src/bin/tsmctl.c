@@ -105,6 +105,7 @@ static const char ctl_usage[] =
     "  sp services|deploy|instances|instance|op   an SP's services on SEs (docs/tsm.md)\n"
     "  sp activate|deactivate|lock|unlock|delete   a service instance's life cycle\n"
     "  sp communications|comm-start|comm-end|script|relay   scripts to the card\n"
+    "  sp dm-token|dm-receipt   Delegated Management tokens and receipts\n"
     "  tsm mno-put|mnos|service-add|services|audit   the TSM operator's side\n"
     "\n"
     "global options:\n"
@@ -354,10 +355,22 @@ static const struct ctl_cmd_help ctl_helps[] = {
                   "SD's keys; a PUT KEY carries the SP's new AES keys in the clear with their\n"
                   "KCVs (docs/tsm.md).\n"},
     {"sp relay", "usage: tsmctl sp relay COMM_ID --sd AID --kvn N --keys HEX C-APDU...\n"
+                 "       tsmctl sp relay --cin CIN --sd AID --kvn N --keys HEX C-APDU...\n"
                  "\n"
                  "The SP's own SCP03 session (keys: enc = mac = dek = HEX) through the TSM's\n"
-                 "relay, after the SP rotated its SD's keys; prints each plain R-APDU and\n"
+                 "relay, after the SP rotated its SD's keys (COMM_ID: a communication of its\n"
+                 "service instance) or to an SD handed over to it (--cin: a Delegated\n"
+                 "Management SD, a third-party TSM's SD); prints each plain R-APDU and\n"
                  "whether the card's R-MACs verified.\n"},
+    {"sp dm-token", "usage: tsmctl sp dm-token CIN SD_AID C-APDU\n"
+                    "\n"
+                    "Asks the central TSM to approve one plain INSTALL or DELETE of a Delegated\n"
+                    "Management SD (token field empty); prints the token id and the command\n"
+                    "with its token, to send in the SD's own secure channel.\n"},
+    {"sp dm-receipt", "usage: tsmctl sp dm-receipt TOKEN_ID R-APDU\n"
+                      "\n"
+                      "Hands the card's answer (data and status word) to the tokened command\n"
+                      "back to the TSM, which checks the receipt and updates its view.\n"},
     {"sp op", "usage: tsmctl sp op OPERATION_ID\n"},
     {"tsm mno-put",
      "usage: tsmctl tsm mno-put NAME --url-of URL --token-file FILE [--ca-file FILE]\n"},
@@ -2350,6 +2363,8 @@ static int ctl_sp_relay(struct tsm_client *c, const struct ctl_args *a)
     const char *sd = ctl_get(a, "--sd");
     const char *kvn_s = ctl_get(a, "--kvn");
     const char *keys = ctl_get(a, "--keys");
+    const char *cin = ctl_get(a, "--cin"); /* the SD relay (docs/tsm.md §7) */
+    size_t first = cin != NULL ? 0 : 1;
     struct otascp_apdu cmds[64];
     uint8_t cbuf[64][GP_MAX_CMD_LEN];
     struct scp03_keyset k;
@@ -2371,8 +2386,10 @@ static int ctl_sp_relay(struct tsm_client *c, const struct ctl_args *a)
 
     memset(&k, 0, sizeof(k));
     memset(&res, 0, sizeof(res));
-    if (a->npos < 2 || !ctl_id_ok(a->pos[0]) || sd == NULL || kvn_s == NULL || keys == NULL
-        || a->npos - 1 > 64 || hex_decode(sd, strlen(sd), aid, &aidn) != OT_OK
+    if (a->npos < first + 1 || (cin == NULL && !ctl_id_ok(a->pos[0])) || sd == NULL || kvn_s == NULL
+        || keys == NULL || a->npos - first > 64
+        || (cin != NULL && strspn(cin, "0123456789abcdefABCDEF") != strlen(cin))
+        || hex_decode(sd, strlen(sd), aid, &aidn) != OT_OK
         || hex_decode(keys, strlen(keys), k.enc, &kn) != OT_OK
         || (kn != 16 && kn != 24 && kn != 32)) {
         return ctl_help("sp relay", true);
@@ -2381,7 +2398,7 @@ static int ctl_sp_relay(struct tsm_client *c, const struct ctl_args *a)
     k.key_len = kn;
     memcpy(k.mac, k.enc, kn);
     memcpy(k.dek, k.enc, kn);
-    for (size_t i = 1; i < a->npos; i++) {
+    for (size_t i = first; i < a->npos; i++) {
         size_t l = sizeof(cbuf[0]);
         if (hex_decode(a->pos[i], strlen(a->pos[i]), cbuf[n], &l) != OT_OK) {
             ot_mem_wipe(&k, sizeof(k));
@@ -2396,7 +2413,12 @@ static int ctl_sp_relay(struct tsm_client *c, const struct ctl_args *a)
     cfg.level = 0x33;
     cfg.sd_aid = aid;
     cfg.sd_aid_len = aidn;
-    snprintf(path, sizeof(path), "/tsm/v1/communications/%s/scripts", a->pos[0]);
+    if (cin != NULL) {
+        snprintf(path, sizeof(path), "/tsm/v1/secure-elements/%s/security-domains/%s/relay", cin,
+                 sd);
+    } else {
+        snprintf(path, sizeof(path), "/tsm/v1/communications/%s/scripts", a->pos[0]);
+    }
     for (int batch = 1; batch <= 2 && err == OT_OK; batch++) {
         json_t *arr = NULL;
         json_t *body = NULL;
@@ -2410,8 +2432,9 @@ static int ctl_sp_relay(struct tsm_client *c, const struct ctl_args *a)
         otascp_batch_free(&b);
         body = json_obj_new();
         if (err != OT_OK || body == NULL
-            || json_put_str(body, "purpose", "post_personalization") != OT_OK
-            || json_put_bool(body, "relay", true) != OT_OK
+            || (cin == NULL && json_put_str(body, "purpose", "post_personalization") != OT_OK)
+            || (cin == NULL && json_put_bool(body, "relay", true) != OT_OK)
+            || (cin != NULL && batch == 1 && json_put_bool(body, "start", true) != OT_OK)
             || json_put(body, "apdus", arr) != OT_OK) {
             json_free(body);
             json_free(arr);
@@ -2448,6 +2471,15 @@ static int ctl_sp_relay(struct tsm_client *c, const struct ctl_args *a)
         rc = ctl_fail(CTL_API, "sp relay: %s", ot_strerror(err));
         goto out;
     }
+    if (cin != NULL) { /* the session is over: end the SD relay's job */
+        json_t *body = json_obj_new();
+        json_t *doc = NULL;
+        if (body != NULL && json_put_bool(body, "end", true) == OT_OK) {
+            (void)tsm_client_json(c, "POST", path, body, NULL, &doc, &e);
+        }
+        json_free(body);
+        json_free(doc);
+    }
     err = otascp_verify(&k, cmds, n, &st, rap, nr, &res);
     if (err != OT_OK) {
         rc = ctl_fail(CTL_API, "sp relay: the answers do not verify: %s", ot_strerror(err));
@@ -2469,6 +2501,66 @@ out:
     otascp_result_free(&res);
     ot_mem_wipe(&k, sizeof(k));
     return rc;
+}
+
+/* Delegated Management: a token for a plain command, the card's answer
+ * back (docs/tsm.md §7). */
+static int ctl_sp_dm(struct tsm_client *c, const char *sub, const struct ctl_args *a)
+{
+    bool tok = strcmp(sub, "dm-token") == 0;
+    char path[160];
+    char help[80];
+    struct tsm_client_err e;
+    json_t *body = NULL;
+    json_t *doc = NULL;
+    ot_err err;
+
+    snprintf(help, sizeof(help), "sp %s", sub);
+    if (a->npos != (tok ? 3u : 2u) || (!tok && !ctl_id_ok(a->pos[0]))) {
+        return ctl_help(help, true);
+    }
+    for (size_t i = 0; i < a->npos; i++) {
+        if (strspn(a->pos[i], "0123456789abcdefABCDEF") != strlen(a->pos[i])) {
+            return ctl_help(help, true);
+        }
+    }
+    body = json_obj_new();
+    if (body == NULL
+        || json_put_str(body, tok ? "command" : "response", a->pos[tok ? 2 : 1]) != OT_OK) {
+        json_free(body);
+        return ctl_fail(CTL_LOCAL, "%s: out of memory", help);
+    }
+    if (tok) {
+        snprintf(path, sizeof(path), "/tsm/v1/secure-elements/%s/security-domains/%s/dm-tokens",
+                 a->pos[0], a->pos[1]);
+    } else {
+        snprintf(path, sizeof(path), "/tsm/v1/dm-tokens/%s/receipt", a->pos[0]);
+    }
+    err = tsm_client_json(c, "POST", path, body, NULL, &doc, &e);
+    json_free(body);
+    if (err != OT_OK) {
+        return ctl_client_fail(tok ? "sp dm-token: " : "sp dm-receipt: ", &e);
+    }
+    if (g_json) {
+        ctl_print_json(doc);
+    } else if (tok) {
+        printf("token %lld\t%s\n", (long long)json_integer_value(json_object_get(doc, "id")),
+               json_string_value(json_object_get(doc, "command")));
+    } else {
+        const json_t *card = json_object_get(doc, "card");
+        printf("token %lld %s, counter %lld: %s %s%s%s\n",
+               (long long)json_integer_value(json_object_get(doc, "id")),
+               json_string_value(json_object_get(doc, "state")),
+               (long long)json_integer_value(json_object_get(doc, "counter")),
+               json_string_value(json_object_get(card, "aid")),
+               json_is_true(json_object_get(card, "present")) ? "on the card" : "deleted",
+               json_string_value(json_object_get(card, "sd_aid")) != NULL ? ", under " : "",
+               json_string_value(json_object_get(card, "sd_aid")) != NULL
+                   ? json_string_value(json_object_get(card, "sd_aid"))
+                   : "");
+    }
+    json_free(doc);
+    return CTL_OK;
 }
 
 static int ctl_sp(struct tsm_client *c, const char *sub, const struct ctl_args *a)
@@ -2510,6 +2602,9 @@ static int ctl_sp(struct tsm_client *c, const char *sub, const struct ctl_args *
     }
     if (strcmp(sub, "relay") == 0) {
         return ctl_sp_relay(c, a);
+    }
+    if (strcmp(sub, "dm-token") == 0 || strcmp(sub, "dm-receipt") == 0) {
+        return ctl_sp_dm(c, sub, a);
     }
     if (!ctl_id_ok(id)) {
         return ctl_help(help, true);
@@ -2832,7 +2927,9 @@ static const struct {
     {"sp comm-start", " --max-scripts --max-bytes --json "},
     {"sp comm-end", " --status --json "},
     {"sp script", " --purpose --json "},
-    {"sp relay", " --sd --kvn --keys --json "},
+    {"sp relay", " --sd --kvn --keys --cin --json "},
+    {"sp dm-token", " --json "},
+    {"sp dm-receipt", " --json "},
     {"sp op", " --json "},
     {"tsm mno-put", " --url-of --token-file --ca-file --json "},
     {"tsm mnos", " --limit --json "},

@@ -159,6 +159,52 @@ const struct db_migration tsm_registry_migrations[TSM_REGISTRY_NMIGRATIONS] = {
      " key_version BIGINT NOT NULL,"
      " updated_at BIGINT NOT NULL)",
      NULL},
+    /* Delegated Management and third-party TSMs (tsm_dm.c): tokens issued
+     * and confirmed, the next confirmation counter per SE, the TSM's view of
+     * the applications and load files those operations changed, the SD
+     * relay's interactive job. */
+    {7,
+     "CREATE TABLE tsm_dm_tokens ("
+     " id INTEGER PRIMARY KEY,"
+     " se_id BIGINT NOT NULL,"
+     " sp_id BIGINT NOT NULL,"
+     " cin TEXT NOT NULL,"
+     " sd_aid TEXT NOT NULL,"
+     " op TEXT NOT NULL,"
+     " elf TEXT NOT NULL,"
+     " app TEXT NOT NULL,"
+     " old_sd TEXT NOT NULL,"
+     " new_sd TEXT NOT NULL,"
+     " command TEXT NOT NULL,"
+     " state TEXT NOT NULL,"
+     " counter BIGINT NOT NULL,"
+     " reason TEXT NOT NULL,"
+     " created_at BIGINT NOT NULL,"
+     " confirmed_at BIGINT NOT NULL);"
+     "CREATE INDEX tsm_dm_tokens_sp ON tsm_dm_tokens (sp_id, id);"
+     "CREATE TABLE tsm_dm_counters ("
+     " se_id BIGINT PRIMARY KEY,"
+     " next BIGINT NOT NULL);"
+     "CREATE TABLE tsm_card_apps ("
+     " id INTEGER PRIMARY KEY,"
+     " se_id BIGINT NOT NULL,"
+     " aid TEXT NOT NULL,"
+     " elf TEXT NOT NULL,"
+     " sd_aid TEXT NOT NULL,"
+     " owner_sp BIGINT NOT NULL,"
+     " updated_at BIGINT NOT NULL,"
+     " UNIQUE (se_id, aid));"
+     "CREATE TABLE tsm_sd_relays ("
+     " id INTEGER PRIMARY KEY,"
+     " se_id BIGINT NOT NULL,"
+     " aid TEXT NOT NULL,"
+     " sp_id BIGINT NOT NULL,"
+     " job TEXT NOT NULL,"
+     " seq BIGINT NOT NULL,"
+     " batches BIGINT NOT NULL,"
+     " updated_at BIGINT NOT NULL,"
+     " UNIQUE (se_id, aid));",
+     NULL},
 };
 const size_t tsm_registry_nmigrations =
     sizeof(tsm_registry_migrations) / sizeof(tsm_registry_migrations[0]);

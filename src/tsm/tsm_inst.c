@@ -35,6 +35,7 @@
 
 #define TSM_SD_PKG    "A0000001515350"   /* the GP security-domain package */
 #define TSM_SD_MODULE "A000000151535041" /* its SD module */
+#define TSM_ISD_AID   "A000000151000000" /* the ISD (GP's AID, every profile) */
 
 static int64_t tsm_now(void)
 {
@@ -286,8 +287,9 @@ static ot_err tsm_aid_bin(const char *hex, uint8_t *out, size_t *n)
     return hex_decode(hex, strlen(hex), out, n);
 }
 
-static ot_err tsm_cl_add_install(struct tsm_cmdlist *l, const char *elf, const char *module,
-                                 const char *app, const char *privs)
+static ot_err tsm_cl_add_install_p(struct tsm_cmdlist *l, const char *elf, const char *module,
+                                   const char *app, const char *privs, const uint8_t *params,
+                                   size_t params_len)
 {
     struct gp_install_args a;
     uint8_t e[16], m[16], ap[16], pv[3];
@@ -308,10 +310,18 @@ static ot_err tsm_cl_add_install(struct tsm_cmdlist *l, const char *elf, const c
     a.app_aid_len = an;
     a.privs = pv;
     a.privs_len = pn;
+    a.params = params;
+    a.params_len = params_len;
     OT_TRY(gp_cmd_install_for_install(0, &a, true, l->buf[l->n], &len));
     l->len[l->n++] = len;
 out:
     return err;
+}
+
+static ot_err tsm_cl_add_install(struct tsm_cmdlist *l, const char *elf, const char *module,
+                                 const char *app, const char *privs)
+{
+    return tsm_cl_add_install_p(l, elf, module, app, privs, NULL, 0);
 }
 
 static ot_err tsm_cl_add_extradite(struct tsm_cmdlist *l, const char *app, const char *sd)
@@ -399,6 +409,27 @@ static ot_err tsm_cl_encode(struct tsm_cmdlist *l, uint8_t *out, size_t *n)
         l->p[i] = l->buf[i];
     }
     return tsm_cmds_encode(l->p, l->len, l->n, out, n);
+}
+
+/* Whether the SD privileges (3 bytes, hex) hold one only the ISD may grant
+ * (GPCS 6.6.1: Card Lock, Card Terminate, CVM Management, Mandated DAP,
+ * Authorized Management, Token Verification, Global Delete / Lock /
+ * Registry, Final Application, Receipt Generation). */
+static bool tsm_privs_isd_only(const char *hex)
+{
+    static const uint8_t mask[3] = {0x1B, 0x7E, 0x80};
+    uint8_t b[3] = {0, 0, 0};
+    size_t n = sizeof(b);
+
+    if (hex_decode(hex, strlen(hex), b, &n) != OT_OK) {
+        return false;
+    }
+    for (size_t i = 0; i < n && i < 3; i++) {
+        if ((b[i] & mask[i]) != 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* A plan on se whose first step is a channel with the central SD. */
@@ -507,6 +538,9 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
     struct tsm_service svc;
     struct tsm_inst old;
     struct scp03_keyset central;
+    struct scp03_keyset isd;
+    const struct scp03_keyset *creator = &central;
+    bool by_isd = false;
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     struct tsm_op_plan plan;
@@ -538,6 +572,7 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
     memset(&central, 0, sizeof(central));
     memset(&s0, 0, sizeof(s0));
     memset(&s1, 0, sizeof(s1));
+    memset(&isd, 0, sizeof(isd));
     doc = svc_body_obj(req, resp, allowed);
     if (doc == NULL) {
         return;
@@ -606,10 +641,33 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(tsm_sd_sibling(c, se.id, svc.sp, svc.sd, have_old ? old.id : 0, &sd_exists, &key_version,
                           &kvn, keys_state, sizeof(keys_state)));
 
+    /* An SD with privileges only the ISD may grant (a third-party TSM's SD
+     * with Authorized Management, GPCS 6.6.1; seed figures 7 and 8: the ISD
+     * creates the central and third-party SDs) is created by the ISD, under
+     * itself; the central SD could not extradite to it (not of its
+     * hierarchy, docs/vse.md), so the ISD's channel does step 0. */
+    by_isd = !sd_exists && tsm_privs_isd_only(svc.sd_priv);
+    if (by_isd) {
+        err = tsm_keyset_get(t, se.cin, TSM_KEYSET_ISD, 0, 0, &isd);
+        if (err != OT_OK) {
+            tsm_refuse(resp, OT_E_STATE, "no_keys",
+                       "the service's SD needs privileges only the ISD grants, and the TSM "
+                       "holds no ISD keys for this SE");
+            err = OT_OK;
+            goto out;
+        }
+        creator = &isd;
+    }
     /* Step 0, with the central SD: the SP SD (when missing), the instance
      * of the generic application from the central SD's package, and its
      * extradition to the SP SD. */
-    if (!sd_exists) {
+    if (by_isd) {
+        /* SCP03 i = 70 as every supplementary SD (the ISD's own i = 10 has
+         * no R-MAC): C9 { 81 02 03 70 } (docs/vse.md). */
+        static const uint8_t scp70[] = {0xC9, 0x04, 0x81, 0x02, 0x03, 0x70};
+        OT_TRY(tsm_cl_add_install_p(&s0, TSM_SD_PKG, TSM_SD_MODULE, svc.sd, svc.sd_priv, scp70,
+                                    sizeof(scp70)));
+    } else if (!sd_exists) {
         OT_TRY(tsm_cl_add_install(&s0, TSM_SD_PKG, TSM_SD_MODULE, svc.sd, svc.sd_priv));
     }
     OT_TRY(tsm_cl_add_install(&s0, svc.elf, svc.module, svc.app, svc.app_priv));
@@ -618,6 +676,12 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
     tsm_plan_central(t, &se, central.kvn, &plan);
     cmds[0] = enc0;
     lens[0] = n0;
+    if (by_isd) {
+        snprintf(plan.steps[0].sd, sizeof(plan.steps[0].sd), "%s", TSM_ISD_AID);
+        snprintf(plan.steps[0].key_name, sizeof(plan.steps[0].key_name), "%s", TSM_KEYSET_ISD);
+        plan.steps[0].key_version = isd.kvn;
+        plan.steps[0].kvn = isd.kvn;
+    }
     if (!sd_exists) {
         /* Step 1, with the new SP SD (it starts with a copy of its
          * creator's keys): the TSM's temporary keys replace them. */
@@ -638,13 +702,13 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
             k[i].len = 16;
         }
         memset(&pk, 0, sizeof(pk));
-        pk.old_kvn = central.kvn;
-        pk.new_kvn = central.kvn;
+        pk.old_kvn = creator->kvn;
+        pk.new_kvn = creator->kvn;
         pk.kid = 1;
         pk.keys = k;
         pk.nkeys = 3;
-        pk.dek = central.dek;
-        pk.dek_len = central.key_len;
+        pk.dek = creator->dek;
+        pk.dek_len = creator->key_len;
         OT_TRY(gp_cmd_put_key(0, &pk, s1.buf[0], &len, NULL));
         s1.len[0] = len;
         s1.n = 1;
@@ -656,14 +720,18 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
         }
         ot_mem_wipe(cur, sizeof(cur));
         key_version = (int64_t)top + 1;
-        kvn = central.kvn;
-        snprintf(plan.steps[1].sd, sizeof(plan.steps[1].sd), "%s", svc.sd);
-        snprintf(plan.steps[1].key_name, sizeof(plan.steps[1].key_name), "%s", TSM_KEYSET_CSD);
-        plan.steps[1].key_version = central.kvn;
-        plan.steps[1].kvn = central.kvn;
-        plan.nsteps = 2;
-        cmds[1] = enc1;
-        lens[1] = n1;
+        kvn = creator->kvn;
+        {
+            struct tsm_op_step *ps = &plan.steps[plan.nsteps];
+            snprintf(ps->sd, sizeof(ps->sd), "%s", svc.sd);
+            snprintf(ps->key_name, sizeof(ps->key_name), "%s",
+                     by_isd ? TSM_KEYSET_ISD : TSM_KEYSET_CSD);
+            ps->key_version = creator->kvn;
+            ps->kvn = creator->kvn;
+        }
+        cmds[plan.nsteps] = enc1;
+        lens[plan.nsteps] = n1;
+        plan.nsteps++;
     }
 
     OT_TRY(db_begin(c));
@@ -742,6 +810,7 @@ out:
 done:
     ot_mem_wipe(tmp, sizeof(tmp));
     ot_mem_wipe(&central, sizeof(central));
+    ot_mem_wipe(&isd, sizeof(isd));
     ot_mem_wipe(&s1, sizeof(s1));
     ot_mem_wipe(enc1, sizeof(enc1));
     json_free(doc);
@@ -1275,19 +1344,11 @@ void tsm_h_comm_end(struct net_req *req, struct net_resp *resp, void *ctx)
         struct tsm_inst in;
         char cin[TSM_CIN_MAX + 1];
         struct tsm_se se;
-        struct tsm_client *tc = NULL;
-        struct mno_client *mc = NULL;
-        struct tsm_client_err e;
-        json_t *ans = NULL;
         if (tsm_inst_load(c, m.instance, &in) == OT_OK
             && tsm_se_by_id(c, in.se_id, cin, sizeof(cin)) == OT_OK
-            && tsm_se_fetch(t, TSM_BY_CIN, cin, &se) == OT_OK
-            && tsm_mno_open(t, se.mno, &tc, &mc, NULL, 0) == OT_OK) {
-            (void)mno_client_job_close(mc, m.relay_job, &ans, &e);
+            && tsm_se_fetch(t, TSM_BY_CIN, cin, &se) == OT_OK) {
+            tsm_relay_close(t, &se, m.relay_job);
         }
-        json_free(ans);
-        mno_client_free(mc);
-        tsm_client_free(tc);
     }
     OT_TRY(tsm_comm_load(c, m.id, &m));
     o = tsm_comm_json(&m);
@@ -1311,78 +1372,29 @@ out:
 
 /* A relayed script: the SP's own secure-channel APDUs, unchanged, as the
  * next batch of the communication's interactive job (opened with the first
- * one, the SP SD selected by the agent); answers the batch's R-APDUs. */
+ * one, the SP SD selected by the agent; tsm_relay.c); answers the batch's
+ * R-APDUs. */
 static void tsm_relay(struct tsm *t, struct net_req *req, struct net_resp *resp, struct db_conn *c,
                       struct tsm_comm *m, const struct tsm_inst *in, const struct tsm_service *svc,
                       const struct tsm_se *se, const json_t *apdus)
 {
-    struct tsm_client *tc = NULL;
-    struct mno_client *mc = NULL;
-    struct tsm_client_err e;
     struct db_stmt *st = NULL;
-    json_t *body = NULL;
-    json_t *ans = NULL;
-    json_t *job = NULL;
+    json_t *rap = NULL;
     json_t *o = NULL;
-    const json_t *rap = NULL;
-    int64_t seq = 0;
-    int64_t deadline;
+    int64_t seq = m->relay_seq;
     bool row = false;
+    bool ok;
     char jid[OTASCP_JOB_ID_MAX + 1];
     char idem[64];
     ot_err err = OT_OK;
 
     (void)in;
-    memset(&e, 0, sizeof(e));
-    if (tsm_mno_open(t, se->mno, &tc, &mc, NULL, 0) != OT_OK) {
-        tsm_refuse(resp, OT_E_STATE, "mno_unknown", "the SE's network is not configured");
-        goto out;
-    }
-    body = json_obj_new();
-    if (body == NULL || json_object_set(body, "apdus", (json_t *)apdus) != 0) {
-        OT_FAIL(OT_E_NOMEM);
-    }
+    snprintf(jid, sizeof(jid), "%s", m->relay_job);
     snprintf(idem, sizeof(idem), "tsm-relay-%lld-%lld", (long long)m->id,
              (long long)m->relay_seq + 1);
-    if (m->relay_job[0] == '\0') {
-        json_t *sej = json_obj_new();
-        if (sej == NULL || json_put_str(sej, "cin", se->cin) != OT_OK
-            || json_put(body, "se", sej) != OT_OK
-            || json_put_str(body, "kind", "interactive") != OT_OK
-            || json_put_str(body, "aid", svc->sd) != OT_OK
-            || (se->msisdn[0] && json_put_str(body, "msisdn", se->msisdn) != OT_OK)) {
-            OT_FAIL(OT_E_NOMEM);
-        }
-        err = mno_client_job_submit(mc, body, idem, &ans, &e);
-        if (err != OT_OK) {
-            net_resp_error(resp, OT_E_IO, "upstream_failed", "the SE's network refused the job",
-                           NULL);
-            OT_LOG_WARN("relay comm=%lld: %s", (long long)m->id, e.text);
-            err = OT_OK;
-            goto out;
-        }
-        snprintf(jid, sizeof(jid), "%s",
-                 json_string_value(json_object_get(ans, "id")) != NULL
-                     ? json_string_value(json_object_get(ans, "id"))
-                     : "");
-        seq = 1;
-    } else {
-        snprintf(jid, sizeof(jid), "%s", m->relay_job);
-        err = mno_client_job_batch(mc, jid, body, idem, &ans, &e);
-        if (err != OT_OK) {
-            net_resp_error(resp, OT_E_IO, "upstream_failed",
-                           "the relay's job does not take a batch (ended?)", NULL);
-            OT_LOG_WARN("relay comm=%lld: %s", (long long)m->id, e.text);
-            err = OT_OK;
-            goto out;
-        }
-        seq = m->relay_seq + 1;
-        {
-            const json_t *sv = json_object_get(ans, "seq");
-            if (json_is_integer(sv)) {
-                seq = json_integer_value(sv);
-            }
-        }
+    ok = tsm_relay_batch(t, resp, se, svc->sd, idem, apdus, jid, sizeof(jid), &seq, &rap);
+    if (jid[0] == '\0' || (seq == m->relay_seq && strcmp(jid, m->relay_job) == 0)) {
+        goto out; /* no batch reached the network */
     }
     OT_TRY(db_begin(c));
     OT_TRY(db_prepare(c,
@@ -1401,50 +1413,13 @@ static void tsm_relay(struct tsm *t, struct net_req *req, struct net_resp *resp,
         OT_TRY(svc_audit(t->kit, c, req, "tsm.comm.relay", res, "sent"));
     }
     OT_TRY(db_commit(c));
-    deadline = tsm_mono_ms() + (t->wait_ms > 30000 ? t->wait_ms : 30000);
-    for (;;) {
-        int64_t left = deadline - tsm_mono_ms();
-        const json_t *scripts;
-        unsigned ws;
-        if (left <= 0) {
-            break;
-        }
-        ws = left >= 10000 ? 10u : (unsigned)(left + 999) / 1000;
-        json_free(job);
-        job = NULL;
-        if (mno_client_job_wait(mc, jid, ws, seq, &job, &e) != OT_OK) {
-            break;
-        }
-        scripts = json_object_get(job, "scripts");
-        for (size_t i = 0; i < json_array_size(scripts); i++) {
-            const json_t *sc = json_array_get(scripts, i);
-            if (json_integer_value(json_object_get(sc, "seq")) == seq) {
-                const json_t *r = json_object_get(sc, "rapdus");
-                if (json_is_array(r)) {
-                    rap = r;
-                }
-            }
-        }
-        if (rap != NULL) {
-            break;
-        }
-        {
-            const char *js = json_string_value(json_object_get(job, "state"));
-            if (js != NULL
-                && (strcmp(js, "done") == 0 || strcmp(js, "failed") == 0
-                    || strcmp(js, "expired") == 0 || strcmp(js, "cancelled") == 0)) {
-                break;
-            }
-        }
-    }
-    if (rap == NULL) {
-        net_resp_error(resp, OT_E_TIMEOUT, "timeout", "the card has not answered the batch", NULL);
+    if (!ok) {
         goto out;
     }
     o = json_obj_new();
     if (o == NULL || json_put_int(o, "communication_id", m->id) != OT_OK
         || json_put_bool(o, "relay", true) != OT_OK || json_put_int(o, "seq", seq) != OT_OK
-        || json_object_set(o, "rapdus", (json_t *)rap) != 0) {
+        || json_object_set(o, "rapdus", rap) != 0) {
         OT_FAIL(OT_E_NOMEM);
     }
     net_resp_json(resp, 200, o);
@@ -1452,11 +1427,7 @@ static void tsm_relay(struct tsm *t, struct net_req *req, struct net_resp *resp,
 out:
     db_reset(st);
     json_free(o);
-    json_free(job);
-    json_free(ans);
-    json_free(body);
-    mno_client_free(mc);
-    tsm_client_free(tc);
+    json_free(rap);
     if (err != OT_OK) {
         svc_fail(resp, err);
     }

@@ -717,7 +717,9 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         tg.idem_key = idem;
         memset(&cfg, 0, sizeof(cfg));
         cfg.keys = &keys;
-        cfg.level = 0x33;
+        /* The ISD runs i = 10 (no R-MAC, docs/vse.md): C-MAC and C-DECRYPTION;
+         * the other SDs i = 70: every answer's R-MAC checked too. */
+        cfg.level = strcmp(step->key_name, TSM_KEYSET_ISD) == 0 ? 0x03 : 0x33;
         cfg.sd_aid = sd;
         cfg.sd_aid_len = sdn;
         memset(&st, 0, sizeof(st));

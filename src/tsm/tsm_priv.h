@@ -127,6 +127,19 @@ struct mno_client;
 ot_err tsm_mno_open(struct tsm *t, const char *mno, struct tsm_client **tc, struct mno_client **m,
                     char *why, size_t cap);
 
+/* One batch of relayed APDUs (a principal's own secure-channel commands,
+ * unchanged) to SD sd of se (tsm_relay.c): job empty opens an interactive
+ * OTA job selecting sd (its id into job), else the job's next batch; waits
+ * up to max(tsm.wait_ms, 30 s) for the batch's R-APDUs (*rapdus, a new
+ * reference). job and *seq are updated as soon as the network took the
+ * batch. false: answered on resp (network not configured, refused, no
+ * answer in time). */
+bool tsm_relay_batch(struct tsm *t, struct net_resp *resp, const struct tsm_se *se, const char *sd,
+                     const char *idem, const json_t *apdus, char *job, size_t job_cap, int64_t *seq,
+                     json_t **rapdus);
+/* Ends the relay's interactive job (best effort; job empty: no-op). */
+void tsm_relay_close(struct tsm *t, const struct tsm_se *se, const char *job);
+
 /* A command list encoded for the key store: (u16 length, bytes)... */
 ot_err tsm_cmds_encode(const uint8_t *const *cmd, const size_t *len, size_t n, uint8_t *out,
                        size_t *out_len);
@@ -159,5 +172,11 @@ void tsm_h_webhook_get(struct net_req *req, struct net_resp *resp, void *ctx);
  * in c's transaction; the caller kicks the outbox after the commit. */
 ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char *event,
                         const json_t *body);
+/* Delegated Management and third-party TSMs (tsm_dm.c). */
+void tsm_h_dm_keys_put(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_sd_relay(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_dm_token(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_dm_token_get(struct net_req *req, struct net_resp *resp, void *ctx);
+void tsm_h_dm_receipt(struct net_req *req, struct net_resp *resp, void *ctx);
 
 #endif

@@ -35,21 +35,9 @@ HOOKSINK=$6
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
-for t in curl jq xxd openssl sqlite3; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
-AGENT_PIDS=()
-stop_agents() {
-    local p
-    for p in "${AGENT_PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-}
-# shellcheck disable=SC2034 # read by tsmd_cleanup (tests/tsmd/lib.sh)
-TSMD_CLEANUP_HOOK=stop_agents
-tsmd_work_init tsm-provision
-W=$TSMD_WORK
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+tsm_test_init tsm-provision
 
 # --- the cards: ese-central without SP SDs (the TSM creates them) ----------
 CIN1=4F54534D45534501
@@ -63,15 +51,6 @@ jq "del(.domains[2,3]) | .applications |= map(select(.sd == \"$CENTRAL\" or .sd 
     "$PROFILES/uicc-central.json" >"$W/p2.json"
 "$VSE" create --profile "$W/p1.json" --out "$W/c1.img" >/dev/null
 "$VSE" create --profile "$W/p2.json" --out "$W/c2.img" >/dev/null
-start_vse() { # N
-    "$VSE" run "$W/c$1.img" --listen "unix:$W/c$1.sock" --log-level debug >>"$W/vse$1.log" 2>&1 &
-    TSMD_EXTRA_PIDS+=("$!")
-    for _ in $(seq 1 100); do
-        [ -S "$W/c$1.sock" ] && return 0
-        sleep 0.05
-    done
-    fail "vse $1 did not listen"
-}
 start_vse 1
 start_vse 2
 
@@ -89,36 +68,7 @@ for net in orange vodafone; do
 done
 jq -e '.token == null' "$W/resp" >/dev/null || fail "the mno token is answered"
 
-device() { # NAME IMEI IMSI MNO -> principal id
-    api POST /admin/v1/principals "$OP_TOKEN" \
-        "{\"kind\":\"device\",\"name\":\"$1\",\"imei\":\"$2\",\"imsi\":\"$3\",\"mno\":\"$4\"}" \
-        -H "Idempotency-Key: dev-$1"
-    case $API_STATUS in 200 | 201) ;; *) fail "device $1: $API_STATUS $(cat "$W/resp")" ;; esac
-    jq -er .id "$W/resp"
-}
-enrol() { # MNO PRINCIPAL MSISDN CIN
-    api POST "/mno/$1/v1/devices" "$OP_TOKEN" "{\"principal_id\":$2,\"msisdn\":\"$3\",\"cins\":[\"$4\"]}" \
-        -H "Idempotency-Key: enrol-$2"
-    case $API_STATUS in 200 | 201) ;; *) fail "enrol $2: $API_STATUS $(cat "$W/resp")" ;; esac
-}
-D1=$(device phone1 356938035643809 208011234567890 orange)
-D2=$(device phone2 356938035643817 208151234567891 vodafone)
-enrol orange "$D1" 33600000001 $CIN1
-enrol vodafone "$D2" 33600000002 $CIN2
-(umask 077 && tsmd_token "$D1" >"$W/dev1.token" && tsmd_token "$D2" >"$W/dev2.token")
-agent_start() { # N MNO
-    "$AGENT" --state "$W/agent$1" --reader "eSE1=socket:unix:$W/c$1.sock" --mno "$TSMD_URL/mno/$2/v1" \
-        --token-file "$W/dev$1.token" --poll-ms 200 --log-level info run >>"$W/agent$1.log" 2>&1 &
-    AGENT_PIDS+=("$!")
-    for _ in $(seq 1 200); do
-        api GET "/mno/$2/v1/status?msisdn=3360000000$1" "$OP_TOKEN"
-        [ "$(jq -r .state "$W/resp")" = online ] && grep -q "event=stream_open" "$W/agent$1.log" && return 0
-        sleep 0.1
-    done
-    fail "phone$1 not online: $(tail -5 "$W/agent$1.log")"
-}
-agent_start 1 orange
-agent_start 2 vodafone
+two_phones $CIN1 $CIN2
 
 # --- the SEs (with the ISD and central SD keys), SPs, services --------------
 K4=404142434445464748494A4B4C4D4E4F
