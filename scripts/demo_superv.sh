@@ -14,13 +14,14 @@
 #      names the rule and the two transactions, a payment afterwards fails at
 #      the card, and alice is told by e-mail and by a signed webhook.
 #
-# usage: scripts/demo_superv.sh [BUILD_DIR]   (needs tsmd, se-agent, vse, hooksink)
+# usage: scripts/demo_superv.sh [BUILD_DIR]   (needs tsmd, tsmctl, se-agent, vse, hooksink)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd)
 HOOKSINK=$BUILD/tests/cms/hooksink
-for b in "$BUILD/src/bin/tsmd" "$BUILD/src/bin/se-agent" "$BUILD/src/bin/vse" "$HOOKSINK"; do
+TSMCTL=$BUILD/src/bin/tsmctl
+for b in "$BUILD/src/bin/tsmd" "$TSMCTL" "$BUILD/src/bin/se-agent" "$BUILD/src/bin/vse" "$HOOKSINK"; do
     [ -x "$b" ] || { echo "demo: $b is not built (cmake --build $BUILD)" >&2; exit 1; }
 done
 # shellcheck source=../tests/cms/phones.sh
@@ -58,23 +59,27 @@ api POST "$C/cards" "$OP_TOKEN" "@$W/cards.json" -H "Idempotency-Key: import"
 expect_status 201 "import"
 agent_start 1
 echo "    tsmd: $TSMD_URL; 201 cards issued; alice's phone is on"
-rule() { # NAME BODY
-    api PUT "$C/rules/$1" "$OP_TOKEN" "$2"
-    expect_status 200 "rule $1"
+ctl() { # TOKEN args...
+    local tok=$1
+    shift
+    OPENTSM_URL=$TSMD_URL OPENTSM_TOKEN=$tok "$TSMCTL" "$@"
 }
-say "PUT $C/rules/{name}   (as the operator, five rules)"
-rule velocity '{"kind":"velocity","action":"lock","max":20,"window_s":60}'
-rule pins '{"kind":"wrong_pin","action":"destroy","max":4,"window_s":300}'
-rule travel '{"kind":"travel","action":"destroy","min_s":3600}'
-rule blocked '{"kind":"blocklist","action":"lock","merchants":["m-evil","m-fence"]}'
-rule lost '{"kind":"lost_stolen","action":"destroy"}'
-api GET "$C/rules" "$OP_TOKEN"
-jq -r '.items[] | "    \(.name)\t\(.kind)\t\(.action)\t\(del(.name, .kind, .action, .enabled) | tojson)"' "$W/resp"
-say "PUT $C/subscribers/$ALICE/notifications   (as alice: e-mail and a signed webhook)"
-api PUT "$C/subscribers/$ALICE/notifications" "$TA" \
-    "{\"email\":\"alice@mail.example\",\"webhook_url\":\"http://127.0.0.1:$(cat "$W/sink/http.port")/hook\",\"webhook_secret\":\"$SECRET\",\"events\":[\"supervision.hit\",\"destroyed\"]}"
-expect_status 200 "alice's settings"
-jq -c '{email, webhook_url, webhook_secret_set, events}' "$W/resp" | sed 's/^/    /'
+rule() { # NAME args...
+    say "tsmctl cms rule $*"
+    ctl "$OP_TOKEN" cms rule "$@" >/dev/null
+}
+rule velocity --kind velocity --action lock --max 20 --window-s 60
+rule pins --kind wrong_pin --action destroy --max 4 --window-s 300
+rule travel --kind travel --action destroy --min-s 3600
+rule blocked --kind blocklist --action lock --merchants m-evil,m-fence
+rule lost --kind lost_stolen --action destroy
+say "tsmctl cms rules"
+ctl "$OP_TOKEN" cms rules
+(umask 077 && echo "$SECRET" >"$W/secret.txt")
+say "tsmctl cms notify $ALICE --email alice@mail.example --webhook http://127.0.0.1:$(cat "$W/sink/http.port")/hook --secret-file secret.txt --events supervision.hit,destroyed   (as alice)"
+ctl "$TA" cms notify "$ALICE" --email alice@mail.example \
+    --webhook "http://127.0.0.1:$(cat "$W/sink/http.port")/hook" --secret-file "$W/secret.txt" \
+    --events supervision.hit,destroyed
 
 step "2. the payment system streams 20,000 transactions of the last hours (NDJSON batches)"
 PAYSYS=$(tsmd_principal service_provider paysys)
@@ -111,6 +116,8 @@ echo "    alice's mail server received:"
 grep -E '^Subject: ' "$W/sink/mails" | sed 's/^/      /'
 echo "    alice's app received (signature checked with her secret):"
 awk '{ print "      " $2 " signature " $3 }' "$W/sink/hooks"
+say "tsmctl cms decisions   (as the operator)"
+ctl "$OP_TOKEN" cms decisions
 api GET "$C/cards?state=active&limit=1000" "$OP_TOKEN"
 echo "    the other cards: $(jq '.items | length' "$W/resp") of 200 still active"
 stop_agents

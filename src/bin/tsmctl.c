@@ -16,7 +16,8 @@
  *                               resolve|alerts|alert-clear ... [--instance NAME]
  *   tsmctl [global options] audit follow [--from SEQ] [--limit N]
  *   tsmctl [global options] cms import|cards|card|history|actions|destroy|lock|unlock|
- *                               retry|alerts|alert-clear|policy|policies ...
+ *                               retry|alerts|alert-clear|policy|policies|rules|rule|
+ *                               rule-delete|decisions|notify|notify-show ...
  *
  * Profiles live in ~/.config/opentsm/config ($XDG_CONFIG_HOME/opentsm/config);
  * the syntax is tsm_client_profile_parse's (and in `tsmctl --help`). --profile or
@@ -102,6 +103,8 @@ static const char ctl_usage[] =
     "  cms cards|card|history|actions   cards and their history (docs/cms.md)\n"
     "  cms destroy|lock|unlock   a subscriber's request for a lost or stolen card\n"
     "  cms import|retry|alerts|alert-clear|policy|policies   the operator's side\n"
+    "  cms rules|rule|rule-delete|decisions   supervision's rules and decisions\n"
+    "  cms notify|notify-show   a subscriber's notifications (webhook, e-mail)\n"
     "  sp services|deploy|instances|instance|op   an SP's services on SEs (docs/tsm.md)\n"
     "  sp activate|deactivate|lock|unlock|delete   a service instance's life cycle\n"
     "  sp communications|comm-start|comm-end|script|relay   scripts to the card\n"
@@ -330,6 +333,27 @@ static const struct ctl_cmd_help ctl_helps[] = {
      "\n"
      "How the issuer's cards are destroyed from now on (operator).\n"},
     {"cms policies", "usage: tsmctl cms policies\n"},
+    {"cms rules", "usage: tsmctl cms rules\n"
+                  "\n"
+                  "Supervision's rules (operator).\n"},
+    {"cms rule",
+     "usage: tsmctl cms rule NAME --kind KIND --action lock|destroy [--max N] [--window-s S]\n"
+     "                       [--min-s S] [--merchants M1,M2,...] [--disabled]\n"
+     "\n"
+     "Creates or replaces a supervision rule (operator). KIND and what it takes:\n"
+     "velocity --max --window-s, wrong_pin --max --window-s, travel --min-s,\n"
+     "blocklist --merchants, lost_stolen nothing (docs/cms.md).\n"},
+    {"cms rule-delete", "usage: tsmctl cms rule-delete NAME\n"},
+    {"cms decisions", "usage: tsmctl cms decisions [--limit N]\n"
+                      "\n"
+                      "Supervision's decisions, oldest first (operator); --json shows why.\n"},
+    {"cms notify", "usage: tsmctl cms notify SUBSCRIBER_ID [--email ADDRESS] [--webhook URL\n"
+                   "                         [--secret-file FILE]] [--events E1,E2,...]\n"
+                   "\n"
+                   "Replaces the subscriber's notification settings (the subscriber or the\n"
+                   "operator): an absent channel is off. The webhook's HMAC secret (16..128\n"
+                   "bytes) is read from FILE (one line) and never shown; once given it stays.\n"},
+    {"cms notify-show", "usage: tsmctl cms notify-show SUBSCRIBER_ID\n"},
     {"sp services", "usage: tsmctl sp services [--limit N]\n"},
     {"sp deploy",
      "usage: tsmctl sp deploy SERVICE_ID (--cin CIN | --msisdn MSISDN) [--qualifier Q]\n"
@@ -2185,6 +2209,148 @@ static bool ctl_cms_id_ok(const char *s)
     return s != NULL && n > 0;
 }
 
+/* A JSON array of the comma-separated words of list. */
+static json_t *ctl_csv_array(const char *list)
+{
+    json_t *arr = json_arr_new();
+
+    for (const char *p = list; arr != NULL && *p != '\0';) {
+        const char *e = strchr(p, ',');
+        size_t l = e != NULL ? (size_t)(e - p) : strlen(p);
+        json_t *x = l > 0 ? json_stringn(p, l) : NULL;
+        if (l > 0 && (x == NULL || json_push(arr, x) != OT_OK)) {
+            json_free(arr);
+            return NULL;
+        }
+        p += l + (e != NULL ? 1 : 0);
+    }
+    return arr;
+}
+
+/* Puts the option name's integer value as key (absent: nothing). */
+static bool ctl_put_opt_int(json_t *o, const struct ctl_args *a, const char *name, const char *key)
+{
+    const char *v = ctl_get(a, name);
+    char *end = NULL;
+    long long n;
+
+    if (v == NULL) {
+        return true;
+    }
+    n = strtoll(v, &end, 10);
+    return v[0] != '\0' && end != NULL && *end == '\0' && json_put_int(o, key, n) == OT_OK;
+}
+
+/* Supervision's rules and decisions, a subscriber's notification settings
+ * (docs/cms.md "Supervision and notifications"). */
+static int ctl_cms_superv(struct tsm_client *c, const char *sub, const struct ctl_args *a)
+{
+    static const char *const rule_cols[] = {"name", "kind", "action", "enabled"};
+    static const char *const dec_cols[] = {"id", "card_id", "rule", "action", "outcome", "at"};
+    const char *id = a->npos == 1 ? a->pos[0] : NULL;
+    char help[80];
+    char path[256];
+    struct tsm_client_err e;
+    json_t *body = NULL;
+    json_t *doc = NULL;
+    size_t max = 0;
+    ot_err err = OT_OK;
+    int rc;
+
+    snprintf(help, sizeof(help), "cms %s", sub);
+    rc = ctl_limit(a, &max);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    if (strcmp(sub, "rules") == 0 || strcmp(sub, "decisions") == 0) {
+        if (a->npos != 0) {
+            return ctl_help(help, true);
+        }
+        if (sub[0] == 'r') {
+            err = tsm_client_json(c, "GET", "/cms/v1/rules", NULL, NULL, &doc, &e);
+            return ctl_cms_list(err, &doc, &e, rule_cols, 4);
+        }
+        snprintf(path, sizeof(path), "/cms/v1/decisions?limit=%zu", max > 0 ? max : (size_t)100);
+        err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+        return ctl_cms_list(err, &doc, &e, dec_cols, 6);
+    }
+    if (id == NULL || !ctl_cms_id_ok(id)) {
+        return ctl_help(help, true);
+    }
+    if (strcmp(sub, "rule-delete") == 0) {
+        snprintf(path, sizeof(path), "/cms/v1/rules/%s", id);
+        err = tsm_client_json(c, "DELETE", path, NULL, NULL, &doc, &e);
+        return ctl_show(err, &doc, &e);
+    }
+    if (strcmp(sub, "notify-show") == 0) {
+        snprintf(path, sizeof(path), "/cms/v1/subscribers/%s/notifications", id);
+        err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+        return ctl_show(err, &doc, &e);
+    }
+    body = json_obj_new();
+    if (body == NULL) {
+        return ctl_fail(CTL_LOCAL, "out of memory");
+    }
+    if (strcmp(sub, "rule") == 0) {
+        const char *m = ctl_get(a, "--merchants");
+        if (ctl_get(a, "--kind") == NULL || ctl_get(a, "--action") == NULL) {
+            json_free(body);
+            return ctl_help(help, true);
+        }
+        if (json_put_str(body, "kind", ctl_get(a, "--kind")) != OT_OK
+            || json_put_str(body, "action", ctl_get(a, "--action")) != OT_OK
+            || (ctl_get(a, "--disabled") != NULL && json_put_bool(body, "enabled", false) != OT_OK)
+            || !ctl_put_opt_int(body, a, "--max", "max")
+            || !ctl_put_opt_int(body, a, "--window-s", "window_s")
+            || !ctl_put_opt_int(body, a, "--min-s", "min_s")
+            || (m != NULL && json_put(body, "merchants", ctl_csv_array(m)) != OT_OK)) {
+            json_free(body);
+            return ctl_fail(CTL_LOCAL, "--max, --window-s and --min-s take whole numbers");
+        }
+        snprintf(path, sizeof(path), "/cms/v1/rules/%s", id);
+        err = tsm_client_json(c, "PUT", path, body, NULL, &doc, &e);
+        json_free(body);
+        return ctl_show(err, &doc, &e);
+    }
+    if (strcmp(sub, "notify") == 0) {
+        const char *sf = ctl_get(a, "--secret-file");
+        const char *ev = ctl_get(a, "--events");
+        char *secret = NULL;
+        size_t len = 0;
+        if ((ctl_get(a, "--email") != NULL
+             && json_put_str(body, "email", ctl_get(a, "--email")) != OT_OK)
+            || (ctl_get(a, "--webhook") != NULL
+                && json_put_str(body, "webhook_url", ctl_get(a, "--webhook")) != OT_OK)
+            || (ev != NULL && json_put(body, "events", ctl_csv_array(ev)) != OT_OK)) {
+            json_free(body);
+            return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+        if (sf != NULL) {
+            rc = ctl_read_file(sf, &secret, &len);
+            if (rc != CTL_OK) {
+                json_free(body);
+                return rc;
+            }
+            while (len > 0 && (secret[len - 1] == '\n' || secret[len - 1] == '\r')) {
+                secret[--len] = '\0';
+            }
+            err = json_put_strn(body, "webhook_secret", secret, len);
+            ot_mem_wipe(secret, len);
+            free(secret);
+            if (err != OT_OK) {
+                json_free(body);
+                return ctl_fail(CTL_LOCAL, "%s: the secret is not text", sf);
+            }
+        }
+        snprintf(path, sizeof(path), "/cms/v1/subscribers/%s/notifications", id);
+        err = tsm_client_json(c, "PUT", path, body, NULL, &doc, &e);
+        json_free(body); /* holds the secret: jansson frees it, the bytes are not reused */
+        return ctl_show(err, &doc, &e);
+    }
+    json_free(body);
+    return ctl_help(help, true);
+}
+
 /* "cms cards" and the other cms commands: the word after "cms". */
 static int ctl_cms(struct tsm_client *c, const char *sub, const struct ctl_args *a)
 {
@@ -2809,55 +2975,36 @@ static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"-
                                                  {"--cert", true, false},    {"--key", true, false},
                                                  {"--json", false, false},   {NULL, false, false}};
 
-static const struct ctl_opt ctl_cmd_opts[] = {{"--format", true, false},
-                                              {"--chunk", true, false},
-                                              {"--msisdn", true, true},
-                                              {"--imsi", true, false},
-                                              {"--id-only", false, false},
-                                              {"--mno", true, false},
-                                              {"--type", true, false},
-                                              {"--limit", true, false},
-                                              {"--aid", true, false},
-                                              {"--sp", true, false},
-                                              {"--privileges", true, false},
-                                              {"--lcs", true, false},
-                                              {"--principal-id", true, false},
-                                              {"--kind", true, false},
-                                              {"--name", true, false},
-                                              {"--ttl-days", true, false},
-                                              {"--label", true, false},
-                                              {"--token-only", false, false},
-                                              {"--db", true, false},
-                                              {"--action", true, false},
-                                              {"--request-id", true, false},
-                                              {"--display-name", true, false},
-                                              {"--imei", true, false},
-                                              {"--json", false, false},
-                                              {"--instance", true, false},
-                                              {"--cin", true, true},
-                                              {"--from", true, false},
-                                              {"--endpoint", true, false},
-                                              {"--pub", true, false},
-                                              {"--key-type", true, false},
-                                              {"--key-file", true, false},
-                                              {"--dongle-pub", true, false},
-                                              {"--state", true, false},
-                                              {"--reason", true, false},
-                                              {"--note", true, false},
-                                              {"--mode", true, false},
-                                              {"--scope", true, false},
-                                              {"--qualifier", true, false},
-                                              {"--max-scripts", true, false},
-                                              {"--max-bytes", true, false},
-                                              {"--status", true, false},
-                                              {"--purpose", true, false},
-                                              {"--sd", true, false},
-                                              {"--kvn", true, false},
-                                              {"--keys", true, false},
-                                              {"--url-of", true, false},
-                                              {"--token-file", true, false},
-                                              {"--ca-file", true, false},
-                                              {NULL, false, false}};
+static const struct ctl_opt ctl_cmd_opts[] = {
+    {"--format", true, false},       {"--chunk", true, false},
+    {"--msisdn", true, true},        {"--imsi", true, false},
+    {"--id-only", false, false},     {"--mno", true, false},
+    {"--type", true, false},         {"--limit", true, false},
+    {"--aid", true, false},          {"--sp", true, false},
+    {"--privileges", true, false},   {"--lcs", true, false},
+    {"--principal-id", true, false}, {"--kind", true, false},
+    {"--name", true, false},         {"--ttl-days", true, false},
+    {"--label", true, false},        {"--token-only", false, false},
+    {"--db", true, false},           {"--action", true, false},
+    {"--request-id", true, false},   {"--display-name", true, false},
+    {"--imei", true, false},         {"--json", false, false},
+    {"--instance", true, false},     {"--cin", true, true},
+    {"--from", true, false},         {"--endpoint", true, false},
+    {"--pub", true, false},          {"--key-type", true, false},
+    {"--key-file", true, false},     {"--dongle-pub", true, false},
+    {"--state", true, false},        {"--reason", true, false},
+    {"--note", true, false},         {"--mode", true, false},
+    {"--scope", true, false},        {"--qualifier", true, false},
+    {"--max-scripts", true, false},  {"--max-bytes", true, false},
+    {"--status", true, false},       {"--purpose", true, false},
+    {"--sd", true, false},           {"--kvn", true, false},
+    {"--keys", true, false},         {"--url-of", true, false},
+    {"--token-file", true, false},   {"--ca-file", true, false},
+    {"--max", true, false},          {"--window-s", true, false},
+    {"--min-s", true, false},        {"--merchants", true, false},
+    {"--disabled", false, false},    {"--email", true, false},
+    {"--webhook", true, false},      {"--secret-file", true, false},
+    {"--events", true, false},       {NULL, false, false}};
 
 /* The commands and the options each accepts (beyond the global ones). */
 static const struct {
@@ -2914,6 +3061,12 @@ static const struct {
     {"cms alert-clear", " --json "},
     {"cms policy", " --mode --scope --json "},
     {"cms policies", " --json "},
+    {"cms rules", " --json "},
+    {"cms rule", " --kind --action --max --window-s --min-s --merchants --disabled --json "},
+    {"cms rule-delete", " --json "},
+    {"cms decisions", " --limit --json "},
+    {"cms notify", " --email --webhook --secret-file --events --json "},
+    {"cms notify-show", " --json "},
     {"sp services", " --limit --json "},
     {"sp deploy", " --cin --msisdn --qualifier --json "},
     {"sp instances", " --limit --json "},
@@ -3013,6 +3166,11 @@ static int ctl_run(struct tsm_client *c, const char *cmd, const struct ctl_args 
     }
     if (strncmp(cmd, "pay ", 4) == 0) {
         return ctl_pay(c, cmd + 4, a);
+    }
+    if (strcmp(cmd, "cms rules") == 0 || strcmp(cmd, "cms rule") == 0
+        || strcmp(cmd, "cms rule-delete") == 0 || strcmp(cmd, "cms decisions") == 0
+        || strcmp(cmd, "cms notify") == 0 || strcmp(cmd, "cms notify-show") == 0) {
+        return ctl_cms_superv(c, cmd + 4, a);
     }
     if (strncmp(cmd, "cms ", 4) == 0) {
         return ctl_cms(c, cmd + 4, a);
