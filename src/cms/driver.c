@@ -358,6 +358,18 @@ static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struc
         OT_TRY(cms_history_add(s, c, a->card_row, sp->hist_event, now_card.state, "platform", NULL,
                                sp->detail[0] ? sp->detail : NULL));
     }
+    if (a->action == CMS_ACT_DESTROY && !sp->move && sp->set_state != NULL
+        && strcmp(sp->set_state, "stalled") == 0) {
+        /* A destroy that stops for the operator waits again: a card the
+         * job had moved to destroying goes back to awaiting_destroy (the
+         * operator's list), the others stay where they are. */
+        err = cms_card_move(s, c, a->card_row, CMS_EV_INTERRUPTED, a->cause, a->reason,
+                            sp->detail[0] ? sp->detail : NULL, NULL);
+        if (err == OT_E_STATE) {
+            err = OT_OK;
+        }
+        OT_TRY(err);
+    }
     if (sp->alert_kind != NULL) {
         OT_TRY(cms_alert_raise(s, c, a->card_row, a->id, sp->alert_kind, sp->detail));
     }

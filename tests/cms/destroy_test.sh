@@ -180,7 +180,7 @@ printf '\x00\x00\x05\x90\x00\x00\x00' >>"$W/forged.bin"
 admin 3 "$NEXT" -H "X-Admin-Script-Status: ok" -H "$CT_RSP" --data-binary @"$W/forged.bin"
 case $API_STATUS in 200 | 202 | 204) ;; *) fail "the forged answer: $API_STATUS $(cat "$W/resp")" ;; esac
 action_state c3 stalled
-[ "$(card_state c3)" != destroyed ] || fail "c3 destroyed on a forged answer"
+[ "$(card_state c3)" = awaiting_destroy ] || fail "c3 is $(card_state c3) after a forged answer"
 api GET $C/alerts "$OP_TOKEN"
 jq -e '[.items[] | select(.card_id == "c3" and .kind == "no_proof")] | length == 1' "$W/resp" >/dev/null ||
     fail "no no_proof alert: $(cat "$W/resp")"
@@ -220,7 +220,10 @@ expect_status 204 "phone4's success"
 api GET "$P/jobs/$J4" "$OP_TOKEN"
 [ "$(jq -r .state "$W/resp")" = done ] || fail "mno did not take the job as done: $(cat "$W/resp")"
 action_state c4 stalled
-[ "$(card_state c4)" != destroyed ] || fail "c4 destroyed on mno's word"
+[ "$(card_state c4)" = awaiting_destroy ] || fail "c4 is $(card_state c4) after mno's word"
+api GET "$C/cards?state=awaiting_destroy" "$OP_TOKEN"
+jq -e '[.items[] | select(.card_id == "c3" or .card_id == "c4")] | length == 2' "$W/resp" >/dev/null ||
+    fail "the refused cards are not in the operator's awaiting_destroy list: $(cat "$W/resp")"
 api GET $C/alerts "$OP_TOKEN"
 jq -e '[.items[] | select(.card_id == "c4" and .kind == "no_proof")] | length == 1' "$W/resp" >/dev/null ||
     fail "no no_proof alert for c4: $(cat "$W/resp")"

@@ -13,7 +13,11 @@
 # 4. software, scope app (bank_app): the payment application is deleted
 #    (DELETE, its data with it), the card stays SECURED with its other
 #    applications (the PPSE answers).
-# Each card received exactly one destroy command.
+# 5. puk on a card without a telecom application: the card refuses the
+#    DESTROY (6A88) and stays as it was; the action fails its attempts and
+#    stalls for the operator (alert retries_exhausted), the card
+#    awaiting_destroy.
+# Each card destroyed received exactly one destroy command.
 #
 # usage: modes_test.sh TSMD SE_AGENT VSE PROFILES_DIR
 set -euo pipefail
@@ -27,6 +31,7 @@ phones_begin cms-modes "$@"
 CIN1=4F54534D45534501
 CIN2=4F54534D45534502
 CIN3=4F54534D45534503
+CIN4=4F54534D45534504
 jq '.isd.i = "70" | .applications += [{"aid":"A0000000871002","package":"F04F54534D04","sd":"F04F54534D534401"}]' \
     "$PROFILES/ese-central.json" >"$W/p.json"
 for n in 1 2 3; do
@@ -34,6 +39,9 @@ for n in 1 2 3; do
     "$VSE" create --profile "$W/p$n.json" --out "$W/c$n.img" >/dev/null
     vse_start $n
 done
+jq ".isd.i = \"70\" | .cin = \"$CIN4\"" "$PROFILES/ese-central.json" >"$W/p4.json" # no telecom
+"$VSE" create --profile "$W/p4.json" --out "$W/c4.img" >/dev/null
+vse_start 4
 inspect() { # N -> the card image as JSON
     "$VSE" inspect "$W/c$1.img" --json
 }
@@ -44,7 +52,7 @@ has_app 2 A0000000871002 || fail "the telecom application is not on card 2"
 
 # --- tsmd ----------------------------------------------------------------------
 cms_tsmd_start
-phones_enrol 1 2 3
+phones_enrol 1 2 3 4
 
 # --- 1. policies -------------------------------------------------------------------
 policy() { # ISSUER BODY
@@ -66,7 +74,7 @@ policy bank_app '{"mode":"software","scope":"app"}'
 expect_status 200 "policy bank_app"
 
 api POST $C/cards "$OP_TOKEN" \
-    "{\"cards\":[$(card c1 $CIN1 1 bank_hw),$(card c2 $CIN2 2 bank_puk),$(card c3 $CIN3 3 bank_app)]}" \
+    "{\"cards\":[$(card c1 $CIN1 1 bank_hw),$(card c2 $CIN2 2 bank_puk),$(card c3 $CIN3 3 bank_app),$(card c4 $CIN4 4 bank_puk)]}" \
     -H "Idempotency-Key: import"
 expect_status 201 "import"
 for n in 1 2 3; do
@@ -117,6 +125,27 @@ has_app 3 325041592E5359532E4444463031 || fail "the PPSE went with the payment a
 S=$(pay 3)
 [ "$S" = 6A82 ] || fail "card 3 answers the payment SELECT with $S, not 6A82"
 note "software/app: the payment application deleted, the card SECURED, payment SELECT 6A82"
+
+# --- 5. puk without a telecom application -----------------------------------------
+agent_start 4
+inspect 4 >"$W/c4.before"
+act c4 destroy lost d4
+for _ in $(seq 1 200); do
+    api GET $C/cards/c4/actions "$TA"
+    [ "$(jq -r '.items[-1].state' "$W/resp")" = stalled ] && break
+    sleep 0.1
+done
+jq -e '.items[-1] | .state == "stalled" and .mode == "puk" and .attempts == 2' "$W/resp" >/dev/null ||
+    fail "c4's action did not stall after its attempts: $(cat "$W/resp")"
+[ "$(card_state c4)" = awaiting_destroy ] || fail "c4 is $(card_state c4)"
+api GET $C/alerts "$OP_TOKEN"
+jq -e '[.items[] | select(.card_id == "c4" and .kind == "retries_exhausted")] | length == 1' \
+    "$W/resp" >/dev/null || fail "no retries_exhausted alert for c4: $(cat "$W/resp")"
+[ "$(grep -c 'C-APDU.*84DE0300' "$W/vse4.log")" = 2 ] || fail "card 4 did not get one DESTROY per attempt"
+grep -q 'R-APDU.*6A88' "$W/vse4.log" || fail "card 4 did not answer 6A88"
+inspect 4 | jq -e '.lcs == "SECURED"' >/dev/null || fail "card 4 changed: $(inspect 4 | jq -c .lcs)"
+[ "$(pay 4)" = 9000 ] || fail "card 4's payment application does not answer any more"
+note "puk without a telecom application: refused by the card (6A88), unchanged, the action stalled"
 
 stop_agents
 tsmd_stop
