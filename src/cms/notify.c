@@ -515,6 +515,7 @@ ot_err cms_notify_open(struct cms *s, const struct svc_env *env)
     oc.ca_file = svc_cfg_str(env, "notify_ca");
     oc.smtp_url = svc_cfg_str(env, "smtp_url");
     oc.smtp_from = svc_cfg_str(env, "smtp_from");
+    oc.keep_s = svc_cfg_int(env, "notify_keep_days") * 86400;
     oc.start = true;
     return svc_outbox_new(s->db, &oc, &s->outbox);
 }

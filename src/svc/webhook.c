@@ -63,6 +63,8 @@ struct svc_outbox {
     int64_t max_backoff_ms;
     int64_t max_attempts;
     int64_t claim_s;
+    int64_t keep_s;
+    int64_t purged_ms; /* last purge (wall clock), 0 = never */
     unsigned timeout_ms;
     char ca_file[256];
     char smtp_url[256];
@@ -525,6 +527,46 @@ out:
     return err;
 }
 
+/* Removes the owner's finished rows older than keep_s, their log first. */
+static ot_err ob_purge(struct svc_outbox *ob, struct db_conn *c, int64_t now)
+{
+    struct db_stmt *st = NULL;
+    int64_t before = now - ob->keep_s * 1000;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_begin(c));
+    OT_TRY(db_prepare(c,
+                      "DELETE FROM svc_outbox_log WHERE msg IN (SELECT id FROM svc_outbox"
+                      " WHERE owner = $1 AND state IN ('delivered', 'failed') AND created_at < $2)",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, ob->owner));
+    OT_TRY(db_bind_int64(st, 2, before));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    OT_TRY(db_prepare(c,
+                      "DELETE FROM svc_outbox WHERE owner = $1 AND state IN ('delivered', 'failed')"
+                      " AND created_at < $2",
+                      &st));
+    OT_TRY(db_bind_text(st, 1, ob->owner));
+    OT_TRY(db_bind_int64(st, 2, before));
+    OT_TRY(db_step(st, &row));
+    if (db_changes(st) > 0) {
+        OT_LOG_INFO("outbox owner=%s: %lld finished rows older than %llds removed", ob->owner,
+                    (long long)db_changes(st), (long long)ob->keep_s);
+    }
+    db_reset(st);
+    st = NULL;
+    OT_TRY(db_commit(c));
+out:
+    db_reset(st);
+    if (err != OT_OK) {
+        (void)db_rollback(c);
+    }
+    return err;
+}
+
 ot_err svc_outbox_once(struct svc_outbox *ob, unsigned *sent, unsigned *failed)
 {
     struct db_conn *c = NULL;
@@ -542,6 +584,12 @@ ot_err svc_outbox_once(struct svc_outbox *ob, unsigned *sent, unsigned *failed)
         *failed = 0;
     }
     OT_TRY(db_acquire(ob->db, &c));
+    if (ob->keep_s > 0 && (ob->purged_ms == 0 || now - ob->purged_ms >= 60000)) {
+        ob->purged_ms = now;
+        if (ob_purge(ob, c, now) != OT_OK) {
+            OT_LOG_WARN("outbox owner=%s: old rows not removed this time", ob->owner);
+        }
+    }
     OT_TRY(db_prepare(c,
                       "SELECT id FROM svc_outbox WHERE owner = $1 AND state = 'pending'"
                       " AND next_at <= $2 AND claimed_until < $2 ORDER BY next_at, id LIMIT $3",
@@ -655,6 +703,7 @@ ot_err svc_outbox_new(struct db *db, const struct svc_outbox_cfg *cfg, struct sv
     ob->max_backoff_ms = cfg->max_backoff_ms > 0 ? cfg->max_backoff_ms : 3600000;
     ob->max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 10;
     ob->claim_s = cfg->claim_s > 0 ? cfg->claim_s : 60;
+    ob->keep_s = cfg->keep_s > 0 ? cfg->keep_s : 0;
     ob->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 10000;
     snprintf(ob->ca_file, sizeof(ob->ca_file), "%s", cfg->ca_file != NULL ? cfg->ca_file : "");
     snprintf(ob->smtp_url, sizeof(ob->smtp_url), "%s", cfg->smtp_url != NULL ? cfg->smtp_url : "");

@@ -74,6 +74,7 @@ struct svc_outbox_cfg {
     const char *smtp_url;   /* "smtp://127.0.0.1:25"; NULL/"" = e-mail rows fail ("no smtp_url") */
     const char *smtp_from;  /* envelope and From address */
     bool start;             /* start the sender thread (tests drive svc_outbox_once) */
+    int64_t keep_s; /* delivered and failed rows (with their log) older than this go; 0 = kept */
 };
 
 /* One message. */
@@ -103,7 +104,9 @@ bool svc_outbox_target_ok(enum svc_channel ch, const char *target);
 /* Wakes the sender now (a message committed). NULL-safe. */
 void svc_outbox_kick(struct svc_outbox *ob);
 /* One pass over the due rows on the calling thread; *sent / *failed (may be
- * NULL) count this pass's successful and unsuccessful attempts. */
+ * NULL) count this pass's successful and unsuccessful attempts. At most once
+ * a minute (and on the first pass) it also removes the owner's delivered and
+ * failed rows older than keep_s, with their log rows. */
 ot_err svc_outbox_once(struct svc_outbox *ob, unsigned *sent, unsigned *failed);
 
 /* Signature of a webhook body: out = "v1=" + hex(HMAC-SHA-256(key,

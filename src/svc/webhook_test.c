@@ -404,6 +404,44 @@ static void test_email(void **state)
     svc_outbox_free(ob);
 }
 
+/* Finished rows older than keep_s go with their log; pending ones and the
+ * other owners' stay. */
+static void test_purge(void **state)
+{
+    struct fix *f = *state;
+    struct svc_outbox *ob = mk_outbox(f, NULL, 1);
+    struct svc_outbox_cfg oc;
+    struct svc_outbox *keep = NULL;
+    struct svc_outbox_msg m = {SVC_CH_WEBHOOK, f->url, "test", "hook", "card.locked", NULL, "{}"};
+    struct db_conn *c = NULL;
+    unsigned sent = 0;
+    int64_t done_id = 0;
+    int64_t wait_id = 0;
+
+    add_one(f, ob, &m, true, &done_id);
+    assert_int_equal(svc_outbox_once(ob, &sent, NULL), OT_OK);
+    assert_int_equal(sent, 1);
+    add_one(f, ob, &m, true, &wait_id);
+    /* both made a day old; the second is still pending (due later) */
+    assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
+    assert_int_equal(db_exec(c, "UPDATE svc_outbox SET created_at = created_at - 86400000"), OT_OK);
+    assert_int_equal(db_exec(c, "UPDATE svc_outbox SET next_at = next_at + 86400000000"
+                                " WHERE state = 'pending'"),
+                     OT_OK);
+    db_release(c);
+    svc_outbox_free(ob);
+    memset(&oc, 0, sizeof(oc));
+    oc.owner = "test";
+    oc.ks = f->ks;
+    oc.keep_s = 3600;
+    assert_int_equal(svc_outbox_new(f->t->db, &oc, &keep), OT_OK);
+    assert_int_equal(svc_outbox_once(keep, &sent, NULL), OT_OK);
+    assert_int_equal(q_int(f, "SELECT COUNT(*) FROM svc_outbox WHERE id = $1", done_id), 0);
+    assert_int_equal(q_int(f, "SELECT COUNT(*) FROM svc_outbox_log WHERE msg = $1", done_id), 0);
+    assert_int_equal(q_int(f, "SELECT COUNT(*) FROM svc_outbox WHERE id = $1", wait_id), 1);
+    svc_outbox_free(keep);
+}
+
 static void test_sender_thread(void **state)
 {
     struct fix *f = *state;
@@ -442,6 +480,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_rollback_and_give_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_email, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sender_thread, setup, teardown),
     };
 
