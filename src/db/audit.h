@@ -9,30 +9,29 @@
  * table holds the last seq and hash, so deleting rows at the end is
  * detectable too.
  *
- * Appends do not serialise writers (issue 8 point 6). On PostgreSQL
- * audit_append_tx inserts the row unsealed (no seq, no hashes) in the
- * caller's transaction and takes no shared lock. On SQLite, where the
- * caller's transaction holds the database's only write lock anyway, the row
- * is sealed at once (chained to the head and the head moved, in that
- * transaction). audit_append groups concurrent callers' rows into one
- * transaction (group commit) and returns once the one holding the row
- * committed. A sealer (audit_seal, run by a sealer thread per
- * node and by every reader before it reads) links committed unsealed rows
- * into the chain in insertion order, in one transaction that holds the head
- * row (SELECT ... FOR UPDATE on PostgreSQL, so the sealers of every node
- * queue there and only they wait; on SQLite the write transaction itself is
- * exclusive). Seq numbers start at 1 with no gaps, in seal order; listing
- * and verification go by seq. A row is protected by the chain from its
- * seal on (within the sealer's interval of its commit); an unsealed row is
- * not yet listed.
+ * Appends do not serialise writers (issue 8 point 6). audit_append_tx
+ * inserts the row unsealed (no seq, no hashes) in the caller's transaction
+ * and takes no shared lock: on PostgreSQL into the log, on SQLite into
+ * host_audit_pending, a table without an index (the change's commit writes
+ * one page for its row instead of the log's, its indexes' and the head's).
+ * audit_append groups concurrent callers' rows into one transaction (group
+ * commit) and returns once the one holding the row committed; on SQLite
+ * that transaction, which holds the only write lock, moves the pending rows
+ * into the chain first and seals its own rows at once. A sealer (audit_seal, run by a sealer thread
+ * per node and by every reader before it reads) links committed unsealed rows into the chain in
+ * insertion order, in one transaction that holds the head row (SELECT ... FOR UPDATE on PostgreSQL,
+ * so the sealers of every node queue there and only they wait; on SQLite the write transaction
+ * itself is exclusive). Seq numbers start at 1 with no gaps, in seal order; listing and
+ * verification go by seq. A row is protected by the chain from its seal on (within the sealer's
+ * interval of its commit); an unsealed row is not yet listed.
  *
  * Text is untrusted (a request path, a token label): appends store each
  * string field in its clean form (audit_text_clean), and audit_list shows
  * rows stored before that repaired, so one row never fails a page.
  *
  * All functions are thread-safe (they use the db pool). Tables
- * (host_audit_log, host_audit_head) live in the "audit" migration set,
- * applied by audit_migrate().
+ * (host_audit_log, host_audit_head, host_audit_pending) live in the "audit"
+ * migration set, applied by audit_migrate().
  */
 #ifndef OT_DB_AUDIT_H
 #define OT_DB_AUDIT_H
@@ -55,7 +54,8 @@ struct db_conn;
 #define AUDIT_LIST_MAX     1000u /* most rows one audit_list call returns */
 
 struct audit_entry {
-    int64_t id;              /* insertion id, set by audit_append */
+    int64_t id;              /* insertion id, set by audit_append (SQLite's audit_append_tx: in
+                                host_audit_pending) */
     int64_t seq;             /* chain position: 0 until sealed (audit_append sets 0) */
     int64_t ts;              /* unix milliseconds; 0 on append: now */
     unsigned principal_kind; /* authstore_kind bit; 0: unauthenticated */
@@ -78,8 +78,8 @@ ot_err audit_migrate(struct db *db);
  * NUL-terminated within their arrays (OT_E_ARG otherwise). */
 ot_err audit_append(struct db *db, struct audit_entry *e);
 /* The same inside a transaction the caller has open on conn (so the audit
- * row commits or rolls back with the change it records). On SQLite the
- * caller's transaction must be able to write (it is, once it has written). */
+ * row commits or rolls back with the change it records), unsealed (e->seq
+ * 0) on both back ends: the sealer links it once committed. */
 ot_err audit_append_tx(struct db_conn *conn, struct audit_entry *e);
 
 /* Queues e to be appended by the node's sealer (within its interval), or by

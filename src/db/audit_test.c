@@ -6,9 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define RESET_SQL                                                                        \
-    "DROP TABLE IF EXISTS audit_log; DROP TABLE IF EXISTS audit_head;"                   \
-    " DROP TABLE IF EXISTS host_audit_log; DROP TABLE IF EXISTS host_audit_head; DELETE" \
+#define RESET_SQL                                                                 \
+    "DROP TABLE IF EXISTS audit_log; DROP TABLE IF EXISTS audit_head;"            \
+    " DROP TABLE IF EXISTS host_audit_log; DROP TABLE IF EXISTS host_audit_head;" \
+    " DROP TABLE IF EXISTS host_audit_pending; DELETE"                            \
     " FROM schema_migrations WHERE service = 'audit'"
 
 struct fx {
@@ -314,7 +315,7 @@ static void test_append_tx(void **state)
     assert_int_equal(audit_append_tx(c, &e), OT_E_ARG); /* needs an open transaction */
     assert_int_equal(db_begin(c), OT_OK);
     assert_int_equal(audit_append_tx(c, &e), OT_OK);
-    assert_int_equal(e.seq, sec_t_is_pg() ? 0 : 3);
+    assert_int_equal(e.seq, 0); /* unsealed until the sealer (SQLite: host_audit_pending) */
     assert_int_equal(db_rollback(c), OT_OK);
     assert_int_equal(db_begin(c), OT_OK);
     mkentry(&e, 7, "POST /kept", "req-k");
@@ -330,6 +331,55 @@ static void test_append_tx(void **state)
             1);
     }
     assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_audit_log", 0, NULL), 3);
+}
+
+/* A change's row waits unsealed (SQLite: in host_audit_pending, one page of
+ * a table without an index per commit) and the transaction counts it; the
+ * next audit batch (a group commit) chains it first, so seq follows the
+ * order of the commits, and a rolled-back row never appears. */
+static void test_pending_sealed_in_commit_order(void **state)
+{
+    struct fx *f = *state;
+    struct db_conn *c = NULL;
+    struct audit_entry e;
+    struct audit_entry *v = NULL;
+    struct audit_query q = {0};
+    size_t n = 0;
+    const char *want[] = {"req-1", "tx-a", "tx-b", "gc-c"};
+
+    append_n(f->t->db, 1);
+    assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(db_begin(c), OT_OK);
+        assert_int_equal(db_txn_audit_rows(c), 0);
+        mkentry(&e, 5, "POST /tx", i == 0 ? "tx-a" : i == 1 ? "tx-rb" : "tx-b");
+        assert_int_equal(audit_append_tx(c, &e), OT_OK);
+        assert_int_equal(e.seq, 0);
+        assert_int_equal(db_txn_audit_rows(c), 1);
+        assert_int_equal(i == 1 ? db_rollback(c) : db_commit(c), OT_OK);
+    }
+    db_release(c);
+    if (!sec_t_is_pg()) {
+        assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_audit_pending", 0, NULL),
+                         2);
+        assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_audit_log", 0, NULL), 1);
+        mkentry(&e, 6, "POST /gc", "gc-c");
+        assert_int_equal(audit_append(f->t->db, &e), OT_OK);
+        assert_int_equal(e.seq, 4); /* after the two pending rows */
+        assert_int_equal(sec_t_int(f->t->db, "SELECT COUNT(*) FROM host_audit_pending", 0, NULL),
+                         0);
+    } else {
+        mkentry(&e, 6, "POST /gc", "gc-c");
+        assert_int_equal(audit_append(f->t->db, &e), OT_OK);
+    }
+    assert_int_equal(audit_list(f->t->db, &q, &v, &n, NULL), OT_OK);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(v[i].seq, (int64_t)i + 1);
+        assert_string_equal(v[i].request_id, want[i]);
+    }
+    free(v);
+    expect_verify(f->t->db, OT_OK, 0);
 }
 
 static void test_bad_entries(void **state)
@@ -636,6 +686,7 @@ static void test_migration_keeps_rows(void **state)
     int64_t bad = 0;
 
     sec_t_exec(f->t->db, "DROP TABLE host_audit_log; DROP TABLE host_audit_head;"
+                         " DROP TABLE host_audit_pending;"
                          " DELETE FROM schema_migrations WHERE service = 'audit'");
     snprintf(sql, sizeof sql,
              "CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, ts BIGINT NOT NULL,"
@@ -927,6 +978,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_append_and_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tamper_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_tx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_sealed_in_commit_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages_and_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_appends, setup, teardown),

@@ -659,6 +659,7 @@ ot_err db_begin(struct db_conn *c)
         }
         c->wlocked = true;
     }
+    c->txn_audit_rows = 0;
     err = c->db->ops->exec(c->impl, c->db->ops->begin_sql);
     db_wunlock(c);
     return err;
@@ -761,6 +762,18 @@ ot_err db_sql_values(const char *head, size_t rows, size_t cols, const char *tai
 bool db_in_txn(struct db_conn *c)
 {
     return c != NULL && c->db->ops->txn(c->impl) != DB_TXN_IDLE;
+}
+
+void db_txn_note_audit_row(struct db_conn *c)
+{
+    if (c != NULL) {
+        c->txn_audit_rows++;
+    }
+}
+
+unsigned db_txn_audit_rows(const struct db_conn *c)
+{
+    return c != NULL ? c->txn_audit_rows : 0;
 }
 
 ot_err db_exec(struct db_conn *c, const char *sql)

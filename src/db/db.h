@@ -153,6 +153,11 @@ ot_err db_run_tx(struct db *db, ot_err (*fn)(struct db_conn *c, void *arg), void
 ot_err db_commit(struct db_conn *c);
 ot_err db_rollback(struct db_conn *c);
 bool db_in_txn(struct db_conn *c);
+/* Audit rows appended in c's current transaction (audit_append_tx notes
+ * each; db_begin starts at 0): whether a change about to commit carries its
+ * own audit row. */
+void db_txn_note_audit_row(struct db_conn *c);
+unsigned db_txn_audit_rows(const struct db_conn *c);
 
 /* Runs SQL without parameters; several statements separated by ';' are allowed. Rows are
  * discarded. For DDL and fixed statements only: never paste values into sql. */

@@ -86,8 +86,9 @@ struct db_conn {
     struct db_conn *next_idle;
     struct db_stmt *bucket[DB_STMT_BUCKETS]; /* cached statements by SQL hash */
     unsigned n_cached;
-    struct db_stmt *out; /* statements handed out and not yet reset */
-    bool wlocked;        /* holds db->wmu (SQLite write transaction) */
+    struct db_stmt *out;     /* statements handed out and not yet reset */
+    bool wlocked;            /* holds db->wmu (SQLite write transaction) */
+    unsigned txn_audit_rows; /* db_txn_note_audit_row since db_begin */
 };
 
 struct db_stmt {

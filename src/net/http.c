@@ -365,6 +365,11 @@ bool net_req_idem(const struct net_req *req, const char **key, const uint8_t **r
     return true;
 }
 
+void net_req_change_audited(struct net_req *req)
+{
+    req->change_audited = true;
+}
+
 void net_req_idem_stored(struct net_req *req)
 {
     if (req->idem_ready) {
@@ -1054,6 +1059,7 @@ void net_finish(struct net_req *req)
                 resp->status >= 400 ? (resp->error_code[0] ? resp->error_code : "error") : NULL,
             .request_id = req->request_id,
             .client_ip = req->client_ip,
+            .change_audited = req->change_audited,
         };
         srv->cfg.ops.audit(srv->cfg.ops_ctx, &ev);
     }

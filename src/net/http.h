@@ -101,6 +101,7 @@ struct net_audit_event {
     const char *error_code; /* error slug when status >= 400, else NULL */
     const char *request_id;
     const char *client_ip;
+    bool change_audited; /* net_req_change_audited was called */
 };
 
 /* Callbacks the program plugs in (net does not link db). Each is optional
@@ -261,6 +262,11 @@ bool net_req_idem(const struct net_req *req, const char **key, const uint8_t **r
  * after the commit (a rolled-back record must not stop the server's own
  * store); no-op on other routes. */
 void net_req_idem_stored(struct net_req *req);
+/* The handler's change committed with the request's own audit row (action,
+ * resource, principal, request id): ops.audit gets ev->change_audited, and
+ * the program need not write a second row for the request's success.
+ * Call it only after the commit. */
+void net_req_change_audited(struct net_req *req);
 /* Strict parse of the body (duplicates rejected, size capped by max_body).
  * *out: new reference, release with json_free. Errors: OT_E_FORMAT + err. */
 ot_err net_req_json(const struct net_req *req, json_t **out, struct json_err *err);

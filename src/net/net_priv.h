@@ -135,6 +135,7 @@ struct net_req {
     uint8_t idem_hash[32]; /* request hash, set before the handler runs (idempotent routes) */
     bool idem_ready;       /* idem_key and idem_hash are set */
     bool idem_stored;      /* the handler stored its answer itself (net_req_idem_stored) */
+    bool change_audited;   /* its change committed with its audit row (net_req_change_audited) */
     struct ot_buf body;
     bool too_large;
     bool close; /* close the connection after the answer */

@@ -846,7 +846,9 @@ static bool svc_host_coarse(const struct svc_host *h, const char *method, const 
 /* Every state change and every refusal goes to the hash-chained log;
  * successful reads only with audit.reads (they are the hot path), and the
  * successes of routes their service audits itself (SVC_R_COARSE_AUDIT)
- * never. */
+ * never. A success whose change committed with its own row (svc_tx_commit
+ * after svc_audit in the transaction: same principal, request id and
+ * resource) gets no second row. */
 static void svc_host_audit(void *ctx, const struct net_audit_event *ev)
 {
     struct svc_host *h = ctx;
@@ -855,7 +857,8 @@ static void svc_host_audit(void *ctx, const struct net_audit_event *ev)
     bool read = strcmp(ev->method, "GET") == 0 || strcmp(ev->method, "HEAD") == 0;
 
     if (ev->status < 400
-        && ((read && !h->audit_reads) || svc_host_coarse(h, ev->method, ev->route))) {
+        && ((read && !h->audit_reads) || ev->change_audited
+            || svc_host_coarse(h, ev->method, ev->route))) {
         return;
     }
     memset(&e, 0, sizeof(e));

@@ -138,7 +138,9 @@ void svc_fail(struct net_resp *resp, ot_err err);
  * (scoped by principal id, as the host's ops.idem_get reads it), commits and
  * answers it, or on any failure rolls back and answers the error. It takes o
  * (NULL: out of memory); the body is serialised once, so the bytes kept are
- * the bytes sent. */
+ * the bytes sent. A change committed with its audit row (svc_audit on c)
+ * marks the request (net_req_change_audited): the host writes no second
+ * row for its success. */
 ot_err svc_tx_begin(struct svc_kit *k, struct db_conn **c);
 void svc_tx_abort(struct db_conn **c);
 ot_err svc_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp, int status,

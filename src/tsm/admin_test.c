@@ -44,6 +44,7 @@
     " DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                       \
     " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS host_audit_log;"               \
     " DROP TABLE IF EXISTS host_audit_log_off; DROP TABLE IF EXISTS host_audit_head;"           \
+    " DROP TABLE IF EXISTS host_audit_pending; DROP TABLE IF EXISTS host_audit_pending_off;"    \
     " DROP TABLE IF EXISTS idem_records; DROP TABLE IF EXISTS security_domains;"                \
     " DROP TABLE IF EXISTS secure_elements; DROP FUNCTION IF EXISTS tsm_se_notify();"           \
     " DELETE FROM schema_migrations WHERE service IN ('auth', 'audit', 'idem', 'tsm')"
@@ -53,8 +54,13 @@
 #define SD_PATH "/tsm/v1/secure-elements/" SD_CIN "/security-domains"
 #define SD_AID  "A000000151000001"
 
-#define AUDIT_OFF "ALTER TABLE host_audit_log RENAME TO host_audit_log_off"
-#define AUDIT_ON  "ALTER TABLE host_audit_log_off RENAME TO host_audit_log"
+/* The change's row goes to host_audit_pending on SQLite, to the log on PostgreSQL. */
+#define AUDIT_OFF                                              \
+    "ALTER TABLE host_audit_log RENAME TO host_audit_log_off;" \
+    " ALTER TABLE host_audit_pending RENAME TO host_audit_pending_off"
+#define AUDIT_ON                                               \
+    "ALTER TABLE host_audit_log_off RENAME TO host_audit_log;" \
+    " ALTER TABLE host_audit_pending_off RENAME TO host_audit_pending"
 
 struct fx {
     struct sec_t *t;

@@ -77,7 +77,9 @@ OP_ID=$(sql "SELECT id FROM host_principals WHERE kind = 1 AND name = 'root-op'"
 # 2. The audit table is gone: nothing may change, for a new operator and for
 #    an existing one.
 before=$(state)
-sql "ALTER TABLE host_audit_log RENAME TO host_audit_log_off"
+# (the change's row goes to host_audit_pending, the sealer's to the log)
+sql "ALTER TABLE host_audit_log RENAME TO host_audit_log_off;
+     ALTER TABLE host_audit_pending RENAME TO host_audit_pending_off"
 AUDIT_T=host_audit_log_off
 during=$(state)
 [ "$during" = "$before" ] || fail "state() does not follow the renamed table"
@@ -89,7 +91,8 @@ boot root-op
 expect_fail 1 'bootstrap of operator "root-op" failed: cannot write the audit row: .*; nothing was changed' \
     "existing operator, audit table gone"
 [ "$(state)" = "$during" ] || fail "a failed bootstrap of root-op changed the database: $(state)"
-sql "ALTER TABLE host_audit_log_off RENAME TO host_audit_log"
+sql "ALTER TABLE host_audit_log_off RENAME TO host_audit_log;
+     ALTER TABLE host_audit_pending_off RENAME TO host_audit_pending"
 AUDIT_T=host_audit_log
 [ "$(state)" = "$before" ] || fail "the database differs after the failed bootstraps: $(state)"
 

@@ -135,7 +135,7 @@ cmp -s "$TSMD_WORK/want2" "$TSMD_WORK/s2.ids" ||
     fail "resume got $(tr '\n' ' ' <"$TSMD_WORK/s2.ids"), want $(tr '\n' ' ' <"$TSMD_WORK/want2")"
 
 # ---- resuming from the start: a backlog far larger than the buffer ----
-for i in $(seq 1 40); do mk "bulk-$i"; done
+for i in $(seq 1 100); do mk "bulk-$i"; done
 audit_after 0 >"$TSMD_WORK/want3"
 W=$(wc -l <"$TSMD_WORK/want3")
 [ "$W" -ge 80 ] || fail "only $W audit rows for the backlog"

@@ -49,7 +49,7 @@ db_dump() {
     local t cols
     sq "SELECT type, name, sql FROM sqlite_master ORDER BY type, name"
     for t in $(sq "SELECT name FROM sqlite_master WHERE type = 'table'
-                   AND name NOT IN ('host_audit_log', 'host_audit_head') ORDER BY name"); do
+                   AND name NOT IN ('host_audit_log', 'host_audit_head', 'host_audit_pending') ORDER BY name"); do
         cols=$(sq "SELECT group_concat(name, ', ') FROM pragma_table_info('$t')
                    WHERE NOT ('$t' = 'host_tokens' AND name = 'last_used_at')")
         sq ".mode quote" "SELECT '$t', $cols FROM \"$t\"" | sort

@@ -117,7 +117,8 @@ api GET /testsvc/b/v1/items "$OP_TOKEN"
 [ "$(jq '.items | length' "$TSMD_WORK/resp")" = 4 ] || fail "b lists $(cat "$TSMD_WORK/resp")"
 # A route its service audits at a coarser level (SVC_R_COARSE_AUDIT) gets
 # no per-request audit row for a success; the same change on an ordinary
-# route gets its rows (the service's, in its transaction, and the host's).
+# route gets its row (the service's, in its transaction: the host writes no
+# second one for the request's success), and a failure gets the host's.
 api POST /testsvc/a/v1/events "$TA" '{"name":"e1"}' -H "X-Request-Id: ev-fine"
 [ "$API_STATUS" = 201 ] || fail "POST events: $API_STATUS"
 api POST /testsvc/a/v1/events-coarse "$TA" '{"name":"e2"}' -H "X-Request-Id: ev-coarse"
@@ -128,7 +129,9 @@ audit_rows() { # audit_rows REQUEST_ID: rows of that request (the id may be name
     api GET "/admin/v1/audit?limit=1000" "$OP_TOKEN"
     jq --arg r "$1" '[.items[] | select(.request_id | endswith($r))] | length' "$TSMD_WORK/resp"
 }
-[ "$(audit_rows ev-fine)" = 2 ] || fail "an audited event has $(audit_rows ev-fine) rows, want 2"
+[ "$(audit_rows ev-fine)" = 1 ] || fail "an audited event has $(audit_rows ev-fine) rows, want 1"
+[ "$(jq -r '[.items[] | select(.request_id | endswith("ev-fine")) | .action] | join(",")' \
+    "$TSMD_WORK/resp")" = testsvc.event ] || fail "the audited event's row is not the service's"
 [ "$(audit_rows ev-coarse)" = 0 ] || fail "a coarse-audited event has per-request rows"
 [ "$(audit_rows ev-coarse-bad)" = 1 ] || fail "a refused coarse-audited request is not audited"
 # http.metrics (default operator): no credentials, no metrics.
