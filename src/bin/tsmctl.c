@@ -109,6 +109,7 @@ static const char ctl_usage[] =
     "  sp activate|deactivate|lock|unlock|delete   a service instance's life cycle\n"
     "  sp communications|comm-start|comm-end|script|relay   scripts to the card\n"
     "  sp dm-token|dm-receipt   Delegated Management tokens and receipts\n"
+    "  sp webhook|webhook-put|deliveries   completions told to the SP, their log\n"
     "  tsm mno-put|mnos|service-add|services|audit   the TSM operator's side\n"
     "\n"
     "global options:\n"
@@ -391,6 +392,17 @@ static const struct ctl_cmd_help ctl_helps[] = {
                     "Asks the central TSM to approve one plain INSTALL or DELETE of a Delegated\n"
                     "Management SD (token field empty); prints the token id and the command\n"
                     "with its token, to send in the SD's own secure channel.\n"},
+    {"sp webhook", "usage: tsmctl sp webhook\n"
+                   "\n"
+                   "The SP's webhook: its URL and the secret's version (never the secret).\n"},
+    {"sp webhook-put", "usage: tsmctl sp webhook-put --url-of URL --secret-file FILE\n"
+                       "\n"
+                       "Where the SP's completed operations are POSTed, signed with HMAC-SHA-256\n"
+                       "under the secret in FILE (16 to 128 bytes).\n"},
+    {"sp deliveries", "usage: tsmctl sp deliveries [--limit N]\n"
+                      "\n"
+                      "The SP's webhook deliveries, oldest first: event, state (pending,\n"
+                      "delivered, failed), attempts and the last error (--json: each attempt).\n"},
     {"sp dm-receipt", "usage: tsmctl sp dm-receipt TOKEN_ID R-APDU\n"
                       "\n"
                       "Hands the card's answer (data and status word) to the tokened command\n"
@@ -998,6 +1010,27 @@ static int ctl_read_file(const char *path, char **data, size_t *len)
     (*data)[got] = '\0';
     *len = got;
     return CTL_OK;
+}
+
+/* Puts the secret in file (trailing newlines dropped) into body as name;
+ * the read copy is wiped. */
+static int ctl_put_file_secret(json_t *body, const char *name, const char *file)
+{
+    char *sec = NULL;
+    size_t sl = 0;
+    ot_err err;
+    int rc = ctl_read_file(file, &sec, &sl);
+
+    if (rc != CTL_OK) {
+        return rc;
+    }
+    while (sl > 0 && (sec[sl - 1] == '\n' || sec[sl - 1] == '\r')) {
+        sec[--sl] = '\0';
+    }
+    err = json_put_strn(body, name, sec, sl);
+    ot_mem_wipe(sec, sl);
+    free(sec);
+    return err == OT_OK ? CTL_OK : ctl_fail(CTL_LOCAL, "%s: the secret is not text", file);
 }
 
 struct ctl_import {
@@ -2315,8 +2348,6 @@ static int ctl_cms_superv(struct tsm_client *c, const char *sub, const struct ct
     if (strcmp(sub, "notify") == 0) {
         const char *sf = ctl_get(a, "--secret-file");
         const char *ev = ctl_get(a, "--events");
-        char *secret = NULL;
-        size_t len = 0;
         if ((ctl_get(a, "--email") != NULL
              && json_put_str(body, "email", ctl_get(a, "--email")) != OT_OK)
             || (ctl_get(a, "--webhook") != NULL
@@ -2326,20 +2357,10 @@ static int ctl_cms_superv(struct tsm_client *c, const char *sub, const struct ct
             return ctl_fail(CTL_LOCAL, "out of memory");
         }
         if (sf != NULL) {
-            rc = ctl_read_file(sf, &secret, &len);
+            rc = ctl_put_file_secret(body, "webhook_secret", sf);
             if (rc != CTL_OK) {
                 json_free(body);
                 return rc;
-            }
-            while (len > 0 && (secret[len - 1] == '\n' || secret[len - 1] == '\r')) {
-                secret[--len] = '\0';
-            }
-            err = json_put_strn(body, "webhook_secret", secret, len);
-            ot_mem_wipe(secret, len);
-            free(secret);
-            if (err != OT_OK) {
-                json_free(body);
-                return ctl_fail(CTL_LOCAL, "%s: the secret is not text", sf);
             }
         }
         snprintf(path, sizeof(path), "/cms/v1/subscribers/%s/notifications", id);
@@ -2669,6 +2690,58 @@ out:
     return rc;
 }
 
+/* The SP's webhook (docs/tsm.md §6): its settings and its delivery log. */
+static int ctl_sp_webhook(struct tsm_client *c, const char *sub, const struct ctl_args *a,
+                          size_t max)
+{
+    static const char *const cols[] = {"id", "event", "state", "attempts", "last_error"};
+    struct tsm_client_err e;
+    json_t *body = NULL;
+    json_t *doc = NULL;
+    char path[96];
+    char help[80];
+    ot_err err;
+
+    snprintf(help, sizeof(help), "sp %s", sub);
+    if (a->npos != 0) {
+        return ctl_help(help, true);
+    }
+    if (strcmp(sub, "webhook") == 0) {
+        err = tsm_client_json(c, "GET", "/tsm/v1/webhook", NULL, NULL, &doc, &e);
+        return ctl_show(err, &doc, &e);
+    }
+    if (strcmp(sub, "deliveries") == 0) {
+        snprintf(path, sizeof(path), "/tsm/v1/webhook/deliveries?limit=%zu",
+                 max > 0 ? max : (size_t)100);
+        err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
+        if (g_json) {
+            return ctl_show(err, &doc, &e);
+        }
+        return ctl_cms_list(err, &doc, &e, cols, 5);
+    }
+    {
+        const char *url = ctl_get(a, "--url-of");
+        const char *sf = ctl_get(a, "--secret-file");
+        int rc;
+        if (url == NULL || sf == NULL) {
+            return ctl_help(help, true);
+        }
+        body = json_obj_new();
+        if (body == NULL || json_put_str(body, "url", url) != OT_OK) {
+            json_free(body);
+            return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+        rc = ctl_put_file_secret(body, "secret", sf);
+        if (rc != CTL_OK) {
+            json_free(body);
+            return rc;
+        }
+        err = tsm_client_json(c, "PUT", "/tsm/v1/webhook", body, NULL, &doc, &e);
+        json_free(body);
+        return ctl_show(err, &doc, &e);
+    }
+}
+
 /* Delegated Management: a token for a plain command, the card's answer
  * back (docs/tsm.md §7). */
 static int ctl_sp_dm(struct tsm_client *c, const char *sub, const struct ctl_args *a)
@@ -2771,6 +2844,10 @@ static int ctl_sp(struct tsm_client *c, const char *sub, const struct ctl_args *
     }
     if (strcmp(sub, "dm-token") == 0 || strcmp(sub, "dm-receipt") == 0) {
         return ctl_sp_dm(c, sub, a);
+    }
+    if (strcmp(sub, "webhook") == 0 || strcmp(sub, "webhook-put") == 0
+        || strcmp(sub, "deliveries") == 0) {
+        return ctl_sp_webhook(c, sub, a, max);
     }
     if (!ctl_id_ok(id)) {
         return ctl_help(help, true);
@@ -2914,31 +2991,19 @@ static int ctl_tsm(struct tsm_client *c, const char *sub, const struct ctl_args 
         const char *url = ctl_get(a, "--url-of");
         const char *tf = ctl_get(a, "--token-file");
         const char *ca = ctl_get(a, "--ca-file");
-        char *tok = NULL;
-        size_t tl = 0;
         if (url == NULL || tf == NULL || !ctl_cms_id_ok(a->pos[0])) {
             return ctl_help(help, true);
         }
-        rc = ctl_read_file(tf, &tok, &tl);
-        if (rc != CTL_OK) {
-            return rc;
-        }
-        while (tl > 0 && (tok[tl - 1] == '\n' || tok[tl - 1] == '\r')) {
-            tok[--tl] = '\0';
-        }
         body = json_obj_new();
-        err = body == NULL ? OT_E_NOMEM : json_put_str(body, "url", url);
-        if (err == OT_OK) {
-            err = json_put_strn(body, "token", tok, tl);
-        }
-        if (err == OT_OK && ca != NULL) {
-            err = json_put_str(body, "ca", ca);
-        }
-        ot_mem_wipe(tok, tl);
-        free(tok);
-        if (err != OT_OK) {
+        if (body == NULL || json_put_str(body, "url", url) != OT_OK
+            || (ca != NULL && json_put_str(body, "ca", ca) != OT_OK)) {
             json_free(body);
             return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+        rc = ctl_put_file_secret(body, "token", tf);
+        if (rc != CTL_OK) {
+            json_free(body);
+            return rc;
         }
         snprintf(path, sizeof(path), "/tsm/v1/mnos/%s", a->pos[0]);
         err = tsm_client_json(c, "PUT", path, body, NULL, &doc, &e);
@@ -3082,6 +3147,9 @@ static const struct {
     {"sp script", " --purpose --json "},
     {"sp relay", " --sd --kvn --keys --cin --json "},
     {"sp dm-token", " --json "},
+    {"sp webhook", " --json "},
+    {"sp webhook-put", " --url-of --secret-file --json "},
+    {"sp deliveries", " --limit --json "},
     {"sp dm-receipt", " --json "},
     {"sp op", " --json "},
     {"tsm mno-put", " --url-of --token-file --ca-file --json "},

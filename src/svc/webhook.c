@@ -8,6 +8,7 @@
 #include "db/db.h"
 #include "db/keystore.h"
 #include "net/client.h"
+#include "net/json.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -738,4 +739,105 @@ void svc_outbox_free(struct svc_outbox *ob)
     pthread_cond_destroy(&ob->cv);
     pthread_mutex_destroy(&ob->mu);
     free(ob);
+}
+
+/* ---- the delivery log ------------------------------------------------------ */
+
+static ot_err ob_put_text_col(struct db_stmt *st, int col, json_t *o, const char *key)
+{
+    const char *v = NULL;
+
+    if (db_col_text(st, col, &v) != OT_OK || v == NULL) {
+        return json_put_null(o, key);
+    }
+    return json_put_str(o, key, v);
+}
+
+static ot_err ob_put_int_col(struct db_stmt *st, int col, json_t *o, const char *key)
+{
+    int64_t v = 0;
+
+    if (db_col_is_null(st, col)) {
+        return json_put_null(o, key);
+    }
+    if (db_col_int64(st, col, &v) != OT_OK) {
+        return OT_E_DB;
+    }
+    return json_put_int(o, key, v);
+}
+
+ot_err svc_outbox_delivery_json(struct db_conn *c, int64_t id, json_t **out)
+{
+    struct db_stmt *st = NULL;
+    json_t *o = NULL;
+    json_t *log = NULL;
+    const char *state = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    *out = NULL;
+    OT_TRY(db_prepare(c,
+                      "SELECT id, channel, event, target, state, attempts, created_at,"
+                      " delivered_at, next_at, last_error FROM svc_outbox WHERE id = $1",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, id));
+    OT_TRY(db_step(st, &row));
+    if (!row) {
+        OT_FAIL(OT_E_NOT_FOUND);
+    }
+    o = json_obj_new();
+    if (o == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(ob_put_int_col(st, 0, o, "id"));
+    OT_TRY(ob_put_text_col(st, 1, o, "channel"));
+    OT_TRY(ob_put_text_col(st, 2, o, "event"));
+    OT_TRY(ob_put_text_col(st, 3, o, "target"));
+    OT_TRY(ob_put_text_col(st, 4, o, "state"));
+    OT_TRY(ob_put_int_col(st, 5, o, "attempts"));
+    OT_TRY(ob_put_int_col(st, 6, o, "created_at_ms"));
+    OT_TRY(ob_put_int_col(st, 7, o, "delivered_at_ms"));
+    OT_TRY(db_col_text(st, 4, &state));
+    if (state != NULL && strcmp(state, "pending") == 0) {
+        OT_TRY(ob_put_int_col(st, 8, o, "next_at_ms"));
+    } else {
+        OT_TRY(json_put_null(o, "next_at_ms"));
+    }
+    OT_TRY(ob_put_text_col(st, 9, o, "last_error"));
+    db_reset(st);
+    st = NULL;
+    log = json_arr_new();
+    if (log == NULL) {
+        OT_FAIL(OT_E_NOMEM);
+    }
+    OT_TRY(db_prepare(c,
+                      "SELECT attempt, at, status, error, ms FROM svc_outbox_log WHERE msg = $1"
+                      " ORDER BY id",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, id));
+    for (;;) {
+        json_t *a;
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        a = json_obj_new();
+        if (a == NULL || json_push(log, a) != OT_OK) {
+            OT_FAIL(OT_E_NOMEM);
+        }
+        OT_TRY(ob_put_int_col(st, 0, a, "attempt"));
+        OT_TRY(ob_put_int_col(st, 1, a, "at_ms"));
+        OT_TRY(ob_put_int_col(st, 2, a, "status"));
+        OT_TRY(ob_put_text_col(st, 3, a, "error"));
+        OT_TRY(ob_put_int_col(st, 4, a, "ms"));
+    }
+    OT_TRY(json_put(o, "log", log));
+    log = NULL;
+    *out = o;
+    o = NULL;
+out:
+    db_reset(st);
+    json_free(log);
+    json_free(o);
+    return err;
 }

@@ -34,6 +34,7 @@
 #define OT_SVC_WEBHOOK_H
 
 #include "core/err.h"
+#include "net/json.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -108,6 +109,14 @@ void svc_outbox_kick(struct svc_outbox *ob);
  * a minute (and on the first pass) it also removes the owner's delivered and
  * failed rows older than keep_s, with their log rows. */
 ot_err svc_outbox_once(struct svc_outbox *ob, unsigned *sent, unsigned *failed);
+
+/* One message as an item of a delivery log (an expand of svc_list, kit.h:
+ * the caller's SQL selects the ids of the rows its principal may read):
+ * {"id", "channel", "event", "target", "state" (pending, delivered, failed),
+ * "attempts", "created_at_ms", "delivered_at_ms", "next_at_ms" (pending),
+ * "last_error", "log": [{"attempt", "at_ms", "status", "error", "ms"}]}.
+ * Never the body nor the key. OT_E_NOT_FOUND when there is no such row. */
+ot_err svc_outbox_delivery_json(struct db_conn *c, int64_t id, json_t **out);
 
 /* Signature of a webhook body: out = "v1=" + hex(HMAC-SHA-256(key,
  * "<ts>.<body>")), NUL-terminated (cap >= SVC_WEBHOOK_SIG_LEN + 1). */

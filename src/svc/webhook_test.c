@@ -289,6 +289,29 @@ static void test_deliver_retry_log(void **state)
         q_int(f, "SELECT status FROM svc_outbox_log WHERE msg = $1 AND attempt = 1", id), 503);
     assert_int_equal(
         q_int(f, "SELECT status FROM svc_outbox_log WHERE msg = $1 AND attempt = 2", id), 204);
+    /* ... as a delivery-log item: state, attempts, each attempt; no body */
+    {
+        struct db_conn *c = NULL;
+        json_t *item = NULL;
+        json_t *none = NULL;
+        const json_t *log;
+        assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
+        assert_int_equal(svc_outbox_delivery_json(c, id, &item), OT_OK);
+        assert_int_equal(svc_outbox_delivery_json(c, id + 1000, &none), OT_E_NOT_FOUND);
+        assert_null(none);
+        db_release(c);
+        assert_string_equal(json_string_value(json_object_get(item, "state")), "delivered");
+        assert_string_equal(json_string_value(json_object_get(item, "event")), "card.destroyed");
+        assert_int_equal(json_integer_value(json_object_get(item, "attempts")), 2);
+        assert_null(json_object_get(item, "body"));
+        log = json_object_get(item, "log");
+        assert_int_equal(json_array_size(log), 2);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(log, 0), "status")),
+                         503);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(log, 1), "status")),
+                         204);
+        json_free(item);
+    }
     /* nothing due any more */
     assert_int_equal(svc_outbox_once(ob, &sent, &failed), OT_OK);
     assert_int_equal(sent + failed, 0);

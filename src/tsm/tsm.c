@@ -229,6 +229,7 @@ static const struct svc_route tsm_route_table[] = {
     {"GET", "/operations/{id}", TSM_OP_SP, false, tsm_h_op_get, NULL, 0},
     {"PUT", "/webhook", NET_P_SP, false, tsm_h_webhook_put, NULL, 0},
     {"GET", "/webhook", NET_P_SP, false, tsm_h_webhook_get, NULL, 0},
+    {"GET", "/webhook/deliveries", NET_P_SP, false, tsm_h_webhook_deliveries, tsm_q_page, 0},
     /* Delegated Management and third-party TSMs (tsm_dm.c). */
     {"PUT", "/secure-elements/{cin}/dm-keys", TSM_OP, false, tsm_h_dm_keys_put, NULL, 0},
     {"POST", "/secure-elements/{cin}/security-domains/{aid}/relay", NET_P_SP, false, tsm_h_sd_relay,

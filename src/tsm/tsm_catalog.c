@@ -510,7 +510,7 @@ out:
 
 /* ---- the SPs' webhooks ---------------------------------------------------- */
 
-static void tsm_webhook_key(int64_t sp, char *out, size_t cap)
+void tsm_webhook_key(int64_t sp, char *out, size_t cap)
 {
     snprintf(out, cap, "webhook.%lld", (long long)sp);
 }

@@ -172,6 +172,11 @@ void tsm_h_webhook_get(struct net_req *req, struct net_resp *resp, void *ctx);
  * in c's transaction; the caller kicks the outbox after the commit. */
 ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char *event,
                         const json_t *body);
+/* The key-store name of sp's webhook secret (owner TSM_KS_OWNER), which
+ * also marks its messages in the kit's outbox. */
+void tsm_webhook_key(int64_t sp, char *out, size_t cap);
+/* GET /webhook/deliveries: the caller's delivery log (tsm_hooklog.c). */
+void tsm_h_webhook_deliveries(struct net_req *req, struct net_resp *resp, void *ctx);
 /* Delegated Management and third-party TSMs (tsm_dm.c). */
 void tsm_h_dm_keys_put(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_sd_relay(struct net_req *req, struct net_resp *resp, void *ctx);

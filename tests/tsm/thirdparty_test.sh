@@ -25,7 +25,11 @@
 #    which the central TSM refuses to wrap for it (409 keys_rotated) and
 #    relays the third party's own SCP03 session.
 #
-# usage: thirdparty_test.sh TSMD TSMCTL SE_AGENT VSE PROFILES_DIR
+# 4. The third party's webhook (docs/tsm.md §6): its completions are POSTed
+#    signed (tests/cms/hooksink checks each signature) and its delivery log
+#    lists them with their attempts; bank3's log does not.
+#
+# usage: thirdparty_test.sh TSMD TSMCTL SE_AGENT VSE PROFILES_DIR HOOKSINK
 set -euo pipefail
 
 TSMD=$1
@@ -33,6 +37,7 @@ TSMCTL=$2
 AGENT=$3
 VSE=$4
 PROFILES=$5
+HOOKSINK=$6
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
@@ -199,6 +204,18 @@ diff "$W/db0f.sql" "$W/db2f.sql" >/dev/null \
 note "403/409/404/400 and forged, replayed and used receipts refused: card and database unchanged"
 
 # --- 3. a third-party TSM with Authorized Management (figure 8) ---------------
+HOOKSECRET=transit-tsm-webhook-secret-0123
+mkdir -p "$W/hooks"
+"$HOOKSINK" "$W/hooks" "$HOOKSECRET" >>"$W/hooksink.log" 2>&1 &
+TSMD_EXTRA_PIDS+=("$!")
+for _ in $(seq 1 100); do
+    [ -s "$W/hooks/http.port" ] && break
+    sleep 0.05
+done
+(umask 077 && printf '%s\n' "$HOOKSECRET" >"$W/hook.secret")
+ctl "$TTP" sp webhook-put --url-of "http://127.0.0.1:$(cat "$W/hooks/http.port")/hook" \
+    --secret-file "$W/hook.secret" >"$W/hook.out" 2>&1 || fail "webhook-put: $(cat "$W/hook.out")"
+grep -q "$HOOKSECRET" "$W/hook.out" && fail "the secret is answered"
 api POST "$T/service-instances" "$TTP" "{\"msisdn\":\"33600000002\",\"service_id\":$STP,\"qualifier\":\"transit\"}"
 expect_status 201 "the third party's SD and instance"
 jq -e '.state == "done" and .instance.state == "UnderDeployment:Installed"' "$W/resp" >/dev/null \
@@ -228,4 +245,35 @@ api GET "$T/service-instances/$ITP" "$TTP"
 jq -e '.keys == "sp" and .state == "UnderDeployment:Installed"' "$W/resp" >/dev/null \
     || fail "the third party's instance: $(cat "$W/resp")"
 note "third-party SD with Authorized Management created and handed over; after its rotation 409 keys_rotated and its own session relayed"
+
+# --- 4. the third party's webhook and its delivery log ------------------------
+for _ in $(seq 1 100); do
+    [ "$(grep -c ' operation.done ok ' "$W/hooks/hooks" 2>/dev/null || true)" -ge 2 ] && break
+    sleep 0.1
+done
+grep -q ' bad ' "$W/hooks/hooks" && fail "a delivery with a bad signature"
+[ "$(grep -c ' operation.done ok ' "$W/hooks/hooks" || true)" -ge 2 ] \
+    || fail "the third party's webhook: $(cat "$W/hooks/hooks" 2>/dev/null)"
+for _ in $(seq 1 100); do
+    api GET "$T/webhook/deliveries?limit=10" "$TTP"
+    jq -e '[.items[] | select(.state == "delivered")] | length >= 2' "$W/resp" >/dev/null && break
+    sleep 0.1
+done
+expect_status 200 "the delivery log"
+jq -e '.items | length >= 2 and all(.[]; .event | startswith("operation."))' "$W/resp" >/dev/null \
+    || fail "the delivery log: $(cat "$W/resp")"
+jq -e '[.items[] | select(.state == "delivered" and .attempts >= 1
+        and (.log[-1].status >= 200 and .log[-1].status < 300))] | length >= 2' "$W/resp" >/dev/null \
+    || fail "the delivery log's attempts: $(cat "$W/resp")"
+jq -e '[.items[] | has("body") or has("secret")] | any | not' "$W/resp" >/dev/null \
+    || fail "the log answers bodies or secrets"
+api GET "$T/webhook/deliveries?limit=1" "$TTP"
+jq -e '(.items | length == 1) and (.next_cursor | type == "string")' "$W/resp" >/dev/null \
+    || fail "the log's paging: $(cat "$W/resp")"
+api GET "$T/webhook/deliveries" "$TB3"
+expect_status 200 "bank3's log"
+jq -e '.items == []' "$W/resp" >/dev/null || fail "bank3 sees deliveries: $(cat "$W/resp")"
+ctl "$TTP" sp deliveries --limit 10 >"$W/deliv.out" 2>&1 || fail "sp deliveries: $(cat "$W/deliv.out")"
+grep -q 'operation.done *delivered' "$W/deliv.out" || fail "sp deliveries: $(cat "$W/deliv.out")"
+note "the third party's completions POSTed signed; its delivery log lists them with their attempts"
 echo "tsm.thirdparty: ok"
