@@ -54,8 +54,7 @@ struct db_conn;
 #define AUDIT_LIST_MAX     1000u /* most rows one audit_list call returns */
 
 struct audit_entry {
-    int64_t id;              /* insertion id, set by audit_append (SQLite's audit_append_tx: in
-                                host_audit_pending) */
+    int64_t id;              /* insertion id, set by audit_append (0 from SQLite's _tx) */
     int64_t seq;             /* chain position: 0 until sealed (audit_append sets 0) */
     int64_t ts;              /* unix milliseconds; 0 on append: now */
     unsigned principal_kind; /* authstore_kind bit; 0: unauthenticated */
