@@ -49,7 +49,7 @@ else
     DB="sqlite:$W/var/tsmd.db"
 fi
 tsmd_config "$DB" "log.level=info" "services.enabled=cms" "cms.tick_ms=50" \
-    "cms.notify_tick_ms=50" "cms.superv_sources=paysys, other"
+    "cms.notify_tick_ms=50" "cms.superv_sources=paysys, other" "cms.superv_card_ttl_ms=0"
 tsmd_bootstrap ops
 tsmd_start
 C=/cms/v1
@@ -200,7 +200,8 @@ post1 "$TP" '{"id":"b3","card_id":"blk","at":'$T',"merchant":"m-fence"}'
 # --- any use of a card reported lost ---------------------------------------------------------
 api POST $C/cards/lost/lock "$TA" '{"reason":"lost"}' -H "Idempotency-Key: lost-1"
 expect_status 202 "alice reports lost"
-sleep 1.1 # the card's state as supervision sees it is at most superv_card_ttl_ms old
+# (superv_card_ttl_ms=0: supervision reads the card's state for every event;
+# cms.superv_accept runs with the default cache)
 post1 "$TP" "$(ev l1 lost 0)"
 jq -e '.decisions[0].rule == "lost" and .decisions[0].action == "destroy" and .decisions[0].outcome == "awaiting_destroy"' \
     "$W/resp" >/dev/null || fail "lost card decision: $(cat "$W/resp")"
