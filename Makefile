@@ -48,7 +48,9 @@ build: deps
 # (scripts/demo_tsmd.sh); payments (scripts/demo_pay.sh); over the air, a phone
 # with its SEs and se-agent, jobs online and offline (scripts/demo_ota.sh); a
 # bank provisioning its payment service on a phone's eSE through the central
-# TSM, then paying with it (scripts/demo_tsm.sh); a
+# TSM, then paying with it (scripts/demo_tsm.sh); a bank managing its own
+# application under Delegated Management with the TSM's tokens and receipts,
+# and a transit operator's TSM handed its own SD (scripts/demo_tsm_dm.sh); a
 # phone lost while on and one stolen while off, their cards destroyed
 # (scripts/demo_cms.sh); a card used illegally, destroyed by supervision
 # (scripts/demo_superv.sh). `make demo-scp03` shows only the host library's SCP03
@@ -59,6 +61,7 @@ demo: build
 	@bash scripts/demo_pay.sh $(BUILD)
 	@bash scripts/demo_ota.sh $(BUILD)
 	@bash scripts/demo_tsm.sh $(BUILD)
+	@bash scripts/demo_tsm_dm.sh $(BUILD)
 	@bash scripts/demo_cms.sh $(BUILD)
 	@bash scripts/demo_superv.sh $(BUILD)
 	@bash scripts/demo_console.sh $(BUILD)

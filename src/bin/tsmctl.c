@@ -110,7 +110,7 @@ static const char ctl_usage[] =
     "  sp communications|comm-start|comm-end|script|relay   scripts to the card\n"
     "  sp dm-token|dm-receipt   Delegated Management tokens and receipts\n"
     "  sp webhook|webhook-put|deliveries   completions told to the SP, their log\n"
-    "  tsm mno-put|mnos|service-add|services|audit   the TSM operator's side\n"
+    "  tsm mno-put|mnos|service-add|services|audit|dm-keys   the TSM operator's side\n"
     "\n"
     "global options:\n"
     "  --profile NAME   profile from ~/.config/opentsm/config (env OPENTSM_PROFILE)\n"
@@ -411,6 +411,11 @@ static const struct ctl_cmd_help ctl_helps[] = {
     {"tsm mno-put",
      "usage: tsmctl tsm mno-put NAME --url-of URL --token-file FILE [--ca-file FILE]\n"},
     {"tsm mnos", "usage: tsmctl tsm mnos [--limit N]\n"},
+    {"tsm dm-keys", "usage: tsmctl tsm dm-keys CIN --token-key-file FILE --receipt-key-file FILE\n"
+                    "\n"
+                    "The SE's Delegated Management keys (hex AES keys in the files): the token\n"
+                    "key (KVN 70) and the receipt key (KVN 71); kept in the key store, never\n"
+                    "shown.\n"},
     {"tsm service-add",
      "usage: tsmctl tsm service-add FILE (one JSON service, docs/api/tsm.yaml)\n"},
     {"tsm services", "usage: tsmctl tsm services [--limit N]\n"},
@@ -2987,6 +2992,30 @@ static int ctl_tsm(struct tsm_client *c, const char *sub, const struct ctl_args 
         }
         return ctl_show(err, &doc, &e);
     }
+    if (strcmp(sub, "dm-keys") == 0) {
+        const char *tk = ctl_get(a, "--token-key-file");
+        const char *rk = ctl_get(a, "--receipt-key-file");
+        if (tk == NULL || rk == NULL
+            || strspn(a->pos[0], "0123456789abcdefABCDEF") != strlen(a->pos[0])) {
+            return ctl_help(help, true);
+        }
+        body = json_obj_new();
+        if (body == NULL) {
+            return ctl_fail(CTL_LOCAL, "out of memory");
+        }
+        rc = ctl_put_file_secret(body, "token_key", tk);
+        if (rc == CTL_OK) {
+            rc = ctl_put_file_secret(body, "receipt_key", rk);
+        }
+        if (rc != CTL_OK) {
+            json_free(body);
+            return rc;
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/secure-elements/%s/dm-keys", a->pos[0]);
+        err = tsm_client_json(c, "PUT", path, body, NULL, &doc, &e);
+        json_free(body);
+        return ctl_show(err, &doc, &e);
+    }
     if (strcmp(sub, "mno-put") == 0) {
         const char *url = ctl_get(a, "--url-of");
         const char *tf = ctl_get(a, "--token-file");
@@ -3040,36 +3069,66 @@ static const struct ctl_opt ctl_global_opts[] = {{"--profile", true, false}, {"-
                                                  {"--cert", true, false},    {"--key", true, false},
                                                  {"--json", false, false},   {NULL, false, false}};
 
-static const struct ctl_opt ctl_cmd_opts[] = {
-    {"--format", true, false},       {"--chunk", true, false},
-    {"--msisdn", true, true},        {"--imsi", true, false},
-    {"--id-only", false, false},     {"--mno", true, false},
-    {"--type", true, false},         {"--limit", true, false},
-    {"--aid", true, false},          {"--sp", true, false},
-    {"--privileges", true, false},   {"--lcs", true, false},
-    {"--principal-id", true, false}, {"--kind", true, false},
-    {"--name", true, false},         {"--ttl-days", true, false},
-    {"--label", true, false},        {"--token-only", false, false},
-    {"--db", true, false},           {"--action", true, false},
-    {"--request-id", true, false},   {"--display-name", true, false},
-    {"--imei", true, false},         {"--json", false, false},
-    {"--instance", true, false},     {"--cin", true, true},
-    {"--from", true, false},         {"--endpoint", true, false},
-    {"--pub", true, false},          {"--key-type", true, false},
-    {"--key-file", true, false},     {"--dongle-pub", true, false},
-    {"--state", true, false},        {"--reason", true, false},
-    {"--note", true, false},         {"--mode", true, false},
-    {"--scope", true, false},        {"--qualifier", true, false},
-    {"--max-scripts", true, false},  {"--max-bytes", true, false},
-    {"--status", true, false},       {"--purpose", true, false},
-    {"--sd", true, false},           {"--kvn", true, false},
-    {"--keys", true, false},         {"--url-of", true, false},
-    {"--token-file", true, false},   {"--ca-file", true, false},
-    {"--max", true, false},          {"--window-s", true, false},
-    {"--min-s", true, false},        {"--merchants", true, false},
-    {"--disabled", false, false},    {"--email", true, false},
-    {"--webhook", true, false},      {"--secret-file", true, false},
-    {"--events", true, false},       {NULL, false, false}};
+static const struct ctl_opt ctl_cmd_opts[] = {{"--format", true, false},
+                                              {"--chunk", true, false},
+                                              {"--msisdn", true, true},
+                                              {"--imsi", true, false},
+                                              {"--id-only", false, false},
+                                              {"--mno", true, false},
+                                              {"--type", true, false},
+                                              {"--limit", true, false},
+                                              {"--aid", true, false},
+                                              {"--sp", true, false},
+                                              {"--privileges", true, false},
+                                              {"--lcs", true, false},
+                                              {"--principal-id", true, false},
+                                              {"--kind", true, false},
+                                              {"--name", true, false},
+                                              {"--ttl-days", true, false},
+                                              {"--label", true, false},
+                                              {"--token-only", false, false},
+                                              {"--db", true, false},
+                                              {"--action", true, false},
+                                              {"--request-id", true, false},
+                                              {"--display-name", true, false},
+                                              {"--imei", true, false},
+                                              {"--json", false, false},
+                                              {"--instance", true, false},
+                                              {"--cin", true, true},
+                                              {"--from", true, false},
+                                              {"--endpoint", true, false},
+                                              {"--pub", true, false},
+                                              {"--key-type", true, false},
+                                              {"--key-file", true, false},
+                                              {"--dongle-pub", true, false},
+                                              {"--state", true, false},
+                                              {"--reason", true, false},
+                                              {"--note", true, false},
+                                              {"--mode", true, false},
+                                              {"--scope", true, false},
+                                              {"--qualifier", true, false},
+                                              {"--max-scripts", true, false},
+                                              {"--max-bytes", true, false},
+                                              {"--status", true, false},
+                                              {"--purpose", true, false},
+                                              {"--sd", true, false},
+                                              {"--kvn", true, false},
+                                              {"--keys", true, false},
+                                              {"--url-of", true, false},
+                                              {"--token-file", true, false},
+                                              {"--ca-file", true, false},
+                                              {"--max", true, false},
+                                              {"--window-s", true, false},
+                                              {"--min-s", true, false},
+                                              {"--merchants", true, false},
+                                              {"--disabled", false, false},
+                                              {"--email", true, false},
+                                              {"--webhook", true, false},
+                                              {"--secret-file", true, false},
+                                              {"--token-key-file", true, false},
+                                              {"--receipt-key-file", true, false},
+                                              {"--events", true, false},
+                                              {NULL, false, false}};
 
 /* The commands and the options each accepts (beyond the global ones). */
 static const struct {
@@ -3157,6 +3216,7 @@ static const struct {
     {"tsm service-add", " --json "},
     {"tsm services", " --limit --json "},
     {"tsm audit", " --json "},
+    {"tsm dm-keys", " --token-key-file --receipt-key-file --json "},
 };
 
 /* -1: unknown command; 0: an option that does not apply; 1: fine. */
