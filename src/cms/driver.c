@@ -315,15 +315,16 @@ static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struc
     OT_TRY(db_acquire(s->db, &c));
     OT_TRY(db_begin(c));
     OT_TRY(db_prepare(c,
-                      "UPDATE cms_actions SET state = COALESCE($1, state),"
+                      "UPDATE cms_actions SET state = COALESCE(CAST($1 AS TEXT), state),"
                       " attempts = attempts + $2, next_at = $3, verify_first = $4,"
-                      " hchal = CASE WHEN $5 = 1 THEN NULL WHEN $6 IS NOT NULL THEN $6"
-                      "  ELSE hchal END,"
-                      " scp = CASE WHEN $5 = 1 THEN NULL WHEN $7 = 1 THEN $8 ELSE scp END,"
-                      " mno_job = CASE WHEN $5 = 1 THEN NULL WHEN $9 IS NOT NULL THEN $9"
-                      "  ELSE mno_job END,"
-                      " result = COALESCE($10, result), claimed_until = 0, updated_at = $11"
-                      " WHERE id = $12 AND state = $13",
+                      " hchal = CASE WHEN $5 = 1 THEN NULL WHEN CAST($6 AS TEXT) IS NOT NULL"
+                      "  THEN CAST($6 AS TEXT) ELSE hchal END,"
+                      " scp = CASE WHEN $5 = 1 THEN NULL WHEN $7 = 1 THEN CAST($8 AS TEXT)"
+                      "  ELSE scp END,"
+                      " mno_job = CASE WHEN $5 = 1 THEN NULL WHEN CAST($9 AS TEXT) IS NOT NULL"
+                      "  THEN CAST($9 AS TEXT) ELSE mno_job END,"
+                      " result = COALESCE(CAST($10 AS TEXT), result), claimed_until = 0,"
+                      " updated_at = $11 WHERE id = $12 AND state = $13",
                       &st));
     OT_TRY(db_bind_text(st, 1, sp->set_state));
     OT_TRY(db_bind_int64(st, 2, sp->attempt ? 1 : 0));
