@@ -59,9 +59,24 @@ static const char g_usage[] =
     "  --phase-timeout-s S    give up a phase after S seconds (default 600)\n"
     "  --run-tag TAG          prefix of the Idempotency-Keys (default: the pid)\n"
     "  --log-level L          error, warn (default), info, debug\n"
+    "cms (the devices as phones whose cards cms destroys; docs/fleetsim.md \"cms\"):\n"
+    "  --cms-subscriber ID    import every device's card into cms as this subscriber's\n"
+    "                         (card fc<i>); with it the run destroys instead of pushing\n"
+    "  --sub-token-file F     the subscriber's token (destroy requests, card reads)\n"
+    "  --issuer NAME          the cards' issuer (default bank1)\n"
+    "  --offline-pct P        P devices in a hundred ((i % 100) * 37 % 100 < P) stay off\n"
+    "                         until every card was asked for, then come online\n"
+    "  --destroy-serial N     first, N cards of online devices destroyed one at a time\n"
+    "                         (worker 0): p50/p99 of one destroy (default 0)\n"
+    "  --hold                 no destroy requests: enrol, import, online, then serve the\n"
+    "                         jobs until SIGTERM (the chaos run asks and kills)\n"
+    "  --state-dir DIR        cards persist as DIR/card-<i>.img, DESTROY commands are\n"
+    "                         logged to DIR/destroys.<first>.log (restart-safe counts)\n"
     "  --help                 this text\n"
     "output: a line per phase, last line:\n"
     "  devices=N nodes=K tsmd_rss_per_device_kib=X push_jobs_per_s=Y\n"
+    "  with --cms-subscriber: online_p50_ms= online_p99_ms= online_all_s=\n"
+    "  offline_after_register_s= cards= offline= destroyed= executed= duplicates= nodes=\n"
     "exit status: 0 every device enrolled, online and its job verified; 1 otherwise; 2 bad usage\n";
 
 struct opts {
@@ -86,6 +101,14 @@ struct opts {
     unsigned phase_ms;
     char run_tag[32];
     const char *log_level;
+    /* cms */
+    int64_t cms_subscriber;
+    char sub_token[TOKEN_MAX];
+    const char *issuer;
+    unsigned offline_pct;
+    uint32_t serial;
+    bool hold;
+    const char *state_dir;
 };
 
 static int usage_err(const char *fmt, ...) OT_PRINTF(1, 2);
@@ -157,7 +180,7 @@ static bool parse_url(const char *u, char *host, size_t hcap, uint16_t *port, bo
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
     uint32_t v = 0;
-    const char *urls = NULL, *opf = NULL, *spf = NULL;
+    const char *urls = NULL, *opf = NULL, *spf = NULL, *subf = NULL;
     o->instance = "orange";
     o->devices = 50;
     o->idle_s = 2;
@@ -171,6 +194,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         }
         if (strcmp(a, "--no-push") == 0) {
             o->no_push = true;
+            continue;
+        }
+        if (strcmp(a, "--hold") == 0) {
+            o->hold = true;
             continue;
         }
         if (i + 1 >= argc) {
@@ -233,6 +260,31 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             (void)snprintf(o->run_tag, sizeof o->run_tag, "%s", val);
         } else if (strcmp(a, "--log-level") == 0) {
             o->log_level = val;
+        } else if (strcmp(a, "--cms-subscriber") == 0) {
+            if (!parse_u32(val, 1, 0x7FFFFFFF, &v)) {
+                return usage_err("--cms-subscriber: a principal id");
+            }
+            o->cms_subscriber = v;
+        } else if (strcmp(a, "--sub-token-file") == 0) {
+            subf = val;
+        } else if (strcmp(a, "--issuer") == 0) {
+            if (strlen(val) == 0 || strlen(val) > 64
+                || strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+                       != strlen(val)) {
+                return usage_err("--issuer: up to 64 of [A-Za-z0-9._-]");
+            }
+            o->issuer = val;
+        } else if (strcmp(a, "--offline-pct") == 0) {
+            if (!parse_u32(val, 0, 100, &v)) {
+                return usage_err("--offline-pct: 0..100");
+            }
+            o->offline_pct = v;
+        } else if (strcmp(a, "--destroy-serial") == 0) {
+            if (!parse_u32(val, 0, 100000, &o->serial)) {
+                return usage_err("--destroy-serial: 0..100000");
+            }
+        } else if (strcmp(a, "--state-dir") == 0) {
+            o->state_dir = val;
         } else {
             return usage_err("unknown option %s", a);
         }
@@ -243,6 +295,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     if (!read_token(opf, o->op_token, sizeof o->op_token)
         || !read_token(spf, o->sp_token, sizeof o->sp_token)) {
         return usage_err("cannot read a token file (one token, at most %u bytes)", TOKEN_MAX - 2);
+    }
+    if ((o->cms_subscriber != 0) != (subf != NULL)) {
+        return usage_err("--cms-subscriber and --sub-token-file go together");
+    }
+    if (subf != NULL && !read_token(subf, o->sub_token, sizeof o->sub_token)) {
+        return usage_err("cannot read --sub-token-file (one token, at most %u bytes)",
+                         TOKEN_MAX - 2);
+    }
+    if (o->cms_subscriber == 0 && (o->hold || o->serial > 0 || o->offline_pct > 0)) {
+        return usage_err("--hold, --destroy-serial and --offline-pct need --cms-subscriber");
     }
     char list[1024];
     if (strlen(urls) >= sizeof list) {
@@ -313,6 +375,43 @@ static bool await_go(struct fleet *f, int in)
     }
 }
 
+/* The cms phases after online (docs/fleetsim.md "cms"); frees f. */
+static int cms_worker(const struct opts *o, unsigned k, struct fleet *f, int in, int out,
+                      ot_err err)
+{
+    struct fleet_stats s;
+
+    if (o->hold) {
+        goto done; /* the parent said go: quit (SIGTERM) */
+    }
+    if (k == 0 && o->serial > 0) {
+        ot_err e = fleet_destroy(f, true, o->serial, o->phase_ms);
+        err = err == OT_OK ? e : err;
+    }
+    fleet_get_stats(f, &s);
+    (void)say(out, "serial %u %.6f %.6f\n", s.samples, s.p50_s, s.p99_s);
+    if (!await_go(f, in)) {
+        goto done;
+    }
+    ot_err e = fleet_destroy(f, false, 0, o->phase_ms);
+    err = err == OT_OK ? e : err;
+    fleet_get_stats(f, &s);
+    (void)say(out, "bulk %u %u %u %.6f %.6f\n", s.requested, s.refused, s.destroyed, s.req_start,
+              s.done_on);
+    if (!await_go(f, in)) {
+        goto done;
+    }
+    e = fleet_online_rest(f, o->phase_ms);
+    err = err == OT_OK ? e : err;
+    fleet_get_stats(f, &s);
+    (void)say(out, "rest %u %u %.6f %.6f %u %u %u\n", s.destroyed, s.destroyed_off, s.rest_start,
+              s.done_off, s.executed, s.duplicates, s.online);
+    (void)await_go(f, in);
+done:
+    fleet_free(f);
+    return err == OT_OK ? 0 : EXIT_FAIL;
+}
+
 static int worker(const struct opts *o, unsigned k, uint32_t first, uint32_t n, int in, int out)
 {
     struct fleet_cfg cfg;
@@ -333,6 +432,11 @@ static int worker(const struct opts *o, unsigned k, uint32_t first, uint32_t n, 
     cfg.inflight = o->inflight;
     cfg.cmds = o->cmds;
     cfg.run_tag = o->run_tag;
+    cfg.cms_subscriber = o->cms_subscriber;
+    cfg.sub_token = o->cms_subscriber != 0 ? o->sub_token : NULL;
+    cfg.issuer = o->issuer;
+    cfg.offline_pct = o->offline_pct;
+    cfg.state_dir = o->state_dir;
     err = fleet_new(&cfg, &f);
     if (err != OT_OK) {
         (void)say(out, "error new %s\n", ot_strerror(err));
@@ -340,7 +444,14 @@ static int worker(const struct opts *o, unsigned k, uint32_t first, uint32_t n, 
     }
     double t0 = fleet_now();
     err = fleet_enrol(f, o->phase_ms);
+    if (err == OT_OK && o->cms_subscriber != 0) {
+        err = fleet_cms_import(f, o->phase_ms);
+    }
     fleet_get_stats(f, &s);
+    if (o->cms_subscriber != 0 && s.imported < s.enrolled) {
+        s.failed += s.enrolled - s.imported;
+        s.enrolled = s.imported;
+    }
     (void)say(out, "enrolled %u %u %.3f\n", s.enrolled, s.failed, fleet_now() - t0);
     if (!await_go(f, in)) {
         goto done;
@@ -351,6 +462,9 @@ static int worker(const struct opts *o, unsigned k, uint32_t first, uint32_t n, 
     (void)say(out, "online %u %u %.3f\n", s.online, s.failed, fleet_now() - t0);
     if (!await_go(f, in)) {
         goto done;
+    }
+    if (o->cms_subscriber != 0) {
+        return cms_worker(o, k, f, in, out, err);
     }
     err = fleet_push(f, o->phase_ms);
     fleet_get_stats(f, &s);
@@ -411,6 +525,116 @@ static void tell_all(struct child *c, unsigned n, const char *w)
     }
 }
 
+static volatile sig_atomic_t g_term;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    g_term = 1;
+}
+
+/* --hold: the devices serve their jobs until SIGTERM (or a worker ends). */
+static int cms_hold(struct child *ch, unsigned started)
+{
+    printf("phase=hold devices serving until SIGTERM\n");
+    fflush(stdout);
+    while (!g_term) {
+        for (unsigned k = 0; k < started; k++) {
+            int st = 0;
+            if (waitpid(ch[k].pid, &st, WNOHANG) == ch[k].pid) {
+                fprintf(stderr, "fleetsim: worker %u ended\n", k);
+                ch[k].pid = -1;
+                return EXIT_FAIL;
+            }
+        }
+        (void)poll(NULL, 0, 200);
+    }
+    return 0;
+}
+
+static bool read_line(struct child *c, unsigned k, char *line, size_t cap)
+{
+    if (fgets(line, (int)cap, c->from) == NULL) {
+        fprintf(stderr, "fleetsim: worker %u ended\n", k);
+        return false;
+    }
+    return true;
+}
+
+/* The cms phases: serial destroys (worker 0), every card asked for, the
+ * devices kept off brought online; the figures line last. */
+static int cms_parent(const struct opts *o, struct child *ch, unsigned started, uint32_t online)
+{
+    char line[256];
+    unsigned samples = 0;
+    double p50 = 0, p99 = 0, req0 = 0, done_on = 0, rest0 = 0, done_off = 0;
+    uint32_t requested = 0, refused = 0, destroyed = 0, destroyed_off = 0, executed = 0, dups = 0,
+             on_after = 0;
+
+    tell_all(ch, started, "g");
+    for (unsigned k = 0; k < started; k++) {
+        unsigned a = 0;
+        double x = 0, y = 0;
+        if (!read_line(&ch[k], k, line, sizeof line)
+            || sscanf(line, "serial %u %lf %lf", &a, &x, &y) != 3) {
+            return EXIT_FAIL;
+        }
+        if (a > 0) {
+            samples += a;
+            p50 = x > p50 ? x : p50;
+            p99 = y > p99 ? y : p99;
+        }
+    }
+    if (o->serial > 0) {
+        printf("phase=serial destroys=%u p50_ms=%.1f p99_ms=%.1f\n", samples, p50 * 1e3, p99 * 1e3);
+        fflush(stdout);
+    }
+    tell_all(ch, started, "g");
+    for (unsigned k = 0; k < started; k++) {
+        unsigned a = 0, b = 0, c = 0;
+        double x = 0, y = 0;
+        if (!read_line(&ch[k], k, line, sizeof line)
+            || sscanf(line, "bulk %u %u %u %lf %lf", &a, &b, &c, &x, &y) != 5) {
+            return EXIT_FAIL;
+        }
+        requested += a;
+        refused += b;
+        req0 = req0 == 0 || (x > 0 && x < req0) ? x : req0;
+        done_on = y > done_on ? y : done_on;
+    }
+    double all_s = done_on > req0 && req0 > 0 ? done_on - req0 : 0;
+    printf("phase=destroy requested=%u refused=%u online_all_s=%.2f\n", requested, refused, all_s);
+    fflush(stdout);
+    tell_all(ch, started, "g");
+    for (unsigned k = 0; k < started; k++) {
+        unsigned a = 0, b = 0, e = 0, f = 0, g = 0;
+        double x = 0, y = 0;
+        if (!read_line(&ch[k], k, line, sizeof line)
+            || sscanf(line, "rest %u %u %lf %lf %u %u %u", &a, &b, &x, &y, &e, &f, &g) != 7) {
+            return EXIT_FAIL;
+        }
+        destroyed += a;
+        destroyed_off += b;
+        rest0 = rest0 == 0 || (x > 0 && x < rest0) ? x : rest0;
+        done_off = y > done_off ? y : done_off;
+        executed += e;
+        dups += f;
+        on_after += g;
+    }
+    uint32_t offline = o->devices - online;
+    double off_s = destroyed_off > 0 && done_off > rest0 ? done_off - rest0 : 0;
+    printf("phase=offline registered=%u destroyed=%u offline_after_register_s=%.2f\n",
+           on_after - online, destroyed_off, off_s);
+    printf("online_p50_ms=%.1f online_p99_ms=%.1f online_all_s=%.2f offline_after_register_s=%.2f "
+           "cards=%u offline=%u destroyed=%u executed=%u duplicates=%u nodes=%u\n",
+           p50 * 1e3, p99 * 1e3, all_s, off_s, o->devices, offline, destroyed, executed, dups,
+           o->nnodes);
+    fflush(stdout);
+    return destroyed == o->devices && executed == o->devices && dups == 0 && refused == 0
+               ? 0
+               : EXIT_FAIL;
+}
+
 int main(int argc, char **argv)
 {
     static struct opts o;
@@ -428,6 +652,7 @@ int main(int argc, char **argv)
     }
     ot_log_configure(&lc);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_term);
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
@@ -517,6 +742,13 @@ int main(int argc, char **argv)
                ? (double)(rss_after - rss_before) / online
                : -1.0);
     fflush(stdout);
+    if (o.cms_subscriber != 0) {
+        rc = o.hold ? cms_hold(ch, started) : cms_parent(&o, ch, started, online);
+        if (enrolled != o.devices) {
+            rc = EXIT_FAIL;
+        }
+        goto out;
+    }
     uint32_t sub = 0, done = 0, ver = 0, pfail = 0, still = 0;
     double t0 = 0, t1 = 0;
     if (!o.no_push) {
@@ -559,7 +791,8 @@ out:
         if (ch[k].from != NULL) {
             fclose(ch[k].from);
         }
-        if (waitpid(ch[k].pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        if (ch[k].pid > 0
+            && (waitpid(ch[k].pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
             rc = EXIT_FAIL;
         }
     }

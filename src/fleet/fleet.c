@@ -12,100 +12,20 @@
 #include "fleet/fleet_priv.h"
 #include "net/json.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#define FLEET_INFLIGHT_DEF 64u
-#define FLEET_CMDS_MAX     8u
-#define FLEET_JSON_MAX     ((size_t)64 * 1024)
-#define FLEET_EVENT_MAX    4096u
-#define FLEET_RETRY_S      1.0
-#define FLEET_ISD_AID      "\xA0\x00\x00\x01\x51\x00\x00\x00"
-#define FLEET_KEY          "404142434445464748494A4B4C4D4E4F"
-#define FLEET_KVN          0x30u
-#define FLEET_CT_RESP      "application/vnd.globalplatform.card-content-mgt-response;version=1.0"
+static struct fleet *g_cb_fleet; /* the fleet of the running loop (callbacks get the device) */
 
-/* A device's progress. */
-enum dev_state {
-    DS_NEW = 0,
-    DS_PRINCIPAL, /* POST /admin/v1/principals out */
-    DS_TOKEN,     /* POST /admin/v1/tokens out */
-    DS_ENROL,     /* POST P/devices out */
-    DS_ENROLLED,
-    DS_REGISTER, /* POST P/device/register out */
-    DS_STREAM,   /* GET P/device/stream out */
-    DS_ONLINE,   /* holding the stream */
-    DS_BACKOFF,  /* stream lost: register again at retry_at */
-    DS_FAILED,
-};
-
-/* What the device's request connection is doing (the stream has its own). */
-enum req_kind { RQ_NONE = 0, RQ_ENROL, RQ_REGISTER, RQ_HEARTBEAT, RQ_SESSION };
-
-/* One admin session in progress (docs/ota.md 5). */
-struct fleet_sess {
-    char job[AGENT_JOB_ID_MAX + 1];
-    char uri[192];
-    const char *status; /* of the next POST; NULL: the first one */
-    bool resume;
-    struct agent_service *svc;
-    struct agent_session *cs;
-    struct agent_channel *ch;
-    struct ot_buf out; /* the last response script */
-    double retry_at;   /* 202: repeat the POST then (0: not waiting) */
-};
-
-/* The push phase's job of a device: the submitter's state. */
-struct fleet_job {
-    struct otascp_state st;
-    bool submitted;
-    bool ended;
-};
-
-struct fleet_dev {
-    struct se_card *card;
-    char *token;
-    struct fh_conn *stream;
-    struct net_sse_rx *sse;
-    struct fh_conn *req;
-    struct fleet_sess *sess;
-    struct fleet_job *job;
-    int64_t principal;
-    double next_hb;   /* heartbeat due (monotonic s) */
-    double retry_at;  /* DS_BACKOFF: when to register again */
-    uint32_t idx;     /* global index */
-    uint8_t state;    /* enum dev_state */
-    uint8_t rq;       /* enum req_kind */
-    bool job_waiting; /* a job event came while the request connection was busy */
-    char waiting_job[AGENT_JOB_ID_MAX + 1];
-    struct otascp_card known; /* what the card told at creation (kdd, i, counter) */
-};
-
-struct fleet {
-    struct fleet_cfg cfg;
-    char prefix[64]; /* /mno/<instance>/v1 */
-    char *op_token;
-    char *sp_token;
-    char run_tag[32];
-    struct fh_loop loop;
-    struct fleet_dev *devs;
-    uint32_t cursor;   /* next device of a bulk phase */
-    unsigned inflight; /* devices in flight in a bulk phase */
-    struct fleet_stats stats;
-    int heartbeat_s;
-    double last_timers;
-    struct scp03_keyset keys;
-    uint8_t cmd_buf[FLEET_CMDS_MAX][8];
-    struct otascp_apdu cmds[FLEET_CMDS_MAX];
-    size_t ncmds;
-    /* push phase */
-    struct fh_conn *sub; /* submitter connections (cfg.inflight) */
-    uint32_t *sub_dev;   /* the device each one submits for */
-    uint32_t sub_cursor;
-    unsigned sub_busy;
-};
+struct fleet *fleet_cb(void)
+{
+    return g_cb_fleet;
+}
 
 static struct agent_script g_script; /* large: one per process, a script runs at once */
 
@@ -125,7 +45,7 @@ uint32_t fleet_dev_src(uint32_t i)
 
 /* ---------------------------------------------------------------- identities */
 
-static void dev_imei(uint32_t i, char out[16])
+void fleet_dev_imei(uint32_t i, char out[16])
 {
     unsigned sum = 0;
     (void)snprintf(out, 16, "35%012u", i);
@@ -143,17 +63,17 @@ static void dev_imei(uint32_t i, char out[16])
     out[15] = '\0';
 }
 
-static void dev_imsi(uint32_t i, char out[16])
+void fleet_dev_imsi(uint32_t i, char out[16])
 {
     (void)snprintf(out, 16, "20801%010u", i);
 }
 
-static void dev_msisdn(uint32_t i, char out[16])
+void fleet_dev_msisdn(uint32_t i, char out[16])
 {
     (void)snprintf(out, 16, "336%010u", i);
 }
 
-static void dev_cin(uint32_t i, char out[17])
+void fleet_dev_cin(uint32_t i, char out[17])
 {
     (void)snprintf(out, 17, "4F545346%08X", i);
 }
@@ -161,7 +81,7 @@ static void dev_cin(uint32_t i, char out[17])
 ot_err fleet_profile(uint32_t i, char *out, size_t cap)
 {
     char cin[17];
-    dev_cin(i, cin);
+    fleet_dev_cin(i, cin);
     int n = snprintf(out, cap,
                      "{\"type\":\"eSE\",\"cin\":\"%s\",\"iin\":\"4F54534D\","
                      "\"isd\":{\"aid\":\"A000000151000000\",\"privileges\":\"9EFE80\",\"scp\":3,"
@@ -214,6 +134,32 @@ static char *dup_str(const char *s)
     return d;
 }
 
+/* Device d's card: from its profile, or with a state directory the card's
+ * image there (created from the profile the first time). */
+static ot_err dev_card(const struct fleet *f, struct fleet_dev *d, char *profile, size_t cap)
+{
+    char path[512];
+    ot_err err = OT_OK;
+
+    if (f->cfg.state_dir != NULL) {
+        int n = snprintf(path, sizeof path, "%s/card-%u.img", f->cfg.state_dir, d->idx);
+        if (n < 0 || (size_t)n >= sizeof path) {
+            return OT_E_TOO_LONG;
+        }
+        err = se_card_open(path, &d->card);
+        if (err != OT_E_NOT_FOUND) {
+            return err;
+        }
+    }
+    OT_TRY(fleet_profile(d->idx, profile, cap));
+    OT_TRY(se_card_from_profile(profile, strlen(profile), &d->card));
+    if (f->cfg.state_dir != NULL) {
+        OT_TRY(se_card_save_as(d->card, path)); /* written atomically */
+    }
+out:
+    return err;
+}
+
 ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out)
 {
     struct fleet *f = NULL;
@@ -231,6 +177,7 @@ ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out)
         return OT_E_NOMEM;
     }
     f->loop.ep = -1;
+    f->log_fd = -1;
     f->cfg = *cfg;
     f->cfg.inflight = cfg->inflight ? cfg->inflight : FLEET_INFLIGHT_DEF;
     f->cfg.level = cfg->level_set ? cfg->level : 0x33u;
@@ -266,12 +213,35 @@ ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out)
         f->cmds[k].p = f->cmd_buf[k];
         f->cmds[k].n = cn;
     }
+    if (cfg->cms_subscriber != 0) {
+        f->sub_kind = calloc(f->cfg.inflight, sizeof *f->sub_kind);
+        f->pollq = calloc(cfg->n, sizeof *f->pollq);
+        f->lat = calloc(cfg->n, sizeof *f->lat);
+        if (f->sub_kind == NULL || f->pollq == NULL || f->lat == NULL || cfg->sub_token == NULL) {
+            OT_FAIL(f->sub_kind == NULL || f->pollq == NULL || f->lat == NULL ? OT_E_NOMEM
+                                                                              : OT_E_ARG);
+        }
+    }
+    if (cfg->state_dir != NULL) {
+        char path[512];
+        int n = snprintf(path, sizeof path, "%s/destroys.%u.log", cfg->state_dir, cfg->first);
+        if (n < 0 || (size_t)n >= sizeof path) {
+            OT_FAIL(OT_E_TOO_LONG);
+        }
+        f->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (f->log_fd < 0) {
+            OT_LOG_ERROR("event=state_dir path=%s err=%s", path, strerror(errno));
+            OT_FAIL(OT_E_IO);
+        }
+    }
     for (uint32_t k = 0; k < cfg->n; k++) {
         struct fleet_dev *d = &f->devs[k];
         d->idx = cfg->first + k;
-        OT_TRY(fleet_profile(d->idx, profile, sizeof profile));
-        OT_TRY(se_card_from_profile(profile, strlen(profile), &d->card));
-        OT_TRY(card_learn(d->card, &d->known));
+        d->offline = cfg->offline_pct > 0 && d->idx % 100u * 37u % 100u < cfg->offline_pct;
+        OT_TRY(dev_card(f, d, profile, sizeof profile));
+        if (cfg->cms_subscriber == 0) {
+            OT_TRY(card_learn(d->card, &d->known)); /* the push phase's submitter */
+        }
     }
     f->stats.devices = cfg->n;
     *out = f;
@@ -335,6 +305,12 @@ void fleet_free(struct fleet *f)
         fh_close(&f->sub[i]);
     }
     fh_loop_close(&f->loop);
+    if (f->log_fd >= 0) {
+        close(f->log_fd);
+    }
+    free(f->sub_kind);
+    free(f->pollq);
+    free(f->lat);
     if (f->op_token != NULL) {
         ot_mem_wipe(f->op_token, strlen(f->op_token));
     }
@@ -353,13 +329,47 @@ void fleet_free(struct fleet *f)
 void fleet_get_stats(const struct fleet *f, struct fleet_stats *s)
 {
     *s = f->stats;
+    s->executed = 0;
+    s->duplicates = 0;
+    for (uint32_t k = 0; k < f->cfg.n; k++) {
+        s->executed += f->devs[k].destroy_ok > 0;
+        s->duplicates += f->devs[k].destroy_rx > 1;
+    }
+}
+
+/* The card's back end saw a DESTROY (fleet_card.c): counted, and with a
+ * state directory logged ("R <i>" before the card runs it, "X <i> <SW>"
+ * after) so the counts survive a kill of the process (the card's image
+ * keeps its state, the log its commands). */
+void fleet_destroy_seen(struct fleet_dev *d, uint16_t sw)
+{
+    struct fleet *f = g_cb_fleet;
+    char line[48];
+    int n;
+
+    if (sw == 0) {
+        d->destroy_rx++;
+        n = snprintf(line, sizeof line, "R %u\n", d->idx);
+    } else {
+        if (sw == 0x9000) {
+            d->destroy_ok++;
+            if (f != NULL && f->cfg.cms_subscriber != 0 && d->c_done == FD_NONE) {
+                /* cms says destroyed once it verified the card's answers: read it soon */
+                d->c_done = FD_POLL;
+                d->poll_at = fleet_now() + f->poll_ms / 1e3;
+                f->pollq[(f->pq_head + f->pq_len++) % f->cfg.n] = (uint32_t)(d - f->devs);
+            }
+        }
+        n = snprintf(line, sizeof line, "X %u %04X\n", d->idx, (unsigned)sw);
+    }
+    if (f != NULL && f->log_fd >= 0 && n > 0 && write(f->log_fd, line, (size_t)n) != n) {
+        OT_LOG_WARN("event=destroy_log err=%s", strerror(errno));
+    }
 }
 
 /* ---------------------------------------------------------------- requests */
 
-static struct fleet *g_cb_fleet; /* the fleet of the running loop (callbacks get the device) */
-
-static void dev_fail(struct fleet_dev *d, const char *what, const struct fh_conn *c, ot_err err)
+void fleet_dev_fail(struct fleet_dev *d, const char *what, const struct fh_conn *c, ot_err err)
 {
     size_t bl = 0;
     const uint8_t *b = c != NULL && err == OT_OK ? fh_body(c, &bl) : NULL;
@@ -418,10 +428,10 @@ static ot_err enrol_step(struct fleet *f, struct fleet_dev *d)
         return OT_E_NOMEM;
     }
     d->rq = RQ_ENROL;
-    dev_imei(d->idx, imei);
-    dev_imsi(d->idx, imsi);
-    dev_msisdn(d->idx, msisdn);
-    dev_cin(d->idx, cin);
+    fleet_dev_imei(d->idx, imei);
+    fleet_dev_imsi(d->idx, imsi);
+    fleet_dev_msisdn(d->idx, msisdn);
+    fleet_dev_cin(d->idx, cin);
     switch (d->state) {
     case DS_NEW:
         d->state = DS_PRINCIPAL;
@@ -466,13 +476,13 @@ static void enrol_cb(void *ctx, struct fh_conn *c, ot_err err)
         }
     }
     if (err != OT_OK || (c->status != 200 && c->status != 201) || json_body(c, &doc) != OT_OK) {
-        dev_fail(d, "enrol", c, err);
+        fleet_dev_fail(d, "enrol", c, err);
         d->state = DS_FAILED;
         goto done;
     }
     if (d->state == DS_PRINCIPAL) {
         if (json_get_int(doc, "id", 1, INT64_MAX, &d->principal, &je) != OT_OK) {
-            dev_fail(d, "principal id", c, err);
+            fleet_dev_fail(d, "principal id", c, err);
             d->state = DS_FAILED;
             goto done;
         }
@@ -480,7 +490,7 @@ static void enrol_cb(void *ctx, struct fh_conn *c, ot_err err)
         const char *t = NULL;
         if (json_get_str(doc, "token", 1, 4096, &t, &je) != OT_OK
             || (d->token = dup_str(t)) == NULL) {
-            dev_fail(d, "token", c, err);
+            fleet_dev_fail(d, "token", c, err);
             d->state = DS_FAILED;
             goto done;
         }
@@ -491,7 +501,7 @@ static void enrol_cb(void *ctx, struct fh_conn *c, ot_err err)
     }
     json_free(doc);
     if (enrol_step(f, d) != OT_OK) {
-        dev_fail(d, "enrol send", NULL, OT_E_IO);
+        fleet_dev_fail(d, "enrol send", NULL, OT_E_IO);
         d->state = DS_FAILED;
         dev_req_idle(d);
         f->inflight--;
@@ -565,9 +575,9 @@ static ot_err stream_send(struct fleet *f, struct fleet_dev *d)
     d->stream->sse = d->sse;
     d->state = DS_STREAM;
     (void)snprintf(path, sizeof path, "%s/device/stream", f->prefix);
-    if (d->sse->last_id[0] != '\0') {
+    if (d->sse->last_id[0] != '\0' || d->rewake) {
         (void)snprintf(hdr, sizeof hdr, "Accept: text/event-stream\r\nLast-Event-ID: %s\r\n",
-                       d->sse->last_id);
+                       d->sse->last_id[0] != '\0' ? d->sse->last_id : "0");
     } else {
         (void)snprintf(hdr, sizeof hdr, "Accept: text/event-stream\r\n");
     }
@@ -591,7 +601,7 @@ static void online_cb(void *ctx, struct fh_conn *c, ot_err err)
     memset(&je, 0, sizeof je);
 
     if (err != OT_OK || c->status != 200 || json_body(c, &doc) != OT_OK) {
-        dev_fail(d, "register", c, err);
+        fleet_dev_fail(d, "register", c, err);
         dev_req_idle(d);
         dev_backoff(d);
         if (bulk) {
@@ -602,10 +612,14 @@ static void online_cb(void *ctx, struct fh_conn *c, ot_err err)
     if (json_get_int(doc, "heartbeat_s", 1, 86400, &hb, &je) == OT_OK) {
         f->heartbeat_s = (int)hb;
     }
+    /* Jobs waiting: mno wakes the first one about now, maybe before the
+     * stream is open: a first stream then asks for the device's retained
+     * events (Last-Event-ID 0, docs/ota.md 4) so the wake is not missed. */
+    d->rewake = json_get_int(doc, "pending_jobs", 1, INT64_MAX, &hb, &je) == OT_OK;
     json_free(doc);
     dev_req_idle(d);
     if (stream_send(f, d) != OT_OK) {
-        dev_fail(d, "stream send", NULL, OT_E_IO);
+        fleet_dev_fail(d, "stream send", NULL, OT_E_IO);
         dev_backoff(d);
         if (bulk) {
             f->inflight--;
@@ -621,12 +635,13 @@ static void stream_cb(void *ctx, struct fh_conn *c, ot_err err)
     if (d->state == DS_STREAM) {
         bool first = d->stream != NULL && d->next_hb == 0;
         if (err != OT_OK || !c->streaming) {
-            dev_fail(d, "stream", c, err);
+            fleet_dev_fail(d, "stream", c, err);
             fh_close(c);
             dev_backoff(d);
         } else {
             d->state = DS_ONLINE;
             f->stats.online++;
+
             /* Heartbeats spread over the period. */
             d->next_hb = fleet_now() + f->heartbeat_s * (0.5 + (double)(rand() % 500) / 1000.0);
         }
@@ -651,8 +666,8 @@ static void session_post(struct fleet_dev *d)
 {
     struct fleet_sess *s = d->sess;
     char hdr[512], imei[16], cin[17];
-    dev_imei(d->idx, imei);
-    dev_cin(d->idx, cin);
+    fleet_dev_imei(d->idx, imei);
+    fleet_dev_cin(d->idx, cin);
     int n =
         snprintf(hdr, sizeof hdr,
                  "X-Admin-Protocol: " AGENT_ADMIN_PROTO "\r\n"
@@ -665,7 +680,7 @@ static void session_post(struct fleet_dev *d)
                      : fh_send(d->req, "POST", s->uri, d->token, hdr, body ? FLEET_CT_RESP : NULL,
                                body ? s->out.data : NULL, body ? s->out.len : 0, session_cb, d);
     if (err != OT_OK) {
-        dev_fail(d, "session send", NULL, err);
+        fleet_dev_fail(d, "session send", NULL, err);
         sess_end(d);
         dev_req_idle(d);
     }
@@ -676,7 +691,7 @@ static void session_start(struct fleet *f, struct fleet_dev *d, const char *job)
     struct fleet_sess *s = calloc(1, sizeof *s);
     if (s == NULL || dev_req(f, d) == NULL) {
         free(s);
-        dev_fail(d, "session", NULL, OT_E_NOMEM);
+        fleet_dev_fail(d, "session", NULL, OT_E_NOMEM);
         return;
     }
     d->sess = s;
@@ -712,7 +727,7 @@ static void job_verify(struct fleet *f, struct fleet_dev *d)
     memset(&res, 0, sizeof res);
     j->ended = true;
     if (agent_resp_parse(s->out.data, s->out.len, rp, rl, OTASCP_MAX_CMDS + 4, &count) != OT_OK) {
-        dev_fail(d, "response script", NULL, OT_E_FORMAT);
+        fleet_dev_fail(d, "response script", NULL, OT_E_FORMAT);
         return;
     }
     for (size_t i = 0; i < count; i++) {
@@ -757,7 +772,7 @@ static void session_run(struct fleet_dev *d, struct fh_conn *c)
         }
         err = agent_service_new(0, &s->svc);
         if (err == OT_OK) {
-            err = agent_service_add_be(s->svc, "eSE1", fleet_card_be(), d->card);
+            err = agent_service_add_be(s->svc, "eSE1", fleet_card_be(), d);
         }
         if (err == OT_OK) {
             err = agent_reader_open_session(agent_service_reader(s->svc, "eSE1"), &s->cs);
@@ -794,7 +809,7 @@ static void session_cb(void *ctx, struct fh_conn *c, ot_err err)
     if (err != OT_OK || (c->status != 200 && c->status != 202 && c->status != 204)
         || !fh_header(c, "X-Admin-Protocol", proto, sizeof proto)
         || strcmp(proto, AGENT_ADMIN_PROTO) != 0) {
-        dev_fail(d, "session", c, err);
+        fleet_dev_fail(d, "session", c, err);
         sess_end(d);
         dev_next(f, d);
         return;
@@ -811,7 +826,7 @@ static void session_cb(void *ctx, struct fh_conn *c, ot_err err)
         return;
     }
     if (!fh_header(c, "X-Admin-Next-URI", s->uri, sizeof s->uri) || s->uri[0] != '/') {
-        dev_fail(d, "session next uri", c, OT_E_PROTOCOL);
+        fleet_dev_fail(d, "session next uri", c, OT_E_PROTOCOL);
         sess_end(d);
         dev_next(f, d);
         return;
@@ -828,7 +843,7 @@ static void session_cb(void *ctx, struct fh_conn *c, ot_err err)
         return; /* the timers (or a batch event) repeat the POST */
     }
     if (s->status != NULL && strcmp(s->status, "ok") != 0) {
-        dev_fail(d, "session status", c, OT_E_PROTOCOL);
+        fleet_dev_fail(d, "session status", c, OT_E_PROTOCOL);
         sess_end(d);
         dev_next(f, d);
         return;
@@ -845,7 +860,7 @@ static void heartbeat_cb(void *ctx, struct fh_conn *c, ot_err err)
     if (err != OT_OK || c->status != 200) {
         /* 409 not_registered: the lease ran out; the stream's owner answers
          * by registering again. */
-        dev_fail(d, "heartbeat", c, err);
+        fleet_dev_fail(d, "heartbeat", c, err);
         if (d->stream != NULL) {
             fh_close(d->stream);
         }
@@ -896,18 +911,21 @@ static void timers(struct fleet *f)
     }
 }
 
-static void loop_once(struct fleet *f, int timeout_ms)
+void fleet_loop_once(struct fleet *f, int timeout_ms)
 {
     g_cb_fleet = f;
     fh_loop_poll(&f->loop, timeout_ms);
     timers(f);
+    if (f->cms_live) {
+        fleet_cms_pump(f);
+    }
 }
 
 void fleet_idle(struct fleet *f, unsigned ms)
 {
     double end = fleet_now() + ms / 1e3;
     while (fleet_now() < end) {
-        loop_once(f, 50);
+        fleet_loop_once(f, 50);
     }
 }
 
@@ -933,20 +951,26 @@ ot_err fleet_enrol(struct fleet *f, unsigned timeout_ms)
         if (fleet_now() > end) {
             return OT_E_TIMEOUT;
         }
-        loop_once(f, 50);
+        fleet_loop_once(f, 50);
     }
     return f->stats.enrolled == f->cfg.n ? OT_OK : OT_E_PROTOCOL;
 }
 
-ot_err fleet_online(struct fleet *f, unsigned timeout_ms)
+/* Registers the enrolled devices of one group (kept off or not) and opens
+ * their streams; returns once all of them hold it. */
+ot_err fleet_online_group(struct fleet *f, bool kept_off, unsigned timeout_ms)
 {
     double end = fleet_now() + timeout_ms / 1e3;
+    uint32_t want = 0, base = f->stats.online;
+    for (uint32_t k = 0; k < f->cfg.n; k++) {
+        want += f->devs[k].offline == kept_off && f->devs[k].state == DS_ENROLLED;
+    }
     f->cursor = 0;
     f->inflight = 0;
-    while (f->cursor < f->cfg.n || f->inflight > 0 || f->stats.online < f->stats.enrolled) {
+    while (f->cursor < f->cfg.n || f->inflight > 0 || f->stats.online < base + want) {
         while (f->cursor < f->cfg.n && f->inflight < f->cfg.inflight) {
             struct fleet_dev *d = &f->devs[f->cursor++];
-            if (d->state != DS_ENROLLED) {
+            if (d->state != DS_ENROLLED || d->offline != kept_off) {
                 continue;
             }
             f->inflight++;
@@ -959,9 +983,14 @@ ot_err fleet_online(struct fleet *f, unsigned timeout_ms)
         if (fleet_now() > end) {
             return OT_E_TIMEOUT;
         }
-        loop_once(f, 50);
+        fleet_loop_once(f, 50);
     }
     return OT_OK;
+}
+
+ot_err fleet_online(struct fleet *f, unsigned timeout_ms)
+{
+    return fleet_online_group(f, false, timeout_ms);
 }
 
 /* ---------------------------------------------------------------- submitter */
@@ -990,8 +1019,8 @@ static ot_err submit_one(struct fleet *f, unsigned slot, struct fleet_dev *d)
     cfg.card = &d->known;
     OT_TRY(otascp_plan(&cfg, f->cmds, f->ncmds, &d->job->st, &b));
     OT_TRY(otascp_batch_json(&b, &apdus));
-    dev_msisdn(d->idx, msisdn);
-    dev_cin(d->idx, cin);
+    fleet_dev_msisdn(d->idx, msisdn);
+    fleet_dev_cin(d->idx, cin);
     doc = json_obj_new();
     se = json_obj_new();
     if (doc == NULL || se == NULL) {
@@ -1033,7 +1062,7 @@ static void submit_next(struct fleet *f, unsigned slot)
         if (submit_one(f, slot, d) == OT_OK) {
             return;
         }
-        dev_fail(d, "submit", NULL, OT_E_IO);
+        fleet_dev_fail(d, "submit", NULL, OT_E_IO);
     }
 }
 
@@ -1048,7 +1077,7 @@ static void submit_cb(void *ctx, struct fh_conn *c, ot_err err)
         f->sub_cursor = f->sub_dev[slot]; /* the same job again (Idempotency-Key) */
         fh_close(c);
     } else if (err != OT_OK || c->status != 201) {
-        dev_fail(d, "submit", c, err);
+        fleet_dev_fail(d, "submit", c, err);
     } else {
         d->job->submitted = true;
         f->stats.submitted++;
@@ -1067,7 +1096,7 @@ ot_err fleet_push(struct fleet *f, unsigned timeout_ms)
     }
     for (;;) {
         uint32_t ended = 0;
-        loop_once(f, 20);
+        fleet_loop_once(f, 20);
         if (f->sub_busy == 0 && f->sub_cursor >= f->cfg.n) {
             for (uint32_t k = 0; k < f->cfg.n; k++) {
                 const struct fleet_job *j = f->devs[k].job;

@@ -49,6 +49,16 @@ struct fleet_cfg {
     uint8_t level;        /* SCP03 level of the jobs (00 01 03 11 13 33); 0x33 default */
     bool level_set;       /* level given (00 is a level) */
     const char *run_tag;  /* makes Idempotency-Keys unique per run ("" none) */
+    /* cms runs (docs/fleetsim.md "cms"): the cards as cms cards */
+    const char *state_dir;  /* NULL: cards in memory only; else each card's image is
+                               DIR/card-<i>.img (opened when there: the card keeps its
+                               state across runs) and DIR/destroys.<first>.log records
+                               every DESTROY command the cards receive */
+    unsigned offline_pct;   /* devices with (i % 100) * 37 % 100 < pct (pct in a hundred,
+                               spread) stay off until fleet_online_rest */
+    int64_t cms_subscriber; /* the cards' subscriber (host principal id); 0: no cms */
+    const char *sub_token;  /* the subscriber's token (destroy requests, card reads) */
+    const char *issuer;     /* the cards' issuer (NULL: "bank1") */
 };
 
 struct fleet_stats {
@@ -62,6 +72,20 @@ struct fleet_stats {
     uint32_t reconnects; /* streams reopened after a drop */
     double push_start;   /* monotonic seconds: the first submission */
     double push_end;     /* the last verified session end */
+    /* cms */
+    uint32_t imported;      /* cards imported into cms (or already there, same key) */
+    uint32_t requested;     /* destroy requests accepted (202) */
+    uint32_t refused;       /* destroy requests refused */
+    uint32_t destroyed;     /* cards seen destroyed in cms */
+    uint32_t destroyed_off; /* of those, cards of devices that were off at the request */
+    uint32_t executed;      /* cards whose DESTROY ran (9000) in this run */
+    uint32_t duplicates;    /* cards that received more than one DESTROY in this run */
+    double req_start;       /* the first destroy request (monotonic s) */
+    double done_on;         /* the last card of an online device seen destroyed */
+    double done_off;        /* the last card of an offline device seen destroyed */
+    double rest_start;      /* fleet_online_rest began */
+    double p50_s, p99_s;    /* one destroy at a time (fleet_destroy serial) */
+    uint32_t samples;
 };
 
 struct fleet;
@@ -79,6 +103,21 @@ ot_err fleet_online(struct fleet *f, unsigned timeout_ms);
 /* Submits one SCP03 job per online device and runs the loop until every
  * submitted job's session ended (OT_E_TIMEOUT otherwise). */
 ot_err fleet_push(struct fleet *f, unsigned timeout_ms);
+/* cms: imports every device's card into cms (POST /cms/v1/cards, 1,000 a
+ * request, an Idempotency-Key per batch and run tag: a rerun with the same
+ * tag replays). Card i: card_id "fc<i>", the device's CIN, MSISDN, IMSI,
+ * IMEI, the ISD A000000151000000 and its keys (kvn 48). */
+ot_err fleet_cms_import(struct fleet *f, unsigned timeout_ms);
+/* cms: asks cms to destroy the cards (as the subscriber, reason lost): serial
+ * true: the first max cards of online devices one at a time, each until cms
+ * says destroyed (latencies in p50_s, p99_s); else every card not yet asked
+ * for, cfg.inflight requests at a time, until every online device's card is
+ * destroyed in cms (OT_E_TIMEOUT otherwise). A card counts as destroyed when
+ * a read of it (GET /cms/v1/cards/{id}) says so after its DESTROY ran. */
+ot_err fleet_destroy(struct fleet *f, bool serial, uint32_t max, unsigned timeout_ms);
+/* cms: brings the devices that were kept off online and waits until every
+ * card asked for is destroyed in cms. */
+ot_err fleet_online_rest(struct fleet *f, unsigned timeout_ms);
 /* Runs the loop for ms (streams, heartbeats, reconnections). */
 void fleet_idle(struct fleet *f, unsigned ms);
 void fleet_get_stats(const struct fleet *f, struct fleet_stats *s);
