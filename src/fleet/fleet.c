@@ -136,6 +136,8 @@ static char *dup_str(const char *s)
 
 /* Device d's card: from its profile, or with a state directory the card's
  * image there (created from the profile the first time). */
+static ot_err sess_journal_load(struct fleet *f, const char *path);
+
 static ot_err dev_card(const struct fleet *f, struct fleet_dev *d, char *profile, size_t cap)
 {
     char path[512];
@@ -178,6 +180,7 @@ ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out)
     }
     f->loop.ep = -1;
     f->log_fd = -1;
+    f->sess_fd = -1;
     f->cfg = *cfg;
     f->cfg.inflight = cfg->inflight ? cfg->inflight : FLEET_INFLIGHT_DEF;
     f->cfg.level = cfg->level_set ? cfg->level : 0x33u;
@@ -243,6 +246,15 @@ ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out)
             OT_TRY(card_learn(d->card, &d->known)); /* the push phase's submitter */
         }
     }
+    if (cfg->state_dir != NULL) {
+        char path[512];
+        (void)snprintf(path, sizeof path, "%s/sessions.%u.log", cfg->state_dir, cfg->first);
+        OT_TRY(sess_journal_load(f, path));
+        f->sess_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (f->sess_fd < 0) {
+            OT_FAIL(OT_E_IO);
+        }
+    }
     f->stats.devices = cfg->n;
     *out = f;
     f = NULL;
@@ -251,7 +263,50 @@ out:
     return err;
 }
 
-static void sess_end(struct fleet_dev *d)
+/* With a state directory, sessions.<first>.log records each admin session's
+ * URI as it goes ("S <i> <uri>") and its end ("E <i>"): a run that finds a
+ * session that never ended (the process was killed in it) reports it
+ * interrupted once the device is online again (docs/ota.md 6.6). */
+static void sess_journal(const struct fleet_dev *d, const char *uri)
+{
+    const struct fleet *f = g_cb_fleet;
+    char line[256];
+    int n = uri != NULL ? snprintf(line, sizeof line, "S %u %s\n", d->idx, uri)
+                        : snprintf(line, sizeof line, "E %u\n", d->idx);
+    if (f != NULL && f->sess_fd >= 0 && n > 0 && (size_t)n < sizeof line
+        && write(f->sess_fd, line, (size_t)n) != n) {
+        OT_LOG_WARN("event=session_log err=%s", strerror(errno));
+    }
+}
+
+/* Reads sessions.<first>.log: the devices whose last session never ended. */
+static ot_err sess_journal_load(struct fleet *f, const char *path)
+{
+    FILE *in = fopen(path, "r");
+    char line[256], uri[200];
+    unsigned idx = 0;
+
+    if (in == NULL) {
+        return errno == ENOENT ? OT_OK : OT_E_IO;
+    }
+    while (fgets(line, sizeof line, in) != NULL) {
+        struct fleet_dev *d;
+        bool start = sscanf(line, "S %u %199s", &idx, uri) == 2;
+        if (!start && sscanf(line, "E %u", &idx) != 1) {
+            continue;
+        }
+        if (idx < f->cfg.first || idx - f->cfg.first >= f->cfg.n) {
+            continue;
+        }
+        d = &f->devs[idx - f->cfg.first];
+        free(d->lost_uri);
+        d->lost_uri = start ? dup_str(uri) : NULL;
+    }
+    fclose(in);
+    return OT_OK;
+}
+
+static void sess_free(struct fleet_dev *d)
 {
     struct fleet_sess *s = d->sess;
     if (s == NULL) {
@@ -265,9 +320,19 @@ static void sess_end(struct fleet_dev *d)
     d->sess = NULL;
 }
 
+static void sess_end(struct fleet_dev *d)
+{
+    if (d->sess != NULL) {
+        sess_journal(d, NULL);
+    }
+    sess_free(d);
+}
+
 static void dev_release(struct fleet_dev *d)
 {
-    sess_end(d);
+    sess_free(d); /* not ended: a next run reports it interrupted */
+    free(d->lost_uri);
+    d->lost_uri = NULL;
     if (d->stream != NULL) {
         fh_close(d->stream);
         free(d->stream);
@@ -307,6 +372,9 @@ void fleet_free(struct fleet *f)
     fh_loop_close(&f->loop);
     if (f->log_fd >= 0) {
         close(f->log_fd);
+    }
+    if (f->sess_fd >= 0) {
+        close(f->sess_fd);
     }
     free(f->sub_kind);
     free(f->pollq);
@@ -417,6 +485,7 @@ static void online_cb(void *ctx, struct fh_conn *c, ot_err err);
 static void stream_cb(void *ctx, struct fh_conn *c, ot_err err);
 static void session_cb(void *ctx, struct fh_conn *c, ot_err err);
 static void session_start(struct fleet *f, struct fleet_dev *d, const char *job);
+static void session_interrupted(struct fleet *f, struct fleet_dev *d);
 
 static ot_err enrol_step(struct fleet *f, struct fleet_dev *d)
 {
@@ -641,6 +710,9 @@ static void stream_cb(void *ctx, struct fh_conn *c, ot_err err)
         } else {
             d->state = DS_ONLINE;
             f->stats.online++;
+            if (d->lost_uri != NULL && d->sess == NULL && d->rq == RQ_NONE) {
+                session_interrupted(f, d);
+            }
 
             /* Heartbeats spread over the period. */
             d->next_hb = fleet_now() + f->heartbeat_s * (0.5 + (double)(rand() % 500) / 1000.0);
@@ -666,6 +738,7 @@ static void session_post(struct fleet_dev *d)
 {
     struct fleet_sess *s = d->sess;
     char hdr[512], imei[16], cin[17];
+    sess_journal(d, s->uri);
     fleet_dev_imei(d->idx, imei);
     fleet_dev_cin(d->idx, cin);
     int n =
@@ -698,6 +771,26 @@ static void session_start(struct fleet *f, struct fleet_dev *d, const char *job)
     d->rq = RQ_SESSION;
     (void)snprintf(s->job, sizeof s->job, "%s", job);
     (void)snprintf(s->uri, sizeof s->uri, "%s/admin/jobs/%s", f->prefix, job);
+    ot_buf_init(&s->out, AGENT_SCRIPT_RESP_MAX);
+    session_post(d);
+}
+
+/* A session a killed run left open: reported interrupted (no body), so mno
+ * ends it (a destructive job outcome_unknown: cms then reads the card). */
+static void session_interrupted(struct fleet *f, struct fleet_dev *d)
+{
+    struct fleet_sess *s = calloc(1, sizeof *s);
+    if (s == NULL || dev_req(f, d) == NULL) {
+        free(s);
+        return;
+    }
+    OT_LOG_INFO("event=session_interrupted device=%u uri=%s", d->idx, d->lost_uri);
+    d->sess = s;
+    d->rq = RQ_SESSION;
+    (void)snprintf(s->uri, sizeof s->uri, "%s", d->lost_uri);
+    free(d->lost_uri);
+    d->lost_uri = NULL;
+    s->status = "interrupted";
     ot_buf_init(&s->out, AGENT_SCRIPT_RESP_MAX);
     session_post(d);
 }

@@ -166,6 +166,7 @@ struct fleet_dev {
     uint16_t destroy_ok; /* of those, executed (9000) */
     char waiting_job[AGENT_JOB_ID_MAX + 1];
     struct otascp_card known; /* what the card told at creation (kdd, i, counter) */
+    char *lost_uri; /* a session a killed run left open (state_dir): reported interrupted */
 };
 
 struct fleet {
@@ -204,7 +205,8 @@ struct fleet {
     uint32_t pq_head, pq_len;
     double *lat; /* destroy latencies (s) of the devices in serial runs */
     uint32_t nlat;
-    int log_fd; /* state_dir/destroys.<first>.log (-1: none) */
+    int log_fd;  /* state_dir/destroys.<first>.log (-1: none) */
+    int sess_fd; /* state_dir/sessions.<first>.log (-1: none) */
 };
 
 /* A cms destroy request (fleet_dev.c_req) and what cms says of the card. */
