@@ -712,6 +712,10 @@ int main(int argc, char **argv)
     printf("phase=enrol devices=%u enrolled=%u failed=%u seconds=%.1f\n", o.devices, enrolled,
            efail, enrol_s);
     fflush(stdout);
+    if (o.hold && enrolled != o.devices) {
+        rc = EXIT_FAIL; /* a node did not answer: the caller starts fleetsim again */
+        goto out;
+    }
     long rss_before = rss_total(&o);
     tell_all(ch, started, "g");
     for (unsigned k = 0; k < started; k++) {

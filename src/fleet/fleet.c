@@ -264,43 +264,66 @@ out:
 }
 
 /* With a state directory, sessions.<first>.log records each admin session's
- * URI as it goes ("S <i> <uri>") and its end ("E <i>"): a run that finds a
- * session that never ended (the process was killed in it) reports it
- * interrupted once the device is online again (docs/ota.md 6.6). */
-static void sess_journal(const struct fleet_dev *d, const char *uri)
+ * POSTs as they go ("S <i> <uri>", or "S <i> <uri> <responses in hex>" for
+ * one carrying the card's responses) and its end ("E <i>"). A run that finds
+ * a session that never ended (the process was killed in it) recovers it once
+ * the device is online again (session_recover, docs/ota.md 6.6). */
+#define FLEET_JOURNAL_LINE 8192u
+
+static void sess_journal(const struct fleet_dev *d, const char *uri, const struct ot_buf *rsp)
 {
     const struct fleet *f = g_cb_fleet;
-    char line[256];
-    int n = uri != NULL ? snprintf(line, sizeof line, "S %u %s\n", d->idx, uri)
-                        : snprintf(line, sizeof line, "E %u\n", d->idx);
-    if (f != NULL && f->sess_fd >= 0 && n > 0 && (size_t)n < sizeof line
-        && write(f->sess_fd, line, (size_t)n) != n) {
+    static char line[FLEET_JOURNAL_LINE];
+    int n;
+
+    if (f == NULL || f->sess_fd < 0) {
+        return;
+    }
+    if (uri == NULL) {
+        n = snprintf(line, sizeof line, "E %u\n", d->idx);
+    } else {
+        n = snprintf(line, sizeof line, "S %u %s", d->idx, uri);
+        if (n > 0 && rsp != NULL && rsp->len > 0
+            && (size_t)n + 2 + 2 * rsp->len + 1 < sizeof line) {
+            line[n++] = ' ';
+            if (hex_encode(rsp->data, rsp->len, line + n, sizeof line - (size_t)n) == OT_OK) {
+                n += (int)(2 * rsp->len);
+            }
+        }
+        if (n > 0 && (size_t)n + 1 < sizeof line) {
+            line[n++] = '\n';
+        }
+    }
+    if (n > 0 && (size_t)n < sizeof line && write(f->sess_fd, line, (size_t)n) != n) {
         OT_LOG_WARN("event=session_log err=%s", strerror(errno));
     }
 }
 
-/* Reads sessions.<first>.log: the devices whose last session never ended. */
+/* Reads sessions.<first>.log: the devices whose last session never ended
+ * (d->lost_uri: "<uri>" or "<uri> <hex>", the last POST). */
 static ot_err sess_journal_load(struct fleet *f, const char *path)
 {
     FILE *in = fopen(path, "r");
-    char line[256], uri[200];
+    static char line[FLEET_JOURNAL_LINE];
     unsigned idx = 0;
+    int off = 0;
 
     if (in == NULL) {
         return errno == ENOENT ? OT_OK : OT_E_IO;
     }
     while (fgets(line, sizeof line, in) != NULL) {
         struct fleet_dev *d;
-        bool start = sscanf(line, "S %u %199s", &idx, uri) == 2;
+        bool start = sscanf(line, "S %u %n", &idx, &off) == 1 && off > 0;
         if (!start && sscanf(line, "E %u", &idx) != 1) {
             continue;
         }
         if (idx < f->cfg.first || idx - f->cfg.first >= f->cfg.n) {
             continue;
         }
+        line[strcspn(line, "\n")] = '\0';
         d = &f->devs[idx - f->cfg.first];
         free(d->lost_uri);
-        d->lost_uri = start ? dup_str(uri) : NULL;
+        d->lost_uri = start ? dup_str(line + off) : NULL;
     }
     fclose(in);
     return OT_OK;
@@ -323,7 +346,7 @@ static void sess_free(struct fleet_dev *d)
 static void sess_end(struct fleet_dev *d)
 {
     if (d->sess != NULL) {
-        sess_journal(d, NULL);
+        sess_journal(d, NULL, NULL);
     }
     sess_free(d);
 }
@@ -485,7 +508,7 @@ static void online_cb(void *ctx, struct fh_conn *c, ot_err err);
 static void stream_cb(void *ctx, struct fh_conn *c, ot_err err);
 static void session_cb(void *ctx, struct fh_conn *c, ot_err err);
 static void session_start(struct fleet *f, struct fleet_dev *d, const char *job);
-static void session_interrupted(struct fleet *f, struct fleet_dev *d);
+static void session_recover(struct fleet *f, struct fleet_dev *d);
 
 static ot_err enrol_step(struct fleet *f, struct fleet_dev *d)
 {
@@ -711,7 +734,7 @@ static void stream_cb(void *ctx, struct fh_conn *c, ot_err err)
             d->state = DS_ONLINE;
             f->stats.online++;
             if (d->lost_uri != NULL && d->sess == NULL && d->rq == RQ_NONE) {
-                session_interrupted(f, d);
+                session_recover(f, d);
             }
 
             /* Heartbeats spread over the period. */
@@ -738,7 +761,8 @@ static void session_post(struct fleet_dev *d)
 {
     struct fleet_sess *s = d->sess;
     char hdr[512], imei[16], cin[17];
-    sess_journal(d, s->uri);
+    bool body = s->status != NULL && strcmp(s->status, "ok") == 0;
+    sess_journal(d, s->uri, body ? &s->out : NULL);
     fleet_dev_imei(d->idx, imei);
     fleet_dev_cin(d->idx, cin);
     int n =
@@ -747,7 +771,6 @@ static void session_post(struct fleet_dev *d)
                  "X-Admin-From: //se-id/cin/%s;//agent-id/imei/%s\r\n%s%s%s%s",
                  cin, imei, s->status ? "X-Admin-Script-Status: " : "", s->status ? s->status : "",
                  s->status ? "\r\n" : "", s->resume ? "X-Admin-Resume: true\r\n" : "");
-    bool body = s->status != NULL && strcmp(s->status, "ok") == 0;
     ot_err err = n < 0 || (size_t)n >= sizeof hdr
                      ? OT_E_TOO_LONG
                      : fh_send(d->req, "POST", s->uri, d->token, hdr, body ? FLEET_CT_RESP : NULL,
@@ -775,23 +798,51 @@ static void session_start(struct fleet *f, struct fleet_dev *d, const char *job)
     session_post(d);
 }
 
-/* A session a killed run left open: reported interrupted (no body), so mno
- * ends it (a destructive job outcome_unknown: cms then reads the card). */
-static void session_interrupted(struct fleet *f, struct fleet_dev *d)
+/* A session a killed run left open (d->lost_uri). Its last POST carried
+ * the card's responses: they are POSTed again (X-Admin-Resume, the same bytes
+ * get the same answer) and the next script, which would continue a card
+ * session the restart ended, is reported interrupted without running it;
+ * else the script itself is reported interrupted. mno then ends the job (a
+ * destructive one outcome_unknown: cms reads the card before anything else).
+ * A lost first POST is sent again (X-Admin-Resume) and the session goes on. */
+static void session_recover(struct fleet *f, struct fleet_dev *d)
 {
     struct fleet_sess *s = calloc(1, sizeof *s);
+    char *sp = strchr(d->lost_uri, ' ');
     if (s == NULL || dev_req(f, d) == NULL) {
         free(s);
         return;
     }
-    OT_LOG_INFO("event=session_interrupted device=%u uri=%s", d->idx, d->lost_uri);
+    OT_LOG_INFO("event=session_recover device=%u uri=%s", d->idx, d->lost_uri);
     d->sess = s;
     d->rq = RQ_SESSION;
+    ot_buf_init(&s->out, AGENT_SCRIPT_RESP_MAX);
+    if (sp != NULL) {
+        *sp++ = '\0';
+    }
     (void)snprintf(s->uri, sizeof s->uri, "%s", d->lost_uri);
+    {
+        const char *j = strstr(s->uri, "/admin/jobs/");
+        if (j != NULL) { /* the job, so that its wake-ups are known as this session's */
+            j += strlen("/admin/jobs/");
+            size_t jl = strcspn(j, "/");
+            (void)snprintf(s->job, sizeof s->job, "%.*s", (int)jl, j);
+        }
+    }
+    s->recover = true;
+    if (sp != NULL && hex_decode_buf(sp, &s->out) == OT_OK) {
+        s->status = "ok";
+        s->resume = true;
+    } else if (strstr(s->uri, "/scripts/") == NULL) {
+        /* the first POST's answer was lost: script 1 again (nothing of it
+         * reached the card in a session that still matters), run as usual */
+        s->recover = false;
+        s->resume = true;
+    } else {
+        s->status = "interrupted";
+    }
     free(d->lost_uri);
     d->lost_uri = NULL;
-    s->status = "interrupted";
-    ot_buf_init(&s->out, AGENT_SCRIPT_RESP_MAX);
     session_post(d);
 }
 
@@ -939,6 +990,14 @@ static void session_cb(void *ctx, struct fh_conn *c, ot_err err)
         fleet_dev_fail(d, "session status", c, OT_E_PROTOCOL);
         sess_end(d);
         dev_next(f, d);
+        return;
+    }
+    if (s->recover) {
+        /* the next script of a session the restart ended: not run */
+        s->status = "interrupted";
+        s->resume = false;
+        ot_buf_reset(&s->out);
+        session_post(d);
         return;
     }
     session_run(d, c);

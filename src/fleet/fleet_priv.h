@@ -131,6 +131,7 @@ struct fleet_sess {
     struct agent_channel *ch;
     struct ot_buf out; /* the last response script */
     double retry_at;   /* 202: repeat the POST then (0: not waiting) */
+    bool recover;      /* a session a killed run left open (session_recover) */
 };
 
 /* The push phase's job of a device: the submitter's state. */
