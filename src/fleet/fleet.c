@@ -509,6 +509,7 @@ static void stream_cb(void *ctx, struct fh_conn *c, ot_err err);
 static void session_cb(void *ctx, struct fh_conn *c, ot_err err);
 static void session_start(struct fleet *f, struct fleet_dev *d, const char *job);
 static void session_recover(struct fleet *f, struct fleet_dev *d);
+static void dev_session_lost(struct fleet_dev *d);
 
 static ot_err enrol_step(struct fleet *f, struct fleet_dev *d)
 {
@@ -798,6 +799,30 @@ static void session_start(struct fleet *f, struct fleet_dev *d, const char *job)
     session_post(d);
 }
 
+/* The session's node went away: what session_recover needs (its last POST:
+ * the URI and the responses it carried), without ending it in the journal. */
+static void dev_session_lost(struct fleet_dev *d)
+{
+    struct fleet_sess *s = d->sess;
+    bool body = s->status != NULL && strcmp(s->status, "ok") == 0 && s->out.len > 0;
+    size_t n = strlen(s->uri) + (body ? 2 + 2 * s->out.len : 1);
+    char *l = malloc(n);
+
+    OT_LOG_INFO("event=session_lost device=%u uri=%s", d->idx, s->uri);
+    free(d->lost_uri);
+    d->lost_uri = l;
+    if (l != NULL) {
+        size_t u = strlen(s->uri);
+        memcpy(l, s->uri, u + 1);
+        if (body) {
+            l[u] = ' ';
+            (void)hex_encode(s->out.data, s->out.len, l + u + 1, n - u - 1);
+        }
+    }
+    sess_free(d);
+    d->retry_at = fleet_now() + FLEET_RETRY_S;
+}
+
 /* A session a killed run left open (d->lost_uri). Its last POST carried
  * the card's responses: they are POSTed again (X-Admin-Resume, the same bytes
  * get the same answer) and the next script, which would continue a card
@@ -950,6 +975,14 @@ static void session_cb(void *ctx, struct fh_conn *c, ot_err err)
         session_post(d);
         return;
     }
+    if (err != OT_OK) {
+        /* The node went away mid-session (killed, restarting): the session
+         * is recovered like one a killed run left open, once the device is
+         * online again (a new stream, or the timers a moment later). */
+        dev_session_lost(d);
+        dev_req_idle(d);
+        return;
+    }
     if (err != OT_OK || (c->status != 200 && c->status != 202 && c->status != 204)
         || !fh_header(c, "X-Admin-Protocol", proto, sizeof proto)
         || strcmp(proto, AGENT_ADMIN_PROTO) != 0) {
@@ -1040,6 +1073,10 @@ static void timers(struct fleet *f)
             && !d->req->busy) {
             d->sess->retry_at = 0;
             session_post(d);
+        }
+        if (d->lost_uri != NULL && d->sess == NULL && d->rq == RQ_NONE && d->state == DS_ONLINE
+            && d->retry_at <= now) {
+            session_recover(f, d);
         }
         if (d->state == DS_ONLINE && d->rq == RQ_NONE && d->next_hb > 0 && d->next_hb <= now) {
             struct fh_conn *c = dev_req(f, d);
