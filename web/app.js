@@ -40,7 +40,7 @@ function badge(text, kind) {
 }
 
 const STATE_KIND = {
-  online: 'ok', done: 'ok', active: 'ok', destroyed: 'bad', failed: 'bad', locked: 'warn',
+  online: 'ok', done: 'ok', active: 'ok', delivered: 'ok', destroyed: 'bad', failed: 'bad', locked: 'warn',
   offline: 'muted', queued: 'warn', delivering: 'warn', running: 'warn', expired: 'muted',
   cancelled: 'muted', outcome_unknown: 'bad', 'awaiting-destroy': 'warn', 'awaiting-lock': 'warn',
   awaiting_destroy: 'warn', awaiting_lock: 'warn', destroying: 'warn', pending: 'warn',
@@ -683,7 +683,22 @@ async function viewWebhook(root) {
         : 'No webhook: poll the operations instead.'),
       el('p', { class: 'muted' }, 'Each delivery is signed: X-OpenTSM-Signature is "v1=" and the hex HMAC-SHA-256 of "timestamp.body" under the secret; X-OpenTSM-Delivery is the same on every retry.'),
       f);
+    const log = await api('GET', '/tsm/v1/webhook/deliveries?limit=100');
+    logBox.replaceChildren(el('h2', {}, 'Delivery log'), table([
+      { h: 'Delivery', v: (d) => `#${d.id}` },
+      { h: 'Event', v: (d) => d.event },
+      { h: 'State', v: (d) => stateBadge(d.state) },
+      { h: 'Attempts', v: (d) => {
+        const last = (d.log || [])[(d.log || []).length - 1];
+        return last ? `${d.attempts} (last: ${last.status || 'no answer'}, ${last.ms} ms)` : String(d.attempts);
+      } },
+      { h: 'Sent', v: (d) => when(d.created_at_ms) },
+      { h: 'Delivered', v: (d) => when(d.delivered_at_ms) },
+      { h: 'Last error', v: (d) => d.last_error || '' },
+    ], log.items, 'Nothing delivered yet.'));
   };
+  const logBox = el('div', { 'data-deliveries': '' });
+  root.append(logBox);
   await busy(null, load);
 }
 

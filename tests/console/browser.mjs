@@ -186,6 +186,10 @@ async function serviceProvider(browser) {
 
   step = 'service provider: webhook settings';
   await visit(page, 'webhook');
+  await page.waitForSelector('main [data-view="webhook"] [data-deliveries] table');
+  const dl = await page.$eval('main [data-view="webhook"] [data-deliveries]', (e) => e.textContent);
+  check(dl.includes('operation.') && dl.includes('pending') && !dl.includes('bank-a-secret'), `delivery log: ${dl}`);
+  await page.$eval('main [data-view="webhook"] input[name="url"]', (e) => { e.value = ''; });
   await page.type('main [data-view="webhook"] input[name="url"]', 'https://bank-a.example/tsm-hook');
   await page.type('main [data-view="webhook"] input[name="secret"]', 'a-secret-of-bank-a-0123456789');
   await page.click('main [data-view="webhook"] button[type=submit]');

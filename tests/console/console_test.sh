@@ -180,6 +180,10 @@ for _ in $(seq 1 200); do
     [ "$(jq -r .state "$W/resp")" = online ] && grep -q "event=stream_open" "$W/agent2.log" && break
     sleep 0.1
 done
+# Bank A's webhook points at a closed port: its deliveries stay pending,
+# each failed attempt in the delivery log.
+api PUT /tsm/v1/webhook "$SP_A" '{"url":"http://127.0.0.1:9/hook","secret":"bank-a-secret-0123456789"}'
+expect_status 200 "bank A's webhook"
 api POST /tsm/v1/service-instances "$SP_A" "{\"msisdn\":\"33622222222\",\"service_id\":$SVC,\"qualifier\":\"PAR-A\"}"
 expect_status 201 "bank A pre-personalizes"
 INST=$(jq -er .instance.id "$W/resp")
