@@ -125,7 +125,7 @@ async function operator(browser) {
   check(withCsrf.status === 201, `POST with CSRF token: ${withCsrf.status}`);
 
   step = 'operator views';
-  for (const v of ['devices', 'jobs', 'alerts', 'principals', 'audit']) {
+  for (const v of ['services', 'instances', 'devices', 'jobs', 'alerts', 'principals', 'audit']) {
     await visit(page, v);
     await shot(page, `operator-${v}`);
   }
