@@ -82,23 +82,29 @@ static ot_err parse_install(struct tsm_dmcmd *d, struct rd *r)
 {
     const uint8_t *v[6];
     size_t l[6];
+    /* INSTALL [for load]: LV ELF, LV SD, LV hash, params, token; the
+     * others four LV fields, then params and token (GPCS 11.5.2.3). */
+    int nlv = d->p1 == 0x02 ? 3 : 4;
+    int tok;
     ot_err err;
 
-    for (int i = 0; i < 4; i++) {
+    memset(l, 0, sizeof(l));
+    for (int i = 0; i < nlv; i++) {
         err = rd_lv(r, &v[i], &l[i]);
         if (err != OT_OK) {
             return err;
         }
     }
-    err = rd_lv3(r, &v[4], &l[4]);
+    err = rd_lv3(r, &v[nlv], &l[nlv]);
+    tok = nlv + 1;
     if (err == OT_OK) {
-        err = rd_lv3(r, &v[5], &l[5]);
+        err = rd_lv3(r, &v[tok], &l[tok]);
     }
-    if (err != OT_OK || l[5] != 0 || r->n != 0) {
+    if (err != OT_OK || l[tok] != 0 || r->n != 0) {
         return OT_E_FORMAT; /* the token field must be empty and last */
     }
     switch (d->p1) {
-    case 0x02: /* LV ELF, LV SD, LV hash, LV params */
+    case 0x02: /* LV ELF, LV SD, LV hash */
         d->op = TSM_DMCMD_LOAD;
         if (aid_set(&d->elf, v[0], l[0], 0) != OT_OK || aid_set(&d->sd, v[1], l[1], 1) != OT_OK) {
             return OT_E_FORMAT;
