@@ -1965,8 +1965,34 @@ out:
     return err;
 }
 
+/* Whether the registry holds an SD of se_id that the ISD created (ISD-only
+ * privileges: a third-party TSM's SD with Authorized Management, under the
+ * ISD): the central SD's GET STATUS does not see it, the ISD's does. */
+static bool tsm_audit_needs_isd(struct tsm *t, int64_t se_id)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    bool need = false;
+
+    if (db_acquire(t->db, &c) != OT_OK) {
+        return false;
+    }
+    if (db_prepare(c, "SELECT privileges FROM tsm_security_domains WHERE se_id = $1", &st) == OT_OK
+        && db_bind_int64(st, 1, se_id) == OT_OK) {
+        while (!need && db_step(st, &row) == OT_OK && row) {
+            const char *pv = NULL;
+            need = db_col_text(st, 0, &pv) == OT_OK && pv != NULL && tsm_privs_isd_only(pv);
+        }
+    }
+    db_reset(st);
+    db_release(c);
+    return need;
+}
+
 /* POST /secure-elements/{cin}/audit: GET STATUS through the SE's network
- * with the central SD, compared with the registry. */
+ * with the central SD (with the ISD when the registry holds an SD the ISD
+ * created and the TSM holds the ISD's keys), compared with the registry. */
 void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct tsm *t = ctx;
@@ -2002,6 +2028,16 @@ void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     OT_TRY(tsm_cl_encode(&l, enc, &n));
     tsm_plan_central(t, &se, central.kvn, &plan);
+    if (tsm_audit_needs_isd(t, se.id)) {
+        struct scp03_keyset isd;
+        if (tsm_keyset_get(t, se.cin, TSM_KEYSET_ISD, 0, 0, &isd) == OT_OK) {
+            snprintf(plan.steps[0].sd, sizeof(plan.steps[0].sd), "%s", TSM_ISD_AID);
+            snprintf(plan.steps[0].key_name, sizeof(plan.steps[0].key_name), "%s", TSM_KEYSET_ISD);
+            plan.steps[0].key_version = isd.kvn;
+            plan.steps[0].kvn = isd.kvn;
+        }
+        ot_mem_wipe(&isd, sizeof(isd));
+    }
     cmds[0] = enc;
     lens[0] = n;
     OT_TRY(svc_tx_begin(t->kit, &c));

@@ -244,6 +244,17 @@ expect_status 200 "end"
 api GET "$T/service-instances/$ITP" "$TTP"
 jq -e '.keys == "sp" and .state == "UnderDeployment:Installed"' "$W/resp" >/dev/null \
     || fail "the third party's instance: $(cat "$W/resp")"
+# The audit reads the card through the ISD (the central SD does not see an
+# SD under the ISD): the third party's SD under the ISD with its privileges,
+# its instance under it, nothing of them missing.
+api POST "$T/secure-elements/$CIN2/audit" "$OP_TOKEN"
+expect_status 200 "audit of the UICC"
+jq -e --arg s $TPSD '[.card[] | select(.aid == $s and .sd == "A000000151000000" and .privileges == "80C000")] | length == 1' \
+    "$W/resp" >/dev/null || fail "the third party's SD on the card: $(cat "$W/resp")"
+jq -e --arg s $TPSD '[.card[] | select(.aid == "A0000000041077" and .sd == $s)] | length == 1' \
+    "$W/resp" >/dev/null || fail "the third party's instance on the card: $(cat "$W/resp")"
+jq -e --arg s $TPSD '[.differences[] | select(.aid == $s or .aid == "A0000000041077")] == []' \
+    "$W/resp" >/dev/null || fail "audit differences: $(cat "$W/resp")"
 note "third-party SD with Authorized Management created and handed over; after its rotation 409 keys_rotated and its own session relayed"
 
 # --- 4. the third party's webhook and its delivery log ------------------------
