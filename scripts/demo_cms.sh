@@ -211,12 +211,13 @@ ctl "$TD" cms destroy dave-card --reason lost
 { wait "${AGENT4:?}"; } 2>/dev/null || true
 echo "    phone4 died; its agent's state: $(jq -c '{step, script}' "$W/agent4/session.json")"
 agent_start 4
-echo "    phone4 is on again: the agent reports the script interrupted, cms reads the card"
+echo "    phone4 is on again: the agent reports the script interrupted, cms reads the card's"
+echo "    life cycle state under its R-MAC"
 wait_card "$TD" dave-card destroyed
 say "tsmctl cms history dave-card   (as dave)"
 ctl "$TD" cms history dave-card
 ctl "$TD" cms history dave-card --json |
-    jq -r '.[] | select(.event == "destroyed") | "    dave-card destroyed, proof: " + .detail.proof'
+    jq -r '.[] | select(.event == "destroyed") | "    dave-card destroyed, proof: " + .detail.proof + " (card read: " + .detail.card + ")"'
 echo "    the card received $(grep -c 'C-APDU.*84DE' "$W/vse4.log") DESTROY command(s)"
 cms_cleanup
 AGENT_PIDS=()

@@ -26,6 +26,7 @@
 #include "core/hex.h"
 #include "core/log.h"
 #include "core/thread.h"
+#include "core/tlv.h"
 #include "db/db.h"
 #include "db/keystore.h"
 
@@ -210,12 +211,15 @@ static ot_err cms_act_cmds(const struct cms_act *a, uint8_t *buf, size_t cap,
 
     *n = 0;
     if (a->verify_first) {
-        /* GET STATUS of the ISD: answered by a live card; a TERMINATED one
-         * answers 6A81 (only GET DATA and the handshake work there). */
-        static const uint8_t gs[] = {0x80, 0xF2, 0x80, 0x00, 0x02, 0x4F, 0x00, 0x00};
-        memcpy(buf, gs, sizeof(gs));
+        /* Reading the card: GET DATA of the card's life cycle state (vse
+         * DF7E; scope card) or of its application list (2F00; scope app),
+         * both answered under the R-MAC in every state, TERMINATED too. */
+        static const uint8_t lcs[] = {0x80, 0xCA, 0xDF, 0x7E, 0x00};
+        static const uint8_t apps[] = {0x80, 0xCA, 0x2F, 0x00, 0x00};
+        const uint8_t *q = a->scope == CMS_SC_APP && a->mode == CMS_M_SOFTWARE ? apps : lcs;
+        memcpy(buf, q, 5);
         cmds[0].p = buf;
-        cmds[0].n = sizeof(gs);
+        cmds[0].n = 5;
         *n = 1;
         return OT_OK;
     }
@@ -462,6 +466,50 @@ static void cms_progress(struct cms *s, const struct cms_act *a, const struct cm
     }
 }
 
+/* What a verified read of the card says (cms_act_cmds, verify_first): 1
+ * the destroy is done (card TERMINATED; scope app: none of the card's
+ * payment applications listed), 0 not done, -1 an answer that says
+ * neither. */
+static int cms_read_verdict(const struct cms_act *a, const struct otascp_resp *r)
+{
+    struct tlv t;
+    json_t *aids = NULL;
+    struct buf_rd rd;
+    int v = 1;
+
+    if (!(a->scope == CMS_SC_APP && a->mode == CMS_M_SOFTWARE)) {
+        if (tlv_parse_one(r->data, r->len, &t) != OT_OK || t.tag != 0xDF7Eu || t.len != 1) {
+            return -1;
+        }
+        return t.val[0] == 0xFFu ? 1 : 0; /* GPCS 11.1.1: FF TERMINATED */
+    }
+    if (json_parse(a->aids, strlen(a->aids), sizeof(a->aids), &aids, NULL) != OT_OK
+        || !json_is_array(aids)) {
+        json_free(aids);
+        return -1;
+    }
+    buf_rd_init(&rd, r->data, r->len);
+    while (rd.left > 0 && v >= 0) {
+        struct tlv aid;
+        if (tlv_next(&rd, &t) != OT_OK || t.tag != 0x61u
+            || tlv_find(t.val, t.len, 0x4Fu, &aid) != OT_OK) {
+            v = -1;
+            break;
+        }
+        for (size_t i = 0; i < json_array_size(aids); i++) {
+            const char *hx = json_string_value(json_array_get(aids, i));
+            uint8_t b[CMS_AID_MAX];
+            size_t bn = sizeof(b);
+            if (hx != NULL && hex_decode(hx, strlen(hx), b, &bn) == OT_OK && bn == aid.len
+                && memcmp(b, aid.val, bn) == 0) {
+                v = 0; /* a payment application is still there */
+            }
+        }
+    }
+    json_free(aids);
+    return v;
+}
+
 /* The verified result of a finished job. */
 static void cms_judge(struct cms *s, const struct cms_act *a, const struct otascp_result *res,
                       const char *job_state, const char *job_id, struct cms_step *sp)
@@ -474,25 +522,32 @@ static void cms_judge(struct cms *s, const struct cms_act *a, const struct otasc
         }
     }
     if (a->verify_first) {
-        /* Reading the card after an unknown outcome. */
-        if (res->outcome == OTASCP_OK && res->authenticated && all_ok) {
+        /* Reading the card after an unknown outcome: only an answer under a
+         * verified R-MAC says anything. */
+        int v = res->outcome == OTASCP_OK && res->authenticated && all_ok && res->n == 1
+                    ? cms_read_verdict(a, &res->resp[0])
+                    : -1;
+        if (v == 0) {
             sp->set_state = "pending";
             sp->clear_job = true;
             sp->verify_first = false;
             sp->hist_event = "verified_not_destroyed";
             snprintf(sp->detail, sizeof(sp->detail),
-                     "{\"job\":\"%s\",\"proof\":\"r-mac\",\"card\":\"alive\"}", job_id);
+                     "{\"job\":\"%s\",\"proof\":\"r-mac verified\",\"card\":\"alive\"}", job_id);
             return;
         }
-        if (res->ea_sw == 0x9000 && res->n == 1 && res->resp[0].ran && res->resp[0].sw == 0x6A81) {
+        if (v == 1) {
             sp->set_state = "done";
-            sp->result = "destroyed (card read: TERMINATED)";
+            sp->result = a->scope == CMS_SC_APP && a->mode == CMS_M_SOFTWARE
+                             ? "destroyed (card read: the payment applications are gone)"
+                             : "destroyed (card read: TERMINATED)";
             sp->move = true;
             sp->ev = CMS_EV_DESTROYED;
             sp->notify = "destroyed";
             snprintf(sp->detail, sizeof(sp->detail),
-                     "{\"job\":\"%s\",\"proof\":\"card cryptogram\",\"card\":\"terminated\"}",
-                     job_id);
+                     "{\"job\":\"%s\",\"proof\":\"r-mac verified\",\"card\":\"%s\"}", job_id,
+                     a->scope == CMS_SC_APP && a->mode == CMS_M_SOFTWARE ? "applications gone"
+                                                                         : "terminated");
             return;
         }
         cms_step_failed(s, a, sp, "the card could not be read");

@@ -81,6 +81,11 @@
 #define ADM_TAG_APP_TEMPLATE   0x61u
 #define ADM_TAG_APP_LIST_BER   0x2Fu   /* "2F00" read as BER: tag 2F, length 00 */
 #define ADM_DGI_BER_TLV        0x0070u /* GPCS 11.11.2.3: BER-TLV objects in DGI format */
+/* vse only: the card's life cycle state (1 byte, GPCS 11.1.1), from the ISD,
+ * answered in every state, TERMINATED included: under a secure channel with
+ * R-MAC it is the card's own proof of its state (docs/cms.md, reading the
+ * card after an unknown outcome). */
+#define ADM_TAG_CARD_LCS 0xDF7Eu
 
 /* GP OID arc 1.2.840.114283 (GPCS H.2). */
 static const uint8_t adm_gp_oid[] = {0x2A, 0x86, 0x48, 0x86, 0xFC, 0x6B};
@@ -1318,6 +1323,13 @@ uint16_t se_gp_get_data(struct se_cmd *x)
         break;
     case GP_TAG_KDD:
         tlv_put(&w, tag, st->kdd, sizeof st->kdd);
+        break;
+    case ADM_TAG_CARD_LCS:
+        if (x->sd != 0) {
+            sw = ADM_SW_REF_NOT_FND;
+            break;
+        }
+        tlv_put(&w, tag, &st->card_lcs, 1);
         break;
     case GP_TAG_CPLC:
         tlv_put(&w, tag, st->cplc, sizeof st->cplc);

@@ -1478,6 +1478,7 @@ static void test_destroy_software(void **state)
      * (Opening a channel moves a sequence counter: snapshots come after.) */
     struct gp_session *s = t_open(t.c, SSD_A, KEY50);
     t_image(&t, &before);
+    assert_int_equal(t_send_hex(s, t.c, "80CADF7E00", NULL, NULL), 0x6A88); /* the ISD's */
     assert_int_equal(t_send_hex(s, t.c, "80DE0100", NULL, NULL), 0x6982);
     assert_int_equal(t_send_hex(s, t.c, "80DE0200", NULL, NULL), 0x6982);
     t_image(&t, &after);
@@ -1503,7 +1504,16 @@ static void test_destroy_software(void **state)
     ot_buf_free(&after);
 
     s = t_open(t.c, NULL, KEY40);
+    uint8_t lcs[16];
+    size_t lcs_n = sizeof lcs;
+    /* the card's life cycle state (vse GET DATA DF7E, the ISD only) */
+    assert_int_equal(t_send_hex(s, t.c, "80CADF7E00", lcs, &lcs_n), 0x9000);
+    assert_int_equal(lcs_n, 4);
+    assert_memory_equal(lcs, "\xDF\x7E\x01\x0F", 4);
     assert_int_equal(t_send_hex(s, t.c, "80DE0100", NULL, NULL), 0x9000);
+    lcs_n = sizeof lcs;
+    assert_int_equal(t_send_hex(s, t.c, "80CADF7E00", lcs, &lcs_n), 0x9000);
+    assert_memory_equal(lcs, "\xDF\x7E\x01\xFF", 4);
     gp_session_free(s);
     /* emv-payment and transit are payment modules; ppse and wallet are not. */
     assert_true(t_app(t.c, EMV) < 0);

@@ -17,13 +17,17 @@
 #                ends outcome_unknown, cms reads the card (alive) and
 #                destroys it with a new job, on the R-MAC
 #   executing:2  the card ran the DESTROY, the agent did not see the answer:
-#                outcome_unknown, cms reads the card: TERMINATED, destroyed
-#                on the card's cryptogram, no second DESTROY
+#                outcome_unknown, cms reads the card (its life cycle state
+#                under the R-MAC): TERMINATED, destroyed, no second DESTROY
 #   executed:2, reported:2
 #                the answers were kept: reported (again) after the restart,
 #                destroyed on the R-MAC, no unknown outcome
 #
 # Each card received exactly one DESTROY (counted in the card's trace log).
+# Then a ninth card whose issuer destroys the payment application only
+# (software, scope app) with the agent killed at executing:2: cms reads the
+# card's application list under the R-MAC, finds the application gone, and
+# records the destroy; the card received one DELETE.
 #
 # usage: crash_test.sh TSMD SE_AGENT VSE PROFILES_DIR
 set -euo pipefail
@@ -35,8 +39,9 @@ phones_begin cms-crash "$@"
 
 POINTS=(received:1 executing:1 executed:1 reported:1 received:2 executing:2 executed:2 reported:2)
 N=${#POINTS[@]}
+APP=$((N + 1))
 jq '.isd.i = "70"' "$PROFILES/ese-central.json" >"$W/p.json"
-for n in $(seq 1 "$N"); do
+for n in $(seq 1 "$APP"); do
     eval "CIN$n=4F54534D455345$(printf '%02d' "$n")"
     jq ".cin = \"$(eval echo "\$CIN$n")\"" "$W/p.json" >"$W/p$n.json"
     "$VSE" create --profile "$W/p$n.json" --out "$W/c$n.img" >/dev/null
@@ -45,11 +50,14 @@ done
 
 cms_tsmd_start
 # shellcheck disable=SC2046
-phones_enrol $(seq 1 "$N")
+phones_enrol $(seq 1 "$APP")
+api PUT "$C/policies/bank_app" "$OP_TOKEN" '{"mode":"software","scope":"app"}'
+expect_status 200 "policy bank_app"
 CARDS=
 for n in $(seq 1 "$N"); do
     CARDS="$CARDS${CARDS:+,}$(card "c$n" "$(eval echo "\$CIN$n")" "$n")"
 done
+CARDS="$CARDS,$(card "c$APP" "$(eval echo "\$CIN$APP")" "$APP" bank_app)"
 api POST $C/cards "$OP_TOKEN" "{\"cards\":[$CARDS]}" -H "Idempotency-Key: import"
 expect_status 201 "import"
 
@@ -78,6 +86,7 @@ for n in $(seq 1 "$N"); do
     api GET "$C/cards/c$n/history" "$TA"
     unknown=$(jq '[.items[] | select(.event == "interrupted")] | length' "$W/resp")
     proof=$(jq -r '[.items[] | select(.event == "destroyed")][0].detail.proof' "$W/resp")
+    read=$(jq -r '[.items[] | select(.event == "destroyed")][0].detail.card // "-"' "$W/resp")
     case $at in
     received:1 | executed:2 | reported:2)
         grep -q "event=session_resumed" "$W/agent$n.log" || fail "$at: the session was not resumed"
@@ -85,8 +94,8 @@ for n in $(seq 1 "$N"); do
             fail "$at: unknown=$unknown proof=$proof: $(cat "$W/resp")"
         ;;
     executing:2)
-        [ "$unknown" = 1 ] && [ "$proof" = "card cryptogram" ] ||
-            fail "$at: unknown=$unknown proof=$proof: $(cat "$W/resp")"
+        [ "$unknown" = 1 ] && [ "$proof" = "r-mac verified" ] && [ "$read" = terminated ] ||
+            fail "$at: unknown=$unknown proof=$proof read=$read: $(cat "$W/resp")"
         ;;
     *)
         grep -q 'C-APDU.*\b84DE' "$W/vse$n.log" || fail "$at: no DESTROY at all"
@@ -99,8 +108,27 @@ for n in $(seq 1 "$N"); do
     jq -e '[.items[] | select(.event == "retry")] | length == 0' "$W/resp" >/dev/null ||
         fail "$at: a failed attempt on the way: $(cat "$W/resp")"
     agent_stop "$n"
-    note "$at: destroyed once (unknown outcomes $unknown, proof: $proof)"
+    note "$at: destroyed once (unknown outcomes $unknown, proof: $proof, card read: $read)"
 done
+
+# --- scope app: the application list read after an unknown outcome ----------------
+n=$APP
+agent_start "$n" OPENTSM_AGENT_CRASH_AT=executing:2
+act "c$n" destroy lost "d$n"
+rc=0
+wait "$(eval echo "\$AGENT$n")" || rc=$?
+[ "$rc" = 137 ] || fail "app scope: se-agent ended with $rc, not by SIGKILL"
+agent_start "$n"
+wait_card "c$n" destroyed
+[ "$(grep -c 'C-APDU.*84E40000' "$W/vse$n.log")" = 1 ] || fail "app scope: not one DELETE"
+[ "$(destroys "$n")" = 0 ] || fail "app scope: a DESTROY was sent"
+api GET "$C/cards/c$n/history" "$TA"
+jq -e '[.items[] | select(.event == "destroyed")][0].detail | .proof == "r-mac verified"
+    and .card == "applications gone"' "$W/resp" >/dev/null ||
+    fail "app scope: not destroyed on the read list: $(cat "$W/resp")"
+"$VSE" inspect "$W/c$n.img" --json | jq -e '.lcs == "SECURED"' >/dev/null || fail "app scope: card changed"
+agent_stop "$n"
+note "app scope, executing:2: destroyed once (card read: applications gone)"
 
 stop_agents
 tsmd_stop
