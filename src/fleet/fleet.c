@@ -975,10 +975,11 @@ static void session_cb(void *ctx, struct fh_conn *c, ot_err err)
         session_post(d);
         return;
     }
-    if (err != OT_OK) {
-        /* The node went away mid-session (killed, restarting): the session
-         * is recovered like one a killed run left open, once the device is
-         * online again (a new stream, or the timers a moment later). */
+    if (err != OT_OK || c->status == 502 || c->status == 503 || c->status == 504) {
+        /* The node went away mid-session (killed, restarting) or could not
+         * take the POST now: the session is recovered like one a killed run
+         * left open, once the device is online again (a new stream, or the
+         * timers a moment later). */
         dev_session_lost(d);
         dev_req_idle(d);
         return;
