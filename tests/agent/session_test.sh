@@ -268,6 +268,15 @@ echo "offline: the job waited and ran when the phone registered"
 # (run is stopped now: nothing else knocks at the stopped card's socket.)
 api POST $P/device/register "$DTOK" '{}'
 expect_status 200 "register again"
+# The phone stays on from here: its heartbeats, as run would send them (a
+# lease of 5 s ran out on a loaded machine before the checks below, and the
+# jobs ended outcome_unknown for the lease instead of for the agent's crash).
+(while :; do
+    curl -s -o /dev/null -X POST -H "Authorization: Bearer $DTOK" -H "Content-Type: application/json" \
+        --data-binary '{}' "$TSMD_URL$P/device/heartbeat" || true
+    sleep 1
+done) &
+TSMD_EXTRA_PIDS+=("$!")
 J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","destructive":true,"apdus":["80CA004500"]}' j6)
 kill -STOP "$VSE_PID" # the card hangs on the session's first command (the SELECT)
 "${A[@]}" --apdu-timeout 600000 session "$J" eSE1 >/dev/null 2>&1 &
