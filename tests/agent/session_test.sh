@@ -97,7 +97,7 @@ jq -r '.scripts[0].rapdus[1]' "$W/resp" | grep -q '^9F7F2A.*9000$' || fail "CPLC
 echo "scripted job $J done in 2 round trips"
 
 # ---- mode 00 stops at the first failing status word -------------------------
-J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CADF7E00","80CA004500"]}' j2)
+J=$(submit '{"msisdn":"33600000001","se":{"reader":"eSE1"},"kind":"scripted","apdus":["80CADF7D00","80CA004500"]}' j2)
 "${A[@]}" --json session "$J" eSE1 >"$W/s.json"
 jq -e '.capdus == 1' "$W/s.json" >/dev/null || fail "mode 00 ran more than the failing C-APDU"
 [ "$(job_state "$J")" = failed ] || fail "job $J not failed"
