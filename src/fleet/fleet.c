@@ -137,6 +137,7 @@ static char *dup_str(const char *s)
 /* Device d's card: from its profile, or with a state directory the card's
  * image there (created from the profile the first time). */
 static ot_err sess_journal_load(struct fleet *f, const char *path);
+static void tokens_load(struct fleet *f);
 
 static ot_err dev_card(const struct fleet *f, struct fleet_dev *d, char *profile, size_t cap)
 {
@@ -250,6 +251,7 @@ ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out)
         char path[512];
         (void)snprintf(path, sizeof path, "%s/sessions.%u.log", cfg->state_dir, cfg->first);
         OT_TRY(sess_journal_load(f, path));
+        tokens_load(f);
         f->sess_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (f->sess_fd < 0) {
             OT_FAIL(OT_E_IO);
@@ -1119,8 +1121,70 @@ void fleet_idle(struct fleet *f, unsigned ms)
     }
 }
 
+/* With a state directory the devices' bearer tokens are kept in
+ * DIR/tokens.<first> (0600, written atomically once every device is
+ * enrolled): a next run starts registered devices at once instead of
+ * enrolling them again (a phone keeps its credential across a reboot). */
+static void tokens_path(const struct fleet *f, char *out, size_t cap)
+{
+    (void)snprintf(out, cap, "%s/tokens.%u", f->cfg.state_dir, f->cfg.first);
+}
+
+static void tokens_load(struct fleet *f)
+{
+    char path[512], line[4200];
+    unsigned idx = 0;
+    int off = 0;
+    FILE *in;
+
+    tokens_path(f, path, sizeof path);
+    in = fopen(path, "r");
+    if (in == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof line, in) != NULL) {
+        struct fleet_dev *d;
+        if (sscanf(line, "%u %n", &idx, &off) != 1 || off == 0 || idx < f->cfg.first
+            || idx - f->cfg.first >= f->cfg.n) {
+            continue;
+        }
+        line[strcspn(line, "\n")] = '\0';
+        d = &f->devs[idx - f->cfg.first];
+        if (d->state == DS_NEW && line[off] != '\0' && (d->token = dup_str(line + off)) != NULL) {
+            d->state = DS_ENROLLED;
+            f->stats.enrolled++;
+        }
+    }
+    ot_mem_wipe(line, sizeof line);
+    fclose(in);
+}
+
+static void tokens_save(struct fleet *f)
+{
+    char path[512], tmp[520];
+    FILE *out;
+    int fd;
+
+    tokens_path(f, path, sizeof path);
+    (void)snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || (out = fdopen(fd, "w")) == NULL) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    for (uint32_t k = 0; k < f->cfg.n; k++) {
+        fprintf(out, "%u %s\n", f->devs[k].idx, f->devs[k].token);
+    }
+    if (fclose(out) == 0) {
+        (void)rename(tmp, path);
+    }
+}
+
 ot_err fleet_enrol(struct fleet *f, unsigned timeout_ms)
 {
+    bool restored = f->stats.enrolled == f->cfg.n;
     double end = fleet_now() + timeout_ms / 1e3;
     f->cursor = 0;
     f->inflight = 0;
@@ -1143,7 +1207,13 @@ ot_err fleet_enrol(struct fleet *f, unsigned timeout_ms)
         }
         fleet_loop_once(f, 50);
     }
-    return f->stats.enrolled == f->cfg.n ? OT_OK : OT_E_PROTOCOL;
+    if (f->stats.enrolled != f->cfg.n) {
+        return OT_E_PROTOCOL;
+    }
+    if (f->cfg.state_dir != NULL && !restored) {
+        tokens_save(f);
+    }
+    return OT_OK;
 }
 
 /* Registers the enrolled devices of one group (kept off or not) and opens
