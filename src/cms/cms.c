@@ -386,6 +386,8 @@ static const struct svc_route cms_route_table[] = {
     {"POST", "/alerts/{id}/clear", CMS_OPS, false, cms_h_alert_clear, NULL, 0},
     {"GET", "/subscribers/{id}/notifications", CMS_SUBS, false, cms_h_notify_get, NULL, 0},
     {"PUT", "/subscribers/{id}/notifications", CMS_SUBS, false, cms_h_notify_put, NULL, 0},
+    {"GET", "/subscribers/{id}/notifications/deliveries", CMS_SUBS, false, cms_h_notify_deliveries,
+     cms_q_page, 0},
     {"POST", "/events", CMS_FEED, false, cms_h_events, NULL, SVC_R_COARSE_AUDIT},
     {"POST", "/events/batch", CMS_FEED, false, cms_h_events_batch, NULL, SVC_R_COARSE_AUDIT},
     {"GET", "/rules", CMS_OPS, false, cms_h_rules_list, NULL, 0},

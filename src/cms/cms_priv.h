@@ -204,6 +204,7 @@ void cms_h_alert_clear(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_actions(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_notify_get(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_notify_put(struct net_req *req, struct net_resp *resp, void *ctx);
+void cms_h_notify_deliveries(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_events(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_events_batch(struct net_req *req, struct net_resp *resp, void *ctx);
 void cms_h_rules_list(struct net_req *req, struct net_resp *resp, void *ctx);

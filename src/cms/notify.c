@@ -43,6 +43,7 @@ static void cms_nkey_name(int64_t subscriber, char *out, size_t cap)
 /* ---- channels ---------------------------------------------------------------- */
 
 struct cms_note {
+    const char *ref; /* "subscriber:<id>" */
     const struct cms_card *card;
     const char *event;
     const char *json; /* the webhook body */
@@ -76,6 +77,7 @@ static ot_err cms_ch_webhook_write(struct cms *s, struct db_conn *c, const struc
     m.key_name = key;
     m.event = ev;
     m.body = note->json;
+    m.ref = note->ref;
     return svc_outbox_add(s->outbox, c, &m, NULL);
 }
 
@@ -137,6 +139,7 @@ static ot_err cms_ch_email_write(struct cms *s, struct db_conn *c, const struct 
     m.event = ev;
     m.subject = subject;
     m.body = text;
+    m.ref = note->ref;
     err = svc_outbox_add(s->outbox, c, &m, NULL);
     free(text);
     return err;
@@ -213,6 +216,7 @@ ot_err cms_notify(struct cms *s, struct db_conn *c, const struct cms_card *card,
 {
     struct cms_nset n;
     struct cms_note note;
+    char ref[40];
     struct buf_wr w;
     char *json = NULL;
     size_t cap;
@@ -251,6 +255,8 @@ ot_err cms_notify(struct cms *s, struct db_conn *c, const struct cms_card *card,
         OT_FAIL(w.err);
     }
     json[w.len] = '\0';
+    snprintf(ref, sizeof(ref), "subscriber:%lld", (long long)card->subscriber);
+    note.ref = ref;
     note.card = card;
     note.event = event;
     note.json = json;
@@ -320,6 +326,21 @@ static bool cms_nset_subject(struct cms *s, struct net_req *req, struct net_resp
         return false;
     }
     return true;
+}
+
+/* GET /subscribers/{id}/notifications/deliveries: what was sent to the
+ * subscriber, each message's state and attempts (the kit's outbox). */
+void cms_h_notify_deliveries(struct net_req *req, struct net_resp *resp, void *ctx)
+{
+    struct cms *s = ctx;
+    char ref[40];
+    int64_t id = 0;
+
+    if (!cms_nset_subject(s, req, resp, "cms.notify.deliveries", &id)) {
+        return;
+    }
+    snprintf(ref, sizeof(ref), "subscriber:%lld", (long long)id);
+    svc_outbox_list(s->outbox, req, resp, ref);
 }
 
 void cms_h_notify_get(struct net_req *req, struct net_resp *resp, void *ctx)

@@ -9,6 +9,7 @@
 #include "db/keystore.h"
 #include "net/client.h"
 #include "net/json.h"
+#include "svc/kit.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -52,6 +53,10 @@ static const struct db_migration ob_migrations[] = {
      " error TEXT,"
      " ms BIGINT NOT NULL);"
      "CREATE INDEX svc_outbox_log_msg ON svc_outbox_log (msg, id)",
+     NULL},
+    {2,
+     "ALTER TABLE svc_outbox ADD COLUMN ref TEXT;"
+     "CREATE INDEX svc_outbox_ref ON svc_outbox (owner, ref, id)",
      NULL},
 };
 
@@ -246,8 +251,8 @@ ot_err svc_outbox_add(struct svc_outbox *ob, struct db_conn *c, const struct svc
     }
     if (ob == NULL || c == NULL || m == NULL || (unsigned)m->channel >= SVC_CH_N
         || !svc_outbox_target_ok(m->channel, m->target) || !ob_event_ok(m->event) || m->body == NULL
-        || strlen(m->body) > SVC_OUTBOX_BODY_MAX
-        || (m->subject != NULL && strlen(m->subject) > 200)) {
+        || strlen(m->body) > SVC_OUTBOX_BODY_MAX || (m->subject != NULL && strlen(m->subject) > 200)
+        || (m->ref != NULL && (m->ref[0] == '\0' || strlen(m->ref) > 64))) {
         return OT_E_ARG;
     }
     if (m->channel == SVC_CH_WEBHOOK
@@ -257,8 +262,9 @@ ot_err svc_outbox_add(struct svc_outbox *ob, struct db_conn *c, const struct svc
     }
     OT_TRY(db_prepare(c,
                       "INSERT INTO svc_outbox (owner, channel, target, key_owner, key_name, event,"
-                      " subject, body, state, next_at, created_at)"
-                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9) RETURNING id",
+                      " subject, body, state, next_at, created_at, ref)"
+                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10)"
+                      " RETURNING id",
                       &st));
     OT_TRY(db_bind_text(st, 1, ob->owner));
     OT_TRY(db_bind_text(st, 2, svc_channel_name(m->channel)));
@@ -269,6 +275,7 @@ ot_err svc_outbox_add(struct svc_outbox *ob, struct db_conn *c, const struct svc
     OT_TRY(db_bind_text(st, 7, m->subject));
     OT_TRY(db_bind_text(st, 8, m->body));
     OT_TRY(db_bind_int64(st, 9, now));
+    OT_TRY(db_bind_text(st, 10, m->ref));
     OT_TRY(db_step(st, &row));
     if (!row) {
         OT_FAIL(OT_E_DB);
@@ -279,6 +286,90 @@ ot_err svc_outbox_add(struct svc_outbox *ob, struct db_conn *c, const struct svc
 out:
     db_reset(st);
     return err;
+}
+
+/* ---- listing ---------------------------------------------------------------- */
+
+struct ob_list_ctx {
+    const char *owner;
+    const char *ref;
+};
+
+static ot_err ob_list_bind(struct db_stmt *st, void *ctx)
+{
+    const struct ob_list_ctx *l = ctx;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_bind_text(st, 3, l->owner));
+    OT_TRY(db_bind_text(st, 4, l->ref));
+out:
+    return err;
+}
+
+static ot_err ob_list_text(json_t *o, struct db_stmt *st, int col, const char *key)
+{
+    const char *t = NULL;
+    ot_err err;
+
+    if (db_col_is_null(st, col)) {
+        return json_put_null(o, key);
+    }
+    err = db_col_text(st, col, &t);
+    return err != OT_OK ? err : json_put_str(o, key, t);
+}
+
+static ot_err ob_list_row(struct db_stmt *st, void *ctx, json_t **item)
+{
+    json_t *o = json_obj_new();
+    int64_t v = 0;
+    char id[24];
+    ot_err err = OT_OK;
+
+    (void)ctx;
+    *item = NULL;
+    if (o == NULL) {
+        return OT_E_NOMEM;
+    }
+    OT_TRY(db_col_int64(st, 0, &v));
+    snprintf(id, sizeof(id), "%lld", (long long)v);
+    OT_TRY(json_put_str(o, "id", id));
+    OT_TRY(ob_list_text(o, st, 1, "channel"));
+    OT_TRY(ob_list_text(o, st, 2, "target"));
+    OT_TRY(ob_list_text(o, st, 3, "event"));
+    OT_TRY(ob_list_text(o, st, 4, "state"));
+    OT_TRY(db_col_int64(st, 5, &v));
+    OT_TRY(json_put_int(o, "attempts", v));
+    OT_TRY(ob_list_text(o, st, 6, "last_error"));
+    OT_TRY(db_col_int64(st, 7, &v));
+    OT_TRY(json_put_int(o, "created_at", v));
+    if (db_col_is_null(st, 8)) {
+        OT_TRY(json_put_null(o, "delivered_at"));
+    } else {
+        OT_TRY(db_col_int64(st, 8, &v));
+        OT_TRY(json_put_int(o, "delivered_at", v));
+    }
+    *item = o;
+    o = NULL;
+out:
+    json_free(o);
+    return err;
+}
+
+void svc_outbox_list(struct svc_outbox *ob, const struct net_req *req, struct net_resp *resp,
+                     const char *ref)
+{
+    struct ob_list_ctx l = {ob->owner, ref};
+    const struct svc_list sl = {
+        "SELECT id, channel, target, event, state, attempts, last_error, created_at,"
+        " delivered_at FROM svc_outbox WHERE id > $1 AND owner = $3 AND ref = $4"
+        " ORDER BY id LIMIT $2",
+        ob_list_bind,
+        ob_list_row,
+        NULL,
+        &l,
+    };
+
+    svc_list_page(ob->db, req, resp, &sl);
 }
 
 void svc_outbox_kick(struct svc_outbox *ob)

@@ -87,6 +87,7 @@ struct svc_outbox_msg {
     const char *event;   /* "card.destroyed" (1..63 chars) */
     const char *subject; /* email subject; NULL = the event */
     const char *body;    /* webhook: a JSON object; email: text (UTF-8); <= SVC_OUTBOX_BODY_MAX */
+    const char *ref; /* whom it is for, as the service lists it ("subscriber:12"); NULL = none */
 };
 
 /* Applies the "svc_outbox" migrations (idempotent). */
@@ -99,6 +100,15 @@ void svc_outbox_free(struct svc_outbox *ob);
  * bad message (target scheme, sizes, no key for a webhook). *id may be NULL. */
 ot_err svc_outbox_add(struct svc_outbox *ob, struct db_conn *c, const struct svc_outbox_msg *m,
                       int64_t *id);
+/* GET of the deliveries of the owner's messages with ref (svc_list_page:
+ * cursor and limit, oldest first): {"items": [{"id", "channel", "target",
+ * "event", "state", "attempts", "last_error", "created_at", "delivered_at"}],
+ * "next_cursor"}; times in Unix ms. The caller authorised the reader. */
+struct net_req;
+struct net_resp;
+void svc_outbox_list(struct svc_outbox *ob, const struct net_req *req, struct net_resp *resp,
+                     const char *ref);
+
 /* Whether target suits channel ch (what svc_outbox_add checks): a webhook
  * an http(s) URL, e-mail one plain address; printable ASCII, no space. */
 bool svc_outbox_target_ok(enum svc_channel ch, const char *target);

@@ -254,7 +254,8 @@ static void test_deliver_retry_log(void **state)
                                "hook",
                                "card.destroyed",
                                NULL,
-                               "{\"card_id\":\"c1\",\"state\":\"destroyed\"}"};
+                               "{\"card_id\":\"c1\",\"state\":\"destroyed\"}",
+                               "subscriber:7"};
     unsigned sent = 0;
     unsigned failed = 0;
     int64_t id = 0;
@@ -324,7 +325,8 @@ static void test_rollback_and_give_up(void **state)
     struct fix *f = *state;
     struct svc_outbox *ob = mk_outbox(f, NULL, 2);
     char dead[160];
-    struct svc_outbox_msg m = {SVC_CH_WEBHOOK, f->url, "test", "hook", "card.locked", NULL, "{}"};
+    struct svc_outbox_msg m = {SVC_CH_WEBHOOK, f->url, "test", "hook",
+                               "card.locked",  NULL,   "{}",   NULL};
     unsigned sent = 0;
     unsigned failed = 0;
     int64_t id = 0;
@@ -360,14 +362,14 @@ static void test_bad_messages(void **state)
     struct svc_outbox *ob = mk_outbox(f, NULL, 2);
     struct db_conn *c = NULL;
     struct svc_outbox_msg bad[] = {
-        {SVC_CH_WEBHOOK, "ftp://x/y", "test", "hook", "e", NULL, "{}"},
-        {SVC_CH_WEBHOOK, "http://x/ y", "test", "hook", "e", NULL, "{}"},
-        {SVC_CH_WEBHOOK, f->url, NULL, "hook", "e", NULL, "{}"},
-        {SVC_CH_WEBHOOK, f->url, "test", "hook", "Bad Event", NULL, "{}"},
-        {SVC_CH_EMAIL, "a@b@c", NULL, NULL, "e", NULL, "x"},
-        {SVC_CH_EMAIL, "a@b>\r\nRCPT TO:<c@d", NULL, NULL, "e", NULL, "x"},
-        {SVC_CH_EMAIL, "nobody", NULL, NULL, "e", NULL, "x"},
-        {SVC_CH_EMAIL, "a@b", NULL, NULL, "e", NULL, NULL},
+        {SVC_CH_WEBHOOK, "ftp://x/y", "test", "hook", "e", NULL, "{}", NULL},
+        {SVC_CH_WEBHOOK, "http://x/ y", "test", "hook", "e", NULL, "{}", NULL},
+        {SVC_CH_WEBHOOK, f->url, NULL, "hook", "e", NULL, "{}", NULL},
+        {SVC_CH_WEBHOOK, f->url, "test", "hook", "Bad Event", NULL, "{}", NULL},
+        {SVC_CH_EMAIL, "a@b@c", NULL, NULL, "e", NULL, "x", NULL},
+        {SVC_CH_EMAIL, "a@b>\r\nRCPT TO:<c@d", NULL, NULL, "e", NULL, "x", NULL},
+        {SVC_CH_EMAIL, "nobody", NULL, NULL, "e", NULL, "x", NULL},
+        {SVC_CH_EMAIL, "a@b", NULL, NULL, "e", NULL, NULL, NULL},
     };
 
     assert_int_equal(db_acquire(f->t->db, &c), OT_OK);
@@ -393,7 +395,8 @@ static void test_email(void **state)
                                NULL,
                                "card.destroyed",
                                "Your card c1 is destroyed",
-                               "Card c1 was destroyed.\n.\nA line with a dot above.\n"};
+                               "Card c1 was destroyed.\n.\nA line with a dot above.\n",
+                               NULL};
     unsigned sent = 0;
     unsigned failed = 0;
     int64_t id = 0;
@@ -435,7 +438,8 @@ static void test_purge(void **state)
     struct svc_outbox *ob = mk_outbox(f, NULL, 1);
     struct svc_outbox_cfg oc;
     struct svc_outbox *keep = NULL;
-    struct svc_outbox_msg m = {SVC_CH_WEBHOOK, f->url, "test", "hook", "card.locked", NULL, "{}"};
+    struct svc_outbox_msg m = {SVC_CH_WEBHOOK, f->url, "test", "hook",
+                               "card.locked",  NULL,   "{}",   NULL};
     struct db_conn *c = NULL;
     unsigned sent = 0;
     int64_t done_id = 0;
@@ -470,8 +474,8 @@ static void test_sender_thread(void **state)
     struct fix *f = *state;
     struct svc_outbox_cfg oc;
     struct svc_outbox *ob = NULL;
-    struct svc_outbox_msg m = {SVC_CH_WEBHOOK,  f->url, "test",     "hook",
-                               "card.unlocked", NULL,   "{\"n\":1}"};
+    struct svc_outbox_msg m = {SVC_CH_WEBHOOK,  f->url, "test",      "hook",
+                               "card.unlocked", NULL,   "{\"n\":1}", NULL};
     int64_t id = 0;
     char buf[64];
 

@@ -12,7 +12,8 @@
 # - crash: the receiver is down when a lock is accepted, tsmd is killed with
 #   SIGKILL, the receiver and tsmd come back: the notification arrives
 #   (the outbox row was in the lock's transaction), with the same delivery id
-#   as the attempts that failed.
+#   as the attempts that failed;
+# - alice reads her deliveries (state, attempts), bob may not (404).
 #
 # usage: notify_test.sh TSMD HOOKSINK
 set -euo pipefail
@@ -142,6 +143,18 @@ wait_for "$SINK/mails" 'Subject: Card a2: a lock of your card was requested' "th
 [ "$(sqlite3 "$DBF" "SELECT state FROM svc_outbox WHERE id = $ID")" = delivered ] || fail "not delivered"
 N=$(sqlite3 "$DBF" "SELECT COUNT(*) FROM svc_outbox_log WHERE msg = $ID AND status = 204")
 [ "$N" = 1 ] || fail "delivery log: $N successful attempts"
+
+# --- the deliveries, as alice reads them ---------------------------------------------
+api GET "$P/subscribers/$ALICE/notifications/deliveries" "$TB"
+expect_status 404 "bob reading alice's deliveries"
+api GET "$P/subscribers/$ALICE/notifications/deliveries?limit=100" "$TA"
+expect_status 200 "alice's deliveries"
+jq -e '[.items[] | select(.event == "card.destroy.accepted" and .state == "delivered")] | map(.channel) | sort == ["email","webhook"]' \
+    "$TSMD_WORK/resp" >/dev/null || fail "alice's deliveries: $(cat "$TSMD_WORK/resp")"
+jq -e --arg id "$ID" '.items[] | select(.id == $id) | .state == "delivered" and .attempts >= 2' \
+    "$TSMD_WORK/resp" >/dev/null || fail "the lock's webhook: $(cat "$TSMD_WORK/resp")"
+jq -e '[.items[] | select(.target == "bob@bank.test")] | length == 0' "$TSMD_WORK/resp" >/dev/null ||
+    fail "bob's mail in alice's deliveries"
 
 # --- the secret stays secret -------------------------------------------------
 grep -q "$SECRET" "$TSMD_WORK/tsmd.log" && fail "the secret reached the log"
