@@ -56,6 +56,8 @@ static const char g_usage[] =
     "  --tsmd-pid PID         a tsmd node to measure (VmRSS); repeat per node\n"
     "  --idle-s S             hold the idle streams S seconds before the push (default 2)\n"
     "  --no-push              stop after the online phase\n"
+    "  --central              cards with the central SD and the payment package\n"
+    "                         (what the central TSM provisions: bench/provision)\n"
     "  --phase-timeout-s S    give up a phase after S seconds (default 600)\n"
     "  --run-tag TAG          prefix of the Idempotency-Keys (default: the pid)\n"
     "  --log-level L          error, warn (default), info, debug\n"
@@ -98,6 +100,7 @@ struct opts {
     unsigned npids;
     unsigned idle_s;
     bool no_push;
+    bool central;
     unsigned phase_ms;
     char run_tag[32];
     const char *log_level;
@@ -191,6 +194,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(g_usage, stdout);
             exit(0);
+        }
+        if (strcmp(a, "--central") == 0) {
+            o->central = true;
+            continue;
         }
         if (strcmp(a, "--no-push") == 0) {
             o->no_push = true;
@@ -437,6 +444,7 @@ static int worker(const struct opts *o, unsigned k, uint32_t first, uint32_t n, 
     cfg.issuer = o->issuer;
     cfg.offline_pct = o->offline_pct;
     cfg.state_dir = o->state_dir;
+    cfg.central = o->central;
     err = fleet_new(&cfg, &f);
     if (err != OT_OK) {
         (void)say(out, "error new %s\n", ot_strerror(err));

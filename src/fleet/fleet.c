@@ -91,6 +91,27 @@ ot_err fleet_profile(uint32_t i, char *out, size_t cap)
     return n < 0 || (size_t)n >= cap ? OT_E_TOO_LONG : OT_OK;
 }
 
+ot_err fleet_profile_central(uint32_t i, char *out, size_t cap)
+{
+    char cin[17];
+    dev_cin(i, cin);
+    int n =
+        snprintf(out, cap,
+                 "{\"type\":\"eSE\",\"cin\":\"%s\",\"iin\":\"4F54534D\","
+                 "\"isd\":{\"aid\":\"A000000151000000\",\"privileges\":\"9EFE80\",\"scp\":3,"
+                 "\"i\":\"70\",\"keys\":[{\"kvn\":48,\"type\":\"aes\",\"enc\":\"" FLEET_KEY
+                 "\",\"mac\":\"" FLEET_KEY "\",\"dek\":\"" FLEET_KEY "\"}]},"
+                 "\"packages\":[{\"module\":\"emv-payment\",\"sd\":\"F04F54534D534401\"}],"
+                 "\"domains\":[{\"aid\":\"F04F54534D534401\",\"privileges\":[\"security-domain\","
+                 "\"trusted-path\",\"authorized-management\"],\"lcs\":\"PERSONALIZED\",\"scp\":3,"
+                 "\"i\":\"70\",\"keys\":[{\"kvn\":48,\"type\":\"aes\","
+                 "\"enc\":\"505152535455565758595A5B5C5D5E5F\","
+                 "\"mac\":\"505152535455565758595A5B5C5D5E5F\","
+                 "\"dek\":\"505152535455565758595A5B5C5D5E5F\"}]}]}",
+                 cin);
+    return n < 0 || (size_t)n >= cap ? OT_E_TOO_LONG : OT_OK;
+}
+
 /* INITIALIZE UPDATE on a fresh card, in process, as a submitter that met
  * the card before would know it: KDD, i, the counter it used. */
 static ot_err card_learn(struct se_card *card, struct otascp_card *k)
@@ -154,7 +175,8 @@ static ot_err dev_card(const struct fleet *f, struct fleet_dev *d, char *profile
             return err;
         }
     }
-    OT_TRY(fleet_profile(d->idx, profile, cap));
+    OT_TRY(f->cfg.central ? fleet_profile_central(d->idx, profile, cap)
+                          : fleet_profile(d->idx, profile, cap));
     OT_TRY(se_card_from_profile(profile, strlen(profile), &d->card));
     if (f->cfg.state_dir != NULL) {
         OT_TRY(se_card_save_as(d->card, path)); /* written atomically */
@@ -166,7 +188,7 @@ out:
 ot_err fleet_new(const struct fleet_cfg *cfg, struct fleet **out)
 {
     struct fleet *f = NULL;
-    char profile[1024];
+    char profile[2048];
     ot_err err = OT_OK;
 
     if (cfg == NULL || out == NULL || cfg->instance == NULL || cfg->op_token == NULL

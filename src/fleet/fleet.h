@@ -59,6 +59,8 @@ struct fleet_cfg {
     int64_t cms_subscriber; /* the cards' subscriber (host principal id); 0: no cms */
     const char *sub_token;  /* the subscriber's token (destroy requests, card reads) */
     const char *issuer;     /* the cards' issuer (NULL: "bank1") */
+    bool central;         /* cards with the central SD and the payment package
+                             (fleet_profile_central: bench/provision) */
 };
 
 struct fleet_stats {
@@ -127,6 +129,11 @@ double fleet_now(void);
 
 /* The card profile of device index i (NUL-terminated, for tests). */
 ot_err fleet_profile(uint32_t i, char *out, size_t cap);
+/* The same card with the central SD of profiles/ese-central.json
+ * (F04F54534D534401, Authorized Management, SCP03 i = 70, keys 50..5F, KVN
+ * 0x30) holding the emv-payment package: what the central TSM provisions
+ * (bench/provision). */
+ot_err fleet_profile_central(uint32_t i, char *out, size_t cap);
 /* The loopback source address of device i's connections (host order). */
 uint32_t fleet_dev_src(uint32_t i);
 

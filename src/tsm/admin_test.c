@@ -39,7 +39,7 @@
     "TABLE IF EXISTS tsm_mnos;"                                                                 \
     " DROP TABLE IF EXISTS tsm_services; DROP TABLE IF EXISTS tsm_instances;"                   \
     " DROP TABLE IF EXISTS tsm_comms; DROP TABLE IF EXISTS tsm_ops; DROP TABLE IF EXISTS "      \
-    "tsm_webhooks;"                                                                             \
+    "tsm_webhooks; DROP TABLE IF EXISTS tsm_sd_cards;"                                          \
     " DROP TABLE IF EXISTS tsm_secure_elements;"                                                \
     " DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                       \
     " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS host_audit_log;"               \

@@ -205,6 +205,19 @@ const struct db_migration tsm_registry_migrations[TSM_REGISTRY_NMIGRATIONS] = {
      " updated_at BIGINT NOT NULL,"
      " UNIQUE (se_id, aid));",
      NULL},
+    /* What each SD's INITIALIZE UPDATE told the TSM (key diversification
+     * data, i, the last counter, per key version): the next channel with a
+     * pseudo-random SD is one guarded job (client/otascp.h). No key. */
+    {8,
+     "CREATE TABLE tsm_sd_cards ("
+     " cin TEXT NOT NULL,"
+     " sd TEXT NOT NULL,"
+     " kvn BIGINT NOT NULL,"
+     " kdd TEXT NOT NULL,"
+     " i BIGINT NOT NULL,"
+     " seq BIGINT NOT NULL,"
+     " PRIMARY KEY (cin, sd, kvn))",
+     NULL},
 };
 const size_t tsm_registry_nmigrations =
     sizeof(tsm_registry_migrations) / sizeof(tsm_registry_migrations[0]);

@@ -32,7 +32,7 @@
 #define TSM_SE_ALL     "*"
 
 /* Migrations of the "tsm" set (tsm_registry_migrate applies them). */
-#define TSM_REGISTRY_NMIGRATIONS 7
+#define TSM_REGISTRY_NMIGRATIONS 8
 extern const struct db_migration tsm_registry_migrations[TSM_REGISTRY_NMIGRATIONS];
 extern const size_t tsm_registry_nmigrations;
 

@@ -25,7 +25,7 @@
     "DROP TABLE IF EXISTS tsm_security_domains; DROP TABLE IF EXISTS tsm_mnos;"            \
     " DROP TABLE IF EXISTS tsm_services; DROP TABLE IF EXISTS tsm_instances;"              \
     " DROP TABLE IF EXISTS tsm_comms; DROP TABLE IF EXISTS tsm_ops; DROP TABLE IF EXISTS " \
-    "tsm_webhooks; DROP TABLE IF EXISTS "                                                  \
+    "tsm_webhooks; DROP TABLE IF EXISTS tsm_sd_cards; DROP TABLE IF EXISTS "               \
     "tsm_secure_elements;"                                                                 \
     " DROP TABLE IF EXISTS security_domains; DROP TABLE IF EXISTS secure_elements;"        \
     " DROP TABLE IF EXISTS host_keys; DELETE FROM schema_migrations WHERE service"         \

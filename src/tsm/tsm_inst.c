@@ -632,6 +632,9 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
         goto out;
     }
     err = tsm_keyset_get(t, se.cin, TSM_KEYSET_CSD, 0, 0, &central);
+    if (err != OT_OK && err != OT_E_NOT_FOUND) {
+        goto out; /* storage: 503 */
+    }
     if (err != OT_OK) {
         tsm_refuse(resp, OT_E_STATE, "no_keys",
                    "the TSM holds no central security domain keys for this SE");
@@ -932,7 +935,12 @@ static void tsm_inst_action(struct net_req *req, struct net_resp *resp, void *ct
     OT_TRY(tsm_service_load(c, in.service_id, &svc));
     OT_TRY(tsm_se_by_id(c, in.se_id, cin, sizeof(cin)));
     OT_TRY(tsm_se_fetch(t, TSM_BY_CIN, cin, &se));
-    if (tsm_keyset_get(t, cin, TSM_KEYSET_CSD, 0, 0, &central) != OT_OK) {
+    err = tsm_keyset_get(t, cin, TSM_KEYSET_CSD, 0, 0, &central);
+    if (err != OT_OK && err != OT_E_NOT_FOUND) {
+        goto out; /* storage: 503 */
+    }
+    if (err != OT_OK) {
+        err = OT_OK;
         tsm_refuse(resp, OT_E_STATE, "no_keys",
                    "the TSM holds no central security domain keys for this SE");
         goto out;
@@ -2017,9 +2025,14 @@ void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx)
     if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
-    if (tsm_keyset_get(t, se.cin, TSM_KEYSET_CSD, 0, 0, &central) != OT_OK) {
-        tsm_refuse(resp, OT_E_STATE, "no_keys",
-                   "the TSM holds no central security domain keys for this SE");
+    err = tsm_keyset_get(t, se.cin, TSM_KEYSET_CSD, 0, 0, &central);
+    if (err != OT_OK) {
+        if (err == OT_E_NOT_FOUND) {
+            tsm_refuse(resp, OT_E_STATE, "no_keys",
+                       "the TSM holds no central security domain keys for this SE");
+        } else {
+            svc_fail(resp, err);
+        }
         return;
     }
     OT_TRY(tsm_cl_add_get_status(&l, NULL, false));

@@ -393,6 +393,71 @@ ot_err tsm_op_json(struct tsm *t, struct db_conn *c, int64_t id, int64_t *sp, js
     return OT_OK;
 }
 
+/* ---- what the SDs told ------------------------------------------------------ */
+
+static bool tsm_card_load(struct tsm *t, const char *cin, const char *sd, uint8_t kvn,
+                          struct otascp_card *out)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    char kdd[2 * SCP03_KDD_LEN + 1];
+    size_t n = sizeof(kdd);
+    size_t kn = SCP03_KDD_LEN;
+    int64_t i = 0;
+    int64_t seq = 0;
+    bool row = false;
+    bool ok = false;
+
+    memset(out, 0, sizeof(*out));
+    if (db_acquire(t->db, &c) != OT_OK) {
+        return false;
+    }
+    if (db_prepare(
+            c, "SELECT kdd, i, seq FROM tsm_sd_cards WHERE cin = $1 AND sd = $2 AND kvn = $3", &st)
+            == OT_OK
+        && db_bind_text(st, 1, cin) == OT_OK && db_bind_text(st, 2, sd) == OT_OK
+        && db_bind_int64(st, 3, kvn) == OT_OK && db_step(st, &row) == OT_OK && row
+        && db_col_text_copy(st, 0, kdd, &n) == OT_OK && db_col_int64(st, 1, &i) == OT_OK
+        && db_col_int64(st, 2, &seq) == OT_OK
+        && hex_decode(kdd, strlen(kdd), out->kdd, &kn) == OT_OK && kn == SCP03_KDD_LEN) {
+        out->known = true;
+        out->i = (uint8_t)i;
+        out->seq = (uint32_t)seq;
+        ok = true;
+    }
+    db_reset(st);
+    db_release(c);
+    return ok;
+}
+
+static void tsm_card_save(struct tsm *t, const char *cin, const char *sd, uint8_t kvn,
+                          const struct otascp_card *k)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    char kdd[2 * SCP03_KDD_LEN + 1];
+    bool row = false;
+
+    if (!k->known || hex_encode(k->kdd, SCP03_KDD_LEN, kdd, sizeof(kdd)) != OT_OK
+        || db_acquire(t->db, &c) != OT_OK) {
+        return;
+    }
+    if (db_prepare(c,
+                   "INSERT INTO tsm_sd_cards (cin, sd, kvn, kdd, i, seq) VALUES ($1, $2, $3, $4,"
+                   " $5, $6) ON CONFLICT (cin, sd, kvn) DO UPDATE SET kdd = excluded.kdd,"
+                   " i = excluded.i, seq = excluded.seq",
+                   &st)
+            != OT_OK
+        || db_bind_text(st, 1, cin) != OT_OK || db_bind_text(st, 2, sd) != OT_OK
+        || db_bind_int64(st, 3, kvn) != OT_OK || db_bind_text(st, 4, kdd) != OT_OK
+        || db_bind_int64(st, 5, k->i) != OT_OK || db_bind_int64(st, 6, k->seq) != OT_OK
+        || db_step(st, &row) != OT_OK) {
+        OT_LOG_WARN("cin=%s sd=%s: what the card told is not kept", cin, sd);
+    }
+    db_reset(st);
+    db_release(c);
+}
+
 /* ---- driving -------------------------------------------------------------- */
 
 static bool tsm_op_claim(struct tsm *t, int64_t id)
@@ -649,6 +714,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         struct otascp_result res;
         struct otascp_target tg;
         struct otascp_cfg cfg;
+        struct otascp_card known;
         struct otascp_apdu cmds[TSM_SCRIPT_MAX_CMDS + 8];
         uint8_t cbuf[TSM_OP_CMDS_MAX];
         size_t cn = sizeof(cbuf);
@@ -723,6 +789,10 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         cfg.sd_aid = sd;
         cfg.sd_aid_len = sdn;
         memset(&st, 0, sizeof(st));
+        if (r.scp[0] == '\0' && tsm_card_load(t, plan.cin, step->sd, keys.kvn, &known)) {
+            /* A pseudo-random SD the TSM met: one guarded job (otascp). */
+            cfg.card = &known;
+        }
         if (r.scp[0] == '\0') {
             err = otascp_submit(m, &tg, &cfg, cmds, ncmds, &st, &e);
             if (err != OT_OK) {
@@ -775,6 +845,9 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
                 && otascp_state_encode(&st, scp, sizeof(scp)) == OT_OK) {
                 (void)tsm_op_save(t, id, r.step, scp, NULL);
             }
+        }
+        if (err == OT_OK && finished) {
+            tsm_card_save(t, plan.cin, step->sd, keys.kvn, &st.card);
         }
         if (err == OT_OK && finished && step->put_key) {
             /* The key rotation is the script's PUT KEY: if the card took

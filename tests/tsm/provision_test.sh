@@ -280,11 +280,11 @@ note "bank1's UICC flavor on vodafone's UICC: pre-personalized (audit: no differ
 # --- 6. errors change nothing -----------------------------------------------
 C2=$(comm "$TB2" "$I2")
 sha() { sha256sum "$W/c1.img" | cut -c1-64; }
-# The devices' rows move with their heartbeats (last seen, lease): not the
-# requests' doing; every other row (the networks' jobs included) must stay.
-dump() {
-    sqlite3 "$W/var/tsmd.db" .dump |
-        grep -v -e 'host_audit' -e 'INSERT INTO host_idem' -e 'svc_outbox' -e 'INSERT INTO mno_devices'
+dump() { # the TSM's tables and the key store (tokens' last use and the audit move by design)
+    local tb
+    for tb in $(sqlite3 "$W/var/tsmd.db" "SELECT name FROM sqlite_master WHERE type = 'table' AND (name LIKE 'tsm_%' OR name = 'host_keys') ORDER BY name"); do
+        sqlite3 "$W/var/tsmd.db" ".dump $tb"
+    done
 }
 IMG0=$(sha)
 dump >"$W/db0.sql"
