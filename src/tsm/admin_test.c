@@ -32,21 +32,23 @@
 #include <curl/curl.h>
 #include <pthread.h>
 
-#define RESET_SQL                                                                               \
-    "DROP TABLE IF EXISTS host_principal_msisdns; DROP TABLE IF EXISTS host_certs;"             \
-    " DROP TABLE IF EXISTS host_tokens; DROP TABLE IF EXISTS host_principals;"                  \
-    " DROP TABLE IF EXISTS host_idem_records; DROP TABLE IF EXISTS tsm_security_domains; DROP " \
-    "TABLE IF EXISTS tsm_mnos;"                                                                 \
-    " DROP TABLE IF EXISTS tsm_services; DROP TABLE IF EXISTS tsm_instances;"                   \
-    " DROP TABLE IF EXISTS tsm_comms; DROP TABLE IF EXISTS tsm_ops; DROP TABLE IF EXISTS "      \
-    "tsm_webhooks; DROP TABLE IF EXISTS tsm_sd_cards;"                                          \
-    " DROP TABLE IF EXISTS tsm_secure_elements;"                                                \
-    " DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                       \
-    " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS host_audit_log;"               \
-    " DROP TABLE IF EXISTS host_audit_log_off; DROP TABLE IF EXISTS host_audit_head;"           \
-    " DROP TABLE IF EXISTS host_audit_pending; DROP TABLE IF EXISTS host_audit_pending_off;"    \
-    " DROP TABLE IF EXISTS idem_records; DROP TABLE IF EXISTS security_domains;"                \
-    " DROP TABLE IF EXISTS secure_elements; DROP FUNCTION IF EXISTS tsm_se_notify();"           \
+#define RESET_SQL                                                                                \
+    "DROP TABLE IF EXISTS host_principal_msisdns; DROP TABLE IF EXISTS host_certs;"              \
+    " DROP TABLE IF EXISTS host_tokens; DROP TABLE IF EXISTS host_principals;"                   \
+    " DROP TABLE IF EXISTS host_idem_records; DROP TABLE IF EXISTS tsm_security_domains; DROP "  \
+    "TABLE IF EXISTS tsm_mnos;"                                                                  \
+    " DROP TABLE IF EXISTS tsm_services; DROP TABLE IF EXISTS tsm_instances;"                    \
+    " DROP TABLE IF EXISTS tsm_comms; DROP TABLE IF EXISTS tsm_ops; DROP TABLE IF EXISTS "       \
+    "tsm_webhooks; DROP TABLE IF EXISTS tsm_sd_cards; DROP TABLE IF EXISTS tsm_dm_tokens; DROP " \
+    "TABLE IF EXISTS tsm_dm_counters; DROP TABLE IF EXISTS tsm_card_apps; DROP TABLE IF EXISTS " \
+    "tsm_sd_relays;"                                                                             \
+    " DROP TABLE IF EXISTS tsm_secure_elements;"                                                 \
+    " DROP TABLE IF EXISTS auth_certs; DROP TABLE IF EXISTS auth_tokens;"                        \
+    " DROP TABLE IF EXISTS auth_principals; DROP TABLE IF EXISTS host_audit_log;"                \
+    " DROP TABLE IF EXISTS host_audit_log_off; DROP TABLE IF EXISTS host_audit_head;"            \
+    " DROP TABLE IF EXISTS host_audit_pending; DROP TABLE IF EXISTS host_audit_pending_off;"     \
+    " DROP TABLE IF EXISTS idem_records; DROP TABLE IF EXISTS security_domains;"                 \
+    " DROP TABLE IF EXISTS secure_elements; DROP FUNCTION IF EXISTS tsm_se_notify();"            \
     " DELETE FROM schema_migrations WHERE service IN ('auth', 'audit', 'idem', 'tsm')"
 
 /* The SE the security-domain tests assign on, and an AID. */

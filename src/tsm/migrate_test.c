@@ -14,21 +14,23 @@
 
 #include <time.h>
 
-#define RESET_SQL                                                                               \
-    "DROP TABLE IF EXISTS host_principal_msisdns; DROP TABLE IF EXISTS host_certs;"             \
-    " DROP TABLE IF EXISTS host_tokens; DROP TABLE IF EXISTS host_principals;"                  \
-    " DROP TABLE IF EXISTS host_idem_records; DROP TABLE IF EXISTS tsm_security_domains; DROP " \
-    "TABLE IF EXISTS tsm_mnos;"                                                                 \
-    " DROP TABLE IF EXISTS tsm_services; DROP TABLE IF EXISTS tsm_instances;"                   \
-    " DROP TABLE IF EXISTS tsm_comms; DROP TABLE IF EXISTS tsm_ops; DROP TABLE IF EXISTS "      \
-    "tsm_webhooks; DROP TABLE IF EXISTS tsm_sd_cards;"                                          \
-    " DROP TABLE IF EXISTS tsm_secure_elements; DROP TABLE IF EXISTS auth_certs;"               \
-    " DROP TABLE IF EXISTS auth_tokens; DROP TABLE IF EXISTS auth_principals;"                  \
-    " DROP TABLE IF EXISTS idem_records; DROP TABLE IF EXISTS security_domains;"                \
-    " DROP TABLE IF EXISTS secure_elements; DROP TABLE IF EXISTS host_keys;"                    \
-    " DROP FUNCTION IF EXISTS tsm_se_notify() CASCADE;"                                         \
-    " DROP FUNCTION IF EXISTS tsm_se_notify_all() CASCADE;"                                     \
-    " DROP FUNCTION IF EXISTS auth_changed_notify() CASCADE;"                                   \
+#define RESET_SQL                                                                                \
+    "DROP TABLE IF EXISTS host_principal_msisdns; DROP TABLE IF EXISTS host_certs;"              \
+    " DROP TABLE IF EXISTS host_tokens; DROP TABLE IF EXISTS host_principals;"                   \
+    " DROP TABLE IF EXISTS host_idem_records; DROP TABLE IF EXISTS tsm_security_domains; DROP "  \
+    "TABLE IF EXISTS tsm_mnos;"                                                                  \
+    " DROP TABLE IF EXISTS tsm_services; DROP TABLE IF EXISTS tsm_instances;"                    \
+    " DROP TABLE IF EXISTS tsm_comms; DROP TABLE IF EXISTS tsm_ops; DROP TABLE IF EXISTS "       \
+    "tsm_webhooks; DROP TABLE IF EXISTS tsm_sd_cards; DROP TABLE IF EXISTS tsm_dm_tokens; DROP " \
+    "TABLE IF EXISTS tsm_dm_counters; DROP TABLE IF EXISTS tsm_card_apps; DROP TABLE IF EXISTS " \
+    "tsm_sd_relays;"                                                                             \
+    " DROP TABLE IF EXISTS tsm_secure_elements; DROP TABLE IF EXISTS auth_certs;"                \
+    " DROP TABLE IF EXISTS auth_tokens; DROP TABLE IF EXISTS auth_principals;"                   \
+    " DROP TABLE IF EXISTS idem_records; DROP TABLE IF EXISTS security_domains;"                 \
+    " DROP TABLE IF EXISTS secure_elements; DROP TABLE IF EXISTS host_keys;"                     \
+    " DROP FUNCTION IF EXISTS tsm_se_notify() CASCADE;"                                          \
+    " DROP FUNCTION IF EXISTS tsm_se_notify_all() CASCADE;"                                      \
+    " DROP FUNCTION IF EXISTS auth_changed_notify() CASCADE;"                                    \
     " DELETE FROM schema_migrations WHERE service IN ('auth', 'idem', 'tsm', 'keystore')"
 
 /* The released schema, as the migrations before the renames created it

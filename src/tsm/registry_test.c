@@ -21,14 +21,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RESET_SQL                                                                          \
-    "DROP TABLE IF EXISTS tsm_security_domains; DROP TABLE IF EXISTS tsm_mnos;"            \
-    " DROP TABLE IF EXISTS tsm_services; DROP TABLE IF EXISTS tsm_instances;"              \
-    " DROP TABLE IF EXISTS tsm_comms; DROP TABLE IF EXISTS tsm_ops; DROP TABLE IF EXISTS " \
-    "tsm_webhooks; DROP TABLE IF EXISTS tsm_sd_cards; DROP TABLE IF EXISTS "               \
-    "tsm_secure_elements;"                                                                 \
-    " DROP TABLE IF EXISTS security_domains; DROP TABLE IF EXISTS secure_elements;"        \
-    " DROP TABLE IF EXISTS host_keys; DELETE FROM schema_migrations WHERE service"         \
+#define RESET_SQL                                                                                \
+    "DROP TABLE IF EXISTS tsm_security_domains; DROP TABLE IF EXISTS tsm_mnos;"                  \
+    " DROP TABLE IF EXISTS tsm_services; DROP TABLE IF EXISTS tsm_instances;"                    \
+    " DROP TABLE IF EXISTS tsm_comms; DROP TABLE IF EXISTS tsm_ops; DROP TABLE IF EXISTS "       \
+    "tsm_webhooks; DROP TABLE IF EXISTS tsm_sd_cards; DROP TABLE IF EXISTS tsm_dm_tokens; DROP " \
+    "TABLE IF EXISTS tsm_dm_counters; DROP TABLE IF EXISTS tsm_card_apps; DROP TABLE IF EXISTS " \
+    "tsm_sd_relays; DROP TABLE IF EXISTS "                                                       \
+    "tsm_secure_elements;"                                                                       \
+    " DROP TABLE IF EXISTS security_domains; DROP TABLE IF EXISTS secure_elements;"              \
+    " DROP TABLE IF EXISTS host_keys; DELETE FROM schema_migrations WHERE service"               \
     " IN ('tsm', 'keystore')"
 #define KEK_HEX "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 

@@ -196,9 +196,10 @@ api POST "$T/secure-elements/$CIN1/audit" "$OP_TOKEN"
 jq -c '[.card[] | {aid, sd}] | sort_by(.aid)' "$W/resp" >"$W/tree1.json"
 cmp -s "$W/tree0.json" "$W/tree1.json" || fail "the card's tree changed: $(cat "$W/tree1.json")"
 dump >"$W/db2.sql"
-# (the relay's job, the audit's operation and their OTA jobs record what was done)
-grep -v -e 'INTO tsm_sd_relays' -e 'INTO tsm_ops' -e 'INTO mno_' "$W/db0.sql" >"$W/db0f.sql"
-grep -v -e 'INTO tsm_sd_relays' -e 'INTO tsm_ops' -e 'INTO mno_' "$W/db2.sql" >"$W/db2f.sql"
+# (the relay's job, the audit's operation and their OTA jobs record what was done,
+# and what the central SD's INITIALIZE UPDATE told the TSM: its counter)
+grep -v -e 'INTO tsm_sd_relays' -e 'INTO tsm_ops' -e 'INTO mno_' -e 'INTO tsm_sd_cards' "$W/db0.sql" >"$W/db0f.sql"
+grep -v -e 'INTO tsm_sd_relays' -e 'INTO tsm_ops' -e 'INTO mno_' -e 'INTO tsm_sd_cards' "$W/db2.sql" >"$W/db2f.sql"
 diff "$W/db0f.sql" "$W/db2f.sql" >/dev/null \
     || fail "the database changed: $(diff "$W/db0f.sql" "$W/db2f.sql" | cut -c1-300 | head -20)"
 note "403/409/404/400 and forged, replayed and used receipts refused: card and database unchanged"
