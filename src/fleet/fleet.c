@@ -94,7 +94,7 @@ ot_err fleet_profile(uint32_t i, char *out, size_t cap)
 ot_err fleet_profile_central(uint32_t i, char *out, size_t cap)
 {
     char cin[17];
-    dev_cin(i, cin);
+    fleet_dev_cin(i, cin);
     int n =
         snprintf(out, cap,
                  "{\"type\":\"eSE\",\"cin\":\"%s\",\"iin\":\"4F54534D\","

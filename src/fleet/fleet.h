@@ -59,8 +59,8 @@ struct fleet_cfg {
     int64_t cms_subscriber; /* the cards' subscriber (host principal id); 0: no cms */
     const char *sub_token;  /* the subscriber's token (destroy requests, card reads) */
     const char *issuer;     /* the cards' issuer (NULL: "bank1") */
-    bool central;         /* cards with the central SD and the payment package
-                             (fleet_profile_central: bench/provision) */
+    bool central;           /* cards with the central SD and the payment package
+                               (fleet_profile_central: bench/provision) */
 };
 
 struct fleet_stats {
