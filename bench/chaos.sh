@@ -63,11 +63,13 @@ tsmd_work_init chaos
 W=$TSMD_WORK
 mkdir -p "$W/state" "$W/run"
 T0=$(date +%s)
-# Short leases and claims so that what a killed process held is taken over
-# within seconds; many attempts so that a destroy is never stalled by the
-# chaos itself (an alert would wait for the operator).
+# Short claims so that what a killed node held is taken over within seconds;
+# a lease of 60 s (heartbeats every 5 s: on a loaded machine a 15 s lease
+# expired under live devices and their interactive jobs went back to the
+# queue); many attempts so that a destroy is never stalled by the chaos
+# itself (an alert would wait for the operator).
 tsmd_config "$OPENTSM_TEST_PG_URL" "log.level=warn" "services.enabled=cms, mno:orange" \
-    "mno.orange.lease_s=15" "mno.orange.heartbeat_s=5" "mno.orange.sweep_ms=100" \
+    "mno.orange.lease_s=60" "mno.orange.heartbeat_s=5" "mno.orange.sweep_ms=100" \
     "mno.orange.backoff_s=1" "mno.orange.deliver_timeout_s=5" \
     "cms.tick_ms=50" "cms.claim_s=3" "cms.backoff_s=1" "cms.max_attempts=100" "db.pool=8"
 tsmd_bootstrap ops
