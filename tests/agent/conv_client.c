@@ -206,7 +206,7 @@ static int scripts(struct agent_channel *ch)
         sc[n++] = (uint8_t)mode;
         memcpy(sc + n, "\x22\x05\x80\xCA\x00\x45\x00", 7); /* CIN: 9000 */
         n += 7;
-        memcpy(sc + n, "\x22\x05\x80\xCA\xDF\x7E\x00", 7); /* no such object */
+        memcpy(sc + n, "\x22\x05\x80\xCA\xDF\x7D\x00", 7); /* no such object */
         n += 7;
         memcpy(sc + n, "\x22\x05\x80\xCA\x00\x66\x00\x00\x00", 9); /* card data */
         n += 9;
