@@ -64,6 +64,21 @@ async function shot(page, name) {
   await page.setViewport(DESKTOP);
 }
 
+// Clicks sel once it is there; a view rendered again meanwhile (the page's
+// own routing after sign-in) detaches the element: then it is looked up again.
+async function clickWhenReady(page, sel) {
+  for (let i = 0; ; i++) {
+    try {
+      const h = await page.waitForSelector(sel);
+      await h.click();
+      return;
+    } catch (e) {
+      if (i >= 4) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 async function visit(page, view) {
   await page.goto(`${URL0}/console/index.html#/${view}`, { waitUntil: 'networkidle2' });
   await page.waitForSelector(`main [data-view="${view}"]`);
@@ -172,12 +187,18 @@ async function serviceProvider(browser) {
   await shot(page, 'sp-tokens');
   step = 'service provider: its services and their state on SEs';
   await visit(page, 'services');
+  const link = `main [data-view="services"] a[href="#/instances/${env.OT_INSTANCE}"]`;
+  await page.waitForSelector(link);
+  await page.waitForFunction(() => {
+    const t = document.querySelector('main [data-view="services"]')?.textContent || '';
+    return t.includes('payment') && t.includes('UnderDeployment:Installed') && t.includes('4F54534D45534501');
+  }, { polling: 100 }).catch(() => {});
   const sv = await page.$eval('main [data-view="services"]', (e) => e.textContent);
   check(sv.includes('payment') && sv.includes('UnderDeployment:Installed') && sv.includes('4F54534D45534501'),
     `SP A's services: ${sv}`);
   await shot(page, 'sp-services');
   step = 'service provider: a communication, its script, R-APDUs and failed commands';
-  await page.click(`main [data-view="services"] a[href="#/instances/${env.OT_INSTANCE}"]`);
+  await clickWhenReady(page, link);
   await page.waitForSelector('main [data-view="instances"] [data-communication] [data-operation]');
   const comm = await page.$eval('main [data-view="instances"] [data-communication]', (e) => e.textContent);
   check(/9000/.test(comm) && comm.includes('failed commands: 2'), `communication view: ${comm}`);
@@ -204,7 +225,7 @@ async function serviceProvider(browser) {
   await visit(page, 'payments');
   const regs = await page.$eval('main [data-view="payments"]', (e) => e.textContent);
   check(regs.includes('bank-a') && !regs.includes('bank-b'), `SP A's registrations: ${regs}`);
-  await page.click('main [data-view="payments"] a[href="#/payments/bank-a"]');
+  await clickWhenReady(page, 'main [data-view="payments"] a[href="#/payments/bank-a"]');
   await page.waitForSelector('main [data-view="payments"] [data-sp="bank-a"]');
   const keys = await page.$eval('main [data-view="payments"] [data-sp="bank-a"]', (e) => e.textContent);
   check(keys.includes('emv_imk') && !keys.includes('00112233445566778899'), `bank A's keys: ${keys}`);
