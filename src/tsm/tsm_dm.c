@@ -744,11 +744,13 @@ void tsm_h_dm_token(struct net_req *req, struct net_resp *resp, void *ctx)
     st = NULL;
     snprintf(res, sizeof(res), "/tsm/v1/dm-tokens/%lld", (long long)k.id);
     OT_TRY(svc_audit(t->kit, c, req, "tsm.dm.token", res, "issued"));
-    OT_TRY(db_commit(c));
+    /* The answer is built before the commit: a failure after it would
+     * answer 500 for a change that was made. */
     o = dm_token_json(&k);
     if (o == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
+    OT_TRY(db_commit(c));
     net_resp_header(resp, "Location", res);
     net_resp_json(resp, 201, o);
     o = NULL;

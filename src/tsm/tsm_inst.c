@@ -1226,14 +1226,18 @@ void tsm_h_comm_start(struct net_req *req, struct net_resp *resp, void *ctx)
     st = NULL;
     snprintf(res, sizeof(res), "/tsm/v1/communications/%lld", (long long)m.id);
     OT_TRY(svc_audit(t->kit, c, req, "tsm.comm.start", res, "ok"));
-    OT_TRY(db_commit(c));
+    /* The answer is built before the commit: a failure after it would
+     * answer 500 for a change that was made. */
     o = tsm_comm_json(&m);
     if (o == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
+    OT_TRY(db_commit(c));
     net_resp_header(resp, "Location", res);
     net_resp_json(resp, 201, o);
+    o = NULL;
 out:
+    json_free(o);
     db_reset(st);
     if (c != NULL) {
         (void)db_rollback(c);
