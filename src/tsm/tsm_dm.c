@@ -1071,7 +1071,8 @@ void tsm_h_dm_receipt(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     OT_TRY(dm_view_apply(t, c, &k, view_sd, sizeof(view_sd)));
     OT_TRY(svc_audit(t->kit, c, req, "tsm.dm.receipt", res, "confirmed"));
-    OT_TRY(db_commit(c));
+    /* The answer is read and built inside the transaction: a failure after
+     * the commit would answer 500 for a receipt that was taken. */
     OT_TRY(dm_token_load(c, k.id, &k));
     o = dm_token_json(&k);
     if (o == NULL) {
@@ -1083,11 +1084,15 @@ void tsm_h_dm_receipt(struct net_req *req, struct net_resp *resp, void *ctx)
             || json_put_bool(view, "present", strcmp(k.op, "delete") != 0) != OT_OK
             || (view_sd[0] != '\0' ? json_put_str(view, "sd_aid", view_sd)
                                    : json_put_null(view, "sd_aid"))
-                   != OT_OK
-            || json_put(o, "card", view) != OT_OK) {
+                   != OT_OK) {
+            json_free(view);
+            OT_FAIL(OT_E_NOMEM);
+        }
+        if (json_put(o, "card", view) != OT_OK) {
             OT_FAIL(OT_E_NOMEM);
         }
     }
+    OT_TRY(db_commit(c));
     net_resp_json(resp, 200, o);
     o = NULL;
 out:
