@@ -739,6 +739,7 @@ function signedOut(why) {
   const view = $('view');
   view.replaceChildren($('signin') || signinTemplate);
   $('signin').hidden = false;
+  view.removeAttribute('aria-busy');
   if (why) say(why, 'info');
 }
 
@@ -771,7 +772,14 @@ async function route() {
   view.replaceChildren(root);
   document.title = `${v[1]} · OpenTSM console`;
   say('');
-  await busy(null, () => v[2](root, v[0] === name ? arg : null));
+  // The view is marked busy while it loads (assistive technology waits;
+  // so do the browser tests before they read or click it).
+  view.setAttribute('aria-busy', 'true');
+  try {
+    await busy(null, () => v[2](root, v[0] === name ? arg : null));
+  } finally {
+    if (view.firstChild === root) view.removeAttribute('aria-busy');
+  }
 }
 
 async function signedIn(me) {

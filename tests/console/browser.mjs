@@ -55,13 +55,24 @@ async function signIn(page, token) {
   check(!(await page.content()).includes(token), 'the token stays in the page');
 }
 
+// Waits until the page has loaded, signed in or out, and rendered its view:
+// the view is aria-busy until then, and no button is busy.
+async function settled(page) {
+  await page.waitForFunction(() => document.readyState === 'complete'
+    && !document.querySelector('#view[aria-busy]') && !document.querySelector('.busy'), { polling: 100 });
+}
+
+// A viewport change between desktop and phone (isMobile) reloads the page:
+// each screenshot, and the caller's next step, waits for the page to settle.
 async function shot(page, name) {
   for (const [tag, vp] of [['desktop', DESKTOP], ['phone', PHONE]]) {
     await page.setViewport(vp);
+    await settled(page);
     await new Promise((r) => setTimeout(r, 150));
     await page.screenshot({ path: path.join(env.OT_SHOTS, `${name}-${tag}.png`), fullPage: true });
   }
   await page.setViewport(DESKTOP);
+  await settled(page);
 }
 
 // Clicks sel once it is there; a view rendered again meanwhile (the page's
@@ -82,7 +93,7 @@ async function clickWhenReady(page, sel) {
 async function visit(page, view) {
   await page.goto(`${URL0}/console/index.html#/${view}`, { waitUntil: 'networkidle2' });
   await page.waitForSelector(`main [data-view="${view}"]`);
-  await page.waitForFunction(() => !document.querySelector('.busy'), { polling: 100 });
+  await settled(page);
 }
 
 // In the page: fetch with the session cookie (and optionally the CSRF token).
