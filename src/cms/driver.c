@@ -447,13 +447,16 @@ static ot_err cms_client(struct cms *s)
     return OT_OK;
 }
 
-/* The card moves on the job's progress while it runs (awaiting_destroy <->
- * destroying). */
+/* The card moves on the destroy job's progress while it runs
+ * (awaiting_destroy <-> destroying). A job that only reads the card after
+ * an unknown outcome leaves it awaiting_destroy: otherwise the destroy
+ * submitted after it, seen queued, would record a second "interrupted"
+ * for an interruption that did not happen. */
 static void cms_progress(struct cms *s, const struct cms_act *a, const struct cms_card *card,
                          const char *job_state, struct cms_step *sp)
 {
     (void)s;
-    if (a->action != CMS_ACT_DESTROY) {
+    if (a->action != CMS_ACT_DESTROY || a->verify_first) {
         return;
     }
     if (strcmp(job_state, "running") == 0 && card->state == CMS_S_AWAITING_DESTROY) {
