@@ -27,7 +27,10 @@
 #
 # Environment: OT_BUILD (build dir, default build-bench), BENCH_DEVICES,
 # BENCH_NODES, BENCH_SQLITE_DEVICES, BENCH_TLS_DEVICES, BENCH_PG / BENCH_SQLITE /
-# BENCH_TLS (0: skip that run), BENCH_INFLIGHT (fleetsim --inflight, default 64).
+# BENCH_TLS (0: skip that run), BENCH_INFLIGHT (fleetsim --inflight, default 64),
+# BENCH_PG_OPTS (more PostgreSQL server options), BENCH_PG_STATS (a file: the
+# PostgreSQL run writes its 40 costliest statements there; needs
+# BENCH_PG_OPTS="-c shared_preload_libraries=pg_stat_statements").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,6 +107,12 @@ run() {
         "${pids[@]}" --idle-s 5 --phase-timeout-s 1800 --run-tag "$tag" \
         2>"$TSMD_WORK/fleetsim.err" | tee "$TSMD_WORK/fleet.out" || rc=$?
     [ "$rc" = 0 ] || note "fleetsim exit $rc: $(tail -5 "$TSMD_WORK/fleetsim.err")"
+    if [ -n "${BENCH_PG_STATS:-}" ] && [ "$1" = @PG ]; then
+        psql -X -q "$OPENTSM_TEST_PG_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+            -c "SELECT calls, round(total_exec_time) AS ms, rows,
+            left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query FROM pg_stat_statements
+            ORDER BY total_exec_time DESC LIMIT 40" >"$BENCH_PG_STATS" 2>&1 || true
+    fi
     for p in "${EXTRA_PIDS[@]}"; do
         kill -TERM "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
@@ -125,7 +134,7 @@ PG_LINE="devices=0 nodes=0 tsmd_rss_per_device_kib=0 push_jobs_per_s=0"
 SQ_LINE=$PG_LINE
 TLS_LINE=$PG_LINE
 if [ "${BENCH_PG:-1}" != 0 ]; then
-    OT_PG_OPTS="-c max_connections=200" "$ROOT/tests/pg/with_pg.sh" bash "$0" --inner \
+    OT_PG_OPTS="-c max_connections=200 ${BENCH_PG_OPTS:-}" "$ROOT/tests/pg/with_pg.sh" bash "$0" --inner \
         @PG "$OUT/pg" "$NODES" "$DEVICES" pg || note "the PostgreSQL run failed"
     [ -s "$OUT/pg" ] && PG_LINE=$(cat "$OUT/pg")
 fi

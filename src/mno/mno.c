@@ -139,6 +139,13 @@ static const struct db_migration mno_migrations[] = {
      "ALTER TABLE mno_jobs ADD COLUMN cb_attempts BIGINT NOT NULL DEFAULT 0;"
      "ALTER TABLE mno_jobs ADD COLUMN cb_next BIGINT NOT NULL DEFAULT 0",
      NULL},
+    /* Lookups that scanned whole tables: a device's known CINs (its JSON at
+     * enrolment, the admin session's SE check) and the callbacks waiting
+     * (every sweeper pass, among all the ended jobs). */
+    {5,
+     "CREATE INDEX mno_known_cins_dev ON mno_known_cins (instance, device_id);"
+     "CREATE INDEX mno_jobs_cb ON mno_jobs (instance, cb_next) WHERE cb_state = 'wait'",
+     NULL},
 };
 
 static const struct cfg_opt mno_opts[] = {
@@ -442,24 +449,30 @@ static int64_t mno_mono_ms(void)
 static void *mno_sweeper(void *arg)
 {
     struct mno *m = arg;
-    int64_t next = 0; /* the next pass, monotonic ms */
+    int64_t next = 0; /* the next full pass, monotonic ms */
 
     pthread_mutex_lock(&m->mu);
     while (!m->stopping) {
         struct timespec until;
         int64_t wait_ms;
-        bool pass = m->kicked || mno_mono_ms() >= next;
+        bool full = mno_mono_ms() >= next;
+        bool pass = m->kicked || full;
         if (pass) {
             m->kicked = false;
         }
         pthread_mutex_unlock(&m->mu);
         mno_push_recheck(m);
         if (pass) {
-            mno_sweep_once(m);
+            /* A kick (a job submitted or ended) needs the wakes and the
+             * answers only; leases, timeouts and retention scan whole
+             * tables and keep to the timer, which kicks never push back. */
+            mno_sweep_once(m, full);
             mno_waiters_check(m);
             mno_held_check(m);
             mno_cb_deliver(m);
-            next = mno_mono_ms() + m->sweep_ms;
+            if (full) {
+                next = mno_mono_ms() + m->sweep_ms;
+            }
         }
         pthread_mutex_lock(&m->mu);
         if (m->stopping) {

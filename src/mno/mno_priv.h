@@ -205,8 +205,10 @@ void mno_held_drop(struct mno *m); /* at destroy, after the sweeper stopped */
  * the sweeper's wake, or a re-registration's re-wake of a delivering job. */
 ot_err mno_job_wake_event(struct mno *m, struct db_conn *c, int64_t job_id, int64_t device_id);
 
-/* The sweeper's one pass (leases, deliveries, expiry, wakes, retention). */
-void mno_sweep_once(struct mno *m);
+/* The sweeper's one pass: wakes; with full also leases, deliveries, expiry
+ * and retention (a kick asks for wakes only: the timer runs the rest every
+ * sweep_ms, whatever the kicks). */
+void mno_sweep_once(struct mno *m, bool full);
 
 /* Binds the instance name as $3 of a kit list query (svc_list: $1 the
  * cursor, $2 the page size + 1); ctx is the struct mno. */
