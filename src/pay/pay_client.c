@@ -278,6 +278,9 @@ ot_err pay_client_install(struct pay_client *c, const char *relay, const char *b
             err = json_opt_hex(r.json, "capdu", 4, sizeof(out->capdu), out->capdu, &out->capdu_len,
                                &has_capdu, NULL);
         }
+        if (err == OT_OK && has_capdu) {
+            err = json_get_int(r.json, "step", 1, INT32_MAX, &out->step, NULL);
+        }
         if (err == OT_OK && !has_capdu) {
             err = json_get_str(r.json, "result", 1, sizeof(out->result) - 1, &res, NULL);
             if (err == OT_OK) {

@@ -83,6 +83,7 @@ struct pay_client_relay {
     char relay[33];
     uint8_t capdu[300];
     size_t capdu_len;
+    int64_t step;    /* the C-APDU's number, posted back with the card's answer */
     char result[16]; /* "installed" | "refused" */
     char sw[5];
     char apps[64 * 33];

@@ -17,9 +17,12 @@
  * card's SP has ISD keys and the operator is a transit SP with its key (409
  * "sp" / "operator"). A relay belongs to the client that opened it (others
  * get 404), lives PAY_RF_TTL_MS under a random id, and at most PAY_RF_MAX
- * are open. A step posted twice is not refused here: it is fed to the
- * session as the card's next answer, and the card's C-MAC chain is what
- * stops a replayed or altered command (docs/pay.md). */
+ * are open. Each C-APDU answered carries its step number, and the client
+ * posts the card's answer with that number: the current step goes on; the
+ * previous step again with the same R-APDU (the client lost our answer)
+ * gets the same C-APDU again and changes nothing; any other step is 409
+ * "step" and changes nothing. The card's C-MAC chain still stops an altered
+ * command (docs/pay.md). */
 #define OT_LOG_COMPONENT "pay"
 #include "core/buf.h"
 #include "core/hex.h"
@@ -58,6 +61,11 @@ struct pay_rf_slot {
     struct gp_session *gs;
     uint8_t install[GP_SESSION_MAX_CAPDU]; /* the plain INSTALL */
     size_t install_len;
+    int64_t step;                       /* the number of the last C-APDU sent */
+    uint8_t last[GP_SESSION_MAX_CAPDU]; /* that C-APDU */
+    size_t last_len;
+    uint8_t prev_rapdu[APDU_MAX_SHORT_NE + 2]; /* the R-APDU it answered (step > 1) */
+    size_t prev_rl;
 };
 
 struct pay_rf {
@@ -189,15 +197,17 @@ static bool pay_rf_sp(struct pay_svc *s, struct db_conn *c, struct net_resp *res
 
 /* The answer of a step: the next C-APDU, or the outcome. */
 static void pay_rf_answer(struct net_resp *resp, int status, const uint8_t *rid,
-                          const uint8_t *capdu, size_t n, const char *result, uint16_t sw,
-                          json_t *apps)
+                          const uint8_t *capdu, size_t n, int64_t step, const char *result,
+                          uint16_t sw, json_t *apps)
 {
     json_t *o = json_obj_new();
     char swh[5];
 
     snprintf(swh, sizeof(swh), "%04X", (unsigned)sw);
     if (o == NULL || json_put_hex(o, "relay", rid, PAY_RF_ID_LEN) != OT_OK
-        || (capdu != NULL && json_put_hex(o, "capdu", capdu, n) != OT_OK)
+        || (capdu != NULL
+            && (json_put_hex(o, "capdu", capdu, n) != OT_OK
+                || json_put_int(o, "step", step) != OT_OK))
         || (result != NULL
             && (json_put_str(o, "result", result) != OT_OK || json_put_str(o, "sw", swh) != OT_OK))
         || (apps != NULL && json_put(o, "applications", apps) != OT_OK)) {
@@ -356,6 +366,9 @@ void pay_h_install_open(struct net_req *req, struct net_resp *resp, void *ctx)
         gs = NULL;
         memcpy(sl->install, plain, plain_len);
         sl->install_len = plain_len;
+        sl->step = 1;
+        memcpy(sl->last, capdu, capdu_len);
+        sl->last_len = capdu_len;
     }
     pthread_mutex_unlock(&s->rf->mu);
     if (sl == NULL) {
@@ -366,7 +379,7 @@ void pay_h_install_open(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_LOG_INFO("req_id=%s client=%s sp=%s operator=%s install relay opened",
                 net_req_request_id(req), cl.name, sp, op);
     pay_rf_audit(s, req, rid, "pay.install.open", "ok");
-    pay_rf_answer(resp, 201, rid, capdu, capdu_len, NULL, 0, NULL);
+    pay_rf_answer(resp, 201, rid, capdu, capdu_len, 1, NULL, 0, NULL);
 out:
     if (err != OT_OK) {
         svc_fail(resp, err);
@@ -424,7 +437,7 @@ static json_t *pay_rf_apps(const uint8_t *p, size_t n)
 
 void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const allowed[] = {"rapdu", NULL};
+    static const char *const allowed[] = {"rapdu", "step", NULL};
     struct pay_svc *s = ctx;
     struct pay_client_row cl;
     struct json_err jerr;
@@ -441,6 +454,7 @@ void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
     const char *result = NULL;
     const char *ended = NULL;
     int64_t now = 0;
+    int64_t step = 0;
     uint16_t sw = 0;
     bool locked = false;
     bool done = false;
@@ -459,7 +473,8 @@ void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
     if (doc == NULL) {
         return;
     }
-    if (json_get_hex(doc, "rapdu", 2, sizeof(rapdu), rapdu, &rl, &jerr) != OT_OK) {
+    if (json_get_hex(doc, "rapdu", 2, sizeof(rapdu), rapdu, &rl, &jerr) != OT_OK
+        || json_get_int(doc, "step", 1, INT32_MAX, &step, &jerr) != OT_OK) {
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
         goto done;
     }
@@ -475,6 +490,21 @@ void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     if (sl == NULL) {
         net_resp_error(resp, OT_E_NOT_FOUND, NULL, "no such relay", NULL);
+        goto done;
+    }
+    if (step == sl->step - 1 && rl == sl->prev_rl && memcmp(rapdu, sl->prev_rapdu, rl) == 0) {
+        /* The client lost our answer and posts the card's answer again: the
+         * same next C-APDU, the session unchanged. */
+        OT_LOG_INFO("req_id=%s client=%s install relay step %lld repeated", net_req_request_id(req),
+                    cl.name, (long long)step);
+        pay_rf_answer(resp, 200, rid, sl->last, sl->last_len, sl->step, NULL, 0, NULL);
+        goto done;
+    }
+    if (step != sl->step) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "step %lld is not the relay's current step %lld",
+                 (long long)step, (long long)sl->step);
+        net_resp_error(resp, OT_E_CONFLICT, "step", msg, "step");
         goto done;
     }
     if (sl->phase == PAY_RF_OPEN) {
@@ -527,11 +557,16 @@ void pay_h_install_step(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_LOG_INFO("req_id=%s client=%s install relay ended: %s sw=%04X", net_req_request_id(req),
                     cl.name, result, (unsigned)sw);
         pay_rf_drop(sl);
-        pay_rf_answer(resp, 200, rid, NULL, 0, result, sw, apps);
+        pay_rf_answer(resp, 200, rid, NULL, 0, 0, result, sw, apps);
         apps = NULL;
         ended = result;
     } else {
-        pay_rf_answer(resp, 200, rid, capdu, capdu_len, NULL, 0, NULL);
+        sl->step++;
+        memcpy(sl->last, capdu, capdu_len);
+        sl->last_len = capdu_len;
+        memcpy(sl->prev_rapdu, rapdu, rl);
+        sl->prev_rl = rl;
+        pay_rf_answer(resp, 200, rid, capdu, capdu_len, sl->step, NULL, 0, NULL);
     }
 out:
     if (err != OT_OK) {

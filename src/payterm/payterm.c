@@ -458,7 +458,7 @@ int payterm_install(const struct payterm_cfg *cfg, const char *sp, const char *a
     struct pt t;
     struct pay_client_err e;
     struct pay_client_relay rl;
-    char body[256];
+    char body[2 * 258 + 64]; /* the opening, or a step with a whole R-APDU */
     char relay[33];
     ot_err err;
     int steps = 0;
@@ -493,8 +493,9 @@ int payterm_install(const struct payterm_cfg *cfg, const char *sp, const char *a
         }
         if (err == OT_OK) {
             snprintf(relay, sizeof(relay), "%s", rl.relay);
-            snprintf(body, sizeof(body), "{\"rapdu\":\"%.*s\"}", (int)(sizeof(body) - 16), rh);
-            if (strlen(rh) > sizeof(body) - 16) {
+            snprintf(body, sizeof(body), "{\"step\":%lld,\"rapdu\":\"%.*s\"}", (long long)rl.step,
+                     (int)(sizeof(body) - 40), rh);
+            if (strlen(rh) > sizeof(body) - 40) {
                 err = OT_E_LIMIT;
             }
         }

@@ -227,6 +227,32 @@ jq -e '([.items[] | select(.action == "pay.install.open")] | length == 2)
        and ([.items[] | select(.action == "pay.install.end") | .outcome] | sort) == ["installed", "refused"]' \
     "$TSMD_WORK/resp" >/dev/null || fail "install audit: $(jq -c '[.items[] | select(.action | startswith("pay.install"))]' "$TSMD_WORK/resp")"
 if grep -qi "$K40" "$TSMD_WORK/tsmd.log"; then fail "an ISD key in tsmd.log"; fi
+# a relay's steps are numbered: the current one goes on, the previous one posted
+# again with the same answer gets the same command, any other is refused (409)
+api POST /pay/v1/installs "$DEV_TOKEN" \
+    "{\"client\":\"term-1\",\"sp\":\"bank-b\",\"app\":\"transit\",\"operator\":\"metro\",\"purse_id\":\"$PURSE2\"}"
+[ "$API_STATUS" = 201 ] || fail "open a relay: $API_STATUS $(cat "$TSMD_WORK/resp")"
+jq -e '.step == 1 and (.capdu | startswith("00A40400"))' "$TSMD_WORK/resp" >/dev/null ||
+    fail "relay step 1: $(cat "$TSMD_WORK/resp")"
+RELAY=$(jq -r .relay "$TSMD_WORK/resp")
+step() { api POST "/pay/v1/installs/$RELAY" "$DEV_TOKEN" "{\"step\":$1,\"rapdu\":\"$2\"}"; }
+step 2 9000
+[ "$API_STATUS" = 409 ] && jq -e '.error.code == "step" and .error.field == "step"' "$TSMD_WORK/resp" >/dev/null ||
+    fail "a step ahead: $API_STATUS $(cat "$TSMD_WORK/resp")"
+step 1 9000
+[ "$API_STATUS" = 200 ] && jq -e '.step == 2 and (.capdu | startswith("8050"))' "$TSMD_WORK/resp" >/dev/null ||
+    fail "step 1 (SELECT answered): $API_STATUS $(cat "$TSMD_WORK/resp")"
+IU=$(jq -r .capdu "$TSMD_WORK/resp")
+step 1 9000 # our answer lost: the same INITIALIZE UPDATE (same host challenge)
+[ "$API_STATUS" = 200 ] && jq -e --arg iu "$IU" '.step == 2 and .capdu == $iu' "$TSMD_WORK/resp" >/dev/null ||
+    fail "step 1 again: $API_STATUS $(cat "$TSMD_WORK/resp")"
+step 1 6A82 # the same step with another answer: refused, nothing changed
+[ "$API_STATUS" = 409 ] || fail "step 1 with another answer: $API_STATUS $(cat "$TSMD_WORK/resp")"
+step 2 6A88 # the card refuses INITIALIZE UPDATE: the relay ends
+[ "$API_STATUS" = 200 ] && jq -e '.result == "refused" and .sw == "6A88" and (has("step") | not)' \
+    "$TSMD_WORK/resp" >/dev/null || fail "step 2: $API_STATUS $(cat "$TSMD_WORK/resp")"
+step 2 6A88
+[ "$API_STATUS" = 404 ] || fail "a step after the end: $API_STATUS $(cat "$TSMD_WORK/resp")"
 card a
 
 # a revoked client gets nothing more
