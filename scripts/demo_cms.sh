@@ -20,19 +20,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$(cd "${1:-$ROOT/build}" && pwd)
-TSMD=$BUILD/src/bin/tsmd
-TSMCTL=$BUILD/src/bin/tsmctl
-AGENT=$BUILD/src/bin/se-agent
-VSE=$BUILD/src/bin/vse
-for b in "$TSMD" "$TSMCTL" "$AGENT" "$VSE"; do
-    [ -x "$b" ] || { echo "demo: $b is not built (cmake --build $BUILD)" >&2; exit 1; }
-done
-for t in curl jq; do
-    command -v "$t" >/dev/null || { echo "demo: $t is missing (scripts/deps.sh installs it)" >&2; exit 1; }
-done
-# shellcheck source=../tests/tsmd/lib.sh
-. "$ROOT/tests/tsmd/lib.sh"
+# shellcheck source=demo_lib.sh
+. "$ROOT/scripts/demo_lib.sh"
+demo_begin "${1:-}" src/bin/tsmd src/bin/tsmctl src/bin/se-agent src/bin/vse -- curl jq
 AGENT_PIDS=()
 cms_cleanup() {
     local p
@@ -43,8 +33,6 @@ cms_cleanup() {
 }
 # shellcheck disable=SC2034 # read by tsmd_cleanup (tests/tsmd/lib.sh)
 TSMD_CLEANUP_HOOK=cms_cleanup
-step() { printf '\n== %s\n' "$*"; }
-say() { printf '$ %s\n' "$*"; }
 
 step "1. tsmd with cms and mno:orange; four phones with a vse card each"
 tsmd_work_init demo-cms

@@ -21,20 +21,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$(cd "${1:-$ROOT/build}" && pwd)
-TSMD=$BUILD/src/bin/tsmd
-TSMCTL=$BUILD/src/bin/tsmctl
-AGENT=$BUILD/src/bin/se-agent
-VSE=$BUILD/src/bin/vse
+# shellcheck source=demo_lib.sh
+. "$ROOT/scripts/demo_lib.sh"
+demo_begin "${1:-}" src/bin/tsmd src/bin/tsmctl src/bin/se-agent src/bin/vse \
+    tests/mno/mno_otascp_run -- curl jq
 OTASCP=$BUILD/tests/mno/mno_otascp_run
-for b in "$TSMD" "$TSMCTL" "$AGENT" "$VSE" "$OTASCP"; do
-    [ -x "$b" ] || { echo "demo: $b is not built (cmake --build $BUILD)" >&2; exit 1; }
-done
-for t in curl jq; do
-    command -v "$t" >/dev/null || { echo "demo: $t is missing (scripts/deps.sh installs it)" >&2; exit 1; }
-done
-# shellcheck source=../tests/tsmd/lib.sh
-. "$ROOT/tests/tsmd/lib.sh"
 # shellcheck source=../tests/vse/pcscd_env.sh
 . "$ROOT/tests/vse/pcscd_env.sh"
 RUN_PID=
@@ -48,8 +39,6 @@ ota_cleanup() { # before tsmd_cleanup stops tsmd and the cards
 }
 # shellcheck disable=SC2034 # read by tsmd_cleanup (tests/tsmd/lib.sh)
 TSMD_CLEANUP_HOOK=ota_cleanup
-step() { printf '\n== %s\n' "$*"; }
-say() { printf '$ %s\n' "$*"; }
 
 step "1. tsmd with mno:orange over TLS; the phone's SEs (vse cards)"
 tsmd_work_init demo-ota

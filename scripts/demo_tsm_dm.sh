@@ -23,30 +23,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=$(cd "${1:-$ROOT/build}" && pwd)
-TSMD=$BUILD/src/bin/tsmd
-TSMCTL=$BUILD/src/bin/tsmctl
-AGENT=$BUILD/src/bin/se-agent
-VSE=$BUILD/src/bin/vse
-for b in "$TSMD" "$TSMCTL" "$AGENT" "$VSE"; do
-    [ -x "$b" ] || { echo "demo: $b is not built (cmake --build $BUILD)" >&2; exit 1; }
-done
-for t in curl jq xxd openssl; do
-    command -v "$t" >/dev/null || { echo "demo: $t is missing (scripts/deps.sh installs it)" >&2; exit 1; }
-done
-# shellcheck source=../tests/tsmd/lib.sh
-. "$ROOT/tests/tsmd/lib.sh"
-AGENT_PID=
-dm_cleanup() {
-    if [ -n "$AGENT_PID" ]; then
-        kill -TERM "$AGENT_PID" 2>/dev/null || true
-        wait "$AGENT_PID" 2>/dev/null || true
-    fi
-}
-# shellcheck disable=SC2034 # read by tsmd_cleanup (tests/tsmd/lib.sh)
-TSMD_CLEANUP_HOOK=dm_cleanup
-step() { printf '\n== %s\n' "$*"; }
-say() { printf '$ %s\n' "$*"; }
+# shellcheck source=demo_lib.sh
+. "$ROOT/scripts/demo_lib.sh"
+demo_begin "${1:-}" src/bin/tsmd src/bin/tsmctl src/bin/se-agent src/bin/vse -- curl jq xxd openssl
 
 step "1. tsmd with tsm and mno:orange; a phone on orange with an eSE of profile ese-thirdparty"
 tsmd_work_init demo-tsm-dm
@@ -79,7 +58,7 @@ ctl "$OP_TOKEN" mno enrol "$DP" --msisdn 33600000001 --cin $CIN --instance orang
 "$AGENT" --state "$W/agent" --reader "eSE1=socket:unix:$W/card.sock" \
     --mno "$TSMD_URL/mno/orange/v1" --token-file "$W/dev.token" --poll-ms 200 \
     --log-level info run >>"$W/agent.log" 2>&1 &
-AGENT_PID=$!
+TSMD_EXTRA_PIDS+=("$!") # the phone: stopped at exit
 for _ in $(seq 1 200); do
     [ "$(ctl "$OP_TOKEN" mno status --msisdn 33600000001 --instance orange --json | jq -r .state)" = online ] &&
         grep -q "event=stream_open" "$W/agent.log" && break
