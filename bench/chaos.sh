@@ -67,10 +67,11 @@ T0=$(date +%s)
 # a lease of 60 s (heartbeats every 5 s: on a loaded machine a 15 s lease
 # expired under live devices and their interactive jobs went back to the
 # queue); many attempts so that a destroy is never stalled by the chaos
-# itself (an alert would wait for the operator).
+# itself (an alert would wait for the operator). A session whose agent went
+# quiet (killed before its journal said where it was) times out in 20 s.
 tsmd_config "$OPENTSM_TEST_PG_URL" "log.level=warn" "services.enabled=cms, mno:orange" \
     "mno.orange.lease_s=60" "mno.orange.heartbeat_s=5" "mno.orange.sweep_ms=100" \
-    "mno.orange.backoff_s=1" "mno.orange.deliver_timeout_s=5" \
+    "mno.orange.backoff_s=1" "mno.orange.deliver_timeout_s=5" "mno.orange.session_timeout_s=20" \
     "cms.tick_ms=50" "cms.claim_s=3" "cms.backoff_s=1" "cms.max_attempts=100" "db.pool=8"
 tsmd_bootstrap ops
 export OPENTSM_CMS_MNO_TOKEN=$OP_TOKEN

@@ -958,6 +958,14 @@ ot_err otascp_advance(struct mno_client *m, const struct otascp_target *t,
     }
     *finished = false;
     memset(res, 0, sizeof(*res));
+    if (st->phase == OTASCP_PH_BATCH2 && otascp_pending(job)
+        && json_array_size(json_object_get(job, "scripts")) == 1
+        && !json_is_true(json_object_get(job, "closed"))) {
+        /* mno runs the job again from the start (its session was lost,
+         * docs/mno.md): batch 1 only, open again; batch 2 is written again
+         * from the new INITIALIZE UPDATE answer. */
+        st->phase = OTASCP_PH_IU;
+    }
     if (st->phase == OTASCP_PH_IU) {
         const json_t *r1 = otascp_script_rapdus(job, 1);
         const char *hx = json_string_value(json_array_get(r1, 0));
@@ -982,7 +990,10 @@ ot_err otascp_advance(struct mno_client *m, const struct otascp_target *t,
                     json_decref(body);
                     return otascp_local_fail(e, OT_E_NOMEM, "out of memory");
                 }
-                (void)snprintf(idem, sizeof(idem), "%s.b2", t->idem_key);
+                /* One key per session of the job: a run again from the
+                 * start takes a new batch 2. */
+                (void)snprintf(idem, sizeof(idem), "%s.b2.s%lld", t->idem_key,
+                               (long long)json_integer_value(json_object_get(job, "session")));
                 err = mno_client_job_batch(m, st->job, body, idem, &ans, e);
                 json_decref(body);
                 json_decref(ans);

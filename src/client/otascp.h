@@ -246,7 +246,9 @@ struct otascp_target {
     int64_t ttl_s;         /* 0 = mno's default */
     int max_attempts;      /* 0 = mno's default */
     bool destructive;
-    const char *idem_key; /* required; the fallback and batch 2 use <key>.f<n> / <key>.b2 */
+    /* required; the fallback and batch 2 use <key>.f<n> / <key>.b2.s<session>
+     * (one batch 2 per session of the job) */
+    const char *idem_key;
     const char *callback; /* NULL: none */
 };
 

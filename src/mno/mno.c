@@ -146,6 +146,12 @@ static const struct db_migration mno_migrations[] = {
      "CREATE INDEX mno_known_cins_dev ON mno_known_cins (instance, device_id);"
      "CREATE INDEX mno_jobs_cb ON mno_jobs (instance, cb_next) WHERE cb_state = 'wait'",
      NULL},
+    /* The open admin session's deadline (running: session_timeout_s after
+     * the agent's last POST) and its number (one more at each open). */
+    {6,
+     "ALTER TABLE mno_jobs ADD COLUMN session_by BIGINT NOT NULL DEFAULT 0;"
+     "ALTER TABLE mno_jobs ADD COLUMN session_no BIGINT NOT NULL DEFAULT 0",
+     NULL},
 };
 
 static const struct cfg_opt mno_opts[] = {
@@ -171,6 +177,14 @@ static const struct cfg_opt mno_opts[] = {
      0,
      "Seconds a woken device has to open the job's admin session before the wake counts as "
      "a failed delivery attempt."},
+    {"mno.session_timeout_s",
+     CFG_INT,
+     {.i = 120},
+     1,
+     86400,
+     0,
+     "Seconds an open admin session may go without a POST of its agent before the job counts "
+     "as interrupted (destructive: outcome_unknown; else another attempt, or failed)."},
     {"mno.backoff_s",
      CFG_INT,
      {.i = 5},
@@ -341,6 +355,36 @@ out:
     return err;
 }
 
+/* A job back in the queue after an open session (interrupted, or requeued
+ * by the submitter) runs again from the start, as a new attempt: its
+ * scripts lose the responses of the lost session, and an interactive job
+ * keeps only its first batch (the later ones were written from answers
+ * that are gone: the submitter writes them again from the new ones). */
+static ot_err mno_job_restart(struct db_conn *c, int64_t job_id)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_prepare(c,
+                      "DELETE FROM mno_scripts WHERE job_id = $1 AND seq > 1 AND EXISTS (SELECT 1"
+                      " FROM mno_jobs WHERE id = $1 AND interactive = 1)",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, job_id));
+    OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    OT_TRY(db_prepare(c,
+                      "UPDATE mno_scripts SET rsp = NULL, answered_at = NULL WHERE job_id = $1"
+                      " AND rsp IS NOT NULL",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, job_id));
+    OT_TRY(db_step(st, &row));
+out:
+    db_reset(st);
+    return err;
+}
+
 ot_err mno_job_move(struct mno *m, struct db_conn *c, int64_t job_id, enum mno_job_event ev,
                     const char *reason)
 {
@@ -353,18 +397,27 @@ ot_err mno_job_move(struct mno *m, struct db_conn *c, int64_t job_id, enum mno_j
     int64_t now = mno_now();
     bool destructive = false;
     bool row = false;
+    bool restart;
     ot_err err = OT_OK;
 
     OT_TRY(mno_job_state_of(c, job_id, &from, &attempts, &max_attempts, &destructive, &device_id));
     OT_TRY(mno_job_next(from, ev, &to));
+    restart = to == MNO_J_QUEUED && (from == MNO_J_RUNNING || from == MNO_J_OUTCOME_UNKNOWN);
     /* A wake counts a delivery attempt and sets its deadline; a return to
-     * the queue waits out the back-off (base * 2^(attempts-1)). */
+     * the queue waits out the back-off (base * 2^(attempts-1)); an open
+     * session gets its number and its deadline; a restart forgets the
+     * session's close and stop. */
     OT_TRY(db_prepare(c,
                       "UPDATE mno_jobs SET state = $1, updated_at = $2,"
                       " reason = COALESCE($3, reason),"
                       " attempts = attempts + $4,"
                       " deliver_by = CASE WHEN $4 = 1 THEN $5 ELSE deliver_by END,"
-                      " not_before = CASE WHEN $6 > 0 THEN $6 ELSE not_before END"
+                      " not_before = CASE WHEN $6 > 0 THEN $6 ELSE not_before END,"
+                      " session_by = CASE WHEN $9 > 0 THEN $9 ELSE session_by END,"
+                      " session_no = session_no + CASE WHEN $9 > 0 THEN 1 ELSE 0 END,"
+                      " closed = CASE WHEN $10 = 1 THEN 0 ELSE closed END,"
+                      " stop_index = CASE WHEN $10 = 1 THEN NULL ELSE stop_index END,"
+                      " stop_sw = CASE WHEN $10 = 1 THEN NULL ELSE stop_sw END"
                       " WHERE id = $7 AND state = $8",
                       &st));
     OT_TRY(db_bind_text(st, 1, mno_job_state_name(to)));
@@ -382,9 +435,16 @@ ot_err mno_job_move(struct mno *m, struct db_conn *c, int64_t job_id, enum mno_j
     }
     OT_TRY(db_bind_int64(st, 7, job_id));
     OT_TRY(db_bind_text(st, 8, mno_job_state_name(from)));
+    OT_TRY(db_bind_int64(st, 9, to == MNO_J_RUNNING ? now + m->session_timeout_s : 0));
+    OT_TRY(db_bind_int64(st, 10, restart ? 1 : 0));
     OT_TRY(db_step(st, &row));
     if (db_changes(st) != 1) {
         OT_FAIL(OT_E_STATE);
+    }
+    if (restart) {
+        db_reset(st);
+        st = NULL;
+        OT_TRY(mno_job_restart(c, job_id));
     }
     if (to == MNO_J_DONE) {
         atomic_fetch_add(&m->m_jobs_done, 1);
@@ -398,6 +458,24 @@ ot_err mno_job_move(struct mno *m, struct db_conn *c, int64_t job_id, enum mno_j
         st = NULL;
         OT_TRY(mno_event_add(m, c, device_id, "cancel", data));
     }
+out:
+    db_reset(st);
+    return err;
+}
+
+ot_err mno_session_touch(struct mno *m, struct db_conn *c, int64_t job_id)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_prepare(c,
+                      "UPDATE mno_jobs SET session_by = $1 WHERE id = $2 AND state = 'running'"
+                      " AND session_by < $1",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, mno_now() + m->session_timeout_s));
+    OT_TRY(db_bind_int64(st, 2, job_id));
+    OT_TRY(db_step(st, &row));
 out:
     db_reset(st);
     return err;
@@ -566,6 +644,7 @@ static ot_err mno_create(const struct svc_env *env, void **out)
     m->lease_s = svc_cfg_int(env, "lease_s");
     m->heartbeat_s = svc_cfg_int(env, "heartbeat_s");
     m->deliver_timeout_s = svc_cfg_int(env, "deliver_timeout_s");
+    m->session_timeout_s = svc_cfg_int(env, "session_timeout_s");
     m->backoff_s = svc_cfg_int(env, "backoff_s");
     m->auth_fail_limit = svc_cfg_int(env, "auth_fail_limit");
     m->event_retention_s = svc_cfg_int(env, "event_retention_s");

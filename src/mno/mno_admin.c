@@ -54,6 +54,7 @@ struct mno_ajob {
     bool interactive;
     bool closed;
     enum mno_job_state state;
+    int64_t session_no; /* one more at each open of its session */
 };
 
 static ot_err mno_ajob_load(struct mno *m, struct db_conn *c, int64_t id, int64_t device_id,
@@ -69,8 +70,8 @@ static ot_err mno_ajob_load(struct mno *m, struct db_conn *c, int64_t id, int64_
 
     memset(j, 0, sizeof(*j));
     OT_TRY(db_prepare(c,
-                      "SELECT device_id, se_cin, se_reader, aid, interactive, state, closed"
-                      " FROM mno_jobs WHERE id = $1 AND instance = $2",
+                      "SELECT device_id, se_cin, se_reader, aid, interactive, state, closed,"
+                      " session_no FROM mno_jobs WHERE id = $1 AND instance = $2",
                       &st));
     OT_TRY(db_bind_int64(st, 1, id));
     OT_TRY(db_bind_text(st, 2, m->instance));
@@ -102,6 +103,7 @@ static ot_err mno_ajob_load(struct mno *m, struct db_conn *c, int64_t id, int64_
     OT_TRY(mno_job_state_parse(t, &j->state));
     OT_TRY(db_col_int64(st, 6, &v));
     j->closed = v != 0;
+    OT_TRY(db_col_int64(st, 7, &j->session_no));
 out:
     db_reset(st);
     return err;
@@ -251,7 +253,15 @@ static void mno_send_wait(struct mno *m, struct net_resp *resp, int64_t job_id, 
         snprintf(uri, sizeof(uri), "%s/admin/jobs/%lld/scripts/%lld", m->prefix, (long long)job_id,
                  (long long)seq);
     }
-    snprintf(ra, sizeof(ra), "%lld", (long long)(m->heartbeat_s < 30 ? m->heartbeat_s : 30));
+    {
+        /* Well within the session's timeout: the POST after the wait is
+         * what keeps the session open. */
+        int64_t w = m->heartbeat_s < 30 ? m->heartbeat_s : 30;
+        if (w > m->session_timeout_s / 3) {
+            w = m->session_timeout_s / 3 > 0 ? m->session_timeout_s / 3 : 1;
+        }
+        snprintf(ra, sizeof(ra), "%lld", (long long)w);
+    }
     net_resp_bytes(resp, 202, NULL, NULL, 0);
     net_resp_header(resp, "X-Admin-Protocol", MNO_PROTO);
     net_resp_header(resp, "X-Admin-Next-URI", uri);
@@ -496,18 +506,24 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
             goto done;
         }
         err = mno_sc_load(c, j.id, 1, &sc);
-        if (err == OT_E_NOT_FOUND) {
-            mno_send_wait(m, resp, j.id, 0);
-            err = OT_OK;
-            goto done;
+        if (err != OT_OK && err != OT_E_NOT_FOUND) {
+            goto out;
         }
-        OT_TRY(err);
-        if (sc.rsp != NULL) {
+        if (err == OT_OK && sc.rsp != NULL) {
+            err = OT_OK;
             mno_admin_err(resp, OT_E_STATE, "session_state",
                           "script 1 has its responses: POST to the current script", NULL);
             goto done;
         }
-        mno_send_script(m, resp, &j, &sc, true);
+        if (err == OT_E_NOT_FOUND) {
+            mno_send_wait(m, resp, j.id, 0);
+        } else {
+            mno_send_script(m, resp, &j, &sc, true);
+        }
+        err = OT_OK;
+        /* The agent is there: its session's deadline moves on. */
+        OT_TRY(mno_session_touch(m, c, j.id));
+        mno_admin_commit(m, &c, resp);
         goto done;
     }
     blocked = mno_blocked(m, c, &j, &err);
@@ -621,6 +637,7 @@ struct mno_held {
     int64_t job_id;
     int64_t device_id;
     int64_t seq;
+    int64_t session_no; /* the session it belongs to */
     int64_t deadline;
     atomic_bool closed;
     atomic_int refs;
@@ -654,7 +671,12 @@ static void mno_hold(struct mno *m, struct net_resp *resp, const struct mno_ajob
     h->job_id = j->id;
     h->device_id = j->device_id;
     h->seq = seq;
-    h->deadline = mno_now() + MNO_HOLD_S;
+    h->session_no = j->session_no;
+    /* Within the session's timeout too (the agent's next POST keeps it). */
+    h->deadline = mno_now()
+                  + (m->session_timeout_s / 2 < MNO_HOLD_S
+                         ? (m->session_timeout_s / 2 > 0 ? m->session_timeout_s / 2 : 1)
+                         : MNO_HOLD_S);
     atomic_init(&h->closed, false);
     atomic_init(&h->refs, 2);
     /* The sweeper answers by the deadline; the server's timeout is the
@@ -710,7 +732,10 @@ static bool mno_held_one(struct mno *m, struct db_conn *c, struct mno_held *h, i
         return false;
     }
     err = mno_ajob_load(m, c, h->job_id, h->device_id, &j);
-    if (err == OT_E_NOT_FOUND || (err == OT_OK && j.state != MNO_J_RUNNING)) {
+    if (err == OT_E_NOT_FOUND
+        || (err == OT_OK && (j.state != MNO_J_RUNNING || j.session_no != h->session_no))) {
+        /* Over, or run again in a session of its own since (this one was
+         * lost): nothing more for this POST's card session. */
         mno_held_answer(m, h, 204, NULL);
         answered = true;
     } else if (err == OT_OK) {
@@ -874,11 +899,8 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
                 goto done;
             }
             OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
-            if (commit) {
-                (void)mno_admin_commit(m, &c, resp);
-            }
-            svc_tx_abort(&c);
-            if (hold) {
+            OT_TRY(mno_session_touch(m, c, j.id));
+            if (mno_admin_commit(m, &c, resp) && hold) {
                 mno_hold(m, resp, &j, seq);
             }
             goto done;
@@ -923,6 +945,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
             }
         }
         OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
+        OT_TRY(mno_session_touch(m, c, j.id));
         if (mno_admin_commit(m, &c, resp) && hold) {
             mno_hold(m, resp, &j, seq);
         }

@@ -150,7 +150,8 @@ ot_err mno_job_json(struct mno *m, struct db_conn *c, int64_t id, int64_t *submi
     OT_TRY(db_prepare(c,
                       "SELECT device_id, se_cin, se_reader, aid, interactive, state, priority,"
                       " expires_at, max_attempts, attempts, destructive, closed, submitter,"
-                      " reason, stop_index, stop_sw, created_at, updated_at FROM mno_jobs"
+                      " reason, stop_index, stop_sw, created_at, updated_at, session_no"
+                      " FROM mno_jobs"
                       " WHERE id = $1 AND instance = $2",
                       &st));
     OT_TRY(db_bind_int64(st, 1, id));
@@ -212,6 +213,8 @@ ot_err mno_job_json(struct mno *m, struct db_conn *c, int64_t id, int64_t *submi
         OT_TRY(json_put_int(o, "created_at", v));
         OT_TRY(db_col_int64(st, 17, &v));
         OT_TRY(json_put_int(o, "updated_at", v));
+        OT_TRY(db_col_int64(st, 18, &v));
+        OT_TRY(json_put_int(o, "session", v));
     }
     db_reset(st);
     st = NULL;

@@ -48,6 +48,7 @@ struct mno {
     int64_t lease_s;
     int64_t heartbeat_s;
     int64_t deliver_timeout_s;
+    int64_t session_timeout_s;
     int64_t backoff_s;
     int64_t auth_fail_limit;
     int64_t event_retention_s;
@@ -141,12 +142,18 @@ void mno_push_stop(struct mno *m);
 void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx);
 
 /* A job moved by ev from its current state (compare-and-set on the row).
- * OT_E_STATE: the table forbids it or the row moved meanwhile. */
+ * Back to the queue after an open session (interrupted, or requeued), it
+ * runs again from the start: the lost session's responses are dropped, and
+ * an interactive job keeps its first batch only (docs/mno.md). OT_E_STATE:
+ * the table forbids it or the row moved meanwhile. */
 ot_err mno_job_move(struct mno *m, struct db_conn *c, int64_t job_id, enum mno_job_event ev,
                     const char *reason);
 /* An interrupted running job: lost (destructive), retry (attempts left) or
  * give up. */
 ot_err mno_job_interrupt(struct mno *m, struct db_conn *c, int64_t job_id, const char *reason);
+/* The agent of job_id's open session was heard from: its deadline moves
+ * session_timeout_s ahead (no-op unless the job is running). */
+ot_err mno_session_touch(struct mno *m, struct db_conn *c, int64_t job_id);
 /* Wakes the sweeper now. */
 void mno_sweep_kick(struct mno *m);
 

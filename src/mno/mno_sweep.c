@@ -90,6 +90,23 @@ static ot_err mno_sweep_jobs(struct mno *m, struct db_conn *c, int64_t now)
         }
         err = OT_OK;
     }
+    /* Open sessions whose agent went quiet (gone with its device still
+     * registered, or a POST refused that it did not repeat): interrupted,
+     * as when the device goes offline. */
+    OT_TRY(mno_ids(m, c,
+                   "SELECT id FROM mno_jobs WHERE instance = $1 AND state = 'running'"
+                   " AND session_by < $2",
+                   now, ids, NULL, &n));
+    for (size_t i = 0; i < n; i++) {
+        err = mno_job_interrupt(m, c, ids[i], "session timed out");
+        if (err != OT_OK && err != OT_E_STATE) {
+            goto out;
+        }
+        if (err == OT_OK) {
+            OT_LOG_INFO("mno %s: job %lld: session timed out", m->instance, (long long)ids[i]);
+        }
+        err = OT_OK;
+    }
 out:
     return err;
 }
