@@ -113,7 +113,18 @@ static ot_err send_post(struct agent_mno *m, struct post *p, struct agent_admin_
     return err;
 }
 
-static void wait_s(long s)
+static agent_admin_waiter g_waiter; /* set before sessions run (agent_admin_set_waiter) */
+static void *g_waiter_ctx;
+
+void agent_admin_set_waiter(agent_admin_waiter wait, void *ctx)
+{
+    g_waiter = wait;
+    g_waiter_ctx = ctx;
+}
+
+/* The wait after a 202: cut short by the job's news when a push client
+ * watches for it. */
+static void wait_s(const char *job, long s)
 {
     struct timespec ts;
 
@@ -122,6 +133,12 @@ static void wait_s(long s)
     }
     if (s > AGENT_WAIT_MAX_S) {
         s = AGENT_WAIT_MAX_S;
+    }
+    if (g_waiter != NULL) {
+        if (g_waiter(g_waiter_ctx, job, (int)s)) {
+            OT_LOG_INFO("event=wait_cut job=%s reason=pushed", job);
+        }
+        return;
     }
     ts.tv_sec = s;
     ts.tv_nsec = 0;
@@ -493,7 +510,7 @@ static ot_err session_loop(struct agent_mno *m, struct agent_reader *rd, const c
         }
         if (r.status == 202) {
             /* The submitter thinks: wait, then the same POST again. */
-            wait_s(r.retry_after > 0 ? r.retry_after : 1);
+            wait_s(js->job, r.retry_after > 0 ? r.retry_after : 1);
             p->resume = true;
             net_client_resp_clear(&r);
             continue;

@@ -91,6 +91,14 @@ struct agent_admin_session_info {
 ot_err agent_admin_session_parse(const uint8_t *text, size_t n,
                                  struct agent_admin_session_info *out);
 
+/* The wait after a 202 (Retry-After, docs/ota.md 6.2): wait(ctx, job, s)
+ * returns early, true, when the job has news (its next batch or its cancel
+ * pushed, agent/push.h: agent_push_wait_job), and the session POSTs again
+ * at once. Set once before sessions run (se-agent run, after its push
+ * client started); none set, or NULL: the session sleeps the whole wait. */
+typedef bool (*agent_admin_waiter)(void *ctx, const char *job, int seconds);
+void agent_admin_set_waiter(agent_admin_waiter wait, void *ctx);
+
 /* "//aid/<RID 5 bytes hex>/<PIX hex>" into aid (5..16 bytes). */
 ot_err agent_admin_parse_target(const char *v, uint8_t *aid, size_t *aid_len);
 

@@ -8,6 +8,7 @@
 #include "core/thread.h"
 #include "net/json.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,7 +30,9 @@ struct agent_push {
     bool has_ca, has_la;
     pthread_t th;
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* an event was queued */
+    pthread_cond_t cv;                   /* an event was queued */
+    pthread_cond_t news;                 /* a batch or cancel event came (news_job) */
+    char news_job[AGENT_JOB_ID_MAX + 1]; /* "" : none not taken */
     atomic_int stop;
     bool got_event;
     size_t head, n;
@@ -163,10 +166,33 @@ out:
     return ok;
 }
 
+bool agent_push_news(const char *event, const char *data, char *job, size_t cap)
+{
+    struct json_err je;
+    json_t *o = NULL;
+    const char *id = NULL;
+    bool ok = false;
+
+    memset(&je, 0, sizeof je);
+    if (event == NULL || data == NULL || cap == 0
+        || (strcmp(event, "batch") != 0 && strcmp(event, "cancel") != 0)) {
+        return false;
+    }
+    if (json_parse(data, strlen(data), PUSH_EVENT_MAX, &o, &je) == OT_OK && json_is_obj(o)
+        && json_get_str(o, "job", 1, AGENT_JOB_ID_MAX, &id, &je) == OT_OK
+        && strspn(id, "0123456789") == strlen(id) && strlen(id) < cap) {
+        memcpy(job, id, strlen(id) + 1);
+        ok = true;
+    }
+    json_free(o);
+    return ok;
+}
+
 static bool on_event(void *ctx, const char *id, const char *event, const char *data)
 {
     struct agent_push *p = ctx;
     struct agent_push_event ev;
+    char job[AGENT_JOB_ID_MAX + 1];
 
     if (p->stop) {
         return false;
@@ -177,6 +203,15 @@ static bool on_event(void *ctx, const char *id, const char *event, const char *d
         (void)agent_file_write_cached(p->state, PUSH_ID_FILE, id, strlen(id));
     }
     p->got_event = true;
+    if (agent_push_news(event, data, job, sizeof job)) {
+        /* A session waiting after a 202 goes on now (agent_push_wait_job). */
+        pthread_mutex_lock(&p->mu);
+        memcpy(p->news_job, job, sizeof job);
+        pthread_cond_broadcast(&p->news);
+        pthread_mutex_unlock(&p->mu);
+        OT_LOG_INFO("event=push type=%s job=%s", event, job);
+        return !p->stop;
+    }
     if (!agent_push_parse(event, data, &ev)) {
         return true; /* batch, cancel, or a bad one: nothing to queue */
     }
@@ -299,7 +334,14 @@ ot_err agent_push_start(const struct agent_mno_cfg *cfg, const char *location_ar
         free(p);
         return OT_E_NOMEM;
     }
+    if (pthread_cond_init(&p->news, NULL) != 0) {
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return OT_E_NOMEM;
+    }
     if (ot_thread_start(&p->th, push_main, p) != OT_OK) {
+        pthread_cond_destroy(&p->news);
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
         free(p);
@@ -347,6 +389,37 @@ void agent_push_wait(struct agent_push *p, int ms)
         (void)pthread_cond_timedwait(&p->cv, &p->mu, &until);
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+bool agent_push_wait_job(struct agent_push *p, const char *job, int seconds)
+{
+    struct timespec until;
+    bool got = false;
+    int rc = 0;
+
+    if (p == NULL || job == NULL) {
+        return false;
+    }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += seconds > 0 ? seconds : 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        got = strcmp(p->news_job, job) == 0;
+        if (got || rc == ETIMEDOUT || atomic_load(&p->stop)) {
+            break;
+        }
+        rc = pthread_cond_timedwait(&p->news, &p->mu, &until);
+    }
+    if (got) {
+        p->news_job[0] = '\0';
+    }
+    pthread_mutex_unlock(&p->mu);
+    return got;
+}
+
+bool agent_push_waiter(void *ctx, const char *job, int seconds)
+{
+    return agent_push_wait_job(ctx, job, seconds);
 }
 
 void agent_push_stop(struct agent_push *p)

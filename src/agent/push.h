@@ -43,6 +43,15 @@ bool agent_push_next(struct agent_push *p, struct agent_push_event *ev);
 /* Waits until an event is queued or ms milliseconds passed (the main loop's
  * tick: a job event is run at once, not at the next poll). */
 void agent_push_wait(struct agent_push *p, int ms);
+/* Waits until a batch or cancel event of job came (true; the news is
+ * taken: one per event), or seconds passed (false). A session waiting
+ * after a 202 (agent_admin_set_waiter) POSTs again at once on such news:
+ * an interactive job's next batch, or its cancel, is acted on when it is
+ * pushed, not after the Retry-After. News that came before the wait
+ * counts (it came while the POST that got the 202 was on its way). */
+bool agent_push_wait_job(struct agent_push *p, const char *job, int seconds);
+/* agent_push_wait_job as an agent_admin_waiter (ctx: the push client). */
+bool agent_push_waiter(void *ctx, const char *job, int seconds);
 /* Asks the thread to stop at its next event or reconnect. The thread may be
  * blocked in the stream: it is detached and its state is left to the
  * process's exit (call at shutdown only). */
@@ -50,6 +59,9 @@ void agent_push_stop(struct agent_push *p);
 
 /* Parses one event's data (for the thread and tests): job and backstage
  * events into ev; other events (batch, cancel): false. */
+/* The job of a batch or cancel event's data ({"job":"N"}) into job (cap
+ * bytes); false for other events or a bad one. */
+bool agent_push_news(const char *event, const char *data, char *job, size_t cap);
 bool agent_push_parse(const char *event, const char *data, struct agent_push_event *ev);
 
 #endif

@@ -998,6 +998,9 @@ static int cmd_run(struct ctx *c)
             fprintf(stderr, "se-agent: the push client could not start\n");
             return EXIT_FAIL;
         }
+        /* A session waiting after a 202 goes on when its job's next batch
+         * or cancel is pushed. */
+        agent_admin_set_waiter(agent_push_waiter, push);
     }
     next_hb = mono_ms() + (int64_t)hb_s * 1000;
     while (!g_stop) {
@@ -1032,6 +1035,7 @@ static int cmd_run(struct ctx *c)
             next_hb = mono_ms() + (int64_t)hb_s * 1000;
         }
     }
+    agent_admin_set_waiter(NULL, NULL);
     agent_push_stop(push);
     /* Power-off: the platform knows at once that the phone is gone. */
     if (agent_mno_detach(c->mno, why, sizeof why) != OT_OK) {
