@@ -335,6 +335,7 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
     int64_t now = mno_now();
     bool row = false;
     bool blocked = false;
+    bool woke = false;
     char res[96];
     json_t *doc;
     json_t *o = NULL;
@@ -487,12 +488,20 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
     if (script.len > 0) {
         OT_TRY(mno_script_add(c, job_id, 1, &script));
     }
+    /* An online idle device gets the job at once, in this transaction. */
+    OT_TRY(mno_wake_device(m, c, device_id, &woke));
     snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)job_id);
     OT_TRY(svc_audit(m->kit, c, req, "mno.job.submit", res, "ok"));
     OT_TRY(mno_job_json(m, c, job_id, &submitter, &o));
-    (void)svc_tx_commit(&c, req, resp, 201, o);
+    err = svc_tx_commit(&c, req, resp, 201, o);
     o = NULL;
-    mno_sweep_kick(m);
+    if (err != OT_OK) {
+        err = OT_OK; /* answered */
+    } else if (woke) {
+        mno_push_kick(m, device_id);
+    } else {
+        mno_sweep_kick(m);
+    }
 out:
     db_reset(st);
     if (err != OT_OK) {

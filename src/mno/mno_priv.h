@@ -212,6 +212,11 @@ void mno_held_drop(struct mno *m); /* at destroy, after the sweeper stopped */
  * the sweeper's wake, or a re-registration's re-wake of a delivering job. */
 ot_err mno_job_wake_event(struct mno *m, struct db_conn *c, int64_t job_id, int64_t device_id);
 
+/* One device's wake inside the caller's transaction (mno_sweep.c): its best
+ * queued job becomes delivering with its job event when the device is online
+ * and idle; *woke says whether (push after the commit, else kick the sweeper). */
+ot_err mno_wake_device(struct mno *m, struct db_conn *c, int64_t device_id, bool *woke);
+
 /* The sweeper's one pass: wakes; with full also leases, deliveries, expiry
  * and retention (a kick asks for wakes only: the timer runs the rest every
  * sweep_ms, whatever the kicks). */

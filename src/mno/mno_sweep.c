@@ -181,7 +181,7 @@ static ot_err mno_sweep_wake(struct mno *m, struct db_conn *c, int64_t now, int6
         " AND j.expires_at >= $2 AND d.online = 1 AND d.lease_expires >= $2"
         " AND j.device_id NOT IN (SELECT k.device_id FROM mno_jobs k WHERE k.instance = $1"
         " AND k.state IN ('delivering', 'running'))"
-        " ORDER BY j.priority DESC, j.id LIMIT 256 FOR UPDATE OF j SKIP LOCKED";
+        " ORDER BY j.priority DESC, j.id LIMIT 256 FOR UPDATE OF j, d SKIP LOCKED";
     int64_t ids[MNO_SWEEP_BATCH];
     int64_t dev[MNO_SWEEP_BATCH];
     size_t n = 0;
@@ -208,6 +208,57 @@ static ot_err mno_sweep_wake(struct mno *m, struct db_conn *c, int64_t now, int6
         woken[(*n_woken)++] = dev[i];
     }
 out:
+    return err;
+}
+
+/* The wake of one device inside the caller's transaction (a job was just
+ * submitted for it): its best queued job becomes delivering, with its job
+ * event, when the device is online with nothing delivering or running; the
+ * sweeper's wake for one device, without waiting for a pass (a transaction
+ * and a commit less per job). On PostgreSQL the job's and the device's rows
+ * are taken SKIP LOCKED: when another waker holds them, nothing is woken
+ * here and the sweeper's pass sees to it. *woke: an event was added (push
+ * after the commit; otherwise kick the sweeper). */
+ot_err mno_wake_device(struct mno *m, struct db_conn *c, int64_t device_id, bool *woke)
+{
+    static const char *const sql =
+        "SELECT j.id FROM mno_jobs j JOIN mno_devices d ON d.id = j.device_id"
+        " WHERE j.instance = $1 AND j.state = 'queued' AND j.device_id = $3"
+        " AND j.not_before <= $2 AND j.expires_at >= $2 AND d.online = 1"
+        " AND d.lease_expires >= $2 AND NOT EXISTS (SELECT 1 FROM mno_jobs k"
+        " WHERE k.instance = $1 AND k.state IN ('delivering', 'running') AND k.device_id = $3)"
+        " ORDER BY j.priority DESC, j.id LIMIT 1";
+    static const char *const sql_pg =
+        "SELECT j.id FROM mno_jobs j JOIN mno_devices d ON d.id = j.device_id"
+        " WHERE j.instance = $1 AND j.state = 'queued' AND j.device_id = $3"
+        " AND j.not_before <= $2 AND j.expires_at >= $2 AND d.online = 1"
+        " AND d.lease_expires >= $2 AND NOT EXISTS (SELECT 1 FROM mno_jobs k"
+        " WHERE k.instance = $1 AND k.state IN ('delivering', 'running') AND k.device_id = $3)"
+        " ORDER BY j.priority DESC, j.id LIMIT 1 FOR UPDATE OF j, d SKIP LOCKED";
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t job_id = 0;
+    ot_err err = OT_OK;
+
+    *woke = false;
+    OT_TRY(db_prepare(c, db_kind(m->db) == DB_PG ? sql_pg : sql, &st));
+    OT_TRY(db_bind_text(st, 1, m->instance));
+    OT_TRY(db_bind_int64(st, 2, mno_now()));
+    OT_TRY(db_bind_int64(st, 3, device_id));
+    OT_TRY(db_step(st, &row));
+    if (row) {
+        OT_TRY(db_col_int64(st, 0, &job_id));
+    }
+    db_reset(st);
+    st = NULL;
+    if (!row) {
+        goto out;
+    }
+    OT_TRY(mno_job_move(m, c, job_id, MNO_EV_WAKE, NULL));
+    OT_TRY(mno_job_wake_event(m, c, job_id, device_id));
+    *woke = true;
+out:
+    db_reset(st);
     return err;
 }
 
