@@ -15,7 +15,10 @@
 # 4. The card's GET STATUS shows the SP SDs under the central SD and each
 #    payment instance under its SP SD; the SE audit lists no difference.
 # 5. A UICC (uicc-central) on vodafone gets bank1's UICC flavor through
-#    vodafone (the eSE flavor is refused as ineligible); audited, deleted.
+#    vodafone (the eSE flavor is refused as ineligible): the same steps as
+#    on the eSE (pre-personalization, personalization, rotation, activation,
+#    409 keys_rotated then the relay, a payment verified with the bank's
+#    key), every job on vodafone and none on orange; audited, deleted.
 # 6. Errors: unknown MSISDN 404, ineligible SE 409 with the reason, script
 #    over the communication's limits 413, malformed APDU 400, another SP's
 #    instance / communication 404; the card image and the database dump are
@@ -116,15 +119,8 @@ api GET "$T/webhook" "$TB2"
 expect_status 404 "bank2 has no webhook"
 
 # --- 1. pre-personalization -------------------------------------------------
-preperso() { # TOKEN SERVICE -> instance id
-    api POST "$T/service-instances" "$1" "{\"msisdn\":\"33600000001\",\"service_id\":$2,\"qualifier\":\"PAR-$2\"}"
-    expect_status 201 "pre-personalization of service $2"
-    jq -e '.state == "done" and .instance.state == "UnderDeployment:Installed"' "$W/resp" >/dev/null \
-        || fail "pre-personalization: $(cat "$W/resp")"
-    jq -er .instance.id "$W/resp"
-}
-I1=$(preperso "$TB1" "$S1")
-I2=$(preperso "$TB2" "$S2")
+I1=$(sp_preperso "$TB1" '"msisdn":"33600000001"' "$S1")
+I2=$(sp_preperso "$TB2" '"msisdn":"33600000001"' "$S2")
 note "pre-personalized: instances $I1 (bank1) and $I2 (bank2)"
 api GET "$T/service-instances" "$TB1"
 [ "$(jq -r '[.items[].id] | join(",")' "$W/resp")" = "$I1" ] || fail "bank1 sees: $(cat "$W/resp")"
@@ -134,98 +130,20 @@ api GET "$T/secure-elements/$CIN1/security-domains" "$TB2"
 [ "$(jq -r '[.items[].aid] | join(",")' "$W/resp")" = "$SD2" ] || fail "bank2's SDs: $(cat "$W/resp")"
 
 # --- 2. personalization, rotation, activation -------------------------------
-comm() { # TOKEN INSTANCE -> communication id
-    api POST "$T/communications" "$1" "{\"instance_id\":$2,\"bearer\":\"ota\",\"max_scripts\":3}"
-    expect_status 201 "communication on $2"
-    jq -er .id "$W/resp"
-}
-script() { # TOKEN COMM PURPOSE APDU... (answer in $W/resp)
-    local tok=$1 cm=$2 purpose=$3
-    shift 3
-    api POST "$T/communications/$cm/scripts" "$tok" \
-        "{\"purpose\":\"$purpose\",\"apdus\":$(printf '%s\n' "$@" | jq -R . | jq -sc .)}"
-}
-kcv() { # KEY -> its AES KCV
-    printf '01010101010101010101010101010101' | xxd -r -p \
-        | openssl enc -aes-128-ecb -nopad -K "$1" | xxd -p -c 64 | cut -c1-6 | tr a-f A-F
-}
-put_key() { # NEWKEY -> the plain PUT KEY (kvn 30 -> 31, the same key thrice)
-    local k=$1 c
-    c=$(kcv "$k")
-    echo "80D83081$(printf '%02X' 70)31""8811""10$k""03$c""8811""10$k""03$c""8811""10$k""03$c""00"
-}
 MK1=00112233445566778899AABBCCDDEEFF
 MK2=F0E1D2C3B4A5968778695A4B3C2D1E0F
-perso() { # TOKEN INSTANCE APP MK NEWKEY
-    local cm aidlen
-    cm=$(comm "$1" "$2")
-    aidlen=$(printf '%02X' $((${#3} / 2)))
-    script "$1" "$cm" personalization \
-        "80E62000$(printf '%02X' $((6 + ${#3} / 2)))0000${aidlen}${3}000000" \
-        "80E288001A8000"10"$4"80100431323334
-    expect_status 200 "personalization on $2"
-    jq -e '.state == "done" and (.results[0].failed | length) == 0' "$W/resp" >/dev/null \
-        || fail "personalization: $(cat "$W/resp")"
-    script "$1" "$cm" key_rotation "$(put_key "$5")"
-    expect_status 200 "key rotation on $2"
-    jq -e '.state == "done"' "$W/resp" >/dev/null || fail "rotation: $(cat "$W/resp")"
-    api POST "$T/communications/$cm/end" "$1" '{"status":"success"}'
-    expect_status 200 "end of communication $cm"
-    api GET "$T/service-instances/$2" "$1"
-    jq -e '.state == "UnderDeployment:Personalized" and .keys == "sp"' "$W/resp" >/dev/null \
-        || fail "after personalization: $(cat "$W/resp")"
-    api POST "$T/service-instances/$2/activate" "$1"
-    expect_status 200 "activation of $2"
-    jq -e '.instance.state == "DeployedOperational"' "$W/resp" >/dev/null \
-        || fail "activation: $(cat "$W/resp")"
-}
 NK1=11111111111111111111111111111111
 NK2=22222222222222222222222222222222
-perso "$TB1" "$I1" $APP1 $MK1 $NK1
-perso "$TB2" "$I2" $APP2 $MK2 $NK2
+sp_perso "$TB1" "$I1" $APP1 $MK1 $NK1
+sp_perso "$TB2" "$I2" $APP2 $MK2 $NK2
 note "personalized, keys rotated and activated: both services DeployedOperational"
 
 # --- 3. after the rotation --------------------------------------------------
-C1=$(comm "$TB1" "$I1")
-script "$TB1" "$C1" post_personalization "80CA00CF00"
-expect_status 409 "a wrapped script after the rotation"
-[ "$(api_err_code)" = keys_rotated ] || fail "refusal reason: $(cat "$W/resp")"
-jq -e '.error.message | test("rotated")' "$W/resp" >/dev/null || fail "no reason given"
-"$TSMCTL" --url "$TSMD_URL" --token "$TB1" sp relay "$C1" --sd $SD1 --kvn 49 \
-    --keys $NK1 80F24002024F0000 >"$W/relay.out" 2>&1 || fail "relay: $(cat "$W/relay.out")"
-grep -q "9000" "$W/relay.out" || fail "relay output: $(cat "$W/relay.out")"
-grep -q "r-mac verified" "$W/relay.out" || fail "relay not verified: $(cat "$W/relay.out")"
-note "own SCP03 session through the relay: $(tr '\n' ' ' <"$W/relay.out")"
-api POST "$T/communications/$C1/end" "$TB1" '{"status":"success"}'
-expect_status 200 "end of the relay communication"
+RELAY=$(sp_after_rotation "$TB1" "$I1" $SD1 $NK1)
+note "own SCP03 session through the relay: $RELAY"
 
-pay_job() { # MNO MSISDN CIN APDU... -> R-APDUs, one per line
-    local id s
-    api POST "/mno/$1/v1/jobs" "$OP_TOKEN" \
-        "{\"msisdn\":\"$2\",\"se\":{\"cin\":\"$3\"},\"kind\":\"scripted\",\"apdus\":$(printf '%s\n' "${@:4}" | jq -R . | jq -sc .)}" \
-        -H "Idempotency-Key: pay-$RANDOM$RANDOM"
-    expect_status 201 "payment job"
-    id=$(jq -r .id "$W/resp")
-    for _ in $(seq 1 300); do
-        api GET "/mno/$1/v1/jobs/$id?wait=5" "$OP_TOKEN"
-        s=$(jq -r .state "$W/resp")
-        case $s in done | failed) break ;; esac
-    done
-    jq -r '.scripts[0].rapdus[]' "$W/resp"
-}
-CDOL=0000000010000000000000000250000000000009782611210011223344
-mapfile -t R < <(pay_job orange 33600000001 $CIN1 "00A4040007${APP1}00" 80A8000002830000 \
-    "80AE80001D${CDOL}00")
-GENAC=${R[2]}
-[ "${GENAC: -4}" = 9000 ] || fail "GENERATE AC: ${R[*]}"
-ATC=$(echo "$GENAC" | grep -o '9F3602....' | cut -c7-10)
-AC=$(echo "$GENAC" | grep -o '9F2608.\{16\}' | cut -c7-22)
-SK=$(printf '%sF000000000000000000000000000' "$ATC" | xxd -r -p \
-    | openssl enc -aes-128-ecb -nopad -K $MK1 | xxd -p -c 64)
-WANT=$(printf '%s1800%s' "$CDOL" "$ATC" | xxd -r -p \
-    | openssl mac -cipher AES-128-CBC -macopt "hexkey:$SK" CMAC | cut -c1-16)
-[ "$AC" = "$WANT" ] || fail "the payment cryptogram $AC is not bank1's ($WANT)"
-note "payment: ARQC $AC (ATC $ATC) verified with bank1's key"
+PAY=$(pay_verify orange 33600000001 $CIN1 $APP1 $MK1)
+note "payment: $PAY verified with bank1's key"
 
 # bank2 locks its service: the card refuses its application; unlock.
 api POST "$T/service-instances/$I2/lock" "$TB2"
@@ -259,13 +177,24 @@ note "GET STATUS tree as expected, audit: no difference"
 # --- 5. the second network: a UICC (uicc-central) on vodafone ----------------
 api POST "$T/service-instances" "$TB1" "{\"cin\":\"$CIN2\",\"service_id\":$S1}"
 expect_status 409 "the eSE flavor on a UICC"
-api POST "$T/service-instances" "$TB1" "{\"cin\":\"$CIN2\",\"service_id\":$S1U}"
-expect_status 201 "pre-personalization through vodafone"
-jq -e '.instance.state == "UnderDeployment:Installed"' "$W/resp" >/dev/null \
-    || fail "vodafone: $(cat "$W/resp")"
-I3=$(jq -er .instance.id "$W/resp")
-api GET "/mno/vodafone/v1/jobs" "$OP_TOKEN"
-[ "$(jq '.items | length' "$W/resp")" -ge 2 ] || fail "no job went through vodafone"
+jobs_of() { # MNO CIN -> the number of that network's jobs for the SE
+    api GET "/mno/$1/v1/jobs?limit=200" "$OP_TOKEN"
+    expect_status 200 "$1's jobs"
+    jq --arg c "$2" '[.items[] | select(.se.cin == $c)] | length' "$W/resp"
+}
+VJ0=$(jobs_of vodafone $CIN2)
+I3=$(sp_preperso "$TB1" "\"cin\":\"$CIN2\"" "$S1U")
+MK3=0F1E2D3C4B5A69788796A5B4C3D2E1F0
+NK3=33333333333333333333333333333333
+sp_perso "$TB1" "$I3" $APP1 $MK3 $NK3
+RELAY=$(sp_after_rotation "$TB1" "$I3" $SD1 $NK3)
+PAY=$(pay_verify vodafone 33600000002 $CIN2 $APP1 $MK3)
+VJ1=$(jobs_of vodafone $CIN2)
+# pre-personalization (2 channels), personalization, rotation, activation,
+# the relay's session (2), the payment: every one a vodafone job.
+[ $((VJ1 - VJ0)) -ge 7 ] || fail "$((VJ1 - VJ0)) jobs went through vodafone"
+[ "$(jobs_of orange $CIN2)" = 0 ] || fail "a job for the UICC went through orange"
+note "UICC through vodafone ($((VJ1 - VJ0)) jobs, none on orange): personalized, keys rotated, activated; relay: $RELAY; payment: $PAY verified with bank1's key"
 api POST "$T/secure-elements/$CIN2/audit" "$OP_TOKEN"
 expect_status 200 "audit of the UICC"
 jq -e '.differences == []' "$W/resp" >/dev/null || fail "UICC audit: $(cat "$W/resp")"
@@ -275,10 +204,10 @@ api POST "$T/service-instances/$I3/delete" "$TB1"
 expect_status 200 "delete"
 jq -e '.state == "done" and .instance.state == "NotDeployed"' "$W/resp" >/dev/null \
     || fail "delete: $(cat "$W/resp")"
-note "bank1's UICC flavor on vodafone's UICC: pre-personalized (audit: no difference), deleted"
+note "bank1's UICC flavor on vodafone's UICC: audit no difference, deleted"
 
 # --- 6. errors change nothing -----------------------------------------------
-C2=$(comm "$TB2" "$I2")
+C2=$(sp_comm "$TB2" "$I2")
 sha() { sha256sum "$W/c1.img" | cut -c1-64; }
 dump() { # the TSM's tables and the key store (tokens' last use and the audit move by design)
     local tb
@@ -295,12 +224,12 @@ expect_status 409 "ineligible SE"
 jq -e '.error.code == "ineligible" and (.error.message | test("UICC"))' "$W/resp" >/dev/null \
     || fail "ineligible reason: $(cat "$W/resp")"
 mapfile -t MANY < <(yes 80CA00CF00 | head -n 130)
-script "$TB2" "$C2" post_personalization "${MANY[@]}"
+sp_script "$TB2" "$C2" post_personalization "${MANY[@]}"
 expect_status 413 "script over the size limit"
-script "$TB2" "$C2" post_personalization "80CA00"
+sp_script "$TB2" "$C2" post_personalization "80CA00"
 expect_status 400 "malformed APDU"
 jq -e '.error.field == "apdus[0]"' "$W/resp" >/dev/null || fail "malformed: $(cat "$W/resp")"
-script "$TB1" "$C2" post_personalization "80CA00CF00"
+sp_script "$TB1" "$C2" post_personalization "80CA00CF00"
 expect_status 404 "bank1 on bank2's communication"
 api POST "$T/service-instances/$I2/lock" "$TB1"
 expect_status 404 "bank1 locks bank2's instance"

@@ -225,12 +225,8 @@ ITP=$(jq -r .instance.id "$W/resp")
 api POST "$T/communications" "$TTP" "{\"instance_id\":$ITP,\"bearer\":\"ota\",\"max_scripts\":4}"
 expect_status 201 "communication"
 CTP=$(jq -r .id "$W/resp")
-kcv() { printf '01010101010101010101010101010101' | xxd -r -p \
-    | openssl enc -aes-128-ecb -nopad -K "$1" | xxd -p -c 64 | cut -c1-6 | tr a-f A-F; }
 NK=33333333333333333333333333333333
-C=$(kcv $NK)
-api POST "$T/communications/$CTP/scripts" "$TTP" \
-    "{\"purpose\":\"key_rotation\",\"apdus\":[\"80D830814631881110${NK}03${C}881110${NK}03${C}881110${NK}03${C}00\"]}"
+sp_script "$TTP" "$CTP" key_rotation "$(put_key $NK)"
 expect_status 200 "the third party's key rotation"
 jq -e '.state == "done"' "$W/resp" >/dev/null || fail "rotation: $(cat "$W/resp")"
 api POST "$T/communications/$CTP/scripts" "$TTP" '{"purpose":"post_personalization","apdus":["80CA00CF00"]}'
