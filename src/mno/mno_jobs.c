@@ -694,10 +694,21 @@ void mno_h_job_get(struct net_req *req, struct net_resp *resp, void *ctx)
             if (w->s == NULL) {
                 free(w);
             } else {
+                int64_t sub = 0;
                 pthread_mutex_lock(&m->mu);
                 w->next = m->waiters;
                 m->waiters = w;
                 pthread_mutex_unlock(&m->mu);
+                /* The job may have become ready between the read above and
+                 * the waiter's registration, its kick spent on a pass that
+                 * did not see the waiter yet: read it again, and have it
+                 * answered at once if so (else by the next periodic pass,
+                 * sweep_ms later). */
+                if (mno_job_json(m, c, id, &sub, &job) == OT_OK && mno_job_ready(job, seq)) {
+                    mno_sweep_kick(m);
+                }
+                json_free(job);
+                job = NULL;
             }
         }
     }
