@@ -345,9 +345,16 @@ out:
 ot_err keystore_get(struct keystore *ks, const char *owner, const char *name, uint32_t version,
                     uint8_t *key, size_t *key_len, uint32_t *got_version)
 {
+    return keystore_get_c(ks, NULL, owner, name, version, key, key_len, got_version);
+}
+
+ot_err keystore_get_c(struct keystore *ks, struct db_conn *held, const char *owner,
+                      const char *name, uint32_t version, uint8_t *key, size_t *key_len,
+                      uint32_t *got_version)
+{
     uint8_t aad[KS_AAD_MAX];
     size_t aad_len = 0;
-    struct db_conn *c = NULL;
+    struct db_conn *c = held;
     struct db_stmt *st = NULL;
     const uint8_t *blob = NULL;
     size_t blob_len = 0;
@@ -360,7 +367,9 @@ ot_err keystore_get(struct keystore *ks, const char *owner, const char *name, ui
         return OT_E_ARG;
     }
     OT_TRY(ks_check_id(owner, name, version, true));
-    OT_TRY(db_acquire(ks->db, &c));
+    if (held == NULL) {
+        OT_TRY(db_acquire(ks->db, &c));
+    }
     if (version == 0) {
         OT_TRY(db_prepare(c,
                           "SELECT version, sealed, kek_id FROM host_keys WHERE owner = $1 AND"
@@ -401,7 +410,9 @@ ot_err keystore_get(struct keystore *ks, const char *owner, const char *name, ui
     }
 out:
     db_reset(st);
-    db_release(c);
+    if (held == NULL) {
+        db_release(c);
+    }
     return err;
 }
 

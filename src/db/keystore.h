@@ -132,6 +132,11 @@ ot_err keystore_put_tx(struct keystore *ks, struct db_conn *c, const struct keys
  * caller wipes key after use (ot_mem_wipe). */
 ot_err keystore_get(struct keystore *ks, const char *owner, const char *name, uint32_t version,
                     uint8_t *key, size_t *key_len, uint32_t *got_version);
+/* The same on the caller's connection c (in its transaction, if one is
+ * open): a caller that holds a connection borrows no second one (with
+ * every connection held by such callers, none would be free). */
+ot_err keystore_get_c(struct keystore *ks, struct db_conn *c, const char *owner, const char *name,
+                      uint32_t version, uint8_t *key, size_t *key_len, uint32_t *got_version);
 
 /* Deletes one version (version 0: every version). OT_E_NOT_FOUND if none. */
 ot_err keystore_delete(struct keystore *ks, const char *owner, const char *name, uint32_t version);

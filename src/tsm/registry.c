@@ -303,6 +303,14 @@ out:
     return err;
 }
 
+ot_err tsm_registry_get_on(struct db_conn *c, enum tsm_by by, const char *key, struct tsm_se *out)
+{
+    if ((unsigned)by > TSM_BY_IMSI || key == NULL || c == NULL) {
+        return OT_E_ARG;
+    }
+    return tsm_get_on(c, by, key, out);
+}
+
 /* ---- bulk import ----------------------------------------------------------
  *
  * A batch is cut into runs: consecutive rows whose cin, msisdn and imsi all

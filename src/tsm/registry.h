@@ -86,6 +86,8 @@ enum tsm_by {
 };
 /* Looks one SE up by a normalised key. OT_E_NOT_FOUND if none. */
 ot_err tsm_registry_get(struct db *db, enum tsm_by by, const char *key, struct tsm_se *out);
+/* The same on the caller's connection. */
+ot_err tsm_registry_get_on(struct db_conn *c, enum tsm_by by, const char *key, struct tsm_se *out);
 
 /* Keyset page of SEs with id > after_id, optional filters (NULL: any), at
  * most limit (1..TSM_LIST_MAX) rows into out (capacity limit). *more tells

@@ -46,7 +46,7 @@ bool tsm_se_of_path(struct tsm *t, const struct net_req *req, struct net_resp *r
                        "cin must be 8 to 32 hexadecimal digits, an even count", "cin");
         return false;
     }
-    err = tsm_se_fetch(t, TSM_BY_CIN, cin, se);
+    err = tsm_se_fetch(t, NULL, TSM_BY_CIN, cin, se);
     if (err != OT_OK) {
         net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such secure element" : NULL,
                        NULL);
@@ -57,19 +57,21 @@ bool tsm_se_of_path(struct tsm *t, const struct net_req *req, struct net_resp *r
 
 /* ---- the lookup cache ---------------------------------------------------- */
 
-ot_err tsm_se_fetch(struct tsm *t, enum tsm_by by, const char *key, struct tsm_se *out)
+ot_err tsm_se_fetch(struct tsm *t, struct db_conn *c, enum tsm_by by, const char *key,
+                    struct tsm_se *out)
 {
     uint64_t gen;
     ot_err err;
 
     if (t->cache == NULL) {
-        return tsm_registry_get(t->db, by, key, out);
+        return c != NULL ? tsm_registry_get_on(c, by, key, out)
+                         : tsm_registry_get(t->db, by, key, out);
     }
     if (tsm_secache_get(t->cache, by, key, out) == OT_OK) {
         return OT_OK;
     }
     gen = tsm_secache_gen(t->cache);
-    err = tsm_registry_get(t->db, by, key, out);
+    err = c != NULL ? tsm_registry_get_on(c, by, key, out) : tsm_registry_get(t->db, by, key, out);
     if (err == OT_OK) {
         tsm_secache_put(t->cache, out, gen);
     }

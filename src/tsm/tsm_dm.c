@@ -99,14 +99,15 @@ static bool dm_sd_of_path(struct tsm *t, struct net_req *req, struct net_resp *r
 
 /* ---- keys ------------------------------------------------------------------ */
 
-static ot_err dm_key_get(struct tsm *t, const char *cin, const char *name, uint8_t *key,
-                         size_t *len)
+/* c: the caller's connection (it holds one). */
+static ot_err dm_key_get(struct tsm *t, struct db_conn *c, const char *cin, const char *name,
+                         uint8_t *key, size_t *len)
 {
     char owner[48];
     ot_err err;
 
     snprintf(owner, sizeof(owner), "se:%s", cin);
-    err = keystore_get(t->ks, owner, name, 0, key, len, NULL);
+    err = keystore_get_c(t->ks, c, owner, name, 0, key, len, NULL);
     if (err == OT_OK && *len != 16 && *len != 24 && *len != 32) {
         ot_mem_wipe(key, *len);
         return OT_E_KEY;
@@ -694,7 +695,7 @@ void tsm_h_dm_token(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_error(resp, OT_E_FORBIDDEN, "outside_service", why, "command");
         goto out;
     }
-    err = dm_key_get(t, se.cin, TSM_DM_TOKEN_KEY, key, &kn);
+    err = dm_key_get(t, c, se.cin, TSM_DM_TOKEN_KEY, key, &kn);
     if (err == OT_E_NOT_FOUND || err == OT_E_KEY) {
         net_resp_error(resp, OT_E_STATE, "dm_keys_missing",
                        "the TSM holds no token key for this SE (PUT .../dm-keys)", NULL);
@@ -966,7 +967,7 @@ void tsm_h_dm_receipt(struct net_req *req, struct net_resp *resp, void *ctx)
         net_resp_error(resp, OT_E_STATE, "card_refused", why, "response");
         goto out;
     }
-    err = dm_key_get(t, k.cin, TSM_DM_RECEIPT_KEY, key, &kn);
+    err = dm_key_get(t, c, k.cin, TSM_DM_RECEIPT_KEY, key, &kn);
     if (err == OT_E_NOT_FOUND || err == OT_E_KEY) {
         net_resp_error(resp, OT_E_STATE, "dm_keys_missing",
                        "the TSM holds no receipt key for this SE (PUT .../dm-keys)", NULL);

@@ -470,7 +470,7 @@ static bool tsm_se_of_body(struct tsm *t, const json_t *doc, struct net_resp *re
                        cin != NULL ? "cin" : "msisdn");
         return false;
     }
-    err = tsm_se_fetch(t, cin != NULL ? TSM_BY_CIN : TSM_BY_MSISDN, key, se);
+    err = tsm_se_fetch(t, NULL, cin != NULL ? TSM_BY_CIN : TSM_BY_MSISDN, key, se);
     if (err != OT_OK) {
         net_resp_error(resp, err, NULL, err == OT_E_NOT_FOUND ? "no such secure element" : NULL,
                        NULL);
@@ -631,7 +631,7 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
         tsm_refuse(resp, OT_E_STATE, "already_deployed", why);
         goto out;
     }
-    err = tsm_keyset_get(t, se.cin, TSM_KEYSET_CSD, 0, 0, &central);
+    err = tsm_keyset_get(t, c, se.cin, TSM_KEYSET_CSD, 0, 0, &central);
     if (err != OT_OK && err != OT_E_NOT_FOUND) {
         goto out; /* storage: 503 */
     }
@@ -651,7 +651,7 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
      * hierarchy, docs/vse.md), so the ISD's channel does step 0. */
     by_isd = !sd_exists && tsm_privs_isd_only(svc.sd_priv);
     if (by_isd) {
-        err = tsm_keyset_get(t, se.cin, TSM_KEYSET_ISD, 0, 0, &isd);
+        err = tsm_keyset_get(t, c, se.cin, TSM_KEYSET_ISD, 0, 0, &isd);
         if (err != OT_OK) {
             tsm_refuse(resp, OT_E_STATE, "no_keys",
                        "the service's SD needs privileges only the ISD grants, and the TSM "
@@ -718,7 +718,7 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(tsm_cl_encode(&s1, enc1, &n1));
         snprintf(owner, sizeof(owner), "se:%s", se.cin);
         snprintf(kname, sizeof(kname), "sd:%s.keyset", svc.sd);
-        if (keystore_get(t->ks, owner, kname, 0, cur, &cn, &top) != OT_OK) {
+        if (keystore_get_c(t->ks, c, owner, kname, 0, cur, &cn, &top) != OT_OK) {
             top = 0;
         }
         ot_mem_wipe(cur, sizeof(cur));
@@ -934,8 +934,8 @@ static void tsm_inst_action(struct net_req *req, struct net_resp *resp, void *ct
     }
     OT_TRY(tsm_service_load(c, in.service_id, &svc));
     OT_TRY(tsm_se_by_id(c, in.se_id, cin, sizeof(cin)));
-    OT_TRY(tsm_se_fetch(t, TSM_BY_CIN, cin, &se));
-    err = tsm_keyset_get(t, cin, TSM_KEYSET_CSD, 0, 0, &central);
+    OT_TRY(tsm_se_fetch(t, c, TSM_BY_CIN, cin, &se));
+    err = tsm_keyset_get(t, c, cin, TSM_KEYSET_CSD, 0, 0, &central);
     if (err != OT_OK && err != OT_E_NOT_FOUND) {
         goto out; /* storage: 503 */
     }
@@ -1358,7 +1358,7 @@ void tsm_h_comm_end(struct net_req *req, struct net_resp *resp, void *ctx)
         struct tsm_se se;
         if (tsm_inst_load(c, m.instance, &in) == OT_OK
             && tsm_se_by_id(c, in.se_id, cin, sizeof(cin)) == OT_OK
-            && tsm_se_fetch(t, TSM_BY_CIN, cin, &se) == OT_OK) {
+            && tsm_se_fetch(t, c, TSM_BY_CIN, cin, &se) == OT_OK) {
             tsm_relay_close(t, &se, m.relay_job);
         }
     }
@@ -1543,7 +1543,7 @@ void tsm_h_script_send(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(tsm_inst_load(c, m.instance, &in));
     OT_TRY(tsm_service_load(c, in.service_id, &svc));
     OT_TRY(tsm_se_by_id(c, in.se_id, cin, sizeof(cin)));
-    OT_TRY(tsm_se_fetch(t, TSM_BY_CIN, cin, &se));
+    OT_TRY(tsm_se_fetch(t, c, TSM_BY_CIN, cin, &se));
     if (!tsm_inst_op_allowed(in.state, TSM_OP_PERSO, why, sizeof(why))) {
         tsm_refuse(resp, OT_E_STATE, "invalid_state", why);
         goto out;
@@ -1564,7 +1564,7 @@ void tsm_h_script_send(struct net_req *req, struct net_resp *resp, void *ctx)
     {
         char kname[64];
         snprintf(kname, sizeof(kname), "sd:%s.keyset", svc.sd);
-        err = tsm_keyset_get(t, cin, kname, (uint32_t)in.key_version, (uint8_t)in.kvn, &keys);
+        err = tsm_keyset_get(t, c, cin, kname, (uint32_t)in.key_version, (uint8_t)in.kvn, &keys);
     }
     if (err != OT_OK) {
         tsm_refuse(resp, OT_E_STATE, "no_keys", "the TSM holds no keys for this SP SD");
@@ -2029,7 +2029,7 @@ void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx)
     if (!tsm_se_of_path(t, req, resp, &se)) {
         return;
     }
-    err = tsm_keyset_get(t, se.cin, TSM_KEYSET_CSD, 0, 0, &central);
+    err = tsm_keyset_get(t, NULL, se.cin, TSM_KEYSET_CSD, 0, 0, &central);
     if (err != OT_OK) {
         if (err == OT_E_NOT_FOUND) {
             tsm_refuse(resp, OT_E_STATE, "no_keys",
@@ -2047,7 +2047,7 @@ void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx)
     tsm_plan_central(t, &se, central.kvn, &plan);
     if (tsm_audit_needs_isd(t, se.id)) {
         struct scp03_keyset isd;
-        if (tsm_keyset_get(t, se.cin, TSM_KEYSET_ISD, 0, 0, &isd) == OT_OK) {
+        if (tsm_keyset_get(t, NULL, se.cin, TSM_KEYSET_ISD, 0, 0, &isd) == OT_OK) {
             snprintf(plan.steps[0].sd, sizeof(plan.steps[0].sd), "%s", TSM_ISD_AID);
             snprintf(plan.steps[0].key_name, sizeof(plan.steps[0].key_name), "%s", TSM_KEYSET_ISD);
             plan.steps[0].key_version = isd.kvn;

@@ -51,8 +51,8 @@ static int64_t tsm_now_s(void)
     return (int64_t)time(NULL);
 }
 
-ot_err tsm_keyset_get(struct tsm *t, const char *cin, const char *name, uint32_t version,
-                      uint8_t kvn, struct scp03_keyset *out)
+ot_err tsm_keyset_get(struct tsm *t, struct db_conn *c, const char *cin, const char *name,
+                      uint32_t version, uint8_t kvn, struct scp03_keyset *out)
 {
     uint8_t buf[3 * SCP03_MAX_KEY];
     size_t n = sizeof(buf);
@@ -62,7 +62,7 @@ ot_err tsm_keyset_get(struct tsm *t, const char *cin, const char *name, uint32_t
 
     memset(out, 0, sizeof(*out));
     snprintf(owner, sizeof(owner), "se:%s", cin);
-    err = keystore_get(t->ks, owner, name, version, buf, &n, &got);
+    err = keystore_get_c(t->ks, c, owner, name, version, buf, &n, &got);
     if (err != OT_OK) {
         return err;
     }
@@ -458,6 +458,25 @@ static void tsm_card_save(struct tsm *t, const char *cin, const char *sd, uint8_
     db_release(c);
 }
 
+/* A PUT KEY the card took rewrote a key set of the SD: that key set starts
+ * over with sequence counter 0 (GPCS Amd D 7.2; docs/vse.md), so the next
+ * channel with it is predicted from 0, not from the counter of the channel
+ * that ran the PUT KEY (a wrong guess costs a fallback to the interactive
+ * plan). The new KVN is the first byte of the plain command's data. */
+static void tsm_card_after_put_key(struct tsm *t, const char *cin, const char *sd,
+                                   const struct otascp_card *k, const struct otascp_apdu *cmds,
+                                   size_t ncmds, const struct otascp_result *res)
+{
+    for (size_t i = 0; i < res->n && i < ncmds; i++) {
+        if (cmds[i].n > 5 && cmds[i].p[1] == GP_INS_PUT_KEY && cmds[i].p[4] != 0 && res->resp[i].ran
+            && res->resp[i].sw == 0x9000) {
+            struct otascp_card fresh = *k;
+            fresh.seq = 0;
+            tsm_card_save(t, cin, sd, cmds[i].p[5], &fresh);
+        }
+    }
+}
+
 /* ---- driving -------------------------------------------------------------- */
 
 static bool tsm_op_claim(struct tsm *t, int64_t id)
@@ -754,7 +773,8 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
             tsm_op_finish(t, &r, &plan, false, false, why[0] ? why : "mno unreachable", NULL);
             break;
         }
-        err = tsm_keyset_get(t, plan.cin, step->key_name, step->key_version, step->kvn, &keys);
+        err =
+            tsm_keyset_get(t, NULL, plan.cin, step->key_name, step->key_version, step->kvn, &keys);
         if (err != OT_OK) {
             snprintf(why, sizeof(why), "the TSM holds no keys for SD %s on this SE (%s)", step->sd,
                      ot_strerror(err));
@@ -848,6 +868,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         }
         if (err == OT_OK && finished) {
             tsm_card_save(t, plan.cin, step->sd, keys.kvn, &st.card);
+            tsm_card_after_put_key(t, plan.cin, step->sd, &st.card, cmds, ncmds, &res);
         }
         if (err == OT_OK && finished && step->put_key) {
             /* The key rotation is the script's PUT KEY: if the card took

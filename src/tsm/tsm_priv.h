@@ -55,8 +55,11 @@ struct tsm {
 };
 
 /* One SE by a normalised key, from the cache when it has it, else from
- * storage (and then offered to the cache). OT_E_NOT_FOUND if none. */
-ot_err tsm_se_fetch(struct tsm *t, enum tsm_by by, const char *key, struct tsm_se *out);
+ * storage (and then offered to the cache). OT_E_NOT_FOUND if none. c: the
+ * caller's connection when it holds one (a holder that borrowed a second
+ * could wait for ever once every connection is held so), else NULL. */
+ot_err tsm_se_fetch(struct tsm *t, struct db_conn *c, enum tsm_by by, const char *key,
+                    struct tsm_se *out);
 
 /* Write-through for writers: read the generation before the transaction
  * that writes se, and offer se after its commit (secache.h). A writer that
@@ -82,8 +85,8 @@ void tsm_h_sd_assign(struct net_req *req, struct net_resp *resp, void *ctx);
 /* The SE's security-domain key set in the key store (owner "se:<cin>",
  * value enc || mac || dek): name TSM_KEYSET_* or "sd:<AID>.keyset",
  * version 0 = the highest. */
-ot_err tsm_keyset_get(struct tsm *t, const char *cin, const char *name, uint32_t version,
-                      uint8_t kvn, struct scp03_keyset *out);
+ot_err tsm_keyset_get(struct tsm *t, struct db_conn *c, const char *cin, const char *name,
+                      uint32_t version, uint8_t kvn, struct scp03_keyset *out);
 
 /* The operation's plan: SCP03 channels with SDs of one SE, run one after
  * the other as OTA jobs on the SE's mno instance. Each step's plain

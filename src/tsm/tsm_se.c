@@ -179,7 +179,7 @@ void tsm_h_se_query(struct net_req *req, struct net_resp *resp, void *ctx)
             net_resp_error(resp, OT_E_FORMAT, NULL, "imsi must be 6 to 15 digits", "imsi");
             return;
         }
-        err = tsm_se_fetch(t, msisdn != NULL ? TSM_BY_MSISDN : TSM_BY_IMSI, key, &se);
+        err = tsm_se_fetch(t, NULL, msisdn != NULL ? TSM_BY_MSISDN : TSM_BY_IMSI, key, &se);
         if (err == OT_OK) {
             err = svc_authz(t->kit, req, SVC_ACC_SHARED, 0, "se.lookup");
         }
