@@ -22,8 +22,9 @@ CMAKE     ?= cmake
 CTEST     ?= ctest
 
 SOURCES = $(shell git ls-files -- '*.c' '*.h' 2>/dev/null || find src tests fuzz bench -name '*.[ch]')
-# bench/pay_clients.c is run by bench/pay.sh (it needs tsmd and the back ends).
-BENCHES = $(filter-out pay_clients,$(patsubst bench/%.c,%,$(wildcard bench/*.c)))
+# bench/pay_clients.c is run by bench/pay.sh (it needs tsmd and the back ends),
+# bench/provision_sp.c by bench/provision.sh.
+BENCHES = $(filter-out pay_clients provision_sp,$(patsubst bench/%.c,%,$(wildcard bench/*.c)))
 BENCH_SCRIPTS = $(patsubst bench/%.sh,%,$(wildcard bench/*.sh))
 FUZZERS = $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
