@@ -248,6 +248,15 @@ static const struct cfg_opt cms_opts[] = {
      0,
      "How long supervision trusts its in-memory copy of a card's state (a card reported lost "
      "or stolen is seen within this time)."},
+    {"cms.superv_keep_s",
+     CFG_INT,
+     {.i = 3600},
+     1,
+     86400 * 31,
+     0,
+     "How long supervision keeps a card's event window (and an event reference) in memory "
+     "after its last event; at least the longest window of the rules. Bounds memory by the "
+     "cards that are active."},
 };
 
 int64_t cms_now(void)

@@ -13,7 +13,13 @@
  * and the subscriber's notification, all in one transaction. A card gets
  * one decision per severity (a lock, then perhaps a destroy) until it is
  * active again. Windows are per node: a payment system sends one card's
- * events to one node (or accepts that a window spans what one node saw). */
+ * events to one node (or accepts that a window spans what one node saw).
+ *
+ * Memory stays bounded by activity: the references and the cards are kept
+ * in least-recently-used order, and those without an event for
+ * cms.superv_keep_s (or the longest window of the rules, if longer) are
+ * dropped as events come in, a bounded number per event; a card that comes
+ * back is read again and starts an empty window. */
 #define OT_LOG_COMPONENT "cms.superv"
 #include "cms/superv.h"
 
@@ -33,15 +39,31 @@
 #define SV_RULES_RELOAD  1000  /* ms between reloads of the rules from the database */
 #define SV_DECISIONS_OUT 100u  /* decisions listed in one intake answer */
 #define SV_LAT_N         4096u /* decision latencies kept for the metrics */
+#define SV_EVICT_MAX     64u   /* idle entries dropped per event at the most */
+
+/* A place in a least-recently-used order (first member of what it orders). */
+struct sv_lru {
+    struct sv_lru *older;
+    struct sv_lru *newer;
+    int64_t used_ms;
+};
+
+struct sv_lru_list {
+    struct sv_lru *oldest;
+    struct sv_lru *newest;
+};
 
 struct sv_ident {
+    struct sv_lru lru;
     struct sv_ident *next;
+    uint32_t hash;
     int64_t row; /* 0: no such card (remembered too) */
     int64_t loaded_ms;
     char key[SV_REF_MAX + 3]; /* "<by>:<ref>" */
 };
 
 struct sv_card {
+    struct sv_lru lru;
     struct sv_card *next;
     int64_t row;
     char card_id[CMS_CARD_ID_MAX + 1];
@@ -58,6 +80,12 @@ struct cms_superv {
     int64_t rules_ms; /* when loaded */
     struct sv_ident **idents;
     struct sv_card **cards;
+    struct sv_lru_list id_lru;
+    struct sv_lru_list card_lru;
+    size_t n_idents;
+    size_t n_cards;
+    int64_t keep_ms;       /* cms.superv_keep_s */
+    int64_t max_window_ms; /* the longest window of the rules */
     int64_t card_ttl_ms;
     int64_t batch_max;
     char sources[1024]; /* ",name,name," of the service providers that may post events */
@@ -149,6 +177,13 @@ out:
     sv_rules_free(v->rules, v->n_rules);
     v->rules = rules;
     v->n_rules = n;
+    v->max_window_ms = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t w = rules[i].window_ms > rules[i].min_ms ? rules[i].window_ms : rules[i].min_ms;
+        if (w > v->max_window_ms) {
+            v->max_window_ms = w;
+        }
+    }
     v->rules_ms = sv_mono_ms();
     pthread_mutex_unlock(&v->mu);
     return OT_OK;
@@ -194,6 +229,80 @@ static struct sv_card *sv_card_find(struct cms_superv *v, int64_t row)
     return NULL;
 }
 
+/* Least-recently-used order (v->mu held): the newest at one end, the idle
+ * ones dropped from the other. */
+static void sv_lru_unlink(struct sv_lru_list *l, struct sv_lru *e)
+{
+    if (e->older != NULL) {
+        e->older->newer = e->newer;
+    } else if (l->oldest == e) {
+        l->oldest = e->newer;
+    }
+    if (e->newer != NULL) {
+        e->newer->older = e->older;
+    } else if (l->newest == e) {
+        l->newest = e->older;
+    }
+    e->older = NULL;
+    e->newer = NULL;
+}
+
+static void sv_lru_touch(struct sv_lru_list *l, struct sv_lru *e, int64_t now)
+{
+    e->used_ms = now;
+    if (l->newest == e) {
+        return;
+    }
+    sv_lru_unlink(l, e);
+    e->older = l->newest;
+    if (l->newest != NULL) {
+        l->newest->newer = e;
+    }
+    l->newest = e;
+    if (l->oldest == NULL) {
+        l->oldest = e;
+    }
+}
+
+/* Drops up to SV_EVICT_MAX references and cards idle for longer than the
+ * keep time (v->mu held). */
+static void sv_evict(struct cms_superv *v, int64_t now)
+{
+    int64_t keep = v->keep_ms > v->max_window_ms ? v->keep_ms : v->max_window_ms;
+    unsigned n = 0;
+
+    while (v->id_lru.oldest != NULL && now - v->id_lru.oldest->used_ms > keep && n < SV_EVICT_MAX) {
+        struct sv_ident *i = (struct sv_ident *)(void *)v->id_lru.oldest; /* lru: first member */
+        struct sv_ident **pp = &v->idents[i->hash & (SV_BUCKETS - 1)];
+        while (*pp != NULL && *pp != i) {
+            pp = &(*pp)->next;
+        }
+        if (*pp == i) {
+            *pp = i->next;
+        }
+        sv_lru_unlink(&v->id_lru, &i->lru);
+        free(i);
+        v->n_idents--;
+        n++;
+    }
+    while (v->card_lru.oldest != NULL && now - v->card_lru.oldest->used_ms > keep
+           && n < SV_EVICT_MAX) {
+        struct sv_card *k = (struct sv_card *)(void *)v->card_lru.oldest;
+        struct sv_card **pp = &v->cards[sv_row_hash(k->row) & (SV_BUCKETS - 1)];
+        while (*pp != NULL && *pp != k) {
+            pp = &(*pp)->next;
+        }
+        if (*pp == k) {
+            *pp = k->next;
+        }
+        sv_lru_unlink(&v->card_lru, &k->lru);
+        sv_window_free(&k->w);
+        free(k);
+        v->n_cards--;
+        n++;
+    }
+}
+
 /* Whether the card's last action was asked for as lost or stolen. */
 static ot_err sv_last_reason_lost(struct db_conn *c, int64_t row, bool *lost)
 {
@@ -236,10 +345,15 @@ static ot_err sv_resolve(struct cms *s, struct db_conn **c, const struct sv_even
     pthread_mutex_lock(&v->mu);
     {
         struct sv_ident *id = sv_ident_find(v, key, h);
+        sv_evict(v, now);
         if (id != NULL && now - id->loaded_ms < v->card_ttl_ms) {
             struct sv_card *k = id->row != 0 ? sv_card_find(v, id->row) : NULL;
             if (id->row == 0 || (k != NULL && now - k->loaded_ms < v->card_ttl_ms)) {
                 row = id->row;
+                sv_lru_touch(&v->id_lru, &id->lru, now);
+                if (k != NULL) {
+                    sv_lru_touch(&v->card_lru, &k->lru, now);
+                }
             }
         }
     }
@@ -272,13 +386,16 @@ static ot_err sv_resolve(struct cms *s, struct db_conn **c, const struct sv_even
             id = calloc(1, sizeof(*id));
             if (id != NULL) {
                 memcpy(id->key, key, sizeof(id->key));
+                id->hash = h;
                 id->next = v->idents[h & (SV_BUCKETS - 1)];
                 v->idents[h & (SV_BUCKETS - 1)] = id;
+                v->n_idents++;
             }
         }
         if (id != NULL) {
             id->row = card.id;
             id->loaded_ms = now;
+            sv_lru_touch(&v->id_lru, &id->lru, now);
         }
         if (card.id != 0) {
             struct sv_card *k = sv_card_find(v, card.id);
@@ -289,9 +406,11 @@ static ot_err sv_resolve(struct cms *s, struct db_conn **c, const struct sv_even
                     k->row = card.id;
                     k->next = v->cards[b];
                     v->cards[b] = k;
+                    v->n_cards++;
                 }
             }
             if (k != NULL) {
+                sv_lru_touch(&v->card_lru, &k->lru, now);
                 memcpy(k->card_id, card.card_id, sizeof(k->card_id));
                 k->reported = card.state != CMS_S_ACTIVE && lost;
                 if (card.state == CMS_S_ACTIVE) {
@@ -864,6 +983,7 @@ ot_err cms_superv_open(struct cms *s, const struct svc_env *env)
     }
     pthread_mutex_init(&v->mu, NULL);
     v->card_ttl_ms = svc_cfg_int(env, "superv_card_ttl_ms");
+    v->keep_ms = svc_cfg_int(env, "superv_keep_s") * 1000;
     v->batch_max = svc_cfg_int(env, "superv_batch_max");
     {
         /* ",a,b," without blanks: a name matches as ",name," */
@@ -924,6 +1044,27 @@ static double sv_m_decisions(void *ctx)
     return (double)atomic_load(&((struct cms *)ctx)->superv->m_decisions);
 }
 
+static double sv_m_gauge(struct cms *s, bool cards)
+{
+    struct cms_superv *v = s->superv;
+    size_t n;
+
+    pthread_mutex_lock(&v->mu);
+    n = cards ? v->n_cards : v->n_idents;
+    pthread_mutex_unlock(&v->mu);
+    return (double)n;
+}
+
+static double sv_m_cards(void *ctx)
+{
+    return sv_m_gauge(ctx, true);
+}
+
+static double sv_m_refs(void *ctx)
+{
+    return sv_m_gauge(ctx, false);
+}
+
 static int sv_u32cmp(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a;
@@ -975,6 +1116,14 @@ ot_err cms_superv_metrics(struct cms *s, struct net_metrics *nm)
     OT_TRY(net_metrics_register(nm, "cms_superv_decisions_total",
                                 "Supervision decisions (a rule's hit that started an action).",
                                 NET_METRIC_COUNTER, sv_m_decisions, s));
+    OT_TRY(net_metrics_register(nm, "cms_superv_cards",
+                                "Cards whose event window supervision holds in memory (idle ones "
+                                "are dropped after cms.superv_keep_s).",
+                                NET_METRIC_GAUGE, sv_m_cards, s));
+    OT_TRY(net_metrics_register(nm, "cms_superv_refs",
+                                "Event references (card id, PAN token, CIN) supervision remembers, "
+                                "unknown ones included.",
+                                NET_METRIC_GAUGE, sv_m_refs, s));
     OT_TRY(net_metrics_register(nm, "cms_superv_decision_p50_ms",
                                 "Median of the last 4096 decisions' latency (event read to "
                                 "decision committed), ms.",
