@@ -25,7 +25,9 @@
 #
 # Environment: OT_BUILD (build dir, default build-bench), BENCH_CARDS,
 # BENCH_NODES, BENCH_OFFLINE_PCT, BENCH_SERIAL, BENCH_INFLIGHT,
-# BENCH_TICK_MS (cms.tick_ms, default 10), BENCH_TIMEOUT_S (per phase, 1800).
+# BENCH_TICK_MS (cms.tick_ms, default 10), BENCH_WORKERS (cms.workers, default 8),
+# BENCH_TIMEOUT_S (per phase, 1800), BENCH_LOG_LEVEL (tsmd's, default error;
+# with TSMD_KEEP=1 the logs stay for a look at where a destroy waits).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +45,7 @@ OFFLINE_PCT=${BENCH_OFFLINE_PCT:-50}
 SERIAL=${BENCH_SERIAL:-200}
 INFLIGHT=${BENCH_INFLIGHT:-64}
 TICK_MS=${BENCH_TICK_MS:-10}
+WORKERS=${BENCH_WORKERS:-8}
 TIMEOUT_S=${BENCH_TIMEOUT_S:-1800}
 
 # shellcheck source=../tests/tsmd/lib.sh
@@ -57,9 +60,9 @@ if [ "${1:-}" = --inner ]; then
     RESULT=$2
     tsmd_work_init destroy
     W=$TSMD_WORK
-    tsmd_config "$OPENTSM_TEST_PG_URL" "log.level=error" "services.enabled=cms, mno:orange" \
+    tsmd_config "$OPENTSM_TEST_PG_URL" "log.level=${BENCH_LOG_LEVEL:-error}" "services.enabled=cms, mno:orange" \
         "mno.orange.lease_s=3600" "mno.orange.heartbeat_s=1800" "mno.orange.sweep_ms=50" \
-        "mno.orange.backoff_s=1" "cms.tick_ms=$TICK_MS" "cms.backoff_s=1" "ratelimit.per_s=0" \
+        "mno.orange.backoff_s=1" "cms.tick_ms=$TICK_MS" "cms.workers=$WORKERS" "cms.backoff_s=1" "ratelimit.per_s=0" \
         "db.pool=8"
     tsmd_bootstrap ops
     export OPENTSM_CMS_MNO_TOKEN=$OP_TOKEN
@@ -81,14 +84,8 @@ if [ "${1:-}" = --inner ]; then
         urls="$urls,http://127.0.0.1:$port"
     done
     trap 'for p in "${EXTRA_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; tsmd_cleanup' EXIT
-    SP=$(tsmd_principal service_provider bank)
-    SUB=$(tsmd_principal subscriber fleet-owner)
-    (
-        umask 077
-        printf '%s\n' "$OP_TOKEN" >"$W/op.token"
-        tsmd_token "$SP" >"$W/sp.token"
-        tsmd_token "$SUB" >"$W/sub.token"
-    )
+    tsmd_fleet_tokens fleet-owner
+    SUB=$FLEET_SUB
     rc=0
     "$FLEETSIM" --url "$urls" --instance orange --devices "$CARDS" --inflight "$INFLIGHT" \
         --op-token-file "$W/op.token" --sp-token-file "$W/sp.token" \

@@ -175,6 +175,14 @@ static const struct cfg_opt cms_opts[] = {
      3600,
      0,
      "Seconds a node holds an action it works on before another node may take it over."},
+    {"cms.workers",
+     CFG_INT,
+     {.i = 8},
+     1,
+     256,
+     0,
+     "Actions a node's driver works on at once (each claimed by one node and one worker; a "
+     "worker waits on its OTA job while the phone runs it)."},
     {"cms.smtp_url",
      CFG_STR,
      {.s = ""},
@@ -434,8 +442,10 @@ static ot_err cms_create(const struct svc_env *env, void **out)
     s->max_attempts = svc_cfg_int(env, "max_attempts");
     s->job_ttl_s = svc_cfg_int(env, "job_ttl_s");
     s->claim_s = svc_cfg_int(env, "claim_s");
+    s->workers = svc_cfg_int(env, "workers");
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->work_cv, NULL);
     err = cms_notify_open(s, env);
     if (err == OT_OK) {
         err = cms_superv_open(s, env);
@@ -446,6 +456,7 @@ static ot_err cms_create(const struct svc_env *env, void **out)
     if (err != OT_OK) {
         cms_superv_close(s);
         cms_notify_close(s);
+        pthread_cond_destroy(&s->work_cv);
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
         free(s);
@@ -465,6 +476,7 @@ static void cms_destroy(void *svc)
     cms_driver_stop(s);
     cms_superv_close(s);
     cms_notify_close(s);
+    pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     memset(s->mno_token, 0, sizeof(s->mno_token));

@@ -28,6 +28,7 @@ struct keystore;
 struct tsm_client;
 struct svc_outbox;
 struct cms_superv;
+struct cms_worker;
 
 #define CMS_CARD_ID_MAX    64u /* card ids and PAN tokens: [A-Za-z0-9._-] */
 #define CMS_ISSUER_MAX     64u
@@ -55,14 +56,24 @@ struct cms {
     int64_t max_attempts;
     int64_t job_ttl_s;
     int64_t claim_s;
-    /* the driver thread (driver.c) */
+    int64_t workers;
+    /* the driver (driver.c): a dispatcher thread claims due actions and
+     * queues them; `workers` threads run them, each with its own client.
+     * mu guards stopping, kicked, the queue and busy. */
     pthread_t driver;
     bool driver_on;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv; /* the dispatcher waits here */
     bool stopping;
     bool kicked;
-    struct tsm_client *tc;     /* the driver's client of the mno instances */
+    struct tsm_client *tc; /* the dispatcher's client of the mno instances */
+    struct cms_worker *wk; /* workers[] */
+    size_t n_wk;
+    pthread_cond_t work_cv; /* the workers wait here */
+    int64_t *queue;         /* claimed action ids, a ring of n_wk */
+    size_t q_head;
+    size_t q_len;
+    size_t busy;               /* workers running an action */
     struct svc_outbox *outbox; /* subscriber notifications (notify.c) */
     struct cms_superv *superv; /* supervision (superv*.c) */
     /* metrics */
@@ -170,7 +181,8 @@ ot_err cms_superv_metrics(struct cms *s, struct net_metrics *nm);
 void cms_driver_kick(struct cms *s);
 ot_err cms_driver_start(struct cms *s);
 void cms_driver_stop(struct cms *s);
-/* One pass (tests call it directly). */
+/* One pass on the calling thread: the due actions, one after the other
+ * (tests may call it directly; the dispatcher hands them to the workers). */
 void cms_driver_once(struct cms *s);
 
 /* The key store name of an SD key: "sd.<CIN>.<SD AID>.<enc|mac|dek>". */

@@ -46,68 +46,16 @@ static int64_t cms_now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
-#define CMS_CMDS_MAX  (CMS_AIDS_MAX + 1u)
-#define CMS_QUEUED_MS 1000 /* poll of a job waiting for its phone */
+#define CMS_CMDS_MAX      (CMS_AIDS_MAX + 1u)
+#define CMS_QUEUED_MS     1000 /* first reads of a job waiting for its phone */
+#define CMS_QUEUED_MAX_MS 5000 /* ... growing to this */
+#define CMS_WAIT_S        1u   /* a wait on a running job (GET /jobs/{id}?wait) */
+#define CMS_AGAIN_MAX     64u  /* steps of one action in a row by one worker */
 
-/* ---- the thread ----------------------------------------------------------- */
+/* ---- the threads: see the end of the file ------------------------------------ */
 
-void cms_driver_kick(struct cms *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->kicked = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-static void *cms_driver_main(void *arg)
-{
-    struct cms *s = arg;
-
-    pthread_mutex_lock(&s->mu);
-    while (!s->stopping) {
-        struct timespec until;
-        s->kicked = false;
-        pthread_mutex_unlock(&s->mu);
-        cms_driver_once(s);
-        pthread_mutex_lock(&s->mu);
-        if (s->stopping || s->kicked) {
-            continue;
-        }
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += s->tick_ms / 1000;
-        until.tv_nsec += (long)(s->tick_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        (void)pthread_cond_timedwait(&s->cv, &s->mu, &until);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-ot_err cms_driver_start(struct cms *s)
-{
-    ot_err err = ot_thread_start(&s->driver, cms_driver_main, s);
-
-    s->driver_on = err == OT_OK;
-    return err;
-}
-
-void cms_driver_stop(struct cms *s)
-{
-    if (!s->driver_on) {
-        return;
-    }
-    pthread_mutex_lock(&s->mu);
-    s->stopping = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->driver, NULL);
-    s->driver_on = false;
-    tsm_client_free(s->tc);
-    s->tc = NULL;
-}
+static ot_err cms_claim(struct cms *s, struct db_conn *c, int64_t *ids, size_t max, size_t *n);
+static bool cms_claim_one(struct cms *s, int64_t id);
 
 /* ---- one action ------------------------------------------------------------ */
 
@@ -142,6 +90,8 @@ struct cms_step {
     /* the card */
     bool move;
     enum cms_event ev;
+    bool ran_first; /* the job ran on the phone: the card moves by running first if it
+                       has not yet (a wait on the job may not have seen it run) */
     /* history / alert / notification */
     const char *hist_event;
     char detail[512];
@@ -349,6 +299,13 @@ static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struc
     }
     db_reset(st);
     st = NULL;
+    if (sp->move && sp->ran_first) {
+        err = cms_card_move(s, c, a->card_row, CMS_EV_RUNNING, a->cause, a->reason, NULL, NULL);
+        if (err == OT_E_STATE) {
+            err = OT_OK; /* destroying already */
+        }
+        OT_TRY(err);
+    }
     if (sp->move) {
         err = cms_card_move(s, c, a->card_row, sp->ev, a->cause, a->reason,
                             sp->detail[0] ? sp->detail : NULL, NULL);
@@ -427,12 +384,13 @@ static void cms_step_failed(struct cms *s, const struct cms_act *a, struct cms_s
              (long long)n, why);
 }
 
-static ot_err cms_client(struct cms *s)
+/* *tc: the calling thread's client of the mno instances, made on first use. */
+static ot_err cms_client(struct cms *s, struct tsm_client **tc)
 {
     struct tsm_client_cfg cfg;
     struct tsm_client_err e;
 
-    if (s->tc != NULL) {
+    if (*tc != NULL) {
         return OT_OK;
     }
     memset(&cfg, 0, sizeof(cfg));
@@ -440,7 +398,7 @@ static ot_err cms_client(struct cms *s)
     cfg.token = s->mno_token;
     cfg.ca_file = s->mno_ca[0] ? s->mno_ca : NULL;
     cfg.timeout_ms = 15000;
-    if (tsm_client_new(&cfg, &s->tc, &e) != OT_OK) {
+    if (tsm_client_new(&cfg, tc, &e) != OT_OK) {
         OT_LOG_ERROR("mno_url: %s", e.text);
         return OT_E_ARG;
     }
@@ -595,6 +553,7 @@ static void cms_judge(struct cms *s, const struct cms_act *a, const struct otasc
         sp->hist_event = "outcome_unknown";
         if (a->action == CMS_ACT_DESTROY) {
             sp->move = true;
+            sp->ran_first = true;
             sp->ev = CMS_EV_INTERRUPTED;
         }
         snprintf(sp->detail, sizeof(sp->detail), "{\"job\":\"%s\",\"next\":\"read the card\"}",
@@ -610,7 +569,54 @@ static void cms_judge(struct cms *s, const struct cms_act *a, const struct otasc
     }
 }
 
-static void cms_act_run(struct cms *s, int64_t id)
+/* Whether the worker waits on the job (GET /jobs/{id}?wait) rather than
+ * reading it again later: the job runs (the phone is there), or it is
+ * queued but the phone was online at the submit (live: the job is about to
+ * be delivered), and it has nothing for the next step yet. */
+static bool cms_job_worth_waiting(const struct otascp_state *st, const json_t *doc, bool live)
+{
+    const char *js = json_string_value(json_object_get(doc, "state"));
+    const json_t *scripts = json_object_get(doc, "scripts");
+
+    if (js == NULL
+        || !(strcmp(js, "queued") == 0 || strcmp(js, "delivering") == 0
+             || strcmp(js, "running") == 0)) {
+        return false; /* over (done, failed, outcome_unknown, ...) */
+    }
+    if (strcmp(js, "queued") == 0 && !live) {
+        return false; /* the phone is away: read again later */
+    }
+    if (st->phase == OTASCP_PH_IU) {
+        for (size_t i = 0; i < json_array_size(scripts); i++) {
+            const json_t *sc = json_array_get(scripts, i);
+            if (json_integer_value(json_object_get(sc, "seq")) == 1
+                && !json_is_null(json_object_get(sc, "rapdus"))
+                && json_object_get(sc, "rapdus") != NULL) {
+                return false; /* the card answered INITIALIZE UPDATE: batch 2 now */
+            }
+        }
+    }
+    return true;
+}
+
+/* How long a job queued for an away phone waits for its next read: a
+ * second, growing with the time it has been queued up to CMS_QUEUED_MAX_MS
+ * (tens of thousands of phones off must not keep the driver busy). */
+static int64_t cms_queued_poll_ms(const json_t *doc)
+{
+    json_t *u = json_object_get(doc, "updated_at");
+    int64_t age_ms = u != NULL ? (cms_now() - json_integer_value(u)) * 1000 : 0;
+    int64_t ms = age_ms / 4;
+
+    return ms < CMS_QUEUED_MS ? CMS_QUEUED_MS : ms > CMS_QUEUED_MAX_MS ? CMS_QUEUED_MAX_MS : ms;
+}
+
+/* One step of action id (claimed by the caller) with the client *tc. *live
+ * (in/out): the phone was online when this thread submitted the job (a
+ * hint kept in memory only: without it the job is read, not waited on).
+ * True when the step is committed and the action is due again at once (the
+ * caller claims it again and goes on). */
+static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool *live)
 {
     struct db_conn *c = NULL;
     struct cms_act a;
@@ -634,8 +640,11 @@ static void cms_act_run(struct cms *s, int64_t id)
     char hchal_hex[17];
     json_t *doc = NULL;
     bool finished = false;
+    bool again = false;
+    bool was_live = *live;
     ot_err err = OT_OK;
 
+    *live = false;
     memset(&sp, 0, sizeof(sp));
     memset(&st, 0, sizeof(st));
     memset(&res, 0, sizeof(res));
@@ -651,8 +660,8 @@ static void cms_act_run(struct cms *s, int64_t id)
     err = cms_act_cmds(&a, cmdbuf, sizeof(cmdbuf), cmds, &ncmds);
     OT_TRY(err);
     OT_TRY(cms_keys_of(s, &card, &keys));
-    OT_TRY(cms_client(s));
-    OT_TRY(mno_client_new(s->tc, card.mno, &m));
+    OT_TRY(cms_client(s, tc));
+    OT_TRY(mno_client_new(*tc, card.mno, &m));
     OT_TRY(hex_encode(card.cin, card.cin_n, cin, sizeof(cin)));
     /* The host challenge is fresh for every new job (and kept with the
      * action before the submit): one key per job's content, so a resubmit
@@ -688,7 +697,7 @@ static void cms_act_run(struct cms *s, int64_t id)
             sp.set_state = "pending";
             sp.next_at = 0;
             OT_TRY(cms_step_apply(s, &a, &card, &sp));
-            cms_driver_kick(s);
+            again = true;
             goto out;
         }
         OT_TRY(hex_decode(a.hchal, strlen(a.hchal), hchal, &hn));
@@ -721,11 +730,19 @@ static void cms_act_run(struct cms *s, int64_t id)
         sp.scp = scp;
         sp.mno_job = st.job;
         sp.hist_event = "submitted";
+        if (online == NULL || strcmp(online, "offline") != 0) {
+            /* The phone is there: wait on the job at once. */
+            sp.next_at = 0;
+        } else {
+            sp.next_at = cms_now_ms() + CMS_QUEUED_MS;
+        }
         snprintf(sp.detail, sizeof(sp.detail),
                  "{\"job\":\"%s\",\"device\":\"%s\",\"location_area\":\"%s\"%s}", st.job,
                  online != NULL ? online : "unknown", la != NULL ? la : "",
                  a.verify_first ? ",\"purpose\":\"read the card\"" : "");
         OT_TRY(cms_step_apply(s, &a, &card, &sp));
+        again = sp.next_at == 0;
+        *live = again;
         goto out;
     }
 
@@ -740,6 +757,16 @@ static void cms_act_run(struct cms *s, int64_t id)
         sp.next_at = cms_now_ms() + (s->backoff_s > 0 ? s->backoff_s * 1000 : 1000);
         err = cms_step_apply(s, &a, &card, &sp);
         goto out;
+    }
+    if (cms_job_worth_waiting(&st, doc, was_live)) {
+        /* Woken by the job's change (mno answers the wait when it moves or
+         * the card answers), not by a timer: at most CMS_WAIT_S. */
+        json_t *w = NULL;
+        if (mno_client_job_wait(m, st.job, CMS_WAIT_S, st.phase == OTASCP_PH_IU ? 1 : 0, &w, &e)
+            == OT_OK) {
+            json_free(doc);
+            doc = w;
+        }
     }
     {
         const char *js = json_string_value(json_object_get(doc, "state"));
@@ -786,11 +813,18 @@ static void cms_act_run(struct cms *s, int64_t id)
         sp.scp = scp;
         sp.mno_job = st.job;
         if (!finished) {
-            if (strcmp(job_state, "queued") == 0) {
-                sp.next_at = cms_now_ms() + CMS_QUEUED_MS; /* the phone is away */
+            if (strcmp(job_state, "queued") == 0 && !was_live) {
+                sp.next_at = cms_now_ms() + cms_queued_poll_ms(doc); /* the phone is away */
+            } else if (strcmp(job_state, "queued") == 0) {
+                /* live at the submit but not delivered yet: waited on once
+                 * more, then read like any queued job */
+                sp.next_at = 0;
+            } else {
+                sp.next_at = 0; /* it runs: wait on it again */
             }
             cms_progress(s, &a, &card, job_state, &sp);
             OT_TRY(cms_step_apply(s, &a, &card, &sp));
+            again = sp.next_at == 0;
             goto out;
         }
         if (strcmp(job_state, "outcome_unknown") == 0) {
@@ -812,11 +846,13 @@ out:
     json_free(doc);
     mno_client_free(m);
     db_release(c);
+    return err == OT_OK && again;
 }
 
 /* A superseded lock or unlock: cancel its job once (best effort: if the card
  * ran it meanwhile, the destroy follows anyway). */
-static void cms_cancel_superseded(struct cms *s, int64_t id, const char *card_mno, const char *job)
+static void cms_cancel_superseded(struct cms *s, struct tsm_client **tc, int64_t id,
+                                  const char *card_mno, const char *job)
 {
     struct mno_client *m = NULL;
     struct tsm_client_err e;
@@ -826,7 +862,7 @@ static void cms_cancel_superseded(struct cms *s, int64_t id, const char *card_mn
     bool row = false;
     ot_err err = OT_OK;
 
-    if (cms_client(s) == OT_OK && mno_client_new(s->tc, card_mno, &m) == OT_OK) {
+    if (cms_client(s, tc) == OT_OK && mno_client_new(*tc, card_mno, &m) == OT_OK) {
         (void)mno_client_job_cancel(m, job, &ans, &e);
     }
     OT_TRY(db_acquire(s->db, &c));
@@ -840,21 +876,14 @@ out:
     mno_client_free(m);
 }
 
-void cms_driver_once(struct cms *s)
+/* The superseded actions whose job is still out: cancelled once (at most
+ * one tick apart; tc: the calling thread's client). */
+static ot_err cms_superseded_pass(struct cms *s, struct tsm_client **tc, struct db_conn *c)
 {
-    struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
-    int64_t ids[CMS_CLAIM_BATCH];
-    size_t n = 0;
-    int64_t now = cms_now_ms();
     bool row = false;
     ot_err err = OT_OK;
 
-    if (s->mno_token[0] == '\0') {
-        return; /* nothing can be sent (docs/CONFIG.md cms.mno_token) */
-    }
-    OT_TRY(db_acquire(s->db, &c));
-    /* superseded actions whose job is still out */
     for (;;) {
         char mno[SVC_NAME_MAX + 1];
         char job[OTASCP_JOB_ID_MAX + 1];
@@ -876,46 +905,297 @@ void cms_driver_once(struct cms *s)
         OT_TRY(db_col_text_copy(st, 2, job, &len));
         db_reset(st);
         st = NULL;
-        cms_cancel_superseded(s, id, mno, job);
-    }
-    db_reset(st);
-    st = NULL;
-    OT_TRY(db_prepare(c,
-                      "SELECT id FROM cms_actions WHERE state IN ('pending', 'submitted')"
-                      " AND next_at <= $1 AND claimed_until < $1 ORDER BY next_at, id LIMIT $2",
-                      &st));
-    OT_TRY(db_bind_int64(st, 1, now));
-    OT_TRY(db_bind_int64(st, 2, CMS_CLAIM_BATCH));
-    for (;;) {
-        OT_TRY(db_step(st, &row));
-        if (!row || n >= CMS_CLAIM_BATCH) {
-            break;
-        }
-        OT_TRY(db_col_int64(st, 0, &ids[n]));
-        n++;
-    }
-    db_reset(st);
-    st = NULL;
-    for (size_t i = 0; i < n; i++) {
-        OT_TRY(db_prepare(c,
-                          "UPDATE cms_actions SET claimed_until = $1 WHERE id = $2"
-                          " AND claimed_until < $3 AND state IN ('pending', 'submitted')",
-                          &st));
-        OT_TRY(db_bind_int64(st, 1, now + s->claim_s * 1000));
-        OT_TRY(db_bind_int64(st, 2, ids[i]));
-        OT_TRY(db_bind_int64(st, 3, now));
-        OT_TRY(db_step(st, &row));
-        row = db_changes(st) == 1;
-        db_reset(st);
-        st = NULL;
-        if (row) {
-            cms_act_run(s, ids[i]);
-        }
+        cms_cancel_superseded(s, tc, id, mno, job);
     }
 out:
     db_reset(st);
+    return err;
+}
+
+/* Claims up to max due actions in one statement: claimed_until moves past
+ * now only where it had passed (a compare-and-set per row), so an action is
+ * worked by one node and one worker at a time; PostgreSQL skips the rows
+ * another node is claiming (FOR UPDATE SKIP LOCKED) instead of waiting for
+ * them. ids[0..*n) are this caller's. */
+static ot_err cms_claim(struct cms *s, struct db_conn *c, int64_t *ids, size_t max, size_t *n)
+{
+    /* The candidates are picked once (a CTE): an UPDATE ... WHERE id IN
+     * (SELECT ... LIMIT) may run its subquery again and claim more rows
+     * than asked for. */
+    static const char *const sql =
+        "WITH due AS (SELECT id FROM cms_actions"
+        " WHERE state IN ('pending', 'submitted') AND next_at <= $2 AND claimed_until < $2"
+        " ORDER BY next_at, id LIMIT $3)"
+        " UPDATE cms_actions SET claimed_until = $1 WHERE id IN (SELECT id FROM due)"
+        " AND claimed_until < $2 AND state IN ('pending', 'submitted') RETURNING id";
+    static const char *const sql_pg =
+        "WITH due AS MATERIALIZED (SELECT id FROM cms_actions"
+        " WHERE state IN ('pending', 'submitted') AND next_at <= $2 AND claimed_until < $2"
+        " ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+        " UPDATE cms_actions a SET claimed_until = $1 FROM due WHERE a.id = due.id"
+        " AND a.claimed_until < $2 AND a.state IN ('pending', 'submitted') RETURNING a.id";
+    struct db_stmt *st = NULL;
+    int64_t now = cms_now_ms();
+    int64_t extra[CMS_CLAIM_BATCH];
+    size_t n_extra = 0;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    *n = 0;
+    if (max == 0) {
+        return OT_OK;
+    }
+    OT_TRY(db_prepare(c, db_kind(s->db) == DB_PG ? sql_pg : sql, &st));
+    OT_TRY(db_bind_int64(st, 1, now + s->claim_s * 1000));
+    OT_TRY(db_bind_int64(st, 2, now));
+    OT_TRY(db_bind_int64(st, 3, (int64_t)max));
+    for (;;) {
+        int64_t id = 0;
+        OT_TRY(db_step(st, &row));
+        if (!row) {
+            break;
+        }
+        OT_TRY(db_col_int64(st, 0, &id));
+        if (*n < max) {
+            ids[(*n)++] = id;
+        } else if (n_extra < CMS_CLAIM_BATCH) {
+            extra[n_extra++] = id;
+        }
+    }
+    db_reset(st);
+    st = NULL;
+    /* Never more than asked for; should it happen, the surplus is let go at
+     * once rather than held for claim_s. */
+    for (size_t i = 0; i < n_extra; i++) {
+        OT_TRY(db_prepare(c, "UPDATE cms_actions SET claimed_until = 0 WHERE id = $1", &st));
+        OT_TRY(db_bind_int64(st, 1, extra[i]));
+        OT_TRY(db_step(st, &row));
+        db_reset(st);
+        st = NULL;
+    }
+out:
+    db_reset(st);
+    return err;
+}
+
+/* Claims action id again for the worker that just moved it (it is due at
+ * once); false when another node or worker has it, or it is over. */
+static bool cms_claim_one(struct cms *s, int64_t id)
+{
+    struct db_conn *c = NULL;
+    struct db_stmt *st = NULL;
+    int64_t now = cms_now_ms();
+    bool row = false;
+    bool mine = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_acquire(s->db, &c));
+    OT_TRY(db_prepare(c,
+                      "UPDATE cms_actions SET claimed_until = $1 WHERE id = $2"
+                      " AND claimed_until < $3 AND next_at <= $3"
+                      " AND state IN ('pending', 'submitted')",
+                      &st));
+    OT_TRY(db_bind_int64(st, 1, now + s->claim_s * 1000));
+    OT_TRY(db_bind_int64(st, 2, id));
+    OT_TRY(db_bind_int64(st, 3, now));
+    OT_TRY(db_step(st, &row));
+    mine = db_changes(st) == 1;
+out:
+    db_reset(st);
+    db_release(c);
+    return err == OT_OK && mine;
+}
+
+/* Runs claimed action id and the steps that follow at once while it stays
+ * this worker's (at most CMS_AGAIN_MAX in a row: then it goes back to the
+ * queue like any due action). */
+static void cms_act_work(struct cms *s, struct tsm_client **tc, int64_t id)
+{
+    bool live = false;
+    unsigned runs = 0;
+
+    while (cms_act_run(s, tc, id, &live) && ++runs < CMS_AGAIN_MAX) {
+        bool stop;
+        pthread_mutex_lock(&s->mu);
+        stop = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stop || !cms_claim_one(s, id)) {
+            break;
+        }
+    }
+}
+
+void cms_driver_once(struct cms *s)
+{
+    struct db_conn *c = NULL;
+    int64_t ids[CMS_CLAIM_BATCH];
+    size_t n = 0;
+    ot_err err = OT_OK;
+
+    if (s->mno_token[0] == '\0') {
+        return; /* nothing can be sent (docs/CONFIG.md cms.mno_token) */
+    }
+    OT_TRY(db_acquire(s->db, &c));
+    OT_TRY(cms_superseded_pass(s, &s->tc, c));
+    OT_TRY(cms_claim(s, c, ids, CMS_CLAIM_BATCH, &n));
+    db_release(c);
+    c = NULL;
+    for (size_t i = 0; i < n; i++) {
+        cms_act_work(s, &s->tc, ids[i]);
+    }
+out:
     db_release(c);
     if (err != OT_OK) {
         OT_LOG_WARN("driver pass: %s", ot_strerror(err));
     }
+}
+
+/* ---- the threads ---------------------------------------------------------- */
+
+struct cms_worker {
+    struct cms *s;
+    pthread_t th;
+    bool on;
+    struct tsm_client *tc;
+};
+
+void cms_driver_kick(struct cms *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->kicked = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *cms_worker_main(void *arg)
+{
+    struct cms_worker *w = arg;
+    struct cms *s = w->s;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        int64_t id;
+        if (s->q_len == 0) {
+            pthread_cond_wait(&s->work_cv, &s->mu);
+            continue;
+        }
+        id = s->queue[s->q_head];
+        s->q_head = (s->q_head + 1) % s->n_wk;
+        s->q_len--;
+        s->busy++;
+        pthread_mutex_unlock(&s->mu);
+        cms_act_work(s, &w->tc, id);
+        pthread_mutex_lock(&s->mu);
+        s->busy--;
+        s->kicked = true; /* a free worker: the dispatcher claims more */
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* The dispatcher: claims as many due actions as there are idle workers,
+ * at once after a request (kick) or a worker's end, else every tick_ms. A
+ * claimed action waits in the queue (claimed, so no other node takes it). */
+static void *cms_driver_main(void *arg)
+{
+    struct cms *s = arg;
+    int64_t last_superseded = 0;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        struct timespec until;
+        size_t room = s->n_wk - s->q_len - s->busy;
+        int64_t ids[CMS_CLAIM_BATCH];
+        size_t n = 0;
+        s->kicked = false;
+        pthread_mutex_unlock(&s->mu);
+        if (s->mno_token[0] != '\0') {
+            struct db_conn *c = NULL;
+            int64_t now = cms_now_ms();
+            if (db_acquire(s->db, &c) == OT_OK) {
+                if (now - last_superseded >= s->tick_ms) {
+                    last_superseded = now;
+                    if (cms_superseded_pass(s, &s->tc, c) != OT_OK) {
+                        OT_LOG_WARN("driver: superseded actions not cancelled");
+                    }
+                }
+                if (cms_claim(s, c, ids, room < CMS_CLAIM_BATCH ? room : CMS_CLAIM_BATCH, &n)
+                    != OT_OK) {
+                    OT_LOG_WARN("driver: no action claimed");
+                    n = 0;
+                }
+                db_release(c);
+            }
+        }
+        pthread_mutex_lock(&s->mu);
+        for (size_t i = 0; i < n; i++) {
+            s->queue[(s->q_head + s->q_len) % s->n_wk] = ids[i];
+            s->q_len++;
+        }
+        if (n > 0) {
+            pthread_cond_broadcast(&s->work_cv);
+        }
+        if (s->stopping || s->kicked) {
+            continue;
+        }
+        ot_deadline_after_ms((long)s->tick_ms, &until);
+        (void)pthread_cond_timedwait(&s->cv, &s->mu, &until);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+ot_err cms_driver_start(struct cms *s)
+{
+    ot_err err = OT_OK;
+
+    s->n_wk = (size_t)(s->workers > 0 ? s->workers : 1);
+    s->wk = calloc(s->n_wk, sizeof(*s->wk));
+    s->queue = calloc(s->n_wk, sizeof(*s->queue));
+    if (s->wk == NULL || s->queue == NULL) {
+        err = OT_E_NOMEM;
+    }
+    for (size_t i = 0; i < s->n_wk && err == OT_OK; i++) {
+        s->wk[i].s = s;
+        err = ot_thread_start(&s->wk[i].th, cms_worker_main, &s->wk[i]);
+        s->wk[i].on = err == OT_OK;
+    }
+    if (err == OT_OK) {
+        err = ot_thread_start(&s->driver, cms_driver_main, s);
+        s->driver_on = err == OT_OK;
+    }
+    if (err != OT_OK) {
+        cms_driver_stop(s);
+    }
+    return err;
+}
+
+void cms_driver_stop(struct cms *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_cond_broadcast(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->driver_on) {
+        pthread_join(s->driver, NULL);
+        s->driver_on = false;
+    }
+    for (size_t i = 0; s->wk != NULL && i < s->n_wk; i++) {
+        if (s->wk[i].on) {
+            pthread_join(s->wk[i].th, NULL);
+            s->wk[i].on = false;
+        }
+        tsm_client_free(s->wk[i].tc);
+        s->wk[i].tc = NULL;
+    }
+    free(s->wk);
+    s->wk = NULL;
+    free(s->queue);
+    s->queue = NULL;
+    s->n_wk = 0;
+    s->q_len = 0;
+    tsm_client_free(s->tc);
+    s->tc = NULL;
 }

@@ -203,6 +203,22 @@ tsmd_token() {
     jq -er .token "$TSMD_WORK/resp"
 }
 
+# tsmd_fleet_tokens SUBSCRIBER_NAME: the principals fleetsim's cms runs use
+# (docs/fleetsim.md "cms"): a service provider "bank" and a subscriber; their
+# tokens and the operator's in $TSMD_WORK/{op,sp,sub}.token (0600). Sets
+# FLEET_SUB (the subscriber's id).
+tsmd_fleet_tokens() {
+    local sp
+    sp=$(tsmd_principal service_provider bank)
+    FLEET_SUB=$(tsmd_principal subscriber "$1")
+    (
+        umask 077
+        printf '%s\n' "$OP_TOKEN" >"$TSMD_WORK/op.token"
+        tsmd_token "$sp" >"$TSMD_WORK/sp.token"
+        tsmd_token "$FLEET_SUB" >"$TSMD_WORK/sub.token"
+    )
+}
+
 # SIGTERM: graceful stop; tsmd must exit 0 within 15 s.
 tsmd_stop() {
     local i rc=0
