@@ -239,6 +239,7 @@ ot_err cms_card_act(struct cms *s, struct db_conn *c, const struct net_req *req,
     enum cms_state to = CMS_S_N;
     char res[160];
     char detail[128];
+    char hchal[CMS_HCHAL_HEX];
     int64_t now = cms_now();
     int64_t id = 0;
     bool row = false;
@@ -269,11 +270,15 @@ ot_err cms_card_act(struct cms *s, struct db_conn *c, const struct net_req *req,
         OT_TRY(cms_supersede(c, card.id));
     }
     OT_TRY(cms_policy_of(c, card.issuer, &mode, &scope));
-    OT_TRY(db_prepare(c,
-                      "INSERT INTO cms_actions (card, action, reason, cause, requester, why, mode,"
-                      " scope, state, created_at, updated_at)"
-                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9) RETURNING id",
-                      &st));
+    /* The first job's host challenge, kept before the job goes out (a
+     * crash after the submit submits the very same job again). */
+    OT_TRY(cms_new_hchal(hchal));
+    OT_TRY(
+        db_prepare(c,
+                   "INSERT INTO cms_actions (card, action, reason, cause, requester, why, mode,"
+                   " scope, state, hchal, created_at, updated_at)"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $10, $9, $9) RETURNING id",
+                   &st));
     OT_TRY(db_bind_int64(st, 1, card.id));
     OT_TRY(db_bind_text(st, 2, cms_action_name(a)));
     OT_TRY(db_bind_text(st, 3, cms_reason_name(r)));
@@ -283,6 +288,7 @@ ot_err cms_card_act(struct cms *s, struct db_conn *c, const struct net_req *req,
     OT_TRY(db_bind_text(st, 7, cms_mode_name(mode)));
     OT_TRY(db_bind_text(st, 8, cms_scope_name(scope)));
     OT_TRY(db_bind_int64(st, 9, now));
+    OT_TRY(db_bind_text(st, 10, hchal));
     OT_TRY(db_step(st, &row));
     if (!row) {
         OT_FAIL(OT_E_DB);

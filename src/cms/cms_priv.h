@@ -185,6 +185,11 @@ void cms_driver_stop(struct cms *s);
  * (tests may call it directly; the dispatcher hands them to the workers). */
 void cms_driver_once(struct cms *s);
 
+/* A fresh host challenge for an action's next OTA job (8 random bytes in
+ * hex), stored with the action before the job goes out (driver.c). */
+#define CMS_HCHAL_HEX 17u
+ot_err cms_new_hchal(char out[CMS_HCHAL_HEX]);
+
 /* The key store name of an SD key: "sd.<CIN>.<SD AID>.<enc|mac|dek>". */
 void cms_sd_key_name(const uint8_t *cin, size_t cin_n, const uint8_t *aid, size_t aid_n,
                      const char *which, char *out, size_t cap);

@@ -55,7 +55,7 @@ static int64_t cms_now_ms(void)
 /* ---- the threads: see the end of the file ------------------------------------ */
 
 static ot_err cms_claim(struct cms *s, struct db_conn *c, int64_t *ids, size_t max, size_t *n);
-static bool cms_claim_one(struct cms *s, int64_t id);
+static void cms_claim_release(struct cms *s, int64_t id);
 
 /* ---- one action ------------------------------------------------------------ */
 
@@ -255,29 +255,46 @@ out:
     return err;
 }
 
+ot_err cms_new_hchal(char out[CMS_HCHAL_HEX])
+{
+    uint8_t b[8];
+
+    if (RAND_bytes(b, (int)sizeof(b)) != 1) {
+        return OT_E_CRYPTO;
+    }
+    return hex_encode(b, sizeof(b), out, CMS_HCHAL_HEX);
+}
+
 /* Applies the step in one transaction (the action row was claimed; its
- * state is checked again so a superseded action is left alone). */
+ * state is checked again so a superseded action is left alone). A step
+ * that forgets the job (clear_job) stores the next job's challenge with it.
+ * A step due again at once (next_at 0) keeps the claim. */
 static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struct cms_card *card,
                              struct cms_step *sp)
 {
+    char fresh[CMS_HCHAL_HEX];
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     int64_t now = cms_now();
     bool row = false;
     ot_err err = OT_OK;
 
+    if (sp->clear_job && sp->hchal == NULL) {
+        OT_TRY(cms_new_hchal(fresh));
+        sp->hchal = fresh;
+    }
     OT_TRY(db_acquire(s->db, &c));
     OT_TRY(db_begin(c));
     OT_TRY(db_prepare(c,
                       "UPDATE cms_actions SET state = COALESCE(CAST($1 AS TEXT), state),"
                       " attempts = attempts + $2, next_at = $3, verify_first = $4,"
-                      " hchal = CASE WHEN $5 = 1 THEN NULL WHEN CAST($6 AS TEXT) IS NOT NULL"
-                      "  THEN CAST($6 AS TEXT) ELSE hchal END,"
+                      " hchal = CASE WHEN CAST($6 AS TEXT) IS NOT NULL THEN CAST($6 AS TEXT)"
+                      "  WHEN $5 = 1 THEN NULL ELSE hchal END,"
                       " scp = CASE WHEN $5 = 1 THEN NULL WHEN $7 = 1 THEN CAST($8 AS TEXT)"
                       "  ELSE scp END,"
                       " mno_job = CASE WHEN $5 = 1 THEN NULL WHEN CAST($9 AS TEXT) IS NOT NULL"
                       "  THEN CAST($9 AS TEXT) ELSE mno_job END,"
-                      " result = COALESCE(CAST($10 AS TEXT), result), claimed_until = 0,"
+                      " result = COALESCE(CAST($10 AS TEXT), result), claimed_until = $14,"
                       " updated_at = $11 WHERE id = $12 AND state = $13",
                       &st));
     OT_TRY(db_bind_text(st, 1, sp->set_state));
@@ -293,6 +310,9 @@ static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struc
     OT_TRY(db_bind_int64(st, 11, now));
     OT_TRY(db_bind_int64(st, 12, a->id));
     OT_TRY(db_bind_text(st, 13, a->state));
+    /* A step due again at once stays this worker's (it goes on without
+     * claiming the action again); any other lets the action go. */
+    OT_TRY(db_bind_int64(st, 14, sp->next_at == 0 ? cms_now_ms() + s->claim_s * 1000 : 0));
     OT_TRY(db_step(st, &row));
     if (db_changes(st) != 1) {
         OT_FAIL(OT_E_STATE); /* superseded meanwhile: nothing of this step counts */
@@ -637,7 +657,7 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
     char cin[2 * CMS_CIN_MAX + 1];
     char idem[64];
     char scp[OTASCP_STATE_MAX];
-    char hchal_hex[17];
+    char hchal_hex[CMS_HCHAL_HEX];
     json_t *doc = NULL;
     bool finished = false;
     bool again = false;
@@ -688,11 +708,10 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
         const char *la = NULL;
         if (a.hchal[0] == '\0') {
             /* The challenge is kept before the job goes out: a crash after
-             * the submit submits the very same job again. */
-            if (RAND_bytes(hchal, (int)sizeof(hchal)) != 1) {
-                OT_FAIL(OT_E_CRYPTO);
-            }
-            OT_TRY(hex_encode(hchal, sizeof(hchal), hchal_hex, sizeof(hchal_hex)));
+             * the submit submits the very same job again. (An action gets
+             * its first one with its row, the next ones with the step that
+             * forgets a job: this is for an operator's retry.) */
+            OT_TRY(cms_new_hchal(hchal_hex));
             sp.hchal = hchal_hex;
             sp.set_state = "pending";
             sp.next_at = 0;
@@ -978,48 +997,38 @@ out:
     return err;
 }
 
-/* Claims action id again for the worker that just moved it (it is due at
- * once); false when another node or worker has it, or it is over. */
-static bool cms_claim_one(struct cms *s, int64_t id)
+/* Lets action id go (the worker kept its claim to go on with it). */
+static void cms_claim_release(struct cms *s, int64_t id)
 {
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
-    int64_t now = cms_now_ms();
     bool row = false;
-    bool mine = false;
     ot_err err = OT_OK;
 
     OT_TRY(db_acquire(s->db, &c));
-    OT_TRY(db_prepare(c,
-                      "UPDATE cms_actions SET claimed_until = $1 WHERE id = $2"
-                      " AND claimed_until < $3 AND next_at <= $3"
-                      " AND state IN ('pending', 'submitted')",
-                      &st));
-    OT_TRY(db_bind_int64(st, 1, now + s->claim_s * 1000));
-    OT_TRY(db_bind_int64(st, 2, id));
-    OT_TRY(db_bind_int64(st, 3, now));
+    OT_TRY(db_prepare(c, "UPDATE cms_actions SET claimed_until = 0 WHERE id = $1", &st));
+    OT_TRY(db_bind_int64(st, 1, id));
     OT_TRY(db_step(st, &row));
-    mine = db_changes(st) == 1;
 out:
     db_reset(st);
     db_release(c);
-    return err == OT_OK && mine;
 }
 
-/* Runs claimed action id and the steps that follow at once while it stays
- * this worker's (at most CMS_AGAIN_MAX in a row: then it goes back to the
- * queue like any due action). */
+/* Runs claimed action id and the steps that follow at once (the worker
+ * keeps the claim between them; at most CMS_AGAIN_MAX in a row: then it
+ * goes back to the queue like any due action). */
 static void cms_act_work(struct cms *s, struct tsm_client **tc, int64_t id)
 {
     bool live = false;
     unsigned runs = 0;
 
-    while (cms_act_run(s, tc, id, &live) && ++runs < CMS_AGAIN_MAX) {
+    while (cms_act_run(s, tc, id, &live)) {
         bool stop;
         pthread_mutex_lock(&s->mu);
         stop = s->stopping;
         pthread_mutex_unlock(&s->mu);
-        if (stop || !cms_claim_one(s, id)) {
+        if (stop || ++runs >= CMS_AGAIN_MAX) {
+            cms_claim_release(s, id); /* due at once: the next pass takes it */
             break;
         }
     }
