@@ -458,21 +458,59 @@ static void tsm_card_save(struct tsm *t, const char *cin, const char *sd, uint8_
     db_release(c);
 }
 
-/* A PUT KEY the card took rewrote a key set of the SD: that key set starts
- * over with sequence counter 0 (GPCS Amd D 7.2; docs/vse.md), so the next
- * channel with it is predicted from 0, not from the counter of the channel
- * that ran the PUT KEY (a wrong guess costs a fallback to the interactive
- * plan). The new KVN is the first byte of the plain command's data. */
-static void tsm_card_after_put_key(struct tsm *t, const char *cin, const char *sd,
-                                   const struct otascp_card *k, const struct otascp_apdu *cmds,
-                                   size_t ncmds, const struct otascp_result *res)
+/* What a channel's commands tell of the SDs' next channels (a wrong guess
+ * costs a fallback to the interactive plan, never an authentication
+ * failure):
+ * - a PUT KEY the card took rewrote a key set of the SD: that key set
+ *   starts over with sequence counter 0 (GPCS Amd D 7.2; docs/vse.md), so
+ *   its next channel is predicted from 0, not from the counter of the
+ *   channel that ran the PUT KEY; the new KVN is the first byte of the
+ *   plain command's data;
+ * - an INSTALL [for install] of a security domain the card took made an SD
+ *   that starts with a copy of its creator's key set (the channel's kvn) and
+ *   counter 0; it answers with the card's key diversification data (the
+ *   creator's) and i = 70, as every supplementary SD (docs/vse.md). */
+static void tsm_card_after(struct tsm *t, const char *cin, const char *sd, uint8_t kvn,
+                           const struct otascp_card *k, const struct otascp_apdu *cmds,
+                           size_t ncmds, const struct otascp_result *res)
 {
     for (size_t i = 0; i < res->n && i < ncmds; i++) {
-        if (cmds[i].n > 5 && cmds[i].p[1] == GP_INS_PUT_KEY && cmds[i].p[4] != 0 && res->resp[i].ran
-            && res->resp[i].sw == 0x9000) {
-            struct otascp_card fresh = *k;
-            fresh.seq = 0;
-            tsm_card_save(t, cin, sd, cmds[i].p[5], &fresh);
+        const uint8_t *p = cmds[i].p;
+        size_t n = cmds[i].n;
+        struct otascp_card fresh = *k;
+
+        if (n <= 5 || !res->resp[i].ran || res->resp[i].sw != 0x9000 || (size_t)p[4] + 5 > n) {
+            continue;
+        }
+        fresh.seq = 0;
+        if (p[1] == GP_INS_PUT_KEY && p[4] != 0) {
+            tsm_card_save(t, cin, sd, p[5], &fresh);
+        } else if (p[1] == GP_INS_INSTALL && (p[2] & 0x04) != 0) {
+            /* data: L elf, L module, L application, L privileges ... */
+            const uint8_t *d = p + 5;
+            size_t dn = p[4], off = 0;
+            const uint8_t *app = NULL;
+            size_t an = 0;
+            char aid[2 * TSM_AID_MAX + 1];
+            for (int f = 0; f < 4; f++) {
+                if (off >= dn || off + 1 + d[off] > dn) {
+                    app = NULL;
+                    break;
+                }
+                if (f == 2) {
+                    app = d + off + 1;
+                    an = d[off];
+                }
+                if (f == 3 && (d[off] == 0 || (d[off + 1] & 0x80) == 0)) {
+                    app = NULL; /* not a security domain */
+                }
+                off += 1 + (size_t)d[off];
+            }
+            if (app != NULL && an >= 5 && an <= TSM_AID_MAX
+                && hex_encode(app, an, aid, sizeof(aid)) == OT_OK) {
+                fresh.i = 0x70;
+                tsm_card_save(t, cin, aid, kvn, &fresh);
+            }
         }
     }
 }
@@ -868,7 +906,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         }
         if (err == OT_OK && finished) {
             tsm_card_save(t, plan.cin, step->sd, keys.kvn, &st.card);
-            tsm_card_after_put_key(t, plan.cin, step->sd, &st.card, cmds, ncmds, &res);
+            tsm_card_after(t, plan.cin, step->sd, keys.kvn, &st.card, cmds, ncmds, &res);
         }
         if (err == OT_OK && finished && step->put_key) {
             /* The key rotation is the script's PUT KEY: if the card took
