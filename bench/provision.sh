@@ -129,6 +129,7 @@ expect_status 201 "service"
 SID=$(jq -er .id "$W/resp")
 
 ADMIN0=$(grep -c 'route=/mno/[a-z]*/v1/admin/jobs/' "$W/tsmd.log" || true)
+note "provisioning $N SEs, $PAR at once"
 START=$(date +%s%N)
 "$SPDRV" "$TSMD_URL" "$W/sp.token" "$SID" "$N" "$PAR" >"$W/results"
 END=$(date +%s%N)

@@ -487,6 +487,7 @@ void tsm_free(struct tsm *t)
     svc_outbox_free(t->outbox);
     db_listener_free(t->listener); /* before the cache: its thread uses it */
     tsm_secache_free(t->cache);
+    tsm_mno_pool_free(t);
     if (t->op_mu_init) {
         pthread_mutex_destroy(&t->op_mu);
     }

@@ -577,6 +577,98 @@ out:
     return err;
 }
 
+/* ---- the mno clients kept (struct tsm_mno_slot) ---------------------------- */
+
+static bool tsm_mno_slot_is(const struct tsm_mno_slot *s, const char *mno, int64_t ver,
+                            const char *url, const char *ca)
+{
+    return s->tc != NULL && s->ver == ver && strcmp(s->name, mno) == 0 && strcmp(s->url, url) == 0
+           && strcmp(s->ca, ca) == 0;
+}
+
+static void tsm_mno_slot_clear(struct tsm_mno_slot *s)
+{
+    mno_client_free(s->m);
+    tsm_client_free(s->tc);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Lends a kept client made for (mno, ver, url, ca); drops the idle ones of
+ * mno made for another version or address. */
+static bool tsm_mno_take(struct tsm *t, const char *mno, int64_t ver, const char *url,
+                         const char *ca, struct tsm_client **tc, struct mno_client **m)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&t->op_mu);
+    for (size_t i = 0; i < TSM_MNO_POOL; i++) {
+        struct tsm_mno_slot *s = &t->mno_pool[i];
+        if (s->tc == NULL || s->busy || strcmp(s->name, mno) != 0) {
+            continue;
+        }
+        if (!tsm_mno_slot_is(s, mno, ver, url, ca)) {
+            tsm_mno_slot_clear(s);
+        } else if (!found) {
+            s->busy = true;
+            *tc = s->tc;
+            *m = s->m;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&t->op_mu);
+    return found;
+}
+
+/* Keeps a new client (lent out) when a slot is free. */
+static void tsm_mno_keep(struct tsm *t, const char *mno, int64_t ver, const char *url,
+                         const char *ca, struct tsm_client *tc, struct mno_client *m)
+{
+    pthread_mutex_lock(&t->op_mu);
+    for (size_t i = 0; i < TSM_MNO_POOL; i++) {
+        struct tsm_mno_slot *s = &t->mno_pool[i];
+        if (s->tc == NULL) {
+            s->tc = tc;
+            s->m = m;
+            s->busy = true;
+            s->ver = ver;
+            snprintf(s->name, sizeof(s->name), "%s", mno);
+            snprintf(s->url, sizeof(s->url), "%s", url);
+            snprintf(s->ca, sizeof(s->ca), "%s", ca);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->op_mu);
+}
+
+void tsm_mno_close(struct tsm *t, struct tsm_client *tc, struct mno_client *m)
+{
+    bool kept = false;
+
+    if (tc == NULL && m == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&t->op_mu);
+    for (size_t i = 0; i < TSM_MNO_POOL && !kept; i++) {
+        struct tsm_mno_slot *s = &t->mno_pool[i];
+        if (s->tc != NULL && s->tc == tc) {
+            s->busy = false;
+            kept = true;
+        }
+    }
+    pthread_mutex_unlock(&t->op_mu);
+    if (!kept) {
+        mno_client_free(m);
+        tsm_client_free(tc);
+    }
+}
+
+void tsm_mno_pool_free(struct tsm *t)
+{
+    for (size_t i = 0; i < TSM_MNO_POOL; i++) {
+        tsm_mno_slot_clear(&t->mno_pool[i]);
+    }
+}
+
 ot_err tsm_mno_open(struct tsm *t, const char *mno, struct tsm_client **tc, struct mno_client **m,
                     char *why, size_t cap)
 {
@@ -614,6 +706,9 @@ ot_err tsm_mno_open(struct tsm *t, const char *mno, struct tsm_client **tc, stru
     st = NULL;
     db_release(c);
     c = NULL;
+    if (tsm_mno_take(t, mno, ver, url, ca, tc, m)) {
+        return OT_OK;
+    }
     snprintf(kname, sizeof(kname), "mno.%s.token", mno);
     n = sizeof(token) - 1;
     OT_TRY(keystore_get(t->ks, TSM_KS_OWNER, kname, (uint32_t)ver, (uint8_t *)token, &n, NULL));
@@ -633,6 +728,9 @@ ot_err tsm_mno_open(struct tsm *t, const char *mno, struct tsm_client **tc, stru
         goto out;
     }
     err = mno_client_new(*tc, mno, m);
+    if (err == OT_OK) {
+        tsm_mno_keep(t, mno, ver, url, ca, *tc, *m);
+    }
 out:
     db_reset(st);
     db_release(c);
@@ -981,8 +1079,7 @@ out:
         OT_LOG_WARN("op=%lld: %s", (long long)id, ot_strerror(err));
     }
     db_release(c);
-    mno_client_free(m);
-    tsm_client_free(tc);
+    tsm_mno_close(t, tc, m);
     tsm_op_row_free(&r);
     tsm_op_release(t, id);
 }

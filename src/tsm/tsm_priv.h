@@ -31,6 +31,19 @@ struct tsm_metric_ctx {
     size_t i;
 };
 
+/* A client of an mno instance kept for the next operation (tsm_mno_open):
+ * its keep-alive connection, token and libcurl handle are reused. */
+#define TSM_MNO_POOL 32
+struct tsm_mno_slot {
+    struct tsm_client *tc; /* NULL: a free slot */
+    struct mno_client *m;
+    bool busy;   /* lent out */
+    int64_t ver; /* the token version it was made with */
+    char name[64];
+    char url[260];
+    char ca[520];
+};
+
 struct tsm {
     struct svc_kit *kit;
     struct db *db;
@@ -52,6 +65,7 @@ struct tsm {
     bool op_mu_init;
     struct svc_outbox *outbox; /* the SPs' webhooks (svc/webhook.h) */
     int64_t busy[TSM_OPS_BUSY];
+    struct tsm_mno_slot mno_pool[TSM_MNO_POOL]; /* guarded by op_mu */
 };
 
 /* One SE by a normalised key, from the cache when it has it, else from
@@ -126,9 +140,16 @@ struct tsm_client;
 struct mno_client;
 /* A client of the mno instance named mno (tsm_mnos, its token from the key
  * store); why (cap > 0) gets the reason of a failure. OT_E_STATE: not
- * configured. */
+ * configured. A client kept from an earlier call is lent when the
+ * instance's URL, CA and token version are still those it was made with.
+ * Give it back with tsm_mno_close. */
 ot_err tsm_mno_open(struct tsm *t, const char *mno, struct tsm_client **tc, struct mno_client **m,
                     char *why, size_t cap);
+/* Gives back a client of tsm_mno_open (kept for the next call, or freed);
+ * NULL-safe. */
+void tsm_mno_close(struct tsm *t, struct tsm_client *tc, struct mno_client *m);
+/* Frees the kept clients (tsm_free). */
+void tsm_mno_pool_free(struct tsm *t);
 
 /* One batch of relayed APDUs (a principal's own secure-channel commands,
  * unchanged) to SD sd of se (tsm_relay.c): job empty opens an interactive

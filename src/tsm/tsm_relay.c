@@ -123,8 +123,7 @@ out:
     json_free(jb);
     json_free(ans);
     json_free(body);
-    mno_client_free(mc);
-    tsm_client_free(tc);
+    tsm_mno_close(t, tc, mc);
     return ok;
 }
 
@@ -143,6 +142,5 @@ void tsm_relay_close(struct tsm *t, const struct tsm_se *se, const char *job)
         (void)mno_client_job_close(mc, job, &ans, &e);
     }
     json_free(ans);
-    mno_client_free(mc);
-    tsm_client_free(tc);
+    tsm_mno_close(t, tc, mc);
 }
