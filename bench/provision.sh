@@ -61,7 +61,7 @@ done
 . "$ROOT/tests/tsmd/lib.sh"
 tsmd_work_init bench-provision
 W=$TSMD_WORK
-tsmd_config "sqlite:$W/var/tsmd.db" "log.level=info" "http.threads=64" \
+tsmd_config "sqlite:$W/var/tsmd.db" "log.level=info" "http.threads=64" "db.pool=32" \
     "services.enabled=tsm, mno:orange, mno:vodafone" "tsm.wait_ms=60000" \
     "mno.orange.sweep_ms=50" "mno.vodafone.sweep_ms=50" "tsm.cache_warm=false"
 tsmd_bootstrap ops
