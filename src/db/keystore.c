@@ -418,7 +418,13 @@ out:
 
 ot_err keystore_delete(struct keystore *ks, const char *owner, const char *name, uint32_t version)
 {
-    struct db_conn *c = NULL;
+    return keystore_delete_c(ks, NULL, owner, name, version);
+}
+
+ot_err keystore_delete_c(struct keystore *ks, struct db_conn *held, const char *owner,
+                         const char *name, uint32_t version)
+{
+    struct db_conn *c = held;
     struct db_stmt *st = NULL;
     bool row = false;
     ot_err err = OT_OK;
@@ -427,7 +433,9 @@ ot_err keystore_delete(struct keystore *ks, const char *owner, const char *name,
         return OT_E_ARG;
     }
     OT_TRY(ks_check_id(owner, name, version, true));
-    OT_TRY(db_acquire(ks->db, &c));
+    if (held == NULL) {
+        OT_TRY(db_acquire(ks->db, &c));
+    }
     if (version == 0) {
         OT_TRY(db_prepare(c, "DELETE FROM host_keys WHERE owner = $1 AND name = $2", &st));
     } else {
@@ -445,6 +453,8 @@ ot_err keystore_delete(struct keystore *ks, const char *owner, const char *name,
     }
 out:
     db_reset(st);
-    db_release(c);
+    if (held == NULL) {
+        db_release(c);
+    }
     return err;
 }

@@ -140,5 +140,9 @@ ot_err keystore_get_c(struct keystore *ks, struct db_conn *c, const char *owner,
 
 /* Deletes one version (version 0: every version). OT_E_NOT_FOUND if none. */
 ot_err keystore_delete(struct keystore *ks, const char *owner, const char *name, uint32_t version);
+/* The same on the caller's connection c (in its transaction, if one is
+ * open). */
+ot_err keystore_delete_c(struct keystore *ks, struct db_conn *c, const char *owner,
+                         const char *name, uint32_t version);
 
 #endif

@@ -1058,20 +1058,18 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
                 otascp_result_free(&res);
                 break;
             }
+            if ((size_t)r.step + 1 >= plan.nsteps) {
+                /* The last step's result goes with the end, in its
+                 * transaction. */
+                tsm_op_finish(t, &r, &plan, true, rotated, "", text);
+                free(text);
+                otascp_result_free(&res);
+                break;
+            }
             err = tsm_op_save(t, id, r.step + 1, "", text);
             free(text);
             otascp_result_free(&res);
             OT_TRY(err);
-            if ((size_t)r.step + 1 >= plan.nsteps) {
-                tsm_op_row_free(&r);
-                OT_TRY(db_acquire(t->db, &c));
-                err = tsm_op_load(c, id, &r);
-                db_release(c);
-                c = NULL;
-                OT_TRY(err);
-                tsm_op_finish(t, &r, &plan, true, rotated, "", NULL);
-                break;
-            }
         }
     }
 out:
@@ -1164,10 +1162,11 @@ static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struc
     OT_TRY(db_begin(c));
     OT_TRY(db_prepare(c,
                       "UPDATE tsm_ops SET state = $1, reason = $2, result = COALESCE($3, result),"
-                      " scp = '', updated_at = $4 WHERE id = $5 AND state = 'pending'",
+                      " scp = '', updated_at = $4, step = $6 WHERE id = $5 AND state = 'pending'",
                       &st));
     OT_TRY(db_bind_text(st, 1, ok ? "done" : "failed"));
     OT_TRY(db_bind_text(st, 2, reason));
+    OT_TRY(db_bind_int64(st, 6, ok && plan != NULL ? (int64_t)plan->nsteps : r->step));
     OT_TRY(db_bind_text(st, 3, result));
     OT_TRY(db_bind_int64(st, 4, tsm_now_s()));
     OT_TRY(db_bind_int64(st, 5, r->id));
@@ -1239,16 +1238,22 @@ static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struc
         json_free(body);
         OT_TRY(err);
     }
-    OT_TRY(db_commit(c));
-    svc_outbox_kick(t->outbox);
-    OT_LOG_INFO("op=%lld kind=%s %s%s%s", (long long)r->id, r->kind, ok ? "done" : "failed",
-                reason[0] ? ": " : "", reason);
+    /* The sealed commands go with the end (a failed commit keeps them for
+     * the next drive). */
     tsm_op_owner(r->id, owner, sizeof(owner));
     for (size_t k = 0; plan != NULL && k < plan->nsteps; k++) {
         char kname[32];
         snprintf(kname, sizeof(kname), "step%zu", k);
-        (void)keystore_delete(t->ks, owner, kname, 0);
+        err = keystore_delete_c(t->ks, c, owner, kname, 0);
+        if (err == OT_E_NOT_FOUND) {
+            err = OT_OK;
+        }
+        OT_TRY(err);
     }
+    OT_TRY(db_commit(c));
+    svc_outbox_kick(t->outbox);
+    OT_LOG_INFO("op=%lld kind=%s %s%s%s", (long long)r->id, r->kind, ok ? "done" : "failed",
+                reason[0] ? ": " : "", reason);
 out:
     db_reset(st);
     if (c != NULL) {
