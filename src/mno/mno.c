@@ -152,6 +152,13 @@ static const struct db_migration mno_migrations[] = {
      "ALTER TABLE mno_jobs ADD COLUMN session_by BIGINT NOT NULL DEFAULT 0;"
      "ALTER TABLE mno_jobs ADD COLUMN session_no BIGINT NOT NULL DEFAULT 0",
      NULL},
+    /* SQLite read a device's known CINs in CIN order through the primary key
+     * (every CIN of the instance: 90 s of a 19,000-device enrolment); with cin
+     * in the index both back ends read only the device's. */
+    {7,
+     "DROP INDEX mno_known_cins_dev;"
+     "CREATE INDEX mno_known_cins_dev ON mno_known_cins (instance, device_id, cin)",
+     NULL},
 };
 
 static const struct cfg_opt mno_opts[] = {
