@@ -430,16 +430,49 @@ static bool tsm_card_load(struct tsm *t, const char *cin, const char *sd, uint8_
     return ok;
 }
 
-static void tsm_card_save(struct tsm *t, const char *cin, const char *sd, uint8_t kvn,
+/* What one SD told (or will tell) of its next channel, kept with the
+ * operation's next save (one transaction). */
+#define TSM_CARD_ROWS 8
+struct tsm_card_rows {
+    size_t n;
+    struct {
+        char sd[2 * TSM_AID_MAX + 1];
+        uint8_t kvn;
+        struct otascp_card card;
+    } r[TSM_CARD_ROWS];
+};
+
+static void tsm_card_note(struct tsm_card_rows *rows, const char *sd, uint8_t kvn,
                           const struct otascp_card *k)
 {
-    struct db_conn *c = NULL;
+    size_t i = 0;
+
+    if (!k->known) {
+        return;
+    }
+    while (i < rows->n && !(rows->r[i].kvn == kvn && strcmp(rows->r[i].sd, sd) == 0)) {
+        i++;
+    }
+    if (i == TSM_CARD_ROWS) {
+        return;
+    }
+    snprintf(rows->r[i].sd, sizeof(rows->r[i].sd), "%s", sd);
+    rows->r[i].kvn = kvn;
+    rows->r[i].card = *k;
+    if (i == rows->n) {
+        rows->n++;
+    }
+}
+
+/* On c, in the caller's transaction. */
+static void tsm_card_save(struct db_conn *c, const char *cin, const char *sd, uint8_t kvn,
+                          const struct otascp_card *k)
+{
     struct db_stmt *st = NULL;
     char kdd[2 * SCP03_KDD_LEN + 1];
     bool row = false;
 
-    if (!k->known || hex_encode(k->kdd, SCP03_KDD_LEN, kdd, sizeof(kdd)) != OT_OK
-        || db_acquire(t->db, &c) != OT_OK) {
+    if (!k->known || hex_encode(k->kdd, SCP03_KDD_LEN, kdd, sizeof(kdd)) != OT_OK) {
         return;
     }
     if (db_prepare(c,
@@ -455,7 +488,13 @@ static void tsm_card_save(struct tsm *t, const char *cin, const char *sd, uint8_
         OT_LOG_WARN("cin=%s sd=%s: what the card told is not kept", cin, sd);
     }
     db_reset(st);
-    db_release(c);
+}
+
+static void tsm_card_rows_save(struct db_conn *c, const char *cin, const struct tsm_card_rows *rows)
+{
+    for (size_t i = 0; rows != NULL && i < rows->n; i++) {
+        tsm_card_save(c, cin, rows->r[i].sd, rows->r[i].kvn, &rows->r[i].card);
+    }
 }
 
 /* What a channel's commands tell of the SDs' next channels (a wrong guess
@@ -470,7 +509,7 @@ static void tsm_card_save(struct tsm *t, const char *cin, const char *sd, uint8_
  *   that starts with a copy of its creator's key set (the channel's kvn) and
  *   counter 0; it answers with the card's key diversification data (the
  *   creator's) and i = 70, as every supplementary SD (docs/vse.md). */
-static void tsm_card_after(struct tsm *t, const char *cin, const char *sd, uint8_t kvn,
+static void tsm_card_after(struct tsm_card_rows *rows, const char *sd, uint8_t kvn,
                            const struct otascp_card *k, const struct otascp_apdu *cmds,
                            size_t ncmds, const struct otascp_result *res)
 {
@@ -484,7 +523,7 @@ static void tsm_card_after(struct tsm *t, const char *cin, const char *sd, uint8
         }
         fresh.seq = 0;
         if (p[1] == GP_INS_PUT_KEY && p[4] != 0) {
-            tsm_card_save(t, cin, sd, p[5], &fresh);
+            tsm_card_note(rows, sd, p[5], &fresh);
         } else if (p[1] == GP_INS_INSTALL && (p[2] & 0x04) != 0) {
             /* data: L elf, L module, L application, L privileges ... */
             const uint8_t *d = p + 5;
@@ -509,7 +548,7 @@ static void tsm_card_after(struct tsm *t, const char *cin, const char *sd, uint8
             if (app != NULL && an >= 5 && an <= TSM_AID_MAX
                 && hex_encode(app, an, aid, sizeof(aid)) == OT_OK) {
                 fresh.i = 0x70;
-                tsm_card_save(t, cin, aid, kvn, &fresh);
+                tsm_card_note(rows, aid, kvn, &fresh);
             }
         }
     }
@@ -553,14 +592,19 @@ static void tsm_op_release(struct tsm *t, int64_t id)
 }
 
 static ot_err tsm_op_save(struct tsm *t, int64_t id, int64_t step, const char *scp,
-                          const char *result)
+                          const char *result, const char *cin, const struct tsm_card_rows *cards)
 {
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     bool row = false;
+    bool tx = cards != NULL && cards->n > 0;
     ot_err err = OT_OK;
 
     OT_TRY(db_acquire(t->db, &c));
+    if (tx) {
+        OT_TRY(db_begin(c));
+        tsm_card_rows_save(c, cin, cards);
+    }
     OT_TRY(db_prepare(c,
                       "UPDATE tsm_ops SET step = $1, scp = $2, result = COALESCE($3, result),"
                       " updated_at = $4 WHERE id = $5 AND state = 'pending'",
@@ -571,8 +615,16 @@ static ot_err tsm_op_save(struct tsm *t, int64_t id, int64_t step, const char *s
     OT_TRY(db_bind_int64(st, 4, tsm_now_s()));
     OT_TRY(db_bind_int64(st, 5, id));
     OT_TRY(db_step(st, &row));
+    db_reset(st);
+    st = NULL;
+    if (tx) {
+        OT_TRY(db_commit(c));
+    }
 out:
     db_reset(st);
+    if (err != OT_OK && tx) {
+        (void)db_rollback(c);
+    }
     db_release(c);
     return err;
 }
@@ -827,7 +879,8 @@ static char *tsm_result_append(const char *text, json_t *item)
  * SP SD it creates, its audit row, in one transaction; then its sealed
  * commands are deleted. */
 static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struct tsm_op_plan *plan,
-                          bool ok, bool rotated, const char *reason, const char *result);
+                          bool ok, bool rotated, const char *reason, const char *result,
+                          const struct tsm_card_rows *cards);
 
 static bool tsm_is_auth_err(ot_err err)
 {
@@ -867,6 +920,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         struct scp03_keyset keys;
         struct otascp_state st;
         struct otascp_result res;
+        struct tsm_card_rows cards;
         struct otascp_target tg;
         struct otascp_cfg cfg;
         struct otascp_card known;
@@ -894,19 +948,21 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
             break;
         }
         if (tsm_plan_parse(r.plan, &plan) != OT_OK) {
-            tsm_op_finish(t, &r, NULL, false, false, "the operation's plan is unreadable", NULL);
+            tsm_op_finish(t, &r, NULL, false, false, "the operation's plan is unreadable", NULL,
+                          NULL);
             break;
         }
         if ((size_t)r.step >= plan.nsteps) {
-            tsm_op_finish(t, &r, &plan, true, rotated, "", NULL);
+            tsm_op_finish(t, &r, &plan, true, rotated, "", NULL, NULL);
             break;
         }
         step = &plan.steps[r.step];
         memset(&res, 0, sizeof(res));
+        cards.n = 0;
         memset(&e, 0, sizeof(e));
         why[0] = '\0';
         if (m == NULL && tsm_mno_open(t, plan.mno, &tc, &m, why, sizeof(why)) != OT_OK) {
-            tsm_op_finish(t, &r, &plan, false, false, why[0] ? why : "mno unreachable", NULL);
+            tsm_op_finish(t, &r, &plan, false, false, why[0] ? why : "mno unreachable", NULL, NULL);
             break;
         }
         err =
@@ -914,7 +970,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         if (err != OT_OK) {
             snprintf(why, sizeof(why), "the TSM holds no keys for SD %s on this SE (%s)", step->sd,
                      ot_strerror(err));
-            tsm_op_finish(t, &r, &plan, false, false, why, NULL);
+            tsm_op_finish(t, &r, &plan, false, false, why, NULL, NULL);
             err = OT_OK;
             break;
         }
@@ -927,7 +983,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         if (err != OT_OK || hex_decode(step->sd, strlen(step->sd), sd, &sdn) != OT_OK) {
             ot_mem_wipe(&keys, sizeof(keys));
             tsm_op_finish(t, &r, &plan, false, false, "the operation's commands are unreadable",
-                          NULL);
+                          NULL, NULL);
             err = OT_OK;
             break;
         }
@@ -955,18 +1011,18 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
                 snprintf(why, sizeof(why), "OTA job refused: %.200s", e.text);
                 ot_mem_wipe(&keys, sizeof(keys));
                 ot_mem_wipe(cbuf, sizeof(cbuf));
-                tsm_op_finish(t, &r, &plan, false, false, why, NULL);
+                tsm_op_finish(t, &r, &plan, false, false, why, NULL, NULL);
                 err = OT_OK;
                 break;
             }
             if (otascp_state_encode(&st, scp, sizeof(scp)) == OT_OK) {
-                (void)tsm_op_save(t, id, r.step, scp, NULL);
+                (void)tsm_op_save(t, id, r.step, scp, NULL, NULL, NULL);
             }
         } else if (otascp_state_decode(r.scp, &st) != OT_OK) {
             ot_mem_wipe(&keys, sizeof(keys));
             ot_mem_wipe(cbuf, sizeof(cbuf));
             tsm_op_finish(t, &r, &plan, false, false, "the operation's channel state is unreadable",
-                          NULL);
+                          NULL, NULL);
             break;
         }
         while (!finished) {
@@ -999,12 +1055,12 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
             }
             if (!finished && strcmp(before, st.job) != 0
                 && otascp_state_encode(&st, scp, sizeof(scp)) == OT_OK) {
-                (void)tsm_op_save(t, id, r.step, scp, NULL);
+                (void)tsm_op_save(t, id, r.step, scp, NULL, NULL, NULL);
             }
         }
         if (err == OT_OK && finished) {
-            tsm_card_save(t, plan.cin, step->sd, keys.kvn, &st.card);
-            tsm_card_after(t, plan.cin, step->sd, keys.kvn, &st.card, cmds, ncmds, &res);
+            tsm_card_note(&cards, step->sd, keys.kvn, &st.card);
+            tsm_card_after(&cards, step->sd, keys.kvn, &st.card, cmds, ncmds, &res);
         }
         if (err == OT_OK && finished && step->put_key) {
             /* The key rotation is the script's PUT KEY: if the card took
@@ -1022,7 +1078,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
             if (tsm_is_auth_err(err) || e.fail == TSM_CLIENT_LOCAL) {
                 snprintf(why, sizeof(why), "the card's answers do not verify: %s",
                          ot_strerror(err));
-                tsm_op_finish(t, &r, &plan, false, false, why, NULL);
+                tsm_op_finish(t, &r, &plan, false, false, why, NULL, NULL);
             } else {
                 OT_LOG_WARN("op=%lld: %s", (long long)id, e.text);
             }
@@ -1032,7 +1088,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
         }
         if (!finished) {
             if (otascp_state_encode(&st, scp, sizeof(scp)) == OT_OK) {
-                (void)tsm_op_save(t, id, r.step, scp, NULL);
+                (void)tsm_op_save(t, id, r.step, scp, NULL, NULL, NULL);
             }
             break; /* deadline: the op stays pending */
         }
@@ -1053,7 +1109,7 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
                 char detail[160];
                 snprintf(detail, sizeof(detail), "%s on SD %s (%s)",
                          otascp_outcome_name(res.outcome), step->sd, why);
-                tsm_op_finish(t, &r, &plan, false, rotated, detail, text);
+                tsm_op_finish(t, &r, &plan, false, rotated, detail, text, &cards);
                 free(text);
                 otascp_result_free(&res);
                 break;
@@ -1061,12 +1117,12 @@ void tsm_op_drive(struct tsm *t, int64_t id, int64_t deadline)
             if ((size_t)r.step + 1 >= plan.nsteps) {
                 /* The last step's result goes with the end, in its
                  * transaction. */
-                tsm_op_finish(t, &r, &plan, true, rotated, "", text);
+                tsm_op_finish(t, &r, &plan, true, rotated, "", text, &cards);
                 free(text);
                 otascp_result_free(&res);
                 break;
             }
-            err = tsm_op_save(t, id, r.step + 1, "", text);
+            err = tsm_op_save(t, id, r.step + 1, "", text, plan.cin, &cards);
             free(text);
             otascp_result_free(&res);
             OT_TRY(err);
@@ -1148,7 +1204,8 @@ out:
 }
 
 static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struct tsm_op_plan *plan,
-                          bool ok, bool rotated, const char *reason, const char *result)
+                          bool ok, bool rotated, const char *reason, const char *result,
+                          const struct tsm_card_rows *cards)
 {
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
@@ -1160,6 +1217,9 @@ static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struc
 
     OT_TRY(db_acquire(t->db, &c));
     OT_TRY(db_begin(c));
+    if (plan != NULL) {
+        tsm_card_rows_save(c, plan->cin, cards);
+    }
     OT_TRY(db_prepare(c,
                       "UPDATE tsm_ops SET state = $1, reason = $2, result = COALESCE($3, result),"
                       " scp = '', updated_at = $4, step = $6 WHERE id = $5 AND state = 'pending'",
