@@ -63,6 +63,18 @@ static bool gateway_lost(long status)
     return status == 502 || status == 503 || status == 504;
 }
 
+static const volatile sig_atomic_t *g_stop_flag; /* agent_admin_set_stop */
+
+void agent_admin_set_stop(const volatile sig_atomic_t *stop)
+{
+    g_stop_flag = stop;
+}
+
+static bool stopping(void)
+{
+    return g_stop_flag != NULL && *g_stop_flag != 0;
+}
+
 static ot_err send_post(struct agent_mno *m, struct post *p, struct agent_admin_result *res,
                         struct net_client_resp *r, char *why, size_t cap)
 {
@@ -91,6 +103,14 @@ static ot_err send_post(struct agent_mno *m, struct post *p, struct agent_admin_
                                  r);
         if (err == OT_OK && !gateway_lost(r->status)) {
             return OT_OK;
+        }
+        if (stopping()) {
+            /* Its answer is not waited for, nor is it tried again (the
+             * session file says where it stood, for a restart). */
+            agent_why(why, cap, "POST %s: the agent is stopping", p->uri);
+            OT_LOG_WARN("event=admin_post_stopped uri=%s", p->uri);
+            net_client_resp_clear(r);
+            return OT_E_STATE;
         }
         if (err == OT_OK) {
             /* A reverse proxy lost the node it sent the POST to (or the
@@ -511,6 +531,18 @@ static ot_err session_loop(struct agent_mno *m, struct agent_reader *rd, const c
         if (r.status == 202) {
             /* The submitter thinks: wait, then the same POST again. */
             wait_s(js->job, r.retry_after > 0 ? r.retry_after : 1);
+            if (stopping()) {
+                /* mno has everything the card answered: nothing is left
+                 * to report, and mno ends the session as lost. */
+                OT_LOG_WARN("event=session_stopped job=%s reason=\"the agent is stopping\"",
+                            js->job);
+                agent_why(why, why_cap,
+                          "job %s: the agent stopped while waiting for the next "
+                          "script",
+                          js->job);
+                session_clear(dir);
+                OT_FAIL(OT_E_STATE);
+            }
             p->resume = true;
             net_client_resp_clear(&r);
             continue;

@@ -23,6 +23,7 @@
 #include "agent/selist.h"
 #include "core/err.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +99,12 @@ ot_err agent_admin_session_parse(const uint8_t *text, size_t n,
  * client started); none set, or NULL: the session sleeps the whole wait. */
 typedef bool (*agent_admin_waiter)(void *ctx, const char *job, int seconds);
 void agent_admin_set_waiter(agent_admin_waiter wait, void *ctx);
+/* The agent is stopping once *stop is non-zero (a signal handler's flag;
+ * NULL: never). A session waiting for its job's next script (after a 202,
+ * or in a POST mno holds) then ends at once, unanswered: mno ends it as a
+ * lost session (the device detaches; destructive: outcome_unknown). A POST
+ * that failed is not tried again. Set once, like the waiter. */
+void agent_admin_set_stop(const volatile sig_atomic_t *stop);
 
 /* "//aid/<RID 5 bytes hex>/<PIX hex>" into aid (5..16 bytes). */
 ot_err agent_admin_parse_target(const char *v, uint8_t *aid, size_t *aid_len);

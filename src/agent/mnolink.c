@@ -66,6 +66,7 @@ ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out)
     nc.client_cert = cfg->cert_file;
     nc.client_key = cfg->key_file;
     nc.timeout_ms = cfg->timeout_ms;
+    nc.cancel = cfg->cancel;
     nc.max_body = MNO_MAX_BODY;
     err = net_client_new(&nc, &m->c);
     if (err != OT_OK) {

@@ -23,6 +23,9 @@ struct agent_mno_cfg {
     unsigned timeout_ms;
     const char *cert_file; /* the device's client certificate (PEM) for mutual TLS, or NULL */
     const char *key_file;  /* its private key (PEM) */
+    /* NULL, or a flag that ends a wait for an answer when set (the agent
+     * is stopping: net_client_cfg.cancel) */
+    const volatile sig_atomic_t *cancel;
 };
 
 ot_err agent_mno_new(const struct agent_mno_cfg *cfg, struct agent_mno **out);

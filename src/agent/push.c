@@ -147,7 +147,8 @@ bool agent_push_parse(const char *event, const char *data, struct agent_push_eve
         ok = json_get_str(o, "job", 1, AGENT_JOB_ID_MAX, &id, &je) == OT_OK
              && strspn(id, "0123456789") == strlen(id)
              && copy_str(ev->job.job, sizeof ev->job.job, id)
-             && parse_se(o, ev->se, sizeof ev->se, &ev->job, &je) && ev->se[0] != '\0';
+             && parse_se(o, ev->se, sizeof ev->se, &ev->job, &je) && ev->se[0] != '\0'
+             && json_opt_int(o, "attempt", 1, INT32_MAX, 0, &ev->attempt, &je) == OT_OK;
     } else {
         ev->kind = AGENT_PUSH_BACKSTAGE;
         ok = json_get_str(o, "request", 1, AGENT_JOB_ID_MAX, &id, &je) == OT_OK
@@ -257,7 +258,8 @@ static void *push_main(void *arg)
     struct agent_push *p = arg;
     struct agent_mno_cfg mc = {
         p->url, p->token[0] != '\0' ? p->token : NULL, p->has_ca ? p->ca : NULL,
-        0,      p->cert[0] != '\0' ? p->cert : NULL,   p->key[0] != '\0' ? p->key : NULL};
+        0,      p->cert[0] != '\0' ? p->cert : NULL,   p->key[0] != '\0' ? p->key : NULL,
+        NULL};
     struct net_sse_opts so = {1000, 1, PUSH_IDLE_S};
     struct agent_mno *m = NULL;
     char why[256];
@@ -391,7 +393,7 @@ void agent_push_wait(struct agent_push *p, int ms)
     pthread_mutex_unlock(&p->mu);
 }
 
-bool agent_push_wait_job(struct agent_push *p, const char *job, int seconds)
+bool agent_push_wait_job(struct agent_push *p, const char *job, int ms)
 {
     struct timespec until;
     bool got = false;
@@ -401,7 +403,14 @@ bool agent_push_wait_job(struct agent_push *p, const char *job, int seconds)
         return false;
     }
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += seconds > 0 ? seconds : 0;
+    if (ms > 0) {
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
     pthread_mutex_lock(&p->mu);
     for (;;) {
         got = strcmp(p->news_job, job) == 0;
@@ -419,7 +428,7 @@ bool agent_push_wait_job(struct agent_push *p, const char *job, int seconds)
 
 bool agent_push_waiter(void *ctx, const char *job, int seconds)
 {
-    return agent_push_wait_job(ctx, job, seconds);
+    return agent_push_wait_job(ctx, job, seconds > 0 ? seconds * 1000 : 0);
 }
 
 void agent_push_stop(struct agent_push *p)

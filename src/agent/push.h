@@ -19,6 +19,7 @@
 #include "core/err.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #define AGENT_PUSH_QUEUE 64u
 
@@ -27,6 +28,7 @@ enum agent_push_kind { AGENT_PUSH_JOB = 1, AGENT_PUSH_BACKSTAGE = 2 };
 struct agent_push_event {
     enum agent_push_kind kind;
     struct agent_admin_job job;         /* AGENT_PUSH_JOB */
+    int64_t attempt;                    /* AGENT_PUSH_JOB: mno's delivery attempt (0: not said) */
     char request[AGENT_JOB_ID_MAX + 1]; /* AGENT_PUSH_BACKSTAGE */
     char op[8];                         /* add, verify, query, delete */
     char se[2 * AGENT_CIN_MAX + 1];     /* the SE: a reader name or a CIN in hex ("" none) */
@@ -44,12 +46,12 @@ bool agent_push_next(struct agent_push *p, struct agent_push_event *ev);
  * tick: a job event is run at once, not at the next poll). */
 void agent_push_wait(struct agent_push *p, int ms);
 /* Waits until a batch or cancel event of job came (true; the news is
- * taken: one per event), or seconds passed (false). A session waiting
+ * taken: one per event), or ms milliseconds passed (false). A session waiting
  * after a 202 (agent_admin_set_waiter) POSTs again at once on such news:
  * an interactive job's next batch, or its cancel, is acted on when it is
  * pushed, not after the Retry-After. News that came before the wait
  * counts (it came while the POST that got the 202 was on its way). */
-bool agent_push_wait_job(struct agent_push *p, const char *job, int seconds);
+bool agent_push_wait_job(struct agent_push *p, const char *job, int ms);
 /* agent_push_wait_job as an agent_admin_waiter (ctx: the push client). */
 bool agent_push_waiter(void *ctx, const char *job, int seconds);
 /* Asks the thread to stop at its next event or reconnect. The thread may be

@@ -34,6 +34,9 @@
 #define TOKEN_MAX  4096u
 
 static volatile sig_atomic_t g_stop;
+/* Set with g_stop by the signal; cleared for the detach at the end: while
+ * set, mno requests stop waiting for their answers (agent_mno_cfg.cancel). */
+static volatile sig_atomic_t g_cut;
 
 struct opts {
     const char *state;
@@ -65,10 +68,14 @@ struct ctx {
     struct agent_mno *mno;
     char token[TOKEN_MAX];
     char imei[AGENT_IMEI_MAX + 1]; /* run: the device's, read once (GET P/device) */
-    /* run: the last jobs whose sessions ended (mno answered 204): a job
-     * event for one of them is a late duplicate (a re-registration re-wakes
-     * a job once more, ota.md 4), not work */
-    char ended[ENDED_MAX][AGENT_JOB_ID_MAX + 1];
+    /* run: the last job attempts whose sessions ended (mno answered 204): a
+     * job event for one of them is a late duplicate (a re-registration
+     * re-wakes a job once more, ota.md 4), not work; a new attempt of the
+     * job (mno re-queued it after an interrupted session) is */
+    struct {
+        char job[AGENT_JOB_ID_MAX + 1];
+        int64_t attempt;
+    } ended[ENDED_MAX];
     unsigned ended_next;
 };
 
@@ -79,7 +86,9 @@ static const char g_usage[] =
     "  run                 keep the SE list in step with the readers: verify every\n"
     "                      reader at start and whenever a card appears; register\n"
     "                      with mno, send heartbeats (register again when the\n"
-    "                      lease ran out), detach on SIGINT or SIGTERM; a job\n"
+    "                      lease ran out), detach on SIGINT or SIGTERM (a job\n"
+    "                      session waiting for its next script ends at once,\n"
+    "                      lost: mno's rules apply); a job\n"
     "                      session a restart cut short (STATE/session.json) is\n"
     "                      resumed from its step or reported first (also session)\n"
     "  list                print the SE list (no card is touched)\n"
@@ -271,8 +280,8 @@ static int setup(struct ctx *c, bool need_mno)
         return EXIT_FAIL;
     }
     if (need_mno) {
-        struct agent_mno_cfg mc = {c->o.mno_url,   NULL,         c->o.ca_file, 0,
-                                   c->o.cert_file, c->o.key_file};
+        struct agent_mno_cfg mc = {c->o.mno_url,   NULL,          c->o.ca_file, 0,
+                                   c->o.cert_file, c->o.key_file, &g_cut};
         if (c->o.mno_url == NULL || (c->o.token_file == NULL && c->o.cert_file == NULL)) {
             return usage_err("%s", "this command checks SEs against the platform: give --mno "
                                    "URL and --token-file FILE or --cert FILE --key FILE");
@@ -739,6 +748,7 @@ static void on_signal(int sig)
 {
     (void)sig;
     g_stop = 1;
+    g_cut = 1;
 }
 
 /* A backstage request (ota.md 7), as a push event brings it: op on the SE
@@ -912,6 +922,24 @@ static bool run_register(struct ctx *c, int *hb_s)
     return false;
 }
 
+/* The wait after a 202 (agent_admin_waiter): the job's news ends it, and
+ * so does SIGTERM (looked at every 200 ms). */
+static bool run_waiter(void *ctx, const char *job, int seconds)
+{
+    int64_t end = mono_ms() + (int64_t)seconds * 1000;
+
+    while (!g_stop) {
+        int64_t left = end - mono_ms();
+        if (left <= 0) {
+            return false;
+        }
+        if (agent_push_wait_job(ctx, job, left < 200 ? (int)left : 200)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* A push event: a job's session, or a backstage request. */
 static void run_event(struct ctx *c, const struct agent_push_event *ev)
 {
@@ -926,8 +954,9 @@ static void run_event(struct ctx *c, const struct agent_push_event *ev)
         return;
     }
     for (unsigned k = 0; k < ENDED_MAX; k++) {
-        if (strcmp(c->ended[k], ev->job.job) == 0) {
-            OT_LOG_INFO("event=push_duplicate type=job job=%s reason=ended", ev->job.job);
+        if (strcmp(c->ended[k].job, ev->job.job) == 0 && c->ended[k].attempt == ev->attempt) {
+            OT_LOG_INFO("event=push_duplicate type=job job=%s attempt=%lld reason=ended",
+                        ev->job.job, (long long)ev->attempt);
             return;
         }
     }
@@ -949,7 +978,8 @@ static void run_event(struct ctx *c, const struct agent_push_event *ev)
     } else {
         printf("job %s: session ended (status %s, %zu C-APDUs, %u round trips)\n", ev->job.job,
                res.status[0] != '\0' ? res.status : "-", res.capdus, res.posts);
-        (void)snprintf(c->ended[c->ended_next], sizeof c->ended[0], "%s", ev->job.job);
+        (void)snprintf(c->ended[c->ended_next].job, sizeof c->ended[0].job, "%s", ev->job.job);
+        c->ended[c->ended_next].attempt = ev->attempt;
         c->ended_next = (c->ended_next + 1) % ENDED_MAX;
     }
     fflush(stdout);
@@ -991,16 +1021,22 @@ static int cmd_run(struct ctx *c)
     }
     (void)recover(c);
     {
-        struct agent_mno_cfg mc = {c->o.mno_url,   c->token[0] != '\0' ? c->token : NULL,
-                                   c->o.ca_file,   0,
-                                   c->o.cert_file, c->o.key_file};
+        struct agent_mno_cfg mc = {c->o.mno_url,
+                                   c->token[0] != '\0' ? c->token : NULL,
+                                   c->o.ca_file,
+                                   0,
+                                   c->o.cert_file,
+                                   c->o.key_file,
+                                   NULL};
         if (agent_push_start(&mc, c->o.location_area, c->o.state, &push) != OT_OK) {
             fprintf(stderr, "se-agent: the push client could not start\n");
             return EXIT_FAIL;
         }
         /* A session waiting after a 202 goes on when its job's next batch
          * or cancel is pushed. */
-        agent_admin_set_waiter(agent_push_waiter, push);
+        agent_admin_set_waiter(run_waiter, push);
+        /* SIGTERM ends a session waiting for its job's next script. */
+        agent_admin_set_stop(&g_stop);
     }
     next_hb = mono_ms() + (int64_t)hb_s * 1000;
     while (!g_stop) {
@@ -1036,7 +1072,9 @@ static int cmd_run(struct ctx *c)
         }
     }
     agent_admin_set_waiter(NULL, NULL);
+    agent_admin_set_stop(NULL);
     agent_push_stop(push);
+    g_cut = 0; /* the detach below is waited for */
     /* Power-off: the platform knows at once that the phone is gone. */
     if (agent_mno_detach(c->mno, why, sizeof why) != OT_OK) {
         OT_LOG_WARN("event=detach_failed reason=\"%s\"", why);

@@ -639,6 +639,11 @@ struct mno_held {
     int64_t seq;
     int64_t session_no; /* the session it belongs to */
     int64_t deadline;
+    /* The POST's credential, checked again before any answer once one may
+     * have been revoked (auth_gen: the auth store's generation it was last
+     * good at): a revoked device gets 401, not its next script. */
+    struct mno_cred cred;
+    int64_t auth_gen;
     atomic_bool closed;
     atomic_int refs;
 };
@@ -647,6 +652,7 @@ static void mno_held_unref(struct mno_held *h)
 {
     if (atomic_fetch_sub(&h->refs, 1) == 1) {
         net_stream_release(h->s);
+        mno_cred_clear(&h->cred);
         free(h);
     }
 }
@@ -661,11 +667,20 @@ static void mno_held_closed(void *ctx, struct net_stream *s)
 }
 
 /* Replaces the 202 in resp by a held answer (the 202 stays when it cannot). */
-static void mno_hold(struct mno *m, struct net_resp *resp, const struct mno_ajob *j, int64_t seq)
+static void mno_hold(struct mno *m, struct net_req *req, struct net_resp *resp,
+                     const struct mno_device *d, const struct mno_ajob *j, int64_t seq)
 {
     struct mno_held *h = calloc(1, sizeof(*h));
 
     if (h == NULL) {
+        return;
+    }
+    h->auth_gen = authstore_generation(m->auth);
+    if (mno_cred_take(m, req, d->principal_id, &h->cred) != OT_OK) {
+        /* Revoked meanwhile (or no memory): the 202; its POST again is
+         * refused. */
+        mno_cred_clear(&h->cred);
+        free(h);
         return;
     }
     h->job_id = j->id;
@@ -683,6 +698,7 @@ static void mno_hold(struct mno *m, struct net_resp *resp, const struct mno_ajob
      * safety net. */
     h->s = net_resp_defer(resp, (MNO_HOLD_S + 5) * 1000u, 503, mno_held_closed, h);
     if (h->s == NULL) {
+        mno_cred_clear(&h->cred);
         free(h);
         return;
     }
@@ -719,6 +735,32 @@ static void mno_held_answer(struct mno *m, struct mno_held *h, int status,
     (void)net_stream_answer_hdrs(h->s, 202, MNO_CT_CMD, hdrs, NULL, 0);
 }
 
+/* Whether the held POST's credential is still good; a revoked one is
+ * answered 401 (nothing of the job sent) and counts as answered. */
+static bool mno_held_cred(struct mno *m, struct mno_held *h, int64_t now)
+{
+    static const char body[] = "{\"error\":{\"code\":\"unauthenticated\",\"message\":"
+                               "\"the credential was revoked\"}}";
+    const char *hdrs[3] = {"X-Admin-Protocol: " MNO_PROTO, "WWW-Authenticate: Bearer", NULL};
+    int64_t gen = authstore_generation(m->auth);
+    bool retry = false;
+
+    if (gen == h->auth_gen && (h->cred.expires_at == 0 || now < h->cred.expires_at)) {
+        return true; /* nothing revoked since it was last good */
+    }
+    if (mno_cred_ok(m, &h->cred, now, &retry)) {
+        if (!retry) {
+            h->auth_gen = gen;
+        }
+        return true;
+    }
+    OT_LOG_WARN("mno %s: job %lld: held POST of device %lld refused: its credential is no longer"
+                " valid",
+                m->instance, (long long)h->job_id, (long long)h->device_id);
+    (void)net_stream_answer_hdrs(h->s, 401, "application/json", hdrs, body, sizeof(body) - 1);
+    return false;
+}
+
 /* One held POST: true when answered. */
 static bool mno_held_one(struct mno *m, struct db_conn *c, struct mno_held *h, int64_t now)
 {
@@ -727,6 +769,9 @@ static bool mno_held_one(struct mno *m, struct db_conn *c, struct mno_held *h, i
     bool answered = false;
     ot_err err;
 
+    if (!mno_held_cred(m, h, now)) {
+        return true;
+    }
     memset(&next, 0, sizeof(next));
     if (db_begin(c) != OT_OK) {
         return false;
@@ -901,7 +946,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
             OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
             OT_TRY(mno_session_touch(m, c, j.id));
             if (mno_admin_commit(m, &c, resp) && hold) {
-                mno_hold(m, resp, &j, seq);
+                mno_hold(m, req, resp, &d, &j, seq);
             }
             goto done;
         }
@@ -947,7 +992,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
         OT_TRY(mno_session_touch(m, c, j.id));
         if (mno_admin_commit(m, &c, resp) && hold) {
-            mno_hold(m, resp, &j, seq);
+            mno_hold(m, req, resp, &d, &j, seq);
         }
         goto done;
     }

@@ -3,6 +3,7 @@
 #define OT_MNO_MNO_PRIV_H
 
 #include "core/err.h"
+#include "db/authstore.h"
 #include "mno/mno_job.h"
 #include "net/http.h"
 #include "net/json.h"
@@ -137,6 +138,25 @@ unsigned mno_push_count(struct mno *m);
  * has expired (its principal disabled), when the auth store says one may
  * have been or a token is due. */
 void mno_push_recheck(struct mno *m);
+/* The credential a device's request came with (a push stream's, a held
+ * admin POST's), checked again whenever one may have been revoked: the
+ * principal, its bearer token ("" for a client certificate) and the
+ * token's expiry (0: none). */
+struct mno_cred {
+    int64_t principal_id;
+    int64_t expires_at;
+    char bearer[AUTHSTORE_TOKEN_LEN + 1];
+    char *subject; /* the client certificate's (allocated only then), NULL with a token */
+};
+/* req's credential, that of principal_id (OT_E_AUTH: another's). */
+ot_err mno_cred_take(struct mno *m, struct net_req *req, int64_t principal_id, struct mno_cred *cr);
+/* Whether cr is still good: its token verifies for the same principal and
+ * has not expired, or its client certificate is still bound to that
+ * principal, which is not disabled. A store that cannot answer keeps it
+ * (*retry: ask again later). */
+bool mno_cred_ok(struct mno *m, const struct mno_cred *cr, int64_t now, bool *retry);
+/* Wipes the token, frees the subject. */
+void mno_cred_clear(struct mno_cred *cr);
 ot_err mno_push_start(struct mno *m);
 void mno_push_stop(struct mno *m);
 void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx);

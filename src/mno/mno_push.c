@@ -34,13 +34,8 @@ struct mno_push_entry {
     atomic_int refs; /* the table's, the stream's and each pusher's */
     bool linked;     /* in the table (under push_mu) */
     /* The credential that opened the stream, checked again whenever one
-     * may have been revoked (mno_push_recheck): the principal, its bearer
-     * token ("" for a client certificate) and the token's expiry (0:
-     * none). */
-    int64_t principal_id;
-    int64_t expires_at;
-    char bearer[AUTHSTORE_TOKEN_LEN + 1];
-    char *subject; /* the client certificate's (allocated only then), NULL with a token */
+     * may have been revoked (mno_push_recheck). */
+    struct mno_cred cred;
 };
 
 static void mno_entry_unref(struct mno_push_entry *e)
@@ -48,8 +43,7 @@ static void mno_entry_unref(struct mno_push_entry *e)
     if (e != NULL && atomic_fetch_sub(&e->refs, 1) == 1) {
         net_stream_release(e->s);
         pthread_mutex_destroy(&e->mu);
-        ot_mem_wipe(e->bearer, sizeof(e->bearer));
-        free(e->subject);
+        mno_cred_clear(&e->cred);
         free(e);
     }
 }
@@ -237,27 +231,11 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     e->m = m;
     e->device_id = d.id;
-    e->principal_id = d.principal_id;
-    if (net_req_token(req) != NULL) {
-        struct authstore_principal p;
-        /* Just verified by the server: a cache hit. */
-        err = authstore_verify_exp(m->auth, net_req_token(req), &p, &e->expires_at);
-        if (err == OT_OK && p.id != d.principal_id) {
-            err = OT_E_AUTH;
-        }
-        if (err != OT_OK) {
-            free(e);
-            e = NULL;
-            OT_FAIL(err);
-        }
-        snprintf(e->bearer, sizeof(e->bearer), "%s", net_req_token(req));
-    } else if (net_req_cert_subject(req) != NULL) {
-        e->subject = strdup(net_req_cert_subject(req));
-        if (e->subject == NULL) {
-            free(e);
-            e = NULL;
-            OT_FAIL(OT_E_NOMEM);
-        }
+    err = mno_cred_take(m, req, d.principal_id, &e->cred);
+    if (err != OT_OK) {
+        free(e);
+        e = NULL;
+        OT_FAIL(err);
     }
     pthread_mutex_init(&e->mu, NULL);
     atomic_init(&e->refs, 3); /* the table's, the stream's (on_close) and ours */
@@ -291,8 +269,7 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
     e->s = net_resp_sse(resp, mno_stream_closed, e);
     if (e->s == NULL) {
         pthread_mutex_destroy(&e->mu);
-        ot_mem_wipe(e->bearer, sizeof(e->bearer));
-        free(e->subject);
+        mno_cred_clear(&e->cred);
         free(e);
         return; /* answered 503 */
     }
@@ -311,7 +288,7 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
     e->linked = true;
     m->push_n++;
     pthread_mutex_unlock(&m->push_mu);
-    mno_push_due(m, e->expires_at);
+    mno_push_due(m, e->cred.expires_at);
     if (old != NULL) {
         net_stream_close(old->s);
         mno_entry_unref(old);
@@ -326,40 +303,66 @@ out:
     db_release(c);
     if (e != NULL) {
         pthread_mutex_destroy(&e->mu);
-        ot_mem_wipe(e->bearer, sizeof(e->bearer));
-        free(e->subject);
+        mno_cred_clear(&e->cred);
         free(e);
     }
     svc_fail(resp, err);
 }
 
-/* Whether the credential that opened e is still good: its token verifies
- * for the same principal and has not expired, or its client certificate is
- * still bound to that principal, which is not disabled. A store that
- * cannot answer keeps the stream (the next check asks again). */
-static bool mno_cred_ok(struct mno *m, const struct mno_push_entry *e, int64_t now, bool *retry)
+ot_err mno_cred_take(struct mno *m, struct net_req *req, int64_t principal_id, struct mno_cred *cr)
+{
+    memset(cr, 0, sizeof(*cr));
+    cr->principal_id = principal_id;
+    if (net_req_token(req) != NULL) {
+        struct authstore_principal p;
+        /* Just verified by the server: a cache hit. */
+        ot_err err = authstore_verify_exp(m->auth, net_req_token(req), &p, &cr->expires_at);
+        if (err == OT_OK && p.id != principal_id) {
+            err = OT_E_AUTH;
+        }
+        if (err != OT_OK) {
+            return err;
+        }
+        snprintf(cr->bearer, sizeof(cr->bearer), "%s", net_req_token(req));
+    } else if (net_req_cert_subject(req) != NULL) {
+        cr->subject = strdup(net_req_cert_subject(req));
+        if (cr->subject == NULL) {
+            return OT_E_NOMEM;
+        }
+    }
+    return OT_OK;
+}
+
+void mno_cred_clear(struct mno_cred *cr)
+{
+    ot_mem_wipe(cr->bearer, sizeof(cr->bearer));
+    free(cr->subject);
+    cr->subject = NULL;
+}
+
+bool mno_cred_ok(struct mno *m, const struct mno_cred *cr, int64_t now, bool *retry)
 {
     struct authstore_principal p;
     int64_t exp = 0;
     ot_err err;
 
-    if (e->bearer[0] != '\0') {
-        if (e->expires_at != 0 && e->expires_at <= now) {
+    if (cr->bearer[0] != '\0') {
+        if (cr->expires_at != 0 && cr->expires_at <= now) {
             return false;
         }
-        err = authstore_verify_exp(m->auth, e->bearer, &p, &exp);
+        err = authstore_verify_exp(m->auth, cr->bearer, &p, &exp);
         if (err == OT_OK) {
-            return p.id == e->principal_id;
+            return p.id == cr->principal_id;
         }
-    } else if (e->subject != NULL) {
+    } else if (cr->subject != NULL) {
         /* Unbound (a stolen phone's certificate withdrawn), bound to
-         * another principal since, or its principal disabled: closed. */
-        err = authstore_verify_cert(m->auth, e->subject, &p);
+         * another principal since, or its principal disabled: refused. */
+        err = authstore_verify_cert(m->auth, cr->subject, &p);
         if (err == OT_OK) {
-            return p.id == e->principal_id && !p.disabled;
+            return p.id == cr->principal_id && !p.disabled;
         }
     } else {
-        err = authstore_get_principal(m->auth, e->principal_id, &p);
+        err = authstore_get_principal(m->auth, cr->principal_id, &p);
         if (err == OT_OK) {
             return !p.disabled;
         }
@@ -406,7 +409,7 @@ void mno_push_recheck(struct mno *m)
     pthread_mutex_unlock(&m->push_mu);
     for (size_t i = 0; i < n; i++) {
         struct mno_push_entry *e = list[i];
-        if (!mno_cred_ok(m, e, now, &retry)) {
+        if (!mno_cred_ok(m, &e->cred, now, &retry)) {
             bool was;
             pthread_mutex_lock(&m->push_mu);
             was = mno_unlink(m, e);
@@ -420,7 +423,7 @@ void mno_push_recheck(struct mno *m)
                 closed++;
             }
         } else {
-            mno_push_due(m, e->expires_at);
+            mno_push_due(m, e->cred.expires_at);
         }
         mno_entry_unref(e);
     }

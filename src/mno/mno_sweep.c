@@ -122,13 +122,14 @@ ot_err mno_job_wake_event(struct mno *m, struct db_conn *c, int64_t job_id, int6
     const char *reader = NULL;
     int64_t prio = 0;
     int64_t inter = 0;
+    int64_t attempt = 0;
     char hex[MNO_CIN_MAX * 2 + 1];
-    char data[SVC_PREFIX_MAX + 256];
+    char data[SVC_PREFIX_MAX + 320];
     ot_err err = OT_OK;
 
     data[0] = '\0';
     OT_TRY(db_prepare(c,
-                      "SELECT se_cin, se_reader, priority, interactive FROM mno_jobs"
+                      "SELECT se_cin, se_reader, priority, interactive, attempts FROM mno_jobs"
                       " WHERE id = $1",
                       &st));
     OT_TRY(db_bind_int64(st, 1, job_id));
@@ -140,6 +141,7 @@ ot_err mno_job_wake_event(struct mno *m, struct db_conn *c, int64_t job_id, int6
     (void)db_col_text(st, 1, &reader);
     (void)db_col_int64(st, 2, &prio);
     (void)db_col_int64(st, 3, &inter);
+    (void)db_col_int64(st, 4, &attempt);
     hex[0] = '\0';
     for (size_t b = 0; cin != NULL && b < cin_n && b < MNO_CIN_MAX; b++) {
         snprintf(hex + 2 * b, 3, "%02X", cin[b]);
@@ -147,10 +149,10 @@ ot_err mno_job_wake_event(struct mno *m, struct db_conn *c, int64_t job_id, int6
     /* reader and hex hold only [A-Za-z0-9._-]: no JSON escapes. */
     snprintf(data, sizeof(data),
              "{\"job\":\"%lld\",\"uri\":\"%s/admin/jobs/%lld\",\"se\":{\"cin\":%s%s%s,"
-             "\"reader\":%s%s%s},\"priority\":%lld,\"kind\":\"%s\"}",
+             "\"reader\":%s%s%s},\"priority\":%lld,\"kind\":\"%s\",\"attempt\":%lld}",
              (long long)job_id, m->prefix, (long long)job_id, cin ? "\"" : "", cin ? hex : "null",
              cin ? "\"" : "", reader ? "\"" : "", reader ? reader : "null", reader ? "\"" : "",
-             (long long)prio, inter ? "interactive" : "scripted");
+             (long long)prio, inter ? "interactive" : "scripted", (long long)attempt);
     db_reset(st);
     st = NULL;
     OT_TRY(mno_event_add(m, c, device_id, "job", data));

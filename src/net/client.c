@@ -27,6 +27,7 @@ struct net_client {
     unsigned timeout_ms;
     unsigned connect_timeout_ms;
     size_t max_body;
+    const volatile sig_atomic_t *cancel;
 };
 
 struct net_client_rx {
@@ -79,6 +80,7 @@ ot_err net_client_new(const struct net_client_cfg *cfg, struct net_client **out)
         }
     }
     c->insecure = cfg->insecure;
+    c->cancel = cfg->cancel;
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 30000;
     c->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000;
     c->max_body = cfg->max_body ? cfg->max_body : NET_CLIENT_DEFAULT_MAX;
@@ -130,6 +132,18 @@ static size_t net_client_write(char *ptr, size_t size, size_t nmemb, void *ud)
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
     return n;
+}
+
+/* Ends the wait for an answer once the caller is stopping (cfg.cancel):
+ * only after the whole body went, so the server has what was sent. */
+static int net_client_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                               curl_off_t ulnow)
+{
+    const struct net_client *c = ud;
+
+    (void)dltotal;
+    (void)dlnow;
+    return *c->cancel != 0 && ulnow >= ultotal ? 1 : 0;
 }
 
 /* Copies a header value (trimmed) when the line is "name: value". */
@@ -255,6 +269,11 @@ ot_err net_client_request_raw(struct net_client *c, const char *method, const ch
     (void)curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, net_client_header);
     (void)curl_easy_setopt(h, CURLOPT_HEADERDATA, &rx);
     (void)curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
+    if (c->cancel != NULL) {
+        (void)curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, net_client_progress);
+        (void)curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
+        (void)curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
     if (c->ca_file) {
         (void)curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     }
@@ -323,7 +342,9 @@ ot_err net_client_request_raw(struct net_client *c, const char *method, const ch
                            curl_easy_strerror(rc));
         }
         OT_LOG_DEBUG("%s %s: %s", method, url, out->transport_error);
-        OT_FAIL(rc == CURLE_OPERATION_TIMEDOUT ? OT_E_TIMEOUT : OT_E_IO);
+        OT_FAIL(rc == CURLE_OPERATION_TIMEDOUT    ? OT_E_TIMEOUT
+                : rc == CURLE_ABORTED_BY_CALLBACK ? OT_E_STATE
+                                                  : OT_E_IO);
     }
     (void)curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
     OT_TRY(ot_buf_append_u8(&rx.body, 0));

@@ -13,6 +13,7 @@
 #include "net/json.h"
 #include "net/sse.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -26,6 +27,10 @@ struct net_client_cfg {
     unsigned timeout_ms;         /* whole request; 0 = 30000 */
     unsigned connect_timeout_ms; /* 0 = 5000 */
     size_t max_body;             /* answer cap, OT_E_LIMIT above; 0 = 16 MiB */
+    /* Non-NULL: once *cancel is non-zero (a signal handler's flag), a
+     * request whose body has been sent stops waiting for its answer
+     * (OT_E_STATE, checked about every second or sooner). */
+    const volatile sig_atomic_t *cancel;
 };
 
 #define NET_CLIENT_HEADERS_MAX 8192

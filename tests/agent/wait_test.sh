@@ -4,7 +4,10 @@
 # Retry-After of 30 s (heartbeat_s 30); the batch pushed meanwhile ends the
 # wait (the session POSTs again, runs it, and the job ends done), and so does
 # a cancel (the session ends). Without the push, the agent would sleep the
-# whole Retry-After: the test's waits end well before it (15 s).
+# whole Retry-After: the test's waits end well before it (15 s). SIGTERM
+# ends such a wait too (in a POST mno holds, or after a 202): run exits 0
+# and mno ends the session as lost (destructive: outcome_unknown; else
+# queued for another attempt).
 #
 # usage: wait_test.sh TSMD SE_AGENT VSE PROFILES_DIR
 set -euo pipefail
@@ -44,7 +47,6 @@ done
 "${A[@]}" verify | grep -qx "eSE1: added" || fail "verify eSE1"
 "${A[@]}" --poll-ms 100 --log-level info run >"$W/run.log" 2>&1 &
 RUN_PID=$!
-# A session waiting for a batch that never comes does not end on SIGTERM.
 kill_agent() { kill -KILL "$RUN_PID" 2>/dev/null || true; }
 TSMD_CLEANUP_HOOK=kill_agent
 
@@ -91,6 +93,45 @@ ended() { grep -q "job $J2: session ended" "$W/run.log"; }
 wait_for "the session of job $J2 did not end within 15 s of its cancel" ended
 grep -q "event=wait_cut job=$J2" "$W/run.log" || fail "the wait was not cut by the cancel"
 [ "$(job_state "$J2")" = cancelled ] || fail "job $J2: $(cat "$W/resp")"
-kill -TERM "$RUN_PID"
-wait "$RUN_PID" || fail "run did not exit 0 on SIGTERM"
+echo "a cancel pushed during the wait: the session ends at once"
+
+# ---- SIGTERM while a session waits for a batch that never comes ---------------------
+stopped() { ! kill -0 "$RUN_PID" 2>/dev/null; }
+term_agent() { # WHAT: SIGTERM ends run well within the waits (the held POST, Retry-After)
+    kill -TERM "$RUN_PID"
+    wait_for "$1: run did not stop on SIGTERM" stopped
+    wait "$RUN_PID" || fail "$1: run did not exit 0 on SIGTERM"
+}
+# A destructive job, its agent waiting in the POST of batch 1's responses
+# (mno holds it): mno's rules for a lost session, outcome_unknown.
+api POST $P/jobs "$OP_TOKEN" \
+    '{"msisdn":"33600000001","se":{"cin":"'$CIN'"},"kind":"interactive","destructive":true}' \
+    -H "Idempotency-Key: w3"
+expect_status 201 "submit a destructive one"
+J3=$(jq -r .id "$W/resp")
+wait_for "job $J3 not opened" is_state "$J3" running
+api POST "$P/jobs/$J3/batches" "$OP_TOKEN" '{"apdus":["80CA9F7F00"]}' -H "Idempotency-Key: w3-b1"
+expect_status 201 "batch 1 of $J3"
+api GET "$P/jobs/$J3?wait=15&seq=1" "$OP_TOKEN"
+jq -e '.scripts[0].rapdus | length == 1' "$W/resp" >/dev/null || fail "batch 1 of $J3 not run"
+sleep 0.5 # the POST of its responses is held
+term_agent "job $J3 (held POST)"
+wait_for "job $J3 not outcome_unknown" is_state "$J3" outcome_unknown
+echo "SIGTERM during a held POST: run exits 0 at once, the destructive job outcome_unknown"
+
+# A non-destructive job, its agent waiting after the open's 202: interrupted,
+# another attempt later (the device is detached: queued).
+"${A[@]}" --poll-ms 100 --log-level info run >>"$W/run.log" 2>&1 &
+RUN_PID=$!
+api POST $P/jobs "$OP_TOKEN" '{"msisdn":"33600000001","se":{"cin":"'$CIN'"},"kind":"interactive"}' \
+    -H "Idempotency-Key: w4"
+expect_status 201 "submit a fourth one"
+J4=$(jq -r .id "$W/resp")
+wait_for "job $J4 not opened" is_state "$J4" running
+sleep 0.3 # the agent has its 202 and waits
+term_agent "job $J4 (after a 202)"
+grep -q "event=session_stopped job=$J4" "$W/run.log" || fail "the wait of $J4 was not ended"
+wait_for "job $J4 not back in the queue" is_state "$J4" queued
+[ ! -e "$W/agent/session.json" ] || fail "a session file is left: $(cat "$W/agent/session.json")"
+echo "SIGTERM after a 202: run exits 0 at once, the job queued for another attempt"
 echo "agent.push_wait: ok"
