@@ -218,10 +218,15 @@ static bool on_event(void *ctx, const char *id, const char *event, const char *d
     }
     pthread_mutex_lock(&p->mu);
     for (size_t i = 0; ev.kind == AGENT_PUSH_JOB && i < p->n; i++) {
-        const struct agent_push_event *q = &p->q[(p->head + i) % AGENT_PUSH_QUEUE];
+        struct agent_push_event *q = &p->q[(p->head + i) % AGENT_PUSH_QUEUE];
         if (q->kind == AGENT_PUSH_JOB && strcmp(q->job.job, ev.job.job) == 0) {
             /* A re-wake (ota.md 4: a re-registration sends the job event
-             * again) of a job still waiting here: one session is enough. */
+             * again) of a job still waiting here: one session is enough.
+             * A later attempt takes the waiting event's place (the waiting
+             * one may repeat a session that has ended since). */
+            if (ev.attempt > q->attempt) {
+                *q = ev;
+            }
             pthread_mutex_unlock(&p->mu);
             OT_LOG_INFO("event=push_duplicate type=job job=%s", ev.job.job);
             return !p->stop;
