@@ -530,6 +530,7 @@ static ot_err session_loop(struct agent_mno *m, struct agent_reader *rd, const c
         }
         if (r.status == 202) {
             /* The submitter thinks: wait, then the same POST again. */
+            OT_LOG_INFO("event=session_wait job=%s retry_after=%ld", js->job, r.retry_after);
             wait_s(js->job, r.retry_after > 0 ? r.retry_after : 1);
             if (stopping()) {
                 /* mno has everything the card answered: nothing is left

@@ -128,7 +128,8 @@ api POST $P/jobs "$OP_TOKEN" '{"msisdn":"33600000001","se":{"cin":"'$CIN'"},"kin
 expect_status 201 "submit a fourth one"
 J4=$(jq -r .id "$W/resp")
 wait_for "job $J4 not opened" is_state "$J4" running
-sleep 0.3 # the agent has its 202 and waits
+waiting4() { grep -q "event=session_wait job=$J4" "$W/run.log"; }
+wait_for "the agent does not wait after the 202 of $J4" waiting4
 term_agent "job $J4 (after a 202)"
 grep -q "event=session_stopped job=$J4" "$W/run.log" || fail "the wait of $J4 was not ended"
 wait_for "job $J4 not back in the queue" is_state "$J4" queued
