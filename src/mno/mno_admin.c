@@ -6,6 +6,7 @@
 #include "core/buf.h"
 #include "core/hex.h"
 #include "core/log.h"
+#include "db/audit.h"
 #include "db/db.h"
 #include "mno/mno_msg.h"
 #include "mno/mno_priv.h"
@@ -644,6 +645,7 @@ struct mno_held {
      * good at): a revoked device gets 401, not its next script. */
     struct mno_cred cred;
     int64_t auth_gen;
+    struct audit_entry refusal; /* the audit row of that 401 (the request is gone by then) */
     atomic_bool closed;
     atomic_int refs;
 };
@@ -676,6 +678,8 @@ static void mno_hold(struct mno *m, struct net_req *req, struct net_resp *resp,
         return;
     }
     h->auth_gen = authstore_generation(m->auth);
+    svc_audit_entry(req, "mno.admin.held_refused", net_req_path(req), "401 unauthenticated",
+                    &h->refusal);
     if (mno_cred_take(m, req, d->principal_id, &h->cred) != OT_OK) {
         /* Revoked meanwhile (or no memory): the 202; its POST again is
          * refused. */
@@ -758,6 +762,10 @@ static bool mno_held_cred(struct mno *m, struct mno_held *h, int64_t now)
                 " valid",
                 m->instance, (long long)h->job_id, (long long)h->device_id);
     (void)net_stream_answer_hdrs(h->s, 401, "application/json", hdrs, body, sizeof(body) - 1);
+    if (audit_enqueue(m->db, &h->refusal) != OT_OK) {
+        OT_LOG_ERROR("mno %s: job %lld: the audit of a refused held POST failed", m->instance,
+                     (long long)h->job_id);
+    }
     return false;
 }
 

@@ -76,8 +76,8 @@ struct svc_events *svc_kit_events(const struct svc_kit *k)
 
 /* ---- audit and authorisation ------------------------------------------ */
 
-static void svc_audit_entry(const struct net_req *req, const char *action, const char *resource,
-                            const char *outcome, struct audit_entry *e)
+void svc_audit_entry(const struct net_req *req, const char *action, const char *resource,
+                     const char *outcome, struct audit_entry *e)
 {
     const struct net_principal *p = net_req_principal(req);
 

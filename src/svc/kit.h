@@ -54,6 +54,13 @@ struct svc_events *svc_kit_events(const struct svc_kit *k); /* svc/events.h */
 ot_err svc_audit(struct svc_kit *k, struct db_conn *c, const struct net_req *req,
                  const char *action, const char *resource, const char *outcome);
 
+/* The audit row svc_audit would write for req (its principal and request
+ * id), for a caller that writes it later, when req is gone (audit_enqueue:
+ * e.g. the refusal of a held answer). */
+struct audit_entry;
+void svc_audit_entry(const struct net_req *req, const char *action, const char *resource,
+                     const char *outcome, struct audit_entry *e);
+
 enum svc_access {
     SVC_ACC_SHARED, /* data every service provider may read */
     SVC_ACC_OWNED,  /* a resource owned by one principal */

@@ -3,7 +3,7 @@
 # agent waiting in its POST of script 1's responses for script 2, docs/ota.md
 # 6.2) is not answered with the next script once the device's token was
 # revoked meanwhile: the batch pushed after the revocation gets the held POST
-# a 401, with no command script in it. A real tsmd (SQLite), curl as the
+# a 401 (audited: mno.admin.held_refused), with no command script in it. A real tsmd (SQLite), curl as the
 # device's agent.
 #
 # usage: held_revoke_test.sh TSMD
@@ -94,7 +94,18 @@ st=$(cat "$W/held.status")
 grep -qi '^X-Admin-Next-URI:' "$W/held.h" && fail "the 401 names a next script: $(cat "$W/held.h")"
 grep -qi '^Content-Type: application/json' "$W/held.h" || fail "the 401 is not an error body"
 [ "$(jq -r .error.code "$W/held")" = unauthenticated ] || fail "401 body: $(cat "$W/held")"
-echo "a held POST after its token was revoked: 401, no script"
+# Audited (queued for the node's sealer), as phone1's.
+held_audited() {
+    api GET "/admin/v1/audit?limit=200" "$OP_TOKEN"
+    [ "$(jq "[.items[] | select(.action == \"mno.admin.held_refused\" and .principal_id == $D
+        and .resource == \"$NEXT\" and (.outcome | startswith(\"401\")))] | length" "$W/resp")" = 1 ]
+}
+for _ in $(seq 1 100); do
+    held_audited && break
+    sleep 0.1
+done
+held_audited || fail "the refused held POST is not audited: $(head -c 600 "$W/resp")"
+echo "a held POST after its token was revoked: 401 (audited), no script"
 
 # The revoked token gets nothing more; the job is still running, script 2 unanswered.
 API_STATUS=$(curl -s -X POST -o "$W/resp" -w '%{http_code}' -H "Authorization: Bearer $T" \
