@@ -279,9 +279,15 @@ void cms_h_retry(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(db_col_int64(st, 0, &action));
     db_reset(st);
     st = NULL;
+    /* A new job with a fresh host challenge (the stalled one's key would
+     * find the refused job again at mno); a destroy whose result was not
+     * proven reads the card first, so a DESTROY the card may have run is
+     * never sent twice. */
     OT_TRY(db_prepare(c,
                       "UPDATE cms_actions SET state = 'pending', attempts = 0, next_at = 0,"
-                      " claimed_until = 0, updated_at = $1 WHERE id = $2 AND state = 'stalled'",
+                      " claimed_until = 0, hchal = NULL, scp = NULL, mno_job = NULL,"
+                      " verify_first = CASE WHEN action = 'destroy' THEN 1 ELSE verify_first END,"
+                      " updated_at = $1 WHERE id = $2 AND state = 'stalled'",
                       &st));
     OT_TRY(db_bind_int64(st, 1, cms_now()));
     OT_TRY(db_bind_int64(st, 2, action));

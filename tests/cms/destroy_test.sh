@@ -232,6 +232,21 @@ jq -e '[.items[] | select(.event == "result_refused")][0].detail.why | test("R-M
     >/dev/null || fail "c4's refusal does not name the R-MAC: $(cat "$W/resp")"
 note "mno's done without the card's R-MAC refused"
 
+# --- 6. the operator's retry of a refused destroy: a new job, reading the card first
+api POST $C/cards/c3/retry "$OP_TOKEN" '{}'
+expect_status 202 "retry c3"
+J3B=$J3
+for _ in $(seq 1 100); do
+    api GET $C/cards/c3/history "$TA"
+    J3B=$(jq -r '[.items[] | select(.event == "submitted")][-1].detail.job' "$W/resp")
+    [ "$J3B" != "$J3" ] && break
+    sleep 0.1
+done
+[ "$J3B" != "$J3" ] || fail "the retry found the refused job again: $(cat "$W/resp")"
+jq -e '[.items[] | select(.event == "submitted")][-1].detail.purpose == "read the card"' "$W/resp" \
+    >/dev/null || fail "the retried destroy does not read the card first: $(cat "$W/resp")"
+note "the operator's retry: job $J3B reads the card (the refused one was $J3)"
+
 stop_agents
 tsmd_stop
 echo "cms destroy: ok"
