@@ -295,7 +295,8 @@ static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struc
                       " mno_job = CASE WHEN $5 = 1 THEN NULL WHEN CAST($9 AS TEXT) IS NOT NULL"
                       "  THEN CAST($9 AS TEXT) ELSE mno_job END,"
                       " result = COALESCE(CAST($10 AS TEXT), result), claimed_until = $14,"
-                      " updated_at = $11 WHERE id = $12 AND state = $13",
+                      " updated_at = $11 WHERE id = $12 AND state = $13"
+                      " AND COALESCE(hchal, '') = $15 AND COALESCE(scp, '') = $16",
                       &st));
     OT_TRY(db_bind_text(st, 1, sp->set_state));
     OT_TRY(db_bind_int64(st, 2, sp->attempt ? 1 : 0));
@@ -313,6 +314,14 @@ static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struc
     /* A step due again at once stays this worker's (it goes on without
      * claiming the action again); any other lets the action go. */
     OT_TRY(db_bind_int64(st, 14, sp->next_at == 0 ? cms_now_ms() + s->claim_s * 1000 : 0));
+    /* The step is about the action as this worker read it: the same state,
+     * challenge and channel (so the same job). A worker whose claim ran out
+     * in the middle of a step must not apply it over a later job's steps
+     * (the state name alone comes back: pending -> submitted -> pending):
+     * an outcome_unknown of an old job would forget the running one and a
+     * second destroy would follow it. */
+    OT_TRY(db_bind_text(st, 15, a->hchal));
+    OT_TRY(db_bind_text(st, 16, a->scp));
     OT_TRY(db_step(st, &row));
     if (db_changes(st) != 1) {
         OT_FAIL(OT_E_STATE); /* superseded meanwhile: nothing of this step counts */
