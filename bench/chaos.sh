@@ -17,9 +17,16 @@
 # apart) to a random node or agent, until CHAOS_KILLS kills (default 60). Then everything is left to
 # settle (CHAOS_SETTLE_S, default 300) and counted:
 #
-#   destroyed   cards destroyed in cms whose card ran a DESTROY (9000)
-#   duplicates  cards that received more than one DESTROY (the cards' logs)
+#   destroyed   cards destroyed in cms whose card is TERMINATED (its image:
+#               the card's own state, written atomically with the command)
+#   duplicates  cards that ran a DESTROY to its end more than once (the
+#               cards' logs: "R i" before the card runs a DESTROY, "X i SW"
+#               after it ran; a kill between the two leaves an R without its
+#               X: the card never ran that one, its image did not change)
 #   lost        acknowledged requests whose card is not destroyed in cms
+#
+# Also printed: received_not_run= (DESTROYs that reached a card whose
+# process was killed before the card ran them).
 #
 # Last line: kills= destroyed= duplicates= lost= (then cards= acked=
 # node_kills= agent_kills= stalled= seconds=). Exit 0 when every card was
@@ -250,17 +257,21 @@ stop_all
 pg "SELECT card_id FROM cms_cards WHERE state = 'destroyed'" | sort >"$W/cms_destroyed"
 STALLED=$(pg "SELECT COUNT(*) FROM cms_actions WHERE state = 'stalled'")
 cat "$W"/state/destroys.*.log >"$W/destroys.all" 2>/dev/null || true
-awk '$1 == "X" && $3 == "9000" {print "fc" $2}' "$W/destroys.all" | sort -u >"$W/card_executed"
-DUPS=$(awk '$1 == "R" {print $2}' "$W/destroys.all" | sort | uniq -d | wc -l)
-DESTROYED=$(comm -12 "$W/cms_destroyed" "$W/card_executed" | wc -l)
+for img in "$W"/state/card-*.img; do
+    i=${img##*/card-}
+    [ "$("$OT_BUILD/src/bin/vse" inspect "$img" --json | jq -r .lcs)" != TERMINATED ] || echo "fc${i%.img}"
+done | sort >"$W/card_terminated"
+DUPS=$(awk '$1 == "X" {print $2}' "$W/destroys.all" | sort | uniq -d | wc -l)
+NOT_RUN=$(($(grep -c '^R ' "$W/destroys.all" || true) - $(grep -c '^X ' "$W/destroys.all" || true)))
+DESTROYED=$(comm -12 "$W/cms_destroyed" "$W/card_terminated" | wc -l)
 cat "$W"/acked.* 2>/dev/null | sort -u >"$W/acked"
 LOST=$(comm -23 "$W/acked" "$W/cms_destroyed" | wc -l)
 if [ "$LOST" != 0 ] || [ "$DESTROYED" != "$CARDS" ] || [ "$DUPS" != 0 ]; then
     note "not destroyed in cms: $(comm -23 "$W/acked" "$W/cms_destroyed" | head -5 | tr '\n' ' ')"
-    note "destroyed in cms without a DESTROY run by the card: $(comm -23 "$W/cms_destroyed" "$W/card_executed" | head -5 | tr '\n' ' ')"
-    note "received twice: $(awk '$1 == "R" {print $2}' "$W/destroys.all" | sort | uniq -d | head -5 | tr '\n' ' ')"
+    note "destroyed in cms, the card not TERMINATED: $(comm -23 "$W/cms_destroyed" "$W/card_terminated" | head -5 | tr '\n' ' ')"
+    note "ran a DESTROY twice: $(awk '$1 == "X" {print $2}' "$W/destroys.all" | sort | uniq -d | head -5 | tr '\n' ' ')"
     pg "SELECT c.card_id, c.state, a.state, a.attempts, a.result FROM cms_cards c JOIN cms_actions a ON a.card = c.id WHERE c.state <> 'destroyed' LIMIT 10" >&2 || true
 fi
 [ "$TSMD_KEEP" = 1 ] && note "work directory kept: $W"
-echo "kills=$KILLS_DONE destroyed=$DESTROYED duplicates=$DUPS lost=$LOST cards=$CARDS acked=$ACKED node_kills=$NODE_KILLS agent_kills=$AGENT_KILLS stalled=$STALLED seconds=$(($(date +%s) - T0))"
+echo "kills=$KILLS_DONE destroyed=$DESTROYED duplicates=$DUPS lost=$LOST cards=$CARDS acked=$ACKED received_not_run=$NOT_RUN node_kills=$NODE_KILLS agent_kills=$AGENT_KILLS stalled=$STALLED seconds=$(($(date +%s) - T0))"
 [ "$LOST" = 0 ] && [ "$DESTROYED" = "$CARDS" ] && [ "$DUPS" = 0 ]
