@@ -306,7 +306,9 @@ out:
     return err;
 }
 
-static ot_err ob_list_text(json_t *o, struct db_stmt *st, int col, const char *key)
+/* A text column as a JSON string, SQL NULL as null (a read error is the
+ * error, not a null). */
+static ot_err ob_put_text_col(struct db_stmt *st, int col, json_t *o, const char *key)
 {
     const char *t = NULL;
     ot_err err;
@@ -333,13 +335,13 @@ static ot_err ob_list_row(struct db_stmt *st, void *ctx, json_t **item)
     OT_TRY(db_col_int64(st, 0, &v));
     snprintf(id, sizeof(id), "%lld", (long long)v);
     OT_TRY(json_put_str(o, "id", id));
-    OT_TRY(ob_list_text(o, st, 1, "channel"));
-    OT_TRY(ob_list_text(o, st, 2, "target"));
-    OT_TRY(ob_list_text(o, st, 3, "event"));
-    OT_TRY(ob_list_text(o, st, 4, "state"));
+    OT_TRY(ob_put_text_col(st, 1, o, "channel"));
+    OT_TRY(ob_put_text_col(st, 2, o, "target"));
+    OT_TRY(ob_put_text_col(st, 3, o, "event"));
+    OT_TRY(ob_put_text_col(st, 4, o, "state"));
     OT_TRY(db_col_int64(st, 5, &v));
     OT_TRY(json_put_int(o, "attempts", v));
-    OT_TRY(ob_list_text(o, st, 6, "last_error"));
+    OT_TRY(ob_put_text_col(st, 6, o, "last_error"));
     OT_TRY(db_col_int64(st, 7, &v));
     OT_TRY(json_put_int(o, "created_at", v));
     if (db_col_is_null(st, 8)) {
@@ -833,16 +835,6 @@ void svc_outbox_free(struct svc_outbox *ob)
 }
 
 /* ---- the delivery log ------------------------------------------------------ */
-
-static ot_err ob_put_text_col(struct db_stmt *st, int col, json_t *o, const char *key)
-{
-    const char *v = NULL;
-
-    if (db_col_text(st, col, &v) != OT_OK || v == NULL) {
-        return json_put_null(o, key);
-    }
-    return json_put_str(o, key, v);
-}
 
 static ot_err ob_put_int_col(struct db_stmt *st, int col, json_t *o, const char *key)
 {
