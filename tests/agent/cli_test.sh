@@ -29,9 +29,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../vse/pcscd_env.sh
 . "$HERE/../vse/pcscd_env.sh"
 
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 
 SIM_PID=
 ESE_PID=

@@ -32,9 +32,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../tsmd/lib.sh"
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 cont_vse() {
     [ -z "${VSE_PID:-}" ] || kill -CONT "$VSE_PID" 2>/dev/null || true
 }

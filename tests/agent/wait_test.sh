@@ -21,9 +21,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../tsmd/lib.sh"
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 tsmd_work_init agent-wait
 W=$TSMD_WORK
 CIN=4F54534D44455601 # profiles/dev.json

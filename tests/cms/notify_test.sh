@@ -24,9 +24,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
 
-for t in curl jq sqlite3; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq sqlite3
 tsmd_work_init cms-notify
 SECRET="hook-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 SINK="$TSMD_WORK/sink"

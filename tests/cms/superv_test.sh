@@ -27,9 +27,7 @@ BACKEND=${3:-sqlite}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 tsmd_work_init cms-superv
 W=$TSMD_WORK
 SECRET=superv-hook-secret-0123456789

@@ -24,9 +24,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
 
-for t in curl jq xxd; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq xxd
 tsmd_work_init mno-cred
 tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=warn" "services.enabled=mno:orange" \
     "mno.orange.lease_s=600" "mno.orange.heartbeat_s=200" "mno.orange.sweep_ms=50"

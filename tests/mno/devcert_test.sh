@@ -25,9 +25,7 @@ TSMCTL=$6
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
-for t in curl jq openssl; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq openssl
 tsmd_work_init mno-devcert
 W=$TSMD_WORK
 

@@ -14,9 +14,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
 
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 tsmd_work_init mno-held-revoke
 W=$TSMD_WORK
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=mno:orange" \

@@ -35,9 +35,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 [ -x "$NGINX" ] || fail "nginx is missing (scripts/deps.sh installs nginx-light)"
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 [ -n "${OPENTSM_TEST_PG_URL:-}" ] || fail "OPENTSM_TEST_PG_URL is not set (run under tests/pg/with_pg.sh)"
 tsmd_work_init mno-nginx
 W=$TSMD_WORK

@@ -32,9 +32,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../agent/lib.sh
 . "$HERE/../agent/lib.sh"
 
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 tsmd_work_init mno-scp03
 W=$TSMD_WORK
 CIN=4F54534D45534501 # profiles/ese-central.json

@@ -20,9 +20,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../tsmd/lib.sh
 . "$HERE/../tsmd/lib.sh"
 
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 tsmd_work_init mno-session
 tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=warn" "services.enabled=mno:orange" \
     "mno.orange.sweep_ms=100" "mno.orange.backoff_s=0" "mno.orange.lease_s=2" \

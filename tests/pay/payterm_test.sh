@@ -32,9 +32,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-for t in curl jq; do
-    command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
-done
+need_tools curl jq
 if [ "$MODE" = pcsc ]; then
     # shellcheck source=../vse/pcscd_env.sh
     . "$HERE/../vse/pcscd_env.sh"

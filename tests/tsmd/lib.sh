@@ -13,7 +13,7 @@
 #   api METHOD PATH TOKEN [BODY] [curl args...]
 #                             one request; status in $API_STATUS, body in
 #                             $TSMD_WORK/resp, headers in $TSMD_WORK/resp.h
-#   fail MSG / note MSG
+#   fail MSG / note MSG / need_tools TOOL...
 #
 # Everything runs on 127.0.0.1; every process started here is stopped by the
 # EXIT trap (tsmd_cleanup), which also prints tsmd's log when the test failed.
@@ -35,6 +35,13 @@ fail() {
 
 note() {
     echo "# $*" >&2
+}
+
+need_tools() { # TOOL...: each on PATH, or fail naming the one missing
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null || fail "$t is missing (scripts/deps.sh installs it)"
+    done
 }
 
 tsmd_cleanup() {
