@@ -344,8 +344,9 @@ static ot_err sv_resolve(struct cms *s, struct db_conn **c, const struct sv_even
     h = ot_str_hash32(key);
     pthread_mutex_lock(&v->mu);
     {
-        struct sv_ident *id = sv_ident_find(v, key, h);
-        sv_evict(v, now);
+        struct sv_ident *id;
+        sv_evict(v, now); /* first: it may free the entry looked up next */
+        id = sv_ident_find(v, key, h);
         if (id != NULL && now - id->loaded_ms < v->card_ttl_ms) {
             struct sv_card *k = id->row != 0 ? sv_card_find(v, id->row) : NULL;
             if (id->row == 0 || (k != NULL && now - k->loaded_ms < v->card_ttl_ms)) {

@@ -50,21 +50,23 @@ ev kb
 ev nobody # an unknown reference is remembered too
 [ "$(gauges)" = "2 3" ] || fail "after three events: cards refs = $(gauges)"
 sleep 2.2
-ev kc
+ev ka # an idle card comes back: dropped, then read again
 [ "$(gauges)" = "1 1" ] || fail "idle ones not dropped: cards refs = $(gauges)"
+ev kc
+[ "$(gauges)" = "2 2" ] || fail "after kc: cards refs = $(gauges)"
 note "idle cards and references dropped after cms.superv_keep_s"
 
 # 2. a rule with a longer window keeps them, and its window still decides
 api PUT $C/rules/velocity "$OP_TOKEN" '{"kind":"velocity","action":"lock","max":2,"window_s":60}'
 expect_status 200 "rule velocity"
 sleep 1.2 # the rules are read again within a second
-ev ka
-ev ka
-sleep 2.2
 ev kb
+ev kb
+sleep 2.2
+ev kc
 [ "$(gauges | cut -d' ' -f1)" = 3 ] || fail "cards dropped within a rule's window: $(gauges)"
-ev ka # the third event of ka within 60 s
-jq -e '.decisions[0].card_id == "ka" and .decisions[0].rule == "velocity"' "$W/resp" >/dev/null ||
+ev kb # the third event of kb within 60 s
+jq -e '.decisions[0].card_id == "kb" and .decisions[0].rule == "velocity"' "$W/resp" >/dev/null ||
     fail "the kept window did not decide: $(cat "$W/resp")"
 note "cards kept for the longest rule window; the window decided"
 tsmd_stop
