@@ -399,61 +399,15 @@ static ot_err cms_card_bind(struct db_stmt *st, void *ctx)
     return db_bind_int64(st, 3, ((const struct cms_list_ctx *)ctx)->card);
 }
 
-static ot_err cms_put_text_col(struct db_stmt *st, int col, json_t *o, const char *key)
-{
-    const char *v = NULL;
-    ot_err err = db_col_text(st, col, &v);
-
-    if (err == OT_OK && v != NULL) {
-        err = json_put_str(o, key, v);
-    }
-    return err;
-}
-
-/* detail is JSON cms wrote (an explanation): embedded as an object. */
-static ot_err cms_put_json_col(struct db_stmt *st, int col, json_t *o, const char *key)
-{
-    const char *v = NULL;
-    json_t *j = NULL;
-    ot_err err = db_col_text(st, col, &v);
-
-    if (err == OT_OK && v != NULL) {
-        if (json_parse(v, strlen(v), CMS_WHY_MAX * 2, &j, NULL) == OT_OK) {
-            err = json_put(o, key, j);
-        } else {
-            err = json_put_str(o, key, v);
-        }
-    }
-    return err;
-}
-
-static ot_err cms_history_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    json_t *o = json_obj_new();
-    int64_t v = 0;
-    char id[24];
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    if (o == NULL) {
-        return OT_E_NOMEM;
-    }
-    OT_TRY(db_col_int64(st, 0, &v));
-    snprintf(id, sizeof(id), "%lld", (long long)v);
-    OT_TRY(json_put_str(o, "id", id));
-    OT_TRY(cms_put_text_col(st, 1, o, "event"));
-    OT_TRY(cms_put_text_col(st, 2, o, "state"));
-    OT_TRY(cms_put_text_col(st, 3, o, "cause"));
-    OT_TRY(cms_put_text_col(st, 4, o, "reason"));
-    OT_TRY(cms_put_json_col(st, 5, o, "detail"));
-    OT_TRY(db_col_int64(st, 6, &v));
-    OT_TRY(json_put_int(o, "at", v));
-    *item = o;
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
+static const struct svc_col cms_history_cols[] = {
+    {"id", SVC_COL_ID, 0},
+    {"event", SVC_COL_TEXT, 0},
+    {"state", SVC_COL_TEXT, 0},
+    {"cause", SVC_COL_TEXT, SVC_COL_OMIT_NULL},
+    {"reason", SVC_COL_TEXT, SVC_COL_OMIT_NULL},
+    {"detail", SVC_COL_JSON, SVC_COL_OMIT_NULL}, /* the explanation cms wrote */
+    {"at", SVC_COL_INT, 0},
+};
 
 /* GET /cards/{card}/history: every move and every decision, oldest first
  * (the wallets' "Removal Pending" view reads the last one). */
@@ -466,7 +420,8 @@ void cms_h_history(struct net_req *req, struct net_resp *resp, void *ctx)
         .sql = "SELECT id, event, state, cause, reason, detail, at FROM cms_history"
                " WHERE id > $1 AND card = $3 ORDER BY id LIMIT $2",
         .bind = cms_card_bind,
-        .row = cms_history_row,
+        .cols = cms_history_cols,
+        .ncols = SVC_NCOLS(cms_history_cols),
         .ctx = &l,
     };
 
@@ -477,41 +432,21 @@ void cms_h_history(struct net_req *req, struct net_resp *resp, void *ctx)
     svc_list_page(s->db, req, resp, &list);
 }
 
-static ot_err cms_action_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    json_t *o = json_obj_new();
-    int64_t v = 0;
-    char id[24];
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    if (o == NULL) {
-        return OT_E_NOMEM;
-    }
-    OT_TRY(db_col_int64(st, 0, &v));
-    snprintf(id, sizeof(id), "%lld", (long long)v);
-    OT_TRY(json_put_str(o, "id", id));
-    OT_TRY(cms_put_text_col(st, 1, o, "action"));
-    OT_TRY(cms_put_text_col(st, 2, o, "reason"));
-    OT_TRY(cms_put_text_col(st, 3, o, "cause"));
-    OT_TRY(cms_put_text_col(st, 4, o, "mode"));
-    OT_TRY(cms_put_text_col(st, 5, o, "scope"));
-    OT_TRY(cms_put_text_col(st, 6, o, "state"));
-    OT_TRY(cms_put_text_col(st, 7, o, "mno_job"));
-    OT_TRY(db_col_int64(st, 8, &v));
-    OT_TRY(json_put_int(o, "attempts", v));
-    OT_TRY(cms_put_text_col(st, 9, o, "result"));
-    OT_TRY(cms_put_json_col(st, 10, o, "why"));
-    OT_TRY(db_col_int64(st, 11, &v));
-    OT_TRY(json_put_int(o, "created_at", v));
-    OT_TRY(db_col_int64(st, 12, &v));
-    OT_TRY(json_put_int(o, "updated_at", v));
-    *item = o;
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
+static const struct svc_col cms_action_cols[] = {
+    {"id", SVC_COL_ID, 0},
+    {"action", SVC_COL_TEXT, 0},
+    {"reason", SVC_COL_TEXT, 0},
+    {"cause", SVC_COL_TEXT, 0},
+    {"mode", SVC_COL_TEXT, 0},
+    {"scope", SVC_COL_TEXT, 0},
+    {"state", SVC_COL_TEXT, 0},
+    {"mno_job", SVC_COL_TEXT, SVC_COL_OMIT_NULL},
+    {"attempts", SVC_COL_INT, 0},
+    {"result", SVC_COL_TEXT, SVC_COL_OMIT_NULL},
+    {"why", SVC_COL_JSON, SVC_COL_OMIT_NULL},
+    {"created_at", SVC_COL_INT, 0},
+    {"updated_at", SVC_COL_INT, 0},
+};
 
 /* GET /cards/{card}/actions: the card's lock, unlock and destroy requests
  * and how far each went. */
@@ -525,7 +460,8 @@ void cms_h_actions(struct net_req *req, struct net_resp *resp, void *ctx)
                " why, created_at, updated_at FROM cms_actions"
                " WHERE id > $1 AND card = $3 ORDER BY id LIMIT $2",
         .bind = cms_card_bind,
-        .row = cms_action_row,
+        .cols = cms_action_cols,
+        .ncols = SVC_NCOLS(cms_action_cols),
         .ctx = &l,
     };
 

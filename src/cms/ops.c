@@ -131,40 +131,11 @@ out:
     }
 }
 
-static ot_err cms_alert_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    json_t *o = json_obj_new();
-    const char *v = NULL;
-    int64_t n = 0;
-    char id[24];
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    if (o == NULL) {
-        return OT_E_NOMEM;
-    }
-    OT_TRY(db_col_int64(st, 0, &n));
-    snprintf(id, sizeof(id), "%lld", (long long)n);
-    OT_TRY(json_put_str(o, "id", id));
-    OT_TRY(db_col_text(st, 1, &v));
-    OT_TRY(json_put_str(o, "card_id", v));
-    OT_TRY(db_col_int64(st, 2, &n));
-    snprintf(id, sizeof(id), "%lld", (long long)n);
-    OT_TRY(json_put_str(o, "action_id", id));
-    OT_TRY(db_col_text(st, 3, &v));
-    OT_TRY(json_put_str(o, "kind", v));
-    OT_TRY(db_col_text(st, 4, &v));
-    OT_TRY(json_put_str(o, "message", v));
-    OT_TRY(db_col_int64(st, 5, &n));
-    OT_TRY(json_put_bool(o, "cleared", n != 0));
-    OT_TRY(db_col_int64(st, 6, &n));
-    OT_TRY(json_put_int(o, "created_at", n));
-    *item = o;
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
+static const struct svc_col cms_alert_cols[] = {
+    {"id", SVC_COL_ID, 0},          {"card_id", SVC_COL_TEXT, 0}, {"action_id", SVC_COL_ID, 0},
+    {"kind", SVC_COL_TEXT, 0},      {"message", SVC_COL_TEXT, 0}, {"cleared", SVC_COL_BOOL, 0},
+    {"created_at", SVC_COL_INT, 0},
+};
 
 /* GET /alerts: what needs the operator (an action that failed its
  * attempts, a success reported without the card's proof, an unknown
@@ -176,7 +147,8 @@ void cms_h_alerts(struct net_req *req, struct net_resp *resp, void *ctx)
         .sql = "SELECT a.id, c.card_id, a.action, a.kind, a.message, a.cleared, a.created_at"
                " FROM cms_alerts a JOIN cms_cards c ON c.id = a.card"
                " WHERE a.id > $1 ORDER BY a.id LIMIT $2",
-        .row = cms_alert_row,
+        .cols = cms_alert_cols,
+        .ncols = SVC_NCOLS(cms_alert_cols),
         .ctx = s,
     };
 

@@ -907,59 +907,21 @@ out:
 }
 
 /* GET /decisions: newest last, keyset pages. */
-static ot_err sv_decision_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    json_t *o = json_obj_new();
-    json_t *why = NULL;
-    struct json_err je;
-    const char *t = NULL;
-    int64_t v = 0;
-    char id[24];
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    *item = NULL;
-    memset(&je, 0, sizeof(je));
-    if (o == NULL) {
-        return OT_E_NOMEM;
-    }
-    OT_TRY(db_col_int64(st, 0, &v));
-    snprintf(id, sizeof(id), "%lld", (long long)v);
-    OT_TRY(json_put_str(o, "id", id));
-    OT_TRY(db_col_text(st, 1, &t));
-    OT_TRY(json_put_str(o, "card_id", t));
-    OT_TRY(db_col_text(st, 2, &t));
-    OT_TRY(json_put_str(o, "rule", t));
-    OT_TRY(db_col_text(st, 3, &t));
-    OT_TRY(json_put_str(o, "action", t));
-    OT_TRY(db_col_text(st, 4, &t));
-    OT_TRY(json_put_str(o, "outcome", t));
-    OT_TRY(db_col_text(st, 5, &t));
-    if (json_parse(t, strlen(t), 65536, &why, &je) == OT_OK) {
-        OT_TRY(json_put(o, "why", why));
-        why = NULL;
-    }
-    OT_TRY(db_col_int64(st, 6, &v));
-    OT_TRY(json_put_int(o, "at", v));
-    *item = o;
-    o = NULL;
-out:
-    json_free(why);
-    json_free(o);
-    return err;
-}
+static const struct svc_col sv_decision_cols[] = {
+    {"id", SVC_COL_ID, 0},       {"card_id", SVC_COL_TEXT, 0}, {"rule", SVC_COL_TEXT, 0},
+    {"action", SVC_COL_TEXT, 0}, {"outcome", SVC_COL_TEXT, 0}, {"why", SVC_COL_JSON, 0},
+    {"at", SVC_COL_INT, 0},
+};
 
 void cms_h_decisions(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct cms *s = ctx;
     const struct svc_list l = {
-        "SELECT d.id, c.card_id, d.rule, d.action, d.outcome, d.why, d.at"
-        " FROM cms_superv_decisions d JOIN cms_cards c ON c.id = d.card"
-        " WHERE d.id > $1 ORDER BY d.id LIMIT $2",
-        NULL,
-        sv_decision_row,
-        NULL,
-        NULL,
+        .sql = "SELECT d.id, c.card_id, d.rule, d.action, d.outcome, d.why, d.at"
+               " FROM cms_superv_decisions d JOIN cms_cards c ON c.id = d.card"
+               " WHERE d.id > $1 ORDER BY d.id LIMIT $2",
+        .cols = sv_decision_cols,
+        .ncols = SVC_NCOLS(sv_decision_cols),
     };
 
     svc_list_page(s->db, req, resp, &l);

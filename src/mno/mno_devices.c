@@ -1011,36 +1011,12 @@ out:
 
 /* GET /events?cursor=&limit=: the platform events (registration, detach,
  * lease expiry, alerts) for other services, oldest first. */
-static ot_err mno_event_list_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    const char *kind = NULL;
-    const char *data = NULL;
-    int64_t id = 0;
-    int64_t at = 0;
-    json_t *o = NULL;
-    json_t *dj;
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    OT_TRY(db_col_int64(st, 0, &id));
-    OT_TRY(db_col_text(st, 1, &kind));
-    OT_TRY(db_col_text(st, 2, &data));
-    OT_TRY(db_col_int64(st, 3, &at));
-    o = json_obj_new();
-    if (o == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(json_put_int(o, "id", id));
-    OT_TRY(json_put_str(o, "event", kind));
-    dj = json_loads(data != NULL ? data : "{}", 0, NULL);
-    OT_TRY(json_put(o, "data", dj != NULL ? dj : json_object()));
-    OT_TRY(json_put_int(o, "at", at));
-    *item = o;
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
+static const struct svc_col mno_event_cols[] = {
+    {"id", SVC_COL_INT, 0},
+    {"event", SVC_COL_TEXT, 0},
+    {"data", SVC_COL_JSON, 0},
+    {"at", SVC_COL_INT, 0},
+};
 
 void mno_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
 {
@@ -1049,7 +1025,8 @@ void mno_h_events(struct net_req *req, struct net_resp *resp, void *ctx)
         .sql = "SELECT id, kind, data, created_at FROM mno_events WHERE id > $1"
                " AND instance = $3 AND device_id = 0 ORDER BY id LIMIT $2",
         .bind = mno_list_bind_instance,
-        .row = mno_event_list_row,
+        .cols = mno_event_cols,
+        .ncols = SVC_NCOLS(mno_event_cols),
         .ctx = m,
     };
 

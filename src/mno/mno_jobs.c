@@ -998,39 +998,10 @@ done:
 }
 
 /* GET /alerts: SEs whose jobs stopped after failed EXTERNAL AUTHENTICATEs. */
-static ot_err mno_alert_list_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    const uint8_t *p = NULL;
-    size_t pn = 0;
-    int64_t v = 0;
-    char id[24];
-    json_t *o = NULL;
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    o = json_obj_new();
-    if (o == NULL) {
-        OT_FAIL(OT_E_NOMEM);
-    }
-    OT_TRY(db_col_int64(st, 0, &v));
-    snprintf(id, sizeof(id), "%lld", (long long)v);
-    OT_TRY(json_put_str(o, "id", id));
-    OT_TRY(db_col_blob(st, 1, &p, &pn));
-    OT_TRY(json_put_hex(o, "cin", p, pn));
-    OT_TRY(db_col_int64(st, 2, &v));
-    OT_TRY(json_put_int(o, "kvn", v));
-    OT_TRY(db_col_int64(st, 3, &v));
-    OT_TRY(json_put_int(o, "failures", v));
-    OT_TRY(db_col_int64(st, 4, &v));
-    OT_TRY(json_put_bool(o, "cleared", v != 0));
-    OT_TRY(db_col_int64(st, 5, &v));
-    OT_TRY(json_put_int(o, "created_at", v));
-    *item = o;
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
+static const struct svc_col mno_alert_cols[] = {
+    {"id", SVC_COL_ID, 0},        {"cin", SVC_COL_HEX, 0},      {"kvn", SVC_COL_INT, 0},
+    {"failures", SVC_COL_INT, 0}, {"cleared", SVC_COL_BOOL, 0}, {"created_at", SVC_COL_INT, 0},
+};
 
 void mno_h_alerts(struct net_req *req, struct net_resp *resp, void *ctx)
 {
@@ -1039,7 +1010,8 @@ void mno_h_alerts(struct net_req *req, struct net_resp *resp, void *ctx)
         .sql = "SELECT id, cin, kvn, failures, cleared, created_at FROM mno_alerts"
                " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
         .bind = mno_list_bind_instance,
-        .row = mno_alert_list_row,
+        .cols = mno_alert_cols,
+        .ncols = SVC_NCOLS(mno_alert_cols),
         .ctx = m,
     };
 

@@ -482,9 +482,11 @@ static void pay_h_sp_list(struct net_req *req, struct net_resp *resp, void *ctx)
     const struct net_principal *p = net_req_principal(req);
     struct pay_sp_filter f = {s, p && p->kind == NET_P_SP ? p->id : 0};
     const struct svc_list l = {
-        "SELECT id, name, display_name, endpoint, kind, pub, owner, revoked FROM pay_sps"
-        " WHERE id > $1 AND instance = $3 AND ($4 = 0 OR owner = $4) ORDER BY id LIMIT $2",
-        pay_sp_owner_bind, pay_sp_list_row, NULL, &f};
+        .sql = "SELECT id, name, display_name, endpoint, kind, pub, owner, revoked FROM pay_sps"
+               " WHERE id > $1 AND instance = $3 AND ($4 = 0 OR owner = $4) ORDER BY id LIMIT $2",
+        .bind = pay_sp_owner_bind,
+        .row = pay_sp_list_row,
+        .ctx = &f};
 
     svc_list_page(s->db, req, resp, &l);
 }
@@ -698,9 +700,12 @@ static void pay_h_sp_key_list(struct net_req *req, struct net_resp *resp, void *
     struct pay_svc *s = ctx;
     struct pay_sp_row r;
     struct pay_key_list kl;
-    const struct svc_list l = {"SELECT id, key_type, version, created_at FROM pay_sp_keys"
-                               " WHERE id > $1 AND instance = $3 AND sp = $4 ORDER BY id LIMIT $2",
-                               pay_key_list_bind, pay_key_list_row, NULL, &kl};
+    const struct svc_list l = {
+        .sql = "SELECT id, key_type, version, created_at FROM pay_sp_keys"
+               " WHERE id > $1 AND instance = $3 AND sp = $4 ORDER BY id LIMIT $2",
+        .bind = pay_key_list_bind,
+        .row = pay_key_list_row,
+        .ctx = &kl};
 
     if (!pay_sp_of_path(s, req, resp, "pay.sp.key.list", &r)) {
         return;
@@ -874,9 +879,12 @@ out:
 static void pay_h_client_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct pay_svc *s = ctx;
-    const struct svc_list l = {"SELECT id, name, principal_id, dongle_pub, revoked FROM pay_clients"
-                               " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
-                               pay_sp_row_bind, pay_client_list_row, NULL, s};
+    const struct svc_list l = {
+        .sql = "SELECT id, name, principal_id, dongle_pub, revoked FROM pay_clients"
+               " WHERE id > $1 AND instance = $3 ORDER BY id LIMIT $2",
+        .bind = pay_sp_row_bind,
+        .row = pay_client_list_row,
+        .ctx = s};
 
     svc_list_page(s->db, req, resp, &l);
 }

@@ -272,6 +272,83 @@ bool svc_page_of_query(const struct net_req *req, struct net_resp *resp, unsigne
     return true;
 }
 
+static ot_err svc_put_col(struct db_stmt *st, int col, const struct svc_col *d, json_t *o)
+{
+    const char *t = NULL;
+    const uint8_t *p = NULL;
+    size_t pn = 0;
+    int64_t v = 0;
+    json_t *j = NULL;
+    char id[24];
+    ot_err err = OT_OK;
+
+    if (d->kind == SVC_COL_SKIP || d->key == NULL) {
+        return OT_OK;
+    }
+    if (db_col_is_null(st, col)) {
+        return (d->flags & SVC_COL_OMIT_NULL) != 0 ? OT_OK : json_put_null(o, d->key);
+    }
+    switch (d->kind) {
+    case SVC_COL_INT:
+    case SVC_COL_ID:
+    case SVC_COL_BOOL:
+        OT_TRY(db_col_int64(st, col, &v));
+        if (d->kind == SVC_COL_INT) {
+            err = json_put_int(o, d->key, v);
+        } else if (d->kind == SVC_COL_BOOL) {
+            err = json_put_bool(o, d->key, v != 0);
+        } else {
+            snprintf(id, sizeof(id), "%lld", (long long)v);
+            err = json_put_str(o, d->key, id);
+        }
+        break;
+    case SVC_COL_TEXT:
+        OT_TRY(db_col_text(st, col, &t));
+        if (t[0] == '\0' && (d->flags & SVC_COL_EMPTY_NULL) != 0) {
+            err = json_put_null(o, d->key);
+        } else {
+            err = json_put_str(o, d->key, t);
+        }
+        break;
+    case SVC_COL_HEX:
+        OT_TRY(db_col_blob(st, col, &p, &pn));
+        err = json_put_hex(o, d->key, p, pn);
+        break;
+    case SVC_COL_JSON:
+        OT_TRY(db_col_text(st, col, &t));
+        if (json_parse(t, strlen(t), SVC_COL_JSON_MAX, &j, NULL) == OT_OK) {
+            err = json_put(o, d->key, j);
+        } else {
+            err = json_put_str(o, d->key, t);
+        }
+        break;
+    default:
+        err = OT_E_ARG;
+        break;
+    }
+out:
+    return err;
+}
+
+ot_err svc_row_json(struct db_stmt *st, const struct svc_col *cols, size_t n, json_t **item)
+{
+    json_t *o = json_obj_new();
+    ot_err err = OT_OK;
+
+    *item = NULL;
+    if (o == NULL) {
+        return OT_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        OT_TRY(svc_put_col(st, (int)i, &cols[i], o));
+    }
+    *item = o;
+    o = NULL;
+out:
+    json_free(o);
+    return err;
+}
+
 void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *resp,
                    const struct svc_list *l)
 {
@@ -322,7 +399,11 @@ void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *re
             ids[n++] = last;
             continue;
         }
-        OT_TRY(l->row(st, l->ctx, &item));
+        if (l->row != NULL) {
+            OT_TRY(l->row(st, l->ctx, &item));
+        } else {
+            OT_TRY(svc_row_json(st, l->cols, l->ncols, &item));
+        }
         OT_TRY(json_push(arr, item));
         n++;
     }

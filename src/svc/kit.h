@@ -108,19 +108,51 @@ bool svc_page_of_query(const struct net_req *req, struct net_resp *resp, unsigne
 /* A listing keyed by row id, one page per request: sql selects the rows
  * with "id > $1 ... ORDER BY id LIMIT $2" (column 0 the id) and takes its
  * own parameters from $3 on, bound by bind (NULL: none); row turns the
- * current row into its item (new reference). svc_list_page reads cursor and
- * limit (400 itself), asks one row more than the page to know whether
- * another follows, and answers {"items", "next_cursor"} or the error.
- * An item that needs queries of its own (a job with its scripts) sets
- * expand instead of row: sql then selects only the ids, and expand builds
- * each item from its id on the same connection once the page's ids are
- * read (the cursor statement is closed by then). */
+ * current row into its item (new reference), or cols says how (above). svc_list_page reads cursor
+ * and limit (400 itself), asks one row more than the page to know whether another follows, and
+ * answers {"items", "next_cursor"} or the error. An item that needs queries of its own (a job with
+ * its scripts) sets expand instead of row: sql then selects only the ids, and expand builds each
+ * item from its id on the same connection once the page's ids are read (the cursor statement is
+ * closed by then). */
+/* ---- a row as JSON, column by column ------------------------------------
+ *
+ * Most items are a row's columns under their names: cols[i] says what
+ * column i becomes (svc_row_json), and a list sets cols instead of row.
+ * SQL NULL gives null, or leaves the key out with SVC_COL_OMIT_NULL. */
+enum svc_col_kind {
+    SVC_COL_SKIP, /* not shown (key NULL) */
+    SVC_COL_INT,  /* integer */
+    SVC_COL_ID,   /* integer shown as a decimal string (a row id) */
+    SVC_COL_BOOL, /* integer, non-zero is true */
+    SVC_COL_TEXT, /* string */
+    SVC_COL_HEX,  /* blob as upper-case hex */
+    SVC_COL_JSON, /* text holding JSON the service wrote: embedded as its value;
+                   * text that does not parse is shown as a string */
+};
+#define SVC_COL_OMIT_NULL  1u /* SQL NULL: the key is left out */
+#define SVC_COL_EMPTY_NULL 2u /* SVC_COL_TEXT: "" is shown as null */
+struct svc_col {
+    const char *key;
+    enum svc_col_kind kind;
+    unsigned flags;
+};
+/* The number of entries of a struct svc_col array. */
+#define SVC_NCOLS(cols) (sizeof(cols) / sizeof((cols)[0]))
+/* The JSON size svc_row_json parses in a SVC_COL_JSON column. */
+#define SVC_COL_JSON_MAX 65536
+/* The current row as an object (new reference in *item) of its n first
+ * columns as cols describes them. */
+ot_err svc_row_json(struct db_stmt *st, const struct svc_col *cols, size_t n, json_t **item);
+
 struct svc_list {
     const char *sql;
     ot_err (*bind)(struct db_stmt *st, void *ctx);
     ot_err (*row)(struct db_stmt *st, void *ctx, json_t **item);
     ot_err (*expand)(struct db_conn *c, void *ctx, int64_t id, json_t **item);
     void *ctx;
+    /* instead of row: the item is svc_row_json(cols, ncols) */
+    const struct svc_col *cols;
+    size_t ncols;
 };
 void svc_list_page(struct db *db, const struct net_req *req, struct net_resp *resp,
                    const struct svc_list *l);

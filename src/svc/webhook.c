@@ -320,55 +320,30 @@ static ot_err ob_put_text_col(struct db_stmt *st, int col, json_t *o, const char
     return err != OT_OK ? err : json_put_str(o, key, t);
 }
 
-static ot_err ob_list_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    json_t *o = json_obj_new();
-    int64_t v = 0;
-    char id[24];
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    *item = NULL;
-    if (o == NULL) {
-        return OT_E_NOMEM;
-    }
-    OT_TRY(db_col_int64(st, 0, &v));
-    snprintf(id, sizeof(id), "%lld", (long long)v);
-    OT_TRY(json_put_str(o, "id", id));
-    OT_TRY(ob_put_text_col(st, 1, o, "channel"));
-    OT_TRY(ob_put_text_col(st, 2, o, "target"));
-    OT_TRY(ob_put_text_col(st, 3, o, "event"));
-    OT_TRY(ob_put_text_col(st, 4, o, "state"));
-    OT_TRY(db_col_int64(st, 5, &v));
-    OT_TRY(json_put_int(o, "attempts", v));
-    OT_TRY(ob_put_text_col(st, 6, o, "last_error"));
-    OT_TRY(db_col_int64(st, 7, &v));
-    OT_TRY(json_put_int(o, "created_at", v));
-    if (db_col_is_null(st, 8)) {
-        OT_TRY(json_put_null(o, "delivered_at"));
-    } else {
-        OT_TRY(db_col_int64(st, 8, &v));
-        OT_TRY(json_put_int(o, "delivered_at", v));
-    }
-    *item = o;
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
+static const struct svc_col ob_list_cols[] = {
+    {"id", SVC_COL_ID, 0},
+    {"channel", SVC_COL_TEXT, 0},
+    {"target", SVC_COL_TEXT, 0},
+    {"event", SVC_COL_TEXT, 0},
+    {"state", SVC_COL_TEXT, 0},
+    {"attempts", SVC_COL_INT, 0},
+    {"last_error", SVC_COL_TEXT, 0},
+    {"created_at", SVC_COL_INT, 0},
+    {"delivered_at", SVC_COL_INT, 0},
+};
 
 void svc_outbox_list(struct svc_outbox *ob, const struct net_req *req, struct net_resp *resp,
                      const char *ref)
 {
     struct ob_list_ctx l = {ob->owner, ref};
     const struct svc_list sl = {
-        "SELECT id, channel, target, event, state, attempts, last_error, created_at,"
-        " delivered_at FROM svc_outbox WHERE id > $1 AND owner = $3 AND ref = $4"
-        " ORDER BY id LIMIT $2",
-        ob_list_bind,
-        ob_list_row,
-        NULL,
-        &l,
+        .sql = "SELECT id, channel, target, event, state, attempts, last_error, created_at,"
+               " delivered_at FROM svc_outbox WHERE id > $1 AND owner = $3 AND ref = $4"
+               " ORDER BY id LIMIT $2",
+        .bind = ob_list_bind,
+        .cols = ob_list_cols,
+        .ncols = SVC_NCOLS(ob_list_cols),
+        .ctx = &l,
     };
 
     svc_list_page(ob->db, req, resp, &sl);

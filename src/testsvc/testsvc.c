@@ -272,9 +272,11 @@ static void testsvc_h_item_list(struct net_req *req, struct net_resp *resp, void
     const struct net_principal *p = net_req_principal(req);
     struct testsvc_list tl = {s, p->kind == NET_P_OPERATOR ? 0 : p->id};
     const struct svc_list l = {
-        "SELECT id, name, value, owner FROM testsvc_items WHERE id > $1 AND instance = $3"
-        " AND ($4 = 0 OR owner = $4) ORDER BY id LIMIT $2",
-        testsvc_list_bind, testsvc_list_row, NULL, &tl};
+        .sql = "SELECT id, name, value, owner FROM testsvc_items WHERE id > $1 AND instance = $3"
+               " AND ($4 = 0 OR owner = $4) ORDER BY id LIMIT $2",
+        .bind = testsvc_list_bind,
+        .row = testsvc_list_row,
+        .ctx = &tl};
 
     svc_list_page(s->db, req, resp, &l);
 }

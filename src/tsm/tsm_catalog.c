@@ -131,33 +131,11 @@ done:
     json_free(doc);
 }
 
-static ot_err tsm_mno_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    json_t *o = json_obj_new();
-    const char *v = NULL;
-    int64_t n = 0;
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    if (o == NULL) {
-        return OT_E_NOMEM;
-    }
-    OT_TRY(db_col_text(st, 1, &v));
-    OT_TRY(json_put_str(o, "name", v));
-    OT_TRY(db_col_text(st, 2, &v));
-    OT_TRY(json_put_str(o, "url", v));
-    OT_TRY(db_col_text(st, 3, &v));
-    OT_TRY(json_put_str(o, "ca", v[0] ? v : NULL));
-    OT_TRY(db_col_int64(st, 4, &n));
-    OT_TRY(json_put_int(o, "token_version", n));
-    OT_TRY(db_col_int64(st, 5, &n));
-    OT_TRY(json_put_int(o, "updated_at", n));
-    *item = o;
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
+static const struct svc_col tsm_mno_cols[] = {
+    {NULL, SVC_COL_SKIP, 0},           {"name", SVC_COL_TEXT, 0},
+    {"url", SVC_COL_TEXT, 0},          {"ca", SVC_COL_TEXT, SVC_COL_EMPTY_NULL},
+    {"token_version", SVC_COL_INT, 0}, {"updated_at", SVC_COL_INT, 0},
+};
 
 void tsm_h_mno_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
@@ -165,7 +143,8 @@ void tsm_h_mno_list(struct net_req *req, struct net_resp *resp, void *ctx)
     const struct svc_list l = {
         .sql = "SELECT id, name, url, ca, token_version, updated_at FROM tsm_mnos"
                " WHERE id > $1 ORDER BY id LIMIT $2",
-        .row = tsm_mno_row,
+        .cols = tsm_mno_cols,
+        .ncols = SVC_NCOLS(tsm_mno_cols),
         .ctx = t,
     };
 
@@ -179,55 +158,26 @@ void tsm_h_mno_list(struct net_req *req, struct net_resp *resp, void *ctx)
     "app_privileges, sd_aid, sd_privileges, min_gp, min_jc, min_free_memory, cert_levels, " \
     "dap, created_at"
 
-static ot_err tsm_service_row(struct db_stmt *st, void *ctx, json_t **item)
-{
-    static const char *const names[] = {
-        NULL,
-        NULL,
-        "service",
-        "version",
-        "flavor",
-        "se_type",
-        "executable_load_file_aid",
-        "executable_module_aid",
-        "application_aid",
-        "application_privileges",
-        "sd_aid",
-        "sd_privileges",
-        "min_gp_version",
-        "min_jc_version",
-    };
-    json_t *o = json_obj_new();
-    const char *v = NULL;
-    int64_t n = 0;
-    ot_err err = OT_OK;
-
-    (void)ctx;
-    if (o == NULL) {
-        return OT_E_NOMEM;
-    }
-    OT_TRY(db_col_int64(st, 0, &n));
-    OT_TRY(json_put_int(o, "id", n));
-    OT_TRY(db_col_int64(st, 1, &n));
-    OT_TRY(json_put_int(o, "sp_id", n));
-    for (int i = 2; i <= 13; i++) {
-        OT_TRY(db_col_text(st, i, &v));
-        OT_TRY(json_put_str(o, names[i], v));
-    }
-    OT_TRY(db_col_int64(st, 14, &n));
-    OT_TRY(json_put_int(o, "min_free_memory", n));
-    OT_TRY(db_col_text(st, 15, &v));
-    OT_TRY(json_put_str(o, "cert_levels", v));
-    OT_TRY(db_col_int64(st, 16, &n));
-    OT_TRY(json_put_bool(o, "dap_required", n != 0));
-    OT_TRY(db_col_int64(st, 17, &n));
-    OT_TRY(json_put_int(o, "created_at", n));
-    *item = o;
-    o = NULL;
-out:
-    json_free(o);
-    return err;
-}
+static const struct svc_col tsm_service_cols[] = {
+    {"id", SVC_COL_INT, 0},
+    {"sp_id", SVC_COL_INT, 0},
+    {"service", SVC_COL_TEXT, 0},
+    {"version", SVC_COL_TEXT, 0},
+    {"flavor", SVC_COL_TEXT, 0},
+    {"se_type", SVC_COL_TEXT, 0},
+    {"executable_load_file_aid", SVC_COL_TEXT, 0},
+    {"executable_module_aid", SVC_COL_TEXT, 0},
+    {"application_aid", SVC_COL_TEXT, 0},
+    {"application_privileges", SVC_COL_TEXT, 0},
+    {"sd_aid", SVC_COL_TEXT, 0},
+    {"sd_privileges", SVC_COL_TEXT, 0},
+    {"min_gp_version", SVC_COL_TEXT, 0},
+    {"min_jc_version", SVC_COL_TEXT, 0},
+    {"min_free_memory", SVC_COL_INT, 0},
+    {"cert_levels", SVC_COL_TEXT, 0},
+    {"dap_required", SVC_COL_BOOL, 0},
+    {"created_at", SVC_COL_INT, 0},
+};
 
 /* Upper-case hex of min..max bytes into out (cap >= 2 * max + 1). */
 static bool tsm_hex_norm(const char *s, size_t min, size_t max, char *out, size_t cap)
@@ -419,7 +369,7 @@ void tsm_h_service_add(struct net_req *req, struct net_resp *resp, void *ctx)
     if (!row) {
         OT_FAIL(OT_E_INTERNAL);
     }
-    OT_TRY(tsm_service_row(st, t, &o));
+    OT_TRY(svc_row_json(st, tsm_service_cols, SVC_NCOLS(tsm_service_cols), &o));
     db_reset(st);
     st = NULL;
     (void)svc_tx_commit(&c, req, resp, 201, o);
@@ -457,7 +407,8 @@ void tsm_h_service_list(struct net_req *req, struct net_resp *resp, void *ctx)
         .sql = "SELECT " TSM_SVC_COLS " FROM tsm_services"
                " WHERE id > $1 AND ($3 = 0 OR sp_id = $3) ORDER BY id LIMIT $2",
         .bind = tsm_bind_scope,
-        .row = tsm_service_row,
+        .cols = tsm_service_cols,
+        .ncols = SVC_NCOLS(tsm_service_cols),
         .ctx = &scope,
     };
 
@@ -488,7 +439,7 @@ void tsm_h_service_get(struct net_req *req, struct net_resp *resp, void *ctx)
         goto out;
     }
     OT_TRY(db_col_int64(st, 1, &owner));
-    OT_TRY(tsm_service_row(st, t, &o));
+    OT_TRY(svc_row_json(st, tsm_service_cols, SVC_NCOLS(tsm_service_cols), &o));
     db_reset(st);
     st = NULL;
     db_release(c);
