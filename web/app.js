@@ -630,8 +630,13 @@ async function viewInstances(root, id) {
     el('section', { class: 'card', 'data-instance': String(inst.id) },
       el('p', {}, 'State: ', stateBadge(inst.state), inst.reason ? ` — ${inst.reason}` : ''),
       el('p', { class: 'muted' }, `Application ${inst.application_aid} · security domain ${inst.sd_aid} · keys held by ${inst.keys}`)));
-  const comms = await api('GET', '/tsm/v1/communications?limit=100');
-  const mine = comms.items.filter((c) => c.instance_id === inst.id);
+  const mine = [];
+  for (let cur = null; ;) {
+    const page = await api('GET', `/tsm/v1/communications?instance=${inst.id}&limit=100${cur ? `&cursor=${encodeURIComponent(cur)}` : ''}`);
+    mine.push(...page.items);
+    if (!page.next_cursor) break;
+    cur = page.next_cursor;
+  }
   root.append(el('h2', {}, 'Communications'));
   if (!mine.length) { root.append(el('p', { class: 'muted' }, 'No communication yet.')); return; }
   for (const c of mine) {

@@ -196,6 +196,7 @@ static void *tsm_warm_main(void *arg)
 static const char *const tsm_q_se_query[] = {"msisdn", "imsi",   "fields", "mno",
                                              "type",   "cursor", "limit",  NULL};
 static const char *const tsm_q_page[] = {"cursor", "limit", NULL};
+static const char *const tsm_q_comm_list[] = {"instance", "cursor", "limit", NULL};
 
 /* Paths under the instance's prefix (/tsm/v1). */
 static const struct svc_route tsm_route_table[] = {
@@ -223,7 +224,7 @@ static const struct svc_route tsm_route_table[] = {
     {"POST", "/service-instances/{id}/unlock", NET_P_SP, false, tsm_h_inst_unlock, NULL, 0},
     {"POST", "/service-instances/{id}/delete", NET_P_SP, false, tsm_h_inst_delete, NULL, 0},
     {"POST", "/communications", NET_P_SP, false, tsm_h_comm_start, NULL, 0},
-    {"GET", "/communications", TSM_OP_SP, false, tsm_h_comm_list, tsm_q_page, 0},
+    {"GET", "/communications", TSM_OP_SP, false, tsm_h_comm_list, tsm_q_comm_list, 0},
     {"GET", "/communications/{id}", TSM_OP_SP, false, tsm_h_comm_get, NULL, 0},
     {"POST", "/communications/{id}/end", NET_P_SP, false, tsm_h_comm_end, NULL, 0},
     {"POST", "/communications/{id}/scripts", NET_P_SP, false, tsm_h_script_send, NULL, 0},

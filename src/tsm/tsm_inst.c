@@ -1264,18 +1264,37 @@ static ot_err tsm_comm_expand(struct db_conn *c, void *ctx, int64_t id, json_t *
     return *item != NULL ? OT_OK : OT_E_NOMEM;
 }
 
+/* The caller's scope ($3, tsm_scope) and the instance asked for ($4, 0: any). */
+struct tsm_comm_filter {
+    int64_t scope;
+    int64_t instance;
+};
+
+static ot_err tsm_bind_comm_filter(struct db_stmt *st, void *ctx)
+{
+    const struct tsm_comm_filter *f = ctx;
+    ot_err err = db_bind_int64(st, 3, f->scope);
+
+    return err != OT_OK ? err : db_bind_int64(st, 4, f->instance);
+}
+
+/* GET /communications[?instance=ID]: the caller's communications, those of
+ * one service instance when asked (another SP's instance: none). */
 void tsm_h_comm_list(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct tsm *t = ctx;
-    int64_t scope = tsm_scope(req);
+    struct tsm_comm_filter f = {tsm_scope(req), 0};
     const struct svc_list l = {
         .sql = "SELECT id FROM tsm_comms WHERE id > $1 AND ($3 = 0 OR sp_id = $3)"
-               " ORDER BY id LIMIT $2",
-        .bind = tsm_bind_scope,
+               " AND ($4 = 0 OR instance_id = $4) ORDER BY id LIMIT $2",
+        .bind = tsm_bind_comm_filter,
         .expand = tsm_comm_expand,
-        .ctx = &scope,
+        .ctx = &f,
     };
 
+    if (!svc_id_of_query(req, resp, "instance", &f.instance)) {
+        return;
+    }
     svc_list_page(t->db, req, resp, &l);
 }
 

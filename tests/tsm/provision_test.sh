@@ -145,6 +145,23 @@ note "own SCP03 session through the relay: $RELAY"
 PAY=$(pay_verify orange 33600000001 $CIN1 $APP1 $MK1)
 note "payment: $PAY verified with bank1's key"
 
+# One instance's communications (the console's instance view): bank2's own,
+# the operator's view of it the same, none for bank1; a bad id is 400.
+api GET "$T/communications?limit=100" "$OP_TOKEN"
+ALLC=$(jq '.items | length' "$W/resp")
+for tok in "$TB2" "$OP_TOKEN"; do
+    api GET "$T/communications?instance=$I2" "$tok"
+    expect_status 200 "one instance's communications"
+    jq -e --argjson i "$I2" --argjson all "$ALLC" '(.items | length) >= 1 and (.items | length) < $all
+        and all(.items[]; .instance_id == $i)' "$W/resp" >/dev/null \
+        || fail "the communications of instance $I2 (of $ALLC): $(cat "$W/resp")"
+done
+api GET "$T/communications?instance=$I2" "$TB1"
+expect_status 200 "another SP's instance"
+jq -e '.items == []' "$W/resp" >/dev/null || fail "bank1 sees bank2's communications: $(cat "$W/resp")"
+api GET "$T/communications?instance=0x1" "$TB2"
+expect_status 400 "a bad instance id"
+
 # bank2 locks its service: the card refuses its application; unlock.
 api POST "$T/service-instances/$I2/lock" "$TB2"
 expect_status 200 "lock"
