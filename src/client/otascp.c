@@ -879,6 +879,10 @@ static ot_err otascp_submit_batch(struct mno_client *m, const struct otascp_targ
         return otascp_local_fail(e, OT_E_PROTOCOL, "the job answer has no id");
     }
     memcpy(st->job, id, strlen(id) + 1);
+    {
+        const char *js = json_string_value(json_object_get(ans, "state"));
+        (void)snprintf(st->job_state, sizeof(st->job_state), "%s", js != NULL ? js : "");
+    }
     st->phase = st->mode == OTASCP_SCRIPTED ? OTASCP_PH_SCRIPTED : OTASCP_PH_IU;
     json_decref(ans);
     return OT_OK;
@@ -985,8 +989,9 @@ ot_err otascp_advance(struct mno_client *m, const struct otascp_target *t,
                 json_t *apdus = NULL;
                 err = otascp_batch_json(&b, &apdus);
                 otascp_batch_free(&b);
-                if (body == NULL || err != OT_OK
-                    || json_object_set_new(body, "apdus", apdus) != 0) {
+                /* Batch 2 is the last: it closes the job in the same request. */
+                if (body == NULL || err != OT_OK || json_object_set_new(body, "apdus", apdus) != 0
+                    || json_object_set_new(body, "close", json_true()) != 0) {
                     json_decref(body);
                     return otascp_local_fail(e, OT_E_NOMEM, "out of memory");
                 }
@@ -1001,9 +1006,11 @@ ot_err otascp_advance(struct mno_client *m, const struct otascp_target *t,
                 if (err != OT_OK) {
                     return err;
                 }
+                st->phase = OTASCP_PH_BATCH2;
+                return OT_OK;
             }
-            /* No more batches (batch 2 is out, the card refused, or its
-             * answer does not prove our keys). */
+            /* No more batches (the card refused, or its answer does not
+             * prove our keys). */
             cerr = mno_client_job_close(m, st->job, &ans, e);
             json_decref(ans);
             if (err != OT_OK) {

@@ -159,6 +159,9 @@ struct otascp_state {
     struct otascp_card card;         /* learned (and the one used to predict) */
     char job[OTASCP_JOB_ID_MAX + 1]; /* blocking layer: the current job ("" none) */
     unsigned fallbacks;              /* scripted jobs that stopped at their guard */
+    /* blocking layer: the job's state in the submit's answer ("queued";
+     * "delivering": mno woke the phone at once); not persisted */
+    char job_state[16];
 };
 
 enum otascp_outcome {

@@ -855,6 +855,18 @@ void mno_held_check(struct mno *m)
     }
 }
 
+bool mno_held_for(struct mno *m, int64_t device_id)
+{
+    bool yes = false;
+
+    pthread_mutex_lock(&m->mu);
+    for (const struct mno_held *h = m->held; h != NULL && !yes; h = h->next) {
+        yes = h->device_id == device_id;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return yes;
+}
+
 void mno_held_drop(struct mno *m)
 {
     while (m->held != NULL) {
@@ -999,6 +1011,9 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         }
         OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
         OT_TRY(mno_session_touch(m, c, j.id));
+        if (j.interactive) {
+            OT_TRY(mno_job_note(m, c, j.id)); /* its submitter may wait on another node */
+        }
         if (mno_admin_commit(m, &c, resp) && hold) {
             mno_hold(m, req, resp, &d, &j, seq);
         }
@@ -1028,6 +1043,9 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
     } else {
         OT_TRY(mno_job_move(m, c, j.id, MNO_EV_FAIL, mno_status_name(msg.status)));
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_name(msg.status)));
+    }
+    if (j.interactive) {
+        OT_TRY(mno_job_note(m, c, j.id));
     }
     mno_send_end(resp);
     mno_admin_commit(m, &c, resp);

@@ -644,6 +644,18 @@ void mno_waiters_check(struct mno *m)
     }
 }
 
+bool mno_waiting_on(struct mno *m, int64_t job_id)
+{
+    bool yes = false;
+
+    pthread_mutex_lock(&m->mu);
+    for (const struct mno_waiter *w = m->waiters; w != NULL && !yes; w = w->next) {
+        yes = w->job_id == job_id;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return yes;
+}
+
 void mno_waiters_drop(struct mno *m)
 {
     while (m->waiters != NULL) {
@@ -758,6 +770,22 @@ void mno_h_job_list(struct net_req *req, struct net_resp *resp, void *ctx)
     svc_list_page(jl.m->db, req, resp, &l);
 }
 
+/* No more batches for interactive job id (in c's transaction). */
+static ot_err mno_job_set_closed(struct db_conn *c, int64_t id)
+{
+    struct db_stmt *st = NULL;
+    bool row = false;
+    ot_err err = OT_OK;
+
+    OT_TRY(db_prepare(c, "UPDATE mno_jobs SET closed = 1, updated_at = $1 WHERE id = $2", &st));
+    OT_TRY(db_bind_int64(st, 1, mno_now()));
+    OT_TRY(db_bind_int64(st, 2, id));
+    OT_TRY(db_step(st, &row));
+out:
+    db_reset(st);
+    return err;
+}
+
 enum mno_job_act {
     MNO_ACT_CANCEL,
     MNO_ACT_CLOSE,
@@ -783,7 +811,6 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
     int64_t sub = 0;
     int64_t device = 0;
     size_t which = 0;
-    bool row = false;
     char res[96];
     const char *state;
     ot_err err = OT_OK;
@@ -818,12 +845,7 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
             net_resp_error(resp, OT_E_STATE, NULL, "only an interactive job is closed", NULL);
             goto done;
         }
-        OT_TRY(db_prepare(c, "UPDATE mno_jobs SET closed = 1, updated_at = $1 WHERE id = $2", &st));
-        OT_TRY(db_bind_int64(st, 1, mno_now()));
-        OT_TRY(db_bind_int64(st, 2, id));
-        OT_TRY(db_step(st, &row));
-        db_reset(st);
-        st = NULL;
+        OT_TRY(mno_job_set_closed(c, id));
         if (state != NULL && strcmp(state, "running") == 0) {
             /* Every script answered: the job is over now (the agent, held
              * or waiting after a 202, gets 204). */
@@ -892,12 +914,13 @@ void mno_h_job_resolve(struct net_req *req, struct net_resp *resp, void *ctx)
     mno_job_act(req, resp, ctx, MNO_ACT_REQUEUE);
 }
 
-/* POST /jobs/{id}/batches {"apdus", "continue_on_error"?}: the next command
- * script of an interactive job (taken only when the previous one has its
- * responses). */
+/* POST /jobs/{id}/batches {"apdus", "continue_on_error"?, "close"?}: the
+ * next command script of an interactive job (taken only when the previous
+ * one has its responses); close: the last one (as POST /jobs/{id}/close
+ * right after it, in the same transaction). */
 void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
 {
-    static const char *const allowed[] = {"apdus", "continue_on_error", NULL};
+    static const char *const allowed[] = {"apdus", "continue_on_error", "close", NULL};
     struct mno *m = ctx;
     struct json_err jerr;
     struct db_conn *c = NULL;
@@ -910,6 +933,7 @@ void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     int64_t seq = 0;
     int64_t device = 0;
     bool cont = false;
+    bool close_too = false;
     bool row = false;
     bool pending = false;
     char res[96];
@@ -922,7 +946,8 @@ void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     if (doc == NULL) {
         return;
     }
-    if (json_opt_bool(doc, "continue_on_error", false, &cont, &jerr) != OT_OK) {
+    if (json_opt_bool(doc, "continue_on_error", false, &cont, &jerr) != OT_OK
+        || json_opt_bool(doc, "close", false, &close_too, &jerr) != OT_OK) {
         net_resp_json_error(resp, OT_E_FORMAT, &jerr);
         goto done;
     }
@@ -967,6 +992,10 @@ void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
         goto done;
     }
     OT_TRY(mno_script_add(c, id, seq + 1, &script));
+    if (close_too) {
+        /* The last batch: the job ends with its responses (mno_after). */
+        OT_TRY(mno_job_set_closed(c, id));
+    }
     svc_id_parse(json_string_value(json_object_get(job, "device")), &device);
     if (strcmp(state, "running") == 0) {
         char data[64];
@@ -975,7 +1004,7 @@ void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     snprintf(res, sizeof(res), "%s/jobs/%lld/batches/%lld", m->prefix, (long long)id,
              (long long)(seq + 1));
-    OT_TRY(svc_audit(m->kit, c, req, "mno.job.batch", res, "ok"));
+    OT_TRY(svc_audit(m->kit, c, req, "mno.job.batch", res, close_too ? "ok, closed" : "ok"));
     o = json_obj_new();
     if (o == NULL || json_put_int(o, "seq", seq + 1) != OT_OK) {
         OT_FAIL(OT_E_NOMEM);

@@ -37,7 +37,9 @@ struct mno_held;
 #define MNO_CT_RSP       "application/vnd.globalplatform.card-content-mgt-response;version=1.0"
 #define MNO_ISD_AID      "A000000151000000"
 #define MNO_PUSH_BUCKETS 4096u
-#define MNO_CHANNEL      "mno_events" /* PostgreSQL: "<instance>:<device id>" per event row */
+#define MNO_CHANNEL                                                     \
+    "mno_events" /* PostgreSQL: "<instance>:<device id>" per event row, \
+                     "<instance>:j<job id>" per job progress (mno_job_note) */
 
 struct mno {
     struct svc_kit *kit;
@@ -133,6 +135,13 @@ ot_err mno_device_offline(struct mno *m, struct db_conn *c, int64_t device_id, c
  * this node holds it (other nodes hear the PostgreSQL notice). */
 void mno_push_kick(struct mno *m, int64_t device_id);
 void mno_push_local(struct mno *m, int64_t device_id);
+/* Announces job_id's progress (a script's responses, its end) to the other
+ * nodes at c's commit, so a long-poll waiting for it there is answered at
+ * once rather than by its node's next sweep (PostgreSQL; SQLite: one node,
+ * nothing to do). For interactive jobs, whose submitter waits for each
+ * batch's answers. The held POSTs of a device hear the event row of its
+ * next batch the same way. */
+ot_err mno_job_note(struct mno *m, struct db_conn *c, int64_t job_id);
 unsigned mno_push_count(struct mno *m);
 /* The sweeper's: closes every local stream whose credential was revoked or
  * has expired (its principal disabled), when the auth store says one may
@@ -222,10 +231,14 @@ void mno_h_cb_key(struct net_req *req, struct net_resp *resp, void *ctx);
 
 /* Long-polls of GET /jobs/{id}?wait: answered by the sweeper. */
 void mno_waiters_check(struct mno *m);
+/* Whether a long-poll on this node waits for job_id. */
+bool mno_waiting_on(struct mno *m, int64_t job_id);
 void mno_waiters_drop(struct mno *m); /* at destroy, after the sweeper stopped */
 /* Agents' admin POSTs held until the submitter's next batch or close
  * (docs/ota.md §6.2): answered by the sweeper. */
 void mno_held_check(struct mno *m);
+/* Whether an admin POST of device_id is held on this node. */
+bool mno_held_for(struct mno *m, int64_t device_id);
 void mno_held_drop(struct mno *m); /* at destroy, after the sweeper stopped */
 
 /* Adds the job event that wakes job_id on device_id's stream (mno_sweep.c):

@@ -462,10 +462,44 @@ static void mno_on_note(void *ctx, enum db_note what, const char *payload)
         return;
     }
     if (what != DB_NOTE_MSG || payload == NULL || strncmp(payload, m->instance, il) != 0
-        || payload[il] != ':' || !svc_id_parse(payload + il + 1, &dev)) {
+        || payload[il] != ':') {
+        return;
+    }
+    if (payload[il + 1] == 'j') {
+        /* A job moved on another node: a long-poll here waiting for it is
+         * answered now. */
+        int64_t job = 0;
+        if (svc_id_parse(payload + il + 2, &job) && mno_waiting_on(m, job)) {
+            mno_sweep_kick(m);
+        }
+        return;
+    }
+    if (!svc_id_parse(payload + il + 1, &dev)) {
         return;
     }
     mno_push_local(m, dev);
+    if (mno_held_for(m, dev)) {
+        mno_sweep_kick(m); /* its next batch may be there */
+    }
+}
+
+ot_err mno_job_note(struct mno *m, struct db_conn *c, int64_t job_id)
+{
+    struct db_stmt *st = NULL;
+    char payload[SVC_NAME_MAX + 32];
+    bool row = false;
+    ot_err err = OT_OK;
+
+    if (db_kind(m->db) != DB_PG) {
+        return OT_OK;
+    }
+    (void)snprintf(payload, sizeof(payload), "%s:j%lld", m->instance, (long long)job_id);
+    OT_TRY(db_prepare(c, "SELECT pg_notify('" MNO_CHANNEL "', $1)", &st));
+    OT_TRY(db_bind_text(st, 1, payload));
+    OT_TRY(db_step(st, &row));
+out:
+    db_reset(st);
+    return err;
 }
 
 ot_err mno_push_start(struct mno *m)
