@@ -27,7 +27,10 @@
 # BENCH_NODES, BENCH_OFFLINE_PCT, BENCH_SERIAL, BENCH_INFLIGHT,
 # BENCH_TICK_MS (cms.tick_ms, default 10), BENCH_WORKERS (cms.workers, default 8),
 # BENCH_TIMEOUT_S (per phase, 1800), BENCH_LOG_LEVEL (tsmd's, default error;
-# with TSMD_KEEP=1 the logs stay for a look at where a destroy waits).
+# with TSMD_KEEP=1 the logs and each node's /metrics (requests by route)
+# stay for a look at where a destroy waits), BENCH_PG_OPTS (more PostgreSQL
+# server options), BENCH_PG_STATS (a file: the statements by total time and
+# by calls; needs BENCH_PG_OPTS="-c shared_preload_libraries=pg_stat_statements").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,6 +96,21 @@ if [ "${1:-}" = --inner ]; then
         --destroy-serial "$SERIAL" --idle-s 1 --phase-timeout-s "$TIMEOUT_S" --run-tag destroy \
         2>"$W/fleetsim.err" | tee "$W/fleet.out" || rc=$?
     [ "$rc" = 0 ] || note "fleetsim exit $rc: $(grep -v '^$' "$W/fleetsim.err" | tail -5)"
+    if [ -n "${BENCH_PG_STATS:-}" ]; then
+        psql -X -q "$OPENTSM_TEST_PG_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+            -c "SELECT calls, round(total_exec_time) AS ms, rows,
+            left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query FROM pg_stat_statements
+            ORDER BY total_exec_time DESC LIMIT 40" \
+            -c "SELECT calls, round(total_exec_time) AS ms,
+            left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query FROM pg_stat_statements
+            ORDER BY calls DESC LIMIT 60" >"$BENCH_PG_STATS" 2>&1 || true
+    fi
+    # Each node's counters (requests by route, ...), kept with TSMD_KEEP=1.
+    k=0
+    for u in ${urls//,/ }; do
+        k=$((k + 1))
+        curl -s -H "Authorization: Bearer $OP_TOKEN" "$u/metrics" >"$W/metrics$k.txt" || true
+    done
     for p in "${EXTRA_PIDS[@]}"; do
         kill -TERM "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
@@ -105,7 +123,7 @@ fi
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/ot-bench-destroy-XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
 LINE="online_p50_ms=0 online_p99_ms=0 online_all_s=0 offline_after_register_s=0 cards=$CARDS offline=0 destroyed=0 executed=0 duplicates=0 nodes=$NODES"
-OT_PG_OPTS="-c max_connections=200" "$ROOT/tests/pg/with_pg.sh" bash "$0" --inner "$OUT/line" ||
+OT_PG_OPTS="-c max_connections=200 ${BENCH_PG_OPTS:-}" "$ROOT/tests/pg/with_pg.sh" bash "$0" --inner "$OUT/line" ||
     note "the run failed"
 [ -s "$OUT/line" ] && LINE=$(cat "$OUT/line")
 echo "$LINE"

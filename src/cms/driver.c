@@ -5,12 +5,16 @@
  * claimed_until (so two nodes never work one action at once), then moved one
  * step, each step committed before the next network call:
  *
- *   pending    the device's status (mno, by IMSI), the host challenge kept,
- *              then the OTA job submitted (otascp: SCP03 with the card's SD,
- *              Idempotency-Key "cms-<action>-<attempt>-<challenge>", so a crash after
- *              the submit and before the commit submits the same job again)
- *   submitted  the job read back and advanced (batch 2 of the two-batch
- *              channel); once over, its answers verified (every R-MAC). Only
+ *   pending    the host challenge kept, then the OTA job submitted (otascp:
+ *              SCP03 with the card's SD, Idempotency-Key
+ *              "cms-<action>-<attempt>-<challenge>", so a crash after the submit
+ *              and before the commit submits the same job again); the
+ *              device's status from the job's answer (delivering: online),
+ *              else from mno's status lookup (by IMSI)
+ *   submitted  the job waited on (phone there) or read back and advanced
+ *              (batch 2 of the two-batch channel, which closes the job, and
+ *              the job's end waited for in the same step); once over, its
+ *              answers verified (every R-MAC). Only
  *              a verified success moves the card; a success without the
  *              card's proof raises an alert and changes nothing; an unknown
  *              outcome (the phone went away mid-destroy) is resolved by
@@ -99,8 +103,11 @@ struct cms_step {
     const char *notify;
 };
 
-static ot_err cms_act_load(struct db_conn *c, int64_t id, struct cms_act *a)
+/* The action and its card, in one statement (the card's columns first, in
+ * the order of CMS_CARD_COLS, for cms_card_of_row). */
+static ot_err cms_act_load(struct db_conn *c, int64_t id, struct cms_act *a, struct cms_card *card)
 {
+    enum { A = 15 }; /* the action's first column */
     struct db_stmt *st = NULL;
     const char *v = NULL;
     int64_t n = 0;
@@ -110,7 +117,10 @@ static ot_err cms_act_load(struct db_conn *c, int64_t id, struct cms_act *a)
 
     memset(a, 0, sizeof(*a));
     OT_TRY(db_prepare(c,
-                      "SELECT a.id, a.card, a.action, a.reason, a.cause, a.mode, a.scope, a.state,"
+                      "SELECT c.id, c.card_id, c.pan_token, c.subscriber, c.cin, c.mno, c.msisdn,"
+                      " c.imsi, c.imei, c.location_area, c.issuer, c.sd_aid, c.kvn, c.state,"
+                      " c.version,"
+                      " a.id, a.card, a.action, a.reason, a.cause, a.mode, a.scope, a.state,"
                       " a.attempts, a.verify_first, a.hchal, a.scp, c.aids FROM cms_actions a"
                       " JOIN cms_cards c ON c.id = a.card WHERE a.id = $1",
                       &st));
@@ -119,29 +129,30 @@ static ot_err cms_act_load(struct db_conn *c, int64_t id, struct cms_act *a)
     if (!row) {
         OT_FAIL(OT_E_NOT_FOUND);
     }
-    OT_TRY(db_col_int64(st, 0, &a->id));
-    OT_TRY(db_col_int64(st, 1, &a->card_row));
-    OT_TRY(db_col_text(st, 2, &v));
+    OT_TRY(cms_card_of_row(st, card));
+    OT_TRY(db_col_int64(st, A + 0, &a->id));
+    OT_TRY(db_col_int64(st, A + 1, &a->card_row));
+    OT_TRY(db_col_text(st, A + 2, &v));
     OT_TRY(cms_action_parse(v, &a->action));
-    OT_TRY(db_col_text(st, 3, &v));
+    OT_TRY(db_col_text(st, A + 3, &v));
     OT_TRY(cms_reason_parse(v, &a->reason));
-    OT_TRY(db_col_text(st, 4, &v));
+    OT_TRY(db_col_text(st, A + 4, &v));
     OT_TRY(cms_cause_parse(v, &a->cause));
-    OT_TRY(db_col_text(st, 5, &v));
+    OT_TRY(db_col_text(st, A + 5, &v));
     OT_TRY(cms_mode_parse(v, &a->mode));
-    OT_TRY(db_col_text(st, 6, &v));
+    OT_TRY(db_col_text(st, A + 6, &v));
     OT_TRY(cms_scope_parse(v, &a->scope));
     len = sizeof(a->state);
-    OT_TRY(db_col_text_copy(st, 7, a->state, &len));
-    OT_TRY(db_col_int64(st, 8, &a->attempts));
-    OT_TRY(db_col_int64(st, 9, &n));
+    OT_TRY(db_col_text_copy(st, A + 7, a->state, &len));
+    OT_TRY(db_col_int64(st, A + 8, &a->attempts));
+    OT_TRY(db_col_int64(st, A + 9, &n));
     a->verify_first = n != 0;
     len = sizeof(a->hchal);
-    OT_TRY(db_col_text_copy(st, 10, a->hchal, &len));
+    OT_TRY(db_col_text_copy(st, A + 10, a->hchal, &len));
     len = sizeof(a->scp);
-    OT_TRY(db_col_text_copy(st, 11, a->scp, &len));
+    OT_TRY(db_col_text_copy(st, A + 11, a->scp, &len));
     len = sizeof(a->aids);
-    OT_TRY(db_col_text_copy(st, 12, a->aids, &len));
+    OT_TRY(db_col_text_copy(st, A + 12, a->aids, &len));
 out:
     db_reset(st);
     if (err == OT_E_FORMAT) {
@@ -227,7 +238,8 @@ out:
     return err;
 }
 
-static ot_err cms_keys_of(struct cms *s, const struct cms_card *card, struct scp03_keyset *k)
+static ot_err cms_keys_of(struct cms *s, struct db_conn *c, const struct cms_card *card,
+                          struct scp03_keyset *k)
 {
     static const char *const which[3] = {"enc", "mac", "dek"};
     uint8_t *dst[3] = {k->enc, k->mac, k->dek};
@@ -241,8 +253,8 @@ static ot_err cms_keys_of(struct cms *s, const struct cms_card *card, struct scp
         cms_sd_key_name(card->cin, card->cin_n, card->sd_aid, card->sd_aid_n, which[i], name,
                         sizeof(name));
         lens[i] = SCP03_MAX_KEY;
-        OT_TRY(keystore_get(s->ks, CMS_KEYSTORE_OWNER, name, (uint32_t)card->kvn, dst[i], &lens[i],
-                            NULL));
+        OT_TRY(keystore_get_c(s->ks, c, CMS_KEYSTORE_OWNER, name, (uint32_t)card->kvn, dst[i],
+                              &lens[i], NULL));
     }
     if (lens[0] != lens[1] || lens[1] != lens[2]) {
         OT_FAIL(OT_E_KEY);
@@ -640,18 +652,33 @@ static int64_t cms_queued_poll_ms(const json_t *doc)
     return ms < CMS_QUEUED_MS ? CMS_QUEUED_MS : ms > CMS_QUEUED_MAX_MS ? CMS_QUEUED_MAX_MS : ms;
 }
 
-/* One step of action id (claimed by the caller) with the client *tc. *live
- * (in/out): the phone was online when this thread submitted the job (a
- * hint kept in memory only: without it the job is read, not waited on).
- * True when the step is committed and the action is due again at once (the
+/* What a worker keeps between the steps of the one action it goes on with
+ * (cms_act_work), in memory only: a step reads the action and its card
+ * again and applies by a compare-and-set, so this saves reads and requests
+ * and decides nothing. */
+struct cms_work {
+    bool live;  /* the phone is there: the job is waited on at once, not read first */
+    bool keyed; /* keys are the SD's keys of card_row's card */
+    int64_t card_row;
+    struct scp03_keyset keys;
+};
+
+/* Whether mno's job state says the phone has the job (woken, or running it). */
+static bool cms_job_live(const char *job_state)
+{
+    return strcmp(job_state, "delivering") == 0 || strcmp(job_state, "running") == 0;
+}
+
+/* One step of action id (claimed by the caller) with the client *tc; w
+ * (in/out): what this worker kept from the action's previous step. True
+ * when the step is committed and the action is due again at once (the
  * caller claims it again and goes on). */
-static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool *live)
+static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, struct cms_work *w)
 {
     struct db_conn *c = NULL;
     struct cms_act a;
     struct cms_card card;
     struct cms_step sp;
-    struct scp03_keyset keys;
     struct otascp_state st;
     struct otascp_result res;
     struct otascp_target t;
@@ -670,25 +697,28 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
     json_t *doc = NULL;
     bool finished = false;
     bool again = false;
-    bool was_live = *live;
+    bool was_live = w->live;
     ot_err err = OT_OK;
 
-    *live = false;
+    w->live = false;
     memset(&sp, 0, sizeof(sp));
     memset(&st, 0, sizeof(st));
     memset(&res, 0, sizeof(res));
-    memset(&keys, 0, sizeof(keys));
     memset(&e, 0, sizeof(e));
     OT_TRY(db_acquire(s->db, &c));
-    OT_TRY(cms_act_load(c, id, &a));
-    OT_TRY(cms_card_get(s, c, a.card_row, &card));
+    OT_TRY(cms_act_load(c, id, &a, &card));
+    if (!w->keyed || w->card_row != a.card_row) {
+        w->keyed = false;
+        OT_TRY(cms_keys_of(s, c, &card, &w->keys));
+        w->keyed = true;
+        w->card_row = a.card_row;
+    }
     db_release(c);
     c = NULL;
     sp.verify_first = a.verify_first;
     sp.next_at = cms_now_ms() + s->tick_ms;
     err = cms_act_cmds(&a, cmdbuf, sizeof(cmdbuf), cmds, &ncmds);
     OT_TRY(err);
-    OT_TRY(cms_keys_of(s, &card, &keys));
     OT_TRY(cms_client(s, tc));
     OT_TRY(mno_client_new(*tc, card.mno, &m));
     OT_TRY(hex_encode(card.cin, card.cin_n, cin, sizeof(cin)));
@@ -707,14 +737,14 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
     t.destructive = a.action == CMS_ACT_DESTROY && !a.verify_first;
     t.idem_key = idem;
     memset(&cfg, 0, sizeof(cfg));
-    cfg.keys = &keys;
+    cfg.keys = &w->keys;
     cfg.level = 0x33;
     cfg.sd_aid = card.sd_aid;
     cfg.sd_aid_len = card.sd_aid_n;
 
     if (strcmp(a.state, "pending") == 0) {
-        const char *online = NULL;
-        const char *la = NULL;
+        char device[16] = "unknown";
+        char la[33] = "";
         if (a.hchal[0] == '\0') {
             /* The challenge is kept before the job goes out: a crash after
              * the submit submits the very same job again. (An action gets
@@ -730,21 +760,19 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
         }
         OT_TRY(hex_decode(a.hchal, strlen(a.hchal), hchal, &hn));
         cfg.host_challenge = hchal;
-        /* The seed's status lookup: by mobile identity, with the location
-         * area, kept in the history. */
-        err = mno_client_status(m, "imsi", card.imsi, &doc, &e);
-        if (err == OT_OK) {
-            online = json_string_value(json_object_get(doc, "state"));
-            la = json_string_value(json_object_get(doc, "location_area"));
-        }
-        if (err != OT_OK && e.fail != TSM_CLIENT_HTTP) {
-            OT_LOG_WARN("action=%lld status lookup: %s", (long long)a.id, e.text);
+        /* The job first: mno wakes an online phone in the submit's own
+         * transaction, so its answer is the seed's status lookup for a
+         * phone that is there (delivering: online). */
+        err = otascp_submit(m, &t, &cfg, cmds, ncmds, &st, &e);
+        if (err != OT_OK && e.fail != TSM_CLIENT_HTTP && e.fail != TSM_CLIENT_LOCAL) {
+            /* mno did not answer: the very same job later (its key finds
+             * it if it was taken), no attempt counted */
+            OT_LOG_WARN("action=%lld submit: %s", (long long)a.id, e.text);
             sp.next_at = cms_now_ms() + (s->backoff_s > 0 ? s->backoff_s * 1000 : 1000);
             sp.set_state = "pending";
             err = cms_step_apply(s, &a, &card, &sp);
             goto out;
         }
-        err = otascp_submit(m, &t, &cfg, cmds, ncmds, &st, &e);
         if (err != OT_OK) {
             char why[160];
             snprintf(why, sizeof(why), "submit: %.140s", e.code[0] ? e.code : e.text);
@@ -752,25 +780,41 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
             err = cms_step_apply(s, &a, &card, &sp);
             goto out;
         }
+        if (cms_job_live(st.job_state)) {
+            snprintf(device, sizeof(device), "online");
+        } else {
+            /* Queued: the phone is off (the card waits awaiting_destroy in
+             * both platforms) or busy with another job. The status lookup
+             * by mobile identity says which, with its location area. */
+            err = mno_client_status(m, "imsi", card.imsi, &doc, &e);
+            if (err == OT_OK) {
+                const char *o = json_string_value(json_object_get(doc, "state"));
+                const char *l = json_string_value(json_object_get(doc, "location_area"));
+                snprintf(device, sizeof(device), "%s", o != NULL ? o : "unknown");
+                snprintf(la, sizeof(la), "%s", l != NULL ? l : "");
+            } else {
+                OT_LOG_WARN("action=%lld status lookup: %s", (long long)a.id, e.text);
+                err = OT_OK; /* the job is out: read like any queued job */
+            }
+        }
         OT_TRY(otascp_state_encode(&st, scp, sizeof(scp)));
         sp.set_state = "submitted";
         sp.save_scp = true;
         sp.scp = scp;
         sp.mno_job = st.job;
         sp.hist_event = "submitted";
-        if (online == NULL || strcmp(online, "offline") != 0) {
+        if (strcmp(device, "offline") != 0) {
             /* The phone is there: wait on the job at once. */
             sp.next_at = 0;
         } else {
             sp.next_at = cms_now_ms() + CMS_QUEUED_MS;
         }
         snprintf(sp.detail, sizeof(sp.detail),
-                 "{\"job\":\"%s\",\"device\":\"%s\",\"location_area\":\"%s\"%s}", st.job,
-                 online != NULL ? online : "unknown", la != NULL ? la : "",
-                 a.verify_first ? ",\"purpose\":\"read the card\"" : "");
+                 "{\"job\":\"%s\",\"device\":\"%s\",\"location_area\":\"%s\"%s}", st.job, device,
+                 la, a.verify_first ? ",\"purpose\":\"read the card\"" : "");
         OT_TRY(cms_step_apply(s, &a, &card, &sp));
         again = sp.next_at == 0;
-        *live = again;
+        w->live = again;
         goto out;
     }
 
@@ -778,31 +822,39 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
     if (otascp_state_decode(a.scp, &st) != OT_OK) {
         OT_FAIL(OT_E_CORRUPT);
     }
-    err = mno_client_job(m, st.job, &doc, &e);
-    if (err != OT_OK) {
-        OT_LOG_WARN("action=%lld job %s: %s", (long long)a.id, st.job, e.text);
-        sp.set_state = "submitted";
-        sp.next_at = cms_now_ms() + (s->backoff_s > 0 ? s->backoff_s * 1000 : 1000);
-        err = cms_step_apply(s, &a, &card, &sp);
-        goto out;
-    }
-    if (cms_job_worth_waiting(&st, doc, was_live)) {
-        /* Woken by the job's change (mno answers the wait when it moves or
-         * the card answers), not by a timer: at most CMS_WAIT_S. */
-        json_t *w = NULL;
-        if (mno_client_job_wait(m, st.job, CMS_WAIT_S, st.phase == OTASCP_PH_IU ? 1 : 0, &w, &e)
-            == OT_OK) {
-            json_free(doc);
-            doc = w;
-        }
-    }
-    {
-        const char *js = json_string_value(json_object_get(doc, "state"));
+    for (unsigned round = 0;; round++) {
+        const char *js;
         char job_state[24];
         char job_id[OTASCP_JOB_ID_MAX + 1];
+        bool iu = st.phase == OTASCP_PH_IU;
+        json_free(doc);
+        doc = NULL;
+        if (was_live) {
+            /* The phone is there: wait on the job at once (mno answers when
+             * the card answered or the job ended: no timer in between, at
+             * most CMS_WAIT_S). */
+            err = mno_client_job_wait(m, st.job, CMS_WAIT_S, iu ? 1 : 0, &doc, &e);
+        } else {
+            err = mno_client_job(m, st.job, &doc, &e);
+            if (err == OT_OK && cms_job_worth_waiting(&st, doc, false)) {
+                json_t *wd = NULL;
+                if (mno_client_job_wait(m, st.job, CMS_WAIT_S, iu ? 1 : 0, &wd, &e) == OT_OK) {
+                    json_free(doc);
+                    doc = wd;
+                }
+            }
+        }
+        if (err != OT_OK) {
+            OT_LOG_WARN("action=%lld job %s: %s", (long long)a.id, st.job, e.text);
+            sp.set_state = "submitted";
+            sp.next_at = cms_now_ms() + (s->backoff_s > 0 ? s->backoff_s * 1000 : 1000);
+            err = cms_step_apply(s, &a, &card, &sp);
+            goto out;
+        }
+        js = json_string_value(json_object_get(doc, "state"));
         snprintf(job_state, sizeof(job_state), "%s", js != NULL ? js : "?");
         snprintf(job_id, sizeof(job_id), "%s", st.job);
-        err = otascp_advance(m, &t, &keys, cmds, ncmds, &st, doc, &res, &finished, &e);
+        err = otascp_advance(m, &t, &w->keys, cmds, ncmds, &st, doc, &res, &finished, &e);
         sp.set_state = "submitted";
         if (err == OT_E_RMAC || err == OT_E_CARD_CRYPTOGRAM
             || (err != OT_OK && e.fail == TSM_CLIENT_LOCAL && strcmp(job_state, "done") == 0)) {
@@ -840,6 +892,16 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
         sp.save_scp = true;
         sp.scp = scp;
         sp.mno_job = st.job;
+        if (!finished && round == 0 && iu && st.phase == OTASCP_PH_BATCH2
+            && strcmp(job_state, "running") == 0) {
+            /* Batch 2 is out: the job's end is waited for at once, in this
+             * step (nothing is committed in between: a crash sends the very
+             * same batch 2 again under its key, which mno answers as sent,
+             * and the answers verify the same). */
+            was_live = true;
+            sp.ran_first = a.action == CMS_ACT_DESTROY && !a.verify_first;
+            continue;
+        }
         if (!finished) {
             if (strcmp(job_state, "queued") == 0 && !was_live) {
                 sp.next_at = cms_now_ms() + cms_queued_poll_ms(doc); /* the phone is away */
@@ -850,9 +912,11 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
             } else {
                 sp.next_at = 0; /* it runs: wait on it again */
             }
+            sp.ran_first = false;
             cms_progress(s, &a, &card, job_state, &sp);
             OT_TRY(cms_step_apply(s, &a, &card, &sp));
             again = sp.next_at == 0;
+            w->live = again && cms_job_live(job_state);
             goto out;
         }
         if (strcmp(job_state, "outcome_unknown") == 0) {
@@ -864,12 +928,12 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, bool 
         OT_TRY(cms_step_apply(s, &a, &card, &sp));
         OT_LOG_INFO("action=%lld card=%s job=%s %s -> %s", (long long)a.id, card.card_id, job_id,
                     otascp_outcome_name(res.outcome), sp.set_state ? sp.set_state : "-");
+        break;
     }
 out:
     if (err != OT_OK && err != OT_E_STATE) {
         OT_LOG_WARN("action=%lld: %s", (long long)id, ot_strerror(err));
     }
-    ot_mem_wipe(&keys, sizeof(keys));
     otascp_result_free(&res);
     json_free(doc);
     mno_client_free(m);
@@ -1028,10 +1092,11 @@ out:
  * goes back to the queue like any due action). */
 static void cms_act_work(struct cms *s, struct tsm_client **tc, int64_t id)
 {
-    bool live = false;
+    struct cms_work w;
     unsigned runs = 0;
 
-    while (cms_act_run(s, tc, id, &live)) {
+    memset(&w, 0, sizeof(w));
+    while (cms_act_run(s, tc, id, &w)) {
         bool stop;
         pthread_mutex_lock(&s->mu);
         stop = s->stopping;
@@ -1041,6 +1106,7 @@ static void cms_act_work(struct cms *s, struct tsm_client **tc, int64_t id)
             break;
         }
     }
+    ot_mem_wipe(&w, sizeof(w));
 }
 
 void cms_driver_once(struct cms *s)
