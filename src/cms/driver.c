@@ -97,6 +97,7 @@ struct cms_step {
     bool ran_first; /* the job ran on the phone: the card moves by running first if it
                        has not yet (a wait on the job may not have seen it run) */
     /* history / alert / notification */
+    const char *submitted; /* the job went out in this step: its "submitted" row (detail) first */
     const char *hist_event;
     char detail[512];
     const char *alert_kind;
@@ -340,6 +341,12 @@ static ot_err cms_step_apply(struct cms *s, const struct cms_act *a, const struc
     }
     db_reset(st);
     st = NULL;
+    if (sp->submitted != NULL) {
+        struct cms_card now_card;
+        OT_TRY(cms_card_get(s, c, a->card_row, &now_card));
+        OT_TRY(cms_history_add(s, c, a->card_row, "submitted", now_card.state, "platform", NULL,
+                               sp->submitted));
+    }
     if (sp->move && sp->ran_first) {
         err = cms_card_move(s, c, a->card_row, CMS_EV_RUNNING, a->cause, a->reason, NULL, NULL);
         if (err == OT_E_STATE) {
@@ -694,6 +701,7 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, struc
     char idem[64];
     char scp[OTASCP_STATE_MAX];
     char hchal_hex[CMS_HCHAL_HEX];
+    char submitted[256];
     json_t *doc = NULL;
     bool finished = false;
     bool again = false;
@@ -743,6 +751,8 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, struc
     cfg.sd_aid_len = card.sd_aid_n;
 
     if (strcmp(a.state, "pending") == 0) {
+        static const char *const fmt =
+            "{\"job\":\"%s\",\"device\":\"%s\",\"location_area\":\"%s\"%s}";
         char device[16] = "unknown";
         char la[33] = "";
         if (a.hchal[0] == '\0') {
@@ -781,7 +791,18 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, struc
             goto out;
         }
         if (cms_job_live(st.job_state)) {
-            snprintf(device, sizeof(device), "online");
+            /* The phone has the job: it is waited on at once, in this step
+             * (a crash before the step's commit submits the very same job
+             * again, which mno answers with the job it has). */
+            snprintf(submitted, sizeof(submitted), fmt, st.job, "online", "",
+                     a.verify_first ? ",\"purpose\":\"read the card\"" : "");
+            sp.submitted = submitted;
+            OT_TRY(otascp_state_encode(&st, scp, sizeof(scp)));
+            sp.save_scp = true;
+            sp.scp = scp;
+            sp.mno_job = st.job;
+            was_live = true;
+            goto job;
         } else {
             /* Queued: the phone is off (the card waits awaiting_destroy in
              * both platforms) or busy with another job. The status lookup
@@ -809,9 +830,8 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, struc
         } else {
             sp.next_at = cms_now_ms() + CMS_QUEUED_MS;
         }
-        snprintf(sp.detail, sizeof(sp.detail),
-                 "{\"job\":\"%s\",\"device\":\"%s\",\"location_area\":\"%s\"%s}", st.job, device,
-                 la, a.verify_first ? ",\"purpose\":\"read the card\"" : "");
+        snprintf(sp.detail, sizeof(sp.detail), fmt, st.job, device, la,
+                 a.verify_first ? ",\"purpose\":\"read the card\"" : "");
         OT_TRY(cms_step_apply(s, &a, &card, &sp));
         again = sp.next_at == 0;
         w->live = again;
@@ -822,6 +842,7 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, struc
     if (otascp_state_decode(a.scp, &st) != OT_OK) {
         OT_FAIL(OT_E_CORRUPT);
     }
+job:
     for (unsigned round = 0;; round++) {
         const char *js;
         char job_state[24];
