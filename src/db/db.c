@@ -626,6 +626,25 @@ struct db *db_conn_db(const struct db_conn *c)
 
 /* ---- transactions -------------------------------------------------------- */
 
+/* SQLite has one writer at a time: this process's writers queue for it on
+ * db->wmu (woken at once when it is free) rather than in the busy handler,
+ * which sleeps up to 100 ms between tries. Other processes still meet the
+ * busy handler. 0 or pthread_mutex_timedlock's error. */
+static int db_wlock(struct db *db)
+{
+    struct timespec until;
+
+    /* pthread_mutex_timedlock counts on CLOCK_REALTIME */
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(db->cfg.busy_timeout_ms / 1000u);
+    until.tv_nsec += (long)(db->cfg.busy_timeout_ms % 1000u) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    return pthread_mutex_timedlock(&db->wmu, &until);
+}
+
 /* Releases the in-process write lock once c's transaction is over. */
 static void db_wunlock(struct db_conn *c)
 {
@@ -646,22 +665,7 @@ ot_err db_begin(struct db_conn *c)
         return OT_E_STATE;
     }
     if (c->db->kind == DB_SQLITE && !c->wlocked) {
-        /* SQLite has one writer at a time: queue for it here (woken at once
-         * when it is free) rather than in the busy handler, which sleeps up
-         * to 100 ms between tries. Other processes still meet the busy
-         * handler. */
-        struct timespec until;
-        int rc;
-
-        /* pthread_mutex_timedlock counts on CLOCK_REALTIME */
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)(c->db->cfg.busy_timeout_ms / 1000u);
-        until.tv_nsec += (long)(c->db->cfg.busy_timeout_ms % 1000u) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        rc = pthread_mutex_timedlock(&c->db->wmu, &until);
+        int rc = db_wlock(c->db);
         if (rc != 0) {
             OT_LOG_WARN("begin: %s", rc == EDEADLK ? "this thread already holds a write transaction"
                                                    : "no write lock within the busy timeout");
@@ -881,6 +885,16 @@ out:
     return err;
 }
 
+/* Releases the write lock an auto-commit write took (RETURNING rows keep
+ * SQLite's lock until the statement is done or reset). */
+static void db_stmt_wunlock(struct db_stmt *s)
+{
+    if (s->wlocked) {
+        s->wlocked = false;
+        pthread_mutex_unlock(&s->conn->db->wmu);
+    }
+}
+
 void db_reset(struct db_stmt *s)
 {
     struct db_conn *c;
@@ -890,6 +904,7 @@ void db_reset(struct db_stmt *s)
     }
     c = s->conn;
     c->db->ops->clear(s->impl);
+    db_stmt_wunlock(s);
     s->has_row = false;
     s->done = false;
     s->changes = 0;
@@ -940,6 +955,7 @@ ot_err db_bind_null(struct db_stmt *s, int idx)
 
 ot_err db_step(struct db_stmt *s, bool *row)
 {
+    struct db_conn *c;
     ot_err err;
 
     if (row == NULL) {
@@ -952,10 +968,26 @@ ot_err db_step(struct db_stmt *s, bool *row)
     if (s->done) {
         return OT_OK;
     }
-    err = db_seen(s->conn->db, s->conn->db->ops->step(s->impl, row, &s->changes));
+    c = s->conn;
+    if (c->db->kind == DB_SQLITE && !s->has_row && !s->wlocked && !c->wlocked
+        && c->db->ops->writes != NULL && c->db->ops->txn(c->impl) == DB_TXN_IDLE
+        && c->db->ops->writes(s->impl)) {
+        /* An auto-commit write is a write transaction of its own: it queues
+         * for the write lock as db_begin does (a thread that holds it on
+         * another connection goes on to SQLite's busy handler, as before). */
+        int rc = db_wlock(c->db);
+        if (rc == ETIMEDOUT) {
+            OT_LOG_WARN("step: no write lock within the busy timeout");
+            s->done = true;
+            return OT_E_TIMEOUT;
+        }
+        s->wlocked = rc == 0;
+    }
+    err = db_seen(c->db, c->db->ops->step(s->impl, row, &s->changes));
     s->has_row = err == OT_OK && *row;
     if (err != OT_OK || !*row) {
         s->done = true;
+        db_stmt_wunlock(s);
     }
     return err;
 }

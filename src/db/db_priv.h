@@ -39,6 +39,9 @@ struct db_ops {
     ot_err (*bind_null)(void *st, int idx);
     /* *changes is set when the statement is done. */
     ot_err (*step)(void *st, bool *row, int64_t *changes);
+    /* Optional (SQLite): the statement writes (db_step outside a transaction
+     * then queues for db->wmu as db_begin does). */
+    bool (*writes)(void *st);
     int (*col_count)(void *st);
     bool (*col_is_null)(void *st, int col);
     ot_err (*col_text)(void *st, int col, const char **out);
@@ -102,6 +105,7 @@ struct db_stmt {
     bool in_use;
     bool has_row;
     bool done;
+    bool wlocked; /* an auto-commit write holding db->wmu until it is done or reset */
     int64_t changes;
 };
 

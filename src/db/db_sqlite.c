@@ -389,6 +389,11 @@ static ot_err dbs_step(void *st, bool *row, int64_t *changes)
     return dbs_err(s->h, sqlite3_extended_errcode(s->h), "step");
 }
 
+static bool dbs_writes(void *st)
+{
+    return !sqlite3_stmt_readonly(((struct dbs_stmt *)st)->st);
+}
+
 static int dbs_col_count(void *st)
 {
     struct dbs_stmt *s = st;
@@ -480,6 +485,7 @@ const struct db_ops db_sqlite_ops = {
     .conn_ok = dbs_conn_ok,
     .conn_probe = dbs_conn_ok,
     .txn = dbs_txn,
+    .writes = dbs_writes,
     .exec = dbs_exec,
     .prepare = dbs_prepare,
     .finalize = dbs_finalize,

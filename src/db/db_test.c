@@ -867,6 +867,54 @@ static void test_lock_timeout(void **state)
     db_close(db);
 }
 
+/* SQLite: an auto-commit write is a write transaction of its own and queues
+ * for the in-process write lock as db_begin does (not in SQLite's busy
+ * handler, which sleeps between tries); with RETURNING it holds the lock
+ * until the statement is reset. This thread holding it, its db_begin on
+ * another connection is refused at once. */
+static void test_autocommit_write_lock(void **state)
+{
+    struct db_cfg cfg = {.pool_size = 2, .busy_timeout_ms = 200};
+    struct db *db = NULL;
+    struct db_conn *c1 = NULL, *c2 = NULL;
+    struct db_stmt *st = NULL;
+    bool row = false;
+    int64_t v = 0;
+
+    (void)state;
+    if (g_kind != DB_SQLITE) {
+        skip();
+    }
+    db = open_db(&cfg);
+    exec_ok(db, "DROP TABLE IF EXISTS t_alock");
+    exec_ok(db, "CREATE TABLE t_alock (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)");
+    exec_ok(db, "INSERT INTO t_alock VALUES (1, 0)");
+    assert_int_equal(db_acquire(db, &c1), OT_OK);
+    assert_int_equal(db_acquire(db, &c2), OT_OK);
+    assert_int_equal(db_prepare(c1, "UPDATE t_alock SET v = v + 1 WHERE k = 1 RETURNING v", &st),
+                     OT_OK);
+    assert_int_equal(db_step(st, &row), OT_OK);
+    assert_true(row);
+    assert_int_equal(db_col_int64(st, 0, &v), OT_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(db_begin(c2), OT_E_TIMEOUT);
+    db_reset(st);
+    assert_int_equal(db_begin(c2), OT_OK);
+    assert_int_equal(db_exec(c2, "UPDATE t_alock SET v = v + 1 WHERE k = 1"), OT_OK);
+    assert_int_equal(db_commit(c2), OT_OK);
+    /* A plain auto-commit write takes and releases it in its step. */
+    assert_int_equal(db_prepare(c1, "UPDATE t_alock SET v = v + 1 WHERE k = 1", &st), OT_OK);
+    assert_int_equal(db_step(st, &row), OT_OK);
+    assert_false(row);
+    assert_int_equal(db_begin(c2), OT_OK);
+    assert_int_equal(db_commit(c2), OT_OK);
+    db_reset(st);
+    assert_int_equal(query_int(c1, "SELECT v FROM t_alock", NULL), 3);
+    db_release(c2);
+    db_release(c1);
+    db_close(db);
+}
+
 /* Child of test_sigkill: commits rows one by one, reporting each acknowledged id on fd,
  * then leaves a transaction open and kills itself. Never returns. */
 static void sigkill_child(int fd)
@@ -1489,6 +1537,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_lock_timeout),
+        cmocka_unit_test(test_autocommit_write_lock),
         cmocka_unit_test(test_sigkill),
         cmocka_unit_test(test_stmt_cache),
         cmocka_unit_test(test_large_result),
