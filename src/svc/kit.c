@@ -492,6 +492,17 @@ void svc_tx_abort(struct db_conn **c)
     }
 }
 
+ot_err svc_tx_commit_audited(struct db_conn *c, struct net_req *req)
+{
+    bool audited = db_txn_audit_rows(c) > 0;
+    ot_err err = db_commit(c);
+
+    if (err == OT_OK && audited) {
+        net_req_change_audited(req);
+    }
+    return err;
+}
+
 ot_err svc_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp, int status,
                      json_t *o)
 {

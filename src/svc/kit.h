@@ -184,5 +184,11 @@ ot_err svc_tx_begin(struct svc_kit *k, struct db_conn **c);
 void svc_tx_abort(struct db_conn **c);
 ot_err svc_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *resp, int status,
                      json_t *o);
+/* Commits c's change whose answer comes later (an operation driven after the
+ * commit, answered by its state): db_commit, and when the change carries its
+ * audit row (svc_audit on c) the request is marked as svc_tx_commit does, so
+ * its success gets no second row (a refusal or failure answered later still
+ * gets the host's row). db_commit's error. */
+ot_err svc_tx_commit_audited(struct db_conn *c, struct net_req *req);
 
 #endif

@@ -338,7 +338,7 @@ void tsm_h_sd_relay(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(db_begin(c));
         OT_TRY(dm_relay_save(c, se.id, sd.aid, sd.owner_sp, &r));
         OT_TRY(svc_audit(t->kit, c, req, "tsm.sd.relay", res, "ended"));
-        OT_TRY(db_commit(c));
+        OT_TRY(svc_tx_commit_audited(c, req));
         o = json_obj_new();
         if (o == NULL || json_put_str(o, "cin", se.cin) != OT_OK
             || json_put_str(o, "aid", sd.aid) != OT_OK
@@ -364,7 +364,7 @@ void tsm_h_sd_relay(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(db_begin(c));
     OT_TRY(dm_relay_save(c, se.id, sd.aid, sd.owner_sp, &r));
     OT_TRY(svc_audit(t->kit, c, req, "tsm.sd.relay", res, "sent"));
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     if (!ok) {
         goto out;
     }
@@ -751,7 +751,7 @@ void tsm_h_dm_token(struct net_req *req, struct net_resp *resp, void *ctx)
     if (o == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     net_resp_header(resp, "Location", res);
     net_resp_json(resp, 201, o);
     o = NULL;
@@ -1093,7 +1093,7 @@ void tsm_h_dm_receipt(struct net_req *req, struct net_resp *resp, void *ctx)
             OT_FAIL(OT_E_NOMEM);
         }
     }
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     net_resp_json(resp, 200, o);
     o = NULL;
 out:

@@ -794,7 +794,7 @@ void tsm_h_inst_create(struct net_req *req, struct net_resp *resp, void *ctx)
                          cmds, lens, &op_id));
     snprintf(res, sizeof(res), "/tsm/v1/service-instances/%lld", (long long)inst_id);
     OT_TRY(svc_audit(t->kit, c, req, "tsm.instance.prepersonalize", res, "accepted"));
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     db_release(c);
     c = NULL;
     OT_LOG_INFO("req_id=%s pre-personalization instance=%lld op=%lld cin=%s service=%lld",
@@ -990,7 +990,7 @@ static void tsm_inst_action(struct net_req *req, struct net_resp *resp, void *ct
         tsm_op_create(t, c, in.sp, in.id, 0, tsm_inst_op_name(op), "", &plan, cmds, lens, &op_id));
     snprintf(res, sizeof(res), "/tsm/v1/service-instances/%lld", (long long)in.id);
     OT_TRY(svc_audit(t->kit, c, req, action, res, "accepted"));
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     db_release(c);
     c = NULL;
     tsm_answer_op(t, resp, op_id, in.id, t->wait_ms, 200);
@@ -1232,7 +1232,7 @@ void tsm_h_comm_start(struct net_req *req, struct net_resp *resp, void *ctx)
     if (o == NULL) {
         OT_FAIL(OT_E_NOMEM);
     }
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     net_resp_header(resp, "Location", res);
     net_resp_json(resp, 201, o);
     o = NULL;
@@ -1369,7 +1369,7 @@ void tsm_h_comm_end(struct net_req *req, struct net_resp *resp, void *ctx)
     st = NULL;
     snprintf(res, sizeof(res), "/tsm/v1/communications/%lld", (long long)m.id);
     OT_TRY(svc_audit(t->kit, c, req, "tsm.comm.end", res, statuses[si]));
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     if (m.relay_job[0] != '\0') {
         /* The relay's interactive job ends with the communication. */
         struct tsm_inst in;
@@ -1443,7 +1443,7 @@ static void tsm_relay(struct tsm *t, struct net_req *req, struct net_resp *resp,
         snprintf(res, sizeof(res), "/tsm/v1/communications/%lld", (long long)m->id);
         OT_TRY(svc_audit(t->kit, c, req, "tsm.comm.relay", res, "sent"));
     }
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     if (!ok) {
         goto out;
     }
@@ -1669,7 +1669,7 @@ void tsm_h_script_send(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     snprintf(res, sizeof(res), "/tsm/v1/communications/%lld", (long long)m.id);
     OT_TRY(svc_audit(t->kit, c, req, "tsm.script.send", res, "accepted"));
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     db_release(c);
     c = NULL;
     tsm_answer_op(t, resp, op_id, 0, t->wait_ms, 200);
@@ -2080,7 +2080,7 @@ void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(tsm_op_create(t, c, 0, 0, 0, "audit", "", &plan, cmds, lens, &op_id));
     snprintf(res, sizeof(res), "/tsm/v1/secure-elements/%s", se.cin);
     OT_TRY(svc_audit(t->kit, c, req, "tsm.se.audit", res, "accepted"));
-    OT_TRY(db_commit(c));
+    OT_TRY(svc_tx_commit_audited(c, req));
     db_release(c);
     c = NULL;
     tsm_op_drive(t, op_id, tsm_mono_ms() + t->wait_ms);

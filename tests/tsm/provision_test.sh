@@ -264,4 +264,15 @@ N=$(grep -c ' operation.done ok ' "$W/hooks/hooks" || true)
 grep -q " bad " "$W/hooks/hooks" && fail "a webhook delivery with a bad signature"
 grep -q "\"sp_id\":$B2\|instance_id\":$I2," "$W/hooks/hooks" && fail "bank1's webhook told of bank2's operations"
 note "bank1's webhook: $N signed completions"
+# --- 8. one audit row per change --------------------------------------------
+# A call answered once its operation ran committed its audit row with the
+# change (tsm.instance.*, tsm.comm.*, tsm.script.send, the request's id): the
+# host adds none of its own for its success, only for refusals.
+aq() { sqlite3 "$W/var/tsmd.db" "SELECT COUNT(*) FROM (SELECT action, outcome FROM host_audit_log UNION ALL SELECT action, outcome FROM host_audit_pending) WHERE $1"; }
+TWICE="(action LIKE 'POST /tsm/v1/service-instances%' OR action LIKE 'POST /tsm/v1/communications%') AND outcome LIKE '2%'"
+[ "$(aq "$TWICE")" = 0 ] ||
+    fail "second audit rows: $(sqlite3 "$W/var/tsmd.db" "SELECT action, outcome FROM host_audit_log WHERE $TWICE LIMIT 5")"
+[ "$(aq "action = 'tsm.instance.prepersonalize'")" -ge 3 ] && [ "$(aq "action = 'tsm.script.send'")" -ge 1 ] ||
+    fail "the changes' own audit rows are missing"
+note "one audit row per change"
 echo "tsm.provision: ok"
