@@ -618,6 +618,10 @@ static void sv_run(struct cms *s, struct net_req *req, struct net_resp *resp, st
         }
         OT_TRY(sv_take(s, &c, &b->ev[i], b, &d, &decided));
         if (decided) {
+            /* sv_decide writes on a connection of its own: the lookups'
+             * one is given back first (with db.pool 1 it would starve). */
+            db_release(c);
+            c = NULL;
             err = sv_decide(s, req, &d);
             if (err == OT_OK) {
                 sv_lat_add(s->superv, sv_mono_us() - t0);

@@ -646,6 +646,7 @@ struct mno_held {
     struct mno_cred cred;
     int64_t auth_gen;
     struct audit_entry refusal; /* the audit row of that 401 (the request is gone by then) */
+    bool refused;               /* answered 401 (the sweeper's own) */
     atomic_bool closed;
     atomic_int refs;
 };
@@ -769,7 +770,7 @@ static bool mno_held_cred(struct mno *m, struct mno_held *h, int64_t now)
     return false;
 }
 
-/* One held POST: true when answered. */
+/* One held POST whose credential is good: true when answered. */
 static bool mno_held_one(struct mno *m, struct db_conn *c, struct mno_held *h, int64_t now)
 {
     struct mno_ajob j;
@@ -777,9 +778,6 @@ static bool mno_held_one(struct mno *m, struct db_conn *c, struct mno_held *h, i
     bool answered = false;
     ot_err err;
 
-    if (!mno_held_cred(m, h, now)) {
-        return true;
-    }
     memset(&next, 0, sizeof(next));
     if (db_begin(c) != OT_OK) {
         return false;
@@ -824,12 +822,19 @@ void mno_held_check(struct mno *m)
     list = m->held;
     m->held = NULL;
     pthread_mutex_unlock(&m->mu);
+    /* Credentials first: the checks read the auth store on connections of
+     * their own, so none is held meanwhile (with db.pool 1 they starved). */
+    for (struct mno_held *h = list; h != NULL; h = h->next) {
+        if (!atomic_load(&h->closed) && !h->refused && !mno_held_cred(m, h, now)) {
+            h->refused = true;
+        }
+    }
     if (list != NULL && db_acquire(m->db, &c) != OT_OK) {
         c = NULL;
     }
     while (list != NULL) {
         struct mno_held *h = list;
-        bool done = atomic_load(&h->closed);
+        bool done = atomic_load(&h->closed) || h->refused;
 
         list = h->next;
         if (!done && c != NULL) {

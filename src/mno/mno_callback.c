@@ -203,6 +203,15 @@ void mno_cb_deliver(struct mno *m)
     }
     db_reset(st);
     st = NULL;
+    if (n > 0) {
+        /* The key store reads (or makes) the key on a connection of its
+         * own: none is held meanwhile (with db.pool 1 it would starve). */
+        db_release(c);
+        c = NULL;
+        OT_TRY(mno_cb_key(m, key));
+        have_key = true;
+        OT_TRY(db_acquire(m->db, &c));
+    }
     for (size_t i = 0; i < n; i++) {
         json_t *job = NULL;
         char *body = NULL;
@@ -210,10 +219,6 @@ void mno_cb_deliver(struct mno *m)
         int64_t sub = 0;
         ot_err sent = OT_E_STATE;
 
-        if (!have_key) {
-            OT_TRY(mno_cb_key(m, key));
-            have_key = true;
-        }
         if (mno_job_json(m, c, ids[i], &sub, &job) == OT_OK
             && json_serialize(job, &body, &len) == OT_OK) {
             db_release(c); /* no connection held across the HTTP call */

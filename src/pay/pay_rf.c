@@ -131,8 +131,11 @@ static ot_err pay_rf_key(struct pay_svc *s, struct db_conn *c, const char *sp, i
         OT_FAIL(OT_E_NOT_FOUND);
     }
     OT_TRY(db_col_int64(st, 0, &v));
+    db_reset(st);
+    st = NULL;
     snprintf(owner, sizeof(owner), "%s:%s", s->ks_owner, sp);
-    OT_TRY(keystore_get(s->ks, owner, name, (uint32_t)v, key, kl, NULL));
+    /* on c: the caller holds it (a second connection may not be free) */
+    OT_TRY(keystore_get_c(s->ks, c, owner, name, (uint32_t)v, key, kl, NULL));
 out:
     db_reset(st);
     return err;

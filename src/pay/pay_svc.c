@@ -952,12 +952,23 @@ out:
 /* The client's keys: every registered SP's latest key of each type,
  * wrapped for its dongle alone ("keys"), and the revoked SPs' floors
  * ("revoked"). A revoked client gets nothing. */
+/* One (sp, key type) the client is due, read before any key is. */
+struct pay_due_key {
+    char sp[PAY_NAME_MAX + 1];
+    int64_t kt;
+    int64_t version;
+    bool revoked;
+};
+
 static void pay_h_client_keys(struct net_req *req, struct net_resp *resp, void *ctx)
 {
     struct pay_svc *s = ctx;
     struct pay_client_row cl;
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
+    struct pay_due_key *due = NULL;
+    size_t ndue = 0;
+    size_t cap = 0;
     json_t *o = NULL;
     json_t *keys = NULL;
     json_t *gone = NULL;
@@ -988,28 +999,43 @@ static void pay_h_client_keys(struct net_req *req, struct net_resp *resp, void *
     OT_TRY(db_bind_text(st, 1, s->instance));
     OT_TRY(db_bind_int64(st, 2, PAY_KT_DONGLE_MAX));
     for (;;) {
-        char sp[PAY_NAME_MAX + 1];
-        size_t sl = sizeof(sp);
-        int64_t kt = 0;
-        int64_t v = 0;
+        struct pay_due_key *d;
+        size_t sl = sizeof(d->sp);
         int64_t rev = 0;
         OT_TRY(db_step(st, &row));
         if (!row) {
             break;
         }
-        OT_TRY(db_col_text_copy(st, 0, sp, &sl));
-        OT_TRY(db_col_int64(st, 1, &kt));
-        OT_TRY(db_col_int64(st, 2, &v));
+        if (ndue == cap) {
+            size_t ncap = cap != 0 ? 2 * cap : 16;
+            struct pay_due_key *nd = realloc(due, ncap * sizeof(*nd));
+            if (nd == NULL) {
+                OT_FAIL(OT_E_NOMEM);
+            }
+            due = nd;
+            cap = ncap;
+        }
+        d = &due[ndue];
+        OT_TRY(db_col_text_copy(st, 0, d->sp, &sl));
+        OT_TRY(db_col_int64(st, 1, &d->kt));
+        OT_TRY(db_col_int64(st, 2, &d->version));
         OT_TRY(db_col_int64(st, 3, &rev));
-        if (kt < 1 || kt > PAY_KT_DONGLE_MAX || v < 1 || v > INT32_MAX) {
+        if (d->kt < 1 || d->kt > PAY_KT_DONGLE_MAX || d->version < 1 || d->version > INT32_MAX) {
             OT_FAIL(OT_E_CORRUPT);
         }
-        OT_TRY(pay_key_item(s, &cl, sp, rev != 0, kt, v, keys, gone));
+        d->revoked = rev != 0;
+        ndue++;
     }
     db_reset(st);
     st = NULL;
+    /* The keys are read on connections of their own: none is held here
+     * (with db.pool 1, holding this one starved those reads). */
     db_release(c);
     c = NULL;
+    for (size_t i = 0; i < ndue; i++) {
+        OT_TRY(
+            pay_key_item(s, &cl, due[i].sp, due[i].revoked, due[i].kt, due[i].version, keys, gone));
+    }
     OT_TRY(json_put_str(o, "client", cl.name));
     OT_TRY(json_put(o, "keys", keys));
     keys = NULL;
@@ -1022,6 +1048,7 @@ out:
     if (c != NULL) {
         db_release(c);
     }
+    free(due);
     json_free(o);
     json_free(keys);
     json_free(gone);

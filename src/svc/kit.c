@@ -107,6 +107,23 @@ ot_err svc_audit(struct svc_kit *k, struct db_conn *c, const struct net_req *req
     return err;
 }
 
+ot_err svc_audit_on(struct svc_kit *k, struct db_conn *c, const struct net_req *req,
+                    const char *action, const char *resource, const char *outcome)
+{
+    ot_err err = db_begin(c);
+
+    if (err == OT_OK) {
+        err = svc_audit(k, c, req, action, resource, outcome);
+    }
+    if (err == OT_OK) {
+        err = db_commit(c);
+    }
+    if (err != OT_OK && db_in_txn(c)) {
+        (void)db_rollback(c);
+    }
+    return err;
+}
+
 ot_err svc_authz(struct svc_kit *k, const struct net_req *req, enum svc_access acc, int64_t owner,
                  const char *action)
 {

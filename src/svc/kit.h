@@ -53,6 +53,11 @@ struct svc_events *svc_kit_events(const struct svc_kit *k); /* svc/events.h */
  * c's transaction rolls it back (no change commits without its audit row). */
 ot_err svc_audit(struct svc_kit *k, struct db_conn *c, const struct net_req *req,
                  const char *action, const char *resource, const char *outcome);
+/* The same in a transaction of its own on c, a connection the caller holds
+ * with no transaction open: a refusal found while holding one (a second
+ * connection may not be free: with db.pool 1 that waits for ever). */
+ot_err svc_audit_on(struct svc_kit *k, struct db_conn *c, const struct net_req *req,
+                    const char *action, const char *resource, const char *outcome);
 
 /* The audit row svc_audit would write for req (its principal and request
  * id), for a caller that writes it later, when req is gone (audit_enqueue:

@@ -396,6 +396,7 @@ static ot_err ob_claim(struct svc_outbox *ob, struct db_conn *c, int64_t id, str
     bool row = false;
     ot_err err = OT_OK;
 
+    memset(r, 0, sizeof(*r)); /* the caller frees r->body on any error */
     OT_TRY(db_prepare(c,
                       "UPDATE svc_outbox SET claimed_until = $1 WHERE id = $2 AND state = 'pending'"
                       " AND claimed_until < $3 AND next_at <= $3",
@@ -418,7 +419,6 @@ static ot_err ob_claim(struct svc_outbox *ob, struct db_conn *c, int64_t id, str
     if (!row) {
         OT_FAIL(OT_E_CONFLICT);
     }
-    memset(r, 0, sizeof(*r));
     r->id = id;
     OT_TRY(db_col_text(st, 0, &ch));
     r->channel = strcmp(ch, "email") == 0 ? SVC_CH_EMAIL : SVC_CH_WEBHOOK;
@@ -689,6 +689,9 @@ ot_err svc_outbox_once(struct svc_outbox *ob, unsigned *sent, unsigned *failed)
         if (stop) {
             break;
         }
+        if (c == NULL) {
+            OT_TRY(db_acquire(ob->db, &c));
+        }
         e = ob_claim(ob, c, ids[i], &r);
         if (e == OT_E_CONFLICT) {
             continue;
@@ -697,9 +700,19 @@ ot_err svc_outbox_once(struct svc_outbox *ob, unsigned *sent, unsigned *failed)
             free(r.body);
             OT_FAIL(e);
         }
+        /* The claim is committed: no connection is held while the receiver
+         * answers (up to timeout_ms), and the secret is read on one of its
+         * own (with db.pool 1, holding this one starved that read). A crash
+         * or a lost connection before the record leaves the claim to run
+         * out: the message is sent again with the same delivery id. */
+        db_release(c);
+        c = NULL;
         t0 = ob_mono_ms();
         e = ob_send(ob, &r, &status, why, sizeof(why));
-        err = ob_record(ob, c, &r, e == OT_OK, status, why, ob_mono_ms() - t0);
+        err = db_acquire(ob->db, &c);
+        if (err == OT_OK) {
+            err = ob_record(ob, c, &r, e == OT_OK, status, why, ob_mono_ms() - t0);
+        }
         free(r.body);
         OT_TRY(err);
         if (e == OT_OK && sent != NULL) {

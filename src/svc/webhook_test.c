@@ -499,6 +499,52 @@ static void test_sender_thread(void **state)
     svc_outbox_free(ob);
 }
 
+/* With one database connection (db.pool 1) a delivery still goes: the
+ * sender holds no connection while the receiver answers and reads the
+ * secret on its own (holding one starved that read until acquire timed out). */
+static void test_one_connection(void **state)
+{
+    struct fix *f = *state;
+    struct db_cfg dc;
+    struct keystore_cfg kc;
+    struct db *db1 = NULL;
+    struct keystore *ks1 = NULL;
+    struct svc_outbox_cfg oc;
+    struct svc_outbox *ob = NULL;
+    struct svc_outbox_msg m = {SVC_CH_WEBHOOK, f->url, "test",      "hook",
+                               "card.locked",  NULL,   "{\"n\":2}", NULL};
+    unsigned sent = 0;
+    unsigned failed = 0;
+    int64_t id = 0;
+    char buf[64];
+    char url[600];
+
+    memset(&dc, 0, sizeof(dc));
+    dc.pool_size = 1;
+    dc.acquire_timeout_ms = 300; /* a starved read fails fast */
+    snprintf(url, sizeof(url), "sqlite:%s", f->t->path);
+    assert_int_equal(db_open(sec_t_is_pg() ? sec_t_pg_url : url, &dc, &db1), OT_OK);
+    memset(&kc, 0, sizeof(kc));
+    kc.backend = KEYSTORE_FILE;
+    kc.kek_path = f->kek_path;
+    assert_int_equal(keystore_open(db1, &kc, &ks1), OT_OK);
+    memset(&oc, 0, sizeof(oc));
+    oc.owner = "test";
+    oc.ks = ks1;
+    oc.timeout_ms = 5000;
+    assert_int_equal(svc_outbox_new(db1, &oc, &ob), OT_OK);
+    add_one(f, ob, &m, true, &id);
+    assert_int_equal(svc_outbox_once(ob, &sent, &failed), OT_OK);
+    assert_int_equal(failed, 0);
+    assert_int_equal(sent, 1);
+    assert_int_equal(f->rx.good, 1);
+    q_text(f, "SELECT state FROM svc_outbox WHERE id = $1", id, buf, sizeof(buf));
+    assert_string_equal(buf, "delivered");
+    svc_outbox_free(ob);
+    keystore_free(ks1);
+    db_close(db1);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +555,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_email, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sender_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_connection, setup, teardown),
     };
 
     sec_t_select(argc, argv);

@@ -329,12 +329,17 @@ void tsm_h_sd_relay(struct net_req *req, struct net_resp *resp, void *ctx)
     OT_TRY(dm_relay_load(c, se.id, sd.aid, &r));
     snprintf(res, sizeof(res), "/tsm/v1/secure-elements/%s/security-domains/%s/relay", se.cin,
              sd.aid);
+    /* No database connection is held while the card's network answers (its
+     * mno may be on this node and need one: db.pool 1 would stall). */
+    db_release(c);
+    c = NULL;
     if (end || start) {
         tsm_relay_close(t, &se, r.job);
         r.job[0] = '\0';
         r.seq = 0;
     }
     if (end) {
+        OT_TRY(db_acquire(t->db, &c));
         OT_TRY(db_begin(c));
         OT_TRY(dm_relay_save(c, se.id, sd.aid, sd.owner_sp, &r));
         OT_TRY(svc_audit(t->kit, c, req, "tsm.sd.relay", res, "ended"));
@@ -361,6 +366,7 @@ void tsm_h_sd_relay(struct net_req *req, struct net_resp *resp, void *ctx)
         }
     }
     r.batches++;
+    OT_TRY(db_acquire(t->db, &c));
     OT_TRY(db_begin(c));
     OT_TRY(dm_relay_save(c, se.id, sd.aid, sd.owner_sp, &r));
     OT_TRY(svc_audit(t->kit, c, req, "tsm.sd.relay", res, "sent"));
@@ -691,7 +697,7 @@ void tsm_h_dm_token(struct net_req *req, struct net_resp *resp, void *ctx)
     if (why[0] != '\0') {
         char r2[128];
         snprintf(r2, sizeof(r2), "/tsm/v1/secure-elements/%s/security-domains/%s", se.cin, sd.aid);
-        (void)svc_audit(t->kit, NULL, req, "tsm.dm.token", r2, "refused");
+        (void)svc_audit_on(t->kit, c, req, "tsm.dm.token", r2, "refused");
         net_resp_error(resp, OT_E_FORBIDDEN, "outside_service", why, "command");
         goto out;
     }
@@ -957,7 +963,7 @@ void tsm_h_dm_receipt(struct net_req *req, struct net_resp *resp, void *ctx)
                  "token %lld was confirmed already (counter %lld): another receipt for it is a "
                  "replay",
                  (long long)k.id, (long long)k.counter);
-        (void)svc_audit(t->kit, NULL, req, "tsm.dm.receipt", res, "replay");
+        (void)svc_audit_on(t->kit, c, req, "tsm.dm.receipt", res, "replay");
         net_resp_error(resp, OT_E_CONFLICT, "token_used", why, NULL);
         goto out;
     }
@@ -1037,7 +1043,7 @@ void tsm_h_dm_receipt(struct net_req *req, struct net_resp *resp, void *ctx)
             snprintf(why, sizeof(why), "the answer is not a confirmation (%s)", ot_strerror(v));
             break;
         }
-        (void)svc_audit(t->kit, NULL, req, "tsm.dm.receipt", res, code);
+        (void)svc_audit_on(t->kit, c, req, "tsm.dm.receipt", res, code);
         net_resp_error(resp, OT_E_CONFLICT, code, why, "response");
         goto out;
     }

@@ -1378,7 +1378,10 @@ void tsm_h_comm_end(struct net_req *req, struct net_resp *resp, void *ctx)
         if (tsm_inst_load(c, m.instance, &in) == OT_OK
             && tsm_se_by_id(c, in.se_id, cin, sizeof(cin)) == OT_OK
             && tsm_se_fetch(t, c, TSM_BY_CIN, cin, &se) == OT_OK) {
+            db_release(c); /* none held while the network answers */
+            c = NULL;
             tsm_relay_close(t, &se, m.relay_job);
+            OT_TRY(db_acquire(t->db, &c));
         }
     }
     OT_TRY(tsm_comm_load(c, m.id, &m));
@@ -1405,10 +1408,11 @@ out:
  * next batch of the communication's interactive job (opened with the first
  * one, the SP SD selected by the agent; tsm_relay.c); answers the batch's
  * R-APDUs. */
-static void tsm_relay(struct tsm *t, struct net_req *req, struct net_resp *resp, struct db_conn *c,
-                      struct tsm_comm *m, const struct tsm_inst *in, const struct tsm_service *svc,
-                      const struct tsm_se *se, const json_t *apdus)
+static void tsm_relay(struct tsm *t, struct net_req *req, struct net_resp *resp,
+                      struct db_conn **cp, struct tsm_comm *m, const struct tsm_inst *in,
+                      const struct tsm_service *svc, const struct tsm_se *se, const json_t *apdus)
 {
+    struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
     json_t *rap = NULL;
     json_t *o = NULL;
@@ -1423,10 +1427,16 @@ static void tsm_relay(struct tsm *t, struct net_req *req, struct net_resp *resp,
     snprintf(jid, sizeof(jid), "%s", m->relay_job);
     snprintf(idem, sizeof(idem), "tsm-relay-%lld-%lld", (long long)m->id,
              (long long)m->relay_seq + 1);
+    /* No database connection is held while the card's network answers (its
+     * mno may be on this node and need one: db.pool 1 would stall). */
+    db_release(*cp);
+    *cp = NULL;
     ok = tsm_relay_batch(t, resp, se, svc->sd, idem, apdus, jid, sizeof(jid), &seq, &rap);
     if (jid[0] == '\0' || (seq == m->relay_seq && strcmp(jid, m->relay_job) == 0)) {
         goto out; /* no batch reached the network */
     }
+    OT_TRY(db_acquire(t->db, cp));
+    c = *cp;
     OT_TRY(db_begin(c));
     OT_TRY(db_prepare(c,
                       "UPDATE tsm_comms SET relay_job = $1, relay_seq = $2, scripts = scripts + 1"
@@ -1568,7 +1578,7 @@ void tsm_h_script_send(struct net_req *req, struct net_resp *resp, void *ctx)
         goto out;
     }
     if (relay) {
-        tsm_relay(t, req, resp, c, &m, &in, &svc, &se, apdus);
+        tsm_relay(t, req, resp, &c, &m, &in, &svc, &se, apdus);
         goto out;
     }
     if (strcmp(in.keys, "tsm") != 0) {

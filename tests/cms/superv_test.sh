@@ -46,7 +46,9 @@ if [ "$BACKEND" = pg ]; then
 else
     DB="sqlite:$W/var/tsmd.db"
 fi
-tsmd_config "$DB" "log.level=info" "services.enabled=cms" "cms.tick_ms=50" \
+# db.pool=1: no request may hold a connection while it waits for another
+# one or for the network (it would stall until the pool timeout).
+tsmd_config "$DB" "log.level=info" "db.pool=1" "services.enabled=cms" "cms.tick_ms=50" \
     "cms.notify_tick_ms=50" "cms.superv_sources=paysys, other" "cms.superv_card_ttl_ms=0"
 tsmd_bootstrap ops
 tsmd_start

@@ -52,7 +52,9 @@ if [ "$BACKEND" = pg ]; then
 else
     DB="sqlite:$TSMD_WORK/var/tsmd.db"
 fi
-tsmd_config "$DB" "log.level=warn" "services.enabled=tsm, mno:orange, mno:vodafone" \
+# db.pool=1: no request may hold a connection while it waits for another
+# one or for the network (it would stall until the pool timeout).
+tsmd_config "$DB" "log.level=warn" "db.pool=1" "services.enabled=tsm, mno:orange, mno:vodafone" \
     "mno.orange.lease_s=600" "mno.orange.heartbeat_s=200" "mno.orange.sweep_ms=50" \
     "mno.orange.auth_fail_limit=2" "mno.orange.backoff_s=0" \
     "mno.vodafone.lease_s=2" "mno.vodafone.heartbeat_s=1" "mno.vodafone.sweep_ms=50"

@@ -48,7 +48,9 @@ if [ "$MODE" = pcsc ]; then
     TSMD_CLEANUP_HOOK=pcsc_cleanup
 fi
 tsmd_work_init pay-term
-tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=warn" "services.enabled=tsm, pay"
+# db.pool=1: no request may hold a connection while it waits for another
+# one or for the network (it would stall until the pool timeout).
+tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=warn" "db.pool=1" "services.enabled=tsm, pay"
 tsmd_bootstrap ops
 tsmd_start
 pay_world

@@ -22,7 +22,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 need_tools curl jq
 tsmd_work_init pay-svc
-tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=info" "services.enabled=tsm, pay"
+# db.pool=1: no request may hold a connection while it waits for another
+# one or for the network (it would stall until the pool timeout).
+tsmd_config "sqlite:$TSMD_WORK/var/tsmd.db" "log.level=info" "db.pool=1" "services.enabled=tsm, pay"
 tsmd_bootstrap ops
 tsmd_start
 

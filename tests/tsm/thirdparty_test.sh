@@ -65,7 +65,9 @@ start_vse 1
 start_vse 2
 
 # --- tsmd: tsm + two networks -----------------------------------------------
-tsmd_config "sqlite:$W/var/tsmd.db" "log.level=info" "services.enabled=tsm, mno:orange, mno:vodafone" \
+# db.pool=1: no request may hold a connection while it waits for another
+# one or for the network (it would stall until the pool timeout).
+tsmd_config "sqlite:$W/var/tsmd.db" "log.level=info" "db.pool=1" "services.enabled=tsm, mno:orange, mno:vodafone" \
     "mno.orange.sweep_ms=50" "mno.vodafone.sweep_ms=50" "tsm.wait_ms=30000"
 tsmd_bootstrap ops
 tsmd_start
