@@ -182,12 +182,16 @@ echo "backstage: query, delete, add, a failed add"
 "${A[@]}" --poll-ms 100 --log-level debug --location-area 208-01-4A2F run >"$W/run.log" 2>&1 &
 RUN_PID=$!
 TSMD_EXTRA_PIDS+=("$RUN_PID")
+# The phone may be online already (the sessions above): wait for the
+# registration's location area as well.
+phone_registered() {
+    [ "$(phone_state)" = online ] && [ "$(jq -r .location_area "$W/resp")" = 208-01-4A2F ]
+}
 for _ in $(seq 1 100); do
-    [ "$(phone_state)" = online ] && break
+    phone_registered && break
     sleep 0.1
 done
-[ "$(phone_state)" = online ] || fail "run did not register the phone: $(cat "$W/run.log")"
-[ "$(jq -r .location_area "$W/resp")" = 208-01-4A2F ] || fail "location area"
+phone_registered || fail "run did not register the phone in 208-01-4A2F: $(cat "$W/resp" "$W/run.log")"
 grep -q "event=stream_open" "$W/run.log" || sleep 1
 for _ in $(seq 1 100); do
     grep -q "event=stream_open" "$W/run.log" && break
