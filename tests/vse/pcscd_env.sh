@@ -27,12 +27,15 @@ pcscd_env_log() {
     echo "pcscd_env: $*" >&2
 }
 
-# A port p with p and p + 1 free on this host.
+# A port p with p and p + 1 free on this host: below the kernel's ephemeral
+# range (32768 up by default), where no outgoing connection takes its local
+# port (a fleet of connections on the machine filled that range), and used
+# by no socket at all.
 pcscd_env_free_port() {
     local p _
     for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        if ! ss -Htln "( sport = :$p or sport = :$((p + 1)) )" 2>/dev/null | grep -q .; then
+        p=$((20000 + RANDOM % 12000))
+        if ! ss -Htan "( sport = :$p or sport = :$((p + 1)) )" 2>/dev/null | grep -q .; then
             echo "$p"
             return 0
         fi
