@@ -4,7 +4,9 @@
 #
 # BENCH_NODES tsmd nodes (default 6: a process has 20,000 descriptors here)
 # with cms and mno:orange on one PostgreSQL (tests/pg/with_pg.sh), each node's
-# cms driver reaching mno through its own node. fleetsim enrols BENCH_CARDS
+# cms driver reaching mno through its own node; mno's sweep_ms at its default
+# (500: cms's waits and the agents' held POSTs are answered on the job's
+# progress, across nodes too, not by the sweep's timer). fleetsim enrols BENCH_CARDS
 # devices (default 100,000) and imports their cards into cms (one subscriber;
 # cards are vse in memory with R-MAC, real SCP03), brings online all but
 # BENCH_OFFLINE_PCT of them (default 50), then
@@ -64,7 +66,7 @@ if [ "${1:-}" = --inner ]; then
     tsmd_work_init destroy
     W=$TSMD_WORK
     tsmd_config "$OPENTSM_TEST_PG_URL" "log.level=${BENCH_LOG_LEVEL:-error}" "services.enabled=cms, mno:orange" \
-        "mno.orange.lease_s=3600" "mno.orange.heartbeat_s=1800" "mno.orange.sweep_ms=50" \
+        "mno.orange.lease_s=3600" "mno.orange.heartbeat_s=1800" "mno.orange.sweep_ms=500" \
         "mno.orange.backoff_s=1" "cms.tick_ms=$TICK_MS" "cms.workers=$WORKERS" "cms.backoff_s=1" "ratelimit.per_s=0" \
         "db.pool=8"
     tsmd_bootstrap ops

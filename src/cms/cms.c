@@ -113,6 +113,13 @@ static const struct db_migration cms_migrations[] = {
      " at BIGINT NOT NULL);"
      "CREATE INDEX cms_superv_decisions_card ON cms_superv_decisions (card, id)",
      NULL},
+    /* The driver's claim (driver.c) reads the due actions in next_at order
+     * and stops at its limit: a seek, not a sort of every live action (6 ms
+     * a claim with 10,000 destroys waiting for their phones). */
+    {22,
+     "CREATE INDEX cms_actions_live ON cms_actions (next_at, id)"
+     " WHERE state IN ('pending', 'submitted')",
+     NULL},
 };
 
 static const struct cfg_opt cms_opts[] = {

@@ -715,8 +715,12 @@ static bool cms_act_run(struct cms *s, struct tsm_client **tc, int64_t id, struc
     memset(&e, 0, sizeof(e));
     OT_TRY(db_acquire(s->db, &c));
     OT_TRY(cms_act_load(c, id, &a, &card));
-    if (!w->keyed || w->card_row != a.card_row) {
+    if (w->keyed && w->card_row != a.card_row) {
+        ot_mem_wipe(&w->keys, sizeof(w->keys));
         w->keyed = false;
+    }
+    if (!w->keyed && strcmp(a.state, "pending") == 0) {
+        /* The submit needs them; a read of a job still queued does not. */
         OT_TRY(cms_keys_of(s, c, &card, &w->keys));
         w->keyed = true;
         w->card_row = a.card_row;
@@ -875,6 +879,18 @@ job:
         js = json_string_value(json_object_get(doc, "state"));
         snprintf(job_state, sizeof(job_state), "%s", js != NULL ? js : "?");
         snprintf(job_id, sizeof(job_id), "%s", st.job);
+        if (!w->keyed && strcmp(job_state, "queued") != 0 && strcmp(job_state, "delivering") != 0) {
+            /* The card answered or the job is over: batch 2 or the
+             * verification need the keys (a job still waiting for its phone
+             * is read without them: otascp_advance touches them only then). */
+            OT_TRY(db_acquire(s->db, &c));
+            err = cms_keys_of(s, c, &card, &w->keys);
+            db_release(c);
+            c = NULL;
+            OT_TRY(err);
+            w->keyed = true;
+            w->card_row = a.card_row;
+        }
         err = otascp_advance(m, &t, &w->keys, cmds, ncmds, &st, doc, &res, &finished, &e);
         sp.set_state = "submitted";
         if (err == OT_E_RMAC || err == OT_E_CARD_CRYPTOGRAM
@@ -1034,7 +1050,10 @@ static ot_err cms_claim(struct cms *s, struct db_conn *c, int64_t *ids, size_t m
 {
     /* The candidates are picked once (a CTE): an UPDATE ... WHERE id IN
      * (SELECT ... LIMIT) may run its subquery again and claim more rows
-     * than asked for. */
+     * than asked for. They come from the partial index cms_actions_live in
+     * next_at order (a seek and the limit, no sort); PostgreSQL updates
+     * them by primary key (= ANY of the array: a join with the CTE was
+     * planned as a scan of every live action once the plan went generic). */
     static const char *const sql =
         "WITH due AS (SELECT id FROM cms_actions"
         " WHERE state IN ('pending', 'submitted') AND next_at <= $2 AND claimed_until < $2"
@@ -1045,7 +1064,7 @@ static ot_err cms_claim(struct cms *s, struct db_conn *c, int64_t *ids, size_t m
         "WITH due AS MATERIALIZED (SELECT id FROM cms_actions"
         " WHERE state IN ('pending', 'submitted') AND next_at <= $2 AND claimed_until < $2"
         " ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)"
-        " UPDATE cms_actions a SET claimed_until = $1 FROM due WHERE a.id = due.id"
+        " UPDATE cms_actions a SET claimed_until = $1 WHERE a.id = ANY(ARRAY(SELECT id FROM due))"
         " AND a.claimed_until < $2 AND a.state IN ('pending', 'submitted') RETURNING a.id";
     struct db_stmt *st = NULL;
     int64_t now = cms_now_ms();
