@@ -166,6 +166,15 @@ static const struct cfg_opt tsmd_opts[] = {
      0,
      0,
      "SQLite: fsync every commit (survives power loss, not only process death)."},
+    {"db.sqlite_mmap",
+     CFG_BOOL,
+     {.b = true},
+     0,
+     0,
+     CFG_IMMUTABLE,
+     "SQLite: read through a map of the file (faster point reads while the file is steady; each "
+     "connection drops its map when another one committed, so nodes that mostly write run "
+     "faster without it)."},
     {"services.enabled",
      CFG_STR,
      {.s = "tsm"},
@@ -452,6 +461,7 @@ static ot_err tsmd_open_stores(struct tsmd *d)
     dbc.pool_size = (unsigned)cfg_int(c, "db.pool");
     dbc.busy_timeout_ms = (unsigned)cfg_int(c, "db.busy_timeout_ms");
     dbc.sync_full = cfg_bool(c, "db.sync_full");
+    dbc.no_mmap = !cfg_bool(c, "db.sqlite_mmap");
     if (strncmp(url, "sqlite:", 7) == 0 && strcmp(url, "sqlite::memory:") != 0) {
         tsmd_prepare_dir(url + 7);
     }

@@ -915,6 +915,34 @@ static void test_autocommit_write_lock(void **state)
     db_close(db);
 }
 
+/* SQLite: db_cfg.no_mmap (tsmd's db.sqlite_mmap=false) reads with pread;
+ * by default each connection maps the file. */
+static void test_sqlite_mmap(void **state)
+{
+    struct db_cfg off = {.no_mmap = true};
+    struct db *db = NULL;
+    struct db_conn *c = NULL;
+
+    (void)state;
+    if (g_kind != DB_SQLITE) {
+        skip();
+    }
+    db = open_db(NULL);
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    assert_int_equal(query_int(c, "PRAGMA mmap_size", NULL), 1073741824);
+    db_release(c);
+    db_close(db);
+    db = open_db(&off);
+    exec_ok(db, "DROP TABLE IF EXISTS t_mmap");
+    exec_ok(db, "CREATE TABLE t_mmap (k BIGINT PRIMARY KEY)");
+    exec_ok(db, "INSERT INTO t_mmap VALUES (1)");
+    assert_int_equal(db_acquire(db, &c), OT_OK);
+    assert_int_equal(query_int(c, "PRAGMA mmap_size", NULL), 0);
+    assert_int_equal(query_int(c, "SELECT COUNT(*) FROM t_mmap", NULL), 1);
+    db_release(c);
+    db_close(db);
+}
+
 /* Child of test_sigkill: commits rows one by one, reporting each acknowledged id on fd,
  * then leaves a transaction open and kills itself. Never returns. */
 static void sigkill_child(int fd)
@@ -1538,6 +1566,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_lock_timeout),
         cmocka_unit_test(test_autocommit_write_lock),
+        cmocka_unit_test(test_sqlite_mmap),
         cmocka_unit_test(test_sigkill),
         cmocka_unit_test(test_stmt_cache),
         cmocka_unit_test(test_large_result),
