@@ -553,7 +553,7 @@ static void *mno_sweeper(void *arg)
              * tables and keep to the timer, which kicks never push back. */
             mno_sweep_once(m, full);
             mno_waiters_check(m);
-            mno_held_check(m);
+            mno_held_check(m, full);
             mno_cb_deliver(m);
             if (full) {
                 next = mno_mono_ms() + m->sweep_ms;

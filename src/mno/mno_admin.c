@@ -647,6 +647,7 @@ struct mno_held {
     int64_t auth_gen;
     struct audit_entry refusal; /* the audit row of that 401 (the request is gone by then) */
     bool refused;               /* answered 401 (the sweeper's own) */
+    atomic_bool dirty; /* its job may have moved (a batch, a close, a cancel): look at once */
     atomic_bool closed;
     atomic_int refs;
 };
@@ -697,6 +698,7 @@ static void mno_hold(struct mno *m, struct net_req *req, struct net_resp *resp,
                   + (m->session_timeout_s / 2 < MNO_HOLD_S
                          ? (m->session_timeout_s / 2 > 0 ? m->session_timeout_s / 2 : 1)
                          : MNO_HOLD_S);
+    atomic_init(&h->dirty, true);
     atomic_init(&h->closed, false);
     atomic_init(&h->refs, 2);
     /* The sweeper answers by the deadline; the server's timeout is the
@@ -811,7 +813,7 @@ static bool mno_held_one(struct mno *m, struct db_conn *c, struct mno_held *h, i
     return answered;
 }
 
-void mno_held_check(struct mno *m)
+void mno_held_check(struct mno *m, bool full)
 {
     struct mno_held *list;
     struct mno_held *keep = NULL;
@@ -837,7 +839,11 @@ void mno_held_check(struct mno *m)
         bool done = atomic_load(&h->closed) || h->refused;
 
         list = h->next;
-        if (!done && c != NULL) {
+        /* A kick's pass reads only the POSTs whose job may have moved (a
+         * transaction each: thousands of phones may wait on their
+         * submitters at once); the timer's pass reads them all (deadlines,
+         * a job that moved by the sweeper or on another node). */
+        if (!done && c != NULL && (full || atomic_exchange(&h->dirty, false))) {
             done = mno_held_one(m, c, h, now);
         }
         if (done) {
@@ -860,13 +866,16 @@ void mno_held_check(struct mno *m)
     }
 }
 
-bool mno_held_for(struct mno *m, int64_t device_id)
+bool mno_held_touch(struct mno *m, int64_t job_id, int64_t device_id)
 {
     bool yes = false;
 
     pthread_mutex_lock(&m->mu);
-    for (const struct mno_held *h = m->held; h != NULL && !yes; h = h->next) {
-        yes = h->device_id == device_id;
+    for (struct mno_held *h = m->held; h != NULL; h = h->next) {
+        if ((job_id > 0 && h->job_id == job_id) || (device_id > 0 && h->device_id == device_id)) {
+            atomic_store(&h->dirty, true);
+            yes = true;
+        }
     }
     pthread_mutex_unlock(&m->mu);
     return yes;

@@ -887,6 +887,7 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
     (void)svc_tx_commit(&c, req, resp, 200, job);
     job = NULL;
     mno_push_kick(m, device);
+    (void)mno_held_touch(m, id, 0); /* closed, cancelled, resolved */
     mno_sweep_kick(m);
 out:
     db_reset(st);
@@ -1012,6 +1013,7 @@ void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     (void)svc_tx_commit(&c, req, resp, 201, o);
     o = NULL;
     mno_push_kick(m, device);
+    (void)mno_held_touch(m, id, 0);
     mno_sweep_kick(m); /* an agent's POST held for this batch */
 out:
     db_reset(st);

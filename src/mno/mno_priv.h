@@ -236,9 +236,11 @@ bool mno_waiting_on(struct mno *m, int64_t job_id);
 void mno_waiters_drop(struct mno *m); /* at destroy, after the sweeper stopped */
 /* Agents' admin POSTs held until the submitter's next batch or close
  * (docs/ota.md §6.2): answered by the sweeper. */
-void mno_held_check(struct mno *m);
-/* Whether an admin POST of device_id is held on this node. */
-bool mno_held_for(struct mno *m, int64_t device_id);
+void mno_held_check(struct mno *m, bool full);
+/* After a commit that may move job_id (or device_id's job: 0 = none): its
+ * held POSTs on this node are read at the next pass (a kick's pass reads
+ * only those, the timer's all). True when there is one. */
+bool mno_held_touch(struct mno *m, int64_t job_id, int64_t device_id);
 void mno_held_drop(struct mno *m); /* at destroy, after the sweeper stopped */
 
 /* Adds the job event that wakes job_id on device_id's stream (mno_sweep.c):

@@ -478,7 +478,7 @@ static void mno_on_note(void *ctx, enum db_note what, const char *payload)
         return;
     }
     mno_push_local(m, dev);
-    if (mno_held_for(m, dev)) {
+    if (mno_held_touch(m, 0, dev)) {
         mno_sweep_kick(m); /* its next batch may be there */
     }
 }
