@@ -245,6 +245,22 @@ typedef void (*db_notify_fn)(void *ctx, enum db_note what, const char *payload);
 struct db_listener;
 ot_err db_listen(struct db *db, const char *channel, db_notify_fn fn, void *ctx,
                  struct db_listener **out);
+/* Queues a NOTIFY of payload (1 to DB_NOTE_PAYLOAD_MAX bytes) on l's
+ * channel, sent by l's thread on l's connection: the notices queued
+ * meanwhile go in one transaction that commits with synchronous_commit off.
+ * For wake-ups sent after the change they announce committed: a NOTIFY in
+ * the writer's own transaction (a trigger) takes PostgreSQL's notify-queue
+ * lock from its pre-commit to the end of its commit, so every such
+ * transaction of the cluster commits (and flushes its WAL) one at a time.
+ * A notice is not durable: lost with this process or the connection before
+ * it was sent (at most DB_NOTE_QUEUE_MAX wait; more are refused, OT_E_LIMIT, counted by
+ * db_listener_dropped), receivers must not depend on it alone.
+ * OT_E_FORMAT for an empty or too long payload. Thread-safe. */
+#define DB_NOTE_PAYLOAD_MAX 200u
+#define DB_NOTE_QUEUE_MAX   65536u
+ot_err db_listener_notify(struct db_listener *l, const char *payload);
+/* Notices db_listener_notify dropped so far (queue full). */
+uint64_t db_listener_dropped(struct db_listener *l);
 /* Stops the thread (no fn call after it returns) and closes the connection. NULL-safe. */
 void db_listener_free(struct db_listener *l);
 

@@ -1288,6 +1288,37 @@ static void test_listen(void **state)
     pthread_mutex_lock(&n.mu);
     assert_string_equal(n.last, "third");
     pthread_mutex_unlock(&n.mu);
+    /* Notices sent by a listener's own connection: heard by it and by any
+     * other listener, in order, quotes and all; more than one batch. */
+    {
+        struct notes n2 = {.mu = PTHREAD_MUTEX_INITIALIZER};
+        struct db_listener *l2 = NULL;
+        char big[DB_NOTE_PAYLOAD_MAX + 2];
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        assert_int_equal(db_listen(db, "ot_test", notes_cb, &n2, &l2), OT_OK);
+        notes_wait(&n2, &n2.up, 1);
+        assert_int_equal(db_listener_notify(NULL, "x"), OT_E_ARG);
+        assert_int_equal(db_listener_notify(l, NULL), OT_E_ARG);
+        assert_int_equal(db_listener_notify(l, ""), OT_E_FORMAT);
+        assert_int_equal(db_listener_notify(l, big), OT_E_FORMAT);
+        for (int i = 0; i < 700; i++) {
+            char p[32];
+            snprintf(p, sizeof p, i == 699 ? "it's '%d'" : "n%d", i);
+            assert_int_equal(db_listener_notify(l, p), OT_OK);
+        }
+        notes_wait(&n, &n.msgs, 703);
+        notes_wait(&n2, &n2.msgs, 700);
+        pthread_mutex_lock(&n2.mu);
+        assert_int_equal(n2.msgs, 700);
+        assert_string_equal(n2.last, "it's '699'");
+        pthread_mutex_unlock(&n2.mu);
+        pthread_mutex_lock(&n.mu);
+        assert_int_equal(n.msgs, 703);
+        pthread_mutex_unlock(&n.mu);
+        assert_int_equal(db_listener_dropped(l), 0);
+        db_listener_free(l2);
+    }
     db_release(c);
     db_listener_free(l);
     db_listener_free(NULL);

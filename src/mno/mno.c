@@ -107,9 +107,9 @@ static const struct db_migration mno_migrations[] = {
      " cleared BIGINT NOT NULL DEFAULT 0,"
      " created_at BIGINT NOT NULL)",
      NULL},
-    /* Every event row is announced at commit on MNO_CHANNEL, so the node
-     * holding the device's stream pushes it whoever wrote it. SQLite: one
-     * process, which pushes its own rows. */
+    /* Every event row was announced at commit on MNO_CHANNEL, so the node
+     * holding the device's stream pushed it whoever wrote it (replaced by
+     * version 8). SQLite: one process, which pushes its own rows. */
     {2, "SELECT 1",
      "CREATE OR REPLACE FUNCTION mno_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
      " BEGIN PERFORM pg_notify('" MNO_CHANNEL "', NEW.instance || ':' || NEW.device_id);"
@@ -159,6 +159,19 @@ static const struct db_migration mno_migrations[] = {
      "DROP INDEX mno_known_cins_dev;"
      "CREATE INDEX mno_known_cins_dev ON mno_known_cins (instance, device_id, cin)",
      NULL},
+    /* The node holding a device's stream is told after commit by the writer
+     * (mno_push_kick, only when it does not hold the stream itself), not by
+     * a trigger: pg_notify in the writing transaction took the cluster's
+     * notify-queue lock until its commit had flushed, one job transaction
+     * at a time across all nodes. */
+    {8, "SELECT 1",
+     "DROP TRIGGER IF EXISTS mno_events_notify ON mno_events;"
+     "DROP FUNCTION IF EXISTS mno_events_notify()"},
+    /* A device's active jobs (the wake's "none delivering or running", a
+     * registration's pending count) were read through mno_jobs_queue by
+     * instance alone (device_id behind state in it): every job of the
+     * instance, done ones included, per wake. */
+    {9, "CREATE INDEX mno_jobs_dev ON mno_jobs (instance, device_id, state)", NULL},
 };
 
 static const struct cfg_opt mno_opts[] = {
@@ -226,6 +239,13 @@ static const struct cfg_opt mno_opts[] = {
 int64_t mno_now(void)
 {
     return (int64_t)time(NULL);
+}
+
+bool mno_row_instance(const struct mno *m, struct db_stmt *st, int col)
+{
+    const char *t = NULL;
+
+    return db_col_text(st, col, &t) == OT_OK && t != NULL && strcmp(t, m->instance) == 0;
 }
 
 bool mno_digits_ok(const char *s, size_t min, size_t max)
@@ -531,19 +551,28 @@ static int64_t mno_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Kicked passes start at least this far apart: under load, the kicks of
+ * many job ends share one pass (a pass reads the queue, the waiters and the
+ * callbacks whatever it was kicked for); an idle node still answers a kick
+ * at once. */
+#define MNO_KICK_GAP_MS 2
+
 static void *mno_sweeper(void *arg)
 {
     struct mno *m = arg;
     int64_t next = 0; /* the next full pass, monotonic ms */
+    int64_t last = 0; /* the last pass's start, monotonic ms */
 
     pthread_mutex_lock(&m->mu);
     while (!m->stopping) {
         struct timespec until;
         int64_t wait_ms;
-        bool full = mno_mono_ms() >= next;
-        bool pass = m->kicked || full;
+        int64_t now = mno_mono_ms();
+        bool full = now >= next;
+        bool pass = (m->kicked && now - last >= MNO_KICK_GAP_MS) || full;
         if (pass) {
             m->kicked = false;
+            last = now;
         }
         pthread_mutex_unlock(&m->mu);
         mno_push_recheck(m);
@@ -567,6 +596,15 @@ static void *mno_sweeper(void *arg)
         if (wait_ms > MNO_RECHECK_MS) {
             wait_ms = MNO_RECHECK_MS;
         }
+        if (m->kicked) {
+            /* kicked during the pass or within the gap: at once, or when
+             * the gap is over */
+            int64_t gap = last + MNO_KICK_GAP_MS - mno_mono_ms();
+            if (gap <= 0) {
+                continue;
+            }
+            wait_ms = gap < wait_ms ? gap : wait_ms;
+        }
         if (wait_ms < 1) {
             wait_ms = 1;
         }
@@ -577,9 +615,7 @@ static void *mno_sweeper(void *arg)
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
-        if (!m->kicked) {
-            (void)pthread_cond_timedwait(&m->cv, &m->mu, &until);
-        }
+        (void)pthread_cond_timedwait(&m->cv, &m->mu, &until);
     }
     pthread_mutex_unlock(&m->mu);
     return NULL;
@@ -721,6 +757,11 @@ static double mno_m_revoked(void *ctx)
     return (double)atomic_load(&((struct mno *)ctx)->m_streams_revoked);
 }
 
+static double mno_m_notes_dropped(void *ctx)
+{
+    return (double)atomic_load(&((struct mno *)ctx)->m_notes_dropped);
+}
+
 static double mno_m_streams(void *ctx)
 {
     return (double)mno_push_count(ctx);
@@ -729,7 +770,7 @@ static double mno_m_streams(void *ctx)
 static ot_err mno_metrics(void *svc, struct net_metrics *nm)
 {
     struct mno *m = svc;
-    char name[6][64];
+    char name[7][64];
     ot_err err = OT_OK;
 
     snprintf(name[0], sizeof(name[0]), "mno_%s_auth_alerts_total",
@@ -744,6 +785,12 @@ static ot_err mno_metrics(void *svc, struct net_metrics *nm)
              m->instance[0] ? m->instance : "default");
     snprintf(name[5], sizeof(name[5]), "mno_%s_streams_revoked_total",
              m->instance[0] ? m->instance : "default");
+    snprintf(name[6], sizeof(name[6]), "mno_%s_notices_dropped_total",
+             m->instance[0] ? m->instance : "default");
+    OT_TRY(net_metrics_register(nm, name[6],
+                                "PostgreSQL wake-up notices to other nodes not sent (queue full):"
+                                " their devices get the rows at their next stream or wake.",
+                                NET_METRIC_COUNTER, mno_m_notes_dropped, m));
     OT_TRY(net_metrics_register(nm, name[5],
                                 "Device push streams closed because their credential was revoked,"
                                 " expired or its device disabled.",

@@ -72,12 +72,11 @@ static ot_err mno_ajob_load(struct mno *m, struct db_conn *c, int64_t id, int64_
     memset(j, 0, sizeof(*j));
     OT_TRY(db_prepare(c,
                       "SELECT device_id, se_cin, se_reader, aid, interactive, state, closed,"
-                      " session_no FROM mno_jobs WHERE id = $1 AND instance = $2",
+                      " session_no, instance FROM mno_jobs WHERE id = $1",
                       &st));
     OT_TRY(db_bind_int64(st, 1, id));
-    OT_TRY(db_bind_text(st, 2, m->instance));
     OT_TRY(db_step(st, &row));
-    if (!row) {
+    if (!row || !mno_row_instance(m, st, 8)) {
         OT_FAIL(OT_E_NOT_FOUND);
     }
     OT_TRY(db_col_int64(st, 0, &j->device_id));
@@ -443,15 +442,18 @@ static bool mno_admin_begin(struct mno *m, struct net_req *req, struct net_resp 
     return true;
 }
 
-static bool mno_admin_commit(struct mno *m, struct db_conn **c, struct net_resp *resp)
+/* kick: the change may concern the sweeper (a job ended or a script got
+ * its responses: the device's next job, waiting submitters, callbacks); a
+ * session that opened concerns none of them. */
+static bool mno_admin_commit(struct mno *m, struct db_conn **c, struct net_resp *resp, bool kick)
 {
     ot_err err = db_commit(*c);
 
     if (err != OT_OK) {
         db_rollback(*c);
         mno_admin_err(resp, err, NULL, NULL, NULL);
-    } else {
-        mno_sweep_kick(m); /* next job, waiting submitters */
+    } else if (kick) {
+        mno_sweep_kick(m);
     }
     db_release(*c);
     *c = NULL;
@@ -524,7 +526,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
         err = OT_OK;
         /* The agent is there: its session's deadline moves on. */
         OT_TRY(mno_session_touch(m, c, j.id));
-        mno_admin_commit(m, &c, resp);
+        mno_admin_commit(m, &c, resp, false);
         goto done;
     }
     blocked = mno_blocked(m, c, &j, &err);
@@ -533,7 +535,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, "se_blocked"));
         snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, "se_blocked"));
-        mno_admin_commit(m, &c, resp);
+        mno_admin_commit(m, &c, resp, true);
         mno_admin_err(resp, OT_E_CONFLICT, "se_blocked",
                       "this SE's jobs are stopped after failed EXTERNAL AUTHENTICATEs", NULL);
         goto done;
@@ -549,7 +551,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(err);
         mno_send_script(m, resp, &j, &sc, true);
     }
-    mno_admin_commit(m, &c, resp);
+    mno_admin_commit(m, &c, resp, false);
 out:
     if (err != OT_OK) {
         mno_admin_err(resp, err, NULL, NULL, NULL);
@@ -979,7 +981,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
             }
             OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
             OT_TRY(mno_session_touch(m, c, j.id));
-            if (mno_admin_commit(m, &c, resp) && hold) {
+            if (mno_admin_commit(m, &c, resp, true) && hold) {
                 mno_hold(m, req, resp, &d, &j, seq);
             }
             goto done;
@@ -1028,7 +1030,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         if (j.interactive) {
             OT_TRY(mno_job_note(m, c, j.id)); /* its submitter may wait on another node */
         }
-        if (mno_admin_commit(m, &c, resp) && hold) {
+        if (mno_admin_commit(m, &c, resp, true) && hold) {
             mno_hold(m, req, resp, &d, &j, seq);
         }
         goto done;
@@ -1040,7 +1042,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, mno_status_name(msg.status)));
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_name(msg.status)));
         mno_send_end(resp);
-        mno_admin_commit(m, &c, resp);
+        mno_admin_commit(m, &c, resp, true);
         goto done;
     }
     if (j.state != MNO_J_RUNNING) {
@@ -1062,7 +1064,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_note(m, c, j.id));
     }
     mno_send_end(resp);
-    mno_admin_commit(m, &c, resp);
+    mno_admin_commit(m, &c, resp, true);
 out:
     if (err != OT_OK) {
         mno_admin_err(resp, err, NULL, NULL, NULL);

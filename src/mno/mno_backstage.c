@@ -27,12 +27,11 @@ static ot_err mno_bs_json(struct mno *m, struct db_conn *c, int64_t id, int64_t 
     *out = NULL;
     OT_TRY(db_prepare(c,
                       "SELECT device_id, op, cin, reader, state, error, result, created_at,"
-                      " answered_at FROM mno_backstage WHERE id = $1 AND instance = $2",
+                      " answered_at, instance FROM mno_backstage WHERE id = $1",
                       &st));
     OT_TRY(db_bind_int64(st, 1, id));
-    OT_TRY(db_bind_text(st, 2, m->instance));
     OT_TRY(db_step(st, &row));
-    if (!row) {
+    if (!row || !mno_row_instance(m, st, 9)) {
         OT_FAIL(OT_E_NOT_FOUND);
     }
     {

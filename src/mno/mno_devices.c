@@ -411,7 +411,7 @@ enum mno_dev_op {
  * bounce through the queue (that counted a second attempt for one run and
  * sent a second wake after the back-off, which opened an empty session). An
  * open session is left alone (the agent resumes it or reports interrupted). */
-static ot_err mno_device_rewake(struct mno *m, struct db_conn *c, int64_t device_id)
+static ot_err mno_device_rewake(struct mno *m, struct db_conn *c, int64_t device_id, bool *rewoke)
 {
     struct db_stmt *st = NULL;
     int64_t ids[64];
@@ -449,6 +449,7 @@ static ot_err mno_device_rewake(struct mno *m, struct db_conn *c, int64_t device
         st = NULL;
         if (!moved) {
             OT_TRY(mno_job_wake_event(m, c, ids[i], device_id));
+            *rewoke = true;
         }
     }
 out:
@@ -542,6 +543,7 @@ static void mno_device_op(struct net_req *req, struct net_resp *resp, struct mno
     bool has_la = false;
     int64_t now = mno_now();
     int64_t pending = 0;
+    bool rewoke = false;
     char res[96];
     json_t *doc;
     json_t *o = NULL;
@@ -604,7 +606,7 @@ static void mno_device_op(struct net_req *req, struct net_resp *resp, struct mno
         if (d.online && d.lease_expires >= now) {
             /* A re-registration without a detach: a wake-up it may have
              * missed is sent again, at no attempt's cost. */
-            OT_TRY(mno_device_rewake(m, c, d.id));
+            OT_TRY(mno_device_rewake(m, c, d.id, &rewoke));
         }
         snprintf(data, sizeof(data), "{\"device\":\"%lld\",\"event\":\"registration\"}",
                  (long long)d.id);
@@ -663,6 +665,9 @@ static void mno_device_op(struct net_req *req, struct net_resp *resp, struct mno
     }
     (void)svc_tx_commit(&c, req, resp, 200, o);
     o = NULL;
+    if (rewoke) {
+        mno_push_kick(m, d.id); /* its stream may be open still, on any node */
+    }
     if (op == MNO_OP_REGISTER) {
         mno_sweep_kick(m);
     }

@@ -150,14 +150,12 @@ ot_err mno_job_json(struct mno *m, struct db_conn *c, int64_t id, int64_t *submi
     OT_TRY(db_prepare(c,
                       "SELECT device_id, se_cin, se_reader, aid, interactive, state, priority,"
                       " expires_at, max_attempts, attempts, destructive, closed, submitter,"
-                      " reason, stop_index, stop_sw, created_at, updated_at, session_no"
-                      " FROM mno_jobs"
-                      " WHERE id = $1 AND instance = $2",
+                      " reason, stop_index, stop_sw, created_at, updated_at, session_no,"
+                      " instance FROM mno_jobs WHERE id = $1",
                       &st));
     OT_TRY(db_bind_int64(st, 1, id));
-    OT_TRY(db_bind_text(st, 2, m->instance));
     OT_TRY(db_step(st, &row));
-    if (!row) {
+    if (!row || !mno_row_instance(m, st, 19)) {
         OT_FAIL(OT_E_NOT_FOUND);
     }
     {
@@ -886,7 +884,7 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
     OT_TRY(mno_job_json(m, c, id, &sub, &job));
     (void)svc_tx_commit(&c, req, resp, 200, job);
     job = NULL;
-    mno_push_kick(m, device);
+    mno_push_kick_held(m, device);
     (void)mno_held_touch(m, id, 0); /* closed, cancelled, resolved */
     mno_sweep_kick(m);
 out:
@@ -1012,7 +1010,7 @@ void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     }
     (void)svc_tx_commit(&c, req, resp, 201, o);
     o = NULL;
-    mno_push_kick(m, device);
+    mno_push_kick_held(m, device);
     (void)mno_held_touch(m, id, 0);
     mno_sweep_kick(m); /* an agent's POST held for this batch */
 out:

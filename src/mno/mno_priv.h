@@ -70,6 +70,7 @@ struct mno {
     struct mno_push_entry *push[MNO_PUSH_BUCKETS];
     unsigned push_n;
     struct db_listener *listener; /* PostgreSQL: events other nodes wrote */
+    char node_tag[17];            /* PostgreSQL: this node in stream-open notices */
     /* under push_mu: the auth store generation the streams were last
      * checked at, and the earliest expiry of a stream's token (0: none) */
     int64_t push_auth_gen;
@@ -80,6 +81,7 @@ struct mno {
     atomic_uint_fast64_t m_jobs_failed;
     atomic_uint_fast64_t m_auth_failures;
     atomic_uint_fast64_t m_streams_revoked;
+    atomic_uint_fast64_t m_notes_dropped; /* PostgreSQL notices not queued */
 };
 
 /* A device row (the fields the handlers read). */
@@ -132,9 +134,14 @@ ot_err mno_event_add(struct mno *m, struct db_conn *c, int64_t device_id, const 
  * its delivering and running jobs as mno_job_interrupt says. */
 ot_err mno_device_offline(struct mno *m, struct db_conn *c, int64_t device_id, const char *why);
 /* After a commit of event rows for device_id: sends them on its stream if
- * this node holds it (other nodes hear the PostgreSQL notice). */
+ * this node holds it, else (PostgreSQL) tells the other nodes by a notice. */
 void mno_push_kick(struct mno *m, int64_t device_id);
-void mno_push_local(struct mno *m, int64_t device_id);
+/* mno_push_kick, and a notice to the other nodes whatever this one holds:
+ * an event row that a held admin POST of the device waits for (its next
+ * batch), which may be held on another node than the stream. */
+void mno_push_kick_held(struct mno *m, int64_t device_id);
+/* Sends device_id's new rows on its stream when this node holds it (true). */
+bool mno_push_local(struct mno *m, int64_t device_id);
 /* Announces job_id's progress (a script's responses, its end) to the other
  * nodes at c's commit, so a long-poll waiting for it there is answered at
  * once rather than by its node's next sweep (PostgreSQL; SQLite: one node,
@@ -185,6 +192,12 @@ ot_err mno_job_interrupt(struct mno *m, struct db_conn *c, int64_t job_id, const
 ot_err mno_session_touch(struct mno *m, struct db_conn *c, int64_t job_id);
 /* Wakes the sweeper now. */
 void mno_sweep_kick(struct mno *m);
+
+/* True when column col of st's row (a text) names m's instance. A row read
+ * by its primary key alone, the instance checked here: "id = $1 AND
+ * instance = $2" let PostgreSQL's generic plan take the queue index by
+ * instance and filter every job of the instance by id. */
+bool mno_row_instance(const struct mno *m, struct db_stmt *st, int col);
 
 /* Validators. */
 bool mno_digits_ok(const char *s, size_t min, size_t max);

@@ -2,9 +2,11 @@
  * rows of mno_events first; a stream is sent the rows after the last id it
  * got, by whichever thread learns of new rows: the handler or the sweeper
  * that committed them (this node), or the listener of the PostgreSQL
- * channel MNO_CHANNEL, which a trigger on mno_events notifies at commit
- * (another node wrote them). So a job submitted to one node reaches the
- * device whose stream another node holds.
+ * channel MNO_CHANNEL, on which the writer sends a notice after its commit
+ * when it does not hold the device's stream itself (mno_push_kick). So a
+ * job submitted to one node reaches the device whose stream another node
+ * holds. A device holds one stream: the newest, on any node (a stream-open
+ * notice ends the older one elsewhere).
  *
  * The table of local streams is a hash by device id under one short lock;
  * each entry has its own lock, held while its rows are read and sent, so
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define MNO_PUSH_BATCH 64
 
@@ -139,7 +142,7 @@ out:
     return err;
 }
 
-void mno_push_local(struct mno *m, int64_t device_id)
+bool mno_push_local(struct mno *m, int64_t device_id)
 {
     struct mno_push_entry *e;
 
@@ -151,7 +154,7 @@ void mno_push_local(struct mno *m, int64_t device_id)
     }
     pthread_mutex_unlock(&m->push_mu);
     if (e == NULL) {
-        return;
+        return false;
     }
     pthread_mutex_lock(&e->mu);
     ot_err err = mno_push_rows(m, e);
@@ -161,14 +164,44 @@ void mno_push_local(struct mno *m, int64_t device_id)
                      ot_strerror(err));
     }
     mno_entry_unref(e);
+    return true;
+}
+
+/* PostgreSQL: a notice on MNO_CHANNEL (sent after commit by the listener's
+ * connection, batched, not durable: db_listener_notify). */
+static void mno_note_send(struct mno *m, const char *note)
+{
+    if (db_listener_notify(m->listener, note) != OT_OK) {
+        atomic_fetch_add(&m->m_notes_dropped, 1);
+    }
 }
 
 void mno_push_kick(struct mno *m, int64_t device_id)
 {
-    /* On PostgreSQL the trigger's notice reaches every node, this one too
-     * (mno_on_note); pushing now as well saves the round trip, and a row
-     * sent twice is not: last_sent skips it. */
-    mno_push_local(m, device_id);
+    char note[SVC_NAME_MAX + 32];
+
+    /* A device holds one stream (the newest wins, on every node: see
+     * mno_h_stream). Held here: pushed now, no other node is told. Else the
+     * node holding it is told by a notice, once the rows are committed. A
+     * notice lost with this process costs a delay, not the job: the device
+     * reads its backlog whenever its stream opens again, and a wake whose
+     * session did not open within deliver_timeout_s is woken again. */
+    if (mno_push_local(m, device_id) || m->listener == NULL) {
+        return;
+    }
+    (void)snprintf(note, sizeof(note), "%s:%lld", m->instance, (long long)device_id);
+    mno_note_send(m, note);
+}
+
+void mno_push_kick_held(struct mno *m, int64_t device_id)
+{
+    char note[SVC_NAME_MAX + 32];
+
+    (void)mno_push_local(m, device_id);
+    if (m->listener != NULL) {
+        (void)snprintf(note, sizeof(note), "%s:%lld", m->instance, (long long)device_id);
+        mno_note_send(m, note);
+    }
 }
 
 unsigned mno_push_count(struct mno *m)
@@ -292,6 +325,15 @@ void mno_h_stream(struct net_req *req, struct net_resp *resp, void *ctx)
     if (old != NULL) {
         net_stream_close(old->s);
         mno_entry_unref(old);
+    }
+    if (m->listener != NULL) {
+        /* The other nodes end an older stream of this device (one left
+         * half-open by a phone that moved would take the wake-ups that
+         * mno_push_kick sends no notice for). */
+        char note[SVC_NAME_MAX + 64];
+        (void)snprintf(note, sizeof(note), "%s:%lld:open:%s", m->instance, (long long)d.id,
+                       m->node_tag);
+        mno_note_send(m, note);
     }
     /* The backlog after Last-Event-ID, then whatever came meanwhile. */
     pthread_mutex_lock(&e->mu);
@@ -438,11 +480,16 @@ void mno_push_recheck(struct mno *m)
     }
 }
 
-/* PostgreSQL notices of new event rows ("<instance>:<device id>"). */
+static void mno_push_end_local(struct mno *m, int64_t device_id);
+
+/* PostgreSQL notices: "<instance>:<device id>", new event rows for the
+ * device; "<instance>:<device id>:open:<node tag>", the device opened a
+ * stream on that node. */
 static void mno_on_note(void *ctx, enum db_note what, const char *payload)
 {
     struct mno *m = ctx;
     size_t il = strlen(m->instance);
+    const char *open_by = NULL;
     int64_t dev = 0;
 
     if (what == DB_NOTE_UP) {
@@ -465,19 +512,34 @@ static void mno_on_note(void *ctx, enum db_note what, const char *payload)
         || payload[il] != ':') {
         return;
     }
-    if (payload[il + 1] == 'j') {
+    payload += il + 1;
+    if (payload[0] == 'j') {
         /* A job moved on another node: a long-poll here waiting for it is
          * answered now. */
         int64_t job = 0;
-        if (svc_id_parse(payload + il + 2, &job) && mno_waiting_on(m, job)) {
+        if (svc_id_parse(payload + 1, &job) && mno_waiting_on(m, job)) {
             mno_sweep_kick(m);
         }
         return;
     }
-    if (!svc_id_parse(payload + il + 1, &dev)) {
+    open_by = strstr(payload, ":open:");
+    if (open_by != NULL) {
+        char id[24];
+        size_t n = (size_t)(open_by - payload);
+        if (n == 0 || n >= sizeof(id)) {
+            return;
+        }
+        memcpy(id, payload, n);
+        id[n] = '\0';
+        if (svc_id_parse(id, &dev) && strcmp(open_by + 6, m->node_tag) != 0) {
+            mno_push_end_local(m, dev);
+        }
         return;
     }
-    mno_push_local(m, dev);
+    if (!svc_id_parse(payload, &dev)) {
+        return;
+    }
+    (void)mno_push_local(m, dev);
     if (mno_held_touch(m, 0, dev)) {
         mno_sweep_kick(m); /* its next batch may be there */
     }
@@ -502,11 +564,41 @@ out:
     return err;
 }
 
+/* Another node opened a stream for device_id: this node's ends. */
+static void mno_push_end_local(struct mno *m, int64_t device_id)
+{
+    struct mno_push_entry *e;
+    bool was = false;
+
+    pthread_mutex_lock(&m->push_mu);
+    for (e = m->push[mno_bucket(device_id)]; e != NULL && e->device_id != device_id; e = e->next) {
+    }
+    if (e != NULL) {
+        was = mno_unlink(m, e);
+    }
+    pthread_mutex_unlock(&m->push_mu);
+    if (was) {
+        OT_LOG_INFO("mno %s: device %lld opened a stream on another node: this one ends",
+                    m->instance, (long long)device_id);
+        net_stream_close(e->s);
+        mno_entry_unref(e); /* the table's */
+    }
+}
+
 ot_err mno_push_start(struct mno *m)
 {
+    uint8_t r[8];
+
     pthread_mutex_init(&m->push_mu, NULL);
     if (db_kind(m->db) != DB_PG) {
         return OT_OK;
+    }
+    /* This node's name in stream-open notices: its own notices come back. */
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        return OT_E_IO;
+    }
+    for (size_t i = 0; i < sizeof(r); i++) {
+        (void)snprintf(m->node_tag + 2 * i, 3, "%02x", r[i]);
     }
     return db_listen(m->db, MNO_CHANNEL, mno_on_note, m, &m->listener);
 }
