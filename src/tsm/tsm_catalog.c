@@ -466,31 +466,36 @@ void tsm_webhook_key(int64_t sp, char *out, size_t cap)
     snprintf(out, cap, "webhook.%lld", (long long)sp);
 }
 
-ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char *event,
-                        const json_t *body)
+ot_err tsm_webhook_url(struct tsm *t, struct db_conn *c, int64_t sp, char *url, size_t cap,
+                       bool *found)
 {
     struct db_stmt *st = NULL;
-    struct svc_outbox_msg m;
-    char url[SVC_OUTBOX_TARGET_MAX + 1];
-    char key[64];
-    char *text = NULL;
-    size_t n = sizeof(url);
-    size_t tn = 0;
-    bool row = false;
     ot_err err = OT_OK;
 
+    *found = false;
     if (t->outbox == NULL || sp == 0) {
         return OT_OK;
     }
     OT_TRY(db_prepare(c, "SELECT url FROM tsm_webhooks WHERE sp_id = $1", &st));
     OT_TRY(db_bind_int64(st, 1, sp));
-    OT_TRY(db_step(st, &row));
-    if (!row) {
-        goto out;
+    OT_TRY(db_step(st, found));
+    if (*found) {
+        OT_TRY(db_col_text_copy(st, 0, url, &cap));
     }
-    OT_TRY(db_col_text_copy(st, 0, url, &n));
+out:
     db_reset(st);
-    st = NULL;
+    return err;
+}
+
+ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char *url,
+                        const char *event, const json_t *body)
+{
+    struct svc_outbox_msg m;
+    char key[64];
+    char *text = NULL;
+    size_t tn = 0;
+    ot_err err = OT_OK;
+
     OT_TRY(json_serialize(body, &text, &tn));
     tsm_webhook_key(sp, key, sizeof(key));
     memset(&m, 0, sizeof(m));
@@ -507,7 +512,6 @@ ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char
         err = OT_OK;
     }
 out:
-    db_reset(st);
     free(text);
     return err;
 }

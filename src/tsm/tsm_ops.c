@@ -1211,8 +1211,10 @@ static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struc
     struct db_stmt *st = NULL;
     enum tsm_inst_state cur = TSM_IS_ERROR;
     bool row = false;
+    bool hook = false;
     char owner[48];
     char res[64];
+    char url[SVC_OUTBOX_TARGET_MAX + 1];
     ot_err err = OT_OK;
 
     OT_TRY(db_acquire(t->db, &c));
@@ -1290,11 +1292,15 @@ static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struc
         OT_TRY(audit_append_tx(c, &ae));
     }
     if (r->sp != 0) {
+        /* The completion is built only for an SP with a webhook. */
+        OT_TRY(tsm_webhook_url(t, c, r->sp, url, sizeof(url), &hook));
+    }
+    if (hook) {
         json_t *body = NULL;
         int64_t sp = 0;
         bool pending = false;
         OT_TRY(tsm_op_json(t, c, r->id, &sp, &body, &pending));
-        err = tsm_webhook_note(t, c, sp, ok ? "operation.done" : "operation.failed", body);
+        err = tsm_webhook_note(t, c, sp, url, ok ? "operation.done" : "operation.failed", body);
         json_free(body);
         OT_TRY(err);
     }
@@ -1311,7 +1317,9 @@ static void tsm_op_finish(struct tsm *t, const struct tsm_op_row *r, const struc
         OT_TRY(err);
     }
     OT_TRY(db_commit(c));
-    svc_outbox_kick(t->outbox);
+    if (hook) {
+        svc_outbox_kick(t->outbox);
+    }
     OT_LOG_INFO("op=%lld kind=%s %s%s%s", (long long)r->id, r->kind, ok ? "done" : "failed",
                 reason[0] ? ": " : "", reason);
 out:

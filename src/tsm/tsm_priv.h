@@ -192,10 +192,14 @@ void tsm_h_se_audit(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_webhook_put(struct net_req *req, struct net_resp *resp, void *ctx);
 void tsm_h_webhook_get(struct net_req *req, struct net_resp *resp, void *ctx);
 
-/* The operation's completion to its SP's webhook (if it registered one),
- * in c's transaction; the caller kicks the outbox after the commit. */
-ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char *event,
-                        const json_t *body);
+/* sp's webhook URL (url[cap]), *found false when it registered none (or
+ * the node has no outbox): the caller builds a completion only for one. */
+ot_err tsm_webhook_url(struct tsm *t, struct db_conn *c, int64_t sp, char *url, size_t cap,
+                       bool *found);
+/* The operation's completion to sp's webhook at url (tsm_webhook_url), in
+ * c's transaction; the caller kicks the outbox after the commit. */
+ot_err tsm_webhook_note(struct tsm *t, struct db_conn *c, int64_t sp, const char *url,
+                        const char *event, const json_t *body);
 /* The key-store name of sp's webhook secret (owner TSM_KS_OWNER), which
  * also marks its messages in the kit's outbox. */
 void tsm_webhook_key(int64_t sp, char *out, size_t cap);
