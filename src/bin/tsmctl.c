@@ -369,7 +369,8 @@ static const struct ctl_cmd_help ctl_helps[] = {
     {"sp lock", "usage: tsmctl sp lock INSTANCE_ID\n"},
     {"sp unlock", "usage: tsmctl sp unlock INSTANCE_ID\n"},
     {"sp delete", "usage: tsmctl sp delete INSTANCE_ID\n"},
-    {"sp communications", "usage: tsmctl sp communications [--limit N]\n"},
+    {"sp communications", "usage: tsmctl sp communications [--instance ID] [--limit N]\n"
+                          "  --instance ID  only that service instance's communications\n"},
     {"sp comm-start",
      "usage: tsmctl sp comm-start INSTANCE_ID [--max-scripts N] [--max-bytes N]\n"},
     {"sp comm-end", "usage: tsmctl sp comm-end COMM_ID [--status success|failure]\n"},
@@ -2834,11 +2835,17 @@ static int ctl_sp(struct tsm_client *c, const char *sub, const struct ctl_args *
         if (a->npos != 0) {
             return ctl_help(help, true);
         }
-        snprintf(path, sizeof(path), "/tsm/v1/%s?limit=%zu",
+        const char *inst = sub[0] == 'c' ? ctl_get(a, "--instance") : NULL;
+        if (inst != NULL && !ctl_id_ok(inst)) {
+            fprintf(stderr, "tsmctl: --instance: a service instance id (a positive integer)\n");
+            return CTL_USAGE;
+        }
+        snprintf(path, sizeof(path), "/tsm/v1/%s?limit=%zu%s%s",
                  sub[0] == 's'   ? "services"
                  : sub[0] == 'i' ? "service-instances"
                                  : "communications",
-                 max > 0 ? max : (size_t)100);
+                 max > 0 ? max : (size_t)100, inst != NULL ? "&instance=" : "",
+                 inst != NULL ? inst : "");
         err = tsm_client_json(c, "GET", path, NULL, NULL, &doc, &e);
         return sub[0] == 's'   ? ctl_cms_list(err, &doc, &e, svc_cols, 7)
                : sub[0] == 'i' ? ctl_cms_list(err, &doc, &e, inst_cols, 6)
@@ -3200,7 +3207,7 @@ static const struct {
     {"sp lock", " --json "},
     {"sp unlock", " --json "},
     {"sp delete", " --json "},
-    {"sp communications", " --limit --json "},
+    {"sp communications", " --instance --limit --json "},
     {"sp comm-start", " --max-scripts --max-bytes --json "},
     {"sp comm-end", " --status --json "},
     {"sp script", " --purpose --json "},

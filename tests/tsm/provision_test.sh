@@ -161,6 +161,10 @@ expect_status 200 "another SP's instance"
 jq -e '.items == []' "$W/resp" >/dev/null || fail "bank1 sees bank2's communications: $(cat "$W/resp")"
 api GET "$T/communications?instance=0x1" "$TB2"
 expect_status 400 "a bad instance id"
+"$TSMCTL" --url "$TSMD_URL" --token "$TB2" sp communications --instance "$I2" --json >"$W/ctl.json" \
+    || fail "tsmctl sp communications --instance: $(cat "$W/ctl.json")"
+jq -e --argjson i "$I2" 'length >= 1 and all(.[]; .instance_id == $i)' "$W/ctl.json" \
+    >/dev/null || fail "tsmctl sp communications --instance: $(cat "$W/ctl.json")"
 
 # bank2 locks its service: the card refuses its application; unlock.
 api POST "$T/service-instances/$I2/lock" "$TB2"
