@@ -535,6 +535,22 @@ void mno_sweep_kick(struct mno *m)
 {
     pthread_mutex_lock(&m->mu);
     m->kicked = true; /* a kick during a pass gets a pass of its own */
+    m->kick_all = true;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void mno_sweep_kick_dev(struct mno *m, int64_t device_id)
+{
+    pthread_mutex_lock(&m->mu);
+    m->kicked = true;
+    if (device_id > 0) {
+        if (m->n_kick_devs < MNO_KICK_DEVS) {
+            m->kick_devs[m->n_kick_devs++] = device_id;
+        } else {
+            m->kick_all = true;
+        }
+    }
     pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
 }
@@ -562,6 +578,7 @@ static void *mno_sweeper(void *arg)
     struct mno *m = arg;
     int64_t next = 0; /* the next full pass, monotonic ms */
     int64_t last = 0; /* the last pass's start, monotonic ms */
+    int64_t devs[MNO_KICK_DEVS];
 
     pthread_mutex_lock(&m->mu);
     while (!m->stopping) {
@@ -570,17 +587,26 @@ static void *mno_sweeper(void *arg)
         int64_t now = mno_mono_ms();
         bool full = now >= next;
         bool pass = (m->kicked && now - last >= MNO_KICK_GAP_MS) || full;
+        bool all = false;
+        size_t n_devs = 0;
         if (pass) {
             m->kicked = false;
             last = now;
+            all = m->kick_all;
+            n_devs = m->n_kick_devs;
+            memcpy(devs, m->kick_devs, n_devs * sizeof(devs[0]));
+            m->kick_all = false;
+            m->n_kick_devs = 0;
         }
         pthread_mutex_unlock(&m->mu);
         mno_push_recheck(m);
         if (pass) {
             /* A kick (a job submitted or ended) needs the wakes and the
              * answers only; leases, timeouts and retention scan whole
-             * tables and keep to the timer, which kicks never push back. */
-            mno_sweep_once(m, full);
+             * tables and keep to the timer, which kicks never push back.
+             * A kick that named its devices wakes those only (the whole
+             * queue, offline phones' jobs included, keeps to the timer). */
+            mno_sweep_once(m, full, all, devs, n_devs);
             mno_waiters_check(m);
             mno_held_check(m, full);
             mno_cb_deliver(m);

@@ -442,18 +442,19 @@ static bool mno_admin_begin(struct mno *m, struct net_req *req, struct net_resp 
     return true;
 }
 
-/* kick: the change may concern the sweeper (a job ended or a script got
- * its responses: the device's next job, waiting submitters, callbacks); a
- * session that opened concerns none of them. */
-static bool mno_admin_commit(struct mno *m, struct db_conn **c, struct net_resp *resp, bool kick)
+/* kick_dev: the device whose change may concern the sweeper (a job ended
+ * or a script got its responses: the device's next job, waiting submitters,
+ * callbacks), -1 for none (a session that opened concerns none of them). */
+static bool mno_admin_commit(struct mno *m, struct db_conn **c, struct net_resp *resp,
+                             int64_t kick_dev)
 {
     ot_err err = db_commit(*c);
 
     if (err != OT_OK) {
         db_rollback(*c);
         mno_admin_err(resp, err, NULL, NULL, NULL);
-    } else if (kick) {
-        mno_sweep_kick(m);
+    } else if (kick_dev >= 0) {
+        mno_sweep_kick_dev(m, kick_dev);
     }
     db_release(*c);
     *c = NULL;
@@ -526,7 +527,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
         err = OT_OK;
         /* The agent is there: its session's deadline moves on. */
         OT_TRY(mno_session_touch(m, c, j.id));
-        mno_admin_commit(m, &c, resp, false);
+        mno_admin_commit(m, &c, resp, -1);
         goto done;
     }
     blocked = mno_blocked(m, c, &j, &err);
@@ -535,7 +536,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, "se_blocked"));
         snprintf(res, sizeof(res), "%s/jobs/%lld", m->prefix, (long long)j.id);
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, "se_blocked"));
-        mno_admin_commit(m, &c, resp, true);
+        mno_admin_commit(m, &c, resp, d.id);
         mno_admin_err(resp, OT_E_CONFLICT, "se_blocked",
                       "this SE's jobs are stopped after failed EXTERNAL AUTHENTICATEs", NULL);
         goto done;
@@ -551,7 +552,7 @@ void mno_h_admin_open(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(err);
         mno_send_script(m, resp, &j, &sc, true);
     }
-    mno_admin_commit(m, &c, resp, false);
+    mno_admin_commit(m, &c, resp, -1);
 out:
     if (err != OT_OK) {
         mno_admin_err(resp, err, NULL, NULL, NULL);
@@ -715,7 +716,7 @@ static void mno_hold(struct mno *m, struct net_req *req, struct net_resp *resp,
     h->next = m->held;
     m->held = h;
     pthread_mutex_unlock(&m->mu);
-    mno_sweep_kick(m); /* the batch may be there already */
+    mno_sweep_kick_dev(m, 0); /* the batch may be there already */
 }
 
 /* The held POST's answer: 200 script n+1, 202 (wait on), 204 (over). */
@@ -981,7 +982,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
             }
             OT_TRY(mno_after(m, c, req, resp, &j, seq, &commit, &hold));
             OT_TRY(mno_session_touch(m, c, j.id));
-            if (mno_admin_commit(m, &c, resp, true) && hold) {
+            if (mno_admin_commit(m, &c, resp, d.id) && hold) {
                 mno_hold(m, req, resp, &d, &j, seq);
             }
             goto done;
@@ -1030,7 +1031,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         if (j.interactive) {
             OT_TRY(mno_job_note(m, c, j.id)); /* its submitter may wait on another node */
         }
-        if (mno_admin_commit(m, &c, resp, true) && hold) {
+        if (mno_admin_commit(m, &c, resp, d.id) && hold) {
             mno_hold(m, req, resp, &d, &j, seq);
         }
         goto done;
@@ -1042,7 +1043,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_move(m, c, j.id, MNO_EV_GIVE_UP, mno_status_name(msg.status)));
         OT_TRY(svc_audit(m->kit, c, req, "mno.job.fail", res, mno_status_name(msg.status)));
         mno_send_end(resp);
-        mno_admin_commit(m, &c, resp, true);
+        mno_admin_commit(m, &c, resp, d.id);
         goto done;
     }
     if (j.state != MNO_J_RUNNING) {
@@ -1064,7 +1065,7 @@ void mno_h_admin_script(struct net_req *req, struct net_resp *resp, void *ctx)
         OT_TRY(mno_job_note(m, c, j.id));
     }
     mno_send_end(resp);
-    mno_admin_commit(m, &c, resp, true);
+    mno_admin_commit(m, &c, resp, d.id);
 out:
     if (err != OT_OK) {
         mno_admin_err(resp, err, NULL, NULL, NULL);

@@ -669,7 +669,7 @@ static void mno_device_op(struct net_req *req, struct net_resp *resp, struct mno
         mno_push_kick(m, d.id); /* its stream may be open still, on any node */
     }
     if (op == MNO_OP_REGISTER) {
-        mno_sweep_kick(m);
+        mno_sweep_kick_dev(m, d.id);
     }
 out:
     db_reset(st);

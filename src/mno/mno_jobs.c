@@ -498,7 +498,7 @@ void mno_h_job_submit(struct net_req *req, struct net_resp *resp, void *ctx)
     } else if (woke) {
         mno_push_kick(m, device_id);
     } else {
-        mno_sweep_kick(m);
+        mno_sweep_kick_dev(m, device_id);
     }
 out:
     db_reset(st);
@@ -715,7 +715,7 @@ void mno_h_job_get(struct net_req *req, struct net_resp *resp, void *ctx)
                  * answered at once if so (else by the next periodic pass,
                  * sweep_ms later). */
                 if (mno_job_json(m, c, id, &sub, &job) == OT_OK && mno_job_ready(job, seq)) {
-                    mno_sweep_kick(m);
+                    mno_sweep_kick_dev(m, 0);
                 }
                 json_free(job);
                 job = NULL;
@@ -886,7 +886,7 @@ static void mno_job_act(struct net_req *req, struct net_resp *resp, struct mno *
     job = NULL;
     mno_push_kick_held(m, device);
     (void)mno_held_touch(m, id, 0); /* closed, cancelled, resolved */
-    mno_sweep_kick(m);
+    mno_sweep_kick_dev(m, device);
 out:
     db_reset(st);
     if (err != OT_OK) {
@@ -1012,7 +1012,7 @@ void mno_h_job_batch(struct net_req *req, struct net_resp *resp, void *ctx)
     o = NULL;
     mno_push_kick_held(m, device);
     (void)mno_held_touch(m, id, 0);
-    mno_sweep_kick(m); /* an agent's POST held for this batch */
+    mno_sweep_kick_dev(m, device); /* an agent's POST held for this batch */
 out:
     db_reset(st);
     if (err != OT_OK) {

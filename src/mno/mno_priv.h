@@ -37,6 +37,7 @@ struct mno_held;
 #define MNO_CT_RSP       "application/vnd.globalplatform.card-content-mgt-response;version=1.0"
 #define MNO_ISD_AID      "A000000151000000"
 #define MNO_PUSH_BUCKETS 4096u
+#define MNO_KICK_DEVS    64 /* devices a kick pass wakes one by one; beyond, all */
 #define MNO_CHANNEL                                                     \
     "mno_events" /* PostgreSQL: "<instance>:<device id>" per event row, \
                      "<instance>:j<job id>" per job progress (mno_job_note) */
@@ -62,7 +63,12 @@ struct mno {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
-    bool kicked;                /* a pass is asked for (under mu) */
+    bool kicked; /* a pass is asked for (under mu) */
+    /* What the kicks since the last pass may have made wakeable (under mu):
+     * the queued jobs of these devices, or of any (kick_all). */
+    int64_t kick_devs[MNO_KICK_DEVS];
+    size_t n_kick_devs;
+    bool kick_all;
     struct mno_waiter *waiters; /* submitters' long-polls (under mu) */
     struct mno_held *held;      /* agents' POSTs held for the next batch (under mu) */
     /* push: the device streams this node holds (mno_push.c) */
@@ -192,6 +198,11 @@ ot_err mno_job_interrupt(struct mno *m, struct db_conn *c, int64_t job_id, const
 ot_err mno_session_touch(struct mno *m, struct db_conn *c, int64_t job_id);
 /* Wakes the sweeper now. */
 void mno_sweep_kick(struct mno *m);
+/* Wakes the sweeper now for what concerns device_id: a pass whose wake step
+ * reads that device's queue only (indexed) rather than every queued job of
+ * the instance; waiters, held POSTs and callbacks as any pass. device_id 0:
+ * none (a pass for the waiters, held POSTs and callbacks alone). */
+void mno_sweep_kick_dev(struct mno *m, int64_t device_id);
 
 /* True when column col of st's row (a text) names m's instance. A row read
  * by its primary key alone, the instance checked here: "id = $1 AND
@@ -268,7 +279,9 @@ ot_err mno_wake_device(struct mno *m, struct db_conn *c, int64_t device_id, bool
 /* The sweeper's one pass: wakes; with full also leases, deliveries, expiry
  * and retention (a kick asks for wakes only: the timer runs the rest every
  * sweep_ms, whatever the kicks). */
-void mno_sweep_once(struct mno *m, bool full);
+/* One pass: full (leases, timeouts, the whole queue, retention) or the
+ * wakes only, of every device (all) or of devs. */
+void mno_sweep_once(struct mno *m, bool full, bool all, const int64_t *devs, size_t n_devs);
 
 /* Binds the instance name as $3 of a kit list query (svc_list: $1 the
  * cursor, $2 the page size + 1); ctx is the struct mno. */

@@ -518,7 +518,7 @@ static void mno_on_note(void *ctx, enum db_note what, const char *payload)
          * answered now. */
         int64_t job = 0;
         if (svc_id_parse(payload + 1, &job) && mno_waiting_on(m, job)) {
-            mno_sweep_kick(m);
+            mno_sweep_kick_dev(m, 0);
         }
         return;
     }
@@ -541,7 +541,7 @@ static void mno_on_note(void *ctx, enum db_note what, const char *payload)
     }
     (void)mno_push_local(m, dev);
     if (mno_held_touch(m, 0, dev)) {
-        mno_sweep_kick(m); /* its next batch may be there */
+        mno_sweep_kick_dev(m, 0); /* its next batch may be there */
     }
 }
 

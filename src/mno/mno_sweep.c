@@ -303,14 +303,54 @@ static ot_err mno_sweep_tx(struct db_conn *c, void *arg)
     }
 }
 
-void mno_sweep_once(struct mno *m, bool full)
+/* The wakes of a kick that named its devices: each one's first queued job
+ * (mno_wake_device, by index), in one transaction. */
+struct mno_sweep_devs {
+    struct mno_sweep_ctx *x;
+    const int64_t *devs;
+    size_t n;
+};
+
+static ot_err mno_sweep_devs_tx(struct db_conn *c, void *arg)
+{
+    struct mno_sweep_devs *d = arg;
+    ot_err err = OT_OK;
+
+    d->x->n_woken = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        bool woke = false;
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++) {
+            seen = d->devs[k] == d->devs[i];
+        }
+        if (seen || d->devs[i] <= 0) {
+            continue;
+        }
+        OT_TRY(mno_wake_device(d->x->m, c, d->devs[i], &woke));
+        if (woke && d->x->n_woken < MNO_SWEEP_BATCH) {
+            d->x->woken[d->x->n_woken++] = d->devs[i];
+        }
+    }
+out:
+    return err;
+}
+
+void mno_sweep_once(struct mno *m, bool full, bool all, const int64_t *devs, size_t n_devs)
 {
     struct mno_sweep_ctx x;
 
     memset(&x, 0, sizeof(x));
     x.m = m;
     x.now = mno_now();
-    for (x.step = full ? 0 : 2; x.step < (full ? 4u : 3u); x.step++) {
+    if (!full && !all) {
+        struct mno_sweep_devs d = {&x, devs, n_devs};
+        ot_err err = n_devs > 0 ? db_run_tx(m->db, mno_sweep_devs_tx, &d) : OT_OK;
+        if (err != OT_OK && err != OT_E_CONFLICT && err != OT_E_TIMEOUT) {
+            OT_LOG_WARN("mno %s: sweep wakes: %s", m->instance, ot_strerror(err));
+            x.n_woken = 0;
+        }
+    }
+    for (x.step = full ? 0 : 2; (full || all) && x.step < (full ? 4u : 3u); x.step++) {
         ot_err err = db_run_tx(m->db, mno_sweep_tx, &x);
         if (err != OT_OK && err != OT_E_CONFLICT && err != OT_E_TIMEOUT) {
             OT_LOG_WARN("mno %s: sweep step %u: %s", m->instance, x.step, ot_strerror(err));
