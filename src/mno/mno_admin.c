@@ -818,6 +818,7 @@ static bool mno_held_one(struct mno *m, struct db_conn *c, struct mno_held *h, i
 
 void mno_held_check(struct mno *m, bool full)
 {
+    uint64_t touches;
     struct mno_held *list;
     struct mno_held *keep = NULL;
     struct db_conn *c = NULL;
@@ -826,6 +827,8 @@ void mno_held_check(struct mno *m, bool full)
     pthread_mutex_lock(&m->mu);
     list = m->held;
     m->held = NULL;
+    m->held_busy = list != NULL;
+    touches = m->held_touches;
     pthread_mutex_unlock(&m->mu);
     /* Credentials first: the checks read the auth store on connections of
      * their own, so none is held meanwhile (with db.pool 1 they starved). */
@@ -857,16 +860,23 @@ void mno_held_check(struct mno *m, bool full)
         }
     }
     db_release(c);
+    pthread_mutex_lock(&m->mu);
+    m->held_busy = false;
     if (keep != NULL) {
         struct mno_held **tail = &keep;
-        pthread_mutex_lock(&m->mu);
         while (*tail != NULL) {
+            /* A touch while they were out of the list did not find them:
+             * every one is read at the next pass (which that touch's kick
+             * asked for). */
+            if (m->held_touches != touches) {
+                atomic_store(&(*tail)->dirty, true);
+            }
             tail = &(*tail)->next;
         }
         *tail = m->held;
         m->held = keep;
-        pthread_mutex_unlock(&m->mu);
     }
+    pthread_mutex_unlock(&m->mu);
 }
 
 bool mno_held_touch(struct mno *m, int64_t job_id, int64_t device_id)
@@ -874,6 +884,8 @@ bool mno_held_touch(struct mno *m, int64_t job_id, int64_t device_id)
     bool yes = false;
 
     pthread_mutex_lock(&m->mu);
+    m->held_touches++;
+    yes = m->held_busy; /* maybe out of the list for a pass: the next pass reads them all */
     for (struct mno_held *h = m->held; h != NULL; h = h->next) {
         if ((job_id > 0 && h->job_id == job_id) || (device_id > 0 && h->device_id == device_id)) {
             atomic_store(&h->dirty, true);

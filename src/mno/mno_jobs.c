@@ -600,6 +600,7 @@ void mno_waiters_check(struct mno *m)
     pthread_mutex_lock(&m->mu);
     list = m->waiters;
     m->waiters = NULL;
+    m->waiters_busy = list != NULL;
     pthread_mutex_unlock(&m->mu);
     if (list != NULL && db_acquire(m->db, &c) != OT_OK) {
         c = NULL;
@@ -630,23 +631,27 @@ void mno_waiters_check(struct mno *m)
         }
     }
     db_release(c);
+    pthread_mutex_lock(&m->mu);
     if (keep != NULL) {
-        pthread_mutex_lock(&m->mu);
         struct mno_waiter **tail = &keep;
         while (*tail != NULL) {
             tail = &(*tail)->next;
         }
         *tail = m->waiters;
         m->waiters = keep;
-        pthread_mutex_unlock(&m->mu);
     }
+    m->waiters_busy = false;
+    pthread_mutex_unlock(&m->mu);
 }
 
 bool mno_waiting_on(struct mno *m, int64_t job_id)
 {
-    bool yes = false;
+    bool yes;
 
     pthread_mutex_lock(&m->mu);
+    /* Out of the list for a pass: the waiter may be among them, and that
+     * pass may have read its job before this change. */
+    yes = m->waiters_busy;
     for (const struct mno_waiter *w = m->waiters; w != NULL && !yes; w = w->next) {
         yes = w->job_id == job_id;
     }

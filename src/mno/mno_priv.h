@@ -71,6 +71,9 @@ struct mno {
     bool kick_all;
     struct mno_waiter *waiters; /* submitters' long-polls (under mu) */
     struct mno_held *held;      /* agents' POSTs held for the next batch (under mu) */
+    bool waiters_busy;          /* the sweeper has the waiters out of the list (under mu) */
+    bool held_busy;             /* the sweeper has the held POSTs out of the list (under mu) */
+    uint64_t held_touches;      /* mno_held_touch calls (under mu) */
     /* push: the device streams this node holds (mno_push.c) */
     pthread_mutex_t push_mu;
     struct mno_push_entry *push[MNO_PUSH_BUCKETS];
