@@ -650,6 +650,7 @@ struct mno_held {
     int64_t auth_gen;
     struct audit_entry refusal; /* the audit row of that 401 (the request is gone by then) */
     bool refused;               /* answered 401 (the sweeper's own) */
+    bool unchecked;             /* its credential could not be checked this pass (the sweeper's) */
     atomic_bool dirty; /* its job may have moved (a batch, a close, a cancel): look at once */
     atomic_bool closed;
     atomic_int refs;
@@ -745,9 +746,10 @@ static void mno_held_answer(struct mno *m, struct mno_held *h, int status,
     (void)net_stream_answer_hdrs(h->s, 202, MNO_CT_CMD, hdrs, NULL, 0);
 }
 
-/* Whether the held POST's credential is still good; a revoked one is
- * answered 401 (nothing of the job sent) and counts as answered. */
-static bool mno_held_cred(struct mno *m, struct mno_held *h, int64_t now)
+/* Whether the held POST's credential is still good: 1 yes; 0 no (a revoked
+ * one is answered 401, nothing of the job sent); -1 not known now (the auth
+ * store did not answer): not answered this pass, checked again at the next. */
+static int mno_held_cred(struct mno *m, struct mno_held *h, int64_t now)
 {
     static const char body[] = "{\"error\":{\"code\":\"unauthenticated\",\"message\":"
                                "\"the credential was revoked\"}}";
@@ -756,13 +758,14 @@ static bool mno_held_cred(struct mno *m, struct mno_held *h, int64_t now)
     bool retry = false;
 
     if (gen == h->auth_gen && (h->cred.expires_at == 0 || now < h->cred.expires_at)) {
-        return true; /* nothing revoked since it was last good */
+        return 1; /* nothing revoked since it was last good */
     }
     if (mno_cred_ok(m, &h->cred, now, &retry)) {
-        if (!retry) {
-            h->auth_gen = gen;
+        if (retry) {
+            return -1; /* a lookup that failed is no proof: no script on it */
         }
-        return true;
+        h->auth_gen = gen;
+        return 1;
     }
     OT_LOG_WARN("mno %s: job %lld: held POST of device %lld refused: its credential is no longer"
                 " valid",
@@ -772,7 +775,7 @@ static bool mno_held_cred(struct mno *m, struct mno_held *h, int64_t now)
         OT_LOG_ERROR("mno %s: job %lld: the audit of a refused held POST failed", m->instance,
                      (long long)h->job_id);
     }
-    return false;
+    return 0;
 }
 
 /* One held POST whose credential is good: true when answered. */
@@ -833,8 +836,11 @@ void mno_held_check(struct mno *m, bool full)
     /* Credentials first: the checks read the auth store on connections of
      * their own, so none is held meanwhile (with db.pool 1 they starved). */
     for (struct mno_held *h = list; h != NULL; h = h->next) {
-        if (!atomic_load(&h->closed) && !h->refused && !mno_held_cred(m, h, now)) {
-            h->refused = true;
+        h->unchecked = false;
+        if (!atomic_load(&h->closed) && !h->refused) {
+            int ok = mno_held_cred(m, h, now);
+            h->refused = ok == 0;
+            h->unchecked = ok < 0;
         }
     }
     if (list != NULL && db_acquire(m->db, &c) != OT_OK) {
@@ -849,7 +855,9 @@ void mno_held_check(struct mno *m, bool full)
          * transaction each: thousands of phones may wait on their
          * submitters at once); the timer's pass reads them all (deadlines,
          * a job that moved by the sweeper or on another node). */
-        if (!done && c != NULL && (full || atomic_exchange(&h->dirty, false))) {
+        if (!done && h->unchecked) {
+            atomic_store(&h->dirty, true); /* its credential at the next pass */
+        } else if (!done && c != NULL && (full || atomic_exchange(&h->dirty, false))) {
             done = mno_held_one(m, c, h, now);
         }
         if (done) {
