@@ -140,8 +140,8 @@ wait_card c2 destroyed
 note "offline destroy ok"
 
 # --- 4. a forged success is refused -------------------------------------------
-PROTO="X-Admin-Protocol: globalplatform-remote-admin/1.0"
-CT_RSP="Content-Type: application/vnd.globalplatform.card-content-mgt-response;version=1.0"
+# shellcheck source=../mno/ram.sh
+. "$HERE/../mno/ram.sh" # PROTO, CT_RSP
 admin() { # N PATH [curl args...]: phone N's admin POST, done by hand
     local n=$1 path=$2 cin
     shift 2

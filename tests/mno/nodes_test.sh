@@ -40,8 +40,8 @@ for _ in $(seq 1 200); do
 done
 
 P=/mno/orange/v1
-PROTO="X-Admin-Protocol: globalplatform-remote-admin/1.0"
-CT_RSP="Content-Type: application/vnd.globalplatform.card-content-mgt-response;version=1.0"
+# shellcheck source=ram.sh
+. "$HERE/ram.sh" # PROTO, CT_RSP
 CIN=0102030405060708090A
 FROM="X-Admin-From: //se-id/cin/$CIN;//agent-id/imei/356938035643809"
 

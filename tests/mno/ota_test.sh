@@ -64,8 +64,8 @@ tsmd_start
 
 P=/mno/orange/v1
 PV=/mno/vodafone/v1
-PROTO="X-Admin-Protocol: globalplatform-remote-admin/1.0"
-CT_RSP="Content-Type: application/vnd.globalplatform.card-content-mgt-response;version=1.0"
+# shellcheck source=ram.sh
+. "$HERE/ram.sh" # PROTO, CT_RSP
 CIN=0102030405060708090A
 CIN2=0A0B0C0D0E0F10111213
 
