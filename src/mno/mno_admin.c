@@ -649,8 +649,7 @@ struct mno_held {
     struct mno_cred cred;
     int64_t auth_gen;
     struct audit_entry refusal; /* the audit row of that 401 (the request is gone by then) */
-    bool refused;               /* answered 401 (the sweeper's own) */
-    bool unchecked;             /* its credential could not be checked this pass (the sweeper's) */
+    int cred_now;               /* this pass's mno_held_cred (the sweeper's own) */
     atomic_bool dirty; /* its job may have moved (a batch, a close, a cancel): look at once */
     atomic_bool closed;
     atomic_int refs;
@@ -836,26 +835,21 @@ void mno_held_check(struct mno *m, bool full)
     /* Credentials first: the checks read the auth store on connections of
      * their own, so none is held meanwhile (with db.pool 1 they starved). */
     for (struct mno_held *h = list; h != NULL; h = h->next) {
-        h->unchecked = false;
-        if (!atomic_load(&h->closed) && !h->refused) {
-            int ok = mno_held_cred(m, h, now);
-            h->refused = ok == 0;
-            h->unchecked = ok < 0;
-        }
+        h->cred_now = atomic_load(&h->closed) ? 1 : mno_held_cred(m, h, now);
     }
     if (list != NULL && db_acquire(m->db, &c) != OT_OK) {
         c = NULL;
     }
     while (list != NULL) {
         struct mno_held *h = list;
-        bool done = atomic_load(&h->closed) || h->refused;
+        bool done = atomic_load(&h->closed) || h->cred_now == 0;
 
         list = h->next;
         /* A kick's pass reads only the POSTs whose job may have moved (a
          * transaction each: thousands of phones may wait on their
          * submitters at once); the timer's pass reads them all (deadlines,
          * a job that moved by the sweeper or on another node). */
-        if (!done && h->unchecked) {
+        if (!done && h->cred_now < 0) {
             atomic_store(&h->dirty, true); /* its credential at the next pass */
         } else if (!done && c != NULL && (full || atomic_exchange(&h->dirty, false))) {
             done = mno_held_one(m, c, h, now);

@@ -966,15 +966,14 @@ static void pay_h_client_keys(struct net_req *req, struct net_resp *resp, void *
     struct pay_client_row cl;
     struct db_conn *c = NULL;
     struct db_stmt *st = NULL;
-    struct pay_due_key *due = NULL;
-    size_t ndue = 0;
-    size_t cap = 0;
+    struct ot_buf due; /* struct pay_due_key, one per row */
     json_t *o = NULL;
     json_t *keys = NULL;
     json_t *gone = NULL;
     bool row = false;
     ot_err err = OT_OK;
 
+    ot_buf_init(&due, 0);
     if (!pay_client_of_path(s, req, resp, "pay.client.keys", &cl)) {
         return;
     }
@@ -999,32 +998,23 @@ static void pay_h_client_keys(struct net_req *req, struct net_resp *resp, void *
     OT_TRY(db_bind_text(st, 1, s->instance));
     OT_TRY(db_bind_int64(st, 2, PAY_KT_DONGLE_MAX));
     for (;;) {
-        struct pay_due_key *d;
-        size_t sl = sizeof(d->sp);
+        struct pay_due_key d;
+        size_t sl = sizeof(d.sp);
         int64_t rev = 0;
         OT_TRY(db_step(st, &row));
         if (!row) {
             break;
         }
-        if (ndue == cap) {
-            size_t ncap = cap != 0 ? 2 * cap : 16;
-            struct pay_due_key *nd = realloc(due, ncap * sizeof(*nd));
-            if (nd == NULL) {
-                OT_FAIL(OT_E_NOMEM);
-            }
-            due = nd;
-            cap = ncap;
-        }
-        d = &due[ndue];
-        OT_TRY(db_col_text_copy(st, 0, d->sp, &sl));
-        OT_TRY(db_col_int64(st, 1, &d->kt));
-        OT_TRY(db_col_int64(st, 2, &d->version));
+        memset(&d, 0, sizeof(d));
+        OT_TRY(db_col_text_copy(st, 0, d.sp, &sl));
+        OT_TRY(db_col_int64(st, 1, &d.kt));
+        OT_TRY(db_col_int64(st, 2, &d.version));
         OT_TRY(db_col_int64(st, 3, &rev));
-        if (d->kt < 1 || d->kt > PAY_KT_DONGLE_MAX || d->version < 1 || d->version > INT32_MAX) {
+        if (d.kt < 1 || d.kt > PAY_KT_DONGLE_MAX || d.version < 1 || d.version > INT32_MAX) {
             OT_FAIL(OT_E_CORRUPT);
         }
-        d->revoked = rev != 0;
-        ndue++;
+        d.revoked = rev != 0;
+        OT_TRY(ot_buf_append(&due, &d, sizeof(d)));
     }
     db_reset(st);
     st = NULL;
@@ -1032,9 +1022,9 @@ static void pay_h_client_keys(struct net_req *req, struct net_resp *resp, void *
      * (with db.pool 1, holding this one starved those reads). */
     db_release(c);
     c = NULL;
-    for (size_t i = 0; i < ndue; i++) {
-        OT_TRY(
-            pay_key_item(s, &cl, due[i].sp, due[i].revoked, due[i].kt, due[i].version, keys, gone));
+    for (size_t i = 0; i < due.len / sizeof(struct pay_due_key); i++) {
+        const struct pay_due_key *d = (const struct pay_due_key *)(const void *)due.data + i;
+        OT_TRY(pay_key_item(s, &cl, d->sp, d->revoked, d->kt, d->version, keys, gone));
     }
     OT_TRY(json_put_str(o, "client", cl.name));
     OT_TRY(json_put(o, "keys", keys));
@@ -1048,7 +1038,7 @@ out:
     if (c != NULL) {
         db_release(c);
     }
-    free(due);
+    ot_buf_free(&due);
     json_free(o);
     json_free(keys);
     json_free(gone);
