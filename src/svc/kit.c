@@ -529,8 +529,7 @@ ot_err svc_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *r
     char *body = NULL;
     size_t len = 0;
     bool idem = net_req_idem(req, &key, &hash);
-    bool taken = false;                       /* the key's record exists already */
-    bool audited = db_txn_audit_rows(*c) > 0; /* the change carries its audit row */
+    bool taken = false; /* the key's record exists already */
     ot_err err = OT_OK;
 
     if (o == NULL) {
@@ -547,14 +546,11 @@ ot_err svc_tx_commit(struct db_conn **c, struct net_req *req, struct net_resp *r
         taken = err == OT_E_CONFLICT;
         OT_TRY(err);
     }
-    OT_TRY(db_commit(*c));
+    OT_TRY(svc_tx_commit_audited(*c, req)); /* the host's request row would repeat its audit row */
     db_release(*c);
     *c = NULL;
     if (idem) {
         net_req_idem_stored(req);
-    }
-    if (audited) {
-        net_req_change_audited(req); /* the host's request row would repeat it */
     }
     net_resp_bytes(resp, status, "application/json", body, len);
 out:
