@@ -1,10 +1,14 @@
 # shellcheck shell=bash
-# Shared by tests/agent/*.sh (after tests/tsmd/lib.sh and tsmd_start).
+# Shared by tests/agent/*.sh (after tests/tsmd/lib.sh; agent_phone after tsmd_start).
 #
 #   agent_phone CIN...   a device principal phone1 of mno orange, its token in
 #                        $DTOK and $TSMD_WORK/device.token, enrolled on
 #                        /mno/orange/v1 with MSISDN 33600000001 and these CINs;
 #                        the device id in $DEV.
+#   agent_card [ARG...]  a vse card of $PROFILES/dev.json (CIN 4F54534D44455601)
+#                        in $TSMD_WORK/card.img, run on the socket
+#                        $TSMD_WORK/card.sock with vse run's extra ARGs; its
+#                        pid in $VSE_PID (needs only tsmd_work_init).
 
 agent_phone() {
     local cins
@@ -21,4 +25,12 @@ agent_phone() {
         -H "Idempotency-Key: enrol-1"
     expect_status 201 "enrol the phone"
     DEV=$(jq -er .id "$TSMD_WORK/resp")
+}
+
+agent_card() {
+    "$VSE" create --profile "$PROFILES/dev.json" --out "$TSMD_WORK/card.img" >/dev/null
+    "$VSE" run "$TSMD_WORK/card.img" --listen "unix:$TSMD_WORK/card.sock" "$@" \
+        >>"$TSMD_WORK/vse.log" 2>&1 &
+    VSE_PID=$!
+    TSMD_EXTRA_PIDS+=("$VSE_PID")
 }

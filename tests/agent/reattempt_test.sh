@@ -24,9 +24,7 @@ tsmd_work_init agent-reattempt
 W=$TSMD_WORK
 CIN=4F54534D44455601 # profiles/dev.json
 
-"$VSE" create --profile "$PROFILES/dev.json" --out "$W/card.img" >/dev/null
-"$VSE" run "$W/card.img" --listen "unix:$W/card.sock" --idle-timeout 1 >>"$W/vse.log" 2>&1 &
-TSMD_EXTRA_PIDS+=("$!")
+agent_card --idle-timeout 1
 # deliver_timeout_s 3: a wake the agent ignores fails the job within seconds
 # (max_attempts 2: "not delivered").
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=mno:orange" \

@@ -42,10 +42,7 @@ W=$TSMD_WORK
 CIN=4F54534D44455601   # profiles/dev.json
 CIN_B=4F54534D55494301 # enrolled, not on the phone
 
-"$VSE" create --profile "$PROFILES/dev.json" --out "$W/card.img" >/dev/null
-"$VSE" run "$W/card.img" --listen "unix:$W/card.sock" >>"$W/vse.log" 2>&1 &
-VSE_PID=$!
-TSMD_EXTRA_PIDS+=("$VSE_PID")
+agent_card
 
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=tsm, mno:orange" \
     "mno.orange.backoff_s=0" "mno.orange.lease_s=5" "mno.orange.heartbeat_s=1" \

@@ -26,9 +26,7 @@ tsmd_work_init agent-wait
 W=$TSMD_WORK
 CIN=4F54534D44455601 # profiles/dev.json
 
-"$VSE" create --profile "$PROFILES/dev.json" --out "$W/card.img" >/dev/null
-"$VSE" run "$W/card.img" --listen "unix:$W/card.sock" >>"$W/vse.log" 2>&1 &
-TSMD_EXTRA_PIDS+=("$!")
+agent_card
 tsmd_config "sqlite:$W/var/tsmd.db" "log.level=warn" "services.enabled=mno:orange" \
     "mno.orange.backoff_s=0" "mno.orange.heartbeat_s=30" "mno.orange.sweep_ms=100"
 tsmd_bootstrap ops
