@@ -9,6 +9,11 @@
 #                        in $TSMD_WORK/card.img, run on the socket
 #                        $TSMD_WORK/card.sock with vse run's extra ARGs; its
 #                        pid in $VSE_PID (needs only tsmd_work_init).
+#   agent_run            se-agent ($AGENT) with that card as eSE1 on the phone
+#                        of agent_phone ($A: its command line), the card
+#                        verified, then `run` in the background: its pid in
+#                        $RUN_PID (killed at cleanup), its log
+#                        $TSMD_WORK/run.log.
 
 agent_phone() {
     local cins
@@ -34,3 +39,19 @@ agent_card() {
     VSE_PID=$!
     TSMD_EXTRA_PIDS+=("$VSE_PID")
 }
+
+agent_run() {
+    local _
+    A=("$AGENT" --state "$TSMD_WORK/agent" --reader "eSE1=socket:unix:$TSMD_WORK/card.sock"
+        --mno "$TSMD_URL/mno/orange/v1" --token-file "$TSMD_WORK/device.token")
+    for _ in $(seq 1 100); do
+        "${A[@]}" status --json | jq -e '.readers[0].present' >/dev/null && break
+        sleep 0.1
+    done
+    "${A[@]}" verify | grep -qx "eSE1: added" || fail "verify eSE1"
+    "${A[@]}" --poll-ms 100 --log-level info run >"$TSMD_WORK/run.log" 2>&1 &
+    RUN_PID=$!
+    TSMD_CLEANUP_HOOK=agent_kill_run
+}
+
+agent_kill_run() { kill -KILL "$RUN_PID" 2>/dev/null || true; }

@@ -35,17 +35,7 @@ tsmd_start
 P=/mno/orange/v1
 agent_phone "$CIN"
 
-A=("$AGENT" --state "$W/agent" --reader "eSE1=socket:unix:$W/card.sock"
-    --mno "$TSMD_URL$P" --token-file "$W/device.token")
-for _ in $(seq 1 100); do
-    "${A[@]}" status --json | jq -e '.readers[0].present' >/dev/null && break
-    sleep 0.1
-done
-"${A[@]}" verify | grep -qx "eSE1: added" || fail "verify eSE1"
-"${A[@]}" --poll-ms 100 --log-level info run >"$W/run.log" 2>&1 &
-RUN_PID=$!
-kill_agent() { kill -KILL "$RUN_PID" 2>/dev/null || true; }
-TSMD_CLEANUP_HOOK=kill_agent
+agent_run
 
 job() { api GET "$P/jobs/$1" "$OP_TOKEN"; }
 wait_for() { # WHAT COMMAND...: up to 20 s
